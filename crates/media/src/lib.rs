@@ -1,0 +1,19 @@
+//! Media for amtsleitung: RTP/RTCP packets, SDP offer/answer, codecs (G.711, G.722, Opus via
+//! libopus), an adaptive jitter buffer with loss concealment, RFC 4733 DTMF, WAV prompts and
+//! tones.
+//!
+//! No sockets, threads or clocks: packets and time come in as arguments. The hot paths
+//! (packet parse/build, decode/encode, jitter buffer) allocate nothing per packet.
+
+pub mod codec;
+pub mod dtmf;
+pub mod g711;
+pub mod g722;
+pub mod jitter;
+pub mod opus;
+pub mod plc;
+pub mod resample;
+pub mod rtp;
+pub mod sdp;
+pub mod tone;
+pub mod wav;

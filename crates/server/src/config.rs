@@ -1,0 +1,159 @@
+//! Server configuration: embedded defaults, an optional TOML file, and command-line flags on top.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// A range of UDP ports for RTP (even) and RTCP (odd) pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port (inclusive).
+    pub low: u16,
+    /// Last port (inclusive).
+    pub high: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (low, high) = text
+            .split_once('-')
+            .ok_or_else(|| format!("'{text}' is not a range like 20000-30000"))?;
+        let low: u16 = low
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{low}' is not a port number"))?;
+        let high: u16 = high
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{high}' is not a port number"))?;
+        if low == 0 || high <= low {
+            return Err(format!(
+                "'{text}' must be LOW-HIGH with 0 < LOW < HIGH (at least one RTP/RTCP pair)"
+            ));
+        }
+        Ok(Self { low, high })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with span fields (call-id, room).
+    Json,
+}
+
+/// Everything `amtsleitung serve` needs. Every field has a working default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct Config {
+    /// SIP address for UDP and TCP.
+    pub sip_listen: SocketAddr,
+    /// Address written into SDP; None = the local address that routes towards each caller.
+    pub media_ip: Option<IpAddr>,
+    /// RTP/RTCP port range.
+    pub rtp_ports: PortRange,
+    /// Admin HTTP address.
+    pub http_listen: SocketAddr,
+    /// Data directory (SQLite database, recordings).
+    pub data_dir: PathBuf,
+    /// Directory with `*.toml` dialplans.
+    pub dialplans: PathBuf,
+    /// Directory with prompts, `<lang>/<name>.wav`.
+    pub sounds: PathBuf,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Number of media worker threads; 0 = one per core.
+    pub media_workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            sip_listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            media_ip: None,
+            rtp_ports: PortRange {
+                low: 20000,
+                high: 29999,
+            },
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            dialplans: PathBuf::from("dialplans"),
+            sounds: PathBuf::from("sounds"),
+            log_format: LogFormat::Text,
+            media_workers: 0,
+        }
+    }
+}
+
+/// Reads a config file; errors name the file and the offending key with its line.
+pub fn load_file(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| anyhow::anyhow!("cannot read config file {}: {err}", path.display()))?;
+    toml::from_str(&text).map_err(|err| {
+        let location = err
+            .span()
+            .map(|span| {
+                let line = text[..span.start].matches('\n').count() + 1;
+                format!(":{line}")
+            })
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "{}{location}: {}",
+            path.display(),
+            err.message().trim_end()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_range_rejects_reversed_and_garbage() {
+        assert_eq!(
+            "20000-20010".parse::<PortRange>(),
+            Ok(PortRange {
+                low: 20000,
+                high: 20010
+            })
+        );
+        assert!("20010-20000".parse::<PortRange>().is_err());
+        assert!("abc".parse::<PortRange>().is_err());
+        assert!("0-10".parse::<PortRange>().is_err());
+        assert!("1-70000".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn config_file_unknown_key_is_named_with_its_line() {
+        let dir = std::env::temp_dir().join(format!("amt-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "sip-listen = \"127.0.0.1:5070\"\nrtp-portz = \"1-2\"\n").unwrap();
+        let err = load_file(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.toml:2"), "{err}");
+        assert!(err.contains("rtp-portz"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn config_file_overrides_defaults_only_where_given() {
+        let config: Config = toml::from_str("sip-listen = \"127.0.0.1:5070\"\n").unwrap();
+        assert_eq!(config.sip_listen, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(config.http_listen, "127.0.0.1:8080".parse().unwrap());
+    }
+}

@@ -1,0 +1,69 @@
+//! The admin HTTP server: health and metrics now; the admin console later.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::sip_core::Shared;
+
+#[derive(Clone)]
+struct AppState {
+    shared: Arc<Shared>,
+    calls: Arc<AtomicUsize>,
+}
+
+/// Binds `listen` and serves the admin API in the background.
+pub async fn start(
+    listen: SocketAddr,
+    shared: Arc<Shared>,
+    calls: Arc<AtomicUsize>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot bind admin HTTP {listen}: {err}"))?;
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(AppState { shared, calls });
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!("admin HTTP server stopped: {err}");
+        }
+    });
+    Ok(())
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "calls": state.calls.load(Ordering::Relaxed),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let media = state.shared.media.stats();
+    let body = format!(
+        "# HELP amtsleitung_calls Calls in progress.\n# TYPE amtsleitung_calls gauge\namtsleitung_calls {}\n\
+         # HELP amtsleitung_media_ticks_total Media ticks run.\n# TYPE amtsleitung_media_ticks_total counter\namtsleitung_media_ticks_total {}\n\
+         # HELP amtsleitung_media_late_ticks_total Media ticks that started more than one period late.\n# TYPE amtsleitung_media_late_ticks_total counter\namtsleitung_media_late_ticks_total {}\n\
+         # HELP amtsleitung_rtp_packets_received_total RTP packets received.\n# TYPE amtsleitung_rtp_packets_received_total counter\namtsleitung_rtp_packets_received_total {}\n\
+         # HELP amtsleitung_rtp_packets_sent_total RTP packets sent.\n# TYPE amtsleitung_rtp_packets_sent_total counter\namtsleitung_rtp_packets_sent_total {}\n\
+         # HELP amtsleitung_rtp_packets_rejected_total RTP packets dropped (malformed or unknown payload type).\n# TYPE amtsleitung_rtp_packets_rejected_total counter\namtsleitung_rtp_packets_rejected_total {}\n",
+        state.calls.load(Ordering::Relaxed),
+        media.ticks.load(Ordering::Relaxed),
+        media.late_ticks.load(Ordering::Relaxed),
+        media.packets_in.load(Ordering::Relaxed),
+        media.packets_out.load(Ordering::Relaxed),
+        media.packets_rejected.load(Ordering::Relaxed),
+    );
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        body,
+    )
+}

@@ -1,0 +1,184 @@
+//! `amtsleitung`: the telephone conference and call-routing server.
+//!
+//! This binary is the only place that wires sockets, files, threads and tokio to the pure
+//! crates (`sip`, `media`, `dialplan`, `store`).
+
+mod call;
+mod config;
+mod dialplan_files;
+mod http;
+mod media_worker;
+mod sip_core;
+mod sounds;
+mod transport;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use config::{Config, LogFormat, PortRange};
+
+/// Telephone conference and call-routing server.
+#[derive(Debug, Parser)]
+#[command(name = "amtsleitung", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (defaults: SIP on 0.0.0.0:5060, admin HTTP on 127.0.0.1:8080).
+    Serve(ServeArgs),
+    /// Check or explain dialplans.
+    #[command(subcommand)]
+    Dialplan(DialplanCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML config file; flags override its keys.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// SIP listen address (UDP and TCP).
+    #[arg(long, value_name = "ADDR")]
+    sip_listen: Option<SocketAddr>,
+    /// IP address written into SDP for media.
+    #[arg(long, value_name = "IP")]
+    media_ip: Option<IpAddr>,
+    /// RTP port range, e.g. 20000-29999.
+    #[arg(long, value_name = "LO-HI")]
+    rtp_ports: Option<PortRange>,
+    /// Admin HTTP listen address.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
+    /// Data directory (SQLite database).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Dialplan directory.
+    #[arg(long, value_name = "DIR")]
+    dialplans: Option<PathBuf>,
+    /// Prompt directory.
+    #[arg(long, value_name = "DIR")]
+    sounds: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Media worker threads (0 = one per core).
+    #[arg(long, value_name = "N")]
+    media_workers: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum DialplanCommand {
+    /// Check every dialplan file; exit 1 on errors.
+    Check {
+        /// Dialplan directory (default ./dialplans).
+        dir: Option<PathBuf>,
+        /// Prompt directory used to check sound names (default ./sounds).
+        #[arg(long, value_name = "DIR")]
+        sounds: Option<PathBuf>,
+    },
+    /// Explain how a call would be routed.
+    Explain {
+        /// Dialled number.
+        #[arg(long, value_name = "NUMBER")]
+        to: String,
+        /// Caller number.
+        #[arg(long, value_name = "NUMBER")]
+        from: Option<String>,
+        /// Local time of the call, "YYYY-MM-DD HH:MM" (default: now).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Inbound trunk name.
+        #[arg(long, value_name = "TRUNK")]
+        trunk: Option<String>,
+        /// Caller's source IP.
+        #[arg(long, value_name = "IP")]
+        source: Option<IpAddr>,
+        /// Dialplan directory (default ./dialplans).
+        #[arg(long, value_name = "DIR")]
+        dialplans: Option<PathBuf>,
+        /// Prompt directory (default ./sounds).
+        #[arg(long, value_name = "DIR")]
+        sounds: Option<PathBuf>,
+    },
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => config::load_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.sip_listen {
+            config.sip_listen = v;
+        }
+        if let Some(v) = self.media_ip {
+            config.media_ip = Some(v);
+        }
+        if let Some(v) = self.rtp_ports {
+            config.rtp_ports = v;
+        }
+        if let Some(v) = self.http_listen {
+            config.http_listen = v;
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.dialplans {
+            config.dialplans = v;
+        }
+        if let Some(v) = self.sounds {
+            config.sounds = v;
+        }
+        if let Some(v) = self.log_format {
+            config.log_format = v;
+        }
+        if let Some(v) = self.media_workers {
+            config.media_workers = v;
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = err.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line that names the flag, as admins read it in a terminal or a unit log.
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("amtsleitung: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match args.into_config() {
+                Ok(config) => config,
+                Err(err) => {
+                    eprintln!("amtsleitung: {err:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            sip_core::init_logging(config.log_format);
+            match sip_core::serve(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!("{err:#}");
+                    eprintln!("amtsleitung: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Dialplan(command) => dialplan_files::run_command(command),
+    }
+}

@@ -1,0 +1,743 @@
+//! The SIP core: one task that owns the transaction layer and every call's signalling state.
+//!
+//! Transports hand it raw bytes; it parses them with the `sip` crate, runs the sans-IO
+//! transaction layer with the real clock, answers what needs no call (OPTIONS, errors), routes
+//! INVITEs through the dialplan and starts a call task per call. Call tasks talk back through
+//! `CoreCommand`s. Owning all SIP state in one task keeps it lock-free and ordered.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use media::sdp::{self, Codec, Direction, LocalMedia};
+use rsip::Method;
+use rsip::message::HasHeaders;
+use sip::dialog::{Dialog, DialogId, dialog_id_of_request};
+use sip::message as msg;
+use sip::transaction::{
+    Output, Peer, Timers, TransactionEvent, TransactionKey, TransactionLayer, TransportKind,
+};
+use tokio::sync::mpsc;
+
+use crate::call::{self, CallContext, CallEvent};
+use crate::config::{Config, LogFormat};
+use crate::dialplan_files::PlanHolder;
+use crate::media_worker::{MediaCommand, MediaWorkers, PortAllocator, SessionSpec};
+use crate::sounds::SoundLibrary;
+use crate::transport::{self, Inbound, TransportHandle};
+
+/// Methods we implement (Allow header, RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+/// Option tags we support (none yet beyond the base spec).
+const SUPPORTED: &str = "";
+/// Methods defined by RFCs that we recognise but do not serve here (405, not 501).
+const KNOWN_UNSERVED: &[&str] = &[
+    "REGISTER", "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE", "PRACK",
+];
+/// Codecs we offer and accept, best first.
+const OUR_CODECS: &[Codec] = &[Codec::G722, Codec::Pcma, Codec::Pcmu];
+/// Calls at most; beyond it INVITEs get 503 (bounded everything).
+const MAX_CALLS: usize = 10_000;
+
+/// Requests from call tasks to the core.
+#[derive(Debug)]
+pub enum CoreCommand {
+    /// Answer the call with 200 OK and our SDP answer.
+    Answer(u64),
+    /// Refuse an unanswered call with a final status.
+    Reject(u64, u16),
+    /// End the call (BYE if answered, else 480).
+    Hangup(u64),
+    /// The call task ended; forget the call.
+    Finished(u64, String),
+}
+
+/// State shared by the core and call tasks.
+pub struct Shared {
+    /// Configuration in force.
+    pub config: Config,
+    /// Prompts.
+    pub sounds: SoundLibrary,
+    /// Media worker pool.
+    pub media: MediaWorkers,
+    /// The dialplan in force.
+    pub plan: PlanHolder,
+    /// The store (call records).
+    pub store: std::sync::Mutex<store::Store>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    /// INVITE received, no final response yet.
+    Early,
+    /// 200 sent (awaiting ACK or confirmed).
+    Answered,
+    /// Over; waiting for the call task to finish.
+    Ended,
+}
+
+struct Call {
+    invite_key: TransactionKey,
+    invite: rsip::Request,
+    peer: Peer,
+    local_tag: String,
+    local_ip: IpAddr,
+    dialog: Option<Dialog>,
+    state: CallState,
+    answer_sdp: String,
+    sdp_version: u64,
+    session_id: u64,
+    media_port: u16,
+    remote_rtp: Option<SocketAddr>,
+    events: mpsc::UnboundedSender<CallEvent>,
+    caller: String,
+    callee: String,
+    started_wall_ms: i64,
+    final_status: u16,
+}
+
+/// Sets up the tracing subscriber.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sip")
+        .build()?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let store = store::Store::open(&config.data_dir)
+        .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
+    let sounds = SoundLibrary::load(&config.sounds)?;
+    let plan = PlanHolder::load(&config.dialplans, &sounds)?;
+    let workers = if config.media_workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        config.media_workers
+    };
+    let media = MediaWorkers::start(workers)?;
+    let (inbound_tx, inbound_rx) = mpsc::channel(8192);
+    let transport = transport::start(config.sip_listen, inbound_tx).await?;
+    let http_listen = config.http_listen;
+    let ports = PortAllocator::new(config.rtp_ports.low, config.rtp_ports.high);
+    let shared = Arc::new(Shared {
+        config,
+        sounds,
+        media,
+        plan,
+        store: std::sync::Mutex::new(store),
+    });
+    let (command_tx, command_rx) = mpsc::unbounded_channel();
+    let core = Core {
+        layer: TransactionLayer::new(Timers::default()),
+        transport: transport.clone(),
+        calls: HashMap::new(),
+        by_dialog: HashMap::new(),
+        by_invite: HashMap::new(),
+        next_call: 1,
+        shared: shared.clone(),
+        ports,
+        commands: command_tx,
+    };
+    let calls_gauge = core.calls_gauge();
+    crate::http::start(http_listen, shared.clone(), calls_gauge).await?;
+    tracing::info!(
+        sip = %transport.local_addr(),
+        http = %http_listen,
+        media_workers = workers,
+        prompts = shared.sounds.len(),
+        "amtsleitung is ready"
+    );
+    tokio::select! {
+        result = core.run(inbound_rx, command_rx) => result,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+struct Core {
+    layer: TransactionLayer,
+    transport: TransportHandle,
+    calls: HashMap<u64, Call>,
+    by_dialog: HashMap<DialogId, u64>,
+    by_invite: HashMap<TransactionKey, u64>,
+    next_call: u64,
+    shared: Arc<Shared>,
+    ports: PortAllocator,
+    commands: mpsc::UnboundedSender<CoreCommand>,
+}
+
+impl Core {
+    fn calls_gauge(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        CALLS.clone()
+    }
+
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::UnboundedReceiver<CoreCommand>,
+    ) -> anyhow::Result<()> {
+        loop {
+            let deadline = self.layer.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(message) = inbound.recv() => self.on_inbound(message),
+                Some(command) = commands.recv() => self.on_command(command),
+                _ = sleep => self.layer.handle_timeout(Instant::now()),
+            }
+            self.drain_layer();
+            CALLS.store(self.calls.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound) {
+        match msg::parse(&inbound.bytes) {
+            Ok(rsip::SipMessage::Request(mut request)) => {
+                msg::stamp_received(&mut request, inbound.peer.addr);
+                self.layer.handle_message(
+                    rsip::SipMessage::Request(request),
+                    inbound.peer,
+                    Instant::now(),
+                );
+            }
+            Ok(response @ rsip::SipMessage::Response(_)) => {
+                self.layer
+                    .handle_message(response, inbound.peer, Instant::now());
+            }
+            Err(err) => {
+                tracing::info!(from = %inbound.peer.addr, "rejected malformed SIP: {}", err.reason());
+                if let Some(reply) = msg::bad_request_response(&inbound.bytes, &err) {
+                    self.transport.send(&inbound.peer, reply);
+                }
+            }
+        }
+    }
+
+    fn drain_layer(&mut self) {
+        while let Some(output) = self.layer.poll_output() {
+            match output {
+                Output::Transmit { to, bytes } => self.transport.send(&to, bytes),
+                Output::Event(event) => self.on_event(event),
+            }
+        }
+    }
+
+    fn respond(&mut self, key: &TransactionKey, response: rsip::Response) {
+        if let Err(err) = self.layer.send_response(key, response, Instant::now()) {
+            tracing::debug!("response not sent: {err}");
+        }
+    }
+
+    fn reply(&mut self, key: &TransactionKey, request: &rsip::Request, code: u16, reason: Option<&str>) {
+        let response = msg::response_to(request, code, reason, Some(&sip::transaction::new_tag()));
+        self.respond(key, response);
+    }
+
+    fn on_event(&mut self, event: TransactionEvent) {
+        match event {
+            TransactionEvent::NewRequest { key, request, from } => {
+                self.on_request(key, request, from)
+            }
+            TransactionEvent::Cancelled { invite } => {
+                if let Some(id) = self.by_invite.get(&invite).copied() {
+                    self.end_early_call(id, 487, "caller cancelled");
+                }
+            }
+            TransactionEvent::Ack { request, .. } => {
+                if let Some(id) = dialog_id_of_request(&request)
+                    .and_then(|d| self.by_dialog.get(&d).copied())
+                {
+                    tracing::debug!(call = id, "ACK received; call confirmed");
+                }
+            }
+            TransactionEvent::Timeout { key } => {
+                // Our 2xx was never ACKed (RFC 3261 §13.3.1.4): the caller is gone.
+                if let Some(id) = self.by_invite.get(&key).copied() {
+                    if self.calls.get(&id).is_some_and(|c| c.state == CallState::Answered) {
+                        tracing::info!(call = id, "no ACK for our 200 OK; ending call");
+                        self.hangup(id, "no ACK");
+                    }
+                }
+            }
+            TransactionEvent::Response { .. } | TransactionEvent::Terminated { .. } => {}
+        }
+    }
+
+    fn on_request(&mut self, key: TransactionKey, request: rsip::Request, from: Peer) {
+        let method = request.method.clone();
+        // RFC 3261 §8.2.2.3: refuse option tags we do not understand.
+        if !matches!(method, Method::Ack | Method::Cancel) {
+            let required: Vec<String> = msg::header_values(&request, "Require")
+                .iter()
+                .flat_map(|v| v.split(','))
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if !required.is_empty() {
+                let mut response = msg::response_to(&request, 420, None, Some(&sip::transaction::new_tag()));
+                msg::push_header(&mut response.headers, "Unsupported", required.join(", "));
+                self.respond(&key, response);
+                return;
+            }
+        }
+        match method {
+            Method::Invite => {
+                if msg::to_tag(&request).is_some() {
+                    self.on_reinvite(key, request);
+                } else {
+                    self.on_new_invite(key, request, from);
+                }
+            }
+            Method::Bye => self.on_bye(key, request),
+            Method::Options => {
+                let mut response = msg::response_to(&request, 200, None, Some(&sip::transaction::new_tag()));
+                msg::push_header(&mut response.headers, "Allow", ALLOW.into());
+                msg::push_header(&mut response.headers, "Accept", "application/sdp".into());
+                msg::push_header(&mut response.headers, "Accept-Language", "de, en".into());
+                if !SUPPORTED.is_empty() {
+                    msg::push_header(&mut response.headers, "Supported", SUPPORTED.into());
+                }
+                self.respond(&key, response);
+            }
+            Method::Info => self.on_info(key, request),
+            Method::Ack | Method::Cancel => {}
+            other => {
+                let name = other.to_string();
+                if KNOWN_UNSERVED.contains(&name.as_str()) {
+                    let mut response = msg::response_to(&request, 405, None, Some(&sip::transaction::new_tag()));
+                    msg::push_header(&mut response.headers, "Allow", ALLOW.into());
+                    self.respond(&key, response);
+                } else {
+                    self.reply(&key, &request, 501, None);
+                }
+            }
+        }
+    }
+
+    fn on_new_invite(&mut self, key: TransactionKey, request: rsip::Request, from: Peer) {
+        let call_id = msg::call_id(&request).unwrap_or_default();
+        let span = tracing::info_span!("call", call_id = %call_id);
+        let _guard = span.enter();
+        if self.calls.len() >= MAX_CALLS {
+            self.reply(&key, &request, 503, Some("Too Many Calls"));
+            return;
+        }
+        let callee = request
+            .uri
+            .auth
+            .as_ref()
+            .map(|a| a.user.clone())
+            .unwrap_or_default();
+        let caller = msg::header_value(&request, "From")
+            .and_then(|v| msg::address_uri(&v))
+            .and_then(|u| msg::parse_uri(&u))
+            .and_then(|u| u.auth.map(|a| a.user))
+            .unwrap_or_else(|| "anonymous".into());
+        let plan = self.shared.plan.current();
+        let facts = dialplan::CallFacts {
+            to: callee.clone(),
+            from: Some(caller.clone()),
+            trunk: None,
+            source_ip: Some(from.addr.ip()),
+            at: jiff::Timestamp::now(),
+        };
+        let Some(route) = plan.route(&facts) else {
+            tracing::info!(to = %callee, "no dialplan rule matches; 404");
+            self.reply(&key, &request, 404, None);
+            return;
+        };
+        tracing::info!(to = %callee, from = %caller, rule = %route.rule_name, "routing call");
+
+        let content_type = msg::header_value(&request, "Content-Type").unwrap_or_default();
+        if request.body.is_empty() || !content_type.to_ascii_lowercase().starts_with("application/sdp") {
+            // Late offer (offer in our 200, answer in the ACK) is not supported yet.
+            self.reply(&key, &request, 488, Some("SDP Offer Required"));
+            return;
+        }
+        let offer = match std::str::from_utf8(&request.body)
+            .map_err(|_| "SDP is not UTF-8".to_string())
+            .and_then(|text| sdp::parse(text).map_err(|e| e.to_string()))
+        {
+            Ok(offer) => offer,
+            Err(err) => {
+                tracing::info!("unusable SDP offer: {err}");
+                self.reply(&key, &request, 400, Some("Bad SDP"));
+                return;
+            }
+        };
+        let local_ip = self
+            .shared
+            .config
+            .media_ip
+            .unwrap_or_else(|| local_ip_towards(from.addr.ip(), self.transport.local_addr().ip()));
+        let (rtp, rtcp) = match self.ports.bind_pair(local_ip) {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::error!("no RTP ports: {err}");
+                self.reply(&key, &request, 503, Some("No Media Ports"));
+                return;
+            }
+        };
+        let media_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+        let session_id: u64 = rand::random::<u32>() as u64;
+        let local = LocalMedia {
+            ip: local_ip,
+            port: media_port,
+            codecs: OUR_CODECS.to_vec(),
+            session_id,
+            session_version: 1,
+        };
+        let (answer_sdp, negotiated) = match sdp::answer(&offer, &local) {
+            Ok(x) => x,
+            Err(err) => {
+                tracing::info!("no common codec: {err}");
+                self.reply(&key, &request, 488, None);
+                return;
+            }
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let spec = SessionSpec {
+            id,
+            rtp,
+            rtcp,
+            remote: negotiated.remote_rtp,
+            send: false,
+            codec: codec_kind(negotiated.codec),
+            payload_type: negotiated.payload_type,
+            telephone_event_pt: negotiated.telephone_event_pt,
+            ptime_ms: negotiated.ptime_ms,
+            events: media_tx,
+        };
+        self.shared.media.send(id, MediaCommand::Start(Box::new(spec)));
+        let local_tag = sip::transaction::new_tag();
+        // Ring while the call task works out what to do, so the caller sees progress.
+        let ringing = msg::response_to(&request, 180, None, Some(&local_tag));
+        self.respond(&key, ringing);
+        self.calls.insert(
+            id,
+            Call {
+                invite_key: key.clone(),
+                invite: request,
+                peer: from,
+                local_tag,
+                local_ip,
+                dialog: None,
+                state: CallState::Early,
+                answer_sdp,
+                sdp_version: 1,
+                session_id,
+                media_port,
+                remote_rtp: negotiated.remote_rtp,
+                events: events_tx,
+                caller: caller.clone(),
+                callee: callee.clone(),
+                started_wall_ms: jiff::Timestamp::now().as_millisecond(),
+                final_status: 0,
+            },
+        );
+        self.by_invite.insert(key, id);
+        let context = CallContext {
+            id,
+            call_id,
+            caller,
+            callee,
+            language: plan.language().to_string(),
+            shared: self.shared.clone(),
+            core: self.commands.clone(),
+            codec_rate: codec_kind(negotiated.codec).sample_rate(),
+        };
+        tokio::spawn(call::run(context, route, events_rx, media_rx));
+    }
+
+    fn on_reinvite(&mut self, key: TransactionKey, request: rsip::Request) {
+        let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied()) else {
+            self.reply(&key, &request, 481, None);
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            self.reply(&key, &request, 481, None);
+            return;
+        };
+        if let Some(dialog) = call.dialog.as_mut() {
+            if dialog.on_request(&request).is_err() {
+                self.reply(&key, &request, 500, Some("CSeq Out Of Order"));
+                return;
+            }
+        }
+        if request.body.is_empty() {
+            // Offerless re-INVITE: re-offer what we have (RFC 3261 §14.2); the answer in the
+            // ACK is accepted implicitly since we keep our media unchanged.
+            let response = self.answer_response(id, &request);
+            self.respond(&key, response);
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let offer = match std::str::from_utf8(&request.body)
+            .map_err(|_| "SDP is not UTF-8".to_string())
+            .and_then(|text| sdp::parse(text).map_err(|e| e.to_string()))
+        {
+            Ok(offer) => offer,
+            Err(err) => {
+                tracing::info!("bad SDP in re-INVITE: {err}");
+                self.reply(&key, &request, 488, Some("Bad SDP"));
+                return;
+            }
+        };
+        call.sdp_version += 1;
+        let local = LocalMedia {
+            ip: call.local_ip,
+            port: call.media_port,
+            codecs: OUR_CODECS.to_vec(),
+            session_id: call.session_id,
+            session_version: call.sdp_version,
+        };
+        match sdp::answer(&offer, &local) {
+            Ok((answer, negotiated)) => {
+                call.answer_sdp = answer;
+                call.remote_rtp = negotiated.remote_rtp;
+                let sending = matches!(negotiated.direction, Direction::SendRecv | Direction::SendOnly);
+                tracing::info!(remote = ?negotiated.remote_rtp, ?negotiated.direction, "re-INVITE: media updated");
+                self.shared.media.send(
+                    id,
+                    MediaCommand::SetRemote(id, negotiated.remote_rtp, sending && negotiated.remote_rtp.is_some()),
+                );
+                let response = self.answer_response(id, &request);
+                self.respond(&key, response);
+            }
+            Err(_) => {
+                call.sdp_version -= 1;
+                self.reply(&key, &request, 488, None);
+            }
+        }
+    }
+
+    fn answer_response(&self, id: u64, request: &rsip::Request) -> rsip::Response {
+        let Some(call) = self.calls.get(&id) else {
+            return msg::response_to(request, 481, None, None);
+        };
+        let mut response = msg::response_to(request, 200, None, Some(&call.local_tag));
+        msg::push_header(&mut response.headers, "Contact", format!("<{}>", self.contact_uri(call.local_ip)));
+        msg::push_header(&mut response.headers, "Allow", ALLOW.into());
+        msg::set_body(&mut response, "application/sdp", call.answer_sdp.as_bytes().to_vec());
+        response
+    }
+
+    fn contact_uri(&self, ip: IpAddr) -> String {
+        let port = self.transport.local_addr().port();
+        match ip {
+            IpAddr::V4(v4) => format!("sip:amtsleitung@{v4}:{port}"),
+            IpAddr::V6(v6) => format!("sip:amtsleitung@[{v6}]:{port}"),
+        }
+    }
+
+    fn on_bye(&mut self, key: TransactionKey, request: rsip::Request) {
+        let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied()) else {
+            self.reply(&key, &request, 481, None);
+            return;
+        };
+        let response = msg::response_to(&request, 200, None, None);
+        self.respond(&key, response);
+        self.end_call(id, "caller hung up");
+    }
+
+    fn on_info(&mut self, key: TransactionKey, request: rsip::Request) {
+        let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied()) else {
+            self.reply(&key, &request, 481, None);
+            return;
+        };
+        let content_type = msg::header_value(&request, "Content-Type").unwrap_or_default().to_ascii_lowercase();
+        if content_type.starts_with("application/dtmf") {
+            let body = String::from_utf8_lossy(&request.body);
+            if let (Some(digit), Some(call)) = (media::dtmf::parse_dtmf_relay(&body), self.calls.get(&id)) {
+                let _ = call.events.send(CallEvent::Dtmf(digit));
+            }
+            let response = msg::response_to(&request, 200, None, None);
+            self.respond(&key, response);
+        } else {
+            // RFC 6086 §4.2.2: an INFO package we do not support.
+            self.reply(&key, &request, 415, None);
+        }
+    }
+
+    fn on_command(&mut self, command: CoreCommand) {
+        match command {
+            CoreCommand::Answer(id) => self.answer(id),
+            CoreCommand::Reject(id, code) => self.end_early_call(id, code, "rejected by dialplan"),
+            CoreCommand::Hangup(id) => self.hangup(id, "hung up by dialplan"),
+            CoreCommand::Finished(id, reason) => {
+                if self.calls.get(&id).is_some_and(|c| c.state != CallState::Ended) {
+                    self.hangup(id, &reason);
+                }
+                self.forget(id);
+            }
+        }
+    }
+
+    fn answer(&mut self, id: u64) {
+        let Some(call) = self.calls.get(&id) else { return };
+        if call.state != CallState::Early {
+            return;
+        }
+        let response = self.answer_response(id, &call.invite);
+        let key = call.invite_key.clone();
+        let local_contact = msg::parse_uri(&self.contact_uri(call.local_ip));
+        let dialog = local_contact.and_then(|contact| Dialog::new_uas(&call.invite, &call.local_tag, contact).ok());
+        self.respond(&key, response);
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        call.state = CallState::Answered;
+        call.final_status = 200;
+        if let Some(dialog) = dialog {
+            self.by_dialog.insert(dialog.id().clone(), id);
+            call.dialog = Some(dialog);
+        }
+        let remote = call.remote_rtp;
+        self.shared
+            .media
+            .send(id, MediaCommand::SetRemote(id, remote, remote.is_some()));
+    }
+
+    /// Ends a call that has not been answered with a final error status.
+    fn end_early_call(&mut self, id: u64, code: u16, reason: &str) {
+        let Some(call) = self.calls.get(&id) else { return };
+        if call.state != CallState::Early {
+            return;
+        }
+        let response = msg::response_to(&call.invite, code, None, Some(&call.local_tag));
+        let key = call.invite_key.clone();
+        self.respond(&key, response);
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.final_status = code;
+        }
+        self.end_call(id, reason);
+    }
+
+    /// Ends an answered call by sending BYE; an early one with 480.
+    fn hangup(&mut self, id: u64, reason: &str) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        match call.state {
+            CallState::Early => self.end_early_call(id, 480, reason),
+            CallState::Answered => {
+                let via = SocketAddr::new(call.local_ip, self.transport.local_addr().port());
+                let peer = call.peer.clone();
+                if let Some(dialog) = call.dialog.as_mut() {
+                    let bye = dialog.new_request(Method::Bye, via, peer.transport, None);
+                    let to = Peer {
+                        addr: dialog.next_hop().unwrap_or(peer.addr),
+                        ..peer
+                    };
+                    if let Err(err) = self.layer.send_request(bye, to, Instant::now()) {
+                        tracing::warn!(call = id, "BYE not sent: {err}");
+                    }
+                }
+                self.end_call(id, reason);
+            }
+            CallState::Ended => {}
+        }
+    }
+
+    /// Marks the call over, stops media, tells the call task and writes the call record.
+    fn end_call(&mut self, id: u64, reason: &str) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if call.state == CallState::Ended {
+            return;
+        }
+        let answered = call.state == CallState::Answered;
+        call.state = CallState::Ended;
+        let _ = call.events.send(CallEvent::Hangup);
+        self.shared.media.send(id, MediaCommand::Stop(id));
+        let record = store::CallRecord {
+            call_id: msg::call_id(&call.invite).unwrap_or_default(),
+            caller: call.caller.clone(),
+            callee: call.callee.clone(),
+            started_at_ms: call.started_wall_ms,
+            ended_at_ms: jiff::Timestamp::now().as_millisecond(),
+            answered,
+            final_status: call.final_status,
+            end_reason: reason.to_string(),
+        };
+        tracing::info!(call = id, reason, "call ended");
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(err) = store.record_call(&record) {
+                tracing::error!("call record not written: {err}");
+            }
+        });
+    }
+
+    fn forget(&mut self, id: u64) {
+        if let Some(call) = self.calls.remove(&id) {
+            self.by_invite.remove(&call.invite_key);
+            if let Some(dialog) = call.dialog {
+                self.by_dialog.remove(dialog.id());
+            }
+        }
+    }
+}
+
+static CALLS: std::sync::LazyLock<Arc<std::sync::atomic::AtomicUsize>> =
+    std::sync::LazyLock::new(|| Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+
+fn codec_kind(codec: Codec) -> media::codec::CodecKind {
+    match codec {
+        Codec::Pcmu => media::codec::CodecKind::Pcmu,
+        Codec::Pcma => media::codec::CodecKind::Pcma,
+        Codec::G722 => media::codec::CodecKind::G722,
+        Codec::Opus => media::codec::CodecKind::Opus,
+    }
+}
+
+/// The local address the kernel would use to reach `peer` (no packet is sent: connecting a
+/// UDP socket only consults the routing table).
+fn local_ip_towards(peer: IpAddr, listen: IpAddr) -> IpAddr {
+    if !listen.is_unspecified() {
+        return listen;
+    }
+    let bind: SocketAddr = match peer {
+        IpAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        IpAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    std::net::UdpSocket::bind(bind)
+        .and_then(|s| {
+            s.connect((peer, 9))?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(peer)
+}

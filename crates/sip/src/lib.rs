@@ -1,0 +1,10 @@
+//! SIP for amtsleitung: message parsing and validation (on `rsip`), and a sans-IO RFC 3261
+//! transaction and dialog layer.
+//!
+//! Nothing here touches a socket or reads a clock: the caller feeds datagrams/stream bytes and
+//! the current `Instant`, and drains messages to send, events and the next deadline. It does not
+//! know about media, dialplans or call control.
+
+pub mod dialog;
+pub mod message;
+pub mod transaction;

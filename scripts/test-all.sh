@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, from nothing, on Debian 12 as root (the end-to-end tests create
+# network namespaces). Installs what the tests need when it is missing, then runs formatting,
+# lints, unit tests and the end-to-end tests against SIPp and baresip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v sipp >/dev/null || need+=(sip-tester)
+command -v baresip >/dev/null || need+=(baresip-core)
+command -v sox >/dev/null || need+=(sox)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing test dependencies: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "the end-to-end tests create network namespaces: run as root" >&2
+  exit 1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# Two test threads: the machine has two cores and each end-to-end test runs a server,
+# clients and real-time media.
+cargo test --workspace --locked -- --test-threads=2

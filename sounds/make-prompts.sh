@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Regenerates the spoken prompts in sounds/<lang>/<name>.wav (16 kHz, mono, 16-bit PCM) from the
+# texts below with espeak-ng, so a prompt change is a reviewed text change, not a binary blob.
+# Needs: apt-get install -y espeak-ng sox
+set -euo pipefail
+cd "$(dirname "$0")"
+
+declare -A de=(
+  [welcome]="Willkommen bei amtsleitung."
+  [goodbye]="Auf Wiederhören."
+  [enter-room]="Bitte geben Sie die Raumnummer ein, gefolgt von der Raute."
+  [enter-pin]="Bitte geben Sie die PIN ein, gefolgt von der Raute."
+  [wrong-pin]="Die PIN ist falsch."
+  [unknown-room]="Diesen Raum gibt es nicht."
+  [room-full]="Der Raum ist voll."
+  [room-locked]="Der Raum ist gesperrt."
+  [first-participant]="Sie sind der erste Teilnehmer."
+  [participants-count]="Teilnehmer sind im Raum."
+  [wait-moderator]="Bitte warten Sie auf die Moderation."
+  [recording-started]="Die Aufzeichnung hat begonnen."
+  [recording-stopped]="Die Aufzeichnung ist beendet."
+  [muted]="Ihr Mikrofon ist stumm geschaltet."
+  [unmuted]="Ihr Mikrofon ist eingeschaltet."
+  [after-hours]="Sie rufen außerhalb unserer Öffnungszeiten an."
+)
+declare -A en=(
+  [welcome]="Welcome to amtsleitung."
+  [goodbye]="Goodbye."
+  [enter-room]="Please enter the room number, followed by the hash key."
+  [enter-pin]="Please enter the PIN, followed by the hash key."
+  [wrong-pin]="That PIN is not correct."
+  [unknown-room]="This room does not exist."
+  [room-full]="The room is full."
+  [room-locked]="The room is locked."
+  [first-participant]="You are the first participant."
+  [participants-count]="participants are in the room."
+  [wait-moderator]="Please wait for the moderator."
+  [recording-started]="Recording has started."
+  [recording-stopped]="Recording has stopped."
+  [muted]="You are muted."
+  [unmuted]="You are unmuted."
+  [after-hours]="You are calling outside our opening hours."
+)
+
+speak() { # lang voice name text
+  mkdir -p "$1"
+  espeak-ng -v "$2" -s 150 -w "$1/$3.raw.wav" "$4"
+  sox "$1/$3.raw.wav" -r 16000 -c 1 -b 16 "$1/$3.wav" norm -3
+  rm -f "$1/$3.raw.wav"
+}
+for name in "${!de[@]}"; do speak de de "$name" "${de[$name]}"; done
+for name in "${!en[@]}"; do speak en en "$name" "${en[$name]}"; done
+# Digits for counts and read-backs.
+for d in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+  speak de de "digit-$d" "$d"
+  speak en en "digit-$d" "$d"
+done

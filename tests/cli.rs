@@ -1,0 +1,94 @@
+//! The command line as an admin meets it: bad flags, config files, health, dialplan check.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use support::{Server, TempDir, binary, repo};
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary())
+        .current_dir(repo())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_flag_is_one_line_naming_it_with_exit_2() {
+    let (code, _, err) = run(&["serve", "--sip-lsten", "1.2.3.4:5060"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains("--sip-lsten"), "{err}");
+}
+
+#[test]
+fn bad_values_name_the_flag_with_exit_2() {
+    for (flag, value) in [
+        ("--sip-listen", "nonsense"),
+        ("--media-ip", "300.1.1.1"),
+        ("--rtp-ports", "30000-20000"),
+        ("--http-listen", "localhost"),
+        ("--log-format", "xml"),
+    ] {
+        let (code, _, err) = run(&["serve", flag, value]);
+        assert_eq!(code, 2, "{flag} {value}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+        assert!(err.contains(flag), "{flag} not named: {err}");
+    }
+}
+
+#[test]
+fn config_file_with_unknown_key_is_refused_naming_file_and_key() {
+    let dir = TempDir::new("cfg");
+    let path = dir.path().join("amtsleitung.toml");
+    std::fs::write(&path, "sip-listen = \"127.0.0.1:5099\"\nrtp-prots = \"1-2\"\n").unwrap();
+    let (code, _, err) = run(&["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("amtsleitung.toml:2") && err.contains("rtp-prots"), "{err}");
+}
+
+#[test]
+fn health_endpoint_answers_ok() {
+    let server = Server::start(None, &["--log-format", "json"]);
+    let mut stream = TcpStream::connect(server.http).unwrap();
+    write!(stream, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    // JSON logs: every line the server wrote parses as a JSON object.
+    let log = server.log();
+    assert!(!log.is_empty());
+    for line in log.lines() {
+        assert!(line.starts_with('{') && line.ends_with('}'), "not a JSON log line: {line}");
+    }
+}
+
+#[test]
+fn shipped_dialplan_checks_clean() {
+    let (code, out, err) = run(&["dialplan", "check", "dialplans"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("valid"), "{out}");
+}
+
+#[test]
+fn broken_dialplan_is_refused_with_location_and_exit_1() {
+    let dir = TempDir::new("badplan");
+    std::fs::write(
+        dir.path().join("broken.toml"),
+        "[[rule]]\nname = \"x\"\nmatch = \"600\"\nactions = [ { dance = {} } ]\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(&["dialplan", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("broken.toml:4:"), "no file:line: {out}");
+    assert!(out.contains("dance"), "unknown action not named: {out}");
+}

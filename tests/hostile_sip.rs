@@ -1,0 +1,201 @@
+//! Malformed and hostile SIP against the live server: every message gets a 4xx/5xx or is
+//! dropped, the process survives, and a normal call still works afterwards.
+
+mod support;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use support::{Server, TempDir, repo, scenario, sipp};
+
+fn invite(target: SocketAddr, branch: &str, body: &str) -> String {
+    format!(
+        "INVITE sip:600@{target} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK{branch};rport\r\n\
+         From: <sip:evil@127.0.0.1>;tag=h{branch}\r\n\
+         To: <sip:600@{target}>\r\n\
+         Call-ID: hostile-{branch}@127.0.0.1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Max-Forwards: 70\r\n\
+         Contact: <sip:evil@127.0.0.1:5999>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5998 RTP/AVP 0\r\n";
+
+/// A deterministic xorshift generator, so a failure can be replayed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn hostile_messages(target: SocketAddr) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    let good = invite(target, "good", SDP);
+    // Truncations at 25 points through headers and body.
+    for i in 0..25 {
+        let cut = good.len() * i / 25;
+        out.push((format!("truncated at {cut}"), good.as_bytes()[..cut].to_vec()));
+    }
+    // Content-Length lies and garbage.
+    for (i, cl) in ["-1", "abc", "99999999999999999999", "500", "1e3", "", "0x10", "+5"].iter().enumerate() {
+        let msg = invite(target, &format!("cl{i}"), SDP)
+            .replace(&format!("Content-Length: {}", SDP.len()), &format!("Content-Length: {cl}"));
+        out.push((format!("Content-Length {cl:?}"), msg.into_bytes()));
+    }
+    // Missing mandatory headers.
+    for header in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        let msg: String = invite(target, &format!("miss{header}"), SDP)
+            .split("\r\n")
+            .filter(|line| !line.starts_with(&format!("{header}:")))
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        out.push((format!("missing {header}"), msg.into_bytes()));
+    }
+    // Huge headers: one 60 KB header, 2000 small headers, a 40 KB Request-URI.
+    let big = invite(target, "huge1", SDP).replace("Max-Forwards: 70\r\n", &format!("Max-Forwards: 70\r\nX-Junk: {}\r\n", "A".repeat(60_000)));
+    out.push(("60 KB header".into(), big.into_bytes()));
+    let many = invite(target, "huge2", SDP).replace("Max-Forwards: 70\r\n", &"X-Many: 1\r\n".repeat(2000));
+    out.push(("2000 headers".into(), many.into_bytes()));
+    let long_uri = invite(target, "huge3", SDP).replace("sip:600@", &format!("sip:{}@", "6".repeat(40_000)));
+    out.push(("40 KB Request-URI".into(), long_uri.into_bytes()));
+    // Broken start lines, versions, CSeq.
+    let variants = [
+        ("bad version", "SIP/2.0\r\n", "SIP/7.0\r\n"),
+        ("no version", " SIP/2.0\r\nVia", "\r\nVia"),
+        ("CSeq method mismatch", "CSeq: 1 INVITE", "CSeq: 1 BYE"),
+        ("CSeq not a number", "CSeq: 1 INVITE", "CSeq: one INVITE"),
+        ("CSeq overflow", "CSeq: 1 INVITE", "CSeq: 99999999999 INVITE"),
+        ("Via garbage", "Via: SIP/2.0/UDP", "Via: garbage"),
+        ("From garbage", "From: <sip:evil@127.0.0.1>", "From: <<<>>>"),
+        ("To garbage", "To: <sip:600@", "To: <mailto:600@"),
+        ("header without colon", "Max-Forwards: 70", "Max-Forwards 70"),
+        ("NUL in header", "Max-Forwards: 70", "Max-Forwards: 7\u{0}0"),
+        ("Max-Forwards garbage", "Max-Forwards: 70", "Max-Forwards: lots"),
+        ("bad SDP", "v=0\r\n", "v=9\r\nx\r\n"),
+    ];
+    for (i, (name, from, to)) in variants.iter().enumerate() {
+        let msg = invite(target, &format!("v{i}"), SDP).replacen(from, to, 1);
+        out.push((name.to_string(), msg.into_bytes()));
+    }
+    // Binary garbage, some starting like a request.
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    for i in 0..30 {
+        let len = (rng.next() % 1400) as usize + 1;
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        if i % 3 == 0 {
+            let mut prefixed = b"INVITE sip:600@x SIP/2.0\r\n".to_vec();
+            prefixed.append(&mut bytes);
+            bytes = prefixed;
+        }
+        out.push((format!("garbage {i}"), bytes));
+    }
+    // Responses nobody asked for, and an ACK with garbage: must be dropped silently.
+    out.push(("stray response".into(), b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKstray\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: stray\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n".to_vec()));
+    out.push(("empty datagram of CRLF".into(), b"\r\n\r\n".to_vec()));
+    out
+}
+
+fn status_of(reply: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(reply).ok()?;
+    text.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
+}
+
+#[test]
+fn hostile_messages_get_4xx_or_silence_and_the_server_keeps_working() {
+    let mut server = Server::start(None, &[]);
+    let target = server.sip;
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(150))).unwrap();
+    let messages = hostile_messages(target);
+    assert!(messages.len() >= 100, "only {} hostile messages", messages.len());
+    let mut answered = 0;
+    for (name, bytes) in &messages {
+        socket.send_to(bytes, target).unwrap();
+        let mut buf = vec![0u8; 65536];
+        while let Ok((len, _)) = socket.recv_from(&mut buf) {
+            let code = status_of(&buf[..len]);
+            // A truncation point may leave a complete, valid INVITE (cut inside the body with
+            // the Content-Length rule); then 100/180/200 are right. Everything else must be
+            // refused.
+            let plausible_valid = name.starts_with("truncated");
+            match code {
+                Some(400..=599) => answered += 1,
+                Some(100..=299) if plausible_valid => {}
+                other => panic!("{name}: unexpected reply {other:?}: {}", String::from_utf8_lossy(&buf[..len])),
+            }
+        }
+        assert!(server.alive(), "server died on {name}\n{}", server.log());
+    }
+    assert!(answered >= 30, "only {answered} hostile requests were answered with an error");
+
+    // The same over TCP, where framing errors must close only that connection.
+    for (name, bytes) in messages.iter().take(40) {
+        if let Ok(mut stream) = TcpStream::connect(target) {
+            let _ = stream.write_all(bytes);
+        }
+        assert!(server.alive(), "server died on TCP {name}\n{}", server.log());
+    }
+
+    // RFC 4475 torture messages: whatever the verdict, no crash.
+    let torture = repo().join("../shared/testing/rfc4475");
+    if let Ok(entries) = std::fs::read_dir(&torture) {
+        for entry in entries.flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            socket.send_to(&bytes, target).unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.alive(), "server died on RFC 4475 messages\n{}", server.log());
+
+    // Still answering: OPTIONS, then a real call with SIPp.
+    let options = format!(
+        "OPTIONS sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKafter\r\nFrom: <sip:probe@127.0.0.1>;tag=a\r\nTo: <sip:{target}>\r\nCall-ID: after@x\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        local = socket.local_addr().unwrap()
+    );
+    socket.send_to(options.as_bytes(), target).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut got_200 = false;
+    while let Ok((len, _)) = socket.recv_from(&mut buf) {
+        if String::from_utf8_lossy(&buf[..len]).contains("Call-ID: after@x") {
+            got_200 = status_of(&buf[..len]) == Some(200);
+            break;
+        }
+    }
+    assert!(got_200, "no 200 to OPTIONS after the hostile barrage\n{}", server.log());
+
+    let dir = TempDir::new("hostile-audio");
+    let audio = dir.path().join("tone.wav");
+    let ok = std::process::Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-e", "mu-law"])
+        .arg(&audio)
+        .args(["synth", "6", "sine", "440", "vol", "0.4"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let target_text = target.to_string();
+    let out = sipp(
+        None,
+        &[
+            "-sf", &scenario("invite_pcmu.xml"), "-s", "600", "-i", "127.0.0.1", "-p", "0",
+            "-mp", "0", "-m", "1", "-key", "audio", audio.to_str().unwrap(), &target_text,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "a normal call failed after the hostile barrage\n{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}

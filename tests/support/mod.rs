@@ -1,0 +1,399 @@
+//! Shared helpers for the end-to-end tests: network namespaces, the server process, SIPp,
+//! baresip, and audio analysis of what clients recorded.
+#![allow(dead_code)] // each test binary uses a different subset of these helpers
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// The server binary cargo built for this test run.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_amtsleitung"))
+}
+
+/// A fresh scratch directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "amt-{label}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("AMT_KEEP_TEMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A private network namespace with a veth pair: the server on 10.99.0.1 (v0), clients on
+/// 10.99.0.2.. (v1). All test traffic stays inside it.
+pub struct Netns {
+    pub name: String,
+}
+
+pub const SERVER_IP: &str = "10.99.0.1";
+
+impl Netns {
+    pub fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("amt{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        run_ok("ip", &["netns", "add", &name]);
+        let ns = Self { name };
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        ns.exec_ok(&["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        ns.exec_ok(&["ip", "addr", "add", "10.99.0.1/24", "dev", "v0"]);
+        for client in 2..=6 {
+            ns.exec_ok(&["ip", "addr", "add", &format!("10.99.0.{client}/24"), "dev", "v1"]);
+        }
+        ns.exec_ok(&["ip", "link", "set", "v0", "up"]);
+        ns.exec_ok(&["ip", "link", "set", "v1", "up"]);
+        ns
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    pub fn exec_ok(&self, args: &[&str]) {
+        let status = self
+            .command(args[0])
+            .args(&args[1..])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+        assert!(status.success(), "{args:?} failed in netns {}", self.name);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+fn run_ok(program: &str, args: &[&str]) {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (tests need root and iproute2)"));
+    assert!(status.success(), "{program} {args:?} failed (tests need root)");
+}
+
+/// A running amtsleitung process; killed on drop. Its log is kept for failure messages.
+pub struct Server {
+    child: Child,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+    _data: TempDir,
+}
+
+impl Server {
+    /// Starts the server in `ns` (or on loopback when `ns` is None) with the shipped
+    /// dialplans and sounds plus `extra` flags, and waits until it is ready.
+    pub fn start(ns: Option<&Netns>, extra: &[&str]) -> Self {
+        let data = TempDir::new("data");
+        let (sip, http, rtp) = match ns {
+            Some(_) => (
+                format!("{SERVER_IP}:5060"),
+                "127.0.0.1:8080".to_string(),
+                "20000-20999".to_string(),
+            ),
+            None => {
+                let sip = free_port_pair();
+                let http = free_tcp_port();
+                let rtp_low = 30000 + (std::process::id() % 200) as u16 * 100;
+                (
+                    format!("127.0.0.1:{sip}"),
+                    format!("127.0.0.1:{http}"),
+                    format!("{rtp_low}-{}", rtp_low + 99),
+                )
+            }
+        };
+        let bin = binary();
+        let mut cmd = match ns {
+            Some(ns) => ns.command(bin.to_str().unwrap()),
+            None => Command::new(&bin),
+        };
+        cmd.current_dir(repo())
+            .args(["serve", "--sip-listen", &sip, "--http-listen", &http, "--rtp-ports", &rtp])
+            .args(["--data-dir", data.path().to_str().unwrap()])
+            .args(extra)
+            .env("RUST_LOG", "info,sip=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start amtsleitung");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("amtsleitung is ready") {
+                    let _ = ready_tx.send(());
+                }
+                if std::env::var_os("AMT_TEST_LOG").is_some() {
+                    eprintln!("[server] {line}");
+                }
+                let mut log = log_writer.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let server = Self {
+            child,
+            sip: sip.parse().unwrap(),
+            http: http.parse().unwrap(),
+            log,
+            _data: data,
+        };
+        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            panic!("server did not become ready:\n{}", server.log());
+        }
+        server
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self._data.path()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port_pair() -> u16 {
+    // SIP needs the same port free on UDP and TCP.
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs SIPp with `args` (in `ns` when given); returns its output.
+pub fn sipp(ns: Option<&Netns>, args: &[&str]) -> Output {
+    let mut cmd = match ns {
+        Some(ns) => ns.command("sipp"),
+        None => Command::new("sipp"),
+    };
+    cmd.args(args)
+        .args(["-nostdin", "-timeout", "40s", "-timeout_error"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sipp (apt-get install sip-tester)")
+}
+
+/// Path of a SIPp scenario in tests/scenarios.
+pub fn scenario(name: &str) -> String {
+    repo().join("tests/scenarios").join(name).display().to_string()
+}
+
+/// Writes a mono 16-bit WAV of a sine at `freq` Hz.
+pub fn write_tone(path: &Path, freq: u32, rate: u32, seconds: u32) {
+    let status = Command::new("sox")
+        .args(["-n", "-r", &rate.to_string(), "-c", "1", "-b", "16"])
+        .arg(path)
+        .args(["synth", &seconds.to_string(), "sine", &freq.to_string(), "vol", "0.4"])
+        .status()
+        .expect("run sox (apt-get install sox)");
+    assert!(status.success());
+}
+
+/// A baresip client in its own config directory.
+pub struct Baresip {
+    pub dir: TempDir,
+    pub ip: String,
+}
+
+impl Baresip {
+    /// A client on `ip` whose microphone plays `tone_hz` at the codec rate and that offers
+    /// only `codec` (e.g. "PCMU", "G722/16000/1").
+    pub fn new(ip: &str, tone_hz: u32, codec: &str, mic_rate: u32) -> Self {
+        let dir = TempDir::new("baresip");
+        let tone = dir.path().join("tone.wav");
+        write_tone(&tone, tone_hz, mic_rate, 30);
+        let config = format!(
+            "poll_method\t\tepoll\n\
+             sip_listen\t\t{ip}:15060\n\
+             audio_player\t\taufile,/dev/null\n\
+             audio_source\t\taufile,{tone}\n\
+             audio_alert\t\taufile,/dev/null\n\
+             rtp_ports\t\t30000-30100\n\
+             module_path\t\t/usr/lib/baresip/modules\n\
+             module\t\t\tstdio.so\n\
+             module\t\t\tg711.so\n\
+             module\t\t\tg722.so\n\
+             module\t\t\topus.so\n\
+             module\t\t\taufile.so\n\
+             module\t\t\tsndfile.so\n\
+             module_app\t\taccount.so\n\
+             module_app\t\tmenu.so\n\
+             snd_path\t\t{snd}\n",
+            tone = tone.display(),
+            snd = dir.path().display(),
+        );
+        std::fs::write(dir.path().join("config"), config).unwrap();
+        std::fs::write(
+            dir.path().join("accounts"),
+            format!("<sip:tester@{ip}:15060>;regint=0;answermode=auto;audio_codecs={codec}\n"),
+        )
+        .unwrap();
+        Self {
+            dir,
+            ip: ip.to_string(),
+        }
+    }
+
+    /// Dials `uri` and stays in the call for `seconds`; returns baresip's output.
+    pub fn call(&self, ns: &Netns, uri: &str, seconds: u32) -> String {
+        let output = ns
+            .command("timeout")
+            .arg((seconds + 10).to_string())
+            .args(["baresip", "-f"])
+            .arg(self.dir.path())
+            .args(["-t", &seconds.to_string(), "-e", &format!("/dial {uri}")])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run baresip (apt-get install baresip-core)");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
+    /// The WAV baresip wrote of what it heard (decoded audio).
+    pub fn heard(&self) -> Option<PathBuf> {
+        std::fs::read_dir(self.dir.path())
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+    }
+}
+
+/// Mono samples and rate of a 16-bit PCM WAV (first channel if stereo).
+pub fn read_wav(path: &Path) -> (Vec<f64>, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(bytes.len() > 44 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE");
+    let mut pos = 12;
+    let mut rate = 0;
+    let mut channels = 1usize;
+    while pos + 8 <= bytes.len() {
+        let id = &bytes[pos..pos + 4];
+        let len = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        let body = &bytes[pos + 8..(pos + 8 + len).min(bytes.len())];
+        if id == b"fmt " {
+            channels = u16::from_le_bytes([body[2], body[3]]) as usize;
+            rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
+        } else if id == b"data" {
+            let samples = body
+                .chunks_exact(2 * channels)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as f64)
+                .collect();
+            return (samples, rate);
+        }
+        pos += 8 + len + (len & 1);
+    }
+    panic!("no data chunk in {}", path.display());
+}
+
+/// Share of the signal's energy that lies within ±`width` Hz of `freq` (0..1), by DFT over
+/// the samples from `skip_s` seconds on.
+pub fn tone_share(samples: &[f64], rate: u32, freq: f64, skip_s: f64) -> f64 {
+    let start = ((skip_s * rate as f64) as usize).min(samples.len());
+    let x = &samples[start..];
+    if x.is_empty() {
+        return 0.0;
+    }
+    // Goertzel over 1 Hz bins around the tone vs total energy (Parseval).
+    let total: f64 = x.iter().map(|v| v * v).sum::<f64>() * x.len() as f64 / 2.0;
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let mut band = 0.0;
+    let step = rate as f64 / x.len() as f64;
+    let width = 25.0;
+    let mut f = (freq - width).max(step);
+    while f <= freq + width {
+        let w = 2.0 * std::f64::consts::PI * f / rate as f64;
+        let coeff = 2.0 * w.cos();
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &v in x {
+            let s0 = v + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        band += s1 * s1 + s2 * s2 - coeff * s1 * s2;
+        f += step;
+    }
+    (band / total).min(1.0)
+}
+
+/// RMS level of the samples after `skip_s` seconds.
+pub fn rms(samples: &[f64], rate: u32, skip_s: f64) -> f64 {
+    let start = ((skip_s * rate as f64) as usize).min(samples.len());
+    let x = &samples[start..];
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64).sqrt()
+}
+
+/// Waits until `check` holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
