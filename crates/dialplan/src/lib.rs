@@ -24,7 +24,10 @@ use std::collections::BTreeSet;
 pub use action::{Action, DialTarget};
 pub use compile::compile;
 pub use diag::{Diagnostic, Severity};
-pub use plan::{CallFacts, Explanation, ExplainPass, Plan, RingGroup, RingStrategy, Route, RuleCheck, TimeError, Verdict};
+pub use plan::{
+    CallFacts, ExplainPass, Explanation, Plan, RingGroup, RingStrategy, Route, RuleCheck,
+    TimeError, Verdict,
+};
 
 /// One dialplan file as read by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

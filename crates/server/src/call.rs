@@ -155,7 +155,13 @@ impl CallRunner {
             tracing::warn!(sound, "prompt missing; skipped");
             return Ok(());
         };
-        let player = PromptPlayer::new(samples, crate::sounds::PROMPT_RATE, self.ctx.codec_rate);
+        let player = match PromptPlayer::new(samples, self.ctx.codec_rate) {
+            Ok(player) => player,
+            Err(err) => {
+                tracing::warn!(sound, "prompt cannot be played at this codec's rate: {err}");
+                return Ok(());
+            }
+        };
         self.media(MediaCommand::SetMode(self.ctx.id, MediaMode::Play(player)));
         loop {
             tokio::select! {

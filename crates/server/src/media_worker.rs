@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use media::codec::{CodecKind, Decoder, Encoder};
 use media::dtmf::DtmfReceiver;
-use media::jitter::{JitterBuffer, Playout};
-use media::rtp::{RtpSender, is_rtcp, parse_rtp, write_rtp};
+use media::jitter::{JitterBuffer, JitterConfig, Playout};
+use media::rtp::{RtpSender, is_rtcp, parse_rtp};
 use media::wav::PromptPlayer;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -170,7 +170,7 @@ impl Session {
         let rtp_ticks_per_frame = codec.clock_rate() * spec.ptime_ms / 1000;
         let decoder = Decoder::new(codec).map_err(|e| e.to_string())?;
         let encoder = Encoder::new(codec).map_err(|e| e.to_string())?;
-        let jitter = JitterBuffer::new(codec.clock_rate(), spec.ptime_ms);
+        let jitter = JitterBuffer::new(JitterConfig::new(codec.clock_rate(), spec.ptime_ms));
         let sender = RtpSender::new(rand::random(), rand::random(), rand::random());
         Ok(Self {
             spec,
@@ -258,15 +258,12 @@ impl Session {
         let Ok(len) = self.encoder.encode(pcm, payload) else {
             return;
         };
-        let (seq, ts) = self.sender.next(self.rtp_ticks_per_frame);
-        let Ok(size) = write_rtp(
+        let Ok(size) = self.sender.write(
             out,
             self.spec.payload_type,
             false,
-            seq,
-            ts,
-            self.sender.ssrc(),
             &payload[..len],
+            self.rtp_ticks_per_frame,
         ) else {
             return;
         };

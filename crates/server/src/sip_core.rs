@@ -13,11 +13,10 @@ use std::time::Instant;
 use anyhow::Context;
 use media::sdp::{self, Codec, Direction, LocalMedia};
 use rsip::Method;
-use rsip::message::HasHeaders;
 use sip::dialog::{Dialog, DialogId, dialog_id_of_request};
 use sip::message as msg;
 use sip::transaction::{
-    Output, Peer, Timers, TransactionEvent, TransactionKey, TransactionLayer, TransportKind,
+    Output, Peer, Timers, TransactionEvent, TransactionKey, TransactionLayer,
 };
 use tokio::sync::mpsc;
 
@@ -225,18 +224,8 @@ impl Core {
 
     fn on_inbound(&mut self, inbound: Inbound) {
         match msg::parse(&inbound.bytes) {
-            Ok(rsip::SipMessage::Request(mut request)) => {
-                msg::stamp_received(&mut request, inbound.peer.addr);
-                self.layer.handle_message(
-                    rsip::SipMessage::Request(request),
-                    inbound.peer,
-                    Instant::now(),
-                );
-            }
-            Ok(response @ rsip::SipMessage::Response(_)) => {
-                self.layer
-                    .handle_message(response, inbound.peer, Instant::now());
-            }
+            // The layer stamps received/rport (RFC 3581) on requests itself.
+            Ok(message) => self.layer.handle_message(message, inbound.peer, Instant::now()),
             Err(err) => {
                 tracing::info!(from = %inbound.peer.addr, "rejected malformed SIP: {}", err.reason());
                 if let Some(reply) = msg::bad_request_response(&inbound.bytes, &err) {
@@ -308,7 +297,7 @@ impl Core {
                 .collect();
             if !required.is_empty() {
                 let mut response = msg::response_to(&request, 420, None, Some(&sip::transaction::new_tag()));
-                msg::push_header(&mut response.headers, "Unsupported", required.join(", "));
+                msg::add_header(&mut response.headers, "Unsupported", required.join(", "));
                 self.respond(&key, response);
                 return;
             }
@@ -324,11 +313,11 @@ impl Core {
             Method::Bye => self.on_bye(key, request),
             Method::Options => {
                 let mut response = msg::response_to(&request, 200, None, Some(&sip::transaction::new_tag()));
-                msg::push_header(&mut response.headers, "Allow", ALLOW.into());
-                msg::push_header(&mut response.headers, "Accept", "application/sdp".into());
-                msg::push_header(&mut response.headers, "Accept-Language", "de, en".into());
+                msg::add_header(&mut response.headers, "Allow", ALLOW.into());
+                msg::add_header(&mut response.headers, "Accept", "application/sdp".into());
+                msg::add_header(&mut response.headers, "Accept-Language", "de, en".into());
                 if !SUPPORTED.is_empty() {
-                    msg::push_header(&mut response.headers, "Supported", SUPPORTED.into());
+                    msg::add_header(&mut response.headers, "Supported", SUPPORTED.into());
                 }
                 self.respond(&key, response);
             }
@@ -338,7 +327,7 @@ impl Core {
                 let name = other.to_string();
                 if KNOWN_UNSERVED.contains(&name.as_str()) {
                     let mut response = msg::response_to(&request, 405, None, Some(&sip::transaction::new_tag()));
-                    msg::push_header(&mut response.headers, "Allow", ALLOW.into());
+                    msg::add_header(&mut response.headers, "Allow", ALLOW.into());
                     self.respond(&key, response);
                 } else {
                     self.reply(&key, &request, 501, None);
@@ -552,8 +541,8 @@ impl Core {
             return msg::response_to(request, 481, None, None);
         };
         let mut response = msg::response_to(request, 200, None, Some(&call.local_tag));
-        msg::push_header(&mut response.headers, "Contact", format!("<{}>", self.contact_uri(call.local_ip)));
-        msg::push_header(&mut response.headers, "Allow", ALLOW.into());
+        msg::add_header(&mut response.headers, "Contact", format!("<{}>", self.contact_uri(call.local_ip)));
+        msg::add_header(&mut response.headers, "Allow", ALLOW.into());
         msg::set_body(&mut response, "application/sdp", call.answer_sdp.as_bytes().to_vec());
         response
     }

@@ -6,9 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-/// Sample rate all prompts are stored at; the media worker resamples per codec.
-pub const PROMPT_RATE: u32 = 16_000;
-
 /// Prompts by language and name, shared read-only with media workers.
 #[derive(Debug, Default)]
 pub struct SoundLibrary {
@@ -40,14 +37,12 @@ impl SoundLibrary {
                     .with_context(|| format!("cannot read prompt {}", path.display()))?;
                 let wav = media::wav::parse_wav(&bytes)
                     .with_context(|| format!("prompt {} is not a usable WAV", path.display()))?;
-                if wav.sample_rate != PROMPT_RATE {
-                    anyhow::bail!(
-                        "prompt {} is {} Hz; prompts must be {PROMPT_RATE} Hz mono (see sounds/make-prompts.sh)",
-                        path.display(),
-                        wav.sample_rate
-                    );
-                }
-                prompts.insert((lang_name.clone(), stem.to_string()), Arc::from(wav.samples));
+                // Prompts are kept at one rate; other rates (8 kHz recordings) are converted
+                // once here so the media path only ever resamples from that rate.
+                let samples = media::wav::to_prompt(&wav).map_err(|err| {
+                    anyhow::anyhow!("prompt {} cannot be converted: {err}", path.display())
+                })?;
+                prompts.insert((lang_name.clone(), stem.to_string()), samples);
             }
         }
         Ok(Self { prompts })

@@ -1,0 +1,126 @@
+//! `explain` output for the three documented examples, asserted against the admin docs.
+
+mod common;
+
+use common::*;
+use dialplan::{CallFacts, Compiled};
+
+/// The doc admins read; each example's output must appear there verbatim.
+const README: &str = "examples/townhall/README.md";
+
+fn examples() -> Vec<(&'static str, Compiled, CallFacts)> {
+    vec![
+        (
+            "amtsleitung dialplan explain dialplans/default.toml --to 81234 --from 07111234 --at \"2026-12-24 19:00\"",
+            default_plan(),
+            call(
+                "81234",
+                Some("07111234"),
+                None,
+                None,
+                "2026-12-24T19:00+01:00",
+            ),
+        ),
+        (
+            "amtsleitung dialplan explain dialplans/examples/townhall --to +49711123400 --from 07111234 --trunk telekom --at \"2026-12-23 09:00\"",
+            townhall_plan(),
+            call(
+                "+49711123400",
+                Some("07111234"),
+                Some("telekom"),
+                None,
+                "2026-12-23T09:00+01:00",
+            ),
+        ),
+        (
+            "amtsleitung dialplan explain dialplans/examples/townhall --to +49711123450 --from 07111234 --trunk telekom --at \"2026-12-24 09:00\"",
+            townhall_plan(),
+            call(
+                "+49711123450",
+                Some("07111234"),
+                Some("telekom"),
+                None,
+                "2026-12-24T09:00+01:00",
+            ),
+        ),
+    ]
+}
+
+fn block(command: &str, text: &str) -> String {
+    format!("```text\n$ {command}\n{text}```\n")
+}
+
+#[test]
+fn documented_explain_examples_match_the_real_output() {
+    let readme = std::fs::read_to_string(format!("{DIALPLANS}/{README}"))
+        .unwrap_or_else(|e| panic!("{README}: {e}"));
+    let mut missing = Vec::new();
+    for (command, compiled, facts) in examples() {
+        let text = compiled.plan.explain(&facts).to_string();
+        let b = block(command, &text);
+        if !readme.contains(&b) {
+            missing.push(b);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "update {README} with:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn explain_names_matched_rule_and_why_earlier_rules_failed() {
+    let [(_, c1, f1), (_, c2, f2), (_, c3, f3)]: [_; 3] = examples()
+        .try_into()
+        .unwrap_or_else(|_| panic!("three examples"));
+    let e1 = c1.plan.explain(&f1).to_string();
+    assert!(e1.starts_with("Call to 81234, from 07111234, trunk -, source -, at Thu 2026-12-24 19:00 (Europe/Berlin)\n"), "{e1}");
+    assert!(
+        e1.contains("  skip  default.toml:84 \"echo test\": 81234 does not match \"600\"\n"),
+        "{e1}"
+    );
+    assert!(
+        e1.contains("  MATCH default.toml:100 \"conference direct\": 81234 matches \"_8XXXX\"\n"),
+        "{e1}"
+    );
+    assert!(
+        e1.ends_with("Actions:\n  1. join conference room 1234 (PIN asked if the room has one)\n"),
+        "{e1}"
+    );
+
+    let e2 = c2.plan.explain(&f2).to_string();
+    assert!(
+        e2.contains("time in mon-thu 08:00-12:00,13:30-16:00 not on holidays"),
+        "{e2}"
+    );
+    assert!(
+        e2.contains("       key 1:\n          1. dial ring group buergerservice, ring 60 s"),
+        "{e2}"
+    );
+
+    let e3 = c3.plan.explain(&f3);
+    assert_eq!(e3.passes.len(), 2, "the goto routes a second number");
+    assert_eq!(e3.passes[1].number, "+49711123400");
+    let text = e3.to_string();
+    assert!(
+        text.contains("2026-12-24 is a holiday (Heiligabend, calendar rathaus)"),
+        "{text}"
+    );
+    assert!(text.contains("Routing +49711123400 (goto):\n"), "{text}");
+    assert_eq!(e3.route, c3.plan.route(&f3));
+}
+
+#[test]
+fn explain_without_match_says_404() {
+    let c = default_plan();
+    let text = c
+        .plan
+        .explain(&call("999", None, None, None, "2026-12-24T19:00+01:00"))
+        .to_string();
+    assert!(text.contains("  no rule matches 999\n"), "{text}");
+    assert!(
+        text.ends_with("Result: no rule matched, the server answers 404 Not Found.\n"),
+        "{text}"
+    );
+}

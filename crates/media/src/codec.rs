@@ -1,0 +1,374 @@
+//! The audio codecs we speak and one encoder/decoder front for all of them.
+
+use crate::g711;
+use crate::g722::{G722Decoder, G722Encoder};
+use crate::opus::{OpusConfig, OpusDecoder, OpusEncoder, OpusError};
+use crate::plc::Plc;
+
+/// Default packetisation time (RFC 3551 §4.5: 20 ms for the audio codecs we use).
+pub const DEFAULT_PTIME_MS: u32 = 20;
+
+/// A negotiated audio codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodecKind {
+    /// G.711 µ-law.
+    Pcmu,
+    /// G.711 A-law.
+    Pcma,
+    /// G.722 64 kbit/s wideband.
+    G722,
+    /// Opus, mono.
+    Opus,
+}
+
+impl CodecKind {
+    /// All codecs, in our default preference order for offers.
+    pub const ALL: [CodecKind; 4] = [
+        CodecKind::Opus,
+        CodecKind::G722,
+        CodecKind::Pcma,
+        CodecKind::Pcmu,
+    ];
+
+    /// RTP timestamp clock rate (RFC 3551 §4.5.2: G.722 uses 8000 although it samples at
+    /// 16 kHz; RFC 7587 §4.1: Opus always 48000).
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722 => 8000,
+            CodecKind::Opus => 48000,
+        }
+    }
+
+    /// Audio sample rate of the PCM this codec consumes and produces.
+    pub fn sample_rate(self) -> u32 {
+        match self {
+            CodecKind::Pcmu | CodecKind::Pcma => 8000,
+            CodecKind::G722 => 16000,
+            CodecKind::Opus => 48000,
+        }
+    }
+
+    /// Static RTP payload type from RFC 3551 Table 4, if any.
+    pub fn static_payload_type(self) -> Option<u8> {
+        match self {
+            CodecKind::Pcmu => Some(0),
+            CodecKind::Pcma => Some(8),
+            CodecKind::G722 => Some(9),
+            CodecKind::Opus => None,
+        }
+    }
+
+    /// Encoding name as in SDP `a=rtpmap`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CodecKind::Pcmu => "PCMU",
+            CodecKind::Pcma => "PCMA",
+            CodecKind::G722 => "G722",
+            CodecKind::Opus => "opus",
+        }
+    }
+
+    /// Codec for an SDP encoding name (case-insensitive, RFC 4855 §3).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Codec for a static payload type.
+    pub fn from_static_payload_type(pt: u8) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.static_payload_type() == Some(pt))
+    }
+
+    /// PCM samples in a frame of `ptime_ms` at [`sample_rate`](Self::sample_rate).
+    pub fn samples_per_frame(self, ptime_ms: u32) -> usize {
+        (self.sample_rate() / 1000 * ptime_ms) as usize
+    }
+
+    /// RTP timestamp increment for a frame of `ptime_ms`.
+    pub fn rtp_ticks_per_frame(self, ptime_ms: u32) -> u32 {
+        self.clock_rate() / 1000 * ptime_ms
+    }
+}
+
+/// Codec failures.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The Opus library refused.
+    #[error(transparent)]
+    Opus(#[from] OpusError),
+    /// The caller's output buffer cannot hold the result.
+    #[error("output buffer holds {got}, needs {needed}")]
+    OutputTooSmall {
+        /// Elements needed.
+        needed: usize,
+        /// Elements available.
+        got: usize,
+    },
+    /// G.722 consumes sample pairs; an odd sample count cannot be encoded.
+    #[error("G.722 needs an even number of samples, got {0}")]
+    OddSampleCount(usize),
+}
+
+enum EncoderInner {
+    Pcmu,
+    Pcma,
+    G722(Box<G722Encoder>),
+    Opus(Box<OpusEncoder>),
+}
+
+/// Encoder for any [`CodecKind`]; PCM at the codec's sample rate in, payload out.
+pub struct Encoder {
+    kind: CodecKind,
+    inner: EncoderInner,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder").field("kind", &self.kind).finish()
+    }
+}
+
+impl Encoder {
+    /// Creates an encoder with default settings.
+    pub fn new(kind: CodecKind) -> Result<Self, CodecError> {
+        Self::with_opus_config(kind, OpusConfig::default())
+    }
+
+    /// Creates an encoder; `opus` is used only when `kind` is Opus.
+    pub fn with_opus_config(kind: CodecKind, opus: OpusConfig) -> Result<Self, CodecError> {
+        let inner = match kind {
+            CodecKind::Pcmu => EncoderInner::Pcmu,
+            CodecKind::Pcma => EncoderInner::Pcma,
+            CodecKind::G722 => EncoderInner::G722(Box::default()),
+            CodecKind::Opus => EncoderInner::Opus(Box::new(OpusEncoder::new(opus)?)),
+        };
+        Ok(Self { kind, inner })
+    }
+
+    /// The codec.
+    pub fn kind(&self) -> CodecKind {
+        self.kind
+    }
+
+    /// Encodes one frame; returns payload bytes written to `out`.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
+        match &mut self.inner {
+            EncoderInner::Pcmu => {
+                check_room(pcm.len(), out.len())?;
+                Ok(g711::ulaw_encode_slice(pcm, out))
+            }
+            EncoderInner::Pcma => {
+                check_room(pcm.len(), out.len())?;
+                Ok(g711::alaw_encode_slice(pcm, out))
+            }
+            EncoderInner::G722(enc) => {
+                if !pcm.len().is_multiple_of(2) {
+                    return Err(CodecError::OddSampleCount(pcm.len()));
+                }
+                check_room(pcm.len() / 2, out.len())?;
+                Ok(enc.encode(pcm, out))
+            }
+            EncoderInner::Opus(enc) => Ok(enc.encode(pcm, out)?),
+        }
+    }
+}
+
+enum DecoderInner {
+    Pcmu,
+    Pcma,
+    G722(Box<G722Decoder>),
+    Opus(Box<OpusDecoder>),
+}
+
+/// Decoder for any [`CodecKind`], with loss concealment; payload in, PCM at the codec's
+/// sample rate out.
+pub struct Decoder {
+    kind: CodecKind,
+    inner: DecoderInner,
+    /// Waveform PLC for G.711/G.722 (Opus conceals inside libopus).
+    plc: Option<Box<Plc>>,
+    /// Samples in the last decoded frame: the length a concealed frame gets.
+    frame_len: usize,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("kind", &self.kind)
+            .field("frame_len", &self.frame_len)
+            .finish()
+    }
+}
+
+impl Decoder {
+    /// Creates a decoder.
+    pub fn new(kind: CodecKind) -> Result<Self, CodecError> {
+        let (inner, plc) = match kind {
+            CodecKind::Pcmu => (DecoderInner::Pcmu, true),
+            CodecKind::Pcma => (DecoderInner::Pcma, true),
+            CodecKind::G722 => (DecoderInner::G722(Box::default()), true),
+            CodecKind::Opus => (DecoderInner::Opus(Box::new(OpusDecoder::new()?)), false),
+        };
+        Ok(Self {
+            kind,
+            inner,
+            plc: plc.then(|| Box::new(Plc::new(kind.sample_rate()))),
+            frame_len: kind.samples_per_frame(DEFAULT_PTIME_MS),
+        })
+    }
+
+    /// The codec.
+    pub fn kind(&self) -> CodecKind {
+        self.kind
+    }
+
+    /// Decodes one payload into `out`; returns samples written.
+    pub fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+        let n = match &mut self.inner {
+            DecoderInner::Pcmu => {
+                check_room(payload.len(), out.len())?;
+                g711::ulaw_decode_slice(payload, out)
+            }
+            DecoderInner::Pcma => {
+                check_room(payload.len(), out.len())?;
+                g711::alaw_decode_slice(payload, out)
+            }
+            DecoderInner::G722(dec) => {
+                check_room(payload.len() * 2, out.len())?;
+                dec.decode(payload, out)
+            }
+            DecoderInner::Opus(dec) => dec.decode(payload, out)?,
+        };
+        if let Some(plc) = &mut self.plc {
+            plc.good_frame(&mut out[..n]);
+        }
+        if n > 0 {
+            self.frame_len = n;
+        }
+        Ok(n)
+    }
+
+    /// Fills one frame of loss concealment (the last frame's duration, at most `out.len()`);
+    /// returns samples written.
+    pub fn conceal(&mut self, out: &mut [i16]) -> usize {
+        let len = self.frame_len.min(out.len());
+        let frame = &mut out[..len];
+        match (&mut self.inner, &mut self.plc) {
+            (DecoderInner::Opus(dec), _) => match dec.conceal(frame) {
+                Ok(n) => n,
+                Err(_) => {
+                    // libopus only fails here on invalid buffer sizes; silence is the safe
+                    // concealment then.
+                    frame.fill(0);
+                    len
+                }
+            },
+            (_, Some(plc)) => plc.conceal(frame),
+            (_, None) => {
+                frame.fill(0);
+                len
+            }
+        }
+    }
+
+    /// Samples a concealed frame will have (the last decoded frame's length).
+    pub fn frame_len(&self) -> usize {
+        self.frame_len
+    }
+}
+
+fn check_room(needed: usize, got: usize) -> Result<(), CodecError> {
+    if got < needed {
+        Err(CodecError::OutputTooSmall { needed, got })
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_constants_follow_rfc3551_and_rfc7587() {
+        assert_eq!(CodecKind::G722.clock_rate(), 8000);
+        assert_eq!(CodecKind::G722.sample_rate(), 16000);
+        assert_eq!(CodecKind::Opus.clock_rate(), 48000);
+        assert_eq!(CodecKind::Pcmu.static_payload_type(), Some(0));
+        assert_eq!(CodecKind::Pcma.static_payload_type(), Some(8));
+        assert_eq!(CodecKind::G722.static_payload_type(), Some(9));
+        assert_eq!(CodecKind::Opus.static_payload_type(), None);
+        assert_eq!(CodecKind::from_name("OPUS"), Some(CodecKind::Opus));
+        assert_eq!(CodecKind::from_name("pcma"), Some(CodecKind::Pcma));
+        assert_eq!(CodecKind::from_name("G729"), None);
+        assert_eq!(
+            CodecKind::from_static_payload_type(9),
+            Some(CodecKind::G722)
+        );
+        assert_eq!(CodecKind::G722.samples_per_frame(20), 320);
+        assert_eq!(CodecKind::G722.rtp_ticks_per_frame(20), 160);
+        assert_eq!(CodecKind::Opus.rtp_ticks_per_frame(20), 960);
+    }
+
+    fn sine(rate: u32, n: usize) -> Vec<i16> {
+        (0..n)
+            .map(|i| {
+                (6000.0 * (2.0 * std::f64::consts::PI * 400.0 * i as f64 / f64::from(rate)).sin())
+                    as i16
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_codec_round_trips_a_frame_and_conceals_the_same_length() {
+        for kind in CodecKind::ALL {
+            let mut enc = Encoder::new(kind).unwrap();
+            let mut dec = Decoder::new(kind).unwrap();
+            let n = kind.samples_per_frame(20);
+            let pcm = sine(kind.sample_rate(), n);
+            let mut payload = [0u8; 1500];
+            let mut out = [0i16; 2000];
+            for _ in 0..5 {
+                let len = enc.encode(&pcm, &mut payload).unwrap();
+                assert_eq!(
+                    dec.decode(&payload[..len], &mut out).unwrap(),
+                    n,
+                    "{kind:?}"
+                );
+            }
+            assert!(
+                out[..n].iter().any(|&s| s.unsigned_abs() > 1000),
+                "{kind:?}"
+            );
+            out.fill(0);
+            assert_eq!(dec.conceal(&mut out), n, "{kind:?}");
+            assert!(
+                out[..n].iter().any(|&s| s.unsigned_abs() > 500),
+                "{kind:?} conceal"
+            );
+        }
+    }
+
+    #[test]
+    fn reports_too_small_output_instead_of_truncating() {
+        let mut dec = Decoder::new(CodecKind::G722).unwrap();
+        let mut out = [0i16; 100];
+        assert!(matches!(
+            dec.decode(&[0u8; 160], &mut out),
+            Err(CodecError::OutputTooSmall {
+                needed: 320,
+                got: 100
+            })
+        ));
+        let mut enc = Encoder::new(CodecKind::Pcmu).unwrap();
+        assert!(enc.encode(&[0i16; 160], &mut [0u8; 10]).is_err());
+        let mut enc = Encoder::new(CodecKind::G722).unwrap();
+        assert!(matches!(
+            enc.encode(&[0i16; 3], &mut [0u8; 10]),
+            Err(CodecError::OddSampleCount(3))
+        ));
+    }
+}

@@ -1,0 +1,921 @@
+//! Adaptive jitter buffer: packets in as they arrive, one frame out per playout tick.
+//!
+//! Playout is scheduled on RTP timestamps. Each packet's transit time (arrival minus RTP
+//! timestamp) is kept over a window; the target delay is the 95th percentile of transit
+//! above the minimum (the spread the network adds), held up by a slowly decaying peak that a
+//! late packet raises at once. A talk spurt starts once its first packet is `target` past its
+//! earliest possible arrival; inside a spurt the buffer stretches (emits `Lost` without
+//! consuming a packet) when the target grows, and drops at most one frame a second when it is
+//! far too deep (clock drift). Silence gaps (RFC 3551 §4.1: timestamp jumps, sequence numbers
+//! do not) restart scheduling, which is where a shrunk target takes effect.
+//!
+//! All storage is allocated in [`JitterBuffer::new`]; `push` and `pop` do not allocate.
+
+use std::time::{Duration, Instant};
+
+use crate::rtp::RtpPacketInfo;
+
+/// Transit samples kept for the delay estimate (about 2.5 s of 20 ms packets).
+const TRANSIT_WINDOW: usize = 128;
+/// A packet this far behind the playout point is late, further behind it is a restart.
+const MAX_MISORDER: u16 = 1000;
+/// A forward jump beyond this is a new stream, not an outage (RFC 3550 A.1 MAX_DROPOUT).
+const MAX_DROPOUT: u16 = 3000;
+/// Pops between two shrinking frame drops (one per second at 20 ms).
+const SHRINK_INTERVAL_POPS: u32 = 50;
+/// A timestamp gap of more than this many frames, without a sequence gap, ends a talk spurt.
+const SPURT_GAP_FRAMES: i64 = 4;
+
+/// Jitter buffer settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JitterConfig {
+    /// RTP clock rate of the stream.
+    pub clock_rate: u32,
+    /// Frame duration the caller pops at, in ms.
+    pub ptime_ms: u32,
+    /// Packets the buffer can hold (also the largest sequence span it reorders over).
+    pub slots: usize,
+    /// Largest payload stored; longer payloads are discarded.
+    pub max_payload: usize,
+    /// Lower bound of the target delay.
+    pub min_delay: Duration,
+    /// Upper bound of the target delay.
+    pub max_delay: Duration,
+    /// Frames concealed while the buffer is empty before it declares the spurt over.
+    pub max_underrun_frames: u32,
+}
+
+impl JitterConfig {
+    /// Defaults for a stream: 64 slots of 1500 bytes, 20..200 ms target, 60 ms of
+    /// concealment on underrun (the PLC mutes after 60 ms anyway).
+    pub fn new(clock_rate: u32, ptime_ms: u32) -> Self {
+        Self {
+            clock_rate: clock_rate.max(1000),
+            ptime_ms: ptime_ms.clamp(10, 120),
+            slots: 64,
+            max_payload: 1500,
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            max_underrun_frames: 3,
+        }
+    }
+}
+
+/// What the caller plays for this tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Playout<'a> {
+    /// The next frame's payload, to decode.
+    Frame {
+        /// The payload, valid until the next `push`/`pop`.
+        payload: &'a [u8],
+        /// Its RTP timestamp.
+        rtp_ts: u32,
+    },
+    /// A frame is missing (lost, late, or the buffer is stretching): conceal one frame.
+    Lost,
+    /// Nothing to play: not started, between talk spurts, or a longer packet still covers
+    /// this tick.
+    Empty,
+}
+
+/// What `push` did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Stored for playout.
+    Buffered,
+    /// Already buffered or played: ignored.
+    Duplicate,
+    /// Its playout time has passed: dropped.
+    Late,
+    /// Larger than `max_payload`: dropped.
+    TooLarge,
+    /// A far jump not yet confirmed by a second packet (RFC 3550 A.1): dropped.
+    Stray,
+    /// The stream restarted (SSRC change or confirmed jump): buffer reset, packet stored.
+    Restarted,
+}
+
+/// Counters and the current delay, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JitterStats {
+    /// Packets stored.
+    pub received: u64,
+    /// Frames that never arrived in time and were not covered by a later packet.
+    pub lost: u64,
+    /// Packets that arrived after their playout time.
+    pub late: u64,
+    /// Duplicate packets.
+    pub duplicates: u64,
+    /// Packets discarded (too large, stray, overflow, or dropped to shrink the delay).
+    pub discarded: u64,
+    /// `Lost` ticks emitted without a lost packet (underrun or stretching).
+    pub concealed: u64,
+    /// Stream restarts (SSRC change, sequence jump).
+    pub restarts: u64,
+    /// Target playout delay.
+    pub target_delay: Duration,
+    /// Delay the current spurt is playing at (above the fastest packet).
+    pub current_delay: Duration,
+    /// Packets currently buffered.
+    pub buffered: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Free,
+    Buffered,
+    Played,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    state: SlotState,
+    seq: u16,
+    rtp_ts: u32,
+    /// Timestamp unwrapped to 64 bits.
+    ts: i64,
+    len: usize,
+}
+
+const FREE_SLOT: Slot = Slot {
+    state: SlotState::Free,
+    seq: 0,
+    rtp_ts: 0,
+    ts: 0,
+    len: 0,
+};
+
+/// Adaptive jitter buffer for one RTP stream.
+#[derive(Debug, Clone)]
+pub struct JitterBuffer {
+    cfg: JitterConfig,
+    frame: i64,
+    min_ticks: i64,
+    max_ticks: i64,
+    slots: Box<[Slot]>,
+    storage: Box<[u8]>,
+    epoch: Option<Instant>,
+    ts_ref: Option<(u32, i64)>,
+    ssrc: Option<u32>,
+    /// `next_seq` is meaningful (a packet has been seen since the last reset).
+    anchored: bool,
+    next_seq: u16,
+    consumed_any: bool,
+    playing: bool,
+    play_ts: i64,
+    underruns: u32,
+    pending_jump: Option<u16>,
+    transits: Box<[i64]>,
+    transit_len: usize,
+    transit_pos: usize,
+    scratch: Box<[i64]>,
+    min_transit: i64,
+    target: i64,
+    peak: i64,
+    pops_since_shrink: u32,
+    lag: i64,
+    stats: JitterStats,
+}
+
+impl JitterBuffer {
+    /// Creates a buffer, allocating all slots now.
+    pub fn new(cfg: JitterConfig) -> Self {
+        let slots = cfg.slots.clamp(4, 1024);
+        let frame = i64::from(cfg.clock_rate) * i64::from(cfg.ptime_ms) / 1000;
+        let to_ticks = |d: Duration| (d.as_micros() as i64) * i64::from(cfg.clock_rate) / 1_000_000;
+        let min_ticks = to_ticks(cfg.min_delay);
+        let max_ticks = to_ticks(cfg.max_delay).max(min_ticks);
+        Self {
+            frame,
+            min_ticks,
+            max_ticks,
+            slots: vec![FREE_SLOT; slots].into_boxed_slice(),
+            storage: vec![0; slots * cfg.max_payload].into_boxed_slice(),
+            epoch: None,
+            ts_ref: None,
+            ssrc: None,
+            anchored: false,
+            next_seq: 0,
+            consumed_any: false,
+            playing: false,
+            play_ts: 0,
+            underruns: 0,
+            pending_jump: None,
+            transits: vec![0; TRANSIT_WINDOW].into_boxed_slice(),
+            transit_len: 0,
+            transit_pos: 0,
+            scratch: vec![0; TRANSIT_WINDOW].into_boxed_slice(),
+            min_transit: 0,
+            target: min_ticks,
+            peak: 0,
+            pops_since_shrink: 0,
+            lag: 0,
+            stats: JitterStats::default(),
+            cfg,
+        }
+    }
+
+    /// Convenience constructor with defaults for `clock_rate` and `ptime_ms`.
+    pub fn with_rate(clock_rate: u32, ptime_ms: u32) -> Self {
+        Self::new(JitterConfig::new(clock_rate, ptime_ms))
+    }
+
+    /// Counters and delays.
+    pub fn stats(&self) -> JitterStats {
+        let mut s = self.stats;
+        s.target_delay = self.ticks_to_duration(self.target);
+        s.current_delay = self.ticks_to_duration(self.lag.max(0));
+        s.buffered = self
+            .slots
+            .iter()
+            .filter(|s| s.state == SlotState::Buffered)
+            .count();
+        s
+    }
+
+    /// Current target delay.
+    pub fn target_delay(&self) -> Duration {
+        self.ticks_to_duration(self.target)
+    }
+
+    fn ticks_to_duration(&self, ticks: i64) -> Duration {
+        Duration::from_micros((ticks.max(0) as u64) * 1_000_000 / u64::from(self.cfg.clock_rate))
+    }
+
+    fn ticks_since_epoch(&self, epoch: Instant, t: Instant) -> i64 {
+        let d = t.saturating_duration_since(epoch);
+        (d.as_nanos() * u128::from(self.cfg.clock_rate) / 1_000_000_000) as i64
+    }
+
+    fn slot_index(&self, seq: u16) -> usize {
+        usize::from(seq) % self.slots.len()
+    }
+
+    /// Forgets all packets and timing (new stream); counters are kept.
+    pub fn reset(&mut self) {
+        self.slots.fill(FREE_SLOT);
+        self.ts_ref = None;
+        self.anchored = false;
+        self.consumed_any = false;
+        self.playing = false;
+        self.underruns = 0;
+        self.pending_jump = None;
+        self.transit_len = 0;
+        self.transit_pos = 0;
+        self.min_transit = 0;
+        self.target = self.min_ticks;
+        self.peak = 0;
+        self.lag = 0;
+    }
+
+    /// Stores a parsed RTP packet; an SSRC change restarts the buffer.
+    pub fn push_rtp(&mut self, pkt: &RtpPacketInfo<'_>, arrival: Instant) -> PushOutcome {
+        let restarted = match self.ssrc {
+            Some(s) if s != pkt.ssrc => {
+                self.reset();
+                self.stats.restarts += 1;
+                true
+            }
+            _ => false,
+        };
+        self.ssrc = Some(pkt.ssrc);
+        let outcome = self.push(pkt.sequence, pkt.timestamp, pkt.payload, arrival);
+        if restarted && outcome == PushOutcome::Buffered {
+            PushOutcome::Restarted
+        } else {
+            outcome
+        }
+    }
+
+    /// Stores a packet that arrived at `arrival`.
+    pub fn push(&mut self, seq: u16, rtp_ts: u32, payload: &[u8], arrival: Instant) -> PushOutcome {
+        let epoch = *self.epoch.get_or_insert(arrival);
+        let arrival_ticks = self.ticks_since_epoch(epoch, arrival);
+        if payload.len() > self.cfg.max_payload {
+            self.stats.discarded += 1;
+            return PushOutcome::TooLarge;
+        }
+        let n = self.slots.len();
+        if !self.anchored {
+            self.anchored = true;
+            self.next_seq = seq;
+            self.consumed_any = false;
+        }
+        let ahead = seq.wrapping_sub(self.next_seq);
+        let behind = self.next_seq.wrapping_sub(seq);
+        let mut outcome = PushOutcome::Buffered;
+        if usize::from(ahead) < n {
+            // Within the window: the normal case.
+        } else if behind <= MAX_MISORDER {
+            if !self.consumed_any && self.fits_before_start(seq) {
+                // Reordered before anything was played: start earlier.
+                self.next_seq = seq;
+            } else {
+                let slot = self.slots[self.slot_index(seq)];
+                if slot.state == SlotState::Played && slot.seq == seq {
+                    self.stats.duplicates += 1;
+                    return PushOutcome::Duplicate;
+                }
+                self.stats.late += 1;
+                let ts = self.unwrap_ts(rtp_ts);
+                let transit = arrival_ticks - ts;
+                self.record_transit(transit);
+                // Grow at once (§ module doc): this packet would have needed this much delay.
+                self.peak = self.peak.max(transit - self.min_transit);
+                self.update_target();
+                return PushOutcome::Late;
+            }
+        } else if ahead < MAX_DROPOUT {
+            // An outage longer than the buffer: skip ahead, keeping the stream's timing.
+            let buffered = self
+                .slots
+                .iter()
+                .filter(|s| s.state == SlotState::Buffered)
+                .count() as u64;
+            self.stats.lost += u64::from(ahead).saturating_sub(buffered);
+            self.stats.discarded += buffered;
+            self.slots.fill(FREE_SLOT);
+            self.next_seq = seq;
+            self.consumed_any = false;
+            self.playing = false;
+        } else if self.pending_jump == Some(seq) {
+            // Second sequential packet after a far jump: the sender restarted (RFC 3550 A.1).
+            self.reset();
+            self.stats.restarts += 1;
+            self.anchored = true;
+            self.next_seq = seq;
+            outcome = PushOutcome::Restarted;
+        } else {
+            self.pending_jump = Some(seq.wrapping_add(1));
+            self.stats.discarded += 1;
+            return PushOutcome::Stray;
+        }
+        self.pending_jump = None;
+
+        let idx = self.slot_index(seq);
+        let slot = self.slots[idx];
+        if slot.state == SlotState::Buffered && slot.seq == seq {
+            self.stats.duplicates += 1;
+            return PushOutcome::Duplicate;
+        }
+        let ts = self.unwrap_ts(rtp_ts);
+        let start = idx * self.cfg.max_payload;
+        self.storage[start..start + payload.len()].copy_from_slice(payload);
+        self.slots[idx] = Slot {
+            state: SlotState::Buffered,
+            seq,
+            rtp_ts,
+            ts,
+            len: payload.len(),
+        };
+        self.stats.received += 1;
+        self.record_transit(arrival_ticks - ts);
+        self.update_target();
+        outcome
+    }
+
+    /// Whether moving `next_seq` back to `seq` keeps every buffered packet in the window.
+    fn fits_before_start(&self, seq: u16) -> bool {
+        let n = self.slots.len();
+        self.slots
+            .iter()
+            .filter(|s| s.state == SlotState::Buffered)
+            .all(|s| usize::from(s.seq.wrapping_sub(seq)) < n)
+    }
+
+    fn unwrap_ts(&mut self, rtp_ts: u32) -> i64 {
+        let ext = match self.ts_ref {
+            Some((raw, ext)) => ext + i64::from(rtp_ts.wrapping_sub(raw) as i32),
+            None => i64::from(rtp_ts),
+        };
+        self.ts_ref = Some((rtp_ts, ext));
+        ext
+    }
+
+    fn record_transit(&mut self, transit: i64) {
+        self.transits[self.transit_pos] = transit;
+        self.transit_pos = (self.transit_pos + 1) % self.transits.len();
+        self.transit_len = (self.transit_len + 1).min(self.transits.len());
+    }
+
+    fn update_target(&mut self) {
+        let len = self.transit_len;
+        if len == 0 {
+            return;
+        }
+        let window = &mut self.scratch[..len];
+        window.copy_from_slice(&self.transits[..len]);
+        let min = window.iter().copied().min().unwrap_or(0);
+        let k = (len - 1) * 95 / 100;
+        let (_, p95, _) = window.select_nth_unstable(k);
+        let spread = *p95 - min;
+        self.min_transit = min;
+        self.target = spread.max(self.peak).clamp(self.min_ticks, self.max_ticks);
+    }
+
+    /// The first buffered packet at or after `next_seq`.
+    fn first_buffered(&self) -> Option<Slot> {
+        let n = self.slots.len() as u16;
+        (0..n).find_map(|k| {
+            let seq = self.next_seq.wrapping_add(k);
+            let s = self.slots[self.slot_index(seq)];
+            (s.state == SlotState::Buffered && s.seq == seq).then_some(s)
+        })
+    }
+
+    /// Returns what to play for the tick at `now`; call once per frame.
+    pub fn pop(&mut self, now: Instant) -> Playout<'_> {
+        let Some(epoch) = self.epoch else {
+            return Playout::Empty;
+        };
+        let now_ticks = self.ticks_since_epoch(epoch, now);
+        // Shrinks slowly: 1 ms of peak per 100 ms of playout at 20 ms frames.
+        self.peak = (self.peak - self.frame / 100).max(0);
+        self.update_target();
+        if !self.anchored {
+            return Playout::Empty;
+        }
+        let Some(mut p) = self.first_buffered() else {
+            if !self.playing {
+                return Playout::Empty;
+            }
+            self.underruns += 1;
+            if self.underruns > self.cfg.max_underrun_frames {
+                self.playing = false;
+                return Playout::Empty;
+            }
+            self.play_ts += self.frame;
+            self.stats.concealed += 1;
+            return Playout::Lost;
+        };
+        let half = self.frame / 2;
+        if self.playing {
+            let gap = i64::from(p.seq.wrapping_sub(self.next_seq));
+            let expected_next_ts = p.ts - gap * self.frame;
+            if expected_next_ts > self.play_ts + SPURT_GAP_FRAMES * self.frame {
+                // Silence between talk spurts: schedule the new spurt afresh.
+                self.playing = false;
+            }
+        }
+        if !self.playing {
+            let lag = now_ticks - (p.ts + self.min_transit);
+            if lag < self.target {
+                return Playout::Empty;
+            }
+            self.stats.lost += u64::from(p.seq.wrapping_sub(self.next_seq));
+            self.next_seq = p.seq;
+            self.playing = true;
+            self.play_ts = p.ts;
+            self.pops_since_shrink = 0;
+            self.lag = lag;
+            return self.emit(p);
+        }
+
+        self.lag = now_ticks - (self.play_ts + self.min_transit);
+        self.pops_since_shrink = self.pops_since_shrink.saturating_add(1);
+        if self.lag < self.target - half {
+            // Target grew: play this tick from concealment and keep the packet.
+            self.stats.concealed += 1;
+            return Playout::Lost;
+        }
+        if self.lag > self.target + 2 * self.frame && self.pops_since_shrink >= SHRINK_INTERVAL_POPS
+        {
+            self.pops_since_shrink = 0;
+            let idx = self.slot_index(self.next_seq);
+            if p.seq == self.next_seq {
+                self.slots[idx].state = SlotState::Free;
+                self.stats.discarded += 1;
+            } else {
+                self.stats.lost += 1;
+            }
+            self.next_seq = self.next_seq.wrapping_add(1);
+            self.play_ts += self.frame;
+            match self.first_buffered() {
+                Some(next) => p = next,
+                None => {
+                    self.play_ts += self.frame;
+                    self.stats.concealed += 1;
+                    return Playout::Lost;
+                }
+            }
+        }
+        // Missing packets whose time an underrun already concealed are just counted.
+        while self.next_seq != p.seq {
+            let gap = i64::from(p.seq.wrapping_sub(self.next_seq));
+            let expected = p.ts - gap * self.frame;
+            if expected >= self.play_ts - half {
+                break;
+            }
+            self.stats.lost += 1;
+            self.next_seq = self.next_seq.wrapping_add(1);
+        }
+        if self.next_seq != p.seq {
+            let gap = i64::from(p.seq.wrapping_sub(self.next_seq));
+            let expected = p.ts - gap * self.frame;
+            self.play_ts += self.frame;
+            if expected <= self.play_ts - self.frame + half {
+                self.stats.lost += 1;
+                self.next_seq = self.next_seq.wrapping_add(1);
+                return Playout::Lost;
+            }
+            return Playout::Empty;
+        }
+        if p.ts <= self.play_ts + half {
+            self.emit(p)
+        } else {
+            // The previous packet was longer than one frame.
+            self.play_ts += self.frame;
+            Playout::Empty
+        }
+    }
+
+    fn emit(&mut self, p: Slot) -> Playout<'_> {
+        let idx = self.slot_index(p.seq);
+        self.slots[idx].state = SlotState::Played;
+        self.next_seq = p.seq.wrapping_add(1);
+        self.play_ts = p.ts + self.frame;
+        self.consumed_any = true;
+        self.underruns = 0;
+        let start = idx * self.cfg.max_payload;
+        Playout::Frame {
+            payload: &self.storage[start..start + p.len],
+            rtp_ts: p.rtp_ts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FRAME_MS: u64 = 20;
+
+    /// What a pop returned, owned, for assertions.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Out {
+        Frame(u8, u32),
+        Lost,
+        Empty,
+    }
+
+    fn take(p: Playout<'_>) -> Out {
+        match p {
+            Playout::Frame { payload, rtp_ts } => Out::Frame(payload[0], rtp_ts),
+            Playout::Lost => Out::Lost,
+            Playout::Empty => Out::Empty,
+        }
+    }
+
+    /// Runs a scenario: packets `(index, arrival_ms)` with seq = base + index, ts = 160 ×
+    /// index; pops every 20 ms from `pop_offset_ms` for `ticks`. Payload byte = index.
+    fn run(
+        jb: &mut JitterBuffer,
+        base_seq: u16,
+        base_ts: u32,
+        packets: &[(u16, u64)],
+        ticks: u64,
+    ) -> Vec<Out> {
+        let t0 = Instant::now();
+        let mut events: Vec<(u64, u8, usize)> = packets
+            .iter()
+            .enumerate()
+            .map(|(k, &(_, at))| (at, 0, k))
+            .collect();
+        for t in 0..ticks {
+            events.push((t * FRAME_MS + 5, 1, 0));
+        }
+        // Pushes before pops at the same instant.
+        events.sort();
+        let mut out = Vec::new();
+        for (at, kind, k) in events {
+            let now = t0 + Duration::from_millis(at);
+            if kind == 0 {
+                let idx = packets[k].0;
+                let seq = base_seq.wrapping_add(idx);
+                let ts = base_ts.wrapping_add(u32::from(idx) * 160);
+                jb.push(seq, ts, &[idx as u8; 160], now);
+            } else {
+                out.push(take(jb.pop(now)));
+            }
+        }
+        out
+    }
+
+    fn frames(out: &[Out]) -> Vec<u8> {
+        out.iter()
+            .filter_map(|o| match o {
+                Out::Frame(i, _) => Some(*i),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn count_lost(out: &[Out]) -> usize {
+        out.iter().filter(|o| **o == Out::Lost).count()
+    }
+
+    fn regular(n: u16) -> Vec<(u16, u64)> {
+        (0..n).map(|i| (i, u64::from(i) * FRAME_MS)).collect()
+    }
+
+    #[test]
+    fn in_order_stream_plays_every_frame_once_in_order() {
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        let out = run(&mut jb, 1000, 5000, &regular(50), 60);
+        assert_eq!(frames(&out), (0..50).collect::<Vec<u8>>());
+        assert_eq!(count_lost(&out[..50]), 0);
+        assert!(matches!(out[0], Out::Empty), "buffers before playing");
+        assert_eq!(out[1], Out::Frame(0, 5000));
+        let st = jb.stats();
+        assert_eq!(st.received, 50);
+        assert_eq!((st.lost, st.late, st.duplicates), (0, 0, 0));
+        assert_eq!(st.target_delay, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn reordered_packets_within_depth_play_in_order() {
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        // Odd packets overtake the even ones by 10 ms.
+        let packets: Vec<(u16, u64)> = (0..40u16)
+            .map(|i| {
+                let at = u64::from(i) * FRAME_MS;
+                if i % 2 == 0 { (i, at + 15) } else { (i, at) }
+            })
+            .collect();
+        let out = run(&mut jb, 7, 0, &packets, 50);
+        assert_eq!(frames(&out), (0..40).collect::<Vec<u8>>());
+        assert_eq!(jb.stats().late, 0);
+        assert_eq!(jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn loss_yields_lost_exactly_once_per_missing_frame() {
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        let packets: Vec<(u16, u64)> = regular(40)
+            .into_iter()
+            .filter(|(i, _)| ![10, 20, 21].contains(i))
+            .collect();
+        let out = run(&mut jb, 0, 0, &packets, 45);
+        let expected: Vec<u8> = (0..40).filter(|i| ![10, 20, 21].contains(i)).collect();
+        assert_eq!(frames(&out), expected);
+        let played: Vec<&Out> = out
+            .iter()
+            .skip_while(|o| **o == Out::Empty)
+            .take(40)
+            .collect();
+        assert_eq!(played.iter().filter(|o| ***o == Out::Lost).count(), 3);
+        // The Lost ticks sit exactly where the missing frames belong.
+        assert_eq!(*played[10], Out::Lost);
+        assert_eq!(*played[20], Out::Lost);
+        assert_eq!(*played[21], Out::Lost);
+        assert_eq!(jb.stats().lost, 3);
+    }
+
+    #[test]
+    fn sequence_and_timestamp_wrap_around() {
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        let out = run(&mut jb, 65530, u32::MAX - 800, &regular(20), 25);
+        assert_eq!(frames(&out), (0..20).collect::<Vec<u8>>());
+        assert_eq!(jb.stats().lost, 0);
+        assert_eq!(count_lost(&out[..21]), 0);
+    }
+
+    #[test]
+    fn duplicate_is_ignored() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        assert_eq!(jb.push(1, 0, &[1], t0), PushOutcome::Buffered);
+        assert_eq!(jb.push(1, 0, &[1], t0), PushOutcome::Duplicate);
+        assert_eq!(
+            jb.push(2, 160, &[2], t0 + Duration::from_millis(20)),
+            PushOutcome::Buffered
+        );
+        let first = take(jb.pop(t0 + Duration::from_millis(25)));
+        assert_eq!(first, Out::Frame(1, 0));
+        // A copy of an already played packet is a duplicate too, not a late packet.
+        assert_eq!(
+            jb.push(1, 0, &[1], t0 + Duration::from_millis(30)),
+            PushOutcome::Duplicate
+        );
+        assert_eq!(
+            take(jb.pop(t0 + Duration::from_millis(45))),
+            Out::Frame(2, 160)
+        );
+        let st = jb.stats();
+        assert_eq!((st.duplicates, st.late, st.received), (2, 0, 2));
+    }
+
+    #[test]
+    fn late_packet_is_dropped_counted_and_raises_the_target() {
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        // Packet 10 arrives 100 ms late, after 11 and 12 have been played around it.
+        let packets: Vec<(u16, u64)> = regular(30)
+            .into_iter()
+            .map(|(i, at)| if i == 10 { (i, at + 100) } else { (i, at) })
+            .collect();
+        let before = jb.target_delay();
+        let out = run(&mut jb, 0, 0, &packets, 35);
+        assert!(!frames(&out).contains(&10));
+        let st = jb.stats();
+        assert_eq!(st.late, 1);
+        assert_eq!(st.lost, 1);
+        assert!(
+            st.target_delay >= before + Duration::from_millis(60),
+            "{st:?}"
+        );
+    }
+
+    /// Deterministic pseudo-random delays 0..max_ms.
+    fn jittered(n: u16, max_ms: u64) -> Vec<(u16, u64)> {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        (0..n)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (i, u64::from(i) * FRAME_MS + x % max_ms)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn target_delay_grows_with_jitter_and_few_packets_are_late() {
+        let mut calm = JitterBuffer::with_rate(8000, 20);
+        run(&mut calm, 0, 0, &jittered(300, 2), 310);
+        let mut rough = JitterBuffer::with_rate(8000, 20);
+        let out = run(&mut rough, 0, 0, &jittered(300, 60), 320);
+        let (c, r) = (calm.stats(), rough.stats());
+        assert_eq!(c.target_delay, Duration::from_millis(20));
+        assert!(r.target_delay >= Duration::from_millis(45), "{r:?}");
+        assert!(r.target_delay <= Duration::from_millis(200));
+        // Once adapted, only the early packets (before the window filled) may be late.
+        assert!(r.late + r.lost < 15, "{r:?}");
+        let played = frames(&out);
+        // Payload bytes wrap at 256.
+        assert!(
+            played
+                .windows(2)
+                .all(|w| (1..128).contains(&w[1].wrapping_sub(w[0]))),
+            "in order"
+        );
+    }
+
+    #[test]
+    fn silence_gap_restarts_scheduling_without_counting_loss() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut out = Vec::new();
+        // Spurt 1: seq 0..5; silence of 1 s (ts jumps 8000), spurt 2: seq 5..10.
+        for tick in 0..80u64 {
+            let now_ms = tick * FRAME_MS;
+            for i in 0..10u16 {
+                let (ts, arrive) = if i < 5 {
+                    (u32::from(i) * 160, u64::from(i) * FRAME_MS)
+                } else {
+                    (8000 + u32::from(i) * 160, 1000 + u64::from(i) * FRAME_MS)
+                };
+                if arrive == now_ms {
+                    jb.push(i, ts, &[i as u8], at(arrive));
+                }
+            }
+            out.push(take(jb.pop(at(now_ms + 5))));
+        }
+        assert_eq!(frames(&out), (0..10).collect::<Vec<u8>>());
+        let st = jb.stats();
+        assert_eq!(st.lost, 0);
+        // Only the underrun concealment after each spurt (3 frames = 60 ms).
+        assert_eq!(count_lost(&out), 6, "{out:?}");
+        assert_eq!(st.concealed, 6);
+    }
+
+    #[test]
+    fn ssrc_change_restarts_the_buffer() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        let pkt = |ssrc, seq, ts| RtpPacketInfo {
+            payload_type: 0,
+            marker: false,
+            sequence: seq,
+            timestamp: ts,
+            ssrc,
+            csrc_count: 0,
+            payload: &[9],
+        };
+        assert_eq!(jb.push_rtp(&pkt(1, 100, 0), t0), PushOutcome::Buffered);
+        assert_eq!(jb.push_rtp(&pkt(2, 40000, 123), t0), PushOutcome::Restarted);
+        assert_eq!(jb.stats().restarts, 1);
+        assert_eq!(jb.stats().buffered, 1);
+        let p = take(jb.pop(t0 + Duration::from_millis(30)));
+        assert_eq!(p, Out::Frame(9, 123));
+    }
+
+    #[test]
+    fn far_sequence_jump_needs_two_packets_to_restart() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        jb.push(10, 0, &[1], t0);
+        assert_eq!(jb.push(30000, 0, &[2], t0), PushOutcome::Stray);
+        assert_eq!(jb.push(30001, 160, &[3], t0), PushOutcome::Restarted);
+        assert_eq!(jb.stats().restarts, 1);
+        assert_eq!(
+            take(jb.pop(t0 + Duration::from_millis(25))),
+            Out::Frame(3, 160)
+        );
+    }
+
+    #[test]
+    fn outage_longer_than_buffer_skips_ahead_and_counts_loss() {
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        let packets: Vec<(u16, u64)> = regular(200)
+            .into_iter()
+            .filter(|(i, _)| *i < 10 || *i >= 110)
+            .collect();
+        let out = run(&mut jb, 0, 0, &packets, 205);
+        let f = frames(&out);
+        assert_eq!(f.len(), 100);
+        assert_eq!(jb.stats().lost, 100);
+    }
+
+    #[test]
+    fn oversized_payload_is_rejected() {
+        let t0 = Instant::now();
+        let mut cfg = JitterConfig::new(8000, 20);
+        cfg.max_payload = 100;
+        let mut jb = JitterBuffer::new(cfg);
+        assert_eq!(jb.push(1, 0, &[0; 101], t0), PushOutcome::TooLarge);
+        assert_eq!(jb.push(1, 0, &[0; 100], t0), PushOutcome::Buffered);
+    }
+
+    #[test]
+    fn longer_packets_are_followed_by_empty_ticks() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        let mut out = Vec::new();
+        for tick in 0..20u64 {
+            let now = t0 + Duration::from_millis(tick * 20);
+            if tick % 2 == 0 {
+                let i = (tick / 2) as u16;
+                jb.push(i, u32::from(i) * 320, &[i as u8], now);
+            }
+            out.push(take(jb.pop(now + Duration::from_millis(5))));
+        }
+        assert_eq!(frames(&out), (0..10).collect::<Vec<u8>>());
+        assert_eq!(jb.stats().lost, 0);
+        assert_eq!(count_lost(&out), 0, "{out:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_packet_streams_never_panic(
+            ops in proptest::collection::vec(
+                (any::<u16>(), any::<u32>(), 0usize..1600, 0u64..50, any::<bool>()), 0..300)
+        ) {
+            let t0 = Instant::now();
+            let mut jb = JitterBuffer::with_rate(8000, 20);
+            let mut t = 0u64;
+            let payload = [0u8; 1600];
+            for (seq, ts, len, dt, pop) in ops {
+                t += dt;
+                let now = t0 + Duration::from_millis(t);
+                if pop {
+                    if let Playout::Frame { payload, .. } = jb.pop(now) {
+                        prop_assert!(payload.len() <= 1500);
+                    }
+                } else {
+                    jb.push(seq, ts, &payload[..len], now);
+                }
+            }
+            let st = jb.stats();
+            prop_assert!(st.target_delay <= Duration::from_millis(200));
+        }
+
+        #[test]
+        fn near_sequential_streams_play_in_order(
+            ops in proptest::collection::vec((0u16..3, 0u64..40, any::<bool>()), 0..200)
+        ) {
+            let t0 = Instant::now();
+            let mut jb = JitterBuffer::with_rate(8000, 20);
+            let mut seq = 0u16;
+            let mut last: Option<u16> = None;
+            for (k, (step, jitter, dup)) in ops.into_iter().enumerate() {
+                seq = seq.wrapping_add(step);
+                let base = k as u64 * 20;
+                let at = t0 + Duration::from_millis(base + jitter);
+                let b = seq.to_be_bytes();
+                jb.push(seq, u32::from(seq) * 160, &b, at);
+                if dup {
+                    jb.push(seq, u32::from(seq) * 160, &b, at);
+                }
+                if let Playout::Frame { payload, .. } = jb.pop(t0 + Duration::from_millis(base + 45)) {
+                    let s = u16::from_be_bytes([payload[0], payload[1]]);
+                    if let Some(l) = last {
+                        prop_assert!(s.wrapping_sub(l) >= 1 && s.wrapping_sub(l) < 1000, "{} after {}", s, l);
+                    }
+                    last = Some(s);
+                }
+            }
+        }
+    }
+}
