@@ -49,17 +49,28 @@ fn bad_values_name_the_flag_with_exit_2() {
 fn config_file_with_unknown_key_is_refused_naming_file_and_key() {
     let dir = TempDir::new("cfg");
     let path = dir.path().join("amtsleitung.toml");
-    std::fs::write(&path, "sip-listen = \"127.0.0.1:5099\"\nrtp-prots = \"1-2\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "sip-listen = \"127.0.0.1:5099\"\nrtp-prots = \"1-2\"\n",
+    )
+    .unwrap();
     let (code, _, err) = run(&["serve", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("amtsleitung.toml:2") && err.contains("rtp-prots"), "{err}");
+    assert!(
+        err.contains("amtsleitung.toml:2") && err.contains("rtp-prots"),
+        "{err}"
+    );
 }
 
 #[test]
 fn health_endpoint_answers_ok() {
     let server = Server::start(None, &["--log-format", "json"]);
     let mut stream = TcpStream::connect(server.http).unwrap();
-    write!(stream, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut body = String::new();
     stream.read_to_string(&mut body).unwrap();
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
@@ -68,7 +79,10 @@ fn health_endpoint_answers_ok() {
     let log = server.log();
     assert!(!log.is_empty());
     for line in log.lines() {
-        assert!(line.starts_with('{') && line.ends_with('}'), "not a JSON log line: {line}");
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not a JSON log line: {line}"
+        );
     }
 }
 

@@ -9,7 +9,16 @@ const CLIENT_IP: &str = "10.99.0.2";
 
 fn sipp_args<'a>(scenario_file: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
-        "-sf", scenario_file, "-i", CLIENT_IP, "-p", "5070", "-m", "1", "-l", "1",
+        "-sf",
+        scenario_file,
+        "-i",
+        CLIENT_IP,
+        "-p",
+        "5070",
+        "-m",
+        "1",
+        "-l",
+        "1",
     ];
     args.extend_from_slice(extra);
     args.push("10.99.0.1:5060");
@@ -33,7 +42,10 @@ fn options_is_answered_200_with_allow_and_accept() {
     let server = Server::start(Some(&ns), &[]);
     let out = sipp(Some(&ns), &sipp_args(&scenario("options.xml"), &[]));
     assert_sipp_ok(&out, &server, "OPTIONS over UDP");
-    let out = sipp(Some(&ns), &sipp_args(&scenario("options.xml"), &["-t", "t1"]));
+    let out = sipp(
+        Some(&ns),
+        &sipp_args(&scenario("options.xml"), &["-t", "t1"]),
+    );
     assert_sipp_ok(&out, &server, "OPTIONS over TCP");
 }
 
@@ -47,12 +59,28 @@ impl<'a> PacketCounter<'a> {
     fn new(ns: &'a Netns, port: u16) -> Self {
         ns.exec_ok(&["nft", "add", "table", "inet", "amtcount"]);
         ns.exec_ok(&[
-            "nft", "add", "chain", "inet", "amtcount", "input",
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "amtcount",
+            "input",
             "{ type filter hook input priority 0 ; }",
         ]);
         ns.exec_ok(&[
-            "nft", "add", "rule", "inet", "amtcount", "input", "ip", "saddr", SERVER_IP, "udp",
-            "dport", &port.to_string(), "counter",
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "amtcount",
+            "input",
+            "ip",
+            "saddr",
+            SERVER_IP,
+            "udp",
+            "dport",
+            &port.to_string(),
+            "counter",
         ]);
         Self { ns }
     }
@@ -78,22 +106,11 @@ fn pcmu_call_to_echo_test_is_answered_media_flows_and_bye_gets_200() {
     let ns = Netns::new();
     let server = Server::start(Some(&ns), &[]);
     let dir = TempDir::new("sipp-audio");
-    let audio = dir.path().join("tone-ulaw.wav");
-    let status = std::process::Command::new("sox")
-        .args(["-n", "-r", "8000", "-c", "1", "-e", "mu-law"])
-        .arg(&audio)
-        .args(["synth", "6", "sine", "440", "vol", "0.4"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let call = support::pcmu_call_scenario(&dir);
     let counter = PacketCounter::new(&ns, 6000);
-    let audio = audio.display().to_string();
     let out = sipp(
         Some(&ns),
-        &sipp_args(
-            &scenario("invite_pcmu.xml"),
-            &["-s", "600", "-mi", CLIENT_IP, "-mp", "6000", "-key", "audio", &audio],
-        ),
+        &sipp_args(&call, &["-s", "600", "-mi", CLIENT_IP, "-mp", "6000"]),
     );
     assert_sipp_ok(&out, &server, "INVITE 600");
     let echoed = counter.packets();
@@ -111,7 +128,10 @@ fn offer_with_only_unsupported_codec_gets_488() {
     let server = Server::start(Some(&ns), &[]);
     let out = sipp(
         Some(&ns),
-        &sipp_args(&scenario("invite_unsupported_codec.xml"), &["-mi", CLIENT_IP]),
+        &sipp_args(
+            &scenario("invite_unsupported_codec.xml"),
+            &["-mi", CLIENT_IP],
+        ),
     );
     assert_sipp_ok(&out, &server, "INVITE with G.729 only");
 }
@@ -125,13 +145,13 @@ fn cancel_before_answer_gets_487_and_200() {
         "[[rule]]\nname = \"rings a long time\"\nmatch = \"699\"\nactions = [ { wait = 30 }, { answer = {} }, { echo = {} } ]\n",
     )
     .unwrap();
-    let server = Server::start(
-        Some(&ns),
-        &["--dialplans", plans.path().to_str().unwrap()],
-    );
+    let server = Server::start(Some(&ns), &["--dialplans", plans.path().to_str().unwrap()]);
     let out = sipp(
         Some(&ns),
-        &sipp_args(&scenario("invite_cancel.xml"), &["-s", "699", "-mi", CLIENT_IP]),
+        &sipp_args(
+            &scenario("invite_cancel.xml"),
+            &["-s", "699", "-mi", CLIENT_IP],
+        ),
     );
     assert_sipp_ok(&out, &server, "CANCEL");
 }
@@ -142,7 +162,10 @@ fn unknown_number_gets_404() {
     let server = Server::start(Some(&ns), &[]);
     let out = sipp(
         Some(&ns),
-        &sipp_args(&scenario("invite_404.xml"), &["-s", "4242", "-mi", CLIENT_IP]),
+        &sipp_args(
+            &scenario("invite_404.xml"),
+            &["-s", "4242", "-mi", CLIENT_IP],
+        ),
     );
     assert_sipp_ok(&out, &server, "INVITE to an unrouted number");
 }

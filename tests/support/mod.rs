@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The server binary cargo built for this test run.
@@ -59,15 +62,31 @@ pub const SERVER_IP: &str = "10.99.0.1";
 impl Netns {
     pub fn new() -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!("amt{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let name = format!(
+            "amt{}x{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
         run_ok("ip", &["netns", "add", &name]);
         let ns = Self { name };
         ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
-        ns.exec_ok(&["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        ns.exec_ok(&[
+            "ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ]);
         ns.exec_ok(&["ip", "addr", "add", "10.99.0.1/24", "dev", "v0"]);
         for client in 2..=6 {
-            ns.exec_ok(&["ip", "addr", "add", &format!("10.99.0.{client}/24"), "dev", "v1"]);
+            ns.exec_ok(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("10.99.0.{client}/24"),
+                "dev",
+                "v1",
+            ]);
         }
         ns.exec_ok(&["ip", "link", "set", "v0", "up"]);
         ns.exec_ok(&["ip", "link", "set", "v1", "up"]);
@@ -93,7 +112,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -102,7 +123,10 @@ fn run_ok(program: &str, args: &[&str]) {
         .args(args)
         .status()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e} (tests need root and iproute2)"));
-    assert!(status.success(), "{program} {args:?} failed (tests need root)");
+    assert!(
+        status.success(),
+        "{program} {args:?} failed (tests need root)"
+    );
 }
 
 /// A running amtsleitung process; killed on drop. Its log is kept for failure messages.
@@ -142,7 +166,15 @@ impl Server {
             None => Command::new(&bin),
         };
         cmd.current_dir(repo())
-            .args(["serve", "--sip-listen", &sip, "--http-listen", &http, "--rtp-ports", &rtp])
+            .args([
+                "serve",
+                "--sip-listen",
+                &sip,
+                "--http-listen",
+                &http,
+                "--rtp-ports",
+                &rtp,
+            ])
             .args(["--data-dir", data.path().to_str().unwrap()])
             .args(extra)
             .env("RUST_LOG", "info,sip=debug")
@@ -213,7 +245,11 @@ fn free_port_pair() -> u16 {
 }
 
 fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs SIPp with `args` (in `ns` when given); returns its output.
@@ -231,7 +267,30 @@ pub fn sipp(ns: Option<&Netns>, args: &[&str]) -> Output {
 
 /// Path of a SIPp scenario in tests/scenarios.
 pub fn scenario(name: &str) -> String {
-    repo().join("tests/scenarios").join(name).display().to_string()
+    repo()
+        .join("tests/scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A copy of the PCMU call scenario whose RTP stream plays a 440 Hz mu-law tone; SIPp does
+/// not substitute keywords inside `exec` attributes, so the path is written into the file.
+pub fn pcmu_call_scenario(dir: &TempDir) -> String {
+    let audio = dir.path().join("tone-ulaw.wav");
+    let status = Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-e", "mu-law"])
+        .arg(&audio)
+        .args(["synth", "6", "sine", "440", "vol", "0.4"])
+        .status()
+        .expect("run sox (apt-get install sox)");
+    assert!(status.success());
+    let text = std::fs::read_to_string(scenario("invite_pcmu.xml"))
+        .unwrap()
+        .replace("[audio]", audio.to_str().unwrap());
+    let path = dir.path().join("invite_pcmu.xml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
 }
 
 /// Writes a mono 16-bit WAV of a sine at `freq` Hz.
@@ -239,7 +298,14 @@ pub fn write_tone(path: &Path, freq: u32, rate: u32, seconds: u32) {
     let status = Command::new("sox")
         .args(["-n", "-r", &rate.to_string(), "-c", "1", "-b", "16"])
         .arg(path)
-        .args(["synth", &seconds.to_string(), "sine", &freq.to_string(), "vol", "0.4"])
+        .args([
+            "synth",
+            &seconds.to_string(),
+            "sine",
+            &freq.to_string(),
+            "vol",
+            "0.4",
+        ])
         .status()
         .expect("run sox (apt-get install sox)");
     assert!(status.success());

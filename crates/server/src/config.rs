@@ -111,11 +111,7 @@ pub fn load_file(path: &Path) -> anyhow::Result<Config> {
                 format!(":{line}")
             })
             .unwrap_or_default();
-        anyhow::anyhow!(
-            "{}{location}: {}",
-            path.display(),
-            err.message().trim_end()
-        )
+        anyhow::anyhow!("{}{location}: {}", path.display(), err.message().trim_end())
     })
 }
 
@@ -143,7 +139,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("amt-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bad.toml");
-        std::fs::write(&path, "sip-listen = \"127.0.0.1:5070\"\nrtp-portz = \"1-2\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "sip-listen = \"127.0.0.1:5070\"\nrtp-portz = \"1-2\"\n",
+        )
+        .unwrap();
         let err = load_file(&path).unwrap_err().to_string();
         assert!(err.contains("bad.toml:2"), "{err}");
         assert!(err.contains("rtp-portz"), "{err}");

@@ -30,7 +30,11 @@ impl PlanHolder {
             }
             Err(errors) => {
                 let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                anyhow::bail!("dialplan in {} has errors:\n{}", dir.display(), text.join("\n"))
+                anyhow::bail!(
+                    "dialplan in {} has errors:\n{}",
+                    dir.display(),
+                    text.join("\n")
+                )
             }
         }
     }
@@ -47,7 +51,10 @@ fn read_sources(dir: &Path) -> Result<Vec<SourceFile>, Vec<Diagnostic>> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
         let entries = std::fs::read_dir(&current).map_err(|err| {
-            vec![io_diagnostic(&current, &format!("cannot read directory: {err}"))]
+            vec![io_diagnostic(
+                &current,
+                &format!("cannot read directory: {err}"),
+            )]
         })?;
         for entry in entries.flatten() {
             let path = entry.path();

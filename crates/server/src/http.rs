@@ -62,8 +62,5 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         media.packets_out.load(Ordering::Relaxed),
         media.packets_rejected.load(Ordering::Relaxed),
     );
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        body,
-    )
+    ([("content-type", "text/plain; version=0.0.4")], body)
 }

@@ -230,7 +230,15 @@ impl Session {
         }
     }
 
-    fn produce(&mut self, now: Instant, pcm: &mut [i16], heard: &mut [i16], out: &mut [u8; MAX_PACKET], payload: &mut [u8; MAX_PACKET], stats: &MediaStats) {
+    fn produce(
+        &mut self,
+        now: Instant,
+        pcm: &mut [i16],
+        heard: &mut [i16],
+        out: &mut [u8; MAX_PACKET],
+        payload: &mut [u8; MAX_PACKET],
+        stats: &MediaStats,
+    ) {
         let n = self.samples_per_frame;
         let heard = &mut heard[..n];
         let decoded = match self.jitter.pop(now) {
@@ -313,7 +321,14 @@ impl Worker {
             }
             for session in &mut self.sessions {
                 session.receive(now, &mut recv_buf, &self.stats);
-                session.produce(now, &mut pcm, &mut heard, &mut out_buf, &mut payload_buf, &self.stats);
+                session.produce(
+                    now,
+                    &mut pcm,
+                    &mut heard,
+                    &mut out_buf,
+                    &mut payload_buf,
+                    &self.stats,
+                );
             }
         }
     }
@@ -372,7 +387,11 @@ impl PortAllocator {
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         for _ in 0..pairs {
             let port = *next;
-            *next = if port + 3 > self.high { self.low } else { port + 2 };
+            *next = if port + 3 > self.high {
+                self.low
+            } else {
+                port + 2
+            };
             let Ok(rtp) = UdpSocket::bind((ip, port)) else {
                 continue;
             };

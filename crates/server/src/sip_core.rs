@@ -15,9 +15,7 @@ use media::sdp::{self, Codec, Direction, LocalMedia};
 use rsip::Method;
 use sip::dialog::{Dialog, DialogId, dialog_id_of_request};
 use sip::message as msg;
-use sip::transaction::{
-    Output, Peer, Timers, TransactionEvent, TransactionKey, TransactionLayer,
-};
+use sip::transaction::{Output, Peer, Timers, TransactionEvent, TransactionKey, TransactionLayer};
 use tokio::sync::mpsc;
 
 use crate::call::{self, CallContext, CallEvent};
@@ -33,7 +31,14 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
 const SUPPORTED: &str = "";
 /// Methods defined by RFCs that we recognise but do not serve here (405, not 501).
 const KNOWN_UNSERVED: &[&str] = &[
-    "REGISTER", "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE", "PRACK",
+    "REGISTER",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
+    "MESSAGE",
+    "REFER",
+    "UPDATE",
+    "PRACK",
 ];
 /// Codecs we offer and accept, best first.
 const OUR_CODECS: &[Codec] = &[Codec::G722, Codec::Pcma, Codec::Pcmu];
@@ -225,7 +230,9 @@ impl Core {
     fn on_inbound(&mut self, inbound: Inbound) {
         match msg::parse(&inbound.bytes) {
             // The layer stamps received/rport (RFC 3581) on requests itself.
-            Ok(message) => self.layer.handle_message(message, inbound.peer, Instant::now()),
+            Ok(message) => self
+                .layer
+                .handle_message(message, inbound.peer, Instant::now()),
             Err(err) => {
                 tracing::info!(from = %inbound.peer.addr, "rejected malformed SIP: {}", err.reason());
                 if let Some(reply) = msg::bad_request_response(&inbound.bytes, &err) {
@@ -250,7 +257,13 @@ impl Core {
         }
     }
 
-    fn reply(&mut self, key: &TransactionKey, request: &rsip::Request, code: u16, reason: Option<&str>) {
+    fn reply(
+        &mut self,
+        key: &TransactionKey,
+        request: &rsip::Request,
+        code: u16,
+        reason: Option<&str>,
+    ) {
         let response = msg::response_to(request, code, reason, Some(&sip::transaction::new_tag()));
         self.respond(key, response);
     }
@@ -266,19 +279,22 @@ impl Core {
                 }
             }
             TransactionEvent::Ack { request, .. } => {
-                if let Some(id) = dialog_id_of_request(&request)
-                    .and_then(|d| self.by_dialog.get(&d).copied())
+                if let Some(id) =
+                    dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied())
                 {
                     tracing::debug!(call = id, "ACK received; call confirmed");
                 }
             }
             TransactionEvent::Timeout { key } => {
                 // Our 2xx was never ACKed (RFC 3261 §13.3.1.4): the caller is gone.
-                if let Some(id) = self.by_invite.get(&key).copied() {
-                    if self.calls.get(&id).is_some_and(|c| c.state == CallState::Answered) {
-                        tracing::info!(call = id, "no ACK for our 200 OK; ending call");
-                        self.hangup(id, "no ACK");
-                    }
+                if let Some(id) = self.by_invite.get(&key).copied()
+                    && self
+                        .calls
+                        .get(&id)
+                        .is_some_and(|c| c.state == CallState::Answered)
+                {
+                    tracing::info!(call = id, "no ACK for our 200 OK; ending call");
+                    self.hangup(id, "no ACK");
                 }
             }
             TransactionEvent::Response { .. } | TransactionEvent::Terminated { .. } => {}
@@ -286,7 +302,7 @@ impl Core {
     }
 
     fn on_request(&mut self, key: TransactionKey, request: rsip::Request, from: Peer) {
-        let method = request.method.clone();
+        let method = request.method;
         // RFC 3261 §8.2.2.3: refuse option tags we do not understand.
         if !matches!(method, Method::Ack | Method::Cancel) {
             let required: Vec<String> = msg::header_values(&request, "Require")
@@ -296,7 +312,8 @@ impl Core {
                 .filter(|t| !t.is_empty())
                 .collect();
             if !required.is_empty() {
-                let mut response = msg::response_to(&request, 420, None, Some(&sip::transaction::new_tag()));
+                let mut response =
+                    msg::response_to(&request, 420, None, Some(&sip::transaction::new_tag()));
                 msg::add_header(&mut response.headers, "Unsupported", required.join(", "));
                 self.respond(&key, response);
                 return;
@@ -312,7 +329,8 @@ impl Core {
             }
             Method::Bye => self.on_bye(key, request),
             Method::Options => {
-                let mut response = msg::response_to(&request, 200, None, Some(&sip::transaction::new_tag()));
+                let mut response =
+                    msg::response_to(&request, 200, None, Some(&sip::transaction::new_tag()));
                 msg::add_header(&mut response.headers, "Allow", ALLOW.into());
                 msg::add_header(&mut response.headers, "Accept", "application/sdp".into());
                 msg::add_header(&mut response.headers, "Accept-Language", "de, en".into());
@@ -326,7 +344,8 @@ impl Core {
             other => {
                 let name = other.to_string();
                 if KNOWN_UNSERVED.contains(&name.as_str()) {
-                    let mut response = msg::response_to(&request, 405, None, Some(&sip::transaction::new_tag()));
+                    let mut response =
+                        msg::response_to(&request, 405, None, Some(&sip::transaction::new_tag()));
                     msg::add_header(&mut response.headers, "Allow", ALLOW.into());
                     self.respond(&key, response);
                 } else {
@@ -371,7 +390,11 @@ impl Core {
         tracing::info!(to = %callee, from = %caller, rule = %route.rule_name, "routing call");
 
         let content_type = msg::header_value(&request, "Content-Type").unwrap_or_default();
-        if request.body.is_empty() || !content_type.to_ascii_lowercase().starts_with("application/sdp") {
+        if request.body.is_empty()
+            || !content_type
+                .to_ascii_lowercase()
+                .starts_with("application/sdp")
+        {
             // Late offer (offer in our 200, answer in the ACK) is not supported yet.
             self.reply(&key, &request, 488, Some("SDP Offer Required"));
             return;
@@ -387,11 +410,10 @@ impl Core {
                 return;
             }
         };
-        let local_ip = self
-            .shared
-            .config
-            .media_ip
-            .unwrap_or_else(|| local_ip_towards(from.addr.ip(), self.transport.local_addr().ip()));
+        let local_ip =
+            self.shared.config.media_ip.unwrap_or_else(|| {
+                local_ip_towards(from.addr.ip(), self.transport.local_addr().ip())
+            });
         let (rtp, rtcp) = match self.ports.bind_pair(local_ip) {
             Ok(pair) => pair,
             Err(err) => {
@@ -433,7 +455,9 @@ impl Core {
             ptime_ms: negotiated.ptime_ms,
             events: media_tx,
         };
-        self.shared.media.send(id, MediaCommand::Start(Box::new(spec)));
+        self.shared
+            .media
+            .send(id, MediaCommand::Start(Box::new(spec)));
         let local_tag = sip::transaction::new_tag();
         // Ring while the call task works out what to do, so the caller sees progress.
         let ringing = msg::response_to(&request, 180, None, Some(&local_tag));
@@ -475,7 +499,8 @@ impl Core {
     }
 
     fn on_reinvite(&mut self, key: TransactionKey, request: rsip::Request) {
-        let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied()) else {
+        let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied())
+        else {
             self.reply(&key, &request, 481, None);
             return;
         };
@@ -483,11 +508,11 @@ impl Core {
             self.reply(&key, &request, 481, None);
             return;
         };
-        if let Some(dialog) = call.dialog.as_mut() {
-            if dialog.on_request(&request).is_err() {
-                self.reply(&key, &request, 500, Some("CSeq Out Of Order"));
-                return;
-            }
+        if let Some(dialog) = call.dialog.as_mut()
+            && dialog.on_request(&request).is_err()
+        {
+            self.reply(&key, &request, 500, Some("CSeq Out Of Order"));
+            return;
         }
         if request.body.is_empty() {
             // Offerless re-INVITE: re-offer what we have (RFC 3261 §14.2); the answer in the
@@ -496,7 +521,9 @@ impl Core {
             self.respond(&key, response);
             return;
         }
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let offer = match std::str::from_utf8(&request.body)
             .map_err(|_| "SDP is not UTF-8".to_string())
             .and_then(|text| sdp::parse(text).map_err(|e| e.to_string()))
@@ -520,11 +547,18 @@ impl Core {
             Ok((answer, negotiated)) => {
                 call.answer_sdp = answer;
                 call.remote_rtp = negotiated.remote_rtp;
-                let sending = matches!(negotiated.direction, Direction::SendRecv | Direction::SendOnly);
+                let sending = matches!(
+                    negotiated.direction,
+                    Direction::SendRecv | Direction::SendOnly
+                );
                 tracing::info!(remote = ?negotiated.remote_rtp, ?negotiated.direction, "re-INVITE: media updated");
                 self.shared.media.send(
                     id,
-                    MediaCommand::SetRemote(id, negotiated.remote_rtp, sending && negotiated.remote_rtp.is_some()),
+                    MediaCommand::SetRemote(
+                        id,
+                        negotiated.remote_rtp,
+                        sending && negotiated.remote_rtp.is_some(),
+                    ),
                 );
                 let response = self.answer_response(id, &request);
                 self.respond(&key, response);
@@ -541,9 +575,17 @@ impl Core {
             return msg::response_to(request, 481, None, None);
         };
         let mut response = msg::response_to(request, 200, None, Some(&call.local_tag));
-        msg::add_header(&mut response.headers, "Contact", format!("<{}>", self.contact_uri(call.local_ip)));
+        msg::add_header(
+            &mut response.headers,
+            "Contact",
+            format!("<{}>", self.contact_uri(call.local_ip)),
+        );
         msg::add_header(&mut response.headers, "Allow", ALLOW.into());
-        msg::set_body(&mut response, "application/sdp", call.answer_sdp.as_bytes().to_vec());
+        msg::set_body(
+            &mut response,
+            "application/sdp",
+            call.answer_sdp.as_bytes().to_vec(),
+        );
         response
     }
 
@@ -556,7 +598,8 @@ impl Core {
     }
 
     fn on_bye(&mut self, key: TransactionKey, request: rsip::Request) {
-        let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied()) else {
+        let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied())
+        else {
             self.reply(&key, &request, 481, None);
             return;
         };
@@ -566,14 +609,19 @@ impl Core {
     }
 
     fn on_info(&mut self, key: TransactionKey, request: rsip::Request) {
-        let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied()) else {
+        let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied())
+        else {
             self.reply(&key, &request, 481, None);
             return;
         };
-        let content_type = msg::header_value(&request, "Content-Type").unwrap_or_default().to_ascii_lowercase();
+        let content_type = msg::header_value(&request, "Content-Type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if content_type.starts_with("application/dtmf") {
             let body = String::from_utf8_lossy(&request.body);
-            if let (Some(digit), Some(call)) = (media::dtmf::parse_dtmf_relay(&body), self.calls.get(&id)) {
+            if let (Some(digit), Some(call)) =
+                (media::dtmf::parse_dtmf_relay(&body), self.calls.get(&id))
+            {
                 let _ = call.events.send(CallEvent::Dtmf(digit));
             }
             let response = msg::response_to(&request, 200, None, None);
@@ -590,7 +638,11 @@ impl Core {
             CoreCommand::Reject(id, code) => self.end_early_call(id, code, "rejected by dialplan"),
             CoreCommand::Hangup(id) => self.hangup(id, "hung up by dialplan"),
             CoreCommand::Finished(id, reason) => {
-                if self.calls.get(&id).is_some_and(|c| c.state != CallState::Ended) {
+                if self
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.state != CallState::Ended)
+                {
                     self.hangup(id, &reason);
                 }
                 self.forget(id);
@@ -599,16 +651,21 @@ impl Core {
     }
 
     fn answer(&mut self, id: u64) {
-        let Some(call) = self.calls.get(&id) else { return };
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
         if call.state != CallState::Early {
             return;
         }
         let response = self.answer_response(id, &call.invite);
         let key = call.invite_key.clone();
         let local_contact = msg::parse_uri(&self.contact_uri(call.local_ip));
-        let dialog = local_contact.and_then(|contact| Dialog::new_uas(&call.invite, &call.local_tag, contact).ok());
+        let dialog = local_contact
+            .and_then(|contact| Dialog::new_uas(&call.invite, &call.local_tag, contact).ok());
         self.respond(&key, response);
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         call.state = CallState::Answered;
         call.final_status = 200;
         if let Some(dialog) = dialog {
@@ -623,7 +680,9 @@ impl Core {
 
     /// Ends a call that has not been answered with a final error status.
     fn end_early_call(&mut self, id: u64, code: u16, reason: &str) {
-        let Some(call) = self.calls.get(&id) else { return };
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
         if call.state != CallState::Early {
             return;
         }
@@ -638,12 +697,14 @@ impl Core {
 
     /// Ends an answered call by sending BYE; an early one with 480.
     fn hangup(&mut self, id: u64, reason: &str) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         match call.state {
             CallState::Early => self.end_early_call(id, 480, reason),
             CallState::Answered => {
                 let via = SocketAddr::new(call.local_ip, self.transport.local_addr().port());
-                let peer = call.peer.clone();
+                let peer = call.peer;
                 if let Some(dialog) = call.dialog.as_mut() {
                     let bye = dialog.new_request(Method::Bye, via, peer.transport, None);
                     let to = Peer {
@@ -662,7 +723,9 @@ impl Core {
 
     /// Marks the call over, stops media, tells the call task and writes the call record.
     fn end_call(&mut self, id: u64, reason: &str) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         if call.state == CallState::Ended {
             return;
         }

@@ -113,8 +113,7 @@ pub async fn start(
                     };
                     // A full queue means the core is overloaded: dropping UDP is what the
                     // sender's retransmission timers are for.
-                    if let Err(mpsc::error::TrySendError::Closed(_)) =
-                        udp_inbound.try_send(message)
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = udp_inbound.try_send(message)
                     {
                         return;
                     }
@@ -186,14 +185,7 @@ async fn run_tcp_connection(
         loop {
             match framer.next_message() {
                 Ok(Some(bytes)) => {
-                    if inbound
-                        .send(Inbound {
-                            bytes,
-                            peer: peer.clone(),
-                        })
-                        .await
-                        .is_err()
-                    {
+                    if inbound.send(Inbound { bytes, peer }).await.is_err() {
                         break 'read;
                     }
                 }

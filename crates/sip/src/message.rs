@@ -23,6 +23,11 @@ pub use framer::StreamFramer;
 /// the UDP datagram limit).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 
+/// Largest value of one header (after unfolding) we accept.
+pub const MAX_HEADER_VALUE: usize = 8 * 1024;
+/// Most header fields we accept in one message.
+pub const MAX_HEADERS: usize = 256;
+
 /// What kind of rule a rejected message broke; decides the status code of the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParseErrorKind {
@@ -140,6 +145,17 @@ pub fn parse(bytes: &[u8]) -> Result<SipMessage, ParseError> {
         raw.push((name, value.trim_matches([' ', '\t']).to_string()));
     }
 
+    // Bounded everything: no legitimate header comes near these, and each parsed header costs
+    // memory in every transaction that keeps the message.
+    if raw.len() > MAX_HEADERS {
+        return Err(ParseError::new(
+            ParseErrorKind::TooLarge,
+            "Too Many Headers",
+        ));
+    }
+    if raw.iter().any(|(_, value)| value.len() > MAX_HEADER_VALUE) {
+        return Err(ParseError::new(ParseErrorKind::TooLarge, "Header Too Long"));
+    }
     let checked = validate_headers(raw)?;
     let body_all = bytes.get(body_start..).unwrap_or_default();
     let body = match checked.content_length {
@@ -813,7 +829,10 @@ pub fn add_header(headers: &mut rsip::Headers, name: &str, value: String) {
 pub fn set_body(msg: &mut impl BodyAndHeaders, content_type: &str, body: Vec<u8>) {
     let headers = msg.headers_mut_ref();
     headers.retain(|h| !headers::same_name(headers::header_parts(h).0, "Content-Type"));
-    headers.push(headers::make_header("Content-Type", content_type.to_string()));
+    headers.push(headers::make_header(
+        "Content-Type",
+        content_type.to_string(),
+    ));
     *msg.body_mut_ref() = body;
 }
 

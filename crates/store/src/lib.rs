@@ -24,7 +24,9 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
     /// The database was written by a newer amtsleitung.
-    #[error("database schema version {found} is newer than this program knows ({known}); upgrade amtsleitung")]
+    #[error(
+        "database schema version {found} is newer than this program knows ({known}); upgrade amtsleitung"
+    )]
     SchemaTooNew {
         /// The version found in the file.
         found: i64,

@@ -557,3 +557,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn rejects_a_header_longer_than_the_limit_but_accepts_one_at_it() {
+    let at_limit = INVITE.replace(
+        "Max-Forwards: 70\r\n",
+        &format!(
+            "Max-Forwards: 70\r\nX-Long: {}\r\n",
+            "a".repeat(MAX_HEADER_VALUE)
+        ),
+    );
+    assert!(parse(at_limit.as_bytes()).is_ok());
+    let over = INVITE.replace(
+        "Max-Forwards: 70\r\n",
+        &format!(
+            "Max-Forwards: 70\r\nX-Long: {}\r\n",
+            "a".repeat(MAX_HEADER_VALUE + 1)
+        ),
+    );
+    let e = err(&over);
+    assert_eq!(
+        (e.kind(), e.reason()),
+        (ParseErrorKind::TooLarge, "Header Too Long")
+    );
+}
+
+#[test]
+fn rejects_more_headers_than_the_limit() {
+    let many = INVITE.replace("Max-Forwards: 70\r\n", &"X-Many: 1\r\n".repeat(MAX_HEADERS));
+    let e = err(&many);
+    assert_eq!(
+        (e.kind(), e.reason()),
+        (ParseErrorKind::TooLarge, "Too Many Headers")
+    );
+}
