@@ -106,3 +106,53 @@ fn broken_dialplan_is_refused_with_location_and_exit_1() {
     assert!(out.contains("broken.toml:4:"), "no file:line: {out}");
     assert!(out.contains("dance"), "unknown action not named: {out}");
 }
+
+#[test]
+fn serve_without_arguments_runs_on_embedded_defaults() {
+    // In a private namespace so 5060 and 8080 are free; from a directory that has only the
+    // shipped dialplans and sounds, as after a fresh checkout.
+    let ns = support::Netns::new();
+    let cwd = TempDir::new("defaults");
+    std::os::unix::fs::symlink(repo().join("dialplans"), cwd.path().join("dialplans")).unwrap();
+    std::os::unix::fs::symlink(repo().join("sounds"), cwd.path().join("sounds")).unwrap();
+    let mut child = ns
+        .command(binary().to_str().unwrap())
+        .arg("serve")
+        .current_dir(cwd.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let health_ok = support::wait_until(std::time::Duration::from_secs(20), || {
+        let out = ns
+            .command("bash")
+            .args([
+                "-c",
+                "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("\"status\":\"ok\"")
+    });
+    let sip = support::sipp(
+        Some(&ns),
+        &[
+            "-sf",
+            &support::scenario("options.xml"),
+            "-i",
+            "10.99.0.2",
+            "-p",
+            "5070",
+            "-m",
+            "1",
+            "10.99.0.1:5060",
+        ],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(health_ok, "no /health on 127.0.0.1:8080");
+    assert!(sip.status.success(), "no 200 to OPTIONS on 0.0.0.0:5060");
+    assert!(
+        cwd.path().join("data/amtsleitung.db").exists(),
+        "no SQLite database in ./data"
+    );
+}

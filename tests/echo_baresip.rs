@@ -25,6 +25,12 @@ fn call_and_analyse(
             server.log()
         );
     };
+    let recorded = std::fs::metadata(&heard).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        recorded > 44 + 8000,
+        "baresip recorded no audio\nbaresip:\n{log}\nserver:\n{}",
+        server.log()
+    );
     let (samples, rate) = read_wav(&heard);
     let share = tone_share(&samples, rate, 440.0, skip_s);
     let level = rms(&samples, rate, skip_s);
@@ -71,5 +77,19 @@ fn prompt_number_plays_speech_not_the_callers_tone() {
     assert!(
         share < 0.2,
         "caller heard its own tone on the prompt number ({share:.2})\n{logs}"
+    );
+}
+
+#[test]
+fn echo_test_returns_the_callers_own_tone_over_opus() {
+    let (share, level, logs) = call_and_analyse("opus/48000/2", 48000, "600", 8, 2.0);
+    assert!(
+        logs.contains("audio decoder: opus"),
+        "call did not run on Opus\n{logs}"
+    );
+    assert!(level > 1000.0, "echo too quiet (rms {level:.0})\n{logs}");
+    assert!(
+        share > 0.6,
+        "440 Hz share of what the caller heard is {share:.2}\n{logs}"
     );
 }

@@ -122,7 +122,13 @@ fn hostile_messages(target: SocketAddr) -> Vec<(String, Vec<u8>)> {
         out.push((name.to_string(), msg.into_bytes()));
     }
     // Requests that parse but that we must refuse with a specific code.
-    let refusals: [(&str, &str, &str, u16); 10] = [
+    let refusals: [(&str, &str, &str, u16); 11] = [
+        (
+            "REGISTER (no registrar yet)",
+            "INVITE sip:",
+            "REGISTER sip:",
+            405,
+        ),
         (
             "unknown option tag",
             "Max-Forwards: 70\r\n",
@@ -162,7 +168,7 @@ fn hostile_messages(target: SocketAddr) -> Vec<(String, Vec<u8>)> {
     for (i, (name, from, to, code)) in refusals.iter().enumerate() {
         let mut msg = invite(target, &format!("r{i}"), SDP).replacen(from, to, 1);
         // Method changes need a matching CSeq method.
-        for method in ["FROBNICATE", "BYE", "INFO", "CANCEL"] {
+        for method in ["FROBNICATE", "BYE", "INFO", "CANCEL", "REGISTER"] {
             if msg.starts_with(method) {
                 msg = msg.replace("CSeq: 1 INVITE", &format!("CSeq: 1 {method}"));
             }

@@ -53,43 +53,27 @@ fn options_is_answered_200_with_allow_and_accept() {
 /// test sees the server's media on the wire rather than trusting its logs.
 struct PacketCounter<'a> {
     ns: &'a Netns,
+    port: u16,
 }
 
 impl<'a> PacketCounter<'a> {
     fn new(ns: &'a Netns, port: u16) -> Self {
-        ns.exec_ok(&["nft", "add", "table", "inet", "amtcount"]);
-        ns.exec_ok(&[
-            "nft",
-            "add",
-            "chain",
-            "inet",
-            "amtcount",
-            "input",
-            "{ type filter hook input priority 0 ; }",
-        ]);
-        ns.exec_ok(&[
-            "nft",
-            "add",
-            "rule",
-            "inet",
-            "amtcount",
-            "input",
-            "ip",
-            "saddr",
-            SERVER_IP,
-            "udp",
-            "dport",
-            &port.to_string(),
-            "counter",
-        ]);
-        Self { ns }
+        let table = format!("amtcount{port}");
+        let chain =
+            format!("add chain inet {table} input {{ type filter hook input priority 0 ; }}");
+        let rule =
+            format!("add rule inet {table} input ip saddr {SERVER_IP} udp dport {port} counter");
+        ns.exec_ok(&["nft", &format!("add table inet {table}")]);
+        ns.exec_ok(&["nft", &chain]);
+        ns.exec_ok(&["nft", &rule]);
+        Self { ns, port }
     }
 
     fn packets(&self) -> u64 {
         let out = self
             .ns
             .command("nft")
-            .args(["list", "table", "inet", "amtcount"])
+            .args(["list", "table", "inet", &format!("amtcount{}", self.port)])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
@@ -168,4 +152,36 @@ fn unknown_number_gets_404() {
         ),
     );
     assert_sipp_ok(&out, &server, "INVITE to an unrouted number");
+}
+
+#[test]
+fn reinvite_puts_the_call_on_hold_and_moves_media_to_a_new_port() {
+    let ns = Netns::new();
+    let server = Server::start(Some(&ns), &[]);
+    let first_port = PacketCounter::new(&ns, 6000);
+    let second_port = PacketCounter::new(&ns, 6002);
+    let out = sipp(
+        Some(&ns),
+        &sipp_args(
+            &scenario("reinvite_hold.xml"),
+            &["-mi", CLIENT_IP, "-mp", "6000"],
+        ),
+    );
+    assert_sipp_ok(&out, &server, "re-INVITE hold/resume");
+    let before_hold = first_port.packets();
+    let after_move = second_port.packets();
+    eprintln!("packets to first port {before_hold}, to the new port {after_move}");
+    // 1 s before the hold is about 50 packets; had the hold been ignored, the 3 s on hold
+    // would add about 150 more to the first port.
+    assert!(
+        (20..100).contains(&before_hold),
+        "{before_hold} packets reached the first port (hold not honoured?)\n{}",
+        server.log()
+    );
+    // 2 s after resuming on the new port: about 100 packets.
+    assert!(
+        after_move >= 60,
+        "only {after_move} packets reached the new media port\n{}",
+        server.log()
+    );
 }

@@ -295,8 +295,21 @@ pub fn pcmu_call_scenario(dir: &TempDir) -> String {
 
 /// Writes a mono 16-bit WAV of a sine at `freq` Hz.
 pub fn write_tone(path: &Path, freq: u32, rate: u32, seconds: u32) {
+    write_tone_channels(path, freq, rate, seconds, 1);
+}
+
+/// Writes a 16-bit WAV of a sine at `freq` Hz with `channels` channels.
+pub fn write_tone_channels(path: &Path, freq: u32, rate: u32, seconds: u32, channels: u32) {
     let status = Command::new("sox")
-        .args(["-n", "-r", &rate.to_string(), "-c", "1", "-b", "16"])
+        .args([
+            "-n",
+            "-r",
+            &rate.to_string(),
+            "-c",
+            &channels.to_string(),
+            "-b",
+            "16",
+        ])
         .arg(path)
         .args([
             "synth",
@@ -323,7 +336,9 @@ impl Baresip {
     pub fn new(ip: &str, tone_hz: u32, codec: &str, mic_rate: u32) -> Self {
         let dir = TempDir::new("baresip");
         let tone = dir.path().join("tone.wav");
-        write_tone(&tone, tone_hz, mic_rate, 30);
+        // baresip's aufile source must match the codec's channel count (opus/48000/2).
+        let channels = if codec.ends_with("/2") { 2 } else { 1 };
+        write_tone_channels(&tone, tone_hz, mic_rate, 30, channels);
         let config = format!(
             "poll_method\t\tepoll\n\
              sip_listen\t\t{ip}:15060\n\

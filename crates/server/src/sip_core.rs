@@ -40,8 +40,8 @@ const KNOWN_UNSERVED: &[&str] = &[
     "UPDATE",
     "PRACK",
 ];
-/// Codecs we offer and accept, best first.
-const OUR_CODECS: &[Codec] = &[Codec::G722, Codec::Pcma, Codec::Pcmu];
+/// Codecs we offer and accept, best first (the answer follows the offerer's order).
+const OUR_CODECS: &[Codec] = &[Codec::Opus, Codec::G722, Codec::Pcma, Codec::Pcmu];
 /// Calls at most; beyond it INVITEs get 503 (bounded everything).
 const MAX_CALLS: usize = 10_000;
 
