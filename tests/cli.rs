@@ -156,3 +156,72 @@ fn serve_without_arguments_runs_on_embedded_defaults() {
         "no SQLite database in ./data"
     );
 }
+
+fn http_post(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn dialplan_history_and_rollback_restore_an_earlier_plan() {
+    let plans = TempDir::new("history-plans");
+    let file = plans.path().join("main.toml");
+    let v1 = "[[rule]]\nname = \"first\"\nmatch = \"600\"\nactions = [ \"answer\", \"echo\" ]\n";
+    let v2 = "[[rule]]\nname = \"second\"\nmatch = \"700\"\nactions = [ \"answer\", \"echo\" ]\n";
+    std::fs::write(&file, v1).unwrap();
+    let server = Server::start(None, &["--dialplans", plans.path().to_str().unwrap()]);
+    let data = server.data_dir().to_str().unwrap().to_string();
+
+    // Admin API reload of an unchanged plan: accepted, same version.
+    let reply = http_post(server.http, "/dialplan/reload");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"version\":1"), "{reply}");
+
+    // A broken file through the API: 422 with the location, version unchanged.
+    std::fs::write(
+        &file,
+        "[[rule]]\nmatch = \"600\"\nactions = [ \"dance\" ]\n",
+    )
+    .unwrap();
+    let reply = http_post(server.http, "/dialplan/reload");
+    assert!(reply.starts_with("HTTP/1.1 422"), "{reply}");
+    assert!(reply.contains("main.toml:3:"), "{reply}");
+
+    std::fs::write(&file, v2).unwrap();
+    assert!(
+        support::wait_until(std::time::Duration::from_secs(5), || {
+            server.log().contains("version=2")
+        }),
+        "edited plan not reloaded\n{}",
+        server.log()
+    );
+    let (code, out, err) = run(&["dialplan", "history", "--data-dir", &data]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with(['1', '2']))
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+
+    let (code, out, err) = run(&[
+        "dialplan",
+        "rollback",
+        "1",
+        "--data-dir",
+        &data,
+        "--dialplans",
+        plans.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), v1);
+    let (code, _, err) = run(&["dialplan", "rollback", "99", "--data-dir", &data]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no dialplan version 99"), "{err}");
+}

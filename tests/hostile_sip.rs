@@ -378,6 +378,8 @@ fn hostile_messages_get_4xx_or_silence_and_the_server_keeps_working() {
             "127.0.0.1",
             "-m",
             "1",
+            "-d",
+            "2000",
             &target_text,
         ],
     );

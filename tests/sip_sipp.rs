@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Netns, SERVER_IP, Server, TempDir, scenario, sipp};
+use support::{Netns, PacketCounter, Server, TempDir, scenario, sipp};
 
 const CLIENT_IP: &str = "10.99.0.2";
 
@@ -49,42 +49,6 @@ fn options_is_answered_200_with_allow_and_accept() {
     assert_sipp_ok(&out, &server, "OPTIONS over TCP");
 }
 
-/// Counts UDP packets arriving at `port` in the namespace, with an nftables counter, so the
-/// test sees the server's media on the wire rather than trusting its logs.
-struct PacketCounter<'a> {
-    ns: &'a Netns,
-    port: u16,
-}
-
-impl<'a> PacketCounter<'a> {
-    fn new(ns: &'a Netns, port: u16) -> Self {
-        let table = format!("amtcount{port}");
-        let chain =
-            format!("add chain inet {table} input {{ type filter hook input priority 0 ; }}");
-        let rule =
-            format!("add rule inet {table} input ip saddr {SERVER_IP} udp dport {port} counter");
-        ns.exec_ok(&["nft", &format!("add table inet {table}")]);
-        ns.exec_ok(&["nft", &chain]);
-        ns.exec_ok(&["nft", &rule]);
-        Self { ns, port }
-    }
-
-    fn packets(&self) -> u64 {
-        let out = self
-            .ns
-            .command("nft")
-            .args(["list", "table", "inet", &format!("amtcount{}", self.port)])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
 #[test]
 fn pcmu_call_to_echo_test_is_answered_media_flows_and_bye_gets_200() {
     let ns = Netns::new();
@@ -94,7 +58,10 @@ fn pcmu_call_to_echo_test_is_answered_media_flows_and_bye_gets_200() {
     let counter = PacketCounter::new(&ns, 6000);
     let out = sipp(
         Some(&ns),
-        &sipp_args(&call, &["-s", "600", "-mi", CLIENT_IP, "-mp", "6000"]),
+        &sipp_args(
+            &call,
+            &["-s", "600", "-mi", CLIENT_IP, "-mp", "6000", "-d", "4000"],
+        ),
     );
     assert_sipp_ok(&out, &server, "INVITE 600");
     let echoed = counter.packets();

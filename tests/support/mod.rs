@@ -129,6 +129,42 @@ fn run_ok(program: &str, args: &[&str]) {
     );
 }
 
+/// Counts UDP packets arriving at `port` in the namespace, with an nftables counter, so the
+/// test sees the server's media on the wire rather than trusting its logs.
+pub struct PacketCounter<'a> {
+    ns: &'a Netns,
+    port: u16,
+}
+
+impl<'a> PacketCounter<'a> {
+    pub fn new(ns: &'a Netns, port: u16) -> Self {
+        let table = format!("amtcount{port}");
+        let chain =
+            format!("add chain inet {table} input {{ type filter hook input priority 0 ; }}");
+        let rule =
+            format!("add rule inet {table} input ip saddr {SERVER_IP} udp dport {port} counter");
+        ns.exec_ok(&["nft", &format!("add table inet {table}")]);
+        ns.exec_ok(&["nft", &chain]);
+        ns.exec_ok(&["nft", &rule]);
+        Self { ns, port }
+    }
+
+    pub fn packets(&self) -> u64 {
+        let out = self
+            .ns
+            .command("nft")
+            .args(["list", "table", "inet", &format!("amtcount{}", self.port)])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
 /// A running amtsleitung process; killed on drop. Its log is kept for failure messages.
 pub struct Server {
     child: Child,
@@ -142,7 +178,11 @@ impl Server {
     /// Starts the server in `ns` (or on loopback when `ns` is None) with the shipped
     /// dialplans and sounds plus `extra` flags, and waits until it is ready.
     pub fn start(ns: Option<&Netns>, extra: &[&str]) -> Self {
-        let data = TempDir::new("data");
+        Self::start_with_data(ns, extra, TempDir::new("data"))
+    }
+
+    /// Like `start`, with a data directory prepared by the test (rooms created by the CLI).
+    pub fn start_with_data(ns: Option<&Netns>, extra: &[&str], data: TempDir) -> Self {
         let (sip, http, rtp) = match ns {
             Some(_) => (
                 format!("{SERVER_IP}:5060"),
@@ -274,21 +314,26 @@ pub fn scenario(name: &str) -> String {
         .to_string()
 }
 
-/// A copy of the PCMU call scenario whose RTP stream plays a 440 Hz mu-law tone; SIPp does
-/// not substitute keywords inside `exec` attributes, so the path is written into the file.
+/// A copy of the PCMU call scenario whose RTP stream plays a 440 Hz mu-law tone.
 pub fn pcmu_call_scenario(dir: &TempDir) -> String {
-    let audio = dir.path().join("tone-ulaw.wav");
+    scenario_with_tone(dir, "invite_pcmu.xml", 440)
+}
+
+/// A copy of scenario `name` whose `[audio]` RTP stream plays a `freq` Hz mu-law tone; SIPp
+/// does not substitute keywords inside `exec` attributes, so the path is written into the file.
+pub fn scenario_with_tone(dir: &TempDir, name: &str, freq: u32) -> String {
+    let audio = dir.path().join(format!("tone-{freq}-ulaw.wav"));
     let status = Command::new("sox")
         .args(["-n", "-r", "8000", "-c", "1", "-e", "mu-law"])
         .arg(&audio)
-        .args(["synth", "6", "sine", "440", "vol", "0.4"])
+        .args(["synth", "30", "sine", &freq.to_string(), "vol", "0.4"])
         .status()
         .expect("run sox (apt-get install sox)");
     assert!(status.success());
-    let text = std::fs::read_to_string(scenario("invite_pcmu.xml"))
+    let text = std::fs::read_to_string(scenario(name))
         .unwrap()
         .replace("[audio]", audio.to_str().unwrap());
-    let path = dir.path().join("invite_pcmu.xml");
+    let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }

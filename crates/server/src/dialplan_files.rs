@@ -14,28 +14,37 @@ use crate::sounds::SoundLibrary;
 /// The plan in force; each call takes a snapshot, a reload swaps in a new one atomically.
 pub struct PlanHolder {
     current: ArcSwap<Plan>,
+    version: std::sync::atomic::AtomicU32,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    /// Whether the new plan is now in force.
+    pub accepted: bool,
+    /// History version of the plan in force afterwards.
+    pub version: u32,
+    /// Errors (when refused) and warnings, as `file:line:column: ...` lines.
+    pub diagnostics: Vec<String>,
 }
 
 impl PlanHolder {
-    /// Loads and checks every dialplan in `dir`; errors are printed with file:line:column.
-    pub fn load(dir: &Path, sounds: &SoundLibrary) -> anyhow::Result<Self> {
-        match compile_dir(dir, Some(sounds)) {
+    /// Loads and checks every dialplan in `dir` and records it in the history; errors are
+    /// returned with file:line:column.
+    pub fn load(dir: &Path, sounds: &SoundLibrary, store: &store::Store) -> anyhow::Result<Self> {
+        let files = read_sources(dir).map_err(|errors| refusal(dir, &errors))?;
+        match compile_files(&files, Some(sounds)) {
             Ok((plan, warnings)) => {
                 for warning in warnings {
                     tracing::warn!("{warning}");
                 }
+                let version = record_version(store, dir, &files, "loaded at start")?;
                 Ok(Self {
                     current: ArcSwap::from_pointee(plan),
+                    version: version.into(),
                 })
             }
-            Err(errors) => {
-                let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                anyhow::bail!(
-                    "dialplan in {} has errors:\n{}",
-                    dir.display(),
-                    text.join("\n")
-                )
-            }
+            Err(errors) => Err(refusal(dir, &errors)),
         }
     }
 
@@ -43,6 +52,154 @@ impl PlanHolder {
     pub fn current(&self) -> Arc<Plan> {
         self.current.load_full()
     }
+
+    /// History version of the plan in force.
+    pub fn version(&self) -> u32 {
+        self.version.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Re-reads `dir`; a valid plan replaces the current one (calls in progress keep theirs),
+    /// an invalid one is refused and the current plan stays.
+    pub fn reload(
+        &self,
+        dir: &Path,
+        sounds: &SoundLibrary,
+        store: &std::sync::Mutex<store::Store>,
+        trigger: &str,
+    ) -> ReloadReport {
+        let compiled = read_sources(dir).and_then(|files| {
+            compile_files(&files, Some(sounds)).map(|(plan, warnings)| (files, plan, warnings))
+        });
+        match compiled {
+            Ok((files, plan, warnings)) => {
+                let store = store.lock().unwrap_or_else(|p| p.into_inner());
+                let version = match record_version(&store, dir, &files, trigger) {
+                    Ok(version) => version,
+                    Err(err) => {
+                        // A plan we cannot record could not be rolled back to: refuse it.
+                        tracing::error!("dialplan not reloaded: {err:#}");
+                        return ReloadReport {
+                            accepted: false,
+                            version: self.version(),
+                            diagnostics: vec![format!("{err:#}")],
+                        };
+                    }
+                };
+                self.current.store(Arc::new(plan));
+                self.version
+                    .store(version, std::sync::atomic::Ordering::Relaxed);
+                let diagnostics: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+                for warning in &diagnostics {
+                    tracing::warn!("{warning}");
+                }
+                tracing::info!(version, trigger, "dialplan reloaded");
+                ReloadReport {
+                    accepted: true,
+                    version,
+                    diagnostics,
+                }
+            }
+            Err(errors) => {
+                let diagnostics: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                tracing::error!(
+                    trigger,
+                    "dialplan rejected, keeping version {}:\n{}",
+                    self.version(),
+                    diagnostics.join("\n")
+                );
+                ReloadReport {
+                    accepted: false,
+                    version: self.version(),
+                    diagnostics,
+                }
+            }
+        }
+    }
+}
+
+fn refusal(dir: &Path, errors: &[Diagnostic]) -> anyhow::Error {
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!(
+        "dialplan in {} has errors:\n{}",
+        dir.display(),
+        text.join("\n")
+    )
+}
+
+/// Stores the plan's files in the history (deduplicated by the store); paths are relative to
+/// `dir` so a rollback can write them back.
+fn record_version(
+    store: &store::Store,
+    dir: &Path,
+    files: &[SourceFile],
+    comment: &str,
+) -> anyhow::Result<u32> {
+    let relative: Vec<(String, String)> = files
+        .iter()
+        .map(|f| {
+            let path = Path::new(&f.path);
+            let rel = path.strip_prefix(dir).unwrap_or(path);
+            (rel.display().to_string(), f.text.clone())
+        })
+        .collect();
+    let now = jiff::Timestamp::now().as_millisecond();
+    Ok(store.dialplan_version_add(&relative, comment, now)?)
+}
+
+/// Watches the dialplan directory and reloads on change (debounced), on SIGHUP, and when asked
+/// through `requests` (admin API). Editors replace files rather than write them, so the
+/// directory is watched, not the files.
+pub fn spawn_reloader(
+    shared: Arc<crate::sip_core::Shared>,
+    mut requests: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<ReloadReport>>,
+) -> anyhow::Result<()> {
+    use notify::Watcher;
+    let dir = shared.config.dialplans.clone();
+    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(16);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
+            && event
+                .paths
+                .iter()
+                .any(|p| p.extension().is_some_and(|e| e == "toml"))
+        {
+            let _ = changed_tx.try_send(());
+        }
+    })?;
+    watcher.watch(&dir, notify::RecursiveMode::Recursive)?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        // The watcher lives as long as this task.
+        let _watcher = watcher;
+        loop {
+            let (trigger, reply) = tokio::select! {
+                Some(()) = changed_rx.recv() => {
+                    // Let an editor finish writing (several events per save) before reading.
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    while changed_rx.try_recv().is_ok() {}
+                    ("file change", None)
+                }
+                Some(_) = hangup.recv() => ("SIGHUP", None),
+                Some(reply) = requests.recv() => ("admin API", Some(reply)),
+                else => return,
+            };
+            let shared = shared.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                shared.plan.reload(
+                    &shared.config.dialplans,
+                    &shared.sounds,
+                    &shared.store,
+                    trigger,
+                )
+            })
+            .await;
+            if let (Some(reply), Ok(report)) = (reply, report) {
+                let _ = reply.send(report);
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Reads every `*.toml` below `dir` (sorted, so rule order across files is stable).
@@ -98,12 +255,18 @@ pub fn compile_dir(
     dir: &Path,
     sounds: Option<&SoundLibrary>,
 ) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let files = read_sources(dir)?;
+    compile_files(&read_sources(dir)?, sounds)
+}
+
+fn compile_files(
+    files: &[SourceFile],
+    sounds: Option<&SoundLibrary>,
+) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
     let ctx = CheckContext {
         sounds: sounds.map(SoundLibrary::names),
         ..CheckContext::default()
     };
-    dialplan::compile(&files, &ctx).map(|compiled| (compiled.plan, compiled.warnings))
+    dialplan::compile(files, &ctx).map(|compiled| (compiled.plan, compiled.warnings))
 }
 
 /// Runs `amtsleitung dialplan ...`.
@@ -164,7 +327,7 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
             };
             let at = match at {
                 None => jiff::Timestamp::now(),
-                Some(text) => match parse_local_time(&text, plan.timezone()) {
+                Some(text) => match plan.parse_local_time(&text) {
                     Ok(ts) => ts,
                     Err(err) => {
                         eprintln!("amtsleitung: --at: {err}");
@@ -182,23 +345,111 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
             print!("{}", plan.explain(&facts));
             ExitCode::SUCCESS
         }
+        DialplanCommand::History { data_dir } => match history(&data_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("amtsleitung: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+        DialplanCommand::Rollback {
+            version,
+            data_dir,
+            dialplans,
+            sounds,
+        } => match rollback(version, &data_dir, &dialplans, &sounds) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("amtsleitung: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+fn history(data_dir: &Path) -> anyhow::Result<()> {
+    let store = store::Store::open(data_dir)?;
+    let versions = store.dialplan_versions()?;
+    if versions.is_empty() {
+        println!("no dialplan versions stored in {}", data_dir.display());
+    }
+    println!(
+        "{:>7}  {:<20}  {:>5}  comment",
+        "version", "accepted at (UTC)", "files"
+    );
+    for v in versions {
+        let at = jiff::Timestamp::from_millisecond(v.created_at_ms)
+            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|_| "?".into());
+        println!(
+            "{:>7}  {:<20}  {:>5}  {}",
+            v.version, at, v.file_count, v.comment
+        );
+    }
+    Ok(())
+}
+
+/// Writes version `version` back into `dialplans`, after checking it still compiles. Files of
+/// the directory's plan that the version does not have are removed; `examples/` is left alone.
+fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> anyhow::Result<()> {
+    let store = store::Store::open(data_dir)?;
+    let files = store.dialplan_version_files(version)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "there is no dialplan version {version} (see `amtsleitung dialplan history`)"
+        )
+    })?;
+    let sources: Vec<SourceFile> = files
+        .iter()
+        .map(|(path, text)| SourceFile {
+            path: dialplans.join(path).display().to_string(),
+            text: text.clone(),
+        })
+        .collect();
+    let sounds = SoundLibrary::load(sounds).ok();
+    if let Err(errors) = compile_files(&sources, sounds.as_ref()) {
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "version {version} no longer checks clean, not written:\n{}",
+            text.join("\n")
+        );
+    }
+    for relative in files.iter().map(|(p, _)| p) {
+        if Path::new(relative)
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            anyhow::bail!("version {version} holds an unsafe path {relative:?}; not written");
+        }
+    }
+    let current = read_sources(dialplans).unwrap_or_default();
+    for file in current {
+        let keep = files
+            .iter()
+            .any(|(p, _)| dialplans.join(p) == Path::new(&file.path));
+        if !keep {
+            std::fs::remove_file(&file.path)?;
+        }
+    }
+    for (relative, text) in &files {
+        let path = dialplans.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // Write beside and rename, so a watching server never reads half a file.
+        let tmp = path.with_extension("toml.rollback-tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    println!(
+        "dialplan version {version} written to {} ({} file{}); a running server reloads it now",
+        dialplans.display(),
+        files.len(),
+        if files.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
 }
 
 fn load_sounds(dir: Option<PathBuf>) -> Option<SoundLibrary> {
     let dir = dir.unwrap_or_else(|| PathBuf::from("sounds"));
     SoundLibrary::load(&dir).ok()
-}
-
-/// "YYYY-MM-DD HH:MM" in the plan's time zone.
-fn parse_local_time(text: &str, tz: &jiff::tz::TimeZone) -> Result<jiff::Timestamp, String> {
-    let civil: jiff::civil::DateTime = text
-        .trim()
-        .replace(' ', "T")
-        .parse()
-        .map_err(|err| format!("'{text}' is not a time like \"2026-12-24 19:00\": {err}"))?;
-    civil
-        .to_zoned(tz.clone())
-        .map(|z| z.timestamp())
-        .map_err(|err| format!("'{text}': {err}"))
 }

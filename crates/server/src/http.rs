@@ -9,19 +9,25 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::dialplan_files::ReloadReport;
 use crate::sip_core::Shared;
 
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
     calls: Arc<AtomicUsize>,
+    reload: ReloadRequests,
 }
+
+/// Asks the reloader to re-read the dialplans; it answers with its report.
+pub type ReloadRequests = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<ReloadReport>>;
 
 /// Binds `listen` and serves the admin API in the background.
 pub async fn start(
     listen: SocketAddr,
     shared: Arc<Shared>,
     calls: Arc<AtomicUsize>,
+    reload: ReloadRequests,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -29,7 +35,12 @@ pub async fn start(
     let app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .with_state(AppState { shared, calls });
+        .route("/dialplan/reload", axum::routing::post(reload_dialplan))
+        .with_state(AppState {
+            shared,
+            calls,
+            reload,
+        });
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!("admin HTTP server stopped: {err}");
@@ -38,10 +49,31 @@ pub async fn start(
     Ok(())
 }
 
+/// `POST /dialplan/reload`: 200 with the new version, or 422 with the errors (the old plan
+/// stays in force).
+async fn reload_dialplan(State(state): State<AppState>) -> axum::response::Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if state.reload.send(tx).await.is_err() {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    match rx.await {
+        Ok(report) => {
+            let status = if report.accepted {
+                axum::http::StatusCode::OK
+            } else {
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY
+            };
+            (status, axum::Json(report)).into_response()
+        }
+        Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "status": "ok",
         "calls": state.calls.load(Ordering::Relaxed),
+        "dialplan_version": state.shared.plan.version(),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }

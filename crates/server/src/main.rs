@@ -105,6 +105,26 @@ enum DialplanCommand {
         #[arg(long, value_name = "DIR")]
         sounds: Option<PathBuf>,
     },
+    /// List the dialplan versions the server has accepted.
+    History {
+        /// Data directory of the server.
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Write an earlier version back into the dialplan directory; a running server reloads it.
+    Rollback {
+        /// Version number from `dialplan history`.
+        version: u32,
+        /// Data directory of the server.
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// Dialplan directory to write into.
+        #[arg(long, value_name = "DIR", default_value = "dialplans")]
+        dialplans: PathBuf,
+        /// Prompt directory used to check the version before writing it.
+        #[arg(long, value_name = "DIR", default_value = "sounds")]
+        sounds: PathBuf,
+    },
 }
 
 impl ServeArgs {

@@ -108,7 +108,9 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().with_current_span(true).init(),
@@ -128,7 +130,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let store = store::Store::open(&config.data_dir)
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
     let sounds = SoundLibrary::load(&config.sounds)?;
-    let plan = PlanHolder::load(&config.dialplans, &sounds)?;
+    let plan = PlanHolder::load(&config.dialplans, &sounds, &store)?;
     let workers = if config.media_workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -159,12 +161,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         commands: command_tx,
     };
     let calls_gauge = core.calls_gauge();
-    crate::http::start(http_listen, shared.clone(), calls_gauge).await?;
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    crate::dialplan_files::spawn_reloader(shared.clone(), reload_rx)?;
+    crate::http::start(http_listen, shared.clone(), calls_gauge, reload_tx).await?;
     tracing::info!(
         sip = %transport.local_addr(),
         http = %http_listen,
         media_workers = workers,
         prompts = shared.sounds.len(),
+        dialplan_version = shared.plan.version(),
         "amtsleitung is ready"
     );
     tokio::select! {

@@ -1,5 +1,5 @@
-//! Durable state of amtsleitung: call records now; rooms, users, registrations and dialplan
-//! history as the issues that need them arrive.
+//! Durable state of amtsleitung: call records, pre-created conference rooms (with hashed PINs),
+//! recordings and dialplan history; users and registrations as the issues that need them arrive.
 //!
 //! SQLite (embedded, one file in the data directory) is the default. The API is synchronous
 //! and small on purpose: the server calls it from a blocking thread, and a PostgreSQL backend
@@ -8,6 +8,17 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+mod dialplan_history;
+mod recordings;
+mod rooms;
+
+pub use dialplan_history::DialplanVersion;
+pub use recordings::{Recording, RecordingId};
+pub use rooms::{
+    DEFAULT_MAX_PARTICIPANTS, MAX_PARTICIPANTS_LIMIT, MAX_PIN_DIGITS, MAX_ROOM_NUMBER_DIGITS,
+    MIN_PIN_DIGITS, NewRoom, PinChange, PinCheck, PinKind, PinProblem, Room, RoomUpdate,
+};
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +44,74 @@ pub enum StoreError {
         /// The newest version this build knows.
         known: i64,
     },
+    /// A room number is not 1 to 10 digits.
+    #[error("room number {number:?} must be 1 to {MAX_ROOM_NUMBER_DIGITS} digits 0-9")]
+    InvalidRoomNumber {
+        /// The rejected number.
+        number: String,
+    },
+    /// A PIN has the wrong format; the PIN itself is never part of the message.
+    #[error("{kind} {problem}")]
+    InvalidPin {
+        /// Participant or moderator PIN.
+        kind: PinKind,
+        /// What is wrong with it.
+        problem: PinProblem,
+    },
+    /// PIN and moderator PIN are the same, so the moderator could never be recognised.
+    #[error("the PIN and the moderator PIN must differ")]
+    PinsIdentical,
+    /// Wait-for-moderator without a moderator PIN would keep the room waiting forever.
+    #[error("wait-for-moderator needs a moderator PIN, otherwise nobody can start the room")]
+    ModeratorPinRequired,
+    /// The participant limit is outside 1..=MAX_PARTICIPANTS_LIMIT.
+    #[error("max participants must be 1 to {MAX_PARTICIPANTS_LIMIT}, got {0}")]
+    InvalidMaxParticipants(u32),
+    /// A room with this number is already stored.
+    #[error("room {0} already exists")]
+    RoomExists(String),
+    /// No room with this number is stored.
+    #[error("no room {0}")]
+    NoSuchRoom(String),
+    /// The operating system gave no randomness for a PIN salt.
+    #[error("no randomness for a PIN salt: {0}")]
+    Randomness(#[source] getrandom::Error),
+    /// Argon2 refused to hash a PIN (a parameter bug, not user input).
+    #[error("PIN hashing failed: {0}")]
+    PinHashing(#[source] argon2::Error),
+    /// PINs were stored by a newer amtsleitung with a hashing scheme this build lacks.
+    #[error("room {room} uses PIN scheme {scheme}, unknown to this program; upgrade amtsleitung")]
+    UnknownPinScheme {
+        /// The room whose PINs cannot be checked.
+        room: String,
+        /// The scheme number found.
+        scheme: i64,
+    },
+    /// A recording path is not valid UTF-8 and cannot be stored as text.
+    #[error("recording path {0:?} is not valid UTF-8")]
+    NonUtf8Path(PathBuf),
+    /// A recording size does not fit SQLite's signed 64-bit integer.
+    #[error("recording size {0} bytes is too large to store")]
+    RecordingTooLarge(u64),
+    /// No recording with this id was started.
+    #[error("no recording with id {0}")]
+    NoSuchRecording(i64),
+    /// The recording was already finished once.
+    #[error("recording {0} is already finished")]
+    RecordingAlreadyFinished(i64),
+    /// The same path appears twice in one dialplan version.
+    #[error("dialplan file {0:?} appears twice in one version")]
+    DuplicateDialplanFile(String),
+    /// A dialplan file path is empty, absolute or climbs out with `..`.
+    #[error("dialplan file path {0:?} must be relative to the dialplan directory")]
+    DialplanPathNotRelative(String),
 }
 
 /// Schema migrations, applied in order; index + 1 is the schema version after applying.
 /// Never edit a released entry: append a new one.
-const MIGRATIONS: &[&str] = &["CREATE TABLE call_record (
+const MIGRATIONS: &[&str] = &[
+    // 1: call log.
+    "CREATE TABLE call_record (
         id INTEGER PRIMARY KEY,
         call_id TEXT NOT NULL,
         caller TEXT NOT NULL,
@@ -48,7 +122,39 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE call_record (
         final_status INTEGER NOT NULL,
         end_reason TEXT NOT NULL
     );
-    CREATE INDEX call_record_started ON call_record(started_at_ms);"];
+    CREATE INDEX call_record_started ON call_record(started_at_ms);",
+    // 2: rooms (PINs as Argon2id hashes under one per-room salt), recordings, dialplan history.
+    "CREATE TABLE room (
+        number TEXT PRIMARY KEY,
+        pin_scheme INTEGER NOT NULL,
+        pin_salt BLOB NOT NULL,
+        pin_hash BLOB,
+        moderator_pin_hash BLOB,
+        max_participants INTEGER NOT NULL,
+        wait_for_moderator INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE recording (
+        id INTEGER PRIMARY KEY,
+        room TEXT NOT NULL,
+        path TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        ended_at_ms INTEGER,
+        bytes INTEGER
+    );
+    CREATE INDEX recording_room ON recording(room, started_at_ms);
+    CREATE TABLE dialplan_version (
+        version INTEGER PRIMARY KEY,
+        created_at_ms INTEGER NOT NULL,
+        comment TEXT NOT NULL
+    );
+    CREATE TABLE dialplan_file (
+        version INTEGER NOT NULL REFERENCES dialplan_version(version),
+        path TEXT NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (version, path)
+    ) WITHOUT ROWID;",
+];
 
 /// One finished call, as written to the call log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +190,7 @@ impl Store {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let path = data_dir.join("amtsleitung.db");
+        let path = Self::database_file(data_dir);
         let conn = Connection::open(&path)?;
         // WAL keeps readers (admin API) from blocking the writer (call records at hangup);
         // synchronous=NORMAL is durable across process crashes, which is what we promise.
@@ -94,6 +200,11 @@ impl Store {
         let mut store = Self { conn, path };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// The database file `open` uses in `data_dir`, to check for it without creating it.
+    pub fn database_file(data_dir: &Path) -> PathBuf {
+        data_dir.join("amtsleitung.db")
     }
 
     /// Opens a private in-memory store (tests, `dialplan check` without a data dir).
@@ -245,6 +356,71 @@ mod tests {
             Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
             other => panic!("expected SchemaTooNew, got {:?}", other.map(|_| ())),
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rooms_recordings_and_dialplan_history_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("amt-store-rooms-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let files = vec![("default.toml".to_string(), "x = 1\n".to_string())];
+        let recording;
+        {
+            let store = Store::open(&dir).unwrap();
+            store
+                .room_create(&NewRoom {
+                    pin: Some("1234".into()),
+                    moderator_pin: Some("9999".into()),
+                    ..NewRoom::new("4711", 5)
+                })
+                .unwrap();
+            recording = store
+                .recording_start("4711", Path::new("rec/a.wav"), 10)
+                .unwrap();
+            assert_eq!(store.dialplan_version_add(&files, "boot", 20).unwrap(), 1);
+        }
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.room_list().unwrap().len(), 1);
+        assert_eq!(
+            store.room_check_pin("4711", "9999").unwrap(),
+            PinCheck::Moderator
+        );
+        assert_eq!(
+            store.room_check_pin("4711", "1234").unwrap(),
+            PinCheck::Participant
+        );
+        store.recording_finish(recording, 30, 960).unwrap();
+        assert_eq!(
+            store.recordings_for_room("4711").unwrap()[0].bytes,
+            Some(960)
+        );
+        assert_eq!(store.dialplan_version_add(&files, "boot", 40).unwrap(), 1);
+        assert_eq!(store.dialplan_version_files(1).unwrap(), Some(files));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn upgrading_a_version_1_database_keeps_its_call_records() {
+        let dir = std::env::temp_dir().join(format!("amt-store-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = Connection::open(dir.join("amtsleitung.db")).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute(
+            "INSERT INTO call_record (call_id, caller, callee, started_at_ms, ended_at_ms, answered, final_status, end_reason)
+             VALUES ('old@x', 'alice', '600', 1, 2, 1, 200, 'caller hung up')",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let old = store.call_by_id("old@x").unwrap().unwrap();
+        assert_eq!((old.caller.as_str(), old.final_status), ("alice", 200));
+        store.room_create(&NewRoom::new("1", 0)).unwrap();
+        drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,0 +1,316 @@
+//! `amtsleitung room ...`: create, list and delete pre-created conference rooms in the store.
+//!
+//! Works on the database file directly, so it also works while the server runs (SQLite WAL,
+//! busy timeout in the store). PINs go in hashed and never come out: the list says "set".
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use store::{NewRoom, Room, Store, StoreError};
+
+/// Room administration commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum RoomCommand {
+    /// Create a room, e.g. `room create 4711 --pin 1234 --moderator-pin 9999`.
+    Create {
+        /// Room number callers key in (1 to 10 digits).
+        number: String,
+        /// PIN every participant must key in (4 to 10 digits).
+        #[arg(long)]
+        pin: Option<String>,
+        /// PIN that makes a caller moderator (4 to 10 digits).
+        #[arg(long)]
+        moderator_pin: Option<String>,
+        /// Most callers in the room at once.
+        #[arg(long, default_value_t = store::DEFAULT_MAX_PARTICIPANTS)]
+        max_participants: u32,
+        /// Participants wait (with music) until a moderator joins; needs --moderator-pin.
+        #[arg(long)]
+        wait_for_moderator: bool,
+    },
+    /// List rooms: number, PIN set?, moderator PIN set?, max participants, wait-for-moderator.
+    List,
+    /// Delete a room.
+    Delete {
+        /// Room number.
+        number: String,
+    },
+}
+
+/// Runs one room command against the store in `data_dir`; exit 1 with a message on failure.
+pub fn run(command: RoomCommand, data_dir: &Path) -> ExitCode {
+    match execute(command, data_dir) {
+        Ok(message) => {
+            print!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("amtsleitung: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Does the work and returns what to print: stdout text on success, one error line otherwise.
+fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
+    // Listing or deleting must not leave a fresh empty database behind in a mistyped directory.
+    let exists = Store::database_file(data_dir).exists();
+    match command {
+        RoomCommand::Create {
+            number,
+            pin,
+            moderator_pin,
+            max_participants,
+            wait_for_moderator,
+        } => {
+            let store = open(data_dir)?;
+            let room = store
+                .room_create(&NewRoom {
+                    number,
+                    pin,
+                    moderator_pin,
+                    max_participants,
+                    wait_for_moderator,
+                    created_at_ms: jiff::Timestamp::now().as_millisecond(),
+                })
+                .map_err(|err| match err {
+                    StoreError::Database(_) => format!("cannot create the room: {err}"),
+                    other => other.to_string(),
+                })?;
+            Ok(format!("{}\n", created_line(&room)))
+        }
+        RoomCommand::List => {
+            if !exists {
+                return Ok(format!(
+                    "no rooms (no database in {})\n",
+                    data_dir.display()
+                ));
+            }
+            let rooms = open(data_dir)?
+                .room_list()
+                .map_err(|err| format!("cannot list rooms: {err}"))?;
+            Ok(room_table(&rooms))
+        }
+        RoomCommand::Delete { number } => {
+            if !exists {
+                return Err(format!(
+                    "no room {number} (no database in {})",
+                    data_dir.display()
+                ));
+            }
+            let deleted = open(data_dir)?
+                .room_delete(&number)
+                .map_err(|err| format!("cannot delete room {number}: {err}"))?;
+            if deleted {
+                Ok(format!("room {number} deleted\n"))
+            } else {
+                Err(format!("no room {number}"))
+            }
+        }
+    }
+}
+
+fn open(data_dir: &Path) -> Result<Store, String> {
+    Store::open(data_dir).map_err(|err| {
+        format!(
+            "cannot open the store {}: {err}",
+            Store::database_file(data_dir).display()
+        )
+    })
+}
+
+/// The one line that confirms a created room, without its PINs.
+fn created_line(room: &Room) -> String {
+    format!(
+        "room {} created ({}, {}, up to {} participants{})",
+        room.number,
+        if room.has_pin { "PIN set" } else { "no PIN" },
+        if room.has_moderator_pin {
+            "moderator PIN set"
+        } else {
+            "no moderator PIN"
+        },
+        room.max_participants,
+        if room.wait_for_moderator {
+            ", waits for moderator"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The room list as an aligned text table; PINs appear only as "set" or "-".
+fn room_table(rooms: &[Room]) -> String {
+    use std::fmt::Write;
+
+    if rooms.is_empty() {
+        return "no rooms\n".to_owned();
+    }
+    const HEADER: [&str; 5] = ["NUMBER", "PIN", "MODERATOR PIN", "MAX", "WAIT FOR MODERATOR"];
+    let set = |flag: bool| if flag { "set" } else { "-" };
+    let rows: Vec<[String; 5]> = rooms
+        .iter()
+        .map(|room| {
+            [
+                room.number.clone(),
+                set(room.has_pin).to_owned(),
+                set(room.has_moderator_pin).to_owned(),
+                room.max_participants.to_string(),
+                if room.wait_for_moderator { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 5]| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<width$}  ");
+            }
+        }
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(HEADER);
+    for row in &rows {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(number: &str, pin: bool, moderator: bool, max: u32, wait: bool) -> Room {
+        Room {
+            number: number.into(),
+            has_pin: pin,
+            has_moderator_pin: moderator,
+            max_participants: max,
+            wait_for_moderator: wait,
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn table_aligns_columns_and_shows_pins_only_as_set() {
+        let table = room_table(&[
+            room("4711", true, true, 50, true),
+            room("1234567890", false, false, 1000, false),
+        ]);
+        assert_eq!(
+            table,
+            "NUMBER      PIN  MODERATOR PIN  MAX   WAIT FOR MODERATOR\n\
+             4711        set  set            50    yes\n\
+             1234567890  -    -              1000  no\n"
+        );
+    }
+
+    #[test]
+    fn empty_list_says_so() {
+        assert_eq!(room_table(&[]), "no rooms\n");
+    }
+
+    #[test]
+    fn created_line_names_settings_not_pins() {
+        assert_eq!(
+            created_line(&room("4711", true, true, 50, true)),
+            "room 4711 created (PIN set, moderator PIN set, up to 50 participants, waits for moderator)"
+        );
+        assert_eq!(
+            created_line(&room("1", false, false, 5, false)),
+            "room 1 created (no PIN, no moderator PIN, up to 5 participants)"
+        );
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("amt-room-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn create_list_delete_round_trip_never_prints_a_pin() {
+        let dir = temp_dir("roundtrip");
+        let created = execute(
+            RoomCommand::Create {
+                number: "4711".into(),
+                pin: Some("24681357".into()),
+                moderator_pin: Some("97531864".into()),
+                max_participants: 50,
+                wait_for_moderator: false,
+            },
+            &dir,
+        )
+        .unwrap();
+        assert!(created.starts_with("room 4711 created"), "{created}");
+        let list = execute(RoomCommand::List, &dir).unwrap();
+        assert!(list.contains("4711"), "{list}");
+        for text in [&created, &list] {
+            assert!(!text.contains("24681357") && !text.contains("97531864"));
+        }
+        assert_eq!(
+            execute(
+                RoomCommand::Delete {
+                    number: "4711".into()
+                },
+                &dir
+            ),
+            Ok("room 4711 deleted\n".to_owned())
+        );
+        assert_eq!(
+            execute(
+                RoomCommand::Delete {
+                    number: "4711".into()
+                },
+                &dir
+            ),
+            Err("no room 4711".to_owned())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn create_errors_name_the_problem() {
+        let dir = temp_dir("errors");
+        let create = |number: &str, pin: &str| RoomCommand::Create {
+            number: number.into(),
+            pin: Some(pin.into()),
+            moderator_pin: None,
+            max_participants: 50,
+            wait_for_moderator: false,
+        };
+        assert_eq!(
+            execute(create("4711", "12"), &dir),
+            Err("PIN must be 4 to 10 digits long, got 2".to_owned())
+        );
+        execute(create("4711", "1234"), &dir).unwrap();
+        assert_eq!(
+            execute(create("4711", "1234"), &dir),
+            Err("room 4711 already exists".to_owned())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn list_and_delete_do_not_create_a_database() {
+        let dir = temp_dir("nodb");
+        assert!(
+            execute(RoomCommand::List, &dir)
+                .unwrap()
+                .starts_with("no rooms")
+        );
+        assert!(execute(RoomCommand::Delete { number: "1".into() }, &dir).is_err());
+        assert!(!dir.exists());
+    }
+}
