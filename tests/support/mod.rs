@@ -217,7 +217,10 @@ impl Server {
             ])
             .args(["--data-dir", data.path().to_str().unwrap()])
             .args(extra)
-            .env("RUST_LOG", "info,sip=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("AMT_SERVER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start amtsleitung");

@@ -75,6 +75,10 @@ pub fn digit_to_event(digit: char) -> Option<u8> {
     }
 }
 
+/// How far back (in RTP ticks: 1 s at 8 kHz) an event's timestamp may be and still count as
+/// a reordered packet of an earlier press rather than a new press.
+const REORDER_WINDOW_TICKS: u32 = 8000;
+
 /// Turns a telephone-event packet stream into key presses, each reported once.
 ///
 /// An event is identified by its RTP timestamp (RFC 4733 §2.5.1.2: all packets of one event
@@ -122,8 +126,11 @@ impl DtmfReceiver {
                 };
                 return None;
             }
-            // A retransmitted end packet of an older event (reordered) is not a new press.
-            if rtp_ts.wrapping_sub(cur.ts) > u32::MAX / 2 {
+            // A retransmitted end packet of an older event (reordered) is not a new press. Only
+            // a small step back counts as reordering: senders that restart their timestamps
+            // (a new stream after a transfer, replayed captures) jump back much further.
+            let behind = cur.ts.wrapping_sub(rtp_ts);
+            if behind > 0 && behind < REORDER_WINDOW_TICKS {
                 return None;
             }
         }
@@ -382,5 +389,17 @@ mod tests {
         fn relay_parser_never_panics(body in ".{0,64}") {
             let _ = parse_dtmf_relay(&body);
         }
+    }
+
+    #[test]
+    fn a_press_whose_timestamp_jumps_far_back_is_a_new_press() {
+        // Replayed captures and restarted senders: '#' at 92640, then '4' at 43000.
+        let mut rx = DtmfReceiver::new();
+        assert_eq!(rx.push(92_640, &[11, 0x8a, 0x03, 0x20]), Some('#'));
+        assert_eq!(rx.push(43_000, &[4, 0x0a, 0x00, 0xa0]), Some('4'));
+        // A late end packet of the '4' 40 ms on is still the same press, and an old
+        // reordered packet just behind the current one is not new either.
+        assert_eq!(rx.push(43_000, &[4, 0x8a, 0x03, 0x20]), None);
+        assert_eq!(rx.push(42_680, &[4, 0x8a, 0x03, 0x20]), None);
     }
 }

@@ -3,6 +3,7 @@
 //! It owns no SIP state: it asks the core to answer, reject or hang up, tells the call's media
 //! session what to play, and waits for media events (prompt ended, DTMF) and the hangup.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,16 +12,19 @@ use media::wav::PromptPlayer;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::conference::{Event, Notice};
 use crate::media_worker::{MediaCommand, MediaEvent, MediaMode};
 use crate::sip_core::{CoreCommand, Shared};
 
-/// Signalling events the core sends to a call task.
+/// Signalling and room events the core and the conference registry send to a call task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallEvent {
     /// The call is over (BYE, CANCEL, timeout, or our own hangup).
     Hangup,
     /// A DTMF digit sent as SIP INFO.
     Dtmf(char),
+    /// News from the conference room the caller is in.
+    Conference(Notice),
 }
 
 /// What a call task knows about its call.
@@ -41,19 +45,25 @@ pub struct CallContext {
     pub core: mpsc::UnboundedSender<CoreCommand>,
     /// Audio sample rate of the negotiated codec.
     pub codec_rate: u32,
+    /// A sender into this call's own event queue, for the conference registry.
+    pub notices: mpsc::UnboundedSender<CallEvent>,
 }
 
 /// Why an action sequence stopped early.
-enum Stop {
+pub enum Stop {
     /// The other side hung up (or the core ended the call).
     HungUp,
 }
 
-struct CallRunner {
-    ctx: CallContext,
+/// Runs one call's actions; conference behaviour is in `conference.rs`.
+pub struct CallRunner {
+    pub(crate) ctx: CallContext,
+    pub(crate) notices: mpsc::UnboundedSender<CallEvent>,
     events: mpsc::UnboundedReceiver<CallEvent>,
     media: mpsc::UnboundedReceiver<MediaEvent>,
     answered: bool,
+    /// Digits keyed while a prompt played (type-ahead), oldest first.
+    pending_digits: VecDeque<char>,
 }
 
 /// Runs the call to its end.
@@ -66,11 +76,14 @@ pub async fn run(
     let span = tracing::info_span!("call", call_id = %ctx.call_id, from = %ctx.caller, to = %ctx.callee, rule = %route.rule_name);
     let core = ctx.core.clone();
     let id = ctx.id;
+    let notices = ctx.notices.clone();
     let mut runner = CallRunner {
         ctx,
+        notices,
         events,
         media,
         answered: false,
+        pending_digits: VecDeque::new(),
     };
     let reason = async {
         match runner.run_actions(&route.actions).await {
@@ -96,11 +109,11 @@ impl CallRunner {
         let _ = self.ctx.core.send(command);
     }
 
-    fn media(&self, command: MediaCommand) {
+    pub(crate) fn media(&self, command: MediaCommand) {
         self.ctx.shared.media.send(self.ctx.id, command);
     }
 
-    fn answer(&mut self) {
+    pub(crate) fn answer(&mut self) {
         if !self.answered {
             self.send(CoreCommand::Answer(self.ctx.id));
             self.answered = true;
@@ -125,6 +138,9 @@ impl CallRunner {
                     self.wait_for(Some(Duration::from_secs(u64::from(*seconds))))
                         .await?;
                 }
+                Action::Conference { room, pin_prompt } => {
+                    self.conference(room.clone(), *pin_prompt).await?;
+                }
                 Action::Hangup { cause } => {
                     if self.answered {
                         self.send(CoreCommand::Hangup(self.ctx.id));
@@ -134,8 +150,8 @@ impl CallRunner {
                     return Err(Stop::HungUp);
                 }
                 other => {
-                    // Parsed and checked today; the machinery (conference, dial, menu, ...)
-                    // arrives with later issues. Refuse honestly rather than pretend.
+                    // Parsed and checked today; the machinery (dial, menu, ...) arrives with
+                    // later issues. Refuse honestly rather than pretend.
                     tracing::warn!(?other, "dialplan action not available yet; refusing call");
                     if self.answered {
                         self.send(CoreCommand::Hangup(self.ctx.id));
@@ -149,31 +165,112 @@ impl CallRunner {
         Ok(())
     }
 
-    /// Plays a prompt to its end (or until hangup).
-    async fn play(&mut self, sound: &str) -> Result<(), Stop> {
-        let Some(samples) = self.ctx.shared.sounds.get(&self.ctx.language, sound) else {
+    fn player(&self, sound: &str) -> Option<PromptPlayer> {
+        let samples = self.ctx.shared.sounds.get(&self.ctx.language, sound);
+        let Some(samples) = samples else {
             tracing::warn!(sound, "prompt missing; skipped");
-            return Ok(());
+            return None;
         };
-        let player = match PromptPlayer::new(samples, self.ctx.codec_rate) {
-            Ok(player) => player,
+        match PromptPlayer::new(samples, self.ctx.codec_rate) {
+            Ok(player) => Some(player),
             Err(err) => {
                 tracing::warn!(sound, "prompt cannot be played at this codec's rate: {err}");
-                return Ok(());
+                None
             }
+        }
+    }
+
+    /// The next event of any source; DTMF from either path becomes `Event::Digit`.
+    pub(crate) async fn next_event(&mut self) -> Result<Event, Stop> {
+        if let Some(digit) = self.pending_digits.pop_front() {
+            return Ok(Event::Digit(digit));
+        }
+        tokio::select! {
+            event = self.events.recv() => match event {
+                Some(CallEvent::Hangup) | None => Err(Stop::HungUp),
+                Some(CallEvent::Dtmf(digit)) => Ok(Event::Digit(digit)),
+                Some(CallEvent::Conference(notice)) => Ok(Event::Notice(notice)),
+            },
+            event = self.media.recv() => match event {
+                Some(MediaEvent::Dtmf(digit)) => Ok(Event::Digit(digit)),
+                Some(other) => Ok(Event::Media(other)),
+                None => Err(Stop::HungUp),
+            },
+        }
+    }
+
+    /// Plays a prompt to its end (two-party media, before joining a room). A key press
+    /// interrupts it (barge-in) and is kept for the next digit collection.
+    pub(crate) async fn play(&mut self, sound: &str) -> Result<(), Stop> {
+        let Some(player) = self.player(sound) else {
+            return Ok(());
         };
         self.media(MediaCommand::SetMode(self.ctx.id, MediaMode::Play(player)));
         loop {
-            tokio::select! {
-                event = self.events.recv() => match event {
-                    Some(CallEvent::Hangup) | None => return Err(Stop::HungUp),
-                    Some(CallEvent::Dtmf(_)) => {}
-                },
-                event = self.media.recv() => match event {
-                    Some(MediaEvent::PlayFinished) => return Ok(()),
-                    Some(MediaEvent::Dtmf(_)) => {}
-                    None => return Err(Stop::HungUp),
-                },
+            match self.next_event().await? {
+                Event::Media(MediaEvent::PlayFinished) => return Ok(()),
+                Event::Digit(digit) => {
+                    self.pending_digits.push_back(digit);
+                    self.media(MediaCommand::SetMode(self.ctx.id, MediaMode::Silence));
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Plays a prompt on top of the room's audio and waits until it ends; keys pressed
+    /// meanwhile are kept.
+    pub(crate) async fn overlay(&mut self, sound: &str) -> Result<(), Stop> {
+        let Some(player) = self.player(sound) else {
+            return Ok(());
+        };
+        self.media(MediaCommand::Overlay(self.ctx.id, player));
+        tracing::debug!(sound, "overlay started");
+        let mut kept = Vec::new();
+        let result = loop {
+            match self.next_event().await {
+                Ok(Event::Media(MediaEvent::OverlayFinished)) => {
+                    tracing::debug!(sound, "overlay finished");
+                    break Ok(());
+                }
+                Ok(Event::Digit(d)) => kept.push(d),
+                Ok(Event::Notice(Notice::Ended)) => {
+                    self.notices.send(CallEvent::Conference(Notice::Ended)).ok();
+                    break Ok(());
+                }
+                Ok(_) => {}
+                Err(stop) => break Err(stop),
+            }
+        };
+        self.pending_digits.extend(kept);
+        result
+    }
+
+    /// Starts a prompt on top of the room's audio without waiting for it.
+    pub(crate) fn start_overlay(&mut self, sound: &str) {
+        if let Some(player) = self.player(sound) {
+            self.media(MediaCommand::Overlay(self.ctx.id, player));
+        }
+    }
+
+    /// Collects digits up to `#` (not included); `None` when the caller keys nothing in
+    /// time. Stops at the limit so a stuck key cannot grow a string forever.
+    pub(crate) async fn collect_digits(&mut self) -> Result<Option<String>, Stop> {
+        let mut digits = String::new();
+        loop {
+            let event = tokio::time::timeout(DIGIT_TIMEOUT, self.next_event()).await;
+            match event {
+                Err(_) => return Ok((!digits.is_empty()).then_some(digits)),
+                Ok(Err(stop)) => return Err(stop),
+                Ok(Ok(Event::Digit('#'))) => return Ok(Some(digits)),
+                Ok(Ok(Event::Digit(d))) if d.is_ascii_digit() => {
+                    digits.push(d);
+                    if digits.len() >= MAX_DIGITS {
+                        return Ok(Some(digits));
+                    }
+                }
+                Ok(Ok(_)) => {}
             }
         }
     }
@@ -190,16 +287,17 @@ impl CallRunner {
         loop {
             tokio::select! {
                 _ = &mut sleep => return Ok(()),
-                event = self.events.recv() => match event {
-                    Some(CallEvent::Hangup) | None => return Err(Stop::HungUp),
-                    Some(CallEvent::Dtmf(digit)) => tracing::debug!(%digit, "DTMF (INFO)"),
-                },
-                event = self.media.recv() => match event {
-                    Some(MediaEvent::Dtmf(digit)) => tracing::debug!(%digit, "DTMF (RFC 4733)"),
-                    Some(MediaEvent::PlayFinished) => {}
-                    None => return Err(Stop::HungUp),
-                },
+                event = self.next_event() => {
+                    if let Event::Digit(digit) = event? {
+                        tracing::debug!(%digit, "DTMF");
+                    }
+                }
             }
         }
     }
 }
+
+/// How long digit collection waits for the next key.
+const DIGIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most digits a room number or PIN may have.
+const MAX_DIGITS: usize = 10;

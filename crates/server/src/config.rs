@@ -78,6 +78,17 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Number of media worker threads; 0 = one per core.
     pub media_workers: usize,
+    /// Conference rooms.
+    pub conference: ConferenceConfig,
+}
+
+/// `[conference]` settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct ConferenceConfig {
+    /// Only rooms created with `amtsleitung room create` can be entered (default: any room
+    /// number opens a room on demand, like a free meeting room).
+    pub require_precreated_rooms: bool,
 }
 
 impl Default for Config {
@@ -95,6 +106,7 @@ impl Default for Config {
             sounds: PathBuf::from("sounds"),
             log_format: LogFormat::Text,
             media_workers: 0,
+            conference: ConferenceConfig::default(),
         }
     }
 }

@@ -36,6 +36,7 @@ pub async fn start(
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/dialplan/reload", axum::routing::post(reload_dialplan))
+        .route("/rooms", get(rooms))
         .with_state(AppState {
             shared,
             calls,
@@ -67,6 +68,20 @@ async fn reload_dialplan(State(state): State<AppState>) -> axum::response::Respo
         }
         Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
+}
+
+/// `GET /rooms`: open conference rooms with their participant counts.
+async fn rooms(State(state): State<AppState>) -> impl IntoResponse {
+    let rooms: Vec<serde_json::Value> = state
+        .shared
+        .conferences
+        .summary()
+        .into_iter()
+        .map(|(number, participants, locked)| {
+            serde_json::json!({ "room": number, "participants": participants, "locked": locked })
+        })
+        .collect();
+    axum::Json(rooms)
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {

@@ -4,10 +4,12 @@
 //! crates (`sip`, `media`, `dialplan`, `store`).
 
 mod call;
+mod conference;
 mod config;
 mod dialplan_files;
 mod http;
 mod media_worker;
+mod room_cli;
 mod sip_core;
 mod sounds;
 mod transport;
@@ -35,6 +37,14 @@ enum Command {
     /// Check or explain dialplans.
     #[command(subcommand)]
     Dialplan(DialplanCommand),
+    /// Create, list and delete conference rooms with PINs.
+    Room {
+        /// Data directory of the server.
+        #[arg(long, value_name = "DIR", default_value = "data", global = true)]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: room_cli::RoomCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -203,5 +213,6 @@ fn main() -> ExitCode {
             }
         }
         Command::Dialplan(command) => dialplan_files::run_command(command),
+        Command::Room { data_dir, command } => room_cli::run(command, &data_dir),
     }
 }

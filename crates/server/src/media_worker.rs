@@ -16,7 +16,9 @@ use media::codec::{CodecKind, Decoder, Encoder};
 use media::dtmf::DtmfReceiver;
 use media::jitter::{JitterBuffer, JitterConfig, Playout};
 use media::rtp::{RtpSender, is_rtcp, parse_rtp};
+use media::tone::{ToneGenerator, ToneSpec};
 use media::wav::PromptPlayer;
+use mixer::{MixerConfig, ParticipantId, ParticipantOptions, Room};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// One media tick.
@@ -75,7 +77,40 @@ pub enum MediaCommand {
     SetRemote(SessionId, Option<SocketAddr>, bool),
     /// End the session and close its sockets.
     Stop(SessionId),
+    /// Move the session to the worker that hosts `room` and join it there.
+    JoinRoom(SessionId, RoomJoin),
+    /// Leave the room the session is in (it stays on its worker, sending silence).
+    LeaveRoom(SessionId),
+    /// Mute or unmute a participant (not heard by the others).
+    SetMuted(SessionId, bool),
+    /// Start or stop recording the room into a WAV file.
+    SetRecording(String, Option<RecordingSink>),
+    /// Play a short sound to this session on top of what it hears (prompt, beep).
+    Overlay(SessionId, PromptPlayer),
+    /// A session handed over from another worker (room affinity).
+    Adopt(Box<Session>, RoomJoin),
 }
+
+/// Where a session goes when it joins a conference.
+pub struct RoomJoin {
+    /// Room number.
+    pub room: String,
+    /// Joins muted (wait for the moderator, or listen-only).
+    pub muted: bool,
+}
+
+/// Receives a room's recording mix (16-bit PCM at the room rate) on a writer thread.
+pub struct RecordingSink {
+    /// Frames to the writer; bounded and preallocated, so the tick never blocks or allocates.
+    pub frames: crossbeam_channel::Sender<RecordingFrame>,
+}
+
+/// One tick of a room's full mix.
+pub type RecordingFrame = [i16; RECORDING_FRAME];
+/// Samples per recorded frame (20 ms at 16 kHz, the room rate).
+pub const RECORDING_FRAME: usize = 320;
+/// Rate rooms mix and record at.
+pub const ROOM_RATE: u32 = 16_000;
 
 /// Events from a session to its call task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +119,15 @@ pub enum MediaEvent {
     Dtmf(char),
     /// The prompt started with `MediaMode::Play` has ended.
     PlayFinished,
+    /// The session is in the room now (after a possible move between workers).
+    Joined {
+        /// Participants in the room, this one included.
+        participants: usize,
+    },
+    /// The room could not take the session.
+    JoinFailed(String),
+    /// An overlay sound has ended.
+    OverlayFinished,
 }
 
 /// Counters shared with the metrics endpoint.
@@ -112,29 +156,48 @@ impl MediaWorkers {
     /// Starts `count` worker threads.
     pub fn start(count: usize) -> std::io::Result<Self> {
         let stats = Arc::new(MediaStats::default());
+        let count = count.max(1);
         let mut senders = Vec::with_capacity(count);
-        for index in 0..count.max(1) {
+        let mut receivers = Vec::with_capacity(count);
+        for _ in 0..count {
             // Bounded: a stuck worker must push back on call setup, not grow memory.
             let (tx, rx) = bounded(4096);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let senders: Arc<[Sender<MediaCommand>]> = senders.into();
+        for (index, rx) in receivers.into_iter().enumerate() {
             let stats = stats.clone();
+            let peers = senders.clone();
             std::thread::Builder::new()
                 .name(format!("media-{index}"))
-                .spawn(move || Worker::new(rx, stats).run())?;
-            senders.push(tx);
+                .spawn(move || Worker::new(index, rx, peers, stats).run())?;
         }
-        Ok(Self {
-            senders: senders.into(),
-            stats,
-        })
+        Ok(Self { senders, stats })
     }
 
-    /// Sends a command to the worker that owns `id`.
+    /// The worker that hosts room `number` (rooms never span workers).
+    pub fn worker_of_room(&self, number: &str) -> usize {
+        worker_index_of_room(number, self.senders.len())
+    }
+
+    /// Sends a command to the worker that owns `id`. Commands for a session always go to
+    /// its home worker (where it started); when the session has moved to a room's worker,
+    /// the home worker forwards them, after the handover, so their order is kept.
     pub fn send(&self, id: SessionId, command: MediaCommand) -> bool {
-        let worker = &self.senders[(id % self.senders.len() as u64) as usize];
+        let index = match &command {
+            MediaCommand::SetRecording(room, _) => self.worker_of_room(room),
+            _ => (id % self.senders.len() as u64) as usize,
+        };
+        self.send_to(index, command)
+    }
+
+    fn send_to(&self, index: usize, command: MediaCommand) -> bool {
+        let worker = &self.senders[index];
         match worker.try_send(command) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
-                tracing::error!(session = id, "media worker queue full; command dropped");
+                tracing::error!(worker = index, "media worker queue full; command dropped");
                 false
             }
             Err(TrySendError::Disconnected(_)) => false,
@@ -147,7 +210,8 @@ impl MediaWorkers {
     }
 }
 
-struct Session {
+/// One call leg's media, owned by exactly one worker at a time.
+pub struct Session {
     spec: SessionSpec,
     mode: MediaMode,
     decoder: Decoder,
@@ -157,7 +221,12 @@ struct Session {
     sender: RtpSender,
     samples_per_frame: usize,
     rtp_ticks_per_frame: u32,
-    heard_anything: bool,
+    /// Room slot and participant id while in a conference.
+    conference: Option<(usize, ParticipantId)>,
+    /// A prompt or beep heard on top of the conference mix.
+    overlay: Option<PromptPlayer>,
+    /// Soft tone heard while alone in a room (made at join, so the tick never allocates).
+    alone_tone: Option<ToneGenerator>,
 }
 
 impl Session {
@@ -182,7 +251,9 @@ impl Session {
             sender,
             samples_per_frame,
             rtp_ticks_per_frame,
-            heard_anything: false,
+            conference: None,
+            overlay: None,
+            alone_tone: None,
         })
     }
 
@@ -205,6 +276,7 @@ impl Session {
             stats.packets_in.fetch_add(1, Ordering::Relaxed);
             if Some(rtp.payload_type) == self.spec.telephone_event_pt {
                 if let Some(digit) = self.dtmf.push(rtp.timestamp, rtp.payload) {
+                    tracing::debug!(session = self.spec.id, %digit, "DTMF received (RFC 4733)");
                     let _ = self.spec.events.send(MediaEvent::Dtmf(digit));
                 }
             } else if rtp.payload_type == self.spec.payload_type {
@@ -213,7 +285,6 @@ impl Session {
                 if self.spec.remote != Some(from) && self.spec.send {
                     self.spec.remote = Some(from);
                 }
-                self.heard_anything = true;
                 self.jitter
                     .push(rtp.sequence, rtp.timestamp, rtp.payload, now);
             } else {
@@ -230,15 +301,8 @@ impl Session {
         }
     }
 
-    fn produce(
-        &mut self,
-        now: Instant,
-        pcm: &mut [i16],
-        heard: &mut [i16],
-        out: &mut [u8; MAX_PACKET],
-        payload: &mut [u8; MAX_PACKET],
-        stats: &MediaStats,
-    ) {
+    /// Decodes this tick's frame (or conceals a loss) into `heard`; returns its length.
+    fn decode(&mut self, now: Instant, heard: &mut [i16]) -> usize {
         let n = self.samples_per_frame;
         let heard = &mut heard[..n];
         let decoded = match self.jitter.pop(now) {
@@ -249,10 +313,22 @@ impl Session {
         if decoded < n {
             heard[decoded..].fill(0);
         }
+        n
+    }
+
+    /// Two-party media (echo, prompts, silence): builds this tick's PCM and sends it.
+    fn produce(
+        &mut self,
+        heard: &[i16],
+        pcm: &mut [i16],
+        bufs: &mut SendBuffers,
+        stats: &MediaStats,
+    ) {
+        let n = self.samples_per_frame;
         let pcm = &mut pcm[..n];
         match &mut self.mode {
             MediaMode::Silence => pcm.fill(0),
-            MediaMode::Echo => pcm.copy_from_slice(heard),
+            MediaMode::Echo => pcm.copy_from_slice(&heard[..n]),
             MediaMode::Play(player) => {
                 if !player.fill(pcm) {
                     self.mode = MediaMode::Silence;
@@ -260,46 +336,127 @@ impl Session {
                 }
             }
         }
+        self.encode_and_send(pcm, bufs, stats);
+    }
+
+    fn encode_and_send(&mut self, pcm: &[i16], bufs: &mut SendBuffers, stats: &MediaStats) {
+        if self.spec.remote.is_none() || !self.spec.send {
+            return;
+        }
+        let Ok(len) = self.encoder.encode(pcm, &mut bufs.payload) else {
+            return;
+        };
+        let SendBuffers { payload, packet } = bufs;
+        self.send_payload(&payload[..len], packet, stats);
+    }
+
+    fn send_payload(&mut self, payload: &[u8], packet: &mut [u8; MAX_PACKET], stats: &MediaStats) {
         let (Some(remote), true) = (self.spec.remote, self.spec.send) else {
             return;
         };
-        let Ok(len) = self.encoder.encode(pcm, payload) else {
-            return;
-        };
         let Ok(size) = self.sender.write(
-            out,
+            packet,
             self.spec.payload_type,
             false,
-            &payload[..len],
+            payload,
             self.rtp_ticks_per_frame,
         ) else {
             return;
         };
-        if self.spec.rtp.send_to(&out[..size], remote).is_ok() {
+        if self.spec.rtp.send_to(&packet[..size], remote).is_ok() {
             stats.packets_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Conference output: the room's payload, or the room's mix with a prompt, beep or the
+    /// alone tone on top (encoded with the session's own encoder while that lasts).
+    fn send_conference(
+        &mut self,
+        room: &Room,
+        alone: bool,
+        pcm: &mut [i16],
+        bufs: &mut SendBuffers,
+        stats: &MediaStats,
+    ) {
+        let Some((_, pid)) = self.conference else {
+            return;
+        };
+        let n = self.samples_per_frame;
+        if let Some(overlay) = self.overlay.as_mut() {
+            let pcm = &mut pcm[..n];
+            let mut extra = [0i16; MAX_FRAME_SAMPLES];
+            let playing = overlay.fill(&mut extra[..n]);
+            match room.output_pcm(pid) {
+                Some(mix) if mix.len() == n => pcm.copy_from_slice(mix),
+                _ => pcm.fill(0),
+            }
+            for (out, add) in pcm.iter_mut().zip(&extra[..n]) {
+                *out = out.saturating_add(*add);
+            }
+            if !playing {
+                self.overlay = None;
+                let _ = self.spec.events.send(MediaEvent::OverlayFinished);
+            }
+            self.encode_and_send(pcm, bufs, stats);
+        } else if let (true, Some(tone)) = (alone, self.alone_tone.as_mut()) {
+            let pcm = &mut pcm[..n];
+            tone.fill(pcm);
+            self.encode_and_send(pcm, bufs, stats);
+        } else if let Some(frame) = room.output(pid) {
+            self.send_payload(frame.payload, &mut bufs.packet, stats);
         }
     }
 }
 
+/// Scratch buffers for building packets, owned by the worker.
+struct SendBuffers {
+    payload: [u8; MAX_PACKET],
+    packet: [u8; MAX_PACKET],
+}
+
+/// A conference room hosted by this worker.
+struct WorkerRoom {
+    number: String,
+    room: Room,
+    members: usize,
+    recording: Option<RecordingSink>,
+}
+
 struct Worker {
+    index: usize,
     commands: Receiver<MediaCommand>,
+    peers: Arc<[Sender<MediaCommand>]>,
     sessions: Vec<Session>,
+    rooms: Vec<Option<WorkerRoom>>,
+    /// Sessions this worker handed to another worker, and where: their commands follow them.
+    forwarded: std::collections::HashMap<SessionId, usize>,
     stats: Arc<MediaStats>,
 }
 
 impl Worker {
-    fn new(commands: Receiver<MediaCommand>, stats: Arc<MediaStats>) -> Self {
+    fn new(
+        index: usize,
+        commands: Receiver<MediaCommand>,
+        peers: Arc<[Sender<MediaCommand>]>,
+        stats: Arc<MediaStats>,
+    ) -> Self {
         Self {
+            index,
             commands,
+            peers,
             sessions: Vec::with_capacity(1024),
+            rooms: Vec::with_capacity(64),
+            forwarded: std::collections::HashMap::new(),
             stats,
         }
     }
 
     fn run(mut self) {
         let mut recv_buf = [0u8; MAX_PACKET];
-        let mut out_buf = [0u8; MAX_PACKET];
-        let mut payload_buf = [0u8; MAX_PACKET];
+        let mut bufs = SendBuffers {
+            payload: [0u8; MAX_PACKET],
+            packet: [0u8; MAX_PACKET],
+        };
         let mut pcm = [0i16; MAX_FRAME_SAMPLES];
         let mut heard = [0i16; MAX_FRAME_SAMPLES];
         let mut next_tick = Instant::now() + TICK;
@@ -319,48 +476,270 @@ impl Worker {
             if !self.apply_commands() {
                 return;
             }
+            // Receive and decode everyone first, so each room mixes this tick's frames.
             for session in &mut self.sessions {
                 session.receive(now, &mut recv_buf, &self.stats);
-                session.produce(
-                    now,
-                    &mut pcm,
-                    &mut heard,
-                    &mut out_buf,
-                    &mut payload_buf,
-                    &self.stats,
-                );
+                let n = session.decode(now, &mut heard);
+                match session.conference {
+                    Some((slot, pid)) => {
+                        if let Some(Some(room)) = self.rooms.get_mut(slot) {
+                            room.room.put_frame(pid, &heard[..n]);
+                        }
+                    }
+                    None => session.produce(&heard[..n], &mut pcm, &mut bufs, &self.stats),
+                }
+            }
+            for room in self.rooms.iter_mut().flatten() {
+                room.room.tick();
+                while room.room.poll_event().is_some() {}
+                if let (Some(sink), Some(mix)) = (&room.recording, room.room.recording_mix()) {
+                    let mut frame = [0i16; RECORDING_FRAME];
+                    let n = mix.len().min(RECORDING_FRAME);
+                    frame[..n].copy_from_slice(&mix[..n]);
+                    // A slow disk loses recording frames, never call audio.
+                    let _ = sink.frames.try_send(frame);
+                }
+            }
+            for session in &mut self.sessions {
+                if let Some((slot, _)) = session.conference
+                    && let Some(Some(room)) = self.rooms.get(slot)
+                {
+                    let alone = room.members == 1;
+                    session.send_conference(&room.room, alone, &mut pcm, &mut bufs, &self.stats);
+                }
             }
         }
+    }
+
+    fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.sessions.iter_mut().find(|s| s.spec.id == id)
+    }
+
+    fn join(&mut self, mut session: Session, join: RoomJoin) {
+        let slot = match self
+            .rooms
+            .iter()
+            .position(|r| r.as_ref().is_some_and(|r| r.number == join.room))
+        {
+            Some(slot) => slot,
+            None => {
+                let room = WorkerRoom {
+                    number: join.room.clone(),
+                    room: Room::new(MixerConfig {
+                        internal_rate: ROOM_RATE,
+                        ..MixerConfig::default()
+                    }),
+                    members: 0,
+                    recording: None,
+                };
+                match self.rooms.iter().position(Option::is_none) {
+                    Some(free) => {
+                        self.rooms[free] = Some(room);
+                        free
+                    }
+                    None => {
+                        self.rooms.push(Some(room));
+                        self.rooms.len() - 1
+                    }
+                }
+            }
+        };
+        let Some(Some(room)) = self.rooms.get_mut(slot) else {
+            return;
+        };
+        let mut options = ParticipantOptions::new(session.spec.codec);
+        options.muted = join.muted;
+        match room.room.add(options) {
+            Ok(pid) => {
+                room.members += 1;
+                session.conference = Some((slot, pid));
+                session.mode = MediaMode::Silence;
+                // A soft 440 Hz chime, 0.4 s every 4 s, at -32 dBFS: "you are connected".
+                session.alone_tone = Some(ToneGenerator::new(
+                    session.spec.codec.sample_rate(),
+                    ToneSpec::single(440.0, -32.0).with_cadence(400, 3600),
+                ));
+                let _ = session.spec.events.send(MediaEvent::Joined {
+                    participants: room.members,
+                });
+            }
+            Err(err) => {
+                let _ = session
+                    .spec
+                    .events
+                    .send(MediaEvent::JoinFailed(err.to_string()));
+            }
+        }
+        self.sessions.push(session);
+    }
+
+    fn leave(&mut self, id: SessionId) {
+        let Some(session) = self.sessions.iter_mut().find(|s| s.spec.id == id) else {
+            return;
+        };
+        let Some((slot, pid)) = session.conference.take() else {
+            return;
+        };
+        session.overlay = None;
+        session.alone_tone = None;
+        if let Some(entry) = self.rooms.get_mut(slot)
+            && let Some(room) = entry.as_mut()
+        {
+            let stats = room.room.stats();
+            tracing::debug!(room = %room.number, ?stats, "participant leaves");
+            room.room.remove(pid);
+            room.members = room.members.saturating_sub(1);
+            if room.members == 0 {
+                *entry = None;
+            }
+        }
+    }
+
+    /// Passes a command on to the worker its session moved to; returns it if it is ours.
+    fn forward(&mut self, command: MediaCommand) -> Option<MediaCommand> {
+        let id = match &command {
+            MediaCommand::SetMode(id, _)
+            | MediaCommand::SetRemote(id, _, _)
+            | MediaCommand::Stop(id)
+            | MediaCommand::JoinRoom(id, _)
+            | MediaCommand::LeaveRoom(id)
+            | MediaCommand::SetMuted(id, _)
+            | MediaCommand::Overlay(id, _) => *id,
+            MediaCommand::Start(_) | MediaCommand::SetRecording(..) | MediaCommand::Adopt(..) => {
+                return Some(command);
+            }
+        };
+        let Some(&target) = self.forwarded.get(&id) else {
+            return Some(command);
+        };
+        if matches!(command, MediaCommand::Stop(_)) {
+            self.forwarded.remove(&id);
+        }
+        if self.peers[target].try_send(command).is_err() {
+            tracing::error!(
+                session = id,
+                worker = target,
+                "media worker queue full; command dropped"
+            );
+        }
+        None
     }
 
     /// Returns false when every handle is gone (server shutting down).
     fn apply_commands(&mut self) -> bool {
         loop {
-            match self.commands.try_recv() {
-                Ok(MediaCommand::Start(spec)) => {
+            let command = match self.commands.try_recv() {
+                Ok(command) => self.forward(command),
+                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+            };
+            let Some(command) = command else {
+                continue;
+            };
+            match command {
+                MediaCommand::Start(spec) => {
                     let id = spec.id;
                     match Session::new(*spec) {
-                        Ok(session) => self.sessions.push(session),
+                        Ok(session) => {
+                            tracing::debug!(session = id, codec = ?session.spec.codec, pt = session.spec.payload_type, dtmf_pt = ?session.spec.telephone_event_pt, "media session started");
+                            self.sessions.push(session);
+                        }
                         Err(err) => tracing::error!(session = id, "cannot start media: {err}"),
                     }
                 }
-                Ok(MediaCommand::SetMode(id, mode)) => {
-                    if let Some(s) = self.sessions.iter_mut().find(|s| s.spec.id == id) {
+                MediaCommand::SetMode(id, mode) => {
+                    if let Some(s) = self.session_mut(id) {
                         s.mode = mode;
                     }
                 }
-                Ok(MediaCommand::SetRemote(id, remote, send)) => {
-                    if let Some(s) = self.sessions.iter_mut().find(|s| s.spec.id == id) {
+                MediaCommand::SetRemote(id, remote, send) => {
+                    if let Some(s) = self.session_mut(id) {
                         s.spec.remote = remote;
                         s.spec.send = send;
                     }
                 }
-                Ok(MediaCommand::Stop(id)) => self.sessions.retain(|s| s.spec.id != id),
-                Err(crossbeam_channel::TryRecvError::Empty) => return true,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+                MediaCommand::Stop(id) => {
+                    self.leave(id);
+                    self.sessions.retain(|s| s.spec.id != id);
+                }
+                MediaCommand::JoinRoom(id, join) => {
+                    let Some(index) = self.sessions.iter().position(|s| s.spec.id == id) else {
+                        continue;
+                    };
+                    self.leave(id);
+                    let session = self.sessions.swap_remove(index);
+                    let target = worker_index_of_room(&join.room, self.peers.len());
+                    if target == self.index {
+                        self.join(session, join);
+                    } else {
+                        let handover = MediaCommand::Adopt(Box::new(session), join);
+                        match self.peers[target].try_send(handover) {
+                            // Later commands for this session follow it, in order.
+                            Ok(()) => {
+                                self.forwarded.insert(id, target);
+                            }
+                            Err(err) => {
+                                if let MediaCommand::Adopt(session, _) = err.into_inner() {
+                                    let _ = session
+                                        .spec
+                                        .events
+                                        .send(MediaEvent::JoinFailed("media worker busy".into()));
+                                }
+                            }
+                        }
+                    }
+                }
+                MediaCommand::Adopt(session, join) => {
+                    // It may come back to a room of ours after living elsewhere.
+                    self.forwarded.remove(&session.spec.id);
+                    self.join(*session, join);
+                }
+                MediaCommand::LeaveRoom(id) => self.leave(id),
+                MediaCommand::SetMuted(id, muted) => {
+                    if let Some(s) = self.sessions.iter().find(|s| s.spec.id == id)
+                        && let Some((slot, pid)) = s.conference
+                        && let Some(Some(room)) = self.rooms.get_mut(slot)
+                    {
+                        room.room.set_muted(pid, muted);
+                        tracing::debug!(session = id, muted, "participant mute changed");
+                    }
+                }
+                MediaCommand::Overlay(id, player) => {
+                    let worker = self.index;
+                    match self.session_mut(id) {
+                        Some(s) => {
+                            s.overlay = Some(player);
+                            tracing::debug!(
+                                session = id,
+                                worker,
+                                in_room = s.conference.is_some(),
+                                "overlay set"
+                            );
+                        }
+                        None => {
+                            tracing::debug!(session = id, worker, "overlay for unknown session")
+                        }
+                    }
+                }
+                MediaCommand::SetRecording(number, sink) => {
+                    if let Some(room) = self.rooms.iter_mut().flatten().find(|r| r.number == number)
+                    {
+                        room.room.set_recording(sink.is_some());
+                        room.recording = sink;
+                    }
+                }
             }
         }
     }
+}
+
+/// The worker index hosting room `number` among `workers`.
+fn worker_index_of_room(number: &str, workers: usize) -> usize {
+    // FNV-1a: stable across runs, so a room's worker is predictable in logs.
+    let hash = number.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (hash % workers.max(1) as u64) as usize
 }
 
 /// Hands out RTP/RTCP port pairs from the configured range.

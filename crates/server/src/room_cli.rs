@@ -146,7 +146,13 @@ fn room_table(rooms: &[Room]) -> String {
     if rooms.is_empty() {
         return "no rooms\n".to_owned();
     }
-    const HEADER: [&str; 5] = ["NUMBER", "PIN", "MODERATOR PIN", "MAX", "WAIT FOR MODERATOR"];
+    const HEADER: [&str; 5] = [
+        "NUMBER",
+        "PIN",
+        "MODERATOR PIN",
+        "MAX",
+        "WAIT FOR MODERATOR",
+    ];
     let set = |flag: bool| if flag { "set" } else { "-" };
     let rows: Vec<[String; 5]> = rooms
         .iter()
@@ -233,8 +239,7 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("amt-room-cli-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("amt-room-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }

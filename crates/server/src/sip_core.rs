@@ -68,8 +68,10 @@ pub struct Shared {
     pub media: MediaWorkers,
     /// The dialplan in force.
     pub plan: PlanHolder,
-    /// The store (call records).
+    /// The store (call records, rooms, recordings, dialplan history).
     pub store: std::sync::Mutex<store::Store>,
+    /// Live conference rooms.
+    pub conferences: crate::conference::Registry,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +149,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         media,
         plan,
         store: std::sync::Mutex::new(store),
+        conferences: crate::conference::Registry::default(),
     });
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let core = Core {
@@ -447,6 +450,7 @@ impl Core {
         let id = self.next_call;
         self.next_call += 1;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let notices = events_tx.clone();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let spec = SessionSpec {
             id,
@@ -499,6 +503,7 @@ impl Core {
             shared: self.shared.clone(),
             core: self.commands.clone(),
             codec_rate: codec_kind(negotiated.codec).sample_rate(),
+            notices,
         };
         tokio::spawn(call::run(context, route, events_rx, media_rx));
     }

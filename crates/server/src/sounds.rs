@@ -45,6 +45,26 @@ impl SoundLibrary {
                 prompts.insert((lang_name.clone(), stem.to_string()), samples);
             }
         }
+        // Join and leave tones are made here rather than shipped: two short rising or falling
+        // notes, quiet enough not to cover speech.
+        for (name, notes) in [
+            ("join-tone", [660.0, 880.0]),
+            ("leave-tone", [880.0, 660.0]),
+        ] {
+            let mut samples = Vec::new();
+            for freq in notes {
+                let mut note = vec![0i16; 16_000 * 120 / 1000];
+                media::tone::ToneGenerator::new(16_000, media::tone::ToneSpec::single(freq, -20.0))
+                    .fill(&mut note);
+                samples.extend_from_slice(&note);
+            }
+            for lang in ["de", "en"] {
+                prompts.insert(
+                    (lang.to_string(), name.to_string()),
+                    Arc::from(samples.clone()),
+                );
+            }
+        }
         Ok(Self { prompts })
     }
 

@@ -1,0 +1,896 @@
+//! One conference room: participants, the per-tick mix plan, and the outputs.
+//!
+//! Per tick: every participant's frame is measured (level, talker detection, AGC), the
+//! loudest `max_mixed_speakers` candidates are chosen, only those are converted to the
+//! internal rate and summed in 32 bits. Everyone who is not a mixed speaker hears the same
+//! sum, so it is limited once, converted once per codec rate and encoded once per codec;
+//! each mixed speaker gets "sum minus me" through its own limiter, resampler and encoder.
+//!
+//! Codec state: G.722 and Opus encoders are stateful, and a participant that becomes a
+//! mixed speaker switches from the shared encoder to its own (and back). Its decoder then
+//! sees a stream from another encoder instance: G.722's ADPCM predictor re-converges within
+//! a few ms and Opus decoders accept it (each packet is decodable), at worst a short
+//! artefact at the switch. The resampler and limiter on the way are primed with what the
+//! participant heard the tick before, so those do not click.
+//!
+//! Deaf participants get a shared, pre-encoded silence frame of their codec (not nothing),
+//! so their RTP stream, NAT bindings and the far end's jitter buffer stay alive.
+
+use std::collections::HashMap;
+
+use media::codec::{CodecKind, Encoder};
+use media::opus::OPUS_MAX_PACKET;
+use media::resample::Resampler;
+
+use crate::agc::Agc;
+use crate::denoise::{NoiseSuppressor, copy_padded, fill_from};
+use crate::limiter::{Limiter, round_to_i32};
+use crate::talker::{SILENCE_DBOV, TalkTransition, TalkerDetector, frame_dbov};
+use crate::{MixerConfig, MixerError, ParticipantId, ParticipantOptions};
+
+#[cfg(test)]
+mod tests;
+
+/// Talkers get this priority over mere possible onsets when slots are ranked.
+const TALKING_PRIORITY_DB: f32 = 200.0;
+/// A speaker mixed last tick keeps its slot against a newcomer up to this much louder, so
+/// the speaker set does not flap between similar voices.
+const SLOT_HYSTERESIS_DB: f32 = 3.0;
+/// How fast the ranking level of a talker decays between syllables.
+const RANK_DECAY_DB_PER_S: f32 = 25.0;
+/// Events kept for `poll_event` at least (more with bigger rooms).
+const MIN_EVENT_CAPACITY: usize = 64;
+
+/// A participant started or stopped talking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// Talker detection turned on for this participant.
+    TalkingStarted(ParticipantId),
+    /// Talker detection's hang-over ran out (or the participant left while talking).
+    TalkingStopped(ParticipantId),
+}
+
+/// One participant's encoded output of the last tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputFrame<'a> {
+    /// The RTP payload.
+    pub payload: &'a [u8],
+    /// Whether this is the payload shared with other participants (same bytes).
+    pub shared: bool,
+}
+
+/// What the last tick did, for tests, metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MixPlan {
+    /// Encoder runs (shared + own).
+    pub encodes: u32,
+    /// Encoder runs for the shared mix (at most one per codec).
+    pub shared_encodes: u32,
+    /// Encoder runs for mixed speakers' own mixes (and every listener without shared encoding).
+    pub own_encodes: u32,
+    /// Talkers mixed.
+    pub mixed_speakers: u32,
+    /// Participants that received the shared payload.
+    pub shared_listeners: u32,
+    /// Deaf participants that received the silence frame.
+    pub silence_frames: u32,
+    /// Input frames converted to the internal rate (including noise suppression chains).
+    pub input_resamples: u32,
+    /// Mixes converted from the internal rate to a codec rate.
+    pub output_resamples: u32,
+}
+
+/// Room counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoomStats {
+    /// Participants in the room.
+    pub participants: usize,
+    /// Participants currently talking (muted ones included).
+    pub talking: usize,
+    /// Ticks run.
+    pub ticks: u64,
+    /// Encoder failures since creation (the affected output is missing that tick).
+    pub encode_errors: u64,
+    /// Events lost because nobody polled them.
+    pub events_dropped: u64,
+    /// What the last tick did.
+    pub mix_plan: MixPlan,
+}
+
+/// Which output a participant got in the last tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    None,
+    Shared,
+    Own,
+    Silence,
+}
+
+fn codec_index(kind: CodecKind) -> usize {
+    match kind {
+        CodecKind::Pcmu => 0,
+        CodecKind::Pcma => 1,
+        CodecKind::G722 => 2,
+        CodecKind::Opus => 3,
+    }
+}
+
+fn rate_index(rate: u32) -> usize {
+    match rate {
+        8000 => 0,
+        16_000 => 1,
+        _ => 2,
+    }
+}
+
+/// Largest payload one frame of `kind` can need.
+fn payload_capacity(kind: CodecKind, ptime_ms: u32) -> usize {
+    match kind {
+        CodecKind::Pcmu | CodecKind::Pcma => kind.samples_per_frame(ptime_ms),
+        CodecKind::G722 => kind.samples_per_frame(ptime_ms) / 2,
+        CodecKind::Opus => OPUS_MAX_PACKET,
+    }
+}
+
+/// A mixed speaker's (or, without shared encoding, any listener's) private output chain.
+struct OwnOutput {
+    encoder: Encoder,
+    limiter: Limiter,
+    /// "Everyone but me" at the internal rate.
+    mix: Box<[i16]>,
+    downsampler: Option<Resampler>,
+    /// The same at the codec rate: what was encoded.
+    pcm: Box<[i16]>,
+    payload: Box<[u8]>,
+    payload_len: usize,
+}
+
+struct Participant {
+    id: ParticipantId,
+    codec: CodecKind,
+    muted: bool,
+    deaf: bool,
+    /// This tick's input at the codec rate.
+    input: Box<[i16]>,
+    /// Last tick's input: primes the upsampler when the participant becomes a speaker.
+    prev_input: Box<[i16]>,
+    has_input: bool,
+    had_input: bool,
+    upsampler: Option<Resampler>,
+    /// The upsampler ran last tick, so its history is current.
+    upsampler_warm: bool,
+    /// This tick's input at the internal rate (when converted).
+    internal: Box<[i16]>,
+    /// What this participant adds to the sum this tick (after gain).
+    contribution: Box<[i32]>,
+    denoiser: Option<Box<NoiseSuppressor>>,
+    talker: TalkerDetector,
+    agc: Agc,
+    level: f32,
+    rank_level: f32,
+    selected: bool,
+    own: OwnOutput,
+    route: Route,
+    prev_route: Route,
+}
+
+/// The shared mix converted to one codec rate.
+struct SharedRate {
+    resampler: Option<Resampler>,
+    pcm: Box<[i16]>,
+    warm: bool,
+}
+
+/// The shared encoder of one codec, and its silence frame for deaf participants.
+struct SharedCodec {
+    encoder: Encoder,
+    payload: Box<[u8]>,
+    payload_len: usize,
+    produced: bool,
+    silence: Box<[u8]>,
+    silence_len: usize,
+}
+
+/// Fixed-size event queue: the oldest event is dropped when nobody polls.
+struct EventRing {
+    slots: Box<[Option<RoomEvent>]>,
+    head: usize,
+    len: usize,
+    dropped: u64,
+}
+
+impl EventRing {
+    fn new(capacity: usize) -> Self {
+        Self {
+            slots: vec![None; capacity.max(1)].into_boxed_slice(),
+            head: 0,
+            len: 0,
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, event: RoomEvent) {
+        let cap = self.slots.len();
+        if self.len == cap {
+            self.head = (self.head + 1) % cap;
+            self.len -= 1;
+            self.dropped += 1;
+        }
+        self.slots[(self.head + self.len) % cap] = Some(event);
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<RoomEvent> {
+        if self.len == 0 {
+            return None;
+        }
+        let event = self.slots[self.head].take();
+        self.head = (self.head + 1) % self.slots.len();
+        self.len -= 1;
+        event
+    }
+}
+
+/// A conference room: see the module documentation for the mix plan.
+pub struct Room {
+    config: MixerConfig,
+    /// Samples per frame at the internal rate.
+    frame_len: usize,
+    participants: Vec<Participant>,
+    index: HashMap<ParticipantId, usize>,
+    next_id: u32,
+    /// Sum of the mixed speakers' contributions.
+    sum: Box<[i32]>,
+    /// Scratch for "sum minus me".
+    own_sum: Box<[i32]>,
+    shared_limiter: Limiter,
+    shared_mix: Box<[i16]>,
+    /// Last tick's shared mix: primes converters of participants that switch to their own.
+    prev_shared_mix: Box<[i16]>,
+    shared_mix_valid: bool,
+    prev_shared_mix_valid: bool,
+    rates: [Option<SharedRate>; 3],
+    codecs: [Option<SharedCodec>; 4],
+    /// `max_mixed_speakers`, bounded by `max_participants`.
+    max_speakers: usize,
+    /// Ranked (score, participant index) of this tick's mixed speakers.
+    top: Vec<(f32, usize)>,
+    events: EventRing,
+    recording: bool,
+    zeros: Box<[i16]>,
+    stats: RoomStats,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room")
+            .field("config", &self.config)
+            .field("participants", &self.participants.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Room {
+    /// Creates a room; an unsupported rate or ptime falls back to 16 kHz / 20 ms (use
+    /// [`try_new`](Self::try_new) to get the error instead).
+    pub fn new(config: MixerConfig) -> Self {
+        let mut config = config;
+        if config.validate().is_err() {
+            let defaults = MixerConfig::default();
+            config.internal_rate = defaults.internal_rate;
+            config.ptime_ms = defaults.ptime_ms;
+        }
+        Self::build(config)
+    }
+
+    /// Creates a room, rejecting an unsupported rate or ptime.
+    pub fn try_new(config: MixerConfig) -> Result<Self, MixerError> {
+        config.validate()?;
+        Ok(Self::build(config))
+    }
+
+    fn build(config: MixerConfig) -> Self {
+        let frame_len = (config.internal_rate / 1000 * config.ptime_ms) as usize;
+        let max_codec_frame = CodecKind::Opus.samples_per_frame(config.ptime_ms);
+        let k = config.max_mixed_speakers.min(config.max_participants);
+        Self {
+            config,
+            frame_len,
+            participants: Vec::new(),
+            index: HashMap::new(),
+            next_id: 1,
+            sum: vec![0; frame_len].into_boxed_slice(),
+            own_sum: vec![0; frame_len].into_boxed_slice(),
+            shared_limiter: Limiter::new(config.ptime_ms),
+            shared_mix: vec![0; frame_len].into_boxed_slice(),
+            prev_shared_mix: vec![0; frame_len].into_boxed_slice(),
+            shared_mix_valid: false,
+            prev_shared_mix_valid: false,
+            rates: [None, None, None],
+            codecs: [None, None, None, None],
+            max_speakers: k,
+            top: Vec::with_capacity(k),
+            events: EventRing::new(
+                MIN_EVENT_CAPACITY.max(config.max_participants.saturating_mul(2).min(1 << 16)),
+            ),
+            recording: false,
+            zeros: vec![0; max_codec_frame].into_boxed_slice(),
+            stats: RoomStats::default(),
+        }
+    }
+
+    /// The room's settings.
+    pub fn config(&self) -> &MixerConfig {
+        &self.config
+    }
+
+    /// Adds a participant; all its buffers, converters and encoders are allocated here.
+    pub fn add(&mut self, options: ParticipantOptions) -> Result<ParticipantId, MixerError> {
+        if self.participants.len() >= self.config.max_participants {
+            return Err(MixerError::RoomFull {
+                max: self.config.max_participants,
+            });
+        }
+        let cfg = self.config;
+        let codec = options.codec;
+        let codec_rate = codec.sample_rate();
+        let codec_frame = codec.samples_per_frame(cfg.ptime_ms);
+        self.ensure_shared(codec)?;
+
+        let converter = |from: u32, to: u32| -> Result<Option<Resampler>, MixerError> {
+            Ok(if from == to {
+                None
+            } else {
+                Some(Resampler::new(from, to)?)
+            })
+        };
+        let denoiser = if options.noise_suppression.unwrap_or(cfg.noise_suppression) {
+            Some(Box::new(NoiseSuppressor::new(
+                codec_rate,
+                cfg.internal_rate,
+                cfg.ptime_ms,
+            )?))
+        } else {
+            None
+        };
+        let own = OwnOutput {
+            encoder: Encoder::new(codec)?,
+            limiter: Limiter::new(cfg.ptime_ms),
+            mix: vec![0; self.frame_len].into_boxed_slice(),
+            downsampler: converter(cfg.internal_rate, codec_rate)?,
+            pcm: vec![0; codec_frame].into_boxed_slice(),
+            payload: vec![0; payload_capacity(codec, cfg.ptime_ms)].into_boxed_slice(),
+            payload_len: 0,
+        };
+        let id = self.allocate_id();
+        let participant = Participant {
+            id,
+            codec,
+            muted: options.muted,
+            deaf: options.deaf,
+            input: vec![0; codec_frame].into_boxed_slice(),
+            prev_input: vec![0; codec_frame].into_boxed_slice(),
+            has_input: false,
+            had_input: false,
+            upsampler: converter(codec_rate, cfg.internal_rate)?,
+            upsampler_warm: false,
+            internal: vec![0; self.frame_len].into_boxed_slice(),
+            contribution: vec![0; self.frame_len].into_boxed_slice(),
+            denoiser,
+            talker: TalkerDetector::new(cfg.ptime_ms, cfg.talk_hangover_ms),
+            agc: Agc::new(cfg.ptime_ms),
+            level: SILENCE_DBOV,
+            rank_level: SILENCE_DBOV,
+            selected: false,
+            own,
+            route: Route::None,
+            prev_route: Route::None,
+        };
+        self.index.insert(id, self.participants.len());
+        self.participants.push(participant);
+        Ok(id)
+    }
+
+    fn allocate_id(&mut self) -> ParticipantId {
+        loop {
+            let id = ParticipantId(self.next_id);
+            self.next_id = self.next_id.wrapping_add(1);
+            if !self.index.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Creates the shared converter, encoder and silence frame of `codec` on first use.
+    fn ensure_shared(&mut self, codec: CodecKind) -> Result<(), MixerError> {
+        let cfg = self.config;
+        let rate = codec.sample_rate();
+        let ri = rate_index(rate);
+        if self.rates[ri].is_none() {
+            let resampler = if rate == cfg.internal_rate {
+                None
+            } else {
+                Some(Resampler::new(cfg.internal_rate, rate)?)
+            };
+            self.rates[ri] = Some(SharedRate {
+                resampler,
+                pcm: vec![0; codec.samples_per_frame(cfg.ptime_ms)].into_boxed_slice(),
+                warm: false,
+            });
+        }
+        let ci = codec_index(codec);
+        if self.codecs[ci].is_none() {
+            let cap = payload_capacity(codec, cfg.ptime_ms);
+            // The silence frame comes from a fresh encoder fed a few frames of silence, so
+            // that stateful codecs have settled to their steady silent output.
+            let mut silence_encoder = Encoder::new(codec)?;
+            let zeros = vec![0i16; codec.samples_per_frame(cfg.ptime_ms)];
+            let mut silence = vec![0u8; cap].into_boxed_slice();
+            let mut silence_len = 0;
+            for _ in 0..5 {
+                silence_len = silence_encoder.encode(&zeros, &mut silence)?;
+            }
+            self.codecs[ci] = Some(SharedCodec {
+                encoder: Encoder::new(codec)?,
+                payload: vec![0; cap].into_boxed_slice(),
+                payload_len: 0,
+                produced: false,
+                silence,
+                silence_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes a participant (a `TalkingStopped` event follows if it was talking).
+    pub fn remove(&mut self, id: ParticipantId) {
+        let Some(i) = self.index.remove(&id) else {
+            return;
+        };
+        let gone = self.participants.swap_remove(i);
+        if gone.talker.is_talking() {
+            self.events.push(RoomEvent::TalkingStopped(id));
+        }
+        if let Some(moved) = self.participants.get(i) {
+            self.index.insert(moved.id, i);
+        }
+    }
+
+    fn get(&self, id: ParticipantId) -> Option<&Participant> {
+        self.index.get(&id).and_then(|&i| self.participants.get(i))
+    }
+
+    fn get_mut(&mut self, id: ParticipantId) -> Option<&mut Participant> {
+        self.index
+            .get(&id)
+            .and_then(|&i| self.participants.get_mut(i))
+    }
+
+    /// Mutes (not heard by anyone; talker detection still runs) or unmutes.
+    pub fn set_muted(&mut self, id: ParticipantId, muted: bool) {
+        if let Some(p) = self.get_mut(id) {
+            p.muted = muted;
+        }
+    }
+
+    /// Makes a participant deaf (receives the silence frame) or hearing again.
+    pub fn set_deaf(&mut self, id: ParticipantId, deaf: bool) {
+        if let Some(p) = self.get_mut(id) {
+            p.deaf = deaf;
+        }
+    }
+
+    /// Number of participants.
+    pub fn len(&self) -> usize {
+        self.participants.len()
+    }
+
+    /// Whether the room has no participants.
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    /// Whether `id` is in the room.
+    pub fn contains(&self, id: ParticipantId) -> bool {
+        self.index.contains_key(&id)
+    }
+
+    /// This tick's input of one participant: decoded PCM at its codec's sample rate (160
+    /// samples PCMU, 320 G.722, 960 Opus for 20 ms). Shorter input is padded with silence,
+    /// longer is cut. Not calling it means silence this tick; unknown ids are ignored.
+    pub fn put_frame(&mut self, id: ParticipantId, pcm: &[i16]) {
+        if let Some(p) = self.get_mut(id) {
+            copy_padded(pcm, &mut p.input);
+            p.has_input = true;
+            // Measured here while the frame is in cache: with a thousand listeners the
+            // second pass over every frame in `tick` was a quarter of the tick (cache misses).
+            if p.denoiser.is_none() {
+                p.level = frame_dbov(&p.input);
+            }
+        }
+    }
+
+    /// Runs one frame: measures, selects talkers, mixes, encodes (shared where possible).
+    pub fn tick(&mut self) {
+        let mut plan = MixPlan::default();
+        self.analyse_inputs(&mut plan);
+        self.select_speakers();
+        self.sum_speakers(&mut plan);
+        let mut shared_codecs = [false; 4];
+        let mut shared_rates = [false; 3];
+        self.route(&mut plan, &mut shared_codecs, &mut shared_rates);
+        let limiter_before = self.shared_limiter;
+        self.shared_output(&mut plan, &shared_codecs, &shared_rates);
+        self.own_outputs(&mut plan, &limiter_before);
+        self.end_tick();
+        plan.encodes = plan.shared_encodes + plan.own_encodes;
+        self.stats.mix_plan = plan;
+        self.stats.ticks += 1;
+    }
+
+    /// This tick's encoded payload for `id`, and whether it is the shared payload; `None`
+    /// for unknown ids, before the participant's first tick, or if its encoder failed.
+    pub fn output(&self, id: ParticipantId) -> Option<OutputFrame<'_>> {
+        let p = self.get(id)?;
+        match p.route {
+            Route::None => None,
+            Route::Own => Some(OutputFrame {
+                payload: p.own.payload.get(..p.own.payload_len)?,
+                shared: false,
+            }),
+            Route::Shared => {
+                let c = self.codecs[codec_index(p.codec)].as_ref()?;
+                c.produced.then_some(OutputFrame {
+                    payload: c.payload.get(..c.payload_len)?,
+                    shared: true,
+                })
+            }
+            Route::Silence => {
+                let c = self.codecs[codec_index(p.codec)].as_ref()?;
+                Some(OutputFrame {
+                    payload: c.silence.get(..c.silence_len)?,
+                    shared: true,
+                })
+            }
+        }
+    }
+
+    /// The PCM that was encoded for `id` this tick, at its codec's rate (zeros when deaf).
+    pub fn output_pcm(&self, id: ParticipantId) -> Option<&[i16]> {
+        let p = self.get(id)?;
+        match p.route {
+            Route::None => None,
+            Route::Own => Some(&p.own.pcm),
+            Route::Shared => self.rates[rate_index(p.codec.sample_rate())]
+                .as_ref()
+                .map(|r| &r.pcm[..]),
+            Route::Silence => self.zeros.get(..p.own.pcm.len()),
+        }
+    }
+
+    /// Whether talker detection has `id` talking (muted participants included).
+    pub fn is_talking(&self, id: ParticipantId) -> bool {
+        self.get(id).is_some_and(|p| p.talker.is_talking())
+    }
+
+    /// Level of `id`'s last input frame in dBov (before AGC, after noise suppression).
+    pub fn level_dbov(&self, id: ParticipantId) -> f32 {
+        self.get(id).map_or(SILENCE_DBOV, |p| p.level)
+    }
+
+    /// Current AGC gain of `id` in dB (0 when AGC is off or the id is unknown).
+    pub fn gain_db(&self, id: ParticipantId) -> f32 {
+        match self.get(id) {
+            Some(p) if self.config.agc => p.agc.gain_db(),
+            _ => 0.0,
+        }
+    }
+
+    /// Whether `id` was one of the mixed speakers in the last tick.
+    pub fn is_mixed(&self, id: ParticipantId) -> bool {
+        self.get(id).is_some_and(|p| p.selected)
+    }
+
+    /// The next talking event, oldest first.
+    pub fn poll_event(&mut self) -> Option<RoomEvent> {
+        self.events.pop()
+    }
+
+    /// Turns the full-room recording mix on or off.
+    pub fn set_recording(&mut self, on: bool) {
+        self.recording = on;
+    }
+
+    /// The last tick's mix of every mixed talker (nobody subtracted, muted excluded) at the
+    /// internal rate; `None` unless recording is on. It is the same signal all non-speaking
+    /// listeners hear, so recording costs no extra mixing.
+    pub fn recording_mix(&self) -> Option<&[i16]> {
+        (self.recording && self.shared_mix_valid).then_some(&self.shared_mix[..])
+    }
+
+    /// Counters and the last tick's mix plan.
+    pub fn stats(&self) -> RoomStats {
+        self.stats
+    }
+
+    /// Levels, talker detection, events and AGC for everyone (cheap: no conversion unless
+    /// the participant has noise suppression).
+    fn analyse_inputs(&mut self, plan: &mut MixPlan) {
+        let rank_decay = RANK_DECAY_DB_PER_S * self.config.ptime_ms as f32 / 1000.0;
+        let agc_on = self.config.agc;
+        let mut talking = 0;
+        for p in &mut self.participants {
+            if !p.has_input {
+                p.level = SILENCE_DBOV;
+            } else if let Some(ns) = &mut p.denoiser {
+                if !p.had_input {
+                    ns.reset();
+                }
+                ns.process(&p.input, &mut p.internal);
+                plan.input_resamples += 1;
+                p.level = frame_dbov(&p.internal);
+            }
+            // Otherwise `put_frame` measured the level already.
+            match p.talker.update(p.level) {
+                Some(TalkTransition::Started) => {
+                    self.events.push(RoomEvent::TalkingStarted(p.id));
+                }
+                Some(TalkTransition::Stopped) => {
+                    self.events.push(RoomEvent::TalkingStopped(p.id));
+                }
+                None => {}
+            }
+            if agc_on {
+                let speech = p.talker.is_speech(p.level);
+                p.agc.update(p.level, speech);
+            }
+            p.rank_level = p.level.max(p.rank_level - rank_decay);
+            if p.talker.is_talking() {
+                talking += 1;
+            }
+        }
+        self.stats.talking = talking;
+    }
+
+    /// Picks the loudest `max_mixed_speakers` candidates (talkers first, then possible
+    /// onsets, so a soft first syllable is mixed whenever a slot is free).
+    fn select_speakers(&mut self) {
+        self.top.clear();
+        let k = self.max_speakers;
+        if k == 0 {
+            for p in &mut self.participants {
+                p.selected = false;
+            }
+            return;
+        }
+        for (i, p) in self.participants.iter_mut().enumerate() {
+            let was_selected = p.selected;
+            p.selected = false;
+            if p.muted || !p.has_input {
+                continue;
+            }
+            let talking = p.talker.is_talking();
+            if !talking && !p.talker.is_possible_onset(p.level) {
+                continue;
+            }
+            let mut score = p.rank_level;
+            if talking {
+                score += TALKING_PRIORITY_DB;
+            }
+            if was_selected {
+                score += SLOT_HYSTERESIS_DB;
+            }
+            if self.top.len() == k {
+                match self.top.last() {
+                    Some(&(worst, _)) if score > worst => {
+                        self.top.pop();
+                    }
+                    _ => continue,
+                }
+            }
+            let at = self
+                .top
+                .iter()
+                .position(|&(s, _)| score > s)
+                .unwrap_or(self.top.len());
+            self.top.insert(at, (score, i));
+        }
+    }
+
+    /// Converts the chosen speakers to the internal rate, applies their gain, and sums.
+    fn sum_speakers(&mut self, plan: &mut MixPlan) {
+        self.sum.fill(0);
+        let agc_on = self.config.agc;
+        for &(_, i) in &self.top {
+            let Some(p) = self.participants.get_mut(i) else {
+                continue;
+            };
+            p.selected = true;
+            let src: &[i16] = if p.denoiser.is_some() {
+                &p.internal
+            } else if let Some(up) = &mut p.upsampler {
+                if !p.upsampler_warm {
+                    // Continue the filter from the frame before (one-frame look-back), or
+                    // from silence, instead of from a stale frame seconds old.
+                    if p.had_input {
+                        up.process(&p.prev_input, &mut p.internal);
+                    } else {
+                        up.reset();
+                    }
+                }
+                let n = up.process(&p.input, &mut p.internal);
+                fill_from(n, &mut p.internal);
+                plan.input_resamples += 1;
+                &p.internal
+            } else {
+                &p.input
+            };
+            let gain = if agc_on { p.agc.gain() } else { 1.0 };
+            if gain == 1.0 {
+                for ((c, s), &x) in p.contribution.iter_mut().zip(self.sum.iter_mut()).zip(src) {
+                    *c = i32::from(x);
+                    *s += *c;
+                }
+            } else {
+                for ((c, s), &x) in p.contribution.iter_mut().zip(self.sum.iter_mut()).zip(src) {
+                    // At most 32768 × 5.6 (+15 dB): far inside i32.
+                    *c = round_to_i32(f32::from(x) * gain);
+                    *s += *c;
+                }
+            }
+            plan.mixed_speakers += 1;
+        }
+        for p in &mut self.participants {
+            p.upsampler_warm = p.selected && p.upsampler.is_some() && p.denoiser.is_none();
+        }
+    }
+
+    /// Decides who gets the shared payload, their own, or silence.
+    fn route(&mut self, plan: &mut MixPlan, codecs: &mut [bool; 4], rates: &mut [bool; 3]) {
+        let shared_encoding = self.config.shared_encoding;
+        for p in &mut self.participants {
+            let route = if p.deaf {
+                plan.silence_frames += 1;
+                Route::Silence
+            } else if shared_encoding && !p.selected {
+                plan.shared_listeners += 1;
+                codecs[codec_index(p.codec)] = true;
+                rates[rate_index(p.codec.sample_rate())] = true;
+                Route::Shared
+            } else {
+                Route::Own
+            };
+            p.prev_route = p.route;
+            p.route = route;
+        }
+    }
+
+    /// Limits, converts and encodes the common mix once for all its listeners.
+    fn shared_output(&mut self, plan: &mut MixPlan, codecs: &[bool; 4], rates: &[bool; 3]) {
+        self.prev_shared_mix_valid = self.shared_mix_valid;
+        if self.shared_mix_valid {
+            std::mem::swap(&mut self.shared_mix, &mut self.prev_shared_mix);
+        }
+        let needed = codecs.iter().any(|&c| c) || self.recording;
+        self.shared_mix_valid = needed;
+        for c in self.codecs.iter_mut().flatten() {
+            c.produced = false;
+        }
+        if !needed {
+            for r in self.rates.iter_mut().flatten() {
+                r.warm = false;
+            }
+            return;
+        }
+        self.shared_limiter.process(&self.sum, &mut self.shared_mix);
+        for (ri, slot) in self.rates.iter_mut().enumerate() {
+            let Some(rate) = slot else { continue };
+            if !rates[ri] {
+                rate.warm = false;
+                continue;
+            }
+            match &mut rate.resampler {
+                Some(r) => {
+                    if !rate.warm {
+                        if self.prev_shared_mix_valid {
+                            r.process(&self.prev_shared_mix, &mut rate.pcm);
+                        } else {
+                            r.reset();
+                        }
+                    }
+                    let n = r.process(&self.shared_mix, &mut rate.pcm);
+                    fill_from(n, &mut rate.pcm);
+                    plan.output_resamples += 1;
+                }
+                None => copy_padded(&self.shared_mix, &mut rate.pcm),
+            }
+            rate.warm = true;
+        }
+        for (ci, slot) in self.codecs.iter_mut().enumerate() {
+            let Some(codec) = slot else { continue };
+            if !codecs[ci] {
+                continue;
+            }
+            let kind = codec.encoder.kind();
+            let Some(rate) = &self.rates[rate_index(kind.sample_rate())] else {
+                continue;
+            };
+            match codec.encoder.encode(&rate.pcm, &mut codec.payload) {
+                Ok(n) => {
+                    codec.payload_len = n;
+                    codec.produced = true;
+                }
+                Err(_) => self.stats.encode_errors += 1,
+            }
+            plan.shared_encodes += 1;
+        }
+    }
+
+    /// "Everyone but me" for each mixed speaker (and, without shared encoding, everyone).
+    fn own_outputs(&mut self, plan: &mut MixPlan, limiter_before: &Limiter) {
+        let prev_shared = self
+            .prev_shared_mix_valid
+            .then_some(&self.prev_shared_mix[..]);
+        for p in &mut self.participants {
+            if p.route != Route::Own {
+                continue;
+            }
+            let own = &mut p.own;
+            let sum: &[i32] = if p.selected {
+                for ((o, &s), &c) in self
+                    .own_sum
+                    .iter_mut()
+                    .zip(&*self.sum)
+                    .zip(&*p.contribution)
+                {
+                    *o = s - c;
+                }
+                &self.own_sum
+            } else {
+                &self.sum
+            };
+            let switched = p.prev_route != Route::Own;
+            if switched {
+                own.limiter.follow(limiter_before);
+            }
+            own.limiter.process(sum, &mut own.mix);
+            match &mut own.downsampler {
+                Some(r) => {
+                    if switched {
+                        // Continue from what this participant heard last tick.
+                        match prev_shared.filter(|_| p.prev_route == Route::Shared) {
+                            Some(prev) => {
+                                r.process(prev, &mut own.pcm);
+                            }
+                            None => r.reset(),
+                        }
+                    }
+                    let n = r.process(&own.mix, &mut own.pcm);
+                    fill_from(n, &mut own.pcm);
+                    plan.output_resamples += 1;
+                }
+                None => copy_padded(&own.mix, &mut own.pcm),
+            }
+            match own.encoder.encode(&own.pcm, &mut own.payload) {
+                Ok(n) => own.payload_len = n,
+                Err(_) => {
+                    self.stats.encode_errors += 1;
+                    p.route = Route::None;
+                }
+            }
+            plan.own_encodes += 1;
+        }
+    }
+
+    /// Rotates per-tick buffers.
+    fn end_tick(&mut self) {
+        for p in &mut self.participants {
+            std::mem::swap(&mut p.input, &mut p.prev_input);
+            p.had_input = p.has_input;
+            p.has_input = false;
+        }
+        self.stats.participants = self.participants.len();
+        self.stats.events_dropped = self.events.dropped;
+    }
+}

@@ -1,0 +1,703 @@
+use super::*;
+use media::codec::Decoder;
+use proptest::prelude::*;
+
+/// A synthetic caller: a phase-continuous sine (or square) at its codec's rate.
+struct Caller {
+    id: ParticipantId,
+    codec: CodecKind,
+    freq: f64,
+    amp: f64,
+    square: bool,
+    t: usize,
+}
+
+impl Caller {
+    fn join(room: &mut Room, codec: CodecKind, freq: f64, dbov: f64) -> Self {
+        let id = room.add(ParticipantOptions::new(codec)).unwrap();
+        Self {
+            id,
+            codec,
+            freq,
+            amp: amp_for_dbov(dbov),
+            square: false,
+            t: 0,
+        }
+    }
+
+    fn frame(&mut self, ptime_ms: u32) -> Vec<i16> {
+        let rate = f64::from(self.codec.sample_rate());
+        let n = self.codec.samples_per_frame(ptime_ms);
+        let out = (self.t..self.t + n)
+            .map(|i| {
+                let s = (2.0 * std::f64::consts::PI * self.freq * i as f64 / rate).sin();
+                let v = if self.square { s.signum() } else { s };
+                (self.amp * v).round().clamp(-32768.0, 32767.0) as i16
+            })
+            .collect();
+        self.t += n;
+        out
+    }
+
+    fn speak(&mut self, room: &mut Room) {
+        let f = self.frame(room.config().ptime_ms);
+        room.put_frame(self.id, &f);
+    }
+}
+
+/// Peak amplitude of a sine at `dbov` (a full-scale sine is −3 dBov).
+fn amp_for_dbov(dbov: f64) -> f64 {
+    32768.0 * std::f64::consts::SQRT_2 * 10f64.powf(dbov / 20.0)
+}
+
+/// Amplitude of `freq` in `x` (Goertzel), independent of phase.
+fn amplitude(x: &[i16], freq: f64, rate: u32) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &v in x {
+        let s0 = f64::from(v) + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    2.0 * (s1 * s1 + s2 * s2 - c * s1 * s2).max(0.0).sqrt() / x.len() as f64
+}
+
+fn mean_square(x: &[i16]) -> f64 {
+    x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len().max(1) as f64
+}
+
+/// Fraction of the energy of `x` that is the tone at `freq`.
+fn energy_share(x: &[i16], freq: f64, rate: u32) -> f64 {
+    let a = amplitude(x, freq, rate);
+    a * a / 2.0 / mean_square(x).max(1e-9)
+}
+
+fn no_agc() -> MixerConfig {
+    MixerConfig {
+        agc: false,
+        ..MixerConfig::default()
+    }
+}
+
+/// Runs `ticks` ticks with `callers` speaking, and returns each listed participant's
+/// `output_pcm` over the last `keep` ticks, concatenated.
+fn run(
+    room: &mut Room,
+    callers: &mut [Caller],
+    listen: &[ParticipantId],
+    ticks: usize,
+    keep: usize,
+) -> Vec<Vec<i16>> {
+    let mut heard = vec![Vec::new(); listen.len()];
+    for t in 0..ticks {
+        for c in callers.iter_mut() {
+            c.speak(room);
+        }
+        room.tick();
+        if t + keep >= ticks {
+            for (h, &id) in heard.iter_mut().zip(listen) {
+                h.extend_from_slice(room.output_pcm(id).unwrap());
+            }
+        }
+    }
+    heard
+}
+
+#[test]
+fn each_participant_hears_the_others_but_not_itself_across_codecs() {
+    let mut room = Room::new(no_agc());
+    let mut callers = [
+        Caller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0),
+        Caller::join(&mut room, CodecKind::G722, 1000.0, -20.0),
+        Caller::join(&mut room, CodecKind::Opus, 2300.0, -20.0),
+    ];
+    let ids: Vec<_> = callers.iter().map(|c| c.id).collect();
+    let mut decoders: Vec<Decoder> = callers
+        .iter()
+        .map(|c| Decoder::new(c.codec).unwrap())
+        .collect();
+    let mut decoded = vec![Vec::new(); 3];
+    let mut pcm_heard = vec![Vec::new(); 3];
+    let mut buf = vec![0i16; 5760];
+    for t in 0..40 {
+        for c in callers.iter_mut() {
+            c.speak(&mut room);
+        }
+        room.tick();
+        for (i, &id) in ids.iter().enumerate() {
+            let out = room.output(id).unwrap();
+            assert!(!out.shared, "a mixed speaker must get its own payload");
+            let n = decoders[i].decode(out.payload, &mut buf).unwrap();
+            if t >= 30 {
+                decoded[i].extend_from_slice(&buf[..n]);
+                pcm_heard[i].extend_from_slice(room.output_pcm(id).unwrap());
+            }
+        }
+    }
+    let freqs = [440.0, 1000.0, 2300.0];
+    for (i, c) in callers.iter().enumerate() {
+        let rate = c.codec.sample_rate();
+        for heard in [&decoded[i], &pcm_heard[i]] {
+            for (j, &f) in freqs.iter().enumerate() {
+                let share = energy_share(heard, f, rate);
+                if i == j {
+                    assert!(share < 0.01, "{:?} hears itself: {share:.3}", c.codec);
+                } else {
+                    assert!(share > 0.3, "{:?} misses {f} Hz: {share:.3}", c.codec);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn silent_listeners_share_one_byte_identical_payload_and_speakers_get_their_own() {
+    let mut room = Room::new(no_agc());
+    let mut speakers = vec![
+        Caller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0),
+        Caller::join(&mut room, CodecKind::Pcmu, 1000.0, -20.0),
+    ];
+    let listeners: Vec<_> = (0..50)
+        .map(|_| room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap())
+        .collect();
+    let silence = [0i16; 160];
+    for _ in 0..5 {
+        for s in speakers.iter_mut() {
+            s.speak(&mut room);
+        }
+        for &l in &listeners {
+            room.put_frame(l, &silence);
+        }
+        room.tick();
+        let plan = room.stats().mix_plan;
+        assert_eq!(plan.encodes, 3, "{plan:?}");
+        assert_eq!(plan.shared_encodes, 1);
+        assert_eq!(plan.mixed_speakers, 2);
+        assert_eq!(plan.shared_listeners, 50);
+        let first = room.output(listeners[0]).unwrap();
+        assert!(first.shared);
+        assert_eq!(first.payload.len(), 160);
+        for &l in &listeners {
+            let out = room.output(l).unwrap();
+            assert!(out.shared);
+            assert_eq!(out.payload.as_ptr(), first.payload.as_ptr());
+            assert_eq!(out.payload, first.payload);
+        }
+        for s in &speakers {
+            let out = room.output(s.id).unwrap();
+            assert!(!out.shared);
+            assert_ne!(out.payload, first.payload);
+        }
+    }
+    let first_speaker = speakers_ids(&speakers)[0];
+    let heard = run(&mut room, &mut speakers, &[first_speaker], 10, 10);
+    assert!(energy_share(&heard[0], 440.0, 8000) < 0.01);
+    assert!(energy_share(&heard[0], 1000.0, 8000) > 0.9);
+}
+
+fn speakers_ids(c: &[Caller]) -> Vec<ParticipantId> {
+    c.iter().map(|c| c.id).collect()
+}
+
+#[test]
+fn hundred_listeners_and_two_speakers_cost_three_encodes() {
+    let mut room = Room::new(MixerConfig::default());
+    let mut speakers = vec![
+        Caller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0),
+        Caller::join(&mut room, CodecKind::Pcmu, 1000.0, -25.0),
+    ];
+    for _ in 0..100 {
+        room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    }
+    run(&mut room, &mut speakers, &[], 3, 0);
+    assert_eq!(room.stats().mix_plan.encodes, 3);
+    // The conventional baseline encodes once per listener.
+    let mut room = Room::new(MixerConfig {
+        shared_encoding: false,
+        ..MixerConfig::default()
+    });
+    let mut speakers = vec![Caller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0)];
+    for _ in 0..100 {
+        room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    }
+    run(&mut room, &mut speakers, &[], 3, 0);
+    assert_eq!(room.stats().mix_plan.encodes, 101);
+    assert_eq!(room.stats().mix_plan.shared_encodes, 0);
+}
+
+#[test]
+fn shared_mix_is_encoded_once_per_codec_and_resampled_once_per_rate() {
+    let mut room = Room::new(no_agc());
+    let mut speakers = vec![Caller::join(&mut room, CodecKind::G722, 700.0, -20.0)];
+    let mut listeners = Vec::new();
+    for i in 0..40 {
+        let codec = CodecKind::ALL[i % 4];
+        listeners.push((codec, room.add(ParticipantOptions::new(codec)).unwrap()));
+    }
+    run(&mut room, &mut speakers, &[], 20, 0);
+    let plan = room.stats().mix_plan;
+    assert_eq!(plan.shared_encodes, 4, "{plan:?}");
+    assert_eq!(plan.own_encodes, 1);
+    // 8 kHz (PCMU and PCMA together) and 48 kHz from the 16 kHz mix, plus the speaker's own
+    // mix needs no conversion (G.722 is 16 kHz); the speaker's input needs none either.
+    assert_eq!(plan.output_resamples, 2, "{plan:?}");
+    assert_eq!(plan.input_resamples, 0);
+    for codec in CodecKind::ALL {
+        let same: Vec<_> = listeners
+            .iter()
+            .filter(|(c, _)| *c == codec)
+            .map(|&(_, id)| room.output(id).unwrap().payload)
+            .collect();
+        assert!(same.windows(2).all(|w| w[0] == w[1]), "{codec:?}");
+        let pcm = room.output_pcm(listeners.iter().find(|(c, _)| *c == codec).unwrap().1);
+        assert_eq!(pcm.unwrap().len(), codec.samples_per_frame(20));
+    }
+}
+
+#[test]
+fn a_1khz_tone_survives_8k_in_wideband_mix_8k_out() {
+    for internal_rate in [16_000, 48_000] {
+        let mut room = Room::new(MixerConfig {
+            internal_rate,
+            ..no_agc()
+        });
+        let mut speaker = vec![Caller::join(&mut room, CodecKind::Pcmu, 1000.0, -12.0)];
+        let listener = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+        let heard = run(&mut room, &mut speaker, &[listener], 30, 20);
+        let a = amplitude(&heard[0], 1000.0, 8000);
+        let want = speaker[0].amp;
+        assert!(
+            (a / want - 1.0).abs() < 0.05,
+            "{internal_rate}: {a:.0} vs {want:.0}"
+        );
+        assert!(energy_share(&heard[0], 1000.0, 8000) > 0.99);
+    }
+}
+
+#[test]
+fn talking_events_fire_at_onset_and_after_hangover_and_the_first_frame_is_heard() {
+    let mut room = Room::new(no_agc());
+    let mut speaker = Caller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0);
+    let listener = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    let silence = [0i16; 160];
+    for _ in 0..10 {
+        room.put_frame(speaker.id, &silence);
+        room.tick();
+        assert_eq!(room.poll_event(), None);
+        assert!(!room.is_talking(speaker.id));
+    }
+    speaker.speak(&mut room);
+    room.tick();
+    assert_eq!(
+        room.poll_event(),
+        Some(RoomEvent::TalkingStarted(speaker.id))
+    );
+    assert!(room.is_talking(speaker.id));
+    assert!((room.level_dbov(speaker.id) + 20.0).abs() < 0.5);
+    // The first 20 ms of speech is in this very tick's output, less the filter delay.
+    let first = room.output_pcm(listener).unwrap();
+    let level = 10.0 * (mean_square(first) / (32768.0 * 32768.0)).log10();
+    assert!(level > -22.0, "first frame heard at {level:.1} dBov");
+    for _ in 0..20 {
+        speaker.speak(&mut room);
+        room.tick();
+    }
+    assert_eq!(room.poll_event(), None);
+    // 300 ms hang-over at 20 ms: still talking for 14 silent frames, stopped at the 15th.
+    for _ in 0..14 {
+        room.put_frame(speaker.id, &silence);
+        room.tick();
+        assert!(room.is_talking(speaker.id));
+        assert_eq!(room.poll_event(), None);
+    }
+    room.put_frame(speaker.id, &silence);
+    room.tick();
+    assert_eq!(
+        room.poll_event(),
+        Some(RoomEvent::TalkingStopped(speaker.id))
+    );
+    assert!(!room.is_talking(speaker.id));
+}
+
+#[test]
+fn only_the_k_loudest_of_six_talkers_are_heard() {
+    let mut room = Room::new(no_agc());
+    let freqs = [300.0, 500.0, 700.0, 1100.0, 1300.0, 1700.0];
+    let levels = [-30.0, -10.0, -26.0, -14.0, -18.0, -22.0];
+    let mut talkers: Vec<_> = freqs
+        .iter()
+        .zip(levels)
+        .map(|(&f, l)| Caller::join(&mut room, CodecKind::Pcmu, f, l))
+        .collect();
+    let listener = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    let heard = run(&mut room, &mut talkers, &[listener], 30, 10);
+    assert_eq!(room.stats().mix_plan.mixed_speakers, 4);
+    for t in &talkers {
+        let a = amplitude(&heard[0], t.freq, 8000);
+        let loud = t.amp >= amp_for_dbov(-22.5);
+        assert_eq!(room.is_mixed(t.id), loud, "{} Hz", t.freq);
+        if loud {
+            assert!((a / t.amp - 1.0).abs() < 0.1, "{} Hz at {a:.0}", t.freq);
+        } else {
+            assert!(a < t.amp * 0.05, "{} Hz leaks at {a:.0}", t.freq);
+        }
+    }
+    // Unmixed talkers are not even converted to the internal rate.
+    assert_eq!(room.stats().mix_plan.input_resamples, 4);
+}
+
+/// Samples at (or beyond) the 16-bit rails.
+fn at_rails(x: &[i16]) -> usize {
+    x.iter()
+        .filter(|&&s| s == i16::MAX || s <= -i16::MAX)
+        .count()
+}
+
+#[test]
+fn ten_full_scale_talkers_neither_wrap_nor_clip() {
+    for k in [10, 4] {
+        let mut room = Room::new(MixerConfig {
+            max_mixed_speakers: k,
+            ..no_agc()
+        });
+        room.set_recording(true);
+        // G.722 is at the internal rate, so the mix can be compared sample by sample.
+        let mut talkers: Vec<_> = (0..10)
+            .map(|i| {
+                let mut c = Caller::join(&mut room, CodecKind::G722, 150.0 + 110.0 * i as f64, 0.0);
+                c.amp = 32767.0;
+                c.square = i % 2 == 0;
+                c
+            })
+            .collect();
+        let listener = room.add(ParticipantOptions::new(CodecKind::G722)).unwrap();
+        let (mut total, mut railed) = (0, 0);
+        for t in 0..50 {
+            let frames: Vec<Vec<i16>> = talkers.iter_mut().map(|c| c.frame(20)).collect();
+            for (c, f) in talkers.iter().zip(&frames) {
+                room.put_frame(c.id, f);
+            }
+            room.tick();
+            let mixed: Vec<usize> = (0..10).filter(|&i| room.is_mixed(talkers[i].id)).collect();
+            assert_eq!(mixed.len(), k);
+            let ideal: Vec<i64> = (0..320)
+                .map(|s| mixed.iter().map(|&i| i64::from(frames[i][s])).sum())
+                .collect();
+            let mut outputs = vec![(room.recording_mix().unwrap(), None)];
+            outputs.push((room.output_pcm(listener).unwrap(), None));
+            for &i in &mixed {
+                outputs.push((room.output_pcm(talkers[i].id).unwrap(), Some(i)));
+            }
+            for (out, minus) in outputs {
+                for (s, &y) in out.iter().enumerate() {
+                    let want = ideal[s] - minus.map_or(0, |i| i64::from(frames[i][s]));
+                    if want.abs() > 2000 {
+                        assert_eq!(
+                            want.signum(),
+                            i64::from(y).signum(),
+                            "k={k} tick {t} sample {s}: wrapped ({want} -> {y})"
+                        );
+                    }
+                }
+                total += out.len();
+                railed += at_rails(out);
+            }
+        }
+        assert!(
+            railed * 50 <= total,
+            "k={k}: {railed} of {total} at the rails"
+        );
+    }
+}
+
+#[test]
+fn mute_and_deaf_take_effect_mid_stream() {
+    let mut room = Room::new(no_agc());
+    let mut callers = vec![
+        Caller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0),
+        Caller::join(&mut room, CodecKind::Pcmu, 1000.0, -20.0),
+    ];
+    let (a, b) = (callers[0].id, callers[1].id);
+    let c = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    let heard = run(&mut room, &mut callers, &[c, b], 20, 10);
+    assert!(energy_share(&heard[0], 440.0, 8000) > 0.4);
+    assert!(energy_share(&heard[1], 440.0, 8000) > 0.9);
+
+    room.set_muted(a, true);
+    let heard = run(&mut room, &mut callers, &[c, b], 12, 10);
+    assert!(
+        energy_share(&heard[0], 440.0, 8000) < 0.001,
+        "muted A still heard"
+    );
+    assert!(energy_share(&heard[0], 1000.0, 8000) > 0.99);
+    assert!(mean_square(&heard[1]) < 1.0, "B hears muted A");
+    assert!(room.is_talking(a), "talker detection runs while muted");
+
+    room.set_muted(a, false);
+    room.set_deaf(c, true);
+    let heard = run(&mut room, &mut callers, &[c, b], 12, 10);
+    assert!(heard[0].iter().all(|&s| s == 0), "deaf C hears something");
+    let out = room.output(c).unwrap();
+    assert!(out.shared);
+    assert!(out.payload.iter().all(|&b| b == 0xFF), "PCMU silence");
+    assert!(energy_share(&heard[1], 440.0, 8000) > 0.9, "A unmuted");
+
+    room.set_deaf(c, false);
+    let heard = run(&mut room, &mut callers, &[c], 12, 10);
+    assert!(energy_share(&heard[0], 440.0, 8000) > 0.4);
+    assert!(energy_share(&heard[0], 1000.0, 8000) > 0.4);
+}
+
+#[test]
+fn deaf_talker_is_still_heard_and_silence_frames_decode_to_silence() {
+    let mut room = Room::new(no_agc());
+    let mut callers: Vec<_> = CodecKind::ALL
+        .iter()
+        .map(|&k| Caller::join(&mut room, k, 1000.0, -20.0))
+        .collect();
+    for c in &callers {
+        room.set_deaf(c.id, true);
+    }
+    let listener = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    let heard = run(&mut room, &mut callers, &[listener], 10, 5);
+    assert!(energy_share(&heard[0], 1000.0, 8000) > 0.9);
+    assert_eq!(room.stats().mix_plan.silence_frames, 4);
+    assert_eq!(room.stats().mix_plan.encodes, 1);
+    for c in &callers {
+        let mut dec = Decoder::new(c.codec).unwrap();
+        let mut buf = vec![0i16; 5760];
+        let mut worst = 0.0f64;
+        for _ in 0..20 {
+            let out = room.output(c.id).unwrap();
+            assert!(out.shared);
+            let n = dec.decode(out.payload, &mut buf).unwrap();
+            worst = worst.max(mean_square(&buf[..n]).sqrt());
+        }
+        assert!(
+            worst < 50.0,
+            "{:?} silence decodes at rms {worst:.0}",
+            c.codec
+        );
+    }
+}
+
+#[test]
+fn agc_brings_a_quiet_and_a_loud_talker_within_6_db() {
+    let mut room = Room::new(MixerConfig::default());
+    let mut callers = vec![
+        Caller::join(&mut room, CodecKind::Pcmu, 440.0, -35.0),
+        Caller::join(&mut room, CodecKind::Pcmu, 1000.0, -10.0),
+    ];
+    let listener = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    let gap = |heard: &[i16]| {
+        20.0 * (amplitude(heard, 1000.0, 8000) / amplitude(heard, 440.0, 8000)).log10()
+    };
+    let start = run(&mut room, &mut callers, &[listener], 1, 1);
+    assert!(gap(&start[0]) > 20.0, "the test must start far apart");
+    let heard = run(&mut room, &mut callers, &[listener], 250, 10);
+    let g = gap(&heard[0]);
+    assert!(g.abs() < 6.0, "after 5 s still {g:.1} dB apart");
+    assert!(room.gain_db(callers[0].id) > 10.0);
+    assert!(room.gain_db(callers[1].id) < -5.0);
+}
+
+#[test]
+fn recording_is_the_full_mix_and_only_when_enabled() {
+    let mut room = Room::new(no_agc());
+    let mut callers = vec![
+        Caller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0),
+        Caller::join(&mut room, CodecKind::Opus, 1000.0, -20.0),
+    ];
+    run(&mut room, &mut callers, &[], 3, 0);
+    assert_eq!(room.recording_mix(), None);
+    room.set_recording(true);
+    let mut rec = Vec::new();
+    for _ in 0..20 {
+        for c in callers.iter_mut() {
+            c.speak(&mut room);
+        }
+        room.tick();
+        rec.extend_from_slice(room.recording_mix().unwrap());
+    }
+    let tail = &rec[rec.len() - 3200..];
+    assert!(energy_share(tail, 440.0, 16_000) > 0.4);
+    assert!(energy_share(tail, 1000.0, 16_000) > 0.4);
+    room.set_muted(callers[1].id, true);
+    let heard = run(&mut room, &mut callers, &[], 3, 0);
+    assert!(heard.is_empty());
+    let last = room.recording_mix().unwrap();
+    assert!(energy_share(last, 1000.0, 16_000) < 0.01);
+}
+
+#[test]
+fn noise_suppression_lowers_the_level_of_a_noisy_line() {
+    let mut room = Room::new(no_agc());
+    let noisy = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    let cleaned = room
+        .add(ParticipantOptions {
+            noise_suppression: Some(true),
+            ..ParticipantOptions::new(CodecKind::Pcmu)
+        })
+        .unwrap();
+    let mut seed = 7u32;
+    let mut frame = [0i16; 160];
+    for _ in 0..100 {
+        for s in &mut frame {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *s = ((seed >> 16) as i16) / 64;
+        }
+        room.put_frame(noisy, &frame);
+        room.put_frame(cleaned, &frame);
+        room.tick();
+    }
+    let (n, c) = (room.level_dbov(noisy), room.level_dbov(cleaned));
+    assert!(c < n - 10.0, "noisy {n:.1} dBov, suppressed {c:.1} dBov");
+}
+
+#[test]
+fn room_limits_and_removal_keep_ids_straight() {
+    let mut room = Room::new(MixerConfig {
+        max_participants: 3,
+        ..no_agc()
+    });
+    let mut a = Caller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0);
+    let b = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    let c = room.add(ParticipantOptions::new(CodecKind::G722)).unwrap();
+    assert!(matches!(
+        room.add(ParticipantOptions::default()),
+        Err(MixerError::RoomFull { max: 3 })
+    ));
+    a.speak(&mut room);
+    room.tick();
+    assert_eq!(room.poll_event(), Some(RoomEvent::TalkingStarted(a.id)));
+    room.remove(a.id);
+    assert_eq!(room.poll_event(), Some(RoomEvent::TalkingStopped(a.id)));
+    room.remove(a.id);
+    assert_eq!(room.len(), 2);
+    assert!(!room.contains(a.id));
+    room.put_frame(a.id, &[1000; 160]);
+    assert!(room.output(a.id).is_none());
+    let d = room.add(ParticipantOptions::default()).unwrap();
+    assert!(d != a.id && d != b && d != c);
+    room.tick();
+    assert_eq!(room.output_pcm(c).unwrap().len(), 320);
+    assert_eq!(room.output_pcm(b).unwrap().len(), 160);
+    assert!(room.output(d).is_some());
+}
+
+#[test]
+fn unsupported_rate_or_ptime_is_rejected_or_defaulted() {
+    for cfg in [
+        MixerConfig {
+            internal_rate: 44_100,
+            ..MixerConfig::default()
+        },
+        MixerConfig {
+            ptime_ms: 25,
+            ..MixerConfig::default()
+        },
+    ] {
+        assert!(Room::try_new(cfg).is_err());
+        let room = Room::new(cfg);
+        assert_eq!(room.config().internal_rate, 16_000);
+        assert_eq!(room.config().ptime_ms, 20);
+    }
+}
+
+#[test]
+fn unpolled_events_drop_the_oldest() {
+    let mut ring = EventRing::new(2);
+    for i in 0..3 {
+        ring.push(RoomEvent::TalkingStarted(ParticipantId(i)));
+    }
+    assert_eq!(ring.dropped, 1);
+    assert_eq!(
+        ring.pop(),
+        Some(RoomEvent::TalkingStarted(ParticipantId(1)))
+    );
+    assert_eq!(
+        ring.pop(),
+        Some(RoomEvent::TalkingStarted(ParticipantId(2)))
+    );
+    assert_eq!(ring.pop(), None);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(u8, bool),
+    Remove(u8),
+    Put(u8, Vec<i16>),
+    Mute(u8, bool),
+    Deaf(u8, bool),
+    Record(bool),
+    Tick,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..4, any::<bool>()).prop_map(|(c, ns)| Op::Add(c, ns)),
+        any::<u8>().prop_map(Op::Remove),
+        (any::<u8>(), prop::collection::vec(any::<i16>(), 0..1200))
+            .prop_map(|(i, v)| Op::Put(i, v)),
+        (any::<u8>(), any::<bool>()).prop_map(|(i, b)| Op::Mute(i, b)),
+        (any::<u8>(), any::<bool>()).prop_map(|(i, b)| Op::Deaf(i, b)),
+        any::<bool>().prop_map(Op::Record),
+        Just(Op::Tick),
+        Just(Op::Tick),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn random_frames_lengths_and_ids_never_panic(
+        ops in prop::collection::vec(op(), 1..60),
+        k in 0usize..4,
+        rate in prop::sample::select(vec![8000u32, 16_000, 48_000]),
+    ) {
+        let mut room = Room::new(MixerConfig {
+            max_mixed_speakers: k,
+            internal_rate: rate,
+            max_participants: 6,
+            ..MixerConfig::default()
+        });
+        let mut ids = Vec::new();
+        // Ids that were never handed out must be ignored too.
+        let pick = |ids: &[ParticipantId], i: u8| {
+            ids.get(usize::from(i) % (ids.len() + 1)).copied().unwrap_or(ParticipantId(9999))
+        };
+        for op in ops {
+            match op {
+                Op::Add(c, ns) => {
+                    let options = ParticipantOptions {
+                        noise_suppression: Some(ns),
+                        ..ParticipantOptions::new(CodecKind::ALL[usize::from(c)])
+                    };
+                    if let Ok(id) = room.add(options) {
+                        ids.push(id);
+                    }
+                }
+                Op::Remove(i) => room.remove(pick(&ids, i)),
+                Op::Put(i, v) => room.put_frame(pick(&ids, i), &v),
+                Op::Mute(i, b) => room.set_muted(pick(&ids, i), b),
+                Op::Deaf(i, b) => room.set_deaf(pick(&ids, i), b),
+                Op::Record(b) => room.set_recording(b),
+                Op::Tick => {
+                    room.tick();
+                    let plan = room.stats().mix_plan;
+                    prop_assert!(plan.mixed_speakers as usize <= k);
+                    prop_assert!(plan.shared_encodes <= 4);
+                    for &id in &ids {
+                        if let Some(pcm) = room.output_pcm(id) {
+                            prop_assert!(!pcm.is_empty());
+                        }
+                        let _ = room.output(id);
+                        let _ = room.is_talking(id);
+                    }
+                    while room.poll_event().is_some() {}
+                }
+            }
+        }
+    }
+}

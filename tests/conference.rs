@@ -1,0 +1,312 @@
+//! Conference rooms with real clients: three baresip callers on different codecs hear each
+//! other and not themselves; the lobby works with RFC 2833 DTMF from SIPp; wrong PINs hang up;
+//! mute takes a caller out of the others' audio. All proven from recorded audio.
+
+mod support;
+
+use std::process::Command;
+
+use support::{
+    Baresip, Netns, Server, TempDir, read_wav, repo, scenario_with_tone, sipp, tone_share,
+};
+
+/// Records each client's call into room `number` and returns the recordings' tone shares
+/// for each of `tones`, measured from `skip_s` seconds on.
+fn room_call(
+    ns: &Netns,
+    clients: &[(&str, u32, &str, u32)],
+    number: &str,
+    seconds: u32,
+    skip_s: f64,
+) -> Vec<Vec<f64>> {
+    let bares: Vec<Baresip> = clients
+        .iter()
+        .map(|(ip, tone, codec, rate)| Baresip::new(ip, *tone, codec, *rate))
+        .collect();
+    let uri = format!("sip:{number}@10.99.0.1:5060");
+    let logs: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bares
+            .iter()
+            .enumerate()
+            .map(|(i, client)| {
+                let uri = uri.clone();
+                scope.spawn(move || {
+                    // Staggered joins, as people arrive.
+                    std::thread::sleep(std::time::Duration::from_millis(700 * i as u64));
+                    client.call(ns, &uri, seconds)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    bares
+        .iter()
+        .zip(&logs)
+        .map(|(client, log)| {
+            let heard = client
+                .heard()
+                .unwrap_or_else(|| panic!("{} recorded nothing\n{log}", client.ip));
+            let size = std::fs::metadata(&heard).map_or(0, |m| m.len());
+            assert!(
+                size > 44 + 32_000,
+                "{} recorded too little\n{log}",
+                client.ip
+            );
+            let (samples, rate) = read_wav(&heard);
+            clients
+                .iter()
+                .map(|(_, tone, _, _)| tone_share(&samples, rate, *tone as f64, skip_s))
+                .collect()
+        })
+        .collect()
+}
+
+fn assert_hears_others_not_self(shares: &[Vec<f64>], names: &[&str], log: &str) {
+    for (i, row) in shares.iter().enumerate() {
+        eprintln!(
+            "{} hears: {:?}",
+            names[i],
+            row.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>()
+        );
+        for (j, share) in row.iter().enumerate() {
+            if i == j {
+                assert!(
+                    *share < 0.05,
+                    "{} hears its own tone ({share:.2})\n{log}",
+                    names[i]
+                );
+            } else {
+                assert!(
+                    *share > 0.15,
+                    "{} hears {} only at {share:.2}\n{log}",
+                    names[i],
+                    names[j]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn three_callers_on_pcmu_pcma_g722_hear_each_other_not_themselves() {
+    let ns = Netns::new();
+    let server = Server::start(Some(&ns), &[]);
+    let clients = [
+        ("10.99.0.2", 440, "PCMU", 8000),
+        ("10.99.0.3", 1000, "PCMA", 8000),
+        ("10.99.0.4", 2300, "G722/16000/1", 16000),
+    ];
+    let shares = room_call(&ns, &clients, "81234", 14, 6.0);
+    assert_hears_others_not_self(
+        &shares,
+        &["PCMU/440", "PCMA/1000", "G722/2300"],
+        &server.log(),
+    );
+}
+
+#[test]
+fn an_opus_caller_shares_the_room_with_g711_and_g722_callers() {
+    let ns = Netns::new();
+    let server = Server::start(Some(&ns), &[]);
+    let clients = [
+        ("10.99.0.2", 440, "PCMU", 8000),
+        ("10.99.0.3", 1000, "opus/48000/2", 48000),
+        ("10.99.0.4", 2300, "G722/16000/1", 16000),
+    ];
+    let shares = room_call(&ns, &clients, "81234", 14, 6.0);
+    assert_hears_others_not_self(
+        &shares,
+        &["PCMU/440", "Opus/1000", "G722/2300"],
+        &server.log(),
+    );
+}
+
+fn create_room(server_data: &std::path::Path, args: &[&str]) {
+    let out = Command::new(support::binary())
+        .current_dir(repo())
+        .args(["room", "create"])
+        .args(args)
+        .args(["--data-dir", server_data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "room create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The shipped dialplan plus a trusted number (91234) that joins room 1234 without the PIN
+/// prompt, so a baresip listener (which cannot key DTMF here) can sit in a PIN room.
+fn plans_with_trusted_number() -> TempDir {
+    let plans = TempDir::new("conf-plans");
+    std::fs::copy(
+        repo().join("dialplans/default.toml"),
+        plans.path().join("default.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        plans.path().join("trusted.toml"),
+        "[[rule]]\nname = \"staff line into room 1234\"\nmatch = \"91234\"\nactions = [ { conference = { room = \"1234\", pin = false } } ]\n",
+    )
+    .unwrap();
+    plans
+}
+
+#[test]
+fn lobby_with_dtmf_room_and_pin_joins_the_room() {
+    let ns = Netns::new();
+    let data = TempDir::new("lobby-data");
+    create_room(data.path(), &["1234", "--pin", "4321"]);
+    let plans = plans_with_trusted_number();
+    let server = Server::start_with_data(
+        Some(&ns),
+        &["--dialplans", plans.path().to_str().unwrap()],
+        data,
+    );
+    let dir = TempDir::new("lobby");
+    let lobby = scenario_with_tone(&dir, "lobby_join.xml", 440);
+    let listener = Baresip::new("10.99.0.3", 1000, "PCMU", 8000);
+    let (share, log) = std::thread::scope(|scope| {
+        let call = scope.spawn(|| listener.call(&ns, "sip:91234@10.99.0.1:5060", 24));
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        // Lobby: ~4 s of prompts and digits for the room, ~3 s for the PIN, then 8 s of tone.
+        let out = sipp(
+            Some(&ns),
+            &[
+                "-sf",
+                &lobby,
+                "-s",
+                "800",
+                "-i",
+                "10.99.0.2",
+                "-p",
+                "5070",
+                "-mi",
+                "10.99.0.2",
+                "-mp",
+                "6000",
+                "-m",
+                "1",
+                "-d",
+                "8000",
+                "10.99.0.1:5060",
+            ],
+        );
+        let log = call.join().unwrap();
+        assert!(
+            out.status.success(),
+            "lobby call failed\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log()
+        );
+        let heard = listener.heard().expect("listener recorded nothing");
+        let (samples, rate) = read_wav(&heard);
+        // The lobby caller talks from about 12 s after the listener joined.
+        (tone_share(&samples, rate, 440.0, 14.0), log)
+    });
+    assert!(
+        share > 0.3,
+        "the lobby caller was not heard in room 1234 ({share:.2})\n{log}\n{}",
+        server.log()
+    );
+}
+
+#[test]
+fn three_wrong_pins_hang_up() {
+    let ns = Netns::new();
+    let data = TempDir::new("wrongpin-data");
+    create_room(data.path(), &["1234", "--pin", "4321"]);
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    let out = sipp(
+        Some(&ns),
+        &[
+            "-sf",
+            &support::scenario("lobby_wrong_pin.xml"),
+            "-s",
+            "800",
+            "-i",
+            "10.99.0.2",
+            "-p",
+            "5070",
+            "-mi",
+            "10.99.0.2",
+            "-mp",
+            "6000",
+            "-m",
+            "1",
+            "10.99.0.1:5060",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "server did not hang up after three wrong PINs\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}
+
+#[test]
+fn muted_caller_disappears_from_the_others_audio() {
+    let ns = Netns::new();
+    let server = Server::start(Some(&ns), &[]);
+    let dir = TempDir::new("mute");
+    let talker = scenario_with_tone(&dir, "talk_then_mute.xml", 440);
+    let listener = Baresip::new("10.99.0.3", 1000, "PCMU", 8000);
+    let (before, after, log) = std::thread::scope(|scope| {
+        let call = scope.spawn(|| listener.call(&ns, "sip:85555@10.99.0.1:5060", 16));
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // Talks 5 s, mutes with *6, keeps sending its tone 6 s more.
+        let out = sipp(
+            Some(&ns),
+            &[
+                "-sf",
+                &talker,
+                "-s",
+                "85555",
+                "-i",
+                "10.99.0.2",
+                "-p",
+                "5070",
+                "-mi",
+                "10.99.0.2",
+                "-mp",
+                "6000",
+                "-m",
+                "1",
+                "-d",
+                "6000",
+                "10.99.0.1:5060",
+            ],
+        );
+        let log = call.join().unwrap();
+        assert!(
+            out.status.success(),
+            "talker call failed\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log()
+        );
+        let heard = listener.heard().expect("listener recorded nothing");
+        let (samples, rate) = read_wav(&heard);
+        let r = rate as usize;
+        // Talking: about 3.5 s to 6 s after the listener's call started; muted: 9.5 s to 12 s.
+        let talking = &samples[(35 * r / 10).min(samples.len())..(6 * r).min(samples.len())];
+        let muted = &samples[(95 * r / 10).min(samples.len())..(12 * r).min(samples.len())];
+        (
+            tone_share(talking, rate, 440.0, 0.0),
+            tone_share(muted, rate, 440.0, 0.0),
+            log,
+        )
+    });
+    eprintln!("440 Hz share heard: before mute {before:.2}, after {after:.2}");
+    assert!(
+        before > 0.3,
+        "talker not heard before muting ({before:.2})\n{log}\n{}",
+        server.log()
+    );
+    assert!(
+        after < 0.05,
+        "talker still heard after *6 ({after:.2})\n{log}\n{}",
+        server.log()
+    );
+}
