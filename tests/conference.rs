@@ -310,3 +310,82 @@ fn muted_caller_disappears_from_the_others_audio() {
         server.log()
     );
 }
+
+#[test]
+fn moderator_records_the_room_into_a_wav_with_the_talk_in_it() {
+    let ns = Netns::new();
+    let data = TempDir::new("record-data");
+    create_room(
+        data.path(),
+        &["1234", "--pin", "4321", "--moderator-pin", "9876"],
+    );
+    let recordings = data.path().join("recordings");
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    let dir = TempDir::new("record");
+    let scenario = scenario_with_tone(&dir, "moderator_records.xml", 440);
+    let out = sipp(
+        Some(&ns),
+        &[
+            "-sf",
+            &scenario,
+            "-s",
+            "800",
+            "-i",
+            "10.99.0.2",
+            "-p",
+            "5070",
+            "-mi",
+            "10.99.0.2",
+            "-mp",
+            "6000",
+            "-m",
+            "1",
+            "-d",
+            "5000",
+            "10.99.0.1:5060",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "moderator call failed\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let file = support::wait_until(std::time::Duration::from_secs(5), || {
+        std::fs::read_dir(&recordings).is_ok_and(|mut d| d.next().is_some())
+    });
+    assert!(
+        file,
+        "no recording in {}\n{}",
+        recordings.display(),
+        server.log()
+    );
+    let path = std::fs::read_dir(&recordings)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // The writer finishes the header when the recording stops.
+    assert!(
+        support::wait_until(std::time::Duration::from_secs(5), || {
+            std::fs::read(&path).is_ok_and(|b| b.len() > 44 && b[40..44] != [0, 0, 0, 0])
+        }),
+        "recording header never finished\n{}",
+        server.log()
+    );
+    let (samples, rate) = read_wav(&path);
+    let seconds = samples.len() as f64 / rate as f64;
+    let share = tone_share(&samples, rate, 440.0, 2.5);
+    eprintln!("recording: {seconds:.1} s at {rate} Hz, 440 Hz share after 2.5 s {share:.2}");
+    assert_eq!(rate, 16_000);
+    assert!(
+        (5.0..12.0).contains(&seconds),
+        "recording is {seconds:.1} s long"
+    );
+    assert!(
+        share > 0.5,
+        "the talk is not in the recording ({share:.2})\n{}",
+        server.log()
+    );
+}

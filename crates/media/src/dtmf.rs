@@ -75,9 +75,10 @@ pub fn digit_to_event(digit: char) -> Option<u8> {
     }
 }
 
-/// How far back (in RTP ticks: 1 s at 8 kHz) an event's timestamp may be and still count as
-/// a reordered packet of an earlier press rather than a new press.
-const REORDER_WINDOW_TICKS: u32 = 8000;
+/// Earlier presses remembered, so a late (reordered) end packet of one is not a new press.
+/// One is enough for reordering on a real path; more would swallow a sender that replays
+/// the same press (same start timestamp) a few keys later, as test tools do.
+const RECENT_PRESSES: usize = 1;
 
 /// Turns a telephone-event packet stream into key presses, each reported once.
 ///
@@ -88,6 +89,8 @@ const REORDER_WINDOW_TICKS: u32 = 8000;
 #[derive(Debug, Clone, Default)]
 pub struct DtmfReceiver {
     current: Option<Current>,
+    /// (start timestamp, event) of the presses before the current one, newest last.
+    recent: [Option<(u32, u8)>; RECENT_PRESSES],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -126,13 +129,16 @@ impl DtmfReceiver {
                 };
                 return None;
             }
-            // A retransmitted end packet of an older event (reordered) is not a new press. Only
-            // a small step back counts as reordering: senders that restart their timestamps
-            // (a new stream after a transfer, replayed captures) jump back much further.
-            let behind = cur.ts.wrapping_sub(rtp_ts);
-            if behind > 0 && behind < REORDER_WINDOW_TICKS {
+            // A retransmitted end packet of an earlier press (reordered) is not a new press.
+            // Matching the exact start timestamp rather than "older than the current one"
+            // keeps presses from senders whose timestamps jump back (a new stream after a
+            // transfer, replayed captures).
+            if self.recent.contains(&Some((rtp_ts, ev.event))) {
                 return None;
             }
+            let previous = (cur.ts, cur.event);
+            self.recent.rotate_left(1);
+            self.recent[RECENT_PRESSES - 1] = Some(previous);
         }
         self.current = Some(Current {
             ts: rtp_ts,
@@ -397,9 +403,10 @@ mod tests {
         let mut rx = DtmfReceiver::new();
         assert_eq!(rx.push(92_640, &[11, 0x8a, 0x03, 0x20]), Some('#'));
         assert_eq!(rx.push(43_000, &[4, 0x0a, 0x00, 0xa0]), Some('4'));
-        // A late end packet of the '4' 40 ms on is still the same press, and an old
-        // reordered packet just behind the current one is not new either.
+        // A late end packet of the '4' is still the same press, and a reordered end packet of
+        // the earlier '#' is not new either; a '3' that starts 760 ticks back is a new press.
         assert_eq!(rx.push(43_000, &[4, 0x8a, 0x03, 0x20]), None);
-        assert_eq!(rx.push(42_680, &[4, 0x8a, 0x03, 0x20]), None);
+        assert_eq!(rx.push(92_640, &[11, 0x8a, 0x03, 0x20]), None);
+        assert_eq!(rx.push(42_240, &[3, 0x0a, 0x00, 0xa0]), Some('3'));
     }
 }

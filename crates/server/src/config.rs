@@ -83,12 +83,26 @@ pub struct Config {
 }
 
 /// `[conference]` settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct ConferenceConfig {
     /// Only rooms created with `amtsleitung room create` can be entered (default: any room
     /// number opens a room on demand, like a free meeting room).
     pub require_precreated_rooms: bool,
+    /// How many of the loudest talkers are mixed at once.
+    pub max_talkers: usize,
+    /// RNNoise noise suppression on every caller (costs CPU; off by default).
+    pub noise_suppression: bool,
+}
+
+impl Default for ConferenceConfig {
+    fn default() -> Self {
+        Self {
+            require_precreated_rooms: false,
+            max_talkers: 4,
+            noise_suppression: false,
+        }
+    }
 }
 
 impl Default for Config {
@@ -160,6 +174,17 @@ mod tests {
         assert!(err.contains("bad.toml:2"), "{err}");
         assert!(err.contains("rtp-portz"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn conference_section_is_read_and_checked() {
+        let config: Config =
+            toml::from_str("[conference]\nrequire-precreated-rooms = true\nmax-talkers = 3\n")
+                .unwrap();
+        assert!(config.conference.require_precreated_rooms);
+        assert_eq!(config.conference.max_talkers, 3);
+        assert!(!config.conference.noise_suppression);
+        assert!(toml::from_str::<Config>("[conference]\nmax-speakers = 3\n").is_err());
     }
 
     #[test]

@@ -153,8 +153,8 @@ pub struct MediaWorkers {
 }
 
 impl MediaWorkers {
-    /// Starts `count` worker threads.
-    pub fn start(count: usize) -> std::io::Result<Self> {
+    /// Starts `count` worker threads; rooms they open mix as `rooms` says.
+    pub fn start(count: usize, rooms: MixerConfig) -> std::io::Result<Self> {
         let stats = Arc::new(MediaStats::default());
         let count = count.max(1);
         let mut senders = Vec::with_capacity(count);
@@ -171,7 +171,7 @@ impl MediaWorkers {
             let peers = senders.clone();
             std::thread::Builder::new()
                 .name(format!("media-{index}"))
-                .spawn(move || Worker::new(index, rx, peers, stats).run())?;
+                .spawn(move || Worker::new(index, rx, peers, stats, rooms).run())?;
         }
         Ok(Self { senders, stats })
     }
@@ -431,6 +431,7 @@ struct Worker {
     /// Sessions this worker handed to another worker, and where: their commands follow them.
     forwarded: std::collections::HashMap<SessionId, usize>,
     stats: Arc<MediaStats>,
+    room_config: MixerConfig,
 }
 
 impl Worker {
@@ -439,6 +440,7 @@ impl Worker {
         commands: Receiver<MediaCommand>,
         peers: Arc<[Sender<MediaCommand>]>,
         stats: Arc<MediaStats>,
+        room_config: MixerConfig,
     ) -> Self {
         Self {
             index,
@@ -448,6 +450,7 @@ impl Worker {
             rooms: Vec::with_capacity(64),
             forwarded: std::collections::HashMap::new(),
             stats,
+            room_config,
         }
     }
 
@@ -525,10 +528,7 @@ impl Worker {
             None => {
                 let room = WorkerRoom {
                     number: join.room.clone(),
-                    room: Room::new(MixerConfig {
-                        internal_rate: ROOM_RATE,
-                        ..MixerConfig::default()
-                    }),
+                    room: Room::new(self.room_config),
                     members: 0,
                     recording: None,
                 };

@@ -138,7 +138,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         config.media_workers
     };
-    let media = MediaWorkers::start(workers)?;
+    let rooms = mixer::MixerConfig {
+        internal_rate: crate::media_worker::ROOM_RATE,
+        max_mixed_speakers: config.conference.max_talkers.clamp(1, 32),
+        noise_suppression: config.conference.noise_suppression,
+        ..mixer::MixerConfig::default()
+    };
+    let media = MediaWorkers::start(workers, rooms)?;
     let (inbound_tx, inbound_rx) = mpsc::channel(8192);
     let transport = transport::start(config.sip_listen, inbound_tx).await?;
     let http_listen = config.http_listen;
