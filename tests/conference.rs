@@ -153,6 +153,71 @@ fn plans_with_trusted_number() -> TempDir {
     plans
 }
 
+/// Runs one SIPp caller from 10.99.0.2 (scenario file, number dialled, talk time for the
+/// scenario's `<pause/>`); fails the test with SIPp's and the server's output if it fails.
+fn sipp_caller(
+    ns: &Netns,
+    server: &Server,
+    scenario: &str,
+    number: &str,
+    talk_ms: u32,
+    what: &str,
+) {
+    let talk = talk_ms.to_string();
+    let out = sipp(
+        Some(ns),
+        &[
+            "-sf",
+            scenario,
+            "-s",
+            number,
+            "-i",
+            "10.99.0.2",
+            "-p",
+            "5070",
+            "-mi",
+            "10.99.0.2",
+            "-mp",
+            "6000",
+            "-m",
+            "1",
+            "-d",
+            &talk,
+            "10.99.0.1:5060",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{what} failed\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}
+
+/// A baresip listener calls `listen_uri` for `listen_s` seconds; `head_start_ms` later the
+/// SIPp caller runs. Returns what the listener recorded and its log.
+#[allow(clippy::too_many_arguments)] // a test scenario: every value is one knob of it
+fn heard_by_listener(
+    ns: &Netns,
+    server: &Server,
+    listener: &Baresip,
+    listen_uri: &str,
+    listen_s: u32,
+    head_start_ms: u64,
+    caller: (&str, &str, u32),
+    what: &str,
+) -> (Vec<f64>, u32, String) {
+    std::thread::scope(|scope| {
+        let call = scope.spawn(|| listener.call(ns, listen_uri, listen_s));
+        std::thread::sleep(std::time::Duration::from_millis(head_start_ms));
+        sipp_caller(ns, server, caller.0, caller.1, caller.2, what);
+        let log = call.join().unwrap();
+        let heard = listener.heard().expect("listener recorded nothing");
+        let (samples, rate) = read_wav(&heard);
+        (samples, rate, log)
+    })
+}
+
 #[test]
 fn lobby_with_dtmf_room_and_pin_joins_the_room() {
     let ns = Netns::new();
@@ -167,44 +232,19 @@ fn lobby_with_dtmf_room_and_pin_joins_the_room() {
     let dir = TempDir::new("lobby");
     let lobby = scenario_with_tone(&dir, "lobby_join.xml", 440);
     let listener = Baresip::new("10.99.0.3", 1000, "PCMU", 8000);
-    let (share, log) = std::thread::scope(|scope| {
-        let call = scope.spawn(|| listener.call(&ns, "sip:91234@10.99.0.1:5060", 24));
-        std::thread::sleep(std::time::Duration::from_millis(1000));
-        // Lobby: ~4 s of prompts and digits for the room, ~3 s for the PIN, then 8 s of tone.
-        let out = sipp(
-            Some(&ns),
-            &[
-                "-sf",
-                &lobby,
-                "-s",
-                "800",
-                "-i",
-                "10.99.0.2",
-                "-p",
-                "5070",
-                "-mi",
-                "10.99.0.2",
-                "-mp",
-                "6000",
-                "-m",
-                "1",
-                "-d",
-                "8000",
-                "10.99.0.1:5060",
-            ],
-        );
-        let log = call.join().unwrap();
-        assert!(
-            out.status.success(),
-            "lobby call failed\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            server.log()
-        );
-        let heard = listener.heard().expect("listener recorded nothing");
-        let (samples, rate) = read_wav(&heard);
-        // The lobby caller talks from about 12 s after the listener joined.
-        (tone_share(&samples, rate, 440.0, 14.0), log)
-    });
+    // Lobby: ~4 s of prompts and digits for the room, ~3 s for the PIN, then 8 s of tone.
+    let (samples, rate, log) = heard_by_listener(
+        &ns,
+        &server,
+        &listener,
+        "sip:91234@10.99.0.1:5060",
+        24,
+        1000,
+        (&lobby, "800", 8000),
+        "lobby call",
+    );
+    // The lobby caller talks from about 12 s after the listener joined.
+    let share = tone_share(&samples, rate, 440.0, 14.0);
     assert!(
         share > 0.3,
         "the lobby caller was not heard in room 1234 ({share:.2})\n{log}\n{}",
@@ -218,31 +258,13 @@ fn three_wrong_pins_hang_up() {
     let data = TempDir::new("wrongpin-data");
     create_room(data.path(), &["1234", "--pin", "4321"]);
     let server = Server::start_with_data(Some(&ns), &[], data);
-    let out = sipp(
-        Some(&ns),
-        &[
-            "-sf",
-            &support::scenario("lobby_wrong_pin.xml"),
-            "-s",
-            "800",
-            "-i",
-            "10.99.0.2",
-            "-p",
-            "5070",
-            "-mi",
-            "10.99.0.2",
-            "-mp",
-            "6000",
-            "-m",
-            "1",
-            "10.99.0.1:5060",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "server did not hang up after three wrong PINs\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
+    sipp_caller(
+        &ns,
+        &server,
+        &support::scenario("lobby_wrong_pin.xml"),
+        "800",
+        0,
+        "hang-up after three wrong PINs",
     );
 }
 
@@ -253,51 +275,23 @@ fn muted_caller_disappears_from_the_others_audio() {
     let dir = TempDir::new("mute");
     let talker = scenario_with_tone(&dir, "talk_then_mute.xml", 440);
     let listener = Baresip::new("10.99.0.3", 1000, "PCMU", 8000);
-    let (before, after, log) = std::thread::scope(|scope| {
-        let call = scope.spawn(|| listener.call(&ns, "sip:85555@10.99.0.1:5060", 16));
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        // Talks 5 s, mutes with *6, keeps sending its tone 6 s more.
-        let out = sipp(
-            Some(&ns),
-            &[
-                "-sf",
-                &talker,
-                "-s",
-                "85555",
-                "-i",
-                "10.99.0.2",
-                "-p",
-                "5070",
-                "-mi",
-                "10.99.0.2",
-                "-mp",
-                "6000",
-                "-m",
-                "1",
-                "-d",
-                "6000",
-                "10.99.0.1:5060",
-            ],
-        );
-        let log = call.join().unwrap();
-        assert!(
-            out.status.success(),
-            "talker call failed\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            server.log()
-        );
-        let heard = listener.heard().expect("listener recorded nothing");
-        let (samples, rate) = read_wav(&heard);
-        let r = rate as usize;
-        // Talking: about 3.5 s to 6 s after the listener's call started; muted: 9.5 s to 12 s.
-        let talking = &samples[(35 * r / 10).min(samples.len())..(6 * r).min(samples.len())];
-        let muted = &samples[(95 * r / 10).min(samples.len())..(12 * r).min(samples.len())];
-        (
-            tone_share(talking, rate, 440.0, 0.0),
-            tone_share(muted, rate, 440.0, 0.0),
-            log,
-        )
-    });
+    // Talks 5 s, mutes with *6, keeps sending its tone 6 s more.
+    let (samples, rate, log) = heard_by_listener(
+        &ns,
+        &server,
+        &listener,
+        "sip:85555@10.99.0.1:5060",
+        16,
+        1500,
+        (&talker, "85555", 6000),
+        "talker call",
+    );
+    let r = rate as usize;
+    // Talking: about 3.5 s to 6 s after the listener's call started; muted: 9.5 s to 12 s.
+    let talking = &samples[(35 * r / 10).min(samples.len())..(6 * r).min(samples.len())];
+    let muted = &samples[(95 * r / 10).min(samples.len())..(12 * r).min(samples.len())];
+    let before = tone_share(talking, rate, 440.0, 0.0);
+    let after = tone_share(muted, rate, 440.0, 0.0);
     eprintln!("440 Hz share heard: before mute {before:.2}, after {after:.2}");
     assert!(
         before > 0.3,
@@ -323,34 +317,7 @@ fn moderator_records_the_room_into_a_wav_with_the_talk_in_it() {
     let server = Server::start_with_data(Some(&ns), &[], data);
     let dir = TempDir::new("record");
     let scenario = scenario_with_tone(&dir, "moderator_records.xml", 440);
-    let out = sipp(
-        Some(&ns),
-        &[
-            "-sf",
-            &scenario,
-            "-s",
-            "800",
-            "-i",
-            "10.99.0.2",
-            "-p",
-            "5070",
-            "-mi",
-            "10.99.0.2",
-            "-mp",
-            "6000",
-            "-m",
-            "1",
-            "-d",
-            "5000",
-            "10.99.0.1:5060",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "moderator call failed\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+    sipp_caller(&ns, &server, &scenario, "800", 5000, "moderator call");
     let file = support::wait_until(std::time::Duration::from_secs(5), || {
         std::fs::read_dir(&recordings).is_ok_and(|mut d| d.next().is_some())
     });
