@@ -109,5 +109,26 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         media.packets_out.load(Ordering::Relaxed),
         media.packets_rejected.load(Ordering::Relaxed),
     );
+    let mut body = body;
+    body.push_str("# HELP amtsleitung_media_tick_seconds Work done in one media tick (receive, mix, send).\n# TYPE amtsleitung_media_tick_seconds histogram\n");
+    let mut cumulative = 0;
+    for (bound, count) in crate::media_worker::TICK_BUCKETS_US
+        .iter()
+        .zip(&media.tick_buckets)
+    {
+        cumulative += count.load(Ordering::Relaxed);
+        let le = if *bound == u64::MAX {
+            "+Inf".to_string()
+        } else {
+            format!("{}", *bound as f64 / 1e6)
+        };
+        body.push_str(&format!(
+            "amtsleitung_media_tick_seconds_bucket{{le=\"{le}\"}} {cumulative}\n"
+        ));
+    }
+    body.push_str(&format!(
+        "amtsleitung_media_tick_seconds_sum {}\namtsleitung_media_tick_seconds_count {cumulative}\n",
+        media.tick_work_us.load(Ordering::Relaxed) as f64 / 1e6
+    ));
     ([("content-type", "text/plain; version=0.0.4")], body)
 }

@@ -143,6 +143,26 @@ pub struct MediaStats {
     pub packets_out: AtomicU64,
     /// Packets dropped as not parseable or of an unknown payload type.
     pub packets_rejected: AtomicU64,
+    /// Tick work durations: counts per bucket of [`TICK_BUCKETS_US`] (cumulative at render).
+    pub tick_buckets: [AtomicU64; TICK_BUCKETS_US.len()],
+    /// Sum of tick work durations in microseconds.
+    pub tick_work_us: AtomicU64,
+}
+
+/// Upper bounds (µs) of the tick-duration histogram buckets; the last catches the rest.
+pub const TICK_BUCKETS_US: [u64; 9] =
+    [100, 250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, u64::MAX];
+
+impl MediaStats {
+    fn record_tick(&self, work: Duration) {
+        let us = u64::try_from(work.as_micros()).unwrap_or(u64::MAX);
+        let bucket = TICK_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(TICK_BUCKETS_US.len() - 1);
+        self.tick_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.tick_work_us.fetch_add(us, Ordering::Relaxed);
+    }
 }
 
 /// Handle to all media workers.
@@ -511,6 +531,7 @@ impl Worker {
                     session.send_conference(&room.room, alone, &mut pcm, &mut bufs, &self.stats);
                 }
             }
+            self.stats.record_tick(now.elapsed());
         }
     }
 
