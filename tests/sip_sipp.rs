@@ -152,3 +152,37 @@ fn reinvite_puts_the_call_on_hold_and_moves_media_to_a_new_port() {
         server.log()
     );
 }
+
+#[test]
+fn sigterm_ends_calls_with_bye_and_records_them() {
+    let ns = Netns::new();
+    let mut server = Server::start(Some(&ns), &[]);
+    let caller = std::thread::scope(|scope| {
+        let call = scope.spawn(|| {
+            sipp(
+                Some(&ns),
+                &sipp_args(
+                    &scenario("invite_until_server_bye.xml"),
+                    &["-s", "600", "-mi", CLIENT_IP],
+                ),
+            )
+        });
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let status = server.terminate();
+        assert!(
+            status.success(),
+            "server exit status {status:?}\n{}",
+            server.log()
+        );
+        call.join().unwrap()
+    });
+    assert_sipp_ok(&caller, &server, "call ended by shutdown");
+    // The call record was written before the process exited.
+    let store = store::Store::open(server.data_dir()).unwrap();
+    let calls = store.recent_calls(10).unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(
+        calls[0].answered && calls[0].end_reason == "server shutting down",
+        "{calls:?}"
+    );
+}

@@ -181,13 +181,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         dialplan_version = shared.plan.version(),
         "amtsleitung is ready"
     );
-    tokio::select! {
-        result = core.run(inbound_rx, command_rx) => result,
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
-        }
-    }
+    core.run(inbound_rx, command_rx).await
 }
 
 async fn shutdown_signal() {
@@ -223,7 +217,16 @@ impl Core {
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::UnboundedReceiver<CoreCommand>,
     ) -> anyhow::Result<()> {
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        // Set once SIGTERM/SIGINT came: calls have been sent BYE, and the loop keeps serving
+        // (retransmitting the BYEs, answering) until this moment.
+        let mut stop_at: Option<tokio::time::Instant> = None;
         loop {
+            if stop_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                tracing::info!("stopped");
+                return Ok(());
+            }
             let deadline = self.layer.poll_timeout();
             let sleep = async {
                 match deadline {
@@ -235,6 +238,17 @@ impl Core {
                 Some(message) = inbound.recv() => self.on_inbound(message),
                 Some(command) = commands.recv() => self.on_command(command),
                 _ = sleep => self.layer.handle_timeout(Instant::now()),
+                _ = &mut shutdown, if stop_at.is_none() => {
+                    let ids: Vec<u64> = self.calls.keys().copied().collect();
+                    tracing::info!(calls = ids.len(), "shutting down: ending calls");
+                    for id in ids {
+                        self.hangup(id, "server shutting down");
+                    }
+                    // Long enough for the BYEs and a retransmission or two, short enough for
+                    // systemd's stop timeout.
+                    stop_at = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(2));
+                }
+                _ = tokio::time::sleep_until(stop_at.unwrap_or_else(tokio::time::Instant::now)), if stop_at.is_some() => {}
             }
             self.drain_layer();
             CALLS.store(self.calls.len(), std::sync::atomic::Ordering::Relaxed);
