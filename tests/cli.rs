@@ -78,7 +78,11 @@ fn health_endpoint_answers_ok() {
     // Metrics: the media ticks run and are timed.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let mut stream = TcpStream::connect(server.http).unwrap();
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut metrics = String::new();
     stream.read_to_string(&mut metrics).unwrap();
     let ticks: u64 = metrics
@@ -87,7 +91,10 @@ fn health_endpoint_answers_ok() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     assert!(ticks >= 10, "media ticks not counted:\n{metrics}");
-    assert!(metrics.contains("amtsleitung_media_late_ticks_total"), "{metrics}");
+    assert!(
+        metrics.contains("amtsleitung_media_late_ticks_total"),
+        "{metrics}"
+    );
     // JSON logs: every line the server wrote parses as a JSON object.
     let log = server.log();
     assert!(!log.is_empty());

@@ -1,0 +1,662 @@
+//! amt-loadgen: end-to-end load benchmark for the amtsleitung conference server.
+//!
+//! Starts the server on loopback, sets up N real SIP calls over UDP into M rooms, streams
+//! paced RTP (K talkers per room, the rest send encoded silence), receives everything the
+//! server sends back, and reports server CPU per participant-second, late media ticks,
+//! loss and jitter at the receivers, and memory. It is a measuring tool, not a SIP stack:
+//! the SIP text is hand-written and only covers INVITE/ACK/BYE against our own server.
+
+mod measure;
+mod media_io;
+mod server_proc;
+mod sip_text;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use media::codec::CodecKind;
+
+use crate::media_io::{RxCommand, RxSummary, TxCounters, TxSummary};
+use crate::server_proc::{ProcSample, ServerProcess};
+use crate::sip_text::Leg;
+
+/// Participants a room admits unless it was created with `amtsleitung room create`.
+const DEFAULT_ROOM_MAX: usize = 50;
+
+/// Codec the participants offer (only this one, so the server must take it).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CodecArg {
+    /// G.711 µ-law.
+    Pcmu,
+    /// G.722.
+    G722,
+    /// Opus.
+    Opus,
+}
+
+impl From<CodecArg> for CodecKind {
+    fn from(c: CodecArg) -> Self {
+        match c {
+            CodecArg::Pcmu => CodecKind::Pcmu,
+            CodecArg::G722 => CodecKind::G722,
+            CodecArg::Opus => CodecKind::Opus,
+        }
+    }
+}
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "amt-loadgen",
+    about = "End-to-end load benchmark for amtsleitung"
+)]
+struct Cli {
+    /// Server binary (use a release build for meaningful numbers).
+    #[arg(long, default_value = "target/release/amtsleitung")]
+    server: PathBuf,
+    /// Total participants (calls).
+    #[arg(long, default_value_t = 100)]
+    participants: usize,
+    /// Conference rooms (numbers 1000.., dialled as 8NNNN).
+    #[arg(long, default_value_t = 10)]
+    rooms: usize,
+    /// Codec offered by every participant.
+    #[arg(long, value_enum, default_value = "pcmu")]
+    codec: CodecArg,
+    /// Participants per room sending a tone; the others send encoded silence.
+    #[arg(long, default_value_t = 2)]
+    speakers_per_room: usize,
+    /// Measurement window in seconds (after set-up and warm-up).
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Warm-up after the last call is answered (join announcements), seconds.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Call set-up rate, calls per second.
+    #[arg(long, default_value_t = 50)]
+    cps: u32,
+    /// Server media worker threads (0 = one per core, the server's default).
+    #[arg(long, default_value_t = 0)]
+    media_workers: usize,
+    /// Repository root, the server's working directory (dialplans/, sounds/).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))]
+    repo: PathBuf,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Per-call UAC state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CallState {
+    NotStarted,
+    Inviting {
+        sent: Instant,
+        tries: u32,
+        provisional: bool,
+    },
+    Established {
+        to_tag: Option<String>,
+        target: Option<String>,
+    },
+    Failed(u16),
+    Ended,
+}
+
+/// All calls of the run and the SIP socket they share.
+struct Uac {
+    sock: UdpSocket,
+    legs: Vec<Leg>,
+    states: Vec<CallState>,
+    rtp_local: Vec<SocketAddr>,
+    codec: CodecKind,
+    prefix: String,
+    to_sender: mpsc::Sender<(usize, Option<SocketAddr>)>,
+    bye_ok: usize,
+    server_byes: usize,
+    buf: Vec<u8>,
+}
+
+impl Uac {
+    fn index_of(&self, call_id: &str) -> Option<usize> {
+        let i: usize = call_id.strip_prefix(&self.prefix)?.parse().ok()?;
+        (i < self.legs.len()).then_some(i)
+    }
+
+    fn send(&self, text: &str, to: SocketAddr) {
+        // Loss of a SIP datagram is handled by retransmission, so a send error is not fatal.
+        let _ = self.sock.send_to(text.as_bytes(), to);
+    }
+
+    fn invite(&mut self, i: usize, now: Instant) {
+        let Some(leg) = self.legs.get(i) else { return };
+        let sdp = sip_text::sdp_offer(self.rtp_local[i], self.codec, i as u64 + 1);
+        self.send(&leg.invite(&sdp), leg.server);
+        let tries = match self.states[i] {
+            CallState::Inviting { tries, .. } => tries + 1,
+            _ => 1,
+        };
+        self.states[i] = CallState::Inviting {
+            sent: now,
+            tries,
+            provisional: false,
+        };
+    }
+
+    /// Receives and handles SIP until `until` (one datagram at a time, short timeout).
+    fn pump(&mut self, until: Instant) {
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            let wait = (until - now).min(Duration::from_millis(20));
+            let _ = self
+                .sock
+                .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+            let n = match self.sock.recv_from(&mut self.buf) {
+                Ok((n, _)) => n,
+                Err(_) => continue,
+            };
+            let text = String::from_utf8_lossy(&self.buf[..n]).into_owned();
+            self.handle(&text);
+        }
+    }
+
+    fn handle(&mut self, text: &str) {
+        let Some(msg) = sip_text::parse(text) else {
+            return;
+        };
+        let Some(i) = self.index_of(msg.call_id) else {
+            return;
+        };
+        let leg = self.legs[i].clone();
+        if let Some(method) = msg.method {
+            self.send(&sip_text::ok_response(&msg), leg.server);
+            if method == "BYE" && !matches!(self.states[i], CallState::Ended) {
+                let _ = self.to_sender.send((i, None));
+                self.server_byes += 1;
+                self.states[i] = CallState::Ended;
+            }
+            return;
+        }
+        let Some(code) = msg.status else { return };
+        match (msg.cseq_method, code) {
+            ("INVITE", 100..=199) => {
+                if let CallState::Inviting { provisional, .. } = &mut self.states[i] {
+                    *provisional = true;
+                }
+            }
+            ("INVITE", 200..=299) => {
+                let to_tag = msg.to_tag.map(str::to_owned);
+                let target = msg.contact.map(str::to_owned);
+                self.send(&leg.ack(to_tag.as_deref(), target.as_deref()), leg.server);
+                if matches!(self.states[i], CallState::Inviting { .. }) {
+                    match sip_text::sdp_audio_addr(msg.body) {
+                        Some(rtp) => {
+                            let _ = self.to_sender.send((i, Some(rtp)));
+                            self.states[i] = CallState::Established { to_tag, target };
+                        }
+                        None => self.states[i] = CallState::Failed(code),
+                    }
+                }
+            }
+            ("INVITE", _) => {
+                // RFC 3261 §17.1.1.3: ACK for a non-2xx reuses the INVITE's branch.
+                self.send(&leg.ack_non_2xx(msg.to_tag), leg.server);
+                if matches!(self.states[i], CallState::Inviting { .. }) {
+                    self.states[i] = CallState::Failed(code);
+                }
+            }
+            ("BYE", 200..=299) if !matches!(self.states[i], CallState::Ended) => {
+                self.bye_ok += 1;
+                self.states[i] = CallState::Ended;
+            }
+            _ => {}
+        }
+    }
+
+    /// Retransmits INVITEs with no answer yet (RFC 3261 Timer A, simplified: 1 s, 3 tries).
+    fn retransmit(&mut self, now: Instant) {
+        for i in 0..self.states.len() {
+            if let CallState::Inviting {
+                sent,
+                tries,
+                provisional: false,
+            } = self.states[i]
+                && now.duration_since(sent) > Duration::from_secs(1)
+            {
+                if tries >= 4 {
+                    self.states[i] = CallState::Failed(408);
+                } else {
+                    self.invite(i, now);
+                }
+            }
+        }
+    }
+
+    fn count(&self, f: impl Fn(&CallState) -> bool) -> usize {
+        self.states.iter().filter(|s| f(s)).count()
+    }
+
+    fn established(&self) -> usize {
+        self.count(|s| matches!(s, CallState::Established { .. }))
+    }
+
+    fn pending(&self) -> usize {
+        self.count(|s| matches!(s, CallState::NotStarted | CallState::Inviting { .. }))
+    }
+
+    /// Sends BYE on every established call, paced, and waits for the 200s.
+    fn hang_up_all(&mut self, pace: Duration) {
+        for round in 0..2 {
+            for i in 0..self.states.len() {
+                if let CallState::Established { to_tag, target } = &self.states[i] {
+                    let leg = &self.legs[i];
+                    self.send(&leg.bye(to_tag.as_deref(), target.as_deref()), leg.server);
+                    if round == 0 {
+                        let next = Instant::now() + pace;
+                        self.pump(next);
+                    }
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while self.established() > 0 && Instant::now() < deadline {
+                self.pump(Instant::now() + Duration::from_millis(50));
+            }
+            if self.established() == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// Samples taken at one instant of the run.
+#[derive(Debug, Clone)]
+struct Mark {
+    at: Instant,
+    server: ProcSample,
+    loadgen_cpu_ticks: u64,
+    metrics: String,
+}
+
+fn take_mark(server: &ServerProcess) -> anyhow::Result<Mark> {
+    Ok(Mark {
+        at: Instant::now(),
+        server: server.sample()?,
+        loadgen_cpu_ticks: server_proc::self_cpu_ticks()?,
+        metrics: server.metrics().unwrap_or_default(),
+    })
+}
+
+fn metric_delta(a: &Mark, b: &Mark, name: &str) -> Option<f64> {
+    Some(
+        measure::prometheus_value(&b.metrics, name)? - measure::prometheus_value(&a.metrics, name)?,
+    )
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.participants == 0 || cli.rooms == 0 || cli.rooms > cli.participants {
+        bail!("need 1 <= --rooms <= --participants");
+    }
+    if cli.duration == 0 || cli.cps == 0 {
+        bail!("--duration and --cps must be positive");
+    }
+    let codec: CodecKind = cli.codec.into();
+    server_proc::raise_fd_limit();
+
+    let per_room = cli.participants.div_ceil(cli.rooms);
+    let big_rooms: Vec<(String, usize)> = if per_room > DEFAULT_ROOM_MAX {
+        (0..cli.rooms)
+            .map(|m| ((1000 + m).to_string(), per_room))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let server = ServerProcess::start(
+        &cli.server,
+        &cli.repo,
+        cli.participants,
+        cli.media_workers,
+        &big_rooms,
+    )?;
+    let result = run(&cli, codec, &server);
+    let stopped = server.stop();
+    let report = result?;
+    stopped?;
+    println!("{}", report.table());
+    if let Some(path) = &cli.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report.json())?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Everything measured, for the table and the JSON file.
+struct Report {
+    cli_line: String,
+    participants: usize,
+    rooms: usize,
+    speakers_per_room: usize,
+    codec: CodecKind,
+    established: usize,
+    failed: usize,
+    failures: String,
+    setup_seconds: f64,
+    window_seconds: f64,
+    server_cpu_seconds: f64,
+    us_per_participant_second: f64,
+    participants_per_core: f64,
+    loadgen_cpu_seconds: f64,
+    server_rss_kib: u64,
+    server_hwm_kib: u64,
+    ticks: Option<f64>,
+    late_ticks: Option<f64>,
+    server_rtp_rx: Option<f64>,
+    server_rtp_tx: Option<f64>,
+    rx: RxSummary,
+    tx: TxSummary,
+    bye_ok: usize,
+    server_byes: usize,
+}
+
+impl Report {
+    fn table(&self) -> String {
+        let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
+        let rows: Vec<(&str, String)> = vec![
+            ("command", self.cli_line.clone()),
+            (
+                "scenario",
+                format!(
+                    "{} participants, {} rooms, {} talkers/room, {}",
+                    self.participants,
+                    self.rooms,
+                    self.speakers_per_room,
+                    self.codec.name()
+                ),
+            ),
+            (
+                "calls established / failed",
+                format!("{} / {} {}", self.established, self.failed, self.failures),
+            ),
+            ("call set-up time s", format!("{:.1}", self.setup_seconds)),
+            (
+                "measurement window s",
+                format!("{:.1}", self.window_seconds),
+            ),
+            ("server CPU s", format!("{:.2}", self.server_cpu_seconds)),
+            (
+                "server CPU µs per participant-second",
+                format!("{:.1}", self.us_per_participant_second),
+            ),
+            (
+                "participants per core",
+                format!("{:.0}", self.participants_per_core),
+            ),
+            ("loadgen CPU s", format!("{:.2}", self.loadgen_cpu_seconds)),
+            (
+                "server RSS MiB (peak)",
+                format!(
+                    "{:.1} ({:.1})",
+                    self.server_rss_kib as f64 / 1024.0,
+                    self.server_hwm_kib as f64 / 1024.0
+                ),
+            ),
+            ("media ticks (window)", opt(self.ticks)),
+            ("late ticks (window)", opt(self.late_ticks)),
+            (
+                "server RTP rx / tx (window)",
+                format!("{} / {}", opt(self.server_rtp_rx), opt(self.server_rtp_tx)),
+            ),
+            ("loadgen RTP sent (window)", self.tx.sent_window.to_string()),
+            (
+                "loadgen send drops / late frames",
+                format!("{} / {}", self.tx.send_errors, self.tx.late_frames),
+            ),
+            (
+                "loadgen max send lag ms",
+                format!("{:.1}", self.tx.max_lag_ms),
+            ),
+            ("RTP received (window)", self.rx.received_window.to_string()),
+            (
+                "receivers silent in window",
+                self.rx.silent_receivers.to_string(),
+            ),
+            (
+                "loss % at receivers",
+                format!("{:.3}", self.rx.loss_percent),
+            ),
+            (
+                "jitter mean / max ms",
+                format!(
+                    "{:.2} / {:.2}",
+                    self.rx.jitter_mean_ms, self.rx.jitter_max_ms
+                ),
+            ),
+            (
+                "stream restarts in window",
+                self.rx.restarted_streams.to_string(),
+            ),
+            (
+                "BYE answered / server BYEs",
+                format!("{} / {}", self.bye_ok, self.server_byes),
+            ),
+        ];
+        let width = rows
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(0);
+        rows.iter()
+            .map(|(k, v)| format!("{k:<width$}  {v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "command": self.cli_line,
+            "participants": self.participants,
+            "rooms": self.rooms,
+            "speakers_per_room": self.speakers_per_room,
+            "codec": self.codec.name(),
+            "calls_established": self.established,
+            "calls_failed": self.failed,
+            "call_failures": self.failures,
+            "setup_seconds": self.setup_seconds,
+            "window_seconds": self.window_seconds,
+            "server_cpu_seconds": self.server_cpu_seconds,
+            "server_cpu_us_per_participant_second": self.us_per_participant_second,
+            "participants_per_core": self.participants_per_core,
+            "loadgen_cpu_seconds": self.loadgen_cpu_seconds,
+            "server_rss_kib": self.server_rss_kib,
+            "server_rss_peak_kib": self.server_hwm_kib,
+            "media_ticks": self.ticks,
+            "late_ticks": self.late_ticks,
+            "server_rtp_received": self.server_rtp_rx,
+            "server_rtp_sent": self.server_rtp_tx,
+            "loadgen_rtp_sent": self.tx.sent_window,
+            "loadgen_send_errors": self.tx.send_errors,
+            "loadgen_late_frames": self.tx.late_frames,
+            "loadgen_max_send_lag_ms": self.tx.max_lag_ms,
+            "rtp_received": self.rx.received_window,
+            "silent_receivers": self.rx.silent_receivers,
+            "loss_percent": self.rx.loss_percent,
+            "jitter_mean_ms": self.rx.jitter_mean_ms,
+            "jitter_max_ms": self.rx.jitter_max_ms,
+            "restarted_streams": self.rx.restarted_streams,
+            "bye_answered": self.bye_ok,
+            "server_byes": self.server_byes,
+        })
+    }
+}
+
+fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Report> {
+    let n = cli.participants;
+    let sip_sock = UdpSocket::bind("127.0.0.1:0").context("binding SIP socket")?;
+    let local = sip_sock.local_addr()?;
+    let mut rtp_socks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = UdpSocket::bind("127.0.0.1:0").context("binding RTP socket")?;
+        s.set_nonblocking(true)?;
+        rtp_socks.push(s);
+    }
+    let rtp_local = rtp_socks
+        .iter()
+        .map(UdpSocket::local_addr)
+        .collect::<Result<Vec<_>, _>>()?;
+    let rtp_socks = Arc::new(rtp_socks);
+
+    let prefix = format!("lg{}-", std::process::id());
+    let legs = (0..n)
+        .map(|i| Leg {
+            call_id: format!("{prefix}{i}"),
+            from_tag: format!("f{i}"),
+            number: format!("8{}", 1000 + i % cli.rooms),
+            local,
+            server: server.sip,
+        })
+        .collect();
+    let speakers: Vec<bool> = (0..n)
+        .map(|i| i / cli.rooms < cli.speakers_per_room)
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (to_sender, from_uac) = mpsc::channel();
+    let tx_counters = Arc::new(TxCounters::default());
+    let sender = media_io::spawn_sender(
+        codec,
+        rtp_socks.clone(),
+        speakers,
+        from_uac,
+        stop.clone(),
+        tx_counters.clone(),
+    )?;
+    let (rx_cmd, rx_cmd_rx) = mpsc::channel();
+    let receiver = media_io::spawn_receiver(codec, rtp_socks.clone(), rx_cmd_rx)?;
+
+    let mut uac = Uac {
+        sock: sip_sock,
+        legs,
+        states: vec![CallState::NotStarted; n],
+        rtp_local,
+        codec,
+        prefix,
+        to_sender,
+        bye_ok: 0,
+        server_byes: 0,
+        buf: vec![0; 65536],
+    };
+
+    // Set-up, paced at --cps with absolute schedule.
+    let t_setup = Instant::now();
+    let gap = Duration::from_secs_f64(1.0 / f64::from(cli.cps));
+    let setup_deadline = t_setup + gap * n as u32 + Duration::from_secs(15);
+    let mut next = 0usize;
+    let mut last_retx = t_setup;
+    while uac.pending() > 0 && Instant::now() < setup_deadline {
+        let now = Instant::now();
+        if next < n && now >= t_setup + gap * next as u32 {
+            uac.invite(next, now);
+            next += 1;
+        }
+        if now.duration_since(last_retx) > Duration::from_millis(200) {
+            uac.retransmit(now);
+            last_retx = now;
+        }
+        let until = if next < n {
+            t_setup + gap * next as u32
+        } else {
+            now + Duration::from_millis(50)
+        };
+        uac.pump(until.max(now + Duration::from_millis(1)));
+    }
+    let setup_seconds = t_setup.elapsed().as_secs_f64();
+    let established = uac.established();
+    let failed = n - established;
+    let mut failure_codes = std::collections::BTreeMap::<u16, usize>::new();
+    for st in &uac.states {
+        match st {
+            CallState::Failed(code) => *failure_codes.entry(*code).or_default() += 1,
+            CallState::NotStarted | CallState::Inviting { .. } => {
+                *failure_codes.entry(0).or_default() += 1
+            }
+            _ => {}
+        }
+    }
+    let failures = failure_codes
+        .iter()
+        .map(|(c, k)| format!("{k}x{c}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("amt-loadgen: {established}/{n} calls up in {setup_seconds:.1} s, warming up");
+    if established == 0 {
+        stop.store(true, Ordering::Relaxed);
+        let _ = sender.join();
+        let _ = rx_cmd.send(RxCommand::Stop);
+        let _ = receiver.join();
+        bail!(
+            "no call was established; server log tail:\n{}",
+            server.log_tail()
+        );
+    }
+
+    uac.pump(Instant::now() + Duration::from_secs(cli.warmup));
+    let a = take_mark(server)?;
+    let _ = rx_cmd.send(RxCommand::Mark);
+    let tx_a = tx_counters.mark();
+    uac.pump(a.at + Duration::from_secs(cli.duration));
+    let b = take_mark(server)?;
+    let _ = rx_cmd.send(RxCommand::Mark);
+    let tx = tx_counters.mark().since(&tx_a);
+
+    stop.store(true, Ordering::Relaxed);
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
+    uac.hang_up_all(gap / 4);
+    let _ = rx_cmd.send(RxCommand::Stop);
+    let rx = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver thread panicked"))?;
+
+    let window = b.at.duration_since(a.at).as_secs_f64();
+    let hz = server_proc::clock_ticks_per_second();
+    let server_cpu = b.server.cpu_ticks.saturating_sub(a.server.cpu_ticks) as f64 / hz;
+    // Only established calls carry media, so they are the participants that cost CPU.
+    let us = measure::cpu_us_per_participant_second(server_cpu, established, window);
+    let args: Vec<String> = std::env::args().collect();
+    Ok(Report {
+        cli_line: args.join(" "),
+        participants: n,
+        rooms: cli.rooms,
+        speakers_per_room: cli.speakers_per_room,
+        codec,
+        established,
+        failed,
+        failures,
+        setup_seconds,
+        window_seconds: window,
+        server_cpu_seconds: server_cpu,
+        us_per_participant_second: us,
+        participants_per_core: measure::participants_per_core(us),
+        loadgen_cpu_seconds: b.loadgen_cpu_ticks.saturating_sub(a.loadgen_cpu_ticks) as f64 / hz,
+        server_rss_kib: b.server.rss_kib,
+        server_hwm_kib: b.server.hwm_kib,
+        ticks: metric_delta(&a, &b, "amtsleitung_media_ticks_total"),
+        late_ticks: metric_delta(&a, &b, "amtsleitung_media_late_ticks_total"),
+        server_rtp_rx: metric_delta(&a, &b, "amtsleitung_rtp_packets_received_total"),
+        server_rtp_tx: metric_delta(&a, &b, "amtsleitung_rtp_packets_sent_total"),
+        rx,
+        tx,
+        bye_ok: uac.bye_ok,
+        server_byes: uac.server_byes,
+    })
+}

@@ -1,0 +1,275 @@
+//! The server under test as a child process: start on free loopback ports, sample its CPU
+//! and memory from /proc, read /metrics, stop it.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::measure;
+
+/// Log lines kept for error messages.
+const LOG_TAIL: usize = 40;
+/// RTP ports are searched below Linux's default ephemeral range (32768..), so the load
+/// generator's own sockets (port 0) never collide with the server's.
+const RTP_SEARCH: (u16, u16) = (20000, 32766);
+
+/// CPU and memory of a process at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcSample {
+    /// utime + stime, clock ticks.
+    pub cpu_ticks: u64,
+    /// VmRSS, KiB.
+    pub rss_kib: u64,
+    /// VmHWM (peak RSS), KiB.
+    pub hwm_kib: u64,
+}
+
+/// A running amtsleitung; killed on drop if not stopped.
+pub struct ServerProcess {
+    child: Option<Child>,
+    /// SIP address (UDP).
+    pub sip: SocketAddr,
+    http: SocketAddr,
+    data_dir: PathBuf,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// Clock ticks per second for /proc CPU times (sysconf(_SC_CLK_TCK), 100 on Linux).
+pub fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// Our own CPU time in clock ticks.
+pub fn self_cpu_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    measure::cpu_ticks_from_stat(&stat).context("parsing /proc/self/stat")
+}
+
+/// Raises the open-file limit to the hard limit: N participants need N sockets here and
+/// 2N in the server (which inherits the limit).
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid rlimit for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn free_sip_port() -> anyhow::Result<u16> {
+    // SIP listens on UDP and TCP with the same port.
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0")?;
+        let port = udp.local_addr()?.port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free SIP port")
+}
+
+fn free_tcp_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A run of `len` ports (even start) in which every UDP port can be bound right now.
+fn free_rtp_range(len: u16) -> anyhow::Result<(u16, u16)> {
+    let mut lo = RTP_SEARCH.0;
+    while u32::from(lo) + u32::from(len) <= u32::from(RTP_SEARCH.1) {
+        let busy = (lo..lo + len).find(|&p| UdpSocket::bind(("0.0.0.0", p)).is_err());
+        match busy {
+            None => return Ok((lo, lo + len - 1)),
+            Some(p) => lo = (p + 2) & !1,
+        }
+    }
+    bail!("no free range of {len} UDP ports in {RTP_SEARCH:?}")
+}
+
+impl ServerProcess {
+    /// Starts `bin serve` in `repo` on loopback, sized for `participants`, and waits for it
+    /// to log that it is ready.
+    pub fn start(
+        bin: &Path,
+        repo: &Path,
+        participants: usize,
+        media_workers: usize,
+        big_rooms: &[(String, usize)],
+    ) -> anyhow::Result<Self> {
+        let bin = bin
+            .canonicalize()
+            .with_context(|| format!("server binary {}", bin.display()))?;
+        let repo = repo
+            .canonicalize()
+            .with_context(|| format!("repository {}", repo.display()))?;
+        let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port()?).parse()?;
+        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()?).parse()?;
+        let len = u16::try_from(participants * 2 + 64).context("too many participants")?;
+        let (lo, hi) = free_rtp_range(len)?;
+        let data_dir = std::env::temp_dir().join(format!("amt-loadgen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(&data_dir)?;
+        // Rooms not created with the CLI hold 50 (conference.rs DEFAULT_MAX_PARTICIPANTS).
+        for (number, max) in big_rooms {
+            let out = Command::new(&bin)
+                .current_dir(&repo)
+                .arg("room")
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(["create", number, "--max-participants", &max.to_string()])
+                .output()
+                .context("running amtsleitung room create")?;
+            if !out.status.success() {
+                bail!(
+                    "room create {number} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let mut child = Command::new(&bin)
+            .current_dir(&repo)
+            .arg("serve")
+            .args(["--sip-listen", &sip.to_string()])
+            .args(["--http-listen", &http.to_string()])
+            .args(["--media-ip", "127.0.0.1"])
+            .args(["--rtp-ports", &format!("{lo}-{hi}")])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--media-workers", &media_workers.to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let log = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL)));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("amtsleitung is ready") {
+                        let _ = ready_tx.send(());
+                    }
+                    if let Ok(mut l) = log.lock() {
+                        if l.len() == LOG_TAIL {
+                            l.pop_front();
+                        }
+                        l.push_back(line);
+                    }
+                }
+            });
+        }
+        let server = Self {
+            child: Some(child),
+            sip,
+            http,
+            data_dir,
+            log,
+        };
+        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            bail!("server did not become ready:\n{}", server.log_tail());
+        }
+        eprintln!(
+            "amt-loadgen: server pid {} ready, SIP {sip}, HTTP {http}, RTP {lo}-{hi}",
+            server.pid()
+        );
+        Ok(server)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The last lines the server logged.
+    pub fn log_tail(&self) -> String {
+        self.log
+            .lock()
+            .map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
+    }
+
+    /// CPU and memory now.
+    pub fn sample(&self) -> anyhow::Result<ProcSample> {
+        let pid = self.pid();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .context("server exited? reading its /proc stat")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let hwm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        Ok(ProcSample {
+            cpu_ticks: measure::cpu_ticks_from_stat(&stat).context("parsing server stat")?,
+            rss_kib: measure::vm_rss_kib(&status).unwrap_or(0),
+            hwm_kib: hwm,
+        })
+    }
+
+    /// Body of `GET /metrics`.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http
+        )?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok(body)
+    }
+
+    /// Stops the server with SIGTERM (SIGKILL after 10 s) and removes its data directory.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: signals our own child, whose pid we hold and have not reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!("amt-loadgen: server ignored SIGTERM, killing it");
+                child.kill()?;
+                child.wait()?;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
