@@ -203,10 +203,32 @@ impl Resampler {
         let k = self.k;
         let taps = &self.phases[self.next_u * k..(self.next_u + 1) * k];
         let hist = &self.ring[self.pos..self.pos + k];
-        let y: f32 = taps.iter().zip(hist).map(|(a, b)| a * b).sum();
+        let y = dot(taps, hist).clamp(-32768.0, 32767.0);
         self.next_u += self.down;
-        Some(y.round().clamp(-32768.0, 32767.0) as i16)
+        // Round half away from zero without libm's `roundf` call (hot path); `as` saturates.
+        Some((y + 0.5f32.copysign(y)) as i16)
     }
+}
+
+/// Inner product with eight independent sums, which the compiler can keep in SIMD lanes
+/// (one running sum is a serial dependency chain it must not reorder).
+fn dot(taps: &[f32], hist: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let whole = taps.len().min(hist.len()) / 8 * 8;
+    for (a, b) in taps[..whole]
+        .chunks_exact(8)
+        .zip(hist[..whole].chunks_exact(8))
+    {
+        for lane in 0..8 {
+            lanes[lane] += a[lane] * b[lane];
+        }
+    }
+    let tail: f32 = taps[whole..]
+        .iter()
+        .zip(&hist[whole..])
+        .map(|(a, b)| a * b)
+        .sum();
+    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

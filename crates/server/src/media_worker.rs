@@ -25,6 +25,8 @@ use tokio::sync::mpsc::UnboundedSender;
 pub const TICK: Duration = Duration::from_millis(20);
 /// Upper bound on packets read from one socket per tick, so a flood cannot starve the others.
 const MAX_PACKETS_PER_TICK: usize = 32;
+/// Ticks between looks at the RTCP sockets (500 ms).
+const RTCP_DRAIN_TICKS: u32 = 25;
 /// Largest RTP packet we accept (Ethernet MTU).
 const MAX_PACKET: usize = 1500;
 /// Samples in the longest frame we produce (60 ms at 48 kHz).
@@ -277,7 +279,13 @@ impl Session {
         })
     }
 
-    fn receive(&mut self, now: Instant, buf: &mut [u8; MAX_PACKET], stats: &MediaStats) {
+    fn receive(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8; MAX_PACKET],
+        drain_rtcp: bool,
+        stats: &MediaStats,
+    ) {
         for _ in 0..MAX_PACKETS_PER_TICK {
             let (len, from) = match self.spec.rtp.recv_from(buf) {
                 Ok(x) => x,
@@ -310,6 +318,9 @@ impl Session {
             } else {
                 stats.packets_rejected.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        if !drain_rtcp {
+            return;
         }
         let mut rtcp_buf = [0u8; 256];
         for _ in 0..MAX_PACKETS_PER_TICK {
@@ -483,6 +494,7 @@ impl Worker {
         let mut pcm = [0i16; MAX_FRAME_SAMPLES];
         let mut heard = [0i16; MAX_FRAME_SAMPLES];
         let mut next_tick = Instant::now() + TICK;
+        let mut tick_count: u32 = 0;
         loop {
             let now = Instant::now();
             if now < next_tick {
@@ -500,8 +512,12 @@ impl Worker {
                 return;
             }
             // Receive and decode everyone first, so each room mixes this tick's frames.
+            // RTCP comes every few seconds: looking for it every tick would be a wasted
+            // syscall per call and tick.
+            tick_count = tick_count.wrapping_add(1);
+            let drain_rtcp = tick_count.is_multiple_of(RTCP_DRAIN_TICKS);
             for session in &mut self.sessions {
-                session.receive(now, &mut recv_buf, &self.stats);
+                session.receive(now, &mut recv_buf, drain_rtcp, &self.stats);
                 let n = session.decode(now, &mut heard);
                 match session.conference {
                     Some((slot, pid)) => {
