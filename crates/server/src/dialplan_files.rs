@@ -345,25 +345,24 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
             print!("{}", plan.explain(&facts));
             ExitCode::SUCCESS
         }
-        DialplanCommand::History { data_dir } => match history(&data_dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("amtsleitung: {err:#}");
-                ExitCode::FAILURE
-            }
-        },
+        DialplanCommand::History { data_dir } => exit_code(history(&data_dir)),
         DialplanCommand::Rollback {
             version,
             data_dir,
             dialplans,
             sounds,
-        } => match rollback(version, &data_dir, &dialplans, &sounds) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("amtsleitung: {err:#}");
-                ExitCode::FAILURE
-            }
-        },
+        } => exit_code(rollback(version, &data_dir, &dialplans, &sounds)),
+    }
+}
+
+/// Exit 0, or print the error on one line and exit 1.
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("amtsleitung: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

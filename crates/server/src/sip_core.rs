@@ -427,10 +427,7 @@ impl Core {
             self.reply(&key, &request, 488, Some("SDP Offer Required"));
             return;
         }
-        let offer = match std::str::from_utf8(&request.body)
-            .map_err(|_| "SDP is not UTF-8".to_string())
-            .and_then(|text| sdp::parse(text).map_err(|e| e.to_string()))
-        {
+        let offer = match parse_offer(&request.body) {
             Ok(offer) => offer,
             Err(err) => {
                 tracing::info!("unusable SDP offer: {err}");
@@ -554,10 +551,7 @@ impl Core {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let offer = match std::str::from_utf8(&request.body)
-            .map_err(|_| "SDP is not UTF-8".to_string())
-            .and_then(|text| sdp::parse(text).map_err(|e| e.to_string()))
-        {
+        let offer = match parse_offer(&request.body) {
             Ok(offer) => offer,
             Err(err) => {
                 tracing::info!("bad SDP in re-INVITE: {err}");
@@ -803,6 +797,12 @@ fn codec_kind(codec: Codec) -> media::codec::CodecKind {
         Codec::G722 => media::codec::CodecKind::G722,
         Codec::Opus => media::codec::CodecKind::Opus,
     }
+}
+
+/// The SDP offer in a request body.
+fn parse_offer(body: &[u8]) -> Result<sdp::SessionDescription, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "SDP is not UTF-8".to_string())?;
+    sdp::parse(text).map_err(|e| e.to_string())
 }
 
 /// The local address the kernel would use to reach `peer` (no packet is sent: connecting a

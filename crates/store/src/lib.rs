@@ -265,22 +265,10 @@ impl Store {
 
     /// The newest `limit` call records, newest first.
     pub fn recent_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT call_id, caller, callee, started_at_ms, ended_at_ms, answered, final_status, end_reason
-             FROM call_record ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit], |row| {
-            Ok(CallRecord {
-                call_id: row.get(0)?,
-                caller: row.get(1)?,
-                callee: row.get(2)?,
-                started_at_ms: row.get(3)?,
-                ended_at_ms: row.get(4)?,
-                answered: row.get(5)?,
-                final_status: row.get(6)?,
-                end_reason: row.get(7)?,
-            })
-        })?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {CALL_RECORD_COLUMNS} FROM call_record ORDER BY id DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map([limit], call_record_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -289,24 +277,31 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT call_id, caller, callee, started_at_ms, ended_at_ms, answered, final_status, end_reason
-                 FROM call_record WHERE call_id = ?1 ORDER BY id DESC LIMIT 1",
+                &format!(
+                    "SELECT {CALL_RECORD_COLUMNS} FROM call_record WHERE call_id = ?1 ORDER BY id DESC LIMIT 1"
+                ),
                 [call_id],
-                |row| {
-                    Ok(CallRecord {
-                        call_id: row.get(0)?,
-                        caller: row.get(1)?,
-                        callee: row.get(2)?,
-                        started_at_ms: row.get(3)?,
-                        ended_at_ms: row.get(4)?,
-                        answered: row.get(5)?,
-                        final_status: row.get(6)?,
-                        end_reason: row.get(7)?,
-                    })
-                },
+                call_record_from_row,
             )
             .optional()?)
     }
+}
+
+/// Columns read by [`call_record_from_row`], in its order.
+const CALL_RECORD_COLUMNS: &str =
+    "call_id, caller, callee, started_at_ms, ended_at_ms, answered, final_status, end_reason";
+
+fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
+    Ok(CallRecord {
+        call_id: row.get(0)?,
+        caller: row.get(1)?,
+        callee: row.get(2)?,
+        started_at_ms: row.get(3)?,
+        ended_at_ms: row.get(4)?,
+        answered: row.get(5)?,
+        final_status: row.get(6)?,
+        end_reason: row.get(7)?,
+    })
 }
 
 #[cfg(test)]
