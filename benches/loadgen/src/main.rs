@@ -3,13 +3,16 @@
 //! Starts the server on loopback, sets up N real SIP calls over UDP into M rooms, streams
 //! paced RTP (K talkers per room, the rest send encoded silence), receives everything the
 //! server sends back, and reports server CPU per participant-second, late media ticks,
-//! loss and jitter at the receivers, and memory. It is a measuring tool, not a SIP stack:
+//! loss and jitter at the receivers, memory, and (with `--talk-pattern bursts`) the delay
+//! the server adds between a talker's tone burst and its onset at sampled listeners. It is a measuring tool, not a SIP stack:
 //! the SIP text is hand-written and only covers INVITE/ACK/BYE against our own server.
 
+mod latency;
 mod measure;
 mod media_io;
 mod server_proc;
 mod sip_text;
+mod udp_rx;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -22,7 +25,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use media::codec::CodecKind;
 
-use crate::media_io::{RxCommand, RxSummary, TxCounters, TxSummary};
+use crate::latency::{LatencySummary, RealtimeNs, realtime_now};
+use crate::media_io::{RxCommand, RxSummary, TalkPattern, TalkPlan, TxCounters, TxSummary};
 use crate::server_proc::{ProcSample, ServerProcess};
 use crate::sip_text::Leg;
 
@@ -46,6 +50,24 @@ impl From<CodecArg> for CodecKind {
             CodecArg::Pcmu => CodecKind::Pcmu,
             CodecArg::G722 => CodecKind::G722,
             CodecArg::Opus => CodecKind::Opus,
+        }
+    }
+}
+
+/// How the talkers talk.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TalkPatternArg {
+    /// A steady -16 dBFS 440 Hz tone.
+    Continuous,
+    /// 300 ms bursts on a 1 s cycle, talkers of a room staggered: the latency probe.
+    Bursts,
+}
+
+impl From<TalkPatternArg> for TalkPattern {
+    fn from(t: TalkPatternArg) -> Self {
+        match t {
+            TalkPatternArg::Continuous => TalkPattern::Continuous,
+            TalkPatternArg::Bursts => TalkPattern::Bursts,
         }
     }
 }
@@ -90,6 +112,15 @@ struct Cli {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Talkers send a steady tone, or tone bursts whose onsets measure the added latency.
+    #[arg(long, value_enum, default_value = "continuous")]
+    talk_pattern: TalkPatternArg,
+    /// Latency probes (bursts only): the first listener of each of the first N rooms.
+    #[arg(long, default_value_t = 20)]
+    latency_listeners: usize,
+    /// Extra argument for the server's `serve` command line (repeatable, in order).
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
 }
 
 /// Per-call UAC state.
@@ -326,6 +357,7 @@ fn main() -> anyhow::Result<()> {
         cli.participants,
         cli.media_workers,
         &big_rooms,
+        &cli.server_args,
     )?;
     let result = run(&cli, codec, &server);
     let stopped = server.stop();
@@ -346,13 +378,19 @@ struct Report {
     rooms: usize,
     speakers_per_room: usize,
     codec: CodecKind,
+    talk_pattern: TalkPattern,
+    server_args: Vec<String>,
     established: usize,
     failed: usize,
     failures: String,
     setup_seconds: f64,
     window_seconds: f64,
     server_cpu_seconds: f64,
+    server_user_cpu_seconds: f64,
+    server_system_cpu_seconds: f64,
     us_per_participant_second: f64,
+    user_us_per_participant_second: f64,
+    system_us_per_participant_second: f64,
     participants_per_core: f64,
     loadgen_cpu_seconds: f64,
     server_rss_kib: u64,
@@ -363,6 +401,8 @@ struct Report {
     server_rtp_tx: Option<f64>,
     rx: RxSummary,
     tx: TxSummary,
+    /// None when the probe was off (continuous pattern or no probe listeners).
+    latency: Option<LatencySummary>,
     bye_ok: usize,
     server_byes: usize,
 }
@@ -370,18 +410,39 @@ struct Report {
 impl Report {
     fn table(&self) -> String {
         let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
+        let ms = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
+        let (latency, onsets) = match &self.latency {
+            Some(l) => (
+                format!(
+                    "{} / {} / {} / {}",
+                    ms(l.mean_ms),
+                    ms(l.p50_ms),
+                    ms(l.p95_ms),
+                    ms(l.max_ms)
+                ),
+                format!("{} / {}", l.matched, l.unmatched),
+            ),
+            None => ("off".to_string(), "off".to_string()),
+        };
+        let server_args = if self.server_args.is_empty() {
+            "(none)".to_string()
+        } else {
+            self.server_args.join(" ")
+        };
         let rows: Vec<(&str, String)> = vec![
             ("command", self.cli_line.clone()),
             (
                 "scenario",
                 format!(
-                    "{} participants, {} rooms, {} talkers/room, {}",
+                    "{} participants, {} rooms, {} talkers/room ({}), {}",
                     self.participants,
                     self.rooms,
                     self.speakers_per_room,
+                    pattern_name(self.talk_pattern),
                     self.codec.name()
                 ),
             ),
+            ("server args", server_args),
             (
                 "calls established / failed",
                 format!("{} / {} {}", self.established, self.failed, self.failures),
@@ -395,6 +456,14 @@ impl Report {
             (
                 "server CPU µs per participant-second",
                 format!("{:.1}", self.us_per_participant_second),
+            ),
+            (
+                "server user CPU µs per participant-second",
+                format!("{:.1}", self.user_us_per_participant_second),
+            ),
+            (
+                "server system CPU µs per participant-second",
+                format!("{:.1}", self.system_us_per_participant_second),
             ),
             (
                 "participants per core",
@@ -444,6 +513,8 @@ impl Report {
                 "stream restarts in window",
                 self.rx.restarted_streams.to_string(),
             ),
+            ("added latency ms mean / p50 / p95 / max", latency),
+            ("latency onsets matched / unmatched", onsets),
             (
                 "BYE answered / server BYEs",
                 format!("{} / {}", self.bye_ok, self.server_byes),
@@ -461,12 +532,27 @@ impl Report {
     }
 
     fn json(&self) -> serde_json::Value {
-        serde_json::json!({
+        // Two objects merged: one json! of all keys exceeds the macro recursion limit.
+        let extra = serde_json::json!({
+            "server_user_cpu_seconds": self.server_user_cpu_seconds,
+            "server_system_cpu_seconds": self.server_system_cpu_seconds,
+            "server_user_cpu_us_per_participant_second": self.user_us_per_participant_second,
+            "server_system_cpu_us_per_participant_second": self.system_us_per_participant_second,
+            "latency_ms_mean": self.latency.as_ref().and_then(|l| l.mean_ms),
+            "latency_ms_p50": self.latency.as_ref().and_then(|l| l.p50_ms),
+            "latency_ms_p95": self.latency.as_ref().and_then(|l| l.p95_ms),
+            "latency_ms_max": self.latency.as_ref().and_then(|l| l.max_ms),
+            "latency_onsets_matched": self.latency.as_ref().map(|l| l.matched),
+            "latency_onsets_unmatched": self.latency.as_ref().map(|l| l.unmatched),
+        });
+        let mut v = serde_json::json!({
             "command": self.cli_line,
             "participants": self.participants,
             "rooms": self.rooms,
             "speakers_per_room": self.speakers_per_room,
             "codec": self.codec.name(),
+            "talk_pattern": pattern_name(self.talk_pattern),
+            "server_args": self.server_args,
             "calls_established": self.established,
             "calls_failed": self.failed,
             "call_failures": self.failures,
@@ -494,8 +580,64 @@ impl Report {
             "restarted_streams": self.rx.restarted_streams,
             "bye_answered": self.bye_ok,
             "server_byes": self.server_byes,
-        })
+        });
+        if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        v
     }
+}
+
+/// Name of a talk pattern as on the command line.
+fn pattern_name(p: TalkPattern) -> &'static str {
+    match p {
+        TalkPattern::Continuous => "continuous",
+        TalkPattern::Bursts => "bursts",
+    }
+}
+
+/// Roles of all participants (participant i is in room i % rooms; the first `talkers` of
+/// each room talk) and the probe listeners (participant, room): the first non-talker of
+/// each of the first `probes` rooms, bursts only.
+fn plan_talk(
+    participants: usize,
+    rooms: usize,
+    talkers: usize,
+    pattern: TalkPattern,
+    probes: usize,
+) -> (TalkPlan, Vec<(usize, usize)>) {
+    let probe_rooms = match pattern {
+        TalkPattern::Continuous => 0,
+        TalkPattern::Bursts => probes.min(rooms),
+    };
+    let cycle = (latency::CYCLE_MS / media::codec::DEFAULT_PTIME_MS) as usize;
+    let roles = (0..participants)
+        .map(|i| {
+            let (room, k) = (i % rooms, i / rooms);
+            if k >= talkers {
+                return media_io::Role::Listener;
+            }
+            media_io::Role::Talker {
+                offset_frames: match pattern {
+                    TalkPattern::Continuous => 0,
+                    TalkPattern::Bursts => latency::burst_offset_frames(k, talkers, cycle),
+                },
+                probe_room: (room < probe_rooms).then_some(room),
+            }
+        })
+        .collect();
+    let listeners = (0..probe_rooms)
+        .map(|room| (talkers * rooms + room, room))
+        .filter(|&(i, _)| i < participants)
+        .collect();
+    (
+        TalkPlan {
+            pattern,
+            roles,
+            probe_rooms,
+        },
+        listeners,
+    )
 }
 
 fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Report> {
@@ -524,9 +666,23 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
             server: server.sip,
         })
         .collect();
-    let speakers: Vec<bool> = (0..n)
-        .map(|i| i / cli.rooms < cli.speakers_per_room)
-        .collect();
+    let pattern: TalkPattern = cli.talk_pattern.into();
+    let (plan, probes) = plan_talk(
+        n,
+        cli.rooms,
+        cli.speakers_per_room,
+        pattern,
+        cli.latency_listeners,
+    );
+    if !probes.is_empty() && cli.speakers_per_room >= 3 {
+        // Bursts 1000/K ms apart leave less than the detector's 150 ms of quiet for K >= 3.
+        eprintln!(
+            "amt-loadgen: warning: with {} talkers per room the gaps between bursts are \
+             shorter than 150 ms, so listeners will find few or no onsets",
+            cli.speakers_per_room
+        );
+    }
+    let probing = !probes.is_empty();
 
     let stop = Arc::new(AtomicBool::new(false));
     let (to_sender, from_uac) = mpsc::channel();
@@ -534,13 +690,13 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
     let sender = media_io::spawn_sender(
         codec,
         rtp_socks.clone(),
-        speakers,
+        plan,
         from_uac,
         stop.clone(),
         tx_counters.clone(),
     )?;
     let (rx_cmd, rx_cmd_rx) = mpsc::channel();
-    let receiver = media_io::spawn_receiver(codec, rtp_socks.clone(), rx_cmd_rx)?;
+    let receiver = media_io::spawn_receiver(codec, rtp_socks.clone(), probes, rx_cmd_rx)?;
 
     let mut uac = Uac {
         sock: sip_sock,
@@ -610,15 +766,17 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
 
     uac.pump(Instant::now() + Duration::from_secs(cli.warmup));
     let a = take_mark(server)?;
+    let real_a: RealtimeNs = realtime_now();
     let _ = rx_cmd.send(RxCommand::Mark);
     let tx_a = tx_counters.mark();
     uac.pump(a.at + Duration::from_secs(cli.duration));
     let b = take_mark(server)?;
+    let real_b: RealtimeNs = realtime_now();
     let _ = rx_cmd.send(RxCommand::Mark);
     let tx = tx_counters.mark().since(&tx_a);
 
     stop.store(true, Ordering::Relaxed);
-    sender
+    let bursts = sender
         .join()
         .map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
     uac.hang_up_all(gap / 4);
@@ -626,12 +784,16 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
     let rx = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("receiver thread panicked"))?;
+    let latency = probing.then(|| latency::summarise_latency(&rx.onsets, bursts, (real_a, real_b)));
 
     let window = b.at.duration_since(a.at).as_secs_f64();
     let hz = server_proc::clock_ticks_per_second();
-    let server_cpu = b.server.cpu_ticks.saturating_sub(a.server.cpu_ticks) as f64 / hz;
+    let user_cpu = b.server.utime_ticks.saturating_sub(a.server.utime_ticks) as f64 / hz;
+    let system_cpu = b.server.stime_ticks.saturating_sub(a.server.stime_ticks) as f64 / hz;
+    let server_cpu = user_cpu + system_cpu;
     // Only established calls carry media, so they are the participants that cost CPU.
-    let us = measure::cpu_us_per_participant_second(server_cpu, established, window);
+    let per_ps = |cpu| measure::cpu_us_per_participant_second(cpu, established, window);
+    let us = per_ps(server_cpu);
     let args: Vec<String> = std::env::args().collect();
     Ok(Report {
         cli_line: args.join(" "),
@@ -639,13 +801,19 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
         rooms: cli.rooms,
         speakers_per_room: cli.speakers_per_room,
         codec,
+        talk_pattern: pattern,
+        server_args: cli.server_args.clone(),
         established,
         failed,
         failures,
         setup_seconds,
         window_seconds: window,
         server_cpu_seconds: server_cpu,
+        server_user_cpu_seconds: user_cpu,
+        server_system_cpu_seconds: system_cpu,
         us_per_participant_second: us,
+        user_us_per_participant_second: per_ps(user_cpu),
+        system_us_per_participant_second: per_ps(system_cpu),
         participants_per_core: measure::participants_per_core(us),
         loadgen_cpu_seconds: b.loadgen_cpu_ticks.saturating_sub(a.loadgen_cpu_ticks) as f64 / hz,
         server_rss_kib: b.server.rss_kib,
@@ -654,9 +822,50 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
         late_ticks: metric_delta(&a, &b, "amtsleitung_media_late_ticks_total"),
         server_rtp_rx: metric_delta(&a, &b, "amtsleitung_rtp_packets_received_total"),
         server_rtp_tx: metric_delta(&a, &b, "amtsleitung_rtp_packets_sent_total"),
-        rx,
+        rx: rx.summary,
         tx,
+        latency,
         bye_ok: uac.bye_ok,
         server_byes: uac.server_byes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use media_io::Role;
+
+    #[test]
+    fn probes_are_first_listener_of_first_rooms_and_talkers_are_staggered() {
+        // 10 participants in 3 rooms, 2 talkers each: talkers 0..6, listeners 6..10.
+        let (plan, probes) = plan_talk(10, 3, 2, TalkPattern::Bursts, 2);
+        assert_eq!(probes, vec![(6, 0), (7, 1)]);
+        assert_eq!(plan.probe_rooms, 2);
+        assert_eq!(
+            plan.roles[4],
+            Role::Talker {
+                offset_frames: 25,
+                probe_room: Some(1)
+            }
+        );
+        // Room 2 is not probed.
+        assert_eq!(
+            plan.roles[2],
+            Role::Talker {
+                offset_frames: 0,
+                probe_room: None
+            }
+        );
+        assert_eq!(plan.roles[9], Role::Listener);
+    }
+
+    #[test]
+    fn continuous_pattern_has_no_probes_and_rooms_without_listeners_are_skipped() {
+        let (plan, probes) = plan_talk(10, 3, 2, TalkPattern::Continuous, 20);
+        assert!(probes.is_empty());
+        assert_eq!(plan.probe_rooms, 0);
+        // 6 participants, 3 rooms, all talkers: no listener to probe.
+        let (_, probes) = plan_talk(6, 3, 2, TalkPattern::Bursts, 20);
+        assert!(probes.is_empty());
+    }
 }

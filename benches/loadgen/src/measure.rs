@@ -1,14 +1,19 @@
 //! Pure measurement math: /proc parsing, CPU cost per participant-second, Prometheus text.
 
-/// utime + stime in clock ticks from the text of `/proc/<pid>/stat` (proc(5): fields 14
+/// (utime, stime) in clock ticks from the text of `/proc/<pid>/stat` (proc(5): fields 14
 /// and 15). The comm field may contain spaces and parentheses, so count after the last ')'.
-pub fn cpu_ticks_from_stat(stat: &str) -> Option<u64> {
+pub fn cpu_times_from_stat(stat: &str) -> Option<(u64, u64)> {
     let after = stat.get(stat.rfind(')')? + 1..)?;
     // After ')' the fields start at field 3 (state), so utime (14) is index 11.
     let mut f = after.split_whitespace().skip(11);
     let utime: u64 = f.next()?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
+}
+
+/// utime + stime in clock ticks from the text of `/proc/<pid>/stat`.
+pub fn cpu_ticks_from_stat(stat: &str) -> Option<u64> {
+    cpu_times_from_stat(stat).map(|(u, s)| u + s)
 }
 
 /// Resident set size in KiB from the text of `/proc/<pid>/status`.
@@ -65,6 +70,7 @@ mod tests {
         let stat = "4242 (amt (srv) x) S 1 4242 4242 0 -1 4194560 500 0 0 0 \
                     1234 567 0 0 20 0 9 0 100 200000 3000";
         assert_eq!(cpu_ticks_from_stat(stat), Some(1234 + 567));
+        assert_eq!(cpu_times_from_stat(stat), Some((1234, 567)));
     }
 
     #[test]

@@ -1,6 +1,5 @@
-//! RTP I/O threads: one paced sender for all participants, one epoll receiver.
+//! RTP I/O threads: one paced sender for all participants, one polling receiver.
 
-use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -10,17 +9,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use media::codec::{CodecKind, DEFAULT_PTIME_MS, Encoder};
+use media::codec::{CodecKind, DEFAULT_PTIME_MS, Decoder, Encoder};
 use media::rtp::{RtpStats, is_rtcp, parse_rtp, write_rtp};
 use media::tone::{ToneGenerator, ToneSpec};
 
+use crate::latency::{BURST_MS, CYCLE_MS, Onset, OnsetDetector, RealtimeNs, realtime_now};
 use crate::measure;
 use crate::sip_text::offer_pt;
+use crate::udp_rx::{self, TimestampedRx};
 
 /// Frame period (RFC 3551 §4.5 default packetisation).
 const FRAME: Duration = Duration::from_millis(DEFAULT_PTIME_MS as u64);
 /// Pre-encoded frames per cycle: 1 s, so tone and codec state repeat seamlessly enough.
-const CYCLE_FRAMES: usize = 50;
+const CYCLE_FRAMES: usize = (CYCLE_MS / DEFAULT_PTIME_MS) as usize;
 /// A frame sent later than this after its slot counts as late (loadgen overloaded).
 const LATE_SEND: Duration = Duration::from_millis(5);
 
@@ -70,9 +71,43 @@ impl TxSummary {
     }
 }
 
-/// Encodes one second of frames from `pcm_source` with a fresh encoder: sending the same
-/// pre-encoded cycle from every participant keeps the load generator's CPU off the box
-/// the server is measured on.
+/// How talkers talk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TalkPattern {
+    /// A steady tone, all the time.
+    Continuous,
+    /// 300 ms tone bursts on a 1 s cycle, staggered per talker (the latency probe).
+    Bursts,
+}
+
+/// What one participant sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Encoded silence.
+    Listener,
+    /// The talk pattern's tone.
+    Talker {
+        /// Frame of the cycle at which this talker's burst starts.
+        offset_frames: usize,
+        /// Index into the burst log if this talker's room is probed for latency.
+        probe_room: Option<usize>,
+    },
+}
+
+/// Who talks how, and which rooms' bursts are logged for the latency probe.
+#[derive(Debug, Clone)]
+pub struct TalkPlan {
+    /// Continuous tone or bursts.
+    pub pattern: TalkPattern,
+    /// Per participant.
+    pub roles: Vec<Role>,
+    /// Rooms 0..probe_rooms have their burst starts logged.
+    pub probe_rooms: usize,
+}
+
+/// Encodes one cycle of frames from `tone` (silence if None) with a fresh encoder: sending
+/// the same pre-encoded cycle from every participant keeps the load generator's CPU off
+/// the box the server is measured on.
 fn encode_cycle(codec: CodecKind, tone: Option<ToneSpec>) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut enc = Encoder::new(codec)?;
     let samples = codec.samples_per_frame(DEFAULT_PTIME_MS);
@@ -90,6 +125,17 @@ fn encode_cycle(codec: CodecKind, tone: Option<ToneSpec>) -> anyhow::Result<Vec<
     Ok(frames)
 }
 
+/// The talkers' cycle: a steady tone, or a burst starting at sample 0 of frame 0.
+fn talker_cycle(codec: CodecKind, pattern: TalkPattern) -> anyhow::Result<Vec<Vec<u8>>> {
+    // -16 dBFS, 440 Hz: a speech-level stand-in the mixer's talker detection sees.
+    let tone = ToneSpec::single(440.0, -16.0);
+    let tone = match pattern {
+        TalkPattern::Continuous => tone,
+        TalkPattern::Bursts => tone.with_cadence(BURST_MS, CYCLE_MS - BURST_MS),
+    };
+    encode_cycle(codec, Some(tone))
+}
+
 struct TxStream {
     dest: SocketAddr,
     seq: u16,
@@ -97,24 +143,34 @@ struct TxStream {
     ssrc: u32,
 }
 
+/// Send instants (CLOCK_REALTIME ns) of every burst's first frame, per probed room.
+pub type BurstLog = Vec<Vec<RealtimeNs>>;
+
 /// Starts the sender: every 20 ms (absolute schedule) one packet per answered participant,
-/// a tone for talkers and encoded silence for listeners, until `stop`.
+/// the talk pattern for talkers and encoded silence for listeners, until `stop`. Returns
+/// the burst log of `probe_rooms` rooms.
 pub fn spawn_sender(
     codec: CodecKind,
     socks: Arc<Vec<UdpSocket>>,
-    speakers: Vec<bool>,
+    plan: TalkPlan,
     answered: mpsc::Receiver<(usize, Option<SocketAddr>)>,
     stop: Arc<AtomicBool>,
     counters: Arc<TxCounters>,
-) -> anyhow::Result<JoinHandle<()>> {
-    // -16 dBFS, 440 Hz: a steady speech-level stand-in the mixer's talker detection sees.
-    let tone = encode_cycle(codec, Some(ToneSpec::single(440.0, -16.0)))?;
+) -> anyhow::Result<JoinHandle<BurstLog>> {
+    let TalkPlan {
+        pattern,
+        roles,
+        probe_rooms,
+    } = plan;
+    let tone = talker_cycle(codec, pattern)?;
     let silence = encode_cycle(codec, None)?;
     let pt = offer_pt(codec);
     let ticks = codec.rtp_ticks_per_frame(DEFAULT_PTIME_MS);
+    let log_bursts = pattern == TalkPattern::Bursts;
     std::thread::Builder::new()
         .name("rtp-sender".into())
         .spawn(move || {
+            let mut bursts: BurstLog = vec![Vec::new(); probe_rooms];
             let mut streams: Vec<Option<TxStream>> = (0..socks.len()).map(|_| None).collect();
             let mut pkt = vec![0u8; 1500];
             let t0 = Instant::now();
@@ -153,10 +209,29 @@ pub fn spawn_sender(
                 let mut errors = 0;
                 for (i, st) in streams.iter_mut().enumerate() {
                     let Some(st) = st else { continue };
-                    let payload = if speakers[i] { &tone[f] } else { &silence[f] };
+                    let (payload, burst_room) = match roles.get(i) {
+                        Some(Role::Talker {
+                            offset_frames,
+                            probe_room,
+                        }) => {
+                            let g =
+                                (f + CYCLE_FRAMES - offset_frames % CYCLE_FRAMES) % CYCLE_FRAMES;
+                            let room = if log_bursts && g == 0 {
+                                *probe_room
+                            } else {
+                                None
+                            };
+                            (&tone[g], room)
+                        }
+                        _ => (&silence[f], None),
+                    };
                     let marker = k == 0;
                     if let Ok(n) = write_rtp(&mut pkt, pt, marker, st.seq, st.ts, st.ssrc, payload)
                     {
+                        // The burst's onset is sample 0 of this frame: stamp right at its send.
+                        if let Some(log) = burst_room.and_then(|r| bursts.get_mut(r)) {
+                            log.push(realtime_now());
+                        }
                         match socks[i].send_to(&pkt[..n], st.dest) {
                             Ok(_) => sent += 1,
                             Err(_) => errors += 1,
@@ -169,6 +244,7 @@ pub fn spawn_sender(
                 counters.errors.fetch_add(errors, Ordering::Relaxed);
                 k += 1;
             }
+            bursts
         })
         .context("spawning sender thread")
 }
@@ -289,74 +365,189 @@ fn summarise(streams: &[RxStream]) -> RxSummary {
     s
 }
 
-/// Owns an epoll instance; closed on drop.
-struct Epoll(i32);
+/// A sampled listener: decodes what it receives and finds the burst onsets in it.
+struct Probe {
+    room: usize,
+    decoder: Decoder,
+    detector: OnsetDetector,
+}
 
-impl Drop for Epoll {
-    fn drop(&mut self) {
-        // SAFETY: the fd was returned by epoll_create1 and is closed exactly once.
-        unsafe { libc::close(self.0) };
+/// Maps CLOCK_REALTIME kernel stamps onto the `Instant` base `RtpStats` works in, from one
+/// pair of readings taken together (RFC 3550 jitter only uses differences of arrivals).
+#[derive(Debug, Clone, Copy)]
+struct ClockMap {
+    instant: Instant,
+    real: RealtimeNs,
+}
+
+impl ClockMap {
+    fn now() -> Self {
+        Self {
+            instant: Instant::now(),
+            real: realtime_now(),
+        }
+    }
+
+    fn to_instant(self, real: RealtimeNs) -> Instant {
+        let d = Duration::from_nanos((real - self.real).unsigned_abs());
+        if real >= self.real {
+            self.instant + d
+        } else {
+            self.instant.checked_sub(d).unwrap_or(self.instant)
+        }
     }
 }
 
-/// Starts the receiver: epoll over every participant socket, RTP stats per participant.
+/// Everything the receiver thread keeps: per-participant stats, the probes, their onsets.
+struct RxState {
+    clock: u32,
+    pt: u8,
+    sample_rate: u32,
+    map: ClockMap,
+    streams: Vec<RxStream>,
+    probes: Vec<Option<Probe>>,
+    onsets: Vec<Onset>,
+    pcm: Vec<i16>,
+}
+
+impl RxState {
+    fn new(
+        codec: CodecKind,
+        participants: usize,
+        probes: &[(usize, usize)],
+        map: ClockMap,
+    ) -> anyhow::Result<Self> {
+        let mut slots: Vec<Option<Probe>> = (0..participants).map(|_| None).collect();
+        for &(i, room) in probes {
+            if let Some(slot) = slots.get_mut(i) {
+                *slot = Some(Probe {
+                    room,
+                    decoder: Decoder::new(codec)?,
+                    detector: OnsetDetector::new(codec.sample_rate()),
+                });
+            }
+        }
+        Ok(Self {
+            clock: codec.clock_rate(),
+            pt: offer_pt(codec),
+            sample_rate: codec.sample_rate(),
+            map,
+            streams: (0..participants)
+                .map(|_| RxStream::new(codec.clock_rate()))
+                .collect(),
+            probes: slots,
+            onsets: Vec::new(),
+            // 120 ms at 48 kHz: the longest Opus frame.
+            pcm: vec![0; 5760],
+        })
+    }
+
+    /// One datagram for participant `i`. Its arrival is the kernel stamp; `polled` (when
+    /// the receiver got round to it, up to a poll period later) only stands in if the
+    /// kernel gave no stamp.
+    fn on_datagram(
+        &mut self,
+        i: usize,
+        buf: &[u8],
+        kernel: Option<RealtimeNs>,
+        polled: RealtimeNs,
+    ) {
+        let arrival = kernel.unwrap_or(polled);
+        let Some(st) = self.streams.get_mut(i) else {
+            return;
+        };
+        st.on_packet(buf, self.clock, self.map.to_instant(arrival));
+        let Some(probe) = self.probes.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        if is_rtcp(buf) {
+            return;
+        }
+        let Ok(p) = parse_rtp(buf) else { return };
+        if p.payload_type != self.pt {
+            return;
+        }
+        let Ok(n) = probe.decoder.decode(p.payload, &mut self.pcm) else {
+            return;
+        };
+        if let Some(idx) = self.pcm.get(..n).and_then(|pcm| probe.detector.feed(pcm)) {
+            let offset = idx as i64 * 1_000_000_000 / i64::from(self.sample_rate);
+            self.onsets.push(Onset {
+                room: probe.room,
+                at: arrival + offset,
+            });
+        }
+    }
+}
+
+/// What the receiver thread hands back.
+#[derive(Debug, Clone, Default)]
+pub struct RxResult {
+    /// Loss and jitter.
+    pub summary: RxSummary,
+    /// Every onset the probe listeners heard (filter by the window later).
+    pub onsets: Vec<Onset>,
+}
+
+/// Receiver poll period: half a frame, so a packet waits at most 10 ms in its socket.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Starts the receiver: on an absolute 10 ms schedule it drains every participant socket
+/// without blocking and feeds RTP stats (arrival = kernel stamp) and the probe listeners
+/// `probes` (participant, room). Nobody waits on the sockets, so the server's sendto never
+/// has to wake a waiter: on loopback that softirq work would be charged to the server.
 pub fn spawn_receiver(
     codec: CodecKind,
     socks: Arc<Vec<UdpSocket>>,
+    probes: Vec<(usize, usize)>,
     commands: mpsc::Receiver<RxCommand>,
-) -> anyhow::Result<JoinHandle<RxSummary>> {
-    // SAFETY: plain syscall, no pointers.
-    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("epoll_create1");
+) -> anyhow::Result<JoinHandle<RxResult>> {
+    for s in socks.iter() {
+        udp_rx::enable_rx_timestamps(s).context("setsockopt SO_TIMESTAMPNS")?;
     }
-    let ep = Epoll(fd);
-    for (i, s) in socks.iter().enumerate() {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: i as u64,
-        };
-        // SAFETY: ep.0 and the socket fd are open; ev lives across the call.
-        let rc = unsafe { libc::epoll_ctl(ep.0, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut ev) };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error()).context("epoll_ctl");
-        }
-    }
-    let clock = codec.clock_rate();
+    let mut state = RxState::new(codec, socks.len(), &probes, ClockMap::now())?;
     std::thread::Builder::new()
         .name("rtp-receiver".into())
         .spawn(move || {
-            // Move the whole Epoll in (a closure would capture only the Copy field, and the
-            // fd would be closed when this function returns).
-            let ep = ep;
-            let mut streams: Vec<RxStream> =
-                (0..socks.len()).map(|_| RxStream::new(clock)).collect();
-            let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-            let mut buf = vec![0u8; 2048];
+            let mut rx = TimestampedRx::new();
+            let t0 = Instant::now();
+            let mut k: u32 = 0;
             loop {
                 match commands.try_recv() {
-                    Ok(RxCommand::Mark) => streams.iter_mut().for_each(RxStream::mark),
+                    Ok(RxCommand::Mark) => state.streams.iter_mut().for_each(RxStream::mark),
                     Ok(RxCommand::Stop) | Err(mpsc::TryRecvError::Disconnected) => break,
                     Err(mpsc::TryRecvError::Empty) => {}
                 }
-                // SAFETY: events has room for its length; ep.0 is open.
-                let n =
-                    unsafe { libc::epoll_wait(ep.0, events.as_mut_ptr(), events.len() as i32, 10) };
-                for ev in events.iter().take(n.max(0) as usize) {
-                    let i = ev.u64 as usize;
-                    let (Some(sock), Some(st)) = (socks.get(i), streams.get_mut(i)) else {
-                        continue;
-                    };
-                    loop {
-                        match sock.recv_from(&mut buf) {
-                            Ok((len, _)) => st.on_packet(&buf[..len], clock, Instant::now()),
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                            Err(_) => break,
+                k += 1;
+                let slot = t0 + POLL * k;
+                let now = Instant::now();
+                if slot > now {
+                    std::thread::sleep(slot - now);
+                } else {
+                    // Fell behind: skip the missed slots rather than spin through them.
+                    k = (now.duration_since(t0).as_millis() / POLL.as_millis()) as u32;
+                }
+                let polled = realtime_now();
+                for (i, sock) in socks.iter().enumerate() {
+                    let fd = sock.as_raw_fd();
+                    // A receive error (none expected on a bound UDP socket) skips the socket
+                    // for this slot.
+                    while let Ok(n) = rx.recv(fd) {
+                        for j in 0..n {
+                            if let Some((buf, stamp)) = rx.datagram(j) {
+                                state.on_datagram(i, buf, stamp, polled);
+                            }
+                        }
+                        if n < udp_rx::BATCH {
+                            break;
                         }
                     }
                 }
             }
-            summarise(&streams)
+            RxResult {
+                summary: summarise(&state.streams),
+                onsets: state.onsets,
+            }
         })
         .context("spawning receiver thread")
 }
@@ -451,8 +642,111 @@ mod tests {
     }
 
     #[test]
+    fn jitter_comes_from_kernel_stamps_not_from_the_poll_time() {
+        const MS: i64 = 1_000_000;
+        let map = ClockMap::now();
+        let mut stamped = RxState::new(CodecKind::Pcmu, 1, &[], map).unwrap();
+        let mut unstamped = RxState::new(CodecKind::Pcmu, 1, &[], map).unwrap();
+        stamped.streams[0].mark();
+        unstamped.streams[0].mark();
+        for s in 0..60u16 {
+            // Perfectly paced packets, drained two at a time at a 40 ms poll.
+            let sent = map.real + i64::from(s) * 20 * MS;
+            let polled = map.real + (i64::from(s) / 2 + 1) * 40 * MS;
+            let pkt = rtp(s, u32::from(s) * 160, 7);
+            stamped.on_datagram(0, &pkt, Some(sent), polled);
+            unstamped.on_datagram(0, &pkt, None, polled);
+        }
+        stamped.streams[0].mark();
+        unstamped.streams[0].mark();
+        let with_stamps = summarise(&stamped.streams);
+        let from_polls = summarise(&unstamped.streams);
+        assert!(with_stamps.jitter_max_ms < 0.01, "{with_stamps:?}");
+        // The same packets timed by the poll look jittery: the stamps are what counts.
+        assert!(from_polls.jitter_max_ms > 5.0, "{from_polls:?}");
+    }
+
+    #[test]
+    fn probe_listener_reports_onset_at_arrival_plus_sample_offset() {
+        const MS: i64 = 1_000_000;
+        let map = ClockMap::now();
+        let mut st = RxState::new(CodecKind::Pcmu, 2, &[(1, 4)], map).unwrap();
+        let mut enc = Encoder::new(CodecKind::Pcmu).unwrap();
+        let mut payload = [0u8; 160];
+        let mut tone = ToneGenerator::new(8000, ToneSpec::single(440.0, -16.0));
+        let mut pkt = vec![0u8; 200];
+        for s in 0..20u16 {
+            // 200 ms of silence, then the tone starts 80 samples (10 ms) into frame 10.
+            let mut pcm = [0i16; 160];
+            match s {
+                0..10 => {}
+                10 => {
+                    tone.fill(&mut pcm[80..]);
+                }
+                _ => {
+                    tone.fill(&mut pcm);
+                }
+            }
+            enc.encode(&pcm, &mut payload).unwrap();
+            let n = write_rtp(&mut pkt, 0, false, s, u32::from(s) * 160, 9, &payload).unwrap();
+            let arrival = map.real + i64::from(s) * 20 * MS;
+            // Participant 0 is no probe: it must not produce onsets.
+            st.on_datagram(0, &pkt[..n], Some(arrival), arrival + 5 * MS);
+            st.on_datagram(1, &pkt[..n], Some(arrival), arrival + 5 * MS);
+        }
+        assert_eq!(st.onsets.len(), 1, "{:?}", st.onsets);
+        assert_eq!(st.onsets[0].room, 4);
+        let after_burst_start = st.onsets[0].at - (map.real + 210 * MS);
+        assert!(
+            (0..MS).contains(&after_burst_start),
+            "onset {after_burst_start} ns after the burst start"
+        );
+    }
+
+    #[test]
+    fn burst_cycle_is_tone_then_silence() {
+        let bursts = talker_cycle(CodecKind::Pcmu, TalkPattern::Bursts).unwrap();
+        let silence = encode_cycle(CodecKind::Pcmu, None).unwrap();
+        let burst_frames = (BURST_MS / DEFAULT_PTIME_MS) as usize;
+        assert!(bursts[..burst_frames].iter().all(|f| !silence.contains(f)));
+        assert_eq!(bursts[burst_frames..], silence[burst_frames..]);
+    }
+
+    #[test]
+    fn own_codec_chain_puts_the_onset_within_codec_delay_of_the_burst_start() {
+        // Our encoder straight into a decoder, no server: what the probe adds by itself
+        // (ramp, threshold crossing, codec look-ahead). Opus: 6.5 ms encoder look-ahead.
+        for (codec, max_ms) in [
+            (CodecKind::Pcmu, 1.0),
+            (CodecKind::G722, 3.0),
+            (CodecKind::Opus, 8.0),
+        ] {
+            let cycle = talker_cycle(codec, TalkPattern::Bursts).unwrap();
+            let mut dec = Decoder::new(codec).unwrap();
+            let mut det = OnsetDetector::new(codec.sample_rate());
+            let mut pcm = vec![0i16; 5760];
+            let mut onsets = Vec::new();
+            for rep in 0..3 {
+                for (f, frame) in cycle.iter().enumerate() {
+                    let n = dec.decode(frame, &mut pcm).unwrap();
+                    if let Some(i) = det.feed(&pcm[..n]) {
+                        let ms = (f * n + i) as f64 * 1000.0 / f64::from(codec.sample_rate());
+                        onsets.push((rep, ms));
+                    }
+                }
+            }
+            // The first burst has no quiet before it; every later one is found, early.
+            assert_eq!(onsets.len(), 2, "{codec:?} {onsets:?}");
+            assert!(
+                onsets.iter().all(|&(_, ms)| ms < max_ms),
+                "{codec:?} {onsets:?}"
+            );
+        }
+    }
+
+    #[test]
     fn tone_cycle_differs_from_silence_cycle() {
-        let tone = encode_cycle(CodecKind::Pcmu, Some(ToneSpec::single(440.0, -16.0))).unwrap();
+        let tone = talker_cycle(CodecKind::Pcmu, TalkPattern::Continuous).unwrap();
         let silence = encode_cycle(CodecKind::Pcmu, None).unwrap();
         assert_eq!(tone.len(), CYCLE_FRAMES);
         assert_eq!(tone[0].len(), 160);

@@ -22,8 +22,10 @@ const RTP_SEARCH: (u16, u16) = (20000, 32766);
 /// CPU and memory of a process at one instant.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcSample {
-    /// utime + stime, clock ticks.
-    pub cpu_ticks: u64,
+    /// utime (user mode), clock ticks.
+    pub utime_ticks: u64,
+    /// stime (kernel mode, including softirq work done in its syscalls), clock ticks.
+    pub stime_ticks: u64,
     /// VmRSS, KiB.
     pub rss_kib: u64,
     /// VmHWM (peak RSS), KiB.
@@ -99,14 +101,15 @@ fn free_rtp_range(len: u16) -> anyhow::Result<(u16, u16)> {
 }
 
 impl ServerProcess {
-    /// Starts `bin serve` in `repo` on loopback, sized for `participants`, and waits for it
-    /// to log that it is ready.
+    /// Starts `bin serve` in `repo` on loopback, sized for `participants`, with `extra_args`
+    /// appended, and waits for it to log that it is ready.
     pub fn start(
         bin: &Path,
         repo: &Path,
         participants: usize,
         media_workers: usize,
         big_rooms: &[(String, usize)],
+        extra_args: &[String],
     ) -> anyhow::Result<Self> {
         let bin = bin
             .canonicalize()
@@ -148,6 +151,7 @@ impl ServerProcess {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--media-workers", &media_workers.to_string()])
+            .args(extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -212,8 +216,11 @@ impl ServerProcess {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0);
+        let (utime_ticks, stime_ticks) =
+            measure::cpu_times_from_stat(&stat).context("parsing server stat")?;
         Ok(ProcSample {
-            cpu_ticks: measure::cpu_ticks_from_stat(&stat).context("parsing server stat")?,
+            utime_ticks,
+            stime_ticks,
             rss_kib: measure::vm_rss_kib(&status).unwrap_or(0),
             hwm_kib: hwm,
         })

@@ -44,7 +44,8 @@ impl CodecKind {
         match self {
             CodecKind::Pcmu | CodecKind::Pcma => 8000,
             CodecKind::G722 => 16000,
-            CodecKind::Opus => 48000,
+            // Our Opus PCM rate (see `opus`): the RTP clock is still 48 kHz.
+            CodecKind::Opus => crate::opus::OPUS_RATE,
         }
     }
 

@@ -23,8 +23,21 @@ const MAX_MISORDER: u16 = 1000;
 const MAX_DROPOUT: u16 = 3000;
 /// Pops between two shrinking frame drops (one per second at 20 ms).
 const SHRINK_INTERVAL_POPS: u32 = 50;
+/// More than this many frames above the target is a backlog, not drift.
+const FAST_SHRINK_EXCESS_FRAMES: i64 = 4;
+/// Pops between two frame drops while draining a backlog (100 ms of delay per second).
+const FAST_SHRINK_INTERVAL_POPS: u32 = 10;
 /// A timestamp gap of more than this many frames, without a sequence gap, ends a talk spurt.
 const SPURT_GAP_FRAMES: i64 = 4;
+/// The p95 is recomputed every this many transit samples (and on every sample while fewer
+/// are known, and at once for a late packet). Recomputing it on every push and pop was ~10 %
+/// of server CPU at 1000 calls; a 16-sample (320 ms) lag is far below the 2.5 s window, and
+/// a late packet still raises the target at once through the peak.
+const PERCENTILE_EVERY: usize = 16;
+/// Largest count of samples at or above the p95 rank in a full window (8 of 128), sized with
+/// headroom; checked below so that a larger window cannot silently break the p95.
+const P95_TOP: usize = TRANSIT_WINDOW / 16 + 2;
+const _: () = assert!(TRANSIT_WINDOW - (TRANSIT_WINDOW - 1) * 95 / 100 <= P95_TOP);
 
 /// Jitter buffer settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +59,7 @@ pub struct JitterConfig {
 }
 
 impl JitterConfig {
-    /// Defaults for a stream: 64 slots of 1500 bytes, 20..200 ms target, 60 ms of
+    /// Defaults for a stream: 64 slots of 1500 bytes, 10..200 ms target, 60 ms of
     /// concealment on underrun (the PLC mutes after 60 ms anyway).
     pub fn new(clock_rate: u32, ptime_ms: u32) -> Self {
         Self {
@@ -54,7 +67,9 @@ impl JitterConfig {
             ptime_ms: ptime_ms.clamp(10, 120),
             slots: 64,
             max_payload: 1500,
-            min_delay: Duration::from_millis(20),
+            // Our playout runs on a 20 ms tick, which adds 0-20 ms of its own; a 10 ms floor
+            // keeps mouth-to-ear through a room near 20 ms on a clean network (20 ms made it 40).
+            min_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(200),
             max_underrun_frames: 3,
         }
@@ -145,6 +160,104 @@ const FREE_SLOT: Slot = Slot {
     len: 0,
 };
 
+/// Transit samples of the last [`TRANSIT_WINDOW`] packets with their exact running minimum.
+#[derive(Debug, Clone)]
+struct TransitWindow {
+    samples: Box<[i64]>,
+    len: usize,
+    pos: usize,
+    /// Candidates for the window minimum as (sample number, transit), a ring used as a
+    /// monotonic deque: transits strictly rise from front to back, so the front is the
+    /// minimum; amortised O(1) per sample instead of a 128-sample scan.
+    min_q: Box<[(u64, i64)]>,
+    min_head: usize,
+    min_len: usize,
+    /// Samples recorded since the last clear (numbers the deque entries).
+    count: u64,
+}
+
+impl TransitWindow {
+    fn new() -> Self {
+        Self {
+            samples: vec![0; TRANSIT_WINDOW].into_boxed_slice(),
+            len: 0,
+            pos: 0,
+            min_q: vec![(0, 0); TRANSIT_WINDOW].into_boxed_slice(),
+            min_head: 0,
+            min_len: 0,
+            count: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.pos = 0;
+        self.min_head = 0;
+        self.min_len = 0;
+        self.count = 0;
+    }
+
+    fn record(&mut self, transit: i64) {
+        let w = TRANSIT_WINDOW;
+        self.samples[self.pos] = transit;
+        self.pos = (self.pos + 1) % w;
+        self.len = (self.len + 1).min(w);
+        // Expire first, so that at most w - 1 entries remain before the push below.
+        if self.min_len > 0 && self.min_q[self.min_head].0 + w as u64 <= self.count {
+            self.min_head = (self.min_head + 1) % w;
+            self.min_len -= 1;
+        }
+        while self.min_len > 0 && self.min_q[(self.min_head + self.min_len - 1) % w].1 >= transit {
+            self.min_len -= 1;
+        }
+        self.min_q[(self.min_head + self.min_len) % w] = (self.count, transit);
+        self.min_len += 1;
+        self.count += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Smallest transit in the window (0 while empty).
+    fn min(&self) -> i64 {
+        if self.min_len == 0 {
+            0
+        } else {
+            self.min_q[self.min_head].1
+        }
+    }
+
+    /// 95th percentile: the element of rank `(len - 1) * 95 / 100`, as `select_nth_unstable`
+    /// would return it.
+    fn p95(&self) -> Option<i64> {
+        let len = self.len;
+        upper_rank(&self.samples[..len], len.checked_sub(1)? * 95 / 100)
+    }
+}
+
+/// The element of rank `k` (0-based, ascending) of `values`, for ranks within [`P95_TOP`] of
+/// the top: one pass keeping the largest few in a small sorted array, no copy of the window
+/// and no partition (the p95 of 128 is the 8th largest).
+fn upper_rank(values: &[i64], k: usize) -> Option<i64> {
+    let m = values
+        .len()
+        .checked_sub(k)
+        .filter(|m| (1..=P95_TOP).contains(m))?;
+    // Descending; starting at i64::MIN is exact because `values` holds at least m elements.
+    let mut top = [i64::MIN; P95_TOP];
+    let top = &mut top[..m];
+    for &v in values {
+        if v <= top[m - 1] {
+            continue;
+        }
+        let at = top.iter().position(|&t| t < v).unwrap_or(m - 1);
+        top.copy_within(at..m - 1, at + 1);
+        top[at] = v;
+    }
+    Some(top[m - 1])
+}
+
 /// Adaptive jitter buffer for one RTP stream.
 #[derive(Debug, Clone)]
 pub struct JitterBuffer {
@@ -165,11 +278,16 @@ pub struct JitterBuffer {
     play_ts: i64,
     underruns: u32,
     pending_jump: Option<u16>,
-    transits: Box<[i64]>,
-    transit_len: usize,
-    transit_pos: usize,
-    scratch: Box<[i64]>,
+    transits: TransitWindow,
+    /// Samples recorded since `spread` was last computed.
+    since_percentile: usize,
+    /// p95 minus minimum of the window when last computed (the part of the target that
+    /// does not decay).
+    spread: i64,
     min_transit: i64,
+    /// Slots in state `Buffered`, kept so that `stats` and an empty buffer's `pop` (every
+    /// tick between talk spurts) do not scan all slots.
+    buffered: usize,
     target: i64,
     peak: i64,
     pops_since_shrink: u32,
@@ -201,11 +319,11 @@ impl JitterBuffer {
             play_ts: 0,
             underruns: 0,
             pending_jump: None,
-            transits: vec![0; TRANSIT_WINDOW].into_boxed_slice(),
-            transit_len: 0,
-            transit_pos: 0,
-            scratch: vec![0; TRANSIT_WINDOW].into_boxed_slice(),
+            transits: TransitWindow::new(),
+            since_percentile: 0,
+            spread: 0,
             min_transit: 0,
+            buffered: 0,
             target: min_ticks,
             peak: 0,
             pops_since_shrink: 0,
@@ -225,11 +343,7 @@ impl JitterBuffer {
         let mut s = self.stats;
         s.target_delay = self.ticks_to_duration(self.target);
         s.current_delay = self.ticks_to_duration(self.lag.max(0));
-        s.buffered = self
-            .slots
-            .iter()
-            .filter(|s| s.state == SlotState::Buffered)
-            .count();
+        s.buffered = self.buffered;
         s
     }
 
@@ -244,7 +358,13 @@ impl JitterBuffer {
 
     fn ticks_since_epoch(&self, epoch: Instant, t: Instant) -> i64 {
         let d = t.saturating_duration_since(epoch);
-        (d.as_nanos() * u128::from(self.cfg.clock_rate) / 1_000_000_000) as i64
+        let rate = u64::from(self.cfg.clock_rate);
+        // Whole seconds and the fraction apart, in u64: the same floor as one u128
+        // `nanos * rate / 1e9` (whole seconds divide exactly) without the slow u128 division,
+        // which runs twice per stream-frame. subsec_nanos < 1e9 and rate < 2^32 fit in u64.
+        let whole = d.as_secs().saturating_mul(rate);
+        let frac = u64::from(d.subsec_nanos()) * rate / 1_000_000_000;
+        i64::try_from(whole.saturating_add(frac)).unwrap_or(i64::MAX)
     }
 
     fn slot_index(&self, seq: u16) -> usize {
@@ -260,9 +380,11 @@ impl JitterBuffer {
         self.playing = false;
         self.underruns = 0;
         self.pending_jump = None;
-        self.transit_len = 0;
-        self.transit_pos = 0;
+        self.transits.clear();
+        self.since_percentile = 0;
+        self.spread = 0;
         self.min_transit = 0;
+        self.buffered = 0;
         self.target = self.min_ticks;
         self.peak = 0;
         self.lag = 0;
@@ -319,22 +441,19 @@ impl JitterBuffer {
                 self.stats.late += 1;
                 let ts = self.unwrap_ts(rtp_ts);
                 let transit = arrival_ticks - ts;
-                self.record_transit(transit);
                 // Grow at once (§ module doc): this packet would have needed this much delay.
                 self.peak = self.peak.max(transit - self.min_transit);
-                self.update_target();
+                // A late packet is the spread changing under us: refresh the p95 now too.
+                self.record_transit(transit, true);
                 return PushOutcome::Late;
             }
         } else if ahead < MAX_DROPOUT {
             // An outage longer than the buffer: skip ahead, keeping the stream's timing.
-            let buffered = self
-                .slots
-                .iter()
-                .filter(|s| s.state == SlotState::Buffered)
-                .count() as u64;
+            let buffered = self.buffered as u64;
             self.stats.lost += u64::from(ahead).saturating_sub(buffered);
             self.stats.discarded += buffered;
             self.slots.fill(FREE_SLOT);
+            self.buffered = 0;
             self.next_seq = seq;
             self.consumed_any = false;
             self.playing = false;
@@ -359,8 +478,12 @@ impl JitterBuffer {
             return PushOutcome::Duplicate;
         }
         let ts = self.unwrap_ts(rtp_ts);
+        // Only the payload is copied; the rest of the max_payload stride is never touched.
         let start = idx * self.cfg.max_payload;
         self.storage[start..start + payload.len()].copy_from_slice(payload);
+        if slot.state != SlotState::Buffered {
+            self.buffered += 1;
+        }
         self.slots[idx] = Slot {
             state: SlotState::Buffered,
             seq,
@@ -369,8 +492,7 @@ impl JitterBuffer {
             len: payload.len(),
         };
         self.stats.received += 1;
-        self.record_transit(arrival_ticks - ts);
-        self.update_target();
+        self.record_transit(arrival_ticks - ts, false);
         outcome
     }
 
@@ -392,29 +514,39 @@ impl JitterBuffer {
         ext
     }
 
-    fn record_transit(&mut self, transit: i64) {
-        self.transits[self.transit_pos] = transit;
-        self.transit_pos = (self.transit_pos + 1) % self.transits.len();
-        self.transit_len = (self.transit_len + 1).min(self.transits.len());
+    /// Adds a transit sample; the minimum is exact at once, the p95 is refreshed every
+    /// [`PERCENTILE_EVERY`] samples (or now, if `refresh`).
+    fn record_transit(&mut self, transit: i64, refresh: bool) {
+        self.transits.record(transit);
+        self.min_transit = self.transits.min();
+        self.since_percentile += 1;
+        if refresh
+            || self.transits.len() < PERCENTILE_EVERY
+            || self.since_percentile >= PERCENTILE_EVERY
+        {
+            self.since_percentile = 0;
+            if let Some(p95) = self.transits.p95() {
+                self.spread = p95 - self.min_transit;
+            }
+        }
+        self.apply_target();
     }
 
-    fn update_target(&mut self) {
-        let len = self.transit_len;
-        if len == 0 {
-            return;
-        }
-        let window = &mut self.scratch[..len];
-        window.copy_from_slice(&self.transits[..len]);
-        let min = window.iter().copied().min().unwrap_or(0);
-        let k = (len - 1) * 95 / 100;
-        let (_, p95, _) = window.select_nth_unstable(k);
-        let spread = *p95 - min;
-        self.min_transit = min;
-        self.target = spread.max(self.peak).clamp(self.min_ticks, self.max_ticks);
+    /// O(1): the window statistics are cached, so the per-pop peak decay costs nothing.
+    fn apply_target(&mut self) {
+        self.target = self
+            .spread
+            .max(self.peak)
+            .clamp(self.min_ticks, self.max_ticks);
     }
 
     /// The first buffered packet at or after `next_seq`.
     fn first_buffered(&self) -> Option<Slot> {
+        // Between talk spurts every tick would otherwise scan all slots for nothing.
+        if self.buffered == 0 {
+            return None;
+        }
+        // Steady state finds `next_seq` itself at k = 0; longer scans only cross loss gaps.
         let n = self.slots.len() as u16;
         (0..n).find_map(|k| {
             let seq = self.next_seq.wrapping_add(k);
@@ -431,7 +563,7 @@ impl JitterBuffer {
         let now_ticks = self.ticks_since_epoch(epoch, now);
         // Shrinks slowly: 1 ms of peak per 100 ms of playout at 20 ms frames.
         self.peak = (self.peak - self.frame / 100).max(0);
-        self.update_target();
+        self.apply_target();
         if !self.anchored {
             return Playout::Empty;
         }
@@ -478,12 +610,20 @@ impl JitterBuffer {
             self.stats.concealed += 1;
             return Playout::Lost;
         }
-        if self.lag > self.target + 2 * self.frame && self.pops_since_shrink >= SHRINK_INTERVAL_POPS
-        {
+        // Far too deep (e.g. after the worker skipped ticks while the box was overloaded):
+        // drain faster than the inaudible once-a-second drop, or the backlog stays for minutes.
+        let excess = self.lag - self.target;
+        let interval = if excess > FAST_SHRINK_EXCESS_FRAMES * self.frame {
+            FAST_SHRINK_INTERVAL_POPS
+        } else {
+            SHRINK_INTERVAL_POPS
+        };
+        if excess > 2 * self.frame && self.pops_since_shrink >= interval {
             self.pops_since_shrink = 0;
             let idx = self.slot_index(self.next_seq);
             if p.seq == self.next_seq {
                 self.slots[idx].state = SlotState::Free;
+                self.buffered = self.buffered.saturating_sub(1);
                 self.stats.discarded += 1;
             } else {
                 self.stats.lost += 1;
@@ -532,6 +672,7 @@ impl JitterBuffer {
     fn emit(&mut self, p: Slot) -> Playout<'_> {
         let idx = self.slot_index(p.seq);
         self.slots[idx].state = SlotState::Played;
+        self.buffered = self.buffered.saturating_sub(1);
         self.next_seq = p.seq.wrapping_add(1);
         self.play_ts = p.ts + self.frame;
         self.consumed_any = true;
@@ -630,7 +771,7 @@ mod tests {
         let st = jb.stats();
         assert_eq!(st.received, 50);
         assert_eq!((st.lost, st.late, st.duplicates), (0, 0, 0));
-        assert_eq!(st.target_delay, Duration::from_millis(20));
+        assert_eq!(st.target_delay, Duration::from_millis(10));
     }
 
     #[test]
@@ -746,7 +887,7 @@ mod tests {
         let mut rough = JitterBuffer::with_rate(8000, 20);
         let out = run(&mut rough, 0, 0, &jittered(300, 60), 320);
         let (c, r) = (calm.stats(), rough.stats());
-        assert_eq!(c.target_delay, Duration::from_millis(20));
+        assert_eq!(c.target_delay, Duration::from_millis(10));
         assert!(r.target_delay >= Duration::from_millis(45), "{r:?}");
         assert!(r.target_delay <= Duration::from_millis(200));
         // Once adapted, only the early packets (before the window filled) may be late.
@@ -826,6 +967,50 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_from_skipped_pops_drains_within_seconds() {
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut next = 0u16;
+        let mut deliver = |jb: &mut JitterBuffer, until_ms: u64| {
+            while u64::from(next) * FRAME_MS <= until_ms {
+                jb.push(
+                    next,
+                    u32::from(next) * 160,
+                    &[0; 160],
+                    at(u64::from(next) * FRAME_MS),
+                );
+                next += 1;
+            }
+        };
+        for t in 0..100u64 {
+            deliver(&mut jb, t * FRAME_MS);
+            jb.pop(at(t * FRAME_MS + 5));
+        }
+        let settled = jb.stats().current_delay;
+        // The popper stalls for 300 ms (an overloaded worker skips its ticks), then resumes.
+        deliver(&mut jb, 2300);
+        let mut t = 116u64;
+        jb.pop(at(t * FRAME_MS + 5));
+        let backlog = jb.stats().current_delay;
+        assert!(
+            backlog >= settled + Duration::from_millis(250),
+            "{settled:?} -> {backlog:?}"
+        );
+        for _ in 0..150 {
+            t += 1;
+            deliver(&mut jb, t * FRAME_MS);
+            jb.pop(at(t * FRAME_MS + 5));
+        }
+        // 3 s later it is back within three frames of where it was, not 250 ms deep.
+        let drained = jb.stats().current_delay;
+        assert!(
+            drained <= settled + Duration::from_millis(60),
+            "{settled:?} -> {drained:?}"
+        );
+    }
+
+    #[test]
     fn outage_longer_than_buffer_skips_ahead_and_counts_loss() {
         let mut jb = JitterBuffer::with_rate(8000, 20);
         let packets: Vec<(u16, u64)> = regular(200)
@@ -866,7 +1051,107 @@ mod tests {
         assert_eq!(count_lost(&out), 0, "{out:?}");
     }
 
+    /// Pushes packet `i` of a 20 ms stream `delay_ms` after its nominal time, then pops the
+    /// tick 5 ms after that nominal time (as a 20 ms playout clock would).
+    fn step(jb: &mut JitterBuffer, t0: Instant, i: u16, delay_ms: u64) -> Out {
+        let nominal = u64::from(i) * FRAME_MS;
+        jb.push(
+            i,
+            u32::from(i) * 160,
+            &[i as u8],
+            t0 + Duration::from_millis(nominal + delay_ms),
+        );
+        take(jb.pop(t0 + Duration::from_millis(nominal + 5)))
+    }
+
+    #[test]
+    fn target_follows_a_jump_in_jitter_within_a_second() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for i in 0..300 {
+            step(&mut jb, t0, i, rnd(2));
+        }
+        assert_eq!(jb.target_delay(), Duration::from_millis(10));
+        // One second of packets with 0..60 ms of jitter.
+        for i in 300..350 {
+            step(&mut jb, t0, i, rnd(60));
+        }
+        let ms = |ticks: i64| ticks / 8;
+        // The percentile itself has moved, not only the peak raised by late packets.
+        assert!(ms(jb.spread) >= 35, "spread {} ms", ms(jb.spread));
+        assert!(jb.target_delay() >= Duration::from_millis(35));
+        // And it comes down again once the jittery second has left the 2.5 s window.
+        for i in 350..500 {
+            step(&mut jb, t0, i, rnd(2));
+        }
+        assert!(ms(jb.spread) <= 5, "spread {} ms", ms(jb.spread));
+    }
+
+    #[test]
+    fn single_late_packet_raises_the_target_at_once() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        // Packet 60 is held back and arrives 121 ms late, 4 samples after a refresh.
+        for i in 0..68 {
+            if i != 60 {
+                step(&mut jb, t0, i, 0);
+            }
+        }
+        assert_eq!(jb.target_delay(), Duration::from_millis(10));
+        assert_ne!(jb.since_percentile, PERCENTILE_EVERY - 1);
+        let outcome = jb.push(60, 60 * 160, &[60], t0 + Duration::from_millis(1321));
+        assert_eq!(outcome, PushOutcome::Late);
+        // Before any further pop: the next spurt would need the delay this packet needed.
+        assert!(
+            jb.target_delay() >= Duration::from_millis(115),
+            "{:?}",
+            jb.target_delay()
+        );
+        assert_eq!(
+            jb.since_percentile, 0,
+            "p95 refreshed at once for a late packet"
+        );
+    }
+
+    #[test]
+    fn transit_window_minimum_is_exact_as_samples_expire() {
+        let mut w = TransitWindow::new();
+        // A falling then rising ramp makes every sample the minimum once and expire.
+        let values: Vec<i64> = (0..400i64).map(|i| (i - 200).abs() * 7 % 500).collect();
+        for (n, &v) in values.iter().enumerate() {
+            w.record(v);
+            let lo = (n + 1).saturating_sub(TRANSIT_WINDOW);
+            let expected = values[lo..=n].iter().copied().min();
+            assert_eq!(Some(w.min()), expected, "after sample {n}");
+        }
+        w.clear();
+        assert_eq!(w.min(), 0);
+        assert_eq!(w.p95(), None);
+    }
+
     proptest! {
+        #[test]
+        fn p95_equals_select_nth_unstable(
+            values in proptest::collection::vec(-50i64..50, 1..=TRANSIT_WINDOW)
+        ) {
+            let k = (values.len() - 1) * 95 / 100;
+            let mut sorted = values.clone();
+            let (_, expected, _) = sorted.select_nth_unstable(k);
+            prop_assert_eq!(upper_rank(&values, k), Some(*expected));
+            let mut w = TransitWindow::new();
+            for &v in &values {
+                w.record(v);
+            }
+            prop_assert_eq!(w.p95(), Some(*expected));
+        }
+
         #[test]
         fn arbitrary_packet_streams_never_panic(
             ops in proptest::collection::vec(
@@ -886,6 +1171,11 @@ mod tests {
                 } else {
                     jb.push(seq, ts, &payload[..len], now);
                 }
+                let scanned = jb.slots.iter().filter(|s| s.state == SlotState::Buffered).count();
+                prop_assert_eq!(jb.stats().buffered, scanned);
+                let w = &jb.transits;
+                let window_min = w.samples[..w.len].iter().copied().min().unwrap_or(0);
+                prop_assert_eq!(jb.min_transit, window_min);
             }
             let st = jb.stats();
             prop_assert!(st.target_delay <= Duration::from_millis(200));

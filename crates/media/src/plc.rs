@@ -24,8 +24,14 @@ pub struct Plc {
     period_min: usize,
     period_max: usize,
     span: usize,
-    /// Most recent output (real or concealed), oldest first.
-    history: Box<[f32]>,
+    /// Most recent output (real or concealed) as a ring: the oldest sample is at
+    /// `history_head`. Kept as i16 (every sample is an i16 output, so `f32::from` at burst
+    /// start gives the same values) so a good frame is one memcpy, not a shift of the whole
+    /// history plus a conversion.
+    history: Box<[i16]>,
+    history_head: usize,
+    /// The history oldest first, as f32, rebuilt once per loss burst for the pitch search.
+    linear: Box<[f32]>,
     /// One pitch period of synthetic signal, seam-smoothed.
     pitch_buf: Box<[f32]>,
     pitch: usize,
@@ -47,7 +53,9 @@ impl Plc {
             period_min,
             period_max,
             span,
-            history: vec![0.0; span + period_max].into_boxed_slice(),
+            history: vec![0; span + period_max].into_boxed_slice(),
+            history_head: 0,
+            linear: vec![0.0; span + period_max].into_boxed_slice(),
             pitch_buf: vec![0.0; period_max].into_boxed_slice(),
             pitch: period_min,
             pos: 0,
@@ -62,7 +70,8 @@ impl Plc {
 
     /// Forgets all history (new stream).
     pub fn reset(&mut self) {
-        self.history.fill(0.0);
+        self.history.fill(0);
+        self.history_head = 0;
         self.pitch_buf.fill(0.0);
         self.lost = 0;
         self.pos = 0;
@@ -124,17 +133,21 @@ impl Plc {
     }
 
     fn start_burst(&mut self) {
-        let n = self.history.len();
+        let n = self.linear.len();
+        let (newer, older) = self.history.split_at(self.history_head);
+        for (dst, &s) in self.linear.iter_mut().zip(older.iter().chain(newer)) {
+            *dst = f32::from(s);
+        }
         self.pitch = self.find_pitch();
         let p = self.pitch;
         let ov = (p / 4).max(1);
         // Loop the last period; its tail is blended towards the period before it, which is
         // what naturally precedes the loop start, so pitch_buf[p-1] → pitch_buf[0] is smooth.
         for i in 0..p {
-            let cur = self.history[n - p + i];
+            let cur = self.linear[n - p + i];
             self.pitch_buf[i] = if i + ov >= p {
                 let w = (i + ov + 1 - p) as f32 / (ov + 1) as f32;
-                cur * (1.0 - w) + self.history[n - 2 * p + i] * w
+                cur * (1.0 - w) + self.linear[n - 2 * p + i] * w
             } else {
                 cur
             };
@@ -146,11 +159,11 @@ impl Plc {
     /// the smallest difference wins (App. I uses cross-correlation; AMDF picks the same peak
     /// for voiced speech at lower cost).
     fn find_pitch(&self) -> usize {
-        let n = self.history.len();
-        let window = &self.history[n - self.span..];
+        let n = self.linear.len();
+        let window = &self.linear[n - self.span..];
         let mut best = (f32::MAX, self.period_min);
         for p in self.period_min..=self.period_max {
-            let lagged = &self.history[n - self.span - p..n - p];
+            let lagged = &self.linear[n - self.span - p..n - p];
             let d: f32 = window.iter().zip(lagged).map(|(a, b)| (a - b).abs()).sum();
             if d < best.0 {
                 best = (d, p);
@@ -159,16 +172,17 @@ impl Plc {
         best.1
     }
 
+    /// Appends to the ring: O(frame), at most two memcpys.
     fn push_history_i16(&mut self, pcm: &[i16]) {
         let h = self.history.len();
         let take = pcm.len().min(h);
-        self.history.copy_within(take.., 0);
-        for (dst, &s) in self.history[h - take..]
-            .iter_mut()
-            .zip(&pcm[pcm.len() - take..])
-        {
-            *dst = f32::from(s);
-        }
+        let src = &pcm[pcm.len() - take..];
+        let head = self.history_head;
+        let first = take.min(h - head);
+        let (to_end, wrapped) = src.split_at(first);
+        self.history[head..head + first].copy_from_slice(to_end);
+        self.history[..wrapped.len()].copy_from_slice(wrapped);
+        self.history_head = (head + take) % h;
     }
 }
 
@@ -300,5 +314,197 @@ mod tests {
         let mut c = [0i16; 320];
         assert_eq!(plc.conceal(&mut c), 320);
         assert!(energy(&c) > 0.5 * energy(&f));
+    }
+
+    /// The shift-the-history implementation this module had before the ring buffer, kept
+    /// verbatim as the reference that outputs must match bit for bit.
+    struct RefPlc {
+        samples_per_ms: usize,
+        period_min: usize,
+        period_max: usize,
+        span: usize,
+        history: Box<[f32]>,
+        pitch_buf: Box<[f32]>,
+        pitch: usize,
+        pos: usize,
+        lost: usize,
+    }
+
+    impl RefPlc {
+        fn new(sample_rate: u32) -> Self {
+            let samples_per_ms = (sample_rate as usize / 1000).max(1);
+            let period_min = PERIOD_MIN_MS_X4 * samples_per_ms / 4;
+            let period_max = PERIOD_MAX_MS_X4 * samples_per_ms / 4;
+            let span = SPAN_MS * samples_per_ms;
+            Self {
+                samples_per_ms,
+                period_min,
+                period_max,
+                span,
+                history: vec![0.0; span + period_max].into_boxed_slice(),
+                pitch_buf: vec![0.0; period_max].into_boxed_slice(),
+                pitch: period_min,
+                pos: 0,
+                lost: 0,
+            }
+        }
+
+        fn in_loss(&self) -> bool {
+            self.lost > 0
+        }
+
+        fn reset(&mut self) {
+            self.history.fill(0.0);
+            self.pitch_buf.fill(0.0);
+            self.lost = 0;
+            self.pos = 0;
+        }
+
+        fn good_frame(&mut self, pcm: &mut [i16]) {
+            if self.lost > 0 {
+                // 4 ms, plus 4 ms per further 10 ms lost, at most 10 ms.
+                let extra_10ms = (self.lost / self.samples_per_ms).saturating_sub(1) / 10;
+                let ola_ms = (4 + 4 * extra_10ms).min(10);
+                let ola = (ola_ms * self.samples_per_ms).min(pcm.len());
+                for (i, s) in pcm.iter_mut().take(ola).enumerate() {
+                    let synth = self.next_synthetic();
+                    let w = (i + 1) as f32 / (ola + 1) as f32;
+                    *s = to_i16(synth * (1.0 - w) + f32::from(*s) * w);
+                }
+                self.lost = 0;
+            }
+            self.push_history_i16(pcm);
+        }
+
+        fn conceal(&mut self, out: &mut [i16]) -> usize {
+            if self.lost == 0 {
+                self.start_burst();
+            }
+            for s in out.iter_mut() {
+                *s = to_i16(self.next_synthetic());
+            }
+            self.push_history_i16(out);
+            out.len()
+        }
+
+        fn gain(&self) -> f32 {
+            let t = self.lost as f32 / self.samples_per_ms as f32;
+            let start = UNATTENUATED_MS as f32;
+            let end = MUTE_AFTER_MS as f32;
+            if t <= start {
+                1.0
+            } else if t >= end {
+                0.0
+            } else {
+                1.0 - (t - start) / (end - start)
+            }
+        }
+
+        fn next_synthetic(&mut self) -> f32 {
+            let g = self.gain();
+            let v = self.pitch_buf.get(self.pos).copied().unwrap_or(0.0) * g;
+            self.pos += 1;
+            if self.pos >= self.pitch {
+                self.pos = 0;
+            }
+            self.lost += 1;
+            v
+        }
+
+        fn start_burst(&mut self) {
+            let n = self.history.len();
+            self.pitch = self.find_pitch();
+            let p = self.pitch;
+            let ov = (p / 4).max(1);
+            // Loop the last period; its tail is blended towards the period before it, which is
+            // what naturally precedes the loop start, so pitch_buf[p-1] → pitch_buf[0] is smooth.
+            for i in 0..p {
+                let cur = self.history[n - p + i];
+                self.pitch_buf[i] = if i + ov >= p {
+                    let w = (i + ov + 1 - p) as f32 / (ov + 1) as f32;
+                    cur * (1.0 - w) + self.history[n - 2 * p + i] * w
+                } else {
+                    cur
+                };
+            }
+            self.pos = 0;
+        }
+
+        fn find_pitch(&self) -> usize {
+            let n = self.history.len();
+            let window = &self.history[n - self.span..];
+            let mut best = (f32::MAX, self.period_min);
+            for p in self.period_min..=self.period_max {
+                let lagged = &self.history[n - self.span - p..n - p];
+                let d: f32 = window.iter().zip(lagged).map(|(a, b)| (a - b).abs()).sum();
+                if d < best.0 {
+                    best = (d, p);
+                }
+            }
+            best.1
+        }
+
+        fn push_history_i16(&mut self, pcm: &[i16]) {
+            let h = self.history.len();
+            let take = pcm.len().min(h);
+            self.history.copy_within(take.., 0);
+            for (dst, &s) in self.history[h - take..]
+                .iter_mut()
+                .zip(&pcm[pcm.len() - take..])
+            {
+                *dst = f32::from(s);
+            }
+        }
+    }
+
+    #[test]
+    fn ring_history_matches_the_shifting_reference_bit_for_bit() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for rate in [8000u32, 16000] {
+            let per_ms = rate as usize / 1000;
+            let mut plc = Plc::new(rate);
+            let mut reference = RefPlc::new(rate);
+            let mut t = 0usize;
+            let mut losses = 0;
+            for frame in 0..400 {
+                // Mostly 20 ms; some 5/10 ms, and 60 ms frames longer than the history.
+                let ms = [20, 20, 20, 10, 5, 60][rnd(6) as usize];
+                let len = ms * per_ms;
+                let lost = rnd(5) == 0 || (losses > 0 && losses < 4 && rnd(2) == 0);
+                let mut a = vec![0i16; len];
+                let mut b = vec![0i16; len];
+                if lost {
+                    losses += 1;
+                    assert_eq!(plc.conceal(&mut a), reference.conceal(&mut b));
+                } else {
+                    losses = 0;
+                    let freq = 120.0 + 3.0 * (frame % 100) as f64;
+                    let amp = if frame % 37 == 0 { 40000.0 } else { 9000.0 };
+                    for (i, s) in a.iter_mut().enumerate() {
+                        let ti = (t + i) as f64 / f64::from(rate);
+                        let v = amp * (2.0 * std::f64::consts::PI * freq * ti).sin()
+                            + rnd(2001) as f64
+                            - 1000.0;
+                        *s = v.clamp(-32768.0, 32767.0) as i16;
+                    }
+                    b.copy_from_slice(&a);
+                    plc.good_frame(&mut a);
+                    reference.good_frame(&mut b);
+                }
+                t += len;
+                assert_eq!(a, b, "{rate} Hz frame {frame} lost={lost}");
+                assert_eq!(plc.in_loss(), reference.in_loss());
+                if frame == 200 {
+                    plc.reset();
+                    reference.reset();
+                }
+            }
+        }
     }
 }

@@ -645,8 +645,13 @@ fn write_rtpmap(sdp: &mut String, codec: Codec, pt: u8) {
         codec.clock_rate()
     );
     if codec == Codec::Opus {
-        // RFC 7587 §7: Opus is always /2 in rtpmap; FEC costs us nothing to receive.
-        let _ = write!(sdp, "/2\r\na=fmtp:{pt} useinbandfec=1");
+        // RFC 7587 §7: Opus is always /2 in rtpmap; FEC costs us nothing to receive. We
+        // decode to and encode from 16 kHz (see `opus`), so a far end that honours
+        // maxplaybackrate (§6.1) need not spend bits or CPU above wideband.
+        let _ = write!(
+            sdp,
+            "/2\r\na=fmtp:{pt} maxplaybackrate=16000;sprop-maxcapturerate=16000;useinbandfec=1"
+        );
     }
     sdp.push_str("\r\n");
 }

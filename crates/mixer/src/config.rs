@@ -6,8 +6,13 @@ use media::resample::ResampleError;
 /// Settings of one room, fixed at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MixerConfig {
-    /// Rate the room mixes at: 16000 (default) or 48000; 8000 is accepted for narrow-band rooms.
+    /// Highest rate the room mixes at: 16000 (default) or 48000; 8000 is accepted for
+    /// narrow-band rooms.
     pub internal_rate: u32,
+    /// Mix at the lowest rate that carries every participant's codec, up to `internal_rate`
+    /// (default on). A room of G.711 phones then mixes at 8 kHz and converts nothing; the
+    /// first wide-band participant moves it up. Off keeps `internal_rate` always.
+    pub adaptive_rate: bool,
     /// Frame duration: 10, 20 (default), 40 or 60 ms (the Opus frame sizes).
     pub ptime_ms: u32,
     /// The loudest this many talkers are mixed; everyone else is not (default 4).
@@ -29,6 +34,7 @@ impl Default for MixerConfig {
     fn default() -> Self {
         Self {
             internal_rate: 16_000,
+            adaptive_rate: true,
             ptime_ms: 20,
             max_mixed_speakers: 4,
             agc: true,

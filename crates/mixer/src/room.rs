@@ -2,7 +2,7 @@
 //!
 //! Per tick: every participant's frame is measured (level, talker detection, AGC), the
 //! loudest `max_mixed_speakers` candidates are chosen, only those are converted to the
-//! internal rate and summed in 32 bits. Everyone who is not a mixed speaker hears the same
+//! mix rate and summed in 32 bits. Everyone who is not a mixed speaker hears the same
 //! sum, so it is limited once, converted once per codec rate and encoded once per codec;
 //! each mixed speaker gets "sum minus me" through its own limiter, resampler and encoder.
 //!
@@ -15,8 +15,14 @@
 //!
 //! Deaf participants get a shared, pre-encoded silence frame of their codec (not nothing),
 //! so their RTP stream, NAT bindings and the far end's jitter buffer stay alive.
+//!
+//! Mix rate: with `adaptive_rate` the room mixes at the highest codec rate among its
+//! participants (capped by `internal_rate`), so a room of telephones runs at 8 kHz with no
+//! rate conversion at all. Joins and leaves that change the rate rebuild every converter and
+//! mix buffer (outside the tick, where allocation is allowed).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use media::codec::{CodecKind, Encoder};
 use media::opus::OPUS_MAX_PACKET;
@@ -74,9 +80,9 @@ pub struct MixPlan {
     pub shared_listeners: u32,
     /// Deaf participants that received the silence frame.
     pub silence_frames: u32,
-    /// Input frames converted to the internal rate (including noise suppression chains).
+    /// Input frames converted to the mix rate (including noise suppression chains).
     pub input_resamples: u32,
-    /// Mixes converted from the internal rate to a codec rate.
+    /// Mixes converted from the mix rate to a codec rate.
     pub output_resamples: u32,
 }
 
@@ -132,11 +138,79 @@ fn payload_capacity(kind: CodecKind, ptime_ms: u32) -> usize {
     }
 }
 
+/// Participant ids are small counters handed out by the room itself, so they hash as they
+/// are: SipHash was two lookups per participant and tick (`put_frame`, `output`) in profiles.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n);
+    }
+}
+
+type IdMap = HashMap<ParticipantId, usize, BuildHasherDefault<IdHasher>>;
+
+fn converter(from: u32, to: u32) -> Result<Option<Resampler>, MixerError> {
+    Ok(if from == to {
+        None
+    } else {
+        Some(Resampler::new(from, to)?)
+    })
+}
+
+/// Everything of a participant that depends on the room's mix rate.
+struct RateParts {
+    upsampler: Option<Resampler>,
+    internal: Box<[i16]>,
+    contribution: Box<[i32]>,
+    denoiser: Option<Box<NoiseSuppressor>>,
+    own_mix: Box<[i16]>,
+    downsampler: Option<Resampler>,
+}
+
+impl RateParts {
+    fn new(
+        codec: CodecKind,
+        mix_rate: u32,
+        ptime_ms: u32,
+        noise_suppression: bool,
+    ) -> Result<Self, MixerError> {
+        let codec_rate = codec.sample_rate();
+        let frame_len = (mix_rate / 1000 * ptime_ms) as usize;
+        let denoiser = if noise_suppression {
+            Some(Box::new(NoiseSuppressor::new(
+                codec_rate, mix_rate, ptime_ms,
+            )?))
+        } else {
+            None
+        };
+        Ok(Self {
+            upsampler: converter(codec_rate, mix_rate)?,
+            internal: vec![0; frame_len].into_boxed_slice(),
+            contribution: vec![0; frame_len].into_boxed_slice(),
+            denoiser,
+            own_mix: vec![0; frame_len].into_boxed_slice(),
+            downsampler: converter(mix_rate, codec_rate)?,
+        })
+    }
+}
+
 /// A mixed speaker's (or, without shared encoding, any listener's) private output chain.
 struct OwnOutput {
     encoder: Encoder,
     limiter: Limiter,
-    /// "Everyone but me" at the internal rate.
+    /// "Everyone but me" at the mix rate.
     mix: Box<[i16]>,
     downsampler: Option<Resampler>,
     /// The same at the codec rate: what was encoded.
@@ -159,7 +233,7 @@ struct Participant {
     upsampler: Option<Resampler>,
     /// The upsampler ran last tick, so its history is current.
     upsampler_warm: bool,
-    /// This tick's input at the internal rate (when converted).
+    /// This tick's input at the mix rate (when converted).
     internal: Box<[i16]>,
     /// What this participant adds to the sum this tick (after gain).
     contribution: Box<[i32]>,
@@ -176,6 +250,8 @@ struct Participant {
 
 /// The shared mix converted to one codec rate.
 struct SharedRate {
+    /// The codec rate.
+    rate: u32,
     resampler: Option<Resampler>,
     pcm: Box<[i16]>,
     warm: bool,
@@ -234,10 +310,12 @@ impl EventRing {
 /// A conference room: see the module documentation for the mix plan.
 pub struct Room {
     config: MixerConfig,
-    /// Samples per frame at the internal rate.
+    /// The rate the room mixes at now (see the module doc).
+    mix_rate: u32,
+    /// Samples per frame at the mix rate.
     frame_len: usize,
     participants: Vec<Participant>,
-    index: HashMap<ParticipantId, usize>,
+    index: IdMap,
     next_id: u32,
     /// Sum of the mixed speakers' contributions.
     sum: Box<[i32]>,
@@ -296,9 +374,10 @@ impl Room {
         let k = config.max_mixed_speakers.min(config.max_participants);
         Self {
             config,
+            mix_rate: config.internal_rate,
             frame_len,
             participants: Vec::new(),
-            index: HashMap::new(),
+            index: IdMap::default(),
             next_id: 1,
             sum: vec![0; frame_len].into_boxed_slice(),
             own_sum: vec![0; frame_len].into_boxed_slice(),
@@ -325,6 +404,72 @@ impl Room {
         &self.config
     }
 
+    /// The rate the room mixes at now: that of [`recording_mix`](Self::recording_mix).
+    pub fn mix_rate(&self) -> u32 {
+        self.mix_rate
+    }
+
+    /// The mix rate the participants (plus one joining on `joining`) call for.
+    fn wanted_rate(&self, joining: Option<CodecKind>) -> u32 {
+        if !self.config.adaptive_rate {
+            return self.config.internal_rate;
+        }
+        let highest = self
+            .participants
+            .iter()
+            .map(|p| p.codec)
+            .chain(joining)
+            .map(CodecKind::sample_rate)
+            .max();
+        match highest {
+            Some(rate) => rate.min(self.config.internal_rate),
+            None => self.mix_rate,
+        }
+    }
+
+    /// Moves the room to mix at `rate`: every converter and mix buffer is rebuilt first and
+    /// swapped in only when all of them could be made, so a failure leaves the room as it was.
+    fn retune(&mut self, rate: u32) -> Result<(), MixerError> {
+        let ptime = self.config.ptime_ms;
+        let parts = self
+            .participants
+            .iter()
+            .map(|p| RateParts::new(p.codec, rate, ptime, p.denoiser.is_some()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut shared = Vec::with_capacity(self.rates.len());
+        for slot in &self.rates {
+            shared.push(match slot {
+                Some(r) => Some(converter(rate, r.rate)?),
+                None => None,
+            });
+        }
+        let frame_len = (rate / 1000 * ptime) as usize;
+        self.mix_rate = rate;
+        self.frame_len = frame_len;
+        self.sum = vec![0; frame_len].into_boxed_slice();
+        self.own_sum = vec![0; frame_len].into_boxed_slice();
+        self.shared_mix = vec![0; frame_len].into_boxed_slice();
+        self.prev_shared_mix = vec![0; frame_len].into_boxed_slice();
+        self.shared_mix_valid = false;
+        self.prev_shared_mix_valid = false;
+        for (slot, resampler) in self.rates.iter_mut().zip(shared) {
+            if let (Some(r), Some(resampler)) = (slot, resampler) {
+                r.resampler = resampler;
+                r.warm = false;
+            }
+        }
+        for (p, parts) in self.participants.iter_mut().zip(parts) {
+            p.upsampler = parts.upsampler;
+            p.upsampler_warm = false;
+            p.internal = parts.internal;
+            p.contribution = parts.contribution;
+            p.denoiser = parts.denoiser;
+            p.own.mix = parts.own_mix;
+            p.own.downsampler = parts.downsampler;
+        }
+        Ok(())
+    }
+
     /// Adds a participant; all its buffers, converters and encoders are allocated here.
     pub fn add(&mut self, options: ParticipantOptions) -> Result<ParticipantId, MixerError> {
         if self.participants.len() >= self.config.max_participants {
@@ -334,31 +479,23 @@ impl Room {
         }
         let cfg = self.config;
         let codec = options.codec;
-        let codec_rate = codec.sample_rate();
         let codec_frame = codec.samples_per_frame(cfg.ptime_ms);
+        let rate = self.wanted_rate(Some(codec));
+        if rate != self.mix_rate {
+            self.retune(rate)?;
+        }
         self.ensure_shared(codec)?;
-
-        let converter = |from: u32, to: u32| -> Result<Option<Resampler>, MixerError> {
-            Ok(if from == to {
-                None
-            } else {
-                Some(Resampler::new(from, to)?)
-            })
-        };
-        let denoiser = if options.noise_suppression.unwrap_or(cfg.noise_suppression) {
-            Some(Box::new(NoiseSuppressor::new(
-                codec_rate,
-                cfg.internal_rate,
-                cfg.ptime_ms,
-            )?))
-        } else {
-            None
-        };
+        let parts = RateParts::new(
+            codec,
+            self.mix_rate,
+            cfg.ptime_ms,
+            options.noise_suppression.unwrap_or(cfg.noise_suppression),
+        )?;
         let own = OwnOutput {
             encoder: Encoder::new(codec)?,
             limiter: Limiter::new(cfg.ptime_ms),
-            mix: vec![0; self.frame_len].into_boxed_slice(),
-            downsampler: converter(cfg.internal_rate, codec_rate)?,
+            mix: parts.own_mix,
+            downsampler: parts.downsampler,
             pcm: vec![0; codec_frame].into_boxed_slice(),
             payload: vec![0; payload_capacity(codec, cfg.ptime_ms)].into_boxed_slice(),
             payload_len: 0,
@@ -373,11 +510,11 @@ impl Room {
             prev_input: vec![0; codec_frame].into_boxed_slice(),
             has_input: false,
             had_input: false,
-            upsampler: converter(codec_rate, cfg.internal_rate)?,
+            upsampler: parts.upsampler,
             upsampler_warm: false,
-            internal: vec![0; self.frame_len].into_boxed_slice(),
-            contribution: vec![0; self.frame_len].into_boxed_slice(),
-            denoiser,
+            internal: parts.internal,
+            contribution: parts.contribution,
+            denoiser: parts.denoiser,
             talker: TalkerDetector::new(cfg.ptime_ms, cfg.talk_hangover_ms),
             agc: Agc::new(cfg.ptime_ms),
             level: SILENCE_DBOV,
@@ -408,13 +545,9 @@ impl Room {
         let rate = codec.sample_rate();
         let ri = rate_index(rate);
         if self.rates[ri].is_none() {
-            let resampler = if rate == cfg.internal_rate {
-                None
-            } else {
-                Some(Resampler::new(cfg.internal_rate, rate)?)
-            };
             self.rates[ri] = Some(SharedRate {
-                resampler,
+                rate,
+                resampler: converter(self.mix_rate, rate)?,
                 pcm: vec![0; codec.samples_per_frame(cfg.ptime_ms)].into_boxed_slice(),
                 warm: false,
             });
@@ -454,6 +587,12 @@ impl Room {
         }
         if let Some(moved) = self.participants.get(i) {
             self.index.insert(moved.id, i);
+        }
+        let rate = self.wanted_rate(None);
+        if rate != self.mix_rate {
+            // Converters between our own rates cannot fail to build; if one did, the room
+            // simply keeps mixing at the higher rate, which is still correct.
+            let _ = self.retune(rate);
         }
     }
 
@@ -603,7 +742,7 @@ impl Room {
     }
 
     /// The last tick's mix of every mixed talker (nobody subtracted, muted excluded) at the
-    /// internal rate; `None` unless recording is on. It is the same signal all non-speaking
+    /// mix rate; `None` unless recording is on. It is the same signal all non-speaking
     /// listeners hear, so recording costs no extra mixing.
     pub fn recording_mix(&self) -> Option<&[i16]> {
         (self.recording && self.shared_mix_valid).then_some(&self.shared_mix[..])
@@ -698,7 +837,7 @@ impl Room {
         }
     }
 
-    /// Converts the chosen speakers to the internal rate, applies their gain, and sums.
+    /// Converts the chosen speakers to the mix rate, applies their gain, and sums.
     fn sum_speakers(&mut self, plan: &mut MixPlan) {
         self.sum.fill(0);
         let agc_on = self.config.agc;

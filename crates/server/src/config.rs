@@ -82,6 +82,18 @@ pub struct Config {
     pub conference: ConferenceConfig,
 }
 
+/// How rooms mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MixerMode {
+    /// Encode the common mix once per codec for everyone not talking, mix at the lowest
+    /// rate that carries the room's codecs, mix only the loudest talkers.
+    Shared,
+    /// Every listener gets its own mix and encode at a fixed 16 kHz, every talker is mixed:
+    /// how a conventional bridge works. Only for comparing costs.
+    Conventional,
+}
+
 /// `[conference]` settings.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
@@ -93,6 +105,8 @@ pub struct ConferenceConfig {
     pub max_talkers: usize,
     /// RNNoise noise suppression on every caller (costs CPU; off by default).
     pub noise_suppression: bool,
+    /// `shared` (default) or `conventional` (a baseline for benchmarks).
+    pub mixer: MixerMode,
 }
 
 impl Default for ConferenceConfig {
@@ -101,6 +115,7 @@ impl Default for ConferenceConfig {
             require_precreated_rooms: false,
             max_talkers: 4,
             noise_suppression: false,
+            mixer: MixerMode::Shared,
         }
     }
 }

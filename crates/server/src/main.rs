@@ -79,6 +79,10 @@ struct ServeArgs {
     /// Media worker threads (0 = one per core).
     #[arg(long, value_name = "N")]
     media_workers: Option<usize>,
+    /// Conference mixer: shared (default) or conventional (a baseline for benchmarks); the
+    /// key is `mixer` in `[conference]`.
+    #[arg(long, value_name = "MODE")]
+    mixer: Option<config::MixerMode>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +170,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.log_format {
             config.log_format = v;
+        }
+        if let Some(v) = self.mixer {
+            config.conference.mixer = v;
         }
         if let Some(v) = self.media_workers {
             config.media_workers = v;

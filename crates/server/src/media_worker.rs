@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use media::codec::{CodecKind, Decoder, Encoder};
 use media::dtmf::DtmfReceiver;
 use media::jitter::{JitterBuffer, JitterConfig, Playout};
+use media::resample::Resampler;
 use media::rtp::{RtpSender, is_rtcp, parse_rtp};
 use media::tone::{ToneGenerator, ToneSpec};
 use media::wav::PromptPlayer;
@@ -111,8 +112,10 @@ pub struct RecordingSink {
 pub type RecordingFrame = [i16; RECORDING_FRAME];
 /// Samples per recorded frame (20 ms at 16 kHz, the room rate).
 pub const RECORDING_FRAME: usize = 320;
-/// Rate rooms mix and record at.
+/// Rate rooms record at, and the highest they mix at.
 pub const ROOM_RATE: u32 = 16_000;
+/// Rate a room of telephones mixes at.
+const NARROWBAND_RATE: u32 = 8000;
 
 /// Events from a session to its call task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,8 +287,11 @@ impl Session {
         now: Instant,
         buf: &mut [u8; MAX_PACKET],
         drain_rtcp: bool,
-        stats: &MediaStats,
+        counts: &mut TickCounts,
     ) {
+        // Plain `recv_from` until "would block": measured cheaper here than `recvmmsg`, whose
+        // per-message header copies cost more than the one extra call that finds the socket
+        // empty (1.84 µs against 1.41 µs for one waiting packet on loopback).
         for _ in 0..MAX_PACKETS_PER_TICK {
             let (len, from) = match self.spec.rtp.recv_from(buf) {
                 Ok(x) => x,
@@ -293,31 +299,7 @@ impl Session {
                 // ICMP port unreachable from an earlier send shows up here on Linux; harmless.
                 Err(_) => continue,
             };
-            let packet = &buf[..len];
-            if is_rtcp(packet) {
-                continue;
-            }
-            let Ok(rtp) = parse_rtp(packet) else {
-                stats.packets_rejected.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            stats.packets_in.fetch_add(1, Ordering::Relaxed);
-            if Some(rtp.payload_type) == self.spec.telephone_event_pt {
-                if let Some(digit) = self.dtmf.push(rtp.timestamp, rtp.payload) {
-                    tracing::debug!(session = self.spec.id, %digit, "DTMF received (RFC 4733)");
-                    let _ = self.spec.events.send(MediaEvent::Dtmf(digit));
-                }
-            } else if rtp.payload_type == self.spec.payload_type {
-                // Symmetric RTP (RFC 4961): answer to where the media really comes from, which
-                // is what gets audio through NAT and VPN concentrators.
-                if self.spec.remote != Some(from) && self.spec.send {
-                    self.spec.remote = Some(from);
-                }
-                self.jitter
-                    .push(rtp.sequence, rtp.timestamp, rtp.payload, now);
-            } else {
-                stats.packets_rejected.fetch_add(1, Ordering::Relaxed);
-            }
+            self.take_packet(&buf[..len], from, now, counts);
         }
         if !drain_rtcp {
             return;
@@ -329,6 +311,39 @@ impl Session {
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             }
+        }
+    }
+
+    fn take_packet(
+        &mut self,
+        packet: &[u8],
+        from: SocketAddr,
+        now: Instant,
+        counts: &mut TickCounts,
+    ) {
+        if is_rtcp(packet) {
+            return;
+        }
+        let Ok(rtp) = parse_rtp(packet) else {
+            counts.rejected += 1;
+            return;
+        };
+        counts.received += 1;
+        if Some(rtp.payload_type) == self.spec.telephone_event_pt {
+            if let Some(digit) = self.dtmf.push(rtp.timestamp, rtp.payload) {
+                tracing::debug!(session = self.spec.id, %digit, "DTMF received (RFC 4733)");
+                let _ = self.spec.events.send(MediaEvent::Dtmf(digit));
+            }
+        } else if rtp.payload_type == self.spec.payload_type {
+            // Symmetric RTP (RFC 4961): answer to where the media really comes from, which
+            // is what gets audio through NAT and VPN concentrators.
+            if self.spec.remote != Some(from) && self.spec.send {
+                self.spec.remote = Some(from);
+            }
+            self.jitter
+                .push(rtp.sequence, rtp.timestamp, rtp.payload, now);
+        } else {
+            counts.rejected += 1;
         }
     }
 
@@ -353,7 +368,7 @@ impl Session {
         heard: &[i16],
         pcm: &mut [i16],
         bufs: &mut SendBuffers,
-        stats: &MediaStats,
+        counts: &mut TickCounts,
     ) {
         let n = self.samples_per_frame;
         let pcm = &mut pcm[..n];
@@ -367,10 +382,10 @@ impl Session {
                 }
             }
         }
-        self.encode_and_send(pcm, bufs, stats);
+        self.encode_and_send(pcm, bufs, counts);
     }
 
-    fn encode_and_send(&mut self, pcm: &[i16], bufs: &mut SendBuffers, stats: &MediaStats) {
+    fn encode_and_send(&mut self, pcm: &[i16], bufs: &mut SendBuffers, counts: &mut TickCounts) {
         if self.spec.remote.is_none() || !self.spec.send {
             return;
         }
@@ -378,10 +393,15 @@ impl Session {
             return;
         };
         let SendBuffers { payload, packet } = bufs;
-        self.send_payload(&payload[..len], packet, stats);
+        self.send_payload(&payload[..len], packet, counts);
     }
 
-    fn send_payload(&mut self, payload: &[u8], packet: &mut [u8; MAX_PACKET], stats: &MediaStats) {
+    fn send_payload(
+        &mut self,
+        payload: &[u8],
+        packet: &mut [u8; MAX_PACKET],
+        counts: &mut TickCounts,
+    ) {
         let (Some(remote), true) = (self.spec.remote, self.spec.send) else {
             return;
         };
@@ -395,7 +415,7 @@ impl Session {
             return;
         };
         if self.spec.rtp.send_to(&packet[..size], remote).is_ok() {
-            stats.packets_out.fetch_add(1, Ordering::Relaxed);
+            counts.sent += 1;
         }
     }
 
@@ -407,7 +427,7 @@ impl Session {
         alone: bool,
         pcm: &mut [i16],
         bufs: &mut SendBuffers,
-        stats: &MediaStats,
+        counts: &mut TickCounts,
     ) {
         let Some((_, pid)) = self.conference else {
             return;
@@ -428,13 +448,37 @@ impl Session {
                 self.overlay = None;
                 let _ = self.spec.events.send(MediaEvent::OverlayFinished);
             }
-            self.encode_and_send(pcm, bufs, stats);
+            self.encode_and_send(pcm, bufs, counts);
         } else if let (true, Some(tone)) = (alone, self.alone_tone.as_mut()) {
             let pcm = &mut pcm[..n];
             tone.fill(pcm);
-            self.encode_and_send(pcm, bufs, stats);
+            self.encode_and_send(pcm, bufs, counts);
         } else if let Some(frame) = room.output(pid) {
-            self.send_payload(frame.payload, &mut bufs.packet, stats);
+            self.send_payload(frame.payload, &mut bufs.packet, counts);
+        }
+    }
+}
+
+/// Packet counters of one tick, added to the shared [`MediaStats`] once per tick: an atomic
+/// add per packet on counters both workers write was a cache line bouncing between cores.
+#[derive(Debug, Default)]
+struct TickCounts {
+    received: u64,
+    rejected: u64,
+    sent: u64,
+}
+
+impl TickCounts {
+    fn flush(&mut self, stats: &MediaStats) {
+        for (counter, value) in [
+            (&stats.packets_in, &mut self.received),
+            (&stats.packets_rejected, &mut self.rejected),
+            (&stats.packets_out, &mut self.sent),
+        ] {
+            if *value > 0 {
+                counter.fetch_add(*value, Ordering::Relaxed);
+                *value = 0;
+            }
         }
     }
 }
@@ -451,6 +495,30 @@ struct WorkerRoom {
     room: Room,
     members: usize,
     recording: Option<RecordingSink>,
+    /// Brings an 8 kHz room mix (a room of telephones) up to the recording rate; made when
+    /// recording starts, so the tick does not allocate.
+    recording_upsampler: Option<Resampler>,
+}
+
+impl WorkerRoom {
+    /// Hands this tick's full mix to the recording writer, at [`ROOM_RATE`].
+    fn record_tick(&mut self) {
+        let (Some(sink), Some(mix)) = (&self.recording, self.room.recording_mix()) else {
+            return;
+        };
+        let mut frame = [0i16; RECORDING_FRAME];
+        match &mut self.recording_upsampler {
+            Some(up) if self.room.mix_rate() == up.input_rate() => {
+                up.process(mix, &mut frame);
+            }
+            _ => {
+                let n = mix.len().min(RECORDING_FRAME);
+                frame[..n].copy_from_slice(&mix[..n]);
+            }
+        }
+        // A slow disk loses recording frames, never call audio.
+        let _ = sink.frames.try_send(frame);
+    }
 }
 
 struct Worker {
@@ -487,6 +555,7 @@ impl Worker {
 
     fn run(mut self) {
         let mut recv_buf = [0u8; MAX_PACKET];
+        let mut counts = TickCounts::default();
         let mut bufs = SendBuffers {
             payload: [0u8; MAX_PACKET],
             packet: [0u8; MAX_PACKET],
@@ -517,7 +586,7 @@ impl Worker {
             tick_count = tick_count.wrapping_add(1);
             let drain_rtcp = tick_count.is_multiple_of(RTCP_DRAIN_TICKS);
             for session in &mut self.sessions {
-                session.receive(now, &mut recv_buf, drain_rtcp, &self.stats);
+                session.receive(now, &mut recv_buf, drain_rtcp, &mut counts);
                 let n = session.decode(now, &mut heard);
                 match session.conference {
                     Some((slot, pid)) => {
@@ -525,28 +594,23 @@ impl Worker {
                             room.room.put_frame(pid, &heard[..n]);
                         }
                     }
-                    None => session.produce(&heard[..n], &mut pcm, &mut bufs, &self.stats),
+                    None => session.produce(&heard[..n], &mut pcm, &mut bufs, &mut counts),
                 }
             }
             for room in self.rooms.iter_mut().flatten() {
                 room.room.tick();
                 while room.room.poll_event().is_some() {}
-                if let (Some(sink), Some(mix)) = (&room.recording, room.room.recording_mix()) {
-                    let mut frame = [0i16; RECORDING_FRAME];
-                    let n = mix.len().min(RECORDING_FRAME);
-                    frame[..n].copy_from_slice(&mix[..n]);
-                    // A slow disk loses recording frames, never call audio.
-                    let _ = sink.frames.try_send(frame);
-                }
+                room.record_tick();
             }
             for session in &mut self.sessions {
                 if let Some((slot, _)) = session.conference
                     && let Some(Some(room)) = self.rooms.get(slot)
                 {
                     let alone = room.members == 1;
-                    session.send_conference(&room.room, alone, &mut pcm, &mut bufs, &self.stats);
+                    session.send_conference(&room.room, alone, &mut pcm, &mut bufs, &mut counts);
                 }
             }
+            counts.flush(&self.stats);
             self.stats.record_tick(now.elapsed());
         }
     }
@@ -568,6 +632,7 @@ impl Worker {
                     room: Room::new(self.room_config),
                     members: 0,
                     recording: None,
+                    recording_upsampler: None,
                 };
                 match self.rooms.iter().position(Option::is_none) {
                     Some(free) => {
@@ -762,6 +827,10 @@ impl Worker {
                     if let Some(room) = self.rooms.iter_mut().flatten().find(|r| r.number == number)
                     {
                         room.room.set_recording(sink.is_some());
+                        room.recording_upsampler = sink
+                            .is_some()
+                            .then(|| Resampler::new(NARROWBAND_RATE, ROOM_RATE).ok())
+                            .flatten();
                         room.recording = sink;
                     }
                 }

@@ -138,12 +138,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         config.media_workers
     };
-    let rooms = mixer::MixerConfig {
+    let mut rooms = mixer::MixerConfig {
         internal_rate: crate::media_worker::ROOM_RATE,
         max_mixed_speakers: config.conference.max_talkers.clamp(1, 32),
         noise_suppression: config.conference.noise_suppression,
         ..mixer::MixerConfig::default()
     };
+    if config.conference.mixer == crate::config::MixerMode::Conventional {
+        rooms.shared_encoding = false;
+        rooms.adaptive_rate = false;
+        rooms.max_mixed_speakers = rooms.max_participants;
+    }
     let media = MediaWorkers::start(workers, rooms)?;
     let (inbound_tx, inbound_rx) = mpsc::channel(8192);
     let transport = transport::start(config.sip_listen, inbound_tx).await?;

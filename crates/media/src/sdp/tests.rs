@@ -620,7 +620,12 @@ fn answer_keeps_offerers_dynamic_opus_payload_type_and_fmtp() {
     );
     assert!(text.contains("m=audio 30000 RTP/AVP 96 101\r\n"), "{text}");
     assert!(text.contains("a=rtpmap:96 opus/48000/2\r\n"), "{text}");
-    assert!(text.contains("a=fmtp:96 useinbandfec=1\r\n"), "{text}");
+    assert!(
+        text.contains(
+            "a=fmtp:96 maxplaybackrate=16000;sprop-maxcapturerate=16000;useinbandfec=1\r\n"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -1067,7 +1072,9 @@ fn offer_with_opus_adds_48k_telephone_event() {
         text.contains("m=audio 30000 RTP/AVP 96 0 101 97\r\n"),
         "{text}"
     );
-    assert!(text.contains("a=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\n"));
+    assert!(text.contains(
+        "a=rtpmap:96 opus/48000/2\r\na=fmtp:96 maxplaybackrate=16000;sprop-maxcapturerate=16000;useinbandfec=1\r\n"
+    ));
     assert!(text.contains("a=rtpmap:97 telephone-event/48000\r\na=fmtp:97 0-16\r\n"));
     let text = offer(&local(&[Codec::Pcmu]), Direction::SendRecv);
     assert!(!text.contains("48000"), "{text}");

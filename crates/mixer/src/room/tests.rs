@@ -239,9 +239,9 @@ fn shared_mix_is_encoded_once_per_codec_and_resampled_once_per_rate() {
     let plan = room.stats().mix_plan;
     assert_eq!(plan.shared_encodes, 4, "{plan:?}");
     assert_eq!(plan.own_encodes, 1);
-    // 8 kHz (PCMU and PCMA together) and 48 kHz from the 16 kHz mix, plus the speaker's own
-    // mix needs no conversion (G.722 is 16 kHz); the speaker's input needs none either.
-    assert_eq!(plan.output_resamples, 2, "{plan:?}");
+    // 8 kHz once for PCMU and PCMA together; G.722 and Opus take the 16 kHz mix as it is,
+    // and so does the G.722 speaker's own mix and input.
+    assert_eq!(plan.output_resamples, 1, "{plan:?}");
     assert_eq!(plan.input_resamples, 0);
     for codec in CodecKind::ALL {
         let same: Vec<_> = listeners
@@ -260,6 +260,7 @@ fn a_1khz_tone_survives_8k_in_wideband_mix_8k_out() {
     for internal_rate in [16_000, 48_000] {
         let mut room = Room::new(MixerConfig {
             internal_rate,
+            adaptive_rate: false,
             ..no_agc()
         });
         let mut speaker = vec![Caller::join(&mut room, CodecKind::Pcmu, 1000.0, -12.0)];
@@ -322,7 +323,11 @@ fn talking_events_fire_at_onset_and_after_hangover_and_the_first_frame_is_heard(
 
 #[test]
 fn only_the_k_loudest_of_six_talkers_are_heard() {
-    let mut room = Room::new(no_agc());
+    // A fixed 16 kHz mix, so that conversions show who was mixed.
+    let mut room = Room::new(MixerConfig {
+        adaptive_rate: false,
+        ..no_agc()
+    });
     let freqs = [300.0, 500.0, 700.0, 1100.0, 1300.0, 1700.0];
     let levels = [-30.0, -10.0, -26.0, -14.0, -18.0, -22.0];
     let mut talkers: Vec<_> = freqs
@@ -700,4 +705,61 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_room_of_telephones_mixes_at_8k_and_converts_nothing() {
+    let mut room = Room::new(no_agc());
+    let mut talkers = vec![
+        Caller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0),
+        Caller::join(&mut room, CodecKind::Pcma, 1000.0, -20.0),
+    ];
+    let listener = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    room.set_recording(true);
+    let heard = run(&mut room, &mut talkers, &[listener], 30, 20);
+    assert_eq!(room.mix_rate(), 8000);
+    let plan = room.stats().mix_plan;
+    assert_eq!(
+        (plan.input_resamples, plan.output_resamples),
+        (0, 0),
+        "{plan:?}"
+    );
+    assert_eq!(room.recording_mix().unwrap().len(), 160);
+    for t in &talkers {
+        let a = amplitude(&heard[0], t.freq, 8000);
+        assert!((a / t.amp - 1.0).abs() < 0.02, "{} Hz at {a:.0}", t.freq);
+    }
+}
+
+#[test]
+fn a_wideband_join_moves_the_mix_up_and_its_leave_moves_it_back() {
+    let mut room = Room::new(no_agc());
+    let mut phone = vec![Caller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0)];
+    let listener = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    run(&mut room, &mut phone, &[listener], 10, 0);
+    assert_eq!(room.mix_rate(), 8000);
+
+    let mut both = vec![
+        phone.remove(0),
+        Caller::join(&mut room, CodecKind::G722, 1500.0, -20.0),
+    ];
+    assert_eq!(room.mix_rate(), 16_000);
+    let wide = both[1].id;
+    let heard = run(&mut room, &mut both, &[listener, wide], 30, 20);
+    // The telephone listener hears both, the G.722 caller hears the telephone.
+    for t in &both {
+        let a = amplitude(&heard[0], t.freq, 8000);
+        assert!((a / t.amp - 1.0).abs() < 0.1, "{} Hz at {a:.0}", t.freq);
+    }
+    let a = amplitude(&heard[1], 440.0, 16_000);
+    assert!((a / both[0].amp - 1.0).abs() < 0.1, "440 Hz at {a:.0}");
+    assert!(amplitude(&heard[1], 1500.0, 16_000) < both[1].amp * 0.05);
+
+    room.remove(wide);
+    both.truncate(1);
+    assert_eq!(room.mix_rate(), 8000);
+    let heard = run(&mut room, &mut both, &[listener], 30, 20);
+    let a = amplitude(&heard[0], 440.0, 8000);
+    assert!((a / both[0].amp - 1.0).abs() < 0.02, "440 Hz at {a:.0}");
+    assert_eq!(room.stats().mix_plan.input_resamples, 0);
 }
