@@ -37,6 +37,7 @@ fn bad_values_name_the_flag_with_exit_2() {
         ("--rtp-ports", "30000-20000"),
         ("--http-listen", "localhost"),
         ("--log-format", "xml"),
+        ("--mixer", "fast"),
     ] {
         let (code, _, err) = run(&["serve", flag, value]);
         assert_eq!(code, 2, "{flag} {value}: {err}");

@@ -199,7 +199,12 @@ mod tests {
         assert!(config.conference.require_precreated_rooms);
         assert_eq!(config.conference.max_talkers, 3);
         assert!(!config.conference.noise_suppression);
+        assert_eq!(config.conference.mixer, MixerMode::Shared);
         assert!(toml::from_str::<Config>("[conference]\nmax-speakers = 3\n").is_err());
+        let config: Config = toml::from_str("[conference]\nmixer = \"conventional\"\n").unwrap();
+        assert_eq!(config.conference.mixer, MixerMode::Conventional);
+        let err = toml::from_str::<Config>("[conference]\nmixer = \"fast\"\n").unwrap_err();
+        assert!(err.to_string().contains("shared"), "{err}");
     }
 
     #[test]
