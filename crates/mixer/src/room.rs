@@ -121,12 +121,20 @@ fn codec_index(kind: CodecKind) -> usize {
     }
 }
 
+/// The codec rates the shared mix is converted to, in `Room::rates` slot order.
+const SLOT_RATES: [u32; 3] = [8000, 16_000, 48_000];
+
 fn rate_index(rate: u32) -> usize {
     match rate {
         8000 => 0,
         16_000 => 1,
         _ => 2,
     }
+}
+
+/// Samples in one frame at `rate`.
+fn frame_len(rate: u32, ptime_ms: u32) -> usize {
+    (rate / 1000 * ptime_ms) as usize
 }
 
 /// Largest payload one frame of `kind` can need.
@@ -187,7 +195,7 @@ impl RateParts {
         noise_suppression: bool,
     ) -> Result<Self, MixerError> {
         let codec_rate = codec.sample_rate();
-        let frame_len = (mix_rate / 1000 * ptime_ms) as usize;
+        let frame_len = frame_len(mix_rate, ptime_ms);
         let denoiser = if noise_suppression {
             Some(Box::new(NoiseSuppressor::new(
                 codec_rate, mix_rate, ptime_ms,
@@ -250,8 +258,6 @@ struct Participant {
 
 /// The shared mix converted to one codec rate.
 struct SharedRate {
-    /// The codec rate.
-    rate: u32,
     resampler: Option<Resampler>,
     pcm: Box<[i16]>,
     warm: bool,
@@ -369,7 +375,7 @@ impl Room {
     }
 
     fn build(config: MixerConfig) -> Self {
-        let frame_len = (config.internal_rate / 1000 * config.ptime_ms) as usize;
+        let frame_len = frame_len(config.internal_rate, config.ptime_ms);
         let max_codec_frame = CodecKind::Opus.samples_per_frame(config.ptime_ms);
         let k = config.max_mixed_speakers.min(config.max_participants);
         Self {
@@ -437,13 +443,13 @@ impl Room {
             .map(|p| RateParts::new(p.codec, rate, ptime, p.denoiser.is_some()))
             .collect::<Result<Vec<_>, _>>()?;
         let mut shared = Vec::with_capacity(self.rates.len());
-        for slot in &self.rates {
+        for (slot, &codec_rate) in self.rates.iter().zip(&SLOT_RATES) {
             shared.push(match slot {
-                Some(r) => Some(converter(rate, r.rate)?),
+                Some(_) => Some(converter(rate, codec_rate)?),
                 None => None,
             });
         }
-        let frame_len = (rate / 1000 * ptime) as usize;
+        let frame_len = frame_len(rate, ptime);
         self.mix_rate = rate;
         self.frame_len = frame_len;
         self.sum = vec![0; frame_len].into_boxed_slice();
@@ -546,7 +552,6 @@ impl Room {
         let ri = rate_index(rate);
         if self.rates[ri].is_none() {
             self.rates[ri] = Some(SharedRate {
-                rate,
                 resampler: converter(self.mix_rate, rate)?,
                 pcm: vec![0; codec.samples_per_frame(cfg.ptime_ms)].into_boxed_slice(),
                 warm: false,
