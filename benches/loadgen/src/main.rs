@@ -61,6 +61,8 @@ enum TalkPatternArg {
     Continuous,
     /// 300 ms bursts on a 1 s cycle, talkers of a room staggered: the latency probe.
     Bursts,
+    /// The talkers of a room take 3 s turns: a conversation, mostly one voice at a time.
+    Turns,
 }
 
 impl From<TalkPatternArg> for TalkPattern {
@@ -68,6 +70,7 @@ impl From<TalkPatternArg> for TalkPattern {
         match t {
             TalkPatternArg::Continuous => TalkPattern::Continuous,
             TalkPatternArg::Bursts => TalkPattern::Bursts,
+            TalkPatternArg::Turns => TalkPattern::Turns,
         }
     }
 }
@@ -593,6 +596,7 @@ fn pattern_name(p: TalkPattern) -> &'static str {
     match p {
         TalkPattern::Continuous => "continuous",
         TalkPattern::Bursts => "bursts",
+        TalkPattern::Turns => "turns",
     }
 }
 
@@ -607,7 +611,7 @@ fn plan_talk(
     probes: usize,
 ) -> (TalkPlan, Vec<(usize, usize)>) {
     let probe_rooms = match pattern {
-        TalkPattern::Continuous => 0,
+        TalkPattern::Continuous | TalkPattern::Turns => 0,
         TalkPattern::Bursts => probes.min(rooms),
     };
     let cycle = (latency::CYCLE_MS / media::codec::DEFAULT_PTIME_MS) as usize;
@@ -621,6 +625,7 @@ fn plan_talk(
                 offset_frames: match pattern {
                     TalkPattern::Continuous => 0,
                     TalkPattern::Bursts => latency::burst_offset_frames(k, talkers, cycle),
+                    TalkPattern::Turns => k * media_io::talk_cycle_frames(pattern, 1),
                 },
                 probe_room: (room < probe_rooms).then_some(room),
             }
@@ -635,6 +640,7 @@ fn plan_talk(
             pattern,
             roles,
             probe_rooms,
+            talkers,
         },
         listeners,
     )

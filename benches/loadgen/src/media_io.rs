@@ -78,6 +78,20 @@ pub enum TalkPattern {
     Continuous,
     /// 300 ms tone bursts on a 1 s cycle, staggered per talker (the latency probe).
     Bursts,
+    /// The talkers of a room take turns of [`TURN_MS`] each: a conversation, mostly one
+    /// voice at a time, with the mixer's hang-over overlapping at each hand-over.
+    Turns,
+}
+
+/// Length of one talker's turn in the `turns` pattern.
+pub const TURN_MS: u32 = 3000;
+
+/// Frames in the talkers' cycle: one second, or one turn per talker.
+pub fn talk_cycle_frames(pattern: TalkPattern, talkers: usize) -> usize {
+    match pattern {
+        TalkPattern::Continuous | TalkPattern::Bursts => CYCLE_FRAMES,
+        TalkPattern::Turns => (TURN_MS / DEFAULT_PTIME_MS) as usize * talkers.max(1),
+    }
 }
 
 /// What one participant sends.
@@ -103,19 +117,29 @@ pub struct TalkPlan {
     pub roles: Vec<Role>,
     /// Rooms 0..probe_rooms have their burst starts logged.
     pub probe_rooms: usize,
+    /// Talkers per room (sets the `turns` cycle).
+    pub talkers: usize,
 }
 
 /// Encodes one cycle of frames from `tone` (silence if None) with a fresh encoder: sending
 /// the same pre-encoded cycle from every participant keeps the load generator's CPU off
 /// the box the server is measured on.
 fn encode_cycle(codec: CodecKind, tone: Option<ToneSpec>) -> anyhow::Result<Vec<Vec<u8>>> {
+    encode_frames(codec, tone, CYCLE_FRAMES)
+}
+
+fn encode_frames(
+    codec: CodecKind,
+    tone: Option<ToneSpec>,
+    cycle_frames: usize,
+) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut enc = Encoder::new(codec)?;
     let samples = codec.samples_per_frame(DEFAULT_PTIME_MS);
     let mut generator = tone.map(|t| ToneGenerator::new(codec.sample_rate(), t));
     let mut pcm = vec![0i16; samples];
     let mut out = vec![0u8; 1500];
-    let mut frames = Vec::with_capacity(CYCLE_FRAMES);
-    for _ in 0..CYCLE_FRAMES {
+    let mut frames = Vec::with_capacity(cycle_frames);
+    for _ in 0..cycle_frames {
         if let Some(g) = generator.as_mut() {
             g.fill(&mut pcm);
         }
@@ -125,15 +149,24 @@ fn encode_cycle(codec: CodecKind, tone: Option<ToneSpec>) -> anyhow::Result<Vec<
     Ok(frames)
 }
 
-/// The talkers' cycle: a steady tone, or a burst starting at sample 0 of frame 0.
-fn talker_cycle(codec: CodecKind, pattern: TalkPattern) -> anyhow::Result<Vec<Vec<u8>>> {
+/// The talkers' cycle: a steady tone, or a burst (or turn) starting at sample 0 of frame 0.
+fn talker_cycle(
+    codec: CodecKind,
+    pattern: TalkPattern,
+    talkers: usize,
+) -> anyhow::Result<Vec<Vec<u8>>> {
     // -16 dBFS, 440 Hz: a speech-level stand-in the mixer's talker detection sees.
     let tone = ToneSpec::single(440.0, -16.0);
+    let cycle_frames = talk_cycle_frames(pattern, talkers);
     let tone = match pattern {
         TalkPattern::Continuous => tone,
         TalkPattern::Bursts => tone.with_cadence(BURST_MS, CYCLE_MS - BURST_MS),
+        TalkPattern::Turns => {
+            let cycle_ms = cycle_frames as u32 * DEFAULT_PTIME_MS;
+            tone.with_cadence(TURN_MS, cycle_ms - TURN_MS)
+        }
     };
-    encode_cycle(codec, Some(tone))
+    encode_frames(codec, Some(tone), cycle_frames)
 }
 
 struct TxStream {
@@ -161,8 +194,10 @@ pub fn spawn_sender(
         pattern,
         roles,
         probe_rooms,
+        talkers,
     } = plan;
-    let tone = talker_cycle(codec, pattern)?;
+    let tone = talker_cycle(codec, pattern, talkers)?;
+    let tone_frames = tone.len() as u64;
     let silence = encode_cycle(codec, None)?;
     let pt = offer_pt(codec);
     let ticks = codec.rtp_ticks_per_frame(DEFAULT_PTIME_MS);
@@ -214,8 +249,8 @@ pub fn spawn_sender(
                             offset_frames,
                             probe_room,
                         }) => {
-                            let g =
-                                (f + CYCLE_FRAMES - offset_frames % CYCLE_FRAMES) % CYCLE_FRAMES;
+                            let g = ((k + tone_frames - *offset_frames as u64 % tone_frames)
+                                % tone_frames) as usize;
                             let room = if log_bursts && g == 0 {
                                 *probe_room
                             } else {
@@ -705,7 +740,7 @@ mod tests {
 
     #[test]
     fn burst_cycle_is_tone_then_silence() {
-        let bursts = talker_cycle(CodecKind::Pcmu, TalkPattern::Bursts).unwrap();
+        let bursts = talker_cycle(CodecKind::Pcmu, TalkPattern::Bursts, 3).unwrap();
         let silence = encode_cycle(CodecKind::Pcmu, None).unwrap();
         let burst_frames = (BURST_MS / DEFAULT_PTIME_MS) as usize;
         assert!(bursts[..burst_frames].iter().all(|f| !silence.contains(f)));
@@ -721,7 +756,7 @@ mod tests {
             (CodecKind::G722, 3.0),
             (CodecKind::Opus, 8.0),
         ] {
-            let cycle = talker_cycle(codec, TalkPattern::Bursts).unwrap();
+            let cycle = talker_cycle(codec, TalkPattern::Bursts, 3).unwrap();
             let mut dec = Decoder::new(codec).unwrap();
             let mut det = OnsetDetector::new(codec.sample_rate());
             let mut pcm = vec![0i16; 5760];
@@ -746,10 +781,20 @@ mod tests {
 
     #[test]
     fn tone_cycle_differs_from_silence_cycle() {
-        let tone = talker_cycle(CodecKind::Pcmu, TalkPattern::Continuous).unwrap();
+        let tone = talker_cycle(CodecKind::Pcmu, TalkPattern::Continuous, 3).unwrap();
         let silence = encode_cycle(CodecKind::Pcmu, None).unwrap();
         assert_eq!(tone.len(), CYCLE_FRAMES);
         assert_eq!(tone[0].len(), 160);
         assert_ne!(tone[3], silence[3]);
+    }
+
+    #[test]
+    fn turns_cycle_is_one_turn_of_tone_then_the_others_turns_of_silence() {
+        let turns = talker_cycle(CodecKind::Pcmu, TalkPattern::Turns, 3).unwrap();
+        let turn = (TURN_MS / DEFAULT_PTIME_MS) as usize;
+        assert_eq!(turns.len(), 3 * turn);
+        let silent = encode_cycle(CodecKind::Pcmu, None).unwrap()[0].clone();
+        assert!(turns[..turn].iter().all(|f| *f != silent));
+        assert!(turns[turn..].iter().all(|f| *f == silent));
     }
 }

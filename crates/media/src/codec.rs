@@ -175,6 +175,17 @@ impl Encoder {
             EncoderInner::Opus(enc) => Ok(enc.encode(pcm, out)?),
         }
     }
+
+    /// Forgets the encoder's history (G.722's predictor, Opus's analysis), as if new. For
+    /// an encoder that resumes after its listeners' decoders followed another stream or
+    /// silence frames: those are nearer a fresh state than to this encoder's stale one.
+    pub fn reset(&mut self) {
+        match &mut self.inner {
+            EncoderInner::Pcmu | EncoderInner::Pcma => {}
+            EncoderInner::G722(enc) => enc.reset(),
+            EncoderInner::Opus(enc) => enc.reset(),
+        }
+    }
 }
 
 enum DecoderInner {

@@ -26,6 +26,9 @@ pub struct MixerConfig {
     /// Encode the common mix once per codec for all non-speakers (default on). Off is the
     /// conventional mixer that encodes per listener, kept as a baseline for benchmarks.
     pub shared_encoding: bool,
+    /// Forward a lone talker's payload unchanged to listeners on its codec (default on):
+    /// no encode, and no second generation of coding loss. Off for the conventional baseline.
+    pub forward_lone_talker: bool,
     /// How long a talker stays "talking" after the last loud frame (default 300 ms).
     pub talk_hangover_ms: u32,
 }
@@ -41,6 +44,7 @@ impl Default for MixerConfig {
             noise_suppression: false,
             max_participants: 1000,
             shared_encoding: true,
+            forward_lone_talker: true,
             talk_hangover_ms: 300,
         }
     }

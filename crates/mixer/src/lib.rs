@@ -21,4 +21,4 @@ pub mod talker;
 
 pub use config::{MixerConfig, MixerError, ParticipantId, ParticipantOptions};
 pub use media::codec::CodecKind;
-pub use room::{MixPlan, OutputFrame, Room, RoomEvent, RoomStats};
+pub use room::{FORWARD_MAX_GAIN_DB, MixPlan, OutputFrame, Room, RoomEvent, RoomStats};

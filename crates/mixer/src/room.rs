@@ -16,6 +16,16 @@
 //! Deaf participants get a shared, pre-encoded silence frame of their codec (not nothing),
 //! so their RTP stream, NAT bindings and the far end's jitter buffer stay alive.
 //!
+//! Most of a meeting is one person talking, and then nothing needs encoding at all: the
+//! lone talker hears "everyone but me", which is silence, so it gets the silence frame; a
+//! listener on the talker's codec gets the talker's own received payload, byte for byte
+//! (no second generation of coding loss, no encoder run). That needs the payload
+//! (`put_encoded_frame`), a gain within [`FORWARD_MAX_GAIN_DB`] of unity and no noise
+//! suppression, since forwarding skips both. Listeners on other codecs get the shared mix.
+//! When nobody is mixed at all, everyone gets the silence frame. An encoder that resumes
+//! after such a pause starts from a fresh state, nearer to its listeners' decoders (which
+//! followed silence or the forwarded stream) than its own stale history.
+//!
 //! Mix rate: with `adaptive_rate` the room mixes at the highest codec rate among its
 //! participants (capped by `internal_rate`), so a room of telephones runs at 8 kHz with no
 //! rate conversion at all. Joins and leaves that change the rate rebuild every converter and
@@ -46,6 +56,9 @@ const SLOT_HYSTERESIS_DB: f32 = 3.0;
 const RANK_DECAY_DB_PER_S: f32 = 25.0;
 /// Events kept for `poll_event` at least (more with bigger rooms).
 const MIN_EVENT_CAPACITY: usize = 64;
+/// A lone talker is forwarded unchanged only while its AGC gain is this close to unity:
+/// forwarding skips the gain, and a quiet talker is better boosted than kept bit-exact.
+pub const FORWARD_MAX_GAIN_DB: f32 = 3.0;
 
 /// A participant started or stopped talking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +91,11 @@ pub struct MixPlan {
     pub mixed_speakers: u32,
     /// Participants that received the shared payload.
     pub shared_listeners: u32,
-    /// Deaf participants that received the silence frame.
+    /// Participants that received the silence frame: deaf ones, a lone talker, and
+    /// everyone when nobody is mixed.
     pub silence_frames: u32,
+    /// Listeners that received the lone talker's own payload.
+    pub forwarded: u32,
     /// Input frames converted to the mix rate (including noise suppression chains).
     pub input_resamples: u32,
     /// Mixes converted from the mix rate to a codec rate.
@@ -110,6 +126,8 @@ enum Route {
     Shared,
     Own,
     Silence,
+    /// The lone talker's received payload.
+    Forward,
 }
 
 fn codec_index(kind: CodecKind) -> usize {
@@ -234,6 +252,10 @@ struct Participant {
     deaf: bool,
     /// This tick's input at the codec rate.
     input: Box<[i16]>,
+    /// The payload `input` was decoded from, when the caller gave it (for forwarding).
+    received: Box<[u8]>,
+    received_len: usize,
+    has_received: bool,
     /// Last tick's input: primes the upsampler when the participant becomes a speaker.
     prev_input: Box<[i16]>,
     has_input: bool,
@@ -269,6 +291,8 @@ struct SharedCodec {
     payload: Box<[u8]>,
     payload_len: usize,
     produced: bool,
+    /// Whether the encoder ran the tick before (else it resumes from a fresh state).
+    produced_last_tick: bool,
     silence: Box<[u8]>,
     silence_len: usize,
 }
@@ -339,6 +363,8 @@ pub struct Room {
     max_speakers: usize,
     /// Ranked (score, participant index) of this tick's mixed speakers.
     top: Vec<(f32, usize)>,
+    /// This tick's lone talker whose payload is forwarded (participant index).
+    forward_from: Option<usize>,
     events: EventRing,
     recording: bool,
     zeros: Box<[i16]>,
@@ -396,6 +422,7 @@ impl Room {
             codecs: [None, None, None, None],
             max_speakers: k,
             top: Vec::with_capacity(k),
+            forward_from: None,
             events: EventRing::new(
                 MIN_EVENT_CAPACITY.max(config.max_participants.saturating_mul(2).min(1 << 16)),
             ),
@@ -513,6 +540,9 @@ impl Room {
             muted: options.muted,
             deaf: options.deaf,
             input: vec![0; codec_frame].into_boxed_slice(),
+            received: vec![0; payload_capacity(codec, cfg.ptime_ms)].into_boxed_slice(),
+            received_len: 0,
+            has_received: false,
             prev_input: vec![0; codec_frame].into_boxed_slice(),
             has_input: false,
             had_input: false,
@@ -574,6 +604,7 @@ impl Room {
                 payload: vec![0; cap].into_boxed_slice(),
                 payload_len: 0,
                 produced: false,
+                produced_last_tick: false,
                 silence,
                 silence_len,
             });
@@ -655,6 +686,26 @@ impl Room {
         }
     }
 
+    /// [`put_frame`](Self::put_frame) with the RTP payload `pcm` was decoded from, so that a
+    /// lone talker can be forwarded as received. `pcm` must be exactly one frame (a packet of
+    /// another duration cannot stand in for our frame) and a G.711 or G.722 payload exactly
+    /// one frame's bytes; otherwise the frame is mixed like any other.
+    pub fn put_encoded_frame(&mut self, id: ParticipantId, pcm: &[i16], payload: &[u8]) {
+        let ptime_ms = self.config.ptime_ms;
+        self.put_frame(id, pcm);
+        let Some(p) = self.get_mut(id) else { return };
+        let whole_frame = pcm.len() == p.input.len()
+            && match p.codec {
+                CodecKind::Opus => !payload.is_empty(),
+                fixed => payload.len() == payload_capacity(fixed, ptime_ms),
+            };
+        if let (true, Some(slot)) = (whole_frame, p.received.get_mut(..payload.len())) {
+            slot.copy_from_slice(payload);
+            p.received_len = payload.len();
+            p.has_received = true;
+        }
+    }
+
     /// Runs one frame: measures, selects talkers, mixes, encodes (shared where possible).
     pub fn tick(&mut self) {
         let mut plan = MixPlan::default();
@@ -697,6 +748,13 @@ impl Room {
                     shared: true,
                 })
             }
+            Route::Forward => {
+                let talker = self.participants.get(self.forward_from?)?;
+                Some(OutputFrame {
+                    payload: talker.received.get(..talker.received_len)?,
+                    shared: true,
+                })
+            }
         }
     }
 
@@ -710,6 +768,11 @@ impl Room {
                 .as_ref()
                 .map(|r| &r.pcm[..]),
             Route::Silence => self.zeros.get(..p.own.pcm.len()),
+            // The talker's frame of this tick: `end_tick` has rotated it to `prev_input`.
+            Route::Forward => self
+                .participants
+                .get(self.forward_from?)
+                .map(|talker| &talker.prev_input[..]),
         }
     }
 
@@ -893,10 +956,25 @@ impl Room {
     /// Decides who gets the shared payload, their own, or silence.
     fn route(&mut self, plan: &mut MixPlan, codecs: &mut [bool; 4], rates: &mut [bool; 3]) {
         let shared_encoding = self.config.shared_encoding;
-        for p in &mut self.participants {
-            let route = if p.deaf {
+        let nobody_mixed = self.top.is_empty();
+        let lone = match self.top.as_slice() {
+            [(_, i)] => Some(*i),
+            _ => None,
+        };
+        self.forward_from = lone.filter(|&i| self.can_forward(i));
+        let forward_codec = self
+            .forward_from
+            .and_then(|i| self.participants.get(i))
+            .map(|p| p.codec);
+        for (i, p) in self.participants.iter_mut().enumerate() {
+            // Without shared encoding (the conventional baseline) nothing is skipped.
+            let hears_nothing = shared_encoding && (nobody_mixed || lone == Some(i));
+            let route = if p.deaf || hears_nothing {
                 plan.silence_frames += 1;
                 Route::Silence
+            } else if forward_codec == Some(p.codec) {
+                plan.forwarded += 1;
+                Route::Forward
             } else if shared_encoding && !p.selected {
                 plan.shared_listeners += 1;
                 codecs[codec_index(p.codec)] = true;
@@ -910,6 +988,17 @@ impl Room {
         }
     }
 
+    /// Whether participant `i`, mixed alone, can be forwarded as received.
+    fn can_forward(&self, i: usize) -> bool {
+        let Some(p) = self.participants.get(i) else {
+            return false;
+        };
+        self.config.forward_lone_talker
+            && p.has_received
+            && p.denoiser.is_none()
+            && (!self.config.agc || p.agc.gain_db().abs() <= FORWARD_MAX_GAIN_DB)
+    }
+
     /// Limits, converts and encodes the common mix once for all its listeners.
     fn shared_output(&mut self, plan: &mut MixPlan, codecs: &[bool; 4], rates: &[bool; 3]) {
         self.prev_shared_mix_valid = self.shared_mix_valid;
@@ -919,6 +1008,7 @@ impl Room {
         let needed = codecs.iter().any(|&c| c) || self.recording;
         self.shared_mix_valid = needed;
         for c in self.codecs.iter_mut().flatten() {
+            c.produced_last_tick = c.produced;
             c.produced = false;
         }
         if !needed {
@@ -960,6 +1050,9 @@ impl Room {
             let Some(rate) = &self.rates[rate_index(kind.sample_rate())] else {
                 continue;
             };
+            if !codec.produced_last_tick {
+                codec.encoder.reset();
+            }
             match codec.encoder.encode(&rate.pcm, &mut codec.payload) {
                 Ok(n) => {
                     codec.payload_len = n;
@@ -997,6 +1090,7 @@ impl Room {
             let switched = p.prev_route != Route::Own;
             if switched {
                 own.limiter.follow(limiter_before);
+                own.encoder.reset();
             }
             own.limiter.process(sum, &mut own.mix);
             match &mut own.downsampler {
@@ -1033,6 +1127,7 @@ impl Room {
             std::mem::swap(&mut p.input, &mut p.prev_input);
             p.had_input = p.has_input;
             p.has_input = false;
+            p.has_received = false;
         }
         self.stats.participants = self.participants.len();
         self.stats.events_dropped = self.events.dropped;

@@ -6,6 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use media::codec::Encoder;
 use mixer::{CodecKind, MixerConfig, ParticipantOptions, Room};
 
 struct CountingAllocator;
@@ -93,16 +94,45 @@ fn tick_allocates_nothing() {
                         let n = codec.samples_per_frame(20);
                         // Talkers come and go so that speakers switch between the shared and
                         // their own encoders, and loud enough to drive the limiter.
-                        let talking = (t / 10 + i) % 4 == 0;
+                        // Then one lone talker (forwarded), then nobody (silence frames).
+                        let talking = match t {
+                            30..45 => i == 3,
+                            45..50 => false,
+                            _ => (t / 10 + i) % 4 == 0,
+                        };
                         let amp = if talking { 30_000.0 } else { 0.0 };
                         tone(300.0 + 100.0 * i as f64, codec.sample_rate(), n, t * n, amp)
                     })
                     .collect()
             })
             .collect();
-        let run = |t: usize, room: &mut Room| {
+        // Every other participant also hands over the payload, as the media worker does.
+        let mut encoders: Vec<Encoder> = ids
+            .iter()
+            .map(|&(_, codec)| Encoder::new(codec).expect("encoder"))
+            .collect();
+        let payloads: Vec<Vec<Vec<u8>>> = frames
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .zip(&mut encoders)
+                    .map(|(pcm, encoder)| {
+                        let mut out = vec![0u8; 1500];
+                        let len = encoder.encode(pcm, &mut out).expect("encode");
+                        out.truncate(len);
+                        out
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut forwarded = 0;
+        let mut run = |t: usize, room: &mut Room| {
             for (i, &(id, _)) in ids.iter().enumerate() {
-                room.put_frame(id, &frames[t][i]);
+                if i % 2 == 1 {
+                    room.put_encoded_frame(id, &frames[t][i], &payloads[t][i]);
+                } else {
+                    room.put_frame(id, &frames[t][i]);
+                }
             }
             if t % 7 == 3 {
                 room.set_muted(ids[1].0, t.is_multiple_of(2));
@@ -116,7 +146,9 @@ fn tick_allocates_nothing() {
             }
             while room.poll_event().is_some() {}
             bytes += room.recording_mix().map_or(0, <[i16]>::len);
-            bytes + room.stats().mix_plan.encodes as usize
+            let plan = room.stats().mix_plan;
+            forwarded += plan.forwarded as usize;
+            bytes + plan.encodes as usize
         };
         for t in 0..5 {
             run(t, &mut room);
@@ -128,6 +160,7 @@ fn tick_allocates_nothing() {
             }
         });
         assert!(total > 0);
+        assert!(forwarded > 0, "the lone talker was never forwarded");
         assert_eq!(allocations, 0, "internal rate {internal_rate}");
     }
 }

@@ -347,19 +347,23 @@ impl Session {
         }
     }
 
-    /// Decodes this tick's frame (or conceals a loss) into `heard`; returns its length.
-    fn decode(&mut self, now: Instant, heard: &mut [i16]) -> usize {
+    /// Decodes this tick's frame (or conceals a loss) into `heard`; returns its length, and
+    /// the payload when it decoded to exactly one frame (a conference may forward it as is).
+    fn decode(&mut self, now: Instant, heard: &mut [i16]) -> (usize, Option<&[u8]>) {
         let n = self.samples_per_frame;
         let heard = &mut heard[..n];
-        let decoded = match self.jitter.pop(now) {
-            Playout::Frame { payload, .. } => self.decoder.decode(payload, heard).unwrap_or(0),
-            Playout::Lost => self.decoder.conceal(heard),
-            Playout::Empty => 0,
+        let (decoded, received) = match self.jitter.pop(now) {
+            Playout::Frame { payload, .. } => {
+                let decoded = self.decoder.decode(payload, heard).unwrap_or(0);
+                (decoded, (decoded == n).then_some(payload))
+            }
+            Playout::Lost => (self.decoder.conceal(heard), None),
+            Playout::Empty => (0, None),
         };
         if decoded < n {
             heard[decoded..].fill(0);
         }
-        n
+        (n, received)
     }
 
     /// Two-party media (echo, prompts, silence): builds this tick's PCM and sends it.
@@ -587,14 +591,20 @@ impl Worker {
             let drain_rtcp = tick_count.is_multiple_of(RTCP_DRAIN_TICKS);
             for session in &mut self.sessions {
                 session.receive(now, &mut recv_buf, drain_rtcp, &mut counts);
-                let n = session.decode(now, &mut heard);
-                match session.conference {
-                    Some((slot, pid)) => {
+                let conference = session.conference;
+                let (n, received) = session.decode(now, &mut heard);
+                match (conference, received) {
+                    (Some((slot, pid)), received) => {
                         if let Some(Some(room)) = self.rooms.get_mut(slot) {
-                            room.room.put_frame(pid, &heard[..n]);
+                            match received {
+                                Some(payload) => {
+                                    room.room.put_encoded_frame(pid, &heard[..n], payload)
+                                }
+                                None => room.room.put_frame(pid, &heard[..n]),
+                            }
                         }
                     }
-                    None => session.produce(&heard[..n], &mut pcm, &mut bufs, &mut counts),
+                    (None, _) => session.produce(&heard[..n], &mut pcm, &mut bufs, &mut counts),
                 }
             }
             for room in self.rooms.iter_mut().flatten() {

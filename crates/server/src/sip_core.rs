@@ -146,6 +146,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     if config.conference.mixer == crate::config::MixerMode::Conventional {
         rooms.shared_encoding = false;
+        rooms.forward_lone_talker = false;
         rooms.adaptive_rate = false;
         rooms.max_mixed_speakers = rooms.max_participants;
     }

@@ -1,5 +1,5 @@
 use super::*;
-use media::codec::Decoder;
+use media::codec::{Decoder, Encoder};
 use proptest::prelude::*;
 
 /// A synthetic caller: a phase-continuous sine (or square) at its codec's rate.
@@ -238,7 +238,9 @@ fn shared_mix_is_encoded_once_per_codec_and_resampled_once_per_rate() {
     run(&mut room, &mut speakers, &[], 20, 0);
     let plan = room.stats().mix_plan;
     assert_eq!(plan.shared_encodes, 4, "{plan:?}");
-    assert_eq!(plan.own_encodes, 1);
+    // The lone speaker hears nobody: the silence frame, no encode of its own.
+    assert_eq!(plan.own_encodes, 0);
+    assert_eq!(plan.silence_frames, 1);
     // 8 kHz once for PCMU and PCMA together; G.722 and Opus take the 16 kHz mix as it is,
     // and so does the G.722 speaker's own mix and input.
     assert_eq!(plan.output_resamples, 1, "{plan:?}");
@@ -762,4 +764,242 @@ fn a_wideband_join_moves_the_mix_up_and_its_leave_moves_it_back() {
     let a = amplitude(&heard[0], 440.0, 8000);
     assert!((a / both[0].amp - 1.0).abs() < 0.02, "440 Hz at {a:.0}");
     assert_eq!(room.stats().mix_plan.input_resamples, 0);
+}
+
+/// A caller that also hands the mixer the payload its frame was decoded from, as the media
+/// worker does for every packet that arrived in time.
+struct EncodingCaller {
+    caller: Caller,
+    encoder: Encoder,
+    decoder: Decoder,
+    payload: Vec<u8>,
+    last_len: usize,
+}
+
+impl EncodingCaller {
+    fn join(room: &mut Room, codec: CodecKind, freq: f64, dbov: f64) -> Self {
+        Self {
+            caller: Caller::join(room, codec, freq, dbov),
+            encoder: Encoder::new(codec).unwrap(),
+            decoder: Decoder::new(codec).unwrap(),
+            payload: vec![0; 1500],
+            last_len: 0,
+        }
+    }
+
+    fn speak(&mut self, room: &mut Room) {
+        let pcm = self.caller.frame(room.config().ptime_ms);
+        let len = self.encoder.encode(&pcm, &mut self.payload).unwrap();
+        self.last_len = len;
+        let mut decoded = vec![0i16; pcm.len()];
+        let n = self
+            .decoder
+            .decode(&self.payload[..len], &mut decoded)
+            .unwrap();
+        assert_eq!(n, pcm.len());
+        room.put_encoded_frame(self.caller.id, &decoded, &self.payload[..len]);
+    }
+
+    /// The payload of the last frame spoken.
+    fn sent(&self) -> &[u8] {
+        &self.payload[..self.last_len]
+    }
+}
+
+fn silence_frame(codec: CodecKind) -> Vec<u8> {
+    let mut encoder = Encoder::new(codec).unwrap();
+    let zeros = vec![0i16; codec.samples_per_frame(20)];
+    let mut out = vec![0u8; 1500];
+    let mut len = 0;
+    for _ in 0..5 {
+        len = encoder.encode(&zeros, &mut out).unwrap();
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn a_lone_talker_is_forwarded_byte_for_byte_and_hears_silence() {
+    for codec in [CodecKind::Pcmu, CodecKind::G722, CodecKind::Opus] {
+        let mut room = Room::new(MixerConfig::default());
+        let mut talker = EncodingCaller::join(&mut room, codec, 440.0, -20.0);
+        let mut listeners = Vec::new();
+        for i in 0..12 {
+            let c = CodecKind::ALL[i % 4];
+            listeners.push((c, room.add(ParticipantOptions::new(c)).unwrap()));
+        }
+        let others = listeners.iter().filter(|(c, _)| *c != codec).count();
+        let distinct_other_codecs = CodecKind::ALL.iter().filter(|&&c| c != codec).count() as u32;
+        for t in 0..30 {
+            talker.speak(&mut room);
+            room.tick();
+            let plan = room.stats().mix_plan;
+            assert_eq!(plan.mixed_speakers, 1, "{codec:?} tick {t}");
+            assert_eq!(plan.forwarded as usize, 12 - others, "{codec:?} {plan:?}");
+            assert_eq!(
+                plan.shared_encodes, distinct_other_codecs,
+                "{codec:?} {plan:?}"
+            );
+            assert_eq!(plan.own_encodes, 0, "{codec:?} {plan:?}");
+            let sent = talker.sent();
+            for &(c, id) in &listeners {
+                let out = room.output(id).unwrap();
+                if c == codec {
+                    assert!(out.shared);
+                    assert_eq!(out.payload, sent, "{codec:?}: not the talker's bytes");
+                } else {
+                    assert_ne!(out.payload, sent);
+                }
+            }
+            let own = room.output(talker.caller.id).unwrap();
+            assert_eq!(
+                own.payload,
+                silence_frame(codec),
+                "{codec:?}: talker must hear silence"
+            );
+        }
+        // What a forwarded listener hears is the talker's tone.
+        let same = listeners.iter().find(|(c, _)| *c == codec).unwrap().1;
+        let mut heard = Vec::new();
+        for _ in 0..10 {
+            talker.speak(&mut room);
+            room.tick();
+            heard.extend_from_slice(room.output_pcm(same).unwrap());
+        }
+        assert!(
+            energy_share(&heard, 440.0, codec.sample_rate()) > 0.9,
+            "{codec:?}"
+        );
+    }
+}
+
+#[test]
+fn forwarding_needs_the_payload_of_one_whole_frame_and_can_be_switched_off() {
+    let mut room = Room::new(MixerConfig::default());
+    let mut talker = Caller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0);
+    let listener = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    for _ in 0..5 {
+        let pcm = talker.frame(20);
+        // Half a frame of bytes cannot stand in for our 20 ms frame.
+        room.put_encoded_frame(talker.id, &pcm, &[0x55; 80]);
+        room.tick();
+        assert_eq!(room.stats().mix_plan.forwarded, 0);
+        assert_eq!(room.stats().mix_plan.shared_encodes, 1);
+        assert!(
+            room.output(listener)
+                .unwrap()
+                .payload
+                .iter()
+                .any(|&b| b != 0x55)
+        );
+    }
+    let mut room = Room::new(MixerConfig {
+        forward_lone_talker: false,
+        ..MixerConfig::default()
+    });
+    let mut talker = EncodingCaller::join(&mut room, CodecKind::Pcmu, 440.0, -20.0);
+    room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    for _ in 0..5 {
+        talker.speak(&mut room);
+        room.tick();
+        let plan = room.stats().mix_plan;
+        assert_eq!((plan.forwarded, plan.shared_encodes), (0, 1), "{plan:?}");
+    }
+}
+
+#[test]
+fn a_second_talker_ends_forwarding_and_both_are_mixed() {
+    let mut room = Room::new(MixerConfig::default());
+    let mut first = EncodingCaller::join(&mut room, CodecKind::Opus, 440.0, -20.0);
+    let mut second = EncodingCaller::join(&mut room, CodecKind::Opus, 1000.0, -20.0);
+    let listener = room.add(ParticipantOptions::new(CodecKind::Opus)).unwrap();
+    let mut decoder = Decoder::new(CodecKind::Opus).unwrap();
+    let mut buf = vec![0i16; 5760];
+    let mut heard = Vec::new();
+    for t in 0..60 {
+        first.speak(&mut room);
+        if t >= 20 {
+            second.speak(&mut room);
+        }
+        room.tick();
+        let plan = room.stats().mix_plan;
+        if t < 20 {
+            // The second caller, silent yet, and the listener.
+            assert_eq!((plan.forwarded, plan.encodes), (2, 0), "tick {t}: {plan:?}");
+        } else {
+            assert_eq!(plan.forwarded, 0, "tick {t}: {plan:?}");
+            assert_eq!(
+                (plan.own_encodes, plan.shared_encodes),
+                (2, 1),
+                "tick {t}: {plan:?}"
+            );
+        }
+        let n = decoder
+            .decode(room.output(listener).unwrap().payload, &mut buf)
+            .unwrap();
+        if t >= 40 {
+            heard.extend_from_slice(&buf[..n]);
+        }
+    }
+    // The listener's one decoder followed the forwarded stream, then the shared encoder's.
+    let share_first = energy_share(&heard, 440.0, 16_000);
+    let share_second = energy_share(&heard, 1000.0, 16_000);
+    assert!(
+        share_first > 0.35 && share_second > 0.35,
+        "{share_first} {share_second}"
+    );
+}
+
+#[test]
+fn a_quiet_talker_boosted_by_agc_is_mixed_rather_than_forwarded() {
+    let mut room = Room::new(MixerConfig::default());
+    let mut talker = EncodingCaller::join(&mut room, CodecKind::Pcmu, 440.0, -35.0);
+    let listener = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    talker.speak(&mut room);
+    room.tick();
+    assert_eq!(room.stats().mix_plan.forwarded, 1, "unity gain at first");
+    for _ in 0..150 {
+        talker.speak(&mut room);
+        room.tick();
+    }
+    assert!(room.gain_db(talker.caller.id) > FORWARD_MAX_GAIN_DB);
+    let plan = room.stats().mix_plan;
+    assert_eq!((plan.forwarded, plan.shared_encodes), (0, 1), "{plan:?}");
+    let boosted = mean_square(room.output_pcm(listener).unwrap());
+    let sent = mean_square(&talker.caller.frame(20));
+    assert!(boosted > sent * 2.0, "{boosted} vs {sent}");
+}
+
+#[test]
+fn a_room_where_nobody_talks_encodes_nothing() {
+    let mut room = Room::new(MixerConfig::default());
+    let ids: Vec<_> = (0..10)
+        .map(|i| {
+            let codec = CodecKind::ALL[i % 4];
+            (codec, room.add(ParticipantOptions::new(codec)).unwrap())
+        })
+        .collect();
+    let quiet = [0i16; 320];
+    for _ in 0..10 {
+        for &(codec, id) in &ids {
+            room.put_frame(id, &quiet[..codec.samples_per_frame(20)]);
+        }
+        room.tick();
+        let plan = room.stats().mix_plan;
+        assert_eq!((plan.encodes, plan.silence_frames), (0, 10), "{plan:?}");
+        for &(codec, id) in &ids {
+            assert_eq!(room.output(id).unwrap().payload, silence_frame(codec));
+        }
+    }
+    // The conventional baseline still encodes every listener's silence.
+    let mut room = Room::new(MixerConfig {
+        shared_encoding: false,
+        forward_lone_talker: false,
+        ..MixerConfig::default()
+    });
+    for _ in 0..10 {
+        room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    }
+    room.tick();
+    assert_eq!(room.stats().mix_plan.encodes, 10);
 }
