@@ -356,3 +356,52 @@ fn moderator_records_the_room_into_a_wav_with_the_talk_in_it() {
         server.log()
     );
 }
+
+/// Opus callers that send RFC 6464 audio levels (baresip's `audio_level`, as browsers do):
+/// the lone talker is heard, forwarded as it sent, and the silent caller's frames are never
+/// decoded because their level says nobody could hear them.
+#[test]
+fn opus_callers_reporting_levels_are_heard_and_silent_ones_are_not_decoded() {
+    let ns = Netns::new();
+    let server = Server::start(Some(&ns), &[]);
+    let talker = Baresip::new("10.99.0.2", 440, "opus/48000/2", 48000).with_audio_level();
+    // At a speech level of -20 dBov (peak 0.14), where AGC leaves the talker as it is: a
+    // louder one would be turned down, so mixed rather than forwarded.
+    support::write_tone_at(&talker.dir.path().join("tone.wav"), 440, 48000, 30, 2, 0.14);
+    let silent = Baresip::new("10.99.0.3", 0, "opus/48000/2", 48000).with_audio_level();
+    let uri = "sip:81234@10.99.0.1:5060";
+    let logs: Vec<String> = std::thread::scope(|scope| {
+        let a = scope.spawn(|| talker.call(&ns, uri, 12));
+        let b = scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            silent.call(&ns, uri, 12)
+        });
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    let log = format!("{}\n{}\n{}", logs[0], logs[1], server.log());
+    let not_decoded = server.metric(Some(&ns), "amtsleitung_media_frames_not_decoded_total");
+    let forwarded = server.metric(Some(&ns), "amtsleitung_mixer_frames_forwarded_total");
+    let (heard, rate) = read_wav(&silent.heard().expect("silent caller recorded nothing"));
+    let share = tone_share(&heard, rate, 440.0, 5.0);
+    assert!(
+        share > 0.5,
+        "the talker is not heard (share {share:.2})\n{log}"
+    );
+    let (own, rate) = read_wav(&talker.heard().expect("talker recorded nothing"));
+    let own_share = tone_share(&own, rate, 440.0, 5.0);
+    assert!(
+        own_share < 0.05,
+        "the talker hears itself ({own_share:.2})\n{log}"
+    );
+    // 12 s of 50 frames from the silent caller; most must have been skipped.
+    assert!(
+        not_decoded > 250,
+        "{not_decoded} frames left undecoded\n{}",
+        server.metrics(Some(&ns))
+    );
+    assert!(
+        forwarded > 250,
+        "{forwarded} frames forwarded\n{}",
+        server.metrics(Some(&ns))
+    );
+}

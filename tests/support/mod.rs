@@ -258,6 +258,40 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The `/metrics` page; fetched from inside `ns` (with bash's /dev/tcp) when the server
+    /// runs there.
+    pub fn metrics(&self, ns: Option<&Netns>) -> String {
+        let request = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+        match ns {
+            Some(ns) => {
+                let script = format!(
+                    "exec 3<>/dev/tcp/{}/{}; printf '{}' >&3; cat <&3",
+                    self.http.ip(),
+                    self.http.port(),
+                    request.replace("\r\n", "\\r\\n")
+                );
+                let out = ns.command("bash").args(["-c", &script]).output().unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+            None => {
+                use std::io::{Read, Write};
+                let mut stream = std::net::TcpStream::connect(self.http).unwrap();
+                stream.write_all(request.as_bytes()).unwrap();
+                let mut text = String::new();
+                stream.read_to_string(&mut text).unwrap();
+                text
+            }
+        }
+    }
+
+    /// One counter's value from [`metrics`](Self::metrics) (0 if absent).
+    pub fn metric(&self, ns: Option<&Netns>, name: &str) -> u64 {
+        self.metrics(ns)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn data_dir(&self) -> &Path {
         self._data.path()
     }
@@ -355,6 +389,11 @@ pub fn write_tone(path: &Path, freq: u32, rate: u32, seconds: u32) {
 
 /// Writes a 16-bit WAV of a sine at `freq` Hz with `channels` channels.
 pub fn write_tone_channels(path: &Path, freq: u32, rate: u32, seconds: u32, channels: u32) {
+    write_tone_at(path, freq, rate, seconds, channels, 0.4);
+}
+
+/// Like [`write_tone_channels`], with the sine's peak at `volume` of full scale.
+pub fn write_tone_at(path: &Path, freq: u32, rate: u32, seconds: u32, channels: u32, volume: f64) {
     let status = Command::new("sox")
         .args([
             "-n",
@@ -372,7 +411,7 @@ pub fn write_tone_channels(path: &Path, freq: u32, rate: u32, seconds: u32, chan
             "sine",
             &freq.to_string(),
             "vol",
-            "0.4",
+            &volume.to_string(),
         ])
         .status()
         .expect("run sox (apt-get install sox)");
@@ -424,6 +463,16 @@ impl Baresip {
             dir,
             ip: ip.to_string(),
         }
+    }
+
+    /// Makes the client offer and send the RFC 6464 audio level of every packet (baresip's
+    /// `audio_level` setting), as WebRTC browsers do.
+    pub fn with_audio_level(self) -> Self {
+        let config = self.dir.path().join("config");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str("audio_level\t\tyes\n");
+        std::fs::write(&config, text).unwrap();
+        self
     }
 
     /// Dials `uri` and stays in the call for `seconds`; returns baresip's output.

@@ -121,6 +121,10 @@ struct Cli {
     /// Latency probes (bursts only): the first listener of each of the first N rooms.
     #[arg(long, default_value_t = 20)]
     latency_listeners: usize,
+    /// Offer the RFC 6464 audio-level header extension and send every packet's level in
+    /// it, as WebRTC clients do: the server may then skip decoding silent participants.
+    #[arg(long)]
+    audio_level: bool,
     /// Extra argument for the server's `serve` command line (repeatable, in order).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -150,6 +154,7 @@ struct Uac {
     states: Vec<CallState>,
     rtp_local: Vec<SocketAddr>,
     codec: CodecKind,
+    audio_level: bool,
     prefix: String,
     to_sender: mpsc::Sender<(usize, Option<SocketAddr>)>,
     bye_ok: usize,
@@ -170,7 +175,12 @@ impl Uac {
 
     fn invite(&mut self, i: usize, now: Instant) {
         let Some(leg) = self.legs.get(i) else { return };
-        let sdp = sip_text::sdp_offer(self.rtp_local[i], self.codec, i as u64 + 1);
+        let sdp = sip_text::sdp_offer(
+            self.rtp_local[i],
+            self.codec,
+            i as u64 + 1,
+            self.audio_level,
+        );
         self.send(&leg.invite(&sdp), leg.server);
         let tries = match self.states[i] {
             CallState::Inviting { tries, .. } => tries + 1,
@@ -382,6 +392,7 @@ struct Report {
     speakers_per_room: usize,
     codec: CodecKind,
     talk_pattern: TalkPattern,
+    audio_level: bool,
     server_args: Vec<String>,
     established: usize,
     failed: usize,
@@ -437,12 +448,17 @@ impl Report {
             (
                 "scenario",
                 format!(
-                    "{} participants, {} rooms, {} talkers/room ({}), {}",
+                    "{} participants, {} rooms, {} talkers/room ({}), {}{}",
                     self.participants,
                     self.rooms,
                     self.speakers_per_room,
                     pattern_name(self.talk_pattern),
-                    self.codec.name()
+                    self.codec.name(),
+                    if self.audio_level {
+                        ", audio levels sent"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             ("server args", server_args),
@@ -555,6 +571,7 @@ impl Report {
             "speakers_per_room": self.speakers_per_room,
             "codec": self.codec.name(),
             "talk_pattern": pattern_name(self.talk_pattern),
+            "audio_level": self.audio_level,
             "server_args": self.server_args,
             "calls_established": self.established,
             "calls_failed": self.failed,
@@ -641,6 +658,7 @@ fn plan_talk(
             roles,
             probe_rooms,
             talkers,
+            audio_level: false,
         },
         listeners,
     )
@@ -673,13 +691,14 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
         })
         .collect();
     let pattern: TalkPattern = cli.talk_pattern.into();
-    let (plan, probes) = plan_talk(
+    let (mut plan, probes) = plan_talk(
         n,
         cli.rooms,
         cli.speakers_per_room,
         pattern,
         cli.latency_listeners,
     );
+    plan.audio_level = cli.audio_level;
     if !probes.is_empty() && cli.speakers_per_room >= 3 {
         // Bursts 1000/K ms apart leave less than the detector's 150 ms of quiet for K >= 3.
         eprintln!(
@@ -710,6 +729,7 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
         states: vec![CallState::NotStarted; n],
         rtp_local,
         codec,
+        audio_level: cli.audio_level,
         prefix,
         to_sender,
         bye_ok: 0,
@@ -808,6 +828,7 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
         speakers_per_room: cli.speakers_per_room,
         codec,
         talk_pattern: pattern,
+        audio_level: cli.audio_level,
         server_args: cli.server_args.clone(),
         established,
         failed,

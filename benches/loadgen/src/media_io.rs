@@ -15,7 +15,7 @@ use media::tone::{ToneGenerator, ToneSpec};
 
 use crate::latency::{BURST_MS, CYCLE_MS, Onset, OnsetDetector, RealtimeNs, realtime_now};
 use crate::measure;
-use crate::sip_text::offer_pt;
+use crate::sip_text::{AUDIO_LEVEL_EXT_ID, offer_pt};
 use crate::udp_rx::{self, TimestampedRx};
 
 /// Frame period (RFC 3551 §4.5 default packetisation).
@@ -119,42 +119,79 @@ pub struct TalkPlan {
     pub probe_rooms: usize,
     /// Talkers per room (sets the `turns` cycle).
     pub talkers: usize,
+    /// Send each frame's RFC 6464 audio level in a header extension.
+    pub audio_level: bool,
 }
 
-/// Encodes one cycle of frames from `tone` (silence if None) with a fresh encoder: sending
-/// the same pre-encoded cycle from every participant keeps the load generator's CPU off
-/// the box the server is measured on.
-fn encode_cycle(codec: CodecKind, tone: Option<ToneSpec>) -> anyhow::Result<Vec<Vec<u8>>> {
-    encode_frames(codec, tone, CYCLE_FRAMES)
+/// RFC 6464 §3 level of a frame: its RMS in -dBov, 0..=127 (127 also for digital silence).
+fn audio_level(pcm: &[i16]) -> u8 {
+    let energy: f64 = pcm.iter().map(|&s| f64::from(s).powi(2)).sum();
+    let rms = (energy / pcm.len().max(1) as f64).sqrt();
+    if rms < 1.0 {
+        return 127;
+    }
+    let dbov = 20.0 * (rms / 32768.0).log10();
+    (-dbov).round().clamp(0.0, 127.0) as u8
 }
 
-fn encode_frames(
+/// Encodes one cycle of frames from `tone` (silence if None) with a fresh encoder, and each
+/// frame's RFC 6464 level: sending the same pre-encoded cycle from every participant keeps
+/// the load generator's CPU off the box the server is measured on.
+fn encode_frames_with_levels(
     codec: CodecKind,
     tone: Option<ToneSpec>,
     cycle_frames: usize,
-) -> anyhow::Result<Vec<Vec<u8>>> {
+) -> anyhow::Result<(Vec<Vec<u8>>, Vec<u8>)> {
     let mut enc = Encoder::new(codec)?;
     let samples = codec.samples_per_frame(DEFAULT_PTIME_MS);
     let mut generator = tone.map(|t| ToneGenerator::new(codec.sample_rate(), t));
     let mut pcm = vec![0i16; samples];
     let mut out = vec![0u8; 1500];
     let mut frames = Vec::with_capacity(cycle_frames);
+    let mut levels = Vec::with_capacity(cycle_frames);
     for _ in 0..cycle_frames {
         if let Some(g) = generator.as_mut() {
             g.fill(&mut pcm);
         }
         let n = enc.encode(&pcm, &mut out)?;
         frames.push(out[..n].to_vec());
+        levels.push(audio_level(&pcm));
     }
-    Ok(frames)
+    Ok((frames, levels))
 }
 
-/// The talkers' cycle: a steady tone, or a burst (or turn) starting at sample 0 of frame 0.
-fn talker_cycle(
+/// Writes an RTP packet carrying `level` in a one-byte-form header extension (RFC 8285
+/// §4.2: 0xBEDE, one 32-bit word holding the element and two bytes of padding).
+#[allow(clippy::too_many_arguments)]
+fn write_rtp_with_level(
+    out: &mut [u8],
+    pt: u8,
+    marker: bool,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    level: u8,
+    payload: &[u8],
+) -> Option<usize> {
+    const EXT_LEN: usize = 8;
+    let header = write_rtp(out, pt, marker, seq, ts, ssrc, &[]).ok()?;
+    let total = header + EXT_LEN + payload.len();
+    let dst = out.get_mut(..total)?;
+    dst[0] |= 0x10;
+    // ID in the high nibble, length - 1 = 0 in the low one; V bit clear (no VAD decision).
+    let element = AUDIO_LEVEL_EXT_ID << 4;
+    dst[header..header + EXT_LEN].copy_from_slice(&[0xBE, 0xDE, 0, 1, element, level & 0x7F, 0, 0]);
+    dst[header + EXT_LEN..].copy_from_slice(payload);
+    Some(total)
+}
+
+/// The talkers' cycle, a steady tone or a burst (or turn) starting at sample 0 of frame 0,
+/// with each frame's level.
+fn talker_cycle_with_levels(
     codec: CodecKind,
     pattern: TalkPattern,
     talkers: usize,
-) -> anyhow::Result<Vec<Vec<u8>>> {
+) -> anyhow::Result<(Vec<Vec<u8>>, Vec<u8>)> {
     // -16 dBFS, 440 Hz: a speech-level stand-in the mixer's talker detection sees.
     let tone = ToneSpec::single(440.0, -16.0);
     let cycle_frames = talk_cycle_frames(pattern, talkers);
@@ -166,7 +203,7 @@ fn talker_cycle(
             tone.with_cadence(TURN_MS, cycle_ms - TURN_MS)
         }
     };
-    encode_frames(codec, Some(tone), cycle_frames)
+    encode_frames_with_levels(codec, Some(tone), cycle_frames)
 }
 
 struct TxStream {
@@ -195,10 +232,11 @@ pub fn spawn_sender(
         roles,
         probe_rooms,
         talkers,
+        audio_level,
     } = plan;
-    let tone = talker_cycle(codec, pattern, talkers)?;
+    let (tone, tone_levels) = talker_cycle_with_levels(codec, pattern, talkers)?;
     let tone_frames = tone.len() as u64;
-    let silence = encode_cycle(codec, None)?;
+    let (silence, silence_levels) = encode_frames_with_levels(codec, None, CYCLE_FRAMES)?;
     let pt = offer_pt(codec);
     let ticks = codec.rtp_ticks_per_frame(DEFAULT_PTIME_MS);
     let log_bursts = pattern == TalkPattern::Bursts;
@@ -244,7 +282,7 @@ pub fn spawn_sender(
                 let mut errors = 0;
                 for (i, st) in streams.iter_mut().enumerate() {
                     let Some(st) = st else { continue };
-                    let (payload, burst_room) = match roles.get(i) {
+                    let (payload, level, burst_room) = match roles.get(i) {
                         Some(Role::Talker {
                             offset_frames,
                             probe_room,
@@ -256,13 +294,19 @@ pub fn spawn_sender(
                             } else {
                                 None
                             };
-                            (&tone[g], room)
+                            (&tone[g], tone_levels[g], room)
                         }
-                        _ => (&silence[f], None),
+                        _ => (&silence[f], silence_levels[f], None),
                     };
                     let marker = k == 0;
-                    if let Ok(n) = write_rtp(&mut pkt, pt, marker, st.seq, st.ts, st.ssrc, payload)
-                    {
+                    let written = if audio_level {
+                        write_rtp_with_level(
+                            &mut pkt, pt, marker, st.seq, st.ts, st.ssrc, level, payload,
+                        )
+                    } else {
+                        write_rtp(&mut pkt, pt, marker, st.seq, st.ts, st.ssrc, payload).ok()
+                    };
+                    if let Some(n) = written {
                         // The burst's onset is sample 0 of this frame: stamp right at its send.
                         if let Some(log) = burst_room.and_then(|r| bursts.get_mut(r)) {
                             log.push(realtime_now());
@@ -591,6 +635,18 @@ pub fn spawn_receiver(
 mod tests {
     use super::*;
 
+    fn encode_cycle(codec: CodecKind, tone: Option<ToneSpec>) -> anyhow::Result<Vec<Vec<u8>>> {
+        Ok(encode_frames_with_levels(codec, tone, CYCLE_FRAMES)?.0)
+    }
+
+    fn talker_cycle(
+        codec: CodecKind,
+        pattern: TalkPattern,
+        talkers: usize,
+    ) -> anyhow::Result<Vec<Vec<u8>>> {
+        Ok(talker_cycle_with_levels(codec, pattern, talkers)?.0)
+    }
+
     fn rtp(seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
         let mut b = vec![0u8; 200];
         let n = write_rtp(&mut b, 0, false, seq, ts, ssrc, &[0xff; 160]).unwrap();
@@ -786,6 +842,22 @@ mod tests {
         assert_eq!(tone.len(), CYCLE_FRAMES);
         assert_eq!(tone[0].len(), 160);
         assert_ne!(tone[3], silence[3]);
+    }
+
+    #[test]
+    fn level_extension_carries_the_level_and_leaves_the_payload_intact() {
+        let mut pkt = [0u8; 64];
+        let n = write_rtp_with_level(&mut pkt, 0, false, 7, 160, 9, 42, &[1, 2, 3]).unwrap();
+        let info = parse_rtp(&pkt[..n]).unwrap();
+        assert_eq!(info.payload, &[1, 2, 3]);
+        assert_eq!(info.sequence, 7);
+        assert_eq!(&pkt[12..20], &[0xBE, 0xDE, 0, 1, 0x10, 42, 0, 0]);
+        assert_eq!(audio_level(&[0; 160]), 127);
+        assert_eq!(audio_level(&[i16::MAX; 160]), 0);
+        // The talkers' -16 dBFS sine has an RMS 3 dB lower.
+        let (_, levels) =
+            talker_cycle_with_levels(CodecKind::Pcmu, TalkPattern::Continuous, 3).unwrap();
+        assert!(levels.iter().all(|&l| l == 19), "{levels:?}");
     }
 
     #[test]

@@ -120,16 +120,25 @@ pub fn offer_pt(codec: CodecKind) -> u8 {
     codec.static_payload_type().unwrap_or(media::sdp::OPUS_PT)
 }
 
-/// SDP offer with only `codec`, receiving at `rtp`.
-pub fn sdp_offer(rtp: SocketAddr, codec: CodecKind, session_id: u64) -> String {
+/// RTP header extension id we map the RFC 6464 audio level to.
+pub const AUDIO_LEVEL_EXT_ID: u8 = 1;
+
+/// SDP offer with only `codec`, receiving at `rtp`; with `audio_level`, it maps the RFC 6464
+/// client-to-mixer audio level extension (RFC 8285 `a=extmap`) as browsers do.
+pub fn sdp_offer(rtp: SocketAddr, codec: CodecKind, session_id: u64, audio_level: bool) -> String {
     let pt = offer_pt(codec);
     let rtpmap = match codec {
         CodecKind::Opus => format!("a=rtpmap:{pt} opus/48000/2\r\n"),
         other => format!("a=rtpmap:{pt} {}/{}\r\n", other.name(), other.clock_rate()),
     };
+    let extmap = if audio_level {
+        format!("a=extmap:{AUDIO_LEVEL_EXT_ID} urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n")
+    } else {
+        String::new()
+    };
     format!(
         "v=0\r\no=loadgen {session_id} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP {pt}\r\n{rtpmap}a=ptime:20\r\na=sendrecv\r\n",
+         m=audio {port} RTP/AVP {pt}\r\n{rtpmap}{extmap}a=ptime:20\r\na=sendrecv\r\n",
         ip = rtp.ip(),
         port = rtp.port(),
     )
@@ -331,12 +340,14 @@ mod tests {
     #[test]
     fn offer_names_only_the_chosen_codec() {
         let a: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let g722 = sdp_offer(a, CodecKind::G722, 1);
+        let g722 = sdp_offer(a, CodecKind::G722, 1, false);
         assert!(g722.contains("m=audio 40000 RTP/AVP 9\r\n"));
         assert!(g722.contains("a=rtpmap:9 G722/8000\r\n"));
-        let opus = sdp_offer(a, CodecKind::Opus, 1);
+        assert!(!g722.contains("extmap"));
+        let opus = sdp_offer(a, CodecKind::Opus, 1, true);
         assert!(opus.contains("m=audio 40000 RTP/AVP 96\r\n"));
         assert!(opus.contains("a=rtpmap:96 opus/48000/2\r\n"));
+        assert!(opus.contains("a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"));
     }
 
     #[test]
@@ -348,7 +359,12 @@ mod tests {
             local: "127.0.0.1:5070".parse().unwrap(),
             server: "127.0.0.1:5060".parse().unwrap(),
         };
-        let sdp = sdp_offer("127.0.0.1:40000".parse().unwrap(), CodecKind::Pcmu, 1);
+        let sdp = sdp_offer(
+            "127.0.0.1:40000".parse().unwrap(),
+            CodecKind::Pcmu,
+            1,
+            false,
+        );
         let inv = leg.invite(&sdp);
         let (_, body) = inv.split_once("\r\n\r\n").unwrap();
         assert!(inv.contains(&format!("Content-Length: {}\r\n", body.len())));

@@ -85,6 +85,8 @@ pub enum Playout<'a> {
         payload: &'a [u8],
         /// Its RTP timestamp.
         rtp_ts: u32,
+        /// The audio level its sender reported (RFC 6464: 0..=127 meaning -dBov), if any.
+        level: Option<u8>,
     },
     /// A frame is missing (lost, late, or the buffer is stretching): conceal one frame.
     Lost,
@@ -150,6 +152,7 @@ struct Slot {
     /// Timestamp unwrapped to 64 bits.
     ts: i64,
     len: usize,
+    level: Option<u8>,
 }
 
 const FREE_SLOT: Slot = Slot {
@@ -158,6 +161,7 @@ const FREE_SLOT: Slot = Slot {
     rtp_ts: 0,
     ts: 0,
     len: 0,
+    level: None,
 };
 
 /// Transit samples of the last [`TRANSIT_WINDOW`] packets with their exact running minimum.
@@ -411,6 +415,19 @@ impl JitterBuffer {
 
     /// Stores a packet that arrived at `arrival`.
     pub fn push(&mut self, seq: u16, rtp_ts: u32, payload: &[u8], arrival: Instant) -> PushOutcome {
+        self.push_with_level(seq, rtp_ts, payload, None, arrival)
+    }
+
+    /// [`push`](Self::push) with the audio level the sender reported for this packet, handed
+    /// back with the frame at playout, so that the caller can skip decoding a silent one.
+    pub fn push_with_level(
+        &mut self,
+        seq: u16,
+        rtp_ts: u32,
+        payload: &[u8],
+        level: Option<u8>,
+        arrival: Instant,
+    ) -> PushOutcome {
         let epoch = *self.epoch.get_or_insert(arrival);
         let arrival_ticks = self.ticks_since_epoch(epoch, arrival);
         if payload.len() > self.cfg.max_payload {
@@ -490,6 +507,7 @@ impl JitterBuffer {
             rtp_ts,
             ts,
             len: payload.len(),
+            level,
         };
         self.stats.received += 1;
         self.record_transit(arrival_ticks - ts, false);
@@ -681,6 +699,7 @@ impl JitterBuffer {
         Playout::Frame {
             payload: &self.storage[start..start + p.len],
             rtp_ts: p.rtp_ts,
+            level: p.level,
         }
     }
 }
@@ -702,7 +721,9 @@ mod tests {
 
     fn take(p: Playout<'_>) -> Out {
         match p {
-            Playout::Frame { payload, rtp_ts } => Out::Frame(payload[0], rtp_ts),
+            Playout::Frame {
+                payload, rtp_ts, ..
+            } => Out::Frame(payload[0], rtp_ts),
             Playout::Lost => Out::Lost,
             Playout::Empty => Out::Empty,
         }
@@ -772,6 +793,27 @@ mod tests {
         assert_eq!(st.received, 50);
         assert_eq!((st.lost, st.late, st.duplicates), (0, 0, 0));
         assert_eq!(st.target_delay, Duration::from_millis(10));
+    }
+
+    #[test]
+    fn each_frame_comes_back_with_the_level_pushed_with_it() {
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        let t0 = Instant::now();
+        let mut levels = Vec::new();
+        for i in 0..20u16 {
+            let at = t0 + Duration::from_millis(u64::from(i) * FRAME_MS);
+            // Reported levels vary per packet; every third packet carries none.
+            let level = (i % 3 != 0).then_some(u8::try_from(i * 5).unwrap_or(127));
+            jb.push_with_level(i, u32::from(i) * 160, &[i as u8; 160], level, at);
+            if let Playout::Frame { payload, level, .. } = jb.pop(at) {
+                levels.push((payload[0], level));
+            }
+        }
+        assert!(levels.len() >= 15, "{levels:?}");
+        for (frame, level) in levels {
+            let i = u16::from(frame);
+            assert_eq!(level, (i % 3 != 0).then_some((i * 5) as u8), "frame {i}");
+        }
     }
 
     #[test]
@@ -943,6 +985,7 @@ mod tests {
             ssrc,
             csrc_count: 0,
             payload: &[9],
+            extension: None,
         };
         assert_eq!(jb.push_rtp(&pkt(1, 100, 0), t0), PushOutcome::Buffered);
         assert_eq!(jb.push_rtp(&pkt(2, 40000, 123), t0), PushOutcome::Restarted);

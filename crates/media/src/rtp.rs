@@ -92,6 +92,106 @@ pub struct RtpPacketInfo<'a> {
     pub csrc_count: u8,
     /// Payload without header, CSRCs, extension and padding.
     pub payload: &'a [u8],
+    /// Header extension, present when the X bit is set (RFC 3550 §5.3.1).
+    pub extension: Option<RtpExtension<'a>>,
+}
+
+/// A header extension block (RFC 3550 §5.3.1), borrowing the datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpExtension<'a> {
+    /// The 16 "defined by profile" bits: 0xBEDE or 0x100X for RFC 8285 elements.
+    pub profile: u16,
+    /// The extension body after its 4-byte header (a multiple of 4 bytes).
+    pub data: &'a [u8],
+}
+
+/// "Defined by profile" value of the RFC 8285 §4.2 one-byte header form.
+pub const ONE_BYTE_EXTENSION_PROFILE: u16 = 0xBEDE;
+/// Top 12 bits of the RFC 8285 §4.3 two-byte header form's profile value (`0x100X`).
+const TWO_BYTE_EXTENSION_PROFILE: u16 = 0x1000;
+
+/// The body of element `id` in an RFC 8285 header extension; `None` if absent, malformed
+/// before it, or the extension is not in the one- or two-byte form.
+pub fn find_extension_element<'a>(ext: &RtpExtension<'a>, id: u8) -> Option<&'a [u8]> {
+    if ext.profile == ONE_BYTE_EXTENSION_PROFILE {
+        find_one_byte_element(ext.data, id)
+    } else if ext.profile & 0xFFF0 == TWO_BYTE_EXTENSION_PROFILE {
+        find_two_byte_element(ext.data, id)
+    } else {
+        None
+    }
+}
+
+/// RFC 8285 §4.2: 4-bit ID and 4-bit length-minus-one; ID 0 is a padding byte, ID 15 ends
+/// parsing. IDs 0 and 15 name no element.
+fn find_one_byte_element(data: &[u8], id: u8) -> Option<&[u8]> {
+    if id == 0 || id >= 15 {
+        return None;
+    }
+    let mut rest = data;
+    while let [header, tail @ ..] = rest {
+        let element_id = header >> 4;
+        match element_id {
+            0 => {
+                rest = tail;
+                continue;
+            }
+            15 => return None,
+            _ => {}
+        }
+        let len = usize::from(header & 0x0F) + 1;
+        let body = tail.get(..len)?;
+        if element_id == id {
+            return Some(body);
+        }
+        rest = tail.get(len..)?;
+    }
+    None
+}
+
+/// RFC 8285 §4.3: 8-bit ID and 8-bit length (0 allowed); a zero byte is padding.
+fn find_two_byte_element(data: &[u8], id: u8) -> Option<&[u8]> {
+    if id == 0 {
+        return None;
+    }
+    let mut rest = data;
+    while let [element_id, tail @ ..] = rest {
+        if *element_id == 0 {
+            rest = tail;
+            continue;
+        }
+        let [len, tail @ ..] = tail else {
+            return None;
+        };
+        let len = usize::from(*len);
+        let body = tail.get(..len)?;
+        if *element_id == id {
+            return Some(body);
+        }
+        rest = tail.get(len..)?;
+    }
+    None
+}
+
+/// Client-to-mixer audio level of one packet (RFC 6464 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioLevel {
+    /// The sender's voice activity flag (the V bit).
+    pub voice: bool,
+    /// Level in -dBov, 0..=127; 127 is silence (or a muted source).
+    pub dbov: u8,
+}
+
+/// The RFC 6464 audio level carried under extension `id` (as negotiated by `a=extmap`).
+pub fn audio_level(info: &RtpPacketInfo<'_>, id: u8) -> Option<AudioLevel> {
+    let element = find_extension_element(info.extension.as_ref()?, id)?;
+    // RFC 6464 §3: the first byte carries V and level; a longer (two-byte form or padded)
+    // element keeps its meaning in that byte.
+    let &first = element.first()?;
+    Some(AudioLevel {
+        voice: first & 0x80 != 0,
+        dbov: first & 0x7F,
+    })
 }
 
 /// Parses an RTP packet (CSRC list, header extension and padding are handled).
@@ -113,6 +213,28 @@ pub fn parse_rtp(buf: &[u8]) -> Result<RtpPacketInfo<'_>, RtpError> {
         ssrc: pkt.ssrc(),
         csrc_count: pkt.n_csrcs(),
         payload: buf.get(start..end).unwrap_or_default(),
+        extension: extension_at(buf, &pkt, start),
+    })
+}
+
+/// The header extension of a parsed packet, borrowed from `buf` rather than from `pkt`
+/// (whose accessor ties the slice to the parser value): it ends where the payload starts.
+fn extension_at<'a>(
+    buf: &'a [u8],
+    pkt: &rtp_types::RtpPacket<'_>,
+    payload_start: usize,
+) -> Option<RtpExtension<'a>> {
+    if !pkt.extension_bit() {
+        return None;
+    }
+    let body_start = payload_start.checked_sub(pkt.extension_len())?;
+    let header_start = body_start.checked_sub(4)?;
+    let [p0, p1, ..] = *buf.get(header_start..)? else {
+        return None;
+    };
+    Some(RtpExtension {
+        profile: u16::from_be_bytes([p0, p1]),
+        data: buf.get(body_start..payload_start)?,
     })
 }
 
@@ -922,11 +1044,176 @@ mod tests {
         assert_eq!(b.delay_since_last_sr, 2 * 65536);
     }
 
+    fn one_byte(data: &[u8]) -> RtpExtension<'_> {
+        RtpExtension {
+            profile: ONE_BYTE_EXTENSION_PROFILE,
+            data,
+        }
+    }
+
+    fn two_byte(data: &[u8]) -> RtpExtension<'_> {
+        RtpExtension {
+            profile: 0x1000,
+            data,
+        }
+    }
+
+    #[test]
+    fn one_byte_form_finds_elements_across_padding() {
+        // id 1 len 1, two padding bytes, id 3 len 3, trailing padding.
+        let data = [0x10, 0xAA, 0, 0, 0x32, 1, 2, 3, 0, 0, 0, 0];
+        let ext = one_byte(&data);
+        assert_eq!(find_extension_element(&ext, 1), Some(&[0xAA][..]));
+        assert_eq!(find_extension_element(&ext, 3), Some(&[1, 2, 3][..]));
+        assert_eq!(find_extension_element(&ext, 2), None);
+        assert_eq!(find_extension_element(&ext, 0), None);
+        assert_eq!(find_extension_element(&ext, 15), None);
+    }
+
+    #[test]
+    fn one_byte_form_stops_at_id_15() {
+        // id 15 ends parsing even though a valid-looking id 2 follows.
+        let data = [0x10, 0x01, 0xF0, 0x20, 0x05, 0, 0, 0];
+        let ext = one_byte(&data);
+        assert_eq!(find_extension_element(&ext, 1), Some(&[0x01][..]));
+        assert_eq!(find_extension_element(&ext, 2), None);
+    }
+
+    #[test]
+    fn one_byte_form_rejects_element_running_past_the_body() {
+        // id 2 claims 16 bytes, only 2 follow.
+        let data = [0x10, 0x01, 0x2F, 0xAB];
+        let ext = one_byte(&data);
+        assert_eq!(find_extension_element(&ext, 2), None);
+        // An element before the broken one is still found.
+        assert_eq!(find_extension_element(&ext, 1), Some(&[0x01][..]));
+        // One behind it is not reachable.
+        assert_eq!(find_extension_element(&ext, 5), None);
+    }
+
+    #[test]
+    fn two_byte_form_finds_elements_across_padding() {
+        // id 20 len 0, padding, id 1 len 2, padding, id 200 len 1.
+        let data = [20, 0, 0, 1, 2, 0x85, 0x86, 0, 200, 1, 0x7F, 0];
+        let ext = two_byte(&data);
+        assert_eq!(find_extension_element(&ext, 20), Some(&[][..]));
+        assert_eq!(find_extension_element(&ext, 1), Some(&[0x85, 0x86][..]));
+        assert_eq!(find_extension_element(&ext, 200), Some(&[0x7F][..]));
+        assert_eq!(find_extension_element(&ext, 2), None);
+        assert_eq!(find_extension_element(&ext, 0), None);
+        // The low 4 "appbits" of the profile value do not change the layout.
+        let ext = RtpExtension {
+            profile: 0x100F,
+            data: &data,
+        };
+        assert_eq!(find_extension_element(&ext, 200), Some(&[0x7F][..]));
+    }
+
+    #[test]
+    fn two_byte_form_rejects_truncated_length() {
+        let ext = two_byte(&[1, 4, 0xAA, 0xBB]);
+        assert_eq!(find_extension_element(&ext, 1), None);
+        // ID byte with no length byte after it.
+        let ext = two_byte(&[0, 0, 0, 7]);
+        assert_eq!(find_extension_element(&ext, 7), None);
+    }
+
+    #[test]
+    fn other_profiles_have_no_elements() {
+        let data = [0x10, 0xAA, 0, 0];
+        for profile in [0x0000, 0xBEDF, 0x2000, 0x0100, 0xFFFF] {
+            let ext = RtpExtension {
+                profile,
+                data: &data,
+            };
+            assert_eq!(find_extension_element(&ext, 1), None, "{profile:#x}");
+        }
+    }
+
+    /// RTP packet with X bit, one CSRC and the given extension words after it.
+    fn packet_with_extension(profile: u16, body: &[u8], payload: &[u8]) -> Vec<u8> {
+        assert_eq!(body.len() % 4, 0);
+        let mut pkt = vec![0x91, 111, 0, 7, 0, 0, 0, 9, 0, 0, 0, 42]; // V=2 X CC=1
+        pkt.extend_from_slice(&[0, 0, 0, 5]);
+        pkt.extend_from_slice(&profile.to_be_bytes());
+        pkt.extend_from_slice(&((body.len() / 4) as u16).to_be_bytes());
+        pkt.extend_from_slice(body);
+        pkt.extend_from_slice(payload);
+        pkt
+    }
+
+    #[test]
+    fn parse_exposes_extension_and_audio_level() {
+        // Chrome's layout: audio level id 1 (V set, -42 dBov), abs-send-time id 3.
+        let body = [0x10, 0x80 | 42, 0x32, 1, 2, 3, 0, 0];
+        let pkt = packet_with_extension(0xBEDE, &body, &[0xF8, 0xFF]);
+        let p = parse_rtp(&pkt).unwrap();
+        assert_eq!(
+            p.extension,
+            Some(RtpExtension {
+                profile: 0xBEDE,
+                data: &body,
+            })
+        );
+        assert_eq!(p.payload, &[0xF8, 0xFF]);
+        assert_eq!(
+            audio_level(&p, 1),
+            Some(AudioLevel {
+                voice: true,
+                dbov: 42
+            })
+        );
+        assert_eq!(audio_level(&p, 2), None);
+    }
+
+    #[test]
+    fn audio_level_reads_silence_without_voice_in_two_byte_form() {
+        let pkt = packet_with_extension(0x1000, &[5, 1, 127, 0], &[1]);
+        let p = parse_rtp(&pkt).unwrap();
+        assert_eq!(
+            audio_level(&p, 5),
+            Some(AudioLevel {
+                voice: false,
+                dbov: 127
+            })
+        );
+    }
+
+    #[test]
+    fn audio_level_needs_a_nonempty_element_and_an_extension() {
+        // Two-byte form allows an empty element; it carries no level.
+        let pkt = packet_with_extension(0x1000, &[5, 0, 0, 0], &[1]);
+        assert_eq!(audio_level(&parse_rtp(&pkt).unwrap(), 5), None);
+        let mut buf = [0u8; 20];
+        let n = write_rtp(&mut buf, 0, false, 1, 2, 3, &[1, 2]).unwrap();
+        let p = parse_rtp(&buf[..n]).unwrap();
+        assert_eq!(p.extension, None);
+        assert_eq!(audio_level(&p, 1), None);
+    }
+
     proptest! {
         #[test]
         fn rtp_parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             if let Ok(p) = parse_rtp(&bytes) {
                 prop_assert!(p.payload.len() + RTP_HEADER_LEN <= bytes.len());
+            }
+        }
+
+        #[test]
+        fn extension_element_search_never_panics(
+            profile in prop_oneof![Just(0xBEDEu16), 0x1000u16..0x1010, any::<u16>()],
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+            id in any::<u8>(),
+        ) {
+            let ext = RtpExtension { profile, data: &data };
+            if let Some(body) = find_extension_element(&ext, id) {
+                // The element lies inside the extension body.
+                let start = body.as_ptr() as usize - data.as_ptr() as usize;
+                prop_assert!(start + body.len() <= data.len());
+            }
+            let pkt = packet_with_extension(profile, &data[..data.len() / 4 * 4], &[0]);
+            if let Ok(p) = parse_rtp(&pkt) {
+                let _ = audio_level(&p, id);
             }
         }
 

@@ -6,7 +6,7 @@
 //! m-line, so a T.38 section's `a=sendonly` would land on our audio. RFC 3264 §6 needs every
 //! offered m-line, in order, to build the answer. It also rejects `k=prompt`, `a=ptime:20.0`
 //! and a missing `t=`, which phones send. The subset we need (c, m, rtpmap, fmtp, ptime,
-//! direction, rtcp, rtcp-mux) is small; everything else is skipped.
+//! direction, rtcp, rtcp-mux, extmap) is small; everything else is skipped.
 //!
 //! Text here is signalling, not the per-packet path: parsing and printing allocate.
 
@@ -29,6 +29,8 @@ pub const TELEPHONE_EVENT_PT: u8 = 101;
 pub const TELEPHONE_EVENT_48K_PT: u8 = 97;
 /// Dynamic payload type of Opus in our offers.
 pub const OPUS_PT: u8 = 96;
+/// RTP header extension URI of the client-to-mixer audio level (RFC 6464 §4).
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// Packet time when the peer states none (RFC 3551 §4.5: 20 ms for frame-less codecs).
 pub const DEFAULT_PTIME_MS: u32 = 20;
 
@@ -260,6 +262,8 @@ pub struct NegotiatedAudio {
     pub direction: Direction,
     /// The peer's `a=fmtp` for Opus (what it wants to receive), if Opus was chosen.
     pub opus_fmtp: Option<String>,
+    /// Header extension id the peer sends its RFC 6464 audio level under, if it does.
+    pub audio_level_ext: Option<u8>,
 }
 
 /// A parsed SDP body (RFC 4566), reduced to what offer/answer needs.
@@ -326,6 +330,21 @@ pub struct MediaDescription {
     pub rtcp: Option<RtcpAttribute>,
     /// `a=rtcp-mux` (RFC 5761).
     pub rtcp_mux: bool,
+    /// `a=extmap` header extension mappings (RFC 8285 §5), in order; invalid ones dropped.
+    pub extmaps: Vec<ExtMap>,
+}
+
+/// An `a=extmap` attribute (RFC 8285 §5): a local id for an RTP header extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtMap {
+    /// Extension id: 1-14 fit the one-byte form, up to 255 need the two-byte form.
+    pub id: u8,
+    /// Direction from the point of view of the side that wrote the SDP; `None` if absent.
+    pub direction: Option<Direction>,
+    /// Extension name, a URI.
+    pub uri: String,
+    /// Extension attributes after the URI (e.g. `vad=on`), as written.
+    pub attributes: Option<String>,
 }
 
 /// An `a=rtpmap` attribute.
@@ -386,6 +405,16 @@ impl MediaDescription {
             Some(map) => Codec::from_rtpmap(map),
             None => Codec::from_static(pt),
         }
+    }
+
+    /// Id of the RFC 6464 audio level extension if the writer of this m-line sends it
+    /// (RFC 8285 §5: no direction means the stream's, so sendrecv and sendonly both do).
+    pub fn audio_level_ext(&self) -> Option<u8> {
+        self.extmaps
+            .iter()
+            .find(|e| e.uri.eq_ignore_ascii_case(AUDIO_LEVEL_URI))
+            .filter(|e| e.direction.is_none_or(Direction::sends))
+            .map(|e| e.id)
     }
 
     /// Whether this is an RTP audio stream we could run (plain RTP, port not 0).
@@ -579,6 +608,7 @@ fn negotiate(
         opus_fmtp: (codec == Codec::Opus)
             .then(|| media.fmtp(pt).map(str::to_owned))
             .flatten(),
+        audio_level_ext: media.audio_level_ext(),
     })
 }
 
@@ -632,6 +662,10 @@ fn write_chosen_audio(sdp: &mut String, local: &LocalMedia, proto: &str, n: &Neg
     let _ = write!(sdp, "a=ptime:{}\r\n", n.ptime_ms);
     if n.rtcp_mux {
         sdp.push_str("a=rtcp-mux\r\n");
+    }
+    if let Some(id) = n.audio_level_ext {
+        // RFC 8285 §6: the answer reuses the offerer's id; we only receive the level.
+        let _ = write!(sdp, "a=extmap:{id}/recvonly {AUDIO_LEVEL_URI}\r\n");
     }
     let _ = write!(sdp, "a={}\r\n", n.direction.attribute());
 }

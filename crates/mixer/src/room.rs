@@ -686,6 +686,28 @@ impl Room {
         }
     }
 
+    /// Whether a frame its sender reports at `level_dbov` (RFC 6464) could be heard this
+    /// tick: the participant is talking (hang-over included) or the level is a possible
+    /// onset. When not, the caller may skip decoding it and call
+    /// [`put_level`](Self::put_level) instead. Muted participants are never heard, so their
+    /// frames never need decoding; unknown ids need nothing.
+    pub fn needs_pcm(&self, id: ParticipantId, level_dbov: f32) -> bool {
+        self.get(id).is_some_and(|p| {
+            !p.muted && (p.talker.is_talking() || p.talker.is_possible_onset(level_dbov))
+        })
+    }
+
+    /// This tick's input of a participant whose frame was not decoded because
+    /// [`needs_pcm`](Self::needs_pcm) said so: silence, with the reported level for talker
+    /// detection.
+    pub fn put_level(&mut self, id: ParticipantId, level_dbov: f32) {
+        if let Some(p) = self.get_mut(id) {
+            p.input.fill(0);
+            p.has_input = true;
+            p.level = level_dbov.clamp(SILENCE_DBOV, 0.0);
+        }
+    }
+
     /// [`put_frame`](Self::put_frame) with the RTP payload `pcm` was decoded from, so that a
     /// lone talker can be forwarded as received. `pcm` must be exactly one frame (a packet of
     /// another duration cannot stand in for our frame) and a G.711 or G.722 payload exactly

@@ -16,7 +16,7 @@ use media::codec::{CodecKind, Decoder, Encoder};
 use media::dtmf::DtmfReceiver;
 use media::jitter::{JitterBuffer, JitterConfig, Playout};
 use media::resample::Resampler;
-use media::rtp::{RtpSender, is_rtcp, parse_rtp};
+use media::rtp::{RtpSender, audio_level, is_rtcp, parse_rtp};
 use media::tone::{ToneGenerator, ToneSpec};
 use media::wav::PromptPlayer;
 use mixer::{MixerConfig, ParticipantId, ParticipantOptions, Room};
@@ -66,6 +66,8 @@ pub struct SessionSpec {
     pub telephone_event_pt: Option<u8>,
     /// Packetisation time.
     pub ptime_ms: u32,
+    /// RTP header extension id of the peer's RFC 6464 audio level, if it sends one.
+    pub audio_level_ext: Option<u8>,
     /// Where DTMF and playback events go.
     pub events: UnboundedSender<MediaEvent>,
 }
@@ -148,6 +150,12 @@ pub struct MediaStats {
     pub packets_out: AtomicU64,
     /// Packets dropped as not parseable or of an unknown payload type.
     pub packets_rejected: AtomicU64,
+    /// Conference frames not decoded: their RFC 6464 level said nobody could hear them.
+    pub frames_not_decoded: AtomicU64,
+    /// Listener frames that were a lone talker's payload, forwarded unchanged.
+    pub frames_forwarded: AtomicU64,
+    /// Encoder runs of the conference mixers (shared and own mixes).
+    pub mixer_encodes: AtomicU64,
     /// Tick work durations: counts per bucket of [`TICK_BUCKETS_US`] (cumulative at render).
     pub tick_buckets: [AtomicU64; TICK_BUCKETS_US.len()],
     /// Sum of tick work durations in microseconds.
@@ -340,8 +348,13 @@ impl Session {
             if self.spec.remote != Some(from) && self.spec.send {
                 self.spec.remote = Some(from);
             }
+            let level = self
+                .spec
+                .audio_level_ext
+                .and_then(|id| audio_level(&rtp, id))
+                .map(|l| l.dbov);
             self.jitter
-                .push(rtp.sequence, rtp.timestamp, rtp.payload, now);
+                .push_with_level(rtp.sequence, rtp.timestamp, rtp.payload, level, now);
         } else {
             counts.rejected += 1;
         }
@@ -349,10 +362,24 @@ impl Session {
 
     /// Decodes this tick's frame (or conceals a loss) into `heard`; returns its length, and
     /// the payload when it decoded to exactly one frame (a conference may forward it as is).
-    fn decode(&mut self, now: Instant, heard: &mut [i16]) -> (usize, Option<&[u8]>) {
+    /// An Opus frame whose reported level `skip_decode` rejects is not decoded at all: see
+    /// [`Heard::LevelOnly`].
+    fn decode(
+        &mut self,
+        now: Instant,
+        heard: &mut [i16],
+        skip_decode: impl FnOnce(f32) -> bool,
+    ) -> Heard<'_> {
         let n = self.samples_per_frame;
         let heard = &mut heard[..n];
         let (decoded, received) = match self.jitter.pop(now) {
+            // Only Opus is skipped: libopus takes up after a gap cleanly, while G.722's
+            // ADPCM state would be stale, and G.711 costs nothing to decode.
+            Playout::Frame {
+                level: Some(level), ..
+            } if self.spec.codec == CodecKind::Opus && skip_decode(-f32::from(level)) => {
+                return Heard::LevelOnly(-f32::from(level));
+            }
             Playout::Frame { payload, .. } => {
                 let decoded = self.decoder.decode(payload, heard).unwrap_or(0);
                 (decoded, (decoded == n).then_some(payload))
@@ -363,7 +390,7 @@ impl Session {
         if decoded < n {
             heard[decoded..].fill(0);
         }
-        (n, received)
+        Heard::Pcm(n, received)
     }
 
     /// Two-party media (echo, prompts, silence): builds this tick's PCM and sends it.
@@ -463,6 +490,14 @@ impl Session {
     }
 }
 
+/// What a session's frame of this tick turned into.
+enum Heard<'a> {
+    /// Samples in the `heard` buffer, and the payload if it was exactly one frame.
+    Pcm(usize, Option<&'a [u8]>),
+    /// Not decoded: the sender reported this level (dBov) and the room could not hear it.
+    LevelOnly(f32),
+}
+
 /// Packet counters of one tick, added to the shared [`MediaStats`] once per tick: an atomic
 /// add per packet on counters both workers write was a cache line bouncing between cores.
 #[derive(Debug, Default)]
@@ -470,6 +505,9 @@ struct TickCounts {
     received: u64,
     rejected: u64,
     sent: u64,
+    not_decoded: u64,
+    forwarded: u64,
+    encodes: u64,
 }
 
 impl TickCounts {
@@ -478,6 +516,9 @@ impl TickCounts {
             (&stats.packets_in, &mut self.received),
             (&stats.packets_rejected, &mut self.rejected),
             (&stats.packets_out, &mut self.sent),
+            (&stats.frames_not_decoded, &mut self.not_decoded),
+            (&stats.frames_forwarded, &mut self.forwarded),
+            (&stats.mixer_encodes, &mut self.encodes),
         ] {
             if *value > 0 {
                 counter.fetch_add(*value, Ordering::Relaxed);
@@ -591,24 +632,32 @@ impl Worker {
             let drain_rtcp = tick_count.is_multiple_of(RTCP_DRAIN_TICKS);
             for session in &mut self.sessions {
                 session.receive(now, &mut recv_buf, drain_rtcp, &mut counts);
-                let conference = session.conference;
-                let (n, received) = session.decode(now, &mut heard);
-                match (conference, received) {
-                    (Some((slot, pid)), received) => {
-                        if let Some(Some(room)) = self.rooms.get_mut(slot) {
-                            match received {
-                                Some(payload) => {
-                                    room.room.put_encoded_frame(pid, &heard[..n], payload)
-                                }
-                                None => room.room.put_frame(pid, &heard[..n]),
-                            }
-                        }
+                let Some((slot, pid)) = session.conference else {
+                    if let Heard::Pcm(n, _) = session.decode(now, &mut heard, |_| false) {
+                        session.produce(&heard[..n], &mut pcm, &mut bufs, &mut counts);
                     }
-                    (None, _) => session.produce(&heard[..n], &mut pcm, &mut bufs, &mut counts),
+                    continue;
+                };
+                let Some(Some(room)) = self.rooms.get_mut(slot) else {
+                    continue;
+                };
+                let room = &mut room.room;
+                match session.decode(now, &mut heard, |level| !room.needs_pcm(pid, level)) {
+                    Heard::Pcm(n, Some(payload)) => {
+                        room.put_encoded_frame(pid, &heard[..n], payload)
+                    }
+                    Heard::Pcm(n, None) => room.put_frame(pid, &heard[..n]),
+                    Heard::LevelOnly(level) => {
+                        room.put_level(pid, level);
+                        counts.not_decoded += 1;
+                    }
                 }
             }
             for room in self.rooms.iter_mut().flatten() {
                 room.room.tick();
+                let plan = room.room.stats().mix_plan;
+                counts.forwarded += u64::from(plan.forwarded);
+                counts.encodes += u64::from(plan.encodes);
                 while room.room.poll_event().is_some() {}
                 room.record_tick();
             }

@@ -485,6 +485,7 @@ impl Core {
             payload_type: negotiated.payload_type,
             telephone_event_pt: negotiated.telephone_event_pt,
             ptime_ms: negotiated.ptime_ms,
+            audio_level_ext: negotiated.audio_level_ext,
             events: media_tx,
         };
         self.shared

@@ -1,14 +1,15 @@
 //! Tolerant RFC 4566 reader for the subset offer/answer needs.
 //!
 //! Tolerated because phones send it: LF-only line ends, trailing blanks, blank lines, missing
-//! `s=`/`t=`, `k=`, host names in `c=`, fractional `a=ptime`, unknown attributes. Rejected with
+//! `s=`/`t=`, `k=`, host names in `c=`, fractional `a=ptime`, unknown attributes, `a=extmap`
+//! lines we cannot read (dropped). Rejected with
 //! a line number: lines that are not `<letter>=<value>`, unknown line letters (RFC 4566 §5),
 //! and broken fields we read (`o=`, `c=`, `m=`, `a=rtpmap`, `a=ptime`, `a=rtcp`).
 
 use std::net::IpAddr;
 
 use super::{
-    ConnectionAddress, Direction, Fmtp, MAX_MEDIA, MAX_SDP_BYTES, MediaDescription, Origin,
+    ConnectionAddress, Direction, ExtMap, Fmtp, MAX_MEDIA, MAX_SDP_BYTES, MediaDescription, Origin,
     RtcpAttribute, RtpMap, SdpError, SessionDescription,
 };
 
@@ -195,6 +196,7 @@ fn parse_media_line(value: &str, line: usize) -> Result<MediaDescription, &'stat
         ptime_ms: None,
         rtcp: None,
         rtcp_mux: false,
+        extmaps: Vec::new(),
     })
 }
 
@@ -230,8 +232,39 @@ fn media_attribute(
         m.rtcp = Some(parse_rtcp(arg.unwrap_or(""))?);
     } else if name.eq_ignore_ascii_case("rtcp-mux") {
         m.rtcp_mux = true;
+    } else if name.eq_ignore_ascii_case("extmap")
+        && let Some(extmap) = parse_extmap(arg.unwrap_or(""))
+    {
+        m.extmaps.push(extmap);
     }
     Ok(())
+}
+
+/// `a=extmap:<id>[/<direction>] <uri> [<attributes>]` (RFC 8285 §8); `None` for a line we
+/// cannot use, which is skipped rather than failing the whole offer: the extension is
+/// optional and the call works without it.
+fn parse_extmap(arg: &str) -> Option<ExtMap> {
+    let arg = arg.trim();
+    let (entry, rest) = arg.split_once([' ', '\t'])?;
+    let (id, direction) = match entry.split_once('/') {
+        Some((id, dir)) => (id, Some(Direction::from_attribute(dir)?)),
+        None => (entry, None),
+    };
+    // RFC 8285 §5: 1-14 for the one-byte form, up to 255 with the two-byte form; 0 is never
+    // an id.
+    let id = parse_decimal::<u8>(id).filter(|id| *id != 0)?;
+    let rest = rest.trim_start();
+    let (uri, attributes) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+    if uri.is_empty() || !uri.bytes().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    let attributes = attributes.trim();
+    Some(ExtMap {
+        id,
+        direction,
+        uri: uri.to_owned(),
+        attributes: (!attributes.is_empty()).then(|| attributes.to_owned()),
+    })
 }
 
 /// `a=rtpmap:<pt> <name>/<rate>[/<params>]`; `None` for non-RTP formats.

@@ -577,6 +577,7 @@ fn answers_sipp_offer_in_standard_format() {
             rtcp_mux: false,
             direction: Direction::SendRecv,
             opus_fmtp: None,
+            audio_level_ext: None,
         }
     );
 }
@@ -1037,6 +1038,156 @@ fn firefox_strict_parser_accepts_what_we_emit() {
             panic!("{e:?}\n{text}");
         }
     }
+}
+
+// ---- header extensions (RFC 8285, RFC 6464) ----
+
+/// An Opus offer carrying the given media-level `a=extmap` lines.
+fn offer_with_extmaps(extmaps: &[&str]) -> String {
+    let mut extra = vec!["a=rtpmap:111 opus/48000/2"];
+    extra.extend_from_slice(extmaps);
+    extra.push("a=sendrecv");
+    audio_offer("m=audio 4000 RTP/AVP 111", &extra)
+}
+
+/// The `a=extmap` lines of an SDP text.
+fn extmap_lines(text: &str) -> Vec<&str> {
+    text.split("\r\n")
+        .filter(|l| l.starts_with("a=extmap"))
+        .collect()
+}
+
+#[test]
+fn parses_chrome_like_extmaps_and_echoes_only_audio_level() {
+    let text = offer_with_extmaps(&[
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    ]);
+    let sd = parse(&text).unwrap();
+    assert_eq!(
+        sd.media[0].extmaps,
+        [
+            ExtMap {
+                id: 1,
+                direction: None,
+                uri: AUDIO_LEVEL_URI.to_owned(),
+                attributes: None,
+            },
+            ExtMap {
+                id: 2,
+                direction: None,
+                uri: "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time".to_owned(),
+                attributes: None,
+            },
+        ]
+    );
+    let (answer_text, n) = answer(&sd, &all_codecs()).unwrap();
+    assert_eq!(n.audio_level_ext, Some(1));
+    assert_eq!(
+        extmap_lines(&answer_text),
+        ["a=extmap:1/recvonly urn:ietf:params:rtp-hdrext:ssrc-audio-level"]
+    );
+}
+
+#[test]
+fn sendonly_audio_level_with_attributes_is_taken() {
+    let text = offer_with_extmaps(&[
+        "a=extmap:3/sendonly urn:ietf:params:rtp-hdrext:ssrc-audio-level vad=on",
+    ]);
+    let sd = parse(&text).unwrap();
+    assert_eq!(
+        sd.media[0].extmaps,
+        [ExtMap {
+            id: 3,
+            direction: Some(Direction::SendOnly),
+            uri: AUDIO_LEVEL_URI.to_owned(),
+            attributes: Some("vad=on".to_owned()),
+        }]
+    );
+    let (answer_text, n) = answer(&sd, &all_codecs()).unwrap();
+    assert_eq!(n.audio_level_ext, Some(3));
+    assert_eq!(
+        extmap_lines(&answer_text),
+        ["a=extmap:3/recvonly urn:ietf:params:rtp-hdrext:ssrc-audio-level"]
+    );
+}
+
+#[test]
+fn audio_level_the_peer_does_not_send_is_not_negotiated() {
+    for dir in ["recvonly", "inactive"] {
+        let line = format!("a=extmap:1/{dir} urn:ietf:params:rtp-hdrext:ssrc-audio-level");
+        let (answer_text, n) = answer_to(&offer_with_extmaps(&[&line]), &all_codecs());
+        assert_eq!(n.audio_level_ext, None, "{dir}");
+        assert!(extmap_lines(&answer_text).is_empty(), "{answer_text}");
+    }
+    let line = "a=extmap:1/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+    let (_, n) = answer_to(&offer_with_extmaps(&[line]), &all_codecs());
+    assert_eq!(n.audio_level_ext, Some(1));
+}
+
+#[test]
+fn ignores_unusable_extmap_lines_and_matches_uri_case_insensitively() {
+    let text = offer_with_extmaps(&[
+        "a=extmap:0 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "a=extmap:256 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "a=extmap:4096 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "a=extmap:+4 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "a=extmap:x urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "a=extmap:4/sideways urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "a=extmap:4/ urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "a=extmap:5",
+        "a=extmap:",
+        "a=extmap",
+        "a=extmap:200 URN:IETF:PARAMS:RTP-HDREXT:SSRC-AUDIO-LEVEL",
+    ]);
+    let sd = parse(&text).unwrap();
+    let ids: Vec<u8> = sd.media[0].extmaps.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [200]);
+    let (answer_text, n) = answer(&sd, &all_codecs()).unwrap();
+    // 200 needs the two-byte form, which the RTP side reads too.
+    assert_eq!(n.audio_level_ext, Some(200));
+    assert_eq!(
+        extmap_lines(&answer_text),
+        ["a=extmap:200/recvonly urn:ietf:params:rtp-hdrext:ssrc-audio-level"]
+    );
+}
+
+#[test]
+fn extmaps_belong_to_their_m_line() {
+    let text = sdp(&[
+        "v=0",
+        "o=- 1 1 IN IP4 10.0.0.9",
+        "c=IN IP4 10.0.0.9",
+        "m=video 5000 RTP/AVP 96",
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "m=audio 4000 RTP/AVP 0",
+        "a=extmap:2 http://example.com/other",
+    ]);
+    let sd = parse(&text).unwrap();
+    assert_eq!(sd.media[0].audio_level_ext(), Some(1));
+    assert_eq!(sd.media[1].audio_level_ext(), None);
+    let (answer_text, n) = answer(&sd, &all_codecs()).unwrap();
+    assert_eq!(n.audio_level_ext, None);
+    assert!(extmap_lines(&answer_text).is_empty(), "{answer_text}");
+}
+
+#[test]
+fn accept_answer_reads_audio_level_extension() {
+    let text = offer_with_extmaps(&["a=extmap:9 urn:ietf:params:rtp-hdrext:ssrc-audio-level"]);
+    let n = accept_answer(&[Codec::Opus], &parse(&text).unwrap()).unwrap();
+    assert_eq!(n.audio_level_ext, Some(9));
+}
+
+#[test]
+fn firefox_strict_parser_accepts_our_extmap_answer() {
+    let text = offer_with_extmaps(&["a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level"]);
+    let (answer_text, _) = answer_to(&text, &all_codecs());
+    let parsed = webrtc_sdp::parse_sdp(&answer_text, true)
+        .unwrap_or_else(|e| panic!("{e:?}\n{answer_text}"));
+    assert!(
+        format!("{parsed}").contains("a=extmap:1/recvonly"),
+        "{parsed}"
+    );
 }
 
 // ---- offering ----

@@ -1003,3 +1003,47 @@ fn a_room_where_nobody_talks_encodes_nothing() {
     room.tick();
     assert_eq!(room.stats().mix_plan.encodes, 10);
 }
+
+#[test]
+fn a_reported_level_stands_in_for_silent_frames_and_onsets_still_need_decoding() {
+    let mut room = Room::new(MixerConfig::default());
+    let mut talker = Caller::join(&mut room, CodecKind::Opus, 440.0, -20.0);
+    let listener = room.add(ParticipantOptions::new(CodecKind::Opus)).unwrap();
+    let muted = room
+        .add(ParticipantOptions {
+            muted: true,
+            ..ParticipantOptions::new(CodecKind::Opus)
+        })
+        .unwrap();
+    // Quiet participants report -80 dBov: nothing to decode, and talker detection stays off.
+    for _ in 0..20 {
+        assert!(!room.needs_pcm(talker.id, -80.0));
+        room.put_level(talker.id, -80.0);
+        room.put_level(listener, -80.0);
+        room.tick();
+        assert!(!room.is_talking(talker.id));
+        assert_eq!(room.stats().mix_plan.encodes, 0);
+    }
+    // A speech-level report must be decoded; once talking, so must the quiet hang-over.
+    assert!(room.needs_pcm(talker.id, -20.0));
+    for _ in 0..5 {
+        talker.speak(&mut room);
+        room.tick();
+    }
+    assert!(room.is_talking(talker.id));
+    assert!(
+        room.needs_pcm(talker.id, -80.0),
+        "hang-over frames are mixed"
+    );
+    assert!(
+        energy_share(room.output_pcm(listener).unwrap(), 440.0, 16_000) > 0.9,
+        "the decoded talker is heard"
+    );
+    // A muted participant is never heard, however loud it reports.
+    assert!(!room.needs_pcm(muted, -10.0));
+    // A level-only frame at speech level still drives talker detection.
+    room.put_level(muted, -10.0);
+    room.tick();
+    assert!(room.is_talking(muted));
+    assert!(!room.needs_pcm(ParticipantId(9999), -10.0));
+}
