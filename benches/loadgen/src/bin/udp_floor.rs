@@ -175,6 +175,25 @@ impl ServerThread {
     }
 }
 
+/// Asks for a receive queue of `bytes` (SO_RCVBUFFORCE as root, else capped by rmem_max).
+fn grow_receive_buffer(sock: &UdpSocket, bytes: libc::c_int) {
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: valid fd; the value points at a c_int of the given size.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&raw const bytes).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
+}
+
 fn sockaddr_in(addr: &SocketAddr) -> libc::sockaddr_in {
     // SAFETY: all-zero is a valid sockaddr_in.
     let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
@@ -221,6 +240,8 @@ fn main() -> anyhow::Result<()> {
             }
             Sockets::PerWorker => {
                 let sock = loopback_socket()?;
+                // A whole tick of every participant lands in this one queue.
+                grow_receive_buffer(&sock, 4 << 20);
                 let addr = sock.local_addr()?;
                 let mut peers = Vec::with_capacity(mine.len());
                 for &i in &mine {
