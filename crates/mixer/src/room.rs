@@ -58,7 +58,7 @@ const RANK_DECAY_DB_PER_S: f32 = 25.0;
 const MIN_EVENT_CAPACITY: usize = 64;
 /// A lone talker is forwarded unchanged only while its AGC gain is this close to unity:
 /// forwarding skips the gain, and a quiet talker is better boosted than kept bit-exact.
-pub const FORWARD_MAX_GAIN_DB: f32 = 3.0;
+pub const FORWARD_MAX_GAIN_DB: f32 = 6.0;
 
 /// A participant started or stopped talking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -945,6 +945,9 @@ impl Room {
     fn sum_speakers(&mut self, plan: &mut MixPlan) {
         self.sum.fill(0);
         let agc_on = self.config.agc;
+        // A lone talker that is forwarded whenever its payload arrives is mixed at unity gain
+        // too, so that a concealed frame between forwarded ones keeps the talker's level.
+        let lone_at_unity = self.config.forward_lone_talker && self.top.len() == 1;
         for &(_, i) in &self.top {
             let Some(p) = self.participants.get_mut(i) else {
                 continue;
@@ -969,7 +972,10 @@ impl Room {
             } else {
                 &p.input
             };
-            let gain = if agc_on { p.agc.gain() } else { 1.0 };
+            let unity = lone_at_unity
+                && p.denoiser.is_none()
+                && p.agc.gain_db().abs() <= FORWARD_MAX_GAIN_DB;
+            let gain = if agc_on && !unity { p.agc.gain() } else { 1.0 };
             if gain == 1.0 {
                 for ((c, s), &x) in p.contribution.iter_mut().zip(self.sum.iter_mut()).zip(src) {
                     *c = i32::from(x);

@@ -1047,3 +1047,32 @@ fn a_reported_level_stands_in_for_silent_frames_and_onsets_still_need_decoding()
     assert!(room.is_talking(muted));
     assert!(!room.needs_pcm(ParticipantId(9999), -10.0));
 }
+
+#[test]
+fn a_lone_talker_missing_a_payload_is_mixed_at_the_level_it_is_forwarded_at() {
+    let mut room = Room::new(MixerConfig::default());
+    let mut talker = EncodingCaller::join(&mut room, CodecKind::Pcmu, 440.0, -24.0);
+    let listener = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    for _ in 0..100 {
+        talker.speak(&mut room);
+        room.tick();
+    }
+    let gain = room.gain_db(talker.caller.id);
+    assert!(
+        gain > 2.0 && gain <= FORWARD_MAX_GAIN_DB,
+        "AGC gain {gain} dB"
+    );
+    assert_eq!(room.stats().mix_plan.forwarded, 1);
+    // A lost packet: the worker hands over only the concealment, no payload.
+    let concealed = talker.caller.frame(20);
+    room.put_frame(talker.caller.id, &concealed);
+    room.tick();
+    assert_eq!(room.stats().mix_plan.forwarded, 0);
+    let heard = mean_square(room.output_pcm(listener).unwrap());
+    let sent = mean_square(&concealed);
+    let db = 10.0 * (heard / sent).log10();
+    assert!(
+        db.abs() < 0.5,
+        "heard {db:.1} dB from what was forwarded, not the AGC's {gain:.1}"
+    );
+}
