@@ -22,6 +22,8 @@
 //! (no second generation of coding loss, no encoder run). That needs the payload
 //! (`put_encoded_frame`), a gain within [`FORWARD_MAX_GAIN_DB`] of unity and no noise
 //! suppression, since forwarding skips both. Listeners on other codecs get the shared mix.
+//! Such a talker is also mixed at unity gain, so that a concealed frame (a lost packet leaves
+//! nothing to forward) keeps the level of the forwarded frames around it.
 //! When nobody is mixed at all, everyone gets the silence frame. An encoder that resumes
 //! after such a pause starts from a fresh state, nearer to its listeners' decoders (which
 //! followed silence or the forwarded stream) than its own stale history.
