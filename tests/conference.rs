@@ -7,7 +7,8 @@ mod support;
 use std::process::Command;
 
 use support::{
-    Baresip, Netns, Server, TempDir, read_wav, repo, scenario_with_tone, sipp, tone_share,
+    Baresip, Netns, Server, TempDir, call_staggered, read_wav, repo, scenario_with_tone, sipp,
+    tone_share,
 };
 
 /// Records each client's call into room `number` and returns the recordings' tone shares
@@ -24,21 +25,7 @@ fn room_call(
         .map(|(ip, tone, codec, rate)| Baresip::new(ip, *tone, codec, *rate))
         .collect();
     let uri = format!("sip:{number}@10.99.0.1:5060");
-    let logs: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = bares
-            .iter()
-            .enumerate()
-            .map(|(i, client)| {
-                let uri = uri.clone();
-                scope.spawn(move || {
-                    // Staggered joins, as people arrive.
-                    std::thread::sleep(std::time::Duration::from_millis(700 * i as u64));
-                    client.call(ns, &uri, seconds)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let logs = call_staggered(ns, &bares.iter().collect::<Vec<_>>(), &uri, seconds);
     bares
         .iter()
         .zip(&logs)
@@ -369,15 +356,7 @@ fn opus_callers_reporting_levels_are_heard_and_silent_ones_are_not_decoded() {
     // louder one would be turned down, so mixed rather than forwarded.
     support::write_tone_at(&talker.dir.path().join("tone.wav"), 440, 48000, 30, 2, 0.14);
     let silent = Baresip::new("10.99.0.3", 0, "opus/48000/2", 48000).with_audio_level();
-    let uri = "sip:81234@10.99.0.1:5060";
-    let logs: Vec<String> = std::thread::scope(|scope| {
-        let a = scope.spawn(|| talker.call(&ns, uri, 12));
-        let b = scope.spawn(|| {
-            std::thread::sleep(std::time::Duration::from_millis(700));
-            silent.call(&ns, uri, 12)
-        });
-        vec![a.join().unwrap(), b.join().unwrap()]
-    });
+    let logs = call_staggered(&ns, &[&talker, &silent], "sip:81234@10.99.0.1:5060", 12);
     let log = format!("{}\n{}\n{}", logs[0], logs[1], server.log());
     let not_decoded = server.metric(Some(&ns), "amtsleitung_media_frames_not_decoded_total");
     let forwarded = server.metric(Some(&ns), "amtsleitung_mixer_frames_forwarded_total");

@@ -8,18 +8,21 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
-use support::{Baresip, Netns, Server, TempDir, repo};
+use support::{Baresip, Netns, Server, TempDir, call_staggered, repo};
 
 /// Two Harvard sentences (IEEE 1969), about 5 s.
 const SPEECH: &str =
     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background.";
 
 /// The venv's Python with numpy and pesq, created on first use.
-fn quality_python() -> PathBuf {
-    static MAKING: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+fn quality_python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(make_quality_venv)
+}
+
+fn make_quality_venv() -> PathBuf {
     let venv = repo().join("target/quality-venv");
     let python = venv.join("bin/python");
     let ready = |python: &Path| {
@@ -117,15 +120,7 @@ fn speech_through_a_room(network: impl FnOnce(&Netns)) -> (Score, String) {
     let config = listener.dir.path().join("config");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("30000-30100", "31000-31100")).unwrap();
-    let uri = "sip:81234@10.99.0.1:5060";
-    let logs: Vec<String> = std::thread::scope(|scope| {
-        let a = scope.spawn(|| talker.call(&ns, uri, 22));
-        let b = scope.spawn(|| {
-            std::thread::sleep(std::time::Duration::from_millis(700));
-            listener.call(&ns, uri, 22)
-        });
-        vec![a.join().unwrap(), b.join().unwrap()]
-    });
+    let logs = call_staggered(&ns, &[&talker, &listener], "sip:81234@10.99.0.1:5060", 22);
     let forwarded = server.metric(Some(&ns), "amtsleitung_mixer_frames_forwarded_total");
     let ruleset = ns
         .command("nft")

@@ -503,6 +503,24 @@ impl Baresip {
     }
 }
 
+/// Each client dials `uri` and stays `seconds`, joining 700 ms after the one before (as
+/// people arrive); returns their outputs in order.
+pub fn call_staggered(ns: &Netns, clients: &[&Baresip], uri: &str, seconds: u32) -> Vec<String> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, client)| {
+                scope.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(700 * i as u64));
+                    client.call(ns, uri, seconds)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 /// Mono samples and rate of a 16-bit PCM WAV (first channel if stereo).
 pub fn read_wav(path: &Path) -> (Vec<f64>, u32) {
     let bytes = std::fs::read(path).unwrap();

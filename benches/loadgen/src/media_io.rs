@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use media::codec::{CodecKind, DEFAULT_PTIME_MS, Decoder, Encoder};
-use media::rtp::{RtpStats, is_rtcp, parse_rtp, write_rtp};
+use media::rtp::{AudioLevel, RtpStats, add_audio_level, is_rtcp, parse_rtp, write_rtp};
 use media::tone::{ToneGenerator, ToneSpec};
 
 use crate::latency::{BURST_MS, CYCLE_MS, Onset, OnsetDetector, RealtimeNs, realtime_now};
@@ -123,15 +123,17 @@ pub struct TalkPlan {
     pub audio_level: bool,
 }
 
-/// RFC 6464 §3 level of a frame: its RMS in -dBov, 0..=127 (127 also for digital silence).
-fn audio_level(pcm: &[i16]) -> u8 {
+/// RFC 6464 §3 level of a frame: its RMS in -dBov, 0..=127 (127 also for digital silence);
+/// no voice-activity decision (V clear).
+fn frame_level(pcm: &[i16]) -> AudioLevel {
     let energy: f64 = pcm.iter().map(|&s| f64::from(s).powi(2)).sum();
     let rms = (energy / pcm.len().max(1) as f64).sqrt();
-    if rms < 1.0 {
-        return 127;
-    }
-    let dbov = 20.0 * (rms / 32768.0).log10();
-    (-dbov).round().clamp(0.0, 127.0) as u8
+    let dbov = if rms < 1.0 {
+        127
+    } else {
+        (-20.0 * (rms / 32768.0).log10()).round().clamp(0.0, 127.0) as u8
+    };
+    AudioLevel { voice: false, dbov }
 }
 
 /// Encodes one cycle of frames from `tone` (silence if None) with a fresh encoder, and each
@@ -141,7 +143,7 @@ fn encode_frames_with_levels(
     codec: CodecKind,
     tone: Option<ToneSpec>,
     cycle_frames: usize,
-) -> anyhow::Result<(Vec<Vec<u8>>, Vec<u8>)> {
+) -> anyhow::Result<(Vec<Vec<u8>>, Vec<AudioLevel>)> {
     let mut enc = Encoder::new(codec)?;
     let samples = codec.samples_per_frame(DEFAULT_PTIME_MS);
     let mut generator = tone.map(|t| ToneGenerator::new(codec.sample_rate(), t));
@@ -155,34 +157,9 @@ fn encode_frames_with_levels(
         }
         let n = enc.encode(&pcm, &mut out)?;
         frames.push(out[..n].to_vec());
-        levels.push(audio_level(&pcm));
+        levels.push(frame_level(&pcm));
     }
     Ok((frames, levels))
-}
-
-/// Writes an RTP packet carrying `level` in a one-byte-form header extension (RFC 8285
-/// §4.2: 0xBEDE, one 32-bit word holding the element and two bytes of padding).
-#[allow(clippy::too_many_arguments)]
-fn write_rtp_with_level(
-    out: &mut [u8],
-    pt: u8,
-    marker: bool,
-    seq: u16,
-    ts: u32,
-    ssrc: u32,
-    level: u8,
-    payload: &[u8],
-) -> Option<usize> {
-    const EXT_LEN: usize = 8;
-    let header = write_rtp(out, pt, marker, seq, ts, ssrc, &[]).ok()?;
-    let total = header + EXT_LEN + payload.len();
-    let dst = out.get_mut(..total)?;
-    dst[0] |= 0x10;
-    // ID in the high nibble, length - 1 = 0 in the low one; V bit clear (no VAD decision).
-    let element = AUDIO_LEVEL_EXT_ID << 4;
-    dst[header..header + EXT_LEN].copy_from_slice(&[0xBE, 0xDE, 0, 1, element, level & 0x7F, 0, 0]);
-    dst[header + EXT_LEN..].copy_from_slice(payload);
-    Some(total)
 }
 
 /// The talkers' cycle, a steady tone or a burst (or turn) starting at sample 0 of frame 0,
@@ -191,7 +168,7 @@ fn talker_cycle_with_levels(
     codec: CodecKind,
     pattern: TalkPattern,
     talkers: usize,
-) -> anyhow::Result<(Vec<Vec<u8>>, Vec<u8>)> {
+) -> anyhow::Result<(Vec<Vec<u8>>, Vec<AudioLevel>)> {
     // -16 dBFS, 440 Hz: a speech-level stand-in the mixer's talker detection sees.
     let tone = ToneSpec::single(440.0, -16.0);
     let cycle_frames = talk_cycle_frames(pattern, talkers);
@@ -299,13 +276,15 @@ pub fn spawn_sender(
                         _ => (&silence[f], silence_levels[f], None),
                     };
                     let marker = k == 0;
-                    let written = if audio_level {
-                        write_rtp_with_level(
-                            &mut pkt, pt, marker, st.seq, st.ts, st.ssrc, level, payload,
-                        )
-                    } else {
-                        write_rtp(&mut pkt, pt, marker, st.seq, st.ts, st.ssrc, payload).ok()
-                    };
+                    let written = write_rtp(&mut pkt, pt, marker, st.seq, st.ts, st.ssrc, payload)
+                        .and_then(|n| {
+                            if audio_level {
+                                add_audio_level(&mut pkt, n, AUDIO_LEVEL_EXT_ID, level)
+                            } else {
+                                Ok(n)
+                            }
+                        })
+                        .ok();
                     if let Some(n) = written {
                         // The burst's onset is sample 0 of this frame: stamp right at its send.
                         if let Some(log) = burst_room.and_then(|r| bursts.get_mut(r)) {
@@ -847,17 +826,27 @@ mod tests {
     #[test]
     fn level_extension_carries_the_level_and_leaves_the_payload_intact() {
         let mut pkt = [0u8; 64];
-        let n = write_rtp_with_level(&mut pkt, 0, false, 7, 160, 9, 42, &[1, 2, 3]).unwrap();
+        let n = write_rtp(&mut pkt, 0, false, 7, 160, 9, &[1, 2, 3]).unwrap();
+        let n = add_audio_level(
+            &mut pkt,
+            n,
+            AUDIO_LEVEL_EXT_ID,
+            AudioLevel {
+                voice: false,
+                dbov: 42,
+            },
+        )
+        .unwrap();
         let info = parse_rtp(&pkt[..n]).unwrap();
         assert_eq!(info.payload, &[1, 2, 3]);
         assert_eq!(info.sequence, 7);
         assert_eq!(&pkt[12..20], &[0xBE, 0xDE, 0, 1, 0x10, 42, 0, 0]);
-        assert_eq!(audio_level(&[0; 160]), 127);
-        assert_eq!(audio_level(&[i16::MAX; 160]), 0);
+        assert_eq!(frame_level(&[0; 160]).dbov, 127);
+        assert_eq!(frame_level(&[i16::MAX; 160]).dbov, 0);
         // The talkers' -16 dBFS sine has an RMS 3 dB lower.
         let (_, levels) =
             talker_cycle_with_levels(CodecKind::Pcmu, TalkPattern::Continuous, 3).unwrap();
-        assert!(levels.iter().all(|&l| l == 19), "{levels:?}");
+        assert!(levels.iter().all(|l| l.dbov == 19), "{levels:?}");
     }
 
     #[test]

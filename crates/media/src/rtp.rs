@@ -61,6 +61,12 @@ pub enum RtpError {
     /// More report blocks than an SR/RR can carry.
     #[error("{0} report blocks exceed the maximum of 31")]
     TooManyBlocks(usize),
+    /// A one-byte header extension element id must be 1..=14 (RFC 8285 §4.2).
+    #[error("header extension id {0} is not 1..=14")]
+    BadExtensionId(u8),
+    /// Only a plain packet (no CSRCs, no extension yet) can take an extension here.
+    #[error("packet already carries CSRCs or a header extension")]
+    NotPlain,
 }
 
 impl From<rtp_types::RtpParseError> for RtpError {
@@ -180,6 +186,46 @@ pub struct AudioLevel {
     pub voice: bool,
     /// Level in -dBov, 0..=127; 127 is silence (or a muted source).
     pub dbov: u8,
+}
+
+/// Adds `level` under one-byte extension `id` (RFC 8285 §4.2: 0xBEDE, one word holding the
+/// element and two bytes of padding) to the plain `len`-byte packet [`write_rtp`] wrote into
+/// `out`, moving the payload up; returns the new length.
+pub fn add_audio_level(
+    out: &mut [u8],
+    len: usize,
+    id: u8,
+    level: AudioLevel,
+) -> Result<usize, RtpError> {
+    const EXTENSION_LEN: usize = 8;
+    if !(1..=14).contains(&id) {
+        return Err(RtpError::BadExtensionId(id));
+    }
+    if len < RTP_HEADER_LEN {
+        return Err(RtpError::Truncated {
+            expected: RTP_HEADER_LEN,
+            actual: len,
+        });
+    }
+    let total = len + EXTENSION_LEN;
+    let dst = room(out, total)?;
+    // CSRC count or X bit set: the extension would have to go elsewhere.
+    if dst[0] & 0x1F != 0 {
+        return Err(RtpError::NotPlain);
+    }
+    dst.copy_within(RTP_HEADER_LEN..len, RTP_HEADER_LEN + EXTENSION_LEN);
+    dst[0] |= 0x10;
+    let [p0, p1] = ONE_BYTE_EXTENSION_PROFILE.to_be_bytes();
+    // The element's length field holds length - 1: 0 for the one level byte.
+    let element = [
+        id << 4,
+        u8::from(level.voice) << 7 | (level.dbov & 0x7F),
+        0,
+        0,
+    ];
+    dst[RTP_HEADER_LEN..RTP_HEADER_LEN + 4].copy_from_slice(&[p0, p1, 0, 1]);
+    dst[RTP_HEADER_LEN + 4..RTP_HEADER_LEN + EXTENSION_LEN].copy_from_slice(&element);
+    Ok(total)
 }
 
 /// The RFC 6464 audio level carried under extension `id` (as negotiated by `a=extmap`).
@@ -793,6 +839,40 @@ fn parse_report_packet(pkt: &[u8], pt: u8, count: usize) -> Result<RtcpReport<'_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_added_audio_level_reads_back_and_leaves_the_payload_whole() {
+        let mut buf = [0u8; 64];
+        let len = write_rtp(&mut buf, 96, true, 7, 960, 9, &[1, 2, 3]).unwrap();
+        let level = AudioLevel {
+            voice: true,
+            dbov: 42,
+        };
+        let len = add_audio_level(&mut buf, len, 5, level).unwrap();
+        assert_eq!(len, 12 + 8 + 3);
+        let info = parse_rtp(&buf[..len]).unwrap();
+        assert_eq!(
+            (info.payload, info.sequence, info.marker),
+            (&[1u8, 2, 3][..], 7, true)
+        );
+        assert_eq!(audio_level(&info, 5), Some(level));
+        assert_eq!(audio_level(&info, 4), None);
+        // Once extended, or with an id the one-byte form cannot carry, it is refused.
+        assert_eq!(
+            add_audio_level(&mut buf, len, 5, level),
+            Err(RtpError::NotPlain)
+        );
+        assert_eq!(
+            add_audio_level(&mut buf, 15, 15, level),
+            Err(RtpError::BadExtensionId(15))
+        );
+        let mut small = [0u8; 16];
+        let len = write_rtp(&mut small, 0, false, 1, 1, 1, &[0; 2]).unwrap();
+        assert!(matches!(
+            add_audio_level(&mut small, len, 1, level),
+            Err(RtpError::BufferTooSmall { .. })
+        ));
+    }
     use proptest::prelude::*;
 
     #[test]

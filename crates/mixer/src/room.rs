@@ -281,6 +281,12 @@ struct Participant {
 }
 
 impl Participant {
+    /// Whether, talking alone, this participant is heard as it sent: no noise suppression,
+    /// and a gain close enough to unity (see [`FORWARD_MAX_GAIN_DB`]) to be left out.
+    fn heard_as_sent(&self, agc_on: bool) -> bool {
+        self.denoiser.is_none() && (!agc_on || self.agc.gain_db().abs() <= FORWARD_MAX_GAIN_DB)
+    }
+
     fn take_pcm(&mut self, pcm: &[i16]) {
         copy_padded(pcm, &mut self.input);
         self.has_input = true;
@@ -723,13 +729,14 @@ impl Room {
     pub fn put_encoded_frame(&mut self, id: ParticipantId, pcm: &[i16], payload: &[u8]) {
         let ptime_ms = self.config.ptime_ms;
         let forwarding = self.config.forward_lone_talker;
+        let agc_on = self.config.agc;
         let Some(p) = self.get_mut(id) else { return };
         p.take_pcm(pcm);
         // Only a participant that can be selected this tick can be the lone talker: copying
         // every listener's payload too was 3 % of the server's CPU in rooms of ten.
         let candidate = forwarding
             && !p.muted
-            && p.denoiser.is_none()
+            && p.heard_as_sent(agc_on)
             && (p.talker.is_talking() || p.talker.is_possible_onset(p.level));
         let whole_frame = candidate
             && pcm.len() == p.input.len()
@@ -974,9 +981,7 @@ impl Room {
             } else {
                 &p.input
             };
-            let unity = lone_at_unity
-                && p.denoiser.is_none()
-                && p.agc.gain_db().abs() <= FORWARD_MAX_GAIN_DB;
+            let unity = lone_at_unity && p.heard_as_sent(agc_on);
             let gain = if agc_on && !unity { p.agc.gain() } else { 1.0 };
             if gain == 1.0 {
                 for ((c, s), &x) in p.contribution.iter_mut().zip(self.sum.iter_mut()).zip(src) {
@@ -1037,10 +1042,7 @@ impl Room {
         let Some(p) = self.participants.get(i) else {
             return false;
         };
-        self.config.forward_lone_talker
-            && p.has_received
-            && p.denoiser.is_none()
-            && (!self.config.agc || p.agc.gain_db().abs() <= FORWARD_MAX_GAIN_DB)
+        self.config.forward_lone_talker && p.has_received && p.heard_as_sent(self.config.agc)
     }
 
     /// Limits, converts and encodes the common mix once for all its listeners.
