@@ -2,6 +2,7 @@
 # Regenerates the spoken prompts in sounds/<lang>/<name>.wav (16 kHz, mono, 16-bit PCM) from the
 # texts below with espeak-ng, so a prompt change is a reviewed text change, not a binary blob.
 # Needs: apt-get install -y espeak-ng sox
+# Usage: make-prompts.sh [NAME...]   (no names: all of them)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,6 +23,8 @@ declare -A de=(
   [muted]="Ihr Mikrofon ist stumm geschaltet."
   [unmuted]="Ihr Mikrofon ist eingeschaltet."
   [after-hours]="Sie rufen außerhalb unserer Öffnungszeiten an."
+  [service-unavailable]="Der Dienst ist gerade nicht verfügbar. Bitte versuchen Sie es später noch einmal."
+  [recording-failed]="Die Aufzeichnung konnte nicht gestartet werden."
 )
 declare -A en=(
   [welcome]="Welcome to amtsleitung."
@@ -40,6 +43,8 @@ declare -A en=(
   [muted]="You are muted."
   [unmuted]="You are unmuted."
   [after-hours]="You are calling outside our opening hours."
+  [service-unavailable]="The service is not available right now. Please try again later."
+  [recording-failed]="Recording could not be started."
 )
 
 speak() { # lang voice name text
@@ -48,6 +53,13 @@ speak() { # lang voice name text
   sox "$1/$3.raw.wav" -r 16000 -c 1 -b 16 "$1/$3.wav" norm -3
   rm -f "$1/$3.raw.wav"
 }
+if [ $# -gt 0 ]; then
+  for name in "$@"; do
+    speak de de "$name" "${de[$name]}"
+    speak en en "$name" "${en[$name]}"
+  done
+  exit 0
+fi
 for name in "${!de[@]}"; do speak de de "$name" "${de[$name]}"; done
 for name in "${!en[@]}"; do speak en en "$name" "${en[$name]}"; done
 # Digits for counts and read-backs.

@@ -4,11 +4,9 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::{
-    Baresip, Netns, Server, TempDir, call_staggered, read_wav, repo, scenario_with_tone, sipp,
-    tone_share,
+    Baresip, Netns, Server, TempDir, call_staggered, create_room, plans_with_trusted_number,
+    read_wav, scenario_with_tone, sipp, tone_share,
 };
 
 /// Records each client's call into room `number` and returns the recordings' tone shares
@@ -106,38 +104,6 @@ fn an_opus_caller_shares_the_room_with_g711_and_g722_callers() {
         &["PCMU/440", "Opus/1000", "G722/2300"],
         &server.log(),
     );
-}
-
-fn create_room(server_data: &std::path::Path, args: &[&str]) {
-    let out = Command::new(support::binary())
-        .current_dir(repo())
-        .args(["room", "create"])
-        .args(args)
-        .args(["--data-dir", server_data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "room create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The shipped dialplan plus a trusted number (91234) that joins room 1234 without the PIN
-/// prompt, so a baresip listener (which cannot key DTMF here) can sit in a PIN room.
-fn plans_with_trusted_number() -> TempDir {
-    let plans = TempDir::new("conf-plans");
-    std::fs::copy(
-        repo().join("dialplans/default.toml"),
-        plans.path().join("default.toml"),
-    )
-    .unwrap();
-    std::fs::write(
-        plans.path().join("trusted.toml"),
-        "[[rule]]\nname = \"staff line into room 1234\"\nmatch = \"91234\"\nactions = [ { conference = { room = \"1234\", pin = false } } ]\n",
-    )
-    .unwrap();
-    plans
 }
 
 /// Runs one SIPp caller from 10.99.0.2 (scenario file, number dialled, talk time for the

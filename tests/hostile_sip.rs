@@ -330,12 +330,13 @@ fn hostile_messages_get_4xx_or_silence_and_the_server_keeps_working() {
     }
 
     // RFC 4475 torture messages: whatever the verdict, no crash.
-    let torture = repo().join("../shared/testing/rfc4475");
-    if let Ok(entries) = std::fs::read_dir(&torture) {
-        for entry in entries.flatten() {
-            let bytes = std::fs::read(entry.path()).unwrap();
-            socket.send_to(&bytes, target).unwrap();
-        }
+    // A missing corpus fails the test: passing without sending a single message would
+    // prove nothing.
+    let torture = rfc4475_corpus();
+    for (name, bytes) in &torture {
+        socket
+            .send_to(bytes, target)
+            .unwrap_or_else(|err| panic!("{name}: cannot send: {err}"));
     }
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -390,4 +391,33 @@ fn hostile_messages_get_4xx_or_silence_and_the_server_keeps_working() {
         String::from_utf8_lossy(&out.stderr),
         server.log()
     );
+}
+
+/// The 49 RFC 4475 torture messages from `../shared/testing/rfc4475`, by file name. Panics when
+/// the corpus is missing or incomplete.
+fn rfc4475_corpus() -> Vec<(String, Vec<u8>)> {
+    let dir = repo().join("../shared/testing/rfc4475");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|err| {
+        panic!(
+            "RFC 4475 corpus missing at {}: {err} (clone ../shared beside the repo)",
+            dir.display()
+        )
+    });
+    let mut messages: Vec<(String, Vec<u8>)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dat"))
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    messages.sort();
+    assert_eq!(
+        messages.len(),
+        49,
+        "RFC 4475 corpus at {} is incomplete",
+        dir.display()
+    );
+    messages
 }

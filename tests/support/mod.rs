@@ -600,3 +600,36 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     check()
 }
+
+/// Creates a stored room with the admin CLI, e.g. `&["1234", "--pin", "4321"]`.
+pub fn create_room(server_data: &std::path::Path, args: &[&str]) {
+    let out = Command::new(binary())
+        .current_dir(repo())
+        .args(["room", "create"])
+        .args(args)
+        .args(["--data-dir", server_data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "room create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The shipped dialplan plus a trusted number (91234) that joins room 1234 without the PIN
+/// prompt, so a baresip listener (which cannot key DTMF here) can sit in a PIN room.
+pub fn plans_with_trusted_number() -> TempDir {
+    let plans = TempDir::new("conf-plans");
+    std::fs::copy(
+        repo().join("dialplans/default.toml"),
+        plans.path().join("default.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        plans.path().join("trusted.toml"),
+        "[[rule]]\nname = \"staff line into room 1234\"\nmatch = \"91234\"\nactions = [ { conference = { room = \"1234\", pin = false } } ]\n",
+    )
+    .unwrap();
+    plans
+}

@@ -64,6 +64,8 @@ pub struct CallRunner {
     answered: bool,
     /// Digits keyed while a prompt played (type-ahead), oldest first.
     pending_digits: VecDeque<char>,
+    /// Why we hung up, when we did on our own account (for the call record).
+    hung_up_because: Option<&'static str>,
 }
 
 /// Runs the call to its end.
@@ -84,6 +86,7 @@ pub async fn run(
         media,
         answered: false,
         pending_digits: VecDeque::new(),
+        hung_up_because: None,
     };
     let reason = async {
         match runner.run_actions(&route.actions).await {
@@ -96,7 +99,10 @@ pub async fn run(
                 }
                 "dialplan finished".to_string()
             }
-            Err(Stop::HungUp) => "caller hung up".to_string(),
+            Err(Stop::HungUp) => runner
+                .hung_up_because
+                .unwrap_or("caller hung up")
+                .to_string(),
         }
     }
     .instrument(span)
@@ -111,6 +117,12 @@ impl CallRunner {
 
     pub(crate) fn media(&self, command: MediaCommand) {
         self.ctx.shared.media.send(self.ctx.id, command);
+    }
+
+    /// Notes why we end the call ourselves; the caller then returns `Stop::HungUp`, and the
+    /// core hangs up (BYE, or 480 when unanswered) with this reason in the call record.
+    pub(crate) fn hang_up(&mut self, because: &'static str) {
+        self.hung_up_because = Some(because);
     }
 
     pub(crate) fn answer(&mut self) {
@@ -235,8 +247,8 @@ impl CallRunner {
                     break Ok(());
                 }
                 Ok(Event::Digit(d)) => kept.push(d),
-                Ok(Event::Notice(Notice::Ended)) => {
-                    self.notices.send(CallEvent::Conference(Notice::Ended)).ok();
+                Ok(Event::Notice(notice @ (Notice::Ended | Notice::Closed))) => {
+                    self.notices.send(CallEvent::Conference(notice)).ok();
                     break Ok(());
                 }
                 Ok(_) => {}

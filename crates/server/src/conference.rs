@@ -17,6 +17,23 @@ use crate::media_worker::{
     MediaCommand, MediaEvent, RECORDING_FRAME, ROOM_RATE, RecordingFrame, RecordingSink, RoomJoin,
 };
 
+/// Why a caller was sent away for safety: the prompt they hear and the call record's reason.
+struct Refused {
+    prompt: Option<&'static str>,
+    record: &'static str,
+}
+
+/// The store could not say whether the room has a PIN.
+const STORE_UNAVAILABLE: Refused = Refused {
+    prompt: Some("service-unavailable"),
+    record: "refused: store unavailable",
+};
+/// The room was deleted or re-guarded while it was open.
+const ROOM_CHANGED: Refused = Refused {
+    prompt: None,
+    record: "refused: room changed by an admin",
+};
+
 /// Participant limit of rooms opened on demand (no stored settings).
 pub const DEFAULT_MAX_PARTICIPANTS: u32 = 50;
 /// Wrong PINs before the caller is sent away.
@@ -35,6 +52,8 @@ pub enum Notice {
     SetMuted(bool),
     /// A moderator ended the conference for everyone.
     Ended,
+    /// An admin deleted or re-guarded the room while it was in use: the session ends.
+    Closed,
 }
 
 struct Member {
@@ -49,6 +68,53 @@ struct LiveRoom {
     locked: bool,
     wait_for_moderator: bool,
     recording: Option<ActiveRecording>,
+    /// What guarded the room when it opened; a caller whose own store lookup finds something
+    /// else (room deleted, re-created, PINs changed) does not get into this session.
+    guard: Option<RoomGuard>,
+    /// An admin change ended the session: its members are leaving and nobody new gets in.
+    closing: bool,
+}
+
+/// The part of a stored room that decides who gets in. `None` where a room is used is a room
+/// opened on demand, without a stored row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomGuard {
+    created_at_ms: i64,
+    has_pin: bool,
+    has_moderator_pin: bool,
+}
+
+/// What a caller's store lookup says about the room they are joining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomTerms {
+    /// Participant limit.
+    pub max_participants: u32,
+    /// Participants are muted until a moderator joins.
+    pub wait_for_moderator: bool,
+    /// Who may get in.
+    pub guard: Option<RoomGuard>,
+}
+
+impl RoomTerms {
+    /// The terms of a stored room, or of a room opened on demand (`None`).
+    pub fn of(stored: Option<&store::Room>) -> Self {
+        Self {
+            max_participants: stored.map_or(DEFAULT_MAX_PARTICIPANTS, |r| r.max_participants),
+            wait_for_moderator: stored.is_some_and(|r| r.wait_for_moderator),
+            guard: RoomGuard::of(stored),
+        }
+    }
+}
+
+impl RoomGuard {
+    /// The guard of a stored room, `None` for a room that is not stored.
+    pub fn of(stored: Option<&store::Room>) -> Option<Self> {
+        stored.map(|room| Self {
+            created_at_ms: room.created_at_ms,
+            has_pin: room.has_pin,
+            has_moderator_pin: room.has_moderator_pin,
+        })
+    }
 }
 
 struct ActiveRecording {
@@ -57,9 +123,11 @@ struct ActiveRecording {
 
 /// Why a caller was not let into a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
+pub(crate) enum Refusal {
     Locked,
     Full,
+    /// The session is ending, or the room the caller looked up is not the one open here.
+    Closing,
 }
 
 /// Live state of every open room on this server.
@@ -69,28 +137,39 @@ pub struct Registry {
 }
 
 /// What admission decided for a caller.
-struct Admission {
+pub(crate) struct Admission {
     /// Joins muted: the room waits for its moderator.
     muted_until_moderator: bool,
 }
 
 impl Registry {
-    fn admit(
+    pub(crate) fn admit(
         &self,
         number: &str,
         call: u64,
         moderator: bool,
-        max: u32,
-        wait_for_moderator: bool,
+        terms: RoomTerms,
         notices: UnboundedSender<CallEvent>,
     ) -> Result<Admission, Refusal> {
+        let RoomTerms {
+            max_participants: max,
+            wait_for_moderator,
+            guard,
+        } = terms;
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let room = rooms.entry(number.to_string()).or_insert_with(|| LiveRoom {
             members: BTreeMap::new(),
             locked: false,
             wait_for_moderator,
             recording: None,
+            guard,
+            closing: false,
         });
+        // Checked before locked and full, and for moderators too: a moderator PIN of a
+        // deleted or re-created room opens nothing here.
+        if room.closing || room.guard != guard {
+            return Err(Refusal::Closing);
+        }
         // Moderators get in to a locked or full room: they are the ones who must.
         if room.locked && !moderator {
             return Err(Refusal::Locked);
@@ -167,6 +246,30 @@ impl Registry {
         rooms.get_mut(number).map(f)
     }
 
+    /// Open rooms with their guards, for the store watch.
+    pub fn guards(&self) -> Vec<(String, Option<RoomGuard>)> {
+        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        rooms
+            .iter()
+            .filter(|(_, r)| !r.closing)
+            .map(|(n, r)| (n.clone(), r.guard))
+            .collect()
+    }
+
+    /// Ends a live session because its stored room changed: every member hears that the
+    /// conference ended and is hung up; nobody new gets in until the last one left.
+    pub fn close(&self, number: &str) -> usize {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(room) = rooms.get_mut(number) else {
+            return 0;
+        };
+        room.closing = true;
+        for member in room.members.values() {
+            let _ = member.notices.send(CallEvent::Conference(Notice::Closed));
+        }
+        room.members.len()
+    }
+
     /// Numbers of open rooms with their participant counts (admin API).
     pub fn summary(&self) -> Vec<(String, usize, bool)> {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
@@ -191,14 +294,24 @@ impl CallRunner {
         };
         let shared = self.ctx.shared.clone();
         let lookup = number.clone();
-        let stored = tokio::task::spawn_blocking(move || {
+        let looked_up = tokio::task::spawn_blocking(move || {
             let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
             store.room_get(&lookup)
         })
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten();
+        .await;
+        // Whether the room has a PIN is only known from the store: when it cannot be read,
+        // nobody gets in (fail closed), not even into a room that might have none.
+        let stored = match looked_up {
+            Ok(Ok(stored)) => stored,
+            Ok(Err(err)) => {
+                tracing::error!(room = %number, "room lookup failed, caller refused: {err}");
+                return self.refuse(STORE_UNAVAILABLE).await;
+            }
+            Err(err) => {
+                tracing::error!(room = %number, "room lookup did not finish, caller refused: {err}");
+                return self.refuse(STORE_UNAVAILABLE).await;
+            }
+        };
         if stored.is_none() && self.ctx.shared.config.conference.require_precreated_rooms {
             self.play("unknown-room").await?;
             return self.goodbye().await;
@@ -214,16 +327,11 @@ impl CallRunner {
                 None => return self.goodbye().await,
             }
         }
-        let max = stored
-            .as_ref()
-            .map_or(DEFAULT_MAX_PARTICIPANTS, |r| r.max_participants);
-        let wait_for_moderator = stored.as_ref().is_some_and(|r| r.wait_for_moderator);
         let admission = match self.ctx.shared.conferences.admit(
             &number,
             self.ctx.id,
             moderator,
-            max,
-            wait_for_moderator,
+            RoomTerms::of(stored.as_ref()),
             self.notices.clone(),
         ) {
             Ok(admission) => admission,
@@ -234,6 +342,11 @@ impl CallRunner {
             Err(Refusal::Full) => {
                 self.play("room-full").await?;
                 return self.goodbye().await;
+            }
+            Err(Refusal::Closing) => {
+                tracing::info!(room = %number, "room changed by an admin while open; caller refused");
+                self.play("conference-ended").await?;
+                return self.refuse(ROOM_CHANGED).await;
             }
         };
         tracing::info!(room = %number, moderator, "joining conference");
@@ -297,6 +410,11 @@ impl CallRunner {
                 Event::Notice(Notice::Ended) => {
                     self.overlay("conference-ended").await?;
                     return Ok(());
+                }
+                Event::Notice(Notice::Closed) => {
+                    self.overlay("conference-ended").await?;
+                    self.hang_up("room closed by an admin");
+                    return Err(Stop::HungUp);
                 }
                 Event::Notice(Notice::SetMuted(m)) => {
                     muted = m;
@@ -432,14 +550,24 @@ impl CallRunner {
             let shared = self.ctx.shared.clone();
             let room = number.to_string();
             // Argon2 costs tens of milliseconds: off the async threads.
-            let check = tokio::task::spawn_blocking(move || {
+            let check = match tokio::task::spawn_blocking(move || {
                 let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
                 store.room_check_pin(&room, &digits)
             })
             .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(store::PinCheck::Wrong);
+            {
+                Ok(Ok(check)) => check,
+                Ok(Err(err)) => {
+                    tracing::error!(room = %number, "PIN check failed, caller refused: {err}");
+                    self.refuse(STORE_UNAVAILABLE).await?;
+                    return Ok(None);
+                }
+                Err(err) => {
+                    tracing::error!(room = %number, "PIN check did not finish, caller refused: {err}");
+                    self.refuse(STORE_UNAVAILABLE).await?;
+                    return Ok(None);
+                }
+            };
             if check != store::PinCheck::Wrong {
                 return Ok(Some(check));
             }
@@ -452,6 +580,17 @@ impl CallRunner {
     async fn goodbye(&mut self) -> Result<(), Stop> {
         self.play("goodbye").await?;
         Ok(())
+    }
+
+    /// Tells the caller why (a prompt for the reason), says goodbye and hangs up: no later
+    /// dialplan action runs for a caller refused for safety.
+    async fn refuse(&mut self, reason: Refused) -> Result<(), Stop> {
+        if let Some(prompt) = reason.prompt {
+            self.play(prompt).await?;
+        }
+        self.goodbye().await?;
+        self.hang_up(reason.record);
+        Err(Stop::HungUp)
     }
 
     fn toggle_recording(&mut self, number: &str) {
@@ -470,16 +609,24 @@ impl CallRunner {
         let stamp = jiff::Timestamp::now();
         let path = dir.join(format!("{number}-{}.wav", stamp.strftime("%Y%m%dT%H%M%SZ")));
         let (tx, rx) = crossbeam_channel::bounded::<RecordingFrame>(512);
-        let id = {
+        let started = {
             let store = self
                 .ctx
                 .shared
                 .store
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            store
-                .recording_start(number, &path, stamp.as_millisecond())
-                .ok()
+            store.recording_start(number, &path, stamp.as_millisecond())
+        };
+        // A recording the store does not know of could be neither listed nor deleted when
+        // its retention ends: record only what is on the books.
+        let id = match started {
+            Ok(id) => Some(id),
+            Err(err) => {
+                tracing::error!(room = %number, "recording not started, the store refused it: {err}");
+                self.start_overlay("recording-failed");
+                return;
+            }
         };
         let shared = self.ctx.shared.clone();
         let writer_path = path.clone();

@@ -27,13 +27,20 @@ pub enum RoomCommand {
         /// Participants wait (with music) until a moderator joins; needs --moderator-pin.
         #[arg(long)]
         wait_for_moderator: bool,
+        /// If a room with this number is open on demand right now, end its calls (the
+        /// room then opens only with the new PINs); without it, such a number is refused.
+        #[arg(long)]
+        end_calls: bool,
     },
     /// List rooms: number, PIN set?, moderator PIN set?, max participants, wait-for-moderator.
     List,
-    /// Delete a room.
+    /// Delete a room; refused while callers are in it, unless --end-calls.
     Delete {
         /// Room number.
         number: String,
+        /// End the calls of everyone in the room (they hear that the conference ended).
+        #[arg(long)]
+        end_calls: bool,
     },
 }
 
@@ -62,8 +69,16 @@ fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
             moderator_pin,
             max_participants,
             wait_for_moderator,
+            end_calls,
         } => {
             let store = open(data_dir)?;
+            let in_use = callers_in(&store, &number)?;
+            if in_use > 0 && !end_calls {
+                return Err(format!(
+                    "room {number} is open with {in_use} caller(s) right now; not created \
+                     (add --end-calls to end their calls)"
+                ));
+            }
             let room = store
                 .room_create(&NewRoom {
                     number,
@@ -77,7 +92,7 @@ fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
                     StoreError::Database(_) => format!("cannot create the room: {err}"),
                     other => other.to_string(),
                 })?;
-            Ok(format!("{}\n", created_line(&room)))
+            Ok(format!("{}\n{}", created_line(&room), ending_note(in_use)))
         }
         RoomCommand::List => {
             if !exists {
@@ -91,22 +106,50 @@ fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
                 .map_err(|err| format!("cannot list rooms: {err}"))?;
             Ok(room_table(&rooms))
         }
-        RoomCommand::Delete { number } => {
+        RoomCommand::Delete { number, end_calls } => {
             if !exists {
                 return Err(format!(
                     "no room {number} (no database in {})",
                     data_dir.display()
                 ));
             }
-            let deleted = open(data_dir)?
+            let store = open(data_dir)?;
+            let in_use = callers_in(&store, &number)?;
+            if in_use > 0 && !end_calls {
+                return Err(format!(
+                    "room {number} is in use by {in_use} caller(s); not deleted \
+                     (add --end-calls to end their calls)"
+                ));
+            }
+            let deleted = store
                 .room_delete(&number)
                 .map_err(|err| format!("cannot delete room {number}: {err}"))?;
             if deleted {
-                Ok(format!("room {number} deleted\n"))
+                Ok(format!("room {number} deleted\n{}", ending_note(in_use)))
             } else {
                 Err(format!("no room {number}"))
             }
         }
+    }
+}
+
+/// Callers in the room on a running server (0 when it is not open, or when the server that
+/// reported it is gone).
+fn callers_in(store: &Store, number: &str) -> Result<u32, String> {
+    let live = store
+        .live_room(number)
+        .map_err(|err| format!("cannot tell whether room {number} is in use: {err}"))?;
+    Ok(live
+        .filter(|room| Path::new(&format!("/proc/{}", room.server_pid)).exists())
+        .map_or(0, |room| room.participants))
+}
+
+/// What happens to the callers of a room whose calls the command ends.
+fn ending_note(callers: u32) -> String {
+    if callers == 0 {
+        String::new()
+    } else {
+        format!("the server ends the calls of the {callers} caller(s) in it within a few seconds\n")
     }
 }
 
@@ -254,6 +297,7 @@ mod tests {
                 moderator_pin: Some("97531864".into()),
                 max_participants: 50,
                 wait_for_moderator: false,
+                end_calls: false,
             },
             &dir,
         )
@@ -267,7 +311,8 @@ mod tests {
         assert_eq!(
             execute(
                 RoomCommand::Delete {
-                    number: "4711".into()
+                    number: "4711".into(),
+                    end_calls: false,
                 },
                 &dir
             ),
@@ -276,7 +321,8 @@ mod tests {
         assert_eq!(
             execute(
                 RoomCommand::Delete {
-                    number: "4711".into()
+                    number: "4711".into(),
+                    end_calls: false,
                 },
                 &dir
             ),
@@ -294,6 +340,7 @@ mod tests {
             moderator_pin: None,
             max_participants: 50,
             wait_for_moderator: false,
+            end_calls: false,
         };
         assert_eq!(
             execute(create("4711", "12"), &dir),
@@ -315,7 +362,56 @@ mod tests {
                 .unwrap()
                 .starts_with("no rooms")
         );
-        assert!(execute(RoomCommand::Delete { number: "1".into() }, &dir).is_err());
+        let delete = RoomCommand::Delete {
+            number: "1".into(),
+            end_calls: false,
+        };
+        assert!(execute(delete, &dir).is_err());
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_room_in_use_is_deleted_or_created_over_only_with_end_calls() {
+        let dir = temp_dir("inuse");
+        let create = |number: &str, end_calls: bool| RoomCommand::Create {
+            number: number.into(),
+            pin: Some("4321".into()),
+            moderator_pin: None,
+            max_participants: 50,
+            wait_for_moderator: false,
+            end_calls,
+        };
+        let delete = |number: &str, end_calls: bool| RoomCommand::Delete {
+            number: number.into(),
+            end_calls,
+        };
+        execute(create("4711", false), &dir).unwrap();
+        // This test's process stands in for a running server that has 4711 and 77 open, and a
+        // server that is gone left 88 behind.
+        let store = Store::open(&dir).unwrap();
+        let me = std::process::id();
+        store
+            .live_rooms_replace(me, &[("4711".into(), 3), ("77".into(), 1)], 1)
+            .unwrap();
+        store
+            .live_rooms_replace(u32::MAX, &[("88".into(), 2)], 1)
+            .unwrap();
+
+        let refused = execute(delete("4711", false), &dir).unwrap_err();
+        assert!(refused.contains("in use by 3 caller(s)"), "{refused}");
+        assert!(store.room_get("4711").unwrap().is_some(), "still stored");
+        let deleted = execute(delete("4711", true), &dir).unwrap();
+        assert!(
+            deleted.contains("ends the calls of the 3 caller(s)"),
+            "{deleted}"
+        );
+        assert!(store.room_get("4711").unwrap().is_none());
+
+        let refused = execute(create("77", false), &dir).unwrap_err();
+        assert!(refused.contains("open with 1 caller(s)"), "{refused}");
+        assert!(store.room_get("77").unwrap().is_none());
+        execute(create("77", true), &dir).unwrap();
+        execute(create("88", false), &dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

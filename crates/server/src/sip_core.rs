@@ -178,6 +178,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let calls_gauge = core.calls_gauge();
     let (reload_tx, reload_rx) = mpsc::channel(4);
     crate::dialplan_files::spawn_reloader(shared.clone(), reload_rx)?;
+    crate::room_watch::spawn(shared.clone());
     crate::http::start(http_listen, shared.clone(), calls_gauge, reload_tx).await?;
     tracing::info!(
         sip = %transport.local_addr(),

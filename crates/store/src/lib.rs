@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod dialplan_history;
+mod live_rooms;
 mod recordings;
 mod rooms;
 
 pub use dialplan_history::DialplanVersion;
+pub use live_rooms::LiveRoom;
 pub use recordings::{Recording, RecordingId};
 pub use rooms::{
     DEFAULT_MAX_PARTICIPANTS, MAX_PARTICIPANTS_LIMIT, MAX_PIN_DIGITS, MAX_ROOM_NUMBER_DIGITS,
@@ -154,6 +156,13 @@ const MIGRATIONS: &[&str] = &[
         text TEXT NOT NULL,
         PRIMARY KEY (version, path)
     ) WITHOUT ROWID;",
+    // 3: rooms a running server has open, for admin commands and change detection.
+    "CREATE TABLE live_room (
+        number TEXT PRIMARY KEY,
+        participants INTEGER NOT NULL,
+        server_pid INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );",
 ];
 
 /// One finished call, as written to the call log.

@@ -1,0 +1,257 @@
+//! Access to a PIN room fails closed: a store that cannot be read refuses callers with a
+//! prompt and a hang-up instead of letting them into a room whose PIN it cannot check, and a
+//! PIN room deleted while in use is refused until its calls are ended on purpose, then ends
+//! them, and never lets the next caller into that session. Proven with a baresip listener
+//! sitting in the room: what it heard, and the call records.
+
+mod support;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::{
+    Baresip, Netns, Server, TempDir, binary, create_room, plans_with_trusted_number, read_wav,
+    scenario_with_tone, sipp, tone_share,
+};
+
+/// The callers' tone: high enough that the prompts the listener hears (espeak speech) carry
+/// almost none of their energy near it (0.1 % against 6 to 8 % at 440 Hz).
+const TONE_HZ: u32 = 2900;
+
+/// Runs an admin CLI command against the server's data directory.
+fn admin(server: &Server, args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .args(["--data-dir", server.data_dir().to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+/// Renames a table of the server's database from another process, as a damaged or
+/// half-migrated database would present itself; renaming back restores everything.
+fn rename_table(server: &Server, from: &str, to: &str) {
+    let db = server.data_dir().join("amtsleitung.db");
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], timeout=10)\n\
+             c.execute('ALTER TABLE %s RENAME TO %s' % (sys.argv[2], sys.argv[3]))\n\
+             c.commit()",
+        ])
+        .arg(&db)
+        .args([from, to])
+        .status()
+        .expect("python3");
+    assert!(status.success(), "renaming table {from} failed");
+}
+
+/// Samples of `recording` between `from` and `to` seconds.
+fn window(samples: &[f64], rate: u32, from: f64, to: f64) -> &[f64] {
+    let at = |s: f64| ((s.max(0.0) * rate as f64) as usize).min(samples.len());
+    &samples[at(from)..at(to)]
+}
+
+/// SIPp on 10.99.0.2 calls `number` with a tone and expects the server to hang up.
+fn caller_hung_up_by_server(ns: &Netns, scenario: &str, number: &str) -> Output {
+    sipp(
+        Some(ns),
+        &[
+            "-sf",
+            scenario,
+            "-s",
+            number,
+            "-i",
+            "10.99.0.2",
+            "-p",
+            "5070",
+            "-mi",
+            "10.99.0.2",
+            "-mp",
+            "6000",
+            "-m",
+            "1",
+            "10.99.0.1:5060",
+        ],
+    )
+}
+
+#[test]
+fn a_pin_room_refuses_callers_while_the_store_cannot_be_read_and_admits_them_after() {
+    let ns = Netns::new();
+    let data = TempDir::new("failclosed-data");
+    create_room(data.path(), &["1234", "--pin", "4321"]);
+    let plans = plans_with_trusted_number();
+    let server = Server::start_with_data(
+        Some(&ns),
+        &["--dialplans", plans.path().to_str().unwrap()],
+        data,
+    );
+    let dir = TempDir::new("failclosed");
+    let refused_scenario = scenario_with_tone(&dir, "tone_until_server_bye.xml", TONE_HZ);
+    let pin_join = scenario_with_tone(&dir, "pin_join.xml", TONE_HZ);
+    // A silent staff member sits in the room (trusted line, no PIN prompt) and records.
+    let insider = Baresip::new("10.99.0.3", 0, "PCMU", 8000);
+    let started = Instant::now();
+    let (refused, refused_window, admitted_window, log) = std::thread::scope(|scope| {
+        let call = scope.spawn(|| insider.call(&ns, "sip:91234@10.99.0.1:5060", 32));
+        std::thread::sleep(Duration::from_secs(3));
+        rename_table(&server, "room", "room_unreadable");
+        let from = started.elapsed().as_secs_f64();
+        let refused = caller_hung_up_by_server(&ns, &refused_scenario, "81234");
+        let until = started.elapsed().as_secs_f64();
+        rename_table(&server, "room_unreadable", "room");
+        // Nothing stored was lost: the same room and PIN work again.
+        let admitted_from = started.elapsed().as_secs_f64();
+        let pin_call = sipp(
+            Some(&ns),
+            &[
+                "-sf",
+                &pin_join,
+                "-s",
+                "81234",
+                "-i",
+                "10.99.0.2",
+                "-p",
+                "5070",
+                "-mi",
+                "10.99.0.2",
+                "-mp",
+                "6000",
+                "-m",
+                "1",
+                "-d",
+                "7000",
+                "10.99.0.1:5060",
+            ],
+        );
+        assert!(
+            pin_call.status.success(),
+            "the PIN caller did not get through after the store recovered\n{}\n{}",
+            String::from_utf8_lossy(&pin_call.stderr),
+            server.log()
+        );
+        let admitted_until = started.elapsed().as_secs_f64();
+        let log = call.join().unwrap();
+        (refused, (from, until), (admitted_from, admitted_until), log)
+    });
+    assert!(
+        refused.status.success(),
+        "the caller was not hung up while the store failed\n{}\n{}",
+        String::from_utf8_lossy(&refused.stderr),
+        server.log()
+    );
+    let calls = store::Store::open(server.data_dir())
+        .unwrap()
+        .recent_calls(10)
+        .unwrap();
+    // Newest first: the insider, the PIN caller, and the caller refused while the store failed.
+    let record = calls
+        .iter()
+        .filter(|c| c.callee == "81234")
+        .min_by_key(|c| c.started_at_ms)
+        .unwrap_or_else(|| panic!("no call record for 81234: {calls:?}"));
+    assert_eq!(record.end_reason, "refused: store unavailable", "{calls:?}");
+    // The refusal said why: its prompts take several seconds before the hang-up.
+    assert!(
+        record.ended_at_ms - record.started_at_ms > 3000,
+        "hung up without a prompt: {record:?}"
+    );
+
+    let heard = insider.heard().expect("the insider recorded nothing");
+    let (samples, rate) = read_wav(&heard);
+    // The recording starts about when the insider's call was answered, within a second of
+    // `started`; the windows keep a second's margin on each side.
+    let during_failure = window(&samples, rate, refused_window.0, refused_window.1 - 1.0);
+    let share = tone_share(during_failure, rate, TONE_HZ.into(), 0.0);
+    assert!(
+        share < 0.05,
+        "the insider heard the refused caller's tone ({share:.2})\n{log}\n{}",
+        server.log()
+    );
+    // The PIN caller streams its tone from about 4 s after dialling (prompt, PIN) on.
+    let after_recovery = window(
+        &samples,
+        rate,
+        admitted_window.0 + 6.0,
+        admitted_window.1 - 1.0,
+    );
+    let share = tone_share(after_recovery, rate, TONE_HZ.into(), 0.0);
+    assert!(
+        share > 0.3,
+        "the insider did not hear the admitted caller ({share:.2}): the test cannot tell \
+         refused from admitted\n{log}\n{}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_pin_room_in_use_is_deleted_only_with_end_calls_and_its_session_never_reopens() {
+    let ns = Netns::new();
+    let data = TempDir::new("delete-data");
+    create_room(data.path(), &["1234", "--pin", "4321"]);
+    let plans = plans_with_trusted_number();
+    let server = Server::start_with_data(
+        Some(&ns),
+        &["--dialplans", plans.path().to_str().unwrap()],
+        data,
+    );
+    let insider = Baresip::new("10.99.0.3", 0, "PCMU", 8000);
+    // Dials the room number directly right after the deletion, with a tone: no PIN is asked
+    // for a room that is no longer stored.
+    let newcomer = Baresip::new("10.99.0.4", TONE_HZ, "PCMU", 8000);
+    let (deleted_at_ms, log) = std::thread::scope(|scope| {
+        let call = scope.spawn(|| insider.call(&ns, "sip:91234@10.99.0.1:5060", 20));
+        std::thread::sleep(Duration::from_secs(4));
+
+        let refused = admin(&server, &["room", "delete", "1234"]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && stderr.contains("in use by 1 caller(s)"),
+            "deleting a room in use was not refused: {stderr}"
+        );
+        let stored = store::Store::open(server.data_dir())
+            .unwrap()
+            .room_get("1234")
+            .unwrap();
+        assert!(
+            stored.is_some_and(|r| r.has_pin),
+            "the refused delete deleted"
+        );
+
+        let deleted = admin(&server, &["room", "delete", "1234", "--end-calls"]);
+        let deleted_at_ms = jiff::Timestamp::now().as_millisecond();
+        assert!(
+            deleted.status.success(),
+            "delete --end-calls failed: {}",
+            String::from_utf8_lossy(&deleted.stderr)
+        );
+        let newcomer_log = newcomer.call(&ns, "sip:81234@10.99.0.1:5060", 8);
+        let log = call.join().unwrap();
+        (deleted_at_ms, format!("{log}\n{newcomer_log}"))
+    });
+    let calls = store::Store::open(server.data_dir())
+        .unwrap()
+        .recent_calls(10)
+        .unwrap();
+    let record = calls
+        .iter()
+        .find(|c| c.callee == "91234")
+        .unwrap_or_else(|| panic!("no call record for the insider: {calls:?}\n{log}"));
+    assert_eq!(record.end_reason, "room closed by an admin", "{calls:?}");
+    // The watch runs every second, then the "conference ended" prompt plays (about 2 s).
+    let took = record.ended_at_ms - deleted_at_ms;
+    assert!(
+        (0..6000).contains(&took),
+        "the insider's call ended {took} ms after the delete\n{}",
+        server.log()
+    );
+    let heard = insider.heard().expect("the insider recorded nothing");
+    let (samples, rate) = read_wav(&heard);
+    let share = tone_share(&samples, rate, TONE_HZ.into(), 2.0);
+    assert!(
+        share < 0.05,
+        "the newcomer was heard in the deleted room's session ({share:.2})\n{log}\n{}",
+        server.log()
+    );
+}
