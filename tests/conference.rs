@@ -5,8 +5,8 @@
 mod support;
 
 use support::{
-    Baresip, Netns, Server, TempDir, call_staggered, create_room, plans_with_trusted_number,
-    read_wav, scenario_with_tone, sipp, tone_share,
+    Baresip, Netns, Server, TempDir, call_staggered, create_room, read_wav, scenario_with_tone,
+    server_with_pin_room, sipp_caller, tone_share,
 };
 
 /// Records each client's call into room `number` and returns the recordings' tone shares
@@ -106,47 +106,6 @@ fn an_opus_caller_shares_the_room_with_g711_and_g722_callers() {
     );
 }
 
-/// Runs one SIPp caller from 10.99.0.2 (scenario file, number dialled, talk time for the
-/// scenario's `<pause/>`); fails the test with SIPp's and the server's output if it fails.
-fn sipp_caller(
-    ns: &Netns,
-    server: &Server,
-    scenario: &str,
-    number: &str,
-    talk_ms: u32,
-    what: &str,
-) {
-    let talk = talk_ms.to_string();
-    let out = sipp(
-        Some(ns),
-        &[
-            "-sf",
-            scenario,
-            "-s",
-            number,
-            "-i",
-            "10.99.0.2",
-            "-p",
-            "5070",
-            "-mi",
-            "10.99.0.2",
-            "-mp",
-            "6000",
-            "-m",
-            "1",
-            "-d",
-            &talk,
-            "10.99.0.1:5060",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{what} failed\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-}
-
 /// A baresip listener calls `listen_uri` for `listen_s` seconds; `head_start_ms` later the
 /// SIPp caller runs. Returns what the listener recorded and its log.
 #[allow(clippy::too_many_arguments)] // a test scenario: every value is one knob of it
@@ -174,14 +133,7 @@ fn heard_by_listener(
 #[test]
 fn lobby_with_dtmf_room_and_pin_joins_the_room() {
     let ns = Netns::new();
-    let data = TempDir::new("lobby-data");
-    create_room(data.path(), &["1234", "--pin", "4321"]);
-    let plans = plans_with_trusted_number();
-    let server = Server::start_with_data(
-        Some(&ns),
-        &["--dialplans", plans.path().to_str().unwrap()],
-        data,
-    );
+    let (server, _plans) = server_with_pin_room(&ns, "lobby-data");
     let dir = TempDir::new("lobby");
     let lobby = scenario_with_tone(&dir, "lobby_join.xml", 440);
     let listener = Baresip::new("10.99.0.3", 1000, "PCMU", 8000);

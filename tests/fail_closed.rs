@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use support::{
-    Baresip, Netns, Server, TempDir, binary, create_room, plans_with_trusted_number, read_wav,
-    scenario_with_tone, sipp, tone_share,
+    Baresip, Netns, Server, TempDir, binary, read_wav, scenario_with_tone, server_with_pin_room,
+    sipp_caller, tone_share,
 };
 
 /// The callers' tone: high enough that the prompts the listener hears (espeak speech) carry
@@ -46,105 +46,61 @@ fn rename_table(server: &Server, from: &str, to: &str) {
     assert!(status.success(), "renaming table {from} failed");
 }
 
+/// The server's call records, newest first.
+fn call_records(server: &Server) -> Vec<store::CallRecord> {
+    store::Store::open(server.data_dir())
+        .unwrap()
+        .recent_calls(10)
+        .unwrap()
+}
+
 /// Samples of `recording` between `from` and `to` seconds.
 fn window(samples: &[f64], rate: u32, from: f64, to: f64) -> &[f64] {
     let at = |s: f64| ((s.max(0.0) * rate as f64) as usize).min(samples.len());
     &samples[at(from)..at(to)]
 }
 
-/// SIPp on 10.99.0.2 calls `number` with a tone and expects the server to hang up.
-fn caller_hung_up_by_server(ns: &Netns, scenario: &str, number: &str) -> Output {
-    sipp(
-        Some(ns),
-        &[
-            "-sf",
-            scenario,
-            "-s",
-            number,
-            "-i",
-            "10.99.0.2",
-            "-p",
-            "5070",
-            "-mi",
-            "10.99.0.2",
-            "-mp",
-            "6000",
-            "-m",
-            "1",
-            "10.99.0.1:5060",
-        ],
-    )
-}
-
 #[test]
 fn a_pin_room_refuses_callers_while_the_store_cannot_be_read_and_admits_them_after() {
     let ns = Netns::new();
-    let data = TempDir::new("failclosed-data");
-    create_room(data.path(), &["1234", "--pin", "4321"]);
-    let plans = plans_with_trusted_number();
-    let server = Server::start_with_data(
-        Some(&ns),
-        &["--dialplans", plans.path().to_str().unwrap()],
-        data,
-    );
+    let (server, _plans) = server_with_pin_room(&ns, "failclosed-data");
     let dir = TempDir::new("failclosed");
     let refused_scenario = scenario_with_tone(&dir, "tone_until_server_bye.xml", TONE_HZ);
     let pin_join = scenario_with_tone(&dir, "pin_join.xml", TONE_HZ);
     // A silent staff member sits in the room (trusted line, no PIN prompt) and records.
     let insider = Baresip::new("10.99.0.3", 0, "PCMU", 8000);
     let started = Instant::now();
-    let (refused, refused_window, admitted_window, log) = std::thread::scope(|scope| {
+    let (refused_window, admitted_window, log) = std::thread::scope(|scope| {
         let call = scope.spawn(|| insider.call(&ns, "sip:91234@10.99.0.1:5060", 32));
         std::thread::sleep(Duration::from_secs(3));
         rename_table(&server, "room", "room_unreadable");
         let from = started.elapsed().as_secs_f64();
-        let refused = caller_hung_up_by_server(&ns, &refused_scenario, "81234");
+        // Passes only if the server hangs up (BYE) within SIPp's timeout.
+        sipp_caller(
+            &ns,
+            &server,
+            &refused_scenario,
+            "81234",
+            0,
+            "call while the store fails",
+        );
         let until = started.elapsed().as_secs_f64();
         rename_table(&server, "room_unreadable", "room");
         // Nothing stored was lost: the same room and PIN work again.
         let admitted_from = started.elapsed().as_secs_f64();
-        let pin_call = sipp(
-            Some(&ns),
-            &[
-                "-sf",
-                &pin_join,
-                "-s",
-                "81234",
-                "-i",
-                "10.99.0.2",
-                "-p",
-                "5070",
-                "-mi",
-                "10.99.0.2",
-                "-mp",
-                "6000",
-                "-m",
-                "1",
-                "-d",
-                "7000",
-                "10.99.0.1:5060",
-            ],
-        );
-        assert!(
-            pin_call.status.success(),
-            "the PIN caller did not get through after the store recovered\n{}\n{}",
-            String::from_utf8_lossy(&pin_call.stderr),
-            server.log()
+        sipp_caller(
+            &ns,
+            &server,
+            &pin_join,
+            "81234",
+            7000,
+            "PIN call after the store recovered",
         );
         let admitted_until = started.elapsed().as_secs_f64();
         let log = call.join().unwrap();
-        (refused, (from, until), (admitted_from, admitted_until), log)
+        ((from, until), (admitted_from, admitted_until), log)
     });
-    assert!(
-        refused.status.success(),
-        "the caller was not hung up while the store failed\n{}\n{}",
-        String::from_utf8_lossy(&refused.stderr),
-        server.log()
-    );
-    let calls = store::Store::open(server.data_dir())
-        .unwrap()
-        .recent_calls(10)
-        .unwrap();
+    let calls = call_records(&server);
     // Newest first: the insider, the PIN caller, and the caller refused while the store failed.
     let record = calls
         .iter()
@@ -188,14 +144,7 @@ fn a_pin_room_refuses_callers_while_the_store_cannot_be_read_and_admits_them_aft
 #[test]
 fn a_pin_room_in_use_is_deleted_only_with_end_calls_and_its_session_never_reopens() {
     let ns = Netns::new();
-    let data = TempDir::new("delete-data");
-    create_room(data.path(), &["1234", "--pin", "4321"]);
-    let plans = plans_with_trusted_number();
-    let server = Server::start_with_data(
-        Some(&ns),
-        &["--dialplans", plans.path().to_str().unwrap()],
-        data,
-    );
+    let (server, _plans) = server_with_pin_room(&ns, "delete-data");
     let insider = Baresip::new("10.99.0.3", 0, "PCMU", 8000);
     // Dials the room number directly right after the deletion, with a tone: no PIN is asked
     // for a room that is no longer stored.
@@ -230,10 +179,7 @@ fn a_pin_room_in_use_is_deleted_only_with_end_calls_and_its_session_never_reopen
         let log = call.join().unwrap();
         (deleted_at_ms, format!("{log}\n{newcomer_log}"))
     });
-    let calls = store::Store::open(server.data_dir())
-        .unwrap()
-        .recent_calls(10)
-        .unwrap();
+    let calls = call_records(&server);
     let record = calls
         .iter()
         .find(|c| c.callee == "91234")

@@ -633,3 +633,58 @@ pub fn plans_with_trusted_number() -> TempDir {
     .unwrap();
     plans
 }
+
+/// Runs one SIPp caller from 10.99.0.2 (scenario file, number dialled, talk time for the
+/// scenario's `<pause/>`); fails the test with SIPp's and the server's output if it fails.
+pub fn sipp_caller(
+    ns: &Netns,
+    server: &Server,
+    scenario: &str,
+    number: &str,
+    talk_ms: u32,
+    what: &str,
+) {
+    let talk = talk_ms.to_string();
+    let out = sipp(
+        Some(ns),
+        &[
+            "-sf",
+            scenario,
+            "-s",
+            number,
+            "-i",
+            "10.99.0.2",
+            "-p",
+            "5070",
+            "-mi",
+            "10.99.0.2",
+            "-mp",
+            "6000",
+            "-m",
+            "1",
+            "-d",
+            &talk,
+            "10.99.0.1:5060",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{what} failed\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}
+
+/// A server in `ns` with room 1234 stored under PIN 4321 and the trusted line 91234 into it
+/// (see [`plans_with_trusted_number`]); keep the returned dialplan directory alive with it.
+pub fn server_with_pin_room(ns: &Netns, label: &str) -> (Server, TempDir) {
+    let data = TempDir::new(label);
+    create_room(data.path(), &["1234", "--pin", "4321"]);
+    let plans = plans_with_trusted_number();
+    let server = Server::start_with_data(
+        Some(ns),
+        &["--dialplans", plans.path().to_str().unwrap()],
+        data,
+    );
+    (server, plans)
+}
