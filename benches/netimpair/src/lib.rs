@@ -44,7 +44,10 @@ pub struct Tally {
 /// Packets held for a random delay each, released when due: a seeded, sans-IO jitter line.
 pub struct DelayLine<T> {
     impairment: Impairment,
-    rng: StdRng,
+    seed: u64,
+    /// Each flow draws from its own generator, so that the n-th packet of a stream meets the
+    /// same fate in every run however the streams interleave (tests compare runs).
+    rngs: HashMap<u32, StdRng>,
     /// Held packets by due time; the arrival number breaks ties.
     held: BinaryHeap<Reverse<Held<T>>>,
     arrivals: u64,
@@ -81,11 +84,12 @@ impl<T> Ord for Held<T> {
 
 impl<T> DelayLine<T> {
     /// A line that impairs as `impairment` says, with its random choices drawn from `seed`
-    /// (the same seed and arrivals give the same losses and delays).
+    /// (the same seed gives the n-th packet of every flow the same loss or delay).
     pub fn new(impairment: Impairment, seed: u64) -> Self {
         Self {
             impairment,
-            rng: StdRng::seed_from_u64(seed),
+            seed,
+            rngs: HashMap::new(),
             held: BinaryHeap::new(),
             arrivals: 0,
             highest_released: HashMap::new(),
@@ -97,14 +101,19 @@ impl<T> DelayLine<T> {
     /// (returned, for the caller to discard) or held until its delay has passed.
     pub fn arrive(&mut self, packet: T, flow: u32, now: Instant) -> Option<T> {
         self.tally.seen += 1;
-        if self.rng.random::<f64>() < self.impairment.loss {
+        let seed = self.seed;
+        let rng = self
+            .rngs
+            .entry(flow)
+            .or_insert_with(|| StdRng::seed_from_u64(seed));
+        if rng.random::<f64>() < self.impairment.loss {
             self.tally.dropped += 1;
             return Some(packet);
         }
         let low = self.impairment.delay.saturating_sub(self.impairment.jitter);
         let high = self.impairment.delay + self.impairment.jitter;
         let delay = if high > low {
-            self.rng.random_range(low..=high)
+            rng.random_range(low..=high)
         } else {
             low
         };
@@ -234,8 +243,8 @@ mod tests {
         let mut line = DelayLine::new(TEST_IMPAIRMENT, 5);
         let start = Instant::now();
         // Two talkers' streams, the second's packet 1 ms after the first's, every 20 ms: with
-        // ±15 ms the streams pass each other about every other packet, while each stream is
-        // reordered only as often as a single one (1 in 18 pairs, as above).
+        // ±15 ms the streams' packets pass each other often, while each stream is reordered
+        // only as often as a single one (1 in 18 pairs, as above).
         let mut now = start;
         for i in 0..1000u32 {
             for flow in [1, 2] {
@@ -261,6 +270,31 @@ mod tests {
         let ids = |v: Vec<(u32, Instant)>| v.into_iter().map(|(p, _)| p).collect::<Vec<_>>();
         assert_eq!(ids(order(3)), ids(order(3)));
         assert_ne!(ids(order(3)), ids(order(4)));
+    }
+
+    #[test]
+    fn each_flow_meets_the_same_fate_however_the_flows_interleave() {
+        let fates = |flows: &[u32]| {
+            let mut line = DelayLine::new(TEST_IMPAIRMENT, 9);
+            let now = Instant::now();
+            let mut dropped: HashMap<u32, Vec<usize>> = HashMap::new();
+            let mut index: HashMap<u32, usize> = HashMap::new();
+            for &flow in flows {
+                let n = index.entry(flow).or_default();
+                if line.arrive((), flow, now).is_some() {
+                    dropped.entry(flow).or_default().push(*n);
+                }
+                *n += 1;
+            }
+            dropped
+        };
+        let alternating: Vec<u32> = (0..400).map(|i| i % 2).collect();
+        let bunched: Vec<u32> = (0..400).map(|i| u32::from(i >= 200)).collect();
+        let (a, b) = (fates(&alternating), fates(&bunched));
+        assert_eq!(a, b);
+        // The same seed gives every flow the same pattern.
+        assert_eq!(a.get(&0), a.get(&1));
+        assert!(a.get(&0).is_some_and(|d| !d.is_empty()));
     }
 
     #[test]
