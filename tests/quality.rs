@@ -419,9 +419,9 @@ impl<'a> Impairment<'a> {
         let mut child = ns
             .command(netimpair_binary().to_str().unwrap())
             .args(["--queue", "7", "--loss-percent", "3", "--delay-ms", "30"])
-            // Seed 20 drops 23 of the 750 packets that carry each talker's speech (3.1 %)
+            // Seed 22 drops 22 of the 750 packets that carry each talker's speech (2.9 %)
             // and 32 of its first 1100: a representative 3 %, the same in every run.
-            .args(["--jitter-ms", "15", "--seed", "20"])
+            .args(["--jitter-ms", "15", "--seed", "22"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

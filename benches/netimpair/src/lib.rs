@@ -45,9 +45,11 @@ pub struct Tally {
 pub struct DelayLine<T> {
     impairment: Impairment,
     seed: u64,
-    /// Each flow draws from its own generator, so that the n-th packet of a stream meets the
-    /// same fate in every run however the streams interleave (tests compare runs).
-    rngs: HashMap<u32, StdRng>,
+    /// Each flow draws from its own generators, so that the n-th packet of a stream meets the
+    /// same fate in every run however the streams interleave (tests compare runs); losses
+    /// and delays from separate ones, so that the same seed loses the same packets with or
+    /// without jitter (to tell what each costs).
+    rngs: HashMap<u32, FlowRandom>,
     /// Held packets by due time; the arrival number breaks ties.
     held: BinaryHeap<Reverse<Held<T>>>,
     arrivals: u64,
@@ -57,6 +59,14 @@ pub struct DelayLine<T> {
     highest_released: HashMap<u32, u64>,
     tally: Tally,
 }
+
+struct FlowRandom {
+    loss: StdRng,
+    delay: StdRng,
+}
+
+/// Told apart from the loss generator's seed, so that losses and delays are independent.
+const DELAY_SEED_SALT: u64 = 0x6a09_e667_f3bc_c908;
 
 struct Held<T> {
     due: Instant,
@@ -102,18 +112,18 @@ impl<T> DelayLine<T> {
     pub fn arrive(&mut self, packet: T, flow: u32, now: Instant) -> Option<T> {
         self.tally.seen += 1;
         let seed = self.seed;
-        let rng = self
-            .rngs
-            .entry(flow)
-            .or_insert_with(|| StdRng::seed_from_u64(seed));
-        if rng.random::<f64>() < self.impairment.loss {
+        let rng = self.rngs.entry(flow).or_insert_with(|| FlowRandom {
+            loss: StdRng::seed_from_u64(seed),
+            delay: StdRng::seed_from_u64(seed ^ DELAY_SEED_SALT),
+        });
+        if rng.loss.random::<f64>() < self.impairment.loss {
             self.tally.dropped += 1;
             return Some(packet);
         }
         let low = self.impairment.delay.saturating_sub(self.impairment.jitter);
         let high = self.impairment.delay + self.impairment.jitter;
         let delay = if high > low {
-            rng.random_range(low..=high)
+            rng.delay.random_range(low..=high)
         } else {
             low
         };
@@ -295,6 +305,23 @@ mod tests {
         // The same seed gives every flow the same pattern.
         assert_eq!(a.get(&0), a.get(&1));
         assert!(a.get(&0).is_some_and(|d| !d.is_empty()));
+    }
+
+    #[test]
+    fn jitter_does_not_change_which_packets_are_lost() {
+        let lost = |impairment| {
+            let mut line = DelayLine::new(impairment, 4);
+            let now = Instant::now();
+            (0..1000u32)
+                .filter(|&p| line.arrive(p, 0, now).is_some())
+                .collect::<Vec<_>>()
+        };
+        let no_jitter = Impairment {
+            jitter: Duration::ZERO,
+            ..TEST_IMPAIRMENT
+        };
+        assert!(!lost(TEST_IMPAIRMENT).is_empty());
+        assert_eq!(lost(TEST_IMPAIRMENT), lost(no_jitter));
     }
 
     #[test]
