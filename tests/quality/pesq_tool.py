@@ -108,8 +108,10 @@ def through_codec(codec, wav_in, work):
     coded = os.path.join(work, f"{codec}.{container}")
     decoded = os.path.join(work, f"{codec}-dec.wav")
     # soxr: a transparent rate change, so that the ceiling is the codecs' and nothing else's.
+    # It resamples to float: converting to 16 bits itself, soxr dithers at random, and the
+    # ceilings then differ from run to run (by up to 0.02).
     ffmpeg(
-        "-i", wav_in, "-af", "aresample=resampler=soxr:precision=28",
+        "-i", wav_in, "-af", "aresample=resampler=soxr:precision=28,aformat=sample_fmts=flt",
         "-ar", str(rate), "-ac", str(channels), *encoder, "-f", container, coded,
     )
     ffmpeg("-i", coded, "-ar", str(rate), "-c:a", "pcm_s16le", decoded)
