@@ -11,6 +11,11 @@ command -v baresip >/dev/null || need+=(baresip-core)
 command -v sox >/dev/null || need+=(sox)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v nft >/dev/null || need+=(nftables)
+# tests/quality.rs: iptables (nftables-backed) queues the talkers' packets to the NFQUEUE
+# delayer, since this kernel has no nftables `queue` expression; ffmpeg codes the codec-only
+# ceilings.
+command -v iptables >/dev/null || need+=(iptables)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v ip >/dev/null || need+=(iproute2)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev)

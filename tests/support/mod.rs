@@ -100,6 +100,11 @@ impl Netns {
         cmd
     }
 
+    /// Gives the clients' side (v1) one more address, for tests with more than five clients.
+    pub fn add_client_address(&self, ip: &str) {
+        self.exec_ok(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "v1"]);
+    }
+
     pub fn exec_ok(&self, args: &[&str]) {
         let status = self
             .command(args[0])
@@ -463,6 +468,20 @@ impl Baresip {
             dir,
             ip: ip.to_string(),
         }
+    }
+
+    /// Makes the client take its RTP ports from `low..=high` (instead of 30000-30100), so
+    /// that a firewall rule can pick its packets: every client's packets to the server leave
+    /// from the server's own address in the namespace, so only the ports tell them apart.
+    pub fn with_rtp_ports(self, low: u16, high: u16) -> Self {
+        let config = self.dir.path().join("config");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            text.replace("30000-30100", &format!("{low}-{high}")),
+        )
+        .unwrap();
+        self
     }
 
     /// Makes the client offer and send the RFC 6464 audio level of every packet (baresip's
