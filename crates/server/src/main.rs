@@ -10,6 +10,7 @@ mod dialplan_files;
 mod http;
 mod media_worker;
 mod room_cli;
+mod rtcp_socket;
 mod sip_core;
 mod sounds;
 mod transport;

@@ -490,15 +490,17 @@ impl Session {
         }
     }
 
-    /// Takes one RTCP datagram from the peer.
+    /// Takes one RTCP datagram from the peer that arrived at `now` (`now_ntp` on the wall
+    /// clock).
     fn take_rtcp(
         &mut self,
         packet: &[u8],
         from: SocketAddr,
         now: Instant,
+        now_ntp: u64,
         counts: &mut TickCounts,
     ) {
-        match self.rtcp.on_rtcp(packet, now, wall_clock_ntp()) {
+        match self.rtcp.on_rtcp(packet, now, now_ntp) {
             Ok(received) => {
                 counts.rtcp_received += 1;
                 // Symmetric RTCP (RFC 4961), as for RTP: answer where reports come from.
@@ -572,9 +574,21 @@ impl Session {
         if !drain_rtcp || self.spec.rtcp_mux {
             return;
         }
+        let mut wall_now = None;
         for _ in 0..MAX_PACKETS_PER_TICK {
-            match self.spec.rtcp.recv_from(buf) {
-                Ok((len, from)) => self.take_rtcp(&buf[..len], from, now, counts),
+            match crate::rtcp_socket::recv_with_arrival(&self.spec.rtcp, buf) {
+                Ok((len, from, stamp)) => {
+                    // Read up to half a second late: date the report by the kernel's stamp.
+                    let wall_now = *wall_now.get_or_insert_with(since_unix_epoch);
+                    let (arrival, arrival_ntp) = match stamp {
+                        Some(at) => (
+                            now.checked_sub(wall_now.saturating_sub(at)).unwrap_or(now),
+                            ntp_timestamp(at),
+                        ),
+                        None => (now, ntp_timestamp(wall_now)),
+                    };
+                    self.take_rtcp(&buf[..len], from, arrival, arrival_ntp, counts);
+                }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             }
@@ -590,7 +604,8 @@ impl Session {
     ) {
         if is_rtcp(packet) {
             if self.spec.rtcp_mux {
-                self.take_rtcp(packet, from, now, counts);
+                // The RTP port is read every tick: now is within a tick of its arrival.
+                self.take_rtcp(packet, from, now, wall_clock_ntp(), counts);
             }
             return;
         }
@@ -1190,11 +1205,13 @@ fn worker_index_of_room(number: &str, workers: usize) -> usize {
 
 /// The wall clock as an NTP timestamp, for SR and round-trip times (RFC 3550 §4).
 fn wall_clock_ntp() -> u64 {
-    ntp_timestamp(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default(),
-    )
+    ntp_timestamp(since_unix_epoch())
+}
+
+fn since_unix_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// RTP session bandwidth in bit/s (RFC 3550 §6.2: the senders' nominal bandwidths summed):
@@ -1246,6 +1263,10 @@ impl PortAllocator {
             };
             rtp.set_nonblocking(true)?;
             rtcp.set_nonblocking(true)?;
+            // Without stamps round-trip times would include how late the worker looked.
+            if let Err(err) = crate::rtcp_socket::enable_arrival_times(&rtcp) {
+                tracing::warn!("RTCP arrival times unavailable: {err}");
+            }
             return Ok((rtp, rtcp));
         }
         Err(std::io::Error::new(
