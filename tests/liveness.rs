@@ -316,24 +316,44 @@ fn a_refreshed_session_is_kept_and_an_unrefreshed_one_is_ended_with_bye() {
     let server = Server::start(Some(&ns), &["--config", &config]);
     let refreshed = scenario("session_refreshed.xml");
     let unrefreshed = scenario("session_not_refreshed.xml");
+    let by_update = scenario("session_server_refreshes_update.xml");
+    let by_reinvite = scenario("session_server_refreshes_reinvite.xml");
+    let too_small = scenario("session_too_small.xml");
     let started = Instant::now();
-    let (kept, ended, ended_after) = std::thread::scope(|scope| {
+    let ns = &ns;
+    let (kept, ended, ended_after, ours) = std::thread::scope(|scope| {
+        // We refresh: by UPDATE when the caller allows it, else by re-INVITE; and a 2 s
+        // interval is refused with 422 and our Min-SE.
+        let ours: Vec<_> = [
+            (&by_update, "10.99.0.4", "5072"),
+            (&by_reinvite, "10.99.0.5", "5073"),
+            (&too_small, "10.99.0.6", "5074"),
+        ]
+        .into_iter()
+        .map(|(file, ip, port)| {
+            scope.spawn(move || sipp(Some(ns), &sipp_args(file, ip, port, &["-s", "600"])))
+        })
+        .collect();
         let kept = scope.spawn(|| {
             sipp(
-                Some(&ns),
+                Some(ns),
                 &sipp_args(&refreshed, CLIENT_IP, "5070", &["-s", "600"]),
             )
         });
         let ended = scope.spawn(|| {
             let out = sipp(
-                Some(&ns),
+                Some(ns),
                 &sipp_args(&unrefreshed, "10.99.0.3", "5071", &["-s", "600"]),
             );
             (out, started.elapsed())
         });
         let (ended, after) = ended.join().unwrap();
-        (kept.join().unwrap(), ended, after)
+        let ours: Vec<_> = ours.into_iter().map(|h| h.join().unwrap()).collect();
+        (kept.join().unwrap(), ended, after, ours)
     });
+    assert_sipp_ok(&ours[0], &server, "the server refreshes by UPDATE");
+    assert_sipp_ok(&ours[1], &server, "the server refreshes by re-INVITE");
+    assert_sipp_ok(&ours[2], &server, "422 with Min-SE for a 2 s interval");
     assert_sipp_ok(
         &kept,
         &server,
@@ -354,13 +374,22 @@ fn a_refreshed_session_is_kept_and_an_unrefreshed_one_is_ended_with_bye() {
         started.elapsed() >= Duration::from_secs(10),
         "the kept call ran its 11 s"
     );
-    let calls = call_records(&server, 2);
-    let reasons: Vec<&str> = calls.iter().map(|c| c.end_reason.as_str()).collect();
-    assert_eq!(calls.len(), 2, "{calls:?}");
-    assert!(reasons.contains(&"session timer expired"), "{reasons:?}");
-    assert!(reasons.contains(&"caller hung up"), "{reasons:?}");
+    // The refused call never started, so four records.
+    let calls = call_records(&server, 4);
+    let mut reasons: Vec<&str> = calls.iter().map(|c| c.end_reason.as_str()).collect();
+    reasons.sort();
     assert_eq!(
-        server.metric(Some(&ns), "amtsleitung_session_timer_expiries_total"),
+        reasons,
+        [
+            "caller hung up",
+            "caller hung up",
+            "caller hung up",
+            "session timer expired"
+        ],
+        "{calls:?}"
+    );
+    assert_eq!(
+        server.metric(Some(ns), "amtsleitung_session_timer_expiries_total"),
         1
     );
 }
