@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{
-    Baresip, Netns, SERVER_IP, Server, TempDir, call_staggered, read_wav, scenario, sipp,
-    wait_until,
+    Baresip, Netns, SERVER_IP, Server, TempDir, assert_sipp_ok, call_staggered, read_wav, scenario,
+    scenario_with_tone, scenario_with_tone_for, sipp, wait_until,
 };
 
 const CLIENT_IP: &str = "10.99.0.2";
@@ -41,42 +41,6 @@ fn sipp_args<'a>(
     args.extend_from_slice(extra);
     args.push("10.99.0.1:5060");
     args
-}
-
-fn assert_sipp_ok(output: &std::process::Output, server: &Server, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what}: SIPp failed ({:?})\nstdout:\n{}\nstderr:\n{}\nserver log:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-        server.log()
-    );
-}
-
-/// A copy of scenario `name` whose `[audio]` stream is a `seconds` long mu-law tone.
-fn scenario_with_audio(dir: &TempDir, name: &str, freq: u32, seconds: u32) -> String {
-    let audio = dir.path().join(format!("tone-{freq}-{seconds}s-ulaw.wav"));
-    let status = Command::new("sox")
-        .args(["-n", "-r", "8000", "-c", "1", "-e", "mu-law"])
-        .arg(&audio)
-        .args([
-            "synth",
-            &seconds.to_string(),
-            "sine",
-            &freq.to_string(),
-            "vol",
-            "0.4",
-        ])
-        .status()
-        .expect("run sox");
-    assert!(status.success());
-    let text = std::fs::read_to_string(scenario(name))
-        .unwrap()
-        .replace("[audio]", audio.to_str().unwrap());
-    let path = dir.path().join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
 }
 
 /// A config file with `text` for the server.
@@ -176,7 +140,7 @@ fn a_caller_whose_rtp_stops_leaves_the_room_with_a_leave_tone_and_a_media_timeou
     // silent without hanging up.
     let listener = Baresip::new("10.99.0.3", 2300, "PCMU", 8000);
     let other = Baresip::new("10.99.0.4", 3100, "PCMU", 8000);
-    let silent = scenario_with_audio(&files, "room_then_silent.xml", 1000, 2);
+    let silent = scenario_with_tone_for(&files, "room_then_silent.xml", 1000, 2);
     let uri = "sip:81234@10.99.0.1:5060";
     let mut stopped_at = None;
     let mut dropped_at = None;
@@ -489,7 +453,7 @@ fn rtcp_sender_reports_are_on_the_wire_and_a_lossy_call_records_its_loss() {
         "add rule inet impair input ip saddr 10.99.0.2 udp sport 6000 udp dport 20000-20999 numgen inc mod 10 == 0 counter drop",
     ]);
     let capture = Capture::start(&ns, &files, 6001);
-    let call = support::scenario_with_tone(&files, "invite_pcmu.xml", 440);
+    let call = scenario_with_tone(&files, "invite_pcmu.xml", 440);
     let started = Instant::now();
     let dialled_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -390,7 +390,7 @@ impl Core {
         match method {
             Method::Invite => {
                 if msg::to_tag(&request).is_some() {
-                    self.on_reinvite(key, request);
+                    self.on_session_update(key, request);
                 } else {
                     self.on_new_invite(key, request, from);
                 }
@@ -408,7 +408,7 @@ impl Core {
                 self.respond(&key, response);
             }
             Method::Info => self.on_info(key, request),
-            Method::Update => self.on_update(key, request),
+            Method::Update => self.on_session_update(key, request),
             Method::Ack | Method::Cancel => {}
             other => {
                 let name = other.to_string();
@@ -595,45 +595,8 @@ impl Core {
         tokio::spawn(call::run(context, route, events_rx, media_rx));
     }
 
-    fn on_reinvite(&mut self, key: TransactionKey, request: rsip::Request) {
-        let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied())
-        else {
-            self.reply(&key, &request, 481, None);
-            return;
-        };
-        let Some(call) = self.calls.get_mut(&id) else {
-            self.reply(&key, &request, 481, None);
-            return;
-        };
-        if let Some(dialog) = call.dialog.as_mut()
-            && dialog.on_request(&request).is_err()
-        {
-            self.reply(&key, &request, 500, Some("CSeq Out Of Order"));
-            return;
-        }
-        let Some(session) = self.session_refresh(&key, &request) else {
-            return;
-        };
-        if request.body.is_empty() {
-            // Offerless re-INVITE: re-offer what we have (RFC 3261 §14.2); the answer in the
-            // ACK is accepted implicitly since we keep our media unchanged.
-            self.refresh_session(id, session);
-            let response = self.answer_response(id, &request);
-            self.respond(&key, response);
-            return;
-        }
-        match self.apply_offer(id, &request.body) {
-            Ok(()) => {
-                self.refresh_session(id, session);
-                let response = self.answer_response(id, &request);
-                self.respond(&key, response);
-            }
-            Err(code) => self.reply(&key, &request, code, None),
-        }
-    }
-
-    /// In-dialog UPDATE (RFC 3311): a session refresh (RFC 4028), with or without a new offer.
-    fn on_update(&mut self, key: TransactionKey, request: rsip::Request) {
+    /// A re-INVITE or UPDATE in a dialog: maybe a new offer, and a session refresh (RFC 4028).
+    fn on_session_update(&mut self, key: TransactionKey, request: rsip::Request) {
         let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied())
         else {
             self.reply(&key, &request, 481, None);
@@ -658,8 +621,11 @@ impl Core {
             return;
         }
         self.refresh_session(id, session);
-        // No offer, no answer: a bare refresh is answered without SDP.
-        let response = self.dialog_response(id, &request, offered);
+        // An offerless re-INVITE gets our offer again (RFC 3261 §14.2; the answer in the ACK
+        // is accepted implicitly since we keep our media unchanged); an offerless UPDATE is a
+        // bare refresh (RFC 3311), answered without SDP.
+        let with_sdp = offered || request.method == Method::Invite;
+        let response = self.dialog_response(id, &request, with_sdp);
         self.respond(&key, response);
     }
 
