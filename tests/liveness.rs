@@ -358,6 +358,47 @@ fn a_refreshed_session_is_kept_and_an_unrefreshed_one_is_ended_with_bye() {
     );
 }
 
+#[test]
+fn a_held_call_may_stay_silent_where_an_active_one_times_out() {
+    let ns = Netns::new();
+    let files = TempDir::new("liveness-hold");
+    let config = config_file(&files, "[calls]\nmedia-timeout = 3\n");
+    let server = Server::start(Some(&ns), &["--config", &config]);
+    let held = scenario("hold_silent.xml");
+    let active = scenario("invite_until_server_bye.xml");
+    let ns = &ns;
+    let (held, active) = std::thread::scope(|scope| {
+        let held = scope.spawn(|| {
+            sipp(
+                Some(ns),
+                &sipp_args(&held, CLIENT_IP, "5070", &["-s", "600"]),
+            )
+        });
+        let active = scope.spawn(|| {
+            let started = Instant::now();
+            let out = sipp(
+                Some(ns),
+                &sipp_args(&active, "10.99.0.3", "5071", &["-s", "600"]),
+            );
+            (out, started.elapsed())
+        });
+        (held.join().unwrap(), active.join().unwrap())
+    });
+    // Neither sends RTP: the held call lasts its 6 s and is hung up by the caller, the
+    // active one gets our BYE after the 3 s media timeout.
+    assert_sipp_ok(&held, &server, "held call kept 6 s without RTP");
+    assert_sipp_ok(&active.0, &server, "active call without RTP ended by BYE");
+    assert!(
+        active.1 >= Duration::from_millis(2900) && active.1 < Duration::from_secs(6),
+        "active call ended after {:?}",
+        active.1
+    );
+    let calls = call_records(&server, 2);
+    let mut reasons: Vec<&str> = calls.iter().map(|c| c.end_reason.as_str()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["caller hung up", "media timeout"], "{calls:?}");
+}
+
 /// tshark capturing UDP from the server to `port` (both ends live in the namespace, so the
 /// packets go over its loopback); killed on drop.
 struct Capture {
