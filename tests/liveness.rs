@@ -3,7 +3,8 @@
 //! tone, the count drops, the call record says "media timeout"); a SIPp call that refreshes its
 //! RFC 4028 session timer is kept, one that does not is ended with BYE; RTCP sender reports
 //! from the server are captured on the wire with plausible counts, and a lossy call's record
-//! shows the loss.
+//! shows the loss; a held call may stay silent where an active one times out. Every BYE we send
+//! for a dead call says why (RFC 3326 `Reason`).
 
 mod support;
 

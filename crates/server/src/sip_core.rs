@@ -347,7 +347,7 @@ impl Core {
                 if let Some((id, _, _)) = self.refreshes.remove(&key) {
                     tracing::info!(call = id, "session refresh unanswered; ending call");
                     SESSION_TIMER_EXPIRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.hangup(id, "session timer expired");
+                    self.hangup(id, SESSION_TIMER_EXPIRED);
                 }
             }
             TransactionEvent::Response { key, response } if self.refreshes.contains_key(&key) => {
@@ -751,7 +751,7 @@ impl Core {
                 Some(SessionTimerAction::Expired) => {
                     tracing::info!(call = id, "session not refreshed in time; ending call");
                     SESSION_TIMER_EXPIRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.hangup(id, "session timer expired");
+                    self.hangup(id, SESSION_TIMER_EXPIRED);
                 }
                 Some(SessionTimerAction::Refresh) => {
                     self.send_refresh(id);
@@ -818,7 +818,7 @@ impl Core {
         if code >= 300 {
             self.refreshes.remove(key);
             if matches!(code, 408 | 481) {
-                self.hangup(id, "session timer expired");
+                self.hangup(id, SESSION_TIMER_EXPIRED);
             }
             return;
         }
@@ -953,7 +953,7 @@ impl Core {
                 self.forget(id);
             }
             CoreCommand::MediaTimeout(id) => {
-                self.hangup(id, "media timeout");
+                self.hangup(id, MEDIA_TIMEOUT);
             }
         }
     }
@@ -1019,7 +1019,8 @@ impl Core {
                 let via = SocketAddr::new(call.local_ip, self.transport.local_addr().port());
                 let peer = call.peer;
                 if let Some(dialog) = call.dialog.as_mut() {
-                    let bye = dialog.new_request(Method::Bye, via, peer.transport, None);
+                    let mut bye = dialog.new_request(Method::Bye, via, peer.transport, None);
+                    msg::add_header(&mut bye.headers, "Reason", bye_reason(reason));
                     let to = Peer {
                         addr: dialog.next_hop().unwrap_or(peer.addr),
                         ..peer
@@ -1085,6 +1086,23 @@ impl Core {
             }
         }
     }
+}
+
+/// Why a call ended when the caller's RTP stopped (call record, BYE text).
+pub const MEDIA_TIMEOUT: &str = "media timeout";
+/// Why a call ended when its SIP session was not refreshed (call record, BYE text).
+pub const SESSION_TIMER_EXPIRED: &str = "session timer expired";
+
+/// The `Reason` header (RFC 3326) of a BYE we send: Q.850 cause 102 ("recovery on timer
+/// expiry", what FreeSWITCH and Asterisk send for a dead call) when a timer ended the call,
+/// 16 (normal clearing) otherwise, with our words as text.
+fn bye_reason(reason: &str) -> String {
+    let cause = match reason {
+        MEDIA_TIMEOUT | SESSION_TIMER_EXPIRED | "no ACK" => 102,
+        _ => 16,
+    };
+    let text: String = reason.chars().filter(|c| *c != '"' && *c != '\\').collect();
+    format!("Q.850;cause={cause};text=\"{text}\"")
 }
 
 /// Calls ended by their session timer, for `/metrics`.
