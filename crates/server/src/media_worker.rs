@@ -96,9 +96,8 @@ pub enum MediaCommand {
     Start(Box<SessionSpec>),
     /// Change what the session sends.
     SetMode(SessionId, MediaMode),
-    /// New remote address, hold state (false: we may not send) and RTCP address from an
-    /// answer or a re-INVITE.
-    SetRemote(SessionId, Option<SocketAddr>, bool, Option<SocketAddr>),
+    /// Where and how to exchange media, from an answer or a re-INVITE.
+    SetRemote(SessionId, RemoteMedia),
     /// End the session and close its sockets.
     Stop(SessionId),
     /// Move the session to the worker that hosts `room` and join it there.
@@ -113,6 +112,20 @@ pub enum MediaCommand {
     Overlay(SessionId, PromptPlayer),
     /// A session handed over from another worker (room affinity).
     Adopt(Box<Session>, RoomJoin),
+}
+
+/// Where and how to exchange media with the peer, as the SDP offer/answer settled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteMedia {
+    /// Where to send RTP (`None` without an address, e.g. `a=inactive`).
+    pub rtp: Option<SocketAddr>,
+    /// Where to send RTCP (`a=rtcp` or RTP port + 1; unused with rtcp-mux).
+    pub rtcp: Option<SocketAddr>,
+    /// We may send (false while the peer holds the call).
+    pub send: bool,
+    /// The peer both sends and receives; otherwise (hold, listen-only) it may legitimately
+    /// send no RTP, and the on-hold media timeout applies.
+    pub active: bool,
 }
 
 /// Where a session goes when it joins a conference.
@@ -393,6 +406,8 @@ pub struct Session {
     last_heard: Instant,
     /// The media timeout was reported (once is enough: the core ends the call).
     timed_out: bool,
+    /// The peer sends and receives (answered, not on hold): the normal media timeout applies.
+    peer_active: bool,
 }
 
 impl Session {
@@ -432,6 +447,7 @@ impl Session {
             rtcp,
             last_heard: now,
             timed_out: false,
+            peer_active: false,
         })
     }
 
@@ -456,7 +472,7 @@ impl Session {
                 None => {}
             }
         }
-        let held = !self.spec.send;
+        let held = !self.peer_active;
         let timeout = if held {
             self.spec.media_timeout_on_hold
         } else {
@@ -508,7 +524,7 @@ impl Session {
                     self.spec.remote_rtcp = Some(from);
                 }
                 // A held phone that still reports is alive.
-                if !self.spec.send {
+                if !self.peer_active {
                     self.last_heard = now;
                 }
                 if received.bye {
@@ -1048,7 +1064,7 @@ impl Worker {
     fn forward(&mut self, command: MediaCommand) -> Option<MediaCommand> {
         let id = match &command {
             MediaCommand::SetMode(id, _)
-            | MediaCommand::SetRemote(id, _, _, _)
+            | MediaCommand::SetRemote(id, _)
             | MediaCommand::Stop(id)
             | MediaCommand::JoinRoom(id, _)
             | MediaCommand::LeaveRoom(id)
@@ -1101,12 +1117,13 @@ impl Worker {
                         s.mode = mode;
                     }
                 }
-                MediaCommand::SetRemote(id, remote, send, remote_rtcp) => {
+                MediaCommand::SetRemote(id, remote) => {
                     if let Some(s) = self.session_mut(id) {
-                        s.spec.remote = remote;
-                        s.spec.send = send;
-                        if remote_rtcp.is_some() || remote.is_none() {
-                            s.spec.remote_rtcp = remote_rtcp;
+                        s.spec.remote = remote.rtp;
+                        s.spec.send = remote.send;
+                        s.peer_active = remote.active;
+                        if remote.rtcp.is_some() || remote.rtp.is_none() {
+                            s.spec.remote_rtcp = remote.rtcp;
                         }
                         // Silence before an answer or a resume is not the caller's fault.
                         s.last_heard = Instant::now();

@@ -23,7 +23,9 @@ use tokio::sync::mpsc;
 use crate::call::{self, CallContext, CallEvent};
 use crate::config::{Config, LogFormat};
 use crate::dialplan_files::PlanHolder;
-use crate::media_worker::{MediaCommand, MediaWorkers, PortAllocator, QualityCell, SessionSpec};
+use crate::media_worker::{
+    MediaCommand, MediaWorkers, PortAllocator, QualityCell, RemoteMedia, SessionSpec,
+};
 use crate::sounds::SoundLibrary;
 use crate::transport::{self, Inbound, TransportHandle};
 
@@ -101,6 +103,8 @@ struct Call {
     media_port: u16,
     remote_rtp: Option<SocketAddr>,
     remote_rtcp: Option<SocketAddr>,
+    /// The direction our answer gave us (RFC 3264 §6.1).
+    direction: Direction,
     /// RTCP figures the media worker publishes, for the call record.
     quality: Arc<QualityCell>,
     /// RFC 4028 session timer, when the caller asked for one.
@@ -570,6 +574,7 @@ impl Core {
                 media_port,
                 remote_rtp: negotiated.remote_rtp,
                 remote_rtcp: negotiated.remote_rtcp,
+                direction: negotiated.direction,
                 quality,
                 session_timer,
                 peer_allows_update,
@@ -696,20 +701,12 @@ impl Core {
                 call.answer_sdp = answer;
                 call.remote_rtp = negotiated.remote_rtp;
                 call.remote_rtcp = negotiated.remote_rtcp;
-                let sending = matches!(
-                    negotiated.direction,
-                    Direction::SendRecv | Direction::SendOnly
-                );
+                call.direction = negotiated.direction;
                 tracing::info!(remote = ?negotiated.remote_rtp, ?negotiated.direction, "re-INVITE: media updated");
-                self.shared.media.send(
-                    id,
-                    MediaCommand::SetRemote(
-                        id,
-                        negotiated.remote_rtp,
-                        sending && negotiated.remote_rtp.is_some(),
-                        negotiated.remote_rtcp,
-                    ),
-                );
+                let remote = remote_media(call);
+                self.shared
+                    .media
+                    .send(id, MediaCommand::SetRemote(id, remote));
                 Ok(())
             }
             Err(_) => {
@@ -983,11 +980,10 @@ impl Core {
         if let Some(timer) = call.session_timer.as_mut() {
             timer.refreshed(Instant::now());
         }
-        let (remote, remote_rtcp) = (call.remote_rtp, call.remote_rtcp);
-        self.shared.media.send(
-            id,
-            MediaCommand::SetRemote(id, remote, remote.is_some(), remote_rtcp),
-        );
+        let remote = remote_media(call);
+        self.shared
+            .media
+            .send(id, MediaCommand::SetRemote(id, remote));
         self.schedule_session_timer(id);
     }
 
@@ -1085,6 +1081,16 @@ impl Core {
                 self.by_dialog.remove(dialog.id());
             }
         }
+    }
+}
+
+/// What the media worker needs of a call's negotiated media.
+fn remote_media(call: &Call) -> RemoteMedia {
+    RemoteMedia {
+        rtp: call.remote_rtp,
+        rtcp: call.remote_rtcp,
+        send: call.direction.sends() && call.remote_rtp.is_some(),
+        active: call.direction == Direction::SendRecv,
     }
 }
 
