@@ -408,6 +408,8 @@ pub struct Session {
     timed_out: bool,
     /// The peer sends and receives (answered, not on hold): the normal media timeout applies.
     peer_active: bool,
+    /// The call was answered (media agreed): RTCP goes out from then on, hold or not.
+    answered: bool,
 }
 
 impl Session {
@@ -448,6 +450,7 @@ impl Session {
             last_heard: now,
             timed_out: false,
             peer_active: false,
+            answered: false,
         })
     }
 
@@ -459,7 +462,7 @@ impl Session {
         scratch: &mut [u8; MAX_PACKET],
         counts: &mut TickCounts,
     ) {
-        if now >= self.rtcp.next_report() {
+        if self.answered && now >= self.rtcp.next_report() {
             let ntp = wall_clock_ntp();
             match self.rtcp.poll_report(now, ntp, &self.sender, scratch) {
                 Some(Ok(len)) => {
@@ -1122,6 +1125,7 @@ impl Worker {
                         s.spec.remote = remote.rtp;
                         s.spec.send = remote.send;
                         s.peer_active = remote.active;
+                        s.answered = true;
                         if remote.rtcp.is_some() || remote.rtp.is_none() {
                             s.spec.remote_rtcp = remote.rtcp;
                         }
