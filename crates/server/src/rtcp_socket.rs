@@ -126,6 +126,21 @@ mod tests {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap()
         };
+        // The kernel switches receive stamping on for the whole stack a little after the
+        // first socket asks (a deferred static key, later under load); until then recvmsg
+        // stamps with its own time. A server's first RTCP comes seconds after its sockets
+        // were set up; here, wait until a probe is stamped before it is read.
+        let target = receiver.local_addr().unwrap();
+        let on = (0..200).any(|_| {
+            sender.send_to(b"probe", target).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let read_at = wall();
+            matches!(
+                recv_with_arrival(&receiver, &mut buf),
+                Ok((_, _, Some(at))) if at + Duration::from_millis(10) < read_at
+            )
+        });
+        assert!(on, "the kernel never stamped a datagram on arrival");
         let before = wall();
         sender
             .send_to(b"report", receiver.local_addr().unwrap())
