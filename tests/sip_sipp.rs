@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Netns, PacketCounter, Server, TempDir, scenario, sipp};
+use support::{Netns, PacketCounter, Server, TempDir, assert_sipp_ok, scenario, sipp};
 
 const CLIENT_IP: &str = "10.99.0.2";
 
@@ -23,17 +23,6 @@ fn sipp_args<'a>(scenario_file: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     args.extend_from_slice(extra);
     args.push("10.99.0.1:5060");
     args
-}
-
-fn assert_sipp_ok(output: &std::process::Output, server: &Server, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what}: SIPp failed ({:?})\nstdout:\n{}\nstderr:\n{}\nserver log:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-        server.log()
-    );
 }
 
 #[test]

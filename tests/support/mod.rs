@@ -354,6 +354,18 @@ pub fn sipp(ns: Option<&Netns>, args: &[&str]) -> Output {
         .expect("run sipp (apt-get install sip-tester)")
 }
 
+/// Fails the test with SIPp's output and the server log unless SIPp passed.
+pub fn assert_sipp_ok(output: &Output, server: &Server, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what}: SIPp failed ({:?})\nstdout:\n{}\nstderr:\n{}\nserver log:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        server.log()
+    );
+}
+
 /// Path of a SIPp scenario in tests/scenarios.
 pub fn scenario(name: &str) -> String {
     repo()
@@ -371,11 +383,23 @@ pub fn pcmu_call_scenario(dir: &TempDir) -> String {
 /// A copy of scenario `name` whose `[audio]` RTP stream plays a `freq` Hz mu-law tone; SIPp
 /// does not substitute keywords inside `exec` attributes, so the path is written into the file.
 pub fn scenario_with_tone(dir: &TempDir, name: &str, freq: u32) -> String {
-    let audio = dir.path().join(format!("tone-{freq}-ulaw.wav"));
+    scenario_with_tone_for(dir, name, freq, 30)
+}
+
+/// Like [`scenario_with_tone`], with a tone `seconds` long (SIPp can play it once and stop).
+pub fn scenario_with_tone_for(dir: &TempDir, name: &str, freq: u32, seconds: u32) -> String {
+    let audio = dir.path().join(format!("tone-{freq}-{seconds}s-ulaw.wav"));
     let status = Command::new("sox")
         .args(["-n", "-r", "8000", "-c", "1", "-e", "mu-law"])
         .arg(&audio)
-        .args(["synth", "30", "sine", &freq.to_string(), "vol", "0.4"])
+        .args([
+            "synth",
+            &seconds.to_string(),
+            "sine",
+            &freq.to_string(),
+            "vol",
+            "0.4",
+        ])
         .status()
         .expect("run sox (apt-get install sox)");
     assert!(status.success());

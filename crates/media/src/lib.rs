@@ -13,6 +13,7 @@ pub mod jitter;
 pub mod opus;
 pub mod plc;
 pub mod resample;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod tone;

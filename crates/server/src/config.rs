@@ -80,6 +80,44 @@ pub struct Config {
     pub media_workers: usize,
     /// Conference rooms.
     pub conference: ConferenceConfig,
+    /// When dead calls are ended.
+    pub calls: CallTimersConfig,
+}
+
+/// `[calls]` settings: how long a call may stay silent or unrefreshed before it is ended.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct CallTimersConfig {
+    /// Seconds without RTP from the caller before the call ends ("media timeout"); 0 = never.
+    pub media_timeout: u64,
+    /// The same while the caller holds the call (`sendonly`/`inactive`), when phones may
+    /// legitimately send nothing; 0 = never.
+    pub media_timeout_on_hold: u64,
+    /// Shortest `Session-Expires` accepted (our `Min-SE`, RFC 4028). RFC 4028 §4 forbids
+    /// less than 90; lower values exist for tests.
+    pub min_session_expires: u32,
+}
+
+impl Default for CallTimersConfig {
+    fn default() -> Self {
+        Self {
+            media_timeout: 60,
+            media_timeout_on_hold: 3600,
+            min_session_expires: sip::session_timer::RFC_MIN_SE,
+        }
+    }
+}
+
+impl CallTimersConfig {
+    /// The media timeout for a call that is (`held`) or is not on hold; `None` = never.
+    pub fn media_timeout(&self, held: bool) -> Option<std::time::Duration> {
+        let secs = if held {
+            self.media_timeout_on_hold
+        } else {
+            self.media_timeout
+        };
+        (secs > 0).then(|| std::time::Duration::from_secs(secs))
+    }
 }
 
 /// How rooms mix.
@@ -136,6 +174,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             media_workers: 0,
             conference: ConferenceConfig::default(),
+            calls: CallTimersConfig::default(),
         }
     }
 }
@@ -205,6 +244,25 @@ mod tests {
         assert_eq!(config.conference.mixer, MixerMode::Conventional);
         let err = toml::from_str::<Config>("[conference]\nmixer = \"fast\"\n").unwrap_err();
         assert!(err.to_string().contains("shared"), "{err}");
+    }
+
+    #[test]
+    fn call_timers_default_to_a_minute_an_hour_on_hold_and_the_rfc_min_se() {
+        let config = Config::default();
+        assert_eq!(
+            config.calls.media_timeout(false),
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert_eq!(
+            config.calls.media_timeout(true),
+            Some(std::time::Duration::from_secs(3600))
+        );
+        assert_eq!(config.calls.min_session_expires, 90);
+        let config: Config =
+            toml::from_str("[calls]\nmedia-timeout = 0\nmin-session-expires = 4\n").unwrap();
+        assert_eq!(config.calls.media_timeout(false), None);
+        assert_eq!(config.calls.min_session_expires, 4);
+        assert!(toml::from_str::<Config>("[calls]\nrtp-timeout = 3\n").is_err());
     }
 
     #[test]

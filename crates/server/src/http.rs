@@ -136,5 +136,67 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "amtsleitung_media_tick_seconds_sum {}\namtsleitung_media_tick_seconds_count {cumulative}\n",
         media.tick_work_us.load(Ordering::Relaxed) as f64 / 1e6
     ));
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let counter = |body: &mut String, name: &str, help: &str, value: String| {
+        body.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        ));
+    };
+    counter(
+        &mut body,
+        "amtsleitung_rtcp_packets_sent_total",
+        "RTCP compound packets sent (SR/RR, SDES, BYE).",
+        load(&media.rtcp_sent).to_string(),
+    );
+    counter(
+        &mut body,
+        "amtsleitung_rtcp_packets_received_total",
+        "RTCP reports received from callers.",
+        load(&media.rtcp_received).to_string(),
+    );
+    counter(
+        &mut body,
+        "amtsleitung_rtcp_packets_rejected_total",
+        "RTCP datagrams that did not parse.",
+        load(&media.rtcp_rejected).to_string(),
+    );
+    counter(
+        &mut body,
+        "amtsleitung_rtp_packets_lost_total",
+        "Callers' RTP packets lost on the way to us, over ended calls (RFC 3550 A.3).",
+        load(&media.legs_packets_lost).to_string(),
+    );
+    counter(
+        &mut body,
+        "amtsleitung_rtp_packets_expected_total",
+        "Callers' RTP packets their sequence numbers say they sent, over ended calls.",
+        load(&media.legs_packets_expected).to_string(),
+    );
+    counter(
+        &mut body,
+        "amtsleitung_rtcp_round_trip_seconds_sum",
+        "Sum of the last RTCP round-trip time of ended calls that had one.",
+        (load(&media.legs_round_trip_us) as f64 / 1e6).to_string(),
+    );
+    counter(
+        &mut body,
+        "amtsleitung_rtcp_round_trip_seconds_count",
+        "Ended calls with an RTCP round-trip time.",
+        load(&media.legs_with_round_trip).to_string(),
+    );
+    counter(
+        &mut body,
+        "amtsleitung_media_timeouts_total",
+        "Calls ended because the caller's RTP stopped.",
+        load(&media.media_timeouts).to_string(),
+    );
+    counter(
+        &mut body,
+        "amtsleitung_session_timer_expiries_total",
+        "Calls ended because their SIP session was not refreshed (RFC 4028).",
+        crate::sip_core::SESSION_TIMER_EXPIRIES
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
     ([("content-type", "text/plain; version=0.0.4")], body)
 }

@@ -11,6 +11,7 @@ mod http;
 mod media_worker;
 mod room_cli;
 mod room_watch;
+mod rtcp_socket;
 mod sip_core;
 mod sounds;
 mod transport;

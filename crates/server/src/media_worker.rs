@@ -8,19 +8,22 @@
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use media::codec::{CodecKind, Decoder, Encoder};
 use media::dtmf::DtmfReceiver;
 use media::jitter::{JitterBuffer, JitterConfig, Playout};
 use media::resample::Resampler;
-use media::rtp::{RtpSender, audio_level, is_rtcp, parse_rtp};
+use media::rtcp::{LegQuality, RtcpSession};
+use media::rtp::{RtpSender, audio_level, is_rtcp, ntp_timestamp, parse_rtp};
 use media::tone::{ToneGenerator, ToneSpec};
 use media::wav::PromptPlayer;
 use mixer::{MixerConfig, ParticipantId, ParticipantOptions, Room};
 use tokio::sync::mpsc::UnboundedSender;
+
+use crate::sip_core::CoreCommand;
 
 /// One media tick.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -52,10 +55,25 @@ pub struct SessionSpec {
     pub id: SessionId,
     /// Bound RTP socket (even port).
     pub rtp: UdpSocket,
-    /// Bound RTCP socket (RTP port + 1); drained so peers' reports never pile up.
+    /// Bound RTCP socket (RTP port + 1), unless RTCP is multiplexed on the RTP port.
     pub rtcp: UdpSocket,
     /// Where the peer's SDP said to send; replaced by the source of its RTP (symmetric RTP).
     pub remote: Option<SocketAddr>,
+    /// Where the peer's SDP said to send RTCP (`a=rtcp` or RTP port + 1); replaced by the
+    /// source of its RTCP. Unused with rtcp-mux.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// RTP and RTCP share the RTP port (RFC 5761).
+    pub rtcp_mux: bool,
+    /// Our RTCP CNAME (RFC 3550 §6.5.1: user@host).
+    pub cname: String,
+    /// How long the caller may send no RTP before the call is ended; `None` = never.
+    pub media_timeout: Option<Duration>,
+    /// The same while the caller holds the call (we do not send).
+    pub media_timeout_on_hold: Option<Duration>,
+    /// Where the session reports a media timeout.
+    pub core: UnboundedSender<CoreCommand>,
+    /// The leg's RTCP statistics, for the call record.
+    pub quality: Arc<QualityCell>,
     /// Whether we may send (false while the peer holds the call).
     pub send: bool,
     /// Negotiated codec.
@@ -78,8 +96,8 @@ pub enum MediaCommand {
     Start(Box<SessionSpec>),
     /// Change what the session sends.
     SetMode(SessionId, MediaMode),
-    /// New remote address or hold state from a re-INVITE.
-    SetRemote(SessionId, Option<SocketAddr>, bool),
+    /// Where and how to exchange media, from an answer or a re-INVITE.
+    SetRemote(SessionId, RemoteMedia),
     /// End the session and close its sockets.
     Stop(SessionId),
     /// Move the session to the worker that hosts `room` and join it there.
@@ -94,6 +112,20 @@ pub enum MediaCommand {
     Overlay(SessionId, PromptPlayer),
     /// A session handed over from another worker (room affinity).
     Adopt(Box<Session>, RoomJoin),
+}
+
+/// Where and how to exchange media with the peer, as the SDP offer/answer settled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteMedia {
+    /// Where to send RTP (`None` without an address, e.g. `a=inactive`).
+    pub rtp: Option<SocketAddr>,
+    /// Where to send RTCP (`a=rtcp` or RTP port + 1; unused with rtcp-mux).
+    pub rtcp: Option<SocketAddr>,
+    /// We may send (false while the peer holds the call).
+    pub send: bool,
+    /// The peer both sends and receives; otherwise (hold, listen-only) it may legitimately
+    /// send no RTP, and the on-hold media timeout applies.
+    pub active: bool,
 }
 
 /// Where a session goes when it joins a conference.
@@ -137,6 +169,98 @@ pub enum MediaEvent {
     OverlayFinished,
 }
 
+/// A leg's media quality, published by its worker when RTCP goes out or comes in and when
+/// the session stops; read by the core for the call record. Atomics, so the tick never locks.
+#[derive(Debug, Default)]
+pub struct QualityCell {
+    packets_received: AtomicU64,
+    packets_expected: AtomicU64,
+    packets_lost: AtomicI64,
+    jitter_us: AtomicU64,
+    packets_sent: AtomicU64,
+    peer_packets_lost: AtomicI64,
+    peer_loss_permille: AtomicI64,
+    peer_jitter_us: AtomicI64,
+    round_trip_us: AtomicI64,
+    rtcp_sent: AtomicU64,
+    rtcp_received: AtomicU64,
+    stopped: AtomicBool,
+}
+
+/// Stored in the `Option` fields of [`QualityCell`] for "not reported".
+const NOT_REPORTED: i64 = i64::MIN;
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl QualityCell {
+    fn publish(&self, q: &LegQuality) {
+        let option = |v: Option<i64>| v.unwrap_or(NOT_REPORTED);
+        self.packets_received
+            .store(u64::from(q.packets_received), Ordering::Relaxed);
+        self.packets_expected
+            .store(u64::from(q.packets_expected), Ordering::Relaxed);
+        self.packets_lost.store(q.packets_lost, Ordering::Relaxed);
+        self.jitter_us
+            .store(micros(q.jitter).max(0) as u64, Ordering::Relaxed);
+        self.packets_sent
+            .store(u64::from(q.packets_sent), Ordering::Relaxed);
+        self.peer_packets_lost
+            .store(option(q.peer_packets_lost), Ordering::Relaxed);
+        self.peer_loss_permille.store(
+            option(q.peer_fraction_lost.map(|f| (f * 1000.0).round() as i64)),
+            Ordering::Relaxed,
+        );
+        self.peer_jitter_us
+            .store(option(q.peer_jitter.map(micros)), Ordering::Relaxed);
+        self.round_trip_us
+            .store(option(q.round_trip.map(micros)), Ordering::Relaxed);
+        self.rtcp_sent
+            .store(u64::from(q.reports_sent), Ordering::Relaxed);
+        self.rtcp_received
+            .store(u64::from(q.reports_received), Ordering::Relaxed);
+    }
+
+    /// Whether the worker has published the leg's final figures (its session stopped).
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// The figures as the call record keeps them.
+    pub fn to_call_media(&self) -> store::CallMedia {
+        let get = |a: &AtomicU64| i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let option = |a: &AtomicI64| Some(a.load(Ordering::Relaxed)).filter(|v| *v != NOT_REPORTED);
+        store::CallMedia {
+            packets_received: get(&self.packets_received),
+            packets_expected: get(&self.packets_expected),
+            packets_lost: self.packets_lost.load(Ordering::Relaxed),
+            jitter_us: get(&self.jitter_us),
+            packets_sent: get(&self.packets_sent),
+            peer_packets_lost: option(&self.peer_packets_lost),
+            peer_loss_permille: option(&self.peer_loss_permille),
+            peer_jitter_us: option(&self.peer_jitter_us),
+            round_trip_us: option(&self.round_trip_us),
+            rtcp_sent: get(&self.rtcp_sent),
+            rtcp_received: get(&self.rtcp_received),
+        }
+    }
+
+    /// A cell with nothing reported yet.
+    pub fn new() -> Self {
+        let cell = Self::default();
+        for field in [
+            &cell.peer_packets_lost,
+            &cell.peer_loss_permille,
+            &cell.peer_jitter_us,
+            &cell.round_trip_us,
+        ] {
+            field.store(NOT_REPORTED, Ordering::Relaxed);
+        }
+        cell
+    }
+}
+
 /// Counters shared with the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct MediaStats {
@@ -160,6 +284,22 @@ pub struct MediaStats {
     pub tick_buckets: [AtomicU64; TICK_BUCKETS_US.len()],
     /// Sum of tick work durations in microseconds.
     pub tick_work_us: AtomicU64,
+    /// RTCP compound packets sent.
+    pub rtcp_sent: AtomicU64,
+    /// RTCP reports received and understood.
+    pub rtcp_received: AtomicU64,
+    /// RTCP datagrams that did not parse.
+    pub rtcp_rejected: AtomicU64,
+    /// Calls ended because the caller's RTP stopped.
+    pub media_timeouts: AtomicU64,
+    /// Packets callers sent that never reached us, over ended legs (RFC 3550 A.3).
+    pub legs_packets_lost: AtomicU64,
+    /// Packets callers' sequence numbers say they sent, over ended legs.
+    pub legs_packets_expected: AtomicU64,
+    /// Sum of the last round-trip time of ended legs that had one, in microseconds.
+    pub legs_round_trip_us: AtomicU64,
+    /// Ended legs with a round-trip time.
+    pub legs_with_round_trip: AtomicU64,
 }
 
 /// Upper bounds (µs) of the tick-duration histogram buckets; the last catches the rest.
@@ -260,6 +400,16 @@ pub struct Session {
     overlay: Option<PromptPlayer>,
     /// Soft tone heard while alone in a room (made at join, so the tick never allocates).
     alone_tone: Option<ToneGenerator>,
+    /// RTCP: our reports, the peer's, and receive statistics.
+    rtcp: RtcpSession,
+    /// When the caller was last heard (RTP; on hold RTCP too), or the media last changed.
+    last_heard: Instant,
+    /// The media timeout was reported (once is enough: the core ends the call).
+    timed_out: bool,
+    /// The peer sends and receives (answered, not on hold): the normal media timeout applies.
+    peer_active: bool,
+    /// The call was answered (media agreed): RTCP goes out from then on, hold or not.
+    answered: bool,
 }
 
 impl Session {
@@ -274,6 +424,15 @@ impl Session {
         let encoder = Encoder::new(codec).map_err(|e| e.to_string())?;
         let jitter = JitterBuffer::new(JitterConfig::new(codec.clock_rate(), spec.ptime_ms));
         let sender = RtpSender::new(rand::random(), rand::random(), rand::random());
+        let now = Instant::now();
+        let rtcp = RtcpSession::new(
+            sender.ssrc,
+            &spec.cname,
+            codec.clock_rate(),
+            session_bandwidth(codec, spec.ptime_ms),
+            rand::random(),
+            now,
+        );
         Ok(Self {
             spec,
             mode: MediaMode::Silence,
@@ -287,7 +446,129 @@ impl Session {
             conference: None,
             overlay: None,
             alone_tone: None,
+            rtcp,
+            last_heard: now,
+            timed_out: false,
+            peer_active: false,
+            answered: false,
         })
+    }
+
+    /// Per tick: sends RTCP when due and notices a caller that fell silent. Both are one
+    /// comparison of instants unless something is due.
+    fn keep_alive(
+        &mut self,
+        now: Instant,
+        scratch: &mut [u8; MAX_PACKET],
+        counts: &mut TickCounts,
+    ) {
+        if self.answered && now >= self.rtcp.next_report() {
+            let ntp = wall_clock_ntp();
+            match self.rtcp.poll_report(now, ntp, &self.sender, scratch) {
+                Some(Ok(len)) => {
+                    if self.send_rtcp(&scratch[..len]) {
+                        counts.rtcp_sent += 1;
+                    }
+                    self.spec.quality.publish(&self.rtcp.quality(&self.sender));
+                }
+                Some(Err(err)) => tracing::debug!(session = self.spec.id, "RTCP not built: {err}"),
+                None => {}
+            }
+        }
+        let held = !self.peer_active;
+        let timeout = if held {
+            self.spec.media_timeout_on_hold
+        } else {
+            self.spec.media_timeout
+        };
+        if let Some(timeout) = timeout
+            && !self.timed_out
+            && now.saturating_duration_since(self.last_heard) >= timeout
+        {
+            self.timed_out = true;
+            counts.media_timeouts += 1;
+            tracing::info!(session = self.spec.id, held, silent_for = ?timeout, "no RTP from the caller: media timeout");
+            let _ = self.spec.core.send(CoreCommand::MediaTimeout(self.spec.id));
+        }
+    }
+
+    /// Sends one RTCP compound: on the RTP port with rtcp-mux, else from the RTCP port to
+    /// where the peer's RTCP comes from (or its SDP said). Not while the peer holds the call
+    /// without an address to send to.
+    fn send_rtcp(&self, packet: &[u8]) -> bool {
+        if self.spec.rtcp_mux {
+            let Some(remote) = self.spec.remote else {
+                return false;
+            };
+            self.spec.rtp.send_to(packet, remote).is_ok()
+        } else {
+            let Some(remote) = self.spec.remote_rtcp else {
+                return false;
+            };
+            self.spec.rtcp.send_to(packet, remote).is_ok()
+        }
+    }
+
+    /// Takes one RTCP datagram from the peer that arrived at `now` (`now_ntp` on the wall
+    /// clock).
+    fn take_rtcp(
+        &mut self,
+        packet: &[u8],
+        from: SocketAddr,
+        now: Instant,
+        now_ntp: u64,
+        counts: &mut TickCounts,
+    ) {
+        match self.rtcp.on_rtcp(packet, now, now_ntp) {
+            Ok(received) => {
+                counts.rtcp_received += 1;
+                // Symmetric RTCP (RFC 4961), as for RTP: answer where reports come from.
+                if !self.spec.rtcp_mux && self.spec.send {
+                    self.spec.remote_rtcp = Some(from);
+                }
+                // A held phone that still reports is alive.
+                if !self.peer_active {
+                    self.last_heard = now;
+                }
+                if received.bye {
+                    tracing::debug!(session = self.spec.id, "RTCP BYE from the peer");
+                }
+                self.spec.quality.publish(&self.rtcp.quality(&self.sender));
+            }
+            Err(err) => {
+                counts.rtcp_rejected += 1;
+                tracing::debug!(session = self.spec.id, %from, "RTCP rejected: {err}");
+            }
+        }
+    }
+
+    /// The leg ends: a last report with BYE (RFC 3550 §6.6), final figures published.
+    fn stop(&mut self, stats: &MediaStats) {
+        let mut packet = [0u8; 256];
+        if let Ok(len) =
+            self.rtcp
+                .write_bye(Instant::now(), wall_clock_ntp(), &self.sender, &mut packet)
+            && self.send_rtcp(&packet[..len])
+        {
+            stats.rtcp_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        let quality = self.rtcp.quality(&self.sender);
+        self.spec.quality.publish(&quality);
+        self.spec.quality.stopped.store(true, Ordering::Release);
+        if quality.packets_lost > 0 {
+            stats
+                .legs_packets_lost
+                .fetch_add(quality.packets_lost as u64, Ordering::Relaxed);
+        }
+        stats
+            .legs_packets_expected
+            .fetch_add(u64::from(quality.packets_expected), Ordering::Relaxed);
+        if let Some(rtt) = quality.round_trip {
+            stats
+                .legs_round_trip_us
+                .fetch_add(micros(rtt).max(0) as u64, Ordering::Relaxed);
+            stats.legs_with_round_trip.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn receive(
@@ -309,13 +590,24 @@ impl Session {
             };
             self.take_packet(&buf[..len], from, now, counts);
         }
-        if !drain_rtcp {
+        if !drain_rtcp || self.spec.rtcp_mux {
             return;
         }
-        let mut rtcp_buf = [0u8; 256];
+        let mut wall_now = None;
         for _ in 0..MAX_PACKETS_PER_TICK {
-            match self.spec.rtcp.recv_from(&mut rtcp_buf) {
-                Ok(_) => {}
+            match crate::rtcp_socket::recv_with_arrival(&self.spec.rtcp, buf) {
+                Ok((len, from, stamp)) => {
+                    // Read up to half a second late: date the report by the kernel's stamp.
+                    let wall_now = *wall_now.get_or_insert_with(since_unix_epoch);
+                    let (arrival, arrival_ntp) = match stamp {
+                        Some(at) => (
+                            now.checked_sub(wall_now.saturating_sub(at)).unwrap_or(now),
+                            ntp_timestamp(at),
+                        ),
+                        None => (now, ntp_timestamp(wall_now)),
+                    };
+                    self.take_rtcp(&buf[..len], from, arrival, arrival_ntp, counts);
+                }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             }
@@ -330,6 +622,10 @@ impl Session {
         counts: &mut TickCounts,
     ) {
         if is_rtcp(packet) {
+            if self.spec.rtcp_mux {
+                // The RTP port is read every tick: now is within a tick of its arrival.
+                self.take_rtcp(packet, from, now, wall_clock_ntp(), counts);
+            }
             return;
         }
         let Ok(rtp) = parse_rtp(packet) else {
@@ -337,6 +633,8 @@ impl Session {
             return;
         };
         counts.received += 1;
+        self.last_heard = now;
+        self.rtcp.on_rtp(rtp.ssrc, rtp.sequence, rtp.timestamp, now);
         if Some(rtp.payload_type) == self.spec.telephone_event_pt {
             if let Some(digit) = self.dtmf.push(rtp.timestamp, rtp.payload) {
                 tracing::debug!(session = self.spec.id, %digit, "DTMF received (RFC 4733)");
@@ -508,6 +806,10 @@ struct TickCounts {
     not_decoded: u64,
     forwarded: u64,
     encodes: u64,
+    rtcp_sent: u64,
+    rtcp_received: u64,
+    rtcp_rejected: u64,
+    media_timeouts: u64,
 }
 
 impl TickCounts {
@@ -519,6 +821,10 @@ impl TickCounts {
             (&stats.frames_not_decoded, &mut self.not_decoded),
             (&stats.frames_forwarded, &mut self.forwarded),
             (&stats.mixer_encodes, &mut self.encodes),
+            (&stats.rtcp_sent, &mut self.rtcp_sent),
+            (&stats.rtcp_received, &mut self.rtcp_received),
+            (&stats.rtcp_rejected, &mut self.rtcp_rejected),
+            (&stats.media_timeouts, &mut self.media_timeouts),
         ] {
             if *value > 0 {
                 counter.fetch_add(*value, Ordering::Relaxed);
@@ -632,6 +938,7 @@ impl Worker {
             let drain_rtcp = tick_count.is_multiple_of(RTCP_DRAIN_TICKS);
             for session in &mut self.sessions {
                 session.receive(now, &mut recv_buf, drain_rtcp, &mut counts);
+                session.keep_alive(now, &mut recv_buf, &mut counts);
                 let Some((slot, pid)) = session.conference else {
                     if let Heard::Pcm(n, _) = session.decode(now, &mut heard, |_| false) {
                         session.produce(&heard[..n], &mut pcm, &mut bufs, &mut counts);
@@ -760,7 +1067,7 @@ impl Worker {
     fn forward(&mut self, command: MediaCommand) -> Option<MediaCommand> {
         let id = match &command {
             MediaCommand::SetMode(id, _)
-            | MediaCommand::SetRemote(id, _, _)
+            | MediaCommand::SetRemote(id, _)
             | MediaCommand::Stop(id)
             | MediaCommand::JoinRoom(id, _)
             | MediaCommand::LeaveRoom(id)
@@ -813,15 +1120,25 @@ impl Worker {
                         s.mode = mode;
                     }
                 }
-                MediaCommand::SetRemote(id, remote, send) => {
+                MediaCommand::SetRemote(id, remote) => {
                     if let Some(s) = self.session_mut(id) {
-                        s.spec.remote = remote;
-                        s.spec.send = send;
+                        s.spec.remote = remote.rtp;
+                        s.spec.send = remote.send;
+                        s.peer_active = remote.active;
+                        s.answered = true;
+                        if remote.rtcp.is_some() || remote.rtp.is_none() {
+                            s.spec.remote_rtcp = remote.rtcp;
+                        }
+                        // Silence before an answer or a resume is not the caller's fault.
+                        s.last_heard = Instant::now();
                     }
                 }
                 MediaCommand::Stop(id) => {
                     self.leave(id);
-                    self.sessions.retain(|s| s.spec.id != id);
+                    if let Some(index) = self.sessions.iter().position(|s| s.spec.id == id) {
+                        let mut session = self.sessions.swap_remove(index);
+                        session.stop(&self.stats);
+                    }
                 }
                 MediaCommand::JoinRoom(id, join) => {
                     let Some(index) = self.sessions.iter().position(|s| s.spec.id == id) else {
@@ -907,6 +1224,29 @@ fn worker_index_of_room(number: &str, workers: usize) -> usize {
     (hash % workers.max(1) as u64) as usize
 }
 
+/// The wall clock as an NTP timestamp, for SR and round-trip times (RFC 3550 §4).
+fn wall_clock_ntp() -> u64 {
+    ntp_timestamp(since_unix_epoch())
+}
+
+fn since_unix_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// RTP session bandwidth in bit/s (RFC 3550 §6.2: the senders' nominal bandwidths summed):
+/// two senders, each the codec's rate plus IPv4/UDP/RTP headers per packet.
+fn session_bandwidth(codec: CodecKind, ptime_ms: u32) -> u32 {
+    let payload = match codec {
+        CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722 => 64_000,
+        // Opus as telephones and browsers send it for speech.
+        CodecKind::Opus => 32_000,
+    };
+    let packets_per_second = 1000 / ptime_ms.max(1);
+    2 * (payload + packets_per_second * 40 * 8)
+}
+
 /// Hands out RTP/RTCP port pairs from the configured range.
 pub struct PortAllocator {
     low: u16,
@@ -944,6 +1284,10 @@ impl PortAllocator {
             };
             rtp.set_nonblocking(true)?;
             rtcp.set_nonblocking(true)?;
+            // Without stamps round-trip times would include how late the worker looked.
+            if let Err(err) = crate::rtcp_socket::enable_arrival_times(&rtcp) {
+                tracing::warn!("RTCP arrival times unavailable: {err}");
+            }
             return Ok((rtp, rtcp));
         }
         Err(std::io::Error::new(

@@ -5,30 +5,34 @@
 //! INVITEs through the dialplan and starts a call task per call. Call tasks talk back through
 //! `CoreCommand`s. Owning all SIP state in one task keeps it lock-free and ordered.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use media::sdp::{self, Codec, Direction, LocalMedia};
 use rsip::Method;
 use sip::dialog::{Dialog, DialogId, dialog_id_of_request};
 use sip::message as msg;
+use sip::session_timer::{self, Negotiation, SessionTimer, SessionTimerAction};
 use sip::transaction::{Output, Peer, Timers, TransactionEvent, TransactionKey, TransactionLayer};
 use tokio::sync::mpsc;
 
 use crate::call::{self, CallContext, CallEvent};
 use crate::config::{Config, LogFormat};
 use crate::dialplan_files::PlanHolder;
-use crate::media_worker::{MediaCommand, MediaWorkers, PortAllocator, SessionSpec};
+use crate::media_worker::{
+    MediaCommand, MediaWorkers, PortAllocator, QualityCell, RemoteMedia, SessionSpec,
+};
 use crate::sounds::SoundLibrary;
 use crate::transport::{self, Inbound, TransportHandle};
 
 /// Methods we implement (Allow header, RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
-/// Option tags we support (none yet beyond the base spec).
-const SUPPORTED: &str = "";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+/// Option tags we support: session timers (RFC 4028).
+const SUPPORTED: &str = session_timer::OPTION_TAG;
 /// Methods defined by RFCs that we recognise but do not serve here (405, not 501).
 const KNOWN_UNSERVED: &[&str] = &[
     "REGISTER",
@@ -37,7 +41,6 @@ const KNOWN_UNSERVED: &[&str] = &[
     "PUBLISH",
     "MESSAGE",
     "REFER",
-    "UPDATE",
     "PRACK",
 ];
 /// Codecs we offer and accept, best first (the answer follows the offerer's order).
@@ -56,6 +59,8 @@ pub enum CoreCommand {
     Hangup(u64),
     /// The call task ended; forget the call.
     Finished(u64, String),
+    /// The media worker heard no RTP from the caller for the configured time.
+    MediaTimeout(u64),
 }
 
 /// State shared by the core and call tasks.
@@ -97,6 +102,15 @@ struct Call {
     session_id: u64,
     media_port: u16,
     remote_rtp: Option<SocketAddr>,
+    remote_rtcp: Option<SocketAddr>,
+    /// The direction our answer gave us (RFC 3264 §6.1).
+    direction: Direction,
+    /// RTCP figures the media worker publishes, for the call record.
+    quality: Arc<QualityCell>,
+    /// RFC 4028 session timer, when the caller asked for one.
+    session_timer: Option<SessionTimer>,
+    /// The caller accepts UPDATE, so a refresh we send need not be a re-INVITE.
+    peer_allows_update: bool,
     events: mpsc::UnboundedSender<CallEvent>,
     caller: String,
     callee: String,
@@ -170,6 +184,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         calls: HashMap::new(),
         by_dialog: HashMap::new(),
         by_invite: HashMap::new(),
+        session_deadlines: BinaryHeap::new(),
+        refreshes: HashMap::new(),
         next_call: 1,
         shared: shared.clone(),
         ports,
@@ -208,6 +224,10 @@ struct Core {
     calls: HashMap<u64, Call>,
     by_dialog: HashMap<DialogId, u64>,
     by_invite: HashMap<TransactionKey, u64>,
+    /// Session timer deadlines (call, when); stale entries are skipped when they come up.
+    session_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Session refreshes we sent and are waiting for: transaction → call, CSeq, method.
+    refreshes: HashMap<TransactionKey, (u64, u32, Method)>,
     next_call: u64,
     shared: Arc<Shared>,
     ports: PortAllocator,
@@ -234,7 +254,11 @@ impl Core {
                 tracing::info!("stopped");
                 return Ok(());
             }
-            let deadline = self.layer.poll_timeout();
+            let session_deadline = self.session_deadlines.peek().map(|Reverse((at, _))| *at);
+            let deadline = match (self.layer.poll_timeout(), session_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -244,7 +268,11 @@ impl Core {
             tokio::select! {
                 Some(message) = inbound.recv() => self.on_inbound(message),
                 Some(command) = commands.recv() => self.on_command(command),
-                _ = sleep => self.layer.handle_timeout(Instant::now()),
+                _ = sleep => {
+                    let now = Instant::now();
+                    self.layer.handle_timeout(now);
+                    self.run_session_timers(now);
+                }
                 _ = &mut shutdown, if stop_at.is_none() => {
                     let ids: Vec<u64> = self.calls.keys().copied().collect();
                     tracing::info!(calls = ids.len(), "shutting down: ending calls");
@@ -320,6 +348,16 @@ impl Core {
                     tracing::debug!(call = id, "ACK received; call confirmed");
                 }
             }
+            TransactionEvent::Timeout { key } if self.refreshes.contains_key(&key) => {
+                if let Some((id, _, _)) = self.refreshes.remove(&key) {
+                    tracing::info!(call = id, "session refresh unanswered; ending call");
+                    SESSION_TIMER_EXPIRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.hangup(id, SESSION_TIMER_EXPIRED);
+                }
+            }
+            TransactionEvent::Response { key, response } if self.refreshes.contains_key(&key) => {
+                self.on_refresh_response(&key, &response);
+            }
             TransactionEvent::Timeout { key } => {
                 // Our 2xx was never ACKed (RFC 3261 §13.3.1.4): the caller is gone.
                 if let Some(id) = self.by_invite.get(&key).copied()
@@ -344,7 +382,7 @@ impl Core {
                 .iter()
                 .flat_map(|v| v.split(','))
                 .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
+                .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(session_timer::OPTION_TAG))
                 .collect();
             if !required.is_empty() {
                 let mut response =
@@ -357,7 +395,7 @@ impl Core {
         match method {
             Method::Invite => {
                 if msg::to_tag(&request).is_some() {
-                    self.on_reinvite(key, request);
+                    self.on_session_update(key, request);
                 } else {
                     self.on_new_invite(key, request, from);
                 }
@@ -375,6 +413,7 @@ impl Core {
                 self.respond(&key, response);
             }
             Method::Info => self.on_info(key, request),
+            Method::Update => self.on_session_update(key, request),
             Method::Ack | Method::Cancel => {}
             other => {
                 let name = other.to_string();
@@ -398,6 +437,21 @@ impl Core {
             self.reply(&key, &request, 503, Some("Too Many Calls"));
             return;
         }
+        let session_timer = match session_timer::negotiate(
+            &request,
+            self.shared.config.calls.min_session_expires,
+        ) {
+            Negotiation::TooSmall { min_se } => {
+                self.reply_too_small(&key, &request, min_se);
+                return;
+            }
+            Negotiation::NoTimer => None,
+            Negotiation::Agreed(timer) => Some(timer),
+        };
+        let peer_allows_update = msg::header_values(&request, "Allow")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"));
         let callee = request
             .uri
             .auth
@@ -476,11 +530,20 @@ impl Core {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let notices = events_tx.clone();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let quality = Arc::new(QualityCell::new());
+        let timers = self.shared.config.calls;
         let spec = SessionSpec {
             id,
             rtp,
             rtcp,
             remote: negotiated.remote_rtp,
+            remote_rtcp: negotiated.remote_rtcp,
+            rtcp_mux: negotiated.rtcp_mux,
+            cname: format!("amtsleitung@{local_ip}"),
+            media_timeout: timers.media_timeout(false),
+            media_timeout_on_hold: timers.media_timeout(true),
+            core: self.commands.clone(),
+            quality: quality.clone(),
             send: false,
             codec: codec_kind(negotiated.codec),
             payload_type: negotiated.payload_type,
@@ -511,6 +574,11 @@ impl Core {
                 session_id,
                 media_port,
                 remote_rtp: negotiated.remote_rtp,
+                remote_rtcp: negotiated.remote_rtcp,
+                direction: negotiated.direction,
+                quality,
+                session_timer,
+                peer_allows_update,
                 events: events_tx,
                 caller: caller.clone(),
                 callee: callee.clone(),
@@ -533,7 +601,8 @@ impl Core {
         tokio::spawn(call::run(context, route, events_rx, media_rx));
     }
 
-    fn on_reinvite(&mut self, key: TransactionKey, request: rsip::Request) {
+    /// A re-INVITE or UPDATE in a dialog: maybe a new offer, and a session refresh (RFC 4028).
+    fn on_session_update(&mut self, key: TransactionKey, request: rsip::Request) {
         let Some(id) = dialog_id_of_request(&request).and_then(|d| self.by_dialog.get(&d).copied())
         else {
             self.reply(&key, &request, 481, None);
@@ -549,22 +618,75 @@ impl Core {
             self.reply(&key, &request, 500, Some("CSeq Out Of Order"));
             return;
         }
-        if request.body.is_empty() {
-            // Offerless re-INVITE: re-offer what we have (RFC 3261 §14.2); the answer in the
-            // ACK is accepted implicitly since we keep our media unchanged.
-            let response = self.answer_response(id, &request);
-            self.respond(&key, response);
+        let Some(session) = self.session_refresh(&key, &request) else {
+            return;
+        };
+        let offered = !request.body.is_empty();
+        if offered && let Err(code) = self.apply_offer(id, &request.body) {
+            self.reply(&key, &request, code, None);
             return;
         }
+        self.refresh_session(id, session);
+        // An offerless re-INVITE gets our offer again (RFC 3261 §14.2; the answer in the ACK
+        // is accepted implicitly since we keep our media unchanged); an offerless UPDATE is a
+        // bare refresh (RFC 3311), answered without SDP.
+        let with_sdp = offered || request.method == Method::Invite;
+        let response = self.dialog_response(id, &request, with_sdp);
+        self.respond(&key, response);
+    }
+
+    /// Reads a refresh request's session timer; answers 422 itself when the interval is too
+    /// short (`None` then).
+    fn session_refresh(
+        &mut self,
+        key: &TransactionKey,
+        request: &rsip::Request,
+    ) -> Option<Option<SessionTimer>> {
+        match session_timer::negotiate(request, self.shared.config.calls.min_session_expires) {
+            Negotiation::TooSmall { min_se } => {
+                self.reply_too_small(key, request, min_se);
+                None
+            }
+            Negotiation::NoTimer => Some(None),
+            Negotiation::Agreed(timer) => Some(Some(timer)),
+        }
+    }
+
+    /// A refresh was accepted: the timer it carried starts now (none: the timer is off,
+    /// RFC 4028 §9).
+    fn refresh_session(&mut self, id: u64, timer: Option<SessionTimer>) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let offer = match parse_offer(&request.body) {
+        call.session_timer = timer;
+        if let Some(timer) = call.session_timer.as_mut() {
+            timer.refreshed(Instant::now());
+            tracing::debug!(call = id, interval = ?timer.interval(), refresher = ?timer.refresher(), "session refreshed");
+        }
+        self.schedule_session_timer(id);
+    }
+
+    fn reply_too_small(&mut self, key: &TransactionKey, request: &rsip::Request, min_se: u32) {
+        let mut response = msg::response_to(
+            request,
+            422,
+            Some("Session Interval Too Small"),
+            Some(&sip::transaction::new_tag()),
+        );
+        msg::add_header(&mut response.headers, "Min-SE", min_se.to_string());
+        self.respond(key, response);
+    }
+
+    /// Takes an SDP offer in a re-INVITE or UPDATE; `Err` holds the status to refuse it with.
+    fn apply_offer(&mut self, id: u64, body: &[u8]) -> Result<(), u16> {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err(481);
+        };
+        let offer = match parse_offer(body) {
             Ok(offer) => offer,
             Err(err) => {
                 tracing::info!("bad SDP in re-INVITE: {err}");
-                self.reply(&key, &request, 488, Some("Bad SDP"));
-                return;
+                return Err(488);
             }
         };
         call.sdp_version += 1;
@@ -579,30 +701,162 @@ impl Core {
             Ok((answer, negotiated)) => {
                 call.answer_sdp = answer;
                 call.remote_rtp = negotiated.remote_rtp;
-                let sending = matches!(
-                    negotiated.direction,
-                    Direction::SendRecv | Direction::SendOnly
-                );
+                call.remote_rtcp = negotiated.remote_rtcp;
+                call.direction = negotiated.direction;
                 tracing::info!(remote = ?negotiated.remote_rtp, ?negotiated.direction, "re-INVITE: media updated");
-                self.shared.media.send(
-                    id,
-                    MediaCommand::SetRemote(
-                        id,
-                        negotiated.remote_rtp,
-                        sending && negotiated.remote_rtp.is_some(),
-                    ),
-                );
-                let response = self.answer_response(id, &request);
-                self.respond(&key, response);
+                let remote = remote_media(call);
+                self.shared
+                    .media
+                    .send(id, MediaCommand::SetRemote(id, remote));
+                Ok(())
             }
             Err(_) => {
                 call.sdp_version -= 1;
-                self.reply(&key, &request, 488, None);
+                Err(488)
             }
         }
     }
 
+    fn schedule_session_timer(&mut self, id: u64) {
+        if let Some(at) = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.session_timer.as_ref())
+            .and_then(SessionTimer::deadline)
+        {
+            self.session_deadlines.push(Reverse((at, id)));
+        }
+    }
+
+    /// Refreshes or ends the calls whose session timer is due.
+    fn run_session_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, id))) = self.session_deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.session_deadlines.pop();
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            if call.state != CallState::Answered {
+                continue;
+            }
+            let Some(timer) = call.session_timer.as_mut() else {
+                continue;
+            };
+            // A stale entry (the session was refreshed since) polls to nothing.
+            match timer.poll(now) {
+                Some(SessionTimerAction::Expired) => {
+                    tracing::info!(call = id, "session not refreshed in time; ending call");
+                    SESSION_TIMER_EXPIRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.hangup(id, SESSION_TIMER_EXPIRED);
+                }
+                Some(SessionTimerAction::Refresh) => {
+                    self.send_refresh(id);
+                    self.schedule_session_timer(id);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// We are the refresher: UPDATE when the caller allows it (no new offer), else a
+    /// re-INVITE offering the session as it is (RFC 4028 §7.4, §9).
+    fn send_refresh(&mut self, id: u64) {
+        let via_port = self.transport.local_addr().port();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let (Some(dialog), Some(timer)) = (call.dialog.as_mut(), call.session_timer) else {
+            return;
+        };
+        let via = SocketAddr::new(call.local_ip, via_port);
+        let (method, body) = if call.peer_allows_update {
+            (Method::Update, None)
+        } else {
+            (
+                Method::Invite,
+                Some((
+                    "application/sdp".to_string(),
+                    call.answer_sdp.as_bytes().to_vec(),
+                )),
+            )
+        };
+        let mut request = dialog.new_request(method, via, call.peer.transport, body);
+        msg::add_header(
+            &mut request.headers,
+            "Session-Expires",
+            timer.header_value(),
+        );
+        msg::add_header(&mut request.headers, "Supported", SUPPORTED.into());
+        let cseq = dialog.local_cseq();
+        let to = Peer {
+            addr: dialog.next_hop().unwrap_or(call.peer.addr),
+            ..call.peer
+        };
+        match self.layer.send_request(request, to, Instant::now()) {
+            Ok(key) => {
+                tracing::debug!(call = id, %method, "session refresh sent");
+                self.refreshes.insert(key, (id, cseq, method));
+            }
+            Err(err) => tracing::warn!(call = id, "session refresh not sent: {err}"),
+        }
+    }
+
+    /// The caller answered our refresh: a 2xx restarts the timer (and a re-INVITE's is
+    /// ACKed); 408 or 481 mean the dialog is gone (RFC 4028 §10).
+    fn on_refresh_response(&mut self, key: &TransactionKey, response: &rsip::Response) {
+        let Some(&(id, cseq, method)) = self.refreshes.get(key) else {
+            return;
+        };
+        let code = response.status_code.code();
+        if code < 200 {
+            return;
+        }
+        if code >= 300 {
+            self.refreshes.remove(key);
+            if matches!(code, 408 | 481) {
+                self.hangup(id, SESSION_TIMER_EXPIRED);
+            }
+            return;
+        }
+        let via_port = self.transport.local_addr().port();
+        if let Some(call) = self.calls.get_mut(&id)
+            && let Some(dialog) = call.dialog.as_ref()
+            && method == Method::Invite
+        {
+            // The ACK for a 2xx is the TU's, sent again for every retransmitted 2xx.
+            let via = SocketAddr::new(call.local_ip, via_port);
+            let ack = dialog.new_ack(cseq, via, call.peer.transport);
+            let to = Peer {
+                addr: dialog.next_hop().unwrap_or(call.peer.addr),
+                ..call.peer
+            };
+            self.layer
+                .send_stateless(rsip::SipMessage::Request(ack), to);
+        }
+        if let Some(timer) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.session_timer.as_mut())
+        {
+            timer.refreshed(Instant::now());
+        }
+        self.schedule_session_timer(id);
+    }
+
     fn answer_response(&self, id: u64, request: &rsip::Request) -> rsip::Response {
+        self.dialog_response(id, request, true)
+    }
+
+    /// 200 to an INVITE, re-INVITE or UPDATE: Contact, Allow, Supported, the session timer
+    /// and, `with_answer`, our SDP.
+    fn dialog_response(
+        &self,
+        id: u64,
+        request: &rsip::Request,
+        with_answer: bool,
+    ) -> rsip::Response {
         let Some(call) = self.calls.get(&id) else {
             return msg::response_to(request, 481, None, None);
         };
@@ -613,11 +867,28 @@ impl Core {
             format!("<{}>", self.contact_uri(call.local_ip)),
         );
         msg::add_header(&mut response.headers, "Allow", ALLOW.into());
-        msg::set_body(
-            &mut response,
-            "application/sdp",
-            call.answer_sdp.as_bytes().to_vec(),
-        );
+        msg::add_header(&mut response.headers, "Supported", SUPPORTED.into());
+        if let Some(timer) = &call.session_timer {
+            msg::add_header(
+                &mut response.headers,
+                "Session-Expires",
+                timer.header_value(),
+            );
+            if timer.requires_timer() {
+                msg::add_header(
+                    &mut response.headers,
+                    "Require",
+                    session_timer::OPTION_TAG.into(),
+                );
+            }
+        }
+        if with_answer {
+            msg::set_body(
+                &mut response,
+                "application/sdp",
+                call.answer_sdp.as_bytes().to_vec(),
+            );
+        }
         response
     }
 
@@ -679,6 +950,9 @@ impl Core {
                 }
                 self.forget(id);
             }
+            CoreCommand::MediaTimeout(id) => {
+                self.hangup(id, MEDIA_TIMEOUT);
+            }
         }
     }
 
@@ -704,10 +978,14 @@ impl Core {
             self.by_dialog.insert(dialog.id().clone(), id);
             call.dialog = Some(dialog);
         }
-        let remote = call.remote_rtp;
+        if let Some(timer) = call.session_timer.as_mut() {
+            timer.refreshed(Instant::now());
+        }
+        let remote = remote_media(call);
         self.shared
             .media
-            .send(id, MediaCommand::SetRemote(id, remote, remote.is_some()));
+            .send(id, MediaCommand::SetRemote(id, remote));
+        self.schedule_session_timer(id);
     }
 
     /// Ends a call that has not been answered with a final error status.
@@ -738,7 +1016,8 @@ impl Core {
                 let via = SocketAddr::new(call.local_ip, self.transport.local_addr().port());
                 let peer = call.peer;
                 if let Some(dialog) = call.dialog.as_mut() {
-                    let bye = dialog.new_request(Method::Bye, via, peer.transport, None);
+                    let mut bye = dialog.new_request(Method::Bye, via, peer.transport, None);
+                    msg::add_header(&mut bye.headers, "Reason", bye_reason(reason));
                     let to = Peer {
                         addr: dialog.next_hop().unwrap_or(peer.addr),
                         ..peer
@@ -774,10 +1053,21 @@ impl Core {
             answered,
             final_status: call.final_status,
             end_reason: reason.to_string(),
+            media: store::CallMedia::default(),
         };
         tracing::info!(call = id, reason, "call ended");
         let shared = self.shared.clone();
+        let quality = call.quality.clone();
         tokio::task::spawn_blocking(move || {
+            let mut record = record;
+            // The worker publishes the leg's final RTCP figures when it handles the Stop,
+            // within a tick or two; a worker that lost the command costs the record only
+            // the last few seconds of figures.
+            let give_up = Instant::now() + MEDIA_STOP_WAIT;
+            while !quality.stopped() && Instant::now() < give_up {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            record.media = quality.to_call_media();
             let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(err) = store.record_call(&record) {
                 tracing::error!("call record not written: {err}");
@@ -794,6 +1084,40 @@ impl Core {
         }
     }
 }
+
+/// What the media worker needs of a call's negotiated media.
+fn remote_media(call: &Call) -> RemoteMedia {
+    RemoteMedia {
+        rtp: call.remote_rtp,
+        rtcp: call.remote_rtcp,
+        send: call.direction.sends() && call.remote_rtp.is_some(),
+        active: call.direction == Direction::SendRecv,
+    }
+}
+
+/// Why a call ended when the caller's RTP stopped (call record, BYE text).
+pub const MEDIA_TIMEOUT: &str = "media timeout";
+/// Why a call ended when its SIP session was not refreshed (call record, BYE text).
+pub const SESSION_TIMER_EXPIRED: &str = "session timer expired";
+
+/// The `Reason` header (RFC 3326) of a BYE we send: Q.850 cause 102 ("recovery on timer
+/// expiry", what FreeSWITCH and Asterisk send for a dead call) when a timer ended the call,
+/// 16 (normal clearing) otherwise, with our words as text.
+fn bye_reason(reason: &str) -> String {
+    let cause = match reason {
+        MEDIA_TIMEOUT | SESSION_TIMER_EXPIRED | "no ACK" => 102,
+        _ => 16,
+    };
+    let text: String = reason.chars().filter(|c| *c != '"' && *c != '\\').collect();
+    format!("Q.850;cause={cause};text=\"{text}\"")
+}
+
+/// Calls ended by their session timer, for `/metrics`.
+pub static SESSION_TIMER_EXPIRIES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// How long a call record waits for the media worker's final figures.
+const MEDIA_STOP_WAIT: Duration = Duration::from_millis(300);
 
 static CALLS: std::sync::LazyLock<Arc<std::sync::atomic::AtomicUsize>> =
     std::sync::LazyLock::new(|| Arc::new(std::sync::atomic::AtomicUsize::new(0)));

@@ -7,4 +7,5 @@
 
 pub mod dialog;
 pub mod message;
+pub mod session_timer;
 pub mod transaction;

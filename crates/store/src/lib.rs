@@ -163,6 +163,18 @@ const MIGRATIONS: &[&str] = &[
         server_pid INTEGER NOT NULL,
         updated_at_ms INTEGER NOT NULL
     );",
+    // 4: media quality of each call (our receive statistics and the peer's RTCP reports).
+    "ALTER TABLE call_record ADD COLUMN packets_received INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE call_record ADD COLUMN packets_expected INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE call_record ADD COLUMN packets_lost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE call_record ADD COLUMN jitter_us INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE call_record ADD COLUMN packets_sent INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE call_record ADD COLUMN peer_packets_lost INTEGER;
+    ALTER TABLE call_record ADD COLUMN peer_loss_permille INTEGER;
+    ALTER TABLE call_record ADD COLUMN peer_jitter_us INTEGER;
+    ALTER TABLE call_record ADD COLUMN round_trip_us INTEGER;
+    ALTER TABLE call_record ADD COLUMN rtcp_sent INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE call_record ADD COLUMN rtcp_received INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// One finished call, as written to the call log.
@@ -184,6 +196,47 @@ pub struct CallRecord {
     pub final_status: u16,
     /// Why the call ended, in words ("caller hung up", "no route", ...).
     pub end_reason: String,
+    /// How the call's media went (zero for calls that never had any).
+    pub media: CallMedia,
+}
+
+/// Media quality of one call: what we received (RFC 3550 A.3/A.8) and what the peer's RTCP
+/// reports said about what we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CallMedia {
+    /// RTP packets received from the caller.
+    pub packets_received: i64,
+    /// Packets the caller's sequence numbers say it sent.
+    pub packets_expected: i64,
+    /// Caller's packets lost on the way to us.
+    pub packets_lost: i64,
+    /// Interarrival jitter of the caller's stream, in microseconds.
+    pub jitter_us: i64,
+    /// RTP packets we sent.
+    pub packets_sent: i64,
+    /// The caller's latest report: cumulative packets of ours it lost.
+    pub peer_packets_lost: Option<i64>,
+    /// The caller's latest report: fraction of ours lost in its last interval, per mille.
+    pub peer_loss_permille: Option<i64>,
+    /// The caller's latest report: jitter of our stream, in microseconds.
+    pub peer_jitter_us: Option<i64>,
+    /// Round-trip time from the caller's reports (RFC 3550 §6.4.1), in microseconds.
+    pub round_trip_us: Option<i64>,
+    /// RTCP compound packets we sent.
+    pub rtcp_sent: i64,
+    /// RTCP reports received from the caller.
+    pub rtcp_received: i64,
+}
+
+impl CallMedia {
+    /// Share of the caller's packets that never reached us, 0.0..=1.0.
+    pub fn loss_ratio(&self) -> f64 {
+        if self.packets_expected <= 0 || self.packets_lost <= 0 {
+            0.0
+        } else {
+            (self.packets_lost as f64 / self.packets_expected as f64).min(1.0)
+        }
+    }
 }
 
 /// The SQLite-backed store.
@@ -256,8 +309,10 @@ impl Store {
     /// Appends a finished call to the call log.
     pub fn record_call(&self, record: &CallRecord) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO call_record (call_id, caller, callee, started_at_ms, ended_at_ms, answered, final_status, end_reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            &format!(
+                "INSERT INTO call_record ({CALL_RECORD_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+            ),
             params![
                 record.call_id,
                 record.caller,
@@ -266,7 +321,18 @@ impl Store {
                 record.ended_at_ms,
                 record.answered,
                 record.final_status,
-                record.end_reason
+                record.end_reason,
+                record.media.packets_received,
+                record.media.packets_expected,
+                record.media.packets_lost,
+                record.media.jitter_us,
+                record.media.packets_sent,
+                record.media.peer_packets_lost,
+                record.media.peer_loss_permille,
+                record.media.peer_jitter_us,
+                record.media.round_trip_us,
+                record.media.rtcp_sent,
+                record.media.rtcp_received,
             ],
         )?;
         Ok(())
@@ -297,8 +363,10 @@ impl Store {
 }
 
 /// Columns read by [`call_record_from_row`], in its order.
-const CALL_RECORD_COLUMNS: &str =
-    "call_id, caller, callee, started_at_ms, ended_at_ms, answered, final_status, end_reason";
+const CALL_RECORD_COLUMNS: &str = "call_id, caller, callee, started_at_ms, ended_at_ms, answered, \
+     final_status, end_reason, packets_received, packets_expected, packets_lost, jitter_us, \
+     packets_sent, peer_packets_lost, peer_loss_permille, peer_jitter_us, round_trip_us, \
+     rtcp_sent, rtcp_received";
 
 fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
     Ok(CallRecord {
@@ -310,6 +378,19 @@ fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord>
         answered: row.get(5)?,
         final_status: row.get(6)?,
         end_reason: row.get(7)?,
+        media: CallMedia {
+            packets_received: row.get(8)?,
+            packets_expected: row.get(9)?,
+            packets_lost: row.get(10)?,
+            jitter_us: row.get(11)?,
+            packets_sent: row.get(12)?,
+            peer_packets_lost: row.get(13)?,
+            peer_loss_permille: row.get(14)?,
+            peer_jitter_us: row.get(15)?,
+            round_trip_us: row.get(16)?,
+            rtcp_sent: row.get(17)?,
+            rtcp_received: row.get(18)?,
+        },
     })
 }
 
@@ -327,6 +408,19 @@ mod tests {
             answered: true,
             final_status: 200,
             end_reason: "caller hung up".into(),
+            media: CallMedia {
+                packets_received: 480,
+                packets_expected: 500,
+                packets_lost: 20,
+                jitter_us: 1250,
+                packets_sent: 499,
+                peer_packets_lost: Some(3),
+                peer_loss_permille: Some(4),
+                peer_jitter_us: Some(800),
+                round_trip_us: Some(61_000),
+                rtcp_sent: 3,
+                rtcp_received: 2,
+            },
         }
     }
 
@@ -423,6 +517,11 @@ mod tests {
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         let old = store.call_by_id("old@x").unwrap().unwrap();
         assert_eq!((old.caller.as_str(), old.final_status), ("alice", 200));
+        assert_eq!(
+            old.media,
+            CallMedia::default(),
+            "no media figures for old calls"
+        );
         store.room_create(&NewRoom::new("1", 0)).unwrap();
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
