@@ -11,10 +11,10 @@ mod http;
 mod media_worker;
 mod room_cli;
 mod room_watch;
-mod rtcp_socket;
 mod sip_core;
 mod sounds;
 mod transport;
+mod udp_arrival;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -23,6 +23,8 @@ use media::wav::PromptPlayer;
 use mixer::{MixerConfig, ParticipantId, ParticipantOptions, Room};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::udp_arrival::{TickClock, enable_arrival_times, recv_with_arrival};
+
 use crate::sip_core::CoreCommand;
 
 /// One media tick.
@@ -573,40 +575,35 @@ impl Session {
 
     fn receive(
         &mut self,
-        now: Instant,
+        clock: &TickClock,
         buf: &mut [u8; MAX_PACKET],
         drain_rtcp: bool,
         counts: &mut TickCounts,
     ) {
-        // Plain `recv_from` until "would block": measured cheaper here than `recvmmsg`, whose
-        // per-message header copies cost more than the one extra call that finds the socket
-        // empty (1.84 µs against 1.41 µs for one waiting packet on loopback).
+        // One `recvmsg` per packet until "would block": measured cheaper here than
+        // `recvmmsg`, whose per-message header copies cost more than the one extra call that
+        // finds the socket empty. Each packet is dated by its kernel arrival stamp, so the
+        // jitter buffer and the RTCP jitter see when it came, not where in the tick its socket
+        // was read.
         for _ in 0..MAX_PACKETS_PER_TICK {
-            let (len, from) = match self.spec.rtp.recv_from(buf) {
+            let (len, from, stamp) = match recv_with_arrival(&self.spec.rtp, buf) {
                 Ok(x) => x,
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 // ICMP port unreachable from an earlier send shows up here on Linux; harmless.
                 Err(_) => continue,
             };
-            self.take_packet(&buf[..len], from, now, counts);
+            let arrival = clock.arrival(stamp);
+            self.take_packet(&buf[..len], from, arrival, stamp, counts);
         }
         if !drain_rtcp || self.spec.rtcp_mux {
             return;
         }
-        let mut wall_now = None;
         for _ in 0..MAX_PACKETS_PER_TICK {
-            match crate::rtcp_socket::recv_with_arrival(&self.spec.rtcp, buf) {
+            match recv_with_arrival(&self.spec.rtcp, buf) {
                 Ok((len, from, stamp)) => {
                     // Read up to half a second late: date the report by the kernel's stamp.
-                    let wall_now = *wall_now.get_or_insert_with(since_unix_epoch);
-                    let (arrival, arrival_ntp) = match stamp {
-                        Some(at) => (
-                            now.checked_sub(wall_now.saturating_sub(at)).unwrap_or(now),
-                            ntp_timestamp(at),
-                        ),
-                        None => (now, ntp_timestamp(wall_now)),
-                    };
-                    self.take_rtcp(&buf[..len], from, arrival, arrival_ntp, counts);
+                    let arrival_ntp = ntp_timestamp(stamp.unwrap_or(clock.wall));
+                    self.take_rtcp(&buf[..len], from, clock.arrival(stamp), arrival_ntp, counts);
                 }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => continue,
@@ -619,12 +616,13 @@ impl Session {
         packet: &[u8],
         from: SocketAddr,
         now: Instant,
+        stamp: Option<Duration>,
         counts: &mut TickCounts,
     ) {
         if is_rtcp(packet) {
             if self.spec.rtcp_mux {
-                // The RTP port is read every tick: now is within a tick of its arrival.
-                self.take_rtcp(packet, from, now, wall_clock_ntp(), counts);
+                let arrival_ntp = stamp.map_or_else(wall_clock_ntp, ntp_timestamp);
+                self.take_rtcp(packet, from, now, arrival_ntp, counts);
             }
             return;
         }
@@ -925,7 +923,8 @@ impl Worker {
                 // rather than burst out every missed tick at once.
                 next_tick = now;
             }
-            let now = Instant::now();
+            let clock = TickClock::read();
+            let now = clock.now;
             next_tick += TICK;
             self.stats.ticks.fetch_add(1, Ordering::Relaxed);
             if !self.apply_commands() {
@@ -937,7 +936,7 @@ impl Worker {
             tick_count = tick_count.wrapping_add(1);
             let drain_rtcp = tick_count.is_multiple_of(RTCP_DRAIN_TICKS);
             for session in &mut self.sessions {
-                session.receive(now, &mut recv_buf, drain_rtcp, &mut counts);
+                session.receive(&clock, &mut recv_buf, drain_rtcp, &mut counts);
                 session.keep_alive(now, &mut recv_buf, &mut counts);
                 let Some((slot, pid)) = session.conference else {
                     if let Heard::Pcm(n, _) = session.decode(now, &mut heard, |_| false) {
@@ -1284,9 +1283,12 @@ impl PortAllocator {
             };
             rtp.set_nonblocking(true)?;
             rtcp.set_nonblocking(true)?;
-            // Without stamps round-trip times would include how late the worker looked.
-            if let Err(err) = crate::rtcp_socket::enable_arrival_times(&rtcp) {
-                tracing::warn!("RTCP arrival times unavailable: {err}");
+            // Without stamps, jitter and round-trip times would include how late the worker
+            // looked.
+            for socket in [&rtp, &rtcp] {
+                if let Err(err) = enable_arrival_times(socket) {
+                    tracing::warn!("arrival times unavailable: {err}");
+                }
             }
             return Ok((rtp, rtcp));
         }

@@ -1,16 +1,18 @@
-//! RTCP datagrams with the kernel's arrival time (`SO_TIMESTAMPNS`, socket(7)).
+//! RTP and RTCP datagrams with the kernel's arrival time (`SO_TIMESTAMPNS`, socket(7)).
 //!
-//! Media workers look at RTCP sockets only every few hundred milliseconds (RTCP comes every
-//! few seconds, and a receive per call and tick was measurably expensive), so the moment we
-//! read a report is not when it arrived. Round-trip times (RFC 3550 §6.4.1) and the DLSR we
-//! report need the arrival time: the kernel stamps every datagram with it. All `unsafe`
+//! A media worker reads each RTP socket once per 20 ms tick, so the tick's clock says when a
+//! packet was read, not when it came: in a big room one caller's packets are read early in
+//! one tick and late in the next, a 20 ms swing the jitter buffer would take for network
+//! jitter and pay for in delay. RTCP sockets are read only every few hundred milliseconds
+//! (reports come every few seconds), and round-trip times (RFC 3550 §6.4.1) and the DLSR we
+//! report need the arrival time too. The kernel stamps every datagram with it. All `unsafe`
 //! socket calls of the server live here.
 
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Control buffer in u64 words (8-byte aligned as `cmsghdr` needs): room for
 /// CMSG_SPACE(sizeof(timespec)) = 32 bytes and then some.
@@ -33,6 +35,42 @@ pub fn enable_arrival_times(socket: &UdpSocket) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Arrival stamps older than this are not believed (a clock step): the tick's time is used.
+const MAX_AGE: Duration = Duration::from_millis(600);
+
+/// The monotonic and the wall clock read together once per tick, to turn kernel stamps
+/// (wall clock) into `Instant`s without reading a clock per packet.
+#[derive(Debug, Clone, Copy)]
+pub struct TickClock {
+    /// The tick's monotonic time.
+    pub now: Instant,
+    /// The wall clock at (nearly) the same moment, since the Unix epoch.
+    pub wall: Duration,
+}
+
+impl TickClock {
+    /// Both clocks now.
+    pub fn read() -> Self {
+        Self {
+            now: Instant::now(),
+            wall: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// When a datagram stamped `stamp` arrived, on the monotonic clock; the tick's time when
+    /// there is no stamp or it is not plausible (in the future, or older than [`MAX_AGE`]).
+    pub fn arrival(&self, stamp: Option<Duration>) -> Instant {
+        match stamp {
+            Some(at) if at <= self.wall && self.wall - at <= MAX_AGE => {
+                self.now.checked_sub(self.wall - at).unwrap_or(self.now)
+            }
+            _ => self.now,
+        }
+    }
 }
 
 /// Receives one datagram without blocking: its length, sender and arrival time (since the
@@ -111,7 +149,24 @@ fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::SystemTime;
+
+    #[test]
+    fn implausible_stamps_fall_back_to_the_tick() {
+        let clock = TickClock {
+            now: Instant::now(),
+            wall: Duration::from_secs(1_000_000),
+        };
+        assert_eq!(clock.arrival(None), clock.now);
+        let future = clock.wall + Duration::from_nanos(1);
+        assert_eq!(clock.arrival(Some(future)), clock.now);
+        let too_old = clock.wall - Duration::from_secs(1);
+        assert_eq!(clock.arrival(Some(too_old)), clock.now);
+        let read_late = clock.wall - Duration::from_millis(5);
+        assert_eq!(
+            clock.arrival(Some(read_late)),
+            clock.now - Duration::from_millis(5)
+        );
+    }
 
     #[test]
     fn a_datagram_comes_with_its_sender_and_the_time_it_arrived() {
