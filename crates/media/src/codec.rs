@@ -88,6 +88,15 @@ impl CodecKind {
         (self.sample_rate() / 1000 * ptime_ms) as usize
     }
 
+    /// Whether the decoder of this codec carries state that must follow the very encoder
+    /// that made the stream: G.722's ADPCM decoder does (a stream from another encoder
+    /// instance is decoded with the wrong predictor and scale until both drift together,
+    /// which takes hundreds of ms and sounds like a burst of wide-band noise); G.711 has no
+    /// state and libopus resynchronises on every packet.
+    pub fn needs_continuous_stream(self) -> bool {
+        self == CodecKind::G722
+    }
+
     /// RTP timestamp increment for a frame of `ptime_ms`.
     pub fn rtp_ticks_per_frame(self, ptime_ms: u32) -> u32 {
         self.clock_rate() / 1000 * ptime_ms
@@ -173,6 +182,20 @@ impl Encoder {
                 Ok(enc.encode(pcm, out))
             }
             EncoderInner::Opus(enc) => Ok(enc.encode(pcm, out)?),
+        }
+    }
+
+    /// Takes over `other`'s coding state, so that a decoder that followed `other`'s stream
+    /// can follow this encoder's next frame seamlessly. Returns false (and changes
+    /// nothing) where the codec has no state worth copying or the kinds differ.
+    /// Does not allocate.
+    pub fn copy_state_from(&mut self, other: &Encoder) -> bool {
+        match (&mut self.inner, &other.inner) {
+            (EncoderInner::G722(mine), EncoderInner::G722(theirs)) => {
+                mine.clone_from(theirs);
+                true
+            }
+            _ => false,
         }
     }
 

@@ -7,18 +7,25 @@
 //! each mixed speaker gets "sum minus me" through its own limiter, resampler and encoder.
 //!
 //! Codec state: G.722 and Opus encoders are stateful, and a participant that becomes a
-//! mixed speaker switches from the shared encoder to its own (and back). Its decoder then
-//! sees a stream from another encoder instance: G.722's ADPCM predictor re-converges within
-//! a few ms and Opus decoders accept it (each packet is decodable), at worst a short
-//! artefact at the switch. The resampler and limiter on the way are primed with what the
-//! participant heard the tick before, so those do not click.
+//! mixed speaker switches from the shared encoder to its own (and back). Opus decoders accept
+//! a stream from another encoder instance (each packet is decodable). G.722's ADPCM decoder
+//! does not: fed another encoder's codes it runs with the wrong predictor and scale for
+//! hundreds of ms (speech at the wrong level under wide-band noise; issue 13 measured PESQ
+//! 1.17 where 2.70 was possible). So a G.722 listener's decoder only ever follows one
+//! encoder: G.722 listeners are never forwarded a talker's payload nor given a canned
+//! silence frame; they hear the shared encoder, which keeps running (on silence too) and
+//! never restarts, and a participant moving to its own encoder starts that encoder from
+//! the shared encoder's state. A lone G.722 talker hears its own encoder. The way back from
+//! its own encoder to the shared one is the remaining switch. The resampler and limiter on
+//! the way are primed with what the participant heard the tick before, so those do not
+//! click.
 //!
 //! Deaf participants get a shared, pre-encoded silence frame of their codec (not nothing),
 //! so their RTP stream, NAT bindings and the far end's jitter buffer stay alive.
 //!
 //! Most of a meeting is one person talking, and then nothing needs encoding at all: the
 //! lone talker hears "everyone but me", which is silence, so it gets the silence frame; a
-//! listener on the talker's codec gets the talker's own received payload, byte for byte
+//! listener on the talker's codec (G.711 or Opus) gets the talker's own received payload, byte for byte
 //! (no second generation of coding loss, no encoder run). That needs the payload
 //! (`put_encoded_frame`), a gain within [`FORWARD_MAX_GAIN_DB`] of unity and no noise
 //! suppression, since forwarding skips both. Listeners on other codecs get the shared mix.
@@ -315,6 +322,9 @@ struct SharedCodec {
     produced_last_tick: bool,
     silence: Box<[u8]>,
     silence_len: usize,
+    /// For codecs whose decoders must follow one encoder (G.722): the shared encoder's state
+    /// before this tick's frame, which a listener moving to its own encoder continues from.
+    before: Option<Encoder>,
 }
 
 /// Fixed-size event queue: the oldest event is dropped when nobody polls.
@@ -619,7 +629,13 @@ impl Room {
             for _ in 0..5 {
                 silence_len = silence_encoder.encode(&zeros, &mut silence)?;
             }
+            let before = if codec.needs_continuous_stream() {
+                Some(Encoder::new(codec)?)
+            } else {
+                None
+            };
             self.codecs[ci] = Some(SharedCodec {
+                before,
                 encoder: Encoder::new(codec)?,
                 payload: vec![0; cap].into_boxed_slice(),
                 payload_len: 0,
@@ -735,6 +751,7 @@ impl Room {
         // Only a participant that can be selected this tick can be the lone talker: copying
         // every listener's payload too was 3 % of the server's CPU in rooms of ten.
         let candidate = forwarding
+            && !p.codec.needs_continuous_stream()
             && !p.muted
             && p.heard_as_sent(agc_on)
             && (p.talker.is_talking() || p.talker.is_possible_onset(p.level));
@@ -1018,9 +1035,19 @@ impl Room {
         for (i, p) in self.participants.iter_mut().enumerate() {
             // Without shared encoding (the conventional baseline) nothing is skipped.
             let hears_nothing = shared_encoding && (nobody_mixed || lone == Some(i));
-            let route = if p.deaf || hears_nothing {
+            // A G.722 decoder must keep following one encoder: it hears the shared encoder
+            // even while that encodes silence, and a lone talker its own (see the module doc).
+            let continuous = p.codec.needs_continuous_stream();
+            let route = if p.deaf || (hears_nothing && !continuous) {
                 plan.silence_frames += 1;
                 Route::Silence
+            } else if hears_nothing && lone == Some(i) {
+                Route::Own
+            } else if hears_nothing {
+                plan.shared_listeners += 1;
+                codecs[codec_index(p.codec)] = true;
+                rates[rate_index(p.codec.sample_rate())] = true;
+                Route::Shared
             } else if forward_codec == Some(p.codec) {
                 plan.forwarded += 1;
                 Route::Forward
@@ -1042,7 +1069,10 @@ impl Room {
         let Some(p) = self.participants.get(i) else {
             return false;
         };
-        self.config.forward_lone_talker && p.has_received && p.heard_as_sent(self.config.agc)
+        self.config.forward_lone_talker
+            && !p.codec.needs_continuous_stream()
+            && p.has_received
+            && p.heard_as_sent(self.config.agc)
     }
 
     /// Limits, converts and encodes the common mix once for all its listeners.
@@ -1099,6 +1129,9 @@ impl Room {
             if !codec.produced_last_tick {
                 codec.encoder.reset();
             }
+            if let Some(before) = &mut codec.before {
+                before.copy_state_from(&codec.encoder);
+            }
             match codec.encoder.encode(&rate.pcm, &mut codec.payload) {
                 Ok(n) => {
                     codec.payload_len = n;
@@ -1136,7 +1169,15 @@ impl Room {
             let switched = p.prev_route != Route::Own;
             if switched {
                 own.limiter.follow(limiter_before);
-                own.encoder.reset();
+                // A decoder that followed the shared stream continues with this encoder
+                // where the codec needs that (G.722); others start afresh.
+                let shared_before = self.codecs[codec_index(p.codec)]
+                    .as_ref()
+                    .and_then(|c| c.before.as_ref())
+                    .filter(|_| p.prev_route == Route::Shared);
+                if !shared_before.is_some_and(|b| own.encoder.copy_state_from(b)) {
+                    own.encoder.reset();
+                }
             }
             own.limiter.process(sum, &mut own.mix);
             match &mut own.downsampler {
