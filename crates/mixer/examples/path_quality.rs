@@ -376,6 +376,9 @@ fn through_room(
         };
         heard.extend_from_slice(&out[..n]);
     }
+    if std::env::var_os("PATH_QUALITY_JITTER").is_some() {
+        eprintln!("{}-{}: {:?}", name(a), name(b), jitter.stats());
+    }
     if !trace.is_empty() {
         eprintln!("{}-{}: {trace}", name(a), name(b));
     }

@@ -29,6 +29,8 @@
 //! (no second generation of coding loss, no encoder run). That needs the payload
 //! (`put_encoded_frame`), a gain within [`FORWARD_MAX_GAIN_DB`] of unity and no noise
 //! suppression, since forwarding skips both. Listeners on other codecs get the shared mix.
+//! A listener on the other G.711 law gets the payload converted by table, byte for byte
+//! (A-law ↔ µ-law, G.711 §4), not decoded and encoded again.
 //! Such a talker is also mixed at unity gain, so that a concealed frame (a lost packet leaves
 //! nothing to forward) keeps the level of the forwarded frames around it.
 //! When nobody is mixed at all, everyone gets the silence frame. An encoder that resumes
@@ -44,6 +46,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use media::codec::{CodecKind, Encoder};
+use media::g711;
 use media::opus::OPUS_MAX_PACKET;
 use media::resample::Resampler;
 
@@ -137,6 +140,17 @@ enum Route {
     Silence,
     /// The lone talker's received payload.
     Forward,
+    /// The lone talker's G.711 payload converted to the other law, byte by byte.
+    ForwardConverted,
+}
+
+/// Whether a payload of `from` reaches a listener on `to` by a per-byte table (G.711's
+/// A-law ↔ µ-law conversion) instead of decoding, mixing and encoding.
+fn converts_by_table(from: CodecKind, to: CodecKind) -> bool {
+    matches!(
+        (from, to),
+        (CodecKind::Pcma, CodecKind::Pcmu) | (CodecKind::Pcmu, CodecKind::Pcma)
+    )
 }
 
 fn codec_index(kind: CodecKind) -> usize {
@@ -395,6 +409,9 @@ pub struct Room {
     top: Vec<(f32, usize)>,
     /// This tick's lone talker whose payload is forwarded (participant index).
     forward_from: Option<usize>,
+    /// That payload in the other G.711 law, when a listener needs it.
+    forward_converted: Box<[u8]>,
+    forward_converted_len: usize,
     events: EventRing,
     recording: bool,
     zeros: Box<[i16]>,
@@ -453,6 +470,9 @@ impl Room {
             max_speakers: k,
             top: Vec::with_capacity(k),
             forward_from: None,
+            forward_converted: vec![0; payload_capacity(CodecKind::Pcmu, config.ptime_ms)]
+                .into_boxed_slice(),
+            forward_converted_len: 0,
             events: EventRing::new(
                 MIN_EVENT_CAPACITY.max(config.max_participants.saturating_mul(2).min(1 << 16)),
             ),
@@ -817,6 +837,10 @@ impl Room {
                     shared: true,
                 })
             }
+            Route::ForwardConverted => Some(OutputFrame {
+                payload: self.forward_converted.get(..self.forward_converted_len)?,
+                shared: true,
+            }),
         }
     }
 
@@ -831,7 +855,7 @@ impl Room {
                 .map(|r| &r.pcm[..]),
             Route::Silence => self.zeros.get(..p.own.pcm.len()),
             // The talker's frame of this tick: `end_tick` has rotated it to `prev_input`.
-            Route::Forward => self
+            Route::Forward | Route::ForwardConverted => self
                 .participants
                 .get(self.forward_from?)
                 .map(|talker| &talker.prev_input[..]),
@@ -1032,6 +1056,7 @@ impl Room {
             .forward_from
             .and_then(|i| self.participants.get(i))
             .map(|p| p.codec);
+        let mut convert = false;
         for (i, p) in self.participants.iter_mut().enumerate() {
             // Without shared encoding (the conventional baseline) nothing is skipped.
             let hears_nothing = shared_encoding && (nobody_mixed || lone == Some(i));
@@ -1051,6 +1076,10 @@ impl Room {
             } else if forward_codec == Some(p.codec) {
                 plan.forwarded += 1;
                 Route::Forward
+            } else if forward_codec.is_some_and(|from| converts_by_table(from, p.codec)) {
+                plan.forwarded += 1;
+                convert = true;
+                Route::ForwardConverted
             } else if shared_encoding && !p.selected {
                 plan.shared_listeners += 1;
                 codecs[codec_index(p.codec)] = true;
@@ -1061,6 +1090,17 @@ impl Room {
             };
             p.prev_route = p.route;
             p.route = route;
+        }
+        self.forward_converted_len = 0;
+        if let (true, Some(talker)) = (
+            convert,
+            self.forward_from.and_then(|i| self.participants.get(i)),
+        ) {
+            let payload = &talker.received[..talker.received_len];
+            self.forward_converted_len = match talker.codec {
+                CodecKind::Pcma => g711::alaw_to_ulaw_slice(payload, &mut self.forward_converted),
+                _ => g711::ulaw_to_alaw_slice(payload, &mut self.forward_converted),
+            };
         }
     }
 
