@@ -317,7 +317,14 @@ fn through_room(
     let id_c = join(&mut room, third)?;
     let mut silent_b = SilentLeg::new(b)?;
     let mut silent_c = SilentLeg::new(third)?;
-    let mut jitter = JitterBuffer::new(JitterConfig::new(a.clock_rate(), PTIME_MS));
+    let mut jitter_config = JitterConfig::new(a.clock_rate(), PTIME_MS);
+    if let Some(ms) = std::env::var("PATH_QUALITY_MIN_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        jitter_config.min_delay = Duration::from_millis(ms);
+    }
+    let mut jitter = JitterBuffer::new(jitter_config);
     let mut server_dec = Decoder::new(a)?;
     let mut phone_b = Decoder::new(b)?;
     let frame_a = a.samples_per_frame(PTIME_MS);
@@ -330,7 +337,10 @@ fn through_room(
     let mut pcm = vec![0i16; 1920];
     let mut out = vec![0i16; 1920];
     let mut next = 0;
+    // PATH_QUALITY_NO_LOOKAHEAD=1: no Opus FEC from the next packet (as before issue 13).
+    let lookahead = std::env::var_os("PATH_QUALITY_NO_LOOKAHEAD").is_none();
     let mut trace = String::new();
+    let mut looked_ahead = 0;
     for k in 0..ticks {
         let now = Duration::from_millis(k as u64 * u64::from(PTIME_MS)) + phase;
         while let Some(p) = packets.get(next).filter(|p| p.arrival <= now) {
@@ -348,8 +358,14 @@ fn through_room(
                     room.put_frame(id_a, &pcm[..frame_a]);
                 }
             }
-            Playout::Lost => {
-                let n = server_dec.conceal(&mut pcm[..frame_a]);
+            Playout::Lost { next } => {
+                let n = match next.filter(|_| lookahead) {
+                    Some(next) => {
+                        looked_ahead += 1;
+                        server_dec.conceal_before(next, &mut pcm[..frame_a])
+                    }
+                    None => server_dec.conceal(&mut pcm[..frame_a]),
+                };
                 pcm[n..frame_a].fill(0);
                 room.put_frame(id_a, &pcm[..frame_a]);
             }
@@ -377,7 +393,12 @@ fn through_room(
         heard.extend_from_slice(&out[..n]);
     }
     if std::env::var_os("PATH_QUALITY_JITTER").is_some() {
-        eprintln!("{}-{}: {:?}", name(a), name(b), jitter.stats());
+        eprintln!(
+            "{}-{}: {looked_ahead} looked ahead, {:?}",
+            name(a),
+            name(b),
+            jitter.stats()
+        );
     }
     if !trace.is_empty() {
         eprintln!("{}-{}: {trace}", name(a), name(b));

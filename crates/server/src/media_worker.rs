@@ -384,7 +384,9 @@ impl Session {
                 let decoded = self.decoder.decode(payload, heard).unwrap_or(0);
                 (decoded, (decoded == n).then_some(payload))
             }
-            Playout::Lost => (self.decoder.conceal(heard), None),
+            // Opus recovers a lost frame from the next packet's in-band FEC when that is here.
+            Playout::Lost { next: Some(next) } => (self.decoder.conceal_before(next, heard), None),
+            Playout::Lost { next: None } => (self.decoder.conceal(heard), None),
             Playout::Empty => (0, None),
         };
         if decoded < n {
