@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --release -p mixer --example path_quality -- \
 //!     [--python target/quality-venv/bin/python] [--out target/path-quality] \
-//!     [--paths pcmu:g722,opus:opus | --paths all] [--loss 3 --jitter 30 --spread 15 --seed 1]
+//!     [--paths pcmu:g722,opus:opus | --paths all] [--loss 3 --jitter 30 --spread 15 --seed 1] \
+//!     [--third pcmu] [--resampler ours|rubato-sinc|rubato-poly|rubato-fft]
 //! ```
 //!
 //! Speech (espeak-ng, brought to 8 and 16 kHz by sox and levelled to -20 dBov active speech)
@@ -14,7 +15,13 @@
 //! `--third` says otherwise). B's payloads are decoded as B's phone would and the second
 //! utterance is scored against the source with PESQ (P.862 narrow-band for 8 kHz listeners,
 //! P.862.2 wide-band for 16 kHz ones). The codec-only ceiling is the same speech through codec
-//! A then codec B, converted between their rates, without room, network or jitter buffer.
+//! A then codec B, converted between their rates (by `--resampler`; the room always uses ours),
+//! without room, network or jitter buffer.
+//!
+//! Debugging: `PATH_QUALITY_TRACE=1` prints per tick what B got (F forwarded, S shared encode,
+//! O own encode, . silence); `PATH_QUALITY_JITTER=1` the jitter buffer's counters;
+//! `PATH_QUALITY_NO_LOOKAHEAD=1` turns Opus FEC off; `PATH_QUALITY_MIN_DELAY_MS` sets the
+//! jitter buffer's floor.
 //!
 //! The WAV files stay in `--out` (`ref8.wav`, `ref16.wav`, `A-B-room.wav`, `A-B-codec.wav`).
 //! The Python needs `numpy` and `pesq` (`python3 -m venv target/quality-venv;
@@ -29,6 +36,9 @@ use media::jitter::{JitterBuffer, JitterConfig, Playout};
 use media::resample::Resampler;
 use media::wav::{parse_wav, write_wav};
 use mixer::{MixerConfig, ParticipantOptions, Room};
+
+#[path = "../../media/benches/support/rubato_adapter.rs"]
+mod rubato_adapter;
 
 /// Two Harvard sentences (IEEE 1969), the e2e tests' speech.
 const SPEECH: &str = "The birch canoe slid on the smooth planks. Glue the sheet to the dark \
@@ -49,6 +59,8 @@ struct Args {
     paths: Vec<(CodecKind, CodecKind)>,
     third: Option<CodecKind>,
     network: Network,
+    /// The converter of the codec-only cascade (`--resampler`): ours or one of rubato's.
+    resampler: Option<rubato_adapter::Kind>,
 }
 
 /// Seeded network between A's phone and the server.
@@ -97,6 +109,7 @@ fn parse_args() -> Res<Args> {
         out: PathBuf::from("target/path-quality"),
         paths: all_paths(),
         third: None,
+        resampler: None,
         network: Network {
             loss_percent: 0.0,
             delay_ms: 5.0,
@@ -125,6 +138,15 @@ fn parse_args() -> Res<Args> {
             "--jitter" => args.network.delay_ms = value.parse()?,
             "--spread" => args.network.spread_ms = value.parse()?,
             "--seed" => args.network.seed = value.parse()?,
+            "--resampler" => {
+                args.resampler = match value.as_str() {
+                    "ours" => None,
+                    "rubato-sinc" => Some(rubato_adapter::Kind::Sinc),
+                    "rubato-poly" => Some(rubato_adapter::Kind::Poly),
+                    "rubato-fft" => Some(rubato_adapter::Kind::Fft),
+                    _ => return Err(format!("unknown resampler {value}").into()),
+                }
+            }
             _ => return Err(format!("unknown option {flag}").into()),
         }
     }
@@ -408,15 +430,22 @@ fn through_room(
 
 /// The same speech through codec A then codec B, converted between their rates: the best
 /// any server could do without forwarding.
-fn codec_only(talker: &[i16], a: CodecKind, b: CodecKind) -> Res<Vec<i16>> {
+fn codec_only(
+    talker: &[i16],
+    a: CodecKind,
+    b: CodecKind,
+    rubato: Option<rubato_adapter::Kind>,
+) -> Res<Vec<i16>> {
     let (fa, fb) = (a.samples_per_frame(PTIME_MS), b.samples_per_frame(PTIME_MS));
     let mut enc_a = Encoder::new(a)?;
     let mut dec_a = Decoder::new(a)?;
     let mut enc_b = Encoder::new(b)?;
     let mut dec_b = Decoder::new(b)?;
-    let mut conv = (a.sample_rate() != b.sample_rate())
-        .then(|| Resampler::new(a.sample_rate(), b.sample_rate()))
-        .transpose()?;
+    let (ra, rb) = (a.sample_rate(), b.sample_rate());
+    let mut conv = (ra != rb).then(|| Resampler::new(ra, rb)).transpose()?;
+    let mut conv_rubato = rubato
+        .filter(|_| ra != rb)
+        .map(|kind| rubato_adapter::Rubato::new(kind, ra, rb, fa));
     let mut payload = vec![0u8; 1500];
     let mut pcm_a = vec![0i16; 1920];
     let mut pcm_b = vec![0i16; 1920];
@@ -426,13 +455,18 @@ fn codec_only(talker: &[i16], a: CodecKind, b: CodecKind) -> Res<Vec<i16>> {
         frame.resize(fa, 0);
         let n = enc_a.encode(&frame, &mut payload)?;
         let m = dec_a.decode(&payload[..n], &mut pcm_a)?;
-        let mid: &[i16] = match &mut conv {
-            Some(r) => {
+        let mid: &[i16] = match (&mut conv_rubato, &mut conv) {
+            (Some(r), _) => {
                 let k = r.process(&pcm_a[..m], &mut pcm_b);
                 pcm_b[k..fb].fill(0);
                 &pcm_b[..fb]
             }
-            None => &pcm_a[..m],
+            (None, Some(r)) => {
+                let k = r.process(&pcm_a[..m], &mut pcm_b);
+                pcm_b[k..fb].fill(0);
+                &pcm_b[..fb]
+            }
+            (None, None) => &pcm_a[..m],
         };
         let n = enc_b.encode(mid, &mut payload)?;
         let m = dec_b.decode(&payload[..n], &mut pcm_a)?;
@@ -470,7 +504,7 @@ fn main() -> Res<()> {
         let rate_b = b.sample_rate();
         let mode = if rate_b == 8000 { "nb" } else { "wb" };
         let (room, lost) = through_room(&talker, a, b, args.third.unwrap_or(b), args.network)?;
-        let cascade = codec_only(&talker, a, b)?;
+        let cascade = codec_only(&talker, a, b, args.resampler)?;
         let stem = format!("{}-{}", name(a), name(b));
         for (kind, heard) in [("codec", &cascade), ("room", &room)] {
             let path = args.out.join(format!("{stem}-{kind}.wav"));
