@@ -16,9 +16,10 @@
 //! silence frame; they hear the shared encoder, which keeps running (on silence too) and
 //! never restarts, and a participant moving to its own encoder starts that encoder from
 //! the shared encoder's state. A lone G.722 talker hears its own encoder. The way back from
-//! its own encoder to the shared one is the remaining switch. The resampler and limiter on
-//! the way are primed with what the participant heard the tick before, so those do not
-//! click.
+//! its own encoder to the shared one comes after the talker hang-over, during which its
+//! "everyone but me" is the shared mix: both encoders have coded the same signal long enough
+//! to agree (a test pins that). The resampler and limiter on the way are primed with what
+//! the participant heard the tick before, so those do not click.
 //!
 //! Deaf participants get a shared, pre-encoded silence frame of their codec (not nothing),
 //! so their RTP stream, NAT bindings and the far end's jitter buffer stay alive.

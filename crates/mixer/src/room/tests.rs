@@ -1219,3 +1219,35 @@ fn g722_listeners_hear_every_talk_spurt_clean_and_at_its_level() {
         }
     }
 }
+
+/// A G.722 talker that stops while another keeps talking moves from its own encoder back to
+/// the shared one; its decoder must go on hearing the other talker cleanly.
+#[test]
+fn a_g722_talker_that_stops_hears_the_other_talker_cleanly() {
+    let mut room = Room::new(no_agc());
+    let mut other = EncodingCaller::join(&mut room, CodecKind::G722, 440.0, -20.0);
+    let mut me = EncodingCaller::join(&mut room, CodecKind::G722, 1300.0, -20.0);
+    let _listener = room.add(ParticipantOptions::new(CodecKind::G722)).unwrap();
+    let mut phone = Decoder::new(CodecKind::G722).unwrap();
+    let mut pcm = [0i16; 320];
+    let mut after = Vec::new();
+    for tick in 0..150 {
+        phone_frame(&mut other, &mut room, true);
+        phone_frame(&mut me, &mut room, (20..60).contains(&tick));
+        room.tick();
+        let n = phone
+            .decode(room.output(me.caller.id).unwrap().payload, &mut pcm)
+            .unwrap();
+        // From the first tick I am no longer mixed (after my hang-over) on.
+        if tick >= 60 && (!after.is_empty() || !room.is_mixed(me.caller.id)) {
+            after.push(pcm[..n].to_vec());
+        }
+    }
+    assert!(after.len() > 60, "{} frames", after.len());
+    for (i, frame) in after.iter().enumerate() {
+        let a = amplitude(frame, 440.0, 16_000) / other.caller.amp;
+        assert!((0.89..1.12).contains(&a), "level {a:.2} in frame {i} after");
+        let wide = band_share_db(frame, 16_000, 4000.0, 8000.0);
+        assert!(wide < -45.0, "{wide:.1} dB above 4 kHz in frame {i} after");
+    }
+}
