@@ -20,7 +20,8 @@
 //!
 //! Debugging: `PATH_QUALITY_TRACE=1` prints per tick what B got (F forwarded, S shared encode,
 //! O own encode, . silence); `PATH_QUALITY_JITTER=1` the jitter buffer's counters;
-//! `PATH_QUALITY_NO_LOOKAHEAD=1` turns Opus FEC off; `PATH_QUALITY_MIN_DELAY_MS` sets the
+//! `PATH_QUALITY_NO_LOOKAHEAD=1` turns the server's Opus FEC off, `PATH_QUALITY_B_NO_FEC=1`
+//! that of B's phone; `PATH_QUALITY_MIN_DELAY_MS` sets the
 //! jitter buffer's floor.
 //!
 //! The WAV files stay in `--out` (`ref8.wav`, `ref16.wav`, `A-B-room.wav`, `A-B-codec.wav`).
@@ -363,6 +364,9 @@ fn through_room(
     let lookahead = std::env::var_os("PATH_QUALITY_NO_LOOKAHEAD").is_none();
     let mut trace = String::new();
     let mut looked_ahead = 0;
+    let mut b_pending: Option<Option<Vec<u8>>> = None;
+    // PATH_QUALITY_B_NO_FEC=1: B's phone conceals gaps without looking at the next packet.
+    let b_fec = std::env::var_os("PATH_QUALITY_B_NO_FEC").is_none();
     for k in 0..ticks {
         let now = Duration::from_millis(k as u64 * u64::from(PTIME_MS)) + phase;
         while let Some(p) = packets.get(next).filter(|p| p.arrival <= now) {
@@ -408,11 +412,18 @@ fn through_room(
                 '.'
             });
         }
-        let n = match room.output(id_b) {
-            Some(frame) => phone_b.decode(frame.payload, &mut out)?,
-            None => phone_b.conceal(&mut out[..frame_b]),
-        };
-        heard.extend_from_slice(&out[..n]);
+        // B's phone plays one tick behind what it receives (its jitter buffer), so that a
+        // frame the room leaves out (`Room::lost_upstream`) can be recovered from the FEC of
+        // the next one, as our server does for its callers.
+        let arrived = room.output(id_b).map(|frame| frame.payload.to_vec());
+        if let Some(due) = b_pending.replace(arrived) {
+            let n = match (due, b_pending.as_ref().and_then(Option::as_ref)) {
+                (Some(payload), _) => phone_b.decode(&payload, &mut out)?,
+                (None, Some(next)) if b_fec => phone_b.conceal_before(next, &mut out[..frame_b]),
+                (None, _) => phone_b.conceal(&mut out[..frame_b]),
+            };
+            heard.extend_from_slice(&out[..n]);
+        }
     }
     if std::env::var_os("PATH_QUALITY_JITTER").is_some() {
         eprintln!(

@@ -488,6 +488,9 @@ impl Session {
             self.encode_and_send(pcm, bufs, counts);
         } else if let Some(frame) = room.output(pid) {
             self.send_payload(frame.payload, &mut bufs.packet, counts);
+        } else if room.lost_upstream(pid) {
+            // The forwarded talker's packet was lost: pass the loss on (see `Room`).
+            self.sender.skip_lost(self.rtp_ticks_per_frame);
         }
     }
 }

@@ -1251,3 +1251,34 @@ fn a_g722_talker_that_stops_hears_the_other_talker_cleanly() {
         assert!(wide < -45.0, "{wide:.1} dB above 4 kHz in frame {i} after");
     }
 }
+
+/// A forwarded Opus talker whose packet is lost upstream leaves its forwarded listeners a
+/// gap (their decoders conceal within the talker's own stream, or use its FEC) instead of
+/// one frame from our encoder; listeners on other codecs still get the mix.
+#[test]
+fn an_opus_packet_lost_upstream_is_passed_on_as_a_gap() {
+    let mut room = Room::new(MixerConfig::default());
+    let mut talker = EncodingCaller::join(&mut room, CodecKind::Opus, 440.0, -20.0);
+    let opus = room.add(ParticipantOptions::new(CodecKind::Opus)).unwrap();
+    let pcmu = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    for _ in 0..10 {
+        talker.speak(&mut room);
+        room.tick();
+        assert!(!room.lost_upstream(opus));
+        assert_eq!(room.output(opus).unwrap().payload, talker.sent());
+    }
+    // Lost upstream: the server conceals and hands over PCM only.
+    let concealed = talker.caller.frame(20);
+    room.put_frame(talker.caller.id, &concealed);
+    room.tick();
+    assert!(room.lost_upstream(opus));
+    assert!(room.output(opus).is_none());
+    assert_eq!(room.stats().mix_plan.gaps, 1);
+    assert!(!room.lost_upstream(pcmu));
+    assert!(room.output(pcmu).is_some());
+    // The next packet is forwarded again.
+    talker.speak(&mut room);
+    room.tick();
+    assert!(!room.lost_upstream(opus));
+    assert_eq!(room.output(opus).unwrap().payload, talker.sent());
+}
