@@ -58,7 +58,7 @@ impl Fleet {
         jb.push(seq, ts, &self.payload, arrival);
         let played = match jb.pop(tick) {
             Playout::Frame { payload, .. } => payload.len(),
-            Playout::Lost => 1,
+            Playout::Lost { .. } => 1,
             Playout::Empty => 0,
         };
         self.next += 1;

@@ -197,9 +197,114 @@ pub fn alaw_decode_slice(codes: &[u8], out: &mut [i16]) -> usize {
     n
 }
 
+/// The code of the other law whose reconstruction is nearest `value` (ties to the code whose
+/// magnitude is smaller, as G.711's conversion tables round towards zero).
+const fn nearest_code(value: i16, decode: &[i16; 256]) -> u8 {
+    let mut best = 0usize;
+    let mut best_err = i32::MAX;
+    let mut c = 0;
+    while c < 256 {
+        let d = decode[c] as i32;
+        // Same sign only, so that the sign bit carries over unchanged.
+        if (d >= 0) == (value >= 0) || d == 0 {
+            let err = (d - value as i32).abs();
+            if err < best_err || (err == best_err && d.abs() < (decode[best] as i32).abs()) {
+                best_err = err;
+                best = c;
+            }
+        }
+        c += 1;
+    }
+    best as u8
+}
+
+/// A-law code → µ-law code with the nearest reconstruction (ITU-T G.711 §4 conversion).
+static ALAW_TO_ULAW: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = nearest_code(ALAW_DECODE[i], &ULAW_DECODE);
+        i += 1;
+    }
+    t
+};
+
+/// µ-law code → A-law code with the nearest reconstruction.
+static ULAW_TO_ALAW: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = nearest_code(ULAW_DECODE[i], &ALAW_DECODE);
+        i += 1;
+    }
+    t
+};
+
+/// Converts A-law codes to µ-law codes, one lookup per byte: a PCMA talker reaches PCMU
+/// listeners without decoding, mixing or encoding; returns bytes written.
+pub fn alaw_to_ulaw_slice(codes: &[u8], out: &mut [u8]) -> usize {
+    let n = codes.len().min(out.len());
+    for (o, &c) in out.iter_mut().zip(codes) {
+        *o = ALAW_TO_ULAW[usize::from(c)];
+    }
+    n
+}
+
+/// Converts µ-law codes to A-law codes, one lookup per byte; returns bytes written.
+pub fn ulaw_to_alaw_slice(codes: &[u8], out: &mut [u8]) -> usize {
+    let n = codes.len().min(out.len());
+    for (o, &c) in out.iter_mut().zip(codes) {
+        *o = ULAW_TO_ALAW[usize::from(c)];
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn law_conversion_is_no_worse_than_decoding_and_encoding_again() {
+        for code in 0..=255u8 {
+            let a = i32::from(alaw_decode(code));
+            let mut u = [0u8];
+            alaw_to_ulaw_slice(&[code], &mut u);
+            let by_table = (i32::from(ulaw_decode(u[0])) - a).abs();
+            let by_pcm = (i32::from(ulaw_decode(ulaw_encode(a as i16))) - a).abs();
+            assert!(by_table <= by_pcm, "A {code:#04x}: {by_table} vs {by_pcm}");
+            let m = i32::from(ulaw_decode(code));
+            let mut back = [0u8];
+            ulaw_to_alaw_slice(&[code], &mut back);
+            let by_table = (i32::from(alaw_decode(back[0])) - m).abs();
+            let by_pcm = (i32::from(alaw_decode(alaw_encode(m as i16))) - m).abs();
+            assert!(by_table <= by_pcm, "u {code:#04x}: {by_table} vs {by_pcm}");
+        }
+    }
+
+    #[test]
+    fn law_conversion_keeps_sign_and_round_trips_where_a_law_is_finer() {
+        // Above the smallest segments A-law and µ-law steps match, so A→µ→A is exact there
+        // (G.711 §4: transparent for most codes).
+        let mut exact = 0;
+        for code in 0..=255u8 {
+            let mut u = [0u8];
+            let mut a = [0u8];
+            alaw_to_ulaw_slice(&[code], &mut u);
+            ulaw_to_alaw_slice(&u, &mut a);
+            let (x, y) = (alaw_decode(code), ulaw_decode(u[0]));
+            assert!(
+                x.signum() == y.signum() || y == 0,
+                "{code:#04x}: {x} -> {y}"
+            );
+            if a[0] == code {
+                exact += 1;
+            }
+        }
+        assert!(
+            exact >= 200,
+            "only {exact} of 256 A-law codes survive A→µ→A"
+        );
+    }
 
     #[test]
     fn ulaw_known_code_points() {

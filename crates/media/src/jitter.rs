@@ -89,7 +89,11 @@ pub enum Playout<'a> {
         level: Option<u8>,
     },
     /// A frame is missing (lost, late, or the buffer is stretching): conceal one frame.
-    Lost,
+    Lost {
+        /// The payload due right after the missing frame, if it is already here: Opus can
+        /// recover the missing frame from its in-band FEC (RFC 6716 §2.1.7).
+        next: Option<&'a [u8]>,
+    },
     /// Nothing to play: not started, between talk spurts, or a longer packet still covers
     /// this tick.
     Empty,
@@ -573,6 +577,27 @@ impl JitterBuffer {
         })
     }
 
+    /// A `Lost` playout with the payload due right after the concealed frame, if here.
+    fn lost(&self) -> Playout<'_> {
+        Playout::Lost {
+            next: self.next_payload(),
+        }
+    }
+
+    /// The payload due right after a frame `pop` has just concealed (as in `Playout::Lost`).
+    fn next_payload(&self) -> Option<&[u8]> {
+        if !self.playing {
+            return None;
+        }
+        let s = self.slots[self.slot_index(self.next_seq)];
+        let half = self.frame / 2;
+        let due = (self.play_ts - half..=self.play_ts + half).contains(&s.ts);
+        (s.state == SlotState::Buffered && s.seq == self.next_seq && due).then(|| {
+            let start = self.slot_index(s.seq) * self.cfg.max_payload;
+            &self.storage[start..start + s.len]
+        })
+    }
+
     /// Returns what to play for the tick at `now`; call once per frame.
     pub fn pop(&mut self, now: Instant) -> Playout<'_> {
         let Some(epoch) = self.epoch else {
@@ -596,7 +621,7 @@ impl JitterBuffer {
             }
             self.play_ts += self.frame;
             self.stats.concealed += 1;
-            return Playout::Lost;
+            return self.lost();
         };
         let half = self.frame / 2;
         if self.playing {
@@ -626,7 +651,7 @@ impl JitterBuffer {
         if self.lag < self.target - half {
             // Target grew: play this tick from concealment and keep the packet.
             self.stats.concealed += 1;
-            return Playout::Lost;
+            return self.lost();
         }
         // Far too deep (e.g. after the worker skipped ticks while the box was overloaded):
         // drain faster than the inaudible once-a-second drop, or the backlog stays for minutes.
@@ -653,7 +678,7 @@ impl JitterBuffer {
                 None => {
                     self.play_ts += self.frame;
                     self.stats.concealed += 1;
-                    return Playout::Lost;
+                    return self.lost();
                 }
             }
         }
@@ -674,7 +699,7 @@ impl JitterBuffer {
             if expected <= self.play_ts - self.frame + half {
                 self.stats.lost += 1;
                 self.next_seq = self.next_seq.wrapping_add(1);
-                return Playout::Lost;
+                return self.lost();
             }
             return Playout::Empty;
         }
@@ -724,7 +749,7 @@ mod tests {
             Playout::Frame {
                 payload, rtp_ts, ..
             } => Out::Frame(payload[0], rtp_ts),
-            Playout::Lost => Out::Lost,
+            Playout::Lost { .. } => Out::Lost,
             Playout::Empty => Out::Empty,
         }
     }
@@ -793,6 +818,31 @@ mod tests {
         assert_eq!(st.received, 50);
         assert_eq!((st.lost, st.late, st.duplicates), (0, 0, 0));
         assert_eq!(st.target_delay, Duration::from_millis(10));
+    }
+
+    /// A concealed gap offers the packet after it (for Opus FEC) once that has arrived,
+    /// and nothing while it has not.
+    #[test]
+    fn after_a_loss_the_next_packet_is_offered_when_it_is_here() {
+        let mut jb = JitterBuffer::with_rate(8000, 20);
+        let t0 = Instant::now();
+        let mut offered = Vec::new();
+        for tick in 0..30u16 {
+            let now = t0 + Duration::from_millis(u64::from(tick) * FRAME_MS);
+            // Packet 10 never comes; packet 20 is lost and 21 comes 30 ms late.
+            for i in [tick, tick.wrapping_sub(2)] {
+                let late = i == 21;
+                if i != 10 && i != 20 && (i == tick) != late && i < 30 {
+                    jb.push(i, u32::from(i) * 160, &[i as u8; 160], now);
+                }
+            }
+            if let Playout::Lost { next } = jb.pop(now) {
+                offered.push((tick, next.map(|p| p[0])));
+            }
+        }
+        // Packet 11 is waiting when 10 is concealed; 21 is not yet when 20 is (what follows
+        // is the buffer stretching for the late 21).
+        assert_eq!(offered[..2], [(11, Some(11)), (21, None)], "{offered:?}");
     }
 
     #[test]

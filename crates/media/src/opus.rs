@@ -53,7 +53,10 @@ impl Default for OpusConfig {
     fn default() -> Self {
         Self {
             complexity: 5,
-            bitrate: None,
+            // libopus's automatic choice was about 11 kbit/s for 16 kHz voice here, too little
+            // for wide-band speech and for LBRR (FEC) data on top; 32 kbit/s is WebRTC's
+            // wide-band default (clean Opus->Opus PESQ through a room 2.67 -> 2.92 offline).
+            bitrate: Some(32_000),
             inband_fec: true,
             packet_loss_percent: 5,
             dtx: false,

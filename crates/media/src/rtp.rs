@@ -363,6 +363,14 @@ impl RtpSender {
         Ok(n)
     }
 
+    /// Accounts a frame that was lost before we could send it (a forwarded talker's packet
+    /// lost upstream): sequence number and timestamp advance as if it had been sent, so the
+    /// receiver sees the loss and conceals it (or recovers it from the next packet's FEC).
+    pub fn skip_lost(&mut self, ticks: u32) {
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(ticks);
+    }
+
     /// Advances the timestamp for a frame not sent (silence suppression/DTX): the sequence
     /// number stays, so the receiver sees no loss (RFC 3551 §4.1).
     pub fn skip(&mut self, ticks: u32) {
@@ -974,6 +982,12 @@ mod tests {
         assert_eq!((p.sequence, p.timestamp), (0, 219));
         assert_eq!(s.packets_sent, 2);
         assert_eq!(s.octets_sent, 320);
+        // A frame lost upstream: the receiver must see a sequence gap of one frame.
+        s.skip_lost(160);
+        let n = s.write(&mut buf, 0, false, &[0; 160], 160).unwrap();
+        let p = parse_rtp(&buf[..n]).unwrap();
+        assert_eq!((p.sequence, p.timestamp), (2, 539));
+        assert_eq!(s.packets_sent, 3);
     }
 
     #[test]

@@ -111,6 +111,9 @@ fn bench(c: &mut Criterion) {
             1,
         ),
         ("opus_shared_nobody_talking", 10, CodecKind::Opus, true, 0),
+        // G.722 listeners hear the shared encoder even in silence (issue 13).
+        ("g722_shared_nobody_talking", 10, CodecKind::G722, true, 0),
+        ("g722_shared_one_talker", 10, CodecKind::G722, true, 1),
     ];
     for &(name, n, codec, shared, talkers) in cases {
         let mut s = setup(n, codec, shared, talkers);

@@ -7,21 +7,36 @@
 //! each mixed speaker gets "sum minus me" through its own limiter, resampler and encoder.
 //!
 //! Codec state: G.722 and Opus encoders are stateful, and a participant that becomes a
-//! mixed speaker switches from the shared encoder to its own (and back). Its decoder then
-//! sees a stream from another encoder instance: G.722's ADPCM predictor re-converges within
-//! a few ms and Opus decoders accept it (each packet is decodable), at worst a short
-//! artefact at the switch. The resampler and limiter on the way are primed with what the
-//! participant heard the tick before, so those do not click.
+//! mixed speaker switches from the shared encoder to its own (and back). Opus decoders accept
+//! a stream from another encoder instance (each packet is decodable). G.722's ADPCM decoder
+//! does not: fed another encoder's codes it runs with the wrong predictor and scale for
+//! hundreds of ms (speech at the wrong level under wide-band noise; issue 13 measured PESQ
+//! 1.17 where 2.70 was possible). So a G.722 listener's decoder only ever follows one
+//! encoder: G.722 listeners are never forwarded a talker's payload nor given a canned
+//! silence frame; they hear the shared encoder, which keeps running (on silence too) and
+//! never restarts, and a participant moving to its own encoder starts that encoder from
+//! the shared encoder's state. A lone G.722 talker hears its own encoder. The way back from
+//! its own encoder to the shared one comes after the talker hang-over, during which its
+//! "everyone but me" is the shared mix: both encoders have coded the same signal long enough
+//! to agree (a test pins that). The resampler and limiter on the way are primed with what
+//! the participant heard the tick before, so those do not click.
 //!
 //! Deaf participants get a shared, pre-encoded silence frame of their codec (not nothing),
 //! so their RTP stream, NAT bindings and the far end's jitter buffer stay alive.
 //!
 //! Most of a meeting is one person talking, and then nothing needs encoding at all: the
 //! lone talker hears "everyone but me", which is silence, so it gets the silence frame; a
-//! listener on the talker's codec gets the talker's own received payload, byte for byte
+//! listener on the talker's codec (G.711 or Opus) gets the talker's own received payload, byte for byte
 //! (no second generation of coding loss, no encoder run). That needs the payload
 //! (`put_encoded_frame`), a gain within [`FORWARD_MAX_GAIN_DB`] of unity and no noise
 //! suppression, since forwarding skips both. Listeners on other codecs get the shared mix.
+//! A listener on the other G.711 law gets the payload converted by table, byte for byte
+//! (A-law ↔ µ-law, G.711 §4), not decoded and encoded again.
+//! When a forwarded Opus talker's packet is lost before it reaches us, its forwarded
+//! listeners get nothing that tick and the caller passes the loss on (`lost_upstream`):
+//! their decoders conceal within the talker's own stream, or recover the frame from the FEC
+//! of its next packet, where one frame from our encoder would be a switch of streams
+//! (offline, Opus->Opus at 3 % loss: -0.56 -> -0.20 PESQ with a listener that uses FEC).
 //! Such a talker is also mixed at unity gain, so that a concealed frame (a lost packet leaves
 //! nothing to forward) keeps the level of the forwarded frames around it.
 //! When nobody is mixed at all, everyone gets the silence frame. An encoder that resumes
@@ -37,6 +52,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use media::codec::{CodecKind, Encoder};
+use media::g711;
 use media::opus::OPUS_MAX_PACKET;
 use media::resample::Resampler;
 
@@ -98,6 +114,8 @@ pub struct MixPlan {
     pub silence_frames: u32,
     /// Listeners that received the lone talker's own payload.
     pub forwarded: u32,
+    /// Forwarded listeners left a gap because the talker's packet was lost upstream.
+    pub gaps: u32,
     /// Input frames converted to the mix rate (including noise suppression chains).
     pub input_resamples: u32,
     /// Mixes converted from the mix rate to a codec rate.
@@ -130,6 +148,21 @@ enum Route {
     Silence,
     /// The lone talker's received payload.
     Forward,
+    /// The lone talker's G.711 payload converted to the other law, byte by byte.
+    ForwardConverted,
+    /// Nothing: the forwarded Opus talker's packet of this tick was lost on its way to us,
+    /// and the listener's decoder, which follows the talker's own stream, conceals it better
+    /// (with the FEC in the talker's next packet) than our encoder could stand in for it.
+    Gap,
+}
+
+/// Whether a payload of `from` reaches a listener on `to` by a per-byte table (G.711's
+/// A-law ↔ µ-law conversion) instead of decoding, mixing and encoding.
+fn converts_by_table(from: CodecKind, to: CodecKind) -> bool {
+    matches!(
+        (from, to),
+        (CodecKind::Pcma, CodecKind::Pcmu) | (CodecKind::Pcmu, CodecKind::Pcma)
+    )
 }
 
 fn codec_index(kind: CodecKind) -> usize {
@@ -315,6 +348,9 @@ struct SharedCodec {
     produced_last_tick: bool,
     silence: Box<[u8]>,
     silence_len: usize,
+    /// For codecs whose decoders must follow one encoder (G.722): the shared encoder's state
+    /// before this tick's frame, which a listener moving to its own encoder continues from.
+    before: Option<Encoder>,
 }
 
 /// Fixed-size event queue: the oldest event is dropped when nobody polls.
@@ -385,6 +421,11 @@ pub struct Room {
     top: Vec<(f32, usize)>,
     /// This tick's lone talker whose payload is forwarded (participant index).
     forward_from: Option<usize>,
+    /// This tick's lone Opus talker that was forwarded but whose packet is missing.
+    gap_from: Option<usize>,
+    /// That payload in the other G.711 law, when a listener needs it.
+    forward_converted: Box<[u8]>,
+    forward_converted_len: usize,
     events: EventRing,
     recording: bool,
     zeros: Box<[i16]>,
@@ -443,6 +484,10 @@ impl Room {
             max_speakers: k,
             top: Vec::with_capacity(k),
             forward_from: None,
+            gap_from: None,
+            forward_converted: vec![0; payload_capacity(CodecKind::Pcmu, config.ptime_ms)]
+                .into_boxed_slice(),
+            forward_converted_len: 0,
             events: EventRing::new(
                 MIN_EVENT_CAPACITY.max(config.max_participants.saturating_mul(2).min(1 << 16)),
             ),
@@ -619,7 +664,13 @@ impl Room {
             for _ in 0..5 {
                 silence_len = silence_encoder.encode(&zeros, &mut silence)?;
             }
+            let before = if codec.needs_continuous_stream() {
+                Some(Encoder::new(codec)?)
+            } else {
+                None
+            };
             self.codecs[ci] = Some(SharedCodec {
+                before,
                 encoder: Encoder::new(codec)?,
                 payload: vec![0; cap].into_boxed_slice(),
                 payload_len: 0,
@@ -735,6 +786,7 @@ impl Room {
         // Only a participant that can be selected this tick can be the lone talker: copying
         // every listener's payload too was 3 % of the server's CPU in rooms of ten.
         let candidate = forwarding
+            && !p.codec.needs_continuous_stream()
             && !p.muted
             && p.heard_as_sent(agc_on)
             && (p.talker.is_talking() || p.talker.is_possible_onset(p.level));
@@ -769,8 +821,17 @@ impl Room {
         self.stats.ticks += 1;
     }
 
+    /// Whether `id` gets no payload this tick because the Opus talker forwarded to it lost
+    /// this tick's packet on the way to us: the caller should account the frame as lost
+    /// (advance RTP sequence number and timestamp without sending), so that the listener's
+    /// decoder conceals it, or recovers it from the FEC of the talker's next packet.
+    pub fn lost_upstream(&self, id: ParticipantId) -> bool {
+        self.get(id).is_some_and(|p| p.route == Route::Gap)
+    }
+
     /// This tick's encoded payload for `id`, and whether it is the shared payload; `None`
-    /// for unknown ids, before the participant's first tick, or if its encoder failed.
+    /// for unknown ids, before the participant's first tick, if its encoder failed, or
+    /// while [`lost_upstream`](Self::lost_upstream).
     pub fn output(&self, id: ParticipantId) -> Option<OutputFrame<'_>> {
         let p = self.get(id)?;
         match p.route {
@@ -800,6 +861,11 @@ impl Room {
                     shared: true,
                 })
             }
+            Route::ForwardConverted => Some(OutputFrame {
+                payload: self.forward_converted.get(..self.forward_converted_len)?,
+                shared: true,
+            }),
+            Route::Gap => None,
         }
     }
 
@@ -814,9 +880,14 @@ impl Room {
                 .map(|r| &r.pcm[..]),
             Route::Silence => self.zeros.get(..p.own.pcm.len()),
             // The talker's frame of this tick: `end_tick` has rotated it to `prev_input`.
-            Route::Forward => self
+            Route::Forward | Route::ForwardConverted => self
                 .participants
                 .get(self.forward_from?)
+                .map(|talker| &talker.prev_input[..]),
+            // The talker's concealed frame.
+            Route::Gap => self
+                .participants
+                .get(self.gap_from?)
                 .map(|talker| &talker.prev_input[..]),
         }
     }
@@ -1015,15 +1086,37 @@ impl Room {
             .forward_from
             .and_then(|i| self.participants.get(i))
             .map(|p| p.codec);
+        self.gap_from = lone.filter(|&i| self.forward_gap(i));
+        let mut convert = false;
         for (i, p) in self.participants.iter_mut().enumerate() {
             // Without shared encoding (the conventional baseline) nothing is skipped.
             let hears_nothing = shared_encoding && (nobody_mixed || lone == Some(i));
-            let route = if p.deaf || hears_nothing {
+            // A G.722 decoder must keep following one encoder: it hears the shared encoder
+            // even while that encodes silence, and a lone talker its own (see the module doc).
+            let continuous = p.codec.needs_continuous_stream();
+            let route = if p.deaf || (hears_nothing && !continuous) {
                 plan.silence_frames += 1;
                 Route::Silence
+            } else if hears_nothing && lone == Some(i) {
+                Route::Own
+            } else if hears_nothing {
+                plan.shared_listeners += 1;
+                codecs[codec_index(p.codec)] = true;
+                rates[rate_index(p.codec.sample_rate())] = true;
+                Route::Shared
             } else if forward_codec == Some(p.codec) {
                 plan.forwarded += 1;
                 Route::Forward
+            } else if self.gap_from.is_some()
+                && p.codec == CodecKind::Opus
+                && matches!(p.route, Route::Forward | Route::Gap)
+            {
+                plan.gaps += 1;
+                Route::Gap
+            } else if forward_codec.is_some_and(|from| converts_by_table(from, p.codec)) {
+                plan.forwarded += 1;
+                convert = true;
+                Route::ForwardConverted
             } else if shared_encoding && !p.selected {
                 plan.shared_listeners += 1;
                 codecs[codec_index(p.codec)] = true;
@@ -1035,6 +1128,17 @@ impl Room {
             p.prev_route = p.route;
             p.route = route;
         }
+        self.forward_converted_len = 0;
+        if let (true, Some(talker)) = (
+            convert,
+            self.forward_from.and_then(|i| self.participants.get(i)),
+        ) {
+            let payload = &talker.received[..talker.received_len];
+            self.forward_converted_len = match talker.codec {
+                CodecKind::Pcma => g711::alaw_to_ulaw_slice(payload, &mut self.forward_converted),
+                _ => g711::ulaw_to_alaw_slice(payload, &mut self.forward_converted),
+            };
+        }
     }
 
     /// Whether participant `i`, mixed alone, can be forwarded as received.
@@ -1042,7 +1146,22 @@ impl Room {
         let Some(p) = self.participants.get(i) else {
             return false;
         };
-        self.config.forward_lone_talker && p.has_received && p.heard_as_sent(self.config.agc)
+        self.config.forward_lone_talker
+            && !p.codec.needs_continuous_stream()
+            && p.has_received
+            && p.heard_as_sent(self.config.agc)
+    }
+
+    /// Whether participant `i`, mixed alone, is an Opus talker that would be forwarded but
+    /// whose packet of this tick is missing (lost or late upstream).
+    fn forward_gap(&self, i: usize) -> bool {
+        let Some(p) = self.participants.get(i) else {
+            return false;
+        };
+        self.config.forward_lone_talker
+            && p.codec == CodecKind::Opus
+            && !p.has_received
+            && p.heard_as_sent(self.config.agc)
     }
 
     /// Limits, converts and encodes the common mix once for all its listeners.
@@ -1099,6 +1218,9 @@ impl Room {
             if !codec.produced_last_tick {
                 codec.encoder.reset();
             }
+            if let Some(before) = &mut codec.before {
+                before.copy_state_from(&codec.encoder);
+            }
             match codec.encoder.encode(&rate.pcm, &mut codec.payload) {
                 Ok(n) => {
                     codec.payload_len = n;
@@ -1136,7 +1258,15 @@ impl Room {
             let switched = p.prev_route != Route::Own;
             if switched {
                 own.limiter.follow(limiter_before);
-                own.encoder.reset();
+                // A decoder that followed the shared stream continues with this encoder
+                // where the codec needs that (G.722); others start afresh.
+                let shared_before = self.codecs[codec_index(p.codec)]
+                    .as_ref()
+                    .and_then(|c| c.before.as_ref())
+                    .filter(|_| p.prev_route == Route::Shared);
+                if !shared_before.is_some_and(|b| own.encoder.copy_state_from(b)) {
+                    own.encoder.reset();
+                }
             }
             own.limiter.process(sum, &mut own.mix);
             match &mut own.downsampler {

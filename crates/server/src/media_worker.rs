@@ -680,7 +680,9 @@ impl Session {
                 let decoded = self.decoder.decode(payload, heard).unwrap_or(0);
                 (decoded, (decoded == n).then_some(payload))
             }
-            Playout::Lost => (self.decoder.conceal(heard), None),
+            // Opus recovers a lost frame from the next packet's in-band FEC when that is here.
+            Playout::Lost { next: Some(next) } => (self.decoder.conceal_before(next, heard), None),
+            Playout::Lost { next: None } => (self.decoder.conceal(heard), None),
             Playout::Empty => (0, None),
         };
         if decoded < n {
@@ -782,6 +784,9 @@ impl Session {
             self.encode_and_send(pcm, bufs, counts);
         } else if let Some(frame) = room.output(pid) {
             self.send_payload(frame.payload, &mut bufs.packet, counts);
+        } else if room.lost_upstream(pid) {
+            // The forwarded talker's packet was lost: pass the loss on (see `Room`).
+            self.sender.skip_lost(self.rtp_ticks_per_frame);
         }
     }
 }

@@ -238,9 +238,11 @@ fn shared_mix_is_encoded_once_per_codec_and_resampled_once_per_rate() {
     run(&mut room, &mut speakers, &[], 20, 0);
     let plan = room.stats().mix_plan;
     assert_eq!(plan.shared_encodes, 4, "{plan:?}");
-    // The lone speaker hears nobody: the silence frame, no encode of its own.
-    assert_eq!(plan.own_encodes, 0);
-    assert_eq!(plan.silence_frames, 1);
+    // The lone speaker hears nobody, but a G.722 decoder must keep following one encoder:
+    // its own, encoding the silence it hears (a silence frame of another encoder would
+    // derail its ADPCM state when others speak).
+    assert_eq!(plan.own_encodes, 1);
+    assert_eq!(plan.silence_frames, 0);
     // 8 kHz once for PCMU and PCMA together; G.722 and Opus take the 16 kHz mix as it is,
     // and so does the G.722 speaker's own mix and input.
     assert_eq!(plan.output_resamples, 1, "{plan:?}");
@@ -820,7 +822,7 @@ fn silence_frame(codec: CodecKind) -> Vec<u8> {
 
 #[test]
 fn a_lone_talker_is_forwarded_byte_for_byte_and_hears_silence() {
-    for codec in [CodecKind::Pcmu, CodecKind::G722, CodecKind::Opus] {
+    for codec in [CodecKind::Pcmu, CodecKind::Pcma, CodecKind::Opus] {
         let mut room = Room::new(MixerConfig::default());
         let mut talker = EncodingCaller::join(&mut room, codec, 440.0, -20.0);
         let mut listeners = Vec::new();
@@ -828,8 +830,12 @@ fn a_lone_talker_is_forwarded_byte_for_byte_and_hears_silence() {
             let c = CodecKind::ALL[i % 4];
             listeners.push((c, room.add(ParticipantOptions::new(c)).unwrap()));
         }
-        let others = listeners.iter().filter(|(c, _)| *c != codec).count();
-        let distinct_other_codecs = CodecKind::ALL.iter().filter(|&&c| c != codec).count() as u32;
+        // G.711 talkers reach listeners on both laws without an encoder (the other law by
+        // table); everyone else needs the shared encoder of their codec.
+        let forwarded = |c: CodecKind| c == codec || converts_by_table(codec, c);
+        let others = listeners.iter().filter(|(c, _)| !forwarded(*c)).count();
+        let distinct_other_codecs =
+            CodecKind::ALL.iter().filter(|&&c| !forwarded(c)).count() as u32;
         for t in 0..30 {
             talker.speak(&mut room);
             room.tick();
@@ -847,6 +853,13 @@ fn a_lone_talker_is_forwarded_byte_for_byte_and_hears_silence() {
                 if c == codec {
                     assert!(out.shared);
                     assert_eq!(out.payload, sent, "{codec:?}: not the talker's bytes");
+                } else if forwarded(c) {
+                    let mut converted = vec![0u8; sent.len()];
+                    match codec {
+                        CodecKind::Pcma => media::g711::alaw_to_ulaw_slice(sent, &mut converted),
+                        _ => media::g711::ulaw_to_alaw_slice(sent, &mut converted),
+                    };
+                    assert_eq!(out.payload, converted, "{codec:?} -> {c:?}: not by table");
                 } else {
                     assert_ne!(out.payload, sent);
                 }
@@ -870,6 +883,32 @@ fn a_lone_talker_is_forwarded_byte_for_byte_and_hears_silence() {
             energy_share(&heard, 440.0, codec.sample_rate()) > 0.9,
             "{codec:?}"
         );
+    }
+}
+
+#[test]
+fn a_lone_g722_talker_is_transcoded_not_forwarded_and_hears_its_own_silence() {
+    let mut room = Room::new(MixerConfig::default());
+    let mut talker = EncodingCaller::join(&mut room, CodecKind::G722, 440.0, -20.0);
+    let listeners: Vec<_> = (0..3)
+        .map(|_| room.add(ParticipantOptions::new(CodecKind::G722)).unwrap())
+        .collect();
+    for _ in 0..10 {
+        talker.speak(&mut room);
+        room.tick();
+        let plan = room.stats().mix_plan;
+        assert_eq!(
+            (plan.forwarded, plan.shared_encodes, plan.own_encodes),
+            (0, 1, 1),
+            "{plan:?}"
+        );
+        let first = room.output(listeners[0]).unwrap();
+        assert!(first.shared);
+        assert_ne!(first.payload, talker.sent());
+        for &id in &listeners[1..] {
+            assert_eq!(room.output(id).unwrap().payload, first.payload);
+        }
+        assert_eq!(room.output_pcm(talker.caller.id).unwrap(), &[0i16; 320][..]);
     }
 }
 
@@ -971,7 +1010,7 @@ fn a_quiet_talker_boosted_by_agc_is_mixed_rather_than_forwarded() {
 }
 
 #[test]
-fn a_room_where_nobody_talks_encodes_nothing() {
+fn a_room_where_nobody_talks_encodes_only_the_g722_stream() {
     let mut room = Room::new(MixerConfig::default());
     let ids: Vec<_> = (0..10)
         .map(|i| {
@@ -986,9 +1025,16 @@ fn a_room_where_nobody_talks_encodes_nothing() {
         }
         room.tick();
         let plan = room.stats().mix_plan;
-        assert_eq!((plan.encodes, plan.silence_frames), (0, 10), "{plan:?}");
+        // Except the G.722 listeners' one shared encoder, which keeps running so that their
+        // ADPCM decoders never have to switch to another encoder's stream.
+        assert_eq!((plan.encodes, plan.silence_frames), (1, 7), "{plan:?}");
         for &(codec, id) in &ids {
-            assert_eq!(room.output(id).unwrap().payload, silence_frame(codec));
+            let out = room.output(id).unwrap();
+            if codec == CodecKind::G722 {
+                assert_eq!(room.output_pcm(id).unwrap(), &[0i16; 320][..]);
+            } else {
+                assert_eq!(out.payload, silence_frame(codec));
+            }
         }
     }
     // The conventional baseline still encodes every listener's silence.
@@ -1075,4 +1121,164 @@ fn a_lone_talker_missing_a_payload_is_mixed_at_the_level_it_is_forwarded_at() {
         db.abs() < 0.5,
         "heard {db:.1} dB from what was forwarded, not the AGC's {gain:.1}"
     );
+}
+
+/// Energy of `x` between `lo` and `hi` Hz relative to all of it, in dB (Hann-windowed DFT
+/// over 20 ms blocks; slow but exact enough for tests).
+fn band_share_db(x: &[i16], rate: u32, lo: f64, hi: f64) -> f64 {
+    let n = rate as usize / 50;
+    let (mut band, mut total) = (0.0, 1e-9);
+    for block in x.chunks_exact(n) {
+        let w: Vec<f64> = block
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos();
+                f64::from(v) * hann
+            })
+            .collect();
+        for k in 0..=n / 2 {
+            let f = k as f64 * f64::from(rate) / n as f64;
+            let (mut re, mut im) = (0.0, 0.0);
+            for (i, &v) in w.iter().enumerate() {
+                let ph = 2.0 * std::f64::consts::PI * (k * i) as f64 / n as f64;
+                re += v * ph.cos();
+                im -= v * ph.sin();
+            }
+            let p = re * re + im * im;
+            total += p;
+            if (lo..hi).contains(&f) {
+                band += p;
+            }
+        }
+    }
+    10.0 * (band / total).max(1e-12).log10()
+}
+
+/// A phone talking in spurts: tone frames, then silence frames, each encoded as a phone
+/// does and handed to the room with the payload (as the media worker does).
+fn phone_frame(talker: &mut EncodingCaller, room: &mut Room, talking: bool) {
+    if talking {
+        talker.speak(room);
+        return;
+    }
+    let n = talker.caller.codec.samples_per_frame(20);
+    talker.caller.t += n;
+    let silence = vec![0i16; n];
+    let len = talker
+        .encoder
+        .encode(&silence, &mut talker.payload)
+        .unwrap();
+    let mut decoded = vec![0i16; n];
+    let m = talker
+        .decoder
+        .decode(&talker.payload[..len], &mut decoded)
+        .unwrap();
+    room.put_encoded_frame(talker.caller.id, &decoded[..m], &talker.payload[..len]);
+}
+
+/// Issue 13: speech from a telephone reached G.722 listeners with strong noise between 4 and
+/// 8 kHz and the wrong level, because their ADPCM decoders were switched between encoder
+/// instances (the room's silence frame, the talker's forwarded payload, the room's shared
+/// encoder restarted at every talk spurt). What a listener's own decoder makes of the stream
+/// must be the talker's tone, at its level, from the first frames of every spurt on.
+#[test]
+fn g722_listeners_hear_every_talk_spurt_clean_and_at_its_level() {
+    for talker_codec in CodecKind::ALL {
+        for freq in [440.0, 1200.0, 2400.0] {
+            let mut room = Room::new(no_agc());
+            let mut talker = EncodingCaller::join(&mut room, talker_codec, freq, -20.0);
+            let listener = room.add(ParticipantOptions::new(CodecKind::G722)).unwrap();
+            let _silent = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+            let mut phone = Decoder::new(CodecKind::G722).unwrap();
+            let mut pcm = [0i16; 320];
+            let mut heard = Vec::new();
+            // Three spurts of 0.6 s, each after a pause longer than the talker hang-over.
+            for tick in 0..3 * 60 {
+                let talking = tick % 60 >= 30;
+                phone_frame(&mut talker, &mut room, talking);
+                room.tick();
+                let payload = room.output(listener).unwrap().payload;
+                let n = phone.decode(payload, &mut pcm).unwrap();
+                // Scored from the third frame of a spurt on (the codecs' delay).
+                if talking && tick % 60 >= 32 {
+                    heard.extend_from_slice(&pcm[..n]);
+                }
+            }
+            let what = format!("{talker_codec:?} -> G.722, {freq} Hz");
+            // Frame by frame: the spurts are not phase-continuous with each other.
+            for (i, frame) in heard.chunks_exact(320).enumerate() {
+                let a = amplitude(frame, freq, 16_000) / talker.caller.amp;
+                assert!(
+                    (0.89..1.12).contains(&a),
+                    "{what}: level {a:.2} in frame {i}"
+                );
+            }
+            let wide = band_share_db(&heard, 16_000, 4000.0, 8000.0);
+            assert!(wide < -45.0, "{what}: {wide:.1} dB above 4 kHz");
+        }
+    }
+}
+
+/// A G.722 talker that stops while another keeps talking moves from its own encoder back to
+/// the shared one; its decoder must go on hearing the other talker cleanly.
+#[test]
+fn a_g722_talker_that_stops_hears_the_other_talker_cleanly() {
+    let mut room = Room::new(no_agc());
+    let mut other = EncodingCaller::join(&mut room, CodecKind::G722, 440.0, -20.0);
+    let mut me = EncodingCaller::join(&mut room, CodecKind::G722, 1300.0, -20.0);
+    let _listener = room.add(ParticipantOptions::new(CodecKind::G722)).unwrap();
+    let mut phone = Decoder::new(CodecKind::G722).unwrap();
+    let mut pcm = [0i16; 320];
+    let mut after = Vec::new();
+    for tick in 0..150 {
+        phone_frame(&mut other, &mut room, true);
+        phone_frame(&mut me, &mut room, (20..60).contains(&tick));
+        room.tick();
+        let n = phone
+            .decode(room.output(me.caller.id).unwrap().payload, &mut pcm)
+            .unwrap();
+        // From the first tick I am no longer mixed (after my hang-over) on.
+        if tick >= 60 && (!after.is_empty() || !room.is_mixed(me.caller.id)) {
+            after.push(pcm[..n].to_vec());
+        }
+    }
+    assert!(after.len() > 60, "{} frames", after.len());
+    for (i, frame) in after.iter().enumerate() {
+        let a = amplitude(frame, 440.0, 16_000) / other.caller.amp;
+        assert!((0.89..1.12).contains(&a), "level {a:.2} in frame {i} after");
+        let wide = band_share_db(frame, 16_000, 4000.0, 8000.0);
+        assert!(wide < -45.0, "{wide:.1} dB above 4 kHz in frame {i} after");
+    }
+}
+
+/// A forwarded Opus talker whose packet is lost upstream leaves its forwarded listeners a
+/// gap (their decoders conceal within the talker's own stream, or use its FEC) instead of
+/// one frame from our encoder; listeners on other codecs still get the mix.
+#[test]
+fn an_opus_packet_lost_upstream_is_passed_on_as_a_gap() {
+    let mut room = Room::new(MixerConfig::default());
+    let mut talker = EncodingCaller::join(&mut room, CodecKind::Opus, 440.0, -20.0);
+    let opus = room.add(ParticipantOptions::new(CodecKind::Opus)).unwrap();
+    let pcmu = room.add(ParticipantOptions::new(CodecKind::Pcmu)).unwrap();
+    for _ in 0..10 {
+        talker.speak(&mut room);
+        room.tick();
+        assert!(!room.lost_upstream(opus));
+        assert_eq!(room.output(opus).unwrap().payload, talker.sent());
+    }
+    // Lost upstream: the server conceals and hands over PCM only.
+    let concealed = talker.caller.frame(20);
+    room.put_frame(talker.caller.id, &concealed);
+    room.tick();
+    assert!(room.lost_upstream(opus));
+    assert!(room.output(opus).is_none());
+    assert_eq!(room.stats().mix_plan.gaps, 1);
+    assert!(!room.lost_upstream(pcmu));
+    assert!(room.output(pcmu).is_some());
+    // The next packet is forwarded again.
+    talker.speak(&mut room);
+    room.tick();
+    assert!(!room.lost_upstream(opus));
+    assert_eq!(room.output(opus).unwrap().payload, talker.sent());
 }
