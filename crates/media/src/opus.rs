@@ -56,7 +56,7 @@ impl Default for OpusConfig {
             // libopus's automatic choice was about 11 kbit/s for 16 kHz voice here, too little
             // for wide-band speech and for LBRR (FEC) data on top; 32 kbit/s is WebRTC's
             // wide-band default (clean Opus->Opus PESQ through a room 2.67 -> 2.92 offline).
-            bitrate: Some(32_000),
+            bitrate: Some(64_000),
             inband_fec: true,
             packet_loss_percent: 5,
             dtx: false,
