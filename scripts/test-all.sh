@@ -16,6 +16,8 @@ command -v nft >/dev/null || need+=(nftables)
 # ceilings.
 command -v iptables >/dev/null || need+=(iptables)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
+# tests/liveness.rs captures the server's RTCP with tshark.
+command -v tshark >/dev/null || need+=(tshark)
 command -v ip >/dev/null || need+=(iproute2)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev)
