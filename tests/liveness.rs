@@ -13,36 +13,10 @@ use std::time::{Duration, Instant};
 
 use support::{
     Baresip, Netns, SERVER_IP, Server, TempDir, assert_sipp_ok, call_staggered, read_wav, scenario,
-    scenario_with_tone, scenario_with_tone_for, sipp, wait_until,
+    scenario_with_tone, scenario_with_tone_for, sipp, sipp_call_args, wait_until,
 };
 
 const CLIENT_IP: &str = "10.99.0.2";
-
-/// SIPp arguments for one call of `scenario_file` from `ip`:`port`.
-fn sipp_args<'a>(
-    scenario_file: &'a str,
-    ip: &'a str,
-    port: &'a str,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut args = vec![
-        "-sf",
-        scenario_file,
-        "-i",
-        ip,
-        "-mi",
-        ip,
-        "-p",
-        port,
-        "-m",
-        "1",
-        "-l",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    args.push("10.99.0.1:5060");
-    args
-}
 
 /// A config file with `text` for the server.
 fn config_file(dir: &TempDir, text: &str) -> String {
@@ -163,7 +137,7 @@ fn a_caller_whose_rtp_stops_leaves_the_room_with_a_leave_tone_and_a_media_timeou
         let caller = scope.spawn(|| {
             sipp(
                 Some(&ns),
-                &sipp_args(&silent, CLIENT_IP, "5070", &["-s", "81234"]),
+                &sipp_call_args(&silent, CLIENT_IP, "5070", &["-s", "81234"]),
             )
         });
         // A is in, then its 2 s of RTP end, then the room shrinks back.
@@ -296,19 +270,19 @@ fn a_refreshed_session_is_kept_and_an_unrefreshed_one_is_ended_with_bye() {
         ]
         .into_iter()
         .map(|(file, ip, port)| {
-            scope.spawn(move || sipp(Some(ns), &sipp_args(file, ip, port, &["-s", "600"])))
+            scope.spawn(move || sipp(Some(ns), &sipp_call_args(file, ip, port, &["-s", "600"])))
         })
         .collect();
         let kept = scope.spawn(|| {
             sipp(
                 Some(ns),
-                &sipp_args(&refreshed, CLIENT_IP, "5070", &["-s", "600"]),
+                &sipp_call_args(&refreshed, CLIENT_IP, "5070", &["-s", "600"]),
             )
         });
         let ended = scope.spawn(|| {
             let out = sipp(
                 Some(ns),
-                &sipp_args(&unrefreshed, "10.99.0.3", "5071", &["-s", "600"]),
+                &sipp_call_args(&unrefreshed, "10.99.0.3", "5071", &["-s", "600"]),
             );
             (out, started.elapsed())
         });
@@ -372,14 +346,14 @@ fn a_held_call_may_stay_silent_where_an_active_one_times_out() {
         let held = scope.spawn(|| {
             sipp(
                 Some(ns),
-                &sipp_args(&held, CLIENT_IP, "5070", &["-s", "600"]),
+                &sipp_call_args(&held, CLIENT_IP, "5070", &["-s", "600"]),
             )
         });
         let active = scope.spawn(|| {
             let started = Instant::now();
             let out = sipp(
                 Some(ns),
-                &sipp_args(&active, "10.99.0.3", "5071", &["-s", "600"]),
+                &sipp_call_args(&active, "10.99.0.3", "5071", &["-s", "600"]),
             );
             (out, started.elapsed())
         });
@@ -503,7 +477,7 @@ fn rtcp_sender_reports_are_on_the_wire_and_a_lossy_call_records_its_loss() {
         .as_secs_f64();
     let out = sipp(
         Some(&ns),
-        &sipp_args(
+        &sipp_call_args(
             &call,
             CLIENT_IP,
             "5070",

@@ -3,26 +3,14 @@
 
 mod support;
 
-use support::{Netns, PacketCounter, Server, TempDir, assert_sipp_ok, scenario, sipp};
+use support::{
+    Netns, PacketCounter, Server, TempDir, assert_sipp_ok, scenario, sipp, sipp_call_args,
+};
 
 const CLIENT_IP: &str = "10.99.0.2";
 
 fn sipp_args<'a>(scenario_file: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "-sf",
-        scenario_file,
-        "-i",
-        CLIENT_IP,
-        "-p",
-        "5070",
-        "-m",
-        "1",
-        "-l",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    args.push("10.99.0.1:5060");
-    args
+    sipp_call_args(scenario_file, CLIENT_IP, "5070", extra)
 }
 
 #[test]

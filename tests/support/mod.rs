@@ -366,6 +366,33 @@ pub fn assert_sipp_ok(output: &Output, server: &Server, what: &str) {
     );
 }
 
+/// SIPp arguments for one call of `scenario_file` from `ip`:`port` (SIP and media) to the
+/// server in the test namespace, with `extra` before the target.
+pub fn sipp_call_args<'a>(
+    scenario_file: &'a str,
+    ip: &'a str,
+    port: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "-sf",
+        scenario_file,
+        "-i",
+        ip,
+        "-mi",
+        ip,
+        "-p",
+        port,
+        "-m",
+        "1",
+        "-l",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    args.push("10.99.0.1:5060");
+    args
+}
+
 /// Path of a SIPp scenario in tests/scenarios.
 pub fn scenario(name: &str) -> String {
     repo()
