@@ -577,6 +577,10 @@ pub struct ReportBlock {
     pub delay_since_last_sr: u32,
 }
 
+/// How far below zero (in 1/65536 s, here 10 ms) a round trip may come out and still count as
+/// zero: the peer's DLSR and both clocks are read at slightly different moments.
+const ROUNDING_TOLERANCE: i32 = 655;
+
 impl ReportBlock {
     /// Fraction lost as a ratio 0.0..1.0.
     pub fn loss_ratio(&self) -> f64 {
@@ -591,8 +595,15 @@ impl ReportBlock {
         }
         let rtt = ntp_middle32(now_ntp)
             .wrapping_sub(self.last_sr)
-            .wrapping_sub(self.delay_since_last_sr);
-        // A negative result (clock trouble) wraps to a huge value; reject over ~1 hour.
+            .wrapping_sub(self.delay_since_last_sr) as i32;
+        if rtt < 0 {
+            // A peer whose DLSR comes out a little longer than it really held our SR (rounding,
+            // reading its clock before it sends) makes a sub-millisecond round trip come out a
+            // little negative: a round trip of about nothing. Further below zero is clock
+            // trouble, not a measurement. Seen once in a one-host test with baresip peers.
+            return (rtt > -ROUNDING_TOLERANCE).then_some(Duration::ZERO);
+        }
+        // Over about an hour is clock trouble too.
         (rtt < 3600 << 16).then(|| Duration::from_secs_f64(f64::from(rtt) / 65536.0))
     }
 
@@ -1125,6 +1136,20 @@ mod tests {
         let rtt = block.round_trip_time(now).unwrap();
         assert!((rtt.as_secs_f64() - 0.1).abs() < 0.001, "{rtt:?}");
         assert_eq!(ReportBlock::default().round_trip_time(now), None);
+    }
+
+    #[test]
+    fn a_dlsr_rounded_up_past_a_tiny_round_trip_counts_as_zero_and_clock_trouble_as_none() {
+        let sent = ntp_timestamp(Duration::from_secs(1_000_000));
+        let held = |dlsr_ms: u32| ReportBlock {
+            last_sr: ntp_middle32(sent),
+            delay_since_last_sr: dlsr_ms * 65536 / 1000,
+            ..ReportBlock::default()
+        };
+        // Answered 500 ms later, the peer says it held the SR 501 ms.
+        let now = ntp_timestamp(Duration::from_millis(1_000_000_500));
+        assert_eq!(held(501).round_trip_time(now), Some(Duration::ZERO));
+        assert_eq!(held(560).round_trip_time(now), None);
     }
 
     #[test]

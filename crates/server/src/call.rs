@@ -53,6 +53,9 @@ pub struct CallContext {
 pub enum Stop {
     /// The other side hung up (or the core ended the call).
     HungUp,
+    /// We end the call for this reason (the call record's words); the core sends BYE, or 480
+    /// when unanswered, once the call task returns.
+    EndedByUs(&'static str),
 }
 
 /// Runs one call's actions; conference behaviour is in `conference.rs`.
@@ -64,8 +67,6 @@ pub struct CallRunner {
     answered: bool,
     /// Digits keyed while a prompt played (type-ahead), oldest first.
     pending_digits: VecDeque<char>,
-    /// Why we hung up, when we did on our own account (for the call record).
-    hung_up_because: Option<&'static str>,
 }
 
 /// Runs the call to its end.
@@ -86,7 +87,6 @@ pub async fn run(
         media,
         answered: false,
         pending_digits: VecDeque::new(),
-        hung_up_because: None,
     };
     let reason = async {
         match runner.run_actions(&route.actions).await {
@@ -99,10 +99,8 @@ pub async fn run(
                 }
                 "dialplan finished".to_string()
             }
-            Err(Stop::HungUp) => runner
-                .hung_up_because
-                .unwrap_or("caller hung up")
-                .to_string(),
+            Err(Stop::HungUp) => "caller hung up".to_string(),
+            Err(Stop::EndedByUs(reason)) => reason.to_string(),
         }
     }
     .instrument(span)
@@ -117,12 +115,6 @@ impl CallRunner {
 
     pub(crate) fn media(&self, command: MediaCommand) {
         self.ctx.shared.media.send(self.ctx.id, command);
-    }
-
-    /// Notes why we end the call ourselves; the caller then returns `Stop::HungUp`, and the
-    /// core hangs up (BYE, or 480 when unanswered) with this reason in the call record.
-    pub(crate) fn hang_up(&mut self, because: &'static str) {
-        self.hung_up_because = Some(because);
     }
 
     pub(crate) fn answer(&mut self) {

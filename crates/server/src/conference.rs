@@ -413,8 +413,7 @@ impl CallRunner {
                 }
                 Event::Notice(Notice::Closed) => {
                     self.overlay("conference-ended").await?;
-                    self.hang_up("room closed by an admin");
-                    return Err(Stop::HungUp);
+                    return Err(Stop::EndedByUs("room closed by an admin"));
                 }
                 Event::Notice(Notice::SetMuted(m)) => {
                     muted = m;
@@ -589,8 +588,7 @@ impl CallRunner {
             self.play(prompt).await?;
         }
         self.goodbye().await?;
-        self.hang_up(reason.record);
-        Err(Stop::HungUp)
+        Err(Stop::EndedByUs(reason.record))
     }
 
     fn toggle_recording(&mut self, number: &str) {
