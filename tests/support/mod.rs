@@ -416,20 +416,13 @@ pub fn scenario_with_tone(dir: &TempDir, name: &str, freq: u32) -> String {
 /// Like [`scenario_with_tone`], with a tone `seconds` long (SIPp can play it once and stop).
 pub fn scenario_with_tone_for(dir: &TempDir, name: &str, freq: u32, seconds: u32) -> String {
     let audio = dir.path().join(format!("tone-{freq}-{seconds}s-ulaw.wav"));
-    let status = Command::new("sox")
-        .args(["-n", "-r", "8000", "-c", "1", "-e", "mu-law"])
-        .arg(&audio)
-        .args([
-            "synth",
-            &seconds.to_string(),
-            "sine",
-            &freq.to_string(),
-            "vol",
-            "0.4",
-        ])
-        .status()
-        .expect("run sox (apt-get install sox)");
-    assert!(status.success());
+    sox_sine(
+        &audio,
+        &["-r", "8000", "-c", "1", "-e", "mu-law"],
+        freq,
+        seconds,
+        0.4,
+    );
     let text = std::fs::read_to_string(scenario(name))
         .unwrap()
         .replace("[audio]", audio.to_str().unwrap());
@@ -450,16 +443,22 @@ pub fn write_tone_channels(path: &Path, freq: u32, rate: u32, seconds: u32, chan
 
 /// Like [`write_tone_channels`], with the sine's peak at `volume` of full scale.
 pub fn write_tone_at(path: &Path, freq: u32, rate: u32, seconds: u32, channels: u32, volume: f64) {
+    let (rate, channels) = (rate.to_string(), channels.to_string());
+    sox_sine(
+        path,
+        &["-r", &rate, "-c", &channels, "-b", "16"],
+        freq,
+        seconds,
+        volume,
+    );
+}
+
+/// Writes `seconds` of a sine at `freq` Hz, peak `volume` of full scale, in sox's output
+/// `format` (rate, channels, encoding options) to `path`.
+fn sox_sine(path: &Path, format: &[&str], freq: u32, seconds: u32, volume: f64) {
     let status = Command::new("sox")
-        .args([
-            "-n",
-            "-r",
-            &rate.to_string(),
-            "-c",
-            &channels.to_string(),
-            "-b",
-            "16",
-        ])
+        .arg("-n")
+        .args(format)
         .arg(path)
         .args([
             "synth",

@@ -9,7 +9,7 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use media::codec::{CodecKind, Decoder, Encoder};
@@ -460,12 +460,13 @@ impl Session {
     /// comparison of instants unless something is due.
     fn keep_alive(
         &mut self,
-        now: Instant,
+        clock: &TickClock,
         scratch: &mut [u8; MAX_PACKET],
         counts: &mut TickCounts,
     ) {
+        let now = clock.now;
         if self.answered && now >= self.rtcp.next_report() {
-            let ntp = wall_clock_ntp();
+            let ntp = ntp_timestamp(clock.wall);
             match self.rtcp.poll_report(now, ntp, &self.sender, scratch) {
                 Some(Ok(len)) => {
                     if self.send_rtcp(&scratch[..len]) {
@@ -546,11 +547,14 @@ impl Session {
 
     /// The leg ends: a last report with BYE (RFC 3550 §6.6), final figures published.
     fn stop(&mut self, stats: &MediaStats) {
+        let clock = TickClock::read();
         let mut packet = [0u8; 256];
-        if let Ok(len) =
-            self.rtcp
-                .write_bye(Instant::now(), wall_clock_ntp(), &self.sender, &mut packet)
-            && self.send_rtcp(&packet[..len])
+        if let Ok(len) = self.rtcp.write_bye(
+            clock.now,
+            ntp_timestamp(clock.wall),
+            &self.sender,
+            &mut packet,
+        ) && self.send_rtcp(&packet[..len])
         {
             stats.rtcp_sent.fetch_add(1, Ordering::Relaxed);
         }
@@ -593,7 +597,8 @@ impl Session {
                 Err(_) => continue,
             };
             let arrival = clock.arrival(stamp);
-            self.take_packet(&buf[..len], from, arrival, stamp, counts);
+            let arrival_wall = stamp.unwrap_or(clock.wall);
+            self.take_packet(&buf[..len], from, arrival, arrival_wall, counts);
         }
         if !drain_rtcp || self.spec.rtcp_mux {
             return;
@@ -616,13 +621,12 @@ impl Session {
         packet: &[u8],
         from: SocketAddr,
         now: Instant,
-        stamp: Option<Duration>,
+        arrival_wall: Duration,
         counts: &mut TickCounts,
     ) {
         if is_rtcp(packet) {
             if self.spec.rtcp_mux {
-                let arrival_ntp = stamp.map_or_else(wall_clock_ntp, ntp_timestamp);
-                self.take_rtcp(packet, from, now, arrival_ntp, counts);
+                self.take_rtcp(packet, from, now, ntp_timestamp(arrival_wall), counts);
             }
             return;
         }
@@ -942,7 +946,7 @@ impl Worker {
             let drain_rtcp = tick_count.is_multiple_of(RTCP_DRAIN_TICKS);
             for session in &mut self.sessions {
                 session.receive(&clock, &mut recv_buf, drain_rtcp, &mut counts);
-                session.keep_alive(now, &mut recv_buf, &mut counts);
+                session.keep_alive(&clock, &mut recv_buf, &mut counts);
                 let Some((slot, pid)) = session.conference else {
                     if let Heard::Pcm(n, _) = session.decode(now, &mut heard, |_| false) {
                         session.produce(&heard[..n], &mut pcm, &mut bufs, &mut counts);
@@ -1226,17 +1230,6 @@ fn worker_index_of_room(number: &str, workers: usize) -> usize {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     (hash % workers.max(1) as u64) as usize
-}
-
-/// The wall clock as an NTP timestamp, for SR and round-trip times (RFC 3550 §4).
-fn wall_clock_ntp() -> u64 {
-    ntp_timestamp(since_unix_epoch())
-}
-
-fn since_unix_epoch() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
 }
 
 /// RTP session bandwidth in bit/s (RFC 3550 §6.2: the senders' nominal bandwidths summed):
