@@ -7,6 +7,10 @@ use crate::plc::Plc;
 
 /// Default packetisation time (RFC 3551 §4.5: 20 ms for the audio codecs we use).
 pub const DEFAULT_PTIME_MS: u32 = 20;
+/// Longest frame decoded ahead for two-sided concealment: 60 ms at 16 kHz.
+const MAX_AHEAD_SAMPLES: usize = 960;
+/// Samples of the G.722 transmit QMF.
+const G722_TAIL: usize = 24;
 
 /// A negotiated audio codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -227,6 +231,10 @@ pub struct Decoder {
     plc: Option<Box<Plc>>,
     /// Samples in the last decoded frame: the length a concealed frame gets.
     frame_len: usize,
+    /// The frame after a gap, decoded ahead for two-sided concealment.
+    ahead: Box<[i16]>,
+    /// The last samples put out (G.722 only), to prime the re-encoding of a concealed frame.
+    tail: [i16; G722_TAIL],
 }
 
 impl std::fmt::Debug for Decoder {
@@ -252,6 +260,8 @@ impl Decoder {
             inner,
             plc: plc.then(|| Box::new(Plc::new(kind.sample_rate()))),
             frame_len: kind.samples_per_frame(DEFAULT_PTIME_MS),
+            ahead: vec![0; MAX_AHEAD_SAMPLES].into_boxed_slice(),
+            tail: [0; G722_TAIL],
         })
     }
 
@@ -283,6 +293,7 @@ impl Decoder {
         if n > 0 {
             self.frame_len = n;
         }
+        self.keep_tail(&out[..n]);
         Ok(n)
     }
 
@@ -301,7 +312,11 @@ impl Decoder {
                     len
                 }
             },
-            (_, Some(plc)) => plc.conceal(frame),
+            (_, Some(plc)) => {
+                let n = plc.conceal(frame);
+                self.follow(&out[..n]);
+                n
+            }
             (_, None) => {
                 frame.fill(0);
                 len
@@ -312,17 +327,54 @@ impl Decoder {
     /// Fills one frame for a lost packet when the packet after it, `next_payload`, has
     /// already arrived (`next` of `Playout::Lost`): Opus recovers the lost frame from
     /// the in-band FEC that packet carries (LBRR, RFC 6716 §2.1.7; libopus conceals when it
-    /// carries none). G.711 and G.722 conceal as [`conceal`](Self::conceal) does: leading
-    /// the concealment into the next frame's start was measured worse (the G.722 decoder's
-    /// first samples after a gap are its least accurate). Returns samples written.
+    /// carries none). G.711 and G.722 decode that packet ahead (G.722 on a copy of its
+    /// state) and bridge the gap from both sides ([`Plc::conceal_between`]). Returns samples
+    /// written.
     pub fn conceal_before(&mut self, next_payload: &[u8], out: &mut [i16]) -> usize {
         let len = self.frame_len.min(out.len());
-        match &mut self.inner {
-            DecoderInner::Opus(dec) => match dec.decode_fec(next_payload, &mut out[..len]) {
-                Ok(n) => n,
-                Err(_) => self.conceal(out),
-            },
-            _ => self.conceal(out),
+        let ahead = match &mut self.inner {
+            DecoderInner::Opus(dec) => {
+                return match dec.decode_fec(next_payload, &mut out[..len]) {
+                    Ok(n) => n,
+                    Err(_) => self.conceal(out),
+                };
+            }
+            DecoderInner::Pcmu if next_payload.len() <= self.ahead.len() => {
+                g711::ulaw_decode_slice(next_payload, &mut self.ahead)
+            }
+            DecoderInner::Pcma if next_payload.len() <= self.ahead.len() => {
+                g711::alaw_decode_slice(next_payload, &mut self.ahead)
+            }
+            // Decoded on a copy of the ADPCM state: the real decode of this payload comes
+            // next and must start from the state the gap left.
+            DecoderInner::G722(dec) if next_payload.len() * 2 <= self.ahead.len() => {
+                G722Decoder::clone(&**dec).decode(next_payload, &mut self.ahead)
+            }
+            _ => 0,
+        };
+        match &mut self.plc {
+            Some(plc) => {
+                let n = plc.conceal_between(&self.ahead[..ahead], &mut out[..len]);
+                self.follow(&out[..n]);
+                n
+            }
+            None => self.conceal(out),
+        }
+    }
+
+    /// After a concealed frame: lets the G.722 decoder's state follow what was played.
+    fn follow(&mut self, concealed: &[i16]) {
+        if let DecoderInner::G722(dec) = &mut self.inner {
+            dec.follow_concealment(&self.tail, concealed);
+        }
+        self.keep_tail(concealed);
+    }
+
+    fn keep_tail(&mut self, pcm: &[i16]) {
+        if matches!(self.inner, DecoderInner::G722(_)) && !pcm.is_empty() {
+            let take = pcm.len().min(G722_TAIL);
+            self.tail.copy_within(take.., 0);
+            self.tail[G722_TAIL - take..].copy_from_slice(&pcm[pcm.len() - take..]);
         }
     }
 
@@ -468,6 +520,64 @@ mod tests {
         assert!(
             with_fec * 3.0 < without,
             "FEC error {with_fec:.3e}, PLC {without:.3e}"
+        );
+    }
+
+    /// After a lost G.722 frame the decoder's predictor follows the concealed audio, so the
+    /// first frame after the gap is closer to what was sent than when decoded on the state
+    /// the gap left behind.
+    #[test]
+    fn g722_state_follows_the_concealment_into_the_next_frame() {
+        let frames: Vec<Vec<i16>> = (0..12)
+            .map(|k| {
+                (k * 320..k * 320 + 320)
+                    .map(|i| {
+                        let t = i as f64 / 16000.0;
+                        // Rising level: the step size after the gap has to be larger.
+                        let amp = 1500.0 + 900.0 * k as f64;
+                        (amp * (2.0 * std::f64::consts::PI * 310.0 * t).sin()) as i16
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut enc = Encoder::new(CodecKind::G722).unwrap();
+        let packets: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| {
+                let mut p = vec![0u8; 160];
+                let n = enc.encode(f, &mut p).unwrap();
+                p.truncate(n);
+                p
+            })
+            .collect();
+        let lost = 8;
+        let mut sent = Decoder::new(CodecKind::G722).unwrap();
+        let mut truth = [0i16; 320];
+        for p in &packets[..=lost + 1] {
+            sent.decode(p, &mut truth).unwrap();
+        }
+        let err = |x: &[i16]| -> f64 {
+            x.iter()
+                .zip(&truth)
+                .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+                .sum::<f64>()
+                / truth.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>()
+        };
+        let mut ours = Decoder::new(CodecKind::G722).unwrap();
+        let mut stale = G722Decoder::new();
+        let mut out = [0i16; 320];
+        for p in &packets[..lost] {
+            ours.decode(p, &mut out).unwrap();
+            stale.decode(p, &mut out);
+        }
+        ours.conceal(&mut out);
+        ours.decode(&packets[lost + 1], &mut out).unwrap();
+        let followed = err(&out);
+        stale.decode(&packets[lost + 1], &mut out);
+        let left_behind = err(&out);
+        assert!(
+            followed < 0.75 * left_behind,
+            "followed {followed:.4}, stale state {left_behind:.4}"
         );
     }
 

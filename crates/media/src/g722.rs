@@ -285,6 +285,33 @@ impl G722Decoder {
         n
     }
 
+    /// Brings the adaptive state in line with `concealed`, audio played in place of codes
+    /// that never arrived, by encoding it and decoding the codes (ADPCM encoders run the
+    /// decoder's own predictor, so this leaves the state the sender would have had for that
+    /// audio). The codes after a gap then start from a predictor and step size that follow
+    /// the signal, not the ones left 20 ms before it. `before` is the audio just before
+    /// `concealed` (up to 24 samples), to prime the encoder's QMF.
+    pub fn follow_concealment(&mut self, before: &[i16], concealed: &[i16]) {
+        let mut enc = G722Encoder {
+            st: SubBands {
+                x: [0; 24],
+                low: self.st.low,
+                high: self.st.high,
+            },
+        };
+        let primed = before.len().min(24);
+        for (x, &s) in enc.st.x[24 - primed..]
+            .iter_mut()
+            .zip(&before[before.len() - primed..])
+        {
+            *x = i32::from(s);
+        }
+        for pair in concealed.chunks_exact(2) {
+            let code = enc.encode_pair(i32::from(pair[0]), i32::from(pair[1]));
+            self.decode_octet(code);
+        }
+    }
+
     fn decode_octet(&mut self, code: u8) -> (i16, i16) {
         let code = i32::from(code);
         let ilow = (code & 0x3F) as usize;

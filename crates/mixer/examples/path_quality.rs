@@ -21,7 +21,7 @@
 //! Debugging: `PATH_QUALITY_TRACE=1` prints per tick what B got (F forwarded, S shared encode,
 //! O own encode, . silence); `PATH_QUALITY_JITTER=1` the jitter buffer's counters;
 //! `PATH_QUALITY_NO_LOOKAHEAD=1` turns the server's Opus FEC off, `PATH_QUALITY_B_NO_FEC=1`
-//! that of B's phone; `PATH_QUALITY_MIN_DELAY_MS` sets the
+//! that of B's phone, `PATH_QUALITY_A_NO_FEC=1` makes A's phone send none (as baresip); `PATH_QUALITY_MIN_DELAY_MS` sets the
 //! jitter buffer's floor.
 //!
 //! The WAV files stay in `--out` (`ref8.wav`, `ref16.wav`, `A-B-room.wav`, `A-B-codec.wav`).
@@ -261,7 +261,16 @@ struct Packet {
 /// A's phone: 20 ms frames encoded, sent every 20 ms, through the network model.
 fn phone_packets(signal: &[i16], kind: CodecKind, net: Network) -> Res<(Vec<Packet>, usize)> {
     let frame = kind.samples_per_frame(PTIME_MS);
-    let mut enc = Encoder::new(kind)?;
+    // PATH_QUALITY_A_NO_FEC=1: A's phone sends Opus without in-band FEC (as baresip does).
+    let mut enc = if std::env::var_os("PATH_QUALITY_A_NO_FEC").is_some() {
+        let opus = media::opus::OpusConfig {
+            inband_fec: false,
+            ..media::opus::OpusConfig::default()
+        };
+        Encoder::with_opus_config(kind, opus)?
+    } else {
+        Encoder::new(kind)?
+    };
     let mut rng = Rng(net.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut packets = Vec::new();
     let mut lost = 0;
