@@ -13,8 +13,10 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::conference::{Event, Notice};
+use crate::core_command::CoreCommand;
+use crate::ids::LegId;
 use crate::media_worker::{MediaCommand, MediaEvent, MediaMode};
-use crate::sip_core::{CoreCommand, Shared};
+use crate::shared::Shared;
 
 /// Signalling and room events the core and the conference registry send to a call task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +32,7 @@ pub enum CallEvent {
 /// What a call task knows about its call.
 pub struct CallContext {
     /// Core's call id (also the media session id).
-    pub id: u64,
+    pub id: LegId,
     /// SIP Call-ID, for the span.
     pub call_id: String,
     /// Caller (From user).

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::call::{CallEvent, CallRunner, Stop};
+use crate::ids::LegId;
 use crate::media_worker::{
     MediaCommand, MediaEvent, RECORDING_FRAME, ROOM_RATE, RecordingFrame, RecordingSink, RoomJoin,
 };
@@ -64,7 +65,7 @@ struct Member {
 }
 
 struct LiveRoom {
-    members: BTreeMap<u64, Member>,
+    members: BTreeMap<LegId, Member>,
     locked: bool,
     wait_for_moderator: bool,
     recording: Option<ActiveRecording>,
@@ -146,7 +147,7 @@ impl Registry {
     pub(crate) fn admit(
         &self,
         number: &str,
-        call: u64,
+        call: LegId,
         moderator: bool,
         terms: RoomTerms,
         notices: UnboundedSender<CallEvent>,
@@ -205,7 +206,7 @@ impl Registry {
     }
 
     /// Removes a caller; returns the recording to finish when the room is now empty.
-    fn leave(&self, number: &str, call: u64) -> Option<ActiveRecording> {
+    fn leave(&self, number: &str, call: LegId) -> Option<ActiveRecording> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let room = rooms.get_mut(number)?;
         room.members.remove(&call);
@@ -221,7 +222,7 @@ impl Registry {
     }
 
     /// Tells every member but `except`.
-    fn tell_others(&self, number: &str, except: u64, notice: Notice) {
+    fn tell_others(&self, number: &str, except: LegId, notice: Notice) {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(room) = rooms.get(number) {
             for (id, member) in &room.members {
@@ -481,7 +482,7 @@ impl CallRunner {
                     });
                 }
                 '7' if moderator => {
-                    let others: Vec<u64> = conferences
+                    let others: Vec<LegId> = conferences
                         .with_room(number, |r| {
                             r.members
                                 .iter_mut()
@@ -668,7 +669,7 @@ fn write_recording(
     path: PathBuf,
     frames: crossbeam_channel::Receiver<RecordingFrame>,
     id: Option<store::RecordingId>,
-    shared: std::sync::Arc<crate::sip_core::Shared>,
+    shared: std::sync::Arc<crate::shared::Shared>,
 ) {
     let result = (|| -> std::io::Result<u64> {
         if let Some(dir) = path.parent() {

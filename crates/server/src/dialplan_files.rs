@@ -150,7 +150,7 @@ fn record_version(
 /// through `requests` (admin API). Editors replace files rather than write them, so the
 /// directory is watched, not the files.
 pub fn spawn_reloader(
-    shared: Arc<crate::sip_core::Shared>,
+    shared: Arc<crate::shared::Shared>,
     mut requests: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<ReloadReport>>,
 ) -> anyhow::Result<()> {
     use notify::Watcher;

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::dialplan_files::ReloadReport;
-use crate::sip_core::Shared;
+use crate::shared::Shared;
 
 #[derive(Clone)]
 struct AppState {
@@ -194,7 +194,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         &mut body,
         "amtsleitung_session_timer_expiries_total",
         "Calls ended because their SIP session was not refreshed (RFC 4028).",
-        crate::sip_core::SESSION_TIMER_EXPIRIES
+        crate::sip_endpoint::SESSION_TIMER_EXPIRIES
             .load(Ordering::Relaxed)
             .to_string(),
     );

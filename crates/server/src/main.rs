@@ -4,14 +4,19 @@
 //! crates (`sip`, `media`, `dialplan`, `store`).
 
 mod call;
+mod call_control;
 mod conference;
 mod config;
+mod core_command;
 mod dialplan_files;
 mod http;
+mod ids;
 mod media_worker;
 mod room_cli;
 mod room_watch;
-mod sip_core;
+mod runtime;
+mod shared;
+mod sip_endpoint;
 mod sounds;
 mod transport;
 mod udp_arrival;
@@ -211,8 +216,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            sip_core::init_logging(config.log_format);
-            match sip_core::serve(config) {
+            runtime::init_logging(config.log_format);
+            match runtime::serve(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!("{err:#}");

@@ -25,7 +25,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::udp_arrival::{TickClock, enable_arrival_times, recv_with_arrival};
 
-use crate::sip_core::CoreCommand;
+use crate::core_command::CoreCommand;
 
 /// One media tick.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -39,7 +39,7 @@ const MAX_PACKET: usize = 1500;
 const MAX_FRAME_SAMPLES: usize = 2880;
 
 /// Identifies a media session (one call leg) across threads.
-pub type SessionId = u64;
+pub type SessionId = crate::ids::LegId;
 
 /// What a session does with audio.
 pub enum MediaMode {
@@ -362,7 +362,7 @@ impl MediaWorkers {
     pub fn send(&self, id: SessionId, command: MediaCommand) -> bool {
         let index = match &command {
             MediaCommand::SetRecording(room, _) => self.worker_of_room(room),
-            _ => (id % self.senders.len() as u64) as usize,
+            _ => (id.get() % self.senders.len() as u64) as usize,
         };
         self.send_to(index, command)
     }
@@ -474,7 +474,7 @@ impl Session {
                     }
                     self.spec.quality.publish(&self.rtcp.quality(&self.sender));
                 }
-                Some(Err(err)) => tracing::debug!(session = self.spec.id, "RTCP not built: {err}"),
+                Some(Err(err)) => tracing::debug!(session = %self.spec.id, "RTCP not built: {err}"),
                 None => {}
             }
         }
@@ -490,7 +490,7 @@ impl Session {
         {
             self.timed_out = true;
             counts.media_timeouts += 1;
-            tracing::info!(session = self.spec.id, held, silent_for = ?timeout, "no RTP from the caller: media timeout");
+            tracing::info!(session = %self.spec.id, held, silent_for = ?timeout, "no RTP from the caller: media timeout");
             let _ = self.spec.core.send(CoreCommand::MediaTimeout(self.spec.id));
         }
     }
@@ -534,13 +534,13 @@ impl Session {
                     self.last_heard = now;
                 }
                 if received.bye {
-                    tracing::debug!(session = self.spec.id, "RTCP BYE from the peer");
+                    tracing::debug!(session = %self.spec.id, "RTCP BYE from the peer");
                 }
                 self.spec.quality.publish(&self.rtcp.quality(&self.sender));
             }
             Err(err) => {
                 counts.rtcp_rejected += 1;
-                tracing::debug!(session = self.spec.id, %from, "RTCP rejected: {err}");
+                tracing::debug!(session = %self.spec.id, %from, "RTCP rejected: {err}");
             }
         }
     }
@@ -639,7 +639,7 @@ impl Session {
         self.rtcp.on_rtp(rtp.ssrc, rtp.sequence, rtp.timestamp, now);
         if Some(rtp.payload_type) == self.spec.telephone_event_pt {
             if let Some(digit) = self.dtmf.push(rtp.timestamp, rtp.payload) {
-                tracing::debug!(session = self.spec.id, %digit, "DTMF received (RFC 4733)");
+                tracing::debug!(session = %self.spec.id, %digit, "DTMF received (RFC 4733)");
                 let _ = self.spec.events.send(MediaEvent::Dtmf(digit));
             }
         } else if rtp.payload_type == self.spec.payload_type {
@@ -1093,7 +1093,7 @@ impl Worker {
         }
         if self.peers[target].try_send(command).is_err() {
             tracing::error!(
-                session = id,
+                session = %id,
                 worker = target,
                 "media worker queue full; command dropped"
             );
@@ -1117,10 +1117,10 @@ impl Worker {
                     let id = spec.id;
                     match Session::new(*spec) {
                         Ok(session) => {
-                            tracing::debug!(session = id, codec = ?session.spec.codec, pt = session.spec.payload_type, dtmf_pt = ?session.spec.telephone_event_pt, "media session started");
+                            tracing::debug!(session = %id, codec = ?session.spec.codec, pt = session.spec.payload_type, dtmf_pt = ?session.spec.telephone_event_pt, "media session started");
                             self.sessions.push(session);
                         }
-                        Err(err) => tracing::error!(session = id, "cannot start media: {err}"),
+                        Err(err) => tracing::error!(session = %id, "cannot start media: {err}"),
                     }
                 }
                 MediaCommand::SetMode(id, mode) => {
@@ -1187,7 +1187,7 @@ impl Worker {
                         && let Some(Some(room)) = self.rooms.get_mut(slot)
                     {
                         room.room.set_muted(pid, muted);
-                        tracing::debug!(session = id, muted, "participant mute changed");
+                        tracing::debug!(session = %id, muted, "participant mute changed");
                     }
                 }
                 MediaCommand::Overlay(id, player) => {
@@ -1196,14 +1196,14 @@ impl Worker {
                         Some(s) => {
                             s.overlay = Some(player);
                             tracing::debug!(
-                                session = id,
+                                session = %id,
                                 worker,
                                 in_room = s.conference.is_some(),
                                 "overlay set"
                             );
                         }
                         None => {
-                            tracing::debug!(session = id, worker, "overlay for unknown session")
+                            tracing::debug!(session = %id, worker, "overlay for unknown session")
                         }
                     }
                 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conference::{Registry, RoomGuard};
-use crate::sip_core::Shared;
+use crate::shared::Shared;
 
 /// How often the store is compared with the open rooms.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -123,6 +123,7 @@ mod tests {
     use super::*;
     use crate::call::CallEvent;
     use crate::conference::{Notice, Refusal, RoomTerms};
+    use crate::ids::LegId;
     use tokio::sync::mpsc;
 
     struct Fixture {
@@ -157,7 +158,7 @@ mod tests {
         fn join(
             &self,
             number: &str,
-            call: u64,
+            call: crate::ids::LegId,
         ) -> (Result<(), Refusal>, mpsc::UnboundedReceiver<CallEvent>) {
             let (tx, rx) = mpsc::unbounded_channel();
             let stored = self.server.room_get(number).unwrap();
@@ -183,7 +184,7 @@ mod tests {
     fn deleting_a_pin_room_in_use_ends_its_session_and_keeps_newcomers_out() {
         let mut f = Fixture::new("delete");
         f.create("1234", Some("4321"), 1);
-        let (admitted, mut member) = f.join("1234", 1);
+        let (admitted, mut member) = f.join("1234", LegId::new(1));
         assert_eq!(admitted, Ok(()));
         assert!(f.pass().is_empty(), "nothing changed");
         assert_eq!(f.server.live_room("1234").unwrap().unwrap().participants, 1);
@@ -191,13 +192,13 @@ mod tests {
         f.admin.room_delete("1234").unwrap();
         // Before the watch has run, the next caller finds no stored room (so no PIN is asked)
         // and must still not get into the session that was opened under the PIN.
-        let (newcomer, _) = f.join("1234", 2);
+        let (newcomer, _) = f.join("1234", LegId::new(2));
         assert_eq!(newcomer, Err(Refusal::Closing));
 
         assert_eq!(f.pass(), vec!["1234".to_string()]);
         assert_eq!(f.rooms.close("1234"), 1);
         assert_eq!(member.try_recv(), Ok(CallEvent::Conference(Notice::Closed)));
-        let (during_close, _) = f.join("1234", 3);
+        let (during_close, _) = f.join("1234", LegId::new(3));
         assert_eq!(during_close, Err(Refusal::Closing));
     }
 
@@ -205,9 +206,9 @@ mod tests {
     fn a_room_re_created_with_another_pin_or_stored_over_an_open_one_is_closed() {
         let mut f = Fixture::new("recreate");
         f.create("1234", Some("4321"), 1);
-        f.join("1234", 1).0.unwrap();
+        f.join("1234", LegId::new(1)).0.unwrap();
         // An on-demand room (no stored row) that an admin then creates with a PIN.
-        f.join("77", 2).0.unwrap();
+        f.join("77", LegId::new(2)).0.unwrap();
         assert!(f.pass().is_empty());
         f.admin.room_delete("1234").unwrap();
         f.create("1234", Some("9999"), 2);
@@ -220,8 +221,8 @@ mod tests {
     #[test]
     fn reported_rooms_follow_joins_and_leaves() {
         let mut f = Fixture::new("report");
-        f.join("5", 1).0.unwrap();
-        f.join("5", 2).0.unwrap();
+        f.join("5", LegId::new(1)).0.unwrap();
+        f.join("5", LegId::new(2)).0.unwrap();
         f.pass();
         assert_eq!(f.server.live_room("5").unwrap().unwrap().participants, 2);
         assert_eq!(f.admin.live_room("5").unwrap().unwrap().server_pid, 4242);

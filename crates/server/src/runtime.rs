@@ -1,0 +1,200 @@
+//! The server's runtime: builds the shared state, starts the transports, workers and
+//! background tasks, and runs the signalling loop, one task that feeds the SIP endpoint with
+//! datagrams and the clock and hands its leg events to call control. Owning all SIP state in
+//! one task keeps it lock-free and ordered.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use sip::transaction::Timers;
+use tokio::sync::mpsc;
+
+use crate::call_control::CallControl;
+use crate::config::{Config, LogFormat};
+use crate::core_command::CoreCommand;
+use crate::dialplan_files::PlanHolder;
+use crate::media_worker::{MediaWorkers, PortAllocator};
+use crate::shared::Shared;
+use crate::sip_endpoint::{EndpointConfig, SipEndpoint};
+use crate::sounds::SoundLibrary;
+use crate::transport::{self, Inbound, TransportHandle};
+
+/// Calls at most; beyond it INVITEs get 503 (bounded everything).
+const MAX_CALLS: usize = 10_000;
+
+/// Sets up the tracing subscriber.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sip")
+        .build()?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let store = store::Store::open(&config.data_dir)
+        .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
+    let sounds = SoundLibrary::load(&config.sounds)?;
+    let plan = PlanHolder::load(&config.dialplans, &sounds, &store)?;
+    let workers = if config.media_workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        config.media_workers
+    };
+    let mut rooms = mixer::MixerConfig {
+        internal_rate: crate::media_worker::ROOM_RATE,
+        max_mixed_speakers: config.conference.max_talkers.clamp(1, 32),
+        noise_suppression: config.conference.noise_suppression,
+        ..mixer::MixerConfig::default()
+    };
+    if config.conference.mixer == crate::config::MixerMode::Conventional {
+        rooms.shared_encoding = false;
+        rooms.forward_lone_talker = false;
+        rooms.adaptive_rate = false;
+        rooms.max_mixed_speakers = rooms.max_participants;
+    }
+    let media = MediaWorkers::start(workers, rooms)?;
+    let (inbound_tx, inbound_rx) = mpsc::channel(8192);
+    let transport = transport::start(config.sip_listen, inbound_tx).await?;
+    let http_listen = config.http_listen;
+    let ports = PortAllocator::new(config.rtp_ports.low, config.rtp_ports.high);
+    let shared = Arc::new(Shared {
+        config,
+        sounds,
+        media,
+        plan,
+        store: std::sync::Mutex::new(store),
+        conferences: crate::conference::Registry::default(),
+    });
+    let (command_tx, command_rx) = mpsc::unbounded_channel();
+    let endpoint = SipEndpoint::new(
+        EndpointConfig {
+            listen: transport.local_addr(),
+            min_session_expires: shared.config.calls.min_session_expires,
+            max_legs: MAX_CALLS,
+        },
+        Timers::default(),
+    );
+    let core = Core {
+        endpoint,
+        control: CallControl::new(shared.clone(), ports, command_tx),
+        transport: transport.clone(),
+    };
+    let calls_gauge = CALLS.clone();
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    crate::dialplan_files::spawn_reloader(shared.clone(), reload_rx)?;
+    crate::room_watch::spawn(shared.clone());
+    crate::http::start(http_listen, shared.clone(), calls_gauge, reload_tx).await?;
+    tracing::info!(
+        sip = %transport.local_addr(),
+        http = %http_listen,
+        media_workers = workers,
+        prompts = shared.sounds.len(),
+        dialplan_version = shared.plan.version(),
+        "amtsleitung is ready"
+    );
+    core.run(inbound_rx, command_rx).await
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+struct Core {
+    endpoint: SipEndpoint,
+    control: CallControl,
+    transport: TransportHandle,
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::UnboundedReceiver<CoreCommand>,
+    ) -> anyhow::Result<()> {
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        // Set once SIGTERM/SIGINT came: calls have been sent BYE, and the loop keeps serving
+        // (retransmitting the BYEs, answering) until this moment.
+        let mut stop_at: Option<tokio::time::Instant> = None;
+        loop {
+            if stop_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                tracing::info!("stopped");
+                return Ok(());
+            }
+            let deadline = self.endpoint.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(message) = inbound.recv() => {
+                    self.endpoint.handle_datagram(&message.bytes, message.peer, Instant::now());
+                }
+                Some(command) = commands.recv() => {
+                    self.control.on_command(command, &mut self.endpoint, Instant::now());
+                }
+                _ = sleep => self.endpoint.handle_timeout(Instant::now()),
+                _ = &mut shutdown, if stop_at.is_none() => {
+                    let legs = self.endpoint.leg_ids();
+                    tracing::info!(calls = legs.len(), "shutting down: ending calls");
+                    for leg in legs {
+                        self.endpoint.hangup(leg, "server shutting down", Instant::now());
+                    }
+                    // Long enough for the BYEs and a retransmission or two, short enough for
+                    // systemd's stop timeout.
+                    stop_at = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(2));
+                }
+                _ = tokio::time::sleep_until(stop_at.unwrap_or_else(tokio::time::Instant::now)), if stop_at.is_some() => {}
+            }
+            self.pump();
+            CALLS.store(
+                self.endpoint.leg_count(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Hands the endpoint's events to call control (whose commands may raise more) and
+    /// sends what the endpoint has to send.
+    fn pump(&mut self) {
+        loop {
+            while let Some((peer, bytes)) = self.endpoint.poll_transmit() {
+                self.transport.send(&peer, bytes);
+            }
+            let Some(event) = self.endpoint.poll_event() else {
+                break;
+            };
+            self.control
+                .on_leg_event(event, &mut self.endpoint, Instant::now());
+        }
+    }
+}
+
+static CALLS: std::sync::LazyLock<Arc<std::sync::atomic::AtomicUsize>> =
+    std::sync::LazyLock::new(|| Arc::new(std::sync::atomic::AtomicUsize::new(0)));

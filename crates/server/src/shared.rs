@@ -1,0 +1,23 @@
+//! Server-wide state the tasks share: configuration, prompts and handles to the media
+//! workers, the dialplan, the store and the live rooms.
+
+use crate::config::Config;
+use crate::dialplan_files::PlanHolder;
+use crate::media_worker::MediaWorkers;
+use crate::sounds::SoundLibrary;
+
+/// State shared by call control, call tasks and the admin API.
+pub struct Shared {
+    /// Configuration in force.
+    pub config: Config,
+    /// Prompts.
+    pub sounds: SoundLibrary,
+    /// Media worker pool.
+    pub media: MediaWorkers,
+    /// The dialplan in force.
+    pub plan: PlanHolder,
+    /// The store (call records, rooms, recordings, dialplan history).
+    pub store: std::sync::Mutex<store::Store>,
+    /// Live conference rooms.
+    pub conferences: crate::conference::Registry,
+}

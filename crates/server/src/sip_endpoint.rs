@@ -1,0 +1,1246 @@
+//! The SIP endpoint: transactions, dialogs and the dialog → leg table, without I/O.
+//!
+//! Datagrams and the clock go in ([`SipEndpoint::handle_datagram`],
+//! [`SipEndpoint::handle_timeout`]); bytes to send ([`SipEndpoint::poll_transmit`]) and
+//! typed per-leg events ([`SipEndpoint::poll_event`]) come out, as quinn's endpoint turns
+//! datagrams into per-connection events. Its owner, call control, drives each leg with
+//! commands (`ring`, `answer`, `reject`, `hangup`, `answer_offer`). It answers what needs
+//! no call itself (OPTIONS, unsupported methods and extensions, requests outside any dialog)
+//! and runs RFC 4028 session timers, which are SIP's own business. It knows nothing of SDP
+//! or dialplans: session descriptions are opaque bodies handed through.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use rsip::Method;
+use sip::dialog::{Dialog, DialogId, dialog_id_of_request};
+use sip::message as msg;
+use sip::session_timer::{self, Negotiation, SessionTimer, SessionTimerAction};
+use sip::transaction::{Output, Peer, Timers, TransactionEvent, TransactionKey, TransactionLayer};
+
+use crate::ids::LegId;
+
+/// Methods we implement (Allow header, RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+/// Option tags we support: session timers (RFC 4028).
+const SUPPORTED: &str = session_timer::OPTION_TAG;
+/// Methods defined by RFCs that we recognise but do not serve here (405, not 501).
+const KNOWN_UNSERVED: &[&str] = &[
+    "REGISTER",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
+    "MESSAGE",
+    "REFER",
+    "PRACK",
+];
+/// The SDP content type, the only session description we take.
+const SDP: &str = "application/sdp";
+
+/// Why a call ended when the caller's RTP stopped (call record, BYE text).
+pub const MEDIA_TIMEOUT: &str = "media timeout";
+/// Why a call ended when its SIP session was not refreshed (call record, BYE text).
+pub const SESSION_TIMER_EXPIRED: &str = "session timer expired";
+/// Why a call ended when our 2xx was never acknowledged.
+const NO_ACK: &str = "no ACK";
+
+/// Calls ended by their session timer, for `/metrics`.
+pub static SESSION_TIMER_EXPIRIES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// Settings of the endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointConfig {
+    /// The address our SIP transport listens on (Via and Contact port; its IP unless it is
+    /// the unspecified address).
+    pub listen: SocketAddr,
+    /// Smallest session interval we accept (RFC 4028 Min-SE).
+    pub min_session_expires: u32,
+    /// Legs at most; INVITEs beyond get 503 (bounded everything).
+    pub max_legs: usize,
+}
+
+/// A new INVITE outside any dialog, past the SIP checks: the owner rings, answers or
+/// rejects it.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The leg the INVITE opened.
+    pub leg: LegId,
+    /// The INVITE.
+    pub request: rsip::Request,
+    /// Where it came from.
+    pub from: Peer,
+    /// The local address facing the caller (for SDP and Contact).
+    pub local_ip: IpAddr,
+}
+
+/// What happened on a leg.
+#[derive(Debug)]
+pub enum LegEvent {
+    /// A new call.
+    Incoming(Box<Incoming>),
+    /// A re-INVITE or UPDATE carries a new SDP offer: the owner answers it with
+    /// [`SipEndpoint::answer_offer`].
+    Offer {
+        /// The leg.
+        leg: LegId,
+        /// The offer, as it came.
+        body: Vec<u8>,
+    },
+    /// A DTMF digit sent as SIP INFO.
+    Dtmf {
+        /// The leg.
+        leg: LegId,
+        /// The digit.
+        digit: char,
+    },
+    /// The leg is over (BYE or CANCEL from the peer, our hangup or rejection, a timer); its
+    /// transactions finish on their own.
+    Ended {
+        /// The leg.
+        leg: LegId,
+        /// Whether it had been answered.
+        answered: bool,
+        /// The final status of its INVITE (0 if none was sent).
+        final_status: u16,
+        /// Why, in the call record's words.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegState {
+    /// INVITE received, no final response yet.
+    Early,
+    /// 2xx sent (awaiting ACK or confirmed).
+    Answered,
+    /// Over; kept until the owner forgets it.
+    Ended,
+}
+
+/// A re-INVITE or UPDATE whose offer the owner is answering.
+struct PendingOffer {
+    key: TransactionKey,
+    request: rsip::Request,
+    timer: Option<SessionTimer>,
+}
+
+/// The SIP side of one call leg.
+struct Leg {
+    invite_key: TransactionKey,
+    invite: rsip::Request,
+    peer: Peer,
+    local_tag: String,
+    local_ip: IpAddr,
+    dialog: Option<Dialog>,
+    state: LegState,
+    final_status: u16,
+    /// Our current session description (the last answer we gave).
+    local_sdp: Vec<u8>,
+    /// RFC 4028 session timer, when the peer asked for one.
+    session_timer: Option<SessionTimer>,
+    /// The peer accepts UPDATE, so a refresh we send need not be a re-INVITE.
+    peer_allows_update: bool,
+    pending_offer: Option<PendingOffer>,
+}
+
+/// The SIP endpoint (see the module documentation).
+pub struct SipEndpoint {
+    config: EndpointConfig,
+    layer: TransactionLayer,
+    legs: HashMap<LegId, Leg>,
+    by_dialog: HashMap<DialogId, LegId>,
+    by_invite: HashMap<TransactionKey, LegId>,
+    /// Session timer deadlines; stale entries are skipped when they come up.
+    session_deadlines: BinaryHeap<Reverse<(Instant, LegId)>>,
+    /// Session refreshes we sent and are waiting for: transaction → leg, CSeq, method.
+    refreshes: HashMap<TransactionKey, (LegId, u32, Method)>,
+    next_leg: u64,
+    events: VecDeque<LegEvent>,
+    transmits: VecDeque<(Peer, Vec<u8>)>,
+}
+
+impl SipEndpoint {
+    /// An endpoint with no legs.
+    pub fn new(config: EndpointConfig, timers: Timers) -> Self {
+        Self {
+            config,
+            layer: TransactionLayer::new(timers),
+            legs: HashMap::new(),
+            by_dialog: HashMap::new(),
+            by_invite: HashMap::new(),
+            session_deadlines: BinaryHeap::new(),
+            refreshes: HashMap::new(),
+            next_leg: 1,
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+        }
+    }
+
+    /// Legs not yet forgotten.
+    pub fn leg_count(&self) -> usize {
+        self.legs.len()
+    }
+
+    /// Every leg not yet forgotten.
+    pub fn leg_ids(&self) -> Vec<LegId> {
+        self.legs.keys().copied().collect()
+    }
+
+    /// A datagram (or a framed stream message) from `peer`.
+    pub fn handle_datagram(&mut self, bytes: &[u8], peer: Peer, now: Instant) {
+        match msg::parse(bytes) {
+            // The layer stamps received/rport (RFC 3581) on requests itself.
+            Ok(message) => self.layer.handle_message(message, peer, now),
+            Err(err) => {
+                tracing::info!(from = %peer.addr, "rejected malformed SIP: {}", err.reason());
+                if let Some(reply) = msg::bad_request_response(bytes, &err) {
+                    self.transmits.push_back((peer, reply));
+                }
+            }
+        }
+        self.drain_layer(now);
+    }
+
+    /// The earliest moment [`handle_timeout`](Self::handle_timeout) has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let session = self.session_deadlines.peek().map(|Reverse((at, _))| *at);
+        match (self.layer.poll_timeout(), session) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the transaction and session timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.layer.handle_timeout(now);
+        self.drain_layer(now);
+        self.run_session_timers(now);
+        self.drain_layer(now);
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<(Peer, Vec<u8>)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next leg event.
+    pub fn poll_event(&mut self) -> Option<LegEvent> {
+        self.events.pop_front()
+    }
+
+    /// Sends 180 Ringing on an early leg.
+    pub fn ring(&mut self, leg: LegId, now: Instant) {
+        let Some(l) = self.legs.get(&leg).filter(|l| l.state == LegState::Early) else {
+            return;
+        };
+        let ringing = msg::response_to(&l.invite, 180, None, Some(&l.local_tag));
+        let key = l.invite_key.clone();
+        self.respond(&key, ringing, now);
+    }
+
+    /// Answers an early leg with 200 OK carrying `sdp`, which becomes our session
+    /// description for refreshes.
+    pub fn answer(&mut self, leg: LegId, sdp: Vec<u8>, now: Instant) {
+        let contact = self.contact_uri_for(leg);
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        if l.state != LegState::Early {
+            return;
+        }
+        l.local_sdp = sdp;
+        let Some(response) = self.dialog_response(leg, None, true) else {
+            return;
+        };
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        let key = l.invite_key.clone();
+        let dialog = contact
+            .as_deref()
+            .and_then(msg::parse_uri)
+            .and_then(|contact| Dialog::new_uas(&l.invite, &l.local_tag, contact).ok());
+        l.state = LegState::Answered;
+        l.final_status = 200;
+        if let Some(dialog) = dialog {
+            self.by_dialog.insert(dialog.id().clone(), leg);
+            l.dialog = Some(dialog);
+        }
+        if let Some(timer) = l.session_timer.as_mut() {
+            timer.refreshed(now);
+        }
+        self.respond(&key, response, now);
+        self.schedule_session_timer(leg);
+    }
+
+    /// Refuses an early leg with a final status (`phrase` replaces the standard reason
+    /// phrase); `reason` is the call record's words.
+    pub fn reject(
+        &mut self,
+        leg: LegId,
+        code: u16,
+        phrase: Option<&str>,
+        reason: &str,
+        now: Instant,
+    ) {
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        if l.state != LegState::Early {
+            return;
+        }
+        let response = msg::response_to(&l.invite, code, phrase, Some(&l.local_tag));
+        let key = l.invite_key.clone();
+        l.final_status = code;
+        self.respond(&key, response, now);
+        self.end(leg, reason);
+    }
+
+    /// Ends a leg: BYE when answered (with a Reason header), 480 while early.
+    pub fn hangup(&mut self, leg: LegId, reason: &str, now: Instant) {
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        match l.state {
+            LegState::Early => self.reject(leg, 480, None, reason, now),
+            LegState::Answered => {
+                let via = SocketAddr::new(l.local_ip, self.config.listen.port());
+                let peer = l.peer;
+                if let Some(dialog) = l.dialog.as_mut() {
+                    let mut bye = dialog.new_request(Method::Bye, via, peer.transport, None);
+                    msg::add_header(&mut bye.headers, "Reason", bye_reason(reason));
+                    let to = Peer {
+                        addr: dialog.next_hop().unwrap_or(peer.addr),
+                        ..peer
+                    };
+                    if let Err(err) = self.layer.send_request(bye, to, now) {
+                        tracing::warn!(leg = %leg, "BYE not sent: {err}");
+                    }
+                }
+                self.end(leg, reason);
+                self.drain_layer(now);
+            }
+            LegState::Ended => {}
+        }
+    }
+
+    /// Answers the offer of the leg's pending re-INVITE or UPDATE: `Ok(answer)` accepts it
+    /// (and takes the refresh it carried), `Err(status)` refuses it.
+    pub fn answer_offer(&mut self, leg: LegId, answer: Result<Vec<u8>, u16>, now: Instant) {
+        let Some(pending) = self.legs.get_mut(&leg).and_then(|l| l.pending_offer.take()) else {
+            return;
+        };
+        match answer {
+            Ok(sdp) => {
+                if let Some(l) = self.legs.get_mut(&leg) {
+                    l.local_sdp = sdp;
+                }
+                self.refresh_session(leg, pending.timer, now);
+                if let Some(response) = self.dialog_response(leg, Some(&pending.request), true) {
+                    self.respond(&pending.key, response, now);
+                }
+            }
+            Err(code) => {
+                let response = msg::response_to(
+                    &pending.request,
+                    code,
+                    None,
+                    Some(&sip::transaction::new_tag()),
+                );
+                self.respond(&pending.key, response, now);
+            }
+        }
+    }
+
+    /// Drops an ended leg's state (the owner is done with it); a leg not yet ended is hung
+    /// up first with `reason`.
+    pub fn forget(&mut self, leg: LegId, reason: &str, now: Instant) {
+        if self
+            .legs
+            .get(&leg)
+            .is_some_and(|l| l.state != LegState::Ended)
+        {
+            self.hangup(leg, reason, now);
+        }
+        if let Some(l) = self.legs.remove(&leg) {
+            self.by_invite.remove(&l.invite_key);
+            if let Some(dialog) = l.dialog {
+                self.by_dialog.remove(dialog.id());
+            }
+        }
+    }
+
+    fn drain_layer(&mut self, now: Instant) {
+        while let Some(output) = self.layer.poll_output() {
+            match output {
+                Output::Transmit { to, bytes } => self.transmits.push_back((to, bytes)),
+                Output::Event(event) => self.on_transaction_event(event, now),
+            }
+        }
+    }
+
+    fn respond(&mut self, key: &TransactionKey, response: rsip::Response, now: Instant) {
+        if let Err(err) = self.layer.send_response(key, response, now) {
+            tracing::debug!("response not sent: {err}");
+        }
+        self.drain_layer(now);
+    }
+
+    fn reply(
+        &mut self,
+        key: &TransactionKey,
+        request: &rsip::Request,
+        code: u16,
+        phrase: Option<&str>,
+        now: Instant,
+    ) {
+        let response = msg::response_to(request, code, phrase, Some(&sip::transaction::new_tag()));
+        self.respond(key, response, now);
+    }
+
+    /// Marks a leg over and tells the owner.
+    fn end(&mut self, leg: LegId, reason: &str) {
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        if l.state == LegState::Ended {
+            return;
+        }
+        let answered = l.state == LegState::Answered;
+        l.state = LegState::Ended;
+        self.events.push_back(LegEvent::Ended {
+            leg,
+            answered,
+            final_status: l.final_status,
+            reason: reason.to_string(),
+        });
+    }
+
+    fn leg_of(&self, request: &rsip::Request) -> Option<LegId> {
+        dialog_id_of_request(request).and_then(|d| self.by_dialog.get(&d).copied())
+    }
+
+    fn on_transaction_event(&mut self, event: TransactionEvent, now: Instant) {
+        match event {
+            TransactionEvent::NewRequest { key, request, from } => {
+                self.on_request(key, request, from, now)
+            }
+            TransactionEvent::Cancelled { invite } => {
+                if let Some(leg) = self.by_invite.get(&invite).copied() {
+                    self.reject(leg, 487, None, "caller cancelled", now);
+                }
+            }
+            TransactionEvent::Ack { request, .. } => {
+                if let Some(leg) = self.leg_of(&request) {
+                    tracing::debug!(leg = %leg, "ACK received; call confirmed");
+                }
+            }
+            TransactionEvent::Timeout { key } if self.refreshes.contains_key(&key) => {
+                if let Some((leg, _, _)) = self.refreshes.remove(&key) {
+                    tracing::info!(leg = %leg, "session refresh unanswered; ending call");
+                    SESSION_TIMER_EXPIRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.hangup(leg, SESSION_TIMER_EXPIRED, now);
+                }
+            }
+            TransactionEvent::Response { key, response } if self.refreshes.contains_key(&key) => {
+                self.on_refresh_response(&key, &response, now);
+            }
+            TransactionEvent::Timeout { key } => {
+                // Our 2xx was never ACKed (RFC 3261 §13.3.1.4): the caller is gone.
+                if let Some(leg) = self.by_invite.get(&key).copied()
+                    && self
+                        .legs
+                        .get(&leg)
+                        .is_some_and(|l| l.state == LegState::Answered)
+                {
+                    tracing::info!(leg = %leg, "no ACK for our 200 OK; ending call");
+                    self.hangup(leg, NO_ACK, now);
+                }
+            }
+            TransactionEvent::Response { .. } | TransactionEvent::Terminated { .. } => {}
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        key: TransactionKey,
+        request: rsip::Request,
+        from: Peer,
+        now: Instant,
+    ) {
+        let method = request.method;
+        // RFC 3261 §8.2.2.3: refuse option tags we do not understand.
+        if !matches!(method, Method::Ack | Method::Cancel) {
+            let required: Vec<String> = msg::header_values(&request, "Require")
+                .iter()
+                .flat_map(|v| v.split(','))
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(session_timer::OPTION_TAG))
+                .collect();
+            if !required.is_empty() {
+                let mut response =
+                    msg::response_to(&request, 420, None, Some(&sip::transaction::new_tag()));
+                msg::add_header(&mut response.headers, "Unsupported", required.join(", "));
+                self.respond(&key, response, now);
+                return;
+            }
+        }
+        match method {
+            Method::Invite => {
+                if msg::to_tag(&request).is_some() {
+                    self.on_session_update(key, request, now);
+                } else {
+                    self.on_new_invite(key, request, from, now);
+                }
+            }
+            Method::Bye => match self.leg_of(&request) {
+                Some(leg) => {
+                    let response = msg::response_to(&request, 200, None, None);
+                    self.respond(&key, response, now);
+                    self.end(leg, "caller hung up");
+                }
+                None => self.reply(&key, &request, 481, None, now),
+            },
+            Method::Options => {
+                let mut response =
+                    msg::response_to(&request, 200, None, Some(&sip::transaction::new_tag()));
+                msg::add_header(&mut response.headers, "Allow", ALLOW.into());
+                msg::add_header(&mut response.headers, "Accept", SDP.into());
+                msg::add_header(&mut response.headers, "Accept-Language", "de, en".into());
+                if !SUPPORTED.is_empty() {
+                    msg::add_header(&mut response.headers, "Supported", SUPPORTED.into());
+                }
+                self.respond(&key, response, now);
+            }
+            Method::Info => self.on_info(key, request, now),
+            Method::Update => self.on_session_update(key, request, now),
+            Method::Ack | Method::Cancel => {}
+            other => {
+                let name = other.to_string();
+                if KNOWN_UNSERVED.contains(&name.as_str()) {
+                    let mut response =
+                        msg::response_to(&request, 405, None, Some(&sip::transaction::new_tag()));
+                    msg::add_header(&mut response.headers, "Allow", ALLOW.into());
+                    self.respond(&key, response, now);
+                } else {
+                    self.reply(&key, &request, 501, None, now);
+                }
+            }
+        }
+    }
+
+    fn on_new_invite(
+        &mut self,
+        key: TransactionKey,
+        request: rsip::Request,
+        from: Peer,
+        now: Instant,
+    ) {
+        if self.legs.len() >= self.config.max_legs {
+            self.reply(&key, &request, 503, Some("Too Many Calls"), now);
+            return;
+        }
+        let session_timer =
+            match session_timer::negotiate(&request, self.config.min_session_expires) {
+                Negotiation::TooSmall { min_se } => {
+                    self.reply_too_small(&key, &request, min_se, now);
+                    return;
+                }
+                Negotiation::NoTimer => None,
+                Negotiation::Agreed(timer) => Some(timer),
+            };
+        let peer_allows_update = msg::header_values(&request, "Allow")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"));
+        let leg = LegId::new(self.next_leg);
+        self.next_leg += 1;
+        let local_ip = local_ip_towards(from.addr.ip(), self.config.listen.ip());
+        self.legs.insert(
+            leg,
+            Leg {
+                invite_key: key.clone(),
+                invite: request.clone(),
+                peer: from,
+                local_tag: sip::transaction::new_tag(),
+                local_ip,
+                dialog: None,
+                state: LegState::Early,
+                final_status: 0,
+                local_sdp: Vec::new(),
+                session_timer,
+                peer_allows_update,
+                pending_offer: None,
+            },
+        );
+        self.by_invite.insert(key, leg);
+        self.events.push_back(LegEvent::Incoming(Box::new(Incoming {
+            leg,
+            request,
+            from,
+            local_ip,
+        })));
+    }
+
+    /// A re-INVITE or UPDATE in a dialog: maybe a new offer, and a session refresh (RFC 4028).
+    fn on_session_update(&mut self, key: TransactionKey, request: rsip::Request, now: Instant) {
+        let Some(leg) = self.leg_of(&request) else {
+            self.reply(&key, &request, 481, None, now);
+            return;
+        };
+        let Some(l) = self.legs.get_mut(&leg) else {
+            self.reply(&key, &request, 481, None, now);
+            return;
+        };
+        if let Some(dialog) = l.dialog.as_mut()
+            && dialog.on_request(&request).is_err()
+        {
+            self.reply(&key, &request, 500, Some("CSeq Out Of Order"), now);
+            return;
+        }
+        if l.pending_offer.is_some() {
+            // RFC 3261 §14.2: an offer while ours is being answered.
+            self.reply(&key, &request, 500, Some("Offer Pending"), now);
+            return;
+        }
+        let timer = match session_timer::negotiate(&request, self.config.min_session_expires) {
+            Negotiation::TooSmall { min_se } => {
+                self.reply_too_small(&key, &request, min_se, now);
+                return;
+            }
+            Negotiation::NoTimer => None,
+            Negotiation::Agreed(timer) => Some(timer),
+        };
+        if !request.body.is_empty() {
+            let body = request.body.clone();
+            if let Some(l) = self.legs.get_mut(&leg) {
+                l.pending_offer = Some(PendingOffer {
+                    key,
+                    request,
+                    timer,
+                });
+            }
+            self.events.push_back(LegEvent::Offer { leg, body });
+            return;
+        }
+        self.refresh_session(leg, timer, now);
+        // An offerless re-INVITE gets our offer again (RFC 3261 §14.2; the answer in the ACK
+        // is accepted implicitly since we keep our media unchanged); an offerless UPDATE is a
+        // bare refresh (RFC 3311), answered without SDP.
+        let with_sdp = request.method == Method::Invite;
+        if let Some(response) = self.dialog_response(leg, Some(&request), with_sdp) {
+            self.respond(&key, response, now);
+        }
+    }
+
+    fn on_info(&mut self, key: TransactionKey, request: rsip::Request, now: Instant) {
+        let Some(leg) = self.leg_of(&request) else {
+            self.reply(&key, &request, 481, None, now);
+            return;
+        };
+        let content_type = msg::header_value(&request, "Content-Type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if content_type.starts_with("application/dtmf") {
+            let body = String::from_utf8_lossy(&request.body);
+            if let Some(digit) = media::dtmf::parse_dtmf_relay(&body) {
+                self.events.push_back(LegEvent::Dtmf { leg, digit });
+            }
+            let response = msg::response_to(&request, 200, None, None);
+            self.respond(&key, response, now);
+        } else {
+            // RFC 6086 §4.2.2: an INFO package we do not support.
+            self.reply(&key, &request, 415, None, now);
+        }
+    }
+
+    fn reply_too_small(
+        &mut self,
+        key: &TransactionKey,
+        request: &rsip::Request,
+        min_se: u32,
+        now: Instant,
+    ) {
+        let mut response = msg::response_to(
+            request,
+            422,
+            Some("Session Interval Too Small"),
+            Some(&sip::transaction::new_tag()),
+        );
+        msg::add_header(&mut response.headers, "Min-SE", min_se.to_string());
+        self.respond(key, response, now);
+    }
+
+    /// A refresh was accepted: the timer it carried starts now (none: the timer is off,
+    /// RFC 4028 §9).
+    fn refresh_session(&mut self, leg: LegId, timer: Option<SessionTimer>, now: Instant) {
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        l.session_timer = timer;
+        if let Some(timer) = l.session_timer.as_mut() {
+            timer.refreshed(now);
+            tracing::debug!(leg = %leg, interval = ?timer.interval(), refresher = ?timer.refresher(), "session refreshed");
+        }
+        self.schedule_session_timer(leg);
+    }
+
+    fn schedule_session_timer(&mut self, leg: LegId) {
+        if let Some(at) = self
+            .legs
+            .get(&leg)
+            .and_then(|l| l.session_timer.as_ref())
+            .and_then(SessionTimer::deadline)
+        {
+            self.session_deadlines.push(Reverse((at, leg)));
+        }
+    }
+
+    /// Refreshes or ends the legs whose session timer is due.
+    fn run_session_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, leg))) = self.session_deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.session_deadlines.pop();
+            let Some(l) = self.legs.get_mut(&leg) else {
+                continue;
+            };
+            if l.state != LegState::Answered {
+                continue;
+            }
+            let Some(timer) = l.session_timer.as_mut() else {
+                continue;
+            };
+            // A stale entry (the session was refreshed since) polls to nothing.
+            match timer.poll(now) {
+                Some(SessionTimerAction::Expired) => {
+                    tracing::info!(leg = %leg, "session not refreshed in time; ending call");
+                    SESSION_TIMER_EXPIRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.hangup(leg, SESSION_TIMER_EXPIRED, now);
+                }
+                Some(SessionTimerAction::Refresh) => {
+                    self.send_refresh(leg, now);
+                    self.schedule_session_timer(leg);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// We are the refresher: UPDATE when the peer allows it (no new offer), else a
+    /// re-INVITE offering the session as it is (RFC 4028 §7.4, §9).
+    fn send_refresh(&mut self, leg: LegId, now: Instant) {
+        let via_port = self.config.listen.port();
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        let (Some(dialog), Some(timer)) = (l.dialog.as_mut(), l.session_timer) else {
+            return;
+        };
+        let via = SocketAddr::new(l.local_ip, via_port);
+        let (method, body) = if l.peer_allows_update {
+            (Method::Update, None)
+        } else {
+            (Method::Invite, Some((SDP.to_string(), l.local_sdp.clone())))
+        };
+        let mut request = dialog.new_request(method, via, l.peer.transport, body);
+        msg::add_header(
+            &mut request.headers,
+            "Session-Expires",
+            timer.header_value(),
+        );
+        msg::add_header(&mut request.headers, "Supported", SUPPORTED.into());
+        let cseq = dialog.local_cseq();
+        let to = Peer {
+            addr: dialog.next_hop().unwrap_or(l.peer.addr),
+            ..l.peer
+        };
+        match self.layer.send_request(request, to, now) {
+            Ok(key) => {
+                tracing::debug!(leg = %leg, %method, "session refresh sent");
+                self.refreshes.insert(key, (leg, cseq, method));
+            }
+            Err(err) => tracing::warn!(leg = %leg, "session refresh not sent: {err}"),
+        }
+    }
+
+    /// The peer answered our refresh: a 2xx restarts the timer (and a re-INVITE's is
+    /// ACKed); 408 or 481 mean the dialog is gone (RFC 4028 §10).
+    fn on_refresh_response(
+        &mut self,
+        key: &TransactionKey,
+        response: &rsip::Response,
+        now: Instant,
+    ) {
+        let Some(&(leg, cseq, method)) = self.refreshes.get(key) else {
+            return;
+        };
+        let code = response.status_code.code();
+        if code < 200 {
+            return;
+        }
+        if code >= 300 {
+            self.refreshes.remove(key);
+            if matches!(code, 408 | 481) {
+                self.hangup(leg, SESSION_TIMER_EXPIRED, now);
+            }
+            return;
+        }
+        let via_port = self.config.listen.port();
+        if let Some(l) = self.legs.get_mut(&leg)
+            && let Some(dialog) = l.dialog.as_ref()
+            && method == Method::Invite
+        {
+            // The ACK for a 2xx is the TU's, sent again for every retransmitted 2xx.
+            let via = SocketAddr::new(l.local_ip, via_port);
+            let ack = dialog.new_ack(cseq, via, l.peer.transport);
+            let to = Peer {
+                addr: dialog.next_hop().unwrap_or(l.peer.addr),
+                ..l.peer
+            };
+            self.layer
+                .send_stateless(rsip::SipMessage::Request(ack), to);
+        }
+        if let Some(timer) = self
+            .legs
+            .get_mut(&leg)
+            .and_then(|l| l.session_timer.as_mut())
+        {
+            timer.refreshed(now);
+        }
+        self.schedule_session_timer(leg);
+        self.drain_layer(now);
+    }
+
+    /// 200 to an INVITE (`request` None: the leg's own), re-INVITE or UPDATE: Contact, Allow,
+    /// Supported, the session timer and, `with_sdp`, our session description.
+    fn dialog_response(
+        &self,
+        leg: LegId,
+        request: Option<&rsip::Request>,
+        with_sdp: bool,
+    ) -> Option<rsip::Response> {
+        let Some(l) = self.legs.get(&leg) else {
+            return request.map(|r| msg::response_to(r, 481, None, None));
+        };
+        let request = request.unwrap_or(&l.invite);
+        let mut response = msg::response_to(request, 200, None, Some(&l.local_tag));
+        msg::add_header(
+            &mut response.headers,
+            "Contact",
+            format!("<{}>", self.contact_uri(l.local_ip)),
+        );
+        msg::add_header(&mut response.headers, "Allow", ALLOW.into());
+        msg::add_header(&mut response.headers, "Supported", SUPPORTED.into());
+        if let Some(timer) = &l.session_timer {
+            msg::add_header(
+                &mut response.headers,
+                "Session-Expires",
+                timer.header_value(),
+            );
+            if timer.requires_timer() {
+                msg::add_header(
+                    &mut response.headers,
+                    "Require",
+                    session_timer::OPTION_TAG.into(),
+                );
+            }
+        }
+        if with_sdp {
+            msg::set_body(&mut response, SDP, l.local_sdp.clone());
+        }
+        Some(response)
+    }
+
+    fn contact_uri_for(&self, leg: LegId) -> Option<String> {
+        self.legs.get(&leg).map(|l| self.contact_uri(l.local_ip))
+    }
+
+    fn contact_uri(&self, ip: IpAddr) -> String {
+        let port = self.config.listen.port();
+        match ip {
+            IpAddr::V4(v4) => format!("sip:amtsleitung@{v4}:{port}"),
+            IpAddr::V6(v6) => format!("sip:amtsleitung@[{v6}]:{port}"),
+        }
+    }
+}
+
+/// The `Reason` header (RFC 3326) of a BYE we send: Q.850 cause 102 ("recovery on timer
+/// expiry", what FreeSWITCH and Asterisk send for a dead call) when a timer ended the call,
+/// 16 (normal clearing) otherwise, with our words as text.
+fn bye_reason(reason: &str) -> String {
+    let cause = match reason {
+        MEDIA_TIMEOUT | SESSION_TIMER_EXPIRED | NO_ACK => 102,
+        _ => 16,
+    };
+    let text: String = reason.chars().filter(|c| *c != '"' && *c != '\\').collect();
+    format!("Q.850;cause={cause};text=\"{text}\"")
+}
+
+/// The local address the kernel would use to reach `peer` (no packet is sent: connecting a
+/// UDP socket only consults the routing table).
+pub fn local_ip_towards(peer: IpAddr, listen: IpAddr) -> IpAddr {
+    if !listen.is_unspecified() {
+        return listen;
+    }
+    let bind: SocketAddr = match peer {
+        IpAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        IpAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    std::net::UdpSocket::bind(bind)
+        .and_then(|s| {
+            s.connect((peer, 9))?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sip::transaction::TransportKind;
+
+    use super::*;
+
+    const PHONE: &str = "127.0.0.1:5070";
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+
+    fn endpoint() -> SipEndpoint {
+        SipEndpoint::new(
+            EndpointConfig {
+                listen: "127.0.0.1:5060".parse().unwrap(),
+                min_session_expires: 90,
+                max_legs: 2,
+            },
+            Timers::default(),
+        )
+    }
+
+    fn phone() -> Peer {
+        Peer {
+            addr: PHONE.parse().unwrap(),
+            transport: TransportKind::Udp,
+            connection: None,
+        }
+    }
+
+    /// A request from the phone; `extra` are more header lines, `body` an SDP or nothing.
+    fn request(
+        method: &str,
+        call: &str,
+        cseq: u32,
+        to_tag: Option<&str>,
+        extra: &str,
+        body: &str,
+    ) -> Vec<u8> {
+        let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        let content_type = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{method} sip:81234@127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {PHONE};branch=z9hG4bK{call}{cseq}{method}\r\n\
+             From: <sip:alice@127.0.0.1>;tag=alice\r\n\
+             To: <sip:81234@127.0.0.1>{to_tag}\r\n\
+             Call-ID: {call}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:alice@{PHONE}>\r\n\
+             Max-Forwards: 70\r\n\
+             {extra}{content_type}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    fn sent(ep: &mut SipEndpoint) -> Vec<String> {
+        std::iter::from_fn(|| ep.poll_transmit())
+            .map(|(_, bytes)| String::from_utf8(bytes).unwrap())
+            .collect()
+    }
+
+    fn status_lines(messages: &[String]) -> Vec<&str> {
+        messages
+            .iter()
+            .map(|m| m.lines().next().unwrap_or(""))
+            .collect()
+    }
+
+    fn events(ep: &mut SipEndpoint) -> Vec<LegEvent> {
+        std::iter::from_fn(|| ep.poll_event()).collect()
+    }
+
+    fn to_tag_of(response: &str) -> String {
+        let to = response.lines().find(|l| l.starts_with("To:")).unwrap();
+        to.split(";tag=").nth(1).unwrap().trim().to_string()
+    }
+
+    /// An INVITE the owner answered: the leg and our To tag.
+    fn answered_call(
+        ep: &mut SipEndpoint,
+        call: &str,
+        extra: &str,
+        now: Instant,
+    ) -> (LegId, String) {
+        ep.handle_datagram(
+            &request("INVITE", call, 1, None, extra, OFFER),
+            phone(),
+            now,
+        );
+        let leg = match events(ep).pop() {
+            Some(LegEvent::Incoming(incoming)) => incoming.leg,
+            other => panic!("expected Incoming, got {other:?}"),
+        };
+        ep.answer(leg, b"v=0 our answer".to_vec(), now);
+        let out = sent(ep);
+        let ok = out
+            .iter()
+            .find(|m| m.starts_with("SIP/2.0 200"))
+            .expect("200 sent");
+        assert!(ok.contains("v=0 our answer"), "{ok}");
+        let tag = to_tag_of(ok);
+        ep.handle_datagram(&request("ACK", call, 1, Some(&tag), "", ""), phone(), now);
+        (leg, tag)
+    }
+
+    #[test]
+    fn an_invite_becomes_a_leg_that_rings_and_is_answered_with_our_body() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        ep.handle_datagram(&request("INVITE", "c1", 1, None, "", OFFER), phone(), now);
+        // The endpoint itself sends nothing but 100 Trying: the owner decides.
+        assert_eq!(status_lines(&sent(&mut ep)), ["SIP/2.0 100 Trying"]);
+        let Some(LegEvent::Incoming(incoming)) = ep.poll_event() else {
+            panic!("no Incoming event");
+        };
+        assert_eq!(incoming.request.body, OFFER.as_bytes());
+        assert_eq!(incoming.local_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
+        ep.ring(incoming.leg, now);
+        assert_eq!(status_lines(&sent(&mut ep)), ["SIP/2.0 180 Ringing"]);
+        ep.answer(incoming.leg, b"v=0 answer".to_vec(), now);
+        let out = sent(&mut ep);
+        assert_eq!(status_lines(&out), ["SIP/2.0 200 OK"]);
+        assert!(
+            out[0].contains("Contact: <sip:amtsleitung@127.0.0.1:5060>"),
+            "{}",
+            out[0]
+        );
+        assert!(out[0].ends_with("v=0 answer"), "{}", out[0]);
+    }
+
+    #[test]
+    fn a_bye_ends_the_leg_and_a_bye_for_no_dialog_gets_481() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let (leg, tag) = answered_call(&mut ep, "c2", "", now);
+        sent(&mut ep);
+        ep.handle_datagram(&request("BYE", "c2", 2, Some(&tag), "", ""), phone(), now);
+        assert_eq!(status_lines(&sent(&mut ep)), ["SIP/2.0 200 OK"]);
+        match events(&mut ep).as_slice() {
+            [
+                LegEvent::Ended {
+                    leg: ended,
+                    answered: true,
+                    final_status: 200,
+                    reason,
+                },
+            ] => {
+                assert_eq!(*ended, leg);
+                assert_eq!(reason, "caller hung up");
+            }
+            other => panic!("{other:?}"),
+        }
+        ep.forget(leg, "done", now);
+        assert_eq!(ep.leg_count(), 0);
+        ep.handle_datagram(&request("BYE", "c2", 3, Some(&tag), "", ""), phone(), now);
+        assert_eq!(
+            status_lines(&sent(&mut ep)),
+            ["SIP/2.0 481 Call/Transaction Does Not Exist"]
+        );
+    }
+
+    #[test]
+    fn cancel_before_the_answer_ends_the_leg_with_487() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        ep.handle_datagram(&request("INVITE", "c3", 1, None, "", OFFER), phone(), now);
+        let leg = match events(&mut ep).pop() {
+            Some(LegEvent::Incoming(i)) => i.leg,
+            other => panic!("{other:?}"),
+        };
+        sent(&mut ep);
+        let cancel = String::from_utf8(request("CANCEL", "c3", 1, None, "", ""))
+            .unwrap()
+            .replace("z9hG4bKc31CANCEL", "z9hG4bKc31INVITE");
+        ep.handle_datagram(cancel.as_bytes(), phone(), now);
+        let out = sent(&mut ep);
+        assert!(
+            status_lines(&out).contains(&"SIP/2.0 487 Request Terminated"),
+            "{out:?}"
+        );
+        assert!(matches!(
+            events(&mut ep).as_slice(),
+            [LegEvent::Ended { leg: l, answered: false, final_status: 487, .. }] if *l == leg
+        ));
+    }
+
+    #[test]
+    fn a_rejected_leg_gets_the_status_and_ends_unanswered() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        ep.handle_datagram(&request("INVITE", "c4", 1, None, "", OFFER), phone(), now);
+        let leg = match events(&mut ep).pop() {
+            Some(LegEvent::Incoming(i)) => i.leg,
+            other => panic!("{other:?}"),
+        };
+        sent(&mut ep);
+        ep.reject(leg, 404, None, "no route", now);
+        assert_eq!(status_lines(&sent(&mut ep)), ["SIP/2.0 404 Not Found"]);
+        assert!(matches!(
+            events(&mut ep).as_slice(),
+            [LegEvent::Ended { answered: false, final_status: 404, reason, .. }] if reason == "no route"
+        ));
+    }
+
+    #[test]
+    fn legs_beyond_the_limit_get_503() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        for call in ["a", "b", "c"] {
+            ep.handle_datagram(&request("INVITE", call, 1, None, "", OFFER), phone(), now);
+        }
+        let out = sent(&mut ep);
+        assert!(
+            status_lines(&out).contains(&"SIP/2.0 503 Too Many Calls"),
+            "{out:?}"
+        );
+        assert_eq!(ep.leg_count(), 2);
+    }
+
+    #[test]
+    fn a_reinvite_offer_goes_to_the_owner_and_its_answer_back_to_the_phone() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let (leg, tag) = answered_call(&mut ep, "c5", "", now);
+        sent(&mut ep);
+        ep.handle_datagram(
+            &request("INVITE", "c5", 2, Some(&tag), "", OFFER),
+            phone(),
+            now,
+        );
+        match events(&mut ep).as_slice() {
+            [LegEvent::Offer { leg: l, body }] => {
+                assert_eq!(*l, leg);
+                assert_eq!(body, OFFER.as_bytes());
+            }
+            other => panic!("{other:?}"),
+        }
+        ep.answer_offer(leg, Ok(b"v=0 second answer".to_vec()), now);
+        let out = sent(&mut ep);
+        let ok = out
+            .iter()
+            .find(|m| m.starts_with("SIP/2.0 200"))
+            .expect("200");
+        assert!(ok.ends_with("v=0 second answer"), "{ok}");
+        // A refused offer gets the owner's status.
+        ep.handle_datagram(
+            &request("INVITE", "c5", 3, Some(&tag), "", OFFER),
+            phone(),
+            now,
+        );
+        events(&mut ep);
+        ep.answer_offer(leg, Err(488), now);
+        assert!(status_lines(&sent(&mut ep)).contains(&"SIP/2.0 488 Not Acceptable Here"));
+    }
+
+    #[test]
+    fn a_session_nobody_refreshes_is_ended_with_bye_and_reason() {
+        let mut ep = endpoint();
+        let start = Instant::now();
+        let (leg, _) = answered_call(
+            &mut ep,
+            "c6",
+            "Session-Expires: 90;refresher=uac\r\nSupported: timer\r\n",
+            start,
+        );
+        sent(&mut ep);
+        let due = ep.poll_timeout().expect("a deadline");
+        assert!(due <= start + Duration::from_secs(90), "{:?}", due - start);
+        // Nothing before the deadline.
+        ep.handle_timeout(start + Duration::from_secs(30));
+        assert!(events(&mut ep).is_empty());
+        let mut now = start;
+        let mut ended = None;
+        while now < start + Duration::from_secs(200) && ended.is_none() {
+            now += Duration::from_secs(1);
+            ep.handle_timeout(now);
+            ended = events(&mut ep).into_iter().find_map(|e| match e {
+                LegEvent::Ended { leg: l, reason, .. } if l == leg => Some(reason),
+                _ => None,
+            });
+        }
+        assert_eq!(ended.as_deref(), Some(SESSION_TIMER_EXPIRED));
+        let bye = sent(&mut ep)
+            .into_iter()
+            .find(|m| m.starts_with("BYE "))
+            .expect("BYE sent");
+        assert!(bye.contains("Reason: Q.850;cause=102"), "{bye}");
+    }
+
+    #[test]
+    fn options_are_answered_and_register_is_refused_with_405() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        ep.handle_datagram(&request("OPTIONS", "o1", 1, None, "", ""), phone(), now);
+        let out = sent(&mut ep);
+        assert_eq!(status_lines(&out), ["SIP/2.0 200 OK"]);
+        assert!(out[0].contains(&format!("Allow: {ALLOW}")), "{}", out[0]);
+        ep.handle_datagram(&request("REGISTER", "r1", 1, None, "", ""), phone(), now);
+        assert_eq!(
+            status_lines(&sent(&mut ep)),
+            ["SIP/2.0 405 Method Not Allowed"]
+        );
+        assert!(events(&mut ep).is_empty());
+    }
+
+    #[test]
+    fn dtmf_by_info_reaches_the_owner() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let (leg, tag) = answered_call(&mut ep, "c7", "", now);
+        sent(&mut ep);
+        let body = "Signal=5\r\nDuration=160\r\n";
+        let info = String::from_utf8(request("INFO", "c7", 2, Some(&tag), "", body))
+            .unwrap()
+            .replace("application/sdp", "application/dtmf-relay");
+        ep.handle_datagram(info.as_bytes(), phone(), now);
+        assert_eq!(status_lines(&sent(&mut ep)), ["SIP/2.0 200 OK"]);
+        assert!(matches!(
+            events(&mut ep).as_slice(),
+            [LegEvent::Dtmf { leg: l, digit: '5' }] if *l == leg
+        ));
+    }
+
+    #[test]
+    fn hanging_up_an_answered_leg_sends_bye_once() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let (leg, _) = answered_call(&mut ep, "c8", "", now);
+        sent(&mut ep);
+        ep.hangup(leg, "hung up by dialplan", now);
+        ep.hangup(leg, "again", now);
+        let byes = sent(&mut ep)
+            .into_iter()
+            .filter(|m| m.starts_with("BYE "))
+            .count();
+        assert_eq!(byes, 1);
+        assert_eq!(events(&mut ep).len(), 1);
+    }
+}
