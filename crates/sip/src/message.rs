@@ -7,7 +7,7 @@
 
 mod framer;
 mod headers;
-mod syntax;
+pub(crate) mod syntax;
 #[cfg(test)]
 mod tests;
 
