@@ -9,20 +9,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-struct Slot<V> {
+struct Slot<V, R> {
     value: V,
-    rank: (u64, u64),
+    rank: (R, u64),
 }
 
 /// Map of at most `capacity` entries, evicting the lowest rank (ties: the oldest insert).
-pub(crate) struct BoundedMap<K, V> {
+pub(crate) struct BoundedMap<K, V, R = u64> {
     capacity: usize,
-    entries: HashMap<K, Slot<V>>,
-    order: BTreeMap<(u64, u64), K>,
+    entries: HashMap<K, Slot<V, R>>,
+    order: BTreeMap<(R, u64), K>,
     next_seq: u64,
 }
 
-impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
+impl<K: Hash + Eq + Clone, V, R: Ord + Copy> BoundedMap<K, V, R> {
     /// An empty map holding at most `capacity` entries (at least one).
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
@@ -45,11 +45,6 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         self.entries.get_mut(key).map(|s| &mut s.value)
     }
 
-    /// The rank of `key`'s entry.
-    pub(crate) fn rank(&self, key: &K) -> Option<u64> {
-        self.entries.get(key).map(|s| s.rank.0)
-    }
-
     fn seq(&mut self) -> u64 {
         self.next_seq = self.next_seq.wrapping_add(1);
         self.next_seq
@@ -57,7 +52,7 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
 
     /// Inserts or replaces `key`; when a new key finds the map full, the lowest-ranked entry is
     /// evicted first and returned with its rank.
-    pub(crate) fn insert(&mut self, key: K, value: V, rank: u64) -> Option<(K, V, u64)> {
+    pub(crate) fn insert(&mut self, key: K, value: V, rank: R) -> Option<(K, V, R)> {
         let seq = self.seq();
         if let Some(slot) = self.entries.get_mut(&key) {
             let old = std::mem::replace(&mut slot.rank, (rank, seq));
@@ -83,7 +78,7 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
     }
 
     /// Changes the rank of an existing entry (no-op for an absent key).
-    pub(crate) fn set_rank(&mut self, key: &K, rank: u64) {
+    pub(crate) fn set_rank(&mut self, key: &K, rank: R) {
         let seq = self.seq();
         if let Some(slot) = self.entries.get_mut(key) {
             let old = std::mem::replace(&mut slot.rank, (rank, seq));
@@ -100,12 +95,12 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
     }
 
     /// The lowest rank held.
-    pub(crate) fn lowest_rank(&self) -> Option<u64> {
+    pub(crate) fn lowest_rank(&self) -> Option<R> {
         self.order.keys().next().map(|(rank, _)| *rank)
     }
 
     /// Removes and returns the lowest-ranked entry with its rank.
-    pub(crate) fn pop_lowest(&mut self) -> Option<(K, V, u64)> {
+    pub(crate) fn pop_lowest(&mut self) -> Option<(K, V, R)> {
         let ((rank, _), key) = self.order.pop_first()?;
         let slot = self.entries.remove(&key)?;
         Some((key, slot.value, rank))
@@ -148,7 +143,7 @@ mod tests {
         m.insert("b", 2, 2);
         m.set_rank(&"a", 5);
         assert_eq!(m.pop_lowest(), Some(("b", 2, 2)));
-        assert_eq!(m.rank(&"a"), Some(5));
+        assert_eq!(m.lowest_rank(), Some(5));
     }
 
     #[test]

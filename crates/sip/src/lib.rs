@@ -5,11 +5,10 @@
 //! the current `Instant`, and drains messages to send, events and the next deadline. It does not
 //! know about media, dialplans or call control.
 
-// Some of its methods are first used by the source-protection tables of the next commit.
-#[allow(dead_code)]
 mod bounded;
 pub mod dialog;
 pub mod digest;
 pub mod message;
+pub mod security;
 pub mod session_timer;
 pub mod transaction;
