@@ -378,13 +378,10 @@ impl RegisterRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BindingId(u64);
 
-/// One contact of an AOR. Handed out by reference or copy; the registrar owns the original.
+/// What a REGISTER said about one contact, and where it came from: the part of a binding
+/// that is stored across restarts unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Binding {
-    /// Identity within this registrar (not kept across restarts).
-    pub id: BindingId,
-    /// The AOR.
-    pub aor: Aor,
+pub struct BindingDetails {
     /// The contact URI as registered: the Request-URI of requests to this phone.
     pub contact: String,
     /// Contact parameters other than `expires` and `q`, echoed in the 200 OK.
@@ -399,16 +396,27 @@ pub struct Binding {
     pub call_id: String,
     /// Its CSeq.
     pub cseq: u32,
-    /// When it was last registered or refreshed.
-    pub registered_at: Instant,
-    /// When it expires.
-    pub expires_at: Instant,
     /// Path (RFC 3327): the route towards the phone, first entry first.
     pub path: Vec<String>,
     /// The flow the REGISTER came on: where requests to this phone go (NAT, RFC 5626 spirit).
     pub source: Peer,
     /// User-Agent of the phone.
     pub user_agent: Option<String>,
+}
+
+/// One contact of an AOR. Handed out by reference or copy; the registrar owns the original.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// Identity within this registrar (not kept across restarts).
+    pub id: BindingId,
+    /// The AOR.
+    pub aor: Aor,
+    /// What was registered.
+    pub details: BindingDetails,
+    /// When it was last registered or refreshed.
+    pub registered_at: Instant,
+    /// When it expires.
+    pub expires_at: Instant,
     /// Whether the last qualify (OPTIONS) was answered; registering again sets it.
     pub reachable: bool,
 }
@@ -425,20 +433,21 @@ pub enum NextHop<'a> {
 impl Binding {
     /// Where to send requests for this binding.
     pub fn next_hop(&self) -> NextHop<'_> {
-        match self.path.first() {
+        match self.details.path.first() {
             Some(first) => NextHop::Path(first),
-            None => NextHop::Flow(self.source),
+            None => NextHop::Flow(self.details.source),
         }
     }
 
     fn key(&self) -> BindingKey {
-        binding_key(&self.contact, self.instance.as_deref(), self.reg_id)
+        let d = &self.details;
+        binding_key(&d.contact, d.instance.as_deref(), d.reg_id)
     }
 
     /// The Contact header value for a 200 OK, with the seconds left.
     fn contact_value(&self, now: Instant) -> String {
-        let mut out = format!("<{}>", self.contact);
-        for (name, value) in &self.params {
+        let mut out = format!("<{}>", self.details.contact);
+        for (name, value) in &self.details.params {
             out.push(';');
             out.push_str(name);
             if let Some(v) = value {
@@ -446,7 +455,7 @@ impl Binding {
                 out.push_str(v);
             }
         }
-        if let Some(q) = self.q {
+        if let Some(q) = self.details.q {
             out.push_str(&format!(";q={q}"));
         }
         out.push_str(&format!(";expires={}", seconds_left(self.expires_at, now)));
@@ -512,38 +521,19 @@ pub struct Registered {
     pub changes: Vec<BindingChange>,
 }
 
-/// A binding as stored across restarts: times as wall-clock time, no id.
+/// A binding as stored across restarts: times as wall-clock time, no id. The connection id
+/// of [`BindingDetails::source`] is dropped on import: connections do not survive a restart,
+/// and the phone's next REGISTER brings a new one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindingRecord {
-    /// The AOR's user part.
-    pub user: String,
-    /// The AOR's domain.
-    pub domain: String,
-    /// See [`Binding::contact`].
-    pub contact: String,
-    /// See [`Binding::params`].
-    pub params: Vec<(String, Option<String>)>,
-    /// See [`Binding::q`].
-    pub q: Option<QValue>,
-    /// See [`Binding::instance`].
-    pub instance: Option<String>,
-    /// See [`Binding::reg_id`].
-    pub reg_id: Option<u32>,
-    /// See [`Binding::call_id`].
-    pub call_id: String,
-    /// See [`Binding::cseq`].
-    pub cseq: u32,
+    /// The AOR.
+    pub aor: Aor,
+    /// What was registered.
+    pub details: BindingDetails,
     /// When it was last registered.
     pub registered_at: SystemTime,
     /// When it expires.
     pub expires_at: SystemTime,
-    /// See [`Binding::path`].
-    pub path: Vec<String>,
-    /// See [`Binding::source`]; the connection id is dropped on import (connections do not
-    /// survive a restart; the phone's next REGISTER brings a new one).
-    pub source: Peer,
-    /// See [`Binding::user_agent`].
-    pub user_agent: Option<String>,
 }
 
 /// The bindings of all AORs, with their expiry deadlines.
@@ -604,7 +594,7 @@ impl Registrar {
                 }
                 if after
                     .iter()
-                    .any(|b| b.call_id == req.call_id && req.cseq <= b.cseq)
+                    .any(|b| b.details.call_id == req.call_id && req.cseq <= b.details.cseq)
                 {
                     return Err(RegisterError::OutOfOrder);
                 }
@@ -626,8 +616,8 @@ impl Registrar {
                     if let Some(i) = existing
                         && !touched.contains(&key)
                         && let Some(b) = after.get(i)
-                        && b.call_id == req.call_id
-                        && req.cseq <= b.cseq
+                        && b.details.call_id == req.call_id
+                        && req.cseq <= b.details.cseq
                     {
                         return Err(RegisterError::OutOfOrder);
                     }
@@ -643,18 +633,20 @@ impl Registrar {
                             let binding = Binding {
                                 id,
                                 aor: req.aor.clone(),
-                                contact: spec.uri.clone(),
-                                params: spec.params.clone(),
-                                q: spec.q,
-                                instance: spec.instance.clone(),
-                                reg_id: spec.reg_id,
-                                call_id: req.call_id.clone(),
-                                cseq: req.cseq,
+                                details: BindingDetails {
+                                    contact: spec.uri.clone(),
+                                    params: spec.params.clone(),
+                                    q: spec.q,
+                                    instance: spec.instance.clone(),
+                                    reg_id: spec.reg_id,
+                                    call_id: req.call_id.clone(),
+                                    cseq: req.cseq,
+                                    path: req.path.clone(),
+                                    source: req.source,
+                                    user_agent: req.user_agent.clone(),
+                                },
                                 registered_at: now,
                                 expires_at: now + Duration::from_secs(u64::from(granted)),
-                                path: req.path.clone(),
-                                source: req.source,
-                                user_agent: req.user_agent.clone(),
                                 reachable: true,
                             };
                             match existing.and_then(|i| after.get_mut(i)) {
@@ -738,8 +730,8 @@ impl Registrar {
             .filter(|b| b.reachable)
             .collect();
         found.sort_by(|a, b| {
-            let qa = a.q.unwrap_or(QValue::MAX);
-            let qb = b.q.unwrap_or(QValue::MAX);
+            let qa = a.details.q.unwrap_or(QValue::MAX);
+            let qb = b.details.q.unwrap_or(QValue::MAX);
             qb.cmp(&qa).then(b.registered_at.cmp(&a.registered_at))
         });
         found
@@ -791,22 +783,12 @@ impl Registrar {
         self.iter()
             .filter(|b| b.expires_at > now)
             .map(|b| BindingRecord {
-                user: b.aor.user.clone(),
-                domain: b.aor.host.clone(),
-                contact: b.contact.clone(),
-                params: b.params.clone(),
-                q: b.q,
-                instance: b.instance.clone(),
-                reg_id: b.reg_id,
-                call_id: b.call_id.clone(),
-                cseq: b.cseq,
+                aor: b.aor.clone(),
+                details: b.details.clone(),
                 registered_at: wall_now
                     .checked_sub(now.saturating_duration_since(b.registered_at))
                     .unwrap_or(wall_now),
                 expires_at: wall_now + b.expires_at.saturating_duration_since(now),
-                path: b.path.clone(),
-                source: b.source,
-                user_agent: b.user_agent.clone(),
             })
             .collect()
     }
@@ -829,25 +811,19 @@ impl Registrar {
                 continue;
             }
             let since = wall_now.duration_since(r.registered_at).unwrap_or_default();
-            let aor = Aor::new(&r.user, &r.domain);
+            let aor = r.aor;
             let binding = Binding {
                 id: self.new_id(),
                 aor: aor.clone(),
-                contact: r.contact,
-                params: r.params,
-                q: r.q,
-                instance: r.instance,
-                reg_id: r.reg_id,
-                call_id: r.call_id,
-                cseq: r.cseq,
+                details: BindingDetails {
+                    source: Peer {
+                        connection: None,
+                        ..r.details.source
+                    },
+                    ..r.details
+                },
                 registered_at: now.checked_sub(since).unwrap_or(now),
                 expires_at: now + left,
-                path: r.path,
-                source: Peer {
-                    connection: None,
-                    ..r.source
-                },
-                user_agent: r.user_agent,
                 reachable: true,
             };
             let list = self.aors.entry(aor.clone()).or_default();

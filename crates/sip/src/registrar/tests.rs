@@ -69,7 +69,7 @@ fn registers_and_answers_with_the_granted_expiry() {
     assert!(ok.path.is_empty());
     let found = r.lookup(&alice(), t0);
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].contact, "sip:alice@192.168.178.20:5060");
+    assert_eq!(found[0].details.contact, "sip:alice@192.168.178.20:5060");
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn nat_phone_is_reached_over_its_source_flow_not_its_private_contact() {
     let mut r = registrar();
     r.register(&request("c1", 1, HOME), 5, t0).unwrap();
     let b = r.lookup(&alice(), t0)[0];
-    assert_eq!(b.source, nat_source());
+    assert_eq!(b.details.source, nat_source());
     assert_eq!(b.next_hop(), NextHop::Flow(nat_source()));
 }
 
@@ -292,7 +292,7 @@ fn same_call_id_with_cseq_not_higher_fails_with_500_and_changes_nothing() {
         assert_eq!(err.status_code(), 500);
         let left = r.lookup(&alice(), t0);
         assert_eq!(left.len(), 1);
-        assert_eq!(left[0].cseq, 10);
+        assert_eq!(left[0].details.cseq, 10);
     }
 }
 
@@ -303,7 +303,7 @@ fn another_call_id_may_update_with_any_cseq() {
     r.register(&request("c1", 10, HOME), 5, t0).unwrap();
     let ok = r.register(&request("rebooted", 1, HOME), 5, t0).unwrap();
     assert!(
-        matches!(ok.changes.as_slice(), [BindingChange::Refreshed(b)] if b.call_id == "rebooted")
+        matches!(ok.changes.as_slice(), [BindingChange::Refreshed(b)] if b.details.call_id == "rebooted")
     );
 }
 
@@ -399,7 +399,7 @@ fn lookup_orders_by_q_and_skips_unreachable_bindings() {
     let order: Vec<&str> = r
         .lookup(&alice(), t0)
         .iter()
-        .map(|b| b.contact.as_str())
+        .map(|b| b.details.contact.as_str())
         .collect();
     assert_eq!(
         order,
@@ -431,7 +431,10 @@ fn q_values_are_kept_and_echoed() {
         )
         .unwrap();
     assert_eq!(ok.contacts, ["<sip:alice@192.0.2.1>;q=0.25;expires=3600"]);
-    assert_eq!(r.lookup(&alice(), t0)[0].q, QValue::from_thousandths(250));
+    assert_eq!(
+        r.lookup(&alice(), t0)[0].details.q,
+        QValue::from_thousandths(250)
+    );
 }
 
 #[test]
@@ -500,7 +503,7 @@ fn binding_expires_at_its_deadline_not_one_tick_before() {
     );
     let gone = r.expire(deadline);
     assert_eq!(gone.len(), 1);
-    assert_eq!(gone[0].contact, "sip:alice@192.0.2.1");
+    assert_eq!(gone[0].details.contact, "sip:alice@192.0.2.1");
     assert_eq!(r.next_deadline(), None);
 }
 
@@ -585,7 +588,7 @@ fn path_is_stored_in_order_and_echoed_only_when_supported() {
     assert!(ok.path.is_empty(), "no Supported: path");
     let b = r.lookup(&alice(), t0)[0].clone();
     assert_eq!(
-        b.path,
+        b.details.path,
         [
             "<sip:edge1.example.net;lr>",
             "<sip:edge2.example.net;lr>",
@@ -673,18 +676,24 @@ fn instance_id_identifies_the_binding_across_contact_changes() {
         )]
     );
     let b = r.lookup(&alice(), t0)[0];
-    assert_eq!(b.reg_id, Some(1));
+    assert_eq!(b.details.reg_id, Some(1));
+}
+
+/// Registers one RFC 4475 torture message with an empty registrar.
+fn register_rfc4475(name: &str) -> (RegisterRequest, Registered) {
+    let raw = crate::message::tests::rfc4475_message(name);
+    let rsip::SipMessage::Request(req) = crate::message::parse(&raw).unwrap() else {
+        panic!("{name} is not a request")
+    };
+    let reg = RegisterRequest::from_request(&req, nat_source()).unwrap();
+    let ok = registrar().register(&reg, 5, Instant::now()).unwrap();
+    (reg, ok)
 }
 
 #[test]
 fn rfc4475_cparam01_unknownparam_belongs_to_the_contact() {
-    let raw = crate::message::tests::rfc4475_message("cparam01");
-    let rsip::SipMessage::Request(req) = crate::message::parse(&raw).unwrap() else {
-        panic!("not a request")
-    };
-    let reg = RegisterRequest::from_request(&req, nat_source()).unwrap();
+    let (reg, ok) = register_rfc4475("cparam01");
     assert_eq!(reg.aor, Aor::new("watson", "example.com"));
-    let ok = registrar().register(&reg, 5, Instant::now()).unwrap();
     assert_eq!(
         ok.contacts,
         ["<sip:+19725552222@gw1.example.net>;unknownparam;expires=3600"]
@@ -693,12 +702,7 @@ fn rfc4475_cparam01_unknownparam_belongs_to_the_contact() {
 
 #[test]
 fn rfc4475_cparam02_unknownparam_belongs_to_the_uri() {
-    let raw = crate::message::tests::rfc4475_message("cparam02");
-    let rsip::SipMessage::Request(req) = crate::message::parse(&raw).unwrap() else {
-        panic!("not a request")
-    };
-    let reg = RegisterRequest::from_request(&req, nat_source()).unwrap();
-    let ok = registrar().register(&reg, 5, Instant::now()).unwrap();
+    let (_, ok) = register_rfc4475("cparam02");
     assert_eq!(
         ok.contacts,
         ["<sip:+19725552222@gw1.example.net;unknownparam>;expires=3600"]
@@ -707,12 +711,7 @@ fn rfc4475_cparam02_unknownparam_belongs_to_the_uri() {
 
 #[test]
 fn rfc4475_regescrt_keeps_the_escaped_route_in_the_contact() {
-    let raw = crate::message::tests::rfc4475_message("regescrt");
-    let rsip::SipMessage::Request(req) = crate::message::parse(&raw).unwrap() else {
-        panic!("not a request")
-    };
-    let reg = RegisterRequest::from_request(&req, nat_source()).unwrap();
-    let ok = registrar().register(&reg, 5, Instant::now()).unwrap();
+    let (_, ok) = register_rfc4475("regescrt");
     assert_eq!(
         ok.contacts,
         ["<sip:user@example.com?Route=%3Csip:sip.example.com%3E>;expires=3600"]
@@ -775,15 +774,15 @@ fn export_and_import_keep_bindings_across_a_restart() {
     );
     let b = restarted.lookup(&alice(), t1)[0].clone();
     assert_eq!(b.expires_at, t1 + Duration::from_secs(470));
-    assert_eq!(b.cseq, 7);
-    assert_eq!(b.q, QValue::from_thousandths(700));
-    assert_eq!(b.path, ["<sip:edge.example.net;lr>"]);
-    assert_eq!(b.user_agent.as_deref(), Some("Snom D785"));
+    assert_eq!(b.details.cseq, 7);
+    assert_eq!(b.details.q, QValue::from_thousandths(700));
+    assert_eq!(b.details.path, ["<sip:edge.example.net;lr>"]);
+    assert_eq!(b.details.user_agent.as_deref(), Some("Snom D785"));
     assert_eq!(
-        b.source.connection, None,
+        b.details.source.connection, None,
         "connections do not survive a restart"
     );
-    assert_eq!(b.source.addr, tcp.addr);
+    assert_eq!(b.details.source.addr, tcp.addr);
     assert_eq!(restarted.next_deadline(), Some(b.expires_at));
     // The CSeq ordering survives too.
     let err = restarted
