@@ -7,9 +7,9 @@
 
 mod framer;
 mod headers;
-mod syntax;
+pub(crate) mod syntax;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};

@@ -424,7 +424,7 @@ const RFC4475: &[(&str, Verdict)] = &[
 
 /// One RFC 4475 torture message; a missing corpus fails the test rather than skipping it,
 /// so that a checkout without `../shared` cannot pass without checking anything.
-fn rfc4475_message(name: &str) -> Vec<u8> {
+pub(crate) fn rfc4475_message(name: &str) -> Vec<u8> {
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/testing/rfc4475"
