@@ -145,12 +145,12 @@ impl FromStr for AllowedNetwork {
 pub enum PasswordProblem {
     /// No password at all.
     #[error(
-        "is empty; an admin types it into the desk phone once, so it can be long: use at least {MIN_PASSWORD_CHARS} characters"
+        "is empty; at least {MIN_PASSWORD_CHARS} characters are needed (an admin types it into the desk phone once, so it can be long)"
     )]
     Empty,
     /// Fewer than the minimum characters.
     #[error(
-        "has {0} characters, too short to withstand guessing; an admin types it into the desk phone once, so it can be long: use at least {MIN_PASSWORD_CHARS}"
+        "has {0} characters; at least {MIN_PASSWORD_CHARS} are needed (an admin types it into the desk phone once, so it can be long)"
     )]
     TooShort(usize),
     /// More characters than a phone's configuration page takes.
