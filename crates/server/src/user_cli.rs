@@ -265,7 +265,13 @@ fn import(file: &Path, data_dir: &Path, now_ms: i64) -> Result<String, String> {
         return Err(format!("{name} has no users below its header line"));
     }
 
-    let store = open(data_dir)?;
+    // A file refused whole must not leave an empty database behind in a mistyped directory:
+    // without one, an empty in-memory store does the checks.
+    let store = if Store::database_file(data_dir).exists() {
+        open(data_dir)?
+    } else {
+        Store::open_in_memory().map_err(|err| format!("cannot check the users: {err}"))?
+    };
     let users: Vec<NewUser> = parsed.rows.iter().map(|(_, user)| user.clone()).collect();
     let lines: Vec<u64> = parsed.rows.iter().map(|(line, _)| *line).collect();
     let mut problems = parsed.problems;
@@ -274,7 +280,7 @@ fn import(file: &Path, data_dir: &Path, now_ms: i64) -> Result<String, String> {
         .map_err(|err| format!("cannot check the users against the store: {err}"))?;
     problems.extend(batch_problems(checked, &lines));
     if problems.is_empty() {
-        match store.user_create_many(&users) {
+        match open(data_dir)?.user_create_many(&users) {
             Ok(count) => return Ok(format!("{count} users imported from {name}\n")),
             // Another admin added one of these users since the check above.
             Err(StoreError::BatchRejected(found)) => problems = batch_problems(found, &lines),
@@ -843,6 +849,48 @@ mod tests {
             err.starts_with("line 3: text after the closing quote"),
             "{err}"
         );
+    }
+
+    /// A field as a spreadsheet writes it when it quotes everything.
+    fn quoted(field: &str) -> String {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn csv_reads_back_what_was_written_quoted_with_its_lines(
+            rows in proptest::collection::vec(
+                proptest::collection::vec("[a-zä0-9 ,;\"\r\n]{0,6}", 2..5),
+                1..6,
+            ),
+            crlf: bool,
+            blank_after in proptest::collection::vec(proptest::bool::ANY, 6),
+        ) {
+            let end = if crlf { "\r\n" } else { "\n" };
+            let mut text = String::new();
+            let mut expected = Vec::new();
+            for (row, blank) in rows.iter().zip(&blank_after) {
+                let line = 1 + text.matches('\n').count() as u64;
+                expected.push((line, row.clone()));
+                let fields: Vec<String> = row.iter().map(|f| quoted(f)).collect();
+                text.push_str(&fields.join(","));
+                text.push_str(end);
+                if *blank {
+                    text.push_str(end);
+                }
+            }
+            proptest::prop_assert_eq!(records(&text), expected);
+        }
+
+        #[test]
+        fn csv_import_never_panics_on_arbitrary_bytes(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let mut text = b"extension,name,password\n".to_vec();
+            text.extend_from_slice(&bytes);
+            let _ = parse_user_csv(&text, NOW);
+            let _ = parse_user_csv(&bytes, NOW);
+        }
     }
 
     #[test]
