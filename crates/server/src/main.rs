@@ -20,6 +20,7 @@ mod sip_endpoint;
 mod sounds;
 mod transport;
 mod udp_arrival;
+mod user_cli;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -51,6 +52,14 @@ enum Command {
         data_dir: PathBuf,
         #[command(subcommand)]
         command: room_cli::RoomCommand,
+    },
+    /// Add, list, show, change, delete and import staff users (desk phone extensions).
+    User {
+        /// Data directory of the server.
+        #[arg(long, value_name = "DIR", default_value = "data", global = true)]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: user_cli::UserCommand,
     },
 }
 
@@ -228,5 +237,6 @@ fn main() -> ExitCode {
         }
         Command::Dialplan(command) => dialplan_files::run_command(command),
         Command::Room { data_dir, command } => room_cli::run(command, &data_dir),
+        Command::User { data_dir, command } => user_cli::run(command, &data_dir),
     }
 }

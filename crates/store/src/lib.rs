@@ -1,5 +1,6 @@
 //! Durable state of amtsleitung: call records, pre-created conference rooms (with hashed PINs),
-//! recordings and dialplan history; users and registrations as the issues that need them arrive.
+//! recordings, dialplan history, staff users (with digest HA1s, never passwords) and the
+//! registrations of their phones.
 //!
 //! SQLite (embedded, one file in the data directory) is the default. The API is synchronous
 //! and small on purpose: the server calls it from a blocking thread, and a PostgreSQL backend
@@ -12,14 +13,23 @@ use rusqlite::{Connection, OptionalExtension, params};
 mod dialplan_history;
 mod live_rooms;
 mod recordings;
+mod registrations;
 mod rooms;
+mod users;
 
 pub use dialplan_history::DialplanVersion;
 pub use live_rooms::LiveRoom;
 pub use recordings::{Recording, RecordingId};
+pub use registrations::{Binding, BindingProblem, MAX_PATH_ENTRIES, UserBinding};
 pub use rooms::{
     DEFAULT_MAX_PARTICIPANTS, MAX_PARTICIPANTS_LIMIT, MAX_PIN_DIGITS, MAX_ROOM_NUMBER_DIGITS,
     MIN_PIN_DIGITS, NewRoom, PinChange, PinCheck, PinKind, PinProblem, Room, RoomUpdate,
+};
+pub use users::{
+    AllowedNetwork, DEFAULT_DOMAIN, DEFAULT_MAX_CONTACTS, DisplayNameProblem, Language,
+    MAX_ALLOWED_NETWORKS, MAX_CONTACTS_LIMIT, MAX_DISPLAY_NAME_CHARS, MAX_EXTENSION_DIGITS,
+    MAX_PASSWORD_CHARS, MIN_EXTENSION_DIGITS, MIN_PASSWORD_CHARS, NewUser, PasswordProblem, User,
+    ha1_md5, ha1_sha256,
 };
 
 /// What can go wrong with the store.
@@ -107,6 +117,105 @@ pub enum StoreError {
     /// A dialplan file path is empty, absolute or climbs out with `..`.
     #[error("dialplan file path {0:?} must be relative to the dialplan directory")]
     DialplanPathNotRelative(String),
+    /// An extension is not 2 to 15 digits (15 is the longest E.164 number).
+    #[error(
+        "extension {extension:?} must be {MIN_EXTENSION_DIGITS} to {MAX_EXTENSION_DIGITS} digits 0-9"
+    )]
+    InvalidExtension {
+        /// The rejected extension.
+        extension: String,
+    },
+    /// A SIP domain or digest realm is empty, too long, or holds characters that cannot appear
+    /// in a SIP URI host or a quoted digest parameter.
+    #[error("{what} {value:?} must be 1 to 253 characters without spaces, quotes or backslashes")]
+    InvalidDomain {
+        /// "domain" or "realm".
+        what: &'static str,
+        /// The rejected value.
+        value: String,
+    },
+    /// A user's display name cannot be stored.
+    #[error("display name {problem}")]
+    InvalidDisplayName {
+        /// What is wrong with it.
+        problem: DisplayNameProblem,
+    },
+    /// A password has the wrong form; the password itself is never part of the message.
+    #[error("password {0}")]
+    InvalidPassword(PasswordProblem),
+    /// An allowed source network is not an address or CIDR network.
+    #[error("allowed network {text:?} {problem}")]
+    InvalidNetwork {
+        /// What the admin wrote.
+        text: String,
+        /// What is wrong with it, with a suggestion where one helps.
+        problem: String,
+    },
+    /// A user has more allowed networks than a REGISTER check should walk through.
+    #[error("at most {MAX_ALLOWED_NETWORKS} allowed networks per user, got {0}")]
+    TooManyAllowedNetworks(usize),
+    /// The contact limit is outside 1..=MAX_CONTACTS_LIMIT.
+    #[error("max contacts must be 1 to {MAX_CONTACTS_LIMIT}, got {0}")]
+    InvalidMaxContacts(u32),
+    /// A language other than the ones the prompts exist in.
+    #[error("language {0:?} must be de or en")]
+    InvalidLanguage(String),
+    /// A user with this extension is already stored in the domain.
+    #[error("user {} already exists", users::aor_text(domain, extension))]
+    UserExists {
+        /// The user's domain.
+        domain: String,
+        /// The taken extension.
+        extension: String,
+    },
+    /// No user with this extension is stored in the domain.
+    #[error("no user {}", users::aor_text(domain, extension))]
+    NoSuchUser {
+        /// The domain looked in.
+        domain: String,
+        /// The extension looked for.
+        extension: String,
+    },
+    /// The same user twice in one batch.
+    #[error(
+        "user {} appears twice (first at entry {first})",
+        users::aor_text(domain, extension)
+    )]
+    RepeatedInBatch {
+        /// The user's domain.
+        domain: String,
+        /// The repeated extension.
+        extension: String,
+        /// Position of its first appearance in the batch.
+        first: usize,
+    },
+    /// Some users of a batch cannot be stored, so none of them was; each entry is the
+    /// position in the batch and why.
+    #[error("{} of the users cannot be stored; none was stored", .0.len())]
+    BatchRejected(Vec<(usize, StoreError)>),
+    /// More bindings than the user's contact limit.
+    #[error(
+        "user {} may have at most {max} contacts, got {got}",
+        users::aor_text(domain, extension)
+    )]
+    TooManyContacts {
+        /// The user's domain.
+        domain: String,
+        /// The user's extension.
+        extension: String,
+        /// The user's limit.
+        max: u32,
+        /// Bindings offered.
+        got: usize,
+    },
+    /// A registration binding cannot be stored.
+    #[error("binding {contact:?}: {problem}")]
+    InvalidBinding {
+        /// The binding's Contact URI.
+        contact: String,
+        /// What is wrong with it.
+        problem: BindingProblem,
+    },
 }
 
 /// Schema migrations, applied in order; index + 1 is the schema version after applying.
@@ -175,6 +284,40 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE call_record ADD COLUMN round_trip_us INTEGER;
     ALTER TABLE call_record ADD COLUMN rtcp_sent INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE call_record ADD COLUMN rtcp_received INTEGER NOT NULL DEFAULT 0;",
+    // 5: staff users (digest HA1s per realm, never passwords) and their phones' registrations.
+    // allowed_networks is a comma-separated list of CIDRs ('' = from anywhere); path is the
+    // ordered Path header values (RFC 3327), one per line; q is in thousandths (RFC 3261 q has
+    // at most three decimals, so it is exact).
+    "CREATE TABLE sip_user (
+        domain TEXT NOT NULL,
+        extension TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        realm TEXT NOT NULL,
+        ha1_md5 TEXT NOT NULL,
+        ha1_sha256 TEXT NOT NULL,
+        allowed_networks TEXT NOT NULL,
+        max_contacts INTEGER NOT NULL,
+        language TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (domain, extension)
+    ) WITHOUT ROWID;
+    CREATE TABLE registration (
+        domain TEXT NOT NULL,
+        extension TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        source TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        path TEXT NOT NULL,
+        q_milli INTEGER,
+        call_id TEXT NOT NULL,
+        cseq INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        user_agent TEXT,
+        instance_id TEXT,
+        PRIMARY KEY (domain, extension, contact)
+    ) WITHOUT ROWID;
+    CREATE INDEX registration_expires ON registration(expires_at_ms);",
 ];
 
 /// One finished call, as written to the call log.
@@ -523,6 +666,9 @@ mod tests {
             "no media figures for old calls"
         );
         store.room_create(&NewRoom::new("1", 0)).unwrap();
+        store
+            .user_create(&NewUser::new("101", "Bürgerbüro", "geheim123", 0))
+            .unwrap();
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,0 +1,1044 @@
+//! `amtsleitung user ...`: add, list, show, change and delete staff users in the store, and
+//! import hundreds of them from a CSV file at once.
+//!
+//! Works on the database file directly, like `room`, so it also works while the server runs.
+//! Passwords go in and only their digest HA1s are stored; no command prints an HA1. A password
+//! can come from a file or standard input so that it never shows in `ps` or shell history.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use store::{
+    AllowedNetwork, Binding, DEFAULT_DOMAIN, DEFAULT_MAX_CONTACTS, Language, NewUser, Store,
+    StoreError, User,
+};
+
+/// A CSV file larger than this is not a town hall's staff list.
+const MAX_IMPORT_BYTES: u64 = 8 << 20;
+/// Bad rows listed one by one before the rest are only counted.
+const MAX_LISTED_PROBLEMS: usize = 20;
+
+/// User administration commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a user, e.g. `user add 101 --name "Bürgerbüro" --password - --allow 10.8.0.0/16`.
+    Add {
+        /// Extension (2 to 15 digits); the phone also uses it as its digest user name.
+        extension: String,
+        /// Name shown on the phones this user calls.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+        /// Network the user's phones may register from, e.g. the VPN's 10.8.0.0/16; repeat
+        /// the flag or separate with commas. Without it, from anywhere.
+        #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+        allow: Vec<AllowedNetwork>,
+        /// Most phones registered at once.
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONTACTS)]
+        max_contacts: u32,
+        /// Prompt language: de or en.
+        #[arg(long, default_value_t = Language::De)]
+        language: Language,
+    },
+    /// List users: extension, name, allowed networks, registered contacts, language.
+    List,
+    /// Show one user's settings and registered contacts.
+    Show {
+        /// Extension.
+        extension: String,
+    },
+    /// Set a new password.
+    Passwd {
+        /// Extension.
+        extension: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Delete a user and its registrations.
+    #[command(alias = "delete")]
+    Del {
+        /// Extension.
+        extension: String,
+    },
+    /// Add every user of a CSV file, or none when one row is bad.
+    ///
+    /// The file starts with a header line naming the columns, then one user per row:
+    /// extension,name,password[,allow][,max_contacts][,language]. Several networks go in one
+    /// quoted field: "10.8.0.0/16,192.168.5.0/24". Semicolons work as separators too.
+    Import {
+        /// The CSV file (UTF-8).
+        file: PathBuf,
+    },
+}
+
+/// Where a password comes from: one of the two flags. Not a required clap group: clap's
+/// message for a missing one spans lines, and `main` shows only an error's first line.
+#[derive(Debug, clap::Args)]
+#[group(multiple = false)]
+pub struct PasswordSource {
+    /// The password (at least 8 characters); `-` reads one line from standard input, which
+    /// keeps it out of `ps` and the shell history.
+    #[arg(long, value_name = "PASSWORD")]
+    password: Option<String>,
+    /// Read the password from FILE (one line).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+impl PasswordSource {
+    fn read(&self) -> Result<String, String> {
+        match (&self.password, &self.password_file) {
+            (Some(dash), _) if dash == "-" => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|err| {
+                        format!("cannot read the password from standard input: {err}")
+                    })?;
+                Ok(strip_line_end(&line).to_owned())
+            }
+            (Some(password), _) => Ok(password.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    format!("cannot read the password file {}: {err}", path.display())
+                })?;
+                let password = strip_line_end(&text);
+                if password.contains('\n') {
+                    return Err(format!(
+                        "the password file {} has more than one line",
+                        path.display()
+                    ));
+                }
+                Ok(password.to_owned())
+            }
+            (None, None) => Err(
+                "a password is needed: --password PASSWORD, --password - (read from standard \
+                 input) or --password-file FILE"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// The text without one final line end, which editors and `echo` add to a file.
+fn strip_line_end(text: &str) -> &str {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    text.strip_suffix('\r').unwrap_or(text)
+}
+
+/// Runs one user command against the store in `data_dir`; exit 1 with a message on failure.
+pub fn run(command: UserCommand, data_dir: &Path) -> ExitCode {
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    match execute(command, data_dir, now_ms) {
+        Ok(message) => {
+            print!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("amtsleitung: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Does the work and returns what to print: stdout text on success, the error otherwise.
+fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String, String> {
+    // Reading or deleting must not leave a fresh empty database behind in a mistyped directory.
+    let exists = Store::database_file(data_dir).exists();
+    let no_database = || format!("no database in {}", data_dir.display());
+    match command {
+        UserCommand::Add {
+            extension,
+            name,
+            password,
+            allow,
+            max_contacts,
+            language,
+        } => {
+            let new = NewUser {
+                allowed_networks: allow,
+                max_contacts,
+                language,
+                ..NewUser::new(extension, name, password.read()?, now_ms)
+            };
+            // Checked before opening, so a typo does not create a database.
+            new.validate().map_err(|err| err.to_string())?;
+            let user = open(data_dir)?
+                .user_create(&new)
+                .map_err(|err| store_error("cannot add the user", err))?;
+            Ok(format!("{}\n", added_line(&user)))
+        }
+        UserCommand::List => {
+            if !exists {
+                return Ok(format!("no users ({})\n", no_database()));
+            }
+            let store = open(data_dir)?;
+            let users = store
+                .user_list(DEFAULT_DOMAIN)
+                .map_err(|err| format!("cannot list users: {err}"))?;
+            let counts = store
+                .registration_counts(DEFAULT_DOMAIN, now_ms)
+                .map_err(|err| format!("cannot read registrations: {err}"))?;
+            Ok(user_table(&users, &counts))
+        }
+        UserCommand::Show { extension } => {
+            if !exists {
+                return Err(format!("no user {extension} ({})", no_database()));
+            }
+            let store = open(data_dir)?;
+            let user = store
+                .user_get(DEFAULT_DOMAIN, &extension)
+                .map_err(|err| format!("cannot read user {extension}: {err}"))?
+                .ok_or_else(|| format!("no user {extension}"))?;
+            let bindings = store
+                .registrations_of(DEFAULT_DOMAIN, &extension, now_ms)
+                .map_err(|err| format!("cannot read the registrations of {extension}: {err}"))?;
+            Ok(user_details(&user, &bindings, now_ms))
+        }
+        UserCommand::Passwd {
+            extension,
+            password,
+        } => {
+            if !exists {
+                return Err(format!("no user {extension} ({})", no_database()));
+            }
+            let password = password.read()?;
+            open(data_dir)?
+                .user_set_password(DEFAULT_DOMAIN, &extension, &password, now_ms)
+                .map_err(|err| store_error("cannot change the password", err))?;
+            Ok(format!("password of user {extension} changed\n"))
+        }
+        UserCommand::Del { extension } => {
+            if !exists {
+                return Err(format!("no user {extension} ({})", no_database()));
+            }
+            let deleted = open(data_dir)?
+                .user_delete(DEFAULT_DOMAIN, &extension)
+                .map_err(|err| format!("cannot delete user {extension}: {err}"))?;
+            if deleted {
+                Ok(format!("user {extension} deleted\n"))
+            } else {
+                Err(format!("no user {extension}"))
+            }
+        }
+        UserCommand::Import { file } => import(&file, data_dir, now_ms),
+    }
+}
+
+/// A store error as one line: validation errors speak for themselves, database errors get
+/// the context of what was being done.
+fn store_error(doing: &str, err: StoreError) -> String {
+    match err {
+        StoreError::Database(_) => format!("{doing}: {err}"),
+        other => other.to_string(),
+    }
+}
+
+fn open(data_dir: &Path) -> Result<Store, String> {
+    Store::open(data_dir).map_err(|err| {
+        format!(
+            "cannot open the store {}: {err}",
+            Store::database_file(data_dir).display()
+        )
+    })
+}
+
+/// `user import FILE`: parse every row, let the store check the parsed ones, and store all of
+/// them in one transaction only if no row has a problem; otherwise name every bad row's line.
+fn import(file: &Path, data_dir: &Path, now_ms: i64) -> Result<String, String> {
+    let name = file.display();
+    let size = std::fs::metadata(file)
+        .map_err(|err| format!("cannot read {name}: {err}"))?
+        .len();
+    if size > MAX_IMPORT_BYTES {
+        return Err(format!(
+            "{name} is {size} bytes; a user list of more than {MAX_IMPORT_BYTES} bytes is not imported"
+        ));
+    }
+    let bytes = std::fs::read(file).map_err(|err| format!("cannot read {name}: {err}"))?;
+    let parsed = parse_user_csv(&bytes, now_ms).map_err(|err| format!("{name}: {err}"))?;
+    if parsed.rows.is_empty() && parsed.problems.is_empty() {
+        return Err(format!("{name} has no users below its header line"));
+    }
+
+    // A file refused whole must not leave an empty database behind in a mistyped directory:
+    // without one, an empty in-memory store does the checks.
+    let store = if Store::database_file(data_dir).exists() {
+        open(data_dir)?
+    } else {
+        Store::open_in_memory().map_err(|err| format!("cannot check the users: {err}"))?
+    };
+    let users: Vec<NewUser> = parsed.rows.iter().map(|(_, user)| user.clone()).collect();
+    let lines: Vec<u64> = parsed.rows.iter().map(|(line, _)| *line).collect();
+    let mut problems = parsed.problems;
+    let checked = store
+        .user_check_many(&users)
+        .map_err(|err| format!("cannot check the users against the store: {err}"))?;
+    problems.extend(batch_problems(checked, &lines));
+    if problems.is_empty() {
+        match open(data_dir)?.user_create_many(&users) {
+            Ok(count) => return Ok(format!("{count} users imported from {name}\n")),
+            // Another admin added one of these users since the check above.
+            Err(StoreError::BatchRejected(found)) => problems = batch_problems(found, &lines),
+            Err(err) => return Err(store_error("cannot import the users", err)),
+        }
+    }
+    problems.sort_by_key(|(line, _)| *line);
+    Err(problem_report(&name.to_string(), &problems))
+}
+
+/// Store problems of a batch, by file line instead of batch position.
+fn batch_problems(found: Vec<(usize, StoreError)>, lines: &[u64]) -> Vec<(u64, String)> {
+    let line_of = |index: usize| lines.get(index).copied().unwrap_or(0);
+    found
+        .into_iter()
+        .map(|(index, err)| {
+            let text = match err {
+                StoreError::RepeatedInBatch {
+                    extension, first, ..
+                } => format!(
+                    "extension {extension} appears again (first on line {})",
+                    line_of(first)
+                ),
+                other => other.to_string(),
+            };
+            (line_of(index), text)
+        })
+        .collect()
+}
+
+/// The error text of a refused import: a count, then one indented line per bad row.
+fn problem_report(file: &str, problems: &[(u64, String)]) -> String {
+    let rows = problems.len();
+    let mut out = format!(
+        "{file}: {rows} bad row{}, nothing imported",
+        if rows == 1 { "" } else { "s" }
+    );
+    for (line, text) in problems.iter().take(MAX_LISTED_PROBLEMS) {
+        out.push_str(&format!("\n  line {line}: {text}"));
+    }
+    if rows > MAX_LISTED_PROBLEMS {
+        out.push_str(&format!("\n  ... and {} more", rows - MAX_LISTED_PROBLEMS));
+    }
+    out
+}
+
+/// Columns a user CSV may have; the header line names which, in any order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Extension,
+    Name,
+    Password,
+    Allow,
+    MaxContacts,
+    Language,
+}
+
+impl Column {
+    const ALL: [(&'static str, Column); 6] = [
+        ("extension", Column::Extension),
+        ("name", Column::Name),
+        ("password", Column::Password),
+        ("allow", Column::Allow),
+        ("max_contacts", Column::MaxContacts),
+        ("language", Column::Language),
+    ];
+}
+
+/// A CSV file read into users (with their line numbers) and the rows that could not be read.
+#[derive(Debug, Default)]
+struct ParsedCsv {
+    rows: Vec<(u64, NewUser)>,
+    problems: Vec<(u64, String)>,
+}
+
+/// Reads a user CSV: a header line naming the columns, then one user per row. A problem with
+/// the header or the quoting is an error of its own; a bad row is recorded with its line and
+/// reading goes on, so the admin sees every bad row at once.
+fn parse_user_csv(bytes: &[u8], now_ms: i64) -> Result<ParsedCsv, String> {
+    // Spreadsheets write a byte-order mark first, and German Excel separates with semicolons.
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let first_line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let delimiter = if first_line.contains(&b';') && !first_line.contains(&b',') {
+        b';'
+    } else {
+        b','
+    };
+    let mut records = csv_records(bytes, delimiter)?.into_iter();
+    let header = records
+        .next()
+        .ok_or_else(|| "the file is empty; it needs a header line".to_owned())?;
+    let columns = header_columns(&header)?;
+
+    let mut parsed = ParsedCsv::default();
+    for record in records {
+        match parse_row(&record.fields, &columns, now_ms) {
+            Ok(user) => parsed.rows.push((record.line, user)),
+            Err(problem) => parsed.problems.push((record.line, problem)),
+        }
+    }
+    Ok(parsed)
+}
+
+/// One CSV record: the file line it starts on and its fields, unquoted but not yet UTF-8.
+#[derive(Debug, PartialEq, Eq)]
+struct CsvRecord {
+    line: u64,
+    fields: Vec<Vec<u8>>,
+}
+
+/// Splits CSV text into records as RFC 4180 describes: fields in double quotes may hold the
+/// delimiter, line breaks and `""` for a quote; records end with LF or CRLF; blank lines are
+/// skipped. Hand-written rather than the `csv` crate because that crate's record line numbers
+/// are wrong after CRLF line ends and after blank lines (rust-csv issues 395 and 208), and a
+/// wrong line number is worse than none when an admin fixes an Excel export.
+fn csv_records(bytes: &[u8], delimiter: u8) -> Result<Vec<CsvRecord>, String> {
+    let mut records = Vec::new();
+    let mut line = 1u64;
+    let mut i = 0;
+    while i < bytes.len() {
+        let record_line = line;
+        let mut fields = Vec::new();
+        loop {
+            let mut field = Vec::new();
+            // `101, "Amt, Standesamt"`: spaces before an opening quote are common and harmless.
+            let quote_at = i + bytes[i..].iter().take_while(|b| **b == b' ').count();
+            if bytes.get(quote_at) == Some(&b'"') {
+                let opened_on = line;
+                i = quote_at + 1;
+                loop {
+                    match bytes.get(i) {
+                        None => {
+                            return Err(format!(
+                                "line {opened_on}: a quoted field is never closed"
+                            ));
+                        }
+                        Some(b'"') if bytes.get(i + 1) == Some(&b'"') => {
+                            field.push(b'"');
+                            i += 2;
+                        }
+                        Some(b'"') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(&b) => {
+                            line += u64::from(b == b'\n');
+                            field.push(b);
+                            i += 1;
+                        }
+                    }
+                }
+                while bytes.get(i) == Some(&b' ') {
+                    i += 1;
+                }
+                let rest = &bytes[i..];
+                let ends = rest.is_empty()
+                    || rest[0] == delimiter
+                    || rest.starts_with(b"\n")
+                    || rest.starts_with(b"\r\n")
+                    || rest == b"\r";
+                if !ends {
+                    return Err(format!(
+                        "line {line}: text after the closing quote of a field; \
+                         a quote inside a quoted field is written \"\""
+                    ));
+                }
+            } else {
+                while let Some(&b) = bytes.get(i) {
+                    if b == delimiter || b == b'\n' {
+                        break;
+                    }
+                    field.push(b);
+                    i += 1;
+                }
+                // The CR of a CRLF line end.
+                if matches!(bytes.get(i), None | Some(b'\n')) && field.last() == Some(&b'\r') {
+                    field.pop();
+                }
+            }
+            fields.push(field);
+            match bytes.get(i) {
+                Some(&b) if b == delimiter => i += 1,
+                _ => break,
+            }
+        }
+        // The record ends at a line end or at the end of the file.
+        if bytes.get(i) == Some(&b'\r') {
+            i += 1;
+        }
+        if bytes.get(i) == Some(&b'\n') {
+            i += 1;
+            line += 1;
+        }
+        if fields != [Vec::<u8>::new()] {
+            records.push(CsvRecord {
+                line: record_line,
+                fields,
+            });
+        }
+    }
+    Ok(records)
+}
+
+fn header_columns(header: &CsvRecord) -> Result<Vec<Column>, String> {
+    let mut columns = Vec::with_capacity(header.fields.len());
+    for field in &header.fields {
+        let name = String::from_utf8_lossy(field).trim().to_ascii_lowercase();
+        let column = Column::ALL
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, column)| *column)
+            .ok_or_else(|| {
+                format!(
+                    "line {}: unknown column {name:?}; the header names columns among extension, name, password, allow, max_contacts, language",
+                    header.line
+                )
+            })?;
+        if columns.contains(&column) {
+            return Err(format!(
+                "line {}: column {name:?} appears twice",
+                header.line
+            ));
+        }
+        columns.push(column);
+    }
+    for (required, column) in &Column::ALL[..3] {
+        if !columns.contains(column) {
+            return Err(format!(
+                "line {}: the header has no {required:?} column (needed: extension,name,password)",
+                header.line
+            ));
+        }
+    }
+    Ok(columns)
+}
+
+fn parse_row(fields: &[Vec<u8>], columns: &[Column], now_ms: i64) -> Result<NewUser, String> {
+    if fields.len() != columns.len() {
+        return Err(format!(
+            "{} fields, but the header has {}",
+            fields.len(),
+            columns.len()
+        ));
+    }
+    let mut user = NewUser::new("", "", "", now_ms);
+    for (index, (field, column)) in fields.iter().zip(columns).enumerate() {
+        let text = std::str::from_utf8(field).map_err(|_| {
+            format!(
+                "field {} is not valid UTF-8 (save the file as CSV UTF-8)",
+                index + 1
+            )
+        })?;
+        match column {
+            Column::Extension => user.extension = text.trim().to_owned(),
+            Column::Name => user.display_name = text.trim().to_owned(),
+            // Taken as written: spaces around a password are refused by the store, not cut off.
+            Column::Password => user.password = text.to_owned(),
+            Column::Allow => {
+                user.allowed_networks = text
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|s| !s.is_empty())
+                    .map(str::parse)
+                    .collect::<Result<_, StoreError>>()
+                    .map_err(|err| err.to_string())?;
+            }
+            Column::MaxContacts if text.trim().is_empty() => {}
+            Column::MaxContacts => {
+                user.max_contacts = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("max_contacts {:?} is not a number", text.trim()))?;
+            }
+            Column::Language if text.trim().is_empty() => {}
+            Column::Language => {
+                user.language = text
+                    .trim()
+                    .parse()
+                    .map_err(|err: StoreError| err.to_string())?;
+            }
+        }
+    }
+    Ok(user)
+}
+
+/// The one line that confirms an added user, without its password.
+fn added_line(user: &User) -> String {
+    format!(
+        "user {} added ({}, from {}, up to {} contacts, language {})",
+        user.extension,
+        user.display_name,
+        networks_text(&user.allowed_networks),
+        user.max_contacts,
+        user.language
+    )
+}
+
+fn networks_text(networks: &[AllowedNetwork]) -> String {
+    if networks.is_empty() {
+        "anywhere".to_owned()
+    } else {
+        networks
+            .iter()
+            .map(AllowedNetwork::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The user list as an aligned text table, with each user's registered contacts of its limit.
+fn user_table(users: &[User], registered: &HashMap<String, u32>) -> String {
+    if users.is_empty() {
+        return "no users\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|user| {
+            vec![
+                user.extension.clone(),
+                user.display_name.clone(),
+                networks_text(&user.allowed_networks),
+                format!(
+                    "{}/{}",
+                    registered.get(&user.extension).copied().unwrap_or(0),
+                    user.max_contacts
+                ),
+                user.language.to_string(),
+            ]
+        })
+        .collect();
+    aligned_table(
+        &[
+            "EXTENSION",
+            "NAME",
+            "ALLOWED FROM",
+            "REGISTERED",
+            "LANGUAGE",
+        ],
+        &rows,
+    )
+}
+
+/// Left-aligned columns two spaces apart; widths count characters, so "Bürgerbüro" lines up.
+fn aligned_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Everything about one user except its HA1s, then its registered contacts.
+fn user_details(user: &User, bindings: &[Binding], now_ms: i64) -> String {
+    let mut out = String::new();
+    let mut field = |name: &str, value: &str| out.push_str(&format!("{name:<14}{value}\n"));
+    field("extension", &user.extension);
+    field("domain", &user.domain);
+    field("name", &user.display_name);
+    field("realm", &user.realm);
+    field("allowed from", &networks_text(&user.allowed_networks));
+    field("max contacts", &user.max_contacts.to_string());
+    field("language", user.language.as_str());
+    field("created", &utc_time(user.created_at_ms));
+    field("updated", &utc_time(user.updated_at_ms));
+    field("registered", &format!("{} contact(s)", bindings.len()));
+    for binding in bindings {
+        out.push_str(&binding_lines(binding, now_ms));
+    }
+    out
+}
+
+fn binding_lines(binding: &Binding, now_ms: i64) -> String {
+    let mut out = format!(
+        "  {}\n    from {} over {}, expires in {} s ({})",
+        binding.contact,
+        binding.source,
+        binding.transport,
+        (binding.expires_at_ms - now_ms).max(0) / 1000,
+        utc_time(binding.expires_at_ms),
+    );
+    if let Some(q) = binding.q_milli {
+        out.push_str(&format!(", q={}", q_text(q)));
+    }
+    out.push('\n');
+    if let Some(agent) = &binding.user_agent {
+        out.push_str(&format!("    user agent {agent}\n"));
+    }
+    if let Some(instance) = &binding.instance_id {
+        out.push_str(&format!("    instance {instance}\n"));
+    }
+    if !binding.path.is_empty() {
+        out.push_str(&format!("    path {}\n", binding.path.join(", ")));
+    }
+    out
+}
+
+/// A q-value in thousandths as SIP writes it: 1000 → "1", 700 → "0.7", 25 → "0.025".
+fn q_text(q_milli: u16) -> String {
+    let text = format!("{}.{:03}", q_milli / 1000, q_milli % 1000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+fn utc_time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn parse(text: &str) -> ParsedCsv {
+        parse_user_csv(text.as_bytes(), NOW).unwrap()
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("amt-user-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn csv_rows_become_users_with_defaults_and_quoted_commas() {
+        let parsed = parse(
+            "extension,name,password,allow,max_contacts,language\n\
+             101,Bürgerbüro,geheim123,,,\n\
+             102,\"Amt, Standesamt\",\"pass,word1\",\"10.8.0.0/16, 192.168.5.0/24\",2,en\n",
+        );
+        assert_eq!(parsed.problems, vec![]);
+        let (line, first) = &parsed.rows[0];
+        assert_eq!(*line, 2);
+        assert_eq!(first.display_name, "Bürgerbüro");
+        assert!(first.allowed_networks.is_empty());
+        assert_eq!(
+            (first.max_contacts, first.language),
+            (DEFAULT_MAX_CONTACTS, Language::De)
+        );
+        let (line, second) = &parsed.rows[1];
+        assert_eq!(*line, 3);
+        assert_eq!(second.display_name, "Amt, Standesamt");
+        assert_eq!(second.password, "pass,word1");
+        assert_eq!(
+            networks_text(&second.allowed_networks),
+            "10.8.0.0/16,192.168.5.0/24"
+        );
+        assert_eq!((second.max_contacts, second.language), (2, Language::En));
+    }
+
+    #[test]
+    fn csv_columns_follow_the_header_and_semicolons_and_bom_work() {
+        let parsed = parse(
+            "\u{feff}Name;Extension;Password\r\nEmpfang;100;geheim123\r\n\r\nIT;200;geheim123\r\n\r\n",
+        );
+        assert_eq!(parsed.problems, vec![]);
+        assert_eq!(parsed.rows[0].1.extension, "100");
+        assert_eq!(parsed.rows[0].1.display_name, "Empfang");
+        assert_eq!(parsed.rows.len(), 2, "blank lines are skipped");
+        assert_eq!(parsed.rows[1].0, 4);
+    }
+
+    #[test]
+    fn csv_bad_rows_are_named_by_line_and_reading_goes_on() {
+        let mut bytes = b"extension,name,password,allow\n\
+            101,A,geheim123,10.8.0.0/16\n\
+            102,\"B\nzweizeilig\",geheim123,\n\
+            103,C,geheim123\n\
+            104,D,geheim123,10.8.0.1/16\n\
+            105,E,geheim123,\n"
+            .to_vec();
+        bytes.extend_from_slice(b"106,\xff\xfe,geheim123,\n");
+        let parsed = parse_user_csv(&bytes, NOW).unwrap();
+        let lines: Vec<u64> = parsed.rows.iter().map(|(l, _)| *l).collect();
+        assert_eq!(
+            lines,
+            [2, 3, 7],
+            "a quoted line break does not shift later lines"
+        );
+        assert_eq!(
+            parsed.problems,
+            vec![
+                (5, "3 fields, but the header has 4".to_owned()),
+                (
+                    6,
+                    "allowed network \"10.8.0.1/16\" has host bits set; the network is 10.8.0.0/16"
+                        .to_owned()
+                ),
+                (
+                    8,
+                    "field 2 is not valid UTF-8 (save the file as CSV UTF-8)".to_owned()
+                ),
+            ]
+        );
+    }
+
+    fn records(text: &str) -> Vec<(u64, Vec<String>)> {
+        csv_records(text.as_bytes(), b',')
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let fields = r
+                    .fields
+                    .iter()
+                    .map(|f| String::from_utf8(f.clone()).unwrap())
+                    .collect();
+                (r.line, fields)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn csv_records_carry_the_file_line_with_crlf_blank_lines_and_quoted_breaks() {
+        let expected = vec![
+            (1, vec!["h1".to_owned(), "h2".to_owned()]),
+            (3, vec!["a".to_owned(), "".to_owned()]),
+            (4, vec!["zwei\nzeilig".to_owned(), "b".to_owned()]),
+            (8, vec!["c".to_owned(), "d".to_owned()]),
+        ];
+        let lf = "h1,h2\n\na,\n\"zwei\nzeilig\",b\n\n\nc,d";
+        assert_eq!(records(lf), expected);
+        assert_eq!(records(&lf.replace('\n', "\r\n")), {
+            let mut crlf = expected.clone();
+            crlf[2].1[0] = "zwei\r\nzeilig".to_owned();
+            crlf
+        });
+    }
+
+    #[test]
+    fn csv_quoting_follows_rfc_4180() {
+        assert_eq!(
+            records("\"a,b\",\"say \"\"hi\"\"\",\"\",x\"y\n"),
+            vec![(
+                1,
+                vec!["a,b".into(), "say \"hi\"".into(), "".into(), "x\"y".into()]
+            )]
+        );
+        assert_eq!(
+            records("101, \"Amt, Standesamt\" ,pw\r\n"),
+            vec![(1, vec!["101".into(), "Amt, Standesamt".into(), "pw".into()])]
+        );
+        assert_eq!(
+            records("a,b,\n"),
+            vec![(1, vec!["a".into(), "b".into(), "".into()])]
+        );
+        let err = csv_records(b"h\n\"open\n\nnever closed", b',').unwrap_err();
+        assert_eq!(err, "line 2: a quoted field is never closed");
+        let err = csv_records(b"h\n\n\"a\"b,c\n", b',').unwrap_err();
+        assert!(
+            err.starts_with("line 3: text after the closing quote"),
+            "{err}"
+        );
+    }
+
+    /// A field as a spreadsheet writes it when it quotes everything.
+    fn quoted(field: &str) -> String {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn csv_reads_back_what_was_written_quoted_with_its_lines(
+            rows in proptest::collection::vec(
+                proptest::collection::vec("[a-zä0-9 ,;\"\r\n]{0,6}", 2..5),
+                1..6,
+            ),
+            crlf: bool,
+            blank_after in proptest::collection::vec(proptest::bool::ANY, 6),
+        ) {
+            let end = if crlf { "\r\n" } else { "\n" };
+            let mut text = String::new();
+            let mut expected = Vec::new();
+            for (row, blank) in rows.iter().zip(&blank_after) {
+                let line = 1 + text.matches('\n').count() as u64;
+                expected.push((line, row.clone()));
+                let fields: Vec<String> = row.iter().map(|f| quoted(f)).collect();
+                text.push_str(&fields.join(","));
+                text.push_str(end);
+                if *blank {
+                    text.push_str(end);
+                }
+            }
+            proptest::prop_assert_eq!(records(&text), expected);
+        }
+
+        #[test]
+        fn csv_import_never_panics_on_arbitrary_bytes(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let mut text = b"extension,name,password\n".to_vec();
+            text.extend_from_slice(&bytes);
+            let _ = parse_user_csv(&text, NOW);
+            let _ = parse_user_csv(&bytes, NOW);
+        }
+    }
+
+    #[test]
+    fn csv_header_problems_are_refused_whole() {
+        for (text, expected) in [
+            ("", "the file is empty"),
+            ("extension,name\n101,A\n", "no \"password\" column"),
+            ("extension,name,password,room\n", "unknown column \"room\""),
+            (
+                "extension,name,password,name\n",
+                "column \"name\" appears twice",
+            ),
+        ] {
+            let err = parse_user_csv(text.as_bytes(), NOW).unwrap_err();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn import_is_all_or_nothing_and_names_every_bad_line() {
+        let dir = temp_dir("import");
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        store
+            .user_create(&NewUser::new("200", "Vorhanden", "geheim123", 0))
+            .unwrap();
+        let file = dir.join("users.csv");
+        std::fs::write(
+            &file,
+            "extension,name,password\n101,A,geheim123\n102,B,kurz\n101,C,geheim123\n200,D,geheim123\n",
+        )
+        .unwrap();
+        let err = execute(UserCommand::Import { file: file.clone() }, &dir, NOW).unwrap_err();
+        let expected_lines = [
+            "line 3: password has 4 characters",
+            "line 4: extension 101 appears again (first on line 2)",
+            "line 5: user 200 already exists",
+        ];
+        assert!(err.contains("3 bad rows, nothing imported"), "{err}");
+        for expected in expected_lines {
+            assert!(err.contains(expected), "{expected:?} missing in:\n{err}");
+        }
+        assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap().len(), 1);
+
+        std::fs::write(
+            &file,
+            "extension,name,password\n101,A,geheim123\n102,B,geheim456\n",
+        )
+        .unwrap();
+        let done = execute(UserCommand::Import { file }, &dir, NOW).unwrap();
+        assert!(done.starts_with("2 users imported"), "{done}");
+        assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap().len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn problem_report_lists_a_bounded_number_of_rows() {
+        let problems: Vec<(u64, String)> = (2..40).map(|l| (l, "bad".to_owned())).collect();
+        let report = problem_report("u.csv", &problems);
+        assert!(report.starts_with("u.csv: 38 bad rows, nothing imported\n  line 2: bad"));
+        assert_eq!(report.lines().count(), 1 + MAX_LISTED_PROBLEMS + 1);
+        assert!(report.ends_with("... and 18 more"));
+    }
+
+    #[test]
+    fn table_aligns_by_characters_and_counts_registrations() {
+        let store = Store::open_in_memory().unwrap();
+        let a = store
+            .user_create(&NewUser {
+                allowed_networks: vec!["10.8.0.0/16".parse().unwrap()],
+                ..NewUser::new("101", "Bürgerbüro", "geheim123", 0)
+            })
+            .unwrap();
+        let b = store
+            .user_create(&NewUser {
+                language: Language::En,
+                max_contacts: 2,
+                ..NewUser::new("1000", "IT", "geheim123", 0)
+            })
+            .unwrap();
+        let table = user_table(&[a, b], &HashMap::from([("101".to_owned(), 2)]));
+        assert_eq!(
+            table,
+            "EXTENSION  NAME        ALLOWED FROM  REGISTERED  LANGUAGE\n\
+             101        Bürgerbüro  10.8.0.0/16   2/5         de\n\
+             1000       IT          anywhere      0/2         en\n"
+        );
+        assert_eq!(user_table(&[], &HashMap::new()), "no users\n");
+    }
+
+    #[test]
+    fn q_values_print_as_sip_writes_them() {
+        assert_eq!(q_text(1000), "1");
+        assert_eq!(q_text(700), "0.7");
+        assert_eq!(q_text(25), "0.025");
+        assert_eq!(q_text(0), "0");
+    }
+
+    #[test]
+    fn password_file_loses_its_line_end_but_not_more() {
+        let dir = temp_dir("pwfile");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        let source = PasswordSource {
+            password: None,
+            password_file: Some(file.clone()),
+        };
+        std::fs::write(&file, "geheim 123\r\n").unwrap();
+        assert_eq!(source.read().unwrap(), "geheim 123");
+        std::fs::write(&file, "geheim123\nzweite\n").unwrap();
+        assert!(source.read().unwrap_err().contains("more than one line"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn read_commands_do_not_create_a_database() {
+        let dir = temp_dir("nodb");
+        assert!(
+            execute(UserCommand::List, &dir, NOW)
+                .unwrap()
+                .starts_with("no users")
+        );
+        for command in [
+            UserCommand::Show {
+                extension: "101".into(),
+            },
+            UserCommand::Del {
+                extension: "101".into(),
+            },
+        ] {
+            assert!(execute(command, &dir, NOW).is_err());
+        }
+        let bad_add = UserCommand::Add {
+            extension: "101".into(),
+            name: "A".into(),
+            password: PasswordSource {
+                password: Some("kurz".into()),
+                password_file: None,
+            },
+            allow: vec![],
+            max_contacts: 5,
+            language: Language::De,
+        };
+        assert!(
+            execute(bad_add, &dir, NOW)
+                .unwrap_err()
+                .starts_with("password has 4")
+        );
+        assert!(!dir.exists());
+    }
+}

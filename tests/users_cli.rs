@@ -1,0 +1,366 @@
+//! `amtsleitung user ...` as an admin uses it: the real binary against a data directory, with
+//! the store read back through its own API to see what was really written.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use store::{Binding, DEFAULT_DOMAIN, Store};
+use support::{TempDir, binary};
+
+/// Runs the binary with `args` (and `stdin` piped in); exit code, stdout, stderr.
+fn run_with_stdin(data: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(binary())
+        .arg("user")
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn run(data: &Path, args: &[&str]) -> (i32, String, String) {
+    run_with_stdin(data, args, "")
+}
+
+/// Runs a command that must succeed and returns its stdout.
+fn ok(data: &Path, args: &[&str]) -> String {
+    let (code, out, err) = run(data, args);
+    assert_eq!(code, 0, "{args:?} failed: {err}");
+    assert_eq!(err, "", "{args:?} wrote to stderr");
+    out
+}
+
+/// Runs a command that must fail with exit 1 and one message, and returns that message.
+fn fails(data: &Path, args: &[&str]) -> String {
+    let (code, out, err) = run(data, args);
+    assert_eq!(
+        code, 1,
+        "{args:?}: exit {code}, stdout {out:?}, stderr {err:?}"
+    );
+    assert_eq!(out, "", "{args:?} printed on stdout too");
+    assert!(err.starts_with("amtsleitung: "), "{err}");
+    assert_eq!(err.matches("amtsleitung: ").count(), 1, "said twice: {err}");
+    err
+}
+
+fn extensions(store: &Store) -> Vec<String> {
+    store
+        .user_list(DEFAULT_DOMAIN)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.extension)
+        .collect()
+}
+
+#[test]
+fn add_list_show_passwd_and_del_round_trip() {
+    let dir = TempDir::new("users-cli");
+    let data = dir.path().join("data");
+
+    let out = ok(
+        &data,
+        &[
+            "add",
+            "101",
+            "--name",
+            "Bürgerbüro",
+            "--password",
+            "Circle of Life",
+            "--allow",
+            "10.8.0.0/16",
+            "--allow",
+            "192.168.5.0/24",
+            "--max-contacts",
+            "3",
+        ],
+    );
+    assert_eq!(
+        out,
+        "user 101 added (Bürgerbüro, from 10.8.0.0/16,192.168.5.0/24, up to 3 contacts, language de)\n"
+    );
+    // From standard input and from a file: the password is never an argument.
+    let (code, _, err) = run_with_stdin(
+        &data,
+        &[
+            "add",
+            "102",
+            "--name",
+            "IT",
+            "--password",
+            "-",
+            "--language",
+            "en",
+        ],
+        "geheim-aus-stdin\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let password_file = dir.path().join("pw.txt");
+    std::fs::write(&password_file, "geheim-aus-datei\n").unwrap();
+    ok(
+        &data,
+        &[
+            "add",
+            "103",
+            "--name",
+            "Standesamt",
+            "--password-file",
+            password_file.to_str().unwrap(),
+        ],
+    );
+
+    let store = Store::open(&data).unwrap();
+    let it = store.user_get(DEFAULT_DOMAIN, "102").unwrap().unwrap();
+    assert_eq!(
+        it.ha1_md5,
+        store::ha1_md5("102", DEFAULT_DOMAIN, "geheim-aus-stdin"),
+        "line end of stdin not part of the password"
+    );
+    let registry = store.user_get(DEFAULT_DOMAIN, "103").unwrap().unwrap();
+    assert_eq!(
+        registry.ha1_sha256,
+        store::ha1_sha256("103", DEFAULT_DOMAIN, "geheim-aus-datei")
+    );
+
+    // A phone of 101 registered (as the registrar would write it).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    store
+        .registration_replace(
+            DEFAULT_DOMAIN,
+            "101",
+            &[Binding {
+                contact: "sip:101@192.168.178.20:5060".into(),
+                source: "10.8.0.7:40123".parse().unwrap(),
+                transport: "udp".into(),
+                path: vec![],
+                q_milli: None,
+                call_id: "reg@phone".into(),
+                cseq: 1,
+                expires_at_ms: now + 3_600_000,
+                user_agent: Some("Yealink SIP-T46U".into()),
+                instance_id: None,
+            }],
+        )
+        .unwrap();
+
+    let list = ok(&data, &["list"]);
+    assert_eq!(
+        list,
+        "EXTENSION  NAME        ALLOWED FROM                REGISTERED  LANGUAGE\n\
+         101        Bürgerbüro  10.8.0.0/16,192.168.5.0/24  1/3         de\n\
+         102        IT          anywhere                    0/5         en\n\
+         103        Standesamt  anywhere                    0/5         de\n"
+    );
+
+    let before = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
+    let show = ok(&data, &["show", "101"]);
+    for expected in [
+        "name          Bürgerbüro\n",
+        "realm         amtsleitung\n",
+        "allowed from  10.8.0.0/16,192.168.5.0/24\n",
+        "max contacts  3\n",
+        "registered    1 contact(s)\n",
+        "  sip:101@192.168.178.20:5060\n    from 10.8.0.7:40123 over udp, expires in ",
+        "user agent Yealink SIP-T46U",
+    ] {
+        assert!(show.contains(expected), "{expected:?} missing in:\n{show}");
+    }
+    for output in [&list, &show] {
+        assert!(
+            !output.contains(&before.ha1_md5)
+                && !output.contains(&before.ha1_sha256)
+                && !output.contains("Circle of Life"),
+            "secret printed:\n{output}"
+        );
+    }
+
+    assert_eq!(
+        ok(&data, &["passwd", "101", "--password", "Hakuna Matata"]),
+        "password of user 101 changed\n"
+    );
+    let after = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
+    assert_ne!(after.ha1_md5, before.ha1_md5);
+    assert_eq!(
+        after.ha1_md5,
+        store::ha1_md5("101", DEFAULT_DOMAIN, "Hakuna Matata")
+    );
+    assert_eq!(
+        after.ha1_sha256,
+        store::ha1_sha256("101", DEFAULT_DOMAIN, "Hakuna Matata")
+    );
+    assert!(after.updated_at_ms >= before.updated_at_ms);
+    assert_eq!(after.created_at_ms, before.created_at_ms);
+
+    assert_eq!(ok(&data, &["del", "101"]), "user 101 deleted\n");
+    assert_eq!(extensions(&store), ["102", "103"]);
+    assert_eq!(
+        store.registrations_unexpired(now).unwrap(),
+        vec![],
+        "its bindings went with it"
+    );
+    assert_eq!(fails(&data, &["del", "101"]), "amtsleitung: no user 101\n");
+    assert_eq!(fails(&data, &["show", "101"]), "amtsleitung: no user 101\n");
+}
+
+#[test]
+fn bad_input_is_refused_with_one_clear_line_and_stores_nothing() {
+    let dir = TempDir::new("users-cli-bad");
+    let data = dir.path().join("data");
+    let err = fails(&data, &["add", "101", "--name", "A", "--password", "kurz"]);
+    assert!(
+        err.contains("password has 4 characters; at least 8")
+            && err.contains("desk phone")
+            && !err.contains("kurz"),
+        "{err}"
+    );
+    assert!(!data.exists(), "a refused add created no database");
+    let err = fails(&data, &["add", "101", "--name", "A"]);
+    assert!(err.contains("a password is needed"), "{err}");
+    let err = fails(
+        &data,
+        &["add", "1", "--name", "A", "--password", "geheim123"],
+    );
+    assert!(
+        err.contains("extension \"1\" must be 2 to 15 digits"),
+        "{err}"
+    );
+
+    // Flag values clap checks: exit 2, one line naming the flag.
+    let (code, _, err) = run(
+        &data,
+        &[
+            "add",
+            "101",
+            "--name",
+            "A",
+            "--password",
+            "geheim123",
+            "--allow",
+            "10.8.0.1/16",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--allow") && err.contains("the network is 10.8.0.0/16"),
+        "{err}"
+    );
+
+    ok(
+        &data,
+        &["add", "101", "--name", "A", "--password", "geheim123"],
+    );
+    assert_eq!(
+        fails(
+            &data,
+            &["add", "101", "--name", "B", "--password", "geheim123"]
+        ),
+        "amtsleitung: user 101 already exists\n"
+    );
+    let err = fails(&data, &["passwd", "101", "--password", ""]);
+    assert!(err.contains("password is empty"), "{err}");
+    let store = Store::open(&data).unwrap();
+    let user = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
+    assert_eq!(user.display_name, "A");
+    assert_eq!(
+        user.ha1_md5,
+        store::ha1_md5("101", DEFAULT_DOMAIN, "geheim123")
+    );
+}
+
+#[test]
+fn import_stores_a_good_file_and_nothing_of_a_file_with_a_bad_row() {
+    let dir = TempDir::new("users-cli-import");
+    let data = dir.path().join("data");
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "extension,name,password,allow,max_contacts,language\r\n\
+         201,\"Amt 20, Bauamt\",geheim-201,\"10.8.0.0/16,192.168.5.0/24\",2,de\r\n\
+         202,Kämmerei,geheim-202,,,en\r\n\
+         203,Ordnungsamt,geheim-203,10.8.0.0/16,,\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ok(&data, &["import", good.to_str().unwrap()]),
+        format!("3 users imported from {}\n", good.display())
+    );
+    let store = Store::open(&data).unwrap();
+    assert_eq!(extensions(&store), ["201", "202", "203"]);
+    let bauamt = store.user_get(DEFAULT_DOMAIN, "201").unwrap().unwrap();
+    assert_eq!(bauamt.display_name, "Amt 20, Bauamt");
+    assert_eq!(bauamt.allowed_networks.len(), 2);
+    assert_eq!(bauamt.max_contacts, 2);
+    assert_eq!(
+        bauamt.ha1_sha256,
+        store::ha1_sha256("201", DEFAULT_DOMAIN, "geheim-201")
+    );
+
+    // Line 4 has a password too short; the rows around it are fine.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "extension,name,password\n\
+         301,Personalamt,geheim-301\n\
+         302,Sozialamt,geheim-302\n\
+         303,Jugendamt,kurz\n\
+         304,Schulamt,geheim-304\n",
+    )
+    .unwrap();
+    let err = fails(&data, &["import", bad.to_str().unwrap()]);
+    assert!(err.contains("1 bad row, nothing imported"), "{err}");
+    assert!(
+        err.contains("line 4: password has 4 characters"),
+        "line 4 not named: {err}"
+    );
+    assert!(!err.contains("kurz"), "password shown: {err}");
+    assert_eq!(
+        extensions(&store),
+        ["201", "202", "203"],
+        "nothing of the bad file stored"
+    );
+
+    // Every kind of bad row at once, each named by its line; still nothing stored.
+    let mut worse = b"extension,name,password,allow\n\
+        401,A,geheim-401,\n\
+        401,B,geheim-402,\n\
+        201,C,geheim-403,\n\
+        404,D,geheim-404,10.8.0.0/33\n\
+        405,E,geheim-405\n"
+        .to_vec();
+    worse.extend_from_slice(b"406,\xe4mter,geheim-406,\n");
+    let worse_file = dir.path().join("worse.csv");
+    std::fs::write(&worse_file, worse).unwrap();
+    let err = fails(&data, &["import", worse_file.to_str().unwrap()]);
+    for expected in [
+        "5 bad rows, nothing imported",
+        "line 3: extension 401 appears again (first on line 2)",
+        "line 4: user 201 already exists",
+        "line 5: allowed network \"10.8.0.0/33\"",
+        "line 6: 3 fields, but the header has 4",
+        "line 7: field 2 is not valid UTF-8",
+    ] {
+        assert!(err.contains(expected), "{expected:?} missing in:\n{err}");
+    }
+    assert_eq!(extensions(&store), ["201", "202", "203"]);
+}
