@@ -265,7 +265,6 @@ fn phone_packets(signal: &[i16], kind: CodecKind, net: Network) -> Res<(Vec<Pack
     let mut enc = if std::env::var_os("PATH_QUALITY_A_NO_FEC").is_some() {
         let opus = media::opus::OpusConfig {
             inband_fec: false,
-            bitrate: std::env::var("PQ_A_BITRATE").ok().and_then(|v| v.parse().ok()).or(Some(64000)),
             ..media::opus::OpusConfig::default()
         };
         Encoder::with_opus_config(kind, opus)?
