@@ -124,10 +124,10 @@ fn hostile_messages(target: SocketAddr) -> Vec<(String, Vec<u8>)> {
     // Requests that parse but that we must refuse with a specific code.
     let refusals: [(&str, &str, &str, u16); 11] = [
         (
-            "REGISTER (no registrar yet)",
+            "REGISTER without credentials is challenged",
             "INVITE sip:",
             "REGISTER sip:",
-            405,
+            401,
         ),
         (
             "unknown option tag",

@@ -308,6 +308,14 @@ impl Server {
         self.child.wait().expect("wait for server")
     }
 
+    /// Stops the server (SIGTERM) and starts it again on the same data directory, as an
+    /// admin's `systemctl restart` does.
+    pub fn restart(mut self, ns: Option<&Netns>, extra: &[&str]) -> Self {
+        self.terminate();
+        let data = std::mem::replace(&mut self._data, TempDir(PathBuf::new()));
+        Self::start_with_data(ns, extra, data)
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -82,6 +82,53 @@ pub struct Config {
     pub conference: ConferenceConfig,
     /// When dead calls are ended.
     pub calls: CallTimersConfig,
+    /// Phones registering.
+    pub registrar: RegistrarSettings,
+}
+
+/// A digest algorithm offered to registering phones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DigestAlgorithm {
+    /// RFC 8760 SHA-256.
+    #[serde(rename = "SHA-256")]
+    Sha256,
+    /// RFC 2617 MD5.
+    #[serde(rename = "MD5")]
+    Md5,
+}
+
+/// `[registrar]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct RegistrarSettings {
+    /// Digest algorithms challenged with, in order of preference. MD5 alone by default:
+    /// phones that know only MD5 (baresip 1.0 here, many desk phones) give up when any
+    /// challenge names an algorithm they do not know, while every phone knows MD5. Add
+    /// "SHA-256" first (RFC 8760 §2.4) when all phones support it.
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+    /// Shortest registration accepted, in seconds (shorter: 423).
+    pub min_expires: u32,
+    /// Longest registration granted, in seconds.
+    pub max_expires: u32,
+    /// Failed authentications from one address within `ban-window` that ban it.
+    pub ban_after_failures: u32,
+    /// Seconds in which failures are counted.
+    pub ban_window: u64,
+    /// Seconds a ban lasts.
+    pub ban_seconds: u64,
+}
+
+impl Default for RegistrarSettings {
+    fn default() -> Self {
+        Self {
+            digest_algorithms: vec![DigestAlgorithm::Md5],
+            min_expires: 60,
+            max_expires: 3600,
+            ban_after_failures: 5,
+            ban_window: 600,
+            ban_seconds: 900,
+        }
+    }
 }
 
 /// `[calls]` settings: how long a call may stay silent or unrefreshed before it is ended.
@@ -175,6 +222,7 @@ impl Default for Config {
             media_workers: 0,
             conference: ConferenceConfig::default(),
             calls: CallTimersConfig::default(),
+            registrar: RegistrarSettings::default(),
         }
     }
 }

@@ -198,5 +198,47 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             .load(Ordering::Relaxed)
             .to_string(),
     );
+    use crate::registrar::metrics as reg;
+    let gauge = |body: &mut String, name: &str, help: &str, value: u64| {
+        body.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    };
+    gauge(
+        &mut body,
+        "amtsleitung_registered_contacts",
+        "Phone contacts registered now.",
+        reg::REGISTERED_CONTACTS.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut body,
+        "amtsleitung_banned_sources",
+        "Source addresses banned now after repeated failed authentication.",
+        reg::ACTIVE_BANS.load(Ordering::Relaxed),
+    );
+    for (name, help, value) in [
+        (
+            "amtsleitung_registrations_total",
+            "REGISTERs accepted.",
+            &reg::REGISTRATIONS,
+        ),
+        (
+            "amtsleitung_auth_failures_total",
+            "REGISTERs with wrong credentials or an unknown user.",
+            &reg::AUTH_FAILURES,
+        ),
+        (
+            "amtsleitung_bans_total",
+            "Sources banned after repeated failed authentication.",
+            &reg::BANS,
+        ),
+    ] {
+        counter(
+            &mut body,
+            name,
+            help,
+            value.load(Ordering::Relaxed).to_string(),
+        );
+    }
     ([("content-type", "text/plain; version=0.0.4")], body)
 }

@@ -12,15 +12,18 @@ mod dialplan_files;
 mod http;
 mod ids;
 mod media_worker;
+mod registrar;
 mod room_cli;
 mod room_watch;
 mod runtime;
 mod shared;
 mod sip_endpoint;
 mod sounds;
+mod store_writer;
 mod transport;
 mod udp_arrival;
 mod user_cli;
+mod user_directory;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

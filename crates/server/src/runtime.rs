@@ -15,10 +15,13 @@ use crate::config::{Config, LogFormat};
 use crate::core_command::CoreCommand;
 use crate::dialplan_files::PlanHolder;
 use crate::media_worker::{MediaWorkers, PortAllocator};
+use crate::registrar::{RegisterOutcome, RegistrarService};
 use crate::shared::Shared;
 use crate::sip_endpoint::{EndpointConfig, SipEndpoint};
 use crate::sounds::SoundLibrary;
+use crate::store_writer::StoreWriter;
 use crate::transport::{self, Inbound, TransportHandle};
+use crate::user_directory::UserDirectory;
 
 /// Calls at most; beyond it INVITEs get 503 (bounded everything).
 const MAX_CALLS: usize = 10_000;
@@ -91,9 +94,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         Timers::default(),
     );
+    let users = Arc::new(UserDirectory::default());
+    let stored_bindings = {
+        let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        users.load(&store).context("cannot read the users")?;
+        store
+            .registrations_unexpired(jiff::Timestamp::now().as_millisecond())
+            .context("cannot read the registrations")?
+    };
+    crate::user_directory::spawn_refresh(shared.clone(), users.clone());
+    let writer = StoreWriter::start(shared.clone()).context("cannot start the store writer")?;
     let core = Core {
         endpoint,
         control: CallControl::new(shared.clone(), ports, command_tx),
+        registrar: RegistrarService::new(
+            &shared.config.registrar,
+            users,
+            writer,
+            stored_bindings,
+            Instant::now(),
+        ),
         transport: transport.clone(),
     };
     let calls_gauge = CALLS.clone();
@@ -126,6 +146,7 @@ async fn shutdown_signal() {
 struct Core {
     endpoint: SipEndpoint,
     control: CallControl,
+    registrar: RegistrarService,
     transport: TransportHandle,
 }
 
@@ -145,7 +166,10 @@ impl Core {
                 tracing::info!("stopped");
                 return Ok(());
             }
-            let deadline = self.endpoint.poll_timeout();
+            let deadline = match (self.endpoint.poll_timeout(), self.registrar.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -159,7 +183,11 @@ impl Core {
                 Some(command) = commands.recv() => {
                     self.control.on_command(command, &mut self.endpoint, Instant::now());
                 }
-                _ = sleep => self.endpoint.handle_timeout(Instant::now()),
+                _ = sleep => {
+                    let now = Instant::now();
+                    self.endpoint.handle_timeout(now);
+                    self.registrar.handle_timeout(now);
+                }
                 _ = &mut shutdown, if stop_at.is_none() => {
                     let legs = self.endpoint.leg_ids();
                     tracing::info!(calls = legs.len(), "shutting down: ending calls");
@@ -184,6 +212,18 @@ impl Core {
     /// sends what the endpoint has to send.
     fn pump(&mut self) {
         loop {
+            while let Some(request) = self.endpoint.poll_request() {
+                let now = Instant::now();
+                match self
+                    .registrar
+                    .on_register(&request.request, request.from, now)
+                {
+                    RegisterOutcome::Respond(response) => {
+                        self.endpoint.respond_to(&request.key, *response, now)
+                    }
+                    RegisterOutcome::Drop => {}
+                }
+            }
             while let Some((peer, bytes)) = self.endpoint.poll_transmit() {
                 self.transport.send(&peer, bytes);
             }

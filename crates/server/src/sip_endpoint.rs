@@ -23,12 +23,11 @@ use sip::transaction::{Output, Peer, Timers, TransactionEvent, TransactionKey, T
 use crate::ids::LegId;
 
 /// Methods we implement (Allow header, RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
 /// Option tags we support: session timers (RFC 4028).
 const SUPPORTED: &str = session_timer::OPTION_TAG;
 /// Methods defined by RFCs that we recognise but do not serve here (405, not 501).
 const KNOWN_UNSERVED: &[&str] = &[
-    "REGISTER",
     "SUBSCRIBE",
     "NOTIFY",
     "PUBLISH",
@@ -74,6 +73,18 @@ pub struct Incoming {
     pub from: Peer,
     /// The local address facing the caller (for SDP and Contact).
     pub local_ip: IpAddr,
+}
+
+/// A request outside any call that a service answers (today REGISTER, for the registrar),
+/// with [`SipEndpoint::respond_to`].
+#[derive(Debug)]
+pub struct ServiceRequest {
+    /// Its server transaction.
+    pub key: TransactionKey,
+    /// The request.
+    pub request: rsip::Request,
+    /// Where it came from.
+    pub from: Peer,
 }
 
 /// What happened on a leg.
@@ -159,6 +170,7 @@ pub struct SipEndpoint {
     refreshes: HashMap<TransactionKey, (LegId, u32, Method)>,
     next_leg: u64,
     events: VecDeque<LegEvent>,
+    requests: VecDeque<ServiceRequest>,
     transmits: VecDeque<(Peer, Vec<u8>)>,
 }
 
@@ -175,6 +187,7 @@ impl SipEndpoint {
             refreshes: HashMap::new(),
             next_leg: 1,
             events: VecDeque::new(),
+            requests: VecDeque::new(),
             transmits: VecDeque::new(),
         }
     }
@@ -229,6 +242,16 @@ impl SipEndpoint {
     /// The next leg event.
     pub fn poll_event(&mut self) -> Option<LegEvent> {
         self.events.pop_front()
+    }
+
+    /// The next request for a service.
+    pub fn poll_request(&mut self) -> Option<ServiceRequest> {
+        self.requests.pop_front()
+    }
+
+    /// Sends a service's response to its request.
+    pub fn respond_to(&mut self, key: &TransactionKey, response: rsip::Response, now: Instant) {
+        self.respond(key, response, now);
     }
 
     /// Sends 180 Ringing on an early leg.
@@ -516,6 +539,9 @@ impl SipEndpoint {
                 self.respond(&key, response, now);
             }
             Method::Info => self.on_info(key, request, now),
+            Method::Register => self
+                .requests
+                .push_back(ServiceRequest { key, request, from }),
             Method::Update => self.on_session_update(key, request, now),
             Method::Ack | Method::Cancel => {}
             other => {
@@ -1195,7 +1221,7 @@ mod tests {
     }
 
     #[test]
-    fn options_are_answered_and_register_is_refused_with_405() {
+    fn options_are_answered_and_register_goes_to_the_registrar() {
         let mut ep = endpoint();
         let now = Instant::now();
         ep.handle_datagram(&request("OPTIONS", "o1", 1, None, "", ""), phone(), now);
@@ -1203,11 +1229,20 @@ mod tests {
         assert_eq!(status_lines(&out), ["SIP/2.0 200 OK"]);
         assert!(out[0].contains(&format!("Allow: {ALLOW}")), "{}", out[0]);
         ep.handle_datagram(&request("REGISTER", "r1", 1, None, "", ""), phone(), now);
+        assert!(
+            sent(&mut ep).is_empty(),
+            "the endpoint leaves REGISTER to its service"
+        );
+        assert!(events(&mut ep).is_empty());
+        let register = ep.poll_request().expect("REGISTER handed on");
+        let response = msg::response_to(&register.request, 401, None, Some("t"));
+        ep.respond_to(&register.key, response, now);
+        assert_eq!(status_lines(&sent(&mut ep)), ["SIP/2.0 401 Unauthorized"]);
+        ep.handle_datagram(&request("SUBSCRIBE", "s1", 1, None, "", ""), phone(), now);
         assert_eq!(
             status_lines(&sent(&mut ep)),
             ["SIP/2.0 405 Method Not Allowed"]
         );
-        assert!(events(&mut ep).is_empty());
     }
 
     #[test]

@@ -1,0 +1,366 @@
+//! The registrar service (RFC 3261 §10.3): answers REGISTER with digest authentication,
+//! keeps the bindings with their expiry deadlines, bans sources that keep guessing
+//! passwords, persists the bindings so they survive a restart, and looks up where a user's
+//! phones are.
+//!
+//! It runs on the signalling task: users come from the in-memory [`UserDirectory`], writes
+//! go to the [`StoreWriter`]; nothing here waits for the database.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use sip::digest::{Algorithm, DigestAuthenticator, DigestConfig, find_credentials};
+use sip::message as msg;
+use sip::registrar::{
+    Aor, Binding, BindingDetails, BindingRecord, QValue, RegisterRequest, Registrar,
+    RegistrarConfig,
+};
+use sip::security::{BanConfig, FailedAuthBans};
+use sip::transaction::{Peer, TransportKind};
+
+use crate::config::{DigestAlgorithm, RegistrarSettings};
+use crate::store_writer::StoreWriter;
+use crate::user_directory::UserDirectory;
+
+/// The digest realm: the default SIP domain (users' HA1s are stored for it).
+const REALM: &str = store::DEFAULT_DOMAIN;
+
+/// Figures for `/metrics`.
+pub mod metrics {
+    use std::sync::atomic::AtomicU64;
+
+    /// Contacts registered now.
+    pub static REGISTERED_CONTACTS: AtomicU64 = AtomicU64::new(0);
+    /// Successful REGISTERs.
+    pub static REGISTRATIONS: AtomicU64 = AtomicU64::new(0);
+    /// REGISTERs whose credentials were wrong (or named no user).
+    pub static AUTH_FAILURES: AtomicU64 = AtomicU64::new(0);
+    /// Sources banned after repeated failures.
+    pub static BANS: AtomicU64 = AtomicU64::new(0);
+    /// Sources banned now.
+    pub static ACTIVE_BANS: AtomicU64 = AtomicU64::new(0);
+}
+
+fn set(gauge: &std::sync::atomic::AtomicU64, value: usize) {
+    gauge.store(value as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn count(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// What became of a REGISTER.
+#[derive(Debug)]
+pub enum RegisterOutcome {
+    /// Answer with this response.
+    Respond(Box<rsip::Response>),
+    /// The source is banned: no answer at all (an answer would only feed the guessing).
+    Drop,
+}
+
+/// The registrar service (see the module documentation).
+pub struct RegistrarService {
+    auth: DigestAuthenticator,
+    algorithms: Vec<Algorithm>,
+    bindings: Registrar,
+    bans: FailedAuthBans,
+    users: Arc<UserDirectory>,
+    writer: StoreWriter,
+}
+
+impl RegistrarService {
+    /// A registrar with the bindings `stored` (unexpired ones from the store).
+    pub fn new(
+        settings: &RegistrarSettings,
+        users: Arc<UserDirectory>,
+        writer: StoreWriter,
+        stored: Vec<store::UserBinding>,
+        now: Instant,
+    ) -> Self {
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret);
+        let auth = DigestAuthenticator::new(DigestConfig::new(REALM), &secret)
+            .unwrap_or_else(|_| unreachable!("a 32-byte secret is long enough"));
+        let mut bindings = Registrar::new(RegistrarConfig {
+            min_expires: settings.min_expires,
+            max_expires: settings.max_expires,
+            ..RegistrarConfig::default()
+        });
+        let records = stored.into_iter().filter_map(record_from_store);
+        let loaded = bindings.import(records, now, SystemTime::now());
+        if loaded > 0 {
+            tracing::info!(bindings = loaded, "registrations restored from the store");
+        }
+        set(&metrics::REGISTERED_CONTACTS, bindings.iter().count());
+        let mut algorithms: Vec<Algorithm> = settings
+            .digest_algorithms
+            .iter()
+            .map(|a| match a {
+                DigestAlgorithm::Sha256 => Algorithm::Sha256,
+                DigestAlgorithm::Md5 => Algorithm::Md5,
+            })
+            .collect();
+        algorithms.dedup();
+        if algorithms.is_empty() {
+            algorithms.push(Algorithm::Md5);
+        }
+        Self {
+            auth,
+            algorithms,
+            bindings,
+            bans: FailedAuthBans::new(BanConfig {
+                max_failures: settings.ban_after_failures.max(1),
+                window: Duration::from_secs(settings.ban_window),
+                ban_duration: Duration::from_secs(settings.ban_seconds),
+                ..BanConfig::default()
+            }),
+            users,
+            writer,
+        }
+    }
+
+    /// The earliest binding expiry or ban end.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match (self.bindings.next_deadline(), self.bans.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Forgets expired bindings (and stores what is left of their users) and ended bans.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired = self.bindings.expire(now);
+        let mut users: Vec<Aor> = expired.into_iter().map(|b| b.aor).collect();
+        users.dedup();
+        for aor in users {
+            tracing::info!(user = %aor.user(), "registration expired");
+            self.persist(&aor, now);
+        }
+        for ban in self.bans.expire(now) {
+            tracing::info!(source = %ban.source, "ban ended");
+        }
+        self.publish(now);
+    }
+
+    /// The reachable bindings of a user, highest q first.
+    #[allow(dead_code)] // `dial` to a user arrives with calls between people.
+    pub fn lookup(&self, extension: &str, now: Instant) -> Vec<&Binding> {
+        self.bindings.lookup(&Aor::new(extension, REALM), now)
+    }
+
+    /// Answers a REGISTER from `from`.
+    pub fn on_register(
+        &mut self,
+        request: &rsip::Request,
+        from: Peer,
+        now: Instant,
+    ) -> RegisterOutcome {
+        let source = from.addr.ip();
+        if self.bans.is_banned(source, now) {
+            tracing::debug!(%source, "REGISTER from a banned source dropped");
+            return RegisterOutcome::Drop;
+        }
+        let wall = SystemTime::now();
+        let credentials = match find_credentials(request, "Authorization", REALM) {
+            Ok(Some(credentials)) => credentials,
+            Ok(None) => return self.challenge(request, false, wall),
+            Err(err) => {
+                tracing::info!(%source, "unreadable Authorization: {err}");
+                return self.respond(request, 400, Some("Bad Authorization"));
+            }
+        };
+        let user = self.users.get(&credentials.username);
+        // Unknown users take the same path as a wrong password (no enumeration).
+        if let Err(failure) = self.auth.verify(
+            &credentials,
+            "REGISTER",
+            user.as_ref().map(|u| &u.credentials),
+            wall,
+        ) {
+            if failure.counts_as_failure() {
+                tracing::info!(%source, user = %credentials.username, "REGISTER not authenticated: {failure}");
+                count(&metrics::AUTH_FAILURES);
+                if let Some(ban) = self.bans.record_failure(source, now) {
+                    tracing::warn!(source = %ban.source, until = ?ban.until.saturating_duration_since(now), "source banned after repeated failed authentication");
+                    count(&metrics::BANS);
+                    self.publish(now);
+                }
+            }
+            return self.challenge(request, failure.is_stale(), wall);
+        }
+        let Some(user) = user else {
+            // Verified against the dummy credentials: cannot happen, refuse anyway.
+            return self.challenge(request, false, wall);
+        };
+        if !user.allows_source(source) {
+            tracing::info!(%source, user = %credentials.username, "REGISTER from outside the user's allowed networks");
+            return self.respond(request, 403, Some("Not From An Allowed Network"));
+        }
+        let register = match RegisterRequest::from_request(request, from) {
+            Ok(register) => register,
+            Err(err) => {
+                return self.respond(request, err.status_code(), Some(err.reason_phrase()));
+            }
+        };
+        // A user registers its own address of record only (RFC 3261 §10.3 step 4).
+        if register.aor.user() != credentials.username {
+            return self.respond(request, 403, Some("Not Your Address Of Record"));
+        }
+        let aor = Aor::new(&credentials.username, REALM);
+        let register = RegisterRequest {
+            aor: aor.clone(),
+            ..register
+        };
+        match self.bindings.register(&register, user.max_contacts, now) {
+            Ok(registered) => {
+                count(&metrics::REGISTRATIONS);
+                if !registered.changes.is_empty() {
+                    self.publish(now);
+                    tracing::info!(user = %aor.user(), %source, contacts = registered.contacts.len(), "registered");
+                    self.persist(&aor, now);
+                }
+                let mut response =
+                    msg::response_to(request, 200, None, Some(&sip::transaction::new_tag()));
+                for contact in &registered.contacts {
+                    msg::add_header(&mut response.headers, "Contact", contact.clone());
+                }
+                if !registered.path.is_empty() {
+                    for path in &registered.path {
+                        msg::add_header(&mut response.headers, "Path", path.clone());
+                    }
+                    msg::add_header(&mut response.headers, "Supported", "path".into());
+                }
+                msg::add_header(
+                    &mut response.headers,
+                    "Date",
+                    jiff::Timestamp::now()
+                        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+                        .to_string(),
+                );
+                RegisterOutcome::Respond(Box::new(response))
+            }
+            Err(err) => {
+                let mut response = msg::response_to(
+                    request,
+                    err.status_code(),
+                    Some(err.reason_phrase()),
+                    Some(&sip::transaction::new_tag()),
+                );
+                if let Some(min) = err.min_expires() {
+                    msg::add_header(&mut response.headers, "Min-Expires", min.to_string());
+                }
+                RegisterOutcome::Respond(Box::new(response))
+            }
+        }
+    }
+
+    /// Updates the gauges.
+    fn publish(&self, now: Instant) {
+        let live = self.bindings.iter().filter(|b| b.expires_at > now).count();
+        set(&metrics::REGISTERED_CONTACTS, live);
+        set(&metrics::ACTIVE_BANS, self.bans.bans(now).len());
+    }
+
+    fn challenge(&self, request: &rsip::Request, stale: bool, wall: SystemTime) -> RegisterOutcome {
+        let mut response = msg::response_to(request, 401, None, Some(&sip::transaction::new_tag()));
+        for &algorithm in &self.algorithms {
+            let challenge = self.auth.challenge(algorithm, wall, stale);
+            msg::add_header(&mut response.headers, "WWW-Authenticate", challenge);
+        }
+        RegisterOutcome::Respond(Box::new(response))
+    }
+
+    fn respond(&self, request: &rsip::Request, code: u16, phrase: Option<&str>) -> RegisterOutcome {
+        RegisterOutcome::Respond(Box::new(msg::response_to(
+            request,
+            code,
+            phrase,
+            Some(&sip::transaction::new_tag()),
+        )))
+    }
+
+    /// Stores the current bindings of `aor`'s user (all of them, replacing what was stored).
+    fn persist(&self, aor: &Aor, now: Instant) {
+        let wall = SystemTime::now();
+        let bindings: Vec<store::Binding> = self
+            .bindings
+            .bindings(aor, now)
+            .into_iter()
+            .map(|b| binding_to_store(b, now, wall))
+            .collect();
+        let extension = aor.user().to_string();
+        self.writer.submit("registration", move |store| {
+            if let Err(err) =
+                store.registration_replace(store::DEFAULT_DOMAIN, &extension, &bindings)
+            {
+                tracing::error!(user = %extension, "registration not stored: {err}");
+            }
+        });
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn binding_to_store(b: &Binding, now: Instant, wall: SystemTime) -> store::Binding {
+    let expires = wall + b.expires_at.saturating_duration_since(now);
+    let d = &b.details;
+    store::Binding {
+        contact: d.contact.clone(),
+        source: d.source.addr,
+        transport: match d.source.transport {
+            TransportKind::Udp => "udp",
+            TransportKind::Tcp => "tcp",
+        }
+        .to_string(),
+        path: d.path.clone(),
+        q_milli: d.q.map(QValue::thousandths),
+        call_id: d.call_id.clone(),
+        cseq: d.cseq,
+        expires_at_ms: unix_ms(expires),
+        user_agent: d.user_agent.clone(),
+        instance_id: d.instance.clone(),
+    }
+}
+
+/// A stored binding as the registrar imports it; `None` for one it cannot use.
+fn record_from_store(stored: store::UserBinding) -> Option<BindingRecord> {
+    let b = stored.binding;
+    let transport = match b.transport.as_str() {
+        "udp" => TransportKind::Udp,
+        "tcp" | "tls" => TransportKind::Tcp,
+        other => {
+            tracing::warn!(
+                transport = other,
+                "stored registration over an unknown transport skipped"
+            );
+            return None;
+        }
+    };
+    let expires_at =
+        SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(b.expires_at_ms).ok()?);
+    Some(BindingRecord {
+        aor: Aor::new(&stored.extension, REALM),
+        details: BindingDetails {
+            contact: b.contact,
+            params: Vec::new(),
+            q: b.q_milli.and_then(QValue::from_thousandths),
+            instance: b.instance_id,
+            reg_id: None,
+            call_id: b.call_id,
+            cseq: b.cseq,
+            path: b.path,
+            source: Peer {
+                addr: b.source,
+                transport,
+                connection: None,
+            },
+            user_agent: b.user_agent,
+        },
+        // Not stored; only shown, and a restart is a fair "registered since".
+        registered_at: SystemTime::now(),
+        expires_at,
+    })
+}

@@ -1,0 +1,120 @@
+//! The staff users as the signalling task needs them: credentials, allowed networks and
+//! limits, in memory, swapped whole when the store changes.
+//!
+//! REGISTERs are answered on the signalling task, which must not wait for the database; the
+//! directory is read lock-free there and rebuilt on a blocking thread whenever another
+//! process (the `amtsleitung user` CLI, an admin tool) committed to the store, checked once
+//! a second as the room watch does.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use sip::digest::{Algorithm, Credentials, Ha1};
+
+use crate::shared::Shared;
+
+/// How often the store is checked for changes by other processes.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One user, as the registrar needs it.
+#[derive(Debug, Clone)]
+pub struct DirectoryUser {
+    /// Digest secrets for the user's realm.
+    pub credentials: Credentials,
+    /// Networks its phones may register from; empty: any.
+    pub allowed_networks: Vec<store::AllowedNetwork>,
+    /// Most contacts at once.
+    pub max_contacts: usize,
+}
+
+impl DirectoryUser {
+    fn from_stored(user: &store::User) -> Self {
+        let mut credentials = Credentials::default();
+        for (algorithm, hex) in [
+            (Algorithm::Md5, &user.ha1_md5),
+            (Algorithm::Sha256, &user.ha1_sha256),
+        ] {
+            match Ha1::from_hex(algorithm, hex) {
+                Ok(ha1) => credentials = credentials.with(ha1),
+                Err(err) => tracing::error!(user = %user.extension, "stored HA1 unusable: {err}"),
+            }
+        }
+        Self {
+            credentials,
+            allowed_networks: user.allowed_networks.clone(),
+            max_contacts: user.max_contacts as usize,
+        }
+    }
+
+    /// Whether a request from `ip` may act as this user.
+    pub fn allows_source(&self, ip: IpAddr) -> bool {
+        self.allowed_networks.is_empty() || self.allowed_networks.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// Users of the default domain by extension.
+#[derive(Debug, Default)]
+pub struct UserDirectory {
+    users: ArcSwap<HashMap<String, DirectoryUser>>,
+}
+
+impl UserDirectory {
+    /// The user with this extension, if stored.
+    pub fn get(&self, extension: &str) -> Option<DirectoryUser> {
+        self.users.load().get(extension).cloned()
+    }
+
+    /// Reads every user of the default domain from the store.
+    pub fn load(&self, store: &store::Store) -> Result<usize, store::StoreError> {
+        let users: HashMap<String, DirectoryUser> = store
+            .user_list(store::DEFAULT_DOMAIN)?
+            .iter()
+            .map(|u| (u.extension.clone(), DirectoryUser::from_stored(u)))
+            .collect();
+        let count = users.len();
+        self.users.store(Arc::new(users));
+        Ok(count)
+    }
+}
+
+/// Keeps `directory` in step with the store until the process ends.
+pub fn spawn_refresh(shared: Arc<Shared>, directory: Arc<UserDirectory>) {
+    tokio::spawn(async move {
+        let mut seen: Option<i64> = None;
+        let mut interval = tokio::time::interval(REFRESH_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let shared = shared.clone();
+            let directory = directory.clone();
+            let pass = tokio::task::spawn_blocking(move || {
+                let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+                let changes = store.external_change_counter().ok();
+                if changes.is_some() && changes == seen {
+                    return seen;
+                }
+                match directory.load(&store) {
+                    Ok(count) => {
+                        tracing::debug!(users = count, "user directory reloaded");
+                        changes
+                    }
+                    Err(err) => {
+                        // Keep the users we have: a store that cannot be read must not
+                        // lock every phone out, nor let anyone in (unknown users stay
+                        // unknown).
+                        tracing::error!("user directory not reloaded: {err}");
+                        None
+                    }
+                }
+            })
+            .await;
+            match pass {
+                Ok(next) => seen = next,
+                Err(err) => tracing::error!("user directory pass failed: {err}"),
+            }
+        }
+    });
+}

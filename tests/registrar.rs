@@ -1,0 +1,295 @@
+//! Staff phones register: digest authentication against users made with `amtsleitung user`,
+//! bindings that survive a restart, refusals for wrong passwords, unknown users and foreign
+//! networks, and a ban for an address that keeps guessing. Real clients: baresip registers
+//! like a desk phone, SIPp sends the refused and the guessing REGISTERs. Each test runs in a
+//! network namespace of its own (server 10.99.0.1, clients 10.99.0.2..6).
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{Netns, Server, TempDir, binary, repo, sipp, wait_until};
+
+/// Runs `amtsleitung user ARGS --data-dir DIR`; panics with its output unless it succeeds.
+fn user(data: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .current_dir(repo())
+        .arg("user")
+        .args(args)
+        .args(["--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "user {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The REGISTERED column of `user list` for `extension` ("1/5": one contact of five).
+fn registered(data: &std::path::Path, extension: &str) -> String {
+    let list = user(data, &["list"]);
+    list.lines()
+        .find(|l| l.split_whitespace().next() == Some(extension))
+        .and_then(|l| l.split_whitespace().find(|w| w.contains('/')))
+        .unwrap_or_else(|| panic!("{extension} not in\n{list}"))
+        .to_string()
+}
+
+/// A SIPp scenario: REGISTER, the 401 challenge, REGISTER with credentials (`-au`/`-ap`),
+/// and `final_code` as the answer to that.
+fn register_scenario(dir: &TempDir, final_code: u16) -> String {
+    let path = dir.path().join(format!("register-{final_code}.xml"));
+    let request = |cseq: u32, auth: &str| {
+        format!(
+            "<send retrans=\"500\"><![CDATA[\n\
+             REGISTER sip:[remote_ip]:[remote_port] SIP/2.0\n\
+             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
+             From: <sip:[service]@[remote_ip]>;tag=[pid]reg[call_number]\n\
+             To: <sip:[service]@[remote_ip]>\n\
+             Call-ID: [call_id]\n\
+             CSeq: {cseq} REGISTER\n\
+             Contact: <sip:[service]@[local_ip]:[local_port]>\n\
+             {auth}Max-Forwards: 70\n\
+             Expires: 600\n\
+             User-Agent: SIPp\n\
+             Content-Length: 0\n\n\
+             ]]></send>\n"
+        )
+    };
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n\
+         <scenario name=\"register {final_code}\">\n\
+         {}\
+         <recv response=\"401\" auth=\"true\"/>\n\
+         {}\
+         <recv response=\"{final_code}\"/>\n\
+         </scenario>\n",
+        request(1, ""),
+        request(2, "[authentication]\n"),
+    );
+    std::fs::write(&path, xml).unwrap();
+    path.display().to_string()
+}
+
+/// SIPp registering `extension` with `password` from `ip`, `times` in a row.
+fn sipp_register(
+    ns: &Netns,
+    scenario: &str,
+    ip: &str,
+    extension: &str,
+    password: &str,
+    times: u32,
+) -> std::process::Output {
+    let times = times.to_string();
+    sipp(
+        Some(ns),
+        &[
+            "-sf",
+            scenario,
+            "-i",
+            ip,
+            "-p",
+            "5070",
+            "-s",
+            extension,
+            "-au",
+            extension,
+            "-ap",
+            password,
+            "-m",
+            &times,
+            "-l",
+            "1",
+            "-recv_timeout",
+            "3000",
+            "10.99.0.1:5060",
+        ],
+    )
+}
+
+fn assert_ok(out: &std::process::Output, server: &Server, what: &str) {
+    support::assert_sipp_ok(out, server, what);
+}
+
+/// A registering baresip on `ip` (killed, not quit, by the test: it never unregisters).
+fn registering_phone(
+    ns: &Netns,
+    dir: &TempDir,
+    ip: &str,
+    extension: &str,
+    password: &str,
+) -> Child {
+    std::fs::write(
+        dir.path().join("config"),
+        format!(
+            "poll_method\t\tepoll\nsip_listen\t\t{ip}:15060\naudio_player\t\taufile,/dev/null\n\
+             audio_source\t\taufile,/dev/null\naudio_alert\t\taufile,/dev/null\n\
+             module_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tstdio.so\nmodule\t\t\tg711.so\n\
+             module_app\t\taccount.so\nmodule_app\t\tmenu.so\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("accounts"),
+        format!("<sip:{extension}@10.99.0.1>;auth_pass={password};regint=600;answermode=auto\n"),
+    )
+    .unwrap();
+    ns.command("baresip")
+        .arg("-f")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run baresip (apt-get install baresip-core)")
+}
+
+#[test]
+fn a_phone_registers_with_digest_and_its_registration_survives_a_restart() {
+    let ns = Netns::new();
+    let data = TempDir::new("reg-data");
+    user(
+        data.path(),
+        &[
+            "add",
+            "101",
+            "--name",
+            "Bürgerbüro",
+            "--password",
+            "geheim123",
+        ],
+    );
+    let mut server = Server::start_with_data(Some(&ns), &[], data);
+    let phone_dir = TempDir::new("reg-phone");
+    let mut phone = registering_phone(&ns, &phone_dir, "10.99.0.2", "101", "geheim123");
+    let registered_now = wait_until(Duration::from_secs(10), || {
+        server.metric(Some(&ns), "amtsleitung_registered_contacts") == 1
+    });
+    let _ = phone.kill();
+    let _ = phone.wait();
+    assert!(registered_now, "baresip did not register\n{}", server.log());
+    assert!(
+        server
+            .log()
+            .contains("registered user=101 source=10.99.0.2"),
+        "{}",
+        server.log()
+    );
+    // The store has it too, for the admin and for the restart.
+    let stored = wait_until(Duration::from_secs(5), || {
+        registered(server.data_dir(), "101") == "1/5"
+    });
+    assert!(stored, "user list: {}", user(server.data_dir(), &["list"]));
+    let show = user(server.data_dir(), &["show", "101"]);
+    assert!(show.contains("10.99.0.2"), "{show}");
+
+    server = server.restart(Some(&ns), &[]);
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_registered_contacts"),
+        1,
+        "the registration was not restored\n{}",
+        server.log()
+    );
+    assert!(
+        server
+            .log()
+            .contains("registrations restored from the store")
+    );
+}
+
+#[test]
+fn wrong_passwords_unknown_users_and_foreign_networks_are_refused() {
+    let ns = Netns::new();
+    let data = TempDir::new("reg-refuse");
+    user(
+        data.path(),
+        &["add", "101", "--name", "Büro", "--password", "geheim123"],
+    );
+    user(
+        data.path(),
+        &[
+            "add",
+            "102",
+            "--name",
+            "Homeoffice",
+            "--password",
+            "geheim456",
+            "--allow",
+            "10.8.0.0/16",
+        ],
+    );
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    let dir = TempDir::new("reg-refuse-sipp");
+    let challenged_again = register_scenario(&dir, 401);
+    let forbidden = register_scenario(&dir, 403);
+    let accepted = register_scenario(&dir, 200);
+
+    // A wrong password is challenged again; an unknown user gets exactly the same answer.
+    let out = sipp_register(&ns, &challenged_again, "10.99.0.2", "101", "falsch123", 1);
+    assert_ok(&out, &server, "wrong password");
+    let out = sipp_register(&ns, &challenged_again, "10.99.0.2", "999", "geheim123", 1);
+    assert_ok(&out, &server, "unknown user");
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_registered_contacts"),
+        0
+    );
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_auth_failures_total"),
+        2
+    );
+    assert_eq!(registered(server.data_dir(), "101"), "0/5");
+
+    // The right password from outside the user's networks: 403.
+    let out = sipp_register(&ns, &forbidden, "10.99.0.2", "102", "geheim456", 1);
+    assert_ok(&out, &server, "foreign network");
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_registered_contacts"),
+        0
+    );
+
+    // And the right password where it is allowed: registered.
+    let out = sipp_register(&ns, &accepted, "10.99.0.2", "101", "geheim123", 1);
+    assert_ok(&out, &server, "right password");
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_registered_contacts"),
+        1
+    );
+}
+
+#[test]
+fn an_address_guessing_passwords_is_banned_but_the_account_still_registers() {
+    let ns = Netns::new();
+    let data = TempDir::new("reg-ban");
+    user(
+        data.path(),
+        &["add", "101", "--name", "Büro", "--password", "geheim123"],
+    );
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    let dir = TempDir::new("reg-ban-sipp");
+    let challenged_again = register_scenario(&dir, 401);
+    let accepted = register_scenario(&dir, 200);
+
+    // Five wrong guesses are each answered with a new challenge...
+    let out = sipp_register(&ns, &challenged_again, "10.99.0.3", "101", "rate1234", 5);
+    assert_ok(&out, &server, "five wrong passwords");
+    assert_eq!(server.metric(Some(&ns), "amtsleitung_bans_total"), 1);
+    // ...then the address gets no answer at all.
+    let out = sipp_register(&ns, &challenged_again, "10.99.0.3", "101", "rate1234", 1);
+    assert!(
+        !out.status.success(),
+        "a banned address was still answered\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(server.log().contains("source banned"), "{}", server.log());
+    // The real phone at another address is not locked out.
+    let out = sipp_register(&ns, &accepted, "10.99.0.4", "101", "geheim123", 1);
+    assert_ok(&out, &server, "right password from another address");
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_registered_contacts"),
+        1
+    );
+    assert_eq!(server.metric(Some(&ns), "amtsleitung_banned_sources"), 1);
+}
