@@ -552,6 +552,46 @@ impl Baresip {
         self
     }
 
+    /// Makes the client register as `extension` with `password` at the server in the test
+    /// namespace (and answer calls automatically), like a desk phone of a staff member.
+    pub fn registering(self, extension: &str, password: &str) -> Self {
+        let accounts = self.dir.path().join("accounts");
+        let text = std::fs::read_to_string(&accounts).unwrap();
+        let codecs = text
+            .split("audio_codecs=")
+            .nth(1)
+            .unwrap_or("PCMU")
+            .trim()
+            .to_string();
+        std::fs::write(
+            &accounts,
+            format!(
+                "<sip:{extension}@{SERVER_IP}>;auth_pass={password};regint=600;answermode=auto;audio_codecs={codecs}\n"
+            ),
+        )
+        .unwrap();
+        self
+    }
+
+    /// Runs the client for `seconds` without dialling (a registered phone waiting for
+    /// calls); returns its output.
+    pub fn run(&self, ns: &Netns, seconds: u32) -> String {
+        let output = ns
+            .command("timeout")
+            .arg((seconds + 10).to_string())
+            .args(["baresip", "-f"])
+            .arg(self.dir.path())
+            .args(["-t", &seconds.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run baresip (apt-get install baresip-core)");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
     /// Dials `uri` and stays in the call for `seconds`; returns baresip's output.
     pub fn call(&self, ns: &Netns, uri: &str, seconds: u32) -> String {
         let output = ns

@@ -27,6 +27,17 @@ pub enum CallEvent {
     Dtmf(char),
     /// News from the conference room the caller is in.
     Conference(Notice),
+    /// How the `dial` action's ringing ended.
+    Dial(DialOutcome),
+}
+
+/// How ringing someone ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialOutcome {
+    /// Someone answered: the caller is connected to them (and answered).
+    Answered,
+    /// Nobody answered, nobody could be rung, or everyone refused (the best status).
+    NotAnswered(u16),
 }
 
 /// What a call task knows about its call.
@@ -144,6 +155,18 @@ impl CallRunner {
                     self.wait_for(Some(Duration::from_secs(u64::from(*seconds))))
                         .await?;
                 }
+                Action::Dial { target, timeout_s } => {
+                    match self.dial(target, *timeout_s).await? {
+                        DialOutcome::Answered => {
+                            // Connected: the call lasts until one side hangs up.
+                            self.answered = true;
+                            self.wait_for(None).await?;
+                        }
+                        DialOutcome::NotAnswered(status) => {
+                            tracing::info!(%target, status, "dial: not answered; next action");
+                        }
+                    }
+                }
                 Action::Conference { room, pin_prompt } => {
                     self.conference(room.clone(), *pin_prompt).await?;
                 }
@@ -191,17 +214,44 @@ impl CallRunner {
         if let Some(digit) = self.pending_digits.pop_front() {
             return Ok(Event::Digit(digit));
         }
-        tokio::select! {
-            event = self.events.recv() => match event {
-                Some(CallEvent::Hangup) | None => Err(Stop::HungUp),
-                Some(CallEvent::Dtmf(digit)) => Ok(Event::Digit(digit)),
-                Some(CallEvent::Conference(notice)) => Ok(Event::Notice(notice)),
-            },
-            event = self.media.recv() => match event {
-                Some(MediaEvent::Dtmf(digit)) => Ok(Event::Digit(digit)),
-                Some(other) => Ok(Event::Media(other)),
-                None => Err(Stop::HungUp),
-            },
+        loop {
+            return tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(CallEvent::Hangup) | None => Err(Stop::HungUp),
+                    Some(CallEvent::Dtmf(digit)) => Ok(Event::Digit(digit)),
+                    Some(CallEvent::Conference(notice)) => Ok(Event::Notice(notice)),
+                    // A late outcome of a `dial` that gave up: nothing to do with it now.
+                    Some(CallEvent::Dial(_)) => continue,
+                },
+                event = self.media.recv() => match event {
+                    Some(MediaEvent::Dtmf(digit)) => Ok(Event::Digit(digit)),
+                    Some(other) => Ok(Event::Media(other)),
+                    None => Err(Stop::HungUp),
+                },
+            };
+        }
+    }
+
+    /// Rings `target` for up to `timeout_s` seconds.
+    async fn dial(
+        &mut self,
+        target: &dialplan::DialTarget,
+        timeout_s: u32,
+    ) -> Result<DialOutcome, Stop> {
+        self.send(CoreCommand::Dial(self.ctx.id, target.clone()));
+        let ring_until = tokio::time::Instant::now() + Duration::from_secs(u64::from(timeout_s));
+        loop {
+            match tokio::time::timeout_at(ring_until, self.events.recv()).await {
+                Err(_) => {
+                    self.send(CoreCommand::CancelDial(self.ctx.id));
+                    return Ok(DialOutcome::NotAnswered(408));
+                }
+                Ok(Some(CallEvent::Dial(outcome))) => return Ok(outcome),
+                Ok(Some(CallEvent::Hangup) | None) => return Err(Stop::HungUp),
+                // Keys pressed while it rings are kept for what follows.
+                Ok(Some(CallEvent::Dtmf(digit))) => self.pending_digits.push_back(digit),
+                Ok(Some(CallEvent::Conference(_))) => {}
+            }
         }
     }
 

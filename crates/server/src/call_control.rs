@@ -14,12 +14,15 @@ use media::sdp::{self, Codec, Direction, LocalMedia};
 use sip::message as msg;
 use tokio::sync::mpsc;
 
-use crate::call::{self, CallContext, CallEvent};
+use crate::call::{self, CallContext, CallEvent, DialOutcome};
 use crate::core_command::CoreCommand;
 use crate::ids::LegId;
-use crate::media_worker::{MediaCommand, PortAllocator, QualityCell, RemoteMedia, SessionSpec};
+use crate::media_worker::{
+    MediaCommand, PortAllocator, QualityCell, RemoteMedia, RoomJoin, SessionSpec,
+};
+use crate::registrar::RegistrarService;
 use crate::shared::Shared;
-use crate::sip_endpoint::{Incoming, LegEvent, MEDIA_TIMEOUT, SipEndpoint};
+use crate::sip_endpoint::{Incoming, LegEvent, MEDIA_TIMEOUT, OutboundCall, SipEndpoint};
 
 /// Codecs we offer and accept, best first (the answer follows the offerer's order).
 const OUR_CODECS: &[Codec] = &[Codec::Opus, Codec::G722, Codec::Pcma, Codec::Pcmu];
@@ -55,6 +58,8 @@ impl MediaSession {
 struct CallLeg {
     call_id: String,
     caller: String,
+    /// The caller's display name, if its From header had one.
+    caller_name: Option<String>,
     callee: String,
     started_wall_ms: i64,
     media: MediaSession,
@@ -66,6 +71,31 @@ struct CallLeg {
     ended: bool,
     /// The call task is done with the leg.
     finished: bool,
+    /// The `dial` in progress: the legs ringing for this caller.
+    dialing: Option<Dialing>,
+    /// The leg this caller is connected to, once someone answered.
+    bridged_to: Option<LegId>,
+}
+
+/// Ringing someone for a caller.
+#[derive(Default)]
+struct Dialing {
+    /// Legs still ringing.
+    ringing: Vec<LegId>,
+    /// The best refusal so far (486 beats 480 beats the rest: what the caller is told).
+    best_status: Option<u16>,
+}
+
+/// A leg we placed to ring someone for a caller.
+struct OutboundLeg {
+    /// The caller's leg.
+    parent: LegId,
+    /// Our offer's media (ports bound, RTP sockets kept until the answer).
+    local_ip: IpAddr,
+    sockets: Option<(std::net::UdpSocket, std::net::UdpSocket)>,
+    /// Its media session runs (after the answer).
+    media_started: bool,
+    quality: Arc<QualityCell>,
 }
 
 /// Call control (see the module documentation).
@@ -74,6 +104,7 @@ pub struct CallControl {
     ports: PortAllocator,
     commands: mpsc::UnboundedSender<CoreCommand>,
     legs: HashMap<LegId, CallLeg>,
+    outbound: HashMap<LegId, OutboundLeg>,
 }
 
 impl CallControl {
@@ -88,6 +119,7 @@ impl CallControl {
             ports,
             commands,
             legs: HashMap::new(),
+            outbound: HashMap::new(),
         }
     }
 
@@ -98,6 +130,14 @@ impl CallControl {
             LegEvent::Offer { leg, body } => {
                 let answer = self.apply_offer(leg, &body);
                 endpoint.answer_offer(leg, answer, now);
+            }
+            LegEvent::Progress { leg } => {
+                if let Some(parent) = self.outbound.get(&leg).map(|o| o.parent) {
+                    endpoint.ring(parent, now);
+                }
+            }
+            LegEvent::Answered { leg, body } => {
+                self.on_outbound_answered(leg, &body, endpoint, now)
             }
             LegEvent::Dtmf { leg, digit } => {
                 if let Some(l) = self.legs.get(&leg) {
@@ -110,7 +150,13 @@ impl CallControl {
                 final_status,
                 reason,
             } => {
+                if self.outbound.contains_key(&leg) {
+                    self.on_outbound_ended(leg, final_status, endpoint, now);
+                    endpoint.forget(leg, &reason, now);
+                    return;
+                }
                 self.on_ended(leg, answered, final_status, &reason);
+                self.end_dialing(leg, endpoint, now);
                 if self.legs.get(&leg).is_none_or(|l| l.finished) {
                     self.legs.remove(&leg);
                     endpoint.forget(leg, &reason, now);
@@ -120,7 +166,13 @@ impl CallControl {
     }
 
     /// Takes one request of a call task or media session.
-    pub fn on_command(&mut self, command: CoreCommand, endpoint: &mut SipEndpoint, now: Instant) {
+    pub fn on_command(
+        &mut self,
+        command: CoreCommand,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+    ) {
         match command {
             CoreCommand::Answer(leg) => {
                 if let Some(l) = self.legs.get(&leg) {
@@ -148,6 +200,8 @@ impl CallControl {
                 }
             }
             CoreCommand::MediaTimeout(leg) => endpoint.hangup(leg, MEDIA_TIMEOUT, now),
+            CoreCommand::Dial(leg, target) => self.dial(leg, &target, endpoint, registrar, now),
+            CoreCommand::CancelDial(leg) => self.end_dialing(leg, endpoint, now),
         }
     }
 
@@ -270,6 +324,7 @@ impl CallControl {
             CallLeg {
                 call_id: call_id.clone(),
                 caller: caller.clone(),
+                caller_name: msg::header_value(&request, "From").and_then(|v| display_name(&v)),
                 callee: callee.clone(),
                 started_wall_ms: jiff::Timestamp::now().as_millisecond(),
                 media: MediaSession {
@@ -286,6 +341,8 @@ impl CallControl {
                 events: events_tx.clone(),
                 ended: false,
                 finished: false,
+                dialing: None,
+                bridged_to: None,
             },
         );
         let context = CallContext {
@@ -300,6 +357,285 @@ impl CallControl {
             notices: events_tx,
         };
         tokio::spawn(call::run(context, route, events_rx, media_rx));
+    }
+
+    /// Rings every reachable contact of `target` at once (RFC 3261 §16.7 forking, done as a
+    /// B2BUA): the first to answer is connected, the others are cancelled.
+    fn dial(
+        &mut self,
+        leg: LegId,
+        target: &dialplan::DialTarget,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+    ) {
+        let Some(caller) = self.legs.get(&leg) else {
+            return;
+        };
+        let (from_user, from_name) = (caller.caller.clone(), caller.caller_name.clone());
+        let calls: Vec<OutboundCall> = match target {
+            dialplan::DialTarget::User(extension) => registrar
+                .lookup(extension, now)
+                .into_iter()
+                .map(|b| OutboundCall {
+                    request_uri: b.details.contact.clone(),
+                    to: format!("sip:{extension}@{}", b.aor.domain()),
+                    from_user: from_user.clone(),
+                    from_name: from_name.clone(),
+                    next_hop: b.details.source,
+                })
+                .collect(),
+            dialplan::DialTarget::Uri(uri) => match uri_next_hop(uri) {
+                Some(next_hop) => vec![OutboundCall {
+                    request_uri: uri.clone(),
+                    to: uri.clone(),
+                    from_user,
+                    from_name,
+                    next_hop,
+                }],
+                None => {
+                    tracing::info!(leg = %leg, %uri, "dial: cannot reach this URI");
+                    Vec::new()
+                }
+            },
+            dialplan::DialTarget::Group(_) | dialplan::DialTarget::Trunk { .. } => {
+                tracing::warn!(leg = %leg, %target, "dial: ring groups and trunks are not available yet");
+                Vec::new()
+            }
+        };
+        let mut dialing = Dialing::default();
+        for call in &calls {
+            match self.place(leg, call, endpoint, now) {
+                Some(child) => dialing.ringing.push(child),
+                None => dialing.best_status = Some(503),
+            }
+        }
+        tracing::info!(leg = %leg, %target, contacts = dialing.ringing.len(), "dial: ringing");
+        if dialing.ringing.is_empty() {
+            // Nobody to ring: an unregistered user is "temporarily unavailable".
+            let status = dialing.best_status.unwrap_or(480);
+            self.tell(leg, CallEvent::Dial(DialOutcome::NotAnswered(status)));
+            return;
+        }
+        if let Some(l) = self.legs.get_mut(&leg) {
+            l.dialing = Some(dialing);
+        }
+    }
+
+    /// Sends one INVITE for `parent`, with an offer of all our codecs on fresh ports.
+    fn place(
+        &mut self,
+        parent: LegId,
+        call: &OutboundCall,
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) -> Option<LegId> {
+        let local_ip = self.shared.config.media_ip.unwrap_or_else(|| {
+            crate::sip_endpoint::local_ip_towards(
+                call.next_hop.addr.ip(),
+                self.shared.config.sip_listen.ip(),
+            )
+        });
+        let (rtp, rtcp) = match self.ports.bind_pair(local_ip) {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::error!("no RTP ports: {err}");
+                return None;
+            }
+        };
+        let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+        let local = LocalMedia {
+            ip: local_ip,
+            port,
+            codecs: OUR_CODECS.to_vec(),
+            session_id: rand::random::<u32>() as u64,
+            session_version: 1,
+        };
+        let offer = sdp::offer(&local, Direction::SendRecv);
+        let child = endpoint.invite(call, offer.into_bytes(), now)?;
+        self.outbound.insert(
+            child,
+            OutboundLeg {
+                parent,
+                local_ip,
+                sockets: Some((rtp, rtcp)),
+                media_started: false,
+                quality: Arc::new(QualityCell::new()),
+            },
+        );
+        Some(child)
+    }
+
+    /// The first answer wins: its media starts, the other contacts are cancelled, the caller
+    /// is answered and both are joined in a room of their own.
+    fn on_outbound_answered(
+        &mut self,
+        child: LegId,
+        body: &[u8],
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) {
+        let Some(parent) = self.outbound.get(&child).map(|o| o.parent) else {
+            return;
+        };
+        let still_dialing = self.legs.get(&parent).is_some_and(|l| {
+            l.dialing
+                .as_ref()
+                .is_some_and(|d| d.ringing.contains(&child))
+        });
+        if !still_dialing {
+            endpoint.hangup(child, "answered too late", now);
+            return;
+        }
+        let negotiated = match parse_offer(body)
+            .and_then(|answer| sdp::accept_answer(OUR_CODECS, &answer).map_err(|e| e.to_string()))
+        {
+            Ok(negotiated) => negotiated,
+            Err(err) => {
+                tracing::info!(leg = %child, "unusable SDP answer: {err}");
+                endpoint.hangup(child, "unusable SDP answer", now);
+                return;
+            }
+        };
+        let Some(out) = self.outbound.get_mut(&child) else {
+            return;
+        };
+        let Some((rtp, rtcp)) = out.sockets.take() else {
+            return;
+        };
+        let (media_tx, _) = mpsc::unbounded_channel();
+        let timers = self.shared.config.calls;
+        let spec = SessionSpec {
+            id: child,
+            rtp,
+            rtcp,
+            remote: negotiated.remote_rtp,
+            remote_rtcp: negotiated.remote_rtcp,
+            rtcp_mux: negotiated.rtcp_mux,
+            cname: format!("amtsleitung@{}", out.local_ip),
+            media_timeout: timers.media_timeout(false),
+            media_timeout_on_hold: timers.media_timeout(true),
+            core: self.commands.clone(),
+            quality: out.quality.clone(),
+            send: false,
+            codec: codec_kind(negotiated.codec),
+            payload_type: negotiated.payload_type,
+            telephone_event_pt: negotiated.telephone_event_pt,
+            ptime_ms: negotiated.ptime_ms,
+            audio_level_ext: negotiated.audio_level_ext,
+            events: media_tx,
+        };
+        out.media_started = true;
+        let remote = RemoteMedia {
+            rtp: negotiated.remote_rtp,
+            rtcp: negotiated.remote_rtcp,
+            send: negotiated.direction.sends() && negotiated.remote_rtp.is_some(),
+            active: negotiated.direction == Direction::SendRecv,
+        };
+        let media = &self.shared.media;
+        media.send(child, MediaCommand::Start(Box::new(spec)));
+        media.send(child, MediaCommand::SetRemote(child, remote));
+        // Everyone else stops ringing.
+        let others: Vec<LegId> = self
+            .legs
+            .get_mut(&parent)
+            .and_then(|l| l.dialing.take())
+            .map(|d| d.ringing.into_iter().filter(|&c| c != child).collect())
+            .unwrap_or_default();
+        for other in others {
+            endpoint.hangup(other, "answered elsewhere", now);
+        }
+        let Some(caller) = self.legs.get_mut(&parent) else {
+            return;
+        };
+        caller.bridged_to = Some(child);
+        endpoint.answer(parent, caller.media.answer_sdp.clone().into_bytes(), now);
+        let caller_remote = caller.media.remote();
+        let room = format!("call-{parent}");
+        media.send(parent, MediaCommand::SetRemote(parent, caller_remote));
+        for leg in [parent, child] {
+            media.send(
+                leg,
+                MediaCommand::JoinRoom(
+                    leg,
+                    RoomJoin {
+                        room: room.clone(),
+                        muted: false,
+                    },
+                ),
+            );
+        }
+        tracing::info!(leg = %parent, callee = %child, "dial: answered; connected");
+        self.tell(parent, CallEvent::Dial(DialOutcome::Answered));
+    }
+
+    /// A leg we placed is over: stop its media, and end or update its caller's dialing.
+    fn on_outbound_ended(
+        &mut self,
+        child: LegId,
+        final_status: u16,
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) {
+        let Some(out) = self.outbound.remove(&child) else {
+            return;
+        };
+        if out.media_started {
+            self.shared.media.send(child, MediaCommand::Stop(child));
+        }
+        let parent = out.parent;
+        let Some(caller) = self.legs.get_mut(&parent) else {
+            return;
+        };
+        if caller.bridged_to == Some(child) {
+            endpoint.hangup(parent, "callee hung up", now);
+            return;
+        }
+        let Some(dialing) = caller.dialing.as_mut() else {
+            return;
+        };
+        dialing.ringing.retain(|&c| c != child);
+        let rank = |s: u16| match s {
+            486 | 600 => 3,
+            480 | 408 => 2,
+            _ => 1,
+        };
+        if final_status >= 300
+            && dialing
+                .best_status
+                .is_none_or(|b| rank(final_status) > rank(b))
+        {
+            dialing.best_status = Some(final_status);
+        }
+        // RFC 3261 §16.7: a 6xx ends the search at once.
+        let global = (600..700).contains(&final_status);
+        if dialing.ringing.is_empty() || global {
+            let status = dialing.best_status.unwrap_or(480);
+            let rest = std::mem::take(&mut dialing.ringing);
+            caller.dialing = None;
+            for other in rest {
+                endpoint.hangup(other, "declined elsewhere", now);
+            }
+            self.tell(parent, CallEvent::Dial(DialOutcome::NotAnswered(status)));
+        }
+    }
+
+    /// The caller is gone or gave up: stop ringing, hang up whoever it was connected to.
+    fn end_dialing(&mut self, leg: LegId, endpoint: &mut SipEndpoint, now: Instant) {
+        let Some(caller) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        let ringing = caller.dialing.take().map(|d| d.ringing).unwrap_or_default();
+        let bridged = caller.bridged_to.take();
+        for child in ringing.into_iter().chain(bridged) {
+            endpoint.hangup(child, "caller hung up", now);
+        }
+    }
+
+    fn tell(&self, leg: LegId, event: CallEvent) {
+        if let Some(l) = self.legs.get(&leg) {
+            let _ = l.events.send(event);
+        }
     }
 
     /// Takes an SDP offer in a re-INVITE or UPDATE: `Ok(answer)`, or the status to refuse
@@ -375,6 +711,31 @@ impl CallControl {
             }
         });
     }
+}
+
+/// The display name of a name-addr (`"Anna Amt" <sip:…>` or `Anna <sip:…>`).
+fn display_name(name_addr: &str) -> Option<String> {
+    let (name, _) = name_addr.split_once('<')?;
+    let name = name.trim().trim_matches('"').trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// Where requests to a dialled `sip:` URI go: its host and port (5060 by default), over UDP;
+/// host names are not resolved (no DNS here).
+fn uri_next_hop(uri: &str) -> Option<sip::transaction::Peer> {
+    let parsed = msg::parse_uri(uri)?;
+    let host = parsed.host_with_port.host.to_string();
+    let ip: IpAddr = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
+    let port = parsed
+        .host_with_port
+        .port
+        .map(|p| *p.value())
+        .unwrap_or(5060);
+    Some(sip::transaction::Peer {
+        addr: SocketAddr::new(ip, port),
+        transport: sip::transaction::TransportKind::Udp,
+        connection: None,
+    })
 }
 
 fn codec_kind(codec: Codec) -> media::codec::CodecKind {

@@ -16,4 +16,9 @@ pub enum CoreCommand {
     Finished(LegId, String),
     /// The media worker heard no RTP from the leg's peer for the configured time.
     MediaTimeout(LegId),
+    /// Ring this target for the leg's caller (the `dial` action); the outcome comes back as
+    /// a `CallEvent::Dial`.
+    Dial(LegId, dialplan::DialTarget),
+    /// Stop ringing (the `dial` action's ring time is over).
+    CancelDial(LegId),
 }

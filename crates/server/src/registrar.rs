@@ -143,7 +143,6 @@ impl RegistrarService {
     }
 
     /// The reachable bindings of a user, highest q first.
-    #[allow(dead_code)] // `dial` to a user arrives with calls between people.
     pub fn lookup(&self, extension: &str, now: Instant) -> Vec<&Binding> {
         self.bindings.lookup(&Aor::new(extension, REALM), now)
     }

@@ -181,7 +181,7 @@ impl Core {
                     self.endpoint.handle_datagram(&message.bytes, message.peer, Instant::now());
                 }
                 Some(command) = commands.recv() => {
-                    self.control.on_command(command, &mut self.endpoint, Instant::now());
+                    self.control.on_command(command, &mut self.endpoint, &self.registrar, Instant::now());
                 }
                 _ = sleep => {
                     let now = Instant::now();

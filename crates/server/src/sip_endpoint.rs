@@ -100,6 +100,19 @@ pub enum LegEvent {
         /// The offer, as it came.
         body: Vec<u8>,
     },
+    /// An outbound leg is ringing (180 or 183 arrived), reported once.
+    Progress {
+        /// The leg.
+        leg: LegId,
+    },
+    /// An outbound leg was answered (2xx, already acknowledged) with this session
+    /// description.
+    Answered {
+        /// The leg.
+        leg: LegId,
+        /// The answer to our offer.
+        body: Vec<u8>,
+    },
     /// A DTMF digit sent as SIP INFO.
     Dtmf {
         /// The leg.
@@ -155,6 +168,26 @@ struct Leg {
     /// The peer accepts UPDATE, so a refresh we send need not be a re-INVITE.
     peer_allows_update: bool,
     pending_offer: Option<PendingOffer>,
+    /// We sent the INVITE (a leg towards a phone we ring).
+    outbound: bool,
+    /// An outbound leg rang (180/183 seen), reported once.
+    rang: bool,
+}
+
+/// A call we place: whom to ring, as whom, and where to send the INVITE.
+#[derive(Debug, Clone)]
+pub struct OutboundCall {
+    /// Request-URI: the registered contact, or the dialled SIP URI.
+    pub request_uri: String,
+    /// To: the address of record or the dialled URI.
+    pub to: String,
+    /// From user part (the calling extension or number).
+    pub from_user: String,
+    /// From display name, if any.
+    pub from_name: Option<String>,
+    /// Where the INVITE and every later request of the dialog go: the flow the phone
+    /// registered on (its Contact may be a private address behind NAT).
+    pub next_hop: Peer,
 }
 
 /// The SIP endpoint (see the module documentation).
@@ -256,7 +289,11 @@ impl SipEndpoint {
 
     /// Sends 180 Ringing on an early leg.
     pub fn ring(&mut self, leg: LegId, now: Instant) {
-        let Some(l) = self.legs.get(&leg).filter(|l| l.state == LegState::Early) else {
+        let Some(l) = self
+            .legs
+            .get(&leg)
+            .filter(|l| l.state == LegState::Early && !l.outbound)
+        else {
             return;
         };
         let ringing = msg::response_to(&l.invite, 180, None, Some(&l.local_tag));
@@ -271,7 +308,7 @@ impl SipEndpoint {
         let Some(l) = self.legs.get_mut(&leg) else {
             return;
         };
-        if l.state != LegState::Early {
+        if l.state != LegState::Early || l.outbound {
             return;
         }
         l.local_sdp = sdp;
@@ -312,7 +349,7 @@ impl SipEndpoint {
         let Some(l) = self.legs.get_mut(&leg) else {
             return;
         };
-        if l.state != LegState::Early {
+        if l.state != LegState::Early || l.outbound {
             return;
         }
         let response = msg::response_to(&l.invite, code, phrase, Some(&l.local_tag));
@@ -328,15 +365,26 @@ impl SipEndpoint {
             return;
         };
         match l.state {
+            LegState::Early if l.outbound => {
+                // CANCEL (RFC 3261 §9.1); the 487 that follows ends the leg, but for us it
+                // is over now. A 2xx crossing the CANCEL is acknowledged and hung up.
+                let key = l.invite_key.clone();
+                if let Err(err) = self.layer.cancel(&key, now) {
+                    tracing::debug!(leg = %leg, "CANCEL not sent: {err}");
+                }
+                self.end(leg, reason);
+                self.drain_layer(now);
+            }
             LegState::Early => self.reject(leg, 480, None, reason, now),
             LegState::Answered => {
                 let via = SocketAddr::new(l.local_ip, self.config.listen.port());
                 let peer = l.peer;
+                let outbound = l.outbound;
                 if let Some(dialog) = l.dialog.as_mut() {
                     let mut bye = dialog.new_request(Method::Bye, via, peer.transport, None);
                     msg::add_header(&mut bye.headers, "Reason", bye_reason(reason));
                     let to = Peer {
-                        addr: dialog.next_hop().unwrap_or(peer.addr),
+                        addr: in_dialog_hop(dialog, peer, outbound),
                         ..peer
                     };
                     if let Err(err) = self.layer.send_request(bye, to, now) {
@@ -376,6 +424,166 @@ impl SipEndpoint {
                 self.respond(&pending.key, response, now);
             }
         }
+    }
+
+    /// Places a call: sends an INVITE carrying `sdp` (our offer) and returns the new leg,
+    /// whose progress comes as `Progress`, `Answered` or `Ended` events.
+    pub fn invite(&mut self, call: &OutboundCall, sdp: Vec<u8>, now: Instant) -> Option<LegId> {
+        if self.legs.len() >= self.config.max_legs {
+            return None;
+        }
+        let local_ip = local_ip_towards(call.next_hop.addr.ip(), self.config.listen.ip());
+        let port = self.config.listen.port();
+        let host = match local_ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        let tag = sip::transaction::new_tag();
+        let proto = match call.next_hop.transport {
+            sip::transaction::TransportKind::Udp => "UDP",
+            sip::transaction::TransportKind::Tcp => "TCP",
+        };
+        let from_name = call
+            .from_name
+            .as_deref()
+            .map(|n| {
+                let quoted: String = n
+                    .chars()
+                    .filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n'))
+                    .collect();
+                format!("\"{quoted}\" ")
+            })
+            .unwrap_or_default();
+        let text = format!(
+            "INVITE {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/{proto} {host}:{port};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: {from_name}<sip:{from_user}@{host}>;tag={tag}\r\n\
+             To: <{to}>\r\n\
+             Call-ID: {call_id}@{host}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <{contact}>\r\n\
+             Allow: {ALLOW}\r\n\
+             Supported: {SUPPORTED}\r\n\
+             Content-Type: {SDP}\r\n\
+             Content-Length: {len}\r\n\r\n",
+            uri = call.request_uri,
+            branch = sip::transaction::new_branch(),
+            from_user = call.from_user,
+            to = call.to,
+            call_id = sip::transaction::new_tag(),
+            contact = self.contact_uri(local_ip),
+            len = sdp.len(),
+        );
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(&sdp);
+        let request = match msg::parse(&bytes) {
+            Ok(rsip::SipMessage::Request(request)) => request,
+            Ok(_) | Err(_) => {
+                tracing::warn!(uri = %call.request_uri, "cannot build an INVITE to this address");
+                return None;
+            }
+        };
+        let key = match self.layer.send_request(request.clone(), call.next_hop, now) {
+            Ok(key) => key,
+            Err(err) => {
+                tracing::warn!(uri = %call.request_uri, "INVITE not sent: {err}");
+                return None;
+            }
+        };
+        let leg = LegId::new(self.next_leg);
+        self.next_leg += 1;
+        self.legs.insert(
+            leg,
+            Leg {
+                invite_key: key.clone(),
+                invite: request,
+                peer: call.next_hop,
+                local_tag: tag,
+                local_ip,
+                dialog: None,
+                state: LegState::Early,
+                final_status: 0,
+                local_sdp: sdp,
+                session_timer: None,
+                peer_allows_update: false,
+                pending_offer: None,
+                outbound: true,
+                rang: false,
+            },
+        );
+        self.by_invite.insert(key, leg);
+        self.drain_layer(now);
+        Some(leg)
+    }
+
+    /// A response to one of our INVITEs.
+    fn on_outbound_response(&mut self, leg: LegId, response: &rsip::Response, now: Instant) {
+        let code = response.status_code.code();
+        let via_port = self.config.listen.port();
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        match code {
+            100..=199 => {
+                if matches!(code, 180 | 183) && !l.rang && l.state == LegState::Early {
+                    l.rang = true;
+                    self.events.push_back(LegEvent::Progress { leg });
+                }
+            }
+            200..=299 => {
+                if l.dialog.is_none() {
+                    match Dialog::new_uac(&l.invite, response) {
+                        Ok(dialog) => {
+                            self.by_dialog.insert(dialog.id().clone(), leg);
+                            l.dialog = Some(dialog);
+                        }
+                        Err(err) => {
+                            tracing::info!(leg = %leg, "unusable 2xx to our INVITE: {err}");
+                            return;
+                        }
+                    }
+                }
+                // The ACK for a 2xx is ours, and again for every retransmission (§13.2.2.4).
+                if let Some(dialog) = l.dialog.as_ref() {
+                    let via = SocketAddr::new(l.local_ip, via_port);
+                    let ack = dialog.new_ack(1, via, l.peer.transport);
+                    self.layer
+                        .send_stateless(rsip::SipMessage::Request(ack), l.peer);
+                }
+                match l.state {
+                    LegState::Early => {
+                        l.state = LegState::Answered;
+                        l.final_status = code;
+                        self.events.push_back(LegEvent::Answered {
+                            leg,
+                            body: response.body.clone(),
+                        });
+                    }
+                    // Answered after we gave up on it (CANCEL crossed the 2xx): end it.
+                    LegState::Ended if l.final_status == 0 => {
+                        l.final_status = code;
+                        l.state = LegState::Answered;
+                        self.hangup(leg, "answered after cancel", now);
+                        // Already reported ended: no second event for this leg.
+                        self.events
+                            .retain(|e| !matches!(e, LegEvent::Ended { leg: l, .. } if *l == leg));
+                    }
+                    LegState::Answered | LegState::Ended => {}
+                }
+            }
+            _ => {
+                if l.state == LegState::Early {
+                    l.final_status = code;
+                    let reason = format!("callee answered {code}");
+                    self.end(leg, &reason);
+                } else if l.final_status == 0 {
+                    // Our CANCEL's 487 (or another refusal after it).
+                    l.final_status = code;
+                }
+            }
+        }
+        self.drain_layer(now);
     }
 
     /// Drops an ended leg's state (the owner is done with it); a leg not yet ended is hung
@@ -442,6 +650,13 @@ impl SipEndpoint {
         });
     }
 
+    fn is_outbound_invite(&self, key: &TransactionKey) -> bool {
+        self.by_invite
+            .get(key)
+            .and_then(|leg| self.legs.get(leg))
+            .is_some_and(|l| l.outbound)
+    }
+
     fn leg_of(&self, request: &rsip::Request) -> Option<LegId> {
         dialog_id_of_request(request).and_then(|d| self.by_dialog.get(&d).copied())
     }
@@ -470,6 +685,20 @@ impl SipEndpoint {
             }
             TransactionEvent::Response { key, response } if self.refreshes.contains_key(&key) => {
                 self.on_refresh_response(&key, &response, now);
+            }
+            TransactionEvent::Response { key, response } if self.is_outbound_invite(&key) => {
+                if let Some(leg) = self.by_invite.get(&key).copied() {
+                    self.on_outbound_response(leg, &response, now);
+                }
+            }
+            TransactionEvent::Timeout { key } if self.is_outbound_invite(&key) => {
+                if let Some(leg) = self.by_invite.get(&key).copied()
+                    && let Some(l) = self.legs.get_mut(&leg)
+                    && l.state == LegState::Early
+                {
+                    l.final_status = 408;
+                    self.end(leg, "no answer from the phone");
+                }
             }
             TransactionEvent::Timeout { key } => {
                 // Our 2xx was never ACKed (RFC 3261 §13.3.1.4): the caller is gone.
@@ -600,6 +829,8 @@ impl SipEndpoint {
                 session_timer,
                 peer_allows_update,
                 pending_offer: None,
+                outbound: false,
+                rang: false,
             },
         );
         self.by_invite.insert(key, leg);
@@ -892,6 +1123,17 @@ impl SipEndpoint {
             IpAddr::V4(v4) => format!("sip:amtsleitung@{v4}:{port}"),
             IpAddr::V6(v6) => format!("sip:amtsleitung@[{v6}]:{port}"),
         }
+    }
+}
+
+/// Where a request inside `dialog` goes: for a leg we placed, the flow the phone
+/// registered on unless proxies put themselves in the route set (its Contact may be a
+/// private address behind the family's router); for a caller's leg, its remote target.
+fn in_dialog_hop(dialog: &Dialog, flow: Peer, outbound: bool) -> SocketAddr {
+    if outbound && dialog.route_set().is_empty() {
+        flow.addr
+    } else {
+        dialog.next_hop().unwrap_or(flow.addr)
     }
 }
 

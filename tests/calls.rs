@@ -1,0 +1,87 @@
+//! Calls between people: a caller dials a staff extension, the server rings the phones
+//! registered for it and connects the first to answer, with the audio of both directions
+//! anchored in the server. Real clients (baresip) on both ends, audio proven from what each
+//! recorded; each test in a network namespace of its own.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{Baresip, Netns, Server, TempDir, binary, read_wav, repo, tone_share, wait_until};
+
+fn add_user(data: &std::path::Path, extension: &str, password: &str) {
+    let out = Command::new(binary())
+        .current_dir(repo())
+        .args(["user", "add", extension, "--name", "Sachbearbeitung"])
+        .args(["--password", password])
+        .args(["--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "user add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Share of `freq` in what `client` heard, after the first second.
+fn heard_share(client: &Baresip, freq: f64, who: &str, server: &Server) -> f64 {
+    let path = client
+        .heard()
+        .unwrap_or_else(|| panic!("{who} recorded nothing\n{}", server.log()));
+    let (samples, rate) = read_wav(&path);
+    tone_share(&samples, rate, freq, 1.0)
+}
+
+#[test]
+fn a_call_to_an_extension_rings_its_registered_phone_and_both_hear_each_other() {
+    let ns = Netns::new();
+    let data = TempDir::new("calls-data");
+    add_user(data.path(), "101", "geheim123");
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    // The staff phone: registers as 101, answers by itself, its microphone plays 880 Hz.
+    let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
+    // The caller is not registered: an outside caller, playing 440 Hz.
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let (phone_out, caller_out) = std::thread::scope(|scope| {
+        let phone_run = scope.spawn(|| phone.run(&ns, 14));
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 1
+        });
+        assert!(registered, "the phone did not register\n{}", server.log());
+        let caller_out = caller.call(&ns, "sip:101@10.99.0.1", 7);
+        (phone_run.join().unwrap(), caller_out)
+    });
+    let log = server.log();
+    assert!(
+        log.contains("dial: answered; connected"),
+        "{log}\n{caller_out}\n{phone_out}"
+    );
+    let to_phone = heard_share(&phone, 440.0, "the phone", &server);
+    let to_caller = heard_share(&caller, 880.0, "the caller", &server);
+    assert!(
+        to_phone > 0.5 && to_caller > 0.5,
+        "440 Hz at the phone {to_phone:.2}, 880 Hz at the caller {to_caller:.2}\n{log}"
+    );
+    // Nobody hears themselves.
+    assert!(heard_share(&phone, 880.0, "the phone", &server) < 0.1);
+    assert!(heard_share(&caller, 440.0, "the caller", &server) < 0.1);
+}
+
+#[test]
+fn an_extension_with_no_registered_phone_goes_on_to_the_next_action() {
+    let ns = Netns::new();
+    let data = TempDir::new("calls-unreg");
+    add_user(data.path(), "102", "geheim123");
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let out = caller.call(&ns, "sip:102@10.99.0.1", 3);
+    // The shipped plan: dial, then "unavailable" (480) when nobody answers.
+    assert!(out.contains("480"), "{out}\n{}", server.log());
+    assert!(
+        server.log().contains("dial: not answered; next action"),
+        "{}",
+        server.log()
+    );
+}
