@@ -70,6 +70,62 @@ fn a_call_to_an_extension_rings_its_registered_phone_and_both_hear_each_other() 
 }
 
 #[test]
+fn both_phones_of_a_user_ring_the_first_to_answer_gets_the_call_and_the_other_is_cancelled() {
+    let ns = Netns::new();
+    let data = TempDir::new("calls-fork");
+    add_user(data.path(), "101", "geheim123");
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    // Office phone: nobody there, it rings. Home phone: answers.
+    let office = Baresip::new("10.99.0.4", 660, "PCMU", 8000)
+        .registering("101", "geheim123")
+        .never_answering();
+    let home = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let (office_out, home_out, caller_out) = std::thread::scope(|scope| {
+        let office_run = scope.spawn(|| office.run(&ns, 14));
+        let home_run = scope.spawn(|| home.run(&ns, 14));
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 2
+        });
+        assert!(
+            registered,
+            "the phones did not register
+{}",
+            server.log()
+        );
+        let caller_out = caller.call(&ns, "sip:101@10.99.0.1", 7);
+        (
+            office_run.join().unwrap(),
+            home_run.join().unwrap(),
+            caller_out,
+        )
+    });
+    let log = server.log();
+    assert!(
+        log.contains("contacts=2"),
+        "both contacts rung
+{log}"
+    );
+    // The office phone rang, then the ringing stopped (CANCEL) without anyone answering it.
+    assert!(office_out.contains("Incoming call"), "{office_out}");
+    assert!(office_out.contains("session closed"), "{office_out}");
+    assert!(office.heard().is_none(), "the office phone got audio");
+    // The home phone has the call: both directions heard.
+    assert!(
+        home_out.contains("Incoming call") || home.heard().is_some(),
+        "{home_out}"
+    );
+    let to_home = heard_share(&home, 440.0, "the home phone", &server);
+    let to_caller = heard_share(&caller, 880.0, "the caller", &server);
+    assert!(
+        to_home > 0.5 && to_caller > 0.5,
+        "440 Hz at home {to_home:.2}, 880 Hz at the caller {to_caller:.2}
+{caller_out}
+{log}"
+    );
+}
+
+#[test]
 fn an_extension_with_no_registered_phone_goes_on_to_the_next_action() {
     let ns = Netns::new();
     let data = TempDir::new("calls-unreg");

@@ -573,6 +573,18 @@ impl Baresip {
         self
     }
 
+    /// Makes the client ring without answering (a phone nobody picks up).
+    pub fn never_answering(self) -> Self {
+        let accounts = self.dir.path().join("accounts");
+        let text = std::fs::read_to_string(&accounts).unwrap();
+        std::fs::write(
+            &accounts,
+            text.replace("answermode=auto", "answermode=manual"),
+        )
+        .unwrap();
+        self
+    }
+
     /// Runs the client for `seconds` without dialling (a registered phone waiting for
     /// calls); returns its output.
     pub fn run(&self, ns: &Netns, seconds: u32) -> String {

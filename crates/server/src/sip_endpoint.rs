@@ -170,7 +170,7 @@ struct Leg {
     pending_offer: Option<PendingOffer>,
     /// We sent the INVITE (a leg towards a phone we ring).
     outbound: bool,
-    /// An outbound leg rang (180/183 seen), reported once.
+    /// 180 sent (inbound) or seen (outbound): sent or reported once.
     rang: bool,
 }
 
@@ -287,15 +287,18 @@ impl SipEndpoint {
         self.respond(key, response, now);
     }
 
-    /// Sends 180 Ringing on an early leg.
+    /// Sends 180 Ringing on an early leg (once).
     pub fn ring(&mut self, leg: LegId, now: Instant) {
         let Some(l) = self
             .legs
-            .get(&leg)
-            .filter(|l| l.state == LegState::Early && !l.outbound)
+            .get_mut(&leg)
+            .filter(|l| l.state == LegState::Early && !l.outbound && !l.rang)
         else {
             return;
         };
+        // Once: every phone that rings for this caller reports progress, the caller needs
+        // to hear it only once.
+        l.rang = true;
         let ringing = msg::response_to(&l.invite, 180, None, Some(&l.local_tag));
         let key = l.invite_key.clone();
         self.respond(&key, ringing, now);
