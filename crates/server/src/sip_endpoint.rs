@@ -1523,4 +1523,191 @@ mod tests {
         assert_eq!(byes, 1);
         assert_eq!(events(&mut ep).len(), 1);
     }
+
+    fn outbound_call() -> OutboundCall {
+        OutboundCall {
+            request_uri: format!("sip:101@{PHONE}"),
+            to: "sip:101@amtsleitung".into(),
+            from_user: "0711123".into(),
+            from_name: Some("Anna \"A\" Amt".into()),
+            next_hop: phone(),
+        }
+    }
+
+    /// A response from the phone to the INVITE we sent (`invite` is its text).
+    fn answer_to(invite: &str, status: &str, to_tag: Option<&str>, body: &str) -> Vec<u8> {
+        let header = |name: &str| {
+            invite
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} in {invite}"))
+                .to_string()
+        };
+        let to = match to_tag {
+            Some(tag) => format!("{};tag={tag}", header("To:")),
+            None => header("To:"),
+        };
+        let content_type = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "SIP/2.0 {status}\r\n{}\r\n{}\r\n{to}\r\n{}\r\n{}\r\nContact: <sip:101@{PHONE}>\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+            header("Via:"),
+            header("From:"),
+            header("Call-ID:"),
+            header("CSeq:"),
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    fn placed(ep: &mut SipEndpoint, now: Instant) -> (LegId, String) {
+        let leg = ep
+            .invite(&outbound_call(), b"v=0 offer".to_vec(), now)
+            .expect("INVITE placed");
+        let out = sent(ep);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(
+            out[0].starts_with(&format!("INVITE sip:101@{PHONE} SIP/2.0")),
+            "{}",
+            out[0]
+        );
+        assert!(
+            out[0].contains("From: \"Anna A Amt\" <sip:0711123@127.0.0.1>;tag="),
+            "{}",
+            out[0]
+        );
+        assert!(out[0].ends_with("v=0 offer"), "{}", out[0]);
+        (leg, out[0].clone())
+    }
+
+    #[test]
+    fn a_placed_call_rings_is_answered_and_acknowledged_once_per_2xx() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let (leg, invite) = placed(&mut ep, now);
+        ep.handle_datagram(
+            &answer_to(&invite, "180 Ringing", Some("ph"), ""),
+            phone(),
+            now,
+        );
+        ep.handle_datagram(
+            &answer_to(&invite, "180 Ringing", Some("ph"), ""),
+            phone(),
+            now,
+        );
+        assert!(matches!(events(&mut ep).as_slice(), [LegEvent::Progress { leg: l }] if *l == leg));
+        ep.handle_datagram(
+            &answer_to(&invite, "200 OK", Some("ph"), "v=0 answer"),
+            phone(),
+            now,
+        );
+        let acks = sent(&mut ep);
+        assert!(
+            acks.iter()
+                .any(|m| m.starts_with(&format!("ACK sip:101@{PHONE}"))),
+            "{acks:?}"
+        );
+        match events(&mut ep).as_slice() {
+            [LegEvent::Answered { leg: l, body }] => {
+                assert_eq!(*l, leg);
+                assert_eq!(body, b"v=0 answer");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A retransmitted 2xx is acknowledged again and reported no more.
+        ep.handle_datagram(
+            &answer_to(&invite, "200 OK", Some("ph"), "v=0 answer"),
+            phone(),
+            now,
+        );
+        assert!(sent(&mut ep).iter().any(|m| m.starts_with("ACK ")));
+        assert!(events(&mut ep).is_empty());
+        // We hang up: BYE to the phone.
+        ep.hangup(leg, "caller hung up", now);
+        let out = sent(&mut ep);
+        assert!(
+            out.iter()
+                .any(|m| m.starts_with(&format!("BYE sip:101@{PHONE}"))),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_ends_the_placed_leg_with_its_status() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let (leg, invite) = placed(&mut ep, now);
+        ep.handle_datagram(
+            &answer_to(&invite, "486 Busy Here", Some("ph"), ""),
+            phone(),
+            now,
+        );
+        // The transaction layer acknowledges the refusal itself.
+        assert!(sent(&mut ep).iter().any(|m| m.starts_with("ACK ")));
+        assert!(matches!(
+            events(&mut ep).as_slice(),
+            [LegEvent::Ended { leg: l, answered: false, final_status: 486, .. }] if *l == leg
+        ));
+    }
+
+    #[test]
+    fn a_ringing_leg_we_give_up_on_is_cancelled_and_a_crossing_2xx_is_hung_up() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let (leg, invite) = placed(&mut ep, now);
+        ep.handle_datagram(
+            &answer_to(&invite, "180 Ringing", Some("ph"), ""),
+            phone(),
+            now,
+        );
+        events(&mut ep);
+        ep.hangup(leg, "answered elsewhere", now);
+        let out = sent(&mut ep);
+        assert!(
+            out.iter()
+                .any(|m| m.starts_with(&format!("CANCEL sip:101@{PHONE}"))),
+            "{out:?}"
+        );
+        assert!(matches!(
+            events(&mut ep).as_slice(),
+            [LegEvent::Ended { reason, answered: false, .. }] if reason == "answered elsewhere"
+        ));
+        // The phone was picked up just before the CANCEL arrived: ACK and BYE, no new event.
+        ep.handle_datagram(
+            &answer_to(&invite, "200 OK", Some("ph"), "v=0 answer"),
+            phone(),
+            now,
+        );
+        let out = sent(&mut ep);
+        assert!(out.iter().any(|m| m.starts_with("ACK ")), "{out:?}");
+        assert!(out.iter().any(|m| m.starts_with("BYE ")), "{out:?}");
+        assert!(events(&mut ep).is_empty());
+    }
+
+    #[test]
+    fn a_phone_that_never_answers_the_invite_ends_with_408() {
+        let mut ep = endpoint();
+        let start = Instant::now();
+        let (leg, _) = placed(&mut ep, start);
+        let mut now = start;
+        let mut ended = None;
+        while ended.is_none() && now < start + Duration::from_secs(40) {
+            now += Duration::from_millis(500);
+            ep.handle_timeout(now);
+            ended = events(&mut ep).into_iter().find_map(|e| match e {
+                LegEvent::Ended {
+                    leg: l,
+                    final_status,
+                    ..
+                } if l == leg => Some(final_status),
+                _ => None,
+            });
+        }
+        assert_eq!(ended, Some(408));
+        // Timer B is 64*T1 = 32 s.
+        assert!(now >= start + Duration::from_secs(32), "{:?}", now - start);
+    }
 }
