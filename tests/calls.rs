@@ -8,7 +8,10 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Baresip, Netns, Server, TempDir, binary, read_wav, repo, tone_share, wait_until};
+use support::{
+    Baresip, Netns, Server, TempDir, assert_sipp_ok, binary, read_wav, repo, scenario_with_tone,
+    sipp, sipp_call_args, tone_share, wait_until,
+};
 
 fn add_user(data: &std::path::Path, extension: &str, password: &str) {
     let out = Command::new(binary())
@@ -123,6 +126,45 @@ fn both_phones_of_a_user_ring_the_first_to_answer_gets_the_call_and_the_other_is
 {caller_out}
 {log}"
     );
+}
+
+#[test]
+fn the_callers_keys_reach_the_callee_as_rfc_4733_events() {
+    let ns = Netns::new();
+    let data = TempDir::new("calls-dtmf");
+    add_user(data.path(), "101", "geheim123");
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
+    let dir = TempDir::new("calls-dtmf-sipp");
+    // SIPp calls 101, keys 4 3 2 1 # as RFC 4733 events, then talks (440 Hz) for 2 s.
+    let keys = scenario_with_tone(&dir, "pin_join.xml", 440);
+    let (phone_out, sipp_out) = std::thread::scope(|scope| {
+        let phone_run = scope.spawn(|| phone.run(&ns, 14));
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 1
+        });
+        assert!(registered, "the phone did not register\n{}", server.log());
+        let out = sipp(
+            Some(&ns),
+            &sipp_call_args(&keys, "10.99.0.3", "5070", &["-s", "101", "-d", "2000"]),
+        );
+        (phone_run.join().unwrap(), out)
+    });
+    assert_sipp_ok(&sipp_out, &server, "call with keys");
+    let received: Vec<&str> = phone_out
+        .lines()
+        .filter_map(|l| l.split("received event: '").nth(1)?.get(..1))
+        .collect();
+    let mut keys_heard: Vec<&str> = received.clone();
+    keys_heard.dedup();
+    assert_eq!(
+        keys_heard,
+        ["4", "3", "2", "1", "#"],
+        "{phone_out}\n{}",
+        server.log()
+    );
+    let to_phone = heard_share(&phone, 440.0, "the phone", &server);
+    assert!(to_phone > 0.3, "440 Hz at the phone {to_phone:.2}");
 }
 
 #[test]

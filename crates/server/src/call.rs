@@ -34,8 +34,8 @@ pub enum CallEvent {
 /// How ringing someone ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialOutcome {
-    /// Someone answered: the caller is connected to them (and answered).
-    Answered,
+    /// Someone answered: the caller is connected to this leg (and answered).
+    Answered(LegId),
     /// Nobody answered, nobody could be rung, or everyone refused (the best status).
     NotAnswered(u16),
 }
@@ -157,10 +157,19 @@ impl CallRunner {
                 }
                 Action::Dial { target, timeout_s } => {
                     match self.dial(target, *timeout_s).await? {
-                        DialOutcome::Answered => {
-                            // Connected: the call lasts until one side hangs up.
+                        DialOutcome::Answered(callee) => {
+                            // Connected: the call lasts until one side hangs up; the
+                            // caller's keys reach the callee as RFC 4733 events.
                             self.answered = true;
-                            self.wait_for(None).await?;
+                            loop {
+                                if let Event::Digit(digit) = self.next_event().await? {
+                                    tracing::debug!(%digit, "DTMF relayed to the callee");
+                                    self.ctx
+                                        .shared
+                                        .media
+                                        .send(callee, MediaCommand::SendDtmf(callee, digit));
+                                }
+                            }
                         }
                         DialOutcome::NotAnswered(status) => {
                             tracing::info!(%target, status, "dial: not answered; next action");

@@ -566,7 +566,7 @@ impl CallControl {
             );
         }
         tracing::info!(leg = %parent, callee = %child, "dial: answered; connected");
-        self.tell(parent, CallEvent::Dial(DialOutcome::Answered));
+        self.tell(parent, CallEvent::Dial(DialOutcome::Answered(child)));
     }
 
     /// A leg we placed is over: stop its media, and end or update its caller's dialing.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use media::codec::{CodecKind, Decoder, Encoder};
-use media::dtmf::DtmfReceiver;
+use media::dtmf::{DtmfReceiver, DtmfSender};
 use media::jitter::{JitterBuffer, JitterConfig, Playout};
 use media::resample::Resampler;
 use media::rtcp::{LegQuality, RtcpSession};
@@ -112,6 +112,8 @@ pub enum MediaCommand {
     SetRecording(String, Option<RecordingSink>),
     /// Play a short sound to this session on top of what it hears (prompt, beep).
     Overlay(SessionId, PromptPlayer),
+    /// Send a key press to the peer as RFC 4733 events (dropped if it negotiated none).
+    SendDtmf(SessionId, char),
     /// A session handed over from another worker (room affinity).
     Adopt(Box<Session>, RoomJoin),
 }
@@ -412,7 +414,16 @@ pub struct Session {
     peer_active: bool,
     /// The call was answered (media agreed): RTCP goes out from then on, hold or not.
     answered: bool,
+    /// Key presses to send as RFC 4733 events: the one being sent (with its start
+    /// timestamp) and those waiting, oldest first.
+    dtmf_out: Option<(DtmfSender, u32)>,
+    dtmf_queue: std::collections::VecDeque<char>,
 }
+
+/// Key presses waiting to be sent at most (a stuck key must not grow memory).
+const DTMF_QUEUE: usize = 32;
+/// How long each relayed key press lasts (RFC 4733 events; 100 ms is what phones send).
+const DTMF_MS: u32 = 100;
 
 impl Session {
     fn new(spec: SessionSpec) -> Result<Self, String> {
@@ -453,7 +464,59 @@ impl Session {
             timed_out: false,
             peer_active: false,
             answered: false,
+            dtmf_out: None,
+            dtmf_queue: std::collections::VecDeque::with_capacity(DTMF_QUEUE),
         })
+    }
+
+    /// Queues a key press for the peer.
+    fn queue_dtmf(&mut self, digit: char) {
+        if self.spec.telephone_event_pt.is_none() {
+            tracing::debug!(session = %self.spec.id, %digit, "peer takes no RFC 4733 events; key not sent");
+            return;
+        }
+        if self.dtmf_queue.len() < DTMF_QUEUE {
+            self.dtmf_queue.push_back(digit);
+        }
+    }
+
+    /// This tick's RFC 4733 packet, if a key press is being sent: it replaces the audio
+    /// frame (RFC 4733 §2.5.1.2), carries the event's start timestamp, and the audio
+    /// timeline goes on underneath.
+    fn send_dtmf_packet(&mut self, packet: &mut [u8; MAX_PACKET], counts: &mut TickCounts) -> bool {
+        let Some(pt) = self.spec.telephone_event_pt else {
+            return false;
+        };
+        if self.dtmf_out.is_none() {
+            let Some(digit) = self.dtmf_queue.pop_front() else {
+                return false;
+            };
+            let rate = self.spec.codec.clock_rate();
+            self.dtmf_out = DtmfSender::new(digit, DTMF_MS, rate, self.spec.ptime_ms)
+                .map(|sender| (sender, self.sender.ts));
+        }
+        let Some((events, start)) = self.dtmf_out.as_mut() else {
+            return false;
+        };
+        let Some(event) = events.next() else {
+            self.dtmf_out = None;
+            return false;
+        };
+        let (start, frame_end) = (
+            *start,
+            self.sender.ts.wrapping_add(self.rtp_ticks_per_frame),
+        );
+        self.sender.ts = start;
+        let written = self
+            .sender
+            .write(packet, pt, event.marker, &event.payload, 0);
+        self.sender.ts = frame_end;
+        if let (Ok(size), Some(remote)) = (written, self.spec.remote)
+            && self.spec.rtp.send_to(&packet[..size], remote).is_ok()
+        {
+            counts.sent += 1;
+        }
+        true
     }
 
     /// Per tick: sends RTCP when due and notices a caller that fell silent. Both are one
@@ -738,6 +801,11 @@ impl Session {
         let (Some(remote), true) = (self.spec.remote, self.spec.send) else {
             return;
         };
+        if (self.dtmf_out.is_some() || !self.dtmf_queue.is_empty())
+            && self.send_dtmf_packet(packet, counts)
+        {
+            return;
+        }
         let Ok(size) = self.sender.write(
             packet,
             self.spec.payload_type,
@@ -1080,7 +1148,8 @@ impl Worker {
             | MediaCommand::JoinRoom(id, _)
             | MediaCommand::LeaveRoom(id)
             | MediaCommand::SetMuted(id, _)
-            | MediaCommand::Overlay(id, _) => *id,
+            | MediaCommand::Overlay(id, _)
+            | MediaCommand::SendDtmf(id, _) => *id,
             MediaCommand::Start(_) | MediaCommand::SetRecording(..) | MediaCommand::Adopt(..) => {
                 return Some(command);
             }
@@ -1181,6 +1250,11 @@ impl Worker {
                     self.join(*session, join);
                 }
                 MediaCommand::LeaveRoom(id) => self.leave(id),
+                MediaCommand::SendDtmf(id, digit) => {
+                    if let Some(s) = self.sessions.iter_mut().find(|s| s.spec.id == id) {
+                        s.queue_dtmf(digit);
+                    }
+                }
                 MediaCommand::SetMuted(id, muted) => {
                     if let Some(s) = self.sessions.iter().find(|s| s.spec.id == id)
                         && let Some((slot, pid)) = s.conference
