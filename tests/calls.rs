@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    Baresip, Netns, Server, TempDir, assert_sipp_ok, binary, read_wav, repo, scenario_with_tone,
-    sipp, sipp_call_args, tone_share, wait_until,
+    Baresip, Netns, Server, TempDir, assert_sipp_ok, binary, read_wav, repo, scenario,
+    scenario_with_tone, sipp, sipp_call_args, tone_share, wait_until,
 };
 
 fn add_user(data: &std::path::Path, extension: &str, password: &str) {
@@ -165,6 +165,67 @@ fn the_callers_keys_reach_the_callee_as_rfc_4733_events() {
     );
     let to_phone = heard_share(&phone, 440.0, "the phone", &server);
     assert!(to_phone > 0.3, "440 Hz at the phone {to_phone:.2}");
+}
+
+/// `dial` to a SIP URI: the called party runs only PCMA, the caller only PCMU, so the server
+/// transcodes both ways. The called party (SIPp) sends every packet back, so the caller
+/// hearing its own tone proves both directions.
+#[test]
+fn dial_to_a_sip_uri_transcodes_between_pcmu_and_pcma_both_ways() {
+    let ns = Netns::new();
+    let plans = TempDir::new("calls-uri-plans");
+    std::fs::copy(
+        repo().join("dialplans/default.toml"),
+        plans.path().join("default.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        plans.path().join("partner.toml"),
+        "[[rule]]\nname = \"partner office\"\nmatch = \"700\"\n\
+         actions = [ { dial = { uri = \"sip:echo@10.99.0.4:5080\" } } ]\n",
+    )
+    .unwrap();
+    let plans_dir = plans.path().to_str().unwrap().to_string();
+    let server = Server::start(Some(&ns), &["--dialplans", &plans_dir]);
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let uas = scenario("uas_pcma_echo.xml");
+    let (uas_out, caller_out) = std::thread::scope(|scope| {
+        let uas_run = scope.spawn(|| {
+            sipp(
+                Some(&ns),
+                &[
+                    "-sf",
+                    &uas,
+                    "-i",
+                    "10.99.0.4",
+                    "-p",
+                    "5080",
+                    "-mi",
+                    "10.99.0.4",
+                    "-mp",
+                    "6100",
+                    "-rtp_echo",
+                    "-m",
+                    "1",
+                ],
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let caller_out = caller.call(&ns, "sip:700@10.99.0.1", 6);
+        (uas_run.join().unwrap(), caller_out)
+    });
+    assert_sipp_ok(&uas_out, &server, "PCMA party");
+    let log = server.log();
+    assert!(
+        log.contains("dial: answered; connected"),
+        "{log}\n{caller_out}"
+    );
+    assert!(caller_out.contains("PCMU"), "{caller_out}");
+    let own_tone_back = heard_share(&caller, 440.0, "the caller", &server);
+    assert!(
+        own_tone_back > 0.5,
+        "440 Hz back at the caller through PCMU -> PCMA -> PCMU: {own_tone_back:.2}\n{log}"
+    );
 }
 
 #[test]

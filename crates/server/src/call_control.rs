@@ -526,6 +526,7 @@ impl CallControl {
             events: media_tx,
         };
         out.media_started = true;
+        let callee_codec = negotiated.codec;
         let remote = RemoteMedia {
             rtp: negotiated.remote_rtp,
             rtcp: negotiated.remote_rtcp,
@@ -565,7 +566,7 @@ impl CallControl {
                 ),
             );
         }
-        tracing::info!(leg = %parent, callee = %child, "dial: answered; connected");
+        tracing::info!(leg = %parent, callee = %child, callee_codec = ?callee_codec, "dial: answered; connected");
         self.tell(parent, CallEvent::Dial(DialOutcome::Answered(child)));
     }
 
