@@ -293,3 +293,99 @@ fn an_address_guessing_passwords_is_banned_but_the_account_still_registers() {
     );
     assert_eq!(server.metric(Some(&ns), "amtsleitung_banned_sources"), 1);
 }
+
+/// Under a flood of REGISTERs and INVITEs from one address (about 2,000 messages a second),
+/// another address's OPTIONS are still answered within 500 ms, 99 % of them: the flood is
+/// dropped by the per-source limit before it is even parsed.
+#[test]
+fn options_from_others_stay_answered_during_a_flood_from_one_address() {
+    let ns = Netns::new();
+    let server = Server::start(Some(&ns), &[]);
+    let dir = TempDir::new("flood");
+    let flood = support::scenario("flood.xml");
+    let probe = support::scenario("options_rtt.xml");
+    let (flood_out, probe_out) = std::thread::scope(|scope| {
+        let flood_run = scope.spawn(|| {
+            sipp(
+                Some(&ns),
+                &[
+                    "-sf",
+                    &flood,
+                    "-i",
+                    "10.99.0.2",
+                    "-p",
+                    "5070",
+                    "-r",
+                    "1000",
+                    "-m",
+                    "12000",
+                    "-l",
+                    "20000",
+                    "10.99.0.1:5060",
+                ],
+            )
+        });
+        // Let the flood build up, then probe: 20 OPTIONS a second for 8 s.
+        std::thread::sleep(Duration::from_secs(2));
+        let probe_out = ns
+            .command("sipp")
+            .current_dir(dir.path())
+            .args([
+                "-sf",
+                &probe,
+                "-i",
+                "10.99.0.3",
+                "-p",
+                "5071",
+                "-r",
+                "20",
+                "-m",
+                "160",
+                "-l",
+                "200",
+                "-trace_rtt",
+                "-rtt_freq",
+                "1",
+                "-recv_timeout",
+                "2000",
+                "-nostdin",
+                "-timeout",
+                "40s",
+                "-timeout_error",
+                "10.99.0.1:5060",
+            ])
+            .output()
+            .unwrap();
+        (flood_run.join().unwrap(), probe_out)
+    });
+    assert_ok(&probe_out, &server, "OPTIONS during the flood");
+    let rtt_file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("_rtt.csv"))
+        .expect("SIPp wrote no response times");
+    let mut times: Vec<f64> = std::fs::read_to_string(&rtt_file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(';').nth(1)?.trim().parse().ok())
+        .collect();
+    assert!(times.len() >= 150, "only {} response times", times.len());
+    times.sort_by(f64::total_cmp);
+    let p99 = times[(times.len() * 99).div_ceil(100) - 1];
+    let dropped = server.metric(Some(&ns), "amtsleitung_sip_messages_dropped_total");
+    assert!(
+        p99 < 500.0,
+        "p99 OPTIONS response {p99:.1} ms during the flood ({dropped} flood messages dropped)"
+    );
+    // The flood really came and was mostly dropped.
+    assert!(
+        dropped > 10_000,
+        "only {dropped} messages dropped\n{}",
+        String::from_utf8_lossy(&flood_out.stdout)
+    );
+    eprintln!(
+        "OPTIONS during a flood: p99 {p99:.1} ms, max {:.1} ms; {dropped} flood messages dropped",
+        times[times.len() - 1]
+    );
+}

@@ -84,6 +84,32 @@ pub struct Config {
     pub calls: CallTimersConfig,
     /// Phones registering.
     pub registrar: RegistrarSettings,
+    /// Protection against floods.
+    pub security: SecuritySettings,
+}
+
+/// `[security]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct SecuritySettings {
+    /// SIP messages per second one address may send (IPv6: one /64); beyond, they are
+    /// dropped unanswered before they are even parsed. A desk phone sends a few a minute.
+    pub requests_per_second: u32,
+    /// Messages a quiet address may send at once.
+    pub request_burst: u32,
+    /// Networks exempt from the limit besides loopback: SIP trunks, a Kamailio in front on
+    /// another host, the VPN's own gateway (CIDRs, e.g. "10.8.0.0/16").
+    pub trusted_networks: Vec<String>,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 50,
+            request_burst: 100,
+            trusted_networks: Vec::new(),
+        }
+    }
 }
 
 /// A digest algorithm offered to registering phones.
@@ -223,6 +249,7 @@ impl Default for Config {
             conference: ConferenceConfig::default(),
             calls: CallTimersConfig::default(),
             registrar: RegistrarSettings::default(),
+            security: SecuritySettings::default(),
         }
     }
 }

@@ -232,6 +232,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "Sources banned after repeated failed authentication.",
             &reg::BANS,
         ),
+        (
+            "amtsleitung_sip_messages_dropped_total",
+            "SIP messages dropped unanswered by the per-source rate limit.",
+            &crate::runtime::DROPPED,
+        ),
     ] {
         counter(
             &mut body,

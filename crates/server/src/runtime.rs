@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use sip::security::{NetworkList, RateDecision, RateLimitConfig, RequestRateLimit};
 use sip::transaction::Timers;
 use tokio::sync::mpsc;
 
@@ -104,7 +105,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     crate::user_directory::spawn_refresh(shared.clone(), users.clone());
     let writer = StoreWriter::start(shared.clone()).context("cannot start the store writer")?;
+    let security = &shared.config.security;
+    let trusted = NetworkList::parse(security.trusted_networks.iter().map(String::as_str))
+        .map_err(|err| anyhow::anyhow!("[security] trusted-networks: {err}"))?;
+    let rate_limit = RequestRateLimit::new(RateLimitConfig {
+        per_second: security.requests_per_second.max(1),
+        burst: security.request_burst.max(1),
+        ..RateLimitConfig::default()
+    });
     let core = Core {
+        rate_limit,
+        trusted,
         endpoint,
         control: CallControl::new(shared.clone(), ports, command_tx),
         registrar: RegistrarService::new(
@@ -144,6 +155,10 @@ async fn shutdown_signal() {
 }
 
 struct Core {
+    /// Messages per source address, checked before parsing.
+    rate_limit: RequestRateLimit,
+    /// Sources exempt from the rate limit.
+    trusted: NetworkList,
     endpoint: SipEndpoint,
     control: CallControl,
     registrar: RegistrarService,
@@ -178,7 +193,17 @@ impl Core {
             };
             tokio::select! {
                 Some(message) = inbound.recv() => {
-                    self.endpoint.handle_datagram(&message.bytes, message.peer, Instant::now());
+                    let now = Instant::now();
+                    let source = message.peer.addr.ip();
+                    // Loopback is this machine (a Kamailio in front, the load generator).
+                    if source.is_loopback()
+                        || self.trusted.contains(source)
+                        || self.rate_limit.check(source, now) == RateDecision::Allow
+                    {
+                        self.endpoint.handle_datagram(&message.bytes, message.peer, now);
+                    } else {
+                        DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 Some(command) = commands.recv() => {
                     self.control.on_command(command, &mut self.endpoint, &self.registrar, Instant::now());
@@ -235,6 +260,9 @@ impl Core {
         }
     }
 }
+
+/// SIP messages dropped by the per-source rate limit, for `/metrics`.
+pub static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 static CALLS: std::sync::LazyLock<Arc<std::sync::atomic::AtomicUsize>> =
     std::sync::LazyLock::new(|| Arc::new(std::sync::atomic::AtomicUsize::new(0)));
