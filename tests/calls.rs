@@ -228,6 +228,132 @@ fn dial_to_a_sip_uri_transcodes_between_pcmu_and_pcma_both_ways() {
     );
 }
 
+/// A home office: the phone in a "home" namespace with a private address (192.168.178.20),
+/// behind a "router" namespace that masquerades it onto a "VPN" link (10.98.0.0/24) to the
+/// server's namespace. Nothing routes back to the private network: only the NAT mapping of
+/// the phone's own packets does.
+struct HomeOffice {
+    home: Netns,
+    _router: Netns,
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().unwrap();
+    assert!(status.success(), "ip {args:?}");
+}
+
+impl HomeOffice {
+    fn behind_nat(server: &Netns) -> Self {
+        let name = |role: &str| format!("{}{role}", server.name);
+        let (router, home) = (name("r"), name("h"));
+        for ns in [&router, &home] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            ip(&["netns", "add", ns]);
+        }
+        let (router, home) = (Netns { name: router }, Netns { name: home });
+        // VPN link: server side 10.98.0.1, router side 10.98.0.2.
+        ip(&[
+            "link",
+            "add",
+            "vpn0",
+            "netns",
+            &server.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vpn1",
+            "netns",
+            &router.name,
+        ]);
+        server.exec_ok(&["ip", "addr", "add", "10.98.0.1/24", "dev", "vpn0"]);
+        server.exec_ok(&["ip", "link", "set", "vpn0", "up"]);
+        router.exec_ok(&["ip", "addr", "add", "10.98.0.2/24", "dev", "vpn1"]);
+        router.exec_ok(&["ip", "link", "set", "vpn1", "up"]);
+        router.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        // The server's own address lies behind the VPN.
+        router.exec_ok(&["ip", "route", "add", "10.99.0.0/24", "via", "10.98.0.1"]);
+        // Home LAN: router 192.168.178.1, phone 192.168.178.20.
+        ip(&[
+            "link",
+            "add",
+            "lan0",
+            "netns",
+            &router.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lan1",
+            "netns",
+            &home.name,
+        ]);
+        router.exec_ok(&["ip", "addr", "add", "192.168.178.1/24", "dev", "lan0"]);
+        router.exec_ok(&["ip", "link", "set", "lan0", "up"]);
+        home.exec_ok(&["ip", "addr", "add", "192.168.178.20/24", "dev", "lan1"]);
+        home.exec_ok(&["ip", "link", "set", "lan1", "up"]);
+        home.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        home.exec_ok(&["ip", "route", "add", "default", "via", "192.168.178.1"]);
+        router.exec_ok(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        router.exec_ok(&[
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            "vpn1",
+            "-j",
+            "MASQUERADE",
+        ]);
+        Self {
+            home,
+            _router: router,
+        }
+    }
+}
+
+#[test]
+fn a_phone_behind_a_home_routers_nat_registers_and_is_called_with_no_setting() {
+    let ns = Netns::new();
+    let office = HomeOffice::behind_nat(&ns);
+    let data = TempDir::new("calls-nat");
+    add_user(data.path(), "101", "geheim123");
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    // Its Contact and SDP carry 192.168.178.20, which the server cannot reach.
+    let phone = Baresip::new("192.168.178.20", 880, "PCMU", 8000).registering("101", "geheim123");
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let (phone_out, caller_out) = std::thread::scope(|scope| {
+        let phone_run = scope.spawn(|| phone.run(&office.home, 14));
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 1
+        });
+        assert!(
+            registered,
+            "the phone did not register through the NAT\n{}",
+            server.log()
+        );
+        let caller_out = caller.call(&ns, "sip:101@10.99.0.1", 7);
+        (phone_run.join().unwrap(), caller_out)
+    });
+    let log = server.log();
+    // The REGISTER came from the router's address, not the phone's.
+    assert!(
+        log.contains("registered user=101 source=10.98.0.2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("dial: answered; connected"),
+        "{log}\n{caller_out}\n{phone_out}"
+    );
+    let to_phone = heard_share(&phone, 440.0, "the phone", &server);
+    let to_caller = heard_share(&caller, 880.0, "the caller", &server);
+    assert!(
+        to_phone > 0.5 && to_caller > 0.5,
+        "440 Hz at the phone {to_phone:.2}, 880 Hz at the caller {to_caller:.2}\n{log}"
+    );
+}
+
 #[test]
 fn an_extension_with_no_registered_phone_goes_on_to_the_next_action() {
     let ns = Netns::new();
