@@ -9,22 +9,61 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    Baresip, Netns, Server, TempDir, assert_sipp_ok, binary, read_wav, repo, scenario,
-    scenario_with_tone, sipp, sipp_call_args, tone_share, wait_until,
+    Baresip, Netns, Server, TempDir, assert_sipp_ok, read_wav, repo, scenario, scenario_with_tone,
+    sipp, sipp_call_args, tone_share, wait_until,
 };
 
 fn add_user(data: &std::path::Path, extension: &str, password: &str) {
-    let out = Command::new(binary())
-        .current_dir(repo())
-        .args(["user", "add", extension, "--name", "Sachbearbeitung"])
-        .args(["--password", password])
-        .args(["--data-dir", data.to_str().unwrap()])
-        .output()
-        .unwrap();
+    support::user_cli(
+        data,
+        &[
+            "add",
+            extension,
+            "--name",
+            "Sachbearbeitung",
+            "--password",
+            password,
+        ],
+    );
+}
+
+/// Runs each phone (in its namespace) for 14 s, waits until all have registered, then runs
+/// `call`; returns the phones' outputs and what `call` returned.
+fn with_registered_phones<T: Send>(
+    server: &Server,
+    ns: &Netns,
+    phones: &[(&Baresip, &Netns)],
+    call: impl FnOnce() -> T + Send,
+) -> (Vec<String>, T) {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = phones
+            .iter()
+            .map(|&(phone, home)| scope.spawn(move || phone.run(home, 14)))
+            .collect();
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(ns), "amtsleitung_registered_contacts") == phones.len() as u64
+        });
+        assert!(registered, "the phones did not register\n{}", server.log());
+        let result = call();
+        (
+            runs.into_iter().map(|r| r.join().unwrap()).collect(),
+            result,
+        )
+    })
+}
+
+/// Both ends of a call heard the other's tone (and the log shows the connection).
+fn assert_both_hear(phone: &Baresip, caller: &Baresip, server: &Server, outputs: &str) {
+    let log = server.log();
     assert!(
-        out.status.success(),
-        "user add: {}",
-        String::from_utf8_lossy(&out.stderr)
+        log.contains("dial: answered; connected"),
+        "{log}\n{outputs}"
+    );
+    let to_phone = heard_share(phone, 440.0, "the phone", server);
+    let to_caller = heard_share(caller, 880.0, "the caller", server);
+    assert!(
+        to_phone > 0.5 && to_caller > 0.5,
+        "440 Hz at the phone {to_phone:.2}, 880 Hz at the caller {to_caller:.2}\n{log}"
     );
 }
 
@@ -47,25 +86,14 @@ fn a_call_to_an_extension_rings_its_registered_phone_and_both_hear_each_other() 
     let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
     // The caller is not registered: an outside caller, playing 440 Hz.
     let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
-    let (phone_out, caller_out) = std::thread::scope(|scope| {
-        let phone_run = scope.spawn(|| phone.run(&ns, 14));
-        let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 1
-        });
-        assert!(registered, "the phone did not register\n{}", server.log());
-        let caller_out = caller.call(&ns, "sip:101@10.99.0.1", 7);
-        (phone_run.join().unwrap(), caller_out)
+    let (outputs, caller_out) = with_registered_phones(&server, &ns, &[(&phone, &ns)], || {
+        caller.call(&ns, "sip:101@10.99.0.1", 7)
     });
-    let log = server.log();
-    assert!(
-        log.contains("dial: answered; connected"),
-        "{log}\n{caller_out}\n{phone_out}"
-    );
-    let to_phone = heard_share(&phone, 440.0, "the phone", &server);
-    let to_caller = heard_share(&caller, 880.0, "the caller", &server);
-    assert!(
-        to_phone > 0.5 && to_caller > 0.5,
-        "440 Hz at the phone {to_phone:.2}, 880 Hz at the caller {to_caller:.2}\n{log}"
+    assert_both_hear(
+        &phone,
+        &caller,
+        &server,
+        &format!("{caller_out}\n{outputs:?}"),
     );
     // Nobody hears themselves.
     assert!(heard_share(&phone, 880.0, "the phone", &server) < 0.1);
@@ -84,31 +112,13 @@ fn both_phones_of_a_user_ring_the_first_to_answer_gets_the_call_and_the_other_is
         .never_answering();
     let home = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
     let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
-    let (office_out, home_out, caller_out) = std::thread::scope(|scope| {
-        let office_run = scope.spawn(|| office.run(&ns, 14));
-        let home_run = scope.spawn(|| home.run(&ns, 14));
-        let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 2
+    let (outputs, caller_out) =
+        with_registered_phones(&server, &ns, &[(&office, &ns), (&home, &ns)], || {
+            caller.call(&ns, "sip:101@10.99.0.1", 7)
         });
-        assert!(
-            registered,
-            "the phones did not register
-{}",
-            server.log()
-        );
-        let caller_out = caller.call(&ns, "sip:101@10.99.0.1", 7);
-        (
-            office_run.join().unwrap(),
-            home_run.join().unwrap(),
-            caller_out,
-        )
-    });
+    let (office_out, home_out) = (&outputs[0], &outputs[1]);
     let log = server.log();
-    assert!(
-        log.contains("contacts=2"),
-        "both contacts rung
-{log}"
-    );
+    assert!(log.contains("contacts=2"), "both contacts rung\n{log}");
     // The office phone rang, then the ringing stopped (CANCEL) without anyone answering it.
     assert!(office_out.contains("Incoming call"), "{office_out}");
     assert!(office_out.contains("session closed"), "{office_out}");
@@ -122,9 +132,7 @@ fn both_phones_of_a_user_ring_the_first_to_answer_gets_the_call_and_the_other_is
     let to_caller = heard_share(&caller, 880.0, "the caller", &server);
     assert!(
         to_home > 0.5 && to_caller > 0.5,
-        "440 Hz at home {to_home:.2}, 880 Hz at the caller {to_caller:.2}
-{caller_out}
-{log}"
+        "440 Hz at home {to_home:.2}, 880 Hz at the caller {to_caller:.2}\n{caller_out}\n{log}"
     );
 }
 
@@ -138,18 +146,13 @@ fn the_callers_keys_reach_the_callee_as_rfc_4733_events() {
     let dir = TempDir::new("calls-dtmf-sipp");
     // SIPp calls 101, keys 4 3 2 1 # as RFC 4733 events, then talks (440 Hz) for 2 s.
     let keys = scenario_with_tone(&dir, "pin_join.xml", 440);
-    let (phone_out, sipp_out) = std::thread::scope(|scope| {
-        let phone_run = scope.spawn(|| phone.run(&ns, 14));
-        let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 1
-        });
-        assert!(registered, "the phone did not register\n{}", server.log());
-        let out = sipp(
+    let (outputs, sipp_out) = with_registered_phones(&server, &ns, &[(&phone, &ns)], || {
+        sipp(
             Some(&ns),
             &sipp_call_args(&keys, "10.99.0.3", "5070", &["-s", "101", "-d", "2000"]),
-        );
-        (phone_run.join().unwrap(), out)
+        )
     });
+    let phone_out = &outputs[0];
     assert_sipp_ok(&sipp_out, &server, "call with keys");
     let received: Vec<&str> = phone_out
         .lines()
@@ -323,34 +326,21 @@ fn a_phone_behind_a_home_routers_nat_registers_and_is_called_with_no_setting() {
     // Its Contact and SDP carry 192.168.178.20, which the server cannot reach.
     let phone = Baresip::new("192.168.178.20", 880, "PCMU", 8000).registering("101", "geheim123");
     let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
-    let (phone_out, caller_out) = std::thread::scope(|scope| {
-        let phone_run = scope.spawn(|| phone.run(&office.home, 14));
-        let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 1
+    let (outputs, caller_out) =
+        with_registered_phones(&server, &ns, &[(&phone, &office.home)], || {
+            caller.call(&ns, "sip:101@10.99.0.1", 7)
         });
-        assert!(
-            registered,
-            "the phone did not register through the NAT\n{}",
-            server.log()
-        );
-        let caller_out = caller.call(&ns, "sip:101@10.99.0.1", 7);
-        (phone_run.join().unwrap(), caller_out)
-    });
-    let log = server.log();
     // The REGISTER came from the router's address, not the phone's.
+    let log = server.log();
     assert!(
         log.contains("registered user=101 source=10.98.0.2"),
         "{log}"
     );
-    assert!(
-        log.contains("dial: answered; connected"),
-        "{log}\n{caller_out}\n{phone_out}"
-    );
-    let to_phone = heard_share(&phone, 440.0, "the phone", &server);
-    let to_caller = heard_share(&caller, 880.0, "the caller", &server);
-    assert!(
-        to_phone > 0.5 && to_caller > 0.5,
-        "440 Hz at the phone {to_phone:.2}, 880 Hz at the caller {to_caller:.2}\n{log}"
+    assert_both_hear(
+        &phone,
+        &caller,
+        &server,
+        &format!("{caller_out}\n{outputs:?}"),
     );
 }
 

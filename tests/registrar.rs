@@ -6,26 +6,13 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use support::{Netns, Server, TempDir, binary, repo, sipp, wait_until};
+use support::{Netns, Server, TempDir, sipp, wait_until};
 
-/// Runs `amtsleitung user ARGS --data-dir DIR`; panics with its output unless it succeeds.
 fn user(data: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(binary())
-        .current_dir(repo())
-        .arg("user")
-        .args(args)
-        .args(["--data-dir", data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "user {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::user_cli(data, args)
 }
 
 /// The REGISTERED column of `user list` for `extension` ("1/5": one contact of five).

@@ -588,30 +588,23 @@ impl Baresip {
     /// Runs the client for `seconds` without dialling (a registered phone waiting for
     /// calls); returns its output.
     pub fn run(&self, ns: &Netns, seconds: u32) -> String {
+        self.run_with(ns, seconds, &[])
+    }
+
+    /// Dials `uri` and stays in the call for `seconds`; returns baresip's output.
+    pub fn call(&self, ns: &Netns, uri: &str, seconds: u32) -> String {
+        self.run_with(ns, seconds, &["-e", &format!("/dial {uri}")])
+    }
+
+    /// Runs baresip in `ns` for `seconds` with `extra` arguments; its output.
+    fn run_with(&self, ns: &Netns, seconds: u32, extra: &[&str]) -> String {
         let output = ns
             .command("timeout")
             .arg((seconds + 10).to_string())
             .args(["baresip", "-f"])
             .arg(self.dir.path())
             .args(["-t", &seconds.to_string()])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run baresip (apt-get install baresip-core)");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    }
-
-    /// Dials `uri` and stays in the call for `seconds`; returns baresip's output.
-    pub fn call(&self, ns: &Netns, uri: &str, seconds: u32) -> String {
-        let output = ns
-            .command("timeout")
-            .arg((seconds + 10).to_string())
-            .args(["baresip", "-f"])
-            .arg(self.dir.path())
-            .args(["-t", &seconds.to_string(), "-e", &format!("/dial {uri}")])
+            .args(extra)
             .stdin(Stdio::null())
             .output()
             .expect("run baresip (apt-get install baresip-core)");
@@ -728,6 +721,24 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     check()
+}
+
+/// Runs `amtsleitung user ARGS --data-dir DIR`; panics with its output unless it succeeds,
+/// returns what it printed.
+pub fn user_cli(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .current_dir(repo())
+        .arg("user")
+        .args(args)
+        .args(["--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "user {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Creates a stored room with the admin CLI, e.g. `&["1234", "--pin", "4321"]`.
