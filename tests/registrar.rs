@@ -6,10 +6,9 @@
 
 mod support;
 
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use support::{Netns, Server, TempDir, sipp, wait_until};
+use support::{Baresip, Netns, Server, TempDir, sipp, wait_until};
 
 fn user(data: &std::path::Path, args: &[&str]) -> String {
     support::user_cli(data, args)
@@ -101,41 +100,8 @@ fn assert_ok(out: &std::process::Output, server: &Server, what: &str) {
     support::assert_sipp_ok(out, server, what);
 }
 
-/// A registering baresip on `ip` (killed, not quit, by the test: it never unregisters).
-fn registering_phone(
-    ns: &Netns,
-    dir: &TempDir,
-    ip: &str,
-    extension: &str,
-    password: &str,
-) -> Child {
-    std::fs::write(
-        dir.path().join("config"),
-        format!(
-            "poll_method\t\tepoll\nsip_listen\t\t{ip}:15060\naudio_player\t\taufile,/dev/null\n\
-             audio_source\t\taufile,/dev/null\naudio_alert\t\taufile,/dev/null\n\
-             module_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tstdio.so\nmodule\t\t\tg711.so\n\
-             module_app\t\taccount.so\nmodule_app\t\tmenu.so\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("accounts"),
-        format!("<sip:{extension}@10.99.0.1>;auth_pass={password};regint=600;answermode=auto\n"),
-    )
-    .unwrap();
-    ns.command("baresip")
-        .arg("-f")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run baresip (apt-get install baresip-core)")
-}
-
 #[test]
-fn a_phone_registers_with_digest_and_its_registration_survives_a_restart() {
+fn a_phone_registers_with_digest_and_is_still_rung_after_a_restart() {
     let ns = Netns::new();
     let data = TempDir::new("reg-data");
     user(
@@ -150,40 +116,57 @@ fn a_phone_registers_with_digest_and_its_registration_survives_a_restart() {
         ],
     );
     let mut server = Server::start_with_data(Some(&ns), &[], data);
-    let phone_dir = TempDir::new("reg-phone");
-    let mut phone = registering_phone(&ns, &phone_dir, "10.99.0.2", "101", "geheim123");
-    let registered_now = wait_until(Duration::from_secs(10), || {
-        server.metric(Some(&ns), "amtsleitung_registered_contacts") == 1
-    });
-    let _ = phone.kill();
-    let _ = phone.wait();
-    assert!(registered_now, "baresip did not register\n{}", server.log());
-    assert!(
-        server
-            .log()
-            .contains("registered user=101 source=10.99.0.2"),
-        "{}",
-        server.log()
-    );
-    // The store has it too, for the admin and for the restart.
-    let stored = wait_until(Duration::from_secs(5), || {
-        registered(server.data_dir(), "101") == "1/5"
-    });
-    assert!(stored, "user list: {}", user(server.data_dir(), &["list"]));
-    let show = user(server.data_dir(), &["show", "101"]);
-    assert!(show.contains("10.99.0.2"), "{show}");
+    // A desk phone that stays up through the server's restart (and never re-registers in
+    // that time), playing 880 Hz.
+    let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    std::thread::scope(|scope| {
+        let phone_run = scope.spawn(|| phone.run(&ns, 25));
+        let registered_now = wait_until(Duration::from_secs(10), || {
+            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 1
+        });
+        assert!(registered_now, "baresip did not register\n{}", server.log());
+        assert!(
+            server
+                .log()
+                .contains("registered user=101 source=10.99.0.2"),
+            "{}",
+            server.log()
+        );
+        // The store has it too, for the admin and for the restart.
+        let stored = wait_until(Duration::from_secs(5), || {
+            registered(server.data_dir(), "101") == "1/5"
+        });
+        assert!(stored, "user list: {}", user(server.data_dir(), &["list"]));
+        let show = user(server.data_dir(), &["show", "101"]);
+        assert!(show.contains("10.99.0.2"), "{show}");
 
-    server = server.restart(Some(&ns), &[]);
-    assert_eq!(
-        server.metric(Some(&ns), "amtsleitung_registered_contacts"),
-        1,
-        "the registration was not restored\n{}",
-        server.log()
-    );
+        server.restart(Some(&ns), &[]);
+        assert_eq!(
+            server.metric(Some(&ns), "amtsleitung_registered_contacts"),
+            1,
+            "the registration was not restored\n{}",
+            server.log()
+        );
+        assert!(
+            server
+                .log()
+                .contains("registrations restored from the store")
+        );
+        // And the restored registration rings the phone.
+        let caller_out = caller.call(&ns, "sip:101@10.99.0.1", 5);
+        assert!(
+            server.log().contains("dial: answered; connected"),
+            "the phone was not reached after the restart\n{caller_out}\n{}",
+            server.log()
+        );
+        phone_run.join().unwrap();
+    });
+    let (samples, rate) = support::read_wav(&caller.heard().expect("the caller heard nothing"));
+    let share = support::tone_share(&samples, rate, 880.0, 1.0);
     assert!(
-        server
-            .log()
-            .contains("registrations restored from the store")
+        share > 0.5,
+        "880 Hz from the phone at the caller: {share:.2}"
     );
 }
 

@@ -310,10 +310,14 @@ impl Server {
 
     /// Stops the server (SIGTERM) and starts it again on the same data directory, as an
     /// admin's `systemctl restart` does.
-    pub fn restart(mut self, ns: Option<&Netns>, extra: &[&str]) -> Self {
+    pub fn restart(&mut self, ns: Option<&Netns>, extra: &[&str]) {
         self.terminate();
         let data = std::mem::replace(&mut self._data, TempDir(PathBuf::new()));
-        Self::start_with_data(ns, extra, data)
+        // The old process has exited; its empty data placeholder removes nothing.
+        drop(std::mem::replace(
+            self,
+            Self::start_with_data(ns, extra, data),
+        ));
     }
 
     /// Whether the process is still running.
