@@ -45,12 +45,22 @@ struct MediaSession {
 impl MediaSession {
     /// What the media worker needs of it.
     fn remote(&self) -> RemoteMedia {
-        RemoteMedia {
-            rtp: self.remote_rtp,
-            rtcp: self.remote_rtcp,
-            send: self.direction.sends() && self.remote_rtp.is_some(),
-            active: self.direction == Direction::SendRecv,
-        }
+        remote_media(self.remote_rtp, self.remote_rtcp, self.direction)
+    }
+}
+
+/// Where and how a media session exchanges audio, from the negotiated addresses and the
+/// direction our side must use.
+fn remote_media(
+    rtp: Option<SocketAddr>,
+    rtcp: Option<SocketAddr>,
+    direction: Direction,
+) -> RemoteMedia {
+    RemoteMedia {
+        rtp,
+        rtcp,
+        send: direction.sends() && rtp.is_some(),
+        active: direction == Direction::SendRecv,
     }
 }
 
@@ -527,12 +537,11 @@ impl CallControl {
         };
         out.media_started = true;
         let callee_codec = negotiated.codec;
-        let remote = RemoteMedia {
-            rtp: negotiated.remote_rtp,
-            rtcp: negotiated.remote_rtcp,
-            send: negotiated.direction.sends() && negotiated.remote_rtp.is_some(),
-            active: negotiated.direction == Direction::SendRecv,
-        };
+        let remote = remote_media(
+            negotiated.remote_rtp,
+            negotiated.remote_rtcp,
+            negotiated.direction,
+        );
         let media = &self.shared.media;
         media.send(child, MediaCommand::Start(Box::new(spec)));
         media.send(child, MediaCommand::SetRemote(child, remote));

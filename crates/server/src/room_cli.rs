@@ -46,7 +46,13 @@ pub enum RoomCommand {
 
 /// Runs one room command against the store in `data_dir`; exit 1 with a message on failure.
 pub fn run(command: RoomCommand, data_dir: &Path) -> ExitCode {
-    match execute(command, data_dir) {
+    report(execute(command, data_dir))
+}
+
+/// Prints an offline command's outcome: its text on stdout, or one error line on stderr
+/// and exit 1 (shared by the `room` and `user` commands).
+pub fn report(outcome: Result<String, String>) -> ExitCode {
+    match outcome {
         Ok(message) => {
             print!("{message}");
             ExitCode::SUCCESS

@@ -133,16 +133,7 @@ fn strip_line_end(text: &str) -> &str {
 /// Runs one user command against the store in `data_dir`; exit 1 with a message on failure.
 pub fn run(command: UserCommand, data_dir: &Path) -> ExitCode {
     let now_ms = jiff::Timestamp::now().as_millisecond();
-    match execute(command, data_dir, now_ms) {
-        Ok(message) => {
-            print!("{message}");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("amtsleitung: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::room_cli::report(execute(command, data_dir, now_ms))
 }
 
 /// Does the work and returns what to print: stdout text on success, the error otherwise.
