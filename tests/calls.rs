@@ -9,83 +9,22 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    Baresip, Netns, Server, TempDir, assert_sipp_ok, read_wav, repo, scenario, scenario_with_tone,
-    sipp, sipp_call_args, tone_share, wait_until,
+    Baresip, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok, config_trusting,
+    heard_share, repo, scenario, scenario_with_tone, sipp, sipp_call_args, with_registered_phones,
 };
-
-fn add_user(data: &std::path::Path, extension: &str, password: &str) {
-    support::user_cli(
-        data,
-        &[
-            "add",
-            extension,
-            "--name",
-            "Sachbearbeitung",
-            "--password",
-            password,
-        ],
-    );
-}
-
-/// Runs each phone (in its namespace) for 14 s, waits until all have registered, then runs
-/// `call`; returns the phones' outputs and what `call` returned.
-fn with_registered_phones<T: Send>(
-    server: &Server,
-    ns: &Netns,
-    phones: &[(&Baresip, &Netns)],
-    call: impl FnOnce() -> T + Send,
-) -> (Vec<String>, T) {
-    std::thread::scope(|scope| {
-        let runs: Vec<_> = phones
-            .iter()
-            .map(|&(phone, home)| scope.spawn(move || phone.run(home, 14)))
-            .collect();
-        let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(ns), "amtsleitung_registered_contacts") == phones.len() as u64
-        });
-        assert!(registered, "the phones did not register\n{}", server.log());
-        let result = call();
-        (
-            runs.into_iter().map(|r| r.join().unwrap()).collect(),
-            result,
-        )
-    })
-}
-
-/// Both ends of a call heard the other's tone (and the log shows the connection).
-fn assert_both_hear(phone: &Baresip, caller: &Baresip, server: &Server, outputs: &str) {
-    let log = server.log();
-    assert!(
-        log.contains("dial: answered; connected"),
-        "{log}\n{outputs}"
-    );
-    let to_phone = heard_share(phone, 440.0, "the phone", server);
-    let to_caller = heard_share(caller, 880.0, "the caller", server);
-    assert!(
-        to_phone > 0.5 && to_caller > 0.5,
-        "440 Hz at the phone {to_phone:.2}, 880 Hz at the caller {to_caller:.2}\n{log}"
-    );
-}
-
-/// Share of `freq` in what `client` heard, after the first second.
-fn heard_share(client: &Baresip, freq: f64, who: &str, server: &Server) -> f64 {
-    let path = client
-        .heard()
-        .unwrap_or_else(|| panic!("{who} recorded nothing\n{}", server.log()));
-    let (samples, rate) = read_wav(&path);
-    tone_share(&samples, rate, freq, 1.0)
-}
 
 #[test]
 fn a_call_to_an_extension_rings_its_registered_phone_and_both_hear_each_other() {
     let ns = Netns::new();
     let data = TempDir::new("calls-data");
     add_user(data.path(), "101", "geheim123");
+    add_user(data.path(), "102", "kollege77");
     let server = Server::start_with_data(Some(&ns), &[], data);
     // The staff phone: registers as 101, answers by itself, its microphone plays 880 Hz.
     let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
-    // The caller is not registered: an outside caller, playing 440 Hz.
-    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    // The caller is a colleague's phone (user 102), playing 440 Hz: staff extensions are not
+    // public, so only an identified caller may ring one.
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("102", "kollege77");
     let (outputs, caller_out) = with_registered_phones(&server, &ns, &[(&phone, &ns)], || {
         caller.call(&ns, "sip:101@10.99.0.1", 7)
     });
@@ -105,13 +44,14 @@ fn both_phones_of_a_user_ring_the_first_to_answer_gets_the_call_and_the_other_is
     let ns = Netns::new();
     let data = TempDir::new("calls-fork");
     add_user(data.path(), "101", "geheim123");
+    add_user(data.path(), "102", "kollege77");
     let server = Server::start_with_data(Some(&ns), &[], data);
     // Office phone: nobody there, it rings. Home phone: answers.
     let office = Baresip::new("10.99.0.4", 660, "PCMU", 8000)
         .registering("101", "geheim123")
         .never_answering();
     let home = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
-    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("102", "kollege77");
     let (outputs, caller_out) =
         with_registered_phones(&server, &ns, &[(&office, &ns), (&home, &ns)], || {
             caller.call(&ns, "sip:101@10.99.0.1", 7)
@@ -141,9 +81,12 @@ fn the_callers_keys_reach_the_callee_as_rfc_4733_events() {
     let ns = Netns::new();
     let data = TempDir::new("calls-dtmf");
     add_user(data.path(), "101", "geheim123");
-    let server = Server::start_with_data(Some(&ns), &[], data);
-    let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
     let dir = TempDir::new("calls-dtmf-sipp");
+    // SIPp stands for a PBX on a trusted network (a trunk, an old Asterisk being migrated):
+    // its calls need no password.
+    let config = config_trusting(&dir, "10.99.0.3/32");
+    let server = Server::start_with_data(Some(&ns), &["--config", &config], data);
+    let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
     // SIPp calls 101, keys 4 3 2 1 # as RFC 4733 events, then talks (440 Hz) for 2 s.
     let keys = scenario_with_tone(&dir, "pin_join.xml", 440);
     let (outputs, sipp_out) = with_registered_phones(&server, &ns, &[(&phone, &ns)], || {
@@ -184,7 +127,7 @@ fn dial_to_a_sip_uri_transcodes_between_pcmu_and_pcma_both_ways() {
     .unwrap();
     std::fs::write(
         plans.path().join("partner.toml"),
-        "[[rule]]\nname = \"partner office\"\nmatch = \"700\"\n\
+        "[[rule]]\nname = \"partner office\"\nmatch = \"700\"\npublic = true\n\
          actions = [ { dial = { uri = \"sip:echo@10.99.0.4:5080\" } } ]\n",
     )
     .unwrap();
@@ -322,10 +265,11 @@ fn a_phone_behind_a_home_routers_nat_registers_and_is_called_with_no_setting() {
     let office = HomeOffice::behind_nat(&ns);
     let data = TempDir::new("calls-nat");
     add_user(data.path(), "101", "geheim123");
+    add_user(data.path(), "102", "kollege77");
     let server = Server::start_with_data(Some(&ns), &[], data);
     // Its Contact and SDP carry 192.168.178.20, which the server cannot reach.
     let phone = Baresip::new("192.168.178.20", 880, "PCMU", 8000).registering("101", "geheim123");
-    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("102", "kollege77");
     let (outputs, caller_out) =
         with_registered_phones(&server, &ns, &[(&phone, &office.home)], || {
             caller.call(&ns, "sip:101@10.99.0.1", 7)
@@ -349,8 +293,9 @@ fn an_extension_with_no_registered_phone_goes_on_to_the_next_action() {
     let ns = Netns::new();
     let data = TempDir::new("calls-unreg");
     add_user(data.path(), "102", "geheim123");
+    add_user(data.path(), "103", "kollege77");
     let server = Server::start_with_data(Some(&ns), &[], data);
-    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("103", "kollege77");
     let out = caller.call(&ns, "sip:102@10.99.0.1", 3);
     // The shipped plan: dial, then "unavailable" (480) when nobody answers.
     assert!(out.contains("480"), "{out}\n{}", server.log());

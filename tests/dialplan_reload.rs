@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Netns, PacketCounter, Server, TempDir, scenario, sipp, wait_until};
+use support::{Netns, PacketCounter, Server, TempDir, config_trusting, scenario, sipp, wait_until};
 
 const CLIENT_IP: &str = "10.99.0.2";
 
@@ -69,7 +69,19 @@ fn reload_keeps_live_call_refuses_broken_plan_and_routes_by_valid_plan() {
         "[[rule]]\nname = \"echo\"\nmatch = \"600\"\nactions = [ \"answer\", \"echo\" ]\n",
     )
     .unwrap();
-    let server = Server::start(Some(&ns), &["--dialplans", plans.path().to_str().unwrap()]);
+    // The caller is staff on a trusted network: numbers no rule matches get 404 (an outsider
+    // would get the password challenge).
+    let config_dir = TempDir::new("reload-config");
+    let config = config_trusting(&config_dir, &format!("{CLIENT_IP}/32"));
+    let server = Server::start(
+        Some(&ns),
+        &[
+            "--dialplans",
+            plans.path().to_str().unwrap(),
+            "--config",
+            &config,
+        ],
+    );
 
     // The live call: 14 s of echo to SIPp on media port 6000, run in the background.
     let dir = TempDir::new("reload-call");

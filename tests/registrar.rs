@@ -115,11 +115,13 @@ fn a_phone_registers_with_digest_and_is_still_rung_after_a_restart() {
             "geheim123",
         ],
     );
+    support::add_user(data.path(), "102", "kollege77");
     let mut server = Server::start_with_data(Some(&ns), &[], data);
     // A desk phone that stays up through the server's restart (and never re-registers in
     // that time), playing 880 Hz.
     let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
-    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    // A colleague's phone calls it (staff extensions are for identified callers only).
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("102", "kollege77");
     std::thread::scope(|scope| {
         let phone_run = scope.spawn(|| phone.run(&ns, 25));
         let registered_now = wait_until(Duration::from_secs(10), || {

@@ -4,7 +4,8 @@
 mod support;
 
 use support::{
-    Netns, PacketCounter, Server, TempDir, assert_sipp_ok, scenario, sipp, sipp_call_args,
+    Netns, PacketCounter, Server, TempDir, assert_sipp_ok, config_trusting, scenario, sipp,
+    sipp_call_args,
 };
 
 const CLIENT_IP: &str = "10.99.0.2";
@@ -70,7 +71,7 @@ fn cancel_before_answer_gets_487_and_200() {
     let plans = TempDir::new("plans");
     std::fs::write(
         plans.path().join("ringing.toml"),
-        "[[rule]]\nname = \"rings a long time\"\nmatch = \"699\"\nactions = [ { wait = 30 }, { answer = {} }, { echo = {} } ]\n",
+        "[[rule]]\nname = \"rings a long time\"\nmatch = \"699\"\npublic = true\nactions = [ { wait = 30 }, { answer = {} }, { echo = {} } ]\n",
     )
     .unwrap();
     let server = Server::start(Some(&ns), &["--dialplans", plans.path().to_str().unwrap()]);
@@ -87,7 +88,11 @@ fn cancel_before_answer_gets_487_and_200() {
 #[test]
 fn unknown_number_gets_404() {
     let ns = Netns::new();
-    let server = Server::start(Some(&ns), &[]);
+    // 404 is for identified callers; an outsider gets the password challenge instead
+    // (tests/caller_auth.rs).
+    let dir = TempDir::new("unknown-number");
+    let config = config_trusting(&dir, &format!("{CLIENT_IP}/32"));
+    let server = Server::start(Some(&ns), &["--config", &config]);
     let out = sipp(
         Some(&ns),
         &sipp_args(

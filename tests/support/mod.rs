@@ -761,6 +761,19 @@ pub fn create_room(server_data: &std::path::Path, args: &[&str]) {
     );
 }
 
+/// A config file in `dir` that trusts `network` (`[security] trusted-networks`): calls from
+/// there need no password, as from a SIP trunk or a PBX being migrated; pass it as
+/// `--config`.
+pub fn config_trusting(dir: &TempDir, network: &str) -> String {
+    let path = dir.path().join("trusting.toml");
+    std::fs::write(
+        &path,
+        format!("[security]\ntrusted-networks = [\"{network}\"]\n"),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
 /// The shipped dialplan plus a trusted number (91234) that joins room 1234 without the PIN
 /// prompt, so a baresip listener (which cannot key DTMF here) can sit in a PIN room.
 pub fn plans_with_trusted_number() -> TempDir {
@@ -772,7 +785,7 @@ pub fn plans_with_trusted_number() -> TempDir {
     .unwrap();
     std::fs::write(
         plans.path().join("trusted.toml"),
-        "[[rule]]\nname = \"staff line into room 1234\"\nmatch = \"91234\"\nactions = [ { conference = { room = \"1234\", pin = false } } ]\n",
+        "[[rule]]\nname = \"staff line into room 1234\"\nmatch = \"91234\"\npublic = true\nactions = [ { conference = { room = \"1234\", pin = false } } ]\n",
     )
     .unwrap();
     plans
@@ -831,4 +844,63 @@ pub fn server_with_pin_room(ns: &Netns, label: &str) -> (Server, TempDir) {
         data,
     );
     (server, plans)
+}
+
+/// Adds staff user `extension` (named "Sachbearbeitung EXTENSION") with `password` to the
+/// store in `data`.
+pub fn add_user(data: &std::path::Path, extension: &str, password: &str) {
+    let name = format!("Sachbearbeitung {extension}");
+    user_cli(
+        data,
+        &["add", extension, "--name", &name, "--password", password],
+    );
+}
+
+/// Runs each phone (in its namespace) for 14 s, waits until all have registered, then runs
+/// `call`; returns the phones' outputs and what `call` returned.
+pub fn with_registered_phones<T: Send>(
+    server: &Server,
+    ns: &Netns,
+    phones: &[(&Baresip, &Netns)],
+    call: impl FnOnce() -> T + Send,
+) -> (Vec<String>, T) {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = phones
+            .iter()
+            .map(|&(phone, home)| scope.spawn(move || phone.run(home, 14)))
+            .collect();
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(ns), "amtsleitung_registered_contacts") == phones.len() as u64
+        });
+        assert!(registered, "the phones did not register\n{}", server.log());
+        let result = call();
+        (
+            runs.into_iter().map(|r| r.join().unwrap()).collect(),
+            result,
+        )
+    })
+}
+
+/// Both ends of a call heard the other's tone (and the log shows the connection).
+pub fn assert_both_hear(phone: &Baresip, caller: &Baresip, server: &Server, outputs: &str) {
+    let log = server.log();
+    assert!(
+        log.contains("dial: answered; connected"),
+        "{log}\n{outputs}"
+    );
+    let to_phone = heard_share(phone, 440.0, "the phone", server);
+    let to_caller = heard_share(caller, 880.0, "the caller", server);
+    assert!(
+        to_phone > 0.5 && to_caller > 0.5,
+        "440 Hz at the phone {to_phone:.2}, 880 Hz at the caller {to_caller:.2}\n{log}"
+    );
+}
+
+/// Share of `freq` in what `client` heard, after the first second.
+pub fn heard_share(client: &Baresip, freq: f64, who: &str, server: &Server) -> f64 {
+    let path = client
+        .heard()
+        .unwrap_or_else(|| panic!("{who} recorded nothing\n{}", server.log()));
+    let (samples, rate) = read_wav(&path);
+    tone_share(&samples, rate, freq, 1.0)
 }

@@ -22,7 +22,7 @@ const DEFAULT_CALENDAR: &str = "de";
 const TOP_KEYS: &[&str] = &["settings", "rule", "calendars", "groups"];
 const SETTINGS_KEYS: &[&str] = &["timezone", "language", "calendar", "include"];
 const RULE_KEYS: &[&str] = &[
-    "name", "match", "from", "trunk", "source", "when", "actions",
+    "name", "match", "from", "trunk", "source", "when", "public", "actions",
 ];
 const GROUP_KEYS: &[&str] = &["members", "strategy", "ring"];
 
@@ -529,6 +529,7 @@ fn parse_rule(
     let mut trunks: Option<Vec<SpannedStr>> = None;
     let mut sources = None;
     let mut when = None;
+    let mut public = false;
     let mut actions_val = None;
     let mut calendar_refs = Vec::new();
     let mut uses_holidays = None;
@@ -608,6 +609,10 @@ fn parse_rule(
                 }
                 when = Some(windows);
             }
+            "public" => match walk::boolean(r, v, "public") {
+                Some(b) => public = b,
+                None => ok = false,
+            },
             "actions" => actions_val = Some(v),
             _ => {
                 walk::unknown_key(r, k, RULE_KEYS, "a rule");
@@ -673,6 +678,7 @@ fn parse_rule(
             .map(|v| v.into_iter().map(|s| s.text).collect()),
         sources,
         when,
+        public,
         actions,
     };
     Some((

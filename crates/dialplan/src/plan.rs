@@ -48,6 +48,9 @@ pub struct Route {
     pub actions: Vec<Action>,
     /// Gotos followed to build `actions`.
     pub hops: u32,
+    /// Every rule on the way is marked `public = true`: callers who proved no identity (not
+    /// registered, no password, not from a trusted network) may take this route.
+    pub public: bool,
 }
 
 /// How a ring group rings its members.
@@ -127,6 +130,8 @@ pub(crate) struct Rule {
     pub(crate) trunks: Option<Vec<String>>,
     pub(crate) sources: Option<Vec<Cidr>>,
     pub(crate) when: Option<Vec<Window>>,
+    /// Callers who proved no identity may use it (`public = true`).
+    pub(crate) public: bool,
     pub(crate) actions: Vec<Action>,
 }
 
@@ -293,6 +298,8 @@ impl Plan {
         let local = self.local(call.at);
         let mut number = number.to_string();
         let mut first: Option<&Rule> = None;
+        // A public rule's goto into a staff-only rule must not open it to everyone.
+        let mut public = true;
         let mut actions = Vec::new();
         loop {
             if hops > MAX_GOTO_HOPS {
@@ -316,6 +323,7 @@ impl Plan {
                 break;
             };
             first.get_or_insert(rule);
+            public &= rule.public;
             let vars = Vars {
                 exten: &number,
                 from: call.from.as_deref().unwrap_or(""),
@@ -347,6 +355,7 @@ impl Plan {
             line: first.map_or(0, |r| r.line),
             actions,
             hops,
+            public: public && first.is_some(),
         })
     }
 
@@ -509,13 +518,16 @@ impl fmt::Display for Explanation {
         match &self.route {
             None => writeln!(
                 f,
-                "Result: no rule matched, the server answers 404 Not Found."
+                "Result: no rule matched, the server answers 404 Not Found (407, a password challenge, to callers who proved no identity)."
             ),
             Some(r) => {
                 writeln!(
                     f,
-                    "Result: rule \"{}\" ({}:{})",
-                    r.rule_name, r.file, r.line
+                    "Result: rule \"{}\" ({}:{}), {}",
+                    r.rule_name,
+                    r.file,
+                    r.line,
+                    audience(r.public)
                 )?;
                 writeln!(f, "Actions:")?;
                 write_actions(f, &r.actions, 2)
@@ -524,12 +536,24 @@ impl fmt::Display for Explanation {
     }
 }
 
+/// Who may take a route, in the words `explain` prints.
+fn audience(public: bool) -> &'static str {
+    if public {
+        "public: anyone may call it"
+    } else {
+        "for registered, authenticated or trusted callers only"
+    }
+}
+
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "rule \"{}\" ({}:{})",
-            self.rule_name, self.file, self.line
+            "rule \"{}\" ({}:{}), {}",
+            self.rule_name,
+            self.file,
+            self.line,
+            audience(self.public)
         )?;
         write_actions(f, &self.actions, 2)
     }

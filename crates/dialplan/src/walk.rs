@@ -83,6 +83,17 @@ pub(crate) fn table<'a, 'i>(
     }
 }
 
+/// The value as a boolean, or an error at it.
+pub(crate) fn boolean(r: &mut Reporter<'_>, v: &Val<'_>, what: &str) -> Option<bool> {
+    match v.get_ref() {
+        DeValue::Boolean(b) => Some(*b),
+        _ => {
+            wrong_type(r, v, what, "true or false", &format!("{what} = true"));
+            None
+        }
+    }
+}
+
 /// The value as an integer within `range`, or an error at it.
 pub(crate) fn integer(
     r: &mut Reporter<'_>,

@@ -188,6 +188,10 @@ fn type_and_value_errors_name_the_key() {
             "t.toml:3:11: error: actions is empty",
         ),
         (
+            "[[rule]]\nmatch = \"1\"\npublic = \"yes\"\nactions = [\"echo\"]\n",
+            "t.toml:3:10: error: public must be true or false, found a string",
+        ),
+        (
             "[[rules]]\nmatch = \"1\"\n",
             "t.toml:1:3: error: unknown key `rules` in a dialplan file",
         ),

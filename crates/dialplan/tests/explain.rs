@@ -77,11 +77,11 @@ fn explain_names_matched_rule_and_why_earlier_rules_failed() {
     let e1 = c1.plan.explain(&f1).to_string();
     assert!(e1.starts_with("Call to 81234, from 07111234, trunk -, source -, at Thu 2026-12-24 19:00 (Europe/Berlin)\n"), "{e1}");
     assert!(
-        e1.contains("  skip  default.toml:84 \"echo test\": 81234 does not match \"600\"\n"),
+        e1.contains("  skip  default.toml:91 \"echo test\": 81234 does not match \"600\"\n"),
         "{e1}"
     );
     assert!(
-        e1.contains("  MATCH default.toml:100 \"conference direct\": 81234 matches \"_8XXXX\"\n"),
+        e1.contains("  MATCH default.toml:110 \"conference direct\": 81234 matches \"_8XXXX\"\n"),
         "{e1}"
     );
     assert!(
@@ -120,7 +120,7 @@ fn explain_without_match_says_404() {
         .to_string();
     assert!(text.contains("  no rule matches 999\n"), "{text}");
     assert!(
-        text.ends_with("Result: no rule matched, the server answers 404 Not Found.\n"),
+        text.ends_with("Result: no rule matched, the server answers 404 Not Found (407, a password challenge, to callers who proved no identity).\n"),
         "{text}"
     );
 }

@@ -435,6 +435,69 @@ fn menu_goto_is_routed_by_route_goto() {
     assert_eq!(r.map(|r| chain(&r.actions)).as_deref(), Some("hangup 482"));
 }
 
+/// Who may take a route: the shipped plan opens the test numbers and conferences to anyone
+/// and keeps staff extensions (and numbers nobody has) for identified callers; a public
+/// rule's goto into a staff-only rule does not open it.
+#[test]
+fn only_rules_marked_public_are_open_to_unidentified_callers() {
+    let plan = default_plan().plan;
+    let at = "2026-12-24T19:00+01:00";
+    for (to, public) in [
+        ("600", true),
+        ("601", true),
+        ("800", true),
+        ("81234", true),
+        ("101", false),
+        ("599", false),
+    ] {
+        let route = plan.route(&call(to, None, None, None, at));
+        assert_eq!(route.map(|r| r.public), Some(public), "{to}");
+    }
+    let plan = inline(
+        r#"
+        [[rule]]
+        name = "hotline"
+        match = "100"
+        public = true
+        actions = [ { goto = "200" } ]
+
+        [[rule]]
+        name = "staff"
+        match = "200"
+        actions = [ "answer", "echo" ]
+
+        [[rule]]
+        name = "open echo"
+        match = "300"
+        public = true
+        actions = [ { goto = "400" } ]
+
+        [[rule]]
+        name = "echo"
+        match = "400"
+        public = true
+        actions = [ "answer", "echo" ]
+        "#,
+    );
+    let public = |to: &str| {
+        plan.route(&call(to, None, None, None, at))
+            .map(|r| r.public)
+    };
+    assert_eq!(public("100"), Some(false), "goto into a staff-only rule");
+    assert_eq!(public("200"), Some(false));
+    assert_eq!(public("300"), Some(true), "goto between public rules");
+    let explained = plan.explain(&call("100", None, None, None, at)).to_string();
+    assert!(
+        explained.contains("for registered, authenticated or trusted callers only"),
+        "{explained}"
+    );
+    let explained = plan.explain(&call("300", None, None, None, at)).to_string();
+    assert!(
+        explained.contains("public: anyone may call it"),
+        "{explained}"
+    );
+}
+
 #[test]
 fn parse_local_time_reads_admin_input_in_plan_zone() {
     let plan = default_plan().plan;

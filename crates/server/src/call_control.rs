@@ -20,7 +20,7 @@ use crate::ids::LegId;
 use crate::media_worker::{
     MediaCommand, PortAllocator, QualityCell, RemoteMedia, RoomJoin, SessionSpec,
 };
-use crate::registrar::RegistrarService;
+use crate::registrar::{Caller, CallerRefusal, RegistrarService};
 use crate::shared::Shared;
 use crate::sip_endpoint::{Incoming, LegEvent, MEDIA_TIMEOUT, OutboundCall, SipEndpoint};
 
@@ -68,7 +68,8 @@ fn remote_media(
 struct CallLeg {
     call_id: String,
     caller: String,
-    /// The caller's display name, if its From header had one.
+    /// The caller's name: from the directory for one of our users, else its From header's
+    /// display name, if any.
     caller_name: Option<String>,
     callee: String,
     started_wall_ms: i64,
@@ -134,9 +135,15 @@ impl CallControl {
     }
 
     /// Takes one event from the endpoint.
-    pub fn on_leg_event(&mut self, event: LegEvent, endpoint: &mut SipEndpoint, now: Instant) {
+    pub fn on_leg_event(
+        &mut self,
+        event: LegEvent,
+        endpoint: &mut SipEndpoint,
+        registrar: &mut RegistrarService,
+        now: Instant,
+    ) {
         match event {
-            LegEvent::Incoming(incoming) => self.on_incoming(*incoming, endpoint, now),
+            LegEvent::Incoming(incoming) => self.on_incoming(*incoming, endpoint, registrar, now),
             LegEvent::Offer { leg, body } => {
                 let answer = self.apply_offer(leg, &body);
                 endpoint.answer_offer(leg, answer, now);
@@ -215,7 +222,13 @@ impl CallControl {
         }
     }
 
-    fn on_incoming(&mut self, incoming: Incoming, endpoint: &mut SipEndpoint, now: Instant) {
+    fn on_incoming(
+        &mut self,
+        incoming: Incoming,
+        endpoint: &mut SipEndpoint,
+        registrar: &mut RegistrarService,
+        now: Instant,
+    ) {
         let Incoming {
             leg,
             request,
@@ -225,21 +238,43 @@ impl CallControl {
         let call_id = msg::call_id(&request).unwrap_or_default();
         let span = tracing::info_span!("call", call_id = %call_id);
         let _guard = span.enter();
-        let mut refuse = |code: u16, phrase: Option<&str>| {
-            endpoint.reject(leg, code, phrase, "refused", now);
-            endpoint.forget(leg, "refused", now);
-        };
         let callee = request
             .uri
             .auth
             .as_ref()
             .map(|a| a.user.clone())
             .unwrap_or_default();
-        let caller = msg::header_value(&request, "From")
-            .and_then(|v| msg::address_uri(&v))
-            .and_then(|u| msg::parse_uri(&u))
-            .and_then(|u| u.auth.map(|a| a.user))
-            .unwrap_or_else(|| "anonymous".into());
+        let identity = match registrar.identify_caller(&request, from, now) {
+            Ok(identity) => identity,
+            Err(CallerRefusal::Challenge { stale }) => {
+                challenge(endpoint, registrar, leg, stale, now);
+                return;
+            }
+            Err(CallerRefusal::ForeignNetwork) => {
+                refuse_leg(endpoint, leg, 403, Some("Not From An Allowed Network"), now);
+                return;
+            }
+            Err(CallerRefusal::BadCredentials) => {
+                refuse_leg(endpoint, leg, 400, Some("Bad Proxy-Authorization"), now);
+                return;
+            }
+        };
+        let from_header = msg::header_value(&request, "From");
+        let (caller, caller_name) = match &identity {
+            Caller::User { extension, name } => (
+                extension.clone(),
+                Some(name.clone()).filter(|n| !n.is_empty()),
+            ),
+            Caller::Trusted | Caller::Unidentified => (
+                from_header
+                    .as_deref()
+                    .and_then(msg::address_uri)
+                    .and_then(|u| msg::parse_uri(&u))
+                    .and_then(|u| u.auth.map(|a| a.user))
+                    .unwrap_or_else(|| "anonymous".into()),
+                from_header.as_deref().and_then(display_name),
+            ),
+        };
         let plan = self.shared.plan.current();
         let facts = dialplan::CallFacts {
             to: callee.clone(),
@@ -248,12 +283,27 @@ impl CallControl {
             source_ip: Some(from.addr.ip()),
             at: jiff::Timestamp::now(),
         };
-        let Some(route) = plan.route(&facts) else {
-            tracing::info!(to = %callee, "no dialplan rule matches; 404");
-            refuse(404, None);
-            return;
+        let route = match plan.route(&facts) {
+            Some(route) if route.public || identity.is_identified() => route,
+            Some(route) => {
+                tracing::info!(to = %callee, source = %from.addr, rule = %route.rule_name, "rule not public and caller not identified; 407");
+                challenge(endpoint, registrar, leg, false, now);
+                return;
+            }
+            None if identity.is_identified() => {
+                tracing::info!(to = %callee, "no dialplan rule matches; 404");
+                refuse_leg(endpoint, leg, 404, None, now);
+                return;
+            }
+            None => {
+                tracing::info!(to = %callee, source = %from.addr, "no dialplan rule matches and caller not identified; 407");
+                challenge(endpoint, registrar, leg, false, now);
+                return;
+            }
         };
-        tracing::info!(to = %callee, from = %caller, rule = %route.rule_name, "routing call");
+        tracing::info!(to = %callee, from = %caller, caller = ?identity, rule = %route.rule_name, "routing call");
+        let mut refuse =
+            |code: u16, phrase: Option<&str>| refuse_leg(endpoint, leg, code, phrase, now);
 
         let content_type = msg::header_value(&request, "Content-Type").unwrap_or_default();
         if request.body.is_empty()
@@ -334,7 +384,7 @@ impl CallControl {
             CallLeg {
                 call_id: call_id.clone(),
                 caller: caller.clone(),
-                caller_name: msg::header_value(&request, "From").and_then(|v| display_name(&v)),
+                caller_name,
                 callee: callee.clone(),
                 started_wall_ms: jiff::Timestamp::now().as_millisecond(),
                 media: MediaSession {
@@ -724,6 +774,37 @@ impl CallControl {
 }
 
 /// The display name of a name-addr (`"Anna Amt" <sip:…>` or `Anna <sip:…>`).
+/// Refuses a new leg and forgets it.
+fn refuse_leg(
+    endpoint: &mut SipEndpoint,
+    leg: LegId,
+    code: u16,
+    phrase: Option<&str>,
+    now: Instant,
+) {
+    endpoint.reject(leg, code, phrase, "refused", now);
+    endpoint.forget(leg, "refused", now);
+}
+
+/// Answers a caller who must prove who they are with 407 and our challenges. The same
+/// challenge for a number nobody has and for a staff-only one: an outsider learns nothing
+/// about which numbers exist.
+fn challenge(
+    endpoint: &mut SipEndpoint,
+    registrar: &RegistrarService,
+    leg: LegId,
+    stale: bool,
+    now: Instant,
+) {
+    let headers: Vec<(&str, String)> = registrar
+        .proxy_challenges(stale)
+        .into_iter()
+        .map(|c| ("Proxy-Authenticate", c))
+        .collect();
+    endpoint.reject_with_headers(leg, 407, None, &headers, "caller not identified", now);
+    endpoint.forget(leg, "caller not identified", now);
+}
+
 fn display_name(name_addr: &str) -> Option<String> {
     let (name, _) = name_addr.split_once('<')?;
     let name = name.trim().trim_matches('"').trim();

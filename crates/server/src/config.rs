@@ -97,8 +97,10 @@ pub struct SecuritySettings {
     pub requests_per_second: u32,
     /// Messages a quiet address may send at once.
     pub request_burst: u32,
-    /// Networks exempt from the limit besides loopback: SIP trunks, a Kamailio in front on
-    /// another host, the VPN's own gateway (CIDRs, e.g. "10.8.0.0/16").
+    /// Networks whose calls need no password and whose messages no rate limit: SIP trunks,
+    /// a Kamailio in front, the VPN if every device on it is the town's (CIDRs, e.g.
+    /// "10.8.0.0/16"). Their From header is believed. Default: this machine only (loopback);
+    /// set it and loopback is trusted only if listed.
     pub trusted_networks: Vec<String>,
 }
 
@@ -107,7 +109,7 @@ impl Default for SecuritySettings {
         Self {
             requests_per_second: 50,
             request_burst: 100,
-            trusted_networks: Vec::new(),
+            trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
         }
     }
 }

@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::dialplan_files::ReloadReport;
+use crate::registrar::SecurityRequest;
 use crate::shared::Shared;
 
 #[derive(Clone)]
@@ -17,6 +18,7 @@ struct AppState {
     shared: Arc<Shared>,
     calls: Arc<AtomicUsize>,
     reload: ReloadRequests,
+    security: tokio::sync::mpsc::Sender<SecurityRequest>,
 }
 
 /// Asks the reloader to re-read the dialplans; it answers with its report.
@@ -28,6 +30,7 @@ pub async fn start(
     shared: Arc<Shared>,
     calls: Arc<AtomicUsize>,
     reload: ReloadRequests,
+    security: tokio::sync::mpsc::Sender<SecurityRequest>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -37,10 +40,13 @@ pub async fn start(
         .route("/metrics", get(metrics))
         .route("/dialplan/reload", axum::routing::post(reload_dialplan))
         .route("/rooms", get(rooms))
+        .route("/security/bans", get(bans))
+        .route("/security/bans/{address}", axum::routing::delete(unban))
         .with_state(AppState {
             shared,
             calls,
             reload,
+            security,
         });
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
@@ -66,6 +72,56 @@ async fn reload_dialplan(State(state): State<AppState>) -> axum::response::Respo
             };
             (status, axum::Json(report)).into_response()
         }
+        Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// `GET /security/bans`: the source addresses banned now.
+async fn bans(State(state): State<AppState>) -> axum::response::Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if state
+        .security
+        .send(SecurityRequest::Bans(tx))
+        .await
+        .is_err()
+    {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    match rx.await {
+        Ok(bans) => axum::Json(bans).into_response(),
+        Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// `DELETE /security/bans/ADDR`: 200 with the ban lifted, 404 when the address was not
+/// banned, 400 when it is no address.
+async fn unban(
+    State(state): State<AppState>,
+    axum::extract::Path(address): axum::extract::Path<String>,
+) -> axum::response::Response {
+    let Ok(address) = address.parse::<std::net::IpAddr>() else {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("{address:?} is not an IP address"),
+        )
+            .into_response();
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if state
+        .security
+        .send(SecurityRequest::Unban(address, tx))
+        .await
+        .is_err()
+    {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    match rx.await {
+        Ok(Some(ban)) => axum::Json(ban).into_response(),
+        Ok(None) => (
+            axum::http::StatusCode::NOT_FOUND,
+            format!("{address} is not banned"),
+        )
+            .into_response(),
         Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }

@@ -16,6 +16,7 @@ mod registrar;
 mod room_cli;
 mod room_watch;
 mod runtime;
+mod security_cli;
 mod shared;
 mod sip_endpoint;
 mod sounds;
@@ -63,6 +64,20 @@ enum Command {
         data_dir: PathBuf,
         #[command(subcommand)]
         command: user_cli::UserCommand,
+    },
+    /// Show and lift the bans on addresses that kept sending wrong passwords (asks the
+    /// running server).
+    Security {
+        /// The server's admin HTTP address (`http-listen`).
+        #[arg(
+            long,
+            value_name = "ADDR",
+            default_value = "127.0.0.1:8080",
+            global = true
+        )]
+        http: SocketAddr,
+        #[command(subcommand)]
+        command: security_cli::SecurityCommand,
     },
 }
 
@@ -241,5 +256,6 @@ fn main() -> ExitCode {
         Command::Dialplan(command) => dialplan_files::run_command(command),
         Command::Room { data_dir, command } => room_cli::run(command, &data_dir),
         Command::User { data_dir, command } => user_cli::run(command, &data_dir),
+        Command::Security { http, command } => security_cli::run(command, http),
     }
 }

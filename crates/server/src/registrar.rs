@@ -15,10 +15,11 @@ use sip::registrar::{
     Aor, Binding, BindingDetails, BindingRecord, QValue, RegisterRequest, Registrar,
     RegistrarConfig,
 };
-use sip::security::{BanConfig, FailedAuthBans};
+use sip::security::{BanConfig, FailedAuthBans, NetworkList};
 use sip::transaction::{Peer, TransportKind};
 
 use crate::config::{DigestAlgorithm, RegistrarSettings};
+use crate::security_cli::BanSummary;
 use crate::store_writer::StoreWriter;
 use crate::user_directory::UserDirectory;
 
@@ -58,6 +59,58 @@ pub enum RegisterOutcome {
     Drop,
 }
 
+/// What the admin API asks of the registrar about bans (answered on the signalling task,
+/// which owns them).
+#[derive(Debug)]
+pub enum SecurityRequest {
+    /// The bans in force.
+    Bans(tokio::sync::oneshot::Sender<Vec<BanSummary>>),
+    /// Lift the ban on an address; the ban lifted, if there was one.
+    Unban(
+        std::net::IpAddr,
+        tokio::sync::oneshot::Sender<Option<BanSummary>>,
+    ),
+}
+
+/// Who placed a call, as far as the server can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// One of our users: the INVITE came over the flow one of their phones registered on, or
+    /// carried their password (`Proxy-Authorization`, RFC 3261 §22.3).
+    User {
+        /// The user's extension: the caller number the called party sees.
+        extension: String,
+        /// The user's display name from the directory (the phone's From is not believed).
+        name: String,
+    },
+    /// A trusted network (`[security] trusted-networks`: a trunk, a proxy in front): its From
+    /// header is taken as it is.
+    Trusted,
+    /// Nobody we know: such a caller reaches only the dialplan's public rules.
+    Unidentified,
+}
+
+impl Caller {
+    /// Whether the caller proved an identity (or needs none).
+    pub fn is_identified(&self) -> bool {
+        !matches!(self, Caller::Unidentified)
+    }
+}
+
+/// Why an INVITE is refused before it is routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerRefusal {
+    /// Credentials were given and failed: challenge again (`stale`: only the nonce was old).
+    Challenge {
+        /// The response was right but the nonce too old.
+        stale: bool,
+    },
+    /// Right password, but from outside the user's allowed networks.
+    ForeignNetwork,
+    /// `Proxy-Authorization` could not be read.
+    BadCredentials,
+}
+
 /// The registrar service (see the module documentation).
 pub struct RegistrarService {
     auth: DigestAuthenticator,
@@ -66,6 +119,8 @@ pub struct RegistrarService {
     bans: FailedAuthBans,
     users: Arc<UserDirectory>,
     writer: StoreWriter,
+    /// Sources whose calls need no authentication and whose messages no rate limit.
+    trusted: NetworkList,
 }
 
 impl RegistrarService {
@@ -75,6 +130,7 @@ impl RegistrarService {
         users: Arc<UserDirectory>,
         writer: StoreWriter,
         stored: Vec<store::UserBinding>,
+        trusted: NetworkList,
         now: Instant,
     ) -> Self {
         let mut secret = [0u8; 32];
@@ -116,6 +172,7 @@ impl RegistrarService {
             }),
             users,
             writer,
+            trusted,
         }
     }
 
@@ -145,6 +202,146 @@ impl RegistrarService {
     /// The reachable bindings of a user, highest q first.
     pub fn lookup(&self, extension: &str, now: Instant) -> Vec<&Binding> {
         self.bindings.lookup(&Aor::new(extension, REALM), now)
+    }
+
+    /// Answers an admin request about bans.
+    pub fn on_security_request(&mut self, request: SecurityRequest, now: Instant) {
+        match request {
+            SecurityRequest::Bans(reply) => {
+                let bans = self
+                    .bans
+                    .bans(now)
+                    .iter()
+                    .map(|b| summary(b, now))
+                    .collect();
+                let _ = reply.send(bans);
+            }
+            SecurityRequest::Unban(source, reply) => {
+                let lifted = self
+                    .bans
+                    .unban(source)
+                    .filter(|b| b.until > now)
+                    .map(|b| summary(&b, now));
+                if let Some(ban) = &lifted {
+                    tracing::warn!(source = %ban.source, reason = %ban.reason, "ban lifted by an admin");
+                    self.publish(now);
+                }
+                let _ = reply.send(lifted);
+            }
+        }
+    }
+
+    /// Whether `source` is banned now (everything it sends is dropped unanswered).
+    pub fn is_banned(&self, source: std::net::IpAddr, now: Instant) -> bool {
+        self.bans.is_banned(source, now)
+    }
+
+    /// Whether `source` is in `[security] trusted-networks`.
+    pub fn is_trusted(&self, source: std::net::IpAddr) -> bool {
+        self.trusted.contains(source)
+    }
+
+    /// Works out who sent an INVITE from `from`.
+    ///
+    /// Credentials, when given, are checked first and their failures count toward a ban as a
+    /// REGISTER's do; then the flow a phone registered on (its NAT mapping, so contact
+    /// rewriting and authentication agree); then the trusted networks.
+    pub fn identify_caller(
+        &mut self,
+        request: &rsip::Request,
+        from: Peer,
+        now: Instant,
+    ) -> Result<Caller, CallerRefusal> {
+        let source = from.addr.ip();
+        let wall = SystemTime::now();
+        match find_credentials(request, "Proxy-Authorization", REALM) {
+            Ok(Some(credentials)) => {
+                let user = self.users.get(&credentials.username);
+                let method = request.method.to_string();
+                if let Err(failure) = self.auth.verify(
+                    &credentials,
+                    &method,
+                    user.as_ref().map(|u| &u.credentials),
+                    wall,
+                ) {
+                    if failure.counts_as_failure() {
+                        tracing::info!(%source, user = %credentials.username, "INVITE not authenticated: {failure}");
+                        self.record_failure(source, now);
+                    }
+                    return Err(CallerRefusal::Challenge {
+                        stale: failure.is_stale(),
+                    });
+                }
+                let Some(user) = user else {
+                    return Err(CallerRefusal::Challenge { stale: false });
+                };
+                if !user.allows_source(source) {
+                    tracing::info!(%source, user = %credentials.username, "INVITE from outside the user's allowed networks");
+                    return Err(CallerRefusal::ForeignNetwork);
+                }
+                return Ok(Caller::User {
+                    extension: credentials.username,
+                    name: user.display_name,
+                });
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::info!(%source, "unreadable Proxy-Authorization: {err}");
+                return Err(CallerRefusal::BadCredentials);
+            }
+        }
+        if let Some(extension) = self.registered_over(request, from, now) {
+            let name = self
+                .users
+                .get(&extension)
+                .map(|u| u.display_name)
+                .unwrap_or_default();
+            return Ok(Caller::User { extension, name });
+        }
+        Ok(if self.is_trusted(source) {
+            Caller::Trusted
+        } else {
+            Caller::Unidentified
+        })
+    }
+
+    /// The user whose phone registered over the flow `from` (same address, port and
+    /// transport), preferring the From user when several share it (one phone, two accounts).
+    fn registered_over(&self, request: &rsip::Request, from: Peer, now: Instant) -> Option<String> {
+        let same_flow = |b: &&Binding| {
+            b.expires_at > now
+                && b.details.source.addr == from.addr
+                && b.details.source.transport == from.transport
+        };
+        let from_user = msg::header_value(request, "From")
+            .and_then(|v| msg::address_uri(&v))
+            .and_then(|u| msg::parse_uri(&u))
+            .and_then(|u| u.auth.map(|a| a.user));
+        let mut users = self.bindings.iter().filter(same_flow).map(|b| b.aor.user());
+        let first = users.next()?.to_string();
+        match from_user {
+            Some(named) if named != first && users.any(|u| u == named) => Some(named),
+            _ => Some(first),
+        }
+    }
+
+    /// The `Proxy-Authenticate` values of a 407 (one per offered algorithm).
+    pub fn proxy_challenges(&self, stale: bool) -> Vec<String> {
+        let wall = SystemTime::now();
+        self.algorithms
+            .iter()
+            .map(|&algorithm| self.auth.challenge(algorithm, wall, stale))
+            .collect()
+    }
+
+    /// Counts a failed authentication from `source`, banning it after too many.
+    fn record_failure(&mut self, source: std::net::IpAddr, now: Instant) {
+        count(&metrics::AUTH_FAILURES);
+        if let Some(ban) = self.bans.record_failure(source, now) {
+            tracing::warn!(source = %ban.source, until = ?ban.until.saturating_duration_since(now), "source banned after repeated failed authentication");
+            count(&metrics::BANS);
+            self.publish(now);
+        }
     }
 
     /// Answers a REGISTER from `from`.
@@ -178,12 +375,7 @@ impl RegistrarService {
         ) {
             if failure.counts_as_failure() {
                 tracing::info!(%source, user = %credentials.username, "REGISTER not authenticated: {failure}");
-                count(&metrics::AUTH_FAILURES);
-                if let Some(ban) = self.bans.record_failure(source, now) {
-                    tracing::warn!(source = %ban.source, until = ?ban.until.saturating_duration_since(now), "source banned after repeated failed authentication");
-                    count(&metrics::BANS);
-                    self.publish(now);
-                }
+                self.record_failure(source, now);
             }
             return self.challenge(request, failure.is_stale(), wall);
         }
@@ -295,6 +487,20 @@ impl RegistrarService {
                 tracing::error!(user = %extension, "registration not stored: {err}");
             }
         });
+    }
+}
+
+/// A ban as the admin API shows it.
+fn summary(ban: &sip::security::Ban, now: Instant) -> BanSummary {
+    let source = ban.source.to_string();
+    BanSummary {
+        // A single IPv4 address reads better without its /32.
+        source: source
+            .strip_suffix("/32")
+            .map_or(source.clone(), str::to_string),
+        reason: ban.reason.to_string(),
+        since_s: now.saturating_duration_since(ban.since).as_secs(),
+        remaining_s: ban.until.saturating_duration_since(now).as_secs(),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::config::{Config, LogFormat};
 use crate::core_command::CoreCommand;
 use crate::dialplan_files::PlanHolder;
 use crate::media_worker::{MediaWorkers, PortAllocator};
-use crate::registrar::{RegisterOutcome, RegistrarService};
+use crate::registrar::{RegisterOutcome, RegistrarService, SecurityRequest};
 use crate::shared::Shared;
 use crate::sip_endpoint::{EndpointConfig, SipEndpoint};
 use crate::sounds::SoundLibrary;
@@ -87,6 +87,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         conferences: crate::conference::Registry::default(),
     });
     let (command_tx, command_rx) = mpsc::unbounded_channel();
+    // Admin requests are rare and answered at once; a few in flight are plenty.
+    let (security_tx, security_rx) = mpsc::channel(8);
     let endpoint = SipEndpoint::new(
         EndpointConfig {
             listen: transport.local_addr(),
@@ -115,7 +117,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     });
     let core = Core {
         rate_limit,
-        trusted,
         endpoint,
         control: CallControl::new(shared.clone(), ports, command_tx),
         registrar: RegistrarService::new(
@@ -123,6 +124,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             users,
             writer,
             stored_bindings,
+            trusted,
             Instant::now(),
         ),
         transport: transport.clone(),
@@ -131,7 +133,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (reload_tx, reload_rx) = mpsc::channel(4);
     crate::dialplan_files::spawn_reloader(shared.clone(), reload_rx)?;
     crate::room_watch::spawn(shared.clone());
-    crate::http::start(http_listen, shared.clone(), calls_gauge, reload_tx).await?;
+    crate::http::start(
+        http_listen,
+        shared.clone(),
+        calls_gauge,
+        reload_tx,
+        security_tx,
+    )
+    .await?;
     tracing::info!(
         sip = %transport.local_addr(),
         http = %http_listen,
@@ -140,7 +149,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         dialplan_version = shared.plan.version(),
         "amtsleitung is ready"
     );
-    core.run(inbound_rx, command_rx).await
+    core.run(inbound_rx, command_rx, security_rx).await
 }
 
 async fn shutdown_signal() {
@@ -157,8 +166,6 @@ async fn shutdown_signal() {
 struct Core {
     /// Messages per source address, checked before parsing.
     rate_limit: RequestRateLimit,
-    /// Sources exempt from the rate limit.
-    trusted: NetworkList,
     endpoint: SipEndpoint,
     control: CallControl,
     registrar: RegistrarService,
@@ -170,6 +177,7 @@ impl Core {
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::UnboundedReceiver<CoreCommand>,
+        mut security: mpsc::Receiver<SecurityRequest>,
     ) -> anyhow::Result<()> {
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
@@ -195,15 +203,19 @@ impl Core {
                 Some(message) = inbound.recv() => {
                     let now = Instant::now();
                     let source = message.peer.addr.ip();
-                    // Loopback is this machine (a Kamailio in front, the load generator).
-                    if source.is_loopback()
-                        || self.trusted.contains(source)
+                    if self.registrar.is_banned(source, now) {
+                        // An answer would only feed the guessing.
+                        DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    } else if self.registrar.is_trusted(source)
                         || self.rate_limit.check(source, now) == RateDecision::Allow
                     {
                         self.endpoint.handle_datagram(&message.bytes, message.peer, now);
                     } else {
                         DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
+                }
+                Some(request) = security.recv() => {
+                    self.registrar.on_security_request(request, Instant::now());
                 }
                 Some(command) = commands.recv() => {
                     self.control.on_command(command, &mut self.endpoint, &self.registrar, Instant::now());
@@ -255,8 +267,12 @@ impl Core {
             let Some(event) = self.endpoint.poll_event() else {
                 break;
             };
-            self.control
-                .on_leg_event(event, &mut self.endpoint, Instant::now());
+            self.control.on_leg_event(
+                event,
+                &mut self.endpoint,
+                &mut self.registrar,
+                Instant::now(),
+            );
         }
     }
 }

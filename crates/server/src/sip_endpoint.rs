@@ -349,13 +349,30 @@ impl SipEndpoint {
         reason: &str,
         now: Instant,
     ) {
+        self.reject_with_headers(leg, code, phrase, &[], reason, now);
+    }
+
+    /// Like [`reject`](Self::reject), with extra headers on the response (a 407's
+    /// `Proxy-Authenticate`).
+    pub fn reject_with_headers(
+        &mut self,
+        leg: LegId,
+        code: u16,
+        phrase: Option<&str>,
+        headers: &[(&str, String)],
+        reason: &str,
+        now: Instant,
+    ) {
         let Some(l) = self.legs.get_mut(&leg) else {
             return;
         };
         if l.state != LegState::Early || l.outbound {
             return;
         }
-        let response = msg::response_to(&l.invite, code, phrase, Some(&l.local_tag));
+        let mut response = msg::response_to(&l.invite, code, phrase, Some(&l.local_tag));
+        for (name, value) in headers {
+            msg::add_header(&mut response.headers, name, value.clone());
+        }
         let key = l.invite_key.clone();
         l.final_status = code;
         self.respond(&key, response, now);

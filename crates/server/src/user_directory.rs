@@ -22,6 +22,8 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// One user, as the registrar needs it.
 #[derive(Debug, Clone)]
 pub struct DirectoryUser {
+    /// Shown to the people this user calls.
+    pub display_name: String,
     /// Digest secrets for the user's realm.
     pub credentials: Credentials,
     /// Networks its phones may register from; empty: any.
@@ -43,6 +45,7 @@ impl DirectoryUser {
             }
         }
         Self {
+            display_name: user.display_name.clone(),
             credentials,
             allowed_networks: user.allowed_networks.clone(),
             max_contacts: user.max_contacts as usize,
