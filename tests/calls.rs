@@ -37,6 +37,10 @@ fn a_call_to_an_extension_rings_its_registered_phone_and_both_hear_each_other() 
     // Nobody hears themselves.
     assert!(heard_share(&phone, 880.0, "the phone", &server) < 0.1);
     assert!(heard_share(&caller, 440.0, "the caller", &server) < 0.1);
+    // Both talk PCMU: the server passed their packets on as they came, decoding nothing
+    // (7 s of 50 packets a second each way, less ringing and set-up).
+    let relayed = server.metric(Some(&ns), "amtsleitung_rtp_packets_relayed_total");
+    assert!(relayed > 300, "{relayed} packets relayed\n{}", server.log());
 }
 
 #[test]
@@ -111,6 +115,10 @@ fn the_callers_keys_reach_the_callee_as_rfc_4733_events() {
     );
     let to_phone = heard_share(&phone, 440.0, "the phone", &server);
     assert!(to_phone > 0.3, "440 Hz at the phone {to_phone:.2}");
+    // Both legs PCMU: the key presses went through as the caller's own event packets,
+    // relayed with the audio, each key once.
+    let relayed = server.metric(Some(&ns), "amtsleitung_rtp_packets_relayed_total");
+    assert!(relayed > 50, "{relayed} packets relayed\n{}", server.log());
 }
 
 /// `dial` to a SIP URI: the called party runs only PCMA, the caller only PCMU, so the server
@@ -172,6 +180,9 @@ fn dial_to_a_sip_uri_transcodes_between_pcmu_and_pcma_both_ways() {
         own_tone_back > 0.5,
         "440 Hz back at the caller through PCMU -> PCMA -> PCMU: {own_tone_back:.2}\n{log}"
     );
+    // Different codecs: nothing could be passed on as it came.
+    let relayed = server.metric(Some(&ns), "amtsleitung_rtp_packets_relayed_total");
+    assert_eq!(relayed, 0, "{log}");
 }
 
 /// A home office: the phone in a "home" namespace with a private address (192.168.178.20),

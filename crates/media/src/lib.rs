@@ -12,6 +12,7 @@ pub mod g722;
 pub mod jitter;
 pub mod opus;
 pub mod plc;
+pub mod relay;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;

@@ -18,7 +18,7 @@ use crate::call::{self, CallContext, CallEvent, DialOutcome};
 use crate::core_command::CoreCommand;
 use crate::ids::LegId;
 use crate::media_worker::{
-    MediaCommand, PortAllocator, QualityCell, RemoteMedia, RoomJoin, SessionSpec,
+    Connection, MediaCommand, PortAllocator, QualityCell, RemoteMedia, SessionSpec,
 };
 use crate::registrar::{Caller, CallerRefusal, RegistrarService};
 use crate::shared::Shared;
@@ -611,19 +611,14 @@ impl CallControl {
         caller.bridged_to = Some(child);
         endpoint.answer(parent, caller.media.answer_sdp.clone().into_bytes(), now);
         let caller_remote = caller.media.remote();
-        let room = format!("call-{parent}");
+        let key = format!("call-{parent}");
         media.send(parent, MediaCommand::SetRemote(parent, caller_remote));
-        for leg in [parent, child] {
-            media.send(
-                leg,
-                MediaCommand::JoinRoom(
-                    leg,
-                    RoomJoin {
-                        room: room.clone(),
-                        muted: false,
-                    },
-                ),
-            );
+        for (leg, peer) in [(parent, child), (child, parent)] {
+            let connection = Connection {
+                key: key.clone(),
+                peer,
+            };
+            media.send(leg, MediaCommand::Connect(leg, connection));
         }
         tracing::info!(leg = %parent, callee = %child, callee_codec = ?callee_codec, "dial: answered; connected");
         self.tell(parent, CallEvent::Dial(DialOutcome::Answered(child)));

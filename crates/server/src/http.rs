@@ -160,7 +160,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
          # HELP amtsleitung_rtp_packets_rejected_total RTP packets dropped (malformed or unknown payload type).\n# TYPE amtsleitung_rtp_packets_rejected_total counter\namtsleitung_rtp_packets_rejected_total {}\n\
          # HELP amtsleitung_media_frames_not_decoded_total Conference frames left undecoded because their RFC 6464 level was inaudible.\n# TYPE amtsleitung_media_frames_not_decoded_total counter\namtsleitung_media_frames_not_decoded_total {}\n\
          # HELP amtsleitung_mixer_frames_forwarded_total Listener frames that were a lone talker's payload, forwarded unchanged.\n# TYPE amtsleitung_mixer_frames_forwarded_total counter\namtsleitung_mixer_frames_forwarded_total {}\n\
-         # HELP amtsleitung_mixer_encodes_total Encoder runs of the conference mixers.\n# TYPE amtsleitung_mixer_encodes_total counter\namtsleitung_mixer_encodes_total {}\n",
+         # HELP amtsleitung_mixer_encodes_total Encoder runs of the conference mixers.\n# TYPE amtsleitung_mixer_encodes_total counter\namtsleitung_mixer_encodes_total {}\n\
+         # HELP amtsleitung_rtp_packets_relayed_total RTP packets relayed between the legs of a call that share a codec, not decoded.\n# TYPE amtsleitung_rtp_packets_relayed_total counter\namtsleitung_rtp_packets_relayed_total {}\n",
         state.calls.load(Ordering::Relaxed),
         media.ticks.load(Ordering::Relaxed),
         media.late_ticks.load(Ordering::Relaxed),
@@ -170,6 +171,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         media.frames_not_decoded.load(Ordering::Relaxed),
         media.frames_forwarded.load(Ordering::Relaxed),
         media.mixer_encodes.load(Ordering::Relaxed),
+        media.packets_relayed.load(Ordering::Relaxed),
     );
     let mut body = body;
     body.push_str("# HELP amtsleitung_media_tick_seconds Work done in one media tick (receive, mix, send).\n# TYPE amtsleitung_media_tick_seconds histogram\n");

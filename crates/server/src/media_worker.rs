@@ -3,7 +3,10 @@
 //! The tick runs on an absolute schedule (start + k·20 ms), so jitter in one tick never turns
 //! into drift. Control (start, stop, mode changes) arrives through a bounded channel drained
 //! at the start of each tick; the per-packet and per-frame path allocates nothing and takes
-//! no lock. Sessions never move between workers.
+//! no lock. A session moves between workers only to meet others: the members of a room, or
+//! the two legs of a call, live on the worker their room or call hashes to. Two legs of a
+//! call that share a codec relay each other's packets as they come (see
+//! [`media::relay::RelayStream`]); otherwise they are mixed in a room of two, which transcodes.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
@@ -15,6 +18,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use media::codec::{CodecKind, Decoder, Encoder};
 use media::dtmf::{DtmfReceiver, DtmfSender};
 use media::jitter::{JitterBuffer, JitterConfig, Playout};
+use media::relay::RelayStream;
 use media::resample::Resampler;
 use media::rtcp::{LegQuality, RtcpSession};
 use media::rtp::{RtpSender, audio_level, is_rtcp, ntp_timestamp, parse_rtp};
@@ -104,6 +108,9 @@ pub enum MediaCommand {
     Stop(SessionId),
     /// Move the session to the worker that hosts `room` and join it there.
     JoinRoom(SessionId, RoomJoin),
+    /// Connect the session with another one (both get this command): packets are relayed
+    /// as they are when both legs use the same codec, else both are mixed in a room of two.
+    Connect(SessionId, Connection),
     /// Leave the room the session is in (it stays on its worker, sending silence).
     LeaveRoom(SessionId),
     /// Mute or unmute a participant (not heard by the others).
@@ -114,8 +121,8 @@ pub enum MediaCommand {
     Overlay(SessionId, PromptPlayer),
     /// Send a key press to the peer as RFC 4733 events (dropped if it negotiated none).
     SendDtmf(SessionId, char),
-    /// A session handed over from another worker (room affinity).
-    Adopt(Box<Session>, RoomJoin),
+    /// A session handed over from another worker (room or call affinity).
+    Adopt(Box<Session>, Placement),
 }
 
 /// Where and how to exchange media with the peer, as the SDP offer/answer settled it.
@@ -138,6 +145,48 @@ pub struct RoomJoin {
     pub room: String,
     /// Joins muted (wait for the moderator, or listen-only).
     pub muted: bool,
+}
+
+/// Which two legs a call connects, and where they meet.
+pub struct Connection {
+    /// Names the call: both legs move to the worker this key hashes to, and a call that has
+    /// to transcode is mixed in a room of this name.
+    pub key: String,
+    /// The other leg.
+    pub peer: SessionId,
+}
+
+/// Where a session handed to another worker goes there.
+pub enum Placement {
+    /// Into a conference room.
+    Room(RoomJoin),
+    /// Into a call with another leg.
+    Call(Connection),
+}
+
+impl Placement {
+    fn key(&self) -> &str {
+        match self {
+            Placement::Room(join) => &join.room,
+            Placement::Call(connection) => &connection.key,
+        }
+    }
+}
+
+/// How a session is tied to another one outside a conference room.
+enum Link {
+    /// Not at all.
+    None,
+    /// Connected, waiting for the peer to arrive on this worker.
+    Waiting(SessionId),
+    /// Connected and sharing a codec: every packet from this leg goes out on `peer`'s.
+    Relay {
+        /// The peer's position in the worker's session list (kept up to date as sessions
+        /// come and go, so the tick finds it without a search).
+        index: usize,
+        /// This leg's packets rewritten as the peer's outgoing stream.
+        stream: RelayStream,
+    },
 }
 
 /// Receives a room's recording mix (16-bit PCM at the room rate) on a writer thread.
@@ -282,6 +331,8 @@ pub struct MediaStats {
     pub frames_not_decoded: AtomicU64,
     /// Listener frames that were a lone talker's payload, forwarded unchanged.
     pub frames_forwarded: AtomicU64,
+    /// RTP packets relayed from one leg of a call to the other without decoding.
+    pub packets_relayed: AtomicU64,
     /// Encoder runs of the conference mixers (shared and own mixes).
     pub mixer_encodes: AtomicU64,
     /// Tick work durations: counts per bucket of [`TICK_BUCKETS_US`] (cumulative at render).
@@ -418,6 +469,8 @@ pub struct Session {
     /// timestamp) and those waiting, oldest first.
     dtmf_out: Option<(DtmfSender, u32)>,
     dtmf_queue: std::collections::VecDeque<char>,
+    /// Another leg this one is connected with, outside a conference room.
+    link: Link,
 }
 
 /// Key presses waiting to be sent at most (a stuck key must not grow memory).
@@ -466,6 +519,7 @@ impl Session {
             answered: false,
             dtmf_out: None,
             dtmf_queue: std::collections::VecDeque::with_capacity(DTMF_QUEUE),
+            link: Link::None,
         })
     }
 
@@ -473,6 +527,10 @@ impl Session {
     fn queue_dtmf(&mut self, digit: char) {
         if self.spec.telephone_event_pt.is_none() {
             tracing::debug!(session = %self.spec.id, %digit, "peer takes no RFC 4733 events; key not sent");
+            return;
+        }
+        if matches!(self.link, Link::Relay { .. }) {
+            // The caller's own event packets are relayed to this leg already.
             return;
         }
         if self.dtmf_queue.len() < DTMF_QUEUE {
@@ -640,11 +698,14 @@ impl Session {
         }
     }
 
+    /// Reads what the peer sent since the last tick; with `relay`, its audio and key presses
+    /// go straight out on that leg instead of into our jitter buffer.
     fn receive(
         &mut self,
         clock: &TickClock,
         buf: &mut [u8; MAX_PACKET],
         drain_rtcp: bool,
+        mut relay: Option<(&mut Session, &mut [u8; MAX_PACKET])>,
         counts: &mut TickCounts,
     ) {
         // One `recvmsg` per packet until "would block": measured cheaper here than
@@ -661,7 +722,8 @@ impl Session {
             };
             let arrival = clock.arrival(stamp);
             let arrival_wall = stamp.unwrap_or(clock.wall);
-            self.take_packet(&buf[..len], from, arrival, arrival_wall, counts);
+            let relay = relay.as_mut().map(|(peer, out)| (&mut **peer, &mut **out));
+            self.take_packet(&buf[..len], from, arrival, arrival_wall, relay, counts);
         }
         if !drain_rtcp || self.spec.rtcp_mux {
             return;
@@ -685,6 +747,7 @@ impl Session {
         from: SocketAddr,
         now: Instant,
         arrival_wall: Duration,
+        relay: Option<(&mut Session, &mut [u8; MAX_PACKET])>,
         counts: &mut TickCounts,
     ) {
         if is_rtcp(packet) {
@@ -705,11 +768,21 @@ impl Session {
                 tracing::debug!(session = %self.spec.id, %digit, "DTMF received (RFC 4733)");
                 let _ = self.spec.events.send(MediaEvent::Dtmf(digit));
             }
+            if let Some((peer, out)) = relay
+                && let Some(pt) = peer.spec.telephone_event_pt
+            {
+                self.relay_to(peer, &rtp, pt, out, counts);
+            }
         } else if rtp.payload_type == self.spec.payload_type {
             // Symmetric RTP (RFC 4961): answer to where the media really comes from, which
             // is what gets audio through NAT and VPN concentrators.
             if self.spec.remote != Some(from) && self.spec.send {
                 self.spec.remote = Some(from);
+            }
+            if let Some((peer, out)) = relay {
+                let pt = peer.spec.payload_type;
+                self.relay_to(peer, &rtp, pt, out, counts);
+                return;
             }
             let level = self
                 .spec
@@ -720,6 +793,32 @@ impl Session {
                 .push_with_level(rtp.sequence, rtp.timestamp, rtp.payload, level, now);
         } else {
             counts.rejected += 1;
+        }
+    }
+
+    /// Sends one of our peer's packets on `peer`'s leg as `payload_type`, unchanged but for
+    /// its header (see [`RelayStream`]).
+    fn relay_to(
+        &mut self,
+        peer: &mut Session,
+        rtp: &media::rtp::RtpPacketInfo<'_>,
+        payload_type: u8,
+        out: &mut [u8; MAX_PACKET],
+        counts: &mut TickCounts,
+    ) {
+        let Link::Relay { stream, .. } = &mut self.link else {
+            return;
+        };
+        let (Some(remote), true) = (peer.spec.remote, peer.spec.send) else {
+            return;
+        };
+        let ticks = peer.rtp_ticks_per_frame;
+        let Ok(Some(len)) = stream.forward(rtp, payload_type, ticks, &mut peer.sender, out) else {
+            return;
+        };
+        if peer.spec.rtp.send_to(&out[..len], remote).is_ok() {
+            counts.sent += 1;
+            counts.relayed += 1;
         }
     }
 
@@ -880,6 +979,7 @@ struct TickCounts {
     sent: u64,
     not_decoded: u64,
     forwarded: u64,
+    relayed: u64,
     encodes: u64,
     rtcp_sent: u64,
     rtcp_received: u64,
@@ -895,6 +995,7 @@ impl TickCounts {
             (&stats.packets_out, &mut self.sent),
             (&stats.frames_not_decoded, &mut self.not_decoded),
             (&stats.frames_forwarded, &mut self.forwarded),
+            (&stats.packets_relayed, &mut self.relayed),
             (&stats.mixer_encodes, &mut self.encodes),
             (&stats.rtcp_sent, &mut self.rtcp_sent),
             (&stats.rtcp_received, &mut self.rtcp_received),
@@ -1012,8 +1113,17 @@ impl Worker {
             // syscall per call and tick.
             tick_count = tick_count.wrapping_add(1);
             let drain_rtcp = tick_count.is_multiple_of(RTCP_DRAIN_TICKS);
-            for session in &mut self.sessions {
-                session.receive(&clock, &mut recv_buf, drain_rtcp, &mut counts);
+            for index in 0..self.sessions.len() {
+                if let Link::Relay { index: peer, .. } = self.sessions[index].link
+                    && let Ok([session, peer]) = self.sessions.get_disjoint_mut([index, peer])
+                {
+                    let relay = Some((peer, &mut bufs.packet));
+                    session.receive(&clock, &mut recv_buf, drain_rtcp, relay, &mut counts);
+                    session.keep_alive(&clock, &mut recv_buf, &mut counts);
+                    continue;
+                }
+                let session = &mut self.sessions[index];
+                session.receive(&clock, &mut recv_buf, drain_rtcp, None, &mut counts);
                 session.keep_alive(&clock, &mut recv_buf, &mut counts);
                 let Some((slot, pid)) = session.conference else {
                     if let Heard::Pcm(n, _) = session.decode(now, &mut heard, |_| false) {
@@ -1059,6 +1169,100 @@ impl Worker {
 
     fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
         self.sessions.iter_mut().find(|s| s.spec.id == id)
+    }
+
+    /// Takes the session at `index` out of the list. A leg it relayed with goes back to
+    /// making its own media; the session moved into its place keeps its relay peer pointing
+    /// at it.
+    fn remove_session(&mut self, index: usize) -> Session {
+        if let Link::Relay { index: peer, .. } = self.sessions[index].link
+            && let Some(peer) = self.sessions.get_mut(peer)
+        {
+            peer.link = Link::None;
+        }
+        let mut session = self.sessions.swap_remove(index);
+        session.link = Link::None;
+        if let Some(moved) = self.sessions.get(index)
+            && let Link::Relay { index: peer, .. } = moved.link
+            && let Some(Session {
+                link: Link::Relay { index: back, .. },
+                ..
+            }) = self.sessions.get_mut(peer)
+        {
+            *back = index;
+        }
+        session
+    }
+
+    /// Puts a session where `placement` says, on the worker its key belongs to: here, or
+    /// handed over (later commands for it follow it there, in order).
+    fn settle(&mut self, session: Session, placement: Placement) {
+        let id = session.spec.id;
+        let target = worker_index_of_room(placement.key(), self.peers.len());
+        if target == self.index {
+            self.place(session, placement);
+            return;
+        }
+        match self.peers[target].try_send(MediaCommand::Adopt(Box::new(session), placement)) {
+            Ok(()) => {
+                self.forwarded.insert(id, target);
+            }
+            Err(err) => {
+                if let MediaCommand::Adopt(session, _) = err.into_inner() {
+                    let _ = session
+                        .spec
+                        .events
+                        .send(MediaEvent::JoinFailed("media worker busy".into()));
+                }
+            }
+        }
+    }
+
+    fn place(&mut self, session: Session, placement: Placement) {
+        match placement {
+            Placement::Room(join) => self.join(session, join),
+            Placement::Call(connection) => self.connect(session, connection),
+        }
+    }
+
+    /// Connects `session` with its peer once both are here: a relay when they share a codec
+    /// (nothing decoded, nothing encoded, no jitter buffer: the far ends' own buffers see
+    /// the network as it is), else a room of two that transcodes.
+    fn connect(&mut self, mut session: Session, connection: Connection) {
+        let id = session.spec.id;
+        session.mode = MediaMode::Silence;
+        let waiting = self.sessions.iter().position(|s| {
+            s.spec.id == connection.peer && matches!(s.link, Link::Waiting(p) if p == id)
+        });
+        let Some(peer_index) = waiting else {
+            session.link = Link::Waiting(connection.peer);
+            self.sessions.push(session);
+            return;
+        };
+        let peer_codec = self.sessions[peer_index].spec.codec;
+        if peer_codec == session.spec.codec {
+            let clock_rate = peer_codec.clock_rate();
+            tracing::debug!(session = %id, peer = %connection.peer, codec = ?peer_codec, "call legs relayed packet for packet");
+            session.link = Link::Relay {
+                index: peer_index,
+                stream: RelayStream::new(clock_rate),
+            };
+            self.sessions[peer_index].link = Link::Relay {
+                index: self.sessions.len(),
+                stream: RelayStream::new(clock_rate),
+            };
+            self.sessions.push(session);
+        } else {
+            tracing::debug!(session = %id, peer = %connection.peer, codec = ?session.spec.codec, ?peer_codec, "call legs transcoded in a room of two");
+            let peer = self.remove_session(peer_index);
+            for leg in [peer, session] {
+                let join = RoomJoin {
+                    room: connection.key.clone(),
+                    muted: false,
+                };
+                self.join(leg, join);
+            }
+        }
     }
 
     fn join(&mut self, mut session: Session, join: RoomJoin) {
@@ -1139,6 +1343,17 @@ impl Worker {
         }
     }
 
+    /// Takes a session out of whatever room or call it is in and settles it as `placement`
+    /// says.
+    fn move_session(&mut self, id: SessionId, placement: Placement) {
+        let Some(index) = self.sessions.iter().position(|s| s.spec.id == id) else {
+            return;
+        };
+        self.leave(id);
+        let session = self.remove_session(index);
+        self.settle(session, placement);
+    }
+
     /// Passes a command on to the worker its session moved to; returns it if it is ours.
     fn forward(&mut self, command: MediaCommand) -> Option<MediaCommand> {
         let id = match &command {
@@ -1146,6 +1361,7 @@ impl Worker {
             | MediaCommand::SetRemote(id, _)
             | MediaCommand::Stop(id)
             | MediaCommand::JoinRoom(id, _)
+            | MediaCommand::Connect(id, _)
             | MediaCommand::LeaveRoom(id)
             | MediaCommand::SetMuted(id, _)
             | MediaCommand::Overlay(id, _)
@@ -1213,41 +1429,18 @@ impl Worker {
                 MediaCommand::Stop(id) => {
                     self.leave(id);
                     if let Some(index) = self.sessions.iter().position(|s| s.spec.id == id) {
-                        let mut session = self.sessions.swap_remove(index);
+                        let mut session = self.remove_session(index);
                         session.stop(&self.stats);
                     }
                 }
-                MediaCommand::JoinRoom(id, join) => {
-                    let Some(index) = self.sessions.iter().position(|s| s.spec.id == id) else {
-                        continue;
-                    };
-                    self.leave(id);
-                    let session = self.sessions.swap_remove(index);
-                    let target = worker_index_of_room(&join.room, self.peers.len());
-                    if target == self.index {
-                        self.join(session, join);
-                    } else {
-                        let handover = MediaCommand::Adopt(Box::new(session), join);
-                        match self.peers[target].try_send(handover) {
-                            // Later commands for this session follow it, in order.
-                            Ok(()) => {
-                                self.forwarded.insert(id, target);
-                            }
-                            Err(err) => {
-                                if let MediaCommand::Adopt(session, _) = err.into_inner() {
-                                    let _ = session
-                                        .spec
-                                        .events
-                                        .send(MediaEvent::JoinFailed("media worker busy".into()));
-                                }
-                            }
-                        }
-                    }
+                MediaCommand::JoinRoom(id, join) => self.move_session(id, Placement::Room(join)),
+                MediaCommand::Connect(id, connection) => {
+                    self.move_session(id, Placement::Call(connection))
                 }
-                MediaCommand::Adopt(session, join) => {
+                MediaCommand::Adopt(session, placement) => {
                     // It may come back to a room of ours after living elsewhere.
                     self.forwarded.remove(&session.spec.id);
-                    self.join(*session, join);
+                    self.place(*session, placement);
                 }
                 MediaCommand::LeaveRoom(id) => self.leave(id),
                 MediaCommand::SendDtmf(id, digit) => {
