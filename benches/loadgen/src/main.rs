@@ -4,14 +4,18 @@
 //! paced RTP (K talkers per room, the rest send encoded silence), receives everything the
 //! server sends back, and reports server CPU per participant-second, late media ticks,
 //! loss and jitter at the receivers, memory, and (with `--talk-pattern bursts`) the delay
-//! the server adds between a talker's tone burst and its onset at sampled listeners. It is a measuring tool, not a SIP stack:
-//! the SIP text is hand-written and only covers INVITE/ACK/BYE against our own server.
+//! the server adds between a talker's tone burst and its onset at sampled listeners. With
+//! `--mode pairs` it places N/2 two-party calls instead: the server dials each one on to
+//! the load generator's own callee side (`uas`), and both legs send and are measured.
+//! It is a measuring tool, not a SIP stack: the SIP text is hand-written and only covers
+//! what our own server sends and answers.
 
 mod latency;
 mod measure;
 mod media_io;
 mod server_proc;
 mod sip_text;
+mod uas;
 mod udp_rx;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -29,6 +33,7 @@ use crate::latency::{LatencySummary, RealtimeNs, realtime_now};
 use crate::media_io::{RxCommand, RxSummary, TalkPattern, TalkPlan, TxCounters, TxSummary};
 use crate::server_proc::{ProcSample, ServerProcess};
 use crate::sip_text::Leg;
+use crate::uas::{CalleeSide, CalleeUas};
 
 /// Participants a room admits unless it was created with `amtsleitung room create`.
 const DEFAULT_ROOM_MAX: usize = 50;
@@ -54,8 +59,26 @@ impl From<CodecArg> for CodecKind {
     }
 }
 
+/// What kind of calls the run places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Every participant dials into a conference room (8NNNN).
+    Rooms,
+    /// N/2 two-party calls: the caller dials 7NNNN, the server dials our callee side.
+    Pairs,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Rooms => "rooms",
+            Mode::Pairs => "pairs",
+        }
+    }
+}
+
 /// How the talkers talk.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TalkPatternArg {
     /// A steady -16 dBFS 440 Hz tone.
     Continuous,
@@ -85,16 +108,21 @@ struct Cli {
     /// Server binary (use a release build for meaningful numbers).
     #[arg(long, default_value = "target/release/amtsleitung")]
     server: PathBuf,
-    /// Total participants (calls).
+    /// Conference rooms (`rooms`), or two-party calls relayed by the server between our
+    /// caller and callee legs (`pairs`).
+    #[arg(long, value_enum, default_value = "rooms")]
+    mode: Mode,
+    /// Total participants: calls into rooms, or call legs in pairs mode (even; N/2 calls).
     #[arg(long, default_value_t = 100)]
     participants: usize,
-    /// Conference rooms (numbers 1000.., dialled as 8NNNN).
+    /// Conference rooms (numbers 1000.., dialled as 8NNNN); ignored in pairs mode.
     #[arg(long, default_value_t = 10)]
     rooms: usize,
     /// Codec offered by every participant.
     #[arg(long, value_enum, default_value = "pcmu")]
     codec: CodecArg,
-    /// Participants per room sending a tone; the others send encoded silence.
+    /// Participants per room sending a tone; the others send encoded silence. Ignored in
+    /// pairs mode, where both legs of every call send the tone.
     #[arg(long, default_value_t = 2)]
     speakers_per_room: usize,
     /// Measurement window in seconds (after set-up and warm-up).
@@ -345,24 +373,63 @@ fn metric_delta(a: &Mark, b: &Mark, name: &str) -> Option<f64> {
     )
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    if cli.participants == 0 || cli.rooms == 0 || cli.rooms > cli.participants {
-        bail!("need 1 <= --rooms <= --participants");
+/// Refuses option combinations the chosen mode cannot run.
+fn check_options(cli: &Cli) -> anyhow::Result<()> {
+    match cli.mode {
+        Mode::Rooms => {
+            if cli.participants == 0 || cli.rooms == 0 || cli.rooms > cli.participants {
+                bail!("need 1 <= --rooms <= --participants");
+            }
+        }
+        Mode::Pairs => {
+            if cli.participants < 2 || !cli.participants.is_multiple_of(2) {
+                bail!("--mode pairs needs an even --participants >= 2 (two legs per call)");
+            }
+            if cli.participants / 2 > uas::MAX_PAIR_CALLS {
+                bail!(
+                    "--mode pairs dials 4-digit numbers: at most {} calls",
+                    uas::MAX_PAIR_CALLS
+                );
+            }
+            if cli.talk_pattern != TalkPatternArg::Continuous {
+                bail!("--mode pairs sends a steady tone on both legs: no --talk-pattern");
+            }
+            if cli.audio_level {
+                // The server's offers to the callee legs carry no audio-level extension, so
+                // half the legs could not send it.
+                bail!("--audio-level works in --mode rooms only");
+            }
+        }
     }
     if cli.duration == 0 || cli.cps == 0 {
         bail!("--duration and --cps must be positive");
     }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    check_options(&cli)?;
     let codec: CodecKind = cli.codec.into();
     server_proc::raise_fd_limit();
 
-    let per_room = cli.participants.div_ceil(cli.rooms);
-    let big_rooms: Vec<(String, usize)> = if per_room > DEFAULT_ROOM_MAX {
+    let per_room = cli.participants.div_ceil(cli.rooms.max(1));
+    let big_rooms: Vec<(String, usize)> = if cli.mode == Mode::Rooms && per_room > DEFAULT_ROOM_MAX
+    {
         (0..cli.rooms)
             .map(|m| ((1000 + m).to_string(), per_room))
             .collect()
     } else {
         Vec::new()
+    };
+    // Pairs: the callee side's SIP socket exists before the dialplan that names it.
+    let callee_sock = match cli.mode {
+        Mode::Rooms => None,
+        Mode::Pairs => Some(UdpSocket::bind("127.0.0.1:0").context("binding callee SIP socket")?),
+    };
+    let dialplan = match &callee_sock {
+        Some(sock) => Some(uas::pairs_dialplan(sock.local_addr()?)),
+        None => None,
     };
     let server = ServerProcess::start(
         &cli.server,
@@ -370,9 +437,10 @@ fn main() -> anyhow::Result<()> {
         cli.participants,
         cli.media_workers,
         &big_rooms,
+        dialplan.as_deref(),
         &cli.server_args,
     )?;
-    let result = run(&cli, codec, &server);
+    let result = run(&cli, codec, &server, callee_sock);
     let stopped = server.stop();
     let report = result?;
     stopped?;
@@ -384,9 +452,25 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What only pairs mode measures.
+struct PairsFigures {
+    /// Server CPU per established two-party call per second.
+    us_per_call_second: f64,
+    calls_per_core: f64,
+    /// The callee side's counts at the end.
+    callee: uas::UasTally,
+    /// Callee BYEs before we hung up the callers (the server ended those calls itself).
+    callee_byes_before_hangup: u64,
+}
+
 /// Everything measured, for the table and the JSON file.
 struct Report {
     cli_line: String,
+    mode: Mode,
+    /// SIP calls the UAC placed: participants (rooms) or two-party calls (pairs).
+    calls: usize,
+    /// Participants (rooms) or call legs (pairs) that were up after set-up.
+    legs_established: usize,
     participants: usize,
     rooms: usize,
     speakers_per_room: usize,
@@ -413,6 +497,8 @@ struct Report {
     late_ticks: Option<f64>,
     server_rtp_rx: Option<f64>,
     server_rtp_tx: Option<f64>,
+    server_rtp_relayed: Option<f64>,
+    pairs: Option<PairsFigures>,
     rx: RxSummary,
     tx: TxSummary,
     /// None when the probe was off (continuous pattern or no probe listeners).
@@ -443,24 +529,30 @@ impl Report {
         } else {
             self.server_args.join(" ")
         };
-        let rows: Vec<(&str, String)> = vec![
-            ("command", self.cli_line.clone()),
-            (
-                "scenario",
-                format!(
-                    "{} participants, {} rooms, {} talkers/room ({}), {}{}",
-                    self.participants,
-                    self.rooms,
-                    self.speakers_per_room,
-                    pattern_name(self.talk_pattern),
-                    self.codec.name(),
-                    if self.audio_level {
-                        ", audio levels sent"
-                    } else {
-                        ""
-                    }
-                ),
+        let scenario = match self.mode {
+            Mode::Rooms => format!(
+                "{} participants, {} rooms, {} talkers/room ({}), {}{}",
+                self.participants,
+                self.rooms,
+                self.speakers_per_room,
+                pattern_name(self.talk_pattern),
+                self.codec.name(),
+                if self.audio_level {
+                    ", audio levels sent"
+                } else {
+                    ""
+                }
             ),
+            Mode::Pairs => format!(
+                "pairs: {} two-party calls ({} legs), steady tone both ways, {}",
+                self.calls,
+                self.participants,
+                self.codec.name()
+            ),
+        };
+        let mut rows: Vec<(&str, String)> = vec![
+            ("command", self.cli_line.clone()),
+            ("scenario", scenario),
             ("server args", server_args),
             (
                 "calls established / failed",
@@ -488,6 +580,15 @@ impl Report {
                 "participants per core",
                 format!("{:.0}", self.participants_per_core),
             ),
+        ];
+        if let Some(p) = &self.pairs {
+            rows.push((
+                "server CPU µs per call-second",
+                format!("{:.1}", p.us_per_call_second),
+            ));
+            rows.push(("calls per core", format!("{:.0}", p.calls_per_core)));
+        }
+        rows.extend([
             ("loadgen CPU s", format!("{:.2}", self.loadgen_cpu_seconds)),
             (
                 "server RSS MiB (peak)",
@@ -503,6 +604,7 @@ impl Report {
                 "server RTP rx / tx (window)",
                 format!("{} / {}", opt(self.server_rtp_rx), opt(self.server_rtp_tx)),
             ),
+            ("server RTP relayed (window)", opt(self.server_rtp_relayed)),
             ("loadgen RTP sent (window)", self.tx.sent_window.to_string()),
             (
                 "loadgen send drops / late frames",
@@ -538,7 +640,28 @@ impl Report {
                 "BYE answered / server BYEs",
                 format!("{} / {}", self.bye_ok, self.server_byes),
             ),
-        ];
+        ]);
+        if let Some(p) = &self.pairs {
+            let c = &p.callee;
+            rows.push((
+                "callee BYEs received (before our hang-up)",
+                format!("{} ({})", c.byes, p.callee_byes_before_hangup),
+            ));
+            rows.push((
+                "callee INVITEs answered / resent / refused",
+                format!(
+                    "{} / {} / {}",
+                    c.answered, c.invite_retransmissions, c.rejected
+                ),
+            ));
+            rows.push((
+                "callee 200s resent / ACKs missing / refreshes",
+                format!(
+                    "{} / {} / {}",
+                    c.ok_retransmissions, c.acks_missing, c.refreshes
+                ),
+            ));
+        }
         let width = rows
             .iter()
             .map(|(k, _)| k.chars().count())
@@ -567,8 +690,9 @@ impl Report {
         let mut v = serde_json::json!({
             "command": self.cli_line,
             "participants": self.participants,
-            "rooms": self.rooms,
-            "speakers_per_room": self.speakers_per_room,
+            // Room options mean nothing in pairs mode.
+            "rooms": (self.mode == Mode::Rooms).then_some(self.rooms),
+            "speakers_per_room": (self.mode == Mode::Rooms).then_some(self.speakers_per_room),
             "codec": self.codec.name(),
             "talk_pattern": pattern_name(self.talk_pattern),
             "audio_level": self.audio_level,
@@ -601,8 +725,29 @@ impl Report {
             "bye_answered": self.bye_ok,
             "server_byes": self.server_byes,
         });
-        if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
-            obj.extend(more);
+        let p = self.pairs.as_ref();
+        let pairs = serde_json::json!({
+            "mode": self.mode.name(),
+            "calls": self.calls,
+            "legs_established": self.legs_established,
+            "server_rtp_relayed": self.server_rtp_relayed,
+            "server_cpu_us_per_call_second": p.map(|p| p.us_per_call_second),
+            "calls_per_core": p.map(|p| p.calls_per_core),
+            "callee_byes": p.map(|p| p.callee.byes),
+            "callee_byes_before_hangup": p.map(|p| p.callee_byes_before_hangup),
+            "callee_invites_answered": p.map(|p| p.callee.answered),
+            "callee_invite_retransmissions": p.map(|p| p.callee.invite_retransmissions),
+            "callee_invites_refused": p.map(|p| p.callee.rejected),
+            "callee_ok_retransmissions": p.map(|p| p.callee.ok_retransmissions),
+            "callee_acks_missing": p.map(|p| p.callee.acks_missing),
+            "callee_refreshes": p.map(|p| p.callee.refreshes),
+        });
+        if let Some(obj) = v.as_object_mut() {
+            for more in [extra, pairs] {
+                if let serde_json::Value::Object(more) = more {
+                    obj.extend(more);
+                }
+            }
         }
         v
     }
@@ -664,8 +809,35 @@ fn plan_talk(
     )
 }
 
-fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Report> {
+/// Roles in pairs mode: both legs of every call talk, a steady tone from the first frame.
+fn plan_pairs(participants: usize) -> TalkPlan {
+    TalkPlan {
+        pattern: TalkPattern::Continuous,
+        roles: vec![
+            media_io::Role::Talker {
+                offset_frames: 0,
+                probe_room: None,
+            };
+            participants
+        ],
+        probe_rooms: 0,
+        talkers: 1,
+        audio_level: false,
+    }
+}
+
+fn run(
+    cli: &Cli,
+    codec: CodecKind,
+    server: &ServerProcess,
+    callee_sock: Option<UdpSocket>,
+) -> anyhow::Result<Report> {
     let n = cli.participants;
+    // Participants 0..callers place calls; in pairs mode callers..n are the callee legs.
+    let callers = match cli.mode {
+        Mode::Rooms => n,
+        Mode::Pairs => n / 2,
+    };
     let sip_sock = UdpSocket::bind("127.0.0.1:0").context("binding SIP socket")?;
     let local = sip_sock.local_addr()?;
     let mut rtp_socks = Vec::with_capacity(n);
@@ -681,23 +853,29 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
     let rtp_socks = Arc::new(rtp_socks);
 
     let prefix = format!("lg{}-", std::process::id());
-    let legs = (0..n)
+    let legs = (0..callers)
         .map(|i| Leg {
             call_id: format!("{prefix}{i}"),
             from_tag: format!("f{i}"),
-            number: format!("8{}", 1000 + i % cli.rooms),
+            number: match cli.mode {
+                Mode::Rooms => format!("8{}", 1000 + i % cli.rooms),
+                Mode::Pairs => uas::pair_number(i),
+            },
             local,
             server: server.sip,
         })
         .collect();
     let pattern: TalkPattern = cli.talk_pattern.into();
-    let (mut plan, probes) = plan_talk(
-        n,
-        cli.rooms,
-        cli.speakers_per_room,
-        pattern,
-        cli.latency_listeners,
-    );
+    let (mut plan, probes) = match cli.mode {
+        Mode::Rooms => plan_talk(
+            n,
+            cli.rooms,
+            cli.speakers_per_room,
+            pattern,
+            cli.latency_listeners,
+        ),
+        Mode::Pairs => (plan_pairs(n), Vec::new()),
+    };
     plan.audio_level = cli.audio_level;
     if !probes.is_empty() && cli.speakers_per_room >= 3 {
         // Bursts 1000/K ms apart leave less than the detector's 150 ms of quiet for K >= 3.
@@ -722,11 +900,23 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
     )?;
     let (rx_cmd, rx_cmd_rx) = mpsc::channel();
     let receiver = media_io::spawn_receiver(codec, rtp_socks.clone(), probes, rx_cmd_rx)?;
+    let callee: Option<CalleeSide> = match callee_sock {
+        Some(sock) => {
+            let machine = CalleeUas::new(
+                sock.local_addr()?,
+                codec,
+                rtp_local.get(callers..).unwrap_or_default().to_vec(),
+                callers,
+            );
+            Some(uas::spawn(sock, machine, to_sender.clone())?)
+        }
+        None => None,
+    };
 
     let mut uac = Uac {
         sock: sip_sock,
         legs,
-        states: vec![CallState::NotStarted; n],
+        states: vec![CallState::NotStarted; callers],
         rtp_local,
         codec,
         audio_level: cli.audio_level,
@@ -740,12 +930,12 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
     // Set-up, paced at --cps with absolute schedule.
     let t_setup = Instant::now();
     let gap = Duration::from_secs_f64(1.0 / f64::from(cli.cps));
-    let setup_deadline = t_setup + gap * n as u32 + Duration::from_secs(15);
+    let setup_deadline = t_setup + gap * callers as u32 + Duration::from_secs(15);
     let mut next = 0usize;
     let mut last_retx = t_setup;
     while uac.pending() > 0 && Instant::now() < setup_deadline {
         let now = Instant::now();
-        if next < n && now >= t_setup + gap * next as u32 {
+        if next < callers && now >= t_setup + gap * next as u32 {
             uac.invite(next, now);
             next += 1;
         }
@@ -753,7 +943,7 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
             uac.retransmit(now);
             last_retx = now;
         }
-        let until = if next < n {
+        let until = if next < callers {
             t_setup + gap * next as u32
         } else {
             now + Duration::from_millis(50)
@@ -761,8 +951,18 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
         uac.pump(until.max(now + Duration::from_millis(1)));
     }
     let setup_seconds = t_setup.elapsed().as_secs_f64();
-    let established = uac.established();
-    let failed = n - established;
+    let callers_up = uac.established();
+    // A two-party call is established when both of its legs are.
+    let (established, legs_established, callee_down) = match &callee {
+        None => (callers_up, callers_up, 0),
+        Some(c) => {
+            let calls = (0..callers)
+                .filter(|&i| matches!(uac.states[i], CallState::Established { .. }) && c.is_up(i))
+                .count();
+            (calls, callers_up + c.legs_up(), callers_up - calls)
+        }
+    };
+    let failed = callers - established;
     let mut failure_codes = std::collections::BTreeMap::<u16, usize>::new();
     for st in &uac.states {
         match st {
@@ -773,13 +973,19 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
             _ => {}
         }
     }
-    let failures = failure_codes
+    let mut failures = failure_codes
         .iter()
         .map(|(c, k)| format!("{k}x{c}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    eprintln!("amt-loadgen: {established}/{n} calls up in {setup_seconds:.1} s, warming up");
+        .collect::<Vec<_>>();
+    if callee_down > 0 {
+        failures.push(format!("{callee_down}x(callee leg not up)"));
+    }
+    let failures = failures.join(" ");
+    eprintln!("amt-loadgen: {established}/{callers} calls up in {setup_seconds:.1} s, warming up");
     if established == 0 {
+        if let Some(c) = callee {
+            c.stop();
+        }
         stop.store(true, Ordering::Relaxed);
         let _ = sender.join();
         let _ = rx_cmd.send(RxCommand::Stop);
@@ -805,7 +1011,16 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
     let bursts = sender
         .join()
         .map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
+    let callee_byes_before_hangup = callee.as_ref().map_or(0, |c| c.tally().byes);
     uac.hang_up_all(gap / 4);
+    // The server ends each callee leg after its caller's BYE.
+    let callee_tally = callee.map(|c| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while c.legs_up() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c.stop()
+    });
     let _ = rx_cmd.send(RxCommand::Stop);
     let rx = receiver
         .join()
@@ -818,11 +1033,24 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
     let system_cpu = b.server.stime_ticks.saturating_sub(a.server.stime_ticks) as f64 / hz;
     let server_cpu = user_cpu + system_cpu;
     // Only established calls carry media, so they are the participants that cost CPU.
-    let per_ps = |cpu| measure::cpu_us_per_participant_second(cpu, established, window);
+    let per_ps = |cpu| measure::cpu_us_per_participant_second(cpu, legs_established, window);
     let us = per_ps(server_cpu);
+    let pairs = callee_tally.map(|callee| {
+        // The same ratio with the call as the unit.
+        let per_call = measure::cpu_us_per_participant_second(server_cpu, established, window);
+        PairsFigures {
+            us_per_call_second: per_call,
+            calls_per_core: measure::participants_per_core(per_call),
+            callee,
+            callee_byes_before_hangup,
+        }
+    });
     let args: Vec<String> = std::env::args().collect();
     Ok(Report {
         cli_line: args.join(" "),
+        mode: cli.mode,
+        calls: callers,
+        legs_established,
         participants: n,
         rooms: cli.rooms,
         speakers_per_room: cli.speakers_per_room,
@@ -849,6 +1077,8 @@ fn run(cli: &Cli, codec: CodecKind, server: &ServerProcess) -> anyhow::Result<Re
         late_ticks: metric_delta(&a, &b, "amtsleitung_media_late_ticks_total"),
         server_rtp_rx: metric_delta(&a, &b, "amtsleitung_rtp_packets_received_total"),
         server_rtp_tx: metric_delta(&a, &b, "amtsleitung_rtp_packets_sent_total"),
+        server_rtp_relayed: metric_delta(&a, &b, "amtsleitung_rtp_packets_relayed_total"),
+        pairs,
         rx: rx.summary,
         tx,
         latency,
@@ -884,6 +1114,41 @@ mod tests {
             }
         );
         assert_eq!(plan.roles[9], Role::Listener);
+    }
+
+    #[test]
+    fn pairs_mode_needs_an_even_leg_count_and_no_room_options() {
+        let check = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["amt-loadgen", "--mode", "pairs"].iter().chain(args)).unwrap();
+            check_options(&cli)
+        };
+        // --rooms defaults to 10 and is ignored: 2 legs are one call.
+        assert!(check(&["--participants", "2"]).is_ok());
+        assert!(check(&["--participants", "20", "--rooms", "50"]).is_ok());
+        assert!(check(&["--participants", "21"]).is_err());
+        assert!(check(&["--participants", "0"]).is_err());
+        assert!(check(&["--participants", "4", "--talk-pattern", "bursts"]).is_err());
+        assert!(check(&["--participants", "4", "--audio-level"]).is_err());
+        let rooms = Cli::try_parse_from(["amt-loadgen", "--participants", "5"]).unwrap();
+        assert_eq!(rooms.mode, Mode::Rooms);
+        assert!(
+            check_options(&rooms).is_err(),
+            "10 rooms for 5 participants"
+        );
+    }
+
+    #[test]
+    fn pairs_plan_has_every_leg_talking_from_the_first_frame() {
+        let plan = plan_pairs(6);
+        assert_eq!(plan.roles.len(), 6);
+        assert!(plan.roles.iter().all(|r| *r
+            == Role::Talker {
+                offset_frames: 0,
+                probe_room: None
+            }));
+        assert_eq!(plan.pattern, TalkPattern::Continuous);
+        assert_eq!(plan.probe_rooms, 0);
     }
 
     #[test]

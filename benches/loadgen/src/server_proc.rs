@@ -39,6 +39,8 @@ pub struct ServerProcess {
     pub sip: SocketAddr,
     http: SocketAddr,
     data_dir: PathBuf,
+    /// Our own dialplan directory, if we wrote one (removed with the data directory).
+    dialplans: Option<PathBuf>,
     log: Arc<Mutex<VecDeque<String>>>,
 }
 
@@ -102,13 +104,15 @@ fn free_rtp_range(len: u16) -> anyhow::Result<(u16, u16)> {
 
 impl ServerProcess {
     /// Starts `bin serve` in `repo` on loopback, sized for `participants`, with `extra_args`
-    /// appended, and waits for it to log that it is ready.
+    /// appended, and waits for it to log that it is ready. With `dialplan` (TOML text) the
+    /// server runs that one file instead of the repository's `dialplans/`.
     pub fn start(
         bin: &Path,
         repo: &Path,
         participants: usize,
         media_workers: usize,
         big_rooms: &[(String, usize)],
+        dialplan: Option<&str>,
         extra_args: &[String],
     ) -> anyhow::Result<Self> {
         let bin = bin
@@ -141,9 +145,25 @@ impl ServerProcess {
                 );
             }
         }
-        let mut child = Command::new(&bin)
-            .current_dir(&repo)
-            .arg("serve")
+        let dialplans = match dialplan {
+            Some(text) => {
+                let dir = std::env::temp_dir()
+                    .join(format!("amt-loadgen-{}-dialplans", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+                let file = dir.join("loadgen.toml");
+                std::fs::write(&file, text)
+                    .with_context(|| format!("writing {}", file.display()))?;
+                Some(dir)
+            }
+            None => None,
+        };
+        let mut serve = Command::new(&bin);
+        serve.current_dir(&repo).arg("serve");
+        if let Some(dir) = &dialplans {
+            serve.arg("--dialplans").arg(dir);
+        }
+        let mut child = serve
             .args(["--sip-listen", &sip.to_string()])
             .args(["--http-listen", &http.to_string()])
             .args(["--media-ip", "127.0.0.1"])
@@ -181,6 +201,7 @@ impl ServerProcess {
             sip,
             http,
             data_dir,
+            dialplans,
             log,
         };
         if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
@@ -244,7 +265,15 @@ impl ServerProcess {
         Ok(body)
     }
 
-    /// Stops the server with SIGTERM (SIGKILL after 10 s) and removes its data directory.
+    fn remove_dirs(&self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if let Some(dir) = &self.dialplans {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// Stops the server with SIGTERM (SIGKILL after 10 s) and removes its data directory
+    /// (and our dialplan directory).
     pub fn stop(mut self) -> anyhow::Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
@@ -266,7 +295,7 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        self.remove_dirs();
         Ok(())
     }
 }
@@ -276,7 +305,7 @@ impl Drop for ServerProcess {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
-            let _ = std::fs::remove_dir_all(&self.data_dir);
+            self.remove_dirs();
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Hand-written SIP text for a minimal UAC (INVITE/ACK/BYE over UDP) and the few response
-//! fields it reads back. Only what the load generator needs; not a general SIP parser.
+//! Hand-written SIP text for a minimal UAC (INVITE/ACK/BYE over UDP), the responses of the
+//! callee side (`uas`), and the few fields both read back. Only what the load generator
+//! needs; not a general SIP parser.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -12,6 +13,10 @@ pub struct SipMsg<'a> {
     pub status: Option<u16>,
     /// Request method of a request (`None` for a response).
     pub method: Option<&'a str>,
+    /// Request-URI of a request (`None` for a response).
+    pub request_uri: Option<&'a str>,
+    /// `branch` parameter of the topmost Via (RFC 3261 §8.1.1.7), if any.
+    pub branch: Option<&'a str>,
     /// Call-ID header value.
     pub call_id: &'a str,
     /// Method named in the CSeq header.
@@ -48,12 +53,15 @@ fn header_pairs(head: &str) -> impl Iterator<Item = (&str, &str)> {
 pub fn parse(text: &str) -> Option<SipMsg<'_>> {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
     let first = head.lines().next()?;
-    let (status, method) = if let Some(rest) = first.strip_prefix("SIP/2.0 ") {
-        (Some(rest.get(..3)?.parse().ok()?), None)
+    let (status, method, request_uri) = if let Some(rest) = first.strip_prefix("SIP/2.0 ") {
+        (Some(rest.get(..3)?.parse().ok()?), None, None)
     } else {
-        (None, Some(first.split_whitespace().next()?))
+        let mut f = first.split_whitespace();
+        (None, Some(f.next()?), f.next())
     };
     let mut call_id = None;
+    let mut branch = None;
+    let mut top_via = true;
     let mut cseq_method = None;
     let mut to_tag = None;
     let mut contact = None;
@@ -68,6 +76,14 @@ pub fn parse(text: &str) -> Option<SipMsg<'_>> {
                 .skip(1)
                 .filter_map(|p| p.trim().strip_prefix("tag="))
                 .next();
+        } else if name.eq_ignore_ascii_case("Via") && top_via {
+            // The topmost Via is the first value of the first Via header (RFC 3261 §7.3.1).
+            top_via = false;
+            branch = value.split(',').next().and_then(|via| {
+                via.split(';')
+                    .skip(1)
+                    .find_map(|p| p.trim().strip_prefix("branch="))
+            });
         } else if name.eq_ignore_ascii_case("Contact") {
             contact = value
                 .split_once('<')
@@ -78,6 +94,8 @@ pub fn parse(text: &str) -> Option<SipMsg<'_>> {
     Some(SipMsg {
         status,
         method,
+        request_uri,
+        branch,
         call_id: call_id?,
         cseq_method: cseq_method?,
         to_tag,
@@ -256,18 +274,48 @@ impl Leg {
 /// A 200 OK to a request the server sent us (e.g. its own BYE or OPTIONS), echoing the
 /// headers RFC 3261 §8.2.6.2 says a response copies.
 pub fn ok_response(req: &SipMsg<'_>) -> String {
-    let mut out = String::from("SIP/2.0 200 OK\r\n");
+    response(req, 200, "OK", None, "", None)
+}
+
+/// A response to `req`: status line, the headers RFC 3261 §8.2.6.2 copies (Via, From, To,
+/// Call-ID, CSeq), `to_tag` added to To when the request's To has none (§8.2.6.2: the UAS
+/// picks the tag of a new dialog), then `extra` (whole header lines, each ending in CRLF)
+/// and an optional (content type, body).
+pub fn response(
+    req: &SipMsg<'_>,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    extra: &str,
+    body: Option<(&str, &str)>,
+) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
     for line in req.headers.split("\r\n").skip(1) {
         let name = line.split(':').next().unwrap_or("").trim();
         let copy = ["Via", "v", "From", "f", "To", "t", "Call-ID", "i", "CSeq"]
             .iter()
             .any(|h| h.eq_ignore_ascii_case(name));
-        if copy {
-            out.push_str(line);
-            out.push_str("\r\n");
+        if !copy {
+            continue;
         }
+        out.push_str(line);
+        let is_to = name.eq_ignore_ascii_case("To") || name.eq_ignore_ascii_case("t");
+        if let (true, Some(tag), None) = (is_to, to_tag, req.to_tag) {
+            out.push_str(";tag=");
+            out.push_str(tag);
+        }
+        out.push_str("\r\n");
     }
-    out.push_str("Content-Length: 0\r\n\r\n");
+    out.push_str(extra);
+    match body {
+        Some((content_type, body)) => {
+            out.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        }
+        None => out.push_str("Content-Length: 0\r\n\r\n"),
+    }
     out
 }
 
@@ -330,6 +378,45 @@ mod tests {
         let ok = ok_response(&m);
         assert!(ok.starts_with("SIP/2.0 200 OK\r\n"));
         assert!(ok.contains("i: cid9\r\n") && ok.contains("CSeq: 5 BYE\r\n"));
+    }
+
+    #[test]
+    fn reads_request_uri_and_top_via_branch_only() {
+        let req = "INVITE sip:70003@127.0.0.1:5080 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKtop;rport, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKsecond\r\n\
+            Via: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKthird\r\n\
+            Call-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
+        let m = parse(req).unwrap();
+        assert_eq!(m.request_uri, Some("sip:70003@127.0.0.1:5080"));
+        assert_eq!(m.branch, Some("z9hG4bKtop"));
+        assert_eq!(parse(OK_200).unwrap().request_uri, None);
+    }
+
+    #[test]
+    fn response_adds_to_tag_only_when_the_request_has_none() {
+        let invite = "INVITE sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\r\n\
+            From: <sip:a@b>;tag=f\r\nTo: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+            Max-Forwards: 70\r\n\r\n";
+        let m = parse(invite).unwrap();
+        let ok = response(
+            &m,
+            200,
+            "OK",
+            Some("uas1"),
+            "Contact: <sip:me@h>\r\n",
+            Some(("application/sdp", "v=0\r\n")),
+        );
+        assert!(ok.starts_with("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\r\n"));
+        assert!(ok.contains("To: <sip:x@y>;tag=uas1\r\n"), "{ok}");
+        assert!(!ok.contains("Max-Forwards"));
+        assert!(ok.ends_with("Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n"));
+        let bye = "BYE sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK2\r\n\
+            To: <sip:x@y>;tag=uas1\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n";
+        let ok = response(&parse(bye).unwrap(), 200, "OK", Some("other"), "", None);
+        assert!(
+            ok.contains("To: <sip:x@y>;tag=uas1\r\n") && !ok.contains("other"),
+            "{ok}"
+        );
     }
 
     #[test]
