@@ -20,8 +20,10 @@ fn a_call_to_an_extension_rings_its_registered_phone_and_both_hear_each_other() 
     add_user(data.path(), "101", "geheim123");
     add_user(data.path(), "102", "kollege77");
     let server = Server::start_with_data(Some(&ns), &[], data);
-    // The staff phone: registers as 101, answers by itself, its microphone plays 880 Hz.
-    let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
+    // The staff phone: registers as 101, answers by itself, its microphone plays 880 Hz. A
+    // wideband desk phone: it speaks G.722 too, but takes the first codec of an offer it
+    // knows, and the server offers it the caller's codec first.
+    let phone = Baresip::new("10.99.0.2", 880, "G722,PCMU", 8000).registering("101", "geheim123");
     // The caller is a colleague's phone (user 102), playing 440 Hz: staff extensions are not
     // public, so only an identified caller may ring one.
     let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("102", "kollege77");
@@ -39,6 +41,11 @@ fn a_call_to_an_extension_rings_its_registered_phone_and_both_hear_each_other() 
     assert!(heard_share(&caller, 440.0, "the caller", &server) < 0.1);
     // Both talk PCMU: the server passed their packets on as they came, decoding nothing
     // (7 s of 50 packets a second each way, less ringing and set-up).
+    assert!(
+        outputs[0].contains("Set audio encoder: PCMU"),
+        "{}",
+        outputs[0]
+    );
     let relayed = server.metric(Some(&ns), "amtsleitung_rtp_packets_relayed_total");
     assert!(relayed > 300, "{relayed} packets relayed\n{}", server.log());
 }

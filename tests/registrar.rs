@@ -361,3 +361,80 @@ fn options_from_others_stay_answered_during_a_flood_from_one_address() {
         times[times.len() - 1]
     );
 }
+
+/// Qualify: every registered contact gets OPTIONS (here every 2 s, 1 s to answer). A phone
+/// that answers (baresip) stays reachable; a contact whose phone is gone (SIPp registered it
+/// and exited) is marked down and not rung: a call to it goes on at once, and registering
+/// again brings it back.
+#[test]
+fn a_contact_that_stops_answering_options_is_not_rung_until_it_registers_again() {
+    let ns = Netns::new();
+    let data = TempDir::new("reg-qualify");
+    support::add_user(data.path(), "101", "geheim123");
+    support::add_user(data.path(), "102", "kollege77");
+    support::add_user(data.path(), "103", "vertretung9");
+    let dir = TempDir::new("reg-qualify-sipp");
+    let config = dir.path().join("qualify.toml");
+    std::fs::write(
+        &config,
+        "[registrar]\nqualify-interval = 2\nqualify-timeout = 1\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let server = Server::start_with_data(Some(&ns), &["--config", &config], data);
+    let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("102", "kollege77");
+    let scenario = register_scenario(&dir, 200);
+    std::thread::scope(|scope| {
+        let phone_run = scope.spawn(|| phone.run(&ns, 16));
+        let gone = sipp_register(&ns, &scenario, "10.99.0.4", "103", "vertretung9", 1);
+        assert_ok(&gone, &server, "REGISTER of the phone that then goes away");
+        let marked_down = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_unreachable_contacts") == 1
+        });
+        assert!(
+            marked_down,
+            "the dead contact was not marked down\n{}",
+            server.log()
+        );
+        assert!(
+            server.log().contains("contact does not answer OPTIONS")
+                && server.log().contains("source=10.99.0.4"),
+            "{}",
+            server.log()
+        );
+        // Several more rounds: baresip answers every OPTIONS, so only the dead one is down.
+        std::thread::sleep(Duration::from_secs(4));
+        assert_eq!(
+            server.metric(Some(&ns), "amtsleitung_unreachable_contacts"),
+            1,
+            "{}",
+            server.log()
+        );
+        assert_eq!(
+            server.metric(Some(&ns), "amtsleitung_registered_contacts"),
+            2
+        );
+        // A call to the dead contact's user rings nobody: the shipped rule goes on to its
+        // next action (480) at once instead of ringing a phone that is not there for 30 s.
+        let started = std::time::Instant::now();
+        let caller_out = caller.call(&ns, "sip:103@10.99.0.1", 3);
+        let log = server.log();
+        assert!(
+            log.contains("target=user 103 contacts=0"),
+            "{caller_out}\n{log}"
+        );
+        assert!(caller_out.contains("480"), "{caller_out}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // Registering again is an answer too.
+        let back = sipp_register(&ns, &scenario, "10.99.0.4", "103", "vertretung9", 1);
+        assert_ok(&back, &server, "REGISTER again");
+        assert_eq!(
+            server.metric(Some(&ns), "amtsleitung_unreachable_contacts"),
+            0,
+            "{}",
+            server.log()
+        );
+        phone_run.join().unwrap();
+    });
+}

@@ -40,6 +40,8 @@ struct MediaSession {
     remote_rtcp: Option<SocketAddr>,
     /// The direction our answer gave us (RFC 3264 §6.1).
     direction: Direction,
+    /// The codec the caller and we agreed on.
+    codec: Codec,
 }
 
 impl MediaSession {
@@ -396,6 +398,7 @@ impl CallControl {
                     remote_rtp: negotiated.remote_rtp,
                     remote_rtcp: negotiated.remote_rtcp,
                     direction: negotiated.direction,
+                    codec: negotiated.codec,
                 },
                 quality,
                 events: events_tx.clone(),
@@ -482,7 +485,9 @@ impl CallControl {
         }
     }
 
-    /// Sends one INVITE for `parent`, with an offer of all our codecs on fresh ports.
+    /// Sends one INVITE for `parent`, with an offer of all our codecs on fresh ports, the
+    /// caller's codec first: a phone that takes the first codec it knows then talks what the
+    /// caller talks, and the call is relayed rather than transcoded.
     fn place(
         &mut self,
         parent: LegId,
@@ -504,10 +509,15 @@ impl CallControl {
             }
         };
         let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+        let mut codecs = OUR_CODECS.to_vec();
+        if let Some(caller) = self.legs.get(&parent) {
+            codecs.retain(|&c| c != caller.media.codec);
+            codecs.insert(0, caller.media.codec);
+        }
         let local = LocalMedia {
             ip: local_ip,
             port,
-            codecs: OUR_CODECS.to_vec(),
+            codecs,
             session_id: rand::random::<u32>() as u64,
             session_version: 1,
         };

@@ -144,6 +144,12 @@ pub struct RegistrarSettings {
     pub ban_window: u64,
     /// Seconds a ban lasts.
     pub ban_seconds: u64,
+    /// Seconds between two OPTIONS to each registered contact (qualify); 0 = never. A
+    /// contact that does not answer within `qualify-timeout` is not rung until it answers
+    /// or registers again.
+    pub qualify_interval: u64,
+    /// Seconds a contact has to answer a qualify OPTIONS.
+    pub qualify_timeout: u64,
 }
 
 impl Default for RegistrarSettings {
@@ -155,6 +161,8 @@ impl Default for RegistrarSettings {
             ban_after_failures: 5,
             ban_window: 600,
             ban_seconds: 900,
+            qualify_interval: 30,
+            qualify_timeout: 5,
         }
     }
 }

@@ -274,6 +274,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Source addresses banned now after repeated failed authentication.",
         reg::ACTIVE_BANS.load(Ordering::Relaxed),
     );
+    gauge(
+        &mut body,
+        "amtsleitung_unreachable_contacts",
+        "Registered contacts that left their last qualify OPTIONS unanswered (not rung).",
+        reg::UNREACHABLE_CONTACTS.load(Ordering::Relaxed),
+    );
     for (name, help, value) in [
         (
             "amtsleitung_registrations_total",

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sip::digest::{Algorithm, DigestAuthenticator, DigestConfig, find_credentials};
 use sip::message as msg;
+use sip::qualify::{Qualifier, QualifyConfig, Reachability};
 use sip::registrar::{
-    Aor, Binding, BindingDetails, BindingRecord, QValue, RegisterRequest, Registrar,
-    RegistrarConfig,
+    Aor, Binding, BindingChange, BindingDetails, BindingId, BindingRecord, QValue, RegisterRequest,
+    Registrar, RegistrarConfig,
 };
 use sip::security::{BanConfig, FailedAuthBans, NetworkList};
 use sip::transaction::{Peer, TransportKind};
@@ -40,6 +41,8 @@ pub mod metrics {
     pub static BANS: AtomicU64 = AtomicU64::new(0);
     /// Sources banned now.
     pub static ACTIVE_BANS: AtomicU64 = AtomicU64::new(0);
+    /// Registered contacts that left their last qualify OPTIONS unanswered.
+    pub static UNREACHABLE_CONTACTS: AtomicU64 = AtomicU64::new(0);
 }
 
 fn set(gauge: &std::sync::atomic::AtomicU64, value: usize) {
@@ -121,6 +124,8 @@ pub struct RegistrarService {
     writer: StoreWriter,
     /// Sources whose calls need no authentication and whose messages no rate limit.
     trusted: NetworkList,
+    /// OPTIONS schedule and reachability of the bindings; `None` when qualifying is off.
+    qualifier: Option<Qualifier<BindingId>>,
 }
 
 impl RegistrarService {
@@ -160,6 +165,22 @@ impl RegistrarService {
         if algorithms.is_empty() {
             algorithms.push(Algorithm::Md5);
         }
+        let qualifier = (settings.qualify_interval > 0).then(|| {
+            let interval = Duration::from_secs(settings.qualify_interval);
+            let mut qualifier = Qualifier::new(QualifyConfig {
+                interval,
+                timeout: Duration::from_secs(settings.qualify_timeout.max(1)),
+            });
+            // Spread the restored contacts' first probes over one interval rather than
+            // sending every OPTIONS in the same instant after a restart.
+            let restored: Vec<BindingId> = bindings.iter().map(|b| b.id).collect();
+            let count = restored.len().max(1) as u32;
+            for (i, id) in restored.into_iter().enumerate() {
+                let first_probe = now + interval * (i as u32 + 1) / count;
+                qualifier.track(id, first_probe.checked_sub(interval).unwrap_or(now));
+            }
+            qualifier
+        });
         Self {
             auth,
             algorithms,
@@ -173,20 +194,85 @@ impl RegistrarService {
             users,
             writer,
             trusted,
+            qualifier,
         }
     }
 
-    /// The earliest binding expiry or ban end.
+    /// The earliest binding expiry, ban end, qualify probe or probe timeout.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.bindings.next_deadline(), self.bans.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let qualify = self.qualifier.as_ref().and_then(Qualifier::next_deadline);
+        [
+            self.bindings.next_deadline(),
+            self.bans.next_deadline(),
+            qualify,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next registered contact to send a qualify OPTIONS to: its binding, contact URI,
+    /// and the flow it registered on. Call until `None`.
+    pub fn poll_probe(&mut self, now: Instant) -> Option<(BindingId, String, Peer)> {
+        let qualifier = self.qualifier.as_mut()?;
+        while let Some(id) = qualifier.poll_probe(now) {
+            match self.bindings.iter().find(|b| b.id == id) {
+                Some(b) => return Some((id, b.details.contact.clone(), b.details.source)),
+                None => qualifier.forget(id),
+            }
         }
+        None
+    }
+
+    /// A contact answered its qualify OPTIONS.
+    pub fn on_probe_answer(&mut self, id: BindingId) {
+        let change = self.qualifier.as_mut().and_then(|q| q.answered(id));
+        if let Some(change) = change {
+            self.apply_reachability(change);
+        }
+    }
+
+    /// Marks a binding reachable or not, so `lookup` rings it or not.
+    fn apply_reachability(&mut self, change: Reachability<BindingId>) {
+        let (id, reachable) = match change {
+            Reachability::Down(id) => (id, false),
+            Reachability::Up(id) => (id, true),
+        };
+        let Some(binding) = self.bindings.iter().find(|b| b.id == id) else {
+            return;
+        };
+        let (aor, contact, source) = (
+            binding.aor.clone(),
+            binding.details.contact.clone(),
+            binding.details.source.addr,
+        );
+        if reachable {
+            self.bindings.mark_reachable(&aor, id);
+            tracing::info!(user = %aor.user(), %contact, %source, "contact answers again");
+        } else {
+            self.bindings.mark_unreachable(&aor, id);
+            tracing::warn!(user = %aor.user(), %contact, %source, "contact does not answer OPTIONS: not rung until it answers or registers again");
+        }
+        let down = self.qualifier.as_ref().map_or(0, Qualifier::down_count);
+        set(&metrics::UNREACHABLE_CONTACTS, down);
     }
 
     /// Forgets expired bindings (and stores what is left of their users) and ended bans.
     pub fn handle_timeout(&mut self, now: Instant) {
         let expired = self.bindings.expire(now);
+        if let Some(qualifier) = self.qualifier.as_mut() {
+            for binding in &expired {
+                qualifier.forget(binding.id);
+            }
+        }
+        let changes = self
+            .qualifier
+            .as_mut()
+            .map(|q| q.handle_timeout(now))
+            .unwrap_or_default();
+        for change in changes {
+            self.apply_reachability(change);
+        }
         let mut users: Vec<Aor> = expired.into_iter().map(|b| b.aor).collect();
         users.dedup();
         for aor in users {
@@ -405,6 +491,7 @@ impl RegistrarService {
         match self.bindings.register(&register, user.max_contacts, now) {
             Ok(registered) => {
                 count(&metrics::REGISTRATIONS);
+                self.qualify_changes(&registered.changes, now);
                 if !registered.changes.is_empty() {
                     self.publish(now);
                     tracing::info!(user = %aor.user(), %source, contacts = registered.contacts.len(), "registered");
@@ -442,6 +529,26 @@ impl RegistrarService {
                 }
                 RegisterOutcome::Respond(Box::new(response))
             }
+        }
+    }
+
+    /// New and refreshed contacts are reachable (their REGISTER got here) and probed from
+    /// now on; removed ones are no longer.
+    fn qualify_changes(&mut self, changes: &[BindingChange], now: Instant) {
+        let Some(qualifier) = self.qualifier.as_mut() else {
+            return;
+        };
+        let mut back = Vec::new();
+        for change in changes {
+            match change {
+                BindingChange::Added(b) | BindingChange::Refreshed(b) => {
+                    back.extend(qualifier.track(b.id, now));
+                }
+                BindingChange::Removed(b) => qualifier.forget(b.id),
+            }
+        }
+        for change in back {
+            self.apply_reachability(change);
         }
     }
 

@@ -248,6 +248,13 @@ impl Core {
     /// Hands the endpoint's events to call control (whose commands may raise more) and
     /// sends what the endpoint has to send.
     fn pump(&mut self) {
+        let now = Instant::now();
+        while let Some(binding) = self.endpoint.poll_probe_answer() {
+            self.registrar.on_probe_answer(binding);
+        }
+        while let Some((binding, contact, flow)) = self.registrar.poll_probe(now) {
+            self.endpoint.probe(binding, &contact, flow, now);
+        }
         loop {
             while let Some(request) = self.endpoint.poll_request() {
                 let now = Instant::now();

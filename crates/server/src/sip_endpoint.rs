@@ -17,6 +17,7 @@ use std::time::Instant;
 use rsip::Method;
 use sip::dialog::{Dialog, DialogId, dialog_id_of_request};
 use sip::message as msg;
+use sip::registrar::BindingId;
 use sip::session_timer::{self, Negotiation, SessionTimer, SessionTimerAction};
 use sip::transaction::{Output, Peer, Timers, TransactionEvent, TransactionKey, TransactionLayer};
 
@@ -201,6 +202,10 @@ pub struct SipEndpoint {
     session_deadlines: BinaryHeap<Reverse<(Instant, LegId)>>,
     /// Session refreshes we sent and are waiting for: transaction → leg, CSeq, method.
     refreshes: HashMap<TransactionKey, (LegId, u32, Method)>,
+    /// OPTIONS we sent to registered contacts, waiting for an answer.
+    probes: HashMap<TransactionKey, BindingId>,
+    /// Contacts that answered a probe.
+    probe_answers: VecDeque<BindingId>,
     next_leg: u64,
     events: VecDeque<LegEvent>,
     requests: VecDeque<ServiceRequest>,
@@ -218,6 +223,8 @@ impl SipEndpoint {
             by_invite: HashMap::new(),
             session_deadlines: BinaryHeap::new(),
             refreshes: HashMap::new(),
+            probes: HashMap::new(),
+            probe_answers: VecDeque::new(),
             next_leg: 1,
             events: VecDeque::new(),
             requests: VecDeque::new(),
@@ -446,23 +453,69 @@ impl SipEndpoint {
         }
     }
 
+    /// Asks a registered contact whether it is still there (qualify, with OPTIONS over the
+    /// flow it registered on). Only a final answer is reported, by
+    /// [`poll_probe_answer`](Self::poll_probe_answer); silence is for the caller to time.
+    pub fn probe(&mut self, binding: BindingId, request_uri: &str, next_hop: Peer, now: Instant) {
+        let (_, host, port, proto) = self.sent_by(next_hop);
+        let text = format!(
+            "OPTIONS {request_uri} SIP/2.0\r\n\
+             Via: SIP/2.0/{proto} {host}:{port};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:amtsleitung@{host}>;tag={tag}\r\n\
+             To: <{request_uri}>\r\n\
+             Call-ID: {call_id}@{host}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Accept: {SDP}\r\n\
+             Content-Length: 0\r\n\r\n",
+            branch = sip::transaction::new_branch(),
+            tag = sip::transaction::new_tag(),
+            call_id = sip::transaction::new_tag(),
+        );
+        let request = match msg::parse(text.as_bytes()) {
+            Ok(rsip::SipMessage::Request(request)) => request,
+            Ok(_) | Err(_) => {
+                tracing::debug!(uri = %request_uri, "cannot build OPTIONS to this contact");
+                return;
+            }
+        };
+        match self.layer.send_request(request, next_hop, now) {
+            Ok(key) => {
+                self.probes.insert(key, binding);
+            }
+            Err(err) => tracing::debug!(uri = %request_uri, "OPTIONS not sent: {err}"),
+        }
+        self.drain_layer(now);
+    }
+
+    /// The next contact that answered a probe.
+    pub fn poll_probe_answer(&mut self) -> Option<BindingId> {
+        self.probe_answers.pop_front()
+    }
+
+    /// Our address towards `next_hop` and how our Via names it: IP, host text, port,
+    /// transport.
+    fn sent_by(&self, next_hop: Peer) -> (IpAddr, String, u16, &'static str) {
+        let local_ip = local_ip_towards(next_hop.addr.ip(), self.config.listen.ip());
+        let host = match local_ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        let proto = match next_hop.transport {
+            sip::transaction::TransportKind::Udp => "UDP",
+            sip::transaction::TransportKind::Tcp => "TCP",
+        };
+        (local_ip, host, self.config.listen.port(), proto)
+    }
+
     /// Places a call: sends an INVITE carrying `sdp` (our offer) and returns the new leg,
     /// whose progress comes as `Progress`, `Answered` or `Ended` events.
     pub fn invite(&mut self, call: &OutboundCall, sdp: Vec<u8>, now: Instant) -> Option<LegId> {
         if self.legs.len() >= self.config.max_legs {
             return None;
         }
-        let local_ip = local_ip_towards(call.next_hop.addr.ip(), self.config.listen.ip());
-        let port = self.config.listen.port();
-        let host = match local_ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("[{v6}]"),
-        };
+        let (local_ip, host, port, proto) = self.sent_by(call.next_hop);
         let tag = sip::transaction::new_tag();
-        let proto = match call.next_hop.transport {
-            sip::transaction::TransportKind::Udp => "UDP",
-            sip::transaction::TransportKind::Tcp => "TCP",
-        };
         let from_name = call
             .from_name
             .as_deref()
@@ -702,6 +755,18 @@ impl SipEndpoint {
                     SESSION_TIMER_EXPIRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.hangup(leg, SESSION_TIMER_EXPIRED, now);
                 }
+            }
+            TransactionEvent::Response { key, response } if self.probes.contains_key(&key) => {
+                if response.status_code.code() >= 200
+                    && let Some(binding) = self.probes.remove(&key)
+                {
+                    self.probe_answers.push_back(binding);
+                }
+            }
+            TransactionEvent::Timeout { key } | TransactionEvent::Terminated { key }
+                if self.probes.contains_key(&key) =>
+            {
+                self.probes.remove(&key);
             }
             TransactionEvent::Response { key, response } if self.refreshes.contains_key(&key) => {
                 self.on_refresh_response(&key, &response, now);

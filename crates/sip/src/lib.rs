@@ -11,6 +11,7 @@ mod bounded;
 pub mod dialog;
 pub mod digest;
 pub mod message;
+pub mod qualify;
 pub mod registrar;
 pub mod security;
 pub mod session_timer;
