@@ -9,8 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    Baresip, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok, config_trusting,
-    heard_share, repo, scenario, scenario_with_tone, sipp, sipp_call_args, with_registered_phones,
+    Baresip, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok, call_records,
+    config_trusting, heard_share, repo, scenario, scenario_with_tone, sipp, sipp_call_args,
+    with_registered_phones,
 };
 
 #[test]
@@ -20,10 +21,12 @@ fn a_call_to_an_extension_rings_its_registered_phone_and_both_hear_each_other() 
     add_user(data.path(), "101", "geheim123");
     add_user(data.path(), "102", "kollege77");
     let server = Server::start_with_data(Some(&ns), &[], data);
-    // The staff phone: registers as 101, answers by itself, its microphone plays 880 Hz. A
-    // wideband desk phone: it speaks G.722 too, but takes the first codec of an offer it
-    // knows, and the server offers it the caller's codec first.
-    let phone = Baresip::new("10.99.0.2", 880, "G722,PCMU", 8000).registering("101", "geheim123");
+    // The staff phone: registers as 101, answers by itself, its microphone plays 880 Hz
+    // (at 8 kHz: only a narrowband call gets it going). A wideband desk phone that would
+    // rather speak G.722, but answers with the first codec of an offer it knows: the server
+    // offers it the caller's codec first, so the call needs no transcoding.
+    let phone =
+        Baresip::new("10.99.0.2", 880, "G722/16000/1,PCMU", 8000).registering("101", "geheim123");
     // The caller is a colleague's phone (user 102), playing 440 Hz: staff extensions are not
     // public, so only an identified caller may ring one.
     let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("102", "kollege77");
@@ -48,6 +51,38 @@ fn a_call_to_an_extension_rings_its_registered_phone_and_both_hear_each_other() 
     );
     let relayed = server.metric(Some(&ns), "amtsleitung_rtp_packets_relayed_total");
     assert!(relayed > 300, "{relayed} packets relayed\n{}", server.log());
+    // One call record for the call, naming both legs: the caller's, and the phone's that
+    // answered, each with its own media (7 s at 50 packets a second each way).
+    let calls = call_records(&server, 1);
+    let [call] = calls.as_slice() else {
+        panic!("one call record expected: {calls:#?}\n{}", server.log());
+    };
+    assert!(call.answered && call.final_status == 200, "{call:#?}");
+    assert_eq!((call.caller.as_str(), call.callee.as_str()), ("102", "101"));
+    assert_eq!(call.contacts_rung, 1, "{call:#?}");
+    let Some(callee) = &call.connected else {
+        panic!("no connected leg in {call:#?}\n{}", server.log());
+    };
+    assert!(
+        callee.target.starts_with("sip:") && callee.target.contains("10.99.0.2"),
+        "the phone's contact: {call:#?}"
+    );
+    assert_eq!(callee.extension.as_deref(), Some("101"));
+    assert_ne!(callee.call_id, call.call_id, "a leg of its own: {call:#?}");
+    assert!(!callee.call_id.is_empty(), "{call:#?}");
+    assert!(
+        call.started_at_ms <= callee.answered_at_ms
+            && callee.answered_at_ms <= callee.ended_at_ms
+            && callee.ended_at_ms <= call.ended_at_ms,
+        "the answered leg lies within the call: {call:#?}"
+    );
+    assert_eq!(callee.end_reason, "caller hung up", "{call:#?}");
+    for (leg, media) in [("caller", &call.media), ("callee", &callee.media)] {
+        assert!(
+            media.packets_received > 100 && media.packets_sent > 100,
+            "{leg} leg: {media:?}\n{call:#?}"
+        );
+    }
 }
 
 #[test]

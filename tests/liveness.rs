@@ -12,8 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{
-    Baresip, Netns, SERVER_IP, Server, TempDir, assert_sipp_ok, call_staggered, read_wav, scenario,
-    scenario_with_tone, scenario_with_tone_for, sipp, sipp_call_args, wait_until,
+    Baresip, Netns, SERVER_IP, Server, TempDir, assert_sipp_ok, call_records, call_staggered,
+    read_wav, scenario, scenario_with_tone, scenario_with_tone_for, sipp, sipp_call_args,
+    wait_until,
 };
 
 const CLIENT_IP: &str = "10.99.0.2";
@@ -53,17 +54,6 @@ fn participants(ns: &Netns, server: &Server, room: &str) -> u64 {
         .find(|r| r["room"] == room)
         .and_then(|r| r["participants"].as_u64())
         .unwrap_or(0)
-}
-
-/// The call records once there are `count` of them (a record is written just after the BYE).
-fn call_records(server: &Server, count: usize) -> Vec<store::CallRecord> {
-    let store = store::Store::open(server.data_dir()).unwrap();
-    let mut calls = Vec::new();
-    wait_until(Duration::from_secs(3), || {
-        calls = store.recent_calls(10).unwrap();
-        calls.len() >= count
-    });
-    calls
 }
 
 /// Amplitude of `freq` in each 40 ms window, hopping 20 ms (Goertzel).

@@ -881,6 +881,18 @@ pub fn with_registered_phones<T: Send>(
     })
 }
 
+/// The server's call records, newest first, once there are `count` of them (a record is
+/// written just after the BYE, when the media worker has given its final figures).
+pub fn call_records(server: &Server, count: usize) -> Vec<store::CallRecord> {
+    let store = store::Store::open(server.data_dir()).unwrap();
+    let mut calls = Vec::new();
+    wait_until(Duration::from_secs(3), || {
+        calls = store.recent_calls(10).unwrap();
+        calls.len() >= count
+    });
+    calls
+}
+
 /// Both ends of a call heard the other's tone (and the log shows the connection).
 pub fn assert_both_hear(phone: &Baresip, caller: &Baresip, server: &Server, outputs: &str) {
     let log = server.log();

@@ -86,8 +86,63 @@ struct CallLeg {
     finished: bool,
     /// The `dial` in progress: the legs ringing for this caller.
     dialing: Option<Dialing>,
-    /// The leg this caller is connected to, once someone answered.
-    bridged_to: Option<LegId>,
+    /// Contacts rung for this caller so far, for the call record.
+    contacts_rung: u32,
+    /// The leg this caller is connected to, once someone answered; kept after that leg is
+    /// gone, for the call record.
+    connected: Option<ConnectedCallee>,
+}
+
+/// The placed leg that answered a caller's `dial`.
+struct ConnectedCallee {
+    leg: LegId,
+    /// Who it is, as the call record names it.
+    placed: PlacedTo,
+    /// Unix time in milliseconds when it answered.
+    answered_wall_ms: i64,
+    /// RTCP figures of its media session, for the call record.
+    quality: Arc<QualityCell>,
+    /// When (unix ms) and why it ended, once it has.
+    ended: Option<(i64, String)>,
+}
+
+impl ConnectedCallee {
+    /// Notes the leg's end; the first report wins (our hangup and the endpoint's `Ended`
+    /// for it both come by).
+    fn end(&mut self, reason: &str) {
+        if self.ended.is_none() {
+            self.ended = Some((jiff::Timestamp::now().as_millisecond(), reason.to_string()));
+        }
+    }
+
+    /// The leg as the call record keeps it, its media figures still to come from its
+    /// [`QualityCell`]; a leg still up is taken to end with its caller, at `caller_ended_ms`.
+    fn to_record(&self, caller_ended_ms: i64) -> store::ConnectedLeg {
+        let (ended_at_ms, end_reason) = self
+            .ended
+            .clone()
+            .unwrap_or_else(|| (caller_ended_ms, "caller's leg ended".to_string()));
+        store::ConnectedLeg {
+            call_id: self.placed.call_id.clone(),
+            target: self.placed.target.clone(),
+            extension: self.placed.extension.clone(),
+            answered_at_ms: self.answered_wall_ms,
+            ended_at_ms,
+            end_reason,
+            media: store::CallMedia::default(),
+        }
+    }
+}
+
+/// Whom a placed leg rings.
+#[derive(Clone)]
+struct PlacedTo {
+    /// Its SIP Call-ID (ours).
+    call_id: String,
+    /// Its Request-URI: the registered contact or the dialled SIP URI.
+    target: String,
+    /// The staff extension whose phone it rings, if it is one.
+    extension: Option<String>,
 }
 
 /// Ringing someone for a caller.
@@ -109,6 +164,7 @@ struct OutboundLeg {
     /// Its media session runs (after the answer).
     media_started: bool,
     quality: Arc<QualityCell>,
+    placed: PlacedTo,
 }
 
 /// Call control (see the module documentation).
@@ -170,12 +226,13 @@ impl CallControl {
                 reason,
             } => {
                 if self.outbound.contains_key(&leg) {
-                    self.on_outbound_ended(leg, final_status, endpoint, now);
+                    self.on_outbound_ended(leg, final_status, &reason, endpoint, now);
                     endpoint.forget(leg, &reason, now);
                     return;
                 }
-                self.on_ended(leg, answered, final_status, &reason);
+                // Dialing ends first so the call record sees the connected leg hung up.
                 self.end_dialing(leg, endpoint, now);
+                self.on_ended(leg, answered, final_status, &reason);
                 if self.legs.get(&leg).is_none_or(|l| l.finished) {
                     self.legs.remove(&leg);
                     endpoint.forget(leg, &reason, now);
@@ -405,7 +462,8 @@ impl CallControl {
                 ended: false,
                 finished: false,
                 dialing: None,
-                bridged_to: None,
+                contacts_rung: 0,
+                connected: None,
             },
         );
         let context = CallContext {
@@ -466,9 +524,13 @@ impl CallControl {
                 Vec::new()
             }
         };
+        let extension = match target {
+            dialplan::DialTarget::User(extension) => Some(extension.as_str()),
+            _ => None,
+        };
         let mut dialing = Dialing::default();
         for call in &calls {
-            match self.place(leg, call, endpoint, now) {
+            match self.place(leg, call, extension, endpoint, now) {
                 Some(child) => dialing.ringing.push(child),
                 None => dialing.best_status = Some(503),
             }
@@ -481,6 +543,9 @@ impl CallControl {
             return;
         }
         if let Some(l) = self.legs.get_mut(&leg) {
+            l.contacts_rung = l
+                .contacts_rung
+                .saturating_add(u32::try_from(dialing.ringing.len()).unwrap_or(u32::MAX));
             l.dialing = Some(dialing);
         }
     }
@@ -492,6 +557,7 @@ impl CallControl {
         &mut self,
         parent: LegId,
         call: &OutboundCall,
+        extension: Option<&str>,
         endpoint: &mut SipEndpoint,
         now: Instant,
     ) -> Option<LegId> {
@@ -523,6 +589,11 @@ impl CallControl {
         };
         let offer = sdp::offer(&local, Direction::SendRecv);
         let child = endpoint.invite(call, offer.into_bytes(), now)?;
+        let placed = PlacedTo {
+            call_id: endpoint.call_id(child).unwrap_or_default(),
+            target: call.request_uri.clone(),
+            extension: extension.map(str::to_string),
+        };
         self.outbound.insert(
             child,
             OutboundLeg {
@@ -531,6 +602,7 @@ impl CallControl {
                 sockets: Some((rtp, rtcp)),
                 media_started: false,
                 quality: Arc::new(QualityCell::new()),
+                placed,
             },
         );
         Some(child)
@@ -596,6 +668,13 @@ impl CallControl {
             events: media_tx,
         };
         out.media_started = true;
+        let connected = ConnectedCallee {
+            leg: child,
+            placed: out.placed.clone(),
+            answered_wall_ms: jiff::Timestamp::now().as_millisecond(),
+            quality: out.quality.clone(),
+            ended: None,
+        };
         let callee_codec = negotiated.codec;
         let remote = remote_media(
             negotiated.remote_rtp,
@@ -618,7 +697,7 @@ impl CallControl {
         let Some(caller) = self.legs.get_mut(&parent) else {
             return;
         };
-        caller.bridged_to = Some(child);
+        caller.connected = Some(connected);
         endpoint.answer(parent, caller.media.answer_sdp.clone().into_bytes(), now);
         let caller_remote = caller.media.remote();
         let key = format!("call-{parent}");
@@ -639,6 +718,7 @@ impl CallControl {
         &mut self,
         child: LegId,
         final_status: u16,
+        reason: &str,
         endpoint: &mut SipEndpoint,
         now: Instant,
     ) {
@@ -652,7 +732,8 @@ impl CallControl {
         let Some(caller) = self.legs.get_mut(&parent) else {
             return;
         };
-        if caller.bridged_to == Some(child) {
+        if let Some(connected) = caller.connected.as_mut().filter(|c| c.leg == child) {
+            connected.end(reason);
             endpoint.hangup(parent, "callee hung up", now);
             return;
         }
@@ -687,13 +768,21 @@ impl CallControl {
 
     /// The caller is gone or gave up: stop ringing, hang up whoever it was connected to.
     fn end_dialing(&mut self, leg: LegId, endpoint: &mut SipEndpoint, now: Instant) {
+        const REASON: &str = "caller hung up";
         let Some(caller) = self.legs.get_mut(&leg) else {
             return;
         };
         let ringing = caller.dialing.take().map(|d| d.ringing).unwrap_or_default();
-        let bridged = caller.bridged_to.take();
-        for child in ringing.into_iter().chain(bridged) {
-            endpoint.hangup(child, "caller hung up", now);
+        let connected = caller
+            .connected
+            .as_mut()
+            .filter(|c| c.ended.is_none())
+            .map(|c| {
+                c.end(REASON);
+                c.leg
+            });
+        for child in ringing.into_iter().chain(connected) {
+            endpoint.hangup(child, REASON, now);
         }
     }
 
@@ -756,20 +845,33 @@ impl CallControl {
             final_status,
             end_reason: reason.to_string(),
             media: store::CallMedia::default(),
+            contacts_rung: l.contacts_rung,
+            connected: None,
         };
         tracing::info!(leg = %leg, reason, "call ended");
         let shared = self.shared.clone();
         let quality = l.quality.clone();
+        let callee = l
+            .connected
+            .as_ref()
+            .map(|c| (c.quality.clone(), c.to_record(record.ended_at_ms)));
         tokio::task::spawn_blocking(move || {
             let mut record = record;
-            // The worker publishes the leg's final RTCP figures when it handles the Stop,
-            // within a tick or two; a worker that lost the command costs the record only
-            // the last few seconds of figures.
+            // The worker publishes a leg's final RTCP figures when it handles the Stop,
+            // within a tick or two (the connected leg's Stop follows its BYE, just after
+            // ours); a worker that lost the command costs the record only the last few
+            // seconds of figures.
             let give_up = Instant::now() + MEDIA_STOP_WAIT;
-            while !quality.stopped() && Instant::now() < give_up {
+            let all_stopped =
+                || quality.stopped() && callee.as_ref().is_none_or(|(q, _)| q.stopped());
+            while !all_stopped() && Instant::now() < give_up {
                 std::thread::sleep(Duration::from_millis(5));
             }
             record.media = quality.to_call_media();
+            record.connected = callee.map(|(callee_quality, mut leg)| {
+                leg.media = callee_quality.to_call_media();
+                leg
+            });
             let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(err) = store.record_call(&record) {
                 tracing::error!("call record not written: {err}");

@@ -242,6 +242,11 @@ impl SipEndpoint {
         self.legs.keys().copied().collect()
     }
 
+    /// The SIP Call-ID of a leg not yet forgotten (for a placed leg, the one we chose).
+    pub fn call_id(&self, leg: LegId) -> Option<String> {
+        self.legs.get(&leg).and_then(|l| msg::call_id(&l.invite))
+    }
+
     /// A datagram (or a framed stream message) from `peer`.
     pub fn handle_datagram(&mut self, bytes: &[u8], peer: Peer, now: Instant) {
         match msg::parse(bytes) {
@@ -837,7 +842,14 @@ impl SipEndpoint {
                 Some(leg) => {
                     let response = msg::response_to(&request, 200, None, None);
                     self.respond(&key, response, now);
-                    self.end(leg, "caller hung up");
+                    // The peer of a leg we placed is the one who was called.
+                    let outbound = self.legs.get(&leg).is_some_and(|l| l.outbound);
+                    let reason = if outbound {
+                        "callee hung up"
+                    } else {
+                        "caller hung up"
+                    };
+                    self.end(leg, reason);
                 }
                 None => self.reply(&key, &request, 481, None, now),
             },
@@ -1715,6 +1727,52 @@ mod tests {
                 .any(|m| m.starts_with(&format!("BYE sip:101@{PHONE}"))),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn a_placed_leg_knows_its_call_id_and_a_bye_from_the_phone_is_the_callee_hanging_up() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let (leg, invite) = placed(&mut ep, now);
+        let call_id = invite
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .expect("INVITE has a Call-ID")
+            .to_string();
+        assert_eq!(ep.call_id(leg), Some(call_id.clone()));
+        ep.handle_datagram(
+            &answer_to(&invite, "200 OK", Some("ph"), "v=0 answer"),
+            phone(),
+            now,
+        );
+        sent(&mut ep);
+        events(&mut ep);
+        let our_tag = invite
+            .lines()
+            .find(|l| l.starts_with("From:"))
+            .and_then(|l| l.split(";tag=").nth(1))
+            .expect("From tag")
+            .trim()
+            .to_string();
+        let bye = format!(
+            "BYE sip:0711123@127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {PHONE};branch=z9hG4bKbyefromphone\r\n\
+             From: <sip:101@amtsleitung>;tag=ph\r\n\
+             To: <sip:0711123@127.0.0.1>;tag={our_tag}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 BYE\r\n\
+             Max-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        ep.handle_datagram(bye.as_bytes(), phone(), now);
+        assert_eq!(status_lines(&sent(&mut ep)), ["SIP/2.0 200 OK"]);
+        assert!(matches!(
+            events(&mut ep).as_slice(),
+            [LegEvent::Ended { leg: l, answered: true, reason, .. }]
+                if *l == leg && reason == "callee hung up"
+        ));
+        ep.forget(leg, "done", now);
+        assert_eq!(ep.call_id(leg), None);
     }
 
     #[test]

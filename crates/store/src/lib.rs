@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, ToSql};
 
 mod dialplan_history;
 mod live_rooms;
@@ -318,6 +318,26 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (domain, extension, contact)
     ) WITHOUT ROWID;
     CREATE INDEX registration_expires ON registration(expires_at_ms);",
+    // 6: the leg a dialled call was connected to (all NULL when nobody answered or nothing
+    // was dialled), with its own media figures, and how many contacts the call rang.
+    "ALTER TABLE call_record ADD COLUMN contacts_rung INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE call_record ADD COLUMN callee_call_id TEXT;
+    ALTER TABLE call_record ADD COLUMN callee_target TEXT;
+    ALTER TABLE call_record ADD COLUMN callee_extension TEXT;
+    ALTER TABLE call_record ADD COLUMN callee_answered_at_ms INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_ended_at_ms INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_end_reason TEXT;
+    ALTER TABLE call_record ADD COLUMN callee_packets_received INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_packets_expected INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_packets_lost INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_jitter_us INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_packets_sent INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_peer_packets_lost INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_peer_loss_permille INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_peer_jitter_us INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_round_trip_us INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_rtcp_sent INTEGER;
+    ALTER TABLE call_record ADD COLUMN callee_rtcp_received INTEGER;",
 ];
 
 /// One finished call, as written to the call log.
@@ -339,7 +359,31 @@ pub struct CallRecord {
     pub final_status: u16,
     /// Why the call ended, in words ("caller hung up", "no route", ...).
     pub end_reason: String,
-    /// How the call's media went (zero for calls that never had any).
+    /// How the caller's media went (zero for calls that never had any).
+    pub media: CallMedia,
+    /// Contacts a `dial` rang for this call, answered or not (0 when nothing was dialled).
+    pub contacts_rung: u32,
+    /// The leg that answered a `dial`, when someone did.
+    pub connected: Option<ConnectedLeg>,
+}
+
+/// The outbound leg a caller was connected to: who answered, when, and how that leg went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedLeg {
+    /// SIP Call-ID of the outbound leg (ours, not the caller's).
+    pub call_id: String,
+    /// Where the answered INVITE went: the phone's registered contact URI, or the dialled
+    /// SIP URI.
+    pub target: String,
+    /// The staff extension dialled, when the target is one of its phones.
+    pub extension: Option<String>,
+    /// Unix time in milliseconds when the leg answered.
+    pub answered_at_ms: i64,
+    /// Unix time in milliseconds when the leg ended.
+    pub ended_at_ms: i64,
+    /// Why the leg ended, in words ("callee hung up", "caller hung up", ...).
+    pub end_reason: String,
+    /// How this leg's media went, as seen on this leg (the callee's packets and reports).
     pub media: CallMedia,
 }
 
@@ -451,32 +495,43 @@ impl Store {
 
     /// Appends a finished call to the call log.
     pub fn record_call(&self, record: &CallRecord) -> Result<(), StoreError> {
+        let connected = record.connected.as_ref();
+        let caller_media = media_values(&record.media);
+        let callee_media = connected.map_or([None; MEDIA_COLUMNS], |c| media_values(&c.media));
+        let mut values: Vec<&dyn ToSql> = vec![
+            &record.call_id,
+            &record.caller,
+            &record.callee,
+            &record.started_at_ms,
+            &record.ended_at_ms,
+            &record.answered,
+            &record.final_status,
+            &record.end_reason,
+        ];
+        values.extend(caller_media.iter().map(|v| v as &dyn ToSql));
+        let callee_call_id = connected.map(|c| &c.call_id);
+        let callee_target = connected.map(|c| &c.target);
+        let callee_extension = connected.and_then(|c| c.extension.as_ref());
+        let callee_answered_at_ms = connected.map(|c| c.answered_at_ms);
+        let callee_ended_at_ms = connected.map(|c| c.ended_at_ms);
+        let callee_end_reason = connected.map(|c| &c.end_reason);
+        values.extend([
+            &record.contacts_rung as &dyn ToSql,
+            &callee_call_id,
+            &callee_target,
+            &callee_extension,
+            &callee_answered_at_ms,
+            &callee_ended_at_ms,
+            &callee_end_reason,
+        ]);
+        values.extend(callee_media.iter().map(|v| v as &dyn ToSql));
+        let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
         self.conn.execute(
             &format!(
-                "INSERT INTO call_record ({CALL_RECORD_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+                "INSERT INTO call_record ({CALL_RECORD_COLUMNS}) VALUES ({})",
+                placeholders.join(", ")
             ),
-            params![
-                record.call_id,
-                record.caller,
-                record.callee,
-                record.started_at_ms,
-                record.ended_at_ms,
-                record.answered,
-                record.final_status,
-                record.end_reason,
-                record.media.packets_received,
-                record.media.packets_expected,
-                record.media.packets_lost,
-                record.media.jitter_us,
-                record.media.packets_sent,
-                record.media.peer_packets_lost,
-                record.media.peer_loss_permille,
-                record.media.peer_jitter_us,
-                record.media.round_trip_us,
-                record.media.rtcp_sent,
-                record.media.rtcp_received,
-            ],
+            values.as_slice(),
         )?;
         Ok(())
     }
@@ -505,13 +560,77 @@ impl Store {
     }
 }
 
-/// Columns read by [`call_record_from_row`], in its order.
+/// Columns written by [`Store::record_call`] and read by [`call_record_from_row`], in their
+/// order: the caller's leg, then the connected leg, each leg's media in [`media_values`] order.
 const CALL_RECORD_COLUMNS: &str = "call_id, caller, callee, started_at_ms, ended_at_ms, answered, \
      final_status, end_reason, packets_received, packets_expected, packets_lost, jitter_us, \
      packets_sent, peer_packets_lost, peer_loss_permille, peer_jitter_us, round_trip_us, \
-     rtcp_sent, rtcp_received";
+     rtcp_sent, rtcp_received, contacts_rung, callee_call_id, callee_target, callee_extension, \
+     callee_answered_at_ms, callee_ended_at_ms, callee_end_reason, callee_packets_received, \
+     callee_packets_expected, callee_packets_lost, callee_jitter_us, callee_packets_sent, \
+     callee_peer_packets_lost, callee_peer_loss_permille, callee_peer_jitter_us, \
+     callee_round_trip_us, callee_rtcp_sent, callee_rtcp_received";
+
+/// Columns of one leg's [`CallMedia`].
+const MEDIA_COLUMNS: usize = 11;
+/// Where the caller's media columns start in [`CALL_RECORD_COLUMNS`].
+const CALLER_MEDIA_AT: usize = 8;
+/// Where `contacts_rung` is.
+const CONTACTS_RUNG_AT: usize = CALLER_MEDIA_AT + MEDIA_COLUMNS;
+/// Where the connected leg's columns start (its Call-ID).
+const CONNECTED_AT: usize = CONTACTS_RUNG_AT + 1;
+/// Where the connected leg's media columns start.
+const CONNECTED_MEDIA_AT: usize = CONNECTED_AT + 6;
+
+/// One leg's media figures as column values; both legs are stored the same way, the
+/// connected leg's as NULLs when there is none.
+fn media_values(m: &CallMedia) -> [Option<i64>; MEDIA_COLUMNS] {
+    [
+        Some(m.packets_received),
+        Some(m.packets_expected),
+        Some(m.packets_lost),
+        Some(m.jitter_us),
+        Some(m.packets_sent),
+        m.peer_packets_lost,
+        m.peer_loss_permille,
+        m.peer_jitter_us,
+        m.round_trip_us,
+        Some(m.rtcp_sent),
+        Some(m.rtcp_received),
+    ]
+}
+
+/// The inverse of [`media_values`], reading from column `at` on.
+fn media_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<CallMedia> {
+    Ok(CallMedia {
+        packets_received: row.get(at)?,
+        packets_expected: row.get(at + 1)?,
+        packets_lost: row.get(at + 2)?,
+        jitter_us: row.get(at + 3)?,
+        packets_sent: row.get(at + 4)?,
+        peer_packets_lost: row.get(at + 5)?,
+        peer_loss_permille: row.get(at + 6)?,
+        peer_jitter_us: row.get(at + 7)?,
+        round_trip_us: row.get(at + 8)?,
+        rtcp_sent: row.get(at + 9)?,
+        rtcp_received: row.get(at + 10)?,
+    })
+}
 
 fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
+    // A connected leg is written whole, so its Call-ID says whether there is one.
+    let connected = match row.get::<_, Option<String>>(CONNECTED_AT)? {
+        None => None,
+        Some(call_id) => Some(ConnectedLeg {
+            call_id,
+            target: row.get(CONNECTED_AT + 1)?,
+            extension: row.get(CONNECTED_AT + 2)?,
+            answered_at_ms: row.get(CONNECTED_AT + 3)?,
+            ended_at_ms: row.get(CONNECTED_AT + 4)?,
+            end_reason: row.get(CONNECTED_AT + 5)?,
+            media: media_from_row(row, CONNECTED_MEDIA_AT)?,
+        }),
+    };
     Ok(CallRecord {
         call_id: row.get(0)?,
         caller: row.get(1)?,
@@ -521,19 +640,9 @@ fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord>
         answered: row.get(5)?,
         final_status: row.get(6)?,
         end_reason: row.get(7)?,
-        media: CallMedia {
-            packets_received: row.get(8)?,
-            packets_expected: row.get(9)?,
-            packets_lost: row.get(10)?,
-            jitter_us: row.get(11)?,
-            packets_sent: row.get(12)?,
-            peer_packets_lost: row.get(13)?,
-            peer_loss_permille: row.get(14)?,
-            peer_jitter_us: row.get(15)?,
-            round_trip_us: row.get(16)?,
-            rtcp_sent: row.get(17)?,
-            rtcp_received: row.get(18)?,
-        },
+        media: media_from_row(row, CALLER_MEDIA_AT)?,
+        contacts_rung: row.get(CONTACTS_RUNG_AT)?,
+        connected,
     })
 }
 
@@ -564,6 +673,39 @@ mod tests {
                 rtcp_sent: 3,
                 rtcp_received: 2,
             },
+            contacts_rung: 0,
+            connected: None,
+        }
+    }
+
+    /// A call to extension 101 that rang two phones, one answered; every figure differs from
+    /// every other so a column read from the wrong place shows.
+    fn sample_connected(call_id: &str) -> CallRecord {
+        CallRecord {
+            callee: "101".into(),
+            contacts_rung: 2,
+            connected: Some(ConnectedLeg {
+                call_id: "out-1@10.99.0.1".into(),
+                target: "sip:101@10.99.0.2:5060;transport=udp".into(),
+                extension: Some("101".into()),
+                answered_at_ms: 1_700_000_002_000,
+                ended_at_ms: 1_700_000_009_990,
+                end_reason: "callee hung up".into(),
+                media: CallMedia {
+                    packets_received: 401,
+                    packets_expected: 402,
+                    packets_lost: 1,
+                    jitter_us: 903,
+                    packets_sent: 404,
+                    peer_packets_lost: Some(5),
+                    peer_loss_permille: Some(6),
+                    peer_jitter_us: Some(707),
+                    round_trip_us: Some(8_008),
+                    rtcp_sent: 9,
+                    rtcp_received: 10,
+                },
+            }),
+            ..sample(call_id)
         }
     }
 
@@ -669,6 +811,91 @@ mod tests {
         store
             .user_create(&NewUser::new("101", "Bürgerbüro", "geheim123", 0))
             .unwrap();
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_call_connected_to_nobody_reads_back_without_a_connected_leg() {
+        let store = Store::open_in_memory().unwrap();
+        store.record_call(&sample("alone@x")).unwrap();
+        let call = store.call_by_id("alone@x").unwrap().unwrap();
+        assert_eq!(call, sample("alone@x"));
+        assert_eq!(call.connected, None);
+    }
+
+    #[test]
+    fn a_connected_call_keeps_both_legs_and_each_legs_own_media() {
+        let store = Store::open_in_memory().unwrap();
+        store.record_call(&sample_connected("both@x")).unwrap();
+        store.record_call(&sample("alone@x")).unwrap();
+        assert_eq!(
+            store.call_by_id("both@x").unwrap(),
+            Some(sample_connected("both@x"))
+        );
+        let calls = store.recent_calls(10).unwrap();
+        assert_eq!(calls, [sample("alone@x"), sample_connected("both@x")]);
+    }
+
+    #[test]
+    fn a_connected_leg_to_a_sip_uri_has_no_extension() {
+        let store = Store::open_in_memory().unwrap();
+        let mut record = sample_connected("uri@x");
+        if let Some(leg) = record.connected.as_mut() {
+            leg.target = "sip:partner@10.99.0.3:5070".into();
+            leg.extension = None;
+            leg.media.peer_packets_lost = None;
+            leg.media.round_trip_us = None;
+        }
+        store.record_call(&record).unwrap();
+        assert_eq!(store.call_by_id("uri@x").unwrap(), Some(record));
+    }
+
+    #[test]
+    fn upgrading_a_version_5_database_keeps_its_call_records() {
+        // Version 5 is the schema before calls kept their connected leg.
+        const BEFORE_CONNECTED_LEG: usize = 5;
+        let dir = std::env::temp_dir().join(format!("amt-store-v5-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = Connection::open(dir.join("amtsleitung.db")).unwrap();
+        for sql in &MIGRATIONS[..BEFORE_CONNECTED_LEG] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO call_record (call_id, caller, callee, started_at_ms, ended_at_ms, answered,
+                 final_status, end_reason, packets_received, packets_sent, round_trip_us)
+             VALUES ('old@x', '102', '101', 1, 2, 1, 200, 'callee hung up', 350, 349, 61000)",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", BEFORE_CONNECTED_LEG as i64)
+            .unwrap();
+        drop(conn);
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let old = store.call_by_id("old@x").unwrap().unwrap();
+        assert_eq!(
+            (old.caller.as_str(), old.callee.as_str(), old.answered),
+            ("102", "101", true)
+        );
+        assert_eq!(
+            (old.media.packets_received, old.media.packets_sent),
+            (350, 349)
+        );
+        assert_eq!(old.media.round_trip_us, Some(61_000));
+        assert_eq!(
+            (old.contacts_rung, old.connected),
+            (0, None),
+            "old calls say nothing about a connected leg"
+        );
+        // New calls go into the same table next to it.
+        store.record_call(&sample_connected("new@x")).unwrap();
+        assert_eq!(store.recent_calls(10).unwrap().len(), 2);
+        assert_eq!(
+            store.call_by_id("new@x").unwrap(),
+            Some(sample_connected("new@x"))
+        );
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
