@@ -102,6 +102,10 @@ pub struct SecuritySettings {
     /// "10.8.0.0/16"). Their From header is believed. Default: this machine only (loopback);
     /// set it and loopback is trusted only if listed.
     pub trusted_networks: Vec<String>,
+    /// SIP transactions kept at once; requests beyond get 503. An answered request over UDP
+    /// is kept 32 s to absorb retransmissions (RFC 3261 Timer J), about 1 KiB each: the
+    /// default carries about 3,000 REGISTERs a second for good and costs at most ~100 MiB.
+    pub max_transactions: usize,
 }
 
 impl Default for SecuritySettings {
@@ -110,6 +114,7 @@ impl Default for SecuritySettings {
             requests_per_second: 50,
             request_burst: 100,
             trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            max_transactions: sip::transaction::DEFAULT_MAX_TRANSACTIONS,
         }
     }
 }

@@ -94,6 +94,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             listen: transport.local_addr(),
             min_session_expires: shared.config.calls.min_session_expires,
             max_legs: MAX_CALLS,
+            max_transactions: shared.config.security.max_transactions.max(64),
         },
         Timers::default(),
     );

@@ -60,6 +60,8 @@ pub struct EndpointConfig {
     pub min_session_expires: u32,
     /// Legs at most; INVITEs beyond get 503 (bounded everything).
     pub max_legs: usize,
+    /// SIP transactions at most; requests beyond get 503.
+    pub max_transactions: usize,
 }
 
 /// A new INVITE outside any dialog, past the SIP checks: the owner rings, answers or
@@ -217,7 +219,7 @@ impl SipEndpoint {
     pub fn new(config: EndpointConfig, timers: Timers) -> Self {
         Self {
             config,
-            layer: TransactionLayer::new(timers),
+            layer: TransactionLayer::with_max_transactions(timers, config.max_transactions),
             legs: HashMap::new(),
             by_dialog: HashMap::new(),
             by_invite: HashMap::new(),
@@ -294,8 +296,18 @@ impl SipEndpoint {
         self.requests.pop_front()
     }
 
-    /// Sends a service's response to its request.
+    /// Sends a service's response to its request. A digest challenge keeps no transaction
+    /// state: a retransmitted REGISTER just gets a fresh challenge, and the transaction
+    /// table holds twice the registrations a second (see
+    /// [`TransactionLayer::send_final_and_forget`]).
     pub fn respond_to(&mut self, key: &TransactionKey, response: rsip::Response, now: Instant) {
+        if response.status_code.code() == 401 {
+            if let Err(err) = self.layer.send_final_and_forget(key, response, now) {
+                tracing::debug!("challenge not sent: {err}");
+            }
+            self.drain_layer(now);
+            return;
+        }
         self.respond(key, response, now);
     }
 
@@ -1282,6 +1294,7 @@ mod tests {
                 listen: "127.0.0.1:5060".parse().unwrap(),
                 min_session_expires: 90,
                 max_legs: 2,
+                max_transactions: sip::transaction::DEFAULT_MAX_TRANSACTIONS,
             },
             Timers::default(),
         )

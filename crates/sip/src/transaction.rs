@@ -21,8 +21,12 @@ mod tests;
 /// RFC 3261 §8.1.1.7 magic cookie that marks an RFC 3261 branch.
 pub const BRANCH_MAGIC_COOKIE: &str = "z9hG4bK";
 
-/// Default bound on live transactions; requests beyond it are answered 503.
-pub const DEFAULT_MAX_TRANSACTIONS: usize = 10_000;
+/// Default bound on live transactions; requests beyond it are answered 503. A non-INVITE
+/// server transaction answered over UDP lives on for Timer J (32 s) to absorb retransmissions,
+/// so this also bounds the sustained rate: 100,000 carry about 3,000 answered requests a
+/// second. A completed one keeps only its response (about 1 KiB in all), so the bound costs
+/// at most about 100 MiB.
+pub const DEFAULT_MAX_TRANSACTIONS: usize = 100_000;
 
 /// A fresh RFC 3261 branch: the magic cookie and 96 random bits.
 pub fn new_branch() -> String {
@@ -230,7 +234,9 @@ struct Transaction {
     state: State,
     /// Where retransmissions go.
     peer: Peer,
-    request: rsip::Request,
+    /// The request; dropped from a completed non-INVITE server transaction, which only
+    /// resends its response.
+    request: Option<rsip::Request>,
     /// Client: the request (or the ACK once Completed); server: the last response.
     last_bytes: Vec<u8>,
     to_tag: Option<String>,
@@ -253,7 +259,7 @@ impl Transaction {
             invite,
             state,
             peer,
-            request,
+            request: Some(request),
             last_bytes: Vec::new(),
             to_tag: None,
             retransmit_at: None,
@@ -378,8 +384,9 @@ impl TransactionLayer {
                     tx.retransmit_at = (!reliable).then(|| now + timers.t1);
                     tx.timeout_at = Some(now + timers.t1 * 64);
                     tx.end_at = Some(now + timers.t1 * 64);
-                    if let (Some(cid), Some((num, _))) =
-                        (message::call_id(&tx.request), message::cseq(&tx.request))
+                    if let Some(request) = tx.request.as_ref()
+                        && let (Some(cid), Some((num, _))) =
+                            (message::call_id(request), message::cseq(request))
                     {
                         tx.ack_index = Some((cid.clone(), num));
                         index = Some((cid, num));
@@ -394,6 +401,7 @@ impl TransactionLayer {
             }
             (false, _) => {
                 tx.state = State::Completed;
+                tx.request = None;
                 tx.timeout_at = None;
                 tx.end_at = Some(
                     now + if reliable {
@@ -409,6 +417,24 @@ impl TransactionLayer {
             self.accepted.insert(i, key.clone());
         }
         self.schedule(deadline, key);
+        Ok(())
+    }
+
+    /// Answers a non-INVITE server transaction with a final response and forgets it at once:
+    /// a retransmission of the request is then handled as new. For answers that cost nothing
+    /// to give again, such as a digest challenge (Kamailio sends those statelessly too):
+    /// keeping 32 s of state per challenge would halve the requests a second the table holds.
+    pub fn send_final_and_forget(
+        &mut self,
+        key: &TransactionKey,
+        resp: rsip::Response,
+        now: Instant,
+    ) -> Result<(), TransactionError> {
+        if key.method == "INVITE" || resp.status_code.code() < 200 {
+            return Err(TransactionError::InvalidState);
+        }
+        self.send_response(key, resp, now)?;
+        self.remove(key);
         Ok(())
     }
 
@@ -509,10 +535,14 @@ impl TransactionLayer {
         if self.txs.contains_key(&cancel_key) {
             return;
         }
-        let Some(tx) = self.txs.get(invite) else {
+        let Some((tx, request)) = self
+            .txs
+            .get(invite)
+            .and_then(|tx| Some((tx, tx.request.as_ref()?)))
+        else {
             return;
         };
-        let cancel = build_in_tx_request(&tx.request, Method::Cancel, None);
+        let cancel = build_in_tx_request(request, Method::Cancel, None);
         let peer = tx.peer;
         self.start_client(cancel_key, cancel, peer, now);
     }
@@ -790,7 +820,10 @@ impl TransactionLayer {
             (true, State::Accepted, 200..=299) => {}
             (true, State::Calling | State::Proceeding, _) if code >= 300 => {
                 // §17.1.1.3: the layer ACKs non-2xx finals itself.
-                let ack = build_in_tx_request(&tx.request, Method::Ack, Some(&resp));
+                let Some(request) = tx.request.as_ref() else {
+                    return;
+                };
+                let ack = build_in_tx_request(request, Method::Ack, Some(&resp));
                 let bytes = serialize(&SipMessage::Request(ack));
                 self.out.push_back(Output::Transmit {
                     to: tx.peer,

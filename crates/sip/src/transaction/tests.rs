@@ -397,6 +397,43 @@ fn server_non_invite_resends_last_response_until_timer_j() {
 }
 
 #[test]
+fn a_challenge_sent_and_forgotten_leaves_no_state_and_its_retransmission_is_new() {
+    let mut l = TransactionLayer::new(Timers::default());
+    let t0 = Instant::now();
+    let req = request("REGISTER", "z9hG4bKreg1", 1, "UDP");
+    l.handle_message(SipMessage::Request(req.clone()), udp(5060), t0);
+    let key = match drain(&mut l).events.as_slice() {
+        [TransactionEvent::NewRequest { key, .. }] => key.clone(),
+        other => panic!("{other:?}"),
+    };
+    l.send_final_and_forget(&key, response_to(&req, 401, None, Some("t")), t0)
+        .unwrap();
+    let d = drain(&mut l);
+    assert_eq!(d.transmits.len(), 1);
+    assert!(d.transmits[0].1.starts_with("SIP/2.0 401"));
+    assert!(matches!(d.events.as_slice(), [e] if is_terminated(e)));
+    // The retransmitted REGISTER is a new request: answered afresh, not from memory.
+    l.handle_message(SipMessage::Request(req.clone()), udp(5060), t0 + MS * 500);
+    let d = drain(&mut l);
+    assert!(d.transmits.is_empty());
+    assert!(matches!(
+        d.events.as_slice(),
+        [TransactionEvent::NewRequest { .. }]
+    ));
+    // INVITEs keep their state: the ACK to a non-2xx belongs to the transaction.
+    let inv = invite("z9hG4bKinv9");
+    l.handle_message(SipMessage::Request(inv.clone()), udp(5060), t0);
+    let inv_key = match drain(&mut l).events.as_slice() {
+        [TransactionEvent::NewRequest { key, .. }] => key.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        l.send_final_and_forget(&inv_key, response_to(&inv, 407, None, Some("t")), t0),
+        Err(TransactionError::InvalidState)
+    );
+}
+
+#[test]
 fn server_non_invite_on_tcp_terminates_at_once() {
     let mut l = TransactionLayer::new(Timers::default());
     let t0 = Instant::now();
