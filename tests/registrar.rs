@@ -27,7 +27,14 @@ fn registered(data: &std::path::Path, extension: &str) -> String {
 /// A SIPp scenario: REGISTER, the 401 challenge, REGISTER with credentials (`-au`/`-ap`),
 /// and `final_code` as the answer to that.
 fn register_scenario(dir: &TempDir, final_code: u16) -> String {
-    let path = dir.path().join(format!("register-{final_code}.xml"));
+    register_scenario_with(dir, final_code, "")
+}
+
+/// [`register_scenario`] with `extra` header lines (each ending in a newline) in both
+/// REGISTERs.
+fn register_scenario_with(dir: &TempDir, final_code: u16, extra: &str) -> String {
+    let name = if extra.is_empty() { "plain" } else { "extra" };
+    let path = dir.path().join(format!("register-{final_code}-{name}.xml"));
     let request = |cseq: u32, auth: &str| {
         format!(
             "<send retrans=\"500\"><![CDATA[\n\
@@ -38,7 +45,7 @@ fn register_scenario(dir: &TempDir, final_code: u16) -> String {
              Call-ID: [call_id]\n\
              CSeq: {cseq} REGISTER\n\
              Contact: <sip:[service]@[local_ip]:[local_port]>\n\
-             {auth}Max-Forwards: 70\n\
+             {extra}{auth}Max-Forwards: 70\n\
              Expires: 600\n\
              User-Agent: SIPp\n\
              Content-Length: 0\n\n\
@@ -437,4 +444,87 @@ fn a_contact_that_stops_answering_options_is_not_rung_until_it_registers_again()
         );
         phone_run.join().unwrap();
     });
+}
+
+/// A phone registered through a proxy that put itself in a Path (RFC 3327; a Kamailio in
+/// front of the server, say) is called through that proxy: the INVITE goes to the proxy's
+/// address with the Path as its Route, and its Request-URI is the phone's contact.
+#[test]
+fn a_phone_registered_through_a_proxy_is_called_through_that_proxy() {
+    let ns = Netns::new();
+    let data = TempDir::new("reg-path");
+    support::add_user(data.path(), "103", "vertretung9");
+    let dir = TempDir::new("reg-path-sipp");
+    let config = support::config_trusting(&dir, "10.99.0.3/32");
+    let server = Server::start_with_data(Some(&ns), &["--config", &config], data);
+    // The phone (SIPp at 10.99.0.4) registers through the "proxy" at 10.99.0.5:5090.
+    let scenario = register_scenario_with(
+        &dir,
+        200,
+        "Path: <sip:10.99.0.5:5090;lr>\nSupported: path\n",
+    );
+    let registered = sipp_register(&ns, &scenario, "10.99.0.4", "103", "vertretung9", 1);
+    assert_ok(&registered, &server, "REGISTER through the proxy");
+    // The proxy checks what it gets and answers busy.
+    let proxy = dir.path().join("proxy.xml");
+    std::fs::write(
+        &proxy,
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="proxy in the Path">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="^INVITE sip:103@10\.99\.0\.4:5070 SIP/2\.0" search_in="msg" check_it="true" assign_to="1"/>
+      <ereg regexp="sip:10\.99\.0\.5:5090;lr" search_in="hdr" header="Route:" check_it="true" assign_to="2"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 486 Busy Here
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]proxy[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+  <Reference variables="1,2"/>
+</scenario>
+"#,
+    )
+    .unwrap();
+    let proxy = proxy.display().to_string();
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let (proxy_out, caller_out) = std::thread::scope(|scope| {
+        let proxy_run = scope.spawn(|| {
+            sipp(
+                Some(&ns),
+                &[
+                    "-sf",
+                    &proxy,
+                    "-i",
+                    "10.99.0.5",
+                    "-p",
+                    "5090",
+                    "-m",
+                    "1",
+                    "-timeout",
+                    "20s",
+                ],
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let caller_out = caller.call(&ns, "sip:103@10.99.0.1", 3);
+        (proxy_run.join().unwrap(), caller_out)
+    });
+    assert_ok(
+        &proxy_out,
+        &server,
+        "the proxy got the INVITE with the Path as Route",
+    );
+    let log = server.log();
+    assert!(
+        log.contains("target=user 103 contacts=1"),
+        "{caller_out}\n{log}"
+    );
 }

@@ -498,21 +498,26 @@ impl CallControl {
             dialplan::DialTarget::User(extension) => registrar
                 .lookup(extension, now)
                 .into_iter()
-                .map(|b| OutboundCall {
-                    request_uri: b.details.contact.clone(),
-                    to: format!("sip:{extension}@{}", b.aor.domain()),
-                    from_user: from_user.clone(),
-                    from_name: from_name.clone(),
-                    next_hop: b.details.source,
+                .filter_map(|b| {
+                    let (next_hop, route) = crate::registrar::route_to(b)?;
+                    Some(OutboundCall {
+                        request_uri: b.details.contact.clone(),
+                        to: format!("sip:{extension}@{}", b.aor.domain()),
+                        from_user: from_user.clone(),
+                        from_name: from_name.clone(),
+                        next_hop,
+                        route,
+                    })
                 })
                 .collect(),
-            dialplan::DialTarget::Uri(uri) => match uri_next_hop(uri) {
+            dialplan::DialTarget::Uri(uri) => match crate::sip_endpoint::uri_next_hop(uri) {
                 Some(next_hop) => vec![OutboundCall {
                     request_uri: uri.clone(),
                     to: uri.clone(),
                     from_user,
                     from_name,
                     next_hop,
+                    route: Vec::new(),
                 }],
                 None => {
                     tracing::info!(leg = %leg, %uri, "dial: cannot reach this URI");
@@ -920,22 +925,6 @@ fn display_name(name_addr: &str) -> Option<String> {
 
 /// Where requests to a dialled `sip:` URI go: its host and port (5060 by default), over UDP;
 /// host names are not resolved (no DNS here).
-fn uri_next_hop(uri: &str) -> Option<sip::transaction::Peer> {
-    let parsed = msg::parse_uri(uri)?;
-    let host = parsed.host_with_port.host.to_string();
-    let ip: IpAddr = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
-    let port = parsed
-        .host_with_port
-        .port
-        .map(|p| *p.value())
-        .unwrap_or(5060);
-    Some(sip::transaction::Peer {
-        addr: SocketAddr::new(ip, port),
-        transport: sip::transaction::TransportKind::Udp,
-        connection: None,
-    })
-}
-
 fn codec_kind(codec: Codec) -> media::codec::CodecKind {
     match codec {
         Codec::Pcmu => media::codec::CodecKind::Pcmu,

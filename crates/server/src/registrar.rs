@@ -13,8 +13,8 @@ use sip::digest::{Algorithm, DigestAuthenticator, DigestConfig, find_credentials
 use sip::message as msg;
 use sip::qualify::{Qualifier, QualifyConfig, Reachability};
 use sip::registrar::{
-    Aor, Binding, BindingChange, BindingDetails, BindingId, BindingRecord, QValue, RegisterRequest,
-    Registrar, RegistrarConfig,
+    Aor, Binding, BindingChange, BindingDetails, BindingId, BindingRecord, NextHop, QValue,
+    RegisterRequest, Registrar, RegistrarConfig,
 };
 use sip::security::{BanConfig, FailedAuthBans, NetworkList};
 use sip::transaction::{Peer, TransportKind};
@@ -23,6 +23,23 @@ use crate::config::{DigestAlgorithm, RegistrarSettings};
 use crate::security_cli::BanSummary;
 use crate::store_writer::StoreWriter;
 use crate::user_directory::UserDirectory;
+
+/// Where requests to a registered phone go, and the Route header values they carry: back
+/// over the flow its REGISTER came on, or, when it registered through proxies that put
+/// themselves in a Path (RFC 3327 §5.3), to the first of them with the Path as route set.
+/// `None` when the first Path entry is no address we can send to (we do no DNS).
+pub fn route_to(binding: &Binding) -> Option<(Peer, Vec<String>)> {
+    match binding.next_hop() {
+        NextHop::Flow(flow) => Some((flow, Vec::new())),
+        NextHop::Path(first) => {
+            let hop = crate::sip_endpoint::uri_next_hop(first);
+            if hop.is_none() {
+                tracing::info!(user = %binding.aor.user(), path = %first, "Path entry is no IP address; contact not reached");
+            }
+            Some((hop?, binding.details.path.clone()))
+        }
+    }
+}
 
 /// The digest realm: the default SIP domain (users' HA1s are stored for it).
 const REALM: &str = store::DEFAULT_DOMAIN;
@@ -212,12 +229,15 @@ impl RegistrarService {
     }
 
     /// The next registered contact to send a qualify OPTIONS to: its binding, contact URI,
-    /// and the flow it registered on. Call until `None`.
-    pub fn poll_probe(&mut self, now: Instant) -> Option<(BindingId, String, Peer)> {
+    /// and where the request goes (see [`route_to`]). Call until `None`.
+    pub fn poll_probe(&mut self, now: Instant) -> Option<(BindingId, String, Peer, Vec<String>)> {
         let qualifier = self.qualifier.as_mut()?;
         while let Some(id) = qualifier.poll_probe(now) {
-            match self.bindings.iter().find(|b| b.id == id) {
-                Some(b) => return Some((id, b.details.contact.clone(), b.details.source)),
+            match self.bindings.iter().find(|b| b.id == id).and_then(|b| {
+                let (next_hop, route) = route_to(b)?;
+                Some((b.details.contact.clone(), next_hop, route))
+            }) {
+                Some((contact, next_hop, route)) => return Some((id, contact, next_hop, route)),
                 None => qualifier.forget(id),
             }
         }

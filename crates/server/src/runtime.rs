@@ -253,8 +253,9 @@ impl Core {
         while let Some(binding) = self.endpoint.poll_probe_answer() {
             self.registrar.on_probe_answer(binding);
         }
-        while let Some((binding, contact, flow)) = self.registrar.poll_probe(now) {
-            self.endpoint.probe(binding, &contact, flow, now);
+        while let Some((binding, contact, next_hop, route)) = self.registrar.poll_probe(now) {
+            self.endpoint
+                .probe(binding, &contact, next_hop, &route, now);
         }
         loop {
             while let Some(request) = self.endpoint.poll_request() {

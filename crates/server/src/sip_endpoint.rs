@@ -189,8 +189,11 @@ pub struct OutboundCall {
     /// From display name, if any.
     pub from_name: Option<String>,
     /// Where the INVITE and every later request of the dialog go: the flow the phone
-    /// registered on (its Contact may be a private address behind NAT).
+    /// registered on (its Contact may be a private address behind NAT), or the first proxy
+    /// of its Path.
     pub next_hop: Peer,
+    /// Route header values: the Path the phone registered through (RFC 3327 §5.3), if any.
+    pub route: Vec<String>,
 }
 
 /// The SIP endpoint (see the module documentation).
@@ -473,12 +476,20 @@ impl SipEndpoint {
     /// Asks a registered contact whether it is still there (qualify, with OPTIONS over the
     /// flow it registered on). Only a final answer is reported, by
     /// [`poll_probe_answer`](Self::poll_probe_answer); silence is for the caller to time.
-    pub fn probe(&mut self, binding: BindingId, request_uri: &str, next_hop: Peer, now: Instant) {
+    pub fn probe(
+        &mut self,
+        binding: BindingId,
+        request_uri: &str,
+        next_hop: Peer,
+        route: &[String],
+        now: Instant,
+    ) {
         let (_, host, port, proto) = self.sent_by(next_hop);
         let text = format!(
             "OPTIONS {request_uri} SIP/2.0\r\n\
              Via: SIP/2.0/{proto} {host}:{port};branch={branch};rport\r\n\
              Max-Forwards: 70\r\n\
+             {routes}\
              From: <sip:amtsleitung@{host}>;tag={tag}\r\n\
              To: <{request_uri}>\r\n\
              Call-ID: {call_id}@{host}\r\n\
@@ -488,6 +499,7 @@ impl SipEndpoint {
             branch = sip::transaction::new_branch(),
             tag = sip::transaction::new_tag(),
             call_id = sip::transaction::new_tag(),
+            routes = route_headers(route),
         );
         let request = match msg::parse(text.as_bytes()) {
             Ok(rsip::SipMessage::Request(request)) => request,
@@ -548,6 +560,7 @@ impl SipEndpoint {
             "INVITE {uri} SIP/2.0\r\n\
              Via: SIP/2.0/{proto} {host}:{port};branch={branch};rport\r\n\
              Max-Forwards: 70\r\n\
+             {routes}\
              From: {from_name}<sip:{from_user}@{host}>;tag={tag}\r\n\
              To: <{to}>\r\n\
              Call-ID: {call_id}@{host}\r\n\
@@ -564,6 +577,7 @@ impl SipEndpoint {
             call_id = sip::transaction::new_tag(),
             contact = self.contact_uri(local_ip),
             len = sdp.len(),
+            routes = route_headers(&call.route),
         );
         let mut bytes = text.into_bytes();
         bytes.extend_from_slice(&sdp);
@@ -1235,6 +1249,38 @@ impl SipEndpoint {
     }
 }
 
+/// `Route:` header lines for a pre-loaded route set, first hop first.
+fn route_headers(route: &[String]) -> String {
+    route.iter().map(|r| format!("Route: {r}\r\n")).collect()
+}
+
+/// Where a SIP URI (or a name-addr around one) with a literal IP address points: its port
+/// or 5060, over TCP when it says `transport=tcp`, else UDP. No DNS here.
+pub fn uri_next_hop(uri: &str) -> Option<Peer> {
+    let uri = match (uri.find('<'), uri.find('>')) {
+        (Some(open), Some(close)) if open < close => &uri[open + 1..close],
+        _ => uri,
+    };
+    let parsed = msg::parse_uri(uri)?;
+    let host = parsed.host_with_port.host.to_string();
+    let ip: IpAddr = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
+    let port = parsed
+        .host_with_port
+        .port
+        .map(|p| *p.value())
+        .unwrap_or(5060);
+    let transport = if uri.to_ascii_lowercase().contains(";transport=tcp") {
+        sip::transaction::TransportKind::Tcp
+    } else {
+        sip::transaction::TransportKind::Udp
+    };
+    Some(Peer {
+        addr: SocketAddr::new(ip, port),
+        transport,
+        connection: None,
+    })
+}
+
 /// Where a request inside `dialog` goes: for a leg we placed, the flow the phone
 /// registered on unless proxies put themselves in the route set (its Contact may be a
 /// private address behind the family's router); for a caller's leg, its remote target.
@@ -1638,6 +1684,7 @@ mod tests {
             from_user: "0711123".into(),
             from_name: Some("Anna \"A\" Amt".into()),
             next_hop: phone(),
+            route: Vec::new(),
         }
     }
 
@@ -1668,6 +1715,47 @@ mod tests {
             body.len()
         )
         .into_bytes()
+    }
+
+    #[test]
+    fn requests_to_a_phone_behind_a_proxy_go_to_the_proxy_with_its_path_as_route() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let proxy = Peer {
+            addr: "192.0.2.50:5090".parse().expect("address"),
+            transport: sip::transaction::TransportKind::Udp,
+            connection: None,
+        };
+        let route = vec![
+            "<sip:192.0.2.50:5090;lr>".to_string(),
+            "<sip:192.0.2.51;lr>".to_string(),
+        ];
+        let call = OutboundCall {
+            next_hop: proxy,
+            route,
+            ..outbound_call()
+        };
+        ep.invite(&call, b"v=0 offer".to_vec(), now)
+            .expect("INVITE placed");
+        let (to, invite) = ep.poll_transmit().expect("INVITE sent");
+        let invite = String::from_utf8(invite).expect("text");
+        assert_eq!(to.addr, proxy.addr);
+        assert!(invite.starts_with(&format!("INVITE sip:101@{PHONE} SIP/2.0")));
+        assert!(
+            invite.contains("Route: <sip:192.0.2.50:5090;lr>\r\nRoute: <sip:192.0.2.51;lr>\r\n"),
+            "{invite}"
+        );
+    }
+
+    #[test]
+    fn uri_next_hop_reads_ip_literals_ports_and_transport() {
+        let hop = uri_next_hop("<sip:10.0.0.5:5090;lr;transport=TCP>").expect("hop");
+        assert_eq!(hop.addr, "10.0.0.5:5090".parse().expect("address"));
+        assert_eq!(hop.transport, sip::transaction::TransportKind::Tcp);
+        let hop = uri_next_hop("sip:[2001:db8::1];lr").expect("hop");
+        assert_eq!(hop.addr, "[2001:db8::1]:5060".parse().expect("address"));
+        assert_eq!(hop.transport, sip::transaction::TransportKind::Udp);
+        assert!(uri_next_hop("sip:proxy.example.com;lr").is_none());
     }
 
     fn placed(ep: &mut SipEndpoint, now: Instant) -> (LegId, String) {
