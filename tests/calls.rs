@@ -341,6 +341,39 @@ fn a_phone_behind_a_home_routers_nat_registers_and_is_called_with_no_setting() {
     );
 }
 
+/// The same home office with the phone on TCP: the router lets no connection in, so the
+/// call can only reach the phone over the connection its REGISTER opened, which the server
+/// keeps for it.
+#[test]
+fn a_phone_behind_nat_registered_over_tcp_is_called_over_its_own_connection() {
+    let ns = Netns::new();
+    let office = HomeOffice::behind_nat(&ns);
+    let data = TempDir::new("calls-nat-tcp");
+    add_user(data.path(), "101", "geheim123");
+    add_user(data.path(), "102", "kollege77");
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    let phone = Baresip::new("192.168.178.20", 880, "PCMU", 8000)
+        .registering("101", "geheim123")
+        .over_tcp();
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("102", "kollege77");
+    let (outputs, caller_out) =
+        with_registered_phones(&server, &ns, &[(&phone, &office.home)], || {
+            caller.call(&ns, "sip:101@10.99.0.1", 7)
+        });
+    let log = server.log();
+    assert!(
+        log.contains("registered user=101 source=10.98.0.2"),
+        "{log}"
+    );
+    assert!(outputs[0].contains("{0/TCP/v4} 200 OK"), "{}", outputs[0]);
+    assert_both_hear(
+        &phone,
+        &caller,
+        &server,
+        &format!("{caller_out}\n{outputs:?}"),
+    );
+}
+
 #[test]
 fn an_extension_with_no_registered_phone_goes_on_to_the_next_action() {
     let ns = Netns::new();

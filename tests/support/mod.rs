@@ -577,6 +577,22 @@ impl Baresip {
         self
     }
 
+    /// Makes the client register (and so be called) over TCP instead of UDP.
+    pub fn over_tcp(self) -> Self {
+        let accounts = self.dir.path().join("accounts");
+        let text = std::fs::read_to_string(&accounts).unwrap();
+        std::fs::write(
+            &accounts,
+            text.replacen(
+                &format!("@{SERVER_IP}>"),
+                &format!("@{SERVER_IP};transport=tcp>"),
+                1,
+            ),
+        )
+        .unwrap();
+        self
+    }
+
     /// Makes the client ring without answering (a phone nobody picks up).
     pub fn never_answering(self) -> Self {
         let accounts = self.dir.path().join("accounts");
