@@ -14,7 +14,8 @@ use media::sdp::{self, Codec, Direction, LocalMedia};
 use sip::message as msg;
 use tokio::sync::mpsc;
 
-use crate::call::{self, CallContext, CallEvent, DialOutcome};
+use crate::call::{self, CallContext};
+use crate::call_event::{CallEvent, DialOutcome};
 use crate::core_command::CoreCommand;
 use crate::ids::LegId;
 use crate::media_worker::{

@@ -147,14 +147,16 @@ fn record_version(
 }
 
 /// Watches the dialplan directory and reloads on change (debounced), on SIGHUP, and when asked
-/// through `requests` (admin API). Editors replace files rather than write them, so the
-/// directory is watched, not the files.
+/// through `requests` (admin API); `reload` does the work (on a blocking thread), told what
+/// triggered it. Editors replace files rather than write them, so the directory is watched,
+/// not the files.
 pub fn spawn_reloader(
-    shared: Arc<crate::shared::Shared>,
+    dir: PathBuf,
+    reload: impl Fn(&'static str) -> ReloadReport + Send + Sync + 'static,
     mut requests: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<ReloadReport>>,
 ) -> anyhow::Result<()> {
     use notify::Watcher;
-    let dir = shared.config.dialplans.clone();
+    let reload = Arc::new(reload);
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(16);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
@@ -184,16 +186,8 @@ pub fn spawn_reloader(
                 Some(reply) = requests.recv() => ("admin API", Some(reply)),
                 else => return,
             };
-            let shared = shared.clone();
-            let report = tokio::task::spawn_blocking(move || {
-                shared.plan.reload(
-                    &shared.config.dialplans,
-                    &shared.sounds,
-                    &shared.store,
-                    trigger,
-                )
-            })
-            .await;
+            let reload = reload.clone();
+            let report = tokio::task::spawn_blocking(move || reload(trigger)).await;
             if let (Some(reply), Ok(report)) = (reply, report) {
                 let _ = reply.send(report);
             }

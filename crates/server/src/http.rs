@@ -299,7 +299,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         (
             "amtsleitung_sip_messages_dropped_total",
             "SIP messages dropped unanswered by the per-source rate limit.",
-            &crate::runtime::DROPPED,
+            &reg::DROPPED_MESSAGES,
         ),
     ] {
         counter(

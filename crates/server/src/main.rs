@@ -5,6 +5,7 @@
 
 mod call;
 mod call_control;
+mod call_event;
 mod conference;
 mod config;
 mod core_command;

@@ -60,6 +60,9 @@ pub mod metrics {
     pub static ACTIVE_BANS: AtomicU64 = AtomicU64::new(0);
     /// Registered contacts that left their last qualify OPTIONS unanswered.
     pub static UNREACHABLE_CONTACTS: AtomicU64 = AtomicU64::new(0);
+    /// SIP messages the per-source rate limit dropped unanswered (counted by the runtime,
+    /// which applies the limit before parsing).
+    pub static DROPPED_MESSAGES: AtomicU64 = AtomicU64::new(0);
 }
 
 fn set(gauge: &std::sync::atomic::AtomicU64, value: usize) {

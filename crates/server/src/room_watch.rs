@@ -121,8 +121,9 @@ pub fn spawn(shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::CallEvent;
-    use crate::conference::{Notice, Refusal, RoomTerms};
+    use crate::call_event::CallEvent;
+    use crate::call_event::Notice;
+    use crate::conference::{Refusal, RoomTerms};
     use crate::ids::LegId;
     use tokio::sync::mpsc;
 

@@ -132,7 +132,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let calls_gauge = CALLS.clone();
     let (reload_tx, reload_rx) = mpsc::channel(4);
-    crate::dialplan_files::spawn_reloader(shared.clone(), reload_rx)?;
+    let reloading = shared.clone();
+    crate::dialplan_files::spawn_reloader(
+        shared.config.dialplans.clone(),
+        move |trigger| {
+            reloading.plan.reload(
+                &reloading.config.dialplans,
+                &reloading.sounds,
+                &reloading.store,
+                trigger,
+            )
+        },
+        reload_rx,
+    )?;
     crate::room_watch::spawn(shared.clone());
     crate::http::start(
         http_listen,
@@ -206,13 +218,13 @@ impl Core {
                     let source = message.peer.addr.ip();
                     if self.registrar.is_banned(source, now) {
                         // An answer would only feed the guessing.
-                        DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        crate::registrar::metrics::DROPPED_MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     } else if self.registrar.is_trusted(source)
                         || self.rate_limit.check(source, now) == RateDecision::Allow
                     {
                         self.endpoint.handle_datagram(&message.bytes, message.peer, now);
                     } else {
-                        DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        crate::registrar::metrics::DROPPED_MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 Some(request) = security.recv() => {
@@ -285,9 +297,6 @@ impl Core {
         }
     }
 }
-
-/// SIP messages dropped by the per-source rate limit, for `/metrics`.
-pub static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 static CALLS: std::sync::LazyLock<Arc<std::sync::atomic::AtomicUsize>> =
     std::sync::LazyLock::new(|| Arc::new(std::sync::atomic::AtomicUsize::new(0)));

@@ -19,6 +19,11 @@ use rsip::{Header, Method, SipMessage, StatusCode};
 
 pub use framer::StreamFramer;
 
+/// A fresh From/To tag: 64 random bits (RFC 3261 §19.3 asks for at least 32).
+pub fn new_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
 /// Largest message we accept on any transport (RFC 3261 §18.1.1 leaves it to us; 64 KiB is
 /// the UDP datagram limit).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -582,7 +587,7 @@ pub fn bad_request_response(bytes: &[u8], err: &ParseError) -> Option<Vec<u8>> {
     if !contains_ignore_case(to, b";tag=") && !contains_ignore_case(to, b"; tag") {
         out.truncate(out.len() - 2);
         out.extend_from_slice(b";tag=");
-        out.extend_from_slice(crate::transaction::new_tag().as_bytes());
+        out.extend_from_slice(new_tag().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     push_header(&mut out, b"Call-ID", call_id);

@@ -37,10 +37,7 @@ pub fn new_branch() -> String {
     )
 }
 
-/// A fresh From/To tag: 64 random bits (RFC 3261 §19.3 asks for at least 32).
-pub fn new_tag() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
+pub use crate::message::new_tag;
 
 /// Transport class; reliable transports get no retransmissions and zero wait timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

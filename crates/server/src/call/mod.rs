@@ -12,33 +12,15 @@ use media::wav::PromptPlayer;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::conference::{Event, Notice};
+use crate::call_event::{CallEvent, DialOutcome, Notice};
 use crate::core_command::CoreCommand;
 use crate::ids::LegId;
 use crate::media_worker::{MediaCommand, MediaEvent, MediaMode};
 use crate::shared::Shared;
 
-/// Signalling and room events the core and the conference registry send to a call task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallEvent {
-    /// The call is over (BYE, CANCEL, timeout, or our own hangup).
-    Hangup,
-    /// A DTMF digit sent as SIP INFO.
-    Dtmf(char),
-    /// News from the conference room the caller is in.
-    Conference(Notice),
-    /// How the `dial` action's ringing ended.
-    Dial(DialOutcome),
-}
+mod conference;
 
-/// How ringing someone ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DialOutcome {
-    /// Someone answered: the caller is connected to this leg (and answered).
-    Answered(LegId),
-    /// Nobody answered, nobody could be rung, or everyone refused (the best status).
-    NotAnswered(u16),
-}
+use conference::Event;
 
 /// What a call task knows about its call.
 pub struct CallContext {
