@@ -12,13 +12,14 @@ use media::wav::PromptPlayer;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::call_event::{CallEvent, DialOutcome, Notice};
+use crate::call_event::{CallEvent, Notice};
 use crate::core_command::CoreCommand;
 use crate::ids::LegId;
 use crate::media_worker::{MediaCommand, MediaEvent, MediaMode};
 use crate::shared::Shared;
 
 mod conference;
+mod dial;
 
 use conference::Event;
 
@@ -137,27 +138,7 @@ impl CallRunner {
                     self.wait_for(Some(Duration::from_secs(u64::from(*seconds))))
                         .await?;
                 }
-                Action::Dial { target, timeout_s } => {
-                    match self.dial(target, *timeout_s).await? {
-                        DialOutcome::Answered(callee) => {
-                            // Connected: the call lasts until one side hangs up; the
-                            // caller's keys reach the callee as RFC 4733 events.
-                            self.answered = true;
-                            loop {
-                                if let Event::Digit(digit) = self.next_event().await? {
-                                    tracing::debug!(%digit, "DTMF relayed to the callee");
-                                    self.ctx
-                                        .shared
-                                        .media
-                                        .send(callee, MediaCommand::SendDtmf(callee, digit));
-                                }
-                            }
-                        }
-                        DialOutcome::NotAnswered(status) => {
-                            tracing::info!(%target, status, "dial: not answered; next action");
-                        }
-                    }
-                }
+                Action::Dial { target, timeout_s } => self.dial(target, *timeout_s).await?,
                 Action::Conference { room, pin_prompt } => {
                     self.conference(room.clone(), *pin_prompt).await?;
                 }
@@ -220,29 +201,6 @@ impl CallRunner {
                     None => Err(Stop::HungUp),
                 },
             };
-        }
-    }
-
-    /// Rings `target` for up to `timeout_s` seconds.
-    async fn dial(
-        &mut self,
-        target: &dialplan::DialTarget,
-        timeout_s: u32,
-    ) -> Result<DialOutcome, Stop> {
-        self.send(CoreCommand::Dial(self.ctx.id, target.clone()));
-        let ring_until = tokio::time::Instant::now() + Duration::from_secs(u64::from(timeout_s));
-        loop {
-            match tokio::time::timeout_at(ring_until, self.events.recv()).await {
-                Err(_) => {
-                    self.send(CoreCommand::CancelDial(self.ctx.id));
-                    return Ok(DialOutcome::NotAnswered(408));
-                }
-                Ok(Some(CallEvent::Dial(outcome))) => return Ok(outcome),
-                Ok(Some(CallEvent::Hangup) | None) => return Err(Stop::HungUp),
-                // Keys pressed while it rings are kept for what follows.
-                Ok(Some(CallEvent::Dtmf(digit))) => self.pending_digits.push_back(digit),
-                Ok(Some(CallEvent::Conference(_))) => {}
-            }
         }
     }
 
