@@ -878,9 +878,13 @@ impl CallControl {
                 leg.media = callee_quality.to_call_media();
                 leg
             });
-            let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(err) = store.record_call(&record) {
-                tracing::error!("call record not written: {err}");
+            match shared
+                .store
+                .run_blocking(move |store| store.record_call(&record))
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!("call record not written: {err}"),
+                Err(err) => tracing::error!("call record not written: {err}"),
             }
         });
     }

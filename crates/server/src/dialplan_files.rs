@@ -64,7 +64,7 @@ impl PlanHolder {
         &self,
         dir: &Path,
         sounds: &SoundLibrary,
-        store: &std::sync::Mutex<store::Store>,
+        store: &crate::store_handle::StoreHandle,
         trigger: &str,
     ) -> ReloadReport {
         let compiled = read_sources(dir).and_then(|files| {
@@ -72,8 +72,12 @@ impl PlanHolder {
         });
         match compiled {
             Ok((files, plan, warnings)) => {
-                let store = store.lock().unwrap_or_else(|p| p.into_inner());
-                let version = match record_version(&store, dir, &files, trigger) {
+                let recorded = {
+                    let (dir, files, trigger) =
+                        (dir.to_path_buf(), files.clone(), trigger.to_string());
+                    store.run_blocking(move |store| record_version(store, &dir, &files, &trigger))
+                };
+                let version = match recorded.map_err(anyhow::Error::from).and_then(|r| r) {
                     Ok(version) => version,
                     Err(err) => {
                         // A plan we cannot record could not be rolled back to: refuse it.

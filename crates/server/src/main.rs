@@ -21,7 +21,7 @@ mod security_cli;
 mod shared;
 mod sip_endpoint;
 mod sounds;
-mod store_writer;
+mod store_handle;
 mod transport;
 mod udp_arrival;
 mod user_cli;

@@ -4,7 +4,7 @@
 //! phones are.
 //!
 //! It runs on the signalling task: users come from the in-memory [`UserDirectory`], writes
-//! go to the [`StoreWriter`]; nothing here waits for the database.
+//! go to the store thread ([`StoreHandle::submit`]); nothing here waits for the database.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,7 +21,7 @@ use sip::transaction::{Peer, TransportKind};
 
 use crate::config::{DigestAlgorithm, RegistrarSettings};
 use crate::security_cli::BanSummary;
-use crate::store_writer::StoreWriter;
+use crate::store_handle::StoreHandle;
 use crate::user_directory::UserDirectory;
 
 /// Where requests to a registered phone go, and the Route header values they carry: back
@@ -141,7 +141,7 @@ pub struct RegistrarService {
     bindings: Registrar,
     bans: FailedAuthBans,
     users: Arc<UserDirectory>,
-    writer: StoreWriter,
+    writer: StoreHandle,
     /// Sources whose calls need no authentication and whose messages no rate limit.
     trusted: NetworkList,
     /// OPTIONS schedule and reachability of the bindings; `None` when qualifying is off.
@@ -153,7 +153,7 @@ impl RegistrarService {
     pub fn new(
         settings: &RegistrarSettings,
         users: Arc<UserDirectory>,
-        writer: StoreWriter,
+        writer: StoreHandle,
         stored: Vec<store::UserBinding>,
         trusted: NetworkList,
         now: Instant,

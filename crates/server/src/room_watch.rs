@@ -93,26 +93,28 @@ pub fn spawn(shared: Arc<Shared>) {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let shared = shared.clone();
+            let passing = shared.clone();
             let watch = watch.clone();
-            let pass = tokio::task::spawn_blocking(move || {
-                let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-                let mut watch = watch.lock().unwrap_or_else(|p| p.into_inner());
-                let close = watch.pass(
-                    &store,
-                    &shared.conferences,
-                    pid,
-                    jiff::Timestamp::now().as_millisecond(),
-                );
-                drop(store);
-                for number in &close {
-                    let members = shared.conferences.close(number);
-                    tracing::info!(room = %number, members, "room changed in the store while open; session ended");
+            let pass = shared
+                .store
+                .run(move |store| {
+                    let mut watch = watch.lock().unwrap_or_else(|p| p.into_inner());
+                    watch.pass(
+                        store,
+                        &passing.conferences,
+                        pid,
+                        jiff::Timestamp::now().as_millisecond(),
+                    )
+                })
+                .await;
+            match pass {
+                Ok(close) => {
+                    for number in &close {
+                        let members = shared.conferences.close(number);
+                        tracing::info!(room = %number, members, "room changed in the store while open; session ended");
+                    }
                 }
-            })
-            .await;
-            if let Err(err) = pass {
-                tracing::error!("room watch pass failed: {err}");
+                Err(err) => tracing::error!("room watch pass failed: {err}"),
             }
         }
     });

@@ -20,7 +20,7 @@ use crate::registrar::{RegisterOutcome, RegistrarService, SecurityRequest};
 use crate::shared::Shared;
 use crate::sip_endpoint::{EndpointConfig, SipEndpoint};
 use crate::sounds::SoundLibrary;
-use crate::store_writer::StoreWriter;
+use crate::store_handle::StoreHandle;
 use crate::transport::{self, Inbound, TransportHandle};
 use crate::user_directory::UserDirectory;
 
@@ -78,12 +78,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let transport = transport::start(config.sip_listen, inbound_tx).await?;
     let http_listen = config.http_listen;
     let ports = PortAllocator::new(config.rtp_ports.low, config.rtp_ports.high);
+    // Read before the store thread takes the store over: the registrar starts with them.
+    let users = Arc::new(UserDirectory::default());
+    users.load(&store).context("cannot read the users")?;
+    let stored_bindings = store
+        .registrations_unexpired(jiff::Timestamp::now().as_millisecond())
+        .context("cannot read the registrations")?;
+    let store = StoreHandle::start(store).context("cannot start the store thread")?;
     let shared = Arc::new(Shared {
         config,
         sounds,
         media,
         plan,
-        store: std::sync::Mutex::new(store),
+        store,
         conferences: crate::conference::Registry::default(),
     });
     let (command_tx, command_rx) = mpsc::unbounded_channel();
@@ -98,16 +105,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         Timers::default(),
     );
-    let users = Arc::new(UserDirectory::default());
-    let stored_bindings = {
-        let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-        users.load(&store).context("cannot read the users")?;
-        store
-            .registrations_unexpired(jiff::Timestamp::now().as_millisecond())
-            .context("cannot read the registrations")?
-    };
     crate::user_directory::spawn_refresh(shared.clone(), users.clone());
-    let writer = StoreWriter::start(shared.clone()).context("cannot start the store writer")?;
+    let writer = shared.store.clone();
     let security = &shared.config.security;
     let trusted = NetworkList::parse(security.trusted_networks.iter().map(String::as_str))
         .map_err(|err| anyhow::anyhow!("[security] trusted-networks: {err}"))?;

@@ -16,8 +16,9 @@ pub struct Shared {
     pub media: MediaWorkers,
     /// The dialplan in force.
     pub plan: PlanHolder,
-    /// The store (call records, rooms, recordings, dialplan history).
-    pub store: std::sync::Mutex<store::Store>,
+    /// The store (call records, rooms, recordings, dialplan history, users), behind its
+    /// thread.
+    pub store: crate::store_handle::StoreHandle,
     /// Live conference rooms.
     pub conferences: crate::conference::Registry,
 }

@@ -91,29 +91,29 @@ pub fn spawn_refresh(shared: Arc<Shared>, directory: Arc<UserDirectory>) {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let shared = shared.clone();
             let directory = directory.clone();
-            let pass = tokio::task::spawn_blocking(move || {
-                let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-                let changes = store.external_change_counter().ok();
-                if changes.is_some() && changes == seen {
-                    return seen;
-                }
-                match directory.load(&store) {
-                    Ok(count) => {
-                        tracing::debug!(users = count, "user directory reloaded");
-                        changes
+            let pass = shared
+                .store
+                .run(move |store| {
+                    let changes = store.external_change_counter().ok();
+                    if changes.is_some() && changes == seen {
+                        return seen;
                     }
-                    Err(err) => {
-                        // Keep the users we have: a store that cannot be read must not
-                        // lock every phone out, nor let anyone in (unknown users stay
-                        // unknown).
-                        tracing::error!("user directory not reloaded: {err}");
-                        None
+                    match directory.load(store) {
+                        Ok(count) => {
+                            tracing::debug!(users = count, "user directory reloaded");
+                            changes
+                        }
+                        Err(err) => {
+                            // Keep the users we have: a store that cannot be read must not
+                            // lock every phone out, nor let anyone in (unknown users stay
+                            // unknown).
+                            tracing::error!("user directory not reloaded: {err}");
+                            None
+                        }
                     }
-                }
-            })
-            .await;
+                })
+                .await;
             match pass {
                 Ok(next) => seen = next,
                 Err(err) => tracing::error!("user directory pass failed: {err}"),

@@ -51,13 +51,13 @@ impl CallRunner {
                 None => return self.goodbye().await,
             },
         };
-        let shared = self.ctx.shared.clone();
         let lookup = number.clone();
-        let looked_up = tokio::task::spawn_blocking(move || {
-            let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-            store.room_get(&lookup)
-        })
-        .await;
+        let looked_up = self
+            .ctx
+            .shared
+            .store
+            .run(move |store| store.room_get(&lookup))
+            .await;
         // Whether the room has a PIN is only known from the store: when it cannot be read,
         // nobody gets in (fail closed), not even into a room that might have none.
         let stored = match looked_up {
@@ -266,7 +266,7 @@ impl CallRunner {
                     self.overlay("conference-ended").await?;
                     return Ok(());
                 }
-                '9' if moderator => self.toggle_recording(number),
+                '9' if moderator => self.toggle_recording(number).await,
                 _ => {}
             }
         }
@@ -305,14 +305,14 @@ impl CallRunner {
             if digits.is_empty() && !participant_pin {
                 return Ok(Some(store::PinCheck::Participant));
             }
-            let shared = self.ctx.shared.clone();
             let room = number.to_string();
-            // Argon2 costs tens of milliseconds: off the async threads.
-            let check = match tokio::task::spawn_blocking(move || {
-                let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-                store.room_check_pin(&room, &digits)
-            })
-            .await
+            // Argon2 costs tens of milliseconds: on the store thread, off the async ones.
+            let check = match self
+                .ctx
+                .shared
+                .store
+                .run(move |store| store.room_check_pin(&room, &digits))
+                .await
             {
                 Ok(Ok(check)) => check,
                 Ok(Err(err)) => {
@@ -350,7 +350,7 @@ impl CallRunner {
         Err(Stop::EndedByUs(reason.record))
     }
 
-    fn toggle_recording(&mut self, number: &str) {
+    async fn toggle_recording(&mut self, number: &str) {
         let shared = self.ctx.shared.clone();
         let conferences = &shared.conferences;
         let running = conferences
@@ -366,15 +366,15 @@ impl CallRunner {
         let stamp = jiff::Timestamp::now();
         let path = dir.join(format!("{number}-{}.wav", stamp.strftime("%Y%m%dT%H%M%SZ")));
         let (tx, rx) = crossbeam_channel::bounded::<RecordingFrame>(512);
-        let started = {
-            let store = self
-                .ctx
-                .shared
-                .store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            store.recording_start(number, &path, stamp.as_millisecond())
-        };
+        let (room, file) = (number.to_string(), path.clone());
+        let started = self
+            .ctx
+            .shared
+            .store
+            .run(move |store| store.recording_start(&room, &file, stamp.as_millisecond()))
+            .await
+            .map_err(|err| err.to_string())
+            .and_then(|started| started.map_err(|err| err.to_string()));
         // A recording the store does not know of could be neither listed nor deleted when
         // its retention ends: record only what is on the books.
         let id = match started {
@@ -457,11 +457,13 @@ fn write_recording(
     match result {
         Ok(bytes) => {
             if let Some(id) = id {
-                let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(err) =
+                let finished = shared.store.run_blocking(move |store| {
                     store.recording_finish(id, jiff::Timestamp::now().as_millisecond(), bytes)
-                {
-                    tracing::error!("recording not noted as finished: {err}");
+                });
+                match finished {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::error!("recording not noted as finished: {err}"),
+                    Err(err) => tracing::error!("recording not noted as finished: {err}"),
                 }
             }
             tracing::info!(path = %path.display(), bytes, "recording written");
