@@ -227,6 +227,68 @@ fn dial_to_a_sip_uri_transcodes_between_pcmu_and_pcma_both_ways() {
     assert_eq!(relayed, 0, "{log}");
 }
 
+/// The called party puts the call on hold and resumes it with re-INVITEs of its own: the
+/// server agrees to both (200 with a=recvonly, then a=sendrecv; checked by SIPp) and the
+/// caller hears the callee again afterwards (SIPp echoes the caller's tone back).
+#[test]
+fn the_called_party_holds_and_resumes_the_call() {
+    let ns = Netns::new();
+    let plans = TempDir::new("calls-hold-plans");
+    std::fs::copy(
+        repo().join("dialplans/default.toml"),
+        plans.path().join("default.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        plans.path().join("partner.toml"),
+        "[[rule]]\nname = \"partner office\"\nmatch = \"700\"\npublic = true\n\
+         actions = [ { dial = { uri = \"sip:echo@10.99.0.4:5080\" } } ]\n",
+    )
+    .unwrap();
+    let plans_dir = plans.path().to_str().unwrap().to_string();
+    let server = Server::start(Some(&ns), &["--dialplans", &plans_dir]);
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let uas = scenario("uas_holds.xml");
+    let (uas_out, caller_out) = std::thread::scope(|scope| {
+        let uas_run = scope.spawn(|| {
+            sipp(
+                Some(&ns),
+                &[
+                    "-sf",
+                    &uas,
+                    "-i",
+                    "10.99.0.4",
+                    "-p",
+                    "5080",
+                    "-mi",
+                    "10.99.0.4",
+                    "-mp",
+                    "6100",
+                    "-rtp_echo",
+                    "-m",
+                    "1",
+                ],
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let caller_out = caller.call(&ns, "sip:700@10.99.0.1", 7);
+        (uas_run.join().unwrap(), caller_out)
+    });
+    assert_sipp_ok(&uas_out, &server, "callee holding and resuming");
+    let log = server.log();
+    assert_eq!(
+        log.matches("re-INVITE: media updated").count(),
+        2,
+        "{log}\n{caller_out}"
+    );
+    // Resumed for the last few seconds: the caller's tone comes back through the callee.
+    let own_tone_back = heard_share(&caller, 440.0, "the caller", &server);
+    assert!(
+        own_tone_back > 0.3,
+        "440 Hz back at the caller: {own_tone_back:.2}\n{log}"
+    );
+}
+
 /// A home office: the phone in a "home" namespace with a private address (192.168.178.20),
 /// behind a "router" namespace that masquerades it onto a "VPN" link (10.98.0.0/24) to the
 /// server's namespace. Nothing routes back to the private network: only the NAT mapping of

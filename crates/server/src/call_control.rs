@@ -166,6 +166,13 @@ struct OutboundLeg {
     media_started: bool,
     quality: Arc<QualityCell>,
     placed: PlacedTo,
+    /// Our offer's RTP port and SDP session id (a later answer to the phone's re-INVITE
+    /// must keep both).
+    port: u16,
+    session_id: u64,
+    /// The media as agreed once it answered, for its re-INVITEs (hold, resume, a new
+    /// address).
+    media: Option<MediaSession>,
 }
 
 /// Call control (see the module documentation).
@@ -586,11 +593,12 @@ impl CallControl {
             codecs.retain(|&c| c != caller.media.codec);
             codecs.insert(0, caller.media.codec);
         }
+        let session_id = rand::random::<u32>() as u64;
         let local = LocalMedia {
             ip: local_ip,
             port,
             codecs,
-            session_id: rand::random::<u32>() as u64,
+            session_id,
             session_version: 1,
         };
         let offer = sdp::offer(&local, Direction::SendRecv);
@@ -609,6 +617,9 @@ impl CallControl {
                 media_started: false,
                 quality: Arc::new(QualityCell::new()),
                 placed,
+                port,
+                session_id,
+                media: None,
             },
         );
         Some(child)
@@ -674,6 +685,17 @@ impl CallControl {
             events: media_tx,
         };
         out.media_started = true;
+        out.media = Some(MediaSession {
+            local_ip: out.local_ip,
+            port: out.port,
+            session_id: out.session_id,
+            sdp_version: 1,
+            answer_sdp: String::new(),
+            remote_rtp: negotiated.remote_rtp,
+            remote_rtcp: negotiated.remote_rtcp,
+            direction: negotiated.direction,
+            codec: negotiated.codec,
+        });
         let connected = ConnectedCallee {
             leg: child,
             placed: out.placed.clone(),
@@ -801,8 +823,14 @@ impl CallControl {
     /// Takes an SDP offer in a re-INVITE or UPDATE: `Ok(answer)`, or the status to refuse
     /// it with.
     fn apply_offer(&mut self, leg: LegId, body: &[u8]) -> Result<Vec<u8>, u16> {
-        let Some(l) = self.legs.get_mut(&leg) else {
-            return Err(481);
+        // The caller's leg, or a phone we called (its hold and resume come the same way).
+        let media = match self.legs.get_mut(&leg) {
+            Some(l) => &mut l.media,
+            None => self
+                .outbound
+                .get_mut(&leg)
+                .and_then(|o| o.media.as_mut())
+                .ok_or(481u16)?,
         };
         let offer = match parse_offer(body) {
             Ok(offer) => offer,
@@ -811,11 +839,12 @@ impl CallControl {
                 return Err(488);
             }
         };
-        let media = &mut l.media;
         let local = LocalMedia {
             ip: media.local_ip,
             port: media.port,
-            codecs: OUR_CODECS.to_vec(),
+            // The session's codec only: the media worker keeps its codec for the call, so
+            // an offer without it is refused (488) rather than answered with another.
+            codecs: vec![media.codec],
             session_id: media.session_id,
             session_version: media.sdp_version + 1,
         };
