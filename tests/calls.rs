@@ -169,47 +169,10 @@ fn the_callers_keys_reach_the_callee_as_rfc_4733_events() {
 #[test]
 fn dial_to_a_sip_uri_transcodes_between_pcmu_and_pcma_both_ways() {
     let ns = Netns::new();
-    let plans = TempDir::new("calls-uri-plans");
-    std::fs::copy(
-        repo().join("dialplans/default.toml"),
-        plans.path().join("default.toml"),
-    )
-    .unwrap();
-    std::fs::write(
-        plans.path().join("partner.toml"),
-        "[[rule]]\nname = \"partner office\"\nmatch = \"700\"\npublic = true\n\
-         actions = [ { dial = { uri = \"sip:echo@10.99.0.4:5080\" } } ]\n",
-    )
-    .unwrap();
-    let plans_dir = plans.path().to_str().unwrap().to_string();
-    let server = Server::start(Some(&ns), &["--dialplans", &plans_dir]);
+    let plans = partner_office_plans("calls-uri-plans");
+    let server = Server::start(Some(&ns), &["--dialplans", plans.path().to_str().unwrap()]);
     let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
-    let uas = scenario("uas_pcma_echo.xml");
-    let (uas_out, caller_out) = std::thread::scope(|scope| {
-        let uas_run = scope.spawn(|| {
-            sipp(
-                Some(&ns),
-                &[
-                    "-sf",
-                    &uas,
-                    "-i",
-                    "10.99.0.4",
-                    "-p",
-                    "5080",
-                    "-mi",
-                    "10.99.0.4",
-                    "-mp",
-                    "6100",
-                    "-rtp_echo",
-                    "-m",
-                    "1",
-                ],
-            )
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        let caller_out = caller.call(&ns, "sip:700@10.99.0.1", 6);
-        (uas_run.join().unwrap(), caller_out)
-    });
+    let (uas_out, caller_out) = call_partner_office(&ns, "uas_pcma_echo.xml", &caller, 6);
     assert_sipp_ok(&uas_out, &server, "PCMA party");
     let log = server.log();
     assert!(
@@ -233,7 +196,29 @@ fn dial_to_a_sip_uri_transcodes_between_pcmu_and_pcma_both_ways() {
 #[test]
 fn the_called_party_holds_and_resumes_the_call() {
     let ns = Netns::new();
-    let plans = TempDir::new("calls-hold-plans");
+    let plans = partner_office_plans("calls-hold-plans");
+    let server = Server::start(Some(&ns), &["--dialplans", plans.path().to_str().unwrap()]);
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let (uas_out, caller_out) = call_partner_office(&ns, "uas_holds.xml", &caller, 7);
+    assert_sipp_ok(&uas_out, &server, "callee holding and resuming");
+    let log = server.log();
+    assert_eq!(
+        log.matches("re-INVITE: media updated").count(),
+        2,
+        "{log}\n{caller_out}"
+    );
+    // Resumed for the last few seconds: the caller's tone comes back through the callee.
+    let own_tone_back = heard_share(&caller, 440.0, "the caller", &server);
+    assert!(
+        own_tone_back > 0.3,
+        "440 Hz back at the caller: {own_tone_back:.2}\n{log}"
+    );
+}
+
+/// The shipped dialplan plus number 700, open to anyone, which dials a partner office's SIP
+/// URI at 10.99.0.4:5080 (a SIPp callee in the tests).
+fn partner_office_plans(name: &str) -> TempDir {
+    let plans = TempDir::new(name);
     std::fs::copy(
         repo().join("dialplans/default.toml"),
         plans.path().join("default.toml"),
@@ -245,14 +230,22 @@ fn the_called_party_holds_and_resumes_the_call() {
          actions = [ { dial = { uri = \"sip:echo@10.99.0.4:5080\" } } ]\n",
     )
     .unwrap();
-    let plans_dir = plans.path().to_str().unwrap().to_string();
-    let server = Server::start(Some(&ns), &["--dialplans", &plans_dir]);
-    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
-    let uas = scenario("uas_holds.xml");
-    let (uas_out, caller_out) = std::thread::scope(|scope| {
+    plans
+}
+
+/// `caller` calls 700 for `seconds` while the SIPp `callee` scenario answers at the partner
+/// office, echoing RTP back; returns SIPp's and the caller's output.
+fn call_partner_office(
+    ns: &Netns,
+    callee: &str,
+    caller: &Baresip,
+    seconds: u32,
+) -> (std::process::Output, String) {
+    let uas = scenario(callee);
+    std::thread::scope(|scope| {
         let uas_run = scope.spawn(|| {
             sipp(
-                Some(&ns),
+                Some(ns),
                 &[
                     "-sf",
                     &uas,
@@ -271,22 +264,9 @@ fn the_called_party_holds_and_resumes_the_call() {
             )
         });
         std::thread::sleep(Duration::from_millis(500));
-        let caller_out = caller.call(&ns, "sip:700@10.99.0.1", 7);
+        let caller_out = caller.call(ns, "sip:700@10.99.0.1", seconds);
         (uas_run.join().unwrap(), caller_out)
-    });
-    assert_sipp_ok(&uas_out, &server, "callee holding and resuming");
-    let log = server.log();
-    assert_eq!(
-        log.matches("re-INVITE: media updated").count(),
-        2,
-        "{log}\n{caller_out}"
-    );
-    // Resumed for the last few seconds: the caller's tone comes back through the callee.
-    let own_tone_back = heard_share(&caller, 440.0, "the caller", &server);
-    assert!(
-        own_tone_back > 0.3,
-        "440 Hz back at the caller: {own_tone_back:.2}\n{log}"
-    );
+    })
 }
 
 /// A home office: the phone in a "home" namespace with a private address (192.168.178.20),
