@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use support::{Baresip, Netns, Server, TempDir, call_staggered, repo};
+use support::{Baresip, Netns, Server, TempDir, call_staggered, python_venv, repo};
 
 /// Harvard sentences (IEEE 1969) and a town hall's German, about 15 s together.
 const SPEECH_EN: &str = "The birch canoe slid on the smooth planks. Glue the sheet to the dark \
@@ -105,37 +105,13 @@ fn codecs_from_env(variable: &str) -> Vec<Codec> {
 /// The venv's Python with numpy, scipy and pesq, created on first use.
 fn quality_python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(make_quality_venv)
-}
-
-fn make_quality_venv() -> PathBuf {
-    let venv = repo().join("target/quality-venv");
-    let python = venv.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import numpy, scipy, pesq"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !ready(&python) {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 (apt-get install python3 python3-venv)");
-        assert!(made.success(), "cannot create {}", venv.display());
-        let out = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "numpy", "scipy", "pesq"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pip install numpy scipy pesq failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    assert!(ready(&python), "numpy, scipy and pesq not importable");
-    python
+    PYTHON.get_or_init(|| {
+        python_venv(
+            "quality-venv",
+            &["numpy", "scipy", "pesq"],
+            "import numpy, scipy, pesq",
+        )
+    })
 }
 
 fn tool(args: &[&str]) -> String {

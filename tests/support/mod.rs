@@ -932,3 +932,117 @@ pub fn heard_share(client: &Baresip, freq: f64, who: &str, server: &Server) -> f
     let (samples, rate) = read_wav(&path);
     tone_share(&samples, rate, freq, 1.0)
 }
+
+/// The Python of a venv under `target/<name>`, made on first use with `packages` from PyPI;
+/// `check` is Python code that must run in it (e.g. "import numpy").
+pub fn python_venv(name: &str, packages: &[&str], check: &str) -> PathBuf {
+    let venv = repo().join("target").join(name);
+    let python = venv.join("bin/python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", check])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready(&python) {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 (apt-get install python3 python3-venv)");
+        assert!(made.success(), "cannot create {}", venv.display());
+        let out = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q"])
+            .args(packages)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pip install {packages:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(ready(&python), "{check:?} fails in {}", venv.display());
+    python
+}
+
+/// A desk phone made of PJSIP (tests/pjsua/phone.py on pjsua2, in `target/pjsua-venv`):
+/// registers, answers by itself, plays a tone as its microphone and records what it hears.
+/// Unlike baresip 1.0 and SIPp it speaks SHA-256 digest (RFC 8760).
+pub struct PjsuaPhone {
+    pub dir: TempDir,
+    pub ip: String,
+}
+
+impl PjsuaPhone {
+    /// A phone on `ip` (SIP port 5060, RTP 40000) whose microphone plays `tone_hz` at 8 kHz.
+    pub fn new(ip: &str, tone_hz: u32) -> Self {
+        let dir = TempDir::new("pjsua");
+        write_tone(&dir.path().join("tone.wav"), tone_hz, 8000, 30);
+        Self {
+            dir,
+            ip: ip.to_string(),
+        }
+    }
+
+    /// Registers as `extension` with `password` at the server in `ns`, expecting the server's
+    /// challenge to be answered with `algorithm` ("SHA-256" or "MD5"), and runs for
+    /// `seconds`; whether the phone exited 0 (registered with that algorithm) and what it
+    /// printed.
+    pub fn run(
+        &self,
+        ns: &Netns,
+        extension: &str,
+        password: &str,
+        algorithm: &str,
+        seconds: u32,
+    ) -> (bool, String) {
+        let python = pjsua_python();
+        let path = |name: &str| self.dir.path().join(name);
+        let output = ns
+            .command("timeout")
+            .arg((seconds + 20).to_string())
+            .arg(python)
+            .arg(repo().join("tests/pjsua/phone.py"))
+            .args(["--bind", &self.ip, "--server", SERVER_IP])
+            .args(["--user", extension, "--password", password])
+            .args(["--algorithm", algorithm, "--seconds", &seconds.to_string()])
+            .arg("--play")
+            .arg(path("tone.wav"))
+            .arg("--record")
+            .arg(path("heard.wav"))
+            .arg("--log")
+            .arg(path("pjsip.log"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tests/pjsua/phone.py");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), printed)
+    }
+
+    /// PJSIP's own log of the last run: every SIP message it sent and received.
+    pub fn sip_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pjsip.log")).unwrap_or_default()
+    }
+
+    /// The WAV of what the phone heard in its calls.
+    pub fn heard(&self) -> PathBuf {
+        self.dir.path().join("heard.wav")
+    }
+}
+
+/// The venv's Python with pjsua2 (PJSIP 2.15.1), created on first use.
+pub fn pjsua_python() -> &'static Path {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        python_venv(
+            "pjsua-venv",
+            &["pjsua2-python==2.15.1.post1"],
+            "import pjsua2; pjsua2.PJSIP_AUTH_ALGORITHM_SHA256",
+        )
+    })
+}

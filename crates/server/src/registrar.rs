@@ -160,8 +160,6 @@ impl RegistrarService {
     ) -> Self {
         let mut secret = [0u8; 32];
         rand::fill(&mut secret);
-        let auth = DigestAuthenticator::new(DigestConfig::new(REALM), &secret)
-            .unwrap_or_else(|_| unreachable!("a 32-byte secret is long enough"));
         let mut bindings = Registrar::new(RegistrarConfig {
             min_expires: settings.min_expires,
             max_expires: settings.max_expires,
@@ -185,6 +183,14 @@ impl RegistrarService {
         if algorithms.is_empty() {
             algorithms.push(Algorithm::Md5);
         }
+        // Answers are accepted only in the algorithms we challenge with: no downgrade to MD5
+        // where only SHA-256 is offered.
+        let digest = DigestConfig {
+            algorithms: algorithms.clone(),
+            ..DigestConfig::new(REALM)
+        };
+        let auth = DigestAuthenticator::new(digest, &secret)
+            .unwrap_or_else(|_| unreachable!("a 32-byte secret is long enough"));
         let qualifier = (settings.qualify_interval > 0).then(|| {
             let interval = Duration::from_secs(settings.qualify_interval);
             let mut qualifier = Qualifier::new(QualifyConfig {
@@ -517,7 +523,12 @@ impl RegistrarService {
                 self.qualify_changes(&registered.changes, now);
                 if !registered.changes.is_empty() {
                     self.publish(now);
-                    tracing::info!(user = %aor.user(), %source, contacts = registered.contacts.len(), "registered");
+                    let contacts = registered.contacts.len();
+                    if contacts == 0 {
+                        tracing::info!(user = %aor.user(), %source, "unregistered: no contacts left");
+                    } else {
+                        tracing::info!(user = %aor.user(), %source, contacts, "registered");
+                    }
                     self.persist(&aor, now);
                 }
                 let mut response =

@@ -520,6 +520,10 @@ pub struct DigestConfig {
     pub opaque: Option<String>,
     /// Nonces whose nonce-count is remembered at once (replay protection).
     pub replay_capacity: usize,
+    /// Algorithms accepted in answers: those we challenge with. An answer naming another
+    /// is refused, so a client (or someone replaying its traffic) cannot choose MD5 where
+    /// only SHA-256 is offered.
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl DigestConfig {
@@ -531,6 +535,7 @@ impl DigestConfig {
             clock_skew: Duration::from_secs(5),
             opaque: None,
             replay_capacity: 16 * 1024,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
     }
 }
@@ -571,6 +576,9 @@ pub enum AuthFailure {
     /// The nonce-count did not grow: a replayed request.
     #[error("replayed nonce count")]
     Replayed,
+    /// The answer names an algorithm we did not offer (a downgrade).
+    #[error("algorithm not offered")]
+    AlgorithmNotOffered,
 }
 
 impl AuthFailure {
@@ -733,6 +741,9 @@ impl DigestAuthenticator {
     ) -> Result<(), AuthFailure> {
         if auth.realm != self.config.realm {
             return Err(AuthFailure::ForeignRealm);
+        }
+        if !self.config.algorithms.contains(&auth.algorithm) {
+            return Err(AuthFailure::AlgorithmNotOffered);
         }
         if let Some(opaque) = &self.config.opaque
             && auth.opaque.as_deref() != Some(opaque.as_str())

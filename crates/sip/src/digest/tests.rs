@@ -568,3 +568,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_answer_with_an_algorithm_not_offered_is_refused_even_with_the_right_password() {
+    let mut config = DigestConfig::new(REALM);
+    config.algorithms = vec![Algorithm::Sha256];
+    let mut server = DigestAuthenticator::new(config, SECRET).unwrap();
+    let nonce = nonce_of(&server.challenge(Algorithm::Sha256, at(0), false));
+    let creds = alice();
+    // The same nonce answered with MD5 and the right password: a downgrade.
+    let md5 = answer(Algorithm::Md5, "alice", "secret", &nonce, 1);
+    assert_eq!(
+        server.verify(&md5, "REGISTER", Some(&creds), at(1)),
+        Err(AuthFailure::AlgorithmNotOffered)
+    );
+    assert!(AuthFailure::AlgorithmNotOffered.counts_as_failure());
+    let sha = answer(Algorithm::Sha256, "alice", "secret", &nonce, 2);
+    assert_eq!(server.verify(&sha, "REGISTER", Some(&creds), at(1)), Ok(()));
+}
