@@ -215,6 +215,55 @@ fn the_called_party_holds_and_resumes_the_call() {
     );
 }
 
+/// A phone nobody picks up rings only as long as the rule says: after its `timeout` the
+/// ringing is cancelled and the rule's next action answers the caller.
+#[test]
+fn ringing_stops_after_the_dial_timeout_and_the_next_action_runs() {
+    let ns = Netns::new();
+    let data = TempDir::new("calls-timeout");
+    add_user(data.path(), "101", "geheim123");
+    let dir = TempDir::new("calls-timeout-plans");
+    std::fs::copy(
+        repo().join("dialplans/default.toml"),
+        dir.path().join("default.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("quick.toml"),
+        "[[rule]]\nname = \"quick ring\"\nmatch = \"7101\"\n\
+         actions = [ { dial = { user = \"101\", timeout = 3 } }, { hangup = \"unavailable\" } ]\n",
+    )
+    .unwrap();
+    // The config lives apart: every file in the dialplan directory is read as a dialplan.
+    let config_dir = TempDir::new("calls-timeout-config");
+    let config = config_trusting(&config_dir, "10.99.0.3/32");
+    let server = Server::start_with_data(
+        Some(&ns),
+        &[
+            "--config",
+            &config,
+            "--dialplans",
+            dir.path().to_str().unwrap(),
+        ],
+        data,
+    );
+    let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000)
+        .registering("101", "geheim123")
+        .never_answering();
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let started = std::time::Instant::now();
+    let (outputs, caller_out) = with_registered_phones(&server, &ns, &[(&phone, &ns)], || {
+        caller.call(&ns, "sip:7101@10.99.0.1", 8)
+    });
+    let log = server.log();
+    assert!(outputs[0].contains("Incoming call"), "{}", outputs[0]);
+    assert!(outputs[0].contains("session closed"), "{}", outputs[0]);
+    assert!(caller_out.contains("480"), "{caller_out}\n{log}");
+    assert!(log.contains("dial: not answered; next action"), "{log}");
+    assert!(!log.contains("dial: answered"), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
 /// The shipped dialplan plus number 700, open to anyone, which dials a partner office's SIP
 /// URI at 10.99.0.4:5080 (a SIPp callee in the tests).
 fn partner_office_plans(name: &str) -> TempDir {

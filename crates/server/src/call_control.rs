@@ -285,7 +285,7 @@ impl CallControl {
             }
             CoreCommand::MediaTimeout(leg) => endpoint.hangup(leg, MEDIA_TIMEOUT, now),
             CoreCommand::Dial(leg, target) => self.dial(leg, &target, endpoint, registrar, now),
-            CoreCommand::CancelDial(leg) => self.end_dialing(leg, endpoint, now),
+            CoreCommand::CancelDial(leg) => self.give_up_dialing(leg, endpoint, now),
         }
     }
 
@@ -792,6 +792,26 @@ impl CallControl {
             }
             self.tell(parent, CallEvent::Dial(DialOutcome::NotAnswered(status)));
         }
+    }
+
+    /// The call task's ring time is up: stop ringing and tell it nobody answered, unless an
+    /// answer got here first. Then `Answered` is already on its way to the task, and the call
+    /// stays connected: deciding here, where the answer is handled, leaves no moment in which
+    /// the phone is connected while the task has moved on to the next action.
+    fn give_up_dialing(&mut self, leg: LegId, endpoint: &mut SipEndpoint, now: Instant) {
+        let Some(caller) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        if caller.connected.is_some() {
+            return;
+        }
+        let Some(dialing) = caller.dialing.take() else {
+            return;
+        };
+        for child in dialing.ringing {
+            endpoint.hangup(child, "no answer in time", now);
+        }
+        self.tell(leg, CallEvent::Dial(DialOutcome::NotAnswered(408)));
     }
 
     /// The caller is gone or gave up: stop ringing, hang up whoever it was connected to.

@@ -49,11 +49,18 @@ impl CallRunner {
     ) -> Result<DialOutcome, Stop> {
         self.send(CoreCommand::Dial(self.ctx.id, target.clone()));
         let ring_until = tokio::time::Instant::now() + Duration::from_secs(u64::from(timeout_s));
+        let mut gave_up = false;
         loop {
-            match tokio::time::timeout_at(ring_until, self.events.recv()).await {
+            let event = if gave_up {
+                // Call control decides: an answer may have crossed our giving up.
+                Ok(self.events.recv().await)
+            } else {
+                tokio::time::timeout_at(ring_until, self.events.recv()).await
+            };
+            match event {
                 Err(_) => {
                     self.send(CoreCommand::CancelDial(self.ctx.id));
-                    return Ok(DialOutcome::NotAnswered(408));
+                    gave_up = true;
                 }
                 Ok(Some(CallEvent::Dial(outcome))) => return Ok(outcome),
                 Ok(Some(CallEvent::Hangup) | None) => return Err(Stop::HungUp),
