@@ -136,4 +136,13 @@ fn a_pjsip_phone_with_a_wrong_password_gets_no_binding() {
         0,
         "{context}"
     );
+    // One wrong password is one failure toward a ban: the second 401 repeats the nonce, so
+    // PJSIP does not take it for a stale one and retry the same password (it did, three
+    // times, when every 401 brought a new nonce).
+    assert_eq!(answers.len(), 1, "{answers:#?}\n{context}");
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_auth_failures_total"),
+        1,
+        "{context}"
+    );
 }

@@ -313,8 +313,18 @@ impl CallControl {
             .unwrap_or_default();
         let identity = match registrar.identify_caller(&request, from, now) {
             Ok(identity) => identity,
-            Err(CallerRefusal::Challenge { stale }) => {
-                challenge(endpoint, registrar, leg, stale, now);
+            Err(CallerRefusal::Challenge {
+                stale,
+                wrong_answer_to,
+            }) => {
+                challenge(
+                    endpoint,
+                    registrar,
+                    leg,
+                    stale,
+                    wrong_answer_to.as_deref(),
+                    now,
+                );
                 return;
             }
             Err(CallerRefusal::ForeignNetwork) => {
@@ -354,7 +364,7 @@ impl CallControl {
             Some(route) if route.public || identity.is_identified() => route,
             Some(route) => {
                 tracing::info!(to = %callee, source = %from.addr, rule = %route.rule_name, "rule not public and caller not identified; 407");
-                challenge(endpoint, registrar, leg, false, now);
+                challenge(endpoint, registrar, leg, false, None, now);
                 return;
             }
             None if identity.is_identified() => {
@@ -364,7 +374,7 @@ impl CallControl {
             }
             None => {
                 tracing::info!(to = %callee, source = %from.addr, "no dialplan rule matches and caller not identified; 407");
-                challenge(endpoint, registrar, leg, false, now);
+                challenge(endpoint, registrar, leg, false, None, now);
                 return;
             }
         };
@@ -939,7 +949,6 @@ impl CallControl {
     }
 }
 
-/// The display name of a name-addr (`"Anna Amt" <sip:…>` or `Anna <sip:…>`).
 /// Refuses a new leg and forgets it.
 fn refuse_leg(
     endpoint: &mut SipEndpoint,
@@ -960,10 +969,11 @@ fn challenge(
     registrar: &RegistrarService,
     leg: LegId,
     stale: bool,
+    wrong_answer_to: Option<&str>,
     now: Instant,
 ) {
     let headers: Vec<(&str, String)> = registrar
-        .proxy_challenges(stale)
+        .proxy_challenges(stale, wrong_answer_to)
         .into_iter()
         .map(|c| ("Proxy-Authenticate", c))
         .collect();
@@ -971,14 +981,13 @@ fn challenge(
     endpoint.forget(leg, "caller not identified", now);
 }
 
+/// The display name of a name-addr (`"Anna Amt" <sip:…>` or `Anna <sip:…>`).
 fn display_name(name_addr: &str) -> Option<String> {
     let (name, _) = name_addr.split_once('<')?;
     let name = name.trim().trim_matches('"').trim();
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// Where requests to a dialled `sip:` URI go: its host and port (5060 by default), over UDP;
-/// host names are not resolved (no DNS here).
 fn codec_kind(codec: Codec) -> media::codec::CodecKind {
     match codec {
         Codec::Pcmu => media::codec::CodecKind::Pcmu,

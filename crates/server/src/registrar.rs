@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use sip::digest::{Algorithm, DigestAuthenticator, DigestConfig, find_credentials};
+use sip::digest::{Algorithm, AuthFailure, DigestAuthenticator, DigestConfig, find_credentials};
 use sip::message as msg;
 use sip::qualify::{Qualifier, QualifyConfig, Reachability};
 use sip::registrar::{
@@ -121,12 +121,15 @@ impl Caller {
 }
 
 /// Why an INVITE is refused before it is routed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallerRefusal {
     /// Credentials were given and failed: challenge again (`stale`: only the nonce was old).
     Challenge {
         /// The response was right but the nonce too old.
         stale: bool,
+        /// The nonce a wrong answer was for: challenged again with it (see
+        /// [`DigestAuthenticator::rechallenge`]).
+        wrong_answer_to: Option<String>,
     },
     /// Right password, but from outside the user's allowed networks.
     ForeignNetwork,
@@ -385,10 +388,15 @@ impl RegistrarService {
                     }
                     return Err(CallerRefusal::Challenge {
                         stale: failure.is_stale(),
+                        wrong_answer_to: (failure == AuthFailure::WrongResponse)
+                            .then(|| credentials.nonce.clone()),
                     });
                 }
                 let Some(user) = user else {
-                    return Err(CallerRefusal::Challenge { stale: false });
+                    return Err(CallerRefusal::Challenge {
+                        stale: false,
+                        wrong_answer_to: None,
+                    });
                 };
                 if !user.allows_source(source) {
                     tracing::info!(%source, user = %credentials.username, "INVITE from outside the user's allowed networks");
@@ -441,11 +449,15 @@ impl RegistrarService {
     }
 
     /// The `Proxy-Authenticate` values of a 407 (one per offered algorithm).
-    pub fn proxy_challenges(&self, stale: bool) -> Vec<String> {
+    /// After a wrong answer to `wrong_answer_to`, its nonce is repeated.
+    pub fn proxy_challenges(&self, stale: bool, wrong_answer_to: Option<&str>) -> Vec<String> {
         let wall = SystemTime::now();
         self.algorithms
             .iter()
-            .map(|&algorithm| self.auth.challenge(algorithm, wall, stale))
+            .map(|&algorithm| match wrong_answer_to {
+                Some(nonce) => self.auth.rechallenge(algorithm, nonce, wall),
+                None => self.auth.challenge(algorithm, wall, stale),
+            })
             .collect()
     }
 
@@ -491,6 +503,9 @@ impl RegistrarService {
             if failure.counts_as_failure() {
                 tracing::info!(%source, user = %credentials.username, "REGISTER not authenticated: {failure}");
                 self.record_failure(source, now);
+            }
+            if failure == AuthFailure::WrongResponse {
+                return self.rechallenge(request, &credentials.nonce, wall);
             }
             return self.challenge(request, failure.is_stale(), wall);
         }
@@ -597,6 +612,22 @@ impl RegistrarService {
         let mut response = msg::response_to(request, 401, None, Some(&sip::transaction::new_tag()));
         for &algorithm in &self.algorithms {
             let challenge = self.auth.challenge(algorithm, wall, stale);
+            msg::add_header(&mut response.headers, "WWW-Authenticate", challenge);
+        }
+        RegisterOutcome::Respond(Box::new(response))
+    }
+
+    /// The 401 after a wrong password: the same nonce again (see
+    /// [`DigestAuthenticator::rechallenge`]), so the phone does not retry the same password.
+    fn rechallenge(
+        &self,
+        request: &rsip::Request,
+        nonce: &str,
+        wall: SystemTime,
+    ) -> RegisterOutcome {
+        let mut response = msg::response_to(request, 401, None, Some(&sip::transaction::new_tag()));
+        for &algorithm in &self.algorithms {
+            let challenge = self.auth.rechallenge(algorithm, nonce, wall);
             msg::add_header(&mut response.headers, "WWW-Authenticate", challenge);
         }
         RegisterOutcome::Respond(Box::new(response))

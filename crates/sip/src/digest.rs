@@ -663,11 +663,32 @@ impl DigestAuthenticator {
     /// One challenge value for `algorithm`.
     pub fn challenge(&self, algorithm: Algorithm, now: SystemTime, stale: bool) -> String {
         let nonce = self.new_nonce(unix_secs(now), rand::random());
+        self.challenge_with(algorithm, &nonce, stale)
+    }
+
+    /// The challenge after a wrong answer to `nonce`: the same nonce again while it is ours
+    /// and fresh, else a new one. A client that reads a new nonce as "perhaps mine was
+    /// stale" tries the same wrong password again (PJSIP does, three times), and each try
+    /// would count toward a ban; with the same nonce it knows the password is wrong.
+    pub fn rechallenge(&self, algorithm: Algorithm, nonce: &str, now: SystemTime) -> String {
+        let now_secs = unix_secs(now);
+        let fresh = self.open_nonce(nonce).is_some_and(|(issued, _)| {
+            issued <= now_secs.saturating_add(self.config.clock_skew.as_secs())
+                && now_secs.saturating_sub(issued) <= self.config.nonce_lifetime.as_secs()
+        });
+        if fresh {
+            self.challenge_with(algorithm, nonce, false)
+        } else {
+            self.challenge(algorithm, now, false)
+        }
+    }
+
+    fn challenge_with(&self, algorithm: Algorithm, nonce: &str, stale: bool) -> String {
         let mut out = String::with_capacity(160);
         out.push_str("Digest realm=");
         push_quoted(&mut out, &self.config.realm);
         out.push_str(", nonce=\"");
-        out.push_str(&nonce);
+        out.push_str(nonce);
         out.push('"');
         if let Some(opaque) = &self.config.opaque {
             out.push_str(", opaque=");

@@ -586,3 +586,22 @@ fn an_answer_with_an_algorithm_not_offered_is_refused_even_with_the_right_passwo
     let sha = answer(Algorithm::Sha256, "alice", "secret", &nonce, 2);
     assert_eq!(server.verify(&sha, "REGISTER", Some(&creds), at(1)), Ok(()));
 }
+
+#[test]
+fn a_wrong_answer_is_challenged_again_with_the_same_nonce_while_it_is_fresh() {
+    let server = server();
+    let nonce = nonce_of(&server.challenge(Algorithm::Sha256, at(0), false));
+    let again = server.rechallenge(Algorithm::Sha256, &nonce, at(10));
+    assert_eq!(nonce_of(&again), nonce);
+    assert!(!again.contains("stale"));
+    // Too old, or not ours: a new one.
+    assert_ne!(
+        nonce_of(&server.rechallenge(Algorithm::Sha256, &nonce, at(301))),
+        nonce
+    );
+    let forged = "00".repeat(32);
+    assert_ne!(
+        nonce_of(&server.rechallenge(Algorithm::Md5, &forged, at(10))),
+        forged
+    );
+}
