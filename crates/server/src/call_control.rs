@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use crate::call::{self, CallContext};
 use crate::call_event::{CallEvent, DialOutcome};
 use crate::core_command::CoreCommand;
+use crate::fork::{Fork, ForkStep};
 use crate::ids::LegId;
 use crate::media_worker::{
     Connection, MediaCommand, PortAllocator, QualityCell, RemoteMedia, SessionSpec,
@@ -86,7 +87,7 @@ struct CallLeg {
     /// The call task is done with the leg.
     finished: bool,
     /// The `dial` in progress: the legs ringing for this caller.
-    dialing: Option<Dialing>,
+    dialing: Option<Fork>,
     /// Contacts rung for this caller so far, for the call record.
     contacts_rung: u32,
     /// The leg this caller is connected to, once someone answered; kept after that leg is
@@ -144,15 +145,6 @@ struct PlacedTo {
     target: String,
     /// The staff extension whose phone it rings, if it is one.
     extension: Option<String>,
-}
-
-/// Ringing someone for a caller.
-#[derive(Default)]
-struct Dialing {
-    /// Legs still ringing.
-    ringing: Vec<LegId>,
-    /// The best refusal so far (486 beats 480 beats the rest: what the caller is told).
-    best_status: Option<u16>,
 }
 
 /// A leg we placed to ring someone for a caller.
@@ -551,25 +543,25 @@ impl CallControl {
             dialplan::DialTarget::User(extension) => Some(extension.as_str()),
             _ => None,
         };
-        let mut dialing = Dialing::default();
+        let mut placed = Vec::new();
+        let mut unplaced = 0;
         for call in &calls {
             match self.place(leg, call, extension, endpoint, now) {
-                Some(child) => dialing.ringing.push(child),
-                None => dialing.best_status = Some(503),
+                Some(child) => placed.push(child),
+                None => unplaced += 1,
             }
         }
-        tracing::info!(leg = %leg, %target, contacts = dialing.ringing.len(), "dial: ringing");
-        if dialing.ringing.is_empty() {
+        tracing::info!(leg = %leg, %target, contacts = placed.len(), "dial: ringing");
+        let rung = u32::try_from(placed.len()).unwrap_or(u32::MAX);
+        let mut fork = Fork::new(placed, unplaced);
+        if let ForkStep::GiveUp { status, .. } = fork.start() {
             // Nobody to ring: an unregistered user is "temporarily unavailable".
-            let status = dialing.best_status.unwrap_or(480);
             self.tell(leg, CallEvent::Dial(DialOutcome::NotAnswered(status)));
             return;
         }
         if let Some(l) = self.legs.get_mut(&leg) {
-            l.contacts_rung = l
-                .contacts_rung
-                .saturating_add(u32::try_from(dialing.ringing.len()).unwrap_or(u32::MAX));
-            l.dialing = Some(dialing);
+            l.contacts_rung = l.contacts_rung.saturating_add(rung);
+            l.dialing = Some(fork);
         }
     }
 
@@ -650,7 +642,7 @@ impl CallControl {
         let still_dialing = self.legs.get(&parent).is_some_and(|l| {
             l.dialing
                 .as_ref()
-                .is_some_and(|d| d.ringing.contains(&child))
+                .is_some_and(|f| !f.is_decided() && f.ringing().contains(&child))
         });
         if !still_dialing {
             endpoint.hangup(child, "answered too late", now);
@@ -723,14 +715,15 @@ impl CallControl {
         media.send(child, MediaCommand::Start(Box::new(spec)));
         media.send(child, MediaCommand::SetRemote(child, remote));
         // Everyone else stops ringing.
-        let others: Vec<LegId> = self
+        let step = self
             .legs
             .get_mut(&parent)
             .and_then(|l| l.dialing.take())
-            .map(|d| d.ringing.into_iter().filter(|&c| c != child).collect())
-            .unwrap_or_default();
-        for other in others {
-            endpoint.hangup(other, "answered elsewhere", now);
+            .map(|mut fork| fork.answered(child));
+        if let Some(ForkStep::Connect { cancel, .. }) = step {
+            for other in cancel {
+                endpoint.hangup(other, "answered elsewhere", now);
+            }
         }
         let Some(caller) = self.legs.get_mut(&parent) else {
             return;
@@ -775,29 +768,12 @@ impl CallControl {
             endpoint.hangup(parent, "callee hung up", now);
             return;
         }
-        let Some(dialing) = caller.dialing.as_mut() else {
+        let Some(fork) = caller.dialing.as_mut() else {
             return;
         };
-        dialing.ringing.retain(|&c| c != child);
-        let rank = |s: u16| match s {
-            486 | 600 => 3,
-            480 | 408 => 2,
-            _ => 1,
-        };
-        if final_status >= 300
-            && dialing
-                .best_status
-                .is_none_or(|b| rank(final_status) > rank(b))
-        {
-            dialing.best_status = Some(final_status);
-        }
-        // RFC 3261 §16.7: a 6xx ends the search at once.
-        let global = (600..700).contains(&final_status);
-        if dialing.ringing.is_empty() || global {
-            let status = dialing.best_status.unwrap_or(480);
-            let rest = std::mem::take(&mut dialing.ringing);
+        if let ForkStep::GiveUp { status, cancel } = fork.ended(child, final_status) {
             caller.dialing = None;
-            for other in rest {
+            for other in cancel {
                 endpoint.hangup(other, "declined elsewhere", now);
             }
             self.tell(parent, CallEvent::Dial(DialOutcome::NotAnswered(status)));
@@ -815,13 +791,15 @@ impl CallControl {
         if caller.connected.is_some() {
             return;
         }
-        let Some(dialing) = caller.dialing.take() else {
+        let Some(ForkStep::GiveUp { status, cancel }) =
+            caller.dialing.take().map(|mut fork| fork.timed_out())
+        else {
             return;
         };
-        for child in dialing.ringing {
+        for child in cancel {
             endpoint.hangup(child, "no answer in time", now);
         }
-        self.tell(leg, CallEvent::Dial(DialOutcome::NotAnswered(408)));
+        self.tell(leg, CallEvent::Dial(DialOutcome::NotAnswered(status)));
     }
 
     /// The caller is gone or gave up: stop ringing, hang up whoever it was connected to.
@@ -830,7 +808,11 @@ impl CallControl {
         let Some(caller) = self.legs.get_mut(&leg) else {
             return;
         };
-        let ringing = caller.dialing.take().map(|d| d.ringing).unwrap_or_default();
+        let ringing = caller
+            .dialing
+            .take()
+            .map(|fork| fork.ringing().to_vec())
+            .unwrap_or_default();
         let connected = caller
             .connected
             .as_mut()

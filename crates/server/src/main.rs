@@ -10,6 +10,7 @@ mod conference;
 mod config;
 mod core_command;
 mod dialplan_files;
+mod fork;
 mod http;
 mod ids;
 mod media_worker;
