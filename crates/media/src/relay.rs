@@ -166,6 +166,18 @@ mod tests {
         )
     }
 
+    /// Relays one PCMU frame from `ssrc` numbered `seq`/`ts` as payload type 0; returns the
+    /// sent packet's sequence number, timestamp and marker.
+    fn audio(
+        stream: &mut RelayStream,
+        sender: &mut RtpSender,
+        (ssrc, seq, ts): (u32, u16, u32),
+    ) -> (u16, u32, bool) {
+        let (seq, ts, _, marker, ..) =
+            relay(stream, sender, &incoming(ssrc, seq, ts, 0, &[0; 160]), 0);
+        (seq, ts, marker)
+    }
+
     #[test]
     fn relayed_packets_continue_our_stream_under_our_ssrc_and_payload_type() {
         let mut sender = RtpSender::new(OUR_SSRC, 100, 1000);
@@ -192,27 +204,12 @@ mod tests {
     fn a_gap_upstream_stays_a_gap_downstream() {
         let mut sender = RtpSender::new(OUR_SSRC, 65_535, 0);
         let mut stream = RelayStream::new(8000);
-        relay(
-            &mut stream,
-            &mut sender,
-            &incoming(7, 10, 0, 0, &[0; 160]),
-            0,
-        );
+        audio(&mut stream, &mut sender, (7, 10, 0));
         // Packets 11 and 12 were lost: the far end must see 2 missing, across the wrap.
-        let (seq, ts, ..) = relay(
-            &mut stream,
-            &mut sender,
-            &incoming(7, 13, 480, 0, &[0; 160]),
-            0,
-        );
+        let (seq, ts, ..) = audio(&mut stream, &mut sender, (7, 13, 480));
         assert_eq!((seq, ts), (2, 480));
         // 11 arrives late: forwarded in its place, but our timeline stays where it was.
-        let (seq, ts, ..) = relay(
-            &mut stream,
-            &mut sender,
-            &incoming(7, 11, 160, 0, &[0; 160]),
-            0,
-        );
+        let (seq, ts, ..) = audio(&mut stream, &mut sender, (7, 11, 160));
         assert_eq!((seq, ts), (0, 160));
         assert_eq!((sender.seq, sender.ts), (3, 640));
     }
@@ -221,18 +218,8 @@ mod tests {
     fn a_restarted_source_is_anchored_after_our_last_packet_and_marked() {
         let mut sender = RtpSender::new(OUR_SSRC, 0, 0);
         let mut stream = RelayStream::new(8000);
-        relay(
-            &mut stream,
-            &mut sender,
-            &incoming(7, 300, 3000, 0, &[0; 160]),
-            0,
-        );
-        relay(
-            &mut stream,
-            &mut sender,
-            &incoming(7, 301, 3160, 0, &[0; 160]),
-            0,
-        );
+        audio(&mut stream, &mut sender, (7, 300, 3000));
+        audio(&mut stream, &mut sender, (7, 301, 3160));
         let (seq, ts, ssrc, marker, ..) = relay(
             &mut stream,
             &mut sender,
@@ -246,18 +233,8 @@ mod tests {
     fn key_press_events_keep_their_start_time_and_do_not_pull_the_timeline_back() {
         let mut sender = RtpSender::new(OUR_SSRC, 0, 0);
         let mut stream = RelayStream::new(8000);
-        relay(
-            &mut stream,
-            &mut sender,
-            &incoming(7, 1, 8000, 0, &[0; 160]),
-            0,
-        );
-        relay(
-            &mut stream,
-            &mut sender,
-            &incoming(7, 2, 8160, 0, &[0; 160]),
-            0,
-        );
+        audio(&mut stream, &mut sender, (7, 1, 8000));
+        audio(&mut stream, &mut sender, (7, 2, 8160));
         // An RFC 4733 event that began at 8160, sent again in later packets.
         let (seq_a, ts_a, ..) = relay(
             &mut stream,
@@ -298,18 +275,8 @@ mod tests {
     fn a_source_that_jumps_back_is_followed_once_two_packets_agree() {
         let mut sender = RtpSender::new(OUR_SSRC, 0, 0);
         let mut stream = RelayStream::new(8000);
-        relay(
-            &mut stream,
-            &mut sender,
-            &incoming(7, 500, 80_000, 0, &[0; 160]),
-            0,
-        );
-        relay(
-            &mut stream,
-            &mut sender,
-            &incoming(7, 501, 80_160, 0, &[0; 160]),
-            0,
-        );
+        audio(&mut stream, &mut sender, (7, 500, 80_000));
+        audio(&mut stream, &mut sender, (7, 501, 80_160));
         // A recording replayed: 41 packets and 760 ms back, under the same SSRC.
         let mut out = [0u8; 1500];
         let jump = incoming(7, 460, 74_080, 101, &[3, 0, 0, 160]);
@@ -338,12 +305,7 @@ mod tests {
     fn a_lone_stray_packet_is_dropped_and_the_stream_goes_on() {
         let mut sender = RtpSender::new(OUR_SSRC, 0, 0);
         let mut stream = RelayStream::new(8000);
-        relay(
-            &mut stream,
-            &mut sender,
-            &incoming(7, 500, 80_000, 0, &[0; 160]),
-            0,
-        );
+        audio(&mut stream, &mut sender, (7, 500, 80_000));
         let mut out = [0u8; 1500];
         let stray = incoming(7, 20_000, 9, 0, &[0; 160]);
         let packet = parse_rtp(&stray).expect("valid");
@@ -351,12 +313,7 @@ mod tests {
             stream.forward(&packet, 0, 160, &mut sender, &mut out),
             Ok(None)
         );
-        let (seq, ts, _, marker, ..) = relay(
-            &mut stream,
-            &mut sender,
-            &incoming(7, 501, 80_160, 0, &[0; 160]),
-            0,
-        );
+        let (seq, ts, marker) = audio(&mut stream, &mut sender, (7, 501, 80_160));
         assert_eq!((seq, ts, marker), (1, 160, false));
     }
 }
