@@ -5,13 +5,12 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    Baresip, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok, call_records,
-    config_trusting, heard_share, repo, scenario, scenario_with_tone, sipp, sipp_call_args,
-    with_registered_phones,
+    Baresip, HomeOffice, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok,
+    call_records, config_trusting, heard_share, repo, scenario, scenario_with_tone, sipp,
+    sipp_call_args, with_registered_phones,
 };
 
 #[test]
@@ -316,91 +315,6 @@ fn call_partner_office(
         let caller_out = caller.call(ns, "sip:700@10.99.0.1", seconds);
         (uas_run.join().unwrap(), caller_out)
     })
-}
-
-/// A home office: the phone in a "home" namespace with a private address (192.168.178.20),
-/// behind a "router" namespace that masquerades it onto a "VPN" link (10.98.0.0/24) to the
-/// server's namespace. Nothing routes back to the private network: only the NAT mapping of
-/// the phone's own packets does.
-struct HomeOffice {
-    home: Netns,
-    _router: Netns,
-}
-
-fn ip(args: &[&str]) {
-    let status = Command::new("ip").args(args).status().unwrap();
-    assert!(status.success(), "ip {args:?}");
-}
-
-impl HomeOffice {
-    fn behind_nat(server: &Netns) -> Self {
-        let name = |role: &str| format!("{}{role}", server.name);
-        let (router, home) = (name("r"), name("h"));
-        for ns in [&router, &home] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-            ip(&["netns", "add", ns]);
-        }
-        let (router, home) = (Netns { name: router }, Netns { name: home });
-        // VPN link: server side 10.98.0.1, router side 10.98.0.2.
-        ip(&[
-            "link",
-            "add",
-            "vpn0",
-            "netns",
-            &server.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vpn1",
-            "netns",
-            &router.name,
-        ]);
-        server.exec_ok(&["ip", "addr", "add", "10.98.0.1/24", "dev", "vpn0"]);
-        server.exec_ok(&["ip", "link", "set", "vpn0", "up"]);
-        router.exec_ok(&["ip", "addr", "add", "10.98.0.2/24", "dev", "vpn1"]);
-        router.exec_ok(&["ip", "link", "set", "vpn1", "up"]);
-        router.exec_ok(&["ip", "link", "set", "lo", "up"]);
-        // The server's own address lies behind the VPN.
-        router.exec_ok(&["ip", "route", "add", "10.99.0.0/24", "via", "10.98.0.1"]);
-        // Home LAN: router 192.168.178.1, phone 192.168.178.20.
-        ip(&[
-            "link",
-            "add",
-            "lan0",
-            "netns",
-            &router.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "lan1",
-            "netns",
-            &home.name,
-        ]);
-        router.exec_ok(&["ip", "addr", "add", "192.168.178.1/24", "dev", "lan0"]);
-        router.exec_ok(&["ip", "link", "set", "lan0", "up"]);
-        home.exec_ok(&["ip", "addr", "add", "192.168.178.20/24", "dev", "lan1"]);
-        home.exec_ok(&["ip", "link", "set", "lan1", "up"]);
-        home.exec_ok(&["ip", "link", "set", "lo", "up"]);
-        home.exec_ok(&["ip", "route", "add", "default", "via", "192.168.178.1"]);
-        router.exec_ok(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-        router.exec_ok(&[
-            "iptables",
-            "-t",
-            "nat",
-            "-A",
-            "POSTROUTING",
-            "-o",
-            "vpn1",
-            "-j",
-            "MASQUERADE",
-        ]);
-        Self {
-            home,
-            _router: router,
-        }
-    }
 }
 
 #[test]
