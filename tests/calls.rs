@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::{
     Baresip, HomeOffice, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok,
-    call_records, config_trusting, heard_share, repo, scenario, scenario_with_tone, sipp,
+    call_records, config_trusting, heard_share, plans_with, scenario, scenario_with_tone, sipp,
     sipp_call_args, with_registered_phones,
 };
 
@@ -221,18 +221,11 @@ fn ringing_stops_after_the_dial_timeout_and_the_next_action_runs() {
     let ns = Netns::new();
     let data = TempDir::new("calls-timeout");
     add_user(data.path(), "101", "geheim123");
-    let dir = TempDir::new("calls-timeout-plans");
-    std::fs::copy(
-        repo().join("dialplans/default.toml"),
-        dir.path().join("default.toml"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("quick.toml"),
+    let dir = plans_with(
+        "calls-timeout-plans",
         "[[rule]]\nname = \"quick ring\"\nmatch = \"7101\"\n\
          actions = [ { dial = { user = \"101\", timeout = 3 } }, { hangup = \"unavailable\" } ]\n",
-    )
-    .unwrap();
+    );
     // The config lives apart: every file in the dialplan directory is read as a dialplan.
     let config_dir = TempDir::new("calls-timeout-config");
     let config = config_trusting(&config_dir, "10.99.0.3/32");
@@ -266,19 +259,11 @@ fn ringing_stops_after_the_dial_timeout_and_the_next_action_runs() {
 /// The shipped dialplan plus number 700, open to anyone, which dials a partner office's SIP
 /// URI at 10.99.0.4:5080 (a SIPp callee in the tests).
 fn partner_office_plans(name: &str) -> TempDir {
-    let plans = TempDir::new(name);
-    std::fs::copy(
-        repo().join("dialplans/default.toml"),
-        plans.path().join("default.toml"),
-    )
-    .unwrap();
-    std::fs::write(
-        plans.path().join("partner.toml"),
+    plans_with(
+        name,
         "[[rule]]\nname = \"partner office\"\nmatch = \"700\"\npublic = true\n\
          actions = [ { dial = { uri = \"sip:echo@10.99.0.4:5080\" } } ]\n",
     )
-    .unwrap();
-    plans
 }
 
 /// `caller` calls 700 for `seconds` while the SIPp `callee` scenario answers at the partner

@@ -793,17 +793,22 @@ pub fn config_trusting(dir: &TempDir, network: &str) -> String {
 /// The shipped dialplan plus a trusted number (91234) that joins room 1234 without the PIN
 /// prompt, so a baresip listener (which cannot key DTMF here) can sit in a PIN room.
 pub fn plans_with_trusted_number() -> TempDir {
-    let plans = TempDir::new("conf-plans");
+    plans_with(
+        "conf-plans",
+        "[[rule]]\nname = \"staff line into room 1234\"\nmatch = \"91234\"\npublic = true\nactions = [ { conference = { room = \"1234\", pin = false } } ]\n",
+    )
+}
+
+/// A dialplan directory (a temporary one named after `name`) with the shipped plan and
+/// `rules` in a second file (read after it).
+pub fn plans_with(name: &str, rules: &str) -> TempDir {
+    let plans = TempDir::new(name);
     std::fs::copy(
         repo().join("dialplans/default.toml"),
         plans.path().join("default.toml"),
     )
     .unwrap();
-    std::fs::write(
-        plans.path().join("trusted.toml"),
-        "[[rule]]\nname = \"staff line into room 1234\"\nmatch = \"91234\"\npublic = true\nactions = [ { conference = { room = \"1234\", pin = false } } ]\n",
-    )
-    .unwrap();
+    std::fs::write(plans.path().join("extra.toml"), rules).unwrap();
     plans
 }
 
