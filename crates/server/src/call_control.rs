@@ -1,11 +1,13 @@
-//! Call control: the owner of every leg the SIP endpoint reports.
+//! Call control: the owner of every leg the SIP endpoint reports, and the host of the calls.
 //!
-//! A new INVITE is routed through the dialplan, its SDP offer answered, RTP ports bound and a
-//! media session and a call task started. Re-offers update the media; the call task's
-//! requests (answer, reject, hang up) become endpoint commands; an ended leg stops its media,
-//! tells its task and writes the call record.
+//! A new INVITE is routed through the dialplan, its SDP offer answered, RTP ports bound, a
+//! media session started and a [`Call`] made for it. What happens to the legs (key presses,
+//! a placed leg ringing, answering, ending), the room's news and the media session's reports
+//! go to that call; what the call puts out is carried out here on the endpoint and the media
+//! workers, or through [`crate::call_effects`]. Re-offers update the media; an ended leg
+//! stops its media and writes the call record.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,13 +16,16 @@ use media::sdp::{self, Codec, Direction, LocalMedia};
 use sip::message as msg;
 use tokio::sync::mpsc;
 
-use crate::call::{self, CallContext};
-use crate::call_event::{CallEvent, DialOutcome};
+use crate::call::{
+    Call, CallSetup, CalleeEvent, Input, MediaAction, Output, Question, Reply, SipAction,
+};
+use crate::call_effects::{self, Replies};
+use crate::call_event::{CallEvent, CallEvents};
 use crate::core_command::CoreCommand;
-use crate::fork::{Fork, ForkStep};
 use crate::ids::LegId;
 use crate::media_worker::{
-    Connection, MediaCommand, PortAllocator, QualityCell, RemoteMedia, SessionSpec,
+    Connection, MediaCommand, MediaMode, PortAllocator, QualityCell, RemoteMedia, RoomJoin,
+    SessionSpec,
 };
 use crate::registrar::{Caller, CallerRefusal, RegistrarService};
 use crate::shared::Shared;
@@ -80,14 +85,20 @@ struct CallLeg {
     media: MediaSession,
     /// RTCP figures the media worker publishes, for the call record.
     quality: Arc<QualityCell>,
-    /// The call task's event queue.
-    events: mpsc::UnboundedSender<CallEvent>,
+    /// The call running the dialplan for this caller; `None` once it is over (or while
+    /// call control carries out its outputs).
+    call: Option<Call>,
+    /// The call's `tracing` span, entered whenever the call runs.
+    span: tracing::Span,
+    /// When the call asked to be woken, as filed in [`CallControl::timers`].
+    timer: Option<Instant>,
+    /// Prompt language of the dialplan, and the sample rate prompts are played at.
+    language: String,
+    codec_rate: u32,
     /// The endpoint reported the leg over.
     ended: bool,
-    /// The call task is done with the leg.
+    /// The call is done with the leg.
     finished: bool,
-    /// The `dial` in progress: the legs ringing for this caller.
-    dialing: Option<Fork>,
     /// Contacts rung for this caller so far, for the call record.
     contacts_rung: u32,
     /// The leg this caller is connected to, once someone answered; kept after that leg is
@@ -165,30 +176,304 @@ struct OutboundLeg {
     /// The media as agreed once it answered, for its re-INVITEs (hold, resume, a new
     /// address).
     media: Option<MediaSession>,
+    /// Its SDP answer, from its 2xx until the caller's call connects it (or not).
+    answer: Option<sdp::NegotiatedAudio>,
 }
 
 /// Call control (see the module documentation).
 pub struct CallControl {
     shared: Arc<Shared>,
     ports: PortAllocator,
+    /// Where media sessions report timeouts.
     commands: mpsc::UnboundedSender<CoreCommand>,
+    /// Where the registry and media sessions send calls their news.
+    call_events: CallEvents,
+    /// Where replies from the store thread come back.
+    replies: Replies,
     legs: HashMap<LegId, CallLeg>,
     outbound: HashMap<LegId, OutboundLeg>,
+    /// Calls waiting for a time, by that time.
+    timers: BTreeSet<(Instant, LegId)>,
+}
+
+/// The queues call control's owner must drain into [`CallControl::on_call_event`] and
+/// [`CallControl::on_reply`].
+pub struct CallQueues {
+    /// Room news and media reports for calls.
+    pub events: mpsc::UnboundedReceiver<(LegId, CallEvent)>,
+    /// Replies to calls' questions from the store thread.
+    pub replies: mpsc::UnboundedReceiver<(LegId, Reply)>,
 }
 
 impl CallControl {
-    /// Call control with no legs; call tasks and media sessions send to `commands`.
+    /// Call control with no legs; media sessions report timeouts to `commands`.
     pub fn new(
         shared: Arc<Shared>,
         ports: PortAllocator,
         commands: mpsc::UnboundedSender<CoreCommand>,
-    ) -> Self {
-        Self {
+    ) -> (Self, CallQueues) {
+        let (call_events, events) = mpsc::unbounded_channel();
+        let (replies, replies_rx) = mpsc::unbounded_channel();
+        let control = Self {
             shared,
             ports,
             commands,
+            call_events,
+            replies,
             legs: HashMap::new(),
             outbound: HashMap::new(),
+            timers: BTreeSet::new(),
+        };
+        let queues = CallQueues {
+            events,
+            replies: replies_rx,
+        };
+        (control, queues)
+    }
+
+    /// When a call wants the time next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Wakes the calls whose time has come.
+    pub fn handle_timeout(
+        &mut self,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+    ) {
+        while let Some(&(at, leg)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, leg));
+            if let Some(l) = self.legs.get_mut(&leg) {
+                l.timer = None;
+            }
+            self.run_call(leg, endpoint, registrar, now, |call| {
+                call.handle_timeout(now)
+            });
+        }
+    }
+
+    /// Room news or a media report for the call of `leg`.
+    pub fn on_call_event(
+        &mut self,
+        leg: LegId,
+        event: CallEvent,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+    ) {
+        self.feed(leg, Input::from(event), endpoint, registrar, now);
+    }
+
+    /// The store's reply to a question of the call of `leg`.
+    pub fn on_reply(
+        &mut self,
+        leg: LegId,
+        reply: Reply,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+    ) {
+        self.run_call(leg, endpoint, registrar, now, |call| {
+            call.handle_reply(reply, now)
+        });
+    }
+
+    fn feed(
+        &mut self,
+        leg: LegId,
+        input: Input,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+    ) {
+        self.run_call(leg, endpoint, registrar, now, |call| {
+            call.handle_input(input, now)
+        });
+    }
+
+    /// Lets the call of `leg` take `step`, then carries out everything it puts out.
+    fn run_call(
+        &mut self,
+        leg: LegId,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+        step: impl FnOnce(&mut Call),
+    ) {
+        let Some(entry) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        let Some(mut call) = entry.call.take() else {
+            return;
+        };
+        let span = entry.span.clone();
+        let _entered = span.enter();
+        step(&mut call);
+        while let Some(output) = call.poll_output() {
+            if let Some(reply) = self.carry_out(leg, output, endpoint, registrar, now) {
+                call.handle_reply(reply, now);
+            }
+        }
+        let deadline = call.poll_timeout();
+        let Some(entry) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        if entry.timer != deadline {
+            if let Some(old) = entry.timer.take() {
+                self.timers.remove(&(old, leg));
+            }
+            if let Some(at) = deadline {
+                self.timers.insert((at, leg));
+            }
+            entry.timer = deadline;
+        }
+        if !call.is_over() {
+            entry.call = Some(call);
+        }
+    }
+
+    /// Carries out one output of the call of `leg`; the reply, when it is at hand.
+    fn carry_out(
+        &mut self,
+        leg: LegId,
+        output: Output,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+    ) -> Option<Reply> {
+        match output {
+            Output::Sip(action) => self.sip_action(leg, action, endpoint, now),
+            Output::Media(action) => self.media_action(leg, action),
+            Output::Room(action) => call_effects::room_action(&self.shared, leg, action),
+            Output::Ask(question) => {
+                return self.answer_question(leg, question, endpoint, registrar, now);
+            }
+            Output::Finished(reason) => self.finished(leg, &reason, endpoint, now),
+        }
+        None
+    }
+
+    fn sip_action(
+        &mut self,
+        leg: LegId,
+        action: SipAction,
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) {
+        match action {
+            SipAction::Answer => {
+                if let Some(l) = self.legs.get(&leg) {
+                    endpoint.answer(leg, l.media.answer_sdp.clone().into_bytes(), now);
+                    let remote = l.media.remote();
+                    self.shared
+                        .media
+                        .send(leg, MediaCommand::SetRemote(leg, remote));
+                }
+            }
+            SipAction::Reject(code) => {
+                endpoint.reject(leg, code, None, "rejected by dialplan", now)
+            }
+            SipAction::Hangup => endpoint.hangup(leg, "hung up by dialplan", now),
+            SipAction::Ring => endpoint.ring(leg, now),
+            SipAction::Cancel { leg: child, reason } => endpoint.hangup(child, reason, now),
+            SipAction::Connect(child) => self.connect(leg, child, endpoint, now),
+        }
+    }
+
+    fn media_action(&self, leg: LegId, action: MediaAction) {
+        let media = &self.shared.media;
+        let command = match action {
+            MediaAction::Silence => MediaCommand::SetMode(leg, MediaMode::Silence),
+            MediaAction::Echo => MediaCommand::SetMode(leg, MediaMode::Echo),
+            MediaAction::JoinRoom { room, muted } => {
+                MediaCommand::JoinRoom(leg, RoomJoin { room, muted })
+            }
+            MediaAction::LeaveRoom => MediaCommand::LeaveRoom(leg),
+            MediaAction::SetMuted(muted) => MediaCommand::SetMuted(leg, muted),
+            MediaAction::SendDtmf { to, digit } => {
+                media.send(to, MediaCommand::SendDtmf(to, digit));
+                return;
+            }
+            MediaAction::StopRecording { room } => MediaCommand::SetRecording(room, None),
+        };
+        media.send(leg, command);
+    }
+
+    fn answer_question(
+        &mut self,
+        leg: LegId,
+        question: Question,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+    ) -> Option<Reply> {
+        match &question {
+            Question::Play(sound) | Question::Overlay(sound) => {
+                let l = self.legs.get(&leg)?;
+                let player = call_effects::prompt(&self.shared, &l.language, l.codec_rate, sound);
+                let started = player.is_some();
+                if let Some(player) = player {
+                    let command = match question {
+                        Question::Play(_) => MediaCommand::SetMode(leg, MediaMode::Play(player)),
+                        _ => MediaCommand::Overlay(leg, player),
+                    };
+                    self.shared.media.send(leg, command);
+                }
+                Some(Reply::Started(started))
+            }
+            Question::Place(target) => {
+                let (legs, unplaced) = self.dial(leg, target, endpoint, registrar, now);
+                Some(Reply::Placed { legs, unplaced })
+            }
+            _ => {
+                if let Some(reply) =
+                    call_effects::room_question(&self.shared, leg, &question, &self.call_events)
+                {
+                    return Some(reply);
+                }
+                if !call_effects::spawn_slow_question(&self.shared, leg, &question, &self.replies) {
+                    tracing::error!(?question, "question nobody answers");
+                }
+                None
+            }
+        }
+    }
+
+    /// The call is over: hang up what is still up, forget the leg once the endpoint has
+    /// reported it over too.
+    fn finished(&mut self, leg: LegId, reason: &str, endpoint: &mut SipEndpoint, now: Instant) {
+        // A call's placed legs end with it.
+        let children: Vec<LegId> = self
+            .outbound
+            .iter()
+            .filter(|(_, o)| o.parent == leg)
+            .map(|(child, _)| *child)
+            .collect();
+        for child in children {
+            endpoint.hangup(child, reason, now);
+        }
+        // A leg still up is hung up with the call's reason; its `Ended` comes next and
+        // forgets it once the call record is on its way.
+        endpoint.hangup(leg, reason, now);
+        match self.legs.get_mut(&leg) {
+            Some(l) if !l.ended => l.finished = true,
+            _ => {
+                self.remove_leg(leg);
+                endpoint.forget(leg, reason, now);
+            }
+        }
+    }
+
+    fn remove_leg(&mut self, leg: LegId) {
+        if let Some(l) = self.legs.remove(&leg)
+            && let Some(at) = l.timer
+        {
+            self.timers.remove(&(at, leg));
         }
     }
 
@@ -208,16 +493,15 @@ impl CallControl {
             }
             LegEvent::Progress { leg } => {
                 if let Some(parent) = self.outbound.get(&leg).map(|o| o.parent) {
-                    endpoint.ring(parent, now);
+                    let input = Input::Callee(CalleeEvent::Ringing(leg));
+                    self.feed(parent, input, endpoint, registrar, now);
                 }
             }
             LegEvent::Answered { leg, body } => {
-                self.on_outbound_answered(leg, &body, endpoint, now)
+                self.on_outbound_answered(leg, &body, endpoint, registrar, now)
             }
             LegEvent::Dtmf { leg, digit } => {
-                if let Some(l) = self.legs.get(&leg) {
-                    let _ = l.events.send(CallEvent::Dtmf(digit));
-                }
+                self.feed(leg, Input::Digit(digit), endpoint, registrar, now)
             }
             LegEvent::Ended {
                 leg,
@@ -226,58 +510,28 @@ impl CallControl {
                 reason,
             } => {
                 if self.outbound.contains_key(&leg) {
-                    self.on_outbound_ended(leg, final_status, &reason, endpoint, now);
+                    self.on_outbound_ended(leg, final_status, &reason, endpoint, registrar, now);
                     endpoint.forget(leg, &reason, now);
                     return;
                 }
-                // Dialing ends first so the call record sees the connected leg hung up.
-                self.end_dialing(leg, endpoint, now);
+                // Placed legs end first, so the call record sees the connected one hung up.
+                self.end_placed_legs(leg, endpoint, now);
                 self.on_ended(leg, answered, final_status, &reason);
+                self.feed(leg, Input::Hangup, endpoint, registrar, now);
+                // Forgotten here unless the call still runs (it may be waiting for the store,
+                // and then forgets the leg when it finishes).
                 if self.legs.get(&leg).is_none_or(|l| l.finished) {
-                    self.legs.remove(&leg);
+                    self.remove_leg(leg);
                     endpoint.forget(leg, &reason, now);
                 }
             }
         }
     }
 
-    /// Takes one request of a call task or media session.
-    pub fn on_command(
-        &mut self,
-        command: CoreCommand,
-        endpoint: &mut SipEndpoint,
-        registrar: &RegistrarService,
-        now: Instant,
-    ) {
+    /// Takes one report of a media session.
+    pub fn on_command(&mut self, command: CoreCommand, endpoint: &mut SipEndpoint, now: Instant) {
         match command {
-            CoreCommand::Answer(leg) => {
-                if let Some(l) = self.legs.get(&leg) {
-                    endpoint.answer(leg, l.media.answer_sdp.clone().into_bytes(), now);
-                    let remote = l.media.remote();
-                    self.shared
-                        .media
-                        .send(leg, MediaCommand::SetRemote(leg, remote));
-                }
-            }
-            CoreCommand::Reject(leg, code) => {
-                endpoint.reject(leg, code, None, "rejected by dialplan", now)
-            }
-            CoreCommand::Hangup(leg) => endpoint.hangup(leg, "hung up by dialplan", now),
-            CoreCommand::Finished(leg, reason) => {
-                // A leg still up is hung up with the task's reason; its `Ended` comes next
-                // and forgets it once the call record is on its way.
-                endpoint.hangup(leg, &reason, now);
-                match self.legs.get_mut(&leg) {
-                    Some(l) if !l.ended => l.finished = true,
-                    _ => {
-                        self.legs.remove(&leg);
-                        endpoint.forget(leg, &reason, now);
-                    }
-                }
-            }
             CoreCommand::MediaTimeout(leg) => endpoint.hangup(leg, MEDIA_TIMEOUT, now),
-            CoreCommand::Dial(leg, target) => self.dial(leg, &target, endpoint, registrar, now),
-            CoreCommand::CancelDial(leg) => self.give_up_dialing(leg, endpoint, now),
         }
     }
 
@@ -418,7 +672,6 @@ impl CallControl {
                 return;
             }
         };
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let quality = Arc::new(QualityCell::new());
         let timers = self.shared.config.calls;
@@ -446,7 +699,7 @@ impl CallControl {
         self.shared
             .media
             .send(leg, MediaCommand::Start(Box::new(spec)));
-        // Ring while the call task works out what to do, so the caller sees progress.
+        // Ring while the call works out what to do, so the caller sees progress.
         endpoint.ring(leg, now);
         self.legs.insert(
             leg,
@@ -468,30 +721,41 @@ impl CallControl {
                     codec: negotiated.codec,
                 },
                 quality,
-                events: events_tx.clone(),
+                call: None,
+                span: tracing::info_span!(parent: None, "call", call_id = %call_id, from = %caller, to = %callee, rule = %route.rule_name),
+                timer: None,
+                language: plan.language().to_string(),
+                codec_rate: codec.sample_rate(),
                 ended: false,
                 finished: false,
-                dialing: None,
                 contacts_rung: 0,
                 connected: None,
             },
         );
-        let context = CallContext {
-            id: leg,
-            call_id,
-            caller,
-            callee,
-            language: plan.language().to_string(),
-            shared: self.shared.clone(),
-            core: self.commands.clone(),
-            codec_rate: codec.sample_rate(),
-            notices: events_tx,
+        // The media session's reports reach the call through call control's queue.
+        let call_events = self.call_events.clone();
+        tokio::spawn(async move {
+            let mut media_rx = media_rx;
+            while let Some(event) = media_rx.recv().await {
+                if call_events.send((leg, CallEvent::Media(event))).is_err() {
+                    break;
+                }
+            }
+        });
+        let setup = CallSetup {
+            route,
+            require_precreated_rooms: self.shared.config.conference.require_precreated_rooms,
         };
-        tokio::spawn(call::run(context, route, events_rx, media_rx));
+        if let Some(l) = self.legs.get_mut(&leg) {
+            let _entered = l.span.enter();
+            l.call = Some(Call::new(setup, now));
+        }
+        self.run_call(leg, endpoint, registrar, now, |_| {});
     }
 
-    /// Rings every reachable contact of `target` at once (RFC 3261 §16.7 forking, done as a
-    /// B2BUA): the first to answer is connected, the others are cancelled.
+    /// Sends an INVITE to every reachable contact of `target` for the caller of `leg`: the
+    /// legs placed, and how many contacts no INVITE could be sent to. Which of them is
+    /// connected and which cancelled is the caller's call's to decide (`dial` action).
     fn dial(
         &mut self,
         leg: LegId,
@@ -499,9 +763,9 @@ impl CallControl {
         endpoint: &mut SipEndpoint,
         registrar: &RegistrarService,
         now: Instant,
-    ) {
+    ) -> (Vec<LegId>, usize) {
         let Some(caller) = self.legs.get(&leg) else {
-            return;
+            return (Vec::new(), 0);
         };
         let (from_user, from_name) = (caller.caller.clone(), caller.caller_name.clone());
         let calls: Vec<OutboundCall> = match target {
@@ -551,18 +815,11 @@ impl CallControl {
                 None => unplaced += 1,
             }
         }
-        tracing::info!(leg = %leg, %target, contacts = placed.len(), "dial: ringing");
         let rung = u32::try_from(placed.len()).unwrap_or(u32::MAX);
-        let mut fork = Fork::new(placed, unplaced);
-        if let ForkStep::GiveUp { status, .. } = fork.start() {
-            // Nobody to ring: an unregistered user is "temporarily unavailable".
-            self.tell(leg, CallEvent::Dial(DialOutcome::NotAnswered(status)));
-            return;
-        }
         if let Some(l) = self.legs.get_mut(&leg) {
             l.contacts_rung = l.contacts_rung.saturating_add(rung);
-            l.dialing = Some(fork);
         }
+        (placed, unplaced)
     }
 
     /// Sends one INVITE for `parent`, with an offer of all our codecs on fresh ports, the
@@ -622,46 +879,47 @@ impl CallControl {
                 port,
                 session_id,
                 media: None,
+                answer: None,
             },
         );
         Some(child)
     }
 
-    /// The first answer wins: its media starts, the other contacts are cancelled, the caller
-    /// is answered and both are joined in a room of their own.
+    /// A leg we placed answered: with usable media its caller's call decides whether it is
+    /// the one connected (see the `dial` action); without, it is hung up.
     fn on_outbound_answered(
         &mut self,
         child: LegId,
         body: &[u8],
         endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
         now: Instant,
     ) {
-        let Some(parent) = self.outbound.get(&child).map(|o| o.parent) else {
+        let Some(out) = self.outbound.get_mut(&child) else {
             return;
         };
-        let still_dialing = self.legs.get(&parent).is_some_and(|l| {
-            l.dialing
-                .as_ref()
-                .is_some_and(|f| !f.is_decided() && f.ringing().contains(&child))
-        });
-        if !still_dialing {
-            endpoint.hangup(child, "answered too late", now);
-            return;
-        }
-        let negotiated = match parse_offer(body)
+        let parent = out.parent;
+        match parse_offer(body)
             .and_then(|answer| sdp::accept_answer(OUR_CODECS, &answer).map_err(|e| e.to_string()))
         {
-            Ok(negotiated) => negotiated,
+            Ok(negotiated) => out.answer = Some(negotiated),
             Err(err) => {
                 tracing::info!(leg = %child, "unusable SDP answer: {err}");
                 endpoint.hangup(child, "unusable SDP answer", now);
                 return;
             }
-        };
+        }
+        let input = Input::Callee(CalleeEvent::Answered(child));
+        self.feed(parent, input, endpoint, registrar, now);
+    }
+
+    /// The caller's call chose `child`, which answered: its media starts, the caller is
+    /// answered, and the two are joined (relayed, or transcoded in a room of two).
+    fn connect(&mut self, parent: LegId, child: LegId, endpoint: &mut SipEndpoint, now: Instant) {
         let Some(out) = self.outbound.get_mut(&child) else {
             return;
         };
-        let Some((rtp, rtcp)) = out.sockets.take() else {
+        let (Some(negotiated), Some((rtp, rtcp))) = (out.answer.take(), out.sockets.take()) else {
             return;
         };
         let (media_tx, _) = mpsc::unbounded_channel();
@@ -714,17 +972,6 @@ impl CallControl {
         let media = &self.shared.media;
         media.send(child, MediaCommand::Start(Box::new(spec)));
         media.send(child, MediaCommand::SetRemote(child, remote));
-        // Everyone else stops ringing.
-        let step = self
-            .legs
-            .get_mut(&parent)
-            .and_then(|l| l.dialing.take())
-            .map(|mut fork| fork.answered(child));
-        if let Some(ForkStep::Connect { cancel, .. }) = step {
-            for other in cancel {
-                endpoint.hangup(other, "answered elsewhere", now);
-            }
-        }
         let Some(caller) = self.legs.get_mut(&parent) else {
             return;
         };
@@ -740,17 +987,18 @@ impl CallControl {
             };
             media.send(leg, MediaCommand::Connect(leg, connection));
         }
-        tracing::info!(leg = %parent, callee = %child, callee_codec = ?callee_codec, "dial: answered; connected");
-        self.tell(parent, CallEvent::Dial(DialOutcome::Answered(child)));
+        tracing::info!(leg = %parent, callee = %child, callee_codec = ?callee_codec, "connected");
     }
 
-    /// A leg we placed is over: stop its media, and end or update its caller's dialing.
+    /// A leg we placed is over: stop its media, note it for the call record, and tell its
+    /// caller's call.
     fn on_outbound_ended(
         &mut self,
         child: LegId,
         final_status: u16,
         reason: &str,
         endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
         now: Instant,
     ) {
         let Some(out) = self.outbound.remove(&child) else {
@@ -760,75 +1008,40 @@ impl CallControl {
             self.shared.media.send(child, MediaCommand::Stop(child));
         }
         let parent = out.parent;
-        let Some(caller) = self.legs.get_mut(&parent) else {
-            return;
-        };
-        if let Some(connected) = caller.connected.as_mut().filter(|c| c.leg == child) {
+        if let Some(connected) = self
+            .legs
+            .get_mut(&parent)
+            .and_then(|caller| caller.connected.as_mut())
+            .filter(|c| c.leg == child)
+        {
             connected.end(reason);
-            endpoint.hangup(parent, "callee hung up", now);
-            return;
         }
-        let Some(fork) = caller.dialing.as_mut() else {
-            return;
-        };
-        if let ForkStep::GiveUp { status, cancel } = fork.ended(child, final_status) {
-            caller.dialing = None;
-            for other in cancel {
-                endpoint.hangup(other, "declined elsewhere", now);
-            }
-            self.tell(parent, CallEvent::Dial(DialOutcome::NotAnswered(status)));
-        }
+        let input = Input::Callee(CalleeEvent::Ended {
+            leg: child,
+            status: final_status,
+        });
+        self.feed(parent, input, endpoint, registrar, now);
     }
 
-    /// The call task's ring time is up: stop ringing and tell it nobody answered, unless an
-    /// answer got here first. Then `Answered` is already on its way to the task, and the call
-    /// stays connected: deciding here, where the answer is handled, leaves no moment in which
-    /// the phone is connected while the task has moved on to the next action.
-    fn give_up_dialing(&mut self, leg: LegId, endpoint: &mut SipEndpoint, now: Instant) {
-        let Some(caller) = self.legs.get_mut(&leg) else {
-            return;
-        };
-        if caller.connected.is_some() {
-            return;
-        }
-        let Some(ForkStep::GiveUp { status, cancel }) =
-            caller.dialing.take().map(|mut fork| fork.timed_out())
-        else {
-            return;
-        };
-        for child in cancel {
-            endpoint.hangup(child, "no answer in time", now);
-        }
-        self.tell(leg, CallEvent::Dial(DialOutcome::NotAnswered(status)));
-    }
-
-    /// The caller is gone or gave up: stop ringing, hang up whoever it was connected to.
-    fn end_dialing(&mut self, leg: LegId, endpoint: &mut SipEndpoint, now: Instant) {
+    /// The caller is gone: hang up every leg placed for it, ringing or connected.
+    fn end_placed_legs(&mut self, leg: LegId, endpoint: &mut SipEndpoint, now: Instant) {
         const REASON: &str = "caller hung up";
-        let Some(caller) = self.legs.get_mut(&leg) else {
-            return;
-        };
-        let ringing = caller
-            .dialing
-            .take()
-            .map(|fork| fork.ringing().to_vec())
-            .unwrap_or_default();
-        let connected = caller
-            .connected
-            .as_mut()
+        if let Some(connected) = self
+            .legs
+            .get_mut(&leg)
+            .and_then(|caller| caller.connected.as_mut())
             .filter(|c| c.ended.is_none())
-            .map(|c| {
-                c.end(REASON);
-                c.leg
-            });
-        for child in ringing.into_iter().chain(connected) {
-            endpoint.hangup(child, REASON, now);
+        {
+            connected.end(REASON);
         }
-    }
-
-    fn tell(&self, leg: LegId, event: CallEvent) {
-        if let Some(l) = self.legs.get(&leg) {
-            let _ = l.events.send(event);
+        let children: Vec<LegId> = self
+            .outbound
+            .iter()
+            .filter(|(_, o)| o.parent == leg)
+            .map(|(child, _)| *child)
+            .collect();
+        for child in children {
+            endpoint.hangup(child, REASON, now);
         }
     }
 
@@ -880,7 +1093,6 @@ impl CallControl {
             return;
         };
         l.ended = true;
-        let _ = l.events.send(CallEvent::Hangup);
         self.shared.media.send(leg, MediaCommand::Stop(leg));
         let record = store::CallRecord {
             call_id: l.call_id.clone(),

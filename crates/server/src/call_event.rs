@@ -1,32 +1,26 @@
-//! What a call task is told from outside: signalling, the conference registry, and the
-//! outcome of its `dial`. Below both the call task and the registry, which send and receive
-//! these without knowing each other.
+//! What reaches a call from outside its signalling: news from the conference registry and
+//! its media session's reports. Below both the calls and the registry, which send and
+//! receive these without knowing each other.
+
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::ids::LegId;
+use crate::media_worker::MediaEvent;
 
-/// Signalling and room events the core and the conference registry send to a call task.
+/// Room news and media reports for the call of a leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallEvent {
-    /// The call is over (BYE, CANCEL, timeout, or our own hangup).
-    Hangup,
-    /// A DTMF digit sent as SIP INFO.
-    Dtmf(char),
     /// News from the conference room the caller is in.
-    Conference(Notice),
-    /// How the `dial` action's ringing ended.
-    Dial(DialOutcome),
+    Notice(Notice),
+    /// A report of the caller's media session.
+    Media(MediaEvent),
 }
 
-/// How ringing someone ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DialOutcome {
-    /// Someone answered: the caller is connected to this leg (and answered).
-    Answered(LegId),
-    /// Nobody answered, nobody could be rung, or everyone refused (the best status).
-    NotAnswered(u16),
-}
+/// Where the registry and media sessions send [`CallEvent`]s: call control, which hands each
+/// to the call of that leg.
+pub type CallEvents = UnboundedSender<(LegId, CallEvent)>;
 
-/// What the registry tells a participant's call task.
+/// What the registry tells a participant's call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
     /// Play this prompt (on top of the room's audio).

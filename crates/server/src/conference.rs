@@ -1,13 +1,11 @@
 //! The registry of live conference rooms: who is in each room, who moderates, whether it is
-//! locked or recording. Shared by the call tasks of a room (the conference action in
+//! locked or recording. Shared by the calls of a room (the conference action in
 //! [`crate::call`]); the audio lives in one media worker's mixer.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use tokio::sync::mpsc::UnboundedSender;
-
-use crate::call_event::{CallEvent, Notice};
+use crate::call_event::{CallEvent, CallEvents, Notice};
 use crate::ids::LegId;
 
 /// Participant limit of rooms opened on demand (no stored settings).
@@ -17,7 +15,14 @@ pub(crate) struct Member {
     pub(crate) moderator: bool,
     pub(crate) muted: bool,
     pub(crate) hand_raised: bool,
-    pub(crate) notices: UnboundedSender<CallEvent>,
+    /// Where this member's call hears the room's news.
+    pub(crate) notices: CallEvents,
+}
+
+impl Member {
+    fn tell(&self, id: LegId, notice: Notice) {
+        let _ = self.notices.send((id, CallEvent::Notice(notice)));
+    }
 }
 
 pub(crate) struct LiveRoom {
@@ -106,7 +111,7 @@ impl Registry {
         call: LegId,
         moderator: bool,
         terms: RoomTerms,
-        notices: UnboundedSender<CallEvent>,
+        notices: CallEvents,
     ) -> Result<Admission, Refusal> {
         let RoomTerms {
             max_participants: max,
@@ -137,14 +142,10 @@ impl Registry {
         let moderator_present = room.members.values().any(|m| m.moderator);
         let muted_until_moderator = room.wait_for_moderator && !moderator && !moderator_present;
         if moderator && !moderator_present && room.wait_for_moderator {
-            for member in room.members.values_mut() {
+            for (id, member) in room.members.iter_mut() {
                 member.muted = false;
-                let _ = member
-                    .notices
-                    .send(CallEvent::Conference(Notice::SetMuted(false)));
-                let _ = member
-                    .notices
-                    .send(CallEvent::Conference(Notice::Announce("moderator-joined")));
+                member.tell(*id, Notice::SetMuted(false));
+                member.tell(*id, Notice::Announce("moderator-joined"));
             }
         }
         room.members.insert(
@@ -183,7 +184,7 @@ impl Registry {
         if let Some(room) = rooms.get(number) {
             for (id, member) in &room.members {
                 if *id != except {
-                    let _ = member.notices.send(CallEvent::Conference(notice.clone()));
+                    member.tell(*id, notice.clone());
                 }
             }
         }
@@ -192,10 +193,27 @@ impl Registry {
     pub(crate) fn tell_moderators(&self, number: &str, notice: Notice) {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(room) = rooms.get(number) {
-            for member in room.members.values().filter(|m| m.moderator) {
-                let _ = member.notices.send(CallEvent::Conference(notice.clone()));
+            for (id, member) in room.members.iter().filter(|(_, m)| m.moderator) {
+                member.tell(*id, notice.clone());
             }
         }
+    }
+
+    /// Mutes every member but `except` and the moderators, telling each; returns how many.
+    pub(crate) fn mute_others(&self, number: &str, except: LegId) -> usize {
+        self.with_room(number, |r| {
+            let mut muted = 0;
+            for (id, member) in r.members.iter_mut() {
+                if *id != except && !member.moderator {
+                    member.muted = true;
+                    member.tell(*id, Notice::SetMuted(true));
+                    member.tell(*id, Notice::Announce("muted"));
+                    muted += 1;
+                }
+            }
+            muted
+        })
+        .unwrap_or(0)
     }
 
     pub(crate) fn with_room<T>(
@@ -225,8 +243,8 @@ impl Registry {
             return 0;
         };
         room.closing = true;
-        for member in room.members.values() {
-            let _ = member.notices.send(CallEvent::Conference(Notice::Closed));
+        for (id, member) in &room.members {
+            member.tell(*id, Notice::Closed);
         }
         room.members.len()
     }

@@ -5,12 +5,12 @@
 
 mod call;
 mod call_control;
+mod call_effects;
 mod call_event;
 mod conference;
 mod config;
 mod core_command;
 mod dialplan_files;
-mod fork;
 mod http;
 mod ids;
 mod media_worker;

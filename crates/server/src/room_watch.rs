@@ -156,13 +156,16 @@ mod tests {
             self.admin.room_create(&room).unwrap();
         }
 
-        /// A caller joins `number` the way `CallRunner::conference` does: with the guard of
+        /// A caller joins `number` the way the conference action does: with the guard of
         /// its own lookup.
         fn join(
             &self,
             number: &str,
             call: crate::ids::LegId,
-        ) -> (Result<(), Refusal>, mpsc::UnboundedReceiver<CallEvent>) {
+        ) -> (
+            Result<(), Refusal>,
+            mpsc::UnboundedReceiver<(LegId, CallEvent)>,
+        ) {
             let (tx, rx) = mpsc::unbounded_channel();
             let stored = self.server.room_get(number).unwrap();
             let admitted = self
@@ -200,7 +203,10 @@ mod tests {
 
         assert_eq!(f.pass(), vec!["1234".to_string()]);
         assert_eq!(f.rooms.close("1234"), 1);
-        assert_eq!(member.try_recv(), Ok(CallEvent::Conference(Notice::Closed)));
+        assert_eq!(
+            member.try_recv(),
+            Ok((LegId::new(1), CallEvent::Notice(Notice::Closed)))
+        );
         let (during_close, _) = f.join("1234", LegId::new(3));
         assert_eq!(during_close, Err(Refusal::Closing));
     }

@@ -11,7 +11,7 @@ use sip::security::{NetworkList, RateDecision, RateLimitConfig, RequestRateLimit
 use sip::transaction::Timers;
 use tokio::sync::mpsc;
 
-use crate::call_control::CallControl;
+use crate::call_control::{CallControl, CallQueues};
 use crate::config::{Config, LogFormat};
 use crate::core_command::CoreCommand;
 use crate::dialplan_files::PlanHolder;
@@ -115,10 +115,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         burst: security.request_burst.max(1),
         ..RateLimitConfig::default()
     });
+    let (control, call_queues) = CallControl::new(shared.clone(), ports, command_tx);
     let core = Core {
         rate_limit,
         endpoint,
-        control: CallControl::new(shared.clone(), ports, command_tx),
+        control,
         registrar: RegistrarService::new(
             &shared.config.registrar,
             users,
@@ -161,7 +162,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         dialplan_version = shared.plan.version(),
         "amtsleitung is ready"
     );
-    core.run(inbound_rx, command_rx, security_rx).await
+    core.run(inbound_rx, command_rx, call_queues, security_rx)
+        .await
 }
 
 async fn shutdown_signal() {
@@ -189,6 +191,7 @@ impl Core {
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::UnboundedReceiver<CoreCommand>,
+        mut calls: CallQueues,
         mut security: mpsc::Receiver<SecurityRequest>,
     ) -> anyhow::Result<()> {
         let shutdown = shutdown_signal();
@@ -201,10 +204,14 @@ impl Core {
                 tracing::info!("stopped");
                 return Ok(());
             }
-            let deadline = match (self.endpoint.poll_timeout(), self.registrar.next_deadline()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [
+                self.endpoint.poll_timeout(),
+                self.registrar.next_deadline(),
+                self.control.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -230,12 +237,19 @@ impl Core {
                     self.registrar.on_security_request(request, Instant::now());
                 }
                 Some(command) = commands.recv() => {
-                    self.control.on_command(command, &mut self.endpoint, &self.registrar, Instant::now());
+                    self.control.on_command(command, &mut self.endpoint, Instant::now());
+                }
+                Some((leg, event)) = calls.events.recv() => {
+                    self.control.on_call_event(leg, event, &mut self.endpoint, &self.registrar, Instant::now());
+                }
+                Some((leg, reply)) = calls.replies.recv() => {
+                    self.control.on_reply(leg, reply, &mut self.endpoint, &self.registrar, Instant::now());
                 }
                 _ = sleep => {
                     let now = Instant::now();
                     self.endpoint.handle_timeout(now);
                     self.registrar.handle_timeout(now);
+                    self.control.handle_timeout(&mut self.endpoint, &self.registrar, now);
                 }
                 _ = &mut shutdown, if stop_at.is_none() => {
                     let legs = self.endpoint.leg_ids();

@@ -6,7 +6,7 @@ use crate::dialplan_files::PlanHolder;
 use crate::media_worker::MediaWorkers;
 use crate::sounds::SoundLibrary;
 
-/// State shared by call control, call tasks and the admin API.
+/// State shared by call control, its effects and the admin API.
 pub struct Shared {
     /// Configuration in force.
     pub config: Config,

@@ -1,308 +1,322 @@
-//! A call task: runs the dialplan's actions for one call, one `tracing` span per call.
+//! A call as a sans-IO state machine: the dialplan's actions for one caller, with the legs it
+//! rings for them.
 //!
-//! It owns no SIP state: it asks the core to answer, reject or hang up, tells the call's media
-//! session what to play, and waits for media events (prompt ended, DTMF) and the hangup.
+//! Events and time go in ([`Call::handle_input`], [`Call::handle_timeout`],
+//! [`Call::handle_reply`]); SIP, media and room commands, questions and the end of the call
+//! come out ([`Call::poll_output`]), and [`Call::poll_timeout`] says when it wants the time
+//! again. It opens no socket, reads no clock and spawns nothing: call control carries out
+//! its outputs and feeds it what happened, and the unit tests here do the same by hand.
+//! Each dialplan action is a file of its own in `actions/`.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
-use dialplan::{Action, Route};
-use media::wav::PromptPlayer;
-use tokio::sync::mpsc;
-use tracing::Instrument;
+use dialplan::{DialTarget, Route};
 
 use crate::call_event::{CallEvent, Notice};
-use crate::core_command::CoreCommand;
+use crate::conference::{Refusal, RoomTerms};
 use crate::ids::LegId;
-use crate::media_worker::{MediaCommand, MediaEvent, MediaMode};
-use crate::shared::Shared;
+use crate::media_worker::MediaEvent;
 
-mod conference;
-mod dial;
+mod actions;
+mod fork;
+mod logic;
+mod port;
+#[cfg(test)]
+mod tests;
 
-use conference::Event;
+pub use fork::{Fork, ForkStep};
 
-/// What a call task knows about its call.
-pub struct CallContext {
-    /// Core's call id (also the media session id).
-    pub id: LegId,
-    /// SIP Call-ID, for the span.
-    pub call_id: String,
-    /// Caller (From user).
-    pub caller: String,
-    /// Dialled number.
-    pub callee: String,
-    /// Prompt language of the dialplan.
-    pub language: String,
-    /// Server-wide state.
-    pub shared: Arc<Shared>,
-    /// Commands to the SIP core.
-    pub core: mpsc::UnboundedSender<CoreCommand>,
-    /// Audio sample rate of the negotiated codec.
-    pub codec_rate: u32,
-    /// A sender into this call's own event queue, for the conference registry.
-    pub notices: mpsc::UnboundedSender<CallEvent>,
+/// Something that happened to the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The caller's leg is over (BYE, CANCEL, timeout, or our own hangup).
+    Hangup,
+    /// The caller pressed a key (RFC 4733 or SIP INFO).
+    Digit(char),
+    /// News from the conference room the caller is in.
+    Notice(Notice),
+    /// The caller's media session reports (prompt ended, joined a room, ...).
+    Media(MediaEvent),
+    /// A leg rung for the caller's `dial`.
+    Callee(CalleeEvent),
 }
 
-/// Why an action sequence stopped early.
-pub enum Stop {
-    /// The other side hung up (or the core ended the call).
-    HungUp,
-    /// We end the call for this reason (the call record's words); the core sends BYE, or 480
-    /// when unanswered, once the call task returns.
-    EndedByUs(&'static str),
-}
-
-/// Runs one call's actions; conference behaviour is in `conference.rs`.
-pub struct CallRunner {
-    pub(crate) ctx: CallContext,
-    pub(crate) notices: mpsc::UnboundedSender<CallEvent>,
-    events: mpsc::UnboundedReceiver<CallEvent>,
-    media: mpsc::UnboundedReceiver<MediaEvent>,
-    answered: bool,
-    /// Digits keyed while a prompt played (type-ahead), oldest first.
-    pending_digits: VecDeque<char>,
-}
-
-/// Runs the call to its end.
-pub async fn run(
-    ctx: CallContext,
-    route: Route,
-    events: mpsc::UnboundedReceiver<CallEvent>,
-    media: mpsc::UnboundedReceiver<MediaEvent>,
-) {
-    let span = tracing::info_span!("call", call_id = %ctx.call_id, from = %ctx.caller, to = %ctx.callee, rule = %route.rule_name);
-    let core = ctx.core.clone();
-    let id = ctx.id;
-    let notices = ctx.notices.clone();
-    let mut runner = CallRunner {
-        ctx,
-        notices,
-        events,
-        media,
-        answered: false,
-        pending_digits: VecDeque::new(),
-    };
-    let reason = async {
-        match runner.run_actions(&route.actions).await {
-            Ok(()) => {
-                // Falling off the end of the action list hangs up, as in Asterisk.
-                if runner.answered {
-                    runner.send(CoreCommand::Hangup(id));
-                } else {
-                    runner.send(CoreCommand::Reject(id, 480));
-                }
-                "dialplan finished".to_string()
-            }
-            Err(Stop::HungUp) => "caller hung up".to_string(),
-            Err(Stop::EndedByUs(reason)) => reason.to_string(),
+impl From<CallEvent> for Input {
+    fn from(event: CallEvent) -> Self {
+        match event {
+            CallEvent::Notice(notice) => Input::Notice(notice),
+            CallEvent::Media(MediaEvent::Dtmf(digit)) => Input::Digit(digit),
+            CallEvent::Media(event) => Input::Media(event),
         }
     }
-    .instrument(span)
-    .await;
-    let _ = core.send(CoreCommand::Finished(id, reason));
 }
 
-impl CallRunner {
-    fn send(&self, command: CoreCommand) {
-        let _ = self.ctx.core.send(command);
+/// What happened to a leg the call placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalleeEvent {
+    /// It rings (1xx).
+    Ringing(LegId),
+    /// It answered with usable media.
+    Answered(LegId),
+    /// It is over: refused with `status`, never answered (0), or hung up after answering.
+    Ended {
+        /// The leg.
+        leg: LegId,
+        /// Its final status.
+        status: u16,
+    },
+}
+
+/// What the call asks of the world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A signalling step on the caller's leg or a placed one.
+    Sip(SipAction),
+    /// A change to the caller's media session.
+    Media(MediaAction),
+    /// News for the room or a change of the caller's standing in it.
+    Room(RoomAction),
+    /// A question: exactly one [`Reply`] must come back through [`Call::handle_reply`]
+    /// before the call goes on.
+    Ask(Question),
+    /// The call is over, for this reason (the call record's words); whatever leg is still up
+    /// is hung up with it.
+    Finished(String),
+}
+
+/// Signalling steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipAction {
+    /// Answer the caller (200 OK with our SDP answer).
+    Answer,
+    /// Refuse the unanswered caller with this status.
+    Reject(u16),
+    /// End the caller's leg (BYE).
+    Hangup,
+    /// Tell the caller it rings (180).
+    Ring,
+    /// Stop ringing, or hang up, a leg placed for the caller.
+    Cancel {
+        /// The placed leg.
+        leg: LegId,
+        /// Why, for its log and record.
+        reason: &'static str,
+    },
+    /// The placed leg answered first: connect the caller with it (answering the caller).
+    Connect(LegId),
+}
+
+/// Changes to the caller's media session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaAction {
+    /// Send silence (stops a prompt).
+    Silence,
+    /// Send back what the caller says.
+    Echo,
+    /// Move into a conference room's mix.
+    JoinRoom {
+        /// Room number.
+        room: String,
+        /// Join muted.
+        muted: bool,
+    },
+    /// Leave the room's mix.
+    LeaveRoom,
+    /// Mute or unmute the caller in the room's mix.
+    SetMuted(bool),
+    /// Send a key press to a connected leg as RFC 4733 events.
+    SendDtmf {
+        /// The placed leg.
+        to: LegId,
+        /// The key.
+        digit: char,
+    },
+    /// Stop recording the room.
+    StopRecording {
+        /// Room number.
+        room: String,
+    },
+}
+
+/// News for a room's members, or the caller's flags in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomAction {
+    /// Tell every member but the caller.
+    TellOthers {
+        /// Room number.
+        room: String,
+        /// The news.
+        notice: Notice,
+    },
+    /// Tell the room's moderators.
+    TellModerators {
+        /// Room number.
+        room: String,
+        /// The news.
+        notice: Notice,
+    },
+    /// The caller muted or unmuted themselves.
+    SetMuted {
+        /// Room number.
+        room: String,
+        /// Muted now.
+        muted: bool,
+    },
+    /// The caller raised or lowered their hand.
+    SetHandRaised {
+        /// Room number.
+        room: String,
+        /// Raised now.
+        raised: bool,
+    },
+}
+
+/// Questions the call waits on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Question {
+    /// Play this prompt to the caller (two-party media): [`Reply::Started`].
+    Play(String),
+    /// Play this prompt on top of the room's audio: [`Reply::Started`].
+    Overlay(String),
+    /// Ring `target`'s reachable contacts: [`Reply::Placed`].
+    Place(DialTarget),
+    /// The stored room of this number: [`Reply::Room`].
+    RoomGet(String),
+    /// Check keyed-in digits against a room's PINs: [`Reply::Pin`].
+    CheckPin {
+        /// Room number.
+        room: String,
+        /// The digits.
+        digits: String,
+    },
+    /// Let the caller into the live room: [`Reply::Admission`].
+    Admit {
+        /// Room number.
+        room: String,
+        /// The caller keyed the moderator PIN.
+        moderator: bool,
+        /// What the caller's store lookup said of the room.
+        terms: RoomTerms,
+    },
+    /// The caller leaves the live room: [`Reply::Flag`], whether a recording ended with it.
+    Leave(String),
+    /// Participants in the live room: [`Reply::Count`].
+    Count(String),
+    /// Lock or unlock the room: [`Reply::Flag`], locked now.
+    ToggleLock(String),
+    /// Mute every participant but the moderators: [`Reply::Count`], how many.
+    MuteOthers(String),
+    /// Stop the room's recording if it runs: [`Reply::Flag`], whether it ran.
+    TakeRecording(String),
+    /// Start recording the room: [`Reply::Done`].
+    StartRecording(String),
+}
+
+/// Answers to [`Question`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The prompt plays (false: missing, or not playable at the caller's rate).
+    Started(bool),
+    /// INVITEs sent, and how many could not be sent.
+    Placed {
+        /// Legs ringing.
+        legs: Vec<LegId>,
+        /// Contacts no INVITE could be sent to.
+        unplaced: usize,
+    },
+    /// The stored room, or why the store could not say.
+    Room(Result<Option<store::Room>, String>),
+    /// The PIN check, or why the store could not do it.
+    Pin(Result<store::PinCheck, String>),
+    /// Admitted (joining muted until the moderator comes), or refused.
+    Admission(Result<bool, Refusal>),
+    /// Yes or no.
+    Flag(bool),
+    /// A number.
+    Count(usize),
+    /// Done, or why not.
+    Done(Result<(), String>),
+}
+
+/// What a call needs to start.
+pub struct CallSetup {
+    /// What the dialplan said to do.
+    pub route: Route,
+    /// Rooms must be created before callers can use them.
+    pub require_precreated_rooms: bool,
+}
+
+/// One call (see the module documentation).
+pub struct Call {
+    io: port::Io,
+    logic: Pin<Box<dyn Future<Output = ()> + Send>>,
+    over: bool,
+}
+
+impl Call {
+    /// Starts the call's actions at `now`; its first outputs are ready to poll.
+    pub fn new(setup: CallSetup, now: Instant) -> Self {
+        let io = port::Io::new(now);
+        let logic = logic::CallLogic::new(io.clone(), setup.require_precreated_rooms);
+        let mut call = Self {
+            io,
+            logic: Box::pin(logic.run(setup.route)),
+            over: false,
+        };
+        call.resume(now);
+        call
     }
 
-    pub(crate) fn media(&self, command: MediaCommand) {
-        self.ctx.shared.media.send(self.ctx.id, command);
-    }
-
-    pub(crate) fn answer(&mut self) {
-        if !self.answered {
-            self.send(CoreCommand::Answer(self.ctx.id));
-            self.answered = true;
+    /// Something happened at `now`.
+    pub fn handle_input(&mut self, input: Input, now: Instant) {
+        if !self.over {
+            self.io.port().inputs.push_back(input);
+            self.resume(now);
         }
     }
 
-    async fn run_actions(&mut self, actions: &[Action]) -> Result<(), Stop> {
-        for action in actions {
-            tracing::debug!(?action, "action");
-            match action {
-                Action::Answer => self.answer(),
-                Action::Play { sound } => {
-                    self.answer();
-                    self.play(sound).await?;
-                }
-                Action::Echo => {
-                    self.answer();
-                    self.media(MediaCommand::SetMode(self.ctx.id, MediaMode::Echo));
-                    self.wait_for(None).await?;
-                }
-                Action::Wait { seconds } => {
-                    self.wait_for(Some(Duration::from_secs(u64::from(*seconds))))
-                        .await?;
-                }
-                Action::Dial { target, timeout_s } => self.dial(target, *timeout_s).await?,
-                Action::Conference { room, pin_prompt } => {
-                    self.conference(room.clone(), *pin_prompt).await?;
-                }
-                Action::Hangup { cause } => {
-                    if self.answered {
-                        self.send(CoreCommand::Hangup(self.ctx.id));
-                    } else {
-                        self.send(CoreCommand::Reject(self.ctx.id, *cause));
-                    }
-                    return Err(Stop::HungUp);
-                }
-                other => {
-                    // Parsed and checked today; the machinery (dial, menu, ...) arrives with
-                    // later issues. Refuse honestly rather than pretend.
-                    tracing::warn!(?other, "dialplan action not available yet; refusing call");
-                    if self.answered {
-                        self.send(CoreCommand::Hangup(self.ctx.id));
-                    } else {
-                        self.send(CoreCommand::Reject(self.ctx.id, 501));
-                    }
-                    return Err(Stop::HungUp);
-                }
-            }
+    /// The answer to the question last put out.
+    pub fn handle_reply(&mut self, reply: Reply, now: Instant) {
+        if !self.over {
+            self.io.port().reply = Some(reply);
+            self.resume(now);
         }
-        Ok(())
     }
 
-    fn player(&self, sound: &str) -> Option<PromptPlayer> {
-        let samples = self.ctx.shared.sounds.get(&self.ctx.language, sound);
-        let Some(samples) = samples else {
-            tracing::warn!(sound, "prompt missing; skipped");
+    /// Time passed: `now` is at or after [`Call::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.resume(now);
+    }
+
+    /// The next thing to carry out.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.io.port().outputs.pop_front()
+    }
+
+    /// When the call wants [`Call::handle_timeout`], if it waits for a time.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.over {
             return None;
-        };
-        match PromptPlayer::new(samples, self.ctx.codec_rate) {
-            Ok(player) => Some(player),
-            Err(err) => {
-                tracing::warn!(sound, "prompt cannot be played at this codec's rate: {err}");
-                None
-            }
         }
+        self.io.port().deadline
     }
 
-    /// The next event of any source; DTMF from either path becomes `Event::Digit`.
-    pub(crate) async fn next_event(&mut self) -> Result<Event, Stop> {
-        if let Some(digit) = self.pending_digits.pop_front() {
-            return Ok(Event::Digit(digit));
-        }
-        loop {
-            return tokio::select! {
-                event = self.events.recv() => match event {
-                    Some(CallEvent::Hangup) | None => Err(Stop::HungUp),
-                    Some(CallEvent::Dtmf(digit)) => Ok(Event::Digit(digit)),
-                    Some(CallEvent::Conference(notice)) => Ok(Event::Notice(notice)),
-                    // A late outcome of a `dial` that gave up: nothing to do with it now.
-                    Some(CallEvent::Dial(_)) => continue,
-                },
-                event = self.media.recv() => match event {
-                    Some(MediaEvent::Dtmf(digit)) => Ok(Event::Digit(digit)),
-                    Some(other) => Ok(Event::Media(other)),
-                    None => Err(Stop::HungUp),
-                },
-            };
-        }
+    /// The call has put out [`Output::Finished`] and takes nothing more.
+    pub fn is_over(&self) -> bool {
+        self.over
     }
 
-    /// Plays a prompt to its end (two-party media, before joining a room). A key press
-    /// interrupts it (barge-in) and is kept for the next digit collection.
-    pub(crate) async fn play(&mut self, sound: &str) -> Result<(), Stop> {
-        let Some(player) = self.player(sound) else {
-            return Ok(());
-        };
-        self.media(MediaCommand::SetMode(self.ctx.id, MediaMode::Play(player)));
-        loop {
-            match self.next_event().await? {
-                Event::Media(MediaEvent::PlayFinished) => return Ok(()),
-                Event::Digit(digit) => {
-                    self.pending_digits.push_back(digit);
-                    self.media(MediaCommand::SetMode(self.ctx.id, MediaMode::Silence));
-                    return Ok(());
-                }
-                _ => {}
-            }
+    fn resume(&mut self, now: Instant) {
+        if self.over {
+            return;
         }
-    }
-
-    /// Plays a prompt on top of the room's audio and waits until it ends; keys pressed
-    /// meanwhile are kept.
-    pub(crate) async fn overlay(&mut self, sound: &str) -> Result<(), Stop> {
-        let Some(player) = self.player(sound) else {
-            return Ok(());
-        };
-        self.media(MediaCommand::Overlay(self.ctx.id, player));
-        tracing::debug!(sound, "overlay started");
-        let mut kept = Vec::new();
-        let result = loop {
-            match self.next_event().await {
-                Ok(Event::Media(MediaEvent::OverlayFinished)) => {
-                    tracing::debug!(sound, "overlay finished");
-                    break Ok(());
-                }
-                Ok(Event::Digit(d)) => kept.push(d),
-                Ok(Event::Notice(notice @ (Notice::Ended | Notice::Closed))) => {
-                    self.notices.send(CallEvent::Conference(notice)).ok();
-                    break Ok(());
-                }
-                Ok(_) => {}
-                Err(stop) => break Err(stop),
-            }
-        };
-        self.pending_digits.extend(kept);
-        result
-    }
-
-    /// Starts a prompt on top of the room's audio without waiting for it.
-    pub(crate) fn start_overlay(&mut self, sound: &str) {
-        if let Some(player) = self.player(sound) {
-            self.media(MediaCommand::Overlay(self.ctx.id, player));
-        }
-    }
-
-    /// Collects digits up to `#` (not included); `None` when the caller keys nothing in
-    /// time. Stops at the limit so a stuck key cannot grow a string forever.
-    pub(crate) async fn collect_digits(&mut self) -> Result<Option<String>, Stop> {
-        let mut digits = String::new();
-        loop {
-            let event = tokio::time::timeout(DIGIT_TIMEOUT, self.next_event()).await;
-            match event {
-                Err(_) => return Ok((!digits.is_empty()).then_some(digits)),
-                Ok(Err(stop)) => return Err(stop),
-                Ok(Ok(Event::Digit('#'))) => return Ok(Some(digits)),
-                Ok(Ok(Event::Digit(d))) if d.is_ascii_digit() => {
-                    digits.push(d);
-                    if digits.len() >= MAX_DIGITS {
-                        return Ok(Some(digits));
-                    }
-                }
-                Ok(Ok(_)) => {}
-            }
-        }
-    }
-
-    /// Waits for `limit` (or forever), ending early on hangup.
-    async fn wait_for(&mut self, limit: Option<Duration>) -> Result<(), Stop> {
-        let sleep = async {
-            match limit {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = &mut sleep => return Ok(()),
-                event = self.next_event() => {
-                    if let Event::Digit(digit) = event? {
-                        tracing::debug!(%digit, "DTMF");
-                    }
-                }
-            }
+        self.io.port().now = now;
+        let mut context = Context::from_waker(Waker::noop());
+        if let Poll::Ready(()) = self.logic.as_mut().poll(&mut context) {
+            self.over = true;
         }
     }
 }
-
-/// How long digit collection waits for the next key.
-const DIGIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most digits a room number or PIN may have.
-const MAX_DIGITS: usize = 10;

@@ -1,11 +1,11 @@
 //! Ringing several phones for one caller (RFC 3261 §16.7 forking, done as a B2BUA): the
 //! decisions alone, with no SIP, media or time inside, so every turn a race can take is a
-//! unit test. Call control feeds it what happened to each leg and carries out the step it
-//! returns.
+//! unit test. The `dial` action feeds it what happened to each leg and carries out the step
+//! it returns.
 
 use crate::ids::LegId;
 
-/// What call control does next.
+/// What the `dial` action does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ForkStep {
     /// Nothing yet: others are still ringing.
@@ -63,6 +63,7 @@ impl Fork {
     }
 
     /// Whether the fork has ended (someone answered, or it gave up).
+    #[cfg(test)]
     pub fn is_decided(&self) -> bool {
         self.decided
     }

@@ -1,0 +1,109 @@
+//! The `dial` action: ring a user's phones or a SIP URI (every contact at once, RFC 3261
+//! §16.7 forking done as a B2BUA), connect the caller with the first to answer, and stay
+//! connected until one side hangs up; when nobody answers, go on with the next action.
+
+use std::time::Duration;
+
+use crate::call::logic::{CallLogic, Stop};
+use crate::call::{CalleeEvent, Fork, ForkStep, Input, MediaAction, Question, Reply, SipAction};
+use crate::ids::LegId;
+
+impl CallLogic {
+    pub(super) async fn dial(
+        &mut self,
+        target: &dialplan::DialTarget,
+        timeout_s: u32,
+    ) -> Result<(), Stop> {
+        let Some(callee) = self.ring(target, timeout_s).await? else {
+            return Ok(());
+        };
+        // Connected: the call lasts until one side hangs up. The caller's keys reach the
+        // callee as RFC 4733 events (the media worker passes them on as they came when it
+        // relays the call, and ignores these then).
+        self.answered = true;
+        loop {
+            match self.next_input(None).await {
+                None | Some(Input::Hangup) => return Err(Stop::HungUp),
+                Some(Input::Digit(digit)) => {
+                    tracing::debug!(%digit, "DTMF relayed to the callee");
+                    self.media(MediaAction::SendDtmf { to: callee, digit });
+                }
+                Some(Input::Callee(CalleeEvent::Ended { leg, .. })) if leg == callee => {
+                    return Err(Stop::EndedByUs("callee hung up"));
+                }
+                Some(Input::Callee(event)) => self.late_callee(event),
+                Some(Input::Notice(_) | Input::Media(_)) => {}
+            }
+        }
+    }
+
+    /// Rings `target` for up to `timeout_s` seconds: the leg that answered, connected, or
+    /// `None` when nobody did.
+    async fn ring(
+        &mut self,
+        target: &dialplan::DialTarget,
+        timeout_s: u32,
+    ) -> Result<Option<LegId>, Stop> {
+        let (legs, unplaced) = match self.io.ask(Question::Place(target.clone())).await {
+            Reply::Placed { legs, unplaced } => (legs, unplaced),
+            _ => (Vec::new(), 1),
+        };
+        tracing::info!(%target, contacts = legs.len(), "dial: ringing");
+        let mut fork = Fork::new(legs, unplaced);
+        let ring_until = self.io.now() + Duration::from_secs(u64::from(timeout_s));
+        let mut step = fork.start();
+        loop {
+            match step {
+                ForkStep::Wait => {}
+                ForkStep::TooLate => {}
+                ForkStep::Connect { winner, cancel } => {
+                    self.cancel_all(cancel, "answered elsewhere");
+                    self.sip(SipAction::Connect(winner));
+                    tracing::info!(callee = %winner, "dial: answered; connected");
+                    return Ok(Some(winner));
+                }
+                ForkStep::GiveUp { status, cancel } => {
+                    let reason = if status == 408 {
+                        "no answer in time"
+                    } else {
+                        "declined elsewhere"
+                    };
+                    self.cancel_all(cancel, reason);
+                    tracing::info!(%target, status, "dial: not answered; next action");
+                    return Ok(None);
+                }
+            }
+            step = match self.io.next(Some(ring_until)).await {
+                None => fork.timed_out(),
+                // Call control cancels the legs still ringing as the caller's leg ends.
+                Some(Input::Hangup) => return Err(Stop::HungUp),
+                Some(Input::Callee(CalleeEvent::Ringing(leg))) => {
+                    if fork.ringing().contains(&leg) {
+                        self.sip(SipAction::Ring);
+                    }
+                    ForkStep::Wait
+                }
+                Some(Input::Callee(CalleeEvent::Answered(leg))) => match fork.answered(leg) {
+                    ForkStep::TooLate => {
+                        self.late_callee(CalleeEvent::Answered(leg));
+                        ForkStep::TooLate
+                    }
+                    step => step,
+                },
+                Some(Input::Callee(CalleeEvent::Ended { leg, status })) => fork.ended(leg, status),
+                // Keys pressed while it rings are kept for what follows.
+                Some(Input::Digit(digit)) => {
+                    self.pending_digits.push_back(digit);
+                    ForkStep::Wait
+                }
+                Some(Input::Notice(_) | Input::Media(_)) => ForkStep::Wait,
+            };
+        }
+    }
+
+    fn cancel_all(&self, legs: Vec<LegId>, reason: &'static str) {
+        for leg in legs {
+            self.sip(SipAction::Cancel { leg, reason });
+        }
+    }
+}

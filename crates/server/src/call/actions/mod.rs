@@ -1,0 +1,34 @@
+//! The dialplan's actions, one file each, as steps of a [`CallLogic`].
+
+use dialplan::Action;
+
+use super::logic::{CallLogic, Stop};
+
+mod conference;
+mod dial;
+mod echo;
+mod hangup;
+mod play;
+mod wait;
+
+impl CallLogic {
+    /// Runs `actions` in order; `Err` when the call ended on the way.
+    pub(in crate::call) async fn run_actions(&mut self, actions: &[Action]) -> Result<(), Stop> {
+        for action in actions {
+            tracing::debug!(?action, "action");
+            match action {
+                Action::Answer => self.answer(),
+                Action::Play { sound } => self.play_action(sound).await?,
+                Action::Echo => self.echo().await?,
+                Action::Wait { seconds } => self.wait(*seconds).await?,
+                Action::Dial { target, timeout_s } => self.dial(target, *timeout_s).await?,
+                Action::Conference { room, pin_prompt } => {
+                    self.conference(room.clone(), *pin_prompt).await?;
+                }
+                Action::Hangup { cause } => return self.hangup(*cause),
+                other => return self.not_available(other),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,227 @@
+//! The call's logic and the steps its actions share: answering, prompts with barge-in,
+//! digit collection, waiting. Time and events come from the port only (see `port.rs`).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use dialplan::Route;
+
+use crate::call_event::Notice;
+use crate::media_worker::MediaEvent;
+
+use super::port::Io;
+use super::{CalleeEvent, Input, MediaAction, Output, Question, Reply, SipAction};
+
+/// How long digit collection waits for the next key.
+pub(super) const DIGIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most digits a room number or PIN may have.
+const MAX_DIGITS: usize = 10;
+
+/// Why an action sequence stopped early.
+pub(super) enum Stop {
+    /// The caller hung up (or the core ended the call).
+    HungUp,
+    /// We end the call for this reason (the call record's words); call control sends BYE,
+    /// or 480 when unanswered.
+    EndedByUs(&'static str),
+}
+
+/// What an action waits for, with key presses from either path as `Digit`.
+pub(super) enum Event {
+    /// A DTMF digit (RFC 4733 or INFO).
+    Digit(char),
+    /// Something from the room's registry.
+    Notice(Notice),
+    /// Something from the media session.
+    Media(MediaEvent),
+}
+
+/// The running actions of one call.
+pub(super) struct CallLogic {
+    pub(super) io: Io,
+    pub(super) answered: bool,
+    pub(super) require_precreated_rooms: bool,
+    /// Digits keyed while a prompt played or a phone rang (type-ahead), oldest first.
+    pub(super) pending_digits: VecDeque<char>,
+}
+
+impl CallLogic {
+    pub(super) fn new(io: Io, require_precreated_rooms: bool) -> Self {
+        Self {
+            io,
+            answered: false,
+            require_precreated_rooms,
+            pending_digits: VecDeque::new(),
+        }
+    }
+
+    /// Runs the route to its end and says why it ended.
+    pub(super) async fn run(mut self, route: Route) {
+        let reason = match self.run_actions(&route.actions).await {
+            Ok(()) => {
+                // Falling off the end of the action list hangs up, as in Asterisk.
+                self.sip(if self.answered {
+                    SipAction::Hangup
+                } else {
+                    SipAction::Reject(480)
+                });
+                "dialplan finished"
+            }
+            Err(Stop::HungUp) => "caller hung up",
+            Err(Stop::EndedByUs(reason)) => reason,
+        };
+        self.io.emit(Output::Finished(reason.to_string()));
+    }
+
+    pub(super) fn sip(&self, action: SipAction) {
+        self.io.emit(Output::Sip(action));
+    }
+
+    pub(super) fn media(&self, action: MediaAction) {
+        self.io.emit(Output::Media(action));
+    }
+
+    pub(super) fn answer(&mut self) {
+        if !self.answered {
+            self.sip(SipAction::Answer);
+            self.answered = true;
+        }
+    }
+
+    /// Asks whether a prompt could be started.
+    async fn started(&self, question: Question) -> bool {
+        matches!(self.io.ask(question).await, Reply::Started(true))
+    }
+
+    /// The next input, type-ahead digits first; `None` once `deadline` passed.
+    pub(super) async fn next_input(&mut self, deadline: Option<Instant>) -> Option<Input> {
+        if let Some(digit) = self.pending_digits.pop_front() {
+            return Some(Input::Digit(digit));
+        }
+        self.io.next(deadline).await
+    }
+
+    /// The next event for an action before `deadline`: `Ok(None)` when it passed.
+    pub(super) async fn next_event_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Event>, Stop> {
+        loop {
+            return match self.next_input(deadline).await {
+                None => Ok(None),
+                Some(Input::Hangup) => Err(Stop::HungUp),
+                Some(Input::Digit(digit)) => Ok(Some(Event::Digit(digit))),
+                Some(Input::Notice(notice)) => Ok(Some(Event::Notice(notice))),
+                Some(Input::Media(event)) => Ok(Some(Event::Media(event))),
+                Some(Input::Callee(event)) => {
+                    self.late_callee(event);
+                    continue;
+                }
+            };
+        }
+    }
+
+    /// A word about a leg a finished `dial` rang: one that answers now is hung up, the
+    /// rest needs nothing.
+    pub(super) fn late_callee(&self, event: CalleeEvent) {
+        if let CalleeEvent::Answered(leg) = event {
+            self.sip(SipAction::Cancel {
+                leg,
+                reason: "answered too late",
+            });
+        }
+    }
+
+    /// The next event for an action.
+    pub(super) async fn next_event(&mut self) -> Result<Event, Stop> {
+        loop {
+            if let Some(event) = self.next_event_until(None).await? {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// Plays a prompt to its end (two-party media, before joining a room). A key press
+    /// interrupts it (barge-in) and is kept for the next digit collection.
+    pub(super) async fn play(&mut self, sound: &str) -> Result<(), Stop> {
+        if !self.started(Question::Play(sound.to_string())).await {
+            return Ok(());
+        }
+        loop {
+            match self.next_event().await? {
+                Event::Media(MediaEvent::PlayFinished) => return Ok(()),
+                Event::Digit(digit) => {
+                    self.pending_digits.push_back(digit);
+                    self.media(MediaAction::Silence);
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Plays a prompt on top of the room's audio and waits until it ends; keys pressed
+    /// meanwhile are kept.
+    pub(super) async fn overlay(&mut self, sound: &str) -> Result<(), Stop> {
+        if !self.started(Question::Overlay(sound.to_string())).await {
+            return Ok(());
+        }
+        tracing::debug!(sound, "overlay started");
+        let mut kept = Vec::new();
+        let result = loop {
+            match self.next_event().await {
+                Ok(Event::Media(MediaEvent::OverlayFinished)) => {
+                    tracing::debug!(sound, "overlay finished");
+                    break Ok(());
+                }
+                Ok(Event::Digit(d)) => kept.push(d),
+                Ok(Event::Notice(notice @ (Notice::Ended | Notice::Closed))) => {
+                    // For the room loop, once this prompt is cut short.
+                    self.io.requeue(Input::Notice(notice));
+                    break Ok(());
+                }
+                Ok(_) => {}
+                Err(stop) => break Err(stop),
+            }
+        };
+        self.pending_digits.extend(kept);
+        result
+    }
+
+    /// Starts a prompt on top of the room's audio without waiting for it.
+    pub(super) async fn start_overlay(&mut self, sound: &str) {
+        self.started(Question::Overlay(sound.to_string())).await;
+    }
+
+    /// Collects digits up to `#` (not included); `None` when the caller keys nothing in
+    /// time. Stops at the limit so a stuck key cannot grow a string forever.
+    pub(super) async fn collect_digits(&mut self) -> Result<Option<String>, Stop> {
+        let mut digits = String::new();
+        loop {
+            let deadline = self.io.now() + DIGIT_TIMEOUT;
+            match self.next_event_until(Some(deadline)).await? {
+                None => return Ok((!digits.is_empty()).then_some(digits)),
+                Some(Event::Digit('#')) => return Ok(Some(digits)),
+                Some(Event::Digit(d)) if d.is_ascii_digit() => {
+                    digits.push(d);
+                    if digits.len() >= MAX_DIGITS {
+                        return Ok(Some(digits));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Waits for `limit` (or forever), ending early on hangup.
+    pub(super) async fn wait_for(&mut self, limit: Option<Duration>) -> Result<(), Stop> {
+        let deadline = limit.map(|limit| self.io.now() + limit);
+        loop {
+            match self.next_event_until(deadline).await? {
+                None => return Ok(()),
+                Some(Event::Digit(digit)) => tracing::debug!(%digit, "DTMF"),
+                Some(_) => {}
+            }
+        }
+    }
+}

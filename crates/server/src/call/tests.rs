@@ -1,0 +1,596 @@
+//! Calls driven by hand: events, replies and time in, outputs checked. No sockets, no
+//! runtime, no sleeping.
+
+use std::time::{Duration, Instant};
+
+use dialplan::{Action, DialTarget, Route};
+
+use super::*;
+use crate::call_event::Notice;
+use crate::conference::RoomTerms;
+use crate::media_worker::MediaEvent;
+
+struct Harness {
+    call: Call,
+    now: Instant,
+}
+
+fn route(actions: Vec<Action>) -> Route {
+    Route {
+        rule_name: "test".into(),
+        file: "test.toml".into(),
+        line: 1,
+        actions,
+        hops: 0,
+        public: true,
+    }
+}
+
+fn leg(n: u64) -> LegId {
+    LegId::new(n)
+}
+
+fn ask(question: Question) -> Output {
+    Output::Ask(question)
+}
+
+fn sip(action: SipAction) -> Output {
+    Output::Sip(action)
+}
+
+fn finished(reason: &str) -> Output {
+    Output::Finished(reason.to_string())
+}
+
+fn play(sound: &str) -> Output {
+    ask(Question::Play(sound.to_string()))
+}
+
+fn overlay(sound: &str) -> Output {
+    ask(Question::Overlay(sound.to_string()))
+}
+
+fn cancel(n: u64, reason: &'static str) -> Output {
+    sip(SipAction::Cancel {
+        leg: leg(n),
+        reason,
+    })
+}
+
+impl Harness {
+    fn start(actions: Vec<Action>) -> (Self, Vec<Output>) {
+        let now = Instant::now();
+        let setup = CallSetup {
+            route: route(actions),
+            require_precreated_rooms: false,
+        };
+        let mut harness = Self {
+            call: Call::new(setup, now),
+            now,
+        };
+        let out = harness.drain();
+        (harness, out)
+    }
+
+    fn drain(&mut self) -> Vec<Output> {
+        std::iter::from_fn(|| self.call.poll_output()).collect()
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Output> {
+        self.call.handle_input(input, self.now);
+        self.drain()
+    }
+
+    fn reply(&mut self, reply: Reply) -> Vec<Output> {
+        self.call.handle_reply(reply, self.now);
+        self.drain()
+    }
+
+    fn digits(&mut self, keys: &str) -> Vec<Output> {
+        keys.chars()
+            .flat_map(|key| self.input(Input::Digit(key)))
+            .collect()
+    }
+
+    /// Lets `by` pass, waking the call whenever its time comes on the way.
+    fn advance(&mut self, by: Duration) -> Vec<Output> {
+        let until = self.now + by;
+        let mut out = Vec::new();
+        while let Some(at) = self.call.poll_timeout().filter(|at| *at <= until) {
+            self.now = at;
+            self.call.handle_timeout(at);
+            out.extend(self.drain());
+        }
+        self.now = until;
+        out
+    }
+
+    /// Into room 4711 (not stored, no PIN, the first one there, prompts missing).
+    fn in_room() -> Self {
+        let (mut h, out) = Harness::start(vec![Action::Conference {
+            room: Some("4711".into()),
+            pin_prompt: true,
+        }]);
+        assert_eq!(
+            out,
+            [
+                sip(SipAction::Answer),
+                ask(Question::RoomGet("4711".into()))
+            ]
+        );
+        let out = h.reply(Reply::Room(Ok(None)));
+        assert_eq!(
+            out,
+            [ask(Question::Admit {
+                room: "4711".into(),
+                moderator: false,
+                terms: RoomTerms::of(None),
+            })]
+        );
+        let out = h.reply(Reply::Admission(Ok(false)));
+        assert_eq!(
+            out,
+            [Output::Media(MediaAction::JoinRoom {
+                room: "4711".into(),
+                muted: false
+            })]
+        );
+        let out = h.input(Input::Media(MediaEvent::Joined { participants: 1 }));
+        assert_eq!(
+            out,
+            [
+                Output::Room(RoomAction::TellOthers {
+                    room: "4711".into(),
+                    notice: Notice::Announce("join-tone"),
+                }),
+                overlay("first-participant"),
+            ]
+        );
+        assert!(h.reply(Reply::Started(false)).is_empty());
+        h
+    }
+}
+
+#[test]
+fn a_prompt_plays_to_its_end_then_the_dialplan_ending_hangs_up() {
+    let (mut h, out) = Harness::start(vec![Action::Play {
+        sound: "welcome".into(),
+    }]);
+    assert_eq!(out, [sip(SipAction::Answer), play("welcome")]);
+    assert!(h.reply(Reply::Started(true)).is_empty());
+    assert_eq!(
+        h.call.poll_timeout(),
+        None,
+        "a prompt waits for its end, not a time"
+    );
+    let out = h.input(Input::Media(MediaEvent::PlayFinished));
+    assert_eq!(out, [sip(SipAction::Hangup), finished("dialplan finished")]);
+    assert!(h.call.is_over());
+}
+
+#[test]
+fn a_missing_prompt_is_skipped_and_the_next_action_runs() {
+    let (mut h, _) = Harness::start(vec![
+        Action::Play {
+            sound: "missing".into(),
+        },
+        Action::Hangup { cause: 486 },
+    ]);
+    let out = h.reply(Reply::Started(false));
+    assert_eq!(out, [sip(SipAction::Hangup), finished("caller hung up")]);
+}
+
+#[test]
+fn an_unanswered_call_whose_dialplan_ends_is_refused_with_480() {
+    let (_, out) = Harness::start(vec![Action::Wait { seconds: 0 }]);
+    assert_eq!(
+        out,
+        [sip(SipAction::Reject(480)), finished("dialplan finished")]
+    );
+}
+
+#[test]
+fn hangup_before_answer_sends_its_cause() {
+    let (_, out) = Harness::start(vec![Action::Hangup { cause: 403 }]);
+    assert_eq!(
+        out,
+        [sip(SipAction::Reject(403)), finished("caller hung up")]
+    );
+}
+
+#[test]
+fn actions_that_cannot_run_yet_are_refused_with_501() {
+    let (_, out) = Harness::start(vec![Action::Goto {
+        number: "100".into(),
+    }]);
+    assert_eq!(
+        out,
+        [sip(SipAction::Reject(501)), finished("caller hung up")]
+    );
+}
+
+#[test]
+fn echo_lasts_until_the_caller_hangs_up() {
+    let (mut h, out) = Harness::start(vec![Action::Echo, Action::Hangup { cause: 480 }]);
+    assert_eq!(
+        out,
+        [sip(SipAction::Answer), Output::Media(MediaAction::Echo)]
+    );
+    assert!(h.advance(Duration::from_secs(3600)).is_empty());
+    assert!(h.digits("123").is_empty());
+    // The caller's BYE ends it: nothing more is sent on the leg.
+    assert_eq!(h.input(Input::Hangup), [finished("caller hung up")]);
+}
+
+#[test]
+fn wait_wakes_at_its_time() {
+    let (mut h, out) = Harness::start(vec![
+        Action::Answer,
+        Action::Wait { seconds: 2 },
+        Action::Hangup { cause: 480 },
+    ]);
+    assert_eq!(out, [sip(SipAction::Answer)]);
+    assert_eq!(h.call.poll_timeout(), Some(h.now + Duration::from_secs(2)));
+    assert!(h.advance(Duration::from_millis(1999)).is_empty());
+    assert_eq!(
+        h.advance(Duration::from_millis(1)),
+        [sip(SipAction::Hangup), finished("caller hung up")]
+    );
+}
+
+#[test]
+fn a_key_cuts_the_lobby_prompt_short_and_counts_as_the_first_digit() {
+    let (mut h, out) = Harness::start(vec![Action::Conference {
+        room: None,
+        pin_prompt: true,
+    }]);
+    assert_eq!(out, [sip(SipAction::Answer), play("enter-room")]);
+    h.reply(Reply::Started(true));
+    assert_eq!(
+        h.input(Input::Digit('4')),
+        [Output::Media(MediaAction::Silence)]
+    );
+    // The prompt's end, reported after the key, must not confuse what follows.
+    assert!(h.input(Input::Media(MediaEvent::PlayFinished)).is_empty());
+    assert_eq!(h.digits("2#"), [ask(Question::RoomGet("42".into()))]);
+}
+
+#[test]
+fn the_lobby_asks_three_times_then_says_goodbye() {
+    let (mut h, _) = Harness::start(vec![Action::Conference {
+        room: None,
+        pin_prompt: true,
+    }]);
+    for attempt in 0..3 {
+        assert!(h.reply(Reply::Started(true)).is_empty());
+        assert!(h.input(Input::Media(MediaEvent::PlayFinished)).is_empty());
+        let out = h.advance(Duration::from_secs(10));
+        if attempt < 2 {
+            assert_eq!(out, [play("enter-room")], "attempt {attempt}");
+        } else {
+            assert_eq!(out, [play("goodbye")]);
+        }
+    }
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [sip(SipAction::Hangup), finished("dialplan finished")]
+    );
+}
+
+#[test]
+fn each_key_gives_the_caller_ten_more_seconds() {
+    let (mut h, _) = Harness::start(vec![Action::Conference {
+        room: None,
+        pin_prompt: true,
+    }]);
+    h.reply(Reply::Started(false));
+    assert!(h.advance(Duration::from_secs(9)).is_empty());
+    h.digits("1");
+    assert!(h.advance(Duration::from_secs(9)).is_empty());
+    h.digits("2");
+    // Time runs out with digits keyed: they are the room number.
+    assert_eq!(
+        h.advance(Duration::from_secs(10)),
+        [ask(Question::RoomGet("12".into()))]
+    );
+}
+
+#[test]
+fn a_store_that_cannot_say_whether_the_room_has_a_pin_keeps_the_caller_out() {
+    let (mut h, _) = Harness::start(vec![Action::Conference {
+        room: Some("4711".into()),
+        pin_prompt: true,
+    }]);
+    let out = h.reply(Reply::Room(Err("database is locked".into())));
+    assert_eq!(out, [play("service-unavailable")]);
+    assert_eq!(h.reply(Reply::Started(false)), [play("goodbye")]);
+    let out = h.reply(Reply::Started(false));
+    assert_eq!(out, [finished("refused: store unavailable")]);
+    // No admission was ever asked for, and no later action runs.
+    assert!(h.call.is_over());
+}
+
+fn pin_room() -> store::Room {
+    store::Room {
+        number: "4711".into(),
+        has_pin: true,
+        has_moderator_pin: false,
+        max_participants: 10,
+        wait_for_moderator: false,
+        created_at_ms: 1,
+    }
+}
+
+#[test]
+fn three_wrong_pins_end_the_call_without_admission() {
+    let (mut h, _) = Harness::start(vec![
+        Action::Conference {
+            room: Some("4711".into()),
+            pin_prompt: true,
+        },
+        Action::Hangup { cause: 480 },
+    ]);
+    assert_eq!(
+        h.reply(Reply::Room(Ok(Some(pin_room())))),
+        [play("enter-pin")]
+    );
+    for attempt in 1..=3 {
+        h.reply(Reply::Started(false));
+        assert_eq!(
+            h.digits("0000#"),
+            [ask(Question::CheckPin {
+                room: "4711".into(),
+                digits: "0000".into()
+            })]
+        );
+        assert_eq!(
+            h.reply(Reply::Pin(Ok(store::PinCheck::Wrong))),
+            [play("wrong-pin")]
+        );
+        let next = if attempt < 3 { "enter-pin" } else { "goodbye" };
+        assert_eq!(
+            h.reply(Reply::Started(false)),
+            [play(next)],
+            "attempt {attempt}"
+        );
+    }
+    // Goodbye, then the dialplan's next action (hangup).
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [sip(SipAction::Hangup), finished("caller hung up")]
+    );
+}
+
+#[test]
+fn a_pin_check_the_store_cannot_do_keeps_the_caller_out() {
+    let (mut h, _) = Harness::start(vec![Action::Conference {
+        room: Some("4711".into()),
+        pin_prompt: true,
+    }]);
+    h.reply(Reply::Room(Ok(Some(pin_room()))));
+    h.reply(Reply::Started(false));
+    h.digits("1234#");
+    let out = h.reply(Reply::Pin(Err("disk I/O error".into())));
+    assert_eq!(out, [play("service-unavailable")]);
+    h.reply(Reply::Started(false));
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [finished("refused: store unavailable")]
+    );
+}
+
+#[test]
+fn the_star_menu_takes_its_digit_only_within_three_seconds() {
+    let mut h = Harness::in_room();
+    // `*` then `6` too late: nothing.
+    assert!(h.digits("*").is_empty());
+    h.advance(Duration::from_secs(4));
+    assert!(h.digits("6").is_empty());
+    // `*6` in time: muted, in the mix and in the registry, with a confirmation.
+    h.digits("*");
+    h.advance(Duration::from_secs(2));
+    assert_eq!(
+        h.digits("6"),
+        [
+            Output::Media(MediaAction::SetMuted(true)),
+            Output::Room(RoomAction::SetMuted {
+                room: "4711".into(),
+                muted: true
+            }),
+            overlay("muted"),
+        ]
+    );
+}
+
+#[test]
+fn leaving_the_room_on_hangup_stops_its_recording_when_it_was_the_last_one() {
+    let mut h = Harness::in_room();
+    assert_eq!(
+        h.input(Input::Hangup),
+        [
+            Output::Media(MediaAction::LeaveRoom),
+            ask(Question::Leave("4711".into()))
+        ]
+    );
+    assert_eq!(
+        h.reply(Reply::Flag(true)),
+        [
+            Output::Media(MediaAction::StopRecording {
+                room: "4711".into()
+            }),
+            Output::Room(RoomAction::TellOthers {
+                room: "4711".into(),
+                notice: Notice::Announce("leave-tone"),
+            }),
+            finished("caller hung up"),
+        ]
+    );
+}
+
+#[test]
+fn an_admin_closing_the_room_ends_the_call_with_that_reason() {
+    let mut h = Harness::in_room();
+    assert_eq!(
+        h.input(Input::Notice(Notice::Closed)),
+        [overlay("conference-ended")]
+    );
+    h.reply(Reply::Started(true));
+    let out = h.input(Input::Media(MediaEvent::OverlayFinished));
+    assert_eq!(out[0], Output::Media(MediaAction::LeaveRoom));
+    assert_eq!(
+        h.reply(Reply::Flag(false)),
+        [
+            Output::Room(RoomAction::TellOthers {
+                room: "4711".into(),
+                notice: Notice::Announce("leave-tone"),
+            }),
+            finished("room closed by an admin"),
+        ]
+    );
+    assert!(h.call.is_over());
+}
+
+fn dial_user() -> Vec<Action> {
+    vec![
+        Action::Dial {
+            target: DialTarget::User("101".into()),
+            timeout_s: 20,
+        },
+        Action::Play {
+            sound: "not-reachable".into(),
+        },
+    ]
+}
+
+fn place_101() -> Output {
+    ask(Question::Place(DialTarget::User("101".into())))
+}
+
+#[test]
+fn dial_connects_the_first_answer_cancels_the_others_and_passes_keys_on() {
+    let (mut h, out) = Harness::start(dial_user());
+    assert_eq!(out, [place_101()]);
+    assert!(
+        h.reply(Reply::Placed {
+            legs: vec![leg(2), leg(3)],
+            unplaced: 0
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ringing(leg(2)))),
+        [sip(SipAction::Ring)]
+    );
+    // Keys pressed while it rings wait for the callee.
+    assert!(h.digits("5").is_empty());
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Answered(leg(3)))),
+        [
+            cancel(2, "answered elsewhere"),
+            sip(SipAction::Connect(leg(3))),
+            Output::Media(MediaAction::SendDtmf {
+                to: leg(3),
+                digit: '5'
+            }),
+        ]
+    );
+    // The ring time no longer matters once connected.
+    assert!(h.advance(Duration::from_secs(60)).is_empty());
+    // The cancelled phone's 2xx crossed our CANCEL: it is hung up, not connected.
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Answered(leg(2)))),
+        [cancel(2, "answered too late")]
+    );
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(3),
+            status: 200
+        })),
+        [finished("callee hung up")]
+    );
+}
+
+#[test]
+fn dial_ring_time_cancels_everyone_and_runs_the_next_action() {
+    let (mut h, _) = Harness::start(dial_user());
+    h.reply(Reply::Placed {
+        legs: vec![leg(2), leg(3)],
+        unplaced: 0,
+    });
+    assert!(h.advance(Duration::from_secs(19)).is_empty());
+    assert_eq!(
+        h.advance(Duration::from_secs(1)),
+        [
+            cancel(2, "no answer in time"),
+            cancel(3, "no answer in time"),
+            sip(SipAction::Answer),
+            play("not-reachable"),
+        ]
+    );
+    // A phone answering after that is hung up.
+    h.reply(Reply::Started(true));
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Answered(leg(3)))),
+        [cancel(3, "answered too late")]
+    );
+}
+
+#[test]
+fn an_answer_that_came_before_the_ring_time_ran_out_wins() {
+    let (mut h, _) = Harness::start(dial_user());
+    h.reply(Reply::Placed {
+        legs: vec![leg(2)],
+        unplaced: 0,
+    });
+    // The 200 and the deadline are handled in the same instant: the 200 came first.
+    h.now += Duration::from_secs(21);
+    h.call
+        .handle_input(Input::Callee(CalleeEvent::Answered(leg(2))), h.now);
+    assert_eq!(h.drain(), [sip(SipAction::Connect(leg(2)))]);
+}
+
+#[test]
+fn dial_to_nobody_goes_on_at_once() {
+    let (mut h, _) = Harness::start(dial_user());
+    let out = h.reply(Reply::Placed {
+        legs: vec![],
+        unplaced: 0,
+    });
+    assert_eq!(out, [sip(SipAction::Answer), play("not-reachable")]);
+}
+
+#[test]
+fn busy_everywhere_goes_on_with_the_next_action() {
+    let (mut h, _) = Harness::start(dial_user());
+    h.reply(Reply::Placed {
+        legs: vec![leg(2), leg(3)],
+        unplaced: 0,
+    });
+    assert!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(2),
+            status: 486
+        }))
+        .is_empty(),
+        "the other phone still rings"
+    );
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(3),
+            status: 480
+        })),
+        [sip(SipAction::Answer), play("not-reachable")]
+    );
+}
+
+#[test]
+fn the_caller_hanging_up_while_it_rings_ends_the_call() {
+    let (mut h, _) = Harness::start(dial_user());
+    h.reply(Reply::Placed {
+        legs: vec![leg(2)],
+        unplaced: 0,
+    });
+    // Call control hangs up the placed legs as the caller's leg ends.
+    assert_eq!(h.input(Input::Hangup), [finished("caller hung up")]);
+    assert_eq!(h.call.poll_timeout(), None);
+}
