@@ -20,7 +20,7 @@ use crate::call::{
     Call, CallSetup, CalleeEvent, Input, MediaAction, Output, Question, Reply, SipAction,
 };
 use crate::call_effects::{self, Replies};
-use crate::call_event::{CallEvent, CallEvents};
+use crate::call_event::{CALL_EVENTS_QUEUE, CallEvent, CallEvents};
 use crate::core_command::CoreCommand;
 use crate::ids::LegId;
 use crate::media_worker::{
@@ -200,9 +200,9 @@ pub struct CallControl {
 /// [`CallControl::on_reply`].
 pub struct CallQueues {
     /// Room news and media reports for calls.
-    pub events: mpsc::UnboundedReceiver<(LegId, CallEvent)>,
+    pub events: mpsc::Receiver<(LegId, CallEvent)>,
     /// Replies to calls' questions from the store thread.
-    pub replies: mpsc::UnboundedReceiver<(LegId, Reply)>,
+    pub replies: mpsc::Receiver<(LegId, Reply)>,
 }
 
 impl CallControl {
@@ -212,8 +212,9 @@ impl CallControl {
         ports: PortAllocator,
         commands: mpsc::UnboundedSender<CoreCommand>,
     ) -> (Self, CallQueues) {
-        let (call_events, events) = mpsc::unbounded_channel();
-        let (replies, replies_rx) = mpsc::unbounded_channel();
+        let (call_events, events) = mpsc::channel(CALL_EVENTS_QUEUE);
+        // One question at a time per call, and only a few take the store.
+        let (replies, replies_rx) = mpsc::channel(CALL_EVENTS_QUEUE);
         let control = Self {
             shared,
             ports,
@@ -737,7 +738,11 @@ impl CallControl {
         tokio::spawn(async move {
             let mut media_rx = media_rx;
             while let Some(event) = media_rx.recv().await {
-                if call_events.send((leg, CallEvent::Media(event))).is_err() {
+                if call_events
+                    .send((leg, CallEvent::Media(event)))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

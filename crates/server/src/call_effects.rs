@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use media::wav::PromptPlayer;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 use crate::call::{Question, Reply, RoomAction};
 use crate::call_event::CallEvents;
@@ -20,7 +20,7 @@ use crate::media_worker::{
 use crate::shared::Shared;
 
 /// Where replies that took the store thread come back to call control.
-pub type Replies = UnboundedSender<(LegId, Reply)>;
+pub type Replies = Sender<(LegId, Reply)>;
 
 /// A prompt ready to play at the caller's codec rate, or `None` (logged) when it cannot be.
 pub fn prompt(
@@ -128,7 +128,7 @@ pub fn spawn_slow_question(
                     Ok(Err(err)) => Err(err.to_string()),
                     Err(err) => Err(format!("did not finish: {err}")),
                 };
-                let _ = replies.send((leg, Reply::Room(reply)));
+                let _ = replies.send((leg, Reply::Room(reply))).await;
             });
         }
         Question::CheckPin { room, digits } => {
@@ -143,13 +143,13 @@ pub fn spawn_slow_question(
                     Ok(Err(err)) => Err(err.to_string()),
                     Err(err) => Err(format!("did not finish: {err}")),
                 };
-                let _ = replies.send((leg, Reply::Pin(reply)));
+                let _ = replies.send((leg, Reply::Pin(reply))).await;
             });
         }
         Question::StartRecording(room) => {
             tokio::spawn(async move {
                 let started = start_recording(&shared, &room).await;
-                let _ = replies.send((leg, Reply::Done(started)));
+                let _ = replies.send((leg, Reply::Done(started))).await;
             });
         }
         _ => return false,

@@ -2,7 +2,7 @@
 //! its media session's reports. Below both the calls and the registry, which send and
 //! receive these without knowing each other.
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 use crate::ids::LegId;
 use crate::media_worker::MediaEvent;
@@ -17,8 +17,13 @@ pub enum CallEvent {
 }
 
 /// Where the registry and media sessions send [`CallEvent`]s: call control, which hands each
-/// to the call of that leg.
-pub type CallEvents = UnboundedSender<(LegId, CallEvent)>;
+/// to the call of that leg. Bounded: a core that falls this far behind sheds news rather
+/// than memory (see [`CALL_EVENTS_QUEUE`]).
+pub type CallEvents = Sender<(LegId, CallEvent)>;
+
+/// Call events waiting for the core at most: a few per call in flight for thousands of
+/// calls; only a core stalled for seconds fills it.
+pub const CALL_EVENTS_QUEUE: usize = 16_384;
 
 /// What the registry tells a participant's call.
 #[derive(Debug, Clone, PartialEq, Eq)]

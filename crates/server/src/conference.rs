@@ -20,8 +20,14 @@ pub(crate) struct Member {
 }
 
 impl Member {
+    /// The registry holds its lock here, so it never waits for the queue: news that finds
+    /// it full is dropped and logged.
     fn tell(&self, id: LegId, notice: Notice) {
-        let _ = self.notices.send((id, CallEvent::Notice(notice)));
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full((_, event))) =
+            self.notices.try_send((id, CallEvent::Notice(notice)))
+        {
+            tracing::error!(leg = %id, ?event, "call event queue full; room news dropped");
+        }
     }
 }
 

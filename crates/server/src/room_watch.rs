@@ -162,11 +162,8 @@ mod tests {
             &self,
             number: &str,
             call: crate::ids::LegId,
-        ) -> (
-            Result<(), Refusal>,
-            mpsc::UnboundedReceiver<(LegId, CallEvent)>,
-        ) {
-            let (tx, rx) = mpsc::unbounded_channel();
+        ) -> (Result<(), Refusal>, mpsc::Receiver<(LegId, CallEvent)>) {
+            let (tx, rx) = mpsc::channel(8);
             let stored = self.server.room_get(number).unwrap();
             let admitted = self
                 .rooms
