@@ -11,6 +11,8 @@
 //! Unknown users and wrong passwords are indistinguishable by design: [`verify`] takes
 //! `Option<&Credentials>` and runs the same computation against a dummy HA1 when it is `None`.
 //!
+//! The client side, answering the challenges of a carrier we register with, is [`client`].
+//!
 //! [`verify`]: DigestAuthenticator::verify
 
 use std::borrow::Cow;
@@ -24,6 +26,8 @@ use subtle::ConstantTimeEq;
 
 use crate::bounded::BoundedMap;
 use crate::message;
+
+pub mod client;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 

@@ -1,5 +1,6 @@
 //! SIP for amtsleitung: message parsing and validation (on `rsip`), a sans-IO RFC 3261
-//! transaction and dialog layer, server digest authentication, the registrar's bindings, and
+//! transaction and dialog layer, digest authentication (the server's challenges and the
+//! client's answers), the registrar's bindings, registering with a carrier as a client, and
 //! protection against abusive sources (bans, rate limits, trusted networks).
 //!
 //! Nothing here touches a socket or reads a clock: the caller feeds datagrams/stream bytes and
@@ -13,6 +14,7 @@ pub mod digest;
 pub mod message;
 pub mod qualify;
 pub mod registrar;
+pub mod registration;
 pub mod security;
 pub mod session_timer;
 pub mod transaction;

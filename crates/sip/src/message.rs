@@ -493,13 +493,8 @@ pub fn serialize_into(msg: &SipMessage, out: &mut Vec<u8>) {
             let _ = write!(out, "{} {} SIP/2.0\r\n", r.method, r.uri);
         }
         SipMessage::Response(r) => {
-            let code = r.status_code.code();
-            let reason = match &r.status_code {
-                StatusCode::Other(_, reason) => reason.as_str(),
-                _ => headers::standard_reason(code),
-            };
-            let _ = write!(out, "SIP/2.0 {code} ");
-            push_sanitized(out, reason);
+            let _ = write!(out, "SIP/2.0 {} ", r.status_code.code());
+            push_sanitized(out, reason_phrase(&r.status_code));
             out.extend_from_slice(b"\r\n");
         }
     }
@@ -515,6 +510,15 @@ pub fn serialize_into(msg: &SipMessage, out: &mut Vec<u8>) {
     }
     let _ = write!(out, "Content-Length: {}\r\n\r\n", msg.body().len());
     out.extend_from_slice(msg.body());
+}
+
+/// The reason phrase of a status: the one received when it was not the standard one, else
+/// the standard phrase.
+pub(crate) fn reason_phrase(status: &StatusCode) -> &str {
+    match status {
+        StatusCode::Other(_, reason) => reason.as_str(),
+        _ => headers::standard_reason(status.code()),
+    }
 }
 
 /// Copies text, turning CR/LF into SP so no TU-supplied value can inject header lines.

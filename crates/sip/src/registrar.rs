@@ -266,7 +266,7 @@ impl RegisterError {
 }
 
 /// Parses `delta-seconds`, saturating at 2^32-1 (RFC 3261 §20.19 allows larger values).
-fn parse_delta_seconds(text: &str) -> Option<u32> {
+pub(crate) fn parse_delta_seconds(text: &str) -> Option<u32> {
     let text = text.trim();
     if text.is_empty() || !text.bytes().all(|c| c.is_ascii_digit()) {
         return None;
