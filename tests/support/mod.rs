@@ -266,7 +266,12 @@ impl Server {
     /// The `/metrics` page; fetched from inside `ns` (with bash's /dev/tcp) when the server
     /// runs there.
     pub fn metrics(&self, ns: Option<&Netns>) -> String {
-        let request = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+        self.http_get(ns, "/metrics")
+    }
+
+    /// The raw HTTP answer of the admin API to `GET path`.
+    pub fn http_get(&self, ns: Option<&Netns>, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
         match ns {
             Some(ns) => {
                 let script = format!(

@@ -552,13 +552,32 @@ impl CallControl {
         let call_id = msg::call_id(&request).unwrap_or_default();
         let span = tracing::info_span!("call", call_id = %call_id);
         let _guard = span.enter();
-        let callee = request
+        let mut callee = request
             .uri
             .auth
             .as_ref()
             .map(|a| a.user.clone())
             .unwrap_or_default();
-        let identity = match registrar.identify_caller(&request, from, now) {
+        let trunks = self.shared.trunks.clone();
+        let trunk = trunks.of_source(from.addr.ip());
+        let identity = match trunk {
+            // The carrier is known by its address: its calls need no password, and the
+            // numbers it delivers are normalised by its rules.
+            Some(trunk) => {
+                let dialled = trunk_dialled_number(trunk, &request, &callee);
+                match trunk.numbers.inbound(&dialled) {
+                    Ok(number) => callee = number.to_string(),
+                    Err(err) => {
+                        tracing::info!(trunk = %trunk.name, number = %dialled, "number from the carrier not understood: {err}; 404");
+                        refuse_leg(endpoint, leg, 404, None, now);
+                        return;
+                    }
+                }
+                Ok(Caller::Trusted)
+            }
+            None => registrar.identify_caller(&request, from, now),
+        };
+        let identity = match identity {
             Ok(identity) => identity,
             Err(CallerRefusal::Challenge {
                 stale,
@@ -599,11 +618,20 @@ impl CallControl {
                 from_header.as_deref().and_then(display_name),
             ),
         };
+        // The caller's number as the trunk delivers it, in E.164 where it can be read so.
+        let caller = match trunk {
+            Some(trunk) => trunk
+                .numbers
+                .inbound(&caller)
+                .map(|n| n.to_string())
+                .unwrap_or(caller),
+            None => caller,
+        };
         let plan = self.shared.plan.current();
         let facts = dialplan::CallFacts {
             to: callee.clone(),
             from: Some(caller.clone()),
-            trunk: None,
+            trunk: trunk.map(|t| t.name.clone()),
             source_ip: Some(from.addr.ip()),
             at: jiff::Timestamp::now(),
         };
@@ -1146,6 +1174,24 @@ impl CallControl {
             }
         });
     }
+}
+
+/// The number a carrier's INVITE is for: its Request-URI user, unless that is the user we
+/// registered as (carriers that send to our registered Contact put the number in To).
+fn trunk_dialled_number(trunk: &trunks::Trunk, request: &rsip::Request, uri_user: &str) -> String {
+    let registered_as = match &trunk.mode {
+        trunks::TrunkMode::Register(registration) => Some(registration.username.as_str()),
+        trunks::TrunkMode::Ip { .. } => None,
+    };
+    if registered_as != Some(uri_user) && !uri_user.is_empty() {
+        return uri_user.to_string();
+    }
+    msg::header_value(request, "To")
+        .as_deref()
+        .and_then(msg::address_uri)
+        .and_then(|u| msg::parse_uri(&u))
+        .and_then(|u| u.auth.map(|a| a.user))
+        .unwrap_or_else(|| uri_user.to_string())
 }
 
 /// Refuses a new leg and forgets it.

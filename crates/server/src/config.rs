@@ -74,6 +74,9 @@ pub struct Config {
     pub dialplans: PathBuf,
     /// Directory with prompts, `<lang>/<name>.wav`.
     pub sounds: PathBuf,
+    /// File with the SIP trunks (`trunks.toml`, see `crates/trunks/examples`); none = no
+    /// outside lines.
+    pub trunks: Option<PathBuf>,
     /// Log line format.
     pub log_format: LogFormat,
     /// Number of media worker threads; 0 = one per core.
@@ -259,6 +262,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             dialplans: PathBuf::from("dialplans"),
             sounds: PathBuf::from("sounds"),
+            trunks: None,
             log_format: LogFormat::Text,
             media_workers: 0,
             conference: ConferenceConfig::default(),

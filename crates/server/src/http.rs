@@ -40,6 +40,7 @@ pub async fn start(
         .route("/metrics", get(metrics))
         .route("/dialplan/reload", axum::routing::post(reload_dialplan))
         .route("/rooms", get(rooms))
+        .route("/trunks", get(trunks))
         .route("/security/bans", get(bans))
         .route("/security/bans/{address}", axum::routing::delete(unban))
         .with_state(AppState {
@@ -138,6 +139,11 @@ async fn rooms(State(state): State<AppState>) -> impl IntoResponse {
         })
         .collect();
     axum::Json(rooms)
+}
+
+/// `GET /trunks`: every trunk with its registration state.
+async fn trunks(State(state): State<AppState>) -> impl IntoResponse {
+    axum::Json(state.shared.trunks.status(std::time::Instant::now()))
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
@@ -273,6 +279,19 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "amtsleitung_banned_sources",
         "Source addresses banned now after repeated failed authentication.",
         reg::ACTIVE_BANS.load(Ordering::Relaxed),
+    );
+    let trunks = state.shared.trunks.status(std::time::Instant::now());
+    gauge(
+        &mut body,
+        "amtsleitung_trunks_registered",
+        "Trunks registered with their carrier now.",
+        crate::trunk_service::registered_count(&trunks) as u64,
+    );
+    gauge(
+        &mut body,
+        "amtsleitung_trunks_failed",
+        "Trunks whose last registration attempt failed.",
+        trunks.iter().filter(|t| t.state == "failed").count() as u64,
     );
     gauge(
         &mut body,

@@ -24,6 +24,7 @@ mod sip_endpoint;
 mod sounds;
 mod store_handle;
 mod transport;
+mod trunk_service;
 mod udp_arrival;
 mod user_cli;
 mod user_directory;
@@ -109,6 +110,9 @@ struct ServeArgs {
     /// Prompt directory.
     #[arg(long, value_name = "DIR")]
     sounds: Option<PathBuf>,
+    /// SIP trunks file (trunks.toml); without one there are no outside lines.
+    #[arg(long, value_name = "FILE")]
+    trunks: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -203,6 +207,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.sounds {
             config.sounds = v;
+        }
+        if let Some(v) = self.trunks {
+            config.trunks = Some(v);
         }
         if let Some(v) = self.log_format {
             config.log_format = v;

@@ -22,6 +22,7 @@ use crate::sip_endpoint::{EndpointConfig, SipEndpoint};
 use crate::sounds::SoundLibrary;
 use crate::store_handle::StoreHandle;
 use crate::transport::{self, Inbound, TransportHandle};
+use crate::trunk_service::{TrunkLines, TrunkSet};
 use crate::user_directory::UserDirectory;
 
 /// Calls at most; beyond it INVITEs get 503 (bounded everything).
@@ -85,6 +86,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .registrations_unexpired(jiff::Timestamp::now().as_millisecond())
         .context("cannot read the registrations")?;
     let store = StoreHandle::start(store).context("cannot start the store thread")?;
+    let trunks = match &config.trunks {
+        Some(path) => Arc::new(TrunkSet::load(path).await?),
+        None => Arc::new(TrunkSet::default()),
+    };
     let shared = Arc::new(Shared {
         config,
         sounds,
@@ -92,6 +97,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         plan,
         store,
         conferences: crate::conference::Registry::default(),
+        trunks,
     });
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     // Admin requests are rare and answered at once; a few in flight are plenty.
@@ -116,7 +122,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ..RateLimitConfig::default()
     });
     let (control, call_queues) = CallControl::new(shared.clone(), ports, command_tx);
+    let trunk_lines = TrunkLines::start(&shared.trunks, &endpoint, Instant::now());
     let core = Core {
+        trunk_lines,
+        trunks: shared.trunks.clone(),
         rate_limit,
         endpoint,
         control,
@@ -184,6 +193,9 @@ struct Core {
     control: CallControl,
     registrar: RegistrarService,
     transport: TransportHandle,
+    /// Registrations with the carriers.
+    trunk_lines: TrunkLines,
+    trunks: Arc<TrunkSet>,
 }
 
 impl Core {
@@ -208,6 +220,7 @@ impl Core {
                 self.endpoint.poll_timeout(),
                 self.registrar.next_deadline(),
                 self.control.poll_timeout(),
+                self.trunk_lines.poll_timeout(),
             ]
             .into_iter()
             .flatten()
@@ -226,6 +239,7 @@ impl Core {
                         // An answer would only feed the guessing.
                         crate::registrar::metrics::DROPPED_MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     } else if self.registrar.is_trusted(source)
+                        || self.trunks.of_source(source).is_some()
                         || self.rate_limit.check(source, now) == RateDecision::Allow
                     {
                         self.endpoint.handle_datagram(&message.bytes, message.peer, now);
@@ -250,6 +264,7 @@ impl Core {
                     self.endpoint.handle_timeout(now);
                     self.registrar.handle_timeout(now);
                     self.control.handle_timeout(&mut self.endpoint, &self.registrar, now);
+                    self.trunk_lines.handle_timeout(&self.trunks, &mut self.endpoint, now);
                 }
                 _ = &mut shutdown, if stop_at.is_none() => {
                     let legs = self.endpoint.leg_ids();
@@ -277,6 +292,10 @@ impl Core {
         let now = Instant::now();
         while let Some(binding) = self.endpoint.poll_probe_answer() {
             self.registrar.on_probe_answer(binding);
+        }
+        while let Some((key, answer)) = self.endpoint.poll_own_answer() {
+            self.trunk_lines
+                .on_answer(&key, answer, &self.trunks, &mut self.endpoint, now);
         }
         while let Some((binding, contact, next_hop, route)) = self.registrar.poll_probe(now) {
             self.endpoint

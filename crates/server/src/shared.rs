@@ -21,4 +21,6 @@ pub struct Shared {
     pub store: crate::store_handle::StoreHandle,
     /// Live conference rooms.
     pub conferences: crate::conference::Registry,
+    /// SIP trunks (none without a `trunks` file).
+    pub trunks: std::sync::Arc<crate::trunk_service::TrunkSet>,
 }

@@ -211,6 +211,10 @@ pub struct SipEndpoint {
     probes: HashMap<TransactionKey, BindingId>,
     /// Contacts that answered a probe.
     probe_answers: VecDeque<BindingId>,
+    /// Requests of our own outside any dialog (outbound REGISTER), waiting for an answer.
+    own_requests: std::collections::HashSet<TransactionKey>,
+    /// Their final answers, or `None` when the transaction timed out.
+    own_answers: VecDeque<(TransactionKey, Option<rsip::Response>)>,
     next_leg: u64,
     events: VecDeque<LegEvent>,
     requests: VecDeque<ServiceRequest>,
@@ -230,6 +234,8 @@ impl SipEndpoint {
             refreshes: HashMap::new(),
             probes: HashMap::new(),
             probe_answers: VecDeque::new(),
+            own_requests: std::collections::HashSet::new(),
+            own_answers: VecDeque::new(),
             next_leg: 1,
             events: VecDeque::new(),
             requests: VecDeque::new(),
@@ -517,6 +523,37 @@ impl SipEndpoint {
         self.drain_layer(now);
     }
 
+    /// Sends a request of our own outside any dialog (an outbound REGISTER) to `next_hop`;
+    /// its final answer comes out of [`SipEndpoint::poll_own_answer`] under the key returned.
+    pub fn send_own_request(
+        &mut self,
+        request: rsip::Request,
+        next_hop: Peer,
+        now: Instant,
+    ) -> Option<TransactionKey> {
+        let key = match self.layer.send_request(request, next_hop, now) {
+            Ok(key) => key,
+            Err(err) => {
+                tracing::debug!(to = %next_hop.addr, "request not sent: {err}");
+                return None;
+            }
+        };
+        self.own_requests.insert(key.clone());
+        self.drain_layer(now);
+        Some(key)
+    }
+
+    /// The final answer to one of our own requests; `None` inside when it timed out.
+    pub fn poll_own_answer(&mut self) -> Option<(TransactionKey, Option<rsip::Response>)> {
+        self.own_answers.pop_front()
+    }
+
+    /// How our Via names us towards `next_hop`: `host:port` and the transport.
+    pub fn sent_by_towards(&self, next_hop: Peer) -> String {
+        let (_, host, port, _) = self.sent_by(next_hop);
+        format!("{host}:{port}")
+    }
+
     /// The next contact that answered a probe.
     pub fn poll_probe_answer(&mut self) -> Option<BindingId> {
         self.probe_answers.pop_front()
@@ -786,6 +823,19 @@ impl SipEndpoint {
                     SESSION_TIMER_EXPIRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.hangup(leg, SESSION_TIMER_EXPIRED, now);
                 }
+            }
+            TransactionEvent::Response { key, response } if self.own_requests.contains(&key) => {
+                if response.status_code.code() >= 200 {
+                    self.own_requests.remove(&key);
+                    self.own_answers.push_back((key, Some(response)));
+                }
+            }
+            TransactionEvent::Timeout { key } if self.own_requests.contains(&key) => {
+                self.own_requests.remove(&key);
+                self.own_answers.push_back((key, None));
+            }
+            TransactionEvent::Terminated { key } if self.own_requests.contains(&key) => {
+                self.own_requests.remove(&key);
             }
             TransactionEvent::Response { key, response } if self.probes.contains_key(&key) => {
                 if response.status_code.code() >= 200

@@ -1,0 +1,379 @@
+//! SIP trunks in the server: the carriers from `trunks.toml`, registering with those that
+//! want it, and recognising calls that come from them.
+//!
+//! [`TrunkSet`] is what the rest of the server reads (which trunk an address belongs to, its
+//! number rules, its state for `GET /trunks` and `/metrics`); [`TrunkLines`] runs in the
+//! core loop and drives one [`OutboundRegistration`] per registering trunk through the SIP
+//! endpoint.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+use sip::digest::client::{ClientCredentials, Secret};
+use sip::registration::{OutboundRegistration, RegistrationConfig, RegistrationState};
+use sip::transaction::{Peer, TransactionKey, TransportKind};
+use trunks::{Password, Trunk, TrunkConfig, TrunkMode};
+
+use crate::sip_endpoint::SipEndpoint;
+
+/// The trunks in force, their carriers' addresses and their state.
+#[derive(Default)]
+pub struct TrunkSet {
+    config: TrunkConfig,
+    /// Where each trunk's carrier is: its registrar and outbound proxy, resolved at start.
+    carriers: Vec<CarrierAddress>,
+    status: Mutex<Vec<TrunkStatus>>,
+}
+
+/// A resolved address of one trunk's carrier.
+struct CarrierAddress {
+    trunk: usize,
+    /// Where requests to the carrier go (`None` for addresses only recognised).
+    addr: SocketAddr,
+    /// This address takes our REGISTERs.
+    registrar: bool,
+}
+
+/// One trunk as `GET /trunks` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TrunkStatus {
+    /// The trunk's name.
+    pub name: String,
+    /// `register` or `ip`.
+    pub mode: &'static str,
+    /// `registered`, `registering`, `failed`, `unregistered`, or `not-registering` (ip).
+    pub state: &'static str,
+    /// Why the last registration failed, if it did.
+    pub error: Option<String>,
+    /// Seconds until the registration lapses, while registered.
+    pub expires_in_s: Option<u64>,
+    /// When it lapses, while registered.
+    #[serde(skip)]
+    until: Option<Instant>,
+}
+
+impl TrunkSet {
+    /// Reads `path` (diagnostics as `file:line:col` lines), reads password files relative to
+    /// it, and resolves the carriers' host names.
+    pub async fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| anyhow::anyhow!("{}: cannot read: {err}", path.display()))?;
+        let shown = path.display().to_string();
+        let checked = trunks::parse(&shown, &text).map_err(|diagnostics| {
+            let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("{}", lines.join("\n"))
+        })?;
+        for warning in &checked.warnings {
+            tracing::warn!("{warning}");
+        }
+        let mut config = checked.config;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for trunk in &mut config.trunks {
+            if let TrunkMode::Register(registration) = &mut trunk.mode
+                && let Password::File(file) = &registration.password
+            {
+                let file = base.join(file);
+                let secret = std::fs::read_to_string(&file).map_err(|err| {
+                    anyhow::anyhow!(
+                        "trunk \"{}\": cannot read password file {}: {err}",
+                        trunk.name,
+                        file.display()
+                    )
+                })?;
+                registration.password = Password::Inline(secret.trim_end().to_string());
+            }
+        }
+        let mut carriers = Vec::new();
+        for (index, trunk) in config.trunks.iter().enumerate() {
+            let mut uris = Vec::new();
+            if let TrunkMode::Register(registration) = &trunk.mode {
+                uris.push((registration.registrar.as_str().to_string(), true));
+            }
+            if let Some(proxy) = &trunk.proxy {
+                uris.push((proxy.as_str().to_string(), false));
+            }
+            for (uri, registrar) in uris {
+                for addr in resolve(&uri).await? {
+                    carriers.push(CarrierAddress {
+                        trunk: index,
+                        addr,
+                        registrar,
+                    });
+                }
+            }
+        }
+        let status = config.trunks.iter().map(initial_status).collect();
+        Ok(Self {
+            config,
+            carriers,
+            status: Mutex::new(status),
+        })
+    }
+
+    /// The trunk a request from `ip` comes from: an `ip` trunk listing it, or a registering
+    /// trunk whose registrar or proxy it is.
+    pub fn of_source(&self, ip: IpAddr) -> Option<&Trunk> {
+        self.config
+            .trunks
+            .iter()
+            .find(|t| t.accepts_source(ip))
+            .or_else(|| {
+                self.carriers
+                    .iter()
+                    .find(|c| c.addr.ip() == ip)
+                    .and_then(|c| self.config.trunks.get(c.trunk))
+            })
+    }
+
+    /// Every trunk's state as of `now`.
+    pub fn status(&self, now: Instant) -> Vec<TrunkStatus> {
+        let mut all = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for status in &mut all {
+            status.expires_in_s = status
+                .until
+                .map(|until| until.saturating_duration_since(now).as_secs());
+        }
+        all
+    }
+
+    fn set_status(&self, index: usize, status: TrunkStatus) {
+        let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = all.get_mut(index) {
+            *slot = status;
+        }
+    }
+
+    fn registrar_of(&self, index: usize) -> Option<SocketAddr> {
+        let mine = || self.carriers.iter().filter(move |c| c.trunk == index);
+        // Through the outbound proxy when there is one, else to the registrar.
+        mine()
+            .find(|c| !c.registrar)
+            .or_else(|| mine().find(|c| c.registrar))
+            .map(|c| c.addr)
+    }
+}
+
+fn initial_status(trunk: &Trunk) -> TrunkStatus {
+    let registering = matches!(trunk.mode, TrunkMode::Register(_));
+    TrunkStatus {
+        name: trunk.name.clone(),
+        mode: if registering { "register" } else { "ip" },
+        state: if registering {
+            "unregistered"
+        } else {
+            "not-registering"
+        },
+        error: None,
+        expires_in_s: None,
+        until: None,
+    }
+}
+
+/// The addresses a SIP URI's host stands for: a literal, or what the resolver says (A and
+/// AAAA; RFC 3263 NAPTR/SRV lookups are not done), at its port or 5060.
+async fn resolve(uri: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let parsed =
+        sip::message::parse_uri(uri).ok_or_else(|| anyhow::anyhow!("{uri}: not a SIP URI"))?;
+    let host = parsed.host_with_port.host.to_string();
+    let host = host.trim_matches(|c| c == '[' || c == ']');
+    let port = parsed
+        .host_with_port
+        .port
+        .map(|p| *p.value())
+        .unwrap_or(5060);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|err| anyhow::anyhow!("{uri}: cannot resolve {host}: {err}"))?
+        .collect();
+    if found.is_empty() {
+        anyhow::bail!("{uri}: {host} has no address");
+    }
+    Ok(found)
+}
+
+/// The registrations to carriers, driven in the core loop.
+pub struct TrunkLines {
+    lines: Vec<Line>,
+    /// REGISTERs in flight → the line that sent them.
+    in_flight: HashMap<TransactionKey, usize>,
+}
+
+struct Line {
+    /// The trunk's place in the configuration.
+    trunk: usize,
+    name: String,
+    next_hop: Peer,
+    registration: OutboundRegistration,
+    shown: TrunkStatus,
+}
+
+impl TrunkLines {
+    /// Starts registering every `register` trunk of `set`.
+    pub fn start(set: &TrunkSet, endpoint: &SipEndpoint, now: Instant) -> Self {
+        let mut lines = Vec::new();
+        for (index, trunk) in set.config.trunks.iter().enumerate() {
+            let TrunkMode::Register(registration) = &trunk.mode else {
+                continue;
+            };
+            let Some(addr) = set.registrar_of(index) else {
+                tracing::error!(trunk = %trunk.name, "no address to register with");
+                continue;
+            };
+            let transport = match trunk.transport {
+                trunks::Transport::Tcp => TransportKind::Tcp,
+                trunks::Transport::Udp => TransportKind::Udp,
+                trunks::Transport::Tls => {
+                    tracing::error!(trunk = %trunk.name, "TLS trunks are not available yet; not registering");
+                    continue;
+                }
+            };
+            let next_hop = Peer {
+                addr,
+                transport,
+                connection: None,
+            };
+            let sent_by = endpoint.sent_by_towards(next_hop);
+            let registrar_uri = registration.registrar.as_str();
+            let registrar_host = sip::message::parse_uri(registrar_uri)
+                .map(|u| u.host_with_port.to_string())
+                .unwrap_or_default();
+            let password = match &registration.password {
+                Password::Inline(password) => password.clone(),
+                // Read at load; a path here means a set built by hand.
+                Password::File(_) => String::new(),
+            };
+            let credentials = ClientCredentials {
+                username: registration.auth_username().to_string(),
+                secret: Secret::Password(password),
+            };
+            let mut config = RegistrationConfig::new(
+                registrar_uri,
+                format!("sip:{}@{registrar_host}", registration.username),
+                credentials,
+                format!("sip:{}@{sent_by}", registration.username),
+                sent_by,
+                transport,
+            );
+            config.expires = u32::try_from(registration.expires.as_secs()).unwrap_or(600);
+            config.user_agent = Some(concat!("amtsleitung/", env!("CARGO_PKG_VERSION")).into());
+            match OutboundRegistration::new(config, rand::random()) {
+                Ok(mut machine) => {
+                    machine.start(now);
+                    lines.push(Line {
+                        trunk: index,
+                        name: trunk.name.clone(),
+                        next_hop,
+                        registration: machine,
+                        shown: initial_status(trunk),
+                    });
+                }
+                Err(err) => {
+                    tracing::error!(trunk = %trunk.name, "cannot register: {err}");
+                }
+            }
+        }
+        Self {
+            lines,
+            in_flight: HashMap::new(),
+        }
+    }
+
+    /// When a registration wants the time next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.lines
+            .iter()
+            .filter_map(|l| l.registration.poll_timeout())
+            .min()
+    }
+
+    /// Lets due refreshes and retries go out.
+    pub fn handle_timeout(&mut self, set: &TrunkSet, endpoint: &mut SipEndpoint, now: Instant) {
+        self.pump(set, endpoint, now);
+    }
+
+    /// The carrier's answer (or a timeout, `None`) to one of our REGISTERs; false when the
+    /// transaction is not ours.
+    pub fn on_answer(
+        &mut self,
+        key: &TransactionKey,
+        answer: Option<rsip::Response>,
+        set: &TrunkSet,
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) -> bool {
+        let Some(index) = self.in_flight.remove(key) else {
+            return false;
+        };
+        if let Some(line) = self.lines.get_mut(index) {
+            match answer {
+                Some(response) => line.registration.on_response(&response, now),
+                None => line.registration.on_timeout(now),
+            }
+        }
+        self.pump(set, endpoint, now);
+        true
+    }
+
+    /// Sends what the registrations have to send and publishes their state.
+    pub fn pump(&mut self, set: &TrunkSet, endpoint: &mut SipEndpoint, now: Instant) {
+        for (index, line) in self.lines.iter_mut().enumerate() {
+            while let Some(request) = line.registration.poll_request(now) {
+                match endpoint.send_own_request(request, line.next_hop, now) {
+                    Some(key) => {
+                        self.in_flight.insert(key, index);
+                    }
+                    None => line.registration.on_timeout(now),
+                }
+            }
+            let status = status_of(&line.name, line.registration.state());
+            if status.state != line.shown.state || status.error != line.shown.error {
+                match &status.error {
+                    Some(error) => {
+                        tracing::warn!(trunk = %line.name, state = status.state, %error, "trunk registration")
+                    }
+                    None => {
+                        tracing::info!(trunk = %line.name, state = status.state, "trunk registration")
+                    }
+                }
+            }
+            if status != line.shown {
+                set.set_status(line.trunk, status.clone());
+                line.shown = status;
+            }
+        }
+    }
+}
+
+fn status_of(name: &str, state: &RegistrationState) -> TrunkStatus {
+    let (label, error, until) = match state {
+        RegistrationState::Unregistered => ("unregistered", None, None),
+        RegistrationState::Registering => ("registering", None, None),
+        RegistrationState::Unregistering => ("unregistering", None, None),
+        RegistrationState::Registered { until } => ("registered", None, Some(*until)),
+        RegistrationState::Failed { reason, .. } => ("failed", Some(reason.to_string()), None),
+    };
+    TrunkStatus {
+        name: name.to_string(),
+        mode: "register",
+        state: label,
+        error,
+        expires_in_s: None,
+        until,
+    }
+}
+
+/// Trunks registered with their carrier now, for `/metrics`.
+pub fn registered_count(statuses: &[TrunkStatus]) -> usize {
+    statuses.iter().filter(|s| s.state == "registered").count()
+}

@@ -1,0 +1,129 @@
+//! SIP trunks against a carrier played by SIPp and baresip, in a test namespace: the server
+//! registers with digest and refreshes; a call from the carrier to a DID in national form
+//! reaches the user the DID belongs to, audio both ways.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{
+    Baresip, Netns, Server, TempDir, add_user, assert_both_hear, call_records, plans_with,
+    scenario, sipp, wait_until, with_registered_phones,
+};
+
+/// The carrier sits at 10.99.0.5; DIDs are +49 711 12345 plus three digits.
+fn trunks_file(dir: &TempDir) -> String {
+    let path = dir.path().join("trunks.toml");
+    std::fs::write(
+        &path,
+        r#"
+[numbering]
+area-code = "711"
+
+[[trunk]]
+name = "carrier"
+mode = "register"
+registrar = "sip:10.99.0.5:5080"
+username = "4971112345"
+password = "trunkgeheim"
+expires = 600
+max-calls = 10
+emergency = true
+
+[trunk.numbers]
+base-number = "+49 711 12345"
+extension-digits = 3
+"#,
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// DIDs that came in on the carrier's trunk ring the extension they end with.
+fn did_plans() -> TempDir {
+    plans_with(
+        "trunk-plans",
+        "[[rule]]\nname = \"DID to extension\"\nmatch = \"/^\\\\+4971112345(\\\\d{3})$/\"\ntrunk = \"carrier\"\nactions = [ { dial = \"${1}\" } ]\n",
+    )
+}
+
+#[test]
+fn the_server_registers_with_the_carrier_through_its_challenge_and_refreshes() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-register");
+    let trunks = trunks_file(&dir);
+    let (server, out) = std::thread::scope(|scope| {
+        let carrier = scope.spawn(|| {
+            let registrar = scenario("carrier_registrar.xml");
+            let args = [
+                "-sf",
+                &registrar,
+                "-i",
+                "10.99.0.5",
+                "-p",
+                "5080",
+                "-m",
+                "1",
+            ];
+            sipp(Some(&ns), &args)
+        });
+        // SIPp must listen before the server's first REGISTER.
+        std::thread::sleep(Duration::from_millis(500));
+        let server = Server::start(Some(&ns), &["--trunks", &trunks]);
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_trunks_registered") == 1
+        });
+        assert!(registered, "the trunk did not register\n{}", server.log());
+        (server, carrier.join().unwrap())
+    });
+    assert!(
+        out.status.success(),
+        "the carrier did not see an authenticated REGISTER and its refresh\n{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let status = server.http_get(Some(&ns), "/trunks");
+    assert!(
+        status.contains("\"name\":\"carrier\"") && status.contains("\"state\":\"registered\""),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_did_from_the_carrier_in_national_form_rings_the_users_phone() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-did");
+    let trunks = trunks_file(&dir);
+    let plans = did_plans();
+    let data = TempDir::new("trunk-did-data");
+    add_user(data.path(), "101", "geheim123");
+    let server = Server::start_with_data(
+        Some(&ns),
+        &[
+            "--trunks",
+            &trunks,
+            "--dialplans",
+            plans.path().to_str().unwrap(),
+        ],
+        data,
+    );
+    let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
+    // The carrier's gateway calls the DID as German carriers often deliver it: national form.
+    let caller = Baresip::new("10.99.0.5", 440, "PCMU", 8000);
+    let (outputs, caller_out) = with_registered_phones(&server, &ns, &[(&phone, &ns)], || {
+        caller.call(&ns, "sip:071112345101@10.99.0.1", 7)
+    });
+    assert_both_hear(
+        &phone,
+        &caller,
+        &server,
+        &format!("{caller_out}\n{outputs:?}"),
+    );
+    let calls = call_records(&server, 1);
+    let [call] = calls.as_slice() else {
+        panic!("one call record expected: {calls:#?}\n{}", server.log());
+    };
+    assert_eq!(call.callee, "+4971112345101", "{call:#?}");
+    assert!(call.answered, "{call:#?}");
+}
