@@ -7,8 +7,8 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    Baresip, Netns, Server, TempDir, add_user, assert_both_hear, call_records, plans_with,
-    scenario, sipp, wait_until, with_registered_phones,
+    Baresip, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok, call_records,
+    heard_share, plans_with, scenario, sipp, wait_until, with_registered_phones,
 };
 
 /// The carrier sits at 10.99.0.5; DIDs are +49 711 12345 plus three digits.
@@ -30,6 +30,9 @@ expires = 600
 max-calls = 10
 emergency = true
 
+[trunk.caller-id]
+pai = true
+
 [trunk.numbers]
 base-number = "+49 711 12345"
 extension-digits = 3
@@ -39,11 +42,13 @@ extension-digits = 3
     path.display().to_string()
 }
 
-/// DIDs that came in on the carrier's trunk ring the extension they end with.
+/// DIDs that came in on the carrier's trunk ring the extension they end with; staff
+/// numbers starting with 0 go out through the carrier.
 fn did_plans() -> TempDir {
     plans_with(
         "trunk-plans",
-        "[[rule]]\nname = \"DID to extension\"\nmatch = \"/^\\\\+4971112345(\\\\d{3})$/\"\ntrunk = \"carrier\"\nactions = [ { dial = \"${1}\" } ]\n",
+        "[[rule]]\nname = \"DID to extension\"\nmatch = \"/^\\\\+4971112345(\\\\d{3})$/\"\ntrunk = \"carrier\"\nactions = [ { dial = \"${1}\" } ]\n\n\
+         [[rule]]\nname = \"outside line\"\nmatch = \"_0X.\"\nactions = [ { dial = { trunk = \"carrier\", number = \"${EXTEN}\" } } ]\n",
     )
 }
 
@@ -126,4 +131,62 @@ fn a_did_from_the_carrier_in_national_form_rings_the_users_phone() {
     };
     assert_eq!(call.callee, "+4971112345101", "{call:#?}");
     assert!(call.answered, "{call:#?}");
+}
+
+#[test]
+fn a_staff_call_out_goes_through_the_carrier_authenticated_with_the_users_own_number() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-out");
+    let trunks = trunks_file(&dir);
+    let plans = did_plans();
+    let data = TempDir::new("trunk-out-data");
+    add_user(data.path(), "101", "geheim123");
+    let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    let carrier = scenario("carrier_uas_auth.xml");
+    let (server, carrier_out, caller_out) = std::thread::scope(|scope| {
+        let carrier_run = scope.spawn(|| {
+            let args = [
+                "-sf",
+                &carrier,
+                "-i",
+                "10.99.0.5",
+                "-p",
+                "5080",
+                "-mi",
+                "10.99.0.5",
+                "-mp",
+                "6100",
+                "-rtp_echo",
+                "-m",
+                "2",
+            ];
+            sipp(Some(&ns), &args)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let server = Server::start_with_data(
+            Some(&ns),
+            &[
+                "--trunks",
+                &trunks,
+                "--dialplans",
+                plans.path().to_str().unwrap(),
+            ],
+            data,
+        );
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_trunks_registered") == 1
+        });
+        assert!(registered, "the trunk did not register\n{}", server.log());
+        // 0711 987654: a local number, written as the user keys it.
+        let caller_out = caller.call(&ns, "sip:0711987654@10.99.0.1", 6);
+        (server, carrier_run.join().unwrap(), caller_out)
+    });
+    assert_sipp_ok(&carrier_out, &server, "the carrier");
+    // The carrier echoes what it gets: the caller hears its own tone through both legs.
+    let back = heard_share(&caller, 440.0, "the caller", &server);
+    assert!(
+        back > 0.5,
+        "440 Hz back from the carrier: {back:.2}\n{caller_out}\n{}",
+        server.log()
+    );
 }

@@ -814,6 +814,9 @@ impl CallControl {
                         from_name: from_name.clone(),
                         next_hop,
                         route,
+                        from_host: None,
+                        headers: Vec::new(),
+                        credentials: None,
                     })
                 })
                 .collect(),
@@ -825,14 +828,23 @@ impl CallControl {
                     from_name,
                     next_hop,
                     route: Vec::new(),
+                    from_host: None,
+                    headers: Vec::new(),
+                    credentials: None,
                 }],
                 None => {
                     tracing::info!(leg = %leg, %uri, "dial: cannot reach this URI");
                     Vec::new()
                 }
             },
-            dialplan::DialTarget::Group(_) | dialplan::DialTarget::Trunk { .. } => {
-                tracing::warn!(leg = %leg, %target, "dial: ring groups and trunks are not available yet");
+            dialplan::DialTarget::Trunk { trunk, number } => self
+                .shared
+                .trunks
+                .outbound_call(trunk, number, &from_user, from_name)
+                .into_iter()
+                .collect(),
+            dialplan::DialTarget::Group(_) => {
+                tracing::warn!(leg = %leg, %target, "dial: ring groups are not available yet");
                 Vec::new()
             }
         };

@@ -175,6 +175,8 @@ struct Leg {
     outbound: bool,
     /// 180 sent (inbound) or seen (outbound): sent or reported once.
     rang: bool,
+    /// For a leg we placed: how its INVITE was made.
+    placed: Option<Box<Placed>>,
 }
 
 /// A call we place: whom to ring, as whom, and where to send the INVITE.
@@ -194,6 +196,21 @@ pub struct OutboundCall {
     pub next_hop: Peer,
     /// Route header values: the Path the phone registered through (RFC 3327 §5.3), if any.
     pub route: Vec<String>,
+    /// Host of the From URI; `None`: our own address (a carrier wants its domain there).
+    pub from_host: Option<String>,
+    /// More headers, e.g. P-Asserted-Identity towards a carrier.
+    pub headers: Vec<(String, String)>,
+    /// Answers a carrier's 401/407 to the INVITE once, when given.
+    pub credentials: Option<sip::digest::client::ClientCredentials>,
+}
+
+/// What an INVITE we placed was built from, to send it again with credentials.
+struct Placed {
+    call: OutboundCall,
+    call_id: String,
+    cseq: u32,
+    /// We answered a challenge already: another one means wrong credentials.
+    authenticated: bool,
 }
 
 /// The SIP endpoint (see the module documentation).
@@ -580,51 +597,10 @@ impl SipEndpoint {
         if self.legs.len() >= self.config.max_legs {
             return None;
         }
-        let (local_ip, host, port, proto) = self.sent_by(call.next_hop);
+        let (local_ip, host, _, _) = self.sent_by(call.next_hop);
         let tag = sip::transaction::new_tag();
-        let from_name = call
-            .from_name
-            .as_deref()
-            .map(|n| {
-                let quoted: String = n
-                    .chars()
-                    .filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n'))
-                    .collect();
-                format!("\"{quoted}\" ")
-            })
-            .unwrap_or_default();
-        let text = format!(
-            "INVITE {uri} SIP/2.0\r\n\
-             Via: SIP/2.0/{proto} {host}:{port};branch={branch};rport\r\n\
-             Max-Forwards: 70\r\n\
-             {routes}\
-             From: {from_name}<sip:{from_user}@{host}>;tag={tag}\r\n\
-             To: <{to}>\r\n\
-             Call-ID: {call_id}@{host}\r\n\
-             CSeq: 1 INVITE\r\n\
-             Contact: <{contact}>\r\n\
-             Allow: {ALLOW}\r\n\
-             Supported: {SUPPORTED}\r\n\
-             Content-Type: {SDP}\r\n\
-             Content-Length: {len}\r\n\r\n",
-            uri = call.request_uri,
-            branch = sip::transaction::new_branch(),
-            from_user = call.from_user,
-            to = call.to,
-            call_id = sip::transaction::new_tag(),
-            contact = self.contact_uri(local_ip),
-            len = sdp.len(),
-            routes = route_headers(&call.route),
-        );
-        let mut bytes = text.into_bytes();
-        bytes.extend_from_slice(&sdp);
-        let request = match msg::parse(&bytes) {
-            Ok(rsip::SipMessage::Request(request)) => request,
-            Ok(_) | Err(_) => {
-                tracing::warn!(uri = %call.request_uri, "cannot build an INVITE to this address");
-                return None;
-            }
-        };
+        let call_id = format!("{}@{host}", sip::transaction::new_tag());
+        let request = self.build_invite(call, &tag, &call_id, 1, None, &sdp)?;
         let key = match self.layer.send_request(request.clone(), call.next_hop, now) {
             Ok(key) => key,
             Err(err) => {
@@ -651,11 +627,163 @@ impl SipEndpoint {
                 pending_offer: None,
                 outbound: true,
                 rang: false,
+                placed: Some(Box::new(Placed {
+                    call: call.clone(),
+                    call_id,
+                    cseq: 1,
+                    authenticated: false,
+                })),
             },
         );
         self.by_invite.insert(key, leg);
         self.drain_layer(now);
         Some(leg)
+    }
+
+    /// Our INVITE as text: to `call`, with From tag `tag`, `call_id`, `cseq` and, after a
+    /// challenge, its answer (header name, value).
+    fn build_invite(
+        &self,
+        call: &OutboundCall,
+        tag: &str,
+        call_id: &str,
+        cseq: u32,
+        authorization: Option<(&str, String)>,
+        sdp: &[u8],
+    ) -> Option<rsip::Request> {
+        let (local_ip, host, port, proto) = self.sent_by(call.next_hop);
+        let from_name = call
+            .from_name
+            .as_deref()
+            .map(|n| {
+                let quoted: String = n
+                    .chars()
+                    .filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n'))
+                    .collect();
+                format!("\"{quoted}\" ")
+            })
+            .unwrap_or_default();
+        let mut extra = String::new();
+        for (name, value) in call
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.clone()))
+            .chain(authorization)
+        {
+            extra.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let text = format!(
+            "INVITE {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/{proto} {host}:{port};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             {routes}\
+             From: {from_name}<sip:{from_user}@{from_host}>;tag={tag}\r\n\
+             To: <{to}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} INVITE\r\n\
+             Contact: <{contact}>\r\n\
+             {extra}\
+             Allow: {ALLOW}\r\n\
+             Supported: {SUPPORTED}\r\n\
+             Content-Type: {SDP}\r\n\
+             Content-Length: {len}\r\n\r\n",
+            uri = call.request_uri,
+            branch = sip::transaction::new_branch(),
+            from_user = call.from_user,
+            from_host = call.from_host.as_deref().unwrap_or(&host),
+            to = call.to,
+            contact = self.contact_uri(local_ip),
+            len = sdp.len(),
+            routes = route_headers(&call.route),
+        );
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(sdp);
+        match msg::parse(&bytes) {
+            Ok(rsip::SipMessage::Request(request)) => Some(request),
+            Ok(_) | Err(_) => {
+                tracing::warn!(uri = %call.request_uri, "cannot build an INVITE to this address");
+                None
+            }
+        }
+    }
+
+    /// A carrier challenged our INVITE: send it again, once, with the answer. False when
+    /// there is nothing to answer with (the refusal then ends the leg).
+    fn answer_invite_challenge(
+        &mut self,
+        leg: LegId,
+        response: &rsip::Response,
+        now: Instant,
+    ) -> bool {
+        let Some(l) = self.legs.get(&leg) else {
+            return false;
+        };
+        let Some(placed) = l.placed.as_deref() else {
+            return false;
+        };
+        let Some(credentials) = placed.call.credentials.as_ref() else {
+            return false;
+        };
+        if placed.authenticated || l.state != LegState::Early {
+            return false;
+        }
+        let (challenge_header, answer_header) = match response.status_code.code() {
+            401 => ("WWW-Authenticate", "Authorization"),
+            _ => ("Proxy-Authenticate", "Proxy-Authorization"),
+        };
+        let offered = msg::header_values(response, challenge_header);
+        let challenge = match sip::digest::client::select_challenge(
+            &offered,
+            &credentials.secret,
+            &credentials.username,
+        ) {
+            Ok(challenge) => challenge,
+            Err(err) => {
+                tracing::info!(leg = %leg, "cannot answer the INVITE's challenge: {err}");
+                return false;
+            }
+        };
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let answer =
+            match challenge.answer(credentials, "INVITE", &placed.call.request_uri, &cnonce, 1) {
+                Ok(answer) => answer,
+                Err(err) => {
+                    tracing::info!(leg = %leg, "cannot answer the INVITE's challenge: {err}");
+                    return false;
+                }
+            };
+        let cseq = placed.cseq + 1;
+        let Some(request) = self.build_invite(
+            &placed.call,
+            &l.local_tag,
+            &placed.call_id,
+            cseq,
+            Some((answer_header, answer)),
+            &l.local_sdp,
+        ) else {
+            return false;
+        };
+        let next_hop = placed.call.next_hop;
+        let key = match self.layer.send_request(request.clone(), next_hop, now) {
+            Ok(key) => key,
+            Err(err) => {
+                tracing::info!(leg = %leg, "authenticated INVITE not sent: {err}");
+                return false;
+            }
+        };
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut l.invite_key, key.clone());
+        l.invite = request;
+        if let Some(placed) = l.placed.as_deref_mut() {
+            placed.cseq = cseq;
+            placed.authenticated = true;
+        }
+        self.by_invite.remove(&old);
+        self.by_invite.insert(key, leg);
+        tracing::debug!(leg = %leg, "INVITE sent again with credentials");
+        true
     }
 
     /// A response to one of our INVITEs.
@@ -688,7 +816,8 @@ impl SipEndpoint {
                 // The ACK for a 2xx is ours, and again for every retransmission (§13.2.2.4).
                 if let Some(dialog) = l.dialog.as_ref() {
                     let via = SocketAddr::new(l.local_ip, via_port);
-                    let ack = dialog.new_ack(1, via, l.peer.transport);
+                    let cseq = l.placed.as_deref().map_or(1, |p| p.cseq);
+                    let ack = dialog.new_ack(cseq, via, l.peer.transport);
                     self.layer
                         .send_stateless(rsip::SipMessage::Request(ack), l.peer);
                 }
@@ -713,7 +842,11 @@ impl SipEndpoint {
                     LegState::Answered | LegState::Ended => {}
                 }
             }
+            401 | 407 if self.answer_invite_challenge(leg, response, now) => {}
             _ => {
+                let Some(l) = self.legs.get_mut(&leg) else {
+                    return;
+                };
                 if l.state == LegState::Early {
                     l.final_status = code;
                     let reason = format!("callee answered {code}");
@@ -1004,6 +1137,7 @@ impl SipEndpoint {
                 pending_offer: None,
                 outbound: false,
                 rang: false,
+                placed: None,
             },
         );
         self.by_invite.insert(key, leg);
@@ -1735,6 +1869,9 @@ mod tests {
             from_name: Some("Anna \"A\" Amt".into()),
             next_hop: phone(),
             route: Vec::new(),
+            from_host: None,
+            headers: Vec::new(),
+            credentials: None,
         }
     }
 
@@ -1826,6 +1963,67 @@ mod tests {
         );
         assert!(out[0].ends_with("v=0 offer"), "{}", out[0]);
         (leg, out[0].clone())
+    }
+
+    /// `answer_to` with a digest challenge added (a carrier asking who we are).
+    fn challenge_to(invite: &str) -> Vec<u8> {
+        let text =
+            String::from_utf8(answer_to(invite, "401 Unauthorized", Some("gw"), "")).expect("text");
+        text.replacen(
+            "Content-Length: 0",
+            "WWW-Authenticate: Digest realm=\"carrier\", nonce=\"n1\", qop=\"auth\"\r\nContent-Length: 0",
+            1,
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_carriers_challenge_to_our_invite_is_answered_once_then_the_refusal_stands() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let call = OutboundCall {
+            from_host: Some("carrier.example".into()),
+            headers: vec![(
+                "P-Asserted-Identity".into(),
+                "<sip:+4971112345101@carrier.example>".into(),
+            )],
+            credentials: Some(sip::digest::client::ClientCredentials {
+                username: "4971112345".into(),
+                secret: sip::digest::client::Secret::Password("geheim".into()),
+            }),
+            ..outbound_call()
+        };
+        let leg = ep
+            .invite(&call, b"v=0 offer".to_vec(), now)
+            .expect("placed");
+        let first = sent(&mut ep).remove(0);
+        assert!(first.contains("From: \"Anna A Amt\" <sip:0711123@carrier.example>;tag="));
+        assert!(first.contains("P-Asserted-Identity: <sip:+4971112345101@carrier.example>\r\n"));
+        assert!(first.contains("CSeq: 1 INVITE"));
+        ep.handle_datagram(&challenge_to(&first), phone(), now);
+        let out = sent(&mut ep);
+        let second = out
+            .iter()
+            .find(|m| m.starts_with("INVITE "))
+            .unwrap_or_else(|| panic!("no second INVITE in {out:?}"));
+        let call_id = |m: &str| {
+            m.lines()
+                .find(|l| l.starts_with("Call-ID:"))
+                .map(str::to_owned)
+        };
+        assert_eq!(call_id(second), call_id(&first), "same call");
+        assert!(second.contains("CSeq: 2 INVITE"), "{second}");
+        assert!(
+            second.contains("Authorization: Digest username=\"4971112345\""),
+            "{second}"
+        );
+        assert!(events(&mut ep).is_empty(), "the leg rings on");
+        // A second challenge means the password is wrong: the leg ends with it.
+        ep.handle_datagram(&challenge_to(second), phone(), now);
+        match events(&mut ep).as_slice() {
+            [LegEvent::Ended { leg: l, .. }] => assert_eq!(*l, leg),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

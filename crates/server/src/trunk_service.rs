@@ -18,7 +18,7 @@ use sip::registration::{OutboundRegistration, RegistrationConfig, RegistrationSt
 use sip::transaction::{Peer, TransactionKey, TransportKind};
 use trunks::{Password, Trunk, TrunkConfig, TrunkMode};
 
-use crate::sip_endpoint::SipEndpoint;
+use crate::sip_endpoint::{OutboundCall, SipEndpoint};
 
 /// The trunks in force, their carriers' addresses and their state.
 #[derive(Default)]
@@ -149,6 +149,107 @@ impl TrunkSet {
         if let Some(slot) = all.get_mut(index) {
             *slot = status;
         }
+    }
+
+    /// The INVITE for calling `number` (as the dialplan wrote it) out through `trunk_name`
+    /// for the caller `from_user`; `None` (logged) when the trunk or the number cannot take
+    /// the call: unknown trunk, an internal number, or a class barred by default (premium,
+    /// shared-cost and international numbers: the toll-fraud targets).
+    pub fn outbound_call(
+        &self,
+        trunk_name: &str,
+        number: &str,
+        from_user: &str,
+        from_name: Option<String>,
+    ) -> Option<OutboundCall> {
+        let Some((index, trunk)) = self
+            .config
+            .trunks
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.name == trunk_name)
+        else {
+            tracing::warn!(trunk = %trunk_name, "dial: no such trunk");
+            return None;
+        };
+        let classified = match self.config.numbering.dialled(number) {
+            Ok(classified) => classified,
+            Err(err) => {
+                tracing::info!(trunk = %trunk_name, %number, "dial: not a number to call out: {err}");
+                return None;
+            }
+        };
+        if !trunks::AllowedClasses::default().allows(classified.class) {
+            tracing::warn!(trunk = %trunk_name, %number, class = %classified.reason, "dial: number class barred; not called");
+            return None;
+        }
+        let Some(dial_string) = trunk.numbers.dial_string(&classified.dialled) else {
+            tracing::info!(trunk = %trunk_name, %number, "dial: an internal number does not go out");
+            return None;
+        };
+        let addr = self.registrar_of(index)?;
+        let transport = match trunk.transport {
+            trunks::Transport::Tcp => TransportKind::Tcp,
+            trunks::Transport::Udp => TransportKind::Udp,
+            trunks::Transport::Tls => {
+                tracing::error!(trunk = %trunk_name, "TLS trunks are not available yet");
+                return None;
+            }
+        };
+        let (domain_uri, registration) = match &trunk.mode {
+            TrunkMode::Register(registration) => {
+                (registration.registrar.as_str(), Some(registration))
+            }
+            TrunkMode::Ip { .. } => (trunk.proxy.as_ref()?.as_str(), None),
+        };
+        let domain = sip::message::parse_uri(domain_uri)?
+            .host_with_port
+            .to_string();
+        // Who we say is calling: the caller's own direct-dial number when the extension fits
+        // the trunk's block, else the trunk's fixed number (or the registered account).
+        let own_number = trunk.numbers.did_block.as_ref().and_then(|block| {
+            (from_user.len() == usize::from(block.extension_digits)
+                && from_user.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| format!("{}{from_user}", block.base))
+            .and_then(|n| n.parse::<trunks::E164>().ok())
+            .map(|n| trunk.numbers.format(&n))
+        });
+        let caller_number = own_number
+            .or_else(|| trunk.caller_id.from_user.clone())
+            .or_else(|| registration.map(|r| r.username.clone()))
+            .unwrap_or_else(|| from_user.to_string());
+        let mut headers = Vec::new();
+        let identity = format!("<sip:{caller_number}@{domain}>");
+        if trunk.caller_id.pai {
+            headers.push(("P-Asserted-Identity".to_string(), identity.clone()));
+        }
+        if trunk.caller_id.ppi {
+            headers.push(("P-Preferred-Identity".to_string(), identity));
+        }
+        let credentials = registration.and_then(|r| match &r.password {
+            Password::Inline(password) => Some(ClientCredentials {
+                username: r.auth_username().to_string(),
+                secret: Secret::Password(password.clone()),
+            }),
+            Password::File(_) => None,
+        });
+        tracing::info!(trunk = %trunk_name, number = %dial_string, class = %classified.reason, caller = %caller_number, "dial: out through the trunk");
+        let uri = format!("sip:{dial_string}@{domain}");
+        Some(OutboundCall {
+            request_uri: uri.clone(),
+            to: uri,
+            from_user: caller_number,
+            from_name,
+            next_hop: Peer {
+                addr,
+                transport,
+                connection: None,
+            },
+            route: Vec::new(),
+            from_host: Some(domain),
+            headers,
+            credentials,
+        })
     }
 
     fn registrar_of(&self, index: usize) -> Option<SocketAddr> {
