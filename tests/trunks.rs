@@ -29,6 +29,7 @@ password = "trunkgeheim"
 expires = 600
 max-calls = 10
 emergency = true
+location-number = "+4971112345000"
 
 [trunk.caller-id]
 pai = true
@@ -136,14 +137,42 @@ fn a_did_from_the_carrier_in_national_form_rings_the_users_phone() {
 #[test]
 fn a_staff_call_out_goes_through_the_carrier_authenticated_with_the_users_own_number() {
     let ns = Netns::new();
-    let dir = TempDir::new("trunk-out");
+    let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    // 0711 987654: a local number, written as the user keys it.
+    let (server, carrier_out, caller_out) = staff_call_through_carrier(
+        &ns,
+        "trunk-out",
+        "carrier_uas_auth.xml",
+        &caller,
+        "sip:0711987654@10.99.0.1",
+    );
+    assert_sipp_ok(&carrier_out, &server, "the carrier");
+    // The carrier echoes what it gets: the caller hears its own tone through both legs.
+    let back = heard_share(&caller, 440.0, "the caller", &server);
+    assert!(
+        back > 0.5,
+        "440 Hz back from the carrier: {back:.2}\n{caller_out}\n{}",
+        server.log()
+    );
+}
+
+/// A staff phone (user 101 at 10.99.0.2, 440 Hz) dials `uri` while the SIPp carrier at
+/// 10.99.0.5 runs `scenario_name` (the trunk's REGISTER and one call, echoing RTP); returns
+/// the server, SIPp's result and the phone's output.
+fn staff_call_through_carrier(
+    ns: &Netns,
+    label: &str,
+    scenario_name: &str,
+    caller: &Baresip,
+    uri: &str,
+) -> (Server, std::process::Output, String) {
+    let dir = TempDir::new(label);
     let trunks = trunks_file(&dir);
     let plans = did_plans();
-    let data = TempDir::new("trunk-out-data");
+    let data = TempDir::new(label);
     add_user(data.path(), "101", "geheim123");
-    let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
-    let carrier = scenario("carrier_uas_auth.xml");
-    let (server, carrier_out, caller_out) = std::thread::scope(|scope| {
+    let carrier = scenario(scenario_name);
+    std::thread::scope(|scope| {
         let carrier_run = scope.spawn(|| {
             let args = [
                 "-sf",
@@ -160,11 +189,11 @@ fn a_staff_call_out_goes_through_the_carrier_authenticated_with_the_users_own_nu
                 "-m",
                 "2",
             ];
-            sipp(Some(&ns), &args)
+            sipp(Some(ns), &args)
         });
         std::thread::sleep(Duration::from_millis(500));
         let server = Server::start_with_data(
-            Some(&ns),
+            Some(ns),
             &[
                 "--trunks",
                 &trunks,
@@ -174,19 +203,55 @@ fn a_staff_call_out_goes_through_the_carrier_authenticated_with_the_users_own_nu
             data,
         );
         let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_trunks_registered") == 1
+            server.metric(Some(ns), "amtsleitung_trunks_registered") == 1
         });
         assert!(registered, "the trunk did not register\n{}", server.log());
-        // 0711 987654: a local number, written as the user keys it.
-        let caller_out = caller.call(&ns, "sip:0711987654@10.99.0.1", 6);
+        let caller_out = caller.call(ns, uri, 6);
         (server, carrier_run.join().unwrap(), caller_out)
-    });
-    assert_sipp_ok(&carrier_out, &server, "the carrier");
-    // The carrier echoes what it gets: the caller hears its own tone through both legs.
+    })
+}
+
+#[test]
+fn an_emergency_call_goes_out_on_the_emergency_trunk_with_the_location_number() {
+    let ns = Netns::new();
+    // The plan has no rule for 112 (the check would refuse one): the call never asks it.
+    let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    let (server, carrier_out, caller_out) = staff_call_through_carrier(
+        &ns,
+        "trunk-112",
+        "carrier_emergency.xml",
+        &caller,
+        "sip:112@10.99.0.1",
+    );
+    assert_sipp_ok(&carrier_out, &server, "the emergency gateway");
     let back = heard_share(&caller, 440.0, "the caller", &server);
     assert!(
         back > 0.5,
-        "440 Hz back from the carrier: {back:.2}\n{caller_out}\n{}",
+        "440 Hz back from the emergency gateway: {back:.2}\n{caller_out}\n{}",
         server.log()
+    );
+}
+
+#[test]
+fn dialplan_check_refuses_a_rule_that_would_take_112_with_its_place() {
+    let plans = plans_with(
+        "trunk-112-plan",
+        "[[rule]]\nname = \"front desk\"\nmatch = \"112\"\nactions = [\"echo\"]\n",
+    );
+    let out = std::process::Command::new(support::binary())
+        .args(["dialplan", "check", plans.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "extra.toml:3:9: error: rule \"front desk\" matches emergency number 112: emergency calls always go out on the emergency trunk, before any rule"
+        ),
+        "{said}"
     );
 }

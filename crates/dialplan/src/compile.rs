@@ -343,6 +343,7 @@ pub fn compile(files: &[SourceFile], ctx: &CheckContext) -> Result<Compiled, Vec
     }
 
     check_shadowing(files, &rules, &spans, &mut diags);
+    check_emergency(files, &rules, &spans, &mut diags);
     check_gotos(files, &rules, &spans, &mut diags);
 
     // Sorted by place so the output reads top to bottom, file by file.
@@ -866,6 +867,43 @@ fn check_shadowing(
                 )),
             );
         }
+    }
+}
+
+/// Emergency calls (110, 112) go out on the emergency trunk before any rule is asked, so a
+/// rule written for one would only mislead whoever reads the plan into thinking it could
+/// send an emergency call somewhere else: refused. A catch-all that also takes numbers of any
+/// length (`_X.`) is no such promise and passes.
+fn check_emergency(
+    files: &[SourceFile],
+    rules: &[Rule],
+    spans: &[RuleSpans],
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (rule, sp) in rules.iter().zip(spans) {
+        let Some(number) = crate::EMERGENCY_NUMBERS
+            .iter()
+            .find(|n| rule.patterns.iter().any(|p| p.matches(n).is_some()))
+        else {
+            continue;
+        };
+        let mut r = reporter(files, sp.file, diags);
+        // A number no plan writes for itself: a pattern that takes it catches everything.
+        let catch_all = rule
+            .patterns
+            .iter()
+            .any(|p| p.matches("1987654321012").is_some());
+        if catch_all {
+            continue;
+        }
+        r.error(
+            sp.match_span.clone(),
+            format!(
+                "rule \"{}\" matches emergency number {number}: emergency calls always go out on the emergency trunk, before any rule",
+                rule.name
+            ),
+            Some("narrow the match so that it leaves out 110 and 112 (e.g. [\"_[2-5]XX\", \"_1[02-9]X\"] instead of \"_[1-5]XX\")".into()),
+        );
     }
 }
 

@@ -22,6 +22,10 @@ mod when;
 use std::collections::BTreeSet;
 
 pub use action::{Action, DialTarget};
+
+/// Numbers that always reach the emergency services (police, fire and ambulance), whatever
+/// the plan says: no rule may match them.
+pub const EMERGENCY_NUMBERS: [&str; 2] = ["110", "112"];
 pub use compile::compile;
 pub use diag::{Diagnostic, Severity};
 pub use plan::{

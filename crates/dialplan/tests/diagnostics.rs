@@ -249,3 +249,30 @@ fn includes_resolve_relative_to_the_including_file_and_detect_loops() {
         ["plans/sub/b.toml:2:12: error: include loop: \"plans/a.toml\" is already being included"]
     );
 }
+
+#[test]
+fn a_rule_for_an_emergency_number_is_refused_but_a_catch_all_passes() {
+    let text = r#"
+[[rule]]
+name = "extensions"
+match = "_1XX"
+actions = ["echo"]
+
+[[rule]]
+name = "police to the front desk"
+match = "/^110$/"
+actions = ["echo"]
+
+[[rule]]
+name = "anything else"
+match = "_X."
+actions = ["hangup"]
+"#;
+    assert_eq!(
+        heads(&inline(text)),
+        [
+            "t.toml:4:9: error: rule \"extensions\" matches emergency number 110: emergency calls always go out on the emergency trunk, before any rule",
+            "t.toml:9:9: error: rule \"police to the front desk\" matches emergency number 110: emergency calls always go out on the emergency trunk, before any rule",
+        ]
+    );
+}

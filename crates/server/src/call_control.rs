@@ -635,7 +635,13 @@ impl CallControl {
             source_ip: Some(from.addr.ip()),
             at: jiff::Timestamp::now(),
         };
-        let route = match plan.route(&facts) {
+        // Emergency calls from our own phones go out before any rule and whatever the
+        // caller may otherwise call (the dialplan check refuses rules for them).
+        let emergency = match trunk {
+            None if identity.is_identified() => trunks.emergency_route(&callee),
+            _ => None,
+        };
+        let route = match emergency.or_else(|| plan.route(&facts)) {
             Some(route) if route.public || identity.is_identified() => route,
             Some(route) => {
                 tracing::info!(to = %callee, source = %from.addr, rule = %route.rule_name, "rule not public and caller not identified; 407");

@@ -151,6 +151,34 @@ impl TrunkSet {
         }
     }
 
+    /// The route of a call to `number` when it is an emergency number and there is an
+    /// emergency trunk: out on it, ringing as long as it takes.
+    pub fn emergency_route(&self, number: &str) -> Option<dialplan::Route> {
+        let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+        if digits.is_empty() || !self.config.numbering.is_emergency(&digits) {
+            return None;
+        }
+        let Some(trunk) = self.config.emergency_trunk() else {
+            tracing::error!(%number, "emergency call, but no emergency trunk is configured");
+            return None;
+        };
+        tracing::warn!(%number, trunk = %trunk.name, "emergency call");
+        Some(dialplan::Route {
+            rule_name: "emergency call".into(),
+            file: "(built in)".into(),
+            line: 0,
+            actions: vec![dialplan::Action::Dial {
+                target: dialplan::DialTarget::Trunk {
+                    trunk: trunk.name.clone(),
+                    number: digits,
+                },
+                timeout_s: 300,
+            }],
+            hops: 0,
+            public: false,
+        })
+    }
+
     /// The INVITE for calling `number` (as the dialplan wrote it) out through `trunk_name`
     /// for the caller `from_user`; `None` (logged) when the trunk or the number cannot take
     /// the call: unknown trunk, an internal number, or a class barred by default (premium,
@@ -214,7 +242,14 @@ impl TrunkSet {
             .and_then(|n| n.parse::<trunks::E164>().ok())
             .map(|n| trunk.numbers.format(&n))
         });
-        let caller_number = own_number
+        // Emergency services see where the caller is: the trunk's location number.
+        let location = trunk
+            .location_number
+            .as_ref()
+            .filter(|_| classified.class == trunks::CallClass::Emergency)
+            .map(|n| trunk.numbers.format(n));
+        let caller_number = location
+            .or(own_number)
             .or_else(|| trunk.caller_id.from_user.clone())
             .or_else(|| registration.map(|r| r.username.clone()))
             .unwrap_or_else(|| from_user.to_string());
