@@ -255,3 +255,83 @@ fn dialplan_check_refuses_a_rule_that_would_take_112_with_its_place() {
         "{said}"
     );
 }
+
+#[test]
+fn with_the_first_carrier_gone_a_call_out_goes_through_the_failover_trunk() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-failover");
+    // Nothing answers at 10.99.0.5: the first carrier is gone, its trunk never registers.
+    let trunks = dir.path().join("trunks.toml");
+    std::fs::write(
+        &trunks,
+        r#"
+[numbering]
+area-code = "711"
+
+[[trunk]]
+name = "carrier"
+mode = "register"
+registrar = "sip:10.99.0.5:5080"
+username = "4971112345"
+password = "trunkgeheim"
+max-calls = 10
+emergency = true
+failover = "backup"
+
+[[trunk]]
+name = "backup"
+mode = "ip"
+proxy = "sip:10.99.0.6:5080"
+allowed-sources = ["10.99.0.6/32"]
+max-calls = 10
+"#,
+    )
+    .unwrap();
+    let plans = did_plans();
+    let data = TempDir::new("trunk-failover-data");
+    add_user(data.path(), "101", "geheim123");
+    let server = Server::start_with_data(
+        Some(&ns),
+        &[
+            "--trunks",
+            trunks.to_str().unwrap(),
+            "--dialplans",
+            plans.path().to_str().unwrap(),
+        ],
+        data,
+    );
+    let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    let backup = scenario("uas_pcma_echo.xml");
+    let (backup_out, caller_out) = std::thread::scope(|scope| {
+        let backup_run = scope.spawn(|| {
+            let args = [
+                "-sf",
+                &backup,
+                "-i",
+                "10.99.0.6",
+                "-p",
+                "5080",
+                "-mi",
+                "10.99.0.6",
+                "-mp",
+                "6100",
+                "-rtp_echo",
+                "-m",
+                "1",
+            ];
+            sipp(Some(&ns), &args)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let caller_out = caller.call(&ns, "sip:0711987654@10.99.0.1", 6);
+        (backup_run.join().unwrap(), caller_out)
+    });
+    assert_sipp_ok(&backup_out, &server, "the backup carrier");
+    let back = heard_share(&caller, 440.0, "the caller", &server);
+    assert!(
+        back > 0.5,
+        "440 Hz back through the backup trunk: {back:.2}\n{caller_out}\n{}",
+        server.log()
+    );
+    let status = server.http_get(Some(&ns), "/trunks");
+    assert!(!status.contains("\"state\":\"registered\""), "{status}");
+}

@@ -162,6 +162,8 @@ struct PlacedTo {
 struct OutboundLeg {
     /// The caller's leg.
     parent: LegId,
+    /// The trunk it went out on, if it did (counted against the trunk's `max-calls`).
+    trunk: Option<String>,
     /// Our offer's media (ports bound, RTP sockets kept until the answer).
     local_ip: IpAddr,
     sockets: Option<(std::net::UdpSocket, std::net::UdpSocket)>,
@@ -807,6 +809,7 @@ impl CallControl {
             return (Vec::new(), 0);
         };
         let (from_user, from_name) = (caller.caller.clone(), caller.caller_name.clone());
+        let mut trunk_used: Option<String> = None;
         let calls: Vec<OutboundCall> = match target {
             dialplan::DialTarget::User(extension) => registrar
                 .lookup(extension, now)
@@ -843,12 +846,27 @@ impl CallControl {
                     Vec::new()
                 }
             },
-            dialplan::DialTarget::Trunk { trunk, number } => self
-                .shared
-                .trunks
-                .outbound_call(trunk, number, &from_user, from_name)
-                .into_iter()
-                .collect(),
+            dialplan::DialTarget::Trunk { trunk, number } => {
+                let active = |name: &str| {
+                    let carried = self
+                        .outbound
+                        .values()
+                        .filter(|o| o.trunk.as_deref() == Some(name))
+                        .count();
+                    u32::try_from(carried).unwrap_or(u32::MAX)
+                };
+                match self
+                    .shared
+                    .trunks
+                    .outbound_call(trunk, number, &from_user, from_name, &active)
+                {
+                    Some((call, used)) => {
+                        trunk_used = Some(used);
+                        vec![call]
+                    }
+                    None => Vec::new(),
+                }
+            }
             dialplan::DialTarget::Group(_) => {
                 tracing::warn!(leg = %leg, %target, "dial: ring groups are not available yet");
                 Vec::new()
@@ -862,7 +880,12 @@ impl CallControl {
         let mut unplaced = 0;
         for call in &calls {
             match self.place(leg, call, extension, endpoint, now) {
-                Some(child) => placed.push(child),
+                Some(child) => {
+                    if let Some(out) = self.outbound.get_mut(&child) {
+                        out.trunk = trunk_used.clone();
+                    }
+                    placed.push(child);
+                }
                 None => unplaced += 1,
             }
         }
@@ -931,6 +954,7 @@ impl CallControl {
                 session_id,
                 media: None,
                 answer: None,
+                trunk: None,
             },
         );
         Some(child)

@@ -183,23 +183,52 @@ impl TrunkSet {
     /// for the caller `from_user`; `None` (logged) when the trunk or the number cannot take
     /// the call: unknown trunk, an internal number, or a class barred by default (premium,
     /// shared-cost and international numbers: the toll-fraud targets).
+    ///
+    /// The call goes out on the first trunk of `trunk_name`'s failover chain that can take
+    /// it: one whose carrier holds our registration (or that needs none) and that carries
+    /// fewer than its `max-calls` (`active` says how many it carries now; emergency calls
+    /// are never held back by the limit). When none can, the first is tried all the same.
     pub fn outbound_call(
         &self,
         trunk_name: &str,
         number: &str,
         from_user: &str,
         from_name: Option<String>,
-    ) -> Option<OutboundCall> {
-        let Some((index, trunk)) = self
+        active: &dyn Fn(&str) -> u32,
+    ) -> Option<(OutboundCall, String)> {
+        let chain = self.config.failover_chain(trunk_name);
+        if chain.is_empty() {
+            tracing::warn!(trunk = %trunk_name, "dial: no such trunk");
+            return None;
+        }
+        let emergency = self
+            .config
+            .numbering
+            .dialled(number)
+            .is_ok_and(|c| c.class == trunks::CallClass::Emergency);
+        let statuses = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let usable = |t: &&&Trunk| {
+            let registered = matches!(t.mode, TrunkMode::Ip { .. })
+                || statuses
+                    .iter()
+                    .any(|s| s.name == t.name && s.state == "registered");
+            let room = emergency || active(&t.name) < t.max_calls;
+            if !registered || !room {
+                tracing::info!(trunk = %t.name, registered, room, "dial: trunk cannot take the call; trying the next");
+            }
+            registered && room
+        };
+        let trunk = chain.iter().find(usable).unwrap_or(&chain[0]);
+        let trunk_name = trunk.name.as_str();
+        let index = self
             .config
             .trunks
             .iter()
-            .enumerate()
-            .find(|(_, t)| t.name == trunk_name)
-        else {
-            tracing::warn!(trunk = %trunk_name, "dial: no such trunk");
-            return None;
-        };
+            .position(|t| t.name == trunk.name)?;
         let classified = match self.config.numbering.dialled(number) {
             Ok(classified) => classified,
             Err(err) => {
@@ -270,7 +299,7 @@ impl TrunkSet {
         });
         tracing::info!(trunk = %trunk_name, number = %dial_string, class = %classified.reason, caller = %caller_number, "dial: out through the trunk");
         let uri = format!("sip:{dial_string}@{domain}");
-        Some(OutboundCall {
+        let call = OutboundCall {
             request_uri: uri.clone(),
             to: uri,
             from_user: caller_number,
@@ -284,7 +313,8 @@ impl TrunkSet {
             from_host: Some(domain),
             headers,
             credentials,
-        })
+        };
+        Some((call, trunk.name.clone()))
     }
 
     fn registrar_of(&self, index: usize) -> Option<SocketAddr> {
