@@ -25,6 +25,7 @@ declare -A de=(
   [after-hours]="Sie rufen außerhalb unserer Öffnungszeiten an."
   [service-unavailable]="Der Dienst ist gerade nicht verfügbar. Bitte versuchen Sie es später noch einmal."
   [recording-failed]="Die Aufzeichnung konnte nicht gestartet werden."
+  [number-barred]="Diese Rufnummer dürfen Sie von diesem Anschluss aus nicht anrufen."
 )
 declare -A en=(
   [welcome]="Welcome to amtsleitung."
@@ -45,6 +46,7 @@ declare -A en=(
   [after-hours]="You are calling outside our opening hours."
   [service-unavailable]="The service is not available right now. Please try again later."
   [recording-failed]="Recording could not be started."
+  [number-barred]="You may not call this number from this line."
 )
 
 speak() { # lang voice name text

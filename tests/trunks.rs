@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use support::{
     Baresip, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok, call_records,
-    heard_share, plans_with, scenario, sipp, wait_until, with_registered_phones,
+    heard_share, plans_with, read_wav, rms, scenario, sipp, wait_until, with_registered_phones,
 };
 
 /// The carrier sits at 10.99.0.5; DIDs are +49 711 12345 plus three digits.
@@ -334,4 +334,47 @@ max-calls = 10
     );
     let status = server.http_get(Some(&ns), "/trunks");
     assert!(!status.contains("\"state\":\"registered\""), "{status}");
+}
+
+#[test]
+fn a_premium_number_is_refused_with_an_announcement_and_403_and_never_dialled() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-barred");
+    let trunks = trunks_file(&dir);
+    let plans = did_plans();
+    let data = TempDir::new("trunk-barred-data");
+    add_user(data.path(), "101", "geheim123");
+    let server = Server::start_with_data(
+        Some(&ns),
+        &[
+            "--trunks",
+            &trunks,
+            "--dialplans",
+            plans.path().to_str().unwrap(),
+        ],
+        data,
+    );
+    let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    // 0900: premium rate, barred by default (toll fraud dials these).
+    let out = caller.call(&ns, "sip:09001234567@10.99.0.1", 8);
+    let calls = call_records(&server, 1);
+    let [call] = calls.as_slice() else {
+        panic!("one call record expected: {calls:#?}\n{}", server.log());
+    };
+    assert_eq!(call.final_status, 403, "{call:#?}\n{out}");
+    assert!(!call.answered, "{call:#?}");
+    assert_eq!(call.end_reason, "refused: number barred", "{call:#?}");
+    assert_eq!(call.contacts_rung, 0, "{call:#?}");
+    // The announcement came as early media: speech, not silence, and not the caller's tone.
+    let heard = caller
+        .heard()
+        .unwrap_or_else(|| panic!("nothing recorded\n{out}"));
+    let (samples, rate) = read_wav(&heard);
+    let level = rms(&samples, rate, 0.0);
+    assert!(
+        level > 0.01,
+        "the refusal was not heard (rms {level:.4})\n{out}\n{}",
+        server.log()
+    );
+    assert!(heard_share(&caller, 440.0, "the caller", &server) < 0.2);
 }

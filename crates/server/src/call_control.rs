@@ -381,8 +381,18 @@ impl CallControl {
             SipAction::Reject(code) => {
                 endpoint.reject(leg, code, None, "rejected by dialplan", now)
             }
+            SipAction::Refuse { status, reason } => endpoint.reject(leg, status, None, reason, now),
             SipAction::Hangup => endpoint.hangup(leg, "hung up by dialplan", now),
             SipAction::Ring => endpoint.ring(leg, now),
+            SipAction::EarlyMedia => {
+                if let Some(l) = self.legs.get(&leg) {
+                    endpoint.early_media(leg, l.media.answer_sdp.clone().into_bytes(), now);
+                    let remote = l.media.remote();
+                    self.shared
+                        .media
+                        .send(leg, MediaCommand::SetRemote(leg, remote));
+                }
+            }
             SipAction::Cancel { leg: child, reason } => endpoint.hangup(child, reason, now),
             SipAction::Connect(child) => self.connect(leg, child, endpoint, now),
         }
@@ -429,10 +439,7 @@ impl CallControl {
                 }
                 Some(Reply::Started(started))
             }
-            Question::Place(target) => {
-                let (legs, unplaced) = self.dial(leg, target, endpoint, registrar, now);
-                Some(Reply::Placed { legs, unplaced })
-            }
+            Question::Place(target) => Some(self.dial(leg, target, endpoint, registrar, now)),
             _ => {
                 if let Some(reply) =
                     call_effects::room_question(&self.shared, leg, &question, &self.call_events)
@@ -804,9 +811,12 @@ impl CallControl {
         endpoint: &mut SipEndpoint,
         registrar: &RegistrarService,
         now: Instant,
-    ) -> (Vec<LegId>, usize) {
+    ) -> Reply {
         let Some(caller) = self.legs.get(&leg) else {
-            return (Vec::new(), 0);
+            return Reply::Placed {
+                legs: Vec::new(),
+                unplaced: 0,
+            };
         };
         let (from_user, from_name) = (caller.caller.clone(), caller.caller_name.clone());
         let mut trunk_used: Option<String> = None;
@@ -860,11 +870,12 @@ impl CallControl {
                     .trunks
                     .outbound_call(trunk, number, &from_user, from_name, &active)
                 {
-                    Some((call, used)) => {
+                    Ok(Some((call, used))) => {
                         trunk_used = Some(used);
                         vec![call]
                     }
-                    None => Vec::new(),
+                    Ok(None) => Vec::new(),
+                    Err(crate::trunk_service::Barred) => return Reply::Barred,
                 }
             }
             dialplan::DialTarget::Group(_) => {
@@ -893,7 +904,10 @@ impl CallControl {
         if let Some(l) = self.legs.get_mut(&leg) {
             l.contacts_rung = l.contacts_rung.saturating_add(rung);
         }
-        (placed, unplaced)
+        Reply::Placed {
+            legs: placed,
+            unplaced,
+        }
     }
 
     /// Sends one INVITE for `parent`, with an offer of all our codecs on fresh ports, the

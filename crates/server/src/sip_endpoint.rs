@@ -354,6 +354,22 @@ impl SipEndpoint {
         self.respond(&key, ringing, now);
     }
 
+    /// Sends 183 Session Progress with `sdp` on an early leg we received: the caller hears
+    /// our media (an announcement) before, or instead of, an answer.
+    pub fn early_media(&mut self, leg: LegId, sdp: Vec<u8>, now: Instant) {
+        let Some(l) = self
+            .legs
+            .get_mut(&leg)
+            .filter(|l| l.state == LegState::Early && !l.outbound)
+        else {
+            return;
+        };
+        let mut progress = msg::response_to(&l.invite, 183, None, Some(&l.local_tag));
+        msg::set_body(&mut progress, SDP, sdp);
+        let key = l.invite_key.clone();
+        self.respond(&key, progress, now);
+    }
+
     /// Answers an early leg with 200 OK carrying `sdp`, which becomes our session
     /// description for refreshes.
     pub fn answer(&mut self, leg: LegId, sdp: Vec<u8>, now: Instant) {

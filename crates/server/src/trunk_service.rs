@@ -20,6 +20,10 @@ use trunks::{Password, Trunk, TrunkConfig, TrunkMode};
 
 use crate::sip_endpoint::{OutboundCall, SipEndpoint};
 
+/// A call out refused by the caller's call classes (toll-fraud protection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Barred;
+
 /// The trunks in force, their carriers' addresses and their state.
 #[derive(Default)]
 pub struct TrunkSet {
@@ -195,11 +199,11 @@ impl TrunkSet {
         from_user: &str,
         from_name: Option<String>,
         active: &dyn Fn(&str) -> u32,
-    ) -> Option<(OutboundCall, String)> {
+    ) -> Result<Option<(OutboundCall, String)>, Barred> {
         let chain = self.config.failover_chain(trunk_name);
         if chain.is_empty() {
             tracing::warn!(trunk = %trunk_name, "dial: no such trunk");
-            return None;
+            return Ok(None);
         }
         let emergency = self
             .config
@@ -224,44 +228,49 @@ impl TrunkSet {
         };
         let trunk = chain.iter().find(usable).unwrap_or(&chain[0]);
         let trunk_name = trunk.name.as_str();
-        let index = self
-            .config
-            .trunks
-            .iter()
-            .position(|t| t.name == trunk.name)?;
+        let Some(index) = self.config.trunks.iter().position(|t| t.name == trunk.name) else {
+            return Ok(None);
+        };
         let classified = match self.config.numbering.dialled(number) {
             Ok(classified) => classified,
             Err(err) => {
                 tracing::info!(trunk = %trunk_name, %number, "dial: not a number to call out: {err}");
-                return None;
+                return Ok(None);
             }
         };
         if !trunks::AllowedClasses::default().allows(classified.class) {
             tracing::warn!(trunk = %trunk_name, %number, class = %classified.reason, "dial: number class barred; not called");
-            return None;
+            return Err(Barred);
         }
         let Some(dial_string) = trunk.numbers.dial_string(&classified.dialled) else {
             tracing::info!(trunk = %trunk_name, %number, "dial: an internal number does not go out");
-            return None;
+            return Ok(None);
         };
-        let addr = self.registrar_of(index)?;
+        let Some(addr) = self.registrar_of(index) else {
+            return Ok(None);
+        };
         let transport = match trunk.transport {
             trunks::Transport::Tcp => TransportKind::Tcp,
             trunks::Transport::Udp => TransportKind::Udp,
             trunks::Transport::Tls => {
                 tracing::error!(trunk = %trunk_name, "TLS trunks are not available yet");
-                return None;
+                return Ok(None);
             }
         };
         let (domain_uri, registration) = match &trunk.mode {
             TrunkMode::Register(registration) => {
                 (registration.registrar.as_str(), Some(registration))
             }
-            TrunkMode::Ip { .. } => (trunk.proxy.as_ref()?.as_str(), None),
+            TrunkMode::Ip { .. } => match trunk.proxy.as_ref() {
+                Some(proxy) => (proxy.as_str(), None),
+                None => return Ok(None),
+            },
         };
-        let domain = sip::message::parse_uri(domain_uri)?
-            .host_with_port
-            .to_string();
+        let Some(domain) =
+            sip::message::parse_uri(domain_uri).map(|u| u.host_with_port.to_string())
+        else {
+            return Ok(None);
+        };
         // Who we say is calling: the caller's own direct-dial number when the extension fits
         // the trunk's block, else the trunk's fixed number (or the registered account).
         let own_number = trunk.numbers.did_block.as_ref().and_then(|block| {
@@ -314,7 +323,7 @@ impl TrunkSet {
             headers,
             credentials,
         };
-        Some((call, trunk.name.clone()))
+        Ok(Some((call, trunk.name.clone())))
     }
 
     fn registrar_of(&self, index: usize) -> Option<SocketAddr> {

@@ -94,10 +94,20 @@ pub enum SipAction {
     Answer,
     /// Refuse the unanswered caller with this status.
     Reject(u16),
+    /// Refuse the unanswered caller with `status`, for `reason` (the call record's words).
+    Refuse {
+        /// The final response.
+        status: u16,
+        /// Why.
+        reason: &'static str,
+    },
     /// End the caller's leg (BYE).
     Hangup,
     /// Tell the caller it rings (180).
     Ring,
+    /// Let the unanswered caller hear our media (183 with our SDP): an announcement
+    /// before a refusal.
+    EarlyMedia,
     /// Stop ringing, or hang up, a leg placed for the caller.
     Cancel {
         /// The placed leg.
@@ -181,7 +191,7 @@ pub enum Question {
     Play(String),
     /// Play this prompt on top of the room's audio: [`Reply::Started`].
     Overlay(String),
-    /// Ring `target`'s reachable contacts: [`Reply::Placed`].
+    /// Ring `target`'s reachable contacts: [`Reply::Placed`], or [`Reply::Barred`].
     Place(DialTarget),
     /// The stored room of this number: [`Reply::Room`].
     RoomGet(String),
@@ -227,6 +237,8 @@ pub enum Reply {
         /// Contacts no INVITE could be sent to.
         unplaced: usize,
     },
+    /// The number may not be called from this line: nobody was rung.
+    Barred,
     /// The stored room, or why the store could not say.
     Room(Result<Option<store::Room>, String>),
     /// The PIN check, or why the store could not do it.

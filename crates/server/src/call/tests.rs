@@ -594,3 +594,23 @@ fn the_caller_hanging_up_while_it_rings_ends_the_call() {
     assert_eq!(h.input(Input::Hangup), [finished("caller hung up")]);
     assert_eq!(h.call.poll_timeout(), None);
 }
+
+#[test]
+fn a_barred_number_is_announced_as_early_media_and_refused_with_403() {
+    let (mut h, _) = Harness::start(dial_user());
+    assert_eq!(
+        h.reply(Reply::Barred),
+        [sip(SipAction::EarlyMedia), play("number-barred")]
+    );
+    h.reply(Reply::Started(true));
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [
+            sip(SipAction::Refuse {
+                status: 403,
+                reason: "refused: number barred"
+            }),
+            finished("refused: number barred"),
+        ]
+    );
+}

@@ -46,6 +46,7 @@ impl CallLogic {
     ) -> Result<Option<LegId>, Stop> {
         let (legs, unplaced) = match self.io.ask(Question::Place(target.clone())).await {
             Reply::Placed { legs, unplaced } => (legs, unplaced),
+            Reply::Barred => return self.barred(target).await,
             _ => (Vec::new(), 1),
         };
         tracing::info!(%target, contacts = legs.len(), "dial: ringing");
@@ -99,6 +100,26 @@ impl CallLogic {
                 Some(Input::Notice(_) | Input::Media(_)) => ForkStep::Wait,
             };
         }
+    }
+
+    /// Toll-fraud protection said no: the caller hears why (early media, so the call is
+    /// never answered and nothing is charged) and gets 403.
+    async fn barred(&mut self, target: &dialplan::DialTarget) -> Result<Option<LegId>, Stop> {
+        tracing::info!(%target, "dial: number barred for this caller; 403");
+        if !self.answered {
+            self.sip(SipAction::EarlyMedia);
+        }
+        self.play("number-barred").await?;
+        const REASON: &str = "refused: number barred";
+        self.sip(if self.answered {
+            SipAction::Hangup
+        } else {
+            SipAction::Refuse {
+                status: 403,
+                reason: REASON,
+            }
+        });
+        Err(Stop::EndedByUs(REASON))
     }
 
     fn cancel_all(&self, legs: Vec<LegId>, reason: &'static str) {
