@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use support::{
     Baresip, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok, call_records,
-    heard_share, plans_with, read_wav, rms, scenario, sipp, wait_until, with_registered_phones,
+    heard_share, plans_with, read_wav, rms, scenario, sipp, user_cli, wait_until,
+    with_registered_phones,
 };
 
 /// The carrier sits at 10.99.0.5; DIDs are +49 711 12345 plus three digits.
@@ -338,12 +339,40 @@ max-calls = 10
 
 #[test]
 fn a_premium_number_is_refused_with_an_announcement_and_403_and_never_dialled() {
+    // 0900: premium rate, barred by default (toll fraud dials these).
+    assert_refused_as_barred("trunk-barred", &[], "sip:09001234567@10.99.0.1");
+}
+
+#[test]
+fn a_user_allowed_internal_calls_only_is_refused_a_local_number_with_an_announcement_and_403() {
+    // 0711 987654 is local, which the default set allows: a default user's call to it goes
+    // out through the same plan (a_staff_call_out_goes_through_the_carrier_...); this user's
+    // own classes bar it.
+    assert_refused_as_barred(
+        "trunk-user-classes",
+        &["--calls", "internal"],
+        "sip:0711987654@10.99.0.1",
+    );
+}
+
+/// User 101 (added with `add_flags`) dials `uri` through the DID plan: the call is refused
+/// with the `number-barred` announcement as early media and 403, and nothing is rung.
+fn assert_refused_as_barred(label: &str, add_flags: &[&str], uri: &str) {
     let ns = Netns::new();
-    let dir = TempDir::new("trunk-barred");
+    let dir = TempDir::new(label);
     let trunks = trunks_file(&dir);
     let plans = did_plans();
-    let data = TempDir::new("trunk-barred-data");
-    add_user(data.path(), "101", "geheim123");
+    let data = TempDir::new(&format!("{label}-data"));
+    let mut add = vec![
+        "add",
+        "101",
+        "--name",
+        "Sachbearbeitung 101",
+        "--password",
+        "geheim123",
+    ];
+    add.extend_from_slice(add_flags);
+    user_cli(data.path(), &add);
     let server = Server::start_with_data(
         Some(&ns),
         &[
@@ -355,13 +384,12 @@ fn a_premium_number_is_refused_with_an_announcement_and_403_and_never_dialled() 
         data,
     );
     let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
-    // 0900: premium rate, barred by default (toll fraud dials these).
-    let out = caller.call(&ns, "sip:09001234567@10.99.0.1", 8);
+    let out = caller.call(&ns, uri, 8);
     let calls = call_records(&server, 1);
     let [call] = calls.as_slice() else {
         panic!("one call record expected: {calls:#?}\n{}", server.log());
     };
-    assert_eq!(call.final_status, 403, "{call:#?}\n{out}");
+    assert_eq!(call.final_status, 403, "{call:#?}\n{out}\n{}", server.log());
     assert!(!call.answered, "{call:#?}");
     assert_eq!(call.end_reason, "refused: number barred", "{call:#?}");
     assert_eq!(call.contacts_rung, 0, "{call:#?}");

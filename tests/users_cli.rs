@@ -166,10 +166,10 @@ fn add_list_show_passwd_and_del_round_trip() {
     let list = ok(&data, &["list"]);
     assert_eq!(
         list,
-        "EXTENSION  NAME        ALLOWED FROM                REGISTERED  LANGUAGE\n\
-         101        Bürgerbüro  10.8.0.0/16,192.168.5.0/24  1/3         de\n\
-         102        IT          anywhere                    0/5         en\n\
-         103        Standesamt  anywhere                    0/5         de\n"
+        "EXTENSION  NAME        ALLOWED FROM                REGISTERED  LANGUAGE  CALLS\n\
+         101        Bürgerbüro  10.8.0.0/16,192.168.5.0/24  1/3         de        default\n\
+         102        IT          anywhere                    0/5         en        default\n\
+         103        Standesamt  anywhere                    0/5         de        default\n"
     );
 
     let before = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
@@ -179,6 +179,7 @@ fn add_list_show_passwd_and_del_round_trip() {
         "realm         amtsleitung\n",
         "allowed from  10.8.0.0/16,192.168.5.0/24\n",
         "max contacts  3\n",
+        "calls out     internal, local, national, mobile, special (default; emergency always allowed)\n",
         "registered    1 contact(s)\n",
         "  sip:101@192.168.178.20:5060\n    from 10.8.0.7:40123 over udp, expires in ",
         "user agent Yealink SIP-T46U",
@@ -362,5 +363,156 @@ fn import_stores_a_good_file_and_nothing_of_a_file_with_a_bad_row() {
     ] {
         assert!(err.contains(expected), "{expected:?} missing in:\n{err}");
     }
+    assert_eq!(extensions(&store), ["201", "202", "203"]);
+}
+
+#[test]
+fn call_classes_are_set_at_add_changed_shown_and_unknown_names_refused() {
+    let dir = TempDir::new("users-cli-calls");
+    let data = dir.path().join("data");
+    let out = ok(
+        &data,
+        &[
+            "add",
+            "101",
+            "--name",
+            "Bürgerbüro",
+            "--password",
+            "geheim123",
+            "--calls",
+            "national,internal,local",
+        ],
+    );
+    assert_eq!(
+        out,
+        "user 101 added (Bürgerbüro, from anywhere, up to 5 contacts, language de, calls out: internal, local, national)\n\
+         note: emergency calls (110, 112) stay allowed; they cannot be barred\n"
+    );
+    ok(
+        &data,
+        &["add", "102", "--name", "IT", "--password", "geheim123"],
+    );
+    let store = Store::open(&data).unwrap();
+    let classes = |extension: &str| {
+        store
+            .user_get(DEFAULT_DOMAIN, extension)
+            .unwrap()
+            .unwrap()
+            .call_classes
+    };
+    let names = |list: &[&str]| Some(list.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>());
+    assert_eq!(classes("101"), names(&["internal", "local", "national"]));
+    assert_eq!(classes("102"), None, "no --calls: the default set");
+    assert!(
+        ok(&data, &["show", "101"])
+            .contains("calls out     internal, local, national (emergency always allowed)\n")
+    );
+    let list = ok(&data, &["list"]);
+    assert!(
+        list.lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("internal,local,national")
+            && list.lines().nth(2).unwrap().ends_with("default"),
+        "{list}"
+    );
+
+    assert_eq!(
+        ok(
+            &data,
+            &["calls", "101", "internal,local,national,mobile,emergency"]
+        ),
+        "user 101 may call out: internal, local, national, mobile (emergency always allowed)\n\
+         note: emergency calls (110, 112) are always allowed; \"emergency\" need not be listed\n"
+    );
+    assert_eq!(
+        classes("101"),
+        names(&["internal", "local", "national", "mobile"])
+    );
+    assert_eq!(
+        ok(&data, &["calls", "101", "--default"]),
+        "user 101 may call out: internal, local, national, mobile, special (default; emergency always allowed)\n"
+    );
+    assert_eq!(classes("101"), None);
+    ok(&data, &["calls", "102", "internal"]);
+    assert_eq!(classes("102"), names(&["internal"]));
+
+    // Unknown names: one line naming the bad word and the known ones; nothing changes.
+    let err = fails(&data, &["calls", "102", "internal,premuim"]);
+    assert_eq!(
+        err,
+        "amtsleitung: unknown call class \"premuim\"; known: emergency, internal, local, national, mobile, international, special, shared-cost, premium\n"
+    );
+    let err = fails(&data, &["calls", "102", "emergency"]);
+    assert!(err.contains("no call class given"), "{err}");
+    assert_eq!(classes("102"), names(&["internal"]));
+    let err = fails(
+        &data,
+        &[
+            "add",
+            "103",
+            "--name",
+            "A",
+            "--password",
+            "geheim123",
+            "--calls",
+            "local,satellite",
+        ],
+    );
+    assert!(err.contains("unknown call class \"satellite\""), "{err}");
+    assert_eq!(extensions(&store), ["101", "102"], "103 not added");
+    assert_eq!(
+        fails(&data, &["calls", "109", "local"]),
+        "amtsleitung: no user 109\n"
+    );
+    // Neither a list nor --default, or both: clap refuses, exit 2.
+    assert_eq!(run(&data, &["calls", "101"]).0, 2);
+    assert_eq!(run(&data, &["calls", "101", "local", "--default"]).0, 2);
+}
+
+#[test]
+fn import_reads_an_optional_calls_column_and_names_a_bad_class_with_its_line() {
+    let dir = TempDir::new("users-cli-import-calls");
+    let data = dir.path().join("data");
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "extension,name,password,calls\n\
+         201,Bauamt,geheim-201,internal;local\n\
+         202,Kämmerei,geheim-202,\n\
+         203,Bürgermeisterin,geheim-203,\"internal local national mobile international\"\n",
+    )
+    .unwrap();
+    ok(&data, &["import", good.to_str().unwrap()]);
+    let store = Store::open(&data).unwrap();
+    let classes = |extension: &str| {
+        store
+            .user_get(DEFAULT_DOMAIN, extension)
+            .unwrap()
+            .unwrap()
+            .call_classes
+            .map(|c| c.join(","))
+    };
+    assert_eq!(classes("201").as_deref(), Some("internal,local"));
+    assert_eq!(classes("202"), None, "empty field: the default set");
+    assert_eq!(
+        classes("203").as_deref(),
+        Some("internal,local,national,mobile,international")
+    );
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "extension,name,password,calls\n\
+         301,Personalamt,geheim-301,local\n\
+         302,Sozialamt,geheim-302,local;premuim\n",
+    )
+    .unwrap();
+    let err = fails(&data, &["import", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("1 bad row, nothing imported")
+            && err.contains("line 3: unknown call class \"premuim\"; known: emergency"),
+        "{err}"
+    );
     assert_eq!(extensions(&store), ["201", "202", "203"]);
 }

@@ -30,6 +30,7 @@ use crate::media_worker::{
 use crate::registrar::{Caller, CallerRefusal, RegistrarService};
 use crate::shared::Shared;
 use crate::sip_endpoint::{Incoming, LegEvent, MEDIA_TIMEOUT, OutboundCall, SipEndpoint};
+use crate::trunk_service::CallerClasses;
 
 /// Codecs we offer and accept, best first (the answer follows the offerer's order).
 const OUR_CODECS: &[Codec] = &[Codec::Opus, Codec::G722, Codec::Pcma, Codec::Pcmu];
@@ -80,6 +81,8 @@ struct CallLeg {
     /// The caller's name: from the directory for one of our users, else its From header's
     /// display name, if any.
     caller_name: Option<String>,
+    /// What the caller may call out through a trunk, and which user that is.
+    call_classes: CallerClasses,
     callee: String,
     started_wall_ms: i64,
     media: MediaSession,
@@ -612,8 +615,21 @@ impl CallControl {
             }
         };
         let from_header = msg::header_value(&request, "From");
+        let call_classes = match &identity {
+            Caller::User {
+                extension,
+                call_classes,
+                ..
+            } => CallerClasses {
+                user: Some(extension.clone()),
+                allowed: call_classes.clone(),
+            },
+            Caller::Trusted | Caller::Unidentified => CallerClasses::not_a_user(),
+        };
         let (caller, caller_name) = match &identity {
-            Caller::User { extension, name } => (
+            Caller::User {
+                extension, name, ..
+            } => (
                 extension.clone(),
                 Some(name.clone()).filter(|n| !n.is_empty()),
             ),
@@ -751,6 +767,7 @@ impl CallControl {
                 call_id: call_id.clone(),
                 caller: caller.clone(),
                 caller_name,
+                call_classes,
                 callee: callee.clone(),
                 started_wall_ms: jiff::Timestamp::now().as_millisecond(),
                 media: MediaSession {
@@ -819,6 +836,7 @@ impl CallControl {
             };
         };
         let (from_user, from_name) = (caller.caller.clone(), caller.caller_name.clone());
+        let call_classes = caller.call_classes.clone();
         let mut trunk_used: Option<String> = None;
         let calls: Vec<OutboundCall> = match target {
             dialplan::DialTarget::User(extension) => registrar
@@ -865,11 +883,14 @@ impl CallControl {
                         .count();
                     u32::try_from(carried).unwrap_or(u32::MAX)
                 };
-                match self
-                    .shared
-                    .trunks
-                    .outbound_call(trunk, number, &from_user, from_name, &active)
-                {
+                match self.shared.trunks.outbound_call(
+                    trunk,
+                    number,
+                    &from_user,
+                    from_name,
+                    &call_classes,
+                    &active,
+                ) {
                     Ok(Some((call, used))) => {
                         trunk_used = Some(used);
                         vec![call]

@@ -4,6 +4,7 @@
 //! crates (`sip`, `media`, `dialplan`, `store`).
 
 mod call;
+mod call_classes;
 mod call_control;
 mod call_effects;
 mod call_event;

@@ -105,6 +105,8 @@ pub enum Caller {
         extension: String,
         /// The user's display name from the directory (the phone's From is not believed).
         name: String,
+        /// What the user may call out through a trunk.
+        call_classes: trunks::AllowedClasses,
     },
     /// A trusted network (`[security] trusted-networks`: a trunk, a proxy in front): its From
     /// header is taken as it is.
@@ -405,6 +407,7 @@ impl RegistrarService {
                 return Ok(Caller::User {
                     extension: credentials.username,
                     name: user.display_name,
+                    call_classes: user.call_classes,
                 });
             }
             Ok(None) => {}
@@ -414,12 +417,18 @@ impl RegistrarService {
             }
         }
         if let Some(extension) = self.registered_over(request, from, now) {
-            let name = self
+            // A user deleted since its phone registered gets the default set, as any caller
+            // that is not a user does.
+            let (name, call_classes) = self
                 .users
                 .get(&extension)
-                .map(|u| u.display_name)
+                .map(|u| (u.display_name, u.call_classes))
                 .unwrap_or_default();
-            return Ok(Caller::User { extension, name });
+            return Ok(Caller::User {
+                extension,
+                name,
+                call_classes,
+            });
         }
         Ok(if self.is_trusted(source) {
             Caller::Trusted

@@ -24,6 +24,26 @@ use crate::sip_endpoint::{OutboundCall, SipEndpoint};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Barred;
 
+/// Whose call classes a call out is held to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerClasses {
+    /// The calling user's extension; `None` for a caller that is not one of our users (a
+    /// trusted network), whose From header names nobody we could hold to a setting.
+    pub user: Option<String>,
+    /// What the caller may call: the user's own set, else the default set.
+    pub allowed: trunks::AllowedClasses,
+}
+
+impl CallerClasses {
+    /// A caller that is not a user: the default set.
+    pub fn not_a_user() -> Self {
+        Self {
+            user: None,
+            allowed: trunks::AllowedClasses::default(),
+        }
+    }
+}
+
 /// The trunks in force, their carriers' addresses and their state.
 #[derive(Default)]
 pub struct TrunkSet {
@@ -185,8 +205,8 @@ impl TrunkSet {
 
     /// The INVITE for calling `number` (as the dialplan wrote it) out through `trunk_name`
     /// for the caller `from_user`; `None` (logged) when the trunk or the number cannot take
-    /// the call: unknown trunk, an internal number, or a class barred by default (premium,
-    /// shared-cost and international numbers: the toll-fraud targets).
+    /// the call: unknown trunk or an internal number; `Err(Barred)` when the number's class
+    /// is not in the caller's call classes (`caller`; emergency numbers are always allowed).
     ///
     /// The call goes out on the first trunk of `trunk_name`'s failover chain that can take
     /// it: one whose carrier holds our registration (or that needs none) and that carries
@@ -198,6 +218,7 @@ impl TrunkSet {
         number: &str,
         from_user: &str,
         from_name: Option<String>,
+        caller: &CallerClasses,
         active: &dyn Fn(&str) -> u32,
     ) -> Result<Option<(OutboundCall, String)>, Barred> {
         let chain = self.config.failover_chain(trunk_name);
@@ -238,8 +259,12 @@ impl TrunkSet {
                 return Ok(None);
             }
         };
-        if !trunks::AllowedClasses::default().allows(classified.class) {
-            tracing::warn!(trunk = %trunk_name, %number, class = %classified.reason, "dial: number class barred; not called");
+        if !caller.allowed.allows(classified.class) {
+            let user = caller
+                .user
+                .as_deref()
+                .unwrap_or("(not a user: default classes)");
+            tracing::warn!(trunk = %trunk_name, %number, class = %classified.class, reason = %classified.reason, %user, "dial: number class barred for this caller; not called");
             return Err(Barred);
         }
         let Some(dial_string) = trunk.numbers.dial_string(&classified.dialled) else {

@@ -15,6 +15,8 @@ use store::{
     StoreError, User,
 };
 
+use crate::call_classes;
+
 /// A CSV file larger than this is not a town hall's staff list.
 const MAX_IMPORT_BYTES: u64 = 8 << 20;
 /// Bad rows listed one by one before the rest are only counted.
@@ -42,8 +44,13 @@ pub enum UserCommand {
         /// Prompt language: de or en.
         #[arg(long, default_value_t = Language::De)]
         language: Language,
+        /// Call classes the user may call out through a trunk, e.g. `internal,local,national`
+        /// (known: internal, local, national, mobile, international, special, shared-cost,
+        /// premium). Without it, the default set; emergency calls are always allowed.
+        #[arg(long, value_name = "CLASSES")]
+        calls: Option<String>,
     },
-    /// List users: extension, name, allowed networks, registered contacts, language.
+    /// List users: extension, name, allowed networks, registered contacts, language, calls.
     List,
     /// Show one user's settings and registered contacts.
     Show {
@@ -57,6 +64,18 @@ pub enum UserCommand {
         #[command(flatten)]
         password: PasswordSource,
     },
+    /// Set the call classes a user may call out through a trunk (toll-fraud protection), e.g.
+    /// `user calls 101 internal,local,national,mobile`, or `user calls 101 --default`.
+    Calls {
+        /// Extension.
+        extension: String,
+        /// Class names separated by commas (emergency calls are always allowed).
+        #[arg(required_unless_present = "default")]
+        classes: Option<String>,
+        /// Back to the default set: internal, local, national, mobile, special.
+        #[arg(long, conflicts_with = "classes")]
+        default: bool,
+    },
     /// Delete a user and its registrations.
     #[command(alias = "delete")]
     Del {
@@ -66,8 +85,11 @@ pub enum UserCommand {
     /// Add every user of a CSV file, or none when one row is bad.
     ///
     /// The file starts with a header line naming the columns, then one user per row:
-    /// extension,name,password[,allow][,max_contacts][,language]. Several networks go in one
-    /// quoted field: "10.8.0.0/16,192.168.5.0/24". Semicolons work as separators too.
+    /// extension,name,password[,allow][,max_contacts][,language][,calls]. Several networks go
+    /// in one quoted field: "10.8.0.0/16,192.168.5.0/24"; several call classes too, or
+    /// separated by semicolons or spaces: internal;local;national (empty: the default set).
+    /// Columns may be separated by semicolons as well (German Excel); then call classes are
+    /// separated by spaces or commas.
     Import {
         /// The CSV file (UTF-8).
         file: PathBuf,
@@ -149,11 +171,14 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             allow,
             max_contacts,
             language,
+            calls,
         } => {
+            let calls = calls.as_deref().map(call_classes::parse_list).transpose()?;
             let new = NewUser {
                 allowed_networks: allow,
                 max_contacts,
                 language,
+                call_classes: calls.as_ref().map(call_classes::ClassList::names),
                 ..NewUser::new(extension, name, password.read()?, now_ms)
             };
             // Checked before opening, so a typo does not create a database.
@@ -161,7 +186,11 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             let user = open(data_dir)?
                 .user_create(&new)
                 .map_err(|err| store_error("cannot add the user", err))?;
-            Ok(format!("{}\n", added_line(&user)))
+            let mut out = format!("{}\n", added_line(&user));
+            if let Some(calls) = calls {
+                out.push_str(&format!("{}\n", calls.emergency_note()));
+            }
+            Ok(out)
         }
         UserCommand::List => {
             if !exists {
@@ -202,6 +231,32 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
                 .user_set_password(DEFAULT_DOMAIN, &extension, &password, now_ms)
                 .map_err(|err| store_error("cannot change the password", err))?;
             Ok(format!("password of user {extension} changed\n"))
+        }
+        UserCommand::Calls {
+            extension,
+            classes,
+            default,
+        } => {
+            // clap makes sure one of the two is given.
+            let calls = match (classes, default) {
+                (Some(text), false) => Some(call_classes::parse_list(&text)?),
+                _ => None,
+            };
+            if !exists {
+                return Err(format!("no user {extension} ({})", no_database()));
+            }
+            let names = calls.as_ref().map(call_classes::ClassList::names);
+            let user = open(data_dir)?
+                .user_set_call_classes(DEFAULT_DOMAIN, &extension, names.as_deref(), now_ms)
+                .map_err(|err| store_error("cannot change the call classes", err))?;
+            let mut out = format!(
+                "user {extension} may call out: {}\n",
+                call_classes::describe(user.call_classes.as_deref())
+            );
+            if let Some(calls) = calls {
+                out.push_str(&format!("{}\n", calls.emergency_note()));
+            }
+            Ok(out)
         }
         UserCommand::Del { extension } => {
             if !exists {
@@ -327,16 +382,18 @@ enum Column {
     Allow,
     MaxContacts,
     Language,
+    Calls,
 }
 
 impl Column {
-    const ALL: [(&'static str, Column); 6] = [
+    const ALL: [(&'static str, Column); 7] = [
         ("extension", Column::Extension),
         ("name", Column::Name),
         ("password", Column::Password),
         ("allow", Column::Allow),
         ("max_contacts", Column::MaxContacts),
         ("language", Column::Language),
+        ("calls", Column::Calls),
     ];
 }
 
@@ -485,7 +542,7 @@ fn header_columns(header: &CsvRecord) -> Result<Vec<Column>, String> {
             .map(|(_, column)| *column)
             .ok_or_else(|| {
                 format!(
-                    "line {}: unknown column {name:?}; the header names columns among extension, name, password, allow, max_contacts, language",
+                    "line {}: unknown column {name:?}; the header names columns among extension, name, password, allow, max_contacts, language, calls",
                     header.line
                 )
             })?;
@@ -551,6 +608,10 @@ fn parse_row(fields: &[Vec<u8>], columns: &[Column], now_ms: i64) -> Result<NewU
                     .parse()
                     .map_err(|err: StoreError| err.to_string())?;
             }
+            Column::Calls if text.trim().is_empty() => {}
+            Column::Calls => {
+                user.call_classes = Some(call_classes::parse_list(text)?.names());
+            }
         }
     }
     Ok(user)
@@ -558,8 +619,12 @@ fn parse_row(fields: &[Vec<u8>], columns: &[Column], now_ms: i64) -> Result<NewU
 
 /// The one line that confirms an added user, without its password.
 fn added_line(user: &User) -> String {
+    let calls = match &user.call_classes {
+        None => String::new(),
+        Some(names) => format!(", calls out: {}", names.join(", ")),
+    };
     format!(
-        "user {} added ({}, from {}, up to {} contacts, language {})",
+        "user {} added ({}, from {}, up to {} contacts, language {}{calls})",
         user.extension,
         user.display_name,
         networks_text(&user.allowed_networks),
@@ -598,6 +663,7 @@ fn user_table(users: &[User], registered: &HashMap<String, u32>) -> String {
                     user.max_contacts
                 ),
                 user.language.to_string(),
+                call_classes::short(user.call_classes.as_deref()),
             ]
         })
         .collect();
@@ -608,6 +674,7 @@ fn user_table(users: &[User], registered: &HashMap<String, u32>) -> String {
             "ALLOWED FROM",
             "REGISTERED",
             "LANGUAGE",
+            "CALLS",
         ],
         &rows,
     )
@@ -649,6 +716,10 @@ fn user_details(user: &User, bindings: &[Binding], now_ms: i64) -> String {
     field("allowed from", &networks_text(&user.allowed_networks));
     field("max contacts", &user.max_contacts.to_string());
     field("language", user.language.as_str());
+    field(
+        "calls out",
+        &call_classes::describe(user.call_classes.as_deref()),
+    );
     field("created", &utc_time(user.created_at_ms));
     field("updated", &utc_time(user.updated_at_ms));
     field("registered", &format!("{} contact(s)", bindings.len()));
@@ -736,6 +807,41 @@ mod tests {
             "10.8.0.0/16,192.168.5.0/24"
         );
         assert_eq!((second.max_contacts, second.language), (2, Language::En));
+    }
+
+    #[test]
+    fn csv_calls_column_takes_a_list_or_nothing_and_names_a_bad_class() {
+        let parsed = parse(
+            "extension,name,password,calls\n\
+             101,A,geheim123,internal;local\n\
+             102,B,geheim123,\n\
+             103,C,geheim123,\"national, mobile special\"\n\
+             104,D,geheim123,internal;premuim\n",
+        );
+        let calls: Vec<Option<Vec<String>>> = parsed
+            .rows
+            .iter()
+            .map(|(_, u)| u.call_classes.clone())
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                Some(vec!["internal".to_owned(), "local".to_owned()]),
+                None,
+                Some(vec![
+                    "national".to_owned(),
+                    "mobile".to_owned(),
+                    "special".to_owned()
+                ]),
+            ]
+        );
+        assert_eq!(parsed.problems.len(), 1);
+        let (line, problem) = &parsed.problems[0];
+        assert_eq!(*line, 5);
+        assert!(
+            problem.starts_with("unknown call class \"premuim\"; known: emergency, internal"),
+            "{problem}"
+        );
     }
 
     #[test]
@@ -959,15 +1065,16 @@ mod tests {
             .user_create(&NewUser {
                 language: Language::En,
                 max_contacts: 2,
+                call_classes: Some(vec!["internal".into(), "local".into()]),
                 ..NewUser::new("1000", "IT", "geheim123", 0)
             })
             .unwrap();
         let table = user_table(&[a, b], &HashMap::from([("101".to_owned(), 2)]));
         assert_eq!(
             table,
-            "EXTENSION  NAME        ALLOWED FROM  REGISTERED  LANGUAGE\n\
-             101        Bürgerbüro  10.8.0.0/16   2/5         de\n\
-             1000       IT          anywhere      0/2         en\n"
+            "EXTENSION  NAME        ALLOWED FROM  REGISTERED  LANGUAGE  CALLS\n\
+             101        Bürgerbüro  10.8.0.0/16   2/5         de        default\n\
+             1000       IT          anywhere      0/2         en        internal,local\n"
         );
         assert_eq!(user_table(&[], &HashMap::new()), "no users\n");
     }
@@ -1024,6 +1131,7 @@ mod tests {
             allow: vec![],
             max_contacts: 5,
             language: Language::De,
+            calls: None,
         };
         assert!(
             execute(bad_add, &dir, NOW)

@@ -1,5 +1,5 @@
-//! The staff users as the signalling task needs them: credentials, allowed networks and
-//! limits, in memory, swapped whole when the store changes.
+//! The staff users as the signalling task needs them: credentials, allowed networks, limits
+//! and the call classes they may call out, in memory, swapped whole when the store changes.
 //!
 //! REGISTERs are answered on the signalling task, which must not wait for the database; the
 //! directory is read lock-free there and rebuilt on a blocking thread whenever another
@@ -30,6 +30,8 @@ pub struct DirectoryUser {
     pub allowed_networks: Vec<store::AllowedNetwork>,
     /// Most contacts at once.
     pub max_contacts: usize,
+    /// What the user may call out through a trunk (the default set without a setting).
+    pub call_classes: trunks::AllowedClasses,
 }
 
 impl DirectoryUser {
@@ -44,7 +46,12 @@ impl DirectoryUser {
                 Err(err) => tracing::error!(user = %user.extension, "stored HA1 unusable: {err}"),
             }
         }
+        let (call_classes, unknown) = crate::call_classes::of_stored(user.call_classes.as_deref());
+        if !unknown.is_empty() {
+            tracing::error!(user = %user.extension, unknown = ?unknown, "stored call classes unknown to this build; they allow nothing");
+        }
         Self {
+            call_classes,
             display_name: user.display_name.clone(),
             credentials,
             allowed_networks: user.allowed_networks.clone(),

@@ -27,9 +27,9 @@ pub use rooms::{
 };
 pub use users::{
     AllowedNetwork, DEFAULT_DOMAIN, DEFAULT_MAX_CONTACTS, DisplayNameProblem, Language,
-    MAX_ALLOWED_NETWORKS, MAX_CONTACTS_LIMIT, MAX_DISPLAY_NAME_CHARS, MAX_EXTENSION_DIGITS,
-    MAX_PASSWORD_CHARS, MIN_EXTENSION_DIGITS, MIN_PASSWORD_CHARS, NewUser, PasswordProblem, User,
-    ha1_md5, ha1_sha256,
+    MAX_ALLOWED_NETWORKS, MAX_CALL_CLASSES, MAX_CONTACTS_LIMIT, MAX_DISPLAY_NAME_CHARS,
+    MAX_EXTENSION_DIGITS, MAX_PASSWORD_CHARS, MIN_EXTENSION_DIGITS, MIN_PASSWORD_CHARS, NewUser,
+    PasswordProblem, User, ha1_md5, ha1_sha256,
 };
 
 /// What can go wrong with the store.
@@ -160,6 +160,12 @@ pub enum StoreError {
     /// A language other than the ones the prompts exist in.
     #[error("language {0:?} must be de or en")]
     InvalidLanguage(String),
+    /// A call class name that cannot be stored in the comma-separated column.
+    #[error("call class {0:?} must be lower-case letters and hyphens")]
+    InvalidCallClassName(String),
+    /// More call class names than there are classes.
+    #[error("at most {MAX_CALL_CLASSES} call classes per user, got {0}")]
+    TooManyCallClasses(usize),
     /// A user with this extension is already stored in the domain.
     #[error("user {} already exists", users::aor_text(domain, extension))]
     UserExists {
@@ -338,6 +344,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE call_record ADD COLUMN callee_round_trip_us INTEGER;
     ALTER TABLE call_record ADD COLUMN callee_rtcp_sent INTEGER;
     ALTER TABLE call_record ADD COLUMN callee_rtcp_received INTEGER;",
+    // 7: the call classes a user may call out through a trunk, comma-separated class names
+    // (NULL: the default set; the store does not know the names, the server checks them).
+    "ALTER TABLE sip_user ADD COLUMN call_classes TEXT;",
 ];
 
 /// One finished call, as written to the call log.
@@ -851,27 +860,32 @@ mod tests {
         assert_eq!(store.call_by_id("uri@x").unwrap(), Some(record));
     }
 
+    /// A data directory whose database has the schema of `version`, with `rows` inserted;
+    /// the directory is named after the version so tests of different versions do not meet.
+    fn database_at_version(version: usize, rows: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("amt-store-v{version}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = Connection::open(dir.join("amtsleitung.db")).unwrap();
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(rows).unwrap();
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        dir
+    }
+
     #[test]
     fn upgrading_a_version_5_database_keeps_its_call_records() {
         // Version 5 is the schema before calls kept their connected leg.
         const BEFORE_CONNECTED_LEG: usize = 5;
-        let dir = std::env::temp_dir().join(format!("amt-store-v5-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let conn = Connection::open(dir.join("amtsleitung.db")).unwrap();
-        for sql in &MIGRATIONS[..BEFORE_CONNECTED_LEG] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.execute(
+        let dir = database_at_version(
+            BEFORE_CONNECTED_LEG,
             "INSERT INTO call_record (call_id, caller, callee, started_at_ms, ended_at_ms, answered,
                  final_status, end_reason, packets_received, packets_sent, round_trip_us)
              VALUES ('old@x', '102', '101', 1, 2, 1, 200, 'callee hung up', 350, 349, 61000)",
-            [],
-        )
-        .unwrap();
-        conn.pragma_update(None, "user_version", BEFORE_CONNECTED_LEG as i64)
-            .unwrap();
-        drop(conn);
+        );
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         let old = store.call_by_id("old@x").unwrap().unwrap();
@@ -895,6 +909,35 @@ mod tests {
         assert_eq!(
             store.call_by_id("new@x").unwrap(),
             Some(sample_connected("new@x"))
+        );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn upgrading_a_version_6_database_keeps_its_users_on_the_default_call_classes() {
+        // Version 6 is the schema before users had call classes.
+        const BEFORE_CALL_CLASSES: usize = 6;
+        let dir = database_at_version(
+            BEFORE_CALL_CLASSES,
+            "INSERT INTO sip_user (domain, extension, display_name, realm, ha1_md5, ha1_sha256,
+                 allowed_networks, max_contacts, language, created_at_ms, updated_at_ms)
+             VALUES ('amtsleitung', '101', 'Bürgerbüro', 'amtsleitung', 'a', 'b', '', 5, 'de', 1, 2)",
+        );
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let old = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
+        assert_eq!(
+            (old.display_name.as_str(), old.updated_at_ms),
+            ("Bürgerbüro", 2)
+        );
+        assert_eq!(old.call_classes, None, "an existing user keeps the default");
+        let limited = store
+            .user_set_call_classes(DEFAULT_DOMAIN, "101", Some(&["internal".to_owned()]), 3)
+            .unwrap();
+        assert_eq!(
+            store.user_get(DEFAULT_DOMAIN, "101").unwrap(),
+            Some(limited)
         );
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -42,6 +42,10 @@ pub const DEFAULT_MAX_CONTACTS: u32 = 5;
 pub const MAX_CONTACTS_LIMIT: u32 = 20;
 /// Most allowed source networks per user.
 pub const MAX_ALLOWED_NETWORKS: usize = 16;
+/// Most call class names per user (there are nine classes; a few more leave room for new ones).
+pub const MAX_CALL_CLASSES: usize = 16;
+/// Longest call class name stored (`international` has 13 characters).
+const MAX_CALL_CLASS_CHARS: usize = 32;
 
 /// Language of the prompts a user hears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -197,6 +201,9 @@ pub struct NewUser {
     pub max_contacts: u32,
     /// Prompt language.
     pub language: Language,
+    /// Names of the call classes the user may call out through a trunk; `None`: the default
+    /// set. The store keeps the names only; what they mean is the server's (`trunks` crate).
+    pub call_classes: Option<Vec<String>>,
     /// Unix time in milliseconds of creation.
     pub created_at_ms: i64,
 }
@@ -218,6 +225,7 @@ impl NewUser {
             allowed_networks: Vec::new(),
             max_contacts: DEFAULT_MAX_CONTACTS,
             language: Language::default(),
+            call_classes: None,
             created_at_ms,
         }
     }
@@ -239,7 +247,8 @@ impl NewUser {
                 self.allowed_networks.len(),
             ));
         }
-        validate_max_contacts(self.max_contacts)
+        validate_max_contacts(self.max_contacts)?;
+        validate_call_classes(self.call_classes.as_deref())
     }
 }
 
@@ -255,6 +264,7 @@ impl std::fmt::Debug for NewUser {
             .field("allowed_networks", &self.allowed_networks)
             .field("max_contacts", &self.max_contacts)
             .field("language", &self.language)
+            .field("call_classes", &self.call_classes)
             .field("created_at_ms", &self.created_at_ms)
             .finish()
     }
@@ -281,6 +291,9 @@ pub struct User {
     pub max_contacts: u32,
     /// Prompt language.
     pub language: Language,
+    /// Names of the call classes the user may call out through a trunk; `None`: the default
+    /// set.
+    pub call_classes: Option<Vec<String>>,
     /// Unix time in milliseconds of creation.
     pub created_at_ms: i64,
     /// Unix time in milliseconds of the last change (password included).
@@ -307,6 +320,7 @@ impl std::fmt::Debug for User {
             .field("allowed_networks", &self.allowed_networks)
             .field("max_contacts", &self.max_contacts)
             .field("language", &self.language)
+            .field("call_classes", &self.call_classes)
             .field("created_at_ms", &self.created_at_ms)
             .field("updated_at_ms", &self.updated_at_ms)
             .finish()
@@ -419,6 +433,40 @@ fn validate_max_contacts(max: u32) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Class names go into one comma-separated column, so each must be a plain word; whether it
+/// names a class is for the server to say.
+fn validate_call_classes(classes: Option<&[String]>) -> Result<(), StoreError> {
+    let Some(classes) = classes else {
+        return Ok(());
+    };
+    if classes.len() > MAX_CALL_CLASSES {
+        return Err(StoreError::TooManyCallClasses(classes.len()));
+    }
+    for name in classes {
+        if name.is_empty()
+            || name.len() > MAX_CALL_CLASS_CHARS
+            || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+        {
+            return Err(StoreError::InvalidCallClassName(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn call_classes_to_column(classes: Option<&[String]>) -> Option<String> {
+    classes.map(|names| names.join(","))
+}
+
+/// `''` is an empty set (emergency calls only), which differs from NULL (the default set).
+fn call_classes_from_column(text: Option<String>) -> Option<Vec<String>> {
+    text.map(|text| {
+        text.split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
 fn networks_to_column(networks: &[AllowedNetwork]) -> String {
     networks
         .iter()
@@ -435,7 +483,7 @@ fn networks_from_column(text: &str) -> Result<Vec<AllowedNetwork>, StoreError> {
 }
 
 const USER_COLUMNS: &str = "domain, extension, display_name, realm, ha1_md5, ha1_sha256, \
-     allowed_networks, max_contacts, language, created_at_ms, updated_at_ms";
+     allowed_networks, max_contacts, language, created_at_ms, updated_at_ms, call_classes";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     // A value this build cannot read was written by hand or by a newer build: say which column.
@@ -460,6 +508,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         language: language.parse().map_err(|e| unreadable(8, e))?,
         created_at_ms: row.get(9)?,
         updated_at_ms: row.get(10)?,
+        call_classes: call_classes_from_column(row.get(11)?),
     })
 }
 
@@ -470,7 +519,7 @@ impl Store {
         let user = stored_user(new);
         let inserted = self.conn.execute(
             &format!(
-                "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT(domain, extension) DO NOTHING"
             ),
             params![
@@ -485,6 +534,7 @@ impl Store {
                 user.language.as_str(),
                 user.created_at_ms,
                 user.updated_at_ms,
+                call_classes_to_column(user.call_classes.as_deref()),
             ],
         )?;
         if inserted == 0 {
@@ -583,12 +633,7 @@ impl Store {
     ) -> Result<User, StoreError> {
         validate_password(password)?;
         let tx = self.conn.unchecked_transaction()?;
-        let mut user = self
-            .user_get(domain, extension)?
-            .ok_or_else(|| StoreError::NoSuchUser {
-                domain: domain.to_owned(),
-                extension: extension.to_owned(),
-            })?;
+        let mut user = self.user_existing(domain, extension)?;
         user.ha1_md5 = ha1_md5(extension, &user.realm, password);
         user.ha1_sha256 = ha1_sha256(extension, &user.realm, password);
         user.updated_at_ms = now_ms;
@@ -596,6 +641,37 @@ impl Store {
             "UPDATE sip_user SET ha1_md5 = ?3, ha1_sha256 = ?4, updated_at_ms = ?5
              WHERE domain = ?1 AND extension = ?2",
             params![domain, extension, user.ha1_md5, user.ha1_sha256, now_ms],
+        )?;
+        tx.commit()?;
+        Ok(user)
+    }
+
+    /// The stored user, or `NoSuchUser`.
+    fn user_existing(&self, domain: &str, extension: &str) -> Result<User, StoreError> {
+        self.user_get(domain, extension)?
+            .ok_or_else(|| StoreError::NoSuchUser {
+                domain: domain.to_owned(),
+                extension: extension.to_owned(),
+            })
+    }
+
+    /// Sets the call classes a user may call out through a trunk (`None`: the default set).
+    pub fn user_set_call_classes(
+        &self,
+        domain: &str,
+        extension: &str,
+        classes: Option<&[String]>,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        validate_call_classes(classes)?;
+        let tx = self.conn.unchecked_transaction()?;
+        let mut user = self.user_existing(domain, extension)?;
+        user.call_classes = classes.map(<[String]>::to_vec);
+        user.updated_at_ms = now_ms;
+        tx.execute(
+            "UPDATE sip_user SET call_classes = ?3, updated_at_ms = ?4
+             WHERE domain = ?1 AND extension = ?2",
+            params![domain, extension, call_classes_to_column(classes), now_ms],
         )?;
         tx.commit()?;
         Ok(user)
@@ -630,6 +706,7 @@ fn stored_user(new: &NewUser) -> User {
         allowed_networks: new.allowed_networks.clone(),
         max_contacts: new.max_contacts,
         language: new.language,
+        call_classes: new.call_classes.clone(),
         created_at_ms: new.created_at_ms,
         updated_at_ms: new.created_at_ms,
     }
@@ -710,7 +787,13 @@ mod tests {
     #[test]
     fn password_is_not_stored_anywhere_in_the_row() {
         let store = Store::open_in_memory().unwrap();
-        store.user_create(&user("101")).unwrap();
+        // Every column filled: a NULL would make the concatenation below NULL.
+        store
+            .user_create(&NewUser {
+                call_classes: Some(vec!["internal".into()]),
+                ..user("101")
+            })
+            .unwrap();
         let row: String = store
             .conn
             .query_row(
@@ -1040,6 +1123,95 @@ mod tests {
             !text.contains(&stored.ha1_md5) && !text.contains(&stored.ha1_sha256),
             "{text}"
         );
+    }
+
+    fn classes(names: &[&str]) -> Option<Vec<String>> {
+        Some(names.iter().map(|n| (*n).to_owned()).collect())
+    }
+
+    #[test]
+    fn call_classes_round_trip_with_none_as_the_default_and_empty_as_nothing() {
+        let store = Store::open_in_memory().unwrap();
+        let default = store.user_create(&user("101")).unwrap();
+        assert_eq!(default.call_classes, None);
+        let limited = store
+            .user_create(&NewUser {
+                call_classes: classes(&["internal", "local", "shared-cost"]),
+                ..user("102")
+            })
+            .unwrap();
+        let nothing = store
+            .user_create(&NewUser {
+                call_classes: classes(&[]),
+                ..user("103")
+            })
+            .unwrap();
+        assert_eq!(
+            store.user_get(DEFAULT_DOMAIN, "101").unwrap(),
+            Some(default)
+        );
+        assert_eq!(
+            store.user_get(DEFAULT_DOMAIN, "102").unwrap(),
+            Some(limited)
+        );
+        assert_eq!(
+            store.user_get(DEFAULT_DOMAIN, "103").unwrap(),
+            Some(nothing),
+            "an empty set stays empty and does not become the default"
+        );
+    }
+
+    #[test]
+    fn set_call_classes_changes_them_and_back_to_the_default() {
+        let store = Store::open_in_memory().unwrap();
+        let before = store.user_create(&user("101")).unwrap();
+        let changed = store
+            .user_set_call_classes(
+                DEFAULT_DOMAIN,
+                "101",
+                classes(&["internal", "mobile"]).as_deref(),
+                T0 + 7,
+            )
+            .unwrap();
+        assert_eq!(changed.call_classes, classes(&["internal", "mobile"]));
+        assert_eq!((changed.created_at_ms, changed.updated_at_ms), (T0, T0 + 7));
+        assert_eq!(changed.ha1_md5, before.ha1_md5, "password untouched");
+        assert_eq!(
+            store.user_get(DEFAULT_DOMAIN, "101").unwrap(),
+            Some(changed)
+        );
+        let reset = store
+            .user_set_call_classes(DEFAULT_DOMAIN, "101", None, T0 + 9)
+            .unwrap();
+        assert_eq!(reset.call_classes, None);
+        assert_eq!(store.user_get(DEFAULT_DOMAIN, "101").unwrap(), Some(reset));
+        assert!(matches!(
+            store.user_set_call_classes(DEFAULT_DOMAIN, "102", None, T0),
+            Err(StoreError::NoSuchUser { extension, .. }) if extension == "102"
+        ));
+    }
+
+    #[test]
+    fn call_class_names_that_would_break_the_column_are_refused() {
+        let store = Store::open_in_memory().unwrap();
+        for bad in ["", "local,premium", "Local", "local ", "pr\u{e4}mie"] {
+            let err = store
+                .user_create(&NewUser {
+                    call_classes: classes(&[bad]),
+                    ..user("101")
+                })
+                .unwrap_err();
+            assert!(
+                matches!(&err, StoreError::InvalidCallClassName(n) if n == bad),
+                "{bad:?}: {err:?}"
+            );
+        }
+        let many = vec!["local".to_owned(); MAX_CALL_CLASSES + 1];
+        assert!(matches!(
+            store.user_set_call_classes(DEFAULT_DOMAIN, "101", Some(&many), T0),
+            Err(StoreError::TooManyCallClasses(17))
+        ));
+        assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap(), vec![]);
     }
 
     #[test]
