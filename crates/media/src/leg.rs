@@ -136,16 +136,18 @@ pub struct Transmit {
 
 /// What a received datagram turned into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inbound<'a> {
+pub enum Inbound {
     /// Audio, now in the jitter buffer.
     Buffered,
     /// An RFC 4733 event packet; the key the first time its press is seen.
     KeyPress(Option<char>),
-    /// A packet for the connected leg (the leg relays, see [`MediaLeg::start_relay`]): pass
-    /// it to [`MediaLeg::relay_to`]. A key press is reported here too, once.
-    Relay {
-        /// The packet.
-        packet: Relayed<'a>,
+    /// The leg relays (see [`MediaLeg::start_relay`]): the packet was written into the relay
+    /// buffer as the connected leg's next packet, to send as `transmit` says (`None` when
+    /// that leg does not send now, took no RFC 4733 events, or the relay dropped it). A key
+    /// press is reported here too, once.
+    Relayed {
+        /// Where the rewritten packet goes, from the connected leg's port.
+        transmit: Option<Transmit>,
         /// The key the first time its press is seen.
         digit: Option<char>,
     },
@@ -155,13 +157,13 @@ pub enum Inbound<'a> {
     StrayRtcp,
 }
 
-/// A packet from the peer, to go out unchanged but for its header on the connected leg.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Relayed<'a> {
-    /// The packet as received.
-    pub packet: RtpPacketInfo<'a>,
-    /// It carries an RFC 4733 event (else audio in the shared codec).
-    pub key_press: bool,
+/// The leg a relaying leg's packets go out on, and the buffer to write them into.
+#[derive(Debug)]
+pub struct RelayTarget<'a> {
+    /// The connected leg (same codec).
+    pub leg: &'a mut MediaLeg,
+    /// Where the rewritten packet is written.
+    pub out: &'a mut [u8],
 }
 
 /// Why a received datagram was not taken.
@@ -452,8 +454,8 @@ impl MediaLeg {
     }
 
     /// From now on the peer's packets go out on the connected leg (which shares the codec)
-    /// as they come: [`receive`](Self::receive) reports them as [`Inbound::Relay`] instead of
-    /// buffering them.
+    /// as they come: [`receive`](Self::receive) writes them for the [`RelayTarget`] it is
+    /// given and reports [`Inbound::Relayed`] instead of buffering them.
     pub fn start_relay(&mut self) {
         self.relay = Some(RelayStream::new(self.codec.clock_rate()));
     }
@@ -484,14 +486,21 @@ impl MediaLeg {
     }
 
     /// Takes a datagram from the RTP port that came from `from` at `arrival` (`arrival_ntp`
-    /// on the wall clock, for RTCP on a shared port).
-    pub fn receive<'a>(
+    /// on the wall clock, for RTCP on a shared port). While the leg relays, the peer's RTP
+    /// goes out on `relay` (dropped without one).
+    // Inlined (as are the per-frame methods) so the worker's match on the outcome fuses
+    // with building it: callgrind counted 3 to 84 fewer instructions per packet or frame
+    // than out-of-line calls from the server crate. The relayed packet is written here, not
+    // handed back, for the same reason.
+    #[inline]
+    pub fn receive(
         &mut self,
-        datagram: &'a [u8],
+        datagram: &[u8],
         from: SocketAddr,
         arrival: Instant,
         arrival_ntp: u64,
-    ) -> Result<Inbound<'a>, InboundError> {
+        relay: Option<RelayTarget<'_>>,
+    ) -> Result<Inbound, InboundError> {
         if is_rtcp(datagram) {
             if !self.rtcp_mux {
                 return Ok(Inbound::StrayRtcp);
@@ -508,11 +517,8 @@ impl MediaLeg {
         if Some(rtp.payload_type) == self.telephone_event_pt {
             let digit = self.dtmf_in.push(rtp.timestamp, rtp.payload);
             if self.relay.is_some() {
-                let packet = Relayed {
-                    packet: rtp,
-                    key_press: true,
-                };
-                return Ok(Inbound::Relay { packet, digit });
+                let transmit = relay.and_then(|to| self.relay_to(to, &rtp, true));
+                return Ok(Inbound::Relayed { transmit, digit });
             }
             return Ok(Inbound::KeyPress(digit));
         }
@@ -526,12 +532,9 @@ impl MediaLeg {
             self.remote = Some(from);
         }
         if self.relay.is_some() {
-            let packet = Relayed {
-                packet: rtp,
-                key_press: false,
-            };
-            return Ok(Inbound::Relay {
-                packet,
+            let transmit = relay.and_then(|to| self.relay_to(to, &rtp, false));
+            return Ok(Inbound::Relayed {
+                transmit,
                 digit: None,
             });
         }
@@ -565,17 +568,19 @@ impl MediaLeg {
         Ok(received)
     }
 
-    /// Writes `relayed`, a packet the connected leg received, into `out` as the next packet
-    /// of this leg's stream (see [`RelayStream`]); `None` when this leg does not send now,
-    /// took no RFC 4733 events, or the relay drops the packet.
-    pub fn relay_to(
+    /// Writes `packet` from our peer into `target.out` as the next packet of the connected
+    /// leg's stream (see [`RelayStream`]); `None` when that leg does not send now, took no
+    /// RFC 4733 events, or the relay drops the packet.
+    #[inline]
+    fn relay_to(
         &mut self,
-        peer: &mut MediaLeg,
-        relayed: &Relayed<'_>,
-        out: &mut [u8],
+        target: RelayTarget<'_>,
+        packet: &RtpPacketInfo<'_>,
+        key_press: bool,
     ) -> Option<Transmit> {
+        let RelayTarget { leg: peer, out } = target;
         let stream = self.relay.as_mut()?;
-        let payload_type = if relayed.key_press {
+        let payload_type = if key_press {
             peer.telephone_event_pt?
         } else {
             peer.payload_type
@@ -583,7 +588,7 @@ impl MediaLeg {
         let to = peer.remote.filter(|_| peer.send)?;
         let ticks = peer.rtp_ticks_per_frame;
         let len = stream
-            .forward(&relayed.packet, payload_type, ticks, &mut peer.sender, out)
+            .forward(packet, payload_type, ticks, &mut peer.sender, out)
             .ok()??;
         Some(Transmit {
             port: LegPort::Rtp,
@@ -630,6 +635,7 @@ impl MediaLeg {
     /// This tick's frame outside a room: decodes what the peer sent (the echo needs it),
     /// makes silence, the echo or the prompt, and writes it as the next RTP packet into
     /// `out`.
+    #[inline]
     pub fn produce(
         &mut self,
         now: Instant,
@@ -661,6 +667,7 @@ impl MediaLeg {
     /// This tick's frame in a room: what the room made for the leg, or the room's mix with
     /// the overlay or the alone tone on top (encoded with the leg's own encoder while that
     /// lasts).
+    #[inline]
     pub fn room_frame(
         &mut self,
         room: RoomFrame<'_>,
@@ -773,6 +780,7 @@ impl MediaLeg {
         Some(Transmit { port, to, len })
     }
 
+    #[inline]
     fn encode_and_write(
         &mut self,
         pcm: &[i16],
@@ -789,6 +797,7 @@ impl MediaLeg {
 
     /// Writes `payload` as the next RTP packet, unless a key press is being sent: its event
     /// packet takes the frame's place.
+    #[inline]
     fn write_payload(&mut self, payload: &[u8], out: &mut [u8]) -> Option<Transmit> {
         let to = self.remote.filter(|_| self.send)?;
         let len = if self.dtmf_out.is_some() || !self.dtmf_queue.is_empty() {
@@ -985,13 +994,16 @@ mod tests {
         let (mut leg, t0) = answered();
         let mut heard = [1i16; MAX_FRAME_SAMPLES];
         let first = rtp(PCMU, 1, 0, &[0x00; 160]);
-        assert_eq!(leg.receive(&first, nat(), t0, 0), Ok(Inbound::Buffered));
+        assert_eq!(
+            leg.receive(&first, nat(), t0, 0, None),
+            Ok(Inbound::Buffered)
+        );
         // The buffer waits out its minimum delay: this tick plays silence.
         assert_eq!(leg.decode(t0, &mut heard, |_| false), Heard::Pcm(160, None));
         assert!(heard[..160].iter().all(|s| *s == 0));
         let second = rtp(PCMU, 2, 160, &[0xFF; 160]);
         assert_eq!(
-            leg.receive(&second, nat(), at(t0, 20), 0),
+            leg.receive(&second, nat(), at(t0, 20), 0, None),
             Ok(Inbound::Buffered)
         );
         assert_eq!(
@@ -1034,10 +1046,10 @@ mod tests {
         let (mut leg, t0) = answered();
         leg.set_mode(MediaMode::Echo);
         let mut scratch = FrameScratch::new();
-        leg.receive(&rtp(PCMU, 1, 0, &[0x10; 160]), nat(), t0, 0)
+        leg.receive(&rtp(PCMU, 1, 0, &[0x10; 160]), nat(), t0, 0, None)
             .expect("taken");
         sent_frame(&mut leg, t0, &mut scratch);
-        leg.receive(&rtp(PCMU, 2, 160, &[0x20; 160]), nat(), at(t0, 20), 0)
+        leg.receive(&rtp(PCMU, 2, 160, &[0x20; 160]), nat(), at(t0, 20), 0, None)
             .expect("taken");
         let (.., payload) = sent_frame(&mut leg, at(t0, 20), &mut scratch);
         assert_eq!(payload, vec![0x10; 160]);
@@ -1066,7 +1078,7 @@ mod tests {
     #[test]
     fn rtp_from_another_address_becomes_where_we_send() {
         let (mut leg, t0) = answered();
-        leg.receive(&rtp(PCMU, 1, 0, &[0xFF; 160]), nat(), t0, 0)
+        leg.receive(&rtp(PCMU, 1, 0, &[0xFF; 160]), nat(), t0, 0, None)
             .expect("taken");
         assert_eq!(leg.remote(), Some(nat()));
         let (transmit, ..) = sent_frame(&mut leg, t0, &mut FrameScratch::new());
@@ -1080,7 +1092,7 @@ mod tests {
     fn a_leg_on_hold_does_not_learn_addresses() {
         let (mut leg, t0) = leg_with(&config());
         leg.set_remote(remote(false, false), t0);
-        leg.receive(&rtp(PCMU, 1, 0, &[0xFF; 160]), nat(), t0, 0)
+        leg.receive(&rtp(PCMU, 1, 0, &[0xFF; 160]), nat(), t0, 0, None)
             .expect("taken");
         leg.receive_rtcp(&receiver_report(), nat(), t0, 0)
             .expect("a report");
@@ -1101,7 +1113,7 @@ mod tests {
         ];
         let digits: Vec<_> = packets
             .iter()
-            .map(|p| leg.receive(p, nat(), t0, 0))
+            .map(|p| leg.receive(p, nat(), t0, 0, None))
             .collect();
         let none = Ok(Inbound::KeyPress(None));
         assert_eq!(
@@ -1160,8 +1172,14 @@ mod tests {
         let (mut leg, t0) = answered();
         assert_eq!(leg.poll_media_timeout(at(t0, 4_999)), None);
         // RTP keeps the peer alive.
-        leg.receive(&rtp(PCMU, 1, 0, &[0xFF; 160]), nat(), at(t0, 5_000), 0)
-            .expect("taken");
+        leg.receive(
+            &rtp(PCMU, 1, 0, &[0xFF; 160]),
+            nat(),
+            at(t0, 5_000),
+            0,
+            None,
+        )
+        .expect("taken");
         assert_eq!(leg.poll_media_timeout(at(t0, 14_999)), None);
         let fired = MediaTimeout {
             held: false,
@@ -1215,20 +1233,20 @@ mod tests {
         for datagram in [&[][..], &[0x80][..], &short[..], &version_one[..]] {
             assert!(
                 matches!(
-                    leg.receive(datagram, nat(), t0, 0),
+                    leg.receive(datagram, nat(), t0, 0, None),
                     Err(InboundError::Malformed(_))
                 ),
                 "{datagram:?}"
             );
         }
         assert_eq!(
-            leg.receive(&rtp(8, 1, 0, &[0; 160]), nat(), t0, 0),
+            leg.receive(&rtp(8, 1, 0, &[0; 160]), nat(), t0, 0, None),
             Err(InboundError::UnknownPayloadType(8))
         );
         // An RTCP-looking datagram: not looked at without rtcp-mux, rejected with it.
         let rtcp_like = [0x80u8, 200, 0x00, 0x09];
         assert_eq!(
-            leg.receive(&rtcp_like, nat(), t0, 0),
+            leg.receive(&rtcp_like, nat(), t0, 0, None),
             Ok(Inbound::StrayRtcp)
         );
         assert!(leg.receive_rtcp(&rtcp_like, nat(), t0, 0).is_err());
@@ -1237,7 +1255,7 @@ mod tests {
             ..config()
         });
         assert!(matches!(
-            muxed.receive(&rtcp_like, nat(), t0, 0),
+            muxed.receive(&rtcp_like, nat(), t0, 0, None),
             Err(InboundError::Rtcp(_))
         ));
         // Nothing rejected moved the address.
@@ -1283,7 +1301,7 @@ mod tests {
         };
         assert_eq!((transmit.port, transmit.to), (LegPort::Rtp, sdp_rtp()));
         assert_eq!(
-            leg.receive(&receiver_report(), nat(), t0, 0),
+            leg.receive(&receiver_report(), nat(), t0, 0, None),
             Ok(Inbound::Rtcp(RtcpReceived { bye: false }))
         );
         assert_eq!(leg.quality().reports_received, 1);
@@ -1314,31 +1332,46 @@ mod tests {
         caller.start_relay();
         let mut out = [0u8; MAX_PACKET];
         let audio = rtp(PCMU, 40, 4000, &[0x55; 160]);
-        let Ok(Inbound::Relay { packet, digit }) = caller.receive(&audio, nat(), t0, 0) else {
-            panic!("to relay");
+        let target = RelayTarget {
+            leg: &mut callee,
+            out: &mut out,
         };
-        assert_eq!(digit, None);
-        let transmit = caller
-            .relay_to(&mut callee, &packet, &mut out)
-            .expect("relayed");
+        let Ok(Inbound::Relayed {
+            transmit: Some(transmit),
+            digit: None,
+        }) = caller.receive(&audio, nat(), t0, 0, Some(target))
+        else {
+            panic!("relayed");
+        };
         assert_eq!(transmit.to, sdp_rtp());
         let sent = parse_rtp(&out[..transmit.len]).expect("valid RTP");
         assert_eq!((sent.ssrc, sent.payload_type), (SEEDS.ssrc, 96));
         assert_eq!(sent.payload, &[0x55; 160]);
         // A key press is relayed as the callee's events, and still reported.
         let press = rtp(EVENTS, 41, 4160, &[5, 10, 0, 160]);
-        let Ok(Inbound::Relay { packet, digit }) = caller.receive(&press, nat(), t0, 0) else {
-            panic!("to relay");
+        let target = RelayTarget {
+            leg: &mut callee,
+            out: &mut out,
         };
-        assert_eq!(digit, Some('5'));
-        let transmit = caller
-            .relay_to(&mut callee, &packet, &mut out)
-            .expect("relayed");
+        let Ok(Inbound::Relayed {
+            transmit: Some(transmit),
+            digit: Some('5'),
+        }) = caller.receive(&press, nat(), t0, 0, Some(target))
+        else {
+            panic!("relayed and reported");
+        };
         assert_eq!(
             parse_rtp(&out[..transmit.len]).map(|p| p.payload_type),
             Ok(97)
         );
-        // Nothing went into the caller's own jitter buffer.
+        // Without a connected leg to send on, the packet is dropped, not buffered.
+        assert_eq!(
+            caller.receive(&rtp(PCMU, 42, 4320, &[0x55; 160]), nat(), t0, 0, None),
+            Ok(Inbound::Relayed {
+                transmit: None,
+                digit: None
+            })
+        );
         let mut heard = [0i16; MAX_FRAME_SAMPLES];
         assert_eq!(
             caller.decode(at(t0, 100), &mut heard, |_| false),
@@ -1450,7 +1483,7 @@ mod tests {
             let mut out = [0u8; MAX_PACKET];
             for (k, datagram) in datagrams.iter().enumerate() {
                 let now = t0 + FRAME * k as u32;
-                let _ = leg.receive(datagram, nat(), now, 0);
+                let _ = leg.receive(datagram, nat(), now, 0, None);
                 let _ = leg.receive_rtcp(datagram, nat(), now, 0);
                 let _ = leg.produce(now, &mut scratch, &mut out);
             }

@@ -23,8 +23,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use media::codec::CodecKind;
 use media::leg::{
     Finished, FrameOut, FrameScratch, Heard, Inbound, InboundError, KeyRefused, LegConfig,
-    LegError, LegPort, LegSeeds, MAX_FRAME_SAMPLES, MAX_PACKET, MediaLeg, RoomFrame, RtcpPoll,
-    Transmit,
+    LegError, LegPort, LegSeeds, MAX_FRAME_SAMPLES, MAX_PACKET, MediaLeg, RelayTarget, RoomFrame,
+    RtcpPoll, Transmit,
 };
 use media::resample::Resampler;
 use media::rtcp::{LegQuality, RtcpReceived};
@@ -572,11 +572,9 @@ impl Session {
         }
     }
 
-    fn key_pressed(&self, digit: Option<char>) {
-        if let Some(digit) = digit {
-            tracing::debug!(session = %self.id, %digit, "DTMF received (RFC 4733)");
-            let _ = self.events.send(MediaEvent::Dtmf(digit));
-        }
+    fn key_pressed(&self, digit: char) {
+        tracing::debug!(session = %self.id, %digit, "DTMF received (RFC 4733)");
+        let _ = self.events.send(MediaEvent::Dtmf(digit));
     }
 
     /// The leg ends: a last report with BYE (RFC 3550 §6.6), final figures published.
@@ -636,19 +634,29 @@ impl Session {
             let Some(datagram) = buf.get(..len) else {
                 continue;
             };
-            match self.leg.receive(datagram, from, arrival, arrival_ntp) {
+            let target = relay.as_mut().map(|(peer, out)| RelayTarget {
+                leg: &mut peer.leg,
+                out: &mut out[..],
+            });
+            match self
+                .leg
+                .receive(datagram, from, arrival, arrival_ntp, target)
+            {
                 Ok(Inbound::Buffered) => counts.received += 1,
                 Ok(Inbound::KeyPress(digit)) => {
                     counts.received += 1;
-                    self.key_pressed(digit);
+                    if let Some(digit) = digit {
+                        self.key_pressed(digit);
+                    }
                 }
-                Ok(Inbound::Relay { packet, digit }) => {
+                Ok(Inbound::Relayed { transmit, digit }) => {
                     counts.received += 1;
-                    self.key_pressed(digit);
-                    if let Some((peer, out)) = relay.as_mut()
-                        && let Some(transmit) =
-                            self.leg.relay_to(&mut peer.leg, &packet, &mut **out)
-                        && peer.transmit(transmit, &**out)
+                    if let Some(digit) = digit {
+                        self.key_pressed(digit);
+                    }
+                    if let Some(transmit) = transmit
+                        && let Some((peer, out)) = relay.as_ref()
+                        && peer.transmit(transmit, &out[..])
                     {
                         counts.sent += 1;
                         counts.relayed += 1;
