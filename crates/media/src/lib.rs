@@ -1,6 +1,6 @@
 //! Media for amtsleitung: RTP/RTCP packets, SDP offer/answer, codecs (G.711, G.722, Opus via
 //! libopus), an adaptive jitter buffer with loss concealment, RFC 4733 DTMF, WAV prompts and
-//! tones.
+//! tones, and one call leg's media put together ([`leg::MediaLeg`]).
 //!
 //! No sockets, threads or clocks: packets and time come in as arguments. The hot paths
 //! (packet parse/build, decode/encode, jitter buffer) allocate nothing per packet.
@@ -10,6 +10,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod g722;
 pub mod jitter;
+pub mod leg;
 pub mod opus;
 pub mod plc;
 pub mod relay;

@@ -1,5 +1,10 @@
 //! Media workers: threads that own RTP sockets and run every session on a fixed 20 ms tick.
 //!
+//! A session is a call leg's sockets and channels around a [`MediaLeg`], which holds all of
+//! the leg's media state (codec, jitter buffer, RTP/RTCP, DTMF, what it plays): the worker
+//! reads the sockets, hands each datagram to the leg with its arrival time, and sends what
+//! the leg writes.
+//!
 //! The tick runs on an absolute schedule (start + k·20 ms), so jitter in one tick never turns
 //! into drift. Control (start, stop, mode changes) arrives through a bounded channel drained
 //! at the start of each tick; the per-packet and per-frame path allocates nothing and takes
@@ -15,14 +20,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
-use media::codec::{CodecKind, Decoder, Encoder};
-use media::dtmf::{DtmfReceiver, DtmfSender};
-use media::jitter::{JitterBuffer, JitterConfig, Playout};
-use media::relay::RelayStream;
+use media::codec::CodecKind;
+use media::leg::{
+    Finished, FrameOut, FrameScratch, Heard, Inbound, InboundError, KeyRefused, LegConfig,
+    LegError, LegPort, LegSeeds, MAX_FRAME_SAMPLES, MAX_PACKET, MediaLeg, RelayTarget, RoomFrame,
+    RtcpPoll, Transmit,
+};
 use media::resample::Resampler;
-use media::rtcp::{LegQuality, RtcpSession};
-use media::rtp::{RtpSender, audio_level, is_rtcp, ntp_timestamp, parse_rtp};
-use media::tone::{ToneGenerator, ToneSpec};
+use media::rtcp::{LegQuality, RtcpReceived};
+use media::rtp::{RtpError, ntp_timestamp};
 use media::wav::PromptPlayer;
 use mixer::{MixerConfig, ParticipantId, ParticipantOptions, Room};
 use tokio::sync::mpsc::UnboundedSender;
@@ -37,23 +43,12 @@ pub const TICK: Duration = Duration::from_millis(20);
 const MAX_PACKETS_PER_TICK: usize = 32;
 /// Ticks between looks at the RTCP sockets (500 ms).
 const RTCP_DRAIN_TICKS: u32 = 25;
-/// Largest RTP packet we accept (Ethernet MTU).
-const MAX_PACKET: usize = 1500;
-/// Samples in the longest frame we produce (60 ms at 48 kHz).
-const MAX_FRAME_SAMPLES: usize = 2880;
 
 /// Identifies a media session (one call leg) across threads.
 pub type SessionId = crate::ids::LegId;
 
-/// What a session does with audio.
-pub enum MediaMode {
-    /// Send silence (keeps NAT bindings and the peer's jitter buffer fed).
-    Silence,
-    /// Send back what the caller says (echo test).
-    Echo,
-    /// Play a prompt, then fall back to silence and report `PlayFinished`.
-    Play(PromptPlayer),
-}
+// The leg's own types, named here too: call control builds them for `MediaCommand`s.
+pub use media::leg::{MediaMode, RemoteMedia};
 
 /// Everything the worker needs to run one call leg's media.
 pub struct SessionSpec {
@@ -125,20 +120,6 @@ pub enum MediaCommand {
     Adopt(Box<Session>, Placement),
 }
 
-/// Where and how to exchange media with the peer, as the SDP offer/answer settled it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RemoteMedia {
-    /// Where to send RTP (`None` without an address, e.g. `a=inactive`).
-    pub rtp: Option<SocketAddr>,
-    /// Where to send RTCP (`a=rtcp` or RTP port + 1; unused with rtcp-mux).
-    pub rtcp: Option<SocketAddr>,
-    /// We may send (false while the peer holds the call).
-    pub send: bool,
-    /// The peer both sends and receives; otherwise (hold, listen-only) it may legitimately
-    /// send no RTP, and the on-hold media timeout applies.
-    pub active: bool,
-}
-
 /// Where a session goes when it joins a conference.
 pub struct RoomJoin {
     /// Room number.
@@ -179,13 +160,12 @@ enum Link {
     None,
     /// Connected, waiting for the peer to arrive on this worker.
     Waiting(SessionId),
-    /// Connected and sharing a codec: every packet from this leg goes out on `peer`'s.
+    /// Connected and sharing a codec: every packet from this leg goes out on `peer`'s (its
+    /// [`MediaLeg`] relays meanwhile).
     Relay {
         /// The peer's position in the worker's session list (kept up to date as sessions
         /// come and go, so the tick finds it without a search).
         index: usize,
-        /// This leg's packets rewritten as the peer's outgoing stream.
-        stream: RelayStream,
     },
 }
 
@@ -438,250 +418,179 @@ impl MediaWorkers {
     }
 }
 
-/// One call leg's media, owned by exactly one worker at a time.
+/// One call leg's media, owned by exactly one worker at a time: its sockets and channels
+/// here, everything else in its [`MediaLeg`].
 pub struct Session {
-    spec: SessionSpec,
-    mode: MediaMode,
-    decoder: Decoder,
-    encoder: Encoder,
-    jitter: JitterBuffer,
-    dtmf: DtmfReceiver,
-    sender: RtpSender,
-    samples_per_frame: usize,
-    rtp_ticks_per_frame: u32,
+    id: SessionId,
+    /// Bound RTP socket (RTCP too with rtcp-mux).
+    rtp: UdpSocket,
+    /// Bound RTCP socket (RTP port + 1).
+    rtcp: UdpSocket,
+    /// Where the session reports a media timeout.
+    core: UnboundedSender<CoreCommand>,
+    /// Where DTMF and playback events go.
+    events: UnboundedSender<MediaEvent>,
+    /// The leg's RTCP statistics, for the call record.
+    quality: Arc<QualityCell>,
+    leg: MediaLeg,
     /// Room slot and participant id while in a conference.
     conference: Option<(usize, ParticipantId)>,
-    /// A prompt or beep heard on top of the conference mix.
-    overlay: Option<PromptPlayer>,
-    /// Soft tone heard while alone in a room (made at join, so the tick never allocates).
-    alone_tone: Option<ToneGenerator>,
-    /// RTCP: our reports, the peer's, and receive statistics.
-    rtcp: RtcpSession,
-    /// When the caller was last heard (RTP; on hold RTCP too), or the media last changed.
-    last_heard: Instant,
-    /// The media timeout was reported (once is enough: the core ends the call).
-    timed_out: bool,
-    /// The peer sends and receives (answered, not on hold): the normal media timeout applies.
-    peer_active: bool,
-    /// The call was answered (media agreed): RTCP goes out from then on, hold or not.
-    answered: bool,
-    /// Key presses to send as RFC 4733 events: the one being sent (with its start
-    /// timestamp) and those waiting, oldest first.
-    dtmf_out: Option<(DtmfSender, u32)>,
-    dtmf_queue: std::collections::VecDeque<char>,
     /// Another leg this one is connected with, outside a conference room.
     link: Link,
 }
 
-/// Key presses waiting to be sent at most (a stuck key must not grow memory).
-const DTMF_QUEUE: usize = 32;
-/// How long each relayed key press lasts (RFC 4733 events; 100 ms is what phones send).
-const DTMF_MS: u32 = 100;
-
 impl Session {
-    fn new(spec: SessionSpec) -> Result<Self, String> {
-        let codec = spec.codec;
-        let samples_per_frame = (codec.sample_rate() * spec.ptime_ms / 1000) as usize;
-        if samples_per_frame == 0 || samples_per_frame > MAX_FRAME_SAMPLES {
-            return Err(format!("unsupported ptime {} ms", spec.ptime_ms));
-        }
-        let rtp_ticks_per_frame = codec.clock_rate() * spec.ptime_ms / 1000;
-        let decoder = Decoder::new(codec).map_err(|e| e.to_string())?;
-        let encoder = Encoder::new(codec).map_err(|e| e.to_string())?;
-        let jitter = JitterBuffer::new(JitterConfig::new(codec.clock_rate(), spec.ptime_ms));
-        let sender = RtpSender::new(rand::random(), rand::random(), rand::random());
-        let now = Instant::now();
-        let rtcp = RtcpSession::new(
-            sender.ssrc,
-            &spec.cname,
-            codec.clock_rate(),
-            session_bandwidth(codec, spec.ptime_ms),
-            rand::random(),
-            now,
-        );
+    fn new(spec: SessionSpec, now: Instant) -> Result<Self, LegError> {
+        let config = LegConfig {
+            codec: spec.codec,
+            payload_type: spec.payload_type,
+            telephone_event_pt: spec.telephone_event_pt,
+            ptime_ms: spec.ptime_ms,
+            audio_level_ext: spec.audio_level_ext,
+            rtcp_mux: spec.rtcp_mux,
+            cname: &spec.cname,
+            remote: spec.remote,
+            remote_rtcp: spec.remote_rtcp,
+            send: spec.send,
+            media_timeout: spec.media_timeout,
+            media_timeout_on_hold: spec.media_timeout_on_hold,
+        };
+        let seeds = LegSeeds {
+            ssrc: rand::random(),
+            sequence: rand::random(),
+            timestamp: rand::random(),
+            rtcp: rand::random(),
+        };
+        let leg = MediaLeg::new(&config, seeds, now)?;
         Ok(Self {
-            spec,
-            mode: MediaMode::Silence,
-            decoder,
-            encoder,
-            jitter,
-            dtmf: DtmfReceiver::new(),
-            sender,
-            samples_per_frame,
-            rtp_ticks_per_frame,
+            id: spec.id,
+            rtp: spec.rtp,
+            rtcp: spec.rtcp,
+            core: spec.core,
+            events: spec.events,
+            quality: spec.quality,
+            leg,
             conference: None,
-            overlay: None,
-            alone_tone: None,
-            rtcp,
-            last_heard: now,
-            timed_out: false,
-            peer_active: false,
-            answered: false,
-            dtmf_out: None,
-            dtmf_queue: std::collections::VecDeque::with_capacity(DTMF_QUEUE),
             link: Link::None,
         })
     }
 
-    /// Queues a key press for the peer.
-    fn queue_dtmf(&mut self, digit: char) {
-        if self.spec.telephone_event_pt.is_none() {
-            tracing::debug!(session = %self.spec.id, %digit, "peer takes no RFC 4733 events; key not sent");
-            return;
+    /// Ties the session to another one (or to none); the leg relays exactly while the link
+    /// says so, each relay starting a fresh stream.
+    fn set_link(&mut self, link: Link) {
+        match link {
+            Link::Relay { .. } => self.leg.start_relay(),
+            Link::None | Link::Waiting(_) => self.leg.stop_relay(),
         }
-        if matches!(self.link, Link::Relay { .. }) {
-            // The caller's own event packets are relayed to this leg already.
-            return;
-        }
-        if self.dtmf_queue.len() < DTMF_QUEUE {
-            self.dtmf_queue.push_back(digit);
-        }
+        self.link = link;
     }
 
-    /// This tick's RFC 4733 packet, if a key press is being sent: it replaces the audio
-    /// frame (RFC 4733 §2.5.1.2), carries the event's start timestamp, and the audio
-    /// timeline goes on underneath.
-    fn send_dtmf_packet(&mut self, packet: &mut [u8; MAX_PACKET], counts: &mut TickCounts) -> bool {
-        let Some(pt) = self.spec.telephone_event_pt else {
-            return false;
+    /// Sends what the leg wrote into `buf` as `transmit` says; true if the kernel took it.
+    fn transmit(&self, transmit: Transmit, buf: &[u8]) -> bool {
+        let socket = match transmit.port {
+            LegPort::Rtp => &self.rtp,
+            LegPort::Rtcp => &self.rtcp,
         };
-        if self.dtmf_out.is_none() {
-            let Some(digit) = self.dtmf_queue.pop_front() else {
-                return false;
-            };
-            let rate = self.spec.codec.clock_rate();
-            self.dtmf_out = DtmfSender::new(digit, DTMF_MS, rate, self.spec.ptime_ms)
-                .map(|sender| (sender, self.sender.ts));
-        }
-        let Some((events, start)) = self.dtmf_out.as_mut() else {
-            return false;
-        };
-        let Some(event) = events.next() else {
-            self.dtmf_out = None;
-            return false;
-        };
-        let (start, frame_end) = (
-            *start,
-            self.sender.ts.wrapping_add(self.rtp_ticks_per_frame),
-        );
-        self.sender.ts = start;
-        let written = self
-            .sender
-            .write(packet, pt, event.marker, &event.payload, 0);
-        self.sender.ts = frame_end;
-        if let (Ok(size), Some(remote)) = (written, self.spec.remote)
-            && self.spec.rtp.send_to(&packet[..size], remote).is_ok()
+        buf.get(..transmit.len)
+            .is_some_and(|packet| socket.send_to(packet, transmit.to).is_ok())
+    }
+
+    /// Sends this tick's frame and reports a prompt or overlay that ended.
+    fn send_frame(&self, frame: FrameOut, buf: &[u8], counts: &mut TickCounts) {
+        if let Some(transmit) = frame.transmit
+            && self.transmit(transmit, buf)
         {
             counts.sent += 1;
         }
-        true
+        let event = match frame.finished {
+            None => return,
+            Some(Finished::Prompt) => MediaEvent::PlayFinished,
+            Some(Finished::Overlay) => MediaEvent::OverlayFinished,
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// Queues a key press for the peer.
+    fn queue_dtmf(&mut self, digit: char) {
+        match self.leg.queue_dtmf(digit) {
+            Err(KeyRefused::NoTelephoneEvents) => {
+                tracing::debug!(session = %self.id, %digit, "peer takes no RFC 4733 events; key not sent");
+            }
+            // The caller's own event packets are relayed to this leg already; a stuck key
+            // must not grow memory.
+            Ok(()) | Err(KeyRefused::Relaying | KeyRefused::QueueFull) => {}
+        }
     }
 
     /// Per tick: sends RTCP when due and notices a caller that fell silent. Both are one
     /// comparison of instants unless something is due.
     fn keep_alive(
         &mut self,
-        clock: &TickClock,
+        now: Instant,
+        now_ntp: u64,
         scratch: &mut [u8; MAX_PACKET],
         counts: &mut TickCounts,
     ) {
-        let now = clock.now;
-        if self.answered && now >= self.rtcp.next_report() {
-            let ntp = ntp_timestamp(clock.wall);
-            match self.rtcp.poll_report(now, ntp, &self.sender, scratch) {
-                Some(Ok(len)) => {
-                    if self.send_rtcp(&scratch[..len]) {
-                        counts.rtcp_sent += 1;
-                    }
-                    self.spec.quality.publish(&self.rtcp.quality(&self.sender));
+        match self.leg.poll_rtcp(now, now_ntp, scratch) {
+            Ok(RtcpPoll::NotDue) => {}
+            Ok(RtcpPoll::Written(transmit)) => {
+                if let Some(transmit) = transmit
+                    && self.transmit(transmit, scratch)
+                {
+                    counts.rtcp_sent += 1;
                 }
-                Some(Err(err)) => tracing::debug!(session = %self.spec.id, "RTCP not built: {err}"),
-                None => {}
+                self.quality.publish(&self.leg.quality());
             }
+            Err(err) => tracing::debug!(session = %self.id, "RTCP not built: {err}"),
         }
-        let held = !self.peer_active;
-        let timeout = if held {
-            self.spec.media_timeout_on_hold
-        } else {
-            self.spec.media_timeout
-        };
-        if let Some(timeout) = timeout
-            && !self.timed_out
-            && now.saturating_duration_since(self.last_heard) >= timeout
-        {
-            self.timed_out = true;
+        if let Some(timeout) = self.leg.poll_media_timeout(now) {
             counts.media_timeouts += 1;
-            tracing::info!(session = %self.spec.id, held, silent_for = ?timeout, "no RTP from the caller: media timeout");
-            let _ = self.spec.core.send(CoreCommand::MediaTimeout(self.spec.id));
+            tracing::info!(session = %self.id, held = timeout.held, silent_for = ?timeout.silent_for, "no RTP from the caller: media timeout");
+            let _ = self.core.send(CoreCommand::MediaTimeout(self.id));
         }
     }
 
-    /// Sends one RTCP compound: on the RTP port with rtcp-mux, else from the RTCP port to
-    /// where the peer's RTCP comes from (or its SDP said). Not while the peer holds the call
-    /// without an address to send to.
-    fn send_rtcp(&self, packet: &[u8]) -> bool {
-        if self.spec.rtcp_mux {
-            let Some(remote) = self.spec.remote else {
-                return false;
-            };
-            self.spec.rtp.send_to(packet, remote).is_ok()
-        } else {
-            let Some(remote) = self.spec.remote_rtcp else {
-                return false;
-            };
-            self.spec.rtcp.send_to(packet, remote).is_ok()
-        }
-    }
-
-    /// Takes one RTCP datagram from the peer that arrived at `now` (`now_ntp` on the wall
-    /// clock).
-    fn take_rtcp(
-        &mut self,
-        packet: &[u8],
+    /// Notes an RTCP report the leg took (or why not).
+    fn rtcp_taken(
+        &self,
+        taken: Result<RtcpReceived, RtpError>,
         from: SocketAddr,
-        now: Instant,
-        now_ntp: u64,
         counts: &mut TickCounts,
     ) {
-        match self.rtcp.on_rtcp(packet, now, now_ntp) {
+        match taken {
             Ok(received) => {
                 counts.rtcp_received += 1;
-                // Symmetric RTCP (RFC 4961), as for RTP: answer where reports come from.
-                if !self.spec.rtcp_mux && self.spec.send {
-                    self.spec.remote_rtcp = Some(from);
-                }
-                // A held phone that still reports is alive.
-                if !self.peer_active {
-                    self.last_heard = now;
-                }
                 if received.bye {
-                    tracing::debug!(session = %self.spec.id, "RTCP BYE from the peer");
+                    tracing::debug!(session = %self.id, "RTCP BYE from the peer");
                 }
-                self.spec.quality.publish(&self.rtcp.quality(&self.sender));
+                self.quality.publish(&self.leg.quality());
             }
             Err(err) => {
                 counts.rtcp_rejected += 1;
-                tracing::debug!(session = %self.spec.id, %from, "RTCP rejected: {err}");
+                tracing::debug!(session = %self.id, %from, "RTCP rejected: {err}");
             }
         }
+    }
+
+    fn key_pressed(&self, digit: char) {
+        tracing::debug!(session = %self.id, %digit, "DTMF received (RFC 4733)");
+        let _ = self.events.send(MediaEvent::Dtmf(digit));
     }
 
     /// The leg ends: a last report with BYE (RFC 3550 §6.6), final figures published.
     fn stop(&mut self, stats: &MediaStats) {
         let clock = TickClock::read();
         let mut packet = [0u8; 256];
-        if let Ok(len) = self.rtcp.write_bye(
-            clock.now,
-            ntp_timestamp(clock.wall),
-            &self.sender,
-            &mut packet,
-        ) && self.send_rtcp(&packet[..len])
+        if let Ok(Some(transmit)) = self
+            .leg
+            .bye(clock.now, ntp_timestamp(clock.wall), &mut packet)
+            && self.transmit(transmit, &packet)
         {
             stats.rtcp_sent.fetch_add(1, Ordering::Relaxed);
         }
-        let quality = self.rtcp.quality(&self.sender);
-        self.spec.quality.publish(&quality);
-        self.spec.quality.stopped.store(true, Ordering::Release);
+        let quality = self.leg.quality();
+        self.quality.publish(&quality);
+        self.quality.stopped.store(true, Ordering::Release);
         if quality.packets_lost > 0 {
             stats
                 .legs_packets_lost
@@ -714,26 +623,68 @@ impl Session {
         // jitter buffer and the RTCP jitter see when it came, not where in the tick its socket
         // was read.
         for _ in 0..MAX_PACKETS_PER_TICK {
-            let (len, from, stamp) = match recv_with_arrival(&self.spec.rtp, buf) {
+            let (len, from, stamp) = match recv_with_arrival(&self.rtp, buf) {
                 Ok(x) => x,
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 // ICMP port unreachable from an earlier send shows up here on Linux; harmless.
                 Err(_) => continue,
             };
             let arrival = clock.arrival(stamp);
-            let arrival_wall = stamp.unwrap_or(clock.wall);
-            let relay = relay.as_mut().map(|(peer, out)| (&mut **peer, &mut **out));
-            self.take_packet(&buf[..len], from, arrival, arrival_wall, relay, counts);
+            let arrival_ntp = ntp_timestamp(stamp.unwrap_or(clock.wall));
+            let Some(datagram) = buf.get(..len) else {
+                continue;
+            };
+            let target = relay.as_mut().map(|(peer, out)| RelayTarget {
+                leg: &mut peer.leg,
+                out: &mut out[..],
+            });
+            match self
+                .leg
+                .receive(datagram, from, arrival, arrival_ntp, target)
+            {
+                Ok(Inbound::Buffered) => counts.received += 1,
+                Ok(Inbound::KeyPress(digit)) => {
+                    counts.received += 1;
+                    if let Some(digit) = digit {
+                        self.key_pressed(digit);
+                    }
+                }
+                Ok(Inbound::Relayed { transmit, digit }) => {
+                    counts.received += 1;
+                    if let Some(digit) = digit {
+                        self.key_pressed(digit);
+                    }
+                    if let Some(transmit) = transmit
+                        && let Some((peer, out)) = relay.as_ref()
+                        && peer.transmit(transmit, &out[..])
+                    {
+                        counts.sent += 1;
+                        counts.relayed += 1;
+                    }
+                }
+                Ok(Inbound::Rtcp(received)) => self.rtcp_taken(Ok(received), from, counts),
+                Ok(Inbound::StrayRtcp) => {}
+                Err(InboundError::Malformed(_)) => counts.rejected += 1,
+                Err(InboundError::UnknownPayloadType(_)) => {
+                    counts.received += 1;
+                    counts.rejected += 1;
+                }
+                Err(InboundError::Rtcp(err)) => self.rtcp_taken(Err(err), from, counts),
+            }
         }
-        if !drain_rtcp || self.spec.rtcp_mux {
+        if !drain_rtcp || self.leg.rtcp_mux() {
             return;
         }
         for _ in 0..MAX_PACKETS_PER_TICK {
-            match recv_with_arrival(&self.spec.rtcp, buf) {
+            match recv_with_arrival(&self.rtcp, buf) {
                 Ok((len, from, stamp)) => {
                     // Read up to half a second late: date the report by the kernel's stamp.
                     let arrival_ntp = ntp_timestamp(stamp.unwrap_or(clock.wall));
-                    self.take_rtcp(&buf[..len], from, clock.arrival(stamp), arrival_ntp, counts);
+                    let datagram = buf.get(..len).unwrap_or_default();
+                    let taken =
+                        self.leg
+                            .receive_rtcp(datagram, from, clock.arrival(stamp), arrival_ntp);
+                    self.rtcp_taken(taken, from, counts);
                 }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => continue,
@@ -741,233 +692,28 @@ impl Session {
         }
     }
 
-    fn take_packet(
-        &mut self,
-        packet: &[u8],
-        from: SocketAddr,
-        now: Instant,
-        arrival_wall: Duration,
-        relay: Option<(&mut Session, &mut [u8; MAX_PACKET])>,
-        counts: &mut TickCounts,
-    ) {
-        if is_rtcp(packet) {
-            if self.spec.rtcp_mux {
-                self.take_rtcp(packet, from, now, ntp_timestamp(arrival_wall), counts);
-            }
-            return;
-        }
-        let Ok(rtp) = parse_rtp(packet) else {
-            counts.rejected += 1;
-            return;
-        };
-        counts.received += 1;
-        self.last_heard = now;
-        self.rtcp.on_rtp(rtp.ssrc, rtp.sequence, rtp.timestamp, now);
-        if Some(rtp.payload_type) == self.spec.telephone_event_pt {
-            if let Some(digit) = self.dtmf.push(rtp.timestamp, rtp.payload) {
-                tracing::debug!(session = %self.spec.id, %digit, "DTMF received (RFC 4733)");
-                let _ = self.spec.events.send(MediaEvent::Dtmf(digit));
-            }
-            if let Some((peer, out)) = relay
-                && let Some(pt) = peer.spec.telephone_event_pt
-            {
-                self.relay_to(peer, &rtp, pt, out, counts);
-            }
-        } else if rtp.payload_type == self.spec.payload_type {
-            // Symmetric RTP (RFC 4961): answer to where the media really comes from, which
-            // is what gets audio through NAT and VPN concentrators.
-            if self.spec.remote != Some(from) && self.spec.send {
-                self.spec.remote = Some(from);
-            }
-            if let Some((peer, out)) = relay {
-                let pt = peer.spec.payload_type;
-                self.relay_to(peer, &rtp, pt, out, counts);
-                return;
-            }
-            let level = self
-                .spec
-                .audio_level_ext
-                .and_then(|id| audio_level(&rtp, id))
-                .map(|l| l.dbov);
-            self.jitter
-                .push_with_level(rtp.sequence, rtp.timestamp, rtp.payload, level, now);
-        } else {
-            counts.rejected += 1;
-        }
-    }
-
-    /// Sends one of our peer's packets on `peer`'s leg as `payload_type`, unchanged but for
-    /// its header (see [`RelayStream`]).
-    fn relay_to(
-        &mut self,
-        peer: &mut Session,
-        rtp: &media::rtp::RtpPacketInfo<'_>,
-        payload_type: u8,
-        out: &mut [u8; MAX_PACKET],
-        counts: &mut TickCounts,
-    ) {
-        let Link::Relay { stream, .. } = &mut self.link else {
-            return;
-        };
-        let (Some(remote), true) = (peer.spec.remote, peer.spec.send) else {
-            return;
-        };
-        let ticks = peer.rtp_ticks_per_frame;
-        let Ok(Some(len)) = stream.forward(rtp, payload_type, ticks, &mut peer.sender, out) else {
-            return;
-        };
-        if peer.spec.rtp.send_to(&out[..len], remote).is_ok() {
-            counts.sent += 1;
-            counts.relayed += 1;
-        }
-    }
-
-    /// Decodes this tick's frame (or conceals a loss) into `heard`; returns its length, and
-    /// the payload when it decoded to exactly one frame (a conference may forward it as is).
-    /// An Opus frame whose reported level `skip_decode` rejects is not decoded at all: see
-    /// [`Heard::LevelOnly`].
-    fn decode(
-        &mut self,
-        now: Instant,
-        heard: &mut [i16],
-        skip_decode: impl FnOnce(f32) -> bool,
-    ) -> Heard<'_> {
-        let n = self.samples_per_frame;
-        let heard = &mut heard[..n];
-        let (decoded, received) = match self.jitter.pop(now) {
-            // Only Opus is skipped: libopus takes up after a gap cleanly, while G.722's
-            // ADPCM state would be stale, and G.711 costs nothing to decode.
-            Playout::Frame {
-                level: Some(level), ..
-            } if self.spec.codec == CodecKind::Opus && skip_decode(-f32::from(level)) => {
-                return Heard::LevelOnly(-f32::from(level));
-            }
-            Playout::Frame { payload, .. } => {
-                let decoded = self.decoder.decode(payload, heard).unwrap_or(0);
-                (decoded, (decoded == n).then_some(payload))
-            }
-            // Opus recovers a lost frame from the next packet's in-band FEC when that is here.
-            Playout::Lost { next: Some(next) } => (self.decoder.conceal_before(next, heard), None),
-            Playout::Lost { next: None } => (self.decoder.conceal(heard), None),
-            Playout::Empty => (0, None),
-        };
-        if decoded < n {
-            heard[decoded..].fill(0);
-        }
-        Heard::Pcm(n, received)
-    }
-
-    /// Two-party media (echo, prompts, silence): builds this tick's PCM and sends it.
-    fn produce(
-        &mut self,
-        heard: &[i16],
-        pcm: &mut [i16],
-        bufs: &mut SendBuffers,
-        counts: &mut TickCounts,
-    ) {
-        let n = self.samples_per_frame;
-        let pcm = &mut pcm[..n];
-        match &mut self.mode {
-            MediaMode::Silence => pcm.fill(0),
-            MediaMode::Echo => pcm.copy_from_slice(&heard[..n]),
-            MediaMode::Play(player) => {
-                if !player.fill(pcm) {
-                    self.mode = MediaMode::Silence;
-                    let _ = self.spec.events.send(MediaEvent::PlayFinished);
-                }
-            }
-        }
-        self.encode_and_send(pcm, bufs, counts);
-    }
-
-    fn encode_and_send(&mut self, pcm: &[i16], bufs: &mut SendBuffers, counts: &mut TickCounts) {
-        if self.spec.remote.is_none() || !self.spec.send {
-            return;
-        }
-        let Ok(len) = self.encoder.encode(pcm, &mut bufs.payload) else {
-            return;
-        };
-        let SendBuffers { payload, packet } = bufs;
-        self.send_payload(&payload[..len], packet, counts);
-    }
-
-    fn send_payload(
-        &mut self,
-        payload: &[u8],
-        packet: &mut [u8; MAX_PACKET],
-        counts: &mut TickCounts,
-    ) {
-        let (Some(remote), true) = (self.spec.remote, self.spec.send) else {
-            return;
-        };
-        if (self.dtmf_out.is_some() || !self.dtmf_queue.is_empty())
-            && self.send_dtmf_packet(packet, counts)
-        {
-            return;
-        }
-        let Ok(size) = self.sender.write(
-            packet,
-            self.spec.payload_type,
-            false,
-            payload,
-            self.rtp_ticks_per_frame,
-        ) else {
-            return;
-        };
-        if self.spec.rtp.send_to(&packet[..size], remote).is_ok() {
-            counts.sent += 1;
-        }
-    }
-
-    /// Conference output: the room's payload, or the room's mix with a prompt, beep or the
-    /// alone tone on top (encoded with the session's own encoder while that lasts).
+    /// Conference output: what the room made for this session, or its mix with a prompt,
+    /// beep or the alone tone on top.
     fn send_conference(
         &mut self,
         room: &Room,
         alone: bool,
-        pcm: &mut [i16],
-        bufs: &mut SendBuffers,
+        scratch: &mut FrameScratch,
+        packet: &mut [u8; MAX_PACKET],
         counts: &mut TickCounts,
     ) {
         let Some((_, pid)) = self.conference else {
             return;
         };
-        let n = self.samples_per_frame;
-        if let Some(overlay) = self.overlay.as_mut() {
-            let pcm = &mut pcm[..n];
-            let mut extra = [0i16; MAX_FRAME_SAMPLES];
-            let playing = overlay.fill(&mut extra[..n]);
-            match room.output_pcm(pid) {
-                Some(mix) if mix.len() == n => pcm.copy_from_slice(mix),
-                _ => pcm.fill(0),
-            }
-            for (out, add) in pcm.iter_mut().zip(&extra[..n]) {
-                *out = out.saturating_add(*add);
-            }
-            if !playing {
-                self.overlay = None;
-                let _ = self.spec.events.send(MediaEvent::OverlayFinished);
-            }
-            self.encode_and_send(pcm, bufs, counts);
-        } else if let (true, Some(tone)) = (alone, self.alone_tone.as_mut()) {
-            let pcm = &mut pcm[..n];
-            tone.fill(pcm);
-            self.encode_and_send(pcm, bufs, counts);
-        } else if let Some(frame) = room.output(pid) {
-            self.send_payload(frame.payload, &mut bufs.packet, counts);
-        } else if room.lost_upstream(pid) {
-            // The forwarded talker's packet was lost: pass the loss on (see `Room`).
-            self.sender.skip_lost(self.rtp_ticks_per_frame);
-        }
+        let frame = RoomFrame {
+            payload: room.output(pid).map(|frame| frame.payload),
+            pcm: room.output_pcm(pid),
+            lost_upstream: room.lost_upstream(pid),
+            alone,
+        };
+        let frame = self.leg.room_frame(frame, scratch, packet);
+        self.send_frame(frame, packet, counts);
     }
-}
-
-/// What a session's frame of this tick turned into.
-enum Heard<'a> {
-    /// Samples in the `heard` buffer, and the payload if it was exactly one frame.
-    Pcm(usize, Option<&'a [u8]>),
-    /// Not decoded: the sender reported this level (dBov) and the room could not hear it.
-    LevelOnly(f32),
 }
 
 /// Packet counters of one tick, added to the shared [`MediaStats`] once per tick: an atomic
@@ -1008,12 +754,6 @@ impl TickCounts {
             }
         }
     }
-}
-
-/// Scratch buffers for building packets, owned by the worker.
-struct SendBuffers {
-    payload: [u8; MAX_PACKET],
-    packet: [u8; MAX_PACKET],
 }
 
 /// A conference room hosted by this worker.
@@ -1083,11 +823,8 @@ impl Worker {
     fn run(mut self) {
         let mut recv_buf = [0u8; MAX_PACKET];
         let mut counts = TickCounts::default();
-        let mut bufs = SendBuffers {
-            payload: [0u8; MAX_PACKET],
-            packet: [0u8; MAX_PACKET],
-        };
-        let mut pcm = [0i16; MAX_FRAME_SAMPLES];
+        let mut packet = [0u8; MAX_PACKET];
+        let mut scratch = FrameScratch::new();
         let mut heard = [0i16; MAX_FRAME_SAMPLES];
         let mut next_tick = Instant::now() + TICK;
         let mut tick_count: u32 = 0;
@@ -1103,9 +840,10 @@ impl Worker {
             }
             let clock = TickClock::read();
             let now = clock.now;
+            let now_ntp = ntp_timestamp(clock.wall);
             next_tick += TICK;
             self.stats.ticks.fetch_add(1, Ordering::Relaxed);
-            if !self.apply_commands() {
+            if !self.apply_commands(now) {
                 return;
             }
             // Receive and decode everyone first, so each room mixes this tick's frames.
@@ -1114,28 +852,30 @@ impl Worker {
             tick_count = tick_count.wrapping_add(1);
             let drain_rtcp = tick_count.is_multiple_of(RTCP_DRAIN_TICKS);
             for index in 0..self.sessions.len() {
-                if let Link::Relay { index: peer, .. } = self.sessions[index].link
+                if let Link::Relay { index: peer } = self.sessions[index].link
                     && let Ok([session, peer]) = self.sessions.get_disjoint_mut([index, peer])
                 {
-                    let relay = Some((peer, &mut bufs.packet));
+                    let relay = Some((peer, &mut packet));
                     session.receive(&clock, &mut recv_buf, drain_rtcp, relay, &mut counts);
-                    session.keep_alive(&clock, &mut recv_buf, &mut counts);
+                    session.keep_alive(now, now_ntp, &mut recv_buf, &mut counts);
                     continue;
                 }
                 let session = &mut self.sessions[index];
                 session.receive(&clock, &mut recv_buf, drain_rtcp, None, &mut counts);
-                session.keep_alive(&clock, &mut recv_buf, &mut counts);
+                session.keep_alive(now, now_ntp, &mut recv_buf, &mut counts);
                 let Some((slot, pid)) = session.conference else {
-                    if let Heard::Pcm(n, _) = session.decode(now, &mut heard, |_| false) {
-                        session.produce(&heard[..n], &mut pcm, &mut bufs, &mut counts);
-                    }
+                    let frame = session.leg.produce(now, &mut scratch, &mut packet);
+                    session.send_frame(frame, &packet, &mut counts);
                     continue;
                 };
                 let Some(Some(room)) = self.rooms.get_mut(slot) else {
                     continue;
                 };
                 let room = &mut room.room;
-                match session.decode(now, &mut heard, |level| !room.needs_pcm(pid, level)) {
+                match session
+                    .leg
+                    .decode(now, &mut heard, |level| !room.needs_pcm(pid, level))
+                {
                     Heard::Pcm(n, Some(payload)) => {
                         room.put_encoded_frame(pid, &heard[..n], payload)
                     }
@@ -1159,7 +899,13 @@ impl Worker {
                     && let Some(Some(room)) = self.rooms.get(slot)
                 {
                     let alone = room.members == 1;
-                    session.send_conference(&room.room, alone, &mut pcm, &mut bufs, &mut counts);
+                    session.send_conference(
+                        &room.room,
+                        alone,
+                        &mut scratch,
+                        &mut packet,
+                        &mut counts,
+                    );
                 }
             }
             counts.flush(&self.stats);
@@ -1168,24 +914,24 @@ impl Worker {
     }
 
     fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
-        self.sessions.iter_mut().find(|s| s.spec.id == id)
+        self.sessions.iter_mut().find(|s| s.id == id)
     }
 
     /// Takes the session at `index` out of the list. A leg it relayed with goes back to
     /// making its own media; the session moved into its place keeps its relay peer pointing
     /// at it.
     fn remove_session(&mut self, index: usize) -> Session {
-        if let Link::Relay { index: peer, .. } = self.sessions[index].link
+        if let Link::Relay { index: peer } = self.sessions[index].link
             && let Some(peer) = self.sessions.get_mut(peer)
         {
-            peer.link = Link::None;
+            peer.set_link(Link::None);
         }
         let mut session = self.sessions.swap_remove(index);
-        session.link = Link::None;
+        session.set_link(Link::None);
         if let Some(moved) = self.sessions.get(index)
-            && let Link::Relay { index: peer, .. } = moved.link
+            && let Link::Relay { index: peer } = moved.link
             && let Some(Session {
-                link: Link::Relay { index: back, .. },
+                link: Link::Relay { index: back },
                 ..
             }) = self.sessions.get_mut(peer)
         {
@@ -1197,7 +943,7 @@ impl Worker {
     /// Puts a session where `placement` says, on the worker its key belongs to: here, or
     /// handed over (later commands for it follow it there, in order).
     fn settle(&mut self, session: Session, placement: Placement) {
-        let id = session.spec.id;
+        let id = session.id;
         let target = worker_index_of_room(placement.key(), self.peers.len());
         if target == self.index {
             self.place(session, placement);
@@ -1210,7 +956,6 @@ impl Worker {
             Err(err) => {
                 if let MediaCommand::Adopt(session, _) = err.into_inner() {
                     let _ = session
-                        .spec
                         .events
                         .send(MediaEvent::JoinFailed("media worker busy".into()));
                 }
@@ -1229,31 +974,26 @@ impl Worker {
     /// (nothing decoded, nothing encoded, no jitter buffer: the far ends' own buffers see
     /// the network as it is), else a room of two that transcodes.
     fn connect(&mut self, mut session: Session, connection: Connection) {
-        let id = session.spec.id;
-        session.mode = MediaMode::Silence;
-        let waiting = self.sessions.iter().position(|s| {
-            s.spec.id == connection.peer && matches!(s.link, Link::Waiting(p) if p == id)
-        });
+        let id = session.id;
+        session.leg.set_mode(MediaMode::Silence);
+        let waiting = self
+            .sessions
+            .iter()
+            .position(|s| s.id == connection.peer && matches!(s.link, Link::Waiting(p) if p == id));
         let Some(peer_index) = waiting else {
-            session.link = Link::Waiting(connection.peer);
+            session.set_link(Link::Waiting(connection.peer));
             self.sessions.push(session);
             return;
         };
-        let peer_codec = self.sessions[peer_index].spec.codec;
-        if peer_codec == session.spec.codec {
-            let clock_rate = peer_codec.clock_rate();
+        let peer_codec = self.sessions[peer_index].leg.codec();
+        if peer_codec == session.leg.codec() {
             tracing::debug!(session = %id, peer = %connection.peer, codec = ?peer_codec, "call legs relayed packet for packet");
-            session.link = Link::Relay {
-                index: peer_index,
-                stream: RelayStream::new(clock_rate),
-            };
-            self.sessions[peer_index].link = Link::Relay {
-                index: self.sessions.len(),
-                stream: RelayStream::new(clock_rate),
-            };
+            session.set_link(Link::Relay { index: peer_index });
+            let index = self.sessions.len();
+            self.sessions[peer_index].set_link(Link::Relay { index });
             self.sessions.push(session);
         } else {
-            tracing::debug!(session = %id, peer = %connection.peer, codec = ?session.spec.codec, ?peer_codec, "call legs transcoded in a room of two");
+            tracing::debug!(session = %id, peer = %connection.peer, codec = ?session.leg.codec(), ?peer_codec, "call legs transcoded in a room of two");
             let peer = self.remove_session(peer_index);
             for leg in [peer, session] {
                 let join = RoomJoin {
@@ -1295,41 +1035,32 @@ impl Worker {
         let Some(Some(room)) = self.rooms.get_mut(slot) else {
             return;
         };
-        let mut options = ParticipantOptions::new(session.spec.codec);
+        let mut options = ParticipantOptions::new(session.leg.codec());
         options.muted = join.muted;
         match room.room.add(options) {
             Ok(pid) => {
                 room.members += 1;
                 session.conference = Some((slot, pid));
-                session.mode = MediaMode::Silence;
-                // A soft 440 Hz chime, 0.4 s every 4 s, at -32 dBFS: "you are connected".
-                session.alone_tone = Some(ToneGenerator::new(
-                    session.spec.codec.sample_rate(),
-                    ToneSpec::single(440.0, -32.0).with_cadence(400, 3600),
-                ));
-                let _ = session.spec.events.send(MediaEvent::Joined {
+                session.leg.join_room();
+                let _ = session.events.send(MediaEvent::Joined {
                     participants: room.members,
                 });
             }
             Err(err) => {
-                let _ = session
-                    .spec
-                    .events
-                    .send(MediaEvent::JoinFailed(err.to_string()));
+                let _ = session.events.send(MediaEvent::JoinFailed(err.to_string()));
             }
         }
         self.sessions.push(session);
     }
 
     fn leave(&mut self, id: SessionId) {
-        let Some(session) = self.sessions.iter_mut().find(|s| s.spec.id == id) else {
+        let Some(session) = self.sessions.iter_mut().find(|s| s.id == id) else {
             return;
         };
         let Some((slot, pid)) = session.conference.take() else {
             return;
         };
-        session.overlay = None;
-        session.alone_tone = None;
+        session.leg.leave_room();
         if let Some(entry) = self.rooms.get_mut(slot)
             && let Some(room) = entry.as_mut()
         {
@@ -1346,7 +1077,7 @@ impl Worker {
     /// Takes a session out of whatever room or call it is in and settles it as `placement`
     /// says.
     fn move_session(&mut self, id: SessionId, placement: Placement) {
-        let Some(index) = self.sessions.iter().position(|s| s.spec.id == id) else {
+        let Some(index) = self.sessions.iter().position(|s| s.id == id) else {
             return;
         };
         self.leave(id);
@@ -1387,7 +1118,7 @@ impl Worker {
     }
 
     /// Returns false when every handle is gone (server shutting down).
-    fn apply_commands(&mut self) -> bool {
+    fn apply_commands(&mut self, now: Instant) -> bool {
         loop {
             let command = match self.commands.try_recv() {
                 Ok(command) => self.forward(command),
@@ -1400,9 +1131,10 @@ impl Worker {
             match command {
                 MediaCommand::Start(spec) => {
                     let id = spec.id;
-                    match Session::new(*spec) {
+                    match Session::new(*spec, now) {
                         Ok(session) => {
-                            tracing::debug!(session = %id, codec = ?session.spec.codec, pt = session.spec.payload_type, dtmf_pt = ?session.spec.telephone_event_pt, "media session started");
+                            let leg = &session.leg;
+                            tracing::debug!(session = %id, codec = ?leg.codec(), pt = leg.payload_type(), dtmf_pt = ?leg.telephone_event_pt(), "media session started");
                             self.sessions.push(session);
                         }
                         Err(err) => tracing::error!(session = %id, "cannot start media: {err}"),
@@ -1410,25 +1142,17 @@ impl Worker {
                 }
                 MediaCommand::SetMode(id, mode) => {
                     if let Some(s) = self.session_mut(id) {
-                        s.mode = mode;
+                        s.leg.set_mode(mode);
                     }
                 }
                 MediaCommand::SetRemote(id, remote) => {
                     if let Some(s) = self.session_mut(id) {
-                        s.spec.remote = remote.rtp;
-                        s.spec.send = remote.send;
-                        s.peer_active = remote.active;
-                        s.answered = true;
-                        if remote.rtcp.is_some() || remote.rtp.is_none() {
-                            s.spec.remote_rtcp = remote.rtcp;
-                        }
-                        // Silence before an answer or a resume is not the caller's fault.
-                        s.last_heard = Instant::now();
+                        s.leg.set_remote(remote, now);
                     }
                 }
                 MediaCommand::Stop(id) => {
                     self.leave(id);
-                    if let Some(index) = self.sessions.iter().position(|s| s.spec.id == id) {
+                    if let Some(index) = self.sessions.iter().position(|s| s.id == id) {
                         let mut session = self.remove_session(index);
                         session.stop(&self.stats);
                     }
@@ -1439,17 +1163,17 @@ impl Worker {
                 }
                 MediaCommand::Adopt(session, placement) => {
                     // It may come back to a room of ours after living elsewhere.
-                    self.forwarded.remove(&session.spec.id);
+                    self.forwarded.remove(&session.id);
                     self.place(*session, placement);
                 }
                 MediaCommand::LeaveRoom(id) => self.leave(id),
                 MediaCommand::SendDtmf(id, digit) => {
-                    if let Some(s) = self.sessions.iter_mut().find(|s| s.spec.id == id) {
+                    if let Some(s) = self.sessions.iter_mut().find(|s| s.id == id) {
                         s.queue_dtmf(digit);
                     }
                 }
                 MediaCommand::SetMuted(id, muted) => {
-                    if let Some(s) = self.sessions.iter().find(|s| s.spec.id == id)
+                    if let Some(s) = self.sessions.iter().find(|s| s.id == id)
                         && let Some((slot, pid)) = s.conference
                         && let Some(Some(room)) = self.rooms.get_mut(slot)
                     {
@@ -1461,7 +1185,7 @@ impl Worker {
                     let worker = self.index;
                     match self.session_mut(id) {
                         Some(s) => {
-                            s.overlay = Some(player);
+                            s.leg.set_overlay(player);
                             tracing::debug!(
                                 session = %id,
                                 worker,
@@ -1497,18 +1221,6 @@ fn worker_index_of_room(number: &str, workers: usize) -> usize {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     (hash % workers.max(1) as u64) as usize
-}
-
-/// RTP session bandwidth in bit/s (RFC 3550 §6.2: the senders' nominal bandwidths summed):
-/// two senders, each the codec's rate plus IPv4/UDP/RTP headers per packet.
-fn session_bandwidth(codec: CodecKind, ptime_ms: u32) -> u32 {
-    let payload = match codec {
-        CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722 => 64_000,
-        // Opus as telephones and browsers send it for speech.
-        CodecKind::Opus => 32_000,
-    };
-    let packets_per_second = 1000 / ptime_ms.max(1);
-    2 * (payload + packets_per_second * 40 * 8)
 }
 
 /// Hands out RTP/RTCP port pairs from the configured range.
