@@ -190,7 +190,7 @@ pub struct CallControl {
     shared: Arc<Shared>,
     ports: PortAllocator,
     /// Where media sessions report timeouts.
-    commands: mpsc::UnboundedSender<CoreCommand>,
+    commands: mpsc::Sender<CoreCommand>,
     /// Where the registry and media sessions send calls their news.
     call_events: CallEvents,
     /// Where replies from the store thread come back.
@@ -215,7 +215,7 @@ impl CallControl {
     pub fn new(
         shared: Arc<Shared>,
         ports: PortAllocator,
-        commands: mpsc::UnboundedSender<CoreCommand>,
+        commands: mpsc::Sender<CoreCommand>,
     ) -> (Self, CallQueues) {
         let (call_events, events) = mpsc::channel(CALL_EVENTS_QUEUE);
         // One question at a time per call, and only a few take the store.
@@ -732,7 +732,7 @@ impl CallControl {
                 return;
             }
         };
-        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let (media_tx, media_rx) = mpsc::channel(crate::media_worker::MEDIA_EVENTS_QUEUE);
         let quality = Arc::new(QualityCell::new());
         let timers = self.shared.config.calls;
         let codec = codec_kind(negotiated.codec);
@@ -1032,7 +1032,8 @@ impl CallControl {
         let (Some(negotiated), Some((rtp, rtcp))) = (out.answer.take(), out.sockets.take()) else {
             return;
         };
-        let (media_tx, _) = mpsc::unbounded_channel();
+        // Nobody listens to a placed leg's reports: its caller's session plays the prompts.
+        let (media_tx, _) = mpsc::channel(1);
         let timers = self.shared.config.calls;
         let spec = SessionSpec {
             id: child,

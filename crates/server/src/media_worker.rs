@@ -31,11 +31,17 @@ use media::rtcp::{LegQuality, RtcpReceived};
 use media::rtp::{RtpError, ntp_timestamp};
 use media::wav::PromptPlayer;
 use mixer::{MixerConfig, ParticipantId, ParticipantOptions, Room};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender as CallSender;
+use tokio::sync::mpsc::error::TrySendError as ChannelFull;
 
 use crate::udp_arrival::{TickClock, enable_arrival_times, recv_with_arrival};
 
 use crate::core_command::CoreCommand;
+
+/// Reports one session may have waiting for its call (prompt ends, key presses, joins).
+pub const MEDIA_EVENTS_QUEUE: usize = 64;
+/// Media timeouts waiting for the core.
+pub const CORE_COMMAND_QUEUE: usize = 1024;
 
 /// One media tick.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -72,7 +78,7 @@ pub struct SessionSpec {
     /// The same while the caller holds the call (we do not send).
     pub media_timeout_on_hold: Option<Duration>,
     /// Where the session reports a media timeout.
-    pub core: UnboundedSender<CoreCommand>,
+    pub core: CallSender<CoreCommand>,
     /// The leg's RTCP statistics, for the call record.
     pub quality: Arc<QualityCell>,
     /// Whether we may send (false while the peer holds the call).
@@ -88,10 +94,10 @@ pub struct SessionSpec {
     /// RTP header extension id of the peer's RFC 6464 audio level, if it sends one.
     pub audio_level_ext: Option<u8>,
     /// Where DTMF and playback events go.
-    pub events: UnboundedSender<MediaEvent>,
+    pub events: CallSender<MediaEvent>,
 }
 
-/// Control messages from call tasks to a worker.
+/// Control messages from call control to a worker.
 pub enum MediaCommand {
     /// Take over a new session.
     Start(Box<SessionSpec>),
@@ -184,7 +190,7 @@ pub const ROOM_RATE: u32 = 16_000;
 /// Rate a room of telephones mixes at.
 const NARROWBAND_RATE: u32 = 8000;
 
-/// Events from a session to its call task.
+/// Events from a session to its call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {
     /// A DTMF digit (RFC 4733), reported once per key press.
@@ -427,9 +433,11 @@ pub struct Session {
     /// Bound RTCP socket (RTP port + 1).
     rtcp: UdpSocket,
     /// Where the session reports a media timeout.
-    core: UnboundedSender<CoreCommand>,
+    core: CallSender<CoreCommand>,
     /// Where DTMF and playback events go.
-    events: UnboundedSender<MediaEvent>,
+    events: CallSender<MediaEvent>,
+    /// A media timeout the core's queue had no room for: sent again next tick.
+    timeout_unsent: bool,
     /// The leg's RTCP statistics, for the call record.
     quality: Arc<QualityCell>,
     leg: MediaLeg,
@@ -468,6 +476,7 @@ impl Session {
             rtcp: spec.rtcp,
             core: spec.core,
             events: spec.events,
+            timeout_unsent: false,
             quality: spec.quality,
             leg,
             conference: None,
@@ -507,7 +516,7 @@ impl Session {
             Some(Finished::Prompt) => MediaEvent::PlayFinished,
             Some(Finished::Overlay) => MediaEvent::OverlayFinished,
         };
-        let _ = self.events.send(event);
+        self.report(event);
     }
 
     /// Queues a key press for the peer.
@@ -546,7 +555,14 @@ impl Session {
         if let Some(timeout) = self.leg.poll_media_timeout(now) {
             counts.media_timeouts += 1;
             tracing::info!(session = %self.id, held = timeout.held, silent_for = ?timeout.silent_for, "no RTP from the caller: media timeout");
-            let _ = self.core.send(CoreCommand::MediaTimeout(self.id));
+            self.timeout_unsent = true;
+        }
+        // The tick never waits for the core: a full queue gets the timeout next tick.
+        if self.timeout_unsent {
+            self.timeout_unsent = matches!(
+                self.core.try_send(CoreCommand::MediaTimeout(self.id)),
+                Err(ChannelFull::Full(_))
+            );
         }
     }
 
@@ -572,9 +588,17 @@ impl Session {
         }
     }
 
+    /// Tells the call; the tick never waits for it, so a call whose queue is full (a core
+    /// stalled for seconds, or a key flood) loses the report, logged.
+    fn report(&self, event: MediaEvent) {
+        if let Err(ChannelFull::Full(event)) = self.events.try_send(event) {
+            tracing::warn!(session = %self.id, ?event, "media event queue full; report dropped");
+        }
+    }
+
     fn key_pressed(&self, digit: char) {
         tracing::debug!(session = %self.id, %digit, "DTMF received (RFC 4733)");
-        let _ = self.events.send(MediaEvent::Dtmf(digit));
+        self.report(MediaEvent::Dtmf(digit));
     }
 
     /// The leg ends: a last report with BYE (RFC 3550 §6.6), final figures published.
@@ -955,9 +979,7 @@ impl Worker {
             }
             Err(err) => {
                 if let MediaCommand::Adopt(session, _) = err.into_inner() {
-                    let _ = session
-                        .events
-                        .send(MediaEvent::JoinFailed("media worker busy".into()));
+                    session.report(MediaEvent::JoinFailed("media worker busy".into()));
                 }
             }
         }
@@ -1042,12 +1064,12 @@ impl Worker {
                 room.members += 1;
                 session.conference = Some((slot, pid));
                 session.leg.join_room();
-                let _ = session.events.send(MediaEvent::Joined {
+                session.report(MediaEvent::Joined {
                     participants: room.members,
                 });
             }
             Err(err) => {
-                let _ = session.events.send(MediaEvent::JoinFailed(err.to_string()));
+                session.report(MediaEvent::JoinFailed(err.to_string()));
             }
         }
         self.sessions.push(session);

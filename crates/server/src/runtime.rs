@@ -99,7 +99,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         conferences: crate::conference::Registry::default(),
         trunks,
     });
-    let (command_tx, command_rx) = mpsc::unbounded_channel();
+    let (command_tx, command_rx) = mpsc::channel(crate::media_worker::CORE_COMMAND_QUEUE);
     // Admin requests are rare and answered at once; a few in flight are plenty.
     let (security_tx, security_rx) = mpsc::channel(8);
     let endpoint = SipEndpoint::new(
@@ -202,7 +202,7 @@ impl Core {
     async fn run(
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
-        mut commands: mpsc::UnboundedReceiver<CoreCommand>,
+        mut commands: mpsc::Receiver<CoreCommand>,
         mut calls: CallQueues,
         mut security: mpsc::Receiver<SecurityRequest>,
     ) -> anyhow::Result<()> {
