@@ -44,6 +44,32 @@ extension-digits = 3
     path.display().to_string()
 }
 
+/// The server in `ns` with the trunks file `trunks`, the dialplans in `plans` and the data
+/// directory `data`.
+fn server_with_trunks(ns: &Netns, trunks: &str, plans: &TempDir, data: TempDir) -> Server {
+    Server::start_with_data(
+        Some(ns),
+        &[
+            "--trunks",
+            trunks,
+            "--dialplans",
+            plans.path().to_str().unwrap(),
+        ],
+        data,
+    )
+}
+
+/// The caller hears its own tone: the far end (SIPp with -rtp_echo) sent it back through
+/// both legs.
+fn assert_own_tone_back(caller: &Baresip, server: &Server, far_end: &str, caller_out: &str) {
+    let back = heard_share(caller, 440.0, "the caller", server);
+    assert!(
+        back > 0.5,
+        "440 Hz back from {far_end}: {back:.2}\n{caller_out}\n{}",
+        server.log()
+    );
+}
+
 /// DIDs that came in on the carrier's trunk ring the extension they end with; staff
 /// numbers starting with 0 go out through the carrier.
 fn did_plans() -> TempDir {
@@ -105,16 +131,7 @@ fn a_did_from_the_carrier_in_national_form_rings_the_users_phone() {
     let plans = did_plans();
     let data = TempDir::new("trunk-did-data");
     add_user(data.path(), "101", "geheim123");
-    let server = Server::start_with_data(
-        Some(&ns),
-        &[
-            "--trunks",
-            &trunks,
-            "--dialplans",
-            plans.path().to_str().unwrap(),
-        ],
-        data,
-    );
+    let server = server_with_trunks(&ns, &trunks, &plans, data);
     let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
     // The carrier's gateway calls the DID as German carriers often deliver it: national form.
     let caller = Baresip::new("10.99.0.5", 440, "PCMU", 8000);
@@ -149,12 +166,7 @@ fn a_staff_call_out_goes_through_the_carrier_authenticated_with_the_users_own_nu
     );
     assert_sipp_ok(&carrier_out, &server, "the carrier");
     // The carrier echoes what it gets: the caller hears its own tone through both legs.
-    let back = heard_share(&caller, 440.0, "the caller", &server);
-    assert!(
-        back > 0.5,
-        "440 Hz back from the carrier: {back:.2}\n{caller_out}\n{}",
-        server.log()
-    );
+    assert_own_tone_back(&caller, &server, "the carrier", &caller_out);
 }
 
 /// A staff phone (user 101 at 10.99.0.2, 440 Hz) dials `uri` while the SIPp carrier at
@@ -193,16 +205,7 @@ fn staff_call_through_carrier(
             sipp(Some(ns), &args)
         });
         std::thread::sleep(Duration::from_millis(500));
-        let server = Server::start_with_data(
-            Some(ns),
-            &[
-                "--trunks",
-                &trunks,
-                "--dialplans",
-                plans.path().to_str().unwrap(),
-            ],
-            data,
-        );
+        let server = server_with_trunks(ns, &trunks, &plans, data);
         let registered = wait_until(Duration::from_secs(8), || {
             server.metric(Some(ns), "amtsleitung_trunks_registered") == 1
         });
@@ -225,12 +228,7 @@ fn an_emergency_call_goes_out_on_the_emergency_trunk_with_the_location_number() 
         "sip:112@10.99.0.1",
     );
     assert_sipp_ok(&carrier_out, &server, "the emergency gateway");
-    let back = heard_share(&caller, 440.0, "the caller", &server);
-    assert!(
-        back > 0.5,
-        "440 Hz back from the emergency gateway: {back:.2}\n{caller_out}\n{}",
-        server.log()
-    );
+    assert_own_tone_back(&caller, &server, "the emergency gateway", &caller_out);
 }
 
 #[test]
@@ -291,16 +289,7 @@ max-calls = 10
     let plans = did_plans();
     let data = TempDir::new("trunk-failover-data");
     add_user(data.path(), "101", "geheim123");
-    let server = Server::start_with_data(
-        Some(&ns),
-        &[
-            "--trunks",
-            trunks.to_str().unwrap(),
-            "--dialplans",
-            plans.path().to_str().unwrap(),
-        ],
-        data,
-    );
+    let server = server_with_trunks(&ns, trunks.to_str().unwrap(), &plans, data);
     let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
     let backup = scenario("uas_pcma_echo.xml");
     let (backup_out, caller_out) = std::thread::scope(|scope| {
@@ -327,12 +316,7 @@ max-calls = 10
         (backup_run.join().unwrap(), caller_out)
     });
     assert_sipp_ok(&backup_out, &server, "the backup carrier");
-    let back = heard_share(&caller, 440.0, "the caller", &server);
-    assert!(
-        back > 0.5,
-        "440 Hz back through the backup trunk: {back:.2}\n{caller_out}\n{}",
-        server.log()
-    );
+    assert_own_tone_back(&caller, &server, "the backup trunk", &caller_out);
     let status = server.http_get(Some(&ns), "/trunks");
     assert!(!status.contains("\"state\":\"registered\""), "{status}");
 }
@@ -373,16 +357,7 @@ fn assert_refused_as_barred(label: &str, add_flags: &[&str], uri: &str) {
     ];
     add.extend_from_slice(add_flags);
     user_cli(data.path(), &add);
-    let server = Server::start_with_data(
-        Some(&ns),
-        &[
-            "--trunks",
-            &trunks,
-            "--dialplans",
-            plans.path().to_str().unwrap(),
-        ],
-        data,
-    );
+    let server = server_with_trunks(&ns, &trunks, &plans, data);
     let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
     let out = caller.call(&ns, uri, 8);
     let calls = call_records(&server, 1);
