@@ -274,13 +274,8 @@ impl TrunkSet {
         let Some(addr) = self.registrar_of(index) else {
             return Ok(None);
         };
-        let transport = match trunk.transport {
-            trunks::Transport::Tcp => TransportKind::Tcp,
-            trunks::Transport::Udp => TransportKind::Udp,
-            trunks::Transport::Tls => {
-                tracing::error!(trunk = %trunk_name, "TLS trunks are not available yet");
-                return Ok(None);
-            }
+        let Some(transport) = transport_of(trunk) else {
+            return Ok(None);
         };
         let (domain_uri, registration) = match &trunk.mode {
             TrunkMode::Register(registration) => {
@@ -377,6 +372,18 @@ fn initial_status(trunk: &Trunk) -> TrunkStatus {
     }
 }
 
+/// How we reach the trunk's carrier; `None` (logged) for TLS, which is not available yet.
+fn transport_of(trunk: &Trunk) -> Option<TransportKind> {
+    match trunk.transport {
+        trunks::Transport::Tcp => Some(TransportKind::Tcp),
+        trunks::Transport::Udp => Some(TransportKind::Udp),
+        trunks::Transport::Tls => {
+            tracing::error!(trunk = %trunk.name, "TLS trunks are not available yet: no registration, no calls out");
+            None
+        }
+    }
+}
+
 /// The addresses a SIP URI's host stands for: a literal, or what the resolver says (A and
 /// AAAA; RFC 3263 NAPTR/SRV lookups are not done), at its port or 5060.
 async fn resolve(uri: &str) -> anyhow::Result<Vec<SocketAddr>> {
@@ -430,13 +437,8 @@ impl TrunkLines {
                 tracing::error!(trunk = %trunk.name, "no address to register with");
                 continue;
             };
-            let transport = match trunk.transport {
-                trunks::Transport::Tcp => TransportKind::Tcp,
-                trunks::Transport::Udp => TransportKind::Udp,
-                trunks::Transport::Tls => {
-                    tracing::error!(trunk = %trunk.name, "TLS trunks are not available yet; not registering");
-                    continue;
-                }
+            let Some(transport) = transport_of(trunk) else {
+                continue;
             };
             let next_hop = Peer {
                 addr,
