@@ -231,6 +231,28 @@ fn rtp_header_len(packet: &[u8]) -> Result<usize, SrtpError> {
     Ok(header)
 }
 
+/// Checks that `len` bytes of a received packet are in `buf` and at least `min`.
+fn check_received_len(buf: &[u8], len: usize, min: usize) -> Result<(), SrtpError> {
+    if len > buf.len() {
+        return Err(SrtpError::BufferTooSmall {
+            needed: len,
+            available: buf.len(),
+        });
+    }
+    if len < min {
+        return Err(SrtpError::TooShort { len, min });
+    }
+    Ok(())
+}
+
+/// The error for a packet index the replay window refused.
+fn refused(refusal: Refusal, ssrc: u32, index: u64) -> SrtpError {
+    match refusal {
+        Refusal::Replayed => SrtpError::Replayed { ssrc, index },
+        Refusal::TooOld => SrtpError::TooOld { ssrc, index },
+    }
+}
+
 /// Checks the fixed first eight octets of an RTCP packet: version and sender SSRC.
 fn check_rtcp_header(packet: &[u8]) -> Result<(), SrtpError> {
     if packet.len() < RTCP_HEADER_LEN {
@@ -336,11 +358,12 @@ impl SrtpContext {
         // sends out of order still gets the index the receiver computes.
         let index = match stream.rtp.estimate_rtp_index(seq) {
             Some(index) => index,
+            // RFC 3711 §9.2: after 2^48 packets the key must not be used again.
+            None if stream.rtp.roc() == u32::MAX => return Err(SrtpError::KeyExhausted { ssrc }),
+            // A jump back past the start of the stream: nothing was sent under ROC -1, so
+            // ROC 0 reuses no keystream (the receiver will refuse it as too old).
             None => u64::from(seq),
         };
-        if index >> 16 == u64::from(u32::MAX) && seq == u16::MAX {
-            return Err(SrtpError::KeyExhausted { ssrc });
-        }
         stream.rtp.accept(index);
 
         let roc = (index >> 16) as u32;
@@ -368,17 +391,8 @@ impl SrtpContext {
 
     /// Checks and decrypts the SRTP packet in buf[..len] in place; returns the RTP length. Rejects bad tags, replays and too-short packets.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
-        if len > buf.len() {
-            return Err(SrtpError::BufferTooSmall {
-                needed: len,
-                available: buf.len(),
-            });
-        }
         let tag_len = self.rtp.tag_len();
-        let min = RTP_HEADER_LEN + tag_len;
-        if len < min {
-            return Err(SrtpError::TooShort { len, min });
-        }
+        check_received_len(buf, len, RTP_HEADER_LEN + tag_len)?;
         let rtp_len = len - tag_len;
         let header_len = rtp_header_len(&buf[..rtp_len])?;
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
@@ -387,10 +401,7 @@ impl SrtpContext {
         // A stream we do not know yet is only remembered once its packet authenticates, so
         // forged packets with random SSRCs cannot push real streams out.
         let known = self.find(ssrc);
-        let mut stream = match known {
-            Some(slot) => self.streams[slot],
-            None => Stream::new(ssrc),
-        };
+        let mut stream = known.map_or(Stream::new(ssrc), |slot| self.streams[slot]);
         let index = stream
             .rtp
             .estimate_rtp_index(seq)
@@ -398,10 +409,10 @@ impl SrtpContext {
                 ssrc,
                 index: u64::from(seq),
             })?;
-        stream.rtp.check(index).map_err(|refusal| match refusal {
-            Refusal::Replayed => SrtpError::Replayed { ssrc, index },
-            Refusal::TooOld => SrtpError::TooOld { ssrc, index },
-        })?;
+        stream
+            .rtp
+            .check(index)
+            .map_err(|refusal| refused(refusal, ssrc, index))?;
 
         let roc = (index >> 16) as u32;
         match &self.rtp {
@@ -490,17 +501,8 @@ impl SrtpContext {
 
     /// Checks and decrypts the SRTCP packet in buf[..len] in place; returns the RTCP length. Rejects bad tags, replays and too-short packets.
     pub fn unprotect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
-        if len > buf.len() {
-            return Err(SrtpError::BufferTooSmall {
-                needed: len,
-                available: buf.len(),
-            });
-        }
         let tag_len = self.rtcp.tag_len();
-        let min = RTCP_HEADER_LEN + SRTCP_INDEX_LEN + tag_len;
-        if len < min {
-            return Err(SrtpError::TooShort { len, min });
-        }
+        check_received_len(buf, len, RTCP_HEADER_LEN + SRTCP_INDEX_LEN + tag_len)?;
         let rtcp_len = len - SRTCP_INDEX_LEN - tag_len;
         check_rtcp_header(&buf[..rtcp_len])?;
         let ssrc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
@@ -520,23 +522,11 @@ impl SrtpContext {
         let index = word & MAX_SRTCP_INDEX;
 
         let known = self.find(ssrc);
-        let mut stream = match known {
-            Some(slot) => self.streams[slot],
-            None => Stream::new(ssrc),
-        };
+        let mut stream = known.map_or(Stream::new(ssrc), |slot| self.streams[slot]);
         stream
             .rtcp
             .check(u64::from(index))
-            .map_err(|refusal| match refusal {
-                Refusal::Replayed => SrtpError::Replayed {
-                    ssrc,
-                    index: u64::from(index),
-                },
-                Refusal::TooOld => SrtpError::TooOld {
-                    ssrc,
-                    index: u64::from(index),
-                },
-            })?;
+            .map_err(|refusal| refused(refusal, ssrc, u64::from(index)))?;
 
         match &self.rtcp {
             Transform::AesCm {

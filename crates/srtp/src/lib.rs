@@ -7,6 +7,8 @@
 //! other than 0, no AES-256 or F8 suites. Protect and unprotect allocate nothing; key bytes
 //! never reach `Debug` output and are zeroed when dropped.
 
+#![warn(missing_docs)]
+
 mod context;
 mod kdf;
 mod key;
@@ -14,7 +16,7 @@ mod replay;
 mod sdes;
 mod suite;
 
-pub use context::{SrtpContext, SrtpError};
+pub use context::{MAX_STREAMS, SrtpContext, SrtpError};
 pub use key::MasterKey;
 pub use sdes::{CryptoAttribute, SdesError};
 pub use suite::Suite;

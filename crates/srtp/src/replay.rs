@@ -44,6 +44,11 @@ impl ReplayWindow {
         Some(((v as u64) << 16) | u64::from(seq))
     }
 
+    /// The rollover counter of the highest index accepted (0 before any).
+    pub(crate) fn roc(&self) -> u32 {
+        (self.highest >> 16) as u32
+    }
+
     /// Whether `index` may be accepted; does not change the window (RFC 3711 §3.3.2: update
     /// only after the packet authenticates).
     pub(crate) fn check(&self, index: u64) -> Result<(), Refusal> {

@@ -80,6 +80,8 @@ pub struct CryptoAttribute {
     /// Packets the key may protect, if the line limits it.
     pub lifetime: Option<u64>,
     /// Master key identifier value and its length in bytes, if the packets carry one.
+    /// [`crate::SrtpContext`] neither writes nor strips an MKI, so a line that has one is to
+    /// be declined (RFC 4568 §6.1: its sender puts the MKI in every packet).
     pub mki: Option<(u32, u8)>,
     /// Session parameters as written (e.g. `UNENCRYPTED_SRTCP`); the caller decides whether
     /// it can honour them.
