@@ -38,12 +38,32 @@ fn bad_values_name_the_flag_with_exit_2() {
         ("--http-listen", "localhost"),
         ("--log-format", "xml"),
         ("--mixer", "fast"),
+        ("--srtp", "on"),
     ] {
         let (code, _, err) = run(&["serve", flag, value]);
         assert_eq!(code, 2, "{flag} {value}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
         assert!(err.contains(flag), "{flag} not named: {err}");
     }
+}
+
+#[test]
+fn config_file_with_a_wrong_srtp_word_is_refused_naming_file_line_and_the_words() {
+    let dir = TempDir::new("cfg-srtp");
+    let path = dir.path().join("amtsleitung.toml");
+    std::fs::write(
+        &path,
+        "sip-listen = \"127.0.0.1:5099\"\nsrtp = \"always\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("amtsleitung.toml:2")
+            && err.contains("'always'")
+            && err.contains("expected off, optional or required"),
+        "{err}"
+    );
 }
 
 #[test]

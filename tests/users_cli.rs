@@ -70,6 +70,24 @@ fn extensions(store: &Store) -> Vec<String> {
         .collect()
 }
 
+/// `add EXTENSION --name NAME --password geheim123` and then `extra` (a setting to try).
+fn add_args<'a>(extension: &'a str, name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["add", extension, "--name", name, "--password", "geheim123"];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// A per-user setting command (`calls`, `srtp`) names a missing user, and clap refuses it
+/// with exit 2 when given neither a value nor `--default`, or both.
+fn setting_command_refuses_a_missing_user_and_misuse(data: &Path, command: &str, value: &str) {
+    assert_eq!(
+        fails(data, &[command, "109", value]),
+        "amtsleitung: no user 109\n"
+    );
+    assert_eq!(run(data, &[command, "101"]).0, 2);
+    assert_eq!(run(data, &[command, "101", value, "--default"]).0, 2);
+}
+
 #[test]
 fn add_list_show_passwd_and_del_round_trip() {
     let dir = TempDir::new("users-cli");
@@ -166,10 +184,10 @@ fn add_list_show_passwd_and_del_round_trip() {
     let list = ok(&data, &["list"]);
     assert_eq!(
         list,
-        "EXTENSION  NAME        ALLOWED FROM                REGISTERED  LANGUAGE  CALLS\n\
-         101        Bürgerbüro  10.8.0.0/16,192.168.5.0/24  1/3         de        default\n\
-         102        IT          anywhere                    0/5         en        default\n\
-         103        Standesamt  anywhere                    0/5         de        default\n"
+        "EXTENSION  NAME        ALLOWED FROM                REGISTERED  LANGUAGE  CALLS    SRTP\n\
+         101        Bürgerbüro  10.8.0.0/16,192.168.5.0/24  1/3         de        default  default\n\
+         102        IT          anywhere                    0/5         en        default  default\n\
+         103        Standesamt  anywhere                    0/5         de        default  default\n"
     );
 
     let before = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
@@ -180,6 +198,7 @@ fn add_list_show_passwd_and_del_round_trip() {
         "allowed from  10.8.0.0/16,192.168.5.0/24\n",
         "max contacts  3\n",
         "calls out     internal, local, national, mobile, special (default; emergency always allowed)\n",
+        "srtp          server default (srtp in the server config; optional unless set)\n",
         "registered    1 contact(s)\n",
         "  sip:101@192.168.178.20:5060\n    from 10.8.0.7:40123 over udp, expires in ",
         "user agent Yealink SIP-T46U",
@@ -372,26 +391,14 @@ fn call_classes_are_set_at_add_changed_shown_and_unknown_names_refused() {
     let data = dir.path().join("data");
     let out = ok(
         &data,
-        &[
-            "add",
-            "101",
-            "--name",
-            "Bürgerbüro",
-            "--password",
-            "geheim123",
-            "--calls",
-            "national,internal,local",
-        ],
+        &add_args("101", "Bürgerbüro", &["--calls", "national,internal,local"]),
     );
     assert_eq!(
         out,
         "user 101 added (Bürgerbüro, from anywhere, up to 5 contacts, language de, calls out: internal, local, national)\n\
          note: emergency calls (110, 112) stay allowed; they cannot be barred\n"
     );
-    ok(
-        &data,
-        &["add", "102", "--name", "IT", "--password", "geheim123"],
-    );
+    ok(&data, &add_args("102", "IT", &[]));
     let store = Store::open(&data).unwrap();
     let classes = |extension: &str| {
         store
@@ -408,12 +415,17 @@ fn call_classes_are_set_at_add_changed_shown_and_unknown_names_refused() {
             .contains("calls out     internal, local, national (emergency always allowed)\n")
     );
     let list = ok(&data, &["list"]);
-    assert!(
+    // The CALLS column is the last but one (SRTP follows).
+    let calls_column = |row: usize| {
         list.lines()
-            .nth(1)
+            .nth(row)
             .unwrap()
-            .ends_with("internal,local,national")
-            && list.lines().nth(2).unwrap().ends_with("default"),
+            .split_whitespace()
+            .rev()
+            .nth(1)
+    };
+    assert!(
+        calls_column(1) == Some("internal,local,national") && calls_column(2) == Some("default"),
         "{list}"
     );
 
@@ -448,26 +460,11 @@ fn call_classes_are_set_at_add_changed_shown_and_unknown_names_refused() {
     assert_eq!(classes("102"), names(&["internal"]));
     let err = fails(
         &data,
-        &[
-            "add",
-            "103",
-            "--name",
-            "A",
-            "--password",
-            "geheim123",
-            "--calls",
-            "local,satellite",
-        ],
+        &add_args("103", "A", &["--calls", "local,satellite"]),
     );
     assert!(err.contains("unknown call class \"satellite\""), "{err}");
     assert_eq!(extensions(&store), ["101", "102"], "103 not added");
-    assert_eq!(
-        fails(&data, &["calls", "109", "local"]),
-        "amtsleitung: no user 109\n"
-    );
-    // Neither a list nor --default, or both: clap refuses, exit 2.
-    assert_eq!(run(&data, &["calls", "101"]).0, 2);
-    assert_eq!(run(&data, &["calls", "101", "local", "--default"]).0, 2);
+    setting_command_refuses_a_missing_user_and_misuse(&data, "calls", "local");
 }
 
 #[test]
@@ -512,6 +509,139 @@ fn import_reads_an_optional_calls_column_and_names_a_bad_class_with_its_line() {
     assert!(
         err.contains("1 bad row, nothing imported")
             && err.contains("line 3: unknown call class \"premuim\"; known: emergency"),
+        "{err}"
+    );
+    assert_eq!(extensions(&store), ["201", "202", "203"]);
+}
+
+const SDES_NOTE: &str = "note: SRTP keys travel in the SDP (SDES, RFC 4568); they are secret only where the phone's signalling runs over TLS\n";
+
+#[test]
+fn srtp_is_set_at_add_changed_shown_reset_and_a_wrong_word_refused() {
+    let dir = TempDir::new("users-cli-srtp");
+    let data = dir.path().join("data");
+    let out = ok(
+        &data,
+        &add_args("101", "Bürgerbüro", &["--srtp", "Required"]),
+    );
+    assert_eq!(
+        out,
+        format!(
+            "user 101 added (Bürgerbüro, from anywhere, up to 5 contacts, language de, SRTP required)\n{SDES_NOTE}"
+        )
+    );
+    ok(&data, &add_args("102", "IT", &[]));
+    let store = Store::open(&data).unwrap();
+    let srtp = |extension: &str| {
+        store
+            .user_get(DEFAULT_DOMAIN, extension)
+            .unwrap()
+            .unwrap()
+            .media_encryption
+    };
+    assert_eq!(
+        srtp("101").as_deref(),
+        Some("required"),
+        "stored lower-case"
+    );
+    assert_eq!(srtp("102"), None, "no --srtp: the server's default");
+    assert!(ok(&data, &["show", "101"]).contains("\nsrtp          required\n"));
+    assert!(ok(&data, &["show", "102"]).contains(
+        "\nsrtp          server default (srtp in the server config; optional unless set)\n"
+    ));
+    let list = ok(&data, &["list"]);
+    let srtp_column = |row: usize| list.lines().nth(row).unwrap().split_whitespace().last();
+    assert_eq!(
+        (srtp_column(0), srtp_column(1), srtp_column(2)),
+        (Some("SRTP"), Some("required"), Some("default")),
+        "{list}"
+    );
+
+    assert_eq!(
+        ok(&data, &["srtp", "102", "off"]),
+        "SRTP of user 102: off\n"
+    );
+    assert_eq!(srtp("102").as_deref(), Some("off"));
+    assert_eq!(
+        ok(&data, &["srtp", "102", "optional"]),
+        format!("SRTP of user 102: optional\n{SDES_NOTE}")
+    );
+    assert_eq!(srtp("102").as_deref(), Some("optional"));
+    assert_eq!(
+        ok(&data, &["srtp", "101", "--default"]),
+        "SRTP of user 101: server default (srtp in the server config; optional unless set)\n"
+    );
+    assert_eq!(srtp("101"), None);
+
+    // A wrong word: one line naming the three right ones, exit 1, nothing changes.
+    let before = store.user_get(DEFAULT_DOMAIN, "102").unwrap().unwrap();
+    assert_eq!(
+        fails(&data, &["srtp", "102", "on"]),
+        "amtsleitung: unknown SRTP setting 'on' (expected off, optional or required)\n"
+    );
+    assert_eq!(
+        store.user_get(DEFAULT_DOMAIN, "102").unwrap(),
+        Some(before),
+        "not even the update time"
+    );
+    let err = fails(&data, &add_args("103", "A", &["--srtp", "mandatory"]));
+    assert!(
+        err.contains("unknown SRTP setting 'mandatory' (expected off, optional or required)"),
+        "{err}"
+    );
+    assert_eq!(extensions(&store), ["101", "102"], "103 not added");
+    setting_command_refuses_a_missing_user_and_misuse(&data, "srtp", "off");
+}
+
+#[test]
+fn a_wrong_srtp_word_refuses_add_before_a_database_is_made() {
+    let dir = TempDir::new("users-cli-srtp-nodb");
+    let data = dir.path().join("data");
+    let err = fails(&data, &add_args("101", "A", &["--srtp", "yes"]));
+    assert!(err.contains("expected off, optional or required"), "{err}");
+    assert!(!data.exists(), "a refused add created no database");
+}
+
+#[test]
+fn import_reads_an_optional_srtp_column_and_names_a_wrong_word_with_its_line() {
+    let dir = TempDir::new("users-cli-import-srtp");
+    let data = dir.path().join("data");
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "extension,name,password,calls,srtp\n\
+         201,Bauamt,geheim-201,internal;local,required\n\
+         202,Kämmerei,geheim-202,,\n\
+         203,Bürgermeisterin,geheim-203,,OFF\n",
+    )
+    .unwrap();
+    ok(&data, &["import", good.to_str().unwrap()]);
+    let store = Store::open(&data).unwrap();
+    let srtp = |extension: &str| {
+        store
+            .user_get(DEFAULT_DOMAIN, extension)
+            .unwrap()
+            .unwrap()
+            .media_encryption
+    };
+    assert_eq!(srtp("201").as_deref(), Some("required"));
+    assert_eq!(srtp("202"), None, "empty field: the server's default");
+    assert_eq!(srtp("203").as_deref(), Some("off"));
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "extension,name,password,srtp\n\
+         301,Personalamt,geheim-301,optional\n\
+         302,Sozialamt,geheim-302,sdes\n",
+    )
+    .unwrap();
+    let err = fails(&data, &["import", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("1 bad row, nothing imported")
+            && err.contains(
+                "line 3: unknown SRTP setting 'sdes' (expected off, optional or required)"
+            ),
         "{err}"
     );
     assert_eq!(extensions(&store), ["201", "202", "203"]);

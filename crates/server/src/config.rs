@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use media::sdp::SrtpPolicy;
 use serde::Deserialize;
 
 /// A range of UDP ports for RTP (even) and RTCP (odd) pairs.
@@ -46,6 +47,13 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
+/// `media` knows nothing of serde; the word is read as its `FromStr` reads it, and a wrong
+/// one names the three words.
+fn srtp_policy<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SrtpPolicy, D::Error> {
+    let word = String::deserialize(deserializer)?;
+    word.parse().map_err(serde::de::Error::custom)
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +89,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Number of media worker threads; 0 = one per core.
     pub media_workers: usize,
+    /// Whether calls must, may or must not use SRTP (`off`, `optional`, `required`) for users
+    /// without a setting of their own (`amtsleitung user srtp`). Keys travel in the SDP
+    /// (SDES, RFC 4568), so they are secret only where signalling runs over TLS.
+    #[serde(deserialize_with = "srtp_policy")]
+    pub srtp: SrtpPolicy,
     /// Conference rooms.
     pub conference: ConferenceConfig,
     /// When dead calls are ended.
@@ -265,6 +278,7 @@ impl Default for Config {
             trunks: None,
             log_format: LogFormat::Text,
             media_workers: 0,
+            srtp: SrtpPolicy::default(),
             conference: ConferenceConfig::default(),
             calls: CallTimersConfig::default(),
             registrar: RegistrarSettings::default(),
@@ -357,6 +371,29 @@ mod tests {
         assert_eq!(config.calls.media_timeout(false), None);
         assert_eq!(config.calls.min_session_expires, 4);
         assert!(toml::from_str::<Config>("[calls]\nrtp-timeout = 3\n").is_err());
+    }
+
+    #[test]
+    fn srtp_defaults_to_optional_and_takes_the_three_words_only() {
+        assert_eq!(Config::default().srtp, SrtpPolicy::Optional);
+        for (text, policy) in [
+            ("srtp = \"off\"\n", SrtpPolicy::Off),
+            ("srtp = \"optional\"\n", SrtpPolicy::Optional),
+            ("srtp = \"Required\"\n", SrtpPolicy::Required),
+        ] {
+            assert_eq!(
+                toml::from_str::<Config>(text).unwrap().srtp,
+                policy,
+                "{text}"
+            );
+        }
+        let err = toml::from_str::<Config>("srtp = \"on\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected off, optional or required"),
+            "{err}"
+        );
+        assert!(toml::from_str::<Config>("srtp = true\n").is_err());
     }
 
     #[test]

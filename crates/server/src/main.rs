@@ -23,6 +23,7 @@ mod security_cli;
 mod shared;
 mod sip_endpoint;
 mod sounds;
+mod srtp_setting;
 mod store_handle;
 mod transport;
 mod trunk_service;
@@ -124,6 +125,9 @@ struct ServeArgs {
     /// key is `mixer` in `[conference]`.
     #[arg(long, value_name = "MODE")]
     mixer: Option<config::MixerMode>,
+    /// SRTP for users without their own setting: off, optional (default) or required.
+    #[arg(long, value_name = "POLICY")]
+    srtp: Option<media::sdp::SrtpPolicy>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +224,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.media_workers {
             config.media_workers = v;
+        }
+        if let Some(v) = self.srtp {
+            config.srtp = v;
         }
         Ok(config)
     }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use media::sdp::SrtpPolicy;
 use sip::digest::{Algorithm, AuthFailure, DigestAuthenticator, DigestConfig, find_credentials};
 use sip::message as msg;
 use sip::qualify::{Qualifier, QualifyConfig, Reachability};
@@ -107,6 +108,9 @@ pub enum Caller {
         name: String,
         /// What the user may call out through a trunk.
         call_classes: trunks::AllowedClasses,
+        /// Whether the user's media must, may or must not be SRTP: their own setting, else
+        /// the server's `srtp`.
+        srtp: SrtpPolicy,
     },
     /// A trusted network (`[security] trusted-networks`: a trunk, a proxy in front): its From
     /// header is taken as it is.
@@ -149,6 +153,8 @@ pub struct RegistrarService {
     writer: StoreHandle,
     /// Sources whose calls need no authentication and whose messages no rate limit.
     trusted: NetworkList,
+    /// The server's `srtp`, for users without a setting of their own.
+    srtp_default: SrtpPolicy,
     /// OPTIONS schedule and reachability of the bindings; `None` when qualifying is off.
     qualifier: Option<Qualifier<BindingId>>,
 }
@@ -161,6 +167,7 @@ impl RegistrarService {
         writer: StoreHandle,
         stored: Vec<store::UserBinding>,
         trusted: NetworkList,
+        srtp_default: SrtpPolicy,
         now: Instant,
     ) -> Self {
         let mut secret = [0u8; 32];
@@ -225,6 +232,7 @@ impl RegistrarService {
             users,
             writer,
             trusted,
+            srtp_default,
             qualifier,
         }
     }
@@ -406,6 +414,7 @@ impl RegistrarService {
                 }
                 return Ok(Caller::User {
                     extension: credentials.username,
+                    srtp: user.srtp(self.srtp_default),
                     name: user.display_name,
                     call_classes: user.call_classes,
                 });
@@ -417,17 +426,21 @@ impl RegistrarService {
             }
         }
         if let Some(extension) = self.registered_over(request, from, now) {
-            // A user deleted since its phone registered gets the default set, as any caller
-            // that is not a user does.
-            let (name, call_classes) = self
+            // A user deleted since its phone registered gets the default set and the server's
+            // SRTP policy, as any caller that is not a user does.
+            let (name, call_classes, srtp) = self
                 .users
                 .get(&extension)
-                .map(|u| (u.display_name, u.call_classes))
-                .unwrap_or_default();
+                .map(|u| {
+                    let srtp = u.srtp(self.srtp_default);
+                    (u.display_name, u.call_classes, srtp)
+                })
+                .unwrap_or_else(|| (String::new(), Default::default(), self.srtp_default));
             return Ok(Caller::User {
                 extension,
                 name,
                 call_classes,
+                srtp,
             });
         }
         Ok(if self.is_trusted(source) {

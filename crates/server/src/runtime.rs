@@ -135,6 +135,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             writer,
             stored_bindings,
             trusted,
+            shared.config.srtp,
             Instant::now(),
         ),
         transport: transport.clone(),

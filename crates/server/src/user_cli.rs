@@ -16,6 +16,7 @@ use store::{
 };
 
 use crate::call_classes;
+use crate::srtp_setting;
 
 /// A CSV file larger than this is not a town hall's staff list.
 const MAX_IMPORT_BYTES: u64 = 8 << 20;
@@ -49,8 +50,13 @@ pub enum UserCommand {
         /// premium). Without it, the default set; emergency calls are always allowed.
         #[arg(long, value_name = "CLASSES")]
         calls: Option<String>,
+        /// SRTP for this user's calls: off, optional or required. Without it, the server's
+        /// `srtp` setting (optional unless set).
+        #[arg(long, value_name = "POLICY")]
+        srtp: Option<String>,
     },
-    /// List users: extension, name, allowed networks, registered contacts, language, calls.
+    /// List users: extension, name, allowed networks, registered contacts, language, calls,
+    /// SRTP.
     List,
     /// Show one user's settings and registered contacts.
     Show {
@@ -76,6 +82,18 @@ pub enum UserCommand {
         #[arg(long, conflicts_with = "classes")]
         default: bool,
     },
+    /// Set whether a user's calls must, may or must not use SRTP, e.g. `user srtp 101
+    /// required`, or `user srtp 101 --default` for the server's `srtp` setting.
+    Srtp {
+        /// Extension.
+        extension: String,
+        /// off, optional or required.
+        #[arg(required_unless_present = "default")]
+        policy: Option<String>,
+        /// Back to the server's setting (`srtp` in its config; optional unless set).
+        #[arg(long, conflicts_with = "policy")]
+        default: bool,
+    },
     /// Delete a user and its registrations.
     #[command(alias = "delete")]
     Del {
@@ -85,11 +103,12 @@ pub enum UserCommand {
     /// Add every user of a CSV file, or none when one row is bad.
     ///
     /// The file starts with a header line naming the columns, then one user per row:
-    /// extension,name,password[,allow][,max_contacts][,language][,calls]. Several networks go
-    /// in one quoted field: "10.8.0.0/16,192.168.5.0/24"; several call classes too, or
-    /// separated by semicolons or spaces: internal;local;national (empty: the default set).
-    /// Columns may be separated by semicolons as well (German Excel); then call classes are
-    /// separated by spaces or commas.
+    /// extension,name,password[,allow][,max_contacts][,language][,calls][,srtp]. Several
+    /// networks go in one quoted field: "10.8.0.0/16,192.168.5.0/24"; several call classes
+    /// too, or separated by semicolons or spaces: internal;local;national (empty: the default
+    /// set). Columns may be separated by semicolons as well (German Excel); then call classes
+    /// are separated by spaces or commas. srtp is off, optional or required (empty: the
+    /// server's setting).
     Import {
         /// The CSV file (UTF-8).
         file: PathBuf,
@@ -172,13 +191,16 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             max_contacts,
             language,
             calls,
+            srtp,
         } => {
             let calls = calls.as_deref().map(call_classes::parse_list).transpose()?;
+            let srtp = srtp.as_deref().map(srtp_setting::parse).transpose()?;
             let new = NewUser {
                 allowed_networks: allow,
                 max_contacts,
                 language,
                 call_classes: calls.as_ref().map(call_classes::ClassList::names),
+                media_encryption: srtp.map(|policy| policy.name().to_owned()),
                 ..NewUser::new(extension, name, password.read()?, now_ms)
             };
             // Checked before opening, so a typo does not create a database.
@@ -189,6 +211,9 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             let mut out = format!("{}\n", added_line(&user));
             if let Some(calls) = calls {
                 out.push_str(&format!("{}\n", calls.emergency_note()));
+            }
+            if let Some(note) = srtp.and_then(srtp_setting::sdes_note) {
+                out.push_str(&format!("{note}\n"));
             }
             Ok(out)
         }
@@ -255,6 +280,36 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             );
             if let Some(calls) = calls {
                 out.push_str(&format!("{}\n", calls.emergency_note()));
+            }
+            Ok(out)
+        }
+        UserCommand::Srtp {
+            extension,
+            policy,
+            default,
+        } => {
+            // clap makes sure one of the two is given.
+            let policy = match (policy, default) {
+                (Some(word), false) => Some(srtp_setting::parse(&word)?),
+                _ => None,
+            };
+            if !exists {
+                return Err(format!("no user {extension} ({})", no_database()));
+            }
+            let user = open(data_dir)?
+                .user_set_media_encryption(
+                    DEFAULT_DOMAIN,
+                    &extension,
+                    policy.map(|p| p.name()),
+                    now_ms,
+                )
+                .map_err(|err| store_error("cannot change the SRTP setting", err))?;
+            let mut out = format!(
+                "SRTP of user {extension}: {}\n",
+                srtp_setting::describe(user.media_encryption.as_deref())
+            );
+            if let Some(note) = policy.and_then(srtp_setting::sdes_note) {
+                out.push_str(&format!("{note}\n"));
             }
             Ok(out)
         }
@@ -383,10 +438,11 @@ enum Column {
     MaxContacts,
     Language,
     Calls,
+    Srtp,
 }
 
 impl Column {
-    const ALL: [(&'static str, Column); 7] = [
+    const ALL: [(&'static str, Column); 8] = [
         ("extension", Column::Extension),
         ("name", Column::Name),
         ("password", Column::Password),
@@ -394,6 +450,7 @@ impl Column {
         ("max_contacts", Column::MaxContacts),
         ("language", Column::Language),
         ("calls", Column::Calls),
+        ("srtp", Column::Srtp),
     ];
 }
 
@@ -542,7 +599,7 @@ fn header_columns(header: &CsvRecord) -> Result<Vec<Column>, String> {
             .map(|(_, column)| *column)
             .ok_or_else(|| {
                 format!(
-                    "line {}: unknown column {name:?}; the header names columns among extension, name, password, allow, max_contacts, language, calls",
+                    "line {}: unknown column {name:?}; the header names columns among extension, name, password, allow, max_contacts, language, calls, srtp",
                     header.line
                 )
             })?;
@@ -612,6 +669,10 @@ fn parse_row(fields: &[Vec<u8>], columns: &[Column], now_ms: i64) -> Result<NewU
             Column::Calls => {
                 user.call_classes = Some(call_classes::parse_list(text)?.names());
             }
+            Column::Srtp if text.trim().is_empty() => {}
+            Column::Srtp => {
+                user.media_encryption = Some(srtp_setting::parse(text)?.name().to_owned());
+            }
         }
     }
     Ok(user)
@@ -623,8 +684,12 @@ fn added_line(user: &User) -> String {
         None => String::new(),
         Some(names) => format!(", calls out: {}", names.join(", ")),
     };
+    let srtp = match &user.media_encryption {
+        None => String::new(),
+        Some(word) => format!(", SRTP {word}"),
+    };
     format!(
-        "user {} added ({}, from {}, up to {} contacts, language {}{calls})",
+        "user {} added ({}, from {}, up to {} contacts, language {}{calls}{srtp})",
         user.extension,
         user.display_name,
         networks_text(&user.allowed_networks),
@@ -664,6 +729,7 @@ fn user_table(users: &[User], registered: &HashMap<String, u32>) -> String {
                 ),
                 user.language.to_string(),
                 call_classes::short(user.call_classes.as_deref()),
+                srtp_setting::short(user.media_encryption.as_deref()),
             ]
         })
         .collect();
@@ -675,6 +741,7 @@ fn user_table(users: &[User], registered: &HashMap<String, u32>) -> String {
             "REGISTERED",
             "LANGUAGE",
             "CALLS",
+            "SRTP",
         ],
         &rows,
     )
@@ -719,6 +786,10 @@ fn user_details(user: &User, bindings: &[Binding], now_ms: i64) -> String {
     field(
         "calls out",
         &call_classes::describe(user.call_classes.as_deref()),
+    );
+    field(
+        "srtp",
+        &srtp_setting::describe(user.media_encryption.as_deref()),
     );
     field("created", &utc_time(user.created_at_ms));
     field("updated", &utc_time(user.updated_at_ms));
@@ -841,6 +912,30 @@ mod tests {
         assert!(
             problem.starts_with("unknown call class \"premuim\"; known: emergency, internal"),
             "{problem}"
+        );
+    }
+
+    #[test]
+    fn csv_srtp_column_takes_a_word_in_any_case_or_nothing_and_names_a_wrong_one() {
+        let parsed = parse(
+            "extension;name;password;srtp\n\
+             101;A;geheim123;Required\n\
+             102;B;geheim123;\n\
+             103;C;geheim123; off \n\
+             104;D;geheim123;on\n",
+        );
+        let srtp: Vec<Option<&str>> = parsed
+            .rows
+            .iter()
+            .map(|(_, u)| u.media_encryption.as_deref())
+            .collect();
+        assert_eq!(srtp, [Some("required"), None, Some("off")]);
+        assert_eq!(parsed.problems.len(), 1);
+        let (line, problem) = &parsed.problems[0];
+        assert_eq!(*line, 5);
+        assert_eq!(
+            problem,
+            "unknown SRTP setting 'on' (expected off, optional or required)"
         );
     }
 
@@ -1066,15 +1161,16 @@ mod tests {
                 language: Language::En,
                 max_contacts: 2,
                 call_classes: Some(vec!["internal".into(), "local".into()]),
+                media_encryption: Some("required".into()),
                 ..NewUser::new("1000", "IT", "geheim123", 0)
             })
             .unwrap();
         let table = user_table(&[a, b], &HashMap::from([("101".to_owned(), 2)]));
         assert_eq!(
             table,
-            "EXTENSION  NAME        ALLOWED FROM  REGISTERED  LANGUAGE  CALLS\n\
-             101        Bürgerbüro  10.8.0.0/16   2/5         de        default\n\
-             1000       IT          anywhere      0/2         en        internal,local\n"
+            "EXTENSION  NAME        ALLOWED FROM  REGISTERED  LANGUAGE  CALLS           SRTP\n\
+             101        Bürgerbüro  10.8.0.0/16   2/5         de        default         default\n\
+             1000       IT          anywhere      0/2         en        internal,local  required\n"
         );
         assert_eq!(user_table(&[], &HashMap::new()), "no users\n");
     }
@@ -1132,6 +1228,7 @@ mod tests {
             max_contacts: 5,
             language: Language::De,
             calls: None,
+            srtp: None,
         };
         assert!(
             execute(bad_add, &dir, NOW)

@@ -28,8 +28,8 @@ pub use rooms::{
 pub use users::{
     AllowedNetwork, DEFAULT_DOMAIN, DEFAULT_MAX_CONTACTS, DisplayNameProblem, Language,
     MAX_ALLOWED_NETWORKS, MAX_CALL_CLASSES, MAX_CONTACTS_LIMIT, MAX_DISPLAY_NAME_CHARS,
-    MAX_EXTENSION_DIGITS, MAX_PASSWORD_CHARS, MIN_EXTENSION_DIGITS, MIN_PASSWORD_CHARS, NewUser,
-    PasswordProblem, User, ha1_md5, ha1_sha256,
+    MAX_EXTENSION_DIGITS, MAX_PASSWORD_CHARS, MEDIA_ENCRYPTION_WORDS, MIN_EXTENSION_DIGITS,
+    MIN_PASSWORD_CHARS, NewUser, PasswordProblem, User, ha1_md5, ha1_sha256,
 };
 
 /// What can go wrong with the store.
@@ -166,6 +166,9 @@ pub enum StoreError {
     /// More call class names than there are classes.
     #[error("at most {MAX_CALL_CLASSES} call classes per user, got {0}")]
     TooManyCallClasses(usize),
+    /// An SRTP setting other than the three words the server knows.
+    #[error("SRTP setting {0:?} must be off, optional or required")]
+    InvalidMediaEncryption(String),
     /// A user with this extension is already stored in the domain.
     #[error("user {} already exists", users::aor_text(domain, extension))]
     UserExists {
@@ -347,6 +350,9 @@ const MIGRATIONS: &[&str] = &[
     // 7: the call classes a user may call out through a trunk, comma-separated class names
     // (NULL: the default set; the store does not know the names, the server checks them).
     "ALTER TABLE sip_user ADD COLUMN call_classes TEXT;",
+    // 8: whether a user's calls must, may or must not use SRTP: off, optional or required
+    // (NULL: the server's default, `srtp` in its config).
+    "ALTER TABLE sip_user ADD COLUMN media_encryption TEXT;",
 ];
 
 /// One finished call, as written to the call log.
@@ -938,6 +944,45 @@ mod tests {
         assert_eq!(
             store.user_get(DEFAULT_DOMAIN, "101").unwrap(),
             Some(limited)
+        );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn upgrading_a_version_7_database_keeps_its_users_on_the_server_default_srtp() {
+        // Version 7 is the schema before users had an SRTP setting.
+        const BEFORE_MEDIA_ENCRYPTION: usize = 7;
+        let dir = database_at_version(
+            BEFORE_MEDIA_ENCRYPTION,
+            "INSERT INTO sip_user (domain, extension, display_name, realm, ha1_md5, ha1_sha256,
+                 allowed_networks, max_contacts, language, created_at_ms, updated_at_ms,
+                 call_classes)
+             VALUES ('amtsleitung', '101', 'Bürgerbüro', 'amtsleitung', 'a', 'b', '', 5, 'de', 1, 2,
+                 'internal,local')",
+        );
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let old = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
+        assert_eq!(
+            (old.display_name.as_str(), old.updated_at_ms),
+            ("Bürgerbüro", 2)
+        );
+        assert_eq!(
+            old.call_classes,
+            Some(vec!["internal".to_owned(), "local".to_owned()]),
+            "the call classes survive the upgrade"
+        );
+        assert_eq!(
+            old.media_encryption, None,
+            "an existing user keeps the server's default"
+        );
+        let required = store
+            .user_set_media_encryption(DEFAULT_DOMAIN, "101", Some("required"), 3)
+            .unwrap();
+        assert_eq!(
+            store.user_get(DEFAULT_DOMAIN, "101").unwrap(),
+            Some(required)
         );
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();

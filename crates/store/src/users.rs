@@ -46,6 +46,10 @@ pub const MAX_ALLOWED_NETWORKS: usize = 16;
 pub const MAX_CALL_CLASSES: usize = 16;
 /// Longest call class name stored (`international` has 13 characters).
 const MAX_CALL_CLASS_CHARS: usize = 32;
+/// The words a user's media encryption (SRTP) setting may be, as the server's
+/// `media::sdp::SrtpPolicy` names them; the store checks the words without depending on
+/// the media crate.
+pub const MEDIA_ENCRYPTION_WORDS: [&str; 3] = ["off", "optional", "required"];
 
 /// Language of the prompts a user hears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -204,6 +208,9 @@ pub struct NewUser {
     /// Names of the call classes the user may call out through a trunk; `None`: the default
     /// set. The store keeps the names only; what they mean is the server's (`trunks` crate).
     pub call_classes: Option<Vec<String>>,
+    /// Whether the user's calls must, may or must not use SRTP: one of
+    /// [`MEDIA_ENCRYPTION_WORDS`]; `None`: the server's default (`srtp` in its config).
+    pub media_encryption: Option<String>,
     /// Unix time in milliseconds of creation.
     pub created_at_ms: i64,
 }
@@ -226,6 +233,7 @@ impl NewUser {
             max_contacts: DEFAULT_MAX_CONTACTS,
             language: Language::default(),
             call_classes: None,
+            media_encryption: None,
             created_at_ms,
         }
     }
@@ -248,7 +256,8 @@ impl NewUser {
             ));
         }
         validate_max_contacts(self.max_contacts)?;
-        validate_call_classes(self.call_classes.as_deref())
+        validate_call_classes(self.call_classes.as_deref())?;
+        validate_media_encryption(self.media_encryption.as_deref())
     }
 }
 
@@ -265,6 +274,7 @@ impl std::fmt::Debug for NewUser {
             .field("max_contacts", &self.max_contacts)
             .field("language", &self.language)
             .field("call_classes", &self.call_classes)
+            .field("media_encryption", &self.media_encryption)
             .field("created_at_ms", &self.created_at_ms)
             .finish()
     }
@@ -294,6 +304,10 @@ pub struct User {
     /// Names of the call classes the user may call out through a trunk; `None`: the default
     /// set.
     pub call_classes: Option<Vec<String>>,
+    /// The user's SRTP setting as stored; `None`: the server's default. Written only as one
+    /// of [`MEDIA_ENCRYPTION_WORDS`], but read back as found, so that the server can refuse
+    /// a word it does not know (a hand edit, a newer build) instead of the whole user.
+    pub media_encryption: Option<String>,
     /// Unix time in milliseconds of creation.
     pub created_at_ms: i64,
     /// Unix time in milliseconds of the last change (password included).
@@ -321,6 +335,7 @@ impl std::fmt::Debug for User {
             .field("max_contacts", &self.max_contacts)
             .field("language", &self.language)
             .field("call_classes", &self.call_classes)
+            .field("media_encryption", &self.media_encryption)
             .field("created_at_ms", &self.created_at_ms)
             .field("updated_at_ms", &self.updated_at_ms)
             .finish()
@@ -453,6 +468,17 @@ fn validate_call_classes(classes: Option<&[String]>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// One of the three words exactly, lower-case as the CLI writes it: the column is compared
+/// by the server, and a second spelling would only be a second thing to read.
+fn validate_media_encryption(word: Option<&str>) -> Result<(), StoreError> {
+    match word {
+        Some(word) if !MEDIA_ENCRYPTION_WORDS.contains(&word) => {
+            Err(StoreError::InvalidMediaEncryption(word.to_owned()))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn call_classes_to_column(classes: Option<&[String]>) -> Option<String> {
     classes.map(|names| names.join(","))
 }
@@ -483,7 +509,8 @@ fn networks_from_column(text: &str) -> Result<Vec<AllowedNetwork>, StoreError> {
 }
 
 const USER_COLUMNS: &str = "domain, extension, display_name, realm, ha1_md5, ha1_sha256, \
-     allowed_networks, max_contacts, language, created_at_ms, updated_at_ms, call_classes";
+     allowed_networks, max_contacts, language, created_at_ms, updated_at_ms, call_classes, \
+     media_encryption";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     // A value this build cannot read was written by hand or by a newer build: say which column.
@@ -509,6 +536,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         created_at_ms: row.get(9)?,
         updated_at_ms: row.get(10)?,
         call_classes: call_classes_from_column(row.get(11)?),
+        media_encryption: row.get(12)?,
     })
 }
 
@@ -519,7 +547,7 @@ impl Store {
         let user = stored_user(new);
         let inserted = self.conn.execute(
             &format!(
-                "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT(domain, extension) DO NOTHING"
             ),
             params![
@@ -535,6 +563,7 @@ impl Store {
                 user.created_at_ms,
                 user.updated_at_ms,
                 call_classes_to_column(user.call_classes.as_deref()),
+                user.media_encryption,
             ],
         )?;
         if inserted == 0 {
@@ -677,6 +706,29 @@ impl Store {
         Ok(user)
     }
 
+    /// Sets whether the user's calls must, may or must not use SRTP: one of
+    /// [`MEDIA_ENCRYPTION_WORDS`], or `None` for the server's default.
+    pub fn user_set_media_encryption(
+        &self,
+        domain: &str,
+        extension: &str,
+        word: Option<&str>,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        validate_media_encryption(word)?;
+        let tx = self.conn.unchecked_transaction()?;
+        let mut user = self.user_existing(domain, extension)?;
+        user.media_encryption = word.map(str::to_owned);
+        user.updated_at_ms = now_ms;
+        tx.execute(
+            "UPDATE sip_user SET media_encryption = ?3, updated_at_ms = ?4
+             WHERE domain = ?1 AND extension = ?2",
+            params![domain, extension, word, now_ms],
+        )?;
+        tx.commit()?;
+        Ok(user)
+    }
+
     /// Deletes a user and its registrations; false if there was none.
     pub fn user_delete(&self, domain: &str, extension: &str) -> Result<bool, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
@@ -707,6 +759,7 @@ fn stored_user(new: &NewUser) -> User {
         max_contacts: new.max_contacts,
         language: new.language,
         call_classes: new.call_classes.clone(),
+        media_encryption: new.media_encryption.clone(),
         created_at_ms: new.created_at_ms,
         updated_at_ms: new.created_at_ms,
     }
@@ -791,6 +844,7 @@ mod tests {
         store
             .user_create(&NewUser {
                 call_classes: Some(vec!["internal".into()]),
+                media_encryption: Some("required".into()),
                 ..user("101")
             })
             .unwrap();
@@ -1212,6 +1266,112 @@ mod tests {
             Err(StoreError::TooManyCallClasses(17))
         ));
         assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn media_encryption_round_trips_with_none_as_the_server_default() {
+        let store = Store::open_in_memory().unwrap();
+        let default = store.user_create(&user("101")).unwrap();
+        assert_eq!(default.media_encryption, None);
+        let required = store
+            .user_create(&NewUser {
+                media_encryption: Some("required".into()),
+                ..user("102")
+            })
+            .unwrap();
+        assert_eq!(required.media_encryption.as_deref(), Some("required"));
+        assert_eq!(
+            store.user_get(DEFAULT_DOMAIN, "101").unwrap(),
+            Some(default)
+        );
+        assert_eq!(
+            store.user_get(DEFAULT_DOMAIN, "102").unwrap(),
+            Some(required)
+        );
+    }
+
+    #[test]
+    fn set_media_encryption_changes_it_and_back_to_the_server_default() {
+        let store = Store::open_in_memory().unwrap();
+        let before = store.user_create(&user("101")).unwrap();
+        for word in MEDIA_ENCRYPTION_WORDS {
+            let changed = store
+                .user_set_media_encryption(DEFAULT_DOMAIN, "101", Some(word), T0 + 7)
+                .unwrap();
+            assert_eq!(changed.media_encryption.as_deref(), Some(word));
+            assert_eq!((changed.created_at_ms, changed.updated_at_ms), (T0, T0 + 7));
+            assert_eq!(changed.ha1_md5, before.ha1_md5, "password untouched");
+            assert_eq!(
+                store.user_get(DEFAULT_DOMAIN, "101").unwrap(),
+                Some(changed)
+            );
+        }
+        let reset = store
+            .user_set_media_encryption(DEFAULT_DOMAIN, "101", None, T0 + 9)
+            .unwrap();
+        assert_eq!(reset.media_encryption, None);
+        assert_eq!(store.user_get(DEFAULT_DOMAIN, "101").unwrap(), Some(reset));
+        assert!(matches!(
+            store.user_set_media_encryption(DEFAULT_DOMAIN, "102", Some("off"), T0),
+            Err(StoreError::NoSuchUser { extension, .. }) if extension == "102"
+        ));
+    }
+
+    #[test]
+    fn media_encryption_other_than_the_three_lower_case_words_is_refused() {
+        let store = Store::open_in_memory().unwrap();
+        store.user_create(&user("101")).unwrap();
+        for bad in ["", "on", "Required", " optional", "srtp", "mandatory"] {
+            let err = store
+                .user_create(&NewUser {
+                    media_encryption: Some(bad.into()),
+                    ..user("102")
+                })
+                .unwrap_err();
+            assert!(
+                matches!(&err, StoreError::InvalidMediaEncryption(w) if w == bad),
+                "{bad:?}: {err:?}"
+            );
+            assert!(
+                err.to_string().contains("off, optional or required"),
+                "{err}"
+            );
+            let err = store
+                .user_set_media_encryption(DEFAULT_DOMAIN, "101", Some(bad), T0 + 1)
+                .unwrap_err();
+            assert!(
+                matches!(&err, StoreError::InvalidMediaEncryption(w) if w == bad),
+                "{bad:?}: {err:?}"
+            );
+        }
+        assert_eq!(
+            store.user_list(DEFAULT_DOMAIN).unwrap().len(),
+            1,
+            "102 not added"
+        );
+        let unchanged = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
+        assert_eq!(
+            (unchanged.media_encryption, unchanged.updated_at_ms),
+            (None, T0)
+        );
+    }
+
+    #[test]
+    fn a_stored_word_this_build_does_not_know_is_read_back_as_found() {
+        // The server, not the store, decides what an unknown word means (it fails closed);
+        // refusing the row here would hide the user and stop the directory from reloading.
+        let store = Store::open_in_memory().unwrap();
+        store.user_create(&user("101")).unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE sip_user SET media_encryption = 'dtls' WHERE extension = '101'",
+                [],
+            )
+            .unwrap();
+        let user = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
+        assert_eq!(user.media_encryption.as_deref(), Some("dtls"));
+        assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap(), vec![user]);
     }
 
     #[test]
