@@ -10,107 +10,9 @@
 mod support;
 
 use support::{
-    Baresip, Netns, Server, TempDir, add_user, assert_sipp_ok, pcmu_call_scenario, sipp,
-    sipp_call_args, with_registered_phones,
+    Baresip, Netns, Server, TempDir, add_user, assert_sipp_ok, auth_invite_scenario,
+    pcmu_call_scenario, sipp, sipp_call_args, with_registered_phones,
 };
-
-/// A SIPp scenario that INVITEs `[service]` offering PCMU and expects the 407. With
-/// `then_with_password` it answers the challenge with `-au`/`-ap` and expects that status
-/// (200: talks for `-d` ms and hangs up; any other: ACKs it), else it ACKs the 407 and stops.
-fn invite_scenario(dir: &TempDir, name: &str, then_with_password: Option<u16>) -> String {
-    let invite = |cseq: u32, auth: &str| {
-        format!(
-            "<send retrans=\"500\"><![CDATA[\n\
-             INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n\
-             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport\n\
-             From: \"SIPp\" <sip:[service]@[local_ip]:[local_port]>;tag=[pid]auth[call_number]\n\
-             To: <sip:[service]@[remote_ip]:[remote_port]>\n\
-             Call-ID: [call_id]\n\
-             CSeq: {cseq} INVITE\n\
-             Contact: <sip:sipp@[local_ip]:[local_port]>\n\
-             {auth}Max-Forwards: 70\n\
-             Content-Type: application/sdp\n\
-             Content-Length: [len]\n\n\
-             v=0\n\
-             o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]\n\
-             s=-\n\
-             c=IN IP[media_ip_type] [media_ip]\n\
-             t=0 0\n\
-             m=audio [media_port] RTP/AVP 0\n\
-             a=rtpmap:0 PCMU/8000\n\
-             a=ptime:20\n\
-             ]]></send>\n"
-        )
-    };
-    let ack = |cseq: u32| {
-        format!(
-            "<send><![CDATA[\n\
-             ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n\
-             [last_Via:]\n\
-             From: \"SIPp\" <sip:[service]@[local_ip]:[local_port]>;tag=[pid]auth[call_number]\n\
-             To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\n\
-             Call-ID: [call_id]\n\
-             CSeq: {cseq} ACK\n\
-             Max-Forwards: 70\n\
-             Content-Length: 0\n\n\
-             ]]></send>\n"
-        )
-    };
-    let first = format!(
-        "{}<recv response=\"100\" optional=\"true\"/>\n\
-         <recv response=\"407\" auth=\"true\"/>\n{}",
-        invite(1, ""),
-        ack(1)
-    );
-    let rest = match then_with_password {
-        None => String::new(),
-        Some(200) => format!(
-            "{}<recv response=\"100\" optional=\"true\"/>\n\
-             <recv response=\"180\" optional=\"true\"/>\n\
-             <recv response=\"200\"/>\n\
-             <send><![CDATA[\n\
-             ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n\
-             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport\n\
-             From: \"SIPp\" <sip:[service]@[local_ip]:[local_port]>;tag=[pid]auth[call_number]\n\
-             To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\n\
-             Call-ID: [call_id]\n\
-             CSeq: 2 ACK\n\
-             Max-Forwards: 70\n\
-             Content-Length: 0\n\n\
-             ]]></send>\n\
-             <pause/>\n\
-             <send retrans=\"500\"><![CDATA[\n\
-             BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n\
-             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport\n\
-             From: \"SIPp\" <sip:[service]@[local_ip]:[local_port]>;tag=[pid]auth[call_number]\n\
-             To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\n\
-             Call-ID: [call_id]\n\
-             CSeq: 3 BYE\n\
-             Max-Forwards: 70\n\
-             Content-Length: 0\n\n\
-             ]]></send>\n\
-             <recv response=\"200\"/>\n",
-            invite(2, "[authentication]\n")
-        ),
-        Some(status) => format!(
-            "{}<recv response=\"100\" optional=\"true\"/>\n\
-             <recv response=\"180\" optional=\"true\"/>\n\
-             <recv response=\"{status}\"/>\n{}",
-            invite(2, "[authentication]\n"),
-            ack(2)
-        ),
-    };
-    let path = dir.path().join(name);
-    std::fs::write(
-        &path,
-        format!(
-            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n\
-             <scenario name=\"{name}\">\n{first}{rest}<pause milliseconds=\"200\"/>\n</scenario>\n"
-        ),
-    )
-    .unwrap();
-    path.display().to_string()
-}
 
 /// The 407 SIPp received (from its `-trace_msg` file), with what differs between any two
 /// challenges (tags, branch, Call-ID, the dialled number, the nonce) blanked out.
@@ -152,7 +54,7 @@ fn an_outsider_reaches_public_numbers_and_cannot_tell_staff_from_unknown_numbers
     add_user(data.path(), "101", "geheim123");
     let server = Server::start_with_data(Some(&ns), &[], data);
     let dir = TempDir::new("auth-outsider-sipp");
-    let challenged = invite_scenario(&dir, "challenged.xml", None);
+    let challenged = auth_invite_scenario(&dir, "challenged.xml", None);
     let mut shapes = Vec::new();
     for number in ["101", "102", "999"] {
         let messages = dir.path().join(format!("messages-{number}.log"));
@@ -214,10 +116,10 @@ fn a_caller_with_a_staff_password_gets_through_and_a_guessing_address_is_banned(
     add_user(data.path(), "102", "kollege77");
     let server = Server::start_with_data(Some(&ns), &[], data);
     let dir = TempDir::new("auth-password-sipp");
-    let with_password = invite_scenario(&dir, "password.xml", Some(200));
-    let refused = invite_scenario(&dir, "refused.xml", Some(407));
-    let challenged = invite_scenario(&dir, "challenged.xml", None);
-    let unavailable = invite_scenario(&dir, "unavailable.xml", Some(480));
+    let with_password = auth_invite_scenario(&dir, "password.xml", Some(200));
+    let refused = auth_invite_scenario(&dir, "refused.xml", Some(407));
+    let challenged = auth_invite_scenario(&dir, "challenged.xml", None);
+    let unavailable = auth_invite_scenario(&dir, "unavailable.xml", Some(480));
     // 101 has a phone at home that answers and one in the office that only rings (and shows
     // who is calling: baresip prints the caller's name only for calls it does not answer).
     let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");

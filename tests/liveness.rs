@@ -8,13 +8,12 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{
-    Baresip, Netns, SERVER_IP, Server, TempDir, assert_sipp_ok, call_records, call_staggered,
-    read_wav, scenario, scenario_with_tone, scenario_with_tone_for, sipp, sipp_call_args,
-    wait_until,
+    Baresip, Capture, Netns, SERVER_IP, Server, TempDir, assert_sipp_ok, call_records,
+    call_staggered, read_wav, scenario, scenario_with_tone, scenario_with_tone_for, sipp,
+    sipp_call_args, wait_until,
 };
 
 const CLIENT_IP: &str = "10.99.0.2";
@@ -364,85 +363,6 @@ fn a_held_call_may_stay_silent_where_an_active_one_times_out() {
     assert_eq!(reasons, ["caller hung up", "media timeout"], "{calls:?}");
 }
 
-/// tshark capturing UDP from the server to `port` (both ends live in the namespace, so the
-/// packets go over its loopback); killed on drop.
-struct Capture {
-    child: Child,
-    file: std::path::PathBuf,
-}
-
-impl Capture {
-    fn start(ns: &Netns, dir: &TempDir, port: u16) -> Self {
-        let file = dir.path().join("rtcp.pcap");
-        let child = ns
-            .command("tshark")
-            .args([
-                "-i",
-                "any",
-                "-f",
-                &format!("udp dst port {port} and src host {SERVER_IP}"),
-            ])
-            .arg("-w")
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("tshark.log")).unwrap())
-            .spawn()
-            .expect("run tshark (apt-get install tshark)");
-        // tshark needs a moment before it captures.
-        std::thread::sleep(Duration::from_millis(1500));
-        Self { child, file }
-    }
-
-    /// Stops capturing and returns one line per RTCP packet of the compounds, fields
-    /// separated by tabs (several values of one field by commas).
-    fn stop(mut self, port: u16) -> Vec<Vec<String>> {
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        let out = Command::new("tshark")
-            .arg("-r")
-            .arg(&self.file)
-            .args(["-d", &format!("udp.port=={port},rtcp"), "-T", "fields"])
-            .args([
-                "-e",
-                "frame.time_epoch",
-                "-e",
-                "rtcp.pt",
-                "-e",
-                "rtcp.senderssrc",
-                "-e",
-                "rtcp.sender.packetcount",
-                "-e",
-                "rtcp.sender.octetcount",
-                "-e",
-                "rtcp.ssrc.identifier",
-                "-e",
-                "rtcp.ssrc.fraction",
-                "-e",
-                "rtcp.ssrc.cum_nr",
-                "-e",
-                "rtcp.ssrc.high_seq",
-                "-e",
-                "rtcp.sdes.text",
-            ])
-            .output()
-            .expect("read the capture with tshark");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn rtcp_sender_reports_are_on_the_wire_and_a_lossy_call_records_its_loss() {
     let ns = Netns::new();
@@ -458,7 +378,11 @@ fn rtcp_sender_reports_are_on_the_wire_and_a_lossy_call_records_its_loss() {
         "nft",
         "add rule inet impair input ip saddr 10.99.0.2 udp sport 6000 udp dport 20000-20999 numgen inc mod 10 == 0 counter drop",
     ]);
-    let capture = Capture::start(&ns, &files, 6001);
+    let capture = Capture::start(
+        &ns,
+        &files,
+        &format!("udp dst port 6001 and src host {SERVER_IP}"),
+    );
     let call = scenario_with_tone(&files, "invite_pcmu.xml", 440);
     let started = Instant::now();
     let dialled_at = std::time::SystemTime::now()
@@ -476,7 +400,30 @@ fn rtcp_sender_reports_are_on_the_wire_and_a_lossy_call_records_its_loss() {
     );
     let call_time = started.elapsed();
     assert_sipp_ok(&out, &server, "13 s echo call with 10 % loss");
-    let packets = capture.stop(6001);
+    let packets = capture.stop(&[
+        "-d",
+        "udp.port==6001,rtcp",
+        "-e",
+        "frame.time_epoch",
+        "-e",
+        "rtcp.pt",
+        "-e",
+        "rtcp.senderssrc",
+        "-e",
+        "rtcp.sender.packetcount",
+        "-e",
+        "rtcp.sender.octetcount",
+        "-e",
+        "rtcp.ssrc.identifier",
+        "-e",
+        "rtcp.ssrc.fraction",
+        "-e",
+        "rtcp.ssrc.cum_nr",
+        "-e",
+        "rtcp.ssrc.high_seq",
+        "-e",
+        "rtcp.sdes.text",
+    ]);
     let log = format!("{packets:?}\n{}", server.log());
     let field = |p: &Vec<String>, i: usize| p.get(i).cloned().unwrap_or_default();
     // Each compound: SR (200) + SDES (202); the last adds BYE (203).

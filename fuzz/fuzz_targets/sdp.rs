@@ -18,6 +18,8 @@ fuzz_target!(|data: &[u8]| {
         codecs: vec![Codec::Opus, Codec::G722, Codec::Pcma, Codec::Pcmu],
         session_id: 1,
         session_version: 1,
+        // Optional takes up keys wherever they are offered, so a=crypto parsing is fuzzed too.
+        srtp: media::sdp::LocalSrtp::new(media::sdp::SrtpPolicy::Optional),
     };
     if let Ok((sdp, _)) = answer(&offer, &local) {
         let reparsed = parse(&sdp).expect("our answer must parse");

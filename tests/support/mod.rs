@@ -598,6 +598,25 @@ impl Baresip {
         self
     }
 
+    /// Makes the client encrypt its media with SRTP, keys by SDES (baresip's `mediaenc`:
+    /// `srtp` offers RTP/AVP with keys, `srtp-mand` RTP/SAVP and nothing plain).
+    pub fn with_srtp(self, mode: &str) -> Self {
+        let config = self.dir.path().join("config");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            text.replace(
+                "module\t\t\taufile.so\n",
+                "module\t\t\taufile.so\nmodule\t\t\tsrtp.so\n",
+            ),
+        )
+        .unwrap();
+        let accounts = self.dir.path().join("accounts");
+        let text = std::fs::read_to_string(&accounts).unwrap();
+        std::fs::write(&accounts, format!("{};mediaenc={mode}\n", text.trim_end())).unwrap();
+        self
+    }
+
     /// Makes the client ring without answering (a phone nobody picks up).
     pub fn never_answering(self) -> Self {
         let accounts = self.dir.path().join("accounts");
@@ -1140,4 +1159,165 @@ impl HomeOffice {
             _router: router,
         }
     }
+}
+
+/// tshark capturing in the namespace (every interface, so loopback too) what `filter` (a
+/// capture filter) lets through; killed on drop. Tests read what went over the wire rather
+/// than trusting the server's logs.
+pub struct Capture {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    pub fn start(ns: &Netns, dir: &TempDir, filter: &str) -> Self {
+        let file = dir.path().join("capture.pcap");
+        let child = ns
+            .command("tshark")
+            .args(["-i", "any", "-f", filter])
+            .arg("-w")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("tshark.log")).unwrap())
+            .spawn()
+            .expect("run tshark (apt-get install tshark)");
+        // tshark needs a moment before it captures.
+        std::thread::sleep(Duration::from_millis(1500));
+        Self { child, file }
+    }
+
+    /// Stops capturing; then one line per packet with the fields `tshark -T fields` prints
+    /// for `args` (e.g. `-d` decode-as rules and `-e` field names), split at tabs.
+    pub fn stop(mut self, args: &[&str]) -> Vec<Vec<String>> {
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&self.file)
+            .args(["-T", "fields"])
+            .args(args)
+            .output()
+            .expect("read the capture with tshark");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// G.711 µ-law byte to a linear sample (ITU-T G.711), for reading payloads off the wire.
+pub fn ulaw_to_linear(byte: u8) -> f64 {
+    let b = !byte;
+    let exponent = (b >> 4) & 0x07;
+    let mantissa = i32::from(b & 0x0f);
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    f64::from(if b & 0x80 != 0 { -magnitude } else { magnitude }) / 32768.0
+}
+
+/// A SIPp scenario that INVITEs `[service]` offering PCMU and expects the 407. With
+/// `then_with_password` it answers the challenge with `-au`/`-ap` and expects that status
+/// (200: talks for `-d` ms and hangs up; any other: ACKs it), else it ACKs the 407 and stops.
+pub fn auth_invite_scenario(dir: &TempDir, name: &str, then_with_password: Option<u16>) -> String {
+    let invite = |cseq: u32, auth: &str| {
+        format!(
+            "<send retrans=\"500\"><![CDATA[\n\
+             INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n\
+             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport\n\
+             From: \"SIPp\" <sip:[service]@[local_ip]:[local_port]>;tag=[pid]auth[call_number]\n\
+             To: <sip:[service]@[remote_ip]:[remote_port]>\n\
+             Call-ID: [call_id]\n\
+             CSeq: {cseq} INVITE\n\
+             Contact: <sip:sipp@[local_ip]:[local_port]>\n\
+             {auth}Max-Forwards: 70\n\
+             Content-Type: application/sdp\n\
+             Content-Length: [len]\n\n\
+             v=0\n\
+             o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]\n\
+             s=-\n\
+             c=IN IP[media_ip_type] [media_ip]\n\
+             t=0 0\n\
+             m=audio [media_port] RTP/AVP 0\n\
+             a=rtpmap:0 PCMU/8000\n\
+             a=ptime:20\n\
+             ]]></send>\n"
+        )
+    };
+    let ack = |cseq: u32| {
+        format!(
+            "<send><![CDATA[\n\
+             ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n\
+             [last_Via:]\n\
+             From: \"SIPp\" <sip:[service]@[local_ip]:[local_port]>;tag=[pid]auth[call_number]\n\
+             To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\n\
+             Call-ID: [call_id]\n\
+             CSeq: {cseq} ACK\n\
+             Max-Forwards: 70\n\
+             Content-Length: 0\n\n\
+             ]]></send>\n"
+        )
+    };
+    let first = format!(
+        "{}<recv response=\"100\" optional=\"true\"/>\n\
+         <recv response=\"407\" auth=\"true\"/>\n{}",
+        invite(1, ""),
+        ack(1)
+    );
+    let rest = match then_with_password {
+        None => String::new(),
+        Some(200) => format!(
+            "{}<recv response=\"100\" optional=\"true\"/>\n\
+             <recv response=\"180\" optional=\"true\"/>\n\
+             <recv response=\"200\"/>\n\
+             <send><![CDATA[\n\
+             ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n\
+             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport\n\
+             From: \"SIPp\" <sip:[service]@[local_ip]:[local_port]>;tag=[pid]auth[call_number]\n\
+             To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\n\
+             Call-ID: [call_id]\n\
+             CSeq: 2 ACK\n\
+             Max-Forwards: 70\n\
+             Content-Length: 0\n\n\
+             ]]></send>\n\
+             <pause/>\n\
+             <send retrans=\"500\"><![CDATA[\n\
+             BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n\
+             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport\n\
+             From: \"SIPp\" <sip:[service]@[local_ip]:[local_port]>;tag=[pid]auth[call_number]\n\
+             To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\n\
+             Call-ID: [call_id]\n\
+             CSeq: 3 BYE\n\
+             Max-Forwards: 70\n\
+             Content-Length: 0\n\n\
+             ]]></send>\n\
+             <recv response=\"200\"/>\n",
+            invite(2, "[authentication]\n")
+        ),
+        Some(status) => format!(
+            "{}<recv response=\"100\" optional=\"true\"/>\n\
+             <recv response=\"180\" optional=\"true\"/>\n\
+             <recv response=\"{status}\"/>\n{}",
+            invite(2, "[authentication]\n"),
+            ack(2)
+        ),
+    };
+    let path = dir.path().join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n\
+             <scenario name=\"{name}\">\n{first}{rest}<pause milliseconds=\"200\"/>\n</scenario>\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
 }

@@ -368,6 +368,7 @@ impl CalleeUas {
             codecs: vec![sdp_codec(self.codec)],
             session_id: (self.first_participant + slot) as u64 + 1,
             session_version: version,
+            srtp: media::sdp::LocalSrtp::off(),
         };
         let (sdp, negotiated) = media::sdp::answer(&offer, &local)?;
         let want = sip_text::offer_pt(self.codec);

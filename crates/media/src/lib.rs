@@ -18,5 +18,6 @@ pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
+pub mod secure;
 pub mod tone;
 pub mod wav;

@@ -10,6 +10,7 @@
 //!
 //! Text here is signalling, not the per-packet path: parsing and printing allocate.
 
+mod keys;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -17,7 +18,9 @@ mod tests;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+pub use keys::{LocalSrtp, MAX_CRYPTO_LINES, NegotiatedSrtp, OFFERED_SUITES};
 pub use parse::parse;
+pub use srtp::{SrtpPolicy, UnknownSrtpPolicy};
 
 /// Largest SDP body we accept; phone offers are well under 2 KiB.
 pub const MAX_SDP_BYTES: usize = 16 * 1024;
@@ -66,6 +69,15 @@ pub enum SdpError {
         /// 1-based line number of the m-line.
         line: usize,
     },
+    /// SRTP is required for the leg, and the peer offered or answered no key we can run
+    /// (the caller answers 488).
+    #[error(
+        "SRTP is required, and the peer gave no a=crypto key we accept (AES_CM_128_HMAC_SHA1_80, AEAD_AES_128_GCM or AES_CM_128_HMAC_SHA1_32, without MKI)"
+    )]
+    EncryptionRequired,
+    /// SRTP is off for the leg, and the peer offered encrypted media only.
+    #[error("the peer offers encrypted media only (RTP/SAVP), and SRTP is off for this leg")]
+    EncryptionRefused,
     /// The connection address is a host name; we do not resolve names in the media path.
     #[error("SDP m= line {line}: connection address is a host name, not an IP address")]
     UnresolvedAddress {
@@ -220,51 +232,6 @@ impl Direction {
     }
 }
 
-/// Whether a leg's media must, may or must not be encrypted with SRTP (keys by SDES, RFC 4568).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum SrtpPolicy {
-    /// Plain RTP only: an offer of encrypted media only is refused.
-    Off,
-    /// Encrypted when the peer offers or accepts it, plain otherwise.
-    #[default]
-    Optional,
-    /// Encrypted only: an offer or answer of plain RTP is refused (488).
-    Required,
-}
-
-impl SrtpPolicy {
-    /// The word admins write for it (`off`, `optional`, `required`).
-    pub const fn name(self) -> &'static str {
-        match self {
-            SrtpPolicy::Off => "off",
-            SrtpPolicy::Optional => "optional",
-            SrtpPolicy::Required => "required",
-        }
-    }
-}
-
-/// A word that is not one of `off`, `optional`, `required`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown SRTP setting '{0}' (expected off, optional or required)")]
-pub struct UnknownSrtpPolicy(pub String);
-
-impl std::str::FromStr for SrtpPolicy {
-    type Err = UnknownSrtpPolicy;
-
-    fn from_str(word: &str) -> Result<Self, Self::Err> {
-        [SrtpPolicy::Off, SrtpPolicy::Optional, SrtpPolicy::Required]
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(word.trim()))
-            .ok_or_else(|| UnknownSrtpPolicy(word.to_owned()))
-    }
-}
-
-impl std::fmt::Display for SrtpPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// Our side of a call: where we receive RTP and what we can run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalMedia {
@@ -278,6 +245,8 @@ pub struct LocalMedia {
     pub session_id: u64,
     /// `o=` session version; the caller increments it for each new offer (RFC 3264 §8).
     pub session_version: u64,
+    /// Whether media is encrypted, and our keys.
+    pub srtp: LocalSrtp,
 }
 
 /// The outcome of offer/answer for the audio stream.
@@ -309,6 +278,8 @@ pub struct NegotiatedAudio {
     pub opus_fmtp: Option<String>,
     /// Header extension id the peer sends its RFC 6464 audio level under, if it does.
     pub audio_level_ext: Option<u8>,
+    /// SRTP keys when the leg's media is encrypted, `None` for plain RTP.
+    pub srtp: Option<NegotiatedSrtp>,
 }
 
 /// A parsed SDP body (RFC 4566), reduced to what offer/answer needs.
@@ -377,6 +348,8 @@ pub struct MediaDescription {
     pub rtcp_mux: bool,
     /// `a=extmap` header extension mappings (RFC 8285 §5), in order; invalid ones dropped.
     pub extmaps: Vec<ExtMap>,
+    /// `a=crypto` values (RFC 4568 §9.1) as written, in order, at most [`MAX_CRYPTO_LINES`].
+    pub crypto: Vec<String>,
 }
 
 /// An `a=extmap` attribute (RFC 8285 §5): a local id for an RTP header extension.
@@ -462,13 +435,33 @@ impl MediaDescription {
             .map(|e| e.id)
     }
 
-    /// Whether this is an RTP audio stream we could run (plain RTP, port not 0).
+    /// Whether this is an RTP audio stream we could run (port not 0; RTP/AVPF is AVP plus
+    /// feedback we may ignore, and the S profiles are the same with SRTP).
     fn is_usable_audio(&self) -> bool {
         self.media.eq_ignore_ascii_case("audio")
             && self.port != 0
-            // We have no SRTP on the phone side; RTP/AVPF is AVP plus feedback we may ignore.
             && (self.proto.eq_ignore_ascii_case("RTP/AVP")
-                || self.proto.eq_ignore_ascii_case("RTP/AVPF"))
+                || self.proto.eq_ignore_ascii_case("RTP/AVPF")
+                || keys::is_secure_profile(&self.proto))
+    }
+
+    /// The keys this offered m-line's media would run with under `local`'s policy: `Ok(None)`
+    /// for plain RTP, `Err` when the policy forbids what is offered.
+    fn security(&self, local: &LocalSrtp) -> Result<Option<NegotiatedSrtp>, SdpError> {
+        let secure = keys::is_secure_profile(&self.proto);
+        match local.policy {
+            SrtpPolicy::Off if secure => Err(SdpError::EncryptionRefused),
+            // A plain m-line with a=crypto ("best effort" SDES, as Asterisk and desk phones
+            // set to "optional" send it) is answered as plain RTP when SRTP is off.
+            SrtpPolicy::Off => Ok(None),
+            SrtpPolicy::Optional if secure => keys::answer_keys(self, local)
+                .map(Some)
+                .ok_or(SdpError::EncryptionRequired),
+            SrtpPolicy::Optional => Ok(keys::answer_keys(self, local)),
+            SrtpPolicy::Required => keys::answer_keys(self, local)
+                .map(Some)
+                .ok_or(SdpError::EncryptionRequired),
+        }
     }
 
     /// First payload type (in this m-line's order) whose codec is in `allowed`.
@@ -500,23 +493,35 @@ impl MediaDescription {
 /// Answer to a remote offer (RFC 3264 §6): the first audio stream we can run takes the first
 /// codec in the offerer's order that we support, with the offerer's payload type; every
 /// other m-line is refused with port 0.
+///
+/// With SRTP the stream must also satisfy `local.srtp`: an m-line whose security the policy
+/// forbids is passed over, and when that leaves none the error says why (both are 488).
 pub fn answer(
     offer: &SessionDescription,
     local: &LocalMedia,
 ) -> Result<(String, NegotiatedAudio), SdpError> {
+    let mut refusal = SdpError::NoCommonCodec;
     let chosen = offer.media.iter().enumerate().find_map(|(i, m)| {
         if !m.is_usable_audio() {
             return None;
         }
-        m.first_common(&local.codecs).map(|c| (i, c))
+        let common = m.first_common(&local.codecs)?;
+        match m.security(&local.srtp) {
+            Ok(srtp) => Some((i, common, srtp)),
+            Err(err) => {
+                refusal = err;
+                None
+            }
+        }
     });
-    let Some((index, (codec, pt))) = chosen else {
-        return Err(SdpError::NoCommonCodec);
+    let Some((index, (codec, pt), srtp)) = chosen else {
+        return Err(refusal);
     };
     let Some(media) = offer.media.get(index) else {
         return Err(SdpError::NoCommonCodec);
     };
-    let negotiated = negotiate(offer, media, codec, pt, media.rtcp_mux)?;
+    let mut negotiated = negotiate(offer, media, codec, pt, media.rtcp_mux)?;
+    negotiated.srtp = srtp;
 
     let mut sdp = String::with_capacity(512);
     write_session_header(&mut sdp, local);
@@ -538,12 +543,20 @@ pub fn answer(
 /// Our offer for an outgoing call or re-INVITE: all our codecs in preference order plus
 /// `telephone-event/8000` (and `/48000` when Opus is offered, RFC 4733 §2.1). An empty
 /// `local.codecs` yields an offer with events only, which answerers refuse.
+///
+/// With SRTP required the profile is RTP/SAVP (RFC 3711 §12); with SRTP optional it stays
+/// RTP/AVP and carries our keys anyway, so a phone that can encrypt does and one that cannot
+/// ignores the unknown attribute (RFC 4566 §5.13) and answers plain.
 pub fn offer(local: &LocalMedia, direction: Direction) -> String {
     let codecs = dedup(&local.codecs);
     let has_opus = codecs.contains(&Codec::Opus);
     let mut sdp = String::with_capacity(512);
     write_session_header(&mut sdp, local);
-    let _ = write!(sdp, "m=audio {} RTP/AVP", local.port);
+    let profile = match local.srtp.policy {
+        SrtpPolicy::Required => "RTP/SAVP",
+        SrtpPolicy::Off | SrtpPolicy::Optional => "RTP/AVP",
+    };
+    let _ = write!(sdp, "m=audio {} {profile}", local.port);
     for c in &codecs {
         let _ = write!(sdp, " {}", c.offer_payload_type());
     }
@@ -559,6 +572,9 @@ pub fn offer(local: &LocalMedia, direction: Direction) -> String {
     if has_opus {
         write_telephone_event(&mut sdp, TELEPHONE_EVENT_48K_PT, 48000);
     }
+    for key in local.srtp.offered() {
+        let _ = write!(sdp, "a=crypto:{}\r\n", key.to_sdp_value());
+    }
     let _ = write!(
         sdp,
         "a=ptime:{DEFAULT_PTIME_MS}\r\na={}\r\n",
@@ -569,9 +585,12 @@ pub fn offer(local: &LocalMedia, direction: Direction) -> String {
 
 /// Reads the answer to our [`offer`]: the first codec in the answer's audio m-line that we
 /// offered. Our offers carry no `a=rtcp-mux`, so one in the answer is ignored (RFC 5761
-/// §5.1.1 lets the answerer use it only when offered).
+/// §5.1.1 lets the answerer use it only when offered). The answer's `a=crypto` must name one
+/// of ours (same tag and suite) for the media to be encrypted; `our_srtp` says whether plain
+/// media is acceptable.
 pub fn accept_answer(
     our_offer_codecs: &[Codec],
+    our_srtp: &LocalSrtp,
     answer: &SessionDescription,
 ) -> Result<NegotiatedAudio, SdpError> {
     // We offer one m-line; its answer is the first audio one (RFC 3264 §6: same order).
@@ -586,7 +605,18 @@ pub fn accept_answer(
     let (codec, pt) = media
         .first_common(our_offer_codecs)
         .ok_or(SdpError::NoCommonCodec)?;
-    negotiate(answer, media, codec, pt, false)
+    let srtp = match our_srtp.policy {
+        SrtpPolicy::Off => None,
+        SrtpPolicy::Optional | SrtpPolicy::Required => keys::accepted_keys(media, our_srtp),
+    };
+    let needs_keys =
+        our_srtp.policy == SrtpPolicy::Required || keys::is_secure_profile(&media.proto);
+    if srtp.is_none() && needs_keys {
+        return Err(SdpError::EncryptionRequired);
+    }
+    let mut negotiated = negotiate(answer, media, codec, pt, false)?;
+    negotiated.srtp = srtp;
+    Ok(negotiated)
 }
 
 /// Builds the negotiated stream for the peer's m-line `media` and the chosen codec.
@@ -654,6 +684,7 @@ fn negotiate(
             .then(|| media.fmtp(pt).map(str::to_owned))
             .flatten(),
         audio_level_ext: media.audio_level_ext(),
+        srtp: None,
     })
 }
 
@@ -703,6 +734,9 @@ fn write_chosen_audio(sdp: &mut String, local: &LocalMedia, proto: &str, n: &Neg
     write_rtpmap(sdp, n.codec, n.payload_type);
     if let Some(te) = n.telephone_event_pt {
         write_telephone_event(sdp, te, n.telephone_event_rate);
+    }
+    if let Some(srtp) = &n.srtp {
+        let _ = write!(sdp, "a=crypto:{}\r\n", srtp.local.to_sdp_value());
     }
     let _ = write!(sdp, "a=ptime:{}\r\n", n.ptime_ms);
     if n.rtcp_mux {

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use media::sdp::{self, Codec, Direction, LocalMedia};
+use media::sdp::{self, Codec, Direction, LocalMedia, SdpError};
 use sip::message as msg;
 use tokio::sync::mpsc;
 
@@ -50,6 +50,10 @@ struct MediaSession {
     direction: Direction,
     /// The codec the caller and we agreed on.
     codec: Codec,
+    /// The leg's SRTP policy and our keys (kept, so a re-INVITE's answer keeps our key).
+    srtp_local: sdp::LocalSrtp,
+    /// The keys the media runs with, `None` for plain RTP.
+    srtp: Option<sdp::NegotiatedSrtp>,
 }
 
 impl MediaSession {
@@ -183,6 +187,8 @@ struct OutboundLeg {
     media: Option<MediaSession>,
     /// Its SDP answer, from its 2xx until the caller's call connects it (or not).
     answer: Option<sdp::NegotiatedAudio>,
+    /// The SRTP policy and keys of our offer.
+    srtp: sdp::LocalSrtp,
 }
 
 /// Call control (see the module documentation).
@@ -717,15 +723,26 @@ impl CallControl {
         };
         let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
         let session_id: u64 = rand::random::<u32>() as u64;
+        let srtp_policy = match (&identity, trunk) {
+            (Caller::User { srtp, .. }, _) => *srtp,
+            (_, Some(trunk)) => trunk.srtp.unwrap_or(self.shared.config.srtp),
+            _ => self.shared.config.srtp,
+        };
         let local = LocalMedia {
             ip: local_ip,
             port,
             codecs: OUR_CODECS.to_vec(),
             session_id,
             session_version: 1,
+            srtp: sdp::LocalSrtp::new(srtp_policy),
         };
         let (answer_sdp, negotiated) = match sdp::answer(&offer, &local) {
             Ok(x) => x,
+            Err(err @ (SdpError::EncryptionRequired | SdpError::EncryptionRefused)) => {
+                tracing::info!(policy = %srtp_policy, "offer refused: {err}");
+                refuse(488, None);
+                return;
+            }
             Err(err) => {
                 tracing::info!("no common codec: {err}");
                 refuse(488, None);
@@ -755,6 +772,7 @@ impl CallControl {
             ptime_ms: negotiated.ptime_ms,
             audio_level_ext: negotiated.audio_level_ext,
             events: media_tx,
+            srtp: negotiated.srtp.clone(),
         };
         self.shared
             .media
@@ -780,6 +798,8 @@ impl CallControl {
                     remote_rtcp: negotiated.remote_rtcp,
                     direction: negotiated.direction,
                     codec: negotiated.codec,
+                    srtp_local: local.srtp,
+                    srtp: negotiated.srtp,
                 },
                 quality,
                 call: None,
@@ -908,10 +928,17 @@ impl CallControl {
             dialplan::DialTarget::User(extension) => Some(extension.as_str()),
             _ => None,
         };
+        // The called phone's or trunk's own SRTP setting, else the server's.
+        let default_srtp = self.shared.config.srtp;
+        let srtp_policy = match (extension, &trunk_used) {
+            (Some(extension), _) => registrar.srtp_policy(extension),
+            (None, Some(trunk)) => self.shared.trunks.srtp_of(trunk).unwrap_or(default_srtp),
+            (None, None) => default_srtp,
+        };
         let mut placed = Vec::new();
         let mut unplaced = 0;
         for call in &calls {
-            match self.place(leg, call, extension, endpoint, now) {
+            match self.place(leg, call, extension, srtp_policy, endpoint, now) {
                 Some(child) => {
                     if let Some(out) = self.outbound.get_mut(&child) {
                         out.trunk = trunk_used.clone();
@@ -939,6 +966,7 @@ impl CallControl {
         parent: LegId,
         call: &OutboundCall,
         extension: Option<&str>,
+        srtp_policy: sdp::SrtpPolicy,
         endpoint: &mut SipEndpoint,
         now: Instant,
     ) -> Option<LegId> {
@@ -968,6 +996,7 @@ impl CallControl {
             codecs,
             session_id,
             session_version: 1,
+            srtp: sdp::LocalSrtp::new(srtp_policy),
         };
         let offer = sdp::offer(&local, Direction::SendRecv);
         let child = endpoint.invite(call, offer.into_bytes(), now)?;
@@ -990,6 +1019,7 @@ impl CallControl {
                 media: None,
                 answer: None,
                 trunk: None,
+                srtp: local.srtp,
             },
         );
         Some(child)
@@ -1009,9 +1039,9 @@ impl CallControl {
             return;
         };
         let parent = out.parent;
-        match parse_offer(body)
-            .and_then(|answer| sdp::accept_answer(OUR_CODECS, &answer).map_err(|e| e.to_string()))
-        {
+        match parse_offer(body).and_then(|answer| {
+            sdp::accept_answer(OUR_CODECS, &out.srtp, &answer).map_err(|e| e.to_string())
+        }) {
             Ok(negotiated) => out.answer = Some(negotiated),
             Err(err) => {
                 tracing::info!(leg = %child, "unusable SDP answer: {err}");
@@ -1054,6 +1084,7 @@ impl CallControl {
             ptime_ms: negotiated.ptime_ms,
             audio_level_ext: negotiated.audio_level_ext,
             events: media_tx,
+            srtp: negotiated.srtp.clone(),
         };
         out.media_started = true;
         out.media = Some(MediaSession {
@@ -1066,6 +1097,8 @@ impl CallControl {
             remote_rtcp: negotiated.remote_rtcp,
             direction: negotiated.direction,
             codec: negotiated.codec,
+            srtp_local: out.srtp.clone(),
+            srtp: negotiated.srtp.clone(),
         });
         let connected = ConnectedCallee {
             leg: child,
@@ -1183,8 +1216,22 @@ impl CallControl {
             codecs: vec![media.codec],
             session_id: media.session_id,
             session_version: media.sdp_version + 1,
+            // Our keys stay, so what we send keeps its key (RFC 4568 §7.1.4 allows it).
+            srtp: media.srtp_local.clone(),
         };
-        let (answer, negotiated) = sdp::answer(&offer, &local).map_err(|_| 488u16)?;
+        let (answer, negotiated) = sdp::answer(&offer, &local).map_err(|err| {
+            tracing::info!(leg = %leg, "re-INVITE refused: {err}");
+            488u16
+        })?;
+        // The media worker cannot switch a running leg between plain and encrypted media.
+        let rekeyed = match (&media.srtp, &negotiated.srtp) {
+            (None, None) => None,
+            (Some(old), Some(new)) => new.remote_key_changed(old).then(|| new.clone()),
+            (None, Some(_)) | (Some(_), None) => {
+                tracing::info!(leg = %leg, "re-INVITE would switch SRTP on or off mid-call; refused");
+                return Err(488);
+            }
+        };
         media.sdp_version += 1;
         media.answer_sdp = answer;
         media.remote_rtp = negotiated.remote_rtp;
@@ -1192,6 +1239,13 @@ impl CallControl {
         media.direction = negotiated.direction;
         tracing::info!(leg = %leg, remote = ?negotiated.remote_rtp, ?negotiated.direction, "re-INVITE: media updated");
         let remote = media.remote();
+        if let Some(keys) = rekeyed {
+            tracing::info!(leg = %leg, suite = keys.suite().sdp_name(), "re-INVITE: the peer's SRTP key changed");
+            media.srtp = Some(keys.clone());
+            self.shared
+                .media
+                .send(leg, MediaCommand::RekeySrtp(leg, Box::new(keys)));
+        }
         self.shared
             .media
             .send(leg, MediaCommand::SetRemote(leg, remote));

@@ -29,6 +29,7 @@ use media::leg::{
 use media::resample::Resampler;
 use media::rtcp::{LegQuality, RtcpReceived};
 use media::rtp::{RtpError, ntp_timestamp};
+use media::secure::SecureLeg;
 use media::wav::PromptPlayer;
 use mixer::{MixerConfig, ParticipantId, ParticipantOptions, Room};
 use tokio::sync::mpsc::Sender as CallSender;
@@ -95,6 +96,8 @@ pub struct SessionSpec {
     pub audio_level_ext: Option<u8>,
     /// Where DTMF and playback events go.
     pub events: CallSender<MediaEvent>,
+    /// SRTP keys when the leg's media is encrypted.
+    pub srtp: Option<media::sdp::NegotiatedSrtp>,
 }
 
 /// Control messages from call control to a worker.
@@ -122,6 +125,8 @@ pub enum MediaCommand {
     Overlay(SessionId, PromptPlayer),
     /// Send a key press to the peer as RFC 4733 events (dropped if it negotiated none).
     SendDtmf(SessionId, char),
+    /// The peer sends with a new SRTP key from now on (a re-INVITE rekeyed).
+    RekeySrtp(SessionId, Box<media::sdp::NegotiatedSrtp>),
     /// A session handed over from another worker (room or call affinity).
     Adopt(Box<Session>, Placement),
 }
@@ -445,6 +450,8 @@ pub struct Session {
     conference: Option<(usize, ParticipantId)>,
     /// Another leg this one is connected with, outside a conference room.
     link: Link,
+    /// SRTP contexts when the leg's media is encrypted.
+    secure: Option<Box<SecureLeg>>,
 }
 
 impl Session {
@@ -481,6 +488,10 @@ impl Session {
             leg,
             conference: None,
             link: Link::None,
+            secure: spec
+                .srtp
+                .as_ref()
+                .map(|keys| Box::new(SecureLeg::new(keys))),
         })
     }
 
@@ -494,18 +505,46 @@ impl Session {
         self.link = link;
     }
 
-    /// Sends what the leg wrote into `buf` as `transmit` says; true if the kernel took it.
-    fn transmit(&self, transmit: Transmit, buf: &[u8]) -> bool {
+    /// Sends what the leg wrote into `buf` as `transmit` says, protected first on an SRTP
+    /// leg; true if the kernel took it.
+    fn transmit(&mut self, transmit: Transmit, buf: &[u8]) -> bool {
         let socket = match transmit.port {
             LegPort::Rtp => &self.rtp,
             LegPort::Rtcp => &self.rtcp,
         };
-        buf.get(..transmit.len)
-            .is_some_and(|packet| socket.send_to(packet, transmit.to).is_ok())
+        let Some(packet) = buf.get(..transmit.len) else {
+            return false;
+        };
+        let packet = match self.secure.as_deref_mut() {
+            None => packet,
+            Some(secure) => match secure.protect(packet) {
+                Ok(protected) => protected,
+                Err(err) => {
+                    tracing::debug!(session = %self.id, "SRTP protect failed: {err}");
+                    return false;
+                }
+            },
+        };
+        socket.send_to(packet, transmit.to).is_ok()
+    }
+
+    /// Checks and decrypts a datagram on an SRTP leg; `None` (counted as rejected) when it
+    /// fails authentication or replays. Plain legs pass it through.
+    fn unprotect(&mut self, buf: &mut [u8], len: usize) -> Option<usize> {
+        match self.secure.as_deref_mut() {
+            None => Some(len),
+            Some(secure) => match secure.unprotect(buf, len) {
+                Ok(len) => Some(len),
+                Err(err) => {
+                    tracing::trace!(session = %self.id, "SRTP packet dropped: {err}");
+                    None
+                }
+            },
+        }
     }
 
     /// Sends this tick's frame and reports a prompt or overlay that ended.
-    fn send_frame(&self, frame: FrameOut, buf: &[u8], counts: &mut TickCounts) {
+    fn send_frame(&mut self, frame: FrameOut, buf: &[u8], counts: &mut TickCounts) {
         if let Some(transmit) = frame.transmit
             && self.transmit(transmit, buf)
         {
@@ -655,6 +694,10 @@ impl Session {
             };
             let arrival = clock.arrival(stamp);
             let arrival_ntp = ntp_timestamp(stamp.unwrap_or(clock.wall));
+            let Some(len) = self.unprotect(&mut buf[..], len) else {
+                counts.rejected += 1;
+                continue;
+            };
             let Some(datagram) = buf.get(..len) else {
                 continue;
             };
@@ -679,7 +722,7 @@ impl Session {
                         self.key_pressed(digit);
                     }
                     if let Some(transmit) = transmit
-                        && let Some((peer, out)) = relay.as_ref()
+                        && let Some((peer, out)) = relay.as_mut()
                         && peer.transmit(transmit, &out[..])
                     {
                         counts.sent += 1;
@@ -702,6 +745,10 @@ impl Session {
         for _ in 0..MAX_PACKETS_PER_TICK {
             match recv_with_arrival(&self.rtcp, buf) {
                 Ok((len, from, stamp)) => {
+                    let Some(len) = self.unprotect(&mut buf[..], len) else {
+                        counts.rtcp_rejected += 1;
+                        continue;
+                    };
                     // Read up to half a second late: date the report by the kernel's stamp.
                     let arrival_ntp = ntp_timestamp(stamp.unwrap_or(clock.wall));
                     let datagram = buf.get(..len).unwrap_or_default();
@@ -1118,7 +1165,8 @@ impl Worker {
             | MediaCommand::LeaveRoom(id)
             | MediaCommand::SetMuted(id, _)
             | MediaCommand::Overlay(id, _)
-            | MediaCommand::SendDtmf(id, _) => *id,
+            | MediaCommand::SendDtmf(id, _)
+            | MediaCommand::RekeySrtp(id, _) => *id,
             MediaCommand::Start(_) | MediaCommand::SetRecording(..) | MediaCommand::Adopt(..) => {
                 return Some(command);
             }
@@ -1192,6 +1240,13 @@ impl Worker {
                 MediaCommand::SendDtmf(id, digit) => {
                     if let Some(s) = self.sessions.iter_mut().find(|s| s.id == id) {
                         s.queue_dtmf(digit);
+                    }
+                }
+                MediaCommand::RekeySrtp(id, keys) => {
+                    if let Some(s) = self.session_mut(id)
+                        && let Some(secure) = s.secure.as_deref_mut()
+                    {
+                        secure.rekey(&keys);
                     }
                 }
                 MediaCommand::SetMuted(id, muted) => {

@@ -327,6 +327,11 @@ impl RegistrarService {
         self.publish(now);
     }
 
+    /// The SRTP setting for a call to `extension`'s phones: the user's own, else the server's.
+    pub fn srtp_policy(&self, extension: &str) -> SrtpPolicy {
+        self.users.srtp_policy(extension, self.srtp_default)
+    }
+
     /// The reachable bindings of a user, highest q first.
     pub fn lookup(&self, extension: &str, now: Instant) -> Vec<&Binding> {
         self.bindings.lookup(&Aor::new(extension, REALM), now)

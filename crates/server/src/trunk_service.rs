@@ -153,6 +153,15 @@ impl TrunkSet {
             })
     }
 
+    /// The SRTP setting of trunk `name`, if it has one of its own.
+    pub fn srtp_of(&self, name: &str) -> Option<media::sdp::SrtpPolicy> {
+        self.config
+            .trunks
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.srtp)
+    }
+
     /// Every trunk's state as of `now`.
     pub fn status(&self, now: Instant) -> Vec<TrunkStatus> {
         let mut all = self

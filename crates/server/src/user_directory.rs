@@ -95,9 +95,6 @@ impl UserDirectory {
 
     /// The SRTP policy for a call to `extension` (the callee's side): the user's own setting,
     /// else `server_default`, which is also the answer for an extension that is no user.
-    // Not called yet: the SRTP offer/answer code, written on another branch, calls it when it
-    // dials a user; this allow goes when that lands.
-    #[allow(dead_code)]
     pub fn srtp_policy(&self, extension: &str, server_default: SrtpPolicy) -> SrtpPolicy {
         self.users
             .load()

@@ -81,6 +81,9 @@ pub struct Trunk {
     pub proxy: Option<SipUri>,
     /// Transport to the carrier.
     pub transport: Transport,
+    /// Whether calls on this trunk encrypt their media (SRTP with SDES keys); `None` = the
+    /// server's default.
+    pub srtp: Option<srtp::SrtpPolicy>,
     /// Codecs to offer, preferred first.
     pub codecs: Vec<Codec>,
     /// Most concurrent calls (the channels booked).
@@ -293,6 +296,7 @@ struct RawTrunk {
     allowed_sources: List<String>,
     proxy: Opt<String>,
     transport: Option<Transport>,
+    srtp: Opt<String>,
     codecs: List<Codec>,
     max_calls: Opt<u32>,
     options_interval: Opt<u32>,
@@ -735,6 +739,10 @@ fn check_trunk(
         .map(|c| check_caller_id(r, c, &label))
         .unwrap_or_default();
     let numbers = check_numbers(r, t.numbers.as_ref(), numbering, &label);
+    let srtp = t
+        .srtp
+        .as_ref()
+        .and_then(|v| parse_value::<srtp::SrtpPolicy>(r, v, &format!("{label}: srtp")));
     let location_number = t
         .location_number
         .as_ref()
@@ -751,6 +759,7 @@ fn check_trunk(
         mode: mode?,
         proxy,
         transport,
+        srtp,
         codecs,
         max_calls: max_calls?,
         options_interval: Some(options_interval?)

@@ -197,6 +197,7 @@ fn parse_media_line(value: &str, line: usize) -> Result<MediaDescription, &'stat
         rtcp: None,
         rtcp_mux: false,
         extmaps: Vec::new(),
+        crypto: Vec::new(),
     })
 }
 
@@ -232,6 +233,12 @@ fn media_attribute(
         m.rtcp = Some(parse_rtcp(arg.unwrap_or(""))?);
     } else if name.eq_ignore_ascii_case("rtcp-mux") {
         m.rtcp_mux = true;
+    } else if name.eq_ignore_ascii_case("crypto") {
+        if let Some(value) = arg
+            && m.crypto.len() < super::MAX_CRYPTO_LINES
+        {
+            m.crypto.push(value.trim().to_owned());
+        }
     } else if name.eq_ignore_ascii_case("extmap")
         && let Some(extmap) = parse_extmap(arg.unwrap_or(""))
     {

@@ -232,6 +232,7 @@ fn local(codecs: &[Codec]) -> LocalMedia {
         codecs: codecs.to_vec(),
         session_id: 4242,
         session_version: 1,
+        srtp: LocalSrtp::off(),
     }
 }
 
@@ -578,6 +579,7 @@ fn answers_sipp_offer_in_standard_format() {
             direction: Direction::SendRecv,
             opus_fmtp: None,
             audio_level_ext: None,
+            srtp: None,
         }
     );
 }
@@ -752,9 +754,14 @@ fn rejects_offer_without_common_codec() {
 
 #[test]
 fn rejects_offer_whose_audio_is_refused_or_encrypted_or_absent() {
+    let offer = parse(&audio_offer("m=audio 4000 RTP/SAVP 0", &[])).unwrap();
+    assert_eq!(
+        answer(&offer, &all_codecs()),
+        Err(SdpError::EncryptionRefused),
+        "encrypted only, SRTP off"
+    );
     for m_line in [
         "m=audio 0 RTP/AVP 0",
-        "m=audio 4000 RTP/SAVP 0",
         "m=video 4000 RTP/AVP 96",
         "m=image 4000 udptl t38",
     ] {
@@ -1174,7 +1181,7 @@ fn extmaps_belong_to_their_m_line() {
 #[test]
 fn accept_answer_reads_audio_level_extension() {
     let text = offer_with_extmaps(&["a=extmap:9 urn:ietf:params:rtp-hdrext:ssrc-audio-level"]);
-    let n = accept_answer(&[Codec::Opus], &parse(&text).unwrap()).unwrap();
+    let n = accept_answer(&[Codec::Opus], &LocalSrtp::off(), &parse(&text).unwrap()).unwrap();
     assert_eq!(n.audio_level_ext, Some(9));
 }
 
@@ -1267,7 +1274,8 @@ fn offer_answer_round_trip_agrees_on_both_sides() {
 
     let our_offer = parse(&offer(&caller, Direction::SendRecv)).unwrap();
     let (answer_text, at_callee) = answer(&our_offer, &callee).unwrap();
-    let at_caller = accept_answer(&caller.codecs, &parse(&answer_text).unwrap()).unwrap();
+    let at_caller =
+        accept_answer(&caller.codecs, &caller.srtp, &parse(&answer_text).unwrap()).unwrap();
 
     assert_eq!(at_callee.codec, Codec::G722);
     assert_eq!(at_caller.codec, Codec::G722);
@@ -1285,7 +1293,8 @@ fn round_trip_of_our_hold_offer_makes_us_sendonly() {
     let our_offer = parse(&offer(&caller, Direction::SendOnly)).unwrap();
     let (answer_text, at_callee) = answer(&our_offer, &all_codecs()).unwrap();
     assert_eq!(at_callee.direction, Direction::RecvOnly);
-    let at_caller = accept_answer(&caller.codecs, &parse(&answer_text).unwrap()).unwrap();
+    let at_caller =
+        accept_answer(&caller.codecs, &caller.srtp, &parse(&answer_text).unwrap()).unwrap();
     assert_eq!(at_caller.direction, Direction::SendOnly);
 }
 
@@ -1301,7 +1310,12 @@ fn answers_captured_baresip_offer_in_its_codec_order() {
 #[test]
 fn accepts_captured_baresip_answer_to_our_offer() {
     let ours = all_codecs();
-    let n = accept_answer(&ours.codecs, &parse(BARESIP_1_0_ANSWER).unwrap()).unwrap();
+    let n = accept_answer(
+        &ours.codecs,
+        &ours.srtp,
+        &parse(BARESIP_1_0_ANSWER).unwrap(),
+    )
+    .unwrap();
     assert_eq!((n.codec, n.payload_type), (Codec::Opus, 96));
     assert_eq!(n.opus_fmtp.as_deref(), Some("stereo=1;sprop-stereo=1"));
     assert_eq!(
@@ -1322,7 +1336,12 @@ fn accept_answer_takes_the_answerers_first_codec_we_offered() {
             "a=ptime:30",
         ],
     );
-    let n = accept_answer(&[Codec::Pcmu, Codec::Pcma], &parse(&answer_text).unwrap()).unwrap();
+    let n = accept_answer(
+        &[Codec::Pcmu, Codec::Pcma],
+        &LocalSrtp::off(),
+        &parse(&answer_text).unwrap(),
+    )
+    .unwrap();
     assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
     assert_eq!((n.telephone_event_pt, n.ptime_ms), (Some(101), 30));
     assert_eq!(n.remote_rtp, v4(10, 0, 0, 9, 5000));
@@ -1337,7 +1356,7 @@ fn accept_answer_rejects_refused_stream_or_codec_we_did_not_offer() {
     ] {
         let sd = parse(&audio_offer(m_line, &[])).unwrap();
         assert_eq!(
-            accept_answer(&[Codec::Pcmu], &sd),
+            accept_answer(&[Codec::Pcmu], &LocalSrtp::off(), &sd),
             Err(SdpError::NoCommonCodec),
             "{m_line}"
         );
@@ -1347,7 +1366,7 @@ fn accept_answer_rejects_refused_stream_or_codec_we_did_not_offer() {
 #[test]
 fn accept_answer_ignores_rtcp_mux_we_never_offered() {
     let sd = parse(&audio_offer("m=audio 5000 RTP/AVP 0", &["a=rtcp-mux"])).unwrap();
-    let n = accept_answer(&[Codec::Pcmu], &sd).unwrap();
+    let n = accept_answer(&[Codec::Pcmu], &LocalSrtp::off(), &sd).unwrap();
     assert!(!n.rtcp_mux);
     assert_eq!(n.remote_rtcp, v4(10, 0, 0, 9, 5001));
 }
@@ -1395,7 +1414,7 @@ proptest! {
     fn never_panics_on_arbitrary_text(text in "\\PC{0,400}") {
         if let Ok(sd) = parse(&text) {
             let _ = answer(&sd, &all_codecs());
-            let _ = accept_answer(&[Codec::Pcmu, Codec::Opus], &sd);
+            let _ = accept_answer(&[Codec::Pcmu, Codec::Opus], &LocalSrtp::off(), &sd);
         }
     }
 
@@ -1406,7 +1425,7 @@ proptest! {
     ) {
         let text = mutate(sample, &edits);
         if let Ok(sd) = parse(&text) {
-            let _ = accept_answer(&[Codec::Pcmu, Codec::G722], &sd);
+            let _ = accept_answer(&[Codec::Pcmu, Codec::G722], &LocalSrtp::off(), &sd);
             if let Ok((answer_text, n)) = answer(&sd, &all_codecs()) {
                 let reparsed = parse(&answer_text);
                 prop_assert!(reparsed.is_ok(), "{:?}\n{}", reparsed, answer_text);
@@ -1418,7 +1437,7 @@ proptest! {
                         .find(|m| m.media.eq_ignore_ascii_case("audio"))
                         .is_some_and(|m| m.port != 0);
                     if first_audio_is_ours {
-                        let again = accept_answer(&[n.codec], &reparsed);
+                        let again = accept_answer(&[n.codec], &LocalSrtp::off(), &reparsed);
                         prop_assert_eq!(again.map(|a| a.codec), Ok(n.codec));
                     }
                 }
@@ -1435,11 +1454,232 @@ proptest! {
         v6 in any::<bool>(),
     ) {
         let ip = if v6 { IpAddr::V6(Ipv6Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)) };
-        let ours = LocalMedia { ip, port, codecs: codecs.clone(), session_id: id, session_version: version };
+        let ours = LocalMedia { ip, port, codecs: codecs.clone(), session_id: id, session_version: version, srtp: LocalSrtp::off() };
         let sd = parse(&offer(&ours, Direction::SendRecv)).unwrap();
         prop_assert_eq!(&sd.origin.session_version, &version.to_string());
         let (_, n) = answer(&sd, &all_codecs()).unwrap();
         prop_assert!(codecs.contains(&n.codec));
         prop_assert_eq!(n.remote_rtp, Some(SocketAddr::new(ip, port)));
+    }
+}
+
+/// RFC 4568 §9.1's example key (30 bytes: AES-CM key and salt).
+const CM_KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+/// 28 bytes: an AEAD_AES_128_GCM key and salt.
+const GCM_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==";
+
+fn secure(policy: SrtpPolicy) -> LocalMedia {
+    LocalMedia {
+        srtp: LocalSrtp::new(policy),
+        ..all_codecs()
+    }
+}
+
+fn crypto_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.starts_with("a=crypto:"))
+        .collect()
+}
+
+#[test]
+fn srtp_required_offers_rtp_savp_with_a_fresh_key_for_each_suite() {
+    let text = offer(&secure(SrtpPolicy::Required), Direction::SendRecv);
+    assert!(text.contains("m=audio 30000 RTP/SAVP "), "{text}");
+    let lines = crypto_lines(&text);
+    assert_eq!(lines.len(), 3, "{text}");
+    for (line, (tag, suite)) in lines.iter().zip([
+        (1, "AES_CM_128_HMAC_SHA1_80"),
+        (2, "AEAD_AES_128_GCM"),
+        (3, "AES_CM_128_HMAC_SHA1_32"),
+    ]) {
+        assert!(
+            line.starts_with(format!("a=crypto:{tag} {suite} inline:").as_str()),
+            "{line}"
+        );
+    }
+    let again = offer(&secure(SrtpPolicy::Required), Direction::SendRecv);
+    assert_ne!(crypto_lines(&again), lines, "every leg gets its own keys");
+}
+
+#[test]
+fn srtp_optional_offers_plain_rtp_carrying_keys_and_off_offers_none() {
+    let text = offer(&secure(SrtpPolicy::Optional), Direction::SendRecv);
+    assert!(text.contains("m=audio 30000 RTP/AVP "), "{text}");
+    assert_eq!(crypto_lines(&text).len(), 3, "{text}");
+    let text = offer(&secure(SrtpPolicy::Off), Direction::SendRecv);
+    assert!(crypto_lines(&text).is_empty(), "{text}");
+}
+
+#[test]
+fn answer_takes_the_offerers_first_suite_we_run_under_the_offerers_tag() {
+    let text = audio_offer(
+        "m=audio 4000 RTP/SAVP 0",
+        &[
+            format!("a=crypto:7 AEAD_AES_128_GCM inline:{GCM_KEY}").as_str(),
+            format!("a=crypto:8 AES_CM_128_HMAC_SHA1_80 inline:{CM_KEY}").as_str(),
+        ],
+    );
+    let (answer_text, n) = answer_to(&text, &secure(SrtpPolicy::Required));
+    assert!(
+        answer_text.contains("m=audio 30000 RTP/SAVP 0"),
+        "{answer_text}"
+    );
+    let lines = crypto_lines(&answer_text);
+    assert_eq!(lines.len(), 1, "{answer_text}");
+    assert!(
+        lines[0].starts_with("a=crypto:7 AEAD_AES_128_GCM inline:"),
+        "{answer_text}"
+    );
+    assert!(
+        !lines[0].contains(GCM_KEY),
+        "our own key, not the offerer's"
+    );
+    let keys = n.srtp.expect("encrypted");
+    assert_eq!(keys.suite(), srtp::Suite::AeadAes128Gcm);
+    assert_eq!((keys.local.tag, keys.remote.tag), (7, 7));
+}
+
+#[test]
+fn answer_passes_over_keys_with_mki_session_parameters_or_unknown_suites() {
+    let text = audio_offer(
+        "m=audio 4000 RTP/SAVP 0",
+        &[
+            format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{CM_KEY}|2^20|1:4").as_str(),
+            format!("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:{CM_KEY} UNENCRYPTED_SRTP").as_str(),
+            format!("a=crypto:3 F8_128_HMAC_SHA1_80 inline:{CM_KEY}").as_str(),
+            "a=crypto:4 AES_CM_128_HMAC_SHA1_80 inline:not-base64!",
+            format!("a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:{CM_KEY}|2^31").as_str(),
+        ],
+    );
+    let (_, n) = answer_to(&text, &secure(SrtpPolicy::Required));
+    assert_eq!(n.srtp.expect("encrypted").remote.tag, 5);
+}
+
+#[test]
+fn srtp_required_refuses_an_offer_of_plain_rtp_only() {
+    for offer_text in [
+        audio_offer("m=audio 4000 RTP/AVP 0", &[]),
+        audio_offer(
+            "m=audio 4000 RTP/SAVP 0",
+            &["a=crypto:1 F8_128_HMAC_SHA1_80 inline:x"],
+        ),
+    ] {
+        let offer = parse(&offer_text).unwrap();
+        assert_eq!(
+            answer(&offer, &secure(SrtpPolicy::Required)),
+            Err(SdpError::EncryptionRequired),
+            "{offer_text}"
+        );
+    }
+}
+
+#[test]
+fn srtp_optional_answers_plain_offers_plainly_and_keyed_ones_encrypted() {
+    let (text, n) = answer_to(BARESIP, &secure(SrtpPolicy::Optional));
+    assert!(n.srtp.is_none() && crypto_lines(&text).is_empty(), "{text}");
+
+    let keyed = audio_offer(
+        "m=audio 4000 RTP/AVP 0",
+        &[format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{CM_KEY}").as_str()],
+    );
+    let (text, n) = answer_to(&keyed, &secure(SrtpPolicy::Optional));
+    assert!(
+        text.contains("m=audio 30000 RTP/AVP 0"),
+        "profile echoed: {text}"
+    );
+    assert_eq!(crypto_lines(&text).len(), 1, "{text}");
+    assert!(n.srtp.is_some(), "best-effort SDES is taken up");
+}
+
+#[test]
+fn srtp_off_answers_keyed_plain_offers_plainly() {
+    let keyed = audio_offer(
+        "m=audio 4000 RTP/AVP 0",
+        &[format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{CM_KEY}").as_str()],
+    );
+    let (text, n) = answer_to(&keyed, &all_codecs());
+    assert!(n.srtp.is_none() && crypto_lines(&text).is_empty(), "{text}");
+}
+
+#[test]
+fn offer_and_answer_between_two_of_us_cross_the_keys() {
+    let caller = secure(SrtpPolicy::Required);
+    let callee = LocalMedia {
+        port: 31000,
+        ..secure(SrtpPolicy::Optional)
+    };
+    let offer_text = offer(&caller, Direction::SendRecv);
+    let (answer_text, at_callee) = answer(&parse(&offer_text).unwrap(), &callee).unwrap();
+    let at_caller =
+        accept_answer(&caller.codecs, &caller.srtp, &parse(&answer_text).unwrap()).unwrap();
+    let (a, b) = (at_caller.srtp.unwrap(), at_callee.srtp.unwrap());
+    assert_eq!(
+        a.suite(),
+        srtp::Suite::AesCm128HmacSha1_80,
+        "our first suite"
+    );
+    assert_eq!(a.local.to_sdp_value(), b.remote.to_sdp_value());
+    assert_eq!(a.remote.to_sdp_value(), b.local.to_sdp_value());
+}
+
+#[test]
+fn accept_answer_holds_the_answer_to_the_keys_we_offered() {
+    let ours = secure(SrtpPolicy::Required);
+    let answer_with = |proto: &str, crypto: &[&str]| {
+        let text = audio_offer(format!("m=audio 4000 {proto} 0").as_str(), crypto);
+        accept_answer(&ours.codecs, &ours.srtp, &parse(&text).unwrap())
+    };
+    assert_eq!(
+        answer_with("RTP/SAVP", &[]).map(|n| n.srtp),
+        Err(SdpError::EncryptionRequired),
+        "no key in the answer"
+    );
+    assert_eq!(
+        answer_with("RTP/AVP", &[]).map(|n| n.srtp),
+        Err(SdpError::EncryptionRequired),
+        "plain answer to a required offer"
+    );
+    let gcm_as_tag_1 = format!("a=crypto:1 AEAD_AES_128_GCM inline:{GCM_KEY}");
+    assert_eq!(
+        answer_with("RTP/SAVP", &[&gcm_as_tag_1]).map(|n| n.srtp),
+        Err(SdpError::EncryptionRequired),
+        "tag 1 was offered with another suite"
+    );
+    let gcm_as_tag_2 = format!("a=crypto:2 AEAD_AES_128_GCM inline:{GCM_KEY}");
+    let n = answer_with("RTP/SAVP", &[&gcm_as_tag_2]).unwrap();
+    let keys = n.srtp.unwrap();
+    assert_eq!(
+        (keys.local.tag, keys.suite()),
+        (2, srtp::Suite::AeadAes128Gcm)
+    );
+    assert_eq!(
+        keys.remote.to_sdp_value(),
+        format!("2 AEAD_AES_128_GCM inline:{GCM_KEY}")
+    );
+
+    let optional = secure(SrtpPolicy::Optional);
+    let plain = audio_offer("m=audio 4000 RTP/AVP 0", &[]);
+    let n = accept_answer(&optional.codecs, &optional.srtp, &parse(&plain).unwrap()).unwrap();
+    assert!(
+        n.srtp.is_none(),
+        "optional offer, plain answer: plain media"
+    );
+}
+
+#[test]
+fn negotiated_keys_never_show_in_debug_output() {
+    let text = audio_offer(
+        "m=audio 4000 RTP/SAVP 0",
+        &[format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{CM_KEY}").as_str()],
+    );
+    let local = secure(SrtpPolicy::Required);
+    let (answer_text, n) = answer_to(&text, &local);
+    let ours = crypto_lines(&answer_text)[0]
+        .rsplit("inline:")
+        .next()
+        .unwrap()
+        .to_owned();
+    for shown in [format!("{n:?}"), format!("{local:?}")] {
+        assert!(!shown.contains(CM_KEY) && !shown.contains(&ours), "{shown}");
     }
 }
