@@ -598,6 +598,27 @@ impl Baresip {
         self
     }
 
+    /// Makes the client register (and so be called) over TLS to the server's TLS port,
+    /// trusting the CA certificate in `ca_pem` (baresip's `sip_cafile`).
+    pub fn over_tls(self, ca_pem: &Path) -> Self {
+        let accounts = self.dir.path().join("accounts");
+        let text = std::fs::read_to_string(&accounts).unwrap();
+        std::fs::write(
+            &accounts,
+            text.replacen(
+                &format!("@{SERVER_IP}>"),
+                &format!("@{SERVER_IP};transport=tls>"),
+                1,
+            ),
+        )
+        .unwrap();
+        let config = self.dir.path().join("config");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!("sip_cafile\t\t{}\n", ca_pem.display()));
+        std::fs::write(&config, text).unwrap();
+        self
+    }
+
     /// Makes the client ring without answering (a phone nobody picks up).
     pub fn never_answering(self) -> Self {
         let accounts = self.dir.path().join("accounts");

@@ -1,0 +1,332 @@
+//! SIP over TLS (RFC 3261 §26.2) against real clients: baresip registers and calls the echo
+//! test over TLS, `openssl s_client` sees a replaced certificate without a restart, and
+//! garbage on the TLS port closes only its own connection. Every test makes its own
+//! throw-away CA and server certificate (for 10.99.0.1) with the openssl command.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::{
+    Baresip, Netns, PacketCounter, SERVER_IP, Server, TempDir, add_user, assert_both_hear,
+    read_wav, tone_share, wait_until, with_registered_phones,
+};
+
+/// A throw-away CA and server certificates it signs, in a temporary directory.
+struct Pki {
+    dir: TempDir,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let pki = Self {
+            dir: TempDir::new("tls-pki"),
+        };
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=amtsleitung test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        pki
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.path("ca.pem")
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .current_dir(self.dir.path())
+            .args(args)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A certificate for the server's address with common name `cn` and serial `serial`,
+    /// signed by the CA: (certificate, key) file names in the directory.
+    fn server_cert(&self, cn: &str, serial: u32) -> (PathBuf, PathBuf) {
+        let key = format!("{cn}.key");
+        let csr = format!("{cn}.csr");
+        let cert = format!("{cn}.pem");
+        let ext = format!("{cn}.ext");
+        std::fs::write(
+            self.path(&ext),
+            format!(
+                "subjectAltName=IP:{SERVER_IP}\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .unwrap();
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            &serial.to_string(),
+            "-days",
+            "2",
+            "-out",
+            &cert,
+            "-extfile",
+            &ext,
+        ]);
+        (self.path(&cert), self.path(&key))
+    }
+}
+
+/// Starts the server in `ns` with SIP over TLS on the default port (5061) presenting the
+/// certificate in `cert`/`key`.
+fn server_with_tls(ns: &Netns, cert: &Path, key: &Path, data: TempDir) -> Server {
+    Server::start_with_data(
+        Some(ns),
+        &[
+            "--tls-certificate",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        data,
+    )
+}
+
+/// What `openssl s_client` run in `ns` says about the server's TLS port: the subject and
+/// verification result lines (checked against `ca`).
+fn s_client(ns: &Netns, ca: &Path) -> String {
+    let out = ns
+        .command("timeout")
+        .args(["10", "openssl", "s_client", "-connect"])
+        .arg(format!("{SERVER_IP}:5061"))
+        .args(["-showcerts", "-verify_return_error", "-CAfile"])
+        .arg(ca)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn baresip_registers_and_hears_the_echo_over_tls() {
+    let ns = Netns::new();
+    let pki = Pki::new();
+    let (cert, key) = pki.server_cert(SERVER_IP, 1);
+    let data = TempDir::new("tls-echo");
+    add_user(data.path(), "101", "geheim123");
+    let server = server_with_tls(&ns, &cert, &key, data);
+    // The ready line reaches the log just after the test sees it.
+    assert!(
+        wait_until(Duration::from_secs(2), || server
+            .log()
+            .contains("sip_tls=Some(10.99.0.1:5061)")),
+        "{}",
+        server.log()
+    );
+    // SIP the server sends to the phone over UDP: there must be none.
+    let udp_sip = PacketCounter::new(&ns, 15060);
+    let phone = Baresip::new("10.99.0.2", 440, "PCMU", 8000)
+        .registering("101", "geheim123")
+        .over_tls(&pki.ca());
+    let out = phone.call(&ns, "sip:600@10.99.0.1;transport=tls", 8);
+    let log = server.log();
+    let context = format!("baresip:\n{out}\nserver:\n{log}");
+    // The source is the namespace's own address: baresip does not bind its TLS connections
+    // to its sip_listen address, and server and client share one network stack here.
+    assert!(log.contains("registered user=101 source="), "{context}");
+    assert!(log.contains("contacts=1 transport=TLS"), "{context}");
+    // baresip names the flow its registration went over.
+    assert!(out.contains("{0/TLS/v4} 200 OK"), "{context}");
+    assert!(out.contains("Call established"), "{context}");
+    let heard = phone
+        .heard()
+        .unwrap_or_else(|| panic!("baresip recorded nothing\n{context}"));
+    let (samples, rate) = read_wav(&heard);
+    let share = tone_share(&samples, rate, 440.0, 2.0);
+    assert!(
+        share > 0.6,
+        "440 Hz share of what the caller heard is {share:.2}\n{context}"
+    );
+    assert_eq!(udp_sip.packets(), 0, "SIP went over UDP\n{context}");
+}
+
+#[test]
+fn a_replaced_certificate_is_served_without_a_restart() {
+    let ns = Netns::new();
+    let pki = Pki::new();
+    let (first_cert, first_key) = pki.server_cert("amt-first", 1001);
+    let (second_cert, second_key) = pki.server_cert("amt-second", 1002);
+    // The files the server is configured with; replaced in place later.
+    let cert = pki.path("server.pem");
+    let key = pki.path("server.key");
+    std::fs::copy(&first_cert, &cert).unwrap();
+    std::fs::copy(&first_key, &key).unwrap();
+    let mut server = server_with_tls(&ns, &cert, &key, TempDir::new("tls-reload"));
+    let before = s_client(&ns, &pki.ca());
+    assert!(before.contains("CN = amt-first"), "{before}");
+    assert!(before.contains("Verify return code: 0 (ok)"), "{before}");
+
+    // An admin copies the renewed certificate over the old files (not atomically: the
+    // certificate first, then its key).
+    std::fs::copy(&second_cert, &cert).unwrap();
+    std::fs::copy(&second_key, &key).unwrap();
+    let mut after = String::new();
+    let renewed = wait_until(Duration::from_secs(6), || {
+        after = s_client(&ns, &pki.ca());
+        after.contains("CN = amt-second")
+    });
+    assert!(
+        renewed,
+        "the new certificate was not served\n{after}\n{}",
+        server.log()
+    );
+    assert!(after.contains("Verify return code: 0 (ok)"), "{after}");
+    assert!(
+        server.log().contains("TLS certificate reloaded"),
+        "{}",
+        server.log()
+    );
+
+    // A broken file is logged and the certificate in use stays.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let kept = s_client(&ns, &pki.ca());
+    assert!(kept.contains("CN = amt-second"), "{kept}\n{}", server.log());
+    assert!(
+        server.log().contains("TLS certificate not reloaded"),
+        "{}",
+        server.log()
+    );
+    assert!(server.alive());
+}
+
+#[test]
+fn garbage_on_the_tls_port_closes_that_connection_and_the_server_keeps_serving() {
+    let ns = Netns::new();
+    let pki = Pki::new();
+    let (cert, key) = pki.server_cert(SERVER_IP, 7);
+    let mut server = server_with_tls(&ns, &cert, &key, TempDir::new("tls-garbage"));
+    // Plain SIP, as a phone configured for TCP by mistake sends it, to the TLS port; the
+    // server must close the connection itself (`cat` ends) well before `timeout` would.
+    let script = format!(
+        "exec 3<>/dev/tcp/{SERVER_IP}/5061; \
+         printf 'OPTIONS sip:{SERVER_IP} SIP/2.0\\r\\nVia: SIP/2.0/TCP 10.99.0.2:5060\\r\\n\\r\\n' >&3; \
+         timeout 8 cat <&3 >/dev/null; echo \"cat ended with $?\""
+    );
+    let started = std::time::Instant::now();
+    let out = ns.command("bash").args(["-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cat ended with 0") && started.elapsed() < Duration::from_secs(7),
+        "the connection stayed open: {text}\n{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("TLS handshake failed"),
+        "{}",
+        server.log()
+    );
+    assert!(server.metric(Some(&ns), "amtsleitung_tls_handshake_failures_total") >= 1);
+    // And TLS still works for the next one.
+    let next = s_client(&ns, &pki.ca());
+    assert!(
+        next.contains("Verify return code: 0 (ok)"),
+        "{next}\n{}",
+        server.log()
+    );
+    assert!(server.alive());
+}
+
+#[test]
+fn a_phone_registered_over_tls_is_called_over_its_tls_connection() {
+    let ns = Netns::new();
+    let pki = Pki::new();
+    let (cert, key) = pki.server_cert(SERVER_IP, 2);
+    let data = TempDir::new("tls-called");
+    add_user(data.path(), "101", "geheim123");
+    add_user(data.path(), "102", "kollege77");
+    let server = server_with_tls(&ns, &cert, &key, data);
+    let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000)
+        .registering("101", "geheim123")
+        .over_tls(&pki.ca());
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("102", "kollege77");
+    // Counts SIP the server sends to the phone's UDP port (baresip listens there too, so a
+    // call sent over UDP would still ring it): there must be none.
+    ns.exec_ok(&["nft", "add table inet amtphone"]);
+    ns.exec_ok(&[
+        "nft",
+        "add chain inet amtphone input { type filter hook input priority 0 ; }",
+    ]);
+    ns.exec_ok(&[
+        "nft",
+        "add rule inet amtphone input ip daddr 10.99.0.2 udp dport 15060 counter",
+    ]);
+    let (outputs, caller_out) = with_registered_phones(&server, &ns, &[(&phone, &ns)], || {
+        caller.call(&ns, "sip:101@10.99.0.1", 7)
+    });
+    let context = format!("{caller_out}\n{outputs:?}");
+    assert!(outputs[0].contains("{0/TLS/v4} 200 OK"), "{context}");
+    assert!(
+        outputs[0].contains("Call established"),
+        "{context}\n{}",
+        server.log()
+    );
+    assert_both_hear(&phone, &caller, &server, &context);
+    let counted = ns
+        .command("nft")
+        .args(["list", "table", "inet", "amtphone"])
+        .output()
+        .unwrap();
+    let counted = String::from_utf8_lossy(&counted.stdout);
+    assert!(
+        counted.contains("packets 0 "),
+        "SIP reached the phone over UDP: {counted}"
+    );
+}
