@@ -72,6 +72,11 @@ impl Pki {
     /// A certificate for the server's address with common name `cn` and serial `serial`,
     /// signed by the CA: (certificate, key) file names in the directory.
     fn server_cert(&self, cn: &str, serial: u32) -> (PathBuf, PathBuf) {
+        self.cert_for(SERVER_IP, cn, serial)
+    }
+
+    /// A certificate for `ip` (subjectAltName), like [`server_cert`](Self::server_cert).
+    fn cert_for(&self, ip: &str, cn: &str, serial: u32) -> (PathBuf, PathBuf) {
         let key = format!("{cn}.key");
         let csr = format!("{cn}.csr");
         let cert = format!("{cn}.pem");
@@ -79,7 +84,7 @@ impl Pki {
         std::fs::write(
             self.path(&ext),
             format!(
-                "subjectAltName=IP:{SERVER_IP}\nbasicConstraints=CA:FALSE\n\
+                "subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\n\
                  keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
             ),
         )
@@ -328,5 +333,110 @@ fn a_phone_registered_over_tls_is_called_over_its_tls_connection() {
     assert!(
         counted.contains("packets 0 "),
         "SIP reached the phone over UDP: {counted}"
+    );
+}
+
+/// A TLS server standing in for a carrier's SBC: `openssl s_server` on `addr` in `ns`,
+/// writing what it receives to a file. Killed on drop.
+struct FakeCarrier {
+    child: std::process::Child,
+    received: PathBuf,
+}
+
+impl FakeCarrier {
+    fn start(ns: &Netns, addr: &str, cert: &Path, key: &Path, dir: &Path) -> Self {
+        let received = dir.join(format!("received-{addr}.txt"));
+        let child = ns
+            .command("openssl")
+            .args(["s_server", "-quiet", "-accept", addr, "-cert"])
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            // Kept open: s_server ends when its standard input does.
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::fs::File::create(&received).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run openssl s_server");
+        let listening = wait_until(Duration::from_secs(5), || {
+            let out = ns
+                .command("ss")
+                .args(["-Hltn", &format!("src {addr}")])
+                .output()
+                .unwrap();
+            !out.stdout.is_empty()
+        });
+        assert!(listening, "openssl s_server did not listen on {addr}");
+        Self { child, received }
+    }
+
+    fn received(&self) -> String {
+        std::fs::read_to_string(&self.received).unwrap_or_default()
+    }
+}
+
+impl Drop for FakeCarrier {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_tls_trunk_registers_over_tls_checked_against_its_ca_file_and_not_without() {
+    let ns = Netns::new();
+    let pki = Pki::new();
+    let (good_cert, good_key) = pki.cert_for("10.99.0.5", "sbc-good", 11);
+    let (other_cert, other_key) = pki.cert_for("10.99.0.6", "sbc-other", 12);
+    let good = FakeCarrier::start(&ns, "10.99.0.5:5061", &good_cert, &good_key, pki.dir.path());
+    let other = FakeCarrier::start(
+        &ns,
+        "10.99.0.6:5061",
+        &other_cert,
+        &other_key,
+        pki.dir.path(),
+    );
+    // "carrier" trusts the test CA; "other" has no ca-file, so the system's trust store
+    // decides, which does not know the test CA.
+    let trunks = pki.path("trunks.toml");
+    std::fs::write(
+        &trunks,
+        format!(
+            "[numbering]\narea-code = \"711\"\n\
+             [[trunk]]\nname = \"carrier\"\nmode = \"register\"\nregistrar = \"sip:10.99.0.5\"\n\
+             username = \"+4971112340\"\npassword = \"secret\"\ntransport = \"tls\"\n\
+             ca-file = \"{ca}\"\nmax-calls = 2\nemergency = true\n\
+             [[trunk]]\nname = \"other\"\nmode = \"register\"\nregistrar = \"sip:10.99.0.6\"\n\
+             username = \"+4971112341\"\npassword = \"secret\"\ntransport = \"tls\"\nmax-calls = 2\n",
+            ca = pki.ca().display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(Some(&ns), &["--trunks", trunks.to_str().unwrap()]);
+    let registered = wait_until(Duration::from_secs(10), || {
+        good.received().contains("REGISTER sip:10.99.0.5 SIP/2.0")
+    });
+    let context = format!(
+        "carrier got:\n{}\nother got:\n{}\nserver:\n{}",
+        good.received(),
+        other.received(),
+        server.log()
+    );
+    assert!(registered, "no REGISTER over TLS\n{context}");
+    let register = good.received();
+    assert!(
+        register.contains("Via: SIP/2.0/TLS 10.99.0.1:"),
+        "{context}"
+    );
+    assert!(register.contains(";transport=tls>"), "{context}");
+    assert!(
+        wait_until(Duration::from_secs(3), || server.log().lines().any(|l| l
+            .contains("TLS handshake failed")
+            && l.contains("10.99.0.6:5061"))),
+        "{context}"
+    );
+    assert!(
+        !other.received().contains("REGISTER"),
+        "a carrier whose certificate nobody vouches for got our REGISTER\n{context}"
     );
 }

@@ -100,6 +100,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Some(path) => Arc::new(TrunkSet::load(path).await?),
         None => Arc::new(TrunkSet::default()),
     };
+    for destination in trunks.tls_destinations() {
+        let profile =
+            crate::tls::ClientProfile::new(&destination.host, destination.ca_file.as_deref())
+                .with_context(|| format!("trunk \"{}\": TLS", destination.trunk))?;
+        transport.add_tls_destination(destination.addr, profile);
+    }
     let shared = Arc::new(Shared {
         config,
         sounds,

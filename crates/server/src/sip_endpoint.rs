@@ -1512,7 +1512,7 @@ fn refuse_insecure_sips(request: &rsip::Request, from: Peer) -> Option<rsip::Res
     if request.uri.scheme != Some(rsip::Scheme::Sips) || from.transport.is_secure() {
         return None;
     }
-    tracing::info!(from = %from.addr, transport = from.transport.via_name(), "sips: request over a transport without TLS refused");
+    tracing::info!(from = %from.addr, transport = %from.transport.via_name(), "sips: request over a transport without TLS refused");
     let mut response = msg::response_to(request, 480, None, Some(&sip::transaction::new_tag()));
     msg::add_header(
         &mut response.headers,

@@ -27,6 +27,8 @@ const MAX_DATAGRAM: usize = 65_535;
 /// Open stream connections (TCP and TLS, accepted and opened, handshaking included) we keep
 /// at most (bounded everything).
 const MAX_STREAM_CONNECTIONS: usize = 4096;
+/// TLS destinations configured (carriers' addresses) at most.
+const MAX_TLS_PROFILES: usize = 1024;
 /// Messages queued for one connection's writer at most.
 const WRITER_QUEUE: usize = 256;
 /// How long a TLS handshake, or opening a connection, may take: a peer that stalls it
@@ -143,7 +145,7 @@ impl TransportHandle {
         };
         if let Some(tx) = writer {
             if tx.try_send(bytes).is_err() {
-                tracing::warn!(to = %peer.addr, transport = peer.transport.via_name(), "connection backlogged or closed; message dropped");
+                tracing::warn!(to = %peer.addr, transport = %peer.transport.via_name(), "connection backlogged or closed; message dropped");
             }
             return;
         }
@@ -162,7 +164,7 @@ impl TransportHandle {
         match destination {
             Some(addr) => self.open(addr, peer.transport, bytes),
             None => {
-                tracing::debug!(to = %peer.addr, transport = peer.transport.via_name(), "connection gone; message dropped")
+                tracing::debug!(to = %peer.addr, transport = %peer.transport.via_name(), "connection gone; message dropped")
             }
         }
     }
@@ -216,12 +218,12 @@ impl TransportHandle {
             let stream = match connected {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(err)) => {
-                    tracing::info!(to = %addr, transport = transport.via_name(), "cannot connect: {err}");
+                    tracing::info!(to = %addr, transport = %transport.via_name(), "cannot connect: {err}");
                     streams.table().remove(id);
                     return;
                 }
                 Err(_) => {
-                    tracing::info!(to = %addr, transport = transport.via_name(), "connecting timed out");
+                    tracing::info!(to = %addr, transport = %transport.via_name(), "connecting timed out");
                     streams.table().remove(id);
                     return;
                 }
@@ -254,6 +256,21 @@ impl TransportHandle {
                 }
             }
         });
+    }
+
+    /// Checks a TLS connection we open to `addr` with `profile` (a carrier's name and trust
+    /// anchors) instead of the system's trust store and the bare address.
+    pub fn add_tls_destination(&self, addr: SocketAddr, profile: ClientProfile) {
+        let mut profiles = self
+            .streams
+            .tls_profiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if profiles.len() >= MAX_TLS_PROFILES && !profiles.contains_key(&addr) {
+            tracing::warn!(to = %addr, "too many TLS destinations configured; using the defaults for this one");
+            return;
+        }
+        profiles.insert(addr, profile);
     }
 
     /// The address we listen on (UDP and TCP).
@@ -371,13 +388,13 @@ async fn accept_loop(
             Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors and the like: wait instead of spinning.
-                tracing::warn!(transport = transport.via_name(), "accept failed: {err}");
+                tracing::warn!(transport = %transport.via_name(), "accept failed: {err}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         let Ok(permit) = streams.slots.clone().try_acquire_owned() else {
-            tracing::warn!(from = %addr, transport = transport.via_name(), "too many connections; refusing");
+            tracing::warn!(from = %addr, transport = %transport.via_name(), "too many connections; refusing");
             continue;
         };
         let peer = Peer {
@@ -471,7 +488,7 @@ async fn run_connection<S>(
                 Err(err) => {
                     // A stream that lost framing cannot be resynchronised (RFC 3261 §18.3):
                     // close it.
-                    tracing::info!(from = %peer.addr, transport = peer.transport.via_name(), "closing connection: {err}");
+                    tracing::info!(from = %peer.addr, transport = %peer.transport.via_name(), "closing connection: {err}");
                     break 'read;
                 }
             }

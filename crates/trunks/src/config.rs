@@ -81,6 +81,9 @@ pub struct Trunk {
     pub proxy: Option<SipUri>,
     /// Transport to the carrier.
     pub transport: Transport,
+    /// CA certificates (PEM) that the carrier's TLS certificate must chain to, instead of
+    /// the system's trust store; relative to the configuration file's directory. TLS only.
+    pub ca_file: Option<PathBuf>,
     /// Codecs to offer, preferred first.
     pub codecs: Vec<Codec>,
     /// Most concurrent calls (the channels booked).
@@ -293,6 +296,7 @@ struct RawTrunk {
     allowed_sources: List<String>,
     proxy: Opt<String>,
     transport: Option<Transport>,
+    ca_file: Opt<String>,
     codecs: List<Codec>,
     max_calls: Opt<u32>,
     options_interval: Opt<u32>,
@@ -529,6 +533,18 @@ fn check_trunk(
         Some(uri)
     };
     let proxy = t.proxy.as_ref().and_then(|p| uri(r, p, "proxy"));
+    let ca_file = match &t.ca_file {
+        Some(v) if transport != Transport::Tls => {
+            r.error(
+                v.span(),
+                format!("{label}: ca-file is for TLS, but the transport is not \"tls\""),
+                Some("set transport = \"tls\", or leave ca-file out"),
+            );
+            None
+        }
+        Some(v) => non_blank(r, v, &label, "ca-file").map(PathBuf::from),
+        None => None,
+    };
 
     let mode = match t.mode.as_ref().map(Spanned::get_ref) {
         None => {
@@ -751,6 +767,7 @@ fn check_trunk(
         mode: mode?,
         proxy,
         transport,
+        ca_file,
         codecs,
         max_calls: max_calls?,
         options_interval: Some(options_interval?)

@@ -47,6 +47,18 @@ fn one_trunk(extra: &str) -> String {
 }
 
 #[test]
+fn ca_file_needs_transport_tls() {
+    let e = errors(&one_trunk("ca-file = \"ca.pem\"\n"));
+    assert!(e.iter().any(|d| d.contains("ca-file is for TLS")), "{e:?}");
+    let config = ok(&one_trunk("transport = \"tls\"\nca-file = \"ca.pem\"\n"));
+    let trunk = config.trunk("telekom").expect("trunk");
+    assert_eq!(
+        trunk.ca_file.as_deref(),
+        Some(std::path::Path::new("ca.pem"))
+    );
+}
+
+#[test]
 fn example_file_reads_every_key() {
     let config = ok(&example());
     assert_eq!(
@@ -82,7 +94,12 @@ fn example_file_reads_every_key() {
     assert!(!backup.accepts_source("192.0.2.16".parse::<IpAddr>().unwrap()));
     assert!(!telekom.accepts_source("192.0.2.5".parse::<IpAddr>().unwrap()));
     assert_eq!(backup.numbers.format, NumberFormat::National);
-    assert_eq!(backup.transport, Transport::Udp);
+    assert_eq!(backup.transport, Transport::Tls);
+    assert_eq!(
+        backup.ca_file.as_deref(),
+        Some(std::path::Path::new("certs/carrier-ca.pem"))
+    );
+    assert_eq!(telekom.ca_file, None);
 
     assert_eq!(
         config.emergency_trunk().map(|t| t.name.as_str()),
