@@ -1,6 +1,6 @@
 //! Encrypted media: SRTP with keys exchanged by SDES (RFC 4568), per user off / optional /
-//! required. A phone whose user requires SRTP talks encrypted, and the capture of what went
-//! over the wire carries no audio in clear; a plain caller reaches such a phone through the
+//! required. A phone registered over TLS whose user requires SRTP talks encrypted, and the
+//! capture of what went over the wire carries neither audio nor keys in clear; a plain caller reaches such a phone through the
 //! server, which encrypts that phone's leg only; the user's own phone offering plain RTP is
 //! refused with 488. Real clients: baresip with its `srtp` module, SIPp; tshark for the wire.
 //! Each test runs in a network namespace of its own (server 10.99.0.1).
@@ -8,9 +8,9 @@
 mod support;
 
 use support::{
-    Baresip, Capture, Netns, SERVER_IP, Server, TempDir, add_user, assert_both_hear,
-    assert_sipp_ok, auth_invite_scenario, heard_share, sipp, sipp_call_args, tone_share,
-    ulaw_to_linear, user_cli, with_registered_phones,
+    Baresip, Capture, Netns, Pki, SERVER_IP, Server, TempDir, add_user, assert_both_hear,
+    assert_sipp_ok, auth_invite_scenario, heard_share, server_with_tls, sipp, sipp_call_args,
+    tone_share, ulaw_to_linear, user_cli, with_registered_phones,
 };
 
 const PHONE_IP: &str = "10.99.0.2";
@@ -19,14 +19,18 @@ const CALLER_IP: &str = "10.99.0.3";
 const PCMU_FRAME: usize = 160;
 const RTP_HEADER: usize = 12;
 
-/// A server whose user 101 requires SRTP and whose user 102 keeps the default.
-fn server_with_a_user_requiring_srtp(ns: &Netns, label: &str) -> Server {
+/// The store of a server whose user 101 requires SRTP and whose user 102 keeps the default.
+fn users_101_requiring_srtp(label: &str) -> TempDir {
     let data = TempDir::new(label);
     add_user(data.path(), "101", "geheim123");
     add_user(data.path(), "102", "kollege77");
     let out = user_cli(data.path(), &["srtp", "101", "required"]);
     assert!(out.contains("required"), "{out}");
-    Server::start_with_data(Some(ns), &[], data)
+    data
+}
+
+fn server_with_a_user_requiring_srtp(ns: &Netns, label: &str) -> Server {
+    Server::start_with_data(Some(ns), &[], users_101_requiring_srtp(label))
 }
 
 /// Captures the media in the namespace: every UDP packet but SIP's.
@@ -56,7 +60,7 @@ fn tone_on_the_wire(
     let mut samples = Vec::new();
     let mut count = 0;
     for packet in packets {
-        let [src, dst, payload] = packet.as_slice() else {
+        let [src, dst, payload, ..] = packet.as_slice() else {
             continue;
         };
         let port = match way {
@@ -78,6 +82,8 @@ fn tone_on_the_wire(
     (count, tone_share(&samples, 8000, freq, 0.0))
 }
 
+/// Every captured packet: UDP source and destination port, UDP payload, TCP destination
+/// port (empty fields where a packet has none).
 fn media_packets(capture: Capture) -> Vec<Vec<String>> {
     capture.stop(&[
         "-e",
@@ -86,6 +92,8 @@ fn media_packets(capture: Capture) -> Vec<Vec<String>> {
         "udp.dstport",
         "-e",
         "udp.payload",
+        "-e",
+        "tcp.dstport",
     ])
 }
 
@@ -93,18 +101,40 @@ fn media_packets(capture: Capture) -> Vec<Vec<String>> {
 const PHONE_PORTS: std::ops::RangeInclusive<u16> = 30000..=30100;
 const CALLER_PORTS: std::ops::RangeInclusive<u16> = 31000..=31100;
 
+/// Acceptance: a phone registered over TLS calls with SRTP required, hears itself back, and
+/// neither its audio nor its keys cross the wire in clear.
 #[test]
-fn a_phone_requiring_srtp_hears_itself_back_and_the_wire_carries_no_audio_in_clear() {
+fn a_phone_over_tls_requiring_srtp_hears_itself_back_and_the_wire_carries_nothing_in_clear() {
     let ns = Netns::new();
-    let server = server_with_a_user_requiring_srtp(&ns, "srtp-echo");
+    let pki = Pki::new();
+    let (cert, key) = pki.server_cert("amtsleitung", 1);
+    let server = server_with_tls(&ns, &cert, &key, users_101_requiring_srtp("srtp-echo"));
     let files = TempDir::new("srtp-echo-capture");
     let phone = Baresip::new(PHONE_IP, 880, "PCMU", 8000)
         .registering("101", "geheim123")
+        .over_tls(&pki.ca())
         .with_srtp("srtp-mand");
-    let capture = capture_media(&ns, &files);
-    let out = phone.call(&ns, &format!("sip:600@{SERVER_IP}"), 7);
+    let capture = Capture::start(&ns, &files, "ip");
+    let out = phone.call(&ns, &format!("sip:600@{SERVER_IP};transport=tls"), 7);
     let packets = media_packets(capture);
 
+    // Signalling went over TLS, and nothing captured shows the SDES keys or any SIP.
+    let tls_packets = packets
+        .iter()
+        .filter(|p| p.get(3).is_some_and(|port| port == "5061"))
+        .count();
+    assert!(
+        tls_packets > 5,
+        "{tls_packets} packets to the TLS port\n{out}"
+    );
+    let wire = std::fs::read(files.path().join("capture.pcap")).expect("the capture file");
+    for clear in [&b"inline:"[..], b"a=crypto", b"SIP/2.0", b"REGISTER "] {
+        assert!(
+            !wire.windows(clear.len()).any(|w| w == clear),
+            "{} in clear on the wire",
+            String::from_utf8_lossy(clear)
+        );
+    }
     let back = heard_share(&phone, 880.0, "the phone", &server);
     assert!(
         back > 0.5,

@@ -617,6 +617,27 @@ impl Baresip {
         self
     }
 
+    /// Makes the client register (and so be called) over TLS to the server's TLS port,
+    /// trusting the CA certificate in `ca_pem` (baresip's `sip_cafile`).
+    pub fn over_tls(self, ca_pem: &Path) -> Self {
+        let accounts = self.dir.path().join("accounts");
+        let text = std::fs::read_to_string(&accounts).unwrap();
+        std::fs::write(
+            &accounts,
+            text.replacen(
+                &format!("@{SERVER_IP}>"),
+                &format!("@{SERVER_IP};transport=tls>"),
+                1,
+            ),
+        )
+        .unwrap();
+        let config = self.dir.path().join("config");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!("sip_cafile\t\t{}\n", ca_pem.display()));
+        std::fs::write(&config, text).unwrap();
+        self
+    }
+
     /// Makes the client ring without answering (a phone nobody picks up).
     pub fn never_answering(self) -> Self {
         let accounts = self.dir.path().join("accounts");
@@ -1320,4 +1341,130 @@ pub fn auth_invite_scenario(dir: &TempDir, name: &str, then_with_password: Optio
     )
     .unwrap();
     path.display().to_string()
+}
+
+/// A throw-away CA and server certificates it signs, in a temporary directory.
+pub struct Pki {
+    pub dir: TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        let pki = Self {
+            dir: TempDir::new("tls-pki"),
+        };
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=amtsleitung test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        pki
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.path("ca.pem")
+    }
+
+    pub fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .current_dir(self.dir.path())
+            .args(args)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A certificate for the server's address with common name `cn` and serial `serial`,
+    /// signed by the CA: (certificate, key) file names in the directory.
+    pub fn server_cert(&self, cn: &str, serial: u32) -> (PathBuf, PathBuf) {
+        self.cert_for(SERVER_IP, cn, serial)
+    }
+
+    /// A certificate for `ip` (subjectAltName), like [`server_cert`](Self::server_cert).
+    pub fn cert_for(&self, ip: &str, cn: &str, serial: u32) -> (PathBuf, PathBuf) {
+        let key = format!("{cn}.key");
+        let csr = format!("{cn}.csr");
+        let cert = format!("{cn}.pem");
+        let ext = format!("{cn}.ext");
+        std::fs::write(
+            self.path(&ext),
+            format!(
+                "subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .unwrap();
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            &serial.to_string(),
+            "-days",
+            "2",
+            "-out",
+            &cert,
+            "-extfile",
+            &ext,
+        ]);
+        (self.path(&cert), self.path(&key))
+    }
+}
+
+/// Starts the server in `ns` with SIP over TLS on the default port (5061) presenting the
+/// certificate in `cert`/`key`.
+pub fn server_with_tls(ns: &Netns, cert: &Path, key: &Path, data: TempDir) -> Server {
+    Server::start_with_data(
+        Some(ns),
+        &[
+            "--tls-certificate",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        data,
+    )
 }

@@ -70,6 +70,14 @@ pub enum LogFormat {
 pub struct Config {
     /// SIP address for UDP and TCP.
     pub sip_listen: SocketAddr,
+    /// SIP-over-TLS address (RFC 3261 §26.2); default: the IP of `sip-listen` and the port
+    /// after it (5061 next to 5060). Only with `tls-certificate`.
+    pub sip_tls_listen: Option<SocketAddr>,
+    /// The server's certificate chain for SIP over TLS (PEM, leaf first); reloaded when
+    /// the file changes. Without it there is no TLS listener.
+    pub tls_certificate: Option<PathBuf>,
+    /// The private key of `tls-certificate` (PEM).
+    pub tls_key: Option<PathBuf>,
     /// Address written into SDP; None = the local address that routes towards each caller.
     pub media_ip: Option<IpAddr>,
     /// RTP/RTCP port range.
@@ -266,6 +274,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             sip_listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            sip_tls_listen: None,
+            tls_certificate: None,
+            tls_key: None,
             media_ip: None,
             rtp_ports: PortRange {
                 low: 20000,
@@ -284,6 +295,57 @@ impl Default for Config {
             registrar: RegistrarSettings::default(),
             security: SecuritySettings::default(),
         }
+    }
+}
+
+/// Where the TLS listener goes and what it presents, from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Certificate chain file (PEM).
+    pub certificate: PathBuf,
+    /// Private key file (PEM).
+    pub key: PathBuf,
+}
+
+impl Config {
+    /// The TLS listener asked for: `None` without a certificate; an error naming the keys
+    /// when they do not fit together (a key without a certificate, an address without
+    /// either).
+    pub fn tls(&self) -> Result<Option<TlsSettings>, String> {
+        let (certificate, key) = match (&self.tls_certificate, &self.tls_key) {
+            (Some(certificate), Some(key)) => (certificate.clone(), key.clone()),
+            (None, None) => {
+                return match self.sip_tls_listen {
+                    Some(_) => {
+                        Err("sip-tls-listen is set but tls-certificate and tls-key are not".into())
+                    }
+                    None => Ok(None),
+                };
+            }
+            (Some(_), None) => return Err("tls-certificate is set but tls-key is not".into()),
+            (None, Some(_)) => return Err("tls-key is set but tls-certificate is not".into()),
+        };
+        let listen = match self.sip_tls_listen {
+            Some(listen) => listen,
+            // RFC 3261 §19.1.2: 5061 is SIP over TLS's port, as 5060 is SIP's. Port 0 (any
+            // free port, for tests) stays 0.
+            None => {
+                let port = match self.sip_listen.port() {
+                    0 => 0,
+                    port => port.checked_add(1).ok_or(
+                        "sip-listen uses port 65535, so the TLS port cannot follow it: set sip-tls-listen",
+                    )?,
+                };
+                SocketAddr::new(self.sip_listen.ip(), port)
+            }
+        };
+        Ok(Some(TlsSettings {
+            listen,
+            certificate,
+            key,
+        }))
     }
 }
 
@@ -394,6 +456,40 @@ mod tests {
             "{err}"
         );
         assert!(toml::from_str::<Config>("srtp = true\n").is_err());
+    }
+
+    #[test]
+    fn tls_listens_on_the_port_after_sip_only_with_a_certificate() {
+        assert_eq!(Config::default().tls(), Ok(None));
+        let config: Config = toml::from_str(
+            "sip-listen = \"10.99.0.1:5060\"\ntls-certificate = \"/etc/amt/cert.pem\"\ntls-key = \"/etc/amt/key.pem\"\n",
+        )
+        .unwrap();
+        let tls = config.tls().unwrap().unwrap();
+        assert_eq!(tls.listen, "10.99.0.1:5061".parse().unwrap());
+        assert_eq!(tls.certificate, PathBuf::from("/etc/amt/cert.pem"));
+        assert_eq!(tls.key, PathBuf::from("/etc/amt/key.pem"));
+        let config: Config = toml::from_str(
+            "sip-tls-listen = \"0.0.0.0:5071\"\ntls-certificate = \"c.pem\"\ntls-key = \"k.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.tls().unwrap().unwrap().listen,
+            "0.0.0.0:5071".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn tls_settings_that_do_not_fit_together_name_the_keys() {
+        let err = |text: &str| toml::from_str::<Config>(text).unwrap().tls().unwrap_err();
+        assert!(err("tls-certificate = \"c.pem\"\n").contains("tls-key"));
+        assert!(err("tls-key = \"k.pem\"\n").contains("tls-certificate"));
+        assert!(err("sip-tls-listen = \"0.0.0.0:5061\"\n").contains("sip-tls-listen"));
+        assert!(
+            err("sip-listen = \"0.0.0.0:65535\"\ntls-certificate = \"c\"\ntls-key = \"k\"\n")
+                .contains("sip-tls-listen")
+        );
+        assert!(toml::from_str::<Config>("tls-cert = \"c.pem\"\n").is_err());
     }
 
     #[test]

@@ -320,6 +320,16 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "SIP messages dropped unanswered by the per-source rate limit.",
             &reg::DROPPED_MESSAGES,
         ),
+        (
+            "amtsleitung_tls_handshake_failures_total",
+            "SIP-over-TLS handshakes that failed or timed out, accepted or opened.",
+            &crate::tls::HANDSHAKE_FAILURES,
+        ),
+        (
+            "amtsleitung_tls_certificate_reloads_total",
+            "Times the TLS certificate was loaded again after its files changed.",
+            &crate::tls::CERTIFICATE_RELOADS,
+        ),
     ] {
         counter(
             &mut body,

@@ -25,6 +25,7 @@ mod sip_endpoint;
 mod sounds;
 mod srtp_setting;
 mod store_handle;
+mod tls;
 mod transport;
 mod trunk_service;
 mod udp_arrival;
@@ -94,6 +95,15 @@ struct ServeArgs {
     /// SIP listen address (UDP and TCP).
     #[arg(long, value_name = "ADDR")]
     sip_listen: Option<SocketAddr>,
+    /// SIP-over-TLS listen address (default: the SIP port + 1, with a certificate only).
+    #[arg(long, value_name = "ADDR")]
+    sip_tls_listen: Option<SocketAddr>,
+    /// Certificate chain for SIP over TLS (PEM); reloaded when the file changes.
+    #[arg(long, value_name = "FILE")]
+    tls_certificate: Option<PathBuf>,
+    /// Private key of the TLS certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// IP address written into SDP for media.
     #[arg(long, value_name = "IP")]
     media_ip: Option<IpAddr>,
@@ -194,6 +204,15 @@ impl ServeArgs {
         };
         if let Some(v) = self.sip_listen {
             config.sip_listen = v;
+        }
+        if let Some(v) = self.sip_tls_listen {
+            config.sip_tls_listen = Some(v);
+        }
+        if let Some(v) = self.tls_certificate {
+            config.tls_certificate = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            config.tls_key = Some(v);
         }
         if let Some(v) = self.media_ip {
             config.media_ip = Some(v);

@@ -569,7 +569,7 @@ impl RegistrarService {
                     if contacts == 0 {
                         tracing::info!(user = %aor.user(), %source, "unregistered: no contacts left");
                     } else {
-                        tracing::info!(user = %aor.user(), %source, contacts, "registered");
+                        tracing::info!(user = %aor.user(), %source, contacts, transport = %from.transport.via_name(), "registered");
                     }
                     self.persist(&aor, now);
                 }
@@ -714,11 +714,7 @@ fn binding_to_store(b: &Binding, now: Instant, wall: SystemTime) -> store::Bindi
     store::Binding {
         contact: d.contact.clone(),
         source: d.source.addr,
-        transport: match d.source.transport {
-            TransportKind::Udp => "udp",
-            TransportKind::Tcp => "tcp",
-        }
-        .to_string(),
+        transport: d.source.transport.uri_param().to_string(),
         path: d.path.clone(),
         q_milli: d.q.map(QValue::thousandths),
         call_id: d.call_id.clone(),
@@ -732,10 +728,10 @@ fn binding_to_store(b: &Binding, now: Instant, wall: SystemTime) -> store::Bindi
 /// A stored binding as the registrar imports it; `None` for one it cannot use.
 fn record_from_store(stored: store::UserBinding) -> Option<BindingRecord> {
     let b = stored.binding;
-    let transport = match b.transport.as_str() {
-        "udp" => TransportKind::Udp,
-        "tcp" | "tls" => TransportKind::Tcp,
-        other => {
+    let transport = match TransportKind::from_uri_param(&b.transport) {
+        Some(transport) => transport,
+        None => {
+            let other = b.transport.as_str();
             tracing::warn!(
                 transport = other,
                 "stored registration over an unknown transport skipped"

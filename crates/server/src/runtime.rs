@@ -76,7 +76,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let media = MediaWorkers::start(workers, rooms)?;
     let (inbound_tx, inbound_rx) = mpsc::channel(8192);
-    let transport = transport::start(config.sip_listen, inbound_tx).await?;
+    let tls = match config.tls().map_err(|err| anyhow::anyhow!("{err}"))? {
+        Some(settings) => Some(transport::TlsListen {
+            addr: settings.listen,
+            certificate: Arc::new(crate::tls::ServerCertificate::load(
+                &settings.certificate,
+                &settings.key,
+            )?),
+        }),
+        None => None,
+    };
+    let transport = transport::start(config.sip_listen, tls, inbound_tx).await?;
     let http_listen = config.http_listen;
     let ports = PortAllocator::new(config.rtp_ports.low, config.rtp_ports.high);
     // Read before the store thread takes the store over: the registrar starts with them.
@@ -90,6 +100,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Some(path) => Arc::new(TrunkSet::load(path).await?),
         None => Arc::new(TrunkSet::default()),
     };
+    for destination in trunks.tls_destinations() {
+        let profile =
+            crate::tls::ClientProfile::new(&destination.host, destination.ca_file.as_deref())
+                .with_context(|| format!("trunk \"{}\": TLS", destination.trunk))?;
+        transport.add_tls_destination(destination.addr, profile);
+    }
     let shared = Arc::new(Shared {
         config,
         sounds,
@@ -105,6 +121,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let endpoint = SipEndpoint::new(
         EndpointConfig {
             listen: transport.local_addr(),
+            tls_port: transport.tls_local_addr().map(|a| a.port()),
             min_session_expires: shared.config.calls.min_session_expires,
             max_legs: MAX_CALLS,
             max_transactions: shared.config.security.max_transactions.max(64),
@@ -166,6 +183,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .await?;
     tracing::info!(
         sip = %transport.local_addr(),
+        sip_tls = ?transport.tls_local_addr(),
         http = %http_listen,
         media_workers = workers,
         prompts = shared.sounds.len(),

@@ -19,7 +19,9 @@ use sip::dialog::{Dialog, DialogId, dialog_id_of_request};
 use sip::message as msg;
 use sip::registrar::BindingId;
 use sip::session_timer::{self, Negotiation, SessionTimer, SessionTimerAction};
-use sip::transaction::{Output, Peer, Timers, TransactionEvent, TransactionKey, TransactionLayer};
+use sip::transaction::{
+    Output, Peer, Timers, TransactionEvent, TransactionKey, TransactionLayer, TransportKind,
+};
 
 use crate::ids::LegId;
 
@@ -56,6 +58,9 @@ pub struct EndpointConfig {
     /// The address our SIP transport listens on (Via and Contact port; its IP unless it is
     /// the unspecified address).
     pub listen: SocketAddr,
+    /// The port our SIP-over-TLS listener has, if there is one (Via and Contact port of
+    /// messages on TLS; 5061 when none is given).
+    pub tls_port: Option<u16>,
     /// Smallest session interval we accept (RFC 4028 Min-SE).
     pub min_session_expires: u32,
     /// Legs at most; INVITEs beyond get 503 (bounded everything).
@@ -447,6 +452,9 @@ impl SipEndpoint {
 
     /// Ends a leg: BYE when answered (with a Reason header), 480 while early.
     pub fn hangup(&mut self, leg: LegId, reason: &str, now: Instant) {
+        let Some(via_port) = self.legs.get(&leg).map(|l| self.port_for(l.peer.transport)) else {
+            return;
+        };
         let Some(l) = self.legs.get_mut(&leg) else {
             return;
         };
@@ -463,7 +471,7 @@ impl SipEndpoint {
             }
             LegState::Early => self.reject(leg, 480, None, reason, now),
             LegState::Answered => {
-                let via = SocketAddr::new(l.local_ip, self.config.listen.port());
+                let via = SocketAddr::new(l.local_ip, via_port);
                 let peer = l.peer;
                 let outbound = l.outbound;
                 if let Some(dialog) = l.dialog.as_mut() {
@@ -600,11 +608,20 @@ impl SipEndpoint {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("[{v6}]"),
         };
-        let proto = match next_hop.transport {
-            sip::transaction::TransportKind::Udp => "UDP",
-            sip::transaction::TransportKind::Tcp => "TCP",
-        };
-        (local_ip, host, self.config.listen.port(), proto)
+        let port = self.port_for(next_hop.transport);
+        (local_ip, host, port, next_hop.transport.via_name())
+    }
+
+    /// Our listening port on `transport`: Via sent-by and Contact (RFC 3261 §18.2.1 sends
+    /// the answer to a request to the sent-by port over the request's transport).
+    fn port_for(&self, transport: TransportKind) -> u16 {
+        match transport {
+            TransportKind::Tls => self
+                .config
+                .tls_port
+                .unwrap_or(TransportKind::Tls.default_port()),
+            TransportKind::Udp | TransportKind::Tcp => self.config.listen.port(),
+        }
     }
 
     /// Places a call: sends an INVITE carrying `sdp` (our offer) and returns the new leg,
@@ -708,7 +725,11 @@ impl SipEndpoint {
             from_user = call.from_user,
             from_host = call.from_host.as_deref().unwrap_or(&host),
             to = call.to,
-            contact = self.contact_uri(local_ip),
+            contact = self.contact_uri(
+                local_ip,
+                call.next_hop.transport,
+                is_sips(&call.request_uri)
+            ),
             len = sdp.len(),
             routes = route_headers(&call.route),
         );
@@ -805,7 +826,9 @@ impl SipEndpoint {
     /// A response to one of our INVITEs.
     fn on_outbound_response(&mut self, leg: LegId, response: &rsip::Response, now: Instant) {
         let code = response.status_code.code();
-        let via_port = self.config.listen.port();
+        let Some(via_port) = self.legs.get(&leg).map(|l| self.port_for(l.peer.transport)) else {
+            return;
+        };
         let Some(l) = self.legs.get_mut(&leg) else {
             return;
         };
@@ -1051,6 +1074,10 @@ impl SipEndpoint {
                 let mut response =
                     msg::response_to(&request, 420, None, Some(&sip::transaction::new_tag()));
                 msg::add_header(&mut response.headers, "Unsupported", required.join(", "));
+                self.respond(&key, response, now);
+                return;
+            }
+            if let Some(response) = refuse_insecure_sips(&request, from) {
                 self.respond(&key, response, now);
                 return;
             }
@@ -1314,7 +1341,9 @@ impl SipEndpoint {
     /// We are the refresher: UPDATE when the peer allows it (no new offer), else a
     /// re-INVITE offering the session as it is (RFC 4028 §7.4, §9).
     fn send_refresh(&mut self, leg: LegId, now: Instant) {
-        let via_port = self.config.listen.port();
+        let Some(via_port) = self.legs.get(&leg).map(|l| self.port_for(l.peer.transport)) else {
+            return;
+        };
         let Some(l) = self.legs.get_mut(&leg) else {
             return;
         };
@@ -1370,7 +1399,9 @@ impl SipEndpoint {
             }
             return;
         }
-        let via_port = self.config.listen.port();
+        let via_port = self.legs.get(&leg).map_or(self.config.listen.port(), |l| {
+            self.port_for(l.peer.transport)
+        });
         if let Some(l) = self.legs.get_mut(&leg)
             && let Some(dialog) = l.dialog.as_ref()
             && method == Method::Invite
@@ -1412,7 +1443,7 @@ impl SipEndpoint {
         msg::add_header(
             &mut response.headers,
             "Contact",
-            format!("<{}>", self.contact_uri(l.local_ip)),
+            format!("<{}>", self.leg_contact_uri(l)),
         );
         msg::add_header(&mut response.headers, "Allow", ALLOW.into());
         msg::add_header(&mut response.headers, "Supported", SUPPORTED.into());
@@ -1437,16 +1468,64 @@ impl SipEndpoint {
     }
 
     fn contact_uri_for(&self, leg: LegId) -> Option<String> {
-        self.legs.get(&leg).map(|l| self.contact_uri(l.local_ip))
+        self.legs.get(&leg).map(|l| self.leg_contact_uri(l))
     }
 
-    fn contact_uri(&self, ip: IpAddr) -> String {
-        let port = self.config.listen.port();
-        match ip {
-            IpAddr::V4(v4) => format!("sip:amtsleitung@{v4}:{port}"),
-            IpAddr::V6(v6) => format!("sip:amtsleitung@[{v6}]:{port}"),
+    /// Our Contact on a leg: over the leg's transport, `sips:` when its INVITE's
+    /// Request-URI was (RFC 3261 §8.1.1.8 and §12.1.1: a SIPS request gets a SIPS Contact).
+    fn leg_contact_uri(&self, l: &Leg) -> String {
+        let sips = l.invite.uri.scheme == Some(rsip::Scheme::Sips);
+        self.contact_uri(l.local_ip, l.peer.transport, sips)
+    }
+
+    /// Where the peer reaches us: `ip`, our port on `transport`, and `;transport=tls` on
+    /// TLS so that in-dialog requests come back over TLS to the TLS port, not over UDP
+    /// (RFC 3261 §19.1.2 defaults to UDP); a `sips:` URI means TLS by itself (RFC 5630
+    /// §3.1.3 deprecates `transport=tls` there).
+    fn contact_uri(&self, ip: IpAddr, transport: TransportKind, sips: bool) -> String {
+        let port = self.port_for(transport);
+        let host = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        match (sips, transport) {
+            (true, _) => format!("sips:amtsleitung@{host}:{port}"),
+            (false, TransportKind::Tls) => format!("sip:amtsleitung@{host}:{port};transport=tls"),
+            (false, TransportKind::Udp | TransportKind::Tcp) => {
+                format!("sip:amtsleitung@{host}:{port}")
+            }
         }
     }
+}
+
+/// The refusal of a `sips:` request that reached us over plain UDP or TCP; `None` for any
+/// other request.
+///
+/// A SIPS Request-URI promises TLS on every hop up to the domain's server, the last one to
+/// us included (RFC 3261 §26.2.2, RFC 5630 §3.1.1, which removed the last-hop exception), so
+/// such a request arrived through an element that broke that promise; serving it would pass
+/// the call on as secure when it was not. It is not 416 Unsupported URI Scheme: we do
+/// support `sips:` (RFC 3261 §21.4.16 means schemes the server does not know). RFC 5630 §5.3
+/// answers a SIPS request that cannot be served securely with 480 and warning 380 "SIPS Not
+/// Allowed", and so do we.
+fn refuse_insecure_sips(request: &rsip::Request, from: Peer) -> Option<rsip::Response> {
+    if request.uri.scheme != Some(rsip::Scheme::Sips) || from.transport.is_secure() {
+        return None;
+    }
+    tracing::info!(from = %from.addr, transport = %from.transport.via_name(), "sips: request over a transport without TLS refused");
+    let mut response = msg::response_to(request, 480, None, Some(&sip::transaction::new_tag()));
+    msg::add_header(
+        &mut response.headers,
+        "Warning",
+        "380 amtsleitung \"SIPS Not Allowed\"".into(),
+    );
+    Some(response)
+}
+
+/// Whether a URI (as text) has the `sips:` scheme.
+fn is_sips(uri: &str) -> bool {
+    uri.get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
 }
 
 /// `Route:` header lines for a pre-loaded route set, first hop first.
@@ -1454,8 +1533,9 @@ fn route_headers(route: &[String]) -> String {
     route.iter().map(|r| format!("Route: {r}\r\n")).collect()
 }
 
-/// Where a SIP URI (or a name-addr around one) with a literal IP address points: its port
-/// or 5060, over TCP when it says `transport=tcp`, else UDP. No DNS here.
+/// Where a SIP URI (or a name-addr around one) with a literal IP address points: over the
+/// transport its `transport` parameter names (TLS for `sips:`, RFC 3261 §26.2.2; else UDP),
+/// at its port or that transport's default (5061 for TLS, else 5060). No DNS here.
 pub fn uri_next_hop(uri: &str) -> Option<Peer> {
     let uri = match (uri.find('<'), uri.find('>')) {
         (Some(open), Some(close)) if open < close => &uri[open + 1..close],
@@ -1464,16 +1544,20 @@ pub fn uri_next_hop(uri: &str) -> Option<Peer> {
     let parsed = msg::parse_uri(uri)?;
     let host = parsed.host_with_port.host.to_string();
     let ip: IpAddr = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
+    let named = parsed.params.iter().find_map(|p| match p {
+        rsip::Param::Transport(t) => TransportKind::from_uri_param(&t.to_string()),
+        _ => None,
+    });
+    let transport = if parsed.scheme == Some(rsip::Scheme::Sips) {
+        TransportKind::Tls
+    } else {
+        named.unwrap_or(TransportKind::Udp)
+    };
     let port = parsed
         .host_with_port
         .port
         .map(|p| *p.value())
-        .unwrap_or(5060);
-    let transport = if uri.to_ascii_lowercase().contains(";transport=tcp") {
-        sip::transaction::TransportKind::Tcp
-    } else {
-        sip::transaction::TransportKind::Udp
-    };
+        .unwrap_or(transport.default_port());
     Some(Peer {
         addr: SocketAddr::new(ip, port),
         transport,
@@ -1538,6 +1622,7 @@ mod tests {
         SipEndpoint::new(
             EndpointConfig {
                 listen: "127.0.0.1:5060".parse().unwrap(),
+                tls_port: Some(5061),
                 min_session_expires: 90,
                 max_legs: 2,
                 max_transactions: sip::transaction::DEFAULT_MAX_TRANSACTIONS,
@@ -1948,6 +2033,110 @@ mod tests {
             invite.contains("Route: <sip:192.0.2.50:5090;lr>\r\nRoute: <sip:192.0.2.51;lr>\r\n"),
             "{invite}"
         );
+    }
+
+    fn over_tls() -> Peer {
+        Peer {
+            transport: TransportKind::Tls,
+            connection: Some(7),
+            ..phone()
+        }
+    }
+
+    /// The INVITE of [`request`] as it comes over TLS: Via TLS, Request-URI `uri`.
+    fn tls_invite(call: &str, uri: &str) -> Vec<u8> {
+        let text = String::from_utf8(request("INVITE", call, 1, None, "", OFFER)).unwrap();
+        text.replacen(
+            "INVITE sip:81234@127.0.0.1:5060",
+            &format!("INVITE {uri}"),
+            1,
+        )
+        .replacen("SIP/2.0/UDP", "SIP/2.0/TLS", 1)
+        .into_bytes()
+    }
+
+    #[test]
+    fn an_answer_over_tls_names_the_tls_port_and_transport_in_contact() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        ep.handle_datagram(
+            &tls_invite("tls1", "sip:81234@127.0.0.1:5061;transport=tls"),
+            over_tls(),
+            now,
+        );
+        let Some(LegEvent::Incoming(incoming)) = events(&mut ep).pop() else {
+            panic!("no call");
+        };
+        ep.answer(incoming.leg, OFFER.as_bytes().to_vec(), now);
+        let out: Vec<(Peer, Vec<u8>)> = std::iter::from_fn(|| ep.poll_transmit()).collect();
+        let (to, ok) = out.last().expect("200 sent");
+        assert_eq!(
+            *to,
+            over_tls(),
+            "the answer goes back on the caller's connection"
+        );
+        let ok = String::from_utf8_lossy(ok);
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        assert!(
+            ok.contains("Contact: <sip:amtsleitung@127.0.0.1:5061;transport=tls>"),
+            "{ok}"
+        );
+        // Our BYE goes over the same connection, with a TLS Via at the TLS port.
+        ep.hangup(incoming.leg, "test", now);
+        let bye = sent(&mut ep).pop().expect("BYE");
+        assert!(bye.contains("Via: SIP/2.0/TLS 127.0.0.1:5061;"), "{bye}");
+    }
+
+    #[test]
+    fn a_sips_invite_over_tls_gets_a_sips_contact() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        ep.handle_datagram(&tls_invite("tls2", "sips:81234@127.0.0.1"), over_tls(), now);
+        let Some(LegEvent::Incoming(incoming)) = events(&mut ep).pop() else {
+            panic!("a sips: INVITE over TLS is a call");
+        };
+        ep.answer(incoming.leg, OFFER.as_bytes().to_vec(), now);
+        let ok = sent(&mut ep).pop().expect("200 sent");
+        assert!(
+            ok.contains("Contact: <sips:amtsleitung@127.0.0.1:5061>"),
+            "RFC 3261 §12.1.1: {ok}"
+        );
+    }
+
+    #[test]
+    fn a_sips_request_over_plain_udp_or_tcp_is_refused_with_480_sips_not_allowed() {
+        for transport in [TransportKind::Udp, TransportKind::Tcp] {
+            let mut ep = endpoint();
+            let text = String::from_utf8(request("INVITE", "sips1", 1, None, "", OFFER)).unwrap();
+            let text = text.replacen("INVITE sip:", "INVITE sips:", 1);
+            let from = Peer {
+                transport,
+                ..phone()
+            };
+            ep.handle_datagram(text.as_bytes(), from, Instant::now());
+            assert!(events(&mut ep).is_empty(), "no call over {transport:?}");
+            let out = sent(&mut ep);
+            assert_eq!(
+                status_lines(&out).last(),
+                Some(&"SIP/2.0 480 Temporarily Unavailable"),
+                "{out:?}"
+            );
+            let refusal = out.last().map(String::as_str).unwrap_or_default();
+            assert!(
+                refusal.contains("Warning: 380 amtsleitung \"SIPS Not Allowed\""),
+                "{refusal}"
+            );
+        }
+    }
+
+    #[test]
+    fn uri_next_hop_takes_tls_from_the_parameter_or_the_sips_scheme() {
+        let hop = uri_next_hop("<sip:10.0.0.5;lr;transport=tls>").expect("hop");
+        assert_eq!(hop.transport, TransportKind::Tls);
+        assert_eq!(hop.addr, "10.0.0.5:5061".parse().expect("address"));
+        let hop = uri_next_hop("<sips:10.0.0.5:5071;lr>").expect("hop");
+        assert_eq!(hop.transport, TransportKind::Tls);
+        assert_eq!(hop.addr, "10.0.0.5:5071".parse().expect("address"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -60,6 +60,22 @@ struct CarrierAddress {
     addr: SocketAddr,
     /// This address takes our REGISTERs.
     registrar: bool,
+    /// The host of the URI it was resolved from: the name a TLS certificate must carry.
+    host: String,
+}
+
+/// A carrier address we reach over TLS, and how its certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsDestination {
+    /// The trunk's name.
+    pub trunk: String,
+    /// The address connected to.
+    pub addr: SocketAddr,
+    /// The name its certificate must carry (and our SNI): the host of the trunk's URI.
+    pub host: String,
+    /// The trunk's own CA file, already relative to where trunks.toml is; `None`: the
+    /// system's trust store.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One trunk as `GET /trunks` shows it.
@@ -97,6 +113,9 @@ impl TrunkSet {
         let mut config = checked.config;
         let base = path.parent().unwrap_or(Path::new("."));
         for trunk in &mut config.trunks {
+            if let Some(ca_file) = &mut trunk.ca_file {
+                *ca_file = base.join(&*ca_file);
+            }
             if let TrunkMode::Register(registration) = &mut trunk.mode
                 && let Password::File(file) = &registration.password
             {
@@ -120,12 +139,15 @@ impl TrunkSet {
             if let Some(proxy) = &trunk.proxy {
                 uris.push((proxy.as_str().to_string(), false));
             }
+            let default_port = transport_of(trunk).default_port();
             for (uri, registrar) in uris {
-                for addr in resolve(&uri).await? {
+                let (host, addrs) = resolve(&uri, default_port).await?;
+                for addr in addrs {
                     carriers.push(CarrierAddress {
                         trunk: index,
                         addr,
                         registrar,
+                        host: host.clone(),
                     });
                 }
             }
@@ -160,6 +182,23 @@ impl TrunkSet {
             .iter()
             .find(|t| t.name == name)
             .and_then(|t| t.srtp)
+    }
+
+    /// The carrier addresses reached over TLS, with what their certificates are checked
+    /// against.
+    pub fn tls_destinations(&self) -> Vec<TlsDestination> {
+        self.carriers
+            .iter()
+            .filter_map(|c| {
+                let trunk = self.config.trunks.get(c.trunk)?;
+                (trunk.transport == trunks::Transport::Tls).then(|| TlsDestination {
+                    trunk: trunk.name.clone(),
+                    addr: c.addr,
+                    host: c.host.clone(),
+                    ca_file: trunk.ca_file.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Every trunk's state as of `now`.
@@ -283,9 +322,7 @@ impl TrunkSet {
         let Some(addr) = self.registrar_of(index) else {
             return Ok(None);
         };
-        let Some(transport) = transport_of(trunk) else {
-            return Ok(None);
-        };
+        let transport = transport_of(trunk);
         let (domain_uri, registration) = match &trunk.mode {
             TrunkMode::Register(registration) => {
                 (registration.registrar.as_str(), Some(registration))
@@ -381,21 +418,31 @@ fn initial_status(trunk: &Trunk) -> TrunkStatus {
     }
 }
 
-/// How we reach the trunk's carrier; `None` (logged) for TLS, which is not available yet.
-fn transport_of(trunk: &Trunk) -> Option<TransportKind> {
+/// How we reach the trunk's carrier: TCP and TLS connections are opened by the transport
+/// when the first request goes out, and kept for the ones after.
+fn transport_of(trunk: &Trunk) -> TransportKind {
     match trunk.transport {
-        trunks::Transport::Tcp => Some(TransportKind::Tcp),
-        trunks::Transport::Udp => Some(TransportKind::Udp),
-        trunks::Transport::Tls => {
-            tracing::error!(trunk = %trunk.name, "TLS trunks are not available yet: no registration, no calls out");
-            None
+        trunks::Transport::Tcp => TransportKind::Tcp,
+        trunks::Transport::Udp => TransportKind::Udp,
+        trunks::Transport::Tls => TransportKind::Tls,
+    }
+}
+
+/// Our Contact towards a carrier: the user at our address, with the transport named for a
+/// stream (RFC 3261 §19.1.2 would have the carrier send its calls over UDP otherwise).
+fn contact_towards(user: &str, sent_by: &str, transport: TransportKind) -> String {
+    match transport {
+        TransportKind::Udp => format!("sip:{user}@{sent_by}"),
+        TransportKind::Tcp | TransportKind::Tls => {
+            format!("sip:{user}@{sent_by};transport={}", transport.uri_param())
         }
     }
 }
 
-/// The addresses a SIP URI's host stands for: a literal, or what the resolver says (A and
-/// AAAA; RFC 3263 NAPTR/SRV lookups are not done), at its port or 5060.
-async fn resolve(uri: &str) -> anyhow::Result<Vec<SocketAddr>> {
+/// The host of a SIP URI and the addresses it stands for: a literal, or what the resolver
+/// says (A and AAAA; RFC 3263 NAPTR/SRV lookups are not done), at its port or
+/// `default_port` (5061 for TLS, else 5060).
+async fn resolve(uri: &str, default_port: u16) -> anyhow::Result<(String, Vec<SocketAddr>)> {
     let parsed =
         sip::message::parse_uri(uri).ok_or_else(|| anyhow::anyhow!("{uri}: not a SIP URI"))?;
     let host = parsed.host_with_port.host.to_string();
@@ -404,9 +451,9 @@ async fn resolve(uri: &str) -> anyhow::Result<Vec<SocketAddr>> {
         .host_with_port
         .port
         .map(|p| *p.value())
-        .unwrap_or(5060);
+        .unwrap_or(default_port);
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
+        return Ok((host.to_string(), vec![SocketAddr::new(ip, port)]));
     }
     let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
@@ -415,7 +462,7 @@ async fn resolve(uri: &str) -> anyhow::Result<Vec<SocketAddr>> {
     if found.is_empty() {
         anyhow::bail!("{uri}: {host} has no address");
     }
-    Ok(found)
+    Ok((host.to_string(), found))
 }
 
 /// The registrations to carriers, driven in the core loop.
@@ -446,9 +493,7 @@ impl TrunkLines {
                 tracing::error!(trunk = %trunk.name, "no address to register with");
                 continue;
             };
-            let Some(transport) = transport_of(trunk) else {
-                continue;
-            };
+            let transport = transport_of(trunk);
             let next_hop = Peer {
                 addr,
                 transport,
@@ -472,7 +517,7 @@ impl TrunkLines {
                 registrar_uri,
                 format!("sip:{}@{registrar_host}", registration.username),
                 credentials,
-                format!("sip:{}@{sent_by}", registration.username),
+                contact_towards(&registration.username, &sent_by, transport),
                 sent_by,
                 transport,
             );
@@ -587,4 +632,53 @@ fn status_of(name: &str, state: &RegistrationState) -> TrunkStatus {
 /// Trunks registered with their carrier now, for `/metrics`.
 pub fn registered_count(statuses: &[TrunkStatus]) -> usize {
     statuses.iter().filter(|s| s.state == "registered").count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_towards_a_carrier_names_stream_transports() {
+        assert_eq!(
+            contact_towards("+4971112340", "192.0.2.1:5060", TransportKind::Udp),
+            "sip:+4971112340@192.0.2.1:5060"
+        );
+        assert_eq!(
+            contact_towards("u", "192.0.2.1:5061", TransportKind::Tls),
+            "sip:u@192.0.2.1:5061;transport=tls"
+        );
+        assert_eq!(
+            contact_towards("u", "192.0.2.1:5060", TransportKind::Tcp),
+            "sip:u@192.0.2.1:5060;transport=tcp"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tls_trunk_is_reached_on_5061_checked_against_its_ca_file() {
+        let dir = std::env::temp_dir().join(format!("amt-trunk-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trunks.toml");
+        std::fs::write(
+            &path,
+            "[numbering]\narea-code = \"711\"\n\
+             [[trunk]]\nname = \"sbc\"\nmode = \"ip\"\nallowed-sources = [\"192.0.2.10/32\"]\n\
+             proxy = \"sip:192.0.2.10\"\ntransport = \"tls\"\nca-file = \"carrier-ca.pem\"\n\
+             max-calls = 2\nemergency = true\n\
+             [[trunk]]\nname = \"plain\"\nmode = \"ip\"\nallowed-sources = [\"192.0.2.20/32\"]\n\
+             proxy = \"sip:192.0.2.20\"\nmax-calls = 2\n",
+        )
+        .unwrap();
+        let set = TrunkSet::load(&path).await.expect("trunks load");
+        assert_eq!(
+            set.tls_destinations(),
+            [TlsDestination {
+                trunk: "sbc".into(),
+                addr: "192.0.2.10:5061".parse().unwrap(),
+                host: "192.0.2.10".into(),
+                ca_file: Some(dir.join("carrier-ca.pem")),
+            }]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

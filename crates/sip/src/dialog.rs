@@ -211,12 +211,9 @@ impl Dialog {
         body: Option<(String, Vec<u8>)>,
     ) -> rsip::Request {
         let mut headers = rsip::Headers::default();
-        let proto = match transport {
-            TransportKind::Udp => "UDP",
-            TransportKind::Tcp => "TCP",
-        };
         headers.push(Header::Via(rsip::headers::Via::from(format!(
-            "SIP/2.0/{proto} {via_sent_by};branch={};rport",
+            "SIP/2.0/{} {via_sent_by};branch={};rport",
+            transport.via_name(),
             new_branch()
         ))));
         headers.push(Header::MaxForwards(rsip::headers::MaxForwards::from("70")));

@@ -823,6 +823,23 @@ pub fn response_destination(resp: &rsip::Response) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, via.rport.unwrap_or(sent_by_port)))
 }
 
+/// Where to open a new connection for a response whose stream is gone (RFC 3261 §18.2.2):
+/// the `received` address (else sent-by, when it is an IP) at the sent-by port, 5061 for TLS
+/// and 5060 otherwise when none is given. `rport` is left out: RFC 3581 §4 applies it to
+/// unreliable transports only, and a closed stream's source port is an ephemeral one that
+/// nobody listens on.
+pub fn reconnect_destination(resp: &rsip::Response) -> Option<SocketAddr> {
+    let via = top_via(resp)?;
+    let default_port = if via.transport == "TLS" { 5061 } else { 5060 };
+    let port = via.port.unwrap_or(default_port);
+    let ip = via
+        .received
+        .as_deref()
+        .and_then(parse_received)
+        .or_else(|| syntax::host_ip(&via.host))?;
+    Some(SocketAddr::new(ip, port))
+}
+
 fn parse_received(v: &str) -> Option<IpAddr> {
     syntax::host_ip(v).or_else(|| v.parse().ok())
 }

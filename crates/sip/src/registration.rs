@@ -416,10 +416,7 @@ impl OutboundRegistration {
         self.cseq = self.cseq.wrapping_add(1).max(1);
         let uri_text = self.registrar.to_string();
         let mut headers = rsip::Headers::default();
-        let proto = match self.transport {
-            TransportKind::Udp => "UDP",
-            TransportKind::Tcp => "TCP",
-        };
+        let proto = self.transport.via_name();
         let branch = format!(
             "{BRANCH_MAGIC_COOKIE}{:016x}{:08x}",
             self.rng.random::<u64>(),

@@ -44,14 +44,57 @@ pub use crate::message::new_tag;
 pub enum TransportKind {
     /// Unreliable datagrams.
     Udp,
-    /// Reliable stream (TCP or TLS).
+    /// Reliable stream, plain TCP.
     Tcp,
+    /// Reliable stream, TCP with TLS on it (RFC 3261 §26.2).
+    Tls,
 }
 
 impl TransportKind {
     /// Whether the transport is reliable (RFC 3261 §17: no retransmissions, D/I/J/K = 0).
     pub fn is_reliable(self) -> bool {
-        matches!(self, TransportKind::Tcp)
+        matches!(self, TransportKind::Tcp | TransportKind::Tls)
+    }
+
+    /// Whether the transport is TLS, which a `sips:` URI asks for on every hop (RFC 3261
+    /// §26.2.2, RFC 5630 §3.1.1).
+    pub fn is_secure(self) -> bool {
+        matches!(self, TransportKind::Tls)
+    }
+
+    /// The transport as a Via header names it (RFC 3261 §20.42).
+    pub fn via_name(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "UDP",
+            TransportKind::Tcp => "TCP",
+            TransportKind::Tls => "TLS",
+        }
+    }
+
+    /// The value of a URI's `transport` parameter for it (RFC 3261 §19.1.1), lower case.
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "udp",
+            TransportKind::Tcp => "tcp",
+            TransportKind::Tls => "tls",
+        }
+    }
+
+    /// The transport a URI's `transport` parameter names (any case); `None` for one we do
+    /// not have (SCTP, WS).
+    pub fn from_uri_param(value: &str) -> Option<Self> {
+        [TransportKind::Udp, TransportKind::Tcp, TransportKind::Tls]
+            .into_iter()
+            .find(|t| value.eq_ignore_ascii_case(t.uri_param()))
+    }
+
+    /// The port a URI or Via without one means on this transport (RFC 3261 §19.1.2: 5061
+    /// for TLS, 5060 otherwise).
+    pub fn default_port(self) -> u16 {
+        match self {
+            TransportKind::Tls => 5061,
+            TransportKind::Udp | TransportKind::Tcp => 5060,
+        }
     }
 }
 

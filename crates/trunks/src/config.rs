@@ -84,6 +84,9 @@ pub struct Trunk {
     /// Whether calls on this trunk encrypt their media (SRTP with SDES keys); `None` = the
     /// server's default.
     pub srtp: Option<srtp::SrtpPolicy>,
+    /// CA certificates (PEM) that the carrier's TLS certificate must chain to, instead of
+    /// the system's trust store; relative to the configuration file's directory. TLS only.
+    pub ca_file: Option<PathBuf>,
     /// Codecs to offer, preferred first.
     pub codecs: Vec<Codec>,
     /// Most concurrent calls (the channels booked).
@@ -297,6 +300,7 @@ struct RawTrunk {
     proxy: Opt<String>,
     transport: Option<Transport>,
     srtp: Opt<String>,
+    ca_file: Opt<String>,
     codecs: List<Codec>,
     max_calls: Opt<u32>,
     options_interval: Opt<u32>,
@@ -533,6 +537,18 @@ fn check_trunk(
         Some(uri)
     };
     let proxy = t.proxy.as_ref().and_then(|p| uri(r, p, "proxy"));
+    let ca_file = match &t.ca_file {
+        Some(v) if transport != Transport::Tls => {
+            r.error(
+                v.span(),
+                format!("{label}: ca-file is for TLS, but the transport is not \"tls\""),
+                Some("set transport = \"tls\", or leave ca-file out"),
+            );
+            None
+        }
+        Some(v) => non_blank(r, v, &label, "ca-file").map(PathBuf::from),
+        None => None,
+    };
 
     let mode = match t.mode.as_ref().map(Spanned::get_ref) {
         None => {
@@ -743,6 +759,17 @@ fn check_trunk(
         .srtp
         .as_ref()
         .and_then(|v| parse_value::<srtp::SrtpPolicy>(r, v, &format!("{label}: srtp")));
+    if let (Some(v), Some(srtp::SrtpPolicy::Required | srtp::SrtpPolicy::Optional)) =
+        (&t.srtp, srtp)
+        && transport != Transport::Tls
+    {
+        // SDES keys travel in the SDP: over UDP or TCP anyone on the path reads them.
+        r.warning(
+            v.span(),
+            format!("{label}: srtp keys are sent in the SDP, and the transport is not \"tls\": anyone on the path can read them"),
+            Some("set transport = \"tls\""),
+        );
+    }
     let location_number = t
         .location_number
         .as_ref()
@@ -760,6 +787,7 @@ fn check_trunk(
         proxy,
         transport,
         srtp,
+        ca_file,
         codecs,
         max_calls: max_calls?,
         options_interval: Some(options_interval?)

@@ -47,6 +47,18 @@ fn one_trunk(extra: &str) -> String {
 }
 
 #[test]
+fn ca_file_needs_transport_tls() {
+    let e = errors(&one_trunk("ca-file = \"ca.pem\"\n"));
+    assert!(e.iter().any(|d| d.contains("ca-file is for TLS")), "{e:?}");
+    let config = ok(&one_trunk("transport = \"tls\"\nca-file = \"ca.pem\"\n"));
+    let trunk = config.trunk("telekom").expect("trunk");
+    assert_eq!(
+        trunk.ca_file.as_deref(),
+        Some(std::path::Path::new("ca.pem"))
+    );
+}
+
+#[test]
 fn example_file_reads_every_key() {
     let config = ok(&example());
     assert_eq!(
@@ -82,7 +94,12 @@ fn example_file_reads_every_key() {
     assert!(!backup.accepts_source("192.0.2.16".parse::<IpAddr>().unwrap()));
     assert!(!telekom.accepts_source("192.0.2.5".parse::<IpAddr>().unwrap()));
     assert_eq!(backup.numbers.format, NumberFormat::National);
-    assert_eq!(backup.transport, Transport::Udp);
+    assert_eq!(backup.transport, Transport::Tls);
+    assert_eq!(
+        backup.ca_file.as_deref(),
+        Some(std::path::Path::new("certs/carrier-ca.pem"))
+    );
+    assert_eq!(telekom.ca_file, None);
 
     assert_eq!(
         config.emergency_trunk().map(|t| t.name.as_str()),
@@ -515,5 +532,36 @@ fn help_lines_tell_how_to_fix() {
     assert_eq!(
         d[0].to_string(),
         "t.toml:3:1: error: no trunk carries emergency calls (110, 112)\n  help: set emergency = true on the trunk that should carry them"
+    );
+}
+
+#[test]
+fn srtp_takes_the_three_words_and_warns_where_its_keys_would_travel_in_clear() {
+    let config = ok(&one_trunk("transport = \"tls\"\nsrtp = \"required\"\n"));
+    assert_eq!(
+        config.trunk("telekom").expect("trunk").srtp,
+        Some(srtp::SrtpPolicy::Required)
+    );
+    assert_eq!(
+        ok(&one_trunk("")).trunk("telekom").expect("trunk").srtp,
+        None
+    );
+
+    let checked = parse("trunks.toml", &one_trunk("srtp = \"optional\"\n"))
+        .unwrap_or_else(|d| panic!("{d:?}"));
+    assert_eq!(
+        lines(&checked.warnings),
+        [
+            "trunks.toml:11:8: warning: trunk \"telekom\": srtp keys are sent in the SDP, and the transport is not \"tls\": anyone on the path can read them"
+        ]
+    );
+    // Off needs no TLS.
+    ok(&one_trunk("srtp = \"off\"\n"));
+
+    let e = errors(&one_trunk("srtp = \"on\"\n"));
+    assert!(
+        e.iter().any(|d| d.starts_with("trunks.toml:11:8: error:")
+            && d.contains("expected off, optional or required")),
+        "{e:?}"
     );
 }

@@ -274,6 +274,33 @@ fn stamp_received_leaves_matching_host_without_rport_alone() {
 }
 
 #[test]
+fn reconnect_destination_takes_received_and_the_sent_by_port_not_rport() {
+    let mk = |via: &str| {
+        let text = format!(
+            "SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n"
+        );
+        match parse(text.as_bytes()).unwrap() {
+            SipMessage::Response(r) => reconnect_destination(&r),
+            SipMessage::Request(_) => None,
+        }
+    };
+    assert_eq!(
+        mk("SIP/2.0/TLS phone.example:5071;received=192.0.2.4;rport=40001"),
+        Some("192.0.2.4:5071".parse().unwrap())
+    );
+    assert_eq!(
+        mk("SIP/2.0/TLS 192.0.2.5;rport=40001"),
+        Some("192.0.2.5:5061".parse().unwrap())
+    );
+    assert_eq!(
+        mk("SIP/2.0/TCP 192.0.2.5"),
+        Some("192.0.2.5:5060".parse().unwrap())
+    );
+    // A host name without `received`: resolving it is the caller's business.
+    assert_eq!(mk("SIP/2.0/TLS phone.example"), None);
+}
+
+#[test]
 fn response_destination_follows_rfc3581_order() {
     let mk = |via: &str| {
         let text = format!(
