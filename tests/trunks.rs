@@ -1,14 +1,18 @@
 //! SIP trunks against a carrier played by SIPp and baresip, in a test namespace: the server
 //! registers with digest and refreshes; a call from the carrier to a DID in national form
-//! reaches the user the DID belongs to, audio both ways.
+//! reaches the user the DID belongs to, audio both ways, and another DID room 1234 through
+//! the lobby; the same DIDs from elsewhere are refused; calls out go through the carrier
+//! with the user's number, within call classes and line limits, failing over, and 112 on
+//! the emergency trunk.
 
 mod support;
 
 use std::time::Duration;
 
 use support::{
-    Baresip, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok, call_records,
-    heard_share, plans_with, read_wav, rms, scenario, sipp, user_cli, wait_until,
+    Baresip, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok,
+    auth_invite_scenario, call_records, create_room, heard_share, plans_with, read_wav, rms,
+    scenario, scenario_with_tone, sipp, sipp_call_args, tone_share, user_cli, wait_until,
     with_registered_phones,
 };
 
@@ -380,4 +384,209 @@ fn assert_refused_as_barred(label: &str, add_flags: &[&str], uri: &str) {
         server.log()
     );
     assert!(heard_share(&caller, 440.0, "the caller", &server) < 0.2);
+}
+
+/// Acceptance: the concurrent limit refuses the call over it. The carrier's trunk carries one
+/// call (`max-calls = 1`); while 101 talks through it, 102's call out is refused with 503 and
+/// never reaches the carrier (SIPp would fail on an INVITE it does not expect).
+#[test]
+fn with_the_trunks_one_line_taken_a_second_call_out_gets_503_and_never_reaches_the_carrier() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-full");
+    let trunks = trunks_file(&dir);
+    let one_line = std::fs::read_to_string(&trunks)
+        .unwrap()
+        .replace("max-calls = 10", "max-calls = 1");
+    std::fs::write(&trunks, one_line).unwrap();
+    let plans = did_plans();
+    let data = TempDir::new("trunk-full-data");
+    add_user(data.path(), "101", "geheim123");
+    add_user(data.path(), "102", "kollege77");
+    let first = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    let second = Baresip::new("10.99.0.3", 660, "PCMU", 8000).registering("102", "kollege77");
+    let carrier = scenario("carrier_uas_auth.xml");
+    let (server, carrier_out, first_out, second_out) = std::thread::scope(|scope| {
+        let carrier_run = scope.spawn(|| {
+            let args = [
+                "-sf",
+                &carrier,
+                "-i",
+                "10.99.0.5",
+                "-p",
+                "5080",
+                "-mi",
+                "10.99.0.5",
+                "-mp",
+                "6100",
+                "-rtp_echo",
+                "-m",
+                "2",
+            ];
+            sipp(Some(&ns), &args)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let server = server_with_trunks(&ns, &trunks, &plans, data);
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_trunks_registered") == 1
+        });
+        assert!(registered, "the trunk did not register\n{}", server.log());
+        let first_run = scope.spawn(|| first.call(&ns, "sip:0711987654@10.99.0.1", 8));
+        std::thread::sleep(Duration::from_secs(3));
+        let second_out = second.call(&ns, "sip:0711987655@10.99.0.1", 3);
+        let first_out = first_run.join().unwrap();
+        (server, carrier_run.join().unwrap(), first_out, second_out)
+    });
+    assert_sipp_ok(&carrier_out, &server, "the carrier");
+    assert_own_tone_back(&first, &server, "the carrier", &first_out);
+    let calls = call_records(&server, 2);
+    let refused = calls
+        .iter()
+        .find(|c| c.caller == "102")
+        .unwrap_or_else(|| panic!("no call of 102: {calls:#?}\n{second_out}"));
+    assert_eq!(
+        (
+            refused.final_status,
+            refused.end_reason.as_str(),
+            refused.contacts_rung
+        ),
+        (503, "refused: all outside lines busy", 0),
+        "{refused:#?}\n{second_out}\n{}",
+        server.log()
+    );
+}
+
+/// Acceptance: another DID reaches conference room 1234 via the lobby. The carrier calls
+/// the town hall's conference line (DID 800), keys room and PIN, and is heard in the room
+/// by a listener who joined on the staff line.
+#[test]
+fn a_did_from_the_carrier_reaches_room_1234_through_the_lobby() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-lobby");
+    let trunks = trunks_file(&dir);
+    let plans = plans_with(
+        "trunk-lobby-plans",
+        "[[rule]]\nname = \"conference line\"\nmatch = \"+4971112345800\"\ntrunk = \"carrier\"\nactions = [ { answer = {} }, { lobby = {} } ]\n\n\
+         [[rule]]\nname = \"staff line into room 1234\"\nmatch = \"91234\"\npublic = true\nactions = [ { conference = { room = \"1234\", pin = false } } ]\n",
+    );
+    let data = TempDir::new("trunk-lobby-data");
+    create_room(data.path(), &["1234", "--pin", "4321"]);
+    let server = server_with_trunks(&ns, &trunks, &plans, data);
+    let lobby = scenario_with_tone(&dir, "lobby_join.xml", 440);
+    let listener = Baresip::new("10.99.0.3", 1000, "PCMU", 8000);
+    let (listener_out, carrier_out) = std::thread::scope(|scope| {
+        let listening = scope.spawn(|| listener.call(&ns, "sip:91234@10.99.0.1", 24));
+        std::thread::sleep(Duration::from_secs(1));
+        // The carrier delivers the DID in national form, from its own address.
+        let args = [
+            "-sf",
+            &lobby,
+            "-s",
+            "071112345800",
+            "-i",
+            "10.99.0.5",
+            "-p",
+            "5070",
+            "-mi",
+            "10.99.0.5",
+            "-mp",
+            "6000",
+            "-m",
+            "1",
+            "-d",
+            "8000",
+            "10.99.0.1:5060",
+        ];
+        let carrier_out = sipp(Some(&ns), &args);
+        (listening.join().unwrap(), carrier_out)
+    });
+    assert_sipp_ok(&carrier_out, &server, "the carrier's lobby call");
+    let heard = listener
+        .heard()
+        .unwrap_or_else(|| panic!("the listener recorded nothing\n{listener_out}"));
+    let (samples, rate) = read_wav(&heard);
+    // Lobby: ~4 s of prompts and digits for the room, ~3 s for the PIN, then 8 s of tone.
+    let share = tone_share(&samples, rate, 440.0, 14.0);
+    assert!(
+        share > 0.3,
+        "the carrier's caller was not heard in room 1234 ({share:.2})\n{listener_out}\n{}",
+        server.log()
+    );
+}
+
+/// Acceptance: an INVITE to a DID from an address that is not the carrier's is refused:
+/// without the trunk the DID rule does not apply, and the caller is only challenged for a
+/// password (407), in national and in E.164 form alike; nothing rings.
+#[test]
+fn a_did_called_from_an_address_that_is_not_the_carriers_is_refused() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-foreign");
+    let trunks = trunks_file(&dir);
+    let plans = did_plans();
+    let data = TempDir::new("trunk-foreign-data");
+    add_user(data.path(), "101", "geheim123");
+    let server = server_with_trunks(&ns, &trunks, &plans, data);
+    let challenged = auth_invite_scenario(&dir, "did.xml", None);
+    for (number, port) in [("071112345101", "5070"), ("+4971112345101", "5071")] {
+        let out = sipp(
+            Some(&ns),
+            &sipp_call_args(&challenged, "10.99.0.3", port, &["-s", number]),
+        );
+        assert_sipp_ok(&out, &server, number);
+    }
+    let log = server.log();
+    assert!(!log.contains("dial: ringing"), "{log}");
+}
+
+/// Acceptance: a forwarded call out carries Diversion. An outside caller (0301234567, as the
+/// carrier delivers it) calls DID 102, which is forwarded to 0711 987654 through the same
+/// carrier: the carrier sees Diversion with the DID, the caller's own number in From ("CLIP
+/// no screening") and the DID in P-Asserted-Identity, and the caller hears the far end.
+#[test]
+fn a_call_forwarded_out_through_the_carrier_carries_diversion_and_the_callers_own_number() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-forward");
+    let trunks = trunks_file(&dir);
+    let clip = std::fs::read_to_string(&trunks)
+        .unwrap()
+        .replace("pai = true", "pai = true\nclip-no-screening = true");
+    std::fs::write(&trunks, clip).unwrap();
+    let plans = plans_with(
+        "trunk-forward-plans",
+        "[[rule]]\nname = \"102 is away\"\nmatch = \"+4971112345102\"\ntrunk = \"carrier\"\nactions = [ { forward = { trunk = \"carrier\", number = \"0711987654\" } } ]\n",
+    );
+    let caller = Baresip::new("10.99.0.5", 440, "PCMU", 8000);
+    let accounts = caller.dir.path().join("accounts");
+    let account = std::fs::read_to_string(&accounts).unwrap();
+    std::fs::write(&accounts, account.replace("sip:tester@", "sip:0301234567@")).unwrap();
+    let carrier = scenario("carrier_forwarded.xml");
+    let (server, carrier_out, caller_out) = std::thread::scope(|scope| {
+        let carrier_run = scope.spawn(|| {
+            let args = [
+                "-sf",
+                &carrier,
+                "-i",
+                "10.99.0.5",
+                "-p",
+                "5080",
+                "-mi",
+                "10.99.0.5",
+                "-mp",
+                "6100",
+                "-rtp_echo",
+                "-m",
+                "2",
+            ];
+            sipp(Some(&ns), &args)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let server = server_with_trunks(&ns, &trunks, &plans, TempDir::new("trunk-forward-data"));
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_trunks_registered") == 1
+        });
+        assert!(registered, "the trunk did not register\n{}", server.log());
+        let caller_out = caller.call(&ns, "sip:071112345102@10.99.0.1", 6);
+        (server, carrier_run.join().unwrap(), caller_out)
+    });
+    assert_sipp_ok(&carrier_out, &server, "the carrier");
+    assert_own_tone_back(&caller, &server, "the carrier", &caller_out);
 }

@@ -448,7 +448,12 @@ impl CallControl {
                 }
                 Some(Reply::Started(started))
             }
-            Question::Place(target) => Some(self.dial(leg, target, endpoint, registrar, now)),
+            Question::Place(target) => {
+                Some(self.dial(leg, target, false, endpoint, registrar, now))
+            }
+            Question::Forward(target) => {
+                Some(self.dial(leg, target, true, endpoint, registrar, now))
+            }
             _ => {
                 if let Some(reply) =
                     call_effects::room_question(&self.shared, leg, &question, &self.call_events)
@@ -840,11 +845,13 @@ impl CallControl {
 
     /// Sends an INVITE to every reachable contact of `target` for the caller of `leg`: the
     /// legs placed, and how many contacts no INVITE could be sent to. Which of them is
-    /// connected and which cancelled is the caller's call's to decide (`dial` action).
+    /// connected and which cancelled is the caller's call's to decide (`dial` action). A
+    /// `forwarded` call out names the number the caller dialled as diverting it.
     fn dial(
         &mut self,
         leg: LegId,
         target: &dialplan::DialTarget,
+        forwarded: bool,
         endpoint: &mut SipEndpoint,
         registrar: &RegistrarService,
         now: Instant,
@@ -857,6 +864,7 @@ impl CallControl {
         };
         let (from_user, from_name) = (caller.caller.clone(), caller.caller_name.clone());
         let call_classes = caller.call_classes.clone();
+        let diverted_from = forwarded.then(|| caller.callee.clone());
         let mut trunk_used: Option<String> = None;
         let calls: Vec<OutboundCall> = match target {
             dialplan::DialTarget::User(extension) => registrar
@@ -895,28 +903,48 @@ impl CallControl {
                 }
             },
             dialplan::DialTarget::Trunk { trunk, number } => {
-                let active = |name: &str| {
-                    let carried = self
-                        .outbound
-                        .values()
-                        .filter(|o| o.trunk.as_deref() == Some(name))
-                        .count();
-                    u32::try_from(carried).unwrap_or(u32::MAX)
+                let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                let outside = || self.outbound.values().filter(|o| o.trunk.is_some());
+                let on_trunk = |name: &str| {
+                    count(
+                        outside()
+                            .filter(|o| o.trunk.as_deref() == Some(name))
+                            .count(),
+                    )
                 };
-                match self.shared.trunks.outbound_call(
-                    trunk,
+                let of_user = call_classes.user.as_deref().map_or(0, |user| {
+                    count(
+                        outside()
+                            .filter(|o| {
+                                self.legs
+                                    .get(&o.parent)
+                                    .is_some_and(|p| p.call_classes.user.as_deref() == Some(user))
+                            })
+                            .count(),
+                    )
+                });
+                let active = crate::trunk_service::ActiveCalls {
+                    on_trunk: &on_trunk,
+                    of_user,
+                    total: count(outside().count()),
+                };
+                use crate::trunk_service::Refused;
+                let request = crate::trunk_service::CallOut {
                     number,
-                    &from_user,
+                    from_user: &from_user,
                     from_name,
-                    &call_classes,
-                    &active,
-                ) {
+                    classes: &call_classes,
+                    diverted_from: diverted_from.as_deref(),
+                };
+                match self.shared.trunks.outbound_call(trunk, request, &active) {
                     Ok(Some((call, used))) => {
                         trunk_used = Some(used);
                         vec![call]
                     }
                     Ok(None) => Vec::new(),
-                    Err(crate::trunk_service::Barred) => return Reply::Barred,
+                    Err(Refused::Barred) => return Reply::Barred,
+                    Err(Refused::UserLimit) => return Reply::UserLimit,
+                    Err(Refused::LinesBusy) => return Reply::LinesBusy,
                 }
             }
             dialplan::DialTarget::Group(_) => {

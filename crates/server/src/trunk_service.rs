@@ -20,9 +20,42 @@ use trunks::{Password, Trunk, TrunkConfig, TrunkMode};
 
 use crate::sip_endpoint::{OutboundCall, SipEndpoint};
 
-/// A call out refused by the caller's call classes (toll-fraud protection).
+/// Why a call out was refused before anything was sent to a carrier (toll-fraud
+/// protection and channel limits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Barred;
+pub enum Refused {
+    /// The number's class is not in the caller's call classes.
+    Barred,
+    /// The caller has as many calls out as `[limits] outside-calls-per-user` allows.
+    UserLimit,
+    /// Every trunk that could carry it is at its `max-calls`, or the system at `[limits]
+    /// outside-calls`.
+    LinesBusy,
+}
+
+/// One call out as the dialplan asks for it.
+pub struct CallOut<'a> {
+    /// The number as the dialplan wrote it (normalised by the trunk's rules).
+    pub number: &'a str,
+    /// The caller: an extension, or a number as a trunk delivered it.
+    pub from_user: &'a str,
+    /// The caller's name, if known.
+    pub from_name: Option<String>,
+    /// Whose call classes the call is held to.
+    pub classes: &'a CallerClasses,
+    /// For a forwarded call, the number of ours the caller dialled.
+    pub diverted_from: Option<&'a str>,
+}
+
+/// How many calls out run now: on each trunk, of the calling user, and in all.
+pub struct ActiveCalls<'a> {
+    /// Calls out on the named trunk.
+    pub on_trunk: &'a dyn Fn(&str) -> u32,
+    /// Calls out of the calling user (0 for a caller that is not a user).
+    pub of_user: u32,
+    /// Calls out in all.
+    pub total: u32,
+}
 
 /// Whose call classes a call out is held to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,22 +286,28 @@ impl TrunkSet {
 
     /// The INVITE for calling `number` (as the dialplan wrote it) out through `trunk_name`
     /// for the caller `from_user`; `None` (logged) when the trunk or the number cannot take
-    /// the call: unknown trunk or an internal number; `Err(Barred)` when the number's class
-    /// is not in the caller's call classes (`caller`; emergency numbers are always allowed).
+    /// the call: unknown trunk or an internal number; `Err` when the number's class is not
+    /// in the caller's call classes (`caller`; emergency numbers are always allowed) or a
+    /// limit on concurrent calls out is reached.
     ///
     /// The call goes out on the first trunk of `trunk_name`'s failover chain that can take
     /// it: one whose carrier holds our registration (or that needs none) and that carries
-    /// fewer than its `max-calls` (`active` says how many it carries now; emergency calls
-    /// are never held back by the limit). When none can, the first is tried all the same.
+    /// fewer than its `max-calls` (`active` says how many run now). When no registered one
+    /// has room, the first with room is tried all the same; when none has room, the call is
+    /// refused. Emergency calls are never held back by any limit.
     pub fn outbound_call(
         &self,
         trunk_name: &str,
-        number: &str,
-        from_user: &str,
-        from_name: Option<String>,
-        caller: &CallerClasses,
-        active: &dyn Fn(&str) -> u32,
-    ) -> Result<Option<(OutboundCall, String)>, Barred> {
+        request: CallOut<'_>,
+        active: &ActiveCalls<'_>,
+    ) -> Result<Option<(OutboundCall, String)>, Refused> {
+        let CallOut {
+            number,
+            from_user,
+            from_name,
+            classes: caller,
+            diverted_from,
+        } = request;
         let chain = self.config.failover_chain(trunk_name);
         if chain.is_empty() {
             tracing::warn!(trunk = %trunk_name, "dial: no such trunk");
@@ -289,17 +328,17 @@ impl TrunkSet {
                 || statuses
                     .iter()
                     .any(|s| s.name == t.name && s.state == "registered");
-            let room = emergency || active(&t.name) < t.max_calls;
+            let room = emergency || (active.on_trunk)(&t.name) < t.max_calls;
             if !registered || !room {
                 tracing::info!(trunk = %t.name, registered, room, "dial: trunk cannot take the call; trying the next");
             }
             registered && room
         };
-        let trunk = chain.iter().find(usable).unwrap_or(&chain[0]);
-        let trunk_name = trunk.name.as_str();
-        let Some(index) = self.config.trunks.iter().position(|t| t.name == trunk.name) else {
-            return Ok(None);
-        };
+        let has_room = |t: &&&Trunk| emergency || (active.on_trunk)(&t.name) < t.max_calls;
+        let trunk = chain
+            .iter()
+            .find(usable)
+            .or_else(|| chain.iter().find(has_room));
         let classified = match self.config.numbering.dialled(number) {
             Ok(classified) => classified,
             Err(err) => {
@@ -313,8 +352,25 @@ impl TrunkSet {
                 .as_deref()
                 .unwrap_or("(not a user: default classes)");
             tracing::warn!(trunk = %trunk_name, %number, class = %classified.class, reason = %classified.reason, %user, "dial: number class barred for this caller; not called");
-            return Err(Barred);
+            return Err(Refused::Barred);
         }
+        let limits = self.config.limits;
+        if !emergency && caller.user.is_some() && active.of_user >= limits.per_user {
+            tracing::warn!(trunk = %trunk_name, %number, user = caller.user.as_deref().unwrap_or_default(), calls = active.of_user, limit = limits.per_user, "dial: the user's limit of calls out is reached; not called");
+            return Err(Refused::UserLimit);
+        }
+        if !emergency && limits.total.is_some_and(|total| active.total >= total) {
+            tracing::warn!(trunk = %trunk_name, %number, calls = active.total, "dial: the limit of calls out in all is reached; not called");
+            return Err(Refused::LinesBusy);
+        }
+        let Some(trunk) = trunk else {
+            tracing::warn!(trunk = %trunk_name, %number, "dial: every trunk of the chain is at its max-calls; not called");
+            return Err(Refused::LinesBusy);
+        };
+        let trunk_name = trunk.name.as_str();
+        let Some(index) = self.config.trunks.iter().position(|t| t.name == trunk.name) else {
+            return Ok(None);
+        };
         let Some(dial_string) = trunk.numbers.dial_string(&classified.dialled) else {
             tracing::info!(trunk = %trunk_name, %number, "dial: an internal number does not go out");
             return Ok(None);
@@ -339,12 +395,23 @@ impl TrunkSet {
         };
         // Who we say is calling: the caller's own direct-dial number when the extension fits
         // the trunk's block, else the trunk's fixed number (or the registered account).
-        let own_number = trunk.numbers.did_block.as_ref().and_then(|block| {
-            (from_user.len() == usize::from(block.extension_digits)
-                && from_user.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| format!("{}{from_user}", block.base))
-            .and_then(|n| n.parse::<trunks::E164>().ok())
-            .map(|n| trunk.numbers.format(&n))
+        let direct_dial = |user: &str| {
+            trunk.numbers.did_block.as_ref().and_then(|block| {
+                (user.len() == usize::from(block.extension_digits)
+                    && user.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| format!("{}{user}", block.base))
+                .and_then(|n| n.parse::<trunks::E164>().ok())
+                .map(|n| trunk.numbers.format(&n))
+            })
+        };
+        let own_number = direct_dial(from_user);
+        // A forwarded call names the number of ours it was for (a DID as the carrier
+        // delivered it, or a user's extension): Diversion, RFC 5806.
+        let diverted = diverted_from.and_then(|d| {
+            d.parse::<trunks::E164>()
+                .ok()
+                .map(|n| trunk.numbers.format(&n))
+                .or_else(|| direct_dial(d))
         });
         // Emergency services see where the caller is: the trunk's location number.
         let location = trunk
@@ -354,10 +421,25 @@ impl TrunkSet {
             .map(|n| trunk.numbers.format(n));
         let caller_number = location
             .or(own_number)
+            .or_else(|| diverted.clone())
             .or_else(|| trunk.caller_id.from_user.clone())
             .or_else(|| registration.map(|r| r.username.clone()))
             .unwrap_or_else(|| from_user.to_string());
+        // "CLIP no screening": a forwarded outside caller's own number may stand in From,
+        // while P-Asserted-Identity vouches with ours (the carrier checks that one).
+        let from_number = match (&diverted, from_user.parse::<trunks::E164>()) {
+            (Some(_), Ok(original)) if trunk.caller_id.clip_no_screening => {
+                trunk.numbers.format(&original)
+            }
+            _ => caller_number.clone(),
+        };
         let mut headers = Vec::new();
+        if let Some(diverted) = &diverted {
+            headers.push((
+                "Diversion".to_string(),
+                format!("<sip:{diverted}@{domain}>;reason=unconditional;counter=1"),
+            ));
+        }
         let identity = format!("<sip:{caller_number}@{domain}>");
         if trunk.caller_id.pai {
             headers.push(("P-Asserted-Identity".to_string(), identity.clone()));
@@ -372,12 +454,12 @@ impl TrunkSet {
             }),
             Password::File(_) => None,
         });
-        tracing::info!(trunk = %trunk_name, number = %dial_string, class = %classified.reason, caller = %caller_number, "dial: out through the trunk");
+        tracing::info!(trunk = %trunk_name, number = %dial_string, class = %classified.reason, caller = %caller_number, from = %from_number, diverted = ?diverted, "dial: out through the trunk");
         let uri = format!("sip:{dial_string}@{domain}");
         let call = OutboundCall {
             request_uri: uri.clone(),
             to: uri,
-            from_user: caller_number,
+            from_user: from_number,
             from_name,
             next_hop: Peer {
                 addr,
@@ -680,5 +762,75 @@ mod tests {
             }]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn calls_out_stop_at_the_users_limit_the_limit_in_all_and_full_trunks_but_emergency_calls_never_do()
+     {
+        let dir = std::env::temp_dir().join(format!("amt-trunk-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trunks.toml");
+        std::fs::write(
+            &path,
+            "[numbering]\narea-code = \"711\"\n\
+             [limits]\noutside-calls-per-user = 1\noutside-calls = 3\n\
+             [[trunk]]\nname = \"main\"\nmode = \"ip\"\nallowed-sources = [\"192.0.2.10/32\"]\n\
+             proxy = \"sip:192.0.2.10\"\nmax-calls = 2\nemergency = true\nfailover = \"spare\"\n\
+             [[trunk]]\nname = \"spare\"\nmode = \"ip\"\nallowed-sources = [\"192.0.2.20/32\"]\n\
+             proxy = \"sip:192.0.2.20\"\nmax-calls = 1\n",
+        )
+        .unwrap();
+        let set = TrunkSet::load(&path).await.expect("trunks load");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let user = CallerClasses {
+            user: Some("101".into()),
+            allowed: trunks::AllowedClasses::default(),
+        };
+        let call = |number: &str, caller: &CallerClasses, busy: &[(&str, u32)], of_user, total| {
+            let on_trunk = |name: &str| {
+                busy.iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(0, |(_, calls)| *calls)
+            };
+            let active = ActiveCalls {
+                on_trunk: &on_trunk,
+                of_user,
+                total,
+            };
+            let request = CallOut {
+                number,
+                from_user: "101",
+                from_name: None,
+                classes: caller,
+                diverted_from: None,
+            };
+            set.outbound_call("main", request, &active)
+                .map(|placed| placed.map(|(_, trunk)| trunk))
+        };
+        let local = "0711987654";
+        assert_eq!(call(local, &user, &[], 0, 0), Ok(Some("main".into())));
+        assert_eq!(call(local, &user, &[], 1, 1), Err(Refused::UserLimit));
+        let trusted = CallerClasses::not_a_user();
+        assert_eq!(
+            call(local, &trusted, &[], 1, 1),
+            Ok(Some("main".into())),
+            "a caller that is no user has no user limit"
+        );
+        assert_eq!(
+            call(local, &user, &[("main", 2)], 0, 2),
+            Ok(Some("spare".into())),
+            "a full trunk fails over"
+        );
+        assert_eq!(
+            call(local, &user, &[("main", 2), ("spare", 1)], 0, 2),
+            Err(Refused::LinesBusy),
+            "every trunk of the chain full"
+        );
+        assert_eq!(call(local, &user, &[], 0, 3), Err(Refused::LinesBusy));
+        assert_eq!(
+            call("112", &user, &[("main", 2), ("spare", 1)], 5, 9),
+            Ok(Some("main".into())),
+            "emergency calls are never held back"
+        );
     }
 }

@@ -28,6 +28,10 @@ pub const DEFAULT_OPTIONS_INTERVAL: u32 = 30;
 /// Most concurrent calls one trunk may be configured for.
 pub const MAX_CALLS_LIMIT: u32 = 10_000;
 
+/// Concurrent calls out per user when `[limits] outside-calls-per-user` is not given: a desk
+/// phone has two lines; a stolen password should not open thirty.
+pub const DEFAULT_OUTSIDE_CALLS_PER_USER: u32 = 2;
+
 /// A checked `trunks.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TrunkConfig {
@@ -35,6 +39,27 @@ pub struct TrunkConfig {
     pub numbering: Numbering,
     /// The trunks in file order.
     pub trunks: Vec<Trunk>,
+    /// How many calls out may run at once (`[limits]`).
+    pub limits: OutsideCallLimits,
+}
+
+/// Concurrent calls out (toll-fraud protection): per user and in all. Emergency calls are
+/// never counted against them nor held back by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutsideCallLimits {
+    /// Calls out one user may have at once.
+    pub per_user: u32,
+    /// Calls out the whole system may have at once; `None`: only each trunk's `max-calls`.
+    pub total: Option<u32>,
+}
+
+impl Default for OutsideCallLimits {
+    fn default() -> Self {
+        Self {
+            per_user: DEFAULT_OUTSIDE_CALLS_PER_USER,
+            total: None,
+        }
+    }
 }
 
 impl TrunkConfig {
@@ -265,8 +290,16 @@ type List<T> = Opt<Vec<Spanned<T>>>;
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawFile {
     numbering: Opt<RawNumbering>,
+    limits: Option<RawLimits>,
     #[serde(default)]
     trunk: Vec<Spanned<RawTrunk>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLimits {
+    outside_calls_per_user: Opt<u32>,
+    outside_calls: Opt<u32>,
 }
 
 #[derive(Deserialize)]
@@ -370,14 +403,41 @@ pub fn parse(file: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
     }
     check_failover_cycles(&mut r, &raw.trunk);
     check_emergency(&mut r, &raw.trunk);
+    let limits = check_limits(&mut r, raw.limits.as_ref());
     r.found.sort_by_key(|d| (d.line, d.column));
     if r.has_errors() {
         return Err(r.found);
     }
     Ok(Checked {
-        config: TrunkConfig { numbering, trunks },
+        config: TrunkConfig {
+            numbering,
+            trunks,
+            limits,
+        },
         warnings: r.found,
     })
+}
+
+fn check_limits(r: &mut Reporter<'_>, raw: Option<&RawLimits>) -> OutsideCallLimits {
+    let mut limits = OutsideCallLimits::default();
+    let Some(raw) = raw else {
+        return limits;
+    };
+    if let Some(v) = &raw.outside_calls_per_user
+        && let Some(n) = in_range(
+            r,
+            v,
+            "[limits]",
+            "outside-calls-per-user",
+            1..=MAX_CALLS_LIMIT,
+        )
+    {
+        limits.per_user = n;
+    }
+    if let Some(v) = &raw.outside_calls {
+        limits.total = in_range(r, v, "[limits]", "outside-calls", 1..=MAX_CALLS_LIMIT);
+    }
+    limits
 }
 
 fn check_numbering(r: &mut Reporter<'_>, raw: Option<&Spanned<RawNumbering>>) -> Numbering {

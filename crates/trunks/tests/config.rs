@@ -565,3 +565,34 @@ fn srtp_takes_the_three_words_and_warns_where_its_keys_would_travel_in_clear() {
         "{e:?}"
     );
 }
+
+#[test]
+fn limits_default_to_two_calls_out_per_user_and_none_in_all() {
+    let config = ok(&one_trunk(""));
+    assert_eq!(
+        config.limits.per_user,
+        trunks::DEFAULT_OUTSIDE_CALLS_PER_USER
+    );
+    assert_eq!(config.limits.total, None);
+    let config = ok(&format!(
+        "[limits]\noutside-calls-per-user = 4\noutside-calls = 20\n{}",
+        one_trunk("")
+    ));
+    assert_eq!(
+        config.limits,
+        trunks::OutsideCallLimits {
+            per_user: 4,
+            total: Some(20)
+        }
+    );
+    let e = errors(&format!(
+        "[limits]\noutside-calls-per-user = 0\n{}",
+        one_trunk("")
+    ));
+    assert_eq!(
+        e,
+        ["trunks.toml:2:26: error: [limits]: outside-calls-per-user must be between 1 and 10000"]
+    );
+    let e = errors(&format!("[limits]\noutside-cals = 3\n{}", one_trunk("")));
+    assert!(e.iter().any(|d| d.contains("outside-cals")), "{e:?}");
+}

@@ -191,8 +191,12 @@ pub enum Question {
     Play(String),
     /// Play this prompt on top of the room's audio: [`Reply::Started`].
     Overlay(String),
-    /// Ring `target`'s reachable contacts: [`Reply::Placed`], or [`Reply::Barred`].
+    /// Ring `target`'s reachable contacts: [`Reply::Placed`], or why nobody was rung
+    /// ([`Reply::Barred`], [`Reply::UserLimit`], [`Reply::LinesBusy`]).
     Place(DialTarget),
+    /// The same for a call forwarded to `target`: a call out names the number the caller
+    /// dialled as diverting it (Diversion, RFC 5806).
+    Forward(DialTarget),
     /// The stored room of this number: [`Reply::Room`].
     RoomGet(String),
     /// Check keyed-in digits against a room's PINs: [`Reply::Pin`].
@@ -239,6 +243,11 @@ pub enum Reply {
     },
     /// The number may not be called from this line: nobody was rung.
     Barred,
+    /// The caller has as many calls out as it may have at once: nobody was rung.
+    UserLimit,
+    /// No outside line is free (the trunks' `max-calls`, or the limit in all): nobody was
+    /// rung.
+    LinesBusy,
     /// The stored room, or why the store could not say.
     Room(Result<Option<store::Room>, String>),
     /// The PIN check, or why the store could not do it.

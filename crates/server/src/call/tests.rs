@@ -614,3 +614,64 @@ fn a_barred_number_is_announced_as_early_media_and_refused_with_403() {
         ]
     );
 }
+
+#[test]
+fn a_call_out_over_the_limits_is_refused_without_ringing_anyone() {
+    for (reply, status, reason) in [
+        (
+            Reply::UserLimit,
+            403,
+            "refused: too many calls out for this user",
+        ),
+        (Reply::LinesBusy, 503, "refused: all outside lines busy"),
+    ] {
+        let (mut h, _) = Harness::start(dial_user());
+        assert_eq!(
+            h.reply(reply),
+            [sip(SipAction::Refuse { status, reason }), finished(reason)],
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn forward_places_the_call_as_forwarded_and_connects_whoever_answers() {
+    let target = DialTarget::Trunk {
+        trunk: "carrier".into(),
+        number: "0711987654".into(),
+    };
+    let (mut h, out) = Harness::start(vec![Action::Forward {
+        target: target.clone(),
+    }]);
+    assert_eq!(out, [ask(Question::Forward(target))]);
+    h.reply(Reply::Placed {
+        legs: vec![leg(2)],
+        unplaced: 0,
+    });
+    // Forwarded calls ring longer than a dial's usual 20 s: the caller decides.
+    assert!(h.advance(Duration::from_secs(60)).is_empty());
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Answered(leg(2)))),
+        [sip(SipAction::Connect(leg(2)))]
+    );
+    assert_eq!(h.input(Input::Hangup), [finished("caller hung up")]);
+}
+
+#[test]
+fn a_forward_nobody_answers_ends_the_call_with_480() {
+    let (mut h, _) = Harness::start(vec![Action::Forward {
+        target: DialTarget::User("101".into()),
+    }]);
+    h.reply(Reply::Placed {
+        legs: vec![leg(2)],
+        unplaced: 0,
+    });
+    assert_eq!(
+        h.advance(Duration::from_secs(120)),
+        [
+            cancel(2, "no answer in time"),
+            sip(SipAction::Reject(480)),
+            finished("forwarded: no answer"),
+        ]
+    );
+}

@@ -14,9 +14,36 @@ impl CallLogic {
         target: &dialplan::DialTarget,
         timeout_s: u32,
     ) -> Result<(), Stop> {
-        let Some(callee) = self.ring(target, timeout_s).await? else {
-            return Ok(());
-        };
+        let place = Question::Place(target.clone());
+        match self.ring(place, target, timeout_s).await? {
+            Some(callee) => self.talk(callee).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The `forward` action: the call goes on to `target` as it is, unanswered by us; a
+    /// call out through a trunk carries Diversion with the number the caller dialled, so
+    /// the carrier lets the caller's own number through. Rings as long as the caller waits
+    /// (bounded). Like a 302 it ends the call's path (the dialplan check says so of actions
+    /// after it): when nobody answers, the caller gets 480.
+    pub(super) async fn forward(&mut self, target: &dialplan::DialTarget) -> Result<(), Stop> {
+        const FORWARD_RING_S: u32 = 120;
+        let place = Question::Forward(target.clone());
+        match self.ring(place, target, FORWARD_RING_S).await? {
+            Some(callee) => self.talk(callee).await,
+            None => {
+                self.sip(if self.answered {
+                    SipAction::Hangup
+                } else {
+                    SipAction::Reject(480)
+                });
+                Err(Stop::EndedByUs("forwarded: no answer"))
+            }
+        }
+    }
+
+    /// Connected with `callee` until one side hangs up.
+    async fn talk(&mut self, callee: LegId) -> Result<(), Stop> {
         // Connected: the call lasts until one side hangs up. The caller's keys reach the
         // callee as RFC 4733 events (the media worker passes them on as they came when it
         // relays the call, and ignores these then).
@@ -41,12 +68,19 @@ impl CallLogic {
     /// `None` when nobody did.
     async fn ring(
         &mut self,
+        place: Question,
         target: &dialplan::DialTarget,
         timeout_s: u32,
     ) -> Result<Option<LegId>, Stop> {
-        let (legs, unplaced) = match self.io.ask(Question::Place(target.clone())).await {
+        let (legs, unplaced) = match self.io.ask(place).await {
             Reply::Placed { legs, unplaced } => (legs, unplaced),
             Reply::Barred => return self.barred(target).await,
+            // Too many calls out: refused as a carrier refuses with all circuits busy (503,
+            // Q.850 34) or, for the user's own limit, as forbidden; nothing was sent out.
+            Reply::UserLimit => {
+                return self.refused(403, "refused: too many calls out for this user");
+            }
+            Reply::LinesBusy => return self.refused(503, "refused: all outside lines busy"),
             _ => (Vec::new(), 1),
         };
         tracing::info!(%target, contacts = legs.len(), "dial: ringing");
@@ -110,16 +144,18 @@ impl CallLogic {
             self.sip(SipAction::EarlyMedia);
         }
         self.play("number-barred").await?;
-        const REASON: &str = "refused: number barred";
+        self.refused(403, "refused: number barred")
+    }
+
+    /// Ends the call with `status` (or a BYE, once answered) without ringing anyone.
+    fn refused(&self, status: u16, reason: &'static str) -> Result<Option<LegId>, Stop> {
+        tracing::info!(status, reason, "dial: refused");
         self.sip(if self.answered {
             SipAction::Hangup
         } else {
-            SipAction::Refuse {
-                status: 403,
-                reason: REASON,
-            }
+            SipAction::Refuse { status, reason }
         });
-        Err(Stop::EndedByUs(REASON))
+        Err(Stop::EndedByUs(reason))
     }
 
     fn cancel_all(&self, legs: Vec<LegId>, reason: &'static str) {

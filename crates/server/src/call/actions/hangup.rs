@@ -16,7 +16,7 @@ impl CallLogic {
         Err(Stop::HungUp)
     }
 
-    /// Parsed and checked today; the machinery (menu, forward, ...) arrives with later
+    /// Parsed and checked today; the machinery (menu, set, ...) arrives with later
     /// issues. Refuse honestly (501) rather than pretend.
     pub(super) fn not_available(&mut self, action: &Action) -> Result<(), Stop> {
         tracing::warn!(?action, "dialplan action not available yet; refusing call");

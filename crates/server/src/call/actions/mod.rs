@@ -22,6 +22,7 @@ impl CallLogic {
                 Action::Echo => self.echo().await?,
                 Action::Wait { seconds } => self.wait(*seconds).await?,
                 Action::Dial { target, timeout_s } => self.dial(target, *timeout_s).await?,
+                Action::Forward { target } => self.forward(target).await?,
                 Action::Conference { room, pin_prompt } => {
                     self.conference(room.clone(), *pin_prompt).await?;
                 }
