@@ -266,3 +266,53 @@ fn dialplan_history_and_rollback_restore_an_earlier_plan() {
     assert_eq!(code, 1);
     assert!(err.contains("no dialplan version 99"), "{err}");
 }
+
+#[test]
+fn dialplan_explain_shows_how_the_trunk_normalises_the_numbers_before_routing() {
+    let dir = TempDir::new("explain-trunk");
+    let trunks = dir.path().join("trunks.toml");
+    std::fs::write(
+        &trunks,
+        "[numbering]\narea-code = \"711\"\n[[trunk]]\nname = \"carrier\"\nmode = \"ip\"\n\
+         allowed-sources = [\"192.0.2.5\"]\nproxy = \"sip:192.0.2.5\"\nmax-calls = 2\n\
+         emergency = true\n[trunk.numbers]\nbase-number = \"+49 711 12345\"\nextension-digits = 3\n",
+    )
+    .unwrap();
+    let plans = support::plans_with(
+        "explain-trunk-plans",
+        "[[rule]]\nname = \"DID to extension\"\nmatch = \"/^\\\\+4971112345(\\\\d{3})$/\"\ntrunk = \"carrier\"\nactions = [ { dial = \"${1}\" } ]\n",
+    );
+    let trunks = trunks.to_str().unwrap();
+    let plans = plans.path().to_str().unwrap();
+    let explain = |to: &str, trunks_file: &str| {
+        run(&[
+            "dialplan",
+            "explain",
+            "--to",
+            to,
+            "--from",
+            "0301234567",
+            "--trunk",
+            "carrier",
+            "--trunks",
+            trunks_file,
+            "--dialplans",
+            plans,
+        ])
+    };
+    // The carrier delivers the DID with only its extension digits.
+    let (code, out, err) = explain("101", trunks);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("trunk carrier: called \"101\""), "{out}");
+    assert!(out.contains("=> +4971112345101"), "{out}");
+    assert!(out.contains("=> +49301234567"), "{out}");
+    assert!(out.contains("\"DID to extension\""), "{out}");
+    assert!(out.contains("Call to +4971112345101"), "{out}");
+
+    let (code, _, err) = explain("101", "/nonexistent/trunks.toml");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read /nonexistent/trunks.toml"),
+        "{err}"
+    );
+}

@@ -308,6 +308,7 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
             from,
             at,
             trunk,
+            trunks,
             source,
             dialplans,
             sounds,
@@ -333,6 +334,18 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
                     }
                 },
             };
+            // A call from a carrier reaches the plan with its numbers normalised by the
+            // trunk's rules, as the server does it; show how.
+            let (to, from) = match (&trunk, trunks) {
+                (Some(name), Some(file)) => match normalised_by_trunk(&file, name, to, from) {
+                    Ok(numbers) => numbers,
+                    Err(err) => {
+                        eprintln!("amtsleitung: {err}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                _ => (to, from),
+            };
             let facts = CallFacts {
                 to,
                 from,
@@ -351,6 +364,35 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
             sounds,
         } => exit_code(rollback(version, &data_dir, &dialplans, &sounds)),
     }
+}
+
+/// `to` and `from` as trunk `name` of the trunks file `file` hands them to the dialplan,
+/// each step printed; a number the rules cannot read is kept as it came, as the server does.
+fn normalised_by_trunk(
+    file: &std::path::Path,
+    name: &str,
+    to: String,
+    from: Option<String>,
+) -> anyhow::Result<(String, Option<String>)> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", file.display()))?;
+    let checked = trunks::parse(&file.display().to_string(), &text).map_err(|diagnostics| {
+        let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    })?;
+    let trunk = checked
+        .config
+        .trunk(name)
+        .ok_or_else(|| anyhow::anyhow!("no trunk named {name:?} in {}", file.display()))?;
+    let normalise = |label: &str, number: String| {
+        let explained = trunk.numbers.explain_inbound(&number);
+        println!("trunk {name}: {label} {explained}");
+        explained.result.map_or(number, |n| n.to_string())
+    };
+    let to = normalise("called", to);
+    let from = from.map(|f| normalise("caller", f));
+    println!();
+    Ok((to, from))
 }
 
 /// Exit 0, or print the error on one line and exit 1.

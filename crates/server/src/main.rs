@@ -161,9 +161,12 @@ enum DialplanCommand {
         /// Local time of the call, "YYYY-MM-DD HH:MM" (default: now).
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
-        /// Inbound trunk name.
+        /// Inbound trunk name: the numbers are normalised by its rules (with --trunks).
         #[arg(long, value_name = "TRUNK")]
         trunk: Option<String>,
+        /// The trunks file whose number rules --trunk applies.
+        #[arg(long, value_name = "FILE", requires = "trunk")]
+        trunks: Option<PathBuf>,
         /// Caller's source IP.
         #[arg(long, value_name = "IP")]
         source: Option<IpAddr>,
