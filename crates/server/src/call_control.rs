@@ -88,6 +88,8 @@ struct CallLeg {
     /// What the caller may call out through a trunk, and which user that is.
     call_classes: CallerClasses,
     callee: String,
+    /// Where the caller's requests come from (for an emergency call's location number).
+    source: IpAddr,
     started_wall_ms: i64,
     media: MediaSession,
     /// RTCP figures the media worker publishes, for the call record.
@@ -792,6 +794,7 @@ impl CallControl {
                 caller_name,
                 call_classes,
                 callee: callee.clone(),
+                source: from.addr.ip(),
                 started_wall_ms: jiff::Timestamp::now().as_millisecond(),
                 media: MediaSession {
                     local_ip,
@@ -865,6 +868,7 @@ impl CallControl {
         let (from_user, from_name) = (caller.caller.clone(), caller.caller_name.clone());
         let call_classes = caller.call_classes.clone();
         let diverted_from = forwarded.then(|| caller.callee.clone());
+        let source = caller.source;
         let mut trunk_used: Option<String> = None;
         let calls: Vec<OutboundCall> = match target {
             dialplan::DialTarget::User(extension) => registrar
@@ -935,6 +939,7 @@ impl CallControl {
                     from_name,
                     classes: &call_classes,
                     diverted_from: diverted_from.as_deref(),
+                    source: Some(source),
                 };
                 match self.shared.trunks.outbound_call(trunk, request, &active) {
                     Ok(Some((call, used))) => {

@@ -45,6 +45,8 @@ pub struct CallOut<'a> {
     pub classes: &'a CallerClasses,
     /// For a forwarded call, the number of ours the caller dialled.
     pub diverted_from: Option<&'a str>,
+    /// Where the caller's phone is (its requests' source address), for emergency calls.
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// How many calls out run now: on each trunk, of the calling user, and in all.
@@ -307,6 +309,7 @@ impl TrunkSet {
             from_name,
             classes: caller,
             diverted_from,
+            source,
         } = request;
         let chain = self.config.failover_chain(trunk_name);
         if chain.is_empty() {
@@ -413,10 +416,11 @@ impl TrunkSet {
                 .map(|n| trunk.numbers.format(&n))
                 .or_else(|| direct_dial(d))
         });
-        // Emergency services see where the caller is: the trunk's location number.
-        let location = trunk
-            .location_number
-            .as_ref()
+        // Emergency services see where the caller is: the location number of the network
+        // the phone calls from (a home office), else the trunk's.
+        let location = source
+            .and_then(|ip| self.config.emergency_location_of(ip))
+            .or(trunk.location_number.as_ref())
             .filter(|_| classified.class == trunks::CallClass::Emergency)
             .map(|n| trunk.numbers.format(n));
         let caller_number = location
@@ -803,6 +807,7 @@ mod tests {
                 from_name: None,
                 classes: caller,
                 diverted_from: None,
+                source: None,
             };
             set.outbound_call("main", request, &active)
                 .map(|placed| placed.map(|(_, trunk)| trunk))
@@ -831,6 +836,53 @@ mod tests {
             call("112", &user, &[("main", 2), ("spare", 1)], 5, 9),
             Ok(Some("main".into())),
             "emergency calls are never held back"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_emergency_call_from_a_home_office_network_presents_that_networks_location_number() {
+        let dir = std::env::temp_dir().join(format!("amt-trunk-location-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trunks.toml");
+        std::fs::write(
+            &path,
+            "[numbering]\narea-code = \"711\"\n\
+             [[emergency-location]]\nnetwork = \"10.8.0.0/16\"\nnumber = \"+49 7031 55 0\"\n\
+             [[trunk]]\nname = \"main\"\nmode = \"ip\"\nallowed-sources = [\"192.0.2.10/32\"]\n\
+             proxy = \"sip:192.0.2.10\"\nmax-calls = 2\nemergency = true\n\
+             location-number = \"+49 711 12345 0\"\n",
+        )
+        .unwrap();
+        let set = TrunkSet::load(&path).await.expect("trunks load");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let classes = CallerClasses::not_a_user();
+        let presented = |number: &str, source: &str| {
+            let on_trunk = |_: &str| 0;
+            let active = ActiveCalls {
+                on_trunk: &on_trunk,
+                of_user: 0,
+                total: 0,
+            };
+            let request = CallOut {
+                number,
+                from_user: "101",
+                from_name: None,
+                classes: &classes,
+                diverted_from: None,
+                source: Some(source.parse().unwrap()),
+            };
+            set.outbound_call("main", request, &active)
+                .expect("not refused")
+                .expect("placed")
+                .0
+                .from_user
+        };
+        assert_eq!(presented("112", "10.8.3.7"), "+497031550", "home office");
+        assert_eq!(presented("112", "172.16.0.9"), "+49711123450", "town hall");
+        assert_ne!(
+            presented("0711987654", "10.8.3.7"),
+            "+497031550",
+            "only emergency calls present the location"
         );
     }
 }

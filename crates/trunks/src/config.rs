@@ -41,6 +41,30 @@ pub struct TrunkConfig {
     pub trunks: Vec<Trunk>,
     /// How many calls out may run at once (`[limits]`).
     pub limits: OutsideCallLimits,
+    /// Location numbers by where the calling phone is (`[[emergency-location]]`), in file
+    /// order: an emergency call from a phone in a listed network presents its number
+    /// instead of the emergency trunk's `location-number` (home offices over the VPN).
+    pub emergency_locations: Vec<EmergencyLocation>,
+}
+
+/// Where phones of one network are, for emergency services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmergencyLocation {
+    /// The network the phone's requests come from.
+    pub network: IpNetwork,
+    /// The location number an emergency call from there presents.
+    pub number: E164,
+}
+
+impl TrunkConfig {
+    /// The location number for an emergency call from a phone at `source`, if a
+    /// `[[emergency-location]]` covers it (the first that does).
+    pub fn emergency_location_of(&self, source: std::net::IpAddr) -> Option<&E164> {
+        self.emergency_locations
+            .iter()
+            .find(|l| l.network.contains(source))
+            .map(|l| &l.number)
+    }
 }
 
 /// Concurrent calls out (toll-fraud protection): per user and in all. Emergency calls are
@@ -292,7 +316,16 @@ struct RawFile {
     numbering: Opt<RawNumbering>,
     limits: Option<RawLimits>,
     #[serde(default)]
+    emergency_location: Vec<RawLocation>,
+    #[serde(default)]
     trunk: Vec<Spanned<RawTrunk>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLocation {
+    network: Spanned<String>,
+    number: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -404,6 +437,19 @@ pub fn parse(file: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
     check_failover_cycles(&mut r, &raw.trunk);
     check_emergency(&mut r, &raw.trunk);
     let limits = check_limits(&mut r, raw.limits.as_ref());
+    let emergency_locations = raw
+        .emergency_location
+        .iter()
+        .filter_map(|l| {
+            let network =
+                parse_value::<IpNetwork>(&mut r, &l.network, "[[emergency-location]] network");
+            let number = parse_value::<E164>(&mut r, &l.number, "[[emergency-location]] number");
+            Some(EmergencyLocation {
+                network: network?,
+                number: number?,
+            })
+        })
+        .collect();
     r.found.sort_by_key(|d| (d.line, d.column));
     if r.has_errors() {
         return Err(r.found);
@@ -413,6 +459,7 @@ pub fn parse(file: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
             numbering,
             trunks,
             limits,
+            emergency_locations,
         },
         warnings: r.found,
     })

@@ -596,3 +596,35 @@ fn limits_default_to_two_calls_out_per_user_and_none_in_all() {
     let e = errors(&format!("[limits]\noutside-cals = 3\n{}", one_trunk("")));
     assert!(e.iter().any(|d| d.contains("outside-cals")), "{e:?}");
 }
+
+#[test]
+fn emergency_locations_map_networks_to_location_numbers_and_bad_ones_name_the_line() {
+    let config = ok(&format!(
+        "[[emergency-location]]\nnetwork = \"10.8.0.0/16\"\nnumber = \"+49 7031 55 0\"\n{}",
+        one_trunk("")
+    ));
+    assert_eq!(
+        config
+            .emergency_location_of("10.8.1.2".parse().unwrap())
+            .map(ToString::to_string),
+        Some("+497031550".to_string())
+    );
+    assert_eq!(
+        config.emergency_location_of("10.9.1.2".parse().unwrap()),
+        None
+    );
+    let e = errors(&format!(
+        "[[emergency-location]]\nnetwork = \"10.8.0.0/33\"\nnumber = \"07031\"\n{}",
+        one_trunk("")
+    ));
+    assert!(
+        e.iter()
+            .any(|d| d.starts_with("trunks.toml:2:11: error: [[emergency-location]] network")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|d| d.starts_with("trunks.toml:3:10: error: [[emergency-location]] number")),
+        "{e:?}"
+    );
+}
