@@ -590,3 +590,55 @@ fn a_call_forwarded_out_through_the_carrier_carries_diversion_and_the_callers_ow
     assert_sipp_ok(&carrier_out, &server, "the carrier");
     assert_own_tone_back(&caller, &server, "the carrier", &caller_out);
 }
+
+/// Keep-alive: every trunk's carrier gets OPTIONS at its `options-interval`; one that
+/// answers stays reachable, one that does not is shown unreachable in `GET /trunks` and
+/// `/metrics` (and calls out pass it over for its failover).
+#[test]
+fn a_carrier_that_leaves_keep_alive_options_unanswered_is_shown_unreachable() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-keepalive");
+    let trunks = dir.path().join("trunks.toml");
+    std::fs::write(
+        &trunks,
+        "[numbering]\narea-code = \"711\"\n\n\
+         [[trunk]]\nname = \"alive\"\nmode = \"ip\"\nallowed-sources = [\"10.99.0.5\"]\n\
+         proxy = \"sip:10.99.0.5:5080\"\noptions-interval = 1\nmax-calls = 2\nemergency = true\n\
+         failover = \"dead\"\n\n\
+         [[trunk]]\nname = \"dead\"\nmode = \"ip\"\nallowed-sources = [\"10.99.0.6\"]\n\
+         proxy = \"sip:10.99.0.6:5080\"\noptions-interval = 1\nmax-calls = 2\n",
+    )
+    .unwrap();
+    let carrier = scenario("carrier_options.xml");
+    let (server, carrier_out) = std::thread::scope(|scope| {
+        let carrier_run = scope.spawn(|| {
+            let args = ["-sf", &carrier, "-i", "10.99.0.5", "-p", "5080", "-m", "3"];
+            sipp(Some(&ns), &args)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let server = Server::start(Some(&ns), &["--trunks", trunks.to_str().unwrap()]);
+        let noticed = wait_until(Duration::from_secs(12), || {
+            server.metric(Some(&ns), "amtsleitung_trunks_unreachable") == 1
+        });
+        assert!(
+            noticed,
+            "the dead carrier was not noticed\n{}",
+            server.log()
+        );
+        (server, carrier_run.join().unwrap())
+    });
+    assert_sipp_ok(&carrier_out, &server, "the carrier answering OPTIONS");
+    let status = server.http_get(Some(&ns), "/trunks");
+    assert!(
+        status.contains("\"name\":\"alive\"") && status.contains("\"reachable\":true"),
+        "{status}"
+    );
+    assert!(status.contains("\"reachable\":false"), "{status}");
+    assert!(
+        server
+            .log()
+            .contains("carrier does not answer OPTIONS: unreachable"),
+        "{}",
+        server.log()
+    );
+}

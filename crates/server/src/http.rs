@@ -295,6 +295,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     );
     gauge(
         &mut body,
+        "amtsleitung_trunks_unreachable",
+        "Trunks whose carrier left its last keep-alive OPTIONS unanswered (calls fail over).",
+        trunks.iter().filter(|t| t.reachable == Some(false)).count() as u64,
+    );
+    gauge(
+        &mut body,
         "amtsleitung_unreachable_contacts",
         "Registered contacts that left their last qualify OPTIONS unanswered (not rung).",
         reg::UNREACHABLE_CONTACTS.load(Ordering::Relaxed),

@@ -531,6 +531,27 @@ impl SipEndpoint {
         route: &[String],
         now: Instant,
     ) {
+        let Some(request) = self.options_request(request_uri, next_hop, route) else {
+            tracing::debug!(uri = %request_uri, "cannot build OPTIONS to this contact");
+            return;
+        };
+        match self.layer.send_request(request, next_hop, now) {
+            Ok(key) => {
+                self.probes.insert(key, binding);
+            }
+            Err(err) => tracing::debug!(uri = %request_uri, "OPTIONS not sent: {err}"),
+        }
+        self.drain_layer(now);
+    }
+
+    /// An OPTIONS request to `request_uri` through `next_hop` (with `route`), from us; `None`
+    /// when the URI does not make a request.
+    pub fn options_request(
+        &self,
+        request_uri: &str,
+        next_hop: Peer,
+        route: &[String],
+    ) -> Option<rsip::Request> {
         let (_, host, port, proto) = self.sent_by(next_hop);
         let text = format!(
             "OPTIONS {request_uri} SIP/2.0\r\n\
@@ -548,20 +569,10 @@ impl SipEndpoint {
             call_id = sip::transaction::new_tag(),
             routes = route_headers(route),
         );
-        let request = match msg::parse(text.as_bytes()) {
-            Ok(rsip::SipMessage::Request(request)) => request,
-            Ok(_) | Err(_) => {
-                tracing::debug!(uri = %request_uri, "cannot build OPTIONS to this contact");
-                return;
-            }
-        };
-        match self.layer.send_request(request, next_hop, now) {
-            Ok(key) => {
-                self.probes.insert(key, binding);
-            }
-            Err(err) => tracing::debug!(uri = %request_uri, "OPTIONS not sent: {err}"),
+        match msg::parse(text.as_bytes()) {
+            Ok(rsip::SipMessage::Request(request)) => Some(request),
+            Ok(_) | Err(_) => None,
         }
-        self.drain_layer(now);
     }
 
     /// Sends a request of our own outside any dialog (an outbound REGISTER) to `next_hop`;

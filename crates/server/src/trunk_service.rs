@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use sip::digest::client::{ClientCredentials, Secret};
+use sip::qualify::{Qualifier, QualifyConfig, Reachability};
 use sip::registration::{OutboundRegistration, RegistrationConfig, RegistrationState};
 use sip::transaction::{Peer, TransactionKey, TransportKind};
 use trunks::{Password, Trunk, TrunkConfig, TrunkMode};
@@ -86,6 +87,8 @@ pub struct TrunkSet {
     /// Where each trunk's carrier is: its registrar and outbound proxy, resolved at start.
     carriers: Vec<CarrierAddress>,
     status: Mutex<Vec<TrunkStatus>>,
+    /// Trunks whose carrier left its last keep-alive OPTIONS unanswered, by index.
+    unreachable: Mutex<Vec<bool>>,
 }
 
 /// A resolved address of one trunk's carrier.
@@ -129,6 +132,8 @@ pub struct TrunkStatus {
     /// When it lapses, while registered.
     #[serde(skip)]
     until: Option<Instant>,
+    /// Whether the carrier answers our keep-alive OPTIONS; `None` without keep-alive.
+    pub reachable: Option<bool>,
 }
 
 impl TrunkSet {
@@ -188,10 +193,12 @@ impl TrunkSet {
             }
         }
         let status = config.trunks.iter().map(initial_status).collect();
+        let unreachable = vec![false; config.trunks.len()];
         Ok(Self {
             config,
             carriers,
             status: Mutex::new(status),
+            unreachable: Mutex::new(unreachable),
         })
     }
 
@@ -243,12 +250,37 @@ impl TrunkSet {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        for status in &mut all {
+        let unreachable = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        for (index, status) in all.iter_mut().enumerate() {
             status.expires_in_s = status
                 .until
                 .map(|until| until.saturating_duration_since(now).as_secs());
+            status.reachable = self
+                .config
+                .trunks
+                .get(index)
+                .and_then(|t| t.options_interval)
+                .map(|_| !unreachable.get(index).copied().unwrap_or(false));
         }
         all
+    }
+
+    /// Whether trunk `index`'s carrier answered its last keep-alive (true without one).
+    fn is_reachable(&self, index: usize) -> bool {
+        !self
+            .unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(index)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn set_reachable(&self, index: usize, reachable: bool) {
+        let mut all = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = all.get_mut(index) {
+            *slot = !reachable;
+        }
     }
 
     fn set_status(&self, index: usize, status: TrunkStatus) {
@@ -332,10 +364,16 @@ impl TrunkSet {
                     .iter()
                     .any(|s| s.name == t.name && s.state == "registered");
             let room = emergency || (active.on_trunk)(&t.name) < t.max_calls;
-            if !registered || !room {
-                tracing::info!(trunk = %t.name, registered, room, "dial: trunk cannot take the call; trying the next");
+            let reachable = self
+                .config
+                .trunks
+                .iter()
+                .position(|c| c.name == t.name)
+                .is_none_or(|i| self.is_reachable(i));
+            if !registered || !room || !reachable {
+                tracing::info!(trunk = %t.name, registered, room, reachable, "dial: trunk cannot take the call; trying the next");
             }
-            registered && room
+            registered && room && reachable
         };
         let has_room = |t: &&&Trunk| emergency || (active.on_trunk)(&t.name) < t.max_calls;
         let trunk = chain
@@ -501,6 +539,7 @@ fn initial_status(trunk: &Trunk) -> TrunkStatus {
         error: None,
         expires_in_s: None,
         until: None,
+        reachable: None,
     }
 }
 
@@ -556,7 +595,24 @@ pub struct TrunkLines {
     lines: Vec<Line>,
     /// REGISTERs in flight → the line that sent them.
     in_flight: HashMap<TransactionKey, usize>,
+    /// OPTIONS keep-alive per trunk that asks for it (`options-interval`).
+    keepalives: Vec<Keepalive>,
+    /// Keep-alive OPTIONS in flight → the keep-alive that sent them.
+    probes: HashMap<TransactionKey, usize>,
 }
+
+/// One trunk's keep-alive: an OPTIONS to its carrier every `options-interval`; a carrier
+/// that leaves one unanswered for 5 s is unreachable (calls fail over) until it answers.
+struct Keepalive {
+    trunk: usize,
+    name: String,
+    uri: String,
+    next_hop: Peer,
+    qualifier: Qualifier<usize>,
+}
+
+/// How long a carrier has to answer a keep-alive OPTIONS.
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Line {
     /// The trunk's place in the configuration.
@@ -625,10 +681,62 @@ impl TrunkLines {
                 }
             }
         }
+        let keepalives = set
+            .config
+            .trunks
+            .iter()
+            .enumerate()
+            .filter_map(|(index, trunk)| {
+                let interval = trunk.options_interval?;
+                let addr = set.registrar_of(index)?;
+                let uri = match &trunk.mode {
+                    TrunkMode::Register(r) => trunk.proxy.as_ref().unwrap_or(&r.registrar),
+                    TrunkMode::Ip { .. } => trunk.proxy.as_ref()?,
+                };
+                let mut qualifier = Qualifier::new(QualifyConfig {
+                    interval,
+                    timeout: KEEPALIVE_TIMEOUT,
+                });
+                // The first OPTIONS one interval after start: the REGISTER goes first.
+                qualifier.track(index, now);
+                Some(Keepalive {
+                    trunk: index,
+                    name: trunk.name.clone(),
+                    uri: uri.as_str().to_string(),
+                    next_hop: Peer {
+                        addr,
+                        transport: transport_of(trunk),
+                        connection: None,
+                    },
+                    qualifier,
+                })
+            })
+            .collect();
         Self {
             lines,
             in_flight: HashMap::new(),
+            keepalives,
+            probes: HashMap::new(),
         }
+    }
+
+    /// A keep-alive's carrier answered again, or went silent.
+    fn reachability(&self, set: &TrunkSet, change: Reachability<usize>) {
+        let (index, reachable) = match change {
+            Reachability::Up(index) => (index, true),
+            Reachability::Down(index) => (index, false),
+        };
+        let name = self
+            .keepalives
+            .iter()
+            .find(|k| k.trunk == index)
+            .map_or("", |k| k.name.as_str());
+        if reachable {
+            tracing::info!(trunk = %name, "carrier answers OPTIONS again: reachable");
+        } else {
+            tracing::warn!(trunk = %name, "carrier does not answer OPTIONS: unreachable, calls out fail over");
+        }
+        set.set_reachable(index, reachable);
     }
 
     /// When a registration wants the time next.
@@ -636,11 +744,25 @@ impl TrunkLines {
         self.lines
             .iter()
             .filter_map(|l| l.registration.poll_timeout())
+            .chain(
+                self.keepalives
+                    .iter()
+                    .filter_map(|k| k.qualifier.next_deadline()),
+            )
             .min()
     }
 
-    /// Lets due refreshes and retries go out.
+    /// Lets due refreshes, retries and keep-alives go out, and notes carriers that left a
+    /// keep-alive unanswered.
     pub fn handle_timeout(&mut self, set: &TrunkSet, endpoint: &mut SipEndpoint, now: Instant) {
+        let changes: Vec<Reachability<usize>> = self
+            .keepalives
+            .iter_mut()
+            .flat_map(|k| k.qualifier.handle_timeout(now))
+            .collect();
+        for change in changes {
+            self.reachability(set, change);
+        }
         self.pump(set, endpoint, now);
     }
 
@@ -654,6 +776,17 @@ impl TrunkLines {
         endpoint: &mut SipEndpoint,
         now: Instant,
     ) -> bool {
+        if let Some(index) = self.probes.remove(key) {
+            // Any final answer shows the carrier is there (RFC 3261 §11); a transaction
+            // timeout is the qualifier's own timeout, already counted.
+            if answer.is_some()
+                && let Some(keepalive) = self.keepalives.get_mut(index)
+                && let Some(change) = keepalive.qualifier.answered(keepalive.trunk)
+            {
+                self.reachability(set, change);
+            }
+            return true;
+        }
         let Some(index) = self.in_flight.remove(key) else {
             return false;
         };
@@ -669,6 +802,23 @@ impl TrunkLines {
 
     /// Sends what the registrations have to send and publishes their state.
     pub fn pump(&mut self, set: &TrunkSet, endpoint: &mut SipEndpoint, now: Instant) {
+        for (index, keepalive) in self.keepalives.iter_mut().enumerate() {
+            while keepalive.qualifier.poll_probe(now).is_some() {
+                let sent = endpoint
+                    .options_request(&keepalive.uri, keepalive.next_hop, &[])
+                    .and_then(|request| {
+                        endpoint.send_own_request(request, keepalive.next_hop, now)
+                    });
+                match sent {
+                    Some(key) => {
+                        self.probes.insert(key, index);
+                    }
+                    None => {
+                        tracing::debug!(trunk = %keepalive.name, "keep-alive OPTIONS not sent")
+                    }
+                }
+            }
+        }
         for (index, line) in self.lines.iter_mut().enumerate() {
             while let Some(request) = line.registration.poll_request(now) {
                 match endpoint.send_own_request(request, line.next_hop, now) {
@@ -712,6 +862,7 @@ fn status_of(name: &str, state: &RegistrationState) -> TrunkStatus {
         error,
         expires_in_s: None,
         until,
+        reachable: None,
     }
 }
 
@@ -832,6 +983,13 @@ mod tests {
             "every trunk of the chain full"
         );
         assert_eq!(call(local, &user, &[], 0, 3), Err(Refused::LinesBusy));
+        set.set_reachable(0, false);
+        assert_eq!(
+            call(local, &user, &[], 0, 0),
+            Ok(Some("spare".into())),
+            "a carrier silent to keep-alives is passed over"
+        );
+        set.set_reachable(0, true);
         assert_eq!(
             call("112", &user, &[("main", 2), ("spare", 1)], 5, 9),
             Ok(Some("main".into())),
