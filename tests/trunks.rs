@@ -167,27 +167,33 @@ fn a_staff_call_out_goes_through_the_carrier_authenticated_with_the_users_own_nu
         "carrier_uas_auth.xml",
         &caller,
         "sip:0711987654@10.99.0.1",
+        None,
     );
     assert_sipp_ok(&carrier_out, &server, "the carrier");
     // The carrier echoes what it gets: the caller hears its own tone through both legs.
     assert_own_tone_back(&caller, &server, "the carrier", &caller_out);
 }
 
-/// A staff phone (user 101 at 10.99.0.2, 440 Hz) dials `uri` while the SIPp carrier at
-/// 10.99.0.5 runs `scenario_name` (the trunk's REGISTER and one call, echoing RTP); returns
-/// the server, SIPp's result and the phone's output.
+/// A staff phone (user 101 at 10.99.0.2, 440 Hz, with the call classes `classes` or the
+/// default set) dials `uri` while the SIPp carrier at 10.99.0.5 runs `scenario_name` (the
+/// trunk's REGISTER and one call, echoing RTP); returns the server, SIPp's result and the
+/// phone's output.
 fn staff_call_through_carrier(
     ns: &Netns,
     label: &str,
     scenario_name: &str,
     caller: &Baresip,
     uri: &str,
+    classes: Option<&str>,
 ) -> (Server, std::process::Output, String) {
     let dir = TempDir::new(label);
     let trunks = trunks_file(&dir);
     let plans = did_plans();
     let data = TempDir::new(label);
     add_user(data.path(), "101", "geheim123");
+    if let Some(classes) = classes {
+        user_cli(data.path(), &["calls", "101", classes]);
+    }
     let carrier = scenario(scenario_name);
     std::thread::scope(|scope| {
         let carrier_run = scope.spawn(|| {
@@ -220,9 +226,11 @@ fn staff_call_through_carrier(
 }
 
 #[test]
-fn an_emergency_call_goes_out_on_the_emergency_trunk_with_the_location_number() {
+fn an_emergency_call_from_an_internal_only_user_goes_out_on_the_emergency_trunk_with_the_location_number()
+ {
     let ns = Netns::new();
     // The plan has no rule for 112 (the check would refuse one): the call never asks it.
+    // 101 may call nothing outside: emergency calls go out all the same.
     let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
     let (server, carrier_out, caller_out) = staff_call_through_carrier(
         &ns,
@@ -230,6 +238,7 @@ fn an_emergency_call_goes_out_on_the_emergency_trunk_with_the_location_number() 
         "carrier_emergency.xml",
         &caller,
         "sip:112@10.99.0.1",
+        Some("internal"),
     );
     assert_sipp_ok(&carrier_out, &server, "the emergency gateway");
     assert_own_tone_back(&caller, &server, "the emergency gateway", &caller_out);
