@@ -352,6 +352,16 @@ fn a_user_allowed_internal_calls_only_is_refused_a_local_number_with_an_announce
     );
 }
 
+/// Acceptance 4: a user with class "national" dialling abroad (00…).
+#[test]
+fn a_national_user_dialling_abroad_is_refused_with_an_announcement_and_403() {
+    assert_refused_as_barred(
+        "trunk-abroad",
+        &["--calls", "internal,local,national"],
+        "sip:0033123456789@10.99.0.1",
+    );
+}
+
 /// User 101 (added with `add_flags`) dials `uri` through the DID plan: the call is refused
 /// with the `number-barred` announcement as early media and 403, and nothing is rung.
 fn assert_refused_as_barred(label: &str, add_flags: &[&str], uri: &str) {
