@@ -63,6 +63,27 @@ fn server_with_trunks(ns: &Netns, trunks: &str, plans: &TempDir, data: TempDir) 
     )
 }
 
+/// SIPp as a carrier at `ip`:5080 running `scenario` for `calls` calls (a REGISTER counts as
+/// one), sending every RTP packet it gets back from port 6100.
+fn echoing_carrier(ns: &Netns, scenario: &str, ip: &str, calls: &str) -> std::process::Output {
+    let args = [
+        "-sf",
+        scenario,
+        "-i",
+        ip,
+        "-p",
+        "5080",
+        "-mi",
+        ip,
+        "-mp",
+        "6100",
+        "-rtp_echo",
+        "-m",
+        calls,
+    ];
+    sipp(Some(ns), &args)
+}
+
 /// The caller hears its own tone: the far end (SIPp with -rtp_echo) sent it back through
 /// both legs.
 fn assert_own_tone_back(caller: &Baresip, server: &Server, far_end: &str, caller_out: &str) {
@@ -196,24 +217,7 @@ fn staff_call_through_carrier(
     }
     let carrier = scenario(scenario_name);
     std::thread::scope(|scope| {
-        let carrier_run = scope.spawn(|| {
-            let args = [
-                "-sf",
-                &carrier,
-                "-i",
-                "10.99.0.5",
-                "-p",
-                "5080",
-                "-mi",
-                "10.99.0.5",
-                "-mp",
-                "6100",
-                "-rtp_echo",
-                "-m",
-                "2",
-            ];
-            sipp(Some(ns), &args)
-        });
+        let carrier_run = scope.spawn(|| echoing_carrier(ns, &carrier, "10.99.0.5", "2"));
         std::thread::sleep(Duration::from_millis(500));
         let server = server_with_trunks(ns, &trunks, &plans, data);
         let registered = wait_until(Duration::from_secs(8), || {
@@ -306,24 +310,7 @@ max-calls = 10
     let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
     let backup = scenario("uas_pcma_echo.xml");
     let (backup_out, caller_out) = std::thread::scope(|scope| {
-        let backup_run = scope.spawn(|| {
-            let args = [
-                "-sf",
-                &backup,
-                "-i",
-                "10.99.0.6",
-                "-p",
-                "5080",
-                "-mi",
-                "10.99.0.6",
-                "-mp",
-                "6100",
-                "-rtp_echo",
-                "-m",
-                "1",
-            ];
-            sipp(Some(&ns), &args)
-        });
+        let backup_run = scope.spawn(|| echoing_carrier(&ns, &backup, "10.99.0.6", "1"));
         std::thread::sleep(Duration::from_millis(500));
         let caller_out = caller.call(&ns, "sip:0711987654@10.99.0.1", 6);
         (backup_run.join().unwrap(), caller_out)
@@ -425,24 +412,7 @@ fn with_the_trunks_one_line_taken_a_second_call_out_gets_503_and_never_reaches_t
     let second = Baresip::new("10.99.0.3", 660, "PCMU", 8000).registering("102", "kollege77");
     let carrier = scenario("carrier_uas_auth.xml");
     let (server, carrier_out, first_out, second_out) = std::thread::scope(|scope| {
-        let carrier_run = scope.spawn(|| {
-            let args = [
-                "-sf",
-                &carrier,
-                "-i",
-                "10.99.0.5",
-                "-p",
-                "5080",
-                "-mi",
-                "10.99.0.5",
-                "-mp",
-                "6100",
-                "-rtp_echo",
-                "-m",
-                "2",
-            ];
-            sipp(Some(&ns), &args)
-        });
+        let carrier_run = scope.spawn(|| echoing_carrier(&ns, &carrier, "10.99.0.5", "2"));
         std::thread::sleep(Duration::from_millis(500));
         let server = server_with_trunks(&ns, &trunks, &plans, data);
         let registered = wait_until(Duration::from_secs(8), || {
@@ -579,24 +549,7 @@ fn a_call_forwarded_out_through_the_carrier_carries_diversion_and_the_callers_ow
     std::fs::write(&accounts, account.replace("sip:tester@", "sip:0301234567@")).unwrap();
     let carrier = scenario("carrier_forwarded.xml");
     let (server, carrier_out, caller_out) = std::thread::scope(|scope| {
-        let carrier_run = scope.spawn(|| {
-            let args = [
-                "-sf",
-                &carrier,
-                "-i",
-                "10.99.0.5",
-                "-p",
-                "5080",
-                "-mi",
-                "10.99.0.5",
-                "-mp",
-                "6100",
-                "-rtp_echo",
-                "-m",
-                "2",
-            ];
-            sipp(Some(&ns), &args)
-        });
+        let carrier_run = scope.spawn(|| echoing_carrier(&ns, &carrier, "10.99.0.5", "2"));
         std::thread::sleep(Duration::from_millis(500));
         let server = server_with_trunks(&ns, &trunks, &plans, TempDir::new("trunk-forward-data"));
         let registered = wait_until(Duration::from_secs(8), || {
