@@ -195,6 +195,43 @@ fn a_staff_call_out_goes_through_the_carrier_authenticated_with_the_users_own_nu
     assert_own_tone_back(&caller, &server, "the carrier", &caller_out);
 }
 
+/// `*31#` before a number withholds the caller's number for that call (the German CLIR
+/// habit): the carrier sees an anonymous From with `Privacy: id` and our number in
+/// P-Asserted-Identity, and is offered A-law only, the trunk's `codecs`; the call still
+/// talks both ways (the PCMU phone transcoded to the carrier's A-law).
+#[test]
+fn a_call_out_with_the_number_withheld_is_anonymous_to_the_called_party_but_not_to_the_carrier() {
+    let ns = Netns::new();
+    let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    let dir = TempDir::new("trunk-withheld");
+    let trunks = trunks_file(&dir);
+    let alaw = std::fs::read_to_string(&trunks)
+        .unwrap()
+        .replace("max-calls = 10", "max-calls = 10\ncodecs = [\"pcma\"]");
+    std::fs::write(&trunks, alaw).unwrap();
+    let plans = plans_with(
+        "trunk-withheld-plans",
+        "[[rule]]\nname = \"number withheld\"\nmatch = \"/^\\\\*31#(0\\\\d+)$/\"\nactions = [ { dial = { trunk = \"carrier\", number = \"${1}\", privacy = true } } ]\n",
+    );
+    let data = TempDir::new("trunk-withheld-data");
+    add_user(data.path(), "101", "geheim123");
+    let carrier = scenario("carrier_withheld.xml");
+    let (server, carrier_out, caller_out) = std::thread::scope(|scope| {
+        let carrier_run = scope.spawn(|| echoing_carrier(&ns, &carrier, "10.99.0.5", "2"));
+        std::thread::sleep(Duration::from_millis(500));
+        let server = server_with_trunks(&ns, &trunks, &plans, data);
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_trunks_registered") == 1
+        });
+        assert!(registered, "the trunk did not register\n{}", server.log());
+        // Phones escape the # they were keyed (RFC 3261 §19.1.2).
+        let caller_out = caller.call(&ns, "sip:*31%230711987654@10.99.0.1", 6);
+        (server, carrier_run.join().unwrap(), caller_out)
+    });
+    assert_sipp_ok(&carrier_out, &server, "the carrier");
+    assert_own_tone_back(&caller, &server, "the carrier", &caller_out);
+}
+
 /// A staff phone (user 101 at 10.99.0.2, 440 Hz, with the call classes `classes` or the
 /// default set) dials `uri` while the SIPp carrier at 10.99.0.5 runs `scenario_name` (the
 /// trunk's REGISTER and one call, echoing RTP); returns the server, SIPp's result and the

@@ -101,6 +101,9 @@ pub enum DialTarget {
         trunk: String,
         /// Number to dial on it.
         number: String,
+        /// Withhold the caller's number from the called party (RFC 3323 `Privacy: id`,
+        /// "CLIR"): the carrier still learns it through P-Asserted-Identity.
+        privacy: bool,
     },
 }
 
@@ -408,9 +411,11 @@ impl ActionParser {
                     }
                     (_, Some(t)) => {
                         let allowed: &[&str] = if is_dial {
-                            &["user", "group", "uri", "trunk", "number", "timeout"]
+                            &[
+                                "user", "group", "uri", "trunk", "number", "privacy", "timeout",
+                            ]
                         } else {
-                            &["user", "group", "uri", "trunk", "number"]
+                            &["user", "group", "uri", "trunk", "number", "privacy"]
                         };
                         keys!(t, allowed, &format!("`{name}`"));
                         if let Some(tv) = t.get("timeout") {
@@ -636,6 +641,10 @@ impl ActionParser {
         let uri = get(r, "uri")?;
         let trunk = get(r, "trunk")?;
         let number = get(r, "number")?;
+        let privacy = match t.get("privacy") {
+            None => None,
+            Some(v) => Some((walk::boolean(r, v, "privacy")?, v.span())),
+        };
         let given = [&user, &group, &uri, &trunk]
             .iter()
             .filter(|x| x.is_some())
@@ -660,6 +669,16 @@ impl ActionParser {
                 n.span.clone(),
                 "`number` only goes with `trunk`".into(),
                 Some("remove `number`, or dial out with trunk = \"...\"".into()),
+            );
+            return None;
+        }
+        if let Some((_, span)) = &privacy
+            && trunk.is_none()
+        {
+            r.error(
+                span.clone(),
+                "`privacy` only goes with `trunk`".into(),
+                Some("withholding the number is for calls out: { trunk = \"...\", number = \"...\", privacy = true }".into()),
             );
             return None;
         }
@@ -695,6 +714,7 @@ impl ActionParser {
         Some(DialTarget::Trunk {
             trunk: trunk.text,
             number: number.text,
+            privacy: privacy.is_some_and(|(on, _)| on),
         })
     }
 
@@ -976,9 +996,14 @@ impl Action {
             DialTarget::Uri(u) => DialTarget::Uri(x(u)),
             DialTarget::User(u) => DialTarget::User(x(u)),
             DialTarget::Group(g) => DialTarget::Group(x(g)),
-            DialTarget::Trunk { trunk, number } => DialTarget::Trunk {
+            DialTarget::Trunk {
+                trunk,
+                number,
+                privacy,
+            } => DialTarget::Trunk {
                 trunk: x(trunk),
                 number: x(number),
+                privacy: *privacy,
             },
         };
         match self {
@@ -1033,7 +1058,17 @@ impl fmt::Display for DialTarget {
             DialTarget::Uri(u) => write!(f, "{u}"),
             DialTarget::User(u) => write!(f, "user {u}"),
             DialTarget::Group(g) => write!(f, "ring group {g}"),
-            DialTarget::Trunk { trunk, number } => write!(f, "{number} via trunk {trunk}"),
+            DialTarget::Trunk {
+                trunk,
+                number,
+                privacy,
+            } => {
+                write!(f, "{number} via trunk {trunk}")?;
+                if *privacy {
+                    f.write_str(", number withheld")?;
+                }
+                Ok(())
+            }
         }
     }
 }

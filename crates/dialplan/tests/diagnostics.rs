@@ -180,6 +180,14 @@ fn type_and_value_errors_name_the_key() {
             "t.toml:3:21: error: `dial` needs exactly one of user, group, uri, trunk",
         ),
         (
+            "[[rule]]\nmatch = \"1\"\nactions = [{ dial = { user = \"a\", privacy = true } }]\n",
+            "t.toml:3:45: error: `privacy` only goes with `trunk`",
+        ),
+        (
+            "[[rule]]\nmatch = \"1\"\nactions = [{ dial = { trunk = \"t\", number = \"1\", privacy = \"yes\" } }]\n",
+            "t.toml:3:60: error: privacy must be true or false, found a string",
+        ),
+        (
             "[[rule]]\nmatch = \"1\"\nactions = [{ answer = {}, echo = {} }]\n",
             "t.toml:3:12: error: an action is a table with exactly one key, the action's name",
         ),

@@ -386,6 +386,34 @@ actions = ["hangup"]
 }
 
 #[test]
+fn the_german_clir_prefix_withholds_the_number_for_that_call_only() {
+    // *31# before the number: "Rufnummernunterdrückung" for one call, as on the public network.
+    let plan = inline(
+        r#"
+[[rule]]
+match = "/^\\*31#0(\\d+)$/"
+actions = [{ dial = { trunk = "t", number = "0${1}", privacy = true } }]
+
+[[rule]]
+match = "_0X."
+actions = [{ dial = { trunk = "t", number = "${EXTEN}" } }]
+"#,
+    );
+    let route = |to: &str| {
+        plan.route(&call(to, Some("201"), None, None, "2026-01-01T00:00Z"))
+            .map(|r| chain(&r.actions))
+    };
+    assert_eq!(
+        route("*31#07111234").as_deref(),
+        Some("dial trunk:t/07111234 (withheld) 30")
+    );
+    assert_eq!(
+        route("07111234").as_deref(),
+        Some("dial trunk:t/07111234 30")
+    );
+}
+
+#[test]
 fn dynamic_goto_loop_is_cut_at_run_time() {
     // The loop goes through ${EXTEN}, so check cannot see it; routing stops after 16 hops.
     let plan = inline(

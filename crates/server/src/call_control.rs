@@ -577,11 +577,12 @@ impl CallControl {
         let call_id = msg::call_id(&request).unwrap_or_default();
         let span = tracing::info_span!("call", call_id = %call_id);
         let _guard = span.enter();
+        // As keyed: a phone escapes `#` (`*31%230711…`); a broken escape stays as it came.
         let mut callee = request
             .uri
             .auth
             .as_ref()
-            .map(|a| a.user.clone())
+            .map(|a| msg::percent_decode(&a.user).unwrap_or_else(|| a.user.clone()))
             .unwrap_or_default();
         let trunks = self.shared.trunks.clone();
         let trunk = trunks.of_source(from.addr.ip());
@@ -735,10 +736,21 @@ impl CallControl {
             (_, Some(trunk)) => trunk.srtp.unwrap_or(self.shared.config.srtp),
             _ => self.shared.config.srtp,
         };
+        // A call from a carrier is answered only with the trunk's codecs (in the offer's
+        // order, RFC 3264 §6): what the admin booked with the carrier.
+        let codecs = match trunk {
+            Some(trunk) => trunk
+                .codecs
+                .iter()
+                .copied()
+                .map(crate::trunk_service::media_codec)
+                .collect(),
+            None => OUR_CODECS.to_vec(),
+        };
         let local = LocalMedia {
             ip: local_ip,
             port,
-            codecs: OUR_CODECS.to_vec(),
+            codecs,
             session_id,
             session_version: 1,
             srtp: sdp::LocalSrtp::new(srtp_policy),
@@ -870,6 +882,8 @@ impl CallControl {
         let diverted_from = forwarded.then(|| caller.callee.clone());
         let source = caller.source;
         let mut trunk_used: Option<String> = None;
+        // A trunk's own codec preference; other calls offer ours, the caller's first.
+        let mut trunk_codecs: Option<Vec<Codec>> = None;
         let calls: Vec<OutboundCall> = match target {
             dialplan::DialTarget::User(extension) => registrar
                 .lookup(extension, now)
@@ -906,7 +920,11 @@ impl CallControl {
                     Vec::new()
                 }
             },
-            dialplan::DialTarget::Trunk { trunk, number } => {
+            dialplan::DialTarget::Trunk {
+                trunk,
+                number,
+                privacy,
+            } => {
                 let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
                 let outside = || self.outbound.values().filter(|o| o.trunk.is_some());
                 let on_trunk = |name: &str| {
@@ -940,11 +958,13 @@ impl CallControl {
                     classes: &call_classes,
                     diverted_from: diverted_from.as_deref(),
                     source: Some(source),
+                    privacy: *privacy,
                 };
                 match self.shared.trunks.outbound_call(trunk, request, &active) {
-                    Ok(Some((call, used))) => {
-                        trunk_used = Some(used);
-                        vec![call]
+                    Ok(Some(out)) => {
+                        trunk_used = Some(out.trunk);
+                        trunk_codecs = Some(out.codecs);
+                        vec![out.call]
                     }
                     Ok(None) => Vec::new(),
                     Err(Refused::Barred) => return Reply::Barred,
@@ -971,7 +991,15 @@ impl CallControl {
         let mut placed = Vec::new();
         let mut unplaced = 0;
         for call in &calls {
-            match self.place(leg, call, extension, srtp_policy, endpoint, now) {
+            match self.place(
+                leg,
+                call,
+                extension,
+                srtp_policy,
+                trunk_codecs.as_deref(),
+                endpoint,
+                now,
+            ) {
                 Some(child) => {
                     if let Some(out) = self.outbound.get_mut(&child) {
                         out.trunk = trunk_used.clone();
@@ -993,13 +1021,16 @@ impl CallControl {
 
     /// Sends one INVITE for `parent`, with an offer of all our codecs on fresh ports, the
     /// caller's codec first: a phone that takes the first codec it knows then talks what the
-    /// caller talks, and the call is relayed rather than transcoded.
+    /// caller talks, and the call is relayed rather than transcoded. A trunk's `codecs`
+    /// (`only`) replace that: the admin's order is what the carrier is offered.
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
         parent: LegId,
         call: &OutboundCall,
         extension: Option<&str>,
         srtp_policy: sdp::SrtpPolicy,
+        only: Option<&[Codec]>,
         endpoint: &mut SipEndpoint,
         now: Instant,
     ) -> Option<LegId> {
@@ -1017,11 +1048,17 @@ impl CallControl {
             }
         };
         let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
-        let mut codecs = OUR_CODECS.to_vec();
-        if let Some(caller) = self.legs.get(&parent) {
-            codecs.retain(|&c| c != caller.media.codec);
-            codecs.insert(0, caller.media.codec);
-        }
+        let codecs = match only {
+            Some(only) => only.to_vec(),
+            None => {
+                let mut codecs = OUR_CODECS.to_vec();
+                if let Some(caller) = self.legs.get(&parent) {
+                    codecs.retain(|&c| c != caller.media.codec);
+                    codecs.insert(0, caller.media.codec);
+                }
+                codecs
+            }
+        };
         let session_id = rand::random::<u32>() as u64;
         let local = LocalMedia {
             ip: local_ip,

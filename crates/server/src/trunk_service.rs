@@ -48,6 +48,28 @@ pub struct CallOut<'a> {
     pub diverted_from: Option<&'a str>,
     /// Where the caller's phone is (its requests' source address), for emergency calls.
     pub source: Option<std::net::IpAddr>,
+    /// Withhold the caller's number from the called party (RFC 3323).
+    pub privacy: bool,
+}
+
+/// A call out as it goes to one carrier.
+pub struct TrunkCall {
+    /// The INVITE to send.
+    pub call: OutboundCall,
+    /// The trunk it goes out on (the first of the failover chain that can take it).
+    pub trunk: String,
+    /// The codecs to offer, preferred first (the trunk's `codecs`).
+    pub codecs: Vec<media::sdp::Codec>,
+}
+
+/// The media codec a trunk's `codecs` entry names.
+pub fn media_codec(codec: trunks::Codec) -> media::sdp::Codec {
+    match codec {
+        trunks::Codec::Pcmu => media::sdp::Codec::Pcmu,
+        trunks::Codec::Pcma => media::sdp::Codec::Pcma,
+        trunks::Codec::G722 => media::sdp::Codec::G722,
+        trunks::Codec::Opus => media::sdp::Codec::Opus,
+    }
 }
 
 /// How many calls out run now: on each trunk, of the calling user, and in all.
@@ -310,6 +332,7 @@ impl TrunkSet {
                 target: dialplan::DialTarget::Trunk {
                     trunk: trunk.name.clone(),
                     number: digits,
+                    privacy: false,
                 },
                 timeout_s: 300,
             }],
@@ -334,7 +357,7 @@ impl TrunkSet {
         trunk_name: &str,
         request: CallOut<'_>,
         active: &ActiveCalls<'_>,
-    ) -> Result<Option<(OutboundCall, String)>, Refused> {
+    ) -> Result<Option<TrunkCall>, Refused> {
         let CallOut {
             number,
             from_user,
@@ -342,6 +365,7 @@ impl TrunkSet {
             classes: caller,
             diverted_from,
             source,
+            privacy,
         } = request;
         let chain = self.config.failover_chain(trunk_name);
         if chain.is_empty() {
@@ -477,9 +501,11 @@ impl TrunkSet {
         };
         let mut headers = Vec::new();
         if let Some(diverted) = &diverted {
-            headers.push((
-                "Diversion".to_string(),
-                format!("<sip:{diverted}@{domain}>;reason=unconditional;counter=1"),
+            headers.push(diversion_header(
+                trunk.caller_id.diversion_header,
+                diverted,
+                &dial_string,
+                &domain,
             ));
         }
         let identity = format!("<sip:{caller_number}@{domain}>");
@@ -489,6 +515,20 @@ impl TrunkSet {
         if trunk.caller_id.ppi {
             headers.push(("P-Preferred-Identity".to_string(), identity));
         }
+        // RFC 3323 §4.2: the called party sees an anonymous From; the carrier, a trusted
+        // domain under RFC 3325, still learns who calls from PAI/PPI and withholds it on
+        // `Privacy: id`. Emergency calls always show the caller: the services need it.
+        let withheld = privacy && !emergency;
+        let (from_number, from_name, from_host) = if withheld {
+            headers.push(("Privacy".to_string(), "id".to_string()));
+            (
+                "anonymous".to_string(),
+                Some("Anonymous".to_string()),
+                "anonymous.invalid".to_string(),
+            )
+        } else {
+            (from_number, from_name, domain.clone())
+        };
         let credentials = registration.and_then(|r| match &r.password {
             Password::Inline(password) => Some(ClientCredentials {
                 username: r.auth_username().to_string(),
@@ -496,7 +536,7 @@ impl TrunkSet {
             }),
             Password::File(_) => None,
         });
-        tracing::info!(trunk = %trunk_name, number = %dial_string, class = %classified.reason, caller = %caller_number, from = %from_number, diverted = ?diverted, "dial: out through the trunk");
+        tracing::info!(trunk = %trunk_name, number = %dial_string, class = %classified.reason, caller = %caller_number, from = %from_number, diverted = ?diverted, withheld, "dial: out through the trunk");
         let uri = format!("sip:{dial_string}@{domain}");
         let call = OutboundCall {
             request_uri: uri.clone(),
@@ -509,11 +549,15 @@ impl TrunkSet {
                 connection: None,
             },
             route: Vec::new(),
-            from_host: Some(domain),
+            from_host: Some(from_host),
             headers,
             credentials,
         };
-        Ok(Some((call, trunk.name.clone())))
+        Ok(Some(TrunkCall {
+            call,
+            trunk: trunk.name.clone(),
+            codecs: trunk.codecs.iter().copied().map(media_codec).collect(),
+        }))
     }
 
     fn registrar_of(&self, index: usize) -> Option<SocketAddr> {
@@ -523,6 +567,30 @@ impl TrunkSet {
             .find(|c| !c.registrar)
             .or_else(|| mine().find(|c| c.registrar))
             .map(|c| c.addr)
+    }
+}
+
+/// The header naming the number of ours that forwarded a call to `target`: Diversion
+/// (RFC 5806) or History-Info (RFC 7044: the forwarding number first, then the new target
+/// with RFC 4458 `cause=302`, "unconditional", and `mp` pointing back at the entry it was
+/// retargeted from, as RFC 7544 maps a Diversion).
+fn diversion_header(
+    kind: trunks::DiversionHeader,
+    diverted: &str,
+    target: &str,
+    domain: &str,
+) -> (String, String) {
+    match kind {
+        trunks::DiversionHeader::Diversion => (
+            "Diversion".to_string(),
+            format!("<sip:{diverted}@{domain}>;reason=unconditional;counter=1"),
+        ),
+        trunks::DiversionHeader::HistoryInfo => (
+            "History-Info".to_string(),
+            format!(
+                "<sip:{diverted}@{domain}>;index=1,<sip:{target}@{domain};cause=302>;index=1.1;mp=1"
+            ),
+        ),
     }
 }
 
@@ -959,9 +1027,10 @@ mod tests {
                 classes: caller,
                 diverted_from: None,
                 source: None,
+                privacy: false,
             };
             set.outbound_call("main", request, &active)
-                .map(|placed| placed.map(|(_, trunk)| trunk))
+                .map(|placed| placed.map(|out| out.trunk))
         };
         let local = "0711987654";
         assert_eq!(call(local, &user, &[], 0, 0), Ok(Some("main".into())));
@@ -1028,11 +1097,12 @@ mod tests {
                 classes: &classes,
                 diverted_from: None,
                 source: Some(source.parse().unwrap()),
+                privacy: false,
             };
             set.outbound_call("main", request, &active)
                 .expect("not refused")
                 .expect("placed")
-                .0
+                .call
                 .from_user
         };
         assert_eq!(presented("112", "10.8.3.7"), "+497031550", "home office");
@@ -1041,6 +1111,119 @@ mod tests {
             presented("0711987654", "10.8.3.7"),
             "+497031550",
             "only emergency calls present the location"
+        );
+    }
+
+    async fn one_trunk(name: &str, extra: &str) -> TrunkSet {
+        let dir = std::env::temp_dir().join(format!("amt-trunk-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trunks.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[numbering]\narea-code = \"711\"\n\
+                 [[trunk]]\nname = \"main\"\nmode = \"ip\"\nallowed-sources = [\"192.0.2.10/32\"]\n\
+                 proxy = \"sip:192.0.2.10\"\nmax-calls = 2\nemergency = true\n{extra}"
+            ),
+        )
+        .unwrap();
+        let set = TrunkSet::load(&path).await.expect("trunks load");
+        std::fs::remove_dir_all(&dir).unwrap();
+        set
+    }
+
+    fn placed(
+        set: &TrunkSet,
+        number: &str,
+        diverted_from: Option<&str>,
+        privacy: bool,
+    ) -> TrunkCall {
+        let on_trunk = |_: &str| 0;
+        let active = ActiveCalls {
+            on_trunk: &on_trunk,
+            of_user: 0,
+            total: 0,
+        };
+        let classes = CallerClasses::not_a_user();
+        let request = CallOut {
+            number,
+            from_user: "+4930123456",
+            from_name: Some("Erika".into()),
+            classes: &classes,
+            diverted_from,
+            source: None,
+            privacy,
+        };
+        set.outbound_call("main", request, &active)
+            .expect("not refused")
+            .expect("placed")
+    }
+
+    fn header<'a>(call: &'a OutboundCall, name: &str) -> Option<&'a str> {
+        call.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[tokio::test]
+    async fn a_withheld_call_shows_anonymous_with_privacy_id_while_the_carrier_still_gets_pai() {
+        let set = one_trunk(
+            "privacy",
+            "[trunk.caller-id]\nfrom-user = \"+49711123400\"\npai = true\n",
+        )
+        .await;
+        let out = placed(&set, "0711987654", None, true).call;
+        assert_eq!(out.from_user, "anonymous");
+        assert_eq!(out.from_name.as_deref(), Some("Anonymous"));
+        assert_eq!(out.from_host.as_deref(), Some("anonymous.invalid"));
+        assert_eq!(header(&out, "Privacy"), Some("id"));
+        assert_eq!(
+            header(&out, "P-Asserted-Identity"),
+            Some("<sip:+49711123400@192.0.2.10>")
+        );
+        let shown = placed(&set, "0711987654", None, false).call;
+        assert_eq!(shown.from_user, "+49711123400");
+        assert_eq!(header(&shown, "Privacy"), None);
+        let emergency = placed(&set, "112", None, true).call;
+        assert_ne!(
+            emergency.from_user, "anonymous",
+            "emergency calls show the caller"
+        );
+        assert_eq!(header(&emergency, "Privacy"), None);
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_call_names_our_number_in_the_header_the_trunk_asks_for() {
+        let diversion = one_trunk("diversion", "").await;
+        let out = placed(&diversion, "01701234567", Some("+4971112345"), false).call;
+        assert_eq!(
+            header(&out, "Diversion"),
+            Some("<sip:+4971112345@192.0.2.10>;reason=unconditional;counter=1")
+        );
+        assert_eq!(header(&out, "History-Info"), None);
+        let history = one_trunk(
+            "history",
+            "[trunk.caller-id]\ndiversion-header = \"history-info\"\n",
+        )
+        .await;
+        let out = placed(&history, "01701234567", Some("+4971112345"), false).call;
+        assert_eq!(header(&out, "Diversion"), None);
+        assert_eq!(
+            header(&out, "History-Info"),
+            Some(
+                "<sip:+4971112345@192.0.2.10>;index=1,\
+                 <sip:+491701234567@192.0.2.10;cause=302>;index=1.1;mp=1"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn the_trunks_codecs_are_offered_in_the_admins_order() {
+        let set = one_trunk("codecs", "codecs = [\"pcma\", \"g722\"]\n").await;
+        assert_eq!(
+            placed(&set, "0711987654", None, false).codecs,
+            [media::sdp::Codec::Pcma, media::sdp::Codec::G722]
         );
     }
 }

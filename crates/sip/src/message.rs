@@ -722,6 +722,26 @@ pub(crate) fn first_address(value: &str) -> Option<&str> {
     syntax::split_top_level(value, b',')?.first().copied()
 }
 
+/// A URI's user part with its `%HH` escapes decoded (RFC 3261 §19.1.2: phones send `#` as
+/// `%23`, so `*31%230711…` is the `*31#0711…` the user keyed); `None` for a broken escape
+/// or bytes that are not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Parses a `sip:`/`sips:` URI into `rsip::Uri` (IPv6 hosts kept in brackets).
 pub fn parse_uri(text: &str) -> Option<rsip::Uri> {
     syntax::parse_sip_uri(text).ok().map(|(u, _)| u)

@@ -65,7 +65,7 @@ impl Aor {
     /// part or a broken escape.
     pub fn from_uri(uri: &str) -> Option<Self> {
         let (parsed, _) = syntax::parse_sip_uri(uri).ok()?;
-        let user = percent_decode(&parsed.auth?.user)?;
+        let user = crate::message::percent_decode(&parsed.auth?.user)?;
         let host = parsed.host_with_port.host.to_string();
         Some(Self::new(&user, &host))
     }
@@ -85,23 +85,6 @@ impl fmt::Display for Aor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "sip:{}@{}", self.user, self.host)
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        if c == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// A `q` value (RFC 3261 §20.10): 0 to 1 with up to three decimals, kept in thousandths.

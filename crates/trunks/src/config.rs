@@ -305,6 +305,21 @@ pub struct CallerId {
     /// The carrier's "CLIP no screening": From may show any number (a forwarded caller's),
     /// while PAI/PPI carry a number of ours.
     pub clip_no_screening: bool,
+    /// How a forwarded call names the number it was forwarded from.
+    pub diversion_header: DiversionHeader,
+}
+
+/// The header a forwarded call out carries the forwarding number in: carriers accept the
+/// original caller's number only when they see which of our numbers forwarded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiversionHeader {
+    /// `Diversion` (RFC 5806), what most German carriers read.
+    #[default]
+    Diversion,
+    /// `History-Info` (RFC 7044) with the RFC 4458 `cause` parameter, the IMS way (3GPP
+    /// TS 24.604), for carriers that want it instead.
+    HistoryInfo,
 }
 
 type Opt<T> = Option<Spanned<T>>;
@@ -386,6 +401,8 @@ struct RawCallerId {
     #[serde(default)]
     ppi: bool,
     clip_no_screening: Opt<bool>,
+    #[serde(default)]
+    diversion_header: DiversionHeader,
 }
 
 #[derive(Deserialize)]
@@ -978,6 +995,7 @@ fn check_caller_id(r: &mut Reporter<'_>, raw: &RawCallerId, label: &str) -> Call
         pai: raw.pai,
         ppi: raw.ppi,
         clip_no_screening,
+        diversion_header: raw.diversion_header,
     }
 }
 

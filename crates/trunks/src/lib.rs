@@ -25,8 +25,9 @@ mod number;
 pub use class::{AllowedClasses, CallClass, Classified, UnknownCallClass};
 pub use config::{
     CallerId, Checked, Codec, DEFAULT_CODECS, DEFAULT_EXPIRES, DEFAULT_OPTIONS_INTERVAL,
-    DEFAULT_OUTSIDE_CALLS_PER_USER, EmergencyLocation, MAX_CALLS_LIMIT, OutsideCallLimits,
-    Password, Registration, SipUri, Transport, Trunk, TrunkConfig, TrunkMode, parse,
+    DEFAULT_OUTSIDE_CALLS_PER_USER, DiversionHeader, EmergencyLocation, MAX_CALLS_LIMIT,
+    OutsideCallLimits, Password, Registration, SipUri, Transport, Trunk, TrunkConfig, TrunkMode,
+    parse,
 };
 pub use diag::{Diagnostic, Severity};
 pub use number::{

@@ -100,6 +100,15 @@ fn example_file_reads_every_key() {
         Some(std::path::Path::new("certs/carrier-ca.pem"))
     );
     assert_eq!(telekom.ca_file, None);
+    assert_eq!(backup.codecs, [Codec::Pcma]);
+    assert_eq!(
+        telekom.caller_id.diversion_header,
+        trunks::DiversionHeader::Diversion
+    );
+    assert_eq!(
+        backup.caller_id.diversion_header,
+        trunks::DiversionHeader::HistoryInfo
+    );
 
     assert_eq!(
         config.emergency_trunk().map(|t| t.name.as_str()),
@@ -185,7 +194,7 @@ fn rejects_unknown_keys_naming_them() {
     assert_eq!(
         e,
         [
-            "trunks.toml:12:1: error: unknown field `pia`, expected one of `from-user`, `pai`, `ppi`, `clip-no-screening`"
+            "trunks.toml:12:1: error: unknown field `pia`, expected one of `from-user`, `pai`, `ppi`, `clip-no-screening`, `diversion-header`"
         ]
     );
     let e = errors("[trunks]\n");
@@ -454,6 +463,13 @@ fn rejects_bad_caller_id_settings() {
     ok(&one_trunk(
         "[trunk.caller-id]\nppi = true\nclip-no-screening = true\n",
     ));
+    let e = errors(&one_trunk(
+        "[trunk.caller-id]\ndiversion-header = \"history\"\n",
+    ));
+    assert!(
+        e.len() == 1 && e[0].contains("history-info") && e[0].contains("diversion"),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -120,7 +120,14 @@ fn target(t: &DialTarget) -> String {
         DialTarget::Uri(u) => u.clone(),
         DialTarget::User(u) => format!("user:{u}"),
         DialTarget::Group(g) => format!("group:{g}"),
-        DialTarget::Trunk { trunk, number } => format!("trunk:{trunk}/{number}"),
+        DialTarget::Trunk {
+            trunk,
+            number,
+            privacy,
+        } => format!(
+            "trunk:{trunk}/{number}{}",
+            if *privacy { " (withheld)" } else { "" }
+        ),
     }
 }
 

@@ -639,6 +639,7 @@ fn forward_places_the_call_as_forwarded_and_connects_whoever_answers() {
     let target = DialTarget::Trunk {
         trunk: "carrier".into(),
         number: "0711987654".into(),
+        privacy: false,
     };
     let (mut h, out) = Harness::start(vec![Action::Forward {
         target: target.clone(),

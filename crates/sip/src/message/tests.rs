@@ -608,3 +608,15 @@ fn rejects_more_headers_than_the_limit() {
         (ParseErrorKind::TooLarge, "Too Many Headers")
     );
 }
+
+#[test]
+fn a_keyed_hash_escaped_in_the_uri_is_read_back_as_keyed() {
+    assert_eq!(
+        super::percent_decode("*31%230711987654").as_deref(),
+        Some("*31#0711987654")
+    );
+    assert_eq!(super::percent_decode("101").as_deref(), Some("101"));
+    assert_eq!(super::percent_decode("%2"), None);
+    assert_eq!(super::percent_decode("%zz1"), None);
+    assert_eq!(super::percent_decode("%ff"), None);
+}
