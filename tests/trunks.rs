@@ -358,6 +358,67 @@ max-calls = 10
     assert!(!status.contains("\"state\":\"registered\""), "{status}");
 }
 
+/// A carrier that refuses the INVITE with 503 (an overloaded SBC) is failed over at once:
+/// the call goes out again through the failover trunk and talks.
+#[test]
+fn a_call_out_refused_with_503_by_the_first_carrier_goes_through_the_failover_trunk() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-503");
+    let trunks = dir.path().join("trunks.toml");
+    std::fs::write(
+        &trunks,
+        r#"
+[numbering]
+area-code = "711"
+
+[[trunk]]
+name = "carrier"
+mode = "ip"
+proxy = "sip:10.99.0.5:5080"
+allowed-sources = ["10.99.0.5/32"]
+max-calls = 10
+options-interval = 0
+emergency = true
+failover = "backup"
+
+[[trunk]]
+name = "backup"
+mode = "ip"
+proxy = "sip:10.99.0.6:5080"
+allowed-sources = ["10.99.0.6/32"]
+max-calls = 10
+options-interval = 0
+"#,
+    )
+    .unwrap();
+    let plans = did_plans();
+    let data = TempDir::new("trunk-503-data");
+    add_user(data.path(), "101", "geheim123");
+    let server = server_with_trunks(&ns, trunks.to_str().unwrap(), &plans, data);
+    let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    let broken = scenario("carrier_503.xml");
+    let backup = scenario("uas_pcma_echo.xml");
+    let (broken_out, backup_out, caller_out) = std::thread::scope(|scope| {
+        let broken_run = scope.spawn(|| echoing_carrier(&ns, &broken, "10.99.0.5", "1"));
+        let backup_run = scope.spawn(|| echoing_carrier(&ns, &backup, "10.99.0.6", "1"));
+        std::thread::sleep(Duration::from_millis(500));
+        let caller_out = caller.call(&ns, "sip:0711987654@10.99.0.1", 6);
+        (
+            broken_run.join().unwrap(),
+            backup_run.join().unwrap(),
+            caller_out,
+        )
+    });
+    assert_sipp_ok(&broken_out, &server, "the carrier answering 503");
+    assert_sipp_ok(&backup_out, &server, "the backup carrier");
+    assert_own_tone_back(&caller, &server, "the backup trunk", &caller_out);
+    assert!(
+        server.log().contains("trying the failover trunk"),
+        "{}",
+        server.log()
+    );
+}
+
 #[test]
 fn a_premium_number_is_refused_with_an_announcement_and_403_and_never_dialled() {
     // 0900: premium rate, barred by default (toll fraud dials these).

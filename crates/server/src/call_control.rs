@@ -191,6 +191,24 @@ struct OutboundLeg {
     answer: Option<sdp::NegotiatedAudio>,
     /// The SRTP policy and keys of our offer.
     srtp: sdp::LocalSrtp,
+    /// A call out through a trunk, as the dialplan asked for it: what a failover needs to
+    /// place it again on the next trunk.
+    call_out: Option<CallOutRequest>,
+}
+
+/// A call out as the dialplan asked for it.
+#[derive(Debug, Clone)]
+struct CallOutRequest {
+    number: String,
+    privacy: bool,
+    forwarded: bool,
+}
+
+/// Whether a carrier's refusal of a call out says the carrier failed rather than the called
+/// number: no response at all (0), 408, or a server error (RFC 3261 §21.5: 500, 502, 503,
+/// 504). The next trunk may well get through; a 486 or 404 would be the same everywhere.
+fn carrier_failed(status: u16) -> bool {
+    matches!(status, 0 | 408 | 500 | 502 | 503 | 504)
 }
 
 /// Call control (see the module documentation).
@@ -990,6 +1008,16 @@ impl CallControl {
         };
         let mut placed = Vec::new();
         let mut unplaced = 0;
+        let call_out = match target {
+            dialplan::DialTarget::Trunk {
+                number, privacy, ..
+            } => Some(CallOutRequest {
+                number: number.clone(),
+                privacy: *privacy,
+                forwarded,
+            }),
+            _ => None,
+        };
         for call in &calls {
             match self.place(
                 leg,
@@ -1003,6 +1031,7 @@ impl CallControl {
                 Some(child) => {
                     if let Some(out) = self.outbound.get_mut(&child) {
                         out.trunk = trunk_used.clone();
+                        out.call_out = call_out.clone();
                     }
                     placed.push(child);
                 }
@@ -1090,6 +1119,7 @@ impl CallControl {
                 answer: None,
                 trunk: None,
                 srtp: local.srtp,
+                call_out: None,
             },
         );
         Some(child)
@@ -1230,11 +1260,51 @@ impl CallControl {
         {
             connected.end(reason);
         }
-        let input = Input::Callee(CalleeEvent::Ended {
-            leg: child,
-            status: final_status,
-        });
+        let input = match self.fail_over(&out, final_status, endpoint, registrar, now) {
+            Some(new) => Input::Callee(CalleeEvent::Replaced { old: child, new }),
+            None => Input::Callee(CalleeEvent::Ended {
+                leg: child,
+                status: final_status,
+            }),
+        };
         self.feed(parent, input, endpoint, registrar, now);
+    }
+
+    /// A call out the carrier failed (see [`carrier_failed`]) goes out again on the trunk's
+    /// `failover`, and on along that chain to the first trunk that can take it: the leg
+    /// placed there, or `None` when there is no such trunk (the caller then hears the
+    /// carrier's refusal).
+    fn fail_over(
+        &mut self,
+        failed: &OutboundLeg,
+        final_status: u16,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+    ) -> Option<LegId> {
+        let request = failed.call_out.as_ref()?;
+        let trunk = failed.trunk.as_deref()?;
+        if failed.media_started || !carrier_failed(final_status) {
+            return None;
+        }
+        let next = self.shared.trunks.failover_of(trunk)?;
+        tracing::warn!(leg = %failed.parent, %trunk, status = final_status, failover = %next, "dial: the carrier failed the call; trying the failover trunk");
+        let target = dialplan::DialTarget::Trunk {
+            trunk: next,
+            number: request.number.clone(),
+            privacy: request.privacy,
+        };
+        match self.dial(
+            failed.parent,
+            &target,
+            request.forwarded,
+            endpoint,
+            registrar,
+            now,
+        ) {
+            Reply::Placed { legs, .. } => legs.first().copied(),
+            _ => None,
+        }
     }
 
     /// The caller is gone: hang up every leg placed for it, ringing or connected.

@@ -239,6 +239,11 @@ impl TrunkSet {
             })
     }
 
+    /// The trunk `name` fails over to, if any.
+    pub fn failover_of(&self, name: &str) -> Option<String> {
+        self.config.trunk(name)?.failover.clone()
+    }
+
     /// The SRTP setting of trunk `name`, if it has one of its own.
     pub fn srtp_of(&self, name: &str) -> Option<media::sdp::SrtpPolicy> {
         self.config

@@ -106,6 +106,21 @@ impl Fork {
         ForkStep::Wait
     }
 
+    /// `old` failed and `new` rings in its place (a trunk's failover); false when the fork
+    /// no longer waits for `old`, so `new` is not wanted.
+    pub fn replaced(&mut self, old: LegId, new: LegId) -> bool {
+        if self.decided {
+            return false;
+        }
+        match self.ringing.iter_mut().find(|l| **l == old) {
+            Some(slot) => {
+                *slot = new;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The caller's ring time is up.
     pub fn timed_out(&mut self) -> ForkStep {
         if self.decided {
@@ -176,6 +191,25 @@ mod tests {
             }
         );
         assert_eq!(fork.answered(LegId::new(1)), ForkStep::TooLate);
+    }
+
+    #[test]
+    fn a_failover_leg_rings_in_the_failed_legs_place() {
+        let mut fork = Fork::new(legs(1), 0);
+        assert!(fork.replaced(LegId::new(1), LegId::new(7)));
+        assert_eq!(fork.ringing(), &[LegId::new(7)]);
+        // The failed leg's own end changes nothing; the new one's answer connects.
+        assert_eq!(fork.ended(LegId::new(1), 503), ForkStep::Wait);
+        assert_eq!(
+            fork.answered(LegId::new(7)),
+            ForkStep::Connect {
+                winner: LegId::new(7),
+                cancel: vec![],
+            }
+        );
+        // Once decided, a late failover is not wanted.
+        assert!(!fork.replaced(LegId::new(7), LegId::new(8)));
+        assert!(!Fork::new(legs(1), 0).replaced(LegId::new(5), LegId::new(6)));
     }
 
     #[test]

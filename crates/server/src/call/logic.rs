@@ -124,11 +124,17 @@ impl CallLogic {
     /// A word about a leg a finished `dial` rang: one that answers now is hung up, the
     /// rest needs nothing.
     pub(super) fn late_callee(&self, event: CalleeEvent) {
-        if let CalleeEvent::Answered(leg) = event {
-            self.sip(SipAction::Cancel {
+        match event {
+            CalleeEvent::Answered(leg) => self.sip(SipAction::Cancel {
                 leg,
                 reason: "answered too late",
-            });
+            }),
+            // A failover placed while the caller went on: nobody waits for it.
+            CalleeEvent::Replaced { new, .. } => self.sip(SipAction::Cancel {
+                leg: new,
+                reason: "no longer wanted",
+            }),
+            CalleeEvent::Ringing(_) | CalleeEvent::Ended { .. } => {}
         }
     }
 

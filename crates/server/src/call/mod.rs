@@ -68,6 +68,14 @@ pub enum CalleeEvent {
         /// Its final status.
         status: u16,
     },
+    /// Its carrier failed it (no answer at all, 408 or 5xx) and the call goes on through
+    /// the trunk's failover as `new`: the caller keeps ringing.
+    Replaced {
+        /// The failed leg.
+        old: LegId,
+        /// The leg through the failover trunk.
+        new: LegId,
+    },
 }
 
 /// What the call asks of the world.

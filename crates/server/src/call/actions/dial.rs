@@ -126,6 +126,12 @@ impl CallLogic {
                     step => step,
                 },
                 Some(Input::Callee(CalleeEvent::Ended { leg, status })) => fork.ended(leg, status),
+                Some(Input::Callee(CalleeEvent::Replaced { old, new })) => {
+                    if !fork.replaced(old, new) {
+                        self.late_callee(CalleeEvent::Replaced { old, new });
+                    }
+                    ForkStep::Wait
+                }
                 // Keys pressed while it rings are kept for what follows.
                 Some(Input::Digit(digit)) => {
                     self.pending_digits.push_back(digit);
