@@ -419,6 +419,90 @@ options-interval = 0
     );
 }
 
+/// A trunks file for `trunks_file_reloads…`: the trunk `carrier` sends calls to `proxy`.
+fn ip_trunk_to(proxy: &str) -> String {
+    format!(
+        "[numbering]\narea-code = \"711\"\n\n[[trunk]]\nname = \"carrier\"\nmode = \"ip\"\n\
+         proxy = \"sip:{proxy}:5080\"\nallowed-sources = [\"{proxy}/32\"]\nmax-calls = 10\n\
+         options-interval = 0\nemergency = true\n"
+    )
+}
+
+/// The trunks file is reloaded while a call runs: the call goes on unhurt, the next call
+/// takes the new carrier, and a broken file is refused with file:line while the trunks in
+/// force stay.
+#[test]
+fn trunks_file_reloads_without_dropping_the_running_call_and_refuses_a_broken_one() {
+    let ns = Netns::new();
+    let dir = TempDir::new("trunk-reload");
+    let trunks = dir.path().join("trunks.toml");
+    std::fs::write(&trunks, ip_trunk_to("10.99.0.5")).unwrap();
+    let plans = did_plans();
+    let data = TempDir::new("trunk-reload-data");
+    add_user(data.path(), "101", "geheim123");
+    let server = server_with_trunks(&ns, trunks.to_str().unwrap(), &plans, data);
+    let first = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    let echo = scenario("uas_pcma_echo.xml");
+    let (old_out, first_out) = std::thread::scope(|scope| {
+        let old_run = scope.spawn(|| echoing_carrier(&ns, &echo, "10.99.0.5", "1"));
+        std::thread::sleep(Duration::from_millis(500));
+        let call = scope.spawn(|| first.call(&ns, "sip:0711987654@10.99.0.1", 9));
+        // Mid-call, the carrier moves to 10.99.0.6.
+        std::thread::sleep(Duration::from_secs(4));
+        std::fs::write(&trunks, ip_trunk_to("10.99.0.6")).unwrap();
+        let reloaded = wait_until(Duration::from_secs(5), || {
+            server.metric(Some(&ns), "amtsleitung_trunks_reloads_total") == 1
+        });
+        assert!(
+            reloaded,
+            "the trunks file was not reloaded\n{}",
+            server.log()
+        );
+        (old_run.join().unwrap(), call.join().unwrap())
+    });
+    assert_sipp_ok(&old_out, &server, "the first carrier");
+    let (samples, rate) = read_wav(&first.heard().expect("the first caller recorded"));
+    let after_reload = tone_share(&samples, rate, 440.0, 6.0);
+    assert!(
+        after_reload > 0.5,
+        "the running call lost its audio after the reload: {after_reload:.2}\n{first_out}\n{}",
+        server.log()
+    );
+
+    let second = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    let (new_out, second_out) = std::thread::scope(|scope| {
+        let new_run = scope.spawn(|| echoing_carrier(&ns, &echo, "10.99.0.6", "1"));
+        std::thread::sleep(Duration::from_millis(500));
+        let out = second.call(&ns, "sip:0711987654@10.99.0.1", 6);
+        (new_run.join().unwrap(), out)
+    });
+    assert_sipp_ok(&new_out, &server, "the new carrier");
+    assert_own_tone_back(&second, &server, "the new carrier", &second_out);
+
+    // A typo: refused with its place, the trunk in force stays.
+    std::fs::write(
+        &trunks,
+        ip_trunk_to("10.99.0.7").replace("max-calls", "max-cals"),
+    )
+    .unwrap();
+    let refused = wait_until(Duration::from_secs(5), || {
+        server.metric(Some(&ns), "amtsleitung_trunks_reloads_refused_total") == 1
+    });
+    assert!(refused, "the broken file was not refused\n{}", server.log());
+    let log = server.log();
+    assert!(
+        log.contains("trunks.toml:9:1") && log.contains("max-cals"),
+        "the refusal names the place\n{log}"
+    );
+    let status = server.http_get(Some(&ns), "/trunks");
+    assert!(status.contains("\"carrier\""), "{status}");
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_trunks_reloads_total"),
+        1,
+        "{log}"
+    );
+}
+
 #[test]
 fn a_premium_number_is_refused_with_an_announcement_and_403_and_never_dialled() {
     // 0900: premium rate, barred by default (toll fraud dials these).

@@ -602,7 +602,7 @@ impl CallControl {
             .as_ref()
             .map(|a| msg::percent_decode(&a.user).unwrap_or_else(|| a.user.clone()))
             .unwrap_or_default();
-        let trunks = self.shared.trunks.clone();
+        let trunks = self.shared.trunks.current();
         let trunk = trunks.of_source(from.addr.ip());
         let identity = match trunk {
             // The carrier is known by its address: its calls need no password, and the
@@ -978,7 +978,12 @@ impl CallControl {
                     source: Some(source),
                     privacy: *privacy,
                 };
-                match self.shared.trunks.outbound_call(trunk, request, &active) {
+                match self
+                    .shared
+                    .trunks
+                    .current()
+                    .outbound_call(trunk, request, &active)
+                {
                     Ok(Some(out)) => {
                         trunk_used = Some(out.trunk);
                         trunk_codecs = Some(out.codecs);
@@ -1003,7 +1008,12 @@ impl CallControl {
         let default_srtp = self.shared.config.srtp;
         let srtp_policy = match (extension, &trunk_used) {
             (Some(extension), _) => registrar.srtp_policy(extension),
-            (None, Some(trunk)) => self.shared.trunks.srtp_of(trunk).unwrap_or(default_srtp),
+            (None, Some(trunk)) => self
+                .shared
+                .trunks
+                .current()
+                .srtp_of(trunk)
+                .unwrap_or(default_srtp),
             (None, None) => default_srtp,
         };
         let mut placed = Vec::new();
@@ -1287,7 +1297,7 @@ impl CallControl {
         if failed.media_started || !carrier_failed(final_status) {
             return None;
         }
-        let next = self.shared.trunks.failover_of(trunk)?;
+        let next = self.shared.trunks.current().failover_of(trunk)?;
         tracing::warn!(leg = %failed.parent, %trunk, status = final_status, failover = %next, "dial: the carrier failed the call; trying the failover trunk");
         let target = dialplan::DialTarget::Trunk {
             trunk: next,

@@ -143,7 +143,13 @@ async fn rooms(State(state): State<AppState>) -> impl IntoResponse {
 
 /// `GET /trunks`: every trunk with its registration state.
 async fn trunks(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(state.shared.trunks.status(std::time::Instant::now()))
+    axum::Json(
+        state
+            .shared
+            .trunks
+            .current()
+            .status(std::time::Instant::now()),
+    )
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
@@ -280,7 +286,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Source addresses banned now after repeated failed authentication.",
         reg::ACTIVE_BANS.load(Ordering::Relaxed),
     );
-    let trunks = state.shared.trunks.status(std::time::Instant::now());
+    let trunks = state
+        .shared
+        .trunks
+        .current()
+        .status(std::time::Instant::now());
     gauge(
         &mut body,
         "amtsleitung_trunks_registered",
@@ -335,6 +345,16 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "amtsleitung_tls_certificate_reloads_total",
             "Times the TLS certificate was loaded again after its files changed.",
             &crate::tls::CERTIFICATE_RELOADS,
+        ),
+        (
+            "amtsleitung_trunks_reloads_total",
+            "Changed trunks files taken into force.",
+            &crate::trunk_service::RELOADS_ACCEPTED,
+        ),
+        (
+            "amtsleitung_trunks_reloads_refused_total",
+            "Changed trunks files refused (the trunks in force stayed).",
+            &crate::trunk_service::RELOADS_REFUSED,
         ),
     ] {
         counter(

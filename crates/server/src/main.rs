@@ -27,6 +27,7 @@ mod srtp_setting;
 mod store_handle;
 mod tls;
 mod transport;
+mod trunk_reload;
 mod trunk_service;
 mod udp_arrival;
 mod user_cli;

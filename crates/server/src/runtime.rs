@@ -22,7 +22,7 @@ use crate::sip_endpoint::{EndpointConfig, SipEndpoint};
 use crate::sounds::SoundLibrary;
 use crate::store_handle::StoreHandle;
 use crate::transport::{self, Inbound, TransportHandle};
-use crate::trunk_service::{TrunkLines, TrunkSet};
+use crate::trunk_service::{TrunkHolder, TrunkLines, TrunkSet};
 use crate::user_directory::UserDirectory;
 
 /// Calls at most; beyond it INVITEs get 503 (bounded everything).
@@ -96,16 +96,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .registrations_unexpired(jiff::Timestamp::now().as_millisecond())
         .context("cannot read the registrations")?;
     let store = StoreHandle::start(store).context("cannot start the store thread")?;
-    let trunks = match &config.trunks {
-        Some(path) => Arc::new(TrunkSet::load(path).await?),
-        None => Arc::new(TrunkSet::default()),
-    };
-    for destination in trunks.tls_destinations() {
-        let profile =
-            crate::tls::ClientProfile::new(&destination.host, destination.ca_file.as_deref())
-                .with_context(|| format!("trunk \"{}\": TLS", destination.trunk))?;
-        transport.add_tls_destination(destination.addr, profile);
-    }
+    let trunks = TrunkHolder::load(config.trunks.as_deref()).await?;
+    crate::trunk_reload::add_tls_destinations(&trunks.current(), &transport)?;
     let shared = Arc::new(Shared {
         config,
         sounds,
@@ -139,10 +131,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ..RateLimitConfig::default()
     });
     let (control, call_queues) = CallControl::new(shared.clone(), ports, command_tx);
-    let trunk_lines = TrunkLines::start(&shared.trunks, &endpoint, Instant::now());
+    let trunk_lines = TrunkLines::start(&shared.trunks.current(), &endpoint, Instant::now());
+    let (trunks_tx, trunks_rx) = mpsc::channel(4);
+    crate::trunk_reload::spawn(shared.clone(), transport.clone(), trunks_tx)?;
     let core = Core {
         trunk_lines,
-        trunks: shared.trunks.clone(),
+        trunks: shared.trunks.current(),
+        trunk_reloads: trunks_rx,
         rate_limit,
         endpoint,
         control,
@@ -215,6 +210,8 @@ struct Core {
     /// Registrations with the carriers.
     trunk_lines: TrunkLines,
     trunks: Arc<TrunkSet>,
+    /// Trunks files taken into force since.
+    trunk_reloads: mpsc::Receiver<Arc<TrunkSet>>,
 }
 
 impl Core {
@@ -265,6 +262,11 @@ impl Core {
                     } else {
                         crate::registrar::metrics::DROPPED_MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
+                }
+                Some(reloaded) = self.trunk_reloads.recv() => {
+                    let now = Instant::now();
+                    self.trunk_lines.reconfigure(&self.trunks, &reloaded, &mut self.endpoint, now);
+                    self.trunks = reloaded;
                 }
                 Some(request) = security.recv() => {
                     self.registrar.on_security_request(request, Instant::now());

@@ -21,6 +21,6 @@ pub struct Shared {
     pub store: crate::store_handle::StoreHandle,
     /// Live conference rooms.
     pub conferences: crate::conference::Registry,
-    /// SIP trunks (none without a `trunks` file).
-    pub trunks: std::sync::Arc<crate::trunk_service::TrunkSet>,
+    /// SIP trunks (none without a `trunks` file), swapped on reload.
+    pub trunks: crate::trunk_service::TrunkHolder,
 }

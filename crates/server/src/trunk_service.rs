@@ -113,6 +113,80 @@ pub struct TrunkSet {
     unreachable: Mutex<Vec<bool>>,
 }
 
+/// The trunks in force, swapped whole when `trunks.toml` changes: calls look them up when
+/// they need them, so a running call keeps what it had and the next one sees the new file.
+pub struct TrunkHolder {
+    current: std::sync::RwLock<std::sync::Arc<TrunkSet>>,
+    /// Where the trunks come from (`None`: no trunks file, nothing to reload).
+    path: Option<PathBuf>,
+}
+
+/// Trunks files taken into force after a change.
+pub static RELOADS_ACCEPTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Changed trunks files refused (the lines in force stayed).
+pub static RELOADS_REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl TrunkHolder {
+    /// Trunks read from `path`, or none.
+    pub async fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let set = match path {
+            Some(path) => TrunkSet::load(path).await?,
+            None => TrunkSet::default(),
+        };
+        Ok(Self {
+            current: std::sync::RwLock::new(std::sync::Arc::new(set)),
+            path: path.map(Path::to_path_buf),
+        })
+    }
+
+    /// The trunks in force now.
+    pub fn current(&self) -> std::sync::Arc<TrunkSet> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The trunks file, if there is one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Reads the trunks file again; the new set is in force when this returns `Ok`. A file
+    /// that does not pass the checks, names a host that does not resolve, or fails `check`
+    /// (run before it takes effect) is refused whole and the set in force stays, so a typo
+    /// never takes the outside lines down.
+    pub async fn reload(
+        &self,
+        check: impl FnOnce(&TrunkSet) -> anyhow::Result<()>,
+    ) -> anyhow::Result<std::sync::Arc<TrunkSet>> {
+        let Some(path) = &self.path else {
+            anyhow::bail!("no trunks file");
+        };
+        let loaded = match TrunkSet::load(path).await {
+            Ok(set) => check(&set).map(|()| set),
+            Err(err) => Err(err),
+        };
+        let set = match loaded {
+            Ok(set) => std::sync::Arc::new(set),
+            Err(err) => {
+                RELOADS_REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(err);
+            }
+        };
+        let old = self.current();
+        set.carry_state_from(&old);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = set.clone();
+        RELOADS_ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(set)
+    }
+
+    /// The number of trunks in force.
+    pub fn len(&self) -> usize {
+        self.current().config.trunks.len()
+    }
+}
+
 /// A resolved address of one trunk's carrier.
 struct CarrierAddress {
     trunk: usize,
@@ -237,6 +311,42 @@ impl TrunkSet {
                     .find(|c| c.addr.ip() == ip)
                     .and_then(|c| self.config.trunks.get(c.trunk))
             })
+    }
+
+    /// Takes over the registration state and reachability of every trunk that `old` had
+    /// with the same settings: its line keeps running, so its state stays true.
+    fn carry_state_from(&self, old: &TrunkSet) {
+        let old_status = old.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for index in 0..self.config.trunks.len() {
+            let Some(old_index) = old.unchanged_index(self, index) else {
+                continue;
+            };
+            if let Some(status) = old_status.get(old_index) {
+                self.set_status(index, status.clone());
+            }
+            self.set_reachable(index, old.is_reachable(old_index));
+        }
+    }
+
+    /// Where trunk `index` of `new` sits in this set when it is there with the same
+    /// settings and carrier addresses (so its registration and keep-alive can go on).
+    fn unchanged_index(&self, new: &TrunkSet, index: usize) -> Option<usize> {
+        let trunk = new.config.trunks.get(index)?;
+        let mine = self
+            .config
+            .trunks
+            .iter()
+            .position(|t| t.name == trunk.name)?;
+        let addresses = |set: &TrunkSet, i: usize| -> Vec<(SocketAddr, bool)> {
+            set.carriers
+                .iter()
+                .filter(|c| c.trunk == i)
+                .map(|c| (c.addr, c.registrar))
+                .collect()
+        };
+        (self.config.trunks.get(mine) == Some(trunk)
+            && addresses(self, mine) == addresses(new, index))
+        .then_some(mine)
     }
 
     /// The trunk `name` fails over to, if any.
@@ -666,8 +776,9 @@ async fn resolve(uri: &str, default_port: u16) -> anyhow::Result<(String, Vec<So
 /// The registrations to carriers, driven in the core loop.
 pub struct TrunkLines {
     lines: Vec<Line>,
-    /// REGISTERs in flight → the line that sent them.
-    in_flight: HashMap<TransactionKey, usize>,
+    /// REGISTERs in flight → the line that sent them (by id: lines come and go on reload).
+    in_flight: HashMap<TransactionKey, u64>,
+    next_line_id: u64,
     /// OPTIONS keep-alive per trunk that asks for it (`options-interval`).
     keepalives: Vec<Keepalive>,
     /// Keep-alive OPTIONS in flight → the keep-alive that sent them.
@@ -688,8 +799,11 @@ struct Keepalive {
 const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Line {
+    id: u64,
     /// The trunk's place in the configuration.
     trunk: usize,
+    /// Its trunk was removed or changed by a reload: it unregisters, then goes.
+    leaving: bool,
     name: String,
     next_hop: Peer,
     registration: OutboundRegistration,
@@ -699,97 +813,110 @@ struct Line {
 impl TrunkLines {
     /// Starts registering every `register` trunk of `set`.
     pub fn start(set: &TrunkSet, endpoint: &SipEndpoint, now: Instant) -> Self {
-        let mut lines = Vec::new();
-        for (index, trunk) in set.config.trunks.iter().enumerate() {
-            let TrunkMode::Register(registration) = &trunk.mode else {
-                continue;
-            };
-            let Some(addr) = set.registrar_of(index) else {
-                tracing::error!(trunk = %trunk.name, "no address to register with");
-                continue;
-            };
-            let transport = transport_of(trunk);
-            let next_hop = Peer {
-                addr,
-                transport,
-                connection: None,
-            };
-            let sent_by = endpoint.sent_by_towards(next_hop);
-            let registrar_uri = registration.registrar.as_str();
-            let registrar_host = sip::message::parse_uri(registrar_uri)
-                .map(|u| u.host_with_port.to_string())
-                .unwrap_or_default();
-            let password = match &registration.password {
-                Password::Inline(password) => password.clone(),
-                // Read at load; a path here means a set built by hand.
-                Password::File(_) => String::new(),
-            };
-            let credentials = ClientCredentials {
-                username: registration.auth_username().to_string(),
-                secret: Secret::Password(password),
-            };
-            let mut config = RegistrationConfig::new(
-                registrar_uri,
-                format!("sip:{}@{registrar_host}", registration.username),
-                credentials,
-                contact_towards(&registration.username, &sent_by, transport),
-                sent_by,
-                transport,
-            );
-            config.expires = u32::try_from(registration.expires.as_secs()).unwrap_or(600);
-            config.user_agent = Some(concat!("amtsleitung/", env!("CARGO_PKG_VERSION")).into());
-            match OutboundRegistration::new(config, rand::random()) {
-                Ok(mut machine) => {
-                    machine.start(now);
-                    lines.push(Line {
-                        trunk: index,
-                        name: trunk.name.clone(),
-                        next_hop,
-                        registration: machine,
-                        shown: initial_status(trunk),
-                    });
-                }
-                Err(err) => {
-                    tracing::error!(trunk = %trunk.name, "cannot register: {err}");
+        let mut lines = Self {
+            lines: Vec::new(),
+            in_flight: HashMap::new(),
+            next_line_id: 0,
+            keepalives: keepalives_of(set, now),
+            probes: HashMap::new(),
+        };
+        for index in 0..set.config.trunks.len() {
+            lines.add_line(set, index, endpoint, now);
+        }
+        lines
+    }
+
+    /// Takes `new` (a reloaded trunks file) into force in place of `old`: trunks unchanged
+    /// keep their registration running, removed or changed ones unregister (REGISTER with
+    /// `Expires: 0`), new or changed ones register afresh; keep-alives start over.
+    pub fn reconfigure(
+        &mut self,
+        old: &TrunkSet,
+        new: &TrunkSet,
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) {
+        for line in self.lines.iter_mut().filter(|l| !l.leaving) {
+            let kept = (0..new.config.trunks.len())
+                .find(|&index| old.unchanged_index(new, index) == Some(line.trunk));
+            match kept {
+                Some(index) => line.trunk = index,
+                None => {
+                    tracing::info!(trunk = %line.name, "trunk removed or changed by the reload: unregistering");
+                    line.leaving = true;
+                    line.registration.stop(now);
                 }
             }
         }
-        let keepalives = set
-            .config
-            .trunks
-            .iter()
-            .enumerate()
-            .filter_map(|(index, trunk)| {
-                let interval = trunk.options_interval?;
-                let addr = set.registrar_of(index)?;
-                let uri = match &trunk.mode {
-                    TrunkMode::Register(r) => trunk.proxy.as_ref().unwrap_or(&r.registrar),
-                    TrunkMode::Ip { .. } => trunk.proxy.as_ref()?,
-                };
-                let mut qualifier = Qualifier::new(QualifyConfig {
-                    interval,
-                    timeout: KEEPALIVE_TIMEOUT,
-                });
-                // The first OPTIONS one interval after start: the REGISTER goes first.
-                qualifier.track(index, now);
-                Some(Keepalive {
+        for index in 0..new.config.trunks.len() {
+            if !self.lines.iter().any(|l| !l.leaving && l.trunk == index) {
+                self.add_line(new, index, endpoint, now);
+            }
+        }
+        self.keepalives = keepalives_of(new, now);
+        self.probes.clear();
+        self.pump(new, endpoint, now);
+    }
+
+    /// Starts registering trunk `index` of `set` when it is a `register` trunk.
+    fn add_line(&mut self, set: &TrunkSet, index: usize, endpoint: &SipEndpoint, now: Instant) {
+        let Some(trunk) = set.config.trunks.get(index) else {
+            return;
+        };
+        let TrunkMode::Register(registration) = &trunk.mode else {
+            return;
+        };
+        let Some(addr) = set.registrar_of(index) else {
+            tracing::error!(trunk = %trunk.name, "no address to register with");
+            return;
+        };
+        let transport = transport_of(trunk);
+        let next_hop = Peer {
+            addr,
+            transport,
+            connection: None,
+        };
+        let sent_by = endpoint.sent_by_towards(next_hop);
+        let registrar_uri = registration.registrar.as_str();
+        let registrar_host = sip::message::parse_uri(registrar_uri)
+            .map(|u| u.host_with_port.to_string())
+            .unwrap_or_default();
+        let password = match &registration.password {
+            Password::Inline(password) => password.clone(),
+            // Read at load; a path here means a set built by hand.
+            Password::File(_) => String::new(),
+        };
+        let credentials = ClientCredentials {
+            username: registration.auth_username().to_string(),
+            secret: Secret::Password(password),
+        };
+        let mut config = RegistrationConfig::new(
+            registrar_uri,
+            format!("sip:{}@{registrar_host}", registration.username),
+            credentials,
+            contact_towards(&registration.username, &sent_by, transport),
+            sent_by,
+            transport,
+        );
+        config.expires = u32::try_from(registration.expires.as_secs()).unwrap_or(600);
+        config.user_agent = Some(concat!("amtsleitung/", env!("CARGO_PKG_VERSION")).into());
+        match OutboundRegistration::new(config, rand::random()) {
+            Ok(mut machine) => {
+                machine.start(now);
+                self.next_line_id += 1;
+                self.lines.push(Line {
+                    id: self.next_line_id,
                     trunk: index,
+                    leaving: false,
                     name: trunk.name.clone(),
-                    uri: uri.as_str().to_string(),
-                    next_hop: Peer {
-                        addr,
-                        transport: transport_of(trunk),
-                        connection: None,
-                    },
-                    qualifier,
-                })
-            })
-            .collect();
-        Self {
-            lines,
-            in_flight: HashMap::new(),
-            keepalives,
-            probes: HashMap::new(),
+                    next_hop,
+                    registration: machine,
+                    shown: initial_status(trunk),
+                });
+            }
+            Err(err) => {
+                tracing::error!(trunk = %trunk.name, "cannot register: {err}");
+            }
         }
     }
 
@@ -860,10 +987,10 @@ impl TrunkLines {
             }
             return true;
         }
-        let Some(index) = self.in_flight.remove(key) else {
+        let Some(id) = self.in_flight.remove(key) else {
             return false;
         };
-        if let Some(line) = self.lines.get_mut(index) {
+        if let Some(line) = self.lines.iter_mut().find(|l| l.id == id) {
             match answer {
                 Some(response) => line.registration.on_response(&response, now),
                 None => line.registration.on_timeout(now),
@@ -892,14 +1019,17 @@ impl TrunkLines {
                 }
             }
         }
-        for (index, line) in self.lines.iter_mut().enumerate() {
+        for line in self.lines.iter_mut() {
             while let Some(request) = line.registration.poll_request(now) {
                 match endpoint.send_own_request(request, line.next_hop, now) {
                     Some(key) => {
-                        self.in_flight.insert(key, index);
+                        self.in_flight.insert(key, line.id);
                     }
                     None => line.registration.on_timeout(now),
                 }
+            }
+            if line.leaving {
+                continue;
             }
             let status = status_of(&line.name, line.registration.state());
             if status.state != line.shown.state || status.error != line.shown.error {
@@ -917,7 +1047,49 @@ impl TrunkLines {
                 line.shown = status;
             }
         }
+        self.lines.retain(|l| {
+            let gone =
+                l.leaving && matches!(l.registration.state(), RegistrationState::Unregistered);
+            if gone {
+                tracing::info!(trunk = %l.name, "old trunk unregistered");
+            }
+            !gone
+        });
     }
+}
+
+/// A keep-alive for every trunk of `set` that asks for one (`options-interval`).
+fn keepalives_of(set: &TrunkSet, now: Instant) -> Vec<Keepalive> {
+    set.config
+        .trunks
+        .iter()
+        .enumerate()
+        .filter_map(|(index, trunk)| {
+            let interval = trunk.options_interval?;
+            let addr = set.registrar_of(index)?;
+            let uri = match &trunk.mode {
+                TrunkMode::Register(r) => trunk.proxy.as_ref().unwrap_or(&r.registrar),
+                TrunkMode::Ip { .. } => trunk.proxy.as_ref()?,
+            };
+            let mut qualifier = Qualifier::new(QualifyConfig {
+                interval,
+                timeout: KEEPALIVE_TIMEOUT,
+            });
+            // The first OPTIONS one interval after start: the REGISTER goes first.
+            qualifier.track(index, now);
+            Some(Keepalive {
+                trunk: index,
+                name: trunk.name.clone(),
+                uri: uri.as_str().to_string(),
+                next_hop: Peer {
+                    addr,
+                    transport: transport_of(trunk),
+                    connection: None,
+                },
+                qualifier,
+            })
+        })
+        .collect()
 }
 
 fn status_of(name: &str, state: &RegistrationState) -> TrunkStatus {
