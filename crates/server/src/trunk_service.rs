@@ -312,6 +312,7 @@ impl TrunkSet {
                     number: digits,
                 },
                 timeout_s: 300,
+                fax: false,
             }],
             hops: 0,
             public: false,
