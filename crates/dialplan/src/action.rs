@@ -43,6 +43,9 @@ pub enum Action {
         target: DialTarget,
         /// Ring for this long.
         timeout_s: u32,
+        /// A fax call: the caller's G.711 is passed through unchanged (no jitter buffer,
+        /// concealment or transcoding); a callee that cannot take it refuses the call.
+        fax: bool,
     },
     /// Send the call elsewhere right away (302 before answer, transfer after).
     Forward {
@@ -398,6 +401,7 @@ impl ActionParser {
             "dial" | "forward" => {
                 let is_dial = name == "dial";
                 let mut timeout_s = DEFAULT_DIAL_TIMEOUT_S;
+                let mut fax = false;
                 let target = match (arg, arg_table) {
                     (Some(a), _) if a.get_ref().is_str() => {
                         let s = walk::string(r, a, &name, "")?;
@@ -413,6 +417,7 @@ impl ActionParser {
                         let allowed: &[&str] = if is_dial {
                             &[
                                 "user", "group", "uri", "trunk", "number", "privacy", "timeout",
+                                "fax",
                             ]
                         } else {
                             &["user", "group", "uri", "trunk", "number", "privacy"]
@@ -421,6 +426,9 @@ impl ActionParser {
                         if let Some(tv) = t.get("timeout") {
                             timeout_s =
                                 u32::try_from(walk::integer(r, tv, "timeout", 1..=600)?).ok()?;
+                        }
+                        if let Some(fv) = t.get("fax") {
+                            fax = walk::boolean(r, fv, "fax")?;
                         }
                         self.target(r, t, &arg_span, &name)?
                     }
@@ -434,7 +442,11 @@ impl ActionParser {
                     }
                 };
                 if is_dial {
-                    Action::Dial { target, timeout_s }
+                    Action::Dial {
+                        target,
+                        timeout_s,
+                        fax,
+                    }
                 } else {
                     Action::Forward { target }
                 }
@@ -1018,9 +1030,11 @@ impl Action {
             Action::Dial {
                 target: t,
                 timeout_s,
+                fax,
             } => Action::Dial {
                 target: target(t),
                 timeout_s: *timeout_s,
+                fax: *fax,
             },
             Action::Forward { target: t } => Action::Forward { target: target(t) },
             Action::Menu {
@@ -1111,8 +1125,20 @@ pub(crate) fn write_actions(
                     " by DTMF"
                 }
             )?,
-            Action::Dial { target, timeout_s } => {
-                writeln!(f, "dial {target}, ring {timeout_s} s, on no answer go on")?
+            Action::Dial {
+                target,
+                timeout_s,
+                fax,
+            } => {
+                let fax = if *fax {
+                    " as a fax call (G.711 passed through unchanged)"
+                } else {
+                    ""
+                };
+                writeln!(
+                    f,
+                    "dial {target}{fax}, ring {timeout_s} s, on no answer go on"
+                )?
             }
             Action::Forward { target } => writeln!(f, "forward to {target}")?,
             Action::Menu {

@@ -188,6 +188,14 @@ fn type_and_value_errors_name_the_key() {
             "t.toml:3:60: error: privacy must be true or false, found a string",
         ),
         (
+            "[[rule]]\nmatch = \"1\"\nactions = [{ dial = { user = \"a\", fax = \"yes\" } }]\n",
+            "t.toml:3:41: error: fax must be true or false, found a string",
+        ),
+        (
+            "[[rule]]\nmatch = \"1\"\nactions = [{ forward = { user = \"a\", fax = true } }]\n",
+            "t.toml:3:38: error: unknown key `fax` in `forward`",
+        ),
+        (
             "[[rule]]\nmatch = \"1\"\nactions = [{ answer = {}, echo = {} }]\n",
             "t.toml:3:12: error: an action is a table with exactly one key, the action's name",
         ),

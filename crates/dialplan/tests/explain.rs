@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use dialplan::{CallFacts, Compiled};
+use dialplan::{CallFacts, CheckContext, Compiled, SourceFile};
 
 /// The doc admins read; each example's output must appear there verbatim.
 const README: &str = "examples/townhall/README.md";
@@ -109,6 +109,34 @@ fn explain_names_matched_rule_and_why_earlier_rules_failed() {
     );
     assert!(text.contains("Routing +49711123400 (goto):\n"), "{text}");
     assert_eq!(e3.route, c3.plan.route(&f3));
+}
+
+#[test]
+fn a_fax_dial_is_routed_as_one_and_explained_so() {
+    let files = [SourceFile {
+        path: "fax.toml".into(),
+        text: "[[rule]]\nname = \"fax line\"\nmatch = \"150\"\n\
+               actions = [{ dial = { user = \"150\", fax = true } }, { hangup = 480 }]\n\
+               [[rule]]\nname = \"phone\"\nmatch = \"151\"\n\
+               actions = [{ dial = { user = \"151\", fax = false } }]\n"
+            .into(),
+    }];
+    let c = compile_ok(&files, &CheckContext::default());
+    let at = "2026-12-24T10:00+01:00";
+    let fax = c.plan.route(&call("150", None, None, None, at)).unwrap();
+    assert_eq!(chain(&fax.actions), "dial user:150 30 fax | hangup 480");
+    let phone = c.plan.route(&call("151", None, None, None, at)).unwrap();
+    assert_eq!(chain(&phone.actions), "dial user:151 30");
+    let text = c
+        .plan
+        .explain(&call("150", None, None, None, at))
+        .to_string();
+    assert!(
+        text.contains(
+            "  1. dial user 150 as a fax call (G.711 passed through unchanged), ring 30 s, on no answer go on\n"
+        ),
+        "{text}"
+    );
 }
 
 #[test]

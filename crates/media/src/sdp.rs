@@ -10,6 +10,7 @@
 //!
 //! Text here is signalling, not the per-packet path: parsing and printing allocate.
 
+mod image;
 mod keys;
 mod parse;
 #[cfg(test)]
@@ -18,6 +19,7 @@ mod tests;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+pub use image::{ImageStream, LocalImage, MAX_FAX_ATTRIBUTES, t38_answer, t38_offer};
 pub use keys::{LocalSrtp, MAX_CRYPTO_LINES, NegotiatedSrtp, OFFERED_SUITES};
 pub use parse::parse;
 pub use srtp::{SrtpPolicy, UnknownSrtpPolicy};
@@ -78,6 +80,9 @@ pub enum SdpError {
     /// SRTP is off for the leg, and the peer offered encrypted media only.
     #[error("the peer offers encrypted media only (RTP/SAVP), and SRTP is off for this leg")]
     EncryptionRefused,
+    /// A T.38 answer was asked for an offer without a T.38 stream that can carry fax.
+    #[error("no T.38 stream (m=image udptl t38 with a port and an address)")]
+    NoFaxStream,
     /// The connection address is a host name; we do not resolve names in the media path.
     #[error("SDP m= line {line}: connection address is a host name, not an IP address")]
     UnresolvedAddress {
@@ -350,6 +355,9 @@ pub struct MediaDescription {
     pub extmaps: Vec<ExtMap>,
     /// `a=crypto` values (RFC 4568 §9.1) as written, in order, at most [`MAX_CRYPTO_LINES`].
     pub crypto: Vec<String>,
+    /// `a=T38…` attributes of a fax stream as written, without `a=`, in order, at most
+    /// [`MAX_FAX_ATTRIBUTES`]: passed on to the other leg, never read by us.
+    pub fax_attributes: Vec<String>,
 }
 
 /// An `a=extmap` attribute (RFC 8285 §5): a local id for an RTP header extension.
@@ -711,16 +719,18 @@ fn dedup(codecs: &[Codec]) -> Vec<Codec> {
 
 /// `v=`, `o=`, `s=`, `c=`, `t=` for our side.
 fn write_session_header(sdp: &mut String, local: &LocalMedia) {
-    let family = match local.ip {
+    write_origin_and_connection(sdp, local.ip, local.session_id, local.session_version);
+}
+
+/// `v=`, `o=`, `s=`, `c=`, `t=` for a description of ours at `ip`.
+fn write_origin_and_connection(sdp: &mut String, ip: IpAddr, session_id: u64, version: u64) {
+    let family = match ip {
         IpAddr::V4(_) => "IP4",
         IpAddr::V6(_) => "IP6",
     };
     let _ = write!(
         sdp,
-        "v=0\r\no=- {id} {ver} IN {family} {ip}\r\ns=amtsleitung\r\nc=IN {family} {ip}\r\nt=0 0\r\n",
-        id = local.session_id,
-        ver = local.session_version,
-        ip = local.ip,
+        "v=0\r\no=- {session_id} {version} IN {family} {ip}\r\ns=amtsleitung\r\nc=IN {family} {ip}\r\nt=0 0\r\n",
     );
 }
 

@@ -4,8 +4,9 @@
 //! media session started and a [`Call`] made for it. What happens to the legs (key presses,
 //! a placed leg ringing, answering, ending), the room's news and the media session's reports
 //! go to that call; what the call puts out is carried out here on the endpoint and the media
-//! workers, or through [`crate::call_effects`]. Re-offers update the media; an ended leg
-//! stops its media and writes the call record.
+//! workers, or through [`crate::call_effects`]. Re-offers update the media, except that a
+//! switch to T.38 fax (or back) on a connected call is passed on to the other leg (see
+//! [`crate::fax`]); an ended leg stops its media and writes the call record.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +23,7 @@ use crate::call::{
 use crate::call_effects::{self, Replies};
 use crate::call_event::{CALL_EVENTS_QUEUE, CallEvent, CallEvents};
 use crate::core_command::CoreCommand;
+use crate::fax::{self, CallMedia, MediaSwitch, OfferStep, Passing, Wants};
 use crate::ids::LegId;
 use crate::media_worker::{
     Connection, MediaCommand, MediaMode, PortAllocator, QualityCell, RemoteMedia, RoomJoin,
@@ -31,9 +33,13 @@ use crate::registrar::{Caller, CallerRefusal, RegistrarService};
 use crate::shared::Shared;
 use crate::sip_endpoint::{Incoming, LegEvent, MEDIA_TIMEOUT, OutboundCall, SipEndpoint};
 use crate::trunk_service::CallerClasses;
+use crate::udptl_relay::UdptlRelayTask;
 
 /// Codecs we offer and accept, best first (the answer follows the offerer's order).
 const OUR_CODECS: &[Codec] = &[Codec::Opus, Codec::G722, Codec::Pcma, Codec::Pcmu];
+/// What a fax call runs on: G.711, which a fax machine's tones survive unchanged when it is
+/// passed through (no other codec we have carries fax).
+const FAX_CODECS: &[Codec] = &[Codec::Pcma, Codec::Pcmu];
 /// How long a call record waits for the media worker's final figures.
 const MEDIA_STOP_WAIT: Duration = Duration::from_millis(300);
 
@@ -113,6 +119,45 @@ struct CallLeg {
     /// The leg this caller is connected to, once someone answered; kept after that leg is
     /// gone, for the call record.
     connected: Option<ConnectedCallee>,
+    /// The caller's own line is a fax machine (`user fax EXT on`).
+    fax_line: bool,
+    /// Where the connected call's media stands: audio, T.38, or an offer passed on.
+    switch: MediaSwitch,
+    /// What the offer passed on holds until the other leg answers.
+    pending_switch: Option<PendingSwitch>,
+    /// The T.38 relay, while the call carries fax.
+    t38: Option<T38Call>,
+}
+
+/// A re-offer passed from one leg of a connected call to the other, waiting for its answer.
+struct PendingSwitch {
+    /// The offering leg's re-offer, parsed and as it came.
+    offer: sdp::SessionDescription,
+    body: Vec<u8>,
+    /// For T.38: the socket facing the offering leg and the one facing the other leg (with
+    /// their RTCP partners, which keep the pairs from being handed out again), bound before
+    /// the offer went on, and the stream it offered.
+    t38: Option<(SocketPair, SocketPair, sdp::ImageStream)>,
+}
+
+/// An RTP/RTCP-style port pair; only the even one carries UDPTL.
+type SocketPair = (std::net::UdpSocket, std::net::UdpSocket);
+
+/// A connected call that carries T.38: the relay, and each leg's side of it.
+struct T38Call {
+    relay: UdptlRelayTask,
+    /// The side facing the leg that offered T.38, then the other one.
+    sides: [T38Side; 2],
+}
+
+/// One leg's view of a T.38 call: our port, and the stream we last described to it.
+struct T38Side {
+    leg: LegId,
+    ip: IpAddr,
+    port: u16,
+    /// The stream as our last description to this leg showed it (the other machine's
+    /// attributes), answered again to its refreshes.
+    described: sdp::ImageStream,
 }
 
 /// The placed leg that answered a caller's `dial`.
@@ -194,6 +239,8 @@ struct OutboundLeg {
     /// A call out through a trunk, as the dialplan asked for it: what a failover needs to
     /// place it again on the next trunk.
     call_out: Option<CallOutRequest>,
+    /// The codecs our offer named: a fax call's offer names only the caller's.
+    offered: Vec<Codec>,
 }
 
 /// A call out as the dialplan asked for it.
@@ -202,6 +249,7 @@ struct CallOutRequest {
     number: String,
     privacy: bool,
     forwarded: bool,
+    fax_rule: bool,
 }
 
 /// Whether a carrier's refusal of a call out says the carrier failed rather than the called
@@ -468,11 +516,11 @@ impl CallControl {
                 }
                 Some(Reply::Started(started))
             }
-            Question::Place(target) => {
-                Some(self.dial(leg, target, false, endpoint, registrar, now))
+            Question::Place { target, fax } => {
+                Some(self.dial(leg, target, false, *fax, endpoint, registrar, now))
             }
             Question::Forward(target) => {
-                Some(self.dial(leg, target, true, endpoint, registrar, now))
+                Some(self.dial(leg, target, true, false, endpoint, registrar, now))
             }
             _ => {
                 if let Some(reply) =
@@ -531,9 +579,9 @@ impl CallControl {
     ) {
         match event {
             LegEvent::Incoming(incoming) => self.on_incoming(*incoming, endpoint, registrar, now),
-            LegEvent::Offer { leg, body } => {
-                let answer = self.apply_offer(leg, &body);
-                endpoint.answer_offer(leg, answer, now);
+            LegEvent::Offer { leg, body } => self.on_offer(leg, body, endpoint, now),
+            LegEvent::OfferAnswered { leg, status, body } => {
+                self.on_offer_answered(leg, status, &body, endpoint, now)
             }
             LegEvent::Progress { leg } => {
                 if let Some(parent) = self.outbound.get(&leg).map(|o| o.parent) {
@@ -717,6 +765,10 @@ impl CallControl {
             }
         };
         tracing::info!(to = %callee, from = %caller, caller = ?identity, rule = %route.rule_name, "routing call");
+        // A fax call is answered on G.711 only, so that the callee can be offered the very
+        // same codec and the call passed through unchanged.
+        let fax_line = matches!(&identity, Caller::User { fax: true, .. });
+        let fax_call = fax_line || fax::route_is_fax(&route.actions, |ext| registrar.is_fax(ext));
         let mut refuse =
             |code: u16, phrase: Option<&str>| refuse_leg(endpoint, leg, code, phrase, now);
 
@@ -768,7 +820,12 @@ impl CallControl {
         let local = LocalMedia {
             ip: local_ip,
             port,
-            codecs,
+            // A fax call takes G.711 only, and a trunk's codecs are all it answers with.
+            codecs: if fax_call {
+                FAX_CODECS.to_vec()
+            } else {
+                codecs
+            },
             session_id,
             session_version: 1,
             srtp: sdp::LocalSrtp::new(srtp_policy),
@@ -777,6 +834,14 @@ impl CallControl {
             Ok(x) => x,
             Err(err @ (SdpError::EncryptionRequired | SdpError::EncryptionRefused)) => {
                 tracing::info!(policy = %srtp_policy, "offer refused: {err}");
+                refuse(488, None);
+                return;
+            }
+            Err(err) if fax_call => {
+                tracing::info!(
+                    fax = true,
+                    "fax call, but the caller offers no G.711: {err}; 488"
+                );
                 refuse(488, None);
                 return;
             }
@@ -841,7 +906,7 @@ impl CallControl {
                 },
                 quality,
                 call: None,
-                span: tracing::info_span!(parent: None, "call", call_id = %call_id, from = %caller, to = %callee, rule = %route.rule_name),
+                span: tracing::info_span!(parent: None, "call", call_id = %call_id, from = %caller, to = %callee, rule = %route.rule_name, fax = fax_call),
                 timer: None,
                 language: plan.language().to_string(),
                 codec_rate: codec.sample_rate(),
@@ -849,6 +914,10 @@ impl CallControl {
                 finished: false,
                 contacts_rung: 0,
                 connected: None,
+                fax_line,
+                switch: MediaSwitch::default(),
+                pending_switch: None,
+                t38: None,
             },
         );
         // The media session's reports reach the call through call control's queue.
@@ -879,12 +948,15 @@ impl CallControl {
     /// Sends an INVITE to every reachable contact of `target` for the caller of `leg`: the
     /// legs placed, and how many contacts no INVITE could be sent to. Which of them is
     /// connected and which cancelled is the caller's call's to decide (`dial` action). A
-    /// `forwarded` call out names the number the caller dialled as diverting it.
+    /// `forwarded` call out names the number the caller dialled as diverting it. A fax call
+    /// (`fax_rule`, the caller's or the called user's line) offers the caller's G.711 only.
+    #[allow(clippy::too_many_arguments)] // the question's parts, and the services to ask
     fn dial(
         &mut self,
         leg: LegId,
         target: &dialplan::DialTarget,
         forwarded: bool,
+        fax_rule: bool,
         endpoint: &mut SipEndpoint,
         registrar: &RegistrarService,
         now: Instant,
@@ -893,8 +965,21 @@ impl CallControl {
             return Reply::Placed {
                 legs: Vec::new(),
                 unplaced: 0,
+                fax: false,
             };
         };
+        let fax_callee =
+            matches!(target, dialplan::DialTarget::User(extension) if registrar.is_fax(extension));
+        let fax = fax_rule || caller.fax_line || fax_callee;
+        if fax {
+            let codec = caller.media.codec;
+            if !FAX_CODECS.contains(&codec) {
+                tracing::info!(%target, ?codec, "fax call, but the caller does not talk G.711: nothing could pass through unchanged");
+                return Reply::NoFaxCodec;
+            }
+            caller.span.record("fax", true);
+            tracing::info!(%target, ?codec, caller_line = caller.fax_line, callee_line = fax_callee, "fax call: the caller's G.711 is passed through unchanged");
+        }
         let (from_user, from_name) = (caller.caller.clone(), caller.caller_name.clone());
         let call_classes = caller.call_classes.clone();
         let diverted_from = forwarded.then(|| caller.callee.clone());
@@ -1025,6 +1110,7 @@ impl CallControl {
                 number: number.clone(),
                 privacy: *privacy,
                 forwarded,
+                fax_rule,
             }),
             _ => None,
         };
@@ -1035,6 +1121,7 @@ impl CallControl {
                 extension,
                 srtp_policy,
                 trunk_codecs.as_deref(),
+                fax,
                 endpoint,
                 now,
             ) {
@@ -1055,14 +1142,17 @@ impl CallControl {
         Reply::Placed {
             legs: placed,
             unplaced,
+            fax,
         }
     }
 
     /// Sends one INVITE for `parent`, with an offer of all our codecs on fresh ports, the
     /// caller's codec first: a phone that takes the first codec it knows then talks what the
     /// caller talks, and the call is relayed rather than transcoded. A trunk's `codecs`
-    /// (`only`) replace that: the admin's order is what the carrier is offered.
-    #[allow(clippy::too_many_arguments)]
+    /// (`only`) replace that: the admin's order is what the carrier is offered. A `fax` call
+    /// offers the caller's codec alone: relayed, or refused by the far end (488), never
+    /// transcoded.
+    #[allow(clippy::too_many_arguments)] // one INVITE's parts, and the endpoint to send it
     fn place(
         &mut self,
         parent: LegId,
@@ -1070,6 +1160,7 @@ impl CallControl {
         extension: Option<&str>,
         srtp_policy: sdp::SrtpPolicy,
         only: Option<&[Codec]>,
+        fax: bool,
         endpoint: &mut SipEndpoint,
         now: Instant,
     ) -> Option<LegId> {
@@ -1087,13 +1178,15 @@ impl CallControl {
             }
         };
         let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
-        let codecs = match only {
-            Some(only) => only.to_vec(),
-            None => {
+        let caller_codec = self.legs.get(&parent).map(|caller| caller.media.codec);
+        let codecs = match (only, caller_codec) {
+            (_, Some(caller)) if fax => vec![caller],
+            (Some(only), _) => only.to_vec(),
+            (None, caller) => {
                 let mut codecs = OUR_CODECS.to_vec();
-                if let Some(caller) = self.legs.get(&parent) {
-                    codecs.retain(|&c| c != caller.media.codec);
-                    codecs.insert(0, caller.media.codec);
+                if let Some(caller) = caller {
+                    codecs.retain(|&c| c != caller);
+                    codecs.insert(0, caller);
                 }
                 codecs
             }
@@ -1102,7 +1195,7 @@ impl CallControl {
         let local = LocalMedia {
             ip: local_ip,
             port,
-            codecs,
+            codecs: codecs.clone(),
             session_id,
             session_version: 1,
             srtp: sdp::LocalSrtp::new(srtp_policy),
@@ -1130,6 +1223,7 @@ impl CallControl {
                 trunk: None,
                 srtp: local.srtp,
                 call_out: None,
+                offered: codecs,
             },
         );
         Some(child)
@@ -1150,7 +1244,7 @@ impl CallControl {
         };
         let parent = out.parent;
         match parse_offer(body).and_then(|answer| {
-            sdp::accept_answer(OUR_CODECS, &out.srtp, &answer).map_err(|e| e.to_string())
+            sdp::accept_answer(&out.offered, &out.srtp, &answer).map_err(|e| e.to_string())
         }) {
             Ok(negotiated) => out.answer = Some(negotiated),
             Err(err) => {
@@ -1308,6 +1402,7 @@ impl CallControl {
             failed.parent,
             &target,
             request.forwarded,
+            request.fax_rule,
             endpoint,
             registrar,
             now,
@@ -1337,6 +1432,357 @@ impl CallControl {
         for child in children {
             endpoint.hangup(child, REASON, now);
         }
+    }
+
+    /// The caller's leg of the call `leg` belongs to, and the leg it is connected to now.
+    fn call_of(&self, leg: LegId) -> Option<(LegId, Option<LegId>)> {
+        if let Some(caller) = self.legs.get(&leg) {
+            let other = caller
+                .connected
+                .as_ref()
+                .filter(|c| c.ended.is_none())
+                .map(|c| c.leg);
+            return Some((leg, other));
+        }
+        let parent = self.outbound.get(&leg)?.parent;
+        let connected = self.legs.get(&parent)?.connected.as_ref();
+        let up = connected.is_some_and(|c| c.leg == leg && c.ended.is_none());
+        Some((parent, up.then_some(parent)))
+    }
+
+    /// A re-INVITE or UPDATE offer from `leg`: answered here, or, when it switches a
+    /// connected call to T.38 or back, passed on to the other leg (answered when that leg
+    /// answers, in [`Self::on_offer_answered`]).
+    fn on_offer(&mut self, leg: LegId, body: Vec<u8>, endpoint: &mut SipEndpoint, now: Instant) {
+        let call = self.call_of(leg);
+        let offer = parse_offer(&body).ok();
+        let (Some((parent, other)), Some(offer)) = (call, offer) else {
+            let answer = self.apply_offer(leg, &body);
+            endpoint.answer_offer(leg, answer, now);
+            return;
+        };
+        let step = match self.legs.get_mut(&parent) {
+            Some(caller) => caller.switch.on_offer(leg, other, Wants::of(&offer)),
+            None => OfferStep::AnswerAudio,
+        };
+        let answer = match step {
+            OfferStep::AnswerAudio => self.apply_offer(leg, &body),
+            OfferStep::AnswerT38 => self.answer_t38_again(parent, leg, &offer),
+            OfferStep::Refuse(status) => {
+                tracing::info!(leg = %leg, status, "re-INVITE refused: the call's media cannot take it now");
+                Err(status)
+            }
+            OfferStep::PassOn(passing) => {
+                return self.pass_on(parent, passing, offer, body, endpoint, now);
+            }
+        };
+        endpoint.answer_offer(leg, answer, now);
+    }
+
+    /// Sends the other leg our re-INVITE for `passing`'s offer; when it cannot go, the
+    /// offering leg is refused at once.
+    fn pass_on(
+        &mut self,
+        parent: LegId,
+        passing: Passing,
+        offer: sdp::SessionDescription,
+        body: Vec<u8>,
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) {
+        let prepared = match passing.towards {
+            CallMedia::T38 => self.prepare_t38(passing, &offer),
+            CallMedia::Audio => self.prepare_audio(passing, &offer),
+        };
+        let refusal = match prepared {
+            Ok((ours, t38)) => {
+                if endpoint.reoffer(passing.to, ours.into_bytes(), now) {
+                    tracing::info!(from = %passing.from, to = %passing.to, towards = ?passing.towards, "re-INVITE passed on to the other leg");
+                    if let Some(caller) = self.legs.get_mut(&parent) {
+                        caller.pending_switch = Some(PendingSwitch { offer, body, t38 });
+                    }
+                    return;
+                }
+                // The other leg's own offer is open: the machines try again (RFC 3261 §14.2).
+                tracing::info!(from = %passing.from, to = %passing.to, "re-INVITE not passed on: the other leg has an offer open; 491");
+                491
+            }
+            Err(status) => status,
+        };
+        if let Some(caller) = self.legs.get_mut(&parent) {
+            caller.switch.on_answer(passing.to, false);
+        }
+        endpoint.answer_offer(passing.from, Err(refusal), now);
+    }
+
+    /// Our T.38 offer to the other leg, carrying the offering leg's stream, on a port of our
+    /// own, and the ports bound for both legs' UDPTL; `Err(status)` to refuse the offer.
+    #[allow(clippy::type_complexity)] // one use: the offer and what waits for its answer
+    fn prepare_t38(
+        &mut self,
+        passing: Passing,
+        offer: &sdp::SessionDescription,
+    ) -> Result<(String, Option<(SocketPair, SocketPair, sdp::ImageStream)>), u16> {
+        let stream = offer.t38_stream().ok_or(488u16)?;
+        // UDPTL has no encryption of its own: a leg that is (or must be) SRTP does not get
+        // its fax sent in the clear.
+        let encrypted =
+            |m: &MediaSession| m.srtp.is_some() || m.srtp_local.policy == sdp::SrtpPolicy::Required;
+        let (from_ip, to_ip) = {
+            let from =
+                session_of(&mut self.legs, &mut self.outbound, passing.from).ok_or(481u16)?;
+            let (from_ip, from_encrypted) = (from.local_ip, encrypted(from));
+            let to = session_of(&mut self.legs, &mut self.outbound, passing.to).ok_or(481u16)?;
+            if from_encrypted || encrypted(to) {
+                tracing::info!(leg = %passing.from, "T.38 refused: UDPTL cannot be encrypted, and this call's media is (or must be) SRTP; 488");
+                return Err(488);
+            }
+            (from_ip, to.local_ip)
+        };
+        let bind = |ip| {
+            self.ports.bind_pair(ip).map_err(|err| {
+                tracing::error!("no UDPTL ports: {err}");
+                503u16
+            })
+        };
+        let from_pair = bind(from_ip)?;
+        let to_pair = bind(to_ip)?;
+        let to = session_of(&mut self.legs, &mut self.outbound, passing.to).ok_or(481u16)?;
+        to.sdp_version += 1;
+        let local = sdp::LocalImage {
+            ip: to.local_ip,
+            port: port_of(&to_pair.0),
+            session_id: to.session_id,
+            session_version: to.sdp_version,
+        };
+        let ours = sdp::t38_offer(&local, &stream);
+        Ok((ours, Some((from_pair, to_pair, stream))))
+    }
+
+    /// Our audio offer to the other leg (its codec as before, its RTP port), once the
+    /// offering leg's return to audio is known to be one we can answer.
+    #[allow(clippy::type_complexity)] // the same shape as `prepare_t38`'s
+    fn prepare_audio(
+        &mut self,
+        passing: Passing,
+        offer: &sdp::SessionDescription,
+    ) -> Result<(String, Option<(SocketPair, SocketPair, sdp::ImageStream)>), u16> {
+        let from = session_of(&mut self.legs, &mut self.outbound, passing.from).ok_or(481u16)?;
+        let local = LocalMedia {
+            ip: from.local_ip,
+            port: from.port,
+            codecs: vec![from.codec],
+            session_id: from.session_id,
+            session_version: from.sdp_version + 1,
+            srtp: from.srtp_local.clone(),
+        };
+        if let Err(err) = sdp::answer(offer, &local) {
+            tracing::info!(leg = %passing.from, "back to audio refused: {err}; 488");
+            return Err(488);
+        }
+        let to = session_of(&mut self.legs, &mut self.outbound, passing.to).ok_or(481u16)?;
+        to.sdp_version += 1;
+        // A T.38 call never ran SRTP (see `prepare_t38`): no keys, so it stays plain.
+        let local = LocalMedia {
+            ip: to.local_ip,
+            port: to.port,
+            codecs: vec![to.codec],
+            session_id: to.session_id,
+            session_version: to.sdp_version,
+            srtp: sdp::LocalSrtp::off(),
+        };
+        Ok((sdp::offer(&local, Direction::SendRecv), None))
+    }
+
+    /// The other leg answered an offer we passed on: its answer (or refusal) goes back to
+    /// the leg that offered, with our address.
+    fn on_offer_answered(
+        &mut self,
+        leg: LegId,
+        status: u16,
+        body: &[u8],
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) {
+        let Some((parent, _)) = self.call_of(leg) else {
+            return;
+        };
+        let Some(caller) = self.legs.get_mut(&parent) else {
+            return;
+        };
+        let Some(passing) = caller.switch.passing().filter(|p| p.to == leg) else {
+            tracing::debug!(leg = %leg, status, "answer to a re-INVITE nobody waits for");
+            return;
+        };
+        let pending = caller.pending_switch.take();
+        let answer = match (pending, (200..300).contains(&status)) {
+            (Some(pending), true) => match passing.towards {
+                CallMedia::T38 => self.start_t38(parent, passing, pending, body),
+                CallMedia::Audio => self.end_t38(parent, passing, pending, body),
+            },
+            (_, accepted) => {
+                if accepted {
+                    tracing::warn!(leg = %leg, "2xx to a re-INVITE whose offer was lost");
+                }
+                Err(fax::refusal_to_pass_back(status))
+            }
+        };
+        let carries = self.legs.get_mut(&parent).map(|caller| {
+            caller.switch.on_answer(leg, answer.is_ok());
+            caller.switch.media()
+        });
+        match &answer {
+            Ok(_) => {
+                tracing::info!(from = %passing.from, to = %passing.to, ?carries, "the other leg accepted; the call carries it now")
+            }
+            Err(refusal) => {
+                tracing::info!(from = %passing.from, to = %passing.to, status, refusal, "the other leg refused; the call stays as it was")
+            }
+        }
+        endpoint.answer_offer(passing.from, answer, now);
+    }
+
+    /// The other leg took T.38: our answer to the offering leg, and the relay between the
+    /// two UDPTL ports starts; the legs' RTP is held (no RTP is expected, nor sent, while
+    /// the machines fax).
+    fn start_t38(
+        &mut self,
+        parent: LegId,
+        passing: Passing,
+        pending: PendingSwitch,
+        body: &[u8],
+    ) -> Result<Vec<u8>, u16> {
+        let (from_pair, to_pair, offered) = pending.t38.ok_or(488u16)?;
+        let Some(accepted) = parse_offer(body).ok().and_then(|a| a.t38_stream()) else {
+            tracing::warn!(leg = %passing.to, "the other leg said 200 to T.38 without a usable T.38 stream; the offering leg gets 488");
+            return Err(488);
+        };
+        let (from_port, to_port) = (port_of(&from_pair.0), port_of(&to_pair.0));
+        let from = session_of(&mut self.legs, &mut self.outbound, passing.from).ok_or(481u16)?;
+        from.sdp_version += 1;
+        let local = sdp::LocalImage {
+            ip: from.local_ip,
+            port: from_port,
+            session_id: from.session_id,
+            session_version: from.sdp_version,
+        };
+        let answer = sdp::t38_answer(&pending.offer, &local, &accepted).map_err(|err| {
+            tracing::info!(leg = %passing.from, "no T.38 answer: {err}");
+            488u16
+        })?;
+        let from_ip = from.local_ip;
+        let to_ip = session_of(&mut self.legs, &mut self.outbound, passing.to)
+            .map_or(from_ip, |to| to.local_ip);
+        let span = self
+            .legs
+            .get(&parent)
+            .map_or_else(tracing::Span::none, |caller| caller.span.clone());
+        let relay = media::udptl::UdptlRelay::new(offered.remote, accepted.remote);
+        let relay = UdptlRelayTask::spawn(from_pair.0, to_pair.0, relay, span).map_err(|err| {
+            tracing::error!("T.38 relay not started: {err}");
+            500u16
+        })?;
+        for leg in [passing.from, passing.to] {
+            if let Some(media) = session_of(&mut self.legs, &mut self.outbound, leg) {
+                let held = remote_media(media.remote_rtp, media.remote_rtcp, Direction::Inactive);
+                self.shared
+                    .media
+                    .send(leg, MediaCommand::SetRemote(leg, held));
+            }
+        }
+        let t38 = T38Call {
+            relay,
+            sides: [
+                T38Side {
+                    leg: passing.from,
+                    ip: from_ip,
+                    port: from_port,
+                    described: accepted,
+                },
+                T38Side {
+                    leg: passing.to,
+                    ip: to_ip,
+                    port: to_port,
+                    described: offered,
+                },
+            ],
+        };
+        tracing::info!(from = %passing.from, to = %passing.to, from_port, to_port, "T.38: fax datagrams relayed between the legs");
+        if let Some(caller) = self.legs.get_mut(&parent) {
+            caller.t38 = Some(t38);
+        }
+        Ok(answer.into_bytes())
+    }
+
+    /// The other leg went back to audio with us: its RTP goes where its answer says, the
+    /// offering leg's re-offer is answered as any, and the T.38 relay stops.
+    fn end_t38(
+        &mut self,
+        parent: LegId,
+        passing: Passing,
+        pending: PendingSwitch,
+        body: &[u8],
+    ) -> Result<Vec<u8>, u16> {
+        let answer = parse_offer(body).map_err(|_| 488u16)?;
+        let to = session_of(&mut self.legs, &mut self.outbound, passing.to).ok_or(481u16)?;
+        let negotiated =
+            sdp::accept_answer(&[to.codec], &sdp::LocalSrtp::off(), &answer).map_err(|err| {
+                tracing::info!(leg = %passing.to, "unusable audio answer: {err}");
+                488u16
+            })?;
+        to.remote_rtp = negotiated.remote_rtp;
+        to.remote_rtcp = negotiated.remote_rtcp;
+        to.direction = negotiated.direction;
+        let remote = to.remote();
+        self.shared
+            .media
+            .send(passing.to, MediaCommand::SetRemote(passing.to, remote));
+        let ours = self.apply_offer(passing.from, &pending.body)?;
+        if let Some(caller) = self.legs.get_mut(&parent) {
+            caller.t38 = None;
+        }
+        tracing::info!("T.38 over: the call carries audio again");
+        Ok(ours)
+    }
+
+    /// A re-offer of T.38 on a call that carries it (a session refresh, a new address): the
+    /// relay sends to the address it gives, and it gets our stream as before.
+    fn answer_t38_again(
+        &mut self,
+        parent: LegId,
+        leg: LegId,
+        offer: &sdp::SessionDescription,
+    ) -> Result<Vec<u8>, u16> {
+        let stream = offer.t38_stream().ok_or(488u16)?;
+        let t38 = self
+            .legs
+            .get(&parent)
+            .and_then(|caller| caller.t38.as_ref())
+            .ok_or(488u16)?;
+        let (index, side) = t38
+            .sides
+            .iter()
+            .enumerate()
+            .find(|(_, side)| side.leg == leg)
+            .ok_or(481u16)?;
+        let udptl_side = if index == 0 {
+            media::udptl::UdptlSide::First
+        } else {
+            media::udptl::UdptlSide::Second
+        };
+        t38.relay.set_remote(udptl_side, stream.remote);
+        let (ip, port, described) = (side.ip, side.port, side.described.clone());
+        let media = session_of(&mut self.legs, &mut self.outbound, leg).ok_or(481u16)?;
+        media.sdp_version += 1;
+        let local = sdp::LocalImage {
+            ip,
+            port,
+            session_id: media.session_id,
+            session_version: media.sdp_version,
+        };
+        sdp::t38_answer(offer, &local, &described)
+            .map(String::into_bytes)
+            .map_err(|_| 488)
     }
 
     /// Takes an SDP offer in a re-INVITE or UPDATE: `Ok(answer)`, or the status to refuse
@@ -1522,6 +1968,23 @@ fn codec_kind(codec: Codec) -> media::codec::CodecKind {
         Codec::G722 => media::codec::CodecKind::G722,
         Codec::Opus => media::codec::CodecKind::Opus,
     }
+}
+
+/// The media session of a caller's leg or of a placed leg that answered.
+fn session_of<'a>(
+    legs: &'a mut HashMap<LegId, CallLeg>,
+    outbound: &'a mut HashMap<LegId, OutboundLeg>,
+    leg: LegId,
+) -> Option<&'a mut MediaSession> {
+    match legs.get_mut(&leg) {
+        Some(caller) => Some(&mut caller.media),
+        None => outbound.get_mut(&leg).and_then(|o| o.media.as_mut()),
+    }
+}
+
+/// The local port of a bound socket (0 if the kernel will not say).
+fn port_of(socket: &std::net::UdpSocket) -> u16 {
+    socket.local_addr().map_or(0, |a| a.port())
 }
 
 /// The SDP offer in a request body.

@@ -186,6 +186,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         media.packets_relayed.load(Ordering::Relaxed),
     );
     let mut body = body;
+    body.push_str(&format!(
+        "# HELP amtsleitung_udptl_datagrams_relayed_total T.38 fax datagrams (UDPTL) passed between the legs of a call.\n# TYPE amtsleitung_udptl_datagrams_relayed_total counter\namtsleitung_udptl_datagrams_relayed_total {}\n",
+        crate::udptl_relay::DATAGRAMS_RELAYED.load(Ordering::Relaxed)
+    ));
     body.push_str("# HELP amtsleitung_media_tick_seconds Work done in one media tick (receive, mix, send).\n# TYPE amtsleitung_media_tick_seconds histogram\n");
     let mut cumulative = 0;
     for (bound, count) in crate::media_worker::TICK_BUCKETS_US

@@ -12,6 +12,7 @@ mod conference;
 mod config;
 mod core_command;
 mod dialplan_files;
+mod fax;
 mod http;
 mod ids;
 mod media_worker;
@@ -30,6 +31,7 @@ mod transport;
 mod trunk_reload;
 mod trunk_service;
 mod udp_arrival;
+mod udptl_relay;
 mod user_cli;
 mod user_directory;
 

@@ -111,6 +111,9 @@ pub enum Caller {
         /// Whether the user's media must, may or must not be SRTP: their own setting, else
         /// the server's `srtp`.
         srtp: SrtpPolicy,
+        /// The user's line is a fax machine (`user fax EXT on`): its calls are passed
+        /// through unchanged.
+        fax: bool,
     },
     /// A trusted network (`[security] trusted-networks`: a trunk, a proxy in front): its From
     /// header is taken as it is.
@@ -332,6 +335,11 @@ impl RegistrarService {
         self.users.srtp_policy(extension, self.srtp_default)
     }
 
+    /// Whether `extension`'s line is a fax machine (`user fax EXT on`).
+    pub fn is_fax(&self, extension: &str) -> bool {
+        self.users.is_fax(extension)
+    }
+
     /// The reachable bindings of a user, highest q first.
     pub fn lookup(&self, extension: &str, now: Instant) -> Vec<&Binding> {
         self.bindings.lookup(&Aor::new(extension, REALM), now)
@@ -420,6 +428,7 @@ impl RegistrarService {
                 return Ok(Caller::User {
                     extension: credentials.username,
                     srtp: user.srtp(self.srtp_default),
+                    fax: user.fax,
                     name: user.display_name,
                     call_classes: user.call_classes,
                 });
@@ -433,19 +442,20 @@ impl RegistrarService {
         if let Some(extension) = self.registered_over(request, from, now) {
             // A user deleted since its phone registered gets the default set and the server's
             // SRTP policy, as any caller that is not a user does.
-            let (name, call_classes, srtp) = self
+            let (name, call_classes, srtp, fax) = self
                 .users
                 .get(&extension)
                 .map(|u| {
                     let srtp = u.srtp(self.srtp_default);
-                    (u.display_name, u.call_classes, srtp)
+                    (u.display_name, u.call_classes, srtp, u.fax)
                 })
-                .unwrap_or_else(|| (String::new(), Default::default(), self.srtp_default));
+                .unwrap_or_else(|| (String::new(), Default::default(), self.srtp_default, false));
             return Ok(Caller::User {
                 extension,
                 name,
                 call_classes,
                 srtp,
+                fax,
             });
         }
         Ok(if self.is_trusted(source) {

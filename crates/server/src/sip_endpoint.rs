@@ -4,7 +4,7 @@
 //! [`SipEndpoint::handle_timeout`]); bytes to send ([`SipEndpoint::poll_transmit`]) and
 //! typed per-leg events ([`SipEndpoint::poll_event`]) come out, as quinn's endpoint turns
 //! datagrams into per-connection events. Its owner, call control, drives each leg with
-//! commands (`ring`, `answer`, `reject`, `hangup`, `answer_offer`). It answers what needs
+//! commands (`ring`, `answer`, `reject`, `hangup`, `answer_offer`, `reoffer`). It answers what needs
 //! no call itself (OPTIONS, unsupported methods and extensions, requests outside any dialog)
 //! and runs RFC 4028 session timers, which are SIP's own business. It knows nothing of SDP
 //! or dialplans: session descriptions are opaque bodies handed through.
@@ -108,6 +108,16 @@ pub enum LegEvent {
         /// The offer, as it came.
         body: Vec<u8>,
     },
+    /// The final answer to our re-INVITE ([`SipEndpoint::reoffer`]), reported once: a 2xx
+    /// (already acknowledged) with the peer's SDP answer, or a refusal (408 when none came).
+    OfferAnswered {
+        /// The leg.
+        leg: LegId,
+        /// The final status.
+        status: u16,
+        /// The answer's body (empty for a refusal).
+        body: Vec<u8>,
+    },
     /// An outbound leg is ringing (180 or 183 arrived), reported once.
     Progress {
         /// The leg.
@@ -157,6 +167,16 @@ struct PendingOffer {
     key: TransactionKey,
     request: rsip::Request,
     timer: Option<SessionTimer>,
+}
+
+/// A re-INVITE we sent on the owner's behalf ([`SipEndpoint::reoffer`]).
+struct Reoffer {
+    leg: LegId,
+    cseq: u32,
+    /// Our offer: our session description once the peer accepts it.
+    sdp: Vec<u8>,
+    /// The final answer went to the owner (a retransmitted 2xx is only acknowledged).
+    reported: bool,
 }
 
 /// The SIP side of one call leg.
@@ -229,6 +249,8 @@ pub struct SipEndpoint {
     session_deadlines: BinaryHeap<Reverse<(Instant, LegId)>>,
     /// Session refreshes we sent and are waiting for: transaction → leg, CSeq, method.
     refreshes: HashMap<TransactionKey, (LegId, u32, Method)>,
+    /// Re-INVITEs with a new offer we sent for the owner, until their transaction ends.
+    reoffers: HashMap<TransactionKey, Reoffer>,
     /// OPTIONS we sent to registered contacts, waiting for an answer.
     probes: HashMap<TransactionKey, BindingId>,
     /// Contacts that answered a probe.
@@ -254,6 +276,7 @@ impl SipEndpoint {
             by_invite: HashMap::new(),
             session_deadlines: BinaryHeap::new(),
             refreshes: HashMap::new(),
+            reoffers: HashMap::new(),
             probes: HashMap::new(),
             probe_answers: VecDeque::new(),
             own_requests: std::collections::HashSet::new(),
@@ -518,6 +541,72 @@ impl SipEndpoint {
                 self.respond(&pending.key, response, now);
             }
         }
+    }
+
+    /// Sends a re-INVITE offering `sdp` on an answered leg (a T.38 switch passed on from the
+    /// other leg of its call); its final answer comes back as [`LegEvent::OfferAnswered`].
+    /// False (nothing sent) when the leg is not answered or has an offer of ours or the
+    /// peer's still open: RFC 3264 §4 allows one offer at a time in a dialog.
+    pub fn reoffer(&mut self, leg: LegId, sdp: Vec<u8>, now: Instant) -> bool {
+        if self.reoffers.values().any(|r| r.leg == leg && !r.reported) {
+            return false;
+        }
+        let Some(via_port) = self.legs.get(&leg).map(|l| self.port_for(l.peer.transport)) else {
+            return false;
+        };
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return false;
+        };
+        if l.state != LegState::Answered || l.pending_offer.is_some() {
+            return false;
+        }
+        let via = SocketAddr::new(l.local_ip, via_port);
+        let (peer, outbound, timer) = (l.peer, l.outbound, l.session_timer);
+        let Some(dialog) = l.dialog.as_mut() else {
+            return false;
+        };
+        let mut request = dialog.new_request(
+            Method::Invite,
+            via,
+            peer.transport,
+            Some((SDP.into(), sdp.clone())),
+        );
+        // A re-INVITE refreshes the session too (RFC 4028 §7.4): without Session-Expires the
+        // peer would take the timer as switched off.
+        if let Some(timer) = timer {
+            msg::add_header(
+                &mut request.headers,
+                "Session-Expires",
+                timer.header_value(),
+            );
+        }
+        msg::add_header(&mut request.headers, "Supported", SUPPORTED.into());
+        let cseq = dialog.local_cseq();
+        let to = Peer {
+            addr: in_dialog_hop(dialog, peer, outbound),
+            ..peer
+        };
+        let sent = match self.layer.send_request(request, to, now) {
+            Ok(key) => {
+                tracing::debug!(leg = %leg, "re-INVITE sent");
+                self.reoffers.insert(
+                    key,
+                    Reoffer {
+                        leg,
+                        cseq,
+                        sdp,
+                        reported: false,
+                    },
+                );
+                true
+            }
+            Err(err) => {
+                tracing::warn!(leg = %leg, "re-INVITE not sent: {err}");
+                false
+            }
+        };
+        self.drain_layer(now);
+        sent
     }
 
     /// Asks a registered contact whether it is still there (qualify, with OPTIONS over the
@@ -1035,6 +1124,28 @@ impl SipEndpoint {
             TransactionEvent::Response { key, response } if self.refreshes.contains_key(&key) => {
                 self.on_refresh_response(&key, &response, now);
             }
+            TransactionEvent::Response { key, response } if self.reoffers.contains_key(&key) => {
+                self.on_reoffer_response(&key, &response, now);
+            }
+            TransactionEvent::Timeout { key } | TransactionEvent::Terminated { key }
+                if self.reoffers.contains_key(&key) =>
+            {
+                if let Some(reoffer) = self.reoffers.remove(&key)
+                    && !reoffer.reported
+                {
+                    // No answer at all counts as 408 (RFC 3261 §8.1.3.1), which ends the
+                    // dialog (§14.1): the phone is gone.
+                    // Reported first, so the owner answers the offer it passed on before it
+                    // learns that the call is over.
+                    tracing::info!(leg = %reoffer.leg, "re-INVITE unanswered; ending call");
+                    self.events.push_back(LegEvent::OfferAnswered {
+                        leg: reoffer.leg,
+                        status: 408,
+                        body: Vec::new(),
+                    });
+                    self.hangup(reoffer.leg, "re-INVITE unanswered", now);
+                }
+            }
             TransactionEvent::Response { key, response } if self.is_outbound_invite(&key) => {
                 if let Some(leg) = self.by_invite.get(&key).copied() {
                     self.on_outbound_response(leg, &response, now);
@@ -1222,6 +1333,13 @@ impl SipEndpoint {
         if l.pending_offer.is_some() {
             // RFC 3261 §14.2: an offer while ours is being answered.
             self.reply(&key, &request, 500, Some("Offer Pending"), now);
+            return;
+        }
+        if request.method == Method::Invite
+            && self.reoffers.values().any(|r| r.leg == leg && !r.reported)
+        {
+            // RFC 3261 §14.2: re-INVITEs crossed (glare); the peer tries again later.
+            self.reply(&key, &request, 491, None, now);
             return;
         }
         let timer = match session_timer::negotiate(&request, self.config.min_session_expires) {
@@ -1435,6 +1553,72 @@ impl SipEndpoint {
             timer.refreshed(now);
         }
         self.schedule_session_timer(leg);
+        self.drain_layer(now);
+    }
+
+    /// The peer answered our re-INVITE: a 2xx is acknowledged (every copy of it, RFC 3261
+    /// §13.2.2.4) and makes our offer the leg's session description; the first final answer
+    /// goes to the owner.
+    fn on_reoffer_response(
+        &mut self,
+        key: &TransactionKey,
+        response: &rsip::Response,
+        now: Instant,
+    ) {
+        let code = response.status_code.code();
+        if code < 200 {
+            return;
+        }
+        let Some(reoffer) = self.reoffers.get_mut(key) else {
+            return;
+        };
+        let (leg, cseq, first) = (reoffer.leg, reoffer.cseq, !reoffer.reported);
+        reoffer.reported = true;
+        let sdp = std::mem::take(&mut reoffer.sdp);
+        if code >= 300 {
+            self.reoffers.remove(key);
+        }
+        let via_port = self.legs.get(&leg).map_or(self.config.listen.port(), |l| {
+            self.port_for(l.peer.transport)
+        });
+        if let Some(l) = self.legs.get_mut(&leg)
+            && code < 300
+        {
+            if let Some(dialog) = l.dialog.as_ref() {
+                let via = SocketAddr::new(l.local_ip, via_port);
+                let ack = dialog.new_ack(cseq, via, l.peer.transport);
+                let to = Peer {
+                    addr: in_dialog_hop(dialog, l.peer, l.outbound),
+                    ..l.peer
+                };
+                self.layer
+                    .send_stateless(rsip::SipMessage::Request(ack), to);
+            }
+            if first {
+                l.local_sdp = sdp;
+                if let Some(timer) = l.session_timer.as_mut() {
+                    timer.refreshed(now);
+                }
+            }
+        }
+        if first {
+            if code < 300 {
+                self.schedule_session_timer(leg);
+            }
+            self.events.push_back(LegEvent::OfferAnswered {
+                leg,
+                status: code,
+                body: if code < 300 {
+                    response.body.clone()
+                } else {
+                    Vec::new()
+                },
+            });
+            // 481 and 408 say the dialog is gone (RFC 3261 §14.1).
+            if matches!(code, 408 | 481) {
+                self.hangup(leg, "dialog gone", now);
+            }
+        }
         self.drain_layer(now);
     }
 
@@ -2292,6 +2476,113 @@ mod tests {
                 .any(|m| m.starts_with(&format!("BYE sip:101@{PHONE}"))),
             "{out:?}"
         );
+    }
+
+    /// A placed call the phone answered, drained: the leg and our INVITE.
+    fn answered_placed(ep: &mut SipEndpoint, now: Instant) -> LegId {
+        let (leg, invite) = placed(ep, now);
+        ep.handle_datagram(
+            &answer_to(&invite, "200 OK", Some("ph"), "v=0 answer"),
+            phone(),
+            now,
+        );
+        sent(ep);
+        events(ep);
+        leg
+    }
+
+    #[test]
+    fn a_reoffer_goes_out_as_a_reinvite_and_its_answer_comes_back_once_acknowledged() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let leg = answered_placed(&mut ep, now);
+        assert!(ep.reoffer(leg, b"v=0 t38 offer".to_vec(), now));
+        let out = sent(&mut ep);
+        let reinvite = out
+            .iter()
+            .find(|m| m.starts_with(&format!("INVITE sip:101@{PHONE}")))
+            .unwrap_or_else(|| panic!("re-INVITE in {out:?}"));
+        assert!(reinvite.contains(";tag=ph"), "in the dialog: {reinvite}");
+        assert!(reinvite.contains("\r\nContact: <"), "{reinvite}");
+        assert!(reinvite.ends_with("v=0 t38 offer"), "{reinvite}");
+        assert!(
+            !ep.reoffer(leg, b"v=0 another".to_vec(), now),
+            "one offer at a time"
+        );
+        let ok = answer_to(reinvite, "200 OK", None, "v=0 t38 answer");
+        ep.handle_datagram(&ok, phone(), now);
+        assert!(sent(&mut ep).iter().any(|m| m.starts_with("ACK ")));
+        match events(&mut ep).as_slice() {
+            [
+                LegEvent::OfferAnswered {
+                    leg: l,
+                    status: 200,
+                    body,
+                },
+            ] => {
+                assert_eq!(*l, leg);
+                assert_eq!(body, b"v=0 t38 answer");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A retransmitted 2xx is acknowledged again and reported no more.
+        ep.handle_datagram(&ok, phone(), now);
+        assert!(sent(&mut ep).iter().any(|m| m.starts_with("ACK ")));
+        assert!(events(&mut ep).is_empty());
+        assert!(
+            ep.reoffer(leg, b"v=0 back to audio".to_vec(), now),
+            "the next offer may go once this one is answered"
+        );
+    }
+
+    #[test]
+    fn a_refused_reoffer_is_reported_with_its_status_and_the_call_stays_up() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let leg = answered_placed(&mut ep, now);
+        assert!(ep.reoffer(leg, b"v=0 t38 offer".to_vec(), now));
+        let out = sent(&mut ep);
+        let reinvite = out.iter().find(|m| m.starts_with("INVITE ")).expect("sent");
+        ep.handle_datagram(
+            &answer_to(reinvite, "488 Not Acceptable Here", None, ""),
+            phone(),
+            now,
+        );
+        let out = sent(&mut ep);
+        assert!(
+            !out.iter().any(|m| m.starts_with("BYE ")),
+            "no hang-up: {out:?}"
+        );
+        assert!(matches!(
+            events(&mut ep).as_slice(),
+            [LegEvent::OfferAnswered { leg: l, status: 488, body }] if *l == leg && body.is_empty()
+        ));
+    }
+
+    #[test]
+    fn a_reinvite_crossing_our_reoffer_gets_491_and_an_unanswered_one_is_408() {
+        let mut ep = endpoint();
+        let start = Instant::now();
+        let (leg, tag) = answered_call(&mut ep, "c9", "", start);
+        assert!(ep.reoffer(leg, b"v=0 t38 offer".to_vec(), start));
+        sent(&mut ep);
+        ep.handle_datagram(
+            &request("INVITE", "c9", 2, Some(&tag), "", OFFER),
+            phone(),
+            start,
+        );
+        assert!(status_lines(&sent(&mut ep)).contains(&"SIP/2.0 491 Request Pending"));
+        assert!(events(&mut ep).is_empty(), "the owner never sees it");
+        // Nobody answers ours: Timer B (64·T1) ends it as 408, and the dialog is gone.
+        ep.handle_timeout(start + Duration::from_secs(33));
+        let reported = events(&mut ep);
+        assert!(
+            reported.iter().any(
+                |e| matches!(e, LegEvent::OfferAnswered { leg: l, status: 408, .. } if *l == leg)
+            ),
+            "{reported:?}"
+        );
+        assert!(sent(&mut ep).iter().any(|m| m.starts_with("BYE ")));
     }
 
     #[test]

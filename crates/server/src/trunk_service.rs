@@ -450,6 +450,7 @@ impl TrunkSet {
                     privacy: false,
                 },
                 timeout_s: 300,
+                fax: false,
             }],
             hops: 0,
             public: false,

@@ -54,6 +54,10 @@ pub enum UserCommand {
         /// `srtp` setting (optional unless set).
         #[arg(long, value_name = "POLICY")]
         srtp: Option<String>,
+        /// The line is a fax machine (an ATA on G.711): its calls are passed through
+        /// unchanged, never transcoded (`user fax EXT off` undoes it).
+        #[arg(long)]
+        fax: bool,
     },
     /// List users: extension, name, allowed networks, registered contacts, language, calls,
     /// SRTP.
@@ -94,6 +98,15 @@ pub enum UserCommand {
         #[arg(long, conflicts_with = "policy")]
         default: bool,
     },
+    /// Mark a user's line as a fax machine or not, e.g. `user fax 150 on`: calls from and to
+    /// it are passed through on G.711 unchanged (no jitter buffer, concealment or
+    /// transcoding).
+    Fax {
+        /// Extension.
+        extension: String,
+        /// on or off.
+        setting: String,
+    },
     /// Delete a user and its registrations.
     #[command(alias = "delete")]
     Del {
@@ -103,12 +116,12 @@ pub enum UserCommand {
     /// Add every user of a CSV file, or none when one row is bad.
     ///
     /// The file starts with a header line naming the columns, then one user per row:
-    /// extension,name,password[,allow][,max_contacts][,language][,calls][,srtp]. Several
+    /// extension,name,password[,allow][,max_contacts][,language][,calls][,srtp][,fax]. Several
     /// networks go in one quoted field: "10.8.0.0/16,192.168.5.0/24"; several call classes
     /// too, or separated by semicolons or spaces: internal;local;national (empty: the default
     /// set). Columns may be separated by semicolons as well (German Excel); then call classes
     /// are separated by spaces or commas. srtp is off, optional or required (empty: the
-    /// server's setting).
+    /// server's setting); fax is on or off (empty: off).
     Import {
         /// The CSV file (UTF-8).
         file: PathBuf,
@@ -192,6 +205,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             language,
             calls,
             srtp,
+            fax,
         } => {
             let calls = calls.as_deref().map(call_classes::parse_list).transpose()?;
             let srtp = srtp.as_deref().map(srtp_setting::parse).transpose()?;
@@ -201,6 +215,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
                 language,
                 call_classes: calls.as_ref().map(call_classes::ClassList::names),
                 media_encryption: srtp.map(|policy| policy.name().to_owned()),
+                fax,
                 ..NewUser::new(extension, name, password.read()?, now_ms)
             };
             // Checked before opening, so a typo does not create a database.
@@ -313,6 +328,19 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             }
             Ok(out)
         }
+        UserCommand::Fax { extension, setting } => {
+            let fax = parse_fax(&setting)?;
+            if !exists {
+                return Err(format!("no user {extension} ({})", no_database()));
+            }
+            let user = open(data_dir)?
+                .user_set_fax(DEFAULT_DOMAIN, &extension, fax, now_ms)
+                .map_err(|err| store_error("cannot change the fax setting", err))?;
+            Ok(format!(
+                "fax line {extension}: {}\n",
+                describe_fax(user.fax)
+            ))
+        }
         UserCommand::Del { extension } => {
             if !exists {
                 return Err(format!("no user {extension} ({})", no_database()));
@@ -327,6 +355,28 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             }
         }
         UserCommand::Import { file } => import(&file, data_dir, now_ms),
+    }
+}
+
+/// Reads a fax setting as an admin writes it: `on` or `off` (any case; yes/no and
+/// true/false too, as spreadsheets write them).
+fn parse_fax(word: &str) -> Result<bool, String> {
+    match word.trim().to_ascii_lowercase().as_str() {
+        "on" | "yes" | "true" | "1" => Ok(true),
+        "off" | "no" | "false" | "0" => Ok(false),
+        _ => Err(format!(
+            "unknown fax setting '{}' (expected on or off)",
+            word.trim()
+        )),
+    }
+}
+
+/// The fax setting as `user show` and `user fax` print it.
+fn describe_fax(fax: bool) -> &'static str {
+    if fax {
+        "on (calls passed through on G.711 unchanged, never transcoded)"
+    } else {
+        "off"
     }
 }
 
@@ -439,10 +489,11 @@ enum Column {
     Language,
     Calls,
     Srtp,
+    Fax,
 }
 
 impl Column {
-    const ALL: [(&'static str, Column); 8] = [
+    const ALL: [(&'static str, Column); 9] = [
         ("extension", Column::Extension),
         ("name", Column::Name),
         ("password", Column::Password),
@@ -451,6 +502,7 @@ impl Column {
         ("language", Column::Language),
         ("calls", Column::Calls),
         ("srtp", Column::Srtp),
+        ("fax", Column::Fax),
     ];
 }
 
@@ -599,7 +651,7 @@ fn header_columns(header: &CsvRecord) -> Result<Vec<Column>, String> {
             .map(|(_, column)| *column)
             .ok_or_else(|| {
                 format!(
-                    "line {}: unknown column {name:?}; the header names columns among extension, name, password, allow, max_contacts, language, calls, srtp",
+                    "line {}: unknown column {name:?}; the header names columns among extension, name, password, allow, max_contacts, language, calls, srtp, fax",
                     header.line
                 )
             })?;
@@ -673,6 +725,8 @@ fn parse_row(fields: &[Vec<u8>], columns: &[Column], now_ms: i64) -> Result<NewU
             Column::Srtp => {
                 user.media_encryption = Some(srtp_setting::parse(text)?.name().to_owned());
             }
+            Column::Fax if text.trim().is_empty() => {}
+            Column::Fax => user.fax = parse_fax(text)?,
         }
     }
     Ok(user)
@@ -688,8 +742,9 @@ fn added_line(user: &User) -> String {
         None => String::new(),
         Some(word) => format!(", SRTP {word}"),
     };
+    let fax = if user.fax { ", fax line" } else { "" };
     format!(
-        "user {} added ({}, from {}, up to {} contacts, language {}{calls}{srtp})",
+        "user {} added ({}, from {}, up to {} contacts, language {}{calls}{srtp}{fax})",
         user.extension,
         user.display_name,
         networks_text(&user.allowed_networks),
@@ -791,6 +846,7 @@ fn user_details(user: &User, bindings: &[Binding], now_ms: i64) -> String {
         "srtp",
         &srtp_setting::describe(user.media_encryption.as_deref()),
     );
+    field("fax", describe_fax(user.fax));
     field("created", &utc_time(user.created_at_ms));
     field("updated", &utc_time(user.updated_at_ms));
     field("registered", &format!("{} contact(s)", bindings.len()));
@@ -937,6 +993,23 @@ mod tests {
             problem,
             "unknown SRTP setting 'on' (expected off, optional or required)"
         );
+    }
+
+    #[test]
+    fn csv_fax_column_takes_on_or_off_in_any_case_or_nothing_and_names_a_wrong_one() {
+        let parsed = parse(
+            "extension;name;password;fax\n\
+             150;Fax Poststelle;geheim123;On\n\
+             151;B;geheim123;\n\
+             152;C;geheim123; off \n\
+             153;D;geheim123;t38\n",
+        );
+        let fax: Vec<bool> = parsed.rows.iter().map(|(_, u)| u.fax).collect();
+        assert_eq!(fax, [true, false, false]);
+        assert_eq!(parsed.problems.len(), 1);
+        let (line, problem) = &parsed.problems[0];
+        assert_eq!(*line, 5);
+        assert_eq!(problem, "unknown fax setting 't38' (expected on or off)");
     }
 
     #[test]
@@ -1229,6 +1302,7 @@ mod tests {
             language: Language::De,
             calls: None,
             srtp: None,
+            fax: false,
         };
         assert!(
             execute(bad_add, &dir, NOW)

@@ -37,6 +37,8 @@ pub struct DirectoryUser {
     /// Whether the user's calls must, may or must not use SRTP; `None`: the server's default.
     /// A stored word this build does not know is `Required` (fail closed).
     pub media_encryption: Option<SrtpPolicy>,
+    /// The user's line is a fax machine: its calls are passed through unchanged.
+    pub fax: bool,
 }
 
 impl DirectoryUser {
@@ -67,6 +69,7 @@ impl DirectoryUser {
             credentials,
             allowed_networks: user.allowed_networks.clone(),
             max_contacts: user.max_contacts as usize,
+            fax: user.fax,
         }
     }
 
@@ -100,6 +103,14 @@ impl UserDirectory {
             .load()
             .get(extension)
             .map_or(server_default, |user| user.srtp(server_default))
+    }
+
+    /// Whether `extension` is a user whose line is a fax machine (no such user: no).
+    pub fn is_fax(&self, extension: &str) -> bool {
+        self.users
+            .load()
+            .get(extension)
+            .is_some_and(|user| user.fax)
     }
 
     /// Reads every user of the default domain from the store.
@@ -193,6 +204,20 @@ mod tests {
             );
         }
         assert_eq!(directory.get("101").unwrap().media_encryption, None);
+    }
+
+    #[test]
+    fn only_a_user_marked_fax_is_a_fax_line() {
+        let directory = directory_of(&[
+            user("101", None),
+            store::NewUser {
+                fax: true,
+                ..user("150", None)
+            },
+        ]);
+        assert!(directory.is_fax("150"));
+        assert!(!directory.is_fax("101"));
+        assert!(!directory.is_fax("999"), "no such user: no fax line");
     }
 
     #[test]

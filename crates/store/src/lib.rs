@@ -353,6 +353,9 @@ const MIGRATIONS: &[&str] = &[
     // 8: whether a user's calls must, may or must not use SRTP: off, optional or required
     // (NULL: the server's default, `srtp` in its config).
     "ALTER TABLE sip_user ADD COLUMN media_encryption TEXT;",
+    // 9: the user's line is a fax machine (an ATA on G.711): its calls are passed through
+    // unchanged (0: a phone, as every existing user is).
+    "ALTER TABLE sip_user ADD COLUMN fax INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// One finished call, as written to the call log.
@@ -984,6 +987,33 @@ mod tests {
             store.user_get(DEFAULT_DOMAIN, "101").unwrap(),
             Some(required)
         );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn upgrading_a_version_8_database_keeps_its_users_as_phones_not_fax_lines() {
+        // Version 8 is the schema before users could be marked as fax lines.
+        const BEFORE_FAX: usize = 8;
+        let dir = database_at_version(
+            BEFORE_FAX,
+            "INSERT INTO sip_user (domain, extension, display_name, realm, ha1_md5, ha1_sha256,
+                 allowed_networks, max_contacts, language, created_at_ms, updated_at_ms,
+                 call_classes, media_encryption)
+             VALUES ('amtsleitung', '101', 'Poststelle', 'amtsleitung', 'a', 'b', '', 5, 'de', 1, 2,
+                 NULL, 'required')",
+        );
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let old = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
+        assert_eq!(
+            (old.media_encryption.as_deref(), old.updated_at_ms),
+            (Some("required"), 2),
+            "the SRTP setting survives the upgrade"
+        );
+        assert!(!old.fax, "an existing user is a phone");
+        let fax = store.user_set_fax(DEFAULT_DOMAIN, "101", true, 3).unwrap();
+        assert_eq!(store.user_get(DEFAULT_DOMAIN, "101").unwrap(), Some(fax));
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

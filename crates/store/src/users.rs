@@ -211,6 +211,9 @@ pub struct NewUser {
     /// Whether the user's calls must, may or must not use SRTP: one of
     /// [`MEDIA_ENCRYPTION_WORDS`]; `None`: the server's default (`srtp` in its config).
     pub media_encryption: Option<String>,
+    /// The user's line is a fax machine (an ATA on G.711): its calls are passed through
+    /// unchanged, never transcoded.
+    pub fax: bool,
     /// Unix time in milliseconds of creation.
     pub created_at_ms: i64,
 }
@@ -234,6 +237,7 @@ impl NewUser {
             language: Language::default(),
             call_classes: None,
             media_encryption: None,
+            fax: false,
             created_at_ms,
         }
     }
@@ -275,6 +279,7 @@ impl std::fmt::Debug for NewUser {
             .field("language", &self.language)
             .field("call_classes", &self.call_classes)
             .field("media_encryption", &self.media_encryption)
+            .field("fax", &self.fax)
             .field("created_at_ms", &self.created_at_ms)
             .finish()
     }
@@ -308,6 +313,8 @@ pub struct User {
     /// of [`MEDIA_ENCRYPTION_WORDS`], but read back as found, so that the server can refuse
     /// a word it does not know (a hand edit, a newer build) instead of the whole user.
     pub media_encryption: Option<String>,
+    /// The user's line is a fax machine: its calls are passed through unchanged.
+    pub fax: bool,
     /// Unix time in milliseconds of creation.
     pub created_at_ms: i64,
     /// Unix time in milliseconds of the last change (password included).
@@ -336,6 +343,7 @@ impl std::fmt::Debug for User {
             .field("language", &self.language)
             .field("call_classes", &self.call_classes)
             .field("media_encryption", &self.media_encryption)
+            .field("fax", &self.fax)
             .field("created_at_ms", &self.created_at_ms)
             .field("updated_at_ms", &self.updated_at_ms)
             .finish()
@@ -510,7 +518,7 @@ fn networks_from_column(text: &str) -> Result<Vec<AllowedNetwork>, StoreError> {
 
 const USER_COLUMNS: &str = "domain, extension, display_name, realm, ha1_md5, ha1_sha256, \
      allowed_networks, max_contacts, language, created_at_ms, updated_at_ms, call_classes, \
-     media_encryption";
+     media_encryption, fax";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     // A value this build cannot read was written by hand or by a newer build: say which column.
@@ -537,6 +545,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         updated_at_ms: row.get(10)?,
         call_classes: call_classes_from_column(row.get(11)?),
         media_encryption: row.get(12)?,
+        fax: row.get(13)?,
     })
 }
 
@@ -547,7 +556,7 @@ impl Store {
         let user = stored_user(new);
         let inserted = self.conn.execute(
             &format!(
-                "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT(domain, extension) DO NOTHING"
             ),
             params![
@@ -564,6 +573,7 @@ impl Store {
                 user.updated_at_ms,
                 call_classes_to_column(user.call_classes.as_deref()),
                 user.media_encryption,
+                user.fax,
             ],
         )?;
         if inserted == 0 {
@@ -729,6 +739,27 @@ impl Store {
         Ok(user)
     }
 
+    /// Marks the user's line as a fax machine (its calls passed through unchanged) or not.
+    pub fn user_set_fax(
+        &self,
+        domain: &str,
+        extension: &str,
+        fax: bool,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut user = self.user_existing(domain, extension)?;
+        user.fax = fax;
+        user.updated_at_ms = now_ms;
+        tx.execute(
+            "UPDATE sip_user SET fax = ?3, updated_at_ms = ?4
+             WHERE domain = ?1 AND extension = ?2",
+            params![domain, extension, fax, now_ms],
+        )?;
+        tx.commit()?;
+        Ok(user)
+    }
+
     /// Deletes a user and its registrations; false if there was none.
     pub fn user_delete(&self, domain: &str, extension: &str) -> Result<bool, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
@@ -760,6 +791,7 @@ fn stored_user(new: &NewUser) -> User {
         language: new.language,
         call_classes: new.call_classes.clone(),
         media_encryption: new.media_encryption.clone(),
+        fax: new.fax,
         created_at_ms: new.created_at_ms,
         updated_at_ms: new.created_at_ms,
     }
@@ -1288,6 +1320,40 @@ mod tests {
             store.user_get(DEFAULT_DOMAIN, "102").unwrap(),
             Some(required)
         );
+    }
+
+    #[test]
+    fn fax_lines_round_trip_and_are_set_and_cleared() {
+        let store = Store::open_in_memory().unwrap();
+        let phone = store.user_create(&user("101")).unwrap();
+        assert!(!phone.fax, "a new user is a phone");
+        let fax = store
+            .user_create(&NewUser {
+                fax: true,
+                ..user("102")
+            })
+            .unwrap();
+        assert!(fax.fax);
+        assert_eq!(store.user_get(DEFAULT_DOMAIN, "102").unwrap(), Some(fax));
+        let marked = store
+            .user_set_fax(DEFAULT_DOMAIN, "101", true, T0 + 5)
+            .unwrap();
+        assert!(marked.fax);
+        assert_eq!((marked.created_at_ms, marked.updated_at_ms), (T0, T0 + 5));
+        assert_eq!(marked.ha1_md5, phone.ha1_md5, "password untouched");
+        assert_eq!(store.user_get(DEFAULT_DOMAIN, "101").unwrap(), Some(marked));
+        let cleared = store
+            .user_set_fax(DEFAULT_DOMAIN, "101", false, T0 + 6)
+            .unwrap();
+        assert!(!cleared.fax);
+        assert_eq!(
+            store.user_get(DEFAULT_DOMAIN, "101").unwrap(),
+            Some(cleared)
+        );
+        assert!(matches!(
+            store.user_set_fax(DEFAULT_DOMAIN, "103", true, T0),
+            Err(StoreError::NoSuchUser { extension, .. }) if extension == "103"
+        ));
     }
 
     #[test]

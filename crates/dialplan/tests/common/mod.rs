@@ -143,7 +143,12 @@ fn short(a: &Action) -> String {
         Action::Dial {
             target: t,
             timeout_s,
-        } => format!("dial {} {timeout_s}", target(t)),
+            fax,
+        } => format!(
+            "dial {} {timeout_s}{}",
+            target(t),
+            if *fax { " fax" } else { "" }
+        ),
         Action::Forward { target: t } => format!("forward {}", target(t)),
         Action::Menu {
             prompt, options, ..

@@ -198,6 +198,7 @@ fn parse_media_line(value: &str, line: usize) -> Result<MediaDescription, &'stat
         rtcp_mux: false,
         extmaps: Vec::new(),
         crypto: Vec::new(),
+        fax_attributes: Vec::new(),
     })
 }
 
@@ -243,6 +244,18 @@ fn media_attribute(
         && let Some(extmap) = parse_extmap(arg.unwrap_or(""))
     {
         m.extmaps.push(extmap);
+    } else if name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("T38"))
+        && m.fax_attributes.len() < super::MAX_FAX_ATTRIBUTES
+    {
+        // Passed on to the other leg as written: keep only what is printable, so nothing
+        // but an attribute line can come out of it.
+        let attribute = match arg {
+            Some(value) => format!("{name}:{}", value.trim()),
+            None => name.to_owned(),
+        };
+        if attribute.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            m.fax_attributes.push(attribute);
+        }
     }
     Ok(())
 }

@@ -200,8 +200,15 @@ pub enum Question {
     /// Play this prompt on top of the room's audio: [`Reply::Started`].
     Overlay(String),
     /// Ring `target`'s reachable contacts: [`Reply::Placed`], or why nobody was rung
-    /// ([`Reply::Barred`], [`Reply::UserLimit`], [`Reply::LinesBusy`]).
-    Place(DialTarget),
+    /// ([`Reply::Barred`], [`Reply::UserLimit`], [`Reply::LinesBusy`],
+    /// [`Reply::NoFaxCodec`]).
+    Place {
+        /// Whom to ring.
+        target: DialTarget,
+        /// The rule's `dial` says this is a fax call (the caller's or callee's user may say
+        /// so too; call control knows them).
+        fax: bool,
+    },
     /// The same for a call forwarded to `target`: a call out names the number the caller
     /// dialled as diverting it (Diversion, RFC 5806).
     Forward(DialTarget),
@@ -248,7 +255,13 @@ pub enum Reply {
         legs: Vec<LegId>,
         /// Contacts no INVITE could be sent to.
         unplaced: usize,
+        /// A fax call: the callees were offered the caller's G.711 only, so one refusing
+        /// the offer (488) cannot take the call at all.
+        fax: bool,
     },
+    /// A fax call, but the caller's codec is not G.711, so nothing can pass through
+    /// unchanged: nobody was rung.
+    NoFaxCodec,
     /// The number may not be called from this line: nobody was rung.
     Barred,
     /// The caller has as many calls out as it may have at once: nobody was rung.

@@ -455,6 +455,7 @@ fn dial_user() -> Vec<Action> {
         Action::Dial {
             target: DialTarget::User("101".into()),
             timeout_s: 20,
+            fax: false,
         },
         Action::Play {
             sound: "not-reachable".into(),
@@ -463,7 +464,10 @@ fn dial_user() -> Vec<Action> {
 }
 
 fn place_101() -> Output {
-    ask(Question::Place(DialTarget::User("101".into())))
+    ask(Question::Place {
+        target: DialTarget::User("101".into()),
+        fax: false,
+    })
 }
 
 #[test]
@@ -473,7 +477,8 @@ fn dial_connects_the_first_answer_cancels_the_others_and_passes_keys_on() {
     assert!(
         h.reply(Reply::Placed {
             legs: vec![leg(2), leg(3)],
-            unplaced: 0
+            unplaced: 0,
+            fax: false,
         })
         .is_empty()
     );
@@ -516,6 +521,7 @@ fn dial_ring_time_cancels_everyone_and_runs_the_next_action() {
     h.reply(Reply::Placed {
         legs: vec![leg(2), leg(3)],
         unplaced: 0,
+        fax: false,
     });
     assert!(h.advance(Duration::from_secs(19)).is_empty());
     assert_eq!(
@@ -541,6 +547,7 @@ fn an_answer_that_came_before_the_ring_time_ran_out_wins() {
     h.reply(Reply::Placed {
         legs: vec![leg(2)],
         unplaced: 0,
+        fax: false,
     });
     // The 200 and the deadline are handled in the same instant: the 200 came first.
     h.now += Duration::from_secs(21);
@@ -555,6 +562,7 @@ fn dial_to_nobody_goes_on_at_once() {
     let out = h.reply(Reply::Placed {
         legs: vec![],
         unplaced: 0,
+        fax: false,
     });
     assert_eq!(out, [sip(SipAction::Answer), play("not-reachable")]);
 }
@@ -565,6 +573,7 @@ fn busy_everywhere_goes_on_with_the_next_action() {
     h.reply(Reply::Placed {
         legs: vec![leg(2), leg(3)],
         unplaced: 0,
+        fax: false,
     });
     assert!(
         h.input(Input::Callee(CalleeEvent::Ended {
@@ -589,6 +598,7 @@ fn the_caller_hanging_up_while_it_rings_ends_the_call() {
     h.reply(Reply::Placed {
         legs: vec![leg(2)],
         unplaced: 0,
+        fax: false,
     });
     // Call control hangs up the placed legs as the caller's leg ends.
     assert_eq!(h.input(Input::Hangup), [finished("caller hung up")]);
@@ -648,6 +658,7 @@ fn forward_places_the_call_as_forwarded_and_connects_whoever_answers() {
     h.reply(Reply::Placed {
         legs: vec![leg(2)],
         unplaced: 0,
+        fax: false,
     });
     // Forwarded calls ring longer than a dial's usual 20 s: the caller decides.
     assert!(h.advance(Duration::from_secs(60)).is_empty());
@@ -666,6 +677,7 @@ fn a_forward_nobody_answers_ends_the_call_with_480() {
     h.reply(Reply::Placed {
         legs: vec![leg(2)],
         unplaced: 0,
+        fax: false,
     });
     assert_eq!(
         h.advance(Duration::from_secs(120)),
@@ -673,6 +685,113 @@ fn a_forward_nobody_answers_ends_the_call_with_480() {
             cancel(2, "no answer in time"),
             sip(SipAction::Reject(480)),
             finished("forwarded: no answer"),
+        ]
+    );
+}
+
+fn dial_fax() -> Vec<Action> {
+    vec![
+        Action::Dial {
+            target: DialTarget::User("150".into()),
+            timeout_s: 20,
+            fax: true,
+        },
+        Action::Play {
+            sound: "not-reachable".into(),
+        },
+    ]
+}
+
+#[test]
+fn a_fax_dial_asks_call_control_to_place_a_fax_call() {
+    let (_, out) = Harness::start(dial_fax());
+    assert_eq!(
+        out,
+        [ask(Question::Place {
+            target: DialTarget::User("150".into()),
+            fax: true,
+        })]
+    );
+}
+
+#[test]
+fn a_fax_call_every_callee_refuses_with_488_is_refused_with_488_not_handed_on() {
+    let (mut h, _) = Harness::start(dial_fax());
+    h.reply(Reply::Placed {
+        legs: vec![leg(2), leg(3)],
+        unplaced: 0,
+        fax: true,
+    });
+    assert!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(2),
+            status: 488
+        }))
+        .is_empty()
+    );
+    let reason = "refused: fax callee cannot take the caller's G.711";
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(3),
+            status: 488
+        })),
+        [
+            sip(SipAction::Refuse {
+                status: 488,
+                reason
+            }),
+            finished(reason)
+        ],
+        "no `not-reachable` prompt: the next action could only transcode"
+    );
+}
+
+#[test]
+fn a_fax_call_nobody_answers_goes_on_with_the_next_action_as_any_dial() {
+    let (mut h, _) = Harness::start(dial_fax());
+    h.reply(Reply::Placed {
+        legs: vec![leg(2)],
+        unplaced: 0,
+        fax: true,
+    });
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(2),
+            status: 486
+        })),
+        [sip(SipAction::Answer), play("not-reachable")]
+    );
+}
+
+#[test]
+fn a_voice_call_a_callee_refuses_with_488_goes_on_with_the_next_action() {
+    let (mut h, _) = Harness::start(dial_user());
+    h.reply(Reply::Placed {
+        legs: vec![leg(2)],
+        unplaced: 0,
+        fax: false,
+    });
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(2),
+            status: 488
+        })),
+        [sip(SipAction::Answer), play("not-reachable")]
+    );
+}
+
+#[test]
+fn a_fax_call_from_a_caller_without_g711_is_refused_with_488_before_ringing() {
+    let (mut h, _) = Harness::start(dial_fax());
+    let reason = "refused: fax call without G.711";
+    assert_eq!(
+        h.reply(Reply::NoFaxCodec),
+        [
+            sip(SipAction::Refuse {
+                status: 488,
+                reason
+            }),
+            finished(reason)
         ]
     );
 }

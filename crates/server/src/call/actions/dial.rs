@@ -13,8 +13,12 @@ impl CallLogic {
         &mut self,
         target: &dialplan::DialTarget,
         timeout_s: u32,
+        fax: bool,
     ) -> Result<(), Stop> {
-        let place = Question::Place(target.clone());
+        let place = Question::Place {
+            target: target.clone(),
+            fax,
+        };
         match self.ring(place, target, timeout_s).await? {
             Some(callee) => self.talk(callee).await,
             None => Ok(()),
@@ -72,8 +76,12 @@ impl CallLogic {
         target: &dialplan::DialTarget,
         timeout_s: u32,
     ) -> Result<Option<LegId>, Stop> {
-        let (legs, unplaced) = match self.io.ask(place).await {
-            Reply::Placed { legs, unplaced } => (legs, unplaced),
+        let (legs, unplaced, fax) = match self.io.ask(place).await {
+            Reply::Placed {
+                legs,
+                unplaced,
+                fax,
+            } => (legs, unplaced, fax),
             Reply::Barred => return self.barred(target).await,
             // Too many calls out: refused as a carrier refuses with all circuits busy (503,
             // Q.850 34) or, for the user's own limit, as forbidden; nothing was sent out.
@@ -81,7 +89,9 @@ impl CallLogic {
                 return self.refused(403, "refused: too many calls out for this user");
             }
             Reply::LinesBusy => return self.refused(503, "refused: all outside lines busy"),
-            _ => (Vec::new(), 1),
+            // Transcoding would change what the fax machines hear, so no fax call is.
+            Reply::NoFaxCodec => return self.refused(488, "refused: fax call without G.711"),
+            _ => (Vec::new(), 1, false),
         };
         tracing::info!(%target, contacts = legs.len(), "dial: ringing");
         let mut fork = Fork::new(legs, unplaced);
@@ -96,6 +106,15 @@ impl CallLogic {
                     self.sip(SipAction::Connect(winner));
                     tracing::info!(callee = %winner, "dial: answered; connected");
                     return Ok(Some(winner));
+                }
+                // A fax callee that refused the caller's G.711 cannot take the call, and a
+                // next action could only transcode it: the caller learns why (488).
+                ForkStep::GiveUp {
+                    status: 488,
+                    cancel,
+                } if fax => {
+                    self.cancel_all(cancel, "fax codec refused elsewhere");
+                    return self.refused(488, "refused: fax callee cannot take the caller's G.711");
                 }
                 ForkStep::GiveUp { status, cancel } => {
                     let reason = if status == 408 {

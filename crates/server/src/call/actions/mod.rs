@@ -21,7 +21,11 @@ impl CallLogic {
                 Action::Play { sound } => self.play_action(sound).await?,
                 Action::Echo => self.echo().await?,
                 Action::Wait { seconds } => self.wait(*seconds).await?,
-                Action::Dial { target, timeout_s } => self.dial(target, *timeout_s).await?,
+                Action::Dial {
+                    target,
+                    timeout_s,
+                    fax,
+                } => self.dial(target, *timeout_s, *fax).await?,
                 Action::Forward { target } => self.forward(target).await?,
                 Action::Conference { room, pin_prompt } => {
                     self.conference(room.clone(), *pin_prompt).await?;
