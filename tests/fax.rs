@@ -229,6 +229,15 @@ fn plans_to_fax_machine(label: &str) -> TempDir {
     )
 }
 
+/// A server in `ns` with `plans` and [`fax_config`]; keep the config directory alive with it.
+fn server_with_plans(ns: &Netns, plans: &TempDir, label: &str) -> (Server, TempDir) {
+    let config_dir = TempDir::new(&format!("{label}-config"));
+    let config = fax_config(&config_dir);
+    let plans = plans.path().to_str().unwrap();
+    let server = Server::start(Some(ns), &["--config", &config, "--dialplans", plans]);
+    (server, config_dir)
+}
+
 /// The value of `field=` in the first log line containing `line`.
 fn logged_number(log: &str, line: &str, field: &str) -> Option<u16> {
     let found = log.lines().find(|l| l.contains(line))?;
@@ -276,17 +285,7 @@ print("relayed both ways")
 fn a_t38_reinvite_is_passed_to_the_other_leg_and_udptl_is_relayed_both_ways() {
     let ns = Netns::new();
     let plans = plans_to_fax_machine("fax-t38-plans");
-    let config_dir = TempDir::new("fax-t38-config");
-    let config = fax_config(&config_dir);
-    let server = Server::start(
-        Some(&ns),
-        &[
-            "--config",
-            &config,
-            "--dialplans",
-            plans.path().to_str().unwrap(),
-        ],
-    );
+    let (server, _config) = server_with_plans(&ns, &plans, "fax-t38");
     const SWITCHED: &str = "T.38: fax datagrams relayed between the legs";
     let (callee_out, (caller_out, relayed)) = callee_while(&ns, "fax_uas_t38.xml", || {
         std::thread::scope(|scope| {
@@ -341,17 +340,7 @@ fn a_t38_reinvite_is_passed_to_the_other_leg_and_udptl_is_relayed_both_ways() {
 fn a_t38_reinvite_the_other_leg_refuses_gets_its_488_and_the_call_keeps_its_audio() {
     let ns = Netns::new();
     let plans = plans_to_fax_machine("fax-refused-plans");
-    let config_dir = TempDir::new("fax-refused-config");
-    let config = fax_config(&config_dir);
-    let server = Server::start(
-        Some(&ns),
-        &[
-            "--config",
-            &config,
-            "--dialplans",
-            plans.path().to_str().unwrap(),
-        ],
-    );
+    let (server, _config) = server_with_plans(&ns, &plans, "fax-refused");
     let files = TempDir::new("fax-refused-capture");
     let capture = Capture::start(
         &ns,
@@ -395,17 +384,7 @@ fn a_fax_rule_whose_callee_cannot_take_the_callers_g711_refuses_the_call_with_48
              {{ hangup = 480 }} ]\n"
         ),
     );
-    let config_dir = TempDir::new("fax-rule-config");
-    let config = fax_config(&config_dir);
-    let server = Server::start(
-        Some(&ns),
-        &[
-            "--config",
-            &config,
-            "--dialplans",
-            plans.path().to_str().unwrap(),
-        ],
-    );
+    let (server, _config) = server_with_plans(&ns, &plans, "fax-rule");
     let (callee_out, caller_out) = callee_while(&ns, "fax_uas_pcmu_only_refuses.xml", || {
         caller(&ns, "fax_uac_expects_488.xml", "7300", 0)
     });

@@ -646,3 +646,42 @@ fn import_reads_an_optional_srtp_column_and_names_a_wrong_word_with_its_line() {
     );
     assert_eq!(extensions(&store), ["201", "202", "203"]);
 }
+
+#[test]
+fn a_fax_line_is_set_at_add_changed_shown_and_a_wrong_word_refused() {
+    let dir = TempDir::new("users-cli-fax");
+    let data = dir.path().join("data");
+    assert_eq!(
+        ok(&data, &add_args("150", "Fax Poststelle", &["--fax"])),
+        "user 150 added (Fax Poststelle, from anywhere, up to 5 contacts, language de, fax line)\n"
+    );
+    ok(&data, &add_args("151", "IT", &[]));
+    let store = Store::open(&data).unwrap();
+    let fax = |extension: &str| {
+        store
+            .user_get(DEFAULT_DOMAIN, extension)
+            .unwrap()
+            .unwrap()
+            .fax
+    };
+    assert!(fax("150"));
+    assert!(!fax("151"), "no --fax: a phone");
+    assert!(ok(&data, &["show", "151"]).contains("\nfax           off\n"));
+    assert_eq!(
+        ok(&data, &["fax", "151", "ON"]),
+        "fax line 151: on (calls passed through on G.711 unchanged, never transcoded)\n"
+    );
+    assert!(fax("151"));
+    assert_eq!(ok(&data, &["fax", "150", "off"]), "fax line 150: off\n");
+    assert!(!fax("150"));
+    assert_eq!(
+        fails(&data, &["fax", "151", "t38"]),
+        "amtsleitung: unknown fax setting 't38' (expected on or off)\n"
+    );
+    assert!(fax("151"), "a wrong word changes nothing");
+    assert_eq!(
+        fails(&data, &["fax", "109", "on"]),
+        "amtsleitung: no user 109\n"
+    );
+    assert_eq!(run(&data, &["fax", "151"]).0, 2, "on or off is required");
+}

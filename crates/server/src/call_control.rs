@@ -67,6 +67,33 @@ impl MediaSession {
     fn remote(&self) -> RemoteMedia {
         remote_media(self.remote_rtp, self.remote_rtcp, self.direction)
     }
+
+    /// Our T.38 side at `ip`:`port` for this session's next description (its version one
+    /// up, RFC 3264 §8).
+    fn next_image(&mut self, ip: IpAddr, port: u16) -> sdp::LocalImage {
+        self.sdp_version += 1;
+        sdp::LocalImage {
+            ip,
+            port,
+            session_id: self.session_id,
+            session_version: self.sdp_version,
+        }
+    }
+
+    /// Our side for answering a re-offer on this session.
+    fn reoffer_answerer(&self) -> LocalMedia {
+        LocalMedia {
+            ip: self.local_ip,
+            port: self.port,
+            // The session's codec only: the media worker keeps its codec for the call, so
+            // an offer without it is refused (488) rather than answered with another.
+            codecs: vec![self.codec],
+            session_id: self.session_id,
+            session_version: self.sdp_version + 1,
+            // Our keys stay, so what we send keeps its key (RFC 4568 §7.1.4 allows it).
+            srtp: self.srtp_local.clone(),
+        }
+    }
 }
 
 /// Where and how a media session exchanges audio, from the negotiated addresses and the
@@ -1548,13 +1575,7 @@ impl CallControl {
         let from_pair = bind(from_ip)?;
         let to_pair = bind(to_ip)?;
         let to = session_of(&mut self.legs, &mut self.outbound, passing.to).ok_or(481u16)?;
-        to.sdp_version += 1;
-        let local = sdp::LocalImage {
-            ip: to.local_ip,
-            port: port_of(&to_pair.0),
-            session_id: to.session_id,
-            session_version: to.sdp_version,
-        };
+        let local = to.next_image(to.local_ip, port_of(&to_pair.0));
         let ours = sdp::t38_offer(&local, &stream);
         Ok((ours, Some((from_pair, to_pair, stream))))
     }
@@ -1568,15 +1589,7 @@ impl CallControl {
         offer: &sdp::SessionDescription,
     ) -> Result<(String, Option<(SocketPair, SocketPair, sdp::ImageStream)>), u16> {
         let from = session_of(&mut self.legs, &mut self.outbound, passing.from).ok_or(481u16)?;
-        let local = LocalMedia {
-            ip: from.local_ip,
-            port: from.port,
-            codecs: vec![from.codec],
-            session_id: from.session_id,
-            session_version: from.sdp_version + 1,
-            srtp: from.srtp_local.clone(),
-        };
-        if let Err(err) = sdp::answer(offer, &local) {
+        if let Err(err) = sdp::answer(offer, &from.reoffer_answerer()) {
             tracing::info!(leg = %passing.from, "back to audio refused: {err}; 488");
             return Err(488);
         }
@@ -1659,13 +1672,7 @@ impl CallControl {
         };
         let (from_port, to_port) = (port_of(&from_pair.0), port_of(&to_pair.0));
         let from = session_of(&mut self.legs, &mut self.outbound, passing.from).ok_or(481u16)?;
-        from.sdp_version += 1;
-        let local = sdp::LocalImage {
-            ip: from.local_ip,
-            port: from_port,
-            session_id: from.session_id,
-            session_version: from.sdp_version,
-        };
+        let local = from.next_image(from.local_ip, from_port);
         let answer = sdp::t38_answer(&pending.offer, &local, &accepted).map_err(|err| {
             tracing::info!(leg = %passing.from, "no T.38 answer: {err}");
             488u16
@@ -1773,13 +1780,7 @@ impl CallControl {
         t38.relay.set_remote(udptl_side, stream.remote);
         let (ip, port, described) = (side.ip, side.port, side.described.clone());
         let media = session_of(&mut self.legs, &mut self.outbound, leg).ok_or(481u16)?;
-        media.sdp_version += 1;
-        let local = sdp::LocalImage {
-            ip,
-            port,
-            session_id: media.session_id,
-            session_version: media.sdp_version,
-        };
+        let local = media.next_image(ip, port);
         sdp::t38_answer(offer, &local, &described)
             .map(String::into_bytes)
             .map_err(|_| 488)
@@ -1789,14 +1790,7 @@ impl CallControl {
     /// it with.
     fn apply_offer(&mut self, leg: LegId, body: &[u8]) -> Result<Vec<u8>, u16> {
         // The caller's leg, or a phone we called (its hold and resume come the same way).
-        let media = match self.legs.get_mut(&leg) {
-            Some(l) => &mut l.media,
-            None => self
-                .outbound
-                .get_mut(&leg)
-                .and_then(|o| o.media.as_mut())
-                .ok_or(481u16)?,
-        };
+        let media = session_of(&mut self.legs, &mut self.outbound, leg).ok_or(481u16)?;
         let offer = match parse_offer(body) {
             Ok(offer) => offer,
             Err(err) => {
@@ -1804,21 +1798,11 @@ impl CallControl {
                 return Err(488);
             }
         };
-        let local = LocalMedia {
-            ip: media.local_ip,
-            port: media.port,
-            // The session's codec only: the media worker keeps its codec for the call, so
-            // an offer without it is refused (488) rather than answered with another.
-            codecs: vec![media.codec],
-            session_id: media.session_id,
-            session_version: media.sdp_version + 1,
-            // Our keys stay, so what we send keeps its key (RFC 4568 §7.1.4 allows it).
-            srtp: media.srtp_local.clone(),
-        };
-        let (answer, negotiated) = sdp::answer(&offer, &local).map_err(|err| {
-            tracing::info!(leg = %leg, "re-INVITE refused: {err}");
-            488u16
-        })?;
+        let (answer, negotiated) =
+            sdp::answer(&offer, &media.reoffer_answerer()).map_err(|err| {
+                tracing::info!(leg = %leg, "re-INVITE refused: {err}");
+                488u16
+            })?;
         // The media worker cannot switch a running leg between plain and encrypted media.
         let rekeyed = match (&media.srtp, &negotiated.srtp) {
             (None, None) => None,

@@ -573,14 +573,7 @@ impl SipEndpoint {
         );
         // A re-INVITE refreshes the session too (RFC 4028 §7.4): without Session-Expires the
         // peer would take the timer as switched off.
-        if let Some(timer) = timer {
-            msg::add_header(
-                &mut request.headers,
-                "Session-Expires",
-                timer.header_value(),
-            );
-        }
-        msg::add_header(&mut request.headers, "Supported", SUPPORTED.into());
+        add_session_timer(&mut request, timer.as_ref());
         let cseq = dialog.local_cseq();
         let to = Peer {
             addr: in_dialog_hop(dialog, peer, outbound),
@@ -1486,12 +1479,7 @@ impl SipEndpoint {
             (Method::Invite, Some((SDP.to_string(), l.local_sdp.clone())))
         };
         let mut request = dialog.new_request(method, via, l.peer.transport, body);
-        msg::add_header(
-            &mut request.headers,
-            "Session-Expires",
-            timer.header_value(),
-        );
-        msg::add_header(&mut request.headers, "Supported", SUPPORTED.into());
+        add_session_timer(&mut request, Some(&timer));
         let cseq = dialog.local_cseq();
         let to = Peer {
             addr: dialog.next_hop().unwrap_or(l.peer.addr),
@@ -1758,6 +1746,19 @@ pub fn uri_next_hop(uri: &str) -> Option<Peer> {
         transport,
         connection: None,
     })
+}
+
+/// `Session-Expires` (when the session has a timer) and our `Supported` on a request that
+/// refreshes the session.
+fn add_session_timer(request: &mut rsip::Request, timer: Option<&SessionTimer>) {
+    if let Some(timer) = timer {
+        msg::add_header(
+            &mut request.headers,
+            "Session-Expires",
+            timer.header_value(),
+        );
+    }
+    msg::add_header(&mut request.headers, "Supported", SUPPORTED.into());
 }
 
 /// Where a request inside `dialog` goes: for a leg we placed, the flow the phone
