@@ -1176,7 +1176,7 @@ impl CallControl {
     /// Sends one INVITE for `parent`, with an offer of all our codecs on fresh ports, the
     /// caller's codec first: a phone that takes the first codec it knows then talks what the
     /// caller talks, and the call is relayed rather than transcoded. A trunk's `codecs`
-    /// (`only`) replace that: the admin's order is what the carrier is offered. A `fax` call
+    /// (`only`) limit the offer to them, in the admin's order after the caller's. A `fax` call
     /// offers the caller's codec alone: relayed, or refused by the far end (488), never
     /// transcoded.
     #[allow(clippy::too_many_arguments)] // one INVITE's parts, and the endpoint to send it
@@ -1208,10 +1208,11 @@ impl CallControl {
         let caller_codec = self.legs.get(&parent).map(|caller| caller.media.codec);
         let codecs = match (only, caller_codec) {
             (_, Some(caller)) if fax => vec![caller],
-            (Some(only), _) => only.to_vec(),
-            (None, caller) => {
-                let mut codecs = OUR_CODECS.to_vec();
-                if let Some(caller) = caller {
+            (allowed, caller) => {
+                // The caller's codec first when it may be used: a far end that takes the
+                // first codec it knows then talks it, and the call is relayed, not transcoded.
+                let mut codecs = allowed.unwrap_or(OUR_CODECS).to_vec();
+                if let Some(caller) = caller.filter(|c| codecs.contains(c)) {
                     codecs.retain(|&c| c != caller);
                     codecs.insert(0, caller);
                 }
