@@ -558,6 +558,9 @@ const OPEN_CLEAN: &OpenGaps = &[
     ("pcma", "pcma", 0.25), // -0.12
     ("g722", "g722", 0.35), // -0.23
     ("opus", "pcmu", 0.25), // -0.12
+    // -0.1006 on 2026-12-05's machine, at a8564f4 (which passed CI elsewhere) as at b444609:
+    // the same path as opus -> pcmu, on the edge of its bar, tipped by this machine's codecs.
+    ("opus", "pcma", 0.25),
     ("opus", "g722", 0.25), // -0.11
     ("opus", "opus", 0.65), // -0.50
 ];
