@@ -185,15 +185,19 @@ fn a_call_to_a_fax_line_offers_only_the_callers_g711_and_its_payload_arrives_unc
         .filter(|p| !p.is_empty())
         .collect();
 
-    // Until the two legs are linked for the relay, the server keeps the fax line's jitter
-    // buffer fed with its own A-law silence (0 encodes as 0xd5); those few frames come
-    // before the caller's first packet and are not the caller's.
+    // Until the two legs are linked for the relay, and again once the caller has hung up,
+    // the server keeps the fax line's jitter buffer fed with its own A-law silence (0
+    // encodes as 0xd5); those frames come before the caller's first packet and after its
+    // last, and are not the caller's.
     let server_silence =
         |p: &String| p.len().is_multiple_of(2) && p.as_bytes().chunks(2).all(|b| b == b"d5");
-    let received: Vec<String> = received
+    let mut received: Vec<String> = received
         .into_iter()
         .skip_while(|p| server_silence(p))
         .collect();
+    while received.last().is_some_and(server_silence) {
+        received.pop();
+    }
     let sent = pcap_payloads();
     assert!(sent.len() > 200, "{} packets in g711a.pcap", sent.len());
     let log = server.log();
