@@ -309,42 +309,38 @@ fn dialplan_check_refuses_a_rule_that_would_take_112_with_its_place() {
     );
 }
 
-#[test]
-fn with_the_first_carrier_gone_a_call_out_goes_through_the_failover_trunk() {
-    let ns = Netns::new();
-    let dir = TempDir::new("trunk-failover");
-    // Nothing answers at 10.99.0.5: the first carrier is gone, its trunk never registers.
+/// The server in `ns` with the trunk `first` (a `[[trunk]]` named "carrier", its keys last)
+/// failing over to "backup", an ip trunk at 10.99.0.6; user 101's phone at 10.99.0.2
+/// (440 Hz) to call out.
+fn with_a_backup_trunk(ns: &Netns, label: &str, first: &str) -> (Server, Baresip) {
+    let dir = TempDir::new(label);
     let trunks = dir.path().join("trunks.toml");
     std::fs::write(
         &trunks,
-        r#"
-[numbering]
-area-code = "711"
-
-[[trunk]]
-name = "carrier"
-mode = "register"
-registrar = "sip:10.99.0.5:5080"
-username = "4971112345"
-password = "trunkgeheim"
-max-calls = 10
-emergency = true
-failover = "backup"
-
-[[trunk]]
-name = "backup"
-mode = "ip"
-proxy = "sip:10.99.0.6:5080"
-allowed-sources = ["10.99.0.6/32"]
-max-calls = 10
-"#,
+        format!(
+            "{NUMBERING}{first}failover = \"backup\"\n\n[[trunk]]\nname = \"backup\"\nmode = \"ip\"\nproxy = \"sip:10.99.0.6:5080\"\n\
+             allowed-sources = [\"10.99.0.6/32\"]\nmax-calls = 10\noptions-interval = 0\n"
+        ),
     )
     .unwrap();
     let plans = did_plans();
-    let data = TempDir::new("trunk-failover-data");
+    let data = TempDir::new(&format!("{label}-data"));
     add_user(data.path(), "101", "geheim123");
-    let server = server_with_trunks(&ns, trunks.to_str().unwrap(), &plans, data);
+    let server = server_with_trunks(ns, trunks.to_str().unwrap(), &plans, data);
     let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    (server, caller)
+}
+
+#[test]
+fn with_the_first_carrier_gone_a_call_out_goes_through_the_failover_trunk() {
+    let ns = Netns::new();
+    // Nothing answers at 10.99.0.5: the first carrier is gone, its trunk never registers.
+    let (server, caller) = with_a_backup_trunk(
+        &ns,
+        "trunk-failover",
+        "[[trunk]]\nname = \"carrier\"\nmode = \"register\"\nregistrar = \"sip:10.99.0.5:5080\"\n\
+         username = \"4971112345\"\npassword = \"trunkgeheim\"\nmax-calls = 10\nemergency = true\n",
+    );
     let backup = scenario("uas_pcma_echo.xml");
     let (backup_out, caller_out) = std::thread::scope(|scope| {
         let backup_run = scope.spawn(|| echoing_carrier(&ns, &backup, "10.99.0.6", "1"));
@@ -363,39 +359,7 @@ max-calls = 10
 #[test]
 fn a_call_out_refused_with_503_by_the_first_carrier_goes_through_the_failover_trunk() {
     let ns = Netns::new();
-    let dir = TempDir::new("trunk-503");
-    let trunks = dir.path().join("trunks.toml");
-    std::fs::write(
-        &trunks,
-        r#"
-[numbering]
-area-code = "711"
-
-[[trunk]]
-name = "carrier"
-mode = "ip"
-proxy = "sip:10.99.0.5:5080"
-allowed-sources = ["10.99.0.5/32"]
-max-calls = 10
-options-interval = 0
-emergency = true
-failover = "backup"
-
-[[trunk]]
-name = "backup"
-mode = "ip"
-proxy = "sip:10.99.0.6:5080"
-allowed-sources = ["10.99.0.6/32"]
-max-calls = 10
-options-interval = 0
-"#,
-    )
-    .unwrap();
-    let plans = did_plans();
-    let data = TempDir::new("trunk-503-data");
-    add_user(data.path(), "101", "geheim123");
-    let server = server_with_trunks(&ns, trunks.to_str().unwrap(), &plans, data);
-    let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    let (server, caller) = with_a_backup_trunk(&ns, "trunk-503", &ip_trunk("10.99.0.5"));
     let broken = scenario("carrier_503.xml");
     let backup = scenario("uas_pcma_echo.xml");
     let (broken_out, backup_out, caller_out) = std::thread::scope(|scope| {
@@ -419,13 +383,21 @@ options-interval = 0
     );
 }
 
-/// A trunks file for `trunks_file_reloads…`: the trunk `carrier` sends calls to `proxy`.
-fn ip_trunk_to(proxy: &str) -> String {
+/// The site's numbering, as every trunks file here starts.
+const NUMBERING: &str = "[numbering]\narea-code = \"711\"\n\n";
+
+/// The ip trunk `carrier` sending calls to `proxy` (no keep-alive).
+fn ip_trunk(proxy: &str) -> String {
     format!(
-        "[numbering]\narea-code = \"711\"\n\n[[trunk]]\nname = \"carrier\"\nmode = \"ip\"\n\
+        "[[trunk]]\nname = \"carrier\"\nmode = \"ip\"\n\
          proxy = \"sip:{proxy}:5080\"\nallowed-sources = [\"{proxy}/32\"]\nmax-calls = 10\n\
          options-interval = 0\nemergency = true\n"
     )
+}
+
+/// A trunks file for `trunks_file_reloads…`: the trunk `carrier` sends calls to `proxy`.
+fn ip_trunk_to(proxy: &str) -> String {
+    format!("{NUMBERING}{}", ip_trunk(proxy))
 }
 
 /// The trunks file is reloaded while a call runs: the call goes on unhurt, the next call

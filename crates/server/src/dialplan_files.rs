@@ -159,33 +159,15 @@ pub fn spawn_reloader(
     reload: impl Fn(&'static str) -> ReloadReport + Send + Sync + 'static,
     mut requests: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<ReloadReport>>,
 ) -> anyhow::Result<()> {
-    use notify::Watcher;
     let reload = Arc::new(reload);
-    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(16);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && !matches!(event.kind, notify::EventKind::Access(_))
-            && event
-                .paths
-                .iter()
-                .any(|p| p.extension().is_some_and(|e| e == "toml"))
-        {
-            let _ = changed_tx.try_send(());
-        }
+    let mut changes = crate::file_watch::FileChanges::watch(&dir, true, |p| {
+        p.extension().is_some_and(|e| e == "toml")
     })?;
-    watcher.watch(&dir, notify::RecursiveMode::Recursive)?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
-        // The watcher lives as long as this task.
-        let _watcher = watcher;
         loop {
             let (trigger, reply) = tokio::select! {
-                Some(()) = changed_rx.recv() => {
-                    // Let an editor finish writing (several events per save) before reading.
-                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                    while changed_rx.try_recv().is_ok() {}
-                    ("file change", None)
-                }
+                Some(()) = changes.next() => ("file change", None),
                 Some(_) = hangup.recv() => ("SIGHUP", None),
                 Some(reply) = requests.recv() => ("admin API", Some(reply)),
                 else => return,

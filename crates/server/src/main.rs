@@ -13,6 +13,7 @@ mod config;
 mod core_command;
 mod dialplan_files;
 mod fax;
+mod file_watch;
 mod http;
 mod ids;
 mod media_worker;

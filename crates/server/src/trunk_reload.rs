@@ -36,40 +36,23 @@ pub fn spawn(
     transport: TransportHandle,
     changed: mpsc::Sender<Arc<TrunkSet>>,
 ) -> anyhow::Result<()> {
-    use notify::Watcher;
     let Some(path) = shared.trunks.path().map(Path::to_path_buf) else {
         return Ok(());
     };
-    // Editors replace the file rather than write it: watch its directory, keep its events.
+    // The file's directory is watched: editors replace the file (see file_watch).
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
     let name = path.file_name().map(|n| n.to_os_string());
-    let (file_tx, mut file_rx) = mpsc::channel::<()>(16);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && !matches!(event.kind, notify::EventKind::Access(_))
-            && event
-                .paths
-                .iter()
-                .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
-        {
-            let _ = file_tx.try_send(());
-        }
+    let mut changes = crate::file_watch::FileChanges::watch(&dir, false, move |p| {
+        p.file_name().map(|n| n.to_os_string()) == name
     })?;
-    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
-        let _watcher = watcher;
         loop {
             let trigger = tokio::select! {
-                Some(()) = file_rx.recv() => {
-                    // Let an editor finish writing (several events per save) before reading.
-                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                    while file_rx.try_recv().is_ok() {}
-                    "file change"
-                }
+                Some(()) = changes.next() => "file change",
                 Some(_) = hangup.recv() => "SIGHUP",
                 else => return,
             };
