@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use crate::call::{
     Call, CallSetup, CalleeEvent, Input, MediaAction, Output, Question, Reply, SipAction,
 };
+use crate::call_cost::CallCosts;
 use crate::call_effects::{self, Replies};
 use crate::call_event::{CALL_EVENTS_QUEUE, CallEvent, CallEvents};
 use crate::core_command::CoreCommand;
@@ -277,6 +278,8 @@ struct CallOutRequest {
     privacy: bool,
     forwarded: bool,
     fax_rule: bool,
+    /// Its class, which the cost guard prices it by once answered.
+    class: Option<trunks::CallClass>,
 }
 
 /// Whether a carrier's refusal of a call out says the carrier failed rather than the called
@@ -338,9 +341,14 @@ impl CallControl {
         (control, queues)
     }
 
-    /// When a call wants the time next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(at, _)| *at)
+    /// When a call wants the time next, or a call out may reach a cost-guard limit.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        let call = self.timers.first().map(|(at, _)| *at);
+        let trunks = self.shared.trunks.current();
+        let cost = trunks
+            .cost_rules()
+            .and_then(|rules| self.shared.costs.guard().poll_timeout(rules, now));
+        call.into_iter().chain(cost).min()
     }
 
     /// Wakes the calls whose time has come.
@@ -361,6 +369,42 @@ impl CallControl {
             self.run_call(leg, endpoint, registrar, now, |call| {
                 call.handle_timeout(now)
             });
+        }
+        self.cut_over_budget(endpoint, now);
+    }
+
+    /// Ends the calls out that took the last hour's spend to a cost-guard limit (one
+    /// endless call to a premium number is what a stolen password is used for): both legs
+    /// get a BYE naming the reason, logged, and the call record keeps it.
+    fn cut_over_budget(&mut self, endpoint: &mut SipEndpoint, now: Instant) {
+        let trunks = self.shared.trunks.current();
+        let Some(rules) = trunks.cost_rules() else {
+            return;
+        };
+        let cuts = self.shared.costs.guard().handle_timeout(rules, now);
+        for cut in cuts {
+            let Some(parent) = self.outbound.get(&cut.key).map(|o| o.parent) else {
+                continue;
+            };
+            let reason = crate::call_cost::cut_reason(cut.over.budget);
+            CallCosts::cut(cut.over.budget);
+            let caller = self.legs.get_mut(&parent);
+            let span = caller
+                .as_ref()
+                .map_or_else(tracing::Span::none, |l| l.span.clone());
+            let _entered = span.enter();
+            let user = cut.user.as_deref().unwrap_or("(not a user)");
+            tracing::warn!(leg = %parent, callee = %cut.key, %user, spent = %cut.over.spent, limit = %cut.over.limit, "cost guard: {}; ending the call", cut.over);
+            // Noted before the BYEs: whichever leg's end is reported first, the record
+            // keeps this reason for both.
+            if let Some(connected) = caller
+                .and_then(|l| l.connected.as_mut())
+                .filter(|c| c.leg == cut.key)
+            {
+                connected.end(reason);
+            }
+            endpoint.hangup(cut.key, reason, now);
+            endpoint.hangup(parent, reason, now);
         }
     }
 
@@ -1055,6 +1099,20 @@ impl CallControl {
                 number,
                 privacy,
             } => {
+                let trunks = self.shared.trunks.current();
+                if let (Some(rules), Some(class)) = (trunks.cost_rules(), trunks.class_of(number))
+                    && let Err(over) = self.shared.costs.guard().check(
+                        rules,
+                        call_classes.user.as_deref(),
+                        class,
+                        now,
+                    )
+                {
+                    let user = call_classes.user.as_deref().unwrap_or("(not a user)");
+                    tracing::warn!(leg = %leg, %trunk, %number, %class, %user, spent = %over.spent, limit = %over.limit, "dial: cost guard: {over}; not called");
+                    CallCosts::refused(over.budget);
+                    return Reply::OverBudget(over.budget);
+                }
                 let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
                 let outside = || self.outbound.values().filter(|o| o.trunk.is_some());
                 let on_trunk = |name: &str| {
@@ -1138,6 +1196,7 @@ impl CallControl {
                 privacy: *privacy,
                 forwarded,
                 fax_rule,
+                class: self.shared.trunks.current().class_of(number),
             }),
             _ => None,
         };
@@ -1364,6 +1423,32 @@ impl CallControl {
             media.send(leg, MediaCommand::Connect(leg, connection));
         }
         tracing::info!(leg = %parent, callee = %child, callee_codec = ?callee_codec, "connected");
+        self.start_pricing(parent, child, now);
+    }
+
+    /// A call out through a trunk is connected: the cost guard prices it from now on, at
+    /// its class's rate.
+    fn start_pricing(&self, parent: LegId, child: LegId, now: Instant) {
+        let Some(class) = self
+            .outbound
+            .get(&child)
+            .and_then(|o| o.call_out.as_ref())
+            .and_then(|c| c.class)
+        else {
+            return;
+        };
+        let trunks = self.shared.trunks.current();
+        let Some(rules) = trunks.cost_rules() else {
+            return;
+        };
+        let user = self
+            .legs
+            .get(&parent)
+            .and_then(|l| l.call_classes.user.as_deref());
+        self.shared
+            .costs
+            .guard()
+            .answered(rules, child, user, class, now);
     }
 
     /// A leg we placed is over: stop its media, note it for the call record, and tell its
@@ -1380,6 +1465,7 @@ impl CallControl {
         let Some(out) = self.outbound.remove(&child) else {
             return;
         };
+        self.shared.costs.guard().ended(child, now);
         if out.media_started {
             self.shared.media.send(child, MediaCommand::Stop(child));
         }

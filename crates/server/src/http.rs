@@ -368,5 +368,6 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             value.load(Ordering::Relaxed).to_string(),
         );
     }
+    body.push_str(&state.shared.costs.metrics(std::time::Instant::now()));
     ([("content-type", "text/plain; version=0.0.4")], body)
 }

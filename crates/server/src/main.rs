@@ -6,6 +6,7 @@
 mod call;
 mod call_classes;
 mod call_control;
+mod call_cost;
 mod call_effects;
 mod call_event;
 mod conference;

@@ -106,6 +106,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         store,
         conferences: crate::conference::Registry::default(),
         trunks,
+        costs: crate::call_cost::CallCosts::default(),
     });
     let (command_tx, command_rx) = mpsc::channel(crate::media_worker::CORE_COMMAND_QUEUE);
     // Admin requests are rare and answered at once; a few in flight are plenty.
@@ -235,7 +236,7 @@ impl Core {
             let deadline = [
                 self.endpoint.poll_timeout(),
                 self.registrar.next_deadline(),
-                self.control.poll_timeout(),
+                self.control.poll_timeout(Instant::now()),
                 self.trunk_lines.poll_timeout(),
             ]
             .into_iter()

@@ -23,4 +23,6 @@ pub struct Shared {
     pub conferences: crate::conference::Registry,
     /// SIP trunks (none without a `trunks` file), swapped on reload.
     pub trunks: crate::trunk_service::TrunkHolder,
+    /// What calls out cost in the last hour (the `[cost-guard]` of the trunks file).
+    pub costs: crate::call_cost::CallCosts,
 }

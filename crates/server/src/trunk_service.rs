@@ -349,6 +349,17 @@ impl TrunkSet {
         .then_some(mine)
     }
 
+    /// The prices and hourly limits of calls out (`[cost-guard]`), if the file has them.
+    pub fn cost_rules(&self) -> Option<&trunks::CostRules> {
+        self.config.cost_guard.as_ref()
+    }
+
+    /// The class of a call out to `number` as the dialplan wrote it; `None` when it is no
+    /// number to call out.
+    pub fn class_of(&self, number: &str) -> Option<trunks::CallClass> {
+        self.config.numbering.dialled(number).ok().map(|c| c.class)
+    }
+
     /// The trunk `name` fails over to, if any.
     pub fn failover_of(&self, name: &str) -> Option<String> {
         self.config.trunk(name)?.failover.clone()

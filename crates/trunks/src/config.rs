@@ -15,6 +15,8 @@ use serde::Deserialize;
 use sip::security::{IpNetwork, NetworkList};
 use toml::Spanned;
 
+use crate::class::CallClass;
+use crate::cost_guard::{CostRules, Money};
 use crate::diag::{Diagnostic, Reporter, Severity};
 use crate::number::{
     AreaCode, DidBlock, E164, ExtensionRange, FIXED_EMERGENCY_NUMBERS, MAX_E164_DIGITS,
@@ -45,6 +47,8 @@ pub struct TrunkConfig {
     /// order: an emergency call from a phone in a listed network presents its number
     /// instead of the emergency trunk's `location-number` (home offices over the VPN).
     pub emergency_locations: Vec<EmergencyLocation>,
+    /// Prices and hourly spend limits of calls out (`[cost-guard]`); `None`: no guard.
+    pub cost_guard: Option<CostRules>,
 }
 
 /// Where phones of one network are, for emergency services.
@@ -330,6 +334,7 @@ type List<T> = Opt<Vec<Spanned<T>>>;
 struct RawFile {
     numbering: Opt<RawNumbering>,
     limits: Option<RawLimits>,
+    cost_guard: Opt<RawCostGuard>,
     #[serde(default)]
     emergency_location: Vec<RawLocation>,
     #[serde(default)]
@@ -348,6 +353,16 @@ struct RawLocation {
 struct RawLimits {
     outside_calls_per_user: Opt<u32>,
     outside_calls: Opt<u32>,
+}
+
+/// `[cost-guard]`: amounts are read as TOML values and checked here, so a string or a
+/// negative price is reported at its place in our words rather than serde's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCostGuard {
+    rates: Opt<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    per_user_per_hour: Opt<toml::Value>,
+    per_hour: Opt<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -454,6 +469,10 @@ pub fn parse(file: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
     check_failover_cycles(&mut r, &raw.trunk);
     check_emergency(&mut r, &raw.trunk);
     let limits = check_limits(&mut r, raw.limits.as_ref());
+    let cost_guard = raw
+        .cost_guard
+        .as_ref()
+        .and_then(|c| check_cost_guard(&mut r, c));
     let emergency_locations = raw
         .emergency_location
         .iter()
@@ -477,6 +496,7 @@ pub fn parse(file: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
             trunks,
             limits,
             emergency_locations,
+            cost_guard,
         },
         warnings: r.found,
     })
@@ -502,6 +522,144 @@ fn check_limits(r: &mut Reporter<'_>, raw: Option<&RawLimits>) -> OutsideCallLim
         limits.total = in_range(r, v, "[limits]", "outside-calls", 1..=MAX_CALLS_LIMIT);
     }
     limits
+}
+
+/// Most a rate per minute may be: far above any tariff, low enough that a slip of the
+/// decimal point (`200` for `2.00`) is still caught by the hourly limits, not by overflow.
+const MAX_RATE: Money = Money::from_millis(1_000_000);
+/// Most an hourly limit may be.
+const MAX_HOURLY: Money = Money::from_millis(1_000_000_000);
+
+fn check_cost_guard(r: &mut Reporter<'_>, raw: &Spanned<RawCostGuard>) -> Option<CostRules> {
+    const SECTION: &str = "[cost-guard]";
+    let errors_before = r.found.len();
+    let c = raw.get_ref();
+    let mut rates = BTreeMap::new();
+    match &c.rates {
+        None => r.error(
+            raw.span(),
+            format!("{SECTION}: `rates` is missing, so every call would cost nothing"),
+            Some("rates = { mobile = 0.09, international = 0.25, premium = 2.00 }"),
+        ),
+        Some(list) if list.get_ref().is_empty() => r.error(
+            list.span(),
+            format!("{SECTION}: `rates` is empty, so every call would cost nothing"),
+            Some("rates = { mobile = 0.09, international = 0.25, premium = 2.00 }"),
+        ),
+        Some(list) => {
+            for (name, price) in list.get_ref() {
+                let class = match name.get_ref().parse::<CallClass>() {
+                    Ok(class) => class,
+                    Err(e) => {
+                        r.error(name.span(), format!("{SECTION} rates: {e}"), None);
+                        continue;
+                    }
+                };
+                let why_not = match class {
+                    CallClass::Emergency => Some("emergency calls are never charged nor held back"),
+                    CallClass::Internal => Some("internal calls never go out through a trunk"),
+                    _ => None,
+                };
+                if let Some(why_not) = why_not {
+                    r.error(
+                        name.span(),
+                        format!("{SECTION} rates: no rate for {class}: {why_not}"),
+                        None,
+                    );
+                    continue;
+                }
+                let what = format!("{SECTION} rates.{class}");
+                if let Some(rate) = amount(r, price, &what, MAX_RATE) {
+                    rates.insert(class, rate);
+                }
+            }
+        }
+    }
+    let limit = |r: &mut Reporter<'_>, v: &Opt<toml::Value>, key: &str| {
+        let v = v.as_ref()?;
+        let what = format!("{SECTION} {key}");
+        let money = amount(r, v, &what, MAX_HOURLY)?;
+        if money == Money::ZERO {
+            r.error(
+                v.span(),
+                format!("{what} must be more than 0"),
+                Some("to keep a user from a kind of number altogether, leave it out of their call classes"),
+            );
+            return None;
+        }
+        Some(money)
+    };
+    let per_user_per_hour = limit(r, &c.per_user_per_hour, "per-user-per-hour");
+    let per_hour = limit(r, &c.per_hour, "per-hour");
+    if c.per_user_per_hour.is_none() && c.per_hour.is_none() {
+        r.error(
+            raw.span(),
+            format!("{SECTION} sets no limit"),
+            Some("per-user-per-hour = 5.00 (one user's calls out in any 60 minutes), per-hour = 40.00 (all together), or both"),
+        );
+    }
+    if let (Some(user), Some(all), Some(v)) =
+        (per_user_per_hour, per_hour, c.per_user_per_hour.as_ref())
+        && user > all
+    {
+        r.warning(
+            v.span(),
+            format!("{SECTION} per-user-per-hour ({user}) is more than per-hour ({all}): one user alone reaches the limit in all first"),
+            None,
+        );
+    }
+    if r.found[errors_before..]
+        .iter()
+        .any(|d| d.severity == Severity::Error)
+    {
+        return None;
+    }
+    Some(CostRules {
+        rates,
+        per_user_per_hour,
+        per_hour,
+    })
+}
+
+/// An amount of money written as a TOML number (`2`, `0.09`): not negative, at most
+/// `max`, and no finer than a tenth of a cent (the unit money is counted in).
+fn amount(r: &mut Reporter<'_>, v: &Spanned<toml::Value>, what: &str, max: Money) -> Option<Money> {
+    let millis = match v.get_ref() {
+        toml::Value::Integer(n) => n.checked_mul(1000).map(|m| m as f64),
+        toml::Value::Float(x) => Some(x * 1000.0),
+        other => {
+            r.error(
+                v.span(),
+                format!("{what} must be a number, not {}", other.type_str()),
+                Some("amounts are plain numbers in the currency, like 0.25"),
+            );
+            return None;
+        }
+    };
+    let Some(millis) = millis.filter(|m| m.is_finite()) else {
+        r.error(v.span(), format!("{what} is not a usable amount"), None);
+        return None;
+    };
+    if millis < 0.0 {
+        r.error(v.span(), format!("{what} must not be negative"), None);
+        return None;
+    }
+    let whole = millis.round();
+    // A float read from decimal text is off by far less than this from its thousandths.
+    if (millis - whole).abs() > 1e-6 {
+        r.error(
+            v.span(),
+            format!("{what} is finer than a tenth of a cent"),
+            Some("give at most three decimals, like 0.125"),
+        );
+        return None;
+    }
+    if whole > max.millis() as f64 {
+        r.error(v.span(), format!("{what} must be at most {max}"), None);
+        return None;
+    }
+    // In range and whole: the conversion is exact.
+    Some(Money::from_millis(whole as u64))
 }
 
 fn check_numbering(r: &mut Reporter<'_>, raw: Option<&Spanned<RawNumbering>>) -> Numbering {

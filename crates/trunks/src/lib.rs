@@ -5,7 +5,9 @@
 //! [`TrunkConfig`] (or diagnostics with file:line:column), numbers in E.164, the form a trunk
 //! wants, and the [`CallClass`] of what a user dialled, each with an explanation of the rules
 //! applied. It opens no socket, reads no file (not even `password-file`) and no clock;
-//! registering, keep-alives, failover, call counting and routing belong to the server.
+//! registering, keep-alives, failover, call counting and routing belong to the server. The
+//! [`CostGuard`] sums what calls out cost over the last hour with time passed in; refusing
+//! and ending calls over its limits is the server's.
 //!
 //! The numbering knowledge is German (Bundesnetzagentur's plan: 0 national and 00
 //! international prefix, 015x/016x/017x mobile, 0800/0180/0700/0900 services, 110/112). A
@@ -15,10 +17,11 @@
 //! `crates/trunks/examples/trunks.toml`); [`Numbering::dialled`] normalises and classifies
 //! what a user dialled; [`TrunkNumbers::inbound`] reads a carrier's number and
 //! [`TrunkNumbers::format`] writes one for it; the `explain_*` variants list the steps;
-//! [`AllowedClasses`] says what a user may call.
+//! [`AllowedClasses`] says what a user may call; [`CostGuard`] what calls out have cost.
 
 mod class;
 mod config;
+mod cost_guard;
 mod diag;
 mod number;
 
@@ -29,6 +32,7 @@ pub use config::{
     OutsideCallLimits, Password, Registration, SipUri, Transport, Trunk, TrunkConfig, TrunkMode,
     parse,
 };
+pub use cost_guard::{Budget, COST_WINDOW, CostGuard, CostRules, CutCall, Money, OverBudget};
 pub use diag::{Diagnostic, Severity};
 pub use number::{
     AreaCode, CountryCode, DEFAULT_EMERGENCY_NUMBERS, Dialled, DidBlock, E164, Explanation,

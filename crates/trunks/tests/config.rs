@@ -644,3 +644,107 @@ fn emergency_locations_map_networks_to_location_numbers_and_bad_ones_name_the_li
         "{e:?}"
     );
 }
+
+#[test]
+fn cost_guard_reads_prices_per_minute_and_hourly_limits_in_tenths_of_a_cent() {
+    use trunks::{CallClass, Money};
+    let config = ok(&example());
+    let guard = config.cost_guard.expect("the example has a cost guard");
+    assert_eq!(guard.rate(CallClass::Mobile), Money::from_millis(90));
+    assert_eq!(
+        guard.rate(CallClass::International),
+        Money::from_millis(250)
+    );
+    assert_eq!(guard.rate(CallClass::SharedCost), Money::from_millis(140));
+    assert_eq!(guard.rate(CallClass::Premium), Money::from_millis(2000));
+    assert_eq!(guard.rate(CallClass::National), Money::ZERO, "not listed");
+    assert_eq!(guard.per_user_per_hour, Some(Money::from_millis(5000)));
+    assert_eq!(guard.per_hour, Some(Money::from_millis(40_000)));
+
+    assert_eq!(ok(&one_trunk("")).cost_guard, None, "no section, no guard");
+    let config = ok(&format!(
+        "[cost-guard]\nrates = {{ premium = 3, mobile = 0.125 }}\nper-hour = 12\n{}",
+        one_trunk("")
+    ));
+    let guard = config.cost_guard.expect("guard");
+    assert_eq!(guard.rate(CallClass::Premium), Money::from_millis(3000));
+    assert_eq!(guard.rate(CallClass::Mobile), Money::from_millis(125));
+    assert_eq!(guard.per_user_per_hour, None);
+    assert_eq!(guard.per_hour, Some(Money::from_millis(12_000)));
+}
+
+#[test]
+fn cost_guard_refuses_unknown_classes_and_bad_amounts_at_their_place() {
+    let guard = |lines: &str| errors(&format!("[cost-guard]\n{lines}{}", one_trunk("")));
+    assert_eq!(
+        guard("rates = { premum = 2.0 }\nper-hour = 10\n"),
+        [
+            "trunks.toml:2:11: error: [cost-guard] rates: unknown call class \"premum\"; known: emergency, internal, local, national, mobile, international, special, shared-cost, premium"
+        ]
+    );
+    assert_eq!(
+        guard("rates = { mobile = -0.09 }\nper-hour = 10\n"),
+        ["trunks.toml:2:20: error: [cost-guard] rates.mobile must not be negative"]
+    );
+    assert_eq!(
+        guard("rates = { mobile = \"0.09\" }\nper-hour = 10\n"),
+        ["trunks.toml:2:20: error: [cost-guard] rates.mobile must be a number, not string"]
+    );
+    assert_eq!(
+        guard("rates = { mobile = 0.0901 }\nper-hour = 10\n"),
+        ["trunks.toml:2:20: error: [cost-guard] rates.mobile is finer than a tenth of a cent"]
+    );
+    assert_eq!(
+        guard("rates = { premium = 2 }\nper-user-per-hour = 0\nper-hour = -5\n"),
+        [
+            "trunks.toml:3:21: error: [cost-guard] per-user-per-hour must be more than 0",
+            "trunks.toml:4:12: error: [cost-guard] per-hour must not be negative",
+        ]
+    );
+    assert_eq!(
+        guard("rates = { premium = 2 }\nper-hour = \"lots\"\n"),
+        ["trunks.toml:3:12: error: [cost-guard] per-hour must be a number, not string"]
+    );
+    assert_eq!(
+        guard("rates = { emergency = 1, internal = 0.01 }\nper-hour = 10\n"),
+        [
+            "trunks.toml:2:11: error: [cost-guard] rates: no rate for emergency: emergency calls are never charged nor held back",
+            "trunks.toml:2:26: error: [cost-guard] rates: no rate for internal: internal calls never go out through a trunk",
+        ]
+    );
+    assert_eq!(
+        guard("rates = { premium = 2 }\n"),
+        ["trunks.toml:1:1: error: [cost-guard] sets no limit"]
+    );
+    assert_eq!(
+        guard("per-hour = 10\n"),
+        [
+            "trunks.toml:1:1: error: [cost-guard]: `rates` is missing, so every call would cost nothing"
+        ]
+    );
+    let e = guard("rates = { premium = 2 }\nper-houre = 10\n");
+    assert!(
+        e.iter()
+            .any(|d| d.starts_with("trunks.toml:3:1: error:") && d.contains("per-houre")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_user_limit_above_the_limit_in_all_is_a_warning() {
+    let checked = parse(
+        "trunks.toml",
+        &format!(
+            "[cost-guard]\nrates = {{ premium = 2 }}\nper-user-per-hour = 50\nper-hour = 40\n{}",
+            one_trunk("")
+        ),
+    )
+    .expect("accepted");
+    assert_eq!(
+        lines(&checked.warnings),
+        [
+            "trunks.toml:3:21: warning: [cost-guard] per-user-per-hour (50.00) is more than per-hour (40.00): one user alone reaches the limit in all first"
+        ]
+    );
+    assert!(checked.config.cost_guard.is_some());
+}

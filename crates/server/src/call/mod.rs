@@ -201,7 +201,7 @@ pub enum Question {
     Overlay(String),
     /// Ring `target`'s reachable contacts: [`Reply::Placed`], or why nobody was rung
     /// ([`Reply::Barred`], [`Reply::UserLimit`], [`Reply::LinesBusy`],
-    /// [`Reply::NoFaxCodec`]).
+    /// [`Reply::NoFaxCodec`], [`Reply::OverBudget`]).
     Place {
         /// Whom to ring.
         target: DialTarget,
@@ -269,6 +269,9 @@ pub enum Reply {
     /// No outside line is free (the trunks' `max-calls`, or the limit in all): nobody was
     /// rung.
     LinesBusy,
+    /// The last hour's calls out cost as much as the cost guard allows, the caller's own
+    /// or everyone's together: nobody was rung.
+    OverBudget(trunks::Budget),
     /// The stored room, or why the store could not say.
     Room(Result<Option<store::Room>, String>),
     /// The PIN check, or why the store could not do it.

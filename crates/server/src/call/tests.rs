@@ -645,6 +645,35 @@ fn a_call_out_over_the_limits_is_refused_without_ringing_anyone() {
 }
 
 #[test]
+fn a_call_out_over_the_cost_guards_limit_hears_try_again_later_and_is_refused() {
+    for (budget, status, reason) in [
+        (
+            trunks::Budget::User,
+            403,
+            "refused: the user's cost limit for the hour is reached",
+        ),
+        (
+            trunks::Budget::Total,
+            503,
+            "refused: the cost limit for the hour is reached",
+        ),
+    ] {
+        let (mut h, _) = Harness::start(dial_user());
+        assert_eq!(
+            h.reply(Reply::OverBudget(budget)),
+            [sip(SipAction::EarlyMedia), play("service-unavailable")],
+            "{status}"
+        );
+        h.reply(Reply::Started(true));
+        assert_eq!(
+            h.input(Input::Media(MediaEvent::PlayFinished)),
+            [sip(SipAction::Refuse { status, reason }), finished(reason)],
+            "{status}"
+        );
+    }
+}
+
+#[test]
 fn forward_places_the_call_as_forwarded_and_connects_whoever_answers() {
     let target = DialTarget::Trunk {
         trunk: "carrier".into(),

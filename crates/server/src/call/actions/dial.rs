@@ -91,6 +91,7 @@ impl CallLogic {
             Reply::LinesBusy => return self.refused(503, "refused: all outside lines busy"),
             // Transcoding would change what the fax machines hear, so no fax call is.
             Reply::NoFaxCodec => return self.refused(488, "refused: fax call without G.711"),
+            Reply::OverBudget(budget) => return self.over_budget(budget).await,
             _ => (Vec::new(), 1, false),
         };
         tracing::info!(%target, contacts = legs.len(), "dial: ringing");
@@ -170,6 +171,25 @@ impl CallLogic {
         }
         self.play("number-barred").await?;
         self.refused(403, "refused: number barred")
+    }
+
+    /// The cost guard said no: the last hour's calls out cost as much as allowed. The caller
+    /// hears "try again later" as early media (never answered, nothing charged) and gets
+    /// 403 for their own limit, 503 for the limit in all, as with the concurrent limits.
+    async fn over_budget(&mut self, budget: trunks::Budget) -> Result<Option<LegId>, Stop> {
+        if !self.answered {
+            self.sip(SipAction::EarlyMedia);
+        }
+        self.play("service-unavailable").await?;
+        match budget {
+            trunks::Budget::User => self.refused(
+                403,
+                "refused: the user's cost limit for the hour is reached",
+            ),
+            trunks::Budget::Total => {
+                self.refused(503, "refused: the cost limit for the hour is reached")
+            }
+        }
     }
 
     /// Ends the call with `status` (or a BYE, once answered) without ringing anyone.
