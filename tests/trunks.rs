@@ -99,10 +99,10 @@ fn a_staff_call_out_goes_through_the_carrier_authenticated_with_the_users_own_nu
     let (server, carrier_out, caller_out) = staff_call_through_carrier(
         &ns,
         "trunk-out",
-        "carrier_uas_auth.xml",
+        &scenario("carrier_uas_auth.xml"),
         &caller,
         "sip:0711987654@10.99.0.1",
-        None,
+        &[],
     );
     assert_sipp_ok(&carrier_out, &server, "the carrier");
     // The carrier echoes what it gets: the caller hears its own tone through both legs.
@@ -153,20 +153,19 @@ fn a_call_out_with_the_number_withheld_is_anonymous_to_the_called_party_but_not_
 fn staff_call_through_carrier(
     ns: &Netns,
     label: &str,
-    scenario_name: &str,
+    carrier: &str,
     caller: &Baresip,
     uri: &str,
-    classes: Option<&str>,
+    user_settings: &[&[&str]],
 ) -> (Server, std::process::Output, String) {
     let dir = TempDir::new(label);
     let trunks = trunks_file(&dir);
     let plans = did_plans();
     let data = TempDir::new(label);
     add_user(data.path(), "101", "geheim123");
-    if let Some(classes) = classes {
-        user_cli(data.path(), &["calls", "101", classes]);
+    for setting in user_settings {
+        user_cli(data.path(), setting);
     }
-    let carrier = scenario(scenario_name);
     std::thread::scope(|scope| {
         let carrier_run = scope.spawn(|| echoing_carrier(ns, &carrier, "10.99.0.5", "2"));
         std::thread::sleep(Duration::from_millis(500));
@@ -190,10 +189,43 @@ fn an_emergency_call_from_an_internal_only_user_goes_out_on_the_emergency_trunk_
     let (server, carrier_out, caller_out) = staff_call_through_carrier(
         &ns,
         "trunk-112",
-        "carrier_emergency.xml",
+        &scenario("carrier_emergency.xml"),
         &caller,
         "sip:112@10.99.0.1",
-        Some("internal"),
+        &[&["calls", "101", "internal"]],
+    );
+    assert_sipp_ok(&carrier_out, &server, "the emergency gateway");
+    assert_own_tone_back(&caller, &server, "the emergency gateway", &caller_out);
+}
+
+#[test]
+fn an_emergency_call_from_a_home_office_phone_presents_the_users_own_location_number() {
+    let ns = Netns::new();
+    // 101's phone at home (10.99.0.2 stands for the VPN address of the home office); the
+    // emergency gateway checks for the home's number where the trunk's stood.
+    let dir = TempDir::new("trunk-112-home-scenario");
+    let gateway = dir.path().join("carrier_emergency_home.xml");
+    let text = std::fs::read_to_string(scenario("carrier_emergency.xml")).unwrap();
+    assert!(text.contains(r"\+4971112345000@"));
+    std::fs::write(
+        &gateway,
+        text.replace(r"\+4971112345000@", r"\+49703147110@"),
+    )
+    .unwrap();
+    let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    let (server, carrier_out, caller_out) = staff_call_through_carrier(
+        &ns,
+        "trunk-112-home",
+        gateway.to_str().unwrap(),
+        &caller,
+        "sip:112@10.99.0.1",
+        &[&[
+            "location",
+            "101",
+            "+49 7031 4711-0",
+            "--network",
+            "10.99.0.2/32",
+        ]],
     );
     assert_sipp_ok(&carrier_out, &server, "the emergency gateway");
     assert_own_tone_back(&caller, &server, "the emergency gateway", &caller_out);

@@ -33,7 +33,7 @@ use crate::media_worker::{
 use crate::registrar::{Caller, CallerRefusal, RegistrarService};
 use crate::shared::Shared;
 use crate::sip_endpoint::{Incoming, LegEvent, MEDIA_TIMEOUT, OutboundCall, SipEndpoint};
-use crate::trunk_service::CallerClasses;
+use crate::trunk_service::CallerProfile;
 use crate::udptl_relay::UdptlRelayTask;
 
 /// Codecs we offer and accept, best first (the answer follows the offerer's order).
@@ -120,7 +120,7 @@ struct CallLeg {
     /// display name, if any.
     caller_name: Option<String>,
     /// What the caller may call out through a trunk, and which user that is.
-    call_classes: CallerClasses,
+    profile: CallerProfile,
     callee: String,
     /// Where the caller's requests come from (for an emergency call's location number).
     source: IpAddr,
@@ -766,16 +766,18 @@ impl CallControl {
             }
         };
         let from_header = msg::header_value(&request, "From");
-        let call_classes = match &identity {
+        let profile = match &identity {
             Caller::User {
                 extension,
                 call_classes,
+                location,
                 ..
-            } => CallerClasses {
+            } => CallerProfile {
                 user: Some(extension.clone()),
                 allowed: call_classes.clone(),
+                location: location.clone(),
             },
-            Caller::Trusted | Caller::Unidentified => CallerClasses::not_a_user(),
+            Caller::Trusted | Caller::Unidentified => CallerProfile::not_a_user(),
         };
         let (caller, caller_name) = match &identity {
             Caller::User {
@@ -958,7 +960,7 @@ impl CallControl {
                 call_id: call_id.clone(),
                 caller: caller.clone(),
                 caller_name,
-                call_classes,
+                profile,
                 callee: callee.clone(),
                 source: from.addr.ip(),
                 started_wall_ms: jiff::Timestamp::now().as_millisecond(),
@@ -1052,7 +1054,7 @@ impl CallControl {
             tracing::info!(%target, ?codec, caller_line = caller.fax_line, callee_line = fax_callee, "fax call: the caller's G.711 is passed through unchanged");
         }
         let (from_user, from_name) = (caller.caller.clone(), caller.caller_name.clone());
-        let call_classes = caller.call_classes.clone();
+        let profile = caller.profile.clone();
         let diverted_from = forwarded.then(|| caller.callee.clone());
         let source = caller.source;
         let mut trunk_used: Option<String> = None;
@@ -1101,14 +1103,13 @@ impl CallControl {
             } => {
                 let trunks = self.shared.trunks.current();
                 if let (Some(rules), Some(class)) = (trunks.cost_rules(), trunks.class_of(number))
-                    && let Err(over) = self.shared.costs.guard().check(
-                        rules,
-                        call_classes.user.as_deref(),
-                        class,
-                        now,
-                    )
+                    && let Err(over) =
+                        self.shared
+                            .costs
+                            .guard()
+                            .check(rules, profile.user.as_deref(), class, now)
                 {
-                    let user = call_classes.user.as_deref().unwrap_or("(not a user)");
+                    let user = profile.user.as_deref().unwrap_or("(not a user)");
                     tracing::warn!(leg = %leg, %trunk, %number, %class, %user, spent = %over.spent, limit = %over.limit, "dial: cost guard: {over}; not called");
                     CallCosts::refused(over.budget);
                     return Reply::OverBudget(over.budget);
@@ -1122,13 +1123,13 @@ impl CallControl {
                             .count(),
                     )
                 };
-                let of_user = call_classes.user.as_deref().map_or(0, |user| {
+                let of_user = profile.user.as_deref().map_or(0, |user| {
                     count(
                         outside()
                             .filter(|o| {
                                 self.legs
                                     .get(&o.parent)
-                                    .is_some_and(|p| p.call_classes.user.as_deref() == Some(user))
+                                    .is_some_and(|p| p.profile.user.as_deref() == Some(user))
                             })
                             .count(),
                     )
@@ -1143,7 +1144,7 @@ impl CallControl {
                     number,
                     from_user: &from_user,
                     from_name,
-                    classes: &call_classes,
+                    caller: &profile,
                     diverted_from: diverted_from.as_deref(),
                     source: Some(source),
                     privacy: *privacy,
@@ -1444,7 +1445,7 @@ impl CallControl {
         let user = self
             .legs
             .get(&parent)
-            .and_then(|l| l.call_classes.user.as_deref());
+            .and_then(|l| l.profile.user.as_deref());
         self.shared
             .costs
             .guard()

@@ -13,6 +13,7 @@ mod conference;
 mod config;
 mod core_command;
 mod dialplan_files;
+mod emergency_location;
 mod fax;
 mod file_watch;
 mod http;

@@ -114,6 +114,8 @@ pub enum Caller {
         /// The user's line is a fax machine (`user fax EXT on`): its calls are passed
         /// through unchanged.
         fax: bool,
+        /// The user's own location number for emergency calls, if set.
+        location: Option<trunks::PersonalLocation>,
     },
     /// A trusted network (`[security] trusted-networks`: a trunk, a proxy in front): its From
     /// header is taken as it is.
@@ -431,6 +433,7 @@ impl RegistrarService {
                     fax: user.fax,
                     name: user.display_name,
                     call_classes: user.call_classes,
+                    location: user.location,
                 });
             }
             Ok(None) => {}
@@ -442,20 +445,24 @@ impl RegistrarService {
         if let Some(extension) = self.registered_over(request, from, now) {
             // A user deleted since its phone registered gets the default set and the server's
             // SRTP policy, as any caller that is not a user does.
-            let (name, call_classes, srtp, fax) = self
+            let (name, call_classes, srtp, fax, location) = self
                 .users
                 .get(&extension)
                 .map(|u| {
                     let srtp = u.srtp(self.srtp_default);
-                    (u.display_name, u.call_classes, srtp, u.fax)
+                    (u.display_name, u.call_classes, srtp, u.fax, u.location)
                 })
-                .unwrap_or_else(|| (String::new(), Default::default(), self.srtp_default, false));
+                .unwrap_or_else(|| {
+                    let defaults = Default::default();
+                    (String::new(), defaults, self.srtp_default, false, None)
+                });
             return Ok(Caller::User {
                 extension,
                 name,
                 call_classes,
                 srtp,
                 fax,
+                location,
             });
         }
         Ok(if self.is_trusted(source) {

@@ -42,8 +42,8 @@ pub struct CallOut<'a> {
     pub from_user: &'a str,
     /// The caller's name, if known.
     pub from_name: Option<String>,
-    /// Whose call classes the call is held to.
-    pub classes: &'a CallerClasses,
+    /// Who calls: the user whose call classes and limits the call is held to.
+    pub caller: &'a CallerProfile,
     /// For a forwarded call, the number of ours the caller dialled.
     pub diverted_from: Option<&'a str>,
     /// Where the caller's phone is (its requests' source address), for emergency calls.
@@ -82,22 +82,26 @@ pub struct ActiveCalls<'a> {
     pub total: u32,
 }
 
-/// Whose call classes a call out is held to.
+/// Who places a call out: the user whose call classes and limits it is held to, and where
+/// their phone is for an emergency call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerClasses {
+pub struct CallerProfile {
     /// The calling user's extension; `None` for a caller that is not one of our users (a
     /// trusted network), whose From header names nobody we could hold to a setting.
     pub user: Option<String>,
     /// What the caller may call: the user's own set, else the default set.
     pub allowed: trunks::AllowedClasses,
+    /// The user's own location number for emergency calls (`user location`), if set.
+    pub location: Option<trunks::PersonalLocation>,
 }
 
-impl CallerClasses {
+impl CallerProfile {
     /// A caller that is not a user: the default set.
     pub fn not_a_user() -> Self {
         Self {
             user: None,
             allowed: trunks::AllowedClasses::default(),
+            location: None,
         }
     }
 }
@@ -489,7 +493,7 @@ impl TrunkSet {
             number,
             from_user,
             from_name,
-            classes: caller,
+            caller,
             diverted_from,
             source,
             privacy,
@@ -605,13 +609,18 @@ impl TrunkSet {
                 .map(|n| trunk.numbers.format(&n))
                 .or_else(|| direct_dial(d))
         });
-        // Emergency services see where the caller is: the location number of the network
-        // the phone calls from (a home office), else the trunk's.
-        let location = source
-            .and_then(|ip| self.config.emergency_location_of(ip))
-            .or(trunk.location_number.as_ref())
-            .filter(|_| classified.class == trunks::CallClass::Emergency)
-            .map(|n| trunk.numbers.format(n));
+        // Emergency services see where the caller is: the user's own location number (a
+        // home office), else the one of the network the phone calls from, else the trunk's.
+        let location = (classified.class == trunks::CallClass::Emergency)
+            .then(|| {
+                self.config
+                    .emergency_location(trunk, caller.location.as_ref(), source)
+            })
+            .flatten()
+            .map(|(number, origin)| {
+                tracing::info!(%number, %origin, "emergency call: location number");
+                trunk.numbers.format(number)
+            });
         let caller_number = location
             .or(own_number)
             .or_else(|| diverted.clone())
@@ -1194,11 +1203,12 @@ mod tests {
         .unwrap();
         let set = TrunkSet::load(&path).await.expect("trunks load");
         std::fs::remove_dir_all(&dir).unwrap();
-        let user = CallerClasses {
+        let user = CallerProfile {
             user: Some("101".into()),
             allowed: trunks::AllowedClasses::default(),
+            location: None,
         };
-        let call = |number: &str, caller: &CallerClasses, busy: &[(&str, u32)], of_user, total| {
+        let call = |number: &str, caller: &CallerProfile, busy: &[(&str, u32)], of_user, total| {
             let on_trunk = |name: &str| {
                 busy.iter()
                     .find(|(n, _)| *n == name)
@@ -1213,7 +1223,7 @@ mod tests {
                 number,
                 from_user: "101",
                 from_name: None,
-                classes: caller,
+                caller,
                 diverted_from: None,
                 source: None,
                 privacy: false,
@@ -1224,7 +1234,7 @@ mod tests {
         let local = "0711987654";
         assert_eq!(call(local, &user, &[], 0, 0), Ok(Some("main".into())));
         assert_eq!(call(local, &user, &[], 1, 1), Err(Refused::UserLimit));
-        let trusted = CallerClasses::not_a_user();
+        let trusted = CallerProfile::not_a_user();
         assert_eq!(
             call(local, &trusted, &[], 1, 1),
             Ok(Some("main".into())),
@@ -1271,8 +1281,7 @@ mod tests {
         .unwrap();
         let set = TrunkSet::load(&path).await.expect("trunks load");
         std::fs::remove_dir_all(&dir).unwrap();
-        let classes = CallerClasses::not_a_user();
-        let presented = |number: &str, source: &str| {
+        let presented_for = |caller: &CallerProfile, number: &str, source: &str| {
             let on_trunk = |_: &str| 0;
             let active = ActiveCalls {
                 on_trunk: &on_trunk,
@@ -1283,7 +1292,7 @@ mod tests {
                 number,
                 from_user: "101",
                 from_name: None,
-                classes: &classes,
+                caller,
                 diverted_from: None,
                 source: Some(source.parse().unwrap()),
                 privacy: false,
@@ -1294,12 +1303,37 @@ mod tests {
                 .call
                 .from_user
         };
+        let anonymous = CallerProfile::not_a_user();
+        let presented = |number: &str, source: &str| presented_for(&anonymous, number, source);
         assert_eq!(presented("112", "10.8.3.7"), "+497031550", "home office");
         assert_eq!(presented("112", "172.16.0.9"), "+49711123450", "town hall");
         assert_ne!(
             presented("0711987654", "10.8.3.7"),
             "+497031550",
             "only emergency calls present the location"
+        );
+        let at_home = CallerProfile {
+            user: Some("101".into()),
+            allowed: trunks::AllowedClasses::default(),
+            location: Some(trunks::PersonalLocation {
+                number: "+49 7031 4711 0".parse().unwrap(),
+                networks: vec!["10.8.3.0/24".parse().unwrap()],
+            }),
+        };
+        assert_eq!(
+            presented_for(&at_home, "112", "10.8.3.7"),
+            "+49703147110",
+            "the user's own number comes before the network's"
+        );
+        assert_eq!(
+            presented_for(&at_home, "112", "172.16.0.9"),
+            "+49711123450",
+            "the same user's desk phone in the town hall"
+        );
+        assert_ne!(
+            presented_for(&at_home, "0711987654", "10.8.3.7"),
+            "+49703147110",
+            "only emergency calls present the user's location"
         );
     }
 
@@ -1333,12 +1367,12 @@ mod tests {
             of_user: 0,
             total: 0,
         };
-        let classes = CallerClasses::not_a_user();
+        let classes = CallerProfile::not_a_user();
         let request = CallOut {
             number,
             from_user: "+4930123456",
             from_name: Some("Erika".into()),
-            classes: &classes,
+            caller: &classes,
             diverted_from,
             source: None,
             privacy,

@@ -16,6 +16,7 @@ use store::{
 };
 
 use crate::call_classes;
+use crate::emergency_location;
 use crate::srtp_setting;
 
 /// A CSV file larger than this is not a town hall's staff list.
@@ -58,14 +59,32 @@ pub enum UserCommand {
         /// unchanged, never transcoded (`user fax EXT off` undoes it).
         #[arg(long)]
         fax: bool,
+        /// The user's own location number for emergency calls (their home office's, e.g.
+        /// `+49 7031 4711-0`); without it, the trunks file's.
+        #[arg(long, value_name = "NUMBER")]
+        location: Option<String>,
+        /// Only emergency calls from phones in this network present --location (repeat or
+        /// separate with commas); without it, calls from all the user's phones.
+        #[arg(
+            long,
+            value_name = "CIDR",
+            value_delimiter = ',',
+            requires = "location"
+        )]
+        location_network: Vec<AllowedNetwork>,
     },
     /// List users: extension, name, allowed networks, registered contacts, language, calls,
     /// SRTP.
     List,
-    /// Show one user's settings and registered contacts.
+    /// Show one user's settings and registered contacts; with --trunks also which location
+    /// number an emergency call from each of the user's phones presents.
     Show {
         /// Extension.
         extension: String,
+        /// The server's trunks file (trunks.toml), whose emergency trunk and
+        /// [[emergency-location]] networks apply where the user has no number of their own.
+        #[arg(long, value_name = "FILE")]
+        trunks: Option<PathBuf>,
     },
     /// Set a new password.
     Passwd {
@@ -107,6 +126,30 @@ pub enum UserCommand {
         /// on or off.
         setting: String,
     },
+    /// Set the user's own location number for emergency calls (the address of a home office),
+    /// e.g. `user location 101 "+49 7031 4711-0" --network 10.8.3.0/24`, or `user location
+    /// 101 --clear`. It comes before the trunks file's [[emergency-location]] and
+    /// location-number.
+    Location {
+        /// Extension.
+        extension: String,
+        /// The location number in international form.
+        #[arg(required_unless_present = "clear")]
+        number: Option<String>,
+        /// Only emergency calls from phones in this network present it (the home office's
+        /// VPN addresses; repeat or separate with commas); without it, calls from all the
+        /// user's phones.
+        #[arg(
+            long,
+            value_name = "CIDR",
+            value_delimiter = ',',
+            conflicts_with = "clear"
+        )]
+        network: Vec<AllowedNetwork>,
+        /// Remove the user's own number: the trunks file's apply again.
+        #[arg(long, conflicts_with = "number")]
+        clear: bool,
+    },
     /// Delete a user and its registrations.
     #[command(alias = "delete")]
     Del {
@@ -116,12 +159,15 @@ pub enum UserCommand {
     /// Add every user of a CSV file, or none when one row is bad.
     ///
     /// The file starts with a header line naming the columns, then one user per row:
-    /// extension,name,password[,allow][,max_contacts][,language][,calls][,srtp][,fax]. Several
-    /// networks go in one quoted field: "10.8.0.0/16,192.168.5.0/24"; several call classes
-    /// too, or separated by semicolons or spaces: internal;local;national (empty: the default
-    /// set). Columns may be separated by semicolons as well (German Excel); then call classes
-    /// are separated by spaces or commas. srtp is off, optional or required (empty: the
-    /// server's setting); fax is on or off (empty: off).
+    /// extension,name,password[,allow][,max_contacts][,language][,calls][,srtp][,fax]
+    /// [,location][,location_networks]. Several networks go in one quoted field:
+    /// "10.8.0.0/16,192.168.5.0/24"; several call classes too, or separated by semicolons or
+    /// spaces: internal;local;national (empty: the default set). Columns may be separated by
+    /// semicolons as well (German Excel); then call classes are separated by spaces or
+    /// commas. srtp is off, optional or required (empty: the server's setting); fax is on or
+    /// off (empty: off); location is the user's own location number for emergency calls
+    /// (+49…; empty: none), location_networks the networks whose phones present it (empty:
+    /// all the user's phones).
     Import {
         /// The CSV file (UTF-8).
         file: PathBuf,
@@ -206,9 +252,14 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             calls,
             srtp,
             fax,
+            location,
+            location_network,
         } => {
             let calls = calls.as_deref().map(call_classes::parse_list).transpose()?;
             let srtp = srtp.as_deref().map(srtp_setting::parse).transpose()?;
+            let location = location
+                .map(|number| emergency_location::parse(&number, location_network))
+                .transpose()?;
             let new = NewUser {
                 allowed_networks: allow,
                 max_contacts,
@@ -216,6 +267,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
                 call_classes: calls.as_ref().map(call_classes::ClassList::names),
                 media_encryption: srtp.map(|policy| policy.name().to_owned()),
                 fax,
+                location,
                 ..NewUser::new(extension, name, password.read()?, now_ms)
             };
             // Checked before opening, so a typo does not create a database.
@@ -245,7 +297,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
                 .map_err(|err| format!("cannot read registrations: {err}"))?;
             Ok(user_table(&users, &counts))
         }
-        UserCommand::Show { extension } => {
+        UserCommand::Show { extension, trunks } => {
             if !exists {
                 return Err(format!("no user {extension} ({})", no_database()));
             }
@@ -257,7 +309,18 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             let bindings = store
                 .registrations_of(DEFAULT_DOMAIN, &extension, now_ms)
                 .map_err(|err| format!("cannot read the registrations of {extension}: {err}"))?;
-            Ok(user_details(&user, &bindings, now_ms))
+            let mut out = user_details(&user, &bindings, now_ms);
+            match trunks {
+                Some(file) => out.push_str(&emergency_location::presented_lines(
+                    &file,
+                    user.location.as_ref(),
+                    &bindings,
+                )?),
+                None => out.push_str(
+                    "(with --trunks FILE, shows which location number an emergency call presents)\n",
+                ),
+            }
+            Ok(out)
         }
         UserCommand::Passwd {
             extension,
@@ -339,6 +402,27 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             Ok(format!(
                 "fax line {extension}: {}\n",
                 describe_fax(user.fax)
+            ))
+        }
+        UserCommand::Location {
+            extension,
+            number,
+            network,
+            clear: _,
+        } => {
+            // clap makes sure there is a number unless --clear is given.
+            let location = number
+                .map(|number| emergency_location::parse(&number, network))
+                .transpose()?;
+            if !exists {
+                return Err(format!("no user {extension} ({})", no_database()));
+            }
+            let user = open(data_dir)?
+                .user_set_location(DEFAULT_DOMAIN, &extension, location, now_ms)
+                .map_err(|err| store_error("cannot change the location number", err))?;
+            Ok(format!(
+                "location number of user {extension}: {}\n",
+                emergency_location::describe(user.location.as_ref())
             ))
         }
         UserCommand::Del { extension } => {
@@ -490,10 +574,12 @@ enum Column {
     Calls,
     Srtp,
     Fax,
+    Location,
+    LocationNetworks,
 }
 
 impl Column {
-    const ALL: [(&'static str, Column); 9] = [
+    const ALL: [(&'static str, Column); 11] = [
         ("extension", Column::Extension),
         ("name", Column::Name),
         ("password", Column::Password),
@@ -503,6 +589,8 @@ impl Column {
         ("calls", Column::Calls),
         ("srtp", Column::Srtp),
         ("fax", Column::Fax),
+        ("location", Column::Location),
+        ("location_networks", Column::LocationNetworks),
     ];
 }
 
@@ -651,7 +739,7 @@ fn header_columns(header: &CsvRecord) -> Result<Vec<Column>, String> {
             .map(|(_, column)| *column)
             .ok_or_else(|| {
                 format!(
-                    "line {}: unknown column {name:?}; the header names columns among extension, name, password, allow, max_contacts, language, calls, srtp, fax",
+                    "line {}: unknown column {name:?}; the header names columns among extension, name, password, allow, max_contacts, language, calls, srtp, fax, location, location_networks",
                     header.line
                 )
             })?;
@@ -683,6 +771,7 @@ fn parse_row(fields: &[Vec<u8>], columns: &[Column], now_ms: i64) -> Result<NewU
         ));
     }
     let mut user = NewUser::new("", "", "", now_ms);
+    let mut location_networks = None;
     for (index, (field, column)) in fields.iter().zip(columns).enumerate() {
         let text = std::str::from_utf8(field).map_err(|_| {
             format!(
@@ -695,14 +784,7 @@ fn parse_row(fields: &[Vec<u8>], columns: &[Column], now_ms: i64) -> Result<NewU
             Column::Name => user.display_name = text.trim().to_owned(),
             // Taken as written: spaces around a password are refused by the store, not cut off.
             Column::Password => user.password = text.to_owned(),
-            Column::Allow => {
-                user.allowed_networks = text
-                    .split(|c: char| c == ',' || c.is_whitespace())
-                    .filter(|s| !s.is_empty())
-                    .map(str::parse)
-                    .collect::<Result<_, StoreError>>()
-                    .map_err(|err| err.to_string())?;
-            }
+            Column::Allow => user.allowed_networks = csv_networks(text)?,
             Column::MaxContacts if text.trim().is_empty() => {}
             Column::MaxContacts => {
                 user.max_contacts = text
@@ -727,9 +809,30 @@ fn parse_row(fields: &[Vec<u8>], columns: &[Column], now_ms: i64) -> Result<NewU
             }
             Column::Fax if text.trim().is_empty() => {}
             Column::Fax => user.fax = parse_fax(text)?,
+            Column::Location if text.trim().is_empty() => {}
+            Column::Location => {
+                user.location = Some(emergency_location::parse(text, Vec::new())?);
+            }
+            Column::LocationNetworks => location_networks = Some(csv_networks(text)?),
         }
     }
+    match (&mut user.location, location_networks) {
+        (Some(location), Some(networks)) => location.networks = networks,
+        (None, Some(networks)) if !networks.is_empty() => {
+            return Err("location_networks without a location number".to_owned());
+        }
+        _ => {}
+    }
     Ok(user)
+}
+
+/// Networks in one CSV field, separated by commas or spaces.
+fn csv_networks(text: &str) -> Result<Vec<AllowedNetwork>, String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect::<Result<_, StoreError>>()
+        .map_err(|err| err.to_string())
 }
 
 /// The one line that confirms an added user, without its password.
@@ -743,8 +846,12 @@ fn added_line(user: &User) -> String {
         Some(word) => format!(", SRTP {word}"),
     };
     let fax = if user.fax { ", fax line" } else { "" };
+    let location = match &user.location {
+        None => String::new(),
+        Some(location) => format!(", location number {}", location.number),
+    };
     format!(
-        "user {} added ({}, from {}, up to {} contacts, language {}{calls}{srtp}{fax})",
+        "user {} added ({}, from {}, up to {} contacts, language {}{calls}{srtp}{fax}{location})",
         user.extension,
         user.display_name,
         networks_text(&user.allowed_networks),
@@ -847,6 +954,10 @@ fn user_details(user: &User, bindings: &[Binding], now_ms: i64) -> String {
         &srtp_setting::describe(user.media_encryption.as_deref()),
     );
     field("fax", describe_fax(user.fax));
+    field(
+        "location",
+        &emergency_location::describe(user.location.as_ref()),
+    );
     field("created", &utc_time(user.created_at_ms));
     field("updated", &utc_time(user.updated_at_ms));
     field("registered", &format!("{} contact(s)", bindings.len()));
@@ -1273,6 +1384,167 @@ mod tests {
     }
 
     #[test]
+    fn a_users_own_location_number_is_set_shown_with_what_each_phone_presents_and_cleared() {
+        let dir = temp_dir("location");
+        let add = |extension: &str| UserCommand::Add {
+            extension: extension.into(),
+            name: "Bauamt".into(),
+            password: PasswordSource {
+                password: Some("geheim123".into()),
+                password_file: None,
+            },
+            allow: vec![],
+            max_contacts: 5,
+            language: Language::De,
+            calls: Some("internal".into()),
+            srtp: None,
+            fax: false,
+            location: None,
+            location_network: vec![],
+        };
+        execute(add("101"), &dir, NOW).unwrap();
+        let trunks = dir.join("trunks.toml");
+        std::fs::write(
+            &trunks,
+            "[numbering]\narea-code = \"711\"\n\
+             [[emergency-location]]\nnetwork = \"10.8.0.0/16\"\nnumber = \"+49 7031 55 0\"\n\
+             [[trunk]]\nname = \"main\"\nmode = \"ip\"\nallowed-sources = [\"192.0.2.10/32\"]\n\
+             proxy = \"sip:192.0.2.10\"\nmax-calls = 2\nemergency = true\n\
+             location-number = \"+49 711 12345 0\"\n",
+        )
+        .unwrap();
+        let show = || {
+            execute(
+                UserCommand::Show {
+                    extension: "101".into(),
+                    trunks: Some(trunks.clone()),
+                },
+                &dir,
+                NOW,
+            )
+            .unwrap()
+        };
+        let shown = show();
+        assert!(
+            shown.contains("location      none (the trunks file's location numbers apply)"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("from a phone of the user (none registered now): +49711123450 (location-number of trunk main), on trunk main"),
+            "{shown}"
+        );
+
+        let set = |number: &str, network: &[&str]| {
+            execute(
+                UserCommand::Location {
+                    extension: "101".into(),
+                    number: Some(number.into()),
+                    network: network.iter().map(|n| n.parse().unwrap()).collect(),
+                    clear: false,
+                },
+                &dir,
+                NOW + 1,
+            )
+        };
+        let err = set("07031 4711-0", &[]).unwrap_err();
+        assert!(
+            err.contains("07031 4711-0") && err.contains("+49 7031 4711-0"),
+            "{err}"
+        );
+        assert_eq!(
+            set("+49 7031 4711-0", &["10.8.3.0/24"]).unwrap(),
+            "location number of user 101: +49703147110 (emergency calls from phones in 10.8.3.0/24)\n"
+        );
+        let store = Store::open(&dir).unwrap();
+        let phone = |contact: &str, source: &str| Binding {
+            contact: contact.into(),
+            source: source.parse().unwrap(),
+            transport: "udp".into(),
+            path: vec![],
+            q_milli: None,
+            call_id: format!("reg-{contact}"),
+            cseq: 1,
+            expires_at_ms: NOW + 600_000,
+            user_agent: None,
+            instance_id: None,
+        };
+        store
+            .registration_replace(
+                DEFAULT_DOMAIN,
+                "101",
+                &[
+                    phone("sip:101@10.8.3.9:5060", "10.8.3.9:5060"),
+                    phone("sip:101@10.8.7.2:5060", "10.8.7.2:5060"),
+                    phone("sip:101@172.16.0.9:5060", "172.16.0.9:5060"),
+                ],
+            )
+            .unwrap();
+        drop(store);
+        let shown = show();
+        for line in [
+            "location      +49703147110 (emergency calls from phones in 10.8.3.0/24)",
+            "  from the phone at 10.8.3.9: +49703147110 (the user's own location number), on trunk main",
+            "  from the phone at 10.8.7.2: +497031550 ([[emergency-location]] 10.8.0.0/16), on trunk main",
+            "  from the phone at 172.16.0.9: +49711123450 (location-number of trunk main), on trunk main",
+            "  from a phone anywhere else: +49711123450 (location-number of trunk main), on trunk main",
+        ] {
+            assert!(shown.contains(line), "{line}\n{shown}");
+        }
+
+        let cleared = execute(
+            UserCommand::Location {
+                extension: "101".into(),
+                number: None,
+                network: vec![],
+                clear: true,
+            },
+            &dir,
+            NOW + 2,
+        )
+        .unwrap();
+        assert_eq!(
+            cleared,
+            "location number of user 101: none (the trunks file's location numbers apply)\n"
+        );
+        assert!(
+            show().contains("  from the phone at 10.8.3.9: +497031550 ([[emergency-location]]")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn csv_location_columns_give_a_user_its_own_location_number_and_refuse_networks_without_one() {
+        let parsed = parse(
+            "extension;name;password;location;location_networks\n\
+             101;A;geheim123;+49 7031 4711-0;10.8.3.0/24\n\
+             102;B;geheim123;+49 711 1234-55;\n\
+             103;C;geheim123;;\n\
+             104;D;geheim123;07031 4711;\n\
+             105;E;geheim123;;10.8.0.0/16\n",
+        );
+        let locations: Vec<Option<(String, String)>> = parsed
+            .rows
+            .iter()
+            .map(|(_, u)| {
+                u.location
+                    .as_ref()
+                    .map(|l| (l.number.clone(), networks_text(&l.networks)))
+            })
+            .collect();
+        assert_eq!(
+            locations,
+            [
+                Some(("+49703147110".to_owned(), "10.8.3.0/24".to_owned())),
+                Some(("+49711123455".to_owned(), "anywhere".to_owned())),
+                None,
+            ]
+        );
+        let problems: Vec<u64> = parsed.problems.iter().map(|(line, _)| *line).collect();
+        assert_eq!(problems, [5, 6], "{:?}", parsed.problems);
+        assert!(parsed.problems[1].1.contains("without a location number"));
+    }
+
+    #[test]
     fn read_commands_do_not_create_a_database() {
         let dir = temp_dir("nodb");
         assert!(
@@ -1283,6 +1555,7 @@ mod tests {
         for command in [
             UserCommand::Show {
                 extension: "101".into(),
+                trunks: None,
             },
             UserCommand::Del {
                 extension: "101".into(),
@@ -1303,6 +1576,8 @@ mod tests {
             calls: None,
             srtp: None,
             fax: false,
+            location: None,
+            location_network: vec![],
         };
         assert!(
             execute(bad_add, &dir, NOW)

@@ -39,6 +39,9 @@ pub struct DirectoryUser {
     pub media_encryption: Option<SrtpPolicy>,
     /// The user's line is a fax machine: its calls are passed through unchanged.
     pub fax: bool,
+    /// The user's own location number for emergency calls; `None` also when the stored one
+    /// cannot be read (logged), so that the trunks file's number is presented instead.
+    pub location: Option<trunks::PersonalLocation>,
 }
 
 impl DirectoryUser {
@@ -70,6 +73,11 @@ impl DirectoryUser {
             allowed_networks: user.allowed_networks.clone(),
             max_contacts: user.max_contacts as usize,
             fax: user.fax,
+            location: user.location.as_ref().and_then(|stored| {
+                personal_location(stored)
+                    .map_err(|err| tracing::error!(user = %user.extension, "stored location number unusable, the trunks file's is presented instead: {err}"))
+                    .ok()
+            }),
         }
     }
 
@@ -82,6 +90,25 @@ impl DirectoryUser {
     pub fn allows_source(&self, ip: IpAddr) -> bool {
         self.allowed_networks.is_empty() || self.allowed_networks.iter().any(|n| n.contains(ip))
     }
+}
+
+/// A user's own location number as the trunks crate reads it (a stored one was checked only
+/// for its shape).
+pub fn personal_location(stored: &store::UserLocation) -> Result<trunks::PersonalLocation, String> {
+    let number = stored
+        .number
+        .parse::<trunks::E164>()
+        .map_err(|err| format!("{}: {err}", stored.number))?;
+    let networks = stored
+        .networks
+        .iter()
+        .map(|n| {
+            n.to_string()
+                .parse::<sip::security::IpNetwork>()
+                .map_err(|err| format!("{n}: {err}"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(trunks::PersonalLocation { number, networks })
 }
 
 /// Users of the default domain by extension.

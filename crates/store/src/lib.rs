@@ -29,7 +29,7 @@ pub use users::{
     AllowedNetwork, DEFAULT_DOMAIN, DEFAULT_MAX_CONTACTS, DisplayNameProblem, Language,
     MAX_ALLOWED_NETWORKS, MAX_CALL_CLASSES, MAX_CONTACTS_LIMIT, MAX_DISPLAY_NAME_CHARS,
     MAX_EXTENSION_DIGITS, MAX_PASSWORD_CHARS, MEDIA_ENCRYPTION_WORDS, MIN_EXTENSION_DIGITS,
-    MIN_PASSWORD_CHARS, NewUser, PasswordProblem, User, ha1_md5, ha1_sha256,
+    MIN_PASSWORD_CHARS, NewUser, PasswordProblem, User, UserLocation, ha1_md5, ha1_sha256,
 };
 
 /// What can go wrong with the store.
@@ -169,6 +169,9 @@ pub enum StoreError {
     /// An SRTP setting other than the three words the server knows.
     #[error("SRTP setting {0:?} must be off, optional or required")]
     InvalidMediaEncryption(String),
+    /// A location number that is not `+` and 3 to 15 digits (the server checks it further).
+    #[error("location number {0:?} must be in international form: + and 3 to 15 digits")]
+    InvalidLocationNumber(String),
     /// A user with this extension is already stored in the domain.
     #[error("user {} already exists", users::aor_text(domain, extension))]
     UserExists {
@@ -356,6 +359,11 @@ const MIGRATIONS: &[&str] = &[
     // 9: the user's line is a fax machine (an ATA on G.711): its calls are passed through
     // unchanged (0: a phone, as every existing user is).
     "ALTER TABLE sip_user ADD COLUMN fax INTEGER NOT NULL DEFAULT 0;",
+    // 10: the user's own location number for emergency calls (a home office's address) and
+    // the networks whose phones present it, comma-separated (empty: all the user's phones).
+    // NULL: none; the trunks file's numbers apply.
+    "ALTER TABLE sip_user ADD COLUMN location_number TEXT;
+     ALTER TABLE sip_user ADD COLUMN location_networks TEXT NOT NULL DEFAULT '';",
 ];
 
 /// One finished call, as written to the call log.
@@ -1014,6 +1022,34 @@ mod tests {
         assert!(!old.fax, "an existing user is a phone");
         let fax = store.user_set_fax(DEFAULT_DOMAIN, "101", true, 3).unwrap();
         assert_eq!(store.user_get(DEFAULT_DOMAIN, "101").unwrap(), Some(fax));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn upgrading_a_version_9_database_keeps_its_users_without_a_location_number_of_their_own() {
+        // Version 9 is the schema before users had a location number of their own.
+        const BEFORE_LOCATION: usize = 9;
+        let dir = database_at_version(
+            BEFORE_LOCATION,
+            "INSERT INTO sip_user (domain, extension, display_name, realm, ha1_md5, ha1_sha256,
+                 allowed_networks, max_contacts, language, created_at_ms, updated_at_ms,
+                 call_classes, media_encryption, fax)
+             VALUES ('amtsleitung', '150', 'Fax', 'amtsleitung', 'a', 'b', '', 5, 'de', 1, 2,
+                 NULL, NULL, 1)",
+        );
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let old = store.user_get(DEFAULT_DOMAIN, "150").unwrap().unwrap();
+        assert_eq!((old.fax, old.location), (true, None));
+        let home = UserLocation {
+            number: "+4970314711".into(),
+            networks: vec!["10.8.0.0/16".parse().unwrap()],
+        };
+        let set = store
+            .user_set_location(DEFAULT_DOMAIN, "150", Some(home), 3)
+            .unwrap();
+        assert_eq!(store.user_get(DEFAULT_DOMAIN, "150").unwrap(), Some(set));
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -214,8 +214,20 @@ pub struct NewUser {
     /// The user's line is a fax machine (an ATA on G.711): its calls are passed through
     /// unchanged, never transcoded.
     pub fax: bool,
+    /// The user's own location number for emergency calls; `None`: the trunks file's.
+    pub location: Option<UserLocation>,
     /// Unix time in milliseconds of creation.
     pub created_at_ms: i64,
+}
+
+/// A user's own location number for emergency calls (the address of a home office) and the
+/// networks whose phones present it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserLocation {
+    /// In international form, `+` and digits; stored as given, checked as the server reads it.
+    pub number: String,
+    /// Only calls from phones in these networks present it; empty: all the user's phones.
+    pub networks: Vec<AllowedNetwork>,
 }
 
 impl NewUser {
@@ -238,6 +250,7 @@ impl NewUser {
             call_classes: None,
             media_encryption: None,
             fax: false,
+            location: None,
             created_at_ms,
         }
     }
@@ -261,7 +274,8 @@ impl NewUser {
         }
         validate_max_contacts(self.max_contacts)?;
         validate_call_classes(self.call_classes.as_deref())?;
-        validate_media_encryption(self.media_encryption.as_deref())
+        validate_media_encryption(self.media_encryption.as_deref())?;
+        validate_location(self.location.as_ref())
     }
 }
 
@@ -280,6 +294,7 @@ impl std::fmt::Debug for NewUser {
             .field("call_classes", &self.call_classes)
             .field("media_encryption", &self.media_encryption)
             .field("fax", &self.fax)
+            .field("location", &self.location)
             .field("created_at_ms", &self.created_at_ms)
             .finish()
     }
@@ -315,6 +330,8 @@ pub struct User {
     pub media_encryption: Option<String>,
     /// The user's line is a fax machine: its calls are passed through unchanged.
     pub fax: bool,
+    /// The user's own location number for emergency calls; `None`: the trunks file's.
+    pub location: Option<UserLocation>,
     /// Unix time in milliseconds of creation.
     pub created_at_ms: i64,
     /// Unix time in milliseconds of the last change (password included).
@@ -344,6 +361,7 @@ impl std::fmt::Debug for User {
             .field("call_classes", &self.call_classes)
             .field("media_encryption", &self.media_encryption)
             .field("fax", &self.fax)
+            .field("location", &self.location)
             .field("created_at_ms", &self.created_at_ms)
             .field("updated_at_ms", &self.updated_at_ms)
             .finish()
@@ -487,6 +505,34 @@ fn validate_media_encryption(word: Option<&str>) -> Result<(), StoreError> {
     }
 }
 
+fn validate_location(location: Option<&UserLocation>) -> Result<(), StoreError> {
+    let Some(location) = location else {
+        return Ok(());
+    };
+    let digits = location.number.strip_prefix('+').unwrap_or("");
+    if !(3..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(StoreError::InvalidLocationNumber(location.number.clone()));
+    }
+    if location.networks.len() > MAX_ALLOWED_NETWORKS {
+        return Err(StoreError::TooManyAllowedNetworks(location.networks.len()));
+    }
+    Ok(())
+}
+
+fn location_from_columns(
+    number: Option<String>,
+    networks: &str,
+) -> Result<Option<UserLocation>, StoreError> {
+    number
+        .map(|number| {
+            Ok(UserLocation {
+                number,
+                networks: networks_from_column(networks)?,
+            })
+        })
+        .transpose()
+}
+
 fn call_classes_to_column(classes: Option<&[String]>) -> Option<String> {
     classes.map(|names| names.join(","))
 }
@@ -518,7 +564,7 @@ fn networks_from_column(text: &str) -> Result<Vec<AllowedNetwork>, StoreError> {
 
 const USER_COLUMNS: &str = "domain, extension, display_name, realm, ha1_md5, ha1_sha256, \
      allowed_networks, max_contacts, language, created_at_ms, updated_at_ms, call_classes, \
-     media_encryption, fax";
+     media_encryption, fax, location_number, location_networks";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     // A value this build cannot read was written by hand or by a newer build: say which column.
@@ -546,6 +592,8 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         call_classes: call_classes_from_column(row.get(11)?),
         media_encryption: row.get(12)?,
         fax: row.get(13)?,
+        location: location_from_columns(row.get(14)?, &row.get::<_, String>(15)?)
+            .map_err(|e| unreadable(15, e))?,
     })
 }
 
@@ -556,7 +604,7 @@ impl Store {
         let user = stored_user(new);
         let inserted = self.conn.execute(
             &format!(
-                "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  ON CONFLICT(domain, extension) DO NOTHING"
             ),
             params![
@@ -574,6 +622,10 @@ impl Store {
                 call_classes_to_column(user.call_classes.as_deref()),
                 user.media_encryption,
                 user.fax,
+                user.location.as_ref().map(|l| l.number.as_str()),
+                user.location
+                    .as_ref()
+                    .map_or_else(String::new, |l| networks_to_column(&l.networks)),
             ],
         )?;
         if inserted == 0 {
@@ -760,6 +812,33 @@ impl Store {
         Ok(user)
     }
 
+    /// Sets the user's own location number for emergency calls, or clears it (`None`: the
+    /// trunks file's numbers apply).
+    pub fn user_set_location(
+        &self,
+        domain: &str,
+        extension: &str,
+        location: Option<UserLocation>,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        validate_location(location.as_ref())?;
+        let tx = self.conn.unchecked_transaction()?;
+        let mut user = self.user_existing(domain, extension)?;
+        let number = location.as_ref().map(|l| l.number.clone());
+        let networks = location
+            .as_ref()
+            .map_or_else(String::new, |l| networks_to_column(&l.networks));
+        user.location = location;
+        user.updated_at_ms = now_ms;
+        tx.execute(
+            "UPDATE sip_user SET location_number = ?3, location_networks = ?4, updated_at_ms = ?5
+             WHERE domain = ?1 AND extension = ?2",
+            params![domain, extension, number, networks, now_ms],
+        )?;
+        tx.commit()?;
+        Ok(user)
+    }
+
     /// Deletes a user and its registrations; false if there was none.
     pub fn user_delete(&self, domain: &str, extension: &str) -> Result<bool, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
@@ -792,6 +871,7 @@ fn stored_user(new: &NewUser) -> User {
         call_classes: new.call_classes.clone(),
         media_encryption: new.media_encryption.clone(),
         fax: new.fax,
+        location: new.location.clone(),
         created_at_ms: new.created_at_ms,
         updated_at_ms: new.created_at_ms,
     }
@@ -885,7 +965,12 @@ mod tests {
             .query_row(
                 &format!(
                     "SELECT {} FROM sip_user",
-                    USER_COLUMNS.replace(", ", " || ")
+                    // A NULL column would make the whole concatenation NULL.
+                    USER_COLUMNS
+                        .split(", ")
+                        .map(|c| format!("IFNULL({}, '')", c.trim()))
+                        .collect::<Vec<_>>()
+                        .join(" || ")
                 ),
                 [],
                 |r| r.get(0),
@@ -1320,6 +1405,74 @@ mod tests {
             store.user_get(DEFAULT_DOMAIN, "102").unwrap(),
             Some(required)
         );
+    }
+
+    #[test]
+    fn a_users_own_location_number_round_trips_with_its_networks_and_bad_numbers_are_refused() {
+        let store = Store::open_in_memory().unwrap();
+        let plain = store.user_create(&user("101")).unwrap();
+        assert_eq!(plain.location, None, "a new user has none");
+        let home = UserLocation {
+            number: "+4970314711".into(),
+            networks: vec!["10.8.3.0/24".parse().unwrap(), "fd00::/64".parse().unwrap()],
+        };
+        let created = store
+            .user_create(&NewUser {
+                location: Some(home.clone()),
+                ..user("102")
+            })
+            .unwrap();
+        assert_eq!(created.location.as_ref(), Some(&home));
+        assert_eq!(
+            store.user_get(DEFAULT_DOMAIN, "102").unwrap(),
+            Some(created)
+        );
+        let everywhere = UserLocation {
+            number: "+4971112340".into(),
+            networks: Vec::new(),
+        };
+        let set = store
+            .user_set_location(DEFAULT_DOMAIN, "101", Some(everywhere.clone()), T0 + 5)
+            .unwrap();
+        assert_eq!(
+            (set.location.as_ref(), set.updated_at_ms),
+            (Some(&everywhere), T0 + 5)
+        );
+        assert_eq!(store.user_get(DEFAULT_DOMAIN, "101").unwrap(), Some(set));
+        let cleared = store
+            .user_set_location(DEFAULT_DOMAIN, "102", None, T0 + 6)
+            .unwrap();
+        assert_eq!(cleared.location, None);
+        assert_eq!(
+            store.user_get(DEFAULT_DOMAIN, "102").unwrap(),
+            Some(cleared)
+        );
+        for bad in ["07031 4711", "+49", "+49703147110000000", "+49x7031"] {
+            let location = UserLocation {
+                number: bad.into(),
+                networks: Vec::new(),
+            };
+            assert!(
+                matches!(
+                    store.user_set_location(DEFAULT_DOMAIN, "101", Some(location), T0 + 7),
+                    Err(StoreError::InvalidLocationNumber(n)) if n == bad
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            store
+                .user_get(DEFAULT_DOMAIN, "101")
+                .unwrap()
+                .unwrap()
+                .location,
+            Some(everywhere),
+            "a refused change keeps what was stored"
+        );
+        assert!(matches!(
+            store.user_set_location(DEFAULT_DOMAIN, "103", None, T0),
+            Err(StoreError::NoSuchUser { extension, .. }) if extension == "103"
+        ));
     }
 
     #[test]

@@ -60,6 +60,47 @@ pub struct EmergencyLocation {
     pub number: E164,
 }
 
+/// One user's own location number for emergency calls (the address of their home office),
+/// set per user in the store rather than in this file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalLocation {
+    /// The location number an emergency call of the user presents.
+    pub number: E164,
+    /// Only calls from phones in these networks present it (a user with a desk phone in the
+    /// office and one at home over the VPN); empty: calls from all the user's phones.
+    pub networks: Vec<IpNetwork>,
+}
+
+impl PersonalLocation {
+    /// Whether a call from a phone at `source` presents this number (an unknown source only
+    /// when no network limits it).
+    pub fn covers(&self, source: Option<std::net::IpAddr>) -> bool {
+        self.networks.is_empty()
+            || source.is_some_and(|ip| self.networks.iter().any(|n| n.contains(ip)))
+    }
+}
+
+/// Which setting an emergency call's location number comes from, for logs and `user show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocationOrigin<'a> {
+    /// The calling user's own location number.
+    User,
+    /// The `[[emergency-location]]` of the network the phone calls from.
+    Network(&'a IpNetwork),
+    /// The `location-number` of the trunk the call goes out on.
+    Trunk(&'a str),
+}
+
+impl fmt::Display for LocationOrigin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::User => f.write_str("the user's own location number"),
+            Self::Network(network) => write!(f, "[[emergency-location]] {network}"),
+            Self::Trunk(name) => write!(f, "location-number of trunk {name}"),
+        }
+    }
+}
+
 impl TrunkConfig {
     /// The location number for an emergency call from a phone at `source`, if a
     /// `[[emergency-location]]` covers it (the first that does).
@@ -68,6 +109,33 @@ impl TrunkConfig {
             .iter()
             .find(|l| l.network.contains(source))
             .map(|l| &l.number)
+    }
+
+    /// The location number an emergency call presents when it goes out on `trunk` from a
+    /// phone at `source`, and where it comes from: the calling user's own number where it
+    /// covers the phone (the most exact: one home, not one VPN), else the phone's network's,
+    /// else the trunk's. `None` when none of the three is set.
+    pub fn emergency_location<'a>(
+        &'a self,
+        trunk: &'a Trunk,
+        user: Option<&'a PersonalLocation>,
+        source: Option<std::net::IpAddr>,
+    ) -> Option<(&'a E164, LocationOrigin<'a>)> {
+        if let Some(own) = user.filter(|own| own.covers(source)) {
+            return Some((&own.number, LocationOrigin::User));
+        }
+        let network = source.and_then(|ip| {
+            self.emergency_locations
+                .iter()
+                .find(|l| l.network.contains(ip))
+        });
+        if let Some(location) = network {
+            return Some((&location.number, LocationOrigin::Network(&location.network)));
+        }
+        trunk
+            .location_number
+            .as_ref()
+            .map(|number| (number, LocationOrigin::Trunk(&trunk.name)))
     }
 }
 

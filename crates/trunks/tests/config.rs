@@ -4,7 +4,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use trunks::{
-    Codec, Diagnostic, NumberFormat, Password, Severity, Transport, TrunkConfig, TrunkMode, parse,
+    Codec, Diagnostic, LocationOrigin, NumberFormat, Password, PersonalLocation, Severity,
+    Transport, TrunkConfig, TrunkMode, parse,
 };
 
 fn example() -> String {
@@ -611,6 +612,65 @@ fn limits_default_to_two_calls_out_per_user_and_none_in_all() {
     );
     let e = errors(&format!("[limits]\noutside-cals = 3\n{}", one_trunk("")));
     assert!(e.iter().any(|d| d.contains("outside-cals")), "{e:?}");
+}
+
+#[test]
+fn a_users_own_location_number_comes_before_the_networks_and_the_networks_before_the_trunks() {
+    let config = ok(&format!(
+        "[[emergency-location]]\nnetwork = \"10.8.0.0/16\"\nnumber = \"+49 7031 55 0\"\n{}",
+        one_trunk("location-number = \"+49 711 1234 0\"\n")
+    ));
+    let trunk = config.emergency_trunk().expect("emergency trunk");
+    let at_home = PersonalLocation {
+        number: "+49 7031 4711".parse().unwrap(),
+        networks: vec!["10.8.3.0/24".parse().unwrap()],
+    };
+    let presented = |user: Option<&PersonalLocation>, source: Option<&str>| {
+        config
+            .emergency_location(trunk, user, source.map(|s| s.parse::<IpAddr>().unwrap()))
+            .map(|(number, origin)| (number.to_string(), origin.to_string()))
+    };
+    let own = Some((
+        "+4970314711".to_string(),
+        "the user's own location number".to_string(),
+    ));
+    assert_eq!(
+        presented(Some(&at_home), Some("10.8.3.9")),
+        own,
+        "home phone"
+    );
+    assert_eq!(
+        presented(Some(&at_home), Some("10.8.9.9")),
+        Some((
+            "+497031550".into(),
+            "[[emergency-location]] 10.8.0.0/16".into()
+        )),
+        "another VPN phone of the same user: the network's"
+    );
+    let trunks = Some((
+        "+4971112340".into(),
+        "location-number of trunk telekom".into(),
+    ));
+    assert_eq!(
+        presented(Some(&at_home), Some("172.16.0.9")),
+        trunks,
+        "desk phone"
+    );
+    assert_eq!(
+        presented(Some(&at_home), None),
+        trunks,
+        "unknown phone: not the home's"
+    );
+    let everywhere = PersonalLocation {
+        networks: Vec::new(),
+        ..at_home
+    };
+    assert_eq!(presented(Some(&everywhere), Some("172.16.0.9")), own);
+    assert_eq!(presented(Some(&everywhere), None), own);
+    assert!(matches!(
+        config.emergency_location(trunk, None, None),
+        Some((_, LocationOrigin::Trunk("telekom")))
+    ));
 }
 
 #[test]
