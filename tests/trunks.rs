@@ -167,7 +167,7 @@ fn staff_call_through_carrier(
         user_cli(data.path(), setting);
     }
     std::thread::scope(|scope| {
-        let carrier_run = scope.spawn(|| echoing_carrier(ns, &carrier, "10.99.0.5", "2"));
+        let carrier_run = scope.spawn(|| echoing_carrier(ns, carrier, "10.99.0.5", "2"));
         std::thread::sleep(Duration::from_millis(500));
         let server = server_with_trunks(ns, &trunks, &plans, data);
         let registered = wait_until(Duration::from_secs(8), || {
