@@ -199,6 +199,33 @@ fn an_emergency_call_from_an_internal_only_user_goes_out_on_the_emergency_trunk_
 }
 
 #[test]
+fn a_rule_that_sets_the_caller_id_presents_the_departments_number_and_name_to_the_carrier() {
+    let ns = Netns::new();
+    // The social office's line: 8 + the number presents extension 250 ("Sozialamt") instead
+    // of the caller's own 101.
+    let dir = TempDir::new("trunk-set-scenario");
+    let carrier = dir.path().join("carrier_department.xml");
+    let text = std::fs::read_to_string(scenario("carrier_uas_auth.xml")).unwrap();
+    let own = r#"From: [^\r\n]*&lt;sip:\+4971112345101@"#;
+    assert!(text.contains(own));
+    let text = text
+        .replace(own, r#"From: "Sozialamt" &lt;sip:\+4971112345250@"#)
+        .replace(r"\+4971112345101@", r"\+4971112345250@");
+    std::fs::write(&carrier, text).unwrap();
+    let caller = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
+    let (server, carrier_out, caller_out) = staff_call_through_carrier(
+        &ns,
+        "trunk-set",
+        carrier.to_str().unwrap(),
+        &caller,
+        "sip:80711987654@10.99.0.1",
+        &[],
+    );
+    assert_sipp_ok(&carrier_out, &server, "the carrier");
+    assert_own_tone_back(&caller, &server, "the carrier", &caller_out);
+}
+
+#[test]
 fn an_emergency_call_from_a_home_office_phone_presents_the_users_own_location_number() {
     let ns = Netns::new();
     // 101's phone at home (10.99.0.2 stands for the VPN address of the home office); the

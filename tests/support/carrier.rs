@@ -88,6 +88,8 @@ pub fn did_plans() -> TempDir {
     plans_with(
         "trunk-plans",
         "[[rule]]\nname = \"DID to extension\"\nmatch = \"/^\\\\+4971112345(\\\\d{3})$/\"\ntrunk = \"carrier\"\nactions = [ { dial = \"${1}\" } ]\n\n\
-         [[rule]]\nname = \"outside line\"\nmatch = \"_0X.\"\nactions = [ { dial = { trunk = \"carrier\", number = \"${EXTEN}\" } } ]\n",
+         [[rule]]\nname = \"outside line\"\nmatch = \"_0X.\"\nactions = [ { dial = { trunk = \"carrier\", number = \"${EXTEN}\" } } ]\n\n\
+         [[rule]]\nname = \"outside line of the social office\"\nmatch = \"/^8(0\\\\d+)$/\"\n\
+         actions = [ { set = { caller_id = \"250\", caller_name = \"Sozialamt\" } }, { dial = { trunk = \"carrier\", number = \"${1}\" } } ]\n",
     )
 }

@@ -18,7 +18,7 @@ use sip::message as msg;
 use tokio::sync::mpsc;
 
 use crate::call::{
-    Call, CallSetup, CalleeEvent, Input, MediaAction, Output, Question, Reply, SipAction,
+    Call, CallSetup, CalleeEvent, CallerId, Input, MediaAction, Output, Question, Reply, SipAction,
 };
 use crate::call_cost::CallCosts;
 use crate::call_effects::{self, Replies};
@@ -280,6 +280,8 @@ struct CallOutRequest {
     fax_rule: bool,
     /// Its class, which the cost guard prices it by once answered.
     class: Option<trunks::CallClass>,
+    /// The caller ID the rule set, presented again on the failover trunk.
+    caller_id: CallerId,
 }
 
 /// Whether a carrier's refusal of a call out says the carrier failed rather than the called
@@ -587,12 +589,16 @@ impl CallControl {
                 }
                 Some(Reply::Started(started))
             }
-            Question::Place { target, fax } => {
-                Some(self.dial(leg, target, false, *fax, endpoint, registrar, now))
-            }
-            Question::Forward(target) => {
-                Some(self.dial(leg, target, true, false, endpoint, registrar, now))
-            }
+            Question::Place {
+                target,
+                fax,
+                caller_id,
+            } => Some(self.dial(
+                leg, target, false, *fax, caller_id, endpoint, registrar, now,
+            )),
+            Question::Forward { target, caller_id } => Some(self.dial(
+                leg, target, true, false, caller_id, endpoint, registrar, now,
+            )),
             _ => {
                 if let Some(reply) =
                     call_effects::room_question(&self.shared, leg, &question, &self.call_events)
@@ -1023,6 +1029,7 @@ impl CallControl {
     /// connected and which cancelled is the caller's call's to decide (`dial` action). A
     /// `forwarded` call out names the number the caller dialled as diverting it. A fax call
     /// (`fax_rule`, the caller's or the called user's line) offers the caller's G.711 only.
+    /// The called party sees `caller_id` where the rule set it, else the caller.
     #[allow(clippy::too_many_arguments)] // the question's parts, and the services to ask
     fn dial(
         &mut self,
@@ -1030,6 +1037,7 @@ impl CallControl {
         target: &dialplan::DialTarget,
         forwarded: bool,
         fax_rule: bool,
+        caller_id: &CallerId,
         endpoint: &mut SipEndpoint,
         registrar: &RegistrarService,
         now: Instant,
@@ -1053,7 +1061,15 @@ impl CallControl {
             caller.span.record("fax", true);
             tracing::info!(%target, ?codec, caller_line = caller.fax_line, callee_line = fax_callee, "fax call: the caller's G.711 is passed through unchanged");
         }
-        let (from_user, from_name) = (caller.caller.clone(), caller.caller_name.clone());
+        let caller_number = caller.caller.clone();
+        let from_user = caller_id
+            .number
+            .clone()
+            .unwrap_or_else(|| caller_number.clone());
+        let from_name = caller_id
+            .name
+            .clone()
+            .or_else(|| caller.caller_name.clone());
         let profile = caller.profile.clone();
         let diverted_from = forwarded.then(|| caller.callee.clone());
         let source = caller.source;
@@ -1142,8 +1158,9 @@ impl CallControl {
                 use crate::trunk_service::Refused;
                 let request = crate::trunk_service::CallOut {
                     number,
-                    from_user: &from_user,
+                    from_user: &caller_number,
                     from_name,
+                    presented: caller_id.number.as_deref(),
                     caller: &profile,
                     diverted_from: diverted_from.as_deref(),
                     source: Some(source),
@@ -1198,6 +1215,7 @@ impl CallControl {
                 forwarded,
                 fax_rule,
                 class: self.shared.trunks.current().class_of(number),
+                caller_id: caller_id.clone(),
             }),
             _ => None,
         };
@@ -1518,6 +1536,7 @@ impl CallControl {
             &target,
             request.forwarded,
             request.fax_rule,
+            &request.caller_id,
             endpoint,
             registrar,
             now,

@@ -40,8 +40,11 @@ pub struct CallOut<'a> {
     pub number: &'a str,
     /// The caller: an extension, or a number as a trunk delivered it.
     pub from_user: &'a str,
-    /// The caller's name, if known.
+    /// The caller's name, if known (or the one the rule `set`).
     pub from_name: Option<String>,
+    /// Our number the rule `set` as the caller ID (`+49…`, `0711…` or an extension of the
+    /// trunk's direct-dial block), presented instead of the caller's own direct-dial number.
+    pub presented: Option<&'a str>,
     /// Who calls: the user whose call classes and limits the call is held to.
     pub caller: &'a CallerProfile,
     /// For a forwarded call, the number of ours the caller dialled.
@@ -493,6 +496,7 @@ impl TrunkSet {
             number,
             from_user,
             from_name,
+            presented,
             caller,
             diverted_from,
             source,
@@ -600,7 +604,23 @@ impl TrunkSet {
                 .map(|n| trunk.numbers.format(&n))
             })
         };
-        let own_number = direct_dial(from_user);
+        // A number the rule set stands for the caller's own: a full number as the trunk
+        // writes numbers, an extension as its direct-dial number.
+        let set_number = presented.and_then(|number| {
+            direct_dial(number)
+                .or_else(|| match self.config.numbering.dialled(number) {
+                    Ok(trunks::Classified {
+                        dialled: trunks::Dialled::E164(full),
+                        ..
+                    }) => Some(trunk.numbers.format(&full)),
+                    _ => None,
+                })
+                .or_else(|| {
+                tracing::warn!(trunk = %trunk_name, %number, "dial: the caller ID the rule set is no number of ours for this trunk; the caller's own is presented");
+                None
+            })
+        });
+        let own_number = set_number.or_else(|| direct_dial(from_user));
         // A forwarded call names the number of ours it was for (a DID as the carrier
         // delivered it, or a user's extension): Diversion, RFC 5806.
         let diverted = diverted_from.and_then(|d| {
@@ -1223,6 +1243,7 @@ mod tests {
                 number,
                 from_user: "101",
                 from_name: None,
+                presented: None,
                 caller,
                 diverted_from: None,
                 source: None,
@@ -1292,6 +1313,7 @@ mod tests {
                 number,
                 from_user: "101",
                 from_name: None,
+                presented: None,
                 caller,
                 diverted_from: None,
                 source: Some(source.parse().unwrap()),
@@ -1337,6 +1359,62 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_caller_id_the_rule_set_is_presented_as_the_trunk_writes_numbers() {
+        let set = one_trunk(
+            "presented",
+            "[trunk.caller-id]\npai = true\n[trunk.numbers]\nbase-number = \"+49 711 1234\"\n\
+             extension-digits = 2\nformat = \"national\"\n",
+        )
+        .await;
+        let classes = CallerProfile::not_a_user();
+        let presenting = |presented: Option<&str>| {
+            let on_trunk = |_: &str| 0;
+            let active = ActiveCalls {
+                on_trunk: &on_trunk,
+                of_user: 0,
+                total: 0,
+            };
+            let request = CallOut {
+                number: "0711987654",
+                from_user: "42",
+                from_name: None,
+                presented,
+                caller: &classes,
+                diverted_from: None,
+                source: None,
+                privacy: false,
+            };
+            let call = set
+                .outbound_call("main", request, &active)
+                .expect("not refused")
+                .expect("placed")
+                .call;
+            let pai = header(&call, "P-Asserted-Identity").map(str::to_owned);
+            (call.from_user, pai)
+        };
+        let (own, _) = presenting(None);
+        assert_eq!(own, "0711123442", "the caller's own direct-dial number");
+        let (from, pai) = presenting(Some("+49711123450"));
+        assert_eq!(from, "0711123450");
+        assert_eq!(pai.as_deref(), Some("<sip:0711123450@192.0.2.10>"));
+        assert_eq!(
+            presenting(Some("0711123450")).0,
+            "0711123450",
+            "national form"
+        );
+        assert_eq!(
+            presenting(Some("50")).0,
+            "0711123450",
+            "an extension of the block"
+        );
+        assert_eq!(
+            presenting(Some("7")).0,
+            "0711123442",
+            "no number of ours: the caller's own"
+        );
+    }
+
     async fn one_trunk(name: &str, extra: &str) -> TrunkSet {
         let dir = std::env::temp_dir().join(format!("amt-trunk-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -1372,6 +1450,7 @@ mod tests {
             number,
             from_user: "+4930123456",
             from_name: Some("Erika".into()),
+            presented: None,
             caller: &classes,
             diverted_from,
             source: None,

@@ -10,7 +10,7 @@ use crate::call_event::Notice;
 use crate::media_worker::MediaEvent;
 
 use super::port::Io;
-use super::{CalleeEvent, Input, MediaAction, Output, Question, Reply, SipAction};
+use super::{CalleeEvent, CallerId, Input, MediaAction, Output, Question, Reply, SipAction};
 
 /// How long digit collection waits for the next key.
 pub(super) const DIGIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +43,8 @@ pub(super) struct CallLogic {
     pub(super) require_precreated_rooms: bool,
     /// Digits keyed while a prompt played or a phone rang (type-ahead), oldest first.
     pub(super) pending_digits: VecDeque<char>,
+    /// The caller ID the rule's `set` gave the calls it places from then on.
+    pub(super) caller_id: CallerId,
 }
 
 impl CallLogic {
@@ -52,6 +54,7 @@ impl CallLogic {
             answered: false,
             require_precreated_rooms,
             pending_digits: VecDeque::new(),
+            caller_id: CallerId::default(),
         }
     }
 

@@ -208,10 +208,17 @@ pub enum Question {
         /// The rule's `dial` says this is a fax call (the caller's or callee's user may say
         /// so too; call control knows them).
         fax: bool,
+        /// Who the called party is told calls, where the rule `set` it.
+        caller_id: CallerId,
     },
     /// The same for a call forwarded to `target`: a call out names the number the caller
     /// dialled as diverting it (Diversion, RFC 5806).
-    Forward(DialTarget),
+    Forward {
+        /// Whom to ring.
+        target: DialTarget,
+        /// Who the called party is told calls, where the rule `set` it.
+        caller_id: CallerId,
+    },
     /// The stored room of this number: [`Reply::Room`].
     RoomGet(String),
     /// Check keyed-in digits against a room's PINs: [`Reply::Pin`].
@@ -242,6 +249,18 @@ pub enum Question {
     TakeRecording(String),
     /// Start recording the room: [`Reply::Done`].
     StartRecording(String),
+}
+
+/// The caller ID a rule's `set = { caller_id, caller_name }` gives the calls it places
+/// afterwards (a department's number instead of the user's own, a name for the desk); each
+/// `None` keeps the caller's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerId {
+    /// Our number to present: digits with an optional leading `+` (an E.164 number goes to a
+    /// trunk as the trunk writes numbers, an extension as that user's direct-dial number).
+    pub number: Option<String>,
+    /// The name to present.
+    pub name: Option<String>,
 }
 
 /// Answers to [`Question`]s.

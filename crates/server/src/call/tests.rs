@@ -467,6 +467,7 @@ fn place_101() -> Output {
     ask(Question::Place {
         target: DialTarget::User("101".into()),
         fax: false,
+        caller_id: CallerId::default(),
     })
 }
 
@@ -683,7 +684,13 @@ fn forward_places_the_call_as_forwarded_and_connects_whoever_answers() {
     let (mut h, out) = Harness::start(vec![Action::Forward {
         target: target.clone(),
     }]);
-    assert_eq!(out, [ask(Question::Forward(target))]);
+    assert_eq!(
+        out,
+        [ask(Question::Forward {
+            target,
+            caller_id: CallerId::default(),
+        })]
+    );
     h.reply(Reply::Placed {
         legs: vec![leg(2)],
         unplaced: 0,
@@ -739,6 +746,7 @@ fn a_fax_dial_asks_call_control_to_place_a_fax_call() {
         [ask(Question::Place {
             target: DialTarget::User("150".into()),
             fax: true,
+            caller_id: CallerId::default(),
         })]
     );
 }
@@ -822,5 +830,37 @@ fn a_fax_call_from_a_caller_without_g711_is_refused_with_488_before_ringing() {
             }),
             finished(reason)
         ]
+    );
+}
+
+#[test]
+fn set_gives_the_calls_placed_afterwards_the_rules_caller_id_and_refuses_what_is_no_number() {
+    let target = DialTarget::User("101".into());
+    let dial = Action::Dial {
+        target: target.clone(),
+        timeout_s: 20,
+        fax: false,
+    };
+    let (_, out) = Harness::start(vec![
+        Action::SetCallerId {
+            number: Some("sip:evil@example.org".into()),
+            name: Some("Sozial\r\namt".into()),
+        },
+        Action::SetCallerId {
+            number: Some("+49 711 1234-50".into()),
+            name: None,
+        },
+        dial,
+    ]);
+    assert_eq!(
+        out,
+        [ask(Question::Place {
+            target,
+            fax: false,
+            caller_id: CallerId {
+                number: Some("+49711123450".into()),
+                name: Some("Sozialamt".into()),
+            },
+        })]
     );
 }

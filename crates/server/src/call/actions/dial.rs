@@ -18,6 +18,7 @@ impl CallLogic {
         let place = Question::Place {
             target: target.clone(),
             fax,
+            caller_id: self.caller_id.clone(),
         };
         match self.ring(place, target, timeout_s).await? {
             Some(callee) => self.talk(callee).await,
@@ -32,7 +33,10 @@ impl CallLogic {
     /// after it): when nobody answers, the caller gets 480.
     pub(super) async fn forward(&mut self, target: &dialplan::DialTarget) -> Result<(), Stop> {
         const FORWARD_RING_S: u32 = 120;
-        let place = Question::Forward(target.clone());
+        let place = Question::Forward {
+            target: target.clone(),
+            caller_id: self.caller_id.clone(),
+        };
         match self.ring(place, target, FORWARD_RING_S).await? {
             Some(callee) => self.talk(callee).await,
             None => {

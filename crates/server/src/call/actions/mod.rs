@@ -9,6 +9,7 @@ mod dial;
 mod echo;
 mod hangup;
 mod play;
+mod set;
 mod wait;
 
 impl CallLogic {
@@ -30,6 +31,7 @@ impl CallLogic {
                 Action::Conference { room, pin_prompt } => {
                     self.conference(room.clone(), *pin_prompt).await?;
                 }
+                Action::SetCallerId { number, name } => self.set_caller_id(number, name),
                 Action::Hangup { cause } => return self.hangup(*cause),
                 other => return self.not_available(other),
             }
