@@ -327,6 +327,33 @@ fn with_the_first_carrier_gone_a_call_out_goes_through_the_failover_trunk() {
     assert!(!status.contains("\"state\":\"registered\""), "{status}");
 }
 
+/// A carrier whose SBC silently stopped answering (no keep-alive to notice it) costs the
+/// caller the trunk's `response-timeout`, not SIP's 32 s: the call then fails over and talks.
+#[test]
+fn a_call_out_the_first_carrier_never_answers_fails_over_after_the_response_timeout() {
+    let ns = Netns::new();
+    // Nothing listens at 10.99.0.5, and options-interval = 0 keeps the trunk "reachable".
+    let (server, caller) = with_a_backup_trunk(
+        &ns,
+        "trunk-silent",
+        &format!("{}response-timeout = 2\n", ip_trunk("10.99.0.5")),
+    );
+    let backup = scenario("uas_pcma_echo.xml");
+    let (backup_out, caller_out) = std::thread::scope(|scope| {
+        let backup_run = scope.spawn(|| echoing_carrier(&ns, &backup, "10.99.0.6", "1"));
+        std::thread::sleep(Duration::from_millis(500));
+        let caller_out = caller.call(&ns, "sip:0711987654@10.99.0.1", 8);
+        (backup_run.join().unwrap(), caller_out)
+    });
+    assert_sipp_ok(&backup_out, &server, "the backup carrier");
+    assert_own_tone_back(&caller, &server, "the backup trunk", &caller_out);
+    let log = server.log();
+    assert!(
+        log.contains("no response to our INVITE; giving up"),
+        "{log}"
+    );
+}
+
 /// A carrier that refuses the INVITE with 503 (an overloaded SBC) is failed over at once:
 /// the call goes out again through the failover trunk and talks.
 #[test]

@@ -1092,6 +1092,7 @@ impl CallControl {
                         from_host: None,
                         headers: Vec::new(),
                         credentials: None,
+                        response_timeout: None,
                     })
                 })
                 .collect(),
@@ -1106,6 +1107,7 @@ impl CallControl {
                     from_host: None,
                     headers: Vec::new(),
                     credentials: None,
+                    response_timeout: None,
                 }],
                 None => {
                     tracing::info!(leg = %leg, %uri, "dial: cannot reach this URI");

@@ -12,7 +12,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rsip::Method;
 use sip::dialog::{Dialog, DialogId, dialog_id_of_request};
@@ -227,6 +227,9 @@ pub struct OutboundCall {
     pub headers: Vec<(String, String)>,
     /// Answers a carrier's 401/407 to the INVITE once, when given.
     pub credentials: Option<sip::digest::client::ClientCredentials>,
+    /// A call that has no response at all after this long ends as 408 (the carrier is taken
+    /// as failed, and the call may fail over) instead of after Timer B's 32 s.
+    pub response_timeout: Option<Duration>,
 }
 
 /// What an INVITE we placed was built from, to send it again with credentials.
@@ -236,6 +239,8 @@ struct Placed {
     cseq: u32,
     /// We answered a challenge already: another one means wrong credentials.
     authenticated: bool,
+    /// Some response to the INVITE arrived (even 100 Trying): the peer is there.
+    responded: bool,
 }
 
 /// The SIP endpoint (see the module documentation).
@@ -247,6 +252,8 @@ pub struct SipEndpoint {
     by_invite: HashMap<TransactionKey, LegId>,
     /// Session timer deadlines; stale entries are skipped when they come up.
     session_deadlines: BinaryHeap<Reverse<(Instant, LegId)>>,
+    /// When placed legs with a `response_timeout` give up on a peer that answers nothing.
+    response_deadlines: BinaryHeap<Reverse<(Instant, LegId)>>,
     /// Session refreshes we sent and are waiting for: transaction → leg, CSeq, method.
     refreshes: HashMap<TransactionKey, (LegId, u32, Method)>,
     /// Re-INVITEs with a new offer we sent for the owner, until their transaction ends.
@@ -275,6 +282,7 @@ impl SipEndpoint {
             by_dialog: HashMap::new(),
             by_invite: HashMap::new(),
             session_deadlines: BinaryHeap::new(),
+            response_deadlines: BinaryHeap::new(),
             refreshes: HashMap::new(),
             reoffers: HashMap::new(),
             probes: HashMap::new(),
@@ -321,10 +329,11 @@ impl SipEndpoint {
     /// The earliest moment [`handle_timeout`](Self::handle_timeout) has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let session = self.session_deadlines.peek().map(|Reverse((at, _))| *at);
-        match (self.layer.poll_timeout(), session) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let response = self.response_deadlines.peek().map(|Reverse((at, _))| *at);
+        [self.layer.poll_timeout(), session, response]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the transaction and session timers due at `now`.
@@ -333,6 +342,39 @@ impl SipEndpoint {
         self.drain_layer(now);
         self.run_session_timers(now);
         self.drain_layer(now);
+        self.give_up_on_silent_peers(now);
+        self.drain_layer(now);
+    }
+
+    /// Ends the placed legs whose peer sent no response at all within the call's
+    /// `response_timeout` as 408. The INVITE's CANCEL waits for a provisional response
+    /// (RFC 3261 §9.1), should one still come; retransmissions stop with Timer B.
+    fn give_up_on_silent_peers(&mut self, now: Instant) {
+        while let Some(Reverse((at, leg))) = self.response_deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.response_deadlines.pop();
+            let Some(l) = self.legs.get_mut(&leg) else {
+                continue;
+            };
+            let silent = l.placed.as_deref().is_some_and(|p| !p.responded);
+            if l.state != LegState::Early || !silent {
+                continue;
+            }
+            let waited = l
+                .placed
+                .as_deref()
+                .and_then(|p| p.call.response_timeout)
+                .unwrap_or_default();
+            let key = l.invite_key.clone();
+            l.final_status = 408;
+            if let Err(err) = self.layer.cancel(&key, now) {
+                tracing::debug!(leg = %leg, "CANCEL not queued: {err}");
+            }
+            tracing::info!(leg = %leg, waited_s = waited.as_secs(), "no response to our INVITE; giving up");
+            self.end(leg, &format!("no response in {} s", waited.as_secs()));
+        }
     }
 
     /// The next message to send.
@@ -758,10 +800,14 @@ impl SipEndpoint {
                     call_id,
                     cseq: 1,
                     authenticated: false,
+                    responded: false,
                 })),
             },
         );
         self.by_invite.insert(key, leg);
+        if let Some(wait) = call.response_timeout {
+            self.response_deadlines.push(Reverse((now + wait, leg)));
+        }
         self.drain_layer(now);
         Some(leg)
     }
@@ -925,6 +971,9 @@ impl SipEndpoint {
         let Some(l) = self.legs.get_mut(&leg) else {
             return;
         };
+        if let Some(placed) = l.placed.as_deref_mut() {
+            placed.responded = true;
+        }
         match code {
             100..=199 => {
                 if matches!(code, 180 | 183) && !l.rang && l.state == LegState::Early {
@@ -2169,6 +2218,7 @@ mod tests {
             from_host: None,
             headers: Vec::new(),
             credentials: None,
+            response_timeout: None,
         }
     }
 
@@ -2706,5 +2756,55 @@ mod tests {
         assert_eq!(ended, Some(408));
         // Timer B is 64*T1 = 32 s.
         assert!(now >= start + Duration::from_secs(32), "{:?}", now - start);
+    }
+
+    #[test]
+    fn a_carrier_that_sends_nothing_within_the_response_timeout_ends_the_leg_as_408() {
+        let mut ep = endpoint();
+        let start = Instant::now();
+        let call = OutboundCall {
+            response_timeout: Some(Duration::from_secs(5)),
+            ..outbound_call()
+        };
+        let silent = ep
+            .invite(&call, b"v=0 offer".to_vec(), start)
+            .expect("placed");
+        let trying = ep
+            .invite(&call, b"v=0 offer".to_vec(), start)
+            .expect("placed");
+        let invites = sent(&mut ep);
+        // The second carrier says 100 Trying: it is there, and may ring as long as it likes.
+        ep.handle_datagram(
+            &answer_to(&invites[1], "100 Trying", None, ""),
+            phone(),
+            start,
+        );
+        assert_eq!(ep.poll_timeout(), Some(start + Duration::from_millis(500)));
+        let ended_by = |ep: &mut SipEndpoint, at: Instant| {
+            ep.handle_timeout(at);
+            events(ep)
+                .into_iter()
+                .filter_map(|e| match e {
+                    LegEvent::Ended {
+                        leg,
+                        final_status,
+                        reason,
+                        ..
+                    } => Some((leg, final_status, reason)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ended_by(&mut ep, start + Duration::from_millis(4900)), []);
+        assert_eq!(
+            ended_by(&mut ep, start + Duration::from_secs(5)),
+            [(silent, 408, "no response in 5 s".to_string())]
+        );
+        assert_eq!(ended_by(&mut ep, start + Duration::from_secs(20)), []);
+        assert!(
+            ep.legs
+                .get(&trying)
+                .is_some_and(|l| l.state == LegState::Early)
+        );
     }
 }

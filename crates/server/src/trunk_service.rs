@@ -708,6 +708,7 @@ impl TrunkSet {
             from_host: Some(from_host),
             headers,
             credentials,
+            response_timeout: trunk.response_timeout,
         };
         Ok(Some(TrunkCall {
             call,

@@ -27,6 +27,9 @@ use crate::number::{
 pub const DEFAULT_EXPIRES: u32 = 600;
 /// Keep-alive OPTIONS interval when `options-interval` is not given, in seconds.
 pub const DEFAULT_OPTIONS_INTERVAL: u32 = 30;
+/// How long a call out waits for the carrier's first response when `response-timeout` is
+/// not given, in seconds: the INVITE has been sent four times by then (RFC 3261 Timer A).
+pub const DEFAULT_RESPONSE_TIMEOUT: u32 = 5;
 /// Most concurrent calls one trunk may be configured for.
 pub const MAX_CALLS_LIMIT: u32 = 10_000;
 
@@ -214,6 +217,9 @@ pub struct Trunk {
     pub max_calls: u32,
     /// Keep-alive OPTIONS interval; `None` sends none.
     pub options_interval: Option<Duration>,
+    /// A call out that has no response at all from the carrier after this long is taken as
+    /// failed (408) and goes to the failover trunk; `None`: only after Timer B (32 s).
+    pub response_timeout: Option<Duration>,
     /// Trunk to try when this one fails.
     pub failover: Option<String>,
     /// Which identity headers to send.
@@ -468,6 +474,7 @@ struct RawTrunk {
     codecs: List<Codec>,
     max_calls: Opt<u32>,
     options_interval: Opt<u32>,
+    response_timeout: Opt<u32>,
     failover: Opt<String>,
     caller_id: Option<RawCallerId>,
     numbers: Option<RawNumbers>,
@@ -1084,6 +1091,12 @@ fn check_trunk(
         );
     }
 
+    // Timer B ends the INVITE after 32 s anyway: a longer wait would never be reached.
+    let response_timeout = match &t.response_timeout {
+        Some(v) => in_range(r, v, &label, "response-timeout", 0..=32),
+        None => Some(DEFAULT_RESPONSE_TIMEOUT),
+    };
+
     let failover = t.failover.as_ref().and_then(|f| {
         let target = f.get_ref();
         if target == &name || names.contains(target) {
@@ -1141,6 +1154,9 @@ fn check_trunk(
         codecs,
         max_calls: max_calls?,
         options_interval: Some(options_interval?)
+            .filter(|s| *s != 0)
+            .map(|s| Duration::from_secs(s.into())),
+        response_timeout: Some(response_timeout?)
             .filter(|s| *s != 0)
             .map(|s| Duration::from_secs(s.into())),
         failover,

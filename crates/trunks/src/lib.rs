@@ -28,9 +28,9 @@ mod number;
 pub use class::{AllowedClasses, CallClass, Classified, UnknownCallClass};
 pub use config::{
     CallerId, Checked, Codec, DEFAULT_CODECS, DEFAULT_EXPIRES, DEFAULT_OPTIONS_INTERVAL,
-    DEFAULT_OUTSIDE_CALLS_PER_USER, DiversionHeader, EmergencyLocation, LocationOrigin,
-    MAX_CALLS_LIMIT, OutsideCallLimits, Password, PersonalLocation, Registration, SipUri,
-    Transport, Trunk, TrunkConfig, TrunkMode, parse,
+    DEFAULT_OUTSIDE_CALLS_PER_USER, DEFAULT_RESPONSE_TIMEOUT, DiversionHeader, EmergencyLocation,
+    LocationOrigin, MAX_CALLS_LIMIT, OutsideCallLimits, Password, PersonalLocation, Registration,
+    SipUri, Transport, Trunk, TrunkConfig, TrunkMode, parse,
 };
 pub use cost_guard::{Budget, COST_WINDOW, CostGuard, CostRules, CutCall, Money, OverBudget};
 pub use diag::{Diagnostic, Severity};

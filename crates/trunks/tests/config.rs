@@ -808,3 +808,25 @@ fn a_user_limit_above_the_limit_in_all_is_a_warning() {
     );
     assert!(checked.config.cost_guard.is_some());
 }
+
+#[test]
+fn response_timeout_defaults_to_five_seconds_zero_waits_for_timer_b_and_more_than_32_is_refused() {
+    let trunk = |extra: &str| {
+        ok(&one_trunk(extra))
+            .trunk("telekom")
+            .unwrap()
+            .response_timeout
+    };
+    assert_eq!(trunk(""), Some(Duration::from_secs(5)));
+    assert_eq!(
+        trunk("response-timeout = 2\n"),
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(trunk("response-timeout = 0\n"), None);
+    let e = errors(&one_trunk("response-timeout = 60\n"));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("response-timeout must be between 0 and 32")),
+        "{e:?}"
+    );
+}
