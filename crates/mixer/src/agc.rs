@@ -13,7 +13,7 @@ const RISE_DB_PER_S: f32 = 3.0;
 /// How fast the gain may fall (a little faster: too loud hurts more than too quiet).
 const FALL_DB_PER_S: f32 = 6.0;
 /// Time constant of the speech-level estimate.
-const LEVEL_TIME_CONSTANT_MS: f32 = 200.0;
+const LEVEL_TIME_CONSTANT_MS: f32 = 1000.0;
 
 /// Per-participant AGC state.
 #[derive(Debug, Clone)]
@@ -45,10 +45,18 @@ impl Agc {
         if !is_speech {
             return;
         }
-        let est = match self.speech_dbov {
-            Some(prev) => prev + self.alpha * (level_dbov - prev),
-            None => level_dbov,
-        };
+        // Averaged as power, not in dB: speech's level is that of its loud syllables
+        // (ITU-T P.56 active speech level), and a mean of dB values sinks with every weak
+        // consonant and pause edge the detector still calls speech, so talkers already at
+        // the target were boosted by about 6 dB.
+        // The estimate starts at the target (where the gain starts too), so that a talker's
+        // first syllable is one sample of its level, not the whole of it.
+        let power = 10f32.powf(level_dbov / 10.0);
+        let prev_power = 10f32.powf(self.speech_dbov.unwrap_or(TARGET_DBOV) / 10.0);
+        let est = 10.0
+            * (prev_power + self.alpha * (power - prev_power))
+                .max(1e-12)
+                .log10();
         self.speech_dbov = Some(est);
         let wanted = (TARGET_DBOV - est).clamp(-MAX_GAIN_DB, MAX_GAIN_DB);
         let step = (wanted - self.gain_db).clamp(-self.fall_per_frame, self.rise_per_frame);
@@ -90,6 +98,29 @@ mod tests {
             agc.update(-60.0, false);
         }
         assert_eq!(agc.gain_db(), 0.0);
+    }
+
+    #[test]
+    fn speech_at_the_target_active_level_is_left_alone_whatever_its_syllables_do() {
+        // Syllables of one talker: loud vowels, weak consonants and fading ends, with an
+        // active (power) level of about -20 dBov, which is where the test speech and a
+        // well-set phone sit. The gain must stay near unity, so that a lone talker is
+        // forwarded unchanged instead of being boosted by the mean of its dB values (-24).
+        let syllable = [-15.0f32, -17.0, -20.0, -26.0, -32.0, -36.0];
+        let power = syllable.iter().map(|l| 10f32.powf(l / 10.0)).sum::<f32>() / 6.0;
+        let active = 10.0 * power.log10();
+        assert!((active - TARGET_DBOV).abs() < 1.0, "{active}");
+        let mut agc = Agc::new(20);
+        for frame in 0..1500 {
+            agc.update(syllable[frame % syllable.len()], true);
+            // The first frame alone is the first estimate; a few seconds settle it.
+            let allowed = if frame < 150 { 3.0 } else { 1.0 };
+            assert!(
+                agc.gain_db().abs() < allowed,
+                "frame {frame}: {}",
+                agc.gain_db()
+            );
+        }
     }
 
     #[test]
