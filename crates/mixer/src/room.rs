@@ -423,6 +423,9 @@ pub struct Room {
     forward_from: Option<usize>,
     /// This tick's lone Opus talker that was forwarded but whose packet is missing.
     gap_from: Option<usize>,
+    /// This tick's lone talker mixed at unity gain (participant index): listeners at its
+    /// codec rate get its own input rather than the mix converted there and back.
+    lone_unity: Option<usize>,
     /// That payload in the other G.711 law, when a listener needs it.
     forward_converted: Box<[u8]>,
     forward_converted_len: usize,
@@ -485,6 +488,7 @@ impl Room {
             top: Vec::with_capacity(k),
             forward_from: None,
             gap_from: None,
+            lone_unity: None,
             forward_converted: vec![0; payload_capacity(CodecKind::Pcmu, config.ptime_ms)]
                 .into_boxed_slice(),
             forward_converted_len: 0,
@@ -1028,6 +1032,7 @@ impl Room {
         // A lone talker that is forwarded whenever its payload arrives is mixed at unity gain
         // too, so that a concealed frame between forwarded ones keeps the talker's level.
         let lone_at_unity = self.config.forward_lone_talker && self.top.len() == 1;
+        self.lone_unity = None;
         for &(_, i) in &self.top {
             let Some(p) = self.participants.get_mut(i) else {
                 continue;
@@ -1054,6 +1059,9 @@ impl Room {
             };
             let unity = lone_at_unity && p.heard_as_sent(agc_on);
             let gain = if agc_on && !unity { p.agc.gain() } else { 1.0 };
+            if unity && p.denoiser.is_none() {
+                self.lone_unity = Some(i);
+            }
             if gain == 1.0 {
                 for ((c, s), &x) in p.contribution.iter_mut().zip(self.sum.iter_mut()).zip(src) {
                     *c = i32::from(x);
@@ -1183,9 +1191,19 @@ impl Room {
             return;
         }
         self.shared_limiter.process(&self.sum, &mut self.shared_mix);
+        let lone = self.lone_unity.and_then(|i| self.participants.get(i));
         for (ri, slot) in self.rates.iter_mut().enumerate() {
             let Some(rate) = slot else { continue };
             if !rates[ri] {
+                rate.warm = false;
+                continue;
+            }
+            // A lone talker heard at unity is its own input at its own rate: converting it to
+            // the mix rate and back would only add the converters' delay, and its frames
+            // that are mixed (a concealed loss) must line up with the forwarded ones around
+            // them, or every loss is heard as a jump of a few milliseconds.
+            if let Some(talker) = lone.filter(|p| p.codec.sample_rate() == SLOT_RATES[ri]) {
+                copy_padded(&talker.input, &mut rate.pcm);
                 rate.warm = false;
                 continue;
             }
