@@ -557,25 +557,19 @@ const OPEN_CLEAN: &OpenGaps = &[
     ("g722", "g722", 0.35), // -0.23
 ];
 
-/// Impaired paths: every one is held here, since the same seeded impairment scores a path
-/// differently from run to run (up to 0.5 apart: the jitter buffer adapts to when packets
-/// happen to fall between ticks), so even the four paths that met ceiling − 0.4 in most runs
-/// (PCMU/PCMA -> G.722/Opus) cannot be held to it yet. Comments: the gaps of two runs.
+/// Impaired paths short of ceiling − 0.4, held at today's level. The same seeded impairment
+/// scores a path up to 0.15 apart from run to run (the jitter buffer adapts to when packets
+/// happen to fall between ticks), so a path is held to the bar only when its worst of three
+/// runs met it. Comments: the gaps of three runs at the commit that set them (bff91b3).
 const OPEN_IMPAIRED: &OpenGaps = &[
-    ("pcmu", "pcmu", 1.1),  // -0.81, -0.81
-    ("pcmu", "pcma", 1.0),  // -0.69, -0.69
-    ("pcmu", "g722", 1.0),  // -0.22, -0.69
-    ("pcmu", "opus", 1.0),  // -0.30, -0.30
-    ("pcma", "pcmu", 1.0),  // -0.71, -0.71
-    ("pcma", "pcma", 1.15), // -0.82, -0.82
-    ("pcma", "g722", 1.0),  // -0.23, -0.23
-    ("pcma", "opus", 1.0),  // -0.30, -0.30
-    ("g722", "pcmu", 1.0),  // -0.49, -0.49
-    ("g722", "pcma", 1.0),  // -0.49, -0.49
-    ("g722", "g722", 1.0),  // -0.68, -0.68
-    ("g722", "opus", 1.0),  // -0.59, -0.59
-    ("opus", "pcmu", 1.2),  // -0.87, -0.87
-    ("opus", "pcma", 1.2),  // -0.86, -0.86
-    ("opus", "g722", 1.2),  // -0.85, -0.85
-    ("opus", "opus", 2.05), // -1.74, -1.74
+    ("pcma", "pcmu", 0.55), // -0.24, -0.37, -0.23
+    ("pcma", "pcma", 0.6),  // -0.29, -0.43, -0.28
+    ("g722", "pcmu", 0.7),  // -0.36, -0.48, -0.52
+    ("g722", "pcma", 0.7),  // -0.35, -0.49, -0.52
+    ("g722", "g722", 0.85), // -0.51, -0.65, -0.66
+    ("g722", "opus", 0.8),  // -0.41, -0.56, -0.57
+    ("opus", "pcmu", 1.0),  // -0.81, -0.81, -0.81
+    ("opus", "pcma", 1.0),  // -0.82, -0.82, -0.82
+    ("opus", "g722", 1.0),  // -0.80, -0.80, -0.80
+    ("opus", "opus", 1.7),  // -1.48, -1.48, -1.48
 ];
