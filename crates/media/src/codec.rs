@@ -203,6 +203,27 @@ impl Encoder {
         }
     }
 
+    /// The G.722 encoder inside, if this is one (to hand its state to a decoder mirror).
+    pub fn g722(&self) -> Option<&G722Encoder> {
+        match &self.inner {
+            EncoderInner::G722(enc) => Some(enc),
+            _ => None,
+        }
+    }
+
+    /// Continues a G.722 encoder from `state` (e.g. [`G722Decoder::continuing_encoder`]),
+    /// so that decoders that followed another stream go on decoding this one correctly;
+    /// false for other codecs.
+    pub fn continue_g722(&mut self, state: &G722Encoder) -> bool {
+        match &mut self.inner {
+            EncoderInner::G722(mine) => {
+                (**mine).clone_from(state);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Forgets the encoder's history (G.722's predictor, Opus's analysis), as if new. For
     /// an encoder that resumes after its listeners' decoders followed another stream or
     /// silence frames: those are nearer a fresh state than to this encoder's stale one.

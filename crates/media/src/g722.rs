@@ -292,6 +292,18 @@ impl G722Decoder {
     /// the signal, not the ones left 20 ms before it. `before` is the audio just before
     /// `concealed` (up to 24 samples), to prime the encoder's QMF.
     pub fn follow_concealment(&mut self, before: &[i16], concealed: &[i16]) {
+        let mut enc = self.continuing_encoder(before);
+        for pair in concealed.chunks_exact(2) {
+            let code = enc.encode_pair(i32::from(pair[0]), i32::from(pair[1]));
+            self.decode_octet(code);
+        }
+    }
+
+    /// An encoder whose codes this decoder (and any decoder in the same state, such as a
+    /// listener's that was sent the same codes) decodes correctly from here on: the band
+    /// predictors and step sizes are this decoder's, the transmit filter is primed with
+    /// `before`, the audio just before what will be encoded (up to its last 24 samples).
+    pub fn continuing_encoder(&self, before: &[i16]) -> G722Encoder {
         let mut enc = G722Encoder {
             st: SubBands {
                 x: [0; 24],
@@ -306,9 +318,18 @@ impl G722Decoder {
         {
             *x = i32::from(s);
         }
-        for pair in concealed.chunks_exact(2) {
-            let code = enc.encode_pair(i32::from(pair[0]), i32::from(pair[1]));
-            self.decode_octet(code);
+        enc
+    }
+
+    /// A decoder in the state of one that decoded everything `encoder` coded so far (the
+    /// receive filter, which only shapes the output, starts empty).
+    pub fn following(encoder: &G722Encoder) -> Self {
+        Self {
+            st: SubBands {
+                x: [0; 24],
+                low: encoder.st.low,
+                high: encoder.st.high,
+            },
         }
     }
 

@@ -11,11 +11,15 @@
 //! a stream from another encoder instance (each packet is decodable). G.722's ADPCM decoder
 //! does not: fed another encoder's codes it runs with the wrong predictor and scale for
 //! hundreds of ms (speech at the wrong level under wide-band noise; issue 13 measured PESQ
-//! 1.17 where 2.70 was possible). So a G.722 listener's decoder only ever follows one
-//! encoder: G.722 listeners are never forwarded a talker's payload nor given a canned
-//! silence frame; they hear the shared encoder, which keeps running (on silence too) and
-//! never restarts, and a participant moving to its own encoder starts that encoder from
-//! the shared encoder's state. A lone G.722 talker hears its own encoder. The way back from
+//! 1.17 where 2.70 was possible). So a G.722 listener's decoder only ever hears codes made
+//! for the state it is in: G.722 listeners are never given a canned silence frame; they hear
+//! the shared encoder, which keeps running (on silence too) and never restarts, and a
+//! participant moving to its own encoder starts that encoder from the shared encoder's
+//! state. The one exception is a lone G.722 talker whose spurt starts in a quiet room (both
+//! its encoder and the shared one have coded silence long enough to agree): its listeners
+//! then get its own codes, byte for byte, with a mirror decoder tracking their state; a
+//! frame its packet is missing for is coded from that state, and as soon as the talker is
+//! not alone or stops, the shared encoder continues from that state too (`G722Follow`). A lone G.722 talker hears its own encoder. The way back from
 //! its own encoder to the shared one comes after the talker hang-over, during which its
 //! "everyone but me" is the shared mix: both encoders have coded the same signal long enough
 //! to agree (a test pins that). The resampler and limiter on the way are primed with what
@@ -53,6 +57,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use media::codec::{CodecKind, Encoder};
 use media::g711;
+use media::g722::G722Decoder;
 use media::opus::OPUS_MAX_PACKET;
 use media::resample::Resampler;
 
@@ -154,6 +159,28 @@ enum Route {
     /// and the listener's decoder, which follows the talker's own stream, conceals it better
     /// (with the FEC in the talker's next packet) than our encoder could stand in for it.
     Gap,
+    /// A G.722 listener following the lone G.722 talker's stream: the talker's codes, or
+    /// over a concealed frame codes that continue them from the listener's decoder state.
+    FollowTalker,
+}
+
+/// Ticks of a silent room (the shared G.722 encoder coding nothing but silence) before G.722
+/// listeners may start following a lone G.722 talker's own codes: by then their decoders'
+/// step sizes and predictors have decayed to the silent state the talker's encoder starts
+/// a talk spurt from, so its codes decode right from the first one.
+const G722_FOLLOW_AFTER_QUIET_TICKS: u32 = 10;
+
+/// The G.722 listeners' decoders while they follow a lone G.722 talker's stream.
+struct G722Follow {
+    /// Whose stream.
+    talker: ParticipantId,
+    /// A decoder fed every code sent to the listeners: their decoders' state.
+    mirror: G722Decoder,
+    /// This tick's codes for the listeners (the talker's, or our continuation).
+    payload: Box<[u8]>,
+    payload_len: usize,
+    /// Scratch for the mirror's output, which only advances its state.
+    pcm: Box<[i16]>,
 }
 
 /// Whether a payload of `from` reaches a listener on `to` by a per-byte table (G.711's
@@ -426,6 +453,10 @@ pub struct Room {
     /// This tick's lone talker mixed at unity gain (participant index): listeners at its
     /// codec rate get its own input rather than the mix converted there and back.
     lone_unity: Option<usize>,
+    /// G.722 listeners follow this lone G.722 talker's stream; `None`: the shared encoder.
+    g722_follow: Option<G722Follow>,
+    /// Ticks in a row in which nobody was mixed.
+    quiet_ticks: u32,
     /// That payload in the other G.711 law, when a listener needs it.
     forward_converted: Box<[u8]>,
     forward_converted_len: usize,
@@ -489,6 +520,8 @@ impl Room {
             forward_from: None,
             gap_from: None,
             lone_unity: None,
+            g722_follow: None,
+            quiet_ticks: 0,
             forward_converted: vec![0; payload_capacity(CodecKind::Pcmu, config.ptime_ms)]
                 .into_boxed_slice(),
             forward_converted_len: 0,
@@ -785,15 +818,15 @@ impl Room {
         let ptime_ms = self.config.ptime_ms;
         let forwarding = self.config.forward_lone_talker;
         let agc_on = self.config.agc;
+        let followed = self.g722_follow.as_ref().is_some_and(|f| f.talker == id);
         let Some(p) = self.get_mut(id) else { return };
         p.take_pcm(pcm);
         // Only a participant that can be selected this tick can be the lone talker: copying
         // every listener's payload too was 3 % of the server's CPU in rooms of ten.
         let candidate = forwarding
-            && !p.codec.needs_continuous_stream()
             && !p.muted
             && p.heard_as_sent(agc_on)
-            && (p.talker.is_talking() || p.talker.is_possible_onset(p.level));
+            && (followed || p.talker.is_talking() || p.talker.is_possible_onset(p.level));
         let whole_frame = candidate
             && pcm.len() == p.input.len()
             && match p.codec {
@@ -870,6 +903,13 @@ impl Room {
                 shared: true,
             }),
             Route::Gap => None,
+            Route::FollowTalker => {
+                let follow = self.g722_follow.as_ref()?;
+                Some(OutputFrame {
+                    payload: follow.payload.get(..follow.payload_len)?,
+                    shared: true,
+                })
+            }
         }
     }
 
@@ -884,6 +924,11 @@ impl Room {
                 .map(|r| &r.pcm[..]),
             Route::Silence => self.zeros.get(..p.own.pcm.len()),
             // The talker's frame of this tick: `end_tick` has rotated it to `prev_input`.
+            Route::FollowTalker => self
+                .g722_follow
+                .as_ref()
+                .and_then(|f| self.get(f.talker))
+                .map(|talker| &talker.prev_input[..]),
             Route::Forward | Route::ForwardConverted => self
                 .participants
                 .get(self.forward_from?)
@@ -1095,6 +1140,8 @@ impl Room {
             .and_then(|i| self.participants.get(i))
             .map(|p| p.codec);
         self.gap_from = lone.filter(|&i| self.forward_gap(i));
+        let following = self.follow_g722_talker(lone);
+        let followed = self.g722_follow.as_ref().map(|f| f.talker);
         let mut convert = false;
         for (i, p) in self.participants.iter_mut().enumerate() {
             // Without shared encoding (the conventional baseline) nothing is skipped.
@@ -1107,6 +1154,14 @@ impl Room {
                 Route::Silence
             } else if hears_nothing && lone == Some(i) {
                 Route::Own
+            } else if following && continuous && !p.selected {
+                if followed == Some(p.id) {
+                    // Between its words the followed talker hears silence, as a lone one.
+                    Route::Own
+                } else {
+                    plan.forwarded += 1;
+                    Route::FollowTalker
+                }
             } else if hears_nothing {
                 plan.shared_listeners += 1;
                 codecs[codec_index(p.codec)] = true;
@@ -1147,6 +1202,102 @@ impl Room {
                 _ => g711::ulaw_to_alaw_slice(payload, &mut self.forward_converted),
             };
         }
+    }
+
+    /// Whether the G.722 listeners follow the lone talker `lone`'s own stream this tick,
+    /// and their codes for it. They start following only at a talk spurt after the room was
+    /// quiet, keep following through its concealed frames (continuation codes from their
+    /// decoders' state), and go back to the shared encoder, continued from that same state,
+    /// as soon as anyone else is mixed, the talker stops, or its gain is no longer unity.
+    fn follow_g722_talker(&mut self, lone: Option<usize>) -> bool {
+        let quiet_before = self.quiet_ticks;
+        self.quiet_ticks = if lone.is_none() && self.top.is_empty() {
+            self.quiet_ticks.saturating_add(1)
+        } else {
+            0
+        };
+        let eligible = |i: &usize| {
+            self.participants.get(*i).is_some_and(|p| {
+                self.config.forward_lone_talker
+                    && self.config.shared_encoding
+                    && p.codec == CodecKind::G722
+                    && !p.muted
+                    && p.heard_as_sent(self.config.agc)
+            })
+        };
+        // Between the followed talker's words nobody is mixed: its listeners keep following
+        // its stream (its silence) rather than switch encoders at every pause.
+        let followed_in_pause = self
+            .g722_follow
+            .as_ref()
+            .filter(|_| self.top.is_empty())
+            .and_then(|f| self.index.get(&f.talker).copied());
+        let leader = lone.or(followed_in_pause).filter(eligible);
+        let ci = codec_index(CodecKind::G722);
+        let continuing = match (&self.g722_follow, leader) {
+            (Some(follow), Some(i)) => self.participants[i].id == follow.talker,
+            _ => false,
+        };
+        if !continuing && let Some(follow) = self.g722_follow.take() {
+            // Back to the shared encoder, which continues from the listeners' state.
+            let before = self
+                .get(follow.talker)
+                .map_or(&[][..], |t| &t.prev_input[..]);
+            let state = follow.mirror.continuing_encoder(before);
+            if let Some(codec) = self.codecs[ci].as_mut() {
+                codec.encoder.continue_g722(&state);
+                if let Some(b) = codec.before.as_mut() {
+                    b.continue_g722(&state);
+                }
+                // Resumed, not restarted: `shared_output` must not reset it.
+                codec.produced = true;
+            }
+        }
+        let Some(i) = leader else {
+            return false;
+        };
+        if self.g722_follow.is_none() {
+            let talker = &self.participants[i];
+            let shared = self.codecs[ci].as_ref().and_then(|c| c.encoder.g722());
+            let (true, true, Some(shared)) = (
+                quiet_before >= G722_FOLLOW_AFTER_QUIET_TICKS,
+                talker.has_received,
+                shared,
+            ) else {
+                return false;
+            };
+            let cap = payload_capacity(CodecKind::G722, self.config.ptime_ms);
+            self.g722_follow = Some(G722Follow {
+                talker: talker.id,
+                mirror: G722Decoder::following(shared),
+                payload: vec![0; cap].into_boxed_slice(),
+                payload_len: 0,
+                pcm: vec![0; talker.input.len()].into_boxed_slice(),
+            });
+        }
+        let (Some(follow), Some(talker)) = (self.g722_follow.as_mut(), self.participants.get(i))
+        else {
+            return false;
+        };
+        follow.payload_len = if talker.has_received {
+            let n = talker.received_len.min(follow.payload.len());
+            follow.payload[..n].copy_from_slice(&talker.received[..n]);
+            n
+        } else {
+            // A concealed frame (or, between words, a frame without its payload): its audio
+            // coded from where the listeners' decoders are.
+            let mut encoder = follow.mirror.continuing_encoder(&talker.prev_input);
+            let audio = if talker.has_input {
+                &talker.input[..]
+            } else {
+                &self.zeros[..talker.input.len()]
+            };
+            encoder.encode(audio, &mut follow.payload)
+        };
+        follow
+            .mirror
+            .decode(&follow.payload[..follow.payload_len], &mut follow.pcm);
+        true
     }
 
     /// Whether participant `i`, mixed alone, can be forwarded as received.
