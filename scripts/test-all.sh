@@ -18,6 +18,8 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 # tests/liveness.rs captures the server's RTCP with tshark.
 command -v tshark >/dev/null || need+=(tshark)
+# tests/trunks.rs finds a carrier by DNS SRV records that dnsmasq serves in the namespace.
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ip >/dev/null || need+=(iproute2)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev)

@@ -7,9 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::carrier::{
-    assert_own_tone_back, did_plans, echoing_carrier, server_with_trunks, trunks_file,
-};
+use support::carrier::{assert_own_tone_back, did_plans, trunks_file, with_registered_carrier};
 use support::{
     Baresip, Netns, PacketCounter, TempDir, add_user, assert_both_hear, assert_sipp_ok,
     call_records, read_wav, rms, scenario, wait_until,
@@ -45,17 +43,11 @@ fn an_endless_call_to_a_rated_number_is_cut_at_the_users_hourly_limit_and_the_ne
 
     // 0170 1234567, a mobile number: the phone would stay 12 s, the guard ends it after 3.
     let first = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
-    let (server, carrier_out, first_out) = std::thread::scope(|scope| {
-        let carrier_run = scope.spawn(|| echoing_carrier(&ns, &carrier, "10.99.0.5", "2"));
-        std::thread::sleep(Duration::from_millis(500));
-        let server = server_with_trunks(&ns, &trunks, &plans, data);
-        let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_trunks_registered") == 1
+    let server_setup = (trunks.as_str(), &plans, data);
+    let (server, carrier_out, first_out) =
+        with_registered_carrier(&ns, &carrier, "2", server_setup, |_| {
+            first.call(&ns, "sip:01701234567@10.99.0.1", 12)
         });
-        assert!(registered, "the trunk did not register\n{}", server.log());
-        let first_out = first.call(&ns, "sip:01701234567@10.99.0.1", 12);
-        (server, carrier_run.join().unwrap(), first_out)
-    });
     // The carrier checked the number and that the BYE came from the guard.
     assert_sipp_ok(&carrier_out, &server, "the carrier");
     assert_own_tone_back(&first, &server, "the carrier", &first_out);

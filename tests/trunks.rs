@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use support::carrier::{
     assert_own_tone_back, did_plans, echoing_carrier, server_with_trunks, trunks_file,
+    with_registered_carrier,
 };
 use support::{
     Baresip, Netns, Server, TempDir, add_user, assert_both_hear, assert_sipp_ok,
@@ -24,6 +25,59 @@ fn the_server_registers_with_the_carrier_through_its_challenge_and_refreshes() {
     let ns = Netns::new();
     let dir = TempDir::new("trunk-register");
     let trunks = trunks_file(&dir);
+    registers_with_the_carrier(&ns, &trunks);
+}
+
+/// A carrier named by its domain alone (`sip:carrier.test`, as German carriers publish their
+/// SBCs) is found through its `_sip._udp` SRV records (RFC 3263 §4.2): the port comes from
+/// the record (5080; the name's own 5060 would reach nobody), the lower priority wins over a
+/// dead SBC of higher priority number, and the trunk registers there.
+#[test]
+fn a_carrier_named_without_a_port_is_found_by_its_dns_srv_records() {
+    let ns = Netns::new();
+    ns.use_nameserver("10.99.0.4");
+    let mut dns = ns
+        .command("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--user=root",
+            "--bind-interfaces",
+            "--listen-address=10.99.0.4",
+            "--srv-host=_sip._udp.carrier.test,sbc1.carrier.test,5080,10,0",
+            "--srv-host=_sip._udp.carrier.test,sbc2.carrier.test,5080,20,0",
+            "--host-record=sbc1.carrier.test,10.99.0.5",
+            "--host-record=sbc2.carrier.test,10.99.0.6",
+            "--host-record=carrier.test,10.99.0.6",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsmasq (apt-get install dnsmasq-base)");
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = TempDir::new("trunk-srv");
+    let trunks = trunks_file(&dir);
+    let text = std::fs::read_to_string(&trunks).unwrap();
+    std::fs::write(
+        &trunks,
+        text.replace("sip:10.99.0.5:5080", "sip:carrier.test"),
+    )
+    .unwrap();
+    let server = registers_with_the_carrier(&ns, &trunks);
+    let _ = dns.kill();
+    let _ = dns.wait();
+    assert!(
+        server.log().contains("carrier found by DNS SRV"),
+        "{}",
+        server.log()
+    );
+}
+
+/// The server started in `ns` with `trunks` registers with the SIPp registrar at
+/// 10.99.0.5:5080 through its digest challenge and refreshes (`carrier_registrar.xml`).
+fn registers_with_the_carrier(ns: &Netns, trunks: &str) -> Server {
     let (server, out) = std::thread::scope(|scope| {
         let carrier = scope.spawn(|| {
             let registrar = scenario("carrier_registrar.xml");
@@ -37,13 +91,13 @@ fn the_server_registers_with_the_carrier_through_its_challenge_and_refreshes() {
                 "-m",
                 "1",
             ];
-            sipp(Some(&ns), &args)
+            sipp(Some(ns), &args)
         });
         // SIPp must listen before the server's first REGISTER.
         std::thread::sleep(Duration::from_millis(500));
-        let server = Server::start(Some(&ns), &["--trunks", &trunks]);
+        let server = Server::start(Some(ns), &["--trunks", trunks]);
         let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_trunks_registered") == 1
+            server.metric(Some(ns), "amtsleitung_trunks_registered") == 1
         });
         assert!(registered, "the trunk did not register\n{}", server.log());
         (server, carrier.join().unwrap())
@@ -55,11 +109,12 @@ fn the_server_registers_with_the_carrier_through_its_challenge_and_refreshes() {
         String::from_utf8_lossy(&out.stderr),
         server.log()
     );
-    let status = server.http_get(Some(&ns), "/trunks");
+    let status = server.http_get(Some(ns), "/trunks");
     assert!(
         status.contains("\"name\":\"carrier\"") && status.contains("\"state\":\"registered\""),
         "{status}"
     );
+    server
 }
 
 #[test]
@@ -130,18 +185,12 @@ fn a_call_out_with_the_number_withheld_is_anonymous_to_the_called_party_but_not_
     let data = TempDir::new("trunk-withheld-data");
     add_user(data.path(), "101", "geheim123");
     let carrier = scenario("carrier_withheld.xml");
-    let (server, carrier_out, caller_out) = std::thread::scope(|scope| {
-        let carrier_run = scope.spawn(|| echoing_carrier(&ns, &carrier, "10.99.0.5", "2"));
-        std::thread::sleep(Duration::from_millis(500));
-        let server = server_with_trunks(&ns, &trunks, &plans, data);
-        let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_trunks_registered") == 1
+    let server_setup = (trunks.as_str(), &plans, data);
+    let (server, carrier_out, caller_out) =
+        with_registered_carrier(&ns, &carrier, "2", server_setup, |_| {
+            // Phones escape the # they were keyed (RFC 3261 §19.1.2).
+            caller.call(&ns, "sip:*31%230711987654@10.99.0.1", 6)
         });
-        assert!(registered, "the trunk did not register\n{}", server.log());
-        // Phones escape the # they were keyed (RFC 3261 §19.1.2).
-        let caller_out = caller.call(&ns, "sip:*31%230711987654@10.99.0.1", 6);
-        (server, carrier_run.join().unwrap(), caller_out)
-    });
     assert_sipp_ok(&carrier_out, &server, "the carrier");
     assert_own_tone_back(&caller, &server, "the carrier", &caller_out);
 }
@@ -166,16 +215,8 @@ fn staff_call_through_carrier(
     for setting in user_settings {
         user_cli(data.path(), setting);
     }
-    std::thread::scope(|scope| {
-        let carrier_run = scope.spawn(|| echoing_carrier(ns, carrier, "10.99.0.5", "2"));
-        std::thread::sleep(Duration::from_millis(500));
-        let server = server_with_trunks(ns, &trunks, &plans, data);
-        let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(ns), "amtsleitung_trunks_registered") == 1
-        });
-        assert!(registered, "the trunk did not register\n{}", server.log());
-        let caller_out = caller.call(ns, uri, 6);
-        (server, carrier_run.join().unwrap(), caller_out)
+    with_registered_carrier(ns, carrier, "2", (&trunks, &plans, data), |_| {
+        caller.call(ns, uri, 6)
     })
 }
 
@@ -565,20 +606,16 @@ fn with_the_trunks_one_line_taken_a_second_call_out_gets_503_and_never_reaches_t
     let first = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim123");
     let second = Baresip::new("10.99.0.3", 660, "PCMU", 8000).registering("102", "kollege77");
     let carrier = scenario("carrier_uas_auth.xml");
-    let (server, carrier_out, first_out, second_out) = std::thread::scope(|scope| {
-        let carrier_run = scope.spawn(|| echoing_carrier(&ns, &carrier, "10.99.0.5", "2"));
-        std::thread::sleep(Duration::from_millis(500));
-        let server = server_with_trunks(&ns, &trunks, &plans, data);
-        let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_trunks_registered") == 1
+    let server_setup = (trunks.as_str(), &plans, data);
+    let (server, carrier_out, (first_out, second_out)) =
+        with_registered_carrier(&ns, &carrier, "2", server_setup, |_| {
+            std::thread::scope(|scope| {
+                let first_run = scope.spawn(|| first.call(&ns, "sip:0711987654@10.99.0.1", 8));
+                std::thread::sleep(Duration::from_secs(3));
+                let second_out = second.call(&ns, "sip:0711987655@10.99.0.1", 3);
+                (first_run.join().unwrap(), second_out)
+            })
         });
-        assert!(registered, "the trunk did not register\n{}", server.log());
-        let first_run = scope.spawn(|| first.call(&ns, "sip:0711987654@10.99.0.1", 8));
-        std::thread::sleep(Duration::from_secs(3));
-        let second_out = second.call(&ns, "sip:0711987655@10.99.0.1", 3);
-        let first_out = first_run.join().unwrap();
-        (server, carrier_run.join().unwrap(), first_out, second_out)
-    });
     assert_sipp_ok(&carrier_out, &server, "the carrier");
     assert_own_tone_back(&first, &server, "the carrier", &first_out);
     let calls = call_records(&server, 2);
@@ -702,17 +739,11 @@ fn a_call_forwarded_out_through_the_carrier_carries_diversion_and_the_callers_ow
     let account = std::fs::read_to_string(&accounts).unwrap();
     std::fs::write(&accounts, account.replace("sip:tester@", "sip:0301234567@")).unwrap();
     let carrier = scenario("carrier_forwarded.xml");
-    let (server, carrier_out, caller_out) = std::thread::scope(|scope| {
-        let carrier_run = scope.spawn(|| echoing_carrier(&ns, &carrier, "10.99.0.5", "2"));
-        std::thread::sleep(Duration::from_millis(500));
-        let server = server_with_trunks(&ns, &trunks, &plans, TempDir::new("trunk-forward-data"));
-        let registered = wait_until(Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_trunks_registered") == 1
+    let server_setup = (trunks.as_str(), &plans, TempDir::new("trunk-forward-data"));
+    let (server, carrier_out, caller_out) =
+        with_registered_carrier(&ns, &carrier, "2", server_setup, |_| {
+            caller.call(&ns, "sip:071112345102@10.99.0.1", 6)
         });
-        assert!(registered, "the trunk did not register\n{}", server.log());
-        let caller_out = caller.call(&ns, "sip:071112345102@10.99.0.1", 6);
-        (server, carrier_run.join().unwrap(), caller_out)
-    });
     assert_sipp_ok(&carrier_out, &server, "the carrier");
     assert_own_tone_back(&caller, &server, "the carrier", &caller_out);
 }

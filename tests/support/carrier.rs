@@ -1,7 +1,9 @@
 //! The carrier side of the trunk tests: a trunks file for a SIPp carrier at 10.99.0.5, the
 //! server started with it, the carrier itself, and what the caller should hear back.
 
-use super::{Baresip, Netns, Server, TempDir, heard_share, plans_with, sipp};
+use std::time::Duration;
+
+use super::{Baresip, Netns, Server, TempDir, heard_share, plans_with, sipp, wait_until};
 
 /// The carrier sits at 10.99.0.5; DIDs are +49 711 12345 plus three digits.
 pub fn trunks_file(dir: &TempDir) -> String {
@@ -48,6 +50,30 @@ pub fn server_with_trunks(ns: &Netns, trunks: &str, plans: &TempDir, data: TempD
         ],
         data,
     )
+}
+
+/// The SIPp carrier at 10.99.0.5 runs `carrier` for `calls` calls (its registration is one)
+/// while the server starts with `trunks`, `plans` and `data` and registers with it; then
+/// `place_calls` runs. The server, SIPp's output and what `place_calls` returned.
+pub fn with_registered_carrier<T>(
+    ns: &Netns,
+    carrier: &str,
+    calls: &str,
+    (trunks, plans, data): (&str, &TempDir, TempDir),
+    place_calls: impl FnOnce(&Server) -> T,
+) -> (Server, std::process::Output, T) {
+    std::thread::scope(|scope| {
+        let carrier_run = scope.spawn(|| echoing_carrier(ns, carrier, "10.99.0.5", calls));
+        // SIPp must listen before the server's first REGISTER.
+        std::thread::sleep(Duration::from_millis(500));
+        let server = server_with_trunks(ns, trunks, plans, data);
+        let registered = wait_until(Duration::from_secs(8), || {
+            server.metric(Some(ns), "amtsleitung_trunks_registered") == 1
+        });
+        assert!(registered, "the trunk did not register\n{}", server.log());
+        let placed = place_calls(&server);
+        (server, carrier_run.join().unwrap(), placed)
+    })
 }
 
 /// SIPp as a carrier at `ip`:5080 running `scenario` for `calls` calls (a REGISTER counts as

@@ -102,6 +102,14 @@ impl Netns {
         cmd
     }
 
+    /// Makes programs started in the namespace ask `ip` for names: `ip netns exec` mounts
+    /// /etc/netns/NAME/resolv.conf over /etc/resolv.conf (removed with the namespace).
+    pub fn use_nameserver(&self, ip: &str) {
+        let dir = Path::new("/etc/netns").join(&self.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("resolv.conf"), format!("nameserver {ip}\n")).unwrap();
+    }
+
     /// Gives the clients' side (v1) one more address, for tests with more than five clients.
     pub fn add_client_address(&self, ip: &str) {
         self.exec_ok(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "v1"]);
@@ -119,6 +127,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();

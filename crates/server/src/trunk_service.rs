@@ -282,9 +282,9 @@ impl TrunkSet {
             if let Some(proxy) = &trunk.proxy {
                 uris.push((proxy.as_str().to_string(), false));
             }
-            let default_port = transport_of(trunk).default_port();
+            let transport = transport_of(trunk);
             for (uri, registrar) in uris {
-                let (host, addrs) = resolve(&uri, default_port).await?;
+                let (host, addrs) = resolve(&uri, transport).await?;
                 for addr in addrs {
                     carriers.push(CarrierAddress {
                         trunk: index,
@@ -789,21 +789,28 @@ fn contact_towards(user: &str, sent_by: &str, transport: TransportKind) -> Strin
     }
 }
 
-/// The host of a SIP URI and the addresses it stands for: a literal, or what the resolver
-/// says (A and AAAA; RFC 3263 NAPTR/SRV lookups are not done), at its port or
-/// `default_port` (5061 for TLS, else 5060).
-async fn resolve(uri: &str, default_port: u16) -> anyhow::Result<(String, Vec<SocketAddr>)> {
+/// The host of a SIP URI and the addresses it stands for, best first: a literal; for a name
+/// with a port, its A and AAAA records; for a name without one, as RFC 3263 §4.2 has it,
+/// the SRV records of the trunk's transport (`_sip._udp`, `_sip._tcp`, `_sips._tcp`) in
+/// priority order, and only where there are none its A and AAAA records at 5060 (5061 for
+/// TLS). NAPTR is not asked: the trunk names its transport. The host is kept as written,
+/// since a carrier's TLS certificate names its domain, not the SRV target (RFC 5922 §4.2).
+async fn resolve(uri: &str, transport: TransportKind) -> anyhow::Result<(String, Vec<SocketAddr>)> {
     let parsed =
         sip::message::parse_uri(uri).ok_or_else(|| anyhow::anyhow!("{uri}: not a SIP URI"))?;
     let host = parsed.host_with_port.host.to_string();
     let host = host.trim_matches(|c| c == '[' || c == ']');
-    let port = parsed
-        .host_with_port
-        .port
-        .map(|p| *p.value())
-        .unwrap_or(default_port);
+    let explicit_port = parsed.host_with_port.port.map(|p| *p.value());
+    let port = explicit_port.unwrap_or(transport.default_port());
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok((host.to_string(), vec![SocketAddr::new(ip, port)]));
+    }
+    if explicit_port.is_none() {
+        let found = srv_targets(host, transport).await;
+        if !found.is_empty() {
+            tracing::info!(%uri, addresses = ?found, "trunk: carrier found by DNS SRV");
+            return Ok((host.to_string(), found));
+        }
     }
     let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
@@ -813,6 +820,59 @@ async fn resolve(uri: &str, default_port: u16) -> anyhow::Result<(String, Vec<So
         anyhow::bail!("{uri}: {host} has no address");
     }
     Ok((host.to_string(), found))
+}
+
+/// The addresses of `host`'s SIP servers for `transport` by its SRV records (RFC 2782):
+/// lowest priority first, the heavier weight first within one. Empty when there are none or
+/// the lookup fails (then the name's own addresses are used, RFC 3263 §4.2).
+async fn srv_targets(host: &str, transport: TransportKind) -> Vec<SocketAddr> {
+    use hickory_resolver::proto::rr::RData;
+    let service = match transport {
+        TransportKind::Udp => "_sip._udp",
+        TransportKind::Tcp => "_sip._tcp",
+        TransportKind::Tls => "_sips._tcp",
+    };
+    let name = format!("{service}.{}.", host.trim_end_matches('.'));
+    let resolver = match hickory_resolver::TokioResolver::builder_tokio().and_then(|b| b.build()) {
+        Ok(resolver) => resolver,
+        Err(err) => {
+            tracing::warn!(%name, "no DNS resolver for SRV lookups: {err}");
+            return Vec::new();
+        }
+    };
+    let mut records: Vec<(u16, std::cmp::Reverse<u16>, String, u16)> =
+        match resolver.srv_lookup(name.as_str()).await {
+            Ok(lookup) => lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::SRV(srv) => Some((
+                        srv.priority,
+                        std::cmp::Reverse(srv.weight),
+                        srv.target.to_utf8(),
+                        srv.port,
+                    )),
+                    _ => None,
+                })
+                .collect(),
+            Err(err) => {
+                tracing::debug!(%name, "no SRV records: {err}");
+                return Vec::new();
+            }
+        };
+    records.sort();
+    let mut found = Vec::new();
+    for (_, _, target, port) in records {
+        // "." as the target: the service is decidedly not available at this domain.
+        if target == "." {
+            continue;
+        }
+        match tokio::net::lookup_host((target.trim_end_matches('.'), port)).await {
+            Ok(addrs) => found.extend(addrs),
+            Err(err) => tracing::warn!(%name, %target, "SRV target does not resolve: {err}"),
+        }
+    }
+    found
 }
 
 /// The registrations to carriers, driven in the core loop.
