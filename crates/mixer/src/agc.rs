@@ -20,7 +20,9 @@ const LEVEL_TIME_CONSTANT_MS: f32 = 1000.0;
 pub struct Agc {
     gain_db: f32,
     linear: f32,
-    speech_dbov: Option<f32>,
+    /// The speech level as mean power (full scale = 1); starts at the target's, where the
+    /// gain starts too, so that a talker's first syllable is one sample of its level.
+    speech_power: f32,
     alpha: f32,
     rise_per_frame: f32,
     fall_per_frame: f32,
@@ -33,7 +35,7 @@ impl Agc {
         Self {
             gain_db: 0.0,
             linear: 1.0,
-            speech_dbov: None,
+            speech_power: 10f32.powf(TARGET_DBOV / 10.0),
             alpha: 1.0 - (-ptime / LEVEL_TIME_CONSTANT_MS).exp(),
             rise_per_frame: RISE_DB_PER_S * ptime / 1000.0,
             fall_per_frame: FALL_DB_PER_S * ptime / 1000.0,
@@ -49,15 +51,9 @@ impl Agc {
         // (ITU-T P.56 active speech level), and a mean of dB values sinks with every weak
         // consonant and pause edge the detector still calls speech, so talkers already at
         // the target were boosted by about 6 dB.
-        // The estimate starts at the target (where the gain starts too), so that a talker's
-        // first syllable is one sample of its level, not the whole of it.
         let power = 10f32.powf(level_dbov / 10.0);
-        let prev_power = 10f32.powf(self.speech_dbov.unwrap_or(TARGET_DBOV) / 10.0);
-        let est = 10.0
-            * (prev_power + self.alpha * (power - prev_power))
-                .max(1e-12)
-                .log10();
-        self.speech_dbov = Some(est);
+        self.speech_power += self.alpha * (power - self.speech_power);
+        let est = 10.0 * self.speech_power.max(1e-12).log10();
         let wanted = (TARGET_DBOV - est).clamp(-MAX_GAIN_DB, MAX_GAIN_DB);
         let step = (wanted - self.gain_db).clamp(-self.fall_per_frame, self.rise_per_frame);
         self.gain_db = (self.gain_db + step).clamp(-MAX_GAIN_DB, MAX_GAIN_DB);

@@ -19,7 +19,8 @@
 //! its encoder and the shared one have coded silence long enough to agree): its listeners
 //! then get its own codes, byte for byte, with a mirror decoder tracking their state; a
 //! frame its packet is missing for is coded from that state, and as soon as the talker is
-//! not alone or stops, the shared encoder continues from that state too (`G722Follow`). A lone G.722 talker hears its own encoder. The way back from
+//! not alone or stops, the shared encoder continues from that state too (`G722Follow`).
+//! A lone G.722 talker hears its own encoder. The way back from
 //! its own encoder to the shared one comes after the talker hang-over, during which its
 //! "everyone but me" is the shared mix: both encoders have coded the same signal long enough
 //! to agree (a test pins that). The resampler and limiter on the way are primed with what
@@ -170,10 +171,11 @@ enum Route {
 /// a talk spurt from, so its codes decode right from the first one.
 const G722_FOLLOW_AFTER_QUIET_TICKS: u32 = 10;
 
-/// The G.722 listeners' decoders while they follow a lone G.722 talker's stream.
+/// The G.722 listeners' decoders while they follow a lone G.722 talker's stream. Its
+/// buffers are made with the room, so that starting to follow allocates nothing in the tick.
 struct G722Follow {
-    /// Whose stream.
-    talker: ParticipantId,
+    /// Whose stream; `None`: the listeners follow the shared encoder.
+    talker: Option<ParticipantId>,
     /// A decoder fed every code sent to the listeners: their decoders' state.
     mirror: G722Decoder,
     /// This tick's codes for the listeners (the talker's, or our continuation).
@@ -454,7 +456,7 @@ pub struct Room {
     /// codec rate get its own input rather than the mix converted there and back.
     lone_unity: Option<usize>,
     /// G.722 listeners follow this lone G.722 talker's stream; `None`: the shared encoder.
-    g722_follow: Option<G722Follow>,
+    g722_follow: G722Follow,
     /// Ticks in a row in which nobody was mixed.
     quiet_ticks: u32,
     /// That payload in the other G.711 law, when a listener needs it.
@@ -520,7 +522,14 @@ impl Room {
             forward_from: None,
             gap_from: None,
             lone_unity: None,
-            g722_follow: None,
+            g722_follow: G722Follow {
+                talker: None,
+                mirror: G722Decoder::new(),
+                payload: vec![0; payload_capacity(CodecKind::G722, config.ptime_ms)]
+                    .into_boxed_slice(),
+                payload_len: 0,
+                pcm: vec![0; CodecKind::G722.samples_per_frame(config.ptime_ms)].into_boxed_slice(),
+            },
             quiet_ticks: 0,
             forward_converted: vec![0; payload_capacity(CodecKind::Pcmu, config.ptime_ms)]
                 .into_boxed_slice(),
@@ -818,7 +827,7 @@ impl Room {
         let ptime_ms = self.config.ptime_ms;
         let forwarding = self.config.forward_lone_talker;
         let agc_on = self.config.agc;
-        let followed = self.g722_follow.as_ref().is_some_and(|f| f.talker == id);
+        let followed = self.g722_follow.talker == Some(id);
         let Some(p) = self.get_mut(id) else { return };
         p.take_pcm(pcm);
         // Only a participant that can be selected this tick can be the lone talker: copying
@@ -904,7 +913,8 @@ impl Room {
             }),
             Route::Gap => None,
             Route::FollowTalker => {
-                let follow = self.g722_follow.as_ref()?;
+                let follow = &self.g722_follow;
+                follow.talker?;
                 Some(OutputFrame {
                     payload: follow.payload.get(..follow.payload_len)?,
                     shared: true,
@@ -926,8 +936,8 @@ impl Room {
             // The talker's frame of this tick: `end_tick` has rotated it to `prev_input`.
             Route::FollowTalker => self
                 .g722_follow
-                .as_ref()
-                .and_then(|f| self.get(f.talker))
+                .talker
+                .and_then(|talker| self.get(talker))
                 .map(|talker| &talker.prev_input[..]),
             Route::Forward | Route::ForwardConverted => self
                 .participants
@@ -1141,7 +1151,7 @@ impl Room {
             .map(|p| p.codec);
         self.gap_from = lone.filter(|&i| self.forward_gap(i));
         let following = self.follow_g722_talker(lone);
-        let followed = self.g722_follow.as_ref().map(|f| f.talker);
+        let followed = self.g722_follow.talker;
         let mut convert = false;
         for (i, p) in self.participants.iter_mut().enumerate() {
             // Without shared encoding (the conventional baseline) nothing is skipped.
@@ -1229,21 +1239,19 @@ impl Room {
         // its stream (its silence) rather than switch encoders at every pause.
         let followed_in_pause = self
             .g722_follow
-            .as_ref()
+            .talker
             .filter(|_| self.top.is_empty())
-            .and_then(|f| self.index.get(&f.talker).copied());
+            .and_then(|id| self.index.get(&id).copied());
         let leader = lone.or(followed_in_pause).filter(eligible);
         let ci = codec_index(CodecKind::G722);
-        let continuing = match (&self.g722_follow, leader) {
-            (Some(follow), Some(i)) => self.participants[i].id == follow.talker,
+        let continuing = match (self.g722_follow.talker, leader) {
+            (Some(talker), Some(i)) => self.participants[i].id == talker,
             _ => false,
         };
-        if !continuing && let Some(follow) = self.g722_follow.take() {
+        if !continuing && let Some(talker) = self.g722_follow.talker.take() {
             // Back to the shared encoder, which continues from the listeners' state.
-            let before = self
-                .get(follow.talker)
-                .map_or(&[][..], |t| &t.prev_input[..]);
-            let state = follow.mirror.continuing_encoder(before);
+            let before = self.get(talker).map_or(&[][..], |t| &t.prev_input[..]);
+            let state = self.g722_follow.mirror.continuing_encoder(before);
             if let Some(codec) = self.codecs[ci].as_mut() {
                 codec.encoder.continue_g722(&state);
                 if let Some(b) = codec.before.as_mut() {
@@ -1256,7 +1264,7 @@ impl Room {
         let Some(i) = leader else {
             return false;
         };
-        if self.g722_follow.is_none() {
+        if self.g722_follow.talker.is_none() {
             let talker = &self.participants[i];
             let shared = self.codecs[ci].as_ref().and_then(|c| c.encoder.g722());
             let (true, true, Some(shared)) = (
@@ -1266,17 +1274,11 @@ impl Room {
             ) else {
                 return false;
             };
-            let cap = payload_capacity(CodecKind::G722, self.config.ptime_ms);
-            self.g722_follow = Some(G722Follow {
-                talker: talker.id,
-                mirror: G722Decoder::following(shared),
-                payload: vec![0; cap].into_boxed_slice(),
-                payload_len: 0,
-                pcm: vec![0; talker.input.len()].into_boxed_slice(),
-            });
+            self.g722_follow.talker = Some(talker.id);
+            self.g722_follow.mirror = G722Decoder::following(shared);
         }
-        let (Some(follow), Some(talker)) = (self.g722_follow.as_mut(), self.participants.get(i))
-        else {
+        let follow = &mut self.g722_follow;
+        let Some(talker) = self.participants.get(i) else {
             return false;
         };
         follow.payload_len = if talker.has_received {

@@ -356,12 +356,7 @@ fn normalised_by_trunk(
     to: String,
     from: Option<String>,
 ) -> anyhow::Result<(String, Option<String>)> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", file.display()))?;
-    let checked = trunks::parse(&file.display().to_string(), &text).map_err(|diagnostics| {
-        let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("{}", lines.join("\n"))
-    })?;
+    let checked = crate::trunk_service::read_trunks_file(file)?;
     let trunk = checked
         .config
         .trunk(name)

@@ -12,8 +12,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use store::{AllowedNetwork, Binding, UserLocation};
-use trunks::{E164, TrunkConfig};
+use trunks::E164;
 
+use crate::trunk_service::read_trunks_file;
 use crate::user_directory::personal_location;
 
 /// A location number as an admin writes it (`+49 7031 4711-0`, international form only:
@@ -53,7 +54,9 @@ pub fn presented_lines(
     location: Option<&UserLocation>,
     bindings: &[Binding],
 ) -> Result<String, String> {
-    let config = load(trunks_file)?;
+    let config = read_trunks_file(trunks_file)
+        .map_err(|err| format!("{err:#}"))?
+        .config;
     let Some(trunk) = config.emergency_trunk() else {
         return Ok("emergency calls: no trunk in the trunks file carries them\n".to_owned());
     };
@@ -99,15 +102,4 @@ pub fn presented_lines(
         .flatten();
     out.push_str(&format!("{elsewhere}: {}\n", line(elsewhere_source)));
     Ok(out)
-}
-
-fn load(file: &Path) -> Result<TrunkConfig, String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|err| format!("cannot read {}: {err}", file.display()))?;
-    trunks::parse(&file.display().to_string(), &text)
-        .map(|checked| checked.config)
-        .map_err(|diagnostics| {
-            let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            lines.join("\n")
-        })
 }

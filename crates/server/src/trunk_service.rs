@@ -239,17 +239,21 @@ pub struct TrunkStatus {
     pub reachable: Option<bool>,
 }
 
+/// The trunks file at `path`, checked; its errors as `file:line:col` lines.
+pub fn read_trunks_file(path: &Path) -> anyhow::Result<trunks::Checked> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
+    trunks::parse(&path.display().to_string(), &text).map_err(|diagnostics| {
+        let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    })
+}
+
 impl TrunkSet {
     /// Reads `path` (diagnostics as `file:line:col` lines), reads password files relative to
     /// it, and resolves the carriers' host names.
     pub async fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|err| anyhow::anyhow!("{}: cannot read: {err}", path.display()))?;
-        let shown = path.display().to_string();
-        let checked = trunks::parse(&shown, &text).map_err(|diagnostics| {
-            let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            anyhow::anyhow!("{}", lines.join("\n"))
-        })?;
+        let checked = read_trunks_file(path)?;
         for warning in &checked.warnings {
             tracing::warn!("{warning}");
         }
@@ -1364,12 +1368,6 @@ mod tests {
         let set = TrunkSet::load(&path).await.expect("trunks load");
         std::fs::remove_dir_all(&dir).unwrap();
         let presented_for = |caller: &CallerProfile, number: &str, source: &str| {
-            let on_trunk = |_: &str| 0;
-            let active = ActiveCalls {
-                on_trunk: &on_trunk,
-                of_user: 0,
-                total: 0,
-            };
             let request = CallOut {
                 number,
                 from_user: "101",
@@ -1380,11 +1378,7 @@ mod tests {
                 source: Some(source.parse().unwrap()),
                 privacy: false,
             };
-            set.outbound_call("main", request, &active)
-                .expect("not refused")
-                .expect("placed")
-                .call
-                .from_user
+            idle_placed(&set, request).call.from_user
         };
         let anonymous = CallerProfile::not_a_user();
         let presented = |number: &str, source: &str| presented_for(&anonymous, number, source);
@@ -1430,12 +1424,6 @@ mod tests {
         .await;
         let classes = CallerProfile::not_a_user();
         let presenting = |presented: Option<&str>| {
-            let on_trunk = |_: &str| 0;
-            let active = ActiveCalls {
-                on_trunk: &on_trunk,
-                of_user: 0,
-                total: 0,
-            };
             let request = CallOut {
                 number: "0711987654",
                 from_user: "42",
@@ -1446,11 +1434,7 @@ mod tests {
                 source: None,
                 privacy: false,
             };
-            let call = set
-                .outbound_call("main", request, &active)
-                .expect("not refused")
-                .expect("placed")
-                .call;
+            let call = idle_placed(&set, request).call;
             let pai = header(&call, "P-Asserted-Identity").map(str::to_owned);
             (call.from_user, pai)
         };
@@ -1500,12 +1484,6 @@ mod tests {
         diverted_from: Option<&str>,
         privacy: bool,
     ) -> TrunkCall {
-        let on_trunk = |_: &str| 0;
-        let active = ActiveCalls {
-            on_trunk: &on_trunk,
-            of_user: 0,
-            total: 0,
-        };
         let classes = CallerProfile::not_a_user();
         let request = CallOut {
             number,
@@ -1516,6 +1494,17 @@ mod tests {
             diverted_from,
             source: None,
             privacy,
+        };
+        idle_placed(set, request)
+    }
+
+    /// `request` placed on trunk "main" of `set` while no call out runs anywhere.
+    fn idle_placed(set: &TrunkSet, request: CallOut<'_>) -> TrunkCall {
+        let on_trunk = |_: &str| 0;
+        let active = ActiveCalls {
+            on_trunk: &on_trunk,
+            of_user: 0,
+            total: 0,
         };
         set.outbound_call("main", request, &active)
             .expect("not refused")
