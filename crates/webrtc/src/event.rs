@@ -22,8 +22,10 @@ pub struct AudioLevel {
     pub voice: bool,
 }
 
-/// One Opus packet from the browser, in arrival order (not reordered, gaps not filled: the
-/// jitter buffer downstream does both, from the sequence number and timestamp).
+/// One Opus packet from the browser, in arrival order: not reordered and gaps not filled (the
+/// jitter buffer downstream does both, from the sequence number and timestamp). str0m drops
+/// exact duplicates and packets behind its receive window, which starts at the first packet
+/// received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedAudio {
     /// The Opus packet as the browser encoded it (SRTP removed, RTP header stripped). Shared,

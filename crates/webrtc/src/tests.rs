@@ -157,12 +157,8 @@ impl Call {
             .expect("something is due");
             if next > until {
                 self.now = until;
-                self.browser
-                    .rtc
-                    .handle_input(Input::Timeout(until))
-                    .expect("browser timeout");
+                self.browser_timeout();
                 self.leg.handle_timeout(until);
-                self.drain_browser();
                 self.collect_leg();
                 return;
             }
@@ -188,10 +184,7 @@ impl Call {
                 self.browser.rtc.handle_input(input).expect("browser input");
             } else {
                 if browser_due <= now {
-                    self.browser
-                        .rtc
-                        .handle_input(Input::Timeout(now))
-                        .expect("browser timeout");
+                    self.browser_timeout();
                 }
                 if self.leg.poll_timeout() <= now {
                     self.leg.handle_timeout(now);
@@ -214,13 +207,19 @@ impl Call {
         }
     }
 
-    fn browser_send(&mut self, ts: u32, payload: &[u8], level: Option<(i8, bool)>) {
+    /// Brings the browser's clock to `now` and drains it.
+    fn browser_timeout(&mut self) {
         let now = self.now;
         self.browser
             .rtc
             .handle_input(Input::Timeout(now))
             .expect("browser timeout");
         self.drain_browser();
+    }
+
+    fn browser_send(&mut self, ts: u32, payload: &[u8], level: Option<(i8, bool)>) {
+        let now = self.now;
+        self.browser_timeout();
         let mut writer = self.browser.rtc.writer(self.browser.mid).expect("writer");
         let pt = writer
             .payload_params()
@@ -256,12 +255,7 @@ impl Call {
                 self.leg.handle_input(now, from, self.server_local, &bytes);
             }
             self.now += Duration::from_millis(1);
-            let now = self.now;
-            self.browser
-                .rtc
-                .handle_input(Input::Timeout(now))
-                .expect("browser timeout");
-            self.drain_browser();
+            self.browser_timeout();
         }
         panic!("the browser sent no RTP");
     }
@@ -918,4 +912,61 @@ fn allocations_per_audio_packet_stay_few() {
     // so that a change that makes it grow is noticed.
     assert!(median(&mut receive) <= 8, "{receive:?}");
     assert!(median(&mut send) <= 8, "{send:?}");
+}
+
+#[test]
+fn hands_on_packets_in_arrival_order_without_waiting_for_a_gap() {
+    let mut call = Call::start(WebRtcConfig::new(SERVER));
+    call.connect(Duration::from_secs(5));
+    let mut packets = Vec::new();
+    for i in 0..6u32 {
+        call.browser_send(i * SAMPLES_PER_FRAME, &frame_payload(i as usize), None);
+        packets.push(call.next_rtp_to_leg());
+    }
+    // 3 overtakes 2, 4 is late behind 5, and 3 comes twice.
+    let now = call.now;
+    for i in [0, 1, 3, 2, 5, 4, 3] {
+        let (from, bytes) = &packets[i];
+        call.leg.handle_input(now, *from, SERVER, bytes);
+    }
+    call.collect_leg();
+    let got: Vec<u32> = call
+        .leg_audio()
+        .iter()
+        .map(|a| a.rtp_timestamp / SAMPLES_PER_FRAME)
+        .collect();
+    assert_eq!(
+        got,
+        vec![0, 1, 3, 2, 5, 4],
+        "arrival order, duplicate dropped"
+    );
+}
+
+#[test]
+fn reconnects_when_a_silent_browser_comes_back() {
+    let mut call = Call::start(WebRtcConfig::new(SERVER));
+    call.connect(Duration::from_secs(5));
+    call.browser_reaches_leg = false;
+    while !call.leg_events.contains(&WebRtcEvent::Disconnected) {
+        call.run_for(Duration::from_millis(250));
+    }
+    // The browser's consent checks get through again (a Wi-Fi hiccup over).
+    call.browser_reaches_leg = true;
+    call.run_for(Duration::from_secs(5));
+    assert_eq!(
+        call.leg_events,
+        vec![
+            WebRtcEvent::Connected,
+            WebRtcEvent::Disconnected,
+            WebRtcEvent::Connected
+        ]
+    );
+    call.browser_send(0, &frame_payload(0), None);
+    let now = call.now;
+    call.leg
+        .send_opus(now, 0, &frame_payload(1), None)
+        .expect("sends again");
+    call.run_for(Duration::from_millis(100));
+    assert_eq!(call.leg_audio().len(), 1);
+    assert_eq!(call.browser_audio().len(), 1);
 }
