@@ -970,3 +970,11 @@ fn reconnects_when_a_silent_browser_comes_back() {
     assert_eq!(call.leg_audio().len(), 1);
     assert_eq!(call.browser_audio().len(), 1);
 }
+
+#[test]
+fn a_leg_can_move_to_a_media_worker_thread() {
+    // Answered where the HTTP request is handled, then handed to the worker that owns the room.
+    fn is_send<T: Send>() {}
+    is_send::<WebRtcLeg>();
+    is_send::<WebRtcEvent>();
+}
