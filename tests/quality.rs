@@ -460,7 +460,7 @@ impl<'a> Impairment<'a> {
 
 /// Prints the table (for benches/RESULTS.md) and fails with every path that missed its bar.
 /// The clients' and the server's logs (about 250 kB) go to `target/quality-<name>.log`
-/// rather than into the failure message.
+/// (pass or fail, for looking into a figure) rather than into the failure message.
 fn report(
     name: &str,
     what: &str,
@@ -472,11 +472,11 @@ fn report(
     let (table, failures) = judge(scores, allowance, open);
     eprintln!("{what} (bar: ceiling - {allowance}):\n{table}");
     let _ = std::io::stderr().flush();
+    let log_file = repo().join(format!("target/quality-{name}.log"));
+    std::fs::write(&log_file, log).unwrap();
     if failures.is_empty() {
         return;
     }
-    let log_file = repo().join(format!("target/quality-{name}.log"));
-    std::fs::write(&log_file, log).unwrap();
     panic!(
         "{} of {} paths below their bar ({what}):\n{}\n\n{table}\nlogs: {}",
         failures.len(),
@@ -555,21 +555,13 @@ fn every_codec_path_survives_loss_and_jitter_towards_the_server() {
 /// (benches/RESULTS.md, 2026-12-06); kept so that a path found short can be held while fixed.
 const OPEN_CLEAN: &OpenGaps = &[];
 
-/// Impaired paths short of ceiling − 0.4, held at today's level. The same seeded impairment
-/// scores a path up to 0.15 apart from run to run (the jitter buffer adapts to when packets
-/// happen to fall between ticks), so a path is held to the bar only when its worst of three
-/// runs met it. Comments: the gaps of three runs at the commit that set them (bff91b3).
+/// Impaired paths short of ceiling − 0.4, held at today's level. Since the jitter buffer
+/// waits for the packet after a loss (Opus FEC, two-sided concealment), runs of the same
+/// seeded impairment agree within 0.03. Comments: the gaps of three runs at the commit that
+/// set them. The G.722 talker's concealment is the open part (benches/RESULTS.md).
 const OPEN_IMPAIRED: &OpenGaps = &[
-    ("pcmu", "pcmu", 0.55), // -0.32, -0.23, -0.32, then -0.42 in a fourth run
-    ("pcmu", "pcma", 0.55), // -0.26, -0.17, -0.26, -0.35
-    ("pcma", "pcmu", 0.55), // -0.24, -0.37, -0.23
-    ("pcma", "pcma", 0.6),  // -0.29, -0.43, -0.28
-    ("g722", "pcmu", 0.7),  // -0.36, -0.48, -0.52
-    ("g722", "pcma", 0.7),  // -0.35, -0.49, -0.52
-    ("g722", "g722", 0.85), // -0.51, -0.65, -0.66
-    ("g722", "opus", 0.8),  // -0.41, -0.56, -0.57
-    ("opus", "pcmu", 1.0),  // -0.81, -0.81, -0.81
-    ("opus", "pcma", 1.0),  // -0.82, -0.82, -0.82
-    ("opus", "g722", 1.0),  // -0.80, -0.80, -0.80
-    ("opus", "opus", 1.7),  // -1.48, -1.48, -1.48
+    ("g722", "pcmu", 0.7),  // -0.52, -0.52, -0.52
+    ("g722", "pcma", 0.7),  // -0.53, -0.53, -0.53
+    ("g722", "g722", 0.85), // -0.67, -0.67, -0.66
+    ("g722", "opus", 0.8),  // -0.64, -0.64, -0.62
 ];

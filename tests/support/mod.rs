@@ -515,6 +515,9 @@ impl Baresip {
         let tone = dir.path().join("tone.wav");
         // baresip's aufile source must match the codec's channel count (opus/48000/2).
         let channels = if codec.ends_with("/2") { 2 } else { 1 };
+        // `opus_packet_loss`: baresip's Opus encoder adds in-band FEC (which the server asks
+        // for with useinbandfec=1) only when told to expect loss; its default of 0 sends
+        // none, unlike browsers, whose encoders follow the loss their RTCP reports show.
         write_tone_channels(&tone, tone_hz, mic_rate, 30, channels);
         let config = format!(
             "poll_method\t\tepoll\n\
@@ -528,6 +531,7 @@ impl Baresip {
              module\t\t\tg711.so\n\
              module\t\t\tg722.so\n\
              module\t\t\topus.so\n\
+             opus_packet_loss\t10\n\
              module\t\t\taufile.so\n\
              module\t\t\tsndfile.so\n\
              module_app\t\taccount.so\n\

@@ -25,6 +25,9 @@ const MAX_DROPOUT: u16 = 3000;
 const SHRINK_INTERVAL_POPS: u32 = 50;
 /// More than this many frames above the target is a backlog, not drift.
 const FAST_SHRINK_EXCESS_FRAMES: i64 = 4;
+/// Pops the loss lookahead is kept after the last lost packet (10 s at 20 ms): a loss burst
+/// every few seconds keeps it, a clean network gives the frame of delay back.
+const LOSS_LOOKAHEAD_POPS: u32 = 500;
 /// Pops between two frame drops while draining a backlog (100 ms of delay per second).
 const FAST_SHRINK_INTERVAL_POPS: u32 = 10;
 /// A timestamp gap of more than this many frames, without a sequence gap, ends a talk spurt.
@@ -56,6 +59,11 @@ pub struct JitterConfig {
     pub max_delay: Duration,
     /// Frames concealed while the buffer is empty before it declares the spurt over.
     pub max_underrun_frames: u32,
+    /// The decoder makes a lost frame far better from the packet after it: Opus from that
+    /// packet's in-band FEC (RFC 6716 §2.1.7), G.711 and G.722 by concealing from both
+    /// sides of the gap. While the stream is losing packets, the buffer holds one frame more,
+    /// so that the next packet is usually here when a lost frame is due.
+    pub loss_lookahead: bool,
 }
 
 impl JitterConfig {
@@ -72,6 +80,7 @@ impl JitterConfig {
             min_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(200),
             max_underrun_frames: 3,
+            loss_lookahead: false,
         }
     }
 }
@@ -300,6 +309,12 @@ pub struct JitterBuffer {
     peak: i64,
     pops_since_shrink: u32,
     lag: i64,
+    /// Pops left of the loss lookahead (see [`JitterConfig::loss_lookahead`]).
+    lookahead_pops: u32,
+    /// The lookahead has just started: stretch by its frame at the next pop, even where the
+    /// spurt already plays up to half a frame above the old target (the tick's phase), which
+    /// the usual half-frame tolerance would leave without the extra frame.
+    lookahead_stretch: bool,
     stats: JitterStats,
 }
 
@@ -336,6 +351,8 @@ impl JitterBuffer {
             peak: 0,
             pops_since_shrink: 0,
             lag: 0,
+            lookahead_pops: 0,
+            lookahead_stretch: false,
             stats: JitterStats::default(),
             cfg,
         }
@@ -396,6 +413,17 @@ impl JitterBuffer {
         self.target = self.min_ticks;
         self.peak = 0;
         self.lag = 0;
+        self.lookahead_pops = 0;
+        self.lookahead_stretch = false;
+    }
+
+    /// Counts frames that never arrived; with loss lookahead on, they start (or prolong) it.
+    fn count_lost(&mut self, frames: u64) {
+        self.stats.lost += frames;
+        if frames > 0 && self.cfg.loss_lookahead {
+            self.lookahead_stretch |= self.lookahead_pops == 0;
+            self.lookahead_pops = LOSS_LOOKAHEAD_POPS;
+        }
     }
 
     /// Stores a parsed RTP packet; an SSRC change restarts the buffer.
@@ -471,7 +499,7 @@ impl JitterBuffer {
         } else if ahead < MAX_DROPOUT {
             // An outage longer than the buffer: skip ahead, keeping the stream's timing.
             let buffered = self.buffered as u64;
-            self.stats.lost += u64::from(ahead).saturating_sub(buffered);
+            self.count_lost(u64::from(ahead).saturating_sub(buffered));
             self.stats.discarded += buffered;
             self.slots.fill(FREE_SLOT);
             self.buffered = 0;
@@ -556,10 +584,13 @@ impl JitterBuffer {
 
     /// O(1): the window statistics are cached, so the per-pop peak decay costs nothing.
     fn apply_target(&mut self) {
-        self.target = self
-            .spread
-            .max(self.peak)
-            .clamp(self.min_ticks, self.max_ticks);
+        let lookahead = if self.lookahead_pops > 0 {
+            self.frame
+        } else {
+            0
+        };
+        self.target =
+            (self.spread.max(self.peak) + lookahead).clamp(self.min_ticks, self.max_ticks);
     }
 
     /// The first buffered packet at or after `next_seq`.
@@ -606,6 +637,7 @@ impl JitterBuffer {
         let now_ticks = self.ticks_since_epoch(epoch, now);
         // Shrinks slowly: 1 ms of peak per 100 ms of playout at 20 ms frames.
         self.peak = (self.peak - self.frame / 100).max(0);
+        self.lookahead_pops = self.lookahead_pops.saturating_sub(1);
         self.apply_target();
         if !self.anchored {
             return Playout::Empty;
@@ -637,7 +669,7 @@ impl JitterBuffer {
             if lag < self.target {
                 return Playout::Empty;
             }
-            self.stats.lost += u64::from(p.seq.wrapping_sub(self.next_seq));
+            self.count_lost(u64::from(p.seq.wrapping_sub(self.next_seq)));
             self.next_seq = p.seq;
             self.playing = true;
             self.play_ts = p.ts;
@@ -648,7 +680,12 @@ impl JitterBuffer {
 
         self.lag = now_ticks - (self.play_ts + self.min_transit);
         self.pops_since_shrink = self.pops_since_shrink.saturating_add(1);
-        if self.lag < self.target - half {
+        let stretch_below = if std::mem::take(&mut self.lookahead_stretch) {
+            self.target
+        } else {
+            self.target - half
+        };
+        if self.lag < stretch_below {
             // Target grew: play this tick from concealment and keep the packet.
             self.stats.concealed += 1;
             return self.lost();
@@ -669,7 +706,7 @@ impl JitterBuffer {
                 self.buffered = self.buffered.saturating_sub(1);
                 self.stats.discarded += 1;
             } else {
-                self.stats.lost += 1;
+                self.count_lost(1);
             }
             self.next_seq = self.next_seq.wrapping_add(1);
             self.play_ts += self.frame;
@@ -689,7 +726,7 @@ impl JitterBuffer {
             if expected >= self.play_ts - half {
                 break;
             }
-            self.stats.lost += 1;
+            self.count_lost(1);
             self.next_seq = self.next_seq.wrapping_add(1);
         }
         if self.next_seq != p.seq {
@@ -697,7 +734,7 @@ impl JitterBuffer {
             let expected = p.ts - gap * self.frame;
             self.play_ts += self.frame;
             if expected <= self.play_ts - self.frame + half {
-                self.stats.lost += 1;
+                self.count_lost(1);
                 self.next_seq = self.next_seq.wrapping_add(1);
                 return self.lost();
             }
@@ -843,6 +880,66 @@ mod tests {
         // Packet 11 is waiting when 10 is concealed; 21 is not yet when 20 is (what follows
         // is the buffer stretching for the late 21).
         assert_eq!(offered[..2], [(11, Some(11)), (21, None)], "{offered:?}");
+    }
+
+    /// Frames concealed for lost packets of a stream with 0..30 ms of jitter, split into
+    /// those offered the packet after them and those not, and the
+    /// target delay at the end, after 11 s without loss.
+    fn lost_frames_offered_their_next_packet(loss_lookahead: bool) -> (usize, usize, Duration) {
+        let mut jb = JitterBuffer::new(JitterConfig {
+            loss_lookahead,
+            ..JitterConfig::new(8000, 20)
+        });
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let lossy = 600u16;
+        let total = lossy + 550;
+        let mut events: Vec<(u64, Option<u16>)> = (0..total)
+            .filter(|i| *i >= lossy || i % 25 != 12)
+            .map(|i| (u64::from(i) * FRAME_MS + rnd(30), Some(i)))
+            .collect();
+        // Ticks 17 ms into each frame: the spurt starts playing just above the target.
+        events.extend((0..u64::from(total)).map(|t| (t * FRAME_MS + 17, None)));
+        events.sort();
+        let t0 = Instant::now();
+        let (mut offered, mut not) = (0, 0);
+        for (at, packet) in events {
+            let now = t0 + Duration::from_millis(at);
+            match packet {
+                Some(i) => {
+                    jb.push(i, u32::from(i) * 160, &[i as u8; 160], now);
+                }
+                None => match jb.pop(now) {
+                    Playout::Lost { next: Some(_) } => offered += 1,
+                    Playout::Lost { next: None } => not += 1,
+                    _ => {}
+                },
+            }
+        }
+        (offered, not, jb.target_delay())
+    }
+
+    /// Opus carries each frame's FEC in the next packet: while packets are being lost, the
+    /// buffer waits one frame more so that the next packet is here when a lost frame is due,
+    /// and gives the frame back once the loss has stopped for a while.
+    #[test]
+    fn loss_lookahead_holds_a_frame_more_while_packets_are_lost() {
+        let (offered, not, clean_target) = lost_frames_offered_their_next_packet(true);
+        let (offered_plain, not_plain, plain_target) = lost_frames_offered_their_next_packet(false);
+        assert!(
+            offered >= 20 && not <= 4,
+            "with lookahead: {offered} lost frames offered their next packet, {not} not"
+        );
+        assert!(
+            not_plain >= 8,
+            "without lookahead: {offered_plain} offered, {not_plain} not"
+        );
+        assert_eq!(clean_target, plain_target, "the extra frame is given back");
     }
 
     #[test]

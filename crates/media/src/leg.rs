@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{CodecError, CodecKind, Decoder, Encoder};
 use crate::dtmf::{DtmfReceiver, DtmfSender};
-use crate::jitter::{JitterBuffer, JitterConfig, Playout};
+use crate::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
 use crate::relay::RelayStream;
 use crate::rtcp::{LegQuality, RtcpReceived, RtcpSession};
 use crate::rtp::{RtpError, RtpPacketInfo, RtpSender, audio_level, is_rtcp, parse_rtp};
@@ -358,7 +358,13 @@ impl MediaLeg {
             rtp_ticks_per_frame: codec.clock_rate() * config.ptime_ms / 1000,
             decoder: Decoder::new(codec)?,
             encoder: Encoder::new(codec)?,
-            jitter: JitterBuffer::new(JitterConfig::new(codec.clock_rate(), config.ptime_ms)),
+            jitter: JitterBuffer::new(JitterConfig {
+                // Every decoder here does better with the packet after a loss: Opus recovers
+                // the frame from its FEC (we ask peers for it: useinbandfec=1), G.711 and
+                // G.722 conceal from both sides.
+                loss_lookahead: true,
+                ..JitterConfig::new(codec.clock_rate(), config.ptime_ms)
+            }),
             dtmf_in: DtmfReceiver::new(),
             dtmf_out: None,
             dtmf_queue: VecDeque::with_capacity(DTMF_QUEUE),
@@ -762,6 +768,12 @@ impl MediaLeg {
     ) -> Result<Option<Transmit>, RtpError> {
         let len = self.rtcp.write_bye(now, now_ntp, &self.sender, out)?;
         Ok(self.rtcp_transmit(len))
+    }
+
+    /// What the jitter buffer did with the peer's stream: late packets, concealed frames and
+    /// the delay it plays at.
+    pub fn jitter_stats(&self) -> JitterStats {
+        self.jitter.stats()
     }
 
     /// Where the leg's quality stands: our statistics of the peer's stream, and its of ours.

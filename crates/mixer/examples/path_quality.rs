@@ -20,7 +20,9 @@
 //!
 //! Debugging: `PATH_QUALITY_TRACE=1` prints per tick what B got (F forwarded, S shared encode,
 //! O own encode, . silence); `PATH_QUALITY_JITTER=1` the jitter buffer's counters;
-//! `PATH_QUALITY_NO_LOOKAHEAD=1` turns the server's Opus FEC off, `PATH_QUALITY_B_NO_FEC=1`
+//! `PATH_QUALITY_NO_LOOKAHEAD=1` turns the server's Opus FEC off,
+//! `PATH_QUALITY_NO_LOSS_DELAY=1` the jitter buffer's extra frame while losing packets,
+//! `PATH_QUALITY_B_NO_FEC=1`
 //! that of B's phone, `PATH_QUALITY_A_NO_FEC=1` makes A's phone send none (as baresip); `PATH_QUALITY_MIN_DELAY_MS` sets the
 //! jitter buffer's floor.
 //!
@@ -350,6 +352,8 @@ fn through_room(
     let mut silent_b = SilentLeg::new(b)?;
     let mut silent_c = SilentLeg::new(third)?;
     let mut jitter_config = JitterConfig::new(a.clock_rate(), PTIME_MS);
+    // As the server's legs (media::leg).
+    jitter_config.loss_lookahead = std::env::var_os("PATH_QUALITY_NO_LOSS_DELAY").is_none();
     if let Some(ms) = std::env::var("PATH_QUALITY_MIN_DELAY_MS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -652,6 +652,15 @@ impl Session {
             stats.rtcp_sent.fetch_add(1, Ordering::Relaxed);
         }
         let quality = self.leg.quality();
+        let jitter = self.leg.jitter_stats();
+        tracing::info!(
+            received = jitter.received,
+            lost = jitter.lost,
+            late = jitter.late,
+            concealed = jitter.concealed,
+            target_delay_ms = jitter.target_delay.as_millis() as u64,
+            "media leg ended"
+        );
         self.quality.publish(&quality);
         self.quality.stopped.store(true, Ordering::Release);
         if quality.packets_lost > 0 {
