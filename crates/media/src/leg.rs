@@ -17,9 +17,10 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::codec::{CodecError, CodecKind, Decoder, Encoder};
+use crate::codec::{CodecError, CodecKind, Encoder};
 use crate::dtmf::{DtmfReceiver, DtmfSender};
-use crate::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
+use crate::jitter::JitterStats;
+use crate::receiver::AudioReceiver;
 use crate::relay::RelayStream;
 use crate::rtcp::{LegQuality, RtcpReceived, RtcpSession};
 use crate::rtp::{RtpError, RtpPacketInfo, RtpSender, audio_level, is_rtcp, parse_rtp};
@@ -293,9 +294,9 @@ pub struct MediaLeg {
     audio_level_ext: Option<u8>,
     samples_per_frame: usize,
     rtp_ticks_per_frame: u32,
-    decoder: Decoder,
+    /// The peer's audio: jitter buffer and decoder.
+    receiver: AudioReceiver,
     encoder: Encoder,
-    jitter: JitterBuffer,
     dtmf_in: DtmfReceiver,
     /// The key press being sent, with the timestamp it started at (all its packets carry
     /// it, RFC 4733 §2.5.1.2).
@@ -335,10 +336,8 @@ impl MediaLeg {
     /// silence until told otherwise.
     pub fn new(config: &LegConfig<'_>, seeds: LegSeeds, now: Instant) -> Result<Self, LegError> {
         let codec = config.codec;
-        let samples_per_frame = (codec.sample_rate() * config.ptime_ms / 1000) as usize;
-        if samples_per_frame == 0 || samples_per_frame > MAX_FRAME_SAMPLES {
-            return Err(LegError::UnsupportedPtime(config.ptime_ms));
-        }
+        let receiver = AudioReceiver::new(codec, config.ptime_ms)?;
+        let samples_per_frame = receiver.samples_per_frame();
         let sender = RtpSender::new(seeds.ssrc, seeds.sequence, seeds.timestamp);
         let rtcp = RtcpSession::new(
             sender.ssrc,
@@ -356,15 +355,8 @@ impl MediaLeg {
             audio_level_ext: config.audio_level_ext,
             samples_per_frame,
             rtp_ticks_per_frame: codec.clock_rate() * config.ptime_ms / 1000,
-            decoder: Decoder::new(codec)?,
+            receiver,
             encoder: Encoder::new(codec)?,
-            jitter: JitterBuffer::new(JitterConfig {
-                // Every decoder here does better with the packet after a loss: Opus recovers
-                // the frame from its FEC (we ask peers for it: useinbandfec=1), G.711 and
-                // G.722 conceal from both sides.
-                loss_lookahead: true,
-                ..JitterConfig::new(codec.clock_rate(), config.ptime_ms)
-            }),
             dtmf_in: DtmfReceiver::new(),
             dtmf_out: None,
             dtmf_queue: VecDeque::with_capacity(DTMF_QUEUE),
@@ -548,8 +540,8 @@ impl MediaLeg {
             .audio_level_ext
             .and_then(|id| audio_level(&rtp, id))
             .map(|l| l.dbov);
-        self.jitter
-            .push_with_level(rtp.sequence, rtp.timestamp, rtp.payload, level, arrival);
+        self.receiver
+            .push(rtp.sequence, rtp.timestamp, rtp.payload, level, arrival);
         Ok(Inbound::Buffered)
     }
 
@@ -607,35 +599,14 @@ impl MediaLeg {
     /// the payload when it decoded to exactly one frame (a conference may forward it as
     /// is). An Opus frame whose reported level `skip_decode` rejects is not decoded at all:
     /// see [`Heard::LevelOnly`].
+    #[inline]
     pub fn decode(
         &mut self,
         now: Instant,
         heard: &mut [i16],
         skip_decode: impl FnOnce(f32) -> bool,
     ) -> Heard<'_> {
-        let n = self.samples_per_frame;
-        let heard = &mut heard[..n];
-        let (decoded, received) = match self.jitter.pop(now) {
-            // Only Opus is skipped: libopus takes up after a gap cleanly, while G.722's
-            // ADPCM state would be stale, and G.711 costs nothing to decode.
-            Playout::Frame {
-                level: Some(level), ..
-            } if self.codec == CodecKind::Opus && skip_decode(-f32::from(level)) => {
-                return Heard::LevelOnly(-f32::from(level));
-            }
-            Playout::Frame { payload, .. } => {
-                let decoded = self.decoder.decode(payload, heard).unwrap_or(0);
-                (decoded, (decoded == n).then_some(payload))
-            }
-            // Opus recovers a lost frame from the next packet's in-band FEC when that is here.
-            Playout::Lost { next: Some(next) } => (self.decoder.conceal_before(next, heard), None),
-            Playout::Lost { next: None } => (self.decoder.conceal(heard), None),
-            Playout::Empty => (0, None),
-        };
-        if decoded < n {
-            heard[decoded..].fill(0);
-        }
-        Heard::Pcm(n, received)
+        self.receiver.decode(now, heard, skip_decode)
     }
 
     /// This tick's frame outside a room: decodes what the peer sent (the echo needs it),
@@ -773,7 +744,7 @@ impl MediaLeg {
     /// What the jitter buffer did with the peer's stream: late packets, concealed frames and
     /// the delay it plays at.
     pub fn jitter_stats(&self) -> JitterStats {
-        self.jitter.stats()
+        self.receiver.stats()
     }
 
     /// Where the leg's quality stands: our statistics of the peer's stream, and its of ours.

@@ -14,6 +14,7 @@ pub mod jitter;
 pub mod leg;
 pub mod opus;
 pub mod plc;
+pub mod receiver;
 pub mod relay;
 pub mod resample;
 pub mod rtcp;

@@ -294,7 +294,7 @@ fn carrier_failed(status: u16) -> bool {
 /// Call control (see the module documentation).
 pub struct CallControl {
     shared: Arc<Shared>,
-    ports: PortAllocator,
+    ports: Arc<PortAllocator>,
     /// Where media sessions report timeouts.
     commands: mpsc::Sender<CoreCommand>,
     /// Where the registry and media sessions send calls their news.
@@ -320,7 +320,7 @@ impl CallControl {
     /// Call control with no legs; media sessions report timeouts to `commands`.
     pub fn new(
         shared: Arc<Shared>,
-        ports: PortAllocator,
+        ports: Arc<PortAllocator>,
         commands: mpsc::Sender<CoreCommand>,
     ) -> (Self, CallQueues) {
         let (call_events, events) = mpsc::channel(CALL_EVENTS_QUEUE);

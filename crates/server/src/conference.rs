@@ -96,6 +96,8 @@ pub(crate) enum Refusal {
     Full,
     /// The session is ending, or the room the caller looked up is not the one open here.
     Closing,
+    /// The room is not stored and nobody is in it (see [`Registry::admit_client`]).
+    NotOpen,
 }
 
 /// Live state of every open room on this server.
@@ -119,12 +121,46 @@ impl Registry {
         terms: RoomTerms,
         notices: CallEvents,
     ) -> Result<Admission, Refusal> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        Self::admit_locked(&mut rooms, number, call, moderator, terms, notices)
+    }
+
+    /// Admits a WebRTC client (never a moderator) as [`admit`](Self::admit) does, except
+    /// that a room without a stored row (`terms.guard` is `None`) is entered only while it is
+    /// open: WHIP and WHEP clients join rooms, they do not open rooms on demand.
+    pub(crate) fn admit_client(
+        &self,
+        number: &str,
+        member: LegId,
+        terms: RoomTerms,
+        notices: CallEvents,
+    ) -> Result<Admission, Refusal> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if terms.guard.is_none() && !rooms.contains_key(number) {
+            return Err(Refusal::NotOpen);
+        }
+        Self::admit_locked(&mut rooms, number, member, false, terms, notices)
+    }
+
+    /// Whether the room has a live session on this server (someone is in it).
+    pub(crate) fn is_open(&self, number: &str) -> bool {
+        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        rooms.contains_key(number)
+    }
+
+    fn admit_locked(
+        rooms: &mut BTreeMap<String, LiveRoom>,
+        number: &str,
+        call: LegId,
+        moderator: bool,
+        terms: RoomTerms,
+        notices: CallEvents,
+    ) -> Result<Admission, Refusal> {
         let RoomTerms {
             max_participants: max,
             wait_for_moderator,
             guard,
         } = terms;
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let room = rooms.entry(number.to_string()).or_insert_with(|| LiveRoom {
             members: BTreeMap::new(),
             locked: false,

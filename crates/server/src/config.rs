@@ -110,6 +110,52 @@ pub struct Config {
     pub registrar: RegistrarSettings,
     /// Protection against floods.
     pub security: SecuritySettings,
+    /// WebRTC clients in rooms (WHIP ingest, WHEP egress).
+    pub webrtc: WebRtcSettings,
+}
+
+/// How long a WebRTC client whose ICE consent checks stopped may take to come back before its
+/// session ends, by default. A browser itself gives up 30 s after its checks stop being answered
+/// (RFC 7675 §5.1, consent expiry) and str0m reports the leg disconnected 15 s after the last
+/// check it got, so 30 s more outlasts the browser's own patience with margin: a Wi-Fi hiccup
+/// or a stalled laptop keeps its place in the room, while a client that is gone for good (no
+/// DELETE, no DTLS close) frees it within a minute. Nothing can come back later anyway: a
+/// client that changed networks would need an ICE restart, which these sessions do not offer.
+pub const DEFAULT_WEBRTC_DISCONNECTED_TIMEOUT_S: u64 = 30;
+
+/// `[webrtc]` settings.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct WebRtcSettings {
+    /// The address WebRTC clients are told to send media to (the ICE host candidate, with
+    /// the session's port) when the server sits behind a 1:1 NAT, e.g. a cloud VM's public
+    /// address. Default: the address the session's socket is bound to (`media-ip`, else the
+    /// SIP address, else the local address that routes towards the HTTP client).
+    pub public_ip: Option<IpAddr>,
+    /// WebRTC sessions at most, over all rooms; beyond, new ones are refused with 503. Each
+    /// room's own limit is its participant limit.
+    pub max_sessions: usize,
+    /// Seconds a client whose ICE consent lapsed may take to come back before its session
+    /// ends (see [`DEFAULT_WEBRTC_DISCONNECTED_TIMEOUT_S`]); at least 1.
+    pub disconnected_timeout: u64,
+}
+
+impl Default for WebRtcSettings {
+    fn default() -> Self {
+        Self {
+            public_ip: None,
+            max_sessions: 500,
+            disconnected_timeout: DEFAULT_WEBRTC_DISCONNECTED_TIMEOUT_S,
+        }
+    }
+}
+
+impl WebRtcSettings {
+    /// [`disconnected_timeout`](Self::disconnected_timeout) as a duration (1 s at least:
+    /// 0 would end a session at the first lapse).
+    pub fn disconnected_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.disconnected_timeout.max(1))
+    }
 }
 
 /// `[security]` settings.
@@ -294,6 +340,7 @@ impl Default for Config {
             calls: CallTimersConfig::default(),
             registrar: RegistrarSettings::default(),
             security: SecuritySettings::default(),
+            webrtc: WebRtcSettings::default(),
         }
     }
 }
@@ -490,6 +537,30 @@ mod tests {
                 .contains("sip-tls-listen")
         );
         assert!(toml::from_str::<Config>("tls-cert = \"c.pem\"\n").is_err());
+    }
+
+    #[test]
+    fn webrtc_section_is_read_and_checked() {
+        let config = Config::default();
+        assert_eq!(config.webrtc.public_ip, None);
+        assert_eq!(
+            config.webrtc.disconnected_timeout(),
+            std::time::Duration::from_secs(30)
+        );
+        let config: Config = toml::from_str(
+            "[webrtc]\npublic-ip = \"203.0.113.9\"\nmax-sessions = 7\ndisconnected-timeout = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.webrtc.public_ip,
+            Some("203.0.113.9".parse().unwrap())
+        );
+        assert_eq!(config.webrtc.max_sessions, 7);
+        assert_eq!(
+            config.webrtc.disconnected_timeout(),
+            std::time::Duration::from_secs(1)
+        );
+        assert!(toml::from_str::<Config>("[webrtc]\npublic-address = \"1.2.3.4\"\n").is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The admin HTTP server: health and metrics now; the admin console later.
+//! The admin HTTP server: health, metrics, rooms, trunks, bans, dialplan reload, and WHIP/WHEP
+//! for WebRTC clients (`whip_http`); the admin console later.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub async fn start(
         .route("/trunks", get(trunks))
         .route("/security/bans", get(bans))
         .route("/security/bans/{address}", axum::routing::delete(unban))
+        .merge(crate::whip_http::routes(shared.clone()))
         .with_state(AppState {
             shared,
             calls,
@@ -50,6 +52,8 @@ pub async fn start(
             security,
         });
     tokio::spawn(async move {
+        // The peer's address picks the local address a WebRTC session's socket binds to.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!("admin HTTP server stopped: {err}");
         }
@@ -368,6 +372,33 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             value.load(Ordering::Relaxed).to_string(),
         );
     }
+    let webrtc = state.shared.webrtc.counts();
+    body.push_str(&format!(
+        "# HELP amtsleitung_webrtc_sessions WebRTC sessions open now (WHIP publishing into rooms, WHEP listening).\n# TYPE amtsleitung_webrtc_sessions gauge\namtsleitung_webrtc_sessions{{kind=\"whip\"}} {}\namtsleitung_webrtc_sessions{{kind=\"whep\"}} {}\n",
+        webrtc.whip, webrtc.whep
+    ));
+    counter(
+        &mut body,
+        "amtsleitung_webrtc_sessions_started_total",
+        "WebRTC sessions opened.",
+        crate::webrtc_sessions::SESSIONS_STARTED
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
+    counter(
+        &mut body,
+        "amtsleitung_webrtc_sessions_unreachable_total",
+        "WebRTC sessions ended because their client became unreachable and did not come back.",
+        crate::webrtc_sessions::SESSIONS_UNREACHABLE
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
+    counter(
+        &mut body,
+        "amtsleitung_webrtc_datagrams_sent_total",
+        "Datagrams sent to WebRTC clients (STUN, DTLS, SRTP, SRTCP).",
+        load(&media.webrtc_datagrams_sent).to_string(),
+    );
     body.push_str(&state.shared.costs.metrics(std::time::Instant::now()));
     ([("content-type", "text/plain; version=0.0.4")], body)
 }

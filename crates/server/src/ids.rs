@@ -14,14 +14,33 @@ impl LegId {
         Self(n)
     }
 
+    /// The `n`th WebRTC session. WebRTC sessions share the registry of room members and the
+    /// media workers with SIP legs, so they are numbered in the upper half of the range,
+    /// which the SIP endpoint (counting up from 1) never reaches.
+    pub const fn browser(n: u64) -> Self {
+        Self(BROWSER_BIT | n)
+    }
+
+    /// Whether this is a WebRTC session rather than a SIP leg.
+    pub const fn is_browser(self) -> bool {
+        self.0 & BROWSER_BIT != 0
+    }
+
     /// The number, for spreading legs over workers and for logs.
     pub const fn get(self) -> u64 {
         self.0
     }
 }
 
+/// Marks the numbers of WebRTC sessions (see [`LegId::browser`]).
+const BROWSER_BIT: u64 = 1 << 63;
+
 impl fmt::Display for LegId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        if self.is_browser() {
+            write!(f, "webrtc-{}", self.0 & !BROWSER_BIT)
+        } else {
+            write!(f, "{}", self.0)
+        }
     }
 }

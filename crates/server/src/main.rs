@@ -3,6 +3,7 @@
 //! This binary is the only place that wires sockets, files, threads and tokio to the pure
 //! crates (`sip`, `media`, `dialplan`, `store`).
 
+mod browser_media;
 mod call;
 mod call_classes;
 mod call_control;
@@ -37,6 +38,8 @@ mod udp_arrival;
 mod udptl_relay;
 mod user_cli;
 mod user_directory;
+mod webrtc_sessions;
+mod whip_http;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -35,6 +35,9 @@ use mixer::{MixerConfig, ParticipantId, ParticipantOptions, Room};
 use tokio::sync::mpsc::Sender as CallSender;
 use tokio::sync::mpsc::error::TrySendError as ChannelFull;
 
+use crate::browser_media::{
+    BrowserCommand, BrowserParticipant, BrowserReport, Refused, SessionEnd,
+};
 use crate::udp_arrival::{TickClock, enable_arrival_times, recv_with_arrival};
 
 use crate::core_command::CoreCommand;
@@ -129,6 +132,8 @@ pub enum MediaCommand {
     RekeySrtp(SessionId, Box<media::sdp::NegotiatedSrtp>),
     /// A session handed over from another worker (room or call affinity).
     Adopt(Box<Session>, Placement),
+    /// About a WebRTC session (always sent to the worker that hosts its room).
+    Browser(BrowserCommand),
 }
 
 /// Where a session goes when it joins a conference.
@@ -346,6 +351,8 @@ pub struct MediaStats {
     pub legs_round_trip_us: AtomicU64,
     /// Ended legs with a round-trip time.
     pub legs_with_round_trip: AtomicU64,
+    /// Datagrams sent to WebRTC clients (STUN, DTLS, SRTP and SRTCP).
+    pub webrtc_datagrams_sent: AtomicU64,
 }
 
 /// Upper bounds (µs) of the tick-duration histogram buckets; the last catches the rest.
@@ -409,6 +416,13 @@ impl MediaWorkers {
             _ => (id.get() % self.senders.len() as u64) as usize,
         };
         self.send_to(index, command)
+    }
+
+    /// Sends a command about a WebRTC session to the worker that hosts its room (browser
+    /// sessions start there and never move).
+    pub fn send_browser(&self, command: BrowserCommand) -> bool {
+        let index = self.worker_of_room(command.room());
+        self.send_to(index, MediaCommand::Browser(command))
     }
 
     fn send_to(&self, index: usize, command: MediaCommand) -> bool {
@@ -799,11 +813,11 @@ impl Session {
 /// Packet counters of one tick, added to the shared [`MediaStats`] once per tick: an atomic
 /// add per packet on counters both workers write was a cache line bouncing between cores.
 #[derive(Debug, Default)]
-struct TickCounts {
-    received: u64,
+pub(crate) struct TickCounts {
+    pub(crate) received: u64,
     rejected: u64,
-    sent: u64,
-    not_decoded: u64,
+    pub(crate) sent: u64,
+    pub(crate) not_decoded: u64,
     forwarded: u64,
     relayed: u64,
     encodes: u64,
@@ -811,6 +825,7 @@ struct TickCounts {
     rtcp_received: u64,
     rtcp_rejected: u64,
     media_timeouts: u64,
+    pub(crate) datagrams_sent: u64,
 }
 
 impl TickCounts {
@@ -827,6 +842,7 @@ impl TickCounts {
             (&stats.rtcp_received, &mut self.rtcp_received),
             (&stats.rtcp_rejected, &mut self.rtcp_rejected),
             (&stats.media_timeouts, &mut self.media_timeouts),
+            (&stats.webrtc_datagrams_sent, &mut self.datagrams_sent),
         ] {
             if *value > 0 {
                 counter.fetch_add(*value, Ordering::Relaxed);
@@ -878,6 +894,10 @@ struct Worker {
     forwarded: std::collections::HashMap<SessionId, usize>,
     stats: Arc<MediaStats>,
     room_config: MixerConfig,
+    /// WebRTC clients in this worker's rooms.
+    browsers: Vec<BrowserParticipant>,
+    /// Reports of WebRTC sessions that ended, until the HTTP side's queue takes them.
+    browser_reports: Vec<(CallSender<BrowserReport>, BrowserReport)>,
 }
 
 impl Worker {
@@ -897,6 +917,8 @@ impl Worker {
             forwarded: std::collections::HashMap::new(),
             stats,
             room_config,
+            browsers: Vec::with_capacity(64),
+            browser_reports: Vec::with_capacity(64),
         }
     }
 
@@ -966,6 +988,12 @@ impl Worker {
                     }
                 }
             }
+            for browser in &mut self.browsers {
+                browser.receive(&clock, &mut recv_buf, &mut counts);
+                if let Some(Some(room)) = self.rooms.get_mut(browser.slot()) {
+                    browser.put_into(now, &mut room.room, &mut heard, &mut counts);
+                }
+            }
             for room in self.rooms.iter_mut().flatten() {
                 room.room.tick();
                 let plan = room.room.stats().mix_plan;
@@ -988,6 +1016,12 @@ impl Worker {
                     );
                 }
             }
+            for browser in &mut self.browsers {
+                if let Some(Some(room)) = self.rooms.get(browser.slot()) {
+                    browser.send_from(now, &room.room, &mut counts);
+                }
+            }
+            self.end_browser_sessions();
             counts.flush(&self.stats);
             self.stats.record_tick(now.elapsed());
         }
@@ -1083,33 +1117,51 @@ impl Worker {
         }
     }
 
-    fn join(&mut self, mut session: Session, join: RoomJoin) {
-        let slot = match self
+    /// The slot of room `number`, opened (empty) if it is not open here yet.
+    fn room_slot(&mut self, number: &str) -> usize {
+        if let Some(slot) = self
             .rooms
             .iter()
-            .position(|r| r.as_ref().is_some_and(|r| r.number == join.room))
+            .position(|r| r.as_ref().is_some_and(|r| r.number == number))
         {
-            Some(slot) => slot,
-            None => {
-                let room = WorkerRoom {
-                    number: join.room.clone(),
-                    room: Room::new(self.room_config),
-                    members: 0,
-                    recording: None,
-                    recording_upsampler: None,
-                };
-                match self.rooms.iter().position(Option::is_none) {
-                    Some(free) => {
-                        self.rooms[free] = Some(room);
-                        free
-                    }
-                    None => {
-                        self.rooms.push(Some(room));
-                        self.rooms.len() - 1
-                    }
-                }
-            }
+            return slot;
+        }
+        let room = WorkerRoom {
+            number: number.to_owned(),
+            room: Room::new(self.room_config),
+            members: 0,
+            recording: None,
+            recording_upsampler: None,
         };
+        match self.rooms.iter().position(Option::is_none) {
+            Some(free) => {
+                self.rooms[free] = Some(room);
+                free
+            }
+            None => {
+                self.rooms.push(Some(room));
+                self.rooms.len() - 1
+            }
+        }
+    }
+
+    /// Takes participant `pid` out of the room in `slot`; the room closes when it was the last.
+    fn leave_slot(&mut self, slot: usize, pid: ParticipantId) {
+        if let Some(entry) = self.rooms.get_mut(slot)
+            && let Some(room) = entry.as_mut()
+        {
+            let stats = room.room.stats();
+            tracing::debug!(room = %room.number, ?stats, "participant leaves");
+            room.room.remove(pid);
+            room.members = room.members.saturating_sub(1);
+            if room.members == 0 {
+                *entry = None;
+            }
+        }
+    }
+
+    fn join(&mut self, mut session: Session, join: RoomJoin) {
+        let slot = self.room_slot(&join.room);
         let Some(Some(room)) = self.rooms.get_mut(slot) else {
             return;
         };
@@ -1139,17 +1191,139 @@ impl Worker {
             return;
         };
         session.leg.leave_room();
-        if let Some(entry) = self.rooms.get_mut(slot)
-            && let Some(room) = entry.as_mut()
-        {
-            let stats = room.room.stats();
-            tracing::debug!(room = %room.number, ?stats, "participant leaves");
-            room.room.remove(pid);
-            room.members = room.members.saturating_sub(1);
-            if room.members == 0 {
-                *entry = None;
+        self.leave_slot(slot, pid);
+    }
+
+    /// Carries out a command about a WebRTC session.
+    fn browser_command(&mut self, command: BrowserCommand, now: Instant) {
+        match command {
+            BrowserCommand::Start(start) => self.start_browser(*start),
+            BrowserCommand::Stop { session, .. } => {
+                let mut counts = TickCounts::default();
+                if let Some(index) = self.browsers.iter().position(|b| b.has_session(session)) {
+                    self.browsers[index].stop(session, now, &mut counts);
+                    self.browser_left(index);
+                }
+                counts.flush(&self.stats);
+            }
+            BrowserCommand::SetMuted {
+                participant, muted, ..
+            } => {
+                if let Some(browser) = self.browsers.iter().find(|b| b.id() == participant)
+                    && let Some(Some(room)) = self.rooms.get_mut(browser.slot())
+                {
+                    room.room.set_muted(browser.pid(), muted);
+                    tracing::debug!(%participant, muted, "WebRTC participant mute changed");
+                }
             }
         }
+    }
+
+    /// Puts a WebRTC session into its room: a new participant, or the second session (the
+    /// other direction) of one that is there.
+    fn start_browser(&mut self, start: crate::browser_media::BrowserStart) {
+        use crate::browser_media::BrowserDirection;
+        let refused = if let Some(browser) = self
+            .browsers
+            .iter_mut()
+            .find(|b| b.id() == start.participant)
+        {
+            let listens = start.direction == BrowserDirection::Subscribe;
+            let (slot, pid) = (browser.slot(), browser.pid());
+            match browser.attach(start) {
+                Ok(()) => {
+                    if listens && let Some(Some(room)) = self.rooms.get_mut(slot) {
+                        room.room.set_deaf(pid, false);
+                    }
+                    None
+                }
+                Err(refused) => Some(refused),
+            }
+        } else if start.participant != start.session {
+            Some(Refused::new(
+                start,
+                "the WHIP session it is tied to has ended".to_owned(),
+            ))
+        } else {
+            let slot = self.room_slot(&start.room);
+            let Some(Some(room)) = self.rooms.get_mut(slot) else {
+                return;
+            };
+            let mut options = ParticipantOptions::new(CodecKind::Opus);
+            options.muted = start.muted;
+            // Nothing is encoded for a client that only publishes.
+            options.deaf = start.direction == BrowserDirection::Publish;
+            match room.room.add(options) {
+                Ok(pid) => {
+                    room.members += 1;
+                    match BrowserParticipant::new(start, slot, pid) {
+                        Ok(browser) => {
+                            self.browsers.push(browser);
+                            None
+                        }
+                        Err(refused) => {
+                            self.leave_slot(slot, pid);
+                            Some(refused)
+                        }
+                    }
+                }
+                Err(err) => {
+                    if room.members == 0 {
+                        self.rooms[slot] = None;
+                    }
+                    Some(Refused::new(start, err.to_string()))
+                }
+            }
+        };
+        if let Some(refused) = refused {
+            tracing::warn!(session = %refused.session, reason = %refused.reason, "WebRTC session not joined");
+            self.browser_reports.push((
+                refused.reports,
+                BrowserReport {
+                    session: refused.session,
+                    end: SessionEnd::NotJoined(refused.reason),
+                },
+            ));
+        }
+    }
+
+    /// The participant at `index` lost a session: it leaves the room when it has none left;
+    /// when the one it lost was its listening one, it goes deaf (nothing is encoded for it).
+    fn browser_left(&mut self, index: usize) {
+        let browser = &self.browsers[index];
+        let (slot, pid) = (browser.slot(), browser.pid());
+        if browser.is_empty() {
+            self.browsers.swap_remove(index);
+            self.leave_slot(slot, pid);
+        } else if !browser.listens()
+            && let Some(Some(room)) = self.rooms.get_mut(slot)
+        {
+            room.room.set_deaf(pid, true);
+        }
+    }
+
+    /// Takes out the WebRTC sessions that ended by themselves this tick and reports them;
+    /// reports the HTTP side's queue has no room for wait for the next tick.
+    fn end_browser_sessions(&mut self) {
+        let mut index = 0;
+        while index < self.browsers.len() {
+            let before = self.browser_reports.len();
+            self.browsers[index].take_ended(&mut self.browser_reports);
+            let emptied = self.browsers[index].is_empty();
+            if self.browser_reports.len() > before {
+                self.browser_left(index);
+            }
+            if !emptied {
+                index += 1;
+            }
+        }
+        self.browser_reports
+            .retain(|(reports, report)| match reports.try_send(report.clone()) {
+                Ok(()) => false,
+                Err(ChannelFull::Full(_)) => true,
+                // The server is stopping: nobody is left to tell.
+                Err(ChannelFull::Closed(_)) => false,
+            });
     }
 
     /// Takes a session out of whatever room or call it is in and settles it as `placement`
@@ -1176,7 +1350,10 @@ impl Worker {
             | MediaCommand::Overlay(id, _)
             | MediaCommand::SendDtmf(id, _)
             | MediaCommand::RekeySrtp(id, _) => *id,
-            MediaCommand::Start(_) | MediaCommand::SetRecording(..) | MediaCommand::Adopt(..) => {
+            MediaCommand::Start(_)
+            | MediaCommand::SetRecording(..)
+            | MediaCommand::Adopt(..)
+            | MediaCommand::Browser(_) => {
                 return Some(command);
             }
         };
@@ -1284,6 +1461,7 @@ impl Worker {
                         }
                     }
                 }
+                MediaCommand::Browser(command) => self.browser_command(command, now),
                 MediaCommand::SetRecording(number, sink) => {
                     if let Some(room) = self.rooms.iter_mut().flatten().find(|r| r.number == number)
                     {
@@ -1329,6 +1507,24 @@ impl PortAllocator {
 
     /// Binds a free even/odd pair on `ip`; tries the whole range once.
     pub fn bind_pair(&self, ip: std::net::IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
+        match self.bind_even(ip, true)? {
+            (rtp, Some(rtcp)) => Ok((rtp, rtcp)),
+            (_, None) => Err(std::io::Error::other("RTCP port not bound")),
+        }
+    }
+
+    /// Binds one free even port on `ip` (a WebRTC session multiplexes everything on one
+    /// port, RFC 8843 and RFC 5761), the odd one after it left unused so that pairs stay
+    /// aligned; tries the whole range once.
+    pub fn bind_one(&self, ip: std::net::IpAddr) -> std::io::Result<UdpSocket> {
+        self.bind_even(ip, false).map(|(socket, _)| socket)
+    }
+
+    fn bind_even(
+        &self,
+        ip: std::net::IpAddr,
+        pair: bool,
+    ) -> std::io::Result<(UdpSocket, Option<UdpSocket>)> {
         let pairs = ((self.high - self.low) / 2).max(1);
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         for _ in 0..pairs {
@@ -1341,14 +1537,18 @@ impl PortAllocator {
             let Ok(rtp) = UdpSocket::bind((ip, port)) else {
                 continue;
             };
-            let Ok(rtcp) = UdpSocket::bind((ip, port + 1)) else {
-                continue;
+            let rtcp = if pair {
+                let Ok(rtcp) = UdpSocket::bind((ip, port + 1)) else {
+                    continue;
+                };
+                Some(rtcp)
+            } else {
+                None
             };
-            rtp.set_nonblocking(true)?;
-            rtcp.set_nonblocking(true)?;
             // Without stamps, jitter and round-trip times would include how late the worker
             // looked.
-            for socket in [&rtp, &rtcp] {
+            for socket in std::iter::once(&rtp).chain(rtcp.as_ref()) {
+                socket.set_nonblocking(true)?;
                 if let Err(err) = enable_arrival_times(socket) {
                     tracing::warn!("arrival times unavailable: {err}");
                 }

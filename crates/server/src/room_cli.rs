@@ -1,12 +1,14 @@
-//! `amtsleitung room ...`: create, list and delete pre-created conference rooms in the store.
+//! `amtsleitung room ...`: create, list and delete pre-created conference rooms in the store,
+//! and give rooms bearer tokens for WebRTC clients (WHIP/WHEP).
 //!
 //! Works on the database file directly, so it also works while the server runs (SQLite WAL,
-//! busy timeout in the store). PINs go in hashed and never come out: the list says "set".
+//! busy timeout in the store). PINs and tokens go in hashed and never come out: the list says
+//! "set", and a token is printed once when it is made.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use store::{NewRoom, Room, Store, StoreError};
+use store::{NewRoom, Room, Store, StoreError, TokenKind};
 
 /// Room administration commands.
 #[derive(Debug, clap::Subcommand)]
@@ -34,6 +36,24 @@ pub enum RoomCommand {
     },
     /// List rooms: number, PIN set?, moderator PIN set?, max participants, wait-for-moderator.
     List,
+    /// Make a bearer token for WebRTC clients of a room: `--whip` to publish audio into it
+    /// (POST /whip/rooms/NUMBER), `--whep` to listen to it (POST /whep/rooms/NUMBER). Prints
+    /// the token once; only its hash is stored. A new token replaces the room's earlier one of
+    /// that kind; `--revoke` removes it. Sessions already running are not ended.
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["whip", "whep"])))]
+    Token {
+        /// Room number (stored, or one that opens on demand).
+        number: String,
+        /// A token for WHIP ingest (publishing into the room).
+        #[arg(long)]
+        whip: bool,
+        /// A token for WHEP egress (listening to the room).
+        #[arg(long)]
+        whep: bool,
+        /// Remove the room's token of this kind instead of making one.
+        #[arg(long)]
+        revoke: bool,
+    },
     /// Delete a room; refused while callers are in it, unless --end-calls.
     Delete {
         /// Room number.
@@ -111,6 +131,46 @@ fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
                 .room_list()
                 .map_err(|err| format!("cannot list rooms: {err}"))?;
             Ok(room_table(&rooms))
+        }
+        RoomCommand::Token {
+            number,
+            whip,
+            whep: _,
+            revoke,
+        } => {
+            let kind = if whip {
+                TokenKind::Whip
+            } else {
+                TokenKind::Whep
+            };
+            if revoke {
+                if !exists {
+                    return Err(format!(
+                        "room {number} has no {kind} token (no database in {})",
+                        data_dir.display()
+                    ));
+                }
+                let revoked = open(data_dir)?
+                    .room_token_revoke(&number, kind)
+                    .map_err(|err| format!("cannot revoke the token: {err}"))?;
+                return if revoked {
+                    Ok(format!("{kind} token of room {number} revoked\n"))
+                } else {
+                    Err(format!("room {number} has no {kind} token"))
+                };
+            }
+            let token = open(data_dir)?
+                .room_token_issue(&number, kind, jiff::Timestamp::now().as_millisecond())
+                .map_err(|err| match err {
+                    StoreError::Database(_) => format!("cannot store the token: {err}"),
+                    other => other.to_string(),
+                })?;
+            // The token alone on stdout, so that scripts can take it; the note for people.
+            eprintln!(
+                "{kind} token for room {number}: shown only now (the server keeps its hash); \
+                 it replaces any earlier {kind} token of the room"
+            );
+            Ok(format!("{token}\n"))
         }
         RoomCommand::Delete { number, end_calls } => {
             if !exists {
@@ -374,6 +434,74 @@ mod tests {
         };
         assert!(execute(delete, &dir).is_err());
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn token_prints_a_new_token_that_the_store_checks_and_revoke_removes_it() {
+        let dir = temp_dir("token");
+        let token = |whip: bool, revoke: bool| RoomCommand::Token {
+            number: "1234".into(),
+            whip,
+            whep: !whip,
+            revoke,
+        };
+        assert_eq!(
+            execute(token(true, true), &dir),
+            Err(format!(
+                "room 1234 has no WHIP token (no database in {})",
+                dir.display()
+            ))
+        );
+        let printed = execute(token(true, false), &dir).unwrap();
+        let whip = printed.trim_end();
+        assert_eq!(printed, format!("{whip}\n"), "the token alone on its line");
+        let store = Store::open(&dir).unwrap();
+        assert!(
+            store
+                .room_token_check("1234", TokenKind::Whip, whip)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .room_token_check("1234", TokenKind::Whep, whip)
+                .unwrap()
+        );
+        let whep = execute(token(false, false), &dir).unwrap();
+        assert!(
+            store
+                .room_token_check("1234", TokenKind::Whep, whep.trim_end())
+                .unwrap()
+        );
+        assert_eq!(
+            execute(token(true, true), &dir),
+            Ok("WHIP token of room 1234 revoked\n".to_owned())
+        );
+        assert!(
+            !store
+                .room_token_check("1234", TokenKind::Whip, whip)
+                .unwrap()
+        );
+        assert!(
+            store
+                .room_token_check("1234", TokenKind::Whep, whep.trim_end())
+                .unwrap()
+        );
+        assert_eq!(
+            execute(token(true, true), &dir),
+            Err("room 1234 has no WHIP token".to_owned())
+        );
+        let bad = RoomCommand::Token {
+            number: "12x".into(),
+            whip: true,
+            whep: false,
+            revoke: false,
+        };
+        assert!(
+            execute(bad, &dir)
+                .unwrap_err()
+                .contains("must be 1 to 10 digits")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -88,7 +88,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let transport = transport::start(config.sip_listen, tls, inbound_tx).await?;
     let http_listen = config.http_listen;
-    let ports = PortAllocator::new(config.rtp_ports.low, config.rtp_ports.high);
+    let ports = Arc::new(PortAllocator::new(
+        config.rtp_ports.low,
+        config.rtp_ports.high,
+    ));
+    let (webrtc, webrtc_queues) = crate::webrtc_sessions::WebRtcSessions::new(ports.clone());
     // Read before the store thread takes the store over: the registrar starts with them.
     let users = Arc::new(UserDirectory::default());
     users.load(&store).context("cannot read the users")?;
@@ -107,7 +111,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         conferences: crate::conference::Registry::default(),
         trunks,
         costs: crate::call_cost::CallCosts::default(),
+        webrtc,
     });
+    crate::webrtc_sessions::spawn(shared.clone(), webrtc_queues);
     let (command_tx, command_rx) = mpsc::channel(crate::media_worker::CORE_COMMAND_QUEUE);
     // Admin requests are rare and answered at once; a few in flight are plenty.
     let (security_tx, security_rx) = mpsc::channel(8);

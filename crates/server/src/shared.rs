@@ -1,5 +1,5 @@
 //! Server-wide state the tasks share: configuration, prompts and handles to the media
-//! workers, the dialplan, the store and the live rooms.
+//! workers, the dialplan, the store, the live rooms and the WebRTC sessions.
 
 use crate::config::Config;
 use crate::dialplan_files::PlanHolder;
@@ -25,4 +25,6 @@ pub struct Shared {
     pub trunks: crate::trunk_service::TrunkHolder,
     /// What calls out cost in the last hour (the `[cost-guard]` of the trunks file).
     pub costs: crate::call_cost::CallCosts,
+    /// WebRTC clients' sessions (WHIP, WHEP).
+    pub webrtc: crate::webrtc_sessions::WebRtcSessions,
 }

@@ -14,6 +14,7 @@ mod dialplan_history;
 mod live_rooms;
 mod recordings;
 mod registrations;
+mod room_tokens;
 mod rooms;
 mod users;
 
@@ -21,6 +22,7 @@ pub use dialplan_history::DialplanVersion;
 pub use live_rooms::LiveRoom;
 pub use recordings::{Recording, RecordingId};
 pub use registrations::{Binding, BindingProblem, MAX_PATH_ENTRIES, UserBinding};
+pub use room_tokens::{TokenKind, same_token_hash, token_hash};
 pub use rooms::{
     DEFAULT_MAX_PARTICIPANTS, MAX_PARTICIPANTS_LIMIT, MAX_PIN_DIGITS, MAX_ROOM_NUMBER_DIGITS,
     MIN_PIN_DIGITS, NewRoom, PinChange, PinCheck, PinKind, PinProblem, Room, RoomUpdate,
@@ -364,6 +366,15 @@ const MIGRATIONS: &[&str] = &[
     // NULL: none; the trunks file's numbers apply.
     "ALTER TABLE sip_user ADD COLUMN location_number TEXT;
      ALTER TABLE sip_user ADD COLUMN location_networks TEXT NOT NULL DEFAULT '';",
+    // 11: bearer tokens for WebRTC clients, one per room and kind ('whip' publishes into the
+    // room, 'whep' listens), stored as SHA-256 of the random token (see room_tokens.rs).
+    "CREATE TABLE room_token (
+        room TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        token_hash BLOB NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (room, kind)
+    ) WITHOUT ROWID;",
 ];
 
 /// One finished call, as written to the call log.
@@ -1050,6 +1061,33 @@ mod tests {
             .user_set_location(DEFAULT_DOMAIN, "150", Some(home), 3)
             .unwrap();
         assert_eq!(store.user_get(DEFAULT_DOMAIN, "150").unwrap(), Some(set));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn upgrading_a_version_10_database_keeps_its_rooms_without_webrtc_tokens() {
+        // Version 10 is the schema before rooms had WHIP/WHEP tokens.
+        const BEFORE_TOKENS: usize = 10;
+        let dir = database_at_version(
+            BEFORE_TOKENS,
+            "INSERT INTO room (number, pin_scheme, pin_salt, pin_hash, moderator_pin_hash,
+                 max_participants, wait_for_moderator, created_at_ms)
+             VALUES ('1234', 1, x'00', NULL, NULL, 12, 0, 5)",
+        );
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(
+            store.room_get("1234").unwrap().map(|r| r.max_participants),
+            Some(12)
+        );
+        assert_eq!(store.room_token_kinds("1234").unwrap(), vec![]);
+        let token = store.room_token_issue("1234", TokenKind::Whip, 6).unwrap();
+        assert!(
+            store
+                .room_token_check("1234", TokenKind::Whip, &token)
+                .unwrap()
+        );
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

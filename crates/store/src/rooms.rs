@@ -360,12 +360,17 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Deletes a room; false if there was none. Its recordings stay listed.
+    /// Deletes a room and its WebRTC tokens (a room created again under the number is a new
+    /// room, not opened by the old room's tokens); false if there was none. Its recordings
+    /// stay listed.
     pub fn room_delete(&self, number: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM room WHERE number = ?1", [number])?
-            > 0)
+        let tx = self.conn.unchecked_transaction()?;
+        let deleted = tx.execute("DELETE FROM room WHERE number = ?1", [number])? > 0;
+        if deleted {
+            tx.execute("DELETE FROM room_token WHERE room = ?1", [number])?;
+        }
+        tx.commit()?;
+        Ok(deleted)
     }
 
     /// Changes a stored room's PINs or settings, validating the result as `room_create` does.

@@ -15,7 +15,7 @@ use tracing::debug;
 use crate::config::WebRtcConfig;
 use crate::error::{SendError, WebRtcError};
 use crate::event::{AudioLevel, Datagram, LegStats, ReceivedAudio, WebRtcEvent};
-use crate::offer::summarize;
+use crate::offer::{parse_complaint, summarize};
 
 /// The largest Opus packet [`WebRtcLeg::send_opus`] takes: one TOC byte and one frame of at
 /// most 1275 bytes (RFC 6716 §3.2.1), which is what a 20 ms code-0 packet can be.
@@ -120,7 +120,7 @@ impl WebRtcLeg {
         }
         let offer =
             SdpOffer::from_sdp_string(offer_sdp).map_err(|e| WebRtcError::MalformedSdp {
-                reason: e.to_string(),
+                reason: parse_complaint(&e.to_string()),
             })?;
 
         let mut rtc = rtc_config().build(now);

@@ -12,6 +12,40 @@ const MAX_LINES: usize = 8;
 const MAX_CODECS: usize = 8;
 const MAX_SUMMARY: usize = 300;
 
+/// str0m's complaint about SDP it could not parse, fit to be shown to the peer: its parser
+/// reports the position as `PointerOffset(0x7f...)`, a heap address of this process, which
+/// says nothing to the peer and must not leak to it (it weakens ASLR); the parser's several
+/// lines become one, bounded like [`summarize`].
+pub(crate) fn parse_complaint(error: &str) -> String {
+    let mut out = String::new();
+    for line in error.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let line = match line.find("PointerOffset(") {
+            Some(start) => {
+                let end = line[start..]
+                    .find(')')
+                    .map_or(line.len(), |e| start + e + 1);
+                let before = line[..start].trim_end();
+                let before = before.strip_suffix(" at").unwrap_or(before);
+                format!("{before}{}", &line[end..])
+            }
+            None => line.to_owned(),
+        };
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str(line.trim());
+    }
+    if out.len() > MAX_SUMMARY {
+        let mut cut = MAX_SUMMARY;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    out
+}
+
 /// `audio (PCMU, PCMA), video (VP8)`, or `no m-lines`.
 pub(crate) fn summarize(sdp: &str) -> String {
     let mut lines: Vec<(&str, Vec<&str>)> = Vec::new();
@@ -80,7 +114,18 @@ pub(crate) fn summarize(sdp: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::summarize;
+    use super::{parse_complaint, summarize};
+
+    #[test]
+    fn a_parse_complaint_keeps_the_words_and_drops_the_address() {
+        let error = "SDP parse: Parse error at PointerOffset(0x7f6d90019b41)\nUnexpected `t`\n\
+                     Expected `o`\nsdp line\n";
+        assert_eq!(
+            parse_complaint(error),
+            "SDP parse: Parse error; Unexpected `t`; Expected `o`; sdp line"
+        );
+        assert_eq!(parse_complaint("plain"), "plain");
+    }
 
     #[test]
     fn names_kinds_and_codecs() {

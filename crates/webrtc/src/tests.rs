@@ -532,8 +532,8 @@ fn rejects_malformed_sdp() {
     for garbage in ["", "hello", "v=0\r\nm=audio banana\r\n", "\u{0}\u{1}\u{2}"] {
         let err = WebRtcLeg::answer(&config, garbage, now).expect_err("refused");
         assert!(
-            matches!(err, WebRtcError::MalformedSdp { .. }),
-            "{garbage:?}: {err:?}"
+            matches!(&err, WebRtcError::MalformedSdp { reason } if !reason.contains("0x")),
+            "{garbage:?}: {err:?} (no addresses of ours in what the peer is told)"
         );
     }
     let huge = CHROME_OFFER.repeat(100);
