@@ -274,13 +274,7 @@ fn publisher_subscriber_and_phone_hear_each_other_and_nobody_hears_itself() {
         "sessions left after DELETE:\n{}",
         server.metrics(Some(&ns))
     );
-    assert!(
-        wait_until(Duration::from_secs(5), || server
-            .http_get(Some(&ns), "/rooms")
-            .ends_with("[]")),
-        "the room stayed open: {}",
-        server.http_get(Some(&ns), "/rooms")
-    );
+    assert_room_closed(&server, &ns);
 }
 
 #[test]
@@ -336,12 +330,17 @@ fn a_publisher_that_disappears_is_removed_after_the_timeout() {
         server.metric(Some(&ns), "amtsleitung_webrtc_sessions_unreachable_total"),
         1
     );
+    assert_room_closed(&server, &ns);
+}
+
+/// Waits for the room to be closed: its last participant has left.
+fn assert_room_closed(server: &Server, ns: &Netns) {
     assert!(
         wait_until(Duration::from_secs(5), || server
-            .http_get(Some(&ns), "/rooms")
+            .http_get(Some(ns), "/rooms")
             .ends_with("[]")),
         "the room stayed open: {}",
-        server.http_get(Some(&ns), "/rooms")
+        server.http_get(Some(ns), "/rooms")
     );
 }
 

@@ -595,10 +595,8 @@ impl MediaLeg {
         })
     }
 
-    /// Decodes this tick's frame (or conceals a loss) into `heard`; returns its length, and
-    /// the payload when it decoded to exactly one frame (a conference may forward it as
-    /// is). An Opus frame whose reported level `skip_decode` rejects is not decoded at all:
-    /// see [`Heard::LevelOnly`].
+    /// Decodes this tick's frame of the peer's audio into `heard`, as
+    /// [`AudioReceiver::decode`] does.
     #[inline]
     pub fn decode(
         &mut self,

@@ -456,36 +456,18 @@ mod tests {
         let whip = printed.trim_end();
         assert_eq!(printed, format!("{whip}\n"), "the token alone on its line");
         let store = Store::open(&dir).unwrap();
-        assert!(
-            store
-                .room_token_check("1234", TokenKind::Whip, whip)
-                .unwrap()
-        );
-        assert!(
-            !store
-                .room_token_check("1234", TokenKind::Whep, whip)
-                .unwrap()
-        );
+        let valid = |kind, token: &str| store.room_token_check("1234", kind, token).unwrap();
+        assert!(valid(TokenKind::Whip, whip));
+        assert!(!valid(TokenKind::Whep, whip));
         let whep = execute(token(false, false), &dir).unwrap();
-        assert!(
-            store
-                .room_token_check("1234", TokenKind::Whep, whep.trim_end())
-                .unwrap()
-        );
+        let whep = whep.trim_end();
+        assert!(valid(TokenKind::Whep, whep));
         assert_eq!(
             execute(token(true, true), &dir),
             Ok("WHIP token of room 1234 revoked\n".to_owned())
         );
-        assert!(
-            !store
-                .room_token_check("1234", TokenKind::Whip, whip)
-                .unwrap()
-        );
-        assert!(
-            store
-                .room_token_check("1234", TokenKind::Whep, whep.trim_end())
-                .unwrap()
-        );
+        assert!(!valid(TokenKind::Whip, whip));
+        assert!(valid(TokenKind::Whep, whep), "the other kind stays");
         assert_eq!(
             execute(token(true, true), &dir),
             Err("room 1234 has no WHIP token".to_owned())

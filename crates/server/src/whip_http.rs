@@ -36,19 +36,19 @@ pub fn routes<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S
     Router::new()
         .route(
             "/whip/rooms/{room}",
-            post(post_whip).options(endpoint_options),
+            post(post_endpoint::<WHIP>).options(endpoint_options),
         )
         .route(
             "/whep/rooms/{room}",
-            post(post_whep).options(endpoint_options),
+            post(post_endpoint::<WHEP>).options(endpoint_options),
         )
         .route(
             "/whip/sessions/{id}",
-            axum::routing::delete(delete_whip).options(session_options),
+            axum::routing::delete(delete_session_url::<WHIP>).options(session_options),
         )
         .route(
             "/whep/sessions/{id}",
-            axum::routing::delete(delete_whep).options(session_options),
+            axum::routing::delete(delete_session_url::<WHEP>).options(session_options),
         )
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
         .with_state(shared)
@@ -62,7 +62,22 @@ struct PostParams {
     publisher: Option<String>,
 }
 
-async fn post_whip(
+// The handlers' `KIND`: WHIP and WHEP routes differ only in which token and which direction
+// they mean, so one handler serves both (axum handlers cannot take a runtime argument).
+const WHIP: u8 = 0;
+const WHEP: u8 = 1;
+
+/// The token kind of a handler's `KIND`.
+fn kind_of(kind: u8) -> TokenKind {
+    if kind == WHEP {
+        TokenKind::Whep
+    } else {
+        TokenKind::Whip
+    }
+}
+
+/// `POST` on an endpoint.
+async fn post_endpoint<const KIND: u8>(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
@@ -70,26 +85,23 @@ async fn post_whip(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let span = tracing::info_span!("webrtc", kind = "whip", %room, client = %peer);
-    post_offer(TokenKind::Whip, &shared, peer, &room, query, &headers, body)
+    let kind = kind_of(KIND);
+    let span = tracing::info_span!("webrtc", kind = kind.as_str(), %room, client = %peer);
+    post_offer(kind, &shared, peer, &room, query, &headers, body)
         .instrument(span)
         .await
 }
 
-async fn post_whep(
+/// `DELETE` on a session.
+async fn delete_session_url<const KIND: u8>(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(room): Path<String>,
-    query: Result<Query<PostParams>, axum::extract::rejection::QueryRejection>,
+    Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let span = tracing::info_span!("webrtc", kind = "whep", %room, client = %peer);
-    post_offer(TokenKind::Whep, &shared, peer, &room, query, &headers, body)
-        .instrument(span)
-        .await
+    delete_session(kind_of(KIND), &shared, &id, &headers)
 }
 
+/// Opens a session for a POSTed offer, or says in JSON why not.
 async fn post_offer(
     kind: TokenKind,
     shared: &Shared,
@@ -181,22 +193,6 @@ fn open_error(err: &OpenError) -> Response {
         OpenError::ServerAddress(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_address"),
     };
     error(status, code, err)
-}
-
-async fn delete_whip(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    delete_session(TokenKind::Whip, &shared, &id, &headers)
-}
-
-async fn delete_whep(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    delete_session(TokenKind::Whep, &shared, &id, &headers)
 }
 
 /// `DELETE` on a session's URL: 200 once it is over (RFC 9725). The session's URL is a

@@ -35,15 +35,7 @@ pub(crate) fn parse_complaint(error: &str) -> String {
         }
         out.push_str(line.trim());
     }
-    if out.len() > MAX_SUMMARY {
-        let mut cut = MAX_SUMMARY;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out.push_str("...");
-    }
-    out
+    bounded(out)
 }
 
 /// `audio (PCMU, PCMA), video (VP8)`, or `no m-lines`.
@@ -101,15 +93,20 @@ pub(crate) fn summarize(sdp: &str) -> String {
     if more_lines > 0 {
         let _ = write!(out, " and {more_lines} more");
     }
-    if out.len() > MAX_SUMMARY {
+    bounded(out)
+}
+
+/// `text` cut to [`MAX_SUMMARY`] bytes (on a character boundary), `...` saying it was.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_SUMMARY {
         let mut cut = MAX_SUMMARY;
-        while !out.is_char_boundary(cut) {
+        while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        out.truncate(cut);
-        out.push_str("...");
+        text.truncate(cut);
+        text.push_str("...");
     }
-    out
+    text
 }
 
 #[cfg(test)]
