@@ -316,3 +316,141 @@ fn dialplan_explain_shows_how_the_trunk_normalises_the_numbers_before_routing() 
         "{err}"
     );
 }
+
+/// Runs the binary in `cwd` with `AMT_CONFIG` set as given (or removed).
+fn run_in(
+    cwd: &std::path::Path,
+    config_env: Option<&std::path::Path>,
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut command = Command::new(binary());
+    command.current_dir(cwd).args(args);
+    match config_env {
+        Some(path) => command.env("AMT_CONFIG", path),
+        None => command.env_remove("AMT_CONFIG"),
+    };
+    let out = command.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An admin creates a room where the config lives and lists it from anywhere else: both
+/// commands act on the store the config names (relative to the config file, not to where the
+/// command was typed), say which store that is, and leave no stray database behind. Before,
+/// `cd /tmp && amtsleitung room list` made an empty /tmp/data/amtsleitung.db and said "no
+/// rooms".
+#[test]
+fn offline_commands_act_on_the_configured_store_from_any_directory() {
+    let etc = TempDir::new("cfg-etc");
+    let elsewhere = TempDir::new("cfg-elsewhere");
+    let config = etc.path().join("amtsleitung.toml");
+    std::fs::write(&config, "data-dir = \"state\"\n").unwrap();
+    let database = etc.path().join("state/amtsleitung.db");
+
+    // ./amtsleitung.toml in the working directory is found.
+    let (code, out, err) = run_in(
+        etc.path(),
+        None,
+        &["room", "create", "4711", "--pin", "2468"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        database.exists(),
+        "no store at {}: {err}",
+        database.display()
+    );
+    assert!(
+        err.contains(&database.display().to_string()),
+        "store not named: {err}"
+    );
+
+    // $AMT_CONFIG from another directory, and --config, reach the same store.
+    let (code, out, err) = run_in(elsewhere.path(), Some(&config), &["room", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("4711"),
+        "room not listed via $AMT_CONFIG: {out}{err}"
+    );
+    assert!(err.contains(&database.display().to_string()), "{err}");
+    let (code, out, err) = run_in(
+        elsewhere.path(),
+        None,
+        &["room", "list", "--config", config.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("4711"),
+        "room not listed via --config: {out}{err}"
+    );
+    assert!(
+        !elsewhere.path().join("data").exists() && !elsewhere.path().join("state").exists(),
+        "a store was made where the command was typed"
+    );
+
+    // A config file named but missing is an error naming it, not the defaults.
+    let missing = elsewhere.path().join("nope.toml");
+    let (code, _, err) = run_in(elsewhere.path(), Some(&missing), &["room", "list"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nope.toml"), "{err}");
+}
+
+/// `dialplan check` where the prompts cannot be found used to skip the prompt checks and call
+/// a plan valid whose prompts callers would never hear; now it says it cannot read them.
+#[test]
+fn dialplan_check_without_the_prompts_is_an_error_naming_the_directory() {
+    let empty = TempDir::new("cfg-noprompts");
+    let plans = repo().join("dialplans");
+    let (code, out, err) = run_in(
+        empty.path(),
+        None,
+        &["dialplan", "check", plans.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("cannot read sounds directory sounds"), "{err}");
+    assert!(!out.contains("is valid"), "{out}");
+    // With the prompts named, the same plan is valid.
+    let sounds = repo().join("sounds");
+    let (code, out, err) = run_in(
+        empty.path(),
+        None,
+        &[
+            "dialplan",
+            "check",
+            plans.to_str().unwrap(),
+            "--sounds",
+            sounds.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("is valid"), "{out}");
+}
+
+/// A fatal error at start is said once (it used to come once from the log and once more
+/// from main).
+#[test]
+fn serve_says_a_fatal_error_once() {
+    let empty = TempDir::new("cfg-once");
+    let (code, out, err) = run_in(
+        empty.path(),
+        None,
+        &[
+            "serve",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--sounds",
+            "/nonexistent-prompts",
+        ],
+    );
+    assert_ne!(code, 0, "{out}{err}");
+    assert_eq!(
+        err.matches("cannot read sounds directory /nonexistent-prompts")
+            .count(),
+        1,
+        "{err}"
+    );
+}

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use dialplan::{CallFacts, CheckContext, Diagnostic, Plan, SourceFile};
 
 use crate::DialplanCommand;
+use crate::config::{Config, ConfigSource};
 use crate::sounds::SoundLibrary;
 
 /// The plan in force; each call takes a snapshot, a reload swaps in a new one atomically.
@@ -249,13 +250,16 @@ fn compile_files(
     dialplan::compile(files, &ctx).map(|compiled| (compiled.plan, compiled.warnings))
 }
 
-/// Runs `amtsleitung dialplan ...`.
-pub fn run_command(command: DialplanCommand) -> ExitCode {
+/// Runs `amtsleitung dialplan ...`; what a flag leaves out comes from `config`.
+pub fn run_command(command: DialplanCommand, config: &Config, source: &ConfigSource) -> ExitCode {
     match command {
         DialplanCommand::Check { dir, sounds } => {
-            let dir = dir.unwrap_or_else(|| PathBuf::from("dialplans"));
-            let sounds = load_sounds(sounds);
-            match compile_dir(&dir, sounds.as_ref()) {
+            let dir = dir.unwrap_or_else(|| config.dialplans.clone());
+            let sounds = match load_sounds(sounds.as_deref().unwrap_or(&config.sounds)) {
+                Ok(sounds) => sounds,
+                Err(code) => return code,
+            };
+            match compile_dir(&dir, Some(&sounds)) {
                 Ok((_, warnings)) => {
                     for warning in &warnings {
                         println!("{warning}");
@@ -295,9 +299,12 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
             dialplans,
             sounds,
         } => {
-            let dir = dialplans.unwrap_or_else(|| PathBuf::from("dialplans"));
-            let sounds = load_sounds(sounds);
-            let plan = match compile_dir(&dir, sounds.as_ref()) {
+            let dir = dialplans.unwrap_or_else(|| config.dialplans.clone());
+            let sounds = match load_sounds(sounds.as_deref().unwrap_or(&config.sounds)) {
+                Ok(sounds) => sounds,
+                Err(code) => return code,
+            };
+            let plan = match compile_dir(&dir, Some(&sounds)) {
                 Ok((plan, _)) => plan,
                 Err(diagnostics) => {
                     for diagnostic in &diagnostics {
@@ -318,7 +325,7 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
             };
             // A call from a carrier reaches the plan with its numbers normalised by the
             // trunk's rules, as the server does it; show how.
-            let (to, from) = match (&trunk, trunks) {
+            let (to, from) = match (&trunk, trunks.or_else(|| config.trunks.clone())) {
                 (Some(name), Some(file)) => match normalised_by_trunk(&file, name, to, from) {
                     Ok(numbers) => numbers,
                     Err(err) => {
@@ -338,13 +345,26 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
             print!("{}", plan.explain(&facts));
             ExitCode::SUCCESS
         }
-        DialplanCommand::History { data_dir } => exit_code(history(&data_dir)),
+        DialplanCommand::History { data_dir } => {
+            let data_dir = data_dir.unwrap_or_else(|| config.data_dir.clone());
+            crate::announce_store(&data_dir, source);
+            exit_code(history(&data_dir))
+        }
         DialplanCommand::Rollback {
             version,
             data_dir,
             dialplans,
             sounds,
-        } => exit_code(rollback(version, &data_dir, &dialplans, &sounds)),
+        } => {
+            let data_dir = data_dir.unwrap_or_else(|| config.data_dir.clone());
+            crate::announce_store(&data_dir, source);
+            exit_code(rollback(
+                version,
+                &data_dir,
+                &dialplans.unwrap_or_else(|| config.dialplans.clone()),
+                &sounds.unwrap_or_else(|| config.sounds.clone()),
+            ))
+        }
     }
 }
 
@@ -465,7 +485,14 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
     Ok(())
 }
 
-fn load_sounds(dir: Option<PathBuf>) -> Option<SoundLibrary> {
-    let dir = dir.unwrap_or_else(|| PathBuf::from("sounds"));
-    SoundLibrary::load(&dir).ok()
+/// The prompts a plan is checked against. Without them `check` could not tell a plan whose
+/// prompts are missing (callers would hear silence) from a good one, so a directory that
+/// cannot be read is an error that names it, never a silent skip.
+fn load_sounds(dir: &Path) -> Result<SoundLibrary, ExitCode> {
+    SoundLibrary::load(dir).map_err(|err| {
+        eprintln!(
+            "amtsleitung: {err:#} (name the prompts with --sounds or `sounds` in the config)"
+        );
+        ExitCode::FAILURE
+    })
 }

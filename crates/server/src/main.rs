@@ -39,7 +39,7 @@ mod user_cli;
 mod user_directory;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -50,6 +50,10 @@ use config::{Config, LogFormat, PortRange};
 #[derive(Debug, Parser)]
 #[command(name = "amtsleitung", version, about)]
 struct Cli {
+    /// Config file, for every command (default: $AMT_CONFIG, else ./amtsleitung.toml, else
+    /// /etc/amtsleitung/amtsleitung.toml, else built-in defaults); flags override its keys.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,31 +67,26 @@ enum Command {
     Dialplan(DialplanCommand),
     /// Create, list and delete conference rooms with PINs.
     Room {
-        /// Data directory of the server.
-        #[arg(long, value_name = "DIR", default_value = "data", global = true)]
-        data_dir: PathBuf,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR", global = true)]
+        data_dir: Option<PathBuf>,
         #[command(subcommand)]
         command: room_cli::RoomCommand,
     },
     /// Add, list, show, change, delete and import staff users (desk phone extensions).
     User {
-        /// Data directory of the server.
-        #[arg(long, value_name = "DIR", default_value = "data", global = true)]
-        data_dir: PathBuf,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR", global = true)]
+        data_dir: Option<PathBuf>,
         #[command(subcommand)]
         command: user_cli::UserCommand,
     },
     /// Show and lift the bans on addresses that kept sending wrong passwords (asks the
     /// running server).
     Security {
-        /// The server's admin HTTP address (`http-listen`).
-        #[arg(
-            long,
-            value_name = "ADDR",
-            default_value = "127.0.0.1:8080",
-            global = true
-        )]
-        http: SocketAddr,
+        /// The server's admin HTTP address (default: the config's `http-listen`).
+        #[arg(long, value_name = "ADDR", global = true)]
+        http: Option<SocketAddr>,
         #[command(subcommand)]
         command: security_cli::SecurityCommand,
     },
@@ -95,9 +94,6 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// TOML config file; flags override its keys.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
     /// SIP listen address (UDP and TCP).
     #[arg(long, value_name = "ADDR")]
     sip_listen: Option<SocketAddr>,
@@ -150,9 +146,10 @@ struct ServeArgs {
 enum DialplanCommand {
     /// Check every dialplan file; exit 1 on errors.
     Check {
-        /// Dialplan directory (default ./dialplans).
+        /// Dialplan directory (default: the config's `dialplans`).
         dir: Option<PathBuf>,
-        /// Prompt directory used to check sound names (default ./sounds).
+        /// Prompt directory the sound names are checked against (default: the config's
+        /// `sounds`).
         #[arg(long, value_name = "DIR")]
         sounds: Option<PathBuf>,
     },
@@ -170,47 +167,46 @@ enum DialplanCommand {
         /// Inbound trunk name: the numbers are normalised by its rules (with --trunks).
         #[arg(long, value_name = "TRUNK")]
         trunk: Option<String>,
-        /// The trunks file whose number rules --trunk applies.
+        /// The trunks file whose number rules --trunk applies (default: the config's
+        /// `trunks`).
         #[arg(long, value_name = "FILE", requires = "trunk")]
         trunks: Option<PathBuf>,
         /// Caller's source IP.
         #[arg(long, value_name = "IP")]
         source: Option<IpAddr>,
-        /// Dialplan directory (default ./dialplans).
+        /// Dialplan directory (default: the config's `dialplans`).
         #[arg(long, value_name = "DIR")]
         dialplans: Option<PathBuf>,
-        /// Prompt directory (default ./sounds).
+        /// Prompt directory (default: the config's `sounds`).
         #[arg(long, value_name = "DIR")]
         sounds: Option<PathBuf>,
     },
     /// List the dialplan versions the server has accepted.
     History {
-        /// Data directory of the server.
-        #[arg(long, value_name = "DIR", default_value = "data")]
-        data_dir: PathBuf,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Write an earlier version back into the dialplan directory; a running server reloads it.
     Rollback {
         /// Version number from `dialplan history`.
         version: u32,
-        /// Data directory of the server.
-        #[arg(long, value_name = "DIR", default_value = "data")]
-        data_dir: PathBuf,
-        /// Dialplan directory to write into.
-        #[arg(long, value_name = "DIR", default_value = "dialplans")]
-        dialplans: PathBuf,
-        /// Prompt directory used to check the version before writing it.
-        #[arg(long, value_name = "DIR", default_value = "sounds")]
-        sounds: PathBuf,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Dialplan directory to write into (default: the config's `dialplans`).
+        #[arg(long, value_name = "DIR")]
+        dialplans: Option<PathBuf>,
+        /// Prompt directory used to check the version before writing it (default: the
+        /// config's `sounds`).
+        #[arg(long, value_name = "DIR")]
+        sounds: Option<PathBuf>,
     },
 }
 
 impl ServeArgs {
-    fn into_config(self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => config::load_file(path)?,
-            None => Config::default(),
-        };
+    /// `config` with the flags given on top.
+    fn apply_to(self, mut config: Config) -> Config {
         if let Some(v) = self.sip_listen {
             config.sip_listen = v;
         }
@@ -256,8 +252,16 @@ impl ServeArgs {
         if let Some(v) = self.srtp {
             config.srtp = v;
         }
-        Ok(config)
+        config
     }
+}
+
+/// Says on stderr which store an offline command acts on, so that an admin who typed it in
+/// the wrong place (or with the wrong config) sees it before trusting "no rooms".
+pub(crate) fn announce_store(data_dir: &Path, source: &config::ConfigSource) {
+    let file = store::Store::database_file(data_dir);
+    let file = std::path::absolute(&file).unwrap_or(file);
+    eprintln!("amtsleitung: store {} (config: {source})", file.display());
 }
 
 fn main() -> ExitCode {
@@ -279,28 +283,41 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let located = match config::locate(cli.config.as_deref()) {
+        Ok(located) => located,
+        Err(err) => {
+            eprintln!("amtsleitung: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let source = located.source;
+    let config = located.config;
     match cli.command {
         Command::Serve(args) => {
-            let config = match args.into_config() {
-                Ok(config) => config,
-                Err(err) => {
-                    eprintln!("amtsleitung: {err:#}");
-                    return ExitCode::from(2);
-                }
-            };
+            let config = args.apply_to(config);
             runtime::init_logging(config.log_format);
+            tracing::info!(config = %source, "configuration");
             match runtime::serve(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!("{err:#}");
-                    eprintln!("amtsleitung: {err:#}");
                     ExitCode::FAILURE
                 }
             }
         }
-        Command::Dialplan(command) => dialplan_files::run_command(command),
-        Command::Room { data_dir, command } => room_cli::run(command, &data_dir),
-        Command::User { data_dir, command } => user_cli::run(command, &data_dir),
-        Command::Security { http, command } => security_cli::run(command, http),
+        Command::Dialplan(command) => dialplan_files::run_command(command, &config, &source),
+        Command::Room { data_dir, command } => {
+            let data_dir = data_dir.unwrap_or(config.data_dir);
+            announce_store(&data_dir, &source);
+            room_cli::run(command, &data_dir)
+        }
+        Command::User { data_dir, command } => {
+            let data_dir = data_dir.unwrap_or(config.data_dir);
+            announce_store(&data_dir, &source);
+            user_cli::run(command, &data_dir)
+        }
+        Command::Security { http, command } => {
+            security_cli::run(command, http.unwrap_or(config.http_listen))
+        }
     }
 }
