@@ -454,3 +454,50 @@ fn serve_says_a_fatal_error_once() {
         "{err}"
     );
 }
+
+/// A data directory the server's user cannot write is one line that names it and says
+/// "Permission denied", for the offline commands and for `serve`; before, SQLite's "unable to
+/// open database file" came three times with "Error code 14". Run as `nobody` (the tests run
+/// as root, which may write anywhere) against a directory owned by root.
+#[test]
+fn an_unwritable_data_directory_is_named_with_the_cause_once() {
+    let data = TempDir::new("cfg-readonly");
+    let dir = data.path().to_str().unwrap();
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(binary())
+            .args(args)
+            .current_dir("/")
+            .env_remove("AMT_CONFIG")
+            .output()
+            .expect("setpriv (util-linux)");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let said = format!("cannot write in data directory {dir}: Permission denied");
+    let (code, err) = as_nobody(&["room", "create", "4711", "--data-dir", dir]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&said), "{err}");
+    assert!(!err.contains("unable to open database file"), "{err}");
+
+    let (dialplans, sounds) = (repo().join("dialplans"), repo().join("sounds"));
+    let (code, err) = as_nobody(&[
+        "serve",
+        "--sip-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+        "--dialplans",
+        dialplans.to_str().unwrap(),
+        "--sounds",
+        sounds.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(err.matches(&said).count(), 1, "{err}");
+    assert!(!err.contains("Error code 14"), "{err}");
+}

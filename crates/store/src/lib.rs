@@ -43,6 +43,15 @@ pub enum StoreError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The data directory exists but this process cannot make files in it (SQLite needs
+    /// to, for its database, journal and WAL files).
+    #[error("cannot write in data directory {path}: {source}")]
+    NotWritable {
+        /// The directory.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
     /// The database refused an operation.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
@@ -465,6 +474,7 @@ impl Store {
             path: data_dir.to_path_buf(),
             source,
         })?;
+        Self::check_writable(data_dir)?;
         let path = Self::database_file(data_dir);
         let conn = Connection::open(&path)?;
         // WAL keeps readers (admin API) from blocking the writer (call records at hangup);
@@ -475,6 +485,23 @@ impl Store {
         let mut store = Self { conn, path };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// SQLite reports a directory it cannot write as "unable to open database file" (code
+    /// 14), which names neither the directory nor the cause: try it ourselves first.
+    fn check_writable(data_dir: &Path) -> Result<(), StoreError> {
+        let probe = data_dir.join(format!(".amtsleitung-write-test-{}", std::process::id()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&probe)
+            .map_err(|source| StoreError::NotWritable {
+                path: data_dir.to_path_buf(),
+                source,
+            })?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
     }
 
     /// The database file `open` uses in `data_dir`, to check for it without creating it.
