@@ -262,7 +262,53 @@ fn dialplan_history_and_rollback_restore_an_earlier_plan() {
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), v1);
+    assert!(out.contains("as version 3"), "{out}");
+    // The server reloads the rolled-back files; the history says it was a rollback (before,
+    // the reload recorded it as a "file change") and has no second entry for it.
+    assert!(
+        support::wait_until(std::time::Duration::from_secs(5), || {
+            server.log().contains("version=3")
+        }),
+        "rolled-back plan not reloaded\n{}",
+        server.log()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (code, out, err) = run(&["dialplan", "history", "--data-dir", &data]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with(['1', '2', '3', '4']))
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(
+        rows[0].trim_start().starts_with('3') && rows[0].contains("rollback to version 1 by"),
+        "{out}"
+    );
+
+    // A stored version is shown whole, and two are compared line by line.
+    let (code, out, err) = run(&["dialplan", "show", "2", "--data-dir", &data]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("# main.toml\n{v2}"));
+    let (code, out, err) = run(&["dialplan", "diff", "1", "2", "--data-dir", &data]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "--- version 1/main.toml",
+        "+++ version 2/main.toml",
+        "-name = \"first\"",
+        "+name = \"second\"",
+        "-match = \"600\"",
+        "+match = \"700\"",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in:\n{out}");
+    }
+    let (code, out, _) = run(&["dialplan", "diff", "1", "3", "--data-dir", &data]);
+    assert_eq!(code, 0);
+    assert!(out.contains("are the same"), "{out}");
+
     let (code, _, err) = run(&["dialplan", "rollback", "99", "--data-dir", &data]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no dialplan version 99"), "{err}");
+    let (code, _, err) = run(&["dialplan", "show", "99", "--data-dir", &data]);
     assert_eq!(code, 1);
     assert!(err.contains("no dialplan version 99"), "{err}");
 }

@@ -350,6 +350,16 @@ pub fn run_command(command: DialplanCommand, config: &Config, source: &ConfigSou
             crate::announce_store(&data_dir, source);
             exit_code(history(&data_dir))
         }
+        DialplanCommand::Show { version, data_dir } => {
+            let data_dir = data_dir.unwrap_or_else(|| config.data_dir.clone());
+            crate::announce_store(&data_dir, source);
+            exit_code(show(version, &data_dir))
+        }
+        DialplanCommand::Diff { from, to, data_dir } => {
+            let data_dir = data_dir.unwrap_or_else(|| config.data_dir.clone());
+            crate::announce_store(&data_dir, source);
+            exit_code(diff(from, to, &data_dir))
+        }
         DialplanCommand::Rollback {
             version,
             data_dir,
@@ -425,15 +435,74 @@ fn history(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The files of a stored version, or an error that says how to find one.
+fn version_files(store: &store::Store, version: u32) -> anyhow::Result<Vec<(String, String)>> {
+    store.dialplan_version_files(version)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "there is no dialplan version {version} (see `amtsleitung dialplan history`)"
+        )
+    })
+}
+
+/// Prints every file of `version` under a `# path` header line.
+fn show(version: u32, data_dir: &Path) -> anyhow::Result<()> {
+    let store = store::Store::open(data_dir)?;
+    for (path, text) in version_files(&store, version)? {
+        println!("# {path}");
+        print!("{text}");
+        if !text.ends_with('\n') {
+            println!();
+        }
+    }
+    Ok(())
+}
+
+/// Prints a unified diff per file from version `from` to version `to` (files added or
+/// removed against an empty file), and says so when nothing changed.
+fn diff(from: u32, to: u32, data_dir: &Path) -> anyhow::Result<()> {
+    let store = store::Store::open(data_dir)?;
+    let (old, new) = (version_files(&store, from)?, version_files(&store, to)?);
+    let mut paths: Vec<&str> = old.iter().chain(&new).map(|(p, _)| p.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let text_of = |files: &[(String, String)], path: &str| {
+        files
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, t)| t.clone())
+    };
+    let mut changed = false;
+    for path in paths {
+        let (a, b) = (text_of(&old, path), text_of(&new, path));
+        if a == b {
+            continue;
+        }
+        changed = true;
+        let header_a = a
+            .as_ref()
+            .map_or("/dev/null".to_owned(), |_| format!("version {from}/{path}"));
+        let header_b = b
+            .as_ref()
+            .map_or("/dev/null".to_owned(), |_| format!("version {to}/{path}"));
+        let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
+        print!(
+            "{}",
+            similar::TextDiff::from_lines(&a, &b)
+                .unified_diff()
+                .header(&header_a, &header_b)
+        );
+    }
+    if !changed {
+        println!("dialplan versions {from} and {to} are the same");
+    }
+    Ok(())
+}
+
 /// Writes version `version` back into `dialplans`, after checking it still compiles. Files of
 /// the directory's plan that the version does not have are removed; `examples/` is left alone.
 fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> anyhow::Result<()> {
     let store = store::Store::open(data_dir)?;
-    let files = store.dialplan_version_files(version)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "there is no dialplan version {version} (see `amtsleitung dialplan history`)"
-        )
-    })?;
+    let files = version_files(&store, version)?;
     let sources: Vec<SourceFile> = files
         .iter()
         .map(|(path, text)| SourceFile {
@@ -441,8 +510,8 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
             text: text.clone(),
         })
         .collect();
-    let sounds = SoundLibrary::load(sounds).ok();
-    if let Err(errors) = compile_files(&sources, sounds.as_ref()) {
+    let sounds = SoundLibrary::load(sounds)?;
+    if let Err(errors) = compile_files(&sources, Some(&sounds)) {
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::bail!(
             "version {version} no longer checks clean, not written:\n{}",
@@ -466,6 +535,17 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
             std::fs::remove_file(&file.path)?;
         }
     }
+    // Recorded before the files change: the server's reload of the same files then finds
+    // them equal to the newest version and adds no "file change" entry of its own.
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown user".into());
+    let now = jiff::Timestamp::now().as_millisecond();
+    let recorded = store.dialplan_version_add(
+        &files,
+        &format!("rollback to version {version} by {who}"),
+        now,
+    )?;
     for (relative, text) in &files {
         let path = dialplans.join(relative);
         if let Some(parent) = path.parent() {
@@ -477,7 +557,7 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
         std::fs::rename(&tmp, &path)?;
     }
     println!(
-        "dialplan version {version} written to {} ({} file{}); a running server reloads it now",
+        "dialplan version {version} written to {} ({} file{}) as version {recorded}; a running server reloads it now",
         dialplans.display(),
         files.len(),
         if files.len() == 1 { "" } else { "s" }

@@ -187,6 +187,24 @@ enum DialplanCommand {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Print the files of a stored version.
+    Show {
+        /// Version number from `dialplan history`.
+        version: u32,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Show what changed from one stored version to another (unified diff).
+    Diff {
+        /// The older version.
+        from: u32,
+        /// The newer version.
+        to: u32,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Write an earlier version back into the dialplan directory; a running server reloads it.
     Rollback {
         /// Version number from `dialplan history`.
