@@ -506,7 +506,22 @@ fn patterns(
     let mut ok = true;
     for s in list {
         match NumberPattern::parse(&s.text) {
-            Ok(p) => out.push((p, s.span)),
+            Ok(p) => {
+                if let NumberPattern::Exact(text) = &p
+                    && looks_like_asterisk_pattern(text)
+                {
+                    r.warning(
+                        s.span.clone(),
+                        format!(
+                            "\"{text}\" is an exact number: it matches only a caller who dials \"{text}\" itself"
+                        ),
+                        Some(format!(
+                            "Asterisk-style patterns start with `_`: write \"_{text}\""
+                        )),
+                    );
+                }
+                out.push((p, s.span))
+            }
             Err(e) => {
                 r.error(s.span, e.message, e.help);
                 ok = false;
@@ -514,6 +529,16 @@ fn patterns(
         }
     }
     ok.then_some(out)
+}
+
+/// An exact number written like an Asterisk pattern without its `_` (`8XXXX`, `0N.`): the
+/// habit of admins coming from Asterisk, where the rule would then never match a real call.
+fn looks_like_asterisk_pattern(text: &str) -> bool {
+    let pattern_char = |c: char| matches!(c, 'X' | 'N' | 'Z' | 'x' | 'n' | 'z' | '.' | '!' | '[');
+    text.chars().any(pattern_char)
+        && text.chars().all(|c| {
+            c.is_ascii_digit() || pattern_char(c) || matches!(c, '*' | '#' | '+' | ']' | '-')
+        })
 }
 
 fn parse_rule(
