@@ -547,3 +547,22 @@ fn an_unwritable_data_directory_is_named_with_the_cause_once() {
     assert_eq!(err.matches(&said).count(), 1, "{err}");
     assert!(!err.contains("Error code 14"), "{err}");
 }
+
+/// `serve --help` says what each flag is when left out (it showed no defaults before).
+#[test]
+fn serve_help_shows_the_defaults() {
+    let (code, out, err) = run(&["serve", "--help"]);
+    assert_eq!(code, 0, "{err}");
+    for default in [
+        "[default: 0.0.0.0:5060]",
+        "[default: 20000-29999]",
+        "[default: 127.0.0.1:8080]",
+        "[default: data, relative to the config file]",
+        "[default: sounds, relative to the config file]",
+        "[default: text]",
+        "[default: shared]",
+        "[default: optional]",
+    ] {
+        assert!(out.contains(default), "no {default} in:\n{out}");
+    }
+}

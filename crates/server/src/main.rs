@@ -42,7 +42,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use config::{Config, LogFormat, PortRange};
 
@@ -274,6 +274,46 @@ impl ServeArgs {
     }
 }
 
+/// The command line with `serve --help` showing each flag's default, taken from the
+/// embedded defaults themselves so that the help cannot drift from what the server does
+/// (the flags are `Option`s: a flag left out falls back to the config file, then to these).
+fn command_with_defaults() -> clap::Command {
+    let d = Config::default();
+    let shown = |p: &Path| format!("{}, relative to the config file", p.display());
+    let log_format = match d.log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    let mixer = match d.conference.mixer {
+        config::MixerMode::Shared => "shared",
+        config::MixerMode::Conventional => "conventional",
+    };
+    let defaults = [
+        ("sip_listen", d.sip_listen.to_string()),
+        (
+            "rtp_ports",
+            format!("{}-{}", d.rtp_ports.low, d.rtp_ports.high),
+        ),
+        ("http_listen", d.http_listen.to_string()),
+        ("data_dir", shown(&d.data_dir)),
+        ("dialplans", shown(&d.dialplans)),
+        ("sounds", shown(&d.sounds)),
+        ("log_format", log_format.to_owned()),
+        ("media_workers", d.media_workers.to_string()),
+        ("mixer", mixer.to_owned()),
+        ("srtp", d.srtp.name().to_owned()),
+    ];
+    Cli::command().mut_subcommand("serve", |mut serve| {
+        for (id, value) in defaults {
+            serve = serve.mut_arg(id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {value}]"))
+            });
+        }
+        serve
+    })
+}
+
 /// Says on stderr which store an offline command acts on, so that an admin who typed it in
 /// the wrong place (or with the wrong config) sees it before trusting "no rooms".
 pub(crate) fn announce_store(data_dir: &Path, source: &config::ConfigSource) {
@@ -283,7 +323,10 @@ pub(crate) fn announce_store(data_dir: &Path, source: &config::ConfigSource) {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match command_with_defaults()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(err) => {
             use clap::error::ErrorKind;
