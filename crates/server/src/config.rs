@@ -432,8 +432,8 @@ fn locate_among(
 }
 
 /// Reads a config file; errors name the file and the offending key with its line. Relative
-/// paths in it, and the default paths of keys it leaves out (`data`, `dialplans`, `sounds`),
-/// are relative to the file's directory, not to wherever the command was typed.
+/// paths written in it are relative to the file's directory, not to wherever the command was
+/// typed (the defaults of keys it leaves out stay relative to the working directory).
 pub fn load_file(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| anyhow::anyhow!("cannot read config file {}: {err}", path.display()))?;
@@ -448,31 +448,33 @@ pub fn load_file(path: &Path) -> anyhow::Result<Config> {
         anyhow::anyhow!("{}{location}: {}", path.display(), err.message().trim_end())
     })?;
     if let Some(base) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        config.anchor_paths(base);
+        // The keys the file sets; the table parses, since the same text just did.
+        let written: toml::Table = toml::from_str(&text).unwrap_or_default();
+        config.anchor_paths(base, |key| written.contains_key(key));
     }
     Ok(config)
 }
 
 impl Config {
-    /// Makes every relative path of the file relative to `base`, its directory.
-    fn anchor_paths(&mut self, base: &Path) {
-        let anchor = |path: &mut PathBuf| {
-            if path.is_relative() {
+    /// Makes every relative path the file sets (`written(key)`) relative to `base`, its
+    /// directory. Defaults of keys it leaves out stay relative to the working directory.
+    fn anchor_paths(&mut self, base: &Path, written: impl Fn(&str) -> bool) {
+        let anchor = |key: &str, path: &mut PathBuf| {
+            if written(key) && path.is_relative() {
                 *path = base.join(&*path);
             }
         };
-        anchor(&mut self.data_dir);
-        anchor(&mut self.dialplans);
-        anchor(&mut self.sounds);
-        for path in [
-            &mut self.trunks,
-            &mut self.tls_certificate,
-            &mut self.tls_key,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            anchor(path);
+        anchor("data-dir", &mut self.data_dir);
+        anchor("dialplans", &mut self.dialplans);
+        anchor("sounds", &mut self.sounds);
+        for (key, path) in [
+            ("trunks", &mut self.trunks),
+            ("tls-certificate", &mut self.tls_certificate),
+            ("tls-key", &mut self.tls_key),
+        ] {
+            if let Some(path) = path {
+                anchor(key, path);
+            }
         }
     }
 }
@@ -553,7 +555,11 @@ mod tests {
         .unwrap();
         let config = load_file(&path).unwrap();
         assert_eq!(config.data_dir, dir.join("data"));
-        assert_eq!(config.dialplans, dir.join("dialplans"));
+        assert_eq!(
+            config.dialplans,
+            PathBuf::from("dialplans"),
+            "a default, not written"
+        );
         assert_eq!(
             config.sounds,
             PathBuf::from("/usr/share/amtsleitung/sounds")

@@ -346,18 +346,15 @@ pub fn run_command(command: DialplanCommand, config: &Config, source: &ConfigSou
             ExitCode::SUCCESS
         }
         DialplanCommand::History { data_dir } => {
-            let data_dir = data_dir.unwrap_or_else(|| config.data_dir.clone());
-            crate::announce_store(&data_dir, source);
+            let data_dir = crate::store_dir(data_dir, config, source);
             exit_code(history(&data_dir))
         }
         DialplanCommand::Show { version, data_dir } => {
-            let data_dir = data_dir.unwrap_or_else(|| config.data_dir.clone());
-            crate::announce_store(&data_dir, source);
+            let data_dir = crate::store_dir(data_dir, config, source);
             exit_code(show(version, &data_dir))
         }
         DialplanCommand::Diff { from, to, data_dir } => {
-            let data_dir = data_dir.unwrap_or_else(|| config.data_dir.clone());
-            crate::announce_store(&data_dir, source);
+            let data_dir = crate::store_dir(data_dir, config, source);
             exit_code(diff(from, to, &data_dir))
         }
         DialplanCommand::Rollback {
@@ -366,8 +363,7 @@ pub fn run_command(command: DialplanCommand, config: &Config, source: &ConfigSou
             dialplans,
             sounds,
         } => {
-            let data_dir = data_dir.unwrap_or_else(|| config.data_dir.clone());
-            crate::announce_store(&data_dir, source);
+            let data_dir = crate::store_dir(data_dir, config, source);
             exit_code(rollback(
                 version,
                 &data_dir,

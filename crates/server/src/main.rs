@@ -279,7 +279,7 @@ impl ServeArgs {
 /// (the flags are `Option`s: a flag left out falls back to the config file, then to these).
 fn command_with_defaults() -> clap::Command {
     let d = Config::default();
-    let shown = |p: &Path| format!("{}, relative to the config file", p.display());
+    let shown = |p: &Path| format!("{}, in the working directory", p.display());
     let log_format = match d.log_format {
         LogFormat::Text => "text",
         LogFormat::Json => "json",
@@ -314,12 +314,22 @@ fn command_with_defaults() -> clap::Command {
     })
 }
 
-/// Says on stderr which store an offline command acts on, so that an admin who typed it in
-/// the wrong place (or with the wrong config) sees it before trusting "no rooms".
-pub(crate) fn announce_store(data_dir: &Path, source: &config::ConfigSource) {
-    let file = store::Store::database_file(data_dir);
+/// The data directory an offline command acts on: `--data-dir`, else the config's. In the
+/// second case it says on stderr which store that is, so that an admin who typed the command
+/// in the wrong place (or with the wrong config) sees it before trusting "no rooms"; with
+/// `--data-dir` the admin named it and success stays silent.
+pub(crate) fn store_dir(
+    flag: Option<PathBuf>,
+    config: &Config,
+    source: &config::ConfigSource,
+) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir;
+    }
+    let file = store::Store::database_file(&config.data_dir);
     let file = std::path::absolute(&file).unwrap_or(file);
     eprintln!("amtsleitung: store {} (config: {source})", file.display());
+    config.data_dir.clone()
 }
 
 fn main() -> ExitCode {
@@ -368,14 +378,10 @@ fn main() -> ExitCode {
         }
         Command::Dialplan(command) => dialplan_files::run_command(command, &config, &source),
         Command::Room { data_dir, command } => {
-            let data_dir = data_dir.unwrap_or(config.data_dir);
-            announce_store(&data_dir, &source);
-            room_cli::run(command, &data_dir)
+            room_cli::run(command, &store_dir(data_dir, &config, &source))
         }
         Command::User { data_dir, command } => {
-            let data_dir = data_dir.unwrap_or(config.data_dir);
-            announce_store(&data_dir, &source);
-            user_cli::run(command, &data_dir)
+            user_cli::run(command, &store_dir(data_dir, &config, &source))
         }
         Command::Security { http, command } => {
             security_cli::run(command, http.unwrap_or(config.http_listen))
