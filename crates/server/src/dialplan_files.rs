@@ -16,6 +16,9 @@ use crate::sounds::SoundLibrary;
 pub struct PlanHolder {
     current: ArcSwap<Plan>,
     version: std::sync::atomic::AtomicU32,
+    /// The first error of the plan on disk while it is refused (the server keeps routing by
+    /// the plan in force, but `/health` says the files and the calls disagree).
+    refused: arc_swap::ArcSwapOption<String>,
 }
 
 /// What a reload did.
@@ -43,6 +46,7 @@ impl PlanHolder {
                 Ok(Self {
                     current: ArcSwap::from_pointee(plan),
                     version: version.into(),
+                    refused: arc_swap::ArcSwapOption::empty(),
                 })
             }
             Err(errors) => Err(refusal(dir, &errors)),
@@ -57,6 +61,11 @@ impl PlanHolder {
     /// History version of the plan in force.
     pub fn version(&self) -> u32 {
         self.version.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Why the plan on disk is refused (its first error), while it is.
+    pub fn refused(&self) -> Option<Arc<String>> {
+        self.refused.load_full()
     }
 
     /// Re-reads `dir`; a valid plan replaces the current one (calls in progress keep theirs),
@@ -83,6 +92,7 @@ impl PlanHolder {
                     Err(err) => {
                         // A plan we cannot record could not be rolled back to: refuse it.
                         tracing::error!("dialplan not reloaded: {err:#}");
+                        self.refused.store(Some(Arc::new(format!("{err:#}"))));
                         return ReloadReport {
                             accepted: false,
                             version: self.version(),
@@ -93,6 +103,7 @@ impl PlanHolder {
                 self.current.store(Arc::new(plan));
                 self.version
                     .store(version, std::sync::atomic::Ordering::Relaxed);
+                self.refused.store(None);
                 let diagnostics: Vec<String> = warnings.iter().map(ToString::to_string).collect();
                 for warning in &diagnostics {
                     tracing::warn!("{warning}");
@@ -106,6 +117,12 @@ impl PlanHolder {
             }
             Err(errors) => {
                 let diagnostics: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                let first = diagnostics
+                    .first()
+                    .and_then(|d| d.lines().next())
+                    .unwrap_or("errors")
+                    .to_owned();
+                self.refused.store(Some(Arc::new(first)));
                 tracing::error!(
                     trigger,
                     "dialplan rejected, keeping version {}:\n{}",

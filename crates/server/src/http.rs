@@ -152,13 +152,31 @@ async fn trunks(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// 200 `ok`, or 503 `degraded` with the reasons while something an admin must fix is
+/// wrong but calls still run (a monitoring check then alerts instead of saying "ok").
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({
-        "status": "ok",
-        "calls": state.calls.load(Ordering::Relaxed),
-        "dialplan_version": state.shared.plan.version(),
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    let mut reasons = Vec::new();
+    if let Some(error) = state.shared.plan.refused() {
+        reasons.push(format!(
+            "the dialplan on disk is refused, calls are routed by version {}: {error}",
+            state.shared.plan.version()
+        ));
+    }
+    let status = if reasons.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({
+            "status": if reasons.is_empty() { "ok" } else { "degraded" },
+            "reasons": reasons,
+            "calls": state.calls.load(Ordering::Relaxed),
+            "dialplan_version": state.shared.plan.version(),
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
