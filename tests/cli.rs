@@ -566,3 +566,24 @@ fn serve_help_shows_the_defaults() {
         assert!(out.contains(default), "no {default} in:\n{out}");
     }
 }
+
+/// Actions the dialplan knows but this version cannot run yet (a call reaching one is refused
+/// with 501) pass `check` with a warning at each, not silently.
+#[test]
+fn dialplan_check_warns_about_actions_that_cannot_run_yet() {
+    let plans = support::plans_with(
+        "not-yet-plans",
+        "[[rule]]\nname = \"menu\"\nmatch = \"700\"\nactions = [ \"answer\", { menu = { prompt = \"welcome\", options = { \"1\" = [ { goto = \"600\" } ] } } } ]\n",
+    );
+    let (code, out, err) = run(&["dialplan", "check", plans.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for name in ["menu", "goto"] {
+        assert!(
+            out.contains(&format!(
+                "warning: `{name}` cannot run in this version yet: a call that reaches it is refused (501)"
+            )),
+            "no warning for {name}:\n{out}"
+        );
+    }
+    assert!(!out.contains("`answer` cannot run"), "{out}");
+}

@@ -37,6 +37,7 @@ struct RuleSpans {
     file: usize,
     match_span: Range<usize>,
     refs: Vec<(RefKind, SpannedStr)>,
+    actions_used: Vec<(String, Range<usize>)>,
     gotos: Vec<GotoRef>,
     trunk_refs: Vec<SpannedStr>,
     calendar_refs: Vec<SpannedStr>,
@@ -331,6 +332,19 @@ pub fn compile(files: &[SourceFile], ctx: &CheckContext) -> Result<Compiled, Vec
                 && !known.contains(&name.text)
             {
                 unknown_name(&mut r, *kind, name, &known);
+            }
+        }
+        if let Some(runnable) = &ctx.runnable_actions {
+            for (name, span) in &sp.actions_used {
+                if !runnable.contains(name) {
+                    r.warning(
+                        span.clone(),
+                        format!(
+                            "`{name}` cannot run in this version yet: a call that reaches it is refused (501)"
+                        ),
+                        Some("route these calls with actions that run until it can".into()),
+                    );
+                }
             }
         }
         if let Some(trunks) = &ctx.trunks {
@@ -713,6 +727,7 @@ fn parse_rule(
             file: fi,
             match_span,
             refs: parser.refs,
+            actions_used: parser.actions_used,
             gotos: parser.gotos,
             trunk_refs: trunks.unwrap_or_default(),
             calendar_refs,

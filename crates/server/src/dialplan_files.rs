@@ -262,6 +262,12 @@ fn compile_files(
 ) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
     let ctx = CheckContext {
         sounds: sounds.map(SoundLibrary::names),
+        runnable_actions: Some(
+            crate::call::RUNNABLE_ACTIONS
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
+        ),
         ..CheckContext::default()
     };
     dialplan::compile(files, &ctx).map(|compiled| (compiled.plan, compiled.warnings))
