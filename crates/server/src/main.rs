@@ -363,6 +363,15 @@ fn main() -> ExitCode {
     };
     let source = located.source;
     let config = located.config;
+    if !matches!(cli.command, Command::Serve(_)) {
+        // `amtsleitung room list | head`: a closed pipe ends a command quietly, as for any
+        // Unix tool, instead of a panic in `println!`. Not for `serve`, whose writes to a
+        // peer that went away must stay errors, never a signal that kills the server.
+        // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Serve(args) => {
             let config = args.apply_to(config);
