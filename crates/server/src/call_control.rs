@@ -2031,7 +2031,7 @@ fn record_refused(shared: &Arc<Shared>, call_id: &str, caller: &str, callee: &st
         contacts_rung: 0,
         connected: None,
     };
-    tracing::info!(call_id, status, "call refused");
+    tracing::info!(call_id = %call_id, status, "call refused");
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || {
         match shared

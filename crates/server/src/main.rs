@@ -9,6 +9,7 @@ mod call_control;
 mod call_cost;
 mod call_effects;
 mod call_event;
+mod calls_cli;
 mod conference;
 mod config;
 mod core_command;
@@ -80,6 +81,23 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[command(subcommand)]
         command: user_cli::UserCommand,
+    },
+    /// List the call records (as a table or CSV).
+    Calls {
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR", global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: calls_cli::CallsCommand,
+    },
+    /// Write a consistent copy of the store to FILE while the server runs (restore: stop
+    /// the server, put the copy in the data directory as amtsleitung.db, start it).
+    Backup {
+        /// Where the copy goes; must not exist yet.
+        file: PathBuf,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Show and lift the bans on addresses that kept sending wrong passwords (asks the
     /// running server).
@@ -391,6 +409,12 @@ fn main() -> ExitCode {
         }
         Command::User { data_dir, command } => {
             user_cli::run(command, &store_dir(data_dir, &config, &source))
+        }
+        Command::Calls { data_dir, command } => {
+            calls_cli::run(command, &store_dir(data_dir, &config, &source))
+        }
+        Command::Backup { file, data_dir } => {
+            calls_cli::backup(&store_dir(data_dir, &config, &source), &file)
         }
         Command::Security { http, command } => {
             security_cli::run(command, http.unwrap_or(config.http_listen))

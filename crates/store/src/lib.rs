@@ -52,6 +52,9 @@ pub enum StoreError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// A backup would overwrite a file (or its name is not UTF-8, which SQLite cannot take).
+    #[error("will not write the backup to {0}: the file exists or its name is not UTF-8")]
+    BackupTargetExists(PathBuf),
     /// The database refused an operation.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
@@ -509,6 +512,19 @@ impl Store {
         data_dir.join("amtsleitung.db")
     }
 
+    /// Opens a database file read-only, as it is (a backup, to look into it): no
+    /// migrations, nothing written.
+    pub fn open_file(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// Opens a private in-memory store (tests, `dialplan check` without a data dir).
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let mut store = Self {
@@ -596,6 +612,29 @@ impl Store {
         ))?;
         let rows = stmt.query_map([limit], call_record_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Call records of calls that started at or after `since_ms`, oldest first.
+    pub fn calls_since(&self, since_ms: i64) -> Result<Vec<CallRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {CALL_RECORD_COLUMNS} FROM call_record WHERE started_at_ms >= ?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([since_ms], call_record_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Writes a consistent copy of the whole database to `target` while the server keeps
+    /// running (`VACUUM INTO`: one read transaction, so calls ending meanwhile are either
+    /// wholly in the copy or not at all). `target` must not exist yet.
+    pub fn backup_to(&self, target: &Path) -> Result<(), StoreError> {
+        if target.exists() {
+            return Err(StoreError::BackupTargetExists(target.to_path_buf()));
+        }
+        let target = target
+            .to_str()
+            .ok_or_else(|| StoreError::BackupTargetExists(target.to_path_buf()))?;
+        self.conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
     }
 
     /// The call record of one Call-ID, if any.
