@@ -29,7 +29,11 @@ fn sqlite(file: &std::path::Path, sql: &str) -> String {
         .arg(sql)
         .output()
         .expect("sqlite3 (apt-get install sqlite3)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -49,7 +53,13 @@ fn backup_during_a_live_conference_is_a_sound_copy_and_calls_list_shows_the_call
         ns.command("sipp")
             .args(["-sf", &scenario, "-s", number, "-i", CLIENT_IP, "-p", port])
             .args(["-mi", CLIENT_IP, "-mp", media, "-m", "1", "-d", millis])
-            .args(["-nostdin", "-timeout", "30s", "-timeout_error", "10.99.0.1:5060"])
+            .args([
+                "-nostdin",
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "10.99.0.1:5060",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -58,7 +68,11 @@ fn backup_during_a_live_conference_is_a_sound_copy_and_calls_list_shows_the_call
 
     // A finished call (the echo test) and one that cannot be routed (404), then a caller who
     // stays in room 4711 while the backup is taken.
-    assert!(call("600", "5070", "6000", "300").wait().unwrap().success(), "{}", server.log());
+    assert!(
+        call("600", "5070", "6000", "300").wait().unwrap().success(),
+        "{}",
+        server.log()
+    );
     let _ = call("4242", "5072", "6100", "300").wait();
     assert!(
         wait_until(Duration::from_secs(3), || {
@@ -71,7 +85,9 @@ fn backup_during_a_live_conference_is_a_sound_copy_and_calls_list_shows_the_call
     );
     let mut live = call("84711", "5074", "6200", "6000");
     assert!(
-        wait_until(Duration::from_secs(5), || server.log().contains("joining conference")),
+        wait_until(Duration::from_secs(5), || server
+            .log()
+            .contains("joining conference")),
         "the caller never joined the room\n{}",
         server.log()
     );
@@ -89,9 +105,19 @@ fn backup_during_a_live_conference_is_a_sound_copy_and_calls_list_shows_the_call
     assert_eq!(code, 1);
     assert!(err.contains("exists"), "{err}");
 
-    assert!(live.wait().unwrap().success(), "the live call was dropped\n{}", server.log());
+    assert!(
+        live.wait().unwrap().success(),
+        "the live call was dropped\n{}",
+        server.log()
+    );
     let (code, out, err) = amtsleitung(&[
-        "calls", "list", "--since", "2000-01-01", "--csv", "--data-dir", &dir,
+        "calls",
+        "list",
+        "--since",
+        "2000-01-01",
+        "--csv",
+        "--data-dir",
+        &dir,
     ]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();

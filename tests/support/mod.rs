@@ -154,11 +154,21 @@ pub struct PacketCounter<'a> {
 
 impl<'a> PacketCounter<'a> {
     pub fn new(ns: &'a Netns, port: u16) -> Self {
+        Self::matching(ns, port, &format!("ip saddr {SERVER_IP} "))
+    }
+
+    /// Counts every UDP packet to `port`, whatever its source address: a server listening
+    /// on 0.0.0.0 in the namespace answers a client address of the same namespace from that
+    /// address itself (the kernel's source choice for a local destination).
+    pub fn any_source(ns: &'a Netns, port: u16) -> Self {
+        Self::matching(ns, port, "")
+    }
+
+    fn matching(ns: &'a Netns, port: u16, source: &str) -> Self {
         let table = format!("amtcount{port}");
         let chain =
             format!("add chain inet {table} input {{ type filter hook input priority 0 ; }}");
-        let rule =
-            format!("add rule inet {table} input ip saddr {SERVER_IP} udp dport {port} counter");
+        let rule = format!("add rule inet {table} input {source}udp dport {port} counter");
         ns.exec_ok(&["nft", &format!("add table inet {table}")]);
         ns.exec_ok(&["nft", &chain]);
         ns.exec_ok(&["nft", &rule]);
