@@ -444,21 +444,12 @@ fn offline_commands_act_on_the_configured_store_from_any_directory() {
 }
 
 /// `dialplan check` where the prompts cannot be found used to skip the prompt checks and call
-/// a plan valid whose prompts callers would never hear; now it says it cannot read them.
+/// a plan valid whose prompts callers would never hear. Now a prompt directory that was
+/// named must exist, and without one the plan is checked against the built-in prompts.
 #[test]
-fn dialplan_check_without_the_prompts_is_an_error_naming_the_directory() {
+fn dialplan_check_always_checks_the_prompts() {
     let empty = TempDir::new("cfg-noprompts");
     let plans = repo().join("dialplans");
-    let (code, out, err) = run_in(
-        empty.path(),
-        None,
-        &["dialplan", "check", plans.to_str().unwrap()],
-    );
-    assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("cannot read sounds directory sounds"), "{err}");
-    assert!(!out.contains("is valid"), "{out}");
-    // With the prompts named, the same plan is valid.
-    let sounds = repo().join("sounds");
     let (code, out, err) = run_in(
         empty.path(),
         None,
@@ -467,11 +458,37 @@ fn dialplan_check_without_the_prompts_is_an_error_naming_the_directory() {
             "check",
             plans.to_str().unwrap(),
             "--sounds",
-            sounds.to_str().unwrap(),
+            "/nonexistent-prompts",
         ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("cannot read sounds directory /nonexistent-prompts"),
+        "{err}"
+    );
+    assert!(!out.contains("is valid"), "{out}");
+    // No prompt directory here and none named: the built-in prompts are the ones checked.
+    let (code, out, err) = run_in(
+        empty.path(),
+        None,
+        &["dialplan", "check", plans.to_str().unwrap()],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("is valid"), "{out}");
+    let broken = support::plans_with(
+        "noprompts-plan",
+        "[[rule]]\nname = \"x\"\nmatch = \"700\"\nactions = [ \"answer\", { play = \"no-such-prompt\" } ]\n",
+    );
+    let (code, out, err) = run_in(
+        empty.path(),
+        None,
+        &["dialplan", "check", broken.path().to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("sound \"no-such-prompt\" does not exist"),
+        "{out}"
+    );
 }
 
 /// A fatal error at start is said once (it used to come once from the log and once more
@@ -660,4 +677,77 @@ fn a_closed_pipe_ends_a_command_quietly() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// From an empty directory (a fresh clone's binary run anywhere), `serve` uses the prompts
+/// and the default dialplan built into it: the echo test answers and echoes. Before, it
+/// stopped with "cannot read sounds directory sounds".
+#[test]
+fn serve_from_an_empty_directory_runs_on_the_built_in_prompts_and_plan() {
+    let ns = support::Netns::new();
+    let cwd = TempDir::new("empty-cwd");
+    let mut child = ns
+        .command(binary().to_str().unwrap())
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env_remove("AMT_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let writer = log.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut log = writer.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let text = || log.lock().unwrap().clone();
+    let ready = support::wait_until(std::time::Duration::from_secs(20), || {
+        text().contains("is ready")
+    });
+    let calls = TempDir::new("empty-cwd-call");
+    let scenario = support::pcmu_call_scenario(&calls);
+    let echo = support::PacketCounter::any_source(&ns, 6000);
+    let call = support::sipp(
+        Some(&ns),
+        &[
+            "-sf",
+            &scenario,
+            "-s",
+            "600",
+            "-i",
+            "10.99.0.2",
+            "-p",
+            "5070",
+            "-mi",
+            "10.99.0.2",
+            "-mp",
+            "6000",
+            "-m",
+            "1",
+            "-d",
+            "2000",
+            "10.99.0.1:5060",
+        ],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = text();
+    assert!(ready, "the server did not start:\n{log}");
+    assert!(log.contains("using the built-in prompts"), "{log}");
+    assert!(log.contains("built-in default plan"), "{log}");
+    assert!(call.status.success(), "the echo call failed\n{log}");
+    assert!(
+        echo.packets() > 20,
+        "no echo: {} packets\n{log}",
+        echo.packets()
+    );
 }

@@ -53,6 +53,23 @@ impl PlanHolder {
         }
     }
 
+    /// The shipped default plan, built into the binary, for a server started where no
+    /// dialplan directory is configured or present.
+    pub fn builtin(sounds: &SoundLibrary, store: &store::Store) -> anyhow::Result<Self> {
+        let files = [SourceFile {
+            path: "default.toml".into(),
+            text: include_str!("../../../dialplans/default.toml").into(),
+        }];
+        let (plan, _) = compile_files(&files, Some(sounds))
+            .map_err(|errors| refusal(Path::new("(built in)"), &errors))?;
+        let version = record_version(store, Path::new(""), &files, "built-in plan at start")?;
+        Ok(Self {
+            current: ArcSwap::from_pointee(plan),
+            version: version.into(),
+            refused: arc_swap::ArcSwapOption::empty(),
+        })
+    }
+
     /// The plan for a new call.
     pub fn current(&self) -> Arc<Plan> {
         self.current.load_full()
@@ -529,7 +546,7 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
             text: text.clone(),
         })
         .collect();
-    let sounds = SoundLibrary::load(sounds)?;
+    let sounds = SoundLibrary::configured(sounds)?;
     if let Err(errors) = compile_files(&sources, Some(&sounds)) {
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::bail!(
@@ -588,7 +605,7 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
 /// prompts are missing (callers would hear silence) from a good one, so a directory that
 /// cannot be read is an error that names it, never a silent skip.
 fn load_sounds(dir: &Path) -> Result<SoundLibrary, ExitCode> {
-    SoundLibrary::load(dir).map_err(|err| {
+    SoundLibrary::configured(dir).map_err(|err| {
         eprintln!(
             "amtsleitung: {err:#} (name the prompts with --sounds or `sounds` in the config)"
         );
