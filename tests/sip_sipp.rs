@@ -115,6 +115,9 @@ fn unknown_number_gets_404() {
         "{}",
         server.log()
     );
+    // And /metrics counts it by result.
+    let refused = server.metric(Some(&ns), "amtsleitung_calls_total{result=\"refused\"}");
+    assert_eq!(refused, 1, "{}", server.metrics(Some(&ns)));
 }
 
 #[test]

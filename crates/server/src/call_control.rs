@@ -1977,6 +1977,8 @@ impl CallControl {
             connected: None,
         };
         tracing::info!(call_id = %l.call_id, leg = %leg, reason, "call ended");
+        let result = if answered { "answered" } else { "unanswered" };
+        metrics::counter!(crate::telemetry::CALLS_TOTAL, "result" => result).increment(1);
         let shared = self.shared.clone();
         let quality = l.quality.clone();
         let callee = l
@@ -2032,6 +2034,7 @@ fn record_refused(shared: &Arc<Shared>, call_id: &str, caller: &str, callee: &st
         connected: None,
     };
     tracing::info!(call_id = %call_id, status, "call refused");
+    metrics::counter!(crate::telemetry::CALLS_TOTAL, "result" => "refused").increment(1);
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || {
         match shared

@@ -110,6 +110,8 @@ impl PlanHolder {
                         // A plan we cannot record could not be rolled back to: refuse it.
                         tracing::error!("dialplan not reloaded: {err:#}");
                         self.refused.store(Some(Arc::new(format!("{err:#}"))));
+                        metrics::counter!(crate::telemetry::DIALPLAN_RELOADS_TOTAL, "result" => "refused")
+                            .increment(1);
                         return ReloadReport {
                             accepted: false,
                             version: self.version(),
@@ -121,6 +123,8 @@ impl PlanHolder {
                 self.version
                     .store(version, std::sync::atomic::Ordering::Relaxed);
                 self.refused.store(None);
+                metrics::counter!(crate::telemetry::DIALPLAN_RELOADS_TOTAL, "result" => "accepted")
+                    .increment(1);
                 let diagnostics: Vec<String> = warnings.iter().map(ToString::to_string).collect();
                 for warning in &diagnostics {
                     tracing::warn!("{warning}");
@@ -140,6 +144,8 @@ impl PlanHolder {
                     .unwrap_or("errors")
                     .to_owned();
                 self.refused.store(Some(Arc::new(first)));
+                metrics::counter!(crate::telemetry::DIALPLAN_RELOADS_TOTAL, "result" => "refused")
+                    .increment(1);
                 tracing::error!(
                     trigger,
                     "dialplan rejected, keeping version {}:\n{}",

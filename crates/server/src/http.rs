@@ -387,5 +387,6 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         );
     }
     body.push_str(&state.shared.costs.metrics(std::time::Instant::now()));
+    body.push_str(&crate::telemetry::render());
     ([("content-type", "text/plain; version=0.0.4")], body)
 }

@@ -30,6 +30,7 @@ mod sip_endpoint;
 mod sounds;
 mod srtp_setting;
 mod store_handle;
+mod telemetry;
 mod tls;
 mod transport;
 mod trunk_reload;

@@ -53,6 +53,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    crate::telemetry::install();
     let store = store::Store::open(&config.data_dir)
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
     let sounds = SoundLibrary::configured(&config.sounds)?;
