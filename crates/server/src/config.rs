@@ -456,6 +456,27 @@ pub fn load_file(path: &Path) -> anyhow::Result<Config> {
 }
 
 impl Config {
+    /// The paths made absolute against the working directory at start, so that what the
+    /// server stores (recording files in call records and the store) and logs names the
+    /// file wherever it is read from later, not relative to where the server was started.
+    pub fn with_absolute_paths(mut self) -> Self {
+        let absolute = |path: &mut PathBuf| {
+            if let Ok(full) = std::path::absolute(&*path) {
+                *path = full;
+            }
+        };
+        absolute(&mut self.data_dir);
+        absolute(&mut self.dialplans);
+        absolute(&mut self.sounds);
+        for path in [&mut self.trunks, &mut self.tls_certificate, &mut self.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            absolute(path);
+        }
+        self
+    }
+
     /// Makes every relative path the file sets (`written(key)`) relative to `base`, its
     /// directory. Defaults of keys it leaves out stay relative to the working directory.
     fn anchor_paths(&mut self, base: &Path, written: impl Fn(&str) -> bool) {
@@ -566,6 +587,19 @@ mod tests {
         );
         assert_eq!(config.trunks, Some(dir.join("trunks.toml")));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn paths_are_made_absolute_against_the_working_directory() {
+        let config = Config {
+            trunks: Some(PathBuf::from("trunks.toml")),
+            ..Config::default()
+        }
+        .with_absolute_paths();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(config.data_dir, cwd.join("data"));
+        assert_eq!(config.trunks, Some(cwd.join("trunks.toml")));
+        assert!(config.sounds.is_absolute() && config.dialplans.is_absolute());
     }
 
     #[test]

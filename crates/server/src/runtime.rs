@@ -68,6 +68,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         PlanHolder::load(&config.dialplans, &sounds, &store)?
     };
+    let config = config.with_absolute_paths();
     let workers = if config.media_workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
