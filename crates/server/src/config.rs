@@ -468,9 +468,13 @@ impl Config {
         absolute(&mut self.data_dir);
         absolute(&mut self.dialplans);
         absolute(&mut self.sounds);
-        for path in [&mut self.trunks, &mut self.tls_certificate, &mut self.tls_key]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut self.trunks,
+            &mut self.tls_certificate,
+            &mut self.tls_key,
+        ]
+        .into_iter()
+        .flatten()
         {
             absolute(path);
         }

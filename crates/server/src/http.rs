@@ -152,10 +152,27 @@ async fn trunks(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// How long `/health` waits for the store (a locked database waits up to its busy timeout).
+const STORE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// 200 `ok`, or 503 `degraded` with the reasons while something an admin must fix is
 /// wrong but calls still run (a monitoring check then alerts instead of saying "ok").
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let mut reasons = Vec::new();
+    let shared = state.shared.clone();
+    let store_check = tokio::task::spawn_blocking(move || {
+        shared.store.run_blocking(|store| store.check_health())
+    });
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, store_check).await {
+        Ok(Ok(Ok(Ok(())))) => {}
+        Ok(Ok(Ok(Err(err)))) => reasons.push(format!("the store fails: {err}")),
+        Ok(Ok(Err(err))) => reasons.push(format!("the store fails: {err}")),
+        Ok(Err(err)) => reasons.push(format!("the store check failed: {err}")),
+        Err(_) => reasons.push(format!(
+            "the store did not answer within {} s",
+            STORE_CHECK_TIMEOUT.as_secs()
+        )),
+    }
     if let Some(error) = state.shared.plan.refused() {
         reasons.push(format!(
             "the dialplan on disk is refused, calls are routed by version {}: {error}",

@@ -614,6 +614,19 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Reads one row of each table a call depends on, so that a damaged or half-migrated
+    /// database is found by a health check, not only by the next caller.
+    pub fn check_health(&self) -> Result<(), StoreError> {
+        for table in ["room", "sip_user", "call_record", "dialplan_version"] {
+            self.conn.query_row(
+                &format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)"),
+                [],
+                |row| row.get::<_, i64>(0),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Call records of calls that started at or after `since_ms`, oldest first.
     pub fn calls_since(&self, since_ms: i64) -> Result<Vec<CallRecord>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
