@@ -49,31 +49,18 @@ fn backup_during_a_live_conference_is_a_sound_copy_and_calls_list_shows_the_call
     let server = Server::start_with_data(Some(&ns), &["--config", &config], data);
     let calls = TempDir::new("backup-calls");
     let scenario = support::pcmu_call_scenario(&calls);
-    let call = |number: &str, port: &str, media: &str, millis: &str| {
-        ns.command("sipp")
-            .args(["-sf", &scenario, "-s", number, "-i", CLIENT_IP, "-p", port])
-            .args(["-mi", CLIENT_IP, "-mp", media, "-m", "1", "-d", millis])
-            .args([
-                "-nostdin",
-                "-timeout",
-                "30s",
-                "-timeout_error",
-                "10.99.0.1:5060",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+    let call = |number: &str, port: u16, media: u16, millis: u32| {
+        support::sipp_call_spawn(&ns, &scenario, number, port, media, millis)
     };
 
     // A finished call (the echo test) and one that cannot be routed (404), then a caller who
     // stays in room 4711 while the backup is taken.
     assert!(
-        call("600", "5070", "6000", "300").wait().unwrap().success(),
+        call("600", 5070, 6000, 300).wait().unwrap().success(),
         "{}",
         server.log()
     );
-    let _ = call("4242", "5072", "6100", "300").wait();
+    let _ = call("4242", 5072, 6100, 300).wait();
     assert!(
         wait_until(Duration::from_secs(3), || {
             amtsleitung(&["calls", "list", "--since", "2000-01-01", "--data-dir", &dir])
@@ -83,7 +70,7 @@ fn backup_during_a_live_conference_is_a_sound_copy_and_calls_list_shows_the_call
         "{}",
         server.log()
     );
-    let mut live = call("84711", "5074", "6200", "6000");
+    let mut live = call("84711", 5074, 6200, 6000);
     assert!(
         wait_until(Duration::from_secs(5), || server
             .log()

@@ -716,35 +716,17 @@ fn serve_from_an_empty_directory_runs_on_the_built_in_prompts_and_plan() {
     let calls = TempDir::new("empty-cwd-call");
     let scenario = support::pcmu_call_scenario(&calls);
     let echo = support::PacketCounter::any_source(&ns, 6000);
-    let call = support::sipp(
-        Some(&ns),
-        &[
-            "-sf",
-            &scenario,
-            "-s",
-            "600",
-            "-i",
-            "10.99.0.2",
-            "-p",
-            "5070",
-            "-mi",
-            "10.99.0.2",
-            "-mp",
-            "6000",
-            "-m",
-            "1",
-            "-d",
-            "2000",
-            "10.99.0.1:5060",
-        ],
-    );
+    let call = support::sipp_call_spawn(&ns, &scenario, "600", 5070, 6000, 2000).wait();
     let _ = child.kill();
     let _ = child.wait();
     let log = text();
     assert!(ready, "the server did not start:\n{log}");
     assert!(log.contains("using the built-in prompts"), "{log}");
     assert!(log.contains("built-in default plan"), "{log}");
-    assert!(call.status.success(), "the echo call failed\n{log}");
+    assert!(
+        call.is_ok_and(|status| status.success()),
+        "the echo call failed\n{log}"
+    );
     assert!(
         echo.packets() > 20,
         "no echo: {} packets\n{log}",

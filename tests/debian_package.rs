@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use support::{Netns, PacketCounter, TempDir, binary, repo, wait_until};
 
-const CLIENT_IP: &str = "10.99.0.2";
 const USER: &str = "amtsleitung";
 
 fn dpkg(args: &[&str]) -> std::process::Output {
@@ -137,28 +136,12 @@ fn the_package_installs_runs_as_its_user_and_purges_clean() {
     // The echo test answers and echoes.
     let calls = TempDir::new("deb-calls");
     let scenario = support::pcmu_call_scenario(&calls);
-    let call = |number: &str, port: &str, media: &str, millis: &str| {
-        ns.command("sipp")
-            .args(["-sf", &scenario, "-s", number, "-i", CLIENT_IP, "-p", port])
-            .args(["-mi", CLIENT_IP, "-mp", media, "-m", "1", "-d", millis])
-            .args([
-                "-nostdin",
-                "-timeout",
-                "30s",
-                "-timeout_error",
-                "10.99.0.1:5060",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    let call = |number: &str, port: u16, media: u16, millis: u32| {
+        support::sipp_call_spawn(&ns, &scenario, number, port, media, millis)
     };
     let echo = PacketCounter::any_source(&ns, 6000);
     assert!(
-        call("600", "5070", "6000", "2000")
-            .wait()
-            .unwrap()
-            .success(),
+        call("600", 5070, 6000, 2000).wait().unwrap().success(),
         "the echo call failed\n{}",
         log()
     );
@@ -171,7 +154,7 @@ fn the_package_installs_runs_as_its_user_and_purges_clean() {
 
     // A caller in the room: the offline command sees the server's live room through the same
     // store and refuses to delete it, then ends its calls when told to.
-    let mut in_room = call("84711", "5072", "6100", "15000");
+    let mut in_room = call("84711", 5072, 6100, 15000);
     assert!(
         wait_until(Duration::from_secs(5), || log()
             .contains("joining conference")),

@@ -882,6 +882,29 @@ pub fn plans_with(name: &str, rules: &str) -> TempDir {
     plans
 }
 
+/// Starts one SIPp caller from 10.99.0.2 in the background: `scenario` dialling `number`
+/// from SIP port `port` and RTP port `media_port`, talking `talk_ms` (the scenario's
+/// `<pause/>`); its output is dropped, its exit status tells how the call went.
+pub fn sipp_call_spawn(
+    ns: &Netns,
+    scenario: &str,
+    number: &str,
+    port: u16,
+    media_port: u16,
+    talk_ms: u32,
+) -> Child {
+    ns.command("sipp")
+        .args(["-sf", scenario, "-s", number, "-i", "10.99.0.2"])
+        .args(["-p", &port.to_string(), "-mi", "10.99.0.2"])
+        .args(["-mp", &media_port.to_string(), "-m", "1"])
+        .args(["-d", &talk_ms.to_string(), "-nostdin", "-timeout", "30s"])
+        .args(["-timeout_error", "10.99.0.1:5060"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp (apt-get install sip-tester)")
+}
+
 /// Runs one SIPp caller from 10.99.0.2 (scenario file, number dialled, talk time for the
 /// scenario's `<pause/>`); fails the test with SIPp's and the server's output if it fails.
 pub fn sipp_caller(

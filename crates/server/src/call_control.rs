@@ -2002,15 +2002,21 @@ impl CallControl {
                 leg.media = callee_quality.to_call_media();
                 leg
             });
-            match shared
-                .store
-                .run_blocking(move |store| store.record_call(&record))
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!("call record not written: {err}"),
-                Err(err) => tracing::error!("call record not written: {err}"),
-            }
+            write_call_record(&shared, record);
         });
+    }
+}
+
+/// Writes `record` through the store's thread (call from a blocking task); a failure is
+/// logged, since the call it describes is over either way.
+fn write_call_record(shared: &Shared, record: store::CallRecord) {
+    match shared
+        .store
+        .run_blocking(move |store| store.record_call(&record))
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!("call record not written: {err}"),
+        Err(err) => tracing::error!("call record not written: {err}"),
     }
 }
 
@@ -2036,16 +2042,7 @@ fn record_refused(shared: &Arc<Shared>, call_id: &str, caller: &str, callee: &st
     tracing::info!(call_id = %call_id, status, "call refused");
     metrics::counter!(crate::telemetry::CALLS_TOTAL, "result" => "refused").increment(1);
     let shared = shared.clone();
-    tokio::task::spawn_blocking(move || {
-        match shared
-            .store
-            .run_blocking(move |store| store.record_call(&record))
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!("call record not written: {err}"),
-            Err(err) => tracing::error!("call record not written: {err}"),
-        }
-    });
+    tokio::task::spawn_blocking(move || write_call_record(&shared, record));
 }
 
 /// The number a carrier's INVITE is for: its Request-URI user, unless that is the user we
