@@ -21,6 +21,8 @@ command -v tshark >/dev/null || need+=(tshark)
 # tests/trunks.rs finds a carrier by DNS SRV records that dnsmasq serves in the namespace.
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ip >/dev/null || need+=(iproute2)
+# tests/backup.rs checks the backup with SQLite's own integrity check.
+command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev)
 command -v gcc >/dev/null || need+=(gcc)

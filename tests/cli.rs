@@ -262,7 +262,53 @@ fn dialplan_history_and_rollback_restore_an_earlier_plan() {
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), v1);
+    assert!(out.contains("as version 3"), "{out}");
+    // The server reloads the rolled-back files; the history says it was a rollback (before,
+    // the reload recorded it as a "file change") and has no second entry for it.
+    assert!(
+        support::wait_until(std::time::Duration::from_secs(5), || {
+            server.log().contains("version=3")
+        }),
+        "rolled-back plan not reloaded\n{}",
+        server.log()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (code, out, err) = run(&["dialplan", "history", "--data-dir", &data]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with(['1', '2', '3', '4']))
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(
+        rows[0].trim_start().starts_with('3') && rows[0].contains("rollback to version 1 by"),
+        "{out}"
+    );
+
+    // A stored version is shown whole, and two are compared line by line.
+    let (code, out, err) = run(&["dialplan", "show", "2", "--data-dir", &data]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("# main.toml\n{v2}"));
+    let (code, out, err) = run(&["dialplan", "diff", "1", "2", "--data-dir", &data]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "--- version 1/main.toml",
+        "+++ version 2/main.toml",
+        "-name = \"first\"",
+        "+name = \"second\"",
+        "-match = \"600\"",
+        "+match = \"700\"",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in:\n{out}");
+    }
+    let (code, out, _) = run(&["dialplan", "diff", "1", "3", "--data-dir", &data]);
+    assert_eq!(code, 0);
+    assert!(out.contains("are the same"), "{out}");
+
     let (code, _, err) = run(&["dialplan", "rollback", "99", "--data-dir", &data]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no dialplan version 99"), "{err}");
+    let (code, _, err) = run(&["dialplan", "show", "99", "--data-dir", &data]);
     assert_eq!(code, 1);
     assert!(err.contains("no dialplan version 99"), "{err}");
 }
@@ -314,5 +360,376 @@ fn dialplan_explain_shows_how_the_trunk_normalises_the_numbers_before_routing() 
     assert!(
         err.contains("cannot read /nonexistent/trunks.toml"),
         "{err}"
+    );
+}
+
+/// Runs the binary in `cwd` with `AMT_CONFIG` set as given (or removed).
+fn run_in(
+    cwd: &std::path::Path,
+    config_env: Option<&std::path::Path>,
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut command = Command::new(binary());
+    command.current_dir(cwd).args(args);
+    match config_env {
+        Some(path) => command.env("AMT_CONFIG", path),
+        None => command.env_remove("AMT_CONFIG"),
+    };
+    let out = command.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An admin creates a room where the config lives and lists it from anywhere else: both
+/// commands act on the store the config names (relative to the config file, not to where the
+/// command was typed), say which store that is, and leave no stray database behind. Before,
+/// `cd /tmp && amtsleitung room list` made an empty /tmp/data/amtsleitung.db and said "no
+/// rooms".
+#[test]
+fn offline_commands_act_on_the_configured_store_from_any_directory() {
+    let etc = TempDir::new("cfg-etc");
+    let elsewhere = TempDir::new("cfg-elsewhere");
+    let config = etc.path().join("amtsleitung.toml");
+    std::fs::write(&config, "data-dir = \"state\"\n").unwrap();
+    let database = etc.path().join("state/amtsleitung.db");
+
+    // ./amtsleitung.toml in the working directory is found.
+    let (code, out, err) = run_in(
+        etc.path(),
+        None,
+        &["room", "create", "4711", "--pin", "2468"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        database.exists(),
+        "no store at {}: {err}",
+        database.display()
+    );
+    assert!(
+        err.contains(&database.display().to_string()),
+        "store not named: {err}"
+    );
+
+    // $AMT_CONFIG from another directory, and --config, reach the same store.
+    let (code, out, err) = run_in(elsewhere.path(), Some(&config), &["room", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("4711"),
+        "room not listed via $AMT_CONFIG: {out}{err}"
+    );
+    assert!(err.contains(&database.display().to_string()), "{err}");
+    let (code, out, err) = run_in(
+        elsewhere.path(),
+        None,
+        &["room", "list", "--config", config.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("4711"),
+        "room not listed via --config: {out}{err}"
+    );
+    assert!(
+        !elsewhere.path().join("data").exists() && !elsewhere.path().join("state").exists(),
+        "a store was made where the command was typed"
+    );
+
+    // A config file named but missing is an error naming it, not the defaults.
+    let missing = elsewhere.path().join("nope.toml");
+    let (code, _, err) = run_in(elsewhere.path(), Some(&missing), &["room", "list"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nope.toml"), "{err}");
+}
+
+/// `dialplan check` where the prompts cannot be found used to skip the prompt checks and call
+/// a plan valid whose prompts callers would never hear. Now a prompt directory that was
+/// named must exist, and without one the plan is checked against the built-in prompts.
+#[test]
+fn dialplan_check_always_checks_the_prompts() {
+    let empty = TempDir::new("cfg-noprompts");
+    let plans = repo().join("dialplans");
+    let (code, out, err) = run_in(
+        empty.path(),
+        None,
+        &[
+            "dialplan",
+            "check",
+            plans.to_str().unwrap(),
+            "--sounds",
+            "/nonexistent-prompts",
+        ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("cannot read sounds directory /nonexistent-prompts"),
+        "{err}"
+    );
+    assert!(!out.contains("is valid"), "{out}");
+    // No prompt directory here and none named: the built-in prompts are the ones checked.
+    let (code, out, err) = run_in(
+        empty.path(),
+        None,
+        &["dialplan", "check", plans.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("is valid"), "{out}");
+    let broken = support::plans_with(
+        "noprompts-plan",
+        "[[rule]]\nname = \"x\"\nmatch = \"700\"\nactions = [ \"answer\", { play = \"no-such-prompt\" } ]\n",
+    );
+    let (code, out, err) = run_in(
+        empty.path(),
+        None,
+        &["dialplan", "check", broken.path().to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("sound \"no-such-prompt\" does not exist"),
+        "{out}"
+    );
+}
+
+/// A fatal error at start is said once (it used to come once from the log and once more
+/// from main).
+#[test]
+fn serve_says_a_fatal_error_once() {
+    let empty = TempDir::new("cfg-once");
+    let (code, out, err) = run_in(
+        empty.path(),
+        None,
+        &[
+            "serve",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--sounds",
+            "/nonexistent-prompts",
+        ],
+    );
+    assert_ne!(code, 0, "{out}{err}");
+    assert_eq!(
+        err.matches("cannot read sounds directory /nonexistent-prompts")
+            .count(),
+        1,
+        "{err}"
+    );
+}
+
+/// A data directory the server's user cannot write is one line that names it and says
+/// "Permission denied", for the offline commands and for `serve`; before, SQLite's "unable to
+/// open database file" came three times with "Error code 14". Run as `nobody` (the tests run
+/// as root, which may write anywhere) against a directory owned by root.
+#[test]
+fn an_unwritable_data_directory_is_named_with_the_cause_once() {
+    let data = TempDir::new("cfg-readonly");
+    let dir = data.path().to_str().unwrap();
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(binary())
+            .args(args)
+            .current_dir("/")
+            .env_remove("AMT_CONFIG")
+            .output()
+            .expect("setpriv (util-linux)");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let said = format!("cannot write in data directory {dir}: Permission denied");
+    let (code, err) = as_nobody(&["room", "create", "4711", "--data-dir", dir]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&said), "{err}");
+    assert!(!err.contains("unable to open database file"), "{err}");
+
+    let (dialplans, sounds) = (repo().join("dialplans"), repo().join("sounds"));
+    let (code, err) = as_nobody(&[
+        "serve",
+        "--sip-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+        "--dialplans",
+        dialplans.to_str().unwrap(),
+        "--sounds",
+        sounds.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(err.matches(&said).count(), 1, "{err}");
+    assert!(!err.contains("Error code 14"), "{err}");
+}
+
+/// `serve --help` says what each flag is when left out (it showed no defaults before).
+#[test]
+fn serve_help_shows_the_defaults() {
+    let (code, out, err) = run(&["serve", "--help"]);
+    assert_eq!(code, 0, "{err}");
+    for default in [
+        "[default: 0.0.0.0:5060]",
+        "[default: 20000-29999]",
+        "[default: 127.0.0.1:8080]",
+        "[default: data, in the working directory]",
+        "[default: sounds, in the working directory]",
+        "[default: text]",
+        "[default: shared]",
+        "[default: optional]",
+    ] {
+        assert!(out.contains(default), "no {default} in:\n{out}");
+    }
+}
+
+/// Actions the dialplan knows but this version cannot run yet (a call reaching one is refused
+/// with 501) pass `check` with a warning at each, not silently.
+#[test]
+fn dialplan_check_warns_about_actions_that_cannot_run_yet() {
+    let plans = support::plans_with(
+        "not-yet-plans",
+        "[[rule]]\nname = \"menu\"\nmatch = \"700\"\nactions = [ \"answer\", { menu = { prompt = \"welcome\", options = { \"1\" = [ { goto = \"600\" } ] } } } ]\n",
+    );
+    let (code, out, err) = run(&["dialplan", "check", plans.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for name in ["menu", "goto"] {
+        assert!(
+            out.contains(&format!(
+                "warning: `{name}` cannot run in this version yet: a call that reaches it is refused (501)"
+            )),
+            "no warning for {name}:\n{out}"
+        );
+    }
+    assert!(!out.contains("`answer` cannot run"), "{out}");
+}
+
+/// Splits a documented command line as a shell would for these examples: words separated by
+/// spaces, double quotes grouping.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut in_word = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            ' ' if !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            _ => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+/// Every `$ amtsleitung ...` example in the town-hall README runs as printed from the
+/// repository root and prints exactly the output shown under it (the README once showed a
+/// command line the CLI refused, with paths it does not print).
+#[test]
+fn documented_explain_commands_print_what_the_readme_shows() {
+    let readme =
+        std::fs::read_to_string(repo().join("dialplans/examples/townhall/README.md")).unwrap();
+    let mut examples = 0;
+    for block in readme.split("```text\n").skip(1) {
+        let block = block.split("```").next().unwrap_or("");
+        let Some((command, shown)) = block.split_once('\n') else {
+            continue;
+        };
+        let Some(command) = command.strip_prefix("$ amtsleitung ") else {
+            continue;
+        };
+        let args = shell_words(command);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 0, "$ amtsleitung {command}\n{err}");
+        assert_eq!(out, shown, "$ amtsleitung {command}");
+        examples += 1;
+    }
+    assert_eq!(examples, 3, "the README's three explain examples");
+}
+
+/// `amtsleitung dialplan explain ... | head -1`: the closed pipe ends the command quietly,
+/// as for any Unix tool (it panicked in `println!` before).
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let mut child = Command::new(binary())
+        .current_dir(repo())
+        .args(["dialplan", "explain", "--to", "81234"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// From an empty directory (a fresh clone's binary run anywhere), `serve` uses the prompts
+/// and the default dialplan built into it: the echo test answers and echoes. Before, it
+/// stopped with "cannot read sounds directory sounds".
+#[test]
+fn serve_from_an_empty_directory_runs_on_the_built_in_prompts_and_plan() {
+    let ns = support::Netns::new();
+    let cwd = TempDir::new("empty-cwd");
+    let mut child = ns
+        .command(binary().to_str().unwrap())
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env_remove("AMT_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let writer = log.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut log = writer.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let text = || log.lock().unwrap().clone();
+    let ready = support::wait_until(std::time::Duration::from_secs(20), || {
+        text().contains("is ready")
+    });
+    let calls = TempDir::new("empty-cwd-call");
+    let scenario = support::pcmu_call_scenario(&calls);
+    let echo = support::PacketCounter::any_source(&ns, 6000);
+    let call = support::sipp_call_spawn(&ns, &scenario, "600", 5070, 6000, 2000).wait();
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = text();
+    assert!(ready, "the server did not start:\n{log}");
+    assert!(log.contains("using the built-in prompts"), "{log}");
+    assert!(log.contains("built-in default plan"), "{log}");
+    assert!(
+        call.is_ok_and(|status| status.success()),
+        "the echo call failed\n{log}"
+    );
+    assert!(
+        echo.packets() > 20,
+        "no echo: {} packets\n{log}",
+        echo.packets()
     );
 }

@@ -123,6 +123,22 @@ fn reload_keeps_live_call_refuses_broken_plan_and_routes_by_valid_plan() {
         "error without file:line\n{}",
         server.log()
     );
+    // Monitoring sees it: /health is 503 "degraded" with the error, not "ok".
+    let health = server.http_get(Some(&ns), "/health");
+    assert!(
+        health.starts_with("HTTP/1.0 503") || health.starts_with("HTTP/1.1 503"),
+        "{health}"
+    );
+    assert!(
+        health.contains("\"degraded\"") && health.contains("main.toml:4:"),
+        "{health}"
+    );
+    let refused = "amtsleitung_dialplan_reloads_total{result=\"refused\"}";
+    assert!(
+        server.metric(Some(&ns), refused) >= 1,
+        "{}",
+        server.metrics(Some(&ns))
+    );
     assert!(
         answered(&ns, &call, "600", "5072", "6100"),
         "600 stopped routing after a broken plan\n{}",
@@ -154,6 +170,23 @@ fn reload_keeps_live_call_refuses_broken_plan_and_routes_by_valid_plan() {
     assert!(
         not_found(&ns, "600", "5078"),
         "600 still routed by the old plan"
+    );
+    let health = server.http_get(Some(&ns), "/health");
+    assert!(
+        health.contains("200 OK") && health.contains("\"status\":\"ok\""),
+        "{health}"
+    );
+    let accepted = "amtsleitung_dialplan_reloads_total{result=\"accepted\"}";
+    assert!(
+        server.metric(Some(&ns), accepted) >= 1,
+        "{}",
+        server.metrics(Some(&ns))
+    );
+    let answered = "amtsleitung_calls_total{result=\"answered\"}";
+    assert!(
+        server.metric(Some(&ns), answered) >= 2,
+        "{}",
+        server.metrics(Some(&ns))
     );
 
     // The live call ran to its end (its BYE was answered 200) with media throughout.

@@ -85,6 +85,12 @@ fn a_pin_room_refuses_callers_while_the_store_cannot_be_read_and_admits_them_aft
             "call while the store fails",
         );
         let until = started.elapsed().as_secs_f64();
+        // Monitoring sees it too: /health is 503 "degraded" naming the store.
+        let health = server.http_get(Some(&ns), "/health");
+        assert!(
+            health.contains(" 503 ") && health.contains("the store fails"),
+            "{health}"
+        );
         rename_table(&server, "room_unreadable", "room");
         // Nothing stored was lost: the same room and PIN work again.
         let admitted_from = started.elapsed().as_secs_f64();

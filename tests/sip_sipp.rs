@@ -101,6 +101,23 @@ fn unknown_number_gets_404() {
         ),
     );
     assert_sipp_ok(&out, &server, "INVITE to an unrouted number");
+    // The refused call is in the call records (admins look for it when "the number does not
+    // work"; it was missing before), and the log names its Call-ID.
+    let calls = support::call_records(&server, 1);
+    let [call] = calls.as_slice() else {
+        panic!("one call record expected: {calls:#?}\n{}", server.log());
+    };
+    assert_eq!(call.callee, "4242", "{call:#?}");
+    assert!(!call.answered && call.final_status == 404, "{call:#?}");
+    assert!(!call.call_id.is_empty(), "{call:#?}");
+    assert!(
+        server.log().contains(&format!("call_id={}", call.call_id)),
+        "{}",
+        server.log()
+    );
+    // And /metrics counts it by result.
+    let refused = server.metric(Some(&ns), "amtsleitung_calls_total{result=\"refused\"}");
+    assert_eq!(refused, 1, "{}", server.metrics(Some(&ns)));
 }
 
 #[test]

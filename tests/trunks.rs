@@ -307,6 +307,8 @@ fn dialplan_check_refuses_a_rule_that_would_take_112_with_its_place() {
     );
     let out = std::process::Command::new(support::binary())
         .args(["dialplan", "check", plans.path().to_str().unwrap()])
+        .arg("--sounds")
+        .arg(support::repo().join("sounds"))
         .output()
         .unwrap();
     let said = format!(

@@ -154,11 +154,21 @@ pub struct PacketCounter<'a> {
 
 impl<'a> PacketCounter<'a> {
     pub fn new(ns: &'a Netns, port: u16) -> Self {
+        Self::matching(ns, port, &format!("ip saddr {SERVER_IP} "))
+    }
+
+    /// Counts every UDP packet to `port`, whatever its source address: a server listening
+    /// on 0.0.0.0 in the namespace answers a client address of the same namespace from that
+    /// address itself (the kernel's source choice for a local destination).
+    pub fn any_source(ns: &'a Netns, port: u16) -> Self {
+        Self::matching(ns, port, "")
+    }
+
+    fn matching(ns: &'a Netns, port: u16, source: &str) -> Self {
         let table = format!("amtcount{port}");
         let chain =
             format!("add chain inet {table} input {{ type filter hook input priority 0 ; }}");
-        let rule =
-            format!("add rule inet {table} input ip saddr {SERVER_IP} udp dport {port} counter");
+        let rule = format!("add rule inet {table} input {source}udp dport {port} counter");
         ns.exec_ok(&["nft", &format!("add table inet {table}")]);
         ns.exec_ok(&["nft", &chain]);
         ns.exec_ok(&["nft", &rule]);
@@ -870,6 +880,29 @@ pub fn plans_with(name: &str, rules: &str) -> TempDir {
     .unwrap();
     std::fs::write(plans.path().join("extra.toml"), rules).unwrap();
     plans
+}
+
+/// Starts one SIPp caller from 10.99.0.2 in the background: `scenario` dialling `number`
+/// from SIP port `port` and RTP port `media_port`, talking `talk_ms` (the scenario's
+/// `<pause/>`); its output is dropped, its exit status tells how the call went.
+pub fn sipp_call_spawn(
+    ns: &Netns,
+    scenario: &str,
+    number: &str,
+    port: u16,
+    media_port: u16,
+    talk_ms: u32,
+) -> Child {
+    ns.command("sipp")
+        .args(["-sf", scenario, "-s", number, "-i", "10.99.0.2"])
+        .args(["-p", &port.to_string(), "-mi", "10.99.0.2"])
+        .args(["-mp", &media_port.to_string(), "-m", "1"])
+        .args(["-d", &talk_ms.to_string(), "-nostdin", "-timeout", "30s"])
+        .args(["-timeout_error", "10.99.0.1:5060"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp (apt-get install sip-tester)")
 }
 
 /// Runs one SIPp caller from 10.99.0.2 (scenario file, number dialled, talk time for the

@@ -151,6 +151,8 @@ pub(crate) struct ActionParser {
     pub(crate) groups: usize,
     pub(crate) refs: Vec<(RefKind, SpannedStr)>,
     pub(crate) gotos: Vec<GotoRef>,
+    /// Every action named, with where: checked against what the server can run.
+    pub(crate) actions_used: Vec<(String, std::ops::Range<usize>)>,
     menu_depth: usize,
 }
 
@@ -182,6 +184,7 @@ impl ActionParser {
             groups,
             refs: Vec::new(),
             gotos: Vec::new(),
+            actions_used: Vec::new(),
             menu_depth: 0,
         }
     }
@@ -271,6 +274,9 @@ impl ActionParser {
                 return None;
             }
         };
+        if ACTION_NAMES.contains(&name.as_str()) {
+            self.actions_used.push((name.clone(), name_span.clone()));
+        }
         // A bare name ("answer") is the same as the action with no arguments.
         let arg_table = match arg.map(|a| a.get_ref()) {
             Some(DeValue::Table(t)) => Some(t),

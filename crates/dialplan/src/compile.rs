@@ -37,6 +37,7 @@ struct RuleSpans {
     file: usize,
     match_span: Range<usize>,
     refs: Vec<(RefKind, SpannedStr)>,
+    actions_used: Vec<(String, Range<usize>)>,
     gotos: Vec<GotoRef>,
     trunk_refs: Vec<SpannedStr>,
     calendar_refs: Vec<SpannedStr>,
@@ -333,6 +334,19 @@ pub fn compile(files: &[SourceFile], ctx: &CheckContext) -> Result<Compiled, Vec
                 unknown_name(&mut r, *kind, name, &known);
             }
         }
+        if let Some(runnable) = &ctx.runnable_actions {
+            for (name, span) in &sp.actions_used {
+                if !runnable.contains(name) {
+                    r.warning(
+                        span.clone(),
+                        format!(
+                            "`{name}` cannot run in this version yet: a call that reaches it is refused (501)"
+                        ),
+                        Some("route these calls with actions that run until it can".into()),
+                    );
+                }
+            }
+        }
         if let Some(trunks) = &ctx.trunks {
             for t in &sp.trunk_refs {
                 if !trunks.contains(&t.text) {
@@ -506,7 +520,22 @@ fn patterns(
     let mut ok = true;
     for s in list {
         match NumberPattern::parse(&s.text) {
-            Ok(p) => out.push((p, s.span)),
+            Ok(p) => {
+                if let NumberPattern::Exact(text) = &p
+                    && looks_like_asterisk_pattern(text)
+                {
+                    r.warning(
+                        s.span.clone(),
+                        format!(
+                            "\"{text}\" is an exact number: it matches only a caller who dials \"{text}\" itself"
+                        ),
+                        Some(format!(
+                            "Asterisk-style patterns start with `_`: write \"_{text}\""
+                        )),
+                    );
+                }
+                out.push((p, s.span))
+            }
             Err(e) => {
                 r.error(s.span, e.message, e.help);
                 ok = false;
@@ -514,6 +543,16 @@ fn patterns(
         }
     }
     ok.then_some(out)
+}
+
+/// An exact number written like an Asterisk pattern without its `_` (`8XXXX`, `0N.`): the
+/// habit of admins coming from Asterisk, where the rule would then never match a real call.
+fn looks_like_asterisk_pattern(text: &str) -> bool {
+    let pattern_char = |c: char| matches!(c, 'X' | 'N' | 'Z' | 'x' | 'n' | 'z' | '.' | '!' | '[');
+    text.chars().any(pattern_char)
+        && text.chars().all(|c| {
+            c.is_ascii_digit() || pattern_char(c) || matches!(c, '*' | '#' | '+' | ']' | '-')
+        })
 }
 
 fn parse_rule(
@@ -688,6 +727,7 @@ fn parse_rule(
             file: fi,
             match_span,
             refs: parser.refs,
+            actions_used: parser.actions_used,
             gotos: parser.gotos,
             trunk_refs: trunks.unwrap_or_default(),
             calendar_refs,

@@ -53,6 +53,9 @@ pub struct CheckContext {
     pub rooms: Option<BTreeSet<String>>,
     /// Configured trunk names.
     pub trunks: Option<BTreeSet<String>>,
+    /// Actions the server can run; any other action gets a warning (a call reaching it
+    /// would be refused). `None`: not checked.
+    pub runnable_actions: Option<BTreeSet<String>>,
 }
 
 /// A plan that passed the checks, with the warnings found on the way.

@@ -292,3 +292,25 @@ actions = ["hangup"]
         ]
     );
 }
+
+/// The Asterisk habit `8XXXX` (no `_`) is an exact number that no caller dials: a warning
+/// with the fix, not silence. Numbers and names that merely contain such letters are left
+/// alone.
+#[test]
+fn an_asterisk_pattern_without_its_underscore_gets_a_hint() {
+    let diags = inline(
+        "[[rule]]\nmatch = [\"8XXXX\", \"0N.\", \"600\", \"zentrale\", \"_9XX\"]\nactions = [\"echo\"]\n",
+    );
+    assert_eq!(
+        heads(&diags),
+        [
+            "t.toml:2:10: warning: \"8XXXX\" is an exact number: it matches only a caller who dials \"8XXXX\" itself",
+            "t.toml:2:19: warning: \"0N.\" is an exact number: it matches only a caller who dials \"0N.\" itself",
+        ]
+    );
+    assert!(
+        diags[0].to_string().contains("write \"_8XXXX\""),
+        "{}",
+        diags[0]
+    );
+}

@@ -773,6 +773,17 @@ mod tests {
 
     const FRAME_MS: u64 = 20;
 
+    /// A seeded xorshift: `rnd(m)` is uniform-ish in 0..m, the same sequence every run.
+    fn seeded_random() -> impl FnMut(u64) -> u64 {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        move |m| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        }
+    }
+
     /// What a pop returned, owned, for assertions.
     #[derive(Debug, Clone, PartialEq, Eq)]
     enum Out {
@@ -890,13 +901,7 @@ mod tests {
             loss_lookahead,
             ..JitterConfig::new(8000, 20)
         });
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut rnd = |m: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % m
-        };
+        let mut rnd = seeded_random();
         let lossy = 600u16;
         let total = lossy + 550;
         let mut events: Vec<(u64, Option<u16>)> = (0..total)
@@ -1058,14 +1063,9 @@ mod tests {
 
     /// Deterministic pseudo-random delays 0..max_ms.
     fn jittered(n: u16, max_ms: u64) -> Vec<(u16, u64)> {
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = seeded_random();
         (0..n)
-            .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (i, u64::from(i) * FRAME_MS + x % max_ms)
-            })
+            .map(|i| (i, u64::from(i) * FRAME_MS + rnd(max_ms)))
             .collect()
     }
 
@@ -1258,13 +1258,7 @@ mod tests {
     fn target_follows_a_jump_in_jitter_within_a_second() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::with_rate(8000, 20);
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut rnd = |m: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % m
-        };
+        let mut rnd = seeded_random();
         for i in 0..300 {
             step(&mut jb, t0, i, rnd(2));
         }

@@ -727,6 +727,14 @@ impl CallControl {
             .as_ref()
             .map(|a| msg::percent_decode(&a.user).unwrap_or_else(|| a.user.clone()))
             .unwrap_or_default();
+        // Who the From header says is calling, for the records of calls refused before we
+        // know better.
+        let claimed_caller = msg::header_value(&request, "From")
+            .as_deref()
+            .and_then(msg::address_uri)
+            .and_then(|u| msg::parse_uri(&u))
+            .and_then(|u| u.auth.map(|a| a.user))
+            .unwrap_or_else(|| "anonymous".into());
         let trunks = self.shared.trunks.current();
         let trunk = trunks.of_source(from.addr.ip());
         let identity = match trunk {
@@ -738,6 +746,7 @@ impl CallControl {
                     Ok(number) => callee = number.to_string(),
                     Err(err) => {
                         tracing::info!(trunk = %trunk.name, number = %dialled, "number from the carrier not understood: {err}; 404");
+                        record_refused(&self.shared, &call_id, &claimed_caller, &dialled, 404);
                         refuse_leg(endpoint, leg, 404, None, now);
                         return;
                     }
@@ -763,10 +772,12 @@ impl CallControl {
                 return;
             }
             Err(CallerRefusal::ForeignNetwork) => {
+                record_refused(&self.shared, &call_id, &claimed_caller, &callee, 403);
                 refuse_leg(endpoint, leg, 403, Some("Not From An Allowed Network"), now);
                 return;
             }
             Err(CallerRefusal::BadCredentials) => {
+                record_refused(&self.shared, &call_id, &claimed_caller, &callee, 400);
                 refuse_leg(endpoint, leg, 400, Some("Bad Proxy-Authorization"), now);
                 return;
             }
@@ -834,6 +845,7 @@ impl CallControl {
             }
             None if identity.is_identified() => {
                 tracing::info!(to = %callee, "no dialplan rule matches; 404");
+                record_refused(&self.shared, &call_id, &caller, &callee, 404);
                 refuse_leg(endpoint, leg, 404, None, now);
                 return;
             }
@@ -848,8 +860,11 @@ impl CallControl {
         // same codec and the call passed through unchanged.
         let fax_line = matches!(&identity, Caller::User { fax: true, .. });
         let fax_call = fax_line || fax::route_is_fax(&route.actions, |ext| registrar.is_fax(ext));
-        let mut refuse =
-            |code: u16, phrase: Option<&str>| refuse_leg(endpoint, leg, code, phrase, now);
+        let shared = &self.shared;
+        let mut refuse = |code: u16, phrase: Option<&str>| {
+            record_refused(shared, &call_id, &caller, &callee, code);
+            refuse_leg(endpoint, leg, code, phrase, now)
+        };
 
         let content_type = msg::header_value(&request, "Content-Type").unwrap_or_default();
         if request.body.is_empty()
@@ -1961,7 +1976,9 @@ impl CallControl {
             contacts_rung: l.contacts_rung,
             connected: None,
         };
-        tracing::info!(leg = %leg, reason, "call ended");
+        tracing::info!(call_id = %l.call_id, leg = %leg, reason, "call ended");
+        let result = if answered { "answered" } else { "unanswered" };
+        metrics::counter!(crate::telemetry::CALLS_TOTAL, "result" => result).increment(1);
         let shared = self.shared.clone();
         let quality = l.quality.clone();
         let callee = l
@@ -1985,16 +2002,47 @@ impl CallControl {
                 leg.media = callee_quality.to_call_media();
                 leg
             });
-            match shared
-                .store
-                .run_blocking(move |store| store.record_call(&record))
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!("call record not written: {err}"),
-                Err(err) => tracing::error!("call record not written: {err}"),
-            }
+            write_call_record(&shared, record);
         });
     }
+}
+
+/// Writes `record` through the store's thread (call from a blocking task); a failure is
+/// logged, since the call it describes is over either way.
+fn write_call_record(shared: &Shared, record: store::CallRecord) {
+    match shared
+        .store
+        .run_blocking(move |store| store.record_call(&record))
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!("call record not written: {err}"),
+        Err(err) => tracing::error!("call record not written: {err}"),
+    }
+}
+
+/// Writes the record of a call refused before it became a leg of ours (no rule: 404, a
+/// carrier number not understood, a bad offer, a foreign network): admins look for exactly
+/// these when "the number does not work". Challenges (407) are not calls yet: the phone
+/// comes back with credentials.
+fn record_refused(shared: &Arc<Shared>, call_id: &str, caller: &str, callee: &str, status: u16) {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let record = store::CallRecord {
+        call_id: call_id.to_owned(),
+        caller: caller.to_owned(),
+        callee: callee.to_owned(),
+        started_at_ms: now,
+        ended_at_ms: now,
+        answered: false,
+        final_status: status,
+        end_reason: "refused".into(),
+        media: store::CallMedia::default(),
+        contacts_rung: 0,
+        connected: None,
+    };
+    tracing::info!(call_id = %call_id, status, "call refused");
+    metrics::counter!(crate::telemetry::CALLS_TOTAL, "result" => "refused").increment(1);
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || write_call_record(&shared, record));
 }
 
 /// The number a carrier's INVITE is for: its Request-URI user, unless that is the user we

@@ -396,11 +396,95 @@ impl Config {
     }
 }
 
-/// Reads a config file; errors name the file and the offending key with its line.
+/// The variable naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "AMT_CONFIG";
+/// The config file in the working directory, used when present.
+pub const LOCAL_CONFIG: &str = "amtsleitung.toml";
+/// The installed config file (Debian package), used when present.
+pub const INSTALLED_CONFIG: &str = "/etc/amtsleitung/amtsleitung.toml";
+
+/// Where the configuration every command acts on came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`.
+    Flag(PathBuf),
+    /// `$AMT_CONFIG`.
+    Environment(PathBuf),
+    /// `./amtsleitung.toml`.
+    WorkingDirectory(PathBuf),
+    /// `/etc/amtsleitung/amtsleitung.toml`.
+    Installed(PathBuf),
+    /// No file: the embedded defaults, paths relative to the working directory.
+    Defaults,
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Flag(path) | Self::WorkingDirectory(path) | Self::Installed(path) => {
+                write!(f, "{}", path.display())
+            }
+            Self::Environment(path) => write!(f, "{} (from ${CONFIG_ENV})", path.display()),
+            Self::Defaults => f.write_str("no config file, built-in defaults"),
+        }
+    }
+}
+
+/// A configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub config: Config,
+    pub source: ConfigSource,
+}
+
+/// Finds the configuration the same way for every command, so that `room create` typed in
+/// any directory changes the store the running server uses: `--config FILE`, else
+/// `$AMT_CONFIG`, else `./amtsleitung.toml` if present, else the installed
+/// `/etc/amtsleitung/amtsleitung.toml` if present, else the embedded defaults. A file named
+/// by the flag or the variable must exist; the other two are only looked for.
+pub fn locate(flag: Option<&Path>) -> anyhow::Result<Located> {
+    locate_among(
+        flag,
+        std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()),
+        Path::new(LOCAL_CONFIG),
+        Path::new(INSTALLED_CONFIG),
+    )
+}
+
+fn locate_among(
+    flag: Option<&Path>,
+    environment: Option<std::ffi::OsString>,
+    local: &Path,
+    installed: &Path,
+) -> anyhow::Result<Located> {
+    let source = if let Some(path) = flag {
+        ConfigSource::Flag(path.to_path_buf())
+    } else if let Some(path) = environment {
+        ConfigSource::Environment(PathBuf::from(path))
+    } else if local.is_file() {
+        ConfigSource::WorkingDirectory(std::path::absolute(local).unwrap_or(local.to_path_buf()))
+    } else if installed.is_file() {
+        ConfigSource::Installed(installed.to_path_buf())
+    } else {
+        ConfigSource::Defaults
+    };
+    let config = match &source {
+        ConfigSource::Flag(path)
+        | ConfigSource::Environment(path)
+        | ConfigSource::WorkingDirectory(path)
+        | ConfigSource::Installed(path) => load_file(path)?,
+        ConfigSource::Defaults => Config::default(),
+    };
+    Ok(Located { config, source })
+}
+
+/// Reads a config file; errors name the file and the offending key with its line. Relative
+/// paths written in it are relative to the file's directory, not to wherever the command was
+/// typed (the defaults of keys it leaves out stay relative to the working directory).
 pub fn load_file(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| anyhow::anyhow!("cannot read config file {}: {err}", path.display()))?;
-    toml::from_str(&text).map_err(|err| {
+    let mut config: Config = toml::from_str(&text).map_err(|err| {
         let location = err
             .span()
             .map(|span| {
@@ -409,12 +493,165 @@ pub fn load_file(path: &Path) -> anyhow::Result<Config> {
             })
             .unwrap_or_default();
         anyhow::anyhow!("{}{location}: {}", path.display(), err.message().trim_end())
-    })
+    })?;
+    if let Some(base) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // The keys the file sets; the table parses, since the same text just did.
+        let written: toml::Table = toml::from_str(&text).unwrap_or_default();
+        config.anchor_paths(base, |key| written.contains_key(key));
+    }
+    Ok(config)
+}
+
+impl Config {
+    /// The paths made absolute against the working directory at start, so that what the
+    /// server stores (recording files in call records and the store) and logs names the
+    /// file wherever it is read from later, not relative to where the server was started.
+    pub fn with_absolute_paths(mut self) -> Self {
+        let absolute = |path: &mut PathBuf| {
+            if let Ok(full) = std::path::absolute(&*path) {
+                *path = full;
+            }
+        };
+        absolute(&mut self.data_dir);
+        absolute(&mut self.dialplans);
+        absolute(&mut self.sounds);
+        for path in [
+            &mut self.trunks,
+            &mut self.tls_certificate,
+            &mut self.tls_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            absolute(path);
+        }
+        self
+    }
+
+    /// Makes every relative path the file sets (`written(key)`) relative to `base`, its
+    /// directory. Defaults of keys it leaves out stay relative to the working directory.
+    fn anchor_paths(&mut self, base: &Path, written: impl Fn(&str) -> bool) {
+        let anchor = |key: &str, path: &mut PathBuf| {
+            if written(key) && path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        anchor("data-dir", &mut self.data_dir);
+        anchor("dialplans", &mut self.dialplans);
+        anchor("sounds", &mut self.sounds);
+        for (key, path) in [
+            ("trunks", &mut self.trunks),
+            ("tls-certificate", &mut self.tls_certificate),
+            ("tls-key", &mut self.tls_key),
+        ] {
+            if let Some(path) = path {
+                anchor(key, path);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("amt-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The flag wins over the variable, the variable over ./amtsleitung.toml, that over the
+    /// installed file, and without any the embedded defaults apply.
+    #[test]
+    fn config_is_found_by_flag_then_variable_then_working_directory_then_installed() {
+        let dir = scratch("locate");
+        let write = |name: &str, port: u16| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("http-listen = \"127.0.0.1:{port}\"\n")).unwrap();
+            path
+        };
+        let (flag, env, local, installed) = (
+            write("flag.toml", 1),
+            write("env.toml", 2),
+            write("local.toml", 3),
+            write("installed.toml", 4),
+        );
+        let port = |flag: Option<&Path>, env: Option<&Path>, local: &Path, installed: &Path| {
+            let found = locate_among(
+                flag,
+                env.map(|p| p.as_os_str().to_owned()),
+                local,
+                installed,
+            )
+            .unwrap();
+            (found.config.http_listen.port(), found.source)
+        };
+        let missing = dir.join("missing.toml");
+        assert_eq!(
+            port(Some(&flag), Some(&env), &local, &installed),
+            (1, ConfigSource::Flag(flag.clone()))
+        );
+        assert_eq!(
+            port(None, Some(&env), &local, &installed),
+            (2, ConfigSource::Environment(env.clone()))
+        );
+        assert_eq!(
+            port(None, None, &local, &installed),
+            (3, ConfigSource::WorkingDirectory(local.clone()))
+        );
+        assert_eq!(
+            port(None, None, &missing, &installed),
+            (4, ConfigSource::Installed(installed.clone()))
+        );
+        assert_eq!(
+            port(None, None, &missing, &missing),
+            (8080, ConfigSource::Defaults)
+        );
+        // A file the admin named must be there: a typo is an error, not the defaults.
+        let err = locate_among(Some(&missing), None, &local, &installed).unwrap_err();
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn relative_paths_in_a_config_file_are_relative_to_its_directory() {
+        let dir = scratch("anchor");
+        let path = dir.join("amtsleitung.toml");
+        std::fs::write(
+            &path,
+            "data-dir = \"data\"\nsounds = \"/usr/share/amtsleitung/sounds\"\n\
+             trunks = \"trunks.toml\"\n",
+        )
+        .unwrap();
+        let config = load_file(&path).unwrap();
+        assert_eq!(config.data_dir, dir.join("data"));
+        assert_eq!(
+            config.dialplans,
+            PathBuf::from("dialplans"),
+            "a default, not written"
+        );
+        assert_eq!(
+            config.sounds,
+            PathBuf::from("/usr/share/amtsleitung/sounds")
+        );
+        assert_eq!(config.trunks, Some(dir.join("trunks.toml")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn paths_are_made_absolute_against_the_working_directory() {
+        let config = Config {
+            trunks: Some(PathBuf::from("trunks.toml")),
+            ..Config::default()
+        }
+        .with_absolute_paths();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(config.data_dir, cwd.join("data"));
+        assert_eq!(config.trunks, Some(cwd.join("trunks.toml")));
+        assert!(config.sounds.is_absolute() && config.dialplans.is_absolute());
+    }
 
     #[test]
     fn port_range_rejects_reversed_and_garbage() {

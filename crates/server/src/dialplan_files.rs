@@ -9,12 +9,16 @@ use arc_swap::ArcSwap;
 use dialplan::{CallFacts, CheckContext, Diagnostic, Plan, SourceFile};
 
 use crate::DialplanCommand;
+use crate::config::{Config, ConfigSource};
 use crate::sounds::SoundLibrary;
 
 /// The plan in force; each call takes a snapshot, a reload swaps in a new one atomically.
 pub struct PlanHolder {
     current: ArcSwap<Plan>,
     version: std::sync::atomic::AtomicU32,
+    /// The first error of the plan on disk while it is refused (the server keeps routing by
+    /// the plan in force, but `/health` says the files and the calls disagree).
+    refused: arc_swap::ArcSwapOption<String>,
 }
 
 /// What a reload did.
@@ -42,10 +46,28 @@ impl PlanHolder {
                 Ok(Self {
                     current: ArcSwap::from_pointee(plan),
                     version: version.into(),
+                    refused: arc_swap::ArcSwapOption::empty(),
                 })
             }
             Err(errors) => Err(refusal(dir, &errors)),
         }
+    }
+
+    /// The shipped default plan, built into the binary, for a server started where no
+    /// dialplan directory is configured or present.
+    pub fn builtin(sounds: &SoundLibrary, store: &store::Store) -> anyhow::Result<Self> {
+        let files = [SourceFile {
+            path: "default.toml".into(),
+            text: include_str!("../../../dialplans/default.toml").into(),
+        }];
+        let (plan, _) = compile_files(&files, Some(sounds))
+            .map_err(|errors| refusal(Path::new("(built in)"), &errors))?;
+        let version = record_version(store, Path::new(""), &files, "built-in plan at start")?;
+        Ok(Self {
+            current: ArcSwap::from_pointee(plan),
+            version: version.into(),
+            refused: arc_swap::ArcSwapOption::empty(),
+        })
     }
 
     /// The plan for a new call.
@@ -56,6 +78,11 @@ impl PlanHolder {
     /// History version of the plan in force.
     pub fn version(&self) -> u32 {
         self.version.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Why the plan on disk is refused (its first error), while it is.
+    pub fn refused(&self) -> Option<Arc<String>> {
+        self.refused.load_full()
     }
 
     /// Re-reads `dir`; a valid plan replaces the current one (calls in progress keep theirs),
@@ -82,6 +109,9 @@ impl PlanHolder {
                     Err(err) => {
                         // A plan we cannot record could not be rolled back to: refuse it.
                         tracing::error!("dialplan not reloaded: {err:#}");
+                        self.refused.store(Some(Arc::new(format!("{err:#}"))));
+                        metrics::counter!(crate::telemetry::DIALPLAN_RELOADS_TOTAL, "result" => "refused")
+                            .increment(1);
                         return ReloadReport {
                             accepted: false,
                             version: self.version(),
@@ -92,6 +122,9 @@ impl PlanHolder {
                 self.current.store(Arc::new(plan));
                 self.version
                     .store(version, std::sync::atomic::Ordering::Relaxed);
+                self.refused.store(None);
+                metrics::counter!(crate::telemetry::DIALPLAN_RELOADS_TOTAL, "result" => "accepted")
+                    .increment(1);
                 let diagnostics: Vec<String> = warnings.iter().map(ToString::to_string).collect();
                 for warning in &diagnostics {
                     tracing::warn!("{warning}");
@@ -105,6 +138,14 @@ impl PlanHolder {
             }
             Err(errors) => {
                 let diagnostics: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                let first = diagnostics
+                    .first()
+                    .and_then(|d| d.lines().next())
+                    .unwrap_or("errors")
+                    .to_owned();
+                self.refused.store(Some(Arc::new(first)));
+                metrics::counter!(crate::telemetry::DIALPLAN_RELOADS_TOTAL, "result" => "refused")
+                    .increment(1);
                 tracing::error!(
                     trigger,
                     "dialplan rejected, keeping version {}:\n{}",
@@ -244,18 +285,27 @@ fn compile_files(
 ) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
     let ctx = CheckContext {
         sounds: sounds.map(SoundLibrary::names),
+        runnable_actions: Some(
+            crate::call::RUNNABLE_ACTIONS
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
+        ),
         ..CheckContext::default()
     };
     dialplan::compile(files, &ctx).map(|compiled| (compiled.plan, compiled.warnings))
 }
 
-/// Runs `amtsleitung dialplan ...`.
-pub fn run_command(command: DialplanCommand) -> ExitCode {
+/// Runs `amtsleitung dialplan ...`; what a flag leaves out comes from `config`.
+pub fn run_command(command: DialplanCommand, config: &Config, source: &ConfigSource) -> ExitCode {
     match command {
         DialplanCommand::Check { dir, sounds } => {
-            let dir = dir.unwrap_or_else(|| PathBuf::from("dialplans"));
-            let sounds = load_sounds(sounds);
-            match compile_dir(&dir, sounds.as_ref()) {
+            let dir = dir.unwrap_or_else(|| config.dialplans.clone());
+            let sounds = match load_sounds(sounds.as_deref().unwrap_or(&config.sounds)) {
+                Ok(sounds) => sounds,
+                Err(code) => return code,
+            };
+            match compile_dir(&dir, Some(&sounds)) {
                 Ok((_, warnings)) => {
                     for warning in &warnings {
                         println!("{warning}");
@@ -295,9 +345,12 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
             dialplans,
             sounds,
         } => {
-            let dir = dialplans.unwrap_or_else(|| PathBuf::from("dialplans"));
-            let sounds = load_sounds(sounds);
-            let plan = match compile_dir(&dir, sounds.as_ref()) {
+            let dir = dialplans.unwrap_or_else(|| config.dialplans.clone());
+            let sounds = match load_sounds(sounds.as_deref().unwrap_or(&config.sounds)) {
+                Ok(sounds) => sounds,
+                Err(code) => return code,
+            };
+            let plan = match compile_dir(&dir, Some(&sounds)) {
                 Ok((plan, _)) => plan,
                 Err(diagnostics) => {
                     for diagnostic in &diagnostics {
@@ -318,7 +371,7 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
             };
             // A call from a carrier reaches the plan with its numbers normalised by the
             // trunk's rules, as the server does it; show how.
-            let (to, from) = match (&trunk, trunks) {
+            let (to, from) = match (&trunk, trunks.or_else(|| config.trunks.clone())) {
                 (Some(name), Some(file)) => match normalised_by_trunk(&file, name, to, from) {
                     Ok(numbers) => numbers,
                     Err(err) => {
@@ -338,13 +391,32 @@ pub fn run_command(command: DialplanCommand) -> ExitCode {
             print!("{}", plan.explain(&facts));
             ExitCode::SUCCESS
         }
-        DialplanCommand::History { data_dir } => exit_code(history(&data_dir)),
+        DialplanCommand::History { data_dir } => {
+            let data_dir = crate::store_dir(data_dir, config, source);
+            exit_code(history(&data_dir))
+        }
+        DialplanCommand::Show { version, data_dir } => {
+            let data_dir = crate::store_dir(data_dir, config, source);
+            exit_code(show(version, &data_dir))
+        }
+        DialplanCommand::Diff { from, to, data_dir } => {
+            let data_dir = crate::store_dir(data_dir, config, source);
+            exit_code(diff(from, to, &data_dir))
+        }
         DialplanCommand::Rollback {
             version,
             data_dir,
             dialplans,
             sounds,
-        } => exit_code(rollback(version, &data_dir, &dialplans, &sounds)),
+        } => {
+            let data_dir = crate::store_dir(data_dir, config, source);
+            exit_code(rollback(
+                version,
+                &data_dir,
+                &dialplans.unwrap_or_else(|| config.dialplans.clone()),
+                &sounds.unwrap_or_else(|| config.sounds.clone()),
+            ))
+        }
     }
 }
 
@@ -405,15 +477,74 @@ fn history(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The files of a stored version, or an error that says how to find one.
+fn version_files(store: &store::Store, version: u32) -> anyhow::Result<Vec<(String, String)>> {
+    store.dialplan_version_files(version)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "there is no dialplan version {version} (see `amtsleitung dialplan history`)"
+        )
+    })
+}
+
+/// Prints every file of `version` under a `# path` header line.
+fn show(version: u32, data_dir: &Path) -> anyhow::Result<()> {
+    let store = store::Store::open(data_dir)?;
+    for (path, text) in version_files(&store, version)? {
+        println!("# {path}");
+        print!("{text}");
+        if !text.ends_with('\n') {
+            println!();
+        }
+    }
+    Ok(())
+}
+
+/// Prints a unified diff per file from version `from` to version `to` (files added or
+/// removed against an empty file), and says so when nothing changed.
+fn diff(from: u32, to: u32, data_dir: &Path) -> anyhow::Result<()> {
+    let store = store::Store::open(data_dir)?;
+    let (old, new) = (version_files(&store, from)?, version_files(&store, to)?);
+    let mut paths: Vec<&str> = old.iter().chain(&new).map(|(p, _)| p.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let text_of = |files: &[(String, String)], path: &str| {
+        files
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, t)| t.clone())
+    };
+    let mut changed = false;
+    for path in paths {
+        let (a, b) = (text_of(&old, path), text_of(&new, path));
+        if a == b {
+            continue;
+        }
+        changed = true;
+        let header_a = a
+            .as_ref()
+            .map_or("/dev/null".to_owned(), |_| format!("version {from}/{path}"));
+        let header_b = b
+            .as_ref()
+            .map_or("/dev/null".to_owned(), |_| format!("version {to}/{path}"));
+        let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
+        print!(
+            "{}",
+            similar::TextDiff::from_lines(&a, &b)
+                .unified_diff()
+                .header(&header_a, &header_b)
+        );
+    }
+    if !changed {
+        println!("dialplan versions {from} and {to} are the same");
+    }
+    Ok(())
+}
+
 /// Writes version `version` back into `dialplans`, after checking it still compiles. Files of
 /// the directory's plan that the version does not have are removed; `examples/` is left alone.
 fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> anyhow::Result<()> {
     let store = store::Store::open(data_dir)?;
-    let files = store.dialplan_version_files(version)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "there is no dialplan version {version} (see `amtsleitung dialplan history`)"
-        )
-    })?;
+    let files = version_files(&store, version)?;
     let sources: Vec<SourceFile> = files
         .iter()
         .map(|(path, text)| SourceFile {
@@ -421,8 +552,8 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
             text: text.clone(),
         })
         .collect();
-    let sounds = SoundLibrary::load(sounds).ok();
-    if let Err(errors) = compile_files(&sources, sounds.as_ref()) {
+    let sounds = SoundLibrary::configured(sounds)?;
+    if let Err(errors) = compile_files(&sources, Some(&sounds)) {
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::bail!(
             "version {version} no longer checks clean, not written:\n{}",
@@ -446,6 +577,17 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
             std::fs::remove_file(&file.path)?;
         }
     }
+    // Recorded before the files change: the server's reload of the same files then finds
+    // them equal to the newest version and adds no "file change" entry of its own.
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown user".into());
+    let now = jiff::Timestamp::now().as_millisecond();
+    let recorded = store.dialplan_version_add(
+        &files,
+        &format!("rollback to version {version} by {who}"),
+        now,
+    )?;
     for (relative, text) in &files {
         let path = dialplans.join(relative);
         if let Some(parent) = path.parent() {
@@ -457,7 +599,7 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
         std::fs::rename(&tmp, &path)?;
     }
     println!(
-        "dialplan version {version} written to {} ({} file{}); a running server reloads it now",
+        "dialplan version {version} written to {} ({} file{}) as version {recorded}; a running server reloads it now",
         dialplans.display(),
         files.len(),
         if files.len() == 1 { "" } else { "s" }
@@ -465,7 +607,14 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
     Ok(())
 }
 
-fn load_sounds(dir: Option<PathBuf>) -> Option<SoundLibrary> {
-    let dir = dir.unwrap_or_else(|| PathBuf::from("sounds"));
-    SoundLibrary::load(&dir).ok()
+/// The prompts a plan is checked against. Without them `check` could not tell a plan whose
+/// prompts are missing (callers would hear silence) from a good one, so a directory that
+/// cannot be read is an error that names it, never a silent skip.
+fn load_sounds(dir: &Path) -> Result<SoundLibrary, ExitCode> {
+    SoundLibrary::configured(dir).map_err(|err| {
+        eprintln!(
+            "amtsleitung: {err:#} (name the prompts with --sounds or `sounds` in the config)"
+        );
+        ExitCode::FAILURE
+    })
 }

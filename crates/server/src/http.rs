@@ -156,13 +156,48 @@ async fn trunks(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// How long `/health` waits for the store (a locked database waits up to its busy timeout).
+const STORE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// 200 `ok`, or 503 `degraded` with the reasons while something an admin must fix is
+/// wrong but calls still run (a monitoring check then alerts instead of saying "ok").
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({
-        "status": "ok",
-        "calls": state.calls.load(Ordering::Relaxed),
-        "dialplan_version": state.shared.plan.version(),
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    let mut reasons = Vec::new();
+    let shared = state.shared.clone();
+    let store_check = tokio::task::spawn_blocking(move || {
+        shared.store.run_blocking(|store| store.check_health())
+    });
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, store_check).await {
+        Ok(Ok(Ok(Ok(())))) => {}
+        Ok(Ok(Ok(Err(err)))) => reasons.push(format!("the store fails: {err}")),
+        Ok(Ok(Err(err))) => reasons.push(format!("the store fails: {err}")),
+        Ok(Err(err)) => reasons.push(format!("the store check failed: {err}")),
+        Err(_) => reasons.push(format!(
+            "the store did not answer within {} s",
+            STORE_CHECK_TIMEOUT.as_secs()
+        )),
+    }
+    if let Some(error) = state.shared.plan.refused() {
+        reasons.push(format!(
+            "the dialplan on disk is refused, calls are routed by version {}: {error}",
+            state.shared.plan.version()
+        ));
+    }
+    let status = if reasons.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({
+            "status": if reasons.is_empty() { "ok" } else { "degraded" },
+            "reasons": reasons,
+            "calls": state.calls.load(Ordering::Relaxed),
+            "dialplan_version": state.shared.plan.version(),
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -400,5 +435,6 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         load(&media.webrtc_datagrams_sent).to_string(),
     );
     body.push_str(&state.shared.costs.metrics(std::time::Instant::now()));
+    body.push_str(&crate::telemetry::render());
     ([("content-type", "text/plain; version=0.0.4")], body)
 }

@@ -10,6 +10,7 @@ mod call_control;
 mod call_cost;
 mod call_effects;
 mod call_event;
+mod calls_cli;
 mod conference;
 mod config;
 mod core_command;
@@ -30,6 +31,7 @@ mod sip_endpoint;
 mod sounds;
 mod srtp_setting;
 mod store_handle;
+mod telemetry;
 mod tls;
 mod transport;
 mod trunk_reload;
@@ -42,10 +44,10 @@ mod webrtc_sessions;
 mod whip_http;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use config::{Config, LogFormat, PortRange};
 
@@ -53,6 +55,10 @@ use config::{Config, LogFormat, PortRange};
 #[derive(Debug, Parser)]
 #[command(name = "amtsleitung", version, about)]
 struct Cli {
+    /// Config file, for every command (default: $AMT_CONFIG, else ./amtsleitung.toml, else
+    /// /etc/amtsleitung/amtsleitung.toml, else built-in defaults); flags override its keys.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,31 +72,43 @@ enum Command {
     Dialplan(DialplanCommand),
     /// Create, list and delete conference rooms with PINs.
     Room {
-        /// Data directory of the server.
-        #[arg(long, value_name = "DIR", default_value = "data", global = true)]
-        data_dir: PathBuf,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR", global = true)]
+        data_dir: Option<PathBuf>,
         #[command(subcommand)]
         command: room_cli::RoomCommand,
     },
     /// Add, list, show, change, delete and import staff users (desk phone extensions).
     User {
-        /// Data directory of the server.
-        #[arg(long, value_name = "DIR", default_value = "data", global = true)]
-        data_dir: PathBuf,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR", global = true)]
+        data_dir: Option<PathBuf>,
         #[command(subcommand)]
         command: user_cli::UserCommand,
+    },
+    /// List the call records (as a table or CSV).
+    Calls {
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR", global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: calls_cli::CallsCommand,
+    },
+    /// Write a consistent copy of the store to FILE while the server runs (restore: stop
+    /// the server, put the copy in the data directory as amtsleitung.db, start it).
+    Backup {
+        /// Where the copy goes; must not exist yet.
+        file: PathBuf,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Show and lift the bans on addresses that kept sending wrong passwords (asks the
     /// running server).
     Security {
-        /// The server's admin HTTP address (`http-listen`).
-        #[arg(
-            long,
-            value_name = "ADDR",
-            default_value = "127.0.0.1:8080",
-            global = true
-        )]
-        http: SocketAddr,
+        /// The server's admin HTTP address (default: the config's `http-listen`).
+        #[arg(long, value_name = "ADDR", global = true)]
+        http: Option<SocketAddr>,
         #[command(subcommand)]
         command: security_cli::SecurityCommand,
     },
@@ -98,9 +116,6 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// TOML config file; flags override its keys.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
     /// SIP listen address (UDP and TCP).
     #[arg(long, value_name = "ADDR")]
     sip_listen: Option<SocketAddr>,
@@ -153,9 +168,10 @@ struct ServeArgs {
 enum DialplanCommand {
     /// Check every dialplan file; exit 1 on errors.
     Check {
-        /// Dialplan directory (default ./dialplans).
+        /// Dialplan directory (default: the config's `dialplans`).
         dir: Option<PathBuf>,
-        /// Prompt directory used to check sound names (default ./sounds).
+        /// Prompt directory the sound names are checked against (default: the config's
+        /// `sounds`).
         #[arg(long, value_name = "DIR")]
         sounds: Option<PathBuf>,
     },
@@ -173,47 +189,64 @@ enum DialplanCommand {
         /// Inbound trunk name: the numbers are normalised by its rules (with --trunks).
         #[arg(long, value_name = "TRUNK")]
         trunk: Option<String>,
-        /// The trunks file whose number rules --trunk applies.
+        /// The trunks file whose number rules --trunk applies (default: the config's
+        /// `trunks`).
         #[arg(long, value_name = "FILE", requires = "trunk")]
         trunks: Option<PathBuf>,
         /// Caller's source IP.
         #[arg(long, value_name = "IP")]
         source: Option<IpAddr>,
-        /// Dialplan directory (default ./dialplans).
+        /// Dialplan directory (default: the config's `dialplans`).
         #[arg(long, value_name = "DIR")]
         dialplans: Option<PathBuf>,
-        /// Prompt directory (default ./sounds).
+        /// Prompt directory (default: the config's `sounds`).
         #[arg(long, value_name = "DIR")]
         sounds: Option<PathBuf>,
     },
     /// List the dialplan versions the server has accepted.
     History {
-        /// Data directory of the server.
-        #[arg(long, value_name = "DIR", default_value = "data")]
-        data_dir: PathBuf,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the files of a stored version.
+    Show {
+        /// Version number from `dialplan history`.
+        version: u32,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Show what changed from one stored version to another (unified diff).
+    Diff {
+        /// The older version.
+        from: u32,
+        /// The newer version.
+        to: u32,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Write an earlier version back into the dialplan directory; a running server reloads it.
     Rollback {
         /// Version number from `dialplan history`.
         version: u32,
-        /// Data directory of the server.
-        #[arg(long, value_name = "DIR", default_value = "data")]
-        data_dir: PathBuf,
-        /// Dialplan directory to write into.
-        #[arg(long, value_name = "DIR", default_value = "dialplans")]
-        dialplans: PathBuf,
-        /// Prompt directory used to check the version before writing it.
-        #[arg(long, value_name = "DIR", default_value = "sounds")]
-        sounds: PathBuf,
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Dialplan directory to write into (default: the config's `dialplans`).
+        #[arg(long, value_name = "DIR")]
+        dialplans: Option<PathBuf>,
+        /// Prompt directory used to check the version before writing it (default: the
+        /// config's `sounds`).
+        #[arg(long, value_name = "DIR")]
+        sounds: Option<PathBuf>,
     },
 }
 
 impl ServeArgs {
-    fn into_config(self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => config::load_file(path)?,
-            None => Config::default(),
-        };
+    /// `config` with the flags given on top.
+    fn apply_to(self, mut config: Config) -> Config {
         if let Some(v) = self.sip_listen {
             config.sip_listen = v;
         }
@@ -259,12 +292,73 @@ impl ServeArgs {
         if let Some(v) = self.srtp {
             config.srtp = v;
         }
-        Ok(config)
+        config
     }
 }
 
+/// The command line with `serve --help` showing each flag's default, taken from the
+/// embedded defaults themselves so that the help cannot drift from what the server does
+/// (the flags are `Option`s: a flag left out falls back to the config file, then to these).
+fn command_with_defaults() -> clap::Command {
+    let d = Config::default();
+    let shown = |p: &Path| format!("{}, in the working directory", p.display());
+    let log_format = match d.log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    let mixer = match d.conference.mixer {
+        config::MixerMode::Shared => "shared",
+        config::MixerMode::Conventional => "conventional",
+    };
+    let defaults = [
+        ("sip_listen", d.sip_listen.to_string()),
+        (
+            "rtp_ports",
+            format!("{}-{}", d.rtp_ports.low, d.rtp_ports.high),
+        ),
+        ("http_listen", d.http_listen.to_string()),
+        ("data_dir", shown(&d.data_dir)),
+        ("dialplans", shown(&d.dialplans)),
+        ("sounds", shown(&d.sounds)),
+        ("log_format", log_format.to_owned()),
+        ("media_workers", d.media_workers.to_string()),
+        ("mixer", mixer.to_owned()),
+        ("srtp", d.srtp.name().to_owned()),
+    ];
+    Cli::command().mut_subcommand("serve", |mut serve| {
+        for (id, value) in defaults {
+            serve = serve.mut_arg(id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {value}]"))
+            });
+        }
+        serve
+    })
+}
+
+/// The data directory an offline command acts on: `--data-dir`, else the config's. In the
+/// second case it says on stderr which store that is, so that an admin who typed the command
+/// in the wrong place (or with the wrong config) sees it before trusting "no rooms"; with
+/// `--data-dir` the admin named it and success stays silent.
+pub(crate) fn store_dir(
+    flag: Option<PathBuf>,
+    config: &Config,
+    source: &config::ConfigSource,
+) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir;
+    }
+    let file = store::Store::database_file(&config.data_dir);
+    let file = std::path::absolute(&file).unwrap_or(file);
+    eprintln!("amtsleitung: store {} (config: {source})", file.display());
+    config.data_dir.clone()
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match command_with_defaults()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(err) => {
             use clap::error::ErrorKind;
@@ -282,28 +376,52 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let located = match config::locate(cli.config.as_deref()) {
+        Ok(located) => located,
+        Err(err) => {
+            eprintln!("amtsleitung: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let source = located.source;
+    let config = located.config;
+    if !matches!(cli.command, Command::Serve(_)) {
+        // `amtsleitung room list | head`: a closed pipe ends a command quietly, as for any
+        // Unix tool, instead of a panic in `println!`. Not for `serve`, whose writes to a
+        // peer that went away must stay errors, never a signal that kills the server.
+        // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Serve(args) => {
-            let config = match args.into_config() {
-                Ok(config) => config,
-                Err(err) => {
-                    eprintln!("amtsleitung: {err:#}");
-                    return ExitCode::from(2);
-                }
-            };
+            let config = args.apply_to(config);
             runtime::init_logging(config.log_format);
+            tracing::info!(config = %source, "configuration");
             match runtime::serve(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!("{err:#}");
-                    eprintln!("amtsleitung: {err:#}");
                     ExitCode::FAILURE
                 }
             }
         }
-        Command::Dialplan(command) => dialplan_files::run_command(command),
-        Command::Room { data_dir, command } => room_cli::run(command, &data_dir),
-        Command::User { data_dir, command } => user_cli::run(command, &data_dir),
-        Command::Security { http, command } => security_cli::run(command, http),
+        Command::Dialplan(command) => dialplan_files::run_command(command, &config, &source),
+        Command::Room { data_dir, command } => {
+            room_cli::run(command, &store_dir(data_dir, &config, &source))
+        }
+        Command::User { data_dir, command } => {
+            user_cli::run(command, &store_dir(data_dir, &config, &source))
+        }
+        Command::Calls { data_dir, command } => {
+            calls_cli::run(command, &store_dir(data_dir, &config, &source))
+        }
+        Command::Backup { file, data_dir } => {
+            calls_cli::backup(&store_dir(data_dir, &config, &source), &file)
+        }
+        Command::Security { http, command } => {
+            security_cli::run(command, http.unwrap_or(config.http_listen))
+        }
     }
 }

@@ -53,10 +53,22 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    crate::telemetry::install();
     let store = store::Store::open(&config.data_dir)
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
-    let sounds = SoundLibrary::load(&config.sounds)?;
-    let plan = PlanHolder::load(&config.dialplans, &sounds, &store)?;
+    let sounds = SoundLibrary::configured(&config.sounds)?;
+    // As for the prompts: the default `dialplans` missing here means the built-in plan.
+    let builtin_plan =
+        config.dialplans == Config::default().dialplans && !config.dialplans.exists();
+    let plan = if builtin_plan {
+        tracing::info!(
+            "no ./dialplans here: routing by the built-in default plan (make the directory to edit it)"
+        );
+        PlanHolder::builtin(&sounds, &store)?
+    } else {
+        PlanHolder::load(&config.dialplans, &sounds, &store)?
+    };
+    let config = config.with_absolute_paths();
     let workers = if config.media_workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -162,18 +174,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let calls_gauge = CALLS.clone();
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let reloading = shared.clone();
-    crate::dialplan_files::spawn_reloader(
-        shared.config.dialplans.clone(),
-        move |trigger| {
-            reloading.plan.reload(
-                &reloading.config.dialplans,
-                &reloading.sounds,
-                &reloading.store,
-                trigger,
-            )
-        },
-        reload_rx,
-    )?;
+    if !builtin_plan {
+        crate::dialplan_files::spawn_reloader(
+            shared.config.dialplans.clone(),
+            move |trigger| {
+                reloading.plan.reload(
+                    &reloading.config.dialplans,
+                    &reloading.sounds,
+                    &reloading.store,
+                    trigger,
+                )
+            },
+            reload_rx,
+        )?;
+    }
     crate::room_watch::spawn(shared.clone());
     crate::http::start(
         http_listen,

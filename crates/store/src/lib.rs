@@ -45,6 +45,18 @@ pub enum StoreError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The data directory exists but this process cannot make files in it (SQLite needs
+    /// to, for its database, journal and WAL files).
+    #[error("cannot write in data directory {path}: {source}")]
+    NotWritable {
+        /// The directory.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// A backup would overwrite a file (or its name is not UTF-8, which SQLite cannot take).
+    #[error("will not write the backup to {0}: the file exists or its name is not UTF-8")]
+    BackupTargetExists(PathBuf),
     /// The database refused an operation.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
@@ -476,6 +488,7 @@ impl Store {
             path: data_dir.to_path_buf(),
             source,
         })?;
+        Self::check_writable(data_dir)?;
         let path = Self::database_file(data_dir);
         let conn = Connection::open(&path)?;
         // WAL keeps readers (admin API) from blocking the writer (call records at hangup);
@@ -488,9 +501,39 @@ impl Store {
         Ok(store)
     }
 
+    /// SQLite reports a directory it cannot write as "unable to open database file" (code
+    /// 14), which names neither the directory nor the cause: try it ourselves first.
+    fn check_writable(data_dir: &Path) -> Result<(), StoreError> {
+        let probe = data_dir.join(format!(".amtsleitung-write-test-{}", std::process::id()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&probe)
+            .map_err(|source| StoreError::NotWritable {
+                path: data_dir.to_path_buf(),
+                source,
+            })?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
+    }
+
     /// The database file `open` uses in `data_dir`, to check for it without creating it.
     pub fn database_file(data_dir: &Path) -> PathBuf {
         data_dir.join("amtsleitung.db")
+    }
+
+    /// Opens a database file read-only, as it is (a backup, to look into it): no
+    /// migrations, nothing written.
+    pub fn open_file(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Opens a private in-memory store (tests, `dialplan check` without a data dir).
@@ -580,6 +623,42 @@ impl Store {
         ))?;
         let rows = stmt.query_map([limit], call_record_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Reads one row of each table a call depends on, so that a damaged or half-migrated
+    /// database is found by a health check, not only by the next caller.
+    pub fn check_health(&self) -> Result<(), StoreError> {
+        for table in ["room", "sip_user", "call_record", "dialplan_version"] {
+            self.conn.query_row(
+                &format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)"),
+                [],
+                |row| row.get::<_, i64>(0),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Call records of calls that started at or after `since_ms`, oldest first.
+    pub fn calls_since(&self, since_ms: i64) -> Result<Vec<CallRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {CALL_RECORD_COLUMNS} FROM call_record WHERE started_at_ms >= ?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([since_ms], call_record_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Writes a consistent copy of the whole database to `target` while the server keeps
+    /// running (`VACUUM INTO`: one read transaction, so calls ending meanwhile are either
+    /// wholly in the copy or not at all). `target` must not exist yet.
+    pub fn backup_to(&self, target: &Path) -> Result<(), StoreError> {
+        if target.exists() {
+            return Err(StoreError::BackupTargetExists(target.to_path_buf()));
+        }
+        let target = target
+            .to_str()
+            .ok_or_else(|| StoreError::BackupTargetExists(target.to_path_buf()))?;
+        self.conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
     }
 
     /// The call record of one Call-ID, if any.

@@ -21,6 +21,7 @@ use crate::ids::LegId;
 use crate::media_worker::MediaEvent;
 
 mod actions;
+pub use actions::RUNNABLE_ACTIONS;
 mod fork;
 mod logic;
 mod port;

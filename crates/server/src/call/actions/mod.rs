@@ -12,6 +12,22 @@ mod play;
 mod set;
 mod wait;
 
+/// The dialplan's action names that [`CallLogic::run_actions`] runs (`lobby` is a
+/// `conference`); `dialplan check` warns about any other, which a call would meet as 501.
+/// Keep in step with the match below.
+pub const RUNNABLE_ACTIONS: &[&str] = &[
+    "answer",
+    "play",
+    "echo",
+    "wait",
+    "dial",
+    "forward",
+    "conference",
+    "lobby",
+    "set",
+    "hangup",
+];
+
 impl CallLogic {
     /// Runs `actions` in order; `Err` when the call ended on the way.
     pub(in crate::call) async fn run_actions(&mut self, actions: &[Action]) -> Result<(), Stop> {
