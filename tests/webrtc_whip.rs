@@ -21,10 +21,18 @@ use support::{
 const WHIP_SESSIONS: &str = "amtsleitung_webrtc_sessions{kind=\"whip\"}";
 const WHEP_SESSIONS: &str = "amtsleitung_webrtc_sessions{kind=\"whep\"}";
 
-/// The venv's Python with aiortc, created on first use.
+/// The venv's Python with aiortc, created on first use. Pinned to the version the client
+/// script was written against; PyPI has wheels of it and all it needs (PyAV bundles its
+/// FFmpeg) for Debian 12's Python, so nothing is compiled.
 fn aiortc_python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| python_venv("aiortc-venv", &["aiortc"], "import aiortc, av"))
+    PYTHON.get_or_init(|| {
+        python_venv(
+            "aiortc-venv",
+            &["aiortc==1.16.0"],
+            "import aiortc, av; assert aiortc.__version__ == '1.16.0'",
+        )
+    })
 }
 
 /// `amtsleitung room token ROOM --whip|--whep`: the token it prints.
