@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use support::{
-    Baresip, Netns, Server, TempDir, binary, read_wav, scenario_with_tone, server_with_pin_room,
-    sipp_caller, tone_share,
+    Baresip, Netns, Server, TempDir, binary, read_wav, rename_table, scenario_with_tone,
+    server_with_pin_room, sipp_caller, tone_share,
 };
 
 /// The callers' tone: high enough that the prompts the listener hears (espeak speech) carry
@@ -25,25 +25,6 @@ fn admin(server: &Server, args: &[&str]) -> Output {
         .args(["--data-dir", server.data_dir().to_str().unwrap()])
         .output()
         .unwrap()
-}
-
-/// Renames a table of the server's database from another process, as a damaged or
-/// half-migrated database would present itself; renaming back restores everything.
-fn rename_table(server: &Server, from: &str, to: &str) {
-    let db = server.data_dir().join("amtsleitung.db");
-    let status = Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3, sys\n\
-             c = sqlite3.connect(sys.argv[1], timeout=10)\n\
-             c.execute('ALTER TABLE %s RENAME TO %s' % (sys.argv[2], sys.argv[3]))\n\
-             c.commit()",
-        ])
-        .arg(&db)
-        .args([from, to])
-        .status()
-        .expect("python3");
-    assert!(status.success(), "renaming table {from} failed");
 }
 
 /// The server's call records, newest first.

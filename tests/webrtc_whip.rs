@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use support::{
-    Baresip, Netns, Server, TempDir, binary, create_room, python_venv, read_wav, repo, tone_share,
-    wait_until,
+    Baresip, Netns, Server, TempDir, binary, create_room, python_venv, read_wav, rename_table,
+    repo, tone_share, wait_until,
 };
 
 const WHIP_SESSIONS: &str = "amtsleitung_webrtc_sessions{kind=\"whip\"}";
@@ -597,6 +597,15 @@ fn bad_requests_get_json_errors_and_leave_no_session() {
     assert_eq!(delete(&location, Some(&full)).0, 200);
     assert_eq!(delete(&location, Some(&full)).0, 404, "ended once");
     assert_eq!(server.metric(None, WHIP_SESSIONS), 0);
+
+    // Fail closed: a token that cannot be checked opens nothing.
+    rename_table(&server, "room_token", "room_token_away");
+    let (status, headers, body) = post("/whip/rooms/5555", Some(&full), sdp, OFFER);
+    assert_eq!(
+        (status, error_code(status, &headers, &body).as_str()),
+        (503, "store_unavailable")
+    );
+    rename_table(&server, "room_token_away", "room_token");
 
     // The room took its one participant again.
     let (status, _, answer) = post("/whip/rooms/5555", Some(&full), sdp, OFFER);

@@ -1516,3 +1516,22 @@ pub fn server_with_tls(ns: &Netns, cert: &Path, key: &Path, data: TempDir) -> Se
         data,
     )
 }
+
+/// Renames a table of the server's database from another process, as a damaged or
+/// half-migrated database would present itself; renaming back restores everything.
+pub fn rename_table(server: &Server, from: &str, to: &str) {
+    let db = server.data_dir().join("amtsleitung.db");
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], timeout=10)\n\
+             c.execute('ALTER TABLE %s RENAME TO %s' % (sys.argv[2], sys.argv[3]))\n\
+             c.commit()",
+        ])
+        .arg(&db)
+        .args([from, to])
+        .status()
+        .expect("python3");
+    assert!(status.success(), "renaming table {from} failed");
+}

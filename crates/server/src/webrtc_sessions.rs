@@ -319,6 +319,15 @@ impl WebRtcSessions {
         let resource = resource_id();
         {
             let mut table = self.table();
+            // Again under the lock: requests that passed the first look together must not
+            // take the server past its bound.
+            if table.sessions.len() >= max {
+                drop(table);
+                if tied.is_none() {
+                    shared.conferences.leave(&room, session);
+                }
+                return Err(OpenError::TooManySessions(max));
+            }
             table.sessions.insert(
                 resource.clone(),
                 Entry {
