@@ -128,6 +128,24 @@ impl Drop for Client {
     }
 }
 
+/// Seconds since the Unix epoch, the clock the client reports its recording's start on.
+fn unix_time() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// When the client's recording started (Unix seconds), from its report.
+fn recording_start(lines: &[String]) -> f64 {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["step"] == "recording")
+        .and_then(|v| v["at"].as_f64())
+        .unwrap_or_else(|| panic!("the client recorded nothing: {lines:#?}"))
+}
+
 /// Whether the report has a `step` with `status`.
 fn has_status(lines: &[String], step: &str, status: u16) -> bool {
     let wanted = format!("\"step\": \"{step}\", \"status\": {status}");
@@ -167,7 +185,6 @@ fn publisher_subscriber_and_phone_hear_each_other_and_nobody_hears_itself() {
     let dir = TempDir::new("whip-audio");
     let tied = dir.path().join("tied.wav");
     let listener = dir.path().join("listener.wav");
-    let started = Instant::now();
 
     // Client A publishes 700 Hz and listens on a WHEP session tied to its WHIP session;
     // client B only listens.
@@ -215,7 +232,7 @@ fn publisher_subscriber_and_phone_hear_each_other_and_nobody_hears_itself() {
 
     // The phone joins for 10 s while both clients are in.
     let phone = Baresip::new("10.99.0.4", 440, "PCMU", 8000);
-    let phone_joined = started.elapsed().as_secs_f64();
+    let phone_joined = unix_time();
     let phone_log = phone.call(&ns, "sip:81234@10.99.0.1:5060", 10);
     let a_lines = a.finish();
     let b_lines = b.finish();
@@ -239,12 +256,16 @@ fn publisher_subscriber_and_phone_hear_each_other_and_nobody_hears_itself() {
     let (samples, rate) = read_wav(&heard);
     let phone_700 = tone_share(&samples, rate, 700.0, 2.0);
     let phone_440 = tone_share(&samples, rate, 440.0, 2.0);
-    // Both recordings start when the clients connected, about a second after they started;
-    // the phone was in from `phone_joined` on for 10 s. Measure well inside that time.
-    let from = phone_joined + 2.0;
-    let to = phone_joined + 8.0;
+    // The phone was in from `phone_joined` on for 10 s; measure well inside that time, in
+    // each recording's own time.
+    let window = |lines: &[String]| {
+        let start = recording_start(lines);
+        (phone_joined - start + 2.0, phone_joined - start + 8.0)
+    };
+    let (from, to) = window(&b_lines);
     let listener_440 = share_between(&listener, 440.0, from, to);
     let listener_700 = share_between(&listener, 700.0, from, to);
+    let (from, to) = window(&a_lines);
     let tied_440 = share_between(&tied, 440.0, from, to);
     let tied_700 = share_between(&tied, 700.0, from, to);
     eprintln!(

@@ -108,6 +108,9 @@ async def record(track, path, stop_at):
                 frame = await asyncio.wait_for(track.recv(), timeout=max(0.1, stop_at - time.monotonic()))
             except (asyncio.TimeoutError, MediaStreamError):
                 break
+            if frames == 0:
+                # Wall-clock time of the recording's first sample, for the test to line it up.
+                report(step="recording", at=time.time())
             for mono in resampler.resample(frame):
                 out.writeframes(bytes(mono.planes[0])[: mono.samples * 2])
                 frames += 1

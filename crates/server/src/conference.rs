@@ -300,3 +300,56 @@ impl Registry {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(number: &str, max_participants: u32) -> store::Room {
+        store::Room {
+            number: number.to_owned(),
+            has_pin: false,
+            has_moderator_pin: false,
+            max_participants,
+            wait_for_moderator: false,
+            created_at_ms: 7,
+        }
+    }
+
+    #[test]
+    fn a_webrtc_client_enters_a_stored_or_open_room_but_opens_none_on_demand() {
+        let rooms = Registry::default();
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let on_demand = RoomTerms::of(None);
+        assert!(matches!(
+            rooms.admit_client("77", LegId::browser(1), on_demand, tx.clone()),
+            Err(Refusal::NotOpen)
+        ));
+        assert!(!rooms.is_open("77"), "the refusal opened nothing");
+        // A caller opens 77 on demand: now the client may join it.
+        assert!(
+            rooms
+                .admit("77", LegId::new(1), false, on_demand, tx.clone())
+                .is_ok()
+        );
+        assert!(rooms.is_open("77"));
+        assert!(
+            rooms
+                .admit_client("77", LegId::browser(1), on_demand, tx.clone())
+                .is_ok()
+        );
+        assert_eq!(rooms.count("77"), 2);
+        // A stored room is opened by its first WebRTC client, and its limit holds for them.
+        let room = stored("4711", 1);
+        let terms = RoomTerms::of(Some(&room));
+        assert!(
+            rooms
+                .admit_client("4711", LegId::browser(2), terms, tx.clone())
+                .is_ok()
+        );
+        assert!(matches!(
+            rooms.admit_client("4711", LegId::browser(3), terms, tx),
+            Err(Refusal::Full)
+        ));
+    }
+}
