@@ -16,7 +16,7 @@
 //!
 //! A session ends on DELETE, when its client closes DTLS, when its client stays unreachable
 //! past `[webrtc] disconnected-timeout`, or when its room ends (a moderator ended the
-//! conference, an admin deleted or re-guarded the room). Every end goes through [`WebRtcSessions::end`],
+//! conference, an admin deleted or re-guarded the room). Every end goes through one function,
 //! which keeps the books, the room registry and the worker in step.
 
 use std::collections::HashMap;
@@ -368,7 +368,7 @@ impl WebRtcSessions {
                 .conferences
                 .tell_others(&room, session, Notice::Announce("join-tone"));
         }
-        tracing::info!(%session, %participant, %room, kind = kind_name(offer.kind), %local, "WebRTC session opened");
+        tracing::info!(%session, %participant, %room, kind = offer.kind.as_str(), %local, "WebRTC session opened");
         Ok(Opened { resource, answer })
     }
 
@@ -452,7 +452,7 @@ impl WebRtcSessions {
                 Notice::Announce("leave-tone"),
             );
         }
-        tracing::info!(session = %leg, room = %entry.room, kind = kind_name(entry.kind), why, "WebRTC session ended");
+        tracing::info!(session = %leg, room = %entry.room, kind = entry.kind.as_str(), why, "WebRTC session ended");
     }
 
     /// Ends every session of `participant` (its room ended).
@@ -535,8 +535,4 @@ fn resource_id() -> String {
             let _ = write!(out, "{b:02x}");
             out
         })
-}
-
-fn kind_name(kind: TokenKind) -> &'static str {
-    kind.as_str()
 }
