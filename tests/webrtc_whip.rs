@@ -631,7 +631,33 @@ fn bad_requests_get_json_errors_and_leave_no_session() {
     // The room took its one participant again.
     let (status, _, answer) = post("/whip/rooms/5555", Some(&full), sdp, OFFER);
     assert_eq!(status, 201, "{answer}");
-    assert!(server.log().contains("WebRTC session opened"));
+    assert_eq!(server.metric(None, WHIP_SESSIONS), 1);
+
+    // An admin deletes the room in use: its session ends like a caller's call, and with
+    // the room its tokens are gone.
+    let out = Command::new(binary())
+        .current_dir(repo())
+        .args(["room", "delete", "5555", "--end-calls", "--data-dir"])
+        .arg(server.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || server
+            .metric(None, WHIP_SESSIONS)
+            == 0),
+        "the deleted room's session was kept:\n{}",
+        server.log()
+    );
+    let (status, headers, body) = post("/whip/rooms/5555", Some(&full), sdp, OFFER);
+    assert_eq!(
+        (status, error_code(status, &headers, &body).as_str()),
+        (401, "wrong_token")
+    );
     let mut server = server;
     assert!(server.alive(), "the server survived it all");
 }
