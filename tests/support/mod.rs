@@ -25,6 +25,27 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_amtsleitung"))
 }
 
+/// An empty config file: given as `$AMT_CONFIG`, the binary runs on its defaults (paths
+/// relative to its working directory) even on a machine where the Debian package installed
+/// /etc/amtsleitung/amtsleitung.toml, which it would otherwise read.
+pub fn empty_config() -> &'static Path {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("amt-empty-config-{}.toml", std::process::id()));
+        std::fs::write(&path, "# the built-in defaults\n").unwrap();
+        path
+    })
+}
+
+/// The binary as the tests run it: on its defaults plus the flags given (see
+/// [`empty_config`]).
+pub fn amtsleitung() -> Command {
+    let mut command = Command::new(binary());
+    command.env("AMT_CONFIG", empty_config());
+    command
+}
+
 /// A fresh scratch directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -232,6 +253,7 @@ impl Server {
             None => Command::new(&bin),
         };
         cmd.current_dir(repo())
+            .env("AMT_CONFIG", empty_config())
             .args([
                 "serve",
                 "--sip-listen",
@@ -816,7 +838,7 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 /// Runs `amtsleitung user ARGS --data-dir DIR`; panics with its output unless it succeeds,
 /// returns what it printed.
 pub fn user_cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(binary())
+    let out = amtsleitung()
         .current_dir(repo())
         .arg("user")
         .args(args)
@@ -833,7 +855,7 @@ pub fn user_cli(data: &Path, args: &[&str]) -> String {
 
 /// Creates a stored room with the admin CLI, e.g. `&["1234", "--pin", "4321"]`.
 pub fn create_room(server_data: &std::path::Path, args: &[&str]) {
-    let out = Command::new(binary())
+    let out = amtsleitung()
         .current_dir(repo())
         .args(["room", "create"])
         .args(args)
