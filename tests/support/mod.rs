@@ -230,6 +230,16 @@ impl Server {
 
     /// Like `start`, with a data directory prepared by the test (rooms created by the CLI).
     pub fn start_with_data(ns: Option<&Netns>, extra: &[&str], data: TempDir) -> Self {
+        Self::start_from(ns, extra, data, false)
+    }
+
+    /// Like `start_with_data`, started in the data directory's parent with the data directory
+    /// given relative to it (and so the built-in prompts and plan), as an admin might.
+    pub fn start_with_relative_data(ns: Option<&Netns>, extra: &[&str], data: TempDir) -> Self {
+        Self::start_from(ns, extra, data, true)
+    }
+
+    fn start_from(ns: Option<&Netns>, extra: &[&str], data: TempDir, relative: bool) -> Self {
         let (sip, http, rtp) = match ns {
             Some(_) => (
                 format!("{SERVER_IP}:5060"),
@@ -252,7 +262,11 @@ impl Server {
             Some(ns) => ns.command(bin.to_str().unwrap()),
             None => Command::new(&bin),
         };
-        cmd.current_dir(repo())
+        let (cwd, data_arg) = match (relative, data.path().parent(), data.path().file_name()) {
+            (true, Some(parent), Some(name)) => (parent.to_path_buf(), PathBuf::from(name)),
+            _ => (repo(), data.path().to_path_buf()),
+        };
+        cmd.current_dir(cwd)
             .env("AMT_CONFIG", empty_config())
             .args([
                 "serve",
@@ -263,7 +277,8 @@ impl Server {
                 "--rtp-ports",
                 &rtp,
             ])
-            .args(["--data-dir", data.path().to_str().unwrap()])
+            .arg("--data-dir")
+            .arg(&data_arg)
             .args(extra)
             .env(
                 "RUST_LOG",
