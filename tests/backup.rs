@@ -6,12 +6,12 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Netns, Server, TempDir, binary, config_trusting, wait_until};
+use support::{Netns, Server, TempDir, config_trusting, wait_until};
 
 const CLIENT_IP: &str = "10.99.0.2";
 
 fn amtsleitung(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary())
+    let out = support::amtsleitung()
         .args(args)
         .env_remove("AMT_CONFIG")
         .output()

@@ -9,7 +9,7 @@ use std::process::Command;
 use support::{Server, TempDir, binary, repo};
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary())
+    let out = support::amtsleitung()
         .current_dir(repo())
         .args(args)
         .output()
@@ -160,6 +160,7 @@ fn serve_without_arguments_runs_on_embedded_defaults() {
         .command(binary().to_str().unwrap())
         .arg("serve")
         .current_dir(cwd.path())
+        .env("AMT_CONFIG", support::empty_config())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -452,7 +453,7 @@ fn dialplan_check_always_checks_the_prompts() {
     let plans = repo().join("dialplans");
     let (code, out, err) = run_in(
         empty.path(),
-        None,
+        Some(support::empty_config()),
         &[
             "dialplan",
             "check",
@@ -470,7 +471,7 @@ fn dialplan_check_always_checks_the_prompts() {
     // No prompt directory here and none named: the built-in prompts are the ones checked.
     let (code, out, err) = run_in(
         empty.path(),
-        None,
+        Some(support::empty_config()),
         &["dialplan", "check", plans.to_str().unwrap()],
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -481,7 +482,7 @@ fn dialplan_check_always_checks_the_prompts() {
     );
     let (code, out, err) = run_in(
         empty.path(),
-        None,
+        Some(support::empty_config()),
         &["dialplan", "check", broken.path().to_str().unwrap()],
     );
     assert_eq!(code, 1, "{out}{err}");
@@ -498,7 +499,7 @@ fn serve_says_a_fatal_error_once() {
     let empty = TempDir::new("cfg-once");
     let (code, out, err) = run_in(
         empty.path(),
-        None,
+        Some(support::empty_config()),
         &[
             "serve",
             "--sip-listen",
@@ -666,7 +667,7 @@ fn documented_explain_commands_print_what_the_readme_shows() {
 /// as for any Unix tool (it panicked in `println!` before).
 #[test]
 fn a_closed_pipe_ends_a_command_quietly() {
-    let mut child = Command::new(binary())
+    let mut child = support::amtsleitung()
         .current_dir(repo())
         .args(["dialplan", "explain", "--to", "81234"])
         .stdout(std::process::Stdio::piped())
@@ -690,7 +691,7 @@ fn serve_from_an_empty_directory_runs_on_the_built_in_prompts_and_plan() {
         .command(binary().to_str().unwrap())
         .arg("serve")
         .current_dir(cwd.path())
-        .env_remove("AMT_CONFIG")
+        .env("AMT_CONFIG", support::empty_config())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -219,7 +219,9 @@ fn moderator_records_the_room_into_a_wav_with_the_talk_in_it() {
         &["1234", "--pin", "4321", "--moderator-pin", "9876"],
     );
     let recordings = data.path().join("recordings");
-    let server = Server::start_with_data(Some(&ns), &[], data);
+    // Started with `--data-dir` relative to its working directory: the store must still
+    // name the recording by its full path (it was stored relative to where the server ran).
+    let server = Server::start_with_relative_data(Some(&ns), &[], data);
     let dir = TempDir::new("record");
     let scenario = scenario_with_tone(&dir, "moderator_records.xml", 440);
     sipp_caller(&ns, &server, &scenario, "800", 5000, "moderator call");
@@ -259,6 +261,19 @@ fn moderator_records_the_room_into_a_wav_with_the_talk_in_it() {
         share > 0.5,
         "the talk is not in the recording ({share:.2})\n{}",
         server.log()
+    );
+    let stored = store::Store::open(server.data_dir())
+        .unwrap()
+        .recordings_for_room("1234")
+        .unwrap();
+    let [recording] = stored.as_slice() else {
+        panic!("one stored recording expected: {stored:?}");
+    };
+    assert!(
+        recording.path.is_absolute() && recording.path == path,
+        "stored {} for {}",
+        recording.path.display(),
+        path.display()
     );
 }
 

@@ -91,6 +91,26 @@ fn the_package_installs_runs_as_its_user_and_purges_clean() {
         );
     }
 
+    // The habit of typing admin commands as root, here before the service ever ran: the
+    // command acts as the data directory's owner, so the store it creates belongs to the
+    // service's user, which starts on it below (a root-owned store would stop it).
+    let as_root = Command::new("/usr/bin/amtsleitung")
+        .args(["room", "create", "4712"])
+        .current_dir("/tmp")
+        .env_remove("AMT_CONFIG")
+        .output()
+        .unwrap();
+    assert!(as_root.status.success(), "{as_root:?}");
+    let owners = Command::new("find")
+        .args(["/var/lib/amtsleitung", "!", "-user", USER])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&owners.stdout).trim(),
+        "",
+        "files in the data directory not owned by {USER}"
+    );
+
     // The server as the unit runs it: the package's user, port 5060 by the one capability,
     // the config found at /etc from `/`.
     let ns = Netns::new();

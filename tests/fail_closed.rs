@@ -6,11 +6,11 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::{
-    Baresip, Netns, Server, TempDir, binary, read_wav, rename_table, scenario_with_tone,
+    Baresip, Netns, Server, TempDir, read_wav, rename_table, scenario_with_tone,
     server_with_pin_room, sipp_caller, tone_share,
 };
 
@@ -20,7 +20,7 @@ const TONE_HZ: u32 = 2900;
 
 /// Runs an admin CLI command against the server's data directory.
 fn admin(server: &Server, args: &[&str]) -> Output {
-    Command::new(binary())
+    support::amtsleitung()
         .args(args)
         .args(["--data-dir", server.data_dir().to_str().unwrap()])
         .output()

@@ -305,7 +305,7 @@ fn dialplan_check_refuses_a_rule_that_would_take_112_with_its_place() {
         "trunk-112-plan",
         "[[rule]]\nname = \"front desk\"\nmatch = \"112\"\nactions = [\"echo\"]\n",
     );
-    let out = std::process::Command::new(support::binary())
+    let out = support::amtsleitung()
         .args(["dialplan", "check", plans.path().to_str().unwrap()])
         .arg("--sounds")
         .arg(support::repo().join("sounds"))

@@ -5,14 +5,14 @@ mod support;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use store::{Binding, DEFAULT_DOMAIN, Store};
-use support::{TempDir, binary};
+use support::TempDir;
 
 /// Runs the binary with `args` (and `stdin` piped in); exit code, stdout, stderr.
 fn run_with_stdin(data: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(binary())
+    let mut child = support::amtsleitung()
         .arg("user")
         .arg("--data-dir")
         .arg(data)

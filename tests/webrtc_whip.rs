@@ -9,13 +9,13 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use support::{
-    Baresip, Netns, Server, TempDir, binary, create_room, python_venv, read_wav, rename_table,
-    repo, tone_share, wait_until,
+    Baresip, Netns, Server, TempDir, create_room, python_venv, read_wav, rename_table, repo,
+    tone_share, wait_until,
 };
 
 const WHIP_SESSIONS: &str = "amtsleitung_webrtc_sessions{kind=\"whip\"}";
@@ -37,7 +37,7 @@ fn aiortc_python() -> &'static Path {
 
 /// `amtsleitung room token ROOM --whip|--whep`: the token it prints.
 fn room_token(data: &Path, room: &str, kind: &str) -> String {
-    let out = Command::new(binary())
+    let out = support::amtsleitung()
         .current_dir(repo())
         .args(["room", "token", room, kind, "--data-dir"])
         .arg(data)
@@ -635,7 +635,7 @@ fn bad_requests_get_json_errors_and_leave_no_session() {
 
     // An admin deletes the room in use: its session ends like a caller's call, and with
     // the room its tokens are gone.
-    let out = Command::new(binary())
+    let out = support::amtsleitung()
         .current_dir(repo())
         .args(["room", "delete", "5555", "--end-calls", "--data-dir"])
         .arg(server.data_dir())

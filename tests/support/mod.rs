@@ -25,6 +25,27 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_amtsleitung"))
 }
 
+/// An empty config file: given as `$AMT_CONFIG`, the binary runs on its defaults (paths
+/// relative to its working directory) even on a machine where the Debian package installed
+/// /etc/amtsleitung/amtsleitung.toml, which it would otherwise read.
+pub fn empty_config() -> &'static Path {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("amt-empty-config-{}.toml", std::process::id()));
+        std::fs::write(&path, "# the built-in defaults\n").unwrap();
+        path
+    })
+}
+
+/// The binary as the tests run it: on its defaults plus the flags given (see
+/// [`empty_config`]).
+pub fn amtsleitung() -> Command {
+    let mut command = Command::new(binary());
+    command.env("AMT_CONFIG", empty_config());
+    command
+}
+
 /// A fresh scratch directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -209,6 +230,16 @@ impl Server {
 
     /// Like `start`, with a data directory prepared by the test (rooms created by the CLI).
     pub fn start_with_data(ns: Option<&Netns>, extra: &[&str], data: TempDir) -> Self {
+        Self::start_from(ns, extra, data, false)
+    }
+
+    /// Like `start_with_data`, started in the data directory's parent with the data directory
+    /// given relative to it (and so the built-in prompts and plan), as an admin might.
+    pub fn start_with_relative_data(ns: Option<&Netns>, extra: &[&str], data: TempDir) -> Self {
+        Self::start_from(ns, extra, data, true)
+    }
+
+    fn start_from(ns: Option<&Netns>, extra: &[&str], data: TempDir, relative: bool) -> Self {
         let (sip, http, rtp) = match ns {
             Some(_) => (
                 format!("{SERVER_IP}:5060"),
@@ -231,7 +262,12 @@ impl Server {
             Some(ns) => ns.command(bin.to_str().unwrap()),
             None => Command::new(&bin),
         };
-        cmd.current_dir(repo())
+        let (cwd, data_arg) = match (relative, data.path().parent(), data.path().file_name()) {
+            (true, Some(parent), Some(name)) => (parent.to_path_buf(), PathBuf::from(name)),
+            _ => (repo(), data.path().to_path_buf()),
+        };
+        cmd.current_dir(cwd)
+            .env("AMT_CONFIG", empty_config())
             .args([
                 "serve",
                 "--sip-listen",
@@ -241,7 +277,8 @@ impl Server {
                 "--rtp-ports",
                 &rtp,
             ])
-            .args(["--data-dir", data.path().to_str().unwrap()])
+            .arg("--data-dir")
+            .arg(&data_arg)
             .args(extra)
             .env(
                 "RUST_LOG",
@@ -816,7 +853,7 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 /// Runs `amtsleitung user ARGS --data-dir DIR`; panics with its output unless it succeeds,
 /// returns what it printed.
 pub fn user_cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(binary())
+    let out = amtsleitung()
         .current_dir(repo())
         .arg("user")
         .args(args)
@@ -833,7 +870,7 @@ pub fn user_cli(data: &Path, args: &[&str]) -> String {
 
 /// Creates a stored room with the admin CLI, e.g. `&["1234", "--pin", "4321"]`.
 pub fn create_room(server_data: &std::path::Path, args: &[&str]) {
-    let out = Command::new(binary())
+    let out = amtsleitung()
         .current_dir(repo())
         .args(["room", "create"])
         .args(args)

@@ -345,13 +345,51 @@ pub(crate) fn store_dir(
     config: &Config,
     source: &config::ConfigSource,
 ) -> PathBuf {
-    if let Some(dir) = flag {
-        return dir;
+    let dir = match flag {
+        Some(dir) => dir,
+        None => {
+            let file = store::Store::database_file(&config.data_dir);
+            let file = std::path::absolute(&file).unwrap_or(file);
+            eprintln!("amtsleitung: store {} (config: {source})", file.display());
+            config.data_dir.clone()
+        }
+    };
+    act_as_store_owner(&dir);
+    dir
+}
+
+/// An admin typing `amtsleitung room create` as root (as after `apt-get install`) would
+/// leave root-owned database, journal and WAL files in a data directory that belongs to the
+/// service's user, and the server could no longer write its store. As root, the command
+/// therefore takes on the owner of an existing data directory before touching it.
+fn act_as_store_owner(data_dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
     }
-    let file = store::Store::database_file(&config.data_dir);
-    let file = std::path::absolute(&file).unwrap_or(file);
-    eprintln!("amtsleitung: store {} (config: {source})", file.display());
-    config.data_dir.clone()
+    let Ok(meta) = std::fs::metadata(data_dir) else {
+        return;
+    };
+    let (uid, gid) = (meta.uid(), meta.gid());
+    if uid == 0 {
+        return;
+    }
+    // Group first: once the uid is dropped, the gid can no longer be changed.
+    // SAFETY: plain system calls on this single-threaded process; each result is checked.
+    let dropped = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(gid) == 0
+            && libc::setuid(uid) == 0
+    };
+    if !dropped {
+        eprintln!(
+            "amtsleitung: cannot act as the owner (uid {uid}) of {}: {}",
+            data_dir.display(),
+            std::io::Error::last_os_error()
+        );
+        std::process::exit(1);
+    }
 }
 
 fn main() -> ExitCode {
