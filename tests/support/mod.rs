@@ -853,16 +853,24 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 /// Runs `amtsleitung user ARGS --data-dir DIR`; panics with its output unless it succeeds,
 /// returns what it printed.
 pub fn user_cli(data: &Path, args: &[&str]) -> String {
+    let mut full = vec!["user"];
+    full.extend_from_slice(args);
+    admin_ok(data, &full)
+}
+
+/// Runs the admin command `args` (e.g. `room token 1234 --whip`) against the data directory
+/// `data`; fails the test with its stderr unless it succeeds, else returns its stdout.
+pub fn admin_ok(data: &Path, args: &[&str]) -> String {
     let out = amtsleitung()
         .current_dir(repo())
-        .arg("user")
         .args(args)
-        .args(["--data-dir", data.to_str().unwrap()])
+        .arg("--data-dir")
+        .arg(data)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "user {args:?} failed: {}",
+        "{args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -870,18 +878,9 @@ pub fn user_cli(data: &Path, args: &[&str]) -> String {
 
 /// Creates a stored room with the admin CLI, e.g. `&["1234", "--pin", "4321"]`.
 pub fn create_room(server_data: &std::path::Path, args: &[&str]) {
-    let out = amtsleitung()
-        .current_dir(repo())
-        .args(["room", "create"])
-        .args(args)
-        .args(["--data-dir", server_data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "room create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut full = vec!["room", "create"];
+    full.extend_from_slice(args);
+    admin_ok(server_data, &full);
 }
 
 /// A config file in `dir` that trusts `network` (`[security] trusted-networks`): calls from
