@@ -240,6 +240,29 @@ impl Server {
     }
 
     fn start_from(ns: Option<&Netns>, extra: &[&str], data: TempDir, relative: bool) -> Self {
+        // On loopback the ports are picked free but only taken when the server binds them,
+        // so another test process may take one in between: try again on fresh ports then.
+        let mut data = data;
+        for _ in 0..5 {
+            match Self::spawn(ns, extra, data, relative) {
+                Ok(server) => return server,
+                Err((returned, log)) if ns.is_none() && log.contains("Address already in use") => {
+                    data = returned;
+                }
+                Err((_, log)) => panic!("server did not become ready:\n{log}"),
+            }
+        }
+        panic!("server found no free ports in five tries");
+    }
+
+    /// Starts the server once and waits until it is ready; on failure, the data directory
+    /// back and the server's log.
+    fn spawn(
+        ns: Option<&Netns>,
+        extra: &[&str],
+        data: TempDir,
+        relative: bool,
+    ) -> Result<Self, (TempDir, String)> {
         let (sip, http, rtp) = match ns {
             Some(_) => (
                 format!("{SERVER_IP}:5060"),
@@ -304,17 +327,22 @@ impl Server {
                 log.push('\n');
             }
         });
-        let server = Self {
+        let ready = ready_rx.recv_timeout(Duration::from_secs(20));
+        let mut server = Self {
             child,
             sip: sip.parse().unwrap(),
             http: http.parse().unwrap(),
             log,
             _data: data,
         };
-        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
-            panic!("server did not become ready:\n{}", server.log());
+        if ready.is_ok() {
+            return Ok(server);
         }
-        server
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        let log = server.log();
+        let data = std::mem::replace(&mut server._data, TempDir(PathBuf::new()));
+        Err((data, log))
     }
 
     pub fn log(&self) -> String {
