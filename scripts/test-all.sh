@@ -44,6 +44,11 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# Two test threads: the machine has two cores and each end-to-end test runs a server,
-# clients and real-time media.
-cargo test --workspace --locked -- --test-threads=2
+# Every test binary is built first, then run with two test threads each (the machine has two
+# cores and each end-to-end test runs a server, clients and real-time media), AMT_TEST_LANES
+# binaries at a time (default 2): most of their time is spent waiting on real-time audio.
+mkdir -p target
+cargo test --workspace --locked --no-run --message-format=json-render-diagnostics \
+  > target/test-binaries.json
+python3 scripts/run-tests.py --lanes "${AMT_TEST_LANES:-2}" < target/test-binaries.json
+cargo test --workspace --locked --doc
