@@ -450,7 +450,16 @@ fn bad_requests_get_json_errors_and_leave_no_session() {
     let full = room_token(data.path(), "5555", "--whip");
     // 4242 has a token but is neither stored nor open.
     let nowhere = room_token(data.path(), "4242", "--whip");
-    let server = Server::start_with_data(None, &[], data);
+    let config = TempDir::new("whip-config");
+    let config_file = config.path().join("ice.toml");
+    std::fs::write(
+        &config_file,
+        "[[webrtc.ice-servers]]\nurls = [\"stun:stun.example.org\"]\n\
+         [[webrtc.ice-servers]]\nurls = [\"turns:turn.example.org:443?transport=tcp\"]\n\
+         shared-secret = \"north\"\n",
+    )
+    .unwrap();
+    let server = Server::start_with_data(None, &["--config", config_file.to_str().unwrap()], data);
     let http = server.http;
     let post = |path: &str, token: Option<&str>, content_type: &str, body: &str| {
         let auth = token.map(|t| format!("Bearer {t}"));
@@ -535,6 +544,27 @@ fn bad_requests_get_json_errors_and_leave_no_session() {
     );
     let location = header(&headers, "location").expect("Location").to_owned();
     assert!(location.starts_with("/whip/sessions/"), "{location}");
+    // The configured relays, for clients the server's own address does not reach
+    // (RFC 9725 §4.6); TURN credentials made from the secret shared with the relay.
+    let links: Vec<&str> = headers
+        .iter()
+        .filter(|(name, _)| name == "link")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert_eq!(links.len(), 2, "{headers:?}");
+    assert_eq!(links[0], "<stun:stun.example.org>; rel=\"ice-server\"");
+    assert!(
+        links[1].starts_with(
+            "<turns:turn.example.org:443?transport=tcp>; rel=\"ice-server\"; username=\""
+        ) && links[1].contains(":amtsleitung\"; credential=\"")
+            && links[1].ends_with("credential-type=\"password\""),
+        "{}",
+        links[1]
+    );
+    assert!(
+        header(&headers, "access-control-expose-headers").is_some_and(|h| h.contains("Link")),
+        "a meeting's page may read the Link headers: {headers:?}"
+    );
     let (status, headers, body) = post("/whip/rooms/5555", Some(&full), sdp, OFFER);
     assert_eq!(
         (status, error_code(status, &headers, &body).as_str()),

@@ -124,7 +124,7 @@ pub struct Config {
 pub const DEFAULT_WEBRTC_DISCONNECTED_TIMEOUT_S: u64 = 30;
 
 /// `[webrtc]` settings.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct WebRtcSettings {
     /// The address WebRTC clients are told to send media to (the ICE host candidate, with
@@ -138,6 +138,9 @@ pub struct WebRtcSettings {
     /// Seconds a client whose ICE consent lapsed may take to come back before its session
     /// ends (see [`DEFAULT_WEBRTC_DISCONNECTED_TIMEOUT_S`]); at least 1.
     pub disconnected_timeout: u64,
+    /// STUN and TURN servers handed to clients (`[[webrtc.ice-servers]]`), for browsers
+    /// that cannot reach the server's address directly.
+    pub ice_servers: Vec<crate::ice_servers::IceServer>,
 }
 
 impl Default for WebRtcSettings {
@@ -146,6 +149,7 @@ impl Default for WebRtcSettings {
             public_ip: None,
             max_sessions: 500,
             disconnected_timeout: DEFAULT_WEBRTC_DISCONNECTED_TIMEOUT_S,
+            ice_servers: Vec::new(),
         }
     }
 }

@@ -19,6 +19,7 @@ mod emergency_location;
 mod fax;
 mod file_watch;
 mod http;
+mod ice_servers;
 mod ids;
 mod media_worker;
 mod registrar;

@@ -161,6 +161,14 @@ async fn post_offer(
             if let Ok(location) = HeaderValue::from_str(&location) {
                 headers.insert(header::LOCATION, location);
             }
+            // The relays a client behind a strict firewall needs (RFC 9725 §4.6).
+            for grant in crate::ice_servers::grants(&shared.config.webrtc.ice_servers) {
+                for link in grant.link_headers() {
+                    if let Ok(link) = HeaderValue::from_str(&link) {
+                        headers.append(header::LINK, link);
+                    }
+                }
+            }
             allow_origin(headers);
             response
         }
@@ -253,7 +261,8 @@ fn preflight(methods: &'static str) -> Response {
 }
 
 /// CORS on every answer: any origin may call (the bearer token, not cookies, is the
-/// credential, so `*` is allowed and safe), and a page may read `Location`.
+/// credential, so `*` is allowed and safe), and a page may read `Location` and the ICE
+/// servers' `Link` headers.
 fn allow_origin(headers: &mut HeaderMap) {
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -261,7 +270,7 @@ fn allow_origin(headers: &mut HeaderMap) {
     );
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Location"),
+        HeaderValue::from_static("Location, Link"),
     );
 }
 
