@@ -654,6 +654,29 @@ fn bad_requests_get_json_errors_and_leave_no_session() {
     assert_eq!(status, 201, "{answer}");
     assert_eq!(server.metric(None, WHIP_SESSIONS), 1);
 
+    // The token leaked and an admin revokes it: whoever uses it is cut off, not only
+    // refused next time.
+    support::admin_ok(
+        server.data_dir(),
+        &["room", "token", "5555", "--whip", "--revoke"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || server
+            .metric(None, WHIP_SESSIONS)
+            == 0),
+        "the revoked token's session was kept:\n{}",
+        server.log()
+    );
+    let (status, headers, body) = post("/whip/rooms/5555", Some(&full), sdp, OFFER);
+    assert_eq!(
+        (status, error_code(status, &headers, &body).as_str()),
+        (401, "wrong_token")
+    );
+    let full = room_token(server.data_dir(), "5555", "--whip");
+    let (status, _, answer) = post("/whip/rooms/5555", Some(&full), sdp, OFFER);
+    assert_eq!(status, 201, "the room's new token: {answer}");
+    assert_eq!(server.metric(None, WHIP_SESSIONS), 1);
+
     // An admin deletes the room in use: its session ends like a caller's call, and with
     // the room its tokens are gone.
     let out = support::amtsleitung()

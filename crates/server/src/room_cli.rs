@@ -39,7 +39,8 @@ pub enum RoomCommand {
     /// Make a bearer token for WebRTC clients of a room: `--whip` to publish audio into it
     /// (POST /whip/rooms/NUMBER), `--whep` to listen to it (POST /whep/rooms/NUMBER). Prints
     /// the token once; only its hash is stored. A new token replaces the room's earlier one of
-    /// that kind; `--revoke` removes it. Sessions already running are not ended.
+    /// that kind; `--revoke` removes it. Either way the sessions the old token let in end
+    /// within a second on a running server.
     #[command(group(clap::ArgGroup::new("kind").required(true).args(["whip", "whep"])))]
     Token {
         /// Room number (stored, or one that opens on demand).

@@ -1,18 +1,22 @@
 //! Keeps the rooms open on this server in step with the store. Once a second it reports them
 //! (so that `amtsleitung room delete` can tell that a room is in use) and ends any live session
 //! whose stored room an admin deleted, re-created or re-PINned meanwhile: a change to a room
-//! never leaves its session open under the old guard, and never opens it without one.
+//! never leaves its session open under the old guard, and never opens it without one. In the
+//! same way a WebRTC client's session ends when the token it was let in with is revoked or
+//! replaced: revoking a leaked token cuts off whoever uses it, not only their next attempt.
 //!
 //! Only changes committed by other processes matter (the admin CLI; the server's own writes
 //! are call records and recordings), and SQLite's `data_version` tells those apart, so a quiet
 //! second costs one pragma; a room that opened since the last pass is checked once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conference::{Registry, RoomGuard};
+use crate::ids::LegId;
 use crate::shared::Shared;
+use crate::webrtc_sessions::TokenHolder;
 
 /// How often the store is compared with the open rooms.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -26,6 +30,10 @@ pub struct RoomWatch {
     checked: HashMap<String, Option<RoomGuard>>,
     /// What was last written to the store's list of open rooms.
     reported: Option<Vec<(String, u32)>>,
+    /// The store's external change counter when the WebRTC sessions' tokens were checked.
+    tokens_seen: Option<i64>,
+    /// WebRTC sessions whose token was found current since then.
+    tokens_checked: HashSet<LegId>,
 }
 
 impl RoomWatch {
@@ -84,6 +92,46 @@ impl RoomWatch {
     }
 }
 
+impl RoomWatch {
+    /// The sessions among `sessions` whose token is no longer their room's: revoked, or
+    /// replaced by a new one. Each session is checked when it is first seen and again after
+    /// every change made from outside; an unreadable store ends nothing, as in [`Self::pass`].
+    pub fn revoked_sessions(
+        &mut self,
+        store: &store::Store,
+        sessions: &[TokenHolder],
+    ) -> Vec<LegId> {
+        let changes = match store.external_change_counter() {
+            Ok(changes) => changes,
+            Err(_) => return Vec::new(),
+        };
+        if self.tokens_seen != Some(changes) {
+            self.tokens_checked.clear();
+        }
+        let mut revoked = Vec::new();
+        let mut complete = true;
+        for session in sessions {
+            if self.tokens_checked.contains(&session.leg) {
+                continue;
+            }
+            match store.room_token_hash_is_current(&session.room, session.kind, &session.token) {
+                Ok(true) => {
+                    self.tokens_checked.insert(session.leg);
+                }
+                Ok(false) => revoked.push(session.leg),
+                Err(err) => {
+                    tracing::warn!(room = %session.room, "WebRTC token not checked against the store: {err}");
+                    complete = false;
+                }
+            }
+        }
+        self.tokens_seen = complete.then_some(changes);
+        let live: HashSet<LegId> = sessions.iter().map(|s| s.leg).collect();
+        self.tokens_checked.retain(|leg| live.contains(leg));
+        revoked
+    }
+}
+
 /// Runs the watch until the process ends.
 pub fn spawn(shared: Arc<Shared>) {
     tokio::spawn(async move {
@@ -95,23 +143,28 @@ pub fn spawn(shared: Arc<Shared>) {
             interval.tick().await;
             let passing = shared.clone();
             let watch = watch.clone();
+            let token_holders = shared.webrtc.token_holders();
             let pass = shared
                 .store
                 .run(move |store| {
                     let mut watch = watch.lock().unwrap_or_else(|p| p.into_inner());
-                    watch.pass(
+                    let close = watch.pass(
                         store,
                         &passing.conferences,
                         pid,
                         jiff::Timestamp::now().as_millisecond(),
-                    )
+                    );
+                    (close, watch.revoked_sessions(store, &token_holders))
                 })
                 .await;
             match pass {
-                Ok(close) => {
+                Ok((close, revoked)) => {
                     for number in &close {
                         let members = shared.conferences.close(number);
                         tracing::info!(room = %number, members, "room changed in the store while open; session ended");
+                    }
+                    for session in revoked {
+                        shared.webrtc.end_revoked(&shared, session);
                     }
                 }
                 Err(err) => tracing::error!("room watch pass failed: {err}"),
@@ -237,6 +290,48 @@ mod tests {
         assert!(
             f.admin.live_room("5").unwrap().is_some(),
             "members still leaving"
+        );
+    }
+
+    #[test]
+    fn a_revoked_or_replaced_token_ends_the_sessions_it_let_in() {
+        let mut f = Fixture::new("tokens");
+        let whip = f
+            .admin
+            .room_token_issue("1234", store::TokenKind::Whip, 1)
+            .unwrap();
+        let whep = f
+            .admin
+            .room_token_issue("1234", store::TokenKind::Whep, 1)
+            .unwrap();
+        let holder = |leg: u64, kind: store::TokenKind, token: &str| TokenHolder {
+            leg: LegId::new(leg),
+            kind,
+            room: "1234".into(),
+            token: store::token_hash(token),
+        };
+        let sessions = vec![
+            holder(1, store::TokenKind::Whip, &whip),
+            holder(2, store::TokenKind::Whep, &whep),
+        ];
+        assert!(f.watch.revoked_sessions(&f.server, &sessions).is_empty());
+        assert!(f.watch.revoked_sessions(&f.server, &sessions).is_empty());
+
+        f.admin
+            .room_token_revoke("1234", store::TokenKind::Whip)
+            .unwrap();
+        assert_eq!(
+            f.watch.revoked_sessions(&f.server, &sessions),
+            vec![LegId::new(1)]
+        );
+        // A new WHEP token replaces the old one, which lets nobody stay.
+        let sessions = vec![sessions[1].clone()];
+        f.admin
+            .room_token_issue("1234", store::TokenKind::Whep, 2)
+            .unwrap();
+        assert_eq!(
+            f.watch.revoked_sessions(&f.server, &sessions),
+            vec![LegId::new(2)]
         );
     }
 }

@@ -61,6 +61,19 @@ struct Entry {
     token: [u8; 32],
 }
 
+/// A session and the token that let it in.
+#[derive(Debug, Clone)]
+pub struct TokenHolder {
+    /// The session.
+    pub leg: LegId,
+    /// WHIP or WHEP.
+    pub kind: TokenKind,
+    /// Its room.
+    pub room: String,
+    /// SHA-256 of its token.
+    pub token: [u8; 32],
+}
+
 #[derive(Default)]
 struct Table {
     /// By resource id (the last segment of the session's URL).
@@ -414,6 +427,26 @@ impl WebRtcSessions {
         };
         self.end(shared, leg, true, "DELETE");
         Ok(())
+    }
+
+    /// Every session with the room and token hash it was opened with, for the watch that
+    /// ends sessions whose token an admin revoked or replaced.
+    pub fn token_holders(&self) -> Vec<TokenHolder> {
+        self.table()
+            .sessions
+            .values()
+            .map(|e| TokenHolder {
+                leg: e.leg,
+                kind: e.kind,
+                room: e.room.clone(),
+                token: e.token,
+            })
+            .collect()
+    }
+
+    /// Ends session `leg`: the token it was opened with no longer admits anyone.
+    pub fn end_revoked(&self, shared: &Shared, leg: LegId) {
+        self.end(shared, leg, true, "token revoked");
     }
 
     /// Takes session `leg` off the books (once: later calls for it do nothing), stops its

@@ -103,6 +103,17 @@ impl Store {
         kind: TokenKind,
         token: &str,
     ) -> Result<bool, StoreError> {
+        self.room_token_hash_is_current(room, kind, &token_hash(token))
+    }
+
+    /// Whether the token whose hash is `hash` is still the room's token of `kind`: a session
+    /// opened with a token that was since revoked or replaced must end.
+    pub fn room_token_hash_is_current(
+        &self,
+        room: &str,
+        kind: TokenKind,
+        hash: &[u8; 32],
+    ) -> Result<bool, StoreError> {
         let stored: Option<Vec<u8>> = self
             .conn
             .query_row(
@@ -111,7 +122,7 @@ impl Store {
                 |row| row.get(0),
             )
             .optional()?;
-        Ok(stored.is_some_and(|stored| same_token_hash(&stored, &token_hash(token))))
+        Ok(stored.is_some_and(|stored| same_token_hash(&stored, hash)))
     }
 
     /// Which kinds of token the room has, for listings.
