@@ -131,7 +131,12 @@ fn a_replaced_https_certificate_is_served_without_a_restart() {
     std::fs::copy(&first_key, &key).unwrap();
     let mut server = server_with_https(
         &ns,
-        &["--https-certificate", path(&cert), "--https-key", path(&key)],
+        &[
+            "--https-certificate",
+            path(&cert),
+            "--https-key",
+            path(&key),
+        ],
         TempDir::new("https-reload"),
     );
     let (ok, before) = curl(&ns, Some(&pki.ca()), "/health", &[]);
@@ -194,7 +199,12 @@ fn clients_that_never_finish_a_handshake_delay_nobody_and_are_cut_off() {
     let (cert, key) = pki.server_cert(SERVER_IP, 31);
     let server = server_with_https(
         &ns,
-        &["--https-certificate", path(&cert), "--https-key", path(&key)],
+        &[
+            "--https-certificate",
+            path(&cert),
+            "--https-key",
+            path(&key),
+        ],
         TempDir::new("https-stall"),
     );
     // Silent ones, and ones that announce a 512-byte handshake record and stop after its

@@ -395,7 +395,9 @@ impl Config {
         };
         let Some(listen) = self.https_listen else {
             return match own {
-                Some(_) => Err("https-certificate and https-key are set but https-listen is not".into()),
+                Some(_) => {
+                    Err("https-certificate and https-key are set but https-listen is not".into())
+                }
                 None => Ok(None),
             };
         };
@@ -408,9 +410,11 @@ impl Config {
                     "tls-certificate, tls-key (used for HTTPS too)",
                 ),
                 _ => {
-                    return Err("https-listen is set but https-certificate and https-key are not \
+                    return Err(
+                        "https-listen is set but https-certificate and https-key are not \
                                 (nor tls-certificate and tls-key, which HTTPS would use too)"
-                        .into());
+                            .into(),
+                    );
                 }
             },
         };

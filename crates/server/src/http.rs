@@ -13,9 +13,9 @@ use axum::serve::ListenerExt;
 
 use crate::dialplan_files::ReloadReport;
 use crate::https_listener::HttpsListener;
-use crate::tls::ServerCertificate;
 use crate::registrar::SecurityRequest;
 use crate::shared::Shared;
+use crate::tls::ServerCertificate;
 
 #[derive(Clone)]
 struct AppState {

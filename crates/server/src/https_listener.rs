@@ -47,8 +47,7 @@ pub fn certificate(
     settings: &HttpsSettings,
     sip: Option<&Arc<ServerCertificate>>,
 ) -> anyhow::Result<Arc<ServerCertificate>> {
-    if let Some(sip) = sip.filter(|sip| sip.is_loaded_from(&settings.certificate, &settings.key))
-    {
+    if let Some(sip) = sip.filter(|sip| sip.is_loaded_from(&settings.certificate, &settings.key)) {
         return Ok(sip.clone());
     }
     let loaded = ServerCertificate::load(&settings.certificate, &settings.key)
