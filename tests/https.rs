@@ -219,7 +219,7 @@ fn clients_that_never_finish_a_handshake_delay_nobody_and_are_cut_off() {
     let (ok, health) = curl(&ns, Some(&pki.ca()), "/health", &[]);
     assert!(ok && health.contains("HTTP/1.1 200 OK"), "{health}");
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(5),
         "served only after {:?}",
         started.elapsed()
     );
