@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Netns, Pki, SERVER_IP, Server, TempDir, wait_until};
+use support::{Netns, Pki, SERVER_IP, Server, TempDir, s_client, wait_until};
 
 const HTTPS_PORT: u16 = 8443;
 
@@ -168,6 +168,53 @@ fn a_replaced_https_certificate_is_served_without_a_restart() {
         1
     );
     assert!(server.alive());
+}
+
+#[test]
+fn https_on_the_sip_certificate_is_renewed_with_it_in_one_reload() {
+    let ns = Netns::new();
+    let pki = Pki::new();
+    let (first_cert, first_key) = pki.server_cert("amt-both-first", 41);
+    let (second_cert, second_key) = pki.server_cert("amt-both-second", 42);
+    let cert = pki.path("machine.pem");
+    let key = pki.path("machine.key");
+    std::fs::copy(&first_cert, &cert).unwrap();
+    std::fs::copy(&first_key, &key).unwrap();
+    let server = server_with_https(
+        &ns,
+        &["--tls-certificate", path(&cert), "--tls-key", path(&key)],
+        TempDir::new("https-shared"),
+    );
+    let (ok, before) = curl(&ns, Some(&pki.ca()), "/health", &[]);
+    assert!(
+        ok && before.contains("subject: CN=amt-both-first"),
+        "{before}"
+    );
+
+    std::fs::copy(&second_cert, &cert).unwrap();
+    std::fs::copy(&second_key, &key).unwrap();
+    let mut after = String::new();
+    let renewed = wait_until(Duration::from_secs(6), || {
+        let (ok, text) = curl(&ns, Some(&pki.ca()), "/health", &[]);
+        after = text;
+        ok && after.contains("subject: CN=amt-both-second")
+    });
+    assert!(
+        renewed,
+        "HTTPS kept the old certificate\n{after}\n{}",
+        server.log()
+    );
+    // SIP over TLS serves the same renewed certificate, and it was loaded once for both:
+    // one certificate in memory, not two copies reloading on their own.
+    let sip = s_client(&ns, 5061, &pki.ca());
+    assert!(sip.contains("CN = amt-both-second"), "{sip}");
+    assert!(sip.contains("Verify return code: 0 (ok)"), "{sip}");
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_tls_certificate_reloads_total"),
+        1,
+        "{}",
+        server.log()
+    );
 }
 
 /// A client in `ns` that connects to the HTTPS port and then sends `first_bytes` (bash
