@@ -1,14 +1,15 @@
 //! HTTPS on the admin HTTP server, for browsers (which give a page the microphone only in a
 //! secure context), against curl as the client: the certificate chain checks out against a
-//! throw-away CA, WHIP answers over it, a renewed certificate is served without a restart,
-//! and clients that connect and never finish a handshake delay nobody. Every test makes its
-//! own CA and server certificate (for 10.99.0.1) with the openssl command and runs the server
-//! in a network namespace of its own.
+//! throw-away CA, WHIP answers over it, a renewed certificate is served without a restart
+//! (its own, or SIP's when it has none, renewed for both at once), and clients that connect
+//! and never finish a handshake delay nobody. Every test makes its own CA and server
+//! certificate (for 10.99.0.1) with the openssl command and runs the server in a network
+//! namespace of its own.
 
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -118,24 +119,60 @@ fn health_and_whip_answer_over_https_with_the_sip_certificate() {
     assert!(plain.starts_with("HTTP/1.0 200 OK"), "{plain}");
 }
 
+/// A certificate and key under the file names the server is configured with (CN
+/// `{name}-first`), and a renewed pair (CN `{name}-second`) to copy over them.
+struct RenewablePair {
+    cert: PathBuf,
+    key: PathBuf,
+    renewed: (PathBuf, PathBuf),
+}
+
+impl RenewablePair {
+    fn new(pki: &Pki, name: &str, serial: u32) -> Self {
+        let (first_cert, first_key) = pki.server_cert(&format!("{name}-first"), serial);
+        let renewed = pki.server_cert(&format!("{name}-second"), serial + 1);
+        let pair = Self {
+            cert: pki.path(&format!("{name}.pem")),
+            key: pki.path(&format!("{name}.key")),
+            renewed,
+        };
+        std::fs::copy(&first_cert, &pair.cert).unwrap();
+        std::fs::copy(&first_key, &pair.key).unwrap();
+        pair
+    }
+
+    /// Copies the renewed pair over the files in place, as an admin (or certbot's deploy
+    /// hook) does: the certificate first, then its key.
+    fn renew(&self) {
+        std::fs::copy(&self.renewed.0, &self.cert).unwrap();
+        std::fs::copy(&self.renewed.1, &self.key).unwrap();
+    }
+}
+
+/// Whether HTTPS comes to present the certificate named `cn` (checked against `ca`) within a
+/// few seconds, with what curl said last.
+fn https_comes_to_present(ns: &Netns, ca: &Path, cn: &str) -> (bool, String) {
+    let mut said = String::new();
+    let presented = wait_until(Duration::from_secs(6), || {
+        let (ok, text) = curl(ns, Some(ca), "/health", &[]);
+        said = text;
+        ok && said.contains(&format!("subject: CN={cn}"))
+    });
+    (presented, said)
+}
+
 #[test]
 fn a_replaced_https_certificate_is_served_without_a_restart() {
     let ns = Netns::new();
     let pki = Pki::new();
-    let (first_cert, first_key) = pki.server_cert("amt-web-first", 21);
-    let (second_cert, second_key) = pki.server_cert("amt-web-second", 22);
-    // The files the server is configured with; replaced in place later.
-    let cert = pki.path("web.pem");
-    let key = pki.path("web.key");
-    std::fs::copy(&first_cert, &cert).unwrap();
-    std::fs::copy(&first_key, &key).unwrap();
+    let pair = RenewablePair::new(&pki, "amt-web", 21);
     let mut server = server_with_https(
         &ns,
         &[
             "--https-certificate",
-            path(&cert),
+            path(&pair.cert),
             "--https-key",
-            path(&key),
+            path(&pair.key),
         ],
         TempDir::new("https-reload"),
     );
@@ -143,15 +180,8 @@ fn a_replaced_https_certificate_is_served_without_a_restart() {
     assert!(ok, "{before}\n{}", server.log());
     assert!(before.contains("subject: CN=amt-web-first"), "{before}");
 
-    // An admin (or certbot's deploy hook) copies the renewed pair over the old files.
-    std::fs::copy(&second_cert, &cert).unwrap();
-    std::fs::copy(&second_key, &key).unwrap();
-    let mut after = String::new();
-    let renewed = wait_until(Duration::from_secs(6), || {
-        let (ok, text) = curl(&ns, Some(&pki.ca()), "/health", &[]);
-        after = text;
-        ok && after.contains("subject: CN=amt-web-second")
-    });
+    pair.renew();
+    let (renewed, after) = https_comes_to_present(&ns, &pki.ca(), "amt-web-second");
     assert!(
         renewed,
         "the new certificate was not served\n{after}\n{}",
@@ -174,15 +204,15 @@ fn a_replaced_https_certificate_is_served_without_a_restart() {
 fn https_on_the_sip_certificate_is_renewed_with_it_in_one_reload() {
     let ns = Netns::new();
     let pki = Pki::new();
-    let (first_cert, first_key) = pki.server_cert("amt-both-first", 41);
-    let (second_cert, second_key) = pki.server_cert("amt-both-second", 42);
-    let cert = pki.path("machine.pem");
-    let key = pki.path("machine.key");
-    std::fs::copy(&first_cert, &cert).unwrap();
-    std::fs::copy(&first_key, &key).unwrap();
+    let pair = RenewablePair::new(&pki, "amt-both", 41);
     let server = server_with_https(
         &ns,
-        &["--tls-certificate", path(&cert), "--tls-key", path(&key)],
+        &[
+            "--tls-certificate",
+            path(&pair.cert),
+            "--tls-key",
+            path(&pair.key),
+        ],
         TempDir::new("https-shared"),
     );
     let (ok, before) = curl(&ns, Some(&pki.ca()), "/health", &[]);
@@ -191,14 +221,8 @@ fn https_on_the_sip_certificate_is_renewed_with_it_in_one_reload() {
         "{before}"
     );
 
-    std::fs::copy(&second_cert, &cert).unwrap();
-    std::fs::copy(&second_key, &key).unwrap();
-    let mut after = String::new();
-    let renewed = wait_until(Duration::from_secs(6), || {
-        let (ok, text) = curl(&ns, Some(&pki.ca()), "/health", &[]);
-        after = text;
-        ok && after.contains("subject: CN=amt-both-second")
-    });
+    pair.renew();
+    let (renewed, after) = https_comes_to_present(&ns, &pki.ca(), "amt-both-second");
     assert!(
         renewed,
         "HTTPS kept the old certificate\n{after}\n{}",
