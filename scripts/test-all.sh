@@ -21,6 +21,9 @@ command -v tshark >/dev/null || need+=(tshark)
 # tests/trunks.rs finds a carrier by DNS SRV records that dnsmasq serves in the namespace.
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ip >/dev/null || need+=(iproute2)
+# tests/tls.rs and tests/https.rs make their certificates with openssl; https.rs is a curl client.
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
 # tests/backup.rs checks the backup with SQLite's own integrity check.
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v pkg-config >/dev/null || need+=(pkg-config)

@@ -10,27 +10,8 @@ use std::time::Duration;
 
 use support::{
     Baresip, Netns, PacketCounter, Pki, SERVER_IP, Server, TempDir, add_user, assert_both_hear,
-    read_wav, server_with_tls, tone_share, wait_until, with_registered_phones,
+    read_wav, s_client, server_with_tls, tone_share, wait_until, with_registered_phones,
 };
-
-/// What `openssl s_client` run in `ns` says about the server's TLS port: the subject and
-/// verification result lines (checked against `ca`).
-fn s_client(ns: &Netns, ca: &Path) -> String {
-    let out = ns
-        .command("timeout")
-        .args(["10", "openssl", "s_client", "-connect"])
-        .arg(format!("{SERVER_IP}:5061"))
-        .args(["-showcerts", "-verify_return_error", "-CAfile"])
-        .arg(ca)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run openssl s_client");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[test]
 fn baresip_registers_and_hears_the_echo_over_tls() {
@@ -87,7 +68,7 @@ fn a_replaced_certificate_is_served_without_a_restart() {
     std::fs::copy(&first_cert, &cert).unwrap();
     std::fs::copy(&first_key, &key).unwrap();
     let mut server = server_with_tls(&ns, &cert, &key, TempDir::new("tls-reload"));
-    let before = s_client(&ns, &pki.ca());
+    let before = s_client(&ns, 5061, &pki.ca());
     assert!(before.contains("CN = amt-first"), "{before}");
     assert!(before.contains("Verify return code: 0 (ok)"), "{before}");
 
@@ -97,7 +78,7 @@ fn a_replaced_certificate_is_served_without_a_restart() {
     std::fs::copy(&second_key, &key).unwrap();
     let mut after = String::new();
     let renewed = wait_until(Duration::from_secs(6), || {
-        after = s_client(&ns, &pki.ca());
+        after = s_client(&ns, 5061, &pki.ca());
         after.contains("CN = amt-second")
     });
     assert!(
@@ -115,7 +96,7 @@ fn a_replaced_certificate_is_served_without_a_restart() {
     // A broken file is logged and the certificate in use stays.
     std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
     std::thread::sleep(Duration::from_millis(1200));
-    let kept = s_client(&ns, &pki.ca());
+    let kept = s_client(&ns, 5061, &pki.ca());
     assert!(kept.contains("CN = amt-second"), "{kept}\n{}", server.log());
     assert!(
         server.log().contains("TLS certificate not reloaded"),
@@ -157,7 +138,7 @@ fn garbage_on_the_tls_port_closes_that_connection_and_the_server_keeps_serving()
     );
     assert!(server.metric(Some(&ns), "amtsleitung_tls_handshake_failures_total") >= 1);
     // And TLS still works for the next one.
-    let next = s_client(&ns, &pki.ca());
+    let next = s_client(&ns, 5061, &pki.ca());
     assert!(
         next.contains("Verify return code: 0 (ok)"),
         "{next}\n{}",

@@ -1566,6 +1566,25 @@ impl Pki {
     }
 }
 
+/// What `openssl s_client` run in `ns` says about the server's TLS port `port` on
+/// 10.99.0.1: the subject and verification result lines (checked against `ca`).
+pub fn s_client(ns: &Netns, port: u16, ca: &Path) -> String {
+    let out = ns
+        .command("timeout")
+        .args(["10", "openssl", "s_client", "-connect"])
+        .arg(format!("{SERVER_IP}:{port}"))
+        .args(["-showcerts", "-verify_return_error", "-CAfile"])
+        .arg(ca)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Starts the server in `ns` with SIP over TLS on the default port (5061) presenting the
 /// certificate in `cert`/`key`.
 pub fn server_with_tls(ns: &Netns, cert: &Path, key: &Path, data: TempDir) -> Server {

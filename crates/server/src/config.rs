@@ -84,6 +84,14 @@ pub struct Config {
     pub rtp_ports: PortRange,
     /// Admin HTTP address.
     pub http_listen: SocketAddr,
+    /// Admin HTTPS address: the same routes as `http-listen`, over TLS, for browsers (they
+    /// give a page the microphone only in a secure context). None = no HTTPS listener.
+    pub https_listen: Option<SocketAddr>,
+    /// The certificate chain for `https-listen` (PEM, leaf first); reloaded when the file
+    /// changes. Default: `tls-certificate`, the one SIP over TLS presents.
+    pub https_certificate: Option<PathBuf>,
+    /// The private key of `https-certificate` (PEM).
+    pub https_key: Option<PathBuf>,
     /// Data directory (SQLite database, recordings).
     pub data_dir: PathBuf,
     /// Directory with `*.toml` dialplans.
@@ -333,6 +341,9 @@ impl Default for Config {
                 high: 29999,
             },
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            https_listen: None,
+            https_certificate: None,
+            https_key: None,
             data_dir: PathBuf::from("data"),
             dialplans: PathBuf::from("dialplans"),
             sounds: PathBuf::from("sounds"),
@@ -360,7 +371,65 @@ pub struct TlsSettings {
     pub key: PathBuf,
 }
 
+/// Where the admin HTTPS listener goes and what it presents, from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Certificate chain file (PEM).
+    pub certificate: PathBuf,
+    /// Private key file (PEM).
+    pub key: PathBuf,
+    /// The config keys the two files came from, for errors about them.
+    pub keys: &'static str,
+}
+
 impl Config {
+    /// The HTTPS listener asked for: `None` without `https-listen`. Its certificate is
+    /// `https-certificate` and `https-key`, or, when neither is set, SIP's `tls-certificate`
+    /// and `tls-key` (one certificate for the machine's name is the common case, and one
+    /// file pair to renew). An error names the keys when they do not fit together: half a
+    /// pair, files without an address, an address without any certificate.
+    pub fn https(&self) -> Result<Option<HttpsSettings>, String> {
+        let own = match (&self.https_certificate, &self.https_key) {
+            (Some(certificate), Some(key)) => Some((certificate.clone(), key.clone())),
+            (None, None) => None,
+            (Some(_), None) => return Err("https-certificate is set but https-key is not".into()),
+            (None, Some(_)) => return Err("https-key is set but https-certificate is not".into()),
+        };
+        let Some(listen) = self.https_listen else {
+            return match own {
+                Some(_) => {
+                    Err("https-certificate and https-key are set but https-listen is not".into())
+                }
+                None => Ok(None),
+            };
+        };
+        let (certificate, key, keys) = match own {
+            Some((certificate, key)) => (certificate, key, "https-certificate, https-key"),
+            None => match (&self.tls_certificate, &self.tls_key) {
+                (Some(certificate), Some(key)) => (
+                    certificate.clone(),
+                    key.clone(),
+                    "tls-certificate, tls-key (used for HTTPS too)",
+                ),
+                _ => {
+                    return Err(
+                        "https-listen is set but https-certificate and https-key are not \
+                                (nor tls-certificate and tls-key, which HTTPS would use too)"
+                            .into(),
+                    );
+                }
+            },
+        };
+        Ok(Some(HttpsSettings {
+            listen,
+            certificate,
+            key,
+            keys,
+        }))
+    }
+
     /// The TLS listener asked for: `None` without a certificate; an error naming the keys
     /// when they do not fit together (a key without a certificate, an address without
     /// either).
@@ -523,6 +592,8 @@ impl Config {
             &mut self.trunks,
             &mut self.tls_certificate,
             &mut self.tls_key,
+            &mut self.https_certificate,
+            &mut self.https_key,
         ]
         .into_iter()
         .flatten()
@@ -547,6 +618,8 @@ impl Config {
             ("trunks", &mut self.trunks),
             ("tls-certificate", &mut self.tls_certificate),
             ("tls-key", &mut self.tls_key),
+            ("https-certificate", &mut self.https_certificate),
+            ("https-key", &mut self.https_key),
         ] {
             if let Some(path) = path {
                 anchor(key, path);
@@ -778,6 +851,73 @@ mod tests {
                 .contains("sip-tls-listen")
         );
         assert!(toml::from_str::<Config>("tls-cert = \"c.pem\"\n").is_err());
+    }
+
+    #[test]
+    fn https_needs_an_address_and_takes_its_own_certificate_or_sips() {
+        assert_eq!(Config::default().https(), Ok(None));
+        let config: Config = toml::from_str(
+            "https-listen = \"0.0.0.0:8443\"\nhttps-certificate = \"/etc/amt/web.pem\"\n\
+             https-key = \"/etc/amt/web.key\"\ntls-certificate = \"sip.pem\"\ntls-key = \"sip.key\"\n",
+        )
+        .unwrap();
+        let https = config.https().unwrap().unwrap();
+        assert_eq!(https.listen, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(
+            (https.certificate, https.key),
+            ("/etc/amt/web.pem".into(), "/etc/amt/web.key".into()),
+            "its own pair wins over SIP's"
+        );
+        assert_eq!(https.keys, "https-certificate, https-key");
+        let config: Config = toml::from_str(
+            "https-listen = \"0.0.0.0:8443\"\ntls-certificate = \"sip.pem\"\ntls-key = \"sip.key\"\n",
+        )
+        .unwrap();
+        let https = config.https().unwrap().unwrap();
+        assert_eq!(
+            (https.certificate, https.key),
+            ("sip.pem".into(), "sip.key".into())
+        );
+        assert!(https.keys.contains("tls-certificate"), "{}", https.keys);
+    }
+
+    #[test]
+    fn https_settings_that_do_not_fit_together_name_the_keys() {
+        let err = |text: &str| toml::from_str::<Config>(text).unwrap().https().unwrap_err();
+        let listen = "https-listen = \"0.0.0.0:8443\"\n";
+        let half = err(&format!("{listen}https-certificate = \"c.pem\"\n"));
+        assert!(half.contains("https-key is not"), "{half}");
+        let half = err(&format!("{listen}https-key = \"k.pem\"\n"));
+        assert!(half.contains("https-certificate is not"), "{half}");
+        // Half a pair of its own is refused even where SIP's pair could stand in.
+        let half = err(&format!(
+            "{listen}https-key = \"k.pem\"\ntls-certificate = \"c\"\ntls-key = \"k\"\n"
+        ));
+        assert!(half.contains("https-certificate is not"), "{half}");
+        let nothing = err(listen);
+        assert!(
+            nothing.contains("https-certificate") && nothing.contains("tls-certificate"),
+            "{nothing}"
+        );
+        let nowhere = err("https-certificate = \"c.pem\"\nhttps-key = \"k.pem\"\n");
+        assert!(nowhere.contains("https-listen is not"), "{nowhere}");
+        assert!(toml::from_str::<Config>("https-cert = \"c.pem\"\n").is_err());
+    }
+
+    #[test]
+    fn https_files_in_a_config_file_are_relative_to_its_directory() {
+        let dir = scratch("https-anchor");
+        let path = dir.join("amtsleitung.toml");
+        std::fs::write(
+            &path,
+            "https-listen = \"[::]:8443\"\nhttps-certificate = \"tls/web.pem\"\n\
+             https-key = \"/etc/amt/web.key\"\n",
+        )
+        .unwrap();
+        let https = load_file(&path).unwrap().https().unwrap().unwrap();
+        assert_eq!(https.certificate, dir.join("tls/web.pem"));
+        assert_eq!(https.key, PathBuf::from("/etc/amt/web.key"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -9,10 +9,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 
 use crate::dialplan_files::ReloadReport;
+use crate::https_listener::HttpsListener;
 use crate::registrar::SecurityRequest;
 use crate::shared::Shared;
+use crate::tls::ServerCertificate;
 
 #[derive(Clone)]
 struct AppState {
@@ -25,9 +28,11 @@ struct AppState {
 /// Asks the reloader to re-read the dialplans; it answers with its report.
 pub type ReloadRequests = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<ReloadReport>>;
 
-/// Binds `listen` and serves the admin API in the background.
+/// Binds `listen` (and `https`, its address and certificate, when given) and serves the
+/// admin API on both in the background: the same routes over plain HTTP and over TLS.
 pub async fn start(
     listen: SocketAddr,
+    https: Option<(SocketAddr, Arc<ServerCertificate>)>,
     shared: Arc<Shared>,
     calls: Arc<AtomicUsize>,
     reload: ReloadRequests,
@@ -36,6 +41,10 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|err| anyhow::anyhow!("cannot bind admin HTTP {listen}: {err}"))?;
+    let https = match https {
+        Some((address, certificate)) => Some(HttpsListener::bind(address, certificate).await?),
+        None => None,
+    };
     let app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -51,6 +60,22 @@ pub async fn start(
             reload,
             security,
         });
+    if let Some(https) = https {
+        tracing::info!(https = %https.address(), "admin HTTPS listening");
+        let app = app.clone();
+        tokio::spawn(async move {
+            // axum gives `ConnectInfo<SocketAddr>` (which WHIP/WHEP need) for its own TCP
+            // listener and for any listener wrapped by `tap_io`; the tap itself turns off
+            // Nagle, as responses are written in one go.
+            let https = https.tap_io(|tls| {
+                let _ = tls.get_ref().0.set_nodelay(true);
+            });
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(err) = axum::serve(https, app).await {
+                tracing::error!("admin HTTPS server stopped: {err}");
+            }
+        });
+    }
     tokio::spawn(async move {
         // The peer's address picks the local address a WebRTC session's socket binds to.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -383,6 +408,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "amtsleitung_tls_handshake_failures_total",
             "SIP-over-TLS handshakes that failed or timed out, accepted or opened.",
             &crate::tls::HANDSHAKE_FAILURES,
+        ),
+        (
+            "amtsleitung_https_handshake_failures_total",
+            "Admin HTTPS handshakes that failed, timed out or were refused (too many at once).",
+            &crate::https_listener::HANDSHAKE_FAILURES,
         ),
         (
             "amtsleitung_tls_certificate_reloads_total",

@@ -19,6 +19,7 @@ mod emergency_location;
 mod fax;
 mod file_watch;
 mod http;
+mod https_listener;
 mod ice_servers;
 mod ids;
 mod media_worker;
@@ -138,6 +139,16 @@ struct ServeArgs {
     /// Admin HTTP listen address.
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
+    /// Admin HTTPS listen address: the same routes over TLS, for browsers (default: none).
+    #[arg(long, value_name = "ADDR")]
+    https_listen: Option<SocketAddr>,
+    /// Certificate chain for HTTPS (PEM; default: --tls-certificate); reloaded when the file
+    /// changes.
+    #[arg(long, value_name = "FILE")]
+    https_certificate: Option<PathBuf>,
+    /// Private key of the HTTPS certificate (PEM; default: --tls-key).
+    #[arg(long, value_name = "FILE")]
+    https_key: Option<PathBuf>,
     /// Data directory (SQLite database).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -268,6 +279,15 @@ impl ServeArgs {
         }
         if let Some(v) = self.http_listen {
             config.http_listen = v;
+        }
+        if let Some(v) = self.https_listen {
+            config.https_listen = Some(v);
+        }
+        if let Some(v) = self.https_certificate {
+            config.https_certificate = Some(v);
+        }
+        if let Some(v) = self.https_key {
+            config.https_key = Some(v);
         }
         if let Some(v) = self.data_dir {
             config.data_dir = v;

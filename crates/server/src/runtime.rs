@@ -98,6 +98,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }),
         None => None,
     };
+    let https = match config.https().map_err(|err| anyhow::anyhow!("{err}"))? {
+        Some(settings) => {
+            let sip = tls.as_ref().map(|tls| &tls.certificate);
+            let certificate = crate::https_listener::certificate(&settings, sip)?;
+            Some((settings.listen, certificate))
+        }
+        None => None,
+    };
     let transport = transport::start(config.sip_listen, tls, inbound_tx).await?;
     let http_listen = config.http_listen;
     let ports = Arc::new(PortAllocator::new(
@@ -191,6 +199,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     crate::room_watch::spawn(shared.clone());
     crate::http::start(
         http_listen,
+        https,
         shared.clone(),
         calls_gauge,
         reload_tx,

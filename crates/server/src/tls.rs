@@ -110,6 +110,11 @@ impl ServerCertificate {
         }
     }
 
+    /// Whether this certificate is read from `cert` and `key` (paths as configured).
+    pub fn is_loaded_from(&self, cert: &Path, key: &Path) -> bool {
+        self.cert_path == cert && self.key_path == key
+    }
+
     /// The server configuration for the listener, answering every handshake with the
     /// certificate in force at that moment.
     pub fn server_config(self: &Arc<Self>) -> anyhow::Result<rustls::ServerConfig> {
