@@ -115,7 +115,19 @@ fn health_and_whip_answer_over_https_with_the_sip_certificate() {
         "{whip}"
     );
 
+    // The admin API has no login: it is not served to the outside over HTTPS, only on the
+    // plain listener.
+    for admin in ["/metrics", "/rooms", "/security/bans"] {
+        let (ok, refused) = curl(&ns, Some(&pki.ca()), admin, &[]);
+        assert!(ok, "{refused}");
+        assert!(
+            refused.contains("HTTP/1.1 404 Not Found"),
+            "{admin}: {refused}"
+        );
+    }
     let plain = server.http_get(Some(&ns), "/health");
+    assert!(plain.starts_with("HTTP/1.0 200 OK"), "{plain}");
+    let plain = server.http_get(Some(&ns), "/metrics");
     assert!(plain.starts_with("HTTP/1.0 200 OK"), "{plain}");
 }
 

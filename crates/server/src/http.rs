@@ -28,8 +28,9 @@ struct AppState {
 /// Asks the reloader to re-read the dialplans; it answers with its report.
 pub type ReloadRequests = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<ReloadReport>>;
 
-/// Binds `listen` (and `https`, its address and certificate, when given) and serves the
-/// admin API on both in the background: the same routes over plain HTTP and over TLS.
+/// Binds `listen` (and `https`, its address and certificate, when given) and serves in the
+/// background: the whole admin API over plain HTTP, the routes for browsers and WebRTC
+/// clients (and `/health`) over TLS.
 pub async fn start(
     listen: SocketAddr,
     https: Option<(SocketAddr, Arc<ServerCertificate>)>,
@@ -45,24 +46,30 @@ pub async fn start(
         Some((address, certificate)) => Some(HttpsListener::bind(address, certificate).await?),
         None => None,
     };
-    let app = Router::new()
+    // HTTPS is for browsers and meetings, so it is reached from outside: it serves what
+    // they use, each part with its own guard (tokens, PINs). The admin routes have no
+    // login of their own and stay on the plain listener (loopback by default).
+    let public = Router::new()
         .route("/health", get(health))
+        .merge(crate::whip_http::routes(shared.clone()));
+    let state = AppState {
+        shared,
+        calls,
+        reload,
+        security,
+    };
+    let app = public
+        .clone()
         .route("/metrics", get(metrics))
         .route("/dialplan/reload", axum::routing::post(reload_dialplan))
         .route("/rooms", get(rooms))
         .route("/trunks", get(trunks))
         .route("/security/bans", get(bans))
         .route("/security/bans/{address}", axum::routing::delete(unban))
-        .merge(crate::whip_http::routes(shared.clone()))
-        .with_state(AppState {
-            shared,
-            calls,
-            reload,
-            security,
-        });
+        .with_state(state.clone());
     if let Some(https) = https {
         tracing::info!(https = %https.address(), "admin HTTPS listening");
-        let app = app.clone();
+        let app = public.with_state(state);
         tokio::spawn(async move {
             // axum gives `ConnectInfo<SocketAddr>` (which WHIP/WHEP need) for its own TCP
             // listener and for any listener wrapped by `tap_io`; the tap itself turns off
