@@ -2,7 +2,8 @@
 //! secure context), against curl as the client: the certificate chain checks out against a
 //! throw-away CA, WHIP answers over it, a renewed certificate is served without a restart
 //! (its own, or SIP's when it has none, renewed for both at once), and clients that connect
-//! and never finish a handshake delay nobody. Every test makes its own CA and server
+//! and never finish a handshake delay nobody (nor, on plain HTTP as well, those that never send
+//! a request). Every HTTPS test makes its own CA and server
 //! certificate (for 10.99.0.1) with the openssl command and runs the server in a network
 //! namespace of its own.
 
@@ -331,4 +332,49 @@ fn clients_that_never_finish_a_handshake_delay_nobody_and_are_cut_off() {
         8
     );
     assert!(server.log().contains("HTTPS handshake timed out"));
+}
+
+/// Plain HTTP has the same guard against clients that hold connections without sending a
+/// request: silent, stuck halfway through the headers, or idle after a request. Each is
+/// closed after the ten seconds a client has for a request's headers, and a client that
+/// does send its request is served meanwhile.
+#[test]
+fn connections_that_send_no_request_are_closed_after_ten_seconds() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let server = Server::start(None, &[]);
+    let started = Instant::now();
+    let open = |first: &str| {
+        let mut stream = TcpStream::connect(server.http).unwrap();
+        stream.write_all(first.as_bytes()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream
+    };
+    let holders = [
+        ("silent", open("")),
+        (
+            "half a request",
+            open("GET /health HTTP/1.1\r\nHost: x\r\n"),
+        ),
+        (
+            "idle after a request",
+            open("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ),
+    ];
+    let served = server.http_get(None, "/health");
+    assert!(served.starts_with("HTTP/1.0 200 OK"), "{served}");
+    assert!(started.elapsed() < Duration::from_secs(5), "served at once");
+    for (what, mut stream) in holders {
+        let mut answer = Vec::new();
+        let closed = stream.read_to_end(&mut answer);
+        let after = started.elapsed();
+        assert!(closed.is_ok(), "{what}: not closed within 30 s");
+        assert!(
+            (Duration::from_secs(9)..Duration::from_secs(15)).contains(&after),
+            "{what}: closed after {after:?}"
+        );
+    }
 }

@@ -71,24 +71,19 @@ pub async fn start(
         tracing::info!(https = %https.address(), "admin HTTPS listening");
         let app = public.with_state(state);
         tokio::spawn(async move {
-            // axum gives `ConnectInfo<SocketAddr>` (which WHIP/WHEP need) for its own TCP
-            // listener and for any listener wrapped by `tap_io`; the tap itself turns off
-            // Nagle, as responses are written in one go.
+            // Nagle off: responses are written in one go.
             let https = https.tap_io(|tls| {
                 let _ = tls.get_ref().0.set_nodelay(true);
             });
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(err) = axum::serve(https, app).await {
-                tracing::error!("admin HTTPS server stopped: {err}");
-            }
+            crate::http_serve::serve(https, app, "admin HTTPS").await;
         });
     }
     tokio::spawn(async move {
         // The peer's address picks the local address a WebRTC session's socket binds to.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(err) = axum::serve(listener, app).await {
-            tracing::error!("admin HTTP server stopped: {err}");
-        }
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        crate::http_serve::serve(listener, app, "admin HTTP").await;
     });
     Ok(())
 }
@@ -420,6 +415,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "amtsleitung_https_handshake_failures_total",
             "Admin HTTPS handshakes that failed, timed out or were refused (too many at once).",
             &crate::https_listener::HANDSHAKE_FAILURES,
+        ),
+        (
+            "amtsleitung_http_connections_refused_total",
+            "Admin HTTP(S) connections closed at once because the listener had its maximum open.",
+            &crate::http_serve::CONNECTIONS_REFUSED,
         ),
         (
             "amtsleitung_tls_certificate_reloads_total",

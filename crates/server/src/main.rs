@@ -19,6 +19,7 @@ mod emergency_location;
 mod fax;
 mod file_watch;
 mod http;
+mod http_serve;
 mod https_listener;
 mod ice_servers;
 mod ids;
