@@ -45,6 +45,7 @@ pub async fn start(
         .route("/security/bans", get(bans))
         .route("/security/bans/{address}", axum::routing::delete(unban))
         .merge(crate::whip_http::routes(shared.clone()))
+        .merge(crate::join_http::routes(shared.clone()))
         .with_state(AppState {
             shared,
             calls,
@@ -409,8 +410,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     let webrtc = state.shared.webrtc.counts();
     body.push_str(&format!(
-        "# HELP amtsleitung_webrtc_sessions WebRTC sessions open now (WHIP publishing into rooms, WHEP listening).\n# TYPE amtsleitung_webrtc_sessions gauge\namtsleitung_webrtc_sessions{{kind=\"whip\"}} {}\namtsleitung_webrtc_sessions{{kind=\"whep\"}} {}\n",
-        webrtc.whip, webrtc.whep
+        "# HELP amtsleitung_webrtc_sessions WebRTC sessions open now (WHIP publishing into rooms, WHEP listening, join-page browsers).\n# TYPE amtsleitung_webrtc_sessions gauge\namtsleitung_webrtc_sessions{{kind=\"whip\"}} {}\namtsleitung_webrtc_sessions{{kind=\"whep\"}} {}\namtsleitung_webrtc_sessions{{kind=\"page\"}} {}\n",
+        webrtc.whip, webrtc.whep, webrtc.page
     ));
     counter(
         &mut body,
