@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use support::{
     Baresip, Netns, Server, TempDir, create_room, python_venv, read_wav, rename_table, repo,
-    tone_share, wait_until,
+    share_between, tone_share, wait_until,
 };
 
 const WHIP_SESSIONS: &str = "amtsleitung_webrtc_sessions{kind=\"whip\"}";
@@ -141,31 +141,6 @@ fn recording_start(lines: &[String]) -> f64 {
 fn has_status(lines: &[String], step: &str, status: u16) -> bool {
     let wanted = format!("\"step\": \"{step}\", \"status\": {status}");
     lines.iter().any(|l| l.contains(&wanted))
-}
-
-/// The share of `freq` in `path` between `from_s` and `to_s` seconds of it (decimated to
-/// 16 kHz first: the tones are far below 8 kHz, and the DFT over 48 kHz samples is slow in
-/// a debug build).
-fn share_between(path: &Path, freq: f64, from_s: f64, to_s: f64) -> f64 {
-    let (samples, rate) = read_wav(path);
-    let (samples, rate) = if rate == 48_000 {
-        let down: Vec<f64> = samples
-            .chunks_exact(3)
-            .map(|c| c.iter().sum::<f64>() / 3.0)
-            .collect();
-        (down, 16_000)
-    } else {
-        (samples, rate)
-    };
-    let start = ((from_s * rate as f64) as usize).min(samples.len());
-    let end = ((to_s * rate as f64) as usize).clamp(start, samples.len());
-    assert!(
-        end - start > rate as usize * 3,
-        "{} holds only {:.1} s",
-        path.display(),
-        samples.len() as f64 / rate as f64
-    );
-    tone_share(&samples[start..end], rate, freq, 0.0)
 }
 
 #[test]
