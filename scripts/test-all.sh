@@ -21,6 +21,11 @@ command -v tshark >/dev/null || need+=(tshark)
 # tests/trunks.rs finds a carrier by DNS SRV records that dnsmasq serves in the namespace.
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ip >/dev/null || need+=(iproute2)
+# tests/webrtc_join.rs drives the join page in Debian's Chromium with npm's playwright-core
+# and axe-core (the test installs those into target/join-page-node).
+command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 # tests/backup.rs checks the backup with SQLite's own integrity check.
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v pkg-config >/dev/null || need+=(pkg-config)

@@ -116,7 +116,13 @@ fn node_modules() -> &'static Path {
         if !ready() {
             std::fs::create_dir_all(&dir).unwrap();
             let out = Command::new("npm")
-                .args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"])
+                .args([
+                    "install",
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefix",
+                ])
                 .arg(&dir)
                 .arg(format!("playwright-core@{playwright}"))
                 .arg(format!("axe-core@{AXE_CORE}"))
@@ -129,7 +135,11 @@ fn node_modules() -> &'static Path {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        assert!(ready(), "playwright-core {playwright} / axe-core {AXE_CORE} missing in {}", modules.display());
+        assert!(
+            ready(),
+            "playwright-core {playwright} / axe-core {AXE_CORE} missing in {}",
+            modules.display()
+        );
         modules
     })
 }
@@ -223,7 +233,10 @@ fn unix_time() -> f64 {
 
 /// The participant list of a report.
 fn participants(report: &Value) -> Vec<Value> {
-    report["participants"].as_array().cloned().unwrap_or_default()
+    report["participants"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Asserts that none of the `axe` reports has a serious or critical violation; prints all.
@@ -240,7 +253,11 @@ fn assert_accessible(lines: &[Value], states: &[&str]) {
         for violation in report["violations"].as_array().into_iter().flatten() {
             eprintln!(
                 "axe ({}): {} [{}] {} {:#}",
-                report["state"], violation["id"], violation["impact"], violation["help"], violation["nodes"]
+                report["state"],
+                violation["id"],
+                violation["impact"],
+                violation["help"],
+                violation["nodes"]
             );
             if matches!(violation["impact"].as_str(), Some("serious" | "critical")) {
                 serious.push(format!("{}: {}", report["state"], violation));
@@ -301,11 +318,17 @@ fn browser_and_phone_hear_each_other_and_the_page_shows_who_talks_and_who_is_mut
         "the page shows no wrong-PIN message: {wrong:#}"
     );
     assert_eq!(wrong["role"], "alert", "the error is announced: {wrong:#}");
-    assert_eq!(wrong["focused"], "pin", "focus goes back to the PIN: {wrong:#}");
+    assert_eq!(
+        wrong["focused"], "pin",
+        "focus goes back to the PIN: {wrong:#}"
+    );
     let page = browser.step("page").unwrap();
     assert_eq!(page["lang"], "de", "{page:#}");
     assert_eq!(page["pinField"], true, "{page:#}");
-    assert_eq!(server.metric(Some(&ns), "amtsleitung_webrtc_sessions{kind=\"page\"}"), 1);
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_webrtc_sessions{kind=\"page\"}"),
+        1
+    );
 
     // The phone is in the room for 20 s while the browser talks, then mutes.
     let phone = Baresip::new("10.99.0.4", 440, "PCMU", 8000);
@@ -315,24 +338,42 @@ fn browser_and_phone_hear_each_other_and_the_page_shows_who_talks_and_who_is_mut
     let log = server.log();
 
     let listed = lines.iter().find(|l| l["step"] == "phone-listed").unwrap();
-    assert_eq!(listed["ok"], true, "the page never listed the phone: {listed:#}\n{log}");
+    assert_eq!(
+        listed["ok"], true,
+        "the page never listed the phone: {listed:#}\n{log}"
+    );
     let list = participants(listed);
     assert!(
-        list.iter().any(|p| p["kind"] == "phone" && p["text"].as_str().unwrap_or_default().contains("Telefon")),
+        list.iter()
+            .any(|p| p["kind"] == "phone"
+                && p["text"].as_str().unwrap_or_default().contains("Telefon")),
         "the phone is listed as a phone: {list:#?}"
     );
     assert!(
-        list.iter().any(|p| p["you"] == true && p["text"].as_str().unwrap_or_default().contains("Erika Mustermann")),
+        list.iter().any(|p| p["you"] == true
+            && p["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Erika Mustermann")),
         "the browser user is listed by name: {list:#?}"
     );
     let talking = lines.iter().find(|l| l["step"] == "talking").unwrap();
-    assert_eq!(talking["ok"], true, "the page did not show both talking: {talking:#}\n{log}");
+    assert_eq!(
+        talking["ok"], true,
+        "the page did not show both talking: {talking:#}\n{log}"
+    );
     assert!(
-        talking["announced"].as_str().unwrap_or_default().contains("Telefon"),
+        talking["announced"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Telefon"),
         "the talking phone is announced: {talking:#}"
     );
     let muted = lines.iter().find(|l| l["step"] == "muted").unwrap();
-    assert_eq!(muted["ok"], true, "the page does not show the user muted: {muted:#}\n{log}");
+    assert_eq!(
+        muted["ok"], true,
+        "the page does not show the user muted: {muted:#}\n{log}"
+    );
     assert_eq!(muted["button"], "Stummschaltung aufheben", "{muted:#}");
     let muted_at = muted["mutedAt"].as_f64().unwrap();
 
@@ -365,9 +406,18 @@ fn browser_and_phone_hear_each_other_and_the_page_shows_who_talks_and_who_is_mut
         "browser hears 440: {browser_440:.2}, 1000: {browser_1000:.2}; phone hears 1000: \
          {phone_1000:.2}, 440: {phone_440:.2}; after mute 1000: {phone_1000_muted:.2} (rms {muted_rms:.0})"
     );
-    assert!(browser_440 > 0.3, "the browser hears the phone only at {browser_440:.2}\n{log}");
-    assert!(browser_1000 < 0.05, "the browser hears itself at {browser_1000:.2}");
-    assert!(phone_1000 > 0.3, "the phone hears the browser only at {phone_1000:.2}\n{log}");
+    assert!(
+        browser_440 > 0.3,
+        "the browser hears the phone only at {browser_440:.2}\n{log}"
+    );
+    assert!(
+        browser_1000 < 0.05,
+        "the browser hears itself at {browser_1000:.2}"
+    );
+    assert!(
+        phone_1000 > 0.3,
+        "the phone hears the browser only at {phone_1000:.2}\n{log}"
+    );
     assert!(phone_440 < 0.05, "the phone hears itself at {phone_440:.2}");
     assert!(
         after.len() > phone_rate as usize * 3,
@@ -431,22 +481,126 @@ fn the_join_page_passes_axe_on_a_phone_screen_and_joins_a_room_without_pin() {
     assert_eq!(unknown["status"], 404, "{unknown:#}");
     assert_eq!(unknown["form"], false, "{unknown:#}");
     assert!(
-        unknown["text"].as_str().unwrap_or_default().contains("Room 9999 does not exist"),
+        unknown["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Room 9999 does not exist"),
         "{unknown:#}"
     );
     let page = find("page");
-    assert_eq!(page["lang"], "en", "the English page for an English browser: {page:#}");
-    assert_eq!(page["pinField"], false, "no PIN field for a room without PIN: {page:#}");
+    assert_eq!(
+        page["lang"], "en",
+        "the English page for an English browser: {page:#}"
+    );
+    assert_eq!(
+        page["pinField"], false,
+        "no PIN field for a room without PIN: {page:#}"
+    );
     let joined = find("joined");
     assert_eq!(joined["status"], "You are in the conference.", "{joined:#}");
     assert!(
-        participants(&joined)
-            .iter()
-            .any(|p| p["you"] == true && p["text"].as_str().unwrap_or_default().contains("Max Mustermann (you)")),
+        participants(&joined).iter().any(|p| p["you"] == true
+            && p["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Max Mustermann (you)")),
         "{joined:#}"
     );
     let left = find("left");
     assert_eq!(left["status"], "You left the conference.", "{left:#}");
-    assert_eq!(left["focused"], "rejoin", "focus moves to the rejoin button: {left:#}");
+    assert_eq!(
+        left["focused"], "rejoin",
+        "focus moves to the rejoin button: {left:#}"
+    );
     assert_accessible(&lines, &["initial", "joined"]);
+}
+
+#[test]
+fn the_page_joins_again_after_the_server_restarts_and_says_when_an_admin_closed_the_room() {
+    node_modules();
+    let ns = Netns::new();
+    let data = TempDir::new("join-reconnect");
+    create_room(data.path(), &["1234"]);
+    let flags = http_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut server = Server::start_with_data(Some(&ns), &flags, data);
+    let dir = TempDir::new("join-reconnect");
+    let microphone = dir.path().join("tone1000.wav");
+    write_tone(&microphone, 1000, 48_000, 40);
+
+    let browser = Browser::start(
+        &ns,
+        serde_json::json!({
+            "origin": ORIGIN,
+            "room": "1234",
+            "name": "Erika Mustermann",
+            "microphone": microphone,
+            "locale": "de-DE",
+            "reconnecting": "Die Verbindung ist unterbrochen",
+            "reconnected": "Die Verbindung steht wieder.",
+            "ended": true,
+        }),
+    );
+    let waiting = browser.wait_for("waiting-for-loss", Duration::from_secs(60));
+    assert!(
+        waiting.is_some(),
+        "{:#?}\n{}",
+        browser.lines(),
+        server.log()
+    );
+    let connection = browser.step("connection").unwrap();
+    assert_eq!(connection["state"], "connected", "{connection:#}");
+
+    // The server goes away and comes back (an admin restarts it): the page notices, says
+    // so, and joins again by itself with a new connection.
+    server.restart(Some(&ns), &flags);
+    let back = browser.wait_for("reconnected", Duration::from_secs(60));
+    let log = server.log();
+    let back = back
+        .unwrap_or_else(|| panic!("the page did not join again: {:#?}\n{log}", browser.lines()));
+    let reconnecting = browser.step("reconnecting").unwrap();
+    assert!(
+        reconnecting["status"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Neuer Versuch in einer Sekunde"),
+        "{reconnecting:#}"
+    );
+    assert_eq!(back["connection"]["state"], "connected", "{back:#}");
+    assert!(
+        back["connection"]["count"].as_u64().unwrap_or(0) >= 2,
+        "{back:#}"
+    );
+    assert!(
+        participants(&back).iter().any(|p| p["you"] == true),
+        "{back:#}"
+    );
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_webrtc_sessions{kind=\"page\"}"),
+        1
+    );
+
+    // An admin deletes the room in use: the page says so and does not try again.
+    support::admin_ok(
+        server.data_dir(),
+        &["room", "delete", "1234", "--end-calls"],
+    );
+    let ended = browser.wait_for("ended", Duration::from_secs(30));
+    let log = server.log();
+    let ended =
+        ended.unwrap_or_else(|| panic!("the page did not end: {:#?}\n{log}", browser.lines()));
+    assert!(
+        ended["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Der Raum wurde von der Verwaltung geschlossen"),
+        "{ended:#}"
+    );
+    assert_eq!(ended["inRoom"], false, "{ended:#}");
+    assert_eq!(ended["focused"], "rejoin", "{ended:#}");
+    browser.finish();
+    assert_eq!(
+        server.metric(Some(&ns), "amtsleitung_webrtc_sessions{kind=\"page\"}"),
+        0
+    );
 }

@@ -14,6 +14,9 @@
 //   out        directory for received.wav
 //   locale     browser language, e.g. de-DE
 //   viewport   {width, height} (optional)
+//   reconnecting, reconnected  status texts to wait for after joining: the test takes the
+//              server away and brings it back (optional)
+//   ended      wait after joining until the page says the session ended for good (optional)
 'use strict';
 
 const fs = require('fs');
@@ -33,9 +36,11 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 function captureReceivedAudio() {
   const Native = window.RTCPeerConnection;
   window.__received = [];
+  window.__connections = [];
   window.RTCPeerConnection = class extends Native {
     constructor(...args) {
       super(...args);
+      window.__connections.push(this);
       this.addEventListener('track', (event) => {
         if (event.track.kind !== 'audio') return;
         const track = event.track;
@@ -196,6 +201,48 @@ async function main() {
     const me = await waitForList(page, (list) => list.some((p) => p.you), 5000);
     report('joined', { status: await page.textContent('#status'), participants: me.list });
     if (config.axe) await accessibility(page, 'joined');
+
+    // Waits until the page's status line shows `text`.
+    const statusShows = (text, timeout) => page.waitForFunction(
+      (t) => document.getElementById('status').textContent.includes(t), text, { timeout });
+    // The newest connection's state, once it is `connected` (or after `timeout` ms).
+    const connectionState = async (timeout) => {
+      await page.waitForFunction(() => {
+        const c = window.__connections[window.__connections.length - 1];
+        return c && c.connectionState === 'connected';
+      }, null, { timeout }).catch(() => {});
+      return page.evaluate(() => {
+        const c = window.__connections[window.__connections.length - 1];
+        return { state: c && c.connectionState, count: window.__connections.length };
+      });
+    };
+    report('connection', await connectionState(10000));
+
+    if (config.reconnecting) {
+      report('waiting-for-loss');
+      await statusShows(config.reconnecting, 30000);
+      report('reconnecting', { status: await page.textContent('#status') });
+      await statusShows(config.reconnected, 60000);
+      const back = await waitForList(page, (list) => list.some((p) => p.you), 5000);
+      report('reconnected', {
+        status: await page.textContent('#status'),
+        participants: back.list,
+        connection: await connectionState(10000),
+      });
+    }
+
+    if (config.ended) {
+      report('waiting-for-end');
+      await page.waitForSelector('#left', { state: 'visible', timeout: 30000 });
+      report('ended', {
+        error: await page.textContent('#error'),
+        inRoom: await page.isVisible('#in-room'),
+        focused: await page.evaluate(() => document.activeElement && document.activeElement.id),
+      });
+      await sleep(500);
+      report('done');
+      return;
+    }
 
     if (config.audio) {
       const phone = await waitForList(page, (list) => list.some((p) => p.kind === 'phone'), 25000);

@@ -40,6 +40,8 @@
   const fill = (text, values) =>
     text.replace(/\{(\w+)\}/g, (_, key) => (key in values ? String(values[key]) : ''));
 
+  const inSeconds = (n) => (n === 1 ? T.one_second : fill(T.seconds, { n }));
+
   let name = '';
   let pin = '';
   let stream = null;     // the microphone, kept across reconnects
@@ -123,8 +125,10 @@
     switch (body.error) {
       case 'bad_name': return T.error_name;
       case 'wrong_pin':
-        return body.tries_left > 1 ? fill(T.error_wrong_pin, { n: body.tries_left }) : T.error_wrong_pin_last;
-      case 'too_many_pin_tries': return fill(T.error_too_many_pins, { s: body.retry_after || 60 });
+        if (body.tries_left > 1) return fill(T.error_wrong_pin, { n: body.tries_left });
+        return body.tries_left === 1 ? T.error_wrong_pin_last : T.error_wrong_pin_wait;
+      case 'too_many_pin_tries':
+        return fill(T.error_too_many_pins, { s: inSeconds(body.retry_after || 60) });
       case 'unknown_room': return fill(T.error_unknown_room, { room });
       case 'room_full': return T.error_full;
       case 'room_locked': return T.error_locked;
@@ -242,10 +246,33 @@
     }
   }
 
-  // The connection is gone: join again after a growing pause.
-  function lost() {
-    generation++;
+  // Why the server ended session `url`, if it says so (a conference that ended is not
+  // joined again); null when it cannot tell (it restarted, or it is out of reach).
+  async function endReason(url) {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), 2000);
+    try {
+      const response = await fetch(url, { cache: 'no-store', signal: abort.signal });
+      const body = await response.json().catch(() => ({}));
+      return response.status === 410 ? body.ended : null;
+    } catch (err) {
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // The connection is gone: join again after a growing pause, unless the server ended the
+  // session for good.
+  async function lost() {
+    const mine = ++generation;
     closeConnection();
+    if (session) {
+      const reason = await endReason(session);
+      if (mine !== generation) return;
+      if (reason === 'conference_ended') return ended(T.error_ended);
+      if (reason === 'room_closed') return ended(T.error_room_closed);
+    }
     deleteSession();
     if (reconnectTimer) return;
     if (reconnects >= MAX_RECONNECTS) {
@@ -254,7 +281,7 @@
     }
     const seconds = BACKOFF_S[Math.min(reconnects, BACKOFF_S.length - 1)];
     reconnects++;
-    say(fill(T.reconnecting, { s: seconds }));
+    say(fill(T.reconnecting, { s: inSeconds(seconds) }));
     reconnectTimer = setTimeout(() => {
       reconnectTimer = null;
       join(true);

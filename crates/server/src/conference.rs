@@ -346,7 +346,10 @@ impl Registry {
     /// button; a caller's `*6` does the same); false if it is not in the room.
     pub fn set_muted(&self, number: &str, member: LegId, muted: bool) -> bool {
         self.with_room(number, |r| {
-            r.members.get_mut(&member).map(|m| m.muted = muted).is_some()
+            r.members
+                .get_mut(&member)
+                .map(|m| m.muted = muted)
+                .is_some()
         })
         .unwrap_or(false)
     }

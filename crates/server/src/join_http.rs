@@ -235,8 +235,12 @@ fn open_error(err: &OpenError) -> Response {
         OpenError::TooManyPinTries(after) => {
             let seconds = after.as_secs().max(1);
             let extra = [("retry_after", seconds.into())];
-            let mut response =
-                error_with(StatusCode::TOO_MANY_REQUESTS, "too_many_pin_tries", err, &extra);
+            let mut response = error_with(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_pin_tries",
+                err,
+                &extra,
+            );
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }

@@ -56,8 +56,8 @@ impl Language {
     }
 }
 
-/// Every word the page shows. `{room}`, `{name}`, `{n}` and `{s}` are filled in by the
-/// script.
+/// Every word the page shows. `{room}`, `{name}` and `{n}` are filled in by the script, and
+/// `{s}` with `one_second` or `seconds`.
 #[derive(Debug, Serialize)]
 pub struct Texts {
     pub title: &'static str,
@@ -87,12 +87,15 @@ pub struct Texts {
     pub now_talking: &'static str,
     pub nobody_talking: &'static str,
     pub reconnecting: &'static str,
+    pub one_second: &'static str,
+    pub seconds: &'static str,
     pub reconnected: &'static str,
     pub reconnect_failed: &'static str,
     pub error_name: &'static str,
     pub error_pin_missing: &'static str,
     pub error_wrong_pin: &'static str,
     pub error_wrong_pin_last: &'static str,
+    pub error_wrong_pin_wait: &'static str,
     pub error_too_many_pins: &'static str,
     pub error_full: &'static str,
     pub error_locked: &'static str,
@@ -135,14 +138,17 @@ static GERMAN: Texts = Texts {
     muted: "stumm",
     now_talking: "Es spricht: {name}",
     nobody_talking: "Niemand spricht.",
-    reconnecting: "Die Verbindung ist unterbrochen. Neuer Versuch in {s} Sekunden …",
+    reconnecting: "Die Verbindung ist unterbrochen. Neuer Versuch in {s} …",
+    one_second: "einer Sekunde",
+    seconds: "{n} Sekunden",
     reconnected: "Die Verbindung steht wieder.",
     reconnect_failed: "Die Verbindung konnte nicht wiederhergestellt werden. Bitte versuchen Sie es später erneut.",
     error_name: "Bitte geben Sie Ihren Namen ein (höchstens 40 Zeichen).",
     error_pin_missing: "Bitte geben Sie die PIN des Raums ein.",
     error_wrong_pin: "Die PIN ist falsch. Sie haben noch {n} Versuche.",
     error_wrong_pin_last: "Die PIN ist falsch. Nach einem weiteren Fehlversuch müssen Sie eine Minute warten.",
-    error_too_many_pins: "Zu viele falsche PINs. Bitte versuchen Sie es in {s} Sekunden erneut.",
+    error_wrong_pin_wait: "Die PIN ist falsch. Bitte warten Sie eine Minute, bevor Sie es erneut versuchen.",
+    error_too_many_pins: "Zu viele falsche PINs. Bitte versuchen Sie es in {s} erneut.",
     error_full: "Der Raum ist voll. Bitte versuchen Sie es später erneut.",
     error_locked: "Der Raum ist gesperrt. Die Moderation hat keine weiteren Teilnehmenden zugelassen.",
     error_unknown_room: "Den Raum {room} gibt es nicht. Bitte prüfen Sie den Link.",
@@ -184,14 +190,17 @@ static ENGLISH: Texts = Texts {
     muted: "muted",
     now_talking: "Talking: {name}",
     nobody_talking: "Nobody is talking.",
-    reconnecting: "The connection was lost. Trying again in {s} seconds …",
+    reconnecting: "The connection was lost. Trying again in {s} …",
+    one_second: "one second",
+    seconds: "{n} seconds",
     reconnected: "The connection is back.",
     reconnect_failed: "The connection could not be restored. Please try again later.",
     error_name: "Please enter your name (at most 40 characters).",
     error_pin_missing: "Please enter the room PIN.",
     error_wrong_pin: "The PIN is wrong. You have {n} more tries.",
     error_wrong_pin_last: "The PIN is wrong. After one more wrong try you must wait a minute.",
-    error_too_many_pins: "Too many wrong PINs. Please try again in {s} seconds.",
+    error_wrong_pin_wait: "The PIN is wrong. Please wait a minute before you try again.",
+    error_too_many_pins: "Too many wrong PINs. Please try again in {s}.",
     error_full: "The room is full. Please try again later.",
     error_locked: "The room is locked. The moderator lets nobody else in.",
     error_unknown_room: "Room {room} does not exist. Please check the link.",
@@ -357,7 +366,10 @@ mod tests {
             .iter()
             .filter(|(k, v)| en[k.as_str()] != **v)
             .count();
-        assert!(differ > 40, "the English texts are translations, not copies");
+        assert!(
+            differ > 40,
+            "the English texts are translations, not copies"
+        );
     }
 
     #[test]

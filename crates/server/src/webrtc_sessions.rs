@@ -441,7 +441,8 @@ impl WebRtcSessions {
             .as_ref()
             .is_some_and(|r| r.has_pin || r.has_moderator_pin)
         {
-            self.check_pin(shared, &room, offer.pin, offer.client).await?;
+            self.check_pin(shared, &room, offer.pin, offer.client)
+                .await?;
         }
         self.start(
             shared,
@@ -680,11 +681,18 @@ impl WebRtcSessions {
             .iter()
             .rev()
             .find(|(r, _)| r == resource)
-            .map_or(PageSession::Unknown, |(_, cause)| PageSession::Ended(*cause))
+            .map_or(PageSession::Unknown, |(_, cause)| {
+                PageSession::Ended(*cause)
+            })
     }
 
     /// Ends join-page session `resource` of room `room` (its user left).
-    pub fn close_page(&self, shared: &Shared, room: &str, resource: &str) -> Result<(), CloseError> {
+    pub fn close_page(
+        &self,
+        shared: &Shared,
+        room: &str,
+        resource: &str,
+    ) -> Result<(), CloseError> {
         let PageSession::Open(participant) = self.page_session(room, resource) else {
             return Err(CloseError::NotFound);
         };
@@ -861,7 +869,10 @@ mod tests {
         assert_eq!(valid_name("Jürgen"), Some("Jürgen".into()));
         assert_eq!(valid_name("   "), None);
         assert_eq!(valid_name("a\u{7}b"), None);
-        assert_eq!(valid_name(&"ä".repeat(MAX_NAME_CHARS)).map(|n| n.chars().count()), Some(MAX_NAME_CHARS));
+        assert_eq!(
+            valid_name(&"ä".repeat(MAX_NAME_CHARS)).map(|n| n.chars().count()),
+            Some(MAX_NAME_CHARS)
+        );
         assert_eq!(valid_name(&"a".repeat(MAX_NAME_CHARS + 1)), None);
     }
 }
