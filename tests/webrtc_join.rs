@@ -10,16 +10,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    Baresip, Netns, Server, TempDir, create_room, plans_with_trusted_number, read_wav, repo,
-    share_between, tone_share, wait_until, write_tone,
+    Baresip, Netns, ReportingChild, Server, TempDir, create_room, plans_with_trusted_number,
+    read_wav, repo, share_between, tone_share, wait_until, write_tone,
 };
 
 /// Where the browser finds the server, in one place. The server serves plain HTTP on the
@@ -32,6 +31,28 @@ const ORIGIN: &str = "http://10.99.0.1:8080";
 fn http_flags() -> Vec<String> {
     let host = ORIGIN.trim_start_matches("http://");
     vec!["--http-listen".into(), host.into()]
+}
+
+/// A server in `ns` that serves [`ORIGIN`], with room 1234 created with `room` (e.g. a PIN)
+/// and `extra` flags.
+fn join_server(ns: &Netns, room: &[&str], extra: &[&str]) -> Server {
+    let data = TempDir::new("join-data");
+    let mut args = vec!["1234"];
+    args.extend_from_slice(room);
+    create_room(data.path(), &args);
+    let flags = http_flags();
+    let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    flags.extend_from_slice(extra);
+    Server::start_with_data(Some(ns), &flags, data)
+}
+
+/// A scratch directory with the fake microphone's 1000 Hz WAV in it (48 kHz mono, long
+/// enough for any of these tests).
+fn microphone() -> (TempDir, PathBuf) {
+    let dir = TempDir::new("join-browser");
+    let wav = dir.path().join("tone1000.wav");
+    write_tone(&wav, 1000, 48_000, 40);
+    (dir, wav)
 }
 
 /// playwright-core for the machine's Node (1.62 and later need Node 20), and axe-core.
@@ -145,41 +166,16 @@ fn node_modules() -> &'static Path {
 }
 
 /// One run of tests/webrtc/join.js in the namespace; its report lines as they come.
-struct Browser {
-    child: Child,
-    lines: Arc<Mutex<Vec<Value>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
+struct Browser(ReportingChild);
 
 impl Browser {
     fn start(ns: &Netns, config: Value) -> Self {
-        let modules = node_modules();
-        let mut child = ns
-            .command("node")
+        let mut command = ns.command("node");
+        command
             .arg(repo().join("tests/webrtc/join.js"))
             .arg(config.to_string())
-            .env("NODE_PATH", modules)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run node");
-        let stdout = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let collected = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                eprintln!("[chromium] {line}");
-                if let Ok(value) = serde_json::from_str(&line) {
-                    collected.lock().unwrap().push(value);
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            reader: Some(reader),
-        }
+            .env("NODE_PATH", node_modules());
+        Self(ReportingChild::spawn(command, "chromium"))
     }
 
     /// The first report of `step`, waiting up to `timeout` for it.
@@ -201,26 +197,24 @@ impl Browser {
     }
 
     fn lines(&self) -> Vec<Value> {
-        self.lines.lock().unwrap().clone()
+        parse(&self.0.lines())
     }
 
     /// Waits for the script to end; it must have succeeded.
-    fn finish(mut self) -> Vec<Value> {
-        let status = self.child.wait().unwrap();
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        let lines = self.lines();
+    fn finish(self) -> Vec<Value> {
+        let (status, lines) = self.0.finish();
+        let lines = parse(&lines);
         assert!(status.success(), "the browser script failed: {lines:#?}");
         lines
     }
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The JSON report lines among `lines`.
+fn parse(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// Seconds since the Unix epoch (the clock the script reports on).
@@ -277,16 +271,13 @@ fn browser_and_phone_hear_each_other_and_the_page_shows_who_talks_and_who_is_mut
     let ns = Netns::new();
     // Room 1234 with PIN 4321; the phone dials the trusted line 91234 into it (baresip keys
     // no DTMF here), the browser enters the PIN.
-    let data = TempDir::new("join-audio");
-    create_room(data.path(), &["1234", "--pin", "4321"]);
     let plans = plans_with_trusted_number();
-    let mut flags = vec!["--dialplans".to_owned(), plans.path().display().to_string()];
-    flags.extend(http_flags());
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = Server::start_with_data(Some(&ns), &flags, data);
-    let dir = TempDir::new("join-audio");
-    let microphone = dir.path().join("tone1000.wav");
-    write_tone(&microphone, 1000, 48_000, 40);
+    let server = join_server(
+        &ns,
+        &["--pin", "4321"],
+        &["--dialplans", plans.path().to_str().unwrap()],
+    );
+    let (dir, microphone) = microphone();
 
     let browser = Browser::start(
         &ns,
@@ -444,14 +435,8 @@ fn browser_and_phone_hear_each_other_and_the_page_shows_who_talks_and_who_is_mut
 fn the_join_page_passes_axe_on_a_phone_screen_and_joins_a_room_without_pin() {
     node_modules();
     let ns = Netns::new();
-    let data = TempDir::new("join-a11y");
-    create_room(data.path(), &["1234"]);
-    let flags = http_flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = Server::start_with_data(Some(&ns), &flags, data);
-    let dir = TempDir::new("join-a11y");
-    let microphone = dir.path().join("tone1000.wav");
-    write_tone(&microphone, 1000, 48_000, 20);
+    let server = join_server(&ns, &[], &[]);
+    let (_dir, microphone) = microphone();
     let axe = node_modules().join("axe-core/axe.min.js");
 
     let browser = Browser::start(
@@ -519,14 +504,8 @@ fn the_join_page_passes_axe_on_a_phone_screen_and_joins_a_room_without_pin() {
 fn the_page_joins_again_after_the_server_restarts_and_says_when_an_admin_closed_the_room() {
     node_modules();
     let ns = Netns::new();
-    let data = TempDir::new("join-reconnect");
-    create_room(data.path(), &["1234"]);
-    let flags = http_flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut server = Server::start_with_data(Some(&ns), &flags, data);
-    let dir = TempDir::new("join-reconnect");
-    let microphone = dir.path().join("tone1000.wav");
-    write_tone(&microphone, 1000, 48_000, 40);
+    let mut server = join_server(&ns, &[], &[]);
+    let (_dir, microphone) = microphone();
 
     let browser = Browser::start(
         &ns,
@@ -553,6 +532,8 @@ fn the_page_joins_again_after_the_server_restarts_and_says_when_an_admin_closed_
 
     // The server goes away and comes back (an admin restarts it): the page notices, says
     // so, and joins again by itself with a new connection.
+    let flags = http_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     server.restart(Some(&ns), &flags);
     let back = browser.wait_for("reconnected", Duration::from_secs(60));
     let log = server.log();
