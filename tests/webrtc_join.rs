@@ -432,7 +432,7 @@ fn browser_and_phone_hear_each_other_and_the_page_shows_who_talks_and_who_is_mut
 }
 
 #[test]
-fn the_join_page_passes_axe_on_a_phone_screen_and_joins_a_room_without_pin() {
+fn the_page_passes_axe_on_a_phone_screen_says_when_the_microphone_is_refused_and_joins() {
     node_modules();
     let ns = Netns::new();
     let server = join_server(&ns, &[], &[]);
@@ -450,6 +450,7 @@ fn the_join_page_passes_axe_on_a_phone_screen_and_joins_a_room_without_pin() {
             "axe": axe,
             "locale": "en-GB",
             "viewport": { "width": 390, "height": 844 },
+            "deniedMicrophone": true,
         }),
     );
     let lines = browser.finish();
@@ -472,6 +473,15 @@ fn the_join_page_passes_axe_on_a_phone_screen_and_joins_a_room_without_pin() {
             .contains("Room 9999 does not exist"),
         "{unknown:#}"
     );
+    let denied = find("microphone-denied");
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not allow access to the microphone"),
+        "{denied:#}"
+    );
+    assert_eq!(denied["formVisible"], true, "{denied:#}");
     let page = find("page");
     assert_eq!(
         page["lang"], "en",

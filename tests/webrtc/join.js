@@ -17,6 +17,8 @@
 //   reconnecting, reconnected  status texts to wait for after joining: the test takes the
 //              server away and brings it back (optional)
 //   ended      wait after joining until the page says the session ended for good (optional)
+//   deniedMicrophone  first try once in a browser that answers the microphone prompt with
+//              "no" (optional)
 'use strict';
 
 const fs = require('fs');
@@ -140,7 +142,36 @@ async function waitForList(page, check, ms) {
   return { ok: false, list };
 }
 
+// Joins in a browser whose user refuses the microphone: the page must say so.
+async function refusingMicrophone() {
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--use-fake-device-for-media-stream', '--deny-permission-prompts',
+      `--unsafely-treat-insecure-origin-as-secure=${config.origin}`,
+    ],
+  });
+  try {
+    const context = await browser.newContext({ locale: config.locale || 'de-DE' });
+    const page = await context.newPage();
+    await page.goto(`${config.origin}/join/${config.room}`);
+    await page.fill('#name', config.name);
+    if (config.pin) await page.fill('#pin', config.pin);
+    await page.click('#join');
+    await page.waitForFunction(() => document.getElementById('error').textContent !== '', null, { timeout: 15000 });
+    report('microphone-denied', {
+      error: await page.textContent('#error'),
+      formVisible: await page.isVisible('#join-form'),
+    });
+  } finally {
+    await browser.close();
+  }
+}
+
 async function main() {
+  if (config.deniedMicrophone) await refusingMicrophone();
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'amt-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',

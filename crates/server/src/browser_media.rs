@@ -6,7 +6,9 @@
 //! the WHEP leg it listens on (the room's output for it, encoded by the mixer's shared Opus
 //! encoder like a phone's, goes out with [`WebRtcLeg::send_opus`]). A client that does both
 //! ties its WHEP session to its WHIP session when it opens it, so both are one participant and
-//! the mixer's "everyone but me" keeps its own voice out of what it hears. A participant that
+//! the mixer's "everyone but me" keeps its own voice out of what it hears. A join page's one
+//! `sendrecv` leg does both ([`BrowserDirection::Both`]): it sits in the publishing slot and
+//! also carries the participant's output. A participant that
 //! only publishes is deaf in the mixer (nothing is encoded for it); one that only listens puts
 //! no frame in (silence).
 //!

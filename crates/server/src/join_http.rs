@@ -407,3 +407,86 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.split(';').next())
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON body of an answer.
+    async fn json(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_say_what_the_page_must_tell_its_user() {
+        let wrong = open_error(&OpenError::WrongPin {
+            room: "1234".into(),
+            tries_left: 2,
+        });
+        assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+        let body = json(wrong).await;
+        assert_eq!(body["error"], "wrong_pin");
+        assert_eq!(body["tries_left"], 2);
+
+        let locked_out = open_error(&OpenError::TooManyPinTries(
+            std::time::Duration::from_millis(41_500),
+        ));
+        assert_eq!(locked_out.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(locked_out.headers()[header::RETRY_AFTER], "41");
+        assert_eq!(json(locked_out).await["retry_after"], 41);
+
+        for (err, status, code) in [
+            (
+                OpenError::RoomLocked("1234".into()),
+                StatusCode::LOCKED,
+                "room_locked",
+            ),
+            (
+                OpenError::RoomFull {
+                    room: "1234".into(),
+                    max: 2,
+                },
+                StatusCode::CONFLICT,
+                "room_full",
+            ),
+            (
+                OpenError::UnknownRoom("9".into()),
+                StatusCode::NOT_FOUND,
+                "unknown_room",
+            ),
+            (OpenError::BadName, StatusCode::BAD_REQUEST, "bad_name"),
+        ] {
+            let response = open_error(&err);
+            assert_eq!(response.status(), status, "{err}");
+            assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+            assert_eq!(json(response).await["error"], code, "{err}");
+        }
+    }
+
+    #[test]
+    fn only_room_numbers_are_rooms() {
+        assert!(is_room_number("1234"));
+        assert!(is_room_number("0123456789"));
+        assert!(!is_room_number(""));
+        assert!(!is_room_number("12345678901"));
+        assert!(!is_room_number("12a4"));
+        assert!(!is_room_number("assets"));
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_says_whether_joining_again_makes_sense() {
+        for (cause, reason) in [
+            (EndCause::RoomClosed, "room_closed"),
+            (EndCause::ConferenceEnded, "conference_ended"),
+            (EndCause::Unreachable, "unreachable"),
+            (EndCause::Deleted, "left"),
+        ] {
+            let response = ended(cause);
+            assert_eq!(response.status(), StatusCode::GONE);
+            assert_eq!(json(response).await["ended"], reason);
+        }
+    }
+}
