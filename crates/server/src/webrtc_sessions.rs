@@ -840,12 +840,17 @@ pub fn spawn(shared: Arc<Shared>, queues: WebRtcQueues) {
     });
 }
 
-/// The name a join-page user gave, trimmed, if it is one to show to others.
+/// The name a join-page user gave, trimmed, if it is one to show to others: no control
+/// characters, and none of the invisible ones that reorder or hide text (a name that shows
+/// as someone else's).
 fn valid_name(name: &str) -> Option<String> {
     let name = name.trim();
     let chars = name.chars().count();
-    ((1..=MAX_NAME_CHARS).contains(&chars) && !name.chars().any(char::is_control))
-        .then(|| name.to_owned())
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    };
+    ((1..=MAX_NAME_CHARS).contains(&chars) && !name.chars().any(invisible)).then(|| name.to_owned())
 }
 
 /// A new session's resource id: 128 random bits, so that a session's URL cannot be guessed.
@@ -869,6 +874,8 @@ mod tests {
         assert_eq!(valid_name("Jürgen"), Some("Jürgen".into()));
         assert_eq!(valid_name("   "), None);
         assert_eq!(valid_name("a\u{7}b"), None);
+        assert_eq!(valid_name("Anna\u{202E}nimdA"), None);
+        assert_eq!(valid_name("An\u{200B}na"), None);
         assert_eq!(
             valid_name(&"ä".repeat(MAX_NAME_CHARS)).map(|n| n.chars().count()),
             Some(MAX_NAME_CHARS)
