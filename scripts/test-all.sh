@@ -24,6 +24,11 @@ command -v ip >/dev/null || need+=(iproute2)
 # tests/tls.rs and tests/https.rs make their certificates with openssl; https.rs is a curl client.
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
+# tests/webrtc_join.rs drives the join page in Debian's Chromium with npm's playwright-core
+# and axe-core (the test installs those into target/join-page-node).
+command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 # tests/backup.rs checks the backup with SQLite's own integrity check.
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v pkg-config >/dev/null || need+=(pkg-config)

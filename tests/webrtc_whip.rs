@@ -6,16 +6,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use support::{
-    Baresip, Netns, Server, TempDir, create_room, python_venv, read_wav, rename_table, repo,
-    tone_share, wait_until,
+    Baresip, Netns, ReportingChild, Server, TempDir, create_room, python_venv, read_wav,
+    rename_table, repo, share_between, tone_share, wait_until,
 };
 
 const WHIP_SESSIONS: &str = "amtsleitung_webrtc_sessions{kind=\"whip\"}";
@@ -62,60 +61,27 @@ fn quick_timeout_config(dir: &TempDir) -> String {
 }
 
 /// One aiortc client run in the namespace; its JSON report lines are collected as they come.
-struct Client {
-    child: Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
+struct Client(ReportingChild);
 
 impl Client {
     fn start(ns: &Netns, args: &[&str]) -> Self {
-        let mut child = ns
-            .command(aiortc_python().to_str().unwrap())
+        let mut command = ns.command(aiortc_python().to_str().unwrap());
+        command
             .arg(repo().join("tests/webrtc/client.py"))
             .args(["--server", "http://127.0.0.1:8080", "--room", "1234"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run the aiortc client");
-        let stdout = child.stdout.take().unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let collected = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                eprintln!("[aiortc] {line}");
-                collected.lock().unwrap().push(line);
-            }
-        });
-        Self {
-            child,
-            lines,
-            reader: Some(reader),
-        }
+            .args(args);
+        Self(ReportingChild::spawn(command, "aiortc"))
     }
 
     /// Waits for the client to finish; its report lines.
-    fn finish(mut self) -> Vec<String> {
-        let status = self.child.wait().unwrap();
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        let lines = self.lines.lock().unwrap().clone();
+    fn finish(self) -> Vec<String> {
+        let (status, lines) = self.0.finish();
         assert!(status.success(), "aiortc client failed: {lines:#?}");
         lines
     }
 
     fn saw(&self, text: &str) -> bool {
-        self.lines.lock().unwrap().iter().any(|l| l.contains(text))
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.lines().iter().any(|l| l.contains(text))
     }
 }
 
@@ -141,31 +107,6 @@ fn recording_start(lines: &[String]) -> f64 {
 fn has_status(lines: &[String], step: &str, status: u16) -> bool {
     let wanted = format!("\"step\": \"{step}\", \"status\": {status}");
     lines.iter().any(|l| l.contains(&wanted))
-}
-
-/// The share of `freq` in `path` between `from_s` and `to_s` seconds of it (decimated to
-/// 16 kHz first: the tones are far below 8 kHz, and the DFT over 48 kHz samples is slow in
-/// a debug build).
-fn share_between(path: &Path, freq: f64, from_s: f64, to_s: f64) -> f64 {
-    let (samples, rate) = read_wav(path);
-    let (samples, rate) = if rate == 48_000 {
-        let down: Vec<f64> = samples
-            .chunks_exact(3)
-            .map(|c| c.iter().sum::<f64>() / 3.0)
-            .collect();
-        (down, 16_000)
-    } else {
-        (samples, rate)
-    };
-    let start = ((from_s * rate as f64) as usize).min(samples.len());
-    let end = ((to_s * rate as f64) as usize).clamp(start, samples.len());
-    assert!(
-        end - start > rate as usize * 3,
-        "{} holds only {:.1} s",
-        path.display(),
-        samples.len() as f64 / rate as f64
-    );
-    tone_share(&samples[start..end], rate, freq, 0.0)
 }
 
 #[test]
@@ -326,7 +267,7 @@ fn a_publisher_that_disappears_is_removed_after_the_timeout() {
     );
     assert_eq!(server.metric(Some(&ns), WHIP_SESSIONS), 1);
     // Gone without DELETE and without closing DTLS: the process dies.
-    publisher.child.kill().unwrap();
+    publisher.0.kill();
     let gone_at = Instant::now();
     // str0m reports the leg disconnected 15 s after the last consent check (ICE-lite), and
     // the configured 1 s follows.

@@ -263,10 +263,16 @@ impl Server {
         data: TempDir,
         relative: bool,
     ) -> Result<Self, (TempDir, String)> {
+        // A test may put the HTTP server elsewhere (the join page's browser must reach it
+        // on the namespace's network, not on loopback).
+        let http_given = extra
+            .iter()
+            .position(|a| *a == "--http-listen")
+            .and_then(|i| extra.get(i + 1));
         let (sip, http, rtp) = match ns {
             Some(_) => (
                 format!("{SERVER_IP}:5060"),
-                "127.0.0.1:8080".to_string(),
+                http_given.map_or("127.0.0.1:8080", |h| h).to_string(),
                 "20000-20999".to_string(),
             ),
             None => {
@@ -291,15 +297,11 @@ impl Server {
         };
         cmd.current_dir(cwd)
             .env("AMT_CONFIG", empty_config())
-            .args([
-                "serve",
-                "--sip-listen",
-                &sip,
-                "--http-listen",
-                &http,
-                "--rtp-ports",
-                &rtp,
-            ])
+            .args(["serve", "--sip-listen", &sip, "--rtp-ports", &rtp])
+            .args(match http_given {
+                Some(_) => vec![],
+                None => vec!["--http-listen", &http],
+            })
             .arg("--data-dir")
             .arg(&data_arg)
             .args(extra)
@@ -856,6 +858,31 @@ pub fn tone_share(samples: &[f64], rate: u32, freq: f64, skip_s: f64) -> f64 {
     (band / total).min(1.0)
 }
 
+/// The share of `freq` in the WAV at `path` between `from_s` and `to_s` seconds of it
+/// (decimated to 16 kHz first: the tones are far below 8 kHz, and the DFT over 48 kHz
+/// samples is slow in a debug build).
+pub fn share_between(path: &Path, freq: f64, from_s: f64, to_s: f64) -> f64 {
+    let (samples, rate) = read_wav(path);
+    let (samples, rate) = if rate == 48_000 {
+        let down: Vec<f64> = samples
+            .chunks_exact(3)
+            .map(|c| c.iter().sum::<f64>() / 3.0)
+            .collect();
+        (down, 16_000)
+    } else {
+        (samples, rate)
+    };
+    let start = ((from_s * rate as f64) as usize).min(samples.len());
+    let end = ((to_s * rate as f64) as usize).clamp(start, samples.len());
+    assert!(
+        end - start > rate as usize * 3,
+        "{} holds only {:.1} s",
+        path.display(),
+        samples.len() as f64 / rate as f64
+    );
+    tone_share(&samples[start..end], rate, freq, 0.0)
+}
+
 /// RMS level of the samples after `skip_s` seconds.
 pub fn rms(samples: &[f64], rate: u32, skip_s: f64) -> f64 {
     let start = ((skip_s * rate as f64) as usize).min(samples.len());
@@ -864,6 +891,66 @@ pub fn rms(samples: &[f64], rate: u32, skip_s: f64) -> f64 {
         return 0.0;
     }
     (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64).sqrt()
+}
+
+/// A client process whose standard output lines (its report of what it did) are collected
+/// as they come and echoed with `label`; killed on drop.
+pub struct ReportingChild {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReportingChild {
+    /// Starts `command` with its standard output piped here.
+    pub fn spawn(mut command: Command, label: &'static str) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {label}: {err}"));
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let collected = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[{label}] {line}");
+                collected.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// Kills the process at once (a client that just disappears).
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits for the process to end; how it ended and all its lines.
+    pub fn finish(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        (status, self.lines())
+    }
+}
+
+impl Drop for ReportingChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Waits until `check` holds or `timeout` passes.

@@ -6,7 +6,9 @@
 //! the WHEP leg it listens on (the room's output for it, encoded by the mixer's shared Opus
 //! encoder like a phone's, goes out with [`WebRtcLeg::send_opus`]). A client that does both
 //! ties its WHEP session to its WHIP session when it opens it, so both are one participant and
-//! the mixer's "everyone but me" keeps its own voice out of what it hears. A participant that
+//! the mixer's "everyone but me" keeps its own voice out of what it hears. A join page's one
+//! `sendrecv` leg does both ([`BrowserDirection::Both`]): it sits in the publishing slot and
+//! also carries the participant's output. A participant that
 //! only publishes is deaf in the mixer (nothing is encoded for it); one that only listens puts
 //! no frame in (silence).
 //!
@@ -41,6 +43,8 @@ pub enum BrowserDirection {
     Publish,
     /// WHEP: the room's audio to the client.
     Subscribe,
+    /// The join page: one `sendrecv` leg carries the browser's audio in and the room's out.
+    Both,
 }
 
 /// A WebRTC session for the worker that hosts its room, answered on the HTTP side.
@@ -286,6 +290,9 @@ pub struct BrowserParticipant {
     /// to the worker's list.
     publish: Option<Box<BrowserLeg>>,
     subscribe: Option<Box<BrowserLeg>>,
+    /// The publishing leg also carries what the participant hears (a join page's one
+    /// `sendrecv` connection).
+    duplex: bool,
     /// The published audio: jitter buffer and Opus decoder.
     receiver: AudioReceiver,
     /// RTP timestamp (48 kHz) of the next frame sent to the subscriber; it moves on every
@@ -307,6 +314,7 @@ impl BrowserParticipant {
             pid,
             publish: None,
             subscribe: None,
+            duplex: false,
             receiver,
             send_timestamp: rand::random(),
         };
@@ -331,7 +339,7 @@ impl BrowserParticipant {
 
     /// Whether it has a session that listens.
     pub fn listens(&self) -> bool {
-        self.subscribe.is_some()
+        self.subscribe.is_some() || (self.duplex && self.publish.is_some())
     }
 
     /// Whether `session` is one of its legs.
@@ -350,10 +358,10 @@ impl BrowserParticipant {
     /// Adds a session to the participant; gives it back when that direction is taken.
     pub fn attach(&mut self, start: BrowserStart) -> Result<(), Refused> {
         let slot = match start.direction {
-            BrowserDirection::Publish => &mut self.publish,
+            BrowserDirection::Publish | BrowserDirection::Both => &mut self.publish,
             BrowserDirection::Subscribe => &mut self.subscribe,
         };
-        if slot.is_some() {
+        if slot.is_some() || (self.duplex && start.direction == BrowserDirection::Subscribe) {
             return Err(Refused::new(
                 start,
                 "the client already has a session this way".to_owned(),
@@ -370,6 +378,9 @@ impl BrowserParticipant {
         };
         let (session, direction) = (start.session, start.direction);
         *slot = Some(Box::new(BrowserLeg::new(start, local)));
+        if direction == BrowserDirection::Both {
+            self.duplex = true;
+        }
         tracing::info!(%session, participant = %self.id, ?direction, "WebRTC session in the room");
         Ok(())
     }
@@ -421,8 +432,13 @@ impl BrowserParticipant {
     pub fn send_from(&mut self, now: Instant, room: &Room, counts: &mut TickCounts) {
         let timestamp = self.send_timestamp;
         self.send_timestamp = timestamp.wrapping_add(frame_ticks());
-        let Some(leg) = self.subscribe.as_mut() else {
-            return;
+        let leg = match (self.subscribe.as_mut(), self.duplex) {
+            (Some(leg), _) => leg,
+            (None, true) => match self.publish.as_mut() {
+                Some(leg) => leg,
+                None => return,
+            },
+            (None, false) => return,
         };
         // `None`: the forwarded talker's packet was lost upstream (the client conceals the
         // gap, or recovers it from the next packet's FEC), or the mixer's encoder failed.

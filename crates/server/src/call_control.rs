@@ -600,9 +600,14 @@ impl CallControl {
                 leg, target, true, false, caller_id, endpoint, registrar, now,
             )),
             _ => {
-                if let Some(reply) =
-                    call_effects::room_question(&self.shared, leg, &question, &self.call_events)
-                {
+                let caller = self.legs.get(&leg).map_or("", |l| l.caller.as_str());
+                if let Some(reply) = call_effects::room_question(
+                    &self.shared,
+                    leg,
+                    caller,
+                    &question,
+                    &self.call_events,
+                ) {
                     return Some(reply);
                 }
                 if !call_effects::spawn_slow_question(&self.shared, leg, &question, &self.replies) {

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::Sender;
 
 use crate::call::{Question, Reply, RoomAction};
 use crate::call_event::CallEvents;
-use crate::conference::ActiveRecording;
+use crate::conference::{ActiveRecording, Entrant, MemberLabel};
 use crate::ids::LegId;
 use crate::media_worker::{
     MediaCommand, RECORDING_FRAME, ROOM_RATE, RecordingFrame, RecordingSink,
@@ -46,6 +46,7 @@ pub fn prompt(
 pub fn room_question(
     shared: &Shared,
     leg: LegId,
+    caller: &str,
     question: &Question,
     events: &CallEvents,
 ) -> Option<Reply> {
@@ -57,7 +58,16 @@ pub fn room_question(
             terms,
         } => Reply::Admission(
             rooms
-                .admit(room, leg, *moderator, *terms, events.clone())
+                .admit(
+                    room,
+                    leg,
+                    *moderator,
+                    *terms,
+                    Entrant {
+                        label: MemberLabel::phone(caller),
+                        notices: events.clone(),
+                    },
+                )
                 .map(|admission| admission.muted_until_moderator),
         ),
         Question::Leave(room) => Reply::Flag(stopped(room, rooms.leave(room, leg))),

@@ -8,6 +8,42 @@ use std::sync::Mutex;
 use crate::call_event::{CallEvent, CallEvents, Notice};
 use crate::ids::LegId;
 
+/// Who a room member is, as the join page lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberLabel {
+    /// A caller, with the number it called from when that is a telephone number (a SIP
+    /// user name such as `anonymous` is not shown).
+    Phone(Option<String>),
+    /// A browser on the join page, with the name its user gave.
+    Browser(String),
+    /// A WHIP/WHEP client (a linked video meeting).
+    Meeting,
+}
+
+impl MemberLabel {
+    /// A caller whose caller ID is `caller`: its number when it is one (digits, an optional
+    /// leading `+`), so that user names and `anonymous` show as a phone without a number.
+    pub fn phone(caller: &str) -> Self {
+        let digits = caller.strip_prefix('+').unwrap_or(caller);
+        let is_number =
+            !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit());
+        Self::Phone(is_number.then(|| caller.to_owned()))
+    }
+}
+
+/// One member of a live room as the join page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterEntry {
+    /// The member.
+    pub member: LegId,
+    /// Who it is.
+    pub label: MemberLabel,
+    /// Muted (by itself, a moderator, or the room waiting for its moderator).
+    pub muted: bool,
+    /// Talking now.
+    pub talking: bool,
+}
+
 /// Participant limit of rooms opened on demand (no stored settings).
 pub const DEFAULT_MAX_PARTICIPANTS: u32 = 50;
 
@@ -15,6 +51,10 @@ pub(crate) struct Member {
     pub(crate) moderator: bool,
     pub(crate) muted: bool,
     pub(crate) hand_raised: bool,
+    /// Who the member is, for the join page's participant list.
+    pub(crate) label: MemberLabel,
+    /// Talker detection has the member talking (reported by the room's media worker).
+    pub(crate) talking: bool,
     /// Where this member's call hears the room's news.
     pub(crate) notices: CallEvents,
 }
@@ -106,6 +146,12 @@ pub struct Registry {
     rooms: Mutex<BTreeMap<String, LiveRoom>>,
 }
 
+/// Who asks to be let into a room, and where it hears the room's news.
+pub(crate) struct Entrant {
+    pub(crate) label: MemberLabel,
+    pub(crate) notices: CallEvents,
+}
+
 /// What admission decided for a caller.
 pub(crate) struct Admission {
     /// Joins muted: the room waits for its moderator.
@@ -119,10 +165,10 @@ impl Registry {
         call: LegId,
         moderator: bool,
         terms: RoomTerms,
-        notices: CallEvents,
+        entrant: Entrant,
     ) -> Result<Admission, Refusal> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        Self::admit_locked(&mut rooms, number, call, moderator, terms, notices)
+        Self::admit_locked(&mut rooms, number, call, moderator, terms, entrant)
     }
 
     /// Admits a WebRTC client (never a moderator) as [`admit`](Self::admit) does, except
@@ -133,13 +179,13 @@ impl Registry {
         number: &str,
         member: LegId,
         terms: RoomTerms,
-        notices: CallEvents,
+        entrant: Entrant,
     ) -> Result<Admission, Refusal> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if terms.guard.is_none() && !rooms.contains_key(number) {
             return Err(Refusal::NotOpen);
         }
-        Self::admit_locked(&mut rooms, number, member, false, terms, notices)
+        Self::admit_locked(&mut rooms, number, member, false, terms, entrant)
     }
 
     /// Whether the room has a live session on this server (someone is in it).
@@ -154,7 +200,7 @@ impl Registry {
         call: LegId,
         moderator: bool,
         terms: RoomTerms,
-        notices: CallEvents,
+        entrant: Entrant,
     ) -> Result<Admission, Refusal> {
         let RoomTerms {
             max_participants: max,
@@ -196,7 +242,9 @@ impl Registry {
                 moderator,
                 muted: muted_until_moderator,
                 hand_raised: false,
-                notices,
+                label: entrant.label,
+                talking: false,
+                notices: entrant.notices,
             },
         );
         Ok(Admission {
@@ -267,6 +315,45 @@ impl Registry {
         rooms.get_mut(number).map(f)
     }
 
+    /// The members of room `number` in the order they joined (`None`: the room is not open).
+    pub fn roster(&self, number: &str) -> Option<Vec<RosterEntry>> {
+        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let room = rooms.get(number)?;
+        // LegIds count up as legs and sessions open, within SIP legs and within WebRTC
+        // sessions; callers first, then browsers, each in order of arrival, reads well.
+        Some(
+            room.members
+                .iter()
+                .map(|(id, m)| RosterEntry {
+                    member: *id,
+                    label: m.label.clone(),
+                    muted: m.muted,
+                    talking: m.talking,
+                })
+                .collect(),
+        )
+    }
+
+    /// Talker detection changed for `member` (in whichever room it is).
+    pub fn set_talking(&self, member: LegId, talking: bool) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = rooms.values_mut().find_map(|r| r.members.get_mut(&member)) {
+            m.talking = talking;
+        }
+    }
+
+    /// Mutes or unmutes `member` of room `number` at its own request (the join page's mute
+    /// button; a caller's `*6` does the same); false if it is not in the room.
+    pub fn set_muted(&self, number: &str, member: LegId, muted: bool) -> bool {
+        self.with_room(number, |r| {
+            r.members
+                .get_mut(&member)
+                .map(|m| m.muted = muted)
+                .is_some()
+        })
+        .unwrap_or(false)
+    }
+
     /// Open rooms with their guards, for the store watch.
     pub fn guards(&self) -> Vec<(String, Option<RoomGuard>)> {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
@@ -301,9 +388,85 @@ impl Registry {
     }
 }
 
+/// Keeps the members' talking flags in step with the media workers' talker detection until
+/// the server stops.
+pub fn spawn_talk_changes(
+    shared: std::sync::Arc<crate::shared::Shared>,
+    mut changes: tokio::sync::mpsc::Receiver<crate::media_worker::TalkChange>,
+) {
+    tokio::spawn(async move {
+        while let Some(change) = changes.recv().await {
+            shared
+                .conferences
+                .set_talking(change.member, change.talking);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entrant(tx: &CallEvents) -> Entrant {
+        Entrant {
+            label: MemberLabel::Browser("Anna".into()),
+            notices: tx.clone(),
+        }
+    }
+
+    #[test]
+    fn a_caller_is_listed_by_number_only_when_it_called_from_one() {
+        assert_eq!(
+            MemberLabel::phone("+4971112345"),
+            MemberLabel::Phone(Some("+4971112345".into()))
+        );
+        assert_eq!(
+            MemberLabel::phone("0711"),
+            MemberLabel::Phone(Some("0711".into()))
+        );
+        assert_eq!(MemberLabel::phone("anonymous"), MemberLabel::Phone(None));
+        assert_eq!(MemberLabel::phone("+"), MemberLabel::Phone(None));
+        assert_eq!(MemberLabel::phone(""), MemberLabel::Phone(None));
+    }
+
+    #[test]
+    fn the_roster_shows_who_is_in_the_room_talking_and_muted() {
+        let rooms = Registry::default();
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let terms = RoomTerms::of(None);
+        let phone = Entrant {
+            label: MemberLabel::phone("0711"),
+            notices: tx.clone(),
+        };
+        assert!(rooms.admit("5", LegId::new(3), false, terms, phone).is_ok());
+        assert!(
+            rooms
+                .admit_client("5", LegId::browser(1), terms, entrant(&tx))
+                .is_ok()
+        );
+        assert!(rooms.roster("6").is_none());
+        rooms.set_talking(LegId::new(3), true);
+        assert!(rooms.set_muted("5", LegId::browser(1), true));
+        assert!(!rooms.set_muted("5", LegId::browser(9), true));
+        let roster = rooms.roster("5").unwrap();
+        assert_eq!(
+            roster,
+            vec![
+                RosterEntry {
+                    member: LegId::new(3),
+                    label: MemberLabel::Phone(Some("0711".into())),
+                    muted: false,
+                    talking: true,
+                },
+                RosterEntry {
+                    member: LegId::browser(1),
+                    label: MemberLabel::Browser("Anna".into()),
+                    muted: true,
+                    talking: false,
+                },
+            ]
+        );
+    }
 
     fn stored(number: &str, max_participants: u32) -> store::Room {
         store::Room {
@@ -322,20 +485,20 @@ mod tests {
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let on_demand = RoomTerms::of(None);
         assert!(matches!(
-            rooms.admit_client("77", LegId::browser(1), on_demand, tx.clone()),
+            rooms.admit_client("77", LegId::browser(1), on_demand, entrant(&tx)),
             Err(Refusal::NotOpen)
         ));
         assert!(!rooms.is_open("77"), "the refusal opened nothing");
         // A caller opens 77 on demand: now the client may join it.
         assert!(
             rooms
-                .admit("77", LegId::new(1), false, on_demand, tx.clone())
+                .admit("77", LegId::new(1), false, on_demand, entrant(&tx))
                 .is_ok()
         );
         assert!(rooms.is_open("77"));
         assert!(
             rooms
-                .admit_client("77", LegId::browser(1), on_demand, tx.clone())
+                .admit_client("77", LegId::browser(1), on_demand, entrant(&tx))
                 .is_ok()
         );
         assert_eq!(rooms.count("77"), 2);
@@ -344,11 +507,11 @@ mod tests {
         let terms = RoomTerms::of(Some(&room));
         assert!(
             rooms
-                .admit_client("4711", LegId::browser(2), terms, tx.clone())
+                .admit_client("4711", LegId::browser(2), terms, entrant(&tx))
                 .is_ok()
         );
         assert!(matches!(
-            rooms.admit_client("4711", LegId::browser(3), terms, tx),
+            rooms.admit_client("4711", LegId::browser(3), terms, entrant(&tx)),
             Err(Refusal::Full)
         ));
     }

@@ -51,7 +51,8 @@ pub async fn start(
     // login of their own and stay on the plain listener (loopback by default).
     let public = Router::new()
         .route("/health", get(health))
-        .merge(crate::whip_http::routes(shared.clone()));
+        .merge(crate::whip_http::routes(shared.clone()))
+        .merge(crate::join_http::routes(shared.clone()));
     let state = AppState {
         shared,
         calls,
@@ -446,8 +447,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     let webrtc = state.shared.webrtc.counts();
     body.push_str(&format!(
-        "# HELP amtsleitung_webrtc_sessions WebRTC sessions open now (WHIP publishing into rooms, WHEP listening).\n# TYPE amtsleitung_webrtc_sessions gauge\namtsleitung_webrtc_sessions{{kind=\"whip\"}} {}\namtsleitung_webrtc_sessions{{kind=\"whep\"}} {}\n",
-        webrtc.whip, webrtc.whep
+        "# HELP amtsleitung_webrtc_sessions WebRTC sessions open now (WHIP publishing into rooms, WHEP listening, join-page browsers).\n# TYPE amtsleitung_webrtc_sessions gauge\namtsleitung_webrtc_sessions{{kind=\"whip\"}} {}\namtsleitung_webrtc_sessions{{kind=\"whep\"}} {}\namtsleitung_webrtc_sessions{{kind=\"page\"}} {}\n",
+        webrtc.whip, webrtc.whep, webrtc.page
     ));
     counter(
         &mut body,

@@ -31,7 +31,7 @@ use media::rtcp::{LegQuality, RtcpReceived};
 use media::rtp::{RtpError, ntp_timestamp};
 use media::secure::SecureLeg;
 use media::wav::PromptPlayer;
-use mixer::{MixerConfig, ParticipantId, ParticipantOptions, Room};
+use mixer::{MixerConfig, ParticipantId, ParticipantOptions, Room, RoomEvent};
 use tokio::sync::mpsc::Sender as CallSender;
 use tokio::sync::mpsc::error::TrySendError as ChannelFull;
 
@@ -371,6 +371,20 @@ impl MediaStats {
     }
 }
 
+/// Talker detection turned on or off for a room member (a caller's leg or a WebRTC
+/// participant), for the registry that the join page reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TalkChange {
+    /// The member.
+    pub member: SessionId,
+    /// Talking now.
+    pub talking: bool,
+}
+
+/// Talk changes waiting for the registry at most; a change that finds the queue full is
+/// dropped (the next one for that member puts it right).
+pub const TALK_CHANGES_QUEUE: usize = 1024;
+
 /// Handle to all media workers.
 #[derive(Clone)]
 pub struct MediaWorkers {
@@ -379,8 +393,13 @@ pub struct MediaWorkers {
 }
 
 impl MediaWorkers {
-    /// Starts `count` worker threads; rooms they open mix as `rooms` says.
-    pub fn start(count: usize, rooms: MixerConfig) -> std::io::Result<Self> {
+    /// Starts `count` worker threads; rooms they open mix as `rooms` says, and who starts
+    /// or stops talking in them goes to `talk`.
+    pub fn start(
+        count: usize,
+        rooms: MixerConfig,
+        talk: CallSender<TalkChange>,
+    ) -> std::io::Result<Self> {
         let stats = Arc::new(MediaStats::default());
         let count = count.max(1);
         let mut senders = Vec::with_capacity(count);
@@ -395,9 +414,10 @@ impl MediaWorkers {
         for (index, rx) in receivers.into_iter().enumerate() {
             let stats = stats.clone();
             let peers = senders.clone();
+            let talk = talk.clone();
             std::thread::Builder::new()
                 .name(format!("media-{index}"))
-                .spawn(move || Worker::new(index, rx, peers, stats, rooms).run())?;
+                .spawn(move || Worker::new(index, rx, peers, stats, rooms, talk).run())?;
         }
         Ok(Self { senders, stats })
     }
@@ -898,6 +918,8 @@ struct Worker {
     browsers: Vec<BrowserParticipant>,
     /// Reports of WebRTC sessions that ended, until the HTTP side's queue takes them.
     browser_reports: Vec<(CallSender<BrowserReport>, BrowserReport)>,
+    /// Where talker detection's changes go.
+    talk: CallSender<TalkChange>,
 }
 
 impl Worker {
@@ -907,6 +929,7 @@ impl Worker {
         peers: Arc<[Sender<MediaCommand>]>,
         stats: Arc<MediaStats>,
         room_config: MixerConfig,
+        talk: CallSender<TalkChange>,
     ) -> Self {
         Self {
             index,
@@ -919,6 +942,7 @@ impl Worker {
             room_config,
             browsers: Vec::with_capacity(64),
             browser_reports: Vec::with_capacity(64),
+            talk,
         }
     }
 
@@ -994,12 +1018,15 @@ impl Worker {
                     browser.put_into(now, &mut room.room, &mut heard, &mut counts);
                 }
             }
-            for room in self.rooms.iter_mut().flatten() {
+            for (slot, room) in self.rooms.iter_mut().enumerate() {
+                let Some(room) = room else { continue };
                 room.room.tick();
                 let plan = room.room.stats().mix_plan;
                 counts.forwarded += u64::from(plan.forwarded);
                 counts.encodes += u64::from(plan.encodes);
-                while room.room.poll_event().is_some() {}
+                while let Some(event) = room.room.poll_event() {
+                    report_talk(event, slot, &self.sessions, &self.browsers, &self.talk);
+                }
                 room.record_tick();
             }
             for session in &mut self.sessions {
@@ -1475,6 +1502,36 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// Tells the registry of a talk change in room `slot`. Changes come a few times a second
+/// per room at most, so finding the member by a search costs nothing that matters; a member
+/// that already left (its last `TalkingStopped`) is not found and not reported.
+fn report_talk(
+    event: RoomEvent,
+    slot: usize,
+    sessions: &[Session],
+    browsers: &[BrowserParticipant],
+    talk: &CallSender<TalkChange>,
+) {
+    let (pid, talking) = match event {
+        RoomEvent::TalkingStarted(pid) => (pid, true),
+        RoomEvent::TalkingStopped(pid) => (pid, false),
+    };
+    let member = sessions
+        .iter()
+        .find(|s| s.conference == Some((slot, pid)))
+        .map(|s| s.id)
+        .or_else(|| {
+            browsers
+                .iter()
+                .find(|b| b.slot() == slot && b.pid() == pid)
+                .map(BrowserParticipant::id)
+        });
+    if let Some(member) = member {
+        // A full queue drops the change: the page shows a stale talking state for a moment.
+        let _ = talk.try_send(TalkChange { member, talking });
     }
 }
 

@@ -220,7 +220,16 @@ mod tests {
             let stored = self.server.room_get(number).unwrap();
             let admitted = self
                 .rooms
-                .admit(number, call, false, RoomTerms::of(stored.as_ref()), tx)
+                .admit(
+                    number,
+                    call,
+                    false,
+                    RoomTerms::of(stored.as_ref()),
+                    crate::conference::Entrant {
+                        label: crate::conference::MemberLabel::phone("0711"),
+                        notices: tx,
+                    },
+                )
                 .map(|_| ());
             (admitted, rx)
         }

@@ -86,7 +86,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         rooms.adaptive_rate = false;
         rooms.max_mixed_speakers = rooms.max_participants;
     }
-    let media = MediaWorkers::start(workers, rooms)?;
+    let (talk_tx, talk_rx) = mpsc::channel(crate::media_worker::TALK_CHANGES_QUEUE);
+    let media = MediaWorkers::start(workers, rooms, talk_tx)?;
     let (inbound_tx, inbound_rx) = mpsc::channel(8192);
     let tls = match config.tls().map_err(|err| anyhow::anyhow!("{err}"))? {
         Some(settings) => Some(transport::TlsListen {
@@ -134,6 +135,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         webrtc,
     });
     crate::webrtc_sessions::spawn(shared.clone(), webrtc_queues);
+    crate::conference::spawn_talk_changes(shared.clone(), talk_rx);
     let (command_tx, command_rx) = mpsc::channel(crate::media_worker::CORE_COMMAND_QUEUE);
     // Admin requests are rare and answered at once; a few in flight are plenty.
     let (security_tx, security_rx) = mpsc::channel(8);

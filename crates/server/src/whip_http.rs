@@ -199,6 +199,10 @@ fn open_error(err: &OpenError) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "media_unavailable")
         }
         OpenError::ServerAddress(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_address"),
+        // Join-page refusals; a WHIP or WHEP request never meets them.
+        OpenError::BadName | OpenError::WrongPin { .. } | OpenError::TooManyPinTries(_) => {
+            (StatusCode::BAD_REQUEST, "bad_request")
+        }
     };
     error(status, code, err)
 }
