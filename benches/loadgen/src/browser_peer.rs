@@ -111,8 +111,14 @@ impl BrowserPeer {
         Ok((peer, offer.to_sdp_string()))
     }
 
-    /// Applies the server's SDP answer; ICE checks start on the next timeout.
-    pub fn accept_answer(&mut self, sdp: &str) -> anyhow::Result<()> {
+    /// Applies the server's SDP answer at `now`, handing what that causes to `on`; ICE
+    /// checks start on the next timeout, which is due at once.
+    pub fn accept_answer(
+        &mut self,
+        sdp: &str,
+        now: Instant,
+        on: impl FnMut(PeerOutput<'_>),
+    ) -> anyhow::Result<()> {
         let pending = self
             .pending
             .take()
@@ -122,6 +128,9 @@ impl BrowserPeer {
             .sdp_api()
             .accept_answer(pending, answer)
             .context("str0m refused the answer")?;
+        self.drain(on);
+        // str0m's deadline from before the answer knew of no ICE work to do.
+        self.next_timeout = self.next_timeout.min(now);
         let mid = self.mid;
         let pt = self
             .rtc
@@ -316,7 +325,7 @@ mod tests {
     fn answered(role: PeerRole, now: Instant) -> (BrowserPeer, WebRtcLeg, String) {
         let (mut peer, offer) = BrowserPeer::offer(browser(), role, now).unwrap();
         let (leg, answer) = WebRtcLeg::answer(&WebRtcConfig::new(server()), &offer, now).unwrap();
-        peer.accept_answer(&answer).unwrap();
+        peer.accept_answer(&answer, now, |_| {}).unwrap();
         (peer, leg, offer)
     }
 

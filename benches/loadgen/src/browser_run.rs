@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::browser_legs::{self, BrowserCommand, LiveCounts, NewParticipant, PeerLeg, ToneSummary};
-use crate::browser_peer::{BrowserPeer, PeerRole};
+use crate::browser_peer::{BrowserPeer, PeerOutput, PeerRole};
 use crate::http_client;
 use crate::media_io::{TalkPattern, TxCounters};
 use crate::server_proc::ServerProcess;
@@ -58,6 +58,7 @@ struct Refused(u16);
 fn open_session(
     server: &ServerProcess,
     peer: &mut BrowserPeer,
+    sock: &UdpSocket,
     path: &str,
     token: &str,
     offer: &str,
@@ -67,8 +68,13 @@ fn open_session(
         return Err(Refused(answer.status));
     }
     let location = answer.location.ok_or(Refused(answer.status))?;
-    peer.accept_answer(&answer.body)
-        .map_err(|_| Refused(answer.status))?;
+    peer.accept_answer(&answer.body, Instant::now(), |out| {
+        if let PeerOutput::Transmit { to, payload } = out {
+            // Lost or not: ICE retransmits.
+            let _ = sock.send_to(payload, to);
+        }
+    })
+    .map_err(|_| Refused(answer.status))?;
     Ok(location)
 }
 
@@ -92,6 +98,7 @@ fn set_up(
     let whip_url = match open_session(
         server,
         &mut whip,
+        &whip_sock,
         &format!("/whip/rooms/{room}"),
         &tokens.whip,
         &offer,
@@ -104,7 +111,7 @@ fn set_up(
     };
     let (mut whep, whep_sock, offer) = new_peer(PeerRole::Listen)?;
     let path = format!("/whep/rooms/{room}?publisher={publisher}");
-    match open_session(server, &mut whep, &path, &tokens.whep, &offer) {
+    match open_session(server, &mut whep, &whep_sock, &path, &tokens.whep, &offer) {
         Ok(whep_url) => Ok(Ok((
             PeerLeg::new(whip, whip_sock)?,
             PeerLeg::new(whep, whep_sock)?,
