@@ -287,7 +287,7 @@ pub fn spawn(
                 let now = Instant::now();
                 let polled = realtime_now();
                 let map = &map;
-                let send_slot = k % 2 == 0;
+                let send_slot = k.is_multiple_of(2);
                 if send_slot {
                     tx.record_slot(now.saturating_duration_since(t0 + POLL * (k as u32)));
                 }

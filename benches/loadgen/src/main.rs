@@ -41,6 +41,8 @@ use crate::server_proc::{ProcSample, ServerProcess, StoredRooms};
 use crate::sip_text::Leg;
 use crate::uas::{CalleeSide, CalleeUas};
 
+/// The server's default `[webrtc] max-sessions`: a WebRTC participant takes two.
+const WEBRTC_DEFAULT_MAX_SESSIONS: usize = 500;
 /// Participants a room admits unless it was created with `amtsleitung room create`.
 const DEFAULT_ROOM_MAX: usize = 50;
 
@@ -481,6 +483,15 @@ fn check_options(cli: &Cli) -> anyhow::Result<()> {
         }
         if cli.audio_level {
             bail!("--leg webrtc always sends audio levels, as browsers do: drop --audio-level");
+        }
+        if cli.participants > WEBRTC_DEFAULT_MAX_SESSIONS / 2 {
+            eprintln!(
+                "amt-loadgen: warning: {} participants open {} WebRTC sessions, more than the \
+                 server's default [webrtc] max-sessions ({WEBRTC_DEFAULT_MAX_SESSIONS}): pass \
+                 a config file that raises it with --server-arg --config --server-arg FILE",
+                cli.participants,
+                2 * cli.participants
+            );
         }
     }
     match cli.mode {

@@ -30,6 +30,8 @@ const TICK: Duration = Duration::from_millis(20);
 const G711_PACKET: usize = 172;
 const BATCH: usize = 64;
 
+// The variants are the `--sockets` values (`per-call`, ...) the README and amt-loadgen use.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Sockets {
     /// One socket per call, as amtsleitung does.
@@ -241,6 +243,12 @@ fn sockaddr_in(addr: &SocketAddr) -> libc::sockaddr_in {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    for bytes in [cli.bytes_in, cli.bytes_out] {
+        // An RTP header at least; at most what the 2048-byte receive buffers hold.
+        if !(12..=2048).contains(&bytes) {
+            anyhow::bail!("datagram sizes must be 12..=2048 bytes, not {bytes}");
+        }
+    }
     let n = cli.participants;
     let workers = cli.workers.max(1);
     let clients: Vec<UdpSocket> = (0..n)
