@@ -25,7 +25,7 @@ use media::opus::OpusConfig;
 use media::rtp::{AudioLevel, is_rtcp};
 
 use crate::browser_peer::{BrowserPeer, PeerOutput, PeerState};
-use crate::latency::realtime_now;
+use crate::latency::{RealtimeNs, realtime_now};
 use crate::media_io::{
     self, CYCLE_FRAMES, ClockMap, Role, RxStream, RxSummary, TalkPattern, TxCounters,
 };
@@ -81,8 +81,9 @@ impl PeerLeg {
 pub struct NewParticipant {
     /// What it sends.
     pub role: Role,
-    /// Whether its room has a talker other than itself (so it should hear the tone).
-    pub hears_tone: bool,
+    /// Whether it should hear the tone in its check (None: no telling, see
+    /// [`tone_expected`]).
+    pub hears_tone: Option<bool>,
     /// Its WHIP publisher.
     pub whip: PeerLeg,
     /// Its WHEP listener.
@@ -138,7 +139,7 @@ pub struct BrowserResult {
 /// Per-participant state of the I/O thread.
 struct Participant {
     role: Role,
-    hears_tone: bool,
+    hears_tone: Option<bool>,
     whip: PeerLeg,
     whep: PeerLeg,
     rx: RxStream,
@@ -196,15 +197,216 @@ fn is_rtp(buf: &[u8]) -> bool {
     matches!(buf.first(), Some(128..=191)) && !is_rtcp(buf)
 }
 
-/// Sends one datagram a peer asked for; learns the server's address from it.
-fn transmit(
-    sock: &UdpSocket,
-    remote: &mut Option<SocketAddr>,
-    to: SocketAddr,
-    payload: &[u8],
-) -> bool {
-    *remote = Some(to);
-    sock.send_to(payload, to).is_ok()
+/// The RTP packets of one send slot.
+#[derive(Debug, Default)]
+struct SlotSends {
+    sent: u64,
+    bytes: u64,
+    failed: u64,
+}
+
+impl PeerLeg {
+    /// Sends one datagram the peer asked for; learns the server's address from it. RTP goes
+    /// into `rtp` when given, other failures into `errors`.
+    fn transmit(
+        sock: &UdpSocket,
+        remote: &mut Option<SocketAddr>,
+        out: PeerOutput<'_>,
+        rtp: Option<&mut SlotSends>,
+        errors: &mut u64,
+    ) {
+        let PeerOutput::Transmit { to, payload } = out else {
+            return;
+        };
+        *remote = Some(to);
+        let ok = sock.send_to(payload, to).is_ok();
+        match rtp {
+            Some(rtp) if is_rtp(payload) => {
+                if ok {
+                    rtp.sent += 1;
+                    rtp.bytes += payload.len() as u64;
+                } else {
+                    rtp.failed += 1;
+                }
+            }
+            _ if !ok => *errors += 1,
+            _ => {}
+        }
+    }
+
+    /// Drains the socket into the peer without waiting. `seen` gets every datagram with its
+    /// kernel stamp first, `audio` every Opus packet the peer decrypts.
+    fn receive(
+        &mut self,
+        rx: &mut TimestampedRx,
+        now: Instant,
+        errors: &mut u64,
+        mut seen: impl FnMut(&[u8], Option<RealtimeNs>),
+        mut audio: impl FnMut(&[u8]),
+    ) {
+        let PeerLeg { peer, sock, remote } = self;
+        // A receive error (none expected on a bound UDP socket) skips the socket this slot.
+        while let Ok(n) = rx.recv(sock.as_raw_fd()) {
+            for j in 0..n {
+                // Nothing comes before we sent to the server, so `remote` is known.
+                let (Some((buf, stamp)), Some(from)) = (rx.datagram(j), *remote) else {
+                    continue;
+                };
+                seen(buf, stamp);
+                peer.handle_datagram(now, from, buf, |out| match out {
+                    PeerOutput::Audio(payload) => audio(payload),
+                    out => Self::transmit(sock, remote, out, None, errors),
+                });
+            }
+            if n < udp_rx::BATCH {
+                break;
+            }
+        }
+    }
+
+    /// Runs the peer's timer if it is due.
+    fn run_timer(&mut self, now: Instant, errors: &mut u64) {
+        if self.peer.poll_timeout() > now {
+            return;
+        }
+        let PeerLeg { peer, sock, remote } = self;
+        peer.handle_timeout(now, |out| Self::transmit(sock, remote, out, None, errors));
+    }
+
+    /// Writes one frame and sends what comes of it.
+    fn send_frame(
+        &mut self,
+        now: Instant,
+        media_time: u64,
+        (payload, level, voice): (&[u8], AudioLevel, bool),
+        rtp: &mut SlotSends,
+        errors: &mut u64,
+    ) {
+        let PeerLeg { peer, sock, remote } = self;
+        peer.send_opus(now, media_time, payload, level.dbov, voice, |out| {
+            Self::transmit(sock, remote, out, Some(&mut *rtp), errors)
+        });
+    }
+
+    fn is_up(&self) -> bool {
+        self.peer.state() == PeerState::Connected
+    }
+}
+
+/// Everything the I/O thread keeps.
+struct LegsThread {
+    frames: Frames,
+    map: ClockMap,
+    participants: Vec<Participant>,
+    result: BrowserResult,
+    rx: TimestampedRx,
+    /// Decoded PCM of the tone check (120 ms at 48 kHz: the longest Opus frame).
+    pcm: Vec<i16>,
+    marks: u32,
+}
+
+impl LegsThread {
+    /// Handles the commands waiting; false once told to stop.
+    fn take_commands(&mut self, commands: &mpsc::Receiver<BrowserCommand>) -> bool {
+        loop {
+            match commands.try_recv() {
+                Ok(BrowserCommand::Add(p)) => self.add(*p),
+                Ok(BrowserCommand::Mark) => self.mark(),
+                Ok(BrowserCommand::Stop) | Err(mpsc::TryRecvError::Disconnected) => return false,
+                Err(mpsc::TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn add(&mut self, p: NewParticipant) {
+        // Each stream starts at its own media time, as browsers' do.
+        let seed = (self.participants.len() as u64 + 1).wrapping_mul(2_654_435_761)
+            ^ u64::from(std::process::id());
+        self.participants.push(Participant {
+            role: p.role,
+            hears_tone: p.hears_tone,
+            whip: p.whip,
+            whep: p.whep,
+            rx: RxStream::new(OPUS_CLOCK),
+            media_time: seed & 0xffff_ffff,
+            check: None,
+            reading: None,
+        });
+    }
+
+    /// Window start: the tone checks begin. Window end: who is down.
+    fn mark(&mut self) {
+        self.marks += 1;
+        for p in &mut self.participants {
+            p.rx.mark();
+            if self.marks == 1 {
+                p.check = Decoder::new(CodecKind::Opus).ok().map(|d| {
+                    let meter = ToneMeter::new(TONE_HZ, CodecKind::Opus.sample_rate());
+                    (d, meter, TONE_CHECK_FRAMES)
+                });
+            } else if self.marks == 2 && !(p.whip.is_up() && p.whep.is_up()) {
+                self.result.down_at_window_end += 1;
+            }
+        }
+    }
+
+    /// One slot at `now`: receive, timers, and on send slots frame `frame` for every
+    /// publisher. Returns the participants up and, on send slots, the RTP sent.
+    fn serve(&mut self, now: Instant, frame: Option<u64>) -> (usize, SlotSends) {
+        let polled = realtime_now();
+        let mut rtp = SlotSends::default();
+        let mut connected = 0;
+        let errors = &mut self.result.send_errors;
+        for p in &mut self.participants {
+            // The publisher's socket: STUN answers, DTLS, RTCP from the server.
+            p.whip.receive(&mut self.rx, now, errors, |_, _| {}, |_| {});
+            // The listener's socket: the room's audio, counted from the clear RTP header
+            // at its kernel arrival stamp before str0m decrypts it.
+            let (stats, check, reading) = (&mut p.rx, &mut p.check, &mut p.reading);
+            let map = self.map;
+            let pcm = &mut self.pcm;
+            p.whep.receive(
+                &mut self.rx,
+                now,
+                errors,
+                |buf, stamp| {
+                    if is_rtp(buf) {
+                        stats.on_packet(buf, OPUS_CLOCK, map.to_instant(stamp.unwrap_or(polled)));
+                    }
+                },
+                |payload| check_tone(check, reading, payload, pcm),
+            );
+            p.whip.run_timer(now, errors);
+            p.whep.run_timer(now, errors);
+            if let Some(k) = frame {
+                let frame = self.frames.frame(p.role, k);
+                p.whip
+                    .send_frame(now, p.media_time, frame, &mut rtp, errors);
+                // The clock runs whether or not the frame went out, as a browser's.
+                p.media_time += FRAME_TICKS;
+            }
+            if p.whip.is_up() && p.whep.is_up() {
+                connected += 1;
+            }
+        }
+        (connected, rtp)
+    }
+
+    /// Closes every peer and sums up.
+    fn finish(mut self) -> BrowserResult {
+        for p in &mut self.participants {
+            p.whip.peer.close();
+            p.whep.peer.close();
+            self.result.peer_errors += p.whip.peer.errors + p.whep.peer.errors;
+        }
+        self.result.rx = media_io::summarise(self.participants.iter().map(|p| &p.rx));
+        self.result.tone = summarise_tone(
+            self.participants
+                .iter()
+                .filter_map(|p| Some((p.hears_tone?, p.reading.filter(|_| p.check.is_none())))),
+        );
+        self.result
+    }
 }
 
 /// Starts the I/O thread. `talkers` and `pattern` shape the talkers' cycle as for the SIP
@@ -217,63 +419,22 @@ pub fn spawn(
     tx: Arc<TxCounters>,
 ) -> anyhow::Result<JoinHandle<BrowserResult>> {
     let frames = Frames::encode(pattern, talkers)?;
-    let map = ClockMap::now();
     std::thread::Builder::new()
         .name("browser-legs".into())
         .spawn(move || {
-            let mut participants: Vec<Participant> = Vec::new();
-            let mut result = BrowserResult::default();
-            let mut rx = TimestampedRx::new();
-            let mut pcm = vec![0i16; 5760];
-            let mut marks = 0;
+            // Made here: the receive buffers hold raw pointers, which stay on this thread.
+            let mut thread = LegsThread {
+                frames,
+                map: ClockMap::now(),
+                participants: Vec::new(),
+                result: BrowserResult::default(),
+                rx: TimestampedRx::new(),
+                pcm: vec![0; 5760],
+                marks: 0,
+            };
             let t0 = Instant::now();
             let mut k: u64 = 0;
-            loop {
-                let mut stop = false;
-                loop {
-                    match commands.try_recv() {
-                        Ok(BrowserCommand::Add(p)) => {
-                            let seed = (participants.len() as u64 + 1).wrapping_mul(2_654_435_761)
-                                ^ u64::from(std::process::id());
-                            participants.push(Participant {
-                                role: p.role,
-                                hears_tone: p.hears_tone,
-                                whip: p.whip,
-                                whep: p.whep,
-                                rx: RxStream::new(OPUS_CLOCK),
-                                media_time: seed & 0xffff_ffff,
-                                check: None,
-                                reading: None,
-                            });
-                        }
-                        Ok(BrowserCommand::Mark) => {
-                            marks += 1;
-                            for p in &mut participants {
-                                p.rx.mark();
-                                if marks == 1 {
-                                    p.check = Decoder::new(CodecKind::Opus).ok().map(|d| {
-                                        let meter =
-                                            ToneMeter::new(TONE_HZ, CodecKind::Opus.sample_rate());
-                                        (d, meter, TONE_CHECK_FRAMES)
-                                    });
-                                } else if marks == 2 {
-                                    let up = |l: &PeerLeg| l.peer.state() == PeerState::Connected;
-                                    if !(up(&p.whip) && up(&p.whep)) {
-                                        result.down_at_window_end += 1;
-                                    }
-                                }
-                            }
-                        }
-                        Ok(BrowserCommand::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
-                            stop = true;
-                            break;
-                        }
-                        Err(mpsc::TryRecvError::Empty) => break,
-                    }
-                }
-                if stop {
-                    break;
-                }
+            while thread.take_commands(&commands) {
                 k += 1;
                 let slot = t0 + POLL * (k as u32);
                 let now = Instant::now();
@@ -285,126 +446,18 @@ pub fn spawn(
                     k = (now.duration_since(t0).as_millis() / POLL.as_millis()) as u64;
                 }
                 let now = Instant::now();
-                let polled = realtime_now();
-                let map = &map;
-                let send_slot = k.is_multiple_of(2);
-                if send_slot {
+                // Every second slot is a send slot: frame k/2 of the run.
+                let frame = k.is_multiple_of(2).then_some(k / 2);
+                if frame.is_some() {
                     tx.record_slot(now.saturating_duration_since(t0 + POLL * (k as u32)));
                 }
-                let (mut sent, mut bytes, mut rtp_errors) = (0u64, 0u64, 0u64);
-                let mut connected = 0;
-                for p in &mut participants {
-                    let Participant {
-                        role,
-                        whip,
-                        whep,
-                        rx: stats,
-                        media_time,
-                        check,
-                        reading,
-                        ..
-                    } = p;
-                    // The publisher's socket: STUN answers, DTLS, RTCP from the server.
-                    let PeerLeg { peer, sock, remote } = whip;
-                    while let Ok(n) = rx.recv(sock.as_raw_fd()) {
-                        for j in 0..n {
-                            let (Some((buf, _)), Some(from)) = (rx.datagram(j), *remote) else {
-                                continue;
-                            };
-                            peer.handle_datagram(now, from, buf, |out| {
-                                if let PeerOutput::Transmit { to, payload } = out
-                                    && !transmit(sock, remote, to, payload)
-                                {
-                                    result.send_errors += 1;
-                                }
-                            });
-                        }
-                        if n < udp_rx::BATCH {
-                            break;
-                        }
-                    }
-                    // The listener's socket: the room's audio.
-                    let PeerLeg { peer, sock, remote } = whep;
-                    while let Ok(n) = rx.recv(sock.as_raw_fd()) {
-                        for j in 0..n {
-                            let (Some((buf, stamp)), Some(from)) = (rx.datagram(j), *remote) else {
-                                continue;
-                            };
-                            if is_rtp(buf) {
-                                let arrival = map.to_instant(stamp.unwrap_or(polled));
-                                stats.on_packet(buf, OPUS_CLOCK, arrival);
-                            }
-                            peer.handle_datagram(now, from, buf, |out| match out {
-                                PeerOutput::Transmit { to, payload } => {
-                                    if !transmit(sock, remote, to, payload) {
-                                        result.send_errors += 1;
-                                    }
-                                }
-                                PeerOutput::Audio(payload) => {
-                                    check_tone(check, reading, payload, &mut pcm)
-                                }
-                            });
-                        }
-                        if n < udp_rx::BATCH {
-                            break;
-                        }
-                    }
-                    // Timers, then this slot's frame.
-                    for leg in [&mut *whip, &mut *whep] {
-                        if leg.peer.poll_timeout() <= now {
-                            let PeerLeg { peer, sock, remote } = leg;
-                            peer.handle_timeout(now, |out| {
-                                if let PeerOutput::Transmit { to, payload } = out
-                                    && !transmit(sock, remote, to, payload)
-                                {
-                                    result.send_errors += 1;
-                                }
-                            });
-                        }
-                    }
-                    if send_slot {
-                        let (payload, level, voice) = frames.frame(*role, k / 2);
-                        let PeerLeg { peer, sock, remote } = whip;
-                        peer.send_opus(now, *media_time, payload, level.dbov, voice, |out| {
-                            if let PeerOutput::Transmit { to, payload } = out {
-                                let ok = transmit(sock, remote, to, payload);
-                                if is_rtp(payload) {
-                                    if ok {
-                                        sent += 1;
-                                        bytes += payload.len() as u64;
-                                    } else {
-                                        rtp_errors += 1;
-                                    }
-                                } else if !ok {
-                                    result.send_errors += 1;
-                                }
-                            }
-                        });
-                        // The clock runs whether or not the frame went out, as a browser's.
-                        *media_time += FRAME_TICKS;
-                    }
-                    let up = |l: &PeerLeg| l.peer.state() == PeerState::Connected;
-                    if up(whip) && up(whep) {
-                        connected += 1;
-                    }
-                }
-                if send_slot {
-                    tx.record_sends(sent, bytes, rtp_errors);
+                let (connected, rtp) = thread.serve(now, frame);
+                if frame.is_some() {
+                    tx.record_sends(rtp.sent, rtp.bytes, rtp.failed);
                 }
                 live.connected.store(connected, Ordering::Relaxed);
             }
-            for p in &mut participants {
-                p.whip.peer.close();
-                p.whep.peer.close();
-                result.peer_errors += p.whip.peer.errors + p.whep.peer.errors;
-            }
-            result.rx = media_io::summarise(participants.iter().map(|p| &p.rx));
-            result.tone = summarise_tone(
-                participants
-                    .iter()
-                    .map(|p| (p.hears_tone, p.reading.filter(|_| p.check.is_none()))),
-            );
-            result
+            thread.finish()
         })
         .context("spawning the browser legs' thread")
 }
@@ -448,15 +501,27 @@ fn summarise_tone(
     s
 }
 
-/// Whether participant `i` (room `i % rooms`, the first `talkers` of each room talk) has
-/// a talker other than itself in its room.
-pub fn hears_tone(i: usize, rooms: usize, talkers: usize, participants: usize) -> bool {
-    let room = i % rooms.max(1);
+/// Whether participant `i` (room `i % rooms`, the first `talkers` of each room talk)
+/// should hear the tone in the second its check decodes: yes when its room has a talker
+/// other than itself, no when not. With `turns`, a talker whose own turn it may be hears
+/// silence while another talker's turn would bring the tone, so talkers are not judged.
+pub fn tone_expected(
+    i: usize,
+    rooms: usize,
+    talkers: usize,
+    participants: usize,
+    pattern: TalkPattern,
+) -> Option<bool> {
+    let rooms = rooms.max(1);
+    let room = i % rooms;
     // Members of the room: room, room + rooms, ...; talkers are the first `talkers` of them.
-    let members = (participants + rooms - 1 - room) / rooms.max(1);
+    let members = (participants + rooms - 1 - room) / rooms;
     let talking = talkers.min(members);
-    let me_talking = i / rooms.max(1) < talkers;
-    talking > usize::from(me_talking)
+    let me_talking = i / rooms < talkers;
+    if me_talking && talking > 1 && pattern == TalkPattern::Turns {
+        return None;
+    }
+    Some(talking > usize::from(me_talking))
 }
 
 #[cfg(test)]
@@ -467,17 +532,29 @@ mod tests {
 
     #[test]
     fn listeners_hear_the_one_talker_and_the_talker_hears_nobody() {
+        let expected =
+            |i, rooms, talkers, n| tone_expected(i, rooms, talkers, n, TalkPattern::Continuous);
         // 20 participants in 2 rooms, one talker each: 0 and 1 talk.
-        assert!(!hears_tone(0, 2, 1, 20));
-        assert!(!hears_tone(1, 2, 1, 20));
-        assert!((2..20).all(|i| hears_tone(i, 2, 1, 20)));
+        assert_eq!(expected(0, 2, 1, 20), Some(false));
+        assert_eq!(expected(1, 2, 1, 20), Some(false));
+        assert!((2..20).all(|i| expected(i, 2, 1, 20) == Some(true)));
         // Two talkers per room: talkers hear each other.
-        assert!(hears_tone(0, 2, 2, 20));
+        assert_eq!(expected(0, 2, 2, 20), Some(true));
         // No talkers: nobody.
-        assert!(!(0..20).any(|i| hears_tone(i, 2, 0, 20)));
+        assert!((0..20).all(|i| expected(i, 2, 0, 20) == Some(false)));
         // Room 1 of 3 with 4 participants has one member (1): it talks alone.
-        assert!(!hears_tone(1, 3, 2, 4));
-        assert!(hears_tone(3, 3, 2, 4));
+        assert_eq!(expected(1, 3, 2, 4), Some(false));
+        assert_eq!(expected(3, 3, 2, 4), Some(true));
+    }
+
+    #[test]
+    fn talkers_taking_turns_are_not_judged_but_their_listeners_are() {
+        let expected = |i| tone_expected(i, 2, 2, 20, TalkPattern::Turns);
+        assert_eq!(expected(0), None);
+        assert_eq!(expected(3), None);
+        assert_eq!(expected(4), Some(true));
+        // A lone talker taking turns with nobody still must not hear itself.
+        assert_eq!(tone_expected(0, 2, 1, 20, TalkPattern::Turns), Some(false));
     }
 
     #[test]

@@ -160,7 +160,13 @@ pub fn run(cli: &Cli, server: &ServerProcess) -> anyhow::Result<Report> {
                 sessions.push(urls);
                 let participant = NewParticipant {
                     role: *role,
-                    hears_tone: browser_legs::hears_tone(i, cli.rooms, cli.speakers_per_room, n),
+                    hears_tone: browser_legs::tone_expected(
+                        i,
+                        cli.rooms,
+                        cli.speakers_per_room,
+                        n,
+                        pattern,
+                    ),
                     whip,
                     whep,
                 };

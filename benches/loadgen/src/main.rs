@@ -847,7 +847,7 @@ impl Report {
                 let t = &w.tone;
                 rows.extend([
                     (
-                        "tone heard: listeners / talkers alone",
+                        "tone heard: where expected / where not",
                         format!(
                             "{} of {} / {} of {}",
                             t.expected_heard,
