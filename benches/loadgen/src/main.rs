@@ -560,10 +560,16 @@ fn main() -> anyhow::Result<()> {
         Some(sock) => Some(uas::pairs_dialplan(sock.local_addr()?)),
         None => None,
     };
+    // A call takes an even/odd port pair; so does each of a WebRTC participant's two
+    // sessions (the odd port stays unused to keep pairs aligned, media_worker.rs bind_one).
+    let rtp_ports = match cli.leg {
+        LegKind::Sip => 2 * cli.participants,
+        LegKind::Webrtc => 4 * cli.participants,
+    };
     let server = ServerProcess::start(
         &cli.server,
         &cli.repo,
-        cli.participants,
+        rtp_ports,
         cli.media_workers,
         &stored,
         dialplan.as_deref(),

@@ -124,13 +124,14 @@ fn free_rtp_range(len: u16) -> anyhow::Result<(u16, u16)> {
 }
 
 impl ServerProcess {
-    /// Starts `bin serve` in `repo` on loopback, sized for `participants`, with `extra_args`
+    /// Starts `bin serve` in `repo` on loopback with `rtp_ports` media ports (and a spare
+    /// 64), with `extra_args`
     /// appended, and waits for it to log that it is ready. With `dialplan` (TOML text) the
     /// server runs that one file instead of the repository's `dialplans/`.
     pub fn start(
         bin: &Path,
         repo: &Path,
-        participants: usize,
+        rtp_ports: usize,
         media_workers: usize,
         stored: &StoredRooms,
         dialplan: Option<&str>,
@@ -144,7 +145,7 @@ impl ServerProcess {
             .with_context(|| format!("repository {}", repo.display()))?;
         let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port()?).parse()?;
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()?).parse()?;
-        let len = u16::try_from(participants * 2 + 64).context("too many participants")?;
+        let len = u16::try_from(rtp_ports + 64).context("too many participants")?;
         let (lo, hi) = free_rtp_range(len)?;
         let data_dir = std::env::temp_dir().join(format!("amt-loadgen-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
