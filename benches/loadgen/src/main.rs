@@ -10,11 +10,17 @@
 //! It is a measuring tool, not a SIP stack: the SIP text is hand-written and only covers
 //! what our own server sends and answers.
 
+mod browser_legs;
+mod browser_peer;
+mod browser_run;
+mod floor_run;
+mod http_client;
 mod latency;
 mod measure;
 mod media_io;
 mod server_proc;
 mod sip_text;
+mod tone_check;
 mod uas;
 mod udp_rx;
 
@@ -31,10 +37,12 @@ use media::codec::CodecKind;
 
 use crate::latency::{LatencySummary, RealtimeNs, realtime_now};
 use crate::media_io::{RxCommand, RxSummary, TalkPattern, TalkPlan, TxCounters, TxSummary};
-use crate::server_proc::{ProcSample, ServerProcess};
+use crate::server_proc::{ProcSample, ServerProcess, StoredRooms};
 use crate::sip_text::Leg;
 use crate::uas::{CalleeSide, CalleeUas};
 
+/// The server's default `[webrtc] max-sessions`: a WebRTC participant takes two.
+const WEBRTC_DEFAULT_MAX_SESSIONS: usize = 500;
 /// Participants a room admits unless it was created with `amtsleitung room create`.
 const DEFAULT_ROOM_MAX: usize = 50;
 
@@ -55,6 +63,25 @@ impl From<CodecArg> for CodecKind {
             CodecArg::Pcmu => CodecKind::Pcmu,
             CodecArg::G722 => CodecKind::G722,
             CodecArg::Opus => CodecKind::Opus,
+        }
+    }
+}
+
+/// What the participants are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LegKind {
+    /// SIP phones: a call each, RTP.
+    Sip,
+    /// Browser-style WebRTC clients: a WHIP publisher and a WHEP listener each, DTLS-SRTP,
+    /// Opus (rooms mode only).
+    Webrtc,
+}
+
+impl LegKind {
+    fn name(self) -> &'static str {
+        match self {
+            LegKind::Sip => "sip",
+            LegKind::Webrtc => "webrtc",
         }
     }
 }
@@ -118,9 +145,14 @@ struct Cli {
     /// Conference rooms (numbers 1000.., dialled as 8NNNN); ignored in pairs mode.
     #[arg(long, default_value_t = 10)]
     rooms: usize,
-    /// Codec offered by every participant.
-    #[arg(long, value_enum, default_value = "pcmu")]
-    codec: CodecArg,
+    /// SIP phones, or browser-style WebRTC participants (each publishes over WHIP and
+    /// listens over WHEP, through str0m; rooms mode only).
+    #[arg(long, value_enum, default_value = "sip")]
+    leg: LegKind,
+    /// Codec offered by every participant: PCMU unless given for SIP legs; WebRTC legs are
+    /// always Opus.
+    #[arg(long, value_enum)]
+    codec: Option<CodecArg>,
     /// Participants per room sending a tone; the others send encoded silence. Ignored in
     /// pairs mode, where both legs of every call send the tone.
     #[arg(long, default_value_t = 2)]
@@ -153,6 +185,11 @@ struct Cli {
     /// it, as WebRTC clients do: the server may then skip decoding silent participants.
     #[arg(long)]
     audio_level: bool,
+    /// After the run (server stopped), measure the kernel floor for the same participants
+    /// and datagram sizes with `amt-udp-floor` (built next to this binary) for as long as
+    /// the window, and report it next to the server's cost.
+    #[arg(long)]
+    floor: bool,
     /// Extra argument for the server's `serve` command line (repeatable, in order).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -373,8 +410,90 @@ fn metric_delta(a: &Mark, b: &Mark, name: &str) -> Option<f64> {
     )
 }
 
+/// What the server (and the load generator) spent in the window between two marks.
+struct ServerFigures {
+    window_seconds: f64,
+    server_cpu_seconds: f64,
+    server_user_cpu_seconds: f64,
+    server_system_cpu_seconds: f64,
+    us_per_participant_second: f64,
+    user_us_per_participant_second: f64,
+    system_us_per_participant_second: f64,
+    participants_per_core: f64,
+    loadgen_cpu_seconds: f64,
+    server_rss_kib: u64,
+    server_hwm_kib: u64,
+    ticks: Option<f64>,
+    late_ticks: Option<f64>,
+    server_rtp_rx: Option<f64>,
+    server_rtp_tx: Option<f64>,
+    server_rtp_relayed: Option<f64>,
+}
+
+impl ServerFigures {
+    /// The window from `a` to `b`, its cost spread over `participants` (those carrying media).
+    fn between(a: &Mark, b: &Mark, participants: usize) -> Self {
+        let window = b.at.duration_since(a.at).as_secs_f64();
+        let hz = server_proc::clock_ticks_per_second();
+        let user_cpu = b.server.utime_ticks.saturating_sub(a.server.utime_ticks) as f64 / hz;
+        let system_cpu = b.server.stime_ticks.saturating_sub(a.server.stime_ticks) as f64 / hz;
+        let server_cpu = user_cpu + system_cpu;
+        let per_ps = |cpu| measure::cpu_us_per_participant_second(cpu, participants, window);
+        let us = per_ps(server_cpu);
+        Self {
+            window_seconds: window,
+            server_cpu_seconds: server_cpu,
+            server_user_cpu_seconds: user_cpu,
+            server_system_cpu_seconds: system_cpu,
+            us_per_participant_second: us,
+            user_us_per_participant_second: per_ps(user_cpu),
+            system_us_per_participant_second: per_ps(system_cpu),
+            participants_per_core: measure::participants_per_core(us),
+            loadgen_cpu_seconds: b.loadgen_cpu_ticks.saturating_sub(a.loadgen_cpu_ticks) as f64
+                / hz,
+            server_rss_kib: b.server.rss_kib,
+            server_hwm_kib: b.server.hwm_kib,
+            ticks: metric_delta(a, b, "amtsleitung_media_ticks_total"),
+            late_ticks: metric_delta(a, b, "amtsleitung_media_late_ticks_total"),
+            server_rtp_rx: metric_delta(a, b, "amtsleitung_rtp_packets_received_total"),
+            server_rtp_tx: metric_delta(a, b, "amtsleitung_rtp_packets_sent_total"),
+            server_rtp_relayed: metric_delta(a, b, "amtsleitung_rtp_packets_relayed_total"),
+        }
+    }
+}
+
+/// The codec the participants use: as given, else PCMU (SIP) or Opus (WebRTC).
+fn codec_of(cli: &Cli) -> anyhow::Result<CodecKind> {
+    match (cli.leg, cli.codec) {
+        (LegKind::Sip, codec) => Ok(codec.unwrap_or(CodecArg::Pcmu).into()),
+        (LegKind::Webrtc, None | Some(CodecArg::Opus)) => Ok(CodecKind::Opus),
+        (LegKind::Webrtc, Some(_)) => bail!("--leg webrtc is Opus only"),
+    }
+}
+
 /// Refuses option combinations the chosen mode cannot run.
 fn check_options(cli: &Cli) -> anyhow::Result<()> {
+    codec_of(cli)?;
+    if cli.leg == LegKind::Webrtc {
+        if cli.mode != Mode::Rooms {
+            bail!("--leg webrtc runs in --mode rooms only");
+        }
+        if cli.talk_pattern == TalkPatternArg::Bursts {
+            bail!("--leg webrtc has no latency probe: --talk-pattern continuous or turns");
+        }
+        if cli.audio_level {
+            bail!("--leg webrtc always sends audio levels, as browsers do: drop --audio-level");
+        }
+        if cli.participants > WEBRTC_DEFAULT_MAX_SESSIONS / 2 {
+            eprintln!(
+                "amt-loadgen: warning: {} participants open {} WebRTC sessions, more than the \
+                 server's default [webrtc] max-sessions ({WEBRTC_DEFAULT_MAX_SESSIONS}): pass \
+                 a config file that raises it with --server-arg --config --server-arg FILE",
+                cli.participants,
+                2 * cli.participants
+            );
+        }
+    }
     match cli.mode {
         Mode::Rooms => {
             if cli.participants == 0 || cli.rooms == 0 || cli.rooms > cli.participants {
@@ -410,17 +529,27 @@ fn check_options(cli: &Cli) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     check_options(&cli)?;
-    let codec: CodecKind = cli.codec.into();
+    let codec = codec_of(&cli)?;
     server_proc::raise_fd_limit();
 
     let per_room = cli.participants.div_ceil(cli.rooms.max(1));
-    let big_rooms: Vec<(String, usize)> = if cli.mode == Mode::Rooms && per_room > DEFAULT_ROOM_MAX
-    {
+    let all_rooms = || {
         (0..cli.rooms)
-            .map(|m| ((1000 + m).to_string(), per_room))
+            .map(|m| ((1000 + m).to_string(), per_room.max(DEFAULT_ROOM_MAX)))
             .collect()
-    } else {
-        Vec::new()
+    };
+    // WebRTC clients enter stored rooms only, with the room's tokens; callers open rooms on
+    // demand, which hold DEFAULT_ROOM_MAX.
+    let stored = match cli.leg {
+        LegKind::Webrtc => StoredRooms {
+            rooms: all_rooms(),
+            webrtc_tokens: true,
+        },
+        LegKind::Sip if cli.mode == Mode::Rooms && per_room > DEFAULT_ROOM_MAX => StoredRooms {
+            rooms: all_rooms(),
+            webrtc_tokens: false,
+        },
+        LegKind::Sip => StoredRooms::default(),
     };
     // Pairs: the callee side's SIP socket exists before the dialplan that names it.
     let callee_sock = match cli.mode {
@@ -431,25 +560,62 @@ fn main() -> anyhow::Result<()> {
         Some(sock) => Some(uas::pairs_dialplan(sock.local_addr()?)),
         None => None,
     };
+    // A call takes an even/odd port pair; so does each of a WebRTC participant's two
+    // sessions (the odd port stays unused to keep pairs aligned, media_worker.rs bind_one).
+    let rtp_ports = match cli.leg {
+        LegKind::Sip => 2 * cli.participants,
+        LegKind::Webrtc => 4 * cli.participants,
+    };
     let server = ServerProcess::start(
         &cli.server,
         &cli.repo,
-        cli.participants,
+        rtp_ports,
         cli.media_workers,
-        &big_rooms,
+        &stored,
         dialplan.as_deref(),
         &cli.server_args,
     )?;
-    let result = run(&cli, codec, &server, callee_sock);
+    let result = match cli.leg {
+        LegKind::Sip => run(&cli, codec, &server, callee_sock),
+        LegKind::Webrtc => browser_run::run(&cli, &server),
+    };
     let stopped = server.stop();
-    let report = result?;
+    let mut report = result?;
     stopped?;
+    if cli.floor {
+        report.floor = Some(floor_run::measure(floor_load(&cli, &report))?);
+    }
     println!("{}", report.table());
     if let Some(path) = &cli.json {
         std::fs::write(path, serde_json::to_string_pretty(&report.json())?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// What the kernel floor run is asked to move: the run's participants at the datagram sizes
+/// it measured, on the server's socket layout, with the server's worker count.
+fn floor_load(cli: &Cli, report: &Report) -> floor_run::FloorLoad {
+    let fallback = 172;
+    let workers = match cli.media_workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        w => w,
+    };
+    floor_run::FloorLoad {
+        participants: report.legs_established,
+        workers,
+        duration: cli.duration,
+        layout: match report.leg {
+            LegKind::Sip => floor_run::Layout::PerCall,
+            LegKind::Webrtc => floor_run::Layout::PerSession,
+        },
+        bytes_in: floor_run::mean_bytes(report.tx.bytes_window, report.tx.sent_window, fallback),
+        bytes_out: floor_run::mean_bytes(
+            report.rx.received_bytes_window,
+            report.rx.received_window,
+            fallback,
+        ),
+    }
 }
 
 /// What only pairs mode measures.
@@ -467,6 +633,7 @@ struct PairsFigures {
 struct Report {
     cli_line: String,
     mode: Mode,
+    leg: LegKind,
     /// SIP calls the UAC placed: participants (rooms) or two-party calls (pairs).
     calls: usize,
     /// Participants (rooms) or call legs (pairs) that were up after set-up.
@@ -482,22 +649,7 @@ struct Report {
     failed: usize,
     failures: String,
     setup_seconds: f64,
-    window_seconds: f64,
-    server_cpu_seconds: f64,
-    server_user_cpu_seconds: f64,
-    server_system_cpu_seconds: f64,
-    us_per_participant_second: f64,
-    user_us_per_participant_second: f64,
-    system_us_per_participant_second: f64,
-    participants_per_core: f64,
-    loadgen_cpu_seconds: f64,
-    server_rss_kib: u64,
-    server_hwm_kib: u64,
-    ticks: Option<f64>,
-    late_ticks: Option<f64>,
-    server_rtp_rx: Option<f64>,
-    server_rtp_tx: Option<f64>,
-    server_rtp_relayed: Option<f64>,
+    server: ServerFigures,
     pairs: Option<PairsFigures>,
     rx: RxSummary,
     tx: TxSummary,
@@ -505,6 +657,10 @@ struct Report {
     latency: Option<LatencySummary>,
     bye_ok: usize,
     server_byes: usize,
+    /// WebRTC runs only.
+    webrtc: Option<browser_run::WebRtcFigures>,
+    /// With `--floor`.
+    floor: Option<floor_run::FloorFigures>,
 }
 
 impl Report {
@@ -529,8 +685,17 @@ impl Report {
         } else {
             self.server_args.join(" ")
         };
-        let scenario = match self.mode {
-            Mode::Rooms => format!(
+        let scenario = match (self.leg, self.mode) {
+            (LegKind::Webrtc, _) => format!(
+                "{} browser-style participants (WHIP publisher + WHEP listener, DTLS-SRTP, \
+                 str0m), {} rooms, {} talkers/room ({}), opus 32 kbit/s, encoded silence \
+                 (no DTX), audio levels sent",
+                self.participants,
+                self.rooms,
+                self.speakers_per_room,
+                pattern_name(self.talk_pattern),
+            ),
+            (LegKind::Sip, Mode::Rooms) => format!(
                 "{} participants, {} rooms, {} talkers/room ({}), {}{}",
                 self.participants,
                 self.rooms,
@@ -543,7 +708,7 @@ impl Report {
                     ""
                 }
             ),
-            Mode::Pairs => format!(
+            (LegKind::Sip, Mode::Pairs) => format!(
                 "pairs: {} two-party calls ({} legs), steady tone both ways, {}",
                 self.calls,
                 self.participants,
@@ -561,26 +726,58 @@ impl Report {
             ("call set-up time s", format!("{:.1}", self.setup_seconds)),
             (
                 "measurement window s",
-                format!("{:.1}", self.window_seconds),
+                format!("{:.1}", self.server.window_seconds),
             ),
-            ("server CPU s", format!("{:.2}", self.server_cpu_seconds)),
+            (
+                "server CPU s",
+                format!("{:.2}", self.server.server_cpu_seconds),
+            ),
             (
                 "server CPU µs per participant-second",
-                format!("{:.1}", self.us_per_participant_second),
+                format!("{:.1}", self.server.us_per_participant_second),
             ),
             (
                 "server user CPU µs per participant-second",
-                format!("{:.1}", self.user_us_per_participant_second),
+                format!("{:.1}", self.server.user_us_per_participant_second),
             ),
             (
                 "server system CPU µs per participant-second",
-                format!("{:.1}", self.system_us_per_participant_second),
+                format!("{:.1}", self.server.system_us_per_participant_second),
             ),
             (
                 "participants per core",
-                format!("{:.0}", self.participants_per_core),
+                format!("{:.0}", self.server.participants_per_core),
             ),
         ];
+        if let Some(f) = &self.floor {
+            rows.push((
+                "kernel floor µs per participant-second (user / system)",
+                format!(
+                    "{:.1} ({:.1} / {:.1})",
+                    f.us_per_participant_second,
+                    f.user_us_per_participant_second,
+                    f.system_us_per_participant_second
+                ),
+            ));
+            rows.push((
+                "kernel floor load",
+                format!(
+                    "{} participants, {} threads, {} sockets, {} B in / {} B out per 20 ms",
+                    f.load.participants,
+                    f.load.workers,
+                    f.load.layout.name(),
+                    f.load.bytes_in,
+                    f.load.bytes_out
+                ),
+            ));
+            rows.push((
+                "server ÷ kernel floor",
+                format!(
+                    "{:.2}",
+                    self.server.us_per_participant_second / f.us_per_participant_second
+                ),
+            ));
+        }
         if let Some(p) = &self.pairs {
             rows.push((
                 "server CPU µs per call-second",
@@ -589,22 +786,32 @@ impl Report {
             rows.push(("calls per core", format!("{:.0}", p.calls_per_core)));
         }
         rows.extend([
-            ("loadgen CPU s", format!("{:.2}", self.loadgen_cpu_seconds)),
+            (
+                "loadgen CPU s",
+                format!("{:.2}", self.server.loadgen_cpu_seconds),
+            ),
             (
                 "server RSS MiB (peak)",
                 format!(
                     "{:.1} ({:.1})",
-                    self.server_rss_kib as f64 / 1024.0,
-                    self.server_hwm_kib as f64 / 1024.0
+                    self.server.server_rss_kib as f64 / 1024.0,
+                    self.server.server_hwm_kib as f64 / 1024.0
                 ),
             ),
-            ("media ticks (window)", opt(self.ticks)),
-            ("late ticks (window)", opt(self.late_ticks)),
+            ("media ticks (window)", opt(self.server.ticks)),
+            ("late ticks (window)", opt(self.server.late_ticks)),
             (
                 "server RTP rx / tx (window)",
-                format!("{} / {}", opt(self.server_rtp_rx), opt(self.server_rtp_tx)),
+                format!(
+                    "{} / {}",
+                    opt(self.server.server_rtp_rx),
+                    opt(self.server.server_rtp_tx)
+                ),
             ),
-            ("server RTP relayed (window)", opt(self.server_rtp_relayed)),
+            (
+                "server RTP relayed (window)",
+                opt(self.server.server_rtp_relayed),
+            ),
             ("loadgen RTP sent (window)", self.tx.sent_window.to_string()),
             (
                 "loadgen send drops / late frames",
@@ -636,11 +843,45 @@ impl Report {
             ),
             ("added latency ms mean / p50 / p95 / max", latency),
             ("latency onsets matched / unmatched", onsets),
-            (
+        ]);
+        match &self.webrtc {
+            None => rows.push((
                 "BYE answered / server BYEs",
                 format!("{} / {}", self.bye_ok, self.server_byes),
-            ),
-        ]);
+            )),
+            Some(w) => {
+                let t = &w.tone;
+                rows.extend([
+                    (
+                        "tone heard: where expected / where not",
+                        format!(
+                            "{} of {} / {} of {}",
+                            t.expected_heard,
+                            t.expected_checked,
+                            t.unexpected_heard,
+                            t.unexpected_checked
+                        ),
+                    ),
+                    (
+                        "participants down at window end",
+                        w.down_at_window_end.to_string(),
+                    ),
+                    (
+                        "str0m errors / control send errors",
+                        format!("{} / {}", w.peer_errors, w.control_send_errors),
+                    ),
+                    (
+                        "DELETE answered / sessions left",
+                        format!(
+                            "{} of {} / {}",
+                            w.deletes_ok,
+                            w.deletes_sent,
+                            opt(w.sessions_left)
+                        ),
+                    ),
+                ]);
+            }
+        }
         if let Some(p) = &self.pairs {
             let c = &p.callee;
             rows.push((
@@ -676,16 +917,42 @@ impl Report {
     fn json(&self) -> serde_json::Value {
         // Two objects merged: one json! of all keys exceeds the macro recursion limit.
         let extra = serde_json::json!({
-            "server_user_cpu_seconds": self.server_user_cpu_seconds,
-            "server_system_cpu_seconds": self.server_system_cpu_seconds,
-            "server_user_cpu_us_per_participant_second": self.user_us_per_participant_second,
-            "server_system_cpu_us_per_participant_second": self.system_us_per_participant_second,
+            "server_user_cpu_seconds": self.server.server_user_cpu_seconds,
+            "server_system_cpu_seconds": self.server.server_system_cpu_seconds,
+            "server_user_cpu_us_per_participant_second": self.server.user_us_per_participant_second,
+            "server_system_cpu_us_per_participant_second": self.server.system_us_per_participant_second,
             "latency_ms_mean": self.latency.as_ref().and_then(|l| l.mean_ms),
             "latency_ms_p50": self.latency.as_ref().and_then(|l| l.p50_ms),
             "latency_ms_p95": self.latency.as_ref().and_then(|l| l.p95_ms),
             "latency_ms_max": self.latency.as_ref().and_then(|l| l.max_ms),
             "latency_onsets_matched": self.latency.as_ref().map(|l| l.matched),
             "latency_onsets_unmatched": self.latency.as_ref().map(|l| l.unmatched),
+        });
+        let w = self.webrtc.as_ref();
+        let f = self.floor.as_ref();
+        let legs = serde_json::json!({
+            "leg": self.leg.name(),
+            "rtp_sent_bytes": self.tx.bytes_window,
+            "rtp_received_bytes": self.rx.received_bytes_window,
+            "floor_cpu_us_per_participant_second": f.map(|f| f.us_per_participant_second),
+            "floor_user_cpu_us_per_participant_second":
+                f.map(|f| f.user_us_per_participant_second),
+            "floor_system_cpu_us_per_participant_second":
+                f.map(|f| f.system_us_per_participant_second),
+            "floor_sockets": f.map(|f| f.load.layout.name()),
+            "floor_bytes_in": f.map(|f| f.load.bytes_in),
+            "floor_bytes_out": f.map(|f| f.load.bytes_out),
+            "floor_workers": f.map(|f| f.load.workers),
+            "webrtc_tone_heard": w.map(|w| w.tone.expected_heard),
+            "webrtc_tone_checked": w.map(|w| w.tone.expected_checked),
+            "webrtc_talkers_hearing_tone": w.map(|w| w.tone.unexpected_heard),
+            "webrtc_talkers_checked": w.map(|w| w.tone.unexpected_checked),
+            "webrtc_down_at_window_end": w.map(|w| w.down_at_window_end),
+            "webrtc_peer_errors": w.map(|w| w.peer_errors),
+            "webrtc_control_send_errors": w.map(|w| w.control_send_errors),
+            "webrtc_deletes_ok": w.map(|w| w.deletes_ok),
+            "webrtc_deletes_sent": w.map(|w| w.deletes_sent),
+            "webrtc_sessions_left": w.and_then(|w| w.sessions_left),
         });
         let mut v = serde_json::json!({
             "command": self.cli_line,
@@ -701,17 +968,17 @@ impl Report {
             "calls_failed": self.failed,
             "call_failures": self.failures,
             "setup_seconds": self.setup_seconds,
-            "window_seconds": self.window_seconds,
-            "server_cpu_seconds": self.server_cpu_seconds,
-            "server_cpu_us_per_participant_second": self.us_per_participant_second,
-            "participants_per_core": self.participants_per_core,
-            "loadgen_cpu_seconds": self.loadgen_cpu_seconds,
-            "server_rss_kib": self.server_rss_kib,
-            "server_rss_peak_kib": self.server_hwm_kib,
-            "media_ticks": self.ticks,
-            "late_ticks": self.late_ticks,
-            "server_rtp_received": self.server_rtp_rx,
-            "server_rtp_sent": self.server_rtp_tx,
+            "window_seconds": self.server.window_seconds,
+            "server_cpu_seconds": self.server.server_cpu_seconds,
+            "server_cpu_us_per_participant_second": self.server.us_per_participant_second,
+            "participants_per_core": self.server.participants_per_core,
+            "loadgen_cpu_seconds": self.server.loadgen_cpu_seconds,
+            "server_rss_kib": self.server.server_rss_kib,
+            "server_rss_peak_kib": self.server.server_hwm_kib,
+            "media_ticks": self.server.ticks,
+            "late_ticks": self.server.late_ticks,
+            "server_rtp_received": self.server.server_rtp_rx,
+            "server_rtp_sent": self.server.server_rtp_tx,
             "loadgen_rtp_sent": self.tx.sent_window,
             "loadgen_send_errors": self.tx.send_errors,
             "loadgen_late_frames": self.tx.late_frames,
@@ -730,7 +997,7 @@ impl Report {
             "mode": self.mode.name(),
             "calls": self.calls,
             "legs_established": self.legs_established,
-            "server_rtp_relayed": self.server_rtp_relayed,
+            "server_rtp_relayed": self.server.server_rtp_relayed,
             "server_cpu_us_per_call_second": p.map(|p| p.us_per_call_second),
             "calls_per_core": p.map(|p| p.calls_per_core),
             "callee_byes": p.map(|p| p.callee.byes),
@@ -743,7 +1010,7 @@ impl Report {
             "callee_refreshes": p.map(|p| p.callee.refreshes),
         });
         if let Some(obj) = v.as_object_mut() {
-            for more in [extra, pairs] {
+            for more in [extra, pairs, legs] {
                 if let serde_json::Value::Object(more) = more {
                     obj.extend(more);
                 }
@@ -1027,17 +1294,15 @@ fn run(
         .map_err(|_| anyhow::anyhow!("receiver thread panicked"))?;
     let latency = probing.then(|| latency::summarise_latency(&rx.onsets, bursts, (real_a, real_b)));
 
-    let window = b.at.duration_since(a.at).as_secs_f64();
-    let hz = server_proc::clock_ticks_per_second();
-    let user_cpu = b.server.utime_ticks.saturating_sub(a.server.utime_ticks) as f64 / hz;
-    let system_cpu = b.server.stime_ticks.saturating_sub(a.server.stime_ticks) as f64 / hz;
-    let server_cpu = user_cpu + system_cpu;
     // Only established calls carry media, so they are the participants that cost CPU.
-    let per_ps = |cpu| measure::cpu_us_per_participant_second(cpu, legs_established, window);
-    let us = per_ps(server_cpu);
+    let figures = ServerFigures::between(&a, &b, legs_established);
     let pairs = callee_tally.map(|callee| {
         // The same ratio with the call as the unit.
-        let per_call = measure::cpu_us_per_participant_second(server_cpu, established, window);
+        let per_call = measure::cpu_us_per_participant_second(
+            figures.server_cpu_seconds,
+            established,
+            figures.window_seconds,
+        );
         PairsFigures {
             us_per_call_second: per_call,
             calls_per_core: measure::participants_per_core(per_call),
@@ -1049,6 +1314,7 @@ fn run(
     Ok(Report {
         cli_line: args.join(" "),
         mode: cli.mode,
+        leg: cli.leg,
         calls: callers,
         legs_established,
         participants: n,
@@ -1062,28 +1328,15 @@ fn run(
         failed,
         failures,
         setup_seconds,
-        window_seconds: window,
-        server_cpu_seconds: server_cpu,
-        server_user_cpu_seconds: user_cpu,
-        server_system_cpu_seconds: system_cpu,
-        us_per_participant_second: us,
-        user_us_per_participant_second: per_ps(user_cpu),
-        system_us_per_participant_second: per_ps(system_cpu),
-        participants_per_core: measure::participants_per_core(us),
-        loadgen_cpu_seconds: b.loadgen_cpu_ticks.saturating_sub(a.loadgen_cpu_ticks) as f64 / hz,
-        server_rss_kib: b.server.rss_kib,
-        server_hwm_kib: b.server.hwm_kib,
-        ticks: metric_delta(&a, &b, "amtsleitung_media_ticks_total"),
-        late_ticks: metric_delta(&a, &b, "amtsleitung_media_late_ticks_total"),
-        server_rtp_rx: metric_delta(&a, &b, "amtsleitung_rtp_packets_received_total"),
-        server_rtp_tx: metric_delta(&a, &b, "amtsleitung_rtp_packets_sent_total"),
-        server_rtp_relayed: metric_delta(&a, &b, "amtsleitung_rtp_packets_relayed_total"),
+        server: figures,
         pairs,
         rx: rx.summary,
         tx,
         latency,
         bye_ok: uac.bye_ok,
         server_byes: uac.server_byes,
+        webrtc: None,
+        floor: None,
     })
 }
 

@@ -52,6 +52,25 @@ pub fn prometheus_value(text: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// Sum of every sample of `name`, whatever its labels (`name{kind="a"} 1`), or None if
+/// there is none.
+pub fn prometheus_sum(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let value = match rest.strip_prefix('{') {
+            Some(labelled) => labelled.split_once('}').map(|(_, v)| v),
+            None => rest.starts_with(char::is_whitespace).then_some(rest),
+        };
+        if let Some(v) = value.and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()) {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
 /// Loss in percent from packets expected and received in a window (never negative:
 /// duplicates can make received exceed expected).
 pub fn loss_percent(expected: u64, received: u64) -> f64 {
@@ -107,6 +126,23 @@ mod tests {
             Some(3.0)
         );
         assert_eq!(prometheus_value(text, "missing"), None);
+    }
+
+    #[test]
+    fn sums_a_labelled_metric_over_its_labels_only() {
+        let text = "# TYPE amtsleitung_webrtc_sessions gauge\n\
+                    amtsleitung_webrtc_sessions{kind=\"whip\"} 2\n\
+                    amtsleitung_webrtc_sessions{kind=\"whep\"} 3\n\
+                    amtsleitung_webrtc_sessions_started_total 40\n";
+        assert_eq!(
+            prometheus_sum(text, "amtsleitung_webrtc_sessions"),
+            Some(5.0)
+        );
+        assert_eq!(
+            prometheus_sum(text, "amtsleitung_webrtc_sessions_started_total"),
+            Some(40.0)
+        );
+        assert_eq!(prometheus_sum(text, "amtsleitung_webrtc"), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::udp_rx::{self, TimestampedRx};
 /// Frame period (RFC 3551 §4.5 default packetisation).
 const FRAME: Duration = Duration::from_millis(DEFAULT_PTIME_MS as u64);
 /// Pre-encoded frames per cycle: 1 s, so tone and codec state repeat seamlessly enough.
-const CYCLE_FRAMES: usize = (CYCLE_MS / DEFAULT_PTIME_MS) as usize;
+pub(crate) const CYCLE_FRAMES: usize = (CYCLE_MS / DEFAULT_PTIME_MS) as usize;
 /// A frame sent later than this after its slot counts as late (loadgen overloaded).
 const LATE_SEND: Duration = Duration::from_millis(5);
 
@@ -29,6 +29,8 @@ const LATE_SEND: Duration = Duration::from_millis(5);
 #[derive(Debug, Default)]
 pub struct TxCounters {
     sent: AtomicU64,
+    /// UDP payload bytes of the RTP packets sent.
+    bytes: AtomicU64,
     errors: AtomicU64,
     late: AtomicU64,
     max_lag_us: AtomicU64,
@@ -39,6 +41,8 @@ pub struct TxCounters {
 pub struct TxSummary {
     /// RTP packets sent.
     pub sent_window: u64,
+    /// Their UDP payload bytes.
+    pub bytes_window: u64,
     /// Sends that failed (would block, buffer full).
     pub send_errors: u64,
     /// Frame slots served more than [`LATE_SEND`] late.
@@ -52,10 +56,27 @@ impl TxCounters {
     pub fn mark(&self) -> TxSummary {
         TxSummary {
             sent_window: self.sent.load(Ordering::Relaxed),
+            bytes_window: self.bytes.load(Ordering::Relaxed),
             send_errors: self.errors.load(Ordering::Relaxed),
             late_frames: self.late.load(Ordering::Relaxed),
             max_lag_ms: self.max_lag_us.swap(0, Ordering::Relaxed) as f64 / 1000.0,
         }
+    }
+
+    /// A send slot served `lag` behind its schedule.
+    pub fn record_slot(&self, lag: Duration) {
+        if lag > LATE_SEND {
+            self.late.fetch_add(1, Ordering::Relaxed);
+        }
+        self.max_lag_us
+            .fetch_max(lag.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// One slot's sends: packets and their bytes sent, sends that failed.
+    pub fn record_sends(&self, sent: u64, bytes: u64, errors: u64) {
+        self.sent.fetch_add(sent, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.errors.fetch_add(errors, Ordering::Relaxed);
     }
 }
 
@@ -64,6 +85,7 @@ impl TxSummary {
     pub fn since(&self, earlier: &TxSummary) -> TxSummary {
         TxSummary {
             sent_window: self.sent_window - earlier.sent_window,
+            bytes_window: self.bytes_window - earlier.bytes_window,
             send_errors: self.send_errors - earlier.send_errors,
             late_frames: self.late_frames - earlier.late_frames,
             max_lag_ms: self.max_lag_ms,
@@ -139,12 +161,12 @@ fn frame_level(pcm: &[i16]) -> AudioLevel {
 /// Encodes one cycle of frames from `tone` (silence if None) with a fresh encoder, and each
 /// frame's RFC 6464 level: sending the same pre-encoded cycle from every participant keeps
 /// the load generator's CPU off the box the server is measured on.
-fn encode_frames_with_levels(
-    codec: CodecKind,
+pub(crate) fn encode_frames_with_levels(
+    mut enc: Encoder,
     tone: Option<ToneSpec>,
     cycle_frames: usize,
 ) -> anyhow::Result<(Vec<Vec<u8>>, Vec<AudioLevel>)> {
-    let mut enc = Encoder::new(codec)?;
+    let codec = enc.kind();
     let samples = codec.samples_per_frame(DEFAULT_PTIME_MS);
     let mut generator = tone.map(|t| ToneGenerator::new(codec.sample_rate(), t));
     let mut pcm = vec![0i16; samples];
@@ -164,8 +186,8 @@ fn encode_frames_with_levels(
 
 /// The talkers' cycle, a steady tone or a burst (or turn) starting at sample 0 of frame 0,
 /// with each frame's level.
-fn talker_cycle_with_levels(
-    codec: CodecKind,
+pub(crate) fn talker_cycle_with_levels(
+    enc: Encoder,
     pattern: TalkPattern,
     talkers: usize,
 ) -> anyhow::Result<(Vec<Vec<u8>>, Vec<AudioLevel>)> {
@@ -180,7 +202,7 @@ fn talker_cycle_with_levels(
             tone.with_cadence(TURN_MS, cycle_ms - TURN_MS)
         }
     };
-    encode_frames_with_levels(codec, Some(tone), cycle_frames)
+    encode_frames_with_levels(enc, Some(tone), cycle_frames)
 }
 
 struct TxStream {
@@ -211,9 +233,10 @@ pub fn spawn_sender(
         talkers,
         audio_level,
     } = plan;
-    let (tone, tone_levels) = talker_cycle_with_levels(codec, pattern, talkers)?;
+    let (tone, tone_levels) = talker_cycle_with_levels(Encoder::new(codec)?, pattern, talkers)?;
     let tone_frames = tone.len() as u64;
-    let (silence, silence_levels) = encode_frames_with_levels(codec, None, CYCLE_FRAMES)?;
+    let (silence, silence_levels) =
+        encode_frames_with_levels(Encoder::new(codec)?, None, CYCLE_FRAMES)?;
     let pt = offer_pt(codec);
     let ticks = codec.rtp_ticks_per_frame(DEFAULT_PTIME_MS);
     let log_bursts = pattern == TalkPattern::Bursts;
@@ -247,16 +270,9 @@ pub fn spawn_sender(
                     std::thread::sleep(slot - now);
                 }
                 // Measured after the sleep: oversleeping is lag too.
-                let lag = Instant::now().saturating_duration_since(slot);
-                if lag > LATE_SEND {
-                    counters.late.fetch_add(1, Ordering::Relaxed);
-                }
-                counters
-                    .max_lag_us
-                    .fetch_max(lag.as_micros() as u64, Ordering::Relaxed);
+                counters.record_slot(Instant::now().saturating_duration_since(slot));
                 let f = (k % CYCLE_FRAMES as u64) as usize;
-                let mut sent = 0;
-                let mut errors = 0;
+                let (mut sent, mut bytes, mut errors) = (0, 0, 0);
                 for (i, st) in streams.iter_mut().enumerate() {
                     let Some(st) = st else { continue };
                     let (payload, level, burst_room) = match roles.get(i) {
@@ -291,15 +307,17 @@ pub fn spawn_sender(
                             log.push(realtime_now());
                         }
                         match socks[i].send_to(&pkt[..n], st.dest) {
-                            Ok(_) => sent += 1,
+                            Ok(_) => {
+                                sent += 1;
+                                bytes += n as u64;
+                            }
                             Err(_) => errors += 1,
                         }
                     }
                     st.seq = st.seq.wrapping_add(1);
                     st.ts = st.ts.wrapping_add(ticks);
                 }
-                counters.sent.fetch_add(sent, Ordering::Relaxed);
-                counters.errors.fetch_add(errors, Ordering::Relaxed);
+                counters.record_sends(sent, bytes, errors);
                 k += 1;
             }
             bursts
@@ -321,6 +339,8 @@ pub enum RxCommand {
 pub struct RxSummary {
     /// RTP packets received by all participants.
     pub received_window: u64,
+    /// Their UDP payload bytes.
+    pub received_bytes_window: u64,
     /// Participants that received nothing in the window.
     pub silent_receivers: usize,
     /// Packets missing by sequence number, percent of expected.
@@ -333,10 +353,15 @@ pub struct RxSummary {
     pub restarted_streams: usize,
 }
 
-struct RxStream {
+/// One participant's received stream: loss, jitter and restarts over the window.
+pub(crate) struct RxStream {
     stats: RtpStats,
     ssrc: Option<u32>,
     packets: u64,
+    /// UDP payload bytes of the RTP packets, and their count at the window start and end.
+    bytes: u64,
+    bytes_start: u64,
+    bytes_window: u64,
     restarts: u32,
     jitter_max_ms: f64,
     /// (packets, extended max seq, restarts) at the window start.
@@ -346,11 +371,14 @@ struct RxStream {
 }
 
 impl RxStream {
-    fn new(clock: u32) -> Self {
+    pub(crate) fn new(clock: u32) -> Self {
         Self {
             stats: RtpStats::new(clock),
             ssrc: None,
             packets: 0,
+            bytes: 0,
+            bytes_start: 0,
+            bytes_window: 0,
             restarts: 0,
             jitter_max_ms: 0.0,
             start: None,
@@ -358,7 +386,9 @@ impl RxStream {
         }
     }
 
-    fn on_packet(&mut self, buf: &[u8], clock: u32, now: Instant) {
+    /// One datagram that arrived at `now` (RTCP and anything not RTP is skipped). Only the
+    /// RTP header is read, which SRTP leaves in the clear.
+    pub(crate) fn on_packet(&mut self, buf: &[u8], clock: u32, now: Instant) {
         if is_rtcp(buf) {
             return;
         }
@@ -372,16 +402,19 @@ impl RxStream {
         }
         self.stats.on_packet(p.sequence, p.timestamp, now);
         self.packets += 1;
+        self.bytes += buf.len() as u64;
         if self.start.is_some() && self.end.is_none() {
             let j = self.stats.jitter_duration().as_secs_f64() * 1000.0;
             self.jitter_max_ms = self.jitter_max_ms.max(j);
         }
     }
 
-    fn mark(&mut self) {
+    /// The window starts (first call) or ends (second call) now.
+    pub(crate) fn mark(&mut self) {
         let seq = self.stats.extended_max_seq();
         if let Some((p0, s0, r0)) = self.start {
             if self.end.is_none() {
+                self.bytes_window = self.bytes - self.bytes_start;
                 let restarted = self.restarts != r0;
                 let expected = u64::from(seq.wrapping_sub(s0));
                 let jitter = self.stats.jitter_duration().as_secs_f64() * 1000.0;
@@ -389,12 +422,13 @@ impl RxStream {
             }
         } else {
             self.start = Some((self.packets, seq, self.restarts));
+            self.bytes_start = self.bytes;
         }
     }
 }
 
 /// Summarises per-participant window results.
-fn summarise(streams: &[RxStream]) -> RxSummary {
+pub(crate) fn summarise<'a>(streams: impl IntoIterator<Item = &'a RxStream>) -> RxSummary {
     let mut s = RxSummary::default();
     let (mut expected, mut received_ok, mut jitter_sum, mut jitter_n) = (0u64, 0u64, 0.0, 0u32);
     for st in streams {
@@ -402,6 +436,7 @@ fn summarise(streams: &[RxStream]) -> RxSummary {
             continue;
         };
         s.received_window += packets;
+        s.received_bytes_window += st.bytes_window;
         if packets == 0 {
             s.silent_receivers += 1;
             continue;
@@ -433,20 +468,20 @@ struct Probe {
 /// Maps CLOCK_REALTIME kernel stamps onto the `Instant` base `RtpStats` works in, from one
 /// pair of readings taken together (RFC 3550 jitter only uses differences of arrivals).
 #[derive(Debug, Clone, Copy)]
-struct ClockMap {
+pub(crate) struct ClockMap {
     instant: Instant,
     real: RealtimeNs,
 }
 
 impl ClockMap {
-    fn now() -> Self {
+    pub(crate) fn now() -> Self {
         Self {
             instant: Instant::now(),
             real: realtime_now(),
         }
     }
 
-    fn to_instant(self, real: RealtimeNs) -> Instant {
+    pub(crate) fn to_instant(self, real: RealtimeNs) -> Instant {
         let d = Duration::from_nanos((real - self.real).unsigned_abs());
         if real >= self.real {
             self.instant + d
@@ -615,7 +650,7 @@ mod tests {
     use super::*;
 
     fn encode_cycle(codec: CodecKind, tone: Option<ToneSpec>) -> anyhow::Result<Vec<Vec<u8>>> {
-        Ok(encode_frames_with_levels(codec, tone, CYCLE_FRAMES)?.0)
+        Ok(encode_frames_with_levels(Encoder::new(codec)?, tone, CYCLE_FRAMES)?.0)
     }
 
     fn talker_cycle(
@@ -623,7 +658,7 @@ mod tests {
         pattern: TalkPattern,
         talkers: usize,
     ) -> anyhow::Result<Vec<Vec<u8>>> {
-        Ok(talker_cycle_with_levels(codec, pattern, talkers)?.0)
+        Ok(talker_cycle_with_levels(Encoder::new(codec)?, pattern, talkers)?.0)
     }
 
     fn rtp(seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
@@ -844,8 +879,12 @@ mod tests {
         assert_eq!(frame_level(&[0; 160]).dbov, 127);
         assert_eq!(frame_level(&[i16::MAX; 160]).dbov, 0);
         // The talkers' -16 dBFS sine has an RMS 3 dB lower.
-        let (_, levels) =
-            talker_cycle_with_levels(CodecKind::Pcmu, TalkPattern::Continuous, 3).unwrap();
+        let (_, levels) = talker_cycle_with_levels(
+            Encoder::new(CodecKind::Pcmu).unwrap(),
+            TalkPattern::Continuous,
+            3,
+        )
+        .unwrap();
         assert!(levels.iter().all(|l| l.dbov == 19), "{levels:?}");
     }
 

@@ -1,7 +1,7 @@
 //! The server under test as a child process: start on free loopback ports, sample its CPU
 //! and memory from /proc, read /metrics, stop it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -32,12 +32,33 @@ pub struct ProcSample {
     pub hwm_kib: u64,
 }
 
+/// Rooms stored with the admin CLI before the server starts.
+#[derive(Debug, Clone, Default)]
+pub struct StoredRooms {
+    /// (number, max participants) of each room.
+    pub rooms: Vec<(String, usize)>,
+    /// Also issue a WHIP and a WHEP token for each (WebRTC clients enter stored rooms only).
+    pub webrtc_tokens: bool,
+}
+
+/// A room's bearer tokens for WebRTC clients.
+#[derive(Debug, Clone)]
+pub struct RoomTokens {
+    /// For `POST /whip/rooms/NUMBER` (publishing).
+    pub whip: String,
+    /// For `POST /whep/rooms/NUMBER` (listening).
+    pub whep: String,
+}
+
 /// A running amtsleitung; killed on drop if not stopped.
 pub struct ServerProcess {
     child: Option<Child>,
     /// SIP address (UDP).
     pub sip: SocketAddr,
-    http: SocketAddr,
+    /// Admin HTTP address (metrics, WHIP/WHEP).
+    pub http: SocketAddr,
+    /// Tokens by room number, when asked for in [`StoredRooms`].
+    pub tokens: HashMap<String, RoomTokens>,
     data_dir: PathBuf,
     /// Our own dialplan directory, if we wrote one (removed with the data directory).
     dialplans: Option<PathBuf>,
@@ -103,15 +124,16 @@ fn free_rtp_range(len: u16) -> anyhow::Result<(u16, u16)> {
 }
 
 impl ServerProcess {
-    /// Starts `bin serve` in `repo` on loopback, sized for `participants`, with `extra_args`
+    /// Starts `bin serve` in `repo` on loopback with `rtp_ports` media ports (and a spare
+    /// 64), with `extra_args`
     /// appended, and waits for it to log that it is ready. With `dialplan` (TOML text) the
     /// server runs that one file instead of the repository's `dialplans/`.
     pub fn start(
         bin: &Path,
         repo: &Path,
-        participants: usize,
+        rtp_ports: usize,
         media_workers: usize,
-        big_rooms: &[(String, usize)],
+        stored: &StoredRooms,
         dialplan: Option<&str>,
         extra_args: &[String],
     ) -> anyhow::Result<Self> {
@@ -123,26 +145,38 @@ impl ServerProcess {
             .with_context(|| format!("repository {}", repo.display()))?;
         let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port()?).parse()?;
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()?).parse()?;
-        let len = u16::try_from(participants * 2 + 64).context("too many participants")?;
+        let len = u16::try_from(rtp_ports + 64).context("too many participants")?;
         let (lo, hi) = free_rtp_range(len)?;
         let data_dir = std::env::temp_dir().join(format!("amt-loadgen-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         std::fs::create_dir_all(&data_dir)?;
         // Rooms not created with the CLI hold 50 (conference.rs DEFAULT_MAX_PARTICIPANTS).
-        for (number, max) in big_rooms {
+        let room_cli = |args: &[&str]| -> anyhow::Result<String> {
             let out = Command::new(&bin)
                 .current_dir(&repo)
                 .arg("room")
                 .arg("--data-dir")
                 .arg(&data_dir)
-                .args(["create", number, "--max-participants", &max.to_string()])
+                .args(args)
                 .output()
-                .context("running amtsleitung room create")?;
+                .context("running amtsleitung room")?;
             if !out.status.success() {
                 bail!(
-                    "room create {number} failed: {}",
+                    "room {} failed: {}",
+                    args.join(" "),
                     String::from_utf8_lossy(&out.stderr)
                 );
+            }
+            // A token is printed alone on stdout.
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        };
+        let mut tokens = HashMap::new();
+        for (number, max) in &stored.rooms {
+            room_cli(&["create", number, "--max-participants", &max.to_string()])?;
+            if stored.webrtc_tokens {
+                let whip = room_cli(&["token", number, "--whip"])?;
+                let whep = room_cli(&["token", number, "--whep"])?;
+                tokens.insert(number.clone(), RoomTokens { whip, whep });
             }
         }
         let dialplans = match dialplan {
@@ -200,6 +234,7 @@ impl ServerProcess {
             child: Some(child),
             sip,
             http,
+            tokens,
             data_dir,
             dialplans,
             log,

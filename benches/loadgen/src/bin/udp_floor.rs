@@ -7,10 +7,13 @@
 //! (user and system, from `getrusage(RUSAGE_THREAD)`) per participant-second is the floor
 //! under `amt-loadgen`'s "server CPU µs per participant-second" for the same count.
 //!
-//! `--sockets per-call` is how amtsleitung works (one socket per call, `recv_from` until it
-//! would block, `send_to`); `--sockets per-worker` is the batched alternative (one socket
+//! `--sockets per-call` is how amtsleitung works for phones (one socket per call, `recv_from`
+//! until it would block, `send_to`); `--sockets per-session` is how it works for WebRTC
+//! participants (a WHIP session's socket receives, a WHEP session's socket sends, and both
+//! are drained every tick); `--sockets per-worker` is the batched alternative (one socket
 //! per worker thread, `recvmmsg` and `sendmmsg` of 64), to price that design before
-//! building it.
+//! building it. `--bytes-in`/`--bytes-out` set the datagram sizes (SRTP packets are larger
+//! than a G.711 packet); `amt-loadgen --floor` passes the sizes it measured.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
@@ -23,15 +26,21 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
 const TICK: Duration = Duration::from_millis(20);
-const PACKET: usize = 172;
+/// A G.711 RTP packet: 12 bytes of header and 160 of payload.
+const G711_PACKET: usize = 172;
 const BATCH: usize = 64;
 
+// The variants are the `--sockets` values (`per-call`, ...) the README and amt-loadgen use.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Sockets {
     /// One socket per call, as amtsleitung does.
     PerCall,
     /// One socket per worker, recvmmsg/sendmmsg.
     PerWorker,
+    /// Two sockets per participant, one receiving and one sending, as amtsleitung's WebRTC
+    /// participants (WHIP and WHEP sessions).
+    PerSession,
 }
 
 /// Prices the RTP packet path alone, on loopback.
@@ -50,6 +59,15 @@ struct Cli {
     /// Seconds measured (after one second of warm-up).
     #[arg(long, default_value_t = 20)]
     duration: u64,
+    /// Bytes of each datagram a participant sends to the server.
+    #[arg(long, default_value_t = G711_PACKET)]
+    bytes_in: usize,
+    /// Bytes of each datagram the server sends to a participant.
+    #[arg(long, default_value_t = G711_PACKET)]
+    bytes_out: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
 }
 
 fn loopback_socket() -> anyhow::Result<UdpSocket> {
@@ -76,6 +94,8 @@ struct ServerThread {
     stop: Arc<AtomicBool>,
     mark: Arc<AtomicBool>,
     counter: Arc<AtomicU64>,
+    /// Bytes of each datagram sent back.
+    reply_bytes: usize,
 }
 
 impl ServerThread {
@@ -98,22 +118,38 @@ impl ServerThread {
         (u1.saturating_sub(u0), s1.saturating_sub(s0))
     }
 
-    fn per_call(&self, socks: Vec<(UdpSocket, SocketAddr)>) -> (Duration, Duration) {
+    /// Per participant: drain `receive`, then drain `send` (a second socket in the
+    /// per-session layout, nothing when it is the same one) and send the reply from it.
+    fn per_call(
+        &self,
+        socks: Vec<(UdpSocket, Option<UdpSocket>, SocketAddr)>,
+    ) -> (Duration, Duration) {
         let mut buf = [0u8; 2048];
-        let reply = [0x80u8; PACKET];
+        let reply = vec![0x80u8; self.reply_bytes];
         let mut next = Instant::now() + TICK;
         let mut start = None;
+        let drain = |sock: &UdpSocket, buf: &mut [u8]| {
+            let mut got = 0;
+            loop {
+                match sock.recv_from(buf) {
+                    Ok(_) => got += 1,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return got,
+                    Err(_) => continue,
+                }
+            }
+        };
         while self.wait(&mut next, &mut start) {
             let mut got = 0;
-            for (sock, client) in &socks {
-                loop {
-                    match sock.recv_from(&mut buf) {
-                        Ok(_) => got += 1,
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(_) => continue,
+            for (receive, send, client) in &socks {
+                got += drain(receive, &mut buf);
+                let send = match send {
+                    Some(send) => {
+                        drain(send, &mut buf);
+                        send
                     }
-                }
-                let _ = sock.send_to(&reply, client);
+                    None => receive,
+                };
+                let _ = send.send_to(&reply, client);
             }
             self.counter.fetch_add(got, Ordering::Relaxed);
         }
@@ -123,7 +159,7 @@ impl ServerThread {
     fn per_worker(&self, sock: UdpSocket, clients: Vec<SocketAddr>) -> (Duration, Duration) {
         let fd = sock.as_raw_fd();
         let mut bufs = vec![[0u8; 2048]; BATCH];
-        let reply = [0x80u8; PACKET];
+        let reply = vec![0x80u8; self.reply_bytes];
         let names: Vec<libc::sockaddr_in> = clients.iter().map(sockaddr_in).collect();
         let mut next = Instant::now() + TICK;
         let mut start = None;
@@ -160,7 +196,7 @@ impl ServerThread {
                     let mut msgs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
                     for ((iov, msg), name) in iovs.iter_mut().zip(msgs.iter_mut()).zip(chunk) {
                         iov.iov_base = reply.as_ptr() as *mut _;
-                        iov.iov_len = PACKET;
+                        iov.iov_len = reply.len();
                         msg.msg_hdr.msg_iov = iov;
                         msg.msg_hdr.msg_iovlen = 1;
                         msg.msg_hdr.msg_name = (name as *const libc::sockaddr_in) as *mut _;
@@ -207,6 +243,12 @@ fn sockaddr_in(addr: &SocketAddr) -> libc::sockaddr_in {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    for bytes in [cli.bytes_in, cli.bytes_out] {
+        // An RTP header at least; at most what the 2048-byte receive buffers hold.
+        if !(12..=2048).contains(&bytes) {
+            anyhow::bail!("datagram sizes must be 12..=2048 bytes, not {bytes}");
+        }
+    }
     let n = cli.participants;
     let workers = cli.workers.max(1);
     let clients: Vec<UdpSocket> = (0..n)
@@ -227,14 +269,19 @@ fn main() -> anyhow::Result<()> {
             stop: stop.clone(),
             mark: mark.clone(),
             counter: counter.clone(),
+            reply_bytes: cli.bytes_out,
         };
         match cli.sockets {
-            Sockets::PerCall => {
+            Sockets::PerCall | Sockets::PerSession => {
                 let mut socks = Vec::with_capacity(mine.len());
                 for &i in &mine {
                     let sock = loopback_socket()?;
                     targets[i] = sock.local_addr()?;
-                    socks.push((sock, client_addrs[i]));
+                    let send = match cli.sockets {
+                        Sockets::PerSession => Some(loopback_socket()?),
+                        _ => None,
+                    };
+                    socks.push((sock, send, client_addrs[i]));
                 }
                 handles.push(std::thread::spawn(move || thread.per_call(socks)));
             }
@@ -252,7 +299,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let payload = [0x80u8; PACKET];
+    let payload = vec![0x80u8; cli.bytes_in];
     let mut buf = [0u8; 2048];
     let mut back = 0u64;
     let started = Instant::now();
@@ -290,9 +337,31 @@ fn main() -> anyhow::Result<()> {
     let participant_seconds = n as f64 * window.as_secs_f64();
     let per = |d: Duration| d.as_secs_f64() * 1e6 / participant_seconds;
     let expected = (2 * n) as f64 * (warm_up + measured).as_secs_f64() / TICK.as_secs_f64();
+    let moved = counter.load(Ordering::Relaxed) + back;
+    if let Some(path) = &cli.json {
+        let json = serde_json::json!({
+            "sockets": format!("{:?}", cli.sockets),
+            "participants": n,
+            "workers": workers,
+            "bytes_in": cli.bytes_in,
+            "bytes_out": cli.bytes_out,
+            "window_seconds": window.as_secs_f64(),
+            "cpu_us_per_participant_second": per(user + system),
+            "user_cpu_us_per_participant_second": per(user),
+            "system_cpu_us_per_participant_second": per(system),
+            "datagrams_moved": moved,
+            "datagrams_expected": expected,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     println!(
         "sockets                                      {:?}",
         cli.sockets
+    );
+    println!(
+        "datagram bytes in / out                      {} / {}",
+        cli.bytes_in, cli.bytes_out
     );
     println!("participants / server threads                {n} / {workers}");
     println!(
@@ -313,8 +382,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "datagrams moved (server in + back at client) {} of about {:.0}",
-        counter.load(Ordering::Relaxed) + back,
-        expected
+        moved, expected
     );
     Ok(())
 }
