@@ -627,6 +627,13 @@ impl Baresip {
         }
     }
 
+    /// Makes the microphone's tone last `seconds` (instead of 30) at `tone_hz` and 8 kHz mono
+    /// (PCMU's rate), for calls longer than 30 s: baresip hangs up when its file ends.
+    pub fn with_tone_seconds(self, tone_hz: u32, seconds: u32) -> Self {
+        write_tone_channels(&self.dir.path().join("tone.wav"), tone_hz, 8000, seconds, 1);
+        self
+    }
+
     /// Makes the client take its RTP ports from `low..=high` (instead of 30000-30100), so
     /// that a firewall rule can pick its packets: every client's packets to the server leave
     /// from the server's own address in the namespace, so only the ports tell them apart.

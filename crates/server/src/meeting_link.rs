@@ -37,9 +37,11 @@ use crate::shared::Shared;
 /// How often the watch looks for linked rooms that opened, and a running link whether its
 /// room is still open.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
-/// A link whose meeting stays unreachable (ICE consent lost) this long is down. Shorter than a
-/// browser's: a meeting does not walk through a tunnel, and the room should hear soon.
-const UNREACHABLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A link whose meeting stays unreachable this long after ICE gave its pair up is down. Short:
+/// the client leg's ICE already waited several seconds of unanswered checks (see the `webrtc`
+/// crate's client side), a meeting does not walk through a tunnel like a browser, and the room
+/// should hear soon.
+const UNREACHABLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Prompts the room hears.
 const PROMPT_UP: &str = "meeting-connected";
 const PROMPT_DOWN: &str = "meeting-disconnected";

@@ -9,7 +9,7 @@
 //! puts them there). DTLS is `actpass` in the offer, so the answer picks the role.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
@@ -23,6 +23,13 @@ use crate::offer::{parse_complaint, summarize};
 
 /// Answers larger than this are refused unread (an endpoint's answer is a few KiB).
 const MAX_ANSWER: usize = 64 * 1024;
+
+/// The controlling agent's STUN retransmission cap and count, which decide how long a pair
+/// whose checks go unanswered lives: with these about 7.5 s (str0m's defaults, 3 s and 9, make
+/// it 23 s). A meeting's server does not roam like a browser on Wi-Fi, and every second a dead
+/// link goes unnoticed is a second the room waits for the notice and for the reconnect.
+const MAX_STUN_RTO: Duration = Duration::from_millis(1500);
+const MAX_STUN_RETRANSMITS: usize = 6;
 
 /// Which endpoint the offer is for, which fixes the direction of its one audio m-line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +70,10 @@ impl WebRtcLeg {
         now: Instant,
     ) -> Result<(PendingClientLeg, String), WebRtcError> {
         let advertised = config.advertised()?;
-        let mut rtc = rtc_config(false).build(now);
+        let mut rtc_config = rtc_config(false);
+        rtc_config.set_max_stun_rto(MAX_STUN_RTO);
+        rtc_config.set_max_stun_retransmits(MAX_STUN_RETRANSMITS);
+        let mut rtc = rtc_config.build(now);
         let candidate =
             Candidate::host(advertised, "udp").map_err(|e| WebRtcError::UnusableAddress {
                 addr: advertised,
