@@ -8,13 +8,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::{
-    Baresip, Netns, Server, TempDir, admin_ok, create_room, plans_with, python_venv, read_wav,
+    Baresip, Netns, Server, TempDir, admin_ok, aiortc_python, create_room, plans_with, read_wav,
     repo, rms, tone_share, wait_until,
 };
 
@@ -29,18 +29,6 @@ const WHEP_TOKEN: &str = "meeting-egress-secret";
 /// a few units.
 const SPEECH_RMS: f64 = 300.0;
 const SILENCE_RMS: f64 = 50.0;
-
-/// The venv's Python with aiortc (the same venv and pin as tests/webrtc_whip.rs).
-fn aiortc_python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        python_venv(
-            "aiortc-venv",
-            &["aiortc==1.16.0"],
-            "import aiortc, av; assert aiortc.__version__ == '1.16.0'",
-        )
-    })
-}
 
 /// One run of the stand-in meeting; its JSON report lines are collected as they come.
 struct StandIn {
@@ -106,6 +94,22 @@ impl Drop for StandIn {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The server on `data`, with a dialplan whose number 91234 is `webrtc_bridge` into room 1234;
+/// the dialplan directory lives as long as the server must.
+fn bridge_server(ns: &Netns, data: TempDir) -> (Server, TempDir) {
+    let plans = plans_with(
+        "bridge-plans",
+        "[[rule]]\nname = \"line to the council meeting\"\nmatch = \"91234\"\npublic = true\n\
+         actions = [ { webrtc_bridge = { room = \"1234\" } } ]\n",
+    );
+    let server = Server::start_with_data(
+        Some(ns),
+        &["--dialplans", plans.path().to_str().unwrap()],
+        data,
+    );
+    (server, plans)
 }
 
 /// The shares of 440 Hz and 700 Hz in what the meeting recorded of the room.
@@ -179,16 +183,7 @@ fn phone_and_linked_meeting_hear_each_other_and_the_link_returns_after_the_meeti
             WHEP_TOKEN,
         ],
     );
-    let plans = plans_with(
-        "bridge-plans",
-        "[[rule]]\nname = \"line to the council meeting\"\nmatch = \"91234\"\npublic = true\n\
-         actions = [ { webrtc_bridge = { room = \"1234\" } } ]\n",
-    );
-    let server = Server::start_with_data(
-        Some(&ns),
-        &["--dialplans", plans.path().to_str().unwrap()],
-        data,
-    );
+    let (server, _plans) = bridge_server(&ns, data);
     let dir = TempDir::new("bridge-audio");
     let first_heard = dir.path().join("meeting-1.wav");
     let second_heard = dir.path().join("meeting-2.wav");
@@ -352,16 +347,7 @@ fn webrtc_bridge_to_a_room_without_a_link_is_refused_and_logged() {
     let ns = Netns::new();
     let data = TempDir::new("bridge-nolink-data");
     create_room(data.path(), &["1234"]);
-    let plans = plans_with(
-        "bridge-nolink-plans",
-        "[[rule]]\nname = \"line to the council meeting\"\nmatch = \"91234\"\npublic = true\n\
-         actions = [ { webrtc_bridge = { room = \"1234\" } } ]\n",
-    );
-    let server = Server::start_with_data(
-        Some(&ns),
-        &["--dialplans", plans.path().to_str().unwrap()],
-        data,
-    );
+    let (server, _plans) = bridge_server(&ns, data);
     let phone = Baresip::new("10.99.0.4", 440, "PCMU", 8000);
     let phone_log = phone.call(&ns, "sip:91234@10.99.0.1:5060", 15);
     let log = server.log();

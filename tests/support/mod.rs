@@ -1135,6 +1135,20 @@ pub fn python_venv(name: &str, packages: &[&str], check: &str) -> PathBuf {
     python
 }
 
+/// The venv's Python with aiortc (the WebRTC tests' clients and stand-in meeting), created on
+/// first use. Pinned to the version the scripts were written against; PyPI has wheels of it
+/// and all it needs (PyAV bundles its FFmpeg) for Debian 12's Python, so nothing is compiled.
+pub fn aiortc_python() -> &'static Path {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        python_venv(
+            "aiortc-venv",
+            &["aiortc==1.16.0"],
+            "import aiortc, av; assert aiortc.__version__ == '1.16.0'",
+        )
+    })
+}
+
 /// A desk phone made of PJSIP (tests/pjsua/phone.py on pjsua2, in `target/pjsua-venv`):
 /// registers, answers by itself, plays a tone as its microphone and records what it hears.
 /// Unlike baresip 1.0 and SIPp it speaks SHA-256 digest (RFC 8760).

@@ -13,55 +13,21 @@ needs nothing but these three requests), in the same event loop as the peer conn
 
 import argparse
 import asyncio
-import fractions
 import json
-import math
-import time
 import wave
 
 import aioice.ice
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
-RATE = 48000
-FRAME = 960  # 20 ms
+from tone import RATE, Tone
+
 MAX_BODY = 64 * 1024
 
 
 def report(**fields):
     print(json.dumps(fields), flush=True)
-
-
-class Tone(MediaStreamTrack):
-    """A sine at `freq` Hz, 0.4 of full scale, 20 ms frames paced in real time."""
-
-    kind = "audio"
-
-    def __init__(self, freq):
-        super().__init__()
-        self.freq = freq
-        self.sent = 0
-        self.start = None
-
-    async def recv(self):
-        if self.start is None:
-            self.start = time.monotonic()
-        due = self.start + self.sent / RATE
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME)
-        step = 2 * math.pi * self.freq / RATE
-        samples = bytearray()
-        for i in range(self.sent, self.sent + FRAME):
-            samples += int(13107 * math.sin(step * i)).to_bytes(2, "little", signed=True)
-        frame.planes[0].update(bytes(samples))
-        frame.sample_rate = RATE
-        frame.pts = self.sent
-        frame.time_base = fractions.Fraction(1, RATE)
-        self.sent += FRAME
-        return frame
 
 
 async def record(track, path, seconds):

@@ -11,14 +11,16 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
-use str0m::{Candidate, Rtc};
 use tracing::debug;
 
 use crate::config::WebRtcConfig;
 use crate::error::WebRtcError;
-use crate::leg::{Negotiated, WebRtcLeg, drain_new, negotiated_opus, rtc_config};
+use crate::leg::{
+    Negotiated, WebRtcLeg, add_host_candidate, drain_new, negotiated_opus, rtc_config,
+};
 use crate::offer::{parse_complaint, summarize};
 
 /// Answers larger than this are refused unread (an endpoint's answer is a few KiB).
@@ -74,17 +76,7 @@ impl WebRtcLeg {
         rtc_config.set_max_stun_rto(MAX_STUN_RTO);
         rtc_config.set_max_stun_retransmits(MAX_STUN_RETRANSMITS);
         let mut rtc = rtc_config.build(now);
-        let candidate =
-            Candidate::host(advertised, "udp").map_err(|e| WebRtcError::UnusableAddress {
-                addr: advertised,
-                reason: e.to_string(),
-            })?;
-        if rtc.add_local_candidate(candidate).is_none() {
-            return Err(WebRtcError::UnusableAddress {
-                addr: advertised,
-                reason: "the ICE agent refused it as a host candidate".to_owned(),
-            });
-        }
+        add_host_candidate(&mut rtc, advertised)?;
         let direction = match role {
             ClientRole::Publish => Direction::SendOnly,
             ClientRole::Subscribe => Direction::RecvOnly,

@@ -124,17 +124,7 @@ impl WebRtcLeg {
             })?;
 
         let mut rtc = rtc_config(true).build(now);
-        let candidate =
-            Candidate::host(advertised, "udp").map_err(|e| WebRtcError::UnusableAddress {
-                addr: advertised,
-                reason: e.to_string(),
-            })?;
-        if rtc.add_local_candidate(candidate).is_none() {
-            return Err(WebRtcError::UnusableAddress {
-                addr: advertised,
-                reason: "the ICE agent refused it as a host candidate".to_owned(),
-            });
-        }
+        add_host_candidate(&mut rtc, advertised)?;
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
@@ -523,6 +513,22 @@ impl WebRtcLeg {
         self.send_clock = Some((ts, extended));
         extended
     }
+}
+
+/// Gives `rtc` its one ICE host candidate, `advertised`.
+pub(crate) fn add_host_candidate(rtc: &mut Rtc, advertised: SocketAddr) -> Result<(), WebRtcError> {
+    let candidate =
+        Candidate::host(advertised, "udp").map_err(|e| WebRtcError::UnusableAddress {
+            addr: advertised,
+            reason: e.to_string(),
+        })?;
+    if rtc.add_local_candidate(candidate).is_none() {
+        return Err(WebRtcError::UnusableAddress {
+            addr: advertised,
+            reason: "the ICE agent refused it as a host candidate".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// The audio m-line and Opus payload type an SDP exchange settled on.
