@@ -96,6 +96,26 @@ impl Drop for StandIn {
     }
 }
 
+/// `amtsleitung room link 1234` to the stand-in meeting.
+fn link_room(data: &Path) {
+    admin_ok(
+        data,
+        &[
+            "room",
+            "link",
+            "1234",
+            "--whip",
+            &format!("http://{MEETING}/whip"),
+            "--whip-token",
+            WHIP_TOKEN,
+            "--whep",
+            &format!("http://{MEETING}/whep"),
+            "--whep-token",
+            WHEP_TOKEN,
+        ],
+    );
+}
+
 /// The server on `data`, with a dialplan whose number 91234 is `webrtc_bridge` into room 1234;
 /// the dialplan directory lives as long as the server must.
 fn bridge_server(ns: &Netns, data: TempDir) -> (Server, TempDir) {
@@ -167,22 +187,7 @@ fn phone_and_linked_meeting_hear_each_other_and_the_link_returns_after_the_meeti
     let ns = Netns::new();
     let data = TempDir::new("bridge-data");
     create_room(data.path(), &["1234"]);
-    admin_ok(
-        data.path(),
-        &[
-            "room",
-            "link",
-            "1234",
-            "--whip",
-            &format!("http://{MEETING}/whip"),
-            "--whip-token",
-            WHIP_TOKEN,
-            "--whep",
-            &format!("http://{MEETING}/whep"),
-            "--whep-token",
-            WHEP_TOKEN,
-        ],
-    );
+    link_room(data.path());
     let (server, _plans) = bridge_server(&ns, data);
     let dir = TempDir::new("bridge-audio");
     let first_heard = dir.path().join("meeting-1.wav");
@@ -372,4 +377,52 @@ fn webrtc_bridge_to_a_room_without_a_link_is_refused_and_logged() {
         rms(&samples, rate, 0.0) > SPEECH_RMS,
         "the caller heard no prompt\n{phone_log}"
     );
+}
+
+/// A normal dial-in (the shipped plan's 8XXXX) to a linked room brings the meeting in as well,
+/// and `room unlink` ends the running link while the room stays open: the meeting's sessions
+/// are DELETEd and the caller stays.
+#[test]
+fn a_dial_in_brings_the_meeting_in_and_unlinking_ends_the_running_link() {
+    let ns = Netns::new();
+    let data = TempDir::new("bridge-unlink-data");
+    create_room(data.path(), &["1234"]);
+    link_room(data.path());
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    let dir = TempDir::new("bridge-unlink-audio");
+    let meeting = StandIn::start(&ns, &dir.path().join("meeting.wav"));
+    let phone = Baresip::new("10.99.0.4", 440, "PCMU", 8000);
+    std::thread::scope(|scope| {
+        let call = scope.spawn(|| phone.call(&ns, "sip:81234@10.99.0.1:5060", 20));
+        assert!(
+            wait_until(Duration::from_secs(15), || server
+                .metric(Some(&ns), LINK_UP)
+                == 1),
+            "the link did not come up for a dial-in\n{}",
+            server.log()
+        );
+        admin_ok(server.data_dir(), &["room", "unlink", "1234"]);
+        assert!(
+            wait_until(Duration::from_secs(10), || meeting.count("\"known\": true")
+                == 2),
+            "the unlinked room's sessions were not DELETEd\n{}",
+            server.log()
+        );
+        assert!(
+            wait_until(Duration::from_secs(3), || !server
+                .metrics(Some(&ns))
+                .contains(LINK_UP)),
+            "the link outlived its unlinking"
+        );
+        let rooms = server.http_get(Some(&ns), "/rooms");
+        assert!(
+            rooms.contains("\"participants\":1"),
+            "the caller stays, the meeting is gone: {rooms}"
+        );
+        let phone_log = call.join().unwrap();
+        assert!(
+            !phone_log.contains("session closed"),
+            "the caller was hung up\n{phone_log}"
+        );
+    });
 }

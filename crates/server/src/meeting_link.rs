@@ -9,8 +9,10 @@
 //! (an HTTP error, an answer it cannot use, ICE or DTLS failing, consent lost, the meeting
 //! closing DTLS) and tries again after [`LinkBackoff`]'s delay, for as long as somebody other
 //! than the meeting is in the room. The room hears a notice when an established link goes down
-//! and when it comes back. When the room ends (its last caller left, a moderator ended it, an
-//! admin closed it) the link's sessions end and their DELETEs go to the meeting.
+//! and when it comes back ("up" means ICE and DTLS are up on both sessions, not merely that
+//! the meeting answered). When the room ends (its last caller left, a moderator ended it, an
+//! admin closed it) or an admin unlinks it, the link's sessions end and their DELETEs go to
+//! the meeting; when an admin links it anew, it reconnects to the new endpoints.
 //!
 //! A watch started with the server looks once a second for open rooms that have a stored link
 //! and no running task, so a link comes up within about a second of the room opening, whether
@@ -37,11 +39,17 @@ use crate::shared::Shared;
 /// How often the watch looks for linked rooms that opened, and a running link whether its
 /// room is still open.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// An established link compares itself with the store every this many checks, so that
+/// `room unlink` and a new `room link` take effect within seconds.
+const LINK_CHECK_TICKS: u32 = 5;
 /// A link whose meeting stays unreachable this long after ICE gave its pair up is down. Short:
 /// the client leg's ICE already waited several seconds of unanswered checks (see the `webrtc`
 /// crate's client side), a meeting does not walk through a tunnel like a browser, and the room
 /// should hear soon.
 const UNREACHABLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// ICE and DTLS of both sessions must be up this long after the answers came, or the attempt
+/// failed (the meeting's candidates cannot be reached: a firewall, a wrong public address).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Prompts the room hears.
 const PROMPT_UP: &str = "meeting-connected";
 const PROMPT_DOWN: &str = "meeting-disconnected";
@@ -177,6 +185,10 @@ enum LinkEnd {
     RoomEnded(&'static str),
     /// The meeting side failed: try again.
     Failed(String),
+    /// An admin removed the room's link (`room unlink`): stop.
+    Unlinked,
+    /// An admin linked the room anew (`room link` with other URLs or tokens): reconnect at once.
+    Changed,
 }
 
 /// Keeps `room`'s link up until the room ends or its link is removed.
@@ -184,6 +196,7 @@ async fn run_link(shared: &Arc<Shared>, room: &str) {
     let mut backoff = LinkBackoff::default();
     let (reports_tx, mut reports) = mpsc::channel::<BrowserReport>(16);
     let (notices_tx, mut notices) = mpsc::channel::<(LegId, CallEvent)>(64);
+    let (connected_tx, mut connected) = mpsc::channel::<LegId>(16);
     let mut attempts = 0u64;
     tracing::info!("meeting link starts");
     loop {
@@ -222,7 +235,13 @@ async fn run_link(shared: &Arc<Shared>, room: &str) {
         // Reports and notices of an earlier attempt's sessions mean nothing now.
         while reports.try_recv().is_ok() {}
         while notices.try_recv().is_ok() {}
-        let up = match connect(shared, room, &link, &reports_tx, &notices_tx).await {
+        while connected.try_recv().is_ok() {}
+        let channels = LinkChannels {
+            reports: &reports_tx,
+            notices: &notices_tx,
+            connected: &connected_tx,
+        };
+        let up = match connect(shared, room, &link, channels).await {
             Ok(up) => up,
             Err(reason) => {
                 let delay = backoff.failed(Instant::now());
@@ -233,20 +252,60 @@ async fn run_link(shared: &Arc<Shared>, room: &str) {
                 continue;
             }
         };
-        backoff.connected(Instant::now());
-        shared.links.update(room, |s| s.up = true);
-        shared
-            .conferences
-            .tell_others(room, up.incoming, Notice::Announce(PROMPT_UP));
-        tracing::info!(whip = %up.whip.session, whep = %up.whep.session, "meeting link up");
-
-        let end = watch_established(shared, room, &up, &mut reports, &mut notices).await;
-        shared.links.update(room, |s| s.up = false);
+        // Counted in the room from here on, but the meeting is "connected" only once ICE and
+        // DTLS are up both ways: a meeting that cannot be reached must not be announced.
+        let end = match await_connected(
+            shared,
+            room,
+            &up,
+            &mut reports,
+            &mut notices,
+            &mut connected,
+        )
+        .await
+        {
+            Ok(()) => {
+                backoff.connected(Instant::now());
+                shared.links.update(room, |s| s.up = true);
+                shared
+                    .conferences
+                    .tell_others(room, up.incoming, Notice::Announce(PROMPT_UP));
+                tracing::info!(whip = %up.whip.session, whep = %up.whep.session, "meeting link up");
+                let end =
+                    watch_established(shared, room, &up, &link, &mut reports, &mut notices).await;
+                shared.links.update(room, |s| s.up = false);
+                end
+            }
+            Err(LinkEnd::Failed(reason)) => {
+                tear_down(shared, room, &up, &link);
+                let delay = backoff.failed(Instant::now());
+                tracing::warn!(%reason, retry_in = ?delay, "meeting link not established");
+                if !wait(shared, room, delay, None).await {
+                    break;
+                }
+                continue;
+            }
+            Err(end) => end,
+        };
         tear_down(shared, room, &up, &link);
         match end {
             LinkEnd::RoomEnded(why) => {
                 tracing::info!(why, "meeting link stops with its room");
                 break;
+            }
+            LinkEnd::Unlinked => {
+                shared
+                    .conferences
+                    .tell_others(room, up.incoming, Notice::Announce(PROMPT_DOWN));
+                tracing::info!("room unlinked; meeting link stops");
+                break;
+            }
+            LinkEnd::Changed => {
+                // The room hears the old meeting go and the new one come.
+                shared
+                    .conferences
+                    .tell_others(room, up.incoming, Notice::Announce(PROMPT_DOWN));
+                tracing::info!("room linked anew; meeting link reconnects");
             }
             LinkEnd::Failed(reason) => {
                 shared
@@ -288,39 +347,119 @@ fn others_in(shared: &Shared, room: &str, member: Option<LegId>) -> usize {
         .unwrap_or(0)
 }
 
-/// Runs until the established link fails or its room ends.
-async fn watch_established(
+/// Waits until ICE and DTLS are up on both sessions; `Err` when one ends first, the room ends,
+/// or [`CONNECT_TIMEOUT`] passes.
+async fn await_connected(
     shared: &Shared,
     room: &str,
     up: &Established,
     reports: &mut mpsc::Receiver<BrowserReport>,
     notices: &mut mpsc::Receiver<(LegId, CallEvent)>,
+    connected: &mut mpsc::Receiver<LegId>,
+) -> Result<(), LinkEnd> {
+    let deadline = tokio::time::sleep(CONNECT_TIMEOUT);
+    tokio::pin!(deadline);
+    let (mut incoming, mut outgoing) = (false, false);
+    while !(incoming && outgoing) {
+        tokio::select! {
+            Some(session) = connected.recv() => {
+                incoming |= session == up.incoming;
+                outgoing |= session == up.outgoing;
+            }
+            Some(report) = reports.recv() => {
+                if let Some(end) = session_failed(up, &report) {
+                    return Err(end);
+                }
+            }
+            Some((_, event)) = notices.recv() => {
+                if let Some(end) = room_news(shared, room, up, event) {
+                    return Err(end);
+                }
+            }
+            () = &mut deadline => {
+                return Err(LinkEnd::Failed(format!(
+                    "ICE/DTLS not up within {CONNECT_TIMEOUT:?} (WHEP {}, WHIP {})",
+                    if incoming { "up" } else { "not up" },
+                    if outgoing { "up" } else { "not up" },
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The link's end when `report` is about one of its sessions.
+fn session_failed(up: &Established, report: &BrowserReport) -> Option<LinkEnd> {
+    let which = if report.session == up.incoming {
+        "WHEP"
+    } else if report.session == up.outgoing {
+        "WHIP"
+    } else {
+        return None;
+    };
+    Some(LinkEnd::Failed(format!(
+        "{which} session ended: {:?}",
+        report.end
+    )))
+}
+
+/// Acts on room news for the meeting's participant; the link's end when the room ended.
+fn room_news(shared: &Shared, room: &str, up: &Established, event: CallEvent) -> Option<LinkEnd> {
+    match event {
+        CallEvent::Notice(Notice::Closed) => Some(LinkEnd::RoomEnded("room closed by an admin")),
+        CallEvent::Notice(Notice::Ended) => Some(LinkEnd::RoomEnded("conference ended")),
+        CallEvent::Notice(Notice::SetMuted(muted)) => {
+            shared.media.send_browser(BrowserCommand::SetMuted {
+                room: room.to_owned(),
+                participant: up.incoming,
+                muted,
+            });
+            None
+        }
+        // Prompts are for callers; the meeting hears the room only.
+        _ => None,
+    }
+}
+
+/// Runs until the established link fails or its room ends.
+async fn watch_established(
+    shared: &Shared,
+    room: &str,
+    up: &Established,
+    link: &RoomLink,
+    reports: &mut mpsc::Receiver<BrowserReport>,
+    notices: &mut mpsc::Receiver<(LegId, CallEvent)>,
 ) -> LinkEnd {
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    let mut ticks = 0u32;
     loop {
         tokio::select! {
             Some(report) = reports.recv() => {
-                if report.session == up.incoming || report.session == up.outgoing {
-                    let which = if report.session == up.incoming { "WHEP" } else { "WHIP" };
-                    return LinkEnd::Failed(format!("{which} session ended: {:?}", report.end));
+                if let Some(end) = session_failed(up, &report) {
+                    return end;
                 }
             }
-            Some((_, event)) = notices.recv() => match event {
-                CallEvent::Notice(Notice::Closed) => return LinkEnd::RoomEnded("room closed by an admin"),
-                CallEvent::Notice(Notice::Ended) => return LinkEnd::RoomEnded("conference ended"),
-                CallEvent::Notice(Notice::SetMuted(muted)) => {
-                    shared.media.send_browser(BrowserCommand::SetMuted {
-                        room: room.to_owned(),
-                        participant: up.incoming,
-                        muted,
-                    });
+            Some((_, event)) = notices.recv() => {
+                if let Some(end) = room_news(shared, room, up, event) {
+                    return end;
                 }
-                // Prompts are for callers; the meeting hears the room only.
-                _ => {}
-            },
+            }
             _ = tick.tick() => {
                 if others_in(shared, room, Some(up.incoming)) == 0 {
                     return LinkEnd::RoomEnded("nobody but the meeting is left");
+                }
+                ticks += 1;
+                if ticks.is_multiple_of(LINK_CHECK_TICKS) {
+                    let stored = {
+                        let room = room.to_owned();
+                        shared.store.run(move |store| store.room_link_get(&room)).await
+                    };
+                    // An unreadable store changes nothing: the link stays as it is.
+                    match stored {
+                        Ok(Ok(None)) => return LinkEnd::Unlinked,
+                        Ok(Ok(Some(stored))) if stored != *link => return LinkEnd::Changed,
+                        _ => {}
+                    }
                 }
             }
         }
@@ -361,14 +500,21 @@ fn delete_later(session: Url, token: Option<String>) {
     });
 }
 
+/// Where a link's sessions and participant report to its task.
+#[derive(Clone, Copy)]
+struct LinkChannels<'a> {
+    reports: &'a mpsc::Sender<BrowserReport>,
+    notices: &'a mpsc::Sender<(LegId, CallEvent)>,
+    connected: &'a mpsc::Sender<LegId>,
+}
+
 /// One attempt: both sessions negotiated, the participant admitted and handed to the media
 /// worker. Whatever was set up is undone when a later step fails.
 async fn connect(
     shared: &Shared,
     room: &str,
     link: &RoomLink,
-    reports: &mpsc::Sender<BrowserReport>,
-    notices: &mpsc::Sender<(LegId, CallEvent)>,
+    channels: LinkChannels<'_>,
 ) -> Result<Established, String> {
     let whep_url = Url::parse(&link.whep_url).map_err(|e| format!("WHEP URL: {e}"))?;
     let whip_url = Url::parse(&link.whip_url).map_err(|e| format!("WHIP URL: {e}"))?;
@@ -443,20 +589,21 @@ async fn connect(
     let incoming = shared.webrtc.new_session_id();
     let outgoing = shared.webrtc.new_session_id();
     let terms = RoomTerms::of(stored.as_ref());
-    let muted = match shared
-        .conferences
-        .admit_client(room, incoming, terms, notices.clone())
-    {
-        Ok(admission) => admission.muted_until_moderator,
-        Err(refusal) => {
-            undo_both();
-            return Err(match refusal {
-                Refusal::Full => "the room is full".to_owned(),
-                Refusal::Locked => "the room is locked".to_owned(),
-                Refusal::Closing | Refusal::NotOpen => "the room is closing".to_owned(),
-            });
-        }
-    };
+    let muted =
+        match shared
+            .conferences
+            .admit_client(room, incoming, terms, channels.notices.clone())
+        {
+            Ok(admission) => admission.muted_until_moderator,
+            Err(refusal) => {
+                undo_both();
+                return Err(match refusal {
+                    Refusal::Full => "the room is full".to_owned(),
+                    Refusal::Locked => "the room is locked".to_owned(),
+                    Refusal::Closing | Refusal::NotOpen => "the room is closing".to_owned(),
+                });
+            }
+        };
     let starts = [
         (
             incoming,
@@ -481,7 +628,8 @@ async fn connect(
             leg,
             muted,
             unreachable_timeout: UNREACHABLE_TIMEOUT,
-            reports: reports.clone(),
+            reports: channels.reports.clone(),
+            connected: Some(channels.connected.clone()),
         };
         if !shared
             .media

@@ -59,7 +59,7 @@ pub enum RoomCommand {
     /// Link a stored room to an external video meeting over WHIP/WHEP: while the room is
     /// open the server publishes the room's mix to `--whip` and plays what it fetches from
     /// `--whep` into the room, so the meeting is one participant. Replaces an earlier link;
-    /// a running link picks up the change when it next connects.
+    /// a running link reconnects to the new endpoints within seconds.
     Link {
         /// Room number (a stored room).
         number: String,
@@ -76,8 +76,7 @@ pub enum RoomCommand {
         #[arg(long)]
         whep_token: Option<String>,
     },
-    /// Remove a room's link to a meeting; a running link ends when it next reconnects or
-    /// when the room ends.
+    /// Remove a room's link to a meeting; a running link ends within seconds.
     Unlink {
         /// Room number.
         number: String,

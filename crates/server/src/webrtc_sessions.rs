@@ -365,6 +365,7 @@ impl WebRtcSessions {
             muted,
             unreachable_timeout: config.webrtc.disconnected_timeout(),
             reports: self.reports.clone(),
+            connected: None,
         };
         if !shared
             .media
