@@ -218,7 +218,7 @@ async fn run_link(shared: &Arc<Shared>, room: &str) {
             }
             Ok(Err(err)) => {
                 tracing::warn!("room link not read: {err}");
-                if !wait(shared, room, backoff.failed(Instant::now()), None).await {
+                if !wait(shared, room, backoff.failed(Instant::now())).await {
                     break;
                 }
                 continue;
@@ -246,7 +246,7 @@ async fn run_link(shared: &Arc<Shared>, room: &str) {
             Err(reason) => {
                 let delay = backoff.failed(Instant::now());
                 tracing::warn!(%reason, retry_in = ?delay, "meeting link not established");
-                if !wait(shared, room, delay, None).await {
+                if !wait(shared, room, delay).await {
                     break;
                 }
                 continue;
@@ -280,7 +280,7 @@ async fn run_link(shared: &Arc<Shared>, room: &str) {
                 tear_down(shared, room, &up, &link);
                 let delay = backoff.failed(Instant::now());
                 tracing::warn!(%reason, retry_in = ?delay, "meeting link not established");
-                if !wait(shared, room, delay, None).await {
+                if !wait(shared, room, delay).await {
                     break;
                 }
                 continue;
@@ -313,7 +313,7 @@ async fn run_link(shared: &Arc<Shared>, room: &str) {
                     .tell_others(room, up.incoming, Notice::Announce(PROMPT_DOWN));
                 let delay = backoff.failed(Instant::now());
                 tracing::warn!(%reason, retry_in = ?delay, "meeting link down");
-                if !wait(shared, room, delay, None).await {
+                if !wait(shared, room, delay).await {
                     break;
                 }
             }
@@ -322,11 +322,12 @@ async fn run_link(shared: &Arc<Shared>, room: &str) {
     tracing::info!("meeting link ended");
 }
 
-/// Sleeps `delay`, waking early when the room ends; false if it did.
-async fn wait(shared: &Shared, room: &str, delay: Duration, member: Option<LegId>) -> bool {
+/// Sleeps `delay` (the meeting is not in the room meanwhile), waking early when the room
+/// ends; false if it did.
+async fn wait(shared: &Shared, room: &str, delay: Duration) -> bool {
     let until = tokio::time::Instant::now() + delay;
     loop {
-        if others_in(shared, room, member) == 0 {
+        if shared.conferences.count(room) == 0 {
             return false;
         }
         let now = tokio::time::Instant::now();
@@ -338,11 +339,11 @@ async fn wait(shared: &Shared, room: &str, delay: Duration, member: Option<LegId
 }
 
 /// Members of `room` other than `member`.
-fn others_in(shared: &Shared, room: &str, member: Option<LegId>) -> usize {
+fn others_in(shared: &Shared, room: &str, member: LegId) -> usize {
     shared
         .conferences
         .with_room(room, |r| {
-            r.members.keys().filter(|id| Some(**id) != member).count()
+            r.members.keys().filter(|id| **id != member).count()
         })
         .unwrap_or(0)
 }
@@ -445,7 +446,7 @@ async fn watch_established(
                 }
             }
             _ = tick.tick() => {
-                if others_in(shared, room, Some(up.incoming)) == 0 {
+                if others_in(shared, room, up.incoming) == 0 {
                     return LinkEnd::RoomEnded("nobody but the meeting is left");
                 }
                 ticks += 1;
@@ -672,4 +673,35 @@ fn media_socket(
         config = config.with_public_ip(public);
     }
     Ok((socket, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_show_each_running_link_up_or_down_with_its_reconnects() {
+        let links = MeetingLinks::default();
+        assert!(!links.metrics().contains("{room="), "no link, no series");
+        links.running().insert("4711".into(), LinkStatus::default());
+        links.running().insert("12".into(), LinkStatus::default());
+        links.update("4711", |s| {
+            s.up = true;
+            s.reconnects = 3;
+        });
+        links.update("99", |s| s.up = true);
+        let text = links.metrics();
+        for line in [
+            "amtsleitung_meeting_link_up{room=\"4711\"} 1",
+            "amtsleitung_meeting_link_up{room=\"12\"} 0",
+            "amtsleitung_meeting_link_reconnects_total{room=\"4711\"} 3",
+            "amtsleitung_meeting_link_reconnects_total{room=\"12\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        assert!(
+            !text.contains("\"99\""),
+            "a room without a running link: {text}"
+        );
+    }
 }
