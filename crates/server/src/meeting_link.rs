@@ -519,15 +519,7 @@ async fn connect(
 ) -> Result<Established, String> {
     let whep_url = Url::parse(&link.whep_url).map_err(|e| format!("WHEP URL: {e}"))?;
     let whip_url = Url::parse(&link.whip_url).map_err(|e| format!("WHIP URL: {e}"))?;
-    let meeting = link_http::resolve(&whep_url)
-        .await
-        .map_err(|e| e.to_string())?;
-    let config = &shared.config;
-    let ip = config.media_ip.unwrap_or_else(|| {
-        crate::sip_endpoint::local_ip_towards(meeting.ip(), config.sip_listen.ip())
-    });
-
-    let (incoming_socket, incoming_config) = media_socket(shared, ip)?;
+    let (incoming_socket, incoming_config) = media_socket(shared, &whep_url).await?;
     let (pending, offer) =
         WebRtcLeg::offer(&incoming_config, ClientRole::Subscribe, Instant::now())
             .map_err(|e| e.to_string())?;
@@ -544,7 +536,7 @@ async fn connect(
     };
 
     let outgoing = async {
-        let (socket, leg_config) = media_socket(shared, ip)?;
+        let (socket, leg_config) = media_socket(shared, &whip_url).await?;
         let (pending, offer) = WebRtcLeg::offer(&leg_config, ClientRole::Publish, Instant::now())
             .map_err(|e| e.to_string())?;
         let whip = link_http::post_offer(&whip_url, link.whip_token.as_deref(), &offer)
@@ -655,11 +647,22 @@ async fn connect(
     })
 }
 
-/// A UDP socket from the RTP range on `ip` and the leg configuration for it.
-fn media_socket(
+/// A UDP socket from the RTP range, on the local address that reaches `endpoint`'s host
+/// (ingress and egress may be different servers), and the leg configuration for it.
+async fn media_socket(
     shared: &Shared,
-    ip: std::net::IpAddr,
+    endpoint: &Url,
 ) -> Result<(std::net::UdpSocket, WebRtcConfig), String> {
+    let config = &shared.config;
+    let ip = match config.media_ip {
+        Some(ip) => ip,
+        None => {
+            let remote = link_http::resolve(endpoint)
+                .await
+                .map_err(|e| e.to_string())?;
+            crate::sip_endpoint::local_ip_towards(remote.ip(), config.sip_listen.ip())
+        }
+    };
     let socket = shared
         .webrtc
         .ports()
