@@ -35,7 +35,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev)
 command -v gcc >/dev/null || need+=(gcc)
 # tests/quality.rs builds PyPI's pesq into a venv: it needs venv support and Python headers.
-# tests/webrtc_whip.rs installs aiortc (wheels only) into target/aiortc-venv the same way.
+# tests/webrtc_whip.rs and tests/webrtc_bridge.rs install aiortc (wheels only) into
+# target/aiortc-venv the same way.
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 python3 -c 'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null || need+=(python3-dev)

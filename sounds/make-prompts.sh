@@ -26,6 +26,8 @@ declare -A de=(
   [service-unavailable]="Der Dienst ist gerade nicht verfügbar. Bitte versuchen Sie es später noch einmal."
   [recording-failed]="Die Aufzeichnung konnte nicht gestartet werden."
   [number-barred]="Diese Rufnummer dürfen Sie von diesem Anschluss aus nicht anrufen."
+  [meeting-connected]="Die Videokonferenz ist verbunden."
+  [meeting-disconnected]="Die Verbindung zur Videokonferenz ist unterbrochen."
 )
 declare -A en=(
   [welcome]="Welcome to amtsleitung."
@@ -47,6 +49,8 @@ declare -A en=(
   [service-unavailable]="The service is not available right now. Please try again later."
   [recording-failed]="Recording could not be started."
   [number-barred]="You may not call this number from this line."
+  [meeting-connected]="The video meeting is connected."
+  [meeting-disconnected]="The connection to the video meeting was lost."
 )
 
 speak() { # lang voice name text

@@ -8,31 +8,16 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::{
-    Baresip, Netns, ReportingChild, Server, TempDir, create_room, python_venv, read_wav,
+    Baresip, Netns, ReportingChild, Server, TempDir, aiortc_python, create_room, read_wav,
     rename_table, repo, share_between, tone_share, wait_until,
 };
 
 const WHIP_SESSIONS: &str = "amtsleitung_webrtc_sessions{kind=\"whip\"}";
 const WHEP_SESSIONS: &str = "amtsleitung_webrtc_sessions{kind=\"whep\"}";
-
-/// The venv's Python with aiortc, created on first use. Pinned to the version the client
-/// script was written against; PyPI has wheels of it and all it needs (PyAV bundles its
-/// FFmpeg) for Debian 12's Python, so nothing is compiled.
-fn aiortc_python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        python_venv(
-            "aiortc-venv",
-            &["aiortc==1.16.0"],
-            "import aiortc, av; assert aiortc.__version__ == '1.16.0'",
-        )
-    })
-}
 
 /// `amtsleitung room token ROOM --whip|--whep`: the token it prints.
 fn room_token(data: &Path, room: &str, kind: &str) -> String {

@@ -629,6 +629,13 @@ impl Baresip {
         }
     }
 
+    /// Makes the microphone's tone last `seconds` (instead of 30) at `tone_hz` and 8 kHz mono
+    /// (PCMU's rate), for calls longer than 30 s: baresip hangs up when its file ends.
+    pub fn with_tone_seconds(self, tone_hz: u32, seconds: u32) -> Self {
+        write_tone_channels(&self.dir.path().join("tone.wav"), tone_hz, 8000, seconds, 1);
+        self
+    }
+
     /// Makes the client take its RTP ports from `low..=high` (instead of 30000-30100), so
     /// that a firewall rule can pick its packets: every client's packets to the server leave
     /// from the server's own address in the namespace, so only the ports tell them apart.
@@ -1213,6 +1220,20 @@ pub fn python_venv(name: &str, packages: &[&str], check: &str) -> PathBuf {
     }
     assert!(ready(&python), "{check:?} fails in {}", venv.display());
     python
+}
+
+/// The venv's Python with aiortc (the WebRTC tests' clients and stand-in meeting), created on
+/// first use. Pinned to the version the scripts were written against; PyPI has wheels of it
+/// and all it needs (PyAV bundles its FFmpeg) for Debian 12's Python, so nothing is compiled.
+pub fn aiortc_python() -> &'static Path {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        python_venv(
+            "aiortc-venv",
+            &["aiortc==1.16.0"],
+            "import aiortc, av; assert aiortc.__version__ == '1.16.0'",
+        )
+    })
 }
 
 /// A desk phone made of PJSIP (tests/pjsua/phone.py on pjsua2, in `target/pjsua-venv`):

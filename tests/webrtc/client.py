@@ -9,9 +9,7 @@ ended with DELETE (a client that just disappears is one the test kills).
 
 import argparse
 import asyncio
-import fractions
 import json
-import math
 import sys
 import time
 import urllib.error
@@ -21,45 +19,13 @@ import wave
 
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
-RATE = 48000
-FRAME = 960  # 20 ms
+from tone import RATE, Tone
 
 
 def report(**fields):
     print(json.dumps(fields), flush=True)
-
-
-class Tone(MediaStreamTrack):
-    """A sine at `freq` Hz, 0.4 of full scale, 20 ms frames paced in real time."""
-
-    kind = "audio"
-
-    def __init__(self, freq):
-        super().__init__()
-        self.freq = freq
-        self.sent = 0
-        self.start = None
-
-    async def recv(self):
-        if self.start is None:
-            self.start = time.monotonic()
-        due = self.start + self.sent / RATE
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME)
-        step = 2 * math.pi * self.freq / RATE
-        samples = bytearray()
-        for i in range(self.sent, self.sent + FRAME):
-            samples += int(13107 * math.sin(step * i)).to_bytes(2, "little", signed=True)
-        frame.planes[0].update(bytes(samples))
-        frame.sample_rate = RATE
-        frame.pts = self.sent
-        frame.time_base = fractions.Fraction(1, RATE)
-        self.sent += FRAME
-        return frame
 
 
 def http(method, url, token, body=None):

@@ -68,6 +68,9 @@ pub struct BrowserStart {
     pub unreachable_timeout: Duration,
     /// Where the worker reports a session that ended by itself.
     pub reports: Sender<BrowserReport>,
+    /// Where the worker says each time the session's ICE and DTLS are up (a meeting link
+    /// waits for that before it tells the room the meeting is connected); none for clients.
+    pub connected: Option<Sender<SessionId>>,
 }
 
 /// What the HTTP side asks of the worker hosting a room's WebRTC sessions.
@@ -158,6 +161,7 @@ struct BrowserLeg {
     /// Set once the session is over; the participant takes it out at the end of the tick.
     ended: Option<SessionEnd>,
     reports: Sender<BrowserReport>,
+    connected: Option<Sender<SessionId>>,
 }
 
 impl BrowserLeg {
@@ -171,6 +175,7 @@ impl BrowserLeg {
             unreachable_timeout: start.unreachable_timeout,
             ended: None,
             reports: start.reports,
+            connected: start.connected,
         }
     }
 
@@ -243,6 +248,10 @@ impl BrowserLeg {
                 WebRtcEvent::Connected => {
                     tracing::info!(session = %self.session, "WebRTC client connected");
                     self.unreachable_since = None;
+                    if let Some(connected) = &self.connected {
+                        // Rare and small; a full queue means nobody is waiting for it.
+                        let _ = connected.try_send(self.session);
+                    }
                 }
                 WebRtcEvent::Disconnected => {
                     tracing::info!(session = %self.session, "WebRTC client unreachable");

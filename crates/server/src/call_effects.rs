@@ -141,6 +141,24 @@ pub fn spawn_slow_question(
                 let _ = replies.send((leg, Reply::Room(reply))).await;
             });
         }
+        Question::RoomLinked(number) => {
+            tokio::spawn(async move {
+                let room = number.clone();
+                let looked_up = shared
+                    .store
+                    .run(move |store| store.room_link_get(&room))
+                    .await;
+                let reply = match looked_up {
+                    Ok(Ok(Some(_))) => Ok(()),
+                    Ok(Ok(None)) => Err(format!(
+                        "room {number} has no meeting link (amtsleitung room link {number} ...)"
+                    )),
+                    Ok(Err(err)) => Err(err.to_string()),
+                    Err(err) => Err(format!("did not finish: {err}")),
+                };
+                let _ = replies.send((leg, Reply::Done(reply))).await;
+            });
+        }
         Question::CheckPin { room, digits } => {
             // Argon2 costs tens of milliseconds: on the store thread, off the core's.
             tokio::spawn(async move {

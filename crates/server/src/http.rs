@@ -472,6 +472,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Datagrams sent to WebRTC clients (STUN, DTLS, SRTP, SRTCP).",
         load(&media.webrtc_datagrams_sent).to_string(),
     );
+    body.push_str(&state.shared.links.metrics());
     body.push_str(&state.shared.costs.metrics(std::time::Instant::now()));
     body.push_str(&crate::telemetry::render());
     ([("content-type", "text/plain; version=0.0.4")], body)

@@ -3,12 +3,14 @@
 //!
 //! Works on the database file directly, so it also works while the server runs (SQLite WAL,
 //! busy timeout in the store). PINs and tokens go in hashed and never come out: the list says
-//! "set", and a token is printed once when it is made.
+//! "set", and a token is printed once when it is made. A room's link to an external meeting
+//! (`room link`) keeps the meeting's tokens, since the server must present them; they are
+//! never printed either.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use store::{NewRoom, Room, Store, StoreError, TokenKind};
+use store::{NewRoom, Room, RoomLink, Store, StoreError, TokenKind};
 
 /// Room administration commands.
 #[derive(Debug, clap::Subcommand)]
@@ -54,6 +56,36 @@ pub enum RoomCommand {
         /// Remove the room's token of this kind instead of making one.
         #[arg(long)]
         revoke: bool,
+    },
+    /// Link a stored room to an external video meeting over WHIP/WHEP: while the room is
+    /// open the server publishes the room's mix to `--whip` and plays what it fetches from
+    /// `--whep` into the room, so the meeting is one participant. Replaces an earlier link;
+    /// a running link reconnects to the new endpoints within seconds.
+    Link {
+        /// Room number (a stored room).
+        number: String,
+        /// The meeting's WHIP endpoint (http:// or https://), where the room's mix goes.
+        #[arg(long)]
+        whip: String,
+        /// Bearer token for the WHIP endpoint.
+        #[arg(long)]
+        whip_token: Option<String>,
+        /// The meeting's WHEP endpoint, where the meeting's audio comes from.
+        #[arg(long)]
+        whep: String,
+        /// Bearer token for the WHEP endpoint.
+        #[arg(long)]
+        whep_token: Option<String>,
+    },
+    /// Remove a room's link to a meeting; a running link ends within seconds.
+    Unlink {
+        /// Room number.
+        number: String,
+    },
+    /// Show one stored room: its settings, WebRTC tokens (set or not) and meeting link.
+    Show {
+        /// Room number.
+        number: String,
     },
     /// Delete a room; refused while callers are in it, unless --end-calls.
     Delete {
@@ -128,10 +160,76 @@ fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
                     data_dir.display()
                 ));
             }
-            let rooms = open(data_dir)?
+            let store = open(data_dir)?;
+            let rooms = store
                 .room_list()
                 .map_err(|err| format!("cannot list rooms: {err}"))?;
-            Ok(room_table(&rooms))
+            let links = store
+                .room_links()
+                .map_err(|err| format!("cannot list room links: {err}"))?;
+            Ok(room_table(&rooms, &links))
+        }
+        RoomCommand::Link {
+            number,
+            whip,
+            whip_token,
+            whep,
+            whep_token,
+        } => {
+            if !exists {
+                return Err(format!(
+                    "no room {number} (no database in {})",
+                    data_dir.display()
+                ));
+            }
+            let link = RoomLink {
+                room: number.clone(),
+                whip_url: whip,
+                whip_token,
+                whep_url: whep,
+                whep_token,
+            };
+            open(data_dir)?
+                .room_link_set(&link, jiff::Timestamp::now().as_millisecond())
+                .map_err(|err| match err {
+                    StoreError::Database(_) => format!("cannot store the link: {err}"),
+                    other => other.to_string(),
+                })?;
+            Ok(format!(
+                "room {number} linked to a meeting: WHIP {}, WHEP {}\n",
+                link.whip_url, link.whep_url
+            ))
+        }
+        RoomCommand::Unlink { number } => {
+            let removed = exists
+                && open(data_dir)?
+                    .room_link_remove(&number)
+                    .map_err(|err| format!("cannot remove the link: {err}"))?;
+            if removed {
+                Ok(format!("room {number} unlinked\n"))
+            } else {
+                Err(format!("room {number} has no meeting link"))
+            }
+        }
+        RoomCommand::Show { number } => {
+            if !exists {
+                return Err(format!(
+                    "no room {number} (no database in {})",
+                    data_dir.display()
+                ));
+            }
+            let store = open(data_dir)?;
+            let room = store
+                .room_get(&number)
+                .map_err(|err| format!("cannot read room {number}: {err}"))?
+                .ok_or_else(|| format!("no room {number}"))?;
+            let tokens = store
+                .room_token_kinds(&number)
+                .map_err(|err| format!("cannot read room {number}'s tokens: {err}"))?;
+            let link = store
+                .room_link_get(&number)
+                .map_err(|err| format!("cannot read room {number}'s link: {err}"))?;
+            Ok(room_details(&room, &tokens, link.as_ref()))
         }
         RoomCommand::Token {
             number,
@@ -249,22 +347,53 @@ fn created_line(room: &Room) -> String {
     )
 }
 
-/// The room list as an aligned text table; PINs appear only as "set" or "-".
-fn room_table(rooms: &[Room]) -> String {
+/// `room show`: one room's settings, which tokens it has and its link, without secrets.
+fn room_details(room: &Room, tokens: &[TokenKind], link: Option<&RoomLink>) -> String {
+    let set = |flag: bool| if flag { "set" } else { "-" };
+    let has = |kind| set(tokens.contains(&kind));
+    let token = |t: &Option<String>| if t.is_some() { "token set" } else { "no token" };
+    let mut out = format!(
+        "room {}\nPIN: {}\nmoderator PIN: {}\nmax participants: {}\nwait for moderator: {}\n\
+         WHIP token: {}\nWHEP token: {}\n",
+        room.number,
+        set(room.has_pin),
+        set(room.has_moderator_pin),
+        room.max_participants,
+        if room.wait_for_moderator { "yes" } else { "no" },
+        has(TokenKind::Whip),
+        has(TokenKind::Whep),
+    );
+    match link {
+        Some(link) => out.push_str(&format!(
+            "meeting link: WHIP {} ({}), WHEP {} ({})\n",
+            link.whip_url,
+            token(&link.whip_token),
+            link.whep_url,
+            token(&link.whep_token)
+        )),
+        None => out.push_str("meeting link: -\n"),
+    }
+    out
+}
+
+/// The room list as an aligned text table; PINs appear only as "set" or "-", a meeting link
+/// as its WHIP URL.
+fn room_table(rooms: &[Room], links: &[RoomLink]) -> String {
     use std::fmt::Write;
 
     if rooms.is_empty() {
         return "no rooms\n".to_owned();
     }
-    const HEADER: [&str; 5] = [
+    const HEADER: [&str; 6] = [
         "NUMBER",
         "PIN",
         "MODERATOR PIN",
         "MAX",
         "WAIT FOR MODERATOR",
+        "MEETING LINK",
     ];
     let set = |flag: bool| if flag { "set" } else { "-" };
-    let rows: Vec<[String; 5]> = rooms
+    let rows: Vec<[String; 6]> = rooms
         .iter()
         .map(|room| {
             [
@@ -273,6 +402,10 @@ fn room_table(rooms: &[Room]) -> String {
                 set(room.has_moderator_pin).to_owned(),
                 room.max_participants.to_string(),
                 if room.wait_for_moderator { "yes" } else { "no" }.to_owned(),
+                links
+                    .iter()
+                    .find(|link| link.room == room.number)
+                    .map_or_else(|| "-".to_owned(), |link| link.whip_url.clone()),
             ]
         })
         .collect();
@@ -283,7 +416,7 @@ fn room_table(rooms: &[Room]) -> String {
         }
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; 5]| {
+    let mut line = |cells: [&str; 6]| {
         let mut text = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             if i + 1 == cells.len() {
@@ -297,7 +430,7 @@ fn room_table(rooms: &[Room]) -> String {
     };
     line(HEADER);
     for row in &rows {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
     }
     out
 }
@@ -319,21 +452,95 @@ mod tests {
 
     #[test]
     fn table_aligns_columns_and_shows_pins_only_as_set() {
-        let table = room_table(&[
-            room("4711", true, true, 50, true),
-            room("1234567890", false, false, 1000, false),
-        ]);
+        let link = RoomLink {
+            room: "4711".into(),
+            whip_url: "https://m.example/whip".into(),
+            whip_token: Some("meeting-secret".into()),
+            whep_url: "https://m.example/whep".into(),
+            whep_token: None,
+        };
+        let table = room_table(
+            &[
+                room("4711", true, true, 50, true),
+                room("1234567890", false, false, 1000, false),
+            ],
+            &[link],
+        );
         assert_eq!(
             table,
-            "NUMBER      PIN  MODERATOR PIN  MAX   WAIT FOR MODERATOR\n\
-             4711        set  set            50    yes\n\
-             1234567890  -    -              1000  no\n"
+            "NUMBER      PIN  MODERATOR PIN  MAX   WAIT FOR MODERATOR  MEETING LINK\n\
+             4711        set  set            50    yes                 https://m.example/whip\n\
+             1234567890  -    -              1000  no                  -\n"
         );
     }
 
     #[test]
     fn empty_list_says_so() {
-        assert_eq!(room_table(&[]), "no rooms\n");
+        assert_eq!(room_table(&[], &[]), "no rooms\n");
+    }
+
+    #[test]
+    fn link_show_unlink_round_trip_never_prints_the_meeting_tokens() {
+        let dir = temp_dir("link");
+        let link = |number: &str, whip: &str| RoomCommand::Link {
+            number: number.into(),
+            whip: whip.into(),
+            whip_token: Some("in-secret".into()),
+            whep: "http://127.0.0.1:9/whep".into(),
+            whep_token: Some("out-secret".into()),
+        };
+        assert!(execute(link("4711", "http://127.0.0.1:9/whip"), &dir).is_err());
+        execute(
+            RoomCommand::Create {
+                number: "4711".into(),
+                pin: None,
+                moderator_pin: None,
+                max_participants: 50,
+                wait_for_moderator: false,
+                end_calls: false,
+            },
+            &dir,
+        )
+        .unwrap();
+        let bad = execute(link("4711", "meet.example/whip"), &dir).unwrap_err();
+        assert!(bad.contains("http:// or https://"), "{bad}");
+        let linked = execute(link("4711", "http://127.0.0.1:9/whip"), &dir).unwrap();
+        let shown = execute(
+            RoomCommand::Show {
+                number: "4711".into(),
+            },
+            &dir,
+        )
+        .unwrap();
+        let list = execute(RoomCommand::List, &dir).unwrap();
+        assert!(
+            shown.contains("meeting link: WHIP http://127.0.0.1:9/whip (token set), WHEP http://127.0.0.1:9/whep (token set)"),
+            "{shown}"
+        );
+        assert!(list.contains("http://127.0.0.1:9/whip"), "{list}");
+        for text in [&linked, &shown, &list] {
+            assert!(!text.contains("secret"), "{text}");
+        }
+        let unlink = || RoomCommand::Unlink {
+            number: "4711".into(),
+        };
+        assert_eq!(
+            execute(unlink(), &dir),
+            Ok("room 4711 unlinked\n".to_owned())
+        );
+        assert_eq!(
+            execute(unlink(), &dir),
+            Err("room 4711 has no meeting link".to_owned())
+        );
+        let shown = execute(
+            RoomCommand::Show {
+                number: "4711".into(),
+            },
+            &dir,
+        )
+        .unwrap();
+        assert!(shown.contains("meeting link: -"), "{shown}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -133,9 +133,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         trunks,
         costs: crate::call_cost::CallCosts::default(),
         webrtc,
+        links: crate::meeting_link::MeetingLinks::default(),
     });
     crate::webrtc_sessions::spawn(shared.clone(), webrtc_queues);
     crate::conference::spawn_talk_changes(shared.clone(), talk_rx);
+    crate::meeting_link::spawn_watch(shared.clone());
     let (command_tx, command_rx) = mpsc::channel(crate::media_worker::CORE_COMMAND_QUEUE);
     // Admin requests are rare and answered at once; a few in flight are plenty.
     let (security_tx, security_rx) = mpsc::channel(8);

@@ -27,4 +27,6 @@ pub struct Shared {
     pub costs: crate::call_cost::CallCosts,
     /// WebRTC clients' sessions (WHIP, WHEP).
     pub webrtc: crate::webrtc_sessions::WebRtcSessions,
+    /// Rooms' links to external meetings that are running.
+    pub links: crate::meeting_link::MeetingLinks,
 }

@@ -373,6 +373,17 @@ impl WebRtcSessions {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A fresh id for a WebRTC session (the meeting links' sessions share the numbering, so
+    /// that media workers never see two sessions with one id).
+    pub fn new_session_id(&self) -> LegId {
+        LegId::browser(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The RTP port range the sessions' sockets come from.
+    pub fn ports(&self) -> &PortAllocator {
+        &self.ports
+    }
+
     /// Sessions open now, by kind.
     pub fn counts(&self) -> SessionCounts {
         let table = self.table();
@@ -616,6 +627,7 @@ impl WebRtcSessions {
             muted,
             unreachable_timeout: config.webrtc.disconnected_timeout(),
             reports: self.reports.clone(),
+            connected: None,
         };
         if !shared
             .media

@@ -14,6 +14,7 @@ mod dialplan_history;
 mod live_rooms;
 mod recordings;
 mod registrations;
+mod room_links;
 mod room_tokens;
 mod rooms;
 mod users;
@@ -22,6 +23,7 @@ pub use dialplan_history::DialplanVersion;
 pub use live_rooms::LiveRoom;
 pub use recordings::{Recording, RecordingId};
 pub use registrations::{Binding, BindingProblem, MAX_PATH_ENTRIES, UserBinding};
+pub use room_links::{RoomLink, validate_link_url};
 pub use room_tokens::{TokenKind, same_token_hash, token_hash};
 pub use rooms::{
     DEFAULT_MAX_PARTICIPANTS, MAX_PARTICIPANTS_LIMIT, MAX_PIN_DIGITS, MAX_ROOM_NUMBER_DIGITS,
@@ -99,6 +101,19 @@ pub enum StoreError {
     /// No room with this number is stored.
     #[error("no room {0}")]
     NoSuchRoom(String),
+    /// A room link's URL is not one the server can POST to.
+    #[error("{which} URL {url:?} {problem}")]
+    InvalidLinkUrl {
+        /// `WHIP` or `WHEP`.
+        which: &'static str,
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A bearer token that would not fit in an HTTP header.
+    #[error("the {0} token must be 1 to 4096 visible ASCII characters")]
+    InvalidLinkToken(&'static str),
     /// The operating system gave no randomness for a PIN salt.
     #[error("no randomness for a PIN salt: {0}")]
     Randomness(#[source] getrandom::Error),
@@ -386,6 +401,17 @@ const MIGRATIONS: &[&str] = &[
         token_hash BLOB NOT NULL,
         created_at_ms INTEGER NOT NULL,
         PRIMARY KEY (room, kind)
+    ) WITHOUT ROWID;",
+    // 12: a stored room's link to an external meeting (room_links.rs): the meeting's WHIP
+    // ingress and WHEP egress URLs and the bearer tokens the server presents there. The tokens
+    // are the meeting's secrets, not ours, so they are kept as given (they must be sent).
+    "CREATE TABLE room_link (
+        room TEXT PRIMARY KEY NOT NULL,
+        whip_url TEXT NOT NULL,
+        whip_token TEXT,
+        whep_url TEXT NOT NULL,
+        whep_token TEXT,
+        created_at_ms INTEGER NOT NULL
     ) WITHOUT ROWID;",
 ];
 

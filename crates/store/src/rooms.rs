@@ -368,6 +368,7 @@ impl Store {
         let deleted = tx.execute("DELETE FROM room WHERE number = ?1", [number])? > 0;
         if deleted {
             tx.execute("DELETE FROM room_token WHERE room = ?1", [number])?;
+            tx.execute("DELETE FROM room_link WHERE room = ?1", [number])?;
         }
         tx.commit()?;
         Ok(deleted)

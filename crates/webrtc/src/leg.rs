@@ -123,18 +123,8 @@ impl WebRtcLeg {
                 reason: parse_complaint(&e.to_string()),
             })?;
 
-        let mut rtc = rtc_config().build(now);
-        let candidate =
-            Candidate::host(advertised, "udp").map_err(|e| WebRtcError::UnusableAddress {
-                addr: advertised,
-                reason: e.to_string(),
-            })?;
-        if rtc.add_local_candidate(candidate).is_none() {
-            return Err(WebRtcError::UnusableAddress {
-                addr: advertised,
-                reason: "the ICE agent refused it as a host candidate".to_owned(),
-            });
-        }
+        let mut rtc = rtc_config(true).build(now);
+        add_host_candidate(&mut rtc, advertised)?;
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
@@ -144,23 +134,8 @@ impl WebRtcLeg {
 
         // Accepting is a mutation: drain before anything else touches the Rtc. ICE-lite sends
         // nothing before the browser does, but whatever comes out is kept for the caller.
-        let mut early: Vec<Event> = Vec::new();
-        let mut datagrams = VecDeque::new();
-        let next_timeout = loop {
-            match rtc.poll_output() {
-                Ok(Output::Timeout(t)) => break t,
-                Ok(Output::Event(e)) => early.push(e),
-                Ok(Output::Transmit(t)) => datagrams.push_back(Datagram {
-                    destination: t.destination,
-                    payload: t.contents.into(),
-                }),
-                Err(e) => {
-                    return Err(WebRtcError::Refused {
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        };
+        let (next_timeout, early, datagrams) =
+            drain_new(&mut rtc).map_err(|reason| WebRtcError::Refused { reason })?;
 
         // str0m announces the offer's m-lines (MediaAdded) only once SRTP is up, and keeps its
         // parsed SDP private; its own answer names every m-line with its mid, so read them there.
@@ -174,32 +149,45 @@ impl WebRtcLeg {
                 offered: summarize(offer_sdp),
             });
         }
-        let Some((mid, opus_pt, sends)) = audio_mids.iter().find_map(|&mid| {
-            let media = rtc.media(mid)?;
-            if media.kind() != MediaKind::Audio || media.disabled() {
-                return None;
-            }
-            // After accepting, the codec config carries the browser's payload type numbers.
-            let pt = rtc
-                .codec_config()
-                .params()
-                .iter()
-                .find(|p| p.spec().codec == Codec::Opus && media.remote_pts().contains(&p.pt()))?
-                .pt();
-            Some((mid, pt, media.direction().is_sending()))
-        }) else {
+        let Some((mid, opus_pt, sends)) = audio_mids
+            .iter()
+            .find_map(|&mid| negotiated_opus(&rtc, mid).map(|(pt, sends)| (mid, pt, sends)))
+        else {
             return Err(WebRtcError::NoOpus {
                 offered: summarize(offer_sdp),
             });
         };
 
+        let leg = WebRtcLeg::assemble(
+            rtc,
+            Negotiated {
+                mid,
+                opus_pt,
+                sends,
+            },
+            config.local.port(),
+            advertised,
+            (next_timeout, early, datagrams),
+        );
+        debug!(%advertised, %mid, pt = *opus_pt, sends, "answered WebRTC offer");
+        Ok((leg, answer))
+    }
+
+    /// A leg around an `Rtc` whose SDP exchange is done, with what its first drain produced.
+    pub(crate) fn assemble(
+        rtc: Rtc,
+        negotiated: Negotiated,
+        local_port: u16,
+        advertised: SocketAddr,
+        (next_timeout, early, datagrams): FirstDrain,
+    ) -> WebRtcLeg {
         let mut leg = WebRtcLeg {
             rtc,
-            mid,
-            opus_pt,
-            local_port: config.local.port(),
+            mid: negotiated.mid,
+            opus_pt: negotiated.opus_pt,
+            local_port,
             advertised,
-            sends,
+            sends: negotiated.sends,
             link: Link::Connecting,
             dtls_done: false,
             next_timeout,
@@ -211,8 +199,7 @@ impl WebRtcLeg {
         for e in early {
             leg.on_event(e);
         }
-        debug!(%advertised, %mid, pt = *opus_pt, sends, "answered WebRTC offer");
-        Ok((leg, answer))
+        leg
     }
 
     /// Whether a datagram that arrived on the worker's socket belongs to this leg: a STUN
@@ -437,7 +424,7 @@ impl WebRtcLeg {
             Event::Closed if self.link != Link::Closed => {
                 self.link = Link::Closed;
                 self.push_event(WebRtcEvent::Closed {
-                    reason: "the browser closed the connection".to_owned(),
+                    reason: "the peer closed the connection".to_owned(),
                 });
             }
             _ => {}
@@ -528,8 +515,70 @@ impl WebRtcLeg {
     }
 }
 
-/// str0m configured for a browser audio leg.
-fn rtc_config() -> RtcConfig {
+/// Gives `rtc` its one ICE host candidate, `advertised`.
+pub(crate) fn add_host_candidate(rtc: &mut Rtc, advertised: SocketAddr) -> Result<(), WebRtcError> {
+    let candidate =
+        Candidate::host(advertised, "udp").map_err(|e| WebRtcError::UnusableAddress {
+            addr: advertised,
+            reason: e.to_string(),
+        })?;
+    if rtc.add_local_candidate(candidate).is_none() {
+        return Err(WebRtcError::UnusableAddress {
+            addr: advertised,
+            reason: "the ICE agent refused it as a host candidate".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The audio m-line and Opus payload type an SDP exchange settled on.
+pub(crate) struct Negotiated {
+    pub(crate) mid: Mid,
+    pub(crate) opus_pt: Pt,
+    /// Whether we send on it (the peer receives).
+    pub(crate) sends: bool,
+}
+
+/// The first deadline, events and datagrams of a freshly negotiated `Rtc`.
+pub(crate) type FirstDrain = (Instant, Vec<Event>, VecDeque<Datagram>);
+
+/// Drains an `Rtc` right after its SDP exchange (a mutation), before a leg owns it.
+pub(crate) fn drain_new(rtc: &mut Rtc) -> Result<FirstDrain, String> {
+    let mut early = Vec::new();
+    let mut datagrams = VecDeque::new();
+    loop {
+        match rtc.poll_output() {
+            Ok(Output::Timeout(t)) => return Ok((t, early, datagrams)),
+            Ok(Output::Event(e)) => early.push(e),
+            Ok(Output::Transmit(t)) => datagrams.push_back(Datagram {
+                destination: t.destination,
+                payload: t.contents.into(),
+            }),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The Opus payload type of audio m-line `mid` and whether we send on it, once the SDP
+/// exchange is done (the codec config then carries the payload type numbers both agreed).
+pub(crate) fn negotiated_opus(rtc: &Rtc, mid: Mid) -> Option<(Pt, bool)> {
+    let media = rtc.media(mid)?;
+    if media.kind() != MediaKind::Audio || media.disabled() {
+        return None;
+    }
+    let pt = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == Codec::Opus && media.remote_pts().contains(&p.pt()))?
+        .pt();
+    Some((pt, media.direction().is_sending()))
+}
+
+/// str0m configured for an audio leg: ICE-lite when answering a browser, a full ICE agent
+/// when the server offers (a client of a meeting's WHIP/WHEP endpoints, where the meeting
+/// may itself be ICE-lite and one side must run the checks).
+pub(crate) fn rtc_config(ice_lite: bool) -> RtcConfig {
     // Only what an audio leg uses: the level for talker display and mixing decisions, and the
     // mid so that str0m finds the m-line of a stream even without `a=ssrc` lines (WHIP
     // clients). No transport-cc or abs-send-time: there is no bandwidth estimation to feed.
@@ -537,7 +586,7 @@ fn rtc_config() -> RtcConfig {
     extensions.set(1, Extension::AudioLevel);
     extensions.set(4, Extension::RtpMid);
     let mut config = Rtc::builder()
-        .set_ice_lite(true)
+        .set_ice_lite(ice_lite)
         .clear_codecs()
         .enable_opus(true, false)
         .set_extension_map(extensions)

@@ -222,6 +222,9 @@ pub enum Question {
     },
     /// The stored room of this number: [`Reply::Room`].
     RoomGet(String),
+    /// Whether the room has a meeting link: [`Reply::Done`], `Err` saying why not (no link,
+    /// or the store could not say).
+    RoomLinked(String),
     /// Check keyed-in digits against a room's PINs: [`Reply::Pin`].
     CheckPin {
         /// Room number.

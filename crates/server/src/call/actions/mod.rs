@@ -11,6 +11,7 @@ mod hangup;
 mod play;
 mod set;
 mod wait;
+mod webrtc_bridge;
 
 /// The dialplan's action names that [`CallLogic::run_actions`] runs (`lobby` is a
 /// `conference`); `dialplan check` warns about any other, which a call would meet as 501.
@@ -24,6 +25,7 @@ pub const RUNNABLE_ACTIONS: &[&str] = &[
     "forward",
     "conference",
     "lobby",
+    "webrtc_bridge",
     "set",
     "hangup",
 ];
@@ -47,6 +49,7 @@ impl CallLogic {
                 Action::Conference { room, pin_prompt } => {
                     self.conference(room.clone(), *pin_prompt).await?;
                 }
+                Action::WebrtcBridge { room } => self.webrtc_bridge(room).await?,
                 Action::SetCallerId { number, name } => self.set_caller_id(number, name),
                 Action::Hangup { cause } => return self.hangup(*cause),
                 other => return self.not_available(other),
