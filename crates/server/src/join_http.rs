@@ -408,11 +408,7 @@ fn private(headers: &mut HeaderMap) {
 
 /// Whether the body is declared JSON.
 fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    crate::whip_http::has_media_type(headers, "application/json")
 }
 
 #[cfg(test)]

@@ -313,11 +313,16 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Whether the body is declared `application/sdp` (parameters allowed, any case).
 fn is_sdp(headers: &HeaderMap) -> bool {
+    has_media_type(headers, "application/sdp")
+}
+
+/// Whether the request's `Content-Type` is `media` (parameters such as `charset` aside).
+pub(crate) fn has_media_type(headers: &HeaderMap, media: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/sdp"))
+        .is_some_and(|found| found.trim().eq_ignore_ascii_case(media))
 }
 
 #[cfg(test)]
