@@ -28,6 +28,12 @@ declare -A de=(
   [number-barred]="Diese Rufnummer dürfen Sie von diesem Anschluss aus nicht anrufen."
   [meeting-connected]="Die Videokonferenz ist verbunden."
   [meeting-disconnected]="Die Verbindung zur Videokonferenz ist unterbrochen."
+  [forwarding-on]="Die Rufumleitung ist eingeschaltet."
+  [forwarding-off]="Die Rufumleitung ist ausgeschaltet."
+  [dnd-on]="Bitte nicht stören ist eingeschaltet."
+  [dnd-off]="Bitte nicht stören ist ausgeschaltet."
+  [forwarding-loop]="Die Rufumleitung führt im Kreis. Der Anruf kann nicht zugestellt werden."
+  [feature-refused]="Diese Funktion steht nur angemeldeten Telefonen zur Verfügung."
 )
 declare -A en=(
   [welcome]="Welcome to amtsleitung."
@@ -51,6 +57,12 @@ declare -A en=(
   [number-barred]="You may not call this number from this line."
   [meeting-connected]="The video meeting is connected."
   [meeting-disconnected]="The connection to the video meeting was lost."
+  [forwarding-on]="Call forwarding is on."
+  [forwarding-off]="Call forwarding is off."
+  [dnd-on]="Do not disturb is on."
+  [dnd-off]="Do not disturb is off."
+  [forwarding-loop]="Call forwarding goes round in a circle. The call cannot be delivered."
+  [feature-refused]="This feature is only available to registered phones."
 )
 
 speak() { # lang voice name text

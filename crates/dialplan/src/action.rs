@@ -87,6 +87,54 @@ pub enum Action {
         /// Room name.
         room: String,
     },
+    /// The calling user sets or clears one of their own call forwardings from the phone
+    /// (`*21*102#`, `#21#`); a prompt confirms it.
+    CallForward {
+        /// Which forwarding.
+        when: ForwardWhen,
+        /// The number calls go to (expanded from the rule); `None` clears the forwarding.
+        to: Option<String>,
+        /// Ring time before a no-answer forwarding (expanded; digits), if given.
+        seconds: Option<String>,
+    },
+    /// The calling user switches do not disturb on, off or over (`*76`); a prompt confirms it.
+    Dnd {
+        /// What to do with it.
+        switch: Switch,
+    },
+}
+
+/// When a call forwarding applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardWhen {
+    /// Every call.
+    Always,
+    /// When busy or in do not disturb.
+    Busy,
+    /// When unanswered.
+    NoAnswer,
+}
+
+impl ForwardWhen {
+    /// The word in a dialplan and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardWhen::Always => "always",
+            ForwardWhen::Busy => "busy",
+            ForwardWhen::NoAnswer => "no-answer",
+        }
+    }
+}
+
+/// On, off, or the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+    /// On when off, off when on.
+    Toggle,
 }
 
 /// Who a `dial` or `forward` reaches.
@@ -172,6 +220,8 @@ pub(crate) const ACTION_NAMES: &[&str] = &[
     "set",
     "record",
     "webrtc_bridge",
+    "call_forward",
+    "dnd",
 ];
 
 /// Menus nested deeper than this are rejected: nobody can navigate them by phone.
@@ -586,6 +636,89 @@ impl ActionParser {
                 self.template(r, &room)?;
                 self.reference(RefKind::Room, &room);
                 Action::WebrtcBridge { room: room.text }
+            }
+            "call_forward" => {
+                const EXAMPLE: &str = "{ call_forward = { when = \"always\", to = \"${1}\" } } or { call_forward = { when = \"always\", off = true } }";
+                let Some(t) = arg_table.filter(|_| arg.is_some()) else {
+                    return wrong_arg(r, arg, "call_forward", EXAMPLE);
+                };
+                keys!(t, &["when", "to", "seconds", "off"], "`call_forward`");
+                let when_s = self.required_str(r, t, "when", &arg_span, "call_forward", EXAMPLE)?;
+                let when = match when_s.text.as_str() {
+                    "always" => ForwardWhen::Always,
+                    "busy" => ForwardWhen::Busy,
+                    "no-answer" => ForwardWhen::NoAnswer,
+                    _ => {
+                        r.error(
+                            when_s.span.clone(),
+                            format!("unknown forwarding `{}`", when_s.text),
+                            Some("when = \"always\", \"busy\" or \"no-answer\"".into()),
+                        );
+                        return None;
+                    }
+                };
+                let off = match t.get("off") {
+                    Some(v) => walk::boolean(r, v, "off")?,
+                    None => false,
+                };
+                let mut templated = |key: &str, this: &mut Self| -> Result<Option<String>, ()> {
+                    match t.get(key) {
+                        None => Ok(None),
+                        Some(v) => {
+                            let s = walk::string(r, v, key, "\"${1}\"").ok_or(())?;
+                            this.template(r, &s).ok_or(())?;
+                            Ok(Some(s.text))
+                        }
+                    }
+                };
+                let to = templated("to", self).ok()?;
+                let seconds = templated("seconds", self).ok()?;
+                match (&to, off) {
+                    (None, false) | (Some(_), true) => {
+                        r.error(
+                            arg_span,
+                            "`call_forward` needs either `to` (set it) or `off = true` (clear it)"
+                                .into(),
+                            Some(format!("for example: {EXAMPLE}")),
+                        );
+                        return None;
+                    }
+                    _ => {}
+                }
+                if seconds.is_some() && when != ForwardWhen::NoAnswer {
+                    r.error(
+                        arg_span,
+                        "`seconds` is the ring time of a no-answer forwarding".into(),
+                        Some("use it with when = \"no-answer\"".into()),
+                    );
+                    return None;
+                }
+                Action::CallForward { when, to, seconds }
+            }
+            "dnd" => {
+                let switch = match arg {
+                    Some(a) if a.get_ref().is_str() => {
+                        let s = walk::string(r, a, "dnd", "{ dnd = \"toggle\" }")?;
+                        match s.text.as_str() {
+                            "on" => Switch::On,
+                            "off" => Switch::Off,
+                            "toggle" => Switch::Toggle,
+                            _ => {
+                                r.error(
+                                    s.span.clone(),
+                                    format!(
+                                        "`dnd` is \"on\", \"off\" or \"toggle\", not {:?}",
+                                        s.text
+                                    ),
+                                    Some("{ dnd = \"toggle\" }".into()),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                    _ => return wrong_arg(r, arg, "dnd", "{ dnd = \"toggle\" }"),
+                };
+                Action::Dnd { switch }
             }
             other => {
                 let help = match did_you_mean(other, ACTION_NAMES.iter().copied()) {
@@ -1068,6 +1201,12 @@ impl Action {
                 path: path.as_ref().map(x),
             },
             Action::WebrtcBridge { room } => Action::WebrtcBridge { room: x(room) },
+            Action::CallForward { when, to, seconds } => Action::CallForward {
+                when: *when,
+                to: to.as_ref().map(x),
+                seconds: seconds.as_ref().map(x),
+            },
+            Action::Dnd { switch } => Action::Dnd { switch: *switch },
         }
     }
 }
@@ -1181,6 +1320,33 @@ pub(crate) fn write_actions(
             Action::Record { path: Some(p) } => writeln!(f, "start recording to {p}")?,
             Action::Record { path: None } => writeln!(f, "start recording")?,
             Action::WebrtcBridge { room } => writeln!(f, "bridge into WebRTC room {room}")?,
+            Action::CallForward {
+                when,
+                to: Some(to),
+                seconds,
+            } => {
+                write!(f, "the calling user's {} forwarding to {to}", when.as_str())?;
+                if let Some(s) = seconds {
+                    write!(f, " after {s} s")?;
+                }
+                writeln!(f, " (a prompt confirms)")?
+            }
+            Action::CallForward { when, to: None, .. } => writeln!(
+                f,
+                "clear the calling user's {} forwarding (a prompt confirms)",
+                when.as_str()
+            )?,
+            Action::Dnd { switch } => {
+                let what = match switch {
+                    Switch::On => "on",
+                    Switch::Off => "off",
+                    Switch::Toggle => "on or off (toggle)",
+                };
+                writeln!(
+                    f,
+                    "switch the calling user's do not disturb {what} (a prompt confirms)"
+                )?
+            }
         }
     }
     Ok(())

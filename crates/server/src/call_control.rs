@@ -18,7 +18,8 @@ use sip::message as msg;
 use tokio::sync::mpsc;
 
 use crate::call::{
-    Call, CallSetup, CalleeEvent, CallerId, Input, MediaAction, Output, Question, Reply, SipAction,
+    Call, CallSetup, CalleeEvent, CallerId, Input, MediaAction, Output, Question, Reply,
+    SettingRefusal, SipAction,
 };
 use crate::call_cost::CallCosts;
 use crate::call_effects::{self, Replies};
@@ -35,6 +36,21 @@ use crate::shared::Shared;
 use crate::sip_endpoint::{Incoming, LegEvent, MEDIA_TIMEOUT, OutboundCall, SipEndpoint};
 use crate::trunk_service::CallerProfile;
 use crate::udptl_relay::UdptlRelayTask;
+
+/// Whose call a placed call is, for permissions and the Diversion header.
+#[derive(Clone, Copy)]
+enum Diversion<'a> {
+    /// The caller's own.
+    None,
+    /// A `forward` rule sends it on: the number the caller dialled is diverting.
+    Dialled,
+    /// `user`'s forwarding or follow-me: their permissions, they are diverting; a user
+    /// target rings only the phones registered from `network`, when given.
+    ByUser {
+        user: &'a str,
+        network: Option<&'a store::AllowedNetwork>,
+    },
+}
 
 /// Codecs we offer and accept, best first (the answer follows the offerer's order).
 const OUR_CODECS: &[Codec] = &[Codec::Opus, Codec::G722, Codec::Pcma, Codec::Pcmu];
@@ -277,6 +293,8 @@ struct CallOutRequest {
     number: String,
     privacy: bool,
     forwarded: bool,
+    /// The user whose forwarding or follow-me placed it, whose permissions it keeps.
+    diverted_by: Option<String>,
     fax_rule: bool,
     /// Its class, which the cost guard prices it by once answered.
     class: Option<trunks::CallClass>,
@@ -594,11 +612,71 @@ impl CallControl {
                 fax,
                 caller_id,
             } => Some(self.dial(
-                leg, target, false, *fax, caller_id, endpoint, registrar, now,
+                leg,
+                target,
+                Diversion::None,
+                *fax,
+                caller_id,
+                endpoint,
+                registrar,
+                now,
             )),
             Question::Forward { target, caller_id } => Some(self.dial(
-                leg, target, true, false, caller_id, endpoint, registrar, now,
+                leg,
+                target,
+                Diversion::Dialled,
+                false,
+                caller_id,
+                endpoint,
+                registrar,
+                now,
             )),
+            Question::PlaceFor {
+                target,
+                caller_id,
+                user,
+                network,
+            } => Some(self.dial(
+                leg,
+                target,
+                Diversion::ByUser {
+                    user,
+                    network: network.as_ref(),
+                },
+                false,
+                caller_id,
+                endpoint,
+                registrar,
+                now,
+            )),
+            Question::UserSettings(extension) => {
+                Some(Reply::Settings(registrar.call_settings(extension)))
+            }
+            Question::RouteFor { number, user } => {
+                let facts = dialplan::CallFacts {
+                    to: number.clone(),
+                    from: Some(user.clone()),
+                    trunk: None,
+                    source_ip: self.legs.get(&leg).map(|l| l.source),
+                    at: jiff::Timestamp::now(),
+                };
+                let route = self.shared.plan.current().route(&facts);
+                Some(Reply::Route(route.map(Box::new)))
+            }
+            Question::SetForward { .. } | Question::SetDnd(_) => {
+                let Some(user) = self.legs.get(&leg).and_then(|l| l.profile.user.clone()) else {
+                    return Some(Reply::Switched(Err(SettingRefusal::NotAUser)));
+                };
+                call_effects::spawn_setting_change(
+                    &self.shared,
+                    leg,
+                    user,
+                    &question,
+                    registrar.directory(),
+                    &self.replies,
+                );
+                None
+            }
             _ => {
                 let caller = self.legs.get(&leg).map_or("", |l| l.caller.as_str());
                 if let Some(reply) = call_effects::room_question(
@@ -1055,7 +1133,7 @@ impl CallControl {
         &mut self,
         leg: LegId,
         target: &dialplan::DialTarget,
-        forwarded: bool,
+        diversion: Diversion<'_>,
         fax_rule: bool,
         caller_id: &CallerId,
         endpoint: &mut SipEndpoint,
@@ -1090,8 +1168,20 @@ impl CallControl {
             .name
             .clone()
             .or_else(|| caller.caller_name.clone());
-        let profile = caller.profile.clone();
-        let diverted_from = forwarded.then(|| caller.callee.clone());
+        // A user's forwarding or follow-me calls out with that user's permissions and names
+        // the user as diverting; a `forward` rule names the number the caller dialled.
+        let (profile, diverted_from, network) = match diversion {
+            Diversion::None => (caller.profile.clone(), None, None),
+            Diversion::Dialled => (caller.profile.clone(), Some(caller.callee.clone()), None),
+            Diversion::ByUser { user, network } => (
+                registrar
+                    .caller_profile(user)
+                    .unwrap_or_else(CallerProfile::not_a_user),
+                Some(user.to_owned()),
+                network,
+            ),
+        };
+        let forwarded = diverted_from.is_some();
         let source = caller.source;
         let mut trunk_used: Option<String> = None;
         // A trunk's own codec preference; other calls offer ours, the caller's first.
@@ -1100,6 +1190,7 @@ impl CallControl {
             dialplan::DialTarget::User(extension) => registrar
                 .lookup(extension, now)
                 .into_iter()
+                .filter(|b| network.is_none_or(|n| n.contains(b.details.source.addr.ip())))
                 .filter_map(|b| {
                     let (next_hop, route) = crate::registrar::route_to(b)?;
                     Some(OutboundCall {
@@ -1235,6 +1326,10 @@ impl CallControl {
                 number: number.clone(),
                 privacy: *privacy,
                 forwarded,
+                diverted_by: match diversion {
+                    Diversion::ByUser { user, .. } => Some(user.to_owned()),
+                    _ => None,
+                },
                 fax_rule,
                 class: self.shared.trunks.current().class_of(number),
                 caller_id: caller_id.clone(),
@@ -1553,10 +1648,18 @@ impl CallControl {
             number: request.number.clone(),
             privacy: request.privacy,
         };
+        let diversion = match (&request.diverted_by, request.forwarded) {
+            (Some(user), _) => Diversion::ByUser {
+                user,
+                network: None,
+            },
+            (None, true) => Diversion::Dialled,
+            (None, false) => Diversion::None,
+        };
         match self.dial(
             failed.parent,
             &target,
-            request.forwarded,
+            diversion,
             request.fax_rule,
             &request.caller_id,
             endpoint,

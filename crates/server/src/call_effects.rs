@@ -10,7 +10,7 @@ use std::sync::Arc;
 use media::wav::PromptPlayer;
 use tokio::sync::mpsc::Sender;
 
-use crate::call::{Question, Reply, RoomAction};
+use crate::call::{Question, Reply, RoomAction, SettingRefusal};
 use crate::call_event::CallEvents;
 use crate::conference::{ActiveRecording, Entrant, MemberLabel};
 use crate::ids::LegId;
@@ -122,6 +122,85 @@ pub fn room_action(shared: &Shared, leg: LegId, action: RoomAction) {
 
 /// Starts answering a question that takes the store (or files): the reply comes through
 /// `replies`. Returns false for a question that is not of this kind.
+/// Changes the calling `user`'s forwarding or do not disturb (`question` is
+/// [`Question::SetForward`] or [`Question::SetDnd`]) on the store thread, reloads
+/// `directory` at once so that the next call sees it, and replies [`Reply::Switched`].
+pub fn spawn_setting_change(
+    shared: &Arc<Shared>,
+    leg: LegId,
+    user: String,
+    question: &Question,
+    directory: Arc<crate::user_directory::UserDirectory>,
+    replies: &Replies,
+) {
+    enum Change {
+        Forward(store::ForwardKind, Option<String>, Option<u32>),
+        Dnd(dialplan::Switch),
+    }
+    let change = match question {
+        Question::SetForward { when, to, seconds } => {
+            let kind = match when {
+                dialplan::ForwardWhen::Always => store::ForwardKind::Always,
+                dialplan::ForwardWhen::Busy => store::ForwardKind::Busy,
+                dialplan::ForwardWhen::NoAnswer => store::ForwardKind::NoAnswer,
+            };
+            Change::Forward(kind, to.clone(), *seconds)
+        }
+        Question::SetDnd(switch) => Change::Dnd(*switch),
+        _ => return,
+    };
+    let (shared, replies) = (shared.clone(), replies.clone());
+    tokio::spawn(async move {
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let domain = store::DEFAULT_DOMAIN;
+        let who = user.clone();
+        let done = shared
+            .store
+            .run(move |store| {
+                let changed = match change {
+                    Change::Forward(kind, to, seconds) => store
+                        .user_set_forward(domain, &who, kind, to.as_deref(), seconds, now_ms)
+                        .map(|settings| {
+                            tracing::info!(user = %who, %kind, to = ?settings.forward(kind), "call forwarding changed from the phone");
+                            settings.forward(kind).is_some()
+                        }),
+                    Change::Dnd(switch) => {
+                        let on = match switch {
+                            dialplan::Switch::On => Ok(true),
+                            dialplan::Switch::Off => Ok(false),
+                            dialplan::Switch::Toggle => store
+                                .user_get(domain, &who)
+                                .map(|user| !user.is_some_and(|u| u.call_settings.dnd)),
+                        };
+                        on.and_then(|on| store.user_set_dnd(domain, &who, on, now_ms))
+                            .map(|settings| {
+                                tracing::info!(user = %who, dnd = settings.dnd, "do not disturb changed from the phone");
+                                settings.dnd
+                            })
+                    }
+                };
+                if changed.is_ok()
+                    && let Err(err) = directory.load(store)
+                {
+                    tracing::error!("user directory not reloaded after a change: {err}");
+                }
+                changed
+            })
+            .await;
+        let reply = match done {
+            Ok(Ok(on)) => Ok(on),
+            Ok(Err(
+                err @ (store::StoreError::InvalidForwardTarget(_)
+                | store::StoreError::InvalidRingSeconds(_)
+                | store::StoreError::NoSuchUser { .. }),
+            )) => Err(SettingRefusal::Invalid(err.to_string())),
+            Ok(Err(err)) => Err(SettingRefusal::Store(err.to_string())),
+            Err(err) => Err(SettingRefusal::Store(format!("did not finish: {err}"))),
+        };
+        let _ = replies.send((leg, Reply::Switched(reply))).await;
+    });
+}
+
 pub fn spawn_slow_question(
     shared: &Arc<Shared>,
     leg: LegId,

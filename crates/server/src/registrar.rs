@@ -342,6 +342,27 @@ impl RegistrarService {
         self.users.is_fax(extension)
     }
 
+    /// What a call to `extension` does besides ringing its phones (no such user: `None`).
+    pub fn call_settings(&self, extension: &str) -> Option<store::CallSettings> {
+        self.users.call_settings(extension)
+    }
+
+    /// What calls placed on behalf of user `extension` may do (their forwarding and
+    /// follow-me): their call classes and location number.
+    pub fn caller_profile(&self, extension: &str) -> Option<crate::trunk_service::CallerProfile> {
+        let user = self.users.get(extension)?;
+        Some(crate::trunk_service::CallerProfile {
+            user: Some(extension.to_owned()),
+            allowed: user.call_classes,
+            location: user.location,
+        })
+    }
+
+    /// The user directory, to reload at once after a change this process made.
+    pub fn directory(&self) -> Arc<UserDirectory> {
+        self.users.clone()
+    }
+
     /// The reachable bindings of a user, highest q first.
     pub fn lookup(&self, extension: &str, now: Instant) -> Vec<&Binding> {
         self.bindings.lookup(&Aor::new(extension, REALM), now)

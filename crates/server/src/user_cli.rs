@@ -150,6 +150,42 @@ pub enum UserCommand {
         #[arg(long, conflicts_with = "number")]
         clear: bool,
     },
+    /// Turn do not disturb on or off, e.g. `user dnd 101 on`: the phones do not ring, callers
+    /// get busy or the busy forwarding (the phone's `*76` does the same).
+    Dnd {
+        /// Extension.
+        extension: String,
+        /// on or off.
+        setting: String,
+    },
+    /// Forward the user's calls, e.g. `user forward 101 always 102`, `user forward 101
+    /// no-answer 0711123456 --seconds 15`, `user forward 101 busy off`. The target is a number
+    /// as the user would dial it (a colleague, a room, a group, an outside number), routed
+    /// through the dialplan as the user's own call. Phones: *21*N# / #21#, *61*N# / #61#,
+    /// *67*N# / #67#.
+    Forward {
+        /// Extension.
+        extension: String,
+        /// always, busy or no-answer.
+        kind: String,
+        /// The number, or `off`.
+        target: String,
+        /// With no-answer: ring this long first (5 to 180 s; default 20).
+        #[arg(long, value_name = "S")]
+        seconds: Option<u32>,
+    },
+    /// Ring numbers in turn instead of the user's phones, each step for its seconds, e.g.
+    /// `user follow-me 101 101@192.168.10.0/24:15 101@10.98.0.0/16:20 017112345678:30`
+    /// (office phone, then the home phone over the VPN, then the mobile); `+` rings numbers
+    /// of one step at once (`101+102:20`); `user follow-me 101 off` ends it.
+    #[command(name = "follow-me")]
+    FollowMe {
+        /// Extension.
+        extension: String,
+        /// Steps NUMBER[@NETWORK][+NUMBER...]:SECONDS, or `off`.
+        #[arg(required = true)]
+        steps: Vec<String>,
+    },
     /// Delete a user and its registrations.
     #[command(alias = "delete")]
     Del {
@@ -402,6 +438,57 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             Ok(format!(
                 "fax line {extension}: {}\n",
                 describe_fax(user.fax)
+            ))
+        }
+        UserCommand::Dnd { extension, setting } => {
+            let dnd = crate::call_settings_cli::parse_on_off(&setting)?;
+            if !exists {
+                return Err(format!("no user {extension} ({})", no_database()));
+            }
+            let settings = open(data_dir)?
+                .user_set_dnd(DEFAULT_DOMAIN, &extension, dnd, now_ms)
+                .map_err(|err| store_error("cannot change do not disturb", err))?;
+            Ok(format!(
+                "do not disturb {extension}: {}\n",
+                crate::call_settings_cli::on_off(settings.dnd)
+            ))
+        }
+        UserCommand::Forward {
+            extension,
+            kind,
+            target,
+            seconds,
+        } => {
+            let (kind, target) = crate::call_settings_cli::parse_forward(&kind, &target)?;
+            if !exists {
+                return Err(format!("no user {extension} ({})", no_database()));
+            }
+            let settings = open(data_dir)?
+                .user_set_forward(
+                    DEFAULT_DOMAIN,
+                    &extension,
+                    kind,
+                    target.as_deref(),
+                    seconds,
+                    now_ms,
+                )
+                .map_err(|err| store_error("cannot change the forwarding", err))?;
+            Ok(format!(
+                "forwarding of {extension}: {}\n",
+                crate::call_settings_cli::describe_forwarding(&settings)
+            ))
+        }
+        UserCommand::FollowMe { extension, steps } => {
+            let steps = crate::call_settings_cli::parse_follow_me(&steps)?;
+            if !exists {
+                return Err(format!("no user {extension} ({})", no_database()));
+            }
+            let settings = open(data_dir)?
+                .user_set_follow_me(DEFAULT_DOMAIN, &extension, &steps, now_ms)
+                .map_err(|err| store_error("cannot change follow-me", err))?;
+            Ok(format!(
+                "follow-me of {extension}: {}\n",
+                crate::call_settings_cli::describe_follow_me(&settings.follow_me)
             ))
         }
         UserCommand::Location {
@@ -957,6 +1044,19 @@ fn user_details(user: &User, bindings: &[Binding], now_ms: i64) -> String {
     field(
         "location",
         &emergency_location::describe(user.location.as_ref()),
+    );
+    let settings = &user.call_settings;
+    field(
+        "do not disturb",
+        crate::call_settings_cli::on_off(settings.dnd),
+    );
+    field(
+        "forwarding",
+        &crate::call_settings_cli::describe_forwarding(settings),
+    );
+    field(
+        "follow-me",
+        &crate::call_settings_cli::describe_follow_me(&settings.follow_me),
     );
     field("created", &utc_time(user.created_at_ms));
     field("updated", &utc_time(user.updated_at_ms));

@@ -42,6 +42,8 @@ pub struct DirectoryUser {
     /// The user's own location number for emergency calls; `None` also when the stored one
     /// cannot be read (logged), so that the trunks file's number is presented instead.
     pub location: Option<trunks::PersonalLocation>,
+    /// Do not disturb, forwarding and follow-me.
+    pub call_settings: store::CallSettings,
 }
 
 impl DirectoryUser {
@@ -73,6 +75,7 @@ impl DirectoryUser {
             allowed_networks: user.allowed_networks.clone(),
             max_contacts: user.max_contacts as usize,
             fax: user.fax,
+            call_settings: user.call_settings.clone(),
             location: user.location.as_ref().and_then(|stored| {
                 personal_location(stored)
                     .map_err(|err| tracing::error!(user = %user.extension, "stored location number unusable, the trunks file's is presented instead: {err}"))
@@ -138,6 +141,14 @@ impl UserDirectory {
             .load()
             .get(extension)
             .is_some_and(|user| user.fax)
+    }
+
+    /// What a call to `extension` does besides ringing its phones (no such user: nothing).
+    pub fn call_settings(&self, extension: &str) -> Option<store::CallSettings> {
+        self.users
+            .load()
+            .get(extension)
+            .map(|user| user.call_settings.clone())
     }
 
     /// Reads every user of the default domain from the store.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, ToSql};
 
+mod call_settings;
 mod dialplan_history;
 mod live_rooms;
 mod recordings;
@@ -19,6 +20,10 @@ mod room_tokens;
 mod rooms;
 mod users;
 
+pub use call_settings::{
+    CallSettings, DEFAULT_NO_ANSWER_SECONDS, FollowMeStep, FollowMeTarget, ForwardKind,
+    MAX_FOLLOW_ME_STEPS, RING_SECONDS, validate_target as validate_forward_target,
+};
 pub use dialplan_history::DialplanVersion;
 pub use live_rooms::LiveRoom;
 pub use recordings::{Recording, RecordingId};
@@ -230,6 +235,25 @@ pub enum StoreError {
         /// Position of its first appearance in the batch.
         first: usize,
     },
+    /// Not a forwarding kind.
+    #[error("forwarding kind must be always, busy or no-answer, got {0:?}")]
+    InvalidForwardKind(String),
+    /// A forwarding or follow-me target that is not a number.
+    #[error(
+        "forwarding target {0:?} must be a number: digits, * and #, an optional leading +, at most 32 characters"
+    )]
+    InvalidForwardTarget(String),
+    /// A ring time outside what callers wait.
+    #[error("ring time must be 5 to 180 seconds, got {0}")]
+    InvalidRingSeconds(u32),
+    /// A follow-me step that cannot be read.
+    #[error(
+        "follow-me step {0:?} must be NUMBER[@NETWORK][+NUMBER...]:SECONDS, with 1 to 8 numbers"
+    )]
+    InvalidFollowMeStep(String),
+    /// More follow-me steps than a caller would wait through.
+    #[error("at most 8 follow-me steps, got {0}")]
+    TooManyFollowMeSteps(usize),
     /// Some users of a batch cannot be stored, so none of them was; each entry is the
     /// position in the batch and why.
     #[error("{} of the users cannot be stored; none was stored", .0.len())]
@@ -413,6 +437,15 @@ const MIGRATIONS: &[&str] = &[
         whep_token TEXT,
         created_at_ms INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 13: the user's call settings (call_settings.rs): do not disturb, forwarding targets
+    // (numbers as the user dials them; NULL: off), the ring time before the no-answer
+    // forwarding, and follow-me steps one per line.
+    "ALTER TABLE sip_user ADD COLUMN dnd INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE sip_user ADD COLUMN forward_always TEXT;
+     ALTER TABLE sip_user ADD COLUMN forward_busy TEXT;
+     ALTER TABLE sip_user ADD COLUMN forward_no_answer TEXT;
+     ALTER TABLE sip_user ADD COLUMN forward_no_answer_s INTEGER NOT NULL DEFAULT 20;
+     ALTER TABLE sip_user ADD COLUMN follow_me TEXT NOT NULL DEFAULT '';",
 ];
 
 /// One finished call, as written to the call log.

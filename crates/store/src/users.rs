@@ -22,6 +22,7 @@ use md5::Md5;
 use rusqlite::{OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
 
+use crate::call_settings::{CallSettings, follow_me_from_column, follow_me_to_column};
 use crate::{Store, StoreError};
 
 /// The SIP domain (and default digest realm) of a system that hosts one town hall.
@@ -332,6 +333,8 @@ pub struct User {
     pub fax: bool,
     /// The user's own location number for emergency calls; `None`: the trunks file's.
     pub location: Option<UserLocation>,
+    /// Do not disturb, forwarding, follow-me.
+    pub call_settings: CallSettings,
     /// Unix time in milliseconds of creation.
     pub created_at_ms: i64,
     /// Unix time in milliseconds of the last change (password included).
@@ -564,7 +567,8 @@ fn networks_from_column(text: &str) -> Result<Vec<AllowedNetwork>, StoreError> {
 
 const USER_COLUMNS: &str = "domain, extension, display_name, realm, ha1_md5, ha1_sha256, \
      allowed_networks, max_contacts, language, created_at_ms, updated_at_ms, call_classes, \
-     media_encryption, fax, location_number, location_networks";
+     media_encryption, fax, location_number, location_networks, dnd, forward_always, \
+     forward_busy, forward_no_answer, forward_no_answer_s, follow_me";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     // A value this build cannot read was written by hand or by a newer build: say which column.
@@ -594,6 +598,15 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         fax: row.get(13)?,
         location: location_from_columns(row.get(14)?, &row.get::<_, String>(15)?)
             .map_err(|e| unreadable(15, e))?,
+        call_settings: CallSettings {
+            dnd: row.get(16)?,
+            forward_always: row.get(17)?,
+            forward_busy: row.get(18)?,
+            forward_no_answer: row.get(19)?,
+            no_answer_seconds: row.get(20)?,
+            follow_me: follow_me_from_column(&row.get::<_, String>(21)?)
+                .map_err(|e| unreadable(21, e))?,
+        },
     })
 }
 
@@ -604,7 +617,7 @@ impl Store {
         let user = stored_user(new);
         let inserted = self.conn.execute(
             &format!(
-                "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
                  ON CONFLICT(domain, extension) DO NOTHING"
             ),
             params![
@@ -626,6 +639,12 @@ impl Store {
                 user.location
                     .as_ref()
                     .map_or_else(String::new, |l| networks_to_column(&l.networks)),
+                user.call_settings.dnd,
+                user.call_settings.forward_always,
+                user.call_settings.forward_busy,
+                user.call_settings.forward_no_answer,
+                user.call_settings.no_answer_seconds,
+                follow_me_to_column(&user.call_settings.follow_me),
             ],
         )?;
         if inserted == 0 {
@@ -872,6 +891,7 @@ fn stored_user(new: &NewUser) -> User {
         media_encryption: new.media_encryption.clone(),
         fax: new.fax,
         location: new.location.clone(),
+        call_settings: CallSettings::default(),
         created_at_ms: new.created_at_ms,
         updated_at_ms: new.created_at_ms,
     }

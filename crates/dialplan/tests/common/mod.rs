@@ -160,5 +160,11 @@ fn short(a: &Action) -> String {
         Action::SetCallerId { number, .. } => format!("set {}", number.clone().unwrap_or_default()),
         Action::Record { path } => format!("record {}", path.clone().unwrap_or_default()),
         Action::WebrtcBridge { room } => format!("webrtc {room}"),
+        Action::CallForward { when, to, .. } => format!(
+            "call_forward {} {}",
+            when.as_str(),
+            to.clone().unwrap_or_else(|| "off".into())
+        ),
+        Action::Dnd { switch } => format!("dnd {switch:?}"),
     }
 }

@@ -45,6 +45,14 @@ pub(super) struct CallLogic {
     pub(super) pending_digits: VecDeque<char>,
     /// The caller ID the rule's `set` gave the calls it places from then on.
     pub(super) caller_id: CallerId,
+    /// The user whose forwarding or follow-me the call follows now (their permissions
+    /// apply to calls out, and calls out name them as diverting).
+    pub(super) diverted_by: Option<String>,
+    /// Users whose forwarding the call has followed, in order: a user met twice is a loop.
+    pub(super) diverted_through: Vec<String>,
+    /// The final response for a caller nobody answered when the actions run out: 480, or
+    /// 486 when the last user dialled was busy.
+    pub(super) unanswered_status: u16,
 }
 
 impl CallLogic {
@@ -55,6 +63,9 @@ impl CallLogic {
             require_precreated_rooms,
             pending_digits: VecDeque::new(),
             caller_id: CallerId::default(),
+            diverted_by: None,
+            diverted_through: Vec::new(),
+            unanswered_status: 480,
         }
     }
 
@@ -66,7 +77,7 @@ impl CallLogic {
                 self.sip(if self.answered {
                     SipAction::Hangup
                 } else {
-                    SipAction::Reject(480)
+                    SipAction::Reject(self.unanswered_status)
                 });
                 "dialplan finished"
             }

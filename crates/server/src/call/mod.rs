@@ -212,6 +212,41 @@ pub enum Question {
         /// Who the called party is told calls, where the rule `set` it.
         caller_id: CallerId,
     },
+    /// Ring `target` on behalf of `user`, whose forwarding or follow-me this call follows:
+    /// calls out go with the user's call classes and cost limits and name the user as
+    /// diverting (Diversion, RFC 5806). Answered as [`Question::Place`].
+    PlaceFor {
+        /// Whom to ring.
+        target: DialTarget,
+        /// Who the called party is told calls, where the rule `set` it.
+        caller_id: CallerId,
+        /// The diverting user.
+        user: String,
+        /// Only the phones of a user target that registered from this network (a follow-me
+        /// step's office or home phone).
+        network: Option<store::AllowedNetwork>,
+    },
+    /// What a call to this user does besides ringing the phones: [`Reply::Settings`].
+    UserSettings(String),
+    /// The dialplan's route for `number` dialled by `user` (a forwarding or follow-me
+    /// target): [`Reply::Route`].
+    RouteFor {
+        /// The number.
+        number: String,
+        /// The user it is dialled for.
+        user: String,
+    },
+    /// Change the calling user's own forwarding: [`Reply::Switched`], whether it is on now.
+    SetForward {
+        /// Which.
+        when: dialplan::ForwardWhen,
+        /// Where to; `None` clears it.
+        to: Option<String>,
+        /// Ring time before a no-answer forwarding.
+        seconds: Option<u32>,
+    },
+    /// Switch the calling user's do not disturb: [`Reply::Switched`], on or off now.
+    SetDnd(dialplan::Switch),
     /// The same for a call forwarded to `target`: a call out names the number the caller
     /// dialled as diverting it (Diversion, RFC 5806).
     Forward {
@@ -307,6 +342,26 @@ pub enum Reply {
     Count(usize),
     /// Done, or why not.
     Done(Result<(), String>),
+    /// A user's call settings (`None`: no such user).
+    Settings(Option<store::CallSettings>),
+    /// The route of a number, if any rule takes it.
+    Route(Option<Box<Route>>),
+    /// A setting is now on (`Ok(true)`) or off, or why it could not be changed.
+    Switched(Result<bool, SettingRefusal>),
+}
+
+/// Why a user's own setting was not changed from the phone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingRefusal {
+    /// The caller is not one of our users (not registered, not authenticated).
+    #[error("the caller is not a user")]
+    NotAUser,
+    /// What was keyed cannot be stored (a bad number or ring time).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
 }
 
 /// What a call needs to start.

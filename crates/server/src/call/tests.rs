@@ -13,6 +13,9 @@ use crate::media_worker::MediaEvent;
 struct Harness {
     call: Call,
     now: Instant,
+    /// Answered at once to every `UserSettings` question (tests of forwarding answer it
+    /// themselves: `None` here).
+    user_settings: Option<Option<store::CallSettings>>,
 }
 
 fn route(actions: Vec<Action>) -> Route {
@@ -58,7 +61,20 @@ fn cancel(n: u64, reason: &'static str) -> Output {
 }
 
 impl Harness {
+    /// A call running `actions`, whose users have no forwarding or follow-me.
     fn start(actions: Vec<Action>) -> (Self, Vec<Output>) {
+        Self::start_with(actions, Some(None))
+    }
+
+    /// A call running `actions` whose `UserSettings` questions the test answers itself.
+    fn start_asking_settings(actions: Vec<Action>) -> (Self, Vec<Output>) {
+        Self::start_with(actions, None)
+    }
+
+    fn start_with(
+        actions: Vec<Action>,
+        user_settings: Option<Option<store::CallSettings>>,
+    ) -> (Self, Vec<Output>) {
         let now = Instant::now();
         let setup = CallSetup {
             route: route(actions),
@@ -67,13 +83,24 @@ impl Harness {
         let mut harness = Self {
             call: Call::new(setup, now),
             now,
+            user_settings,
         };
         let out = harness.drain();
         (harness, out)
     }
 
     fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.call.poll_output()).collect()
+        let mut out = Vec::new();
+        while let Some(output) = self.call.poll_output() {
+            match (&output, &self.user_settings) {
+                (Output::Ask(Question::UserSettings(_)), Some(settings)) => {
+                    let reply = Reply::Settings(settings.clone());
+                    self.call.handle_reply(reply, self.now);
+                }
+                _ => out.push(output),
+            }
+        }
+        out
     }
 
     fn input(&mut self, input: Input) -> Vec<Output> {
@@ -862,5 +889,213 @@ fn set_gives_the_calls_placed_afterwards_the_rules_caller_id_and_refuses_what_is
                 name: Some("Sozialamt".into()),
             },
         })]
+    );
+}
+
+fn dial_101_then_prompt() -> Vec<Action> {
+    vec![
+        Action::Dial {
+            target: DialTarget::User("101".into()),
+            timeout_s: 30,
+            fax: false,
+        },
+        Action::Play {
+            sound: "after-dial".into(),
+        },
+    ]
+}
+
+fn route_for(number: &str, user: &str) -> Output {
+    ask(Question::RouteFor {
+        number: number.into(),
+        user: user.into(),
+    })
+}
+
+fn route_reply(actions: Vec<Action>) -> Reply {
+    Reply::Route(Some(Box::new(route(actions))))
+}
+
+fn place_for(extension: &str, user: &str, network: Option<&str>) -> Output {
+    ask(Question::PlaceFor {
+        target: DialTarget::User(extension.into()),
+        caller_id: CallerId::default(),
+        user: user.into(),
+        network: network.map(|n| n.parse().unwrap()),
+    })
+}
+
+fn placed(legs: &[u64]) -> Reply {
+    Reply::Placed {
+        legs: legs.iter().map(|n| leg(*n)).collect(),
+        unplaced: 0,
+        fax: false,
+    }
+}
+
+fn settings(change: impl FnOnce(&mut store::CallSettings)) -> Reply {
+    let mut settings = store::CallSettings::default();
+    change(&mut settings);
+    Reply::Settings(Some(settings))
+}
+
+#[test]
+fn forwarding_always_routes_the_target_as_the_users_call_and_rings_it_on_their_behalf() {
+    let (mut h, out) = Harness::start_asking_settings(dial_101_then_prompt());
+    assert_eq!(out, [ask(Question::UserSettings("101".into()))]);
+    let out = h.reply(settings(|s| s.forward_always = Some("102".into())));
+    assert_eq!(out, [route_for("102", "101")]);
+    let out = h.reply(route_reply(vec![Action::Dial {
+        target: DialTarget::User("102".into()),
+        timeout_s: 20,
+        fax: false,
+    }]));
+    assert_eq!(out, [ask(Question::UserSettings("102".into()))]);
+    // 102 has no settings: its phones ring, as a call diverted by 101.
+    assert_eq!(
+        h.reply(Reply::Settings(None)),
+        [place_for("102", "101", None)]
+    );
+    h.reply(placed(&[7]));
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Answered(leg(7)))),
+        [sip(SipAction::Connect(leg(7)))]
+    );
+}
+
+#[test]
+fn a_forwarding_loop_is_told_to_the_caller_once_and_ends_the_call_with_482() {
+    let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
+    h.reply(settings(|s| s.forward_always = Some("102".into())));
+    h.reply(route_reply(vec![Action::Dial {
+        target: DialTarget::User("102".into()),
+        timeout_s: 20,
+        fax: false,
+    }]));
+    let out = h.reply(settings(|s| s.forward_always = Some("101".into())));
+    assert_eq!(out, [route_for("101", "102")]);
+    // 101 again: nothing more is rung, asked or placed.
+    let out = h.reply(route_reply(vec![Action::Dial {
+        target: DialTarget::User("101".into()),
+        timeout_s: 20,
+        fax: false,
+    }]));
+    assert_eq!(out, [sip(SipAction::EarlyMedia), play("forwarding-loop")]);
+    h.reply(Reply::Started(true));
+    let reason = "call forwarding loop";
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [
+            sip(SipAction::Refuse {
+                status: 482,
+                reason
+            }),
+            finished(reason)
+        ]
+    );
+}
+
+#[test]
+fn do_not_disturb_is_busy_without_ringing_and_the_busy_forwarding_takes_it() {
+    let (mut h, _) = Harness::start_asking_settings(vec![Action::Dial {
+        target: DialTarget::User("101".into()),
+        timeout_s: 30,
+        fax: false,
+    }]);
+    // Busy, nothing rung: a caller left unanswered hears busy.
+    assert_eq!(
+        h.reply(settings(|s| s.dnd = true)),
+        [sip(SipAction::Reject(486)), finished("dialplan finished")]
+    );
+
+    let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
+    let out = h.reply(settings(|s| {
+        s.dnd = true;
+        s.forward_busy = Some("800".into());
+    }));
+    assert_eq!(out, [route_for("800", "101")]);
+}
+
+#[test]
+fn a_busy_phone_takes_the_busy_forwarding_and_an_unanswered_one_the_no_answer_forwarding_in_its_time()
+ {
+    let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
+    h.reply(settings(|s| s.forward_busy = Some("102".into())));
+    h.reply(placed(&[2]));
+    let out = h.input(Input::Callee(CalleeEvent::Ended {
+        leg: leg(2),
+        status: 486,
+    }));
+    assert_eq!(out, [route_for("102", "101")]);
+
+    let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
+    h.reply(settings(|s| {
+        s.forward_no_answer = Some("0711123456".into());
+        s.no_answer_seconds = 12;
+    }));
+    h.reply(placed(&[2]));
+    // The user's 12 s, not the rule's 30 s.
+    assert!(h.advance(Duration::from_secs(11)).is_empty());
+    assert_eq!(
+        h.advance(Duration::from_secs(1)),
+        [
+            cancel(2, "no answer in time"),
+            route_for("0711123456", "101")
+        ]
+    );
+    // No rule takes the number: not forwarded, the rule goes on.
+    assert_eq!(
+        h.reply(Reply::Route(None)),
+        [sip(SipAction::Answer), play("after-dial")]
+    );
+}
+
+#[test]
+fn follow_me_rings_each_step_for_its_time_with_its_own_phones_by_network() {
+    let steps: Vec<store::FollowMeStep> = ["101@192.168.10.0/24:15", "101@10.98.0.0/16+0171123:20"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
+    let out = h.reply(settings(|s| s.follow_me = steps.clone()));
+    assert_eq!(out, [place_for("101", "101", Some("192.168.10.0/24"))]);
+    assert!(h.reply(placed(&[2])).is_empty());
+    assert!(h.advance(Duration::from_secs(14)).is_empty());
+    let out = h.advance(Duration::from_secs(1));
+    assert_eq!(
+        out,
+        [
+            cancel(2, "no answer in time"),
+            place_for("101", "101", Some("10.98.0.0/16"))
+        ]
+    );
+    assert_eq!(h.reply(placed(&[3])), [route_for("0171123", "101")]);
+    let trunk = DialTarget::Trunk {
+        trunk: "carrier".into(),
+        number: "0171123".into(),
+        privacy: false,
+    };
+    let out = h.reply(route_reply(vec![Action::Dial {
+        target: trunk.clone(),
+        timeout_s: 30,
+        fax: false,
+    }]));
+    assert_eq!(
+        out,
+        [ask(Question::PlaceFor {
+            target: trunk,
+            caller_id: CallerId::default(),
+            user: "101".into(),
+            network: None,
+        })]
+    );
+    assert!(h.reply(placed(&[4])).is_empty());
+    // The home phone answers: the mobile stops ringing.
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Answered(leg(3)))),
+        [
+            cancel(4, "answered elsewhere"),
+            sip(SipAction::Connect(leg(3)))
+        ]
     );
 }

@@ -8,6 +8,20 @@ use crate::call::logic::{CallLogic, Stop};
 use crate::call::{CalleeEvent, Fork, ForkStep, Input, MediaAction, Question, Reply, SipAction};
 use crate::ids::LegId;
 
+/// How ringing ended.
+pub(super) enum Rung {
+    /// This leg answered and is connected with the caller.
+    Answered(LegId),
+    /// Nobody answered; the status the fork gave up with (408 no answer in time, 486 or 6xx
+    /// busy or declined, 503 nobody reachable).
+    Unanswered(u16),
+}
+
+/// Statuses that mean the user is busy (or said no), for the busy forwarding.
+pub(super) fn is_busy(status: u16) -> bool {
+    status == 486 || (600..700).contains(&status)
+}
+
 impl CallLogic {
     pub(super) async fn dial(
         &mut self,
@@ -15,14 +29,53 @@ impl CallLogic {
         timeout_s: u32,
         fax: bool,
     ) -> Result<(), Stop> {
-        let place = Question::Place {
-            target: target.clone(),
-            fax,
-            caller_id: self.caller_id.clone(),
-        };
+        // A user's forwarding, do not disturb and follow-me apply to dialling them; a fax
+        // call goes to the fax line itself.
+        if let (dialplan::DialTarget::User(extension), false) = (target, fax) {
+            return match self.reach_user(extension, timeout_s).await? {
+                Rung::Answered(callee) => self.talk(callee).await,
+                Rung::Unanswered(status) => {
+                    self.note_unanswered(status);
+                    Ok(())
+                }
+            };
+        }
+        let place = self.place_question(target, fax, None);
         match self.ring(place, target, timeout_s).await? {
-            Some(callee) => self.talk(callee).await,
-            None => Ok(()),
+            Rung::Answered(callee) => self.talk(callee).await,
+            Rung::Unanswered(status) => {
+                self.note_unanswered(status);
+                Ok(())
+            }
+        }
+    }
+
+    /// A caller left unanswered hears busy (486) when the last one dialled was busy, else
+    /// unavailable (480).
+    pub(super) fn note_unanswered(&mut self, status: u16) {
+        self.unanswered_status = if is_busy(status) { 486 } else { 480 };
+    }
+
+    /// The question that rings `target`: on behalf of the user whose forwarding this call
+    /// follows, if any.
+    pub(super) fn place_question(
+        &self,
+        target: &dialplan::DialTarget,
+        fax: bool,
+        network: Option<store::AllowedNetwork>,
+    ) -> Question {
+        match (&self.diverted_by, network) {
+            (None, None) => Question::Place {
+                target: target.clone(),
+                fax,
+                caller_id: self.caller_id.clone(),
+            },
+            (user, network) => Question::PlaceFor {
+                target: target.clone(),
+                caller_id: self.caller_id.clone(),
+                user: user.clone().unwrap_or_default(),
+                network,
+            },
         }
     }
 
@@ -33,13 +86,21 @@ impl CallLogic {
     /// after it): when nobody answers, the caller gets 480.
     pub(super) async fn forward(&mut self, target: &dialplan::DialTarget) -> Result<(), Stop> {
         const FORWARD_RING_S: u32 = 120;
-        let place = Question::Forward {
-            target: target.clone(),
-            caller_id: self.caller_id.clone(),
+        let rung = match target {
+            dialplan::DialTarget::User(extension) => {
+                self.reach_user(extension, FORWARD_RING_S).await?
+            }
+            _ => {
+                let place = Question::Forward {
+                    target: target.clone(),
+                    caller_id: self.caller_id.clone(),
+                };
+                self.ring(place, target, FORWARD_RING_S).await?
+            }
         };
-        match self.ring(place, target, FORWARD_RING_S).await? {
-            Some(callee) => self.talk(callee).await,
-            None => {
+        match rung {
+            Rung::Answered(callee) => self.talk(callee).await,
+            Rung::Unanswered(_) => {
                 self.sip(if self.answered {
                     SipAction::Hangup
                 } else {
@@ -51,7 +112,7 @@ impl CallLogic {
     }
 
     /// Connected with `callee` until one side hangs up.
-    async fn talk(&mut self, callee: LegId) -> Result<(), Stop> {
+    pub(super) async fn talk(&mut self, callee: LegId) -> Result<(), Stop> {
         // Connected: the call lasts until one side hangs up. The caller's keys reach the
         // callee as RFC 4733 events (the media worker passes them on as they came when it
         // relays the call, and ignores these then).
@@ -73,13 +134,13 @@ impl CallLogic {
     }
 
     /// Rings `target` for up to `timeout_s` seconds: the leg that answered, connected, or
-    /// `None` when nobody did.
-    async fn ring(
+    /// why nobody did.
+    pub(super) async fn ring(
         &mut self,
         place: Question,
         target: &dialplan::DialTarget,
         timeout_s: u32,
-    ) -> Result<Option<LegId>, Stop> {
+    ) -> Result<Rung, Stop> {
         let (legs, unplaced, fax) = match self.io.ask(place).await {
             Reply::Placed {
                 legs,
@@ -99,6 +160,21 @@ impl CallLogic {
             _ => (Vec::new(), 1, false),
         };
         tracing::info!(%target, contacts = legs.len(), "dial: ringing");
+        self.ring_legs(legs, unplaced, fax, &target.to_string(), timeout_s)
+            .await
+    }
+
+    /// Rings `legs` already placed for up to `timeout_s` seconds (`what` names them in the
+    /// log): the leg that answered, connected, or why nobody did.
+    pub(super) async fn ring_legs(
+        &mut self,
+        legs: Vec<LegId>,
+        unplaced: usize,
+        fax: bool,
+        what: &str,
+        timeout_s: u32,
+    ) -> Result<Rung, Stop> {
+        let target = what;
         let mut fork = Fork::new(legs, unplaced);
         let ring_until = self.io.now() + Duration::from_secs(u64::from(timeout_s));
         let mut step = fork.start();
@@ -110,7 +186,7 @@ impl CallLogic {
                     self.cancel_all(cancel, "answered elsewhere");
                     self.sip(SipAction::Connect(winner));
                     tracing::info!(callee = %winner, "dial: answered; connected");
-                    return Ok(Some(winner));
+                    return Ok(Rung::Answered(winner));
                 }
                 // A fax callee that refused the caller's G.711 cannot take the call, and a
                 // next action could only transcode it: the caller learns why (488).
@@ -128,8 +204,8 @@ impl CallLogic {
                         "declined elsewhere"
                     };
                     self.cancel_all(cancel, reason);
-                    tracing::info!(%target, status, "dial: not answered; next action");
-                    return Ok(None);
+                    tracing::info!(%target, status, "dial: not answered");
+                    return Ok(Rung::Unanswered(status));
                 }
             }
             step = match self.io.next(Some(ring_until)).await {
@@ -168,7 +244,7 @@ impl CallLogic {
 
     /// Toll-fraud protection said no: the caller hears why (early media, so the call is
     /// never answered and nothing is charged) and gets 403.
-    async fn barred(&mut self, target: &dialplan::DialTarget) -> Result<Option<LegId>, Stop> {
+    async fn barred(&mut self, target: &dialplan::DialTarget) -> Result<Rung, Stop> {
         tracing::info!(%target, "dial: number barred for this caller; 403");
         if !self.answered {
             self.sip(SipAction::EarlyMedia);
@@ -180,7 +256,7 @@ impl CallLogic {
     /// The cost guard said no: the last hour's calls out cost as much as allowed. The caller
     /// hears "try again later" as early media (never answered, nothing charged) and gets
     /// 403 for their own limit, 503 for the limit in all, as with the concurrent limits.
-    async fn over_budget(&mut self, budget: trunks::Budget) -> Result<Option<LegId>, Stop> {
+    async fn over_budget(&mut self, budget: trunks::Budget) -> Result<Rung, Stop> {
         if !self.answered {
             self.sip(SipAction::EarlyMedia);
         }
@@ -197,7 +273,7 @@ impl CallLogic {
     }
 
     /// Ends the call with `status` (or a BYE, once answered) without ringing anyone.
-    fn refused(&self, status: u16, reason: &'static str) -> Result<Option<LegId>, Stop> {
+    fn refused(&self, status: u16, reason: &'static str) -> Result<Rung, Stop> {
         tracing::info!(status, reason, "dial: refused");
         self.sip(if self.answered {
             SipAction::Hangup

@@ -4,11 +4,13 @@ use dialplan::Action;
 
 use super::logic::{CallLogic, Stop};
 
+mod call_settings;
 mod conference;
 mod dial;
 mod echo;
 mod hangup;
 mod play;
+mod reach;
 mod set;
 mod wait;
 mod webrtc_bridge;
@@ -28,6 +30,8 @@ pub const RUNNABLE_ACTIONS: &[&str] = &[
     "webrtc_bridge",
     "set",
     "hangup",
+    "call_forward",
+    "dnd",
 ];
 
 impl CallLogic {
@@ -52,6 +56,10 @@ impl CallLogic {
                 Action::WebrtcBridge { room } => self.webrtc_bridge(room).await?,
                 Action::SetCallerId { number, name } => self.set_caller_id(number, name),
                 Action::Hangup { cause } => return self.hangup(*cause),
+                Action::CallForward { when, to, seconds } => {
+                    self.call_forward(*when, to, seconds).await?;
+                }
+                Action::Dnd { switch } => self.dnd(*switch).await?,
                 other => return self.not_available(other),
             }
         }
