@@ -297,12 +297,7 @@ impl Store {
         change: impl FnOnce(&mut CallSettings) -> Result<(), StoreError>,
     ) -> Result<CallSettings, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
-        let user = self
-            .user_get(domain, extension)?
-            .ok_or_else(|| StoreError::NoSuchUser {
-                domain: domain.to_owned(),
-                extension: extension.to_owned(),
-            })?;
+        let user = self.user_existing(domain, extension)?;
         let mut settings = user.call_settings;
         change(&mut settings)?;
         tx.execute(

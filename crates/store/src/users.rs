@@ -757,7 +757,7 @@ impl Store {
     }
 
     /// The stored user, or `NoSuchUser`.
-    fn user_existing(&self, domain: &str, extension: &str) -> Result<User, StoreError> {
+    pub(crate) fn user_existing(&self, domain: &str, extension: &str) -> Result<User, StoreError> {
         self.user_get(domain, extension)?
             .ok_or_else(|| StoreError::NoSuchUser {
                 domain: domain.to_owned(),
