@@ -3,15 +3,6 @@
 
 use store::{CallSettings, FollowMeStep, ForwardKind};
 
-/// `on` or `off`, as the other user switches are written.
-pub fn parse_on_off(setting: &str) -> Result<bool, String> {
-    match setting {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        other => Err(format!("expected on or off, got {other:?}")),
-    }
-}
-
 /// The word for a switch.
 pub fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }

@@ -441,7 +441,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             ))
         }
         UserCommand::Dnd { extension, setting } => {
-            let dnd = crate::call_settings_cli::parse_on_off(&setting)?;
+            let dnd = parse_on_off("do not disturb", &setting)?;
             if !exists {
                 return Err(format!("no user {extension} ({})", no_database()));
             }
@@ -532,11 +532,16 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
 /// Reads a fax setting as an admin writes it: `on` or `off` (any case; yes/no and
 /// true/false too, as spreadsheets write them).
 fn parse_fax(word: &str) -> Result<bool, String> {
+    parse_on_off("fax", word)
+}
+
+/// A switch of `what` written as on or off (or yes/no, true/false, 1/0).
+fn parse_on_off(what: &str, word: &str) -> Result<bool, String> {
     match word.trim().to_ascii_lowercase().as_str() {
         "on" | "yes" | "true" | "1" => Ok(true),
         "off" | "no" | "false" | "0" => Ok(false),
         _ => Err(format!(
-            "unknown fax setting '{}' (expected on or off)",
+            "unknown {what} setting '{}' (expected on or off)",
             word.trim()
         )),
     }

@@ -40,7 +40,7 @@ impl CallLogic {
                 }
             };
         }
-        let place = self.place_question(target, fax, None);
+        let place = self.place_question(target, fax);
         match self.ring(place, target, timeout_s).await? {
             Rung::Answered(callee) => self.talk(callee).await,
             Rung::Unanswered(status) => {
@@ -58,23 +58,18 @@ impl CallLogic {
 
     /// The question that rings `target`: on behalf of the user whose forwarding this call
     /// follows, if any.
-    pub(super) fn place_question(
-        &self,
-        target: &dialplan::DialTarget,
-        fax: bool,
-        network: Option<store::AllowedNetwork>,
-    ) -> Question {
-        match (&self.diverted_by, network) {
-            (None, None) => Question::Place {
+    pub(super) fn place_question(&self, target: &dialplan::DialTarget, fax: bool) -> Question {
+        match &self.diverted_by {
+            None => Question::Place {
                 target: target.clone(),
                 fax,
                 caller_id: self.caller_id.clone(),
             },
-            (user, network) => Question::PlaceFor {
+            Some(user) => Question::PlaceFor {
                 target: target.clone(),
                 caller_id: self.caller_id.clone(),
-                user: user.clone().unwrap_or_default(),
-                network,
+                user: user.clone(),
+                network: None,
             },
         }
     }
@@ -164,17 +159,16 @@ impl CallLogic {
             .await
     }
 
-    /// Rings `legs` already placed for up to `timeout_s` seconds (`what` names them in the
-    /// log): the leg that answered, connected, or why nobody did.
+    /// Rings `legs` already placed for up to `timeout_s` seconds (`target` names them in
+    /// the log): the leg that answered, connected, or why nobody did.
     pub(super) async fn ring_legs(
         &mut self,
         legs: Vec<LegId>,
         unplaced: usize,
         fax: bool,
-        what: &str,
+        target: &str,
         timeout_s: u32,
     ) -> Result<Rung, Stop> {
-        let target = what;
         let mut fork = Fork::new(legs, unplaced);
         let ring_until = self.io.now() + Duration::from_secs(u64::from(timeout_s));
         let mut step = fork.start();

@@ -56,7 +56,7 @@ impl CallLogic {
                 timeout_s
             };
             let target = DialTarget::User(extension.to_owned());
-            let place = self.place_question(&target, false, None);
+            let place = self.place_question(&target, false);
             self.ring(place, &target, ring_s).await?
         } else {
             self.follow_me(extension, &settings.follow_me).await?
