@@ -53,6 +53,7 @@ impl CallLogic {
     /// A caller left unanswered hears busy (486) when the last one dialled was busy, else
     /// unavailable (480).
     pub(super) fn note_unanswered(&mut self, status: u16) {
+        tracing::info!(status, "dial: not answered; next action");
         self.unanswered_status = if is_busy(status) { 486 } else { 480 };
     }
 
@@ -198,7 +199,7 @@ impl CallLogic {
                         "declined elsewhere"
                     };
                     self.cancel_all(cancel, reason);
-                    tracing::info!(%target, status, "dial: not answered");
+                    tracing::info!(%target, status, "ringing: nobody answered");
                     return Ok(Rung::Unanswered(status));
                 }
             }
