@@ -337,6 +337,21 @@ impl RegistrarService {
         self.users.srtp_policy(extension, self.srtp_default)
     }
 
+    /// User `extension`'s display name and what it may call out, for a call placed on its
+    /// behalf (a transfer its phone asked for); `None` when it is not one of our users.
+    pub fn caller_profile(
+        &self,
+        extension: &str,
+    ) -> Option<(String, crate::trunk_service::CallerProfile)> {
+        let user = self.users.get(extension)?;
+        let profile = crate::trunk_service::CallerProfile {
+            user: Some(extension.to_string()),
+            allowed: user.call_classes,
+            location: user.location,
+        };
+        Some((user.display_name, profile))
+    }
+
     /// Whether `extension`'s line is a fax machine (`user fax EXT on`).
     pub fn is_fax(&self, extension: &str) -> bool {
         self.users.is_fax(extension)
