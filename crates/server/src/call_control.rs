@@ -24,6 +24,7 @@ use crate::call::{
 use crate::call_cost::CallCosts;
 use crate::call_effects::{self, Replies};
 use crate::call_event::{CALL_EVENTS_QUEUE, CallEvent, CallEvents};
+use crate::call_hold::HoldMedia;
 use crate::core_command::CoreCommand;
 use crate::fax::{self, CallMedia, MediaSwitch, OfferStep, Passing, Wants};
 use crate::ids::LegId;
@@ -51,6 +52,8 @@ enum Diversion<'a> {
         network: Option<&'a store::AllowedNetwork>,
     },
 }
+
+mod transfer;
 
 /// Codecs we offer and accept, best first (the answer follows the offerer's order).
 const OUR_CODECS: &[Codec] = &[Codec::Opus, Codec::G722, Codec::Pcma, Codec::Pcmu];
@@ -80,6 +83,12 @@ struct MediaSession {
 }
 
 impl MediaSession {
+    /// The peer holds the call: its last offer was `sendonly` or `inactive` (RFC 3264 §8.4),
+    /// or gave no address to send to (RFC 2543's `c=0.0.0.0`), so we send it nothing.
+    fn held_by_peer(&self) -> bool {
+        !self.remote().send
+    }
+
     /// What the media worker needs of it.
     fn remote(&self) -> RemoteMedia {
         remote_media(self.remote_rtp, self.remote_rtcp, self.direction)
@@ -171,6 +180,8 @@ struct CallLeg {
     pending_switch: Option<PendingSwitch>,
     /// The T.38 relay, while the call carries fax.
     t38: Option<T38Call>,
+    /// Transfers of the call so far ("transferred by 101 to 103"), for its log and record.
+    transfers: Vec<String>,
 }
 
 /// A re-offer passed from one leg of a connected call to the other, waiting for its answer.
@@ -323,6 +334,8 @@ pub struct CallControl {
     outbound: HashMap<LegId, OutboundLeg>,
     /// Calls waiting for a time, by that time.
     timers: BTreeSet<(Instant, LegId)>,
+    /// Blind transfers under way, by the caller's leg of their call.
+    transfers: HashMap<LegId, transfer::Transfer>,
 }
 
 /// The queues call control's owner must drain into [`CallControl::on_call_event`] and
@@ -353,6 +366,7 @@ impl CallControl {
             legs: HashMap::new(),
             outbound: HashMap::new(),
             timers: BTreeSet::new(),
+            transfers: HashMap::new(),
         };
         let queues = CallQueues {
             events,
@@ -368,7 +382,10 @@ impl CallControl {
         let cost = trunks
             .cost_rules()
             .and_then(|rules| self.shared.costs.guard().poll_timeout(rules, now));
-        call.into_iter().chain(cost).min()
+        call.into_iter()
+            .chain(cost)
+            .chain(self.transfer_deadline())
+            .min()
     }
 
     /// Wakes the calls whose time has come.
@@ -390,6 +407,7 @@ impl CallControl {
                 call.handle_timeout(now)
             });
         }
+        self.transfer_timeouts(endpoint, registrar, now);
         self.cut_over_budget(endpoint, now);
     }
 
@@ -755,6 +773,9 @@ impl CallControl {
             LegEvent::Dtmf { leg, digit } => {
                 self.feed(leg, Input::Digit(digit), endpoint, registrar, now)
             }
+            LegEvent::Refer { leg, refer_to } => {
+                self.on_refer(leg, refer_to, endpoint, registrar, now)
+            }
             LegEvent::Ended {
                 leg,
                 answered,
@@ -766,6 +787,8 @@ impl CallControl {
                     endpoint.forget(leg, &reason, now);
                     return;
                 }
+                // A transfer of the call ends with it (its legs are hung up next).
+                self.transfers.remove(&leg);
                 // Placed legs end first, so the call record sees the connected one hung up.
                 self.end_placed_legs(leg, endpoint, now);
                 self.on_ended(leg, answered, final_status, &reason);
@@ -1095,6 +1118,7 @@ impl CallControl {
                 switch: MediaSwitch::default(),
                 pending_switch: None,
                 t38: None,
+                transfers: Vec::new(),
             },
         );
         // The media session's reports reach the call through call control's queue.
@@ -1476,6 +1500,9 @@ impl CallControl {
                 return;
             }
         }
+        if self.transfer_answered(parent, child, endpoint, registrar, now) {
+            return;
+        }
         let input = Input::Callee(CalleeEvent::Answered(child));
         self.feed(parent, input, endpoint, registrar, now);
     }
@@ -1614,6 +1641,9 @@ impl CallControl {
         {
             connected.end(reason);
         }
+        if self.transfer_leg_ended(parent, child, final_status, endpoint, registrar, now) {
+            return;
+        }
         let input = match self.fail_over(&out, final_status, endpoint, registrar, now) {
             Some(new) => Input::Callee(CalleeEvent::Replaced { old: child, new }),
             None => Input::Callee(CalleeEvent::Ended {
@@ -1725,7 +1755,17 @@ impl CallControl {
             None => OfferStep::AnswerAudio,
         };
         let answer = match step {
-            OfferStep::AnswerAudio => self.apply_offer(leg, &body),
+            OfferStep::AnswerAudio => {
+                let held_before = self.holds(leg);
+                let answer = self.apply_offer(leg, &body);
+                if answer.is_ok()
+                    && let Some(other) = other
+                    && self.holds(leg) != held_before
+                {
+                    self.follow_hold(parent, leg, other);
+                }
+                answer
+            }
             OfferStep::AnswerT38 => self.answer_t38_again(parent, leg, &offer),
             OfferStep::Refuse(status) => {
                 tracing::info!(leg = %leg, status, "re-INVITE refused: the call's media cannot take it now");
@@ -1736,6 +1776,59 @@ impl CallControl {
             }
         };
         endpoint.answer_offer(leg, answer, now);
+    }
+
+    /// Whether `leg`'s peer holds the call now (its last offer lets us send nothing).
+    fn holds(&mut self, leg: LegId) -> bool {
+        session_of(&mut self.legs, &mut self.outbound, leg).is_some_and(|m| m.held_by_peer())
+    }
+
+    /// `leg` put its connected call with `other` on hold or took it off: the legs part, the
+    /// held one hearing music on hold, or are connected again once nobody holds.
+    fn follow_hold(&mut self, parent: LegId, leg: LegId, other: LegId) {
+        let leg_holds = self.holds(leg);
+        let other_holds = self.holds(other);
+        let span = self
+            .legs
+            .get(&parent)
+            .map_or_else(tracing::Span::none, |l| l.span.clone());
+        let _entered = span.enter();
+        match crate::call_hold::hold_media(leg_holds, other_holds) {
+            HoldMedia::Connected => {
+                let key = format!("call-{parent}");
+                for (from, to) in [(leg, other), (other, leg)] {
+                    let connection = Connection {
+                        key: key.clone(),
+                        peer: to,
+                    };
+                    self.shared
+                        .media
+                        .send(from, MediaCommand::Connect(from, connection));
+                }
+                tracing::info!(leg = %leg, other = %other, "call resumed: legs connected again");
+            }
+            HoldMedia::Apart {
+                leg_music,
+                other_music,
+            } => {
+                self.set_apart(leg, leg_music);
+                self.set_apart(other, other_music);
+                tracing::info!(leg = %leg, other = %other, holds = leg_holds, other_holds, "call on hold: music on hold for the held party");
+            }
+        }
+    }
+
+    /// A player of the music on hold at `leg`'s codec rate.
+    fn music_on_hold(&mut self, leg: LegId) -> Option<media::wav::PromptPlayer> {
+        let codec = session_of(&mut self.legs, &mut self.outbound, leg)?.codec;
+        let music = self.shared.sounds.music_on_hold()?;
+        match media::wav::PromptPlayer::new(music, codec_kind(codec).sample_rate()) {
+            Ok(player) => Some(player),
+            Err(err) => {
+                tracing::warn!(leg = %leg, "music on hold cannot be played at this codec's rate: {err}");
+                None
+            }
+        }
     }
 
     /// Sends the other leg our re-INVITE for `passing`'s offer; when it cannot go, the

@@ -98,6 +98,9 @@ pub struct Config {
     pub dialplans: PathBuf,
     /// Directory with prompts, `<lang>/<name>.wav`.
     pub sounds: PathBuf,
+    /// The music a held party hears (a WAV file, mono 16-bit PCM, any rate; looped).
+    /// Default: the shipped `sounds/music-on-hold.wav`, built into the binary.
+    pub music_on_hold: Option<PathBuf>,
     /// File with the SIP trunks (`trunks.toml`, see `crates/trunks/examples`); none = no
     /// outside lines.
     pub trunks: Option<PathBuf>,
@@ -347,6 +350,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             dialplans: PathBuf::from("dialplans"),
             sounds: PathBuf::from("sounds"),
+            music_on_hold: None,
             trunks: None,
             log_format: LogFormat::Text,
             media_workers: 0,
@@ -590,6 +594,7 @@ impl Config {
         absolute(&mut self.sounds);
         for path in [
             &mut self.trunks,
+            &mut self.music_on_hold,
             &mut self.tls_certificate,
             &mut self.tls_key,
             &mut self.https_certificate,
@@ -616,6 +621,7 @@ impl Config {
         anchor("sounds", &mut self.sounds);
         for (key, path) in [
             ("trunks", &mut self.trunks),
+            ("music-on-hold", &mut self.music_on_hold),
             ("tls-certificate", &mut self.tls_certificate),
             ("tls-key", &mut self.tls_key),
             ("https-certificate", &mut self.https_certificate),

@@ -10,6 +10,7 @@ mod call_control;
 mod call_cost;
 mod call_effects;
 mod call_event;
+mod call_hold;
 mod call_settings_cli;
 mod calls_cli;
 mod conference;

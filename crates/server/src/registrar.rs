@@ -337,6 +337,11 @@ impl RegistrarService {
         self.users.srtp_policy(extension, self.srtp_default)
     }
 
+    /// User `extension`'s display name (not one of our users: `None`).
+    pub fn display_name(&self, extension: &str) -> Option<String> {
+        self.users.get(extension).map(|user| user.display_name)
+    }
+
     /// Whether `extension`'s line is a fax machine (`user fax EXT on`).
     pub fn is_fax(&self, extension: &str) -> bool {
         self.users.is_fax(extension)

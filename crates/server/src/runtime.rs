@@ -56,7 +56,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     crate::telemetry::install();
     let store = store::Store::open(&config.data_dir)
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
-    let sounds = SoundLibrary::configured(&config.sounds)?;
+    let mut sounds = SoundLibrary::configured(&config.sounds)?;
+    if let Some(music) = &config.music_on_hold {
+        sounds = sounds.with_music_on_hold(music)?;
+    }
     // As for the prompts: the default `dialplans` missing here means the built-in plan.
     let builtin_plan =
         config.dialplans == Config::default().dialplans && !config.dialplans.exists();

@@ -13,6 +13,7 @@ pub mod dialog;
 pub mod digest;
 pub mod message;
 pub mod qualify;
+pub mod refer;
 pub mod registrar;
 pub mod registration;
 pub mod security;

@@ -148,7 +148,9 @@ impl CallLogic {
                 leg: new,
                 reason: "no longer wanted",
             }),
-            CalleeEvent::Ringing(_) | CalleeEvent::Ended { .. } => {}
+            CalleeEvent::Ringing(_)
+            | CalleeEvent::Ended { .. }
+            | CalleeEvent::Transferred { .. } => {}
         }
     }
 

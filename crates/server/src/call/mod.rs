@@ -69,6 +69,15 @@ pub enum CalleeEvent {
         /// Its final status.
         status: u16,
     },
+    /// The connected leg's party transferred the call (REFER, RFC 3515) and `new` answered
+    /// in its place: the caller talks to `new` from now on, and `old`'s end no longer ends
+    /// the call.
+    Transferred {
+        /// The transferor's leg.
+        old: LegId,
+        /// The leg of the party the call was transferred to, connected already.
+        new: LegId,
+    },
     /// Its carrier failed it (no answer at all, 408 or 5xx) and the call goes on through
     /// the trunk's failover as `new`: the caller keeps ringing.
     Replaced {

@@ -1099,3 +1099,46 @@ fn follow_me_rings_each_step_for_its_time_with_its_own_phones_by_network() {
         ]
     );
 }
+
+#[test]
+fn a_transferred_call_goes_on_with_the_new_party_until_it_hangs_up() {
+    let (mut h, out) = Harness::start(dial_user());
+    assert_eq!(out, [place_101()]);
+    let placed = Reply::Placed {
+        legs: vec![leg(2)],
+        unplaced: 0,
+        fax: false,
+    };
+    assert!(h.reply(placed).is_empty());
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Answered(leg(2)))),
+        [sip(SipAction::Connect(leg(2)))]
+    );
+    // 101 transfers the caller to leg 5, which answered and is connected by call control.
+    let transferred = CalleeEvent::Transferred {
+        old: leg(2),
+        new: leg(5),
+    };
+    assert!(h.input(Input::Callee(transferred)).is_empty());
+    // The transferor hanging up no longer ends the call; the caller's keys reach leg 5.
+    let gone = CalleeEvent::Ended {
+        leg: leg(2),
+        status: 200,
+    };
+    assert!(h.input(Input::Callee(gone)).is_empty());
+    assert_eq!(
+        h.digits("7"),
+        [Output::Media(MediaAction::SendDtmf {
+            to: leg(5),
+            digit: '7'
+        })]
+    );
+    let new_gone = CalleeEvent::Ended {
+        leg: leg(5),
+        status: 200,
+    };
+    assert_eq!(
+        h.input(Input::Callee(new_gone)),
+        [finished("callee hung up")]
+    );
+}

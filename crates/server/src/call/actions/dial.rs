@@ -107,8 +107,8 @@ impl CallLogic {
         }
     }
 
-    /// Connected with `callee` until one side hangs up.
-    pub(super) async fn talk(&mut self, callee: LegId) -> Result<(), Stop> {
+    /// Connected with `callee` (or whoever it transfers the call to) until one side hangs up.
+    pub(super) async fn talk(&mut self, mut callee: LegId) -> Result<(), Stop> {
         // Connected: the call lasts until one side hangs up. The caller's keys reach the
         // callee as RFC 4733 events (the media worker passes them on as they came when it
         // relays the call, and ignores these then).
@@ -122,6 +122,10 @@ impl CallLogic {
                 }
                 Some(Input::Callee(CalleeEvent::Ended { leg, .. })) if leg == callee => {
                     return Err(Stop::EndedByUs("callee hung up"));
+                }
+                Some(Input::Callee(CalleeEvent::Transferred { old, new })) if old == callee => {
+                    tracing::info!(from = %old, to = %new, "callee transferred the call");
+                    callee = new;
                 }
                 Some(Input::Callee(event)) => self.late_callee(event),
                 Some(Input::Notice(_) | Input::Media(_)) => {}
@@ -221,6 +225,8 @@ impl CallLogic {
                     step => step,
                 },
                 Some(Input::Callee(CalleeEvent::Ended { leg, status })) => fork.ended(leg, status),
+                // Only a connected call is transferred.
+                Some(Input::Callee(CalleeEvent::Transferred { .. })) => ForkStep::Wait,
                 Some(Input::Callee(CalleeEvent::Replaced { old, new })) => {
                     if !fork.replaced(old, new) {
                         self.late_callee(CalleeEvent::Replaced { old, new });
