@@ -28,6 +28,7 @@ declare -A de=(
   [number-barred]="Diese Rufnummer dürfen Sie von diesem Anschluss aus nicht anrufen."
   [meeting-connected]="Die Videokonferenz ist verbunden."
   [meeting-disconnected]="Die Verbindung zur Videokonferenz ist unterbrochen."
+  [nothing-to-pick-up]="Hier klingelt gerade kein Anruf, den Sie heranholen können."
 )
 declare -A en=(
   [welcome]="Welcome to amtsleitung."
@@ -51,6 +52,7 @@ declare -A en=(
   [number-barred]="You may not call this number from this line."
   [meeting-connected]="The video meeting is connected."
   [meeting-disconnected]="The connection to the video meeting was lost."
+  [nothing-to-pick-up]="No call is ringing here for you to pick up."
 )
 
 speak() { # lang voice name text

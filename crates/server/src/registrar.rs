@@ -337,6 +337,11 @@ impl RegistrarService {
         self.users.srtp_policy(extension, self.srtp_default)
     }
 
+    /// Whether `extension` is one of our users (the directory, refreshed from the store).
+    pub fn has_user(&self, extension: &str) -> bool {
+        self.users.get(extension).is_some()
+    }
+
     /// Whether `extension`'s line is a fax machine (`user fax EXT on`).
     pub fn is_fax(&self, extension: &str) -> bool {
         self.users.is_fax(extension)

@@ -17,4 +17,5 @@ pub mod registrar;
 pub mod registration;
 pub mod security;
 pub mod session_timer;
+pub mod subscription;
 pub mod transaction;

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use dialplan::{Action, CallFacts, CheckContext, Compiled, DialTarget, SourceFile, compile};
+use dialplan::{
+    Action, CallFacts, CheckContext, Compiled, DialTarget, PickupTarget, SourceFile, compile,
+};
 
 /// The dialplans/ directory of the repository.
 pub const DIALPLANS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans");
@@ -160,5 +162,11 @@ fn short(a: &Action) -> String {
         Action::SetCallerId { number, .. } => format!("set {}", number.clone().unwrap_or_default()),
         Action::Record { path } => format!("record {}", path.clone().unwrap_or_default()),
         Action::WebrtcBridge { room } => format!("webrtc {room}"),
+        Action::Pickup {
+            target: PickupTarget::Extension(e),
+        } => format!("pickup {e}"),
+        Action::Pickup {
+            target: PickupTarget::Group,
+        } => "pickup group".into(),
     }
 }

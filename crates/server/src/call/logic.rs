@@ -137,7 +137,8 @@ impl CallLogic {
                 leg: new,
                 reason: "no longer wanted",
             }),
-            CalleeEvent::Ringing(_) | CalleeEvent::Ended { .. } => {}
+            // A pickup only takes calls that ring, so one cannot come after the ringing.
+            CalleeEvent::Ringing(_) | CalleeEvent::Ended { .. } | CalleeEvent::PickedUp { .. } => {}
         }
     }
 

@@ -51,7 +51,7 @@ impl CallLogic {
     }
 
     /// Connected with `callee` until one side hangs up.
-    async fn talk(&mut self, callee: LegId) -> Result<(), Stop> {
+    pub(super) async fn talk(&mut self, callee: LegId) -> Result<(), Stop> {
         // Connected: the call lasts until one side hangs up. The caller's keys reach the
         // callee as RFC 4733 events (the media worker passes them on as they came when it
         // relays the call, and ignores these then).
@@ -150,6 +150,13 @@ impl CallLogic {
                     step => step,
                 },
                 Some(Input::Callee(CalleeEvent::Ended { leg, status })) => fork.ended(leg, status),
+                // A colleague took the call (pickup): the phones that still ring stop, and
+                // the caller talks with the picker.
+                Some(Input::Callee(CalleeEvent::PickedUp { by })) => {
+                    self.cancel_all(fork.ringing().to_vec(), "picked up elsewhere");
+                    tracing::info!(picker = %by, "dial: picked up by another phone; connected");
+                    return Ok(Some(by));
+                }
                 Some(Input::Callee(CalleeEvent::Replaced { old, new })) => {
                     if !fork.replaced(old, new) {
                         self.late_callee(CalleeEvent::Replaced { old, new });

@@ -8,6 +8,7 @@ mod conference;
 mod dial;
 mod echo;
 mod hangup;
+mod pickup;
 mod play;
 mod set;
 mod wait;
@@ -28,6 +29,7 @@ pub const RUNNABLE_ACTIONS: &[&str] = &[
     "webrtc_bridge",
     "set",
     "hangup",
+    "pickup",
 ];
 
 impl CallLogic {
@@ -52,6 +54,7 @@ impl CallLogic {
                 Action::WebrtcBridge { room } => self.webrtc_bridge(room).await?,
                 Action::SetCallerId { number, name } => self.set_caller_id(number, name),
                 Action::Hangup { cause } => return self.hangup(*cause),
+                Action::Pickup { target } => self.pickup(target).await?,
                 other => return self.not_available(other),
             }
         }
