@@ -34,6 +34,7 @@ declare -A de=(
   [dnd-off]="Bitte nicht stören ist ausgeschaltet."
   [forwarding-loop]="Die Rufumleitung führt im Kreis. Der Anruf kann nicht zugestellt werden."
   [feature-refused]="Diese Funktion steht nur angemeldeten Telefonen zur Verfügung."
+  [nothing-to-pick-up]="Hier klingelt gerade kein Anruf, den Sie heranholen können."
 )
 declare -A en=(
   [welcome]="Welcome to amtsleitung."
@@ -63,6 +64,7 @@ declare -A en=(
   [dnd-off]="Do not disturb is off."
   [forwarding-loop]="Call forwarding goes round in a circle. The call cannot be delivered."
   [feature-refused]="This feature is only available to registered phones."
+  [nothing-to-pick-up]="No call is ringing here for you to pick up."
 )
 
 speak() { # lang voice name text

@@ -18,8 +18,8 @@ use sip::message as msg;
 use tokio::sync::mpsc;
 
 use crate::call::{
-    Call, CallSetup, CalleeEvent, CallerId, Input, MediaAction, Output, Question, Reply,
-    SettingRefusal, SipAction,
+    Call, CallSetup, CalleeEvent, CallerId, Input, MediaAction, Output, PickupRefusal, Question,
+    Reply, SettingRefusal, SipAction,
 };
 use crate::call_cost::CallCosts;
 use crate::call_effects::{self, Replies};
@@ -28,6 +28,7 @@ use crate::call_hold::HoldMedia;
 use crate::core_command::CoreCommand;
 use crate::fax::{self, CallMedia, MediaSwitch, OfferStep, Passing, Wants};
 use crate::ids::LegId;
+use crate::line_state::{LineStates, LineView};
 use crate::media_worker::{
     Connection, MediaCommand, MediaMode, PortAllocator, QualityCell, RemoteMedia, RoomJoin,
     SessionSpec,
@@ -336,6 +337,10 @@ pub struct CallControl {
     timers: BTreeSet<(Instant, LegId)>,
     /// Blind transfers under way, by the caller's leg of their call.
     transfers: HashMap<LegId, transfer::Transfer>,
+    /// What each extension's line is doing, for busy lamps and pickup.
+    lines: LineStates,
+    /// Callers connected by a pickup, each way: when one leg ends, the other's call hears.
+    picked_up: HashMap<LegId, LegId>,
 }
 
 /// The queues call control's owner must drain into [`CallControl::on_call_event`] and
@@ -367,12 +372,24 @@ impl CallControl {
             outbound: HashMap::new(),
             timers: BTreeSet::new(),
             transfers: HashMap::new(),
+            lines: LineStates::default(),
+            picked_up: HashMap::new(),
         };
         let queues = CallQueues {
             events,
             replies: replies_rx,
         };
         (control, queues)
+    }
+
+    /// What the extensions' lines are doing.
+    pub fn lines(&self) -> &LineStates {
+        &self.lines
+    }
+
+    /// The next extension whose line changed, with what it shows now (for busy lamps).
+    pub fn poll_line_change(&mut self) -> Option<(String, LineView)> {
+        self.lines.poll_change()
     }
 
     /// When a call wants the time next, or a call out may reach a cost-guard limit.
@@ -695,6 +712,7 @@ impl CallControl {
                 );
                 None
             }
+            Question::Pickup(target) => Some(self.pickup(leg, target, endpoint, registrar, now)),
             _ => {
                 let caller = self.legs.get(&leg).map_or("", |l| l.caller.as_str());
                 if let Some(reply) = call_effects::room_question(
@@ -762,6 +780,16 @@ impl CallControl {
                 self.on_offer_answered(leg, status, &body, endpoint, now)
             }
             LegEvent::Progress { leg } => {
+                if let Some(out) = self.outbound.get(&leg)
+                    && let Some(extension) = out.placed.extension.as_deref()
+                {
+                    let caller = self.legs.get(&out.parent);
+                    let span = caller.map_or_else(tracing::Span::none, |l| l.span.clone());
+                    let _entered = span.enter();
+                    let peer = caller.map_or("", |l| l.caller.as_str());
+                    self.lines
+                        .ringing(extension, leg, out.parent, &out.placed.call_id, peer);
+                }
                 if let Some(parent) = self.outbound.get(&leg).map(|o| o.parent) {
                     let input = Input::Callee(CalleeEvent::Ringing(leg));
                     self.feed(parent, input, endpoint, registrar, now);
@@ -791,8 +819,15 @@ impl CallControl {
                 self.transfers.remove(&leg);
                 // Placed legs end first, so the call record sees the connected one hung up.
                 self.end_placed_legs(leg, endpoint, now);
+                self.lines.ended(leg);
                 self.on_ended(leg, answered, final_status, &reason);
                 self.feed(leg, Input::Hangup, endpoint, registrar, now);
+                // A call taken by pickup: the other caller's call hears its party hung up.
+                if let Some(partner) = self.picked_up.remove(&leg) {
+                    self.picked_up.remove(&partner);
+                    let input = Input::Callee(CalleeEvent::Ended { leg, status: 200 });
+                    self.feed(partner, input, endpoint, registrar, now);
+                }
                 // Forgotten here unless the call still runs (it may be waiting for the store,
                 // and then forgets the leg when it finishes).
                 if self.legs.get(&leg).is_none_or(|l| l.finished) {
@@ -1141,6 +1176,10 @@ impl CallControl {
         };
         if let Some(l) = self.legs.get_mut(&leg) {
             let _entered = l.span.enter();
+            // A user's phone that calls is busy for its colleagues' lamps.
+            if let Some(extension) = l.profile.user.as_deref() {
+                self.lines.calling(extension, leg, &call_id, &callee);
+            }
             l.call = Some(Call::new(setup, now));
         }
         self.run_call(leg, endpoint, registrar, now, |_| {});
@@ -1586,7 +1625,64 @@ impl CallControl {
             media.send(leg, MediaCommand::Connect(leg, connection));
         }
         tracing::info!(leg = %parent, callee = %child, callee_codec = ?callee_codec, "connected");
+        self.lines.confirmed(child);
         self.start_pricing(parent, child, now);
+    }
+
+    /// The `pickup` action of `picker`'s call: the oldest call ringing at the extension named
+    /// (or at a member of the picker's pickup groups) is taken. Both callers are answered
+    /// and their media connected; the ringing call's `dial` is told, and cancels the
+    /// phones that still ring. Only our users may pick up, and only calls they were not
+    /// the caller of.
+    fn pickup(
+        &mut self,
+        picker: LegId,
+        target: &dialplan::PickupTarget,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+    ) -> Reply {
+        let Some(user) = self.legs.get(&picker).and_then(|l| l.profile.user.clone()) else {
+            return Reply::PickedUp(Err(PickupRefusal::NotIdentified));
+        };
+        let extensions = match target {
+            dialplan::PickupTarget::Extension(extension) => vec![extension.clone()],
+            dialplan::PickupTarget::Group => self.shared.plan.current().pickup_partners(&user),
+        };
+        let found = extensions.iter().find_map(|extension| {
+            let (caller, _) = self.lines.ringing_at(extension)?;
+            // Still ringing for its caller: not answered, its call waiting in `dial`.
+            let waiting = self
+                .legs
+                .get(&caller)
+                .is_some_and(|l| !l.ended && l.connected.is_none() && l.call.is_some());
+            (caller != picker && waiting).then(|| (extension.clone(), caller))
+        });
+        let Some((extension, caller)) = found else {
+            tracing::info!(?target, tried = ?extensions, "pickup: nothing ringing");
+            return Reply::PickedUp(Err(PickupRefusal::NothingRinging));
+        };
+        let media = &self.shared.media;
+        for leg in [caller, picker] {
+            if let Some(l) = self.legs.get(&leg) {
+                endpoint.answer(leg, l.media.answer_sdp.clone().into_bytes(), now);
+                media.send(leg, MediaCommand::SetRemote(leg, l.media.remote()));
+            }
+        }
+        let key = format!("pickup-{caller}");
+        for (leg, peer) in [(caller, picker), (picker, caller)] {
+            let connection = Connection {
+                key: key.clone(),
+                peer,
+            };
+            media.send(leg, MediaCommand::Connect(leg, connection));
+        }
+        self.picked_up.insert(caller, picker);
+        self.picked_up.insert(picker, caller);
+        tracing::info!(%extension, picker = %user, caller_leg = %caller, "pickup: call ringing at {extension} taken");
+        let input = Input::Callee(CalleeEvent::PickedUp { by: picker });
+        self.feed(caller, input, endpoint, registrar, now);
+        Reply::PickedUp(Ok(caller))
     }
 
     /// A call out through a trunk is connected: the cost guard prices it from now on, at
@@ -1628,6 +1724,7 @@ impl CallControl {
         let Some(out) = self.outbound.remove(&child) else {
             return;
         };
+        self.lines.ended(child);
         self.shared.costs.guard().ended(child, now);
         if out.media_started {
             self.shared.media.send(child, MediaCommand::Stop(child));

@@ -123,6 +123,34 @@ pub struct Config {
     pub security: SecuritySettings,
     /// WebRTC clients in rooms (WHIP ingest, WHEP egress).
     pub webrtc: WebRtcSettings,
+    /// Subscriptions to colleagues' lines (busy lamp fields).
+    pub presence: PresenceSettings,
+}
+
+/// `[presence]`: SUBSCRIBE/NOTIFY for busy lamp fields (RFC 6665, RFC 4235).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct PresenceSettings {
+    /// Subscriptions one user may hold at once (a phone with a side car watches a few dozen
+    /// lines); more get 503.
+    pub max_subscriptions_per_user: usize,
+    /// Subscriptions at once in all; more get 503.
+    pub max_subscriptions: usize,
+    /// Shortest subscription granted, in seconds (shorter: 423 with Min-Expires).
+    pub min_expires: u32,
+    /// Longest subscription granted, in seconds (longer requests are shortened).
+    pub max_expires: u32,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        Self {
+            max_subscriptions_per_user: 50,
+            max_subscriptions: 5000,
+            min_expires: 60,
+            max_expires: 3600,
+        }
+    }
 }
 
 /// How long a WebRTC client whose ICE consent checks stopped may take to come back before its
@@ -360,6 +388,7 @@ impl Default for Config {
             registrar: RegistrarSettings::default(),
             security: SecuritySettings::default(),
             webrtc: WebRtcSettings::default(),
+            presence: PresenceSettings::default(),
         }
     }
 }

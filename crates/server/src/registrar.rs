@@ -342,6 +342,11 @@ impl RegistrarService {
         self.users.get(extension).map(|user| user.display_name)
     }
 
+    /// Whether `extension` is one of our users (the directory, refreshed from the store).
+    pub fn has_user(&self, extension: &str) -> bool {
+        self.users.get(extension).is_some()
+    }
+
     /// Whether `extension`'s line is a fax machine (`user fax EXT on`).
     pub fn is_fax(&self, extension: &str) -> bool {
         self.users.is_fax(extension)

@@ -26,11 +26,12 @@ use sip::transaction::{
 use crate::ids::LegId;
 
 /// Methods we implement (Allow header, RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER";
+pub const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, SUBSCRIBE, REFER";
 /// Option tags we support: session timers (RFC 4028).
 const SUPPORTED: &str = session_timer::OPTION_TAG;
 /// Methods defined by RFCs that we recognise but do not serve here (405, not 501).
-const KNOWN_UNSERVED: &[&str] = &["SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "PRACK"];
+const KNOWN_UNSERVED: &[&str] = &["NOTIFY", "PUBLISH", "MESSAGE", "PRACK"];
 /// The SDP content type, the only session description we take.
 const SDP: &str = "application/sdp";
 
@@ -76,8 +77,8 @@ pub struct Incoming {
     pub local_ip: IpAddr,
 }
 
-/// A request outside any call that a service answers (today REGISTER, for the registrar),
-/// with [`SipEndpoint::respond_to`].
+/// A request outside any call that a service answers (REGISTER for the registrar,
+/// SUBSCRIBE for presence), with [`SipEndpoint::respond_to`].
 #[derive(Debug)]
 pub struct ServiceRequest {
     /// Its server transaction.
@@ -731,6 +732,19 @@ impl SipEndpoint {
         format!("{host}:{port}")
     }
 
+    /// Our address as our Via names it towards `next_hop` (for in-dialog requests of a
+    /// service, such as NOTIFY).
+    pub fn via_address_towards(&self, next_hop: Peer) -> SocketAddr {
+        let (ip, _, port, _) = self.sent_by(next_hop);
+        SocketAddr::new(ip, port)
+    }
+
+    /// Our Contact URI towards `next_hop`, over its transport.
+    pub fn contact_towards(&self, next_hop: Peer) -> String {
+        let ip = local_ip_towards(next_hop.addr.ip(), self.config.listen.ip());
+        self.contact_uri(ip, next_hop.transport, false)
+    }
+
     /// The next contact that answered a probe.
     pub fn poll_probe_answer(&mut self) -> Option<BindingId> {
         self.probe_answers.pop_front()
@@ -1283,9 +1297,12 @@ impl SipEndpoint {
             }
             Method::Info => self.on_info(key, request, now),
             Method::Refer => self.on_refer(key, request, now),
-            Method::Register => self
-                .requests
-                .push_back(ServiceRequest { key, request, from }),
+            // A SUBSCRIBE makes its own dialog (RFC 6665), never a leg's: refreshes inside
+            // it go to the service too.
+            Method::Register | Method::Subscribe => {
+                self.requests
+                    .push_back(ServiceRequest { key, request, from })
+            }
             Method::Update => self.on_session_update(key, request, now),
             Method::Ack | Method::Cancel => {}
             other => {

@@ -18,4 +18,5 @@ pub mod registrar;
 pub mod registration;
 pub mod security;
 pub mod session_timer;
+pub mod subscription;
 pub mod transaction;

@@ -148,9 +148,11 @@ impl CallLogic {
                 leg: new,
                 reason: "no longer wanted",
             }),
+            // A pickup only takes calls that ring, so one cannot come after the ringing.
             CalleeEvent::Ringing(_)
             | CalleeEvent::Ended { .. }
-            | CalleeEvent::Transferred { .. } => {}
+            | CalleeEvent::Transferred { .. }
+            | CalleeEvent::PickedUp { .. } => {}
         }
     }
 

@@ -78,6 +78,13 @@ pub enum CalleeEvent {
         /// The leg of the party the call was transferred to, connected already.
         new: LegId,
     },
+    /// Another phone picked the call up while the caller's `dial` rang (call pickup): call
+    /// control answered the caller and connected it with the picker's leg `by`; the legs
+    /// still ringing are the call's to cancel.
+    PickedUp {
+        /// The picker's leg, now the caller's other party.
+        by: LegId,
+    },
     /// Its carrier failed it (no answer at all, 408 or 5xx) and the call goes on through
     /// the trunk's failover as `new`: the caller keeps ringing.
     Replaced {
@@ -297,6 +304,17 @@ pub enum Question {
     TakeRecording(String),
     /// Start recording the room: [`Reply::Done`].
     StartRecording(String),
+    /// Take a call that rings elsewhere (call pickup): [`Reply::PickedUp`].
+    Pickup(dialplan::PickupTarget),
+}
+
+/// Why a pickup took no call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickupRefusal {
+    /// The caller is not one of our users (only they may take colleagues' calls).
+    NotIdentified,
+    /// Nothing rings where the pickup looked.
+    NothingRinging,
 }
 
 /// The caller ID a rule's `set = { caller_id, caller_name }` gives the calls it places
@@ -351,6 +369,9 @@ pub enum Reply {
     Count(usize),
     /// Done, or why not.
     Done(Result<(), String>),
+    /// The ringing call was taken: call control answered both callers and connected the
+    /// picker with the leg named; or why nothing was taken.
+    PickedUp(Result<LegId, PickupRefusal>),
     /// A user's call settings (`None`: no such user).
     Settings(Option<store::CallSettings>),
     /// The route of a number, if any rule takes it.

@@ -1142,3 +1142,91 @@ fn a_transferred_call_goes_on_with_the_new_party_until_it_hangs_up() {
         [finished("callee hung up")]
     );
 }
+
+#[test]
+fn a_ringing_call_picked_up_elsewhere_cancels_its_phones_and_talks_with_the_picker() {
+    let (mut h, _) = Harness::start(dial_user());
+    h.reply(Reply::Placed {
+        legs: vec![leg(2), leg(3)],
+        unplaced: 0,
+        fax: false,
+    });
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::PickedUp { by: leg(9) })),
+        [
+            cancel(2, "picked up elsewhere"),
+            cancel(3, "picked up elsewhere"),
+        ]
+    );
+    // The ring time no longer matters; the picker's keys and hangup do.
+    assert!(h.advance(Duration::from_secs(60)).is_empty());
+    assert_eq!(
+        h.digits("7"),
+        [Output::Media(MediaAction::SendDtmf {
+            to: leg(9),
+            digit: '7'
+        })]
+    );
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(9),
+            status: 200
+        })),
+        [finished("callee hung up")]
+    );
+}
+
+fn pickup(target: dialplan::PickupTarget) -> Vec<Action> {
+    vec![Action::Pickup { target }]
+}
+
+#[test]
+fn a_pickup_that_takes_a_call_talks_until_the_other_caller_hangs_up() {
+    let target = dialplan::PickupTarget::Extension("102".into());
+    let (mut h, out) = Harness::start(pickup(target.clone()));
+    assert_eq!(out, [ask(Question::Pickup(target))]);
+    assert!(h.reply(Reply::PickedUp(Ok(leg(4)))).is_empty());
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(4),
+            status: 200
+        })),
+        [finished("callee hung up")]
+    );
+}
+
+#[test]
+fn a_pickup_with_nothing_ringing_is_announced_and_refused_with_480() {
+    let (mut h, out) = Harness::start(pickup(dialplan::PickupTarget::Group));
+    assert_eq!(out, [ask(Question::Pickup(dialplan::PickupTarget::Group))]);
+    assert_eq!(
+        h.reply(Reply::PickedUp(Err(PickupRefusal::NothingRinging))),
+        [sip(SipAction::EarlyMedia), play("nothing-to-pick-up")]
+    );
+    h.reply(Reply::Started(true));
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [
+            sip(SipAction::Refuse {
+                status: 480,
+                reason: "pickup: nothing ringing"
+            }),
+            finished("pickup: nothing ringing"),
+        ]
+    );
+}
+
+#[test]
+fn a_pickup_by_a_caller_who_is_not_a_user_is_refused_with_403() {
+    let (mut h, _) = Harness::start(pickup(dialplan::PickupTarget::Group));
+    assert_eq!(
+        h.reply(Reply::PickedUp(Err(PickupRefusal::NotIdentified))),
+        [
+            sip(SipAction::Refuse {
+                status: 403,
+                reason: "pickup refused: caller not identified"
+            }),
+            finished("pickup refused: caller not identified"),
+        ]
+    );
+}

@@ -227,6 +227,13 @@ impl CallLogic {
                 Some(Input::Callee(CalleeEvent::Ended { leg, status })) => fork.ended(leg, status),
                 // Only a connected call is transferred.
                 Some(Input::Callee(CalleeEvent::Transferred { .. })) => ForkStep::Wait,
+                // A colleague took the call (pickup): the phones that still ring stop, and
+                // the caller talks with the picker.
+                Some(Input::Callee(CalleeEvent::PickedUp { by })) => {
+                    self.cancel_all(fork.ringing().to_vec(), "picked up elsewhere");
+                    tracing::info!(picker = %by, "dial: picked up by another phone; connected");
+                    return Ok(Rung::Answered(by));
+                }
                 Some(Input::Callee(CalleeEvent::Replaced { old, new })) => {
                     if !fork.replaced(old, new) {
                         self.late_callee(CalleeEvent::Replaced { old, new });

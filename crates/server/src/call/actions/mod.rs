@@ -9,6 +9,7 @@ mod conference;
 mod dial;
 mod echo;
 mod hangup;
+mod pickup;
 mod play;
 mod reach;
 mod set;
@@ -32,6 +33,7 @@ pub const RUNNABLE_ACTIONS: &[&str] = &[
     "hangup",
     "call_forward",
     "dnd",
+    "pickup",
 ];
 
 impl CallLogic {
@@ -60,6 +62,7 @@ impl CallLogic {
                     self.call_forward(*when, to, seconds).await?;
                 }
                 Action::Dnd { switch } => self.dnd(*switch).await?,
+                Action::Pickup { target } => self.pickup(target).await?,
                 other => return self.not_available(other),
             }
         }
