@@ -18,6 +18,7 @@ mod config;
 mod core_command;
 mod dialplan_files;
 mod emergency_location;
+mod explain_phones;
 mod fax;
 mod file_watch;
 mod http;
@@ -225,6 +226,10 @@ enum DialplanCommand {
         /// Prompt directory (default: the config's `sounds`).
         #[arg(long, value_name = "DIR")]
         sounds: Option<PathBuf>,
+        /// Data directory whose users' forwarding, do not disturb and follow-me are shown
+        /// (default: the config's `data-dir`; nothing is created).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// List the dialplan versions the server has accepted.
     History {
