@@ -224,6 +224,13 @@ fn a_blind_transfer_by_the_called_party_connects_the_caller_with_the_target() {
     let calls = call_records(&server, 1);
     let connected = calls[0].connected.as_ref().expect("a connected leg");
     assert!(connected.target.contains("10.99.0.5"), "{calls:#?}");
+    assert!(
+        calls[0]
+            .features
+            .iter()
+            .any(|f| f.starts_with("transferred by ")),
+        "the call record names the transfer: {calls:#?}"
+    );
 }
 
 /// A blind transfer to a busy target (703 answers 486) comes back to the transferor, whose

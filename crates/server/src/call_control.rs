@@ -181,8 +181,9 @@ struct CallLeg {
     pending_switch: Option<PendingSwitch>,
     /// The T.38 relay, while the call carries fax.
     t38: Option<T38Call>,
-    /// Transfers of the call so far ("transferred by 101 to 103"), for its log and record.
-    transfers: Vec<String>,
+    /// What happened to the call besides ringing and talking ("forwarded by 101 (always) to
+    /// 102", "transferred by 101 to 103"), for its log and record.
+    features: Vec<String>,
 }
 
 /// A re-offer passed from one leg of a connected call to the other, waiting for its answer.
@@ -560,6 +561,11 @@ impl CallControl {
                 return self.answer_question(leg, question, endpoint, registrar, now);
             }
             Output::Finished(reason) => self.finished(leg, &reason, endpoint, now),
+            Output::Note(what) => {
+                if let Some(l) = self.legs.get_mut(&leg) {
+                    l.features.push(what);
+                }
+            }
         }
         None
     }
@@ -1153,7 +1159,7 @@ impl CallControl {
                 switch: MediaSwitch::default(),
                 pending_switch: None,
                 t38: None,
-                transfers: Vec::new(),
+                features: Vec::new(),
             },
         );
         // The media session's reports reach the call through call control's queue.
@@ -1680,6 +1686,14 @@ impl CallControl {
         self.picked_up.insert(caller, picker);
         self.picked_up.insert(picker, caller);
         tracing::info!(%extension, picker = %user, caller_leg = %caller, "pickup: call ringing at {extension} taken");
+        if let Some(l) = self.legs.get_mut(&caller) {
+            l.features
+                .push(format!("picked up by {user} (rang at {extension})"));
+        }
+        if let Some(l) = self.legs.get_mut(&picker) {
+            l.features
+                .push(format!("picked up the call ringing at {extension}"));
+        }
         let input = Input::Callee(CalleeEvent::PickedUp { by: picker });
         self.feed(caller, input, endpoint, registrar, now);
         Reply::PickedUp(Ok(caller))
@@ -2273,8 +2287,9 @@ impl CallControl {
             media: store::CallMedia::default(),
             contacts_rung: l.contacts_rung,
             connected: None,
+            features: l.features.clone(),
         };
-        tracing::info!(call_id = %l.call_id, leg = %leg, reason, "call ended");
+        tracing::info!(call_id = %l.call_id, leg = %leg, reason, features = ?l.features, "call ended");
         let result = if answered { "answered" } else { "unanswered" };
         metrics::counter!(crate::telemetry::CALLS_TOTAL, "result" => result).increment(1);
         let shared = self.shared.clone();
@@ -2336,6 +2351,7 @@ fn record_refused(shared: &Arc<Shared>, call_id: &str, caller: &str, callee: &st
         media: store::CallMedia::default(),
         contacts_rung: 0,
         connected: None,
+        features: Vec::new(),
     };
     tracing::info!(call_id = %call_id, status, "call refused");
     metrics::counter!(crate::telemetry::CALLS_TOTAL, "result" => "refused").increment(1);

@@ -446,6 +446,9 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE sip_user ADD COLUMN forward_no_answer TEXT;
      ALTER TABLE sip_user ADD COLUMN forward_no_answer_s INTEGER NOT NULL DEFAULT 20;
      ALTER TABLE sip_user ADD COLUMN follow_me TEXT NOT NULL DEFAULT '';",
+    // 14: what happened to a call besides ringing and talking ("forwarded by 101 (always)
+    // to 102", "transferred by 101 to 103", "picked up by 104"), in order, `; `-separated.
+    "ALTER TABLE call_record ADD COLUMN features TEXT NOT NULL DEFAULT '';",
 ];
 
 /// One finished call, as written to the call log.
@@ -473,6 +476,9 @@ pub struct CallRecord {
     pub contacts_rung: u32,
     /// The leg that answered a `dial`, when someone did.
     pub connected: Option<ConnectedLeg>,
+    /// What happened besides ringing and talking (forwarding, follow-me, transfer, pickup,
+    /// settings keyed), in order; empty when nothing did.
+    pub features: Vec<String>,
 }
 
 /// The outbound leg a caller was connected to: who answered, when, and how that leg went.
@@ -664,6 +670,8 @@ impl Store {
             &callee_end_reason,
         ]);
         values.extend(callee_media.iter().map(|v| v as &dyn ToSql));
+        let features = record.features.join(FEATURE_SEPARATOR);
+        values.push(&features);
         let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
         self.conn.execute(
             &format!(
@@ -744,7 +752,7 @@ const CALL_RECORD_COLUMNS: &str = "call_id, caller, callee, started_at_ms, ended
      callee_answered_at_ms, callee_ended_at_ms, callee_end_reason, callee_packets_received, \
      callee_packets_expected, callee_packets_lost, callee_jitter_us, callee_packets_sent, \
      callee_peer_packets_lost, callee_peer_loss_permille, callee_peer_jitter_us, \
-     callee_round_trip_us, callee_rtcp_sent, callee_rtcp_received";
+     callee_round_trip_us, callee_rtcp_sent, callee_rtcp_received, features";
 
 /// Columns of one leg's [`CallMedia`].
 const MEDIA_COLUMNS: usize = 11;
@@ -756,6 +764,10 @@ const CONTACTS_RUNG_AT: usize = CALLER_MEDIA_AT + MEDIA_COLUMNS;
 const CONNECTED_AT: usize = CONTACTS_RUNG_AT + 1;
 /// Where the connected leg's media columns start.
 const CONNECTED_MEDIA_AT: usize = CONNECTED_AT + 6;
+/// Where `features` is.
+const FEATURES_AT: usize = CONNECTED_MEDIA_AT + MEDIA_COLUMNS;
+/// Between two features in their column (a feature's text never holds it).
+const FEATURE_SEPARATOR: &str = "; ";
 
 /// One leg's media figures as column values; both legs are stored the same way, the
 /// connected leg's as NULLs when there is none.
@@ -818,6 +830,12 @@ fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord>
         media: media_from_row(row, CALLER_MEDIA_AT)?,
         contacts_rung: row.get(CONTACTS_RUNG_AT)?,
         connected,
+        features: row
+            .get::<_, String>(FEATURES_AT)?
+            .split(FEATURE_SEPARATOR)
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -850,6 +868,7 @@ mod tests {
             },
             contacts_rung: 0,
             connected: None,
+            features: Vec::new(),
         }
     }
 
@@ -880,6 +899,10 @@ mod tests {
                     rtcp_received: 10,
                 },
             }),
+            features: vec![
+                "forwarded by 102 (busy) to 101".into(),
+                "transferred by 101 to 103".into(),
+            ],
             ..sample(call_id)
         }
     }

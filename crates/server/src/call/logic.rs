@@ -91,6 +91,11 @@ impl CallLogic {
         self.io.emit(Output::Sip(action));
     }
 
+    /// Notes `what` happened in the call record (and the call's log).
+    pub(super) fn note(&self, what: String) {
+        self.io.emit(Output::Note(what));
+    }
+
     pub(super) fn media(&self, action: MediaAction) {
         self.io.emit(Output::Media(action));
     }

@@ -110,6 +110,9 @@ pub enum Output {
     /// The call is over, for this reason (the call record's words); whatever leg is still up
     /// is hung up with it.
     Finished(String),
+    /// Something that happened to the call besides ringing and talking ("forwarded by 101
+    /// (always) to 102"), for its record.
+    Note(String),
 }
 
 /// Signalling steps.

@@ -933,6 +933,10 @@ fn placed(legs: &[u64]) -> Reply {
     }
 }
 
+fn note(what: &str) -> Output {
+    Output::Note(what.into())
+}
+
 fn settings(change: impl FnOnce(&mut store::CallSettings)) -> Reply {
     let mut settings = store::CallSettings::default();
     change(&mut settings);
@@ -950,7 +954,13 @@ fn forwarding_always_routes_the_target_as_the_users_call_and_rings_it_on_their_b
         timeout_s: 20,
         fax: false,
     }]));
-    assert_eq!(out, [ask(Question::UserSettings("102".into()))]);
+    assert_eq!(
+        out,
+        [
+            note("forwarded by 101 (always) to 102"),
+            ask(Question::UserSettings("102".into()))
+        ]
+    );
     // 102 has no settings: its phones ring, as a call diverted by 101.
     assert_eq!(
         h.reply(Reply::Settings(None)),
@@ -980,7 +990,14 @@ fn a_forwarding_loop_is_told_to_the_caller_once_and_ends_the_call_with_482() {
         timeout_s: 20,
         fax: false,
     }]));
-    assert_eq!(out, [sip(SipAction::EarlyMedia), play("forwarding-loop")]);
+    assert_eq!(
+        out,
+        [
+            note("forwarded by 102 (always) to 101"),
+            sip(SipAction::EarlyMedia),
+            play("forwarding-loop")
+        ]
+    );
     h.reply(Reply::Started(true));
     let reason = "call forwarding loop";
     assert_eq!(
@@ -1005,7 +1022,11 @@ fn do_not_disturb_is_busy_without_ringing_and_the_busy_forwarding_takes_it() {
     // Busy, nothing rung: a caller left unanswered hears busy.
     assert_eq!(
         h.reply(settings(|s| s.dnd = true)),
-        [sip(SipAction::Reject(486)), finished("dialplan finished")]
+        [
+            note("101 in do not disturb"),
+            sip(SipAction::Reject(486)),
+            finished("dialplan finished")
+        ]
     );
 
     let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
@@ -1013,7 +1034,10 @@ fn do_not_disturb_is_busy_without_ringing_and_the_busy_forwarding_takes_it() {
         s.dnd = true;
         s.forward_busy = Some("800".into());
     }));
-    assert_eq!(out, [route_for("800", "101")]);
+    assert_eq!(
+        out,
+        [note("101 in do not disturb"), route_for("800", "101")]
+    );
 }
 
 #[test]
@@ -1058,7 +1082,13 @@ fn follow_me_rings_each_step_for_its_time_with_its_own_phones_by_network() {
         .collect();
     let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
     let out = h.reply(settings(|s| s.follow_me = steps.clone()));
-    assert_eq!(out, [place_for("101", "101", Some("192.168.10.0/24"))]);
+    assert_eq!(
+        out,
+        [
+            note("follow-me step 1 of 101"),
+            place_for("101", "101", Some("192.168.10.0/24"))
+        ]
+    );
     assert!(h.reply(placed(&[2])).is_empty());
     assert!(h.advance(Duration::from_secs(14)).is_empty());
     let out = h.advance(Duration::from_secs(1));
@@ -1066,6 +1096,7 @@ fn follow_me_rings_each_step_for_its_time_with_its_own_phones_by_network() {
         out,
         [
             cancel(2, "no answer in time"),
+            note("follow-me step 2 of 101"),
             place_for("101", "101", Some("10.98.0.0/16"))
         ]
     );

@@ -275,7 +275,7 @@ impl CallControl {
                 transfer.target
             );
             tracing::info!(transferor = %transfer.transferor, to = %child, target = %transfer.target, calling_back = transfer.calling_back, "blind transfer: answered; {note}");
-            caller.transfers.push(note);
+            caller.features.push(note);
         }
         self.connect(parent, child, endpoint, now);
         if transfer.transferor_up {
