@@ -2262,7 +2262,11 @@ mod tests {
         let response = msg::response_to(&register.request, 401, None, Some("t"));
         ep.respond_to(&register.key, response, now);
         assert_eq!(status_lines(&sent(&mut ep)), ["SIP/2.0 401 Unauthorized"]);
+        // SUBSCRIBE (busy lamps) goes to its service too; PUBLISH is known but not served.
         ep.handle_datagram(&request("SUBSCRIBE", "s1", 1, None, "", ""), phone(), now);
+        assert!(sent(&mut ep).is_empty());
+        assert!(ep.poll_request().is_some(), "SUBSCRIBE handed on");
+        ep.handle_datagram(&request("PUBLISH", "p1", 1, None, "", ""), phone(), now);
         assert_eq!(
             status_lines(&sent(&mut ep)),
             ["SIP/2.0 405 Method Not Allowed"]
