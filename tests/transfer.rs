@@ -334,3 +334,70 @@ fn a_blind_transfer_from_baresip_connects_the_caller_with_the_target() {
         "the target hears the caller: 440 Hz {caller_tone:.2}\n{log}"
     );
 }
+
+/// Attended transfer (REFER with Replaces) by a SIPp phone that holds both calls through the
+/// server: the caller (baresip, 440 Hz) called it (700), it called the target 702 (baresip,
+/// 880 Hz) itself, then referred call 1 to call 2. Caller and target end up talking, audio
+/// both ways (from their recordings); SIPp checks the 202, the final NOTIFY 200 and a BYE on
+/// each of its two dialogs; two legs remain while they talk.
+#[test]
+fn an_attended_transfer_connects_the_caller_with_the_consulted_target() {
+    let ns = Netns::new();
+    let plans = two_party_plans("transfer-attended");
+    let server = Server::start(Some(&ns), &["--dialplans", plans.path().to_str().unwrap()]);
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let target = Baresip::new("10.99.0.5", 880, "PCMU", 8000);
+    let transferor = scenario("transfer_attended.xml");
+    let (transferor_out, caller_out, target_out, legs_while_talking) =
+        std::thread::scope(|scope| {
+            let target_run = scope.spawn(|| target.run(&ns, 20));
+            let transferor_run = scope.spawn(|| {
+                sipp(
+                    Some(&ns),
+                    &sipp_party(&transferor, "10.99.0.4", "5080", "6100"),
+                )
+            });
+            std::thread::sleep(Duration::from_millis(1000));
+            let caller_run = scope.spawn(|| caller.call(&ns, "sip:700@10.99.0.1", 16));
+            // Consulted at about 1.5 s, transferred at about 4 s.
+            std::thread::sleep(Duration::from_secs(9));
+            let legs = server.metric(Some(&ns), "amtsleitung_calls");
+            (
+                transferor_run.join().unwrap(),
+                caller_run.join().unwrap(),
+                target_run.join().unwrap(),
+                legs,
+            )
+        });
+    assert_sipp_ok(
+        &transferor_out,
+        &server,
+        "transferor (two calls, REFER with Replaces, NOTIFY 200, BYE on both)",
+    );
+    let log = server.log();
+    assert!(
+        log.contains("attended transfer by"),
+        "{log}\n{caller_out}\n{target_out}"
+    );
+    assert_eq!(legs_while_talking, 2, "caller and target only\n{log}");
+    let caller_heard = caller
+        .heard()
+        .unwrap_or_else(|| panic!("the caller recorded nothing\n{log}"));
+    // Before the transfer the caller hears its own tone (the transferor echoes it).
+    let own_before = share_between(&caller_heard, 440.0, 0.3, 3.6);
+    let target_tone = share_between(&caller_heard, 880.0, 6.0, 13.0);
+    assert!(
+        own_before > 0.5 && target_tone > 0.5,
+        "the caller hears the transferor, then the target: 440 Hz before {own_before:.2}, \
+         880 Hz after {target_tone:.2}\n{log}"
+    );
+    let target_heard = target
+        .heard()
+        .unwrap_or_else(|| panic!("the target recorded nothing\n{log}\n{target_out}"));
+    // The target answered at about 1.6 s; from about 4 s on it hears the caller.
+    let caller_tone = share_between(&target_heard, 440.0, 5.0, 11.0);
+    assert!(
+        caller_tone > 0.5,
+        "the target hears the caller: 440 Hz {caller_tone:.2}\n{log}"
+    );
+}

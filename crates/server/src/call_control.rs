@@ -37,6 +37,7 @@ use crate::sip_endpoint::{Incoming, LegEvent, MEDIA_TIMEOUT, OutboundCall, SipEn
 use crate::trunk_service::CallerProfile;
 use crate::udptl_relay::UdptlRelayTask;
 
+mod attended_transfer;
 mod transfer;
 
 /// Codecs we offer and accept, best first (the answer follows the offerer's order).

@@ -43,7 +43,7 @@ pub(super) struct Transfer {
 }
 
 /// The reason phrase a NOTIFY's status line carries for a referred call's final status.
-fn phrase(status: u16) -> &'static str {
+pub(super) fn phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         403 => "Forbidden",
@@ -80,6 +80,9 @@ impl CallControl {
         registrar: &RegistrarService,
         now: Instant,
     ) {
+        if let Some(replaces) = refer_to.replaces.as_ref() {
+            return self.on_attended_refer(leg, replaces, endpoint, registrar, now);
+        }
         let Some((parent, other)) = self.call_of(leg) else {
             endpoint.notify_refer(leg, 481, "Call/Transaction Does Not Exist", now);
             return;
@@ -95,18 +98,11 @@ impl CallControl {
         };
         if leg == parent || other != Some(parent) {
             // The caller's own leg carries the call's dialplan; handing its callee on to
-            // someone else is not built yet.
+            // someone else is not built yet (an attended transfer from it is, above).
             return refuse(
                 endpoint,
                 501,
-                "only the called party of a connected call can transfer it",
-            );
-        }
-        if refer_to.replaces.is_some() {
-            return refuse(
-                endpoint,
-                501,
-                "attended transfer (Replaces) is not built yet",
+                "only the called party of a connected call can transfer it blindly",
             );
         }
         if self.transfers.contains_key(&parent) {
