@@ -400,4 +400,77 @@ fn an_attended_transfer_connects_the_caller_with_the_consulted_target() {
         caller_tone > 0.5,
         "the target hears the caller: 440 Hz {caller_tone:.2}\n{log}"
     );
+    // The caller's call record names the transfer and ends connected with the target.
+    let calls = call_records(&server, 2);
+    let transferred = calls
+        .iter()
+        .find(|c| c.callee == "700")
+        .unwrap_or_else(|| panic!("no record of the call to 700: {calls:#?}"));
+    assert!(
+        transferred.end_reason.contains("attended transfer by"),
+        "{calls:#?}"
+    );
+    let connected = transferred.connected.as_ref().expect("a connected leg");
+    assert!(connected.target.contains("10.99.0.5"), "{calls:#?}");
+}
+
+/// An attended transfer whose Replaces names a dialog the server does not know (a to-tag it
+/// never gave) is refused with a final NOTIFY 481 (checked by SIPp) and changes nothing: the
+/// caller still hears the transferor (its own tone echoed), the target still hears the
+/// transferor (its own tone echoed), until the transferor hangs up both calls itself.
+#[test]
+fn an_attended_transfer_naming_an_unknown_dialog_is_refused_and_both_calls_stay() {
+    let ns = Netns::new();
+    let plans = two_party_plans("transfer-attended-unknown");
+    let server = Server::start(Some(&ns), &["--dialplans", plans.path().to_str().unwrap()]);
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let target = Baresip::new("10.99.0.5", 880, "PCMU", 8000);
+    let transferor = scenario("transfer_attended_unknown.xml");
+    let (transferor_out, caller_out, target_out) = std::thread::scope(|scope| {
+        let target_run = scope.spawn(|| target.run(&ns, 16));
+        let transferor_run = scope.spawn(|| {
+            sipp(
+                Some(&ns),
+                &sipp_party(&transferor, "10.99.0.4", "5080", "6100"),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(1000));
+        let caller_out = caller.call(&ns, "sip:700@10.99.0.1", 14);
+        (
+            transferor_run.join().unwrap(),
+            caller_out,
+            target_run.join().unwrap(),
+        )
+    });
+    assert_sipp_ok(
+        &transferor_out,
+        &server,
+        "transferor told 481, then hanging up both calls",
+    );
+    let log = server.log();
+    assert!(
+        log.contains("attended transfer refused: Replaces names no call of ours"),
+        "{log}\n{caller_out}\n{target_out}"
+    );
+    assert!(!log.contains("attended transfer by"), "{log}");
+    let caller_heard = caller
+        .heard()
+        .unwrap_or_else(|| panic!("the caller recorded nothing\n{log}"));
+    // Refused at about 4.1 s of the caller's recording; hung up at about 8.1 s.
+    let own_after = share_between(&caller_heard, 440.0, 4.4, 7.8);
+    let target_tone = share_between(&caller_heard, 880.0, 4.4, 7.8);
+    assert!(
+        own_after > 0.5 && target_tone < 0.1,
+        "the caller still hears the transferor: own tone {own_after:.2}, target {target_tone:.2}\n{log}"
+    );
+    let target_heard = target
+        .heard()
+        .unwrap_or_else(|| panic!("the target recorded nothing\n{log}\n{target_out}"));
+    // Answered at about 1.6 s: refused at about 2.5 s of its recording, hung up at 6.5 s.
+    let own = share_between(&target_heard, 880.0, 2.8, 6.2);
+    let caller_tone = share_between(&target_heard, 440.0, 2.8, 6.2);
+    assert!(
+        own > 0.5 && caller_tone < 0.1,
+        "the target still hears the transferor: own tone {own:.2}, caller {caller_tone:.2}\n{log}"
+    );
 }

@@ -2070,7 +2070,12 @@ impl CallControl {
             ended_at_ms: jiff::Timestamp::now().as_millisecond(),
             answered,
             final_status,
-            end_reason: reason.to_string(),
+            // The record has no column for transfers: they are named with the end reason
+            // ("BYE; attended transfer by 101: 100 connected with 103").
+            end_reason: std::iter::once(reason)
+                .chain(l.transfers.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join("; "),
             media: store::CallMedia::default(),
             contacts_rung: l.contacts_rung,
             connected: None,
