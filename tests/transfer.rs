@@ -31,9 +31,10 @@ fn level_between(path: &Path, from_s: f64, to_s: f64) -> f64 {
     rms(&samples[..end], rate, from_s)
 }
 
-/// The shipped dialplan plus four numbers open to anyone: 700 dials a SIPp party at
-/// 10.99.0.4:5080, 701 a baresip phone at 10.99.0.4:15060 (the parties called first), 702 a
-/// baresip phone at 10.99.0.5:15060 and 703 a SIPp party at 10.99.0.5:5090 (transfer targets).
+/// The shipped dialplan plus five numbers open to anyone: 700 dials a SIPp party at
+/// 10.99.0.4:5080, 701 a baresip phone at 10.99.0.4:15060, 704 a baresip phone at
+/// 10.99.0.3:15060 (the parties called first), 702 a baresip phone at 10.99.0.5:15060 and 703
+/// a SIPp party at 10.99.0.5:5090 (transfer targets).
 fn two_party_plans(name: &str) -> TempDir {
     let rule = |number: &str, uri: &str| {
         format!(
@@ -46,6 +47,7 @@ fn two_party_plans(name: &str) -> TempDir {
         rule("701", "sip:tester@10.99.0.4:15060"),
         rule("702", "sip:tester@10.99.0.5:15060"),
         rule("703", "sip:busy@10.99.0.5:5090"),
+        rule("704", "sip:tester@10.99.0.3:15060"),
     ];
     plans_with(name, &rules.concat())
 }
@@ -472,5 +474,95 @@ fn an_attended_transfer_naming_an_unknown_dialog_is_refused_and_both_calls_stay(
     assert!(
         own > 0.5 && caller_tone < 0.1,
         "the target still hears the transferor: own tone {own:.2}, caller {caller_tone:.2}\n{log}"
+    );
+}
+
+/// A transfer by the caller: SIPp (the transferor, at 10.99.0.4, echoing RTP) runs
+/// `scenario` calling 704, the called party (baresip at 10.99.0.3, 440 Hz), and 702 rings the
+/// target (baresip at 10.99.0.5, 880 Hz). Checks that the transferor's scenario passed, the
+/// log says `done`, two legs remain while the two parties talk, both hear each other
+/// (recordings), and once the called party hangs up the call record names the transfer.
+fn assert_caller_transfer(name: &str, scenario_file: &str, done: &str, target_from_s: f64) {
+    let ns = Netns::new();
+    let plans = two_party_plans(name);
+    let server = Server::start(Some(&ns), &["--dialplans", plans.path().to_str().unwrap()]);
+    let called = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let target = Baresip::new("10.99.0.5", 880, "PCMU", 8000);
+    let transferor = scenario(scenario_file);
+    let mut args = sipp_party(&transferor, "10.99.0.4", "5080", "6100");
+    args.push("10.99.0.1:5060");
+    let (transferor_out, called_out, target_out, legs_while_talking) =
+        std::thread::scope(|scope| {
+            let called_run = scope.spawn(|| called.run(&ns, 15));
+            let target_run = scope.spawn(|| target.run(&ns, 20));
+            std::thread::sleep(Duration::from_millis(1000));
+            let transferor_run = scope.spawn(|| sipp(Some(&ns), &args));
+            std::thread::sleep(Duration::from_secs(9));
+            let legs = server.metric(Some(&ns), "amtsleitung_calls");
+            (
+                transferor_run.join().unwrap(),
+                called_run.join().unwrap(),
+                target_run.join().unwrap(),
+                legs,
+            )
+        });
+    assert_sipp_ok(&transferor_out, &server, "transferor (the caller)");
+    let log = server.log();
+    assert!(log.contains(done), "{log}\n{called_out}\n{target_out}");
+    assert_eq!(legs_while_talking, 2, "called party and target only\n{log}");
+    let called_heard = called
+        .heard()
+        .unwrap_or_else(|| panic!("the called party recorded nothing\n{log}"));
+    let own_before = share_between(&called_heard, 440.0, 0.0, 3.2);
+    let target_tone = share_between(&called_heard, 880.0, target_from_s, target_from_s + 6.0);
+    assert!(
+        own_before > 0.5 && target_tone > 0.5,
+        "the called party hears the transferor, then the target: 440 Hz before \
+         {own_before:.2}, 880 Hz after {target_tone:.2}\n{log}"
+    );
+    let target_heard = target
+        .heard()
+        .unwrap_or_else(|| panic!("the target recorded nothing\n{log}\n{target_out}"));
+    // The target hears the called party from the transfer on (until 15 s, when it hangs up).
+    let caller_tone = share_between(&target_heard, 440.0, target_from_s, target_from_s + 4.0);
+    assert!(
+        caller_tone > 0.5,
+        "the target hears the called party: 440 Hz {caller_tone:.2}\n{log}"
+    );
+    // The caller's call went on without its leg; its record is written when it ends.
+    let calls = call_records(&server, 1);
+    let record = calls
+        .iter()
+        .find(|c| c.callee == "704")
+        .unwrap_or_else(|| panic!("no record of the call to 704: {calls:#?}\n{log}"));
+    assert!(record.end_reason.contains("transfer"), "{calls:#?}");
+}
+
+/// Blind transfer by the caller (SIPp calls 704 and REFERs it to 702 on its own dialog): the
+/// called party and the target end up talking, audio both ways; the transferor got the
+/// NOTIFYs and a BYE (checked by SIPp); the call goes on without the caller's leg.
+#[test]
+fn a_blind_transfer_by_the_caller_connects_the_called_party_with_the_target() {
+    assert_caller_transfer(
+        "transfer-uac-blind",
+        "transfer_uac_blind.xml",
+        "blind transfer: answered; transferred by the caller",
+        // Answered at about 1.1 s, transferred at about 3.7 s (about 2.6 s of its recording).
+        4.0,
+    );
+}
+
+/// Attended transfer by a phone that called both parties (SIPp calls 704, then 702, and
+/// REFERs the first call with a Replaces naming the second): the called party and the
+/// target end up talking, audio both ways; BYE on both of the transferor's dialogs (SIPp).
+#[test]
+fn an_attended_transfer_by_the_caller_of_both_calls_connects_the_other_two() {
+    assert_caller_transfer(
+        "transfer-uac-attended",
+        "transfer_uac_attended.xml",
+        "the call goes on without the transferor",
+        // The called party answered at about 1.1 s; transferred at about 5.2 s (4.1 s of
+        // its recording).
+        4.6,
     );
 }

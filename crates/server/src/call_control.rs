@@ -167,6 +167,12 @@ struct CallLeg {
     t38: Option<T38Call>,
     /// Transfers of the call so far ("transferred by 101 to 103"), for its log and record.
     transfers: Vec<String>,
+    /// The caller transferred its call away and its own leg is gone (or going): the call
+    /// goes on between legs placed for it, and its record is written when it ends.
+    headless: bool,
+    /// The two placed legs a transfer by the caller connected to each other: the end of
+    /// either ends the call.
+    joined: Option<[LegId; 2]>,
 }
 
 /// A re-offer passed from one leg of a connected call to the other, waiting for its answer.
@@ -653,6 +659,14 @@ impl CallControl {
         // A leg still up is hung up with the call's reason; its `Ended` comes next and
         // forgets it once the call record is on its way.
         endpoint.hangup(leg, reason, now);
+        if self.legs.get(&leg).is_some_and(|l| l.headless) {
+            // The caller's leg went long ago; the call record covers the whole call.
+            self.transfers.remove(&leg);
+            self.on_ended(leg, true, 200, reason);
+            self.remove_leg(leg);
+            endpoint.forget(leg, reason, now);
+            return;
+        }
         match self.legs.get_mut(&leg) {
             Some(l) if !l.ended => l.finished = true,
             _ => {
@@ -708,6 +722,9 @@ impl CallControl {
                 if self.outbound.contains_key(&leg) {
                     self.on_outbound_ended(leg, final_status, &reason, endpoint, registrar, now);
                     endpoint.forget(leg, &reason, now);
+                    return;
+                }
+                if self.caller_left_transferred(leg, endpoint, now) {
                     return;
                 }
                 // A transfer of the call ends with it (its legs are hung up next).
@@ -1042,6 +1059,8 @@ impl CallControl {
                 pending_switch: None,
                 t38: None,
                 transfers: Vec::new(),
+                headless: false,
+                joined: None,
             },
         );
         // The media session's reports reach the call through call control's queue.
@@ -1416,11 +1435,35 @@ impl CallControl {
     /// The caller's call chose `child`, which answered: its media starts, the caller is
     /// answered, and the two are joined (relayed, or transcoded in a room of two).
     fn connect(&mut self, parent: LegId, child: LegId, endpoint: &mut SipEndpoint, now: Instant) {
-        let Some(out) = self.outbound.get_mut(&child) else {
+        let Some((connected, callee_codec)) = self.start_placed_media(child) else {
             return;
         };
-        let (Some(negotiated), Some((rtp, rtcp))) = (out.answer.take(), out.sockets.take()) else {
+        let media = &self.shared.media;
+        let Some(caller) = self.legs.get_mut(&parent) else {
             return;
+        };
+        caller.connected = Some(connected);
+        endpoint.answer(parent, caller.media.answer_sdp.clone().into_bytes(), now);
+        let caller_remote = caller.media.remote();
+        let key = format!("call-{parent}");
+        media.send(parent, MediaCommand::SetRemote(parent, caller_remote));
+        for (leg, peer) in [(parent, child), (child, parent)] {
+            let connection = Connection {
+                key: key.clone(),
+                peer,
+            };
+            media.send(leg, MediaCommand::Connect(leg, connection));
+        }
+        tracing::info!(leg = %parent, callee = %child, callee_codec = ?callee_codec, "connected");
+        self.start_pricing(parent, child, now);
+    }
+
+    /// Starts the media session of `child`, a placed leg that answered: the callee record
+    /// of the call and its codec.
+    fn start_placed_media(&mut self, child: LegId) -> Option<(ConnectedCallee, Codec)> {
+        let out = self.outbound.get_mut(&child)?;
+        let (Some(negotiated), Some((rtp, rtcp))) = (out.answer.take(), out.sockets.take()) else {
+            return None;
         };
         // Nobody listens to a placed leg's reports: its caller's session plays the prompts.
         let (media_tx, _) = mpsc::channel(1);
@@ -1476,23 +1519,7 @@ impl CallControl {
         let media = &self.shared.media;
         media.send(child, MediaCommand::Start(Box::new(spec)));
         media.send(child, MediaCommand::SetRemote(child, remote));
-        let Some(caller) = self.legs.get_mut(&parent) else {
-            return;
-        };
-        caller.connected = Some(connected);
-        endpoint.answer(parent, caller.media.answer_sdp.clone().into_bytes(), now);
-        let caller_remote = caller.media.remote();
-        let key = format!("call-{parent}");
-        media.send(parent, MediaCommand::SetRemote(parent, caller_remote));
-        for (leg, peer) in [(parent, child), (child, parent)] {
-            let connection = Connection {
-                key: key.clone(),
-                peer,
-            };
-            media.send(leg, MediaCommand::Connect(leg, connection));
-        }
-        tracing::info!(leg = %parent, callee = %child, callee_codec = ?callee_codec, "connected");
-        self.start_pricing(parent, child, now);
+        Some((connected, callee_codec))
     }
 
     /// A call out through a trunk is connected: the cost guard prices it from now on, at
@@ -1548,6 +1575,17 @@ impl CallControl {
             connected.end(reason);
         }
         if self.transfer_leg_ended(parent, child, final_status, endpoint, registrar, now) {
+            return;
+        }
+        if self
+            .legs
+            .get(&parent)
+            .and_then(|l| l.joined)
+            .is_some_and(|pair| pair.contains(&child))
+        {
+            // Connected by a transfer of the caller, which has left: one party hung up,
+            // so the call (and the other party's leg) ends.
+            self.feed(parent, Input::Hangup, endpoint, registrar, now);
             return;
         }
         let input = match self.fail_over(&out, final_status, endpoint, registrar, now) {
@@ -1623,6 +1661,16 @@ impl CallControl {
 
     /// The caller's leg of the call `leg` belongs to, and the leg it is connected to now.
     fn call_of(&self, leg: LegId) -> Option<(LegId, Option<LegId>)> {
+        let parent = self.outbound.get(&leg).map_or(leg, |o| o.parent);
+        if let Some(pair) = self.legs.get(&parent).and_then(|l| l.joined) {
+            // The caller transferred the call away: its two placed legs talk to each other.
+            let other = match pair {
+                [a, b] if a == leg => Some(b),
+                [a, b] if b == leg => Some(a),
+                _ => None,
+            };
+            return Some((parent, other));
+        }
         if let Some(caller) = self.legs.get(&leg) {
             let other = caller
                 .connected

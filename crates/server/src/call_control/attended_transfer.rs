@@ -7,8 +7,9 @@
 //!
 //! A call here is anchored on the caller's leg, which runs the dialplan: the two parties left
 //! are joined in the call of the one that called in, and the other's leg (one we placed)
-//! moves into it. When both called the transferor, or the transferor called both, there is
-//! no such pair and the REFER is refused with 501.
+//! moves into it. When the transferor called both, its first call goes on without its leg
+//! (headless), between the two placed legs. When both called the transferor there is no leg
+//! to move and the REFER is refused with 501.
 
 use std::time::Instant;
 
@@ -35,7 +36,26 @@ pub(super) struct TransferorCall {
 
 /// How the two parties left are joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Rejoin {
+pub(super) enum Rejoin {
+    /// Into the call of the party that called in.
+    IntoCall(IntoCall),
+    /// The transferor called both: the call of the REFER's dialog goes on without the
+    /// transferor's leg, between its placed leg `kept` and `moved`, from the other call.
+    Headless {
+        /// The transferor's leg that called first (the REFER's dialog): the call's anchor.
+        anchor: LegId,
+        /// The party it called.
+        kept: LegId,
+        /// The party of the other call, moving into the anchor's call.
+        moved: LegId,
+        /// The transferor's other call, which ends.
+        from: LegId,
+    },
+}
+
+/// A transferee joined in the call of the party that called in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct IntoCall {
     /// The party that called in: its call goes on.
     pub stay: LegId,
     /// The transferor's leg in that call, replaced.
@@ -50,24 +70,27 @@ pub(super) struct Rejoin {
 /// call moving into it. `Err` says why the pair cannot be joined.
 pub(super) fn rejoin(a: TransferorCall, b: TransferorCall) -> Result<Rejoin, &'static str> {
     match (a.other == a.parent, b.other == b.parent) {
-        (true, false) => Ok(Rejoin {
+        (true, false) => Ok(Rejoin::IntoCall(IntoCall {
             stay: a.other,
             old: a.transferor,
             moved: b.other,
             from: b.parent,
-        }),
-        (false, true) => Ok(Rejoin {
+        })),
+        (false, true) => Ok(Rejoin::IntoCall(IntoCall {
             stay: b.other,
             old: b.transferor,
             moved: a.other,
             from: a.parent,
+        })),
+        (false, false) => Ok(Rejoin::Headless {
+            anchor: a.parent,
+            kept: a.other,
+            moved: b.other,
+            from: b.parent,
         }),
         (true, true) => {
             Err("both other parties called the transferor; joining two callers is not built yet")
         }
-        (false, false) => Err(
-            "the transferor called both other parties; a transfer by the caller of both calls is not built yet",
-        ),
     }
 }
 
@@ -147,52 +170,108 @@ impl CallControl {
             Ok(joined) => joined,
             Err(why) => return refuse(endpoint, 501, why),
         };
-        if !self.outbound.contains_key(&joined.moved) || !self.legs.contains_key(&joined.stay) {
+        let (moved, anchor) = match joined {
+            Rejoin::IntoCall(into) => (into.moved, into.stay),
+            Rejoin::Headless { moved, anchor, .. } => (moved, anchor),
+        };
+        if !self.outbound.contains_key(&moved) || !self.legs.contains_key(&anchor) {
             return refuse(endpoint, 481, "a leg of the calls is gone");
         }
         drop(_entered);
-        self.join_transferred(joined, leg, replaced, endpoint, registrar, now);
+        match joined {
+            Rejoin::IntoCall(into) => {
+                self.join_transferred(into, leg, replaced, endpoint, registrar, now);
+            }
+            Rejoin::Headless {
+                anchor,
+                kept,
+                moved,
+                from,
+            } => self.join_headless([anchor, kept, moved, from], leg, replaced, endpoint, now),
+        }
+    }
+
+    /// The transferor called both parties: `kept` and `moved` are connected in `anchor`'s
+    /// call, which goes on without the transferor's leg; `moved` leaves `from`'s call.
+    fn join_headless(
+        &mut self,
+        [anchor, kept, moved, from]: [LegId; 4],
+        refer_leg: LegId,
+        replaced: LegId,
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) {
+        let note = self.transfer_note(refer_leg, kept, moved);
+        let answered_wall_ms = self.move_leg(moved, from, anchor, &note);
+        if let Some(l) = self.legs.get_mut(&anchor) {
+            let _entered = l.span.clone().entered();
+            tracing::info!(transferor = %refer_leg, %kept, %moved, answered_wall_ms, "{note}; the call goes on without the transferor");
+            l.transfers.push(note);
+            l.joined = Some([kept, moved]);
+            l.headless = true;
+        }
+        self.follow_hold(anchor, kept, moved);
+        endpoint.notify_refer(refer_leg, 200, "OK", now);
+        endpoint.hangup(refer_leg, "transferred", now);
+        endpoint.hangup(replaced, "transferred", now);
+    }
+
+    /// "attended transfer by 101: 100 connected with 103".
+    fn transfer_note(&self, transferor: LegId, a: LegId, b: LegId) -> String {
+        let name = |leg: LegId| self.party_of(leg).unwrap_or_else(|| leg.to_string());
+        format!(
+            "attended transfer by {}: {} connected with {}",
+            name(transferor),
+            name(a),
+            name(b)
+        )
+    }
+
+    /// Moves the placed leg `moved` from `from`'s call into `into`'s, noting why in the call
+    /// it leaves: when it answered (unix ms), for the call it joins.
+    fn move_leg(&mut self, moved: LegId, from: LegId, into: LegId, note: &str) -> i64 {
+        if let Some(out) = self.outbound.get_mut(&moved) {
+            out.parent = into;
+        }
+        let mut answered_wall_ms = jiff::Timestamp::now().as_millisecond();
+        if let Some(l) = self.legs.get_mut(&from) {
+            let _entered = l.span.clone().entered();
+            if let Some(connected) = l.connected.as_mut().filter(|c| c.leg == moved) {
+                answered_wall_ms = connected.answered_wall_ms;
+                connected.end(note);
+            }
+            tracing::info!(leg = %moved, into_call = %into, "{note}; this call's other party moves into that call");
+            l.transfers.push(note.to_string());
+        }
+        answered_wall_ms
     }
 
     /// Connects `joined.stay` with `joined.moved` in `stay`'s call, tells the transferor it
     /// worked and hangs up both of its legs.
     fn join_transferred(
         &mut self,
-        joined: Rejoin,
+        joined: IntoCall,
         refer_leg: LegId,
         replaced: LegId,
         endpoint: &mut SipEndpoint,
         registrar: &RegistrarService,
         now: Instant,
     ) {
-        let Rejoin {
+        let IntoCall {
             stay,
             old,
             moved,
             from,
         } = joined;
-        let transferor = self
-            .party_of(refer_leg)
-            .unwrap_or_else(|| "the transferor".into());
-        let stay_party = self.party_of(stay).unwrap_or_else(|| stay.to_string());
-        let moved_party = self.party_of(moved).unwrap_or_else(|| moved.to_string());
-        let note =
-            format!("attended transfer by {transferor}: {stay_party} connected with {moved_party}");
-        let Some(out) = self.outbound.get_mut(&moved) else {
+        let note = self.transfer_note(refer_leg, stay, moved);
+        let Some((placed, quality)) = self
+            .outbound
+            .get(&moved)
+            .map(|o| (o.placed.clone(), o.quality.clone()))
+        else {
             return;
         };
-        out.parent = stay;
-        let (placed, quality) = (out.placed.clone(), out.quality.clone());
-        let mut answered_wall_ms = jiff::Timestamp::now().as_millisecond();
-        if let Some(l) = self.legs.get_mut(&from) {
-            let _entered = l.span.clone().entered();
-            if let Some(connected) = l.connected.as_mut().filter(|c| c.leg == moved) {
-                answered_wall_ms = connected.answered_wall_ms;
-                connected.end(&note);
-            }
-            tracing::info!(transferor = %refer_leg, leg = %moved, into_call = %stay, "{note}; this call's other party moves into that call");
-            l.transfers.push(note.clone());
-        }
+        let answered_wall_ms = self.move_leg(moved, from, stay, &note);
         if let Some(l) = self.legs.get_mut(&stay) {
             let _entered = l.span.clone().entered();
             if let Some(connected) = l.connected.as_mut().filter(|c| c.leg == old) {
@@ -299,20 +378,33 @@ mod tests {
         // A (1) called B (2); B (3) called C (4). B refers on either dialog.
         let first = call(1, 2, 1);
         let second = call(3, 3, 4);
-        let expected = Rejoin {
+        let expected = Rejoin::IntoCall(IntoCall {
             stay: leg(1),
             old: leg(2),
             moved: leg(4),
             from: leg(3),
-        };
+        });
         assert_eq!(rejoin(first, second), Ok(expected));
         assert_eq!(rejoin(second, first), Ok(expected));
     }
 
     #[test]
-    fn two_callers_or_two_placed_parties_are_refused() {
+    fn two_callers_are_refused() {
         assert!(rejoin(call(1, 2, 1), call(5, 6, 5)).is_err());
-        assert!(rejoin(call(1, 1, 2), call(5, 5, 6)).is_err());
+    }
+
+    #[test]
+    fn a_transferor_that_called_both_leaves_the_refer_dialogs_call_going_on_headless() {
+        // B (1) called A (2); B (5) called C (6); REFER on B's first dialog.
+        assert_eq!(
+            rejoin(call(1, 1, 2), call(5, 5, 6)),
+            Ok(Rejoin::Headless {
+                anchor: leg(1),
+                kept: leg(2),
+                moved: leg(6),
+                from: leg(5),
+            })
+        );
     }
 
     #[test]
