@@ -1659,6 +1659,13 @@ impl CallControl {
         }
     }
 
+    /// The `tracing` span of the call whose caller's leg is `parent` (none once it is gone).
+    fn span_of(&self, parent: LegId) -> tracing::Span {
+        self.legs
+            .get(&parent)
+            .map_or_else(tracing::Span::none, |l| l.span.clone())
+    }
+
     /// The caller's leg of the call `leg` belongs to, and the leg it is connected to now.
     fn call_of(&self, leg: LegId) -> Option<(LegId, Option<LegId>)> {
         let parent = self.outbound.get(&leg).map_or(leg, |o| o.parent);
@@ -1734,10 +1741,7 @@ impl CallControl {
     fn follow_hold(&mut self, parent: LegId, leg: LegId, other: LegId) {
         let leg_holds = self.holds(leg);
         let other_holds = self.holds(other);
-        let span = self
-            .legs
-            .get(&parent)
-            .map_or_else(tracing::Span::none, |l| l.span.clone());
+        let span = self.span_of(parent);
         let _entered = span.enter();
         match crate::call_hold::hold_media(leg_holds, other_holds) {
             HoldMedia::Connected => {

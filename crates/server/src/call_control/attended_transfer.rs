@@ -11,6 +11,7 @@
 //! (headless), between the two placed legs. When both called the transferor there is no leg
 //! to move and the REFER is refused with 501.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use sip::refer::Replaces;
@@ -94,6 +95,17 @@ pub(super) fn rejoin(a: TransferorCall, b: TransferorCall) -> Result<Rejoin, &'s
     }
 }
 
+/// Whether two dialogs face one party, from the user each belongs to (if it is one of ours)
+/// and the address each signals from: two users must be the same user, else (a party that
+/// is no user, e.g. a phone dialled by address or a trusted PBX) one address must send both.
+fn one_party(users: [Option<String>; 2], ips: [Option<IpAddr>; 2]) -> bool {
+    match (users, ips) {
+        ([Some(a), Some(b)], _) => a == b,
+        (_, [Some(a), Some(b)]) => a == b,
+        _ => false,
+    }
+}
+
 /// Whether the dialog `id` (as we keep it) is the one a Replaces names: the Replaces' to-tag
 /// is the tag of the party receiving it, ours (RFC 3891 §3).
 fn names(replaces: &Replaces, id: &sip::dialog::DialogId) -> bool {
@@ -115,10 +127,7 @@ impl CallControl {
         now: Instant,
     ) {
         let parent = self.call_of(leg).map_or(leg, |(parent, _)| parent);
-        let span = self
-            .legs
-            .get(&parent)
-            .map_or_else(tracing::Span::none, |l| l.span.clone());
+        let span = self.span_of(parent);
         let _entered = span.enter();
         let refuse = |endpoint: &mut SipEndpoint, status: u16, why: &str| {
             tracing::info!(leg = %leg, replaces = %replaces.call_id, status, "attended transfer refused: {why}");
@@ -347,13 +356,10 @@ impl CallControl {
                         .and_then(|o| o.placed.extension.clone())
                 })
         };
-        match (user(a), user(b)) {
-            (Some(x), Some(y)) => x == y,
-            _ => endpoint
-                .peer_ip(a)
-                .zip(endpoint.peer_ip(b))
-                .is_some_and(|(x, y)| x == y),
-        }
+        one_party(
+            [user(a), user(b)],
+            [endpoint.peer_ip(a), endpoint.peer_ip(b)],
+        )
     }
 }
 
@@ -405,6 +411,17 @@ mod tests {
                 from: leg(5),
             })
         );
+    }
+
+    #[test]
+    fn another_users_dialog_is_not_the_transferors_even_from_the_same_address() {
+        let ip = |last: u8| Some(IpAddr::from([10, 99, 0, last]));
+        let user = |u: &str| Some(u.to_string());
+        assert!(one_party([user("101"), user("101")], [ip(4), ip(7)]));
+        assert!(!one_party([user("101"), user("102")], [ip(4), ip(4)]));
+        assert!(one_party([user("101"), None], [ip(4), ip(4)]));
+        assert!(!one_party([None, None], [ip(4), ip(5)]));
+        assert!(!one_party([None, None], [None, ip(5)]));
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! Blind transfer (REFER, RFC 3515) of a connected call by the party we called: the caller
-//! (the transferee) hears music on hold while the target rings, is connected with the target
+//! Blind transfer (REFER, RFC 3515) of a connected call by either party: the other one (the
+//! transferee) hears music on hold while the target rings, is connected with the target
 //! when it answers, and the transferor's leg ends. The target is routed through the dialplan
 //! as a call from the transferor, with the transferor's rights (call classes, cost guard).
 //! A transfer that fails (busy, declined, no answer in [`TRANSFER_RING`]) gives the call back
 //! to the transferor: connected again while its leg is up, else its phones are rung again;
-//! the transferee never sits in silence.
+//! the transferee never sits in silence. When the caller transfers, its call goes on without
+//! its leg (headless) between the two placed legs; if the transfer fails after the caller
+//! left, the call ends (there is no leg to ring it back from).
 
 use std::time::{Duration, Instant};
 
@@ -93,10 +95,7 @@ impl CallControl {
             endpoint.notify_refer(leg, 481, "Call/Transaction Does Not Exist", now);
             return;
         };
-        let span = self
-            .legs
-            .get(&parent)
-            .map_or_else(tracing::Span::none, |l| l.span.clone());
+        let span = self.span_of(parent);
         let _entered = span.enter();
         let refuse = |endpoint: &mut SipEndpoint, status: u16, why: &str| {
             tracing::info!(leg = %leg, target = %refer_to.uri, status, "transfer refused: {why}");
@@ -385,10 +384,7 @@ impl CallControl {
         registrar: &RegistrarService,
         now: Instant,
     ) {
-        let span = self
-            .legs
-            .get(&parent)
-            .map_or_else(tracing::Span::none, |l| l.span.clone());
+        let span = self.span_of(parent);
         let _entered = span.enter();
         if transfer.transferor_up {
             tracing::info!(target = %transfer.target, status, "blind transfer failed: the call goes back to the transferor");
