@@ -338,10 +338,11 @@ fn a_blind_transfer_from_baresip_connects_the_caller_with_the_target() {
 }
 
 /// Attended transfer (REFER with Replaces) by a SIPp phone that holds both calls through the
-/// server: the caller (baresip, 440 Hz) called it (700), it called the target 702 (baresip,
-/// 880 Hz) itself, then referred call 1 to call 2. Caller and target end up talking, audio
-/// both ways (from their recordings); SIPp checks the 202, the final NOTIFY 200 and a BYE on
-/// each of its two dialogs; two legs remain while they talk.
+/// server: the caller (baresip, 440 Hz) called it (700), it put the caller on hold, called
+/// the target 702 (baresip, 880 Hz) itself, then referred call 1 to call 2. The caller hears
+/// music on hold, then the target: caller and target end up talking, audio both ways (from
+/// their recordings); SIPp checks the 202, the final NOTIFY 200 and a BYE on each of its two
+/// dialogs; two legs remain while they talk.
 #[test]
 fn an_attended_transfer_connects_the_caller_with_the_consulted_target() {
     let ns = Netns::new();
@@ -385,13 +386,14 @@ fn an_attended_transfer_connects_the_caller_with_the_consulted_target() {
     let caller_heard = caller
         .heard()
         .unwrap_or_else(|| panic!("the caller recorded nothing\n{log}"));
-    // Before the transfer the caller hears its own tone (the transferor echoes it).
-    let own_before = share_between(&caller_heard, 440.0, 0.3, 3.6);
+    // Held at about 0.5 s of the caller's recording, transferred at about 4.2 s.
+    let music_before = music_share(&caller_heard, 0.8, 4.0);
     let target_tone = share_between(&caller_heard, 880.0, 6.0, 13.0);
+    let music_after = music_share(&caller_heard, 6.0, 13.0);
     assert!(
-        own_before > 0.5 && target_tone > 0.5,
-        "the caller hears the transferor, then the target: 440 Hz before {own_before:.2}, \
-         880 Hz after {target_tone:.2}\n{log}"
+        music_before > 0.5 && target_tone > 0.5 && music_after < 0.1,
+        "the caller hears music on hold, then the target: music before {music_before:.2}, \
+         880 Hz after {target_tone:.2}, music after {music_after:.2}\n{log}"
     );
     let target_heard = target
         .heard()

@@ -477,6 +477,11 @@ impl CallControl {
         endpoint: &mut SipEndpoint,
         now: Instant,
     ) -> bool {
+        if self.legs.get(&leg).is_none_or(|l| l.finished) {
+            // The call is over already (the transferee hung up while the target rang): it
+            // ends as any call does, its transfer with it.
+            return false;
+        }
         let ringing = self
             .transfers
             .get_mut(&leg)
