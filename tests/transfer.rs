@@ -568,3 +568,52 @@ fn an_attended_transfer_by_the_caller_of_both_calls_connects_the_other_two() {
         4.6,
     );
 }
+
+/// A blind transfer by the caller to a busy target (703 answers 486) comes back to the
+/// caller, whose leg is still up: the final NOTIFY says 486 (checked by SIPp) and the called
+/// party (baresip, 440 Hz) hears the caller again (its own tone echoed back through it).
+#[test]
+fn a_failed_blind_transfer_by_the_caller_returns_the_call_to_it() {
+    let ns = Netns::new();
+    let plans = two_party_plans("transfer-uac-busy");
+    let server = Server::start(Some(&ns), &["--dialplans", plans.path().to_str().unwrap()]);
+    let called = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
+    let transferor = scenario("transfer_uac_blind_busy.xml");
+    let busy = scenario("transfer_target_busy.xml");
+    let mut args = sipp_party(&transferor, "10.99.0.4", "5080", "6100");
+    args.push("10.99.0.1:5060");
+    let (transferor_out, busy_out, called_out) = std::thread::scope(|scope| {
+        let called_run = scope.spawn(|| called.run(&ns, 12));
+        let busy_run =
+            scope.spawn(|| sipp(Some(&ns), &sipp_party(&busy, "10.99.0.5", "5090", "6200")));
+        std::thread::sleep(Duration::from_millis(1000));
+        let transferor_out = sipp(Some(&ns), &args);
+        (
+            transferor_out,
+            busy_run.join().unwrap(),
+            called_run.join().unwrap(),
+        )
+    });
+    assert_sipp_ok(
+        &transferor_out,
+        &server,
+        "caller told 486, then back in the call",
+    );
+    assert_sipp_ok(&busy_out, &server, "busy target");
+    let log = server.log();
+    assert!(
+        log.contains("blind transfer failed: the call goes back to the transferor"),
+        "{log}\n{called_out}"
+    );
+    let heard = called
+        .heard()
+        .unwrap_or_else(|| panic!("the called party recorded nothing\n{log}"));
+    // Refused at about 2.6 s of its recording; the caller hangs up 4 s later.
+    let own_tone_back = share_between(&heard, 440.0, 3.2, 6.4);
+    let music = music_share(&heard, 3.2, 6.4);
+    assert!(
+        own_tone_back > 0.5 && music < 0.1,
+        "the called party hears the caller again (its own tone echoed): {own_tone_back:.2}, \
+         music {music:.2}\n{log}"
+    );
+}
