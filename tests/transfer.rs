@@ -167,6 +167,49 @@ fn the_called_party_hears_music_on_hold_while_the_caller_holds_and_the_call_afte
     );
 }
 
+/// What a transfer by the called party left: the SIPp transferor's result, the caller's and
+/// the target's baresip output, and the number of legs up while caller and target talk.
+struct CalledPartyTransfer {
+    transferor: std::process::Output,
+    caller: String,
+    target: String,
+    legs_while_talking: u64,
+}
+
+/// Runs a transfer by the called party: the target (baresip, 702) for 20 s and the
+/// transferor (SIPp running `transferor` as 700, echoing RTP) start, 1 s later the caller
+/// dials 700 and stays `caller_s` seconds; `count_after_s` seconds after that the legs up are
+/// counted.
+fn run_called_party_transfer(
+    ns: &Netns,
+    server: &Server,
+    caller: &Baresip,
+    target: &Baresip,
+    transferor: &str,
+    caller_s: u32,
+    count_after_s: u64,
+) -> CalledPartyTransfer {
+    std::thread::scope(|scope| {
+        let target_run = scope.spawn(|| target.run(ns, 20));
+        let transferor_run = scope.spawn(|| {
+            sipp(
+                Some(ns),
+                &sipp_party(transferor, "10.99.0.4", "5080", "6100"),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(1000));
+        let caller_run = scope.spawn(|| caller.call(ns, "sip:700@10.99.0.1", caller_s));
+        std::thread::sleep(Duration::from_secs(count_after_s));
+        let legs_while_talking = server.metric(Some(ns), "amtsleitung_calls");
+        CalledPartyTransfer {
+            transferor: transferor_run.join().unwrap(),
+            caller: caller_run.join().unwrap(),
+            target: target_run.join().unwrap(),
+            legs_while_talking,
+        }
+    })
+}
+
 /// Blind transfer by the called party (SIPp, REFER to 702): the caller (baresip, 440 Hz) ends
 /// up talking to the target (baresip, 880 Hz), audio both ways; the transferor got 202 and
 /// the NOTIFYs (checked by SIPp) and its leg is gone: two legs remain while they talk.
@@ -178,27 +221,13 @@ fn a_blind_transfer_by_the_called_party_connects_the_caller_with_the_target() {
     let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
     let target = Baresip::new("10.99.0.5", 880, "PCMU", 8000);
     let transferor = scenario("transfer_uas_blind.xml");
-    let (transferor_out, caller_out, target_out, legs_while_talking) =
-        std::thread::scope(|scope| {
-            let target_run = scope.spawn(|| target.run(&ns, 20));
-            let transferor_run = scope.spawn(|| {
-                sipp(
-                    Some(&ns),
-                    &sipp_party(&transferor, "10.99.0.4", "5080", "6100"),
-                )
-            });
-            std::thread::sleep(Duration::from_millis(1000));
-            let caller_run = scope.spawn(|| caller.call(&ns, "sip:700@10.99.0.1", 15));
-            // Transferred after about 3 s: from then on the caller's and the target's legs.
-            std::thread::sleep(Duration::from_secs(8));
-            let legs = server.metric(Some(&ns), "amtsleitung_calls");
-            (
-                transferor_run.join().unwrap(),
-                caller_run.join().unwrap(),
-                target_run.join().unwrap(),
-                legs,
-            )
-        });
+    // Transferred after about 3 s: from then on the caller's and the target's legs.
+    let CalledPartyTransfer {
+        transferor: transferor_out,
+        caller: caller_out,
+        target: target_out,
+        legs_while_talking,
+    } = run_called_party_transfer(&ns, &server, &caller, &target, &transferor, 15, 8);
     assert_sipp_ok(&transferor_out, &server, "transferor (REFER, NOTIFYs, BYE)");
     let log = server.log();
     assert!(log.contains("REFER accepted"), "{log}");
@@ -351,27 +380,13 @@ fn an_attended_transfer_connects_the_caller_with_the_consulted_target() {
     let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000);
     let target = Baresip::new("10.99.0.5", 880, "PCMU", 8000);
     let transferor = scenario("transfer_attended.xml");
-    let (transferor_out, caller_out, target_out, legs_while_talking) =
-        std::thread::scope(|scope| {
-            let target_run = scope.spawn(|| target.run(&ns, 20));
-            let transferor_run = scope.spawn(|| {
-                sipp(
-                    Some(&ns),
-                    &sipp_party(&transferor, "10.99.0.4", "5080", "6100"),
-                )
-            });
-            std::thread::sleep(Duration::from_millis(1000));
-            let caller_run = scope.spawn(|| caller.call(&ns, "sip:700@10.99.0.1", 16));
-            // Consulted at about 1.5 s, transferred at about 4 s.
-            std::thread::sleep(Duration::from_secs(9));
-            let legs = server.metric(Some(&ns), "amtsleitung_calls");
-            (
-                transferor_run.join().unwrap(),
-                caller_run.join().unwrap(),
-                target_run.join().unwrap(),
-                legs,
-            )
-        });
+    // Consulted at about 1.5 s, transferred at about 4 s.
+    let CalledPartyTransfer {
+        transferor: transferor_out,
+        caller: caller_out,
+        target: target_out,
+        legs_while_talking,
+    } = run_called_party_transfer(&ns, &server, &caller, &target, &transferor, 16, 9);
     assert_sipp_ok(
         &transferor_out,
         &server,
@@ -484,7 +499,13 @@ fn an_attended_transfer_naming_an_unknown_dialog_is_refused_and_both_calls_stay(
 /// target (baresip at 10.99.0.5, 880 Hz). Checks that the transferor's scenario passed, the
 /// log says `done`, two legs remain while the two parties talk, both hear each other
 /// (recordings), and once the called party hangs up the call record names the transfer.
-fn assert_caller_transfer(name: &str, scenario_file: &str, done: &str, target_from_s: f64) {
+fn assert_caller_transfer(
+    name: &str,
+    scenario_file: &str,
+    done: &str,
+    record_note: &str,
+    target_from_s: f64,
+) {
     let ns = Netns::new();
     let plans = two_party_plans(name);
     let server = Server::start(Some(&ns), &["--dialplans", plans.path().to_str().unwrap()]);
@@ -537,7 +558,7 @@ fn assert_caller_transfer(name: &str, scenario_file: &str, done: &str, target_fr
         .iter()
         .find(|c| c.callee == "704")
         .unwrap_or_else(|| panic!("no record of the call to 704: {calls:#?}\n{log}"));
-    assert!(record.end_reason.contains("transfer"), "{calls:#?}");
+    assert!(record.end_reason.contains(record_note), "{calls:#?}");
 }
 
 /// Blind transfer by the caller (SIPp calls 704 and REFERs it to 702 on its own dialog): the
@@ -549,6 +570,7 @@ fn a_blind_transfer_by_the_caller_connects_the_called_party_with_the_target() {
         "transfer-uac-blind",
         "transfer_uac_blind.xml",
         "blind transfer: answered; transferred by the caller",
+        "transferred by the caller party to 702",
         // Answered at about 1.1 s, transferred at about 3.7 s (about 2.6 s of its recording).
         4.0,
     );
@@ -563,6 +585,7 @@ fn an_attended_transfer_by_the_caller_of_both_calls_connects_the_other_two() {
         "transfer-uac-attended",
         "transfer_uac_attended.xml",
         "the call goes on without the transferor",
+        "attended transfer by party",
         // The called party answered at about 1.1 s; transferred at about 5.2 s (4.1 s of
         // its recording).
         4.6,

@@ -647,24 +647,14 @@ impl CallControl {
     /// reported it over too.
     fn finished(&mut self, leg: LegId, reason: &str, endpoint: &mut SipEndpoint, now: Instant) {
         // A call's placed legs end with it.
-        let children: Vec<LegId> = self
-            .outbound
-            .iter()
-            .filter(|(_, o)| o.parent == leg)
-            .map(|(child, _)| *child)
-            .collect();
-        for child in children {
+        for child in self.placed_legs_of(leg) {
             endpoint.hangup(child, reason, now);
         }
         // A leg still up is hung up with the call's reason; its `Ended` comes next and
         // forgets it once the call record is on its way.
         endpoint.hangup(leg, reason, now);
         if self.legs.get(&leg).is_some_and(|l| l.headless) {
-            // The caller's leg went long ago; the call record covers the whole call.
-            self.transfers.remove(&leg);
-            self.on_ended(leg, true, 200, reason);
-            self.remove_leg(leg);
-            endpoint.forget(leg, reason, now);
+            self.end_headless(leg, reason, endpoint, now);
             return;
         }
         match self.legs.get_mut(&leg) {
@@ -674,6 +664,28 @@ impl CallControl {
                 endpoint.forget(leg, reason, now);
             }
         }
+    }
+
+    /// Ends a call whose caller's leg left after transferring it: its placed legs are hung
+    /// up, and its record (covering the whole call) is written with `reason`.
+    fn end_headless(&mut self, leg: LegId, reason: &str, endpoint: &mut SipEndpoint, now: Instant) {
+        for child in self.placed_legs_of(leg) {
+            endpoint.hangup(child, reason, now);
+        }
+        self.transfers.remove(&leg);
+        self.on_ended(leg, true, 200, reason);
+        // The call is dropped with the leg: nothing of it is left to carry out.
+        self.remove_leg(leg);
+        endpoint.forget(leg, reason, now);
+    }
+
+    /// The legs placed for the caller's leg `parent` that are not over yet.
+    fn placed_legs_of(&self, parent: LegId) -> Vec<LegId> {
+        self.outbound
+            .iter()
+            .filter(|(_, o)| o.parent == parent)
+            .map(|(child, _)| *child)
+            .collect()
     }
 
     fn remove_leg(&mut self, leg: LegId) {
@@ -1585,7 +1597,12 @@ impl CallControl {
         {
             // Connected by a transfer of the caller, which has left: one party hung up,
             // so the call (and the other party's leg) ends.
-            self.feed(parent, Input::Hangup, endpoint, registrar, now);
+            self.end_headless(
+                parent,
+                "a party the caller transferred hung up",
+                endpoint,
+                now,
+            );
             return;
         }
         let input = match self.fail_over(&out, final_status, endpoint, registrar, now) {
@@ -1648,13 +1665,7 @@ impl CallControl {
         {
             connected.end(REASON);
         }
-        let children: Vec<LegId> = self
-            .outbound
-            .iter()
-            .filter(|(_, o)| o.parent == leg)
-            .map(|(child, _)| *child)
-            .collect();
-        for child in children {
+        for child in self.placed_legs_of(leg) {
             endpoint.hangup(child, REASON, now);
         }
     }
