@@ -54,6 +54,7 @@ enum Diversion<'a> {
     },
 }
 
+mod attended_transfer;
 mod transfer;
 
 /// Codecs we offer and accept, best first (the answer follows the offerer's order).
@@ -184,6 +185,12 @@ struct CallLeg {
     /// What happened to the call besides ringing and talking ("forwarded by 101 (always) to
     /// 102", "transferred by 101 to 103"), for its log and record.
     features: Vec<String>,
+    /// The caller transferred its call away and its own leg is gone (or going): the call
+    /// goes on between legs placed for it, and its record is written when it ends.
+    headless: bool,
+    /// The two placed legs a transfer by the caller connected to each other: the end of
+    /// either ends the call.
+    joined: Option<[LegId; 2]>,
 }
 
 /// A re-offer passed from one leg of a connected call to the other, waiting for its answer.
@@ -742,18 +749,16 @@ impl CallControl {
     /// reported it over too.
     fn finished(&mut self, leg: LegId, reason: &str, endpoint: &mut SipEndpoint, now: Instant) {
         // A call's placed legs end with it.
-        let children: Vec<LegId> = self
-            .outbound
-            .iter()
-            .filter(|(_, o)| o.parent == leg)
-            .map(|(child, _)| *child)
-            .collect();
-        for child in children {
+        for child in self.placed_legs_of(leg) {
             endpoint.hangup(child, reason, now);
         }
         // A leg still up is hung up with the call's reason; its `Ended` comes next and
         // forgets it once the call record is on its way.
         endpoint.hangup(leg, reason, now);
+        if self.legs.get(&leg).is_some_and(|l| l.headless) {
+            self.end_headless(leg, reason, endpoint, now);
+            return;
+        }
         match self.legs.get_mut(&leg) {
             Some(l) if !l.ended => l.finished = true,
             _ => {
@@ -761,6 +766,28 @@ impl CallControl {
                 endpoint.forget(leg, reason, now);
             }
         }
+    }
+
+    /// Ends a call whose caller's leg left after transferring it: its placed legs are hung
+    /// up, and its record (covering the whole call) is written with `reason`.
+    fn end_headless(&mut self, leg: LegId, reason: &str, endpoint: &mut SipEndpoint, now: Instant) {
+        for child in self.placed_legs_of(leg) {
+            endpoint.hangup(child, reason, now);
+        }
+        self.transfers.remove(&leg);
+        self.on_ended(leg, true, 200, reason);
+        // The call is dropped with the leg: nothing of it is left to carry out.
+        self.remove_leg(leg);
+        endpoint.forget(leg, reason, now);
+    }
+
+    /// The legs placed for the caller's leg `parent` that are not over yet.
+    fn placed_legs_of(&self, parent: LegId) -> Vec<LegId> {
+        self.outbound
+            .iter()
+            .filter(|(_, o)| o.parent == parent)
+            .map(|(child, _)| *child)
+            .collect()
     }
 
     fn remove_leg(&mut self, leg: LegId) {
@@ -819,6 +846,9 @@ impl CallControl {
                 if self.outbound.contains_key(&leg) {
                     self.on_outbound_ended(leg, final_status, &reason, endpoint, registrar, now);
                     endpoint.forget(leg, &reason, now);
+                    return;
+                }
+                if self.caller_left_transferred(leg, endpoint, now) {
                     return;
                 }
                 // A transfer of the call ends with it (its legs are hung up next).
@@ -1160,6 +1190,8 @@ impl CallControl {
                 pending_switch: None,
                 t38: None,
                 features: Vec::new(),
+                headless: false,
+                joined: None,
             },
         );
         // The media session's reports reach the call through call control's queue.
@@ -1555,11 +1587,36 @@ impl CallControl {
     /// The caller's call chose `child`, which answered: its media starts, the caller is
     /// answered, and the two are joined (relayed, or transcoded in a room of two).
     fn connect(&mut self, parent: LegId, child: LegId, endpoint: &mut SipEndpoint, now: Instant) {
-        let Some(out) = self.outbound.get_mut(&child) else {
+        let Some((connected, callee_codec)) = self.start_placed_media(child) else {
             return;
         };
-        let (Some(negotiated), Some((rtp, rtcp))) = (out.answer.take(), out.sockets.take()) else {
+        let media = &self.shared.media;
+        let Some(caller) = self.legs.get_mut(&parent) else {
             return;
+        };
+        caller.connected = Some(connected);
+        endpoint.answer(parent, caller.media.answer_sdp.clone().into_bytes(), now);
+        let caller_remote = caller.media.remote();
+        let key = format!("call-{parent}");
+        media.send(parent, MediaCommand::SetRemote(parent, caller_remote));
+        for (leg, peer) in [(parent, child), (child, parent)] {
+            let connection = Connection {
+                key: key.clone(),
+                peer,
+            };
+            media.send(leg, MediaCommand::Connect(leg, connection));
+        }
+        tracing::info!(leg = %parent, callee = %child, callee_codec = ?callee_codec, "connected");
+        self.lines.confirmed(child);
+        self.start_pricing(parent, child, now);
+    }
+
+    /// Starts the media session of `child`, a placed leg that answered: the callee record
+    /// of the call and its codec.
+    fn start_placed_media(&mut self, child: LegId) -> Option<(ConnectedCallee, Codec)> {
+        let out = self.outbound.get_mut(&child)?;
+        let (Some(negotiated), Some((rtp, rtcp))) = (out.answer.take(), out.sockets.take()) else {
+            return None;
         };
         // Nobody listens to a placed leg's reports: its caller's session plays the prompts.
         let (media_tx, _) = mpsc::channel(1);
@@ -1615,24 +1672,7 @@ impl CallControl {
         let media = &self.shared.media;
         media.send(child, MediaCommand::Start(Box::new(spec)));
         media.send(child, MediaCommand::SetRemote(child, remote));
-        let Some(caller) = self.legs.get_mut(&parent) else {
-            return;
-        };
-        caller.connected = Some(connected);
-        endpoint.answer(parent, caller.media.answer_sdp.clone().into_bytes(), now);
-        let caller_remote = caller.media.remote();
-        let key = format!("call-{parent}");
-        media.send(parent, MediaCommand::SetRemote(parent, caller_remote));
-        for (leg, peer) in [(parent, child), (child, parent)] {
-            let connection = Connection {
-                key: key.clone(),
-                peer,
-            };
-            media.send(leg, MediaCommand::Connect(leg, connection));
-        }
-        tracing::info!(leg = %parent, callee = %child, callee_codec = ?callee_codec, "connected");
-        self.lines.confirmed(child);
-        self.start_pricing(parent, child, now);
+        Some((connected, callee_codec))
     }
 
     /// The `pickup` action of `picker`'s call: the oldest call ringing at the extension named
@@ -1755,6 +1795,22 @@ impl CallControl {
         if self.transfer_leg_ended(parent, child, final_status, endpoint, registrar, now) {
             return;
         }
+        if self
+            .legs
+            .get(&parent)
+            .and_then(|l| l.joined)
+            .is_some_and(|pair| pair.contains(&child))
+        {
+            // Connected by a transfer of the caller, which has left: one party hung up,
+            // so the call (and the other party's leg) ends.
+            self.end_headless(
+                parent,
+                "a party the caller transferred hung up",
+                endpoint,
+                now,
+            );
+            return;
+        }
         let input = match self.fail_over(&out, final_status, endpoint, registrar, now) {
             Some(new) => Input::Callee(CalleeEvent::Replaced { old: child, new }),
             None => Input::Callee(CalleeEvent::Ended {
@@ -1823,19 +1879,30 @@ impl CallControl {
         {
             connected.end(REASON);
         }
-        let children: Vec<LegId> = self
-            .outbound
-            .iter()
-            .filter(|(_, o)| o.parent == leg)
-            .map(|(child, _)| *child)
-            .collect();
-        for child in children {
+        for child in self.placed_legs_of(leg) {
             endpoint.hangup(child, REASON, now);
         }
     }
 
+    /// The `tracing` span of the call whose caller's leg is `parent` (none once it is gone).
+    fn span_of(&self, parent: LegId) -> tracing::Span {
+        self.legs
+            .get(&parent)
+            .map_or_else(tracing::Span::none, |l| l.span.clone())
+    }
+
     /// The caller's leg of the call `leg` belongs to, and the leg it is connected to now.
     fn call_of(&self, leg: LegId) -> Option<(LegId, Option<LegId>)> {
+        let parent = self.outbound.get(&leg).map_or(leg, |o| o.parent);
+        if let Some(pair) = self.legs.get(&parent).and_then(|l| l.joined) {
+            // The caller transferred the call away: its two placed legs talk to each other.
+            let other = match pair {
+                [a, b] if a == leg => Some(b),
+                [a, b] if b == leg => Some(a),
+                _ => None,
+            };
+            return Some((parent, other));
+        }
         if let Some(caller) = self.legs.get(&leg) {
             let other = caller
                 .connected
@@ -1899,10 +1966,7 @@ impl CallControl {
     fn follow_hold(&mut self, parent: LegId, leg: LegId, other: LegId) {
         let leg_holds = self.holds(leg);
         let other_holds = self.holds(other);
-        let span = self
-            .legs
-            .get(&parent)
-            .map_or_else(tracing::Span::none, |l| l.span.clone());
+        let span = self.span_of(parent);
         let _entered = span.enter();
         match crate::call_hold::hold_media(leg_holds, other_holds) {
             HoldMedia::Connected => {
@@ -2283,7 +2347,7 @@ impl CallControl {
             ended_at_ms: jiff::Timestamp::now().as_millisecond(),
             answered,
             final_status,
-            end_reason: reason.to_string(),
+            end_reason: reason.to_owned(),
             media: store::CallMedia::default(),
             contacts_rung: l.contacts_rung,
             connected: None,

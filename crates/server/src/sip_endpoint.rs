@@ -313,6 +313,22 @@ impl SipEndpoint {
         self.legs.get(&leg).and_then(|l| msg::call_id(&l.invite))
     }
 
+    /// The dialog of an answered leg (Call-ID, our tag, the phone's tag), to find the one an
+    /// attended transfer's Replaces names (RFC 3891 §3).
+    pub fn dialog_id(&self, leg: LegId) -> Option<DialogId> {
+        self.legs
+            .get(&leg)
+            .filter(|l| l.state == LegState::Answered)
+            .and_then(|l| l.dialog.as_ref())
+            .map(|d| d.id().clone())
+    }
+
+    /// The address a leg's phone (or proxy) signals from, to tell whether two dialogs face
+    /// the same phone.
+    pub fn peer_ip(&self, leg: LegId) -> Option<IpAddr> {
+        self.legs.get(&leg).map(|l| l.peer.addr.ip())
+    }
+
     /// A datagram (or a framed stream message) from `peer`.
     pub fn handle_datagram(&mut self, bytes: &[u8], peer: Peer, now: Instant) {
         match msg::parse(bytes) {

@@ -1,10 +1,12 @@
-//! Blind transfer (REFER, RFC 3515) of a connected call by the party we called: the caller
-//! (the transferee) hears music on hold while the target rings, is connected with the target
+//! Blind transfer (REFER, RFC 3515) of a connected call by either party: the other one (the
+//! transferee) hears music on hold while the target rings, is connected with the target
 //! when it answers, and the transferor's leg ends. The target is routed through the dialplan
 //! as a call from the transferor, with the transferor's rights (call classes, cost guard).
 //! A transfer that fails (busy, declined, no answer in [`TRANSFER_RING`]) gives the call back
 //! to the transferor: connected again while its leg is up, else its phones are rung again;
-//! the transferee never sits in silence.
+//! the transferee never sits in silence. When the caller transfers, its call goes on without
+//! its leg (headless) between the two placed legs; if the transfer fails after the caller
+//! left, the call ends (there is no leg to ring it back from).
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,12 @@ pub(super) const TRANSFER_RING: Duration = Duration::from_secs(30);
 pub(super) struct Transfer {
     /// The leg whose phone sent the REFER.
     transferor: LegId,
+    /// The leg of the party transferred: the caller's, or the callee's when the caller
+    /// transfers.
+    transferee: LegId,
+    /// The caller transfers (the REFER came on the caller's own leg): once it is gone the
+    /// call goes on headless, between the transferee and the target, both placed legs.
+    by_caller: bool,
     /// That leg is still up (its phone may hang up as soon as the REFER is accepted).
     transferor_up: bool,
     /// The transferor's extension, to ring it again when the transfer fails after it left.
@@ -43,7 +51,7 @@ pub(super) struct Transfer {
 }
 
 /// The reason phrase a NOTIFY's status line carries for a referred call's final status.
-fn phrase(status: u16) -> &'static str {
+pub(super) fn phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         403 => "Forbidden",
@@ -80,35 +88,25 @@ impl CallControl {
         registrar: &RegistrarService,
         now: Instant,
     ) {
+        if let Some(replaces) = refer_to.replaces.as_ref() {
+            return self.on_attended_refer(leg, replaces, endpoint, registrar, now);
+        }
         let Some((parent, other)) = self.call_of(leg) else {
             endpoint.notify_refer(leg, 481, "Call/Transaction Does Not Exist", now);
             return;
         };
-        let span = self
-            .legs
-            .get(&parent)
-            .map_or_else(tracing::Span::none, |l| l.span.clone());
+        let span = self.span_of(parent);
         let _entered = span.enter();
         let refuse = |endpoint: &mut SipEndpoint, status: u16, why: &str| {
             tracing::info!(leg = %leg, target = %refer_to.uri, status, "transfer refused: {why}");
             endpoint.notify_refer(leg, status, phrase(status), now);
         };
-        if leg == parent || other != Some(parent) {
-            // The caller's own leg carries the call's dialplan; handing its callee on to
-            // someone else is not built yet.
-            return refuse(
-                endpoint,
-                501,
-                "only the called party of a connected call can transfer it",
-            );
-        }
-        if refer_to.replaces.is_some() {
-            return refuse(
-                endpoint,
-                501,
-                "attended transfer (Replaces) is not built yet",
-            );
-        }
+        let by_caller = leg == parent;
+        let transferee = match other {
+            Some(other) if by_caller => other,
+            Some(other) if other == parent => parent,
+            _ => return refuse(endpoint, 481, "the leg is not in a connected call"),
+        };
         if self.transfers.contains_key(&parent) {
             return refuse(endpoint, 491, "a transfer of this call is under way");
         }
@@ -116,24 +114,33 @@ impl CallControl {
             return refuse(endpoint, 404, "Refer-To names no number");
         };
         let placed = self.outbound.get(&leg).map(|o| o.placed.clone());
+        // Rung again when the transfer fails after the transferor hung up; a caller that
+        // transferred is not (its call has no leg left to ring it from).
         let transferor_extension = placed.as_ref().and_then(|p| p.extension.clone());
-        // Who transfers: one of our users with their own rights, or a party outside, whose
-        // number is the user part of the URI we called.
-        let identity = transferor_extension
-            .as_deref()
-            .and_then(|ext| {
-                registrar
-                    .caller_profile(ext)
-                    .map(|p| (ext.to_string(), registrar.display_name(ext), p))
-            })
-            .unwrap_or_else(|| {
-                let number = placed
-                    .as_ref()
-                    .and_then(|p| sip::message::parse_uri(&p.target))
-                    .and_then(|u| u.auth.map(|a| a.user))
-                    .unwrap_or_else(|| "anonymous".into());
-                (number, None, CallerProfile::not_a_user())
-            });
+        // Who transfers: the caller itself, one of our users with their own rights, or a
+        // party outside, whose number is the user part of the URI we called.
+        let caller_identity = self
+            .legs
+            .get(&parent)
+            .filter(|_| by_caller)
+            .map(|l| (l.caller.clone(), l.caller_name.clone(), l.profile.clone()));
+        let identity = caller_identity.unwrap_or_else(|| {
+            transferor_extension
+                .as_deref()
+                .and_then(|ext| {
+                    registrar
+                        .caller_profile(ext)
+                        .map(|p| (ext.to_string(), registrar.display_name(ext), p))
+                })
+                .unwrap_or_else(|| {
+                    let number = placed
+                        .as_ref()
+                        .and_then(|p| sip::message::parse_uri(&p.target))
+                        .and_then(|u| u.auth.map(|a| a.user))
+                        .unwrap_or_else(|| "anonymous".into());
+                    (number, None, CallerProfile::not_a_user())
+                })
+        });
         let Some(target) = self.transfer_target(&number, &identity.0, identity.2.user.is_some())
         else {
             return refuse(
@@ -143,12 +150,14 @@ impl CallControl {
             );
         };
         endpoint.notify_refer(leg, 100, "Trying", now);
-        tracing::info!(transferor = %leg, %number, %target, "blind transfer: ringing the target; the caller hears music on hold");
-        self.set_apart(parent, true);
+        tracing::info!(transferor = %leg, %transferee, by_caller, %number, %target, "blind transfer: ringing the target; the transferee hears music on hold");
+        self.set_apart(transferee, true);
         self.set_apart(leg, false);
         let reply = self.dial_as(parent, identity, &target, endpoint, registrar, now);
         let mut transfer = Transfer {
             transferor: leg,
+            transferee,
+            by_caller,
             transferor_up: true,
             transferor_extension,
             target: number,
@@ -259,6 +268,10 @@ impl CallControl {
         };
         for other in transfer.ringing.iter().filter(|l| **l != child) {
             endpoint.hangup(*other, "answered elsewhere", now);
+        }
+        if transfer.by_caller {
+            self.join_for_caller(parent, &transfer, child, endpoint, now);
+            return true;
         }
         if let Some(caller) = self.legs.get_mut(&parent) {
             let _entered = caller.span.clone().entered();
@@ -371,15 +384,17 @@ impl CallControl {
         registrar: &RegistrarService,
         now: Instant,
     ) {
-        let span = self
-            .legs
-            .get(&parent)
-            .map_or_else(tracing::Span::none, |l| l.span.clone());
+        let span = self.span_of(parent);
         let _entered = span.enter();
         if transfer.transferor_up {
             tracing::info!(target = %transfer.target, status, "blind transfer failed: the call goes back to the transferor");
             endpoint.notify_refer(transfer.transferor, status, phrase(status), now);
-            self.follow_hold(parent, transfer.transferor, parent);
+            self.follow_hold(parent, transfer.transferor, transfer.transferee);
+            return;
+        }
+        if transfer.by_caller {
+            tracing::info!(target = %transfer.target, status, "blind transfer by the caller failed after it hung up; the call ends");
+            endpoint.hangup(transfer.transferee, "transfer failed", now);
             return;
         }
         let extension = transfer
@@ -418,6 +433,78 @@ impl CallControl {
                 endpoint.hangup(parent, "transfer failed", now);
             }
         }
+    }
+
+    /// The target `child` of a blind transfer by the caller answered: it is connected with
+    /// the transferee, both placed legs of the call, which goes on without the caller (its
+    /// leg is hung up after the final NOTIFY).
+    fn join_for_caller(
+        &mut self,
+        parent: LegId,
+        transfer: &Transfer,
+        child: LegId,
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) {
+        let Some((_, codec)) = self.start_placed_media(child) else {
+            return;
+        };
+        if let Some(caller) = self.legs.get_mut(&parent) {
+            let _entered = caller.span.clone().entered();
+            let note = format!(
+                "transferred by the caller {} to {}",
+                caller.caller, transfer.target
+            );
+            tracing::info!(transferor = %transfer.transferor, transferee = %transfer.transferee, to = %child, ?codec, "blind transfer: answered; {note}");
+            caller.features.push(note);
+            caller.joined = Some([transfer.transferee, child]);
+            caller.headless = true;
+        }
+        self.follow_hold(parent, transfer.transferee, child);
+        self.start_pricing(parent, child, now);
+        if transfer.transferor_up {
+            endpoint.notify_refer(transfer.transferor, 200, "OK", now);
+            endpoint.hangup(transfer.transferor, "transferred", now);
+        }
+    }
+
+    /// Whether the end of the caller's leg `leg` leaves its call going on: it transferred
+    /// the call (done, or its target still rings). Its media stops and the endpoint forgets
+    /// it; the call's record waits for the call's end.
+    pub(super) fn caller_left_transferred(
+        &mut self,
+        leg: LegId,
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) -> bool {
+        if self.legs.get(&leg).is_none_or(|l| l.finished) {
+            // The call is over already (the transferee hung up while the target rang): it
+            // ends as any call does, its transfer with it.
+            return false;
+        }
+        let ringing = self
+            .transfers
+            .get_mut(&leg)
+            .filter(|t| t.by_caller && t.transferor == leg);
+        let ringing = match ringing {
+            Some(transfer) => {
+                transfer.transferor_up = false;
+                true
+            }
+            None => false,
+        };
+        let Some(caller) = self.legs.get_mut(&leg) else {
+            return false;
+        };
+        if !ringing && !caller.headless {
+            return false;
+        }
+        caller.headless = true;
+        let _entered = caller.span.clone().entered();
+        tracing::info!(leg = %leg, "the caller's leg is gone; its transferred call goes on");
+        self.shared.media.send(leg, MediaCommand::Stop(leg));
+        endpoint.forget(leg, "transferred", now);
+        true
     }
 
     /// Takes `leg` out of its call's connection: it hears music on hold, or nothing.
