@@ -51,6 +51,7 @@ enum Diversion<'a> {
         network: Option<&'a store::AllowedNetwork>,
     },
 }
+mod ring_groups;
 
 /// Codecs we offer and accept, best first (the answer follows the offerer's order).
 const OUR_CODECS: &[Codec] = &[Codec::Opus, Codec::G722, Codec::Pcma, Codec::Pcmu];
@@ -171,6 +172,8 @@ struct CallLeg {
     pending_switch: Option<PendingSwitch>,
     /// The T.38 relay, while the call carries fax.
     t38: Option<T38Call>,
+    /// The ring group the call dialled, for the call record.
+    ring_group: Option<String>,
 }
 
 /// A re-offer passed from one leg of a connected call to the other, waiting for its answer.
@@ -323,6 +326,8 @@ pub struct CallControl {
     outbound: HashMap<LegId, OutboundLeg>,
     /// Calls waiting for a time, by that time.
     timers: BTreeSet<(Instant, LegId)>,
+    /// Who answered each ring group last, and when each user's last call ended.
+    ring_groups: ring_groups::RingGroupMemory,
 }
 
 /// The queues call control's owner must drain into [`CallControl::on_call_event`] and
@@ -353,6 +358,7 @@ impl CallControl {
             legs: HashMap::new(),
             outbound: HashMap::new(),
             timers: BTreeSet::new(),
+            ring_groups: ring_groups::RingGroupMemory::default(),
         };
         let queues = CallQueues {
             events,
@@ -678,6 +684,11 @@ impl CallControl {
                 None
             }
             _ => {
+                if let Some(reply) =
+                    self.answer_group_question(leg, &question, endpoint, registrar, now)
+                {
+                    return reply;
+                }
                 let caller = self.legs.get(&leg).map_or("", |l| l.caller.as_str());
                 if let Some(reply) = call_effects::room_question(
                     &self.shared,
@@ -768,7 +779,7 @@ impl CallControl {
                 }
                 // Placed legs end first, so the call record sees the connected one hung up.
                 self.end_placed_legs(leg, endpoint, now);
-                self.on_ended(leg, answered, final_status, &reason);
+                self.on_ended(leg, answered, final_status, &reason, now);
                 self.feed(leg, Input::Hangup, endpoint, registrar, now);
                 // Forgotten here unless the call still runs (it may be waiting for the store,
                 // and then forgets the leg when it finishes).
@@ -1083,7 +1094,7 @@ impl CallControl {
                 },
                 quality,
                 call: None,
-                span: tracing::info_span!(parent: None, "call", call_id = %call_id, from = %caller, to = %callee, rule = %route.rule_name, fax = fax_call),
+                span: tracing::info_span!(parent: None, "call", call_id = %call_id, from = %caller, to = %callee, rule = %route.rule_name, fax = fax_call, group = tracing::field::Empty, group_member = tracing::field::Empty),
                 timer: None,
                 language: plan.language().to_string(),
                 codec_rate: codec.sample_rate(),
@@ -1095,6 +1106,7 @@ impl CallControl {
                 switch: MediaSwitch::default(),
                 pending_switch: None,
                 t38: None,
+                ring_group: None,
             },
         );
         // The media session's reports reach the call through call control's queue.
@@ -1296,8 +1308,9 @@ impl CallControl {
                     Err(Refused::LinesBusy) => return Reply::LinesBusy,
                 }
             }
+            // A group rings through its members (the call's `dial` asks for each of them).
             dialplan::DialTarget::Group(_) => {
-                tracing::warn!(leg = %leg, %target, "dial: ring groups are not available yet");
+                tracing::warn!(leg = %leg, %target, "dial: a ring group is not placed as a whole");
                 Vec::new()
             }
         };
@@ -1604,6 +1617,9 @@ impl CallControl {
         self.shared.costs.guard().ended(child, now);
         if out.media_started {
             self.shared.media.send(child, MediaCommand::Stop(child));
+            if let Some(user) = &out.placed.extension {
+                self.ring_groups.call_ended(user, now);
+            }
         }
         let parent = out.parent;
         if let Some(connected) = self
@@ -2065,11 +2081,21 @@ impl CallControl {
     }
 
     /// The leg is over: stop its media, tell its task, write its call record.
-    fn on_ended(&mut self, leg: LegId, answered: bool, final_status: u16, reason: &str) {
+    fn on_ended(
+        &mut self,
+        leg: LegId,
+        answered: bool,
+        final_status: u16,
+        reason: &str,
+        now: Instant,
+    ) {
         let Some(l) = self.legs.get_mut(&leg) else {
             return;
         };
         l.ended = true;
+        if answered && let Some(user) = &l.profile.user {
+            self.ring_groups.call_ended(user, now);
+        }
         self.shared.media.send(leg, MediaCommand::Stop(leg));
         let record = store::CallRecord {
             call_id: l.call_id.clone(),
@@ -2083,6 +2109,7 @@ impl CallControl {
             media: store::CallMedia::default(),
             contacts_rung: l.contacts_rung,
             connected: None,
+            ring_group: l.ring_group.clone(),
         };
         tracing::info!(call_id = %l.call_id, leg = %leg, reason, "call ended");
         let result = if answered { "answered" } else { "unanswered" };
@@ -2146,6 +2173,7 @@ fn record_refused(shared: &Arc<Shared>, call_id: &str, caller: &str, callee: &st
         media: store::CallMedia::default(),
         contacts_rung: 0,
         connected: None,
+        ring_group: None,
     };
     tracing::info!(call_id = %call_id, status, "call refused");
     metrics::counter!(crate::telemetry::CALLS_TOTAL, "result" => "refused").increment(1);

@@ -15,6 +15,7 @@ mod dialplan_history;
 mod live_rooms;
 mod recordings;
 mod registrations;
+mod ring_groups;
 mod room_links;
 mod room_tokens;
 mod rooms;
@@ -28,6 +29,7 @@ pub use dialplan_history::DialplanVersion;
 pub use live_rooms::LiveRoom;
 pub use recordings::{Recording, RecordingId};
 pub use registrations::{Binding, BindingProblem, MAX_PATH_ENTRIES, UserBinding};
+pub use ring_groups::GroupLogout;
 pub use room_links::{RoomLink, validate_link_url};
 pub use room_tokens::{TokenKind, same_token_hash, token_hash};
 pub use rooms::{
@@ -446,6 +448,15 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE sip_user ADD COLUMN forward_no_answer TEXT;
      ALTER TABLE sip_user ADD COLUMN forward_no_answer_s INTEGER NOT NULL DEFAULT 20;
      ALTER TABLE sip_user ADD COLUMN follow_me TEXT NOT NULL DEFAULT '';",
+    // 14: ring group members who logged out (ring_groups.rs; the dialplan says who belongs to
+    // a group, so only the logged-out are kept), and the ring group a call dialled.
+    "CREATE TABLE ring_group_logout (
+        group_name TEXT NOT NULL,
+        extension TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        PRIMARY KEY (group_name, extension)
+    ) WITHOUT ROWID;
+    ALTER TABLE call_record ADD COLUMN ring_group TEXT;",
 ];
 
 /// One finished call, as written to the call log.
@@ -473,6 +484,9 @@ pub struct CallRecord {
     pub contacts_rung: u32,
     /// The leg that answered a `dial`, when someone did.
     pub connected: Option<ConnectedLeg>,
+    /// The ring group the call dialled, if it did (the member who answered is the
+    /// connected leg's extension).
+    pub ring_group: Option<String>,
 }
 
 /// The outbound leg a caller was connected to: who answered, when, and how that leg went.
@@ -664,6 +678,7 @@ impl Store {
             &callee_end_reason,
         ]);
         values.extend(callee_media.iter().map(|v| v as &dyn ToSql));
+        values.push(&record.ring_group);
         let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
         self.conn.execute(
             &format!(
@@ -744,7 +759,7 @@ const CALL_RECORD_COLUMNS: &str = "call_id, caller, callee, started_at_ms, ended
      callee_answered_at_ms, callee_ended_at_ms, callee_end_reason, callee_packets_received, \
      callee_packets_expected, callee_packets_lost, callee_jitter_us, callee_packets_sent, \
      callee_peer_packets_lost, callee_peer_loss_permille, callee_peer_jitter_us, \
-     callee_round_trip_us, callee_rtcp_sent, callee_rtcp_received";
+     callee_round_trip_us, callee_rtcp_sent, callee_rtcp_received, ring_group";
 
 /// Columns of one leg's [`CallMedia`].
 const MEDIA_COLUMNS: usize = 11;
@@ -756,6 +771,8 @@ const CONTACTS_RUNG_AT: usize = CALLER_MEDIA_AT + MEDIA_COLUMNS;
 const CONNECTED_AT: usize = CONTACTS_RUNG_AT + 1;
 /// Where the connected leg's media columns start.
 const CONNECTED_MEDIA_AT: usize = CONNECTED_AT + 6;
+/// Where the ring group is.
+const RING_GROUP_AT: usize = CONNECTED_MEDIA_AT + MEDIA_COLUMNS;
 
 /// One leg's media figures as column values; both legs are stored the same way, the
 /// connected leg's as NULLs when there is none.
@@ -818,6 +835,7 @@ fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord>
         media: media_from_row(row, CALLER_MEDIA_AT)?,
         contacts_rung: row.get(CONTACTS_RUNG_AT)?,
         connected,
+        ring_group: row.get(RING_GROUP_AT)?,
     })
 }
 
@@ -850,6 +868,7 @@ mod tests {
             },
             contacts_rung: 0,
             connected: None,
+            ring_group: None,
         }
     }
 

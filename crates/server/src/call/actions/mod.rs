@@ -11,6 +11,7 @@ mod echo;
 mod hangup;
 mod play;
 mod reach;
+mod ring_group;
 mod set;
 mod wait;
 mod webrtc_bridge;
@@ -32,6 +33,7 @@ pub const RUNNABLE_ACTIONS: &[&str] = &[
     "hangup",
     "call_forward",
     "dnd",
+    "group_login",
 ];
 
 impl CallLogic {
@@ -60,6 +62,7 @@ impl CallLogic {
                     self.call_forward(*when, to, seconds).await?;
                 }
                 Action::Dnd { switch } => self.dnd(*switch).await?,
+                Action::GroupLogin { group, mode } => return self.group_login(group, *mode).await,
                 other => return self.not_available(other),
             }
         }

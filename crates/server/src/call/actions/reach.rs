@@ -28,6 +28,18 @@ impl CallLogic {
         extension: &str,
         timeout_s: u32,
     ) -> Result<Rung, Stop> {
+        self.reach_user_minding_dnd(extension, timeout_s, true)
+            .await
+    }
+
+    /// As [`CallLogic::reach_user`]; do not disturb is passed over when `mind_dnd` is false
+    /// (a ring group that ignores it still applies the member's forwarding).
+    pub(super) async fn reach_user_minding_dnd(
+        &mut self,
+        extension: &str,
+        timeout_s: u32,
+        mind_dnd: bool,
+    ) -> Result<Rung, Stop> {
         if self.diverted_through.iter().any(|user| user == extension) {
             return self.forwarding_loop(extension).await;
         }
@@ -42,7 +54,7 @@ impl CallLogic {
         if let Some(target) = &settings.forward_always {
             return self.divert(extension, ForwardKind::Always, target).await;
         }
-        if settings.dnd {
+        if settings.dnd && mind_dnd {
             tracing::info!(user = %extension, "dial: do not disturb");
             return match &settings.forward_busy {
                 Some(target) => self.divert(extension, ForwardKind::Busy, target).await,
