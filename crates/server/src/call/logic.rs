@@ -53,6 +53,10 @@ pub(super) struct CallLogic {
     /// The final response for a caller nobody answered when the actions run out: 480, or
     /// 486 when the last user dialled was busy.
     pub(super) unanswered_status: u16,
+    /// A ring group member's turn is ringing: a forwarding's route runs only up to its first
+    /// `dial`, so that route's own ending (a hangup, a prompt) does not end the group's call;
+    /// the next member and the group's fallback come after it.
+    pub(super) in_group_turn: bool,
 }
 
 impl CallLogic {
@@ -66,6 +70,7 @@ impl CallLogic {
             diverted_by: None,
             diverted_through: Vec::new(),
             unanswered_status: 480,
+            in_group_turn: false,
         }
     }
 

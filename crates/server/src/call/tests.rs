@@ -1240,14 +1240,18 @@ fn hunt_group_asking_settings(respect_forwarding: bool) -> (Harness, Vec<Output>
 fn a_hunt_group_respecting_forwarding_sends_a_members_turn_where_they_forwarded_it() {
     let (mut h, out) = hunt_group_asking_settings(true);
     assert_eq!(out, [ask(Question::UserSettings("101".into()))]);
-    // 101 forwards every call to 107: the number is routed as 101's call.
+    // 101 forwards every call to 107: the number is routed as 101's call. That route's own
+    // ending (its hangup) is not run: the group goes on with its next member.
     let out = h.reply(settings(|s| s.forward_always = Some("107".into())));
     assert_eq!(out, [route_for("107", "101")]);
-    let out = h.reply(route_reply(vec![Action::Dial {
-        target: DialTarget::User("107".into()),
-        timeout_s: 20,
-        fax: false,
-    }]));
+    let out = h.reply(route_reply(vec![
+        Action::Dial {
+            target: DialTarget::User("107".into()),
+            timeout_s: 20,
+            fax: false,
+        },
+        Action::Hangup { cause: 486 },
+    ]));
     assert_eq!(out, [ask(Question::UserSettings("107".into()))]);
     assert_eq!(
         h.reply(Reply::Settings(None)),

@@ -109,7 +109,12 @@ impl CallLogic {
         tracing::info!(user = %user, %kind, to = %number, rule = %route.rule_name, "call forwarded");
         self.diverted_through.push(user.to_owned());
         let outer = self.diverted_by.replace(user.to_owned());
-        let ran = self.run_nested(&route.actions).await;
+        let actions = if self.in_group_turn {
+            up_to_first_dial(&route.actions)
+        } else {
+            &route.actions
+        };
+        let ran = self.run_nested(actions).await;
         self.diverted_by = outer;
         ran?;
         // The forwarded route ran out without anyone answering.
@@ -216,6 +221,17 @@ impl CallLogic {
             }
         });
         Err(Stop::EndedByUs(REASON))
+    }
+}
+
+/// A route's actions up to and including its first `dial` (all of them when it has none).
+fn up_to_first_dial(actions: &[Action]) -> &[Action] {
+    match actions
+        .iter()
+        .position(|action| matches!(action, Action::Dial { .. }))
+    {
+        Some(at) => &actions[..=at],
+        None => actions,
     }
 }
 

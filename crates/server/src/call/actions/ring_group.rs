@@ -226,8 +226,12 @@ impl CallLogic {
                     u32::try_from(member_until.duration_since(now).as_millis().div_ceil(1000))
                         .unwrap_or(turns.ring_s)
                         .max(1);
-                self.reach_user_minding_dnd(member, turn_s, turns.mind_dnd)
-                    .await?
+                let outer = std::mem::replace(&mut self.in_group_turn, true);
+                let reached = self
+                    .reach_user_minding_dnd(member, turn_s, turns.mind_dnd)
+                    .await;
+                self.in_group_turn = outer;
+                reached?
             } else {
                 let target = DialTarget::User(member.clone());
                 let place = Question::Place {
