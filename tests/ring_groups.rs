@@ -390,3 +390,87 @@ fn call_group(
         )
     })
 }
+
+#[test]
+fn a_group_respecting_forwarding_reaches_where_a_member_forwarded_and_one_ignoring_it_rings_the_member()
+ {
+    let ns = Netns::new();
+    let (server, _plans) = server_with(
+        &ns,
+        "groups-forwarding",
+        &["101", "104", "105"],
+        "[groups.follows]\nmembers = [\"101\"]\nstrategy = \"hunt\"\nring = 8\n\
+         [groups.direct]\nmembers = [\"101\"]\nstrategy = \"hunt\"\nring = 8\nrespect-forwarding = false\n\
+         [[rule]]\nname = \"group that follows forwarding\"\nmatch = \"700\"\n\
+         actions = [ { dial = { group = \"follows\" } }, { hangup = \"busy\" } ]\n\
+         [[rule]]\nname = \"group that ignores forwarding\"\nmatch = \"701\"\n\
+         actions = [ { dial = { group = \"direct\" } }, { hangup = \"busy\" } ]\n",
+    );
+    // 101 forwards every call to 104 (as with *21*104# from their phone).
+    admin_ok(
+        server.data_dir(),
+        &["user", "forward", "101", "always", "104"],
+    );
+    let member = phone("10.99.0.2", 660, "101");
+    let colleague = phone("10.99.0.5", 880, "104");
+    let caller = phone("10.99.0.3", 440, "105");
+    let (member_out, colleague_out, first_out, second_out, first_share, second_share) =
+        std::thread::scope(|scope| {
+            let member_run = scope.spawn(|| member.run(&ns, 26));
+            let colleague_run = scope.spawn(|| colleague.run(&ns, 26));
+            registered(&server, &ns, 2);
+            // The server reads changes made by the CLI within a second.
+            std::thread::sleep(Duration::from_secs(1));
+            let first_out = caller.call(&ns, "sip:700@10.99.0.1", 7);
+            let first_share = heard_share(&caller, 880.0, "the caller", &server);
+            if let Some(wav) = caller.heard() {
+                std::fs::remove_file(wav).unwrap();
+            }
+            let second_out = caller.call(&ns, "sip:701@10.99.0.1", 7);
+            let second_share = heard_share(&caller, 660.0, "the caller", &server);
+            (
+                member_run.join().unwrap(),
+                colleague_run.join().unwrap(),
+                first_out,
+                second_out,
+                first_share,
+                second_share,
+            )
+        });
+    let outputs = format!(
+        "{first_out}\n--second call--\n{second_out}\n--101--\n{member_out}\n--104--\n{colleague_out}"
+    );
+    // 700: 101's turn went where 101 forwarded it; 104 talked with the caller.
+    assert!(
+        first_share > 0.5,
+        "880 Hz of 104 at the caller {first_share:.2}\n{outputs}"
+    );
+    assert_eq!(
+        colleague_out.matches("answering call").count(),
+        1,
+        "104 took exactly the forwarded call\n{outputs}"
+    );
+    assert!(
+        heard_share(&colleague, 440.0, "104", &server) > 0.5,
+        "{outputs}"
+    );
+    assert!(
+        !log_lines_with(&server, &["call forwarded", "user=101", "to=104"]).is_empty(),
+        "{}",
+        server.log()
+    );
+    // 701: the group ignores forwarding, so 101's own phone rang and talked with the caller.
+    assert_eq!(
+        member_out.matches("answering call").count(),
+        1,
+        "101's phone rang once, for 701 only\n{outputs}"
+    );
+    assert!(
+        second_share > 0.5,
+        "660 Hz of 101 at the caller {second_share:.2}\n{outputs}"
+    );
+    assert!(
+        heard_share(&member, 440.0, "101", &server) > 0.5,
+        "{outputs}"
+    );
+}

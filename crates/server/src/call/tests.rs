@@ -1283,6 +1283,51 @@ fn a_hunt_group_respecting_forwarding_sends_a_members_turn_where_they_forwarded_
 }
 
 #[test]
+fn a_members_forwarding_is_followed_again_in_the_next_round_and_a_loop_only_skips_them() {
+    let (mut h, out) = Harness::start_asking_settings(dial_group(40));
+    assert_eq!(out, [ask(Question::GroupLoggedOut("service".into()))]);
+    h.reply(Reply::Members(Ok(Vec::new())));
+    let out = h.reply(group_facts(
+        dialplan::RingStrategy::Hunt,
+        vec![member_facts("101")],
+    ));
+    assert_eq!(out, [ask(Question::UserSettings("101".into()))]);
+    h.reply(settings(|s| s.forward_always = Some("107".into())));
+    h.reply(route_reply(vec![Action::Dial {
+        target: DialTarget::User("107".into()),
+        timeout_s: 10,
+        fax: false,
+    }]));
+    assert_eq!(
+        h.reply(Reply::Settings(None)),
+        [place_for("107", "101", None)]
+    );
+    assert!(h.reply(placed(&[2])).is_empty());
+    // Nobody at 107: the next round is 101's turn again, followed afresh (no loop).
+    assert_eq!(
+        h.advance(Duration::from_secs(10)),
+        [
+            cancel(2, "no answer in time"),
+            ask(Question::UserSettings("101".into()))
+        ]
+    );
+    assert_eq!(
+        h.reply(settings(|s| s.forward_always = Some("107".into()))),
+        [route_for("107", "101")]
+    );
+    // Now 107's number leads back to 101: a loop. Only 101 is unreachable, the call does not
+    // end with 482; nobody else is left, so the group's fallback runs.
+    assert_eq!(
+        h.reply(route_reply(vec![Action::Dial {
+            target: DialTarget::User("101".into()),
+            timeout_s: 10,
+            fax: false,
+        }])),
+        [sip(SipAction::Answer), play("not-reachable")]
+    );
+}
+
+#[test]
 fn a_hunt_group_ignoring_forwarding_rings_the_members_phones_without_asking_their_settings() {
     let (mut h, out) = hunt_group_asking_settings(false);
     assert_eq!(out, [place_user("101")]);

@@ -203,8 +203,13 @@ impl CallLogic {
         Ok(Rung::Unanswered(status))
     }
 
-    /// The caller is told that forwarding goes round in a circle, and the call ends.
+    /// The caller is told that forwarding goes round in a circle, and the call ends. In a
+    /// ring group member's turn only that member is unreachable: the group goes on.
     async fn forwarding_loop(&mut self, extension: &str) -> Result<Rung, Stop> {
+        if self.in_group_turn {
+            tracing::warn!(user = %extension, through = ?self.diverted_through, "call forwarding loop in a ring group member's turn; the group goes on");
+            return Ok(Rung::Unanswered(480));
+        }
         tracing::warn!(user = %extension, through = ?self.diverted_through, "call forwarding loop; the call ends");
         if !self.answered {
             self.sip(SipAction::EarlyMedia);

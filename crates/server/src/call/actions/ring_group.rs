@@ -226,11 +226,15 @@ impl CallLogic {
                     u32::try_from(member_until.duration_since(now).as_millis().div_ceil(1000))
                         .unwrap_or(turns.ring_s)
                         .max(1);
+                // Each turn follows the member's forwarding afresh: a user met in an
+                // earlier turn is no loop.
+                let through = self.diverted_through.len();
                 let outer = std::mem::replace(&mut self.in_group_turn, true);
                 let reached = self
                     .reach_user_minding_dnd(member, turn_s, turns.mind_dnd)
                     .await;
                 self.in_group_turn = outer;
+                self.diverted_through.truncate(through);
                 reached?
             } else {
                 let target = DialTarget::User(member.clone());
