@@ -459,6 +459,12 @@ fn a_group_respecting_forwarding_reaches_where_a_member_forwarded_and_one_ignori
         "{}",
         server.log()
     );
+    // The group counts it as 101's answer (round-robin goes on after 101, not after 104).
+    assert!(
+        !log_lines_with(&server, &["member answered", "group=follows", "member=101"]).is_empty(),
+        "{}",
+        server.log()
+    );
     // 701: the group ignores forwarding, so 101's own phone rang and talked with the caller.
     assert_eq!(
         member_out.matches("answering call").count(),

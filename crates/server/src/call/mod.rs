@@ -315,6 +315,9 @@ pub enum Question {
         group: String,
         /// The leg that answered.
         leg: LegId,
+        /// The member whose turn it was (one at a time): their forwarding target may have
+        /// answered. `None` (ring-all): the user the leg rang.
+        member: Option<String>,
     },
     /// Log the calling user in to or out of `group` (every group they belong to when
     /// `None`): [`Reply::GroupLogin`].

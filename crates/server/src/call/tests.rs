@@ -1277,6 +1277,7 @@ fn a_hunt_group_respecting_forwarding_sends_a_members_turn_where_they_forwarded_
             ask(Question::GroupAnswered {
                 group: "service".into(),
                 leg: leg(3),
+                member: Some("102".into()),
             }),
         ]
     );
@@ -1365,6 +1366,7 @@ fn ring_all_group_places_every_free_member_at_once_and_reports_who_answered() {
             ask(Question::GroupAnswered {
                 group: "service".into(),
                 leg: leg(3),
+                member: None,
             }),
         ]
     );

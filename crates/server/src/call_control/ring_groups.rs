@@ -57,11 +57,16 @@ impl CallControl {
                 fax,
                 caller_id,
             } => Some(self.place_members(leg, members, *fax, caller_id, endpoint, registrar, now)),
-            Question::GroupAnswered { group, leg: callee } => {
-                let member = self
-                    .outbound
-                    .get(callee)
-                    .and_then(|o| o.placed.extension.clone());
+            Question::GroupAnswered {
+                group,
+                leg: callee,
+                member,
+            } => {
+                let member = member.clone().or_else(|| {
+                    self.outbound
+                        .get(callee)
+                        .and_then(|o| o.placed.extension.clone())
+                });
                 if let Some(member) = member {
                     if let Some(l) = self.legs.get(&leg) {
                         l.span

@@ -44,7 +44,10 @@ impl CallLogic {
             }
         };
         match rung {
-            Rung::Answered(callee) => self.talk(callee).await,
+            Rung::Answered(callee) => {
+                self.note_group_turn_answered(callee).await;
+                self.talk(callee).await
+            }
             Rung::Unanswered(status) => {
                 self.note_unanswered(status);
                 Ok(())
@@ -99,7 +102,10 @@ impl CallLogic {
             }
         };
         match rung {
-            Rung::Answered(callee) => self.talk(callee).await,
+            Rung::Answered(callee) => {
+                self.note_group_turn_answered(callee).await;
+                self.talk(callee).await
+            }
             Rung::Unanswered(_) => {
                 self.sip(if self.answered {
                     SipAction::Hangup

@@ -109,7 +109,7 @@ impl CallLogic {
         tracing::info!(user = %user, %kind, to = %number, rule = %route.rule_name, "call forwarded");
         self.diverted_through.push(user.to_owned());
         let outer = self.diverted_by.replace(user.to_owned());
-        let actions = if self.in_group_turn {
+        let actions = if self.group_turn.is_some() {
             up_to_first_dial(&route.actions)
         } else {
             &route.actions
@@ -206,7 +206,7 @@ impl CallLogic {
     /// The caller is told that forwarding goes round in a circle, and the call ends. In a
     /// ring group member's turn only that member is unreachable: the group goes on.
     async fn forwarding_loop(&mut self, extension: &str) -> Result<Rung, Stop> {
-        if self.in_group_turn {
+        if self.group_turn.is_some() {
             tracing::warn!(user = %extension, through = ?self.diverted_through, "call forwarding loop in a ring group member's turn; the group goes on");
             return Ok(Rung::Unanswered(480));
         }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use dialplan::{DialTarget, GroupLoginMode, RingStrategy};
 
 use super::dial::Rung;
-use crate::call::logic::{CallLogic, Stop};
+use crate::call::logic::{CallLogic, GroupTurn, Stop};
 use crate::call::{GroupFacts, GroupLoginRefusal, MemberFacts, Question, Reply, SipAction};
+use crate::ids::LegId;
 
 /// A round of a one-at-a-time group shorter than this rang nobody for long (they all refused
 /// or have no phone): it is not repeated.
@@ -20,6 +21,8 @@ const MIN_ROUND: Duration = Duration::from_secs(1);
 
 /// How each member's turn in a one-at-a-time group rings.
 struct Turns {
+    /// The group's name.
+    group: String,
     /// Seconds per member.
     ring_s: u32,
     /// When the group's time is up.
@@ -150,12 +153,14 @@ impl CallLogic {
             tracing::info!(group = %name, %member, reason = why.words(), "ring group: member skipped");
         }
         tracing::info!(group = %name, strategy = facts.group.strategy.name(), members = ?order.ring, timeout_s, "ring group: ringing");
+        let mut turn_of = None;
         let rung = if order.ring.is_empty() {
             // Everyone skipped: busy when anyone was busy or in do not disturb.
             let busy = order.skipped.iter().any(|(_, why)| *why != Skip::LoggedOut);
             Rung::Unanswered(if busy { 486 } else { 480 })
         } else if facts.group.strategy.one_at_a_time() {
             let turns = Turns {
+                group: name.to_string(),
                 ring_s: facts.group.ring_s,
                 until,
                 fax,
@@ -164,7 +169,8 @@ impl CallLogic {
                 forwarding: facts.group.respect_forwarding && !fax,
                 mind_dnd: facts.group.respect_dnd,
             };
-            self.ring_one_by_one(&order.ring, &turns).await?
+            self.ring_one_by_one(&order.ring, &turns, &mut turn_of)
+                .await?
         } else {
             let place = Question::PlaceMembers {
                 members: order.ring.clone(),
@@ -180,6 +186,7 @@ impl CallLogic {
                     .ask(Question::GroupAnswered {
                         group: name.to_string(),
                         leg: callee,
+                        member: turn_of,
                     })
                     .await;
             }
@@ -192,11 +199,17 @@ impl CallLogic {
 
     /// Rings `members` one after another, each for its turn, and again from the first
     /// while the group's time lasts; a member who refuses (busy, 486) or has no phone
-    /// registered hands on to the next at once.
-    async fn ring_one_by_one(&mut self, members: &[String], turns: &Turns) -> Result<Rung, Stop> {
+    /// registered hands on to the next at once. `turn_of` is the member whose turn it was
+    /// last.
+    async fn ring_one_by_one(
+        &mut self,
+        members: &[String],
+        turns: &Turns,
+        turn_of: &mut Option<String>,
+    ) -> Result<Rung, Stop> {
         loop {
             let round_start = self.io.now();
-            let status = match self.ring_round(members, turns).await? {
+            let status = match self.ring_round(members, turns, turn_of).await? {
                 Rung::Answered(leg) => return Ok(Rung::Answered(leg)),
                 Rung::Unanswered(status) => status,
             };
@@ -210,13 +223,19 @@ impl CallLogic {
 
     /// One turn of every member, as [`CallLogic::ring_one_by_one`] says; the status of the
     /// last one rung when nobody answered.
-    async fn ring_round(&mut self, members: &[String], turns: &Turns) -> Result<Rung, Stop> {
+    async fn ring_round(
+        &mut self,
+        members: &[String],
+        turns: &Turns,
+        turn_of: &mut Option<String>,
+    ) -> Result<Rung, Stop> {
         let mut status = 480;
         for member in members {
             let now = self.io.now();
             if now >= turns.until {
                 break;
             }
+            *turn_of = Some(member.clone());
             let member_until =
                 (now + Duration::from_secs(u64::from(turns.ring_s))).min(turns.until);
             tracing::info!(%member, "ring group: ringing member");
@@ -229,11 +248,15 @@ impl CallLogic {
                 // Each turn follows the member's forwarding afresh: a user met in an
                 // earlier turn is no loop.
                 let through = self.diverted_through.len();
-                let outer = std::mem::replace(&mut self.in_group_turn, true);
+                let turn = GroupTurn {
+                    group: turns.group.clone(),
+                    member: member.clone(),
+                };
+                let outer = self.group_turn.replace(turn);
                 let reached = self
                     .reach_user_minding_dnd(member, turn_s, turns.mind_dnd)
                     .await;
-                self.in_group_turn = outer;
+                self.group_turn = outer;
                 self.diverted_through.truncate(through);
                 reached?
             } else {
@@ -251,6 +274,20 @@ impl CallLogic {
             }
         }
         Ok(Rung::Unanswered(status))
+    }
+
+    /// A ring group member's forwarding (run as a route of its own) was answered: the group
+    /// counts it as the member's answer, since that route connects the call itself.
+    pub(super) async fn note_group_turn_answered(&mut self, callee: LegId) {
+        if let Some(turn) = self.group_turn.take() {
+            self.io
+                .ask(Question::GroupAnswered {
+                    group: turn.group,
+                    leg: callee,
+                    member: Some(turn.member),
+                })
+                .await;
+        }
     }
 
     /// The `group_login` action: the calling user logs in to or out of ring groups, hears
