@@ -37,6 +37,7 @@ declare -A de=(
   [group-logged-in]="Sie sind in Ihren Gruppen angemeldet."
   [group-logged-out]="Sie sind von Ihren Gruppen abgemeldet."
   [group-not-member]="Sie gehören zu keiner Gruppe."
+  [nothing-to-pick-up]="Hier klingelt gerade kein Anruf, den Sie heranholen können."
 )
 declare -A en=(
   [welcome]="Welcome to amtsleitung."
@@ -69,6 +70,7 @@ declare -A en=(
   [group-logged-in]="You are logged in to your groups."
   [group-logged-out]="You are logged out of your groups."
   [group-not-member]="You are not a member of any group."
+  [nothing-to-pick-up]="No call is ringing here for you to pick up."
 )
 
 speak() { # lang voice name text

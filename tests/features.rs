@@ -27,6 +27,17 @@ fn key_in(ns: &Netns, phone: &Baresip, code: &str) -> String {
     phone.call(ns, &uri, 5)
 }
 
+/// `amtsleitung calls list` as an admin runs it against the server's data directory.
+fn calls_list(data: &std::path::Path) -> String {
+    let out = support::amtsleitung()
+        .args(["calls", "list", "--since", "2000-01-01", "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("amtsleitung calls list");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn forwarding_of(data: &std::path::Path, extension: &str) -> String {
     let shown = user_cli(data, &["show", extension]);
     shown
@@ -80,10 +91,16 @@ fn star_21_forwards_a_users_calls_hash_21_ends_it_and_a_forwarding_loop_ends_in_
         "101's phone took a call\n{outputs}"
     );
     assert!(heard_share(&caller, 660.0, "the caller", &server) < 0.1);
-    let log = server.log();
+    // The call list an admin reads says who forwarded the call, and who set it up by phone.
+    let list = calls_list(&data);
     assert!(
-        log.contains("call forwarded") && log.contains("to=102"),
-        "{log}"
+        list.contains("forwarded by 101 (always) to 102"),
+        "{list}\n{}",
+        server.log()
+    );
+    assert!(
+        list.contains("always forwarding set to 102 by phone"),
+        "{list}"
     );
 
     // #21# ends it: a prompt confirms, the setting is gone.
@@ -131,6 +148,14 @@ fn star_21_forwards_a_users_calls_hash_21_ends_it_and_a_forwarding_loop_ends_in_
         .find(|c| c.final_status == 482)
         .unwrap_or_else(|| panic!("no call ended with 482: {calls:#?}\n{log}"));
     assert_eq!(looped.end_reason, "call forwarding loop", "{looped:#?}");
+    assert_eq!(
+        looped.features,
+        [
+            "forwarded by 101 (always) to 102",
+            "forwarded by 102 (always) to 101"
+        ],
+        "{looped:#?}"
+    );
 }
 
 #[test]

@@ -685,3 +685,49 @@ fn a_fax_line_is_set_at_add_changed_shown_and_a_wrong_word_refused() {
     );
     assert_eq!(run(&data, &["fax", "151"]).0, 2, "on or off is required");
 }
+
+/// `dialplan explain` follows a called user's settings as stored: 101's unconditional
+/// forwarding to 102 is routed as 101's own call, 102's no-answer forwarding shows its ring
+/// time, and a forwarding back to 101 is named a loop, as the server would end it.
+#[test]
+fn dialplan_explain_follows_the_called_users_forwarding_and_names_a_loop() {
+    let dir = TempDir::new("explain-forwarding");
+    let data = dir.path();
+    ok(data, &add_args("101", "Bürgerbüro", &[]));
+    ok(data, &add_args("102", "Kasse", &[]));
+    ok(data, &["forward", "101", "always", "102"]);
+    ok(
+        data,
+        &["forward", "102", "no-answer", "101", "--seconds", "12"],
+    );
+    let repo = support::repo();
+    let explain = |data: &Path| {
+        let out = support::amtsleitung()
+            .args(["dialplan", "explain", "--to", "101", "--from", "103"])
+            .arg("--dialplans")
+            .arg(repo.join("dialplans"))
+            .arg("--sounds")
+            .arg(repo.join("sounds"))
+            .arg("--data-dir")
+            .arg(data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = explain(data);
+    assert!(
+        text.contains("\nUsers rung, with their settings as stored now:\n  101: forwards every call to 102; their phones do not ring\n    102 as 101's call: rule \"staff extensions\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("      102: their registered phones ring for 12 s\n        when nobody answers: forwarded to 101\n"),
+        "{text}"
+    );
+    assert!(text.contains("101: forwarding loop"), "{text}");
+    // A data directory with no store: the plan alone, and no store is made.
+    let empty = TempDir::new("explain-no-store");
+    let text = explain(empty.path());
+    assert!(!text.contains("Users rung"), "{text}");
+    assert!(std::fs::read_dir(empty.path()).unwrap().next().is_none());
+}

@@ -110,6 +110,13 @@ pub enum Action {
         /// In, out, or the other way round.
         mode: GroupLoginMode,
     },
+    /// Take a call that rings elsewhere: the caller is connected with that call's caller
+    /// and the phones that rang stop. Nothing ringing: a prompt, then 480 (like `forward`,
+    /// it ends the call's path).
+    Pickup {
+        /// Whose ringing call.
+        target: PickupTarget,
+    },
 }
 
 /// When a call forwarding applies.
@@ -165,6 +172,16 @@ impl GroupLoginMode {
             GroupLoginMode::Out => "out",
         }
     }
+}
+
+/// Which ringing call a `pickup` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PickupTarget {
+    /// The call ringing at this extension (directed pickup, `**101`).
+    Extension(String),
+    /// A call ringing at any member of a `[pickup-groups]` group the caller belongs to
+    /// (group pickup, `*8`).
+    Group,
 }
 
 /// Who a `dial` or `forward` reaches.
@@ -256,6 +273,7 @@ pub(crate) const ACTION_NAMES: &[&str] = &[
     "call_forward",
     "dnd",
     "group_login",
+    "pickup",
 ];
 
 /// Menus nested deeper than this are rejected: nobody can navigate them by phone.
@@ -798,6 +816,31 @@ impl ActionParser {
                 };
                 Action::Dnd { switch }
             }
+            "pickup" => {
+                const EXAMPLE: &str = "{ pickup = \"${1}\" } or { pickup = \"group\" }";
+                let who = match (arg, arg_table) {
+                    (Some(a), _) if a.get_ref().is_str() => walk::string(r, a, "pickup", EXAMPLE)?,
+                    (Some(_), Some(t)) => {
+                        keys!(t, &["extension"], "`pickup`");
+                        self.required_str(r, t, "extension", &arg_span, "pickup", EXAMPLE)?
+                    }
+                    _ => return wrong_arg(r, arg, "pickup", EXAMPLE),
+                };
+                if who.text == "group" {
+                    Action::Pickup {
+                        target: PickupTarget::Group,
+                    }
+                } else {
+                    self.template(r, &who)?;
+                    // A fixed extension must be a user; `${1}` is whatever was keyed.
+                    if !who.text.contains("${") {
+                        self.reference(RefKind::User, &who);
+                    }
+                    Action::Pickup {
+                        target: PickupTarget::Extension(who.text),
+                    }
+                }
+            }
             other => {
                 let help = match did_you_mean(other, ACTION_NAMES.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`? Actions: {}", ACTION_NAMES.join(", ")),
@@ -1286,6 +1329,16 @@ impl Action {
             },
             Action::Dnd { switch } => Action::Dnd { switch: *switch },
             Action::GroupLogin { .. } => self.clone(),
+            Action::Pickup {
+                target: PickupTarget::Extension(e),
+            } => Action::Pickup {
+                target: PickupTarget::Extension(x(e)),
+            },
+            Action::Pickup {
+                target: PickupTarget::Group,
+            } => Action::Pickup {
+                target: PickupTarget::Group,
+            },
         }
     }
 }
@@ -1455,6 +1508,18 @@ pub(crate) fn write_actions(
                     "{what} {groups}, confirm with a prompt, hang up (identified users only)"
                 )?
             }
+            Action::Pickup {
+                target: PickupTarget::Extension(e),
+            } => writeln!(
+                f,
+                "pick up the call ringing at {e} (identified callers only; nothing ringing: a prompt, then 480)"
+            )?,
+            Action::Pickup {
+                target: PickupTarget::Group,
+            } => writeln!(
+                f,
+                "pick up a call ringing at a member of the caller's [pickup-groups] (nothing ringing: a prompt, then 480)"
+            )?,
         }
     }
     Ok(())

@@ -19,7 +19,7 @@ use crate::{CheckContext, Compiled, SourceFile};
 const DEFAULT_TZ: &str = "Europe/Berlin";
 const DEFAULT_LANGUAGE: &str = "de";
 const DEFAULT_CALENDAR: &str = "de";
-const TOP_KEYS: &[&str] = &["settings", "rule", "calendars", "groups"];
+const TOP_KEYS: &[&str] = &["settings", "rule", "calendars", "groups", "pickup-groups"];
 const SETTINGS_KEYS: &[&str] = &["timezone", "language", "calendar", "include"];
 const RULE_KEYS: &[&str] = &[
     "name", "match", "from", "trunk", "source", "when", "public", "actions",
@@ -92,6 +92,9 @@ pub fn compile(files: &[SourceFile], ctx: &CheckContext) -> Result<Compiled, Vec
     let mut language: Option<Setting> = None;
     let mut calendar: Option<Setting> = None;
     let mut groups: BTreeMap<String, (ParsedGroup, usize, Range<usize>)> = BTreeMap::new();
+    // Pickup groups: name → members, with the file they are in (members are checked as
+    // users below).
+    let mut pickup_groups: BTreeMap<String, (Vec<SpannedStr>, usize)> = BTreeMap::new();
     let mut custom_calendars: Vec<(usize, SpannedStr)> = Vec::new();
     let mut rules: Vec<Rule> = Vec::new();
     let mut spans: Vec<RuleSpans> = Vec::new();
@@ -205,6 +208,26 @@ pub fn compile(files: &[SourceFile], ctx: &CheckContext) -> Result<Compiled, Vec
                             }
                             groups.insert(gk.get_ref().to_string(), (g, fi, gk.span()));
                         }
+                    }
+                }
+                "pickup-groups" => {
+                    const EXAMPLE: &str = "[pickup-groups]\nbuergerbuero = [\"101\", \"102\"]";
+                    let Some(t) = walk::table(&mut r, v, "[pickup-groups]", EXAMPLE) else {
+                        continue;
+                    };
+                    for (pk, pv) in t.iter() {
+                        let Some(members) = walk::strings(&mut r, pv, pk.get_ref(), EXAMPLE) else {
+                            continue;
+                        };
+                        if pickup_groups.contains_key(pk.get_ref().as_ref()) {
+                            r.error(
+                                pk.span(),
+                                format!("pickup group `{}` is defined twice", pk.get_ref()),
+                                Some("rename one of them, or list all members once".into()),
+                            );
+                            continue;
+                        }
+                        pickup_groups.insert(pk.get_ref().to_string(), (members, fi));
                     }
                 }
                 "rule" => {
@@ -330,6 +353,18 @@ pub fn compile(files: &[SourceFile], ctx: &CheckContext) -> Result<Compiled, Vec
         }
     }
 
+    // Pickup groups: members must be users too.
+    for (members, fi) in pickup_groups.values() {
+        if let Some(users) = &ctx.users {
+            let mut r = reporter(files, *fi, &mut diags);
+            for m in members {
+                if !users.contains(&m.text) {
+                    unknown_name(&mut r, RefKind::User, m, users);
+                }
+            }
+        }
+    }
+
     // References to sounds, users, rooms, trunks and groups.
     for sp in &spans {
         let mut r = reporter(files, sp.file, &mut diags);
@@ -396,6 +431,10 @@ pub fn compile(files: &[SourceFile], ctx: &CheckContext) -> Result<Compiled, Vec
             language: language.map_or(DEFAULT_LANGUAGE.to_string(), |s| s.value.text),
             calendars,
             groups,
+            pickup_groups: pickup_groups
+                .into_iter()
+                .map(|(k, (members, _))| (k, members.into_iter().map(|m| m.text).collect()))
+                .collect(),
         },
         warnings,
     })

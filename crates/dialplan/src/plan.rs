@@ -266,6 +266,8 @@ pub struct Plan {
     pub(crate) language: String,
     pub(crate) calendars: Calendars,
     pub(crate) groups: BTreeMap<String, RingGroup>,
+    /// `[pickup-groups]`: name → extensions whose ringing calls the others may pick up.
+    pub(crate) pickup_groups: BTreeMap<String, Vec<String>>,
 }
 
 /// Why a rule did or did not match, for `explain`.
@@ -310,6 +312,9 @@ pub struct Explanation {
     pub route: Option<Route>,
     /// The ring groups the route dials, with the seconds each rings in all.
     pub groups: Vec<(String, RingGroup, u32)>,
+    /// For a route with a group pickup: the extensions whose ringing calls the caller may
+    /// take (`[pickup-groups]`).
+    pub pickup_partners: Option<Vec<String>>,
 }
 
 /// A local time given to `Plan::parse_local_time` could not be read.
@@ -356,11 +361,28 @@ impl Plan {
         if let Some(r) = &route {
             self.groups_dialled(&r.actions, &mut groups);
         }
+        let group_pickup = route.as_ref().is_some_and(|r| {
+            r.actions.iter().any(|a| {
+                matches!(
+                    a,
+                    Action::Pickup {
+                        target: crate::action::PickupTarget::Group
+                    }
+                )
+            })
+        });
+        let pickup_partners = group_pickup.then(|| {
+            call.from
+                .as_deref()
+                .map(|from| self.pickup_partners(from))
+                .unwrap_or_default()
+        });
         Explanation {
             call: call_text,
             passes,
             route,
             groups,
+            pickup_partners,
         }
     }
 
@@ -372,6 +394,27 @@ impl Plan {
     /// Time zone the time windows are read in (default Europe/Berlin).
     pub fn timezone(&self) -> &TimeZone {
         &self.tz
+    }
+
+    /// The pickup groups, by name.
+    pub fn pickup_groups(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.pickup_groups
+    }
+
+    /// The extensions whose ringing calls `extension` may pick up with a group pickup: the
+    /// other members of every pickup group it is in, in the order the groups list them.
+    pub fn pickup_partners(&self, extension: &str) -> Vec<String> {
+        let mut partners: Vec<String> = Vec::new();
+        for members in self.pickup_groups.values() {
+            if members.iter().any(|m| m == extension) {
+                for m in members {
+                    if m != extension && !partners.contains(m) {
+                        partners.push(m.clone());
+                    }
+                }
+            }
+        }
+        partners
     }
 
     /// A ring group by name.
@@ -679,7 +722,18 @@ impl fmt::Display for Explanation {
                 for (name, group, total_s) in &self.groups {
                     group.describe(f, name, *total_s)?;
                 }
-                Ok(())
+                match self.pickup_partners.as_deref() {
+                    None => Ok(()),
+                    Some([]) => writeln!(
+                        f,
+                        "Pickup: the caller is in no [pickup-groups] group, so a group pickup finds nothing."
+                    ),
+                    Some(partners) => writeln!(
+                        f,
+                        "Pickup: takes the oldest call ringing at {} (the caller's [pickup-groups]).",
+                        partners.join(", ")
+                    ),
+                }
             }
         }
     }

@@ -52,11 +52,11 @@ fn explain_names_matched_rule_and_why_earlier_rules_failed() {
     let e1 = c1.plan.explain(&f1).to_string();
     assert!(e1.starts_with("Call to 81234, from 07111234, trunk -, source -, at Thu 2026-12-24 19:00 (Europe/Berlin)\n"), "{e1}");
     assert!(
-        e1.contains("  skip  default.toml:91 \"echo test\": 81234 does not match \"600\"\n"),
+        e1.contains("  skip  default.toml:97 \"echo test\": 81234 does not match \"600\"\n"),
         "{e1}"
     );
     assert!(
-        e1.contains("  MATCH default.toml:110 \"conference direct\": 81234 matches \"_8XXXX\"\n"),
+        e1.contains("  MATCH default.toml:116 \"conference direct\": 81234 matches \"_8XXXX\"\n"),
         "{e1}"
     );
     assert!(

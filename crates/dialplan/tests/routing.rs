@@ -537,3 +537,75 @@ fn parse_local_time_reads_admin_input_in_plan_zone() {
     assert!(plan.parse_local_time("24.12.2026 19:00").is_err());
     let _ = compile;
 }
+
+#[test]
+fn default_plan_has_directed_and_group_pickup_codes() {
+    let plan = default_plan().plan;
+    let at = "2026-12-23T09:00+01:00";
+    let table = [
+        ("**101", Some("pickup 101"), "directed pickup"),
+        ("**2345", Some("pickup 2345"), "directed pickup"),
+        ("*8", Some("pickup group"), "group pickup"),
+        ("**", None, ""),
+        ("*80", None, ""),
+    ];
+    for (to, want, rule) in table {
+        let got = plan.route(&call(to, Some("102"), None, None, at));
+        assert_eq!(
+            got.as_ref().map(|r| chain(&r.actions)).as_deref(),
+            want,
+            "to {to:?}"
+        );
+        if let Some(r) = got {
+            assert_eq!(r.rule_name, rule);
+            // Taking colleagues' calls is for identified callers only.
+            assert!(!r.public, "{to}");
+        }
+    }
+}
+
+#[test]
+fn pickup_groups_name_each_members_partners_and_are_checked_against_the_users() {
+    let text = "[pickup-groups]\n\
+                buergerbuero = [\"101\", \"102\", \"103\"]\n\
+                bauamt = [\"103\", \"104\"]\n\
+                [[rule]]\nmatch = \"*8\"\nactions = [ { pickup = \"group\" } ]\n";
+    let files = [SourceFile {
+        path: "pickup.toml".into(),
+        text: text.into(),
+    }];
+    let plan = compile_ok(&files, &dialplan::CheckContext::default()).plan;
+    assert_eq!(plan.pickup_partners("101"), ["102", "103"]);
+    assert_eq!(plan.pickup_partners("103"), ["104", "101", "102"]);
+    assert!(plan.pickup_partners("105").is_empty());
+    // `explain` says whose calls a group pickup would take.
+    let at = "2026-12-23T09:00+01:00";
+    let text = plan
+        .explain(&call("*8", Some("101"), None, None, at))
+        .to_string();
+    assert!(
+        text.contains("Pickup: takes the oldest call ringing at 102, 103"),
+        "{text}"
+    );
+    let text = plan
+        .explain(&call("*8", Some("105"), None, None, at))
+        .to_string();
+    assert!(text.contains("in no [pickup-groups] group"), "{text}");
+    // With the users known, a member nobody has is an error at its line.
+    let ctx = dialplan::CheckContext {
+        users: Some(
+            ["101", "102", "103"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+        ..dialplan::CheckContext::default()
+    };
+    let errors = compile(&files, &ctx).err().unwrap_or_default();
+    assert!(
+        errors
+            .iter()
+            .any(|d| d.line == 3 && d.to_string().contains("unknown user \"104\"")),
+        "{errors:?}"
+    );
+}

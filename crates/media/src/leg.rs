@@ -45,6 +45,9 @@ pub enum MediaMode {
     Echo,
     /// Play a prompt, then fall back to silence and report [`Finished::Prompt`].
     Play(PromptPlayer),
+    /// Play music on hold over and over until the mode changes (nothing is reported: the
+    /// other party's resume ends it, not the music).
+    Music(PromptPlayer),
 }
 
 /// Where and how to exchange media with the peer, as the SDP offer/answer settled it.
@@ -632,6 +635,14 @@ impl MediaLeg {
                     finished = Some(Finished::Prompt);
                 }
             }
+            MediaMode::Music(player) => {
+                // The frame that ran past the end is silence: start over at once, so the
+                // loop has no gap longer than the resampler's tail.
+                if !player.fill(pcm) {
+                    player.rewind();
+                    player.fill(pcm);
+                }
+            }
         }
         FrameOut {
             transmit: self.encode_and_write(&scratch.pcm[..n], &mut scratch.payload, out),
@@ -1054,6 +1065,29 @@ mod tests {
             [None, None, Some(Finished::Prompt), None, None],
             "the prompt's last frame, then silence"
         );
+    }
+
+    #[test]
+    fn music_on_hold_starts_over_at_its_end_and_never_reports_an_end() {
+        let (mut leg, t0) = answered();
+        // 30 ms of music at 16 kHz: it runs out within every second frame at 8 kHz.
+        let music: Arc<[i16]> = vec![8000i16; 480].into();
+        leg.set_mode(MediaMode::Music(
+            PromptPlayer::new(music, 8000).expect("rate"),
+        ));
+        let mut scratch = FrameScratch::new();
+        let mut out = [0u8; MAX_PACKET];
+        for k in 0..10 {
+            let frame = leg.produce(at(t0, 20 * k), &mut scratch, &mut out);
+            assert_eq!(frame.finished, None, "frame {k}");
+            let transmit = frame.transmit.expect("a packet every frame");
+            let packet = parse_rtp(&out[..transmit.len]).expect("valid RTP");
+            // PCMU of silence is 0xFF throughout; the music is never silent for a frame.
+            assert!(
+                packet.payload.iter().any(|&b| b != 0xFF),
+                "frame {k} is silence: the music did not start over"
+            );
+        }
     }
 
     #[test]

@@ -18,15 +18,17 @@ use sip::message as msg;
 use tokio::sync::mpsc;
 
 use crate::call::{
-    Call, CallSetup, CalleeEvent, CallerId, Input, MediaAction, Output, Question, Reply,
-    SettingRefusal, SipAction,
+    Call, CallSetup, CalleeEvent, CallerId, Input, MediaAction, Output, PickupRefusal, Question,
+    Reply, SettingRefusal, SipAction,
 };
 use crate::call_cost::CallCosts;
 use crate::call_effects::{self, Replies};
 use crate::call_event::{CALL_EVENTS_QUEUE, CallEvent, CallEvents};
+use crate::call_hold::HoldMedia;
 use crate::core_command::CoreCommand;
 use crate::fax::{self, CallMedia, MediaSwitch, OfferStep, Passing, Wants};
 use crate::ids::LegId;
+use crate::line_state::{LineStates, LineView};
 use crate::media_worker::{
     Connection, MediaCommand, MediaMode, PortAllocator, QualityCell, RemoteMedia, RoomJoin,
     SessionSpec,
@@ -52,6 +54,8 @@ enum Diversion<'a> {
     },
 }
 mod ring_groups;
+
+mod transfer;
 
 /// Codecs we offer and accept, best first (the answer follows the offerer's order).
 const OUR_CODECS: &[Codec] = &[Codec::Opus, Codec::G722, Codec::Pcma, Codec::Pcmu];
@@ -81,6 +85,12 @@ struct MediaSession {
 }
 
 impl MediaSession {
+    /// The peer holds the call: its last offer was `sendonly` or `inactive` (RFC 3264 §8.4),
+    /// or gave no address to send to (RFC 2543's `c=0.0.0.0`), so we send it nothing.
+    fn held_by_peer(&self) -> bool {
+        !self.remote().send
+    }
+
     /// What the media worker needs of it.
     fn remote(&self) -> RemoteMedia {
         remote_media(self.remote_rtp, self.remote_rtcp, self.direction)
@@ -174,6 +184,9 @@ struct CallLeg {
     t38: Option<T38Call>,
     /// The ring group the call dialled, for the call record.
     ring_group: Option<String>,
+    /// What happened to the call besides ringing and talking ("forwarded by 101 (always) to
+    /// 102", "transferred by 101 to 103"), for its log and record.
+    features: Vec<String>,
 }
 
 /// A re-offer passed from one leg of a connected call to the other, waiting for its answer.
@@ -328,6 +341,12 @@ pub struct CallControl {
     timers: BTreeSet<(Instant, LegId)>,
     /// Who answered each ring group last, and when each user's last call ended.
     ring_groups: ring_groups::RingGroupMemory,
+    /// Blind transfers under way, by the caller's leg of their call.
+    transfers: HashMap<LegId, transfer::Transfer>,
+    /// What each extension's line is doing, for busy lamps and pickup.
+    lines: LineStates,
+    /// Callers connected by a pickup, each way: when one leg ends, the other's call hears.
+    picked_up: HashMap<LegId, LegId>,
 }
 
 /// The queues call control's owner must drain into [`CallControl::on_call_event`] and
@@ -359,12 +378,25 @@ impl CallControl {
             outbound: HashMap::new(),
             timers: BTreeSet::new(),
             ring_groups: ring_groups::RingGroupMemory::default(),
+            transfers: HashMap::new(),
+            lines: LineStates::default(),
+            picked_up: HashMap::new(),
         };
         let queues = CallQueues {
             events,
             replies: replies_rx,
         };
         (control, queues)
+    }
+
+    /// What the extensions' lines are doing.
+    pub fn lines(&self) -> &LineStates {
+        &self.lines
+    }
+
+    /// The next extension whose line changed, with what it shows now (for busy lamps).
+    pub fn poll_line_change(&mut self) -> Option<(String, LineView)> {
+        self.lines.poll_change()
     }
 
     /// When a call wants the time next, or a call out may reach a cost-guard limit.
@@ -374,7 +406,10 @@ impl CallControl {
         let cost = trunks
             .cost_rules()
             .and_then(|rules| self.shared.costs.guard().poll_timeout(rules, now));
-        call.into_iter().chain(cost).min()
+        call.into_iter()
+            .chain(cost)
+            .chain(self.transfer_deadline())
+            .min()
     }
 
     /// Wakes the calls whose time has come.
@@ -396,6 +431,7 @@ impl CallControl {
                 call.handle_timeout(now)
             });
         }
+        self.transfer_timeouts(endpoint, registrar, now);
         self.cut_over_budget(endpoint, now);
     }
 
@@ -531,6 +567,11 @@ impl CallControl {
                 return self.answer_question(leg, question, endpoint, registrar, now);
             }
             Output::Finished(reason) => self.finished(leg, &reason, endpoint, now),
+            Output::Note(what) => {
+                if let Some(l) = self.legs.get_mut(&leg) {
+                    l.features.push(what);
+                }
+            }
         }
         None
     }
@@ -683,6 +724,7 @@ impl CallControl {
                 );
                 None
             }
+            Question::Pickup(target) => Some(self.pickup(leg, target, endpoint, registrar, now)),
             _ => {
                 if let Some(reply) =
                     self.answer_group_question(leg, &question, endpoint, registrar, now)
@@ -755,6 +797,16 @@ impl CallControl {
                 self.on_offer_answered(leg, status, &body, endpoint, now)
             }
             LegEvent::Progress { leg } => {
+                if let Some(out) = self.outbound.get(&leg)
+                    && let Some(extension) = out.placed.extension.as_deref()
+                {
+                    let caller = self.legs.get(&out.parent);
+                    let span = caller.map_or_else(tracing::Span::none, |l| l.span.clone());
+                    let _entered = span.enter();
+                    let peer = caller.map_or("", |l| l.caller.as_str());
+                    self.lines
+                        .ringing(extension, leg, out.parent, &out.placed.call_id, peer);
+                }
                 if let Some(parent) = self.outbound.get(&leg).map(|o| o.parent) {
                     let input = Input::Callee(CalleeEvent::Ringing(leg));
                     self.feed(parent, input, endpoint, registrar, now);
@@ -765,6 +817,9 @@ impl CallControl {
             }
             LegEvent::Dtmf { leg, digit } => {
                 self.feed(leg, Input::Digit(digit), endpoint, registrar, now)
+            }
+            LegEvent::Refer { leg, refer_to } => {
+                self.on_refer(leg, refer_to, endpoint, registrar, now)
             }
             LegEvent::Ended {
                 leg,
@@ -777,10 +832,19 @@ impl CallControl {
                     endpoint.forget(leg, &reason, now);
                     return;
                 }
+                // A transfer of the call ends with it (its legs are hung up next).
+                self.transfers.remove(&leg);
                 // Placed legs end first, so the call record sees the connected one hung up.
                 self.end_placed_legs(leg, endpoint, now);
+                self.lines.ended(leg);
                 self.on_ended(leg, answered, final_status, &reason, now);
                 self.feed(leg, Input::Hangup, endpoint, registrar, now);
+                // A call taken by pickup: the other caller's call hears its party hung up.
+                if let Some(partner) = self.picked_up.remove(&leg) {
+                    self.picked_up.remove(&partner);
+                    let input = Input::Callee(CalleeEvent::Ended { leg, status: 200 });
+                    self.feed(partner, input, endpoint, registrar, now);
+                }
                 // Forgotten here unless the call still runs (it may be waiting for the store,
                 // and then forgets the leg when it finishes).
                 if self.legs.get(&leg).is_none_or(|l| l.finished) {
@@ -1107,6 +1171,7 @@ impl CallControl {
                 pending_switch: None,
                 t38: None,
                 ring_group: None,
+                features: Vec::new(),
             },
         );
         // The media session's reports reach the call through call control's queue.
@@ -1129,6 +1194,10 @@ impl CallControl {
         };
         if let Some(l) = self.legs.get_mut(&leg) {
             let _entered = l.span.enter();
+            // A user's phone that calls is busy for its colleagues' lamps.
+            if let Some(extension) = l.profile.user.as_deref() {
+                self.lines.calling(extension, leg, &call_id, &callee);
+            }
             l.call = Some(Call::new(setup, now));
         }
         self.run_call(leg, endpoint, registrar, now, |_| {});
@@ -1489,6 +1558,9 @@ impl CallControl {
                 return;
             }
         }
+        if self.transfer_answered(parent, child, endpoint, registrar, now) {
+            return;
+        }
         let input = Input::Callee(CalleeEvent::Answered(child));
         self.feed(parent, input, endpoint, registrar, now);
     }
@@ -1572,7 +1644,72 @@ impl CallControl {
             media.send(leg, MediaCommand::Connect(leg, connection));
         }
         tracing::info!(leg = %parent, callee = %child, callee_codec = ?callee_codec, "connected");
+        self.lines.confirmed(child);
         self.start_pricing(parent, child, now);
+    }
+
+    /// The `pickup` action of `picker`'s call: the oldest call ringing at the extension named
+    /// (or at a member of the picker's pickup groups) is taken. Both callers are answered
+    /// and their media connected; the ringing call's `dial` is told, and cancels the
+    /// phones that still ring. Only our users may pick up, and only calls they were not
+    /// the caller of.
+    fn pickup(
+        &mut self,
+        picker: LegId,
+        target: &dialplan::PickupTarget,
+        endpoint: &mut SipEndpoint,
+        registrar: &RegistrarService,
+        now: Instant,
+    ) -> Reply {
+        let Some(user) = self.legs.get(&picker).and_then(|l| l.profile.user.clone()) else {
+            return Reply::PickedUp(Err(PickupRefusal::NotIdentified));
+        };
+        let extensions = match target {
+            dialplan::PickupTarget::Extension(extension) => vec![extension.clone()],
+            dialplan::PickupTarget::Group => self.shared.plan.current().pickup_partners(&user),
+        };
+        let found = extensions.iter().find_map(|extension| {
+            let (caller, _) = self.lines.ringing_at(extension)?;
+            // Still ringing for its caller: not answered, its call waiting in `dial`.
+            let waiting = self
+                .legs
+                .get(&caller)
+                .is_some_and(|l| !l.ended && l.connected.is_none() && l.call.is_some());
+            (caller != picker && waiting).then(|| (extension.clone(), caller))
+        });
+        let Some((extension, caller)) = found else {
+            tracing::info!(?target, tried = ?extensions, "pickup: nothing ringing");
+            return Reply::PickedUp(Err(PickupRefusal::NothingRinging));
+        };
+        let media = &self.shared.media;
+        for leg in [caller, picker] {
+            if let Some(l) = self.legs.get(&leg) {
+                endpoint.answer(leg, l.media.answer_sdp.clone().into_bytes(), now);
+                media.send(leg, MediaCommand::SetRemote(leg, l.media.remote()));
+            }
+        }
+        let key = format!("pickup-{caller}");
+        for (leg, peer) in [(caller, picker), (picker, caller)] {
+            let connection = Connection {
+                key: key.clone(),
+                peer,
+            };
+            media.send(leg, MediaCommand::Connect(leg, connection));
+        }
+        self.picked_up.insert(caller, picker);
+        self.picked_up.insert(picker, caller);
+        tracing::info!(%extension, picker = %user, caller_leg = %caller, "pickup: call ringing at {extension} taken");
+        if let Some(l) = self.legs.get_mut(&caller) {
+            l.features
+                .push(format!("picked up by {user} (rang at {extension})"));
+        }
+        if let Some(l) = self.legs.get_mut(&picker) {
+            l.features
+                .push(format!("picked up the call ringing at {extension}"));
+        }
+        let input = Input::Callee(CalleeEvent::PickedUp { by: picker });
+        self.feed(caller, input, endpoint, registrar, now);
+        Reply::PickedUp(Ok(caller))
     }
 
     /// A call out through a trunk is connected: the cost guard prices it from now on, at
@@ -1614,6 +1751,7 @@ impl CallControl {
         let Some(out) = self.outbound.remove(&child) else {
             return;
         };
+        self.lines.ended(child);
         self.shared.costs.guard().ended(child, now);
         if out.media_started {
             self.shared.media.send(child, MediaCommand::Stop(child));
@@ -1629,6 +1767,9 @@ impl CallControl {
             .filter(|c| c.leg == child)
         {
             connected.end(reason);
+        }
+        if self.transfer_leg_ended(parent, child, final_status, endpoint, registrar, now) {
+            return;
         }
         let input = match self.fail_over(&out, final_status, endpoint, registrar, now) {
             Some(new) => Input::Callee(CalleeEvent::Replaced { old: child, new }),
@@ -1741,7 +1882,17 @@ impl CallControl {
             None => OfferStep::AnswerAudio,
         };
         let answer = match step {
-            OfferStep::AnswerAudio => self.apply_offer(leg, &body),
+            OfferStep::AnswerAudio => {
+                let held_before = self.holds(leg);
+                let answer = self.apply_offer(leg, &body);
+                if answer.is_ok()
+                    && let Some(other) = other
+                    && self.holds(leg) != held_before
+                {
+                    self.follow_hold(parent, leg, other);
+                }
+                answer
+            }
             OfferStep::AnswerT38 => self.answer_t38_again(parent, leg, &offer),
             OfferStep::Refuse(status) => {
                 tracing::info!(leg = %leg, status, "re-INVITE refused: the call's media cannot take it now");
@@ -1752,6 +1903,59 @@ impl CallControl {
             }
         };
         endpoint.answer_offer(leg, answer, now);
+    }
+
+    /// Whether `leg`'s peer holds the call now (its last offer lets us send nothing).
+    fn holds(&mut self, leg: LegId) -> bool {
+        session_of(&mut self.legs, &mut self.outbound, leg).is_some_and(|m| m.held_by_peer())
+    }
+
+    /// `leg` put its connected call with `other` on hold or took it off: the legs part, the
+    /// held one hearing music on hold, or are connected again once nobody holds.
+    fn follow_hold(&mut self, parent: LegId, leg: LegId, other: LegId) {
+        let leg_holds = self.holds(leg);
+        let other_holds = self.holds(other);
+        let span = self
+            .legs
+            .get(&parent)
+            .map_or_else(tracing::Span::none, |l| l.span.clone());
+        let _entered = span.enter();
+        match crate::call_hold::hold_media(leg_holds, other_holds) {
+            HoldMedia::Connected => {
+                let key = format!("call-{parent}");
+                for (from, to) in [(leg, other), (other, leg)] {
+                    let connection = Connection {
+                        key: key.clone(),
+                        peer: to,
+                    };
+                    self.shared
+                        .media
+                        .send(from, MediaCommand::Connect(from, connection));
+                }
+                tracing::info!(leg = %leg, other = %other, "call resumed: legs connected again");
+            }
+            HoldMedia::Apart {
+                leg_music,
+                other_music,
+            } => {
+                self.set_apart(leg, leg_music);
+                self.set_apart(other, other_music);
+                tracing::info!(leg = %leg, other = %other, holds = leg_holds, other_holds, "call on hold: music on hold for the held party");
+            }
+        }
+    }
+
+    /// A player of the music on hold at `leg`'s codec rate.
+    fn music_on_hold(&mut self, leg: LegId) -> Option<media::wav::PromptPlayer> {
+        let codec = session_of(&mut self.legs, &mut self.outbound, leg)?.codec;
+        let music = self.shared.sounds.music_on_hold()?;
+        match media::wav::PromptPlayer::new(music, codec_kind(codec).sample_rate()) {
+            Ok(player) => Some(player),
+            Err(err) => {
+                tracing::warn!(leg = %leg, "music on hold cannot be played at this codec's rate: {err}");
+                None
+            }
+        }
     }
 
     /// Sends the other leg our re-INVITE for `passing`'s offer; when it cannot go, the
@@ -2110,8 +2314,9 @@ impl CallControl {
             contacts_rung: l.contacts_rung,
             connected: None,
             ring_group: l.ring_group.clone(),
+            features: l.features.clone(),
         };
-        tracing::info!(call_id = %l.call_id, leg = %leg, reason, "call ended");
+        tracing::info!(call_id = %l.call_id, leg = %leg, reason, features = ?l.features, "call ended");
         let result = if answered { "answered" } else { "unanswered" };
         metrics::counter!(crate::telemetry::CALLS_TOTAL, "result" => result).increment(1);
         let shared = self.shared.clone();
@@ -2174,6 +2379,7 @@ fn record_refused(shared: &Arc<Shared>, call_id: &str, caller: &str, callee: &st
         contacts_rung: 0,
         connected: None,
         ring_group: None,
+        features: Vec::new(),
     };
     tracing::info!(call_id = %call_id, status, "call refused");
     metrics::counter!(crate::telemetry::CALLS_TOTAL, "result" => "refused").increment(1);

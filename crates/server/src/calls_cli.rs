@@ -90,6 +90,10 @@ fn to_table(calls: &[CallRecord], tz: &jiff::tz::TimeZone) -> String {
             duration_s(call),
             call.end_reason
         ));
+        // Forwarding, transfer, pickup: on their own line, so the table stays a table.
+        if !call.features.is_empty() {
+            out.push_str(&format!("{:<21}{}\n", "", call.features.join("; ")));
+        }
     }
     out.push_str(&format!(
         "{} call{}\n",
@@ -124,7 +128,7 @@ fn is_number(value: &str) -> bool {
 
 fn to_csv(calls: &[CallRecord]) -> String {
     let mut out = String::from(
-        "call_id,started_utc,ended_utc,caller,callee,answered,final_status,end_reason,seconds,packets_lost,jitter_ms,connected_to\n",
+        "call_id,started_utc,ended_utc,caller,callee,answered,final_status,end_reason,seconds,packets_lost,jitter_ms,connected_to,features\n",
     );
     let utc = |ms: i64| {
         jiff::Timestamp::from_millisecond(ms)
@@ -149,6 +153,7 @@ fn to_csv(calls: &[CallRecord]) -> String {
                     .as_ref()
                     .map_or("", |c| c.extension.as_deref().unwrap_or(&c.target)),
             ),
+            field(&call.features.join("; ")),
         ];
         out.push_str(&row.join(","));
         out.push('\n');

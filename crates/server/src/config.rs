@@ -98,6 +98,9 @@ pub struct Config {
     pub dialplans: PathBuf,
     /// Directory with prompts, `<lang>/<name>.wav`.
     pub sounds: PathBuf,
+    /// The music a held party hears (a WAV file, mono 16-bit PCM, any rate; looped).
+    /// Default: the shipped `sounds/music-on-hold.wav`, built into the binary.
+    pub music_on_hold: Option<PathBuf>,
     /// File with the SIP trunks (`trunks.toml`, see `crates/trunks/examples`); none = no
     /// outside lines.
     pub trunks: Option<PathBuf>,
@@ -120,6 +123,34 @@ pub struct Config {
     pub security: SecuritySettings,
     /// WebRTC clients in rooms (WHIP ingest, WHEP egress).
     pub webrtc: WebRtcSettings,
+    /// Subscriptions to colleagues' lines (busy lamp fields).
+    pub presence: PresenceSettings,
+}
+
+/// `[presence]`: SUBSCRIBE/NOTIFY for busy lamp fields (RFC 6665, RFC 4235).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct PresenceSettings {
+    /// Subscriptions one user may hold at once (a phone with a side car watches a few dozen
+    /// lines); more get 503.
+    pub max_subscriptions_per_user: usize,
+    /// Subscriptions at once in all; more get 503.
+    pub max_subscriptions: usize,
+    /// Shortest subscription granted, in seconds (shorter: 423 with Min-Expires).
+    pub min_expires: u32,
+    /// Longest subscription granted, in seconds (longer requests are shortened).
+    pub max_expires: u32,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        Self {
+            max_subscriptions_per_user: 50,
+            max_subscriptions: 5000,
+            min_expires: 60,
+            max_expires: 3600,
+        }
+    }
 }
 
 /// How long a WebRTC client whose ICE consent checks stopped may take to come back before its
@@ -347,6 +378,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             dialplans: PathBuf::from("dialplans"),
             sounds: PathBuf::from("sounds"),
+            music_on_hold: None,
             trunks: None,
             log_format: LogFormat::Text,
             media_workers: 0,
@@ -356,6 +388,7 @@ impl Default for Config {
             registrar: RegistrarSettings::default(),
             security: SecuritySettings::default(),
             webrtc: WebRtcSettings::default(),
+            presence: PresenceSettings::default(),
         }
     }
 }
@@ -590,6 +623,7 @@ impl Config {
         absolute(&mut self.sounds);
         for path in [
             &mut self.trunks,
+            &mut self.music_on_hold,
             &mut self.tls_certificate,
             &mut self.tls_key,
             &mut self.https_certificate,
@@ -616,6 +650,7 @@ impl Config {
         anchor("sounds", &mut self.sounds);
         for (key, path) in [
             ("trunks", &mut self.trunks),
+            ("music-on-hold", &mut self.music_on_hold),
             ("tls-certificate", &mut self.tls_certificate),
             ("tls-key", &mut self.tls_key),
             ("https-certificate", &mut self.https_certificate),

@@ -344,7 +344,9 @@ pub fn run_command(command: DialplanCommand, config: &Config, source: &ConfigSou
             source,
             dialplans,
             sounds,
+            data_dir,
         } => {
+            let data_dir = data_dir.unwrap_or_else(|| config.data_dir.clone());
             let dir = dialplans.unwrap_or_else(|| config.dialplans.clone());
             let sounds = match load_sounds(sounds.as_deref().unwrap_or(&config.sounds)) {
                 Ok(sounds) => sounds,
@@ -389,6 +391,20 @@ pub fn run_command(command: DialplanCommand, config: &Config, source: &ConfigSou
                 at,
             };
             print!("{}", plan.explain(&facts));
+            // Only a store that exists is read: explaining a plan must not create one.
+            let database = store::Store::database_file(&data_dir);
+            if let (Some(route), true) = (plan.route(&facts), database.exists()) {
+                match store::Store::open(&data_dir) {
+                    Ok(store) => print!(
+                        "{}",
+                        crate::explain_phones::explain(&plan, &route, &facts, &store)
+                    ),
+                    Err(err) => eprintln!(
+                        "amtsleitung: users' settings not shown: {}: {err}",
+                        database.display()
+                    ),
+                }
+            }
             ExitCode::SUCCESS
         }
         DialplanCommand::History { data_dir } => {

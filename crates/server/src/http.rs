@@ -353,6 +353,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     );
     gauge(
         &mut body,
+        "amtsleitung_subscriptions",
+        "Event subscriptions held now (busy lamp fields).",
+        crate::presence::ACTIVE_SUBSCRIPTIONS.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut body,
         "amtsleitung_banned_sources",
         "Source addresses banned now after repeated failed authentication.",
         reg::ACTIVE_BANS.load(Ordering::Relaxed),

@@ -10,6 +10,7 @@ mod call_control;
 mod call_cost;
 mod call_effects;
 mod call_event;
+mod call_hold;
 mod call_settings_cli;
 mod calls_cli;
 mod conference;
@@ -17,6 +18,7 @@ mod config;
 mod core_command;
 mod dialplan_files;
 mod emergency_location;
+mod explain_phones;
 mod fax;
 mod file_watch;
 mod group_cli;
@@ -27,11 +29,13 @@ mod ice_servers;
 mod ids;
 mod join_http;
 mod join_page;
+mod line_state;
 mod link_backoff;
 mod link_http;
 mod media_worker;
 mod meeting_link;
 mod pin_attempts;
+mod presence;
 mod registrar;
 mod room_cli;
 mod room_watch;
@@ -234,6 +238,10 @@ enum DialplanCommand {
         /// Prompt directory (default: the config's `sounds`).
         #[arg(long, value_name = "DIR")]
         sounds: Option<PathBuf>,
+        /// Data directory whose users' forwarding, do not disturb and follow-me are shown
+        /// (default: the config's `data-dir`; nothing is created).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// List the dialplan versions the server has accepted.
     History {

@@ -120,6 +120,10 @@ pub enum MediaCommand {
     Connect(SessionId, Connection),
     /// Leave the room the session is in (it stays on its worker, sending silence).
     LeaveRoom(SessionId),
+    /// Undo `Connect` for this session (relay or room of two): it stays on its worker and
+    /// sends what its own mode makes (music on hold while the other party holds). A
+    /// `Connect` to both legs joins them again.
+    Disconnect(SessionId),
     /// Mute or unmute a participant (not heard by the others).
     SetMuted(SessionId, bool),
     /// Start or stop recording the room into a WAV file.
@@ -1221,6 +1225,22 @@ impl Worker {
         self.leave_slot(slot, pid);
     }
 
+    /// Ends the session's part in a call with another leg: out of the room of two, or no
+    /// longer relaying (its peer then makes its own media too), or no longer waiting.
+    fn disconnect(&mut self, id: SessionId) {
+        self.leave(id);
+        let Some(index) = self.sessions.iter().position(|s| s.id == id) else {
+            return;
+        };
+        if let Link::Relay { index: peer } = self.sessions[index].link
+            && let Some(peer) = self.sessions.get_mut(peer)
+        {
+            peer.set_link(Link::None);
+        }
+        self.sessions[index].set_link(Link::None);
+        tracing::debug!(session = %id, "disconnected from its call's other leg");
+    }
+
     /// Carries out a command about a WebRTC session.
     fn browser_command(&mut self, command: BrowserCommand, now: Instant) {
         match command {
@@ -1373,6 +1393,7 @@ impl Worker {
             | MediaCommand::JoinRoom(id, _)
             | MediaCommand::Connect(id, _)
             | MediaCommand::LeaveRoom(id)
+            | MediaCommand::Disconnect(id)
             | MediaCommand::SetMuted(id, _)
             | MediaCommand::Overlay(id, _)
             | MediaCommand::SendDtmf(id, _)
@@ -1450,6 +1471,7 @@ impl Worker {
                     self.place(*session, placement);
                 }
                 MediaCommand::LeaveRoom(id) => self.leave(id),
+                MediaCommand::Disconnect(id) => self.disconnect(id),
                 MediaCommand::SendDtmf(id, digit) => {
                     if let Some(s) = self.sessions.iter_mut().find(|s| s.id == id) {
                         s.queue_dtmf(digit);

@@ -337,6 +337,16 @@ impl RegistrarService {
         self.users.srtp_policy(extension, self.srtp_default)
     }
 
+    /// User `extension`'s display name (not one of our users: `None`).
+    pub fn display_name(&self, extension: &str) -> Option<String> {
+        self.users.get(extension).map(|user| user.display_name)
+    }
+
+    /// Whether `extension` is one of our users (the directory, refreshed from the store).
+    pub fn has_user(&self, extension: &str) -> bool {
+        self.users.get(extension).is_some()
+    }
+
     /// Whether `extension`'s line is a fax machine (`user fax EXT on`).
     pub fn is_fax(&self, extension: &str) -> bool {
         self.users.is_fax(extension)

@@ -16,6 +16,7 @@ use crate::config::{Config, LogFormat};
 use crate::core_command::CoreCommand;
 use crate::dialplan_files::PlanHolder;
 use crate::media_worker::{MediaWorkers, PortAllocator};
+use crate::presence::PresenceService;
 use crate::registrar::{RegisterOutcome, RegistrarService, SecurityRequest};
 use crate::shared::Shared;
 use crate::sip_endpoint::{EndpointConfig, SipEndpoint};
@@ -56,7 +57,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     crate::telemetry::install();
     let store = store::Store::open(&config.data_dir)
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
-    let sounds = SoundLibrary::configured(&config.sounds)?;
+    let mut sounds = SoundLibrary::configured(&config.sounds)?;
+    if let Some(music) = &config.music_on_hold {
+        sounds = sounds.with_music_on_hold(music)?;
+    }
     // As for the prompts: the default `dialplans` missing here means the built-in plan.
     let builtin_plan =
         config.dialplans == Config::default().dialplans && !config.dialplans.exists();
@@ -182,6 +186,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Instant::now(),
         ),
         transport: transport.clone(),
+        presence: PresenceService::new(&shared.config.presence),
     };
     let calls_gauge = CALLS.clone();
     let (reload_tx, reload_rx) = mpsc::channel(4);
@@ -246,6 +251,8 @@ struct Core {
     trunks: Arc<TrunkSet>,
     /// Trunks files taken into force since.
     trunk_reloads: mpsc::Receiver<Arc<TrunkSet>>,
+    /// Subscriptions to colleagues' lines (busy lamp fields).
+    presence: PresenceService,
 }
 
 impl Core {
@@ -271,6 +278,7 @@ impl Core {
                 self.registrar.next_deadline(),
                 self.control.poll_timeout(Instant::now()),
                 self.trunk_lines.poll_timeout(),
+                self.presence.poll_timeout(),
             ]
             .into_iter()
             .flatten()
@@ -320,6 +328,7 @@ impl Core {
                     self.registrar.handle_timeout(now);
                     self.control.handle_timeout(&mut self.endpoint, &self.registrar, now);
                     self.trunk_lines.handle_timeout(&self.trunks, &mut self.endpoint, now);
+                    self.presence.handle_timeout(&mut self.endpoint, self.control.lines(), now);
                 }
                 _ = &mut shutdown, if stop_at.is_none() => {
                     let legs = self.endpoint.leg_ids();
@@ -349,6 +358,9 @@ impl Core {
             self.registrar.on_probe_answer(binding);
         }
         while let Some((key, answer)) = self.endpoint.poll_own_answer() {
+            if self.presence.on_answer(&key, answer.as_ref()) {
+                continue;
+            }
             self.trunk_lines
                 .on_answer(&key, answer, &self.trunks, &mut self.endpoint, now);
         }
@@ -359,6 +371,16 @@ impl Core {
         loop {
             while let Some(request) = self.endpoint.poll_request() {
                 let now = Instant::now();
+                if request.request.method == rsip::Method::Subscribe {
+                    self.presence.on_subscribe(
+                        request,
+                        &mut self.endpoint,
+                        &mut self.registrar,
+                        self.control.lines(),
+                        now,
+                    );
+                    continue;
+                }
                 match self
                     .registrar
                     .on_register(&request.request, request.from, now)
@@ -368,6 +390,13 @@ impl Core {
                     }
                     RegisterOutcome::Drop => {}
                 }
+            }
+            while let Some((peer, bytes)) = self.endpoint.poll_transmit() {
+                self.transport.send(&peer, bytes);
+            }
+            while let Some((extension, view)) = self.control.poll_line_change() {
+                self.presence
+                    .on_line_change(&extension, &view, &mut self.endpoint, Instant::now());
             }
             while let Some((peer, bytes)) = self.endpoint.poll_transmit() {
                 self.transport.send(&peer, bytes);

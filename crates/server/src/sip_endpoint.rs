@@ -26,18 +26,12 @@ use sip::transaction::{
 use crate::ids::LegId;
 
 /// Methods we implement (Allow header, RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
+pub const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, SUBSCRIBE, REFER";
 /// Option tags we support: session timers (RFC 4028).
 const SUPPORTED: &str = session_timer::OPTION_TAG;
 /// Methods defined by RFCs that we recognise but do not serve here (405, not 501).
-const KNOWN_UNSERVED: &[&str] = &[
-    "SUBSCRIBE",
-    "NOTIFY",
-    "PUBLISH",
-    "MESSAGE",
-    "REFER",
-    "PRACK",
-];
+const KNOWN_UNSERVED: &[&str] = &["NOTIFY", "PUBLISH", "MESSAGE", "PRACK"];
 /// The SDP content type, the only session description we take.
 const SDP: &str = "application/sdp";
 
@@ -83,8 +77,8 @@ pub struct Incoming {
     pub local_ip: IpAddr,
 }
 
-/// A request outside any call that a service answers (today REGISTER, for the registrar),
-/// with [`SipEndpoint::respond_to`].
+/// A request outside any call that a service answers (REGISTER for the registrar,
+/// SUBSCRIBE for presence), with [`SipEndpoint::respond_to`].
 #[derive(Debug)]
 pub struct ServiceRequest {
     /// Its server transaction.
@@ -100,6 +94,14 @@ pub struct ServiceRequest {
 pub enum LegEvent {
     /// A new call.
     Incoming(Box<Incoming>),
+    /// A REFER on the leg's dialog, accepted with 202: the owner transfers the call's other
+    /// party to `refer_to` and reports with [`SipEndpoint::notify_refer`].
+    Refer {
+        /// The leg whose phone asks for the transfer (the transferor's).
+        leg: LegId,
+        /// Where to.
+        refer_to: sip::refer::ReferTo,
+    },
     /// A re-INVITE or UPDATE carries a new SDP offer: the owner answers it with
     /// [`SipEndpoint::answer_offer`].
     Offer {
@@ -730,6 +732,19 @@ impl SipEndpoint {
         format!("{host}:{port}")
     }
 
+    /// Our address as our Via names it towards `next_hop` (for in-dialog requests of a
+    /// service, such as NOTIFY).
+    pub fn via_address_towards(&self, next_hop: Peer) -> SocketAddr {
+        let (ip, _, port, _) = self.sent_by(next_hop);
+        SocketAddr::new(ip, port)
+    }
+
+    /// Our Contact URI towards `next_hop`, over its transport.
+    pub fn contact_towards(&self, next_hop: Peer) -> String {
+        let ip = local_ip_towards(next_hop.addr.ip(), self.config.listen.ip());
+        self.contact_uri(ip, next_hop.transport, false)
+    }
+
     /// The next contact that answered a probe.
     pub fn poll_probe_answer(&mut self) -> Option<BindingId> {
         self.probe_answers.pop_front()
@@ -1281,9 +1296,13 @@ impl SipEndpoint {
                 self.respond(&key, response, now);
             }
             Method::Info => self.on_info(key, request, now),
-            Method::Register => self
-                .requests
-                .push_back(ServiceRequest { key, request, from }),
+            Method::Refer => self.on_refer(key, request, now),
+            // A SUBSCRIBE makes its own dialog (RFC 6665), never a leg's: refreshes inside
+            // it go to the service too.
+            Method::Register | Method::Subscribe => {
+                self.requests
+                    .push_back(ServiceRequest { key, request, from })
+            }
             Method::Update => self.on_session_update(key, request, now),
             Method::Ack | Method::Cancel => {}
             other => {
@@ -1412,6 +1431,83 @@ impl SipEndpoint {
         if let Some(response) = self.dialog_response(leg, Some(&request), with_sdp) {
             self.respond(&key, response, now);
         }
+    }
+
+    /// A REFER on a call's dialog (RFC 3515): one readable Refer-To is accepted with 202 and
+    /// handed to the owner, which reports the referred call's progress by NOTIFY
+    /// ([`Self::notify_refer`]); a REFER outside an answered dialog gets 481, a missing,
+    /// doubled or unreadable Refer-To 400 (§2.4.1).
+    fn on_refer(&mut self, key: TransactionKey, request: rsip::Request, now: Instant) {
+        let Some(leg) = self.leg_of(&request).filter(|leg| {
+            self.legs
+                .get(leg)
+                .is_some_and(|l| l.state == LegState::Answered)
+        }) else {
+            self.reply(&key, &request, 481, None, now);
+            return;
+        };
+        let mut values = msg::header_values(&request, "Refer-To");
+        values.extend(msg::header_values(&request, "r"));
+        values.dedup();
+        let refer_to = match values.as_slice() {
+            [one] => sip::refer::parse_refer_to(one).map_err(|err| err.to_string()),
+            [] => Err("no Refer-To".to_string()),
+            _ => Err("more than one Refer-To".to_string()),
+        };
+        match refer_to {
+            Ok(refer_to) => {
+                tracing::info!(leg = %leg, target = %refer_to.uri, attended = refer_to.replaces.is_some(), "REFER accepted");
+                let response = msg::response_to(&request, 202, None, None);
+                self.respond(&key, response, now);
+                self.events.push_back(LegEvent::Refer { leg, refer_to });
+            }
+            Err(err) => {
+                tracing::info!(leg = %leg, "REFER refused: {err}; 400");
+                self.reply(&key, &request, 400, None, now);
+            }
+        }
+    }
+
+    /// Reports the progress of the call a REFER on `leg` asked for: a NOTIFY in its dialog
+    /// with `Event: refer` and the status line as `message/sipfrag` (RFC 3515 §2.4.5); a final
+    /// status ends the implicit subscription.
+    pub fn notify_refer(&mut self, leg: LegId, status: u16, reason: &str, now: Instant) {
+        let Some(via_port) = self.legs.get(&leg).map(|l| self.port_for(l.peer.transport)) else {
+            return;
+        };
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        if l.state != LegState::Answered {
+            return;
+        }
+        let via = SocketAddr::new(l.local_ip, via_port);
+        let (peer, outbound) = (l.peer, l.outbound);
+        let Some(dialog) = l.dialog.as_mut() else {
+            return;
+        };
+        let body = sip::refer::sipfrag(status, reason).into_bytes();
+        let mut notify = dialog.new_request(
+            Method::Notify,
+            via,
+            peer.transport,
+            Some((sip::refer::SIPFRAG.into(), body)),
+        );
+        msg::add_header(&mut notify.headers, "Event", "refer".into());
+        msg::add_header(
+            &mut notify.headers,
+            "Subscription-State",
+            sip::refer::subscription_state(status).into(),
+        );
+        let to = Peer {
+            addr: in_dialog_hop(dialog, peer, outbound),
+            ..peer
+        };
+        match self.layer.send_request(notify, to, now) {
+            Ok(_) => tracing::debug!(leg = %leg, status, "transfer progress NOTIFY sent"),
+            Err(err) => tracing::warn!(leg = %leg, "NOTIFY not sent: {err}"),
+        }
+        self.drain_layer(now);
     }
 
     fn on_info(&mut self, key: TransactionKey, request: rsip::Request, now: Instant) {
@@ -2189,6 +2285,69 @@ mod tests {
             events(&mut ep).as_slice(),
             [LegEvent::Dtmf { leg: l, digit: '5' }] if *l == leg
         ));
+    }
+
+    #[test]
+    fn a_refer_on_a_call_is_accepted_handed_on_and_its_progress_goes_back_as_notify() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let (leg, tag) = answered_call(&mut ep, "c9", "", now);
+        sent(&mut ep);
+        let refer = request(
+            "REFER",
+            "c9",
+            2,
+            Some(&tag),
+            "Refer-To: <sip:103@127.0.0.1>\r\nReferred-By: <sip:alice@127.0.0.1>\r\n",
+            "",
+        );
+        ep.handle_datagram(&refer, phone(), now);
+        assert_eq!(status_lines(&sent(&mut ep)), ["SIP/2.0 202 Accepted"]);
+        match events(&mut ep).as_slice() {
+            [LegEvent::Refer { leg: l, refer_to }] => {
+                assert_eq!(*l, leg);
+                assert_eq!(refer_to.user.as_deref(), Some("103"));
+            }
+            other => panic!("expected Refer, got {other:?}"),
+        }
+        ep.notify_refer(leg, 100, "Trying", now);
+        ep.notify_refer(leg, 200, "OK", now);
+        let notifies = sent(&mut ep);
+        assert_eq!(notifies.len(), 2, "{notifies:?}");
+        for (notify, (state, line)) in notifies.iter().zip([
+            ("active;expires=60", "SIP/2.0 100 Trying"),
+            ("terminated;reason=noresource", "SIP/2.0 200 OK"),
+        ]) {
+            assert!(notify.starts_with("NOTIFY sip:alice@"), "{notify}");
+            assert!(notify.contains("Event: refer"), "{notify}");
+            assert!(
+                notify.contains(&format!("Subscription-State: {state}")),
+                "{notify}"
+            );
+            assert!(notify.contains("message/sipfrag"), "{notify}");
+            assert!(notify.ends_with(&format!("{line}\r\n")), "{notify}");
+        }
+    }
+
+    #[test]
+    fn a_refer_outside_a_call_gets_481_and_one_without_refer_to_400() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let stray = request("REFER", "nope", 2, Some("x"), "Refer-To: <sip:1@h>\r\n", "");
+        ep.handle_datagram(&stray, phone(), now);
+        assert_eq!(
+            status_lines(&sent(&mut ep)),
+            ["SIP/2.0 481 Call/Transaction Does Not Exist"]
+        );
+        let (_, tag) = answered_call(&mut ep, "c10", "", now);
+        sent(&mut ep);
+        ep.handle_datagram(
+            &request("REFER", "c10", 2, Some(&tag), "", ""),
+            phone(),
+            now,
+        );
+        assert_eq!(status_lines(&sent(&mut ep)), ["SIP/2.0 400 Bad Request"]);
+        assert!(events(&mut ep).is_empty());
     }
 
     #[test]

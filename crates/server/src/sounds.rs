@@ -12,7 +12,13 @@ include!(concat!(env!("OUT_DIR"), "/embedded_sounds.rs"));
 #[derive(Debug, Default)]
 pub struct SoundLibrary {
     prompts: HashMap<(String, String), Arc<[i16]>>,
+    /// What a held party hears, looped (the `music-on-hold` setting or the shipped file).
+    music_on_hold: Option<Arc<[i16]>>,
 }
+
+/// The shipped music on hold (made by `sounds/make-music-on-hold.sh`): one language-free file
+/// next to the prompts' language directories, so it is built in here by hand.
+static SHIPPED_MUSIC_ON_HOLD: &[u8] = include_bytes!("../../../sounds/music-on-hold.wav");
 
 impl SoundLibrary {
     /// Loads every WAV below `dir`. Unreadable or wrongly formatted files are errors that name
@@ -108,7 +114,40 @@ impl SoundLibrary {
                 );
             }
         }
-        Ok(Self { prompts })
+        let music = media::wav::parse_wav(SHIPPED_MUSIC_ON_HOLD)
+            .context("the shipped music on hold is not a usable WAV")?;
+        let music = media::wav::to_prompt(&music).map_err(|err| {
+            anyhow::anyhow!("the shipped music on hold cannot be converted: {err}")
+        })?;
+        Ok(Self {
+            prompts,
+            music_on_hold: Some(music),
+        })
+    }
+
+    /// Replaces the music on hold with the WAV at `path` (the `music-on-hold` setting); an
+    /// unreadable or unusable file is an error naming it, found at start.
+    pub fn with_music_on_hold(mut self, path: &Path) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read music-on-hold {}", path.display()))?;
+        let wav = media::wav::parse_wav(&bytes)
+            .with_context(|| format!("music-on-hold {} is not a usable WAV", path.display()))?;
+        let music = media::wav::to_prompt(&wav).map_err(|err| {
+            anyhow::anyhow!(
+                "music-on-hold {} cannot be converted: {err}",
+                path.display()
+            )
+        })?;
+        if music.is_empty() {
+            anyhow::bail!("music-on-hold {} holds no audio", path.display());
+        }
+        self.music_on_hold = Some(music);
+        Ok(self)
+    }
+
+    /// The music on hold, at the prompts' rate.
+    pub fn music_on_hold(&self) -> Option<Arc<[i16]>> {
+        self.music_on_hold.clone()
     }
 
     /// A prompt in `lang`, falling back to German, then English.

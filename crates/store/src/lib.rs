@@ -448,7 +448,10 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE sip_user ADD COLUMN forward_no_answer TEXT;
      ALTER TABLE sip_user ADD COLUMN forward_no_answer_s INTEGER NOT NULL DEFAULT 20;
      ALTER TABLE sip_user ADD COLUMN follow_me TEXT NOT NULL DEFAULT '';",
-    // 14: ring group members who logged out (ring_groups.rs; the dialplan says who belongs to
+    // 14: what happened to a call besides ringing and talking ("forwarded by 101 (always)
+    // to 102", "transferred by 101 to 103", "picked up by 104"), in order, `; `-separated.
+    "ALTER TABLE call_record ADD COLUMN features TEXT NOT NULL DEFAULT '';",
+    // 15: ring group members who logged out (ring_groups.rs; the dialplan says who belongs to
     // a group, so only the logged-out are kept), and the ring group a call dialled.
     "CREATE TABLE ring_group_logout (
         group_name TEXT NOT NULL,
@@ -484,6 +487,9 @@ pub struct CallRecord {
     pub contacts_rung: u32,
     /// The leg that answered a `dial`, when someone did.
     pub connected: Option<ConnectedLeg>,
+    /// What happened besides ringing and talking (forwarding, follow-me, transfer, pickup,
+    /// settings keyed), in order; empty when nothing did.
+    pub features: Vec<String>,
     /// The ring group the call dialled, if it did (the member who answered is the
     /// connected leg's extension).
     pub ring_group: Option<String>,
@@ -678,6 +684,8 @@ impl Store {
             &callee_end_reason,
         ]);
         values.extend(callee_media.iter().map(|v| v as &dyn ToSql));
+        let features = record.features.join(FEATURE_SEPARATOR);
+        values.push(&features);
         values.push(&record.ring_group);
         let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
         self.conn.execute(
@@ -759,7 +767,7 @@ const CALL_RECORD_COLUMNS: &str = "call_id, caller, callee, started_at_ms, ended
      callee_answered_at_ms, callee_ended_at_ms, callee_end_reason, callee_packets_received, \
      callee_packets_expected, callee_packets_lost, callee_jitter_us, callee_packets_sent, \
      callee_peer_packets_lost, callee_peer_loss_permille, callee_peer_jitter_us, \
-     callee_round_trip_us, callee_rtcp_sent, callee_rtcp_received, ring_group";
+     callee_round_trip_us, callee_rtcp_sent, callee_rtcp_received, features, ring_group";
 
 /// Columns of one leg's [`CallMedia`].
 const MEDIA_COLUMNS: usize = 11;
@@ -771,8 +779,12 @@ const CONTACTS_RUNG_AT: usize = CALLER_MEDIA_AT + MEDIA_COLUMNS;
 const CONNECTED_AT: usize = CONTACTS_RUNG_AT + 1;
 /// Where the connected leg's media columns start.
 const CONNECTED_MEDIA_AT: usize = CONNECTED_AT + 6;
+/// Where `features` is.
+const FEATURES_AT: usize = CONNECTED_MEDIA_AT + MEDIA_COLUMNS;
+/// Between two features in their column (a feature's text never holds it).
+const FEATURE_SEPARATOR: &str = "; ";
 /// Where the ring group is.
-const RING_GROUP_AT: usize = CONNECTED_MEDIA_AT + MEDIA_COLUMNS;
+const RING_GROUP_AT: usize = FEATURES_AT + 1;
 
 /// One leg's media figures as column values; both legs are stored the same way, the
 /// connected leg's as NULLs when there is none.
@@ -835,6 +847,12 @@ fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord>
         media: media_from_row(row, CALLER_MEDIA_AT)?,
         contacts_rung: row.get(CONTACTS_RUNG_AT)?,
         connected,
+        features: row
+            .get::<_, String>(FEATURES_AT)?
+            .split(FEATURE_SEPARATOR)
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect(),
         ring_group: row.get(RING_GROUP_AT)?,
     })
 }
@@ -868,6 +886,7 @@ mod tests {
             },
             contacts_rung: 0,
             connected: None,
+            features: Vec::new(),
             ring_group: None,
         }
     }
@@ -899,6 +918,10 @@ mod tests {
                     rtcp_received: 10,
                 },
             }),
+            features: vec![
+                "forwarded by 102 (busy) to 101".into(),
+                "transferred by 101 to 103".into(),
+            ],
             ..sample(call_id)
         }
     }

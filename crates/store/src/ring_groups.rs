@@ -124,6 +124,8 @@ mod tests {
             contacts_rung: 2,
             connected: None,
             ring_group: Some("buergerservice".into()),
+            // Written next to each other: each must come back in its own field.
+            features: vec!["forwarded by 101 (always) to 102".into()],
         };
         store.record_call(&record).unwrap();
         assert_eq!(store.recent_calls(1).unwrap(), vec![record]);

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use dialplan::{Action, CallFacts, CheckContext, Compiled, DialTarget, SourceFile, compile};
+use dialplan::{
+    Action, CallFacts, CheckContext, Compiled, DialTarget, PickupTarget, SourceFile, compile,
+};
 
 /// The dialplans/ directory of the repository.
 pub const DIALPLANS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans");
@@ -171,5 +173,11 @@ fn short(a: &Action) -> String {
             mode.name(),
             group.clone().unwrap_or_default()
         ),
+        Action::Pickup {
+            target: PickupTarget::Extension(e),
+        } => format!("pickup {e}"),
+        Action::Pickup {
+            target: PickupTarget::Group,
+        } => "pickup group".into(),
     }
 }

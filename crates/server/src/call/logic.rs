@@ -106,6 +106,11 @@ impl CallLogic {
         self.io.emit(Output::Sip(action));
     }
 
+    /// Notes `what` happened in the call record (and the call's log).
+    pub(super) fn note(&self, what: String) {
+        self.io.emit(Output::Note(what));
+    }
+
     pub(super) fn media(&self, action: MediaAction) {
         self.io.emit(Output::Media(action));
     }
@@ -163,7 +168,11 @@ impl CallLogic {
                 leg: new,
                 reason: "no longer wanted",
             }),
-            CalleeEvent::Ringing(_) | CalleeEvent::Ended { .. } => {}
+            // A pickup only takes calls that ring, so one cannot come after the ringing.
+            CalleeEvent::Ringing(_)
+            | CalleeEvent::Ended { .. }
+            | CalleeEvent::Transferred { .. }
+            | CalleeEvent::PickedUp { .. } => {}
         }
     }
 

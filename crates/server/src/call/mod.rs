@@ -69,6 +69,22 @@ pub enum CalleeEvent {
         /// Its final status.
         status: u16,
     },
+    /// The connected leg's party transferred the call (REFER, RFC 3515) and `new` answered
+    /// in its place: the caller talks to `new` from now on, and `old`'s end no longer ends
+    /// the call.
+    Transferred {
+        /// The transferor's leg.
+        old: LegId,
+        /// The leg of the party the call was transferred to, connected already.
+        new: LegId,
+    },
+    /// Another phone picked the call up while the caller's `dial` rang (call pickup): call
+    /// control answered the caller and connected it with the picker's leg `by`; the legs
+    /// still ringing are the call's to cancel.
+    PickedUp {
+        /// The picker's leg, now the caller's other party.
+        by: LegId,
+    },
     /// Its carrier failed it (no answer at all, 408 or 5xx) and the call goes on through
     /// the trunk's failover as `new`: the caller keeps ringing.
     Replaced {
@@ -94,6 +110,9 @@ pub enum Output {
     /// The call is over, for this reason (the call record's words); whatever leg is still up
     /// is hung up with it.
     Finished(String),
+    /// Something that happened to the call besides ringing and talking ("forwarded by 101
+    /// (always) to 102"), for its record.
+    Note(String),
 }
 
 /// Signalling steps.
@@ -327,6 +346,8 @@ pub enum Question {
         /// In, out or toggle.
         mode: dialplan::GroupLoginMode,
     },
+    /// Take a call that rings elsewhere (call pickup): [`Reply::PickedUp`].
+    Pickup(dialplan::PickupTarget),
 }
 
 /// A ring group as a call finds it: its definition and each member's standing.
@@ -364,6 +385,15 @@ pub enum GroupLoginRefusal {
     NotAMember,
     /// The store could not do it.
     Store(String),
+}
+
+/// Why a pickup took no call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickupRefusal {
+    /// The caller is not one of our users (only they may take colleagues' calls).
+    NotIdentified,
+    /// Nothing rings where the pickup looked.
+    NothingRinging,
 }
 
 /// The caller ID a rule's `set = { caller_id, caller_name }` gives the calls it places
@@ -418,6 +448,9 @@ pub enum Reply {
     Count(usize),
     /// Done, or why not.
     Done(Result<(), String>),
+    /// The ringing call was taken: call control answered both callers and connected the
+    /// picker with the leg named; or why nothing was taken.
+    PickedUp(Result<LegId, PickupRefusal>),
     /// A user's call settings (`None`: no such user).
     Settings(Option<store::CallSettings>),
     /// The route of a number, if any rule takes it.

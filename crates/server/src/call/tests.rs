@@ -905,52 +905,6 @@ fn dial_101_then_prompt() -> Vec<Action> {
     ]
 }
 
-fn dial_group(timeout_s: u32) -> Vec<Action> {
-    vec![
-        Action::Dial {
-            target: DialTarget::Group("service".into()),
-            timeout_s,
-            fax: false,
-        },
-        Action::Play {
-            sound: "not-reachable".into(),
-        },
-    ]
-}
-
-fn member_facts(extension: &str) -> MemberFacts {
-    MemberFacts {
-        extension: extension.into(),
-        logged_out: false,
-        busy: false,
-        dnd: false,
-        last_call_ended: None,
-    }
-}
-
-fn group_facts(strategy: dialplan::RingStrategy, members: Vec<MemberFacts>) -> Reply {
-    Reply::RingGroup(Some(GroupFacts {
-        group: dialplan::RingGroup {
-            members: members.iter().map(|m| m.extension.clone()).collect(),
-            strategy,
-            ring_s: 15,
-            timeout_s: 40,
-            respect_dnd: true,
-            respect_forwarding: true,
-        },
-        members,
-        last_answered: None,
-    }))
-}
-
-fn place_user(extension: &str) -> Output {
-    ask(Question::Place {
-        target: DialTarget::User(extension.into()),
-        fax: false,
-        caller_id: CallerId::default(),
-    })
-}
-
 fn route_for(number: &str, user: &str) -> Output {
     ask(Question::RouteFor {
         number: number.into(),
@@ -979,6 +933,10 @@ fn placed(legs: &[u64]) -> Reply {
     }
 }
 
+fn note(what: &str) -> Output {
+    Output::Note(what.into())
+}
+
 fn settings(change: impl FnOnce(&mut store::CallSettings)) -> Reply {
     let mut settings = store::CallSettings::default();
     change(&mut settings);
@@ -996,7 +954,13 @@ fn forwarding_always_routes_the_target_as_the_users_call_and_rings_it_on_their_b
         timeout_s: 20,
         fax: false,
     }]));
-    assert_eq!(out, [ask(Question::UserSettings("102".into()))]);
+    assert_eq!(
+        out,
+        [
+            note("forwarded by 101 (always) to 102"),
+            ask(Question::UserSettings("102".into()))
+        ]
+    );
     // 102 has no settings: its phones ring, as a call diverted by 101.
     assert_eq!(
         h.reply(Reply::Settings(None)),
@@ -1026,7 +990,14 @@ fn a_forwarding_loop_is_told_to_the_caller_once_and_ends_the_call_with_482() {
         timeout_s: 20,
         fax: false,
     }]));
-    assert_eq!(out, [sip(SipAction::EarlyMedia), play("forwarding-loop")]);
+    assert_eq!(
+        out,
+        [
+            note("forwarded by 102 (always) to 101"),
+            sip(SipAction::EarlyMedia),
+            play("forwarding-loop")
+        ]
+    );
     h.reply(Reply::Started(true));
     let reason = "call forwarding loop";
     assert_eq!(
@@ -1051,7 +1022,11 @@ fn do_not_disturb_is_busy_without_ringing_and_the_busy_forwarding_takes_it() {
     // Busy, nothing rung: a caller left unanswered hears busy.
     assert_eq!(
         h.reply(settings(|s| s.dnd = true)),
-        [sip(SipAction::Reject(486)), finished("dialplan finished")]
+        [
+            note("101 in do not disturb"),
+            sip(SipAction::Reject(486)),
+            finished("dialplan finished")
+        ]
     );
 
     let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
@@ -1059,7 +1034,10 @@ fn do_not_disturb_is_busy_without_ringing_and_the_busy_forwarding_takes_it() {
         s.dnd = true;
         s.forward_busy = Some("800".into());
     }));
-    assert_eq!(out, [route_for("800", "101")]);
+    assert_eq!(
+        out,
+        [note("101 in do not disturb"), route_for("800", "101")]
+    );
 }
 
 #[test]
@@ -1104,7 +1082,13 @@ fn follow_me_rings_each_step_for_its_time_with_its_own_phones_by_network() {
         .collect();
     let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
     let out = h.reply(settings(|s| s.follow_me = steps.clone()));
-    assert_eq!(out, [place_for("101", "101", Some("192.168.10.0/24"))]);
+    assert_eq!(
+        out,
+        [
+            note("follow-me step 1 of 101"),
+            place_for("101", "101", Some("192.168.10.0/24"))
+        ]
+    );
     assert!(h.reply(placed(&[2])).is_empty());
     assert!(h.advance(Duration::from_secs(14)).is_empty());
     let out = h.advance(Duration::from_secs(1));
@@ -1112,6 +1096,7 @@ fn follow_me_rings_each_step_for_its_time_with_its_own_phones_by_network() {
         out,
         [
             cancel(2, "no answer in time"),
+            note("follow-me step 2 of 101"),
             place_for("101", "101", Some("10.98.0.0/16"))
         ]
     );
@@ -1144,6 +1129,183 @@ fn follow_me_rings_each_step_for_its_time_with_its_own_phones_by_network() {
             sip(SipAction::Connect(leg(3)))
         ]
     );
+}
+
+#[test]
+fn a_transferred_call_goes_on_with_the_new_party_until_it_hangs_up() {
+    let (mut h, out) = Harness::start(dial_user());
+    assert_eq!(out, [place_101()]);
+    let placed = Reply::Placed {
+        legs: vec![leg(2)],
+        unplaced: 0,
+        fax: false,
+    };
+    assert!(h.reply(placed).is_empty());
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Answered(leg(2)))),
+        [sip(SipAction::Connect(leg(2)))]
+    );
+    // 101 transfers the caller to leg 5, which answered and is connected by call control.
+    let transferred = CalleeEvent::Transferred {
+        old: leg(2),
+        new: leg(5),
+    };
+    assert!(h.input(Input::Callee(transferred)).is_empty());
+    // The transferor hanging up no longer ends the call; the caller's keys reach leg 5.
+    let gone = CalleeEvent::Ended {
+        leg: leg(2),
+        status: 200,
+    };
+    assert!(h.input(Input::Callee(gone)).is_empty());
+    assert_eq!(
+        h.digits("7"),
+        [Output::Media(MediaAction::SendDtmf {
+            to: leg(5),
+            digit: '7'
+        })]
+    );
+    let new_gone = CalleeEvent::Ended {
+        leg: leg(5),
+        status: 200,
+    };
+    assert_eq!(
+        h.input(Input::Callee(new_gone)),
+        [finished("callee hung up")]
+    );
+}
+
+#[test]
+fn a_ringing_call_picked_up_elsewhere_cancels_its_phones_and_talks_with_the_picker() {
+    let (mut h, _) = Harness::start(dial_user());
+    h.reply(Reply::Placed {
+        legs: vec![leg(2), leg(3)],
+        unplaced: 0,
+        fax: false,
+    });
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::PickedUp { by: leg(9) })),
+        [
+            cancel(2, "picked up elsewhere"),
+            cancel(3, "picked up elsewhere"),
+        ]
+    );
+    // The ring time no longer matters; the picker's keys and hangup do.
+    assert!(h.advance(Duration::from_secs(60)).is_empty());
+    assert_eq!(
+        h.digits("7"),
+        [Output::Media(MediaAction::SendDtmf {
+            to: leg(9),
+            digit: '7'
+        })]
+    );
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(9),
+            status: 200
+        })),
+        [finished("callee hung up")]
+    );
+}
+
+fn pickup(target: dialplan::PickupTarget) -> Vec<Action> {
+    vec![Action::Pickup { target }]
+}
+
+#[test]
+fn a_pickup_that_takes_a_call_talks_until_the_other_caller_hangs_up() {
+    let target = dialplan::PickupTarget::Extension("102".into());
+    let (mut h, out) = Harness::start(pickup(target.clone()));
+    assert_eq!(out, [ask(Question::Pickup(target))]);
+    assert!(h.reply(Reply::PickedUp(Ok(leg(4)))).is_empty());
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(4),
+            status: 200
+        })),
+        [finished("callee hung up")]
+    );
+}
+
+#[test]
+fn a_pickup_with_nothing_ringing_is_announced_and_refused_with_480() {
+    let (mut h, out) = Harness::start(pickup(dialplan::PickupTarget::Group));
+    assert_eq!(out, [ask(Question::Pickup(dialplan::PickupTarget::Group))]);
+    assert_eq!(
+        h.reply(Reply::PickedUp(Err(PickupRefusal::NothingRinging))),
+        [sip(SipAction::EarlyMedia), play("nothing-to-pick-up")]
+    );
+    h.reply(Reply::Started(true));
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [
+            sip(SipAction::Refuse {
+                status: 480,
+                reason: "pickup: nothing ringing"
+            }),
+            finished("pickup: nothing ringing"),
+        ]
+    );
+}
+
+#[test]
+fn a_pickup_by_a_caller_who_is_not_a_user_is_refused_with_403() {
+    let (mut h, _) = Harness::start(pickup(dialplan::PickupTarget::Group));
+    assert_eq!(
+        h.reply(Reply::PickedUp(Err(PickupRefusal::NotIdentified))),
+        [
+            sip(SipAction::Refuse {
+                status: 403,
+                reason: "pickup refused: caller not identified"
+            }),
+            finished("pickup refused: caller not identified"),
+        ]
+    );
+}
+
+fn dial_group(timeout_s: u32) -> Vec<Action> {
+    vec![
+        Action::Dial {
+            target: DialTarget::Group("service".into()),
+            timeout_s,
+            fax: false,
+        },
+        Action::Play {
+            sound: "not-reachable".into(),
+        },
+    ]
+}
+
+fn member_facts(extension: &str) -> MemberFacts {
+    MemberFacts {
+        extension: extension.into(),
+        logged_out: false,
+        busy: false,
+        dnd: false,
+        last_call_ended: None,
+    }
+}
+
+fn group_facts(strategy: dialplan::RingStrategy, members: Vec<MemberFacts>) -> Reply {
+    Reply::RingGroup(Some(GroupFacts {
+        group: dialplan::RingGroup {
+            members: members.iter().map(|m| m.extension.clone()).collect(),
+            strategy,
+            ring_s: 15,
+            timeout_s: 40,
+            respect_dnd: true,
+            respect_forwarding: true,
+        },
+        members,
+        last_answered: None,
+    }))
+}
+
+fn place_user(extension: &str) -> Output {
+    ask(Question::Place {
+        target: DialTarget::User(extension.into()),
+        fax: false,
+        caller_id: CallerId::default(),
+    })
 }
 
 /// Starts a group `dial` and answers its questions up to the first member placed.
@@ -1252,7 +1414,13 @@ fn a_hunt_group_respecting_forwarding_sends_a_members_turn_where_they_forwarded_
         },
         Action::Hangup { cause: 486 },
     ]));
-    assert_eq!(out, [ask(Question::UserSettings("107".into()))]);
+    assert_eq!(
+        out,
+        [
+            note("forwarded by 101 (always) to 107"),
+            ask(Question::UserSettings("107".into()))
+        ]
+    );
     assert_eq!(
         h.reply(Reply::Settings(None)),
         [place_for("107", "101", None)]
@@ -1324,7 +1492,11 @@ fn a_members_forwarding_is_followed_again_in_the_next_round_and_a_loop_only_skip
             timeout_s: 10,
             fax: false,
         }])),
-        [sip(SipAction::Answer), play("not-reachable")]
+        [
+            note("forwarded by 101 (always) to 107"),
+            sip(SipAction::Answer),
+            play("not-reachable")
+        ]
     );
 }
 

@@ -32,6 +32,13 @@ impl CallLogic {
                 seconds,
             })
             .await;
+        if let Reply::Switched(Ok(on)) = &reply {
+            let target = to.as_deref().filter(|_| *on).unwrap_or("off");
+            self.note(format!(
+                "{} forwarding set to {target} by phone",
+                when.as_str()
+            ));
+        }
         let prompt = match reply {
             Reply::Switched(Ok(true)) => "forwarding-on",
             Reply::Switched(Ok(false)) => "forwarding-off",
@@ -44,7 +51,12 @@ impl CallLogic {
     /// The `dnd` action.
     pub(super) async fn dnd(&mut self, switch: Switch) -> Result<(), Stop> {
         self.answer();
-        let prompt = match self.io.ask(Question::SetDnd(switch)).await {
+        let reply = self.io.ask(Question::SetDnd(switch)).await;
+        if let Reply::Switched(Ok(on)) = &reply {
+            let state = if *on { "on" } else { "off" };
+            self.note(format!("do not disturb set {state} by phone"));
+        }
+        let prompt = match reply {
             Reply::Switched(Ok(true)) => "dnd-on",
             Reply::Switched(Ok(false)) => "dnd-off",
             Reply::Switched(Err(refusal)) => refusal_prompt(&refusal),

@@ -117,8 +117,8 @@ impl CallLogic {
         }
     }
 
-    /// Connected with `callee` until one side hangs up.
-    pub(super) async fn talk(&mut self, callee: LegId) -> Result<(), Stop> {
+    /// Connected with `callee` (or whoever it transfers the call to) until one side hangs up.
+    pub(super) async fn talk(&mut self, mut callee: LegId) -> Result<(), Stop> {
         // Connected: the call lasts until one side hangs up. The caller's keys reach the
         // callee as RFC 4733 events (the media worker passes them on as they came when it
         // relays the call, and ignores these then).
@@ -132,6 +132,10 @@ impl CallLogic {
                 }
                 Some(Input::Callee(CalleeEvent::Ended { leg, .. })) if leg == callee => {
                     return Err(Stop::EndedByUs("callee hung up"));
+                }
+                Some(Input::Callee(CalleeEvent::Transferred { old, new })) if old == callee => {
+                    tracing::info!(from = %old, to = %new, "callee transferred the call");
+                    callee = new;
                 }
                 Some(Input::Callee(event)) => self.late_callee(event),
                 Some(Input::Notice(_) | Input::Media(_)) => {}
@@ -256,6 +260,15 @@ impl CallLogic {
                     step => step,
                 },
                 Some(Input::Callee(CalleeEvent::Ended { leg, status })) => fork.ended(leg, status),
+                // Only a connected call is transferred.
+                Some(Input::Callee(CalleeEvent::Transferred { .. })) => ForkStep::Wait,
+                // A colleague took the call (pickup): the phones that still ring stop, and
+                // the caller talks with the picker.
+                Some(Input::Callee(CalleeEvent::PickedUp { by })) => {
+                    self.cancel_all(fork.ringing().to_vec(), "picked up elsewhere");
+                    tracing::info!(picker = %by, "dial: picked up by another phone; connected");
+                    return Ok(Rung::Answered(by));
+                }
                 Some(Input::Callee(CalleeEvent::Replaced { old, new })) => {
                     if !fork.replaced(old, new) {
                         self.late_callee(CalleeEvent::Replaced { old, new });

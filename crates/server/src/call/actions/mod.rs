@@ -9,6 +9,7 @@ mod conference;
 mod dial;
 mod echo;
 mod hangup;
+mod pickup;
 mod play;
 mod reach;
 mod ring_group;
@@ -34,6 +35,7 @@ pub const RUNNABLE_ACTIONS: &[&str] = &[
     "call_forward",
     "dnd",
     "group_login",
+    "pickup",
 ];
 
 impl CallLogic {
@@ -63,6 +65,7 @@ impl CallLogic {
                 }
                 Action::Dnd { switch } => self.dnd(*switch).await?,
                 Action::GroupLogin { group, mode } => return self.group_login(group, *mode).await,
+                Action::Pickup { target } => self.pickup(target).await?,
                 other => return self.not_available(other),
             }
         }

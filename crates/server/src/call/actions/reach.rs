@@ -56,6 +56,7 @@ impl CallLogic {
         }
         if settings.dnd && mind_dnd {
             tracing::info!(user = %extension, "dial: do not disturb");
+            self.note(format!("{extension} in do not disturb"));
             return match &settings.forward_busy {
                 Some(target) => self.divert(extension, ForwardKind::Busy, target).await,
                 None => Ok(Rung::Unanswered(486)),
@@ -107,6 +108,7 @@ impl CallLogic {
             }
         };
         tracing::info!(user = %user, %kind, to = %number, rule = %route.rule_name, "call forwarded");
+        self.note(format!("forwarded by {user} ({kind}) to {number}"));
         self.diverted_through.push(user.to_owned());
         let outer = self.diverted_by.replace(user.to_owned());
         let actions = if self.group_turn.is_some() {
@@ -134,6 +136,7 @@ impl CallLogic {
     async fn follow_me(&mut self, extension: &str, steps: &[FollowMeStep]) -> Result<Rung, Stop> {
         let mut status = 480;
         for (index, step) in steps.iter().enumerate() {
+            self.note(format!("follow-me step {} of {extension}", index + 1));
             let mut legs = Vec::new();
             let mut unplaced = 0;
             for target in &step.targets {
