@@ -376,6 +376,20 @@ pub struct MemberFacts {
     pub last_call_ended: Option<Instant>,
 }
 
+#[cfg(test)]
+impl MemberFacts {
+    /// A member free to take a call (logged in, not busy, no do not disturb, never called).
+    pub(crate) fn free(extension: &str) -> Self {
+        Self {
+            extension: extension.into(),
+            logged_out: false,
+            busy: false,
+            dnd: false,
+            last_call_ended: None,
+        }
+    }
+}
+
 /// Why a caller could not log in to or out of ring groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupLoginRefusal {

@@ -1276,13 +1276,7 @@ fn dial_group(timeout_s: u32) -> Vec<Action> {
 }
 
 fn member_facts(extension: &str) -> MemberFacts {
-    MemberFacts {
-        extension: extension.into(),
-        logged_out: false,
-        busy: false,
-        dnd: false,
-        last_call_ended: None,
-    }
+    MemberFacts::free(extension)
 }
 
 fn group_facts(strategy: dialplan::RingStrategy, members: Vec<MemberFacts>) -> Reply {

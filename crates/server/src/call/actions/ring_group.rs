@@ -339,13 +339,7 @@ mod tests {
     use dialplan::RingGroup;
 
     fn member(extension: &str) -> MemberFacts {
-        MemberFacts {
-            extension: extension.into(),
-            logged_out: false,
-            busy: false,
-            dnd: false,
-            last_call_ended: None,
-        }
+        MemberFacts::free(extension)
     }
 
     fn facts(strategy: RingStrategy, members: Vec<MemberFacts>) -> GroupFacts {
