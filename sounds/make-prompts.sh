@@ -34,6 +34,9 @@ declare -A de=(
   [dnd-off]="Bitte nicht stören ist ausgeschaltet."
   [forwarding-loop]="Die Rufumleitung führt im Kreis. Der Anruf kann nicht zugestellt werden."
   [feature-refused]="Diese Funktion steht nur angemeldeten Telefonen zur Verfügung."
+  [group-logged-in]="Sie sind in Ihren Gruppen angemeldet."
+  [group-logged-out]="Sie sind von Ihren Gruppen abgemeldet."
+  [group-not-member]="Sie gehören zu keiner Gruppe."
   [nothing-to-pick-up]="Hier klingelt gerade kein Anruf, den Sie heranholen können."
 )
 declare -A en=(
@@ -64,6 +67,9 @@ declare -A en=(
   [dnd-off]="Do not disturb is off."
   [forwarding-loop]="Call forwarding goes round in a circle. The call cannot be delivered."
   [feature-refused]="This feature is only available to registered phones."
+  [group-logged-in]="You are logged in to your groups."
+  [group-logged-out]="You are logged out of your groups."
+  [group-not-member]="You are not a member of any group."
   [nothing-to-pick-up]="No call is ringing here for you to pick up."
 )
 

@@ -102,6 +102,14 @@ pub enum Action {
         /// What to do with it.
         switch: Switch,
     },
+    /// The calling user logs in to or out of ring groups (a feature code like `*45`),
+    /// hears a confirming prompt and is hung up. Only identified users may.
+    GroupLogin {
+        /// The group; `None`: every group the caller is a member of.
+        group: Option<String>,
+        /// In, out, or the other way round.
+        mode: GroupLoginMode,
+    },
     /// Take a call that rings elsewhere: the caller is connected with that call's caller
     /// and the phones that rang stop. Nothing ringing: a prompt, then 480 (like `forward`,
     /// it ends the call's path).
@@ -144,6 +152,28 @@ pub enum Switch {
     Toggle,
 }
 
+/// What `group_login` does with the caller's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupLoginMode {
+    /// Logged out of any of the groups: log in to all of them; else log out of all.
+    Toggle,
+    /// Log in.
+    In,
+    /// Log out.
+    Out,
+}
+
+impl GroupLoginMode {
+    /// The word written in the dialplan.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupLoginMode::Toggle => "toggle",
+            GroupLoginMode::In => "in",
+            GroupLoginMode::Out => "out",
+        }
+    }
+}
+
 /// Which ringing call a `pickup` takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PickupTarget {
@@ -177,6 +207,9 @@ pub enum DialTarget {
 
 /// Default ring time of `dial` in seconds.
 pub(crate) const DEFAULT_DIAL_TIMEOUT_S: u32 = 30;
+/// What the parser leaves as a group `dial`'s ring time when the `dial` gives none: the
+/// compiler puts the group's own `timeout` there (0 is outside what `timeout` accepts).
+pub(crate) const GROUP_OWN_TIMEOUT: u32 = 0;
 /// Default cause of `hangup` for an unanswered call (RFC 3261 §21.4.18 480 Temporarily Unavailable).
 pub(crate) const DEFAULT_HANGUP_CAUSE: u16 = 480;
 
@@ -239,6 +272,7 @@ pub(crate) const ACTION_NAMES: &[&str] = &[
     "webrtc_bridge",
     "call_forward",
     "dnd",
+    "group_login",
     "pickup",
 ];
 
@@ -303,6 +337,7 @@ impl ActionParser {
                         Action::Hangup { .. } => Some("hangup"),
                         Action::Goto { .. } => Some("goto"),
                         Action::Forward { .. } => Some("forward"),
+                        Action::GroupLogin { .. } => Some("group_login"),
                         _ => None,
                     };
                     out.push(a);
@@ -504,7 +539,11 @@ impl ActionParser {
                         if let Some(fv) = t.get("fax") {
                             fax = walk::boolean(r, fv, "fax")?;
                         }
-                        self.target(r, t, &arg_span, &name)?
+                        let target = self.target(r, t, &arg_span, &name)?;
+                        if matches!(target, DialTarget::Group(_)) && t.get("timeout").is_none() {
+                            timeout_s = GROUP_OWN_TIMEOUT;
+                        }
+                        target
                     }
                     _ => {
                         return wrong_arg(
@@ -625,6 +664,45 @@ impl ActionParser {
                 Action::Record {
                     path: path.map(|p| p.text),
                 }
+            }
+            "group_login" => {
+                let example = "{ group_login = \"toggle\" } or { group_login = { mode = \"out\", group = \"buergerservice\" } }";
+                let (mode_val, group_val) = match (arg, arg_table) {
+                    (Some(a), _) if a.get_ref().is_str() => (Some(a), None),
+                    (_, Some(t)) => {
+                        keys!(t, &["mode", "group"], "`group_login`");
+                        (t.get("mode"), t.get("group"))
+                    }
+                    _ => return wrong_arg(r, arg, "group_login", example),
+                };
+                let mode = match mode_val {
+                    None => GroupLoginMode::Toggle,
+                    Some(v) => {
+                        let m = walk::string(r, v, "mode", "\"toggle\"")?;
+                        match m.text.as_str() {
+                            "toggle" => GroupLoginMode::Toggle,
+                            "in" => GroupLoginMode::In,
+                            "out" => GroupLoginMode::Out,
+                            other => {
+                                r.error(
+                                    m.span,
+                                    format!("unknown group_login mode \"{other}\""),
+                                    Some("use \"toggle\", \"in\" or \"out\"".into()),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                };
+                let group = match group_val {
+                    None => None,
+                    Some(v) => {
+                        let g = walk::string(r, v, "group", "\"buergerservice\"")?;
+                        self.reference(RefKind::Group, &g);
+                        Some(g.text)
+                    }
+                };
+                Action::GroupLogin { group, mode }
             }
             "webrtc_bridge" => {
                 let room = match (arg, arg_table) {
@@ -1250,6 +1328,7 @@ impl Action {
                 seconds: seconds.as_ref().map(x),
             },
             Action::Dnd { switch } => Action::Dnd { switch: *switch },
+            Action::GroupLogin { .. } => self.clone(),
             Action::Pickup {
                 target: PickupTarget::Extension(e),
             } => Action::Pickup {
@@ -1333,10 +1412,24 @@ pub(crate) fn write_actions(
                 } else {
                     ""
                 };
-                writeln!(
-                    f,
-                    "dial {target}{fax}, ring {timeout_s} s, on no answer go on"
-                )?
+                match target {
+                    // The fallback is what admins ask about most: say which action it is.
+                    DialTarget::Group(_) => {
+                        let then = if i + 1 < actions.len() {
+                            format!("action {}", i + 2)
+                        } else {
+                            "none follows: the call ends (480)".to_string()
+                        };
+                        writeln!(
+                            f,
+                            "dial {target}{fax}, at most {timeout_s} s in all; nobody answers: then {then}"
+                        )?
+                    }
+                    _ => writeln!(
+                        f,
+                        "dial {target}{fax}, ring {timeout_s} s, on no answer go on"
+                    )?,
+                }
             }
             Action::Forward { target } => writeln!(f, "forward to {target}")?,
             Action::Menu {
@@ -1398,6 +1491,21 @@ pub(crate) fn write_actions(
                 writeln!(
                     f,
                     "switch the calling user's do not disturb {what} (a prompt confirms)"
+                )?
+            }
+            Action::GroupLogin { group, mode } => {
+                let groups = group.as_ref().map_or_else(
+                    || "every ring group the caller is a member of".to_string(),
+                    |g| format!("ring group {g}"),
+                );
+                let what = match mode {
+                    GroupLoginMode::Toggle => "log the caller in to or out of (toggle)",
+                    GroupLoginMode::In => "log the caller in to",
+                    GroupLoginMode::Out => "log the caller out of",
+                };
+                writeln!(
+                    f,
+                    "{what} {groups}, confirm with a prompt, hang up (identified users only)"
                 )?
             }
             Action::Pickup {

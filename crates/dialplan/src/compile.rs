@@ -7,7 +7,7 @@ use jiff::tz::TimeZone;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::action::{ActionParser, GotoRef, RefKind};
+use crate::action::{Action, ActionParser, DialTarget, GROUP_OWN_TIMEOUT, GotoRef, RefKind};
 use crate::diag::{Diagnostic, Reporter, Severity, did_you_mean};
 use crate::holidays::{self, Calendars};
 use crate::pattern::NumberPattern;
@@ -24,7 +24,20 @@ const SETTINGS_KEYS: &[&str] = &["timezone", "language", "calendar", "include"];
 const RULE_KEYS: &[&str] = &[
     "name", "match", "from", "trunk", "source", "when", "public", "actions",
 ];
-const GROUP_KEYS: &[&str] = &["members", "strategy", "ring"];
+const GROUP_KEYS: &[&str] = &[
+    "members",
+    "strategy",
+    "ring",
+    "timeout",
+    "respect-dnd",
+    "respect-forwarding",
+];
+/// Seconds a member rings before the next one, when the group does not say.
+const DEFAULT_MEMBER_RING_S: u32 = 15;
+/// Seconds a ring-all group rings when neither it nor the `dial` says.
+const DEFAULT_GROUP_TIMEOUT_S: u32 = 30;
+/// Longest a group may ring in all (as a `dial`'s own `timeout`).
+const MAX_GROUP_TIMEOUT_S: u32 = 600;
 
 /// A setting with the file it came from, to report conflicts at both places.
 struct Setting {
@@ -403,6 +416,13 @@ pub fn compile(files: &[SourceFile], ctx: &CheckContext) -> Result<Compiled, Vec
     if !errors.is_empty() {
         return Err(errors.into_iter().chain(warnings).collect());
     }
+    let groups: BTreeMap<String, RingGroup> = groups
+        .into_iter()
+        .map(|(k, (g, _, _))| (k, g.group))
+        .collect();
+    for rule in &mut rules {
+        resolve_group_timeouts(&mut rule.actions, &groups);
+    }
     Ok(Compiled {
         plan: Plan {
             rules,
@@ -410,10 +430,7 @@ pub fn compile(files: &[SourceFile], ctx: &CheckContext) -> Result<Compiled, Vec
             tz_name,
             language: language.map_or(DEFAULT_LANGUAGE.to_string(), |s| s.value.text),
             calendars,
-            groups: groups
-                .into_iter()
-                .map(|(k, (g, _, _))| (k, g.group))
-                .collect(),
+            groups,
             pickup_groups: pickup_groups
                 .into_iter()
                 .map(|(k, (members, _))| (k, members.into_iter().map(|m| m.text).collect()))
@@ -494,7 +511,10 @@ fn parse_group(r: &mut Reporter<'_>, t: &DeTable<'_>, span: Range<usize>) -> Opt
     let mut members = None;
     let mut strategy = "all".to_string();
     let mut strategy_span = span.clone();
-    let mut ring = 15u32;
+    let mut ring = DEFAULT_MEMBER_RING_S;
+    let mut timeout = None;
+    let mut respect_dnd = true;
+    let mut respect_forwarding = true;
     let mut ok = true;
     for (k, v) in t.iter() {
         match k.get_ref().as_ref() {
@@ -509,7 +529,19 @@ fn parse_group(r: &mut Reporter<'_>, t: &DeTable<'_>, span: Range<usize>) -> Opt
                 None => ok = false,
             },
             "ring" => match walk::integer(r, v, "ring", 1..=300) {
-                Some(n) => ring = u32::try_from(n).unwrap_or(15),
+                Some(n) => ring = u32::try_from(n).unwrap_or(DEFAULT_MEMBER_RING_S),
+                None => ok = false,
+            },
+            "timeout" => match walk::integer(r, v, "timeout", 1..=i64::from(MAX_GROUP_TIMEOUT_S)) {
+                Some(n) => timeout = u32::try_from(n).ok(),
+                None => ok = false,
+            },
+            "respect-dnd" => match walk::boolean(r, v, "respect-dnd") {
+                Some(b) => respect_dnd = b,
+                None => ok = false,
+            },
+            "respect-forwarding" => match walk::boolean(r, v, "respect-forwarding") {
+                Some(b) => respect_forwarding = b,
                 None => ok = false,
             },
             _ => {
@@ -530,23 +562,61 @@ fn parse_group(r: &mut Reporter<'_>, t: &DeTable<'_>, span: Range<usize>) -> Opt
     };
     let strategy = match strategy.as_str() {
         "all" => RingStrategy::All,
-        "hunt" => RingStrategy::Hunt { member_s: ring },
+        "hunt" => RingStrategy::Hunt,
+        "round-robin" => RingStrategy::RoundRobin,
+        "longest-idle" => RingStrategy::LongestIdle,
         other => {
             r.error(
                 strategy_span,
                 format!("unknown ring strategy \"{other}\""),
-                Some("use \"all\" (ring everyone at once) or \"hunt\" (one after another)".into()),
+                Some("use \"all\" (ring everyone at once), \"hunt\" (one after another in order), \"round-robin\" (one after another, starting after the last to answer) or \"longest-idle\" (idle longest first)".into()),
             );
             return None;
         }
     };
+    // Without its own `timeout`, a one-at-a-time group gives every member one turn.
+    let member_count = u32::try_from(members.len()).unwrap_or(u32::MAX);
+    let timeout_s = timeout.unwrap_or(if strategy.one_at_a_time() {
+        ring.saturating_mul(member_count)
+            .clamp(1, MAX_GROUP_TIMEOUT_S)
+    } else {
+        DEFAULT_GROUP_TIMEOUT_S
+    });
     ok.then(|| ParsedGroup {
         group: RingGroup {
             members: members.iter().map(|m| m.text.clone()).collect(),
             strategy,
+            ring_s: ring,
+            timeout_s,
+            respect_dnd,
+            respect_forwarding,
         },
         members_spans: members,
     })
+}
+
+/// A `dial` of a group without its own `timeout` rings for the group's (the parser left
+/// [`GROUP_OWN_TIMEOUT`] there, since groups may be defined after the rules).
+fn resolve_group_timeouts(actions: &mut [Action], groups: &BTreeMap<String, RingGroup>) {
+    for a in actions {
+        match a {
+            Action::Dial {
+                target: DialTarget::Group(name),
+                timeout_s,
+                ..
+            } if *timeout_s == GROUP_OWN_TIMEOUT => {
+                *timeout_s = groups
+                    .get(name)
+                    .map_or(DEFAULT_GROUP_TIMEOUT_S, |g| g.timeout_s);
+            }
+            Action::Menu { options, .. } => {
+                for branch in options.values_mut() {
+                    resolve_group_timeouts(branch, groups);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn patterns(
@@ -1086,6 +1156,95 @@ mod tests {
         assert_eq!(normalize("a/./b/../c.toml"), "a/c.toml");
         assert_eq!(normalize("../x.toml"), "../x.toml");
         assert_eq!(normalize("/etc/a/../b.toml"), "/etc/b.toml");
+    }
+
+    fn plan_of(text: &str) -> Plan {
+        match compile(&one(text.to_string()), &CheckContext::default()) {
+            Ok(c) => c.plan,
+            Err(d) => panic!("{d:?}"),
+        }
+    }
+
+    fn dial_timeout(plan: &Plan, to: &str) -> u32 {
+        let facts = crate::CallFacts {
+            to: to.into(),
+            from: None,
+            trunk: None,
+            source_ip: None,
+            at: jiff::Timestamp::UNIX_EPOCH,
+        };
+        match plan.route(&facts).map(|r| r.actions) {
+            Some(actions) => match actions.first() {
+                Some(Action::Dial { timeout_s, .. }) => *timeout_s,
+                other => panic!("{other:?}"),
+            },
+            None => panic!("no route"),
+        }
+    }
+
+    #[test]
+    fn ring_groups_parse_every_strategy_with_ring_timeout_and_dnd() {
+        let plan = plan_of(
+            "[groups.a]\nmembers = [\"x\", \"y\", \"z\"]\nstrategy = \"hunt\"\nring = 10\n\
+             [groups.b]\nmembers = [\"x\"]\nstrategy = \"round-robin\"\ntimeout = 40\nrespect-dnd = false\nrespect-forwarding = false\n\
+             [groups.c]\nmembers = [\"x\", \"y\"]\nstrategy = \"longest-idle\"\n\
+             [groups.d]\nmembers = [\"x\", \"y\"]\n\
+             [[rule]]\nmatch = \"1\"\nactions = [ { dial = { group = \"a\" } } ]\n\
+             [[rule]]\nmatch = \"2\"\nactions = [ { dial = { group = \"a\", timeout = 25 } } ]\n\
+             [[rule]]\nmatch = \"3\"\nactions = [ { dial = { group = \"d\" } } ]\n",
+        );
+        let a = plan.group("a").cloned().unwrap_or_else(|| panic!("a"));
+        assert_eq!(
+            (a.strategy, a.ring_s, a.timeout_s, a.respect_dnd),
+            (RingStrategy::Hunt, 10, 30, true),
+            "hunt without a timeout gives each of the three members one turn"
+        );
+        let b = plan.group("b").cloned().unwrap_or_else(|| panic!("b"));
+        assert_eq!(
+            (
+                b.strategy,
+                b.ring_s,
+                b.timeout_s,
+                b.respect_dnd,
+                b.respect_forwarding
+            ),
+            (RingStrategy::RoundRobin, 15, 40, false, false)
+        );
+        assert!(
+            a.respect_forwarding,
+            "forwarding is respected unless the group says not"
+        );
+        let c = plan.group("c").cloned().unwrap_or_else(|| panic!("c"));
+        assert_eq!((c.strategy, c.timeout_s), (RingStrategy::LongestIdle, 30));
+        let d = plan.group("d").cloned().unwrap_or_else(|| panic!("d"));
+        assert_eq!((d.strategy, d.timeout_s), (RingStrategy::All, 30));
+        // A dial without its own timeout rings for the group's; its own one wins.
+        assert_eq!(dial_timeout(&plan, "1"), 30);
+        assert_eq!(dial_timeout(&plan, "2"), 25);
+        assert_eq!(dial_timeout(&plan, "3"), 30);
+    }
+
+    #[test]
+    fn an_unknown_strategy_and_a_wrong_dnd_value_are_errors_with_their_line() {
+        let errors = compile(
+            &one("[groups.a]\nmembers = [\"x\"]\nstrategy = \"random\"\n".into()),
+            &CheckContext::default(),
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(
+            errors
+                .iter()
+                .any(|d| d.line == 3 && d.message.contains("unknown ring strategy \"random\"")),
+            "{errors:?}"
+        );
+        let errors = compile(
+            &one("[groups.a]\nmembers = [\"x\"]\nrespect-dnd = \"yes\"\n".into()),
+            &CheckContext::default(),
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(errors.iter().any(|d| d.line == 3), "{errors:?}");
     }
 
     proptest! {

@@ -21,7 +21,7 @@ mod when;
 
 use std::collections::BTreeSet;
 
-pub use action::{Action, DialTarget, ForwardWhen, PickupTarget, Switch};
+pub use action::{Action, DialTarget, ForwardWhen, GroupLoginMode, PickupTarget, Switch};
 
 /// Numbers that always reach the emergency services (police, fire and ambulance), whatever
 /// the plan says: no rule may match them.

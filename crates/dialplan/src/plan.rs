@@ -59,10 +59,29 @@ pub enum RingStrategy {
     /// All members at once; the first to answer gets the call.
     All,
     /// One after another, in the listed order.
-    Hunt {
-        /// Seconds each member rings before the next one.
-        member_s: u32,
-    },
+    Hunt,
+    /// One after another, starting after the member who answered the group's last call
+    /// (the server keeps that in memory per group).
+    RoundRobin,
+    /// One after another, the member whose last call ended longest ago first.
+    LongestIdle,
+}
+
+impl RingStrategy {
+    /// The name written in `strategy = "..."`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RingStrategy::All => "all",
+            RingStrategy::Hunt => "hunt",
+            RingStrategy::RoundRobin => "round-robin",
+            RingStrategy::LongestIdle => "longest-idle",
+        }
+    }
+
+    /// Whether members ring one at a time (each for the group's `ring`), not all at once.
+    pub fn one_at_a_time(self) -> bool {
+        self != RingStrategy::All
+    }
 }
 
 /// A ring group from `[groups.NAME]`.
@@ -72,6 +91,95 @@ pub struct RingGroup {
     pub members: Vec<String>,
     /// How they ring.
     pub strategy: RingStrategy,
+    /// Seconds each member rings before the next one (one-at-a-time strategies).
+    pub ring_s: u32,
+    /// Seconds the group rings in all before the rule's next action runs (a `dial` with its
+    /// own `timeout` overrides it).
+    pub timeout_s: u32,
+    /// Members in do not disturb are skipped (`respect-dnd`, default true).
+    pub respect_dnd: bool,
+    /// Members' own forwarding and follow-me apply when it is their turn, as when they are
+    /// dialled (`respect-forwarding`, default true); false: their phones ring directly.
+    pub respect_forwarding: bool,
+}
+
+impl RingGroup {
+    /// The members in the order the strategy rings them when all are free, with when each
+    /// starts and stops ringing (seconds after the group starts) within `total_s`, one
+    /// after another again from the first while time is left; members the time does not
+    /// reach are left out. Round-robin and longest-idle decide their
+    /// order at call time: this is the listed order.
+    pub fn schedule(&self, total_s: u32) -> Vec<(String, u32, u32)> {
+        if !self.strategy.one_at_a_time() {
+            return self
+                .members
+                .iter()
+                .map(|m| (m.clone(), 0, total_s))
+                .collect();
+        }
+        // Again from the first while time is left, as the call does; bounded for display.
+        const MAX_TURNS: usize = 50;
+        let mut out = Vec::new();
+        let mut start = 0u32;
+        for m in self.members.iter().cycle().take(MAX_TURNS) {
+            if start >= total_s || self.ring_s == 0 {
+                break;
+            }
+            let end = start.saturating_add(self.ring_s).min(total_s);
+            out.push((m.clone(), start, end));
+            start = end;
+        }
+        out
+    }
+
+    /// Writes how the group rings within `total_s`, for `explain`.
+    fn describe(&self, f: &mut fmt::Formatter<'_>, name: &str, total_s: u32) -> fmt::Result {
+        let how = match self.strategy {
+            RingStrategy::All => format!("all members ring at once for {total_s} s"),
+            RingStrategy::Hunt => format!(
+                "hunt: one after another in the listed order, {} s each, at most {total_s} s in all",
+                self.ring_s
+            ),
+            RingStrategy::RoundRobin => format!(
+                "round-robin: one after another, {} s each, at most {total_s} s in all, starting after the member who answered the group's last call (listed order shown)",
+                self.ring_s
+            ),
+            RingStrategy::LongestIdle => format!(
+                "longest-idle: one after another, {} s each, at most {total_s} s in all, the member whose last call ended longest ago first (listed order shown)",
+                self.ring_s
+            ),
+        };
+        writeln!(f, "Ring group \"{name}\": {how}")?;
+        let schedule = self.schedule(total_s);
+        for (i, (member, from, to)) in schedule.iter().enumerate() {
+            writeln!(f, "  {}. {member}: rings {from}-{to} s", i + 1)?;
+        }
+        for member in self.members.iter().skip(schedule.len()) {
+            writeln!(
+                f,
+                "     {member}: rings only if members before are skipped (time is up at {total_s} s)"
+            )?;
+        }
+        let dnd = if self.respect_dnd {
+            ", members in do not disturb"
+        } else {
+            " (do not disturb is ignored: respect-dnd = false)"
+        };
+        writeln!(
+            f,
+            "  Decided at call time: logged-out members, busy members (in a call, or their phone answers busy){dnd} are skipped, the next one rings at once."
+        )?;
+        let forwarding = match (self.respect_forwarding, self.strategy.one_at_a_time()) {
+            (true, true) => {
+                "a member's own forwarding and follow-me apply in their turn (respect-forwarding = true)"
+            }
+            (true, false) => {
+                "members' phones ring directly: forwarding applies to one-at-a-time strategies only"
+            }
+            (false, _) => "members' phones ring directly (respect-forwarding = false)",
+        };
+        writeln!(f, "  Forwarding: {forwarding}.")
+    }
 }
 
 /// Source network in CIDR form.
@@ -202,6 +310,8 @@ pub struct Explanation {
     pub passes: Vec<ExplainPass>,
     /// The route, as `Plan::route` returns it.
     pub route: Option<Route>,
+    /// The ring groups the route dials, with the seconds each rings in all.
+    pub groups: Vec<(String, RingGroup, u32)>,
     /// For a route with a group pickup: the extensions whose ringing calls the caller may
     /// take (`[pickup-groups]`).
     pub pickup_partners: Option<Vec<String>>,
@@ -247,6 +357,10 @@ impl Plan {
             local.minute(),
             self.tz_name
         );
+        let mut groups = Vec::new();
+        if let Some(r) = &route {
+            self.groups_dialled(&r.actions, &mut groups);
+        }
         let group_pickup = route.as_ref().is_some_and(|r| {
             r.actions.iter().any(|a| {
                 matches!(
@@ -267,6 +381,7 @@ impl Plan {
             call: call_text,
             passes,
             route,
+            groups,
             pickup_partners,
         }
     }
@@ -305,6 +420,36 @@ impl Plan {
     /// A ring group by name.
     pub fn group(&self, name: &str) -> Option<&RingGroup> {
         self.groups.get(name)
+    }
+
+    /// Every ring group by name.
+    pub fn groups(&self) -> &BTreeMap<String, RingGroup> {
+        &self.groups
+    }
+
+    /// The ring groups `actions` dial (menu branches too), each with its time in all.
+    fn groups_dialled(&self, actions: &[Action], out: &mut Vec<(String, RingGroup, u32)>) {
+        for a in actions {
+            match a {
+                Action::Dial {
+                    target: crate::DialTarget::Group(name),
+                    timeout_s,
+                    ..
+                } => {
+                    if let Some(g) = self.groups.get(name)
+                        && !out.iter().any(|(n, _, t)| n == name && t == timeout_s)
+                    {
+                        out.push((name.clone(), g.clone(), *timeout_s));
+                    }
+                }
+                Action::Menu { options, .. } => {
+                    for branch in options.values() {
+                        self.groups_dialled(branch, out);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Holidays of a calendar (built-in or from the plan) in one year, with their names.
@@ -574,6 +719,9 @@ impl fmt::Display for Explanation {
                 )?;
                 writeln!(f, "Actions:")?;
                 write_actions(f, &r.actions, 2)?;
+                for (name, group, total_s) in &self.groups {
+                    group.describe(f, name, *total_s)?;
+                }
                 match self.pickup_partners.as_deref() {
                     None => Ok(()),
                     Some([]) => writeln!(
@@ -624,6 +772,44 @@ impl Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn group(strategy: RingStrategy, ring_s: u32) -> RingGroup {
+        RingGroup {
+            members: vec!["anna".into(), "bernd".into(), "carla".into()],
+            strategy,
+            ring_s,
+            timeout_s: 60,
+            respect_dnd: true,
+            respect_forwarding: true,
+        }
+    }
+
+    #[test]
+    fn a_hunt_schedule_gives_each_member_its_ring_time_until_the_total_runs_out() {
+        let schedule = group(RingStrategy::Hunt, 15).schedule(40);
+        assert_eq!(
+            schedule,
+            vec![
+                ("anna".to_string(), 0, 15),
+                ("bernd".to_string(), 15, 30),
+                ("carla".to_string(), 30, 40),
+            ]
+        );
+        // The time is up before the third member's turn.
+        assert_eq!(group(RingStrategy::RoundRobin, 20).schedule(40).len(), 2);
+        // Time left after everyone's turn: from the first again.
+        let again = group(RingStrategy::Hunt, 10).schedule(45);
+        assert_eq!(again.len(), 5);
+        assert_eq!(again[3], ("anna".to_string(), 30, 40));
+        assert_eq!(again[4], ("bernd".to_string(), 40, 45));
+        // Ring-all rings everyone for the whole time.
+        assert!(
+            group(RingStrategy::All, 15)
+                .schedule(40)
+                .iter()
+                .all(|(_, from, to)| (*from, *to) == (0, 40))
+        );
+    }
 
     #[test]
     fn cidr_contains_and_nests() {

@@ -70,9 +70,15 @@ fn explain_names_matched_rule_and_why_earlier_rules_failed() {
         "{e2}"
     );
     assert!(
-        e2.contains("       key 1:\n          1. dial ring group buergerservice, ring 60 s"),
+        e2.contains("       key 1:\n          1. dial ring group buergerservice, at most 60 s in all; nobody answers: then action 2\n"),
         "{e2}"
     );
+    // Who rings, in which order, for how long: the group's members from its definition.
+    assert!(
+        e2.contains("Ring group \"buergerservice\": all members ring at once for 60 s\n  1. mueller: rings 0-60 s\n  2. schmidt: rings 0-60 s\n  3. yilmaz: rings 0-60 s\n"),
+        "{e2}"
+    );
+    assert!(e2.contains("logged-out members, busy members"), "{e2}");
 
     let e3 = c3.plan.explain(&f3);
     assert_eq!(e3.passes.len(), 2, "the goto routes a second number");

@@ -53,6 +53,7 @@ enum Diversion<'a> {
         network: Option<&'a store::AllowedNetwork>,
     },
 }
+mod ring_groups;
 
 mod attended_transfer;
 mod transfer;
@@ -182,6 +183,8 @@ struct CallLeg {
     pending_switch: Option<PendingSwitch>,
     /// The T.38 relay, while the call carries fax.
     t38: Option<T38Call>,
+    /// The ring group the call dialled, for the call record.
+    ring_group: Option<String>,
     /// What happened to the call besides ringing and talking ("forwarded by 101 (always) to
     /// 102", "transferred by 101 to 103"), for its log and record.
     features: Vec<String>,
@@ -343,6 +346,8 @@ pub struct CallControl {
     outbound: HashMap<LegId, OutboundLeg>,
     /// Calls waiting for a time, by that time.
     timers: BTreeSet<(Instant, LegId)>,
+    /// Who answered each ring group last, and when each user's last call ended.
+    ring_groups: ring_groups::RingGroupMemory,
     /// Blind transfers under way, by the caller's leg of their call.
     transfers: HashMap<LegId, transfer::Transfer>,
     /// What each extension's line is doing, for busy lamps and pickup.
@@ -379,6 +384,7 @@ impl CallControl {
             legs: HashMap::new(),
             outbound: HashMap::new(),
             timers: BTreeSet::new(),
+            ring_groups: ring_groups::RingGroupMemory::default(),
             transfers: HashMap::new(),
             lines: LineStates::default(),
             picked_up: HashMap::new(),
@@ -727,6 +733,11 @@ impl CallControl {
             }
             Question::Pickup(target) => Some(self.pickup(leg, target, endpoint, registrar, now)),
             _ => {
+                if let Some(reply) =
+                    self.answer_group_question(leg, &question, endpoint, registrar, now)
+                {
+                    return reply;
+                }
                 let caller = self.legs.get(&leg).map_or("", |l| l.caller.as_str());
                 if let Some(reply) = call_effects::room_question(
                     &self.shared,
@@ -775,7 +786,7 @@ impl CallControl {
             endpoint.hangup(child, reason, now);
         }
         self.transfers.remove(&leg);
-        self.on_ended(leg, true, 200, reason);
+        self.on_ended(leg, true, 200, reason, now);
         // The call is dropped with the leg: nothing of it is left to carry out.
         self.remove_leg(leg);
         endpoint.forget(leg, reason, now);
@@ -856,7 +867,7 @@ impl CallControl {
                 // Placed legs end first, so the call record sees the connected one hung up.
                 self.end_placed_legs(leg, endpoint, now);
                 self.lines.ended(leg);
-                self.on_ended(leg, answered, final_status, &reason);
+                self.on_ended(leg, answered, final_status, &reason, now);
                 self.feed(leg, Input::Hangup, endpoint, registrar, now);
                 // A call taken by pickup: the other caller's call hears its party hung up.
                 if let Some(partner) = self.picked_up.remove(&leg) {
@@ -1177,7 +1188,7 @@ impl CallControl {
                 },
                 quality,
                 call: None,
-                span: tracing::info_span!(parent: None, "call", call_id = %call_id, from = %caller, to = %callee, rule = %route.rule_name, fax = fax_call),
+                span: tracing::info_span!(parent: None, "call", call_id = %call_id, from = %caller, to = %callee, rule = %route.rule_name, fax = fax_call, group = tracing::field::Empty, group_member = tracing::field::Empty),
                 timer: None,
                 language: plan.language().to_string(),
                 codec_rate: codec.sample_rate(),
@@ -1189,6 +1200,7 @@ impl CallControl {
                 switch: MediaSwitch::default(),
                 pending_switch: None,
                 t38: None,
+                ring_group: None,
                 features: Vec::new(),
                 headless: false,
                 joined: None,
@@ -1397,8 +1409,9 @@ impl CallControl {
                     Err(Refused::LinesBusy) => return Reply::LinesBusy,
                 }
             }
+            // A group rings through its members (the call's `dial` asks for each of them).
             dialplan::DialTarget::Group(_) => {
-                tracing::warn!(leg = %leg, %target, "dial: ring groups are not available yet");
+                tracing::warn!(leg = %leg, %target, "dial: a ring group is not placed as a whole");
                 Vec::new()
             }
         };
@@ -1782,6 +1795,9 @@ impl CallControl {
         self.shared.costs.guard().ended(child, now);
         if out.media_started {
             self.shared.media.send(child, MediaCommand::Stop(child));
+            if let Some(user) = &out.placed.extension {
+                self.ring_groups.call_ended(user, now);
+            }
         }
         let parent = out.parent;
         if let Some(connected) = self
@@ -2333,11 +2349,21 @@ impl CallControl {
     }
 
     /// The leg is over: stop its media, tell its task, write its call record.
-    fn on_ended(&mut self, leg: LegId, answered: bool, final_status: u16, reason: &str) {
+    fn on_ended(
+        &mut self,
+        leg: LegId,
+        answered: bool,
+        final_status: u16,
+        reason: &str,
+        now: Instant,
+    ) {
         let Some(l) = self.legs.get_mut(&leg) else {
             return;
         };
         l.ended = true;
+        if answered && let Some(user) = &l.profile.user {
+            self.ring_groups.call_ended(user, now);
+        }
         self.shared.media.send(leg, MediaCommand::Stop(leg));
         let record = store::CallRecord {
             call_id: l.call_id.clone(),
@@ -2351,6 +2377,7 @@ impl CallControl {
             media: store::CallMedia::default(),
             contacts_rung: l.contacts_rung,
             connected: None,
+            ring_group: l.ring_group.clone(),
             features: l.features.clone(),
         };
         tracing::info!(call_id = %l.call_id, leg = %leg, reason, features = ?l.features, "call ended");
@@ -2415,6 +2442,7 @@ fn record_refused(shared: &Arc<Shared>, call_id: &str, caller: &str, callee: &st
         media: store::CallMedia::default(),
         contacts_rung: 0,
         connected: None,
+        ring_group: None,
         features: Vec::new(),
     };
     tracing::info!(call_id = %call_id, status, "call refused");

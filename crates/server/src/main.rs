@@ -21,6 +21,7 @@ mod emergency_location;
 mod explain_phones;
 mod fax;
 mod file_watch;
+mod group_cli;
 mod http;
 mod http_serve;
 mod https_listener;
@@ -99,6 +100,17 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[command(subcommand)]
         command: user_cli::UserCommand,
+    },
+    /// Ring groups: who is logged in, and logging members in and out.
+    Group {
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR", global = true)]
+        data_dir: Option<PathBuf>,
+        /// Dialplan directory that defines the groups (default: the config's `dialplans`).
+        #[arg(long, value_name = "DIR", global = true)]
+        dialplans: Option<PathBuf>,
+        #[command(subcommand)]
+        command: group_cli::GroupCommand,
     },
     /// List the call records (as a table or CSV).
     Calls {
@@ -488,6 +500,14 @@ fn main() -> ExitCode {
         }
         Command::User { data_dir, command } => {
             user_cli::run(command, &store_dir(data_dir, &config, &source))
+        }
+        Command::Group {
+            data_dir,
+            dialplans,
+            command,
+        } => {
+            let dialplans = dialplans.unwrap_or_else(|| config.dialplans.clone());
+            group_cli::run(command, &store_dir(data_dir, &config, &source), &dialplans)
         }
         Command::Calls { data_dir, command } => {
             calls_cli::run(command, &store_dir(data_dir, &config, &source))

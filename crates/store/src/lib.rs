@@ -15,6 +15,7 @@ mod dialplan_history;
 mod live_rooms;
 mod recordings;
 mod registrations;
+mod ring_groups;
 mod room_links;
 mod room_tokens;
 mod rooms;
@@ -28,6 +29,7 @@ pub use dialplan_history::DialplanVersion;
 pub use live_rooms::LiveRoom;
 pub use recordings::{Recording, RecordingId};
 pub use registrations::{Binding, BindingProblem, MAX_PATH_ENTRIES, UserBinding};
+pub use ring_groups::GroupLogout;
 pub use room_links::{RoomLink, validate_link_url};
 pub use room_tokens::{TokenKind, same_token_hash, token_hash};
 pub use rooms::{
@@ -449,6 +451,15 @@ const MIGRATIONS: &[&str] = &[
     // 14: what happened to a call besides ringing and talking ("forwarded by 101 (always)
     // to 102", "transferred by 101 to 103", "picked up by 104"), in order, `; `-separated.
     "ALTER TABLE call_record ADD COLUMN features TEXT NOT NULL DEFAULT '';",
+    // 15: ring group members who logged out (ring_groups.rs; the dialplan says who belongs to
+    // a group, so only the logged-out are kept), and the ring group a call dialled.
+    "CREATE TABLE ring_group_logout (
+        group_name TEXT NOT NULL,
+        extension TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        PRIMARY KEY (group_name, extension)
+    ) WITHOUT ROWID;
+    ALTER TABLE call_record ADD COLUMN ring_group TEXT;",
 ];
 
 /// One finished call, as written to the call log.
@@ -479,6 +490,9 @@ pub struct CallRecord {
     /// What happened besides ringing and talking (forwarding, follow-me, transfer, pickup,
     /// settings keyed), in order; empty when nothing did.
     pub features: Vec<String>,
+    /// The ring group the call dialled, if it did (the member who answered is the
+    /// connected leg's extension).
+    pub ring_group: Option<String>,
 }
 
 /// The outbound leg a caller was connected to: who answered, when, and how that leg went.
@@ -672,6 +686,7 @@ impl Store {
         values.extend(callee_media.iter().map(|v| v as &dyn ToSql));
         let features = record.features.join(FEATURE_SEPARATOR);
         values.push(&features);
+        values.push(&record.ring_group);
         let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
         self.conn.execute(
             &format!(
@@ -752,7 +767,7 @@ const CALL_RECORD_COLUMNS: &str = "call_id, caller, callee, started_at_ms, ended
      callee_answered_at_ms, callee_ended_at_ms, callee_end_reason, callee_packets_received, \
      callee_packets_expected, callee_packets_lost, callee_jitter_us, callee_packets_sent, \
      callee_peer_packets_lost, callee_peer_loss_permille, callee_peer_jitter_us, \
-     callee_round_trip_us, callee_rtcp_sent, callee_rtcp_received, features";
+     callee_round_trip_us, callee_rtcp_sent, callee_rtcp_received, features, ring_group";
 
 /// Columns of one leg's [`CallMedia`].
 const MEDIA_COLUMNS: usize = 11;
@@ -768,6 +783,8 @@ const CONNECTED_MEDIA_AT: usize = CONNECTED_AT + 6;
 const FEATURES_AT: usize = CONNECTED_MEDIA_AT + MEDIA_COLUMNS;
 /// Between two features in their column (a feature's text never holds it).
 const FEATURE_SEPARATOR: &str = "; ";
+/// Where the ring group is.
+const RING_GROUP_AT: usize = FEATURES_AT + 1;
 
 /// One leg's media figures as column values; both legs are stored the same way, the
 /// connected leg's as NULLs when there is none.
@@ -836,6 +853,7 @@ fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord>
             .filter(|f| !f.is_empty())
             .map(str::to_owned)
             .collect(),
+        ring_group: row.get(RING_GROUP_AT)?,
     })
 }
 
@@ -869,6 +887,7 @@ mod tests {
             contacts_rung: 0,
             connected: None,
             features: Vec::new(),
+            ring_group: None,
         }
     }
 

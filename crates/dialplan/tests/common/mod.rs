@@ -168,6 +168,11 @@ fn short(a: &Action) -> String {
             to.clone().unwrap_or_else(|| "off".into())
         ),
         Action::Dnd { switch } => format!("dnd {switch:?}"),
+        Action::GroupLogin { group, mode } => format!(
+            "group_login {} {}",
+            mode.name(),
+            group.clone().unwrap_or_default()
+        ),
         Action::Pickup {
             target: PickupTarget::Extension(e),
         } => format!("pickup {e}"),

@@ -53,6 +53,20 @@ pub(super) struct CallLogic {
     /// The final response for a caller nobody answered when the actions run out: 480, or
     /// 486 when the last user dialled was busy.
     pub(super) unanswered_status: u16,
+    /// A ring group member's turn is ringing (the group and the member): a forwarding's route
+    /// runs only up to its first `dial`, so that route's own ending (a hangup, a prompt) does
+    /// not end the group's call; the next member and the group's fallback come after it. Whoever
+    /// answers on the way counts as the member's answer.
+    pub(super) group_turn: Option<GroupTurn>,
+}
+
+/// Whose turn in which ring group is ringing (see [`CallLogic::group_turn`]).
+#[derive(Debug, Clone)]
+pub(super) struct GroupTurn {
+    /// The group's name.
+    pub(super) group: String,
+    /// The member.
+    pub(super) member: String,
 }
 
 impl CallLogic {
@@ -66,6 +80,7 @@ impl CallLogic {
             diverted_by: None,
             diverted_through: Vec::new(),
             unanswered_status: 480,
+            group_turn: None,
         }
     }
 

@@ -307,8 +307,98 @@ pub enum Question {
     TakeRecording(String),
     /// Start recording the room: [`Reply::Done`].
     StartRecording(String),
+    /// The members logged out of this ring group: [`Reply::Members`].
+    GroupLoggedOut(String),
+    /// The ring group's definition and how each member stands now (the `logged_out` ones
+    /// as the store said): [`Reply::RingGroup`].
+    RingGroup {
+        /// The group's name.
+        group: String,
+        /// Members logged out of it.
+        logged_out: Vec<String>,
+    },
+    /// Ring every reachable phone of these users at once (a ring-all group):
+    /// [`Reply::Placed`], or why nobody was rung, as for [`Question::Place`].
+    PlaceMembers {
+        /// The users.
+        members: Vec<String>,
+        /// A fax call (see [`Question::Place`]).
+        fax: bool,
+        /// Who the called party is told calls.
+        caller_id: CallerId,
+    },
+    /// `leg`, rung for ring group `group`, answered and is connected: remember its member
+    /// (round-robin, the log): [`Reply::Done`].
+    GroupAnswered {
+        /// The group's name.
+        group: String,
+        /// The leg that answered.
+        leg: LegId,
+        /// The member whose turn it was (one at a time): their forwarding target may have
+        /// answered. `None` (ring-all): the user the leg rang.
+        member: Option<String>,
+    },
+    /// Log the calling user in to or out of `group` (every group they belong to when
+    /// `None`): [`Reply::GroupLogin`].
+    GroupLogin {
+        /// The group.
+        group: Option<String>,
+        /// In, out or toggle.
+        mode: dialplan::GroupLoginMode,
+    },
     /// Take a call that rings elsewhere (call pickup): [`Reply::PickedUp`].
     Pickup(dialplan::PickupTarget),
+}
+
+/// A ring group as a call finds it: its definition and each member's standing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupFacts {
+    /// The definition from the dialplan.
+    pub group: dialplan::RingGroup,
+    /// Each member, in the listed order.
+    pub members: Vec<MemberFacts>,
+    /// The member who answered the group's last call (round-robin starts after them).
+    pub last_answered: Option<String>,
+}
+
+/// How one ring group member stands when a call reaches the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberFacts {
+    /// The member's extension.
+    pub extension: String,
+    /// Logged out of the group.
+    pub logged_out: bool,
+    /// In a call through the server.
+    pub busy: bool,
+    /// Do not disturb is on.
+    pub dnd: bool,
+    /// When their last call through the server ended; `None`: none since it started.
+    pub last_call_ended: Option<Instant>,
+}
+
+#[cfg(test)]
+impl MemberFacts {
+    /// A member free to take a call (logged in, not busy, no do not disturb, never called).
+    pub(crate) fn free(extension: &str) -> Self {
+        Self {
+            extension: extension.into(),
+            logged_out: false,
+            busy: false,
+            dnd: false,
+            last_call_ended: None,
+        }
+    }
+}
+
+/// Why a caller could not log in to or out of ring groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupLoginRefusal {
+    /// The caller is not one of our users (a trusted network's call).
+    NotAUser,
+    /// The user belongs to no such group.
+    NotAMember,
+    /// The store could not do it.
+    Store(String),
 }
 
 /// Why a pickup took no call.
@@ -381,6 +471,12 @@ pub enum Reply {
     Route(Option<Box<Route>>),
     /// A setting is now on (`Ok(true)`) or off, or why it could not be changed.
     Switched(Result<bool, SettingRefusal>),
+    /// Users (extensions), or why the store could not say.
+    Members(Result<Vec<String>, String>),
+    /// The ring group, or `None` when the plan in force has no such group.
+    RingGroup(Option<GroupFacts>),
+    /// Logged in now (true) or out (false), or why not.
+    GroupLogin(Result<bool, GroupLoginRefusal>),
 }
 
 /// Why a user's own setting was not changed from the phone.

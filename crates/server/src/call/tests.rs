@@ -1261,3 +1261,341 @@ fn a_pickup_by_a_caller_who_is_not_a_user_is_refused_with_403() {
         ]
     );
 }
+
+fn dial_group(timeout_s: u32) -> Vec<Action> {
+    vec![
+        Action::Dial {
+            target: DialTarget::Group("service".into()),
+            timeout_s,
+            fax: false,
+        },
+        Action::Play {
+            sound: "not-reachable".into(),
+        },
+    ]
+}
+
+fn member_facts(extension: &str) -> MemberFacts {
+    MemberFacts::free(extension)
+}
+
+fn group_facts(strategy: dialplan::RingStrategy, members: Vec<MemberFacts>) -> Reply {
+    Reply::RingGroup(Some(GroupFacts {
+        group: dialplan::RingGroup {
+            members: members.iter().map(|m| m.extension.clone()).collect(),
+            strategy,
+            ring_s: 15,
+            timeout_s: 40,
+            respect_dnd: true,
+            respect_forwarding: true,
+        },
+        members,
+        last_answered: None,
+    }))
+}
+
+fn place_user(extension: &str) -> Output {
+    ask(Question::Place {
+        target: DialTarget::User(extension.into()),
+        fax: false,
+        caller_id: CallerId::default(),
+    })
+}
+
+/// Starts a group `dial` and answers its questions up to the first member placed.
+fn group_ringing(
+    strategy: dialplan::RingStrategy,
+    members: Vec<MemberFacts>,
+) -> (Harness, Vec<Output>) {
+    let (mut h, out) = Harness::start(dial_group(40));
+    assert_eq!(out, [ask(Question::GroupLoggedOut("service".into()))]);
+    assert_eq!(
+        h.reply(Reply::Members(Ok(vec!["104".into()]))),
+        [ask(Question::RingGroup {
+            group: "service".into(),
+            logged_out: vec!["104".into()],
+        })]
+    );
+    let out = h.reply(group_facts(strategy, members));
+    (h, out)
+}
+
+#[test]
+fn hunt_group_skips_dnd_and_busy_then_a_busy_answer_hands_on_and_the_ring_time_runs_out() {
+    let (mut h, out) = group_ringing(
+        dialplan::RingStrategy::Hunt,
+        vec![
+            MemberFacts {
+                dnd: true,
+                ..member_facts("101")
+            },
+            MemberFacts {
+                busy: true,
+                ..member_facts("102")
+            },
+            member_facts("103"),
+            member_facts("105"),
+            member_facts("106"),
+        ],
+    );
+    // 101 (do not disturb) and 102 (in a call) are skipped: 103 rings first.
+    assert_eq!(out, [place_user("103")]);
+    assert!(h.reply(placed(&[2])).is_empty());
+    // 103's phone answers busy (486): 105 rings at once.
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(2),
+            status: 486
+        })),
+        [place_user("105")]
+    );
+    assert!(h.reply(placed(&[3])).is_empty());
+    // 105 rings its 15 s, then 106 gets the rest of the group's 40 s.
+    assert!(h.advance(Duration::from_secs(14)).is_empty());
+    assert_eq!(
+        h.advance(Duration::from_secs(1)),
+        [cancel(3, "no answer in time"), place_user("106")]
+    );
+    assert!(h.reply(placed(&[4])).is_empty());
+    assert!(h.advance(Duration::from_secs(14)).is_empty());
+    // Time is left after everyone's turn: from the first free member again.
+    assert_eq!(
+        h.advance(Duration::from_secs(1)),
+        [cancel(4, "no answer in time"), place_user("103")]
+    );
+    assert!(h.reply(placed(&[5])).is_empty());
+    assert!(h.advance(Duration::from_secs(9)).is_empty());
+    // The group's 40 s are up: the fallback (the rule's next action) runs.
+    assert_eq!(
+        h.advance(Duration::from_secs(1)),
+        [
+            cancel(5, "no answer in time"),
+            sip(SipAction::Answer),
+            play("not-reachable"),
+        ]
+    );
+}
+
+/// A hunt group's call asking members' settings itself, up to the first member's turn.
+fn hunt_group_asking_settings(respect_forwarding: bool) -> (Harness, Vec<Output>) {
+    let (mut h, out) = Harness::start_asking_settings(dial_group(40));
+    assert_eq!(out, [ask(Question::GroupLoggedOut("service".into()))]);
+    h.reply(Reply::Members(Ok(Vec::new())));
+    let Reply::RingGroup(Some(mut facts)) = group_facts(
+        dialplan::RingStrategy::Hunt,
+        vec![member_facts("101"), member_facts("102")],
+    ) else {
+        unreachable!("group_facts gives a ring group");
+    };
+    facts.group.respect_forwarding = respect_forwarding;
+    let out = h.reply(Reply::RingGroup(Some(facts)));
+    (h, out)
+}
+
+#[test]
+fn a_hunt_group_respecting_forwarding_sends_a_members_turn_where_they_forwarded_it() {
+    let (mut h, out) = hunt_group_asking_settings(true);
+    assert_eq!(out, [ask(Question::UserSettings("101".into()))]);
+    // 101 forwards every call to 107: the number is routed as 101's call. That route's own
+    // ending (its hangup) is not run: the group goes on with its next member.
+    let out = h.reply(settings(|s| s.forward_always = Some("107".into())));
+    assert_eq!(out, [route_for("107", "101")]);
+    let out = h.reply(route_reply(vec![
+        Action::Dial {
+            target: DialTarget::User("107".into()),
+            timeout_s: 20,
+            fax: false,
+        },
+        Action::Hangup { cause: 486 },
+    ]));
+    assert_eq!(
+        out,
+        [
+            note("forwarded by 101 (always) to 107"),
+            ask(Question::UserSettings("107".into()))
+        ]
+    );
+    assert_eq!(
+        h.reply(Reply::Settings(None)),
+        [place_for("107", "101", None)]
+    );
+    assert!(h.reply(placed(&[2])).is_empty());
+    // Nobody answers at 107 within the forwarded route's 20 s: 102's turn.
+    assert!(h.advance(Duration::from_secs(19)).is_empty());
+    assert_eq!(
+        h.advance(Duration::from_secs(1)),
+        [
+            cancel(2, "no answer in time"),
+            ask(Question::UserSettings("102".into()))
+        ]
+    );
+    // 102 has follow-me off and no forwarding: their own phones ring for their turn.
+    assert_eq!(h.reply(Reply::Settings(None)), [place_user("102")]);
+    assert!(h.reply(placed(&[3])).is_empty());
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Answered(leg(3)))),
+        [
+            sip(SipAction::Connect(leg(3))),
+            ask(Question::GroupAnswered {
+                group: "service".into(),
+                leg: leg(3),
+                member: Some("102".into()),
+            }),
+        ]
+    );
+}
+
+#[test]
+fn a_members_forwarding_is_followed_again_in_the_next_round_and_a_loop_only_skips_them() {
+    let (mut h, out) = Harness::start_asking_settings(dial_group(40));
+    assert_eq!(out, [ask(Question::GroupLoggedOut("service".into()))]);
+    h.reply(Reply::Members(Ok(Vec::new())));
+    let out = h.reply(group_facts(
+        dialplan::RingStrategy::Hunt,
+        vec![member_facts("101")],
+    ));
+    assert_eq!(out, [ask(Question::UserSettings("101".into()))]);
+    h.reply(settings(|s| s.forward_always = Some("107".into())));
+    h.reply(route_reply(vec![Action::Dial {
+        target: DialTarget::User("107".into()),
+        timeout_s: 10,
+        fax: false,
+    }]));
+    assert_eq!(
+        h.reply(Reply::Settings(None)),
+        [place_for("107", "101", None)]
+    );
+    assert!(h.reply(placed(&[2])).is_empty());
+    // Nobody at 107: the next round is 101's turn again, followed afresh (no loop).
+    assert_eq!(
+        h.advance(Duration::from_secs(10)),
+        [
+            cancel(2, "no answer in time"),
+            ask(Question::UserSettings("101".into()))
+        ]
+    );
+    assert_eq!(
+        h.reply(settings(|s| s.forward_always = Some("107".into()))),
+        [route_for("107", "101")]
+    );
+    // Now 107's number leads back to 101: a loop. Only 101 is unreachable, the call does not
+    // end with 482; nobody else is left, so the group's fallback runs.
+    assert_eq!(
+        h.reply(route_reply(vec![Action::Dial {
+            target: DialTarget::User("101".into()),
+            timeout_s: 10,
+            fax: false,
+        }])),
+        [
+            note("forwarded by 101 (always) to 107"),
+            sip(SipAction::Answer),
+            play("not-reachable")
+        ]
+    );
+}
+
+#[test]
+fn a_hunt_group_ignoring_forwarding_rings_the_members_phones_without_asking_their_settings() {
+    let (mut h, out) = hunt_group_asking_settings(false);
+    assert_eq!(out, [place_user("101")]);
+    assert!(h.reply(placed(&[2])).is_empty());
+    assert_eq!(
+        h.advance(Duration::from_secs(15)),
+        [cancel(2, "no answer in time"), place_user("102")]
+    );
+}
+
+#[test]
+fn ring_all_group_places_every_free_member_at_once_and_reports_who_answered() {
+    let (mut h, out) = group_ringing(
+        dialplan::RingStrategy::All,
+        vec![member_facts("101"), member_facts("102")],
+    );
+    assert_eq!(
+        out,
+        [ask(Question::PlaceMembers {
+            members: vec!["101".into(), "102".into()],
+            fax: false,
+            caller_id: CallerId::default(),
+        })]
+    );
+    h.reply(Reply::Placed {
+        legs: vec![leg(2), leg(3)],
+        unplaced: 0,
+        fax: false,
+    });
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Answered(leg(3)))),
+        [
+            cancel(2, "answered elsewhere"),
+            sip(SipAction::Connect(leg(3))),
+            ask(Question::GroupAnswered {
+                group: "service".into(),
+                leg: leg(3),
+                member: None,
+            }),
+        ]
+    );
+    assert!(h.reply(Reply::Done(Ok(()))).is_empty());
+    assert_eq!(
+        h.input(Input::Callee(CalleeEvent::Ended {
+            leg: leg(3),
+            status: 200
+        })),
+        [finished("callee hung up")]
+    );
+}
+
+#[test]
+fn a_group_with_every_member_skipped_goes_to_the_fallback_at_once() {
+    let (_, out) = group_ringing(
+        dialplan::RingStrategy::RoundRobin,
+        vec![MemberFacts {
+            busy: true,
+            ..member_facts("101")
+        }],
+    );
+    assert_eq!(out, [sip(SipAction::Answer), play("not-reachable")]);
+}
+
+#[test]
+fn group_login_confirms_with_a_prompt_and_hangs_up() {
+    let (mut h, out) = Harness::start(vec![Action::GroupLogin {
+        group: None,
+        mode: dialplan::GroupLoginMode::Toggle,
+    }]);
+    assert_eq!(
+        out,
+        [ask(Question::GroupLogin {
+            group: None,
+            mode: dialplan::GroupLoginMode::Toggle,
+        })]
+    );
+    assert_eq!(
+        h.reply(Reply::GroupLogin(Ok(false))),
+        [sip(SipAction::Answer), play("group-logged-out")]
+    );
+    h.reply(Reply::Started(true));
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [
+            sip(SipAction::Hangup),
+            finished("ring group login: logged out")
+        ]
+    );
+    // A caller who is no user is refused without hearing anything.
+    let (mut h, _) = Harness::start(vec![Action::GroupLogin {
+        group: None,
+        mode: dialplan::GroupLoginMode::In,
+    }]);
+    assert_eq!(
+        h.reply(Reply::GroupLogin(Err(GroupLoginRefusal::NotAUser))),
+        [
+            sip(SipAction::Refuse {
+                status: 403,
+                reason: "ring group login: caller is not a user"
+            }),
+            finished("ring group login: caller is not a user")
+        ]
+    );
+}

@@ -2,7 +2,7 @@
 //! §16.7 forking done as a B2BUA), connect the caller with the first to answer, and stay
 //! connected until one side hangs up; when nobody answers, go on with the next action.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::call::logic::{CallLogic, Stop};
 use crate::call::{CalleeEvent, Fork, ForkStep, Input, MediaAction, Question, Reply, SipAction};
@@ -30,19 +30,24 @@ impl CallLogic {
         fax: bool,
     ) -> Result<(), Stop> {
         // A user's forwarding, do not disturb and follow-me apply to dialling them; a fax
-        // call goes to the fax line itself.
-        if let (dialplan::DialTarget::User(extension), false) = (target, fax) {
-            return match self.reach_user(extension, timeout_s).await? {
-                Rung::Answered(callee) => self.talk(callee).await,
-                Rung::Unanswered(status) => {
-                    self.note_unanswered(status);
-                    Ok(())
-                }
-            };
-        }
-        let place = self.place_question(target, fax);
-        match self.ring(place, target, timeout_s).await? {
-            Rung::Answered(callee) => self.talk(callee).await,
+        // call goes to the fax line itself. A group rings its members as it says.
+        let rung = match (target, fax) {
+            (dialplan::DialTarget::Group(group), _) => {
+                self.dial_group(group, Some(timeout_s), fax).await?
+            }
+            (dialplan::DialTarget::User(extension), false) => {
+                self.reach_user(extension, timeout_s).await?
+            }
+            _ => {
+                let place = self.place_question(target, fax);
+                self.ring(place, target, timeout_s).await?
+            }
+        };
+        match rung {
+            Rung::Answered(callee) => {
+                self.note_group_turn_answered(callee).await;
+                self.talk(callee).await
+            }
             Rung::Unanswered(status) => {
                 self.note_unanswered(status);
                 Ok(())
@@ -83,6 +88,8 @@ impl CallLogic {
     pub(super) async fn forward(&mut self, target: &dialplan::DialTarget) -> Result<(), Stop> {
         const FORWARD_RING_S: u32 = 120;
         let rung = match target {
+            // Its members ring as for a `dial`, for the group's own time.
+            dialplan::DialTarget::Group(group) => self.dial_group(group, None, false).await?,
             dialplan::DialTarget::User(extension) => {
                 self.reach_user(extension, FORWARD_RING_S).await?
             }
@@ -95,7 +102,10 @@ impl CallLogic {
             }
         };
         match rung {
-            Rung::Answered(callee) => self.talk(callee).await,
+            Rung::Answered(callee) => {
+                self.note_group_turn_answered(callee).await;
+                self.talk(callee).await
+            }
             Rung::Unanswered(_) => {
                 self.sip(if self.answered {
                     SipAction::Hangup
@@ -141,6 +151,18 @@ impl CallLogic {
         target: &dialplan::DialTarget,
         timeout_s: u32,
     ) -> Result<Rung, Stop> {
+        let ring_until = self.io.now() + Duration::from_secs(u64::from(timeout_s));
+        self.ring_until(place, target, ring_until).await
+    }
+
+    /// Rings what `place` places until `ring_until`: the leg that answered, connected, or
+    /// why nobody did.
+    pub(super) async fn ring_until(
+        &mut self,
+        place: Question,
+        target: &dialplan::DialTarget,
+        ring_until: Instant,
+    ) -> Result<Rung, Stop> {
         let (legs, unplaced, fax) = match self.io.ask(place).await {
             Reply::Placed {
                 legs,
@@ -160,7 +182,7 @@ impl CallLogic {
             _ => (Vec::new(), 1, false),
         };
         tracing::info!(%target, contacts = legs.len(), "dial: ringing");
-        self.ring_legs(legs, unplaced, fax, &target.to_string(), timeout_s)
+        self.ring_legs_until(legs, unplaced, fax, &target.to_string(), ring_until)
             .await
     }
 
@@ -174,8 +196,21 @@ impl CallLogic {
         target: &str,
         timeout_s: u32,
     ) -> Result<Rung, Stop> {
-        let mut fork = Fork::new(legs, unplaced);
         let ring_until = self.io.now() + Duration::from_secs(u64::from(timeout_s));
+        self.ring_legs_until(legs, unplaced, fax, target, ring_until)
+            .await
+    }
+
+    /// Rings `legs` already placed until `ring_until`, as [`CallLogic::ring_legs`] does.
+    async fn ring_legs_until(
+        &mut self,
+        legs: Vec<LegId>,
+        unplaced: usize,
+        fax: bool,
+        target: &str,
+        ring_until: Instant,
+    ) -> Result<Rung, Stop> {
+        let mut fork = Fork::new(legs, unplaced);
         let mut step = fork.start();
         loop {
             match step {

@@ -12,6 +12,7 @@ mod hangup;
 mod pickup;
 mod play;
 mod reach;
+mod ring_group;
 mod set;
 mod wait;
 mod webrtc_bridge;
@@ -33,6 +34,7 @@ pub const RUNNABLE_ACTIONS: &[&str] = &[
     "hangup",
     "call_forward",
     "dnd",
+    "group_login",
     "pickup",
 ];
 
@@ -62,6 +64,7 @@ impl CallLogic {
                     self.call_forward(*when, to, seconds).await?;
                 }
                 Action::Dnd { switch } => self.dnd(*switch).await?,
+                Action::GroupLogin { group, mode } => return self.group_login(group, *mode).await,
                 Action::Pickup { target } => self.pickup(target).await?,
                 other => return self.not_available(other),
             }

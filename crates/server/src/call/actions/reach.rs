@@ -28,6 +28,18 @@ impl CallLogic {
         extension: &str,
         timeout_s: u32,
     ) -> Result<Rung, Stop> {
+        self.reach_user_minding_dnd(extension, timeout_s, true)
+            .await
+    }
+
+    /// As [`CallLogic::reach_user`]; do not disturb is passed over when `mind_dnd` is false
+    /// (a ring group that ignores it still applies the member's forwarding).
+    pub(super) async fn reach_user_minding_dnd(
+        &mut self,
+        extension: &str,
+        timeout_s: u32,
+        mind_dnd: bool,
+    ) -> Result<Rung, Stop> {
         if self.diverted_through.iter().any(|user| user == extension) {
             return self.forwarding_loop(extension).await;
         }
@@ -42,7 +54,7 @@ impl CallLogic {
         if let Some(target) = &settings.forward_always {
             return self.divert(extension, ForwardKind::Always, target).await;
         }
-        if settings.dnd {
+        if settings.dnd && mind_dnd {
             tracing::info!(user = %extension, "dial: do not disturb");
             self.note(format!("{extension} in do not disturb"));
             return match &settings.forward_busy {
@@ -99,7 +111,12 @@ impl CallLogic {
         self.note(format!("forwarded by {user} ({kind}) to {number}"));
         self.diverted_through.push(user.to_owned());
         let outer = self.diverted_by.replace(user.to_owned());
-        let ran = self.run_nested(&route.actions).await;
+        let actions = if self.group_turn.is_some() {
+            up_to_first_dial(&route.actions)
+        } else {
+            &route.actions
+        };
+        let ran = self.run_nested(actions).await;
         self.diverted_by = outer;
         ran?;
         // The forwarded route ran out without anyone answering.
@@ -189,8 +206,13 @@ impl CallLogic {
         Ok(Rung::Unanswered(status))
     }
 
-    /// The caller is told that forwarding goes round in a circle, and the call ends.
+    /// The caller is told that forwarding goes round in a circle, and the call ends. In a
+    /// ring group member's turn only that member is unreachable: the group goes on.
     async fn forwarding_loop(&mut self, extension: &str) -> Result<Rung, Stop> {
+        if self.group_turn.is_some() {
+            tracing::warn!(user = %extension, through = ?self.diverted_through, "call forwarding loop in a ring group member's turn; the group goes on");
+            return Ok(Rung::Unanswered(480));
+        }
         tracing::warn!(user = %extension, through = ?self.diverted_through, "call forwarding loop; the call ends");
         if !self.answered {
             self.sip(SipAction::EarlyMedia);
@@ -207,6 +229,17 @@ impl CallLogic {
             }
         });
         Err(Stop::EndedByUs(REASON))
+    }
+}
+
+/// A route's actions up to and including its first `dial` (all of them when it has none).
+fn up_to_first_dial(actions: &[Action]) -> &[Action] {
+    match actions
+        .iter()
+        .position(|action| matches!(action, Action::Dial { .. }))
+    {
+        Some(at) => &actions[..=at],
+        None => actions,
     }
 }
 
