@@ -34,6 +34,15 @@ declare -A de=(
   [dnd-off]="Bitte nicht stören ist ausgeschaltet."
   [forwarding-loop]="Die Rufumleitung führt im Kreis. Der Anruf kann nicht zugestellt werden."
   [feature-refused]="Diese Funktion steht nur angemeldeten Telefonen zur Verfügung."
+  [voicemail-greeting]="Die gewünschte Person ist nicht erreichbar. Bitte sprechen Sie nach dem Signalton."
+  [voicemail-saved]="Ihre Nachricht wurde gespeichert."
+  [voicemail-you-have]="Sie haben"
+  [voicemail-new-messages]="neue Nachrichten."
+  [voicemail-no-more]="Keine weiteren Nachrichten."
+  [voicemail-message-menu]="Eins: noch einmal hören. Sieben: löschen. Neun: behalten."
+  [voicemail-deleted]="Die Nachricht wurde gelöscht."
+  [voicemail-no-pin]="Für dieses Postfach ist keine PIN gesetzt. Bitte wenden Sie sich an die Verwaltung."
+  [voicemail-no-mailbox]="Dieser Anschluss hat kein Postfach."
 )
 declare -A en=(
   [welcome]="Welcome to amtsleitung."
@@ -63,6 +72,15 @@ declare -A en=(
   [dnd-off]="Do not disturb is off."
   [forwarding-loop]="Call forwarding goes round in a circle. The call cannot be delivered."
   [feature-refused]="This feature is only available to registered phones."
+  [voicemail-greeting]="The person you called is not available. Please speak after the tone."
+  [voicemail-saved]="Your message has been saved."
+  [voicemail-you-have]="You have"
+  [voicemail-new-messages]="new messages."
+  [voicemail-no-more]="No more messages."
+  [voicemail-message-menu]="One: hear it again. Seven: delete. Nine: keep."
+  [voicemail-deleted]="The message was deleted."
+  [voicemail-no-pin]="This mailbox has no PIN set. Please ask your administrator."
+  [voicemail-no-mailbox]="This line has no mailbox."
 )
 
 speak() { # lang voice name text

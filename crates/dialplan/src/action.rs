@@ -87,6 +87,13 @@ pub enum Action {
         /// Room name.
         room: String,
     },
+    /// Take a message for a user's mailbox: greeting, tone, the caller's words recorded.
+    Voicemail {
+        /// The mailbox: the user's extension.
+        mailbox: String,
+    },
+    /// Let the calling user listen to their own mailbox (after their PIN).
+    VoicemailMain,
     /// The calling user sets or clears one of their own call forwardings from the phone
     /// (`*21*102#`, `#21#`); a prompt confirms it.
     CallForward {
@@ -222,6 +229,8 @@ pub(crate) const ACTION_NAMES: &[&str] = &[
     "webrtc_bridge",
     "call_forward",
     "dnd",
+    "voicemail",
+    "voicemail_main",
 ];
 
 /// Menus nested deeper than this are rejected: nobody can navigate them by phone.
@@ -285,6 +294,9 @@ impl ActionParser {
                         Action::Hangup { .. } => Some("hangup"),
                         Action::Goto { .. } => Some("goto"),
                         Action::Forward { .. } => Some("forward"),
+                        // The call ends after the message (or the listening).
+                        Action::Voicemail { .. } => Some("voicemail"),
+                        Action::VoicemailMain => Some("voicemail_main"),
                         _ => None,
                     };
                     out.push(a);
@@ -719,6 +731,29 @@ impl ActionParser {
                     _ => return wrong_arg(r, arg, "dnd", "{ dnd = \"toggle\" }"),
                 };
                 Action::Dnd { switch }
+            }
+            "voicemail" => {
+                let example = "{ voicemail = \"${EXTEN}\" }";
+                let mailbox = match (arg, arg_table) {
+                    (Some(a), _) if a.get_ref().is_str() => walk::string(r, a, "voicemail", "")?,
+                    (Some(_), Some(t)) => {
+                        keys!(t, &["mailbox"], "`voicemail`");
+                        self.required_str(r, t, "mailbox", &arg_span, "voicemail", example)?
+                    }
+                    _ => return wrong_arg(r, arg, "voicemail", example),
+                };
+                self.template(r, &mailbox)?;
+                self.reference(RefKind::User, &mailbox);
+                Action::Voicemail {
+                    mailbox: mailbox.text,
+                }
+            }
+            "voicemail_main" => {
+                let Some(t) = arg_table else {
+                    return wrong_arg(r, arg, "voicemail_main", "{ voicemail_main = {} }");
+                };
+                keys!(t, &[] as &[&str], "`voicemail_main`");
+                Action::VoicemailMain
             }
             other => {
                 let help = match did_you_mean(other, ACTION_NAMES.iter().copied()) {
@@ -1158,9 +1193,11 @@ impl Action {
             },
         };
         match self {
-            Action::Answer | Action::Echo | Action::Wait { .. } | Action::Hangup { .. } => {
-                self.clone()
-            }
+            Action::Answer
+            | Action::Echo
+            | Action::Wait { .. }
+            | Action::Hangup { .. }
+            | Action::VoicemailMain => self.clone(),
             Action::Play { sound } => Action::Play { sound: x(sound) },
             Action::Conference { room, pin_prompt } => Action::Conference {
                 room: room.as_ref().map(x),
@@ -1207,6 +1244,9 @@ impl Action {
                 seconds: seconds.as_ref().map(x),
             },
             Action::Dnd { switch } => Action::Dnd { switch: *switch },
+            Action::Voicemail { mailbox } => Action::Voicemail {
+                mailbox: x(mailbox),
+            },
         }
     }
 }
@@ -1347,6 +1387,14 @@ pub(crate) fn write_actions(
                     "switch the calling user's do not disturb {what} (a prompt confirms)"
                 )?
             }
+            Action::Voicemail { mailbox } => writeln!(
+                f,
+                "voicemail: answer, greeting of mailbox {mailbox}, tone, record the caller's message"
+            )?,
+            Action::VoicemailMain => writeln!(
+                f,
+                "voicemail: the caller listens to their own mailbox after keying its PIN"
+            )?,
         }
     }
     Ok(())

@@ -123,6 +123,47 @@ pub struct Config {
     pub security: SecuritySettings,
     /// WebRTC clients in rooms (WHIP ingest, WHEP egress).
     pub webrtc: WebRtcSettings,
+    /// Voicemail: message length, expiry, mail.
+    pub voicemail: VoicemailSettings,
+}
+
+/// `[voicemail]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct VoicemailSettings {
+    /// Longest message in seconds; the recording ends there.
+    pub max_seconds: u32,
+    /// Seconds of silence that end a message (the caller stopped talking but did not hang
+    /// up); 0 = never.
+    pub silence_seconds: u32,
+    /// Days a message is kept; older ones and their files are deleted (data protection).
+    /// 0 = kept until deleted.
+    pub keep_days: u32,
+    /// The SMTP relay new messages are mailed through, `host:port`; none = no mail.
+    pub smtp: Option<String>,
+    /// The sender address of those mails.
+    pub from: String,
+    /// Upgrade the SMTP connection with STARTTLS (required when set).
+    pub starttls: bool,
+    /// SMTP login, if the relay wants one.
+    pub smtp_user: Option<String>,
+    /// Its password.
+    pub smtp_password: Option<String>,
+}
+
+impl Default for VoicemailSettings {
+    fn default() -> Self {
+        Self {
+            max_seconds: 120,
+            silence_seconds: 5,
+            keep_days: 30,
+            smtp: None,
+            from: "amtsleitung@localhost".into(),
+            starttls: false,
+            smtp_user: None,
+            smtp_password: None,
+        }
+    }
 }
 
 /// How long a WebRTC client whose ICE consent checks stopped may take to come back before its
@@ -360,6 +401,7 @@ impl Default for Config {
             registrar: RegistrarSettings::default(),
             security: SecuritySettings::default(),
             webrtc: WebRtcSettings::default(),
+            voicemail: VoicemailSettings::default(),
         }
     }
 }

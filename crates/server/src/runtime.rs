@@ -126,6 +126,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let store = StoreHandle::start(store).context("cannot start the store thread")?;
     let trunks = TrunkHolder::load(config.trunks.as_deref()).await?;
     crate::trunk_reload::add_tls_destinations(&trunks.current(), &transport)?;
+    let (mwi_tx, mwi_rx) = crate::voicemail::channel();
     let shared = Arc::new(Shared {
         config,
         sounds,
@@ -137,7 +138,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         costs: crate::call_cost::CallCosts::default(),
         webrtc,
         links: crate::meeting_link::MeetingLinks::default(),
+        mwi: mwi_tx,
     });
+    crate::voicemail::spawn_expiry(shared.clone());
     crate::webrtc_sessions::spawn(shared.clone(), webrtc_queues);
     crate::conference::spawn_talk_changes(shared.clone(), talk_rx);
     crate::meeting_link::spawn_watch(shared.clone());
@@ -169,6 +172,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (trunks_tx, trunks_rx) = mpsc::channel(4);
     crate::trunk_reload::spawn(shared.clone(), transport.clone(), trunks_tx)?;
     let core = Core {
+        shared: shared.clone(),
+        mwi: mwi_rx,
         trunk_lines,
         trunks: shared.trunks.current(),
         trunk_reloads: trunks_rx,
@@ -238,6 +243,9 @@ async fn shutdown_signal() {
 }
 
 struct Core {
+    shared: Arc<Shared>,
+    /// Mailboxes whose phones are to be told their counts (MWI).
+    mwi: mpsc::Receiver<crate::voicemail::MwiUpdate>,
     /// Messages per source address, checked before parsing.
     rate_limit: RequestRateLimit,
     endpoint: SipEndpoint,
@@ -305,6 +313,9 @@ impl Core {
                     self.trunk_lines.reconfigure(&self.trunks, &reloaded, &mut self.endpoint, now);
                     self.trunks = reloaded;
                 }
+                Some(update) = self.mwi.recv() => {
+                    self.notify_mailbox(&update, Instant::now());
+                }
                 Some(request) = security.recv() => {
                     self.registrar.on_security_request(request, Instant::now());
                 }
@@ -344,6 +355,31 @@ impl Core {
         }
     }
 
+    /// Sends a mailbox's counts to every registered contact of its user (RFC 3842).
+    fn notify_mailbox(&mut self, update: &crate::voicemail::MwiUpdate, now: Instant) {
+        let account = format!("sip:{}@{}", update.mailbox, store::DEFAULT_DOMAIN);
+        let body = crate::voicemail::message_summary(&account, update.counts);
+        let targets: Vec<_> = self
+            .registrar
+            .lookup(&update.mailbox, now)
+            .into_iter()
+            .filter_map(|binding| {
+                let (next_hop, route) = crate::registrar::route_to(binding)?;
+                Some((binding.details.contact.clone(), next_hop, route))
+            })
+            .collect();
+        for (contact, next_hop, route) in targets {
+            if self
+                .endpoint
+                .notify_message_summary(&contact, next_hop, &route, &body, now)
+            {
+                crate::voicemail::metrics::MWI_NOTIFIES
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(mailbox = %update.mailbox, %contact, new = update.counts.new, old = update.counts.old, "message waiting indication sent");
+            }
+        }
+    }
+
     /// Hands the endpoint's events to call control (whose commands may raise more) and
     /// sends what the endpoint has to send.
     fn pump(&mut self) {
@@ -370,6 +406,9 @@ impl Core {
                         self.endpoint.respond_to(&request.key, *response, now)
                     }
                     RegisterOutcome::Drop => {}
+                }
+                while let Some(user) = self.registrar.poll_newly_registered() {
+                    crate::voicemail::announce_registered(&self.shared, user);
                 }
             }
             while let Some((peer, bytes)) = self.endpoint.poll_transmit() {

@@ -166,5 +166,7 @@ fn short(a: &Action) -> String {
             to.clone().unwrap_or_else(|| "off".into())
         ),
         Action::Dnd { switch } => format!("dnd {switch:?}"),
+        Action::Voicemail { mailbox } => format!("voicemail {mailbox}"),
+        Action::VoicemailMain => "voicemail_main".to_string(),
     }
 }

@@ -53,6 +53,8 @@ pub(super) struct CallLogic {
     /// The final response for a caller nobody answered when the actions run out: 480, or
     /// 486 when the last user dialled was busy.
     pub(super) unanswered_status: u16,
+    /// Longest voicemail message (`[voicemail] max-seconds`).
+    pub(super) voicemail_max: Duration,
 }
 
 impl CallLogic {
@@ -66,6 +68,7 @@ impl CallLogic {
             diverted_by: None,
             diverted_through: Vec::new(),
             unanswered_status: 480,
+            voicemail_max: Duration::from_secs(120),
         }
     }
 

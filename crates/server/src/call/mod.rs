@@ -167,6 +167,8 @@ pub enum MediaAction {
         /// Room number.
         room: String,
     },
+    /// Stop recording the caller's voicemail message (the writer then stores it).
+    StopCapture,
 }
 
 /// News for a room's members, or the caller's flags in it.
@@ -297,6 +299,35 @@ pub enum Question {
     TakeRecording(String),
     /// Start recording the room: [`Reply::Done`].
     StartRecording(String),
+    /// Start recording the caller's message for `mailbox`: [`Reply::Done`].
+    VoicemailRecord {
+        /// The mailbox (the called user's extension).
+        mailbox: String,
+    },
+    /// Open the calling user's own mailbox with keyed-in digits: [`Reply::Mailbox`].
+    VoicemailOpen {
+        /// The digits keyed as PIN.
+        digits: String,
+    },
+    /// A message was listened to: [`Reply::Done`].
+    VoicemailHeard(store::VoicemailId),
+    /// Delete a message, its file too: [`Reply::Done`].
+    VoicemailDelete(store::VoicemailId),
+    /// Play a stored message to the caller: [`Reply::Started`].
+    PlayFile(std::path::PathBuf),
+}
+
+/// What opening a mailbox came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxOpen {
+    /// The caller is no user, so has no mailbox.
+    NoMailbox,
+    /// The mailbox has no PIN, so nobody may listen by phone.
+    NoPin,
+    /// The digits were not the PIN.
+    WrongPin,
+    /// Opened: its messages, new ones first.
+    Open(Vec<store::Voicemail>),
 }
 
 /// The caller ID a rule's `set = { caller_id, caller_name }` gives the calls it places
@@ -351,6 +382,8 @@ pub enum Reply {
     Count(usize),
     /// Done, or why not.
     Done(Result<(), String>),
+    /// The mailbox opened (or why not), or why the store could not say.
+    Mailbox(Result<MailboxOpen, String>),
     /// A user's call settings (`None`: no such user).
     Settings(Option<store::CallSettings>),
     /// The route of a number, if any rule takes it.
@@ -379,6 +412,8 @@ pub struct CallSetup {
     pub route: Route,
     /// Rooms must be created before callers can use them.
     pub require_precreated_rooms: bool,
+    /// Longest voicemail message.
+    pub voicemail_max: std::time::Duration,
 }
 
 /// One call (see the module documentation).
@@ -392,7 +427,8 @@ impl Call {
     /// Starts the call's actions at `now`; its first outputs are ready to poll.
     pub fn new(setup: CallSetup, now: Instant) -> Self {
         let io = port::Io::new(now);
-        let logic = logic::CallLogic::new(io.clone(), setup.require_precreated_rooms);
+        let mut logic = logic::CallLogic::new(io.clone(), setup.require_precreated_rooms);
+        logic.voicemail_max = setup.voicemail_max;
         let mut call = Self {
             io,
             logic: Box::pin(logic.run(setup.route)),

@@ -12,6 +12,7 @@ mod hangup;
 mod play;
 mod reach;
 mod set;
+mod voicemail;
 mod wait;
 mod webrtc_bridge;
 
@@ -32,6 +33,8 @@ pub const RUNNABLE_ACTIONS: &[&str] = &[
     "hangup",
     "call_forward",
     "dnd",
+    "voicemail",
+    "voicemail_main",
 ];
 
 impl CallLogic {
@@ -60,6 +63,10 @@ impl CallLogic {
                     self.call_forward(*when, to, seconds).await?;
                 }
                 Action::Dnd { switch } => self.dnd(*switch).await?,
+                Action::Voicemail { mailbox } => {
+                    return self.voicemail(mailbox, self.voicemail_max).await;
+                }
+                Action::VoicemailMain => return self.voicemail_main().await,
                 other => return self.not_available(other),
             }
         }
