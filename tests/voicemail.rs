@@ -190,7 +190,7 @@ fn an_unanswered_call_leaves_a_message_that_lights_the_lamp_is_mailed_and_is_hea
     let dir = TempDir::new("voicemail");
     let data = TempDir::new("voicemail-data");
     add_user(data.path(), "101", "geheim123");
-    admin_ok(data.path(), &["voicemail", "pin", "101", "4711"]);
+    admin_ok(data.path(), &["voicemail", "pin", "101", "4712"]);
     admin_ok(
         data.path(),
         &["voicemail", "email", "101", "anna@rathaus.example"],
@@ -272,17 +272,22 @@ fn an_unanswered_call_leaves_a_message_that_lights_the_lamp_is_mailed_and_is_hea
         (3_000..8_000).contains(&message.duration_ms),
         "about 5 s of talk: {message:#?}\n{log}"
     );
-    let recorded = share_between(&message.path, CALLER_HZ, 0.5, 3.5);
+    let recorded = share_between(&message.path, CALLER_HZ, 0.5, 4.5);
     assert!(
         recorded > 0.5,
         "the caller's tone in the stored message: {recorded:.2}\n{log}"
     );
-    // The call record says how the call ended.
+    // The voicemail answered the call, and the caller ended it by hanging up, which ended
+    // the message (the record keeps the SIP side's reason: the caller's BYE came first).
     let calls = support::call_records(&server, 1);
     assert_eq!(
-        calls.first().map(|c| c.end_reason.as_str()),
-        Some("voicemail: message left"),
+        calls.first().map(|c| (c.answered, c.end_reason.as_str())),
+        Some((true, "caller hung up")),
         "{calls:#?}"
+    );
+    assert!(
+        log.contains("voicemail: caller hung up; message ends"),
+        "{log}"
     );
 
     // The lamp: the phone that takes NOTIFYs learns of one new message.
@@ -319,7 +324,7 @@ fn an_unanswered_call_leaves_a_message_that_lights_the_lamp_is_mailed_and_is_hea
         text.contains("Anrufer:") && text.contains("Caller:"),
         "{text}"
     );
-    let mailed = share_between(&mail.path().join("attachment.wav"), CALLER_HZ, 0.5, 3.5);
+    let mailed = share_between(&mail.path().join("attachment.wav"), CALLER_HZ, 0.5, 4.5);
     assert!(
         mailed > 0.5,
         "the caller's tone in the mailed WAV: {mailed:.2}"
@@ -330,7 +335,7 @@ fn an_unanswered_call_leaves_a_message_that_lights_the_lamp_is_mailed_and_is_hea
     );
 
     // Listening: the SIPp phone (registered on this address and port, so it is user 101)
-    // dials *98, keys 4711#, and hears the count, then the message.
+    // dials *98, keys 4712#, and hears the count, then the message.
     let capture = Capture::start(&ns, &dir, "udp and dst host 10.99.0.4 and dst port 6100");
     let listen_trace = dir.path().join("listen.log");
     let listener = sipp_phone(

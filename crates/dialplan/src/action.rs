@@ -92,7 +92,8 @@ pub enum Action {
         /// The mailbox: the user's extension.
         mailbox: String,
     },
-    /// Let the calling user listen to their own mailbox (after their PIN).
+    /// Let the calling user listen to their own mailbox (after their PIN); reached through a
+    /// user's call forwarding, take a message for that user's mailbox instead.
     VoicemailMain,
     /// The calling user sets or clears one of their own call forwardings from the phone
     /// (`*21*102#`, `#21#`); a prompt confirms it.
@@ -1393,7 +1394,8 @@ pub(crate) fn write_actions(
             )?,
             Action::VoicemailMain => writeln!(
                 f,
-                "voicemail: the caller listens to their own mailbox after keying its PIN"
+                "voicemail: the caller listens to their own mailbox after keying its PIN \
+                 (reached through a user's call forwarding: takes a message for that user)"
             )?,
         }
     }

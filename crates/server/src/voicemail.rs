@@ -494,6 +494,56 @@ mod tests {
     }
 
     #[test]
+    fn messages_older_than_the_configured_keep_days_are_deleted_at_the_time_given() {
+        let config: crate::config::Config =
+            toml::from_str("[voicemail]\nkeep-days = 30\n").unwrap();
+        let keep_days = config.voicemail.keep_days;
+        let day = 86_400_000;
+        let now_ms = 1_800_000_000_000;
+        let store = store::Store::open_in_memory().unwrap();
+        let left = |mailbox: &str, age_ms: i64| {
+            store
+                .voicemail_add(&store::NewVoicemail {
+                    mailbox: mailbox.into(),
+                    caller: "07111234".into(),
+                    received_at_ms: now_ms - age_ms,
+                    duration_ms: 4_000,
+                    path: PathBuf::from(format!("/data/voicemail/{mailbox}/{age_ms}.wav")),
+                })
+                .unwrap()
+        };
+        left("101", 31 * day);
+        left("102", 30 * day + 1);
+        let at_limit = left("101", 30 * day);
+        let young = left("101", day);
+        let expired = store
+            .voicemail_expire(expiry_cutoff(now_ms, keep_days))
+            .unwrap();
+        let mut gone: Vec<_> = expired.iter().map(|m| m.path.clone()).collect();
+        gone.sort();
+        assert_eq!(
+            gone,
+            [
+                PathBuf::from(format!("/data/voicemail/101/{}.wav", 31 * day)),
+                PathBuf::from(format!("/data/voicemail/102/{}.wav", 30 * day + 1)),
+            ]
+        );
+        let kept: Vec<_> = store
+            .voicemail_list("101")
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(kept, [at_limit, young]);
+        assert!(store.voicemail_list("102").unwrap().is_empty());
+        // A day later the one at the limit is past it too.
+        let expired = store
+            .voicemail_expire(expiry_cutoff(now_ms + day, keep_days))
+            .unwrap();
+        assert_eq!(expired.iter().map(|m| m.id).collect::<Vec<_>>(), [at_limit]);
+    }
+
+    #[test]
     fn expiry_cutoff_is_keep_days_before_now() {
         let day = 86_400_000;
         assert_eq!(expiry_cutoff(100 * day, 30), 70 * day);

@@ -1144,6 +1144,44 @@ fn a_transferred_call_goes_on_with_the_new_party_until_it_hangs_up() {
     );
 }
 
+#[test]
+fn a_no_answer_forwarding_to_star98_takes_a_message_for_the_forwarding_user() {
+    let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
+    h.reply(settings(|s| {
+        s.forward_no_answer = Some("*98".into());
+        s.no_answer_seconds = 5;
+    }));
+    h.reply(placed(&[2]));
+    assert_eq!(
+        h.advance(Duration::from_secs(5)),
+        [cancel(2, "no answer in time"), route_for("*98", "101")]
+    );
+    // The shipped *98 rule: for 101 dialling it, listening; for a caller forwarded by 101,
+    // a message for 101's mailbox (not the caller's: they may have none, or be someone else).
+    assert_eq!(
+        h.reply(route_reply(vec![Action::VoicemailMain])),
+        [sip(SipAction::Answer), play("voicemail-greeting")]
+    );
+    h.reply(Reply::Started(true));
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [play("voicemail-beep")]
+    );
+    h.reply(Reply::Started(true));
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [ask(Question::VoicemailRecord {
+            mailbox: "101".into()
+        })]
+    );
+    assert_eq!(h.reply(Reply::Done(Ok(()))), []);
+    // The message ends the call: the rule's own next action (the prompt) does not run.
+    assert_eq!(
+        h.input(Input::Hangup),
+        [finished("voicemail: message left")]
+    );
+}
+
 fn voicemail_for_101() -> Vec<Action> {
     vec![Action::Voicemail {
         mailbox: "101".into(),

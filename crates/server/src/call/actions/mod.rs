@@ -66,7 +66,13 @@ impl CallLogic {
                 Action::Voicemail { mailbox } => {
                     return self.voicemail(mailbox, self.voicemail_max).await;
                 }
-                Action::VoicemailMain => return self.voicemail_main().await,
+                Action::VoicemailMain => match self.diverted_by.clone() {
+                    // Reached through a user's forwarding (`user forward 101 no-answer *98`):
+                    // the caller is not the mailbox's owner but someone who called them, so
+                    // the number means "my mailbox" and takes a message for it.
+                    Some(user) => return self.voicemail(&user, self.voicemail_max).await,
+                    None => return self.voicemail_main().await,
+                },
                 other => return self.not_available(other),
             }
         }
