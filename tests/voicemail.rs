@@ -431,3 +431,60 @@ fn star98_without_a_pin_is_refused() {
         "{calls:#?}"
     );
 }
+
+/// User 101 forwards unanswered calls to `*98` (their mailbox) after 5 s. User 103 calls 101
+/// through the shipped dialplan; 101's phone rings and is not answered, the forwarding routes
+/// `*98` as 101's call, and the caller's words land in 101's mailbox (not in 103's: the
+/// caller is a user too, and `*98` dialled by them would open their own).
+#[test]
+fn a_no_answer_forwarding_to_star98_leaves_the_message_in_the_forwarding_users_mailbox() {
+    let ns = Netns::new();
+    let data = TempDir::new("voicemail-forward-data");
+    add_user(data.path(), "101", "geheim123");
+    add_user(data.path(), "103", "anrufer99");
+    support::user_cli(
+        data.path(),
+        &["forward", "101", "no-answer", "*98", "--seconds", "5"],
+    );
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    let desk = Baresip::new("10.99.0.2", 880, "PCMU", 8000)
+        .registering("101", "geheim123")
+        .never_answering();
+    let caller =
+        Baresip::new("10.99.0.3", CALLER_HZ as u32, "PCMU", 8000).registering("103", "anrufer99");
+    // 5 s ringing, about 5.5 s greeting and tone, then the caller talks for about 6 s.
+    let (desk_out, caller_out) =
+        support::with_registered_phones(&server, &ns, &[(&desk, &ns)], || {
+            caller.call(&ns, "sip:101@10.99.0.1", 17)
+        });
+    let stored = wait_until(Duration::from_secs(5), || {
+        !messages(server.data_dir(), "101").is_empty()
+    });
+    let log = server.log();
+    assert!(
+        stored,
+        "no message stored\n{caller_out}\n{desk_out:?}\n{log}"
+    );
+    assert!(
+        desk_out.iter().any(|o| o.contains("Incoming call")),
+        "101's phone was not rung first\n{desk_out:?}"
+    );
+    assert!(
+        log.contains("call forwarded") && log.contains("to=*98"),
+        "{log}"
+    );
+    assert!(
+        log.contains("voicemail: taking a message mailbox=101"),
+        "{log}"
+    );
+    assert!(messages(server.data_dir(), "103").is_empty(), "{log}");
+    let [message] = messages(server.data_dir(), "101")
+        .try_into()
+        .unwrap_or_else(|m| panic!("one message expected: {m:#?}\n{log}"));
+    assert_eq!(message.caller, "103", "{message:#?}");
+    let recorded = share_between(&message.path, CALLER_HZ, 0.5, 4.5);
+    assert!(
+        recorded > 0.5,
+        "the caller's tone in the stored message: {recorded:.2}\n{log}"
+    );
+}
