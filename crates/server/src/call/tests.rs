@@ -1145,7 +1145,7 @@ fn a_transferred_call_goes_on_with_the_new_party_until_it_hangs_up() {
 }
 
 #[test]
-fn a_no_answer_forwarding_to_star98_takes_a_message_for_the_forwarding_user() {
+fn a_no_answer_or_busy_forwarding_to_star98_takes_a_message_for_the_forwarding_user() {
     let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
     h.reply(settings(|s| {
         s.forward_no_answer = Some("*98".into());
@@ -1179,6 +1179,20 @@ fn a_no_answer_forwarding_to_star98_takes_a_message_for_the_forwarding_user() {
     assert_eq!(
         h.input(Input::Hangup),
         [finished("voicemail: message left")]
+    );
+
+    // Do not disturb with the busy forwarding to *98: no phone rings, the message is 101's.
+    let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
+    assert_eq!(
+        h.reply(settings(|s| {
+            s.dnd = true;
+            s.forward_busy = Some("*98".into());
+        })),
+        [route_for("*98", "101")]
+    );
+    assert_eq!(
+        h.reply(route_reply(vec![Action::VoicemailMain])),
+        [sip(SipAction::Answer), play("voicemail-greeting")]
     );
 }
 
