@@ -38,6 +38,15 @@ declare -A de=(
   [group-logged-out]="Sie sind von Ihren Gruppen abgemeldet."
   [group-not-member]="Sie gehören zu keiner Gruppe."
   [nothing-to-pick-up]="Hier klingelt gerade kein Anruf, den Sie heranholen können."
+  [voicemail-greeting]="Die gewünschte Person ist nicht erreichbar. Bitte sprechen Sie nach dem Signalton."
+  [voicemail-saved]="Ihre Nachricht wurde gespeichert."
+  [voicemail-you-have]="Sie haben"
+  [voicemail-new-messages]="neue Nachrichten."
+  [voicemail-no-more]="Keine weiteren Nachrichten."
+  [voicemail-message-menu]="Eins: noch einmal hören. Sieben: löschen. Neun: behalten."
+  [voicemail-deleted]="Die Nachricht wurde gelöscht."
+  [voicemail-no-pin]="Für dieses Postfach ist keine PIN gesetzt. Bitte wenden Sie sich an die Verwaltung."
+  [voicemail-no-mailbox]="Dieser Anschluss hat kein Postfach."
 )
 declare -A en=(
   [welcome]="Welcome to amtsleitung."
@@ -71,6 +80,15 @@ declare -A en=(
   [group-logged-out]="You are logged out of your groups."
   [group-not-member]="You are not a member of any group."
   [nothing-to-pick-up]="No call is ringing here for you to pick up."
+  [voicemail-greeting]="The person you called is not available. Please speak after the tone."
+  [voicemail-saved]="Your message has been saved."
+  [voicemail-you-have]="You have"
+  [voicemail-new-messages]="new messages."
+  [voicemail-no-more]="No more messages."
+  [voicemail-message-menu]="One: hear it again. Seven: delete. Nine: keep."
+  [voicemail-deleted]="The message was deleted."
+  [voicemail-no-pin]="This mailbox has no PIN set. Please ask your administrator."
+  [voicemail-no-mailbox]="This line has no mailbox."
 )
 
 speak() { # lang voice name text

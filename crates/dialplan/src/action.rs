@@ -87,6 +87,14 @@ pub enum Action {
         /// Room name.
         room: String,
     },
+    /// Take a message for a user's mailbox: greeting, tone, the caller's words recorded.
+    Voicemail {
+        /// The mailbox: the user's extension.
+        mailbox: String,
+    },
+    /// Let the calling user listen to their own mailbox (after their PIN); reached through a
+    /// user's call forwarding, take a message for that user's mailbox instead.
+    VoicemailMain,
     /// The calling user sets or clears one of their own call forwardings from the phone
     /// (`*21*102#`, `#21#`); a prompt confirms it.
     CallForward {
@@ -274,6 +282,8 @@ pub(crate) const ACTION_NAMES: &[&str] = &[
     "dnd",
     "group_login",
     "pickup",
+    "voicemail",
+    "voicemail_main",
 ];
 
 /// Menus nested deeper than this are rejected: nobody can navigate them by phone.
@@ -338,6 +348,9 @@ impl ActionParser {
                         Action::Goto { .. } => Some("goto"),
                         Action::Forward { .. } => Some("forward"),
                         Action::GroupLogin { .. } => Some("group_login"),
+                        // The call ends after the message (or the listening).
+                        Action::Voicemail { .. } => Some("voicemail"),
+                        Action::VoicemailMain => Some("voicemail_main"),
                         _ => None,
                     };
                     out.push(a);
@@ -841,6 +854,29 @@ impl ActionParser {
                     }
                 }
             }
+            "voicemail" => {
+                let example = "{ voicemail = \"${EXTEN}\" }";
+                let mailbox = match (arg, arg_table) {
+                    (Some(a), _) if a.get_ref().is_str() => walk::string(r, a, "voicemail", "")?,
+                    (Some(_), Some(t)) => {
+                        keys!(t, &["mailbox"], "`voicemail`");
+                        self.required_str(r, t, "mailbox", &arg_span, "voicemail", example)?
+                    }
+                    _ => return wrong_arg(r, arg, "voicemail", example),
+                };
+                self.template(r, &mailbox)?;
+                self.reference(RefKind::User, &mailbox);
+                Action::Voicemail {
+                    mailbox: mailbox.text,
+                }
+            }
+            "voicemail_main" => {
+                let Some(t) = arg_table else {
+                    return wrong_arg(r, arg, "voicemail_main", "{ voicemail_main = {} }");
+                };
+                keys!(t, &[] as &[&str], "`voicemail_main`");
+                Action::VoicemailMain
+            }
             other => {
                 let help = match did_you_mean(other, ACTION_NAMES.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`? Actions: {}", ACTION_NAMES.join(", ")),
@@ -1279,9 +1315,11 @@ impl Action {
             },
         };
         match self {
-            Action::Answer | Action::Echo | Action::Wait { .. } | Action::Hangup { .. } => {
-                self.clone()
-            }
+            Action::Answer
+            | Action::Echo
+            | Action::Wait { .. }
+            | Action::Hangup { .. }
+            | Action::VoicemailMain => self.clone(),
             Action::Play { sound } => Action::Play { sound: x(sound) },
             Action::Conference { room, pin_prompt } => Action::Conference {
                 room: room.as_ref().map(x),
@@ -1338,6 +1376,9 @@ impl Action {
                 target: PickupTarget::Group,
             } => Action::Pickup {
                 target: PickupTarget::Group,
+            },
+            Action::Voicemail { mailbox } => Action::Voicemail {
+                mailbox: x(mailbox),
             },
         }
     }
@@ -1519,6 +1560,15 @@ pub(crate) fn write_actions(
             } => writeln!(
                 f,
                 "pick up a call ringing at a member of the caller's [pickup-groups] (nothing ringing: a prompt, then 480)"
+            )?,
+            Action::Voicemail { mailbox } => writeln!(
+                f,
+                "voicemail: answer, greeting of mailbox {mailbox}, tone, record the caller's message"
+            )?,
+            Action::VoicemailMain => writeln!(
+                f,
+                "voicemail: the caller listens to their own mailbox after keying its PIN \
+                 (reached through a user's call forwarding: takes a message for that user)"
             )?,
         }
     }

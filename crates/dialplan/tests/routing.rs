@@ -219,7 +219,7 @@ fn townhall_internal_rules_check_source_network_and_substitute_captures() {
         (
             "205",
             Some("10.8.0.12"),
-            Some("dial user:205 30 | hangup 480"),
+            Some("dial user:205 20 | voicemail 205"),
         ),
         (
             "0071112345",

@@ -278,6 +278,12 @@ impl FrameScratch {
             payload: [0; MAX_PACKET],
         }
     }
+
+    /// The first `n` samples of what the peer said in the frame last made by
+    /// [`MediaLeg::produce`] (at the leg's codec rate): what a voicemail records.
+    pub fn heard(&self, n: usize) -> &[i16] {
+        &self.heard[..n.min(MAX_FRAME_SAMPLES)]
+    }
 }
 
 impl Default for FrameScratch {
@@ -380,6 +386,11 @@ impl MediaLeg {
             overlay: None,
             alone_tone: None,
         })
+    }
+
+    /// Samples in one frame at the codec's rate.
+    pub fn samples_per_frame(&self) -> usize {
+        self.samples_per_frame
     }
 
     /// The negotiated codec.

@@ -635,6 +635,7 @@ impl CallControl {
                 return;
             }
             MediaAction::StopRecording { room } => MediaCommand::SetRecording(room, None),
+            MediaAction::StopCapture => MediaCommand::Capture(leg, None),
         };
         media.send(leg, command);
     }
@@ -732,6 +733,48 @@ impl CallControl {
                 None
             }
             Question::Pickup(target) => Some(self.pickup(leg, target, endpoint, registrar, now)),
+            Question::VoicemailRecord { mailbox } => {
+                let l = self.legs.get(&leg)?;
+                let spec = crate::voicemail::MessageSpec {
+                    mailbox: mailbox.clone(),
+                    caller: l.caller.clone(),
+                    leg,
+                    events: self.call_events.clone(),
+                };
+                let started = crate::voicemail::start_message(&self.shared, spec).map(|sink| {
+                    self.shared
+                        .media
+                        .send(leg, MediaCommand::Capture(leg, Some(sink)));
+                });
+                Some(Reply::Done(started))
+            }
+            Question::VoicemailOpen { digits } => {
+                let mailbox = self.legs.get(&leg)?.profile.user.clone();
+                crate::voicemail::spawn_open(
+                    &self.shared,
+                    leg,
+                    mailbox,
+                    digits.clone(),
+                    &self.replies,
+                );
+                None
+            }
+            Question::VoicemailHeard(id) | Question::VoicemailDelete(id) => {
+                let delete = matches!(question, Question::VoicemailDelete(_));
+                crate::voicemail::spawn_change(&self.shared, leg, *id, delete, &self.replies);
+                None
+            }
+            Question::PlayFile(path) => {
+                let l = self.legs.get(&leg)?;
+                crate::voicemail::spawn_play_file(
+                    &self.shared,
+                    leg,
+                    path.clone(),
+                    l.codec_rate,
+                    &self.replies,
+                );
+                None
+            }
             _ => {
                 if let Some(reply) =
                     self.answer_group_question(leg, &question, endpoint, registrar, now)
@@ -1223,6 +1266,9 @@ impl CallControl {
         let setup = CallSetup {
             route,
             require_precreated_rooms: self.shared.config.conference.require_precreated_rooms,
+            voicemail_max: std::time::Duration::from_secs(u64::from(
+                self.shared.config.voicemail.max_seconds.max(1),
+            )),
         };
         if let Some(l) = self.legs.get_mut(&leg) {
             let _entered = l.span.enter();

@@ -125,6 +125,8 @@ pub struct Config {
     pub webrtc: WebRtcSettings,
     /// Subscriptions to colleagues' lines (busy lamp fields).
     pub presence: PresenceSettings,
+    /// Voicemail: message length, expiry, mail.
+    pub voicemail: VoicemailSettings,
 }
 
 /// `[presence]`: SUBSCRIBE/NOTIFY for busy lamp fields (RFC 6665, RFC 4235).
@@ -149,6 +151,45 @@ impl Default for PresenceSettings {
             max_subscriptions: 5000,
             min_expires: 60,
             max_expires: 3600,
+        }
+    }
+}
+
+/// `[voicemail]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct VoicemailSettings {
+    /// Longest message in seconds; the recording ends there.
+    pub max_seconds: u32,
+    /// Seconds of silence that end a message (the caller stopped talking but did not hang
+    /// up); 0 = never.
+    pub silence_seconds: u32,
+    /// Days a message is kept; older ones and their files are deleted (data protection).
+    /// 0 = kept until deleted.
+    pub keep_days: u32,
+    /// The SMTP relay new messages are mailed through, `host:port`; none = no mail.
+    pub smtp: Option<String>,
+    /// The sender address of those mails.
+    pub from: String,
+    /// Upgrade the SMTP connection with STARTTLS (required when set).
+    pub starttls: bool,
+    /// SMTP login, if the relay wants one.
+    pub smtp_user: Option<String>,
+    /// Its password.
+    pub smtp_password: Option<String>,
+}
+
+impl Default for VoicemailSettings {
+    fn default() -> Self {
+        Self {
+            max_seconds: 120,
+            silence_seconds: 5,
+            keep_days: 30,
+            smtp: None,
+            from: "amtsleitung@localhost".into(),
+            starttls: false,
+            smtp_user: None,
+            smtp_password: None,
         }
     }
 }
@@ -389,6 +430,7 @@ impl Default for Config {
             security: SecuritySettings::default(),
             webrtc: WebRtcSettings::default(),
             presence: PresenceSettings::default(),
+            voicemail: VoicemailSettings::default(),
         }
     }
 }

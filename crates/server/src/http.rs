@@ -399,6 +399,41 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             &reg::REGISTRATIONS,
         ),
         (
+            "amtsleitung_voicemail_messages_total",
+            "Voicemail messages stored.",
+            &crate::voicemail::metrics::MESSAGES_STORED,
+        ),
+        (
+            "amtsleitung_voicemail_too_short_total",
+            "Voicemail messages dropped for being shorter than a second.",
+            &crate::voicemail::metrics::MESSAGES_TOO_SHORT,
+        ),
+        (
+            "amtsleitung_voicemail_failures_total",
+            "Voicemail messages that could not be written or stored.",
+            &crate::voicemail::metrics::MESSAGES_FAILED,
+        ),
+        (
+            "amtsleitung_voicemail_expired_total",
+            "Voicemail messages deleted after their keeping time.",
+            &crate::voicemail::metrics::MESSAGES_EXPIRED,
+        ),
+        (
+            "amtsleitung_mwi_notifies_total",
+            "Message-summary NOTIFYs sent to registered phones.",
+            &crate::voicemail::metrics::MWI_NOTIFIES,
+        ),
+        (
+            "amtsleitung_voicemail_emails_total",
+            "Voicemail messages mailed.",
+            &crate::voicemail::metrics::EMAILS_SENT,
+        ),
+        (
+            "amtsleitung_voicemail_email_failures_total",
+            "Voicemail messages that could not be mailed.",
+            &crate::voicemail::metrics::EMAIL_FAILURES,
+        ),
+        (
             "amtsleitung_auth_failures_total",
             "REGISTERs with wrong credentials or an unknown user.",
             &reg::AUTH_FAILURES,

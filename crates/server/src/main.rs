@@ -55,6 +55,9 @@ mod udp_arrival;
 mod udptl_relay;
 mod user_cli;
 mod user_directory;
+mod voicemail;
+mod voicemail_cli;
+mod voicemail_mail;
 mod webrtc_sessions;
 mod whip_http;
 
@@ -111,6 +114,14 @@ enum Command {
         dialplans: Option<PathBuf>,
         #[command(subcommand)]
         command: group_cli::GroupCommand,
+    },
+    /// List voicemail messages; set a mailbox's PIN and mail address; delete messages.
+    Voicemail {
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR", global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: voicemail_cli::VoicemailCommand,
     },
     /// List the call records (as a table or CSV).
     Calls {
@@ -508,6 +519,9 @@ fn main() -> ExitCode {
         } => {
             let dialplans = dialplans.unwrap_or_else(|| config.dialplans.clone());
             group_cli::run(command, &store_dir(data_dir, &config, &source), &dialplans)
+        }
+        Command::Voicemail { data_dir, command } => {
+            voicemail_cli::run(command, &store_dir(data_dir, &config, &source))
         }
         Command::Calls { data_dir, command } => {
             calls_cli::run(command, &store_dir(data_dir, &config, &source))

@@ -128,6 +128,9 @@ pub enum MediaCommand {
     SetMuted(SessionId, bool),
     /// Start or stop recording the room into a WAV file.
     SetRecording(String, Option<RecordingSink>),
+    /// Start or stop recording what the session's peer says (a voicemail message), outside
+    /// a room. Stopping drops the sink, which ends the writer's file.
+    Capture(SessionId, Option<RecordingSink>),
     /// Play a short sound to this session on top of what it hears (prompt, beep).
     Overlay(SessionId, PromptPlayer),
     /// Send a key press to the peer as RFC 4733 events (dropped if it negotiated none).
@@ -220,6 +223,8 @@ pub enum MediaEvent {
     JoinFailed(String),
     /// An overlay sound has ended.
     OverlayFinished,
+    /// The caller said nothing for the voicemail's silence limit while being recorded.
+    CallerSilent,
 }
 
 /// A leg's media quality, published by its worker when RTCP goes out or comes in and when
@@ -490,9 +495,57 @@ pub struct Session {
     link: Link,
     /// SRTP contexts when the leg's media is encrypted.
     secure: Option<Box<SecureLeg>>,
+    /// Where what the peer says goes while a voicemail records it.
+    capture: Option<LegCapture>,
+}
+
+/// A session's voicemail recording: the writer's queue, and the resampler from the leg's
+/// rate to [`ROOM_RATE`] (made when recording starts, so the tick does not allocate).
+struct LegCapture {
+    sink: RecordingSink,
+    resampler: Option<Resampler>,
 }
 
 impl Session {
+    fn set_capture(&mut self, sink: Option<RecordingSink>) {
+        self.capture = sink.map(|sink| {
+            let rate = self.leg.codec().sample_rate();
+            let resampler = if rate == ROOM_RATE {
+                None
+            } else {
+                match Resampler::new(rate, ROOM_RATE) {
+                    Ok(r) => Some(r),
+                    Err(err) => {
+                        tracing::error!(session = %self.id, "voicemail cannot resample {rate} Hz: {err}");
+                        None
+                    }
+                }
+            };
+            LegCapture { sink, resampler }
+        });
+    }
+
+    /// Hands what the peer said this tick (decoded into `scratch` by `produce`) to the
+    /// voicemail writer, at [`ROOM_RATE`].
+    fn capture_tick(&mut self, scratch: &FrameScratch) {
+        let Some(capture) = &mut self.capture else {
+            return;
+        };
+        let heard = scratch.heard(self.leg.samples_per_frame());
+        let mut frame = [0i16; RECORDING_FRAME];
+        match &mut capture.resampler {
+            Some(r) => {
+                r.process(heard, &mut frame);
+            }
+            None => {
+                let n = heard.len().min(RECORDING_FRAME);
+                frame[..n].copy_from_slice(&heard[..n]);
+            }
+        }
+        // A slow disk loses message frames, never call audio.
+        let _ = capture.sink.frames.try_send(frame);
+    }
+
     fn new(spec: SessionSpec, now: Instant) -> Result<Self, LegError> {
         let config = LegConfig {
             codec: spec.codec,
@@ -530,6 +583,7 @@ impl Session {
                 .srtp
                 .as_ref()
                 .map(|keys| Box::new(SecureLeg::new(keys))),
+            capture: None,
         })
     }
 
@@ -995,6 +1049,7 @@ impl Worker {
                 session.keep_alive(now, now_ntp, &mut recv_buf, &mut counts);
                 let Some((slot, pid)) = session.conference else {
                     let frame = session.leg.produce(now, &mut scratch, &mut packet);
+                    session.capture_tick(&scratch);
                     session.send_frame(frame, &packet, &mut counts);
                     continue;
                 };
@@ -1397,6 +1452,7 @@ impl Worker {
             | MediaCommand::SetMuted(id, _)
             | MediaCommand::Overlay(id, _)
             | MediaCommand::SendDtmf(id, _)
+            | MediaCommand::Capture(id, _)
             | MediaCommand::RekeySrtp(id, _) => *id,
             MediaCommand::Start(_)
             | MediaCommand::SetRecording(..)
@@ -1447,6 +1503,11 @@ impl Worker {
                 MediaCommand::SetMode(id, mode) => {
                     if let Some(s) = self.session_mut(id) {
                         s.leg.set_mode(mode);
+                    }
+                }
+                MediaCommand::Capture(id, sink) => {
+                    if let Some(s) = self.session_mut(id) {
+                        s.set_capture(sink);
                     }
                 }
                 MediaCommand::SetRemote(id, remote) => {

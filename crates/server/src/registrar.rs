@@ -42,6 +42,10 @@ pub fn route_to(binding: &Binding) -> Option<(Peer, Vec<String>)> {
     }
 }
 
+/// Users with new contacts waiting to be told of their voicemail at most; beyond, a burst
+/// of registrations (a restart of every phone) skips the rest until their mailbox changes.
+const NEWLY_REGISTERED_QUEUE: usize = 4096;
+
 /// The digest realm: the default SIP domain (users' HA1s are stored for it).
 const REALM: &str = store::DEFAULT_DOMAIN;
 
@@ -162,6 +166,8 @@ pub struct RegistrarService {
     srtp_default: SrtpPolicy,
     /// OPTIONS schedule and reachability of the bindings; `None` when qualifying is off.
     qualifier: Option<Qualifier<BindingId>>,
+    /// Users with a newly added contact, whose phones are told of their voicemail (MWI).
+    newly_registered: std::collections::VecDeque<String>,
 }
 
 impl RegistrarService {
@@ -239,7 +245,13 @@ impl RegistrarService {
             trusted,
             srtp_default,
             qualifier,
+            newly_registered: std::collections::VecDeque::new(),
         }
+    }
+
+    /// The next user with a newly registered contact (a phone that came up, or moved).
+    pub fn poll_newly_registered(&mut self) -> Option<String> {
+        self.newly_registered.pop_front()
     }
 
     /// The earliest binding expiry, ban end, qualify probe or probe timeout.
@@ -611,6 +623,16 @@ impl RegistrarService {
             Ok(registered) => {
                 count(&metrics::REGISTRATIONS);
                 self.qualify_changes(&registered.changes, now);
+                // A phone that just came up learns of waiting messages at once; refreshes
+                // do not repeat it (that is what a mailbox change does).
+                if registered
+                    .changes
+                    .iter()
+                    .any(|c| matches!(c, BindingChange::Added(_)))
+                    && self.newly_registered.len() < NEWLY_REGISTERED_QUEUE
+                {
+                    self.newly_registered.push_back(aor.user().to_string());
+                }
                 if !registered.changes.is_empty() {
                     self.publish(now);
                     let contacts = registered.contacts.len();

@@ -127,6 +127,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let store = StoreHandle::start(store).context("cannot start the store thread")?;
     let trunks = TrunkHolder::load(config.trunks.as_deref()).await?;
     crate::trunk_reload::add_tls_destinations(&trunks.current(), &transport)?;
+    let (mwi_tx, mwi_rx) = crate::voicemail::channel();
     let shared = Arc::new(Shared {
         config,
         sounds,
@@ -138,7 +139,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         costs: crate::call_cost::CallCosts::default(),
         webrtc,
         links: crate::meeting_link::MeetingLinks::default(),
+        mwi: mwi_tx,
     });
+    crate::voicemail::spawn_expiry(shared.clone());
     crate::webrtc_sessions::spawn(shared.clone(), webrtc_queues);
     crate::conference::spawn_talk_changes(shared.clone(), talk_rx);
     crate::meeting_link::spawn_watch(shared.clone());
@@ -170,6 +173,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (trunks_tx, trunks_rx) = mpsc::channel(4);
     crate::trunk_reload::spawn(shared.clone(), transport.clone(), trunks_tx)?;
     let core = Core {
+        shared: shared.clone(),
+        mwi: mwi_rx,
         trunk_lines,
         trunks: shared.trunks.current(),
         trunk_reloads: trunks_rx,
@@ -240,6 +245,9 @@ async fn shutdown_signal() {
 }
 
 struct Core {
+    shared: Arc<Shared>,
+    /// Mailboxes whose phones are to be told their counts (MWI).
+    mwi: mpsc::Receiver<crate::voicemail::MwiUpdate>,
     /// Messages per source address, checked before parsing.
     rate_limit: RequestRateLimit,
     endpoint: SipEndpoint,
@@ -310,6 +318,9 @@ impl Core {
                     self.trunk_lines.reconfigure(&self.trunks, &reloaded, &mut self.endpoint, now);
                     self.trunks = reloaded;
                 }
+                Some(update) = self.mwi.recv() => {
+                    self.notify_mailbox(&update, Instant::now());
+                }
                 Some(request) = security.recv() => {
                     self.registrar.on_security_request(request, Instant::now());
                 }
@@ -347,6 +358,31 @@ impl Core {
                 self.endpoint.leg_count(),
                 std::sync::atomic::Ordering::Relaxed,
             );
+        }
+    }
+
+    /// Sends a mailbox's counts to every registered contact of its user (RFC 3842).
+    fn notify_mailbox(&mut self, update: &crate::voicemail::MwiUpdate, now: Instant) {
+        let account = format!("sip:{}@{}", update.mailbox, store::DEFAULT_DOMAIN);
+        let body = crate::voicemail::message_summary(&account, update.counts);
+        let targets: Vec<_> = self
+            .registrar
+            .lookup(&update.mailbox, now)
+            .into_iter()
+            .filter_map(|binding| {
+                let (next_hop, route) = crate::registrar::route_to(binding)?;
+                Some((binding.details.contact.clone(), next_hop, route))
+            })
+            .collect();
+        for (contact, next_hop, route) in targets {
+            if self
+                .endpoint
+                .notify_message_summary(&contact, next_hop, &route, &body, now)
+            {
+                crate::voicemail::metrics::MWI_NOTIFIES
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(mailbox = %update.mailbox, %contact, new = update.counts.new, old = update.counts.old, "message waiting indication sent");
+            }
         }
     }
 
@@ -389,6 +425,9 @@ impl Core {
                         self.endpoint.respond_to(&request.key, *response, now)
                     }
                     RegisterOutcome::Drop => {}
+                }
+                while let Some(user) = self.registrar.poll_newly_registered() {
+                    crate::voicemail::announce_registered(&self.shared, user);
                 }
             }
             while let Some((peer, bytes)) = self.endpoint.poll_transmit() {

@@ -29,4 +29,6 @@ pub struct Shared {
     pub webrtc: crate::webrtc_sessions::WebRtcSessions,
     /// Rooms' links to external meetings that are running.
     pub links: crate::meeting_link::MeetingLinks,
+    /// Mailboxes whose counts changed, for the signalling task to tell their phones (MWI).
+    pub mwi: tokio::sync::mpsc::Sender<crate::voicemail::MwiUpdate>,
 }

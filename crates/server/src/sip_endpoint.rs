@@ -717,6 +717,58 @@ impl SipEndpoint {
         }
     }
 
+    /// Tells a registered contact how many voicemail messages wait (RFC 3842): a NOTIFY
+    /// for `message-summary` outside any dialog, as Asterisk and most PBXs send to phones
+    /// that never subscribed (Yealink, Snom, Gigaset take it). Its answer is not waited
+    /// for: the next change or registration sends the counts again. False when it could
+    /// not be sent.
+    pub fn notify_message_summary(
+        &mut self,
+        request_uri: &str,
+        next_hop: Peer,
+        route: &[String],
+        body: &str,
+        now: Instant,
+    ) -> bool {
+        let (_, host, port, proto) = self.sent_by(next_hop);
+        let text = format!(
+            "NOTIFY {request_uri} SIP/2.0\r\n\
+             Via: SIP/2.0/{proto} {host}:{port};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             {routes}\
+             From: <sip:amtsleitung@{host}>;tag={tag}\r\n\
+             To: <{request_uri}>\r\n\
+             Call-ID: {call_id}@{host}\r\n\
+             CSeq: 1 NOTIFY\r\n\
+             Contact: <sip:amtsleitung@{host}:{port}>\r\n\
+             Event: message-summary\r\n\
+             Subscription-State: active\r\n\
+             Content-Type: application/simple-message-summary\r\n\
+             Content-Length: {length}\r\n\r\n{body}",
+            branch = sip::transaction::new_branch(),
+            tag = sip::transaction::new_tag(),
+            call_id = sip::transaction::new_tag(),
+            routes = route_headers(route),
+            length = body.len(),
+        );
+        let request = match msg::parse(text.as_bytes()) {
+            Ok(rsip::SipMessage::Request(request)) => request,
+            Ok(_) | Err(_) => {
+                tracing::debug!(uri = %request_uri, "cannot build NOTIFY to this contact");
+                return false;
+            }
+        };
+        let sent = match self.layer.send_request(request, next_hop, now) {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::debug!(uri = %request_uri, "NOTIFY not sent: {err}");
+                false
+            }
+        };
+        self.drain_layer(now);
+        sent
+    }
+
     /// Sends a request of our own outside any dialog (an outbound REGISTER) to `next_hop`;
     /// its final answer comes out of [`SipEndpoint::poll_own_answer`] under the key returned.
     pub fn send_own_request(

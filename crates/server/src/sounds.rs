@@ -114,6 +114,18 @@ impl SoundLibrary {
                 );
             }
         }
+        // The tone after a voicemail greeting: one 1 kHz note of 400 ms, as answering
+        // machines have taught callers to expect.
+        let mut beep = vec![0i16; 16_000 * 400 / 1000];
+        media::tone::ToneGenerator::new(16_000, media::tone::ToneSpec::single(1000.0, -12.0))
+            .fill(&mut beep);
+        let beep: Arc<[i16]> = Arc::from(beep);
+        for lang in ["de", "en"] {
+            prompts.insert(
+                (lang.to_string(), "voicemail-beep".to_string()),
+                beep.clone(),
+            );
+        }
         let music = media::wav::parse_wav(SHIPPED_MUSIC_ON_HOLD)
             .context("the shipped music on hold is not a usable WAV")?;
         let music = media::wav::to_prompt(&music).map_err(|err| {

@@ -20,6 +20,7 @@ mod room_links;
 mod room_tokens;
 mod rooms;
 mod users;
+mod voicemail;
 
 pub use call_settings::{
     CallSettings, DEFAULT_NO_ANSWER_SECONDS, FollowMeStep, FollowMeTarget, ForwardKind,
@@ -41,6 +42,9 @@ pub use users::{
     MAX_ALLOWED_NETWORKS, MAX_CALL_CLASSES, MAX_CONTACTS_LIMIT, MAX_DISPLAY_NAME_CHARS,
     MAX_EXTENSION_DIGITS, MAX_PASSWORD_CHARS, MEDIA_ENCRYPTION_WORDS, MIN_EXTENSION_DIGITS,
     MIN_PASSWORD_CHARS, NewUser, PasswordProblem, User, UserLocation, ha1_md5, ha1_sha256,
+};
+pub use voicemail::{
+    MailboxPin, MailboxSettings, MessageCounts, NewVoicemail, Voicemail, VoicemailId,
 };
 
 /// What can go wrong with the store.
@@ -135,6 +139,13 @@ pub enum StoreError {
         /// The scheme number found.
         scheme: i64,
     },
+    /// An email address that cannot be a mailbox's (no `@`, spaces, control characters, or
+    /// too long): it would break the mail's header.
+    #[error("email address {0:?} must be local@domain, at most 254 characters, no spaces")]
+    InvalidEmail(String),
+    /// No voicemail message with this id.
+    #[error("no voicemail message with id {0}")]
+    NoSuchVoicemail(i64),
     /// A recording path is not valid UTF-8 and cannot be stored as text.
     #[error("recording path {0:?} is not valid UTF-8")]
     NonUtf8Path(PathBuf),
@@ -460,6 +471,27 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (group_name, extension)
     ) WITHOUT ROWID;
     ALTER TABLE call_record ADD COLUMN ring_group TEXT;",
+    // 16: voicemail (voicemail.rs): one row per message left in a mailbox (the user's
+    // extension), with the WAV's absolute path, and per mailbox the listening PIN (Argon2id,
+    // as room PINs) and the address new messages are mailed to.
+    "CREATE TABLE voicemail_message (
+        id INTEGER PRIMARY KEY,
+        mailbox TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        heard INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX voicemail_message_by_mailbox ON voicemail_message (mailbox, received_at_ms);
+    CREATE INDEX voicemail_message_by_age ON voicemail_message (received_at_ms);
+    CREATE TABLE voicemail_box (
+        mailbox TEXT PRIMARY KEY NOT NULL,
+        pin_scheme INTEGER,
+        pin_salt BLOB,
+        pin_hash BLOB,
+        email TEXT
+    ) WITHOUT ROWID;",
 ];
 
 /// One finished call, as written to the call log.

@@ -33,7 +33,7 @@ pub const MAX_PARTICIPANTS_LIMIT: u32 = 1000;
 
 /// Scheme 1: Argon2id v1.3, m = 19456 KiB, t = 2, p = 1, 32-byte output, 16-byte salt.
 /// Stored per room so that a later build can raise the cost without breaking old rows.
-const PIN_SCHEME_ARGON2ID_1: i64 = 1;
+pub(crate) const PIN_SCHEME_ARGON2ID_1: i64 = 1;
 const PIN_SALT_LEN: usize = 16;
 const PIN_HASH_LEN: usize = 32;
 
@@ -201,7 +201,7 @@ fn pin_problem(pin: &str) -> Option<PinProblem> {
     None
 }
 
-fn validate_pin(pin: &str, kind: PinKind) -> Result<(), StoreError> {
+pub(crate) fn validate_pin(pin: &str, kind: PinKind) -> Result<(), StoreError> {
     match pin_problem(pin) {
         Some(problem) => Err(StoreError::InvalidPin { kind, problem }),
         None => Ok(()),
@@ -215,13 +215,13 @@ fn validate_max_participants(max: u32) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn new_salt() -> Result<[u8; PIN_SALT_LEN], StoreError> {
+pub(crate) fn new_salt() -> Result<[u8; PIN_SALT_LEN], StoreError> {
     let mut salt = [0u8; PIN_SALT_LEN];
     getrandom::fill(&mut salt).map_err(StoreError::Randomness)?;
     Ok(salt)
 }
 
-fn hash_pin(
+pub(crate) fn hash_pin(
     room: &str,
     scheme: i64,
     salt: &[u8],
@@ -247,7 +247,7 @@ fn hash_pin(
 
 /// Compares without an early exit, so the time taken does not tell how many leading bytes of
 /// a guess were right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

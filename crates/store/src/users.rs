@@ -405,7 +405,7 @@ pub(crate) fn aor_text(domain: &str, extension: &str) -> String {
     }
 }
 
-fn validate_extension(extension: &str) -> Result<(), StoreError> {
+pub(crate) fn validate_extension(extension: &str) -> Result<(), StoreError> {
     if !(MIN_EXTENSION_DIGITS..=MAX_EXTENSION_DIGITS).contains(&extension.len())
         || !extension.bytes().all(|b| b.is_ascii_digit())
     {

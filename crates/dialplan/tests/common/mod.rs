@@ -179,5 +179,7 @@ fn short(a: &Action) -> String {
         Action::Pickup {
             target: PickupTarget::Group,
         } => "pickup group".into(),
+        Action::Voicemail { mailbox } => format!("voicemail {mailbox}"),
+        Action::VoicemailMain => "voicemail_main".to_string(),
     }
 }

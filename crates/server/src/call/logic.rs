@@ -53,6 +53,8 @@ pub(super) struct CallLogic {
     /// The final response for a caller nobody answered when the actions run out: 480, or
     /// 486 when the last user dialled was busy.
     pub(super) unanswered_status: u16,
+    /// Longest voicemail message (`[voicemail] max-seconds`).
+    pub(super) voicemail_max: Duration,
     /// A ring group member's turn is ringing (the group and the member): a forwarding's route
     /// runs only up to its first `dial`, so that route's own ending (a hangup, a prompt) does
     /// not end the group's call; the next member and the group's fallback come after it. Whoever
@@ -81,6 +83,7 @@ impl CallLogic {
             diverted_through: Vec::new(),
             unanswered_status: 480,
             group_turn: None,
+            voicemail_max: Duration::from_secs(120),
         }
     }
 

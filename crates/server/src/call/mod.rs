@@ -177,6 +177,8 @@ pub enum MediaAction {
         /// Room number.
         room: String,
     },
+    /// Stop recording the caller's voicemail message (the writer then stores it).
+    StopCapture,
 }
 
 /// News for a room's members, or the caller's flags in it.
@@ -348,6 +350,22 @@ pub enum Question {
     },
     /// Take a call that rings elsewhere (call pickup): [`Reply::PickedUp`].
     Pickup(dialplan::PickupTarget),
+    /// Start recording the caller's message for `mailbox`: [`Reply::Done`].
+    VoicemailRecord {
+        /// The mailbox (the called user's extension).
+        mailbox: String,
+    },
+    /// Open the calling user's own mailbox with keyed-in digits: [`Reply::Mailbox`].
+    VoicemailOpen {
+        /// The digits keyed as PIN.
+        digits: String,
+    },
+    /// A message was listened to: [`Reply::Done`].
+    VoicemailHeard(store::VoicemailId),
+    /// Delete a message, its file too: [`Reply::Done`].
+    VoicemailDelete(store::VoicemailId),
+    /// Play a stored message to the caller: [`Reply::Started`].
+    PlayFile(std::path::PathBuf),
 }
 
 /// A ring group as a call finds it: its definition and each member's standing.
@@ -410,6 +428,19 @@ pub enum PickupRefusal {
     NothingRinging,
 }
 
+/// What opening a mailbox came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxOpen {
+    /// The caller is no user, so has no mailbox.
+    NoMailbox,
+    /// The mailbox has no PIN, so nobody may listen by phone.
+    NoPin,
+    /// The digits were not the PIN.
+    WrongPin,
+    /// Opened: its messages, new ones first.
+    Open(Vec<store::Voicemail>),
+}
+
 /// The caller ID a rule's `set = { caller_id, caller_name }` gives the calls it places
 /// afterwards (a department's number instead of the user's own, a name for the desk); each
 /// `None` keeps the caller's own.
@@ -465,6 +496,8 @@ pub enum Reply {
     /// The ringing call was taken: call control answered both callers and connected the
     /// picker with the leg named; or why nothing was taken.
     PickedUp(Result<LegId, PickupRefusal>),
+    /// The mailbox opened (or why not), or why the store could not say.
+    Mailbox(Result<MailboxOpen, String>),
     /// A user's call settings (`None`: no such user).
     Settings(Option<store::CallSettings>),
     /// The route of a number, if any rule takes it.
@@ -499,6 +532,8 @@ pub struct CallSetup {
     pub route: Route,
     /// Rooms must be created before callers can use them.
     pub require_precreated_rooms: bool,
+    /// Longest voicemail message.
+    pub voicemail_max: std::time::Duration,
 }
 
 /// One call (see the module documentation).
@@ -512,7 +547,8 @@ impl Call {
     /// Starts the call's actions at `now`; its first outputs are ready to poll.
     pub fn new(setup: CallSetup, now: Instant) -> Self {
         let io = port::Io::new(now);
-        let logic = logic::CallLogic::new(io.clone(), setup.require_precreated_rooms);
+        let mut logic = logic::CallLogic::new(io.clone(), setup.require_precreated_rooms);
+        logic.voicemail_max = setup.voicemail_max;
         let mut call = Self {
             io,
             logic: Box::pin(logic.run(setup.route)),

@@ -79,6 +79,7 @@ impl Harness {
         let setup = CallSetup {
             route: route(actions),
             require_precreated_rooms: false,
+            voicemail_max: Duration::from_secs(120),
         };
         let mut harness = Self {
             call: Call::new(setup, now),
@@ -1597,5 +1598,317 @@ fn group_login_confirms_with_a_prompt_and_hangs_up() {
             }),
             finished("ring group login: caller is not a user")
         ]
+    );
+}
+
+#[test]
+fn a_no_answer_or_busy_forwarding_to_star98_takes_a_message_for_the_forwarding_user() {
+    let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
+    h.reply(settings(|s| {
+        s.forward_no_answer = Some("*98".into());
+        s.no_answer_seconds = 5;
+    }));
+    h.reply(placed(&[2]));
+    assert_eq!(
+        h.advance(Duration::from_secs(5)),
+        [cancel(2, "no answer in time"), route_for("*98", "101")]
+    );
+    // The shipped *98 rule: for 101 dialling it, listening; for a caller forwarded by 101,
+    // a message for 101's mailbox (not the caller's: they may have none, or be someone else).
+    assert_eq!(
+        h.reply(route_reply(vec![Action::VoicemailMain])),
+        [
+            note("forwarded by 101 (no-answer) to *98"),
+            sip(SipAction::Answer),
+            play("voicemail-greeting")
+        ]
+    );
+    h.reply(Reply::Started(true));
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [play("voicemail-beep")]
+    );
+    h.reply(Reply::Started(true));
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [ask(Question::VoicemailRecord {
+            mailbox: "101".into()
+        })]
+    );
+    assert_eq!(h.reply(Reply::Done(Ok(()))), []);
+    // The message ends the call: the rule's own next action (the prompt) does not run.
+    assert_eq!(
+        h.input(Input::Hangup),
+        [finished("voicemail: message left")]
+    );
+
+    // Do not disturb with the busy forwarding to *98: no phone rings, the message is 101's.
+    let (mut h, _) = Harness::start_asking_settings(dial_101_then_prompt());
+    assert_eq!(
+        h.reply(settings(|s| {
+            s.dnd = true;
+            s.forward_busy = Some("*98".into());
+        })),
+        [note("101 in do not disturb"), route_for("*98", "101")]
+    );
+    assert_eq!(
+        h.reply(route_reply(vec![Action::VoicemailMain])),
+        [
+            note("forwarded by 101 (busy) to *98"),
+            sip(SipAction::Answer),
+            play("voicemail-greeting")
+        ]
+    );
+}
+
+fn voicemail_for_101() -> Vec<Action> {
+    vec![Action::Voicemail {
+        mailbox: "101".into(),
+    }]
+}
+
+/// Through greeting and tone to the running recording.
+fn recording_message() -> Harness {
+    let (mut h, out) = Harness::start(voicemail_for_101());
+    assert_eq!(out, [sip(SipAction::Answer), play("voicemail-greeting")]);
+    assert_eq!(h.reply(Reply::Started(true)), []);
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [play("voicemail-beep")]
+    );
+    assert_eq!(h.reply(Reply::Started(true)), []);
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [ask(Question::VoicemailRecord {
+            mailbox: "101".into()
+        })]
+    );
+    assert_eq!(h.reply(Reply::Done(Ok(()))), []);
+    h
+}
+
+/// The recording stopped: the caller hears "saved", goodbye, and the call ends.
+fn assert_saved_and_ended(h: &mut Harness, out: Vec<Output>) {
+    assert_eq!(
+        out,
+        [
+            Output::Media(MediaAction::StopCapture),
+            play("voicemail-saved")
+        ]
+    );
+    assert_eq!(h.reply(Reply::Started(false)), [play("goodbye")]);
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [finished("voicemail: message left")]
+    );
+}
+
+#[test]
+fn voicemail_records_after_greeting_and_tone_until_hash() {
+    let mut h = recording_message();
+    assert_eq!(
+        h.call.poll_timeout(),
+        Some(h.now + Duration::from_secs(120)),
+        "the length limit"
+    );
+    // Other keys are part of the message.
+    assert_eq!(h.digits("12"), []);
+    let out = h.digits("#");
+    assert_saved_and_ended(&mut h, out);
+}
+
+#[test]
+fn voicemail_stops_at_the_length_limit_and_after_silence() {
+    let mut h = recording_message();
+    assert_eq!(h.advance(Duration::from_secs(119)), []);
+    let out = h.advance(Duration::from_secs(1));
+    assert_saved_and_ended(&mut h, out);
+
+    let mut h = recording_message();
+    let out = h.input(Input::Media(MediaEvent::CallerSilent));
+    assert_saved_and_ended(&mut h, out);
+}
+
+#[test]
+fn voicemail_hang_up_ends_the_message_without_losing_it() {
+    let mut h = recording_message();
+    // No stop: the media session ends with the leg, and the writer keeps what was said.
+    assert_eq!(
+        h.input(Input::Hangup),
+        [finished("voicemail: message left")]
+    );
+}
+
+#[test]
+fn a_key_during_the_greeting_skips_it_but_does_not_end_the_message() {
+    let (mut h, _) = Harness::start(voicemail_for_101());
+    assert_eq!(h.reply(Reply::Started(true)), []);
+    assert_eq!(
+        h.digits("#"),
+        [Output::Media(MediaAction::Silence), play("voicemail-beep")]
+    );
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [ask(Question::VoicemailRecord {
+            mailbox: "101".into()
+        })]
+    );
+    assert_eq!(h.reply(Reply::Done(Ok(()))), [], "the # was not kept");
+}
+
+/// `voicemail_main` up to the PIN keyed in.
+fn opening_mailbox() -> Harness {
+    let (mut h, out) = Harness::start(vec![Action::VoicemailMain]);
+    assert_eq!(out, [sip(SipAction::Answer), play("enter-pin")]);
+    assert_eq!(h.reply(Reply::Started(false)), []);
+    assert_eq!(
+        h.digits("4711#"),
+        [ask(Question::VoicemailOpen {
+            digits: "4711".into()
+        })]
+    );
+    h
+}
+
+#[test]
+fn listening_is_refused_while_the_mailbox_has_no_pin() {
+    let mut h = opening_mailbox();
+    assert_eq!(
+        h.reply(Reply::Mailbox(Ok(MailboxOpen::NoPin))),
+        [play("voicemail-no-pin")]
+    );
+    assert_eq!(h.reply(Reply::Started(false)), [play("goodbye")]);
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [finished("refused: mailbox has no PIN")]
+    );
+}
+
+#[test]
+fn three_wrong_mailbox_pins_end_the_call() {
+    let mut h = opening_mailbox();
+    for _ in 0..2 {
+        assert_eq!(
+            h.reply(Reply::Mailbox(Ok(MailboxOpen::WrongPin))),
+            [play("wrong-pin")]
+        );
+        assert_eq!(h.reply(Reply::Started(false)), [play("enter-pin")]);
+        assert_eq!(h.reply(Reply::Started(false)), []);
+        assert_eq!(
+            h.digits("1234#"),
+            [ask(Question::VoicemailOpen {
+                digits: "1234".into()
+            })]
+        );
+    }
+    assert_eq!(
+        h.reply(Reply::Mailbox(Ok(MailboxOpen::WrongPin))),
+        [play("wrong-pin")]
+    );
+    assert_eq!(h.reply(Reply::Started(false)), [play("goodbye")]);
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [finished("refused: wrong mailbox PIN")]
+    );
+}
+
+#[test]
+fn a_listener_hears_the_count_and_each_message_then_repeats_and_deletes() {
+    let mut h = opening_mailbox();
+    let message = store::Voicemail {
+        id: store::VoicemailId(7),
+        mailbox: "101".into(),
+        caller: "0711".into(),
+        received_at_ms: 0,
+        duration_ms: 4000,
+        path: "/data/voicemail/101/a.wav".into(),
+        heard: false,
+    };
+    let path = message.path.clone();
+    assert_eq!(
+        h.reply(Reply::Mailbox(Ok(MailboxOpen::Open(vec![message])))),
+        [play("voicemail-you-have")]
+    );
+    assert_eq!(h.reply(Reply::Started(false)), [play("digit-1")]);
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [play("voicemail-new-messages")]
+    );
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [ask(Question::PlayFile(path.clone()))]
+    );
+    assert_eq!(h.reply(Reply::Started(true)), []);
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [ask(Question::VoicemailHeard(store::VoicemailId(7)))]
+    );
+    assert_eq!(
+        h.reply(Reply::Done(Ok(()))),
+        [play("voicemail-message-menu")]
+    );
+    assert_eq!(h.reply(Reply::Started(false)), []);
+    // 1: again (marked heard once only).
+    assert_eq!(h.digits("1"), [ask(Question::PlayFile(path))]);
+    assert_eq!(h.reply(Reply::Started(true)), []);
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [play("voicemail-message-menu")]
+    );
+    assert_eq!(h.reply(Reply::Started(false)), []);
+    // 7: deleted.
+    assert_eq!(
+        h.digits("7"),
+        [ask(Question::VoicemailDelete(store::VoicemailId(7)))]
+    );
+    assert_eq!(h.reply(Reply::Done(Ok(()))), [play("voicemail-deleted")]);
+    assert_eq!(h.reply(Reply::Started(false)), [play("voicemail-no-more")]);
+    assert_eq!(h.reply(Reply::Started(false)), [play("goodbye")]);
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [finished("voicemail: mailbox listened to")]
+    );
+}
+
+#[test]
+fn a_listener_who_keys_nothing_after_a_message_goes_on_to_the_next() {
+    let mut h = opening_mailbox();
+    let message = |id: i64, heard: bool| store::Voicemail {
+        id: store::VoicemailId(id),
+        mailbox: "101".into(),
+        caller: "0711".into(),
+        received_at_ms: id,
+        duration_ms: 4000,
+        path: format!("/data/voicemail/101/{id}.wav").into(),
+        heard,
+    };
+    assert_eq!(
+        h.reply(Reply::Mailbox(Ok(MailboxOpen::Open(vec![
+            message(1, true),
+            message(2, true),
+        ])))),
+        [play("voicemail-you-have")]
+    );
+    // "You have 0 new messages."
+    assert_eq!(h.reply(Reply::Started(false)), [play("digit-0")]);
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [play("voicemail-new-messages")]
+    );
+    assert_eq!(
+        h.reply(Reply::Started(false)),
+        [ask(Question::PlayFile("/data/voicemail/101/1.wav".into()))]
+    );
+    assert_eq!(h.reply(Reply::Started(true)), []);
+    // An old message is not marked again.
+    assert_eq!(
+        h.input(Input::Media(MediaEvent::PlayFinished)),
+        [play("voicemail-message-menu")]
+    );
+    assert_eq!(h.reply(Reply::Started(false)), []);
+    assert_eq!(h.advance(Duration::from_secs(9)), []);
+    assert_eq!(
+        h.advance(Duration::from_secs(1)),
+        [ask(Question::PlayFile("/data/voicemail/101/2.wav".into()))]
     );
 }

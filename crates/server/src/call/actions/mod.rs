@@ -14,6 +14,7 @@ mod play;
 mod reach;
 mod ring_group;
 mod set;
+mod voicemail;
 mod wait;
 mod webrtc_bridge;
 
@@ -36,6 +37,8 @@ pub const RUNNABLE_ACTIONS: &[&str] = &[
     "dnd",
     "group_login",
     "pickup",
+    "voicemail",
+    "voicemail_main",
 ];
 
 impl CallLogic {
@@ -66,6 +69,16 @@ impl CallLogic {
                 Action::Dnd { switch } => self.dnd(*switch).await?,
                 Action::GroupLogin { group, mode } => return self.group_login(group, *mode).await,
                 Action::Pickup { target } => self.pickup(target).await?,
+                Action::Voicemail { mailbox } => {
+                    return self.voicemail(mailbox, self.voicemail_max).await;
+                }
+                Action::VoicemailMain => match self.diverted_by.clone() {
+                    // Reached through a user's forwarding (`user forward 101 no-answer *98`):
+                    // the caller is not the mailbox's owner but someone who called them, so
+                    // the number means "my mailbox" and takes a message for it.
+                    Some(user) => return self.voicemail(&user, self.voicemail_max).await,
+                    None => return self.voicemail_main().await,
+                },
                 other => return self.not_available(other),
             }
         }
