@@ -9,6 +9,10 @@ as before; `--lanes` binaries run at once. The slowest binaries start first (the
 from the previous run, kept in target/test-durations.json), so the lanes end together.
 
 Each binary's output goes to target/test-logs/<name>.log and is printed whole when it fails.
+
+Measurements run alone (ALONE): PESQ of speech through the server depends on every client
+and the server getting their 20 ms on time, and on two cores shared with another binary's
+calls the speakers' baresips send late, which is the machine's doing, not the server's.
 """
 
 import argparse
@@ -24,6 +28,10 @@ from pathlib import Path
 SLOW_FIRST = ["server/" + name for name in [
     "quality", "trunks", "webrtc_join", "webrtc_bridge", "webrtc_whip", "conference", "calls",
     "liveness", "srtp", "registrar", "fax", "tls"]]
+
+
+# Binaries that measure audio quality: run one at a time before the others, nothing beside.
+ALONE = ["server/quality"]
 
 
 def test_binaries(lines):
@@ -104,6 +112,13 @@ def main():
                       f"{'ok' if code == 0 else f'FAILED (exit {code})'} in {took:.0f} s; {summary}",
                       flush=True)
 
+    alone = [entry for entry in queue if entry[0] in ALONE]
+    queue[:] = [entry for entry in queue if entry[0] not in ALONE]
+    rest = list(queue)
+    for entry in alone:
+        queue[:] = [entry]
+        lane()
+    queue[:] = rest
     threads = [threading.Thread(target=lane) for _ in range(max(1, args.lanes))]
     for thread in threads:
         thread.start()
