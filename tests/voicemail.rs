@@ -488,3 +488,106 @@ fn a_no_answer_forwarding_to_star98_leaves_the_message_in_the_forwarding_users_m
         "the caller's tone in the stored message: {recorded:.2}\n{log}"
     );
 }
+
+/// SIPp on `ip`:5080 as a phone of `user` (name, password) that registers, then subscribes
+/// to `mailbox`'s message summary; traces every message to `trace`.
+fn mwi_subscriber(
+    ns: &Netns,
+    ip: &str,
+    (user, password): (&str, &str),
+    mailbox: &str,
+    trace: &Path,
+) -> Child {
+    ns.command("sipp")
+        .args(["-sf", &scenario("mwi_phone_subscribe.xml"), "-s", user])
+        .args(["-i", ip, "-p", "5080", "-m", "1", "-l", "1"])
+        .args(["-au", user, "-ap", password, "-set", "mailbox", mailbox])
+        .args(["-nostdin", "-timeout", "40s", "-timeout_error"])
+        .arg("-trace_msg")
+        .arg("-message_file")
+        .arg(trace)
+        .arg("10.99.0.1:5060")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp (apt-get install sip-tester)")
+}
+
+/// A phone that subscribes to its own mailbox (RFC 3842 SUBSCRIBE, as Snom and Grandstream
+/// phones do) is told inside its subscription: no message at first, then a waiting one as
+/// soon as a caller left it (both checked by SIPp); it is not told a second time
+/// unsolicited. Another user's mailbox cannot be watched (403).
+#[test]
+fn a_phone_subscribed_to_its_mailbox_is_told_in_its_subscription_only() {
+    let ns = Netns::new();
+    let dir = TempDir::new("voicemail-subscribed");
+    let data = TempDir::new("voicemail-subscribed-data");
+    add_user(data.path(), "101", "geheim123");
+    add_user(data.path(), "102", "kollege77");
+    let plans = plans_with(
+        "voicemail-subscribed-plans",
+        "[[rule]]\nname = \"mailbox\"\nmatch = \"7101\"\nactions = [ { voicemail = \"101\" } ]\n",
+    );
+    let config = dir.path().join("amtsleitung.toml");
+    std::fs::write(
+        &config,
+        "[security]\ntrusted-networks = [\"10.99.0.3/32\"]\n",
+    )
+    .unwrap();
+    let server = Server::start_with_data(
+        Some(&ns),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--dialplans",
+            plans.path().to_str().unwrap(),
+        ],
+        data,
+    );
+    let trace = dir.path().join("mwi-subscriber.log");
+    let phone = mwi_subscriber(&ns, "10.99.0.4", ("101", "geheim123"), "101", &trace);
+    assert!(
+        wait_until(Duration::from_secs(8), || server
+            .metric(Some(&ns), "amtsleitung_subscriptions")
+            == 1),
+        "no subscription\n{}",
+        server.log()
+    );
+    let caller = Baresip::new("10.99.0.3", CALLER_HZ as u32, "PCMU", 8000);
+    // About 5.5 s greeting and tone, then the caller talks.
+    let caller_out = caller.call(&ns, "sip:7101@10.99.0.1", 10);
+    let out = phone.wait_with_output().expect("sipp ran");
+    let log = server.log();
+    let traced = std::fs::read_to_string(&trace).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "the subscribed phone was not told as expected ({:?})\n{traced}\n{caller_out}\n{log}",
+        out.status.code()
+    );
+    assert_eq!(
+        summaries(&trace),
+        [
+            "Messages-Waiting: no | Voice-Message: 0/0 (0/0)",
+            "Messages-Waiting: yes | Voice-Message: 1/0 (0/0)"
+        ],
+        "{traced}"
+    );
+    let notifies = traced.split("NOTIFY sip:").skip(1).count();
+    assert_eq!(notifies, 2, "an unsolicited NOTIFY came too\n{traced}");
+    assert!(!log.contains("message waiting indication sent"), "{log}");
+
+    // 102's phone may not watch 101's mailbox.
+    let spy_trace = dir.path().join("mwi-spy.log");
+    let spy = mwi_subscriber(&ns, "10.99.0.5", ("102", "kollege77"), "101", &spy_trace)
+        .wait()
+        .expect("sipp");
+    assert!(!spy.success(), "102 watched 101's mailbox");
+    assert!(
+        server
+            .log()
+            .contains("SUBSCRIBE to another user's mailbox; 403"),
+        "{}",
+        server.log()
+    );
+}

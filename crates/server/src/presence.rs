@@ -5,10 +5,12 @@
 //! Runs on the signalling task beside the registrar, which identifies subscribers (digest,
 //! a registered flow, or a trusted network). The subscription bookkeeping is the sans-IO
 //! [`sip::subscription::Subscriptions`]; here is who may subscribe to what, the documents,
-//! and sending NOTIFYs through the endpoint. Other event packages (voicemail's
-//! `message-summary`) plug in at [`PresenceService::on_subscribe`]'s dispatch by Event name.
+//! and sending NOTIFYs through the endpoint. The `message-summary` package (RFC 3842) lets a
+//! phone watch its own user's mailbox the same way: it is told the counts whenever they
+//! change, inside its subscription (phones that do not subscribe get them unsolicited).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -18,6 +20,7 @@ use sip::subscription::{
     event_package,
 };
 use sip::transaction::{Peer, TransactionKey};
+use store::MessageCounts;
 
 use crate::config::PresenceSettings;
 use crate::line_state::{CallState, Direction, LineCall, LineStates, LineView};
@@ -28,8 +31,12 @@ use crate::sip_endpoint::{ServiceRequest, SipEndpoint};
 pub const DIALOG_EVENT: &str = "dialog";
 /// Its document type.
 const DIALOG_INFO: &str = "application/dialog-info+xml";
+/// The message summary package (RFC 3842): a user's own mailbox.
+pub const MESSAGE_SUMMARY_EVENT: &str = "message-summary";
+/// Its document type.
+const SIMPLE_MESSAGE_SUMMARY: &str = "application/simple-message-summary";
 /// The packages we serve, for Allow-Events (RFC 6665 §8.2.2).
-const ALLOW_EVENTS: &str = DIALOG_EVENT;
+const ALLOW_EVENTS: &str = "dialog, message-summary";
 /// What a 503 for a full table tells the phone to wait, in seconds.
 const RETRY_AFTER_S: u32 = 60;
 
@@ -42,10 +49,21 @@ pub static ACTIVE_SUBSCRIPTIONS: AtomicU64 = AtomicU64::new(0);
 struct Watcher {
     /// `sip:102@domain`, as the SUBSCRIBE addressed it.
     entity: String,
-    /// The extension watched.
+    /// The extension watched (its line, or its mailbox).
     extension: String,
     /// The flow the SUBSCRIBE came on (phones behind NAT are reached back over it).
     peer: Peer,
+    /// [`DIALOG_EVENT`] or [`MESSAGE_SUMMARY_EVENT`].
+    package: &'static str,
+}
+
+/// What a NOTIFY tells.
+#[derive(Clone, Copy)]
+enum Document<'a> {
+    /// A line's state (dialog package).
+    Line(&'a LineView),
+    /// A mailbox's counts (message-summary package).
+    Mailbox(MessageCounts),
 }
 
 /// The subscriptions and their NOTIFYs (see the module documentation).
@@ -54,6 +72,11 @@ pub struct PresenceService {
     watchers: HashMap<SubscriptionId, Watcher>,
     /// NOTIFYs sent and not yet answered.
     in_flight: HashMap<TransactionKey, SubscriptionId>,
+    /// Each mailbox's counts as last read from the store.
+    mailboxes: HashMap<String, MessageCounts>,
+    /// Mailboxes whose counts a new subscription waits for (the store is read off this
+    /// task; the first NOTIFY follows when they come in, see [`Self::on_mailbox`]).
+    counts_wanted: Vec<String>,
 }
 
 impl PresenceService {
@@ -73,6 +96,8 @@ impl PresenceService {
             subscriptions: Subscriptions::new(limits),
             watchers: HashMap::new(),
             in_flight: HashMap::new(),
+            mailboxes: HashMap::new(),
+            counts_wanted: Vec::new(),
         }
     }
 
@@ -94,8 +119,9 @@ impl PresenceService {
             .map(|e| event_package(&e))
             .unwrap_or_default();
         // The dispatch point by Event name: each package a match arm of its own.
-        match package.as_str() {
-            DIALOG_EVENT => {}
+        let package = match package.as_str() {
+            DIALOG_EVENT => DIALOG_EVENT,
+            MESSAGE_SUMMARY_EVENT => MESSAGE_SUMMARY_EVENT,
             other => {
                 tracing::info!(event = %other, "SUBSCRIBE to an event package we do not serve; 489");
                 let mut response = reply(&request, 489);
@@ -103,7 +129,7 @@ impl PresenceService {
                 endpoint.respond_to(&key, response, now);
                 return;
             }
-        }
+        };
         let subscriber = match registrar.identify_caller(&request, from, now) {
             Ok(Caller::User { extension, .. }) => extension,
             Ok(Caller::Trusted) => msg::header_value(&request, "From")
@@ -148,10 +174,21 @@ impl PresenceService {
             endpoint.respond_to(&key, reply(&request, 404), now);
             return;
         }
-        if !accepts_dialog_info(&request) {
-            tracing::info!(%subscriber, watched = %extension, "subscriber does not accept dialog-info; 406");
+        // A mailbox says who called; only its own user may watch it.
+        if package == MESSAGE_SUMMARY_EVENT && extension != subscriber {
+            tracing::info!(%subscriber, mailbox = %extension, "SUBSCRIBE to another user's mailbox; 403");
+            endpoint.respond_to(&key, reply(&request, 403), now);
+            return;
+        }
+        let document_type = if package == DIALOG_EVENT {
+            DIALOG_INFO
+        } else {
+            SIMPLE_MESSAGE_SUMMARY
+        };
+        if !accepts(&request, document_type) {
+            tracing::info!(%subscriber, watched = %extension, "subscriber does not accept {document_type}; 406");
             let mut response = reply(&request, 406);
-            msg::add_header(&mut response.headers, "Accept", DIALOG_INFO.into());
+            msg::add_header(&mut response.headers, "Accept", document_type.into());
             endpoint.respond_to(&key, response, now);
             return;
         }
@@ -165,7 +202,7 @@ impl PresenceService {
             &request,
             &subscriber,
             &extension,
-            DIALOG_EVENT,
+            package,
             flow,
             local_contact,
             now,
@@ -210,20 +247,30 @@ impl PresenceService {
                 entity: format!("sip:{extension}@{host}"),
                 extension: extension.clone(),
                 peer: from,
+                package,
             },
         );
-        tracing::info!(%subscriber, watched = %extension, expires = accepted.expires, subscription = %accepted.id, new = accepted.created, "dialog subscription");
+        tracing::info!(%subscriber, watched = %extension, expires = accepted.expires, subscription = %accepted.id, new = accepted.created, "{package} subscription");
         let view = lines.view(&extension);
-        if accepted.expires == 0 {
-            self.end(
+        let document = match package {
+            DIALOG_EVENT => Some(Document::Line(&view)),
+            _ => self
+                .mailboxes
+                .get(&extension)
+                .copied()
+                .map(Document::Mailbox),
+        };
+        match (accepted.expires, document) {
+            (0, document) => self.end(
                 accepted.id,
                 TerminationReason::Timeout,
-                &view,
+                document,
                 endpoint,
                 now,
-            );
-        } else {
-            self.send(accepted.id, &view, endpoint, now);
+            ),
+            (_, Some(document)) => self.send(accepted.id, document, endpoint, now),
+            // A mailbox not read yet: its counts are asked for, and they are the first NOTIFY.
+            (_, None) => self.counts_wanted.push(extension),
         }
         self.publish_gauge();
     }
@@ -237,8 +284,33 @@ impl PresenceService {
         now: Instant,
     ) {
         for id in self.subscriptions.watching(extension, DIALOG_EVENT) {
-            self.send(id, view, endpoint, now);
+            self.send(id, Document::Line(view), endpoint, now);
         }
+    }
+
+    /// `mailbox` now holds `counts`: every phone watching it is told. Returns where those
+    /// phones subscribed from, so that they are not told again unsolicited.
+    pub fn on_mailbox(
+        &mut self,
+        mailbox: &str,
+        counts: MessageCounts,
+        endpoint: &mut SipEndpoint,
+        now: Instant,
+    ) -> Vec<SocketAddr> {
+        self.mailboxes.insert(mailbox.to_owned(), counts);
+        let mut told = Vec::new();
+        for id in self.subscriptions.watching(mailbox, MESSAGE_SUMMARY_EVENT) {
+            if let Some(watcher) = self.watchers.get(&id) {
+                told.push(watcher.peer.addr);
+            }
+            self.send(id, Document::Mailbox(counts), endpoint, now);
+        }
+        told
+    }
+
+    /// The mailboxes whose counts new subscriptions wait for (see [`Self::on_mailbox`]).
+    pub fn take_counts_wanted(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.counts_wanted)
     }
 
     /// The final answer to a request we sent (`None`: it timed out); `false` when it was no
@@ -267,12 +339,18 @@ impl PresenceService {
     /// Ends the subscriptions that ran out, each with a final NOTIFY.
     pub fn handle_timeout(&mut self, endpoint: &mut SipEndpoint, lines: &LineStates, now: Instant) {
         while let Some(id) = self.subscriptions.poll_expired(now) {
-            let view = self
-                .watchers
-                .get(&id)
-                .map_or(LineView::Idle(None), |w| lines.view(&w.extension));
+            let watcher = self.watchers.get(&id);
+            let view = watcher.map_or(LineView::Idle(None), |w| lines.view(&w.extension));
+            let document = match watcher {
+                Some(w) if w.package == MESSAGE_SUMMARY_EVENT => self
+                    .mailboxes
+                    .get(&w.extension)
+                    .copied()
+                    .map(Document::Mailbox),
+                _ => Some(Document::Line(&view)),
+            };
             tracing::info!(subscription = %id, "subscription expired");
-            self.end(id, TerminationReason::Timeout, &view, endpoint, now);
+            self.end(id, TerminationReason::Timeout, document, endpoint, now);
         }
         self.publish_gauge();
     }
@@ -295,42 +373,55 @@ impl PresenceService {
         endpoint.respond_to(key, response, now);
     }
 
-    /// Sends subscription `id` a NOTIFY with the document of `view`.
+    /// The body of subscription `id`'s next NOTIFY: `document` as its package writes it.
+    fn body(
+        &mut self,
+        id: SubscriptionId,
+        watcher: &Watcher,
+        document: Document<'_>,
+    ) -> (String, Vec<u8>) {
+        match document {
+            Document::Line(view) => {
+                let version = self.subscriptions.next_version(id).unwrap_or_default();
+                let body = dialog_info(&watcher.entity, version, view);
+                (DIALOG_INFO.to_string(), body.into_bytes())
+            }
+            Document::Mailbox(counts) => {
+                let body = crate::voicemail::message_summary(&watcher.entity, counts);
+                (SIMPLE_MESSAGE_SUMMARY.to_string(), body.into_bytes())
+            }
+        }
+    }
+
+    /// Sends subscription `id` a NOTIFY with `document`.
     fn send(
         &mut self,
         id: SubscriptionId,
-        view: &LineView,
+        document: Document<'_>,
         endpoint: &mut SipEndpoint,
         now: Instant,
     ) {
         let Some(watcher) = self.watchers.get(&id).cloned() else {
             return;
         };
-        let Some(version) = self.subscriptions.next_version(id) else {
-            return;
-        };
-        let body = dialog_info(&watcher.entity, version, view);
+        let body = self.body(id, &watcher, document);
         let via = endpoint.via_address_towards(watcher.peer);
-        let Some(notify) = self.subscriptions.notify(
-            id,
-            via,
-            Some((DIALOG_INFO.to_string(), body.into_bytes())),
-            now,
-        ) else {
+        let Some(notify) = self.subscriptions.notify(id, via, Some(body), now) else {
             return;
         };
-        tracing::debug!(subscription = %id, watched = %watcher.extension, version, line = view.word(), "NOTIFY");
+        tracing::debug!(subscription = %id, watched = %watcher.extension, package = watcher.package, "NOTIFY");
         if let Some(key) = endpoint.send_own_request(notify, watcher.peer, now) {
             self.in_flight.insert(key, id);
         }
     }
 
-    /// Ends subscription `id` with a final NOTIFY (`terminated`) carrying `view`.
+    /// Ends subscription `id` with a final NOTIFY (`terminated`) carrying `document`, or
+    /// no body when there is none to tell (a mailbox never read).
     fn end(
         &mut self,
         id: SubscriptionId,
         reason: TerminationReason,
-        view: &LineView,
+        document: Option<Document<'_>>,
         endpoint: &mut SipEndpoint,
         now: Instant,
     ) {
@@ -338,15 +429,9 @@ impl PresenceService {
             self.subscriptions.remove(id);
             return;
         };
-        let version = self.subscriptions.next_version(id).unwrap_or_default();
-        let body = dialog_info(&watcher.entity, version, view);
+        let body = document.map(|document| self.body(id, &watcher, document));
         let via = endpoint.via_address_towards(watcher.peer);
-        let Some(notify) = self.subscriptions.terminate(
-            id,
-            reason,
-            via,
-            Some((DIALOG_INFO.to_string(), body.into_bytes())),
-        ) else {
+        let Some(notify) = self.subscriptions.terminate(id, reason, via, body) else {
             return;
         };
         // Nobody waits for its answer: the subscription is gone whatever the phone says.
@@ -362,14 +447,14 @@ fn reply(request: &rsip::Request, status: u16) -> rsip::Response {
     msg::response_to(request, status, None, Some(&sip::transaction::new_tag()))
 }
 
-/// Whether the SUBSCRIBE takes dialog-info documents: it says so in Accept, or has no
-/// Accept (RFC 6665 §8.1.3: then the package's default type, which for `dialog` is this).
-fn accepts_dialog_info(request: &rsip::Request) -> bool {
+/// Whether the SUBSCRIBE takes `document_type`: it says so in Accept, or has no Accept
+/// (RFC 6665 §8.1.3: then the package's default type, which for both of ours is theirs).
+fn accepts(request: &rsip::Request, document_type: &str) -> bool {
     let accepts = msg::header_values(request, "Accept");
     accepts.is_empty()
         || accepts.iter().flat_map(|v| v.split(',')).any(|t| {
             let t = t.split(';').next().unwrap_or_default().trim();
-            t.eq_ignore_ascii_case(DIALOG_INFO)
+            t.eq_ignore_ascii_case(document_type)
                 || t == "*/*"
                 || t.eq_ignore_ascii_case("application/*")
         })
@@ -499,13 +584,23 @@ mod tests {
     }
 
     #[test]
-    fn dialog_info_is_accepted_when_named_or_when_no_accept_is_given() {
-        assert!(accepts_dialog_info(&subscribe_with_accept(None)));
-        assert!(accepts_dialog_info(&subscribe_with_accept(Some(
-            "application/dialog-info+xml"
-        ))));
-        assert!(!accepts_dialog_info(&subscribe_with_accept(Some(
-            "application/pidf+xml"
-        ))));
+    fn a_document_type_is_accepted_when_named_or_when_no_accept_is_given() {
+        assert!(accepts(&subscribe_with_accept(None), DIALOG_INFO));
+        assert!(accepts(
+            &subscribe_with_accept(Some("application/dialog-info+xml")),
+            DIALOG_INFO
+        ));
+        assert!(!accepts(
+            &subscribe_with_accept(Some("application/pidf+xml")),
+            DIALOG_INFO
+        ));
+        assert!(accepts(
+            &subscribe_with_accept(Some("application/simple-message-summary")),
+            SIMPLE_MESSAGE_SUMMARY
+        ));
+        assert!(!accepts(
+            &subscribe_with_accept(Some("application/dialog-info+xml")),
+            SIMPLE_MESSAGE_SUMMARY
+        ));
     }
 }

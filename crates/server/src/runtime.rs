@@ -363,12 +363,18 @@ impl Core {
 
     /// Sends a mailbox's counts to every registered contact of its user (RFC 3842).
     fn notify_mailbox(&mut self, update: &crate::voicemail::MwiUpdate, now: Instant) {
+        // Phones that subscribed to the mailbox are told inside their subscription; the
+        // others unsolicited, as most desk phones take it.
+        let subscribed =
+            self.presence
+                .on_mailbox(&update.mailbox, update.counts, &mut self.endpoint, now);
         let account = format!("sip:{}@{}", update.mailbox, store::DEFAULT_DOMAIN);
         let body = crate::voicemail::message_summary(&account, update.counts);
         let targets: Vec<_> = self
             .registrar
             .lookup(&update.mailbox, now)
             .into_iter()
+            .filter(|binding| !subscribed.contains(&binding.details.source.addr))
             .filter_map(|binding| {
                 let (next_hop, route) = crate::registrar::route_to(binding)?;
                 Some((binding.details.contact.clone(), next_hop, route))
@@ -415,6 +421,9 @@ impl Core {
                         self.control.lines(),
                         now,
                     );
+                    for mailbox in self.presence.take_counts_wanted() {
+                        crate::voicemail::announce(&self.shared, mailbox);
+                    }
                     continue;
                 }
                 match self
