@@ -194,6 +194,12 @@ impl CallLogic {
         if !self.started(Question::Play(sound.to_string())).await {
             return Ok(());
         }
+        self.until_played().await
+    }
+
+    /// Waits for the playing sound to end; a key press interrupts it (barge-in) and is kept
+    /// for the next digit collection.
+    pub(super) async fn until_played(&mut self) -> Result<(), Stop> {
         loop {
             match self.next_event().await? {
                 Event::Media(MediaEvent::PlayFinished) => return Ok(()),

@@ -194,17 +194,7 @@ impl CallLogic {
             tracing::warn!(path = %path.display(), "voicemail: message file cannot be played");
             return Ok(());
         }
-        loop {
-            match self.next_event().await? {
-                Event::Media(MediaEvent::PlayFinished) => return Ok(()),
-                Event::Digit(digit) => {
-                    self.pending_digits.push_back(digit);
-                    self.media(MediaAction::Silence);
-                    return Ok(());
-                }
-                _ => {}
-            }
-        }
+        self.until_played().await
     }
 
     /// Asks a question answered with `Done`; a failure is logged, the listener goes on.
