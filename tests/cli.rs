@@ -83,6 +83,67 @@ fn config_file_with_unknown_key_is_refused_naming_file_and_key() {
     );
 }
 
+/// Prometheus text as a scraper reads it: every sample belongs to a family with one HELP
+/// and one TYPE line before its samples, no family twice, no sample twice, every value a
+/// number; and the figures every deployment alerts on are there from the start, at 0.
+fn assert_valid_exposition(response: &str) {
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(response, |(_, body)| body);
+    let mut described: std::collections::HashMap<&str, (bool, Option<&str>)> =
+        std::collections::HashMap::new();
+    let mut samples = std::collections::HashSet::new();
+    for line in body.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            let entry = described.entry(name).or_default();
+            assert!(!entry.0, "HELP twice for {name}:\n{body}");
+            entry.0 = true;
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            let entry = described.entry(name).or_default();
+            assert!(entry.1.is_none(), "TYPE twice for {name}:\n{body}");
+            entry.1 = Some(kind);
+        } else {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "not a number: {line}");
+            assert!(samples.insert(series), "sample twice: {series}\n{body}");
+            let name = series.split('{').next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    let base = name.strip_suffix(suffix)?;
+                    (described.get(base)?.1 == Some("histogram")).then_some(base)
+                })
+                .unwrap_or(name);
+            let (help, kind) = described.get(family).copied().unwrap_or_default();
+            assert!(
+                help && kind.is_some(),
+                "{name} has no HELP or TYPE before it"
+            );
+            assert_eq!(
+                kind == Some("counter"),
+                name.ends_with("_total"),
+                "{line}: counters and only counters end in _total"
+            );
+        }
+    }
+    for figure in [
+        "amtsleitung_calls_total{result=\"refused\"} 0",
+        "amtsleitung_registrations_total 0",
+        "amtsleitung_auth_failures_total 0",
+        "amtsleitung_registered_contacts 0",
+        "amtsleitung_calls_refused_cost_total{limit=\"user\"} 0",
+        "amtsleitung_webrtc_sessions{kind=\"page\"} 0",
+        "amtsleitung_rtp_packets_received_total 0",
+    ] {
+        assert!(
+            body.lines().any(|line| line == figure),
+            "{figure} missing:\n{body}"
+        );
+    }
+}
+
 #[test]
 fn health_endpoint_answers_ok() {
     let server = Server::start(None, &["--log-format", "json"]);
@@ -116,6 +177,7 @@ fn health_endpoint_answers_ok() {
         metrics.contains("amtsleitung_media_late_ticks_total"),
         "{metrics}"
     );
+    assert_valid_exposition(&metrics);
     // JSON logs: every line the server wrote parses as a JSON object.
     let log = server.log();
     assert!(!log.is_empty());
@@ -494,6 +556,38 @@ fn dialplan_check_always_checks_the_prompts() {
 
 /// A fatal error at start is said once (it used to come once from the log and once more
 /// from main).
+#[test]
+fn serve_refuses_a_plan_that_plays_a_prompt_that_does_not_exist() {
+    let empty = TempDir::new("cfg-missing-prompt");
+    let plans = support::plans_with(
+        "missing-prompt-plan",
+        "[[rule]]\nname = \"x\"\nmatch = \"700\"\nactions = [ \"answer\", { play = \"no-such-prompt\" } ]\n",
+    );
+    let (code, out, err) = run_in(
+        empty.path(),
+        Some(support::empty_config()),
+        &[
+            "serve",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--dialplans",
+            plans.path().to_str().unwrap(),
+            "--data-dir",
+            empty.path().join("data").to_str().unwrap(),
+        ],
+    );
+    assert_ne!(
+        code, 0,
+        "serve started on a plan whose prompt is missing: {out}{err}"
+    );
+    assert!(
+        err.contains("sound \"no-such-prompt\" does not exist"),
+        "{err}"
+    );
+}
+
 #[test]
 fn serve_says_a_fatal_error_once() {
     let empty = TempDir::new("cfg-once");

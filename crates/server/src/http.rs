@@ -228,36 +228,85 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// Hands the figures kept outside the facade to it (the media workers' per-packet atomics,
+/// and what is read off state now), then renders everything in Prometheus text.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    use crate::telemetry::{self as t, publish_counter};
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let media = state.shared.media.stats();
-    let body = format!(
-        "# HELP amtsleitung_calls Calls in progress.\n# TYPE amtsleitung_calls gauge\namtsleitung_calls {}\n\
-         # HELP amtsleitung_media_ticks_total Media ticks run.\n# TYPE amtsleitung_media_ticks_total counter\namtsleitung_media_ticks_total {}\n\
-         # HELP amtsleitung_media_late_ticks_total Media ticks that started more than one period late.\n# TYPE amtsleitung_media_late_ticks_total counter\namtsleitung_media_late_ticks_total {}\n\
-         # HELP amtsleitung_rtp_packets_received_total RTP packets received.\n# TYPE amtsleitung_rtp_packets_received_total counter\namtsleitung_rtp_packets_received_total {}\n\
-         # HELP amtsleitung_rtp_packets_sent_total RTP packets sent.\n# TYPE amtsleitung_rtp_packets_sent_total counter\namtsleitung_rtp_packets_sent_total {}\n\
-         # HELP amtsleitung_rtp_packets_rejected_total RTP packets dropped (malformed or unknown payload type).\n# TYPE amtsleitung_rtp_packets_rejected_total counter\namtsleitung_rtp_packets_rejected_total {}\n\
-         # HELP amtsleitung_media_frames_not_decoded_total Conference frames left undecoded because their RFC 6464 level was inaudible.\n# TYPE amtsleitung_media_frames_not_decoded_total counter\namtsleitung_media_frames_not_decoded_total {}\n\
-         # HELP amtsleitung_mixer_frames_forwarded_total Listener frames that were a lone talker's payload, forwarded unchanged.\n# TYPE amtsleitung_mixer_frames_forwarded_total counter\namtsleitung_mixer_frames_forwarded_total {}\n\
-         # HELP amtsleitung_mixer_encodes_total Encoder runs of the conference mixers.\n# TYPE amtsleitung_mixer_encodes_total counter\namtsleitung_mixer_encodes_total {}\n\
-         # HELP amtsleitung_rtp_packets_relayed_total RTP packets relayed between the legs of a call that share a codec, not decoded.\n# TYPE amtsleitung_rtp_packets_relayed_total counter\namtsleitung_rtp_packets_relayed_total {}\n",
-        state.calls.load(Ordering::Relaxed),
-        media.ticks.load(Ordering::Relaxed),
-        media.late_ticks.load(Ordering::Relaxed),
-        media.packets_in.load(Ordering::Relaxed),
-        media.packets_out.load(Ordering::Relaxed),
-        media.packets_rejected.load(Ordering::Relaxed),
-        media.frames_not_decoded.load(Ordering::Relaxed),
-        media.frames_forwarded.load(Ordering::Relaxed),
-        media.mixer_encodes.load(Ordering::Relaxed),
-        media.packets_relayed.load(Ordering::Relaxed),
+    for (name, value) in [
+        (t::MEDIA_TICKS_TOTAL, &media.ticks),
+        (t::MEDIA_LATE_TICKS_TOTAL, &media.late_ticks),
+        (t::RTP_PACKETS_RECEIVED_TOTAL, &media.packets_in),
+        (t::RTP_PACKETS_SENT_TOTAL, &media.packets_out),
+        (t::RTP_PACKETS_REJECTED_TOTAL, &media.packets_rejected),
+        (t::MEDIA_FRAMES_NOT_DECODED_TOTAL, &media.frames_not_decoded),
+        (t::MIXER_FRAMES_FORWARDED_TOTAL, &media.frames_forwarded),
+        (t::MIXER_ENCODES_TOTAL, &media.mixer_encodes),
+        (t::RTP_PACKETS_RELAYED_TOTAL, &media.packets_relayed),
+        (t::RTCP_PACKETS_SENT_TOTAL, &media.rtcp_sent),
+        (t::RTCP_PACKETS_RECEIVED_TOTAL, &media.rtcp_received),
+        (t::RTCP_PACKETS_REJECTED_TOTAL, &media.rtcp_rejected),
+        (t::RTP_PACKETS_LOST_TOTAL, &media.legs_packets_lost),
+        (t::RTP_PACKETS_EXPECTED_TOTAL, &media.legs_packets_expected),
+        (
+            t::RTCP_ROUND_TRIP_MICROSECONDS_TOTAL,
+            &media.legs_round_trip_us,
+        ),
+        (t::RTCP_ROUND_TRIPS_TOTAL, &media.legs_with_round_trip),
+        (t::MEDIA_TIMEOUTS_TOTAL, &media.media_timeouts),
+        (t::WEBRTC_DATAGRAMS_SENT_TOTAL, &media.webrtc_datagrams_sent),
+        (
+            t::UDPTL_DATAGRAMS_RELAYED_TOTAL,
+            &crate::udptl_relay::DATAGRAMS_RELAYED,
+        ),
+    ] {
+        publish_counter(name, load(value));
+    }
+    t::set(t::CALLS, state.calls.load(Ordering::Relaxed));
+    let trunks = state
+        .shared
+        .trunks
+        .current()
+        .status(std::time::Instant::now());
+    t::set(
+        t::TRUNKS_REGISTERED,
+        crate::trunk_service::registered_count(&trunks),
     );
-    let mut body = body;
-    body.push_str(&format!(
-        "# HELP amtsleitung_udptl_datagrams_relayed_total T.38 fax datagrams (UDPTL) passed between the legs of a call.\n# TYPE amtsleitung_udptl_datagrams_relayed_total counter\namtsleitung_udptl_datagrams_relayed_total {}\n",
-        crate::udptl_relay::DATAGRAMS_RELAYED.load(Ordering::Relaxed)
-    ));
-    body.push_str("# HELP amtsleitung_media_tick_seconds Work done in one media tick (receive, mix, send).\n# TYPE amtsleitung_media_tick_seconds histogram\n");
+    t::set(
+        t::TRUNKS_FAILED,
+        trunks.iter().filter(|t| t.state == "failed").count(),
+    );
+    t::set(
+        t::TRUNKS_UNREACHABLE,
+        trunks.iter().filter(|t| t.reachable == Some(false)).count(),
+    );
+    let webrtc = state.shared.webrtc.counts();
+    for (kind, open) in [
+        ("whip", webrtc.whip),
+        ("whep", webrtc.whep),
+        ("page", webrtc.page),
+    ] {
+        metrics::gauge!(t::WEBRTC_SESSIONS, "kind" => kind).set(open as f64);
+    }
+    metrics::gauge!(t::COST_LAST_HOUR).set(
+        state
+            .shared
+            .costs
+            .spent_last_hour(std::time::Instant::now()),
+    );
+
+    let mut body = t::render();
+    body.push_str(&media_tick_histogram(media));
+    body.push_str(&state.shared.links.metrics());
+    ([("content-type", "text/plain; version=0.0.4")], body)
+}
+
+/// The media tick histogram from the workers' fixed buckets of atomics.
+fn media_tick_histogram(media: &crate::media_worker::MediaStats) -> String {
+    let mut body = String::from(
+        "# HELP amtsleitung_media_tick_seconds Work done in one media tick (receive, mix, send).\n# TYPE amtsleitung_media_tick_seconds histogram\n",
+    );
     let mut cumulative = 0;
     for (bound, count) in crate::media_worker::TICK_BUCKETS_US
         .iter()
@@ -277,244 +326,5 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "amtsleitung_media_tick_seconds_sum {}\namtsleitung_media_tick_seconds_count {cumulative}\n",
         media.tick_work_us.load(Ordering::Relaxed) as f64 / 1e6
     ));
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let counter = |body: &mut String, name: &str, help: &str, value: String| {
-        body.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-        ));
-    };
-    counter(
-        &mut body,
-        "amtsleitung_rtcp_packets_sent_total",
-        "RTCP compound packets sent (SR/RR, SDES, BYE).",
-        load(&media.rtcp_sent).to_string(),
-    );
-    counter(
-        &mut body,
-        "amtsleitung_rtcp_packets_received_total",
-        "RTCP reports received from callers.",
-        load(&media.rtcp_received).to_string(),
-    );
-    counter(
-        &mut body,
-        "amtsleitung_rtcp_packets_rejected_total",
-        "RTCP datagrams that did not parse.",
-        load(&media.rtcp_rejected).to_string(),
-    );
-    counter(
-        &mut body,
-        "amtsleitung_rtp_packets_lost_total",
-        "Callers' RTP packets lost on the way to us, over ended calls (RFC 3550 A.3).",
-        load(&media.legs_packets_lost).to_string(),
-    );
-    counter(
-        &mut body,
-        "amtsleitung_rtp_packets_expected_total",
-        "Callers' RTP packets their sequence numbers say they sent, over ended calls.",
-        load(&media.legs_packets_expected).to_string(),
-    );
-    counter(
-        &mut body,
-        "amtsleitung_rtcp_round_trip_seconds_sum",
-        "Sum of the last RTCP round-trip time of ended calls that had one.",
-        (load(&media.legs_round_trip_us) as f64 / 1e6).to_string(),
-    );
-    counter(
-        &mut body,
-        "amtsleitung_rtcp_round_trip_seconds_count",
-        "Ended calls with an RTCP round-trip time.",
-        load(&media.legs_with_round_trip).to_string(),
-    );
-    counter(
-        &mut body,
-        "amtsleitung_media_timeouts_total",
-        "Calls ended because the caller's RTP stopped.",
-        load(&media.media_timeouts).to_string(),
-    );
-    counter(
-        &mut body,
-        "amtsleitung_session_timer_expiries_total",
-        "Calls ended because their SIP session was not refreshed (RFC 4028).",
-        crate::sip_endpoint::SESSION_TIMER_EXPIRIES
-            .load(Ordering::Relaxed)
-            .to_string(),
-    );
-    use crate::registrar::metrics as reg;
-    let gauge = |body: &mut String, name: &str, help: &str, value: u64| {
-        body.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-        ));
-    };
-    gauge(
-        &mut body,
-        "amtsleitung_registered_contacts",
-        "Phone contacts registered now.",
-        reg::REGISTERED_CONTACTS.load(Ordering::Relaxed),
-    );
-    gauge(
-        &mut body,
-        "amtsleitung_subscriptions",
-        "Event subscriptions held now (busy lamp fields).",
-        crate::presence::ACTIVE_SUBSCRIPTIONS.load(Ordering::Relaxed),
-    );
-    gauge(
-        &mut body,
-        "amtsleitung_banned_sources",
-        "Source addresses banned now after repeated failed authentication.",
-        reg::ACTIVE_BANS.load(Ordering::Relaxed),
-    );
-    let trunks = state
-        .shared
-        .trunks
-        .current()
-        .status(std::time::Instant::now());
-    gauge(
-        &mut body,
-        "amtsleitung_trunks_registered",
-        "Trunks registered with their carrier now.",
-        crate::trunk_service::registered_count(&trunks) as u64,
-    );
-    gauge(
-        &mut body,
-        "amtsleitung_trunks_failed",
-        "Trunks whose last registration attempt failed.",
-        trunks.iter().filter(|t| t.state == "failed").count() as u64,
-    );
-    gauge(
-        &mut body,
-        "amtsleitung_trunks_unreachable",
-        "Trunks whose carrier left its last keep-alive OPTIONS unanswered (calls fail over).",
-        trunks.iter().filter(|t| t.reachable == Some(false)).count() as u64,
-    );
-    gauge(
-        &mut body,
-        "amtsleitung_unreachable_contacts",
-        "Registered contacts that left their last qualify OPTIONS unanswered (not rung).",
-        reg::UNREACHABLE_CONTACTS.load(Ordering::Relaxed),
-    );
-    for (name, help, value) in [
-        (
-            "amtsleitung_registrations_total",
-            "REGISTERs accepted.",
-            &reg::REGISTRATIONS,
-        ),
-        (
-            "amtsleitung_voicemail_messages_total",
-            "Voicemail messages stored.",
-            &crate::voicemail::metrics::MESSAGES_STORED,
-        ),
-        (
-            "amtsleitung_voicemail_too_short_total",
-            "Voicemail messages dropped for being shorter than a second.",
-            &crate::voicemail::metrics::MESSAGES_TOO_SHORT,
-        ),
-        (
-            "amtsleitung_voicemail_failures_total",
-            "Voicemail messages that could not be written or stored.",
-            &crate::voicemail::metrics::MESSAGES_FAILED,
-        ),
-        (
-            "amtsleitung_voicemail_expired_total",
-            "Voicemail messages deleted after their keeping time.",
-            &crate::voicemail::metrics::MESSAGES_EXPIRED,
-        ),
-        (
-            "amtsleitung_mwi_notifies_total",
-            "Message-summary NOTIFYs sent to registered phones.",
-            &crate::voicemail::metrics::MWI_NOTIFIES,
-        ),
-        (
-            "amtsleitung_voicemail_emails_total",
-            "Voicemail messages mailed.",
-            &crate::voicemail::metrics::EMAILS_SENT,
-        ),
-        (
-            "amtsleitung_voicemail_email_failures_total",
-            "Voicemail messages that could not be mailed.",
-            &crate::voicemail::metrics::EMAIL_FAILURES,
-        ),
-        (
-            "amtsleitung_auth_failures_total",
-            "REGISTERs with wrong credentials or an unknown user.",
-            &reg::AUTH_FAILURES,
-        ),
-        (
-            "amtsleitung_bans_total",
-            "Sources banned after repeated failed authentication.",
-            &reg::BANS,
-        ),
-        (
-            "amtsleitung_sip_messages_dropped_total",
-            "SIP messages dropped unanswered by the per-source rate limit.",
-            &reg::DROPPED_MESSAGES,
-        ),
-        (
-            "amtsleitung_tls_handshake_failures_total",
-            "SIP-over-TLS handshakes that failed or timed out, accepted or opened.",
-            &crate::tls::HANDSHAKE_FAILURES,
-        ),
-        (
-            "amtsleitung_https_handshake_failures_total",
-            "Admin HTTPS handshakes that failed, timed out or were refused (too many at once).",
-            &crate::https_listener::HANDSHAKE_FAILURES,
-        ),
-        (
-            "amtsleitung_http_connections_refused_total",
-            "Admin HTTP(S) connections closed at once because the listener had its maximum open.",
-            &crate::http_serve::CONNECTIONS_REFUSED,
-        ),
-        (
-            "amtsleitung_tls_certificate_reloads_total",
-            "Times the TLS certificate was loaded again after its files changed.",
-            &crate::tls::CERTIFICATE_RELOADS,
-        ),
-        (
-            "amtsleitung_trunks_reloads_total",
-            "Changed trunks files taken into force.",
-            &crate::trunk_service::RELOADS_ACCEPTED,
-        ),
-        (
-            "amtsleitung_trunks_reloads_refused_total",
-            "Changed trunks files refused (the trunks in force stayed).",
-            &crate::trunk_service::RELOADS_REFUSED,
-        ),
-    ] {
-        counter(
-            &mut body,
-            name,
-            help,
-            value.load(Ordering::Relaxed).to_string(),
-        );
-    }
-    let webrtc = state.shared.webrtc.counts();
-    body.push_str(&format!(
-        "# HELP amtsleitung_webrtc_sessions WebRTC sessions open now (WHIP publishing into rooms, WHEP listening, join-page browsers).\n# TYPE amtsleitung_webrtc_sessions gauge\namtsleitung_webrtc_sessions{{kind=\"whip\"}} {}\namtsleitung_webrtc_sessions{{kind=\"whep\"}} {}\namtsleitung_webrtc_sessions{{kind=\"page\"}} {}\n",
-        webrtc.whip, webrtc.whep, webrtc.page
-    ));
-    counter(
-        &mut body,
-        "amtsleitung_webrtc_sessions_started_total",
-        "WebRTC sessions opened.",
-        crate::webrtc_sessions::SESSIONS_STARTED
-            .load(Ordering::Relaxed)
-            .to_string(),
-    );
-    counter(
-        &mut body,
-        "amtsleitung_webrtc_sessions_unreachable_total",
-        "WebRTC sessions ended because their client became unreachable and did not come back.",
-        crate::webrtc_sessions::SESSIONS_UNREACHABLE
-            .load(Ordering::Relaxed)
-            .to_string(),
-    );
-    counter(
-        &mut body,
-        "amtsleitung_webrtc_datagrams_sent_total",
-        "Datagrams sent to WebRTC clients (STUN, DTLS, SRTP, SRTCP).",
-        load(&media.webrtc_datagrams_sent).to_string(),
-    );
-    body.push_str(&state.shared.links.metrics());
-    body.push_str(&state.shared.costs.metrics(std::time::Instant::now()));
-    body.push_str(&crate::telemetry::render());
-    ([("content-type", "text/plain; version=0.0.4")], body)
+    body
 }

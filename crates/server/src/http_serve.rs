@@ -11,7 +11,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -30,9 +29,6 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// few each, a join page one more for its participant list.
 pub const MAX_CONNECTIONS: usize = 2048;
 
-/// Connections closed at once because a listener had [`MAX_CONNECTIONS`] open.
-pub static CONNECTIONS_REFUSED: AtomicU64 = AtomicU64::new(0);
-
 /// Serves `app` on `listener` until the process ends; handlers see the client's address as
 /// `ConnectInfo<SocketAddr>`. `name` goes into log lines.
 pub async fn serve<L>(mut listener: L, app: Router, name: &'static str)
@@ -44,7 +40,7 @@ where
     loop {
         let (io, peer) = listener.accept().await;
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            CONNECTIONS_REFUSED.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::count(crate::telemetry::HTTP_CONNECTIONS_REFUSED_TOTAL);
             tracing::warn!(from = %peer, "{name}: {MAX_CONNECTIONS} connections open; refusing");
             continue;
         };

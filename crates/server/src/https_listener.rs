@@ -13,7 +13,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -36,9 +35,6 @@ const MAX_HANDSHAKES: usize = 256;
 
 /// Finished handshakes waiting for axum to take them (it takes each at once).
 const ESTABLISHED_QUEUE: usize = 64;
-
-/// HTTPS handshakes that failed or timed out, for `/metrics`.
-pub static HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// The certificate the HTTPS listener presents: SIP's instance when `settings` names the
 /// files SIP over TLS already serves (one reload, one log line), else loaded from them. An
@@ -123,7 +119,7 @@ async fn accept_handshakes(
             }
         };
         let Ok(slot) = handshakes.clone().try_acquire_owned() else {
-            HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::count(crate::telemetry::HTTPS_HANDSHAKE_FAILURES_TOTAL);
             tracing::warn!(from = %peer, "too many HTTPS handshakes at once; refusing");
             continue;
         };
@@ -139,11 +135,11 @@ async fn accept_handshakes(
                     let _ = established.send((tls, peer)).await;
                 }
                 Ok(Err(err)) => {
-                    HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::count(crate::telemetry::HTTPS_HANDSHAKE_FAILURES_TOTAL);
                     tracing::info!(from = %peer, "HTTPS handshake failed: {err}");
                 }
                 Err(_) => {
-                    HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::count(crate::telemetry::HTTPS_HANDSHAKE_FAILURES_TOTAL);
                     tracing::info!(from = %peer, "HTTPS handshake timed out");
                 }
             }

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use sip::message as msg;
@@ -39,9 +38,6 @@ const SIMPLE_MESSAGE_SUMMARY: &str = "application/simple-message-summary";
 const ALLOW_EVENTS: &str = "dialog, message-summary";
 /// What a 503 for a full table tells the phone to wait, in seconds.
 const RETRY_AFTER_S: u32 = 60;
-
-/// Subscriptions held now, for `/metrics`.
-pub static ACTIVE_SUBSCRIPTIONS: AtomicU64 = AtomicU64::new(0);
 
 /// A subscription's other facts: whose line as the document names it, and where its
 /// NOTIFYs go.
@@ -439,7 +435,7 @@ impl PresenceService {
     }
 
     fn publish_gauge(&self) {
-        ACTIVE_SUBSCRIPTIONS.store(self.subscriptions.len() as u64, Ordering::Relaxed);
+        crate::telemetry::set(crate::telemetry::SUBSCRIPTIONS, self.subscriptions.len());
     }
 }
 

@@ -23,6 +23,7 @@ use sip::transaction::{Peer, TransportKind};
 use crate::config::{DigestAlgorithm, RegistrarSettings};
 use crate::security_cli::BanSummary;
 use crate::store_handle::StoreHandle;
+use crate::telemetry::{self, count, set};
 use crate::user_directory::UserDirectory;
 
 /// Where requests to a registered phone go, and the Route header values they carry: back
@@ -50,34 +51,6 @@ const NEWLY_REGISTERED_QUEUE: usize = 4096;
 const REALM: &str = store::DEFAULT_DOMAIN;
 
 /// Figures for `/metrics`.
-pub mod metrics {
-    use std::sync::atomic::AtomicU64;
-
-    /// Contacts registered now.
-    pub static REGISTERED_CONTACTS: AtomicU64 = AtomicU64::new(0);
-    /// Successful REGISTERs.
-    pub static REGISTRATIONS: AtomicU64 = AtomicU64::new(0);
-    /// REGISTERs whose credentials were wrong (or named no user).
-    pub static AUTH_FAILURES: AtomicU64 = AtomicU64::new(0);
-    /// Sources banned after repeated failures.
-    pub static BANS: AtomicU64 = AtomicU64::new(0);
-    /// Sources banned now.
-    pub static ACTIVE_BANS: AtomicU64 = AtomicU64::new(0);
-    /// Registered contacts that left their last qualify OPTIONS unanswered.
-    pub static UNREACHABLE_CONTACTS: AtomicU64 = AtomicU64::new(0);
-    /// SIP messages the per-source rate limit dropped unanswered (counted by the runtime,
-    /// which applies the limit before parsing).
-    pub static DROPPED_MESSAGES: AtomicU64 = AtomicU64::new(0);
-}
-
-fn set(gauge: &std::sync::atomic::AtomicU64, value: usize) {
-    gauge.store(value as u64, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn count(counter: &std::sync::atomic::AtomicU64) {
-    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// What became of a REGISTER.
 #[derive(Debug)]
 pub enum RegisterOutcome {
@@ -193,7 +166,7 @@ impl RegistrarService {
         if loaded > 0 {
             tracing::info!(bindings = loaded, "registrations restored from the store");
         }
-        set(&metrics::REGISTERED_CONTACTS, bindings.iter().count());
+        set(telemetry::REGISTERED_CONTACTS, bindings.iter().count());
         let mut algorithms: Vec<Algorithm> = settings
             .digest_algorithms
             .iter()
@@ -313,7 +286,7 @@ impl RegistrarService {
             tracing::warn!(user = %aor.user(), %contact, %source, "contact does not answer OPTIONS: not rung until it answers or registers again");
         }
         let down = self.qualifier.as_ref().map_or(0, Qualifier::down_count);
-        set(&metrics::UNREACHABLE_CONTACTS, down);
+        set(telemetry::UNREACHABLE_CONTACTS, down);
     }
 
     /// Forgets expired bindings (and stores what is left of their users) and ended bans.
@@ -550,10 +523,10 @@ impl RegistrarService {
 
     /// Counts a failed authentication from `source`, banning it after too many.
     fn record_failure(&mut self, source: std::net::IpAddr, now: Instant) {
-        count(&metrics::AUTH_FAILURES);
+        count(telemetry::AUTH_FAILURES_TOTAL);
         if let Some(ban) = self.bans.record_failure(source, now) {
             tracing::warn!(source = %ban.source, until = ?ban.until.saturating_duration_since(now), "source banned after repeated failed authentication");
-            count(&metrics::BANS);
+            count(telemetry::BANS_TOTAL);
             self.publish(now);
         }
     }
@@ -621,7 +594,7 @@ impl RegistrarService {
         };
         match self.bindings.register(&register, user.max_contacts, now) {
             Ok(registered) => {
-                count(&metrics::REGISTRATIONS);
+                count(telemetry::REGISTRATIONS_TOTAL);
                 self.qualify_changes(&registered.changes, now);
                 // A phone that just came up learns of waiting messages at once; refreshes
                 // do not repeat it (that is what a mailbox change does).
@@ -701,8 +674,8 @@ impl RegistrarService {
     /// Updates the gauges.
     fn publish(&self, now: Instant) {
         let live = self.bindings.iter().filter(|b| b.expires_at > now).count();
-        set(&metrics::REGISTERED_CONTACTS, live);
-        set(&metrics::ACTIVE_BANS, self.bans.bans(now).len());
+        set(telemetry::REGISTERED_CONTACTS, live);
+        set(telemetry::BANNED_SOURCES, self.bans.bans(now).len());
     }
 
     fn challenge(&self, request: &rsip::Request, stale: bool, wall: SystemTime) -> RegisterOutcome {

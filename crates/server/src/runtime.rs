@@ -303,14 +303,14 @@ impl Core {
                     let source = message.peer.addr.ip();
                     if self.registrar.is_banned(source, now) {
                         // An answer would only feed the guessing.
-                        crate::registrar::metrics::DROPPED_MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        crate::telemetry::count(crate::telemetry::SIP_MESSAGES_DROPPED_TOTAL);
                     } else if self.registrar.is_trusted(source)
                         || self.trunks.of_source(source).is_some()
                         || self.rate_limit.check(source, now) == RateDecision::Allow
                     {
                         self.endpoint.handle_datagram(&message.bytes, message.peer, now);
                     } else {
-                        crate::registrar::metrics::DROPPED_MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        crate::telemetry::count(crate::telemetry::SIP_MESSAGES_DROPPED_TOTAL);
                     }
                 }
                 Some(reloaded) = self.trunk_reloads.recv() => {
@@ -385,8 +385,7 @@ impl Core {
                 .endpoint
                 .notify_message_summary(&contact, next_hop, &route, &body, now)
             {
-                crate::voicemail::metrics::MWI_NOTIFIES
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::telemetry::count(crate::telemetry::MWI_NOTIFIES_TOTAL);
                 tracing::info!(mailbox = %update.mailbox, %contact, new = update.counts.new, old = update.counts.old, "message waiting indication sent");
             }
         }

@@ -42,10 +42,6 @@ pub const SESSION_TIMER_EXPIRED: &str = "session timer expired";
 /// Why a call ended when our 2xx was never acknowledged.
 const NO_ACK: &str = "no ACK";
 
-/// Calls ended by their session timer, for `/metrics`.
-pub static SESSION_TIMER_EXPIRIES: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(0);
-
 /// Settings of the endpoint.
 #[derive(Debug, Clone, Copy)]
 pub struct EndpointConfig {
@@ -1217,7 +1213,7 @@ impl SipEndpoint {
             TransactionEvent::Timeout { key } if self.refreshes.contains_key(&key) => {
                 if let Some((leg, _, _)) = self.refreshes.remove(&key) {
                     tracing::info!(leg = %leg, "session refresh unanswered; ending call");
-                    SESSION_TIMER_EXPIRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    crate::telemetry::count(crate::telemetry::SESSION_TIMER_EXPIRIES_TOTAL);
                     self.hangup(leg, SESSION_TIMER_EXPIRED, now);
                 }
             }
@@ -1661,7 +1657,7 @@ impl SipEndpoint {
             match timer.poll(now) {
                 Some(SessionTimerAction::Expired) => {
                     tracing::info!(leg = %leg, "session not refreshed in time; ending call");
-                    SESSION_TIMER_EXPIRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    crate::telemetry::count(crate::telemetry::SESSION_TIMER_EXPIRIES_TOTAL);
                     self.hangup(leg, SESSION_TIMER_EXPIRED, now);
                 }
                 Some(SessionTimerAction::Refresh) => {

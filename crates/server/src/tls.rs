@@ -6,7 +6,6 @@
 //! and trust.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,11 +19,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// How often, at most, a new handshake looks at the files' modification times.
 const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Certificates the server reloaded after its files changed, for `/metrics`.
-pub static CERTIFICATE_RELOADS: AtomicU64 = AtomicU64::new(0);
-/// TLS handshakes that failed or timed out (both directions), for `/metrics`.
-pub static HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// The crypto provider everything here uses.
 // rustls 0.23.48 deprecates the ring provider because it has no post-quantum key exchange;
@@ -99,7 +93,7 @@ impl ServerCertificate {
             Ok(certified) => {
                 self.current.store(Arc::new(certified));
                 checked.1 = seen;
-                CERTIFICATE_RELOADS.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::count(crate::telemetry::TLS_CERTIFICATE_RELOADS_TOTAL);
                 tracing::info!(certificate = %self.cert_path.display(), "TLS certificate reloaded");
             }
             // Half-written files (the key not yet replaced) land here too; the stamp stays

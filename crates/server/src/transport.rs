@@ -243,12 +243,12 @@ impl TransportHandle {
                             run_connection(tls, peer, rx, streams, permit).await
                         }
                         Ok(Err(err)) => {
-                            crate::tls::HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                            crate::telemetry::count(crate::telemetry::TLS_HANDSHAKE_FAILURES_TOTAL);
                             tracing::warn!(to = %addr, server_name = ?profile.server_name, "TLS handshake failed: {err}");
                             streams.table().remove(id);
                         }
                         Err(_) => {
-                            crate::tls::HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                            crate::telemetry::count(crate::telemetry::TLS_HANDSHAKE_FAILURES_TOTAL);
                             tracing::warn!(to = %addr, "TLS handshake timed out");
                             streams.table().remove(id);
                         }
@@ -419,11 +419,11 @@ async fn accept_loop(
                             run_connection(tls, peer, rx, streams, permit).await;
                         }
                         Ok(Err(err)) => {
-                            crate::tls::HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                            crate::telemetry::count(crate::telemetry::TLS_HANDSHAKE_FAILURES_TOTAL);
                             tracing::info!(from = %addr, "TLS handshake failed: {err}");
                         }
                         Err(_) => {
-                            crate::tls::HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                            crate::telemetry::count(crate::telemetry::TLS_HANDSHAKE_FAILURES_TOTAL);
                             tracing::info!(from = %addr, "TLS handshake timed out");
                         }
                     }

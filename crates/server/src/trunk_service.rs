@@ -128,11 +128,6 @@ pub struct TrunkHolder {
     path: Option<PathBuf>,
 }
 
-/// Trunks files taken into force after a change.
-pub static RELOADS_ACCEPTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-/// Changed trunks files refused (the lines in force stayed).
-pub static RELOADS_REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 impl TrunkHolder {
     /// Trunks read from `path`, or none.
     pub async fn load(path: Option<&Path>) -> anyhow::Result<Self> {
@@ -177,14 +172,14 @@ impl TrunkHolder {
         let set = match loaded {
             Ok(set) => std::sync::Arc::new(set),
             Err(err) => {
-                RELOADS_REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::telemetry::count(crate::telemetry::TRUNKS_RELOADS_REFUSED_TOTAL);
                 return Err(err);
             }
         };
         let old = self.current();
         set.carry_state_from(&old);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = set.clone();
-        RELOADS_ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::telemetry::count(crate::telemetry::TRUNKS_RELOADS_TOTAL);
         Ok(set)
     }
 

@@ -10,7 +10,6 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use media::wav::PromptPlayer;
@@ -25,6 +24,7 @@ use crate::media_worker::{
     MediaCommand, MediaEvent, MediaMode, RECORDING_FRAME, ROOM_RATE, RecordingFrame, RecordingSink,
 };
 use crate::shared::Shared;
+use crate::telemetry::{self, count};
 
 /// Mailbox changes waiting for the signalling task to notify phones.
 pub const MWI_QUEUE: usize = 256;
@@ -36,30 +36,6 @@ const SILENCE_RMS: f64 = 100.0;
 const WRITER_QUEUE: usize = 512;
 /// How often expiry looks for old messages.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// Figures for `/metrics`.
-pub mod metrics {
-    use std::sync::atomic::AtomicU64;
-
-    /// Messages stored.
-    pub static MESSAGES_STORED: AtomicU64 = AtomicU64::new(0);
-    /// Messages dropped for being shorter than a second.
-    pub static MESSAGES_TOO_SHORT: AtomicU64 = AtomicU64::new(0);
-    /// Messages that could not be written or stored.
-    pub static MESSAGES_FAILED: AtomicU64 = AtomicU64::new(0);
-    /// Messages deleted by expiry.
-    pub static MESSAGES_EXPIRED: AtomicU64 = AtomicU64::new(0);
-    /// Message-summary NOTIFYs sent to phones.
-    pub static MWI_NOTIFIES: AtomicU64 = AtomicU64::new(0);
-    /// Messages mailed.
-    pub static EMAILS_SENT: AtomicU64 = AtomicU64::new(0);
-    /// Messages that could not be mailed.
-    pub static EMAIL_FAILURES: AtomicU64 = AtomicU64::new(0);
-}
-
-fn count(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
 
 /// A mailbox's counts, for its owner's phones.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,7 +221,7 @@ fn finish_message(
     let samples = match written {
         Ok(samples) => samples,
         Err(err) => {
-            count(&metrics::MESSAGES_FAILED);
+            count(telemetry::VOICEMAIL_FAILURES_TOTAL);
             tracing::error!(mailbox = %spec.mailbox, path = %path.display(), "voicemail not written: {err}");
             let _ = std::fs::remove_file(&path);
             return;
@@ -253,7 +229,7 @@ fn finish_message(
     };
     let duration = Duration::from_millis(samples * 1000 / u64::from(ROOM_RATE));
     if duration < MIN_MESSAGE {
-        count(&metrics::MESSAGES_TOO_SHORT);
+        count(telemetry::VOICEMAIL_TOO_SHORT_TOTAL);
         tracing::info!(mailbox = %spec.mailbox, ms = duration.as_millis() as u64, "voicemail too short; dropped");
         let _ = std::fs::remove_file(&path);
         return;
@@ -273,16 +249,16 @@ fn finish_message(
     };
     match stored {
         Ok(Ok(id)) => {
-            count(&metrics::MESSAGES_STORED);
+            count(telemetry::VOICEMAIL_MESSAGES_TOTAL);
             tracing::info!(mailbox = %spec.mailbox, caller = %spec.caller, id = id.0, ms = message.duration_ms, path = %path.display(), "voicemail stored");
         }
         Ok(Err(err)) => {
-            count(&metrics::MESSAGES_FAILED);
+            count(telemetry::VOICEMAIL_FAILURES_TOTAL);
             tracing::error!(mailbox = %spec.mailbox, path = %path.display(), "voicemail written but not stored: {err}");
             return;
         }
         Err(err) => {
-            count(&metrics::MESSAGES_FAILED);
+            count(telemetry::VOICEMAIL_FAILURES_TOTAL);
             tracing::error!(mailbox = %spec.mailbox, path = %path.display(), "voicemail written but not stored: {err}");
             return;
         }
@@ -335,7 +311,7 @@ pub async fn expire(shared: &Arc<Shared>, cutoff_ms: i64) {
     };
     let mut mailboxes = std::collections::BTreeSet::new();
     for message in expired {
-        count(&metrics::MESSAGES_EXPIRED);
+        count(telemetry::VOICEMAIL_EXPIRED_TOTAL);
         if let Err(err) = std::fs::remove_file(&message.path)
             && err.kind() != std::io::ErrorKind::NotFound
         {

@@ -8,7 +8,6 @@
 //! TLS through the rustls (ring) the server already has.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
@@ -18,7 +17,7 @@ use store::NewVoicemail;
 
 use crate::config::VoicemailSettings;
 use crate::shared::Shared;
-use crate::voicemail::metrics;
+use crate::telemetry;
 
 /// Why a message was not mailed.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +56,12 @@ pub async fn send_if_wanted(shared: &Arc<Shared>, message: NewVoicemail) {
     {
         Ok(Ok(settings)) => settings.email,
         Ok(Err(err)) => {
-            metrics::EMAIL_FAILURES.fetch_add(1, Ordering::Relaxed);
+            telemetry::count(telemetry::VOICEMAIL_EMAIL_FAILURES_TOTAL);
             tracing::error!(mailbox = %message.mailbox, "voicemail not mailed: {err}");
             return;
         }
         Err(err) => {
-            metrics::EMAIL_FAILURES.fetch_add(1, Ordering::Relaxed);
+            telemetry::count(telemetry::VOICEMAIL_EMAIL_FAILURES_TOTAL);
             tracing::error!(mailbox = %message.mailbox, "voicemail not mailed: {err}");
             return;
         }
@@ -72,11 +71,11 @@ pub async fn send_if_wanted(shared: &Arc<Shared>, message: NewVoicemail) {
     };
     match send(settings, &to, &message).await {
         Ok(()) => {
-            metrics::EMAILS_SENT.fetch_add(1, Ordering::Relaxed);
+            telemetry::count(telemetry::VOICEMAIL_EMAILS_TOTAL);
             tracing::info!(mailbox = %message.mailbox, %to, "voicemail mailed");
         }
         Err(err) => {
-            metrics::EMAIL_FAILURES.fetch_add(1, Ordering::Relaxed);
+            telemetry::count(telemetry::VOICEMAIL_EMAIL_FAILURES_TOTAL);
             tracing::error!(mailbox = %message.mailbox, %to, "voicemail not mailed: {err}");
         }
     }

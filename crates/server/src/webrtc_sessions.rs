@@ -51,11 +51,6 @@ const REPORTS_QUEUE: usize = 1024;
 /// that finds it full, as it does for calls.
 const NOTICES_QUEUE: usize = 1024;
 
-/// WebRTC sessions started since the server started.
-pub static SESSIONS_STARTED: AtomicU64 = AtomicU64::new(0);
-/// Sessions ended because their client became unreachable and did not come back.
-pub static SESSIONS_UNREACHABLE: AtomicU64 = AtomicU64::new(0);
-
 /// Ended join-page sessions remembered (with why they ended) at most.
 const ENDED_REMEMBERED: usize = 1024;
 /// Longest name a join-page user may give, in characters.
@@ -636,7 +631,7 @@ impl WebRtcSessions {
             self.end(shared, session, false, EndCause::MediaBusy);
             return Err(OpenError::MediaBusy);
         }
-        SESSIONS_STARTED.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::count(crate::telemetry::WEBRTC_SESSIONS_STARTED_TOTAL);
         if tied.is_none() {
             shared
                 .conferences
@@ -842,7 +837,7 @@ impl WebRtcSessions {
         let cause = match &report.end {
             SessionEnd::Closed(_) => EndCause::ClientClosed,
             SessionEnd::Unreachable => {
-                SESSIONS_UNREACHABLE.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::count(crate::telemetry::WEBRTC_SESSIONS_UNREACHABLE_TOTAL);
                 EndCause::Unreachable
             }
             SessionEnd::NotJoined(_) => EndCause::NotJoined,
