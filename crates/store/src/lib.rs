@@ -49,6 +49,7 @@ pub use users::{
     MAX_ALLOWED_NETWORKS, MAX_CALL_CLASSES, MAX_CONTACTS_LIMIT, MAX_DISPLAY_NAME_CHARS,
     MAX_EXTENSION_DIGITS, MAX_PASSWORD_CHARS, MEDIA_ENCRYPTION_WORDS, MIN_EXTENSION_DIGITS,
     MIN_PASSWORD_CHARS, NewUser, PasswordProblem, User, UserLocation, ha1_md5, ha1_sha256,
+    validate_extension,
 };
 pub use voicemail::{
     MailboxPin, MailboxSettings, MessageCounts, NewVoicemail, Voicemail, VoicemailId,
