@@ -586,16 +586,12 @@ impl Store {
         let tx = self.conn.unchecked_transaction()?;
         let found = tx
             .query_row(
-                &format!(
-                    "SELECT s.csrf_token, s.source, s.created_at_ms, s.last_seen_at_ms, {}
-                     FROM console_session s LEFT JOIN console_account a ON a.name = s.account
-                     WHERE s.token_hash = ?1",
-                    ACCOUNT_COLUMNS
-                        .split(", ")
-                        .map(|column| format!("a.{column}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                // The account's columns in ACCOUNT_COLUMNS order, named by table: both
+                // tables have a created_at_ms.
+                "SELECT s.csrf_token, s.source, s.created_at_ms, s.last_seen_at_ms,
+                     a.name, a.role, a.extension, a.origin, a.created_at_ms, a.disabled
+                 FROM console_session s LEFT JOIN console_account a ON a.name = s.account
+                 WHERE s.token_hash = ?1",
                 [hash.as_slice()],
                 |row| {
                     let account = match row.get::<_, Option<String>>(4)? {
