@@ -326,6 +326,12 @@ fn dialplan_history_and_rollback_restore_an_earlier_plan() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), v1);
     assert!(out.contains("as version 3"), "{out}");
+    let (code, audit, err) = run(&["audit", "list", "--data-dir", &data]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        audit.contains("dialplan.rollback") && audit.contains("dialplan version 1 written to"),
+        "{audit}"
+    );
     // The server reloads the rolled-back files; the history says it was a rollback (before,
     // the reload recorded it as a "file change") and has no second entry for it.
     assert!(

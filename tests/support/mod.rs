@@ -46,6 +46,30 @@ pub fn amtsleitung() -> Command {
     command
 }
 
+/// Runs `command` to its end with `stdin` written to its standard input (a password, as an
+/// admin pipes it in); exit code (-1 for a signal), stdout, stderr.
+pub fn run_with_stdin(mut command: Command, stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A fresh scratch directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 

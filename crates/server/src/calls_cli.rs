@@ -47,7 +47,7 @@ fn execute(command: CallsCommand, data_dir: &Path, now: jiff::Timestamp) -> Resu
 }
 
 /// "YYYY-MM-DD" (midnight) or "YYYY-MM-DD HH:MM", in the server's time zone.
-fn parse_local(text: &str, tz: &jiff::tz::TimeZone) -> Result<jiff::Timestamp, String> {
+pub(crate) fn parse_local(text: &str, tz: &jiff::tz::TimeZone) -> Result<jiff::Timestamp, String> {
     let text = text.trim();
     let civil = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M", text)
         .or_else(|_| {
@@ -61,7 +61,8 @@ fn parse_local(text: &str, tz: &jiff::tz::TimeZone) -> Result<jiff::Timestamp, S
         .map_err(|err| format!("--since {text:?}: {err}"))
 }
 
-fn local(ms: i64, tz: &jiff::tz::TimeZone) -> String {
+/// Unix milliseconds as local "YYYY-MM-DD HH:MM:SS" ("?" when out of range).
+pub(crate) fn local(ms: i64, tz: &jiff::tz::TimeZone) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| {
             t.to_zoned(tz.clone())

@@ -476,6 +476,7 @@ mod tests {
             max_participants,
             wait_for_moderator: false,
             created_at_ms: 7,
+            owner: None,
         }
     }
 

@@ -595,9 +595,7 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
     }
     // Recorded before the files change: the server's reload of the same files then finds
     // them equal to the newest version and adds no "file change" entry of its own.
-    let who = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown user".into());
+    let who = crate::audit_cli::unix_user();
     let now = jiff::Timestamp::now().as_millisecond();
     let recorded = store.dialplan_version_add(
         &files,
@@ -614,6 +612,15 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, &path)?;
     }
+    crate::audit_cli::record_cli_change(
+        &store,
+        "dialplan.rollback",
+        &format!(
+            "dialplan version {version} written to {} as version {recorded}",
+            dialplans.display()
+        ),
+    )
+    .map_err(|err| anyhow::anyhow!(err))?;
     println!(
         "dialplan version {version} written to {} ({} file{}) as version {recorded}; a running server reloads it now",
         dialplans.display(),

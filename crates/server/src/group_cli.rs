@@ -62,6 +62,13 @@ fn execute(command: GroupCommand, data_dir: &Path, dialplans: &Path) -> Result<S
             let changed = store
                 .group_log_in(&group, &extension)
                 .map_err(|e| e.to_string())?;
+            if changed {
+                crate::audit_cli::record_cli_change(
+                    &store,
+                    "group.login",
+                    &format!("{extension} logged in to ring group {group}"),
+                )?;
+            }
             Ok(if changed {
                 format!("{extension} logged in to ring group {group}\n")
             } else {
@@ -74,6 +81,13 @@ fn execute(command: GroupCommand, data_dir: &Path, dialplans: &Path) -> Result<S
             let changed = store
                 .group_log_out(&group, &extension, now_ms)
                 .map_err(|e| e.to_string())?;
+            if changed {
+                crate::audit_cli::record_cli_change(
+                    &store,
+                    "group.logout",
+                    &format!("{extension} logged out of ring group {group}"),
+                )?;
+            }
             Ok(if changed {
                 format!("{extension} logged out of ring group {group}\n")
             } else {

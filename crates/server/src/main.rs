@@ -3,6 +3,8 @@
 //! This binary is the only place that wires sockets, files, threads and tokio to the pure
 //! crates (`sip`, `media`, `dialplan`, `store`).
 
+mod account_cli;
+mod audit_cli;
 mod browser_media;
 mod call;
 mod call_classes;
@@ -103,6 +105,22 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[command(subcommand)]
         command: user_cli::UserCommand,
+    },
+    /// Web console accounts: add, list, change the password of, disable, enable and delete.
+    Account {
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR", global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: account_cli::AccountCommand,
+    },
+    /// The audit log: who changed rooms, users, accounts and the dialplan, when and from where.
+    Audit {
+        /// Data directory of the server (default: the config's `data-dir`).
+        #[arg(long, value_name = "DIR", global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: audit_cli::AuditCommand,
     },
     /// Ring groups: who is logged in, and logging members in and out.
     Group {
@@ -435,6 +453,8 @@ fn act_as_store_owner(data_dir: &Path) {
     if uid == 0 {
         return;
     }
+    // The audit log names who ran the command, not the owner it is about to become.
+    audit_cli::unix_user();
     // Group first: once the uid is dropped, the gid can no longer be changed.
     // SAFETY: plain system calls on this single-threaded process; each result is checked.
     let dropped = unsafe {
@@ -511,6 +531,12 @@ fn main() -> ExitCode {
         }
         Command::User { data_dir, command } => {
             user_cli::run(command, &store_dir(data_dir, &config, &source))
+        }
+        Command::Account { data_dir, command } => {
+            account_cli::run(command, &store_dir(data_dir, &config, &source))
+        }
+        Command::Audit { data_dir, command } => {
+            audit_cli::run(command, &store_dir(data_dir, &config, &source))
         }
         Command::Group {
             data_dir,

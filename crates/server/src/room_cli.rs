@@ -5,12 +5,15 @@
 //! busy timeout in the store). PINs and tokens go in hashed and never come out: the list says
 //! "set", and a token is printed once when it is made. A room's link to an external meeting
 //! (`room link`) keeps the meeting's tokens, since the server must present them; they are
-//! never printed either.
+//! never printed either. Every change goes into the audit log (audit_cli.rs), without PINs
+//! or tokens.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use store::{NewRoom, Room, RoomLink, Store, StoreError, TokenKind};
+
+use crate::audit_cli::record_cli_change;
 
 /// Room administration commands.
 #[derive(Debug, clap::Subcommand)]
@@ -35,9 +38,26 @@ pub enum RoomCommand {
         /// room then opens only with the new PINs); without it, such a number is refused.
         #[arg(long)]
         end_calls: bool,
+        /// The web console account that runs the room (see `account add`); without it,
+        /// admins only.
+        #[arg(long, value_name = "ACCOUNT")]
+        owner: Option<String>,
     },
-    /// List rooms: number, PIN set?, moderator PIN set?, max participants, wait-for-moderator.
+    /// List rooms: number, PIN set?, moderator PIN set?, max participants, wait-for-moderator,
+    /// owner, meeting link.
     List,
+    /// Give a stored room to a web console account, whose holder then runs it from the
+    /// console (`room owner 4711 anna`), or back to admins only (`room owner 4711 --none`).
+    Owner {
+        /// Room number (a stored room).
+        number: String,
+        /// The console account.
+        #[arg(required_unless_present = "none")]
+        account: Option<String>,
+        /// No owner: only admins run the room.
+        #[arg(long, conflicts_with = "account")]
+        none: bool,
+    },
     /// Make a bearer token for WebRTC clients of a room: `--whip` to publish audio into it
     /// (POST /whip/rooms/NUMBER), `--whep` to listen to it (POST /whep/rooms/NUMBER). Prints
     /// the token once; only its hash is stored. A new token replaces the room's earlier one of
@@ -129,6 +149,7 @@ fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
             max_participants,
             wait_for_moderator,
             end_calls,
+            owner,
         } => {
             let store = open(data_dir)?;
             let in_use = callers_in(&store, &number)?;
@@ -146,12 +167,42 @@ fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
                     max_participants,
                     wait_for_moderator,
                     created_at_ms: jiff::Timestamp::now().as_millisecond(),
+                    owner,
                 })
                 .map_err(|err| match err {
                     StoreError::Database(_) => format!("cannot create the room: {err}"),
                     other => other.to_string(),
                 })?;
+            record_cli_change(
+                &store,
+                "room.create",
+                &format!("room {} {}{}", room.number, settings(&room), ended(in_use)),
+            )?;
             Ok(format!("{}\n{}", created_line(&room), ending_note(in_use)))
+        }
+        RoomCommand::Owner {
+            number,
+            account,
+            none: _,
+        } => {
+            if !exists {
+                return Err(format!(
+                    "no room {number} (no database in {})",
+                    data_dir.display()
+                ));
+            }
+            let store = open(data_dir)?;
+            // clap makes sure there is an account unless --none is given.
+            let room =
+                store
+                    .room_set_owner(&number, account.as_deref())
+                    .map_err(|err| match err {
+                        StoreError::Database(_) => format!("cannot change the owner: {err}"),
+                        other => other.to_string(),
+                    })?;
+            let line = owner_line(&room);
+            record_cli_change(&store, "room.owner", &line)?;
+            Ok(format!("{line}\n"))
         }
         RoomCommand::List => {
             if !exists {
@@ -189,23 +240,38 @@ fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
                 whep_url: whep,
                 whep_token,
             };
-            open(data_dir)?
+            let store = open(data_dir)?;
+            store
                 .room_link_set(&link, jiff::Timestamp::now().as_millisecond())
                 .map_err(|err| match err {
                     StoreError::Database(_) => format!("cannot store the link: {err}"),
                     other => other.to_string(),
                 })?;
+            // Only the hosts: a URL's path or query may carry a meeting's own secret.
+            record_cli_change(
+                &store,
+                "room.link",
+                &format!(
+                    "room {number} linked to a meeting: WHIP at {}, WHEP at {}",
+                    url_host(&link.whip_url),
+                    url_host(&link.whep_url)
+                ),
+            )?;
             Ok(format!(
                 "room {number} linked to a meeting: WHIP {}, WHEP {}\n",
                 link.whip_url, link.whep_url
             ))
         }
         RoomCommand::Unlink { number } => {
-            let removed = exists
-                && open(data_dir)?
+            let store = if exists { Some(open(data_dir)?) } else { None };
+            let removed = match &store {
+                Some(store) => store
                     .room_link_remove(&number)
-                    .map_err(|err| format!("cannot remove the link: {err}"))?;
-            if removed {
+                    .map_err(|err| format!("cannot remove the link: {err}"))?,
+                None => false,
+            };
+            if let (true, Some(store)) = (removed, &store) {
+                record_cli_change(store, "room.unlink", &format!("room {number}"))?;
                 Ok(format!("room {number} unlinked\n"))
             } else {
                 Err(format!("room {number} has no meeting link"))
@@ -249,21 +315,33 @@ fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
                         data_dir.display()
                     ));
                 }
-                let revoked = open(data_dir)?
+                let store = open(data_dir)?;
+                let revoked = store
                     .room_token_revoke(&number, kind)
                     .map_err(|err| format!("cannot revoke the token: {err}"))?;
                 return if revoked {
+                    record_cli_change(
+                        &store,
+                        "room.token-revoke",
+                        &format!("room {number}: {kind} token revoked"),
+                    )?;
                     Ok(format!("{kind} token of room {number} revoked\n"))
                 } else {
                     Err(format!("room {number} has no {kind} token"))
                 };
             }
-            let token = open(data_dir)?
+            let store = open(data_dir)?;
+            let token = store
                 .room_token_issue(&number, kind, jiff::Timestamp::now().as_millisecond())
                 .map_err(|err| match err {
                     StoreError::Database(_) => format!("cannot store the token: {err}"),
                     other => other.to_string(),
                 })?;
+            record_cli_change(
+                &store,
+                "room.token",
+                &format!("room {number}: new {kind} token"),
+            )?;
             // The token alone on stdout, so that scripts can take it; the note for people.
             eprintln!(
                 "{kind} token for room {number}: shown only now (the server keeps its hash); \
@@ -290,6 +368,11 @@ fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
                 .room_delete(&number)
                 .map_err(|err| format!("cannot delete room {number}: {err}"))?;
             if deleted {
+                record_cli_change(
+                    &store,
+                    "room.delete",
+                    &format!("room {number}{}", ended(in_use)),
+                )?;
                 Ok(format!("room {number} deleted\n{}", ending_note(in_use)))
             } else {
                 Err(format!("no room {number}"))
@@ -327,11 +410,40 @@ fn open(data_dir: &Path) -> Result<Store, String> {
     })
 }
 
+/// For the audit log: the calls a command ended, if any.
+fn ended(callers: u32) -> String {
+    if callers == 0 {
+        String::new()
+    } else {
+        format!(", ending the calls of {callers} caller(s)")
+    }
+}
+
+/// The host of a URL, or "?" (never its path or query, which may hold a secret).
+fn url_host(text: &str) -> String {
+    url::Url::parse(text)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// Who runs a room, as `room owner` confirms it.
+fn owner_line(room: &Room) -> String {
+    match &room.owner {
+        Some(owner) => format!("room {} is run by console account {owner}", room.number),
+        None => format!("room {} is run by admins only", room.number),
+    }
+}
+
 /// The one line that confirms a created room, without its PINs.
 fn created_line(room: &Room) -> String {
+    format!("room {} created {}", room.number, settings(room))
+}
+
+/// A room's settings in parentheses, PINs only as set or not.
+fn settings(room: &Room) -> String {
     format!(
-        "room {} created ({}, {}, up to {} participants{})",
-        room.number,
+        "({}, {}, up to {} participants{}{})",
         if room.has_pin { "PIN set" } else { "no PIN" },
         if room.has_moderator_pin {
             "moderator PIN set"
@@ -343,6 +455,10 @@ fn created_line(room: &Room) -> String {
             ", waits for moderator"
         } else {
             ""
+        },
+        match &room.owner {
+            Some(owner) => format!(", run by {owner}"),
+            None => String::new(),
         }
     )
 }
@@ -354,12 +470,13 @@ fn room_details(room: &Room, tokens: &[TokenKind], link: Option<&RoomLink>) -> S
     let token = |t: &Option<String>| if t.is_some() { "token set" } else { "no token" };
     let mut out = format!(
         "room {}\nPIN: {}\nmoderator PIN: {}\nmax participants: {}\nwait for moderator: {}\n\
-         WHIP token: {}\nWHEP token: {}\n",
+         owner: {}\nWHIP token: {}\nWHEP token: {}\n",
         room.number,
         set(room.has_pin),
         set(room.has_moderator_pin),
         room.max_participants,
         if room.wait_for_moderator { "yes" } else { "no" },
+        room.owner.as_deref().unwrap_or("- (admins only)"),
         has(TokenKind::Whip),
         has(TokenKind::Whep),
     );
@@ -384,16 +501,17 @@ fn room_table(rooms: &[Room], links: &[RoomLink]) -> String {
     if rooms.is_empty() {
         return "no rooms\n".to_owned();
     }
-    const HEADER: [&str; 6] = [
+    const HEADER: [&str; 7] = [
         "NUMBER",
         "PIN",
         "MODERATOR PIN",
         "MAX",
         "WAIT FOR MODERATOR",
+        "OWNER",
         "MEETING LINK",
     ];
     let set = |flag: bool| if flag { "set" } else { "-" };
-    let rows: Vec<[String; 6]> = rooms
+    let rows: Vec<[String; 7]> = rooms
         .iter()
         .map(|room| {
             [
@@ -402,6 +520,7 @@ fn room_table(rooms: &[Room], links: &[RoomLink]) -> String {
                 set(room.has_moderator_pin).to_owned(),
                 room.max_participants.to_string(),
                 if room.wait_for_moderator { "yes" } else { "no" }.to_owned(),
+                room.owner.clone().unwrap_or_else(|| "-".to_owned()),
                 links
                     .iter()
                     .find(|link| link.room == room.number)
@@ -416,7 +535,7 @@ fn room_table(rooms: &[Room], links: &[RoomLink]) -> String {
         }
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; 6]| {
+    let mut line = |cells: [&str; 7]| {
         let mut text = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             if i + 1 == cells.len() {
@@ -430,7 +549,9 @@ fn room_table(rooms: &[Room], links: &[RoomLink]) -> String {
     };
     line(HEADER);
     for row in &rows {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
+        line([
+            &row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6],
+        ]);
     }
     out
 }
@@ -447,6 +568,7 @@ mod tests {
             max_participants: max,
             wait_for_moderator: wait,
             created_at_ms: 0,
+            owner: None,
         }
     }
 
@@ -461,16 +583,19 @@ mod tests {
         };
         let table = room_table(
             &[
-                room("4711", true, true, 50, true),
+                Room {
+                    owner: Some("anna".into()),
+                    ..room("4711", true, true, 50, true)
+                },
                 room("1234567890", false, false, 1000, false),
             ],
             &[link],
         );
         assert_eq!(
             table,
-            "NUMBER      PIN  MODERATOR PIN  MAX   WAIT FOR MODERATOR  MEETING LINK\n\
-             4711        set  set            50    yes                 https://m.example/whip\n\
-             1234567890  -    -              1000  no                  -\n"
+            "NUMBER      PIN  MODERATOR PIN  MAX   WAIT FOR MODERATOR  OWNER  MEETING LINK\n\
+             4711        set  set            50    yes                 anna   https://m.example/whip\n\
+             1234567890  -    -              1000  no                  -      -\n"
         );
     }
 
@@ -498,6 +623,7 @@ mod tests {
                 max_participants: 50,
                 wait_for_moderator: false,
                 end_calls: false,
+                owner: None,
             },
             &dir,
         )
@@ -572,6 +698,7 @@ mod tests {
                 max_participants: 50,
                 wait_for_moderator: false,
                 end_calls: false,
+                owner: None,
             },
             &dir,
         )
@@ -615,6 +742,7 @@ mod tests {
             max_participants: 50,
             wait_for_moderator: false,
             end_calls: false,
+            owner: None,
         };
         assert_eq!(
             execute(create("4711", "12"), &dir),
@@ -704,6 +832,7 @@ mod tests {
             max_participants: 50,
             wait_for_moderator: false,
             end_calls,
+            owner: None,
         };
         let delete = |number: &str, end_calls: bool| RoomCommand::Delete {
             number: number.into(),

@@ -4,6 +4,7 @@
 //! Works on the database file directly, like `room`, so it also works while the server runs.
 //! Passwords go in and only their digest HA1s are stored; no command prints an HA1. A password
 //! can come from a file or standard input so that it never shows in `ps` or shell history.
+//! Every change goes into the audit log (audit_cli.rs), without passwords.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -15,6 +16,7 @@ use store::{
     StoreError, User,
 };
 
+use crate::audit_cli::record_cli_change;
 use crate::call_classes;
 use crate::emergency_location;
 use crate::srtp_setting;
@@ -261,7 +263,7 @@ impl PasswordSource {
 }
 
 /// The text without one final line end, which editors and `echo` add to a file.
-fn strip_line_end(text: &str) -> &str {
+pub(crate) fn strip_line_end(text: &str) -> &str {
     let text = text.strip_suffix('\n').unwrap_or(text);
     text.strip_suffix('\r').unwrap_or(text)
 }
@@ -308,9 +310,15 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             };
             // Checked before opening, so a typo does not create a database.
             new.validate().map_err(|err| err.to_string())?;
-            let user = open(data_dir)?
+            let store = open(data_dir)?;
+            let user = store
                 .user_create(&new)
                 .map_err(|err| store_error("cannot add the user", err))?;
+            record_cli_change(
+                &store,
+                "user.add",
+                &format!("user {} ({})", user.extension, user.display_name),
+            )?;
             let mut out = format!("{}\n", added_line(&user));
             if let Some(calls) = calls {
                 out.push_str(&format!("{}\n", calls.emergency_note()));
@@ -366,9 +374,11 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
                 return Err(format!("no user {extension} ({})", no_database()));
             }
             let password = password.read()?;
-            open(data_dir)?
+            let store = open(data_dir)?;
+            store
                 .user_set_password(DEFAULT_DOMAIN, &extension, &password, now_ms)
                 .map_err(|err| store_error("cannot change the password", err))?;
+            record_cli_change(&store, "user.passwd", &format!("user {extension}"))?;
             Ok(format!("password of user {extension} changed\n"))
         }
         UserCommand::Calls {
@@ -385,13 +395,16 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
                 return Err(format!("no user {extension} ({})", no_database()));
             }
             let names = calls.as_ref().map(call_classes::ClassList::names);
-            let user = open(data_dir)?
+            let store = open(data_dir)?;
+            let user = store
                 .user_set_call_classes(DEFAULT_DOMAIN, &extension, names.as_deref(), now_ms)
                 .map_err(|err| store_error("cannot change the call classes", err))?;
-            let mut out = format!(
-                "user {extension} may call out: {}\n",
+            let line = format!(
+                "user {extension} may call out: {}",
                 call_classes::describe(user.call_classes.as_deref())
             );
+            record_cli_change(&store, "user.calls", &line)?;
+            let mut out = format!("{line}\n");
             if let Some(calls) = calls {
                 out.push_str(&format!("{}\n", calls.emergency_note()));
             }
@@ -410,7 +423,8 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             if !exists {
                 return Err(format!("no user {extension} ({})", no_database()));
             }
-            let user = open(data_dir)?
+            let store = open(data_dir)?;
+            let user = store
                 .user_set_media_encryption(
                     DEFAULT_DOMAIN,
                     &extension,
@@ -418,10 +432,12 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
                     now_ms,
                 )
                 .map_err(|err| store_error("cannot change the SRTP setting", err))?;
-            let mut out = format!(
-                "SRTP of user {extension}: {}\n",
+            let line = format!(
+                "SRTP of user {extension}: {}",
                 srtp_setting::describe(user.media_encryption.as_deref())
             );
+            record_cli_change(&store, "user.srtp", &line)?;
+            let mut out = format!("{line}\n");
             if let Some(note) = policy.and_then(srtp_setting::sdes_note) {
                 out.push_str(&format!("{note}\n"));
             }
@@ -432,26 +448,29 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             if !exists {
                 return Err(format!("no user {extension} ({})", no_database()));
             }
-            let user = open(data_dir)?
+            let store = open(data_dir)?;
+            let user = store
                 .user_set_fax(DEFAULT_DOMAIN, &extension, fax, now_ms)
                 .map_err(|err| store_error("cannot change the fax setting", err))?;
-            Ok(format!(
-                "fax line {extension}: {}\n",
-                describe_fax(user.fax)
-            ))
+            let line = format!("fax line {extension}: {}", describe_fax(user.fax));
+            record_cli_change(&store, "user.fax", &line)?;
+            Ok(format!("{line}\n"))
         }
         UserCommand::Dnd { extension, setting } => {
             let dnd = parse_on_off("do not disturb", &setting)?;
             if !exists {
                 return Err(format!("no user {extension} ({})", no_database()));
             }
-            let settings = open(data_dir)?
+            let store = open(data_dir)?;
+            let settings = store
                 .user_set_dnd(DEFAULT_DOMAIN, &extension, dnd, now_ms)
                 .map_err(|err| store_error("cannot change do not disturb", err))?;
-            Ok(format!(
-                "do not disturb {extension}: {}\n",
+            let line = format!(
+                "do not disturb {extension}: {}",
                 crate::call_settings_cli::on_off(settings.dnd)
-            ))
+            );
+            record_cli_change(&store, "user.dnd", &line)?;
+            Ok(format!("{line}\n"))
         }
         UserCommand::Forward {
             extension,
@@ -463,7 +482,8 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             if !exists {
                 return Err(format!("no user {extension} ({})", no_database()));
             }
-            let settings = open(data_dir)?
+            let store = open(data_dir)?;
+            let settings = store
                 .user_set_forward(
                     DEFAULT_DOMAIN,
                     &extension,
@@ -473,23 +493,28 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
                     now_ms,
                 )
                 .map_err(|err| store_error("cannot change the forwarding", err))?;
-            Ok(format!(
-                "forwarding of {extension}: {}\n",
+            let line = format!(
+                "forwarding of {extension}: {}",
                 crate::call_settings_cli::describe_forwarding(&settings)
-            ))
+            );
+            record_cli_change(&store, "user.forward", &line)?;
+            Ok(format!("{line}\n"))
         }
         UserCommand::FollowMe { extension, steps } => {
             let steps = crate::call_settings_cli::parse_follow_me(&steps)?;
             if !exists {
                 return Err(format!("no user {extension} ({})", no_database()));
             }
-            let settings = open(data_dir)?
+            let store = open(data_dir)?;
+            let settings = store
                 .user_set_follow_me(DEFAULT_DOMAIN, &extension, &steps, now_ms)
                 .map_err(|err| store_error("cannot change follow-me", err))?;
-            Ok(format!(
-                "follow-me of {extension}: {}\n",
+            let line = format!(
+                "follow-me of {extension}: {}",
                 crate::call_settings_cli::describe_follow_me(&settings.follow_me)
-            ))
+            );
+            record_cli_change(&store, "user.follow-me", &line)?;
+            Ok(format!("{line}\n"))
         }
         UserCommand::Location {
             extension,
@@ -504,22 +529,27 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             if !exists {
                 return Err(format!("no user {extension} ({})", no_database()));
             }
-            let user = open(data_dir)?
+            let store = open(data_dir)?;
+            let user = store
                 .user_set_location(DEFAULT_DOMAIN, &extension, location, now_ms)
                 .map_err(|err| store_error("cannot change the location number", err))?;
-            Ok(format!(
-                "location number of user {extension}: {}\n",
+            let line = format!(
+                "location number of user {extension}: {}",
                 emergency_location::describe(user.location.as_ref())
-            ))
+            );
+            record_cli_change(&store, "user.location", &line)?;
+            Ok(format!("{line}\n"))
         }
         UserCommand::Del { extension } => {
             if !exists {
                 return Err(format!("no user {extension} ({})", no_database()));
             }
-            let deleted = open(data_dir)?
+            let store = open(data_dir)?;
+            let deleted = store
                 .user_delete(DEFAULT_DOMAIN, &extension)
                 .map_err(|err| format!("cannot delete user {extension}: {err}"))?;
             if deleted {
+                record_cli_change(&store, "user.del", &format!("user {extension}"))?;
                 Ok(format!("user {extension} deleted\n"))
             } else {
                 Err(format!("no user {extension}"))
@@ -558,14 +588,15 @@ fn describe_fax(fax: bool) -> &'static str {
 
 /// A store error as one line: validation errors speak for themselves, database errors get
 /// the context of what was being done.
-fn store_error(doing: &str, err: StoreError) -> String {
+pub(crate) fn store_error(doing: &str, err: StoreError) -> String {
     match err {
         StoreError::Database(_) => format!("{doing}: {err}"),
         other => other.to_string(),
     }
 }
 
-fn open(data_dir: &Path) -> Result<Store, String> {
+/// Opens the store in `data_dir`, or one error line that names its file.
+pub(crate) fn open(data_dir: &Path) -> Result<Store, String> {
     Store::open(data_dir).map_err(|err| {
         format!(
             "cannot open the store {}: {err}",
@@ -607,8 +638,21 @@ fn import(file: &Path, data_dir: &Path, now_ms: i64) -> Result<String, String> {
         .map_err(|err| format!("cannot check the users against the store: {err}"))?;
     problems.extend(batch_problems(checked, &lines));
     if problems.is_empty() {
-        match open(data_dir)?.user_create_many(&users) {
-            Ok(count) => return Ok(format!("{count} users imported from {name}\n")),
+        let store = open(data_dir)?;
+        match store.user_create_many(&users) {
+            Ok(count) => {
+                let extensions: Vec<&str> = users.iter().map(|u| u.extension.as_str()).collect();
+                // The store cuts a long list; the count and the file stay readable before it.
+                record_cli_change(
+                    &store,
+                    "user.import",
+                    &format!(
+                        "{count} users imported from {name}: {}",
+                        extensions.join(", ")
+                    ),
+                )?;
+                return Ok(format!("{count} users imported from {name}\n"));
+            }
             // Another admin added one of these users since the check above.
             Err(StoreError::BatchRejected(found)) => problems = batch_problems(found, &lines),
             Err(err) => return Err(store_error("cannot import the users", err)),
@@ -1002,7 +1046,7 @@ fn user_table(users: &[User], registered: &HashMap<String, u32>) -> String {
 }
 
 /// Left-aligned columns two spaces apart; widths count characters, so "Bürgerbüro" lines up.
-fn aligned_table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn aligned_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

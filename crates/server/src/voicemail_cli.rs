@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 use store::{Store, VoicemailId};
 
+use crate::audit_cli::record_cli_change;
+
 /// Voicemail administration commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum VoicemailCommand {
@@ -97,6 +99,12 @@ fn execute(command: VoicemailCommand, data_dir: &Path) -> Result<String, String>
             store
                 .voicemail_set_pin(&mailbox, pin.as_deref())
                 .map_err(err)?;
+            let (action, what) = if clear {
+                ("voicemail.pin-clear", "PIN removed")
+            } else {
+                ("voicemail.pin", "PIN set")
+            };
+            record_cli_change(&store, action, &format!("mailbox {mailbox}: {what}"))?;
             Ok(if clear {
                 format!("mailbox {mailbox}: PIN removed; nobody can listen by phone\n")
             } else {
@@ -114,13 +122,20 @@ fn execute(command: VoicemailCommand, data_dir: &Path) -> Result<String, String>
             store
                 .voicemail_set_email(&mailbox, address.as_deref())
                 .map_err(err)?;
-            Ok(match address {
-                Some(address) => format!("mailbox {mailbox}: new messages go to {address}\n"),
-                None => format!("mailbox {mailbox}: messages are no longer mailed\n"),
-            })
+            let line = match address {
+                Some(address) => format!("mailbox {mailbox}: new messages go to {address}"),
+                None => format!("mailbox {mailbox}: messages are no longer mailed"),
+            };
+            record_cli_change(&store, "voicemail.email", &line)?;
+            Ok(format!("{line}\n"))
         }
         VoicemailCommand::Delete { id } => {
             let message = store.voicemail_delete(VoicemailId(id)).map_err(err)?;
+            record_cli_change(
+                &store,
+                "voicemail.delete",
+                &format!("message {id} of mailbox {}", message.mailbox),
+            )?;
             match std::fs::remove_file(&message.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

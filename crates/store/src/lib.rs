@@ -1,6 +1,7 @@
 //! Durable state of amtsleitung: call records, pre-created conference rooms (with hashed PINs),
 //! recordings, dialplan history, staff users (with digest HA1s, never passwords) and the
-//! registrations of their phones.
+//! registrations of their phones, web console accounts with their sessions, and the audit log
+//! of administrative changes.
 //!
 //! SQLite (embedded, one file in the data directory) is the default. The API is synchronous
 //! and small on purpose: the server calls it from a blocking thread, and a PostgreSQL backend
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, ToSql};
 
 mod call_settings;
+mod console;
 mod dialplan_history;
 mod live_rooms;
 mod recordings;
@@ -25,6 +27,11 @@ mod voicemail;
 pub use call_settings::{
     CallSettings, DEFAULT_NO_ANSWER_SECONDS, FollowMeStep, FollowMeTarget, ForwardKind,
     MAX_FOLLOW_ME_STEPS, RING_SECONDS, validate_target as validate_forward_target,
+};
+pub use console::{
+    AccountOrigin, AuditEntry, AuditRecord, ConsoleAccount, ConsolePasswordProblem, ConsoleRole,
+    ConsoleSession, MAX_ACCOUNT_NAME_CHARS, MAX_CONSOLE_PASSWORD_CHARS, MIN_CONSOLE_PASSWORD_CHARS,
+    NewConsoleSession, validate_account_name, validate_console_password,
 };
 pub use dialplan_history::DialplanVersion;
 pub use live_rooms::LiveRoom;
@@ -42,6 +49,7 @@ pub use users::{
     MAX_ALLOWED_NETWORKS, MAX_CALL_CLASSES, MAX_CONTACTS_LIMIT, MAX_DISPLAY_NAME_CHARS,
     MAX_EXTENSION_DIGITS, MAX_PASSWORD_CHARS, MEDIA_ENCRYPTION_WORDS, MIN_EXTENSION_DIGITS,
     MIN_PASSWORD_CHARS, NewUser, PasswordProblem, User, UserLocation, ha1_md5, ha1_sha256,
+    validate_extension,
 };
 pub use voicemail::{
     MailboxPin, MailboxSettings, MessageCounts, NewVoicemail, Voicemail, VoicemailId,
@@ -294,6 +302,48 @@ pub enum StoreError {
         /// What is wrong with it.
         problem: BindingProblem,
     },
+    /// A console account name that is not 1 to 64 of the characters allowed.
+    #[error(
+        "console account name {0:?} must be 1 to {MAX_ACCOUNT_NAME_CHARS} characters a-z, 0-9, '.', '_' or '-' (lower-case)"
+    )]
+    InvalidAccountName(String),
+    /// A console password has the wrong form; the password itself is never in the message.
+    #[error("console password {0}")]
+    InvalidConsolePassword(ConsolePasswordProblem),
+    /// A console role other than admin or staff.
+    #[error("role {0:?} must be admin or staff")]
+    InvalidConsoleRole(String),
+    /// A console account with this name is already stored.
+    #[error("console account {0} already exists")]
+    AccountExists(String),
+    /// No console account with this name is stored.
+    #[error("no console account {0}")]
+    NoSuchAccount(String),
+    /// The console account is disabled, so it cannot log in.
+    #[error("console account {0} is disabled")]
+    AccountDisabled(String),
+    /// An LDAP login would take over a local console account of the same name.
+    #[error(
+        "console account {0} is a local account; an LDAP login of the same name does not take it over"
+    )]
+    AccountIsLocal(String),
+    /// A password was to be set for an account whose password the LDAP directory checks.
+    #[error("console account {0} logs in through LDAP; its password is the directory's")]
+    AccountIsLdap(String),
+    /// Argon2 refused to hash a console password (a parameter bug, not user input).
+    #[error("password hashing failed: {0}")]
+    PasswordHashing(#[source] argon2::password_hash::Error),
+    /// A stored console password hash this build cannot check (damaged, or written by a
+    /// newer amtsleitung with another algorithm).
+    #[error(
+        "the stored password hash of console account {account} cannot be checked ({problem}); set a new password"
+    )]
+    UnreadablePasswordHash {
+        /// The account.
+        account: String,
+        /// What the hash library said.
+        problem: argon2::password_hash::Error,
+    },
 }
 
 /// Schema migrations, applied in order; index + 1 is the schema version after applying.
@@ -492,6 +542,38 @@ const MIGRATIONS: &[&str] = &[
         pin_hash BLOB,
         email TEXT
     ) WITHOUT ROWID;",
+    // 17: the web console (console.rs): accounts (a local one with an Argon2id PHC string, an
+    // LDAP one without a password), login sessions (SHA-256 of the token only), the audit log
+    // of changes by the CLI and the console, and the console account that owns a room (NULL:
+    // admins only).
+    "CREATE TABLE console_account (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'staff')),
+        extension TEXT NULL,
+        origin TEXT NOT NULL CHECK (origin IN ('local', 'ldap')),
+        password_hash TEXT NULL,
+        created_at_ms INTEGER NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE console_session (
+        token_hash BLOB PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES console_account(name) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        last_seen_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX console_session_by_account ON console_session (account);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_by_time ON audit_log (at_ms);
+    ALTER TABLE room ADD COLUMN owner TEXT NULL;",
 ];
 
 /// One finished call, as written to the call log.
@@ -1299,6 +1381,50 @@ mod tests {
             store
                 .room_token_check("1234", TokenKind::Whip, &token)
                 .unwrap()
+        );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn upgrading_a_version_16_database_keeps_its_rooms_without_owners() {
+        // Version 16 is the schema before the web console's accounts, sessions and audit log.
+        const BEFORE_CONSOLE: usize = 16;
+        let dir = database_at_version(
+            BEFORE_CONSOLE,
+            "INSERT INTO room (number, pin_scheme, pin_salt, pin_hash, moderator_pin_hash,
+                 max_participants, wait_for_moderator, created_at_ms)
+             VALUES ('4711', 1, x'00', NULL, NULL, 12, 0, 5), ('4712', 1, x'00', NULL, NULL, 3, 0, 6)",
+        );
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let rooms = store.room_list().unwrap();
+        assert_eq!(
+            rooms
+                .iter()
+                .map(|r| (r.number.as_str(), r.max_participants, r.owner.as_deref()))
+                .collect::<Vec<_>>(),
+            [("4711", 12, None), ("4712", 3, None)],
+            "existing rooms stay, for admins only"
+        );
+        assert!(store.console_account_list().unwrap().is_empty());
+        assert!(store.audit_list(None, None, 10).unwrap().is_empty());
+        store
+            .console_account_create(
+                "anna",
+                ConsoleRole::Staff,
+                None,
+                "korrekt-pferd-batterie",
+                7,
+            )
+            .unwrap();
+        assert_eq!(
+            store
+                .room_set_owner("4711", Some("anna"))
+                .unwrap()
+                .owner
+                .as_deref(),
+            Some("anna")
         );
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();

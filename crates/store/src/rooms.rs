@@ -15,6 +15,11 @@
 //!
 //! Both PINs of a room share one random salt, so a keyed-in PIN costs one hash, compared
 //! in constant time against both stored hashes.
+//!
+//! A room may have an owner: the console account (console.rs) of the staff member who runs
+//! it from the web console. Without one only admins manage it. The owner is set at creation
+//! ([`NewRoom::owner`]) or later with [`Store::room_set_owner`], not through [`RoomUpdate`]:
+//! changing who may manage a room is an admin's act of its own, not a room setting.
 
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -81,6 +86,8 @@ pub struct NewRoom {
     pub wait_for_moderator: bool,
     /// Unix time in milliseconds of creation.
     pub created_at_ms: i64,
+    /// The console account that runs the room (None: admins only); it must exist.
+    pub owner: Option<String>,
 }
 
 impl NewRoom {
@@ -93,6 +100,7 @@ impl NewRoom {
             max_participants: DEFAULT_MAX_PARTICIPANTS,
             wait_for_moderator: false,
             created_at_ms,
+            owner: None,
         }
     }
 }
@@ -110,6 +118,7 @@ impl std::fmt::Debug for NewRoom {
             .field("max_participants", &self.max_participants)
             .field("wait_for_moderator", &self.wait_for_moderator)
             .field("created_at_ms", &self.created_at_ms)
+            .field("owner", &self.owner)
             .finish()
     }
 }
@@ -129,6 +138,8 @@ pub struct Room {
     pub wait_for_moderator: bool,
     /// Unix time in milliseconds of creation.
     pub created_at_ms: i64,
+    /// The console account that runs the room from the web console (None: admins only).
+    pub owner: Option<String>,
 }
 
 /// What to do with one PIN in [`Store::room_update`].
@@ -268,7 +279,7 @@ struct RoomRow {
     moderator_pin_hash: Option<Vec<u8>>,
 }
 
-const ROOM_COLUMNS: &str = "number, pin_hash IS NOT NULL, moderator_pin_hash IS NOT NULL, max_participants, wait_for_moderator, created_at_ms";
+const ROOM_COLUMNS: &str = "number, pin_hash IS NOT NULL, moderator_pin_hash IS NOT NULL, max_participants, wait_for_moderator, created_at_ms, owner";
 
 fn room_from_row(row: &Row<'_>) -> rusqlite::Result<Room> {
     Ok(Room {
@@ -278,6 +289,7 @@ fn room_from_row(row: &Row<'_>) -> rusqlite::Result<Room> {
         max_participants: row.get(3)?,
         wait_for_moderator: row.get(4)?,
         created_at_ms: row.get(5)?,
+        owner: row.get(6)?,
     })
 }
 
@@ -298,6 +310,9 @@ impl Store {
             return Err(StoreError::ModeratorPinRequired);
         }
         validate_max_participants(new.max_participants)?;
+        if let Some(owner) = &new.owner {
+            self.console_account_must_exist(owner)?;
+        }
 
         let scheme = PIN_SCHEME_ARGON2ID_1;
         let salt = new_salt()?;
@@ -313,8 +328,8 @@ impl Store {
             .transpose()?;
 
         let inserted = self.conn.execute(
-            "INSERT INTO room (number, pin_scheme, pin_salt, pin_hash, moderator_pin_hash, max_participants, wait_for_moderator, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(number) DO NOTHING",
+            "INSERT INTO room (number, pin_scheme, pin_salt, pin_hash, moderator_pin_hash, max_participants, wait_for_moderator, created_at_ms, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(number) DO NOTHING",
             params![
                 new.number,
                 scheme,
@@ -323,7 +338,8 @@ impl Store {
                 moderator_pin_hash.as_ref().map(|h| h.as_slice()),
                 new.max_participants,
                 new.wait_for_moderator,
-                new.created_at_ms
+                new.created_at_ms,
+                new.owner
             ],
         )?;
         if inserted == 0 {
@@ -336,6 +352,7 @@ impl Store {
             max_participants: new.max_participants,
             wait_for_moderator: new.wait_for_moderator,
             created_at_ms: new.created_at_ms,
+            owner: new.owner.clone(),
         })
     }
 
@@ -358,6 +375,36 @@ impl Store {
         ))?;
         let rows = stmt.query_map([], room_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The stored rooms `owner` runs, in numeric order (what a staff member's console lists).
+    pub fn room_list_owned_by(&self, owner: &str) -> Result<Vec<Room>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {ROOM_COLUMNS} FROM room WHERE owner = ?1 ORDER BY length(number), number"
+        ))?;
+        let rows = stmt.query_map([owner], room_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Gives a stored room to the console account `owner` (which must exist), or with None
+    /// back to admins only; returns the room as it is now.
+    pub fn room_set_owner(&self, number: &str, owner: Option<&str>) -> Result<Room, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        if let Some(owner) = owner {
+            self.console_account_must_exist(owner)?;
+        }
+        let changed = tx.execute(
+            "UPDATE room SET owner = ?2 WHERE number = ?1",
+            params![number, owner],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NoSuchRoom(number.to_owned()));
+        }
+        let room = self
+            .room_get(number)?
+            .ok_or_else(|| StoreError::NoSuchRoom(number.to_owned()))?;
+        tx.commit()?;
+        Ok(room)
     }
 
     /// Deletes a room and its WebRTC tokens (a room created again under the number is a new
@@ -434,6 +481,7 @@ impl Store {
             max_participants,
             wait_for_moderator,
             created_at_ms: row.room.created_at_ms,
+            owner: row.room.owner,
         })
     }
 
@@ -479,10 +527,10 @@ impl Store {
                 |row| {
                     Ok(RoomRow {
                         room: room_from_row(row)?,
-                        scheme: row.get(6)?,
-                        salt: row.get(7)?,
-                        pin_hash: row.get(8)?,
-                        moderator_pin_hash: row.get(9)?,
+                        scheme: row.get(7)?,
+                        salt: row.get(8)?,
+                        pin_hash: row.get(9)?,
+                        moderator_pin_hash: row.get(10)?,
                     })
                 },
             )
@@ -519,6 +567,7 @@ mod tests {
             max_participants: 12,
             wait_for_moderator: true,
             created_at_ms: 1_700_000_000_000,
+            owner: None,
         };
         assert_eq!(created, expected);
         assert_eq!(store.room_get("4711").unwrap(), Some(expected.clone()));

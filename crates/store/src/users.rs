@@ -405,7 +405,8 @@ pub(crate) fn aor_text(domain: &str, extension: &str) -> String {
     }
 }
 
-pub(crate) fn validate_extension(extension: &str) -> Result<(), StoreError> {
+/// Checks an extension's form: 2 to 15 digits.
+pub fn validate_extension(extension: &str) -> Result<(), StoreError> {
     if !(MIN_EXTENSION_DIGITS..=MAX_EXTENSION_DIGITS).contains(&extension.len())
         || !extension.bytes().all(|b| b.is_ascii_digit())
     {

@@ -346,6 +346,7 @@ fn pin_room() -> store::Room {
         max_participants: 10,
         wait_for_moderator: false,
         created_at_ms: 1,
+        owner: None,
     }
 }
 
