@@ -3,32 +3,21 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 
 use store::{Binding, DEFAULT_DOMAIN, Store};
 use support::TempDir;
 
 /// Runs the binary with `args` (and `stdin` piped in); exit code, stdout, stderr.
 fn run_with_stdin(data: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = support::amtsleitung()
-        .arg("user")
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::output_with_stdin(
+        support::amtsleitung()
+            .arg("user")
+            .arg("--data-dir")
+            .arg(data)
+            .args(args),
+        stdin,
+    );
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod carrier;
+pub mod slapd;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -44,6 +45,37 @@ pub fn amtsleitung() -> Command {
     let mut command = Command::new(binary());
     command.env("AMT_CONFIG", empty_config());
     command
+}
+
+/// Installs Debian packages that are missing (as root, like the rest of the suite).
+pub fn apt_install(packages: &[&str]) {
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if install() {
+        return;
+    }
+    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    assert!(install(), "apt-get install {packages:?} failed");
+}
+
+/// Runs `command` with `stdin` typed into it (and stdout, stderr captured).
+pub fn output_with_stdin(command: &mut Command, stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that exits without reading it all closes the pipe: that is its business.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
 }
 
 /// A fresh scratch directory, removed on drop.
