@@ -31,6 +31,9 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 # tests/backup.rs checks the backup with SQLite's own integrity check.
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+# tests/ldap.rs signs in against a throw-away OpenLDAP slapd, filled with ldapadd.
+[ -x /usr/sbin/slapd ] || need+=(slapd)
+command -v ldapadd >/dev/null || need+=(ldap-utils)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev)
 command -v gcc >/dev/null || need+=(gcc)
@@ -45,6 +48,9 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
+  # Without a policy-rc.d that says no, postinst starts the stock slapd; the tests run their
+  # own on free ports and never use it.
+  if [ -s /run/slapd/slapd.pid ]; then kill -TERM "$(head -1 /run/slapd/slapd.pid)" 2>/dev/null || true; fi
 fi
 if [ "$(id -u)" != 0 ]; then
   echo "the end-to-end tests create network namespaces: run as root" >&2

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    Baresip, Netns, Pki, ReportingChild, Server, TempDir, create_room, plans_with_trusted_number,
-    read_wav, repo, share_between, tone_share, wait_until, write_tone,
+    Baresip, Netns, Pki, ReportingChild, Server, TempDir, apt_install, create_room,
+    plans_with_trusted_number, read_wav, repo, share_between, tone_share, wait_until, write_tone,
 };
 
 /// Where the browser finds the server: the server's own HTTPS on the namespace's network,
@@ -105,23 +105,6 @@ fn microphone() -> (TempDir, PathBuf) {
 const PLAYWRIGHT_NODE_20: &str = "1.65.1";
 const PLAYWRIGHT_NODE_18: &str = "1.61.1";
 const AXE_CORE: &str = "4.14.1";
-
-/// Installs Debian packages that are missing (as root, like the rest of the suite).
-fn apt_install(packages: &[&str]) {
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq"])
-            .args(packages)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if install() {
-        return;
-    }
-    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-    assert!(install(), "apt-get install {packages:?} failed");
-}
 
 /// Debian's Chromium, installed when missing.
 fn chromium() -> &'static Path {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod carrier;
+pub mod slapd;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -49,6 +50,33 @@ pub fn amtsleitung() -> Command {
 /// Runs `command` to its end with `stdin` written to its standard input (a password, as an
 /// admin pipes it in); exit code (-1 for a signal), stdout, stderr.
 pub fn run_with_stdin(mut command: Command, stdin: &str) -> (i32, String, String) {
+    let out = output_with_stdin(&mut command, stdin);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Installs Debian packages that are missing (as root, like the rest of the suite).
+pub fn apt_install(packages: &[&str]) {
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if install() {
+        return;
+    }
+    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    assert!(install(), "apt-get install {packages:?} failed");
+}
+
+/// Runs `command` with `stdin` typed into it (and stdout, stderr captured).
+pub fn output_with_stdin(command: &mut Command, stdin: &str) -> Output {
     use std::io::Write;
     let mut child = command
         .stdin(Stdio::piped())
@@ -56,18 +84,9 @@ pub fn run_with_stdin(mut command: Command, stdin: &str) -> (i32, String, String
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    // A command that exits without reading it all closes the pipe: that is its business.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
 }
 
 /// A fresh scratch directory, removed on drop.

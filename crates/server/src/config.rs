@@ -127,6 +127,8 @@ pub struct Config {
     pub presence: PresenceSettings,
     /// Voicemail: message length, expiry, mail.
     pub voicemail: VoicemailSettings,
+    /// Console sign-in against LDAP / Active Directory; none = local accounts only.
+    pub ldap: Option<LdapSettings>,
 }
 
 /// `[presence]`: SUBSCRIBE/NOTIFY for busy lamp fields (RFC 6665, RFC 4235).
@@ -192,6 +194,309 @@ impl Default for VoicemailSettings {
             smtp_password: None,
         }
     }
+}
+
+/// `[ldap]` as written in the file; [`LdapSettings`] is what it means once checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LdapFile {
+    /// The directory server: `ldap://host[:port]` or `ldaps://host[:port]` (TLS, port 636).
+    url: String,
+    /// Upgrade an `ldap://` connection with StartTLS (RFC 4511 §4.14) before any password
+    /// is sent; required for `ldap://` to anything but this machine.
+    #[serde(default)]
+    starttls: bool,
+    /// A direct bind: the user's DN with `{user}` for the name typed, e.g.
+    /// `uid={user},ou=people,dc=rathaus,dc=example` (OpenLDAP).
+    user_dn: Option<String>,
+    /// Search first (Active Directory): where the user entries are.
+    search_base: Option<String>,
+    /// The filter that finds the one entry of the name typed, with `{user}`, e.g.
+    /// `(&(objectClass=person)(sAMAccountName={user}))`.
+    search_filter: Option<String>,
+    /// The service account that searches (needed with `search-filter`); with `user-dn` it
+    /// reads the user's entry and groups when the user may not.
+    bind_dn: Option<String>,
+    /// Its password.
+    bind_password: Option<String>,
+    /// The DN of the group whose members are console admins (by the group's `member` or
+    /// `uniqueMember`, or by the user's `memberOf`).
+    admin_group: String,
+    /// The DN of the group whose members (and the admins) may sign in at all; none = every
+    /// account the directory accepts.
+    staff_group: Option<String>,
+    /// The attribute holding the user's extension (kept only if it is a plain internal
+    /// extension, digits alone).
+    #[serde(default = "default_extension_attribute")]
+    extension_attribute: String,
+    /// Seconds a sign-in may take (connecting and every request).
+    #[serde(default = "default_ldap_timeout")]
+    timeout_seconds: u64,
+    /// CA certificates (PEM) the server's certificate is checked against; default: the
+    /// system's trust store.
+    ca_file: Option<PathBuf>,
+}
+
+fn default_extension_attribute() -> String {
+    "telephoneNumber".into()
+}
+
+fn default_ldap_timeout() -> u64 {
+    5
+}
+
+/// Longest `timeout-seconds` accepted: a sign-in form that hangs longer helps nobody.
+const MAX_LDAP_TIMEOUT_S: u64 = 120;
+
+/// `[ldap]` settings: console sign-in against a directory (OpenLDAP, Active Directory).
+/// Only a checked one exists: the file's contradictions are refused when it is read.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "LdapFile")]
+pub struct LdapSettings {
+    /// The server (`ldap` or `ldaps` scheme, a host, perhaps a port, nothing more).
+    pub url: url::Url,
+    /// StartTLS on an `ldap://` connection.
+    pub starttls: bool,
+    /// How the user's entry is found.
+    pub user: LdapUserLookup,
+    /// The service account, if one is configured.
+    pub service_account: Option<LdapServiceAccount>,
+    /// DN of the console admins' group.
+    pub admin_group: String,
+    /// DN of the group allowed to sign in; none = everyone the directory accepts.
+    pub staff_group: Option<String>,
+    /// Attribute with the user's extension.
+    pub extension_attribute: String,
+    /// How long a sign-in may take.
+    pub timeout: std::time::Duration,
+    /// CA certificates for the server's certificate; none = the system's trust store.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How the user's entry is found for a name typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LdapUserLookup {
+    /// Bind directly as this DN, `{user}` replaced by the name (RFC 4514 escaped).
+    Template(String),
+    /// Search below `base` with `filter`, `{user}` replaced by the name (RFC 4515 escaped),
+    /// as the service account, then bind as the entry found.
+    Search {
+        /// Search base DN.
+        base: String,
+        /// Filter with `{user}`.
+        filter: String,
+    },
+}
+
+/// A directory account the server binds as to search and read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LdapServiceAccount {
+    /// Its DN.
+    pub dn: String,
+    /// Its password (never printed: `Debug` hides it).
+    pub password: String,
+}
+
+impl std::fmt::Debug for LdapServiceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapServiceAccount")
+            .field("dn", &self.dn)
+            .field("password", &"(hidden)")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LdapSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapSettings")
+            .field("url", &self.url.as_str())
+            .field("starttls", &self.starttls)
+            .field("user", &self.user)
+            .field("service_account", &self.service_account)
+            .field("admin_group", &self.admin_group)
+            .field("staff_group", &self.staff_group)
+            .field("extension_attribute", &self.extension_attribute)
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// The placeholder for the name typed in `user-dn` and `search-filter`.
+pub const LDAP_USER_PLACEHOLDER: &str = "{user}";
+
+impl TryFrom<LdapFile> for LdapSettings {
+    type Error = String;
+
+    fn try_from(file: LdapFile) -> Result<Self, String> {
+        let url = ldap_url(&file.url, file.starttls)?;
+        let service_account = match (file.bind_dn, file.bind_password) {
+            (None, None) => None,
+            (Some(_), None) => return Err("[ldap] bind-dn is set but bind-password is not".into()),
+            (None, Some(_)) => return Err("[ldap] bind-password is set but bind-dn is not".into()),
+            (Some(dn), Some(password)) => {
+                if dn.trim().is_empty() {
+                    return Err("[ldap] bind-dn is empty".into());
+                }
+                // RFC 4513 §5.1.2: a name with an empty password is an unauthenticated
+                // bind, which many servers answer with success.
+                if password.is_empty() {
+                    return Err("[ldap] bind-password is empty, which would be an \
+                                unauthenticated bind (RFC 4513 §5.1.2)"
+                        .into());
+                }
+                Some(LdapServiceAccount { dn, password })
+            }
+        };
+        let user = match (file.user_dn, file.search_base, file.search_filter) {
+            (Some(template), None, None) => {
+                if !template.contains(LDAP_USER_PLACEHOLDER) {
+                    return Err(format!(
+                        "[ldap] user-dn {template:?} has no {LDAP_USER_PLACEHOLDER} for the user name"
+                    ));
+                }
+                LdapUserLookup::Template(template)
+            }
+            (None, Some(base), Some(filter)) => {
+                if !filter.contains(LDAP_USER_PLACEHOLDER) {
+                    return Err(format!(
+                        "[ldap] search-filter {filter:?} has no {LDAP_USER_PLACEHOLDER} for the user name"
+                    ));
+                }
+                if ldap3::parse_filter(filter.replace(LDAP_USER_PLACEHOLDER, "x")).is_err() {
+                    return Err(format!(
+                        "[ldap] search-filter {filter:?} is not an LDAP filter (RFC 4515), \
+                         e.g. \"(&(objectClass=person)(sAMAccountName={{user}}))\""
+                    ));
+                }
+                if service_account.is_none() {
+                    return Err("[ldap] search-filter needs bind-dn and bind-password: \
+                                the account that searches for the user"
+                        .into());
+                }
+                LdapUserLookup::Search { base, filter }
+            }
+            (None, None, None) => {
+                return Err("[ldap] needs user-dn (a direct bind, e.g. \
+                            \"uid={user},ou=people,dc=rathaus,dc=example\"), or search-base and \
+                            search-filter with bind-dn and bind-password (search first, as for \
+                            Active Directory)"
+                    .into());
+            }
+            (Some(_), _, _) => {
+                return Err(
+                    "[ldap] user-dn and search-base/search-filter are two ways to find \
+                            the user: set one of them"
+                        .into(),
+                );
+            }
+            (None, Some(_), None) => {
+                return Err("[ldap] search-base is set but search-filter is not".into());
+            }
+            (None, None, Some(_)) => {
+                return Err("[ldap] search-filter is set but search-base is not".into());
+            }
+        };
+        if file.admin_group.trim().is_empty() {
+            return Err("[ldap] admin-group is empty".into());
+        }
+        if file
+            .staff_group
+            .as_deref()
+            .is_some_and(|g| g.trim().is_empty())
+        {
+            return Err("[ldap] staff-group is empty (leave it out to let everyone in)".into());
+        }
+        if !is_attribute_description(&file.extension_attribute) {
+            return Err(format!(
+                "[ldap] extension-attribute {:?} is not an attribute name",
+                file.extension_attribute
+            ));
+        }
+        if !(1..=MAX_LDAP_TIMEOUT_S).contains(&file.timeout_seconds) {
+            return Err(format!(
+                "[ldap] timeout-seconds must be 1 to {MAX_LDAP_TIMEOUT_S}, not {}",
+                file.timeout_seconds
+            ));
+        }
+        Ok(Self {
+            url,
+            starttls: file.starttls,
+            user,
+            service_account,
+            admin_group: file.admin_group,
+            staff_group: file.staff_group,
+            extension_attribute: file.extension_attribute,
+            timeout: std::time::Duration::from_secs(file.timeout_seconds),
+            ca_file: file.ca_file,
+        })
+    }
+}
+
+/// The server's URL, checked: `ldap` or `ldaps`, a host, nothing after it, and no password
+/// in the clear to another machine.
+fn ldap_url(text: &str, starttls: bool) -> Result<url::Url, String> {
+    let url =
+        url::Url::parse(text).map_err(|err| format!("[ldap] url {text:?} is not a URL: {err}"))?;
+    let tls = match url.scheme() {
+        "ldaps" => {
+            if starttls {
+                return Err(format!(
+                    "[ldap] starttls = true with {text}: ldaps:// is TLS from the start; \
+                     use one of the two"
+                ));
+            }
+            true
+        }
+        "ldap" => starttls,
+        _ => {
+            return Err(format!(
+                "[ldap] url {text:?} must be ldap://host[:port] or ldaps://host[:port]"
+            ));
+        }
+    };
+    let host = match url.host() {
+        Some(url::Host::Domain(name)) if !name.is_empty() => name.to_owned(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        _ => return Err(format!("[ldap] url {text:?} names no server")),
+    };
+    if !matches!(url.path(), "" | "/")
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(format!(
+            "[ldap] url {text:?}: only ldap[s]://host[:port]; the DNs and the filter have \
+             keys of their own"
+        ));
+    }
+    // `ldap` is not a special scheme to the URL parser, so an IPv4 address arrives as a
+    // domain name: parse it again.
+    let loopback = host == "localhost"
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.to_canonical().is_loopback());
+    if !tls && !loopback {
+        return Err(format!(
+            "[ldap] url {text} would send passwords in the clear: use ldaps:// or set \
+             starttls = true (plain ldap:// only to this machine)"
+        ));
+    }
+    Ok(url)
+}
+
+/// An attribute description as RFC 4512 §2.5 allows it: a name (`telephoneNumber`) or an
+/// OID (`2.5.4.20`), no options.
+fn is_attribute_description(text: &str) -> bool {
+    let name = text.starts_with(|c: char| c.is_ascii_alphabetic())
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let oid = !text.is_empty()
+        && text
+            .split('.')
+            .all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()));
+    name || oid
 }
 
 /// How long a WebRTC client whose ICE consent checks stopped may take to come back before its
@@ -431,6 +736,7 @@ impl Default for Config {
             webrtc: WebRtcSettings::default(),
             presence: PresenceSettings::default(),
             voicemail: VoicemailSettings::default(),
+            ldap: None,
         }
     }
 }
@@ -676,6 +982,9 @@ impl Config {
         {
             absolute(path);
         }
+        if let Some(path) = self.ldap.as_mut().and_then(|l| l.ca_file.as_mut()) {
+            absolute(path);
+        }
         self
     }
 
@@ -701,6 +1010,10 @@ impl Config {
             if let Some(path) = path {
                 anchor(key, path);
             }
+        }
+        // `[ldap] ca-file` has no default, so when it is set the file wrote it.
+        if let Some(path) = self.ldap.as_mut().and_then(|l| l.ca_file.as_mut()) {
+            anchor("ldap", path);
         }
     }
 }
@@ -1019,6 +1332,192 @@ mod tests {
             std::time::Duration::from_secs(1)
         );
         assert!(toml::from_str::<Config>("[webrtc]\npublic-address = \"1.2.3.4\"\n").is_err());
+    }
+
+    const LDAP_DIRECT: &str = "[ldap]\nurl = \"ldap://127.0.0.1:389\"\n\
+        user-dn = \"uid={user},ou=people,dc=rathaus,dc=example\"\n\
+        admin-group = \"cn=pbx-admins,ou=groups,dc=rathaus,dc=example\"\n";
+
+    fn ldap(text: &str) -> Result<LdapSettings, String> {
+        toml::from_str::<Config>(text)
+            .map(|config| config.ldap.expect("an [ldap] section"))
+            .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn ldap_is_off_without_a_section_and_takes_defaults_with_one() {
+        assert!(Config::default().ldap.is_none());
+        let settings = ldap(LDAP_DIRECT).unwrap();
+        assert_eq!(settings.url.as_str(), "ldap://127.0.0.1:389");
+        assert!(!settings.starttls);
+        assert_eq!(
+            settings.user,
+            LdapUserLookup::Template("uid={user},ou=people,dc=rathaus,dc=example".into())
+        );
+        assert_eq!(settings.service_account, None);
+        assert_eq!(settings.staff_group, None);
+        assert_eq!(settings.extension_attribute, "telephoneNumber");
+        assert_eq!(settings.timeout, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn ldap_search_needs_a_service_account_whose_password_stays_hidden() {
+        let search = "[ldap]\nurl = \"ldaps://dc1.rathaus.example\"\n\
+            search-base = \"dc=rathaus,dc=example\"\n\
+            search-filter = \"(&(objectClass=person)(sAMAccountName={user}))\"\n\
+            admin-group = \"cn=pbx-admins,dc=rathaus,dc=example\"\n";
+        let err = ldap(search).unwrap_err();
+        assert!(err.contains("bind-dn and bind-password"), "{err}");
+        let settings = ldap(&format!(
+            "{search}bind-dn = \"cn=reader,dc=rathaus,dc=example\"\nbind-password = \"geheim\"\n"
+        ))
+        .unwrap();
+        assert!(matches!(settings.user, LdapUserLookup::Search { .. }));
+        let account = settings.service_account.clone().unwrap();
+        assert_eq!(account.password, "geheim");
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("geheim") && shown.contains("cn=reader"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn ldap_wants_exactly_one_way_to_find_the_user() {
+        let head = "[ldap]\nurl = \"ldap://localhost\"\nadmin-group = \"cn=a,dc=x\"\n\
+            bind-dn = \"cn=reader,dc=x\"\nbind-password = \"pw\"\n";
+        let neither = ldap(head).unwrap_err();
+        assert!(
+            neither.contains("user-dn") && neither.contains("search-filter"),
+            "{neither}"
+        );
+        let both = ldap(&format!(
+            "{head}user-dn = \"uid={{user}},dc=x\"\nsearch-base = \"dc=x\"\n\
+             search-filter = \"(uid={{user}})\"\n"
+        ))
+        .unwrap_err();
+        assert!(both.contains("set one"), "{both}");
+        let half = ldap(&format!("{head}search-base = \"dc=x\"\n")).unwrap_err();
+        assert!(half.contains("search-filter is not"), "{half}");
+        let half = ldap(&format!("{head}search-filter = \"(uid={{user}})\"\n")).unwrap_err();
+        assert!(half.contains("search-base is not"), "{half}");
+        let no_placeholder = ldap(&format!("{head}user-dn = \"uid=anna,dc=x\"\n")).unwrap_err();
+        assert!(no_placeholder.contains("{user}"), "{no_placeholder}");
+        let not_a_filter = ldap(&format!(
+            "{head}search-base = \"dc=x\"\nsearch-filter = \"(uid={{user}}\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            not_a_filter.contains("not an LDAP filter"),
+            "{not_a_filter}"
+        );
+    }
+
+    #[test]
+    fn ldap_refuses_passwords_in_the_clear_to_another_machine() {
+        let with_url = |url: &str, extra: &str| {
+            ldap(
+                &LDAP_DIRECT
+                    .replace("ldap://127.0.0.1:389", url)
+                    .replace("[ldap]\n", &format!("[ldap]\n{extra}")),
+            )
+        };
+        let err = with_url("ldap://dc1.rathaus.example", "").unwrap_err();
+        assert!(
+            err.contains("in the clear") && err.contains("starttls = true"),
+            "{err}"
+        );
+        assert!(with_url("ldap://10.0.0.5:389", "").is_err());
+        assert!(with_url("ldap://dc1.rathaus.example", "starttls = true\n").is_ok());
+        assert!(with_url("ldaps://dc1.rathaus.example", "").is_ok());
+        for loopback in [
+            "ldap://localhost",
+            "ldap://127.0.0.1:3389",
+            "ldap://[::1]:389",
+        ] {
+            assert!(with_url(loopback, "").is_ok(), "{loopback}");
+        }
+        let both = with_url("ldaps://dc1.rathaus.example", "starttls = true\n").unwrap_err();
+        assert!(both.contains("use one of the two"), "{both}");
+        for bad in [
+            "http://dc1.rathaus.example",
+            "ldapi:///run/slapd/ldapi",
+            "dc1.rathaus.example",
+            "ldaps://dc1.rathaus.example/dc=rathaus,dc=example?uid",
+            "ldaps://",
+        ] {
+            assert!(with_url(bad, "").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ldap_refuses_an_empty_service_password_and_half_an_account() {
+        let err = ldap(&format!(
+            "{LDAP_DIRECT}bind-dn = \"cn=reader,dc=x\"\nbind-password = \"\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("unauthenticated bind"), "{err}");
+        assert!(
+            ldap(&format!("{LDAP_DIRECT}bind-dn = \"cn=reader,dc=x\"\n"))
+                .unwrap_err()
+                .contains("bind-password is not")
+        );
+        assert!(
+            ldap(&format!("{LDAP_DIRECT}bind-password = \"pw\"\n"))
+                .unwrap_err()
+                .contains("bind-dn is not")
+        );
+    }
+
+    #[test]
+    fn ldap_checks_attribute_timeout_groups_and_unknown_keys() {
+        assert!(ldap(&format!("{LDAP_DIRECT}extension-attribute = \"ipPhone\"\n")).is_ok());
+        assert!(
+            ldap(&format!(
+                "{LDAP_DIRECT}extension-attribute = \"2.5.4.20\"\n"
+            ))
+            .is_ok()
+        );
+        assert!(ldap(&format!("{LDAP_DIRECT}extension-attribute = \"(phone)\"\n")).is_err());
+        assert!(ldap(&format!("{LDAP_DIRECT}timeout-seconds = 0\n")).is_err());
+        assert_eq!(
+            ldap(&format!("{LDAP_DIRECT}timeout-seconds = 2\n"))
+                .unwrap()
+                .timeout,
+            std::time::Duration::from_secs(2)
+        );
+        assert!(ldap(&format!("{LDAP_DIRECT}staff-group = \"\"\n")).is_err());
+        let err = ldap(&format!("{LDAP_DIRECT}admin-groups = \"cn=x\"\n")).unwrap_err();
+        assert!(err.contains("admin-groups"), "{err}");
+        let err =
+            ldap("[ldap]\nurl = \"ldap://localhost\"\nuser-dn = \"uid={user}\"\n").unwrap_err();
+        assert!(err.contains("admin-group"), "{err}");
+    }
+
+    #[test]
+    fn ldap_errors_name_the_file_and_the_section_line() {
+        let dir = scratch("ldap");
+        let path = dir.join("amtsleitung.toml");
+        std::fs::write(
+            &path,
+            "log-format = \"text\"\n[ldap]\nurl = \"ldap://dc1.rathaus.example\"\n\
+             user-dn = \"uid={user},dc=x\"\nadmin-group = \"cn=a,dc=x\"\nca-file = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let err = load_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("amtsleitung.toml:") && err.contains("in the clear"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "[ldap]\nurl = \"ldaps://dc1.rathaus.example\"\n\
+             user-dn = \"uid={user},dc=x\"\nadmin-group = \"cn=a,dc=x\"\nca-file = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let config = load_file(&path).unwrap();
+        assert_eq!(config.ldap.unwrap().ca_file, Some(dir.join("ca.pem")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

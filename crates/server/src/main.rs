@@ -31,6 +31,8 @@ mod ice_servers;
 mod ids;
 mod join_http;
 mod join_page;
+mod ldap_auth;
+mod ldap_cli;
 mod line_state;
 mod link_backoff;
 mod link_http;
@@ -167,6 +169,9 @@ enum Command {
         #[command(subcommand)]
         command: security_cli::SecurityCommand,
     },
+    /// Check the console's LDAP / Active Directory sign-in (`[ldap]` in the config).
+    #[command(subcommand)]
+    Ldap(ldap_cli::LdapCommand),
 }
 
 #[derive(Debug, Args)]
@@ -558,5 +563,6 @@ fn main() -> ExitCode {
         Command::Security { http, command } => {
             security_cli::run(command, http.unwrap_or(config.http_listen))
         }
+        Command::Ldap(command) => ldap_cli::run(command, config.ldap.as_ref(), &source),
     }
 }

@@ -178,15 +178,22 @@ impl ClientProfile {
         let host = host.trim_matches(|c| c == '[' || c == ']');
         let server_name = ServerName::try_from(host.to_string())
             .map_err(|err| anyhow::anyhow!("{host:?} is not a TLS server name: {err}"))?;
-        let roots = match ca_file {
-            Some(path) => roots_from_file(path)?,
-            None => system_roots()?,
-        };
         Ok(Self {
             server_name,
-            config: client_config(roots)?,
+            config: client_config_trusting(ca_file)?,
         })
     }
+}
+
+/// Client settings that trust the CA certificates in `ca_file` (PEM) when given, else the
+/// system's trust store; for clients that choose the server name themselves (the LDAP
+/// client takes it from its URL).
+pub fn client_config_trusting(ca_file: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let roots = match ca_file {
+        Some(path) => roots_from_file(path)?,
+        None => system_roots()?,
+    };
+    client_config(roots)
 }
 
 fn client_config(roots: rustls::RootCertStore) -> anyhow::Result<Arc<rustls::ClientConfig>> {
