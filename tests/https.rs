@@ -378,3 +378,47 @@ fn connections_that_send_no_request_are_closed_after_ten_seconds() {
         );
     }
 }
+
+#[test]
+fn the_console_over_https_marks_its_session_cookie_secure() {
+    let ns = Netns::new();
+    let pki = Pki::new();
+    let (cert, key) = pki.server_cert("amt-console", 12);
+    let server = server_with_https(
+        &ns,
+        &["--tls-certificate", path(&cert), "--tls-key", path(&key)],
+        TempDir::new("https-console"),
+    );
+    let (code, out, err) = support::run_with_stdin(
+        {
+            let mut command = support::amtsleitung();
+            command
+                .args(["account", "add", "anna", "--role", "staff", "--data-dir"])
+                .arg(server.data_dir());
+            command
+        },
+        "anna-secret-1\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        wait_until(Duration::from_secs(2), || server
+            .log()
+            .contains("admin HTTPS listening")),
+        "{}",
+        server.log()
+    );
+    let (ok, answer) = curl(
+        &ns,
+        Some(&pki.ca()),
+        "/console/sign-in",
+        &["--data", "name=anna&password=anna-secret-1"],
+    );
+    assert!(ok, "{answer}\n{}", server.log());
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {answer}"));
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+}

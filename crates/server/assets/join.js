@@ -282,6 +282,7 @@
       if (mine !== generation) return;
       if (reason === 'conference_ended') return ended(T.error_ended);
       if (reason === 'room_closed') return ended(T.error_room_closed);
+      if (reason === 'removed') return ended(T.error_removed);
     }
     deleteSession();
     if (reconnectTimer) return;
@@ -322,6 +323,7 @@
       if (response.status === 410) {
         if (body.ended === 'conference_ended') return ended(T.error_ended);
         if (body.ended === 'room_closed') return ended(T.error_room_closed);
+        if (body.ended === 'removed') return ended(T.error_removed);
         if (body.ended === 'left') return;
         return lost();
       }

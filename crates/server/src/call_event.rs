@@ -36,4 +36,6 @@ pub enum Notice {
     Ended,
     /// An admin deleted or re-guarded the room while it was in use: the session ends.
     Closed,
+    /// A moderator removed you from the room (the console's kick): your session ends.
+    Removed,
 }

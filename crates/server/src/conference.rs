@@ -42,6 +42,10 @@ pub struct RosterEntry {
     pub muted: bool,
     /// Talking now.
     pub talking: bool,
+    /// Raised its hand (`*5`).
+    pub hand_raised: bool,
+    /// Moderator (keyed the moderator PIN).
+    pub moderator: bool,
 }
 
 /// Participant limit of rooms opened on demand (no stored settings).
@@ -329,6 +333,8 @@ impl Registry {
                     label: m.label.clone(),
                     muted: m.muted,
                     talking: m.talking,
+                    hand_raised: m.hand_raised,
+                    moderator: m.moderator,
                 })
                 .collect(),
         )
@@ -352,6 +358,55 @@ impl Registry {
                 .is_some()
         })
         .unwrap_or(false)
+    }
+
+    /// Mutes or unmutes `member` of room `number` for a moderator outside the call (the
+    /// console): the member is told and hears it, as when a moderator keys `*` `2`; false if
+    /// it is not in the room.
+    pub fn moderate_mute(&self, number: &str, member: LegId, muted: bool) -> bool {
+        self.with_room(number, |r| {
+            let Some(m) = r.members.get_mut(&member) else {
+                return false;
+            };
+            m.muted = muted;
+            m.tell(member, Notice::SetMuted(muted));
+            m.tell(
+                member,
+                Notice::Announce(if muted { "muted" } else { "unmuted" }),
+            );
+            true
+        })
+        .unwrap_or(false)
+    }
+
+    /// Removes `member` from room `number` (the console's kick): it hears that the
+    /// conference ended and is hung up; the others hear it leave. False if it is not there.
+    pub fn remove(&self, number: &str, member: LegId) -> bool {
+        self.with_room(number, |r| {
+            r.members
+                .get(&member)
+                .map(|m| m.tell(member, Notice::Removed))
+                .is_some()
+        })
+        .unwrap_or(false)
+    }
+
+    /// Locks or unlocks room `number` for newcomers (moderators still get in); false if it
+    /// is not open.
+    pub fn set_locked(&self, number: &str, locked: bool) -> bool {
+        self.with_room(number, |r| r.locked = locked).is_some()
+    }
+
+    /// Ends the conference in room `number` for everyone, as a moderator's `*` `9` does;
+    /// how many were in it.
+    pub fn end(&self, number: &str) -> usize {
+        self.with_room(number, |r| {
+            for (id, member) in &r.members {
+                member.tell(*id, Notice::Ended);
+            }
+            r.members.len()
+        })
+        .unwrap_or(0)
     }
 
     /// Open rooms with their guards, for the store watch.
@@ -457,13 +512,66 @@ mod tests {
                     label: MemberLabel::Phone(Some("0711".into())),
                     muted: false,
                     talking: true,
+                    hand_raised: false,
+                    moderator: false,
                 },
                 RosterEntry {
                     member: LegId::browser(1),
                     label: MemberLabel::Browser("Anna".into()),
                     muted: true,
                     talking: false,
+                    hand_raised: false,
+                    moderator: false,
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_console_mutes_removes_locks_and_ends_and_each_member_is_told() {
+        let rooms = Registry::default();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let terms = RoomTerms::of(None);
+        for leg in [1, 2] {
+            assert!(
+                rooms
+                    .admit("5", LegId::new(leg), false, terms, entrant(&tx))
+                    .is_ok()
+            );
+        }
+        let mut told = || {
+            let mut notices = Vec::new();
+            while let Ok((leg, CallEvent::Notice(notice))) = rx.try_recv() {
+                notices.push((leg, notice));
+            }
+            notices
+        };
+        assert!(rooms.moderate_mute("5", LegId::new(2), true));
+        assert!(rooms.roster("5").unwrap()[1].muted);
+        assert_eq!(
+            told(),
+            vec![
+                (LegId::new(2), Notice::SetMuted(true)),
+                (LegId::new(2), Notice::Announce("muted")),
+            ]
+        );
+        assert!(!rooms.moderate_mute("5", LegId::new(9), true));
+        assert!(!rooms.moderate_mute("6", LegId::new(2), true));
+        assert!(rooms.remove("5", LegId::new(2)));
+        assert_eq!(told(), vec![(LegId::new(2), Notice::Removed)]);
+        assert!(!rooms.remove("5", LegId::new(9)));
+        assert!(rooms.set_locked("5", true));
+        assert!(matches!(
+            rooms.admit("5", LegId::new(3), false, terms, entrant(&tx)),
+            Err(Refusal::Locked)
+        ));
+        assert!(!rooms.set_locked("6", true));
+        assert_eq!(rooms.end("5"), 2);
+        assert_eq!(
+            told(),
+            vec![
+                (LegId::new(1), Notice::Ended),
+                (LegId::new(2), Notice::Ended)
             ]
         );
     }

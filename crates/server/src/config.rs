@@ -129,6 +129,34 @@ pub struct Config {
     pub voicemail: VoicemailSettings,
     /// Console sign-in against LDAP / Active Directory; none = local accounts only.
     pub ldap: Option<LdapSettings>,
+    /// The web console's sessions.
+    pub console: ConsoleSettings,
+}
+
+/// `[console]`: the web console.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct ConsoleSettings {
+    /// Minutes without a request after which a console session ends (1 to 1440).
+    #[serde(deserialize_with = "idle_minutes")]
+    pub idle_minutes: u32,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self { idle_minutes: 30 }
+    }
+}
+
+fn idle_minutes<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let minutes = u32::deserialize(deserializer)?;
+    if (1..=1440).contains(&minutes) {
+        Ok(minutes)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "idle-minutes must be 1 to 1440 (a day), not {minutes}"
+        )))
+    }
 }
 
 /// `[presence]`: SUBSCRIBE/NOTIFY for busy lamp fields (RFC 6665, RFC 4235).
@@ -737,6 +765,7 @@ impl Default for Config {
             presence: PresenceSettings::default(),
             voicemail: VoicemailSettings::default(),
             ldap: None,
+            console: ConsoleSettings::default(),
         }
     }
 }

@@ -53,6 +53,10 @@ pub async fn start(
         .route("/health", get(health))
         .merge(crate::whip_http::routes(shared.clone()))
         .merge(crate::join_http::routes(shared.clone()));
+    // The console has its own sign-in, so it is served on both listeners; over HTTPS its
+    // cookie is marked Secure.
+    let console = crate::console::Console::new(shared.clone());
+    console.spawn_session_sweep();
     let state = AppState {
         shared,
         calls,
@@ -61,6 +65,7 @@ pub async fn start(
     };
     let app = public
         .clone()
+        .merge(console.routes(false))
         .route("/metrics", get(metrics))
         .route("/dialplan/reload", axum::routing::post(reload_dialplan))
         .route("/rooms", get(rooms))
@@ -70,7 +75,7 @@ pub async fn start(
         .with_state(state.clone());
     if let Some(https) = https {
         tracing::info!(https = %https.address(), "admin HTTPS listening");
-        let app = public.with_state(state);
+        let app = public.merge(console.routes(true)).with_state(state);
         tokio::spawn(async move {
             // Nagle off: responses are written in one go.
             let https = https.tap_io(|tls| {

@@ -35,6 +35,30 @@ impl LegId {
 /// Marks the numbers of WebRTC sessions (see [`LegId::browser`]).
 const BROWSER_BIT: u64 = 1 << 63;
 
+impl std::str::FromStr for LegId {
+    type Err = ();
+
+    /// The [`Display`](fmt::Display) form back: `17` or `webrtc-5`.
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let (browser, digits) = match text.strip_prefix("webrtc-") {
+            Some(digits) => (true, digits),
+            None => (false, text),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        let n: u64 = digits.parse().map_err(|_| ())?;
+        if n & BROWSER_BIT != 0 {
+            return Err(());
+        }
+        Ok(if browser {
+            Self::browser(n)
+        } else {
+            Self::new(n)
+        })
+    }
+}
+
 impl fmt::Display for LegId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_browser() {
@@ -42,5 +66,34 @@ impl fmt::Display for LegId {
         } else {
             write!(f, "{}", self.0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leg_reads_back_from_how_it_is_shown() {
+        for leg in [
+            LegId::new(1),
+            LegId::new(42),
+            LegId::browser(0),
+            LegId::browser(7),
+        ] {
+            assert_eq!(leg.to_string().parse(), Ok(leg));
+        }
+        for bad in [
+            "",
+            "webrtc-",
+            "-1",
+            "+1",
+            "1x",
+            "webrtc--1",
+            "99999999999999999999",
+        ] {
+            assert_eq!(bad.parse::<LegId>(), Err(()), "{bad}");
+        }
+        assert_eq!(format!("{}", 1u64 << 63).parse::<LegId>(), Err(()));
     }
 }

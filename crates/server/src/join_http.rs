@@ -359,6 +359,7 @@ fn ended(cause: EndCause) -> Response {
         EndCause::NotJoined | EndCause::MediaBusy => "not_joined",
         EndCause::ConferenceEnded => "conference_ended",
         EndCause::RoomClosed => "room_closed",
+        EndCause::Removed => "removed",
         // Page sessions have no token; kept apart all the same.
         EndCause::TokenRevoked => "token_revoked",
     };

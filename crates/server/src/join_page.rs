@@ -107,6 +107,7 @@ pub struct Texts {
     pub error_busy: &'static str,
     pub error_ended: &'static str,
     pub error_room_closed: &'static str,
+    pub error_removed: &'static str,
     pub error_generic: &'static str,
 }
 
@@ -159,6 +160,7 @@ static GERMAN: Texts = Texts {
     error_busy: "Der Server ist ausgelastet. Bitte versuchen Sie es später erneut.",
     error_ended: "Die Konferenz wurde beendet.",
     error_room_closed: "Der Raum wurde von der Verwaltung geschlossen.",
+    error_removed: "Die Moderation hat Sie aus dem Raum entfernt.",
     error_generic: "Die Teilnahme ist fehlgeschlagen. Bitte versuchen Sie es erneut.",
 };
 
@@ -211,6 +213,7 @@ static ENGLISH: Texts = Texts {
     error_busy: "The server is busy. Please try again later.",
     error_ended: "The conference has ended.",
     error_room_closed: "The room was closed by the administration.",
+    error_removed: "A moderator removed you from the room.",
     error_generic: "Joining failed. Please try again.",
 };
 

@@ -409,6 +409,7 @@ fn room_news(shared: &Shared, room: &str, up: &Established, event: CallEvent) ->
     match event {
         CallEvent::Notice(Notice::Closed) => Some(LinkEnd::RoomEnded("room closed by an admin")),
         CallEvent::Notice(Notice::Ended) => Some(LinkEnd::RoomEnded("conference ended")),
+        CallEvent::Notice(Notice::Removed) => Some(LinkEnd::RoomEnded("removed by a moderator")),
         CallEvent::Notice(Notice::SetMuted(muted)) => {
             shared.media.send_browser(BrowserCommand::SetMuted {
                 room: room.to_owned(),

@@ -106,6 +106,8 @@ pub enum EndCause {
     MediaBusy,
     /// An admin revoked or replaced the token it was opened with.
     TokenRevoked,
+    /// A moderator removed it from the room.
+    Removed,
 }
 
 impl EndCause {
@@ -120,6 +122,7 @@ impl EndCause {
             EndCause::RoomClosed => "room closed by an admin",
             EndCause::MediaBusy => "media worker busy",
             EndCause::TokenRevoked => "token revoked",
+            EndCause::Removed => "removed by a moderator",
         }
     }
 }
@@ -850,6 +853,7 @@ impl WebRtcSessions {
         match notice {
             Notice::Closed => self.end_participant(shared, participant, EndCause::RoomClosed),
             Notice::Ended => self.end_participant(shared, participant, EndCause::ConferenceEnded),
+            Notice::Removed => self.end_participant(shared, participant, EndCause::Removed),
             Notice::SetMuted(muted) => {
                 let room = self
                     .table()

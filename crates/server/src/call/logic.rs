@@ -228,7 +228,7 @@ impl CallLogic {
                     break Ok(());
                 }
                 Ok(Event::Digit(d)) => kept.push(d),
-                Ok(Event::Notice(notice @ (Notice::Ended | Notice::Closed))) => {
+                Ok(Event::Notice(notice @ (Notice::Ended | Notice::Closed | Notice::Removed))) => {
                     // For the room loop, once this prompt is cut short.
                     self.io.requeue(Input::Notice(notice));
                     break Ok(());

@@ -154,6 +154,10 @@ impl CallLogic {
                     self.overlay("conference-ended").await?;
                     return Err(Stop::EndedByUs("room closed by an admin"));
                 }
+                Event::Notice(Notice::Removed) => {
+                    self.overlay("conference-ended").await?;
+                    return Err(Stop::EndedByUs("removed from the room by a moderator"));
+                }
                 Event::Notice(Notice::SetMuted(m)) => {
                     muted = m;
                     self.media(MediaAction::SetMuted(m));

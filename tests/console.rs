@@ -1,0 +1,732 @@
+//! The web console over real HTTP against the real binary: sign-in with accounts made by
+//! `amtsleitung account`, the session cookie's flags, CSRF, staff seeing and changing only
+//! their own rooms (per API route), the sign-in guard, the audit log, sign-out.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
+
+use support::Server;
+
+/// One HTTP/1.1 exchange: status, headers (lower-case names) and body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|err| panic!("{err}: {}", self.body))
+    }
+}
+
+fn request(
+    http: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut stream = TcpStream::connect(http).unwrap();
+    let mut text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAccept-Language: en\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {raw}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+/// `amtsleitung account add` on the server's store, the password on stdin.
+fn add_account(server: &Server, name: &str, role: &str, password: &str) {
+    let mut child = support::amtsleitung()
+        .args(["account", "add", name, "--role", role, "--data-dir"])
+        .arg(server.data_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Signs in; the cookie to send back (`amt_console=...`).
+fn sign_in(server: &Server, name: &str, password: &str) -> String {
+    let answer = request(
+        server.http,
+        "POST",
+        "/console/sign-in",
+        &[FORM],
+        &format!("name={name}&password={password}"),
+    );
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.header("location"), Some("/console/rooms"));
+    let cookie = answer.header("set-cookie").expect("a session cookie");
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The CSRF token the page's forms carry.
+fn csrf_of(page: &str) -> String {
+    let start = page
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no CSRF field: {page}"))
+        + "name=\"csrf\" value=\"".len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+#[test]
+fn staff_sign_in_create_a_room_and_see_and_change_only_their_own() {
+    let server = Server::start(None, &[]);
+    add_account(&server, "anna", "staff", "anna-secret-1");
+    add_account(&server, "bernd", "staff", "bernd-secret-1");
+    add_account(&server, "root", "admin", "root-secret-12");
+
+    // Signed out: pages send to the sign-in, the API says 401.
+    let answer = request(server.http, "GET", "/console/rooms", &[], "");
+    assert_eq!(answer.status, 303);
+    assert_eq!(answer.header("location"), Some("/console/sign-in"));
+    assert_eq!(
+        request(server.http, "GET", "/api/rooms", &[], "").status,
+        401
+    );
+    let page = request(server.http, "GET", "/console/sign-in", &[], "");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<html lang=\"en\">"), "{}", page.body);
+    assert!(
+        page.header("content-security-policy")
+            .is_some_and(|csp| csp.contains("frame-ancestors 'none'")),
+        "{:?}",
+        page.headers
+    );
+
+    // A wrong password and an unknown name read the same.
+    for body in [
+        "name=anna&password=wrong-password",
+        "name=nobody&password=wrong-password",
+    ] {
+        let answer = request(server.http, "POST", "/console/sign-in", &[FORM], body);
+        assert_eq!(answer.status, 401, "{}", answer.body);
+        assert!(
+            answer.body.contains("Wrong user name or password."),
+            "{}",
+            answer.body
+        );
+        assert!(answer.header("set-cookie").is_none());
+    }
+
+    let answer = request(
+        server.http,
+        "POST",
+        "/console/sign-in",
+        &[FORM],
+        "name=anna&password=anna-secret-1",
+    );
+    let set_cookie = answer.header("set-cookie").unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(flag), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
+    let anna = set_cookie.split(';').next().unwrap().to_owned();
+
+    let page = request(
+        server.http,
+        "GET",
+        "/console/rooms",
+        &[("Cookie", &anna)],
+        "",
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Signed in as anna (staff)"),
+        "{}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body);
+
+    // A form without the session's token is refused, and nothing is created.
+    let answer = request(
+        server.http,
+        "POST",
+        "/console/rooms",
+        &[FORM, ("Cookie", &anna)],
+        "number=4711&pin=1234",
+    );
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    let answer = request(
+        server.http,
+        "POST",
+        "/console/rooms",
+        &[FORM, ("Cookie", &anna)],
+        "csrf=forged&number=4711&pin=1234",
+    );
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    let listed = request(server.http, "GET", "/api/rooms", &[("Cookie", &anna)], "");
+    assert_eq!(listed.json(), serde_json::json!([]));
+
+    let answer = request(
+        server.http,
+        "POST",
+        "/console/rooms",
+        &[FORM, ("Cookie", &anna)],
+        &format!("csrf={csrf}&number=4711&pin=1234&moderator_pin=987654&max_participants=20"),
+    );
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert!(
+        answer.body.contains("Room 4711 was created."),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("84711"),
+        "dial-in number: {}",
+        answer.body
+    );
+    assert!(
+        !answer.body.contains("1234"),
+        "the PIN is never shown: {}",
+        answer.body
+    );
+    // The server's own store has it, with its PIN: the CLI sees it too.
+    let out = support::amtsleitung()
+        .args(["room", "list", "--data-dir"])
+        .arg(server.data_dir())
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("4711"), "{list}");
+
+    // Another staff member's room and an admin's: invisible and untouchable for anna.
+    let bernd = sign_in(&server, "bernd", "bernd-secret-1");
+    let me: serde_json::Value =
+        request(server.http, "GET", "/api/me", &[("Cookie", &bernd)], "").json();
+    let bernd_csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let answer = request(
+        server.http,
+        "POST",
+        "/api/rooms",
+        &[JSON, ("Cookie", &bernd), ("X-CSRF-Token", &bernd_csrf)],
+        r#"{"number": "5000", "pin": "5555"}"#,
+    );
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert_eq!(answer.json()["owner"], "bernd");
+    // Staff cannot create a room for someone else.
+    let answer = request(
+        server.http,
+        "POST",
+        "/api/rooms",
+        &[JSON, ("Cookie", &bernd), ("X-CSRF-Token", &bernd_csrf)],
+        r#"{"number": "5001", "owner": "anna"}"#,
+    );
+    assert_eq!(answer.status, 403, "{}", answer.body);
+
+    let me: serde_json::Value =
+        request(server.http, "GET", "/api/me", &[("Cookie", &anna)], "").json();
+    assert_eq!(me["role"], "staff");
+    let anna_csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let rooms = request(server.http, "GET", "/api/rooms", &[("Cookie", &anna)], "").json();
+    let numbers: Vec<&str> = rooms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["number"].as_str().unwrap())
+        .collect();
+    assert_eq!(numbers, ["4711"], "{rooms}");
+    assert_eq!(
+        request(
+            server.http,
+            "GET",
+            "/api/rooms/5000",
+            &[("Cookie", &anna)],
+            ""
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        request(
+            server.http,
+            "DELETE",
+            "/api/rooms/5000",
+            &[("Cookie", &anna), ("X-CSRF-Token", &anna_csrf)],
+            ""
+        )
+        .status,
+        403
+    );
+    // Bernd's token is not anna's.
+    assert_eq!(
+        request(
+            server.http,
+            "DELETE",
+            "/api/rooms/4711",
+            &[("Cookie", &anna), ("X-CSRF-Token", &bernd_csrf)],
+            ""
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        request(
+            server.http,
+            "GET",
+            "/api/rooms/4711",
+            &[("Cookie", &anna)],
+            ""
+        )
+        .status,
+        200
+    );
+
+    // The admin sees everyone's rooms with their owners.
+    let root = sign_in(&server, "root", "root-secret-12");
+    let rooms = request(server.http, "GET", "/api/rooms", &[("Cookie", &root)], "").json();
+    assert_eq!(rooms.as_array().unwrap().len(), 2, "{rooms}");
+    let page = request(
+        server.http,
+        "GET",
+        "/console/rooms",
+        &[("Cookie", &root)],
+        "",
+    );
+    assert!(page.body.contains("All conference rooms"), "{}", page.body);
+    assert!(page.body.contains("bernd"), "{}", page.body);
+
+    // Anna deletes her own room.
+    assert_eq!(
+        request(
+            server.http,
+            "DELETE",
+            "/api/rooms/4711",
+            &[("Cookie", &anna), ("X-CSRF-Token", &anna_csrf)],
+            ""
+        )
+        .status,
+        204
+    );
+
+    // Every change is in the audit log: who, from where, what; never a PIN.
+    let out = support::amtsleitung()
+        .args(["audit", "list", "--data-dir"])
+        .arg(server.data_dir())
+        .output()
+        .unwrap();
+    let audit = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{audit}");
+    let created = audit
+        .lines()
+        .find(|l| l.contains("room.create") && l.contains("4711"))
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert!(
+        created.contains("anna") && created.contains("127.0.0.1"),
+        "{audit}"
+    );
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("room.delete") && l.contains("4711") && l.contains("anna")),
+        "{audit}"
+    );
+    for secret in ["1234", "987654", "5555", "secret"] {
+        assert!(
+            !audit.contains(secret),
+            "{secret} in the audit log: {audit}"
+        );
+    }
+
+    // Signing out ends the session on the server, not only in this browser.
+    let answer = request(
+        server.http,
+        "POST",
+        "/console/sign-out",
+        &[FORM, ("Cookie", &anna)],
+        &format!("csrf={anna_csrf}"),
+    );
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert!(
+        answer
+            .header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=0")),
+        "{:?}",
+        answer.headers
+    );
+    assert_eq!(
+        request(server.http, "GET", "/api/me", &[("Cookie", &anna)], "").status,
+        401
+    );
+}
+
+#[test]
+fn wrong_passwords_slow_down_then_block_the_source() {
+    let server = Server::start(None, &[]);
+    add_account(&server, "anna", "staff", "anna-secret-1");
+    let wrong = |n: usize| {
+        request(
+            server.http,
+            "POST",
+            "/console/sign-in",
+            &[FORM],
+            &format!("name=anna&password=wrong-{n}"),
+        )
+    };
+    for n in 0..5 {
+        assert_eq!(wrong(n).status, 401);
+    }
+    // The sixth try at once must wait.
+    let answer = wrong(5);
+    assert_eq!(answer.status, 429, "{}", answer.body);
+    assert!(
+        answer.header("retry-after").is_some(),
+        "{:?}",
+        answer.headers
+    );
+    assert!(answer.body.contains("Please wait"), "{}", answer.body);
+    for n in 5..10 {
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(wrong(n).status, 401, "try {n}");
+    }
+    // Ten failures: this source is blocked, even with the right password.
+    let answer = request(
+        server.http,
+        "POST",
+        "/console/sign-in",
+        &[FORM],
+        "name=anna&password=anna-secret-1",
+    );
+    assert_eq!(answer.status, 429, "{}", answer.body);
+    assert!(
+        answer.body.contains("blocked for 15 minutes"),
+        "{}",
+        answer.body
+    );
+    assert!(answer.header("set-cookie").is_none());
+}
+
+/// One HTTP exchange from inside `ns` (where the server listens), by curl.
+fn ns_request(
+    ns: &support::Netns,
+    http: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut command = ns.command("curl");
+    command
+        .args(["-s", "-i", "--max-time", "5", "-X", method])
+        .arg(format!("http://{http}{path}"));
+    for (name, value) in headers {
+        command.arg("-H").arg(format!("{name}: {value}"));
+    }
+    if !body.is_empty() {
+        command.arg("--data-binary").arg(body);
+    }
+    let out = command.output().expect("curl");
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no answer from {http}{path}: {raw}"));
+    Answer {
+        status,
+        headers: lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect(),
+        body: body.to_owned(),
+    }
+}
+
+#[test]
+fn staff_see_their_room_live_mute_a_caller_out_of_the_others_audio_and_remove_it() {
+    let ns = support::Netns::new();
+    let server = Server::start(Some(&ns), &[]);
+    add_account(&server, "anna", "staff", "anna-secret-1");
+    let http = server.http;
+    let signed_in = ns_request(
+        &ns,
+        http,
+        "POST",
+        "/console/sign-in",
+        &[FORM],
+        "name=anna&password=anna-secret-1",
+    );
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let cookie = signed_in
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me = ns_request(&ns, http, "GET", "/api/me", &[("Cookie", &cookie)], "").json();
+    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let created = ns_request(
+        &ns,
+        http,
+        "POST",
+        "/api/rooms",
+        &[JSON, ("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        r#"{"number": "4711"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    // The listener (1000 Hz) calls first, the talker (440 Hz) 700 ms later; both stay 16 s.
+    let listener = support::Baresip::new("10.99.0.3", 1000, "PCMU", 8000);
+    let talker = support::Baresip::new("10.99.0.2", 440, "PCMU", 8000);
+    let uri = "sip:84711@10.99.0.1:5060";
+    let started = std::time::Instant::now();
+    let (logs, live_seen, removed_at) = std::thread::scope(|scope| {
+        let calls = scope.spawn(|| support::call_staggered(&ns, &[&listener, &talker], uri, 16));
+        // Both appear in the live view, the talker marked talking.
+        let mut live = serde_json::Value::Null;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+        while std::time::Instant::now() < deadline {
+            live = ns_request(
+                &ns,
+                http,
+                "GET",
+                "/api/rooms/4711/live",
+                &[("Cookie", &cookie)],
+                "",
+            )
+            .json();
+            let members = live["members"].as_array().cloned().unwrap_or_default();
+            if members.len() == 2 && members.iter().all(|m| m["talking"] == true) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let live_seen = started.elapsed();
+        let members = live["members"].as_array().cloned().unwrap_or_default();
+        assert_eq!(members.len(), 2, "{live}");
+        assert!(members.iter().all(|m| m["kind"] == "phone"), "{live}");
+        let talker_id = members[1]["id"].as_str().unwrap().to_owned();
+        // Let the listener hear the talker for a while, then mute it.
+        std::thread::sleep(std::time::Duration::from_secs(6).saturating_sub(started.elapsed()));
+        let path = format!("/api/rooms/4711/members/{talker_id}/muted");
+        let muted = ns_request(
+            &ns,
+            http,
+            "PUT",
+            &path,
+            &[JSON, ("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+            r#"{"muted": true}"#,
+        );
+        assert_eq!(muted.status, 204, "{}", muted.body);
+        let live = ns_request(
+            &ns,
+            http,
+            "GET",
+            "/api/rooms/4711/live",
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .json();
+        assert_eq!(live["members"][1]["muted"], true, "{live}");
+        std::thread::sleep(std::time::Duration::from_secs(11).saturating_sub(started.elapsed()));
+        let path = format!("/api/rooms/4711/members/{talker_id}");
+        let removed = ns_request(
+            &ns,
+            http,
+            "DELETE",
+            &path,
+            &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+            "",
+        );
+        assert_eq!(removed.status, 204, "{}", removed.body);
+        let removed_at = started.elapsed();
+        // The talker's call ends: one member left.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let live = ns_request(
+                &ns,
+                http,
+                "GET",
+                "/api/rooms/4711/live",
+                &[("Cookie", &cookie)],
+                "",
+            )
+            .json();
+            if live["members"].as_array().is_some_and(|m| m.len() == 1) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the removed caller is still in the room: {live}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        (calls.join().unwrap(), live_seen, removed_at)
+    });
+    eprintln!("live view complete after {live_seen:?}; removed at {removed_at:?}");
+    let heard = listener
+        .heard()
+        .unwrap_or_else(|| panic!("the listener recorded nothing\n{}", logs[0]));
+    let (samples, rate) = support::read_wav(&heard);
+    let r = rate as usize;
+    let window = |from: f64, to: f64| {
+        let a = ((from * r as f64) as usize).min(samples.len());
+        let b = ((to * r as f64) as usize).min(samples.len());
+        support::tone_share(&samples[a..b], rate, 440.0, 0.0)
+    };
+    let before = window(2.5, 5.0);
+    let after = window(7.5, 10.0);
+    eprintln!("440 Hz share the listener heard: before the mute {before:.2}, after {after:.2}");
+    assert!(
+        before > 0.3,
+        "talker not heard before the mute ({before:.2})\n{}",
+        server.log()
+    );
+    assert!(
+        after < 0.05,
+        "talker still heard after the mute ({after:.2})\n{}",
+        server.log()
+    );
+    // The talker's call was ended by the server well before its own 16 s.
+    assert!(
+        server
+            .log()
+            .contains("removed from the room by a moderator"),
+        "{}\n{}",
+        logs[1],
+        server.log()
+    );
+}
+
+#[test]
+fn directory_accounts_sign_in_with_their_ldap_password_and_group_role() {
+    use support::slapd::{BASE, Slapd};
+    let slapd = Slapd::start();
+    let anna = format!("uid=anna,ou=people,{BASE}");
+    let admins = format!("cn=pbx-admins,ou=groups,{BASE}");
+    slapd.add(&format!(
+        "dn: {anna}\nobjectClass: inetOrgPerson\nuid: anna\ncn: Anna Amt\nsn: Amt\n\
+         telephoneNumber: 101\nuserPassword: {hash}\n\n\
+         dn: uid=bernd,ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: bernd\n\
+         cn: Bernd Benutzer\nsn: Benutzer\ntelephoneNumber: 102\nuserPassword: bernd-ldap-pw\n\n\
+         dn: uid=carl,ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: carl\n\
+         cn: Carl\nsn: C\ntelephoneNumber: 103\nuserPassword: carl-ldap-pw\n\n\
+         dn: {admins}\nobjectClass: groupOfNames\ncn: pbx-admins\nmember: {anna}\n",
+        hash = Slapd::hash("anna-ldap-pw"),
+    ));
+    let dir = support::TempDir::new("console-ldap");
+    let config = dir.path().join("amtsleitung.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ldap]\nurl = \"{}\"\nuser-dn = \"uid={{user}},ou=people,{BASE}\"\n\
+             admin-group = \"{admins}\"\n",
+            slapd.url()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(None, &["--config", config.to_str().unwrap()]);
+    // A local account named like a directory user keeps its own password only.
+    add_account(&server, "carl", "staff", "carl-local-pw");
+
+    let anna_cookie = sign_in(&server, "anna", "anna-ldap-pw");
+    let me = request(
+        server.http,
+        "GET",
+        "/api/me",
+        &[("Cookie", &anna_cookie)],
+        "",
+    )
+    .json();
+    assert_eq!(me["role"], "admin", "{me}");
+    assert_eq!(me["extension"], "101", "{me}");
+    let bernd_cookie = sign_in(&server, "bernd", "bernd-ldap-pw");
+    let me = request(
+        server.http,
+        "GET",
+        "/api/me",
+        &[("Cookie", &bernd_cookie)],
+        "",
+    )
+    .json();
+    assert_eq!(me["role"], "staff", "{me}");
+
+    for (name, password) in [
+        ("anna", "wrong-password"),
+        ("bernd", "anna-ldap-pw"),
+        ("carl", "carl-ldap-pw"),
+        ("anna)(uid=*", "anna-ldap-pw"),
+    ] {
+        let answer = request(
+            server.http,
+            "POST",
+            "/console/sign-in",
+            &[FORM],
+            &format!(
+                "name={}&password={password}",
+                name.replace(')', "%29")
+                    .replace('(', "%28")
+                    .replace('=', "%3D")
+                    .replace('*', "%2A")
+            ),
+        );
+        assert_eq!(answer.status, 401, "{name}: {}", answer.body);
+        assert!(answer.header("set-cookie").is_none(), "{name}");
+    }
+    sign_in(&server, "carl", "carl-local-pw");
+    // The directory's accounts are listed as such.
+    let out = support::amtsleitung()
+        .args(["account", "list", "--data-dir"])
+        .arg(server.data_dir())
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    let anna_line = list.lines().find(|l| l.starts_with("anna")).unwrap_or("");
+    assert!(
+        anna_line.contains("admin") && anna_line.contains("ldap"),
+        "{list}"
+    );
+}
