@@ -75,14 +75,13 @@ impl Console {
             loop {
                 tick.tick().await;
                 let idle_ms = i64::from(shared.config.console.idle_minutes) * 60_000;
-                match shared
+                let swept = shared
                     .store
                     .run(move |store| store.console_sessions_expire(now_ms(), idle_ms))
-                    .await
-                {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(ended)) => tracing::info!(ended, "console sessions expired"),
-                    Ok(Err(err)) => tracing::warn!("console session sweep failed: {err}"),
+                    .await;
+                match flat(swept) {
+                    Ok(0) => {}
+                    Ok(ended) => tracing::info!(ended, "console sessions expired"),
                     Err(err) => tracing::warn!("console session sweep failed: {err}"),
                 }
             }
@@ -163,6 +162,16 @@ enum Refusal {
     StoreFailed,
 }
 
+/// The store's answer with its two failures (the job's own error, and a store thread that
+/// did not take or finish the job) as one.
+fn flat<T>(
+    answer: Result<Result<T, store::StoreError>, crate::store_handle::StoreUnavailable>,
+) -> Result<T, String> {
+    answer
+        .map_err(|err| err.to_string())
+        .and_then(|result| result.map_err(|err| err.to_string()))
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -195,17 +204,13 @@ impl Listener {
             .store
             .run(move |store| store.console_session_get(&lookup, now_ms(), idle_ms))
             .await;
-        match found {
-            Ok(Ok(Some(session))) => Ok(Session {
+        match flat(found) {
+            Ok(Some(session)) => Ok(Session {
                 token,
                 account: session.account,
                 csrf_token: session.csrf_token,
             }),
-            Ok(Ok(None)) => Err(Refusal::SignedOut),
-            Ok(Err(err)) => {
-                tracing::error!("console: session lookup failed: {err}");
-                Err(Refusal::StoreFailed)
-            }
+            Ok(None) => Err(Refusal::SignedOut),
             Err(err) => {
                 tracing::error!("console: session lookup failed: {err}");
                 Err(Refusal::StoreFailed)
@@ -272,15 +277,7 @@ fn html(status: StatusCode, body: String) -> Response {
 
 /// Neither cached, framed, sniffed nor referred: every console answer names people.
 fn private(headers: &mut HeaderMap) {
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    crate::join_http::private(headers);
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
@@ -469,9 +466,8 @@ async fn sign_in(
                     store.console_session_create(&account_name, &source_text, now_ms())
                 })
                 .await;
-            let session = match created {
-                Ok(Ok(session)) => session,
-                Ok(Err(err)) => return sign_in_unavailable(language, &name, err),
+            let session = match flat(created) {
+                Ok(session) => session,
                 Err(err) => return sign_in_unavailable(language, &name, err),
             };
             tracing::info!(%source, account = %account.name, role = account.role.as_str(), "console sign-in");
@@ -523,9 +519,8 @@ async fn check_credentials(shared: &Arc<Shared>, name: &str, password: &str) -> 
             Ok::<_, store::StoreError>((account, verified))
         })
         .await;
-    let (existing, verified) = match local {
-        Ok(Ok(found)) => found,
-        Ok(Err(err)) => return SignIn::Unavailable(err.to_string()),
+    let (existing, verified) = match flat(local) {
+        Ok(found) => found,
         Err(err) => return SignIn::Unavailable(err.to_string()),
     };
     if let Some(account) = verified {
@@ -551,10 +546,9 @@ async fn check_credentials(shared: &Arc<Shared>, name: &str, password: &str) -> 
                     store.console_account_upsert_ldap(&who, role, extension.as_deref(), now_ms())
                 })
                 .await;
-            match upserted {
-                Ok(Ok(account)) if !account.disabled => SignIn::Account(account),
-                Ok(Ok(_)) => SignIn::Wrong,
-                Ok(Err(err)) => SignIn::Unavailable(err.to_string()),
+            match flat(upserted) {
+                Ok(account) if !account.disabled => SignIn::Account(account),
+                Ok(_) => SignIn::Wrong,
                 Err(err) => SignIn::Unavailable(err.to_string()),
             }
         }
@@ -611,15 +605,11 @@ async fn visible_rooms(
         .store
         .run(|store| store.room_list())
         .await;
-    match listed {
-        Ok(Ok(rooms)) => Ok(rooms
+    match flat(listed) {
+        Ok(rooms) => Ok(rooms
             .into_iter()
             .filter(|room| session.may_manage(room))
             .collect()),
-        Ok(Err(err)) => {
-            tracing::error!("console: room list failed: {err}");
-            Err(Refusal::StoreFailed)
-        }
         Err(err) => {
             tracing::error!("console: room list failed: {err}");
             Err(Refusal::StoreFailed)
@@ -918,18 +908,14 @@ async fn managed_room(
         .store
         .run(move |store| store.room_get(&number))
         .await;
-    match found {
-        Ok(Ok(Some(room))) if session.may_manage(&room) => Ok(room),
-        Ok(Ok(Some(_))) => Err(forbidden()),
-        Ok(Ok(None)) => Err(api_error(
+    match flat(found) {
+        Ok(Some(room)) if session.may_manage(&room) => Ok(room),
+        Ok(Some(_)) => Err(forbidden()),
+        Ok(None) => Err(api_error(
             StatusCode::NOT_FOUND,
             "unknown_room",
             "no such room",
         )),
-        Ok(Err(err)) => {
-            tracing::error!("console: room lookup failed: {err}");
-            Err(api_refused(Refusal::StoreFailed))
-        }
         Err(err) => {
             tracing::error!("console: room lookup failed: {err}");
             Err(api_refused(Refusal::StoreFailed))
@@ -993,8 +979,8 @@ async fn api_delete_room(
         .store
         .run(move |store| store.room_delete(&number))
         .await;
-    match deleted {
-        Ok(Ok(_)) => {
+    match flat(deleted) {
+        Ok(_) => {
             listener.audit(
                 &session,
                 peer.ip(),
@@ -1005,7 +991,6 @@ async fn api_delete_room(
             private(response.headers_mut());
             response
         }
-        Ok(Err(err)) => api_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", err),
         Err(err) => api_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", err),
     }
 }

@@ -394,8 +394,8 @@ fn error_with(
     response
 }
 
-/// Neither cached nor referred: answers name sessions and participants.
-fn private(headers: &mut HeaderMap) {
+/// Neither cached nor referred: answers name sessions and participants (the console's too).
+pub fn private(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::REFERRER_POLICY,
