@@ -168,7 +168,10 @@ async function refusingMicrophone() {
     await page.goto(`${config.origin}/join/${config.room}`);
     await page.fill('#name', config.name);
     if (config.pin) await page.fill('#pin', config.pin);
-    await page.click('#join');
+    // The page's script takes the submit (no navigation); without noWaitAfter Playwright at
+    // times waited 30 s for a navigation the click had "scheduled" when other browsers ran
+    // beside it. What the click must cause is checked just below.
+    await page.click('#join', { noWaitAfter: true });
     await page.waitForFunction(() => document.getElementById('error').textContent !== '', null, { timeout: 15000 });
     report('microphone-denied', {
       error: await page.textContent('#error'),
