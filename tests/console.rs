@@ -68,6 +68,11 @@ fn request(
     }
 }
 
+/// `GET path` with a session cookie, answered with JSON.
+fn get_json(server: &Server, path: &str, cookie: &str) -> serde_json::Value {
+    request(server.http, "GET", path, &[("Cookie", cookie)], "").json()
+}
+
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
@@ -242,8 +247,7 @@ fn staff_sign_in_create_a_room_and_see_and_change_only_their_own() {
 
     // Another staff member's room and an admin's: invisible and untouchable for anna.
     let bernd = sign_in(&server, "bernd", "bernd-secret-1");
-    let me: serde_json::Value =
-        request(server.http, "GET", "/api/me", &[("Cookie", &bernd)], "").json();
+    let me: serde_json::Value = get_json(&server, "/api/me", &bernd);
     let bernd_csrf = me["csrf_token"].as_str().unwrap().to_owned();
     let answer = request(
         server.http,
@@ -264,11 +268,10 @@ fn staff_sign_in_create_a_room_and_see_and_change_only_their_own() {
     );
     assert_eq!(answer.status, 403, "{}", answer.body);
 
-    let me: serde_json::Value =
-        request(server.http, "GET", "/api/me", &[("Cookie", &anna)], "").json();
+    let me: serde_json::Value = get_json(&server, "/api/me", &anna);
     assert_eq!(me["role"], "staff");
     let anna_csrf = me["csrf_token"].as_str().unwrap().to_owned();
-    let rooms = request(server.http, "GET", "/api/rooms", &[("Cookie", &anna)], "").json();
+    let rooms = get_json(&server, "/api/rooms", &anna);
     let numbers: Vec<&str> = rooms
         .as_array()
         .unwrap()
@@ -324,7 +327,7 @@ fn staff_sign_in_create_a_room_and_see_and_change_only_their_own() {
 
     // The admin sees everyone's rooms with their owners.
     let root = sign_in(&server, "root", "root-secret-12");
-    let rooms = request(server.http, "GET", "/api/rooms", &[("Cookie", &root)], "").json();
+    let rooms = get_json(&server, "/api/rooms", &root);
     assert_eq!(rooms.as_array().unwrap().len(), 2, "{rooms}");
     let page = request(
         server.http,
@@ -522,6 +525,17 @@ fn staff_see_their_room_live_mute_a_caller_out_of_the_others_audio_and_remove_it
     let listener = support::Baresip::new("10.99.0.3", 1000, "PCMU", 8000);
     let talker = support::Baresip::new("10.99.0.2", 440, "PCMU", 8000);
     let uri = "sip:84711@10.99.0.1:5060";
+    let live_view = || {
+        ns_request(
+            &ns,
+            http,
+            "GET",
+            "/api/rooms/4711/live",
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .json()
+    };
     let started = std::time::Instant::now();
     let (logs, live_seen, removed_at) = std::thread::scope(|scope| {
         let calls = scope.spawn(|| support::call_staggered(&ns, &[&listener, &talker], uri, 16));
@@ -529,15 +543,7 @@ fn staff_see_their_room_live_mute_a_caller_out_of_the_others_audio_and_remove_it
         let mut live = serde_json::Value::Null;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
         while std::time::Instant::now() < deadline {
-            live = ns_request(
-                &ns,
-                http,
-                "GET",
-                "/api/rooms/4711/live",
-                &[("Cookie", &cookie)],
-                "",
-            )
-            .json();
+            live = live_view();
             let members = live["members"].as_array().cloned().unwrap_or_default();
             if members.len() == 2 && members.iter().all(|m| m["talking"] == true) {
                 break;
@@ -561,15 +567,7 @@ fn staff_see_their_room_live_mute_a_caller_out_of_the_others_audio_and_remove_it
             r#"{"muted": true}"#,
         );
         assert_eq!(muted.status, 204, "{}", muted.body);
-        let live = ns_request(
-            &ns,
-            http,
-            "GET",
-            "/api/rooms/4711/live",
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .json();
+        let live = live_view();
         assert_eq!(live["members"][1]["muted"], true, "{live}");
         std::thread::sleep(std::time::Duration::from_secs(11).saturating_sub(started.elapsed()));
         let path = format!("/api/rooms/4711/members/{talker_id}");
@@ -586,15 +584,7 @@ fn staff_see_their_room_live_mute_a_caller_out_of_the_others_audio_and_remove_it
         // The talker's call ends: one member left.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            let live = ns_request(
-                &ns,
-                http,
-                "GET",
-                "/api/rooms/4711/live",
-                &[("Cookie", &cookie)],
-                "",
-            )
-            .json();
+            let live = live_view();
             if live["members"].as_array().is_some_and(|m| m.len() == 1) {
                 break;
             }
@@ -673,25 +663,11 @@ fn directory_accounts_sign_in_with_their_ldap_password_and_group_role() {
     add_account(&server, "carl", "staff", "carl-local-pw");
 
     let anna_cookie = sign_in(&server, "anna", "anna-ldap-pw");
-    let me = request(
-        server.http,
-        "GET",
-        "/api/me",
-        &[("Cookie", &anna_cookie)],
-        "",
-    )
-    .json();
+    let me = get_json(&server, "/api/me", &anna_cookie);
     assert_eq!(me["role"], "admin", "{me}");
     assert_eq!(me["extension"], "101", "{me}");
     let bernd_cookie = sign_in(&server, "bernd", "bernd-ldap-pw");
-    let me = request(
-        server.http,
-        "GET",
-        "/api/me",
-        &[("Cookie", &bernd_cookie)],
-        "",
-    )
-    .json();
+    let me = get_json(&server, "/api/me", &bernd_cookie);
     assert_eq!(me["role"], "staff", "{me}");
 
     for (name, password) in [

@@ -329,6 +329,14 @@ fn api_refused(refusal: Refusal) -> Response {
     }
 }
 
+/// The request's JSON body, or the 400 that says what is wrong with it.
+// The error is the handler's answer, returned at once: its size is never carried around.
+#[allow(clippy::result_large_err)]
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|err| api_error(StatusCode::BAD_REQUEST, "bad_request", err))
+}
+
 fn forbidden() -> Response {
     api_error(
         StatusCode::FORBIDDEN,
@@ -878,9 +886,9 @@ async fn api_create_room(
     if !header_csrf_ok(&headers, &session) {
         return csrf_refused();
     }
-    let request: RoomRequest = match serde_json::from_slice(&body) {
+    let request: RoomRequest = match json_body(&body) {
         Ok(request) => request,
-        Err(err) => return api_error(StatusCode::BAD_REQUEST, "bad_request", err),
+        Err(response) => return response,
     };
     match create_room(&listener, &session, request).await {
         Ok(room) => {
@@ -1109,9 +1117,9 @@ async fn api_mute_member(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let request: MutedRequest = match serde_json::from_slice(&body) {
+    let request: MutedRequest = match json_body(&body) {
         Ok(request) => request,
-        Err(err) => return api_error(StatusCode::BAD_REQUEST, "bad_request", err),
+        Err(response) => return response,
     };
     let Ok(leg) = member.parse::<crate::ids::LegId>() else {
         return not_in_room();
@@ -1187,9 +1195,9 @@ async fn api_lock(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let request: LockedRequest = match serde_json::from_slice(&body) {
+    let request: LockedRequest = match json_body(&body) {
         Ok(request) => request,
-        Err(err) => return api_error(StatusCode::BAD_REQUEST, "bad_request", err),
+        Err(response) => return response,
     };
     if !listener
         .console
