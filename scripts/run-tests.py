@@ -8,7 +8,8 @@ machine is), so two cores sit mostly idle. Each binary still runs its own tests 
 as before; `--lanes` binaries run at once. The slowest binaries start first (their durations
 from the previous run, kept in target/test-durations.json), so the lanes end together.
 
-Each binary's output goes to target/test-logs/<name>.log and is printed whole when it fails.
+Each binary's output goes to target/test-logs/<name>.log and is printed whole when it ends
+(failures again at the end, so they are easy to find).
 
 Measurements run alone (ALONE): PESQ of speech through the server depends on every client
 and the server getting their 20 ms on time, and on two cores shared with another binary's
@@ -108,6 +109,10 @@ def main():
                             if l.startswith("test result:")), "no test result line")
             with lock:
                 results[name] = (code, took, log)
+                # The whole log in cargo's own format ("running N tests", each test, "test
+                # result:"), so whoever reads the CI output sees what ran, not only our summary.
+                print(f"\n----- {name} -----", flush=True)
+                sys.stdout.write(log.read_text(errors="replace"))
                 print(f"[{time.monotonic() - started:6.0f} s] {name}: "
                       f"{'ok' if code == 0 else f'FAILED (exit {code})'} in {took:.0f} s; {summary}",
                       flush=True)
