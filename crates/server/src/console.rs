@@ -51,7 +51,7 @@ const SCRIPT: &str = include_str!("../assets/console.js");
 /// What the console's handlers share.
 #[derive(Clone)]
 pub struct Console {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     guard: Arc<Mutex<SignInGuard>>,
 }
 
@@ -120,29 +120,32 @@ impl Console {
             )
             .route("/api/rooms/{number}/locked", axum::routing::put(api_lock))
             .route("/api/rooms/{number}/end", axum::routing::post(api_end))
+            .merge(crate::console_users::routes())
+            .merge(crate::console_dialplan::routes())
             .with_state(state)
     }
 }
 
+/// A listener's view of the console: the state every console handler gets.
 #[derive(Clone)]
-struct Listener {
-    console: Console,
-    secure: bool,
+pub(crate) struct Listener {
+    pub(crate) console: Console,
+    pub(crate) secure: bool,
 }
 
 /// A signed-in request's account and session.
-struct Session {
-    token: String,
-    account: store::ConsoleAccount,
-    csrf_token: String,
+pub(crate) struct Session {
+    pub(crate) token: String,
+    pub(crate) account: store::ConsoleAccount,
+    pub(crate) csrf_token: String,
 }
 
 impl Session {
-    fn admin(&self) -> bool {
+    pub(crate) fn admin(&self) -> bool {
         self.account.role == store::ConsoleRole::Admin
     }
 
-    fn viewer(&self) -> Viewer<'_> {
+    pub(crate) fn viewer(&self) -> Viewer<'_> {
         Viewer {
             name: &self.account.name,
             admin: self.admin(),
@@ -151,20 +154,20 @@ impl Session {
     }
 
     /// Whether this account may see and change `room`.
-    fn may_manage(&self, room: &store::Room) -> bool {
+    pub(crate) fn may_manage(&self, room: &store::Room) -> bool {
         self.admin() || room.owner.as_deref() == Some(self.account.name.as_str())
     }
 }
 
 /// Why a request behind the sign-in was not served.
-enum Refusal {
+pub(crate) enum Refusal {
     SignedOut,
     StoreFailed,
 }
 
 /// The store's answer with its two failures (the job's own error, and a store thread that
 /// did not take or finish the job) as one.
-fn flat<T>(
+pub(crate) fn flat<T>(
     answer: Result<Result<T, store::StoreError>, crate::store_handle::StoreUnavailable>,
 ) -> Result<T, String> {
     answer
@@ -172,7 +175,7 @@ fn flat<T>(
         .and_then(|result| result.map_err(|err| err.to_string()))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -192,7 +195,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 
 impl Listener {
     /// The session the request's cookie names, if it is live.
-    async fn session(&self, headers: &HeaderMap) -> Result<Session, Refusal> {
+    pub(crate) async fn session(&self, headers: &HeaderMap) -> Result<Session, Refusal> {
         let Some(token) = cookie_token(headers) else {
             return Err(Refusal::SignedOut);
         };
@@ -234,7 +237,13 @@ impl Listener {
 
     /// Writes an audit entry (fire and forget: the change itself is already done; a lost
     /// entry is logged as an error by the store thread's queue).
-    fn audit(&self, session: &Session, source: IpAddr, action: &'static str, detail: String) {
+    pub(crate) fn audit(
+        &self,
+        session: &Session,
+        source: IpAddr,
+        action: &'static str,
+        detail: String,
+    ) {
         let actor = session.account.name.clone();
         let source = source.to_string();
         tracing::info!(actor, %source, action, detail, "console change");
@@ -255,7 +264,7 @@ impl Listener {
     }
 }
 
-fn language(headers: &HeaderMap) -> Language {
+pub(crate) fn language(headers: &HeaderMap) -> Language {
     Language::from_accept_language(
         headers
             .get(header::ACCEPT_LANGUAGE)
@@ -264,7 +273,7 @@ fn language(headers: &HeaderMap) -> Language {
 }
 
 /// An HTML page with the console's headers.
-fn html(status: StatusCode, body: String) -> Response {
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -276,7 +285,7 @@ fn html(status: StatusCode, body: String) -> Response {
 }
 
 /// Neither cached, framed, sniffed nor referred: every console answer names people.
-fn private(headers: &mut HeaderMap) {
+pub(crate) fn private(headers: &mut HeaderMap) {
     crate::join_http::private(headers);
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -284,7 +293,7 @@ fn private(headers: &mut HeaderMap) {
     );
 }
 
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     let mut response = Redirect::to(location).into_response();
     *response.status_mut() = StatusCode::SEE_OTHER;
     private(response.headers_mut());
@@ -292,7 +301,7 @@ fn see_other(location: &str) -> Response {
 }
 
 /// The answer to a page request without a live session: to the sign-in page.
-fn refused_page(refusal: Refusal, language: Language) -> Response {
+pub(crate) fn refused_page(refusal: Refusal, language: Language) -> Response {
     match refusal {
         Refusal::SignedOut => see_other("/console/sign-in"),
         Refusal::StoreFailed => html(
@@ -307,14 +316,18 @@ fn refused_page(refusal: Refusal, language: Language) -> Response {
 }
 
 /// A JSON error `{"error": code, "reason": text}`.
-fn api_error(status: StatusCode, code: &str, reason: impl std::fmt::Display) -> Response {
+pub(crate) fn api_error(
+    status: StatusCode,
+    code: &str,
+    reason: impl std::fmt::Display,
+) -> Response {
     let body = serde_json::json!({ "error": code, "reason": reason.to_string() });
     let mut response = (status, axum::Json(body)).into_response();
     private(response.headers_mut());
     response
 }
 
-fn api_refused(refusal: Refusal) -> Response {
+pub(crate) fn api_refused(refusal: Refusal) -> Response {
     match refusal {
         Refusal::SignedOut => api_error(
             StatusCode::UNAUTHORIZED,
@@ -332,12 +345,12 @@ fn api_refused(refusal: Refusal) -> Response {
 /// The request's JSON body, or the 400 that says what is wrong with it.
 // The error is the handler's answer, returned at once: its size is never carried around.
 #[allow(clippy::result_large_err)]
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     serde_json::from_slice(body)
         .map_err(|err| api_error(StatusCode::BAD_REQUEST, "bad_request", err))
 }
 
-fn forbidden() -> Response {
+pub(crate) fn forbidden() -> Response {
     api_error(
         StatusCode::FORBIDDEN,
         "forbidden",
@@ -345,7 +358,7 @@ fn forbidden() -> Response {
     )
 }
 
-fn csrf_refused() -> Response {
+pub(crate) fn csrf_refused() -> Response {
     api_error(
         StatusCode::FORBIDDEN,
         "csrf",
@@ -354,11 +367,11 @@ fn csrf_refused() -> Response {
 }
 
 /// Compares in constant time, so the token cannot be guessed byte by byte.
-fn same_secret(given: &str, expected: &str) -> bool {
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
     store::same_token_hash(&store::token_hash(given), &store::token_hash(expected))
 }
 
-fn header_csrf_ok(headers: &HeaderMap, session: &Session) -> bool {
+pub(crate) fn header_csrf_ok(headers: &HeaderMap, session: &Session) -> bool {
     headers
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -1094,7 +1107,7 @@ fn not_in_room() -> Response {
     )
 }
 
-fn done() -> Response {
+pub(crate) fn done() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     private(response.headers_mut());
     response

@@ -44,6 +44,9 @@ pub struct Texts {
     pub created: &'static str,
     pub error: &'static str,
     pub main_navigation: &'static str,
+    pub users: &'static str,
+    pub dialplan: &'static str,
+    pub my_phone: &'static str,
 }
 
 const GERMAN: Texts = Texts {
@@ -79,6 +82,9 @@ const GERMAN: Texts = Texts {
     created: "Raum {room} ist angelegt.",
     error: "Fehler",
     main_navigation: "Hauptnavigation",
+    users: "Benutzer und Telefone",
+    dialplan: "Wählplan",
+    my_phone: "Mein Telefon",
 };
 
 const ENGLISH: Texts = Texts {
@@ -114,6 +120,9 @@ const ENGLISH: Texts = Texts {
     created: "Room {room} was created.",
     error: "Error",
     main_navigation: "Main navigation",
+    users: "Users and phones",
+    dialplan: "Dialplan",
+    my_phone: "My phone",
 };
 
 /// The words of `language`.
@@ -196,19 +205,43 @@ pub struct Viewer<'a> {
     pub csrf_token: &'a str,
 }
 
+/// A whole page behind the sign-in: the navigation, who is signed in and the sign-out button
+/// above `main` (already HTML).
+pub fn page_behind_sign_in(
+    language: Language,
+    viewer: &Viewer<'_>,
+    heading: &str,
+    main: &str,
+) -> String {
+    page(language, heading, &header(language, viewer), main)
+}
+
 fn header(language: Language, viewer: &Viewer<'_>) -> String {
     let t = texts(language);
     let role = if viewer.admin { t.admin } else { t.staff };
-    format!(
-        "<nav aria-label=\"{nav}\"><a href=\"/console/rooms\">{rooms}</a></nav>\n\
-         <p>{who}</p>\n\
-         <form method=\"post\" action=\"/console/sign-out\">{csrf}<button type=\"submit\">{sign_out}</button></form>\n",
-        nav = escape(t.main_navigation),
-        rooms = escape(if viewer.admin {
+    let mut links = vec![(
+        "/console/rooms",
+        if viewer.admin {
             t.all_rooms
         } else {
             t.my_rooms
-        }),
+        },
+    )];
+    if viewer.admin {
+        links.push(("/console/users", t.users));
+        links.push(("/console/dialplan", t.dialplan));
+    }
+    links.push(("/console/phone", t.my_phone));
+    let links: String = links
+        .iter()
+        .map(|(href, label)| format!("<a href=\"{href}\">{}</a>", escape(label)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "<nav aria-label=\"{nav}\">{links}</nav>\n\
+         <p>{who}</p>\n\
+         <form method=\"post\" action=\"/console/sign-out\">{csrf}<button type=\"submit\">{sign_out}</button></form>\n",
+        nav = escape(t.main_navigation),
         who = escape(
             &t.signed_in_as
                 .replace("{name}", viewer.name)
@@ -220,7 +253,7 @@ fn header(language: Language, viewer: &Viewer<'_>) -> String {
 }
 
 /// The hidden field every form behind the sign-in carries.
-fn csrf_field(token: &str) -> String {
+pub fn csrf_field(token: &str) -> String {
     format!(
         "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
         escape(token)
@@ -339,14 +372,14 @@ pub fn rooms(
         wait = escape(t.wait_for_moderator),
         create = escape(t.create),
     );
-    page(
+    page_behind_sign_in(
         language,
+        viewer,
         if viewer.admin {
             t.all_rooms
         } else {
             t.my_rooms
         },
-        &header(language, viewer),
         &main,
     )
 }
@@ -496,7 +529,7 @@ pub fn room_live(language: Language, viewer: &Viewer<'_>, number: &str) -> Strin
         hand = escape(t.hand_raised),
         actions = escape(t.actions),
     );
-    let page = page(language, &heading, &header(language, viewer), &main);
+    let page = page_behind_sign_in(language, viewer, &heading, &main);
     page.replacen(
         "<meta charset=\"utf-8\">",
         &format!(
