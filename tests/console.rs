@@ -6,7 +6,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Stdio;
 
 use support::Server;
 
@@ -76,28 +75,8 @@ fn get_json(server: &Server, path: &str, cookie: &str) -> serde_json::Value {
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
-/// `amtsleitung account add` on the server's store, the password on stdin.
 fn add_account(server: &Server, name: &str, role: &str, password: &str) {
-    let mut child = support::amtsleitung()
-        .args(["account", "add", name, "--role", role, "--data-dir"])
-        .arg(server.data_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::add_console_account(server.data_dir(), name, role, password);
 }
 
 /// Signs in; the cookie to send back (`amt_console=...`).

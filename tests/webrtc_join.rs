@@ -11,15 +11,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use support::browser::{Browser, assert_accessible, node_modules, unix_time};
 use support::{
-    Baresip, Netns, Pki, ReportingChild, Server, TempDir, apt_install, create_room,
-    plans_with_trusted_number, read_wav, repo, share_between, tone_share, wait_until, write_tone,
+    Baresip, Netns, Pki, Server, TempDir, create_room, plans_with_trusted_number, read_wav,
+    share_between, tone_share, wait_until, write_tone,
 };
 
 /// Where the browser finds the server: the server's own HTTPS on the namespace's network,
@@ -101,197 +101,12 @@ fn microphone() -> (TempDir, PathBuf) {
     (dir, wav)
 }
 
-/// playwright-core for the machine's Node (1.62 and later need Node 20), and axe-core.
-const PLAYWRIGHT_NODE_20: &str = "1.65.1";
-const PLAYWRIGHT_NODE_18: &str = "1.61.1";
-const AXE_CORE: &str = "4.14.1";
-
-/// Debian's Chromium, installed when missing.
-fn chromium() -> &'static Path {
-    static CHROMIUM: OnceLock<PathBuf> = OnceLock::new();
-    CHROMIUM.get_or_init(|| {
-        let path = PathBuf::from("/usr/bin/chromium");
-        if !path.exists() {
-            apt_install(&["chromium"]);
-        }
-        assert!(path.exists(), "no {}", path.display());
-        path
-    })
-}
-
-/// The machine's Node major version (Node and npm installed from Debian when missing).
-fn node_major() -> u32 {
-    let version = || {
-        Command::new("node")
-            .arg("--version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    };
-    if version().is_none() || Command::new("npm").arg("--version").output().is_err() {
-        apt_install(&["nodejs", "npm"]);
-    }
-    let version = version().expect("node --version");
-    version
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or_else(|| panic!("cannot read Node's version {version:?}"))
-}
-
-/// `node_modules` with playwright-core and axe-core, installed once under target/.
-fn node_modules() -> &'static Path {
-    static MODULES: OnceLock<PathBuf> = OnceLock::new();
-    MODULES.get_or_init(|| {
-        chromium();
-        let playwright = if node_major() >= 20 {
-            PLAYWRIGHT_NODE_20
-        } else {
-            PLAYWRIGHT_NODE_18
-        };
-        let dir = repo().join("target/join-page-node");
-        let modules = dir.join("node_modules");
-        let installed = |name: &str| {
-            std::fs::read_to_string(modules.join(name).join("package.json"))
-                .ok()
-                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-                .and_then(|json| json["version"].as_str().map(str::to_owned))
-        };
-        let ready = || {
-            installed("playwright-core").as_deref() == Some(playwright)
-                && installed("axe-core").as_deref() == Some(AXE_CORE)
-        };
-        if !ready() {
-            std::fs::create_dir_all(&dir).unwrap();
-            let out = Command::new("npm")
-                .args([
-                    "install",
-                    "--no-save",
-                    "--no-audit",
-                    "--no-fund",
-                    "--prefix",
-                ])
-                .arg(&dir)
-                .arg(format!("playwright-core@{playwright}"))
-                .arg(format!("axe-core@{AXE_CORE}"))
-                .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-                .output()
-                .expect("npm (apt-get install npm)");
-            assert!(
-                out.status.success(),
-                "npm install failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        assert!(
-            ready(),
-            "playwright-core {playwright} / axe-core {AXE_CORE} missing in {}",
-            modules.display()
-        );
-        modules
-    })
-}
-
-/// One run of tests/webrtc/join.js in the namespace; its report lines as they come.
-struct Browser(ReportingChild);
-
-impl Browser {
-    fn start(ns: &Netns, config: Value) -> Self {
-        let mut command = ns.command("node");
-        command
-            .arg(repo().join("tests/webrtc/join.js"))
-            .arg(config.to_string())
-            .env("NODE_PATH", node_modules());
-        Self(ReportingChild::spawn(command, "chromium"))
-    }
-
-    /// The first report of `step`, waiting up to `timeout` for it.
-    fn wait_for(&self, step: &str, timeout: Duration) -> Option<Value> {
-        let until = Instant::now() + timeout;
-        loop {
-            if let Some(found) = self.step(step) {
-                return Some(found);
-            }
-            if Instant::now() > until || self.lines().iter().any(|l| l["step"] == "failed") {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn step(&self, step: &str) -> Option<Value> {
-        self.lines().into_iter().find(|l| l["step"] == step)
-    }
-
-    fn lines(&self) -> Vec<Value> {
-        parse(&self.0.lines())
-    }
-
-    /// Waits for the script to end; it must have succeeded.
-    fn finish(self) -> Vec<Value> {
-        let (status, lines) = self.0.finish();
-        let lines = parse(&lines);
-        assert!(status.success(), "the browser script failed: {lines:#?}");
-        lines
-    }
-}
-
-/// The JSON report lines among `lines`.
-fn parse(lines: &[String]) -> Vec<Value> {
-    lines
-        .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// Seconds since the Unix epoch (the clock the script reports on).
-fn unix_time() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 /// The participant list of a report.
 fn participants(report: &Value) -> Vec<Value> {
     report["participants"]
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-/// Asserts that none of the `axe` reports has a serious or critical violation; prints all.
-fn assert_accessible(lines: &[Value], states: &[&str]) {
-    let reports: Vec<&Value> = lines.iter().filter(|l| l["step"] == "axe").collect();
-    for state in states {
-        assert!(
-            reports.iter().any(|r| r["state"] == *state),
-            "no accessibility check in state {state}: {reports:#?}"
-        );
-    }
-    let mut serious = Vec::new();
-    for report in reports {
-        for violation in report["violations"].as_array().into_iter().flatten() {
-            eprintln!(
-                "axe ({}): {} [{}] {} {:#}",
-                report["state"],
-                violation["id"],
-                violation["impact"],
-                violation["help"],
-                violation["nodes"]
-            );
-            if matches!(violation["impact"].as_str(), Some("serious" | "critical")) {
-                serious.push(format!("{}: {}", report["state"], violation));
-            }
-        }
-    }
-    assert!(
-        serious.is_empty(),
-        "serious or critical accessibility violations:\n{}",
-        serious.join("\n")
-    );
 }
 
 #[test]
@@ -312,6 +127,7 @@ fn browser_and_phone_hear_each_other_and_the_page_shows_who_talks_and_who_is_mut
 
     let browser = Browser::start(
         &ns,
+        "tests/webrtc/join.js",
         serde_json::json!({
             "origin": ORIGIN,
             "spki": web.spki,
@@ -474,6 +290,7 @@ fn the_page_passes_axe_on_a_phone_screen_says_when_the_microphone_is_refused_and
 
     let browser = Browser::start(
         &ns,
+        "tests/webrtc/join.js",
         serde_json::json!({
             "origin": ORIGIN,
             "spki": web.spki,
@@ -554,6 +371,7 @@ fn the_page_joins_again_after_the_server_restarts_and_says_when_an_admin_closed_
 
     let browser = Browser::start(
         &ns,
+        "tests/webrtc/join.js",
         serde_json::json!({
             "origin": ORIGIN,
             "spki": web.spki,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod carrier;
 pub mod slapd;
 
@@ -1768,4 +1769,20 @@ pub fn rename_table(server: &Server, from: &str, to: &str) {
         .status()
         .expect("python3");
     assert!(status.success(), "renaming table {from} failed");
+}
+
+/// `amtsleitung account add NAME --role ROLE` on the store in `data`, the password on stdin
+/// (a web console account).
+pub fn add_console_account(data: &Path, name: &str, role: &str, password: &str) {
+    let (code, _, stderr) = run_with_stdin(
+        {
+            let mut command = amtsleitung();
+            command
+                .args(["account", "add", name, "--role", role, "--data-dir"])
+                .arg(data);
+            command
+        },
+        &format!("{password}\n"),
+    );
+    assert_eq!(code, 0, "account add {name}: {stderr}");
 }

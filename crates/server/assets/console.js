@@ -40,13 +40,69 @@
     return member.moderator ? `${who} (${T.moderator})` : who;
   }
 
-  function button(text, onClick) {
+  // `action` names the button for scripts and tests; its accessible name (set in update())
+  // carries the member, so a screen reader says "Mute: 0711…", not "Mute" in every row.
+  function button(text, action, onClick) {
     const b = document.createElement('button');
     b.type = 'button';
     b.textContent = text;
+    b.dataset.action = action;
     b.addEventListener('click', onClick);
     return b;
   }
+
+  // Rows are kept per member and updated in place, never rebuilt: a keyboard user's focus
+  // on a row's button survives the twice-a-second refresh.
+  const rows = new Map();
+
+  function memberRow(member) {
+    const row = document.createElement('tr');
+    row.dataset.member = member.id;
+    const name = document.createElement('th');
+    name.scope = 'row';
+    const id = encodeURIComponent(member.id);
+    const cells = [name];
+    for (let i = 0; i < 3; i++) cells.push(document.createElement('td'));
+    const actions = document.createElement('td');
+    const mute = button('', 'mute', async () => {
+      const muted = row.dataset.muted === 'true';
+      if (await send('PUT', `/api/rooms/${room}/members/${id}/muted`, { muted: !muted })) {
+        say((muted ? T.unmuted_who : T.muted_who).replace('{who}', name.textContent));
+        refresh();
+      }
+    });
+    const remove = button(T.remove, 'remove', async () => {
+      if (await send('DELETE', `/api/rooms/${room}/members/${id}`)) {
+        say(T.removed_who.replace('{who}', name.textContent));
+        refresh();
+      }
+    });
+    actions.append(mute, ' ', remove);
+    row.append(...cells, actions);
+    return row;
+  }
+
+  function update(row, member) {
+    const [name, talking, muted, hand] = row.children;
+    const who = label(member);
+    name.textContent = who;
+    row.dataset.talking = member.talking;
+    row.dataset.muted = member.muted;
+    talking.textContent = member.talking ? T.talking : '';
+    talking.className = member.talking ? 'talking' : '';
+    muted.textContent = member.muted ? T.muted : '';
+    hand.textContent = member.hand_raised ? T.hand_raised : '';
+    const [mute, remove] = row.querySelectorAll('button');
+    mute.textContent = member.muted ? T.unmute : T.mute;
+    mute.dataset.action = member.muted ? 'unmute' : 'mute';
+    mute.setAttribute('aria-label', `${mute.textContent}: ${who}`);
+    remove.setAttribute('aria-label', `${T.remove}: ${who}`);
+  }
+
+  const emptyRow = document.createElement('tr');
+  const emptyCell = document.createElement('td');
+  emptyCell.colSpan = 5;
+  emptyRow.append(emptyCell);
 
   function render(live) {
     locked = live.locked;
@@ -54,46 +110,27 @@
     lockButton.textContent = live.locked ? T.unlock : T.lock;
     lockButton.disabled = !live.open;
     endButton.disabled = !live.open;
-    const rows = live.members.map((member) => {
-      const row = document.createElement('tr');
-      row.dataset.member = member.id;
-      const name = document.createElement('th');
-      name.scope = 'row';
-      name.textContent = label(member);
-      const talking = document.createElement('td');
-      talking.textContent = member.talking ? T.talking : '';
-      talking.className = member.talking ? 'talking' : '';
-      const muted = document.createElement('td');
-      muted.textContent = member.muted ? T.muted : '';
-      const hand = document.createElement('td');
-      hand.textContent = member.hand_raised ? T.hand_raised : '';
-      const actions = document.createElement('td');
-      const id = encodeURIComponent(member.id);
-      actions.append(
-        button(member.muted ? T.unmute : T.mute, async () => {
-          if (await send('PUT', `/api/rooms/${room}/members/${id}/muted`, { muted: !member.muted })) {
-            say((member.muted ? T.unmuted_who : T.muted_who).replace('{who}', label(member)));
-            refresh();
-          }
-        }),
-        button(T.remove, async () => {
-          if (await send('DELETE', `/api/rooms/${room}/members/${id}`)) {
-            say(T.removed_who.replace('{who}', label(member)));
-            refresh();
-          }
-        }),
-      );
-      row.append(name, talking, muted, hand, actions);
-      return row;
-    });
-    body.replaceChildren(...rows);
-    if (rows.length === 0) {
-      const row = document.createElement('tr');
-      const cell = document.createElement('td');
-      cell.colSpan = 5;
-      cell.textContent = T.empty;
-      row.append(cell);
-      body.replaceChildren(row);
+    const present = new Set(live.members.map((member) => member.id));
+    for (const [id, row] of rows) {
+      if (!present.has(id)) {
+        row.remove();
+        rows.delete(id);
+      }
+    }
+    for (const member of live.members) {
+      let row = rows.get(member.id);
+      if (!row) {
+        row = memberRow(member);
+        rows.set(member.id, row);
+        body.append(row);
+      }
+      update(row, member);
+    }
+    if (rows.size === 0) {
+      emptyCell.textContent = T.empty;
+      body.append(emptyRow);
+    } else {
+      emptyRow.remove();
     }
   }
 
