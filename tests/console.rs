@@ -280,6 +280,30 @@ fn staff_sign_in_create_a_room_and_see_and_change_only_their_own() {
         .status,
         403
     );
+    // Every route of a room answers 403 for someone else's room, with a valid token.
+    for (method, path, body) in [
+        ("GET", "/api/rooms/5000/live", ""),
+        ("GET", "/console/rooms/5000", ""),
+        (
+            "PUT",
+            "/api/rooms/5000/members/1/muted",
+            r#"{"muted": true}"#,
+        ),
+        ("DELETE", "/api/rooms/5000/members/1", ""),
+        ("PUT", "/api/rooms/5000/locked", r#"{"locked": true}"#),
+        ("POST", "/api/rooms/5000/end", ""),
+        ("POST", "/api/rooms/5000/mute-all", ""),
+        ("PUT", "/api/rooms/5000/recording", r#"{"recording": true}"#),
+    ] {
+        let answer = request(
+            server.http,
+            method,
+            path,
+            &[JSON, ("Cookie", &anna), ("X-CSRF-Token", &anna_csrf)],
+            body,
+        );
+        assert_eq!(answer.status, 403, "{method} {path}: {}", answer.body);
+    }
     // Bernd's token is not anna's.
     assert_eq!(
         request(

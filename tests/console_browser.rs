@@ -191,6 +191,17 @@ fn staff_create_a_pin_room_see_callers_live_mute_one_out_of_the_others_audio_and
         );
     }
 
+    // The room's page has the text to paste into an invitation.
+    let invitation = step(&lines, "live-open")["invitation"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        invitation.contains("Raum 4711")
+            && invitation.contains("84711")
+            && invitation.contains("PIN"),
+        "{invitation}"
+    );
+
     // The page showed each caller within 2 s of the server listing it.
     let both = step(&lines, "both-shown");
     assert_eq!(both["ok"], true, "{both:#}");
@@ -253,6 +264,19 @@ fn staff_create_a_pin_room_see_callers_live_mute_one_out_of_the_others_audio_and
         "the removed caller's call ended {talker_ended:.1} s after the click"
     );
     assert!(listener.1 > talker.1, "the listener left before the talker");
+    let all_muted = step(&lines, "all-muted");
+    assert_eq!(all_muted["ok"], true, "{all_muted:#}");
+    // The recording the page started and stopped is on disk, about 2.5 s long.
+    let recordings: Vec<_> = std::fs::read_dir(server.data_dir().join("recordings"))
+        .map(|dir| dir.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let [recording] = recordings.as_slice() else {
+        panic!("one recording expected: {recordings:?}\n{log}");
+    };
+    let (samples, rate) = support::read_wav(recording);
+    let seconds = samples.len() as f64 / f64::from(rate);
+    eprintln!("recording {}: {seconds:.1} s", recording.display());
+    assert!((1.5..6.0).contains(&seconds), "{seconds} s\n{log}");
     assert_eq!(step(&lines, "ended")["ok"], true, "{lines:#?}");
     assert!(
         step(&lines, "signed-out")["url"]
@@ -261,7 +285,10 @@ fn staff_create_a_pin_room_see_callers_live_mute_one_out_of_the_others_audio_and
         "{lines:#?}"
     );
 
-    assert_accessible(&lines, &["sign-in", "rooms-empty", "rooms", "live"]);
+    assert_accessible(
+        &lines,
+        &["sign-in", "rooms-empty", "rooms", "live", "live-recording"],
+    );
     for name in ["sign-in", "rooms", "live", "live-muted"] {
         let file = screenshots().join(format!("{name}.png"));
         let size = std::fs::metadata(&file).map_or(0, |m| m.len());

@@ -127,7 +127,7 @@ async function main() {
         }
       }).observe(document.getElementById('members'), { childList: true });
     }, config.room);
-    report('live-open', { url: page.url() });
+    report('live-open', { url: page.url(), invitation: await page.inputValue('#invitation-de') });
 
     const both = await waitForRows(page, (rows) => rowOf(rows, config.talker) && rowOf(rows, config.listener), 60000);
     const times = await page.evaluate(() => ({ api: window.__api, shown: window.__shown }));
@@ -162,6 +162,19 @@ async function main() {
     report('removed');
     const gone = await waitForRows(page, (rows) => !rowOf(rows, config.talker) && rowOf(rows, config.listener), 10000);
     report('gone', { ok: gone.ok, rows: gone.rows });
+
+    // Mute everyone (the listener is left), record for a while.
+    await page.click('#mute-all');
+    const allMuted = await waitForRows(page, (rows) => rows.length > 0 && rows.every((row) => row.muted), 5000);
+    report('all-muted', { ok: allMuted.ok, rows: allMuted.rows, status: await page.textContent('#status') });
+    await page.click('#record');
+    await page.waitForSelector('#recording-state:not([hidden])', { timeout: 5000 });
+    report('recording', { button: await page.textContent('#record') });
+    await accessibility(page, 'live-recording');
+    await sleep(2500);
+    await page.click('#record');
+    await page.waitForSelector('#recording-state', { state: 'hidden', timeout: 5000 });
+    report('recording-stopped', { button: await page.textContent('#record') });
 
     // End the room (the listener's call ends), then sign out.
     await page.click('#end');

@@ -14,7 +14,11 @@
   const status = document.getElementById('status');
   const lockButton = document.getElementById('lock');
   const endButton = document.getElementById('end');
+  const muteAllButton = document.getElementById('mute-all');
+  const recordButton = document.getElementById('record');
+  const recordingState = document.getElementById('recording-state');
   let locked = false;
+  let recording = false;
 
   function say(text) {
     status.textContent = text;
@@ -110,6 +114,11 @@
     lockButton.textContent = live.locked ? T.unlock : T.lock;
     lockButton.disabled = !live.open;
     endButton.disabled = !live.open;
+    muteAllButton.disabled = !live.open;
+    recording = live.recording;
+    recordButton.textContent = live.recording ? T.stop_recording : T.start_recording;
+    recordButton.disabled = !live.open;
+    recordingState.hidden = !live.recording;
     const present = new Set(live.members.map((member) => member.id));
     for (const [id, row] of rows) {
       if (!present.has(id)) {
@@ -152,6 +161,25 @@
 
   lockButton.addEventListener('click', async () => {
     if (await send('PUT', `/api/rooms/${room}/locked`, { locked: !locked })) refresh();
+  });
+  muteAllButton.addEventListener('click', async () => {
+    const response = await fetch(`/api/rooms/${room}/mute-all`, {
+      method: 'POST', headers: { 'X-CSRF-Token': csrf }, cache: 'no-store',
+    });
+    if (response.ok) {
+      say(T.muted_all.replace('{n}', (await response.json()).muted));
+      refresh();
+    } else {
+      const answer = await response.json().catch(() => ({}));
+      say(`${T.error}: ${answer.reason || response.status}`);
+    }
+  });
+  recordButton.addEventListener('click', async () => {
+    const start = !recording;
+    if (await send('PUT', `/api/rooms/${room}/recording`, { recording: start })) {
+      say(start ? T.recording_started : T.recording_stopped);
+      refresh();
+    }
   });
   endButton.addEventListener('click', async () => {
     if (await send('POST', `/api/rooms/${room}/end`)) {

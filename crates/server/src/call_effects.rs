@@ -267,7 +267,7 @@ pub fn spawn_slow_question(
 /// Notes a recording in the store, starts its writer thread and tells the room's worker to
 /// feed it. Only a recording on the books is made: one the store does not know of could be
 /// neither listed nor deleted when its retention ends.
-async fn start_recording(shared: &Arc<Shared>, number: &str) -> Result<(), String> {
+pub(crate) async fn start_recording(shared: &Arc<Shared>, number: &str) -> Result<(), String> {
     let dir = shared.config.data_dir.join("recordings");
     let stamp = jiff::Timestamp::now();
     let path = dir.join(format!("{number}-{}.wav", stamp.strftime("%Y%m%dT%H%M%SZ")));
@@ -294,6 +294,24 @@ async fn start_recording(shared: &Arc<Shared>, number: &str) -> Result<(), Strin
     );
     tracing::info!(room = %number, path = %path.display(), "recording started");
     Ok(())
+}
+
+/// Stops room `number`'s recording (the console's button; a moderator's `*9` goes through
+/// its call instead); false if none was running.
+pub(crate) fn stop_recording(shared: &Shared, number: &str) -> bool {
+    let taken = shared
+        .conferences
+        .with_room(number, |r| r.recording.take())
+        .flatten();
+    if !stopped(number, taken) {
+        return false;
+    }
+    // Dropping the worker's sink ends the writer thread, which finishes the file.
+    shared.media.send(
+        LegId::new(0),
+        MediaCommand::SetRecording(number.to_string(), None),
+    );
+    true
 }
 
 /// Writes a room's recording as 16 kHz mono WAV until the worker drops the sender, then

@@ -391,6 +391,40 @@ impl Registry {
         .unwrap_or(false)
     }
 
+    /// Mutes every member of room `number` who is not a moderator, each told as by
+    /// [`Self::moderate_mute`]; how many were muted now (`None`: the room is not open).
+    pub fn mute_all(&self, number: &str) -> Option<usize> {
+        self.with_room(number, |r| {
+            let mut muted = 0;
+            for (id, m) in r.members.iter_mut() {
+                if m.moderator || m.muted {
+                    continue;
+                }
+                m.muted = true;
+                m.tell(*id, Notice::SetMuted(true));
+                m.tell(*id, Notice::Announce("muted"));
+                muted += 1;
+            }
+            muted
+        })
+    }
+
+    /// Whether room `number` is being recorded (`None`: the room is not open).
+    pub fn recording(&self, number: &str) -> Option<bool> {
+        self.with_room(number, |r| r.recording.is_some())
+    }
+
+    /// Every member of room `number` hears `prompt` (e.g. that recording started); how many.
+    pub fn announce(&self, number: &str, prompt: &'static str) -> usize {
+        self.with_room(number, |r| {
+            for (id, member) in &r.members {
+                member.tell(*id, Notice::Announce(prompt));
+            }
+            r.members.len()
+        })
+        .unwrap_or(0)
+    }
+
     /// Locks or unlocks room `number` for newcomers (moderators still get in); false if it
     /// is not open.
     pub fn set_locked(&self, number: &str, locked: bool) -> bool {

@@ -134,17 +134,23 @@ pub struct Config {
 }
 
 /// `[console]`: the web console.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct ConsoleSettings {
     /// Minutes without a request after which a console session ends (1 to 1440).
     #[serde(deserialize_with = "idle_minutes")]
     pub idle_minutes: u32,
+    /// The number outside callers dial to reach the conference lobby (where they key the
+    /// room number and PIN), as written in room invitations, e.g. "+49 7071 204-8000".
+    pub dial_in: Option<String>,
 }
 
 impl Default for ConsoleSettings {
     fn default() -> Self {
-        Self { idle_minutes: 30 }
+        Self {
+            idle_minutes: 30,
+            dial_in: None,
+        }
     }
 }
 

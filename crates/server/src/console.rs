@@ -120,6 +120,14 @@ impl Console {
             )
             .route("/api/rooms/{number}/locked", axum::routing::put(api_lock))
             .route("/api/rooms/{number}/end", axum::routing::post(api_end))
+            .route(
+                "/api/rooms/{number}/mute-all",
+                axum::routing::post(api_mute_all),
+            )
+            .route(
+                "/api/rooms/{number}/recording",
+                axum::routing::put(api_recording),
+            )
             .merge(crate::console_users::routes())
             .merge(crate::console_dialplan::routes())
             .with_state(state)
@@ -410,7 +418,16 @@ async fn room_live_page(
     match managed_room(&listener, &session, number).await {
         Ok(room) => html(
             StatusCode::OK,
-            console_page::room_live(language, &session.viewer(), &room.number),
+            console_page::room_live(
+                language,
+                &session.viewer(),
+                &console_page::Invitation {
+                    number: &room.number,
+                    internal: &dial_in(&room.number),
+                    public: listener.console.shared.config.console.dial_in.as_deref(),
+                    has_pin: room.has_pin,
+                },
+            ),
         ),
         Err(response) => response,
     }
@@ -1078,6 +1095,7 @@ async fn api_live(
         "room": room.number,
         "open": conferences.roster(&room.number).is_some(),
         "locked": locked,
+        "recording": conferences.recording(&room.number).unwrap_or(false),
         "members": members,
     });
     let mut response = axum::Json(body).into_response();
@@ -1218,11 +1236,7 @@ async fn api_lock(
         .conferences
         .set_locked(&room.number, request.locked)
     {
-        return api_error(
-            StatusCode::CONFLICT,
-            "not_open",
-            "nobody is in the room; it locks while in use only",
-        );
+        return not_open();
     }
     let action = if request.locked {
         "room.lock"
@@ -1230,6 +1244,101 @@ async fn api_lock(
         "room.unlock"
     };
     listener.audit(&session, peer.ip(), action, format!("room {}", room.number));
+    done()
+}
+
+fn not_open() -> Response {
+    api_error(
+        StatusCode::CONFLICT,
+        "not_open",
+        "nobody is in the room; that works while it is in use only",
+    )
+}
+
+/// `POST /api/rooms/{number}/mute-all`: mutes everyone but the moderators; `{"muted": n}`.
+async fn api_mute_all(
+    State(listener): State<Listener>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (session, room) = match moderation(&listener, &headers, number).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Some(muted) = listener.console.shared.conferences.mute_all(&room.number) else {
+        return not_open();
+    };
+    listener.audit(
+        &session,
+        peer.ip(),
+        "room.mute_all",
+        format!("room {} ({muted} muted)", room.number),
+    );
+    let mut response = axum::Json(serde_json::json!({ "muted": muted })).into_response();
+    private(response.headers_mut());
+    response
+}
+
+#[derive(Deserialize)]
+struct RecordingRequest {
+    recording: bool,
+}
+
+/// `PUT /api/rooms/{number}/recording` with `{"recording": bool}`: starts or stops the
+/// room's recording; everyone in the room hears which, as with a moderator's `*9`.
+async fn api_recording(
+    State(listener): State<Listener>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (session, room) = match moderation(&listener, &headers, number).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let request: RecordingRequest = match json_body(&body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let shared = &listener.console.shared;
+    let Some(running) = shared.conferences.recording(&room.number) else {
+        return not_open();
+    };
+    if running == request.recording {
+        return done();
+    }
+    if request.recording {
+        if let Err(err) = crate::call_effects::start_recording(shared, &room.number).await {
+            tracing::error!(room = %room.number, "console: recording not started: {err}");
+            return api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "recording_failed",
+                "the recording could not be started",
+            );
+        }
+        shared
+            .conferences
+            .announce(&room.number, "recording-started");
+        listener.audit(
+            &session,
+            peer.ip(),
+            "room.record.start",
+            format!("room {}", room.number),
+        );
+    } else {
+        crate::call_effects::stop_recording(shared, &room.number);
+        shared
+            .conferences
+            .announce(&room.number, "recording-stopped");
+        listener.audit(
+            &session,
+            peer.ip(),
+            "room.record.stop",
+            format!("room {}", room.number),
+        );
+    }
     done()
 }
 

@@ -399,10 +399,14 @@ th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #ccc; 
 label { display: block; font-weight: 600; }
 input[type=checkbox] + label { display: inline; font-weight: normal; }
 input, button { font: inherit; padding: .4rem .6rem; }
+textarea { font: inherit; width: min(40rem, 100%); box-sizing: border-box; border: 1px solid #555; }
 input:not([type=checkbox]) { width: min(20rem, 100%); box-sizing: border-box; border: 1px solid #555; }
 button { background: #0b4f9c; color: #fff; border: 0; border-radius: 4px; cursor: pointer; }
 .error { color: #a4000f; font-weight: 600; }
 .notice { color: #1d5e20; font-weight: 600; }
+.recording { color: #a4000f; }
+button:disabled { background: #6b6b6b; cursor: default; }
+@media (max-width: 40rem) { th, td { padding: .3rem; } table { font-size: .9rem; } }
 ";
 
 /// The live view's words, handed to its script as JSON.
@@ -437,6 +441,14 @@ pub struct LiveTexts {
     pub removed_who: &'static str,
     pub ended: &'static str,
     pub error: &'static str,
+    pub mute_all: &'static str,
+    /// `{n}`.
+    pub muted_all: &'static str,
+    pub start_recording: &'static str,
+    pub stop_recording: &'static str,
+    pub recording: &'static str,
+    pub recording_started: &'static str,
+    pub recording_stopped: &'static str,
 }
 
 const GERMAN_LIVE: LiveTexts = LiveTexts {
@@ -466,6 +478,13 @@ const GERMAN_LIVE: LiveTexts = LiveTexts {
     removed_who: "{who} wurde entfernt.",
     ended: "Die Konferenz ist beendet.",
     error: "Fehler",
+    mute_all: "Alle stumm schalten",
+    muted_all: "{n} Teilnehmende stumm geschaltet.",
+    start_recording: "Aufnahme starten",
+    stop_recording: "Aufnahme beenden",
+    recording: "Aufnahme läuft",
+    recording_started: "Die Aufnahme läuft.",
+    recording_stopped: "Die Aufnahme ist beendet.",
 };
 
 const ENGLISH_LIVE: LiveTexts = LiveTexts {
@@ -495,10 +514,82 @@ const ENGLISH_LIVE: LiveTexts = LiveTexts {
     removed_who: "{who} was removed.",
     ended: "The conference has ended.",
     error: "Error",
+    mute_all: "Mute everyone",
+    muted_all: "{n} participants muted.",
+    start_recording: "Start recording",
+    stop_recording: "Stop recording",
+    recording: "recording",
+    recording_started: "Recording has started.",
+    recording_stopped: "Recording has stopped.",
 };
 
+/// What an invitation to a room says: room `number`, dialled as `internal` from the
+/// town hall's phones and through `public` (the lobby's number, when configured) from
+/// outside; the PIN is never shown (the store keeps only its hash), only that one is needed.
+pub struct Invitation<'a> {
+    pub number: &'a str,
+    pub internal: &'a str,
+    pub public: Option<&'a str>,
+    pub has_pin: bool,
+}
+
+impl Invitation<'_> {
+    /// The text to paste into an invitation, in German or English.
+    pub fn text(&self, language: Language) -> String {
+        let (title, outside, inside, pin) = match language {
+            Language::German => (
+                "Telefonkonferenz – Raum {room}",
+                "Einwahl von außen: {public}, dann die Raumnummer {room} und # eingeben.",
+                "Aus dem Haus: {internal} wählen.",
+                "PIN: wird Ihnen gesondert mitgeteilt; nach der Ansage eingeben und mit # bestätigen.",
+            ),
+            Language::English => (
+                "Phone conference – room {room}",
+                "From outside: call {public}, then key the room number {room} and #.",
+                "From an office phone: dial {internal}.",
+                "PIN: sent to you separately; key it after the announcement and press #.",
+            ),
+        };
+        let fill = |text: &str| {
+            text.replace("{room}", self.number)
+                .replace("{internal}", self.internal)
+                .replace("{public}", self.public.unwrap_or_default())
+        };
+        let mut lines = vec![fill(title)];
+        if self.public.is_some() {
+            lines.push(fill(outside));
+        }
+        lines.push(fill(inside));
+        if self.has_pin {
+            lines.push(pin.to_owned());
+        }
+        lines.join("\n")
+    }
+}
+
+/// The invitation texts (German and English, read-only fields to copy from).
+fn invitation_section(language: Language, invitation: &Invitation<'_>) -> String {
+    let (heading, german, english) = match language {
+        Language::German => ("Einladungstext", "Deutsch", "Englisch"),
+        Language::English => ("Invitation text", "German", "English"),
+    };
+    format!(
+        "<h2 id=\"invitation-heading\">{heading}</h2>\n\
+         <p><label for=\"invitation-de\">{german}</label>\n\
+         <textarea id=\"invitation-de\" readonly rows=\"5\">{de}</textarea></p>\n\
+         <p><label for=\"invitation-en\">{english}</label>\n\
+         <textarea id=\"invitation-en\" readonly rows=\"5\">{en}</textarea></p>\n",
+        heading = escape(heading),
+        german = escape(german),
+        english = escape(english),
+        de = escape(&invitation.text(Language::German)),
+        en = escape(&invitation.text(Language::English)),
+    )
+}
+
 /// The live view of room `number`: the script fills the table and runs the buttons.
-pub fn room_live(language: Language, viewer: &Viewer<'_>, number: &str) -> String {
+pub fn room_live(language: Language, viewer: &Viewer<'_>, invitation: &Invitation<'_>) -> String {
+    let number = invitation.number;
     let t = match language {
         Language::German => &GERMAN_LIVE,
         Language::English => &ENGLISH_LIVE,
@@ -510,19 +601,25 @@ pub fn room_live(language: Language, viewer: &Viewer<'_>, number: &str) -> Strin
     let heading = t.heading.replace("{room}", number);
     let main = format!(
         "<div id=\"live\" data-room=\"{room}\">\n\
-         <p>{state_label}: <strong id=\"room-state\">…</strong></p>\n\
+         <p>{state_label}: <strong id=\"room-state\">…</strong> <strong id=\"recording-state\" class=\"recording\" hidden>{recording_now}</strong></p>\n\
          <p><button type=\"button\" id=\"lock\" disabled>{lock}</button> \
+         <button type=\"button\" id=\"mute-all\" disabled>{mute_all}</button> \
+         <button type=\"button\" id=\"record\" disabled>{start_recording}</button> \
          <button type=\"button\" id=\"end\" disabled>{end}</button></p>\n\
          <p id=\"status\" role=\"status\" aria-live=\"polite\"></p>\n\
          <table>\n<thead><tr><th scope=\"col\">{participant}</th><th scope=\"col\">{talking}</th>\
          <th scope=\"col\">{muted}</th><th scope=\"col\">{hand}</th><th scope=\"col\">{actions}</th></tr></thead>\n\
-         <tbody id=\"members\"></tbody>\n</table>\n</div>\n\
+         <tbody id=\"members\"></tbody>\n</table>\n</div>\n{invitation}\
          <script type=\"application/json\" id=\"texts\">{texts}</script>\n\
          <script src=\"/console/assets/console.js\"></script>\n",
         room = escape(number),
         state_label = escape(t.state),
         lock = escape(t.lock),
         end = escape(t.end),
+        recording_now = escape(t.recording),
+        invitation = invitation_section(language, invitation),
+        mute_all = escape(t.mute_all),
+        start_recording = escape(t.start_recording),
         participant = escape(t.participant),
         talking = escape(t.talking),
         muted = escape(t.muted),
@@ -543,6 +640,49 @@ pub fn room_live(language: Language, viewer: &Viewer<'_>, number: &str) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invitations_name_the_room_the_numbers_and_the_pin_but_never_the_pin_itself() {
+        let invitation = Invitation {
+            number: "4711",
+            internal: "84711",
+            public: Some("+49 7071 204-8000"),
+            has_pin: true,
+        };
+        let german = invitation.text(Language::German);
+        assert_eq!(
+            german,
+            "Telefonkonferenz – Raum 4711\n\
+             Einwahl von außen: +49 7071 204-8000, dann die Raumnummer 4711 und # eingeben.\n\
+             Aus dem Haus: 84711 wählen.\n\
+             PIN: wird Ihnen gesondert mitgeteilt; nach der Ansage eingeben und mit # bestätigen."
+        );
+        let open = Invitation {
+            public: None,
+            has_pin: false,
+            ..invitation
+        };
+        let english = open.text(Language::English);
+        assert_eq!(
+            english,
+            "Phone conference – room 4711\nFrom an office phone: dial 84711."
+        );
+        let viewer = Viewer {
+            name: "anna",
+            admin: false,
+            csrf_token: "t",
+        };
+        let page = room_live(Language::English, &viewer, &invitation);
+        assert!(
+            page.contains("<label for=\"invitation-de\">German</label>"),
+            "{page}"
+        );
+        assert!(page.contains("Raum 4711"), "{page}");
+        assert!(
+            page.contains("From outside: call +49 7071 204-8000"),
+            "{page}"
+        );
+    }
 
     #[test]
     fn what_users_typed_is_escaped_everywhere() {
