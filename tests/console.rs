@@ -709,3 +709,132 @@ fn directory_accounts_sign_in_with_their_ldap_password_and_group_role() {
         "{list}"
     );
 }
+
+#[test]
+fn api_tokens_let_scripts_act_as_their_account_until_revoked() {
+    let server = Server::start(None, &[]);
+    add_account(&server, "anna", "staff", "anna-secret-1");
+    add_account(&server, "bernd", "staff", "bernd-secret-1");
+    let bernd = sign_in(&server, "bernd", "bernd-secret-1");
+    let bernd_csrf = get_json(&server, "/api/me", &bernd)["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = request(
+        server.http,
+        "POST",
+        "/api/rooms",
+        &[JSON, ("Cookie", &bernd), ("X-CSRF-Token", &bernd_csrf)],
+        r#"{"number": "5000"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    // A token made with the CLI, shown once.
+    let out = support::amtsleitung()
+        .args(["account", "token", "add", "anna", "--label", "room report"])
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let token = printed
+        .lines()
+        .find(|l| l.starts_with("amt_"))
+        .unwrap_or_else(|| panic!("no token in {printed}"))
+        .to_owned();
+    let bearer = format!("Bearer {token}");
+    let auth = ("Authorization", bearer.as_str());
+
+    // It acts as anna: her rooms, no CSRF token needed (no browser sends it by itself),
+    // and still not bernd's room.
+    let answer = request(
+        server.http,
+        "POST",
+        "/api/rooms",
+        &[JSON, auth],
+        r#"{"number": "4711"}"#,
+    );
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let rooms = request(server.http, "GET", "/api/rooms", &[auth], "").json();
+    assert_eq!(rooms.as_array().unwrap().len(), 1, "{rooms}");
+    assert_eq!(rooms[0]["number"], "4711");
+    assert_eq!(
+        request(server.http, "GET", "/api/rooms/5000", &[auth], "").status,
+        403
+    );
+    let bad = ("Authorization", "Bearer amt_not-a-token");
+    assert_eq!(
+        request(server.http, "GET", "/api/rooms", &[bad], "").status,
+        401
+    );
+
+    // Listed without the secret; bernd may not revoke it; anna's session makes another.
+    let listed = request(server.http, "GET", "/api/tokens", &[auth], "");
+    assert_eq!(listed.status, 200);
+    assert!(!listed.body.contains(&token), "{}", listed.body);
+    let id = listed.json()[0]["id"].as_i64().unwrap();
+    assert_eq!(listed.json()[0]["label"], "room report");
+    let path = format!("/api/tokens/{id}");
+    assert_eq!(
+        request(
+            server.http,
+            "DELETE",
+            &path,
+            &[("Cookie", &bernd), ("X-CSRF-Token", &bernd_csrf)],
+            ""
+        )
+        .status,
+        403
+    );
+    let anna = sign_in(&server, "anna", "anna-secret-1");
+    let anna_csrf = get_json(&server, "/api/me", &anna)["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        request(
+            server.http,
+            "POST",
+            "/api/tokens",
+            &[JSON, ("Cookie", &anna)],
+            r#"{"label": "no csrf"}"#
+        )
+        .status,
+        403
+    );
+    let second = request(
+        server.http,
+        "POST",
+        "/api/tokens",
+        &[JSON, ("Cookie", &anna), ("X-CSRF-Token", &anna_csrf)],
+        r#"{"label": "calendar sync"}"#,
+    );
+    assert_eq!(second.status, 201, "{}", second.body);
+    assert!(second.json()["token"].as_str().unwrap().starts_with("amt_"));
+
+    // Revoked, it is refused at once.
+    assert_eq!(
+        request(server.http, "DELETE", &path, &[auth], "").status,
+        204
+    );
+    assert_eq!(
+        request(server.http, "GET", "/api/rooms", &[auth], "").status,
+        401
+    );
+    let audit = support::amtsleitung()
+        .args(["audit", "list", "--data-dir"])
+        .arg(server.data_dir())
+        .output()
+        .unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        audit.contains("token.add") && audit.contains("token.revoke"),
+        "{audit}"
+    );
+    assert!(!audit.contains(&token), "{audit}");
+}

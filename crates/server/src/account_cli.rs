@@ -54,6 +54,31 @@ pub enum AccountCommand {
         /// Account name.
         name: String,
     },
+    /// API tokens for scripts: `Authorization: Bearer amt_...` acts as the account.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for an account and print it (shown this once; only its hash is kept).
+    Add {
+        /// Account name.
+        name: String,
+        /// What it is for, e.g. "nightly room report".
+        #[arg(long)]
+        label: String,
+    },
+    /// List tokens (of one account, or all): id, account, label, made, last used.
+    List {
+        /// Account name.
+        name: Option<String>,
+    },
+    /// Revoke a token by its id (from `account token list`).
+    Revoke {
+        /// Token id.
+        id: i64,
+    },
 }
 
 /// Runs one account command against the store in `data_dir`; exit 1 with a message on failure.
@@ -153,6 +178,66 @@ fn execute(
         }
         AccountCommand::Disable { name } => switch(&open(data_dir)?, &name, true),
         AccountCommand::Enable { name } => switch(&open(data_dir)?, &name, false),
+        AccountCommand::Token(_) if !exists => Err(format!(
+            "no console accounts (no database in {})",
+            data_dir.display()
+        )),
+        AccountCommand::Token(TokenCommand::Add { name, label }) => {
+            let store = open(data_dir)?;
+            let made = store
+                .api_token_create(&name, &label, now_ms)
+                .map_err(|err| store_error("cannot make the token", err))?;
+            record_cli_change(
+                &store,
+                "token.add",
+                &format!("API token {} ({}) for {name}", made.id, label.trim()),
+            )?;
+            Ok(format!(
+                "API token {} for {name}; shown this once:\n{}\n",
+                made.id, made.token
+            ))
+        }
+        AccountCommand::Token(TokenCommand::List { name }) => {
+            let tokens = open(data_dir)?
+                .api_token_list(name.as_deref())
+                .map_err(|err| format!("cannot list the tokens: {err}"))?;
+            let mut out = String::from("id\taccount\tlabel\tmade\tlast used\n");
+            for token in tokens {
+                let when = |ms: i64| {
+                    jiff::Timestamp::from_millisecond(ms).map_or_else(
+                        |_| ms.to_string(),
+                        |t| t.strftime("%Y-%m-%d %H:%M").to_string(),
+                    )
+                };
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\n",
+                    token.id,
+                    token.account,
+                    token.label,
+                    when(token.created_at_ms),
+                    token
+                        .last_used_at_ms
+                        .map_or_else(|| "never".to_owned(), when)
+                ));
+            }
+            Ok(out)
+        }
+        AccountCommand::Token(TokenCommand::Revoke { id }) => {
+            let store = open(data_dir)?;
+            let token = store
+                .api_token_get(id)
+                .map_err(|err| format!("cannot read token {id}: {err}"))?
+                .ok_or_else(|| format!("no API token {id}"))?;
+            store
+                .api_token_revoke(id)
+                .map_err(|err| format!("cannot revoke token {id}: {err}"))?;
+            record_cli_change(
+                &store,
+                "token.revoke",
+                &format!("API token {id} ({}) of {}", token.label, token.account),
+            )?;
+            Ok(format!("API token {id} of {} revoked\n", token.account))
+        }
         AccountCommand::Del { name } => {
             if !exists {
                 return Err(no_account(&name));

@@ -128,6 +128,8 @@ impl Console {
                 "/api/rooms/{number}/recording",
                 axum::routing::put(api_recording),
             )
+            .route("/api/tokens", get(api_tokens).post(api_token_create))
+            .route("/api/tokens/{id}", axum::routing::delete(api_token_revoke))
             .merge(crate::console_users::routes())
             .merge(crate::console_dialplan::routes())
             .with_state(state)
@@ -146,6 +148,9 @@ pub(crate) struct Session {
     pub(crate) token: String,
     pub(crate) account: store::ConsoleAccount,
     pub(crate) csrf_token: String,
+    /// Signed in by an API token (`Authorization: Bearer`), not a browser's cookie: no
+    /// CSRF token is needed, since a browser never sends such a header on its own.
+    pub(crate) by_api_token: bool,
 }
 
 impl Session {
@@ -201,9 +206,21 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         })
 }
 
+/// The API token of an `Authorization: Bearer amt_...` header.
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && token.starts_with(store::API_TOKEN_PREFIX))
+        .then(|| token.to_owned())
+}
+
 impl Listener {
-    /// The session the request's cookie names, if it is live.
+    /// The session the request's API token or cookie names, if it is live.
     pub(crate) async fn session(&self, headers: &HeaderMap) -> Result<Session, Refusal> {
+        if let Some(token) = bearer_token(headers) {
+            return self.api_token_session(token).await;
+        }
         let Some(token) = cookie_token(headers) else {
             return Err(Refusal::SignedOut);
         };
@@ -220,10 +237,33 @@ impl Listener {
                 token,
                 account: session.account,
                 csrf_token: session.csrf_token,
+                by_api_token: false,
             }),
             Ok(None) => Err(Refusal::SignedOut),
             Err(err) => {
                 tracing::error!("console: session lookup failed: {err}");
+                Err(Refusal::StoreFailed)
+            }
+        }
+    }
+
+    async fn api_token_session(&self, token: String) -> Result<Session, Refusal> {
+        let found = self
+            .console
+            .shared
+            .store
+            .run(move |store| store.api_token_account(&token, now_ms()))
+            .await;
+        match flat(found) {
+            Ok(Some(account)) => Ok(Session {
+                token: String::new(),
+                account,
+                csrf_token: String::new(),
+                by_api_token: true,
+            }),
+            Ok(None) => Err(Refusal::SignedOut),
+            Err(err) => {
+                tracing::error!("console: API token lookup failed: {err}");
                 Err(Refusal::StoreFailed)
             }
         }
@@ -380,10 +420,11 @@ pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
 }
 
 pub(crate) fn header_csrf_ok(headers: &HeaderMap, session: &Session) -> bool {
-    headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|token| same_secret(token, &session.csrf_token))
+    session.by_api_token
+        || headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|token| same_secret(token, &session.csrf_token))
 }
 
 async fn stylesheet() -> Response {
@@ -1364,6 +1405,159 @@ async fn api_end(
     let mut response = axum::Json(body).into_response();
     private(response.headers_mut());
     response
+}
+
+fn token_view(token: &store::ApiToken) -> serde_json::Value {
+    serde_json::json!({
+        "id": token.id,
+        "account": token.account,
+        "label": token.label,
+        "created_at_ms": token.created_at_ms,
+        "last_used_at_ms": token.last_used_at_ms,
+    })
+}
+
+/// `GET /api/tokens`: this account's API tokens (an admin's: everyone's), without secrets.
+async fn api_tokens(State(listener): State<Listener>, headers: HeaderMap) -> Response {
+    let session = match listener.session(&headers).await {
+        Ok(session) => session,
+        Err(refusal) => return api_refused(refusal),
+    };
+    let whose = (!session.admin()).then(|| session.account.name.clone());
+    let listed = listener
+        .console
+        .shared
+        .store
+        .run(move |store| store.api_token_list(whose.as_deref()))
+        .await;
+    match flat(listed) {
+        Ok(tokens) => {
+            let views: Vec<_> = tokens.iter().map(token_view).collect();
+            let mut response = axum::Json(views).into_response();
+            private(response.headers_mut());
+            response
+        }
+        Err(err) => {
+            tracing::error!("console: token list failed: {err}");
+            api_refused(Refusal::StoreFailed)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    label: String,
+}
+
+/// `POST /api/tokens` with `{"label"}`: a token for this account, its secret shown once.
+async fn api_token_create(
+    State(listener): State<Listener>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let session = match listener.session(&headers).await {
+        Ok(session) => session,
+        Err(refusal) => return api_refused(refusal),
+    };
+    if !header_csrf_ok(&headers, &session) {
+        return csrf_refused();
+    }
+    let request: TokenRequest = match json_body(&body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let account = session.account.name.clone();
+    let label = request.label.clone();
+    let made = listener
+        .console
+        .shared
+        .store
+        .run(move |store| store.api_token_create(&account, &label, now_ms()))
+        .await;
+    match made {
+        Ok(Ok(made)) => {
+            listener.audit(
+                &session,
+                peer.ip(),
+                "token.add",
+                format!("API token {} ({})", made.id, request.label.trim()),
+            );
+            let body = serde_json::json!({ "id": made.id, "token": made.token, "label": request.label.trim() });
+            let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
+            private(response.headers_mut());
+            response
+        }
+        Ok(Err(err @ store::StoreError::InvalidTokenLabel)) => {
+            api_error(StatusCode::BAD_REQUEST, "bad_request", err)
+        }
+        Ok(Err(err)) => {
+            tracing::error!("console: token not made: {err}");
+            api_refused(Refusal::StoreFailed)
+        }
+        Err(err) => {
+            tracing::error!("console: token not made: {err}");
+            api_refused(Refusal::StoreFailed)
+        }
+    }
+}
+
+/// `DELETE /api/tokens/{id}`: revokes one of this account's tokens (an admin: anyone's).
+async fn api_token_revoke(
+    State(listener): State<Listener>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match listener.session(&headers).await {
+        Ok(session) => session,
+        Err(refusal) => return api_refused(refusal),
+    };
+    if !header_csrf_ok(&headers, &session) {
+        return csrf_refused();
+    }
+    let unknown = || api_error(StatusCode::NOT_FOUND, "unknown_token", "no such token");
+    let Ok(id) = id.parse::<i64>() else {
+        return unknown();
+    };
+    let found = listener
+        .console
+        .shared
+        .store
+        .run(move |store| store.api_token_get(id))
+        .await;
+    let token = match flat(found) {
+        Ok(Some(token)) => token,
+        Ok(None) => return unknown(),
+        Err(err) => {
+            tracing::error!("console: token lookup failed: {err}");
+            return api_refused(Refusal::StoreFailed);
+        }
+    };
+    if !session.admin() && token.account != session.account.name {
+        return forbidden();
+    }
+    let revoked = listener
+        .console
+        .shared
+        .store
+        .run(move |store| store.api_token_revoke(id))
+        .await;
+    match flat(revoked) {
+        Ok(_) => {
+            listener.audit(
+                &session,
+                peer.ip(),
+                "token.revoke",
+                format!("API token {id} ({}) of {}", token.label, token.account),
+            );
+            done()
+        }
+        Err(err) => {
+            tracing::error!("console: token not revoked: {err}");
+            api_refused(Refusal::StoreFailed)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -298,7 +298,7 @@ fn password_matches(account: &str, stored: &str, password: &str) -> Result<bool,
 }
 
 /// 32 random bytes as base64url without padding (43 characters).
-fn random_token() -> Result<String, StoreError> {
+pub(crate) fn random_token() -> Result<String, StoreError> {
     let mut bytes = [0u8; SESSION_TOKEN_BYTES];
     getrandom::fill(&mut bytes).map_err(StoreError::Randomness)?;
     Ok(Base64UrlUnpadded::encode_string(&bytes))
@@ -311,10 +311,10 @@ fn at_most(text: &str, max: usize) -> &str {
         .map_or(text, |(at, _)| &text[..at])
 }
 
-const ACCOUNT_COLUMNS: &str = "name, role, extension, origin, created_at_ms, disabled";
+pub(crate) const ACCOUNT_COLUMNS: &str = "name, role, extension, origin, created_at_ms, disabled";
 
 /// An account from [`ACCOUNT_COLUMNS`] starting at column `at`.
-fn account_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ConsoleAccount> {
+pub(crate) fn account_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ConsoleAccount> {
     let role: String = row.get(at + 1)?;
     let origin: String = row.get(at + 3)?;
     Ok(ConsoleAccount {
@@ -523,6 +523,7 @@ impl Store {
         let deleted = tx.execute("DELETE FROM console_account WHERE name = ?1", [name])? > 0;
         if deleted {
             tx.execute("DELETE FROM console_session WHERE account = ?1", [name])?;
+            tx.execute("DELETE FROM api_token WHERE account = ?1", [name])?;
             tx.execute("UPDATE room SET owner = NULL WHERE owner = ?1", [name])?;
         }
         tx.commit()?;

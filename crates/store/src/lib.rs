@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, ToSql};
 
+mod api_tokens;
 mod call_settings;
 mod console;
 mod dialplan_history;
@@ -24,6 +25,7 @@ mod rooms;
 mod users;
 mod voicemail;
 
+pub use api_tokens::{API_TOKEN_PREFIX, ApiToken, NewApiToken};
 pub use call_settings::{
     CallSettings, DEFAULT_NO_ANSWER_SECONDS, FollowMeStep, FollowMeTarget, ForwardKind,
     MAX_FOLLOW_ME_STEPS, RING_SECONDS, validate_target as validate_forward_target,
@@ -322,6 +324,9 @@ pub enum StoreError {
     /// The console account is disabled, so it cannot log in.
     #[error("console account {0} is disabled")]
     AccountDisabled(String),
+    /// An API token's label must say what it is for, in one line of at most 100 characters.
+    #[error("a token's label must be 1 to 100 characters on one line")]
+    InvalidTokenLabel,
     /// An LDAP login would take over a local console account of the same name.
     #[error(
         "console account {0} is a local account; an LDAP login of the same name does not take it over"
@@ -574,6 +579,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_log_by_time ON audit_log (at_ms);
     ALTER TABLE room ADD COLUMN owner TEXT NULL;",
+    // 18: API tokens for scripts (api_tokens.rs): a console account's bearer token, of which
+    // only the SHA-256 is kept.
+    "CREATE TABLE api_token (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        token_hash BLOB NOT NULL UNIQUE,
+        account TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        last_used_at_ms INTEGER NULL
+    );
+    CREATE INDEX api_token_by_account ON api_token (account);",
 ];
 
 /// One finished call, as written to the call log.
