@@ -128,6 +128,7 @@ impl Console {
                 "/api/rooms/{number}/recording",
                 axum::routing::put(api_recording),
             )
+            .route("/api/openapi.json", get(openapi))
             .route("/api/tokens", get(api_tokens).post(api_token_create))
             .route("/api/tokens/{id}", axum::routing::delete(api_token_revoke))
             .merge(crate::console_users::routes())
@@ -1404,6 +1405,19 @@ async fn api_end(
     let body = serde_json::json!({ "ended": ended });
     let mut response = axum::Json(body).into_response();
     private(response.headers_mut());
+    response
+}
+
+/// `GET /api/openapi.json`: the API's description (no sign-in needed; it names routes,
+/// nobody's data).
+async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| crate::console_openapi::document().to_string());
+    let mut response = text.clone().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 

@@ -19,6 +19,7 @@ mod conference;
 mod config;
 mod console;
 mod console_dialplan;
+mod console_openapi;
 mod console_page;
 mod console_users;
 mod core_command;
