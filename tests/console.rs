@@ -875,3 +875,200 @@ fn the_openapi_document_describes_routes_that_exist() {
     }
     eprintln!("{operations} documented operations all exist");
 }
+
+/// Signs in from inside `ns`; the cookie and the CSRF token.
+fn ns_sign_in(
+    ns: &support::Netns,
+    http: SocketAddr,
+    name: &str,
+    password: &str,
+) -> (String, String) {
+    let signed_in = ns_request(
+        ns,
+        http,
+        "POST",
+        "/console/sign-in",
+        &[FORM],
+        &format!("name={name}&password={password}"),
+    );
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let cookie = signed_in
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me = ns_request(ns, http, "GET", "/api/me", &[("Cookie", &cookie)], "").json();
+    (cookie, me["csrf_token"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn admins_search_and_export_calls_and_read_the_audit_log_and_recordings_stay_with_their_owners() {
+    let ns = support::Netns::new();
+    let server = Server::start(Some(&ns), &[]);
+    add_account(&server, "root", "admin", "root-secret-12");
+    add_account(&server, "anna", "staff", "anna-secret-1");
+    add_account(&server, "bernd", "staff", "bernd-secret-1");
+    let http = server.http;
+    let (root, _) = ns_sign_in(&ns, http, "root", "root-secret-12");
+    let (anna, anna_csrf) = ns_sign_in(&ns, http, "anna", "anna-secret-1");
+    let (bernd, bernd_csrf) = ns_sign_in(&ns, http, "bernd", "bernd-secret-1");
+    let get =
+        |cookie: &str, path: &str| ns_request(&ns, http, "GET", path, &[("Cookie", cookie)], "");
+
+    let dir = support::TempDir::new("console-records");
+    // Staff see neither calls nor the audit log.
+    for path in [
+        "/api/calls",
+        "/api/calls.csv",
+        "/api/audit",
+        "/console/calls",
+        "/console/audit",
+    ] {
+        assert_eq!(get(&anna, path).status, 403, "{path}");
+    }
+
+    // Anna records her room for a while from the console.
+    let created = ns_request(
+        &ns,
+        http,
+        "POST",
+        "/api/rooms",
+        &[JSON, ("Cookie", &anna), ("X-CSRF-Token", &anna_csrf)],
+        r#"{"number": "4711"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let talker = support::scenario_with_tone(&dir, "invite_pcmu.xml", 440);
+    std::thread::scope(|scope| {
+        let call = scope
+            .spawn(|| support::sipp_caller(&ns, &server, &talker, "84711", 7000, "the caller"));
+        let recording = |on: bool| {
+            ns_request(
+                &ns,
+                http,
+                "PUT",
+                "/api/rooms/4711/recording",
+                &[JSON, ("Cookie", &anna), ("X-CSRF-Token", &anna_csrf)],
+                &format!(r#"{{"recording": {on}}}"#),
+            )
+        };
+        assert!(support::wait_until(
+            std::time::Duration::from_secs(5),
+            || { get(&anna, "/api/rooms/4711/live").json()["open"] == true }
+        ));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        assert_eq!(recording(true).status, 204);
+        assert_eq!(get(&anna, "/api/rooms/4711/live").json()["recording"], true);
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        assert_eq!(recording(false).status, 204);
+        call.join().unwrap();
+    });
+    assert!(support::wait_until(
+        std::time::Duration::from_secs(5),
+        || { get(&anna, "/api/recordings").json()[0]["bytes"].is_u64() }
+    ));
+    let listed = get(&anna, "/api/recordings").json();
+    let id = listed[0]["id"].as_i64().unwrap();
+    assert_eq!(listed[0]["room"], "4711");
+    let audio_path = format!("/api/recordings/{id}/audio");
+    // Bernd does not own the room: not listed, not playable, not deletable.
+    assert_eq!(get(&bernd, "/api/recordings").json(), serde_json::json!([]));
+    assert_eq!(get(&bernd, &audio_path).status, 403);
+    let delete_path = format!("/api/recordings/{id}");
+    let bernd_delete = ns_request(
+        &ns,
+        http,
+        "DELETE",
+        &delete_path,
+        &[("Cookie", &bernd), ("X-CSRF-Token", &bernd_csrf)],
+        "",
+    );
+    assert_eq!(bernd_delete.status, 403);
+    // The admin sees it too; anna hears it (the caller's tone) and deletes it.
+    assert_eq!(get(&root, "/api/recordings").json()[0]["id"], id);
+    let page = get(&anna, "/console/recordings");
+    assert!(
+        page.body.contains(&format!("src=\"{audio_path}\"")),
+        "{}",
+        page.body
+    );
+    let out = ns
+        .command("curl")
+        .args(["-s", "--max-time", "5", "-H"])
+        .arg(format!("Cookie: {anna}"))
+        .arg("-o")
+        .arg(dir.path().join("heard.wav"))
+        .arg(format!("http://{http}{audio_path}"))
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let (samples, rate) = support::read_wav(&dir.path().join("heard.wav"));
+    let share = support::tone_share(&samples, rate, 440.0, 0.5);
+    eprintln!(
+        "recording: {:.1} s, 440 Hz share {share:.2}",
+        samples.len() as f64 / f64::from(rate)
+    );
+    assert!(share > 0.5, "{share}");
+    let deleted = ns_request(
+        &ns,
+        http,
+        "DELETE",
+        &delete_path,
+        &[("Cookie", &anna), ("X-CSRF-Token", &anna_csrf)],
+        "",
+    );
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert_eq!(get(&anna, "/api/recordings").json(), serde_json::json!([]));
+    let files = std::fs::read_dir(server.data_dir().join("recordings"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(files, 0, "the recording's file is still there");
+
+    // The caller's call is in the records, found by its number and exported.
+    assert!(support::wait_until(
+        std::time::Duration::from_secs(5),
+        || {
+            get(&root, "/api/calls?q=84711")
+                .json()
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        }
+    ));
+    let calls = get(&root, "/api/calls?q=84711").json();
+    assert_eq!(calls[0]["callee"], "84711", "{calls}");
+    assert_eq!(calls[0]["final_status"], 200, "{calls}");
+    assert_eq!(
+        get(&root, "/api/calls?q=0999").json(),
+        serde_json::json!([])
+    );
+    let csv = get(&root, "/api/calls.csv?q=84711");
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let rows: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(rows.len(), 2, "{}", csv.body);
+    assert!(rows[0].starts_with("call_id,started_utc"), "{}", csv.body);
+    assert!(rows[1].contains(",84711,"), "{}", csv.body);
+    let page = get(&root, "/console/calls?q=84711");
+    assert!(page.body.contains("<td>84711</td>"), "{}", page.body);
+    assert_eq!(get(&root, "/console/calls?since=yesterday").status, 400);
+
+    // The audit log tells who did what.
+    let audit = get(&root, "/api/audit?actor=anna").json();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "room.create",
+        "room.record.start",
+        "room.record.stop",
+        "recording.delete",
+    ] {
+        assert!(actions.contains(&action), "{action} missing: {audit:#}");
+    }
+    let page = get(&root, "/console/audit");
+    assert!(page.body.contains("recording.delete"), "{}", page.body);
+}

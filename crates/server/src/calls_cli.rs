@@ -127,7 +127,7 @@ fn is_number(value: &str) -> bool {
     !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
 }
 
-fn to_csv(calls: &[CallRecord]) -> String {
+pub(crate) fn to_csv(calls: &[CallRecord]) -> String {
     let mut out = String::from(
         "call_id,started_utc,ended_utc,caller,callee,answered,final_status,end_reason,seconds,packets_lost,jitter_ms,connected_to,features\n",
     );

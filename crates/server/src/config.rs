@@ -726,6 +726,9 @@ pub struct ConferenceConfig {
     pub noise_suppression: bool,
     /// `shared` (default) or `conventional` (a baseline for benchmarks).
     pub mixer: MixerMode,
+    /// Days after which finished recordings are deleted with their files (0: kept until
+    /// someone deletes them).
+    pub recording_keep_days: u32,
 }
 
 impl Default for ConferenceConfig {
@@ -735,6 +738,7 @@ impl Default for ConferenceConfig {
             max_talkers: 4,
             noise_suppression: false,
             mixer: MixerMode::Shared,
+            recording_keep_days: 0,
         }
     }
 }

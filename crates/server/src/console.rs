@@ -42,7 +42,7 @@ const CSRF_HEADER: &str = "x-csrf-token";
 /// data block), requests only to the console's own API, forms post only to the console, and
 /// no page may frame it.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; \
+     connect-src 'self'; img-src 'self'; media-src 'self'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 
 /// The live view's script, embedded in the binary (no build step).
@@ -131,6 +131,7 @@ impl Console {
             .route("/api/openapi.json", get(openapi))
             .route("/api/tokens", get(api_tokens).post(api_token_create))
             .route("/api/tokens/{id}", axum::routing::delete(api_token_revoke))
+            .merge(crate::console_records::routes())
             .merge(crate::console_users::routes())
             .merge(crate::console_dialplan::routes())
             .with_state(state)

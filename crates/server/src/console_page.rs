@@ -47,6 +47,9 @@ pub struct Texts {
     pub users: &'static str,
     pub dialplan: &'static str,
     pub my_phone: &'static str,
+    pub calls: &'static str,
+    pub recordings: &'static str,
+    pub audit: &'static str,
 }
 
 const GERMAN: Texts = Texts {
@@ -85,6 +88,9 @@ const GERMAN: Texts = Texts {
     users: "Benutzer und Telefone",
     dialplan: "Wählplan",
     my_phone: "Mein Telefon",
+    calls: "Anrufe",
+    recordings: "Aufnahmen",
+    audit: "Protokoll",
 };
 
 const ENGLISH: Texts = Texts {
@@ -123,6 +129,9 @@ const ENGLISH: Texts = Texts {
     users: "Users and phones",
     dialplan: "Dialplan",
     my_phone: "My phone",
+    calls: "Calls",
+    recordings: "Recordings",
+    audit: "Audit log",
 };
 
 /// The words of `language`.
@@ -230,6 +239,11 @@ fn header(language: Language, viewer: &Viewer<'_>) -> String {
     if viewer.admin {
         links.push(("/console/users", t.users));
         links.push(("/console/dialplan", t.dialplan));
+        links.push(("/console/calls", t.calls));
+    }
+    links.push(("/console/recordings", t.recordings));
+    if viewer.admin {
+        links.push(("/console/audit", t.audit));
     }
     links.push(("/console/phone", t.my_phone));
     let links: String = links

@@ -21,6 +21,7 @@ mod console;
 mod console_dialplan;
 mod console_openapi;
 mod console_page;
+mod console_records;
 mod console_users;
 mod core_command;
 mod dialplan_files;

@@ -142,6 +142,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         mwi: mwi_tx,
     });
     crate::voicemail::spawn_expiry(shared.clone());
+    crate::console_records::spawn_recording_expiry(shared.clone());
     crate::webrtc_sessions::spawn(shared.clone(), webrtc_queues);
     crate::conference::spawn_talk_changes(shared.clone(), talk_rx);
     crate::meeting_link::spawn_watch(shared.clone());

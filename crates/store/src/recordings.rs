@@ -81,11 +81,56 @@ impl Store {
 
     /// All recordings of a room, oldest first.
     pub fn recordings_for_room(&self, room: &str) -> Result<Vec<Recording>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, room, path, started_at_ms, ended_at_ms, bytes FROM recording
-             WHERE room = ?1 ORDER BY started_at_ms, id",
+        self.recordings_where("room = ?1", [room])
+    }
+
+    /// Every recording, oldest first.
+    pub fn recordings_all(&self) -> Result<Vec<Recording>, StoreError> {
+        self.recordings_where("1", [])
+    }
+
+    /// The recording `id`, if any.
+    pub fn recording_get(&self, id: RecordingId) -> Result<Option<Recording>, StoreError> {
+        Ok(self.recordings_where("id = ?1", [id.0])?.into_iter().next())
+    }
+
+    /// Forgets recording `id` (its file is the caller's to delete); the recording as it was,
+    /// `None` if there was none.
+    pub fn recording_delete(&self, id: RecordingId) -> Result<Option<Recording>, StoreError> {
+        let found = self.recording_get(id)?;
+        if found.is_some() {
+            self.conn
+                .execute("DELETE FROM recording WHERE id = ?1", [id.0])?;
+        }
+        Ok(found)
+    }
+
+    /// Forgets the finished recordings that started before `cutoff_ms` and returns them
+    /// (their files are the caller's to delete); a running one is left alone.
+    pub fn recordings_expire(&self, cutoff_ms: i64) -> Result<Vec<Recording>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let expired = self.recordings_where(
+            "started_at_ms < ?1 AND ended_at_ms IS NOT NULL",
+            [cutoff_ms],
         )?;
-        let rows = stmt.query_map([room], |row| {
+        tx.execute(
+            "DELETE FROM recording WHERE started_at_ms < ?1 AND ended_at_ms IS NOT NULL",
+            [cutoff_ms],
+        )?;
+        tx.commit()?;
+        Ok(expired)
+    }
+
+    fn recordings_where<P: rusqlite::Params>(
+        &self,
+        condition: &str,
+        params: P,
+    ) -> Result<Vec<Recording>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT id, room, path, started_at_ms, ended_at_ms, bytes FROM recording
+             WHERE {condition} ORDER BY started_at_ms, id"
+        ))?;
+        let rows = stmt.query_map(params, |row| {
             Ok(Recording {
                 id: RecordingId(row.get(0)?),
                 room: row.get(1)?,
@@ -107,6 +152,30 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recordings_are_found_deleted_and_expired_but_a_running_one_is_kept() {
+        let store = Store::open_in_memory().unwrap();
+        let old = store
+            .recording_start("4711", Path::new("a.wav"), 1_000)
+            .unwrap();
+        store.recording_finish(old, 2_000, 100).unwrap();
+        let running = store
+            .recording_start("4711", Path::new("b.wav"), 1_500)
+            .unwrap();
+        let new = store
+            .recording_start("600", Path::new("c.wav"), 9_000)
+            .unwrap();
+        store.recording_finish(new, 9_500, 100).unwrap();
+        assert_eq!(store.recordings_all().unwrap().len(), 3);
+        assert_eq!(store.recording_get(new).unwrap().unwrap().room, "600");
+        let expired = store.recordings_expire(5_000).unwrap();
+        assert_eq!(expired.iter().map(|r| r.id).collect::<Vec<_>>(), vec![old]);
+        assert!(store.recording_get(running).unwrap().is_some());
+        assert_eq!(store.recording_delete(new).unwrap().unwrap().id, new);
+        assert_eq!(store.recording_delete(new).unwrap(), None);
+        assert_eq!(store.recordings_all().unwrap().len(), 1);
+    }
 
     #[test]
     fn started_then_finished_recording_is_listed_for_its_room_only() {
