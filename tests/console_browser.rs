@@ -295,3 +295,93 @@ fn staff_create_a_pin_room_see_callers_live_mute_one_out_of_the_others_audio_and
         assert!(size > 1000, "no screenshot {}", file.display());
     }
 }
+
+/// Runs tests/console/pages.js as `user` over `pages`; its report lines.
+fn visit_pages(
+    ns: &Netns,
+    server: &Server,
+    user: &str,
+    password: &str,
+    pages: &[(&str, &str)],
+) -> Vec<Value> {
+    let pages: Vec<Value> = pages
+        .iter()
+        .map(|(path, name)| serde_json::json!({"path": path, "name": name}))
+        .collect();
+    Browser::start(
+        ns,
+        "tests/console/pages.js",
+        serde_json::json!({
+            "origin": format!("http://{}", server.http),
+            "user": user,
+            "password": password,
+            "pages": pages,
+            "axe": node_modules().join("axe-core/axe.min.js"),
+            "screenshots": screenshots(),
+            "locale": "de-DE",
+        }),
+    )
+    .finish()
+}
+
+/// Every page was served (200, with a heading), fits a phone's width, and passes axe.
+fn assert_pages_fine(lines: &[Value], names: &[&str]) {
+    let mut states = Vec::new();
+    for name in names {
+        for suffix in ["", "-phone"] {
+            let state = format!("{name}{suffix}");
+            let page = lines
+                .iter()
+                .find(|l| l["step"] == "page" && l["name"] == state.as_str())
+                .unwrap_or_else(|| panic!("page {state} not visited: {lines:#?}"));
+            assert_eq!(page["status"], 200, "{page:#}");
+            assert!(
+                page["heading"].as_str().is_some_and(|h| !h.is_empty()),
+                "{page:#}"
+            );
+            assert!(
+                page["overflow"].as_i64().is_some_and(|o| o <= 0),
+                "{state} is wider than the screen: {page:#}"
+            );
+            let file = screenshots().join(format!("{state}.png"));
+            assert!(file.exists(), "no screenshot {}", file.display());
+            states.push(state);
+        }
+    }
+    let states: Vec<&str> = states.iter().map(String::as_str).collect();
+    assert_accessible(lines, &states);
+}
+
+#[test]
+fn every_console_page_passes_axe_on_a_desktop_and_a_phone_and_is_screenshot() {
+    let ns = Netns::new();
+    let data = TempDir::new("console-pages");
+    support::add_console_account(data.path(), "root", "admin", "root-secret-12");
+    support::add_console_account(data.path(), "anna", "staff", "anna-secret-1");
+    support::create_room(data.path(), &["4711", "--pin", "4321", "--owner", "anna"]);
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    // A call, so that the call records have a row.
+    let dir = TempDir::new("console-pages-call");
+    let talker = scenario_with_tone(&dir, "invite_pcmu.xml", 440);
+    support::sipp_caller(&ns, &server, &talker, "84711", 1500, "a caller");
+
+    let admin_pages = [
+        ("/console/rooms", "admin-rooms"),
+        ("/console/rooms/4711", "admin-room-live"),
+        ("/console/calls", "admin-calls"),
+        ("/console/recordings", "admin-recordings"),
+        ("/console/audit", "admin-audit"),
+    ];
+    let lines = visit_pages(&ns, &server, "root", "root-secret-12", &admin_pages);
+    let names: Vec<&str> = admin_pages.iter().map(|(_, n)| *n).collect();
+    assert_pages_fine(&lines, &names);
+
+    let staff_pages = [
+        ("/console/rooms", "staff-rooms"),
+        ("/console/rooms/4711", "staff-room-live"),
+        ("/console/recordings", "staff-recordings"),
+    ];
+    let lines = visit_pages(&ns, &server, "anna", "anna-secret-1", &staff_pages);
+    let names: Vec<&str> = staff_pages.iter().map(|(_, n)| *n).collect();
+    assert_pages_fine(&lines, &names);
+}

@@ -420,7 +420,11 @@ button { background: #0b4f9c; color: #fff; border: 0; border-radius: 4px; cursor
 .notice { color: #1d5e20; font-weight: 600; }
 .recording { color: #a4000f; }
 button:disabled { background: #6b6b6b; cursor: default; }
-@media (max-width: 40rem) { th, td { padding: .3rem; } table { font-size: .9rem; } }
+nav a { display: inline-block; padding: .25rem 0; margin-right: .9rem; }
+@media (max-width: 40rem) {
+  th, td { padding: .25rem; overflow-wrap: anywhere; hyphens: auto; }
+  table { font-size: .85rem; }
+}
 ";
 
 /// The live view's words, handed to its script as JSON.
