@@ -923,8 +923,10 @@ fn admins_search_and_export_calls_and_read_the_audit_log_and_recordings_stay_wit
         "/api/calls",
         "/api/calls.csv",
         "/api/audit",
+        "/api/system",
         "/console/calls",
         "/console/audit",
+        "/console/system",
     ] {
         assert_eq!(get(&anna, path).status, 403, "{path}");
     }
@@ -960,6 +962,18 @@ fn admins_search_and_export_calls_and_read_the_audit_log_and_recordings_stay_wit
         std::thread::sleep(std::time::Duration::from_secs(1));
         assert_eq!(recording(true).status, 204);
         assert_eq!(get(&anna, "/api/rooms/4711/live").json()["recording"], true);
+        // The system page sees the call and the room in use.
+        let system = get(&root, "/api/system").json();
+        assert_eq!(system["healthy"], true, "{system:#}");
+        assert_eq!(system["calls"], 1, "{system:#}");
+        assert_eq!(system["rooms"][0]["number"], "4711", "{system:#}");
+        assert_eq!(system["rooms"][0]["members"], 1, "{system:#}");
+        let page = get(&root, "/console/system");
+        assert!(
+            page.body.contains("<dd id=\"calls-now\">1</dd>"),
+            "{}",
+            page.body
+        );
         std::thread::sleep(std::time::Duration::from_secs(3));
         assert_eq!(recording(false).status, 204);
         call.join().unwrap();

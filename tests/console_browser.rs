@@ -371,6 +371,7 @@ fn every_console_page_passes_axe_on_a_desktop_and_a_phone_and_is_screenshot() {
         ("/console/calls", "admin-calls"),
         ("/console/recordings", "admin-recordings"),
         ("/console/audit", "admin-audit"),
+        ("/console/system", "admin-system"),
     ];
     let lines = visit_pages(&ns, &server, "root", "root-secret-12", &admin_pages);
     let names: Vec<&str> = admin_pages.iter().map(|(_, n)| *n).collect();

@@ -59,6 +59,7 @@ impl Console {
     /// One console for both listeners: they share the sign-in guard, so a guesser cannot
     /// double its tries by using both.
     pub fn new(shared: Arc<Shared>) -> Self {
+        crate::console_system::note_start();
         Self {
             shared,
             guard: Arc::new(Mutex::new(SignInGuard::default())),
@@ -132,6 +133,7 @@ impl Console {
             .route("/api/tokens", get(api_tokens).post(api_token_create))
             .route("/api/tokens/{id}", axum::routing::delete(api_token_revoke))
             .merge(crate::console_records::routes())
+            .merge(crate::console_system::routes())
             .merge(crate::console_users::routes())
             .merge(crate::console_dialplan::routes())
             .with_state(state)

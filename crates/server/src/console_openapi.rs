@@ -134,6 +134,13 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "get",
+        "/api/system",
+        "Health, calls and rooms now, registered phones, trunks (admins)",
+        None,
+        200,
+    ),
+    op(
+        "get",
         "/api/audit",
         "The audit log, newest first (admins; ?actor=name)",
         None,

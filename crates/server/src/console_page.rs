@@ -50,6 +50,7 @@ pub struct Texts {
     pub calls: &'static str,
     pub recordings: &'static str,
     pub audit: &'static str,
+    pub system: &'static str,
 }
 
 const GERMAN: Texts = Texts {
@@ -91,6 +92,7 @@ const GERMAN: Texts = Texts {
     calls: "Anrufe",
     recordings: "Aufnahmen",
     audit: "Protokoll",
+    system: "System",
 };
 
 const ENGLISH: Texts = Texts {
@@ -132,6 +134,7 @@ const ENGLISH: Texts = Texts {
     calls: "Calls",
     recordings: "Recordings",
     audit: "Audit log",
+    system: "System",
 };
 
 /// The words of `language`.
@@ -244,6 +247,7 @@ fn header(language: Language, viewer: &Viewer<'_>) -> String {
     links.push(("/console/recordings", t.recordings));
     if viewer.admin {
         links.push(("/console/audit", t.audit));
+        links.push(("/console/system", t.system));
     }
     links.push(("/console/phone", t.my_phone));
     let links: String = links

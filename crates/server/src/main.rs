@@ -22,6 +22,7 @@ mod console_dialplan;
 mod console_openapi;
 mod console_page;
 mod console_records;
+mod console_system;
 mod console_users;
 mod core_command;
 mod dialplan_files;

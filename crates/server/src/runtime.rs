@@ -464,3 +464,8 @@ impl Core {
 
 static CALLS: std::sync::LazyLock<Arc<std::sync::atomic::AtomicUsize>> =
     std::sync::LazyLock::new(|| Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+
+/// How many calls are in progress now (the console's system page).
+pub(crate) fn calls_now() -> usize {
+    CALLS.load(std::sync::atomic::Ordering::Relaxed)
+}
