@@ -524,6 +524,15 @@ fn staff_see_their_room_live_mute_a_caller_out_of_the_others_audio_and_remove_it
     );
     assert_eq!(created.status, 201, "{}", created.body);
 
+    // The live view's event stream: the state at once, then each change as it happens.
+    let events = ns
+        .command("curl")
+        .args(["-s", "-N", "--max-time", "8", "-H"])
+        .arg(format!("Cookie: {cookie}"))
+        .arg(format!("http://{http}/api/rooms/4711/events"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // The listener (1000 Hz) calls first, the talker (440 Hz) 700 ms later; both stay 16 s.
     let listener = support::Baresip::new("10.99.0.3", 1000, "PCMU", 8000);
     let talker = support::Baresip::new("10.99.0.2", 440, "PCMU", 8000);
@@ -600,6 +609,30 @@ fn staff_see_their_room_live_mute_a_caller_out_of_the_others_audio_and_remove_it
         (calls.join().unwrap(), live_seen, removed_at)
     });
     eprintln!("live view complete after {live_seen:?}; removed at {removed_at:?}");
+    let streamed = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    let states: Vec<serde_json::Value> = streamed
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    eprintln!("{} live states streamed in 8 s", states.len());
+    assert_eq!(
+        states.first().map(|s| s["open"].clone()),
+        Some(false.into()),
+        "{streamed}"
+    );
+    assert!(
+        states
+            .iter()
+            .any(|s| s["members"].as_array().is_some_and(|m| m.len() == 2)),
+        "{streamed}"
+    );
+    // Sent when something changed, not over and over.
+    assert!(states.len() < 40, "{streamed}");
+    assert!(
+        states.windows(2).all(|w| w[0] != w[1]),
+        "the same state sent twice: {streamed}"
+    );
     let heard = listener
         .heard()
         .unwrap_or_else(|| panic!("the listener recorded nothing\n{}", logs[0]));

@@ -130,6 +130,9 @@ async function main() {
     report('live-open', { url: page.url(), invitation: await page.inputValue('#invitation-de') });
 
     const both = await waitForRows(page, (rows) => rowOf(rows, config.talker) && rowOf(rows, config.listener), 60000);
+    // The page may show a caller before the test's own 100 ms poll has seen it (the server
+    // pushes changes): give that poll a moment to note it too.
+    await sleep(400);
     const times = await page.evaluate(() => ({ api: window.__api, shown: window.__shown }));
     report('both-shown', { ok: both.ok, rows: both.rows, ...times });
     if (!both.ok) throw new Error('the two callers never appeared in the live view');

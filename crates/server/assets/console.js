@@ -143,7 +143,11 @@
     }
   }
 
+  // The server pushes the room's state whenever it changes (server-sent events). While that
+  // stream is down (a proxy that buffers it, the server restarting) the page asks twice a
+  // second instead, and tries the stream again every 30 s.
   let timer = null;
+  let stream = null;
   async function refresh() {
     clearTimeout(timer);
     try {
@@ -156,7 +160,26 @@
     } catch (err) {
       say(`${T.error}: ${err.message}`);
     }
-    timer = setTimeout(refresh, 500);
+    if (!stream) timer = setTimeout(refresh, 500);
+  }
+
+  function listen() {
+    if (!window.EventSource) return;
+    const source = new EventSource(`/api/rooms/${room}/events`);
+    source.addEventListener('open', () => {
+      stream = source;
+      clearTimeout(timer);
+    });
+    source.addEventListener('message', (event) => render(JSON.parse(event.data)));
+    source.addEventListener('error', () => {
+      // The browser reconnects by itself while it can (e.g. after the stream's time is up);
+      // a closed one (refused, signed out) is replaced by asking.
+      if (source.readyState === EventSource.CLOSED) {
+        stream = null;
+        refresh();
+        setTimeout(listen, 30000);
+      }
+    });
   }
 
   lockButton.addEventListener('click', async () => {
@@ -188,4 +211,5 @@
     }
   });
   refresh();
+  listen();
 })();

@@ -145,9 +145,46 @@ pub(crate) enum Refusal {
 }
 
 /// Live state of every open room on this server.
-#[derive(Default)]
 pub struct Registry {
     rooms: Mutex<BTreeMap<String, LiveRoom>>,
+    /// Counts changes to the rooms (who is in, talking, muted, locked, recording), so that the
+    /// console's live view waits for one instead of asking again and again.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            rooms: Mutex::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+/// The rooms, locked for a change: dropping it counts one (see [`Registry::changes`]).
+struct Changing<'a> {
+    rooms: std::sync::MutexGuard<'a, BTreeMap<String, LiveRoom>>,
+    changes: &'a tokio::sync::watch::Sender<u64>,
+}
+
+impl std::ops::Deref for Changing<'_> {
+    type Target = BTreeMap<String, LiveRoom>;
+    fn deref(&self) -> &Self::Target {
+        &self.rooms
+    }
+}
+
+impl std::ops::DerefMut for Changing<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.rooms
+    }
+}
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.changes
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
 }
 
 /// Who asks to be let into a room, and where it hears the room's news.
@@ -163,6 +200,18 @@ pub(crate) struct Admission {
 }
 
 impl Registry {
+    fn changing(&self) -> Changing<'_> {
+        Changing {
+            rooms: self.rooms.lock().unwrap_or_else(|p| p.into_inner()),
+            changes: &self.changes,
+        }
+    }
+
+    /// A receiver that wakes when anything in any room changed.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     pub(crate) fn admit(
         &self,
         number: &str,
@@ -171,7 +220,7 @@ impl Registry {
         terms: RoomTerms,
         entrant: Entrant,
     ) -> Result<Admission, Refusal> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = self.changing();
         Self::admit_locked(&mut rooms, number, call, moderator, terms, entrant)
     }
 
@@ -185,7 +234,7 @@ impl Registry {
         terms: RoomTerms,
         entrant: Entrant,
     ) -> Result<Admission, Refusal> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = self.changing();
         if terms.guard.is_none() && !rooms.contains_key(number) {
             return Err(Refusal::NotOpen);
         }
@@ -258,7 +307,7 @@ impl Registry {
 
     /// Removes a caller; returns the recording to finish when the room is now empty.
     pub(crate) fn leave(&self, number: &str, call: LegId) -> Option<ActiveRecording> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = self.changing();
         let room = rooms.get_mut(number)?;
         room.members.remove(&call);
         if room.members.is_empty() {
@@ -315,7 +364,7 @@ impl Registry {
         number: &str,
         f: impl FnOnce(&mut LiveRoom) -> T,
     ) -> Option<T> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = self.changing();
         rooms.get_mut(number).map(f)
     }
 
@@ -342,7 +391,7 @@ impl Registry {
 
     /// Talker detection changed for `member` (in whichever room it is).
     pub fn set_talking(&self, member: LegId, talking: bool) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = self.changing();
         if let Some(m) = rooms.values_mut().find_map(|r| r.members.get_mut(&member)) {
             m.talking = talking;
         }
@@ -411,7 +460,8 @@ impl Registry {
 
     /// Whether room `number` is being recorded (`None`: the room is not open).
     pub fn recording(&self, number: &str) -> Option<bool> {
-        self.with_room(number, |r| r.recording.is_some())
+        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        rooms.get(number).map(|r| r.recording.is_some())
     }
 
     /// Every member of room `number` hears `prompt` (e.g. that recording started); how many.
@@ -456,7 +506,7 @@ impl Registry {
     /// Ends a live session because its stored room changed: every member hears that the
     /// conference ended and is hung up; nobody new gets in until the last one left.
     pub fn close(&self, number: &str) -> usize {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = self.changing();
         let Some(room) = rooms.get_mut(number) else {
             return 0;
         };

@@ -111,6 +111,7 @@ impl Console {
             .route("/api/rooms", get(api_rooms).post(api_create_room))
             .route("/api/rooms/{number}", get(api_room).delete(api_delete_room))
             .route("/api/rooms/{number}/live", get(api_live))
+            .route("/api/rooms/{number}/events", get(api_live_events))
             .route(
                 "/api/rooms/{number}/members/{member}",
                 axum::routing::delete(api_remove_member),
@@ -1125,25 +1126,79 @@ async fn api_live(
         Ok(room) => room,
         Err(response) => return response,
     };
-    let conferences = &listener.console.shared.conferences;
-    let members: Vec<MemberView> = conferences
-        .roster(&room.number)
-        .unwrap_or_default()
-        .iter()
-        .map(member_view)
-        .collect();
+    let body = live_state(&listener.console.shared.conferences, &room.number);
+    let mut response = axum::Json(body).into_response();
+    private(response.headers_mut());
+    response
+}
+
+/// Room `number` as the live view shows it.
+fn live_state(conferences: &crate::conference::Registry, number: &str) -> serde_json::Value {
+    let roster = conferences.roster(number);
+    let members: Vec<MemberView> = roster.iter().flatten().map(member_view).collect();
     let locked = conferences
         .summary()
         .into_iter()
-        .any(|(number, _, locked)| number == room.number && locked);
-    let body = serde_json::json!({
-        "room": room.number,
-        "open": conferences.roster(&room.number).is_some(),
+        .any(|(open, _, locked)| open == number && locked);
+    serde_json::json!({
+        "room": number,
+        "open": roster.is_some(),
         "locked": locked,
-        "recording": conferences.recording(&room.number).unwrap_or(false),
+        "recording": conferences.recording(number).unwrap_or(false),
         "members": members,
-    });
-    let mut response = axum::Json(body).into_response();
+    })
+}
+
+/// How long one event stream of a live view lasts; the browser then connects again, which
+/// checks its session again (one signed out or disabled since stops getting news).
+const LIVE_STREAM_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `GET /api/rooms/{number}/events`: the live state as server-sent events, one `data:` line
+/// with the same JSON as `/live` at once and whenever it changes.
+async fn api_live_events(
+    State(listener): State<Listener>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let session = match listener.session(&headers).await {
+        Ok(session) => session,
+        Err(refusal) => return api_refused(refusal),
+    };
+    let room = match managed_room(&listener, &session, number).await {
+        Ok(room) => room,
+        Err(response) => return response,
+    };
+    let shared = listener.console.shared.clone();
+    let changes = shared.conferences.changes();
+    let until = tokio::time::Instant::now() + LIVE_STREAM_LIFETIME;
+    let state = (changes, shared, room.number, None::<String>, until);
+    let events = futures_util::stream::unfold(
+        state,
+        |(mut changes, shared, number, last, until)| async move {
+            loop {
+                if last.is_some() {
+                    match tokio::time::timeout_at(until, changes.changed()).await {
+                        Ok(Ok(())) => {}
+                        // The stream's time is up, or the registry is gone: the browser
+                        // connects again.
+                        _ => return None,
+                    }
+                }
+                let now = live_state(&shared.conferences, &number).to_string();
+                if last.as_deref() != Some(now.as_str()) {
+                    let event = Event::default().data(&now);
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (changes, shared, number, Some(now), until),
+                    ));
+                }
+            }
+        },
+    );
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
     private(response.headers_mut());
     response
 }

@@ -77,6 +77,13 @@ pub const OPERATIONS: &[Operation] = &[
         200,
     ),
     op(
+        "get",
+        "/api/rooms/{number}/events",
+        "The live state as server-sent events: at once, then at every change",
+        None,
+        200,
+    ),
+    op(
         "put",
         "/api/rooms/{number}/members/{member}/muted",
         "Mute or unmute a member (it hears which)",
