@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod carrier;
+pub mod console;
 pub mod slapd;
 
 /// The repository root.

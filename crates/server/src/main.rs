@@ -21,6 +21,7 @@ mod console;
 mod console_dialplan;
 mod console_page;
 mod console_users;
+mod console_users_page;
 mod core_command;
 mod dialplan_files;
 mod emergency_location;

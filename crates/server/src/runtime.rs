@@ -140,6 +140,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         webrtc,
         links: crate::meeting_link::MeetingLinks::default(),
         mwi: mwi_tx,
+        users: users.clone(),
     });
     crate::voicemail::spawn_expiry(shared.clone());
     crate::webrtc_sessions::spawn(shared.clone(), webrtc_queues);
