@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod browser;
 pub mod carrier;
+pub mod console;
 pub mod slapd;
 
 /// The repository root.
@@ -1774,15 +1775,23 @@ pub fn rename_table(server: &Server, from: &str, to: &str) {
 /// `amtsleitung account add NAME --role ROLE` on the store in `data`, the password on stdin
 /// (a web console account).
 pub fn add_console_account(data: &Path, name: &str, role: &str, password: &str) {
-    let (code, _, stderr) = run_with_stdin(
-        {
-            let mut command = amtsleitung();
-            command
-                .args(["account", "add", name, "--role", role, "--data-dir"])
-                .arg(data);
-            command
-        },
-        &format!("{password}\n"),
-    );
+    add_console_account_with(data, name, role, password, None);
+}
+
+/// The same with the account holder's own extension (their desk phone), if any.
+pub fn add_console_account_with(
+    data: &Path,
+    name: &str,
+    role: &str,
+    password: &str,
+    extension: Option<&str>,
+) {
+    let mut command = amtsleitung();
+    command.args(["account", "add", name, "--role", role]);
+    if let Some(extension) = extension {
+        command.args(["--extension", extension]);
+    }
+    command.arg("--data-dir").arg(data);
+    let (code, _, stderr) = run_with_stdin(command, &format!("{password}\n"));
     assert_eq!(code, 0, "account add {name}: {stderr}");
 }

@@ -13,16 +13,100 @@ pub fn parse_forward(kind: &str, target: &str) -> Result<(ForwardKind, Option<St
     let kind: ForwardKind = kind
         .parse()
         .map_err(|err: store::StoreError| err.to_string())?;
-    if target == "off" {
-        return Ok((kind, None));
+    Ok((kind, parse_target(target)?))
+}
+
+/// A forwarding target as an admin or user writes it: `None` for `off` or nothing, else the
+/// number without the spaces, dashes and slashes of a business card.
+pub fn parse_target(target: &str) -> Result<Option<String>, String> {
+    let target = target.trim();
+    if target.is_empty() || target.eq_ignore_ascii_case("off") {
+        return Ok(None);
     }
-    // Numbers are often written with spaces or dashes, as on a business card.
     let number: String = target
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '/'))
         .collect();
     store::validate_forward_target(&number).map_err(|err| err.to_string())?;
-    Ok((kind, Some(number)))
+    Ok(Some(number))
+}
+
+/// A change to some of a user's call settings, as the web console's form and API send it
+/// (`None`: keep what is set); applied with [`CallSettingsChange::apply`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CallSettingsChange {
+    /// Do not disturb on or off.
+    pub dnd: Option<bool>,
+    /// Forward every call here; `Some("")` or `Some("off")` clears it (as for the others).
+    pub forward_always: Option<String>,
+    /// Forward here when busy.
+    pub forward_busy: Option<String>,
+    /// Forward here when unanswered.
+    pub forward_no_answer: Option<String>,
+    /// Ring time before the no-answer forwarding.
+    pub no_answer_seconds: Option<u32>,
+    /// Steps as `user follow-me` takes them; `Some([])` or `Some(["off"])` ends follow-me.
+    pub follow_me: Option<Vec<String>>,
+}
+
+impl CallSettingsChange {
+    /// `current` with this change, each part read as the `user` commands read it; the store
+    /// checks the whole again when it is written.
+    pub fn apply(&self, current: &CallSettings) -> Result<CallSettings, String> {
+        let mut settings = current.clone();
+        if let Some(dnd) = self.dnd {
+            settings.dnd = dnd;
+        }
+        for (text, slot, kind) in [
+            (
+                &self.forward_always,
+                &mut settings.forward_always,
+                ForwardKind::Always,
+            ),
+            (
+                &self.forward_busy,
+                &mut settings.forward_busy,
+                ForwardKind::Busy,
+            ),
+            (
+                &self.forward_no_answer,
+                &mut settings.forward_no_answer,
+                ForwardKind::NoAnswer,
+            ),
+        ] {
+            if let Some(text) = text {
+                *slot = parse_target(text).map_err(|err| format!("{kind} forwarding: {err}"))?;
+            }
+        }
+        if let Some(seconds) = self.no_answer_seconds {
+            if !store::RING_SECONDS.contains(&seconds) {
+                return Err(store::StoreError::InvalidRingSeconds(seconds).to_string());
+            }
+            settings.no_answer_seconds = seconds;
+        }
+        if let Some(steps) = &self.follow_me {
+            let steps: Vec<String> = steps
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if steps.len() > store::MAX_FOLLOW_ME_STEPS {
+                return Err(store::StoreError::TooManyFollowMeSteps(steps.len()).to_string());
+            }
+            settings.follow_me = parse_follow_me(&steps)?;
+        }
+        Ok(settings)
+    }
+}
+
+/// One line for the audit log and the user table: do not disturb, forwarding, follow-me.
+pub fn describe_all(settings: &CallSettings) -> String {
+    format!(
+        "do not disturb {}; forwarding {}; follow-me {}",
+        on_off(settings.dnd),
+        describe_forwarding(settings),
+        describe_follow_me(&settings.follow_me)
+    )
 }
 
 /// Follow-me steps from the command line; `off` alone clears them.
@@ -128,5 +212,57 @@ mod tests {
         );
         assert!(parse_follow_me(&["off".into()]).unwrap().is_empty());
         assert!(parse_follow_me(&["101".into()]).is_err());
+    }
+
+    #[test]
+    fn a_settings_change_keeps_what_it_does_not_name_and_reads_parts_as_the_cli_does() {
+        let current = CallSettings {
+            forward_busy: Some("102".into()),
+            follow_me: vec!["101:15".parse().unwrap()],
+            ..CallSettings::default()
+        };
+        let changed = CallSettingsChange {
+            forward_always: Some("0711 123-456".into()),
+            dnd: Some(true),
+            ..CallSettingsChange::default()
+        }
+        .apply(&current)
+        .unwrap();
+        assert_eq!(changed.forward_always.as_deref(), Some("0711123456"));
+        assert_eq!(changed.forward_busy.as_deref(), Some("102"));
+        assert!(changed.dnd);
+        assert_eq!(changed.follow_me, current.follow_me);
+        let cleared = CallSettingsChange {
+            forward_busy: Some(String::new()),
+            follow_me: Some(vec!["off".into()]),
+            ..CallSettingsChange::default()
+        }
+        .apply(&changed)
+        .unwrap();
+        assert_eq!(cleared.forward_busy, None);
+        assert!(cleared.follow_me.is_empty());
+        let err = CallSettingsChange {
+            forward_no_answer: Some("anna".into()),
+            ..CallSettingsChange::default()
+        }
+        .apply(&current)
+        .unwrap_err();
+        assert!(err.starts_with("no-answer forwarding:"), "{err}");
+        assert!(
+            CallSettingsChange {
+                no_answer_seconds: Some(1),
+                ..CallSettingsChange::default()
+            }
+            .apply(&current)
+            .is_err()
+        );
+        assert!(
+            CallSettingsChange {
+                follow_me: Some(vec!["101".into()]),
+                ..CallSettingsChange::default()
+            }
+            .apply(&current)
+            .is_err()
+        );
     }
 }

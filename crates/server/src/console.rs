@@ -39,8 +39,8 @@ pub const SESSION_COOKIE: &str = "amt_console";
 const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Only the console's own script and stylesheet, no inline anything (the texts are a JSON
-/// data block), requests only to the console's own API, forms post only to the console, and
-/// no page may frame it.
+/// data block), requests and media (voicemail recordings) only to the console's own API,
+/// forms post only to the console, and no page may frame it.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self'; media-src 'self'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
@@ -52,16 +52,22 @@ const SCRIPT: &str = include_str!("../assets/console.js");
 #[derive(Clone)]
 pub struct Console {
     pub(crate) shared: Arc<Shared>,
+    /// The registrar's bans, asked on the signalling task that owns them.
+    pub(crate) security: tokio::sync::mpsc::Sender<crate::registrar::SecurityRequest>,
     guard: Arc<Mutex<SignInGuard>>,
 }
 
 impl Console {
     /// One console for both listeners: they share the sign-in guard, so a guesser cannot
     /// double its tries by using both.
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        security: tokio::sync::mpsc::Sender<crate::registrar::SecurityRequest>,
+    ) -> Self {
         crate::console_system::note_start();
         Self {
             shared,
+            security,
             guard: Arc::new(Mutex::new(SignInGuard::default())),
         }
     }

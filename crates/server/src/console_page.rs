@@ -417,8 +417,9 @@ th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #ccc; 
 label { display: block; font-weight: 600; }
 input[type=checkbox] + label { display: inline; font-weight: normal; }
 input, button { font: inherit; padding: .4rem .6rem; }
-textarea { font: inherit; width: min(40rem, 100%); box-sizing: border-box; border: 1px solid #555; }
 input:not([type=checkbox]) { width: min(20rem, 100%); box-sizing: border-box; border: 1px solid #555; }
+select, textarea { font: inherit; padding: .4rem .6rem; max-width: 100%; box-sizing: border-box; border: 1px solid #555; }
+textarea { width: min(40rem, 100%); }
 button { background: #0b4f9c; color: #fff; border: 0; border-radius: 4px; cursor: pointer; }
 .error { color: #a4000f; font-weight: 600; }
 .notice { color: #1d5e20; font-weight: 600; }

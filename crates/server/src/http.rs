@@ -55,7 +55,7 @@ pub async fn start(
         .merge(crate::join_http::routes(shared.clone()));
     // The console has its own sign-in, so it is served on both listeners; over HTTPS its
     // cookie is marked Secure.
-    let console = crate::console::Console::new(shared.clone());
+    let console = crate::console::Console::new(shared.clone(), security.clone());
     console.spawn_session_sweep();
     let state = AppState {
         shared,
@@ -114,20 +114,35 @@ async fn reload_dialplan(State(state): State<AppState>) -> axum::response::Respo
     }
 }
 
+/// The bans in force, asked of the signalling task that owns them; `None` when it does not
+/// answer (stopping). The admin API and the web console both ask through here.
+pub(crate) async fn bans_in_force(
+    security: &tokio::sync::mpsc::Sender<SecurityRequest>,
+) -> Option<Vec<crate::security_cli::BanSummary>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    security.send(SecurityRequest::Bans(tx)).await.ok()?;
+    rx.await.ok()
+}
+
+/// Lifts the ban on `address`: `Ok(Some(ban))` lifted, `Ok(None)` it was not banned, `Err`
+/// the signalling task did not answer.
+pub(crate) async fn lift_ban(
+    security: &tokio::sync::mpsc::Sender<SecurityRequest>,
+    address: std::net::IpAddr,
+) -> Result<Option<crate::security_cli::BanSummary>, ()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    security
+        .send(SecurityRequest::Unban(address, tx))
+        .await
+        .map_err(|_| ())?;
+    rx.await.map_err(|_| ())
+}
+
 /// `GET /security/bans`: the source addresses banned now.
 async fn bans(State(state): State<AppState>) -> axum::response::Response {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if state
-        .security
-        .send(SecurityRequest::Bans(tx))
-        .await
-        .is_err()
-    {
-        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    match rx.await {
-        Ok(bans) => axum::Json(bans).into_response(),
-        Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    match bans_in_force(&state.security).await {
+        Some(bans) => axum::Json(bans).into_response(),
+        None => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
 
@@ -144,23 +159,14 @@ async fn unban(
         )
             .into_response();
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if state
-        .security
-        .send(SecurityRequest::Unban(address, tx))
-        .await
-        .is_err()
-    {
-        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    match rx.await {
+    match lift_ban(&state.security, address).await {
         Ok(Some(ban)) => axum::Json(ban).into_response(),
         Ok(None) => (
             axum::http::StatusCode::NOT_FOUND,
             format!("{address} is not banned"),
         )
             .into_response(),
-        Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Err(()) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
 

@@ -24,6 +24,7 @@ mod console_page;
 mod console_records;
 mod console_system;
 mod console_users;
+mod console_users_page;
 mod core_command;
 mod dialplan_files;
 mod emergency_location;

@@ -140,6 +140,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         webrtc,
         links: crate::meeting_link::MeetingLinks::default(),
         mwi: mwi_tx,
+        users: users.clone(),
     });
     crate::voicemail::spawn_expiry(shared.clone());
     crate::console_records::spawn_recording_expiry(shared.clone());

@@ -29,6 +29,10 @@ pub struct Shared {
     pub webrtc: crate::webrtc_sessions::WebRtcSessions,
     /// Rooms' links to external meetings that are running.
     pub links: crate::meeting_link::MeetingLinks,
+    /// The users as the registrar and call routing read them; a change this process makes
+    /// (the web console) reloads it in the same store job, since the store's change counter
+    /// only sees other processes' writes.
+    pub users: std::sync::Arc<crate::user_directory::UserDirectory>,
     /// Mailboxes whose counts changed, for the signalling task to tell their phones (MWI).
     pub mwi: tokio::sync::mpsc::Sender<crate::voicemail::MwiUpdate>,
 }

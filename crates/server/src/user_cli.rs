@@ -566,7 +566,7 @@ fn parse_fax(word: &str) -> Result<bool, String> {
 }
 
 /// A switch of `what` written as on or off (or yes/no, true/false, 1/0).
-fn parse_on_off(what: &str, word: &str) -> Result<bool, String> {
+pub(crate) fn parse_on_off(what: &str, word: &str) -> Result<bool, String> {
     match word.trim().to_ascii_lowercase().as_str() {
         "on" | "yes" | "true" | "1" => Ok(true),
         "off" | "no" | "false" | "0" => Ok(false),
@@ -608,20 +608,14 @@ pub(crate) fn open(data_dir: &Path) -> Result<Store, String> {
 /// `user import FILE`: parse every row, let the store check the parsed ones, and store all of
 /// them in one transaction only if no row has a problem; otherwise name every bad row's line.
 fn import(file: &Path, data_dir: &Path, now_ms: i64) -> Result<String, String> {
-    let name = file.display();
+    let name = file.display().to_string();
     let size = std::fs::metadata(file)
         .map_err(|err| format!("cannot read {name}: {err}"))?
         .len();
     if size > MAX_IMPORT_BYTES {
-        return Err(format!(
-            "{name} is {size} bytes; a user list of more than {MAX_IMPORT_BYTES} bytes is not imported"
-        ));
+        return Err(too_large(&name, size));
     }
     let bytes = std::fs::read(file).map_err(|err| format!("cannot read {name}: {err}"))?;
-    let parsed = parse_user_csv(&bytes, now_ms).map_err(|err| format!("{name}: {err}"))?;
-    if parsed.rows.is_empty() && parsed.problems.is_empty() {
-        return Err(format!("{name} has no users below its header line"));
-    }
 
     // A file refused whole must not leave an empty database behind in a mistyped directory:
     // without one, an empty in-memory store does the checks.
@@ -630,36 +624,113 @@ fn import(file: &Path, data_dir: &Path, now_ms: i64) -> Result<String, String> {
     } else {
         Store::open_in_memory().map_err(|err| format!("cannot check the users: {err}"))?
     };
+    let checked = check_import(&store, &bytes, now_ms).map_err(|refusal| refusal.report(&name))?;
+    let store = open(data_dir)?;
+    let count = store_import(&store, &checked).map_err(|refusal| refusal.report(&name))?;
+    // The store cuts a long list; the count and the file stay readable before it.
+    record_cli_change(
+        &store,
+        "user.import",
+        &format!(
+            "{count} users imported from {name}: {}",
+            checked.extensions().join(", ")
+        ),
+    )?;
+    Ok(format!("{count} users imported from {name}\n"))
+}
+
+fn too_large(name: &str, size: u64) -> String {
+    format!(
+        "{name} is {size} bytes; a user list of more than {MAX_IMPORT_BYTES} bytes is not imported"
+    )
+}
+
+/// Why a user CSV was not imported (nothing of it was stored).
+#[derive(Debug)]
+pub(crate) enum ImportRefusal {
+    /// The file as a whole: too large, empty, a bad header, broken quoting.
+    File(String),
+    /// These rows (file line, problem), in line order.
+    Rows(Vec<(u64, String)>),
+    /// The store failed while checking or storing.
+    Store(StoreError),
+}
+
+impl ImportRefusal {
+    /// The refusal as one text naming the file (`name`) and every bad line.
+    pub(crate) fn report(&self, name: &str) -> String {
+        match self {
+            ImportRefusal::File(problem) => format!("{name}: {problem}"),
+            ImportRefusal::Rows(problems) => problem_report(name, problems),
+            ImportRefusal::Store(err @ StoreError::Database(_)) => {
+                format!("cannot import the users: {err}")
+            }
+            ImportRefusal::Store(err) => err.to_string(),
+        }
+    }
+}
+
+/// The users of a CSV file that passed every check, with the file line of each.
+#[derive(Debug)]
+pub(crate) struct CheckedImport {
+    users: Vec<NewUser>,
+    lines: Vec<u64>,
+}
+
+impl CheckedImport {
+    /// The extensions to be created, in file order.
+    pub(crate) fn extensions(&self) -> Vec<&str> {
+        self.users.iter().map(|u| u.extension.as_str()).collect()
+    }
+}
+
+/// Reads a user CSV (`amtsleitung user import`'s format, see [`UserCommand::Import`]) and
+/// checks every row, and the rows against the users `store` holds; stores nothing. Used by
+/// the CLI and the web console alike.
+pub(crate) fn check_import(
+    store: &Store,
+    bytes: &[u8],
+    now_ms: i64,
+) -> Result<CheckedImport, ImportRefusal> {
+    if bytes.len() as u64 > MAX_IMPORT_BYTES {
+        return Err(ImportRefusal::File(format!(
+            "{} bytes; a user list of more than {MAX_IMPORT_BYTES} bytes is not imported",
+            bytes.len()
+        )));
+    }
+    let parsed = parse_user_csv(bytes, now_ms).map_err(ImportRefusal::File)?;
+    if parsed.rows.is_empty() && parsed.problems.is_empty() {
+        return Err(ImportRefusal::File(
+            "no users below its header line".to_owned(),
+        ));
+    }
     let users: Vec<NewUser> = parsed.rows.iter().map(|(_, user)| user.clone()).collect();
     let lines: Vec<u64> = parsed.rows.iter().map(|(line, _)| *line).collect();
     let mut problems = parsed.problems;
-    let checked = store
+    let found = store
         .user_check_many(&users)
-        .map_err(|err| format!("cannot check the users against the store: {err}"))?;
-    problems.extend(batch_problems(checked, &lines));
+        .map_err(ImportRefusal::Store)?;
+    problems.extend(batch_problems(found, &lines));
     if problems.is_empty() {
-        let store = open(data_dir)?;
-        match store.user_create_many(&users) {
-            Ok(count) => {
-                let extensions: Vec<&str> = users.iter().map(|u| u.extension.as_str()).collect();
-                // The store cuts a long list; the count and the file stay readable before it.
-                record_cli_change(
-                    &store,
-                    "user.import",
-                    &format!(
-                        "{count} users imported from {name}: {}",
-                        extensions.join(", ")
-                    ),
-                )?;
-                return Ok(format!("{count} users imported from {name}\n"));
-            }
-            // Another admin added one of these users since the check above.
-            Err(StoreError::BatchRejected(found)) => problems = batch_problems(found, &lines),
-            Err(err) => return Err(store_error("cannot import the users", err)),
-        }
+        Ok(CheckedImport { users, lines })
+    } else {
+        problems.sort_by_key(|(line, _)| *line);
+        Err(ImportRefusal::Rows(problems))
     }
-    problems.sort_by_key(|(line, _)| *line);
-    Err(problem_report(&name.to_string(), &problems))
+}
+
+/// Stores checked users in one transaction: all of them, or none when one was added since
+/// the check (another admin); the count stored.
+pub(crate) fn store_import(store: &Store, checked: &CheckedImport) -> Result<usize, ImportRefusal> {
+    match store.user_create_many(&checked.users) {
+        Ok(count) => Ok(count),
+        Err(StoreError::BatchRejected(found)) => {
+            let mut problems = batch_problems(found, &checked.lines);
+            problems.sort_by_key(|(line, _)| *line);
+            Err(ImportRefusal::Rows(problems))
+        }
+        Err(err) => Err(ImportRefusal::Store(err)),
+    }
 }
 
 /// Store problems of a batch, by file line instead of batch position.
@@ -959,6 +1030,35 @@ fn parse_row(fields: &[Vec<u8>], columns: &[Column], now_ms: i64) -> Result<NewU
         }
         _ => {}
     }
+    Ok(user)
+}
+
+/// A user from named text fields, each read exactly as the CSV column of that name is read
+/// (`extension`, `name`, `password`, `allow`, `max_contacts`, `language`, `calls`, `srtp`,
+/// `fax`, `location`, `location_networks`), then checked as `user_create` checks it: the web
+/// console's add form and API, so that they accept what an import row accepts.
+pub(crate) fn user_from_fields(fields: &[(&str, &str)], now_ms: i64) -> Result<NewUser, String> {
+    let mut columns = Vec::with_capacity(fields.len());
+    let mut values = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        let column = Column::ALL
+            .iter()
+            .find(|(known, _)| known == name)
+            .map(|(_, column)| *column)
+            .ok_or_else(|| format!("unknown field {name:?}"))?;
+        if columns.contains(&column) {
+            return Err(format!("field {name:?} appears twice"));
+        }
+        columns.push(column);
+        values.push(value.as_bytes().to_vec());
+    }
+    for (required, column) in &Column::ALL[..3] {
+        if !columns.contains(column) {
+            return Err(format!("the {required} is missing"));
+        }
+    }
+    let user = parse_row(&values, &columns, now_ms)?;
+    user.validate().map_err(|err| err.to_string())?;
     Ok(user)
 }
 
@@ -1416,6 +1516,91 @@ mod tests {
             let _ = parse_user_csv(&text, NOW);
             let _ = parse_user_csv(&bytes, NOW);
         }
+    }
+
+    #[test]
+    fn the_console_add_form_reads_fields_as_import_columns_do() {
+        let user = user_from_fields(
+            &[
+                ("extension", "101"),
+                ("name", " Bürgerbüro "),
+                ("password", "geheim123"),
+                ("allow", "10.8.0.0/16, 192.168.5.0/24"),
+                ("max_contacts", ""),
+                ("language", "EN"),
+            ],
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(user.display_name, "Bürgerbüro");
+        assert_eq!(user.max_contacts, DEFAULT_MAX_CONTACTS);
+        assert_eq!(user.language, Language::En);
+        assert_eq!(
+            networks_text(&user.allowed_networks),
+            "10.8.0.0/16,192.168.5.0/24"
+        );
+        let refused = |fields: &[(&str, &str)]| user_from_fields(fields, NOW).unwrap_err();
+        assert!(
+            refused(&[("extension", "101"), ("name", "A"), ("password", "kurz")])
+                .starts_with("password has 4 characters")
+        );
+        assert!(
+            refused(&[("extension", "1"), ("name", "A"), ("password", "geheim123")])
+                .contains("extension")
+        );
+        assert_eq!(
+            refused(&[("extension", "101"), ("password", "geheim123")]),
+            "the name is missing"
+        );
+        assert_eq!(
+            refused(&[
+                ("extension", "101"),
+                ("name", "A"),
+                ("password", "geheim123"),
+                ("room", "1")
+            ]),
+            "unknown field \"room\""
+        );
+    }
+
+    #[test]
+    fn an_import_is_checked_against_the_store_before_anything_is_stored() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .user_create(&NewUser::new("200", "Vorhanden", "geheim123", 0))
+            .unwrap();
+        let refused = check_import(
+            &store,
+            b"extension,name,password\n101,A,geheim123\n200,B,geheim123\n102,C,kurz\n",
+            NOW,
+        )
+        .unwrap_err();
+        let report = refused.report("upload");
+        assert!(
+            report.starts_with("upload: 2 bad rows, nothing imported"),
+            "{report}"
+        );
+        assert!(
+            report.contains("line 3: user 200 already exists"),
+            "{report}"
+        );
+        assert!(report.contains("line 4: password has 4"), "{report}");
+        assert!(matches!(
+            check_import(&store, b"extension,name,password\n", NOW),
+            Err(ImportRefusal::File(_))
+        ));
+        let checked = check_import(
+            &store,
+            b"extension,name,password\n101,A,geheim123\n102,B,geheim456\n",
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(checked.extensions(), ["101", "102"]);
+        assert_eq!(store_import(&store, &checked).unwrap(), 2);
+        // Stored meanwhile: the same rows are refused whole, by line.
+        let again = store_import(&store, &checked).unwrap_err().report("upload");
+        assert!(again.contains("line 2: user 101 already exists"), "{again}");
+        assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap().len(), 3);
     }
 
     #[test]

@@ -289,6 +289,38 @@ impl Store {
         })
     }
 
+    /// Replaces all of a user's call settings at once (one transaction), checked as the
+    /// single setters check them: the web console's settings form sends them together.
+    pub fn user_set_call_settings(
+        &self,
+        domain: &str,
+        extension: &str,
+        settings: &CallSettings,
+        now_ms: i64,
+    ) -> Result<CallSettings, StoreError> {
+        for target in [
+            &settings.forward_always,
+            &settings.forward_busy,
+            &settings.forward_no_answer,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            validate_target(target)?;
+        }
+        validate_seconds(settings.no_answer_seconds)?;
+        if settings.follow_me.len() > MAX_FOLLOW_ME_STEPS {
+            return Err(StoreError::TooManyFollowMeSteps(settings.follow_me.len()));
+        }
+        for step in &settings.follow_me {
+            step.validate()?;
+        }
+        self.update_settings(domain, extension, now_ms, |s| {
+            *s = settings.clone();
+            Ok(())
+        })
+    }
+
     fn update_settings(
         &self,
         domain: &str,
@@ -331,6 +363,51 @@ mod tests {
         store
             .user_create(&NewUser::new("101", "Anna", "geheim123", 1))
             .unwrap();
+    }
+
+    #[test]
+    fn all_settings_are_replaced_together_or_not_at_all() {
+        let store = Store::open_in_memory().unwrap();
+        with_user(&store);
+        let wanted = CallSettings {
+            dnd: true,
+            forward_busy: Some("102".into()),
+            forward_no_answer: Some("0711123456".into()),
+            no_answer_seconds: 30,
+            follow_me: vec!["101+102:15".parse().unwrap()],
+            ..CallSettings::default()
+        };
+        let stored = store
+            .user_set_call_settings(DEFAULT_DOMAIN, "101", &wanted, 2)
+            .unwrap();
+        assert_eq!(stored, wanted);
+        let bad = CallSettings {
+            forward_always: Some("anna".into()),
+            ..CallSettings::default()
+        };
+        assert!(matches!(
+            store.user_set_call_settings(DEFAULT_DOMAIN, "101", &bad, 3),
+            Err(StoreError::InvalidForwardTarget(_))
+        ));
+        let bad = CallSettings {
+            no_answer_seconds: 2,
+            ..CallSettings::default()
+        };
+        assert!(
+            store
+                .user_set_call_settings(DEFAULT_DOMAIN, "101", &bad, 3)
+                .is_err()
+        );
+        let user = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
+        assert_eq!(
+            user.call_settings, wanted,
+            "a refused change changes nothing"
+        );
+        assert!(
+            store
+                .user_set_call_settings(DEFAULT_DOMAIN, "999", &wanted, 4)
+                .is_err()
+        );
     }
 
     #[test]
