@@ -53,15 +53,18 @@ const SCRIPT: &str = include_str!("../assets/console.js");
 pub struct Console {
     pub(crate) shared: Arc<Shared>,
     guard: Arc<Mutex<SignInGuard>>,
+    /// The dialplan reloader, for the dialplan page's apply and rollback.
+    pub(crate) dialplan_reloads: crate::http::ReloadRequests,
 }
 
 impl Console {
     /// One console for both listeners: they share the sign-in guard, so a guesser cannot
     /// double its tries by using both.
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(shared: Arc<Shared>, dialplan_reloads: crate::http::ReloadRequests) -> Self {
         Self {
             shared,
             guard: Arc::new(Mutex::new(SignInGuard::default())),
+            dialplan_reloads,
         }
     }
 
