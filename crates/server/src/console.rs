@@ -55,6 +55,8 @@ pub struct Console {
     /// The registrar's bans, asked on the signalling task that owns them.
     pub(crate) security: tokio::sync::mpsc::Sender<crate::registrar::SecurityRequest>,
     guard: Arc<Mutex<SignInGuard>>,
+    /// The dialplan reloader, for the dialplan page's apply and rollback.
+    pub(crate) dialplan_reloads: crate::http::ReloadRequests,
 }
 
 impl Console {
@@ -63,12 +65,14 @@ impl Console {
     pub fn new(
         shared: Arc<Shared>,
         security: tokio::sync::mpsc::Sender<crate::registrar::SecurityRequest>,
+        dialplan_reloads: crate::http::ReloadRequests,
     ) -> Self {
         crate::console_system::note_start();
         Self {
             shared,
             security,
             guard: Arc::new(Mutex::new(SignInGuard::default())),
+            dialplan_reloads,
         }
     }
 

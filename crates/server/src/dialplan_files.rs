@@ -10,6 +10,7 @@ use dialplan::{CallFacts, CheckContext, Diagnostic, Plan, SourceFile};
 
 use crate::DialplanCommand;
 use crate::config::{Config, ConfigSource};
+use crate::dialplan_edit;
 use crate::sounds::SoundLibrary;
 
 /// The plan in force; each call takes a snapshot, a reload swaps in a new one atomically.
@@ -191,14 +192,22 @@ fn record_version(
     Ok(store.dialplan_version_add(&relative, comment, now)?)
 }
 
+/// A reload asked for (admin API, console): what asked, and where the report goes.
+pub struct ReloadRequest {
+    /// Logged as the reload's trigger.
+    pub trigger: &'static str,
+    /// Gets the reload's report.
+    pub reply: tokio::sync::oneshot::Sender<ReloadReport>,
+}
+
 /// Watches the dialplan directory and reloads on change (debounced), on SIGHUP, and when asked
-/// through `requests` (admin API); `reload` does the work (on a blocking thread), told what
+/// through `requests` (admin API, console); `reload` does the work (on a blocking thread), told what
 /// triggered it. Editors replace files rather than write them, so the directory is watched,
 /// not the files.
 pub fn spawn_reloader(
     dir: PathBuf,
     reload: impl Fn(&'static str) -> ReloadReport + Send + Sync + 'static,
-    mut requests: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<ReloadReport>>,
+    mut requests: tokio::sync::mpsc::Receiver<ReloadRequest>,
 ) -> anyhow::Result<()> {
     let reload = Arc::new(reload);
     let mut changes = crate::file_watch::FileChanges::watch(&dir, true, |p| {
@@ -210,7 +219,7 @@ pub fn spawn_reloader(
             let (trigger, reply) = tokio::select! {
                 Some(()) = changes.next() => ("file change", None),
                 Some(_) = hangup.recv() => ("SIGHUP", None),
-                Some(reply) = requests.recv() => ("admin API", Some(reply)),
+                Some(request) = requests.recv() => (request.trigger, Some(request.reply)),
                 else => return,
             };
             let reload = reload.clone();
@@ -224,7 +233,7 @@ pub fn spawn_reloader(
 }
 
 /// Reads every `*.toml` below `dir` (sorted, so rule order across files is stable).
-fn read_sources(dir: &Path) -> Result<Vec<SourceFile>, Vec<Diagnostic>> {
+pub(crate) fn read_sources(dir: &Path) -> Result<Vec<SourceFile>, Vec<Diagnostic>> {
     let mut paths = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
@@ -279,7 +288,7 @@ pub fn compile_dir(
     compile_files(&read_sources(dir)?, sounds)
 }
 
-fn compile_files(
+pub(crate) fn compile_files(
     files: &[SourceFile],
     sounds: Option<&SoundLibrary>,
 ) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
@@ -390,21 +399,26 @@ pub fn run_command(command: DialplanCommand, config: &Config, source: &ConfigSou
                 source_ip: source,
                 at,
             };
-            print!("{}", plan.explain(&facts));
             // Only a store that exists is read: explaining a plan must not create one.
             let database = store::Store::database_file(&data_dir);
-            if let (Some(route), true) = (plan.route(&facts), database.exists()) {
+            let store = if database.exists() {
                 match store::Store::open(&data_dir) {
-                    Ok(store) => print!(
-                        "{}",
-                        crate::explain_phones::explain(&plan, &route, &facts, &store)
-                    ),
-                    Err(err) => eprintln!(
-                        "amtsleitung: users' settings not shown: {}: {err}",
-                        database.display()
-                    ),
+                    Ok(store) => Some(store),
+                    Err(err) => {
+                        eprintln!(
+                            "amtsleitung: users' settings not shown: {}: {err}",
+                            database.display()
+                        );
+                        None
+                    }
                 }
-            }
+            } else {
+                None
+            };
+            print!(
+                "{}",
+                crate::dialplan_edit::explain_call(&plan, &facts, store.as_ref())
+            );
             ExitCode::SUCCESS
         }
         DialplanCommand::History { data_dir } => {
@@ -482,30 +496,21 @@ fn history(data_dir: &Path) -> anyhow::Result<()> {
         "version", "accepted at (UTC)", "files"
     );
     for v in versions {
-        let at = jiff::Timestamp::from_millisecond(v.created_at_ms)
-            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_else(|_| "?".into());
         println!(
             "{:>7}  {:<20}  {:>5}  {}",
-            v.version, at, v.file_count, v.comment
+            v.version,
+            dialplan_edit::version_time(v.created_at_ms),
+            v.file_count,
+            v.comment
         );
     }
     Ok(())
 }
 
-/// The files of a stored version, or an error that says how to find one.
-fn version_files(store: &store::Store, version: u32) -> anyhow::Result<Vec<(String, String)>> {
-    store.dialplan_version_files(version)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "there is no dialplan version {version} (see `amtsleitung dialplan history`)"
-        )
-    })
-}
-
 /// Prints every file of `version` under a `# path` header line.
 fn show(version: u32, data_dir: &Path) -> anyhow::Result<()> {
     let store = store::Store::open(data_dir)?;
-    for (path, text) in version_files(&store, version)? {
+    for (path, text) in dialplan_edit::version_files(&store, version)? {
         println!("# {path}");
         print!("{text}");
         if !text.ends_with('\n') {
@@ -519,38 +524,13 @@ fn show(version: u32, data_dir: &Path) -> anyhow::Result<()> {
 /// removed against an empty file), and says so when nothing changed.
 fn diff(from: u32, to: u32, data_dir: &Path) -> anyhow::Result<()> {
     let store = store::Store::open(data_dir)?;
-    let (old, new) = (version_files(&store, from)?, version_files(&store, to)?);
-    let mut paths: Vec<&str> = old.iter().chain(&new).map(|(p, _)| p.as_str()).collect();
-    paths.sort_unstable();
-    paths.dedup();
-    let text_of = |files: &[(String, String)], path: &str| {
-        files
-            .iter()
-            .find(|(p, _)| p == path)
-            .map(|(_, t)| t.clone())
-    };
-    let mut changed = false;
-    for path in paths {
-        let (a, b) = (text_of(&old, path), text_of(&new, path));
-        if a == b {
-            continue;
-        }
-        changed = true;
-        let header_a = a
-            .as_ref()
-            .map_or("/dev/null".to_owned(), |_| format!("version {from}/{path}"));
-        let header_b = b
-            .as_ref()
-            .map_or("/dev/null".to_owned(), |_| format!("version {to}/{path}"));
-        let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
-        print!(
-            "{}",
-            similar::TextDiff::from_lines(&a, &b)
-                .unified_diff()
-                .header(&header_a, &header_b)
-        );
+    let old = dialplan_edit::version_files(&store, from)?;
+    let new = dialplan_edit::version_files(&store, to)?;
+    let diffs = dialplan_edit::version_diff(from, &old, to, &new);
+    for file in &diffs {
+        print!("{}", file.diff);
     }
-    if !changed {
+    if diffs.is_empty() {
         println!("dialplan versions {from} and {to} are the same");
     }
     Ok(())
@@ -560,39 +540,22 @@ fn diff(from: u32, to: u32, data_dir: &Path) -> anyhow::Result<()> {
 /// the directory's plan that the version does not have are removed; `examples/` is left alone.
 fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> anyhow::Result<()> {
     let store = store::Store::open(data_dir)?;
-    let files = version_files(&store, version)?;
-    let sources: Vec<SourceFile> = files
-        .iter()
-        .map(|(path, text)| SourceFile {
-            path: dialplans.join(path).display().to_string(),
-            text: text.clone(),
-        })
-        .collect();
+    let files = dialplan_edit::version_files(&store, version)?;
+    dialplan_edit::restorable(version, &files)?;
     let sounds = SoundLibrary::configured(sounds)?;
-    if let Err(errors) = compile_files(&sources, Some(&sounds)) {
-        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let checked = dialplan_edit::check(&files, Some(&sounds));
+    if !checked.ok() {
+        let text: Vec<String> = checked
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         anyhow::bail!(
             "version {version} no longer checks clean, not written:\n{}",
             text.join("\n")
         );
     }
-    for relative in files.iter().map(|(p, _)| p) {
-        if Path::new(relative)
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            anyhow::bail!("version {version} holds an unsafe path {relative:?}; not written");
-        }
-    }
-    let current = read_sources(dialplans).unwrap_or_default();
-    for file in current {
-        let keep = files
-            .iter()
-            .any(|(p, _)| dialplans.join(p) == Path::new(&file.path));
-        if !keep {
-            std::fs::remove_file(&file.path)?;
-        }
-    }
+    let staged = dialplan_edit::StagedPlan::stage(dialplans, &files, true)?;
     // Recorded before the files change: the server's reload of the same files then finds
     // them equal to the newest version and adds no "file change" entry of its own.
     let who = crate::audit_cli::unix_user();
@@ -602,16 +565,7 @@ fn rollback(version: u32, data_dir: &Path, dialplans: &Path, sounds: &Path) -> a
         &format!("rollback to version {version} by {who}"),
         now,
     )?;
-    for (relative, text) in &files {
-        let path = dialplans.join(relative);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        // Write beside and rename, so a watching server never reads half a file.
-        let tmp = path.with_extension("toml.rollback-tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &path)?;
-    }
+    staged.commit()?;
     crate::audit_cli::record_cli_change(
         &store,
         "dialplan.rollback",

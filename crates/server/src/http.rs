@@ -11,7 +11,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 
-use crate::dialplan_files::ReloadReport;
 use crate::https_listener::HttpsListener;
 use crate::registrar::SecurityRequest;
 use crate::shared::Shared;
@@ -26,7 +25,7 @@ struct AppState {
 }
 
 /// Asks the reloader to re-read the dialplans; it answers with its report.
-pub type ReloadRequests = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<ReloadReport>>;
+pub type ReloadRequests = tokio::sync::mpsc::Sender<crate::dialplan_files::ReloadRequest>;
 
 /// Binds `listen` (and `https`, its address and certificate, when given) and serves in the
 /// background: the whole admin API over plain HTTP, the routes for browsers and WebRTC
@@ -55,7 +54,7 @@ pub async fn start(
         .merge(crate::join_http::routes(shared.clone()));
     // The console has its own sign-in, so it is served on both listeners; over HTTPS its
     // cookie is marked Secure.
-    let console = crate::console::Console::new(shared.clone(), security.clone());
+    let console = crate::console::Console::new(shared.clone(), security.clone(), reload.clone());
     console.spawn_session_sweep();
     let state = AppState {
         shared,
@@ -98,7 +97,11 @@ pub async fn start(
 /// stays in force).
 async fn reload_dialplan(State(state): State<AppState>) -> axum::response::Response {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    if state.reload.send(tx).await.is_err() {
+    let request = crate::dialplan_files::ReloadRequest {
+        trigger: "admin API",
+        reply: tx,
+    };
+    if state.reload.send(request).await.is_err() {
         return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     match rx.await {

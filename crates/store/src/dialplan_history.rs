@@ -121,6 +121,23 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The file paths of every stored version (version → paths sorted), for a history that
+    /// names the files without reading their texts.
+    pub fn dialplan_version_paths(
+        &self,
+    ) -> Result<std::collections::BTreeMap<u32, Vec<String>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT version, path FROM dialplan_file ORDER BY version, path")?;
+        let rows = stmt.query_map([], |row| Ok((row.get::<_, u32>(0)?, row.get(1)?)))?;
+        let mut paths = std::collections::BTreeMap::<u32, Vec<String>>::new();
+        for row in rows {
+            let (version, path) = row?;
+            paths.entry(version).or_default().push(path);
+        }
+        Ok(paths)
+    }
+
     /// The files of one dialplan version sorted by path, or `None` if there is no such version.
     pub fn dialplan_version_files(
         &self,
@@ -179,6 +196,9 @@ mod tests {
         assert_eq!(store.dialplan_version_files(1).unwrap(), Some(v1));
         assert_eq!(store.dialplan_version_files(2).unwrap(), Some(v2));
         assert_eq!(store.dialplan_version_files(3).unwrap(), None);
+        let paths = store.dialplan_version_paths().unwrap();
+        assert_eq!(paths[&1], ["default.toml", "staff/home.toml"]);
+        assert_eq!(paths[&2], ["default.toml"]);
         assert_eq!(store.dialplan_version_files(0).unwrap(), None);
     }
 
