@@ -6,112 +6,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Stdio;
 
+use support::console::{Console, FORM, JSON, add_account, encode, request};
 use support::{Server, TempDir, config_trusting, scenario, sipp};
-
-/// One HTTP/1.1 exchange: status, headers (lower-case names) and body. (The same client as
-/// tests/console.rs; the dialplan tests need only this much of it.)
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|err| panic!("{err}: {}", self.body))
-    }
-}
-
-fn request(
-    http: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Answer {
-    let mut stream = TcpStream::connect(http).unwrap();
-    let mut text = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAccept-Language: en\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text.push_str("\r\n");
-    text.push_str(body);
-    stream.write_all(text.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {raw}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
-}
-
-const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
-const JSON: (&str, &str) = ("Content-Type", "application/json");
-
-/// `amtsleitung account add` on the server's store, the password on stdin.
-fn add_account(server: &Server, name: &str, role: &str, password: &str) {
-    let mut child = support::amtsleitung()
-        .args(["account", "add", name, "--role", role, "--data-dir"])
-        .arg(server.data_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Signs in; the cookie and the session's CSRF token.
 fn sign_in(server: &Server, name: &str, password: &str) -> (String, String) {
-    let answer = request(
-        server.http,
-        "POST",
-        "/console/sign-in",
-        &[FORM],
-        &format!("name={name}&password={password}"),
-    );
-    assert_eq!(answer.status, 303, "{}", answer.body);
-    let cookie = answer
-        .headers
-        .iter()
-        .find(|(n, _)| n == "set-cookie")
-        .map(|(_, v)| v.clone())
-        .expect("a session cookie");
-    let cookie = cookie.split(';').next().unwrap().to_owned();
-    let me = request(server.http, "GET", "/api/me", &[("Cookie", &cookie)], "").json();
-    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
-    (cookie, csrf)
+    let session = Console::sign_in(None, server, name, password);
+    (session.cookie, session.csrf)
 }
 
 /// `application/x-www-form-urlencoded` of `pairs`.
@@ -121,18 +24,6 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{k}={}", encode(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".to_owned(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 const ECHO_600: &str =

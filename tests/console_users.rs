@@ -6,108 +6,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::console::{
-    Answer, FORM, JSON, add_account, add_account_with_extension, csrf_of, ns_request, request,
-};
+use support::console::{Console, JSON, add_account, add_account_with_extension, csrf_of};
 use support::{
     Baresip, Netns, Server, TempDir, add_user, assert_both_hear, heard_share, user_cli, wait_until,
     with_registered_phones,
 };
-
-/// A signed-in console session, from loopback or from inside the server's namespace.
-struct Console<'a> {
-    ns: Option<&'a Netns>,
-    http: SocketAddr,
-    cookie: String,
-    csrf: String,
-}
-
-impl<'a> Console<'a> {
-    fn sign_in(ns: Option<&'a Netns>, server: &Server, name: &str, password: &str) -> Self {
-        let mut console = Console {
-            ns,
-            http: server.http,
-            cookie: String::new(),
-            csrf: String::new(),
-        };
-        let answer = console.raw(
-            "POST",
-            "/console/sign-in",
-            &[FORM],
-            &format!("name={name}&password={password}"),
-        );
-        assert_eq!(answer.status, 303, "{}", answer.body);
-        console.cookie = answer
-            .header("set-cookie")
-            .and_then(|c| c.split(';').next())
-            .expect("a session cookie")
-            .to_owned();
-        let me = console.get("/api/me").json();
-        console.csrf = me["csrf_token"].as_str().unwrap().to_owned();
-        console
-    }
-
-    fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
-        match self.ns {
-            Some(ns) => ns_request(ns, self.http, method, path, headers, body),
-            None => request(self.http, method, path, headers, body),
-        }
-    }
-
-    fn get(&self, path: &str) -> Answer {
-        self.raw("GET", path, &[("Cookie", &self.cookie)], "")
-    }
-
-    /// A JSON request with the session's CSRF header.
-    fn send(&self, method: &str, path: &str, body: &str) -> Answer {
-        self.raw(
-            method,
-            path,
-            &[JSON, ("Cookie", &self.cookie), ("X-CSRF-Token", &self.csrf)],
-            body,
-        )
-    }
-
-    /// The same without the CSRF header.
-    fn send_without_csrf(&self, method: &str, path: &str, body: &str) -> Answer {
-        self.raw(method, path, &[JSON, ("Cookie", &self.cookie)], body)
-    }
-
-    /// A form as a browser posts it, with the CSRF field first; `fields` are encoded here.
-    fn form(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
-        let mut body = format!("csrf={}", encode(&self.csrf));
-        for (name, value) in fields {
-            body.push_str(&format!("&{name}={}", encode(value)));
-        }
-        self.raw("POST", path, &[FORM, ("Cookie", &self.cookie)], &body)
-    }
-
-    /// `GET /api/users`'s user `extension`.
-    fn user(&self, extension: &str) -> Option<serde_json::Value> {
-        let users = self.get("/api/users").json();
-        users
-            .as_array()?
-            .iter()
-            .find(|u| u["extension"] == extension)
-            .cloned()
-    }
-}
-
-/// `application/x-www-form-urlencoded` for one value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 fn audit_log(server: &Server) -> String {
     support::admin_ok(server.data_dir(), &["audit", "list"])

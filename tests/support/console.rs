@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use super::Server;
+use super::{Netns, Server};
 
 /// One HTTP/1.1 exchange: status, headers (lower-case names) and body.
 pub struct Answer {
@@ -150,4 +150,96 @@ pub fn ns_request(
             .collect(),
         body: body.to_owned(),
     }
+}
+
+/// A signed-in console session, from loopback or from inside the server's namespace.
+pub struct Console<'a> {
+    pub ns: Option<&'a Netns>,
+    pub http: SocketAddr,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl<'a> Console<'a> {
+    pub fn sign_in(ns: Option<&'a Netns>, server: &Server, name: &str, password: &str) -> Self {
+        let mut console = Console {
+            ns,
+            http: server.http,
+            cookie: String::new(),
+            csrf: String::new(),
+        };
+        let answer = console.raw(
+            "POST",
+            "/console/sign-in",
+            &[FORM],
+            &format!("name={name}&password={password}"),
+        );
+        assert_eq!(answer.status, 303, "{}", answer.body);
+        console.cookie = answer
+            .header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .expect("a session cookie")
+            .to_owned();
+        let me = console.get("/api/me").json();
+        console.csrf = me["csrf_token"].as_str().unwrap().to_owned();
+        console
+    }
+
+    pub fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+        match self.ns {
+            Some(ns) => ns_request(ns, self.http, method, path, headers, body),
+            None => request(self.http, method, path, headers, body),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        self.raw("GET", path, &[("Cookie", &self.cookie)], "")
+    }
+
+    /// A JSON request with the session's CSRF header.
+    pub fn send(&self, method: &str, path: &str, body: &str) -> Answer {
+        self.raw(
+            method,
+            path,
+            &[JSON, ("Cookie", &self.cookie), ("X-CSRF-Token", &self.csrf)],
+            body,
+        )
+    }
+
+    /// The same without the CSRF header.
+    pub fn send_without_csrf(&self, method: &str, path: &str, body: &str) -> Answer {
+        self.raw(method, path, &[JSON, ("Cookie", &self.cookie)], body)
+    }
+
+    /// A form as a browser posts it, with the CSRF field first; `fields` are encoded here.
+    pub fn form(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut body = format!("csrf={}", encode(&self.csrf));
+        for (name, value) in fields {
+            body.push_str(&format!("&{name}={}", encode(value)));
+        }
+        self.raw("POST", path, &[FORM, ("Cookie", &self.cookie)], &body)
+    }
+
+    /// `GET /api/users`'s user `extension`.
+    pub fn user(&self, extension: &str) -> Option<serde_json::Value> {
+        let users = self.get("/api/users").json();
+        users
+            .as_array()?
+            .iter()
+            .find(|u| u["extension"] == extension)
+            .cloned()
+    }
+}
+
+/// `application/x-www-form-urlencoded` for one value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
