@@ -357,7 +357,8 @@ fn every_console_page_passes_axe_on_a_desktop_and_a_phone_and_is_screenshot() {
     let ns = Netns::new();
     let data = TempDir::new("console-pages");
     support::add_console_account(data.path(), "root", "admin", "root-secret-12");
-    support::add_console_account(data.path(), "anna", "staff", "anna-secret-1");
+    support::add_user(data.path(), "101", "phone-secret-101");
+    support::add_console_account_with(data.path(), "anna", "staff", "anna-secret-1", Some("101"));
     support::create_room(data.path(), &["4711", "--pin", "4321", "--owner", "anna"]);
     let server = Server::start_with_data(Some(&ns), &[], data);
     // A call, so that the call records have a row.
@@ -372,6 +373,14 @@ fn every_console_page_passes_axe_on_a_desktop_and_a_phone_and_is_screenshot() {
         ("/console/recordings", "admin-recordings"),
         ("/console/audit", "admin-audit"),
         ("/console/system", "admin-system"),
+        ("/console/users", "admin-users"),
+        ("/console/users/101", "admin-user"),
+        ("/console/dialplan", "admin-dialplan"),
+        ("/console/dialplan/history", "admin-dialplan-history"),
+        (
+            "/console/dialplan/explain?to=84711&from=101",
+            "admin-dialplan-explain",
+        ),
     ];
     let lines = visit_pages(&ns, &server, "root", "root-secret-12", &admin_pages);
     let names: Vec<&str> = admin_pages.iter().map(|(_, n)| *n).collect();
@@ -381,6 +390,7 @@ fn every_console_page_passes_axe_on_a_desktop_and_a_phone_and_is_screenshot() {
         ("/console/rooms", "staff-rooms"),
         ("/console/rooms/4711", "staff-room-live"),
         ("/console/recordings", "staff-recordings"),
+        ("/console/phone", "staff-phone"),
     ];
     let lines = visit_pages(&ns, &server, "anna", "anna-secret-1", &staff_pages);
     let names: Vec<&str> = staff_pages.iter().map(|(_, n)| *n).collect();

@@ -484,7 +484,7 @@ pub fn plan(
             main,
             "<section aria-labelledby=\"{field_id}-heading\">\n\
              <h2 id=\"{field_id}-heading\">{heading}</h2>\n\
-             <details><summary>{show}</summary>\n<pre>{text}</pre></details>\n\
+             <details><summary>{show}</summary>\n<pre tabindex=\"0\">{text}</pre></details>\n\
              <form method=\"post\" action=\"/console/dialplan\">{csrf}\n\
              <input type=\"hidden\" name=\"path\" value=\"{path}\">\n",
             heading = escape(&t.file_heading.replace("{path}", path)),
@@ -594,7 +594,7 @@ fn explain_section(main: &mut String, t: &Texts, explained: Option<&ExplainView<
             let _ = write!(
                 main,
                 "<h3 id=\"explanation-heading\">{}</h3>\n\
-                 <pre id=\"explanation\" aria-labelledby=\"explanation-heading\">{}</pre>\n",
+                 <pre id=\"explanation\" role=\"region\" tabindex=\"0\" aria-labelledby=\"explanation-heading\">{}</pre>\n",
                 escape(t.explanation),
                 escape(text)
             );
@@ -753,7 +753,7 @@ pub fn diff(language: Language, viewer: &Viewer<'_>, view: &DiffView<'_>) -> Str
     for (i, file) in view.files.iter().enumerate() {
         let _ = write!(
             main,
-            "<h2 id=\"diff-{i}\">{path}</h2>\n<pre class=\"diff\" aria-labelledby=\"diff-{i}\">",
+            "<h2 id=\"diff-{i}\">{path}</h2>\n<pre class=\"diff\" role=\"region\" tabindex=\"0\" aria-labelledby=\"diff-{i}\">",
             path = escape(&file.path)
         );
         for line in file.diff.lines() {
