@@ -533,3 +533,95 @@ fn a_password_reset_registers_the_new_password_only_and_a_lifted_ban_lets_the_ph
     );
     assert!(!audit.contains("neues-geheim1"), "{audit}");
 }
+
+#[test]
+fn in_the_browser_an_admin_adds_users_sees_the_phone_registered_and_forwards_its_calls() {
+    use support::browser::{Browser, assert_accessible, node_modules};
+    let axe = node_modules().join("axe-core/axe.min.js");
+    let ns = Netns::new();
+    let server = Server::start(Some(&ns), &[]);
+    add_account(&server, "root", "admin", "root-secret-12");
+    // The caller is a colleague at another desk, set up beforehand.
+    add_user(server.data_dir(), "103", "anrufer99");
+
+    let browser = Browser::start(
+        &ns,
+        "tests/console/admin.js",
+        serde_json::json!({
+            "origin": format!("http://{}", server.http),
+            "user": "root",
+            "password": "root-secret-12",
+            "flow": "users",
+            "users": [
+                {"extension": "101", "name": "Bürgerbüro", "password": "geheim1234"},
+                {"extension": "102", "name": "Kollegin", "password": "kollege777"},
+            ],
+            "watch": "101",
+            "source": "10.99.0.2:15060",
+            "forwardTo": "102",
+            "axe": axe,
+            "screenshots": support::repo().join("target/console-screenshots"),
+            "locale": "de-DE",
+        }),
+    );
+    assert!(
+        browser.wait_for("added", Duration::from_secs(60)).is_some(),
+        "the users were not added in the page: {:#?}\n{}",
+        browser.lines(),
+        server.log()
+    );
+    // Both desk phones register with what the admin typed in; 102 answers by itself.
+    let phone_101 = Baresip::new("10.99.0.2", 660, "PCMU", 8000).registering("101", "geheim1234");
+    let phone_102 = Baresip::new("10.99.0.4", 880, "PCMU", 8000).registering("102", "kollege777");
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("103", "anrufer99");
+    let (outputs, caller_out) = std::thread::scope(|scope| {
+        let runs = [
+            scope.spawn(|| phone_101.run(&ns, 25)),
+            scope.spawn(|| phone_102.run(&ns, 25)),
+        ];
+        let forwarded = browser.wait_for("forwarded", Duration::from_secs(20));
+        assert!(
+            forwarded.is_some(),
+            "the forwarding was not set in the page: {:#?}\n{}",
+            browser.lines(),
+            server.log()
+        );
+        let caller_out = caller.call(&ns, "sip:101@10.99.0.1", 6);
+        let outputs: Vec<String> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+        (outputs, caller_out)
+    });
+    let lines = browser.finish();
+    let step = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["step"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name}: {lines:#?}"))
+    };
+    // Each add came back to the list with its notice.
+    let added: Vec<_> = lines.iter().filter(|l| l["step"] == "added-one").collect();
+    assert_eq!(added.len(), 2, "{lines:#?}");
+    assert!(
+        added
+            .iter()
+            .all(|a| a["url"].as_str().is_some_and(|u| u.ends_with("done=added"))),
+        "{added:#?}"
+    );
+    // The list showed 101 registered from its phone's address.
+    let registered = step("registered");
+    let row = registered["row"].as_str().unwrap_or_default();
+    assert!(row.contains("10.99.0.2:15060"), "{registered:#}");
+    assert!(row.contains("Bürgerbüro"), "{registered:#}");
+    let forwarded = step("forwarded");
+    assert_eq!(forwarded["value"], "102", "{forwarded:#}");
+
+    // The call to 101 went where the admin sent it: 102 answered, both heard each other,
+    // and 101's phone never took it.
+    let outputs = format!("{caller_out}\n{outputs:?}");
+    assert_both_hear(&phone_102, &caller, &server, &outputs);
+    assert!(
+        phone_101.heard().is_none(),
+        "101's phone took the call\n{outputs}"
+    );
+    assert_accessible(&lines, &["users-registered", "user-forwarded"]);
+}
