@@ -7,6 +7,7 @@
 mod support;
 
 use std::path::Path;
+use std::time::Duration;
 
 use support::console::{Console, FORM, JSON, add_account, encode, request};
 use support::{Server, TempDir, config_trusting, scenario, sipp};
@@ -562,5 +563,157 @@ fn staff_are_refused_posts_need_csrf_and_paths_stay_in_the_directory() {
     assert_eq!(
         request(server.http, "GET", "/console/dialplan", &[], "").status,
         303
+    );
+}
+
+/// Whether a call from inside `ns` to `number` is answered (echo) and ends with BYE/200.
+fn answered_in(ns: &support::Netns, call: &str, number: &str) -> bool {
+    let args = support::sipp_call_args(call, "10.99.0.2", "5070", &["-s", number, "-d", "500"]);
+    sipp(Some(ns), &args).status.success()
+}
+
+/// Whether a call from inside `ns` to `number` gets 404.
+fn not_found_in(ns: &support::Netns, number: &str) -> bool {
+    let refused = scenario("invite_404.xml");
+    let args = support::sipp_call_args(&refused, "10.99.0.2", "5070", &["-s", number]);
+    sipp(Some(ns), &args).status.success()
+}
+
+#[test]
+fn in_the_browser_a_broken_draft_is_refused_a_valid_one_routes_and_one_click_rolls_back() {
+    use support::browser::{Browser, assert_accessible, node_modules};
+    let axe = node_modules().join("axe-core/axe.min.js");
+    let ns = support::Netns::new();
+    let plans = TempDir::new("console-plans-browser");
+    std::fs::write(plans.path().join("main.toml"), ECHO_600).unwrap();
+    let config_dir = TempDir::new("console-plan-browser-config");
+    let config = config_trusting(&config_dir, "10.99.0.0/24");
+    let server = Server::start(
+        Some(&ns),
+        &[
+            "--dialplans",
+            plans.path().to_str().unwrap(),
+            "--config",
+            &config,
+        ],
+    );
+    add_account(&server, "root", "admin", "root-secret-12");
+    let main = plans.path().join("main.toml");
+    let dir = TempDir::new("console-plan-browser-call");
+    let call = support::pcmu_call_scenario(&dir);
+    let proceed = dir.path().join("calls-made");
+
+    let browser = Browser::start(
+        &ns,
+        "tests/console/admin.js",
+        serde_json::json!({
+            "origin": format!("http://{}", server.http),
+            "user": "root",
+            "password": "root-secret-12",
+            "flow": "dialplan",
+            "broken": BROKEN,
+            "valid": ECHO_700,
+            "proceed": proceed,
+            "rollbackTo": 1,
+            "axe": axe,
+            "screenshots": support::repo().join("target/console-screenshots"),
+            "locale": "en-US",
+        }),
+    );
+    let applied = browser.wait_for("applied", Duration::from_secs(60));
+    assert!(
+        applied.is_some(),
+        "not applied in the page: {:#?}\n{}",
+        browser.lines(),
+        server.log()
+    );
+    // The new plan routes: 700 answers, 600 is gone.
+    assert_eq!(read(&main), ECHO_700);
+    assert!(
+        answered_in(&ns, &call, "700"),
+        "700 not routed\n{}",
+        server.log()
+    );
+    assert!(
+        not_found_in(&ns, "600"),
+        "600 still routed\n{}",
+        server.log()
+    );
+    std::fs::write(&proceed, "").unwrap();
+    let lines = browser.finish();
+    let step = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["step"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name}: {lines:#?}"))
+    };
+
+    // The broken draft was refused in the page at its file, line and column, next to the
+    // field, and applying it was refused too.
+    let checked = step("checked");
+    let result = checked["result"].as_str().unwrap_or_default();
+    assert!(result.contains("main.toml:4:"), "{checked:#}");
+    assert_eq!(checked["invalid"], "true", "{checked:#}");
+    assert!(
+        checked["describedBy"]
+            .as_str()
+            .is_some_and(|d| d.contains("file-0-result")),
+        "{checked:#}"
+    );
+    let refused = step("apply-refused");
+    assert!(
+        refused["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("Not applied") && r.contains("main.toml:4:")),
+        "{refused:#}"
+    );
+    assert!(
+        step("applied")["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("version 2 is live")),
+        "{lines:#?}"
+    );
+    // The history names the admin; the diff shows the change.
+    let history = step("history");
+    assert!(
+        history["rows"].as_array().is_some_and(|rows| rows
+            .iter()
+            .any(|r| r.as_str().is_some_and(|r| r.contains("console: root")))),
+        "{history:#}"
+    );
+    let diff = step("diff");
+    assert!(
+        diff["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("-match = \"600\"") && t.contains("+match = \"700\"")),
+        "{diff:#}"
+    );
+    // One click rolled back: the old text is on disk and routes again, the history says so.
+    let rolled = step("rolled-back");
+    assert!(
+        rolled["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Version 1 was written back; version 3 is live")),
+        "{rolled:#}"
+    );
+    assert_eq!(read(&main), ECHO_600);
+    assert!(
+        answered_in(&ns, &call, "600"),
+        "600 not routed after the rollback\n{}",
+        server.log()
+    );
+    assert!(
+        not_found_in(&ns, "700"),
+        "700 still routed after the rollback"
+    );
+    let history = support::admin_ok(server.data_dir(), &["dialplan", "history"]);
+    assert!(
+        history.contains("console: root rolled back to 1"),
+        "{history}"
+    );
+    assert_accessible(
+        &lines,
+        &["dialplan-checked", "dialplan-history", "dialplan-diff"],
     );
 }
