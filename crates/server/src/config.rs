@@ -1122,6 +1122,25 @@ mod tests {
     }
 
     #[test]
+    fn console_and_recording_settings_are_read_and_checked() {
+        let dir = scratch("console");
+        let path = dir.join("amtsleitung.toml");
+        std::fs::write(
+            &path,
+            "[console]\nidle-minutes = 15\ndial-in = \"+49 7071 204-8000\"\n\
+             [conference]\nrecording-keep-days = 90\n",
+        )
+        .unwrap();
+        let config = load_file(&path).unwrap();
+        assert_eq!(config.console.idle_minutes, 15);
+        assert_eq!(config.console.dial_in.as_deref(), Some("+49 7071 204-8000"));
+        assert_eq!(config.conference.recording_keep_days, 90);
+        std::fs::write(&path, "[console]\nidle-minutes = 0\n").unwrap();
+        let err = format!("{:#}", load_file(&path).unwrap_err());
+        assert!(err.contains("idle-minutes must be 1 to 1440"), "{err}");
+    }
+
+    #[test]
     fn relative_paths_in_a_config_file_are_relative_to_its_directory() {
         let dir = scratch("anchor");
         let path = dir.join("amtsleitung.toml");

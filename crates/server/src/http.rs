@@ -67,6 +67,7 @@ pub async fn start(
         .merge(console.routes(false))
         .route("/metrics", get(metrics))
         .route("/dialplan/reload", axum::routing::post(reload_dialplan))
+        .route("/node/drain", axum::routing::post(drain))
         .route("/rooms", get(rooms))
         .route("/trunks", get(trunks))
         .route("/security/bans", get(bans))
@@ -91,6 +92,20 @@ pub async fn start(
         crate::http_serve::serve(listener, app, "admin HTTP").await;
     });
     Ok(())
+}
+
+/// `POST /node/drain`: no new calls from now on; the process exits when the calls and rooms
+/// in progress have ended. Answers what is still running.
+async fn drain(State(state): State<AppState>) -> impl IntoResponse {
+    state.shared.draining.store(true, Ordering::Relaxed);
+    let calls = state.calls.load(Ordering::Relaxed);
+    let rooms = state.shared.conferences.summary().len();
+    tracing::info!(
+        calls,
+        rooms,
+        "draining: no new calls; stopping when these have ended"
+    );
+    axum::Json(serde_json::json!({ "draining": true, "calls": calls, "rooms": rooms }))
 }
 
 /// `POST /dialplan/reload`: 200 with the new version, or 422 with the errors (the old plan
@@ -218,6 +233,9 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
             "the store did not answer within {} s",
             STORE_CHECK_TIMEOUT.as_secs()
         )),
+    }
+    if state.shared.draining.load(Ordering::Relaxed) {
+        reasons.push("draining (amtsleitung node drain): taking no new calls".to_owned());
     }
     if let Some(error) = state.shared.plan.refused() {
         reasons.push(format!(

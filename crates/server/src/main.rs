@@ -48,6 +48,7 @@ mod link_backoff;
 mod link_http;
 mod media_worker;
 mod meeting_link;
+mod node_cli;
 mod pin_attempts;
 mod presence;
 mod registrar;
@@ -183,6 +184,15 @@ enum Command {
     /// Check the console's LDAP / Active Directory sign-in (`[ldap]` in the config).
     #[command(subcommand)]
     Ldap(ldap_cli::LdapCommand),
+    /// This node in a pool: `drain` for maintenance without cutting calls (asks the running
+    /// server).
+    Node {
+        /// The server's admin HTTP address (default: the config's `http-listen`).
+        #[arg(long, value_name = "ADDR", global = true)]
+        http: Option<SocketAddr>,
+        #[command(subcommand)]
+        command: node_cli::NodeCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -575,5 +585,8 @@ fn main() -> ExitCode {
             security_cli::run(command, http.unwrap_or(config.http_listen))
         }
         Command::Ldap(command) => ldap_cli::run(command, config.ldap.as_ref(), &source),
+        Command::Node { http, command } => {
+            node_cli::run(command, http.unwrap_or(config.http_listen))
+        }
     }
 }

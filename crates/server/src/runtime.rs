@@ -141,6 +141,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         links: crate::meeting_link::MeetingLinks::default(),
         mwi: mwi_tx,
         users: users.clone(),
+        draining: std::sync::atomic::AtomicBool::new(false),
     });
     crate::voicemail::spawn_expiry(shared.clone());
     crate::console_records::spawn_recording_expiry(shared.clone());
@@ -278,6 +279,8 @@ impl Core {
         // Set once SIGTERM/SIGINT came: calls have been sent BYE, and the loop keeps serving
         // (retransmitting the BYEs, answering) until this moment.
         let mut stop_at: Option<tokio::time::Instant> = None;
+        let mut drain_check = tokio::time::interval(std::time::Duration::from_millis(250));
+        drain_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if stop_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
                 tracing::info!("stopped");
@@ -303,6 +306,9 @@ impl Core {
                 Some(message) = inbound.recv() => {
                     let now = Instant::now();
                     let source = message.peer.addr.ip();
+                    if self.shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
+                        self.endpoint.set_draining(true);
+                    }
                     if self.registrar.is_banned(source, now) {
                         // An answer would only feed the guessing.
                         crate::telemetry::count(crate::telemetry::SIP_MESSAGES_DROPPED_TOTAL);
@@ -354,6 +360,12 @@ impl Core {
                     stop_at = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(2));
                 }
                 _ = tokio::time::sleep_until(stop_at.unwrap_or_else(tokio::time::Instant::now)), if stop_at.is_some() => {}
+                _ = drain_check.tick(), if stop_at.is_none() => {
+                    if self.drained() {
+                        tracing::info!("drained: the last call and room have ended; stopping");
+                        return Ok(());
+                    }
+                }
             }
             self.pump();
             CALLS.store(
@@ -361,6 +373,21 @@ impl Core {
                 std::sync::atomic::Ordering::Relaxed,
             );
         }
+    }
+
+    /// Whether `node drain` was asked for and nothing runs any more: no SIP call, no open
+    /// room (browsers in a room are no SIP calls), no WebRTC session. The endpoint is told
+    /// to refuse new calls from the moment the drain was asked for.
+    fn drained(&mut self) -> bool {
+        if !self
+            .shared
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return false;
+        }
+        self.endpoint.set_draining(true);
+        self.endpoint.leg_count() == 0 && self.shared.conferences.summary().is_empty()
     }
 
     /// Sends a mailbox's counts to every registered contact of its user (RFC 3842).

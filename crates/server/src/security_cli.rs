@@ -99,7 +99,7 @@ fn bans_table(bans: &[BanSummary]) -> String {
 }
 
 /// One HTTP/1.1 request without a body; the status code and the body.
-fn request(http: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
+pub(crate) fn request(http: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
     let unreachable = |err: std::io::Error| {
         format!(
             "cannot reach the server's admin API at {http} (is it running? --http sets the address): {err}"

@@ -35,4 +35,7 @@ pub struct Shared {
     pub users: std::sync::Arc<crate::user_directory::UserDirectory>,
     /// Mailboxes whose counts changed, for the signalling task to tell their phones (MWI).
     pub mwi: tokio::sync::mpsc::Sender<crate::voicemail::MwiUpdate>,
+    /// Set by `amtsleitung node drain`: no new calls, health checks answered 503, and the
+    /// process exits once its last call and room have ended.
+    pub draining: std::sync::atomic::AtomicBool,
 }

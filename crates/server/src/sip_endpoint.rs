@@ -242,6 +242,9 @@ struct Placed {
 }
 
 /// The SIP endpoint (see the module documentation).
+/// Seconds a draining node asks callers and proxies to wait before trying it again.
+const DRAIN_RETRY_AFTER_S: u32 = 300;
+
 pub struct SipEndpoint {
     config: EndpointConfig,
     layer: TransactionLayer,
@@ -268,6 +271,9 @@ pub struct SipEndpoint {
     events: VecDeque<LegEvent>,
     requests: VecDeque<ServiceRequest>,
     transmits: VecDeque<(Peer, Vec<u8>)>,
+    /// `node drain`: new calls and health checks (OPTIONS) are answered 503 with
+    /// Retry-After; calls in progress go on.
+    draining: bool,
 }
 
 impl SipEndpoint {
@@ -291,7 +297,31 @@ impl SipEndpoint {
             events: VecDeque::new(),
             requests: VecDeque::new(),
             transmits: VecDeque::new(),
+            draining: false,
         }
+    }
+
+    /// From now on, new calls and OPTIONS health checks are answered 503 with Retry-After
+    /// (`node drain`); calls in progress are not touched.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// 503 with Retry-After (RFC 3261 §21.5.4): this node takes nothing new; a proxy in
+    /// front (Kamailio's dispatcher probes with OPTIONS) sends the caller to another node.
+    fn refuse_draining(&mut self, key: &TransactionKey, request: &rsip::Request, now: Instant) {
+        let mut response = msg::response_to(
+            request,
+            503,
+            Some("Draining"),
+            Some(&sip::transaction::new_tag()),
+        );
+        msg::add_header(
+            &mut response.headers,
+            "Retry-After",
+            DRAIN_RETRY_AFTER_S.to_string(),
+        );
+        self.respond(key, response, now);
     }
 
     /// Legs not yet forgotten.
@@ -1348,6 +1378,7 @@ impl SipEndpoint {
                 }
                 None => self.reply(&key, &request, 481, None, now),
             },
+            Method::Options if self.draining => self.refuse_draining(&key, &request, now),
             Method::Options => {
                 let mut response =
                     msg::response_to(&request, 200, None, Some(&sip::transaction::new_tag()));
@@ -1390,6 +1421,10 @@ impl SipEndpoint {
         from: Peer,
         now: Instant,
     ) {
+        if self.draining {
+            self.refuse_draining(&key, &request, now);
+            return;
+        }
         if self.legs.len() >= self.config.max_legs {
             self.reply(&key, &request, 503, Some("Too Many Calls"), now);
             return;
@@ -2306,6 +2341,37 @@ mod tests {
             .find(|m| m.starts_with("BYE "))
             .expect("BYE sent");
         assert!(bye.contains("Reason: Q.850;cause=102"), "{bye}");
+    }
+
+    #[test]
+    fn a_draining_endpoint_refuses_new_calls_and_health_checks_but_keeps_its_calls() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        ep.handle_datagram(&request("INVITE", "c1", 1, None, "", OFFER), phone(), now);
+        let _ = sent(&mut ep);
+        assert!(matches!(
+            events(&mut ep).as_slice(),
+            [LegEvent::Incoming(_)]
+        ));
+        ep.set_draining(true);
+        ep.handle_datagram(&request("INVITE", "c2", 1, None, "", OFFER), phone(), now);
+        ep.handle_datagram(&request("OPTIONS", "o1", 1, None, "", ""), phone(), now);
+        let out = sent(&mut ep);
+        assert_eq!(
+            status_lines(&out),
+            [
+                "SIP/2.0 100 Trying",
+                "SIP/2.0 503 Draining",
+                "SIP/2.0 503 Draining"
+            ]
+        );
+        assert!(
+            out[1..].iter().all(|r| r.contains("Retry-After: 300")),
+            "{out:?}"
+        );
+        assert!(events(&mut ep).is_empty(), "no new call while draining");
+        // The call it had goes on.
+        assert_eq!(ep.leg_count(), 1);
     }
 
     #[test]
