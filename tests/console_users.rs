@@ -625,3 +625,30 @@ fn in_the_browser_an_admin_adds_users_sees_the_phone_registered_and_forwards_its
     );
     assert_accessible(&lines, &["users-registered", "user-forwarded"]);
 }
+
+#[test]
+fn a_deleted_users_registered_phone_is_not_rung_any_more() {
+    let ns = Netns::new();
+    let data = TempDir::new("deleted-user");
+    add_user(data.path(), "101", "geheim1234");
+    add_user(data.path(), "103", "anrufer99");
+    let server = Server::start_with_data(Some(&ns), &[], data);
+    add_account(&server, "root", "admin", "root-secret-12");
+    let admin = Console::sign_in(Some(&ns), &server, "root", "root-secret-12");
+    let phone = Baresip::new("10.99.0.2", 660, "PCMU", 8000).registering("101", "geheim1234");
+    let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("103", "anrufer99");
+    let (outputs, (deleted, caller_out)) =
+        with_registered_phones(&server, &ns, &[(&phone, &ns)], || {
+            let deleted = admin.send("DELETE", "/api/users/101", "");
+            let caller_out = caller.call(&ns, "sip:101@10.99.0.1", 4);
+            (deleted, caller_out)
+        });
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    // The phone is still registered (until its binding expires), but nobody calls a user
+    // that is gone through it.
+    assert!(
+        phone.heard().is_none(),
+        "the deleted user's phone took the call\n{caller_out}\n{outputs:?}\n{}",
+        server.log()
+    );
+}

@@ -360,6 +360,11 @@ impl RegistrarService {
 
     /// The reachable bindings of a user, highest q first.
     pub fn lookup(&self, extension: &str, now: Instant) -> Vec<&Binding> {
+        // A user deleted while its phones were registered (console or CLI) is not rung on
+        // those phones again, though their bindings stay until they expire.
+        if self.users.get(extension).is_none() {
+            return Vec::new();
+        }
         self.bindings.lookup(&Aor::new(extension, REALM), now)
     }
 
