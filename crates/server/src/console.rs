@@ -1235,6 +1235,13 @@ fn not_in_room() -> Response {
     )
 }
 
+/// A JSON answer with the console's headers.
+pub(crate) fn json_answer(value: impl Serialize) -> Response {
+    let mut response = axum::Json(value).into_response();
+    private(response.headers_mut());
+    response
+}
+
 pub(crate) fn done() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     private(response.headers_mut());
@@ -1573,11 +1580,10 @@ async fn api_token_create(
         Ok(Err(err @ store::StoreError::InvalidTokenLabel)) => {
             api_error(StatusCode::BAD_REQUEST, "bad_request", err)
         }
-        Ok(Err(err)) => {
-            tracing::error!("console: token not made: {err}");
-            api_refused(Refusal::StoreFailed)
-        }
-        Err(err) => {
+        failed => {
+            let err = flat(failed.map(|made| made.map(|_| ())))
+                .err()
+                .unwrap_or_default();
             tracing::error!("console: token not made: {err}");
             api_refused(Refusal::StoreFailed)
         }

@@ -31,6 +31,16 @@ const fn op(
     }
 }
 
+/// The call settings a user's and one's own phone settings take alike.
+const CALL_SETTINGS: &[(&str, &str, bool)] = &[
+    ("dnd", "boolean", false),
+    ("forward_always", "string", false),
+    ("forward_busy", "string", false),
+    ("forward_no_answer", "string", false),
+    ("no_answer_seconds", "integer", false),
+    ("follow_me", "string", false),
+];
+
 /// Every operation of the console's JSON API.
 pub const OPERATIONS: &[Operation] = &[
     op(
@@ -227,14 +237,7 @@ pub const OPERATIONS: &[Operation] = &[
         "put",
         "/api/users/{extension}/settings",
         "Change do not disturb, forwarding, follow-me; fields left out stay (admins)",
-        Some(&[
-            ("dnd", "boolean", false),
-            ("forward_always", "string", false),
-            ("forward_busy", "string", false),
-            ("forward_no_answer", "string", false),
-            ("no_answer_seconds", "integer", false),
-            ("follow_me", "string", false),
-        ]),
+        Some(CALL_SETTINGS),
         200,
     ),
     op(
@@ -262,14 +265,7 @@ pub const OPERATIONS: &[Operation] = &[
         "put",
         "/api/phone/settings",
         "Change this account's own call settings (as for a user)",
-        Some(&[
-            ("dnd", "boolean", false),
-            ("forward_always", "string", false),
-            ("forward_busy", "string", false),
-            ("forward_no_answer", "string", false),
-            ("no_answer_seconds", "integer", false),
-            ("follow_me", "string", false),
-        ]),
+        Some(CALL_SETTINGS),
         200,
     ),
     op(

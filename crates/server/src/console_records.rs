@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 use crate::console::{
     Listener, Refusal, Session, api_error, api_refused, csrf_refused, done, flat, forbidden,
-    header_csrf_ok, html, language, now_ms, private, refused_page, same_secret, see_other,
+    header_csrf_ok, html, json_answer, language, now_ms, private, refused_page, same_secret,
+    see_other,
 };
 use crate::console_page::{csrf_field, escape, page_behind_sign_in};
 use crate::join_page::Language;
@@ -164,12 +165,6 @@ async fn admin_session(
     Ok(session)
 }
 
-fn json(value: serde_json::Value) -> Response {
-    let mut response = axum::Json(value).into_response();
-    private(response.headers_mut());
-    response
-}
-
 fn store_failed(what: &str, err: impl std::fmt::Display) -> Response {
     tracing::error!("console: {what} failed: {err}");
     api_refused(Refusal::StoreFailed)
@@ -252,7 +247,7 @@ async fn api_calls(
         return response;
     }
     match find_calls(&listener, &query).await {
-        Ok(calls) => json(serde_json::Value::Array(
+        Ok(calls) => json_answer(serde_json::Value::Array(
             calls.iter().rev().take(PAGE_LIMIT).map(call_json).collect(),
         )),
         Err(response) => response,
@@ -419,7 +414,7 @@ async fn api_audit(
         return response;
     }
     match audit_entries(&listener, &query).await {
-        Ok(entries) => json(serde_json::Value::Array(
+        Ok(entries) => json_answer(serde_json::Value::Array(
             entries
                 .iter()
                 .map(|e| {
@@ -578,7 +573,7 @@ async fn api_recordings(State(listener): State<Listener>, headers: HeaderMap) ->
         Err(refusal) => return api_refused(refusal),
     };
     match visible_recordings(&listener, &session).await {
-        Ok(recordings) => json(serde_json::Value::Array(
+        Ok(recordings) => json_answer(serde_json::Value::Array(
             recordings.iter().map(recording_json).collect(),
         )),
         Err(response) => response,

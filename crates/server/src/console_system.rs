@@ -8,12 +8,12 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use serde::Serialize;
 
 use crate::console::{
-    Listener, api_refused, flat, forbidden, html, language, now_ms, private, refused_page,
+    Listener, api_refused, flat, forbidden, html, json_answer, language, now_ms, refused_page,
 };
 use crate::console_page::{escape, page_behind_sign_in};
 use crate::join_page::Language;
@@ -127,9 +127,7 @@ async fn api_system(State(listener): State<Listener>, headers: HeaderMap) -> Res
     if !session.admin() {
         return forbidden();
     }
-    let mut response = axum::Json(system(&listener).await).into_response();
-    private(response.headers_mut());
-    response
+    json_answer(system(&listener).await)
 }
 
 struct Words {
