@@ -34,6 +34,7 @@ install -D -m 0644 deploy/amtsleitung.service "$root/lib/systemd/system/amtsleit
 doc="$root/usr/share/doc/amtsleitung"
 install -D -m 0644 README.md "$doc/README.md"
 install -D -m 0644 crates/trunks/examples/trunks.toml "$doc/examples/trunks.toml"
+install -D -m 0644 deploy/kamailio/amtsleitung-pool.cfg "$doc/examples/kamailio/amtsleitung-pool.cfg"
 install -d "$doc/examples/townhall"
 install -m 0644 dialplans/examples/townhall/* "$doc/examples/townhall/"
 cat > "$doc/copyright" <<'COPYRIGHT'

@@ -34,6 +34,8 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 # tests/ldap.rs signs in against a throw-away OpenLDAP slapd, filled with ldapadd.
 [ -x /usr/sbin/slapd ] || need+=(slapd)
 command -v ldapadd >/dev/null || need+=(ldap-utils)
+# tests/pool.rs runs Debian's Kamailio with deploy/kamailio/amtsleitung-pool.cfg in front of two nodes.
+[ -x /usr/sbin/kamailio ] || need+=(kamailio)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev)
 command -v gcc >/dev/null || need+=(gcc)

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 pub mod browser;
 pub mod carrier;
 pub mod console;
+pub mod kamailio;
 pub mod slapd;
 
 /// The repository root.
@@ -257,6 +258,13 @@ impl<'a> PacketCounter<'a> {
     }
 }
 
+/// Where a server listens, when the test chooses.
+struct Listen {
+    sip: String,
+    http: String,
+    rtp: String,
+}
+
 /// A running amtsleitung process; killed on drop. Its log is kept for failure messages.
 pub struct Server {
     child: Child,
@@ -284,12 +292,24 @@ impl Server {
         Self::start_from(ns, extra, data, true)
     }
 
+    /// A node of a pool in `ns`: SIP (UDP and TCP) on `sip_ip`:5060, the admin HTTP on
+    /// `http` and RTP from `rtp` ("LO-HI"), so that several run side by side.
+    pub fn start_node(ns: &Netns, sip_ip: &str, http: &str, rtp: &str, extra: &[&str]) -> Self {
+        let at = Listen {
+            sip: format!("{sip_ip}:5060"),
+            http: http.to_string(),
+            rtp: rtp.to_string(),
+        };
+        Self::spawn(Some(ns), extra, TempDir::new("node"), false, Some(at))
+            .unwrap_or_else(|(_, log)| panic!("node {sip_ip} did not become ready:\n{log}"))
+    }
+
     fn start_from(ns: Option<&Netns>, extra: &[&str], data: TempDir, relative: bool) -> Self {
         // On loopback the ports are picked free but only taken when the server binds them,
         // so another test process may take one in between: try again on fresh ports then.
         let mut data = data;
         for _ in 0..5 {
-            match Self::spawn(ns, extra, data, relative) {
+            match Self::spawn(ns, extra, data, relative, None) {
                 Ok(server) => return server,
                 Err((returned, log)) if ns.is_none() && log.contains("Address already in use") => {
                     data = returned;
@@ -307,6 +327,7 @@ impl Server {
         extra: &[&str],
         data: TempDir,
         relative: bool,
+        at: Option<Listen>,
     ) -> Result<Self, (TempDir, String)> {
         // A test may put the HTTP server elsewhere (the join page's browser must reach it
         // on the namespace's network, not on loopback).
@@ -314,13 +335,14 @@ impl Server {
             .iter()
             .position(|a| *a == "--http-listen")
             .and_then(|i| extra.get(i + 1));
-        let (sip, http, rtp) = match ns {
-            Some(_) => (
+        let (sip, http, rtp) = match (ns, at) {
+            (_, Some(at)) => (at.sip, at.http, at.rtp),
+            (Some(_), None) => (
                 format!("{SERVER_IP}:5060"),
                 http_given.map_or("127.0.0.1:8080", |h| h).to_string(),
                 "20000-20999".to_string(),
             ),
-            None => {
+            (None, None) => {
                 let sip = free_port_pair();
                 let http = free_tcp_port();
                 let rtp_low = 30000 + (std::process::id() % 200) as u16 * 100;
@@ -456,6 +478,12 @@ impl Server {
             self,
             Self::start_with_data(ns, extra, data),
         ));
+    }
+
+    /// Kills the process at once (SIGKILL), as a power cut would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Whether the process is still running.

@@ -748,18 +748,24 @@ pub fn parse_uri(text: &str) -> Option<rsip::Uri> {
 }
 
 /// Builds a response to `req` (RFC 3261 §8.2.6): all Vias in order, From, To (with `to_tag`
-/// added when To has none), Call-ID, CSeq, `Content-Length: 0`.
+/// added when To has none), Call-ID, CSeq, `Content-Length: 0`; and, in a response that
+/// creates a dialog (101-299 to INVITE or SUBSCRIBE), the request's Record-Routes in order
+/// (§12.1.1), without which a record-routing proxy in front (Kamailio) never sees the ACK
+/// and BYE.
 pub fn response_to(
     req: &rsip::Request,
     code: u16,
     reason: Option<&str>,
     to_tag: Option<&str>,
 ) -> rsip::Response {
+    let creates_dialog = (101..300).contains(&code)
+        && matches!(req.method, rsip::Method::Invite | rsip::Method::Subscribe);
     let mut headers = rsip::Headers::default();
     for h in req.headers.iter() {
         let (name, value) = headers::header_parts(h);
         match name {
             "Via" | "From" | "Call-ID" | "CSeq" => headers.push(h.clone()),
+            "Record-Route" if creates_dialog => headers.push(h.clone()),
             "To" => match to_tag {
                 Some(tag) if tag_of(req, "To").is_none() => {
                     headers.push(headers::make_header("To", format!("{value};tag={tag}")));

@@ -620,3 +620,30 @@ fn a_keyed_hash_escaped_in_the_uri_is_read_back_as_keyed() {
     assert_eq!(super::percent_decode("%zz1"), None);
     assert_eq!(super::percent_decode("%ff"), None);
 }
+
+#[test]
+fn dialog_creating_responses_carry_the_record_routes_in_order_and_others_do_not() {
+    let r = req(&INVITE.replace(
+        "Call-ID:",
+        "Record-Route: <sip:proxy2.example.com;lr>\r\n\
+         Record-Route: <sip:10.0.0.1;lr;ftag=abc>\r\nCall-ID:",
+    ));
+    for code in [180, 200] {
+        let resp = response_to(&r, code, None, Some("t"));
+        assert_eq!(
+            header_values(&resp, "Record-Route"),
+            ["<sip:proxy2.example.com;lr>", "<sip:10.0.0.1;lr;ftag=abc>"],
+            "{code}"
+        );
+    }
+    for code in [100, 486] {
+        let resp = response_to(&r, code, None, Some("t"));
+        assert!(header_values(&resp, "Record-Route").is_empty(), "{code}");
+    }
+    let options = req(&INVITE
+        .replace("INVITE sip", "OPTIONS sip")
+        .replace("INVITE\r\n", "OPTIONS\r\n")
+        .replace("Call-ID:", "Record-Route: <sip:10.0.0.1;lr>\r\nCall-ID:"));
+    let resp = response_to(&options, 200, None, Some("t"));
+    assert!(header_values(&resp, "Record-Route").is_empty());
+}

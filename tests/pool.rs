@@ -1,0 +1,399 @@
+//! Several amtsleitung nodes behind Debian's Kamailio with the shipped configuration
+//! (deploy/kamailio/amtsleitung-pool.cfg), all in one test namespace: Kamailio on 10.99.0.1
+//! (where the callers send), node A on 10.99.0.11 and node B on 10.99.0.12. Every caller of a
+//! room reaches the same node and they hear each other; a killed or draining node gets no new
+//! calls. Proven with real baresip and SIPp callers, the nodes' own room lists and recorded
+//! audio.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::kamailio::Kamailio;
+use support::{
+    Baresip, Netns, Server, TempDir, read_wav, scenario_with_tone_for, sipp, tone_share,
+};
+
+const PROXY: &str = "10.99.0.1";
+const NODE_A: &str = "10.99.0.11";
+const NODE_B: &str = "10.99.0.12";
+/// Answered calls a node has finished.
+const ANSWERED: &str = "amtsleitung_calls_total{result=\"answered\"}";
+
+struct Pool {
+    kamailio: Kamailio,
+    nodes: Vec<(&'static str, Server)>,
+}
+
+impl Pool {
+    /// Two nodes and Kamailio in front, health-checking them every second; returns when
+    /// Kamailio sees both up.
+    fn start(ns: &Netns) -> Self {
+        for ip in [NODE_A, NODE_B] {
+            ns.exec_ok(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "v0"]);
+        }
+        let nodes = vec![
+            (
+                NODE_A,
+                Server::start_node(
+                    ns,
+                    NODE_A,
+                    "127.0.0.1:8081",
+                    "20000-20999",
+                    &["--media-ip", NODE_A],
+                ),
+            ),
+            (
+                NODE_B,
+                Server::start_node(
+                    ns,
+                    NODE_B,
+                    "127.0.0.1:8082",
+                    "21000-21999",
+                    &["--media-ip", NODE_B],
+                ),
+            ),
+        ];
+        let kamailio = Kamailio::start(
+            ns,
+            PROXY,
+            &[&format!("{NODE_A}:5060"), &format!("{NODE_B}:5060")],
+            1,
+        );
+        let pool = Self { kamailio, nodes };
+        for (ip, _) in &pool.nodes {
+            assert!(
+                pool.kamailio
+                    .wait_for_node(&format!("sip:{ip}:5060"), 'A', Duration::from_secs(10))
+                    .is_some(),
+                "Kamailio does not see node {ip} up: {:?}\n{}",
+                pool.kamailio.node_states(),
+                pool.kamailio.log()
+            );
+        }
+        pool
+    }
+
+    fn node(&self, ip: &str) -> &Server {
+        &self
+            .nodes
+            .iter()
+            .find(|(node, _)| *node == ip)
+            .expect("a node of the pool")
+            .1
+    }
+
+    fn node_mut(&mut self, ip: &str) -> &mut Server {
+        &mut self
+            .nodes
+            .iter_mut()
+            .find(|(node, _)| *node == ip)
+            .expect("a node of the pool")
+            .1
+    }
+
+    /// Participants of `room` on each node, by the nodes' own `GET /rooms`.
+    fn participants(&self, ns: &Netns, room: &str) -> Vec<(&'static str, u64)> {
+        self.nodes
+            .iter()
+            .map(|(ip, server)| (*ip, room_participants(server, ns, room)))
+            .collect()
+    }
+
+    fn logs(&self) -> String {
+        let mut text = format!("--- kamailio\n{}", self.kamailio.log());
+        for (ip, server) in &self.nodes {
+            text.push_str(&format!("--- node {ip}\n{}", server.log()));
+        }
+        text
+    }
+}
+
+/// Participants of `room` in a node's `GET /rooms` (0 when the room is not open there).
+fn room_participants(server: &Server, ns: &Netns, room: &str) -> u64 {
+    let answer = server.http_get(Some(ns), "/rooms");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("[]");
+    let rooms: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    rooms
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["room"] == room)
+        .and_then(|r| r["participants"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The one node that has `room` open with `count` participants, the other none; waits up to
+/// `timeout` for it.
+fn node_with_room(
+    pool: &Pool,
+    ns: &Netns,
+    room: &str,
+    count: u64,
+    timeout: Duration,
+) -> &'static str {
+    let until = Instant::now() + timeout;
+    loop {
+        let seen = pool.participants(ns, room);
+        let holding: Vec<_> = seen.iter().filter(|(_, n)| *n > 0).collect();
+        if holding.len() == 1 && holding[0].1 == count {
+            return holding[0].0;
+        }
+        assert!(
+            Instant::now() < until,
+            "room {room}: wanted {count} participants on one node, saw {seen:?}\n{}",
+            pool.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn callers_of_one_room_meet_on_one_node_through_kamailio_and_other_rooms_spread() {
+    let ns = Netns::new();
+    let pool = Pool::start(&ns);
+
+    // Three callers dial room 1234 at the proxy's address, one after the other.
+    let clients = [
+        Baresip::new("10.99.0.2", 440, "PCMU", 8000),
+        Baresip::new("10.99.0.3", 660, "PCMU", 8000),
+        Baresip::new("10.99.0.4", 880, "PCMU", 8000),
+    ];
+    let tones = [440.0, 660.0, 880.0];
+    let uri = format!("sip:81234@{PROXY}:5060");
+    let (logs, holder) = std::thread::scope(|scope| {
+        let calls = scope
+            .spawn(|| support::call_staggered(&ns, &clients.iter().collect::<Vec<_>>(), &uri, 12));
+        // All three in one room on one node, none on the other.
+        let holder = node_with_room(&pool, &ns, "1234", 3, Duration::from_secs(10));
+        (calls.join().unwrap(), holder)
+    });
+    eprintln!("room 1234 is on node {holder}");
+    for (i, client) in clients.iter().enumerate() {
+        let heard = client
+            .heard()
+            .unwrap_or_else(|| panic!("{} recorded nothing\n{}", client.ip, logs[i]));
+        let (samples, rate) = read_wav(&heard);
+        for (j, tone) in tones.iter().enumerate() {
+            let share = tone_share(&samples, rate, *tone, 3.0);
+            eprintln!("{} hears {tone} Hz at {share:.2}", client.ip);
+            if i == j {
+                assert!(share < 0.05, "{} hears itself ({share:.2})", client.ip);
+            } else {
+                assert!(
+                    share > 0.15,
+                    "{} hears {tone} Hz only at {share:.2}\n{}\n{}",
+                    client.ip,
+                    logs[i],
+                    pool.logs()
+                );
+            }
+        }
+    }
+
+    // Eight other rooms, one short call each at the same time: the hash spreads them over
+    // both nodes, and each node took the calls Kamailio says it sent there.
+    let dir = TempDir::new("pool");
+    let caller = scenario_with_tone_for(&dir, "invite_pcmu_routed.xml", 440, 3);
+    let before: Vec<u64> = pool
+        .nodes
+        .iter()
+        .map(|(_, s)| s.metric(Some(&ns), ANSWERED))
+        .collect();
+    let outputs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let caller = &caller;
+                let ns = &ns;
+                scope.spawn(move || {
+                    let room = format!("8{}", 2000 + i * 37);
+                    let port = (5071 + i).to_string();
+                    let media = (40000 + i * 10).to_string();
+                    sipp(
+                        Some(ns),
+                        &support::sipp_call_args(
+                            caller,
+                            "10.99.0.5",
+                            &port,
+                            &["-s", &room, "-d", "2000", "-mp", &media],
+                        ),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for output in &outputs {
+        support::assert_sipp_ok(output, pool.node(NODE_A), "a call to another room");
+    }
+    let taken = || -> Vec<u64> {
+        pool.nodes
+            .iter()
+            .zip(&before)
+            .map(|((_, s), before)| s.metric(Some(&ns), ANSWERED) - before)
+            .collect()
+    };
+    support::wait_until(Duration::from_secs(5), || taken().iter().sum::<u64>() == 8);
+    let taken = taken();
+    eprintln!("calls to eight rooms per node: {taken:?}");
+    assert_eq!(taken.iter().sum::<u64>(), 8, "{}", pool.logs());
+    assert!(
+        taken.iter().all(|n| *n > 0),
+        "one node took every room: {taken:?}\n{}",
+        pool.logs()
+    );
+}
+
+#[test]
+fn a_killed_node_is_taken_out_and_the_next_callers_reach_the_other() {
+    let ns = Netns::new();
+    let mut pool = Pool::start(&ns);
+    let dir = TempDir::new("pool");
+    let long_call = scenario_with_tone_for(&dir, "invite_pcmu_routed.xml", 440, 30);
+
+    // A caller in room 1234, on whichever node the hash picks.
+    let mut first = support::sipp_call_spawn(&ns, &long_call, "81234", 5070, 16000, 30000);
+    let holder = node_with_room(&pool, &ns, "1234", 1, Duration::from_secs(10));
+    let other = if holder == NODE_A { NODE_B } else { NODE_A };
+
+    // The node dies (power cut): Kamailio's next health check takes it out.
+    let killed_at = Instant::now();
+    pool.node_mut(holder).kill();
+    let out_after = pool
+        .kamailio
+        .wait_for_node(&format!("sip:{holder}:5060"), 'I', Duration::from_secs(10))
+        .unwrap_or_else(|| {
+            panic!(
+                "Kamailio still sends to the dead node: {:?}\n{}",
+                pool.kamailio.node_states(),
+                pool.logs()
+            )
+        });
+    eprintln!("node {holder} taken out {out_after:?} after it died");
+    assert!(out_after < Duration::from_secs(4), "{out_after:?}");
+
+    // The next caller of the same room and a call to the echo test reach the other node.
+    let short_call = &long_call;
+    let next = sipp(
+        Some(&ns),
+        &support::sipp_call_args(
+            short_call,
+            "10.99.0.3",
+            "5070",
+            &["-s", "81234", "-d", "4000"],
+        ),
+    );
+    support::assert_sipp_ok(&next, pool.node(other), "the next caller of room 1234");
+    let echo = sipp(
+        Some(&ns),
+        &support::sipp_call_args(
+            short_call,
+            "10.99.0.4",
+            "5070",
+            &["-s", "600", "-d", "1000"],
+        ),
+    );
+    support::assert_sipp_ok(&echo, pool.node(other), "a call to 600");
+    eprintln!(
+        "both calls reached node {other} {:?} after the kill",
+        killed_at.elapsed()
+    );
+    assert!(
+        support::wait_until(Duration::from_secs(5), || pool
+            .node(other)
+            .metric(Some(&ns), ANSWERED)
+            == 2),
+        "node {other} did not finish both calls\n{}",
+        pool.logs()
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
+#[test]
+fn a_draining_node_gets_no_new_call_through_kamailio_and_keeps_its_room_to_the_end() {
+    let ns = Netns::new();
+    let mut pool = Pool::start(&ns);
+    let dir = TempDir::new("pool");
+    let talker = scenario_with_tone_for(&dir, "invite_pcmu_routed.xml", 440, 12);
+
+    let (room_call, holder, other, refused_new_calls, probe_states) = std::thread::scope(|scope| {
+        let call = scope.spawn(|| {
+            sipp(
+                Some(&ns),
+                &support::sipp_call_args(
+                    &talker,
+                    "10.99.0.2",
+                    "5070",
+                    &["-s", "81234", "-d", "10000"],
+                ),
+            )
+        });
+        let holder = node_with_room(&pool, &ns, "1234", 1, Duration::from_secs(10));
+        let other = if holder == NODE_A { NODE_B } else { NODE_A };
+        let server = pool.node(holder);
+        let drained = ns
+            .command(support::binary().to_str().unwrap())
+            .env("AMT_CONFIG", support::empty_config())
+            .args(["node", "drain", "--http", &server.http.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            drained.status.success(),
+            "{}",
+            String::from_utf8_lossy(&drained.stderr)
+        );
+        // Kamailio's health check sees the 503 and stops sending there.
+        let out_after =
+            pool.kamailio
+                .wait_for_node(&format!("sip:{holder}:5060"), 'I', Duration::from_secs(5));
+        let probe_states = pool.kamailio.node_states();
+        assert!(
+            out_after.is_some(),
+            "Kamailio still sends to the draining node: {probe_states:?}\n{}",
+            pool.logs()
+        );
+        // Calls to the same room and to the echo test now reach the other node only.
+        let before = server.metric(Some(&ns), ANSWERED);
+        let mut new_calls = Vec::new();
+        for (i, number) in ["81234", "600", "85555"].iter().enumerate() {
+            let port = (5080 + i).to_string();
+            new_calls.push(sipp(
+                Some(&ns),
+                &support::sipp_call_args(
+                    &talker,
+                    "10.99.0.3",
+                    &port,
+                    &["-s", number, "-d", "1000"],
+                ),
+            ));
+        }
+        for output in &new_calls {
+            support::assert_sipp_ok(output, pool.node(other), "a new call while draining");
+        }
+        let refused_new_calls = server.metric(Some(&ns), ANSWERED) == before;
+        (
+            call.join().unwrap(),
+            holder,
+            other,
+            refused_new_calls,
+            probe_states,
+        )
+    });
+    eprintln!("node {holder} drained ({probe_states:?}); new calls went to {other}");
+    assert!(
+        refused_new_calls,
+        "the draining node took a new call\n{}",
+        pool.logs()
+    );
+    support::assert_sipp_ok(
+        &room_call,
+        pool.node(holder),
+        "the caller in the draining room",
+    );
+    let status = pool
+        .node_mut(holder)
+        .exit_within(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the drained node did not exit\n{}", pool.logs()));
+    assert!(status.success(), "{status:?}");
+}
