@@ -29,31 +29,24 @@ impl Pool {
     /// Two nodes and Kamailio in front, health-checking them every second; returns when
     /// Kamailio sees both up.
     fn start(ns: &Netns) -> Self {
-        for ip in [NODE_A, NODE_B] {
+        Self::start_with(ns, &[], |_| {})
+    }
+
+    /// [`Pool::start`] with `extra` flags for both nodes and `prepare` run on each node's
+    /// data directory before it starts (users, rooms).
+    fn start_with(ns: &Netns, extra: &[&str], prepare: impl Fn(&std::path::Path)) -> Self {
+        let mut nodes = Vec::new();
+        for (ip, http, rtp) in [
+            (NODE_A, "127.0.0.1:8081", "20000-20999"),
+            (NODE_B, "127.0.0.1:8082", "21000-21999"),
+        ] {
             ns.exec_ok(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "v0"]);
+            let data = TempDir::new("node");
+            prepare(data.path());
+            let mut args = vec!["--media-ip", ip];
+            args.extend_from_slice(extra);
+            nodes.push((ip, Server::start_node(ns, ip, http, rtp, &args, data)));
         }
-        let nodes = vec![
-            (
-                NODE_A,
-                Server::start_node(
-                    ns,
-                    NODE_A,
-                    "127.0.0.1:8081",
-                    "20000-20999",
-                    &["--media-ip", NODE_A],
-                ),
-            ),
-            (
-                NODE_B,
-                Server::start_node(
-                    ns,
-                    NODE_B,
-                    "127.0.0.1:8082",
-                    "21000-21999",
-                    &["--media-ip", NODE_B],
-                ),
-            ),
-        ];
         let kamailio = Kamailio::start(
             ns,
             PROXY,
@@ -72,6 +65,14 @@ impl Pool {
             );
         }
         pool
+    }
+
+    /// A metric summed over both nodes.
+    fn metric(&self, ns: &Netns, name: &str) -> u64 {
+        self.nodes
+            .iter()
+            .map(|(_, s)| s.metric(Some(ns), name))
+            .sum()
     }
 
     fn node(&self, ip: &str) -> &Server {
@@ -396,4 +397,189 @@ fn a_draining_node_gets_no_new_call_through_kamailio_and_keeps_its_room_to_the_e
         .exit_within(Duration::from_secs(10))
         .unwrap_or_else(|| panic!("the drained node did not exit\n{}", pool.logs()));
     assert!(status.success(), "{status:?}");
+}
+
+/// A REGISTER of `[service]` from SIPp: `first` is the answer expected to it without
+/// credentials; with `final_code`, it is sent again with them and that answer expected.
+fn register_scenario(dir: &TempDir, name: &str, first: u16, final_code: Option<u16>) -> String {
+    let path = dir.path().join(format!("{name}.xml"));
+    let request = |cseq: u32, auth: &str| {
+        format!(
+            "<send retrans=\"500\"><![CDATA[\n\
+             REGISTER sip:[remote_ip]:[remote_port] SIP/2.0\n\
+             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
+             From: <sip:[service]@[remote_ip]>;tag=[pid]reg[call_number]\n\
+             To: <sip:[service]@[remote_ip]>\n\
+             Call-ID: [call_id]\n\
+             CSeq: {cseq} REGISTER\n\
+             Contact: <sip:[service]@[local_ip]:[local_port]>\n\
+             {auth}Max-Forwards: 70\n\
+             Expires: 600\n\
+             Content-Length: 0\n\n\
+             ]]></send>\n"
+        )
+    };
+    let second = match final_code {
+        Some(code) => format!(
+            "{}<recv response=\"{code}\"/>\n",
+            request(2, "[authentication]\n")
+        ),
+        None => String::new(),
+    };
+    let auth = if final_code.is_some() {
+        " auth=\"true\""
+    } else {
+        ""
+    };
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n\
+         <scenario name=\"{name}\">\n{}<recv response=\"{first}\"{auth}/>\n{second}</scenario>\n",
+        request(1, ""),
+    );
+    std::fs::write(&path, xml).unwrap();
+    path.display().to_string()
+}
+
+/// SIPp registering `user` with `password` from `ip` through the proxy, `times` in a row.
+fn sipp_register(
+    ns: &Netns,
+    scenario: &str,
+    ip: &str,
+    user: &str,
+    password: &str,
+    times: u32,
+) -> std::process::Output {
+    let times = times.to_string();
+    sipp(
+        Some(ns),
+        &[
+            "-sf",
+            scenario,
+            "-i",
+            ip,
+            "-p",
+            "5070",
+            "-s",
+            user,
+            "-au",
+            user,
+            "-ap",
+            password,
+            "-m",
+            &times,
+            "-l",
+            "1",
+            "-recv_timeout",
+            "3000",
+            "10.99.0.1:5060",
+        ],
+    )
+}
+
+#[test]
+fn a_phone_registered_through_kamailio_is_rung_through_it_and_a_guesser_behind_it_is_banned_alone()
+{
+    let ns = Netns::new();
+    let dir = TempDir::new("pool");
+    // Kamailio is a proxy in front; the caller at 10.99.0.5 is a trusted network of its own
+    // (as a trunk's carrier would be), seen through the proxy.
+    let config = dir.path().join("pool.toml");
+    std::fs::write(
+        &config,
+        format!("[security]\nproxies = [\"{PROXY}/32\"]\ntrusted-networks = [\"10.99.0.5/32\"]\n"),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let pool = Pool::start_with(&ns, &["--config", &config], |data| {
+        support::add_user(data, "101", "geheim-101")
+    });
+
+    // Someone at 10.99.0.3 guesses 101's password through Kamailio: five wrong answers...
+    let guess = register_scenario(&dir, "guess", 401, Some(401));
+    let out = sipp_register(&ns, &guess, "10.99.0.3", "101", "rate1234", 5);
+    support::assert_sipp_ok(
+        &out,
+        pool.node(NODE_A),
+        "five wrong passwords through the proxy",
+    );
+    assert_eq!(
+        pool.metric(&ns, "amtsleitung_bans_total"),
+        1,
+        "{}",
+        pool.logs()
+    );
+    // ...ban that address, which now gets a 403 through the proxy (silence would make
+    // Kamailio take the node for dead), while the proxy itself is not banned.
+    let banned = register_scenario(&dir, "banned", 403, None);
+    let out = sipp_register(&ns, &banned, "10.99.0.3", "101", "rate1234", 1);
+    support::assert_sipp_ok(&out, pool.node(NODE_A), "the banned guesser");
+    let bans: String = pool
+        .nodes
+        .iter()
+        .map(|(_, s)| s.http_get(Some(&ns), "/security/bans"))
+        .collect();
+    assert!(bans.contains("10.99.0.3"), "{bans}");
+    assert!(!bans.contains(PROXY), "the proxy was banned: {bans}");
+
+    // The real phone registers through the same proxy and is rung through it: both hear.
+    let phone = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim-101");
+    let caller = Baresip::new("10.99.0.5", 880, "PCMU", 8000);
+    let outputs = std::thread::scope(|scope| {
+        let phone_run = scope.spawn(|| phone.run(&ns, 16));
+        let registered = support::wait_until(Duration::from_secs(8), || {
+            pool.metric(&ns, "amtsleitung_registered_contacts") == 1
+        });
+        assert!(
+            registered,
+            "the phone did not register through Kamailio\n{}",
+            pool.logs()
+        );
+        // Every caller behind the proxy shares the flow the phone registered over: that
+        // must not make a stranger at 10.99.0.4 "the user 101" (challenged instead).
+        let stranger = dir.path().join("invite_407.xml");
+        let text = std::fs::read_to_string(support::scenario("invite_404.xml")).unwrap();
+        std::fs::write(
+            &stranger,
+            text.replace("response=\"404\"", "response=\"407\""),
+        )
+        .unwrap();
+        let out = sipp(
+            Some(&ns),
+            &support::sipp_call_args(
+                stranger.to_str().unwrap(),
+                "10.99.0.4",
+                "5070",
+                &["-s", "101"],
+            ),
+        );
+        support::assert_sipp_ok(
+            &out,
+            pool.node(NODE_A),
+            "a stranger calling 101 through the proxy",
+        );
+        let called = caller.call(&ns, &format!("sip:101@{PROXY}:5060"), 6);
+        format!("{}\n{called}", phone_run.join().unwrap())
+    });
+    let to_phone = support::share_between(
+        &phone
+            .heard()
+            .unwrap_or_else(|| panic!("the phone heard nothing\n{outputs}\n{}", pool.logs())),
+        880.0,
+        1.0,
+        5.0,
+    );
+    let to_caller = support::share_between(
+        &caller
+            .heard()
+            .unwrap_or_else(|| panic!("the caller heard nothing\n{outputs}\n{}", pool.logs())),
+        440.0,
+        1.0,
+        5.0,
+    );
+    eprintln!("880 Hz at the phone {to_phone:.2}, 440 Hz at the caller {to_caller:.2}");
+    assert!(
+        to_phone > 0.5 && to_caller > 0.5,
+        "880 Hz at the phone {to_phone:.2}, 440 Hz at the caller {to_caller:.2}\n{outputs}\n{}",
+        pool.logs()
+    );
 }

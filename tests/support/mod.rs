@@ -294,13 +294,20 @@ impl Server {
 
     /// A node of a pool in `ns`: SIP (UDP and TCP) on `sip_ip`:5060, the admin HTTP on
     /// `http` and RTP from `rtp` ("LO-HI"), so that several run side by side.
-    pub fn start_node(ns: &Netns, sip_ip: &str, http: &str, rtp: &str, extra: &[&str]) -> Self {
+    pub fn start_node(
+        ns: &Netns,
+        sip_ip: &str,
+        http: &str,
+        rtp: &str,
+        extra: &[&str],
+        data: TempDir,
+    ) -> Self {
         let at = Listen {
             sip: format!("{sip_ip}:5060"),
             http: http.to_string(),
             rtp: rtp.to_string(),
         };
-        Self::spawn(Some(ns), extra, TempDir::new("node"), false, Some(at))
+        Self::spawn(Some(ns), extra, data, false, Some(at))
             .unwrap_or_else(|(_, log)| panic!("node {sip_ip} did not become ready:\n{log}"))
     }
 

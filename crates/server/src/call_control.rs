@@ -967,7 +967,9 @@ impl CallControl {
             .and_then(|u| u.auth.map(|a| a.user))
             .unwrap_or_else(|| "anonymous".into());
         let trunks = self.shared.trunks.current();
-        let trunk = trunks.of_source(from.addr.ip());
+        // A carrier or caller behind a proxy in front is known by the address the proxy names.
+        let origin = registrar.origin(&request, from);
+        let trunk = trunks.of_source(origin.ip);
         let identity = match trunk {
             // The carrier is known by its address: its calls need no password, and the
             // numbers it delivers are normalised by its rules.
@@ -1005,6 +1007,11 @@ impl CallControl {
             Err(CallerRefusal::ForeignNetwork) => {
                 record_refused(&self.shared, &call_id, &claimed_caller, &callee, 403);
                 refuse_leg(endpoint, leg, 403, Some("Not From An Allowed Network"), now);
+                return;
+            }
+            Err(CallerRefusal::Banned) => {
+                record_refused(&self.shared, &call_id, &claimed_caller, &callee, 403);
+                refuse_leg(endpoint, leg, 403, Some("Banned"), now);
                 return;
             }
             Err(CallerRefusal::BadCredentials) => {
@@ -1058,7 +1065,7 @@ impl CallControl {
             to: callee.clone(),
             from: Some(caller.clone()),
             trunk: trunk.map(|t| t.name.clone()),
-            source_ip: Some(from.addr.ip()),
+            source_ip: Some(origin.ip),
             at: jiff::Timestamp::now(),
         };
         // Emergency calls from our own phones go out before any rule and whatever the
@@ -1070,7 +1077,7 @@ impl CallControl {
         let route = match emergency.or_else(|| plan.route(&facts)) {
             Some(route) if route.public || identity.is_identified() => route,
             Some(route) => {
-                tracing::info!(to = %callee, source = %from.addr, rule = %route.rule_name, "rule not public and caller not identified; 407");
+                tracing::info!(to = %callee, source = %origin.ip, rule = %route.rule_name, "rule not public and caller not identified; 407");
                 challenge(endpoint, registrar, leg, false, None, now);
                 return;
             }
@@ -1081,7 +1088,7 @@ impl CallControl {
                 return;
             }
             None => {
-                tracing::info!(to = %callee, source = %from.addr, "no dialplan rule matches and caller not identified; 407");
+                tracing::info!(to = %callee, source = %origin.ip, "no dialplan rule matches and caller not identified; 407");
                 challenge(endpoint, registrar, leg, false, None, now);
                 return;
             }
@@ -1214,7 +1221,7 @@ impl CallControl {
                 caller_name,
                 profile,
                 callee: callee.clone(),
-                source: from.addr.ip(),
+                source: origin.ip,
                 started_wall_ms: jiff::Timestamp::now().as_millisecond(),
                 media: MediaSession {
                     local_ip,

@@ -595,6 +595,13 @@ pub struct SecuritySettings {
     /// "10.8.0.0/16"). Their From header is believed. Default: this machine only (loopback);
     /// set it and loopback is trusted only if listed.
     pub trusted_networks: Vec<String>,
+    /// SIP proxies in front of this node (a Kamailio pool's addresses, CIDRs). They carry
+    /// many callers, so they are never rate-limited or banned themselves; the caller behind
+    /// them is the client address the proxy recorded in the Via below its own (`received`,
+    /// else the sent-by host), and that address is what bans, `trusted-networks` and users'
+    /// allowed networks are checked against. A proxy is not trusted: its callers are not
+    /// believed unless their own address is in `trusted-networks`. Default: none.
+    pub proxies: Vec<String>,
     /// SIP transactions kept at once; requests beyond get 503. An answered request over UDP
     /// is kept 32 s to absorb retransmissions (RFC 3261 Timer J), about 1 KiB each: the
     /// default carries about 3,000 REGISTERs a second for good and costs at most ~100 MiB.
@@ -607,6 +614,7 @@ impl Default for SecuritySettings {
             requests_per_second: 50,
             request_burst: 100,
             trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            proxies: Vec::new(),
             max_transactions: sip::transaction::DEFAULT_MAX_TRANSACTIONS,
         }
     }

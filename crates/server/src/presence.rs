@@ -158,6 +158,10 @@ impl PresenceService {
                 endpoint.respond_to(&key, reply(&request, 400), now);
                 return;
             }
+            Err(CallerRefusal::Banned) => {
+                endpoint.respond_to(&key, reply(&request, 403), now);
+                return;
+            }
         };
         let extension = request
             .uri

@@ -108,9 +108,29 @@ impl Caller {
     }
 }
 
+/// `[security] trusted-networks` and `proxies`.
+pub struct SourceNetworks {
+    /// Sources whose calls need no authentication and whose messages no rate limit.
+    pub trusted: NetworkList,
+    /// Proxies in front: the caller is the client they name.
+    pub proxies: NetworkList,
+}
+
+/// Where a request comes from (see [`RegistrarService::origin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The caller's address: the sender, or the client a proxy in front named.
+    pub ip: std::net::IpAddr,
+    /// The proxy it came through, if any.
+    pub proxy: Option<std::net::IpAddr>,
+}
+
 /// Why an INVITE is refused before it is routed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallerRefusal {
+    /// The caller behind a proxy in front is banned (a banned sender's own messages are
+    /// dropped unread; the proxy must get an answer, or it takes this node for dead).
+    Banned,
     /// Credentials were given and failed: challenge again (`stale`: only the nonce was old).
     Challenge {
         /// The response was right but the nonce too old.
@@ -135,6 +155,8 @@ pub struct RegistrarService {
     writer: StoreHandle,
     /// Sources whose calls need no authentication and whose messages no rate limit.
     trusted: NetworkList,
+    /// Proxies in front (`[security] proxies`): the caller is the client they name.
+    proxies: NetworkList,
     /// The server's `srtp`, for users without a setting of their own.
     srtp_default: SrtpPolicy,
     /// OPTIONS schedule and reachability of the bindings; `None` when qualifying is off.
@@ -150,10 +172,11 @@ impl RegistrarService {
         users: Arc<UserDirectory>,
         writer: StoreHandle,
         stored: Vec<store::UserBinding>,
-        trusted: NetworkList,
+        sources: SourceNetworks,
         srtp_default: SrtpPolicy,
         now: Instant,
     ) -> Self {
+        let SourceNetworks { trusted, proxies } = sources;
         let mut secret = [0u8; 32];
         rand::fill(&mut secret);
         let mut bindings = Registrar::new(RegistrarConfig {
@@ -216,6 +239,7 @@ impl RegistrarService {
             users,
             writer,
             trusted,
+            proxies,
             srtp_default,
             qualifier,
             newly_registered: std::collections::VecDeque::new(),
@@ -405,6 +429,39 @@ impl RegistrarService {
         self.trusted.contains(source)
     }
 
+    /// Whether `source` is one of `[security] proxies`.
+    pub fn is_proxy(&self, source: std::net::IpAddr) -> bool {
+        self.proxies.contains(source)
+    }
+
+    /// Where `request` really comes from: its sender, or, when the sender is one of
+    /// `[security] proxies`, the client that proxy recorded in the Via below its own: the
+    /// `received` address it added when the client's sent-by was not the address it came
+    /// from, else the sent-by host (RFC 3261 §18.2.1). A proxy's own requests (one Via, or a
+    /// sent-by that is a host name) stay the proxy's.
+    pub fn origin(&self, request: &rsip::Request, from: Peer) -> Origin {
+        let sender = from.addr.ip();
+        if !self.is_proxy(sender) {
+            return Origin {
+                ip: sender,
+                proxy: None,
+            };
+        }
+        let client = msg::via_at(request, 1).and_then(|via| {
+            via.received
+                .as_deref()
+                .unwrap_or(&via.host)
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .ok()
+        });
+        Origin {
+            ip: client.unwrap_or(sender),
+            proxy: Some(sender),
+        }
+    }
+
     /// Works out who sent an INVITE from `from`.
     ///
     /// Credentials, when given, are checked first and their failures count toward a ban as a
@@ -416,7 +473,11 @@ impl RegistrarService {
         from: Peer,
         now: Instant,
     ) -> Result<Caller, CallerRefusal> {
-        let source = from.addr.ip();
+        let origin = self.origin(request, from);
+        let source = origin.ip;
+        if origin.proxy.is_some() && self.bans.is_banned(source, now) {
+            return Err(CallerRefusal::Banned);
+        }
         let wall = SystemTime::now();
         match find_credentials(request, "Proxy-Authorization", REALM) {
             Ok(Some(credentials)) => {
@@ -463,7 +524,13 @@ impl RegistrarService {
                 return Err(CallerRefusal::BadCredentials);
             }
         }
-        if let Some(extension) = self.registered_over(request, from, now) {
+        // Behind a proxy every caller shares the proxy's flow: it names no phone.
+        if let Some(extension) = origin
+            .proxy
+            .is_none()
+            .then(|| self.registered_over(request, from, now))
+            .flatten()
+        {
             // A user deleted since its phone registered gets the default set and the server's
             // SRTP policy, as any caller that is not a user does.
             let (name, call_classes, srtp, fax, location) = self
@@ -526,9 +593,13 @@ impl RegistrarService {
             .collect()
     }
 
-    /// Counts a failed authentication from `source`, banning it after too many.
+    /// Counts a failed authentication from `source`, banning it after too many (never a
+    /// proxy in front: that would ban every caller behind it).
     fn record_failure(&mut self, source: std::net::IpAddr, now: Instant) {
         count(telemetry::AUTH_FAILURES_TOTAL);
+        if self.is_proxy(source) {
+            return;
+        }
         if let Some(ban) = self.bans.record_failure(source, now) {
             tracing::warn!(source = %ban.source, until = ?ban.until.saturating_duration_since(now), "source banned after repeated failed authentication");
             count(telemetry::BANS_TOTAL);
@@ -543,8 +614,13 @@ impl RegistrarService {
         from: Peer,
         now: Instant,
     ) -> RegisterOutcome {
-        let source = from.addr.ip();
+        let origin = self.origin(request, from);
+        let source = origin.ip;
         if self.bans.is_banned(source, now) {
+            if origin.proxy.is_some() {
+                // Silence would make the proxy take this node for dead.
+                return self.respond(request, 403, Some("Banned"));
+            }
             tracing::debug!(%source, "REGISTER from a banned source dropped");
             return RegisterOutcome::Drop;
         }

@@ -166,6 +166,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let security = &shared.config.security;
     let trusted = NetworkList::parse(security.trusted_networks.iter().map(String::as_str))
         .map_err(|err| anyhow::anyhow!("[security] trusted-networks: {err}"))?;
+    let proxies = NetworkList::parse(security.proxies.iter().map(String::as_str))
+        .map_err(|err| anyhow::anyhow!("[security] proxies: {err}"))?;
     let rate_limit = RequestRateLimit::new(RateLimitConfig {
         per_second: security.requests_per_second.max(1),
         burst: security.request_burst.max(1),
@@ -189,7 +191,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             users,
             writer,
             stored_bindings,
-            trusted,
+            crate::registrar::SourceNetworks { trusted, proxies },
             shared.config.srtp,
             Instant::now(),
         ),
@@ -309,7 +311,11 @@ impl Core {
                     if self.shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
                         self.endpoint.set_draining(true);
                     }
-                    if self.registrar.is_banned(source, now) {
+                    if self.registrar.is_proxy(source) {
+                        // Many callers behind one address: bans and limits apply to the
+                        // caller it names, once the message is read (RegistrarService::origin).
+                        self.endpoint.handle_datagram(&message.bytes, message.peer, now);
+                    } else if self.registrar.is_banned(source, now) {
                         // An answer would only feed the guessing.
                         crate::telemetry::count(crate::telemetry::SIP_MESSAGES_DROPPED_TOTAL);
                     } else if self.registrar.is_trusted(source)

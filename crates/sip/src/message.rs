@@ -676,9 +676,24 @@ pub fn cseq(msg: &impl HasHeaders) -> Option<(u32, Method)> {
 
 /// The top Via, parsed.
 pub fn top_via(msg: &impl HasHeaders) -> Option<ViaInfo> {
-    let v = header_value(msg, "Via")?;
-    let first = *syntax::split_top_level(&v, b',')?.first()?;
-    let via = syntax::parse_via(first)?;
+    via_at(msg, 0)
+}
+
+/// The Via at `index` (0 = top) over all Via headers and their comma-separated values,
+/// parsed; `None` if there are fewer or it does not parse.
+pub fn via_at(msg: &impl HasHeaders, index: usize) -> Option<ViaInfo> {
+    let values = header_values(msg, "Via");
+    let mut seen = 0;
+    let mut found = None;
+    for value in &values {
+        let parts = syntax::split_top_level(value, b',')?;
+        if let Some(part) = parts.get(index - seen) {
+            found = Some(*part);
+            break;
+        }
+        seen += parts.len();
+    }
+    let via = syntax::parse_via(found?)?;
     Some(ViaInfo {
         transport: via.transport.to_ascii_uppercase(),
         host: via.host.to_string(),

@@ -647,3 +647,19 @@ fn dialog_creating_responses_carry_the_record_routes_in_order_and_others_do_not(
     let resp = response_to(&options, 200, None, Some("t"));
     assert!(header_values(&resp, "Record-Route").is_empty());
 }
+
+#[test]
+fn via_at_counts_over_headers_and_comma_separated_values() {
+    let r = req(&INVITE.replace(
+        "Via: SIP/2.0/UDP proxy.example.com;branch=z9hG4bKdef\r\n",
+        "Via: SIP/2.0/UDP proxy.example.com;branch=z9hG4bKdef, SIP/2.0/TCP 10.0.0.9:5070;received=203.0.113.4;rport=4711\r\n",
+    ));
+    assert_eq!(via_at(&r, 0).unwrap().host, "192.0.2.1");
+    assert_eq!(via_at(&r, 1).unwrap().host, "proxy.example.com");
+    let third = via_at(&r, 2).unwrap();
+    assert_eq!(third.host, "10.0.0.9");
+    assert_eq!(third.transport, "TCP");
+    assert_eq!(third.received.as_deref(), Some("203.0.113.4"));
+    assert_eq!(third.rport, Some(4711));
+    assert!(via_at(&r, 3).is_none());
+}
