@@ -583,3 +583,101 @@ fn a_phone_registered_through_kamailio_is_rung_through_it_and_a_guesser_behind_i
         pool.logs()
     );
 }
+
+#[test]
+fn a_lobby_caller_is_handed_on_to_the_rooms_node_keys_the_pin_there_and_is_heard() {
+    let ns = Netns::new();
+    let dir = TempDir::new("pool");
+    let config = dir.path().join("pool.toml");
+    std::fs::write(
+        &config,
+        format!("[security]\nproxies = [\"{PROXY}/32\"]\n[pool]\nproxy = \"{PROXY}:5060\"\n"),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    // Both nodes know room 1234 with PIN 4321 (until the store is shared) and a staff line
+    // 91234 into it without a PIN, which the listener dials on the room's node itself.
+    let plans = support::plans_with_trusted_number();
+    let pool = Pool::start_with(
+        &ns,
+        &[
+            "--config",
+            &config,
+            "--dialplans",
+            plans.path().to_str().unwrap(),
+        ],
+        |data| support::create_room(data, &["1234", "--pin", "4321"]),
+    );
+    // Which node Kamailio sends room 1234's callers to: a short call there first (the room
+    // has a PIN, so the probe hears the prompt and leaves).
+    let probe = scenario_with_tone_for(&dir, "invite_pcmu_routed.xml", 660, 3);
+    let out = sipp(
+        Some(&ns),
+        &support::sipp_call_args(&probe, "10.99.0.4", "5070", &["-s", "81234", "-d", "500"]),
+    );
+    support::assert_sipp_ok(&out, pool.node(NODE_A), "the probe call to room 1234");
+    support::wait_until(Duration::from_secs(5), || pool.metric(&ns, ANSWERED) == 1);
+    let room_node = pool
+        .nodes
+        .iter()
+        .find(|(_, s)| s.metric(Some(&ns), ANSWERED) == 1)
+        .map(|(ip, _)| *ip)
+        .unwrap_or_else(|| panic!("the probe call was not answered\n{}", pool.logs()));
+    let lobby_node = if room_node == NODE_A { NODE_B } else { NODE_A };
+
+    // The lobby caller reaches the other node's lobby (800), keys 1234# there, is handed on
+    // through Kamailio, keys 4321# which the room's node asks for, and talks 440 Hz for 14 s.
+    let lobby = support::scenario_with_tone(&dir, "lobby_join.xml", 440);
+    let listener = Baresip::new("10.99.0.3", 1000, "PCMU", 8000);
+    let lobby_target = format!("{lobby_node}:5060");
+    let (lobby_call, heard) = std::thread::scope(|scope| {
+        let lobby_call = scope.spawn(|| {
+            sipp(
+                Some(&ns),
+                &[
+                    "-sf",
+                    &lobby,
+                    "-i",
+                    "10.99.0.2",
+                    "-mi",
+                    "10.99.0.2",
+                    "-p",
+                    "5070",
+                    "-m",
+                    "1",
+                    "-l",
+                    "1",
+                    "-s",
+                    "800",
+                    "-d",
+                    "14000",
+                    &lobby_target,
+                ],
+            )
+        });
+        // The caller is in room 1234 on the room's node once that node had the right PIN.
+        let found = node_with_room(&pool, &ns, "1234", 1, Duration::from_secs(15));
+        assert_eq!(found, room_node, "{}", pool.logs());
+        let listened = listener.call(&ns, &format!("sip:91234@{room_node}:5060"), 6);
+        (lobby_call.join().unwrap(), listened)
+    });
+    support::assert_sipp_ok(&lobby_call, pool.node(lobby_node), "the lobby caller");
+    assert!(
+        pool.node(lobby_node)
+            .log()
+            .contains("lobby: handing the caller on to the room's node"),
+        "{}",
+        pool.logs()
+    );
+    eprintln!("lobby on node {lobby_node}, room 1234 on node {room_node}");
+    let recorded = listener
+        .heard()
+        .unwrap_or_else(|| panic!("the listener recorded nothing\n{heard}\n{}", pool.logs()));
+    let share = support::share_between(&recorded, 440.0, 1.0, 5.0);
+    eprintln!("440 Hz at the listener in room 1234: {share:.2}");
+    assert!(
+        share > 0.3,
+        "the lobby caller was not heard in room 1234 ({share:.2})\n{}",
+        pool.logs()
+    );
+}

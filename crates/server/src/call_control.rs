@@ -1273,6 +1273,7 @@ impl CallControl {
         let setup = CallSetup {
             route,
             require_precreated_rooms: self.shared.config.conference.require_precreated_rooms,
+            pool_proxy: self.shared.config.pool.proxy,
             voicemail_max: std::time::Duration::from_secs(u64::from(
                 self.shared.config.voicemail.max_seconds.max(1),
             )),

@@ -131,6 +131,21 @@ pub struct Config {
     pub ldap: Option<LdapSettings>,
     /// The web console's sessions.
     pub console: ConsoleSettings,
+    /// Several nodes behind a SIP proxy.
+    pub pool: PoolSettings,
+}
+
+/// `[pool]`: this node is one of several behind a SIP proxy (Kamailio, see
+/// deploy/kamailio/amtsleitung-pool.cfg).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct PoolSettings {
+    /// The proxy's SIP address ("IP:PORT"). The lobby (`conference` without a room) then
+    /// hands a caller who keyed a room number on to that room's node: it calls
+    /// `8<room>@proxy`, which the proxy sends to the node holding the room, and relays the
+    /// call; that node asks for the PIN. Without it, the lobby's callers meet in rooms on the
+    /// node that answered.
+    pub proxy: Option<SocketAddr>,
 }
 
 /// `[console]`: the web console.
@@ -784,6 +799,7 @@ impl Default for Config {
             voicemail: VoicemailSettings::default(),
             ldap: None,
             console: ConsoleSettings::default(),
+            pool: PoolSettings::default(),
         }
     }
 }
@@ -1146,6 +1162,28 @@ mod tests {
         std::fs::write(&path, "[console]\nidle-minutes = 0\n").unwrap();
         let err = format!("{:#}", load_file(&path).unwrap_err());
         assert!(err.contains("idle-minutes must be 1 to 1440"), "{err}");
+    }
+
+    #[test]
+    fn pool_settings_name_the_proxy_and_refuse_what_is_no_address() {
+        let dir = scratch("pool");
+        let path = dir.join("amtsleitung.toml");
+        std::fs::write(
+            &path,
+            "[pool]\nproxy = \"10.0.0.5:5060\"\n[security]\nproxies = [\"10.0.0.5/32\"]\n",
+        )
+        .unwrap();
+        let config = load_file(&path).unwrap();
+        assert_eq!(config.pool.proxy, Some("10.0.0.5:5060".parse().unwrap()));
+        assert_eq!(config.security.proxies, ["10.0.0.5/32"]);
+        assert!(load_file(&dir.join("none.toml")).is_err());
+        std::fs::write(&path, "[pool]\nproxy = \"kamailio\"\n").unwrap();
+        let err = format!("{:#}", load_file(&path).unwrap_err());
+        assert!(
+            err.contains("amtsleitung.toml:2") && err.contains("invalid socket address"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

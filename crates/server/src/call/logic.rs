@@ -60,6 +60,8 @@ pub(super) struct CallLogic {
     /// not end the group's call; the next member and the group's fallback come after it. Whoever
     /// answers on the way counts as the member's answer.
     pub(super) group_turn: Option<GroupTurn>,
+    /// `[pool] proxy`: the lobby hands callers on to their room's node through it.
+    pub(super) pool_proxy: Option<std::net::SocketAddr>,
 }
 
 /// Whose turn in which ring group is ringing (see [`CallLogic::group_turn`]).
@@ -84,6 +86,7 @@ impl CallLogic {
             unanswered_status: 480,
             group_turn: None,
             voicemail_max: Duration::from_secs(120),
+            pool_proxy: None,
         }
     }
 

@@ -534,6 +534,8 @@ pub struct CallSetup {
     pub require_precreated_rooms: bool,
     /// Longest voicemail message.
     pub voicemail_max: std::time::Duration,
+    /// `[pool] proxy`: the lobby hands callers on to their room's node through it.
+    pub pool_proxy: Option<std::net::SocketAddr>,
 }
 
 /// One call (see the module documentation).
@@ -549,6 +551,7 @@ impl Call {
         let io = port::Io::new(now);
         let mut logic = logic::CallLogic::new(io.clone(), setup.require_precreated_rooms);
         logic.voicemail_max = setup.voicemail_max;
+        logic.pool_proxy = setup.pool_proxy;
         let mut call = Self {
             io,
             logic: Box::pin(logic.run(setup.route)),

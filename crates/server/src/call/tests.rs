@@ -80,6 +80,7 @@ impl Harness {
             route: route(actions),
             require_precreated_rooms: false,
             voicemail_max: Duration::from_secs(120),
+            pool_proxy: None,
         };
         let mut harness = Self {
             call: Call::new(setup, now),

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::call::actions::dial::Rung;
 use crate::call::logic::{CallLogic, Event, Stop};
 use crate::call::{MediaAction, Question, Reply, RoomAction};
 use crate::call_event::Notice;
@@ -31,6 +32,9 @@ const ROOM_CHANGED: Refused = Refused {
 const PIN_ATTEMPTS: u32 = 3;
 /// Room-number attempts in the lobby.
 const ROOM_ATTEMPTS: u32 = 3;
+/// How long the room's node may take to answer a caller the lobby hands on (it answers at
+/// once unless it is failing).
+const HAND_ON_RING_S: u32 = 10;
 /// After `*`, the menu digit must follow within this time.
 pub(in crate::call) const MENU_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -46,7 +50,10 @@ impl CallLogic {
         let number = match room {
             Some(number) => number,
             None => match self.ask_room_number().await? {
-                Some(number) => number,
+                Some(number) => match self.pool_proxy {
+                    Some(proxy) => return self.hand_on_to_room_node(&number, proxy).await,
+                    None => number,
+                },
                 None => return self.goodbye().await,
             },
         };
@@ -113,6 +120,28 @@ impl CallLogic {
         self.tell_others(&number, Notice::Announce("leave-tone"));
         tracing::info!(room = %number, "left conference");
         result
+    }
+
+    /// In a pool, the lobby's caller keyed `number`: the room may be open on another node,
+    /// so the call goes on to `8<number>` through the proxy, which sends it to the room's
+    /// node (the same one every direct caller of the room reaches), and is relayed from here.
+    /// That node asks for the PIN; the caller's keys pass through.
+    async fn hand_on_to_room_node(
+        &mut self,
+        number: &str,
+        proxy: std::net::SocketAddr,
+    ) -> Result<(), Stop> {
+        let target = dialplan::DialTarget::Uri(format!("sip:8{number}@{proxy}"));
+        tracing::info!(room = %number, %target, "lobby: handing the caller on to the room's node");
+        let place = self.place_question(&target, false);
+        match self.ring(place, &target, HAND_ON_RING_S).await? {
+            Rung::Answered(room_node) => self.talk(room_node).await,
+            Rung::Unanswered(status) => {
+                tracing::warn!(room = %number, status, "lobby: the room's node did not take the caller");
+                self.play("service-unavailable").await?;
+                self.goodbye().await
+            }
+        }
     }
 
     async fn in_room(&mut self, number: &str, moderator: bool, muted: bool) -> Result<(), Stop> {
