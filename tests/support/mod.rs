@@ -14,6 +14,7 @@ pub mod browser;
 pub mod carrier;
 pub mod console;
 pub mod kamailio;
+pub mod postgres;
 pub mod slapd;
 
 /// The repository root.

@@ -52,6 +52,7 @@ mod node_cli;
 mod pin_attempts;
 mod presence;
 mod registrar;
+mod registration_sync;
 mod room_cli;
 mod room_watch;
 mod runtime;

@@ -429,6 +429,18 @@ impl RegistrarService {
         self.trusted.contains(source)
     }
 
+    /// Adds the stored bindings this registrar lacks (another node of a pool took those
+    /// REGISTERs, see `registration_sync`); returns how many.
+    pub fn learn_stored(&mut self, stored: Vec<store::UserBinding>, now: Instant) -> usize {
+        let records = stored.into_iter().filter_map(record_from_store);
+        let learned = self.bindings.learn(records, now, SystemTime::now());
+        if learned > 0 {
+            tracing::info!(bindings = learned, "registrations learned from the store");
+            self.publish(now);
+        }
+        learned
+    }
+
     /// Whether `source` is one of `[security] proxies`.
     pub fn is_proxy(&self, source: std::net::IpAddr) -> bool {
         self.proxies.contains(source)

@@ -128,6 +128,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let trunks = TrunkHolder::load(config.trunks.as_deref()).await?;
     crate::trunk_reload::add_tls_destinations(&trunks.current(), &transport)?;
     let (mwi_tx, mwi_rx) = crate::voicemail::channel();
+    // A snapshot of the registrations at a time is plenty: the next one supersedes it.
+    let (learned_tx, learned_rx) = mpsc::channel(1);
     let shared = Arc::new(Shared {
         config,
         sounds,
@@ -162,6 +164,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Timers::default(),
     );
     crate::user_directory::spawn_refresh(shared.clone(), users.clone());
+    crate::registration_sync::spawn(shared.clone(), learned_tx);
     let writer = shared.store.clone();
     let security = &shared.config.security;
     let trusted = NetworkList::parse(security.trusted_networks.iter().map(String::as_str))
@@ -180,6 +183,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let core = Core {
         shared: shared.clone(),
         mwi: mwi_rx,
+        learned_bindings: learned_rx,
         trunk_lines,
         trunks: shared.trunks.current(),
         trunk_reloads: trunks_rx,
@@ -253,6 +257,8 @@ struct Core {
     shared: Arc<Shared>,
     /// Mailboxes whose phones are to be told their counts (MWI).
     mwi: mpsc::Receiver<crate::voicemail::MwiUpdate>,
+    /// Registrations in the store, which other nodes of a pool may have written.
+    learned_bindings: mpsc::Receiver<Vec<store::UserBinding>>,
     /// Messages per source address, checked before parsing.
     rate_limit: RequestRateLimit,
     endpoint: SipEndpoint,
@@ -331,6 +337,9 @@ impl Core {
                     let now = Instant::now();
                     self.trunk_lines.reconfigure(&self.trunks, &reloaded, &mut self.endpoint, now);
                     self.trunks = reloaded;
+                }
+                Some(stored) = self.learned_bindings.recv() => {
+                    self.registrar.learn_stored(stored, Instant::now());
                 }
                 Some(update) = self.mwi.recv() => {
                     self.notify_mailbox(&update, Instant::now());

@@ -785,6 +785,28 @@ impl Registrar {
         now: Instant,
         wall_now: SystemTime,
     ) -> usize {
+        self.take_records(records, now, wall_now, true)
+    }
+
+    /// Adds the bindings among `records` that this registrar does not have at all (another
+    /// node of a pool took those REGISTERs); bindings it has are left as they are, since its
+    /// own are the fresher and may hold a live connection. Returns how many were added.
+    pub fn learn(
+        &mut self,
+        records: impl IntoIterator<Item = BindingRecord>,
+        now: Instant,
+        wall_now: SystemTime,
+    ) -> usize {
+        self.take_records(records, now, wall_now, false)
+    }
+
+    fn take_records(
+        &mut self,
+        records: impl IntoIterator<Item = BindingRecord>,
+        now: Instant,
+        wall_now: SystemTime,
+        replace_earlier: bool,
+    ) -> usize {
         let mut loaded = 0;
         for r in records {
             let Ok(left) = r.expires_at.duration_since(wall_now) else {
@@ -811,6 +833,7 @@ impl Registrar {
             };
             let list = self.aors.entry(aor.clone()).or_default();
             match list.iter().position(|b| b.key() == binding.key()) {
+                Some(_) if !replace_earlier => continue,
                 Some(i)
                     if list
                         .get(i)

@@ -825,6 +825,44 @@ fn import_keeps_the_later_of_two_records_for_one_binding() {
 }
 
 #[test]
+fn learn_adds_bindings_another_node_took_and_leaves_its_own_alone() {
+    let t0 = Instant::now();
+    let wall0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    // This node has alice's home phone; another node took a REGISTER of her office phone
+    // and a later refresh of the home phone.
+    let mut here = registrar();
+    here.register(&request("c1", 1, HOME), 5, t0).unwrap();
+    let mut other = registrar();
+    other.register(&request("c1", 2, HOME), 5, t0).unwrap();
+    other
+        .register(
+            &request("c2", 1, "Contact: <sip:alice@10.1.2.3:5060>\r\n"),
+            5,
+            t0,
+        )
+        .unwrap();
+    let mut stored = other.export(t0, wall0);
+    for record in &mut stored {
+        record.expires_at += Duration::from_secs(60);
+    }
+    assert_eq!(here.learn(stored.clone(), t0, wall0), 1, "only the office phone is new");
+    let found = here.lookup(&alice(), t0);
+    assert_eq!(found.len(), 2);
+    let home = found
+        .iter()
+        .find(|b| b.details.contact.contains("192.168.178.20"))
+        .unwrap();
+    assert_eq!(
+        home.expires_at,
+        t0 + Duration::from_secs(3600),
+        "this node's own binding is kept as it is"
+    );
+    // Learning the same again adds nothing.
+    assert_eq!(here.learn(stored, t0, wall0), 0);
+    assert_eq!(here.lookup(&alice(), t0).len(), 2);
+}
+
+#[test]
 fn remove_aor_drops_bindings_and_deadlines() {
     let t0 = Instant::now();
     let mut r = registrar();
