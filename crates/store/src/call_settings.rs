@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::params;
+use crate::db::params;
 
 use crate::users::AllowedNetwork;
 use crate::{Store, StoreError};
@@ -328,7 +328,7 @@ impl Store {
         now_ms: i64,
         change: impl FnOnce(&mut CallSettings) -> Result<(), StoreError>,
     ) -> Result<CallSettings, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let user = self.user_existing(domain, extension)?;
         let mut settings = user.call_settings;
         change(&mut settings)?;

@@ -21,10 +21,10 @@
 //! `PRAGMA foreign_keys`, which the store does not switch on (older tables were not written
 //! for it); the methods here therefore delete an account's sessions themselves.
 
+use crate::db::{OptionalExtension, Row, params};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64ct::{Base64UrlUnpadded, Encoding};
-use rusqlite::{OptionalExtension, Row, params};
 
 use crate::room_tokens::token_hash;
 use crate::users::validate_extension;
@@ -314,7 +314,7 @@ fn at_most(text: &str, max: usize) -> &str {
 pub(crate) const ACCOUNT_COLUMNS: &str = "name, role, extension, origin, created_at_ms, disabled";
 
 /// An account from [`ACCOUNT_COLUMNS`] starting at column `at`.
-pub(crate) fn account_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ConsoleAccount> {
+pub(crate) fn account_from_row(row: &Row<'_>, at: usize) -> crate::db::Result<ConsoleAccount> {
     let role: String = row.get(at + 1)?;
     let origin: String = row.get(at + 3)?;
     Ok(ConsoleAccount {
@@ -353,7 +353,7 @@ impl Store {
         }
         validate_console_password(password)?;
         let hash = hash_password(password)?;
-        let inserted = self.conn.execute(
+        let inserted = self.db.execute(
             "INSERT INTO console_account (name, role, extension, origin, password_hash, created_at_ms)
              VALUES (?1, ?2, ?3, 'local', ?4, ?5) ON CONFLICT(name) DO NOTHING",
             params![name, role.as_str(), extension, hash, now_ms],
@@ -385,7 +385,7 @@ impl Store {
             return Ok(None);
         }
         let found: Option<(ConsoleAccount, Option<String>)> = self
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT {ACCOUNT_COLUMNS}, password_hash FROM console_account WHERE name = ?1"
@@ -429,7 +429,7 @@ impl Store {
             return Err(StoreError::AccountIsLdap(name.to_owned()));
         }
         let hash = hash_password(password)?;
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "UPDATE console_account SET password_hash = ?2 WHERE name = ?1 AND origin = 'local'",
             params![name, hash],
         )? > 0)
@@ -442,7 +442,7 @@ impl Store {
         name: &str,
         disabled: bool,
     ) -> Result<bool, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let changed = tx.execute(
             "UPDATE console_account SET disabled = ?2 WHERE name = ?1",
             params![name, disabled],
@@ -469,7 +469,7 @@ impl Store {
         if let Some(extension) = extension {
             validate_extension(extension)?;
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         match self.console_account_get(name)? {
             Some(existing) if existing.origin == AccountOrigin::Local => {
                 return Err(StoreError::AccountIsLocal(name.to_owned()));
@@ -498,7 +498,7 @@ impl Store {
     /// The account with this name, if any.
     pub fn console_account_get(&self, name: &str) -> Result<Option<ConsoleAccount>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM console_account WHERE name = ?1"),
                 [name],
@@ -509,7 +509,7 @@ impl Store {
 
     /// All accounts, by name.
     pub fn console_account_list(&self) -> Result<Vec<ConsoleAccount>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {ACCOUNT_COLUMNS} FROM console_account ORDER BY name"
         ))?;
         let rows = stmt.query_map([], |row| account_from_row(row, 0))?;
@@ -519,7 +519,7 @@ impl Store {
     /// Deletes an account with its sessions; the rooms it owned go back to admins only (an
     /// account made again under the name does not inherit them). False if there was none.
     pub fn console_account_delete(&self, name: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let deleted = tx.execute("DELETE FROM console_account WHERE name = ?1", [name])? > 0;
         if deleted {
             tx.execute("DELETE FROM console_session WHERE account = ?1", [name])?;
@@ -557,7 +557,7 @@ impl Store {
             token: random_token()?,
             csrf_token: random_token()?,
         };
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO console_session (token_hash, account, csrf_token, source, created_at_ms, last_seen_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
             params![
@@ -584,7 +584,7 @@ impl Store {
         idle_timeout_ms: i64,
     ) -> Result<Option<ConsoleSession>, StoreError> {
         let hash = token_hash(token);
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let found = tx
             .query_row(
                 // The account's columns in ACCOUNT_COLUMNS order, named by table: both
@@ -640,7 +640,7 @@ impl Store {
 
     /// Ends the session of `token` (logout); false if there was none.
     pub fn console_session_end(&self, token: &str) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "DELETE FROM console_session WHERE token_hash = ?1",
             [token_hash(token).as_slice()],
         )? > 0)
@@ -649,7 +649,7 @@ impl Store {
     /// Ends every session of `account` (after a password change); how many there were.
     pub fn console_sessions_end_for(&self, account: &str) -> Result<usize, StoreError> {
         Ok(self
-            .conn
+            .db
             .execute("DELETE FROM console_session WHERE account = ?1", [account])?)
     }
 
@@ -660,7 +660,7 @@ impl Store {
         now_ms: i64,
         idle_timeout_ms: i64,
     ) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "DELETE FROM console_session WHERE last_seen_at_ms < ?1",
             [now_ms.saturating_sub(idle_timeout_ms)],
         )?)
@@ -670,7 +670,7 @@ impl Store {
     /// actor, 256 for the source, 64 for the action, 1024 for the detail) rather than refused,
     /// so that recording a change that was made cannot fail on its wording.
     pub fn audit_record(&self, entry: &AuditEntry<'_>, now_ms: i64) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO audit_log (at_ms, actor, source, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 now_ms,
@@ -692,7 +692,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.db.prepare(
             "SELECT id, at_ms, actor, source, action, detail FROM audit_log
              WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR actor = ?2)
              ORDER BY at_ms DESC, id DESC LIMIT ?3",
@@ -853,7 +853,7 @@ mod tests {
             .console_account_create("bert", ConsoleRole::Staff, None, "heftklammer-42", 3)
             .unwrap();
         let hashes: Vec<String> = store
-            .conn
+            .db
             .prepare("SELECT password_hash FROM console_account WHERE name IN ('otto.k', 'bert')")
             .unwrap()
             .query_map([], |r| r.get(0))
@@ -1077,7 +1077,7 @@ mod tests {
         let store = store_with_anna_and_otto();
         let new = store.console_session_create("anna", "cli", 1).unwrap();
         let stored: Vec<u8> = store
-            .conn
+            .db
             .query_row("SELECT token_hash FROM console_session", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, token_hash(&new.token).to_vec());
@@ -1188,7 +1188,7 @@ mod tests {
             None
         );
         let count: i64 = store
-            .conn
+            .db
             .query_row("SELECT count(*) FROM console_session", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 0);
@@ -1202,7 +1202,7 @@ mod tests {
         let store = store_with_anna_and_otto();
         let otto = store.console_session_create("otto.k", "a", 0).unwrap();
         store
-            .conn
+            .db
             .execute(
                 "UPDATE console_account SET disabled = 1 WHERE name = 'otto.k'",
                 [],
@@ -1213,7 +1213,7 @@ mod tests {
             None
         );
         store
-            .conn
+            .db
             .execute(
                 "UPDATE console_account SET disabled = 0 WHERE name = 'otto.k'",
                 [],

@@ -6,7 +6,7 @@
 
 use std::path::{Component, Path};
 
-use rusqlite::params;
+use crate::db::params;
 
 use crate::{Store, StoreError};
 
@@ -56,7 +56,7 @@ impl Store {
             validate_relative(path)?;
         }
 
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let newest: Option<u32> =
             tx.query_row("SELECT max(version) FROM dialplan_version", [], |row| {
                 row.get(0)
@@ -105,7 +105,7 @@ impl Store {
 
     /// All stored dialplan versions, newest first.
     pub fn dialplan_versions(&self) -> Result<Vec<DialplanVersion>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.db.prepare(
             "SELECT v.version, v.created_at_ms, v.comment,
                     (SELECT count(*) FROM dialplan_file f WHERE f.version = v.version)
              FROM dialplan_version v ORDER BY v.version DESC",
@@ -127,7 +127,7 @@ impl Store {
         &self,
     ) -> Result<std::collections::BTreeMap<u32, Vec<String>>, StoreError> {
         let mut stmt = self
-            .conn
+            .db
             .prepare("SELECT version, path FROM dialplan_file ORDER BY version, path")?;
         let rows = stmt.query_map([], |row| Ok((row.get::<_, u32>(0)?, row.get(1)?)))?;
         let mut paths = std::collections::BTreeMap::<u32, Vec<String>>::new();
@@ -143,7 +143,7 @@ impl Store {
         &self,
         version: u32,
     ) -> Result<Option<Vec<(String, String)>>, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM dialplan_version WHERE version = ?1)",
             [version],

@@ -9,11 +9,14 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, ToSql};
+use rusqlite::Connection;
+
+use db::{Db, Dialect, OptionalExtension, ToValue};
 
 mod api_tokens;
 mod call_settings;
 mod console;
+mod db;
 mod dialplan_history;
 mod live_rooms;
 mod recordings;
@@ -35,6 +38,7 @@ pub use console::{
     ConsoleSession, MAX_ACCOUNT_NAME_CHARS, MAX_CONSOLE_PASSWORD_CHARS, MIN_CONSOLE_PASSWORD_CHARS,
     NewConsoleSession, validate_account_name, validate_console_password,
 };
+pub use db::DatabaseError;
 pub use dialplan_history::DialplanVersion;
 pub use live_rooms::LiveRoom;
 pub use recordings::{Recording, RecordingId};
@@ -82,7 +86,27 @@ pub enum StoreError {
     BackupTargetExists(PathBuf),
     /// The database refused an operation.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[from] DatabaseError),
+    /// A PostgreSQL connection string that cannot be read (the string itself is not in the
+    /// message: it may hold a password).
+    #[error("cannot read the PostgreSQL connection string for {location}: {source}")]
+    PostgresUrl {
+        /// The database as far as it could be read, without password.
+        location: String,
+        /// What the client library found wrong.
+        source: postgres::Error,
+    },
+    /// The PostgreSQL server could not be reached or refused the login.
+    #[error("cannot connect to {location}: {source}")]
+    PostgresConnect {
+        /// The database, without password.
+        location: String,
+        /// Why.
+        source: DatabaseError,
+    },
+    /// `backup_to` copies a SQLite file; a PostgreSQL database is backed up by its own tools.
+    #[error("the store is the PostgreSQL database {0}: back it up with pg_dump, not amtsleitung")]
+    BackupNeedsPgDump(String),
     /// The database was written by a newer amtsleitung.
     #[error(
         "database schema version {found} is newer than this program knows ({known}); upgrade amtsleitung"
@@ -684,10 +708,58 @@ impl CallMedia {
     }
 }
 
-/// The SQLite-backed store.
+/// The store, on SQLite or PostgreSQL: the same operations on either.
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    db: Db,
+    location: Location,
+}
+
+/// Where a store's data is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite database file (`:memory:` for a private in-memory one).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, described without its password (see [`postgres_description`]).
+    Postgres(String),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(description) => f.write_str(description),
+        }
+    }
+}
+
+/// A PostgreSQL connection string (URL or `key=value` form) as it may be logged: user, hosts,
+/// ports and database, never the password. Unparseable strings are not shown at all, since
+/// where the password is in them cannot be known.
+pub fn postgres_description(url: &str) -> String {
+    let Ok(config) = url.parse::<postgres::Config>() else {
+        return "postgresql (connection string not readable)".into();
+    };
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                postgres::config::Host::Tcp(name) => name.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            }
+        })
+        .collect();
+    format!(
+        "postgresql://{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
 }
 
 impl Store {
@@ -699,13 +771,46 @@ impl Store {
         })?;
         Self::check_writable(data_dir)?;
         let path = Self::database_file(data_dir);
-        let conn = Connection::open(&path)?;
+        let conn = Connection::open(&path).map_err(DatabaseError::from)?;
         // WAL keeps readers (admin API) from blocking the writer (call records at hangup);
         // synchronous=NORMAL is durable across process crashes, which is what we promise.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut store = Self { conn, path };
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(DatabaseError::from)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(DatabaseError::from)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(DatabaseError::from)?;
+        let store = Self {
+            db: Db::Sqlite(conn),
+            location: Location::Sqlite(path),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Connects to the PostgreSQL database `url` (`postgresql://user:password@host:port/db`
+    /// or libpq's `key=value` form) and brings its schema up to date. The database must exist
+    /// and the user must be allowed to create tables in it.
+    ///
+    /// The `postgres` client runs a tokio runtime of its own: call this and every method of
+    /// the store it returns from a plain thread, never from inside a tokio runtime (that
+    /// panics with "Cannot start a runtime from within a runtime"). See `db.rs`.
+    pub fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        let config: postgres::Config = url.parse().map_err(|source| StoreError::PostgresUrl {
+            location: postgres_description(url),
+            source,
+        })?;
+        let client =
+            config
+                .connect(postgres::NoTls)
+                .map_err(|source| StoreError::PostgresConnect {
+                    location: postgres_description(url),
+                    source: DatabaseError::from(source),
+                })?;
+        let store = Self {
+            db: Db::Postgres(std::cell::RefCell::new(client)),
+            location: Location::Postgres(postgres_description(url)),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -738,45 +843,86 @@ impl Store {
         let conn = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        )
+        .map_err(DatabaseError::from)?;
         Ok(Self {
-            conn,
-            path: path.to_path_buf(),
+            db: Db::Sqlite(conn),
+            location: Location::Sqlite(path.to_path_buf()),
         })
     }
 
     /// Opens a private in-memory store (tests, `dialplan check` without a data dir).
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        let mut store = Self {
-            conn: Connection::open_in_memory()?,
-            path: PathBuf::from(":memory:"),
+        let store = Self {
+            db: Db::Sqlite(Connection::open_in_memory().map_err(DatabaseError::from)?),
+            location: Location::Sqlite(PathBuf::from(":memory:")),
         };
         store.migrate()?;
         Ok(store)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the data is: the database file, or the PostgreSQL database without password.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
-    /// Current schema version.
+    /// Current schema version: SQLite keeps it in the file header (`PRAGMA user_version`),
+    /// PostgreSQL has no such slot, so a one-row table holds it.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |row| row.get(0))?)
+        Ok(match self.db.dialect() {
+            Dialect::Sqlite => self
+                .db
+                .query_row("PRAGMA user_version", [], |row| row.get(0))?,
+            Dialect::Postgres => self
+                .db
+                .query_row(
+                    "SELECT coalesce(max(version), 0) FROM amtsleitung_schema",
+                    [],
+                    |row| row.get(0),
+                )
+                .or_else(|err| match &err {
+                    // A database amtsleitung never migrated has no version table yet.
+                    DatabaseError::Postgres(e)
+                        if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) =>
+                    {
+                        Ok(0)
+                    }
+                    _ => Err(err),
+                })?,
+        })
     }
 
-    fn migrate(&mut self) -> Result<(), StoreError> {
+    fn migrate(&self) -> Result<(), StoreError> {
         let known = MIGRATIONS.len() as i64;
+        let tx = self.db.transaction()?;
+        if self.db.dialect() == Dialect::Postgres {
+            // Two servers starting at once against one database: the second waits here for
+            // the first's migrations and then finds nothing left to do.
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS amtsleitung_schema (version BIGINT NOT NULL);
+                 LOCK TABLE amtsleitung_schema IN EXCLUSIVE MODE;",
+            )?;
+        }
         let found = self.schema_version()?;
         if found > known {
             return Err(StoreError::SchemaTooNew { found, known });
         }
-        let tx = self.conn.transaction()?;
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            let version = index as i64 + 1;
+            match tx.dialect() {
+                Dialect::Sqlite => {
+                    tx.execute_batch(sql)?;
+                    tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+                }
+                Dialect::Postgres => {
+                    tx.execute_batch(&db::postgres_ddl(sql))?;
+                    tx.execute("DELETE FROM amtsleitung_schema", ())?;
+                    tx.execute(
+                        "INSERT INTO amtsleitung_schema (version) VALUES (?1)",
+                        [version],
+                    )?;
+                }
+            }
         }
         tx.commit()?;
         Ok(())
@@ -787,7 +933,7 @@ impl Store {
         let connected = record.connected.as_ref();
         let caller_media = media_values(&record.media);
         let callee_media = connected.map_or([None; MEDIA_COLUMNS], |c| media_values(&c.media));
-        let mut values: Vec<&dyn ToSql> = vec![
+        let mut values: Vec<&dyn ToValue> = vec![
             &record.call_id,
             &record.caller,
             &record.callee,
@@ -797,7 +943,7 @@ impl Store {
             &record.final_status,
             &record.end_reason,
         ];
-        values.extend(caller_media.iter().map(|v| v as &dyn ToSql));
+        values.extend(caller_media.iter().map(|v| v as &dyn ToValue));
         let callee_call_id = connected.map(|c| &c.call_id);
         let callee_target = connected.map(|c| &c.target);
         let callee_extension = connected.and_then(|c| c.extension.as_ref());
@@ -805,7 +951,7 @@ impl Store {
         let callee_ended_at_ms = connected.map(|c| c.ended_at_ms);
         let callee_end_reason = connected.map(|c| &c.end_reason);
         values.extend([
-            &record.contacts_rung as &dyn ToSql,
+            &record.contacts_rung as &dyn ToValue,
             &callee_call_id,
             &callee_target,
             &callee_extension,
@@ -813,12 +959,12 @@ impl Store {
             &callee_ended_at_ms,
             &callee_end_reason,
         ]);
-        values.extend(callee_media.iter().map(|v| v as &dyn ToSql));
+        values.extend(callee_media.iter().map(|v| v as &dyn ToValue));
         let features = record.features.join(FEATURE_SEPARATOR);
         values.push(&features);
         values.push(&record.ring_group);
         let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
-        self.conn.execute(
+        self.db.execute(
             &format!(
                 "INSERT INTO call_record ({CALL_RECORD_COLUMNS}) VALUES ({})",
                 placeholders.join(", ")
@@ -830,7 +976,7 @@ impl Store {
 
     /// The newest `limit` call records, newest first.
     pub fn recent_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {CALL_RECORD_COLUMNS} FROM call_record ORDER BY id DESC LIMIT ?1"
         ))?;
         let rows = stmt.query_map([limit], call_record_from_row)?;
@@ -841,7 +987,7 @@ impl Store {
     /// database is found by a health check, not only by the next caller.
     pub fn check_health(&self) -> Result<(), StoreError> {
         for table in ["room", "sip_user", "call_record", "dialplan_version"] {
-            self.conn.query_row(
+            self.db.query_row(
                 &format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)"),
                 [],
                 |row| row.get::<_, i64>(0),
@@ -852,7 +998,7 @@ impl Store {
 
     /// Call records of calls that started at or after `since_ms`, oldest first.
     pub fn calls_since(&self, since_ms: i64) -> Result<Vec<CallRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {CALL_RECORD_COLUMNS} FROM call_record WHERE started_at_ms >= ?1 ORDER BY id"
         ))?;
         let rows = stmt.query_map([since_ms], call_record_from_row)?;
@@ -866,17 +1012,20 @@ impl Store {
         if target.exists() {
             return Err(StoreError::BackupTargetExists(target.to_path_buf()));
         }
+        if self.db.dialect() == Dialect::Postgres {
+            return Err(StoreError::BackupNeedsPgDump(self.location.to_string()));
+        }
         let target = target
             .to_str()
             .ok_or_else(|| StoreError::BackupTargetExists(target.to_path_buf()))?;
-        self.conn.execute("VACUUM INTO ?1", [target])?;
+        self.db.execute("VACUUM INTO ?1", [target])?;
         Ok(())
     }
 
     /// The call record of one Call-ID, if any.
     pub fn call_by_id(&self, call_id: &str) -> Result<Option<CallRecord>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT {CALL_RECORD_COLUMNS} FROM call_record WHERE call_id = ?1 ORDER BY id DESC LIMIT 1"
@@ -935,7 +1084,7 @@ fn media_values(m: &CallMedia) -> [Option<i64>; MEDIA_COLUMNS] {
 }
 
 /// The inverse of [`media_values`], reading from column `at` on.
-fn media_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<CallMedia> {
+fn media_from_row(row: &db::Row<'_>, at: usize) -> db::Result<CallMedia> {
     Ok(CallMedia {
         packets_received: row.get(at)?,
         packets_expected: row.get(at + 1)?,
@@ -951,7 +1100,7 @@ fn media_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<CallMe
     })
 }
 
-fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
+fn call_record_from_row(row: &crate::db::Row<'_>) -> crate::db::Result<CallRecord> {
     // A connected leg is written whole, so its Call-ID says whether there is one.
     let connected = match row.get::<_, Option<String>>(CONNECTED_AT)? {
         None => None,

@@ -5,7 +5,7 @@
 //! The server rewrites its own rows; each row names the server's process id, so rows left by a
 //! server that crashed can be recognised as stale by whoever reads them.
 
-use rusqlite::params;
+use crate::db::params;
 
 use crate::{Store, StoreError};
 
@@ -30,7 +30,7 @@ impl Store {
         rooms: &[(String, u32)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         tx.execute("DELETE FROM live_room WHERE server_pid = ?1", [server_pid])?;
         {
             let mut insert = tx.prepare(
@@ -47,9 +47,9 @@ impl Store {
 
     /// The open room with this number, if a server reported one.
     pub fn live_room(&self, number: &str) -> Result<Option<LiveRoom>, StoreError> {
-        use rusqlite::OptionalExtension;
+        use crate::db::OptionalExtension;
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT number, participants, server_pid, updated_at_ms FROM live_room WHERE number = ?1",
                 [number],
@@ -69,7 +69,7 @@ impl Store {
     /// CLI) committed a change to the database; this connection's own writes do not change it.
     pub fn external_change_counter(&self) -> Result<i64, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row("PRAGMA data_version", [], |row| row.get(0))?)
     }
 }

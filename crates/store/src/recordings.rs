@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{OptionalExtension, params};
 
 use crate::rooms::validate_room_number;
 use crate::{Store, StoreError};
@@ -44,11 +44,11 @@ impl Store {
         let path_text = path
             .to_str()
             .ok_or_else(|| StoreError::NonUtf8Path(path.to_path_buf()))?;
-        self.conn.execute(
-            "INSERT INTO recording (room, path, started_at_ms) VALUES (?1, ?2, ?3)",
+        Ok(RecordingId(self.db.query_row(
+            "INSERT INTO recording (room, path, started_at_ms) VALUES (?1, ?2, ?3) RETURNING id",
             params![room, path_text, started_at_ms],
-        )?;
-        Ok(RecordingId(self.conn.last_insert_rowid()))
+            |row| row.get(0),
+        )?))
     }
 
     /// Notes that a recording ended, with the final file size; a recording finishes once.
@@ -60,7 +60,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let stored_bytes =
             i64::try_from(bytes).map_err(|_| StoreError::RecordingTooLarge(bytes))?;
-        let updated = self.conn.execute(
+        let updated = self.db.execute(
             "UPDATE recording SET ended_at_ms = ?2, bytes = ?3 WHERE id = ?1 AND ended_at_ms IS NULL",
             params![id.0, ended_at_ms, stored_bytes],
         )?;
@@ -68,7 +68,7 @@ impl Store {
             return Ok(());
         }
         let exists = self
-            .conn
+            .db
             .query_row("SELECT 1 FROM recording WHERE id = ?1", [id.0], |_| Ok(()))
             .optional()?
             .is_some();
@@ -99,7 +99,7 @@ impl Store {
     pub fn recording_delete(&self, id: RecordingId) -> Result<Option<Recording>, StoreError> {
         let found = self.recording_get(id)?;
         if found.is_some() {
-            self.conn
+            self.db
                 .execute("DELETE FROM recording WHERE id = ?1", [id.0])?;
         }
         Ok(found)
@@ -108,7 +108,7 @@ impl Store {
     /// Forgets the finished recordings that started before `cutoff_ms` and returns them
     /// (their files are the caller's to delete); a running one is left alone.
     pub fn recordings_expire(&self, cutoff_ms: i64) -> Result<Vec<Recording>, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let expired = self.recordings_where(
             "started_at_ms < ?1 AND ended_at_ms IS NOT NULL",
             [cutoff_ms],
@@ -121,12 +121,12 @@ impl Store {
         Ok(expired)
     }
 
-    fn recordings_where<P: rusqlite::Params>(
+    fn recordings_where<P: crate::db::Params>(
         &self,
         condition: &str,
         params: P,
     ) -> Result<Vec<Recording>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT id, room, path, started_at_ms, ended_at_ms, bytes FROM recording
              WHERE {condition} ORDER BY started_at_ms, id"
         ))?;
@@ -140,7 +140,10 @@ impl Store {
                 bytes: row
                     .get::<_, Option<i64>>(5)?
                     .map(|b| {
-                        u64::try_from(b).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(5, b))
+                        u64::try_from(b).map_err(|_| crate::db::DatabaseError::Column {
+                            column: 5,
+                            problem: format!("{b} is not a size in bytes"),
+                        })
                     })
                     .transpose()?,
             })

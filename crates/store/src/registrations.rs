@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
-use rusqlite::{Row, params};
+use crate::db::{Row, params};
 
 use crate::{Store, StoreError};
 
@@ -115,7 +115,7 @@ fn binding_problem(binding: &Binding) -> Result<(), BindingProblem> {
 const BINDING_COLUMNS: &str = "domain, extension, contact, source, transport, path, q_milli, \
      call_id, cseq, expires_at_ms, user_agent, instance_id";
 
-fn user_binding_from_row(row: &Row<'_>) -> rusqlite::Result<UserBinding> {
+fn user_binding_from_row(row: &Row<'_>) -> crate::db::Result<UserBinding> {
     let source: String = row.get(3)?;
     let path: String = row.get(5)?;
     Ok(UserBinding {
@@ -123,13 +123,12 @@ fn user_binding_from_row(row: &Row<'_>) -> rusqlite::Result<UserBinding> {
         extension: row.get(1)?,
         binding: Binding {
             contact: row.get(2)?,
-            source: source.parse().map_err(|err| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    3,
-                    rusqlite::types::Type::Text,
-                    Box::new(err),
-                )
-            })?,
+            source: source
+                .parse()
+                .map_err(|err| crate::db::DatabaseError::Column {
+                    column: 3,
+                    problem: format!("{err}"),
+                })?,
             transport: row.get(4)?,
             path: path.lines().map(str::to_owned).collect(),
             q_milli: row.get(6)?,
@@ -165,7 +164,7 @@ impl Store {
                 });
             }
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let user = self
             .user_get(domain, extension)?
             .ok_or_else(|| StoreError::NoSuchUser {
@@ -213,7 +212,7 @@ impl Store {
     /// Every binding of every user that has not expired at `now_ms` (what a restarted
     /// registrar starts from), grouped by user, highest q first within a user.
     pub fn registrations_unexpired(&self, now_ms: i64) -> Result<Vec<UserBinding>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {BINDING_COLUMNS} FROM registration WHERE expires_at_ms > ?1
              ORDER BY domain, extension, coalesce(q_milli, 1000) DESC, contact"
         ))?;
@@ -228,7 +227,7 @@ impl Store {
         extension: &str,
         now_ms: i64,
     ) -> Result<Vec<Binding>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {BINDING_COLUMNS} FROM registration
              WHERE domain = ?1 AND extension = ?2 AND expires_at_ms > ?3
              ORDER BY coalesce(q_milli, 1000) DESC, contact"
@@ -246,7 +245,7 @@ impl Store {
         domain: &str,
         now_ms: i64,
     ) -> Result<HashMap<String, u32>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.db.prepare(
             "SELECT extension, count(*) FROM registration
              WHERE domain = ?1 AND expires_at_ms > ?2 GROUP BY extension",
         )?;
@@ -258,7 +257,7 @@ impl Store {
 
     /// Deletes every binding that has expired at `now_ms`; returns how many.
     pub fn registrations_delete_expired(&self, now_ms: i64) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "DELETE FROM registration WHERE expires_at_ms <= ?1",
             [now_ms],
         )?)

@@ -7,7 +7,7 @@
 //! unlike room PINs and our own room tokens they are stored in clear (the database file is
 //! readable by the service user only), and listings show only whether one is set.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{OptionalExtension, params};
 
 use crate::{Store, StoreError};
 
@@ -96,7 +96,7 @@ impl Store {
         validate_link_url("WHEP", &link.whep_url)?;
         validate_token("WHIP", link.whip_token.as_deref())?;
         validate_token("WHEP", link.whep_token.as_deref())?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         if self.room_get(&link.room)?.is_none() {
             return Err(StoreError::NoSuchRoom(link.room.clone()));
         }
@@ -122,7 +122,7 @@ impl Store {
     /// Removes room `room`'s link; false if it had none.
     pub fn room_link_remove(&self, room: &str) -> Result<bool, StoreError> {
         Ok(self
-            .conn
+            .db
             .execute("DELETE FROM room_link WHERE room = ?1", [room])?
             > 0)
     }
@@ -130,7 +130,7 @@ impl Store {
     /// Room `room`'s link, if it has one.
     pub fn room_link_get(&self, room: &str) -> Result<Option<RoomLink>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT room, whip_url, whip_token, whep_url, whep_token FROM room_link
                  WHERE room = ?1",
@@ -142,7 +142,7 @@ impl Store {
 
     /// Every room link, by room number.
     pub fn room_links(&self) -> Result<Vec<RoomLink>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.db.prepare(
             "SELECT room, whip_url, whip_token, whep_url, whep_token FROM room_link ORDER BY room",
         )?;
         let links = stmt
@@ -152,7 +152,7 @@ impl Store {
     }
 }
 
-fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RoomLink> {
+fn link_from_row(row: &crate::db::Row<'_>) -> crate::db::Result<RoomLink> {
     Ok(RoomLink {
         room: row.get(0)?,
         whip_url: row.get(1)?,

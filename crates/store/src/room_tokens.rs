@@ -6,7 +6,7 @@
 //! 10^10 candidates), a 256-bit random token cannot be found by trying candidates against a
 //! stolen hash, so a fast hash protects it fully and costs nothing per request.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::rooms::validate_room_number;
@@ -79,7 +79,7 @@ impl Store {
         let mut secret = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut secret).map_err(StoreError::Randomness)?;
         let token = hex(&secret);
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO room_token (room, kind, token_hash, created_at_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(room, kind) DO UPDATE SET token_hash = excluded.token_hash,
              created_at_ms = excluded.created_at_ms",
@@ -90,7 +90,7 @@ impl Store {
 
     /// Removes the room's token of `kind`; false if it had none.
     pub fn room_token_revoke(&self, room: &str, kind: TokenKind) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "DELETE FROM room_token WHERE room = ?1 AND kind = ?2",
             params![room, kind.as_str()],
         )? > 0)
@@ -115,7 +115,7 @@ impl Store {
         hash: &[u8; 32],
     ) -> Result<bool, StoreError> {
         let stored: Option<Vec<u8>> = self
-            .conn
+            .db
             .query_row(
                 "SELECT token_hash FROM room_token WHERE room = ?1 AND kind = ?2",
                 params![room, kind.as_str()],
@@ -128,7 +128,7 @@ impl Store {
     /// Which kinds of token the room has, for listings.
     pub fn room_token_kinds(&self, room: &str) -> Result<Vec<TokenKind>, StoreError> {
         let mut stmt = self
-            .conn
+            .db
             .prepare("SELECT kind FROM room_token WHERE room = ?1 ORDER BY kind")?;
         let kinds = stmt
             .query_map([room], |row| row.get::<_, String>(0))?
@@ -211,12 +211,12 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let token = store.room_token_issue("1234", TokenKind::Whip, 1).unwrap();
         let stored: Vec<u8> = store
-            .conn
+            .db
             .query_row("SELECT token_hash FROM room_token", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, token_hash(&token).to_vec());
         let dump: String = store
-            .conn
+            .db
             .query_row(
                 "SELECT room || kind || hex(token_hash) || created_at_ms FROM room_token",
                 [],

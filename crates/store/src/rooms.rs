@@ -21,7 +21,7 @@
 //! ([`NewRoom::owner`]) or later with [`Store::room_set_owner`], not through [`RoomUpdate`]:
 //! changing who may manage a room is an admin's act of its own, not a room setting.
 
-use rusqlite::{OptionalExtension, Row, params};
+use crate::db::{OptionalExtension, Row, params};
 
 use crate::{Store, StoreError};
 
@@ -281,7 +281,7 @@ struct RoomRow {
 
 const ROOM_COLUMNS: &str = "number, pin_hash IS NOT NULL, moderator_pin_hash IS NOT NULL, max_participants, wait_for_moderator, created_at_ms, owner";
 
-fn room_from_row(row: &Row<'_>) -> rusqlite::Result<Room> {
+fn room_from_row(row: &Row<'_>) -> crate::db::Result<Room> {
     Ok(Room {
         number: row.get(0)?,
         has_pin: row.get(1)?,
@@ -327,7 +327,7 @@ impl Store {
             .map(|pin| hash_pin(&new.number, scheme, &salt, pin))
             .transpose()?;
 
-        let inserted = self.conn.execute(
+        let inserted = self.db.execute(
             "INSERT INTO room (number, pin_scheme, pin_salt, pin_hash, moderator_pin_hash, max_participants, wait_for_moderator, created_at_ms, owner)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(number) DO NOTHING",
             params![
@@ -359,7 +359,7 @@ impl Store {
     /// The stored room with this number, if any.
     pub fn room_get(&self, number: &str) -> Result<Option<Room>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!("SELECT {ROOM_COLUMNS} FROM room WHERE number = ?1"),
                 [number],
@@ -370,7 +370,7 @@ impl Store {
 
     /// All stored rooms in numeric order of their numbers.
     pub fn room_list(&self) -> Result<Vec<Room>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {ROOM_COLUMNS} FROM room ORDER BY length(number), number"
         ))?;
         let rows = stmt.query_map([], room_from_row)?;
@@ -379,7 +379,7 @@ impl Store {
 
     /// The stored rooms `owner` runs, in numeric order (what a staff member's console lists).
     pub fn room_list_owned_by(&self, owner: &str) -> Result<Vec<Room>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {ROOM_COLUMNS} FROM room WHERE owner = ?1 ORDER BY length(number), number"
         ))?;
         let rows = stmt.query_map([owner], room_from_row)?;
@@ -389,7 +389,7 @@ impl Store {
     /// Gives a stored room to the console account `owner` (which must exist), or with None
     /// back to admins only; returns the room as it is now.
     pub fn room_set_owner(&self, number: &str, owner: Option<&str>) -> Result<Room, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         if let Some(owner) = owner {
             self.console_account_must_exist(owner)?;
         }
@@ -411,7 +411,7 @@ impl Store {
     /// room, not opened by the old room's tokens); false if there was none. Its recordings
     /// stay listed.
     pub fn room_delete(&self, number: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let deleted = tx.execute("DELETE FROM room WHERE number = ?1", [number])? > 0;
         if deleted {
             tx.execute("DELETE FROM room_token WHERE room = ?1", [number])?;
@@ -432,7 +432,7 @@ impl Store {
         if let Some(max) = update.max_participants {
             validate_max_participants(max)?;
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let row = self
             .room_row(number)?
             .ok_or_else(|| StoreError::NoSuchRoom(number.to_owned()))?;
@@ -518,7 +518,7 @@ impl Store {
 
     fn room_row(&self, number: &str) -> Result<Option<RoomRow>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT {ROOM_COLUMNS}, pin_scheme, pin_salt, pin_hash, moderator_pin_hash FROM room WHERE number = ?1"
@@ -582,7 +582,7 @@ mod tests {
             .room_create(&with_pins("1", Some("246813"), Some("975319")))
             .unwrap();
         let (pin, moderator, salt): (Vec<u8>, Vec<u8>, Vec<u8>) = store
-            .conn
+            .db
             .query_row(
                 "SELECT pin_hash, moderator_pin_hash, pin_salt FROM room",
                 [],
@@ -607,7 +607,7 @@ mod tests {
             .room_create(&with_pins("2", Some("1234"), None))
             .unwrap();
         let hashes: Vec<Vec<u8>> = store
-            .conn
+            .db
             .prepare("SELECT pin_hash FROM room")
             .unwrap()
             .query_map([], |r| r.get(0))

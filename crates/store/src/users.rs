@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::db::{OptionalExtension, Row, params};
 use md5::Md5;
-use rusqlite::{OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
 
 use crate::call_settings::{CallSettings, follow_me_from_column, follow_me_to_column};
@@ -571,14 +571,11 @@ const USER_COLUMNS: &str = "domain, extension, display_name, realm, ha1_md5, ha1
      media_encryption, fax, location_number, location_networks, dnd, forward_always, \
      forward_busy, forward_no_answer, forward_no_answer_s, follow_me";
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+fn user_from_row(row: &Row<'_>) -> crate::db::Result<User> {
     // A value this build cannot read was written by hand or by a newer build: say which column.
-    let unreadable = |column: usize, err: StoreError| {
-        rusqlite::Error::FromSqlConversionFailure(
-            column,
-            rusqlite::types::Type::Text,
-            Box::new(err),
-        )
+    let unreadable = |column: usize, err: StoreError| crate::db::DatabaseError::Column {
+        column,
+        problem: err.to_string(),
     };
     let networks: String = row.get(6)?;
     let language: String = row.get(8)?;
@@ -616,7 +613,7 @@ impl Store {
     pub fn user_create(&self, new: &NewUser) -> Result<User, StoreError> {
         new.validate()?;
         let user = stored_user(new);
-        let inserted = self.conn.execute(
+        let inserted = self.db.execute(
             &format!(
                 "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
                  ON CONFLICT(domain, extension) DO NOTHING"
@@ -699,7 +696,7 @@ impl Store {
     /// Creates all of `users` in one transaction, or none of them: `BatchRejected` lists every
     /// user that cannot be stored (see [`Store::user_check_many`]). Returns how many were stored.
     pub fn user_create_many(&self, users: &[NewUser]) -> Result<usize, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let problems = self.user_check_many(users)?;
         if !problems.is_empty() {
             return Err(StoreError::BatchRejected(problems));
@@ -714,7 +711,7 @@ impl Store {
     /// The user with this extension in `domain`, if any.
     pub fn user_get(&self, domain: &str, extension: &str) -> Result<Option<User>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT {USER_COLUMNS} FROM sip_user WHERE domain = ?1 AND extension = ?2"
@@ -727,7 +724,7 @@ impl Store {
 
     /// All users of `domain` in numeric order of their extensions.
     pub fn user_list(&self, domain: &str) -> Result<Vec<User>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {USER_COLUMNS} FROM sip_user WHERE domain = ?1 ORDER BY length(extension), extension"
         ))?;
         let rows = stmt.query_map([domain], user_from_row)?;
@@ -743,7 +740,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<User, StoreError> {
         validate_password(password)?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let mut user = self.user_existing(domain, extension)?;
         user.ha1_md5 = ha1_md5(extension, &user.realm, password);
         user.ha1_sha256 = ha1_sha256(extension, &user.realm, password);
@@ -775,7 +772,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<User, StoreError> {
         validate_call_classes(classes)?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let mut user = self.user_existing(domain, extension)?;
         user.call_classes = classes.map(<[String]>::to_vec);
         user.updated_at_ms = now_ms;
@@ -798,7 +795,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<User, StoreError> {
         validate_media_encryption(word)?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let mut user = self.user_existing(domain, extension)?;
         user.media_encryption = word.map(str::to_owned);
         user.updated_at_ms = now_ms;
@@ -819,7 +816,7 @@ impl Store {
         fax: bool,
         now_ms: i64,
     ) -> Result<User, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let mut user = self.user_existing(domain, extension)?;
         user.fax = fax;
         user.updated_at_ms = now_ms;
@@ -842,7 +839,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<User, StoreError> {
         validate_location(location.as_ref())?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let mut user = self.user_existing(domain, extension)?;
         let number = location.as_ref().map(|l| l.number.clone());
         let networks = location
@@ -861,7 +858,7 @@ impl Store {
 
     /// Deletes a user and its registrations; false if there was none.
     pub fn user_delete(&self, domain: &str, extension: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         tx.execute(
             "DELETE FROM registration WHERE domain = ?1 AND extension = ?2",
             [domain, extension],
@@ -982,7 +979,7 @@ mod tests {
             })
             .unwrap();
         let row: String = store
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT {} FROM sip_user",
@@ -1603,7 +1600,7 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         store.user_create(&user("101")).unwrap();
         store
-            .conn
+            .db
             .execute(
                 "UPDATE sip_user SET media_encryption = 'dtls' WHERE extension = '101'",
                 [],

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{OptionalExtension, Row, params};
+use crate::db::{OptionalExtension, Row, params};
 
 use crate::rooms::{
     PIN_SCHEME_ARGON2ID_1, PinKind, constant_time_eq, hash_pin, new_salt, validate_pin,
@@ -115,7 +115,7 @@ fn validate_email(email: &str) -> Result<(), StoreError> {
     }
 }
 
-fn message_row(row: &Row<'_>) -> rusqlite::Result<Voicemail> {
+fn message_row(row: &Row<'_>) -> crate::db::Result<Voicemail> {
     Ok(Voicemail {
         id: VoicemailId(row.get(0)?),
         mailbox: row.get(1)?,
@@ -136,9 +136,9 @@ impl Store {
     /// Stores a message left in a mailbox.
     pub fn voicemail_add(&self, message: &NewVoicemail) -> Result<VoicemailId, StoreError> {
         validate_extension(&message.mailbox)?;
-        self.conn.execute(
+        Ok(VoicemailId(self.db.query_row(
             "INSERT INTO voicemail_message (mailbox, caller, received_at_ms, duration_ms, path)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
             params![
                 message.mailbox,
                 message.caller,
@@ -146,14 +146,14 @@ impl Store {
                 message.duration_ms,
                 path_text(&message.path)?
             ],
-        )?;
-        Ok(VoicemailId(self.conn.last_insert_rowid()))
+            |row| row.get(0),
+        )?))
     }
 
     /// A mailbox's messages in the order a listener hears them: new ones first, each group
     /// oldest first.
     pub fn voicemail_list(&self, mailbox: &str) -> Result<Vec<Voicemail>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM voicemail_message WHERE mailbox = ?1
              ORDER BY heard, received_at_ms, id"
         ))?;
@@ -164,7 +164,7 @@ impl Store {
     /// One message.
     pub fn voicemail_get(&self, id: VoicemailId) -> Result<Option<Voicemail>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!("SELECT {MESSAGE_COLUMNS} FROM voicemail_message WHERE id = ?1"),
                 [id.0],
@@ -175,7 +175,7 @@ impl Store {
 
     /// New and old messages in a mailbox.
     pub fn voicemail_counts(&self, mailbox: &str) -> Result<MessageCounts, StoreError> {
-        let (new, old): (i64, i64) = self.conn.query_row(
+        let (new, old): (i64, i64) = self.db.query_row(
             "SELECT COALESCE(SUM(heard = 0), 0), COALESCE(SUM(heard != 0), 0)
              FROM voicemail_message WHERE mailbox = ?1",
             [mailbox],
@@ -189,7 +189,7 @@ impl Store {
 
     /// Notes that a message was listened to.
     pub fn voicemail_mark_heard(&self, id: VoicemailId) -> Result<(), StoreError> {
-        let updated = self.conn.execute(
+        let updated = self.db.execute(
             "UPDATE voicemail_message SET heard = 1 WHERE id = ?1",
             [id.0],
         )?;
@@ -204,7 +204,7 @@ impl Store {
         let message = self
             .voicemail_get(id)?
             .ok_or(StoreError::NoSuchVoicemail(id.0))?;
-        self.conn
+        self.db
             .execute("DELETE FROM voicemail_message WHERE id = ?1", [id.0])?;
         Ok(message)
     }
@@ -212,7 +212,7 @@ impl Store {
     /// Deletes every message left before `before_ms` (Unix milliseconds) and returns them,
     /// so their files are removed too (data protection: messages are kept only so long).
     pub fn voicemail_expire(&self, before_ms: i64) -> Result<Vec<Voicemail>, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let expired: Vec<Voicemail> = {
             let mut stmt = tx.prepare(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM voicemail_message WHERE received_at_ms < ?1
@@ -232,7 +232,7 @@ impl Store {
     /// A mailbox's settings (the defaults when none were ever set).
     pub fn voicemail_settings(&self, mailbox: &str) -> Result<MailboxSettings, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT pin_hash IS NOT NULL, email FROM voicemail_box WHERE mailbox = ?1",
                 [mailbox],
@@ -263,7 +263,7 @@ impl Store {
             }
             None => (None, None, None),
         };
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO voicemail_box (mailbox, pin_scheme, pin_salt, pin_hash) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (mailbox) DO UPDATE SET pin_scheme = ?2, pin_salt = ?3, pin_hash = ?4",
             params![mailbox, scheme, salt, hash],
@@ -281,7 +281,7 @@ impl Store {
         if let Some(email) = email {
             validate_email(email)?;
         }
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO voicemail_box (mailbox, email) VALUES (?1, ?2)
              ON CONFLICT (mailbox) DO UPDATE SET email = ?2",
             params![mailbox, email],
@@ -297,7 +297,7 @@ impl Store {
         digits: &str,
     ) -> Result<MailboxPin, StoreError> {
         let stored: Option<StoredPin> = self
-            .conn
+            .db
             .query_row(
                 "SELECT pin_scheme, pin_salt, pin_hash FROM voicemail_box WHERE mailbox = ?1",
                 [mailbox],
