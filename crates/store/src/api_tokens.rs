@@ -107,7 +107,7 @@ impl Store {
     pub fn api_token_list(&self, account: Option<&str>) -> Result<Vec<ApiToken>, StoreError> {
         let mut stmt = self.db.prepare(
             "SELECT id, account, label, created_at_ms, last_used_at_ms FROM api_token
-             WHERE ?1 IS NULL OR account = ?1 ORDER BY id",
+             WHERE CAST(?1 AS TEXT) IS NULL OR account = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([account], token_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -136,19 +136,19 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::{Backend, on_both_backends};
     use crate::{ConsoleRole, Store, StoreError};
 
-    fn store_with_anna() -> Store {
-        let store = Store::open_in_memory().unwrap();
+    fn store_with_anna(backend: Backend) -> Store {
+        let store = backend.open();
         store
             .console_account_create("anna", ConsoleRole::Staff, None, "anna-secret-1", 1)
             .unwrap();
         store
     }
 
-    #[test]
-    fn a_token_acts_as_its_account_until_revoked_and_only_its_hash_is_stored() {
-        let store = store_with_anna();
+    fn a_token_acts_as_its_account_until_revoked_and_only_its_hash_is_stored(backend: Backend) {
+        let store = store_with_anna(backend);
         let made = store.api_token_create("anna", "backup script", 10).unwrap();
         assert!(
             made.token.starts_with("amt_") && made.token.len() > 40,
@@ -172,9 +172,8 @@ mod tests {
         assert!(!store.api_token_revoke(made.id).unwrap());
     }
 
-    #[test]
-    fn a_disabled_or_deleted_account_s_tokens_stop_working() {
-        let store = store_with_anna();
+    fn a_disabled_or_deleted_account_s_tokens_stop_working(backend: Backend) {
+        let store = store_with_anna(backend);
         let made = store.api_token_create("anna", "script", 10).unwrap();
         store.console_account_set_disabled("anna", true).unwrap();
         assert_eq!(store.api_token_account(&made.token, 20).unwrap(), None);
@@ -195,4 +194,9 @@ mod tests {
             Err(StoreError::NoSuchAccount(_))
         ));
     }
+
+    on_both_backends!(
+        a_token_acts_as_its_account_until_revoked_and_only_its_hash_is_stored,
+        a_disabled_or_deleted_account_s_tokens_stop_working,
+    );
 }

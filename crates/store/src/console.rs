@@ -694,7 +694,8 @@ impl Store {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.db.prepare(
             "SELECT id, at_ms, actor, source, action, detail FROM audit_log
-             WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR actor = ?2)
+             WHERE (CAST(?1 AS BIGINT) IS NULL OR at_ms >= ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR actor = ?2)
              ORDER BY at_ms DESC, id DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![since_ms, actor, limit], |row| {
@@ -715,12 +716,13 @@ impl Store {
 mod tests {
     use super::*;
     use crate::NewRoom;
+    use crate::testing::{Backend, on_both_backends};
 
     const MINUTE: i64 = 60_000;
     const IDLE: i64 = 30 * MINUTE;
 
-    fn store_with_anna_and_otto() -> Store {
-        let store = Store::open_in_memory().unwrap();
+    fn store_with_anna_and_otto(backend: Backend) -> Store {
+        let store = backend.open();
         store
             .console_account_create(
                 "anna",
@@ -742,9 +744,8 @@ mod tests {
         store
     }
 
-    #[test]
-    fn created_accounts_are_listed_by_name_and_read_back() {
-        let store = store_with_anna_and_otto();
+    fn created_accounts_are_listed_by_name_and_read_back(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let otto = ConsoleAccount {
             name: "otto.k".into(),
             role: ConsoleRole::Staff,
@@ -764,9 +765,8 @@ mod tests {
         assert_eq!(store.console_account_get("nobody").unwrap(), None);
     }
 
-    #[test]
-    fn verify_admits_only_the_right_password_of_an_enabled_local_account() {
-        let store = store_with_anna_and_otto();
+    fn verify_admits_only_the_right_password_of_an_enabled_local_account(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let anna = store
             .console_account_verify("anna", "korrekt-pferd-batterie")
             .unwrap()
@@ -792,9 +792,8 @@ mod tests {
         assert_eq!(store.console_account_verify("anna", &huge).unwrap(), None);
     }
 
-    #[test]
-    fn a_disabled_account_does_not_verify_until_enabled_again() {
-        let store = store_with_anna_and_otto();
+    fn a_disabled_account_does_not_verify_until_enabled_again(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         assert!(store.console_account_set_disabled("otto.k", true).unwrap());
         assert!(
             store
@@ -819,9 +818,8 @@ mod tests {
         assert!(!store.console_account_set_disabled("nobody", true).unwrap());
     }
 
-    #[test]
-    fn an_ldap_account_never_verifies_here() {
-        let store = Store::open_in_memory().unwrap();
+    fn an_ldap_account_never_verifies_here(backend: Backend) {
+        let store = backend.open();
         store
             .console_account_upsert_ldap("lena", ConsoleRole::Staff, None, 5)
             .unwrap();
@@ -846,9 +844,8 @@ mod tests {
         assert!(!password_matches("-", DUMMY_PASSWORD_HASH, "").unwrap());
     }
 
-    #[test]
-    fn passwords_are_stored_only_as_salted_argon2id() {
-        let store = store_with_anna_and_otto();
+    fn passwords_are_stored_only_as_salted_argon2id(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         store
             .console_account_create("bert", ConsoleRole::Staff, None, "heftklammer-42", 3)
             .unwrap();
@@ -871,9 +868,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_new_password_replaces_the_old() {
-        let store = store_with_anna_and_otto();
+    fn a_new_password_replaces_the_old(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         assert!(
             store
                 .console_account_set_password("anna", "neues-langes-passwort")
@@ -904,9 +900,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn create_refuses_bad_names_passwords_extensions_and_duplicates() {
-        let store = store_with_anna_and_otto();
+    fn create_refuses_bad_names_passwords_extensions_and_duplicates(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         for name in ["", "Anna", "an na", "anna!", "änna", &"a".repeat(65)] {
             assert!(
                 matches!(
@@ -974,9 +969,10 @@ mod tests {
         assert!(err.contains("\"Anna\"") && err.contains("a-z"), "{err}");
     }
 
-    #[test]
-    fn upsert_ldap_adds_and_updates_ldap_accounts_but_never_takes_over_a_local_one() {
-        let store = store_with_anna_and_otto();
+    fn upsert_ldap_adds_and_updates_ldap_accounts_but_never_takes_over_a_local_one(
+        backend: Backend,
+    ) {
+        let store = store_with_anna_and_otto(backend);
         let lena = store
             .console_account_upsert_ldap("lena", ConsoleRole::Staff, Some("205"), 10)
             .unwrap();
@@ -1024,9 +1020,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_session_is_found_by_its_token_and_touched() {
-        let store = store_with_anna_and_otto();
+    fn a_session_is_found_by_its_token_and_touched(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let new = store
             .console_session_create("otto.k", "10.8.0.7", 1_000)
             .unwrap();
@@ -1072,9 +1067,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn sessions_are_stored_only_as_token_hashes() {
-        let store = store_with_anna_and_otto();
+    fn sessions_are_stored_only_as_token_hashes(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let new = store.console_session_create("anna", "cli", 1).unwrap();
         let stored: Vec<u8> = store
             .db
@@ -1083,9 +1077,8 @@ mod tests {
         assert_eq!(stored, token_hash(&new.token).to_vec());
     }
 
-    #[test]
-    fn a_session_idle_too_long_ends_and_an_active_one_lives_on() {
-        let store = store_with_anna_and_otto();
+    fn a_session_idle_too_long_ends_and_an_active_one_lives_on(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let new = store.console_session_create("anna", "10.8.0.7", 0).unwrap();
         // Each request within the timeout keeps it alive, however long the whole session.
         for minute in [29, 58, 87, 116] {
@@ -1119,9 +1112,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_sweep_ends_only_idle_sessions() {
-        let store = store_with_anna_and_otto();
+    fn the_sweep_ends_only_idle_sessions(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let old = store.console_session_create("anna", "a", 0).unwrap();
         let fresh = store
             .console_session_create("anna", "b", 20 * MINUTE)
@@ -1141,9 +1133,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn logout_ends_one_session_and_end_for_all_of_an_account() {
-        let store = store_with_anna_and_otto();
+    fn logout_ends_one_session_and_end_for_all_of_an_account(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let a1 = store.console_session_create("anna", "a", 0).unwrap();
         let a2 = store.console_session_create("anna", "b", 0).unwrap();
         let a3 = store.console_session_create("anna", "c", 0).unwrap();
@@ -1169,9 +1160,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn disabling_or_deleting_an_account_ends_its_sessions() {
-        let store = store_with_anna_and_otto();
+    fn disabling_or_deleting_an_account_ends_its_sessions(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let otto = store.console_session_create("otto.k", "a", 0).unwrap();
         let anna = store.console_session_create("anna", "b", 0).unwrap();
         store.console_account_set_disabled("otto.k", true).unwrap();
@@ -1195,11 +1185,10 @@ mod tests {
         assert_eq!(store.console_account_get("anna").unwrap(), None);
     }
 
-    #[test]
-    fn a_session_whose_account_was_disabled_behind_its_back_is_refused_and_ended() {
+    fn a_session_whose_account_was_disabled_behind_its_back_is_refused_and_ended(backend: Backend) {
         // Another writer (an older build, a manual fix) disabled the account without the
         // session sweep that `console_account_set_disabled` does.
-        let store = store_with_anna_and_otto();
+        let store = store_with_anna_and_otto(backend);
         let otto = store.console_session_create("otto.k", "a", 0).unwrap();
         store
             .db
@@ -1225,9 +1214,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn sessions_are_refused_for_unknown_and_disabled_accounts() {
-        let store = store_with_anna_and_otto();
+    fn sessions_are_refused_for_unknown_and_disabled_accounts(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         assert!(matches!(
             store.console_session_create("nobody", "a", 0),
             Err(StoreError::NoSuchAccount(n)) if n == "nobody"
@@ -1239,9 +1227,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn rooms_have_owners_who_must_exist_and_lose_them_when_deleted() {
-        let store = store_with_anna_and_otto();
+    fn rooms_have_owners_who_must_exist_and_lose_them_when_deleted(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         store.room_create(&NewRoom::new("4711", 0)).unwrap();
         let owned = store
             .room_create(&NewRoom {
@@ -1298,9 +1285,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn audit_entries_come_newest_first_and_filter_by_time_and_actor() {
-        let store = Store::open_in_memory().unwrap();
+    fn audit_entries_come_newest_first_and_filter_by_time_and_actor(backend: Backend) {
+        let store = backend.open();
         store
             .audit_record(&entry("cli:root", "room.create", "room 4711"), 100)
             .unwrap();
@@ -1350,9 +1336,8 @@ mod tests {
         assert_eq!(store.audit_list(None, None, usize::MAX).unwrap().len(), 4);
     }
 
-    #[test]
-    fn overlong_audit_fields_are_cut_at_a_character_boundary() {
-        let store = Store::open_in_memory().unwrap();
+    fn overlong_audit_fields_are_cut_at_a_character_boundary(backend: Backend) {
+        let store = backend.open();
         let detail = "ä".repeat(MAX_DETAIL_CHARS + 10);
         store
             .audit_record(&entry("cli:root", "room.create", &detail), 1)
@@ -1374,4 +1359,26 @@ mod tests {
         assert_eq!(ConsoleRole::Staff.to_string(), "staff");
         assert_eq!(AccountOrigin::Ldap.to_string(), "ldap");
     }
+
+    on_both_backends!(
+        created_accounts_are_listed_by_name_and_read_back,
+        verify_admits_only_the_right_password_of_an_enabled_local_account,
+        a_disabled_account_does_not_verify_until_enabled_again,
+        an_ldap_account_never_verifies_here,
+        passwords_are_stored_only_as_salted_argon2id,
+        a_new_password_replaces_the_old,
+        create_refuses_bad_names_passwords_extensions_and_duplicates,
+        upsert_ldap_adds_and_updates_ldap_accounts_but_never_takes_over_a_local_one,
+        a_session_is_found_by_its_token_and_touched,
+        sessions_are_stored_only_as_token_hashes,
+        a_session_idle_too_long_ends_and_an_active_one_lives_on,
+        the_sweep_ends_only_idle_sessions,
+        logout_ends_one_session_and_end_for_all_of_an_account,
+        disabling_or_deleting_an_account_ends_its_sessions,
+        a_session_whose_account_was_disabled_behind_its_back_is_refused_and_ended,
+        sessions_are_refused_for_unknown_and_disabled_accounts,
+        rooms_have_owners_who_must_exist_and_lose_them_when_deleted,
+        audit_entries_come_newest_first_and_filter_by_time_and_actor,
+        overlong_audit_fields_are_cut_at_a_character_boundary,
+    );
 }

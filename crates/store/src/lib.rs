@@ -25,6 +25,8 @@ mod ring_groups;
 mod room_links;
 mod room_tokens;
 mod rooms;
+#[cfg(test)]
+mod testing;
 mod users;
 mod voicemail;
 
@@ -1139,6 +1141,7 @@ fn call_record_from_row(row: &crate::db::Row<'_>) -> crate::db::Result<CallRecor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
     fn sample(call_id: &str) -> CallRecord {
         CallRecord {
@@ -1205,22 +1208,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn call_records_survive_reopening_the_database() {
-        let dir = std::env::temp_dir().join(format!("amt-store-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn call_records_survive_reopening_the_database(backend: Backend) {
+        let place = backend.durable();
         {
-            let store = Store::open(&dir).unwrap();
+            let store = place.open();
             store.record_call(&sample("a@x")).unwrap();
             store.record_call(&sample("b@x")).unwrap();
         }
-        let store = Store::open(&dir).unwrap();
+        let store = place.open();
         let calls = store.recent_calls(10).unwrap();
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].call_id, "b@x", "newest first");
         assert_eq!(store.call_by_id("a@x").unwrap(), Some(sample("a@x")));
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1239,13 +1239,74 @@ mod tests {
     }
 
     #[test]
-    fn rooms_recordings_and_dialplan_history_survive_reopening() {
-        let dir = std::env::temp_dir().join(format!("amt-store-rooms-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn postgres_migrates_an_empty_database_once_and_a_reopen_changes_nothing() {
+        let url = crate::testing::empty_database();
+        let store = Store::open_postgres(&url).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        store.record_call(&sample_connected("a@x")).unwrap();
+        drop(store);
+        let store = Store::open_postgres(&url).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(
+            store.call_by_id("a@x").unwrap(),
+            Some(sample_connected("a@x"))
+        );
+        let versions: i64 = store
+            .db
+            .query_row("SELECT count(*) FROM amtsleitung_schema", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(versions, 1, "one version row");
+    }
+
+    #[test]
+    fn postgres_refuses_a_database_from_a_newer_version() {
+        let url = crate::testing::fresh_database();
+        let store = Store::open_postgres(&url).unwrap();
+        store
+            .db
+            .execute("UPDATE amtsleitung_schema SET version = 999", ())
+            .unwrap();
+        drop(store);
+        match Store::open_postgres(&url) {
+            Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
+            other => panic!("expected SchemaTooNew, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_postgres_store_is_backed_up_with_pg_dump_not_by_amtsleitung() {
+        let store = Store::open_postgres(&crate::testing::fresh_database()).unwrap();
+        let target = std::env::temp_dir().join(format!("amt-pg-backup-{}", std::process::id()));
+        let err = store.backup_to(&target).unwrap_err();
+        assert!(matches!(err, StoreError::BackupNeedsPgDump(_)), "{err:?}");
+        assert!(err.to_string().contains("pg_dump"), "{err}");
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn a_postgres_location_is_described_without_its_password() {
+        let text = postgres_description("postgresql://sipuser:s3cret@db.example:5433/sipdb");
+        assert_eq!(text, "postgresql://sipuser@db.example:5433/sipdb");
+        let text = postgres_description("host=/run/pg user=a password=s3cret dbname=b");
+        assert_eq!(text, "postgresql://a@/run/pg/b");
+        assert!(!postgres_description("postgresql://a:s3cret@[bad").contains("s3cret"));
+    }
+
+    #[test]
+    fn an_unreachable_postgres_is_an_error_that_does_not_show_the_password() {
+        let err = Store::open_postgres("postgresql://nobody:s3cret@127.0.0.1:1/none")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(err, StoreError::PostgresConnect { .. }), "{err:?}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    fn rooms_recordings_and_dialplan_history_survive_reopening(backend: Backend) {
+        let place = backend.durable();
         let files = vec![("default.toml".to_string(), "x = 1\n".to_string())];
         let recording;
         {
-            let store = Store::open(&dir).unwrap();
+            let store = place.open();
             store
                 .room_create(&NewRoom {
                     pin: Some("1234".into()),
@@ -1258,7 +1319,7 @@ mod tests {
                 .unwrap();
             assert_eq!(store.dialplan_version_add(&files, "boot", 20).unwrap(), 1);
         }
-        let store = Store::open(&dir).unwrap();
+        let store = place.open();
         assert_eq!(store.room_list().unwrap().len(), 1);
         assert_eq!(
             store.room_check_pin("4711", "9999").unwrap(),
@@ -1276,7 +1337,6 @@ mod tests {
         assert_eq!(store.dialplan_version_add(&files, "boot", 40).unwrap(), 1);
         assert_eq!(store.dialplan_version_files(1).unwrap(), Some(files));
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1311,18 +1371,16 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn a_call_connected_to_nobody_reads_back_without_a_connected_leg() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_call_connected_to_nobody_reads_back_without_a_connected_leg(backend: Backend) {
+        let store = backend.open();
         store.record_call(&sample("alone@x")).unwrap();
         let call = store.call_by_id("alone@x").unwrap().unwrap();
         assert_eq!(call, sample("alone@x"));
         assert_eq!(call.connected, None);
     }
 
-    #[test]
-    fn a_connected_call_keeps_both_legs_and_each_legs_own_media() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_connected_call_keeps_both_legs_and_each_legs_own_media(backend: Backend) {
+        let store = backend.open();
         store.record_call(&sample_connected("both@x")).unwrap();
         store.record_call(&sample("alone@x")).unwrap();
         assert_eq!(
@@ -1333,9 +1391,8 @@ mod tests {
         assert_eq!(calls, [sample("alone@x"), sample_connected("both@x")]);
     }
 
-    #[test]
-    fn a_connected_leg_to_a_sip_uri_has_no_extension() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_connected_leg_to_a_sip_uri_has_no_extension(backend: Backend) {
+        let store = backend.open();
         let mut record = sample_connected("uri@x");
         if let Some(leg) = record.connected.as_mut() {
             leg.target = "sip:partner@10.99.0.3:5070".into();
@@ -1595,9 +1652,17 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn unknown_call_id_is_none() {
-        let store = Store::open_in_memory().unwrap();
+    fn unknown_call_id_is_none(backend: Backend) {
+        let store = backend.open();
         assert_eq!(store.call_by_id("nope").unwrap(), None);
     }
+
+    on_both_backends!(
+        rooms_recordings_and_dialplan_history_survive_reopening,
+        call_records_survive_reopening_the_database,
+        a_call_connected_to_nobody_reads_back_without_a_connected_leg,
+        a_connected_call_keeps_both_legs_and_each_legs_own_media,
+        a_connected_leg_to_a_sip_uri_has_no_extension,
+        unknown_call_id_is_none,
+    );
 }

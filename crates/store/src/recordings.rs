@@ -86,7 +86,7 @@ impl Store {
 
     /// Every recording, oldest first.
     pub fn recordings_all(&self) -> Result<Vec<Recording>, StoreError> {
-        self.recordings_where("1", [])
+        self.recordings_where("1 = 1", [])
     }
 
     /// The recording `id`, if any.
@@ -155,10 +155,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
-    #[test]
-    fn recordings_are_found_deleted_and_expired_but_a_running_one_is_kept() {
-        let store = Store::open_in_memory().unwrap();
+    fn recordings_are_found_deleted_and_expired_but_a_running_one_is_kept(backend: Backend) {
+        let store = backend.open();
         let old = store
             .recording_start("4711", Path::new("a.wav"), 1_000)
             .unwrap();
@@ -180,9 +180,8 @@ mod tests {
         assert_eq!(store.recordings_all().unwrap().len(), 1);
     }
 
-    #[test]
-    fn started_then_finished_recording_is_listed_for_its_room_only() {
-        let store = Store::open_in_memory().unwrap();
+    fn started_then_finished_recording_is_listed_for_its_room_only(backend: Backend) {
+        let store = backend.open();
         let first = store
             .recording_start("4711", Path::new("rec/4711-1.wav"), 1_000)
             .unwrap();
@@ -221,9 +220,8 @@ mod tests {
         assert_eq!(store.recordings_for_room("1").unwrap(), vec![]);
     }
 
-    #[test]
-    fn finishing_twice_or_an_unknown_id_is_an_error() {
-        let store = Store::open_in_memory().unwrap();
+    fn finishing_twice_or_an_unknown_id_is_an_error(backend: Backend) {
+        let store = backend.open();
         let id = store.recording_start("1", Path::new("a.wav"), 0).unwrap();
         store.recording_finish(id, 10, 100).unwrap();
         assert!(matches!(
@@ -237,9 +235,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn rejects_bad_room_number_and_oversized_byte_count() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_bad_room_number_and_oversized_byte_count(backend: Backend) {
+        let store = backend.open();
         assert!(matches!(
             store.recording_start("room1", Path::new("a.wav"), 0),
             Err(StoreError::InvalidRoomNumber { .. })
@@ -252,14 +249,21 @@ mod tests {
     }
 
     #[cfg(unix)]
-    #[test]
-    fn rejects_non_utf8_path() {
+    fn rejects_non_utf8_path(backend: Backend) {
         use std::os::unix::ffi::OsStrExt;
-        let store = Store::open_in_memory().unwrap();
+        let store = backend.open();
         let path = Path::new(std::ffi::OsStr::from_bytes(b"rec/\xff.wav"));
         assert!(matches!(
             store.recording_start("1", path, 0),
             Err(StoreError::NonUtf8Path(p)) if p == path
         ));
     }
+
+    on_both_backends!(
+        recordings_are_found_deleted_and_expired_but_a_running_one_is_kept,
+        started_then_finished_recording_is_listed_for_its_room_only,
+        finishing_twice_or_an_unknown_id_is_an_error,
+        rejects_bad_room_number_and_oversized_byte_count,
+        rejects_non_utf8_path,
+    );
 }

@@ -267,6 +267,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
     use crate::{DEFAULT_DOMAIN, NewUser};
 
     const NOW: i64 = 1_700_000_000_000;
@@ -286,8 +287,8 @@ mod tests {
         }
     }
 
-    fn store_with_users(extensions: &[&str]) -> Store {
-        let store = Store::open_in_memory().unwrap();
+    fn store_with_users(backend: Backend, extensions: &[&str]) -> Store {
+        let store = backend.open();
         for extension in extensions {
             store
                 .user_create(&NewUser {
@@ -303,9 +304,8 @@ mod tests {
         bindings.iter().map(|b| b.contact.as_str()).collect()
     }
 
-    #[test]
-    fn replaced_bindings_read_back_with_every_field() {
-        let store = store_with_users(&["101"]);
+    fn replaced_bindings_read_back_with_every_field(backend: Backend) {
+        let store = store_with_users(backend, &["101"]);
         let full = Binding {
             source: "[2001:db8::7]:5061".parse().unwrap(),
             transport: "tls".into(),
@@ -335,9 +335,8 @@ mod tests {
         assert_eq!(all[1].binding, full);
     }
 
-    #[test]
-    fn replace_swaps_the_whole_set_of_one_user_only() {
-        let store = store_with_users(&["101", "102"]);
+    fn replace_swaps_the_whole_set_of_one_user_only(backend: Backend) {
+        let store = store_with_users(backend, &["101", "102"]);
         store
             .registration_replace(
                 DEFAULT_DOMAIN,
@@ -368,12 +367,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn bindings_survive_reopening_the_database() {
-        let dir = std::env::temp_dir().join(format!("amt-store-reg-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn bindings_survive_reopening_the_database(backend: Backend) {
+        let place = backend.durable();
         {
-            let store = Store::open(&dir).unwrap();
+            let store = place.open();
             store
                 .user_create(&NewUser::new("101", "x", "geheim123", 0))
                 .unwrap();
@@ -381,18 +378,16 @@ mod tests {
                 .registration_replace(DEFAULT_DOMAIN, "101", &[binding("sip:a@h", NOW + 10)])
                 .unwrap();
         }
-        let store = Store::open(&dir).unwrap();
+        let store = place.open();
         assert_eq!(
             store.registrations_unexpired(NOW).unwrap()[0].binding,
             binding("sip:a@h", NOW + 10)
         );
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn expired_bindings_are_not_loaded_and_can_be_deleted() {
-        let store = store_with_users(&["101", "102"]);
+    fn expired_bindings_are_not_loaded_and_can_be_deleted(backend: Backend) {
+        let store = store_with_users(backend, &["101", "102"]);
         store
             .registration_replace(
                 DEFAULT_DOMAIN,
@@ -415,9 +410,8 @@ mod tests {
         assert_eq!(store.registrations_unexpired(NOW - 100).unwrap().len(), 1);
     }
 
-    #[test]
-    fn replace_refuses_unknown_users_and_too_many_contacts_and_changes_nothing() {
-        let store = store_with_users(&["101"]);
+    fn replace_refuses_unknown_users_and_too_many_contacts_and_changes_nothing(backend: Backend) {
+        let store = store_with_users(backend, &["101"]);
         store
             .registration_replace(DEFAULT_DOMAIN, "101", &[binding("sip:keep@h", NOW + 10)])
             .unwrap();
@@ -442,9 +436,8 @@ mod tests {
         assert!(store.registrations_unexpired(NOW).unwrap().len() == 1);
     }
 
-    #[test]
-    fn replace_refuses_malformed_bindings() {
-        let store = store_with_users(&["101"]);
+    fn replace_refuses_malformed_bindings(backend: Backend) {
+        let store = store_with_users(backend, &["101"]);
         let cases = [
             (vec![binding("", NOW)], BindingProblem::EmptyContact),
             (
@@ -493,9 +486,8 @@ mod tests {
         assert_eq!(store.registrations_unexpired(0).unwrap(), vec![]);
     }
 
-    #[test]
-    fn deleting_a_user_deletes_its_bindings() {
-        let store = store_with_users(&["101", "102"]);
+    fn deleting_a_user_deletes_its_bindings(backend: Backend) {
+        let store = store_with_users(backend, &["101", "102"]);
         store
             .registration_replace(DEFAULT_DOMAIN, "101", &[binding("sip:a@h", NOW + 10)])
             .unwrap();
@@ -507,4 +499,14 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].extension, "102");
     }
+
+    on_both_backends!(
+        bindings_survive_reopening_the_database,
+        replaced_bindings_read_back_with_every_field,
+        replace_swaps_the_whole_set_of_one_user_only,
+        expired_bindings_are_not_loaded_and_can_be_deleted,
+        replace_refuses_unknown_users_and_too_many_contacts_and_changes_nothing,
+        replace_refuses_malformed_bindings,
+        deleting_a_user_deletes_its_bindings,
+    );
 }

@@ -30,8 +30,8 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let changed = self.db.execute(
-            "INSERT OR IGNORE INTO ring_group_logout (group_name, extension, since_ms)
-             VALUES (?1, ?2, ?3)",
+            "INSERT INTO ring_group_logout (group_name, extension, since_ms)
+             VALUES (?1, ?2, ?3) ON CONFLICT (group_name, extension) DO NOTHING",
             params![group, extension, now_ms],
         )?;
         Ok(changed > 0)
@@ -75,10 +75,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
-    #[test]
-    fn a_member_logs_out_of_one_group_and_back_in() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_member_logs_out_of_one_group_and_back_in(backend: Backend) {
+        let store = backend.open();
         assert!(store.group_log_out("buergerservice", "101", 5).unwrap());
         // Twice changes nothing, and keeps the first time.
         assert!(!store.group_log_out("buergerservice", "101", 9).unwrap());
@@ -108,9 +108,8 @@ mod tests {
         assert!(store.group_logged_out("buergerservice").unwrap().is_empty());
     }
 
-    #[test]
-    fn the_call_record_keeps_the_ring_group_reached() {
-        let store = Store::open_in_memory().unwrap();
+    fn the_call_record_keeps_the_ring_group_reached(backend: Backend) {
+        let store = backend.open();
         let record = crate::CallRecord {
             call_id: "c1".into(),
             caller: "102".into(),
@@ -130,4 +129,9 @@ mod tests {
         store.record_call(&record).unwrap();
         assert_eq!(store.recent_calls(1).unwrap(), vec![record]);
     }
+
+    on_both_backends!(
+        a_member_logs_out_of_one_group_and_back_in,
+        the_call_record_keeps_the_ring_group_reached,
+    );
 }

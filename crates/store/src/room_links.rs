@@ -166,6 +166,7 @@ fn link_from_row(row: &crate::db::Row<'_>) -> crate::db::Result<RoomLink> {
 mod tests {
     use super::*;
     use crate::NewRoom;
+    use crate::testing::{Backend, on_both_backends};
 
     fn link(room: &str) -> RoomLink {
         RoomLink {
@@ -177,15 +178,14 @@ mod tests {
         }
     }
 
-    fn store_with_room(number: &str) -> Store {
-        let store = Store::open_in_memory().unwrap();
+    fn store_with_room(backend: Backend, number: &str) -> Store {
+        let store = backend.open();
         store.room_create(&NewRoom::new(number, 1)).unwrap();
         store
     }
 
-    #[test]
-    fn a_link_is_stored_replaced_and_removed() {
-        let store = store_with_room("1234");
+    fn a_link_is_stored_replaced_and_removed(backend: Backend) {
+        let store = store_with_room(backend, "1234");
         assert_eq!(store.room_link_get("1234").unwrap(), None);
         store.room_link_set(&link("1234"), 5).unwrap();
         assert_eq!(store.room_link_get("1234").unwrap(), Some(link("1234")));
@@ -198,9 +198,8 @@ mod tests {
         assert_eq!(store.room_link_get("1234").unwrap(), None);
     }
 
-    #[test]
-    fn only_a_stored_room_can_be_linked_and_deleting_it_drops_the_link() {
-        let store = store_with_room("1234");
+    fn only_a_stored_room_can_be_linked_and_deleting_it_drops_the_link(backend: Backend) {
+        let store = store_with_room(backend, "1234");
         assert!(matches!(
             store.room_link_set(&link("99"), 1),
             Err(StoreError::NoSuchRoom(_))
@@ -210,9 +209,8 @@ mod tests {
         assert_eq!(store.room_link_get("1234").unwrap(), None);
     }
 
-    #[test]
-    fn refuses_urls_and_tokens_the_client_cannot_use() {
-        let store = store_with_room("1");
+    fn refuses_urls_and_tokens_the_client_cannot_use(backend: Backend) {
+        let store = store_with_room(backend, "1");
         for url in [
             "ftp://x/whip",
             "meet.example/whip",
@@ -244,4 +242,10 @@ mod tests {
         assert!(!shown.contains("secret-in"), "{shown}");
         assert!(shown.contains("meet.example"), "{shown}");
     }
+
+    on_both_backends!(
+        a_link_is_stored_replaced_and_removed,
+        only_a_stored_room_can_be_linked_and_deleting_it_drops_the_link,
+        refuses_urls_and_tokens_the_client_cannot_use,
+    );
 }

@@ -898,6 +898,7 @@ fn stored_user(new: &NewUser) -> User {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
     const T0: i64 = 1_700_000_000_000;
 
@@ -922,9 +923,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn created_user_reads_back_with_ha1s_for_extension_and_realm() {
-        let store = Store::open_in_memory().unwrap();
+    fn created_user_reads_back_with_ha1s_for_extension_and_realm(backend: Backend) {
+        let store = backend.open();
         let created = store
             .user_create(&NewUser {
                 allowed_networks: vec![net("10.8.0.0/16"), net("2001:db8::/32")],
@@ -954,9 +954,8 @@ mod tests {
         assert_eq!(store.user_get("other.example", "101").unwrap(), None);
     }
 
-    #[test]
-    fn ha1_uses_an_explicit_realm_when_given() {
-        let store = Store::open_in_memory().unwrap();
+    fn ha1_uses_an_explicit_realm_when_given(backend: Backend) {
+        let store = backend.open();
         let created = store
             .user_create(&NewUser {
                 realm: Some("rathaus".into()),
@@ -967,9 +966,8 @@ mod tests {
         assert_eq!(created.ha1_md5, ha1_md5("101", "rathaus", "Circle of Life"));
     }
 
-    #[test]
-    fn password_is_not_stored_anywhere_in_the_row() {
-        let store = Store::open_in_memory().unwrap();
+    fn password_is_not_stored_anywhere_in_the_row(backend: Backend) {
+        let store = backend.open();
         // Every column filled: a NULL would make the concatenation below NULL.
         store
             .user_create(&NewUser {
@@ -986,7 +984,7 @@ mod tests {
                     // A NULL column would make the whole concatenation NULL.
                     USER_COLUMNS
                         .split(", ")
-                        .map(|c| format!("IFNULL({}, '')", c.trim()))
+                        .map(|c| format!("COALESCE(CAST({} AS TEXT), '')", c.trim()))
                         .collect::<Vec<_>>()
                         .join(" || ")
                 ),
@@ -997,9 +995,8 @@ mod tests {
         assert!(!row.contains("Circle"), "{row}");
     }
 
-    #[test]
-    fn duplicate_extension_is_rejected_per_domain() {
-        let store = Store::open_in_memory().unwrap();
+    fn duplicate_extension_is_rejected_per_domain(backend: Backend) {
+        let store = backend.open();
         store.user_create(&user("101")).unwrap();
         let err = store.user_create(&user("101")).unwrap_err();
         assert!(
@@ -1025,9 +1022,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn rejects_bad_extensions() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_bad_extensions(backend: Backend) {
+        let store = backend.open();
         for extension in [
             "",
             "1",
@@ -1046,8 +1042,7 @@ mod tests {
         store.user_create(&user("123456789012345")).unwrap();
     }
 
-    #[test]
-    fn rejects_short_and_malformed_passwords_without_showing_them() {
+    fn rejects_short_and_malformed_passwords_without_showing_them(backend: Backend) {
         let cases = [
             ("", PasswordProblem::Empty),
             ("geheim1", PasswordProblem::TooShort(7)),
@@ -1056,7 +1051,7 @@ mod tests {
             (" geheim123", PasswordProblem::OuterWhitespace),
             ("geheim123 ", PasswordProblem::OuterWhitespace),
         ];
-        let store = Store::open_in_memory().unwrap();
+        let store = backend.open();
         for (password, problem) in cases {
             match store.user_create(&NewUser::new("101", "x", password, 0)) {
                 Err(StoreError::InvalidPassword(p)) => assert_eq!(p, problem, "{password:?}"),
@@ -1085,9 +1080,8 @@ mod tests {
         assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap().len(), 1);
     }
 
-    #[test]
-    fn rejects_bad_names_limits_domains_and_too_many_networks() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_bad_names_limits_domains_and_too_many_networks(backend: Backend) {
+        let store = backend.open();
         let check = |new: NewUser| store.user_create(&new).unwrap_err();
         assert!(matches!(
             check(NewUser::new("101", "  ", "geheim123", 0)),
@@ -1172,9 +1166,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn allows_source_from_anywhere_only_without_networks() {
-        let store = Store::open_in_memory().unwrap();
+    fn allows_source_from_anywhere_only_without_networks(backend: Backend) {
+        let store = backend.open();
         let open = store.user_create(&user("101")).unwrap();
         let vpn_only = store
             .user_create(&NewUser {
@@ -1188,9 +1181,8 @@ mod tests {
         assert!(vpn_only.allows_source("192.168.5.77".parse().unwrap()));
     }
 
-    #[test]
-    fn set_password_changes_both_ha1s_and_the_update_time_only() {
-        let store = Store::open_in_memory().unwrap();
+    fn set_password_changes_both_ha1s_and_the_update_time_only(backend: Backend) {
+        let store = backend.open();
         let before = store.user_create(&user("101")).unwrap();
         let after = store
             .user_set_password(DEFAULT_DOMAIN, "101", "Hakuna Matata", T0 + 5)
@@ -1220,9 +1212,8 @@ mod tests {
         assert_eq!(store.user_get(DEFAULT_DOMAIN, "101").unwrap(), Some(after));
     }
 
-    #[test]
-    fn delete_removes_only_that_user() {
-        let store = Store::open_in_memory().unwrap();
+    fn delete_removes_only_that_user(backend: Backend) {
+        let store = backend.open();
         store.user_create(&user("101")).unwrap();
         store.user_create(&user("102")).unwrap();
         assert!(store.user_delete(DEFAULT_DOMAIN, "101").unwrap());
@@ -1236,9 +1227,8 @@ mod tests {
         assert_eq!(left, ["102"]);
     }
 
-    #[test]
-    fn list_is_per_domain_in_numeric_order() {
-        let store = Store::open_in_memory().unwrap();
+    fn list_is_per_domain_in_numeric_order(backend: Backend) {
+        let store = backend.open();
         for extension in ["100", "20", "1000", "21"] {
             store.user_create(&user(extension)).unwrap();
         }
@@ -1257,9 +1247,8 @@ mod tests {
         assert_eq!(extensions, ["20", "21", "100", "1000"]);
     }
 
-    #[test]
-    fn create_many_stores_all_or_names_every_bad_entry_and_stores_none() {
-        let store = Store::open_in_memory().unwrap();
+    fn create_many_stores_all_or_names_every_bad_entry_and_stores_none(backend: Backend) {
+        let store = backend.open();
         store.user_create(&user("200")).unwrap();
         let batch = vec![
             user("101"),
@@ -1297,15 +1286,14 @@ mod tests {
         assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap().len(), 4);
     }
 
-    #[test]
-    fn debug_output_redacts_password_and_ha1s() {
+    fn debug_output_redacts_password_and_ha1s(backend: Backend) {
         let new = user("101");
         let text = format!("{new:?}");
         assert!(
             !text.contains("Circle of Life") && text.contains("101"),
             "{text}"
         );
-        let store = Store::open_in_memory().unwrap();
+        let store = backend.open();
         let stored = store.user_create(&new).unwrap();
         let text = format!("{stored:?}");
         assert!(
@@ -1318,9 +1306,8 @@ mod tests {
         Some(names.iter().map(|n| (*n).to_owned()).collect())
     }
 
-    #[test]
-    fn call_classes_round_trip_with_none_as_the_default_and_empty_as_nothing() {
-        let store = Store::open_in_memory().unwrap();
+    fn call_classes_round_trip_with_none_as_the_default_and_empty_as_nothing(backend: Backend) {
+        let store = backend.open();
         let default = store.user_create(&user("101")).unwrap();
         assert_eq!(default.call_classes, None);
         let limited = store
@@ -1350,9 +1337,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn set_call_classes_changes_them_and_back_to_the_default() {
-        let store = Store::open_in_memory().unwrap();
+    fn set_call_classes_changes_them_and_back_to_the_default(backend: Backend) {
+        let store = backend.open();
         let before = store.user_create(&user("101")).unwrap();
         let changed = store
             .user_set_call_classes(
@@ -1380,9 +1366,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn call_class_names_that_would_break_the_column_are_refused() {
-        let store = Store::open_in_memory().unwrap();
+    fn call_class_names_that_would_break_the_column_are_refused(backend: Backend) {
+        let store = backend.open();
         for bad in ["", "local,premium", "Local", "local ", "pr\u{e4}mie"] {
             let err = store
                 .user_create(&NewUser {
@@ -1403,9 +1388,8 @@ mod tests {
         assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap(), vec![]);
     }
 
-    #[test]
-    fn media_encryption_round_trips_with_none_as_the_server_default() {
-        let store = Store::open_in_memory().unwrap();
+    fn media_encryption_round_trips_with_none_as_the_server_default(backend: Backend) {
+        let store = backend.open();
         let default = store.user_create(&user("101")).unwrap();
         assert_eq!(default.media_encryption, None);
         let required = store
@@ -1425,9 +1409,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_users_own_location_number_round_trips_with_its_networks_and_bad_numbers_are_refused() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_users_own_location_number_round_trips_with_its_networks_and_bad_numbers_are_refused(
+        backend: Backend,
+    ) {
+        let store = backend.open();
         let plain = store.user_create(&user("101")).unwrap();
         assert_eq!(plain.location, None, "a new user has none");
         let home = UserLocation {
@@ -1493,9 +1478,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn fax_lines_round_trip_and_are_set_and_cleared() {
-        let store = Store::open_in_memory().unwrap();
+    fn fax_lines_round_trip_and_are_set_and_cleared(backend: Backend) {
+        let store = backend.open();
         let phone = store.user_create(&user("101")).unwrap();
         assert!(!phone.fax, "a new user is a phone");
         let fax = store
@@ -1527,9 +1511,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn set_media_encryption_changes_it_and_back_to_the_server_default() {
-        let store = Store::open_in_memory().unwrap();
+    fn set_media_encryption_changes_it_and_back_to_the_server_default(backend: Backend) {
+        let store = backend.open();
         let before = store.user_create(&user("101")).unwrap();
         for word in MEDIA_ENCRYPTION_WORDS {
             let changed = store
@@ -1554,9 +1537,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn media_encryption_other_than_the_three_lower_case_words_is_refused() {
-        let store = Store::open_in_memory().unwrap();
+    fn media_encryption_other_than_the_three_lower_case_words_is_refused(backend: Backend) {
+        let store = backend.open();
         store.user_create(&user("101")).unwrap();
         for bad in ["", "on", "Required", " optional", "srtp", "mandatory"] {
             let err = store
@@ -1593,11 +1575,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_stored_word_this_build_does_not_know_is_read_back_as_found() {
+    fn a_stored_word_this_build_does_not_know_is_read_back_as_found(backend: Backend) {
         // The server, not the store, decides what an unknown word means (it fails closed);
         // refusing the row here would hide the user and stop the directory from reloading.
-        let store = Store::open_in_memory().unwrap();
+        let store = backend.open();
         store.user_create(&user("101")).unwrap();
         store
             .db
@@ -1620,4 +1601,29 @@ mod tests {
         );
         assert_eq!(Language::default(), Language::De);
     }
+
+    on_both_backends!(
+        created_user_reads_back_with_ha1s_for_extension_and_realm,
+        ha1_uses_an_explicit_realm_when_given,
+        password_is_not_stored_anywhere_in_the_row,
+        duplicate_extension_is_rejected_per_domain,
+        rejects_bad_extensions,
+        rejects_short_and_malformed_passwords_without_showing_them,
+        rejects_bad_names_limits_domains_and_too_many_networks,
+        allows_source_from_anywhere_only_without_networks,
+        set_password_changes_both_ha1s_and_the_update_time_only,
+        delete_removes_only_that_user,
+        list_is_per_domain_in_numeric_order,
+        create_many_stores_all_or_names_every_bad_entry_and_stores_none,
+        debug_output_redacts_password_and_ha1s,
+        call_classes_round_trip_with_none_as_the_default_and_empty_as_nothing,
+        set_call_classes_changes_them_and_back_to_the_default,
+        call_class_names_that_would_break_the_column_are_refused,
+        media_encryption_round_trips_with_none_as_the_server_default,
+        a_users_own_location_number_round_trips_with_its_networks_and_bad_numbers_are_refused,
+        fax_lines_round_trip_and_are_set_and_cleared,
+        set_media_encryption_changes_it_and_back_to_the_server_default,
+        media_encryption_other_than_the_three_lower_case_words_is_refused,
+        a_stored_word_this_build_does_not_know_is_read_back_as_found,
+    );
 }

@@ -176,7 +176,8 @@ impl Store {
     /// New and old messages in a mailbox.
     pub fn voicemail_counts(&self, mailbox: &str) -> Result<MessageCounts, StoreError> {
         let (new, old): (i64, i64) = self.db.query_row(
-            "SELECT COALESCE(SUM(heard = 0), 0), COALESCE(SUM(heard != 0), 0)
+            "SELECT COALESCE(SUM(CASE WHEN heard = 0 THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN heard = 0 THEN 0 ELSE 1 END), 0)
              FROM voicemail_message WHERE mailbox = ?1",
             [mailbox],
             |row| Ok((row.get(0)?, row.get(1)?)),
@@ -322,6 +323,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
     fn message(mailbox: &str, at: i64) -> NewVoicemail {
         NewVoicemail {
@@ -333,9 +335,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn messages_are_listed_new_first_and_counted() {
-        let store = Store::open_in_memory().unwrap();
+    fn messages_are_listed_new_first_and_counted(backend: Backend) {
+        let store = backend.open();
         let first = store.voicemail_add(&message("101", 1_000)).unwrap();
         let second = store.voicemail_add(&message("101", 2_000)).unwrap();
         store.voicemail_add(&message("102", 1_500)).unwrap();
@@ -361,9 +362,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn delete_returns_the_message_for_its_file() {
-        let store = Store::open_in_memory().unwrap();
+    fn delete_returns_the_message_for_its_file(backend: Backend) {
+        let store = backend.open();
         let id = store.voicemail_add(&message("101", 1_000)).unwrap();
         let gone = store.voicemail_delete(id).unwrap();
         assert_eq!(gone.path, message("101", 1_000).path);
@@ -378,9 +378,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn expiry_deletes_only_messages_older_than_the_cutoff() {
-        let store = Store::open_in_memory().unwrap();
+    fn expiry_deletes_only_messages_older_than_the_cutoff(backend: Backend) {
+        let store = backend.open();
         store.voicemail_add(&message("101", 1_000)).unwrap();
         store.voicemail_add(&message("102", 1_999)).unwrap();
         let kept = store.voicemail_add(&message("101", 2_000)).unwrap();
@@ -400,9 +399,8 @@ mod tests {
         assert!(store.voicemail_expire(2_000).unwrap().is_empty());
     }
 
-    #[test]
-    fn pin_guards_listening_and_is_not_set_by_default() {
-        let store = Store::open_in_memory().unwrap();
+    fn pin_guards_listening_and_is_not_set_by_default(backend: Backend) {
+        let store = backend.open();
         assert_eq!(
             store.voicemail_check_pin("101", "1234").unwrap(),
             MailboxPin::NotSet
@@ -438,9 +436,8 @@ mod tests {
         assert!(store.voicemail_set_pin("101", Some("12a4")).is_err());
     }
 
-    #[test]
-    fn rejects_email_addresses_that_would_break_a_header() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_email_addresses_that_would_break_a_header(backend: Backend) {
+        let store = backend.open();
         for bad in [
             "anna",
             "@rathaus.example",
@@ -461,4 +458,12 @@ mod tests {
         store.voicemail_set_email("101", None).unwrap();
         assert_eq!(store.voicemail_settings("101").unwrap().email, None);
     }
+
+    on_both_backends!(
+        messages_are_listed_new_first_and_counted,
+        delete_returns_the_message_for_its_file,
+        expiry_deletes_only_messages_older_than_the_cutoff,
+        pin_guards_listening_and_is_not_set_by_default,
+        rejects_email_addresses_that_would_break_a_header,
+    );
 }
