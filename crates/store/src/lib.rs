@@ -764,6 +764,18 @@ pub fn postgres_description(url: &str) -> String {
     )
 }
 
+/// Checks, without connecting, that `url` is a PostgreSQL connection string the client can
+/// read (for a configuration check). The error never quotes the string: it may hold a
+/// password.
+pub fn check_postgres_url(url: &str) -> Result<(), StoreError> {
+    url.parse::<postgres::Config>()
+        .map(|_| ())
+        .map_err(|source| StoreError::PostgresUrl {
+            location: postgres_description(url),
+            source,
+        })
+}
+
 impl Store {
     /// Opens (creating if needed) `amtsleitung.db` in `data_dir` and brings its schema up to date.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
