@@ -58,21 +58,6 @@ fn postgres_message(err: &postgres::Error) -> String {
     }
 }
 
-impl DatabaseError {
-    /// Whether the database refused a write because it would break a uniqueness rule
-    /// (a primary key or UNIQUE column already holding the value).
-    pub fn is_unique_violation(&self) -> bool {
-        match self {
-            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
-                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-            }
-            Self::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
-            _ => false,
-        }
-    }
-}
-
 /// The result of a database operation.
 pub(crate) type Result<T, E = DatabaseError> = std::result::Result<T, E>;
 
@@ -113,12 +98,6 @@ impl<T: ToValue> ToValue for Option<T> {
             Some(v) => v.to_value(),
             None => Ok(Value::Null),
         }
-    }
-}
-
-impl ToValue for Value {
-    fn to_value(&self) -> Result<Value, String> {
-        Ok(self.clone())
     }
 }
 
@@ -267,12 +246,6 @@ impl Params for &[&dyn ToValue] {
     }
 }
 
-impl Params for Vec<&dyn ToValue> {
-    fn values(&self) -> Result<Vec<Value>, DatabaseError> {
-        collect_values(self.iter().copied())
-    }
-}
-
 impl Params for [&dyn ToValue; 0] {
     fn values(&self) -> Result<Vec<Value>, DatabaseError> {
         Ok(Vec::new())
@@ -282,12 +255,6 @@ impl Params for [&dyn ToValue; 0] {
 impl Params for () {
     fn values(&self) -> Result<Vec<Value>, DatabaseError> {
         Ok(Vec::new())
-    }
-}
-
-impl Params for Vec<Value> {
-    fn values(&self) -> Result<Vec<Value>, DatabaseError> {
-        Ok(self.clone())
     }
 }
 

@@ -25,6 +25,8 @@ mod ring_groups;
 mod room_links;
 mod room_tokens;
 mod rooms;
+#[cfg(any(test, feature = "test-cluster"))]
+pub mod test_cluster;
 #[cfg(test)]
 mod testing;
 mod users;
@@ -912,8 +914,10 @@ impl Store {
         if self.db.dialect() == Dialect::Postgres {
             // Two servers starting at once against one database: the second waits here for
             // the first's migrations and then finds nothing left to do.
+            // (SET LOCAL: no NOTICE in the log that the table exists, at every start.)
             tx.execute_batch(
-                "CREATE TABLE IF NOT EXISTS amtsleitung_schema (version BIGINT NOT NULL);
+                "SET LOCAL client_min_messages TO WARNING;
+                 CREATE TABLE IF NOT EXISTS amtsleitung_schema (version BIGINT NOT NULL);
                  LOCK TABLE amtsleitung_schema IN EXCLUSIVE MODE;",
             )?;
         }
@@ -1252,7 +1256,7 @@ mod tests {
 
     #[test]
     fn postgres_migrates_an_empty_database_once_and_a_reopen_changes_nothing() {
-        let url = crate::testing::empty_database();
+        let url = crate::test_cluster::empty_database();
         let store = Store::open_postgres(&url).unwrap();
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         store.record_call(&sample_connected("a@x")).unwrap();
@@ -1272,7 +1276,7 @@ mod tests {
 
     #[test]
     fn postgres_refuses_a_database_from_a_newer_version() {
-        let url = crate::testing::fresh_database();
+        let url = crate::test_cluster::fresh_database();
         let store = Store::open_postgres(&url).unwrap();
         store
             .db
@@ -1287,7 +1291,7 @@ mod tests {
 
     #[test]
     fn a_postgres_store_is_backed_up_with_pg_dump_not_by_amtsleitung() {
-        let store = Store::open_postgres(&crate::testing::fresh_database()).unwrap();
+        let store = Store::open_postgres(&crate::test_cluster::fresh_database()).unwrap();
         let target = std::env::temp_dir().join(format!("amt-pg-backup-{}", std::process::id()));
         let err = store.backup_to(&target).unwrap_err();
         assert!(matches!(err, StoreError::BackupNeedsPgDump(_)), "{err:?}");

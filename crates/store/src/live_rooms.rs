@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn another_connections_commit_moves_the_change_counter_on_postgres() {
-        let url = crate::testing::fresh_database();
+        let url = crate::test_cluster::fresh_database();
         let server = Store::open_postgres(&url).unwrap();
         let admin = Store::open_postgres(&url).unwrap();
         let before = server.external_change_counter().unwrap();
