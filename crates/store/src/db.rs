@@ -451,6 +451,13 @@ fn sqlite_rows(
     Ok(out)
 }
 
+fn postgres_params(values: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    values
+        .iter()
+        .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
+
 fn postgres_row(row: &postgres::Row) -> Result<Vec<Value>, DatabaseError> {
     use postgres::types::Type;
     let mut values = Vec::with_capacity(row.len());
@@ -497,13 +504,10 @@ impl Db {
         match self {
             Db::Sqlite(conn) => sqlite_rows(conn, sql, &values),
             Db::Postgres(client) => {
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values
-                    .iter()
-                    .map(|v| v as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                let rows = client
-                    .borrow_mut()
-                    .query(postgres_placeholders(sql).as_str(), &refs)?;
+                let rows = client.borrow_mut().query(
+                    postgres_placeholders(sql).as_str(),
+                    &postgres_params(&values),
+                )?;
                 rows.iter().map(postgres_row).collect()
             }
         }
@@ -517,15 +521,12 @@ impl Db {
                 .prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(values.iter()))?),
             Db::Postgres(client) => {
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values
-                    .iter()
-                    .map(|v| v as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                let changed = client
-                    .borrow_mut()
-                    .execute(postgres_placeholders(sql).as_str(), &refs)?;
-                usize::try_from(changed)
-                    .map_err(|_| DatabaseError::Parameter(0, "row count out of range".into()))
+                let changed = client.borrow_mut().execute(
+                    postgres_placeholders(sql).as_str(),
+                    &postgres_params(&values),
+                )?;
+                // A count past usize (only on a 32-bit target) is still "many rows".
+                Ok(usize::try_from(changed).unwrap_or(usize::MAX))
             }
         }
     }

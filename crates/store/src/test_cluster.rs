@@ -41,34 +41,27 @@ struct Cluster {
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
 
-/// Connection string of a new database made for one test.
+/// Connection string of a new database made for one test, with the current schema.
 pub fn fresh_database() -> String {
-    let cluster = match CLUSTER.get_or_init(start_cluster) {
-        Ok(cluster) => cluster,
-        Err(why) => panic!("no PostgreSQL cluster for the store tests: {why}"),
-    };
-    let name = format!("t{}", NEXT_DATABASE.fetch_add(1, Ordering::Relaxed));
-    cluster
-        .admin
-        .lock()
-        .unwrap()
-        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
-        .unwrap();
-    connection_string(&cluster.socket_dir, &name)
+    new_database("t", TEMPLATE)
 }
 
 /// A database that has never seen amtsleitung (for the migration tests).
 pub fn empty_database() -> String {
+    new_database("e", "template0")
+}
+
+fn new_database(prefix: &str, template: &str) -> String {
     let cluster = match CLUSTER.get_or_init(start_cluster) {
         Ok(cluster) => cluster,
         Err(why) => panic!("no PostgreSQL cluster for the store tests: {why}"),
     };
-    let name = format!("e{}", NEXT_DATABASE.fetch_add(1, Ordering::Relaxed));
+    let name = format!("{prefix}{}", NEXT_DATABASE.fetch_add(1, Ordering::Relaxed));
     cluster
         .admin
         .lock()
         .unwrap()
-        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
         .unwrap();
     connection_string(&cluster.socket_dir, &name)
 }
