@@ -333,9 +333,39 @@ pub(crate) enum Dialect {
 /// An open database connection.
 pub(crate) enum Db {
     Sqlite(rusqlite::Connection),
+    // Boxed: its connection settings make it several times the size of SQLite's handle.
+    Postgres(Box<PostgresConnection>),
+}
+
+/// A PostgreSQL connection that comes back after the server dropped it (a restart, a
+/// failover, an idle timeout): the call that finds it broken fails, the next one connects
+/// again. Never inside a transaction: statements after a reconnect would run outside it
+/// and its COMMIT would commit only half; the transaction's own calls fail instead.
+pub(crate) struct PostgresConnection {
     /// `postgres::Client` needs `&mut` for every call while the store's API is `&self` (the
     /// store is owned by one thread, see the module docs): a RefCell, held only during one call.
-    Postgres(RefCell<postgres::Client>),
+    client: RefCell<postgres::Client>,
+    config: postgres::Config,
+    in_transaction: std::cell::Cell<bool>,
+}
+
+impl PostgresConnection {
+    pub(crate) fn connect(config: postgres::Config) -> Result<Self, DatabaseError> {
+        Ok(Self {
+            client: RefCell::new(config.connect(postgres::NoTls)?),
+            config,
+            in_transaction: std::cell::Cell::new(false),
+        })
+    }
+
+    /// The client, connected again first if the server dropped the connection.
+    fn client(&self) -> Result<std::cell::RefMut<'_, postgres::Client>, DatabaseError> {
+        let mut client = self.client.borrow_mut();
+        if client.is_closed() && !self.in_transaction.get() {
+            *client = self.config.connect(postgres::NoTls)?;
+        }
+        Ok(client)
+    }
 }
 
 impl rusqlite::ToSql for Value {
@@ -503,8 +533,8 @@ impl Db {
         let values = params.values()?;
         match self {
             Db::Sqlite(conn) => sqlite_rows(conn, sql, &values),
-            Db::Postgres(client) => {
-                let rows = client.borrow_mut().query(
+            Db::Postgres(connection) => {
+                let rows = connection.client()?.query(
                     postgres_placeholders(sql).as_str(),
                     &postgres_params(&values),
                 )?;
@@ -520,8 +550,8 @@ impl Db {
             Db::Sqlite(conn) => Ok(conn
                 .prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(values.iter()))?),
-            Db::Postgres(client) => {
-                let changed = client.borrow_mut().execute(
+            Db::Postgres(connection) => {
+                let changed = connection.client()?.execute(
                     postgres_placeholders(sql).as_str(),
                     &postgres_params(&values),
                 )?;
@@ -535,7 +565,7 @@ impl Db {
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), DatabaseError> {
         match self {
             Db::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
-            Db::Postgres(client) => Ok(client.borrow_mut().batch_execute(sql)?),
+            Db::Postgres(connection) => Ok(connection.client()?.batch_execute(sql)?),
         }
     }
 
@@ -563,10 +593,17 @@ impl Db {
     /// Statements in between go through the same connection, so through the transaction.
     pub(crate) fn transaction(&self) -> Result<Transaction<'_>, DatabaseError> {
         self.execute_batch("BEGIN")?;
+        self.set_in_transaction(true);
         Ok(Transaction {
             db: self,
             open: true,
         })
+    }
+
+    fn set_in_transaction(&self, open: bool) {
+        if let Db::Postgres(connection) = self {
+            connection.in_transaction.set(open);
+        }
     }
 }
 
@@ -606,7 +643,9 @@ pub(crate) struct Transaction<'a> {
 impl Transaction<'_> {
     pub(crate) fn commit(mut self) -> Result<(), DatabaseError> {
         self.open = false;
-        self.db.execute_batch("COMMIT")
+        let committed = self.db.execute_batch("COMMIT");
+        self.db.set_in_transaction(false);
+        committed
     }
 }
 
@@ -624,6 +663,7 @@ impl Drop for Transaction<'_> {
             // Nothing to tell anyone: the error that ended the transaction early is on its
             // way to the caller, and a failed ROLLBACK leaves the connection's own state.
             let _ = self.db.execute_batch("ROLLBACK");
+            self.db.set_in_transaction(false);
         }
     }
 }

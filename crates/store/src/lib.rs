@@ -816,15 +816,14 @@ impl Store {
             location: postgres_description(url),
             source,
         })?;
-        let client =
-            config
-                .connect(postgres::NoTls)
-                .map_err(|source| StoreError::PostgresConnect {
-                    location: postgres_description(url),
-                    source: DatabaseError::from(source),
-                })?;
+        let connection = db::PostgresConnection::connect(config).map_err(|source| {
+            StoreError::PostgresConnect {
+                location: postgres_description(url),
+                source,
+            }
+        })?;
         let store = Self {
-            db: Db::Postgres(std::cell::RefCell::new(client)),
+            db: Db::Postgres(Box::new(connection)),
             location: Location::Postgres(postgres_description(url)),
         };
         store.migrate()?;
@@ -1272,6 +1271,29 @@ mod tests {
             .query_row("SELECT count(*) FROM amtsleitung_schema", [], |r| r.get(0))
             .unwrap();
         assert_eq!(versions, 1, "one version row");
+    }
+
+    #[test]
+    fn a_postgres_store_connects_again_after_the_server_dropped_its_connection() {
+        let url = crate::test_cluster::fresh_database();
+        let store = Store::open_postgres(&url).unwrap();
+        store.room_create(&NewRoom::new("4711", 1)).unwrap();
+        let admin = Store::open_postgres(&url).unwrap();
+        let ended: bool = admin
+            .db
+            .query_row(
+                "SELECT bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(ended, "the store's connection was ended");
+        // The call that finds the connection gone may fail; the next one connects again.
+        let _ = store.room_get("4711");
+        assert_eq!(store.room_get("4711").unwrap().unwrap().number, "4711");
+        store.room_create(&NewRoom::new("4712", 2)).unwrap();
+        assert_eq!(store.room_list().unwrap().len(), 2);
     }
 
     #[test]
