@@ -3,9 +3,12 @@
 //! registrations of their phones, web console accounts with their sessions, and the audit log
 //! of administrative changes.
 //!
-//! SQLite (embedded, one file in the data directory) is the default. The API is synchronous
-//! and small on purpose: the server calls it from a blocking thread, and a PostgreSQL backend
-//! for multi-node set-ups can implement the same operations later. It knows nothing about SIP.
+//! SQLite (embedded, one file in the data directory) is the default; PostgreSQL
+//! ([`Store::open_postgres`]) serves multi-node set-ups with the same operations, each query
+//! written once over both (db.rs). The API is synchronous and small on purpose: the server
+//! calls it from one plain thread (which the PostgreSQL client needs: no tokio runtime on
+//! it). It knows nothing about SIP, and does not cache, notify other nodes or pool
+//! connections.
 
 use std::path::{Path, PathBuf};
 
