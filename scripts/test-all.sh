@@ -36,6 +36,9 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v ldapadd >/dev/null || need+=(ldap-utils)
 # tests/pool.rs runs Debian's Kamailio with deploy/kamailio/amtsleitung-pool.cfg in front of two nodes.
 [ -x /usr/sbin/kamailio ] || need+=(kamailio)
+# The store's tests (cargo test -p store) run every test on SQLite and on a throw-away
+# PostgreSQL 15 cluster they start from /usr/lib/postgresql/15/bin.
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev)
 command -v gcc >/dev/null || need+=(gcc)
@@ -53,6 +56,8 @@ if [ ${#need[@]} -gt 0 ]; then
   # Without a policy-rc.d that says no, postinst starts the stock slapd; the tests run their
   # own on free ports and never use it.
   if [ -s /run/slapd/slapd.pid ]; then kill -TERM "$(head -1 /run/slapd/slapd.pid)" 2>/dev/null || true; fi
+  # The same for the stock PostgreSQL cluster: the store's tests start their own.
+  if command -v pg_ctlcluster >/dev/null; then pg_ctlcluster 15 main stop 2>/dev/null || true; fi
 fi
 if [ "$(id -u)" != 0 ]; then
   echo "the end-to-end tests create network namespaces: run as root" >&2

@@ -133,6 +133,8 @@ pub struct Config {
     pub console: ConsoleSettings,
     /// Several nodes behind a SIP proxy.
     pub pool: PoolSettings,
+    /// Where the store is: SQLite in `data-dir` (the default) or a PostgreSQL database.
+    pub store: StoreSettings,
 }
 
 /// `[pool]`: this node is one of several behind a SIP proxy (Kamailio, see
@@ -146,6 +148,49 @@ pub struct PoolSettings {
     /// call; that node asks for the PIN. Without it, the lobby's callers meet in rooms on the
     /// node that answered.
     pub proxy: Option<SocketAddr>,
+}
+
+/// `[store]`: the database behind the store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct StoreSettings {
+    /// A PostgreSQL database (`postgresql://user:password@host:port/db`) instead of SQLite
+    /// in the data directory; for several nodes sharing rooms, users and call records.
+    pub url: Option<StoreUrl>,
+}
+
+/// A PostgreSQL connection string. It may hold a password, so it is never printed:
+/// `Debug` and `Display` show user, host, port and database only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(String);
+
+impl StoreUrl {
+    /// The whole connection string, password included: for connecting only.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&store::postgres_description(&self.0))
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreUrl({self})")
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match store::check_postgres_url(&text) {
+            Ok(()) => Ok(Self(text)),
+            Err(err) => Err(serde::de::Error::custom(err)),
+        }
+    }
 }
 
 /// `[console]`: the web console.
@@ -800,6 +845,7 @@ impl Default for Config {
             ldap: None,
             console: ConsoleSettings::default(),
             pool: PoolSettings::default(),
+            store: StoreSettings::default(),
         }
     }
 }
@@ -1184,6 +1230,41 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn store_is_sqlite_by_default_and_postgres_by_url_whose_password_stays_hidden() {
+        assert!(Config::default().store.url.is_none(), "SQLite in data-dir");
+        let dir = scratch("store");
+        let path = dir.join("amtsleitung.toml");
+        std::fs::write(
+            &path,
+            "[store]\nurl = \"postgresql://sip:geheim@db.example:5433/pbx\"\n",
+        )
+        .unwrap();
+        let config = load_file(&path).unwrap();
+        let url = config.store.url.clone().unwrap();
+        assert_eq!(url.secret(), "postgresql://sip:geheim@db.example:5433/pbx");
+        assert_eq!(url.to_string(), "postgresql://sip@db.example:5433/pbx");
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("geheim") && shown.contains("db.example"),
+            "{shown}"
+        );
+        std::fs::write(
+            &path,
+            "[store]\nurl = \"postgresql://sip:geheim@db:notaport/pbx\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", load_file(&path).unwrap_err());
+        assert!(
+            err.contains("toml:2: cannot read the PostgreSQL connection string")
+                && !err.contains("geheim"),
+            "{err}"
+        );
+        std::fs::write(&path, "[store]\npath = \"x\"\n").unwrap();
+        let err = format!("{:#}", load_file(&path).unwrap_err());
+        assert!(err.contains("path"), "{err}");
     }
 
     #[test]

@@ -452,6 +452,21 @@ pub(crate) fn store_dir(
 ) -> PathBuf {
     let dir = match flag {
         Some(dir) => dir,
+        None if config.store.url.is_some() => {
+            // The offline commands open the SQLite file of a data directory; a node whose
+            // store is PostgreSQL would have them change a file the server never reads.
+            eprintln!(
+                "amtsleitung: the store of this configuration ({source}) is the PostgreSQL \
+                 database {}; the offline commands work on a SQLite data directory only, \
+                 so nothing was done (give --data-dir to work on one)",
+                config
+                    .store
+                    .url
+                    .as_ref()
+                    .map_or_else(String::new, ToString::to_string)
+            );
+            std::process::exit(2);
+        }
         None => {
             let file = store::Store::database_file(&config.data_dir);
             let file = std::path::absolute(&file).unwrap_or(file);

@@ -44,6 +44,17 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+/// Opens the configured store: PostgreSQL when `[store] url` is set, else SQLite in the data
+/// directory. Call it on a plain thread (see `run`).
+fn open_store(config: &Config) -> anyhow::Result<store::Store> {
+    match &config.store.url {
+        // The error names the database without its password (store::postgres_description).
+        Some(url) => Ok(store::Store::open_postgres(url.secret())?),
+        None => store::Store::open(&config.data_dir)
+            .with_context(|| format!("cannot open data directory {}", config.data_dir.display())),
+    }
+}
+
 /// Runs the server until SIGINT/SIGTERM.
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -55,8 +66,6 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     crate::telemetry::install();
-    let store = store::Store::open(&config.data_dir)
-        .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
     let mut sounds = SoundLibrary::configured(&config.sounds)?;
     if let Some(music) = &config.music_on_hold {
         sounds = sounds.with_music_on_hold(music)?;
@@ -64,14 +73,35 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // As for the prompts: the default `dialplans` missing here means the built-in plan.
     let builtin_plan =
         config.dialplans == Config::default().dialplans && !config.dialplans.exists();
-    let plan = if builtin_plan {
-        tracing::info!(
-            "no ./dialplans here: routing by the built-in default plan (make the directory to edit it)"
-        );
-        PlanHolder::builtin(&sounds, &store)?
-    } else {
-        PlanHolder::load(&config.dialplans, &sounds, &store)?
-    };
+    let users = Arc::new(UserDirectory::default());
+    // The store is opened and first read on a plain thread, which then hands it to the store
+    // thread: the PostgreSQL client runs a tokio runtime of its own and panics inside this
+    // one (see crates/store/src/db.rs), so no tokio thread ever touches a `Store`.
+    let (plan, stored_bindings, store) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> anyhow::Result<_> {
+                let store = open_store(&config)?;
+                tracing::info!(store = %store.location(), "store open");
+                let plan = if builtin_plan {
+                    tracing::info!(
+                        "no ./dialplans here: routing by the built-in default plan (make the directory to edit it)"
+                    );
+                    PlanHolder::builtin(&sounds, &store)?
+                } else {
+                    PlanHolder::load(&config.dialplans, &sounds, &store)?
+                };
+                // Read before the store thread takes the store over: the registrar starts
+                // with them.
+                users.load(&store).context("cannot read the users")?;
+                let stored_bindings = store
+                    .registrations_unexpired(jiff::Timestamp::now().as_millisecond())
+                    .context("cannot read the registrations")?;
+                let store = StoreHandle::start(store).context("cannot start the store thread")?;
+                Ok((plan, stored_bindings, store))
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("opening the store panicked"))?
+    })?;
     let config = config.with_absolute_paths();
     let workers = if config.media_workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -118,13 +148,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.rtp_ports.high,
     ));
     let (webrtc, webrtc_queues) = crate::webrtc_sessions::WebRtcSessions::new(ports.clone());
-    // Read before the store thread takes the store over: the registrar starts with them.
-    let users = Arc::new(UserDirectory::default());
-    users.load(&store).context("cannot read the users")?;
-    let stored_bindings = store
-        .registrations_unexpired(jiff::Timestamp::now().as_millisecond())
-        .context("cannot read the registrations")?;
-    let store = StoreHandle::start(store).context("cannot start the store thread")?;
     let trunks = TrunkHolder::load(config.trunks.as_deref()).await?;
     crate::trunk_reload::add_tls_destinations(&trunks.current(), &transport)?;
     let (mwi_tx, mwi_rx) = crate::voicemail::channel();

@@ -1,5 +1,6 @@
-//! The store behind a handle: one thread owns the SQLite connection and runs jobs in the
-//! order they were queued, from a bounded queue. Nobody else touches the database, so no
+//! The store behind a handle: one thread owns the database connection (SQLite or
+//! PostgreSQL; a plain std thread, which the PostgreSQL client needs: see
+//! crates/store/src/db.rs) and runs jobs in the order they were queued, from a bounded queue. Nobody else touches the database, so no
 //! task ever waits on a lock for it, and a store that stalls fills the queue instead of
 //! memory: fire-and-forget writes are then dropped with an error in the log, and callers
 //! waiting for an answer get [`StoreUnavailable`] (a room lookup then fails closed).

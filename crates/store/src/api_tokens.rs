@@ -4,7 +4,7 @@
 //! account's role and stops working when the account is disabled, deleted, or the token is
 //! revoked.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{OptionalExtension, params};
 
 use crate::console::{ACCOUNT_COLUMNS, account_from_row, random_token};
 use crate::{ConsoleAccount, Store, StoreError, token_hash};
@@ -33,7 +33,7 @@ pub struct NewApiToken {
 
 const LABEL_MAX: usize = 100;
 
-fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
+fn token_from_row(row: &crate::db::Row<'_>) -> crate::db::Result<ApiToken> {
     Ok(ApiToken {
         id: row.get(0)?,
         account: row.get(1)?,
@@ -65,14 +65,13 @@ impl Store {
             return Err(StoreError::InvalidTokenLabel);
         }
         let token = format!("{API_TOKEN_PREFIX}{}", random_token()?);
-        self.conn.execute(
-            "INSERT INTO api_token (token_hash, account, label, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        let id = self.db.query_row(
+            "INSERT INTO api_token (token_hash, account, label, created_at_ms) VALUES (?1, ?2, ?3, ?4)
+             RETURNING id",
             params![token_hash(&token).as_slice(), account, label, now_ms],
+            |row| row.get(0),
         )?;
-        Ok(NewApiToken {
-            id: self.conn.last_insert_rowid(),
-            token,
-        })
+        Ok(NewApiToken { id, token })
     }
 
     /// The account a presented token acts as (noting when it was used), or `None` when the
@@ -84,7 +83,7 @@ impl Store {
     ) -> Result<Option<ConsoleAccount>, StoreError> {
         let hash = token_hash(token);
         let account = self
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT {ACCOUNT_COLUMNS} FROM console_account
@@ -96,7 +95,7 @@ impl Store {
             .optional()?
             .filter(|account| !account.disabled);
         if account.is_some() {
-            self.conn.execute(
+            self.db.execute(
                 "UPDATE api_token SET last_used_at_ms = ?2 WHERE token_hash = ?1",
                 params![hash.as_slice(), now_ms],
             )?;
@@ -106,9 +105,9 @@ impl Store {
 
     /// The tokens of `account`, or everyone's with `None`; oldest first.
     pub fn api_token_list(&self, account: Option<&str>) -> Result<Vec<ApiToken>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.db.prepare(
             "SELECT id, account, label, created_at_ms, last_used_at_ms FROM api_token
-             WHERE ?1 IS NULL OR account = ?1 ORDER BY id",
+             WHERE CAST(?1 AS TEXT) IS NULL OR account = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([account], token_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -117,7 +116,7 @@ impl Store {
     /// The token `id`, if any.
     pub fn api_token_get(&self, id: i64) -> Result<Option<ApiToken>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT id, account, label, created_at_ms, last_used_at_ms FROM api_token WHERE id = ?1",
                 [id],
@@ -129,7 +128,7 @@ impl Store {
     /// Revokes token `id`; false if there was none.
     pub fn api_token_revoke(&self, id: i64) -> Result<bool, StoreError> {
         Ok(self
-            .conn
+            .db
             .execute("DELETE FROM api_token WHERE id = ?1", [id])?
             > 0)
     }
@@ -137,19 +136,19 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::{Backend, on_both_backends};
     use crate::{ConsoleRole, Store, StoreError};
 
-    fn store_with_anna() -> Store {
-        let store = Store::open_in_memory().unwrap();
+    fn store_with_anna(backend: Backend) -> Store {
+        let store = backend.open();
         store
             .console_account_create("anna", ConsoleRole::Staff, None, "anna-secret-1", 1)
             .unwrap();
         store
     }
 
-    #[test]
-    fn a_token_acts_as_its_account_until_revoked_and_only_its_hash_is_stored() {
-        let store = store_with_anna();
+    fn a_token_acts_as_its_account_until_revoked_and_only_its_hash_is_stored(backend: Backend) {
+        let store = store_with_anna(backend);
         let made = store.api_token_create("anna", "backup script", 10).unwrap();
         assert!(
             made.token.starts_with("amt_") && made.token.len() > 40,
@@ -164,7 +163,7 @@ mod tests {
         assert_eq!(listed[0].label, "backup script");
         assert_eq!(listed[0].last_used_at_ms, Some(20));
         let stored: Vec<u8> = store
-            .conn
+            .db
             .query_row("SELECT token_hash FROM api_token", [], |row| row.get(0))
             .unwrap();
         assert_ne!(stored, made.token.as_bytes());
@@ -173,9 +172,8 @@ mod tests {
         assert!(!store.api_token_revoke(made.id).unwrap());
     }
 
-    #[test]
-    fn a_disabled_or_deleted_account_s_tokens_stop_working() {
-        let store = store_with_anna();
+    fn a_disabled_or_deleted_account_s_tokens_stop_working(backend: Backend) {
+        let store = store_with_anna(backend);
         let made = store.api_token_create("anna", "script", 10).unwrap();
         store.console_account_set_disabled("anna", true).unwrap();
         assert_eq!(store.api_token_account(&made.token, 20).unwrap(), None);
@@ -196,4 +194,9 @@ mod tests {
             Err(StoreError::NoSuchAccount(_))
         ));
     }
+
+    on_both_backends!(
+        a_token_acts_as_its_account_until_revoked_and_only_its_hash_is_stored,
+        a_disabled_or_deleted_account_s_tokens_stop_working,
+    );
 }

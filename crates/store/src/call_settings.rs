@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::params;
+use crate::db::params;
 
 use crate::users::AllowedNetwork;
 use crate::{Store, StoreError};
@@ -328,7 +328,7 @@ impl Store {
         now_ms: i64,
         change: impl FnOnce(&mut CallSettings) -> Result<(), StoreError>,
     ) -> Result<CallSettings, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let user = self.user_existing(domain, extension)?;
         let mut settings = user.call_settings;
         change(&mut settings)?;
@@ -357,6 +357,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
     use crate::{DEFAULT_DOMAIN, NewUser};
 
     fn with_user(store: &Store) {
@@ -365,9 +366,8 @@ mod tests {
             .unwrap();
     }
 
-    #[test]
-    fn all_settings_are_replaced_together_or_not_at_all() {
-        let store = Store::open_in_memory().unwrap();
+    fn all_settings_are_replaced_together_or_not_at_all(backend: Backend) {
+        let store = backend.open();
         with_user(&store);
         let wanted = CallSettings {
             dnd: true,
@@ -410,11 +410,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_new_user_has_everything_off_and_settings_survive_a_reopen() {
-        let dir = std::env::temp_dir().join(format!("amt-call-settings-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).unwrap();
+    fn a_new_user_has_everything_off_and_settings_survive_a_reopen(backend: Backend) {
+        let place = backend.durable();
+        let store = place.open();
         with_user(&store);
         let user = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
         assert_eq!(user.call_settings, CallSettings::default());
@@ -447,7 +445,7 @@ mod tests {
             .user_set_follow_me(DEFAULT_DOMAIN, "101", &steps, 5)
             .unwrap();
         drop(store);
-        let store = Store::open(&dir).unwrap();
+        let store = place.open();
         let settings = store
             .user_get(DEFAULT_DOMAIN, "101")
             .unwrap()
@@ -466,12 +464,10 @@ mod tests {
         assert_eq!(cleared.forward_always, None);
         assert_eq!(cleared.forward_no_answer.as_deref(), Some("0711123456"));
         drop(store);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn bad_targets_steps_and_times_are_refused_and_nothing_changes() {
-        let store = Store::open_in_memory().unwrap();
+    fn bad_targets_steps_and_times_are_refused_and_nothing_changes(backend: Backend) {
+        let store = backend.open();
         with_user(&store);
         for bad in ["", "10a", "sip:x", "+", &"1".repeat(40)] {
             assert!(
@@ -510,4 +506,10 @@ mod tests {
         let user = store.user_get(DEFAULT_DOMAIN, "101").unwrap().unwrap();
         assert_eq!(user.call_settings, CallSettings::default());
     }
+
+    on_both_backends!(
+        a_new_user_has_everything_off_and_settings_survive_a_reopen,
+        all_settings_are_replaced_together_or_not_at_all,
+        bad_targets_steps_and_times_are_refused_and_nothing_changes,
+    );
 }

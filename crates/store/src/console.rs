@@ -21,10 +21,10 @@
 //! `PRAGMA foreign_keys`, which the store does not switch on (older tables were not written
 //! for it); the methods here therefore delete an account's sessions themselves.
 
+use crate::db::{OptionalExtension, Row, params};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64ct::{Base64UrlUnpadded, Encoding};
-use rusqlite::{OptionalExtension, Row, params};
 
 use crate::room_tokens::token_hash;
 use crate::users::validate_extension;
@@ -314,7 +314,7 @@ fn at_most(text: &str, max: usize) -> &str {
 pub(crate) const ACCOUNT_COLUMNS: &str = "name, role, extension, origin, created_at_ms, disabled";
 
 /// An account from [`ACCOUNT_COLUMNS`] starting at column `at`.
-pub(crate) fn account_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ConsoleAccount> {
+pub(crate) fn account_from_row(row: &Row<'_>, at: usize) -> crate::db::Result<ConsoleAccount> {
     let role: String = row.get(at + 1)?;
     let origin: String = row.get(at + 3)?;
     Ok(ConsoleAccount {
@@ -353,7 +353,7 @@ impl Store {
         }
         validate_console_password(password)?;
         let hash = hash_password(password)?;
-        let inserted = self.conn.execute(
+        let inserted = self.db.execute(
             "INSERT INTO console_account (name, role, extension, origin, password_hash, created_at_ms)
              VALUES (?1, ?2, ?3, 'local', ?4, ?5) ON CONFLICT(name) DO NOTHING",
             params![name, role.as_str(), extension, hash, now_ms],
@@ -385,7 +385,7 @@ impl Store {
             return Ok(None);
         }
         let found: Option<(ConsoleAccount, Option<String>)> = self
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT {ACCOUNT_COLUMNS}, password_hash FROM console_account WHERE name = ?1"
@@ -429,7 +429,7 @@ impl Store {
             return Err(StoreError::AccountIsLdap(name.to_owned()));
         }
         let hash = hash_password(password)?;
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "UPDATE console_account SET password_hash = ?2 WHERE name = ?1 AND origin = 'local'",
             params![name, hash],
         )? > 0)
@@ -442,7 +442,7 @@ impl Store {
         name: &str,
         disabled: bool,
     ) -> Result<bool, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let changed = tx.execute(
             "UPDATE console_account SET disabled = ?2 WHERE name = ?1",
             params![name, disabled],
@@ -469,7 +469,7 @@ impl Store {
         if let Some(extension) = extension {
             validate_extension(extension)?;
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         match self.console_account_get(name)? {
             Some(existing) if existing.origin == AccountOrigin::Local => {
                 return Err(StoreError::AccountIsLocal(name.to_owned()));
@@ -498,7 +498,7 @@ impl Store {
     /// The account with this name, if any.
     pub fn console_account_get(&self, name: &str) -> Result<Option<ConsoleAccount>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM console_account WHERE name = ?1"),
                 [name],
@@ -509,7 +509,7 @@ impl Store {
 
     /// All accounts, by name.
     pub fn console_account_list(&self) -> Result<Vec<ConsoleAccount>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {ACCOUNT_COLUMNS} FROM console_account ORDER BY name"
         ))?;
         let rows = stmt.query_map([], |row| account_from_row(row, 0))?;
@@ -519,7 +519,7 @@ impl Store {
     /// Deletes an account with its sessions; the rooms it owned go back to admins only (an
     /// account made again under the name does not inherit them). False if there was none.
     pub fn console_account_delete(&self, name: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let deleted = tx.execute("DELETE FROM console_account WHERE name = ?1", [name])? > 0;
         if deleted {
             tx.execute("DELETE FROM console_session WHERE account = ?1", [name])?;
@@ -557,7 +557,7 @@ impl Store {
             token: random_token()?,
             csrf_token: random_token()?,
         };
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO console_session (token_hash, account, csrf_token, source, created_at_ms, last_seen_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
             params![
@@ -584,7 +584,7 @@ impl Store {
         idle_timeout_ms: i64,
     ) -> Result<Option<ConsoleSession>, StoreError> {
         let hash = token_hash(token);
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let found = tx
             .query_row(
                 // The account's columns in ACCOUNT_COLUMNS order, named by table: both
@@ -640,7 +640,7 @@ impl Store {
 
     /// Ends the session of `token` (logout); false if there was none.
     pub fn console_session_end(&self, token: &str) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "DELETE FROM console_session WHERE token_hash = ?1",
             [token_hash(token).as_slice()],
         )? > 0)
@@ -649,7 +649,7 @@ impl Store {
     /// Ends every session of `account` (after a password change); how many there were.
     pub fn console_sessions_end_for(&self, account: &str) -> Result<usize, StoreError> {
         Ok(self
-            .conn
+            .db
             .execute("DELETE FROM console_session WHERE account = ?1", [account])?)
     }
 
@@ -660,7 +660,7 @@ impl Store {
         now_ms: i64,
         idle_timeout_ms: i64,
     ) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "DELETE FROM console_session WHERE last_seen_at_ms < ?1",
             [now_ms.saturating_sub(idle_timeout_ms)],
         )?)
@@ -670,7 +670,7 @@ impl Store {
     /// actor, 256 for the source, 64 for the action, 1024 for the detail) rather than refused,
     /// so that recording a change that was made cannot fail on its wording.
     pub fn audit_record(&self, entry: &AuditEntry<'_>, now_ms: i64) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO audit_log (at_ms, actor, source, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 now_ms,
@@ -692,9 +692,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.db.prepare(
             "SELECT id, at_ms, actor, source, action, detail FROM audit_log
-             WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR actor = ?2)
+             WHERE (CAST(?1 AS BIGINT) IS NULL OR at_ms >= ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR actor = ?2)
              ORDER BY at_ms DESC, id DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![since_ms, actor, limit], |row| {
@@ -715,12 +716,13 @@ impl Store {
 mod tests {
     use super::*;
     use crate::NewRoom;
+    use crate::testing::{Backend, on_both_backends};
 
     const MINUTE: i64 = 60_000;
     const IDLE: i64 = 30 * MINUTE;
 
-    fn store_with_anna_and_otto() -> Store {
-        let store = Store::open_in_memory().unwrap();
+    fn store_with_anna_and_otto(backend: Backend) -> Store {
+        let store = backend.open();
         store
             .console_account_create(
                 "anna",
@@ -742,9 +744,8 @@ mod tests {
         store
     }
 
-    #[test]
-    fn created_accounts_are_listed_by_name_and_read_back() {
-        let store = store_with_anna_and_otto();
+    fn created_accounts_are_listed_by_name_and_read_back(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let otto = ConsoleAccount {
             name: "otto.k".into(),
             role: ConsoleRole::Staff,
@@ -764,9 +765,8 @@ mod tests {
         assert_eq!(store.console_account_get("nobody").unwrap(), None);
     }
 
-    #[test]
-    fn verify_admits_only_the_right_password_of_an_enabled_local_account() {
-        let store = store_with_anna_and_otto();
+    fn verify_admits_only_the_right_password_of_an_enabled_local_account(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let anna = store
             .console_account_verify("anna", "korrekt-pferd-batterie")
             .unwrap()
@@ -792,9 +792,8 @@ mod tests {
         assert_eq!(store.console_account_verify("anna", &huge).unwrap(), None);
     }
 
-    #[test]
-    fn a_disabled_account_does_not_verify_until_enabled_again() {
-        let store = store_with_anna_and_otto();
+    fn a_disabled_account_does_not_verify_until_enabled_again(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         assert!(store.console_account_set_disabled("otto.k", true).unwrap());
         assert!(
             store
@@ -819,9 +818,8 @@ mod tests {
         assert!(!store.console_account_set_disabled("nobody", true).unwrap());
     }
 
-    #[test]
-    fn an_ldap_account_never_verifies_here() {
-        let store = Store::open_in_memory().unwrap();
+    fn an_ldap_account_never_verifies_here(backend: Backend) {
+        let store = backend.open();
         store
             .console_account_upsert_ldap("lena", ConsoleRole::Staff, None, 5)
             .unwrap();
@@ -846,14 +844,13 @@ mod tests {
         assert!(!password_matches("-", DUMMY_PASSWORD_HASH, "").unwrap());
     }
 
-    #[test]
-    fn passwords_are_stored_only_as_salted_argon2id() {
-        let store = store_with_anna_and_otto();
+    fn passwords_are_stored_only_as_salted_argon2id(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         store
             .console_account_create("bert", ConsoleRole::Staff, None, "heftklammer-42", 3)
             .unwrap();
         let hashes: Vec<String> = store
-            .conn
+            .db
             .prepare("SELECT password_hash FROM console_account WHERE name IN ('otto.k', 'bert')")
             .unwrap()
             .query_map([], |r| r.get(0))
@@ -871,9 +868,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_new_password_replaces_the_old() {
-        let store = store_with_anna_and_otto();
+    fn a_new_password_replaces_the_old(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         assert!(
             store
                 .console_account_set_password("anna", "neues-langes-passwort")
@@ -904,9 +900,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn create_refuses_bad_names_passwords_extensions_and_duplicates() {
-        let store = store_with_anna_and_otto();
+    fn create_refuses_bad_names_passwords_extensions_and_duplicates(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         for name in ["", "Anna", "an na", "anna!", "änna", &"a".repeat(65)] {
             assert!(
                 matches!(
@@ -974,9 +969,10 @@ mod tests {
         assert!(err.contains("\"Anna\"") && err.contains("a-z"), "{err}");
     }
 
-    #[test]
-    fn upsert_ldap_adds_and_updates_ldap_accounts_but_never_takes_over_a_local_one() {
-        let store = store_with_anna_and_otto();
+    fn upsert_ldap_adds_and_updates_ldap_accounts_but_never_takes_over_a_local_one(
+        backend: Backend,
+    ) {
+        let store = store_with_anna_and_otto(backend);
         let lena = store
             .console_account_upsert_ldap("lena", ConsoleRole::Staff, Some("205"), 10)
             .unwrap();
@@ -1024,9 +1020,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_session_is_found_by_its_token_and_touched() {
-        let store = store_with_anna_and_otto();
+    fn a_session_is_found_by_its_token_and_touched(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let new = store
             .console_session_create("otto.k", "10.8.0.7", 1_000)
             .unwrap();
@@ -1072,20 +1067,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn sessions_are_stored_only_as_token_hashes() {
-        let store = store_with_anna_and_otto();
+    fn sessions_are_stored_only_as_token_hashes(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let new = store.console_session_create("anna", "cli", 1).unwrap();
         let stored: Vec<u8> = store
-            .conn
+            .db
             .query_row("SELECT token_hash FROM console_session", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, token_hash(&new.token).to_vec());
     }
 
-    #[test]
-    fn a_session_idle_too_long_ends_and_an_active_one_lives_on() {
-        let store = store_with_anna_and_otto();
+    fn a_session_idle_too_long_ends_and_an_active_one_lives_on(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let new = store.console_session_create("anna", "10.8.0.7", 0).unwrap();
         // Each request within the timeout keeps it alive, however long the whole session.
         for minute in [29, 58, 87, 116] {
@@ -1119,9 +1112,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_sweep_ends_only_idle_sessions() {
-        let store = store_with_anna_and_otto();
+    fn the_sweep_ends_only_idle_sessions(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let old = store.console_session_create("anna", "a", 0).unwrap();
         let fresh = store
             .console_session_create("anna", "b", 20 * MINUTE)
@@ -1141,9 +1133,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn logout_ends_one_session_and_end_for_all_of_an_account() {
-        let store = store_with_anna_and_otto();
+    fn logout_ends_one_session_and_end_for_all_of_an_account(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let a1 = store.console_session_create("anna", "a", 0).unwrap();
         let a2 = store.console_session_create("anna", "b", 0).unwrap();
         let a3 = store.console_session_create("anna", "c", 0).unwrap();
@@ -1169,9 +1160,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn disabling_or_deleting_an_account_ends_its_sessions() {
-        let store = store_with_anna_and_otto();
+    fn disabling_or_deleting_an_account_ends_its_sessions(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         let otto = store.console_session_create("otto.k", "a", 0).unwrap();
         let anna = store.console_session_create("anna", "b", 0).unwrap();
         store.console_account_set_disabled("otto.k", true).unwrap();
@@ -1188,21 +1178,20 @@ mod tests {
             None
         );
         let count: i64 = store
-            .conn
+            .db
             .query_row("SELECT count(*) FROM console_session", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 0);
         assert_eq!(store.console_account_get("anna").unwrap(), None);
     }
 
-    #[test]
-    fn a_session_whose_account_was_disabled_behind_its_back_is_refused_and_ended() {
+    fn a_session_whose_account_was_disabled_behind_its_back_is_refused_and_ended(backend: Backend) {
         // Another writer (an older build, a manual fix) disabled the account without the
         // session sweep that `console_account_set_disabled` does.
-        let store = store_with_anna_and_otto();
+        let store = store_with_anna_and_otto(backend);
         let otto = store.console_session_create("otto.k", "a", 0).unwrap();
         store
-            .conn
+            .db
             .execute(
                 "UPDATE console_account SET disabled = 1 WHERE name = 'otto.k'",
                 [],
@@ -1213,7 +1202,7 @@ mod tests {
             None
         );
         store
-            .conn
+            .db
             .execute(
                 "UPDATE console_account SET disabled = 0 WHERE name = 'otto.k'",
                 [],
@@ -1225,9 +1214,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn sessions_are_refused_for_unknown_and_disabled_accounts() {
-        let store = store_with_anna_and_otto();
+    fn sessions_are_refused_for_unknown_and_disabled_accounts(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         assert!(matches!(
             store.console_session_create("nobody", "a", 0),
             Err(StoreError::NoSuchAccount(n)) if n == "nobody"
@@ -1239,9 +1227,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn rooms_have_owners_who_must_exist_and_lose_them_when_deleted() {
-        let store = store_with_anna_and_otto();
+    fn rooms_have_owners_who_must_exist_and_lose_them_when_deleted(backend: Backend) {
+        let store = store_with_anna_and_otto(backend);
         store.room_create(&NewRoom::new("4711", 0)).unwrap();
         let owned = store
             .room_create(&NewRoom {
@@ -1298,9 +1285,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn audit_entries_come_newest_first_and_filter_by_time_and_actor() {
-        let store = Store::open_in_memory().unwrap();
+    fn audit_entries_come_newest_first_and_filter_by_time_and_actor(backend: Backend) {
+        let store = backend.open();
         store
             .audit_record(&entry("cli:root", "room.create", "room 4711"), 100)
             .unwrap();
@@ -1350,9 +1336,8 @@ mod tests {
         assert_eq!(store.audit_list(None, None, usize::MAX).unwrap().len(), 4);
     }
 
-    #[test]
-    fn overlong_audit_fields_are_cut_at_a_character_boundary() {
-        let store = Store::open_in_memory().unwrap();
+    fn overlong_audit_fields_are_cut_at_a_character_boundary(backend: Backend) {
+        let store = backend.open();
         let detail = "ä".repeat(MAX_DETAIL_CHARS + 10);
         store
             .audit_record(&entry("cli:root", "room.create", &detail), 1)
@@ -1374,4 +1359,26 @@ mod tests {
         assert_eq!(ConsoleRole::Staff.to_string(), "staff");
         assert_eq!(AccountOrigin::Ldap.to_string(), "ldap");
     }
+
+    on_both_backends!(
+        created_accounts_are_listed_by_name_and_read_back,
+        verify_admits_only_the_right_password_of_an_enabled_local_account,
+        a_disabled_account_does_not_verify_until_enabled_again,
+        an_ldap_account_never_verifies_here,
+        passwords_are_stored_only_as_salted_argon2id,
+        a_new_password_replaces_the_old,
+        create_refuses_bad_names_passwords_extensions_and_duplicates,
+        upsert_ldap_adds_and_updates_ldap_accounts_but_never_takes_over_a_local_one,
+        a_session_is_found_by_its_token_and_touched,
+        sessions_are_stored_only_as_token_hashes,
+        a_session_idle_too_long_ends_and_an_active_one_lives_on,
+        the_sweep_ends_only_idle_sessions,
+        logout_ends_one_session_and_end_for_all_of_an_account,
+        disabling_or_deleting_an_account_ends_its_sessions,
+        a_session_whose_account_was_disabled_behind_its_back_is_refused_and_ended,
+        sessions_are_refused_for_unknown_and_disabled_accounts,
+        rooms_have_owners_who_must_exist_and_lose_them_when_deleted,
+        audit_entries_come_newest_first_and_filter_by_time_and_actor,
+        overlong_audit_fields_are_cut_at_a_character_boundary,
+    );
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Component, Path};
 
-use rusqlite::params;
+use crate::db::params;
 
 use crate::{Store, StoreError};
 
@@ -56,7 +56,7 @@ impl Store {
             validate_relative(path)?;
         }
 
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let newest: Option<u32> =
             tx.query_row("SELECT max(version) FROM dialplan_version", [], |row| {
                 row.get(0)
@@ -105,7 +105,7 @@ impl Store {
 
     /// All stored dialplan versions, newest first.
     pub fn dialplan_versions(&self) -> Result<Vec<DialplanVersion>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.db.prepare(
             "SELECT v.version, v.created_at_ms, v.comment,
                     (SELECT count(*) FROM dialplan_file f WHERE f.version = v.version)
              FROM dialplan_version v ORDER BY v.version DESC",
@@ -127,7 +127,7 @@ impl Store {
         &self,
     ) -> Result<std::collections::BTreeMap<u32, Vec<String>>, StoreError> {
         let mut stmt = self
-            .conn
+            .db
             .prepare("SELECT version, path FROM dialplan_file ORDER BY version, path")?;
         let rows = stmt.query_map([], |row| Ok((row.get::<_, u32>(0)?, row.get(1)?)))?;
         let mut paths = std::collections::BTreeMap::<u32, Vec<String>>::new();
@@ -143,7 +143,7 @@ impl Store {
         &self,
         version: u32,
     ) -> Result<Option<Vec<(String, String)>>, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM dialplan_version WHERE version = ?1)",
             [version],
@@ -162,6 +162,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
     fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
@@ -169,9 +170,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn versions_count_up_and_keep_their_files() {
-        let store = Store::open_in_memory().unwrap();
+    fn versions_count_up_and_keep_their_files(backend: Backend) {
+        let store = backend.open();
         let v1 = files(&[("default.toml", "a = 1\n"), ("staff/home.toml", "b = 2\n")]);
         let v2 = files(&[("default.toml", "a = 2\n")]);
         assert_eq!(store.dialplan_version_add(&v1, "first", 1_000).unwrap(), 1);
@@ -202,9 +202,8 @@ mod tests {
         assert_eq!(store.dialplan_version_files(0).unwrap(), None);
     }
 
-    #[test]
-    fn identical_to_newest_returns_that_version_whatever_the_file_order() {
-        let store = Store::open_in_memory().unwrap();
+    fn identical_to_newest_returns_that_version_whatever_the_file_order(backend: Backend) {
+        let store = backend.open();
         let v1 = files(&[("b.toml", "x"), ("a.toml", "y")]);
         assert_eq!(store.dialplan_version_add(&v1, "one", 1).unwrap(), 1);
         let reordered = files(&[("a.toml", "y"), ("b.toml", "x")]);
@@ -216,9 +215,8 @@ mod tests {
         assert_eq!(store.dialplan_versions().unwrap()[0].comment, "one");
     }
 
-    #[test]
-    fn any_difference_makes_a_new_version() {
-        let store = Store::open_in_memory().unwrap();
+    fn any_difference_makes_a_new_version(backend: Backend) {
+        let store = backend.open();
         let base = files(&[("a.toml", "y"), ("b.toml", "x")]);
         store.dialplan_version_add(&base, "base", 0).unwrap();
         let changes = [
@@ -243,9 +241,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn older_identical_version_is_not_reused() {
-        let store = Store::open_in_memory().unwrap();
+    fn older_identical_version_is_not_reused(backend: Backend) {
+        let store = backend.open();
         let a = files(&[("a.toml", "1")]);
         let b = files(&[("a.toml", "2")]);
         store.dialplan_version_add(&a, "", 0).unwrap();
@@ -253,17 +250,15 @@ mod tests {
         assert_eq!(store.dialplan_version_add(&a, "rollback", 0).unwrap(), 3);
     }
 
-    #[test]
-    fn empty_file_set_is_a_version_and_dedupes() {
-        let store = Store::open_in_memory().unwrap();
+    fn empty_file_set_is_a_version_and_dedupes(backend: Backend) {
+        let store = backend.open();
         assert_eq!(store.dialplan_version_add(&[], "empty", 0).unwrap(), 1);
         assert_eq!(store.dialplan_version_add(&[], "empty", 0).unwrap(), 1);
         assert_eq!(store.dialplan_version_files(1).unwrap(), Some(vec![]));
     }
 
-    #[test]
-    fn rejects_duplicate_and_non_relative_paths() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_duplicate_and_non_relative_paths(backend: Backend) {
+        let store = backend.open();
         assert!(matches!(
             store.dialplan_version_add(&files(&[("a.toml", "1"), ("a.toml", "2")]), "", 0),
             Err(StoreError::DuplicateDialplanFile(p)) if p == "a.toml"
@@ -279,4 +274,13 @@ mod tests {
         }
         assert_eq!(store.dialplan_versions().unwrap(), vec![]);
     }
+
+    on_both_backends!(
+        versions_count_up_and_keep_their_files,
+        identical_to_newest_returns_that_version_whatever_the_file_order,
+        any_difference_makes_a_new_version,
+        older_identical_version_is_not_reused,
+        empty_file_set_is_a_version_and_dedupes,
+        rejects_duplicate_and_non_relative_paths,
+    );
 }

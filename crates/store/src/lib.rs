@@ -3,17 +3,23 @@
 //! registrations of their phones, web console accounts with their sessions, and the audit log
 //! of administrative changes.
 //!
-//! SQLite (embedded, one file in the data directory) is the default. The API is synchronous
-//! and small on purpose: the server calls it from a blocking thread, and a PostgreSQL backend
-//! for multi-node set-ups can implement the same operations later. It knows nothing about SIP.
+//! SQLite (embedded, one file in the data directory) is the default; PostgreSQL
+//! ([`Store::open_postgres`]) serves multi-node set-ups with the same operations, each query
+//! written once over both (db.rs). The API is synchronous and small on purpose: the server
+//! calls it from one plain thread (which the PostgreSQL client needs: no tokio runtime on
+//! it). It knows nothing about SIP, and does not cache, notify other nodes or pool
+//! connections.
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, ToSql};
+use rusqlite::Connection;
+
+use db::{Db, Dialect, OptionalExtension, ToValue};
 
 mod api_tokens;
 mod call_settings;
 mod console;
+mod db;
 mod dialplan_history;
 mod live_rooms;
 mod recordings;
@@ -22,6 +28,10 @@ mod ring_groups;
 mod room_links;
 mod room_tokens;
 mod rooms;
+#[cfg(any(test, feature = "test-cluster"))]
+pub mod test_cluster;
+#[cfg(test)]
+mod testing;
 mod users;
 mod voicemail;
 
@@ -35,6 +45,7 @@ pub use console::{
     ConsoleSession, MAX_ACCOUNT_NAME_CHARS, MAX_CONSOLE_PASSWORD_CHARS, MIN_CONSOLE_PASSWORD_CHARS,
     NewConsoleSession, validate_account_name, validate_console_password,
 };
+pub use db::DatabaseError;
 pub use dialplan_history::DialplanVersion;
 pub use live_rooms::LiveRoom;
 pub use recordings::{Recording, RecordingId};
@@ -82,7 +93,27 @@ pub enum StoreError {
     BackupTargetExists(PathBuf),
     /// The database refused an operation.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[from] DatabaseError),
+    /// A PostgreSQL connection string that cannot be read (the string itself is not in the
+    /// message: it may hold a password).
+    #[error("cannot read the PostgreSQL connection string for {location}: {source}")]
+    PostgresUrl {
+        /// The database as far as it could be read, without password.
+        location: String,
+        /// What the client library found wrong.
+        source: postgres::Error,
+    },
+    /// The PostgreSQL server could not be reached or refused the login.
+    #[error("cannot connect to {location}: {source}")]
+    PostgresConnect {
+        /// The database, without password.
+        location: String,
+        /// Why.
+        source: DatabaseError,
+    },
+    /// `backup_to` copies a SQLite file; a PostgreSQL database is backed up by its own tools.
+    #[error("the store is the PostgreSQL database {0}: back it up with pg_dump, not amtsleitung")]
+    BackupNeedsPgDump(String),
     /// The database was written by a newer amtsleitung.
     #[error(
         "database schema version {found} is newer than this program knows ({known}); upgrade amtsleitung"
@@ -684,10 +715,70 @@ impl CallMedia {
     }
 }
 
-/// The SQLite-backed store.
+/// The store, on SQLite or PostgreSQL: the same operations on either.
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    db: Db,
+    location: Location,
+}
+
+/// Where a store's data is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite database file (`:memory:` for a private in-memory one).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, described without its password (see [`postgres_description`]).
+    Postgres(String),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(description) => f.write_str(description),
+        }
+    }
+}
+
+/// A PostgreSQL connection string (URL or `key=value` form) as it may be logged: user, hosts,
+/// ports and database, never the password. Unparseable strings are not shown at all, since
+/// where the password is in them cannot be known.
+pub fn postgres_description(url: &str) -> String {
+    let Ok(config) = url.parse::<postgres::Config>() else {
+        return "postgresql (connection string not readable)".into();
+    };
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                postgres::config::Host::Tcp(name) => name.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            }
+        })
+        .collect();
+    format!(
+        "postgresql://{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// Checks, without connecting, that `url` is a PostgreSQL connection string the client can
+/// read (for a configuration check). The error never quotes the string: it may hold a
+/// password.
+pub fn check_postgres_url(url: &str) -> Result<(), StoreError> {
+    url.parse::<postgres::Config>()
+        .map(|_| ())
+        .map_err(|source| StoreError::PostgresUrl {
+            location: postgres_description(url),
+            source,
+        })
 }
 
 impl Store {
@@ -699,13 +790,45 @@ impl Store {
         })?;
         Self::check_writable(data_dir)?;
         let path = Self::database_file(data_dir);
-        let conn = Connection::open(&path)?;
+        let conn = Connection::open(&path).map_err(DatabaseError::from)?;
         // WAL keeps readers (admin API) from blocking the writer (call records at hangup);
         // synchronous=NORMAL is durable across process crashes, which is what we promise.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut store = Self { conn, path };
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(DatabaseError::from)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(DatabaseError::from)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(DatabaseError::from)?;
+        let store = Self {
+            db: Db::Sqlite(conn),
+            location: Location::Sqlite(path),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Connects to the PostgreSQL database `url` (`postgresql://user:password@host:port/db`
+    /// or libpq's `key=value` form) and brings its schema up to date. The database must exist
+    /// and the user must be allowed to create tables in it.
+    ///
+    /// The `postgres` client runs a tokio runtime of its own: call this and every method of
+    /// the store it returns from a plain thread, never from inside a tokio runtime (that
+    /// panics with "Cannot start a runtime from within a runtime"). See `db.rs`.
+    pub fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        let config: postgres::Config = url.parse().map_err(|source| StoreError::PostgresUrl {
+            location: postgres_description(url),
+            source,
+        })?;
+        let connection = db::PostgresConnection::connect(config).map_err(|source| {
+            StoreError::PostgresConnect {
+                location: postgres_description(url),
+                source,
+            }
+        })?;
+        let store = Self {
+            db: Db::Postgres(Box::new(connection)),
+            location: Location::Postgres(postgres_description(url)),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -738,45 +861,88 @@ impl Store {
         let conn = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        )
+        .map_err(DatabaseError::from)?;
         Ok(Self {
-            conn,
-            path: path.to_path_buf(),
+            db: Db::Sqlite(conn),
+            location: Location::Sqlite(path.to_path_buf()),
         })
     }
 
     /// Opens a private in-memory store (tests, `dialplan check` without a data dir).
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        let mut store = Self {
-            conn: Connection::open_in_memory()?,
-            path: PathBuf::from(":memory:"),
+        let store = Self {
+            db: Db::Sqlite(Connection::open_in_memory().map_err(DatabaseError::from)?),
+            location: Location::Sqlite(PathBuf::from(":memory:")),
         };
         store.migrate()?;
         Ok(store)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the data is: the database file, or the PostgreSQL database without password.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
-    /// Current schema version.
+    /// Current schema version: SQLite keeps it in the file header (`PRAGMA user_version`),
+    /// PostgreSQL has no such slot, so a one-row table holds it.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |row| row.get(0))?)
+        Ok(match self.db.dialect() {
+            Dialect::Sqlite => self
+                .db
+                .query_row("PRAGMA user_version", [], |row| row.get(0))?,
+            Dialect::Postgres => self
+                .db
+                .query_row(
+                    "SELECT coalesce(max(version), 0) FROM amtsleitung_schema",
+                    [],
+                    |row| row.get(0),
+                )
+                .or_else(|err| match &err {
+                    // A database amtsleitung never migrated has no version table yet.
+                    DatabaseError::Postgres(e)
+                        if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) =>
+                    {
+                        Ok(0)
+                    }
+                    _ => Err(err),
+                })?,
+        })
     }
 
-    fn migrate(&mut self) -> Result<(), StoreError> {
+    fn migrate(&self) -> Result<(), StoreError> {
         let known = MIGRATIONS.len() as i64;
+        let tx = self.db.transaction()?;
+        if self.db.dialect() == Dialect::Postgres {
+            // Two servers starting at once against one database: the second waits here for
+            // the first's migrations and then finds nothing left to do.
+            // (SET LOCAL: no NOTICE in the log that the table exists, at every start.)
+            tx.execute_batch(
+                "SET LOCAL client_min_messages TO WARNING;
+                 CREATE TABLE IF NOT EXISTS amtsleitung_schema (version BIGINT NOT NULL);
+                 LOCK TABLE amtsleitung_schema IN EXCLUSIVE MODE;",
+            )?;
+        }
         let found = self.schema_version()?;
         if found > known {
             return Err(StoreError::SchemaTooNew { found, known });
         }
-        let tx = self.conn.transaction()?;
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            let version = index as i64 + 1;
+            match tx.dialect() {
+                Dialect::Sqlite => {
+                    tx.execute_batch(sql)?;
+                    tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+                }
+                Dialect::Postgres => {
+                    tx.execute_batch(&db::postgres_ddl(sql))?;
+                    tx.execute("DELETE FROM amtsleitung_schema", ())?;
+                    tx.execute(
+                        "INSERT INTO amtsleitung_schema (version) VALUES (?1)",
+                        [version],
+                    )?;
+                }
+            }
         }
         tx.commit()?;
         Ok(())
@@ -787,7 +953,7 @@ impl Store {
         let connected = record.connected.as_ref();
         let caller_media = media_values(&record.media);
         let callee_media = connected.map_or([None; MEDIA_COLUMNS], |c| media_values(&c.media));
-        let mut values: Vec<&dyn ToSql> = vec![
+        let mut values: Vec<&dyn ToValue> = vec![
             &record.call_id,
             &record.caller,
             &record.callee,
@@ -797,7 +963,7 @@ impl Store {
             &record.final_status,
             &record.end_reason,
         ];
-        values.extend(caller_media.iter().map(|v| v as &dyn ToSql));
+        values.extend(caller_media.iter().map(|v| v as &dyn ToValue));
         let callee_call_id = connected.map(|c| &c.call_id);
         let callee_target = connected.map(|c| &c.target);
         let callee_extension = connected.and_then(|c| c.extension.as_ref());
@@ -805,7 +971,7 @@ impl Store {
         let callee_ended_at_ms = connected.map(|c| c.ended_at_ms);
         let callee_end_reason = connected.map(|c| &c.end_reason);
         values.extend([
-            &record.contacts_rung as &dyn ToSql,
+            &record.contacts_rung as &dyn ToValue,
             &callee_call_id,
             &callee_target,
             &callee_extension,
@@ -813,12 +979,12 @@ impl Store {
             &callee_ended_at_ms,
             &callee_end_reason,
         ]);
-        values.extend(callee_media.iter().map(|v| v as &dyn ToSql));
+        values.extend(callee_media.iter().map(|v| v as &dyn ToValue));
         let features = record.features.join(FEATURE_SEPARATOR);
         values.push(&features);
         values.push(&record.ring_group);
         let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
-        self.conn.execute(
+        self.db.execute(
             &format!(
                 "INSERT INTO call_record ({CALL_RECORD_COLUMNS}) VALUES ({})",
                 placeholders.join(", ")
@@ -830,7 +996,7 @@ impl Store {
 
     /// The newest `limit` call records, newest first.
     pub fn recent_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {CALL_RECORD_COLUMNS} FROM call_record ORDER BY id DESC LIMIT ?1"
         ))?;
         let rows = stmt.query_map([limit], call_record_from_row)?;
@@ -841,7 +1007,7 @@ impl Store {
     /// database is found by a health check, not only by the next caller.
     pub fn check_health(&self) -> Result<(), StoreError> {
         for table in ["room", "sip_user", "call_record", "dialplan_version"] {
-            self.conn.query_row(
+            self.db.query_row(
                 &format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)"),
                 [],
                 |row| row.get::<_, i64>(0),
@@ -852,7 +1018,7 @@ impl Store {
 
     /// Call records of calls that started at or after `since_ms`, oldest first.
     pub fn calls_since(&self, since_ms: i64) -> Result<Vec<CallRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {CALL_RECORD_COLUMNS} FROM call_record WHERE started_at_ms >= ?1 ORDER BY id"
         ))?;
         let rows = stmt.query_map([since_ms], call_record_from_row)?;
@@ -866,17 +1032,20 @@ impl Store {
         if target.exists() {
             return Err(StoreError::BackupTargetExists(target.to_path_buf()));
         }
+        if self.db.dialect() == Dialect::Postgres {
+            return Err(StoreError::BackupNeedsPgDump(self.location.to_string()));
+        }
         let target = target
             .to_str()
             .ok_or_else(|| StoreError::BackupTargetExists(target.to_path_buf()))?;
-        self.conn.execute("VACUUM INTO ?1", [target])?;
+        self.db.execute("VACUUM INTO ?1", [target])?;
         Ok(())
     }
 
     /// The call record of one Call-ID, if any.
     pub fn call_by_id(&self, call_id: &str) -> Result<Option<CallRecord>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT {CALL_RECORD_COLUMNS} FROM call_record WHERE call_id = ?1 ORDER BY id DESC LIMIT 1"
@@ -935,7 +1104,7 @@ fn media_values(m: &CallMedia) -> [Option<i64>; MEDIA_COLUMNS] {
 }
 
 /// The inverse of [`media_values`], reading from column `at` on.
-fn media_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<CallMedia> {
+fn media_from_row(row: &db::Row<'_>, at: usize) -> db::Result<CallMedia> {
     Ok(CallMedia {
         packets_received: row.get(at)?,
         packets_expected: row.get(at + 1)?,
@@ -951,7 +1120,7 @@ fn media_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<CallMe
     })
 }
 
-fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
+fn call_record_from_row(row: &crate::db::Row<'_>) -> crate::db::Result<CallRecord> {
     // A connected leg is written whole, so its Call-ID says whether there is one.
     let connected = match row.get::<_, Option<String>>(CONNECTED_AT)? {
         None => None,
@@ -990,6 +1159,7 @@ fn call_record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
     fn sample(call_id: &str) -> CallRecord {
         CallRecord {
@@ -1056,22 +1226,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn call_records_survive_reopening_the_database() {
-        let dir = std::env::temp_dir().join(format!("amt-store-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn call_records_survive_reopening_the_database(backend: Backend) {
+        let place = backend.durable();
         {
-            let store = Store::open(&dir).unwrap();
+            let store = place.open();
             store.record_call(&sample("a@x")).unwrap();
             store.record_call(&sample("b@x")).unwrap();
         }
-        let store = Store::open(&dir).unwrap();
+        let store = place.open();
         let calls = store.recent_calls(10).unwrap();
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].call_id, "b@x", "newest first");
         assert_eq!(store.call_by_id("a@x").unwrap(), Some(sample("a@x")));
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1090,13 +1257,97 @@ mod tests {
     }
 
     #[test]
-    fn rooms_recordings_and_dialplan_history_survive_reopening() {
-        let dir = std::env::temp_dir().join(format!("amt-store-rooms-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn postgres_migrates_an_empty_database_once_and_a_reopen_changes_nothing() {
+        let url = crate::test_cluster::empty_database();
+        let store = Store::open_postgres(&url).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        store.record_call(&sample_connected("a@x")).unwrap();
+        drop(store);
+        let store = Store::open_postgres(&url).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(
+            store.call_by_id("a@x").unwrap(),
+            Some(sample_connected("a@x"))
+        );
+        let versions: i64 = store
+            .db
+            .query_row("SELECT count(*) FROM amtsleitung_schema", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(versions, 1, "one version row");
+    }
+
+    #[test]
+    fn a_postgres_store_connects_again_after_the_server_dropped_its_connection() {
+        let url = crate::test_cluster::fresh_database();
+        let store = Store::open_postgres(&url).unwrap();
+        store.room_create(&NewRoom::new("4711", 1)).unwrap();
+        let admin = Store::open_postgres(&url).unwrap();
+        let ended: bool = admin
+            .db
+            .query_row(
+                "SELECT bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(ended, "the store's connection was ended");
+        // The call that finds the connection gone may fail; the next one connects again.
+        let _ = store.room_get("4711");
+        assert_eq!(store.room_get("4711").unwrap().unwrap().number, "4711");
+        store.room_create(&NewRoom::new("4712", 2)).unwrap();
+        assert_eq!(store.room_list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn postgres_refuses_a_database_from_a_newer_version() {
+        let url = crate::test_cluster::fresh_database();
+        let store = Store::open_postgres(&url).unwrap();
+        store
+            .db
+            .execute("UPDATE amtsleitung_schema SET version = 999", ())
+            .unwrap();
+        drop(store);
+        match Store::open_postgres(&url) {
+            Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
+            other => panic!("expected SchemaTooNew, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_postgres_store_is_backed_up_with_pg_dump_not_by_amtsleitung() {
+        let store = Store::open_postgres(&crate::test_cluster::fresh_database()).unwrap();
+        let target = std::env::temp_dir().join(format!("amt-pg-backup-{}", std::process::id()));
+        let err = store.backup_to(&target).unwrap_err();
+        assert!(matches!(err, StoreError::BackupNeedsPgDump(_)), "{err:?}");
+        assert!(err.to_string().contains("pg_dump"), "{err}");
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn a_postgres_location_is_described_without_its_password() {
+        let text = postgres_description("postgresql://sipuser:s3cret@db.example:5433/sipdb");
+        assert_eq!(text, "postgresql://sipuser@db.example:5433/sipdb");
+        let text = postgres_description("host=/run/pg user=a password=s3cret dbname=b");
+        assert_eq!(text, "postgresql://a@/run/pg/b");
+        assert!(!postgres_description("postgresql://a:s3cret@[bad").contains("s3cret"));
+    }
+
+    #[test]
+    fn an_unreachable_postgres_is_an_error_that_does_not_show_the_password() {
+        let err = Store::open_postgres("postgresql://nobody:s3cret@127.0.0.1:1/none")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(err, StoreError::PostgresConnect { .. }), "{err:?}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    fn rooms_recordings_and_dialplan_history_survive_reopening(backend: Backend) {
+        let place = backend.durable();
         let files = vec![("default.toml".to_string(), "x = 1\n".to_string())];
         let recording;
         {
-            let store = Store::open(&dir).unwrap();
+            let store = place.open();
             store
                 .room_create(&NewRoom {
                     pin: Some("1234".into()),
@@ -1109,7 +1360,7 @@ mod tests {
                 .unwrap();
             assert_eq!(store.dialplan_version_add(&files, "boot", 20).unwrap(), 1);
         }
-        let store = Store::open(&dir).unwrap();
+        let store = place.open();
         assert_eq!(store.room_list().unwrap().len(), 1);
         assert_eq!(
             store.room_check_pin("4711", "9999").unwrap(),
@@ -1127,7 +1378,6 @@ mod tests {
         assert_eq!(store.dialplan_version_add(&files, "boot", 40).unwrap(), 1);
         assert_eq!(store.dialplan_version_files(1).unwrap(), Some(files));
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1162,18 +1412,16 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn a_call_connected_to_nobody_reads_back_without_a_connected_leg() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_call_connected_to_nobody_reads_back_without_a_connected_leg(backend: Backend) {
+        let store = backend.open();
         store.record_call(&sample("alone@x")).unwrap();
         let call = store.call_by_id("alone@x").unwrap().unwrap();
         assert_eq!(call, sample("alone@x"));
         assert_eq!(call.connected, None);
     }
 
-    #[test]
-    fn a_connected_call_keeps_both_legs_and_each_legs_own_media() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_connected_call_keeps_both_legs_and_each_legs_own_media(backend: Backend) {
+        let store = backend.open();
         store.record_call(&sample_connected("both@x")).unwrap();
         store.record_call(&sample("alone@x")).unwrap();
         assert_eq!(
@@ -1184,9 +1432,8 @@ mod tests {
         assert_eq!(calls, [sample("alone@x"), sample_connected("both@x")]);
     }
 
-    #[test]
-    fn a_connected_leg_to_a_sip_uri_has_no_extension() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_connected_leg_to_a_sip_uri_has_no_extension(backend: Backend) {
+        let store = backend.open();
         let mut record = sample_connected("uri@x");
         if let Some(leg) = record.connected.as_mut() {
             leg.target = "sip:partner@10.99.0.3:5070".into();
@@ -1446,9 +1693,17 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn unknown_call_id_is_none() {
-        let store = Store::open_in_memory().unwrap();
+    fn unknown_call_id_is_none(backend: Backend) {
+        let store = backend.open();
         assert_eq!(store.call_by_id("nope").unwrap(), None);
     }
+
+    on_both_backends!(
+        rooms_recordings_and_dialplan_history_survive_reopening,
+        call_records_survive_reopening_the_database,
+        a_call_connected_to_nobody_reads_back_without_a_connected_leg,
+        a_connected_call_keeps_both_legs_and_each_legs_own_media,
+        a_connected_leg_to_a_sip_uri_has_no_extension,
+        unknown_call_id_is_none,
+    );
 }

@@ -5,8 +5,9 @@
 //! The server rewrites its own rows; each row names the server's process id, so rows left by a
 //! server that crashed can be recognised as stale by whoever reads them.
 
-use rusqlite::params;
+use crate::db::params;
 
+use crate::db::Dialect;
 use crate::{Store, StoreError};
 
 /// One open room as a running server last reported it.
@@ -30,12 +31,14 @@ impl Store {
         rooms: &[(String, u32)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         tx.execute("DELETE FROM live_room WHERE server_pid = ?1", [server_pid])?;
         {
             let mut insert = tx.prepare(
-                "INSERT OR REPLACE INTO live_room (number, participants, server_pid, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO live_room (number, participants, server_pid, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (number) DO UPDATE SET participants = excluded.participants,
+                     server_pid = excluded.server_pid, updated_at_ms = excluded.updated_at_ms",
             )?;
             for (number, participants) in rooms {
                 insert.execute(params![number, participants, server_pid, now_ms])?;
@@ -47,9 +50,9 @@ impl Store {
 
     /// The open room with this number, if a server reported one.
     pub fn live_room(&self, number: &str) -> Result<Option<LiveRoom>, StoreError> {
-        use rusqlite::OptionalExtension;
+        use crate::db::OptionalExtension;
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT number, participants, server_pid, updated_at_ms FROM live_room WHERE number = ?1",
                 [number],
@@ -66,21 +69,30 @@ impl Store {
     }
 
     /// A number that changes whenever another connection (another process, e.g. the admin
-    /// CLI) committed a change to the database; this connection's own writes do not change it.
+    /// CLI) committed a change to the database. On SQLite this connection's own writes do not
+    /// change it (`PRAGMA data_version`). PostgreSQL has no such counter: there it is the
+    /// next transaction id to be handed out, which moves with every writing transaction of
+    /// the cluster, our own included. Moving too often only costs the caller a re-check of
+    /// what it holds; it never hides a change.
     pub fn external_change_counter(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA data_version", [], |row| row.get(0))?)
+        let sql = match self.db.dialect() {
+            Dialect::Sqlite => "PRAGMA data_version",
+            // xid8 has no cast to bigint; its text form is the number.
+            Dialect::Postgres => {
+                "SELECT CAST(CAST(pg_snapshot_xmax(pg_current_snapshot()) AS TEXT) AS BIGINT)"
+            }
+        };
+        Ok(self.db.query_row(sql, [], |row| row.get(0))?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
-    #[test]
-    fn a_server_report_replaces_its_own_rows_only() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_server_report_replaces_its_own_rows_only(backend: Backend) {
+        let store = backend.open();
         store
             .live_rooms_replace(10, &[("1234".into(), 3), ("77".into(), 1)], 5)
             .unwrap();
@@ -121,4 +133,21 @@ mod tests {
         assert_ne!(server.external_change_counter().unwrap(), before);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn another_connections_commit_moves_the_change_counter_on_postgres() {
+        let url = crate::test_cluster::fresh_database();
+        let server = Store::open_postgres(&url).unwrap();
+        let admin = Store::open_postgres(&url).unwrap();
+        let before = server.external_change_counter().unwrap();
+        assert_eq!(
+            server.external_change_counter().unwrap(),
+            before,
+            "reading moves nothing"
+        );
+        admin.live_rooms_replace(2, &[("2".into(), 1)], 1).unwrap();
+        assert_ne!(server.external_change_counter().unwrap(), before);
+    }
+
+    on_both_backends!(a_server_report_replaces_its_own_rows_only,);
 }

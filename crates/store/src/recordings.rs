@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{OptionalExtension, params};
 
 use crate::rooms::validate_room_number;
 use crate::{Store, StoreError};
@@ -44,11 +44,11 @@ impl Store {
         let path_text = path
             .to_str()
             .ok_or_else(|| StoreError::NonUtf8Path(path.to_path_buf()))?;
-        self.conn.execute(
-            "INSERT INTO recording (room, path, started_at_ms) VALUES (?1, ?2, ?3)",
+        Ok(RecordingId(self.db.query_row(
+            "INSERT INTO recording (room, path, started_at_ms) VALUES (?1, ?2, ?3) RETURNING id",
             params![room, path_text, started_at_ms],
-        )?;
-        Ok(RecordingId(self.conn.last_insert_rowid()))
+            |row| row.get(0),
+        )?))
     }
 
     /// Notes that a recording ended, with the final file size; a recording finishes once.
@@ -60,7 +60,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let stored_bytes =
             i64::try_from(bytes).map_err(|_| StoreError::RecordingTooLarge(bytes))?;
-        let updated = self.conn.execute(
+        let updated = self.db.execute(
             "UPDATE recording SET ended_at_ms = ?2, bytes = ?3 WHERE id = ?1 AND ended_at_ms IS NULL",
             params![id.0, ended_at_ms, stored_bytes],
         )?;
@@ -68,7 +68,7 @@ impl Store {
             return Ok(());
         }
         let exists = self
-            .conn
+            .db
             .query_row("SELECT 1 FROM recording WHERE id = ?1", [id.0], |_| Ok(()))
             .optional()?
             .is_some();
@@ -86,7 +86,7 @@ impl Store {
 
     /// Every recording, oldest first.
     pub fn recordings_all(&self) -> Result<Vec<Recording>, StoreError> {
-        self.recordings_where("1", [])
+        self.recordings_where("1 = 1", [])
     }
 
     /// The recording `id`, if any.
@@ -99,7 +99,7 @@ impl Store {
     pub fn recording_delete(&self, id: RecordingId) -> Result<Option<Recording>, StoreError> {
         let found = self.recording_get(id)?;
         if found.is_some() {
-            self.conn
+            self.db
                 .execute("DELETE FROM recording WHERE id = ?1", [id.0])?;
         }
         Ok(found)
@@ -108,7 +108,7 @@ impl Store {
     /// Forgets the finished recordings that started before `cutoff_ms` and returns them
     /// (their files are the caller's to delete); a running one is left alone.
     pub fn recordings_expire(&self, cutoff_ms: i64) -> Result<Vec<Recording>, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let expired = self.recordings_where(
             "started_at_ms < ?1 AND ended_at_ms IS NOT NULL",
             [cutoff_ms],
@@ -121,12 +121,12 @@ impl Store {
         Ok(expired)
     }
 
-    fn recordings_where<P: rusqlite::Params>(
+    fn recordings_where<P: crate::db::Params>(
         &self,
         condition: &str,
         params: P,
     ) -> Result<Vec<Recording>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT id, room, path, started_at_ms, ended_at_ms, bytes FROM recording
              WHERE {condition} ORDER BY started_at_ms, id"
         ))?;
@@ -140,7 +140,10 @@ impl Store {
                 bytes: row
                     .get::<_, Option<i64>>(5)?
                     .map(|b| {
-                        u64::try_from(b).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(5, b))
+                        u64::try_from(b).map_err(|_| crate::db::DatabaseError::Column {
+                            column: 5,
+                            problem: format!("{b} is not a size in bytes"),
+                        })
                     })
                     .transpose()?,
             })
@@ -152,10 +155,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
-    #[test]
-    fn recordings_are_found_deleted_and_expired_but_a_running_one_is_kept() {
-        let store = Store::open_in_memory().unwrap();
+    fn recordings_are_found_deleted_and_expired_but_a_running_one_is_kept(backend: Backend) {
+        let store = backend.open();
         let old = store
             .recording_start("4711", Path::new("a.wav"), 1_000)
             .unwrap();
@@ -177,9 +180,8 @@ mod tests {
         assert_eq!(store.recordings_all().unwrap().len(), 1);
     }
 
-    #[test]
-    fn started_then_finished_recording_is_listed_for_its_room_only() {
-        let store = Store::open_in_memory().unwrap();
+    fn started_then_finished_recording_is_listed_for_its_room_only(backend: Backend) {
+        let store = backend.open();
         let first = store
             .recording_start("4711", Path::new("rec/4711-1.wav"), 1_000)
             .unwrap();
@@ -218,9 +220,8 @@ mod tests {
         assert_eq!(store.recordings_for_room("1").unwrap(), vec![]);
     }
 
-    #[test]
-    fn finishing_twice_or_an_unknown_id_is_an_error() {
-        let store = Store::open_in_memory().unwrap();
+    fn finishing_twice_or_an_unknown_id_is_an_error(backend: Backend) {
+        let store = backend.open();
         let id = store.recording_start("1", Path::new("a.wav"), 0).unwrap();
         store.recording_finish(id, 10, 100).unwrap();
         assert!(matches!(
@@ -234,9 +235,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn rejects_bad_room_number_and_oversized_byte_count() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_bad_room_number_and_oversized_byte_count(backend: Backend) {
+        let store = backend.open();
         assert!(matches!(
             store.recording_start("room1", Path::new("a.wav"), 0),
             Err(StoreError::InvalidRoomNumber { .. })
@@ -249,14 +249,21 @@ mod tests {
     }
 
     #[cfg(unix)]
-    #[test]
-    fn rejects_non_utf8_path() {
+    fn rejects_non_utf8_path(backend: Backend) {
         use std::os::unix::ffi::OsStrExt;
-        let store = Store::open_in_memory().unwrap();
+        let store = backend.open();
         let path = Path::new(std::ffi::OsStr::from_bytes(b"rec/\xff.wav"));
         assert!(matches!(
             store.recording_start("1", path, 0),
             Err(StoreError::NonUtf8Path(p)) if p == path
         ));
     }
+
+    on_both_backends!(
+        recordings_are_found_deleted_and_expired_but_a_running_one_is_kept,
+        started_then_finished_recording_is_listed_for_its_room_only,
+        finishing_twice_or_an_unknown_id_is_an_error,
+        rejects_bad_room_number_and_oversized_byte_count,
+        rejects_non_utf8_path,
+    );
 }

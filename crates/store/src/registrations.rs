@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
-use rusqlite::{Row, params};
+use crate::db::{Row, params};
 
 use crate::{Store, StoreError};
 
@@ -115,7 +115,7 @@ fn binding_problem(binding: &Binding) -> Result<(), BindingProblem> {
 const BINDING_COLUMNS: &str = "domain, extension, contact, source, transport, path, q_milli, \
      call_id, cseq, expires_at_ms, user_agent, instance_id";
 
-fn user_binding_from_row(row: &Row<'_>) -> rusqlite::Result<UserBinding> {
+fn user_binding_from_row(row: &Row<'_>) -> crate::db::Result<UserBinding> {
     let source: String = row.get(3)?;
     let path: String = row.get(5)?;
     Ok(UserBinding {
@@ -123,13 +123,12 @@ fn user_binding_from_row(row: &Row<'_>) -> rusqlite::Result<UserBinding> {
         extension: row.get(1)?,
         binding: Binding {
             contact: row.get(2)?,
-            source: source.parse().map_err(|err| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    3,
-                    rusqlite::types::Type::Text,
-                    Box::new(err),
-                )
-            })?,
+            source: source
+                .parse()
+                .map_err(|err| crate::db::DatabaseError::Column {
+                    column: 3,
+                    problem: format!("{err}"),
+                })?,
             transport: row.get(4)?,
             path: path.lines().map(str::to_owned).collect(),
             q_milli: row.get(6)?,
@@ -165,7 +164,7 @@ impl Store {
                 });
             }
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let user = self
             .user_get(domain, extension)?
             .ok_or_else(|| StoreError::NoSuchUser {
@@ -213,7 +212,7 @@ impl Store {
     /// Every binding of every user that has not expired at `now_ms` (what a restarted
     /// registrar starts from), grouped by user, highest q first within a user.
     pub fn registrations_unexpired(&self, now_ms: i64) -> Result<Vec<UserBinding>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {BINDING_COLUMNS} FROM registration WHERE expires_at_ms > ?1
              ORDER BY domain, extension, coalesce(q_milli, 1000) DESC, contact"
         ))?;
@@ -228,7 +227,7 @@ impl Store {
         extension: &str,
         now_ms: i64,
     ) -> Result<Vec<Binding>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {BINDING_COLUMNS} FROM registration
              WHERE domain = ?1 AND extension = ?2 AND expires_at_ms > ?3
              ORDER BY coalesce(q_milli, 1000) DESC, contact"
@@ -246,7 +245,7 @@ impl Store {
         domain: &str,
         now_ms: i64,
     ) -> Result<HashMap<String, u32>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.db.prepare(
             "SELECT extension, count(*) FROM registration
              WHERE domain = ?1 AND expires_at_ms > ?2 GROUP BY extension",
         )?;
@@ -258,7 +257,7 @@ impl Store {
 
     /// Deletes every binding that has expired at `now_ms`; returns how many.
     pub fn registrations_delete_expired(&self, now_ms: i64) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "DELETE FROM registration WHERE expires_at_ms <= ?1",
             [now_ms],
         )?)
@@ -268,6 +267,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
     use crate::{DEFAULT_DOMAIN, NewUser};
 
     const NOW: i64 = 1_700_000_000_000;
@@ -287,8 +287,8 @@ mod tests {
         }
     }
 
-    fn store_with_users(extensions: &[&str]) -> Store {
-        let store = Store::open_in_memory().unwrap();
+    fn store_with_users(backend: Backend, extensions: &[&str]) -> Store {
+        let store = backend.open();
         for extension in extensions {
             store
                 .user_create(&NewUser {
@@ -304,9 +304,8 @@ mod tests {
         bindings.iter().map(|b| b.contact.as_str()).collect()
     }
 
-    #[test]
-    fn replaced_bindings_read_back_with_every_field() {
-        let store = store_with_users(&["101"]);
+    fn replaced_bindings_read_back_with_every_field(backend: Backend) {
+        let store = store_with_users(backend, &["101"]);
         let full = Binding {
             source: "[2001:db8::7]:5061".parse().unwrap(),
             transport: "tls".into(),
@@ -336,9 +335,8 @@ mod tests {
         assert_eq!(all[1].binding, full);
     }
 
-    #[test]
-    fn replace_swaps_the_whole_set_of_one_user_only() {
-        let store = store_with_users(&["101", "102"]);
+    fn replace_swaps_the_whole_set_of_one_user_only(backend: Backend) {
+        let store = store_with_users(backend, &["101", "102"]);
         store
             .registration_replace(
                 DEFAULT_DOMAIN,
@@ -369,12 +367,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn bindings_survive_reopening_the_database() {
-        let dir = std::env::temp_dir().join(format!("amt-store-reg-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn bindings_survive_reopening_the_database(backend: Backend) {
+        let place = backend.durable();
         {
-            let store = Store::open(&dir).unwrap();
+            let store = place.open();
             store
                 .user_create(&NewUser::new("101", "x", "geheim123", 0))
                 .unwrap();
@@ -382,18 +378,16 @@ mod tests {
                 .registration_replace(DEFAULT_DOMAIN, "101", &[binding("sip:a@h", NOW + 10)])
                 .unwrap();
         }
-        let store = Store::open(&dir).unwrap();
+        let store = place.open();
         assert_eq!(
             store.registrations_unexpired(NOW).unwrap()[0].binding,
             binding("sip:a@h", NOW + 10)
         );
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn expired_bindings_are_not_loaded_and_can_be_deleted() {
-        let store = store_with_users(&["101", "102"]);
+    fn expired_bindings_are_not_loaded_and_can_be_deleted(backend: Backend) {
+        let store = store_with_users(backend, &["101", "102"]);
         store
             .registration_replace(
                 DEFAULT_DOMAIN,
@@ -416,9 +410,8 @@ mod tests {
         assert_eq!(store.registrations_unexpired(NOW - 100).unwrap().len(), 1);
     }
 
-    #[test]
-    fn replace_refuses_unknown_users_and_too_many_contacts_and_changes_nothing() {
-        let store = store_with_users(&["101"]);
+    fn replace_refuses_unknown_users_and_too_many_contacts_and_changes_nothing(backend: Backend) {
+        let store = store_with_users(backend, &["101"]);
         store
             .registration_replace(DEFAULT_DOMAIN, "101", &[binding("sip:keep@h", NOW + 10)])
             .unwrap();
@@ -443,9 +436,8 @@ mod tests {
         assert!(store.registrations_unexpired(NOW).unwrap().len() == 1);
     }
 
-    #[test]
-    fn replace_refuses_malformed_bindings() {
-        let store = store_with_users(&["101"]);
+    fn replace_refuses_malformed_bindings(backend: Backend) {
+        let store = store_with_users(backend, &["101"]);
         let cases = [
             (vec![binding("", NOW)], BindingProblem::EmptyContact),
             (
@@ -494,9 +486,8 @@ mod tests {
         assert_eq!(store.registrations_unexpired(0).unwrap(), vec![]);
     }
 
-    #[test]
-    fn deleting_a_user_deletes_its_bindings() {
-        let store = store_with_users(&["101", "102"]);
+    fn deleting_a_user_deletes_its_bindings(backend: Backend) {
+        let store = store_with_users(backend, &["101", "102"]);
         store
             .registration_replace(DEFAULT_DOMAIN, "101", &[binding("sip:a@h", NOW + 10)])
             .unwrap();
@@ -508,4 +499,14 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].extension, "102");
     }
+
+    on_both_backends!(
+        bindings_survive_reopening_the_database,
+        replaced_bindings_read_back_with_every_field,
+        replace_swaps_the_whole_set_of_one_user_only,
+        expired_bindings_are_not_loaded_and_can_be_deleted,
+        replace_refuses_unknown_users_and_too_many_contacts_and_changes_nothing,
+        replace_refuses_malformed_bindings,
+        deleting_a_user_deletes_its_bindings,
+    );
 }

@@ -5,7 +5,7 @@
 //! rings at once and a group renamed in the dialplan starts with everyone logged in. The
 //! store does not know the groups: the server and the CLI check names against the plan.
 
-use rusqlite::params;
+use crate::db::params;
 
 use crate::{Store, StoreError};
 
@@ -29,9 +29,9 @@ impl Store {
         extension: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let changed = self.conn.execute(
-            "INSERT OR IGNORE INTO ring_group_logout (group_name, extension, since_ms)
-             VALUES (?1, ?2, ?3)",
+        let changed = self.db.execute(
+            "INSERT INTO ring_group_logout (group_name, extension, since_ms)
+             VALUES (?1, ?2, ?3) ON CONFLICT (group_name, extension) DO NOTHING",
             params![group, extension, now_ms],
         )?;
         Ok(changed > 0)
@@ -39,7 +39,7 @@ impl Store {
 
     /// Logs `extension` back in to `group`. False when they were not logged out.
     pub fn group_log_in(&self, group: &str, extension: &str) -> Result<bool, StoreError> {
-        let changed = self.conn.execute(
+        let changed = self.db.execute(
             "DELETE FROM ring_group_logout WHERE group_name = ?1 AND extension = ?2",
             params![group, extension],
         )?;
@@ -48,7 +48,7 @@ impl Store {
 
     /// The members logged out of `group`, by extension.
     pub fn group_logged_out(&self, group: &str) -> Result<Vec<String>, StoreError> {
-        let mut statement = self.conn.prepare(
+        let mut statement = self.db.prepare(
             "SELECT extension FROM ring_group_logout WHERE group_name = ?1 ORDER BY extension",
         )?;
         let rows = statement.query_map(params![group], |row| row.get(0))?;
@@ -57,7 +57,7 @@ impl Store {
 
     /// Every logout of every group, by group and extension.
     pub fn group_logouts(&self) -> Result<Vec<GroupLogout>, StoreError> {
-        let mut statement = self.conn.prepare(
+        let mut statement = self.db.prepare(
             "SELECT group_name, extension, since_ms FROM ring_group_logout
              ORDER BY group_name, extension",
         )?;
@@ -75,10 +75,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
-    #[test]
-    fn a_member_logs_out_of_one_group_and_back_in() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_member_logs_out_of_one_group_and_back_in(backend: Backend) {
+        let store = backend.open();
         assert!(store.group_log_out("buergerservice", "101", 5).unwrap());
         // Twice changes nothing, and keeps the first time.
         assert!(!store.group_log_out("buergerservice", "101", 9).unwrap());
@@ -108,9 +108,8 @@ mod tests {
         assert!(store.group_logged_out("buergerservice").unwrap().is_empty());
     }
 
-    #[test]
-    fn the_call_record_keeps_the_ring_group_reached() {
-        let store = Store::open_in_memory().unwrap();
+    fn the_call_record_keeps_the_ring_group_reached(backend: Backend) {
+        let store = backend.open();
         let record = crate::CallRecord {
             call_id: "c1".into(),
             caller: "102".into(),
@@ -130,4 +129,9 @@ mod tests {
         store.record_call(&record).unwrap();
         assert_eq!(store.recent_calls(1).unwrap(), vec![record]);
     }
+
+    on_both_backends!(
+        a_member_logs_out_of_one_group_and_back_in,
+        the_call_record_keeps_the_ring_group_reached,
+    );
 }

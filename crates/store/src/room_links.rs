@@ -7,7 +7,7 @@
 //! unlike room PINs and our own room tokens they are stored in clear (the database file is
 //! readable by the service user only), and listings show only whether one is set.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{OptionalExtension, params};
 
 use crate::{Store, StoreError};
 
@@ -96,7 +96,7 @@ impl Store {
         validate_link_url("WHEP", &link.whep_url)?;
         validate_token("WHIP", link.whip_token.as_deref())?;
         validate_token("WHEP", link.whep_token.as_deref())?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         if self.room_get(&link.room)?.is_none() {
             return Err(StoreError::NoSuchRoom(link.room.clone()));
         }
@@ -122,7 +122,7 @@ impl Store {
     /// Removes room `room`'s link; false if it had none.
     pub fn room_link_remove(&self, room: &str) -> Result<bool, StoreError> {
         Ok(self
-            .conn
+            .db
             .execute("DELETE FROM room_link WHERE room = ?1", [room])?
             > 0)
     }
@@ -130,7 +130,7 @@ impl Store {
     /// Room `room`'s link, if it has one.
     pub fn room_link_get(&self, room: &str) -> Result<Option<RoomLink>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT room, whip_url, whip_token, whep_url, whep_token FROM room_link
                  WHERE room = ?1",
@@ -142,7 +142,7 @@ impl Store {
 
     /// Every room link, by room number.
     pub fn room_links(&self) -> Result<Vec<RoomLink>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.db.prepare(
             "SELECT room, whip_url, whip_token, whep_url, whep_token FROM room_link ORDER BY room",
         )?;
         let links = stmt
@@ -152,7 +152,7 @@ impl Store {
     }
 }
 
-fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RoomLink> {
+fn link_from_row(row: &crate::db::Row<'_>) -> crate::db::Result<RoomLink> {
     Ok(RoomLink {
         room: row.get(0)?,
         whip_url: row.get(1)?,
@@ -166,6 +166,7 @@ fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RoomLink> {
 mod tests {
     use super::*;
     use crate::NewRoom;
+    use crate::testing::{Backend, on_both_backends};
 
     fn link(room: &str) -> RoomLink {
         RoomLink {
@@ -177,15 +178,14 @@ mod tests {
         }
     }
 
-    fn store_with_room(number: &str) -> Store {
-        let store = Store::open_in_memory().unwrap();
+    fn store_with_room(backend: Backend, number: &str) -> Store {
+        let store = backend.open();
         store.room_create(&NewRoom::new(number, 1)).unwrap();
         store
     }
 
-    #[test]
-    fn a_link_is_stored_replaced_and_removed() {
-        let store = store_with_room("1234");
+    fn a_link_is_stored_replaced_and_removed(backend: Backend) {
+        let store = store_with_room(backend, "1234");
         assert_eq!(store.room_link_get("1234").unwrap(), None);
         store.room_link_set(&link("1234"), 5).unwrap();
         assert_eq!(store.room_link_get("1234").unwrap(), Some(link("1234")));
@@ -198,9 +198,8 @@ mod tests {
         assert_eq!(store.room_link_get("1234").unwrap(), None);
     }
 
-    #[test]
-    fn only_a_stored_room_can_be_linked_and_deleting_it_drops_the_link() {
-        let store = store_with_room("1234");
+    fn only_a_stored_room_can_be_linked_and_deleting_it_drops_the_link(backend: Backend) {
+        let store = store_with_room(backend, "1234");
         assert!(matches!(
             store.room_link_set(&link("99"), 1),
             Err(StoreError::NoSuchRoom(_))
@@ -210,9 +209,8 @@ mod tests {
         assert_eq!(store.room_link_get("1234").unwrap(), None);
     }
 
-    #[test]
-    fn refuses_urls_and_tokens_the_client_cannot_use() {
-        let store = store_with_room("1");
+    fn refuses_urls_and_tokens_the_client_cannot_use(backend: Backend) {
+        let store = store_with_room(backend, "1");
         for url in [
             "ftp://x/whip",
             "meet.example/whip",
@@ -244,4 +242,10 @@ mod tests {
         assert!(!shown.contains("secret-in"), "{shown}");
         assert!(shown.contains("meet.example"), "{shown}");
     }
+
+    on_both_backends!(
+        a_link_is_stored_replaced_and_removed,
+        only_a_stored_room_can_be_linked_and_deleting_it_drops_the_link,
+        refuses_urls_and_tokens_the_client_cannot_use,
+    );
 }

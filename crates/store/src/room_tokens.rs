@@ -6,7 +6,7 @@
 //! 10^10 candidates), a 256-bit random token cannot be found by trying candidates against a
 //! stolen hash, so a fast hash protects it fully and costs nothing per request.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::rooms::validate_room_number;
@@ -79,7 +79,7 @@ impl Store {
         let mut secret = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut secret).map_err(StoreError::Randomness)?;
         let token = hex(&secret);
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO room_token (room, kind, token_hash, created_at_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(room, kind) DO UPDATE SET token_hash = excluded.token_hash,
              created_at_ms = excluded.created_at_ms",
@@ -90,7 +90,7 @@ impl Store {
 
     /// Removes the room's token of `kind`; false if it had none.
     pub fn room_token_revoke(&self, room: &str, kind: TokenKind) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "DELETE FROM room_token WHERE room = ?1 AND kind = ?2",
             params![room, kind.as_str()],
         )? > 0)
@@ -115,7 +115,7 @@ impl Store {
         hash: &[u8; 32],
     ) -> Result<bool, StoreError> {
         let stored: Option<Vec<u8>> = self
-            .conn
+            .db
             .query_row(
                 "SELECT token_hash FROM room_token WHERE room = ?1 AND kind = ?2",
                 params![room, kind.as_str()],
@@ -128,7 +128,7 @@ impl Store {
     /// Which kinds of token the room has, for listings.
     pub fn room_token_kinds(&self, room: &str) -> Result<Vec<TokenKind>, StoreError> {
         let mut stmt = self
-            .conn
+            .db
             .prepare("SELECT kind FROM room_token WHERE room = ?1 ORDER BY kind")?;
         let kinds = stmt
             .query_map([room], |row| row.get::<_, String>(0))?
@@ -148,10 +148,10 @@ impl Store {
 mod tests {
     use super::*;
     use crate::NewRoom;
+    use crate::testing::{Backend, on_both_backends};
 
-    #[test]
-    fn an_issued_token_checks_only_for_its_room_and_kind() {
-        let store = Store::open_in_memory().unwrap();
+    fn an_issued_token_checks_only_for_its_room_and_kind(backend: Backend) {
+        let store = backend.open();
         let token = store.room_token_issue("1234", TokenKind::Whip, 1).unwrap();
         assert_eq!(token.len(), 64);
         assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -180,9 +180,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_new_token_replaces_the_old_and_revoking_removes_it() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_new_token_replaces_the_old_and_revoking_removes_it(backend: Backend) {
+        let store = backend.open();
         let first = store.room_token_issue("7", TokenKind::Whep, 1).unwrap();
         let second = store.room_token_issue("7", TokenKind::Whep, 2).unwrap();
         assert_ne!(first, second);
@@ -206,19 +205,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn tokens_are_stored_only_as_hashes() {
-        let store = Store::open_in_memory().unwrap();
+    fn tokens_are_stored_only_as_hashes(backend: Backend) {
+        let store = backend.open();
         let token = store.room_token_issue("1234", TokenKind::Whip, 1).unwrap();
         let stored: Vec<u8> = store
-            .conn
+            .db
             .query_row("SELECT token_hash FROM room_token", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, token_hash(&token).to_vec());
+        let hex = match store.db.dialect() {
+            crate::db::Dialect::Sqlite => "hex(token_hash)",
+            crate::db::Dialect::Postgres => "encode(token_hash, 'hex')",
+        };
         let dump: String = store
-            .conn
+            .db
             .query_row(
-                "SELECT room || kind || hex(token_hash) || created_at_ms FROM room_token",
+                &format!("SELECT room || kind || {hex} || created_at_ms FROM room_token"),
                 [],
                 |r| r.get(0),
             )
@@ -226,18 +228,16 @@ mod tests {
         assert!(!dump.to_lowercase().contains(&token), "{dump}");
     }
 
-    #[test]
-    fn rejects_a_room_number_no_room_can_have() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_a_room_number_no_room_can_have(backend: Backend) {
+        let store = backend.open();
         assert!(matches!(
             store.room_token_issue("12a4", TokenKind::Whip, 1),
             Err(StoreError::InvalidRoomNumber { .. })
         ));
     }
 
-    #[test]
-    fn deleting_a_stored_room_deletes_its_tokens() {
-        let store = Store::open_in_memory().unwrap();
+    fn deleting_a_stored_room_deletes_its_tokens(backend: Backend) {
+        let store = backend.open();
         store.room_create(&NewRoom::new("4711", 0)).unwrap();
         let token = store.room_token_issue("4711", TokenKind::Whip, 1).unwrap();
         assert!(store.room_delete("4711").unwrap());
@@ -254,4 +254,12 @@ mod tests {
                 .unwrap()
         );
     }
+
+    on_both_backends!(
+        an_issued_token_checks_only_for_its_room_and_kind,
+        a_new_token_replaces_the_old_and_revoking_removes_it,
+        tokens_are_stored_only_as_hashes,
+        rejects_a_room_number_no_room_can_have,
+        deleting_a_stored_room_deletes_its_tokens,
+    );
 }

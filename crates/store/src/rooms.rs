@@ -21,7 +21,7 @@
 //! ([`NewRoom::owner`]) or later with [`Store::room_set_owner`], not through [`RoomUpdate`]:
 //! changing who may manage a room is an admin's act of its own, not a room setting.
 
-use rusqlite::{OptionalExtension, Row, params};
+use crate::db::{OptionalExtension, Row, params};
 
 use crate::{Store, StoreError};
 
@@ -281,7 +281,7 @@ struct RoomRow {
 
 const ROOM_COLUMNS: &str = "number, pin_hash IS NOT NULL, moderator_pin_hash IS NOT NULL, max_participants, wait_for_moderator, created_at_ms, owner";
 
-fn room_from_row(row: &Row<'_>) -> rusqlite::Result<Room> {
+fn room_from_row(row: &Row<'_>) -> crate::db::Result<Room> {
     Ok(Room {
         number: row.get(0)?,
         has_pin: row.get(1)?,
@@ -327,7 +327,7 @@ impl Store {
             .map(|pin| hash_pin(&new.number, scheme, &salt, pin))
             .transpose()?;
 
-        let inserted = self.conn.execute(
+        let inserted = self.db.execute(
             "INSERT INTO room (number, pin_scheme, pin_salt, pin_hash, moderator_pin_hash, max_participants, wait_for_moderator, created_at_ms, owner)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(number) DO NOTHING",
             params![
@@ -359,7 +359,7 @@ impl Store {
     /// The stored room with this number, if any.
     pub fn room_get(&self, number: &str) -> Result<Option<Room>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!("SELECT {ROOM_COLUMNS} FROM room WHERE number = ?1"),
                 [number],
@@ -370,7 +370,7 @@ impl Store {
 
     /// All stored rooms in numeric order of their numbers.
     pub fn room_list(&self) -> Result<Vec<Room>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {ROOM_COLUMNS} FROM room ORDER BY length(number), number"
         ))?;
         let rows = stmt.query_map([], room_from_row)?;
@@ -379,7 +379,7 @@ impl Store {
 
     /// The stored rooms `owner` runs, in numeric order (what a staff member's console lists).
     pub fn room_list_owned_by(&self, owner: &str) -> Result<Vec<Room>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {ROOM_COLUMNS} FROM room WHERE owner = ?1 ORDER BY length(number), number"
         ))?;
         let rows = stmt.query_map([owner], room_from_row)?;
@@ -389,7 +389,7 @@ impl Store {
     /// Gives a stored room to the console account `owner` (which must exist), or with None
     /// back to admins only; returns the room as it is now.
     pub fn room_set_owner(&self, number: &str, owner: Option<&str>) -> Result<Room, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         if let Some(owner) = owner {
             self.console_account_must_exist(owner)?;
         }
@@ -411,7 +411,7 @@ impl Store {
     /// room, not opened by the old room's tokens); false if there was none. Its recordings
     /// stay listed.
     pub fn room_delete(&self, number: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let deleted = tx.execute("DELETE FROM room WHERE number = ?1", [number])? > 0;
         if deleted {
             tx.execute("DELETE FROM room_token WHERE room = ?1", [number])?;
@@ -432,7 +432,7 @@ impl Store {
         if let Some(max) = update.max_participants {
             validate_max_participants(max)?;
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let row = self
             .room_row(number)?
             .ok_or_else(|| StoreError::NoSuchRoom(number.to_owned()))?;
@@ -518,7 +518,7 @@ impl Store {
 
     fn room_row(&self, number: &str) -> Result<Option<RoomRow>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT {ROOM_COLUMNS}, pin_scheme, pin_salt, pin_hash, moderator_pin_hash FROM room WHERE number = ?1"
@@ -541,6 +541,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
     fn with_pins(number: &str, pin: Option<&str>, moderator_pin: Option<&str>) -> NewRoom {
         NewRoom {
@@ -550,9 +551,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn created_room_is_listed_and_read_back_without_pins() {
-        let store = Store::open_in_memory().unwrap();
+    fn created_room_is_listed_and_read_back_without_pins(backend: Backend) {
+        let store = backend.open();
         let created = store
             .room_create(&NewRoom {
                 max_participants: 12,
@@ -575,14 +575,13 @@ mod tests {
         assert_eq!(store.room_get("4712").unwrap(), None);
     }
 
-    #[test]
-    fn pins_are_not_stored_in_plaintext() {
-        let store = Store::open_in_memory().unwrap();
+    fn pins_are_not_stored_in_plaintext(backend: Backend) {
+        let store = backend.open();
         store
             .room_create(&with_pins("1", Some("246813"), Some("975319")))
             .unwrap();
         let (pin, moderator, salt): (Vec<u8>, Vec<u8>, Vec<u8>) = store
-            .conn
+            .db
             .query_row(
                 "SELECT pin_hash, moderator_pin_hash, pin_salt FROM room",
                 [],
@@ -597,9 +596,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rooms_get_different_salts() {
-        let store = Store::open_in_memory().unwrap();
+    fn rooms_get_different_salts(backend: Backend) {
+        let store = backend.open();
         store
             .room_create(&with_pins("1", Some("1234"), None))
             .unwrap();
@@ -607,7 +605,7 @@ mod tests {
             .room_create(&with_pins("2", Some("1234"), None))
             .unwrap();
         let hashes: Vec<Vec<u8>> = store
-            .conn
+            .db
             .prepare("SELECT pin_hash FROM room")
             .unwrap()
             .query_map([], |r| r.get(0))
@@ -617,9 +615,8 @@ mod tests {
         assert_ne!(hashes[0], hashes[1], "same PIN, different rooms");
     }
 
-    #[test]
-    fn duplicate_room_number_is_rejected_and_keeps_the_first() {
-        let store = Store::open_in_memory().unwrap();
+    fn duplicate_room_number_is_rejected_and_keeps_the_first(backend: Backend) {
+        let store = backend.open();
         store
             .room_create(&with_pins("4711", Some("1234"), None))
             .unwrap();
@@ -633,9 +630,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn rejects_bad_room_numbers() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_bad_room_numbers(backend: Backend) {
+        let store = backend.open();
         for number in ["", "12345678901", "47a1", " 4711", "４７"] {
             match store.room_create(&NewRoom::new(number, 0)) {
                 Err(StoreError::InvalidRoomNumber { number: n }) => assert_eq!(n, number),
@@ -646,9 +642,8 @@ mod tests {
         store.room_create(&NewRoom::new("0", 0)).unwrap();
     }
 
-    #[test]
-    fn rejects_bad_pin_formats_naming_which_pin_and_why() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_bad_pin_formats_naming_which_pin_and_why(backend: Backend) {
+        let store = backend.open();
         let cases = [
             (
                 Some("123"),
@@ -707,10 +702,9 @@ mod tests {
         assert_eq!(store.room_list().unwrap(), vec![]);
     }
 
-    #[test]
-    fn pin_error_message_names_the_pin_but_does_not_show_it() {
-        let err = Store::open_in_memory()
-            .unwrap()
+    fn pin_error_message_names_the_pin_but_does_not_show_it(backend: Backend) {
+        let err = backend
+            .open()
             .room_create(&with_pins("4711", Some("1234"), Some("987")))
             .unwrap_err();
         let text = err.to_string();
@@ -734,9 +728,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn rejects_identical_pins_and_wait_without_moderator_and_bad_limits() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_identical_pins_and_wait_without_moderator_and_bad_limits(backend: Backend) {
+        let store = backend.open();
         assert!(matches!(
             store.room_create(&with_pins("1", Some("1234"), Some("1234"))),
             Err(StoreError::PinsIdentical)
@@ -759,9 +752,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pin_check_tells_participant_moderator_and_wrong_apart() {
-        let store = Store::open_in_memory().unwrap();
+    fn pin_check_tells_participant_moderator_and_wrong_apart(backend: Backend) {
+        let store = backend.open();
         store
             .room_create(&with_pins("4711", Some("1234"), Some("9999")))
             .unwrap();
@@ -786,9 +778,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn room_without_participant_pin_admits_empty_digits_but_not_wrong_ones() {
-        let store = Store::open_in_memory().unwrap();
+    fn room_without_participant_pin_admits_empty_digits_but_not_wrong_ones(backend: Backend) {
+        let store = backend.open();
         store
             .room_create(&with_pins("10", None, Some("5555")))
             .unwrap();
@@ -803,9 +794,8 @@ mod tests {
         assert_eq!(store.room_check_pin("10", "5556").unwrap(), PinCheck::Wrong);
     }
 
-    #[test]
-    fn update_changes_pins_and_settings_and_validates_the_result() {
-        let store = Store::open_in_memory().unwrap();
+    fn update_changes_pins_and_settings_and_validates_the_result(backend: Backend) {
+        let store = backend.open();
         store
             .room_create(&with_pins("4711", Some("1234"), Some("9999")))
             .unwrap();
@@ -879,9 +869,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn failed_update_leaves_the_room_unchanged() {
-        let store = Store::open_in_memory().unwrap();
+    fn failed_update_leaves_the_room_unchanged(backend: Backend) {
+        let store = backend.open();
         store
             .room_create(&with_pins("4711", Some("1234"), Some("9999")))
             .unwrap();
@@ -903,9 +892,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn delete_removes_only_that_room() {
-        let store = Store::open_in_memory().unwrap();
+    fn delete_removes_only_that_room(backend: Backend) {
+        let store = backend.open();
         store.room_create(&NewRoom::new("1", 0)).unwrap();
         store.room_create(&NewRoom::new("2", 0)).unwrap();
         assert!(store.room_delete("1").unwrap());
@@ -919,9 +907,8 @@ mod tests {
         assert_eq!(numbers, ["2"]);
     }
 
-    #[test]
-    fn list_is_in_numeric_order() {
-        let store = Store::open_in_memory().unwrap();
+    fn list_is_in_numeric_order(backend: Backend) {
+        let store = backend.open();
         for number in ["100", "20", "3", "1000", "21"] {
             store.room_create(&NewRoom::new(number, 0)).unwrap();
         }
@@ -940,4 +927,21 @@ mod tests {
         assert!(!constant_time_eq(b"abcd", b"abce"));
         assert!(!constant_time_eq(b"abcd", b"abc"));
     }
+
+    on_both_backends!(
+        created_room_is_listed_and_read_back_without_pins,
+        pins_are_not_stored_in_plaintext,
+        rooms_get_different_salts,
+        duplicate_room_number_is_rejected_and_keeps_the_first,
+        rejects_bad_room_numbers,
+        rejects_bad_pin_formats_naming_which_pin_and_why,
+        pin_error_message_names_the_pin_but_does_not_show_it,
+        rejects_identical_pins_and_wait_without_moderator_and_bad_limits,
+        pin_check_tells_participant_moderator_and_wrong_apart,
+        room_without_participant_pin_admits_empty_digits_but_not_wrong_ones,
+        update_changes_pins_and_settings_and_validates_the_result,
+        failed_update_leaves_the_room_unchanged,
+        delete_removes_only_that_room,
+        list_is_in_numeric_order,
+    );
 }

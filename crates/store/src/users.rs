@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::db::{OptionalExtension, Row, params};
 use md5::Md5;
-use rusqlite::{OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
 
 use crate::call_settings::{CallSettings, follow_me_from_column, follow_me_to_column};
@@ -571,14 +571,11 @@ const USER_COLUMNS: &str = "domain, extension, display_name, realm, ha1_md5, ha1
      media_encryption, fax, location_number, location_networks, dnd, forward_always, \
      forward_busy, forward_no_answer, forward_no_answer_s, follow_me";
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+fn user_from_row(row: &Row<'_>) -> crate::db::Result<User> {
     // A value this build cannot read was written by hand or by a newer build: say which column.
-    let unreadable = |column: usize, err: StoreError| {
-        rusqlite::Error::FromSqlConversionFailure(
-            column,
-            rusqlite::types::Type::Text,
-            Box::new(err),
-        )
+    let unreadable = |column: usize, err: StoreError| crate::db::DatabaseError::Column {
+        column,
+        problem: err.to_string(),
     };
     let networks: String = row.get(6)?;
     let language: String = row.get(8)?;
@@ -616,7 +613,7 @@ impl Store {
     pub fn user_create(&self, new: &NewUser) -> Result<User, StoreError> {
         new.validate()?;
         let user = stored_user(new);
-        let inserted = self.conn.execute(
+        let inserted = self.db.execute(
             &format!(
                 "INSERT INTO sip_user ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
                  ON CONFLICT(domain, extension) DO NOTHING"
@@ -699,7 +696,7 @@ impl Store {
     /// Creates all of `users` in one transaction, or none of them: `BatchRejected` lists every
     /// user that cannot be stored (see [`Store::user_check_many`]). Returns how many were stored.
     pub fn user_create_many(&self, users: &[NewUser]) -> Result<usize, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let problems = self.user_check_many(users)?;
         if !problems.is_empty() {
             return Err(StoreError::BatchRejected(problems));
@@ -714,7 +711,7 @@ impl Store {
     /// The user with this extension in `domain`, if any.
     pub fn user_get(&self, domain: &str, extension: &str) -> Result<Option<User>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT {USER_COLUMNS} FROM sip_user WHERE domain = ?1 AND extension = ?2"
@@ -727,7 +724,7 @@ impl Store {
 
     /// All users of `domain` in numeric order of their extensions.
     pub fn user_list(&self, domain: &str) -> Result<Vec<User>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {USER_COLUMNS} FROM sip_user WHERE domain = ?1 ORDER BY length(extension), extension"
         ))?;
         let rows = stmt.query_map([domain], user_from_row)?;
@@ -743,7 +740,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<User, StoreError> {
         validate_password(password)?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let mut user = self.user_existing(domain, extension)?;
         user.ha1_md5 = ha1_md5(extension, &user.realm, password);
         user.ha1_sha256 = ha1_sha256(extension, &user.realm, password);
@@ -775,7 +772,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<User, StoreError> {
         validate_call_classes(classes)?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let mut user = self.user_existing(domain, extension)?;
         user.call_classes = classes.map(<[String]>::to_vec);
         user.updated_at_ms = now_ms;
@@ -798,7 +795,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<User, StoreError> {
         validate_media_encryption(word)?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let mut user = self.user_existing(domain, extension)?;
         user.media_encryption = word.map(str::to_owned);
         user.updated_at_ms = now_ms;
@@ -819,7 +816,7 @@ impl Store {
         fax: bool,
         now_ms: i64,
     ) -> Result<User, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let mut user = self.user_existing(domain, extension)?;
         user.fax = fax;
         user.updated_at_ms = now_ms;
@@ -842,7 +839,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<User, StoreError> {
         validate_location(location.as_ref())?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let mut user = self.user_existing(domain, extension)?;
         let number = location.as_ref().map(|l| l.number.clone());
         let networks = location
@@ -861,7 +858,7 @@ impl Store {
 
     /// Deletes a user and its registrations; false if there was none.
     pub fn user_delete(&self, domain: &str, extension: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         tx.execute(
             "DELETE FROM registration WHERE domain = ?1 AND extension = ?2",
             [domain, extension],
@@ -901,6 +898,7 @@ fn stored_user(new: &NewUser) -> User {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
     const T0: i64 = 1_700_000_000_000;
 
@@ -925,9 +923,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn created_user_reads_back_with_ha1s_for_extension_and_realm() {
-        let store = Store::open_in_memory().unwrap();
+    fn created_user_reads_back_with_ha1s_for_extension_and_realm(backend: Backend) {
+        let store = backend.open();
         let created = store
             .user_create(&NewUser {
                 allowed_networks: vec![net("10.8.0.0/16"), net("2001:db8::/32")],
@@ -957,9 +954,8 @@ mod tests {
         assert_eq!(store.user_get("other.example", "101").unwrap(), None);
     }
 
-    #[test]
-    fn ha1_uses_an_explicit_realm_when_given() {
-        let store = Store::open_in_memory().unwrap();
+    fn ha1_uses_an_explicit_realm_when_given(backend: Backend) {
+        let store = backend.open();
         let created = store
             .user_create(&NewUser {
                 realm: Some("rathaus".into()),
@@ -970,9 +966,8 @@ mod tests {
         assert_eq!(created.ha1_md5, ha1_md5("101", "rathaus", "Circle of Life"));
     }
 
-    #[test]
-    fn password_is_not_stored_anywhere_in_the_row() {
-        let store = Store::open_in_memory().unwrap();
+    fn password_is_not_stored_anywhere_in_the_row(backend: Backend) {
+        let store = backend.open();
         // Every column filled: a NULL would make the concatenation below NULL.
         store
             .user_create(&NewUser {
@@ -982,14 +977,14 @@ mod tests {
             })
             .unwrap();
         let row: String = store
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT {} FROM sip_user",
                     // A NULL column would make the whole concatenation NULL.
                     USER_COLUMNS
                         .split(", ")
-                        .map(|c| format!("IFNULL({}, '')", c.trim()))
+                        .map(|c| format!("COALESCE(CAST({} AS TEXT), '')", c.trim()))
                         .collect::<Vec<_>>()
                         .join(" || ")
                 ),
@@ -1000,9 +995,8 @@ mod tests {
         assert!(!row.contains("Circle"), "{row}");
     }
 
-    #[test]
-    fn duplicate_extension_is_rejected_per_domain() {
-        let store = Store::open_in_memory().unwrap();
+    fn duplicate_extension_is_rejected_per_domain(backend: Backend) {
+        let store = backend.open();
         store.user_create(&user("101")).unwrap();
         let err = store.user_create(&user("101")).unwrap_err();
         assert!(
@@ -1028,9 +1022,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn rejects_bad_extensions() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_bad_extensions(backend: Backend) {
+        let store = backend.open();
         for extension in [
             "",
             "1",
@@ -1049,8 +1042,7 @@ mod tests {
         store.user_create(&user("123456789012345")).unwrap();
     }
 
-    #[test]
-    fn rejects_short_and_malformed_passwords_without_showing_them() {
+    fn rejects_short_and_malformed_passwords_without_showing_them(backend: Backend) {
         let cases = [
             ("", PasswordProblem::Empty),
             ("geheim1", PasswordProblem::TooShort(7)),
@@ -1059,7 +1051,7 @@ mod tests {
             (" geheim123", PasswordProblem::OuterWhitespace),
             ("geheim123 ", PasswordProblem::OuterWhitespace),
         ];
-        let store = Store::open_in_memory().unwrap();
+        let store = backend.open();
         for (password, problem) in cases {
             match store.user_create(&NewUser::new("101", "x", password, 0)) {
                 Err(StoreError::InvalidPassword(p)) => assert_eq!(p, problem, "{password:?}"),
@@ -1088,9 +1080,8 @@ mod tests {
         assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap().len(), 1);
     }
 
-    #[test]
-    fn rejects_bad_names_limits_domains_and_too_many_networks() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_bad_names_limits_domains_and_too_many_networks(backend: Backend) {
+        let store = backend.open();
         let check = |new: NewUser| store.user_create(&new).unwrap_err();
         assert!(matches!(
             check(NewUser::new("101", "  ", "geheim123", 0)),
@@ -1175,9 +1166,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn allows_source_from_anywhere_only_without_networks() {
-        let store = Store::open_in_memory().unwrap();
+    fn allows_source_from_anywhere_only_without_networks(backend: Backend) {
+        let store = backend.open();
         let open = store.user_create(&user("101")).unwrap();
         let vpn_only = store
             .user_create(&NewUser {
@@ -1191,9 +1181,8 @@ mod tests {
         assert!(vpn_only.allows_source("192.168.5.77".parse().unwrap()));
     }
 
-    #[test]
-    fn set_password_changes_both_ha1s_and_the_update_time_only() {
-        let store = Store::open_in_memory().unwrap();
+    fn set_password_changes_both_ha1s_and_the_update_time_only(backend: Backend) {
+        let store = backend.open();
         let before = store.user_create(&user("101")).unwrap();
         let after = store
             .user_set_password(DEFAULT_DOMAIN, "101", "Hakuna Matata", T0 + 5)
@@ -1223,9 +1212,8 @@ mod tests {
         assert_eq!(store.user_get(DEFAULT_DOMAIN, "101").unwrap(), Some(after));
     }
 
-    #[test]
-    fn delete_removes_only_that_user() {
-        let store = Store::open_in_memory().unwrap();
+    fn delete_removes_only_that_user(backend: Backend) {
+        let store = backend.open();
         store.user_create(&user("101")).unwrap();
         store.user_create(&user("102")).unwrap();
         assert!(store.user_delete(DEFAULT_DOMAIN, "101").unwrap());
@@ -1239,9 +1227,8 @@ mod tests {
         assert_eq!(left, ["102"]);
     }
 
-    #[test]
-    fn list_is_per_domain_in_numeric_order() {
-        let store = Store::open_in_memory().unwrap();
+    fn list_is_per_domain_in_numeric_order(backend: Backend) {
+        let store = backend.open();
         for extension in ["100", "20", "1000", "21"] {
             store.user_create(&user(extension)).unwrap();
         }
@@ -1260,9 +1247,8 @@ mod tests {
         assert_eq!(extensions, ["20", "21", "100", "1000"]);
     }
 
-    #[test]
-    fn create_many_stores_all_or_names_every_bad_entry_and_stores_none() {
-        let store = Store::open_in_memory().unwrap();
+    fn create_many_stores_all_or_names_every_bad_entry_and_stores_none(backend: Backend) {
+        let store = backend.open();
         store.user_create(&user("200")).unwrap();
         let batch = vec![
             user("101"),
@@ -1300,15 +1286,14 @@ mod tests {
         assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap().len(), 4);
     }
 
-    #[test]
-    fn debug_output_redacts_password_and_ha1s() {
+    fn debug_output_redacts_password_and_ha1s(backend: Backend) {
         let new = user("101");
         let text = format!("{new:?}");
         assert!(
             !text.contains("Circle of Life") && text.contains("101"),
             "{text}"
         );
-        let store = Store::open_in_memory().unwrap();
+        let store = backend.open();
         let stored = store.user_create(&new).unwrap();
         let text = format!("{stored:?}");
         assert!(
@@ -1321,9 +1306,8 @@ mod tests {
         Some(names.iter().map(|n| (*n).to_owned()).collect())
     }
 
-    #[test]
-    fn call_classes_round_trip_with_none_as_the_default_and_empty_as_nothing() {
-        let store = Store::open_in_memory().unwrap();
+    fn call_classes_round_trip_with_none_as_the_default_and_empty_as_nothing(backend: Backend) {
+        let store = backend.open();
         let default = store.user_create(&user("101")).unwrap();
         assert_eq!(default.call_classes, None);
         let limited = store
@@ -1353,9 +1337,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn set_call_classes_changes_them_and_back_to_the_default() {
-        let store = Store::open_in_memory().unwrap();
+    fn set_call_classes_changes_them_and_back_to_the_default(backend: Backend) {
+        let store = backend.open();
         let before = store.user_create(&user("101")).unwrap();
         let changed = store
             .user_set_call_classes(
@@ -1383,9 +1366,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn call_class_names_that_would_break_the_column_are_refused() {
-        let store = Store::open_in_memory().unwrap();
+    fn call_class_names_that_would_break_the_column_are_refused(backend: Backend) {
+        let store = backend.open();
         for bad in ["", "local,premium", "Local", "local ", "pr\u{e4}mie"] {
             let err = store
                 .user_create(&NewUser {
@@ -1406,9 +1388,8 @@ mod tests {
         assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap(), vec![]);
     }
 
-    #[test]
-    fn media_encryption_round_trips_with_none_as_the_server_default() {
-        let store = Store::open_in_memory().unwrap();
+    fn media_encryption_round_trips_with_none_as_the_server_default(backend: Backend) {
+        let store = backend.open();
         let default = store.user_create(&user("101")).unwrap();
         assert_eq!(default.media_encryption, None);
         let required = store
@@ -1428,9 +1409,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_users_own_location_number_round_trips_with_its_networks_and_bad_numbers_are_refused() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_users_own_location_number_round_trips_with_its_networks_and_bad_numbers_are_refused(
+        backend: Backend,
+    ) {
+        let store = backend.open();
         let plain = store.user_create(&user("101")).unwrap();
         assert_eq!(plain.location, None, "a new user has none");
         let home = UserLocation {
@@ -1496,9 +1478,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn fax_lines_round_trip_and_are_set_and_cleared() {
-        let store = Store::open_in_memory().unwrap();
+    fn fax_lines_round_trip_and_are_set_and_cleared(backend: Backend) {
+        let store = backend.open();
         let phone = store.user_create(&user("101")).unwrap();
         assert!(!phone.fax, "a new user is a phone");
         let fax = store
@@ -1530,9 +1511,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn set_media_encryption_changes_it_and_back_to_the_server_default() {
-        let store = Store::open_in_memory().unwrap();
+    fn set_media_encryption_changes_it_and_back_to_the_server_default(backend: Backend) {
+        let store = backend.open();
         let before = store.user_create(&user("101")).unwrap();
         for word in MEDIA_ENCRYPTION_WORDS {
             let changed = store
@@ -1557,9 +1537,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn media_encryption_other_than_the_three_lower_case_words_is_refused() {
-        let store = Store::open_in_memory().unwrap();
+    fn media_encryption_other_than_the_three_lower_case_words_is_refused(backend: Backend) {
+        let store = backend.open();
         store.user_create(&user("101")).unwrap();
         for bad in ["", "on", "Required", " optional", "srtp", "mandatory"] {
             let err = store
@@ -1596,14 +1575,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_stored_word_this_build_does_not_know_is_read_back_as_found() {
+    fn a_stored_word_this_build_does_not_know_is_read_back_as_found(backend: Backend) {
         // The server, not the store, decides what an unknown word means (it fails closed);
         // refusing the row here would hide the user and stop the directory from reloading.
-        let store = Store::open_in_memory().unwrap();
+        let store = backend.open();
         store.user_create(&user("101")).unwrap();
         store
-            .conn
+            .db
             .execute(
                 "UPDATE sip_user SET media_encryption = 'dtls' WHERE extension = '101'",
                 [],
@@ -1623,4 +1601,29 @@ mod tests {
         );
         assert_eq!(Language::default(), Language::De);
     }
+
+    on_both_backends!(
+        created_user_reads_back_with_ha1s_for_extension_and_realm,
+        ha1_uses_an_explicit_realm_when_given,
+        password_is_not_stored_anywhere_in_the_row,
+        duplicate_extension_is_rejected_per_domain,
+        rejects_bad_extensions,
+        rejects_short_and_malformed_passwords_without_showing_them,
+        rejects_bad_names_limits_domains_and_too_many_networks,
+        allows_source_from_anywhere_only_without_networks,
+        set_password_changes_both_ha1s_and_the_update_time_only,
+        delete_removes_only_that_user,
+        list_is_per_domain_in_numeric_order,
+        create_many_stores_all_or_names_every_bad_entry_and_stores_none,
+        debug_output_redacts_password_and_ha1s,
+        call_classes_round_trip_with_none_as_the_default_and_empty_as_nothing,
+        set_call_classes_changes_them_and_back_to_the_default,
+        call_class_names_that_would_break_the_column_are_refused,
+        media_encryption_round_trips_with_none_as_the_server_default,
+        a_users_own_location_number_round_trips_with_its_networks_and_bad_numbers_are_refused,
+        fax_lines_round_trip_and_are_set_and_cleared,
+        set_media_encryption_changes_it_and_back_to_the_server_default,
+        media_encryption_other_than_the_three_lower_case_words_is_refused,
+        a_stored_word_this_build_does_not_know_is_read_back_as_found,
+    );
 }

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{OptionalExtension, Row, params};
+use crate::db::{OptionalExtension, Row, params};
 
 use crate::rooms::{
     PIN_SCHEME_ARGON2ID_1, PinKind, constant_time_eq, hash_pin, new_salt, validate_pin,
@@ -115,7 +115,7 @@ fn validate_email(email: &str) -> Result<(), StoreError> {
     }
 }
 
-fn message_row(row: &Row<'_>) -> rusqlite::Result<Voicemail> {
+fn message_row(row: &Row<'_>) -> crate::db::Result<Voicemail> {
     Ok(Voicemail {
         id: VoicemailId(row.get(0)?),
         mailbox: row.get(1)?,
@@ -136,9 +136,9 @@ impl Store {
     /// Stores a message left in a mailbox.
     pub fn voicemail_add(&self, message: &NewVoicemail) -> Result<VoicemailId, StoreError> {
         validate_extension(&message.mailbox)?;
-        self.conn.execute(
+        Ok(VoicemailId(self.db.query_row(
             "INSERT INTO voicemail_message (mailbox, caller, received_at_ms, duration_ms, path)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
             params![
                 message.mailbox,
                 message.caller,
@@ -146,14 +146,14 @@ impl Store {
                 message.duration_ms,
                 path_text(&message.path)?
             ],
-        )?;
-        Ok(VoicemailId(self.conn.last_insert_rowid()))
+            |row| row.get(0),
+        )?))
     }
 
     /// A mailbox's messages in the order a listener hears them: new ones first, each group
     /// oldest first.
     pub fn voicemail_list(&self, mailbox: &str) -> Result<Vec<Voicemail>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.db.prepare(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM voicemail_message WHERE mailbox = ?1
              ORDER BY heard, received_at_ms, id"
         ))?;
@@ -164,7 +164,7 @@ impl Store {
     /// One message.
     pub fn voicemail_get(&self, id: VoicemailId) -> Result<Option<Voicemail>, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 &format!("SELECT {MESSAGE_COLUMNS} FROM voicemail_message WHERE id = ?1"),
                 [id.0],
@@ -175,8 +175,9 @@ impl Store {
 
     /// New and old messages in a mailbox.
     pub fn voicemail_counts(&self, mailbox: &str) -> Result<MessageCounts, StoreError> {
-        let (new, old): (i64, i64) = self.conn.query_row(
-            "SELECT COALESCE(SUM(heard = 0), 0), COALESCE(SUM(heard != 0), 0)
+        let (new, old): (i64, i64) = self.db.query_row(
+            "SELECT COALESCE(SUM(CASE WHEN heard = 0 THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN heard = 0 THEN 0 ELSE 1 END), 0)
              FROM voicemail_message WHERE mailbox = ?1",
             [mailbox],
             |row| Ok((row.get(0)?, row.get(1)?)),
@@ -189,7 +190,7 @@ impl Store {
 
     /// Notes that a message was listened to.
     pub fn voicemail_mark_heard(&self, id: VoicemailId) -> Result<(), StoreError> {
-        let updated = self.conn.execute(
+        let updated = self.db.execute(
             "UPDATE voicemail_message SET heard = 1 WHERE id = ?1",
             [id.0],
         )?;
@@ -204,7 +205,7 @@ impl Store {
         let message = self
             .voicemail_get(id)?
             .ok_or(StoreError::NoSuchVoicemail(id.0))?;
-        self.conn
+        self.db
             .execute("DELETE FROM voicemail_message WHERE id = ?1", [id.0])?;
         Ok(message)
     }
@@ -212,7 +213,7 @@ impl Store {
     /// Deletes every message left before `before_ms` (Unix milliseconds) and returns them,
     /// so their files are removed too (data protection: messages are kept only so long).
     pub fn voicemail_expire(&self, before_ms: i64) -> Result<Vec<Voicemail>, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.db.transaction()?;
         let expired: Vec<Voicemail> = {
             let mut stmt = tx.prepare(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM voicemail_message WHERE received_at_ms < ?1
@@ -232,7 +233,7 @@ impl Store {
     /// A mailbox's settings (the defaults when none were ever set).
     pub fn voicemail_settings(&self, mailbox: &str) -> Result<MailboxSettings, StoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT pin_hash IS NOT NULL, email FROM voicemail_box WHERE mailbox = ?1",
                 [mailbox],
@@ -263,7 +264,7 @@ impl Store {
             }
             None => (None, None, None),
         };
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO voicemail_box (mailbox, pin_scheme, pin_salt, pin_hash) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (mailbox) DO UPDATE SET pin_scheme = ?2, pin_salt = ?3, pin_hash = ?4",
             params![mailbox, scheme, salt, hash],
@@ -281,7 +282,7 @@ impl Store {
         if let Some(email) = email {
             validate_email(email)?;
         }
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO voicemail_box (mailbox, email) VALUES (?1, ?2)
              ON CONFLICT (mailbox) DO UPDATE SET email = ?2",
             params![mailbox, email],
@@ -297,7 +298,7 @@ impl Store {
         digits: &str,
     ) -> Result<MailboxPin, StoreError> {
         let stored: Option<StoredPin> = self
-            .conn
+            .db
             .query_row(
                 "SELECT pin_scheme, pin_salt, pin_hash FROM voicemail_box WHERE mailbox = ?1",
                 [mailbox],
@@ -322,6 +323,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, on_both_backends};
 
     fn message(mailbox: &str, at: i64) -> NewVoicemail {
         NewVoicemail {
@@ -333,9 +335,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn messages_are_listed_new_first_and_counted() {
-        let store = Store::open_in_memory().unwrap();
+    fn messages_are_listed_new_first_and_counted(backend: Backend) {
+        let store = backend.open();
         let first = store.voicemail_add(&message("101", 1_000)).unwrap();
         let second = store.voicemail_add(&message("101", 2_000)).unwrap();
         store.voicemail_add(&message("102", 1_500)).unwrap();
@@ -361,9 +362,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn delete_returns_the_message_for_its_file() {
-        let store = Store::open_in_memory().unwrap();
+    fn delete_returns_the_message_for_its_file(backend: Backend) {
+        let store = backend.open();
         let id = store.voicemail_add(&message("101", 1_000)).unwrap();
         let gone = store.voicemail_delete(id).unwrap();
         assert_eq!(gone.path, message("101", 1_000).path);
@@ -378,9 +378,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn expiry_deletes_only_messages_older_than_the_cutoff() {
-        let store = Store::open_in_memory().unwrap();
+    fn expiry_deletes_only_messages_older_than_the_cutoff(backend: Backend) {
+        let store = backend.open();
         store.voicemail_add(&message("101", 1_000)).unwrap();
         store.voicemail_add(&message("102", 1_999)).unwrap();
         let kept = store.voicemail_add(&message("101", 2_000)).unwrap();
@@ -400,9 +399,8 @@ mod tests {
         assert!(store.voicemail_expire(2_000).unwrap().is_empty());
     }
 
-    #[test]
-    fn pin_guards_listening_and_is_not_set_by_default() {
-        let store = Store::open_in_memory().unwrap();
+    fn pin_guards_listening_and_is_not_set_by_default(backend: Backend) {
+        let store = backend.open();
         assert_eq!(
             store.voicemail_check_pin("101", "1234").unwrap(),
             MailboxPin::NotSet
@@ -438,9 +436,8 @@ mod tests {
         assert!(store.voicemail_set_pin("101", Some("12a4")).is_err());
     }
 
-    #[test]
-    fn rejects_email_addresses_that_would_break_a_header() {
-        let store = Store::open_in_memory().unwrap();
+    fn rejects_email_addresses_that_would_break_a_header(backend: Backend) {
+        let store = backend.open();
         for bad in [
             "anna",
             "@rathaus.example",
@@ -461,4 +458,12 @@ mod tests {
         store.voicemail_set_email("101", None).unwrap();
         assert_eq!(store.voicemail_settings("101").unwrap().email, None);
     }
+
+    on_both_backends!(
+        messages_are_listed_new_first_and_counted,
+        delete_returns_the_message_for_its_file,
+        expiry_deletes_only_messages_older_than_the_cutoff,
+        pin_guards_listening_and_is_not_set_by_default,
+        rejects_email_addresses_that_would_break_a_header,
+    );
 }
