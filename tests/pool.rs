@@ -681,3 +681,107 @@ fn a_lobby_caller_is_handed_on_to_the_rooms_node_keys_the_pin_there_and_is_heard
         pool.logs()
     );
 }
+
+#[test]
+fn on_one_postgresql_store_a_phone_registered_through_one_node_is_rung_from_the_other_after_it_died()
+ {
+    // One shared store for both nodes: a fresh database of the store tests' throw-away
+    // PostgreSQL cluster (Unix socket, reachable from the test namespace). 101 exists only
+    // there.
+    let url = store::test_cluster::fresh_database();
+    // This test's own thread is a plain one: the postgres client must not run in a runtime.
+    let db = store::Store::open_postgres(&url).unwrap();
+    db.user_create(&store::NewUser::new("101", "Bürgerbüro", "geheim-101", 0))
+        .unwrap();
+    let ns = Netns::new();
+    let dir = TempDir::new("pool");
+    let config = dir.path().join("pool.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[security]\nproxies = [\"{PROXY}/32\"]\ntrusted-networks = [\"10.99.0.5/32\"]\n\
+             [store]\nurl = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let mut pool = Pool::start_with(&ns, &["--config", &config], |_| {});
+
+    let phone = Baresip::new("10.99.0.2", 440, "PCMU", 8000).registering("101", "geheim-101");
+    let caller = Baresip::new("10.99.0.5", 880, "PCMU", 8000);
+    let (phone_out, caller_out, holder, learned_after) = std::thread::scope(|scope| {
+        let phone_run = scope.spawn(|| phone.run(&ns, 22));
+        // The phone registers through Kamailio on the node its extension hashes to...
+        let registered = Instant::now();
+        let holder = loop {
+            if let Some((ip, _)) = pool
+                .nodes
+                .iter()
+                .find(|(_, s)| s.metric(Some(&ns), "amtsleitung_registered_contacts") == 1)
+            {
+                break *ip;
+            }
+            assert!(
+                registered.elapsed() < Duration::from_secs(8),
+                "the phone did not register\n{}",
+                pool.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // ...and the other node learns the binding from the shared store.
+        let learned = Instant::now();
+        assert!(
+            support::wait_until(Duration::from_secs(3), || pool
+                .metric(&ns, "amtsleitung_registered_contacts")
+                == 2),
+            "the other node did not learn the registration\n{}",
+            pool.logs()
+        );
+        let learned_after = learned.elapsed();
+        // The node that took the REGISTER dies; Kamailio takes it out.
+        pool.node_mut(holder).kill();
+        assert!(
+            pool.kamailio
+                .wait_for_node(&format!("sip:{holder}:5060"), 'I', Duration::from_secs(10))
+                .is_some(),
+            "Kamailio still sends to the dead node\n{}",
+            pool.logs()
+        );
+        // A call to 101 now reaches the other node, which rings the phone through its Path.
+        let called = caller.call(&ns, &format!("sip:101@{PROXY}:5060"), 6);
+        (phone_run.join().unwrap(), called, holder, learned_after)
+    });
+    let other = if holder == NODE_A { NODE_B } else { NODE_A };
+    eprintln!(
+        "registered on {holder}, learned by {other} within {learned_after:?}; {holder} killed, \
+         the call went through {other}"
+    );
+    let outputs = format!("{phone_out}\n{caller_out}");
+    let to_phone = support::share_between(
+        &phone
+            .heard()
+            .unwrap_or_else(|| panic!("the phone heard nothing\n{outputs}\n{}", pool.logs())),
+        880.0,
+        1.0,
+        5.0,
+    );
+    let to_caller = support::share_between(
+        &caller
+            .heard()
+            .unwrap_or_else(|| panic!("the caller heard nothing\n{outputs}\n{}", pool.logs())),
+        440.0,
+        1.0,
+        5.0,
+    );
+    eprintln!("880 Hz at the phone {to_phone:.2}, 440 Hz at the caller {to_caller:.2}");
+    assert!(
+        to_phone > 0.5 && to_caller > 0.5,
+        "880 Hz at the phone {to_phone:.2}, 440 Hz at the caller {to_caller:.2}\n{outputs}\n{}",
+        pool.logs()
+    );
+    assert!(
+        pool.node(other).log().contains("dial: answered"),
+        "{}",
+        pool.logs()
+    );
+}

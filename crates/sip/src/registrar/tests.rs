@@ -845,7 +845,11 @@ fn learn_adds_bindings_another_node_took_and_leaves_its_own_alone() {
     for record in &mut stored {
         record.expires_at += Duration::from_secs(60);
     }
-    assert_eq!(here.learn(stored.clone(), t0, wall0), 1, "only the office phone is new");
+    assert_eq!(
+        here.learn(stored.clone(), t0, wall0),
+        1,
+        "only the office phone is new"
+    );
     let found = here.lookup(&alice(), t0);
     assert_eq!(found.len(), 2);
     let home = found
