@@ -309,6 +309,37 @@ fn a_killed_node_is_taken_out_and_the_next_callers_reach_the_other() {
     );
     let _ = first.kill();
     let _ = first.wait();
+
+    // The dead node starts again on its data: the call it had when it died gets its record,
+    // ended by failure, and Kamailio takes the node back.
+    let (http, rtp) = if holder == NODE_A {
+        ("127.0.0.1:8081", "20000-20999")
+    } else {
+        ("127.0.0.1:8082", "21000-21999")
+    };
+    pool.node_mut(holder)
+        .restart_node(&ns, holder, http, rtp, &["--media-ip", holder]);
+    let records = support::call_records(pool.node(holder), 1);
+    let cut = records
+        .iter()
+        .find(|r| r.callee == "81234")
+        .unwrap_or_else(|| panic!("no record of the cut call: {records:?}\n{}", pool.logs()));
+    assert_eq!(cut.end_reason, store::INTERRUPTED_REASON, "{cut:?}");
+    assert!(cut.started_at_ms <= cut.ended_at_ms, "{cut:?}");
+    assert!(
+        pool.node(holder)
+            .log()
+            .contains("recorded as ended by failure"),
+        "{}",
+        pool.logs()
+    );
+    assert!(
+        pool.kamailio
+            .wait_for_node(&format!("sip:{holder}:5060"), 'A', Duration::from_secs(10))
+            .is_some(),
+        "Kamailio did not take the restarted node back: {:?}",
+        pool.kamailio.node_states()
+    );
 }
 
 #[test]

@@ -488,6 +488,25 @@ impl Server {
         ));
     }
 
+    /// Starts a node stopped by [`Server::kill`] or [`Server::terminate`] again on its data
+    /// directory, with the addresses of [`Server::start_node`].
+    pub fn restart_node(
+        &mut self,
+        ns: &Netns,
+        sip_ip: &str,
+        http: &str,
+        rtp: &str,
+        extra: &[&str],
+    ) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data = std::mem::replace(&mut self._data, TempDir(PathBuf::new()));
+        drop(std::mem::replace(
+            self,
+            Self::start_node(ns, sip_ip, http, rtp, extra, data),
+        ));
+    }
+
     /// Kills the process at once (SIGKILL), as a power cut would, and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

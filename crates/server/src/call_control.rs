@@ -1213,6 +1213,21 @@ impl CallControl {
             .send(leg, MediaCommand::Start(Box::new(spec)));
         // Ring while the call works out what to do, so the caller sees progress.
         endpoint.ring(leg, now);
+        let started_wall_ms = jiff::Timestamp::now().as_millisecond();
+        // Noted now, forgotten with its record: a node that dies leaves no call unrecorded.
+        // The store thread runs jobs in order, so the note is in before the record.
+        let in_progress = store::CallInProgress {
+            call_id: call_id.clone(),
+            node: self.shared.config.node_name(),
+            caller: caller.clone(),
+            callee: callee.clone(),
+            started_at_ms: started_wall_ms,
+        };
+        self.shared.store.submit("call in progress", move |store| {
+            if let Err(err) = store.call_started(&in_progress) {
+                tracing::error!("call in progress not noted: {err}");
+            }
+        });
         self.legs.insert(
             leg,
             CallLeg {
@@ -1222,7 +1237,7 @@ impl CallControl {
                 profile,
                 callee: callee.clone(),
                 source: origin.ip,
-                started_wall_ms: jiff::Timestamp::now().as_millisecond(),
+                started_wall_ms,
                 media: MediaSession {
                     local_ip,
                     port,

@@ -148,6 +148,20 @@ pub struct PoolSettings {
     /// call; that node asks for the PIN. Without it, the lobby's callers meet in rooms on the
     /// node that answered.
     pub proxy: Option<SocketAddr>,
+    /// This node's name in the shared store, where its calls in progress are noted (so that
+    /// after a failure it closes its own calls' records only). Default: `sip-listen`; set it
+    /// when several nodes listen on the same address (e.g. 0.0.0.0:5060).
+    pub node: Option<String>,
+}
+
+impl Config {
+    /// This node's name in the store (`[pool] node`, else `sip-listen`).
+    pub fn node_name(&self) -> String {
+        self.pool
+            .node
+            .clone()
+            .unwrap_or_else(|| self.sip_listen.to_string())
+    }
 }
 
 /// `[store]`: the database behind the store.

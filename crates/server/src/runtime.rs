@@ -82,6 +82,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .spawn(|| -> anyhow::Result<_> {
                 let store = open_store(&config)?;
                 tracing::info!(store = %store.location(), "store open");
+                // Calls this node had when it last stopped without ending them (a crash, a
+                // power cut, SIGKILL) get their records now.
+                let node = config.node_name();
+                match store.calls_interrupted(&node, jiff::Timestamp::now().as_millisecond()) {
+                    Ok(0) => {}
+                    Ok(closed) => tracing::warn!(
+                        calls = closed,
+                        %node,
+                        "calls cut by this node's last stop recorded as ended by failure"
+                    ),
+                    Err(err) => tracing::error!("calls in progress not closed: {err}"),
+                }
                 let plan = if builtin_plan {
                     tracing::info!(
                         "no ./dialplans here: routing by the built-in default plan (make the directory to edit it)"

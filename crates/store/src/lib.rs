@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use db::{Db, Dialect, OptionalExtension, ToValue};
+use db::{Db, Dialect, OptionalExtension, ToValue, params};
 
 mod api_tokens;
 mod call_settings;
+mod calls_in_progress;
 mod console;
 mod db;
 mod dialplan_history;
@@ -40,6 +41,7 @@ pub use call_settings::{
     CallSettings, DEFAULT_NO_ANSWER_SECONDS, FollowMeStep, FollowMeTarget, ForwardKind,
     MAX_FOLLOW_ME_STEPS, RING_SECONDS, validate_target as validate_forward_target,
 };
+pub use calls_in_progress::{CallInProgress, INTERRUPTED_REASON};
 pub use console::{
     AccountOrigin, AuditEntry, AuditRecord, ConsoleAccount, ConsolePasswordProblem, ConsoleRole,
     ConsoleSession, MAX_ACCOUNT_NAME_CHARS, MAX_CONSOLE_PASSWORD_CHARS, MIN_CONSOLE_PASSWORD_CHARS,
@@ -621,6 +623,16 @@ const MIGRATIONS: &[&str] = &[
         last_used_at_ms INTEGER NULL
     );
     CREATE INDEX api_token_by_account ON api_token (account);",
+    // 19: calls in progress (calls_in_progress.rs), so that a node's failure leaves no call
+    // without a record.
+    "CREATE TABLE call_in_progress (
+        call_id TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        callee TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX call_in_progress_by_node ON call_in_progress (node);",
 ];
 
 /// One finished call, as written to the call log.
@@ -984,13 +996,20 @@ impl Store {
         values.push(&features);
         values.push(&record.ring_group);
         let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
-        self.db.execute(
+        // The record and the end of the call's "in progress" note go together.
+        let tx = self.db.transaction()?;
+        tx.execute(
             &format!(
                 "INSERT INTO call_record ({CALL_RECORD_COLUMNS}) VALUES ({})",
                 placeholders.join(", ")
             ),
             values.as_slice(),
         )?;
+        tx.execute(
+            "DELETE FROM call_in_progress WHERE call_id = ?1",
+            params![record.call_id],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
