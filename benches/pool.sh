@@ -162,7 +162,7 @@ kamailio_pid=
 if [ "$mode" = pool ]; then
     kport=$(( base + 1 ))
     for ip in "${node_ips[@]}"; do echo "1 sip:$ip:$base 0 0 duid=$ip"; done > "$work/nodes.list"
-    kamailio -f "$repo/deploy/kamailio/amtsleitung-pool.cfg" -DD -E -n 2 -m 256 -M 16 \
+    kamailio -f "$repo/deploy/kamailio/amtsleitung-pool.cfg" -DD -E -n "${KAMAILIO_CHILDREN:-2}" -m "${KAMAILIO_SHM_MB:-1024}" -M 16 \
         -Y "$work" -P "$work/kamailio.pid" \
         -A "LISTEN=udp:127.0.0.1:$kport" -A "DISPATCHER_LIST=\"$work/nodes.list\"" \
         -A "CTL_SOCKET=\"unix:$work/ctl\"" -A "PING_INTERVAL=2" > "$work/kamailio.log" 2>&1 &
@@ -192,11 +192,17 @@ run() { # scenario rate label
     [ "$scenario" = register ] && extra=(-inf "$work/sipp-users.csv")
     local n0 k0 started out ended n1 k1 elapsed ok failed
     n0=$(cpu_nodes); k0=$(cpu_kamailio); started=$(date +%s.%N)
+    [ -z "${BENCH_VERBOSE:-}" ] || extra+=(-trace_err -error_file "$work/sipp-errors.log")
     out=$(sipp -sf "$work/$scenario.xml" "${extra[@]}" -i 127.0.0.1 -p $(( base + 2 )) \
         -mp $(( base + 100 )) -r "$rate" -m $(( rate * seconds )) -l $(( rate * 2 )) \
         -max_socket 100 -nostdin -recv_timeout 5000 -timeout $(( seconds + 30 ))s \
         "$target" 2>&1 || true)
     ended=$(date +%s.%N); n1=$(cpu_nodes); k1=$(cpu_kamailio)
+    # BENCH_VERBOSE=1: SIPp's message counts (where the failures are) on stderr.
+    if [ -n "${BENCH_VERBOSE:-}" ]; then
+        echo "$out" | grep -E -- '<-|->|Unexpected|Timeout' >&2 || true
+        grep -m 3 -A 3 "Aborting call" "$work/sipp-errors.log" >&2 || true
+    fi
     elapsed=$(echo "$ended - $started" | bc -l)
     ok=$(echo "$out" | awk '/Successful call/ {print $(NF)}' | tail -1)
     failed=$(echo "$out" | awk '/Failed call/ {print $(NF)}' | tail -1)
