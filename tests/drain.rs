@@ -30,12 +30,7 @@ fn a_draining_node_refuses_new_calls_keeps_its_room_until_the_last_caller_leaves
             )
         });
         std::thread::sleep(Duration::from_secs(2));
-        let drained = ns
-            .command(support::binary().to_str().unwrap())
-            .env("AMT_CONFIG", support::empty_config())
-            .args(["node", "drain", "--http", &server.http.to_string()])
-            .output()
-            .unwrap();
+        let drained = support::node_drain(&ns, &server);
         // A new call and a health check from elsewhere are refused while the room goes on.
         let refused = sipp(
             Some(&ns),
@@ -98,12 +93,7 @@ fn a_draining_node_refuses_new_calls_keeps_its_room_until_the_last_caller_leaves
 fn an_idle_node_drains_at_once() {
     let ns = Netns::new();
     let mut server = Server::start(Some(&ns), &[]);
-    let drained = ns
-        .command(support::binary().to_str().unwrap())
-        .env("AMT_CONFIG", support::empty_config())
-        .args(["node", "drain", "--http", &server.http.to_string()])
-        .output()
-        .unwrap();
+    let drained = support::node_drain(&ns, &server);
     assert!(
         drained.status.success(),
         "{}",

@@ -149,6 +149,29 @@ fn node_with_room(
     }
 }
 
+/// The phone (playing 440 Hz) and its caller (880 Hz) each recorded the other's tone.
+fn assert_phone_and_caller_hear_each_other(
+    pool: &Pool,
+    phone: &Baresip,
+    caller: &Baresip,
+    outputs: &str,
+) {
+    let heard = |client: &Baresip, who: &str, freq: f64| {
+        let recorded = client
+            .heard()
+            .unwrap_or_else(|| panic!("{who} heard nothing\n{outputs}\n{}", pool.logs()));
+        support::share_between(&recorded, freq, 1.0, 5.0)
+    };
+    let to_phone = heard(phone, "the phone", 880.0);
+    let to_caller = heard(caller, "the caller", 440.0);
+    eprintln!("880 Hz at the phone {to_phone:.2}, 440 Hz at the caller {to_caller:.2}");
+    assert!(
+        to_phone > 0.5 && to_caller > 0.5,
+        "880 Hz at the phone {to_phone:.2}, 440 Hz at the caller {to_caller:.2}\n{outputs}\n{}",
+        pool.logs()
+    );
+}
+
 #[test]
 fn callers_of_one_room_meet_on_one_node_through_kamailio_and_other_rooms_spread() {
     let ns = Netns::new();
@@ -364,12 +387,7 @@ fn a_draining_node_gets_no_new_call_through_kamailio_and_keeps_its_room_to_the_e
         let holder = node_with_room(&pool, &ns, "1234", 1, Duration::from_secs(10));
         let other = if holder == NODE_A { NODE_B } else { NODE_A };
         let server = pool.node(holder);
-        let drained = ns
-            .command(support::binary().to_str().unwrap())
-            .env("AMT_CONFIG", support::empty_config())
-            .args(["node", "drain", "--http", &server.http.to_string()])
-            .output()
-            .unwrap();
+        let drained = support::node_drain(&ns, server);
         assert!(
             drained.status.success(),
             "{}",
@@ -430,83 +448,6 @@ fn a_draining_node_gets_no_new_call_through_kamailio_and_keeps_its_room_to_the_e
     assert!(status.success(), "{status:?}");
 }
 
-/// A REGISTER of `[service]` from SIPp: `first` is the answer expected to it without
-/// credentials; with `final_code`, it is sent again with them and that answer expected.
-fn register_scenario(dir: &TempDir, name: &str, first: u16, final_code: Option<u16>) -> String {
-    let path = dir.path().join(format!("{name}.xml"));
-    let request = |cseq: u32, auth: &str| {
-        format!(
-            "<send retrans=\"500\"><![CDATA[\n\
-             REGISTER sip:[remote_ip]:[remote_port] SIP/2.0\n\
-             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
-             From: <sip:[service]@[remote_ip]>;tag=[pid]reg[call_number]\n\
-             To: <sip:[service]@[remote_ip]>\n\
-             Call-ID: [call_id]\n\
-             CSeq: {cseq} REGISTER\n\
-             Contact: <sip:[service]@[local_ip]:[local_port]>\n\
-             {auth}Max-Forwards: 70\n\
-             Expires: 600\n\
-             Content-Length: 0\n\n\
-             ]]></send>\n"
-        )
-    };
-    let second = match final_code {
-        Some(code) => format!(
-            "{}<recv response=\"{code}\"/>\n",
-            request(2, "[authentication]\n")
-        ),
-        None => String::new(),
-    };
-    let auth = if final_code.is_some() {
-        " auth=\"true\""
-    } else {
-        ""
-    };
-    let xml = format!(
-        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n\
-         <scenario name=\"{name}\">\n{}<recv response=\"{first}\"{auth}/>\n{second}</scenario>\n",
-        request(1, ""),
-    );
-    std::fs::write(&path, xml).unwrap();
-    path.display().to_string()
-}
-
-/// SIPp registering `user` with `password` from `ip` through the proxy, `times` in a row.
-fn sipp_register(
-    ns: &Netns,
-    scenario: &str,
-    ip: &str,
-    user: &str,
-    password: &str,
-    times: u32,
-) -> std::process::Output {
-    let times = times.to_string();
-    sipp(
-        Some(ns),
-        &[
-            "-sf",
-            scenario,
-            "-i",
-            ip,
-            "-p",
-            "5070",
-            "-s",
-            user,
-            "-au",
-            user,
-            "-ap",
-            password,
-            "-m",
-            &times,
-            "-l",
-            "1",
-            "-recv_timeout",
-            "3000",
-            "10.99.0.1:5060",
-        ],
-    )
-}
-
 #[test]
 fn a_phone_registered_through_kamailio_is_rung_through_it_and_a_guesser_behind_it_is_banned_alone()
 {
@@ -526,8 +467,8 @@ fn a_phone_registered_through_kamailio_is_rung_through_it_and_a_guesser_behind_i
     });
 
     // Someone at 10.99.0.3 guesses 101's password through Kamailio: five wrong answers...
-    let guess = register_scenario(&dir, "guess", 401, Some(401));
-    let out = sipp_register(&ns, &guess, "10.99.0.3", "101", "rate1234", 5);
+    let guess = support::register_scenario(&dir, 401);
+    let out = support::sipp_register(&ns, &guess, "10.99.0.3", "101", "rate1234", 5);
     support::assert_sipp_ok(
         &out,
         pool.node(NODE_A),
@@ -541,8 +482,8 @@ fn a_phone_registered_through_kamailio_is_rung_through_it_and_a_guesser_behind_i
     );
     // ...ban that address, which now gets a 403 through the proxy (silence would make
     // Kamailio take the node for dead), while the proxy itself is not banned.
-    let banned = register_scenario(&dir, "banned", 403, None);
-    let out = sipp_register(&ns, &banned, "10.99.0.3", "101", "rate1234", 1);
+    let banned = support::register_once_scenario(&dir, 403);
+    let out = support::sipp_register(&ns, &banned, "10.99.0.3", "101", "rate1234", 1);
     support::assert_sipp_ok(&out, pool.node(NODE_A), "the banned guesser");
     let bans: String = pool
         .nodes
@@ -591,28 +532,7 @@ fn a_phone_registered_through_kamailio_is_rung_through_it_and_a_guesser_behind_i
         let called = caller.call(&ns, &format!("sip:101@{PROXY}:5060"), 6);
         format!("{}\n{called}", phone_run.join().unwrap())
     });
-    let to_phone = support::share_between(
-        &phone
-            .heard()
-            .unwrap_or_else(|| panic!("the phone heard nothing\n{outputs}\n{}", pool.logs())),
-        880.0,
-        1.0,
-        5.0,
-    );
-    let to_caller = support::share_between(
-        &caller
-            .heard()
-            .unwrap_or_else(|| panic!("the caller heard nothing\n{outputs}\n{}", pool.logs())),
-        440.0,
-        1.0,
-        5.0,
-    );
-    eprintln!("880 Hz at the phone {to_phone:.2}, 440 Hz at the caller {to_caller:.2}");
-    assert!(
-        to_phone > 0.5 && to_caller > 0.5,
-        "880 Hz at the phone {to_phone:.2}, 440 Hz at the caller {to_caller:.2}\n{outputs}\n{}",
-        pool.logs()
-    );
+    assert_phone_and_caller_hear_each_other(&pool, &phone, &caller, &outputs);
 }
 
 #[test]
@@ -788,28 +708,7 @@ fn on_one_postgresql_store_a_phone_registered_through_one_node_is_rung_from_the_
          the call went through {other}"
     );
     let outputs = format!("{phone_out}\n{caller_out}");
-    let to_phone = support::share_between(
-        &phone
-            .heard()
-            .unwrap_or_else(|| panic!("the phone heard nothing\n{outputs}\n{}", pool.logs())),
-        880.0,
-        1.0,
-        5.0,
-    );
-    let to_caller = support::share_between(
-        &caller
-            .heard()
-            .unwrap_or_else(|| panic!("the caller heard nothing\n{outputs}\n{}", pool.logs())),
-        440.0,
-        1.0,
-        5.0,
-    );
-    eprintln!("880 Hz at the phone {to_phone:.2}, 440 Hz at the caller {to_caller:.2}");
-    assert!(
-        to_phone > 0.5 && to_caller > 0.5,
-        "880 Hz at the phone {to_phone:.2}, 440 Hz at the caller {to_caller:.2}\n{outputs}\n{}",
-        pool.logs()
-    );
+    assert_phone_and_caller_hear_each_other(&pool, &phone, &caller, &outputs);
     assert!(
         pool.node(other).log().contains("dial: answered"),
         "{}",

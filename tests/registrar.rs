@@ -24,85 +24,6 @@ fn registered(data: &std::path::Path, extension: &str) -> String {
         .to_string()
 }
 
-/// A SIPp scenario: REGISTER, the 401 challenge, REGISTER with credentials (`-au`/`-ap`),
-/// and `final_code` as the answer to that.
-fn register_scenario(dir: &TempDir, final_code: u16) -> String {
-    register_scenario_with(dir, final_code, "")
-}
-
-/// [`register_scenario`] with `extra` header lines (each ending in a newline) in both
-/// REGISTERs.
-fn register_scenario_with(dir: &TempDir, final_code: u16, extra: &str) -> String {
-    let name = if extra.is_empty() { "plain" } else { "extra" };
-    let path = dir.path().join(format!("register-{final_code}-{name}.xml"));
-    let request = |cseq: u32, auth: &str| {
-        format!(
-            "<send retrans=\"500\"><![CDATA[\n\
-             REGISTER sip:[remote_ip]:[remote_port] SIP/2.0\n\
-             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
-             From: <sip:[service]@[remote_ip]>;tag=[pid]reg[call_number]\n\
-             To: <sip:[service]@[remote_ip]>\n\
-             Call-ID: [call_id]\n\
-             CSeq: {cseq} REGISTER\n\
-             Contact: <sip:[service]@[local_ip]:[local_port]>\n\
-             {extra}{auth}Max-Forwards: 70\n\
-             Expires: 600\n\
-             User-Agent: SIPp\n\
-             Content-Length: 0\n\n\
-             ]]></send>\n"
-        )
-    };
-    let xml = format!(
-        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n\
-         <scenario name=\"register {final_code}\">\n\
-         {}\
-         <recv response=\"401\" auth=\"true\"/>\n\
-         {}\
-         <recv response=\"{final_code}\"/>\n\
-         </scenario>\n",
-        request(1, ""),
-        request(2, "[authentication]\n"),
-    );
-    std::fs::write(&path, xml).unwrap();
-    path.display().to_string()
-}
-
-/// SIPp registering `extension` with `password` from `ip`, `times` in a row.
-fn sipp_register(
-    ns: &Netns,
-    scenario: &str,
-    ip: &str,
-    extension: &str,
-    password: &str,
-    times: u32,
-) -> std::process::Output {
-    let times = times.to_string();
-    sipp(
-        Some(ns),
-        &[
-            "-sf",
-            scenario,
-            "-i",
-            ip,
-            "-p",
-            "5070",
-            "-s",
-            extension,
-            "-au",
-            extension,
-            "-ap",
-            password,
-            "-m",
-            &times,
-            "-l",
-            "1",
-            "-recv_timeout",
-            "3000",
-            "10.99.0.1:5060",
-        ],
-    )
-}
-
 fn assert_ok(out: &std::process::Output, server: &Server, what: &str) {
     support::assert_sipp_ok(out, server, what);
 }
@@ -202,14 +123,14 @@ fn wrong_passwords_unknown_users_and_foreign_networks_are_refused() {
     );
     let server = Server::start_with_data(Some(&ns), &[], data);
     let dir = TempDir::new("reg-refuse-sipp");
-    let challenged_again = register_scenario(&dir, 401);
-    let forbidden = register_scenario(&dir, 403);
-    let accepted = register_scenario(&dir, 200);
+    let challenged_again = support::register_scenario(&dir, 401);
+    let forbidden = support::register_scenario(&dir, 403);
+    let accepted = support::register_scenario(&dir, 200);
 
     // A wrong password is challenged again; an unknown user gets exactly the same answer.
-    let out = sipp_register(&ns, &challenged_again, "10.99.0.2", "101", "falsch123", 1);
+    let out = support::sipp_register(&ns, &challenged_again, "10.99.0.2", "101", "falsch123", 1);
     assert_ok(&out, &server, "wrong password");
-    let out = sipp_register(&ns, &challenged_again, "10.99.0.2", "999", "geheim123", 1);
+    let out = support::sipp_register(&ns, &challenged_again, "10.99.0.2", "999", "geheim123", 1);
     assert_ok(&out, &server, "unknown user");
     assert_eq!(
         server.metric(Some(&ns), "amtsleitung_registered_contacts"),
@@ -222,7 +143,7 @@ fn wrong_passwords_unknown_users_and_foreign_networks_are_refused() {
     assert_eq!(registered(server.data_dir(), "101"), "0/5");
 
     // The right password from outside the user's networks: 403.
-    let out = sipp_register(&ns, &forbidden, "10.99.0.2", "102", "geheim456", 1);
+    let out = support::sipp_register(&ns, &forbidden, "10.99.0.2", "102", "geheim456", 1);
     assert_ok(&out, &server, "foreign network");
     assert_eq!(
         server.metric(Some(&ns), "amtsleitung_registered_contacts"),
@@ -230,7 +151,7 @@ fn wrong_passwords_unknown_users_and_foreign_networks_are_refused() {
     );
 
     // And the right password where it is allowed: registered.
-    let out = sipp_register(&ns, &accepted, "10.99.0.2", "101", "geheim123", 1);
+    let out = support::sipp_register(&ns, &accepted, "10.99.0.2", "101", "geheim123", 1);
     assert_ok(&out, &server, "right password");
     assert_eq!(
         server.metric(Some(&ns), "amtsleitung_registered_contacts"),
@@ -248,15 +169,15 @@ fn an_address_guessing_passwords_is_banned_but_the_account_still_registers() {
     );
     let server = Server::start_with_data(Some(&ns), &[], data);
     let dir = TempDir::new("reg-ban-sipp");
-    let challenged_again = register_scenario(&dir, 401);
-    let accepted = register_scenario(&dir, 200);
+    let challenged_again = support::register_scenario(&dir, 401);
+    let accepted = support::register_scenario(&dir, 200);
 
     // Five wrong guesses are each answered with a new challenge...
-    let out = sipp_register(&ns, &challenged_again, "10.99.0.3", "101", "rate1234", 5);
+    let out = support::sipp_register(&ns, &challenged_again, "10.99.0.3", "101", "rate1234", 5);
     assert_ok(&out, &server, "five wrong passwords");
     assert_eq!(server.metric(Some(&ns), "amtsleitung_bans_total"), 1);
     // ...then the address gets no answer at all.
-    let out = sipp_register(&ns, &challenged_again, "10.99.0.3", "101", "rate1234", 1);
+    let out = support::sipp_register(&ns, &challenged_again, "10.99.0.3", "101", "rate1234", 1);
     assert!(
         !out.status.success(),
         "a banned address was still answered\n{}",
@@ -264,7 +185,7 @@ fn an_address_guessing_passwords_is_banned_but_the_account_still_registers() {
     );
     assert!(server.log().contains("source banned"), "{}", server.log());
     // The real phone at another address is not locked out.
-    let out = sipp_register(&ns, &accepted, "10.99.0.4", "101", "geheim123", 1);
+    let out = support::sipp_register(&ns, &accepted, "10.99.0.4", "101", "geheim123", 1);
     assert_ok(&out, &server, "right password from another address");
     assert_eq!(
         server.metric(Some(&ns), "amtsleitung_registered_contacts"),
@@ -391,10 +312,10 @@ fn a_contact_that_stops_answering_options_is_not_rung_until_it_registers_again()
     let server = Server::start_with_data(Some(&ns), &["--config", &config], data);
     let phone = Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering("101", "geheim123");
     let caller = Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering("102", "kollege77");
-    let scenario = register_scenario(&dir, 200);
+    let scenario = support::register_scenario(&dir, 200);
     std::thread::scope(|scope| {
         let phone_run = scope.spawn(|| phone.run(&ns, 16));
-        let gone = sipp_register(&ns, &scenario, "10.99.0.4", "103", "vertretung9", 1);
+        let gone = support::sipp_register(&ns, &scenario, "10.99.0.4", "103", "vertretung9", 1);
         assert_ok(&gone, &server, "REGISTER of the phone that then goes away");
         let marked_down = wait_until(Duration::from_secs(8), || {
             server.metric(Some(&ns), "amtsleitung_unreachable_contacts") == 1
@@ -434,7 +355,7 @@ fn a_contact_that_stops_answering_options_is_not_rung_until_it_registers_again()
         assert!(caller_out.contains("480"), "{caller_out}");
         assert!(started.elapsed() < Duration::from_secs(10));
         // Registering again is an answer too.
-        let back = sipp_register(&ns, &scenario, "10.99.0.4", "103", "vertretung9", 1);
+        let back = support::sipp_register(&ns, &scenario, "10.99.0.4", "103", "vertretung9", 1);
         assert_ok(&back, &server, "REGISTER again");
         assert_eq!(
             server.metric(Some(&ns), "amtsleitung_unreachable_contacts"),
@@ -458,12 +379,12 @@ fn a_phone_registered_through_a_proxy_is_called_through_that_proxy() {
     let config = support::config_trusting(&dir, "10.99.0.3/32");
     let server = Server::start_with_data(Some(&ns), &["--config", &config], data);
     // The phone (SIPp at 10.99.0.4) registers through the "proxy" at 10.99.0.5:5090.
-    let scenario = register_scenario_with(
+    let scenario = support::register_scenario_with(
         &dir,
         200,
         "Path: <sip:10.99.0.5:5090;lr>\nSupported: path\n",
     );
-    let registered = sipp_register(&ns, &scenario, "10.99.0.4", "103", "vertretung9", 1);
+    let registered = support::sipp_register(&ns, &scenario, "10.99.0.4", "103", "vertretung9", 1);
     assert_ok(&registered, &server, "REGISTER through the proxy");
     // The proxy checks what it gets and answers busy.
     let proxy = dir.path().join("proxy.xml");

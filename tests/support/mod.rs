@@ -1864,3 +1864,106 @@ pub fn add_console_account_with(
     let (code, _, stderr) = run_with_stdin(command, &format!("{password}\n"));
     assert_eq!(code, 0, "account add {name}: {stderr}");
 }
+
+/// `amtsleitung node drain` from inside `ns` against `server`'s admin listener.
+pub fn node_drain(ns: &Netns, server: &Server) -> Output {
+    ns.command(binary().to_str().unwrap())
+        .env("AMT_CONFIG", empty_config())
+        .args(["node", "drain", "--http", &server.http.to_string()])
+        .output()
+        .unwrap()
+}
+
+/// A SIPp scenario: REGISTER, the 401 challenge, REGISTER with credentials (`-au`/`-ap`),
+/// and `final_code` as the answer to that.
+pub fn register_scenario(dir: &TempDir, final_code: u16) -> String {
+    register_scenario_with(dir, final_code, "")
+}
+
+/// [`register_scenario`] with `extra` header lines (each ending in a newline) in both
+/// REGISTERs.
+pub fn register_scenario_with(dir: &TempDir, final_code: u16, extra: &str) -> String {
+    let name = if extra.is_empty() { "plain" } else { "extra" };
+    let path = dir.path().join(format!("register-{final_code}-{name}.xml"));
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n\
+         <scenario name=\"register {final_code}\">\n\
+         {}\
+         <recv response=\"401\" auth=\"true\"/>\n\
+         {}\
+         <recv response=\"{final_code}\"/>\n\
+         </scenario>\n",
+        register_request(1, "", extra),
+        register_request(2, "[authentication]\n", extra),
+    );
+    std::fs::write(&path, xml).unwrap();
+    path.display().to_string()
+}
+
+/// A SIPp scenario of one REGISTER without credentials, answered with `code` (a banned
+/// source's 403 through a proxy, say).
+pub fn register_once_scenario(dir: &TempDir, code: u16) -> String {
+    let path = dir.path().join(format!("register-once-{code}.xml"));
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n\
+         <scenario name=\"register once {code}\">\n{}<recv response=\"{code}\"/>\n</scenario>\n",
+        register_request(1, "", ""),
+    );
+    std::fs::write(&path, xml).unwrap();
+    path.display().to_string()
+}
+
+/// One REGISTER of `[service]` in a SIPp scenario, with `auth` and `extra` header lines.
+fn register_request(cseq: u32, auth: &str, extra: &str) -> String {
+    format!(
+        "<send retrans=\"500\"><![CDATA[\n\
+         REGISTER sip:[remote_ip]:[remote_port] SIP/2.0\n\
+         Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
+         From: <sip:[service]@[remote_ip]>;tag=[pid]reg[call_number]\n\
+         To: <sip:[service]@[remote_ip]>\n\
+         Call-ID: [call_id]\n\
+         CSeq: {cseq} REGISTER\n\
+         Contact: <sip:[service]@[local_ip]:[local_port]>\n\
+         {extra}{auth}Max-Forwards: 70\n\
+         Expires: 600\n\
+         User-Agent: SIPp\n\
+         Content-Length: 0\n\n\
+         ]]></send>\n"
+    )
+}
+
+/// SIPp registering `extension` with `password` from `ip`, `times` in a row.
+pub fn sipp_register(
+    ns: &Netns,
+    scenario: &str,
+    ip: &str,
+    extension: &str,
+    password: &str,
+    times: u32,
+) -> std::process::Output {
+    let times = times.to_string();
+    sipp(
+        Some(ns),
+        &[
+            "-sf",
+            scenario,
+            "-i",
+            ip,
+            "-p",
+            "5070",
+            "-s",
+            extension,
+            "-au",
+            extension,
+            "-ap",
+            password,
+            "-m",
+            &times,
+            "-l",
+            "1",
+            "-recv_timeout",
+            "3000",
+            "10.99.0.1:5060",
+        ],
+    )
+}
