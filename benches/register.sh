@@ -39,40 +39,8 @@ trap 'kill "$server_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "
 } > "$work/sipp-users.csv"
 "$server" user --data-dir "$work/data" import "$work/users.csv" > /dev/null
 
-cat > "$work/register.xml" <<'XML'
-<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="authenticated register">
-  <send retrans="500"><![CDATA[
-REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:[field0]@[remote_ip]>;tag=[pid]reg[call_number]
-To: <sip:[field0]@[remote_ip]>
-Call-ID: [call_id]
-CSeq: 1 REGISTER
-Contact: <sip:[field0]@[local_ip]:[local_port]>
-Max-Forwards: 70
-Expires: 3600
-Content-Length: 0
-
-]]></send>
-  <recv response="401" auth="true"/>
-  <send retrans="500"><![CDATA[
-REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:[field0]@[remote_ip]>;tag=[pid]reg[call_number]
-To: <sip:[field0]@[remote_ip]>
-Call-ID: [call_id]
-CSeq: 2 REGISTER
-Contact: <sip:[field0]@[local_ip]:[local_port]>
-[field1]
-Max-Forwards: 70
-Expires: 3600
-Content-Length: 0
-
-]]></send>
-  <recv response="200"/>
-</scenario>
-XML
+# The scenario is shared with benches/pool.sh.
+cp "$repo/benches/register.xml" "$work/register.xml"
 
 port=$(( 40000 + RANDOM % 10000 ))
 http=$(( port + 1 ))

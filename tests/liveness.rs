@@ -25,36 +25,6 @@ fn config_file(dir: &TempDir, text: &str) -> String {
     path.display().to_string()
 }
 
-/// `GET path` on the admin HTTP server inside the namespace; returns the body.
-fn http_get(ns: &Netns, server: &Server, path: &str) -> String {
-    let script = format!(
-        "exec 3<>/dev/tcp/{}/{}; printf 'GET {path} HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n' >&3; cat <&3",
-        server.http.ip(),
-        server.http.port(),
-    );
-    let out = ns.command("bash").args(["-c", &script]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
-}
-
-/// Participants in `room` according to `GET /rooms` (0 when the room is not open).
-fn participants(ns: &Netns, server: &Server, room: &str) -> u64 {
-    let body = http_get(ns, server, "/rooms");
-    if std::env::var_os("AMT_DEBUG_ROOMS").is_some() {
-        eprintln!("/rooms: {body:?}");
-    }
-    let rooms: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    rooms
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["room"] == room)
-        .and_then(|r| r["participants"].as_u64())
-        .unwrap_or(0)
-}
-
 /// Amplitude of `freq` in each 40 ms window, hopping 20 ms (Goertzel).
 fn tone_track(samples: &[f64], rate: u32, freq: f64) -> Vec<f64> {
     let window = rate as usize / 25;
@@ -114,9 +84,9 @@ fn a_caller_whose_rtp_stops_leaves_the_room_with_a_leave_tone_and_a_media_timeou
         let b_dialled = Instant::now();
         let callers = scope.spawn(|| call_staggered(&ns, &[&listener, &other], uri, 16));
         assert!(
-            wait_until(Duration::from_secs(8), || participants(
-                &ns, &server, "1234"
-            ) == 2),
+            wait_until(Duration::from_secs(8), || server
+                .room_participants(Some(&ns), "1234")
+                == 2),
             "B and C did not join\n{}",
             server.log()
         );
@@ -132,7 +102,7 @@ fn a_caller_whose_rtp_stops_leaves_the_room_with_a_leave_tone_and_a_media_timeou
         // A is in, then its 2 s of RTP end, then the room shrinks back.
         assert!(
             wait_until(Duration::from_secs(5), || {
-                participants(&ns, &server, "1234") == 3
+                server.room_participants(Some(&ns), "1234") == 3
             }),
             "A did not join\n{}",
             server.log()
@@ -140,7 +110,7 @@ fn a_caller_whose_rtp_stops_leaves_the_room_with_a_leave_tone_and_a_media_timeou
         peak = 3;
         stopped_at = Some(dialled + Duration::from_secs(2));
         if wait_until(Duration::from_secs(10), || {
-            participants(&ns, &server, "1234") == 2
+            server.room_participants(Some(&ns), "1234") == 2
         }) {
             dropped_at = Some(Instant::now());
         }

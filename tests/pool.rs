@@ -97,7 +97,7 @@ impl Pool {
     fn participants(&self, ns: &Netns, room: &str) -> Vec<(&'static str, u64)> {
         self.nodes
             .iter()
-            .map(|(ip, server)| (*ip, room_participants(server, ns, room)))
+            .map(|(ip, server)| (*ip, server.room_participants(Some(ns), room)))
             .collect()
     }
 
@@ -108,20 +108,6 @@ impl Pool {
         }
         text
     }
-}
-
-/// Participants of `room` in a node's `GET /rooms` (0 when the room is not open there).
-fn room_participants(server: &Server, ns: &Netns, room: &str) -> u64 {
-    let answer = server.http_get(Some(ns), "/rooms");
-    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("[]");
-    let rooms: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    rooms
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["room"] == room)
-        .and_then(|r| r["participants"].as_u64())
-        .unwrap_or(0)
 }
 
 /// The one node that has `room` open with `count` participants, the other none; waits up to

@@ -457,6 +457,24 @@ impl Server {
         }
     }
 
+    /// Participants in `room` according to the server's `GET /rooms` (0 when the room is not
+    /// open there).
+    pub fn room_participants(&self, ns: Option<&Netns>, room: &str) -> u64 {
+        let answer = self.http_get(ns, "/rooms");
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        if std::env::var_os("AMT_DEBUG_ROOMS").is_some() {
+            eprintln!("/rooms: {body:?}");
+        }
+        let rooms: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        rooms
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["room"] == room)
+            .and_then(|r| r["participants"].as_u64())
+            .unwrap_or(0)
+    }
+
     /// One counter's value from [`metrics`](Self::metrics) (0 if absent).
     pub fn metric(&self, ns: Option<&Netns>, name: &str) -> u64 {
         self.metrics(ns)
