@@ -813,6 +813,26 @@ impl Baresip {
         self
     }
 
+    /// Makes the client register as `extension` of the SIP domain `domain` (a tenant's),
+    /// through the server as its outbound proxy: the domain has no DNS entry, so requests
+    /// name it in their Request-URI and go to the server's address, as a town's phones do
+    /// behind the operator's proxy.
+    pub fn registering_in(self, domain: &str, extension: &str, password: &str) -> Self {
+        let this = self.registering(extension, password);
+        let accounts = this.dir.path().join("accounts");
+        let text = std::fs::read_to_string(&accounts).unwrap();
+        std::fs::write(
+            &accounts,
+            text.replacen(
+                &format!("<sip:{extension}@{SERVER_IP}>"),
+                &format!("<sip:{extension}@{domain}>;outbound=\"sip:{SERVER_IP}:5060\""),
+                1,
+            ),
+        )
+        .unwrap();
+        this
+    }
+
     /// Makes the client register (and so be called) over TCP instead of UDP.
     pub fn over_tcp(self) -> Self {
         let accounts = self.dir.path().join("accounts");

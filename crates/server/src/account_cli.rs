@@ -29,6 +29,11 @@ pub enum AccountCommand {
         /// The account holder's own extension (2 to 15 digits).
         #[arg(long, value_name = "EXT")]
         extension: Option<String>,
+        /// The town (a `[[tenant]]` domain) the account runs: an admin of it sees and
+        /// changes that town's rooms and users only. Without it, the default domain's, whose
+        /// admins run the whole system.
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
     },
     /// List accounts: name, role, extension, origin (local or ldap), disabled.
     List,
@@ -113,7 +118,10 @@ fn execute(
             name,
             role,
             extension,
+            domain,
         } => {
+            // The default domain's accounts are the ones without a town.
+            let domain = domain.filter(|domain| !crate::tenants::is_default(domain));
             // Checked before reading the password and before opening, so a typo neither
             // asks for one nor creates a database.
             store::validate_account_name(&name).map_err(|err| err.to_string())?;
@@ -124,7 +132,14 @@ fn execute(
             store::validate_console_password(&password).map_err(|err| err.to_string())?;
             let store = open(data_dir)?;
             let account = store
-                .console_account_create(&name, role, extension.as_deref(), &password, now_ms)
+                .console_account_create_in(
+                    domain.as_deref(),
+                    &name,
+                    role,
+                    extension.as_deref(),
+                    &password,
+                    now_ms,
+                )
                 .map_err(|err| store_error("cannot add the account", err))?;
             record_cli_change(&store, "account.add", &describe(&account))?;
             Ok(format!("{} added\n", describe(&account)))
@@ -291,12 +306,16 @@ fn switch(store: &Store, name: &str, disabled: bool) -> Result<String, String> {
 
 /// "console account anna (staff, extension 101)": what an account is, without secrets.
 fn describe(account: &ConsoleAccount) -> String {
+    let town = account
+        .domain
+        .as_deref()
+        .map_or_else(String::new, |domain| format!(" of {domain}"));
     match &account.extension {
         Some(extension) => format!(
-            "console account {} ({}, extension {extension})",
+            "console account {}{town} ({}, extension {extension})",
             account.name, account.role
         ),
-        None => format!("console account {} ({})", account.name, account.role),
+        None => format!("console account {}{town} ({})", account.name, account.role),
     }
 }
 
@@ -324,7 +343,22 @@ fn account_table(accounts: &[ConsoleAccount]) -> String {
             ]
         })
         .collect();
-    aligned_table(&["NAME", "ROLE", "EXTENSION", "ORIGIN", "DISABLED"], &rows)
+    // A single town hall's accounts have no town: the column shows only where some do.
+    if !accounts.iter().any(|account| account.domain.is_some()) {
+        return aligned_table(&["NAME", "ROLE", "EXTENSION", "ORIGIN", "DISABLED"], &rows);
+    }
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .zip(accounts)
+        .map(|(mut row, account)| {
+            row.push(account.domain.clone().unwrap_or_else(|| "-".to_owned()));
+            row
+        })
+        .collect();
+    aligned_table(
+        &["NAME", "ROLE", "EXTENSION", "ORIGIN", "DISABLED", "TOWN"],
+        &rows,
+    )
 }
 
 /// One line of standard input as the password of `account`; at a terminal, asked for on
@@ -414,6 +448,7 @@ mod tests {
             name: name.into(),
             role,
             extension: extension.map(str::to_owned),
+            domain: None,
         }
     }
 
@@ -427,6 +462,7 @@ mod tests {
                 origin: store::AccountOrigin::Local,
                 created_at_ms: 0,
                 disabled: false,
+                domain: None,
             },
             ConsoleAccount {
                 name: "lena.m".into(),
@@ -435,6 +471,7 @@ mod tests {
                 origin: store::AccountOrigin::Ldap,
                 created_at_ms: 0,
                 disabled: true,
+                domain: None,
             },
         ];
         assert_eq!(
@@ -442,6 +479,19 @@ mod tests {
             "NAME    ROLE   EXTENSION  ORIGIN  DISABLED\n\
              anna    admin  -          local   no\n\
              lena.m  staff  205        ldap    yes\n"
+        );
+        let with_town = [
+            accounts[0].clone(),
+            ConsoleAccount {
+                domain: Some("stadt-a.example".into()),
+                ..accounts[1].clone()
+            },
+        ];
+        assert_eq!(
+            account_table(&with_town),
+            "NAME    ROLE   EXTENSION  ORIGIN  DISABLED  TOWN\n\
+             anna    admin  -          local   no        -\n\
+             lena.m  staff  205        ldap    yes       stadt-a.example\n"
         );
         assert_eq!(account_table(&[]), "no console accounts\n");
     }

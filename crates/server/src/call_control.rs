@@ -149,6 +149,9 @@ struct CallLeg {
     caller_name: Option<String>,
     /// What the caller may call out through a trunk, and which user that is.
     profile: CallerProfile,
+    /// The domain the call belongs to (the default one, or a tenant's): its users are the
+    /// ones the call may reach, its dialplan routes it.
+    tenant: String,
     callee: String,
     /// Where the caller's requests come from (for an emergency call's location number).
     source: IpAddr,
@@ -705,9 +708,11 @@ impl CallControl {
                 now,
             )),
             Question::UserSettings(extension) => {
-                Some(Reply::Settings(registrar.call_settings(extension)))
+                let tenant = self.legs.get(&leg)?.tenant.as_str();
+                Some(Reply::Settings(registrar.call_settings(tenant, extension)))
             }
             Question::RouteFor { number, user } => {
+                let tenant = self.legs.get(&leg)?.tenant.clone();
                 let facts = dialplan::CallFacts {
                     to: number.clone(),
                     from: Some(user.clone()),
@@ -715,7 +720,15 @@ impl CallControl {
                     source_ip: self.legs.get(&leg).map(|l| l.source),
                     at: jiff::Timestamp::now(),
                 };
-                let route = self.shared.plan.current().route(&facts);
+                let route = self
+                    .shared
+                    .plan_of(&tenant)
+                    .current()
+                    .route(&facts)
+                    .filter(|route| {
+                        crate::tenants::is_default(&tenant)
+                            || crate::tenants::refusal(&route.actions).is_none()
+                    });
                 Some(Reply::Route(route.map(Box::new)))
             }
             Question::SetForward { .. } | Question::SetDnd(_) => {
@@ -869,6 +882,10 @@ impl CallControl {
             LegEvent::Progress { leg } => {
                 if let Some(out) = self.outbound.get(&leg)
                     && let Some(extension) = out.placed.extension.as_deref()
+                    && self
+                        .legs
+                        .get(&out.parent)
+                        .is_none_or(|l| crate::tenants::is_default(&l.tenant))
                 {
                     let caller = self.legs.get(&out.parent);
                     let span = caller.map_or_else(tracing::Span::none, |l| l.span.clone());
@@ -970,6 +987,11 @@ impl CallControl {
         // A carrier or caller behind a proxy in front is known by the address the proxy names.
         let origin = registrar.origin(&request, from);
         let trunk = trunks.of_source(origin.ip);
+        // Trunks are the default domain's: a carrier's call is never a tenant's.
+        let tenant = match trunk {
+            Some(_) => store::DEFAULT_DOMAIN.to_owned(),
+            None => registrar.tenant_of(&request),
+        };
         let identity = match trunk {
             // The carrier is known by its address: its calls need no password, and the
             // numbers it delivers are normalised by its rules.
@@ -986,7 +1008,7 @@ impl CallControl {
                 }
                 Ok(Caller::Trusted)
             }
-            None => registrar.identify_caller(&request, from, now),
+            None => registrar.identify_caller(&request, &tenant, from, now),
         };
         let identity = match identity {
             Ok(identity) => identity,
@@ -998,6 +1020,7 @@ impl CallControl {
                     endpoint,
                     registrar,
                     leg,
+                    &tenant,
                     stale,
                     wrong_answer_to.as_deref(),
                     now,
@@ -1060,7 +1083,7 @@ impl CallControl {
                 .unwrap_or(caller),
             None => caller,
         };
-        let plan = self.shared.plan.current();
+        let plan = self.shared.plan_of(&tenant).current();
         let facts = dialplan::CallFacts {
             to: callee.clone(),
             from: Some(caller.clone()),
@@ -1069,16 +1092,21 @@ impl CallControl {
             at: jiff::Timestamp::now(),
         };
         // Emergency calls from our own phones go out before any rule and whatever the
-        // caller may otherwise call (the dialplan check refuses rules for them).
+        // caller may otherwise call (the dialplan check refuses rules for them). The trunks,
+        // and the location numbers they present, are the default domain's: a tenant's phone
+        // calling out through them would name another town's location to the emergency
+        // centre, so a tenant gets its outside lines (emergency included) with its trunks.
         let emergency = match trunk {
-            None if identity.is_identified() => trunks.emergency_route(&callee),
+            None if identity.is_identified() && crate::tenants::is_default(&tenant) => {
+                trunks.emergency_route(&callee)
+            }
             _ => None,
         };
         let route = match emergency.or_else(|| plan.route(&facts)) {
             Some(route) if route.public || identity.is_identified() => route,
             Some(route) => {
                 tracing::info!(to = %callee, source = %origin.ip, rule = %route.rule_name, "rule not public and caller not identified; 407");
-                challenge(endpoint, registrar, leg, false, None, now);
+                challenge(endpoint, registrar, leg, &tenant, false, None, now);
                 return;
             }
             None if identity.is_identified() => {
@@ -1089,15 +1117,24 @@ impl CallControl {
             }
             None => {
                 tracing::info!(to = %callee, source = %origin.ip, "no dialplan rule matches and caller not identified; 407");
-                challenge(endpoint, registrar, leg, false, None, now);
+                challenge(endpoint, registrar, leg, &tenant, false, None, now);
                 return;
             }
         };
-        tracing::info!(to = %callee, from = %caller, caller = ?identity, rule = %route.rule_name, "routing call");
+        if !crate::tenants::is_default(&tenant)
+            && let Some(what) = crate::tenants::refusal(&route.actions)
+        {
+            tracing::info!(to = %callee, %tenant, rule = %route.rule_name, "the rule uses what is not per tenant yet ({what}); 501");
+            record_refused(&self.shared, &call_id, &caller, &callee, 501);
+            refuse_leg(endpoint, leg, 501, None, now);
+            return;
+        }
+        tracing::info!(to = %callee, from = %caller, %tenant, caller = ?identity, rule = %route.rule_name, "routing call");
         // A fax call is answered on G.711 only, so that the callee can be offered the very
         // same codec and the call passed through unchanged.
         let fax_line = matches!(&identity, Caller::User { fax: true, .. });
-        let fax_call = fax_line || fax::route_is_fax(&route.actions, |ext| registrar.is_fax(ext));
+        let fax_call =
+            fax_line || fax::route_is_fax(&route.actions, |ext| registrar.is_fax(&tenant, ext));
         let shared = &self.shared;
         let mut refuse = |code: u16, phrase: Option<&str>| {
             record_refused(shared, &call_id, &caller, &callee, code);
@@ -1235,6 +1272,7 @@ impl CallControl {
                 caller: caller.clone(),
                 caller_name,
                 profile,
+                tenant: tenant.clone(),
                 callee: callee.clone(),
                 source: origin.ip,
                 started_wall_ms,
@@ -1289,14 +1327,21 @@ impl CallControl {
             route,
             require_precreated_rooms: self.shared.config.conference.require_precreated_rooms,
             pool_proxy: self.shared.config.pool.proxy,
+            tenant: tenant.clone(),
             voicemail_max: std::time::Duration::from_secs(u64::from(
                 self.shared.config.voicemail.max_seconds.max(1),
             )),
         };
         if let Some(l) = self.legs.get_mut(&leg) {
             let _entered = l.span.enter();
-            // A user's phone that calls is busy for its colleagues' lamps.
-            if let Some(extension) = l.profile.user.as_deref() {
+            // A user's phone that calls is busy for its colleagues' lamps (the default
+            // domain's: a tenant's phones have no lamps yet).
+            if let Some(extension) = l
+                .profile
+                .user
+                .as_deref()
+                .filter(|_| crate::tenants::is_default(&l.tenant))
+            {
                 self.lines.calling(extension, leg, &call_id, &callee);
             }
             l.call = Some(Call::new(setup, now));
@@ -1329,8 +1374,8 @@ impl CallControl {
                 fax: false,
             };
         };
-        let fax_callee =
-            matches!(target, dialplan::DialTarget::User(extension) if registrar.is_fax(extension));
+        let tenant = caller.tenant.as_str();
+        let fax_callee = matches!(target, dialplan::DialTarget::User(extension) if registrar.is_fax(tenant, extension));
         let fax = fax_rule || caller.fax_line || fax_callee;
         if fax {
             let codec = caller.media.codec;
@@ -1357,7 +1402,7 @@ impl CallControl {
             Diversion::Dialled => (caller.profile.clone(), Some(caller.callee.clone()), None),
             Diversion::ByUser { user, network } => (
                 registrar
-                    .caller_profile(user)
+                    .caller_profile(tenant, user)
                     .unwrap_or_else(CallerProfile::not_a_user),
                 Some(user.to_owned()),
                 network,
@@ -1370,7 +1415,7 @@ impl CallControl {
         let mut trunk_codecs: Option<Vec<Codec>> = None;
         let calls: Vec<OutboundCall> = match target {
             dialplan::DialTarget::User(extension) => registrar
-                .lookup(extension, now)
+                .lookup(tenant, extension, now)
                 .into_iter()
                 .filter(|b| network.is_none_or(|n| n.contains(b.details.source.addr.ip())))
                 .filter_map(|b| {
@@ -1491,7 +1536,7 @@ impl CallControl {
         // The called phone's or trunk's own SRTP setting, else the server's.
         let default_srtp = self.shared.config.srtp;
         let srtp_policy = match (extension, &trunk_used) {
-            (Some(extension), _) => registrar.srtp_policy(extension),
+            (Some(extension), _) => registrar.srtp_policy(tenant, extension),
             (None, Some(trunk)) => self
                 .shared
                 .trunks
@@ -2553,16 +2598,18 @@ fn refuse_leg(
 /// Answers a caller who must prove who they are with 407 and our challenges. The same
 /// challenge for a number nobody has and for a staff-only one: an outsider learns nothing
 /// about which numbers exist.
+#[allow(clippy::too_many_arguments)] // the 407's parts, and the services to send it with
 fn challenge(
     endpoint: &mut SipEndpoint,
     registrar: &RegistrarService,
     leg: LegId,
+    domain: &str,
     stale: bool,
     wrong_answer_to: Option<&str>,
     now: Instant,
 ) {
     let headers: Vec<(&str, String)> = registrar
-        .proxy_challenges(stale, wrong_answer_to)
+        .proxy_challenges(domain, stale, wrong_answer_to)
         .into_iter()
         .map(|c| ("Proxy-Authenticate", c))
         .collect();

@@ -135,6 +135,10 @@ pub struct Config {
     pub pool: PoolSettings,
     /// Where the store is: SQLite in `data-dir` (the default) or a PostgreSQL database.
     pub store: StoreSettings,
+    /// `[[tenant]]`: further town halls on this system, each a SIP domain with its own
+    /// users and dialplan (see `tenants.rs`); none for a single town hall.
+    #[serde(rename = "tenant")]
+    pub tenants: Vec<crate::tenants::TenantSettings>,
 }
 
 /// `[pool]`: this node is one of several behind a SIP proxy (Kamailio, see
@@ -860,6 +864,7 @@ impl Default for Config {
             console: ConsoleSettings::default(),
             pool: PoolSettings::default(),
             store: StoreSettings::default(),
+            tenants: Vec::new(),
         }
     }
 }
@@ -1108,6 +1113,9 @@ impl Config {
         if let Some(path) = self.ldap.as_mut().and_then(|l| l.ca_file.as_mut()) {
             absolute(path);
         }
+        for tenant in &mut self.tenants {
+            absolute(&mut tenant.dialplans);
+        }
         self
     }
 
@@ -1137,6 +1145,10 @@ impl Config {
         // `[ldap] ca-file` has no default, so when it is set the file wrote it.
         if let Some(path) = self.ldap.as_mut().and_then(|l| l.ca_file.as_mut()) {
             anchor("ldap", path);
+        }
+        // A tenant's `dialplans` has no default either.
+        for tenant in &mut self.tenants {
+            anchor("tenant", &mut tenant.dialplans);
         }
     }
 }
@@ -1506,6 +1518,43 @@ mod tests {
         let https = load_file(&path).unwrap().https().unwrap().unwrap();
         assert_eq!(https.certificate, dir.join("tls/web.pem"));
         assert_eq!(https.key, PathBuf::from("/etc/amt/web.key"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tenants_are_read_with_their_dialplans_relative_to_the_config_file() {
+        assert!(
+            Config::default().tenants.is_empty(),
+            "a single town names none"
+        );
+        let dir = scratch("tenants");
+        let path = dir.join("amtsleitung.toml");
+        std::fs::write(
+            &path,
+            "[[tenant]]\ndomain = \"stadt-a.example\"\ndialplans = \"stadt-a/plans\"\n\n\
+             [[tenant]]\ndomain = \"stadt-b.example\"\ndialplans = \"/etc/amt/b\"\n",
+        )
+        .unwrap();
+        let config = load_file(&path).unwrap();
+        let tenants: Vec<(&str, &Path)> = config
+            .tenants
+            .iter()
+            .map(|t| (t.domain.as_str(), t.dialplans.as_path()))
+            .collect();
+        let plans_a = dir.join("stadt-a/plans");
+        assert_eq!(
+            tenants,
+            [
+                ("stadt-a.example", plans_a.as_path()),
+                ("stadt-b.example", Path::new("/etc/amt/b"))
+            ]
+        );
+        std::fs::write(&path, "[[tenant]]\ndomain = \"stadt-a.example\"\n").unwrap();
+        let err = load_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("dialplans"),
+            "a tenant needs its dialplan: {err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -169,8 +169,25 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// An admin of the whole system: an admin of the default domain. A town's admin is not
+    /// one, so every page and call meant for the system (records, dialplan, bans, accounts)
+    /// stays closed to them.
     pub(crate) fn admin(&self) -> bool {
+        self.town_admin() && self.account.domain.is_none()
+    }
+
+    /// An admin of their town's rooms and users (the system's admins are the default
+    /// domain's).
+    pub(crate) fn town_admin(&self) -> bool {
         self.account.role == store::ConsoleRole::Admin
+    }
+
+    /// The town (SIP domain) the account belongs to.
+    pub(crate) fn tenant(&self) -> &str {
+        self.account
+            .domain
+            .as_deref()
+            .unwrap_or(store::DEFAULT_DOMAIN)
     }
 
     pub(crate) fn viewer(&self) -> Viewer<'_> {
@@ -181,9 +198,12 @@ impl Session {
         }
     }
 
-    /// Whether this account may see and change `room`.
+    /// Whether this account may see and change `room`: the system's admins any room, a
+    /// town's admin the town's rooms, anyone the rooms they own.
     pub(crate) fn may_manage(&self, room: &store::Room) -> bool {
-        self.admin() || room.owner.as_deref() == Some(self.account.name.as_str())
+        self.admin()
+            || (self.town_admin() && crate::tenants::room_domain(&room.number) == self.tenant())
+            || room.owner.as_deref() == Some(self.account.name.as_str())
     }
 }
 
@@ -829,6 +849,27 @@ async fn create_room(
     };
     let owner = match non_empty(request.owner) {
         Some(owner) if session.admin() => Some(owner),
+        // A town's admin gives rooms to the town's own accounts only: another town's
+        // account would see the room.
+        Some(owner) if session.town_admin() => {
+            let name = owner.clone();
+            let found = listener
+                .console
+                .shared
+                .store
+                .run(move |store| store.console_account_get(&name))
+                .await;
+            match flat(found) {
+                Ok(Some(account)) if account.domain == session.account.domain => Some(owner),
+                Ok(_) => {
+                    return Err((
+                        StatusCode::FORBIDDEN,
+                        format!("{owner} is no account of this town"),
+                    ));
+                }
+                Err(err) => return Err((StatusCode::SERVICE_UNAVAILABLE, err)),
+            }
+        }
         Some(owner) if owner != session.account.name => {
             return Err((
                 StatusCode::FORBIDDEN,
@@ -838,7 +879,8 @@ async fn create_room(
         _ => Some(session.account.name.clone()),
     };
     let new = store::NewRoom {
-        number: request.number.trim().to_owned(),
+        // A town's rooms are its own (see `tenants::room_key`).
+        number: crate::tenants::room_key(session.tenant(), request.number.trim()),
         pin: non_empty(request.pin),
         moderator_pin: non_empty(request.moderator_pin),
         max_participants,
@@ -929,6 +971,7 @@ async fn api_me(State(listener): State<Listener>, headers: HeaderMap) -> Respons
             let body = serde_json::json!({
                 "name": session.account.name,
                 "role": session.account.role.as_str(),
+                "domain": session.tenant(),
                 "extension": session.account.extension,
                 "csrf_token": session.csrf_token,
             });

@@ -46,14 +46,14 @@ pub const OPERATIONS: &[Operation] = &[
     op(
         "get",
         "/api/me",
-        "Who is signed in: name, role, extension and the CSRF token",
+        "Who is signed in: name, role, town (SIP domain), extension and the CSRF token",
         None,
         200,
     ),
     op(
         "get",
         "/api/rooms",
-        "The rooms this account may manage (staff: their own; admins: all)",
+        "The rooms this account may manage (staff: their own; a town's admins: the town's; the system's admins: all)",
         None,
         200,
     ),

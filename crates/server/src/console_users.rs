@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::{Deserialize, Deserializer, Serialize};
-use store::{Binding, CallSettings, DEFAULT_DOMAIN, StoreError, User, Voicemail, VoicemailId};
+use store::{Binding, CallSettings, StoreError, User, Voicemail, VoicemailId};
 
 use crate::call_settings_cli::{CallSettingsChange, describe_all};
 use crate::console::{
@@ -176,13 +176,15 @@ impl UserState {
     }
 }
 
-async fn all_users(listener: &Listener) -> Result<Vec<UserState>, Failure> {
-    in_store(listener, |store| {
+/// The users of `domain` (a town's admin sees their town's only).
+async fn all_users(listener: &Listener, domain: &str) -> Result<Vec<UserState>, Failure> {
+    let domain = domain.to_owned();
+    in_store(listener, move |store| {
         let now = now_ms();
-        let users = store.user_list(DEFAULT_DOMAIN).map_err(Failure::store)?;
+        let users = store.user_list(&domain).map_err(Failure::store)?;
         let mut bindings: HashMap<String, Vec<Binding>> = HashMap::new();
         for b in store.registrations_unexpired(now).map_err(Failure::store)? {
-            if b.domain == DEFAULT_DOMAIN {
+            if b.domain == domain {
                 bindings.entry(b.extension).or_default().push(b.binding);
             }
         }
@@ -197,28 +199,40 @@ async fn all_users(listener: &Listener) -> Result<Vec<UserState>, Failure> {
     .await
 }
 
-async fn one_user(listener: &Listener, extension: String) -> Result<UserState, Failure> {
+async fn one_user(
+    listener: &Listener,
+    domain: &str,
+    extension: String,
+) -> Result<UserState, Failure> {
+    let domain = domain.to_owned();
     in_store(listener, move |store| {
         let user = store
-            .user_get(DEFAULT_DOMAIN, &extension)
+            .user_get(&domain, &extension)
             .map_err(Failure::store)?
             .ok_or_else(|| Failure::no_user(&extension))?;
         let bindings = store
-            .registrations_of(DEFAULT_DOMAIN, &extension, now_ms())
+            .registrations_of(&domain, &extension, now_ms())
             .map_err(Failure::store)?;
         Ok(UserState { user, bindings })
     })
     .await
 }
 
-/// Adds the user `fields` describe (named as the import's columns).
-async fn add_user(listener: &Listener, fields: Vec<(String, String)>) -> Result<User, Failure> {
+/// Adds the user `fields` describe (named as the import's columns) to `domain`.
+async fn add_user(
+    listener: &Listener,
+    domain: &str,
+    fields: Vec<(String, String)>,
+) -> Result<User, Failure> {
     let pairs: Vec<(&str, &str)> = fields
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let new = crate::user_cli::user_from_fields(&pairs, now_ms())
-        .map_err(|reason| Failure::new(StatusCode::BAD_REQUEST, "invalid", reason))?;
+    let new = store::NewUser {
+        domain: domain.to_owned(),
+        ..crate::user_cli::user_from_fields(&pairs, now_ms())
+            .map_err(|reason| Failure::new(StatusCode::BAD_REQUEST, "invalid", reason))?
+    };
     change_users(listener, move |store| {
         store.user_create(&new).map_err(Failure::store)
     })
@@ -259,21 +273,24 @@ async fn import(listener: &Listener, csv: Vec<u8>) -> Result<Imported, Failure> 
 
 async fn set_password(
     listener: &Listener,
+    domain: &str,
     extension: String,
     password: String,
 ) -> Result<(), Failure> {
+    let domain = domain.to_owned();
     change_users(listener, move |store| {
         store
-            .user_set_password(DEFAULT_DOMAIN, &extension, &password, now_ms())
+            .user_set_password(&domain, &extension, &password, now_ms())
             .map(|_| ())
             .map_err(Failure::store)
     })
     .await
 }
 
-async fn delete_user(listener: &Listener, extension: String) -> Result<(), Failure> {
+async fn delete_user(listener: &Listener, domain: &str, extension: String) -> Result<(), Failure> {
+    let domain = domain.to_owned();
     change_users(listener, move |store| {
-        match store.user_delete(DEFAULT_DOMAIN, &extension) {
+        match store.user_delete(&domain, &extension) {
             Ok(true) => Ok(()),
             Ok(false) => Err(Failure::no_user(&extension)),
             Err(err) => Err(Failure::store(err)),
@@ -285,19 +302,21 @@ async fn delete_user(listener: &Listener, extension: String) -> Result<(), Failu
 /// Applies `change` to `extension`'s call settings; the settings now.
 async fn change_settings(
     listener: &Listener,
+    domain: &str,
     extension: String,
     change: CallSettingsChange,
 ) -> Result<CallSettings, Failure> {
+    let domain = domain.to_owned();
     change_users(listener, move |store| {
         let user = store
-            .user_get(DEFAULT_DOMAIN, &extension)
+            .user_get(&domain, &extension)
             .map_err(Failure::store)?
             .ok_or_else(|| Failure::no_user(&extension))?;
         let settings = change
             .apply(&user.call_settings)
             .map_err(|reason| Failure::new(StatusCode::BAD_REQUEST, "invalid", reason))?;
         store
-            .user_set_call_settings(DEFAULT_DOMAIN, &extension, &settings, now_ms())
+            .user_set_call_settings(&domain, &extension, &settings, now_ms())
             .map_err(Failure::store)
     })
     .await
@@ -331,16 +350,33 @@ async fn lift_ban(listener: &Listener, address: &str) -> Result<BanSummary, Fail
     }
 }
 
-/// The messages of `mailbox`, newest first.
-async fn messages(listener: &Listener, mailbox: String) -> Result<Vec<Voicemail>, Failure> {
+/// The messages of `mailbox` of `domain`, newest first (mailboxes are the default
+/// domain's alone yet: a town's user has none).
+async fn messages(
+    listener: &Listener,
+    domain: &str,
+    mailbox: String,
+) -> Result<Vec<Voicemail>, Failure> {
+    if !crate::tenants::is_default(domain) {
+        return Ok(Vec::new());
+    }
     in_store(listener, move |store| {
         store.voicemail_list(&mailbox).map_err(Failure::store)
     })
     .await
 }
 
-/// Message `id` if it is in `mailbox` (one in another mailbox is as unknown as none).
-async fn message(listener: &Listener, mailbox: String, id: i64) -> Result<Voicemail, Failure> {
+/// Message `id` if it is in `mailbox` of `domain` (one in another mailbox is as unknown as
+/// none).
+async fn message(
+    listener: &Listener,
+    domain: &str,
+    mailbox: String,
+    id: i64,
+) -> Result<Voicemail, Failure> {
+    if !crate::tenants::is_default(domain) {
+        return Err(no_message());
+    }
     in_store(listener, move |store| {
         match store
             .voicemail_get(VoicemailId(id))
@@ -353,8 +389,17 @@ async fn message(listener: &Listener, mailbox: String, id: i64) -> Result<Voicem
     .await
 }
 
-/// Deletes message `id` of `mailbox` and its file, and tells the mailbox's phones.
-async fn delete_message(listener: &Listener, mailbox: String, id: i64) -> Result<(), Failure> {
+/// Deletes message `id` of `mailbox` of `domain` and its file, and tells the mailbox's
+/// phones.
+async fn delete_message(
+    listener: &Listener,
+    domain: &str,
+    mailbox: String,
+    id: i64,
+) -> Result<(), Failure> {
+    if !crate::tenants::is_default(domain) {
+        return Err(no_message());
+    }
     let owner = mailbox.clone();
     let deleted = in_store(listener, move |store| {
         match store
@@ -465,8 +510,25 @@ fn json(status: StatusCode, body: impl Serialize) -> Response {
     response
 }
 
-/// The session of an admin's API request (401 signed out, 403 staff), after the CSRF check
-/// when `changes`.
+/// The session of a town admin's API request (401 signed out, 403 staff), after the CSRF
+/// check when `changes`: the users it reads and changes are its town's.
+async fn api_town_admin(
+    listener: &Listener,
+    headers: &HeaderMap,
+    changes: bool,
+) -> Result<Session, Response> {
+    let session = listener.session(headers).await.map_err(api_refused)?;
+    if !session.town_admin() {
+        return Err(forbidden());
+    }
+    if changes && !header_csrf_ok(headers, &session) {
+        return Err(csrf_refused());
+    }
+    Ok(session)
+}
+
+/// The session of a system admin's API request (401 signed out, 403 staff and towns'
+/// admins), after the CSRF check when `changes`.
 async fn api_admin(
     listener: &Listener,
     headers: &HeaderMap,
@@ -503,10 +565,11 @@ async fn api_own(
 }
 
 async fn api_users(State(listener): State<Listener>, headers: HeaderMap) -> Response {
-    if let Err(response) = api_admin(&listener, &headers, false).await {
-        return response;
-    }
-    match all_users(&listener).await {
+    let session = match api_town_admin(&listener, &headers, false).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    match all_users(&listener, session.tenant()).await {
         Ok(users) => {
             let now = now_ms();
             let views: Vec<UserView> = users
@@ -524,10 +587,11 @@ async fn api_user(
     Path(extension): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = api_admin(&listener, &headers, false).await {
-        return response;
-    }
-    match one_user(&listener, extension).await {
+    let session = match api_town_admin(&listener, &headers, false).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    match one_user(&listener, session.tenant(), extension).await {
         Ok(state) => json(
             StatusCode::OK,
             UserView::of(&state.user, &state.bindings, now_ms()),
@@ -562,7 +626,7 @@ async fn api_add_user(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let session = match api_admin(&listener, &headers, true).await {
+    let session = match api_town_admin(&listener, &headers, true).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -581,7 +645,7 @@ async fn api_add_user(
         };
         fields.push((name.clone(), text));
     }
-    match add_user(&listener, fields).await {
+    match add_user(&listener, session.tenant(), fields).await {
         Ok(user) => {
             listener.audit(&session, peer.ip(), "user.create", created_detail(&user));
             json(StatusCode::CREATED, UserView::of(&user, &[], now_ms()))
@@ -648,7 +712,7 @@ async fn api_password(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let session = match api_admin(&listener, &headers, true).await {
+    let session = match api_town_admin(&listener, &headers, true).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -656,7 +720,14 @@ async fn api_password(
         Ok(request) => request,
         Err(response) => return response,
     };
-    match set_password(&listener, extension.clone(), request.password).await {
+    match set_password(
+        &listener,
+        session.tenant(),
+        extension.clone(),
+        request.password,
+    )
+    .await
+    {
         Ok(()) => {
             listener.audit(
                 &session,
@@ -677,11 +748,11 @@ async fn api_delete_user(
     Path(extension): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match api_admin(&listener, &headers, true).await {
+    let session = match api_town_admin(&listener, &headers, true).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    match delete_user(&listener, extension.clone()).await {
+    match delete_user(&listener, session.tenant(), extension.clone()).await {
         Ok(()) => {
             listener.audit(
                 &session,
@@ -747,7 +818,14 @@ async fn api_settings_change(
         Ok(request) => request,
         Err(response) => return response,
     };
-    match change_settings(listener, extension.clone(), request.into()).await {
+    match change_settings(
+        listener,
+        session.tenant(),
+        extension.clone(),
+        request.into(),
+    )
+    .await
+    {
         Ok(settings) => {
             listener.audit(
                 session,
@@ -769,7 +847,7 @@ async fn api_user_settings(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let session = match api_admin(&listener, &headers, true).await {
+    let session = match api_town_admin(&listener, &headers, true).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -822,11 +900,11 @@ fn lifted_detail(ban: &BanSummary) -> String {
 /// `GET /api/phone`: the session's own user with its phones and settings, and its mailbox's
 /// counts.
 async fn api_phone(State(listener): State<Listener>, headers: HeaderMap) -> Response {
-    let (_, extension) = match api_own(&listener, &headers, false).await {
+    let (session, extension) = match api_own(&listener, &headers, false).await {
         Ok(own) => own,
         Err(response) => return response,
     };
-    let state = match one_user(&listener, extension.clone()).await {
+    let state = match one_user(&listener, session.tenant(), extension.clone()).await {
         Ok(state) => state,
         Err(failure) => return failure.api(),
     };
@@ -882,11 +960,11 @@ struct MessageView {
 
 /// `GET /api/phone/voicemail`: the session's own messages, newest first.
 async fn api_voicemail(State(listener): State<Listener>, headers: HeaderMap) -> Response {
-    let (_, extension) = match api_own(&listener, &headers, false).await {
+    let (session, extension) = match api_own(&listener, &headers, false).await {
         Ok(own) => own,
         Err(response) => return response,
     };
-    match messages(&listener, extension).await {
+    match messages(&listener, session.tenant(), extension).await {
         Ok(messages) => json(
             StatusCode::OK,
             messages
@@ -926,14 +1004,14 @@ async fn api_voicemail_audio(
     Query(query): Query<AudioQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let (_, extension) = match api_own(&listener, &headers, false).await {
+    let (session, extension) = match api_own(&listener, &headers, false).await {
         Ok(own) => own,
         Err(response) => return response,
     };
     let Ok(id) = id.parse::<i64>() else {
         return no_message().api();
     };
-    let message = match message(&listener, extension, id).await {
+    let message = match message(&listener, session.tenant(), extension, id).await {
         Ok(message) => message,
         Err(failure) => return failure.api(),
     };
@@ -975,7 +1053,7 @@ async fn api_voicemail_delete(
     let Ok(id) = id.parse::<i64>() else {
         return no_message().api();
     };
-    match delete_message(&listener, extension.clone(), id).await {
+    match delete_message(&listener, session.tenant(), extension.clone(), id).await {
         Ok(()) => {
             listener.audit(
                 &session,
@@ -1044,7 +1122,7 @@ async fn render_users(
     notice: Notice<'_>,
     refill: &Refill<'_>,
 ) -> Response {
-    let users = match all_users(listener).await {
+    let users = match all_users(listener, session.tenant()).await {
         Ok(users) => users,
         Err(failure) => return failed_page(session, language, &failure),
     };
@@ -1136,7 +1214,7 @@ async fn add_user_form(
         ("max_contacts".to_owned(), form.max_contacts),
         ("language".to_owned(), form.language),
     ];
-    match add_user(&listener, fields).await {
+    match add_user(&listener, session.tenant(), fields).await {
         Ok(user) => {
             listener.audit(&session, peer.ip(), "user.create", created_detail(&user));
             see_other("/console/users?done=added")
@@ -1254,7 +1332,7 @@ async fn render_user(
     status: StatusCode,
     notice: Notice<'_>,
 ) -> Response {
-    match one_user(listener, extension).await {
+    match one_user(listener, session.tenant(), extension).await {
         Ok(state) => html(
             status,
             page::user(language, &session.viewer(), &state.line(), notice, now_ms()),
@@ -1307,7 +1385,14 @@ async fn password_form(
         Ok(session) => session,
         Err(response) => return response,
     };
-    match set_password(&listener, extension.clone(), form.password).await {
+    match set_password(
+        &listener,
+        session.tenant(),
+        extension.clone(),
+        form.password,
+    )
+    .await
+    {
         Ok(()) => {
             listener.audit(
                 &session,
@@ -1388,7 +1473,7 @@ async fn user_settings_form(
         Err(response) => return response,
     };
     let changed = match form.change() {
-        Ok(change) => change_settings(&listener, extension.clone(), change).await,
+        Ok(change) => change_settings(&listener, session.tenant(), extension.clone(), change).await,
         Err(failure) => Err(failure),
     };
     match changed {
@@ -1451,7 +1536,7 @@ async fn delete_form(
         )
         .await;
     }
-    match delete_user(&listener, extension.clone()).await {
+    match delete_user(&listener, session.tenant(), extension.clone()).await {
         Ok(()) => {
             listener.audit(
                 &session,
@@ -1489,7 +1574,7 @@ async fn render_phone(
             page::phone(language, &viewer, &Phone::NoExtension, notice, now_ms()),
         );
     };
-    let state = match one_user(listener, extension.clone()).await {
+    let state = match one_user(listener, session.tenant(), extension.clone()).await {
         Ok(state) => state,
         Err(failure) if failure.status == StatusCode::NOT_FOUND => {
             return html(
@@ -1505,7 +1590,7 @@ async fn render_phone(
         }
         Err(failure) => return failed_page(session, language, &failure),
     };
-    let messages = match messages(listener, extension).await {
+    let messages = match messages(listener, session.tenant(), extension).await {
         Ok(messages) => messages,
         Err(failure) => return failed_page(session, language, &failure),
     };
@@ -1570,7 +1655,7 @@ async fn phone_settings_form(
         Err(response) => return response,
     };
     let changed = match form.change() {
-        Ok(change) => change_settings(&listener, extension.clone(), change).await,
+        Ok(change) => change_settings(&listener, session.tenant(), extension.clone(), change).await,
         Err(failure) => Err(failure),
     };
     match changed {
@@ -1620,7 +1705,7 @@ async fn voicemail_delete_form(
         Err(response) => return response,
     };
     let deleted = match id.parse::<i64>() {
-        Ok(id) => delete_message(&listener, extension.clone(), id)
+        Ok(id) => delete_message(&listener, session.tenant(), extension.clone(), id)
             .await
             .map(|()| id),
         Err(_) => Err(no_message()),
@@ -1651,6 +1736,7 @@ async fn voicemail_delete_form(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use store::DEFAULT_DOMAIN;
 
     #[test]
     fn a_settings_request_tells_left_out_from_cleared() {

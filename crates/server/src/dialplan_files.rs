@@ -20,6 +20,9 @@ pub struct PlanHolder {
     /// The first error of the plan on disk while it is refused (the server keeps routing by
     /// the plan in force, but `/health` says the files and the calls disagree).
     refused: arc_swap::ArcSwapOption<String>,
+    /// The tenant whose plan this is; `None`: the default domain's, the one whose versions
+    /// the history keeps (and the console edits).
+    tenant: Option<String>,
 }
 
 /// What a reload did.
@@ -48,6 +51,7 @@ impl PlanHolder {
                     current: ArcSwap::from_pointee(plan),
                     version: version.into(),
                     refused: arc_swap::ArcSwapOption::empty(),
+                    tenant: None,
                 })
             }
             Err(errors) => Err(refusal(dir, &errors)),
@@ -68,6 +72,26 @@ impl PlanHolder {
             current: ArcSwap::from_pointee(plan),
             version: version.into(),
             refused: arc_swap::ArcSwapOption::empty(),
+            tenant: None,
+        })
+    }
+
+    /// Loads and checks tenant `domain`'s dialplan in `dir`. Its versions are not kept in
+    /// the history (which is the default domain's), and actions that are not per tenant yet
+    /// get a warning: a call reaching them is refused (501).
+    pub fn load_tenant(domain: &str, dir: &Path, sounds: &SoundLibrary) -> anyhow::Result<Self> {
+        let files = read_sources(dir).map_err(|errors| refusal(dir, &errors))?;
+        let (plan, warnings) =
+            compile_files_with(&files, Some(sounds), crate::tenants::TENANT_ACTIONS)
+                .map_err(|errors| refusal(dir, &errors))?;
+        for warning in warnings {
+            tracing::warn!(tenant = domain, "{warning}");
+        }
+        Ok(Self {
+            current: ArcSwap::from_pointee(plan),
+            version: 0.into(),
+            refused: arc_swap::ArcSwapOption::empty(),
+            tenant: Some(domain.to_owned()),
         })
     }
 
@@ -95,10 +119,28 @@ impl PlanHolder {
         store: &crate::store_handle::StoreHandle,
         trigger: &str,
     ) -> ReloadReport {
+        let runnable = match self.tenant {
+            Some(_) => crate::tenants::TENANT_ACTIONS,
+            None => crate::call::RUNNABLE_ACTIONS,
+        };
         let compiled = read_sources(dir).and_then(|files| {
-            compile_files(&files, Some(sounds)).map(|(plan, warnings)| (files, plan, warnings))
+            compile_files_with(&files, Some(sounds), runnable)
+                .map(|(plan, warnings)| (files, plan, warnings))
         });
         match compiled {
+            Ok((_, plan, warnings)) if self.tenant.is_some() => {
+                self.current.store(Arc::new(plan));
+                self.refused.store(None);
+                for warning in &warnings {
+                    tracing::warn!(tenant = ?self.tenant, "{warning}");
+                }
+                tracing::info!(tenant = ?self.tenant, trigger, "dialplan reloaded");
+                ReloadReport {
+                    accepted: true,
+                    version: 0,
+                    diagnostics: warnings.iter().map(ToString::to_string).collect(),
+                }
+            }
             Ok((files, plan, warnings)) => {
                 let recorded = {
                     let (dir, files, trigger) =
@@ -292,14 +334,18 @@ pub(crate) fn compile_files(
     files: &[SourceFile],
     sounds: Option<&SoundLibrary>,
 ) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
+    compile_files_with(files, sounds, crate::call::RUNNABLE_ACTIONS)
+}
+
+/// [`compile_files`] for a plan that may run only the actions `runnable` (a tenant's).
+fn compile_files_with(
+    files: &[SourceFile],
+    sounds: Option<&SoundLibrary>,
+    runnable: &[&str],
+) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
     let ctx = CheckContext {
         sounds: sounds.map(SoundLibrary::names),
-        runnable_actions: Some(
-            crate::call::RUNNABLE_ACTIONS
-                .iter()
-                .map(|name| (*name).to_owned())
-                .collect(),
-        ),
+        runnable_actions: Some(runnable.iter().map(|name| (*name).to_owned()).collect()),
         ..CheckContext::default()
     };
     dialplan::compile(files, &ctx).map(|compiled| (compiled.plan, compiled.warnings))

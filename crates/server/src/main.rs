@@ -64,6 +64,7 @@ mod sounds;
 mod srtp_setting;
 mod store_handle;
 mod telemetry;
+mod tenants;
 mod tls;
 mod transport;
 mod trunk_reload;
@@ -110,6 +111,10 @@ enum Command {
         /// Data directory of the server (default: the config's `data-dir`).
         #[arg(long, value_name = "DIR", global = true)]
         data_dir: Option<PathBuf>,
+        /// The tenant whose rooms these are (a `[[tenant]]` domain of the config); without
+        /// it, the default domain's.
+        #[arg(long, value_name = "DOMAIN", global = true)]
+        domain: Option<String>,
         #[command(subcommand)]
         command: room_cli::RoomCommand,
     },
@@ -118,6 +123,10 @@ enum Command {
         /// Data directory of the server (default: the config's `data-dir`).
         #[arg(long, value_name = "DIR", global = true)]
         data_dir: Option<PathBuf>,
+        /// The tenant whose users these are (a `[[tenant]]` domain of the config); without
+        /// it, the default domain's.
+        #[arg(long, value_name = "DOMAIN", global = true)]
+        domain: Option<String>,
         #[command(subcommand)]
         command: user_cli::UserCommand,
     },
@@ -514,6 +523,24 @@ fn act_as_store_owner(data_dir: &Path) {
     }
 }
 
+/// The domain a `--domain` names (the default domain without it), if the config hosts it.
+fn tenant_domain(config: &config::Config, domain: Option<String>) -> Result<String, ExitCode> {
+    let domain = domain.unwrap_or_else(|| store::DEFAULT_DOMAIN.to_owned());
+    let tenants = tenants::Tenants::new(&config.tenants).map_err(|err| {
+        eprintln!("error: [[tenant]]: {err}");
+        ExitCode::FAILURE
+    })?;
+    if !tenants.knows(&domain) {
+        let hosted: Vec<&str> = config.tenants.iter().map(|t| t.domain.as_str()).collect();
+        eprintln!(
+            "error: no tenant {domain} in the config (its [[tenant]] sections name: {})",
+            hosted.join(", ")
+        );
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(domain)
+}
+
 fn main() -> ExitCode {
     let cli = match command_with_defaults()
         .try_get_matches()
@@ -568,13 +595,32 @@ fn main() -> ExitCode {
             }
         }
         Command::Dialplan(command) => dialplan_files::run_command(command, &config, &source),
-        Command::Room { data_dir, command } => {
-            room_cli::run(command, &store_dir(data_dir, &config, &source))
-        }
-        Command::User { data_dir, command } => {
-            user_cli::run(command, &store_dir(data_dir, &config, &source))
-        }
+        Command::Room {
+            data_dir,
+            domain,
+            command,
+        } => match tenant_domain(&config, domain) {
+            Ok(domain) => room_cli::run(command, &store_dir(data_dir, &config, &source), &domain),
+            Err(code) => code,
+        },
+        Command::User {
+            data_dir,
+            domain,
+            command,
+        } => match tenant_domain(&config, domain) {
+            Ok(domain) => user_cli::run(command, &store_dir(data_dir, &config, &source), &domain),
+            Err(code) => code,
+        },
         Command::Account { data_dir, command } => {
+            // An account for a town the config does not host would run nothing.
+            if let account_cli::AccountCommand::Add {
+                domain: Some(domain),
+                ..
+            } = &command
+                && let Err(code) = tenant_domain(&config, Some(domain.clone()))
+            {
+                return code;
+            }
             account_cli::run(command, &store_dir(data_dir, &config, &source))
         }
         Command::Audit { data_dir, command } => {

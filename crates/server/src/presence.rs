@@ -126,7 +126,21 @@ impl PresenceService {
                 return;
             }
         };
-        let subscriber = match registrar.identify_caller(&request, from, now) {
+        // Lines and mailboxes are the default domain's alone yet: a tenant's phone is told so
+        // rather than shown another town's colleagues.
+        if !crate::tenants::is_default(&registrar.tenant_of(&request)) {
+            tracing::info!(event = %package, "SUBSCRIBE for a tenant's line; 403");
+            let response = msg::response_to(
+                &request,
+                403,
+                Some("Not Served For This Domain"),
+                Some(&sip::transaction::new_tag()),
+            );
+            endpoint.respond_to(&key, response, now);
+            return;
+        }
+        let domain = store::DEFAULT_DOMAIN;
+        let subscriber = match registrar.identify_caller(&request, domain, from, now) {
             Ok(Caller::User { extension, .. }) => extension,
             Ok(Caller::Trusted) => msg::header_value(&request, "From")
                 .as_deref()
@@ -169,7 +183,7 @@ impl PresenceService {
             .as_ref()
             .map(|a| a.user.clone())
             .unwrap_or_default();
-        if !registrar.has_user(&extension) {
+        if !registrar.has_user(domain, &extension) {
             tracing::info!(%subscriber, watched = %extension, "SUBSCRIBE to no user; 404");
             endpoint.respond_to(&key, reply(&request, 404), now);
             return;
@@ -367,7 +381,8 @@ impl PresenceService {
         now: Instant,
     ) {
         let mut response = reply(request, 407);
-        for challenge in registrar.proxy_challenges(stale, wrong_answer_to) {
+        let domain = store::DEFAULT_DOMAIN;
+        for challenge in registrar.proxy_challenges(domain, stale, wrong_answer_to) {
             msg::add_header(&mut response.headers, "Proxy-Authenticate", challenge);
         }
         endpoint.respond_to(key, response, now);

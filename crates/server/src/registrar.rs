@@ -24,6 +24,7 @@ use crate::config::{DigestAlgorithm, RegistrarSettings};
 use crate::security_cli::BanSummary;
 use crate::store_handle::StoreHandle;
 use crate::telemetry::{self, count, set};
+use crate::tenants::Tenants;
 use crate::user_directory::UserDirectory;
 
 /// Where requests to a registered phone go, and the Route header values they carry: back
@@ -46,9 +47,6 @@ pub fn route_to(binding: &Binding) -> Option<(Peer, Vec<String>)> {
 /// Users with new contacts waiting to be told of their voicemail at most; beyond, a burst
 /// of registrations (a restart of every phone) skips the rest until their mailbox changes.
 const NEWLY_REGISTERED_QUEUE: usize = 4096;
-
-/// The digest realm: the default SIP domain (users' HA1s are stored for it).
-const REALM: &str = store::DEFAULT_DOMAIN;
 
 /// Figures for `/metrics`.
 /// What became of a REGISTER.
@@ -147,7 +145,11 @@ pub enum CallerRefusal {
 
 /// The registrar service (see the module documentation).
 pub struct RegistrarService {
-    auth: DigestAuthenticator,
+    /// One per domain, the default domain's first: its digest realm is the domain (users'
+    /// HA1s are stored for it).
+    auth: Vec<(String, DigestAuthenticator)>,
+    /// The domains requests may belong to.
+    tenants: Tenants,
     algorithms: Vec<Algorithm>,
     bindings: Registrar,
     bans: FailedAuthBans,
@@ -161,14 +163,17 @@ pub struct RegistrarService {
     srtp_default: SrtpPolicy,
     /// OPTIONS schedule and reachability of the bindings; `None` when qualifying is off.
     qualifier: Option<Qualifier<BindingId>>,
-    /// Users with a newly added contact, whose phones are told of their voicemail (MWI).
+    /// Users of the default domain with a newly added contact, whose phones are told of
+    /// their voicemail (MWI; mailboxes are the default domain's alone yet).
     newly_registered: std::collections::VecDeque<String>,
 }
 
 impl RegistrarService {
     /// A registrar with the bindings `stored` (unexpired ones from the store).
+    #[allow(clippy::too_many_arguments)] // the settings, and what the registrar works with
     pub fn new(
         settings: &RegistrarSettings,
+        tenants: Tenants,
         users: Arc<UserDirectory>,
         writer: StoreHandle,
         stored: Vec<store::UserBinding>,
@@ -204,12 +209,18 @@ impl RegistrarService {
         }
         // Answers are accepted only in the algorithms we challenge with: no downgrade to MD5
         // where only SHA-256 is offered.
-        let digest = DigestConfig {
-            algorithms: algorithms.clone(),
-            ..DigestConfig::new(REALM)
-        };
-        let auth = DigestAuthenticator::new(digest, &secret)
-            .unwrap_or_else(|_| unreachable!("a 32-byte secret is long enough"));
+        let auth = tenants
+            .all_domains()
+            .map(|domain| {
+                let digest = DigestConfig {
+                    algorithms: algorithms.clone(),
+                    ..DigestConfig::new(domain)
+                };
+                let auth = DigestAuthenticator::new(digest, &secret)
+                    .unwrap_or_else(|_| unreachable!("a 32-byte secret is long enough"));
+                (domain.to_owned(), auth)
+            })
+            .collect();
         let qualifier = (settings.qualify_interval > 0).then(|| {
             let interval = Duration::from_secs(settings.qualify_interval);
             let mut qualifier = Qualifier::new(QualifyConfig {
@@ -228,6 +239,7 @@ impl RegistrarService {
         });
         Self {
             auth,
+            tenants,
             algorithms,
             bindings,
             bans: FailedAuthBans::new(BanConfig {
@@ -341,35 +353,47 @@ impl RegistrarService {
         self.publish(now);
     }
 
+    /// The domain `request` belongs to: the tenant its Request-URI names, else the default.
+    pub fn tenant_of(&self, request: &rsip::Request) -> String {
+        self.tenants.of_request(request).to_owned()
+    }
+
     /// The SRTP setting for a call to `extension`'s phones: the user's own, else the server's.
-    pub fn srtp_policy(&self, extension: &str) -> SrtpPolicy {
-        self.users.srtp_policy(extension, self.srtp_default)
+    pub fn srtp_policy(&self, domain: &str, extension: &str) -> SrtpPolicy {
+        self.users.srtp_policy(domain, extension, self.srtp_default)
     }
 
     /// User `extension`'s display name (not one of our users: `None`).
-    pub fn display_name(&self, extension: &str) -> Option<String> {
-        self.users.get(extension).map(|user| user.display_name)
+    pub fn display_name(&self, domain: &str, extension: &str) -> Option<String> {
+        self.users
+            .get(domain, extension)
+            .map(|user| user.display_name)
     }
 
-    /// Whether `extension` is one of our users (the directory, refreshed from the store).
-    pub fn has_user(&self, extension: &str) -> bool {
-        self.users.get(extension).is_some()
+    /// Whether `extension` is one of `domain`'s users (the directory, refreshed from the
+    /// store).
+    pub fn has_user(&self, domain: &str, extension: &str) -> bool {
+        self.users.get(domain, extension).is_some()
     }
 
     /// Whether `extension`'s line is a fax machine (`user fax EXT on`).
-    pub fn is_fax(&self, extension: &str) -> bool {
-        self.users.is_fax(extension)
+    pub fn is_fax(&self, domain: &str, extension: &str) -> bool {
+        self.users.is_fax(domain, extension)
     }
 
     /// What a call to `extension` does besides ringing its phones (no such user: `None`).
-    pub fn call_settings(&self, extension: &str) -> Option<store::CallSettings> {
-        self.users.call_settings(extension)
+    pub fn call_settings(&self, domain: &str, extension: &str) -> Option<store::CallSettings> {
+        self.users.call_settings(domain, extension)
     }
 
     /// What calls placed on behalf of user `extension` may do (their forwarding and
     /// follow-me): their call classes and location number.
-    pub fn caller_profile(&self, extension: &str) -> Option<crate::trunk_service::CallerProfile> {
-        let user = self.users.get(extension)?;
+    pub fn caller_profile(
+        &self,
+        domain: &str,
+        extension: &str,
+    ) -> Option<crate::trunk_service::CallerProfile> {
+        let user = self.users.get(domain, extension)?;
         Some(crate::trunk_service::CallerProfile {
             user: Some(extension.to_owned()),
             allowed: user.call_classes,
@@ -382,14 +406,29 @@ impl RegistrarService {
         self.users.clone()
     }
 
-    /// The reachable bindings of a user, highest q first.
-    pub fn lookup(&self, extension: &str, now: Instant) -> Vec<&Binding> {
+    /// The reachable bindings of `domain`'s user `extension`, highest q first.
+    pub fn lookup(&self, domain: &str, extension: &str, now: Instant) -> Vec<&Binding> {
         // A user deleted while its phones were registered (console or CLI) is not rung on
         // those phones again, though their bindings stay until they expire.
-        if self.users.get(extension).is_none() {
+        if self.users.get(domain, extension).is_none() {
             return Vec::new();
         }
-        self.bindings.lookup(&Aor::new(extension, REALM), now)
+        self.bindings.lookup(&Aor::new(extension, domain), now)
+    }
+
+    /// The authenticator of `domain`'s realm (the default domain's for one we do not host,
+    /// which [`Tenants::of_request`] never yields).
+    fn auth(&self, domain: &str) -> &DigestAuthenticator {
+        &self.auth[self.auth_index(domain)].1
+    }
+
+    fn auth_mut(&mut self, domain: &str) -> &mut DigestAuthenticator {
+        let index = self.auth_index(domain);
+        &mut self.auth[index].1
+    }
+
+    fn auth_index(&self, domain: &str) -> usize {
+        self.auth.iter().position(|(d, _)| d == domain).unwrap_or(0)
     }
 
     /// Answers an admin request about bans.
@@ -474,7 +513,8 @@ impl RegistrarService {
         }
     }
 
-    /// Works out who sent an INVITE from `from`.
+    /// Works out who sent an INVITE from `from`, as a caller of `domain` (the tenant its
+    /// Request-URI names): only that domain's users and phones count.
     ///
     /// Credentials, when given, are checked first and their failures count toward a ban as a
     /// REGISTER's do; then the flow a phone registered on (its NAT mapping, so contact
@@ -482,6 +522,7 @@ impl RegistrarService {
     pub fn identify_caller(
         &mut self,
         request: &rsip::Request,
+        domain: &str,
         from: Peer,
         now: Instant,
     ) -> Result<Caller, CallerRefusal> {
@@ -491,11 +532,11 @@ impl RegistrarService {
             return Err(CallerRefusal::Banned);
         }
         let wall = SystemTime::now();
-        match find_credentials(request, "Proxy-Authorization", REALM) {
+        match find_credentials(request, "Proxy-Authorization", domain) {
             Ok(Some(credentials)) => {
-                let user = self.users.get(&credentials.username);
+                let user = self.users.get(domain, &credentials.username);
                 let method = request.method.to_string();
-                if let Err(failure) = self.auth.verify(
+                if let Err(failure) = self.auth_mut(domain).verify(
                     &credentials,
                     &method,
                     user.as_ref().map(|u| &u.credentials),
@@ -540,14 +581,14 @@ impl RegistrarService {
         if let Some(extension) = origin
             .proxy
             .is_none()
-            .then(|| self.registered_over(request, from, now))
+            .then(|| self.registered_over(request, domain, from, now))
             .flatten()
         {
             // A user deleted since its phone registered gets the default set and the server's
             // SRTP policy, as any caller that is not a user does.
             let (name, call_classes, srtp, fax, location) = self
                 .users
-                .get(&extension)
+                .get(domain, &extension)
                 .map(|u| {
                     let srtp = u.srtp(self.srtp_default);
                     (u.display_name, u.call_classes, srtp, u.fax, u.location)
@@ -573,10 +614,18 @@ impl RegistrarService {
     }
 
     /// The user whose phone registered over the flow `from` (same address, port and
-    /// transport), preferring the From user when several share it (one phone, two accounts).
-    fn registered_over(&self, request: &rsip::Request, from: Peer, now: Instant) -> Option<String> {
+    /// transport) for `domain`, preferring the From user when several share it (one phone,
+    /// two accounts).
+    fn registered_over(
+        &self,
+        request: &rsip::Request,
+        domain: &str,
+        from: Peer,
+        now: Instant,
+    ) -> Option<String> {
         let same_flow = |b: &&Binding| {
             b.expires_at > now
+                && b.aor.domain() == domain
                 && b.details.source.addr == from.addr
                 && b.details.source.transport == from.transport
         };
@@ -594,13 +643,20 @@ impl RegistrarService {
 
     /// The `Proxy-Authenticate` values of a 407 (one per offered algorithm).
     /// After a wrong answer to `wrong_answer_to`, its nonce is repeated.
-    pub fn proxy_challenges(&self, stale: bool, wrong_answer_to: Option<&str>) -> Vec<String> {
+    /// The realm is `domain`'s, the tenant the request was for.
+    pub fn proxy_challenges(
+        &self,
+        domain: &str,
+        stale: bool,
+        wrong_answer_to: Option<&str>,
+    ) -> Vec<String> {
         let wall = SystemTime::now();
+        let auth = self.auth(domain);
         self.algorithms
             .iter()
             .map(|&algorithm| match wrong_answer_to {
-                Some(nonce) => self.auth.rechallenge(algorithm, nonce, wall),
-                None => self.auth.challenge(algorithm, wall, stale),
+                Some(nonce) => auth.rechallenge(algorithm, nonce, wall),
+                None => auth.challenge(algorithm, wall, stale),
             })
             .collect()
     }
@@ -637,17 +693,18 @@ impl RegistrarService {
             return RegisterOutcome::Drop;
         }
         let wall = SystemTime::now();
-        let credentials = match find_credentials(request, "Authorization", REALM) {
+        let domain = self.tenant_of(request);
+        let credentials = match find_credentials(request, "Authorization", &domain) {
             Ok(Some(credentials)) => credentials,
-            Ok(None) => return self.challenge(request, false, wall),
+            Ok(None) => return self.challenge(request, &domain, false, wall),
             Err(err) => {
                 tracing::info!(%source, "unreadable Authorization: {err}");
                 return self.respond(request, 400, Some("Bad Authorization"));
             }
         };
-        let user = self.users.get(&credentials.username);
+        let user = self.users.get(&domain, &credentials.username);
         // Unknown users take the same path as a wrong password (no enumeration).
-        if let Err(failure) = self.auth.verify(
+        if let Err(failure) = self.auth_mut(&domain).verify(
             &credentials,
             "REGISTER",
             user.as_ref().map(|u| &u.credentials),
@@ -658,13 +715,13 @@ impl RegistrarService {
                 self.record_failure(source, now);
             }
             if failure == AuthFailure::WrongResponse {
-                return self.rechallenge(request, &credentials.nonce, wall);
+                return self.rechallenge(request, &domain, &credentials.nonce, wall);
             }
-            return self.challenge(request, failure.is_stale(), wall);
+            return self.challenge(request, &domain, failure.is_stale(), wall);
         }
         let Some(user) = user else {
             // Verified against the dummy credentials: cannot happen, refuse anyway.
-            return self.challenge(request, false, wall);
+            return self.challenge(request, &domain, false, wall);
         };
         if !user.allows_source(source) {
             tracing::info!(%source, user = %credentials.username, "REGISTER from outside the user's allowed networks");
@@ -680,7 +737,7 @@ impl RegistrarService {
         if register.aor.user() != credentials.username {
             return self.respond(request, 403, Some("Not Your Address Of Record"));
         }
-        let aor = Aor::new(&credentials.username, REALM);
+        let aor = Aor::new(&credentials.username, &domain);
         let register = RegisterRequest {
             aor: aor.clone(),
             ..register
@@ -691,10 +748,11 @@ impl RegistrarService {
                 self.qualify_changes(&registered.changes, now);
                 // A phone that just came up learns of waiting messages at once; refreshes
                 // do not repeat it (that is what a mailbox change does).
-                if registered
-                    .changes
-                    .iter()
-                    .any(|c| matches!(c, BindingChange::Added(_)))
+                if crate::tenants::is_default(&domain)
+                    && registered
+                        .changes
+                        .iter()
+                        .any(|c| matches!(c, BindingChange::Added(_)))
                     && self.newly_registered.len() < NEWLY_REGISTERED_QUEUE
                 {
                     self.newly_registered.push_back(aor.user().to_string());
@@ -771,10 +829,16 @@ impl RegistrarService {
         set(telemetry::BANNED_SOURCES, self.bans.bans(now).len());
     }
 
-    fn challenge(&self, request: &rsip::Request, stale: bool, wall: SystemTime) -> RegisterOutcome {
+    fn challenge(
+        &self,
+        request: &rsip::Request,
+        domain: &str,
+        stale: bool,
+        wall: SystemTime,
+    ) -> RegisterOutcome {
         let mut response = msg::response_to(request, 401, None, Some(&sip::transaction::new_tag()));
         for &algorithm in &self.algorithms {
-            let challenge = self.auth.challenge(algorithm, wall, stale);
+            let challenge = self.auth(domain).challenge(algorithm, wall, stale);
             msg::add_header(&mut response.headers, "WWW-Authenticate", challenge);
         }
         RegisterOutcome::Respond(Box::new(response))
@@ -785,12 +849,13 @@ impl RegistrarService {
     fn rechallenge(
         &self,
         request: &rsip::Request,
+        domain: &str,
         nonce: &str,
         wall: SystemTime,
     ) -> RegisterOutcome {
         let mut response = msg::response_to(request, 401, None, Some(&sip::transaction::new_tag()));
         for &algorithm in &self.algorithms {
-            let challenge = self.auth.rechallenge(algorithm, nonce, wall);
+            let challenge = self.auth(domain).rechallenge(algorithm, nonce, wall);
             msg::add_header(&mut response.headers, "WWW-Authenticate", challenge);
         }
         RegisterOutcome::Respond(Box::new(response))
@@ -815,10 +880,9 @@ impl RegistrarService {
             .map(|b| binding_to_store(b, now, wall))
             .collect();
         let extension = aor.user().to_string();
+        let domain = aor.domain().to_string();
         self.writer.submit("registration", move |store| {
-            if let Err(err) =
-                store.registration_replace(store::DEFAULT_DOMAIN, &extension, &bindings)
-            {
+            if let Err(err) = store.registration_replace(&domain, &extension, &bindings) {
                 tracing::error!(user = %extension, "registration not stored: {err}");
             }
         });
@@ -878,7 +942,7 @@ fn record_from_store(stored: store::UserBinding) -> Option<BindingRecord> {
     let expires_at =
         SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(b.expires_at_ms).ok()?);
     Some(BindingRecord {
-        aor: Aor::new(&stored.extension, REALM),
+        aor: Aor::new(&stored.extension, &stored.domain),
         details: BindingDetails {
             contact: b.contact,
             params: Vec::new(),

@@ -118,8 +118,52 @@ pub enum RoomCommand {
 }
 
 /// Runs one room command against the store in `data_dir`; exit 1 with a message on failure.
-pub fn run(command: RoomCommand, data_dir: &Path) -> ExitCode {
-    report(execute(command, data_dir))
+/// Runs a room command on the rooms of `domain` (the default domain, or a tenant's).
+pub fn run(mut command: RoomCommand, data_dir: &Path, domain: &str) -> ExitCode {
+    if let Some(number) = command.number_mut() {
+        *number = crate::tenants::room_key(domain, number);
+    }
+    report(match command {
+        RoomCommand::List => list(data_dir, domain),
+        command => execute(command, data_dir),
+    })
+}
+
+impl RoomCommand {
+    /// The room the command is about, if it names one.
+    fn number_mut(&mut self) -> Option<&mut String> {
+        match self {
+            RoomCommand::Create { number, .. }
+            | RoomCommand::Owner { number, .. }
+            | RoomCommand::Token { number, .. }
+            | RoomCommand::Link { number, .. }
+            | RoomCommand::Unlink { number, .. }
+            | RoomCommand::Show { number, .. }
+            | RoomCommand::Delete { number, .. } => Some(number),
+            RoomCommand::List => None,
+        }
+    }
+}
+
+/// `room list`: the rooms of `domain`.
+fn list(data_dir: &Path, domain: &str) -> Result<String, String> {
+    if !Store::database_file(data_dir).exists() {
+        return Ok(format!(
+            "no rooms (no database in {})\n",
+            data_dir.display()
+        ));
+    }
+    let store = open(data_dir)?;
+    let rooms: Vec<_> = store
+        .room_list()
+        .map_err(|err| format!("cannot list rooms: {err}"))?
+        .into_iter()
+        .filter(|room| crate::tenants::room_domain(&room.number) == domain)
+        .collect();
+    let links = store
+        .room_links()
+        .map_err(|err| format!("cannot list room links: {err}"))?;
+    Ok(room_table(&rooms, &links))
 }
 
 /// Prints an offline command's outcome: its text on stdout, or one error line on stderr
@@ -204,22 +248,7 @@ fn execute(command: RoomCommand, data_dir: &Path) -> Result<String, String> {
             record_cli_change(&store, "room.owner", &line)?;
             Ok(format!("{line}\n"))
         }
-        RoomCommand::List => {
-            if !exists {
-                return Ok(format!(
-                    "no rooms (no database in {})\n",
-                    data_dir.display()
-                ));
-            }
-            let store = open(data_dir)?;
-            let rooms = store
-                .room_list()
-                .map_err(|err| format!("cannot list rooms: {err}"))?;
-            let links = store
-                .room_links()
-                .map_err(|err| format!("cannot list room links: {err}"))?;
-            Ok(room_table(&rooms, &links))
-        }
+        RoomCommand::List => list(data_dir, store::DEFAULT_DOMAIN),
         RoomCommand::Link {
             number,
             whip,

@@ -73,7 +73,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // As for the prompts: the default `dialplans` missing here means the built-in plan.
     let builtin_plan =
         config.dialplans == Config::default().dialplans && !config.dialplans.exists();
-    let users = Arc::new(UserDirectory::default());
+    let tenants = crate::tenants::Tenants::new(&config.tenants)
+        .map_err(|err| anyhow::anyhow!("[[tenant]]: {err}"))?;
+    let users = Arc::new(UserDirectory::new(&tenants));
+    let tenant_plans = config
+        .tenants
+        .iter()
+        .map(|tenant| {
+            let plan = PlanHolder::load_tenant(&tenant.domain, &tenant.dialplans, &sounds)
+                .with_context(|| format!("tenant {}", tenant.domain))?;
+            Ok((tenant.domain.clone(), plan))
+        })
+        .collect::<anyhow::Result<std::collections::HashMap<_, _>>>()?;
     // The store is opened and first read on a plain thread, which then hands it to the store
     // thread: the PostgreSQL client runs a tokio runtime of its own and panics inside this
     // one (see crates/store/src/db.rs), so no tokio thread ever touches a `Store`.
@@ -170,6 +181,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         sounds,
         media,
         plan,
+        tenant_plans,
         store,
         conferences: crate::conference::Registry::default(),
         trunks,
@@ -227,6 +239,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         control,
         registrar: RegistrarService::new(
             &shared.config.registrar,
+            tenants,
             users,
             writer,
             stored_bindings,
@@ -252,6 +265,31 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 )
             },
             reload_rx,
+        )?;
+    }
+    for tenant in &shared.config.tenants {
+        let reloading = shared.clone();
+        let domain = tenant.domain.clone();
+        // Only the default domain's plan is reloaded through the admin API and console.
+        let (_, no_requests) = mpsc::channel(1);
+        crate::dialplan_files::spawn_reloader(
+            tenant.dialplans.clone(),
+            move |trigger| {
+                let dir = reloading
+                    .config
+                    .tenants
+                    .iter()
+                    .find(|t| t.domain == domain)
+                    .map(|t| t.dialplans.clone())
+                    .unwrap_or_default();
+                reloading.plan_of(&domain).reload(
+                    &dir,
+                    &reloading.sounds,
+                    &reloading.store,
+                    trigger,
+                )
+            },
+            no_requests,
         )?;
     }
     crate::room_watch::spawn(shared.clone());
@@ -451,7 +489,7 @@ impl Core {
         let body = crate::voicemail::message_summary(&account, update.counts);
         let targets: Vec<_> = self
             .registrar
-            .lookup(&update.mailbox, now)
+            .lookup(store::DEFAULT_DOMAIN, &update.mailbox, now)
             .into_iter()
             .filter(|binding| !subscribed.contains(&binding.details.source.addr))
             .filter_map(|binding| {

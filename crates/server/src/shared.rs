@@ -14,8 +14,10 @@ pub struct Shared {
     pub sounds: SoundLibrary,
     /// Media worker pool.
     pub media: MediaWorkers,
-    /// The dialplan in force.
+    /// The default domain's dialplan in force.
     pub plan: PlanHolder,
+    /// Each tenant's dialplan in force, by domain.
+    pub tenant_plans: std::collections::HashMap<String, PlanHolder>,
     /// The store (call records, rooms, recordings, dialplan history, users), behind its
     /// thread.
     pub store: crate::store_handle::StoreHandle,
@@ -38,4 +40,11 @@ pub struct Shared {
     /// Set by `amtsleitung node drain`: no new calls, health checks answered 503, and the
     /// process exits once its last call and room have ended.
     pub draining: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// The dialplan of `domain`: its tenant's, else the default domain's.
+    pub fn plan_of(&self, domain: &str) -> &PlanHolder {
+        self.tenant_plans.get(domain).unwrap_or(&self.plan)
+    }
 }

@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use store::{
-    AllowedNetwork, Binding, DEFAULT_DOMAIN, DEFAULT_MAX_CONTACTS, Language, NewUser, Store,
-    StoreError, User,
+    AllowedNetwork, Binding, DEFAULT_MAX_CONTACTS, Language, NewUser, Store, StoreError, User,
 };
 
 use crate::audit_cli::record_cli_change;
@@ -269,13 +268,19 @@ pub(crate) fn strip_line_end(text: &str) -> &str {
 }
 
 /// Runs one user command against the store in `data_dir`; exit 1 with a message on failure.
-pub fn run(command: UserCommand, data_dir: &Path) -> ExitCode {
+/// Runs a user command on the users of `domain` (the default domain, or a tenant's).
+pub fn run(command: UserCommand, data_dir: &Path, domain: &str) -> ExitCode {
     let now_ms = jiff::Timestamp::now().as_millisecond();
-    crate::room_cli::report(execute(command, data_dir, now_ms))
+    crate::room_cli::report(execute(command, data_dir, domain, now_ms))
 }
 
 /// Does the work and returns what to print: stdout text on success, the error otherwise.
-fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String, String> {
+fn execute(
+    command: UserCommand,
+    data_dir: &Path,
+    domain: &str,
+    now_ms: i64,
+) -> Result<String, String> {
     // Reading or deleting must not leave a fresh empty database behind in a mistyped directory.
     let exists = Store::database_file(data_dir).exists();
     let no_database = || format!("no database in {}", data_dir.display());
@@ -306,6 +311,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
                 media_encryption: srtp.map(|policy| policy.name().to_owned()),
                 fax,
                 location,
+                domain: domain.to_owned(),
                 ..NewUser::new(extension, name, password.read()?, now_ms)
             };
             // Checked before opening, so a typo does not create a database.
@@ -334,10 +340,10 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             }
             let store = open(data_dir)?;
             let users = store
-                .user_list(DEFAULT_DOMAIN)
+                .user_list(domain)
                 .map_err(|err| format!("cannot list users: {err}"))?;
             let counts = store
-                .registration_counts(DEFAULT_DOMAIN, now_ms)
+                .registration_counts(domain, now_ms)
                 .map_err(|err| format!("cannot read registrations: {err}"))?;
             Ok(user_table(&users, &counts))
         }
@@ -347,11 +353,11 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             }
             let store = open(data_dir)?;
             let user = store
-                .user_get(DEFAULT_DOMAIN, &extension)
+                .user_get(domain, &extension)
                 .map_err(|err| format!("cannot read user {extension}: {err}"))?
                 .ok_or_else(|| format!("no user {extension}"))?;
             let bindings = store
-                .registrations_of(DEFAULT_DOMAIN, &extension, now_ms)
+                .registrations_of(domain, &extension, now_ms)
                 .map_err(|err| format!("cannot read the registrations of {extension}: {err}"))?;
             let mut out = user_details(&user, &bindings, now_ms);
             match trunks {
@@ -376,7 +382,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             let password = password.read()?;
             let store = open(data_dir)?;
             store
-                .user_set_password(DEFAULT_DOMAIN, &extension, &password, now_ms)
+                .user_set_password(domain, &extension, &password, now_ms)
                 .map_err(|err| store_error("cannot change the password", err))?;
             record_cli_change(&store, "user.passwd", &format!("user {extension}"))?;
             Ok(format!("password of user {extension} changed\n"))
@@ -397,7 +403,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             let names = calls.as_ref().map(call_classes::ClassList::names);
             let store = open(data_dir)?;
             let user = store
-                .user_set_call_classes(DEFAULT_DOMAIN, &extension, names.as_deref(), now_ms)
+                .user_set_call_classes(domain, &extension, names.as_deref(), now_ms)
                 .map_err(|err| store_error("cannot change the call classes", err))?;
             let line = format!(
                 "user {extension} may call out: {}",
@@ -425,12 +431,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             }
             let store = open(data_dir)?;
             let user = store
-                .user_set_media_encryption(
-                    DEFAULT_DOMAIN,
-                    &extension,
-                    policy.map(|p| p.name()),
-                    now_ms,
-                )
+                .user_set_media_encryption(domain, &extension, policy.map(|p| p.name()), now_ms)
                 .map_err(|err| store_error("cannot change the SRTP setting", err))?;
             let line = format!(
                 "SRTP of user {extension}: {}",
@@ -450,7 +451,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             }
             let store = open(data_dir)?;
             let user = store
-                .user_set_fax(DEFAULT_DOMAIN, &extension, fax, now_ms)
+                .user_set_fax(domain, &extension, fax, now_ms)
                 .map_err(|err| store_error("cannot change the fax setting", err))?;
             let line = format!("fax line {extension}: {}", describe_fax(user.fax));
             record_cli_change(&store, "user.fax", &line)?;
@@ -463,7 +464,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             }
             let store = open(data_dir)?;
             let settings = store
-                .user_set_dnd(DEFAULT_DOMAIN, &extension, dnd, now_ms)
+                .user_set_dnd(domain, &extension, dnd, now_ms)
                 .map_err(|err| store_error("cannot change do not disturb", err))?;
             let line = format!(
                 "do not disturb {extension}: {}",
@@ -484,14 +485,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             }
             let store = open(data_dir)?;
             let settings = store
-                .user_set_forward(
-                    DEFAULT_DOMAIN,
-                    &extension,
-                    kind,
-                    target.as_deref(),
-                    seconds,
-                    now_ms,
-                )
+                .user_set_forward(domain, &extension, kind, target.as_deref(), seconds, now_ms)
                 .map_err(|err| store_error("cannot change the forwarding", err))?;
             let line = format!(
                 "forwarding of {extension}: {}",
@@ -507,7 +501,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             }
             let store = open(data_dir)?;
             let settings = store
-                .user_set_follow_me(DEFAULT_DOMAIN, &extension, &steps, now_ms)
+                .user_set_follow_me(domain, &extension, &steps, now_ms)
                 .map_err(|err| store_error("cannot change follow-me", err))?;
             let line = format!(
                 "follow-me of {extension}: {}",
@@ -531,7 +525,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             }
             let store = open(data_dir)?;
             let user = store
-                .user_set_location(DEFAULT_DOMAIN, &extension, location, now_ms)
+                .user_set_location(domain, &extension, location, now_ms)
                 .map_err(|err| store_error("cannot change the location number", err))?;
             let line = format!(
                 "location number of user {extension}: {}",
@@ -546,7 +540,7 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
             }
             let store = open(data_dir)?;
             let deleted = store
-                .user_delete(DEFAULT_DOMAIN, &extension)
+                .user_delete(domain, &extension)
                 .map_err(|err| format!("cannot delete user {extension}: {err}"))?;
             if deleted {
                 record_cli_change(&store, "user.del", &format!("user {extension}"))?;
@@ -555,6 +549,10 @@ fn execute(command: UserCommand, data_dir: &Path, now_ms: i64) -> Result<String,
                 Err(format!("no user {extension}"))
             }
         }
+        // The import's checks (shared with the console) know the default domain only.
+        UserCommand::Import { .. } if !crate::tenants::is_default(domain) => Err(format!(
+            "user import reads users of the default domain only; add {domain}'s users with `user add --domain {domain}`"
+        )),
         UserCommand::Import { file } => import(&file, data_dir, now_ms),
     }
 }
@@ -1256,6 +1254,7 @@ fn utc_time(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use store::DEFAULT_DOMAIN;
 
     const NOW: i64 = 1_700_000_000_000;
 
@@ -1633,7 +1632,13 @@ mod tests {
             "extension,name,password\n101,A,geheim123\n102,B,kurz\n101,C,geheim123\n200,D,geheim123\n",
         )
         .unwrap();
-        let err = execute(UserCommand::Import { file: file.clone() }, &dir, NOW).unwrap_err();
+        let err = execute(
+            UserCommand::Import { file: file.clone() },
+            &dir,
+            DEFAULT_DOMAIN,
+            NOW,
+        )
+        .unwrap_err();
         let expected_lines = [
             "line 3: password has 4 characters",
             "line 4: extension 101 appears again (first on line 2)",
@@ -1650,7 +1655,7 @@ mod tests {
             "extension,name,password\n101,A,geheim123\n102,B,geheim456\n",
         )
         .unwrap();
-        let done = execute(UserCommand::Import { file }, &dir, NOW).unwrap();
+        let done = execute(UserCommand::Import { file }, &dir, DEFAULT_DOMAIN, NOW).unwrap();
         assert!(done.starts_with("2 users imported"), "{done}");
         assert_eq!(store.user_list(DEFAULT_DOMAIN).unwrap().len(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -1736,7 +1741,7 @@ mod tests {
             location: None,
             location_network: vec![],
         };
-        execute(add("101"), &dir, NOW).unwrap();
+        execute(add("101"), &dir, DEFAULT_DOMAIN, NOW).unwrap();
         let trunks = dir.join("trunks.toml");
         std::fs::write(
             &trunks,
@@ -1754,6 +1759,7 @@ mod tests {
                     trunks: Some(trunks.clone()),
                 },
                 &dir,
+                DEFAULT_DOMAIN,
                 NOW,
             )
             .unwrap()
@@ -1777,6 +1783,7 @@ mod tests {
                     clear: false,
                 },
                 &dir,
+                DEFAULT_DOMAIN,
                 NOW + 1,
             )
         };
@@ -1833,6 +1840,7 @@ mod tests {
                 clear: true,
             },
             &dir,
+            DEFAULT_DOMAIN,
             NOW + 2,
         )
         .unwrap();
@@ -1882,7 +1890,7 @@ mod tests {
     fn read_commands_do_not_create_a_database() {
         let dir = temp_dir("nodb");
         assert!(
-            execute(UserCommand::List, &dir, NOW)
+            execute(UserCommand::List, &dir, DEFAULT_DOMAIN, NOW)
                 .unwrap()
                 .starts_with("no users")
         );
@@ -1895,7 +1903,7 @@ mod tests {
                 extension: "101".into(),
             },
         ] {
-            assert!(execute(command, &dir, NOW).is_err());
+            assert!(execute(command, &dir, DEFAULT_DOMAIN, NOW).is_err());
         }
         let bad_add = UserCommand::Add {
             extension: "101".into(),
@@ -1914,7 +1922,7 @@ mod tests {
             location_network: vec![],
         };
         assert!(
-            execute(bad_add, &dir, NOW)
+            execute(bad_add, &dir, DEFAULT_DOMAIN, NOW)
                 .unwrap_err()
                 .starts_with("password has 4")
         );

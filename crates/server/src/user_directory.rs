@@ -114,51 +114,80 @@ pub fn personal_location(stored: &store::UserLocation) -> Result<trunks::Persona
     Ok(trunks::PersonalLocation { number, networks })
 }
 
-/// Users of the default domain by extension.
-#[derive(Debug, Default)]
+/// Users by domain and extension: the default domain's, and each tenant's.
+#[derive(Debug)]
 pub struct UserDirectory {
-    users: ArcSwap<HashMap<String, DirectoryUser>>,
+    domains: Vec<String>,
+    users: ArcSwap<HashMap<String, HashMap<String, DirectoryUser>>>,
+}
+
+impl Default for UserDirectory {
+    /// The default domain's users only (a single town hall).
+    fn default() -> Self {
+        Self::new(&crate::tenants::Tenants::default())
+    }
 }
 
 impl UserDirectory {
-    /// The user with this extension, if stored.
-    pub fn get(&self, extension: &str) -> Option<DirectoryUser> {
-        self.users.load().get(extension).cloned()
+    /// An empty directory for the users of the default domain and of `tenants`.
+    pub fn new(tenants: &crate::tenants::Tenants) -> Self {
+        Self {
+            domains: tenants.all_domains().map(str::to_owned).collect(),
+            users: ArcSwap::default(),
+        }
     }
 
-    /// The SRTP policy for a call to `extension` (the callee's side): the user's own setting,
-    /// else `server_default`, which is also the answer for an extension that is no user.
-    pub fn srtp_policy(&self, extension: &str, server_default: SrtpPolicy) -> SrtpPolicy {
+    /// The user with this extension in `domain`, if stored.
+    pub fn get(&self, domain: &str, extension: &str) -> Option<DirectoryUser> {
         self.users
             .load()
-            .get(extension)
+            .get(domain)
+            .and_then(|users| users.get(extension))
+            .cloned()
+    }
+
+    /// The SRTP policy for a call to `extension` of `domain` (the callee's side): the user's
+    /// own setting, else `server_default`, which is also the answer for an extension that
+    /// is no user.
+    pub fn srtp_policy(
+        &self,
+        domain: &str,
+        extension: &str,
+        server_default: SrtpPolicy,
+    ) -> SrtpPolicy {
+        self.get(domain, extension)
             .map_or(server_default, |user| user.srtp(server_default))
     }
 
-    /// Whether `extension` is a user whose line is a fax machine (no such user: no).
-    pub fn is_fax(&self, extension: &str) -> bool {
+    /// Whether `extension` of `domain` is a user whose line is a fax machine (no such user:
+    /// no).
+    pub fn is_fax(&self, domain: &str, extension: &str) -> bool {
         self.users
             .load()
-            .get(extension)
+            .get(domain)
+            .and_then(|users| users.get(extension))
             .is_some_and(|user| user.fax)
     }
 
-    /// What a call to `extension` does besides ringing its phones (no such user: nothing).
-    pub fn call_settings(&self, extension: &str) -> Option<store::CallSettings> {
-        self.users
-            .load()
-            .get(extension)
-            .map(|user| user.call_settings.clone())
+    /// What a call to `extension` of `domain` does besides ringing its phones (no such
+    /// user: nothing).
+    pub fn call_settings(&self, domain: &str, extension: &str) -> Option<store::CallSettings> {
+        self.get(domain, extension).map(|user| user.call_settings)
     }
 
-    /// Reads every user of the default domain from the store.
+    /// Reads every user of every domain from the store.
     pub fn load(&self, store: &store::Store) -> Result<usize, store::StoreError> {
-        let users: HashMap<String, DirectoryUser> = store
-            .user_list(store::DEFAULT_DOMAIN)?
-            .iter()
-            .map(|u| (u.extension.clone(), DirectoryUser::from_stored(u)))
-            .collect();
-        let count = users.len();
+        let mut users = HashMap::with_capacity(self.domains.len());
+        let mut count = 0;
+        for domain in &self.domains {
+            let of_domain: HashMap<String, DirectoryUser> = store
+                .user_list(domain)?
+                .iter()
+                .map(|u| (u.extension.clone(), DirectoryUser::from_stored(u)))
+                .collect();
+            count += of_domain.len();
+            users.insert(domain.clone(), of_domain);
+        }
         self.users.store(Arc::new(users));
         Ok(count)
     }
@@ -207,6 +236,8 @@ pub fn spawn_refresh(shared: Arc<Shared>, directory: Arc<UserDirectory>) {
 mod tests {
     use super::*;
 
+    const D: &str = store::DEFAULT_DOMAIN;
+
     fn directory_of(users: &[store::NewUser]) -> UserDirectory {
         let store = store::Store::open_in_memory().unwrap();
         for user in users {
@@ -232,16 +263,57 @@ mod tests {
             user("103", Some("required")),
         ]);
         for default in [SrtpPolicy::Off, SrtpPolicy::Optional, SrtpPolicy::Required] {
-            assert_eq!(directory.srtp_policy("101", default), default);
-            assert_eq!(directory.srtp_policy("102", default), SrtpPolicy::Off);
-            assert_eq!(directory.srtp_policy("103", default), SrtpPolicy::Required);
+            assert_eq!(directory.srtp_policy(D, "101", default), default);
+            assert_eq!(directory.srtp_policy(D, "102", default), SrtpPolicy::Off);
             assert_eq!(
-                directory.srtp_policy("999", default),
+                directory.srtp_policy(D, "103", default),
+                SrtpPolicy::Required
+            );
+            assert_eq!(
+                directory.srtp_policy(D, "999", default),
                 default,
                 "no such user: the server's default"
             );
         }
-        assert_eq!(directory.get("101").unwrap().media_encryption, None);
+        assert_eq!(directory.get(D, "101").unwrap().media_encryption, None);
+    }
+
+    #[test]
+    fn the_same_extension_in_two_tenants_is_two_users_and_a_third_domain_has_none() {
+        let tenants = crate::tenants::Tenants::new(&[crate::tenants::TenantSettings {
+            domain: "stadt-b.example".into(),
+            dialplans: "/tmp".into(),
+        }])
+        .unwrap();
+        let store = store::Store::open_in_memory().unwrap();
+        store.user_create(&user("101", None)).unwrap();
+        store
+            .user_create(&store::NewUser {
+                domain: "stadt-b.example".into(),
+                fax: true,
+                ..store::NewUser::new("101", "B", "geheim456", 0)
+            })
+            .unwrap();
+        store
+            .user_create(&store::NewUser {
+                domain: "stadt-c.example".into(),
+                ..store::NewUser::new("102", "C", "geheim789", 0)
+            })
+            .unwrap();
+        let directory = UserDirectory::new(&tenants);
+        assert_eq!(directory.load(&store).unwrap(), 2, "stadt-c is no tenant");
+        assert_eq!(directory.get(D, "101").unwrap().display_name, "A");
+        assert_eq!(
+            directory
+                .get("stadt-b.example", "101")
+                .unwrap()
+                .display_name,
+            "B"
+        );
+        assert!(directory.is_fax("stadt-b.example", "101"));
+        assert!(!directory.is_fax(D, "101"));
+        assert!(directory.get("stadt-c.example", "102").is_none());
+        assert!(directory.get(D, "102").is_none());
     }
 
     #[test]
@@ -253,9 +325,9 @@ mod tests {
                 ..user("150", None)
             },
         ]);
-        assert!(directory.is_fax("150"));
-        assert!(!directory.is_fax("101"));
-        assert!(!directory.is_fax("999"), "no such user: no fax line");
+        assert!(directory.is_fax(D, "150"));
+        assert!(!directory.is_fax(D, "101"));
+        assert!(!directory.is_fax(D, "999"), "no such user: no fax line");
     }
 
     #[test]

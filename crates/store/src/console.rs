@@ -135,6 +135,9 @@ pub struct ConsoleAccount {
     pub created_at_ms: i64,
     /// A disabled account cannot log in and has no sessions.
     pub disabled: bool,
+    /// The town (tenant's SIP domain) the account runs: an admin of it sees and changes that
+    /// town's rooms and users only. `None`: the default domain, whose admins run the system.
+    pub domain: Option<String>,
 }
 
 /// A session just made: the tokens to hand to the browser, shown only this once.
@@ -311,7 +314,8 @@ fn at_most(text: &str, max: usize) -> &str {
         .map_or(text, |(at, _)| &text[..at])
 }
 
-pub(crate) const ACCOUNT_COLUMNS: &str = "name, role, extension, origin, created_at_ms, disabled";
+pub(crate) const ACCOUNT_COLUMNS: &str =
+    "name, role, extension, origin, created_at_ms, disabled, domain";
 
 /// An account from [`ACCOUNT_COLUMNS`] starting at column `at`.
 pub(crate) fn account_from_row(row: &Row<'_>, at: usize) -> crate::db::Result<ConsoleAccount> {
@@ -333,6 +337,7 @@ pub(crate) fn account_from_row(row: &Row<'_>, at: usize) -> crate::db::Result<Co
         },
         created_at_ms: row.get(at + 4)?,
         disabled: row.get(at + 5)?,
+        domain: row.get(at + 6)?,
     })
 }
 
@@ -347,16 +352,34 @@ impl Store {
         password: &str,
         now_ms: i64,
     ) -> Result<ConsoleAccount, StoreError> {
+        self.console_account_create_in(None, name, role, extension, password, now_ms)
+    }
+
+    /// [`Store::console_account_create`] for an account of the town `domain` (`None`: the
+    /// default domain), in one statement: there is no moment at which the account exists
+    /// without its town and so could see every town.
+    pub fn console_account_create_in(
+        &self,
+        domain: Option<&str>,
+        name: &str,
+        role: ConsoleRole,
+        extension: Option<&str>,
+        password: &str,
+        now_ms: i64,
+    ) -> Result<ConsoleAccount, StoreError> {
         validate_account_name(name)?;
+        if let Some(domain) = domain {
+            crate::users::validate_domain("domain", domain)?;
+        }
         if let Some(extension) = extension {
             validate_extension(extension)?;
         }
         validate_console_password(password)?;
         let hash = hash_password(password)?;
         let inserted = self.db.execute(
-            "INSERT INTO console_account (name, role, extension, origin, password_hash, created_at_ms)
-             VALUES (?1, ?2, ?3, 'local', ?4, ?5) ON CONFLICT(name) DO NOTHING",
-            params![name, role.as_str(), extension, hash, now_ms],
+            "INSERT INTO console_account (name, role, extension, origin, password_hash, created_at_ms, domain)
+             VALUES (?1, ?2, ?3, 'local', ?4, ?5, ?6) ON CONFLICT(name) DO NOTHING",
+            params![name, role.as_str(), extension, hash, now_ms, domain],
         )?;
         if inserted == 0 {
             return Err(StoreError::AccountExists(name.to_owned()));
@@ -368,6 +391,7 @@ impl Store {
             origin: AccountOrigin::Local,
             created_at_ms: now_ms,
             disabled: false,
+            domain: domain.map(str::to_owned),
         })
     }
 
@@ -391,7 +415,7 @@ impl Store {
                     "SELECT {ACCOUNT_COLUMNS}, password_hash FROM console_account WHERE name = ?1"
                 ),
                 [name],
-                |row| Ok((account_from_row(row, 0)?, row.get(6)?)),
+                |row| Ok((account_from_row(row, 0)?, row.get(7)?)),
             )
             .optional()?;
         let stored = found
@@ -590,7 +614,7 @@ impl Store {
                 // The account's columns in ACCOUNT_COLUMNS order, named by table: both
                 // tables have a created_at_ms.
                 "SELECT s.csrf_token, s.source, s.created_at_ms, s.last_seen_at_ms,
-                     a.name, a.role, a.extension, a.origin, a.created_at_ms, a.disabled
+                     a.name, a.role, a.extension, a.origin, a.created_at_ms, a.disabled, a.domain
                  FROM console_session s LEFT JOIN console_account a ON a.name = s.account
                  WHERE s.token_hash = ?1",
                 [hash.as_slice()],
@@ -753,6 +777,7 @@ mod tests {
             origin: AccountOrigin::Local,
             created_at_ms: 2,
             disabled: false,
+            domain: None,
         };
         assert_eq!(store.console_account_get("otto.k").unwrap(), Some(otto));
         let names: Vec<String> = store
@@ -1360,7 +1385,50 @@ mod tests {
         assert_eq!(AccountOrigin::Ldap.to_string(), "ldap");
     }
 
+    fn a_towns_account_keeps_its_town_through_sign_in_and_session(backend: Backend) {
+        let store = backend.open();
+        let created = store
+            .console_account_create_in(
+                Some("stadt-a.example"),
+                "amt-a",
+                ConsoleRole::Admin,
+                None,
+                "lang-genug-1",
+                1,
+            )
+            .unwrap();
+        assert_eq!(created.domain.as_deref(), Some("stadt-a.example"));
+        let verified = store
+            .console_account_verify("amt-a", "lang-genug-1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(verified, created);
+        let new = store.console_session_create("amt-a", "cli", 2).unwrap();
+        let session = store
+            .console_session_get(&new.token, 3, 60_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(session.account.domain.as_deref(), Some("stadt-a.example"));
+        let operator = store
+            .console_account_create("root", ConsoleRole::Admin, None, "lang-genug-2", 4)
+            .unwrap();
+        assert_eq!(operator.domain, None);
+        assert!(matches!(
+            store.console_account_create_in(
+                Some("stadt a"),
+                "amt-x",
+                ConsoleRole::Admin,
+                None,
+                "lang-genug-3",
+                5
+            ),
+            Err(StoreError::InvalidDomain { .. })
+        ));
+        assert_eq!(store.console_account_get("amt-x").unwrap(), None);
+    }
+
     on_both_backends!(
+        a_towns_account_keeps_its_town_through_sign_in_and_session,
         created_accounts_are_listed_by_name_and_read_back,
         verify_admits_only_the_right_password_of_an_enabled_local_account,
         a_disabled_account_does_not_verify_until_enabled_again,

@@ -126,8 +126,10 @@ pub enum StoreError {
         /// The newest version this build knows.
         known: i64,
     },
-    /// A room number is not 1 to 10 digits.
-    #[error("room number {number:?} must be 1 to {MAX_ROOM_NUMBER_DIGITS} digits 0-9")]
+    /// A room number is not 1 to 10 digits (a tenant's: followed by `@` and its domain).
+    #[error(
+        "room number {number:?} must be 1 to {MAX_ROOM_NUMBER_DIGITS} digits 0-9 (a tenant's room: NUMBER@DOMAIN)"
+    )]
     InvalidRoomNumber {
         /// The rejected number.
         number: String,
@@ -633,6 +635,9 @@ const MIGRATIONS: &[&str] = &[
         started_at_ms INTEGER NOT NULL
     );
     CREATE INDEX call_in_progress_by_node ON call_in_progress (node);",
+    // 20: the town (SIP domain) a console account runs; NULL: the default domain, whose
+    // admins run the whole system.
+    "ALTER TABLE console_account ADD COLUMN domain TEXT NULL;",
 ];
 
 /// One finished call, as written to the call log.

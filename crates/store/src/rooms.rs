@@ -189,11 +189,24 @@ pub enum PinCheck {
     Wrong,
 }
 
-/// Checks a room number: 1 to 10 ASCII digits.
+/// Checks a room number: 1 to 10 ASCII digits, for a tenant's room followed by `@` and the
+/// tenant's domain in lower case (`1234@stadt-a.example`), which keeps two towns' room 1234
+/// apart.
 pub(crate) fn validate_room_number(number: &str) -> Result<(), StoreError> {
-    if number.is_empty()
-        || number.len() > MAX_ROOM_NUMBER_DIGITS
-        || !number.bytes().all(|b| b.is_ascii_digit())
+    let (digits, domain) = number.split_once('@').unwrap_or((number, ""));
+    let domain_ok = !number.contains('@')
+        || (!domain.is_empty()
+            && domain.len() <= 253
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            }));
+    if digits.is_empty()
+        || digits.len() > MAX_ROOM_NUMBER_DIGITS
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || !domain_ok
     {
         return Err(StoreError::InvalidRoomNumber {
             number: number.to_owned(),
@@ -632,7 +645,19 @@ mod tests {
 
     fn rejects_bad_room_numbers(backend: Backend) {
         let store = backend.open();
-        for number in ["", "12345678901", "47a1", " 4711", "４７"] {
+        for number in [
+            "",
+            "12345678901",
+            "47a1",
+            " 4711",
+            "４７",
+            "4711@",
+            "@stadt-a.example",
+            "4711@Stadt-A.example",
+            "4711@stadt a.example",
+            "4711@stadt-a..example",
+            "4711@a@b",
+        ] {
             match store.room_create(&NewRoom::new(number, 0)) {
                 Err(StoreError::InvalidRoomNumber { number: n }) => assert_eq!(n, number),
                 other => panic!("{number:?}: expected InvalidRoomNumber, got {other:?}"),
@@ -640,6 +665,13 @@ mod tests {
         }
         store.room_create(&NewRoom::new("1234567890", 0)).unwrap();
         store.room_create(&NewRoom::new("0", 0)).unwrap();
+        // Two towns' room 4711, and the default domain's, are three rooms.
+        for number in ["4711", "4711@stadt-a.example", "4711@stadt-b.example"] {
+            store
+                .room_create(&with_pins(number, Some("1234"), None))
+                .unwrap();
+        }
+        assert!(store.room_get("4711@stadt-a.example").unwrap().is_some());
     }
 
     fn rejects_bad_pin_formats_naming_which_pin_and_why(backend: Backend) {

@@ -419,7 +419,7 @@ pub fn validate_extension(extension: &str) -> Result<(), StoreError> {
 
 /// A domain or realm: it is sent as a URI host and as a quoted digest parameter, so neither
 /// whitespace nor quotes nor backslashes may appear.
-fn validate_domain(what: &'static str, value: &str) -> Result<(), StoreError> {
+pub(crate) fn validate_domain(what: &'static str, value: &str) -> Result<(), StoreError> {
     if value.is_empty()
         || value.len() > 253
         || value

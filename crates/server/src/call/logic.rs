@@ -62,6 +62,8 @@ pub(super) struct CallLogic {
     pub(super) group_turn: Option<GroupTurn>,
     /// `[pool] proxy`: the lobby hands callers on to their room's node through it.
     pub(super) pool_proxy: Option<std::net::SocketAddr>,
+    /// The domain the call belongs to, whose rooms it joins.
+    pub(super) tenant: String,
 }
 
 /// Whose turn in which ring group is ringing (see [`CallLogic::group_turn`]).
@@ -87,6 +89,7 @@ impl CallLogic {
             group_turn: None,
             voicemail_max: Duration::from_secs(120),
             pool_proxy: None,
+            tenant: store::DEFAULT_DOMAIN.to_owned(),
         }
     }
 

@@ -536,6 +536,9 @@ pub struct CallSetup {
     pub voicemail_max: std::time::Duration,
     /// `[pool] proxy`: the lobby hands callers on to their room's node through it.
     pub pool_proxy: Option<std::net::SocketAddr>,
+    /// The domain the call belongs to: its rooms are that domain's (see
+    /// [`crate::tenants::room_key`]).
+    pub tenant: String,
 }
 
 /// One call (see the module documentation).
@@ -552,6 +555,7 @@ impl Call {
         let mut logic = logic::CallLogic::new(io.clone(), setup.require_precreated_rooms);
         logic.voicemail_max = setup.voicemail_max;
         logic.pool_proxy = setup.pool_proxy;
+        logic.tenant = setup.tenant;
         let mut call = Self {
             io,
             logic: Box::pin(logic.run(setup.route)),

@@ -81,6 +81,7 @@ impl Harness {
             require_precreated_rooms: false,
             voicemail_max: Duration::from_secs(120),
             pool_proxy: None,
+            tenant: store::DEFAULT_DOMAIN.to_owned(),
         };
         let mut harness = Self {
             call: Call::new(setup, now),

@@ -121,8 +121,9 @@ impl CallControl {
                 extension: extension.clone(),
                 logged_out: logged_out.contains(extension),
                 busy: self.in_call(extension),
+                // Ring groups are the default domain's alone (a tenant's call never gets here).
                 dnd: registrar
-                    .call_settings(extension)
+                    .call_settings(store::DEFAULT_DOMAIN, extension)
                     .is_some_and(|settings| settings.dnd),
                 last_call_ended: self.ring_groups.last_call_ended.get(extension).copied(),
             })

@@ -124,13 +124,18 @@ impl CallControl {
             .get(&parent)
             .filter(|_| by_caller)
             .map(|l| (l.caller.clone(), l.caller_name.clone(), l.profile.clone()));
+        // A transfer stays in the domain of the call it transfers.
+        let tenant = self
+            .legs
+            .get(&parent)
+            .map_or_else(|| store::DEFAULT_DOMAIN.to_owned(), |l| l.tenant.clone());
         let identity = caller_identity.unwrap_or_else(|| {
             transferor_extension
                 .as_deref()
                 .and_then(|ext| {
                     registrar
-                        .caller_profile(ext)
-                        .map(|p| (ext.to_string(), registrar.display_name(ext), p))
+                        .caller_profile(&tenant, ext)
+                        .map(|p| (ext.to_string(), registrar.display_name(&tenant, ext), p))
                 })
                 .unwrap_or_else(|| {
                     let number = placed
@@ -141,7 +146,8 @@ impl CallControl {
                     (number, None, CallerProfile::not_a_user())
                 })
         });
-        let Some(target) = self.transfer_target(&number, &identity.0, identity.2.user.is_some())
+        let Some(target) =
+            self.transfer_target(&tenant, &number, &identity.0, identity.2.user.is_some())
         else {
             return refuse(
                 endpoint,
@@ -182,11 +188,12 @@ impl CallControl {
     /// of its route. A rule that is not public is taken only for one of our users.
     fn transfer_target(
         &self,
+        tenant: &str,
         number: &str,
         from: &str,
         identified: bool,
     ) -> Option<dialplan::DialTarget> {
-        let plan = self.shared.plan.current();
+        let plan = self.shared.plan_of(tenant).current();
         let facts = dialplan::CallFacts {
             to: number.to_string(),
             from: Some(from.to_string()),
@@ -196,6 +203,10 @@ impl CallControl {
         };
         let route = plan.route(&facts)?;
         if !route.public && !identified {
+            return None;
+        }
+        if !crate::tenants::is_default(tenant) && crate::tenants::refusal(&route.actions).is_some()
+        {
             return None;
         }
         route.actions.iter().find_map(|action| match action {

@@ -47,16 +47,22 @@ impl CallLogic {
         pin_prompt: bool,
     ) -> Result<(), Stop> {
         self.answer();
+        let default_domain = crate::tenants::is_default(&self.tenant);
         let number = match room {
             Some(number) => number,
             None => match self.ask_room_number().await? {
-                Some(number) => match self.pool_proxy {
+                // The proxy's dispatcher knows the default domain's room numbers only: a
+                // tenant's lobby callers meet on the node that answered.
+                Some(number) => match self.pool_proxy.filter(|_| default_domain) {
                     Some(proxy) => return self.hand_on_to_room_node(&number, proxy).await,
                     None => number,
                 },
                 None => return self.goodbye().await,
             },
         };
+        // A tenant's room 1234 is another room than the default domain's or another
+        // tenant's 1234, everywhere a room is named (store, live rooms, recordings).
+        let number = crate::tenants::room_key(&self.tenant, &number);
         // Whether the room has a PIN is only known from the store: when it cannot be read,
         // nobody gets in (fail closed), not even into a room that might have none.
         let stored = match self.io.ask(Question::RoomGet(number.clone())).await {
