@@ -33,15 +33,24 @@ const TOWN_A: &str = "stadt-a.example";
 const TOWN_B: &str = "stadt-b.example";
 
 /// A town's dialplan: its staff extensions ring their phones, its 8NNNN numbers join its
-/// conference rooms, and 900 would open the caller's mailbox, which is not per tenant yet
-/// (so such a call must be refused).
-fn town_plan(name: &str) -> TempDir {
+/// conference rooms, 9101 is the other town's 101 (an inter-town call, by rule), and 900
+/// would open the caller's mailbox, which is not per tenant yet (so such a call must be
+/// refused).
+fn town_plan(name: &str, other_town: &str) -> TempDir {
     let plans = TempDir::new(name);
     std::fs::write(
         plans.path().join("town.toml"),
         "[[rule]]\nname = \"staff\"\nmatch = \"_10X\"\nactions = [ { dial = \"${EXTEN}\" } ]\n\n\
          [[rule]]\nname = \"rooms\"\nmatch = \"_8XXXX\"\nactions = [ { conference = \"${EXTEN:1}\" } ]\n\n\
          [[rule]]\nname = \"mailbox\"\nmatch = \"900\"\nactions = [ { voicemail_main = {} } ]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        plans.path().join("inter-town.toml"),
+        format!(
+            "[[rule]]\nname = \"the other town's 101\"\nmatch = \"9101\"\n\
+             actions = [ {{ dial = {{ uri = \"sip:101@{other_town}\" }} }} ]\n"
+        ),
     )
     .unwrap();
     plans
@@ -104,7 +113,7 @@ fn each_towns_colleague_reaches_its_own_101_and_never_the_other_towns() {
     let ns = Netns::new();
     let dir = TempDir::new("tenants");
     let data = TempDir::new("tenants-data");
-    let (plans_a, plans_b) = (town_plan("plans-a"), town_plan("plans-b"));
+    let (plans_a, plans_b) = (town_plan("plans-a", TOWN_B), town_plan("plans-b", TOWN_A));
     let config = tenants_config(&dir, plans_a.path(), plans_b.path());
     add_user(
         &config,
@@ -239,6 +248,40 @@ fn each_towns_colleague_reaches_its_own_101_and_never_the_other_towns() {
         crossing.contains("407") || crossing.contains("Proxy Authentication Required"),
         "A's 102 calling B's 101 must be asked for a B password it does not have\n{context}"
     );
+
+    // What lets a call cross is a rule: town A's 9101 dials sip:101@stadt-b.example, which
+    // this system hosts, so B's 101 rings (fresh clients, so that each recording holds this
+    // call only).
+    let phone_b =
+        Baresip::new("10.99.0.4", 660, "PCMU", 8000).registering_in(TOWN_B, "101", "b-geheim101");
+    let caller_a =
+        Baresip::new("10.99.0.6", 440, "PCMU", 8000).registering_in(TOWN_A, "102", "a-geheim102");
+    let (phone_out, caller_out) = std::thread::scope(|scope| {
+        let phone = scope.spawn(|| phone_b.run(&ns, 10));
+        let registered = wait_until(std::time::Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_registered_contacts") >= 1
+        });
+        assert!(
+            registered,
+            "B's 101 did not register again\n{}",
+            server.log()
+        );
+        let caller = caller_a.call(&ns, &format!("sip:9101@{TOWN_A}"), 4);
+        (phone.join().unwrap(), caller)
+    });
+    let context = format!(
+        "B's 101: {phone_out}\nA's 102: {caller_out}\n{}",
+        server.log()
+    );
+    assert_eq!(phone_out.matches("answering call").count(), 1, "{context}");
+    let (to_phone, to_caller) = (
+        heard_share(&phone_b, 440.0, "B's 101", &server),
+        heard_share(&caller_a, 660.0, "A's 102", &server),
+    );
+    assert!(
+        to_phone > 0.5 && to_caller > 0.5,
+        "inter-town call: B's 101 heard A's 102 {to_phone:.2}, A's 102 heard B's 101 {to_caller:.2}\n{context}"
+    );
 }
 
 #[test]
@@ -246,7 +289,7 @@ fn what_is_not_per_tenant_yet_is_refused_to_a_tenant_not_shared_with_the_default
     let ns = Netns::new();
     let dir = TempDir::new("tenants-refused");
     let data = TempDir::new("tenants-refused-data");
-    let (plans_a, plans_b) = (town_plan("plans-a"), town_plan("plans-b"));
+    let (plans_a, plans_b) = (town_plan("plans-a", TOWN_B), town_plan("plans-b", TOWN_A));
     let config = tenants_config(&dir, plans_a.path(), plans_b.path());
     add_user(
         &config,
@@ -293,7 +336,7 @@ fn each_towns_callers_of_room_1234_meet_in_their_own_towns_room() {
     let ns = Netns::new();
     let dir = TempDir::new("tenant-rooms");
     let data = TempDir::new("tenant-rooms-data");
-    let (plans_a, plans_b) = (town_plan("plans-a"), town_plan("plans-b"));
+    let (plans_a, plans_b) = (town_plan("plans-a", TOWN_B), town_plan("plans-b", TOWN_A));
     let config = tenants_config(&dir, plans_a.path(), plans_b.path());
     for (domain, town) in [(TOWN_A, "A"), (TOWN_B, "B")] {
         for extension in ["101", "102"] {
@@ -407,7 +450,7 @@ fn names(answer: &serde_json::Value, field: &str) -> Vec<String> {
 fn a_towns_admin_sees_and_changes_only_their_towns_rooms_and_users_in_the_console() {
     let dir = TempDir::new("tenant-console");
     let data = TempDir::new("tenant-console-data");
-    let (plans_a, plans_b) = (town_plan("plans-a"), town_plan("plans-b"));
+    let (plans_a, plans_b) = (town_plan("plans-a", TOWN_B), town_plan("plans-b", TOWN_A));
     let config = tenants_config(&dir, plans_a.path(), plans_b.path());
     add_user(
         &config,

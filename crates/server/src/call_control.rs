@@ -1413,9 +1413,17 @@ impl CallControl {
         let mut trunk_used: Option<String> = None;
         // A trunk's own codec preference; other calls offer ours, the caller's first.
         let mut trunk_codecs: Option<Vec<Codec>> = None;
-        let calls: Vec<OutboundCall> = match target {
-            dialplan::DialTarget::User(extension) => registrar
-                .lookup(tenant, extension, now)
+        // The user rung: the extension of the caller's own domain, or, for a rule's SIP
+        // address in a domain this system hosts, that domain's user (an inter-town call: the
+        // rule is what lets it cross).
+        let callee: Option<(&str, &str)> = match target {
+            dialplan::DialTarget::User(extension) => Some((tenant, extension.as_str())),
+            dialplan::DialTarget::Uri(uri) => registrar.hosted_user(uri),
+            _ => None,
+        };
+        let calls: Vec<OutboundCall> = match (target, callee) {
+            (_, Some((domain, extension))) => registrar
+                .lookup(domain, extension, now)
                 .into_iter()
                 .filter(|b| network.is_none_or(|n| n.contains(b.details.source.addr.ip())))
                 .filter_map(|b| {
@@ -1434,29 +1442,34 @@ impl CallControl {
                     })
                 })
                 .collect(),
-            dialplan::DialTarget::Uri(uri) => match crate::sip_endpoint::uri_next_hop(uri) {
-                Some(next_hop) => vec![OutboundCall {
-                    request_uri: uri.clone(),
-                    to: uri.clone(),
-                    from_user,
-                    from_name,
-                    next_hop,
-                    route: Vec::new(),
-                    from_host: None,
-                    headers: Vec::new(),
-                    credentials: None,
-                    response_timeout: None,
-                }],
-                None => {
-                    tracing::info!(leg = %leg, %uri, "dial: cannot reach this URI");
-                    Vec::new()
+            (dialplan::DialTarget::Uri(uri), None) => {
+                match crate::sip_endpoint::uri_next_hop(uri) {
+                    Some(next_hop) => vec![OutboundCall {
+                        request_uri: uri.clone(),
+                        to: uri.clone(),
+                        from_user,
+                        from_name,
+                        next_hop,
+                        route: Vec::new(),
+                        from_host: None,
+                        headers: Vec::new(),
+                        credentials: None,
+                        response_timeout: None,
+                    }],
+                    None => {
+                        tracing::info!(leg = %leg, %uri, "dial: cannot reach this URI");
+                        Vec::new()
+                    }
                 }
-            },
-            dialplan::DialTarget::Trunk {
-                trunk,
-                number,
-                privacy,
-            } => {
+            }
+            (
+                dialplan::DialTarget::Trunk {
+                    trunk,
+                    number,
+                    privacy,
+                },
+                None,
+            ) => {
                 let trunks = self.shared.trunks.current();
                 if let (Some(rules), Some(class)) = (trunks.cost_rules(), trunks.class_of(number))
                     && let Err(over) =
@@ -1523,20 +1536,17 @@ impl CallControl {
                     Err(Refused::LinesBusy) => return Reply::LinesBusy,
                 }
             }
-            // A group rings through its members (the call's `dial` asks for each of them).
-            dialplan::DialTarget::Group(_) => {
+            // A group rings through its members (the call's `dial` asks for each of them); a
+            // user is always a callee, above.
+            (dialplan::DialTarget::Group(_) | dialplan::DialTarget::User(_), None) => {
                 tracing::warn!(leg = %leg, %target, "dial: a ring group is not placed as a whole");
                 Vec::new()
             }
         };
-        let extension = match target {
-            dialplan::DialTarget::User(extension) => Some(extension.as_str()),
-            _ => None,
-        };
         // The called phone's or trunk's own SRTP setting, else the server's.
         let default_srtp = self.shared.config.srtp;
-        let srtp_policy = match (extension, &trunk_used) {
-            (Some(extension), _) => registrar.srtp_policy(tenant, extension),
+        let srtp_policy = match (callee, &trunk_used) {
+            (Some((domain, extension)), _) => registrar.srtp_policy(domain, extension),
             (None, Some(trunk)) => self
                 .shared
                 .trunks
@@ -1545,6 +1555,11 @@ impl CallControl {
                 .unwrap_or(default_srtp),
             (None, None) => default_srtp,
         };
+        // Lamps, ring groups and transfers know the default domain's users only: a town's
+        // callee is placed as a SIP address.
+        let extension = callee
+            .filter(|(domain, _)| crate::tenants::is_default(domain))
+            .map(|(_, extension)| extension);
         let mut placed = Vec::new();
         let mut unplaced = 0;
         let call_out = match target {

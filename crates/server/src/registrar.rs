@@ -358,6 +358,16 @@ impl RegistrarService {
         self.tenants.of_request(request).to_owned()
     }
 
+    /// The domain and extension of `uri` (`sip:101@stadt-b.example`) when its host is a
+    /// tenant this system hosts: a rule's address of another town's user.
+    pub fn hosted_user<'a>(&self, uri: &'a str) -> Option<(&str, &'a str)> {
+        let rest = uri.strip_prefix("sip:")?;
+        let (user, host) = rest.split_once('@')?;
+        let host = host.split([';', ':', '>']).next()?;
+        let domain = self.tenants.of_host(Some(host));
+        (!crate::tenants::is_default(domain) && !user.is_empty()).then_some((domain, user))
+    }
+
     /// The SRTP setting for a call to `extension`'s phones: the user's own, else the server's.
     pub fn srtp_policy(&self, domain: &str, extension: &str) -> SrtpPolicy {
         self.users.srtp_policy(domain, extension, self.srtp_default)
