@@ -1,6 +1,10 @@
 //! Several amtsleitung nodes behind Debian's Kamailio with the shipped configuration
-//! (deploy/kamailio/amtsleitung-pool.cfg), all in one test namespace: Kamailio on 10.99.0.1
-//! (where the callers send), node A on 10.99.0.11 and node B on 10.99.0.12. Every caller of a
+//! (deploy/kamailio/amtsleitung-pool.cfg), each in a network namespace of its own: Kamailio
+//! and the callers in the test's namespace (Kamailio on 10.99.0.1, where the callers send),
+//! node A on 10.99.0.11 and node B on 10.99.0.12 in theirs, linked to it by veth pairs (the
+//! nodes' admin HTTP listens on their own address there, so the tests read it from the
+//! callers' namespace). PostgreSQL, where a test shares one store, is reached over its
+//! socket. Every caller of a
 //! room reaches the same node and they hear each other; a killed or draining node gets no new
 //! calls. Proven with real baresip and SIPp callers, the nodes' own room lists and recorded
 //! audio.
@@ -23,6 +27,13 @@ const ANSWERED: &str = "amtsleitung_calls_total{result=\"answered\"}";
 struct Pool {
     kamailio: Kamailio,
     nodes: Vec<(&'static str, Server)>,
+    /// Each node's own namespace, by its address.
+    homes: Vec<(&'static str, Netns)>,
+}
+
+/// A node's admin HTTP address: its own address, so that the callers' namespace reaches it.
+fn node_http(ip: &str, port: u16) -> String {
+    format!("{ip}:{port}")
 }
 
 impl Pool {
@@ -36,16 +47,16 @@ impl Pool {
     /// data directory before it starts (users, rooms).
     fn start_with(ns: &Netns, extra: &[&str], prepare: impl Fn(&std::path::Path)) -> Self {
         let mut nodes = Vec::new();
-        for (ip, http, rtp) in [
-            (NODE_A, "127.0.0.1:8081", "20000-20999"),
-            (NODE_B, "127.0.0.1:8082", "21000-21999"),
-        ] {
-            ns.exec_ok(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "v0"]);
+        let mut homes = Vec::new();
+        for (ip, port, rtp) in [(NODE_A, 8081, "20000-20999"), (NODE_B, 8082, "21000-21999")] {
+            let home = ns.host_on(ip);
             let data = TempDir::new("node");
             prepare(data.path());
             let mut args = vec!["--media-ip", ip];
             args.extend_from_slice(extra);
-            nodes.push((ip, Server::start_node(ns, ip, http, rtp, &args, data)));
+            let http = node_http(ip, port);
+            nodes.push((ip, Server::start_node(&home, ip, &http, rtp, &args, data)));
+            homes.push((ip, home));
         }
         let kamailio = Kamailio::start(
             ns,
@@ -53,7 +64,11 @@ impl Pool {
             &[&format!("{NODE_A}:5060"), &format!("{NODE_B}:5060")],
             1,
         );
-        let pool = Self { kamailio, nodes };
+        let pool = Self {
+            kamailio,
+            nodes,
+            homes,
+        };
         for (ip, _) in &pool.nodes {
             assert!(
                 pool.kamailio
@@ -82,6 +97,17 @@ impl Pool {
             .find(|(node, _)| *node == ip)
             .expect("a node of the pool")
             .1
+    }
+
+    /// Starts node `ip` again in its namespace, on its data, with `extra` flags.
+    fn restart_node(&mut self, ip: &'static str, http: &str, rtp: &str, extra: &[&str]) {
+        let index = self
+            .homes
+            .iter()
+            .position(|(node, _)| *node == ip)
+            .expect("a node of the pool");
+        let home = &self.homes[index].1;
+        self.nodes[index].1.restart_node(home, ip, http, rtp, extra);
     }
 
     fn node_mut(&mut self, ip: &str) -> &mut Server {
@@ -322,12 +348,11 @@ fn a_killed_node_is_taken_out_and_the_next_callers_reach_the_other() {
     // The dead node starts again on its data: the call it had when it died gets its record,
     // ended by failure, and Kamailio takes the node back.
     let (http, rtp) = if holder == NODE_A {
-        ("127.0.0.1:8081", "20000-20999")
+        (node_http(NODE_A, 8081), "20000-20999")
     } else {
-        ("127.0.0.1:8082", "21000-21999")
+        (node_http(NODE_B, 8082), "21000-21999")
     };
-    pool.node_mut(holder)
-        .restart_node(&ns, holder, http, rtp, &["--media-ip", holder]);
+    pool.restart_node(holder, &http, rtp, &["--media-ip", holder]);
     let records = support::call_records(pool.node(holder), 1);
     let cut = records
         .iter()

@@ -131,12 +131,7 @@ pub const SERVER_IP: &str = "10.99.0.1";
 
 impl Netns {
     pub fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "amt{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = Self::fresh_name();
         let _ = Command::new("ip")
             .args(["netns", "del", &name])
             .stderr(Stdio::null())
@@ -161,6 +156,46 @@ impl Netns {
         ns.exec_ok(&["ip", "link", "set", "v0", "up"]);
         ns.exec_ok(&["ip", "link", "set", "v1", "up"]);
         ns
+    }
+
+    fn fresh_name() -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "amt{}x{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// A namespace of its own for one machine at `ip` on this namespace's network (a node
+    /// of a pool): a veth pair with `ip` on its far end, routed as a host route here, so
+    /// that it reaches and is reached by every address of this namespace and nothing else.
+    pub fn host_on(&self, ip: &str) -> Netns {
+        let name = Self::fresh_name();
+        run_ok("ip", &["netns", "add", &name]);
+        let host = Netns { name };
+        host.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        // Interface names are per namespace; the last octet keeps them apart here.
+        let octet = ip.rsplit('.').next().unwrap_or("0");
+        let (near, far) = (format!("h{octet}"), format!("h{octet}peer"));
+        self.exec_ok(&[
+            "ip", "link", "add", &near, "type", "veth", "peer", "name", &far, "netns", &host.name,
+        ]);
+        self.exec_ok(&["ip", "link", "set", &near, "up"]);
+        self.exec_ok(&["ip", "route", "add", &format!("{ip}/32"), "dev", &near]);
+        // Two such hosts talk to each other through here (a pool's nodes relay a call's
+        // audio between them): forward, and answer their ARP for each other.
+        self.exec_ok(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        self.exec_ok(&[
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("net.ipv4.conf.{near}.proxy_arp=1"),
+        ]);
+        host.exec_ok(&["ip", "addr", "add", &format!("{ip}/32"), "dev", &far]);
+        host.exec_ok(&["ip", "link", "set", &far, "up"]);
+        host.exec_ok(&["ip", "route", "add", "10.99.0.0/24", "dev", &far]);
+        host
     }
 
     /// A command that runs inside the namespace.
