@@ -601,3 +601,155 @@ fn a_towns_admin_sees_and_changes_only_their_towns_rooms_and_users_in_the_consol
         assert_eq!(root.get(path).status, 200, "{path}");
     }
 }
+
+/// Each town's carrier: an ip trunk to a gateway at `gateway` (calls out go to its port
+/// 5080) with the town's emergency calls.
+fn town_trunk(name: &str, gateway: &str, town: &str) -> String {
+    format!(
+        "[[trunk]]\nname = \"{name}\"\nmode = \"ip\"\nproxy = \"sip:{gateway}:5080\"\n\
+         allowed-sources = [\"{gateway}/32\"]\nmax-calls = 10\noptions-interval = 0\n\
+         emergency = true\ntenant = \"{town}\"\n\n"
+    )
+}
+
+/// A town's rules for its carrier `trunk`: its DIDs +49 711 12345-1xx ring its users, 0…
+/// goes out on it, and 99… names the other town's carrier `other_trunk` (which it may not
+/// use).
+fn carrier_rules(plans: &TempDir, trunk: &str, other_trunk: &str) {
+    std::fs::write(
+        plans.path().join("carrier.toml"),
+        format!(
+            "[[rule]]\nname = \"DID\"\nmatch = \"/^\\\\+4971112345(\\\\d{{3}})$/\"\ntrunk = \"{trunk}\"\n\
+             actions = [ {{ dial = \"${{1}}\" }} ]\n\n\
+             [[rule]]\nname = \"outside line\"\nmatch = \"_0X.\"\n\
+             actions = [ {{ dial = {{ trunk = \"{trunk}\", number = \"${{EXTEN}}\" }} }} ]\n\n\
+             [[rule]]\nname = \"the other town's line\"\nmatch = \"/^99(0\\\\d+)$/\"\n\
+             actions = [ {{ dial = {{ trunk = \"{other_trunk}\", number = \"${{1}}\" }} }} ]\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn each_towns_carrier_brings_calls_to_that_town_and_takes_its_calls_out_and_112() {
+    let ns = Netns::new();
+    let dir = TempDir::new("tenant-trunks");
+    let data = TempDir::new("tenant-trunks-data");
+    let (plans_a, plans_b) = (town_plan("plans-a", TOWN_B), town_plan("plans-b", TOWN_A));
+    carrier_rules(&plans_a, "carrier-a", "carrier-b");
+    carrier_rules(&plans_b, "carrier-b", "carrier-a");
+    let trunks = dir.path().join("trunks.toml");
+    std::fs::write(
+        &trunks,
+        format!(
+            "[numbering]\narea-code = \"711\"\n\n{}{}",
+            town_trunk("carrier-a", "10.99.0.5", TOWN_A),
+            town_trunk("carrier-b", "10.99.0.6", TOWN_B)
+        ),
+    )
+    .unwrap();
+    let config = tenants_config(&dir, plans_a.path(), plans_b.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("trunks = \"{}\"\n\n{text}", trunks.display()),
+    )
+    .unwrap();
+    add_user(
+        &config,
+        data.path(),
+        TOWN_A,
+        "101",
+        "Stadt A 101",
+        "a-geheim101",
+    );
+    add_user(
+        &config,
+        data.path(),
+        TOWN_B,
+        "101",
+        "Stadt B 101",
+        "b-geheim101",
+    );
+    let server = Server::start_with_data(Some(&ns), &["--config", &config], data);
+
+    // In: both carriers deliver the same DID, 0711 12345-101; each reaches its own town's
+    // 101.
+    let phone_a =
+        Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering_in(TOWN_A, "101", "a-geheim101");
+    let phone_b =
+        Baresip::new("10.99.0.4", 660, "PCMU", 8000).registering_in(TOWN_B, "101", "b-geheim101");
+    let gateway_a = Baresip::new("10.99.0.5", 440, "PCMU", 8000);
+    let gateway_b = Baresip::new("10.99.0.6", 550, "PCMU", 8000);
+    let phones = std::thread::scope(|scope| {
+        let runs = [
+            scope.spawn(|| phone_a.run(&ns, 14)),
+            scope.spawn(|| phone_b.run(&ns, 14)),
+        ];
+        let registered = wait_until(std::time::Duration::from_secs(8), || {
+            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 2
+        });
+        assert!(
+            registered,
+            "the two 101s did not register\n{}",
+            server.log()
+        );
+        let did = "sip:071112345101@10.99.0.1";
+        let a = scope.spawn(|| gateway_a.call(&ns, did, 6));
+        let b = scope.spawn(|| gateway_b.call(&ns, did, 6));
+        let _ = (a.join().unwrap(), b.join().unwrap());
+        runs.map(|r| r.join().unwrap())
+    });
+    let context = format!("{phones:#?}\n{}", server.log());
+    for phone in &phones {
+        assert_eq!(phone.matches("answering call").count(), 1, "{context}");
+    }
+    let share = |client: &Baresip, freq: f64| heard_share(client, freq, "a phone", &server);
+    let heard = [
+        (share(&phone_a, 440.0), share(&phone_a, 550.0)),
+        (share(&phone_b, 550.0), share(&phone_b, 440.0)),
+    ];
+    for (own, other) in heard {
+        assert!(
+            own > 0.5 && other < 0.05,
+            "each 101 hears its own town's carrier: {heard:?}\n{context}"
+        );
+    }
+
+    // Out: town A's 101 calls a local number and 112, both on town A's carrier (SIPp,
+    // echoing the audio back); its rule for town B's carrier is refused and never placed.
+    let echo = support::scenario("uas_pcma_echo.xml");
+    let callers: Vec<Baresip> = (0..3)
+        .map(|_| {
+            Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering_in(
+                TOWN_A,
+                "101",
+                "a-geheim101",
+            )
+        })
+        .collect();
+    let (gateway, calls) = std::thread::scope(|scope| {
+        let gateway =
+            scope.spawn(|| support::carrier::echoing_carrier(&ns, &echo, "10.99.0.5", "2"));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let calls: Vec<String> = ["0711987654", "112", "990711987654"]
+            .iter()
+            .zip(&callers)
+            .map(|(number, caller)| caller.call(&ns, &format!("sip:{number}@{TOWN_A}"), 5))
+            .collect();
+        (gateway.join().unwrap(), calls)
+    });
+    support::assert_sipp_ok(&gateway, &server, "town A's carrier (a local call and 112)");
+    let context = format!("{calls:#?}\n{}", server.log());
+    for (caller, what) in callers.iter().zip(["the local call", "112"]) {
+        let back = heard_share(caller, 880.0, what, &server);
+        assert!(back > 0.5, "{what}: own tone back {back:.2}\n{context}");
+    }
+    let log = server.log();
+    assert!(log.contains("the trunk is another town's"), "{context}");
+    assert!(
+        !log.contains("10.99.0.6:5080"),
+        "town B's carrier was called\n{context}"
+    );
+    assert!(calls[2].contains("403"), "{context}");
+}

@@ -987,11 +987,21 @@ impl CallControl {
         // A carrier or caller behind a proxy in front is known by the address the proxy names.
         let origin = registrar.origin(&request, from);
         let trunk = trunks.of_source(origin.ip);
-        // Trunks are the default domain's: a carrier's call is never a tenant's.
+        // A carrier's call belongs to the town whose trunk brought it (`tenant` in the
+        // trunks file), whatever its Request-URI says.
         let tenant = match trunk {
-            Some(_) => store::DEFAULT_DOMAIN.to_owned(),
+            Some(trunk) => trunk
+                .tenant
+                .clone()
+                .unwrap_or_else(|| store::DEFAULT_DOMAIN.to_owned()),
             None => registrar.tenant_of(&request),
         };
+        if !registrar.hosts(&tenant) {
+            tracing::error!(%tenant, "a trunk names a town this config does not host; its call is refused");
+            record_refused(&self.shared, &call_id, &claimed_caller, &callee, 503);
+            refuse_leg(endpoint, leg, 503, None, now);
+            return;
+        }
         let identity = match trunk {
             // The carrier is known by its address: its calls need no password, and the
             // numbers it delivers are normalised by its rules.
@@ -1092,14 +1102,10 @@ impl CallControl {
             at: jiff::Timestamp::now(),
         };
         // Emergency calls from our own phones go out before any rule and whatever the
-        // caller may otherwise call (the dialplan check refuses rules for them). The trunks,
-        // and the location numbers they present, are the default domain's: a tenant's phone
-        // calling out through them would name another town's location to the emergency
-        // centre, so a tenant gets its outside lines (emergency included) with its trunks.
+        // caller may otherwise call (the dialplan check refuses rules for them), on the
+        // emergency trunk of the caller's own town, which presents that town's location.
         let emergency = match trunk {
-            None if identity.is_identified() && crate::tenants::is_default(&tenant) => {
-                trunks.emergency_route(&callee)
-            }
+            None if identity.is_identified() => trunks.emergency_route(&callee, &tenant),
             _ => None,
         };
         let route = match emergency.or_else(|| plan.route(&facts)) {
@@ -1471,6 +1477,12 @@ impl CallControl {
                 None,
             ) => {
                 let trunks = self.shared.trunks.current();
+                // A town calls out on its own trunks only.
+                let owner = trunks.tenant_of(trunk);
+                if owner.unwrap_or(store::DEFAULT_DOMAIN) != tenant {
+                    tracing::warn!(leg = %leg, %trunk, %tenant, owner = ?owner, "dial: the trunk is another town's (or unknown); not called");
+                    return Reply::Barred;
+                }
                 if let (Some(rules), Some(class)) = (trunks.cost_rules(), trunks.class_of(number))
                     && let Err(over) =
                         self.shared

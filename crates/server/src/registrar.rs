@@ -353,6 +353,11 @@ impl RegistrarService {
         self.publish(now);
     }
 
+    /// Whether `domain` is the default domain or a tenant of this config.
+    pub fn hosts(&self, domain: &str) -> bool {
+        self.tenants.knows(domain)
+    }
+
     /// The domain `request` belongs to: the tenant its Request-URI names, else the default.
     pub fn tenant_of(&self, request: &rsip::Request) -> String {
         self.tenants.of_request(request).to_owned()

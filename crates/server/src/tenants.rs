@@ -6,13 +6,15 @@
 //! REGISTER for `sip:stadt-a.example` or an INVITE to `sip:101@stadt-a.example` is that
 //! town's: its users' passwords are checked in its realm, `101` is its own user, its room
 //! 1234 is its own room ([`room_key`]), and its own dialplan directory routes the call.
-//! Requests naming no tenant (the node's address, a trunk's calls) stay the default
+//! A trunk marked `tenant = "stadt-a.example"` in the trunks file is that town's: the calls it
+//! brings in are the town's, and only the town's calls go out on it (112 on the town's own
+//! emergency trunk). Requests naming no tenant (the node's address) stay the default
 //! domain's, which keeps working as a town of its own.
 //!
 //! What is not per tenant yet is refused to a tenant's callers rather than shared with
-//! another town: voicemail, ring groups, pickup, trunks, WebRTC bridges, call recording by
-//! rule and the settings codes are the default domain's alone, so a tenant's dialplan using
-//! them gets a warning at load and a call reaching them 501 (see [`refusal`]).
+//! another town: voicemail, ring groups, pickup, WebRTC bridges, call recording by rule and
+//! the settings codes are the default domain's alone, so a tenant's dialplan using them gets
+//! a warning at load and a call reaching them 501 (see [`refusal`]).
 
 use std::path::PathBuf;
 
@@ -155,8 +157,9 @@ pub fn refusal(actions: &[Action]) -> Option<String> {
         | Action::SetCallerId { .. }
         | Action::Goto { .. }
         | Action::Conference { .. } => None,
+        // A trunk is checked when dialled: a town calls out on its own trunks only.
         Action::Dial { target, .. } | Action::Forward { target } => match target {
-            DialTarget::User(_) | DialTarget::Uri(_) => None,
+            DialTarget::User(_) | DialTarget::Uri(_) | DialTarget::Trunk { .. } => None,
             other => Some(format!("dialling {other}")),
         },
         Action::Menu { options, .. } => options.values().find_map(|branch| refusal(branch)),

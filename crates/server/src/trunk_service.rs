@@ -371,6 +371,11 @@ impl TrunkSet {
         self.config.trunk(name)?.failover.clone()
     }
 
+    /// The town whose trunk `name` is (`None`: the default domain's, or no such trunk).
+    pub fn tenant_of(&self, name: &str) -> Option<&str> {
+        self.config.trunk(name).and_then(|t| t.tenant.as_deref())
+    }
+
     /// The SRTP setting of trunk `name`, if it has one of its own.
     pub fn srtp_of(&self, name: &str) -> Option<media::sdp::SrtpPolicy> {
         self.config
@@ -446,13 +451,14 @@ impl TrunkSet {
 
     /// The route of a call to `number` when it is an emergency number and there is an
     /// emergency trunk: out on it, ringing as long as it takes.
-    pub fn emergency_route(&self, number: &str) -> Option<dialplan::Route> {
+    pub fn emergency_route(&self, number: &str, tenant: &str) -> Option<dialplan::Route> {
         let digits: String = number.chars().filter(char::is_ascii_digit).collect();
         if digits.is_empty() || !self.config.numbering.is_emergency(&digits) {
             return None;
         }
-        let Some(trunk) = self.config.emergency_trunk() else {
-            tracing::error!(%number, "emergency call, but no emergency trunk is configured");
+        let town = (!crate::tenants::is_default(tenant)).then_some(tenant);
+        let Some(trunk) = self.config.emergency_trunk_of(town) else {
+            tracing::error!(%number, %tenant, "emergency call, but no emergency trunk is configured for the caller's town");
             return None;
         };
         tracing::warn!(%number, trunk = %trunk.name, "emergency call");

@@ -167,9 +167,18 @@ impl TrunkConfig {
         self.trunks.iter().find(|t| t.name == name)
     }
 
-    /// The trunk marked `emergency = true` (there is one whenever there are trunks).
+    /// The default domain's trunk marked `emergency = true` (there is one whenever the
+    /// default domain has trunks).
     pub fn emergency_trunk(&self) -> Option<&Trunk> {
-        self.trunks.iter().find(|t| t.emergency)
+        self.emergency_trunk_of(None)
+    }
+
+    /// The emergency trunk of the town `tenant` (`None`: the default domain); each town with
+    /// trunks has one.
+    pub fn emergency_trunk_of(&self, tenant: Option<&str>) -> Option<&Trunk> {
+        self.trunks
+            .iter()
+            .find(|t| t.emergency && t.tenant.as_deref() == tenant)
     }
 
     /// `name` and the trunks it fails over to, in order (empty for an unknown name).
@@ -230,6 +239,10 @@ pub struct Trunk {
     pub emergency: bool,
     /// Number sent as the location of emergency calls through this trunk.
     pub location_number: Option<E164>,
+    /// The town (a tenant's SIP domain, `tenant = "stadt-a.example"`) whose trunk this is:
+    /// only that town's calls go out on it, and the calls it brings in are that town's.
+    /// `None`: the default domain's.
+    pub tenant: Option<String>,
 }
 
 impl Trunk {
@@ -480,6 +493,7 @@ struct RawTrunk {
     numbers: Option<RawNumbers>,
     emergency: Opt<bool>,
     location_number: Opt<String>,
+    tenant: Opt<String>,
 }
 
 #[derive(Deserialize)]
@@ -542,7 +556,16 @@ pub fn parse(file: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
         }
     }
     check_failover_cycles(&mut r, &raw.trunk);
-    check_emergency(&mut r, &raw.trunk);
+    check_failover_tenants(&mut r, &raw.trunk);
+    // Each town with trunks needs its own way to 110 and 112.
+    let mut towns: Vec<Option<&str>> = raw.trunk.iter().map(raw_tenant).collect();
+    towns.sort_unstable();
+    towns.dedup();
+    for town in towns {
+        let of_town: Vec<&Spanned<RawTrunk>> =
+            raw.trunk.iter().filter(|t| raw_tenant(t) == town).collect();
+        check_emergency(&mut r, &of_town, town);
+    }
     let limits = check_limits(&mut r, raw.limits.as_ref());
     let cost_guard = raw
         .cost_guard
@@ -1137,6 +1160,19 @@ fn check_trunk(
         .location_number
         .as_ref()
         .and_then(|v| parse_value::<E164>(r, v, &format!("{label}: location-number")));
+    let tenant = t.tenant.as_ref().and_then(|v| {
+        let domain = v.get_ref();
+        if is_domain_name(domain) {
+            Some(domain.clone())
+        } else {
+            r.error(
+                v.span(),
+                format!("{label}: tenant {domain:?} is not a SIP domain"),
+                Some("the domain of a [[tenant]] in the server's config, e.g. \"stadt-a.example\""),
+            );
+            None
+        }
+    });
 
     if r.found[errors_before..]
         .iter()
@@ -1164,7 +1200,56 @@ fn check_trunk(
         numbers: numbers?,
         emergency: t.emergency.as_ref().is_some_and(|e| *e.get_ref()),
         location_number,
+        tenant,
     })
+}
+
+/// A DNS name in lower case, as a tenant's domain is written.
+fn is_domain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// The town a raw trunk belongs to (`None`: the default domain).
+fn raw_tenant(t: &Spanned<RawTrunk>) -> Option<&str> {
+    t.get_ref().tenant.as_ref().map(|v| v.get_ref().as_str())
+}
+
+/// A failover keeps a call in its town: a trunk fails over to a trunk of the same town only.
+fn check_failover_tenants(r: &mut Reporter<'_>, trunks: &[Spanned<RawTrunk>]) {
+    for t in trunks {
+        let Some(failover) = t.get_ref().failover.as_ref() else {
+            continue;
+        };
+        let Some(target) = trunks
+            .iter()
+            .find(|other| trunk_name(other) == failover.get_ref().as_str())
+        else {
+            continue;
+        };
+        if raw_tenant(target) != raw_tenant(t) {
+            let town = |tenant: Option<&str>| tenant.unwrap_or("the default domain").to_owned();
+            r.error(
+                failover.span(),
+                format!(
+                    "trunk \"{}\" ({}): failover \"{}\" is a trunk of {}",
+                    trunk_name(t),
+                    town(raw_tenant(t)),
+                    trunk_name(target),
+                    town(raw_tenant(target)),
+                ),
+                Some("a trunk fails over to a trunk of its own town"),
+            );
+        }
+    }
 }
 
 fn non_blank(r: &mut Reporter<'_>, v: &Spanned<String>, label: &str, key: &str) -> Option<String> {
@@ -1365,9 +1450,13 @@ fn check_failover_cycles(r: &mut Reporter<'_>, trunks: &[Spanned<RawTrunk>]) {
 }
 
 /// Exactly one trunk carries emergency calls when there are trunks at all.
-fn check_emergency(r: &mut Reporter<'_>, trunks: &[Spanned<RawTrunk>]) {
+/// Exactly one of `trunks` (the trunks of `town`, `None` the default domain) carries
+/// emergency calls.
+fn check_emergency(r: &mut Reporter<'_>, trunks: &[&Spanned<RawTrunk>], town: Option<&str>) {
+    let of_town = town.map_or_else(String::new, |town| format!(" of {town}"));
     let marked: Vec<(&Spanned<RawTrunk>, Range<usize>)> = trunks
         .iter()
+        .copied()
         .filter_map(|t| {
             t.get_ref()
                 .emergency
@@ -1381,7 +1470,7 @@ fn check_emergency(r: &mut Reporter<'_>, trunks: &[Spanned<RawTrunk>]) {
             if let Some(first) = trunks.first() {
                 r.error(
                     first.span(),
-                    "no trunk carries emergency calls (110, 112)".into(),
+                    format!("no trunk{of_town} carries emergency calls (110, 112)"),
                     Some("set emergency = true on the trunk that should carry them"),
                 );
             }
@@ -1394,7 +1483,7 @@ fn check_emergency(r: &mut Reporter<'_>, trunks: &[Spanned<RawTrunk>]) {
                 r.error(
                     span.clone(),
                     format!(
-                        "trunk \"{}\": only one trunk may carry emergency calls, and \"{first_name}\" (line {line}) does",
+                        "trunk \"{}\": only one trunk{of_town} may carry emergency calls, and \"{first_name}\" (line {line}) does",
                         trunk_name(t)
                     ),
                     Some("give the emergency trunk a failover instead"),

@@ -68,6 +68,17 @@ fn example_file_reads_every_key() {
     );
     assert_eq!(config.numbering.extensions.len(), 3);
     let telekom = config.trunk("telekom").expect("telekom");
+    assert_eq!(telekom.tenant, None, "the file's own town hall");
+    assert_eq!(
+        config.trunk("stadt-a").and_then(|t| t.tenant.as_deref()),
+        Some("stadt-a.example")
+    );
+    assert_eq!(
+        config
+            .emergency_trunk_of(Some("stadt-a.example"))
+            .map(|t| t.name.as_str()),
+        Some("stadt-a")
+    );
     let TrunkMode::Register(reg) = &telekom.mode else {
         panic!("telekom registers")
     };
@@ -828,5 +839,73 @@ fn response_timeout_defaults_to_five_seconds_zero_waits_for_timer_b_and_more_tha
         e.iter()
             .any(|d| d.contains("response-timeout must be between 0 and 32")),
         "{e:?}"
+    );
+}
+
+/// An ip trunk `name` of town `tenant` (`None`: the default domain's).
+fn town_trunk(name: &str, tenant: Option<&str>, emergency: bool, failover: Option<&str>) -> String {
+    let mut text = format!(
+        "[[trunk]]\nname = \"{name}\"\nmode = \"ip\"\nallowed-sources = [\"192.0.2.1\"]\nproxy = \"sip:192.0.2.1\"\nmax-calls = 1\n"
+    );
+    if let Some(tenant) = tenant {
+        text.push_str(&format!("tenant = \"{tenant}\"\n"));
+    }
+    if emergency {
+        text.push_str("emergency = true\n");
+    }
+    if let Some(failover) = failover {
+        text.push_str(&format!("failover = \"{failover}\"\n"));
+    }
+    text
+}
+
+#[test]
+fn each_town_has_its_own_trunks_and_emergency_trunk_and_fails_over_only_to_its_own() {
+    let text = format!(
+        "[numbering]\narea-code = \"711\"\n\n{}{}{}{}",
+        town_trunk("zentrale", None, true, None),
+        town_trunk("a-main", Some("stadt-a.example"), true, Some("a-backup")),
+        town_trunk("a-backup", Some("stadt-a.example"), false, None),
+        town_trunk("b-main", Some("stadt-b.example"), true, None),
+    );
+    let config = ok(&text);
+    let emergency = |town| config.emergency_trunk_of(town).map(|t| t.name.as_str());
+    assert_eq!(
+        config.emergency_trunk().map(|t| t.name.as_str()),
+        Some("zentrale")
+    );
+    assert_eq!(emergency(Some("stadt-a.example")), Some("a-main"));
+    assert_eq!(emergency(Some("stadt-b.example")), Some("b-main"));
+    assert_eq!(emergency(Some("stadt-c.example")), None);
+    assert_eq!(
+        config.trunk("a-backup").and_then(|t| t.tenant.as_deref()),
+        Some("stadt-a.example")
+    );
+
+    // A town without its own emergency trunk, a failover into another town, a bad domain.
+    let text = format!(
+        "[numbering]\narea-code = \"711\"\n\n{}{}{}",
+        town_trunk("zentrale", None, true, Some("b-main")),
+        town_trunk("b-main", Some("stadt-b.example"), false, None),
+        town_trunk("c-main", Some("Stadt C"), true, None),
+    );
+    let found = errors(&text);
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("failover \"b-main\" is a trunk of stadt-b.example")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("no trunk of stadt-b.example carries emergency calls")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("trunk \"c-main\": tenant \"Stadt C\" is not a SIP domain")),
+        "{found:#?}"
     );
 }
