@@ -592,6 +592,28 @@ fn a_towns_admin_sees_and_changes_only_their_towns_rooms_and_users_in_the_consol
     let (_, listed_default, _) = user(&config, server.data_dir(), &["list"]);
     assert!(listed_a.contains("Stadt A 102"), "{listed_a}");
     assert!(!listed_default.contains("Stadt A 102"), "{listed_default}");
+    // The console's Users page shows town A's admin town A's users, without the system's
+    // import and bans; the import itself is the system admin's.
+    let page = amt_a.get("/console/users");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Stadt A 101") && !page.body.contains("Stadt B"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("/console/users/import") && !page.body.contains("/console/bans/lift"),
+        "{}",
+        page.body
+    );
+    let root_page = root.get("/console/users").body;
+    assert!(root_page.contains("/console/users/import"), "{root_page}");
+    let import = amt_a.form(
+        "/console/users/import",
+        &[("csv", "extension,name,password\n")],
+    );
+    assert_eq!(import.status, 403, "{}", import.body);
+    assert_eq!(amt_a.get("/console/users/101").status, 200);
     // A town's staff member's "my phone" is their town's 101, not the default domain's.
     assert_eq!(anna.get("/api/phone").json()["user"]["name"], "Stadt A 101");
 

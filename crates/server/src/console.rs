@@ -194,6 +194,7 @@ impl Session {
         Viewer {
             name: &self.account.name,
             admin: self.admin(),
+            town_admin: self.town_admin(),
             csrf_token: &self.csrf_token,
         }
     }

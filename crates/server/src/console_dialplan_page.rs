@@ -794,6 +794,7 @@ mod tests {
     const VIEWER: Viewer<'static> = Viewer {
         name: "alice",
         admin: true,
+        town_admin: true,
         csrf_token: "tok",
     };
 

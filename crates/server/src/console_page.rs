@@ -213,7 +213,10 @@ pub fn sign_in(language: Language, message: Option<&str>, name: &str) -> String 
 /// Who is signed in, for the header of every page behind the sign-in.
 pub struct Viewer<'a> {
     pub name: &'a str,
+    /// An admin of the whole system.
     pub admin: bool,
+    /// An admin of their town's users (the system's admins too).
+    pub town_admin: bool,
     pub csrf_token: &'a str,
 }
 
@@ -239,8 +242,10 @@ fn header(language: Language, viewer: &Viewer<'_>) -> String {
             t.my_rooms
         },
     )];
-    if viewer.admin {
+    if viewer.town_admin {
         links.push(("/console/users", t.users));
+    }
+    if viewer.admin {
         links.push(("/console/dialplan", t.dialplan));
         links.push(("/console/calls", t.calls));
     }
@@ -693,6 +698,7 @@ mod tests {
         let viewer = Viewer {
             name: "anna",
             admin: false,
+            town_admin: false,
             csrf_token: "t",
         };
         let page = room_live(Language::English, &viewer, &invitation);
@@ -734,6 +740,7 @@ mod tests {
         let viewer = Viewer {
             name: "anna",
             admin: false,
+            town_admin: false,
             csrf_token: "tok\"en",
         };
         let html = rooms(Language::English, &viewer, &[], Notice::None);

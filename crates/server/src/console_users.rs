@@ -1078,10 +1078,30 @@ async fn page_session(listener: &Listener, headers: &HeaderMap) -> Result<Sessio
         .map_err(|refusal| refused_page(refusal, language(headers)))
 }
 
-/// An admin page request's session: 403 page for staff.
-async fn admin_page_session(listener: &Listener, headers: &HeaderMap) -> Result<Session, Response> {
+/// Whom a page or form is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// Anyone signed in (their own phone).
+    Anyone,
+    /// An admin of a town's users (the system's admins too): the town's users.
+    TownAdmin,
+    /// An admin of the whole system: the import and the bans.
+    SystemAdmin,
+}
+
+/// A page request's session as `needs` wants it: a 403 page for anyone else.
+async fn page_session_for(
+    listener: &Listener,
+    headers: &HeaderMap,
+    needs: Needs,
+) -> Result<Session, Response> {
     let session = page_session(listener, headers).await?;
-    if !session.admin() {
+    let allowed = match needs {
+        Needs::Anyone => true,
+        Needs::TownAdmin => session.town_admin(),
+        Needs::SystemAdmin => session.admin(),
+    };
+    if !allowed {
         return Err(html(
             StatusCode::FORBIDDEN,
             page::forbidden(language(headers), &session.viewer()),
@@ -1090,18 +1110,14 @@ async fn admin_page_session(listener: &Listener, headers: &HeaderMap) -> Result<
     Ok(session)
 }
 
-/// A form's session after the CSRF check; `admin`: staff get 403.
+/// A form's session after the CSRF check, as `needs` wants it (403 for anyone else).
 async fn form_session(
     listener: &Listener,
     headers: &HeaderMap,
     csrf: &str,
-    admin: bool,
+    needs: Needs,
 ) -> Result<Session, Response> {
-    let session = if admin {
-        admin_page_session(listener, headers).await?
-    } else {
-        page_session(listener, headers).await?
-    };
+    let session = page_session_for(listener, headers, needs).await?;
     if !same_secret(csrf, &session.csrf_token) {
         return Err(csrf_refused());
     }
@@ -1127,7 +1143,11 @@ async fn render_users(
         Err(failure) => return failed_page(session, language, &failure),
     };
     let lines: Vec<UserLine<'_>> = users.iter().map(UserState::line).collect();
-    let bans = bans(listener).await;
+    // The bans are the system's: a town's admin is not shown them.
+    let bans = match session.admin() {
+        true => bans(listener).await,
+        false => None,
+    };
     html(
         status,
         page::users(
@@ -1160,7 +1180,7 @@ async fn users_page(
     Query(query): Query<DoneQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match admin_page_session(&listener, &headers).await {
+    let session = match page_session_for(&listener, &headers, Needs::TownAdmin).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1202,7 +1222,7 @@ async fn add_user_form(
     headers: HeaderMap,
     Form(form): Form<AddUserForm>,
 ) -> Response {
-    let session = match form_session(&listener, &headers, &form.csrf, true).await {
+    let session = match form_session(&listener, &headers, &form.csrf, Needs::TownAdmin).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1254,7 +1274,7 @@ async fn import_form(
     headers: HeaderMap,
     Form(form): Form<ImportForm>,
 ) -> Response {
-    let session = match form_session(&listener, &headers, &form.csrf, true).await {
+    let session = match form_session(&listener, &headers, &form.csrf, Needs::SystemAdmin).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1301,7 +1321,7 @@ async fn lift_ban_form(
     headers: HeaderMap,
     Form(form): Form<LiftForm>,
 ) -> Response {
-    let session = match form_session(&listener, &headers, &form.csrf, true).await {
+    let session = match form_session(&listener, &headers, &form.csrf, Needs::SystemAdmin).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1348,7 +1368,7 @@ async fn user_page(
     Query(query): Query<DoneQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match admin_page_session(&listener, &headers).await {
+    let session = match page_session_for(&listener, &headers, Needs::TownAdmin).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1381,7 +1401,7 @@ async fn password_form(
     headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    let session = match form_session(&listener, &headers, &form.csrf, true).await {
+    let session = match form_session(&listener, &headers, &form.csrf, Needs::TownAdmin).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1468,7 +1488,7 @@ async fn user_settings_form(
     headers: HeaderMap,
     Form(form): Form<SettingsForm>,
 ) -> Response {
-    let session = match form_session(&listener, &headers, &form.csrf, true).await {
+    let session = match form_session(&listener, &headers, &form.csrf, Needs::TownAdmin).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1516,7 +1536,7 @@ async fn delete_form(
     headers: HeaderMap,
     Form(form): Form<DeleteForm>,
 ) -> Response {
-    let session = match form_session(&listener, &headers, &form.csrf, true).await {
+    let session = match form_session(&listener, &headers, &form.csrf, Needs::TownAdmin).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1645,7 +1665,7 @@ async fn phone_settings_form(
     headers: HeaderMap,
     Form(form): Form<SettingsForm>,
 ) -> Response {
-    let session = match form_session(&listener, &headers, &form.csrf, false).await {
+    let session = match form_session(&listener, &headers, &form.csrf, Needs::Anyone).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1695,7 +1715,7 @@ async fn voicemail_delete_form(
     headers: HeaderMap,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    let session = match form_session(&listener, &headers, &form.csrf, false).await {
+    let session = match form_session(&listener, &headers, &form.csrf, Needs::Anyone).await {
         Ok(session) => session,
         Err(response) => return response,
     };

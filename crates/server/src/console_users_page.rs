@@ -395,6 +395,10 @@ pub fn users(
         english = escape(t.english),
         add = escape(t.add),
     );
+    // The import (whose checks know the default domain) and the bans are the system's.
+    if !viewer.admin {
+        return page_behind_sign_in(language, viewer, t.users, &main);
+    }
     let _ = write!(
         main,
         "<h2 id=\"import-heading\">{import}</h2>\n\
@@ -803,6 +807,7 @@ mod tests {
         Viewer {
             name: "root",
             admin: true,
+            town_admin: true,
             csrf_token: "tok\"en",
         }
     }
