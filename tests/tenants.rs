@@ -87,7 +87,12 @@ fn user(config: &str, data: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn add_user(config: &str, data: &Path, domain: &str, extension: &str, name: &str, password: &str) {
+/// `user add EXTENSION --domain DOMAIN` as "Stadt A 101" with the password "a-geheim101"
+/// (B for stadt-b.example).
+fn add_town_user(config: &str, data: &Path, domain: &str, extension: &str) {
+    let town = if domain == TOWN_A { "a" } else { "b" };
+    let name = format!("Stadt {} {extension}", town.to_uppercase());
+    let password = format!("{town}-geheim{extension}");
     let (code, out, err) = user(
         config,
         data,
@@ -97,9 +102,9 @@ fn add_user(config: &str, data: &Path, domain: &str, extension: &str, name: &str
             "--domain",
             domain,
             "--name",
-            name,
+            &name,
             "--password",
-            password,
+            &password,
         ],
     );
     assert_eq!(
@@ -108,45 +113,24 @@ fn add_user(config: &str, data: &Path, domain: &str, extension: &str, name: &str
     );
 }
 
+/// The two towns' config (in a directory named after `label`), their dialplans, and a data
+/// directory: `(config dir, data dir, [town A's plans, town B's], config file)`.
+fn two_towns(label: &str) -> (TempDir, TempDir, [TempDir; 2], String) {
+    let dir = TempDir::new(label);
+    let data = TempDir::new(&format!("{label}-data"));
+    let plans = [town_plan("plans-a", TOWN_B), town_plan("plans-b", TOWN_A)];
+    let config = tenants_config(&dir, plans[0].path(), plans[1].path());
+    (dir, data, plans, config)
+}
+
 #[test]
 fn each_towns_colleague_reaches_its_own_101_and_never_the_other_towns() {
     let ns = Netns::new();
-    let dir = TempDir::new("tenants");
-    let data = TempDir::new("tenants-data");
-    let (plans_a, plans_b) = (town_plan("plans-a", TOWN_B), town_plan("plans-b", TOWN_A));
-    let config = tenants_config(&dir, plans_a.path(), plans_b.path());
-    add_user(
-        &config,
-        data.path(),
-        TOWN_A,
-        "101",
-        "Stadt A 101",
-        "a-geheim101",
-    );
-    add_user(
-        &config,
-        data.path(),
-        TOWN_A,
-        "102",
-        "Stadt A 102",
-        "a-geheim102",
-    );
-    add_user(
-        &config,
-        data.path(),
-        TOWN_B,
-        "101",
-        "Stadt B 101",
-        "b-geheim101",
-    );
-    add_user(
-        &config,
-        data.path(),
-        TOWN_B,
-        "102",
-        "Stadt B 102",
-        "b-geheim102",
-    );
+    let (_dir, data, _plans, config) = two_towns("tenants");
+    add_town_user(&config, data.path(), TOWN_A, "101");
+    add_town_user(&config, data.path(), TOWN_A, "102");
+    add_town_user(&config, data.path(), TOWN_B, "101");
+    add_town_user(&config, data.path(), TOWN_B, "102");
     // Each town lists its own users only; a domain the config does not host is refused.
     let (_, listed_a, _) = user(&config, data.path(), &["list", "--domain", TOWN_A]);
     assert!(
@@ -287,18 +271,8 @@ fn each_towns_colleague_reaches_its_own_101_and_never_the_other_towns() {
 #[test]
 fn what_is_not_per_tenant_yet_is_refused_to_a_tenant_not_shared_with_the_default_domain() {
     let ns = Netns::new();
-    let dir = TempDir::new("tenants-refused");
-    let data = TempDir::new("tenants-refused-data");
-    let (plans_a, plans_b) = (town_plan("plans-a", TOWN_B), town_plan("plans-b", TOWN_A));
-    let config = tenants_config(&dir, plans_a.path(), plans_b.path());
-    add_user(
-        &config,
-        data.path(),
-        TOWN_A,
-        "102",
-        "Stadt A 102",
-        "a-geheim102",
-    );
+    let (_dir, data, _plans, config) = two_towns("tenants-refused");
+    add_town_user(&config, data.path(), TOWN_A, "102");
     let server = Server::start_with_data(Some(&ns), &["--config", &config], data);
     // The town's plan was loaded with a warning for its mailbox rule.
     let log = server.log();
@@ -334,15 +308,10 @@ fn what_is_not_per_tenant_yet_is_refused_to_a_tenant_not_shared_with_the_default
 #[test]
 fn each_towns_callers_of_room_1234_meet_in_their_own_towns_room() {
     let ns = Netns::new();
-    let dir = TempDir::new("tenant-rooms");
-    let data = TempDir::new("tenant-rooms-data");
-    let (plans_a, plans_b) = (town_plan("plans-a", TOWN_B), town_plan("plans-b", TOWN_A));
-    let config = tenants_config(&dir, plans_a.path(), plans_b.path());
-    for (domain, town) in [(TOWN_A, "A"), (TOWN_B, "B")] {
+    let (_dir, data, _plans, config) = two_towns("tenant-rooms");
+    for domain in [TOWN_A, TOWN_B] {
         for extension in ["101", "102"] {
-            let name = format!("Stadt {town} {extension}");
-            let password = format!("{}-geheim{extension}", town.to_lowercase());
-            add_user(&config, data.path(), domain, extension, &name, &password);
+            add_town_user(&config, data.path(), domain, extension);
         }
     }
     // The default domain's room 1234 asks for a PIN (which baresip cannot key): a town's
@@ -448,26 +417,9 @@ fn names(answer: &serde_json::Value, field: &str) -> Vec<String> {
 
 #[test]
 fn a_towns_admin_sees_and_changes_only_their_towns_rooms_and_users_in_the_console() {
-    let dir = TempDir::new("tenant-console");
-    let data = TempDir::new("tenant-console-data");
-    let (plans_a, plans_b) = (town_plan("plans-a", TOWN_B), town_plan("plans-b", TOWN_A));
-    let config = tenants_config(&dir, plans_a.path(), plans_b.path());
-    add_user(
-        &config,
-        data.path(),
-        TOWN_A,
-        "101",
-        "Stadt A 101",
-        "a-geheim101",
-    );
-    add_user(
-        &config,
-        data.path(),
-        TOWN_B,
-        "101",
-        "Stadt B 101",
-        "b-geheim101",
-    );
+    let (_dir, data, _plans, config) = two_towns("tenant-console");
+    add_town_user(&config, data.path(), TOWN_A, "101");
+    add_town_user(&config, data.path(), TOWN_B, "101");
     let (code, out, err) = user(
         &config,
         data.path(),
@@ -655,9 +607,7 @@ fn carrier_rules(plans: &TempDir, trunk: &str, other_trunk: &str) {
 #[test]
 fn each_towns_carrier_brings_calls_to_that_town_and_takes_its_calls_out_and_112() {
     let ns = Netns::new();
-    let dir = TempDir::new("tenant-trunks");
-    let data = TempDir::new("tenant-trunks-data");
-    let (plans_a, plans_b) = (town_plan("plans-a", TOWN_B), town_plan("plans-b", TOWN_A));
+    let (dir, data, [plans_a, plans_b], config) = two_towns("tenant-trunks");
     carrier_rules(&plans_a, "carrier-a", "carrier-b");
     carrier_rules(&plans_b, "carrier-b", "carrier-a");
     let trunks = dir.path().join("trunks.toml");
@@ -670,29 +620,14 @@ fn each_towns_carrier_brings_calls_to_that_town_and_takes_its_calls_out_and_112(
         ),
     )
     .unwrap();
-    let config = tenants_config(&dir, plans_a.path(), plans_b.path());
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
         format!("trunks = \"{}\"\n\n{text}", trunks.display()),
     )
     .unwrap();
-    add_user(
-        &config,
-        data.path(),
-        TOWN_A,
-        "101",
-        "Stadt A 101",
-        "a-geheim101",
-    );
-    add_user(
-        &config,
-        data.path(),
-        TOWN_B,
-        "101",
-        "Stadt B 101",
-        "b-geheim101",
-    );
+    add_town_user(&config, data.path(), TOWN_A, "101");
+    add_town_user(&config, data.path(), TOWN_B, "101");
     let server = Server::start_with_data(Some(&ns), &["--config", &config], data);
 
     // In: both carriers deliver the same DID, 0711 12345-101; each reaches its own town's

@@ -510,32 +510,17 @@ fn json(status: StatusCode, body: impl Serialize) -> Response {
     response
 }
 
-/// The session of a town admin's API request (401 signed out, 403 staff), after the CSRF
-/// check when `changes`: the users it reads and changes are its town's.
-async fn api_town_admin(
+/// The session of an admin's API request as `needs` wants it (401 signed out, 403 anyone
+/// else), after the CSRF check when `changes`. A town's admin reads and changes the town's
+/// users only.
+async fn api_session(
     listener: &Listener,
     headers: &HeaderMap,
+    needs: Needs,
     changes: bool,
 ) -> Result<Session, Response> {
     let session = listener.session(headers).await.map_err(api_refused)?;
-    if !session.town_admin() {
-        return Err(forbidden());
-    }
-    if changes && !header_csrf_ok(headers, &session) {
-        return Err(csrf_refused());
-    }
-    Ok(session)
-}
-
-/// The session of a system admin's API request (401 signed out, 403 staff and towns'
-/// admins), after the CSRF check when `changes`.
-async fn api_admin(
-    listener: &Listener,
-    headers: &HeaderMap,
-    changes: bool,
-) -> Result<Session, Response> {
-    let session = listener.session(headers).await.map_err(api_refused)?;
-    if !session.admin() {
+    if !needs.admits(&session) {
         return Err(forbidden());
     }
     if changes && !header_csrf_ok(headers, &session) {
@@ -565,7 +550,7 @@ async fn api_own(
 }
 
 async fn api_users(State(listener): State<Listener>, headers: HeaderMap) -> Response {
-    let session = match api_town_admin(&listener, &headers, false).await {
+    let session = match api_session(&listener, &headers, Needs::TownAdmin, false).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -587,7 +572,7 @@ async fn api_user(
     Path(extension): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match api_town_admin(&listener, &headers, false).await {
+    let session = match api_session(&listener, &headers, Needs::TownAdmin, false).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -626,7 +611,7 @@ async fn api_add_user(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let session = match api_town_admin(&listener, &headers, true).await {
+    let session = match api_session(&listener, &headers, Needs::TownAdmin, true).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -674,7 +659,7 @@ async fn api_import(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let session = match api_admin(&listener, &headers, true).await {
+    let session = match api_session(&listener, &headers, Needs::SystemAdmin, true).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -712,7 +697,7 @@ async fn api_password(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let session = match api_town_admin(&listener, &headers, true).await {
+    let session = match api_session(&listener, &headers, Needs::TownAdmin, true).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -748,7 +733,7 @@ async fn api_delete_user(
     Path(extension): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match api_town_admin(&listener, &headers, true).await {
+    let session = match api_session(&listener, &headers, Needs::TownAdmin, true).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -847,7 +832,7 @@ async fn api_user_settings(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let session = match api_town_admin(&listener, &headers, true).await {
+    let session = match api_session(&listener, &headers, Needs::TownAdmin, true).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -864,7 +849,7 @@ fn bans_unavailable() -> Response {
 
 /// `GET /api/bans`: the addresses banned now (as `amtsleitung security bans` lists them).
 async fn api_bans(State(listener): State<Listener>, headers: HeaderMap) -> Response {
-    if let Err(response) = api_admin(&listener, &headers, false).await {
+    if let Err(response) = api_session(&listener, &headers, Needs::SystemAdmin, false).await {
         return response;
     }
     match bans(&listener).await {
@@ -880,7 +865,7 @@ async fn api_lift_ban(
     Path(address): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match api_admin(&listener, &headers, true).await {
+    let session = match api_session(&listener, &headers, Needs::SystemAdmin, true).await {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1089,6 +1074,16 @@ enum Needs {
     SystemAdmin,
 }
 
+impl Needs {
+    fn admits(self, session: &Session) -> bool {
+        match self {
+            Needs::Anyone => true,
+            Needs::TownAdmin => session.town_admin(),
+            Needs::SystemAdmin => session.admin(),
+        }
+    }
+}
+
 /// A page request's session as `needs` wants it: a 403 page for anyone else.
 async fn page_session_for(
     listener: &Listener,
@@ -1096,12 +1091,7 @@ async fn page_session_for(
     needs: Needs,
 ) -> Result<Session, Response> {
     let session = page_session(listener, headers).await?;
-    let allowed = match needs {
-        Needs::Anyone => true,
-        Needs::TownAdmin => session.town_admin(),
-        Needs::SystemAdmin => session.admin(),
-    };
-    if !allowed {
+    if !needs.admits(&session) {
         return Err(html(
             StatusCode::FORBIDDEN,
             page::forbidden(language(headers), &session.viewer()),
