@@ -90,9 +90,9 @@ fn user(config: &str, data: &Path, args: &[&str]) -> (i32, String, String) {
 /// `user add EXTENSION --domain DOMAIN` as "Stadt A 101" with the password "a-geheim101"
 /// (B for stadt-b.example).
 fn add_town_user(config: &str, data: &Path, domain: &str, extension: &str) {
-    let town = if domain == TOWN_A { "a" } else { "b" };
-    let name = format!("Stadt {} {extension}", town.to_uppercase());
-    let password = format!("{town}-geheim{extension}");
+    let town = if domain == TOWN_A { "A" } else { "B" };
+    let name = format!("Stadt {town} {extension}");
+    let password = town_password(domain, extension);
     let (code, out, err) = user(
         config,
         data,
@@ -111,6 +111,30 @@ fn add_town_user(config: &str, data: &Path, domain: &str, extension: &str) {
         code, 0,
         "user add {extension} --domain {domain}: {out}{err}"
     );
+}
+
+/// The password of `extension` of `domain` as `add_town_user` sets it.
+fn town_password(domain: &str, extension: &str) -> String {
+    let town = if domain == TOWN_A { "a" } else { "b" };
+    format!("{town}-geheim{extension}")
+}
+
+/// A baresip phone of `domain`'s user `extension` (added by `add_town_user`) on `ip`, its
+/// microphone playing `tone_hz`.
+fn town_phone(ip: &str, tone_hz: u32, domain: &str, extension: &str) -> Baresip {
+    Baresip::new(ip, tone_hz, "PCMU", 8000).registering_in(
+        domain,
+        extension,
+        &town_password(domain, extension),
+    )
+}
+
+/// Waits until at least `count` phones are registered; fails the test with `what` after 8 s.
+fn wait_registered(server: &Server, ns: &Netns, count: u64, what: &str) {
+    let registered = wait_until(std::time::Duration::from_secs(8), || {
+        server.metric(Some(ns), "amtsleitung_registered_contacts") >= count
+    });
+    assert!(registered, "{what}\n{}", server.log());
 }
 
 /// The two towns' config (in a directory named after `label`), their dialplans, and a data
@@ -156,27 +180,16 @@ fn each_towns_colleague_reaches_its_own_101_and_never_the_other_towns() {
 
     let server = Server::start_with_data(Some(&ns), &["--config", &config], data);
     // The two 101s: same extension, different towns, each answering with its own tone.
-    let phone_a =
-        Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering_in(TOWN_A, "101", "a-geheim101");
-    let phone_b =
-        Baresip::new("10.99.0.4", 660, "PCMU", 8000).registering_in(TOWN_B, "101", "b-geheim101");
-    let caller_a =
-        Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering_in(TOWN_A, "102", "a-geheim102");
-    let caller_b =
-        Baresip::new("10.99.0.5", 550, "PCMU", 8000).registering_in(TOWN_B, "102", "b-geheim102");
+    let phone_a = town_phone("10.99.0.2", 880, TOWN_A, "101");
+    let phone_b = town_phone("10.99.0.4", 660, TOWN_B, "101");
+    let caller_a = town_phone("10.99.0.3", 440, TOWN_A, "102");
+    let caller_b = town_phone("10.99.0.5", 550, TOWN_B, "102");
     let (phones, (out_a, out_b, crossing)) = std::thread::scope(|scope| {
         let runs = [
             scope.spawn(|| phone_a.run(&ns, 18)),
             scope.spawn(|| phone_b.run(&ns, 18)),
         ];
-        let registered = wait_until(std::time::Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 2
-        });
-        assert!(
-            registered,
-            "the two 101s did not register\n{}",
-            server.log()
-        );
+        wait_registered(&server, &ns, 2, "the two 101s did not register");
         // Both towns' 102 dial 101 at the same time.
         let a = scope.spawn(|| caller_a.call(&ns, &format!("sip:101@{TOWN_A}"), 6));
         let b = scope.spawn(|| caller_b.call(&ns, &format!("sip:101@{TOWN_B}"), 6));
@@ -236,20 +249,11 @@ fn each_towns_colleague_reaches_its_own_101_and_never_the_other_towns() {
     // What lets a call cross is a rule: town A's 9101 dials sip:101@stadt-b.example, which
     // this system hosts, so B's 101 rings (fresh clients, so that each recording holds this
     // call only).
-    let phone_b =
-        Baresip::new("10.99.0.4", 660, "PCMU", 8000).registering_in(TOWN_B, "101", "b-geheim101");
-    let caller_a =
-        Baresip::new("10.99.0.6", 440, "PCMU", 8000).registering_in(TOWN_A, "102", "a-geheim102");
+    let phone_b = town_phone("10.99.0.4", 660, TOWN_B, "101");
+    let caller_a = town_phone("10.99.0.6", 440, TOWN_A, "102");
     let (phone_out, caller_out) = std::thread::scope(|scope| {
         let phone = scope.spawn(|| phone_b.run(&ns, 10));
-        let registered = wait_until(std::time::Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_registered_contacts") >= 1
-        });
-        assert!(
-            registered,
-            "B's 101 did not register again\n{}",
-            server.log()
-        );
+        wait_registered(&server, &ns, 1, "B's 101 did not register again");
         let caller = caller_a.call(&ns, &format!("sip:9101@{TOWN_A}"), 4);
         (phone.join().unwrap(), caller)
     });
@@ -282,8 +286,7 @@ fn what_is_not_per_tenant_yet_is_refused_to_a_tenant_not_shared_with_the_default
     );
     // Town A's mailbox number: mailboxes are the default domain's alone yet, so the call is
     // refused rather than opening the default domain's mailbox 102.
-    let caller =
-        Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering_in(TOWN_A, "102", "a-geheim102");
+    let caller = town_phone("10.99.0.3", 440, TOWN_A, "102");
     let out = caller.call(&ns, &format!("sip:900@{TOWN_A}"), 3);
     assert!(out.contains("501"), "{out}\n{}", server.log());
     assert!(
@@ -344,10 +347,10 @@ fn each_towns_callers_of_room_1234_meet_in_their_own_towns_room() {
 
     let server = Server::start_with_data(Some(&ns), &["--config", &config], data);
     let callers = [
-        Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering_in(TOWN_A, "101", "a-geheim101"),
-        Baresip::new("10.99.0.3", 440, "PCMU", 8000).registering_in(TOWN_A, "102", "a-geheim102"),
-        Baresip::new("10.99.0.4", 660, "PCMU", 8000).registering_in(TOWN_B, "101", "b-geheim101"),
-        Baresip::new("10.99.0.5", 550, "PCMU", 8000).registering_in(TOWN_B, "102", "b-geheim102"),
+        town_phone("10.99.0.2", 880, TOWN_A, "101"),
+        town_phone("10.99.0.3", 440, TOWN_A, "102"),
+        town_phone("10.99.0.4", 660, TOWN_B, "101"),
+        town_phone("10.99.0.5", 550, TOWN_B, "102"),
     ];
     let (outputs, rooms) = std::thread::scope(|scope| {
         let calls: Vec<_> = callers
@@ -632,10 +635,8 @@ fn each_towns_carrier_brings_calls_to_that_town_and_takes_its_calls_out_and_112(
 
     // In: both carriers deliver the same DID, 0711 12345-101; each reaches its own town's
     // 101.
-    let phone_a =
-        Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering_in(TOWN_A, "101", "a-geheim101");
-    let phone_b =
-        Baresip::new("10.99.0.4", 660, "PCMU", 8000).registering_in(TOWN_B, "101", "b-geheim101");
+    let phone_a = town_phone("10.99.0.2", 880, TOWN_A, "101");
+    let phone_b = town_phone("10.99.0.4", 660, TOWN_B, "101");
     let gateway_a = Baresip::new("10.99.0.5", 440, "PCMU", 8000);
     let gateway_b = Baresip::new("10.99.0.6", 550, "PCMU", 8000);
     let phones = std::thread::scope(|scope| {
@@ -643,14 +644,7 @@ fn each_towns_carrier_brings_calls_to_that_town_and_takes_its_calls_out_and_112(
             scope.spawn(|| phone_a.run(&ns, 14)),
             scope.spawn(|| phone_b.run(&ns, 14)),
         ];
-        let registered = wait_until(std::time::Duration::from_secs(8), || {
-            server.metric(Some(&ns), "amtsleitung_registered_contacts") == 2
-        });
-        assert!(
-            registered,
-            "the two 101s did not register\n{}",
-            server.log()
-        );
+        wait_registered(&server, &ns, 2, "the two 101s did not register");
         let did = "sip:071112345101@10.99.0.1";
         let a = scope.spawn(|| gateway_a.call(&ns, did, 6));
         let b = scope.spawn(|| gateway_b.call(&ns, did, 6));
@@ -677,13 +671,7 @@ fn each_towns_carrier_brings_calls_to_that_town_and_takes_its_calls_out_and_112(
     // echoing the audio back); its rule for town B's carrier is refused and never placed.
     let echo = support::scenario("uas_pcma_echo.xml");
     let callers: Vec<Baresip> = (0..3)
-        .map(|_| {
-            Baresip::new("10.99.0.2", 880, "PCMU", 8000).registering_in(
-                TOWN_A,
-                "101",
-                "a-geheim101",
-            )
-        })
+        .map(|_| town_phone("10.99.0.2", 880, TOWN_A, "101"))
         .collect();
     let (gateway, calls) = std::thread::scope(|scope| {
         let gateway =
