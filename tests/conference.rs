@@ -5,8 +5,8 @@
 mod support;
 
 use support::{
-    Baresip, Netns, Server, TempDir, call_staggered, create_room, read_wav, scenario_with_tone,
-    server_with_pin_room, sipp_caller, tone_share,
+    Baresip, Netns, PacketCounter, Server, TempDir, call_staggered, create_room, read_wav,
+    scenario_with_tone, server_with_pin_room, sipp_caller, tone_share,
 };
 
 /// Records each client's call into room `number` and returns the recordings' tone shares
@@ -315,5 +315,60 @@ fn opus_callers_reporting_levels_are_heard_and_silent_ones_are_not_decoded() {
         forwarded > 250,
         "{forwarded} frames forwarded\n{}",
         server.metrics(Some(&ns))
+    );
+}
+
+/// An Opus caller that asks for discontinuous transmission (`usedtx=1`, RFC 7587) hears the
+/// talker, and while nobody talks gets a packet every 400 ms instead of every 20 ms; a
+/// caller that did not ask gets every frame.
+#[test]
+fn an_opus_caller_asking_for_dtx_hears_the_talker_and_gets_few_packets_in_silence() {
+    let ns = Netns::new();
+    let server = Server::start(Some(&ns), &[]);
+    // The talker says something for 4 s (1 kHz: the alone chime is 440 Hz), then nothing
+    // for the rest of the call.
+    let talker = Baresip::new("10.99.0.2", 1000, "PCMU", 8000);
+    let status = std::process::Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(talker.dir.path().join("tone.wav"))
+        .args(["synth", "4", "sine", "1000", "vol", "0.3", "pad", "0", "26"])
+        .status()
+        .expect("run sox");
+    assert!(status.success());
+    let asking = Baresip::new("10.99.0.3", 0, "opus/48000/2", 48000)
+        .asking_for_dtx()
+        .with_rtp_ports(30200, 30299);
+    let plain = Baresip::new("10.99.0.4", 0, "opus/48000/2", 48000).with_rtp_ports(30300, 30399);
+    let to_asking = PacketCounter::to_ports(&ns, 30200, 30299);
+    let to_plain = PacketCounter::to_ports(&ns, 30300, 30399);
+    let logs = call_staggered(
+        &ns,
+        &[&asking, &plain, &talker],
+        "sip:81234@10.99.0.1:5060",
+        14,
+    );
+    let log = format!("{}\n{}\n{}\n{}", logs[0], logs[1], logs[2], server.log());
+    // baresip records what it decodes, and a pause in the stream is no frames: the
+    // recording is the heard sound without the pauses, so the whole of it is measured.
+    let (heard, rate) = read_wav(&asking.heard().expect("the DTX caller recorded nothing"));
+    let share = tone_share(&heard, rate, 1000.0, 0.0);
+    assert!(
+        share > 0.3,
+        "the DTX caller does not hear the talker (share {share:.2})\n{log}"
+    );
+    let (asked, not_asked) = (to_asking.packets(), to_plain.packets());
+    eprintln!(
+        "RTP packets to the caller asking for DTX: {asked}, to the one not asking: \
+         {not_asked}; the talker's share of what the DTX caller heard: {share:.2}"
+    );
+    // Both are in the room about 14 s (700 packets); the talker talks for 4 of the plain
+    // caller's last 12.6 s, the silence after it leaves about 8 s, 400 packets, to save.
+    assert!(
+        not_asked > 600,
+        "{not_asked} packets to the caller without DTX\n{log}"
+    );
+    assert!(
+        asked * 10 < not_asked * 6,
+        "{asked} packets to the DTX caller against {not_asked} without\n{log}"
     );
 }

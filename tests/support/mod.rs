@@ -267,11 +267,21 @@ impl<'a> PacketCounter<'a> {
         Self::matching(ns, port, "")
     }
 
+    /// Counts every UDP packet to a port in `low..=high` (a client's RTP port range).
+    pub fn to_ports(ns: &'a Netns, low: u16, high: u16) -> Self {
+        Self::counting(ns, low, &format!("udp dport {low}-{high}"))
+    }
+
     fn matching(ns: &'a Netns, port: u16, source: &str) -> Self {
+        Self::counting(ns, port, &format!("{source}udp dport {port}"))
+    }
+
+    /// A counter named after `port`, of the packets `matches` selects.
+    fn counting(ns: &'a Netns, port: u16, matches: &str) -> Self {
         let table = format!("amtcount{port}");
         let chain =
             format!("add chain inet {table} input {{ type filter hook input priority 0 ; }}");
-        let rule = format!("add rule inet {table} input {source}udp dport {port} counter");
+        let rule = format!("add rule inet {table} input {matches} counter");
         ns.exec_ok(&["nft", &format!("add table inet {table}")]);
         ns.exec_ok(&["nft", &chain]);
         ns.exec_ok(&["nft", &rule]);
@@ -814,6 +824,19 @@ impl Baresip {
             text.replace("30000-30100", &format!("{low}-{high}")),
         )
         .unwrap();
+        self
+    }
+
+    /// Makes the client ask for Opus discontinuous transmission (baresip's `opus_dtx`, which
+    /// offers `usedtx=1`).
+    pub fn asking_for_dtx(self) -> Self {
+        let config = self.dir.path().join("config");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(
+            "opus_dtx		yes
+",
+        );
+        std::fs::write(&config, text).unwrap();
         self
     }
 

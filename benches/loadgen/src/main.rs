@@ -185,6 +185,10 @@ struct Cli {
     /// it, as WebRTC clients do: the server may then skip decoding silent participants.
     #[arg(long)]
     audio_level: bool,
+    /// Opus participants ask for discontinuous transmission (RFC 7587 `usedtx=1`), so the
+    /// server may leave out the silent frames it would send them.
+    #[arg(long)]
+    dtx: bool,
     /// After the run (server stopped), measure the kernel floor for the same participants
     /// and datagram sizes with `amt-udp-floor` (built next to this binary) for as long as
     /// the window, and report it next to the server's cost.
@@ -220,6 +224,7 @@ struct Uac {
     rtp_local: Vec<SocketAddr>,
     codec: CodecKind,
     audio_level: bool,
+    dtx: bool,
     prefix: String,
     to_sender: mpsc::Sender<(usize, Option<SocketAddr>)>,
     bye_ok: usize,
@@ -245,6 +250,7 @@ impl Uac {
             self.codec,
             i as u64 + 1,
             self.audio_level,
+            self.dtx,
         );
         self.send(&leg.invite(&sdp), leg.server);
         let tries = match self.states[i] {
@@ -1187,6 +1193,7 @@ fn run(
         rtp_local,
         codec,
         audio_level: cli.audio_level,
+        dtx: cli.dtx,
         prefix,
         to_sender,
         bye_ok: 0,

@@ -142,10 +142,18 @@ pub fn offer_pt(codec: CodecKind) -> u8 {
 pub const AUDIO_LEVEL_EXT_ID: u8 = 1;
 
 /// SDP offer with only `codec`, receiving at `rtp`; with `audio_level`, it maps the RFC 6464
-/// client-to-mixer audio level extension (RFC 8285 `a=extmap`) as browsers do.
-pub fn sdp_offer(rtp: SocketAddr, codec: CodecKind, session_id: u64, audio_level: bool) -> String {
+/// client-to-mixer audio level extension (RFC 8285 `a=extmap`) as browsers do; with `dtx`,
+/// an Opus offer asks for discontinuous transmission (RFC 7587 `usedtx=1`).
+pub fn sdp_offer(
+    rtp: SocketAddr,
+    codec: CodecKind,
+    session_id: u64,
+    audio_level: bool,
+    dtx: bool,
+) -> String {
     let pt = offer_pt(codec);
     let rtpmap = match codec {
+        CodecKind::Opus if dtx => format!("a=rtpmap:{pt} opus/48000/2\r\na=fmtp:{pt} usedtx=1\r\n"),
         CodecKind::Opus => format!("a=rtpmap:{pt} opus/48000/2\r\n"),
         other => format!("a=rtpmap:{pt} {}/{}\r\n", other.name(), other.clock_rate()),
     };
@@ -427,13 +435,17 @@ mod tests {
     #[test]
     fn offer_names_only_the_chosen_codec() {
         let a: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let g722 = sdp_offer(a, CodecKind::G722, 1, false);
+        let g722 = sdp_offer(a, CodecKind::G722, 1, false, true);
         assert!(g722.contains("m=audio 40000 RTP/AVP 9\r\n"));
         assert!(g722.contains("a=rtpmap:9 G722/8000\r\n"));
         assert!(!g722.contains("extmap"));
-        let opus = sdp_offer(a, CodecKind::Opus, 1, true);
+        assert!(!g722.contains("fmtp"), "usedtx is Opus's");
+        let opus = sdp_offer(a, CodecKind::Opus, 1, true, false);
         assert!(opus.contains("m=audio 40000 RTP/AVP 96\r\n"));
         assert!(opus.contains("a=rtpmap:96 opus/48000/2\r\n"));
+        assert!(!opus.contains("usedtx"));
+        let dtx = sdp_offer(a, CodecKind::Opus, 1, false, true);
+        assert!(dtx.contains("a=rtpmap:96 opus/48000/2\r\na=fmtp:96 usedtx=1\r\n"));
         assert!(opus.contains("a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"));
     }
 
@@ -450,6 +462,7 @@ mod tests {
             "127.0.0.1:40000".parse().unwrap(),
             CodecKind::Pcmu,
             1,
+            false,
             false,
         );
         let inv = leg.invite(&sdp);

@@ -35,6 +35,10 @@ pub const MAX_FRAME_SAMPLES: usize = 2880;
 const DTMF_QUEUE: usize = 32;
 /// How long each key press we send lasts (RFC 4733 events; 100 ms is what phones send).
 const DTMF_MS: u32 = 100;
+/// While a peer that asked for discontinuous transmission hears nothing, it still gets one
+/// packet this often, as libopus's own DTX sends one (RFC 7587 §3.1.3): its NAT binding and
+/// media timeout stay alive, and so does our SSRC in its jitter buffer.
+const DTX_KEEPALIVE_MS: u32 = 400;
 
 /// What a leg sends when it is not in a conference room.
 #[derive(Debug)]
@@ -91,6 +95,9 @@ pub struct LegConfig<'a> {
     pub media_timeout: Option<Duration>,
     /// The same while the peer holds the call or only listens.
     pub media_timeout_on_hold: Option<Duration>,
+    /// The peer asked for discontinuous transmission (Opus `usedtx=1`): silence goes out as
+    /// a packet every [`DTX_KEEPALIVE_MS`], not every frame.
+    pub dtx: bool,
 }
 
 /// The random starting points of a leg's streams (RFC 3550 §5.1: SSRC, first sequence
@@ -205,6 +212,8 @@ pub struct RoomFrame<'a> {
     pub lost_upstream: bool,
     /// The leg is alone in the room.
     pub alone: bool,
+    /// `payload` is the room's silence frame: nothing to hear.
+    pub silence: bool,
 }
 
 /// Something the leg played to its end on this tick.
@@ -338,6 +347,50 @@ pub struct MediaLeg {
     overlay: Option<PromptPlayer>,
     /// Soft tone heard while alone in a room (made on joining, so frames never allocate).
     alone_tone: Option<ToneGenerator>,
+    /// Discontinuous transmission, for a peer that asked for it.
+    dtx: Option<DtxSender>,
+}
+
+/// Leaves out silent frames towards a peer that prefers discontinuous transmission
+/// (RFC 7587 §6.1 `usedtx=1`), as RFC 3551 §4.1 silence suppression: the first silent frame
+/// goes out (the peer's decoder settles on silence), then one every [`DTX_KEEPALIVE_MS`];
+/// the RTP timestamp runs on and the sequence number does not, so the peer sees a pause,
+/// not loss. The first packet after a pause carries the marker bit.
+#[derive(Debug)]
+struct DtxSender {
+    /// Frames into the current silence, modulo `keepalive_frames`; 0 sends.
+    phase: u32,
+    keepalive_frames: u32,
+    /// A frame was left out since the last packet.
+    paused: bool,
+}
+
+impl DtxSender {
+    fn new(ptime_ms: u32) -> Self {
+        Self {
+            phase: 0,
+            keepalive_frames: (DTX_KEEPALIVE_MS / ptime_ms.max(1)).max(1),
+            paused: false,
+        }
+    }
+
+    /// Whether this silent frame goes out.
+    fn silent_frame(&mut self) -> bool {
+        let send = self.phase == 0;
+        self.phase = (self.phase + 1) % self.keepalive_frames;
+        self.paused |= !send;
+        send
+    }
+
+    /// A frame with sound: the next silence starts with a packet again.
+    fn sound_frame(&mut self) {
+        self.phase = 0;
+    }
+
+    /// The marker bit for the packet going out now (the first after a pause).
+    fn take_marker(&mut self) -> bool {
+        std::mem::take(&mut self.paused)
+    }
 }
 
 impl MediaLeg {
@@ -385,6 +438,7 @@ impl MediaLeg {
             mode: MediaMode::Silence,
             overlay: None,
             alone_tone: None,
+            dtx: config.dtx.then(|| DtxSender::new(config.ptime_ms)),
         })
     }
 
@@ -635,6 +689,9 @@ impl MediaLeg {
         let Heard::Pcm(..) = self.decode(now, &mut scratch.heard, |_| false) else {
             return FrameOut::default();
         };
+        if matches!(self.mode, MediaMode::Silence) && self.leave_out_silent_frame() {
+            return FrameOut::default();
+        }
         let pcm = &mut scratch.pcm[..n];
         let mut finished = None;
         match &mut self.mode {
@@ -655,6 +712,9 @@ impl MediaLeg {
                 }
             }
         }
+        if !matches!(self.mode, MediaMode::Silence) || finished.is_some() {
+            self.sound_frame();
+        }
         FrameOut {
             transmit: self.encode_and_write(&scratch.pcm[..n], &mut scratch.payload, out),
             finished,
@@ -672,6 +732,15 @@ impl MediaLeg {
         out: &mut [u8],
     ) -> FrameOut {
         let n = self.samples_per_frame;
+        let quiet =
+            room.silence && self.overlay.is_none() && !(room.alone && self.alone_tone.is_some());
+        if quiet {
+            if self.leave_out_silent_frame() {
+                return FrameOut::default();
+            }
+        } else {
+            self.sound_frame();
+        }
         if let Some(overlay) = self.overlay.as_mut() {
             let pcm = &mut scratch.pcm[..n];
             let extra = &mut scratch.overlay[..n];
@@ -819,15 +888,38 @@ impl MediaLeg {
     }
 
     fn write_audio(&mut self, payload: &[u8], out: &mut [u8]) -> Option<usize> {
+        let marker = self.dtx.as_mut().is_some_and(DtxSender::take_marker);
         self.sender
             .write(
                 out,
                 self.payload_type,
-                false,
+                marker,
                 payload,
                 self.rtp_ticks_per_frame,
             )
             .ok()
+    }
+
+    /// Whether this silent frame is left out (the peer asked for DTX): if so, the RTP
+    /// timestamp moves on without a packet. A key press being sent is never left out, and
+    /// nothing is while we do not send at all.
+    fn leave_out_silent_frame(&mut self) -> bool {
+        let sending = self.remote.is_some() && self.send;
+        let keying = self.dtmf_out.is_some() || !self.dtmf_queue.is_empty();
+        let Some(dtx) = self.dtx.as_mut().filter(|_| sending && !keying) else {
+            return false;
+        };
+        if dtx.silent_frame() {
+            return false;
+        }
+        self.sender.skip(self.rtp_ticks_per_frame);
+        true
+    }
+
+    fn sound_frame(&mut self) {
+        if let Some(dtx) = self.dtx.as_mut() {
+            dtx.sound_frame();
+        }
     }
 
     /// This frame's RFC 4733 packet, if a key press is being sent: it replaces the audio
@@ -919,6 +1011,7 @@ mod tests {
             send: true,
             media_timeout: Some(Duration::from_secs(10)),
             media_timeout_on_hold: Some(Duration::from_secs(60)),
+            dtx: false,
         }
     }
 
@@ -1417,6 +1510,7 @@ mod tests {
             pcm: Some(&mix),
             lost_upstream: false,
             alone: false,
+            silence: false,
         };
         let frame = leg.room_frame(room, &mut scratch, &mut out);
         let transmit = frame.transmit.expect("sent");
@@ -1442,6 +1536,110 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    /// Sends `frame` `n` times; the RTP header of each packet that went out, `None` for a
+    /// frame left out.
+    fn send_room_frames(
+        leg: &mut MediaLeg,
+        frame: RoomFrame<'_>,
+        n: usize,
+    ) -> Vec<Option<(u16, u32, bool)>> {
+        let mut scratch = FrameScratch::new();
+        let mut out = [0u8; MAX_PACKET];
+        (0..n)
+            .map(|_| {
+                let transmit = leg.room_frame(frame, &mut scratch, &mut out).transmit?;
+                let p = parse_rtp(&out[..transmit.len]).expect("valid");
+                Some((p.sequence, p.timestamp, p.marker))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_peer_that_asked_for_dtx_gets_silence_every_400_ms_and_a_marked_resume() {
+        let (mut leg, t0) = leg_with(&LegConfig {
+            dtx: true,
+            ..config()
+        });
+        leg.set_remote(remote(true, true), t0);
+        leg.join_room();
+        let silence = RoomFrame {
+            payload: Some(&[0xFF; 160]),
+            silence: true,
+            ..RoomFrame::default()
+        };
+        let sound = RoomFrame {
+            payload: Some(&[0x42; 160]),
+            ..RoomFrame::default()
+        };
+        let talk = send_room_frames(&mut leg, sound, 2);
+        let (seq0, ts0, _) = talk[0].expect("sound goes out");
+        let quiet = send_room_frames(&mut leg, silence, 45);
+        let sent: Vec<usize> = (0..45).filter(|&i| quiet[i].is_some()).collect();
+        assert_eq!(
+            sent,
+            [0, 20, 40],
+            "the first silent frame, then one per 400 ms"
+        );
+        for (k, &i) in sent.iter().enumerate() {
+            let (seq, ts, marker) = quiet[i].expect("sent");
+            assert_eq!(
+                seq,
+                seq0.wrapping_add(2 + k as u16),
+                "no sequence gap: no loss"
+            );
+            assert_eq!(ts, ts0.wrapping_add(160 * (2 + i as u32)), "time runs on");
+            assert_eq!(marker, k > 0, "a packet after left-out frames is marked");
+        }
+        let back = send_room_frames(&mut leg, sound, 2);
+        let (seq, ts, marker) = back[0].expect("sound goes out");
+        assert_eq!(
+            (seq, ts, marker),
+            (seq0.wrapping_add(5), ts0.wrapping_add(160 * 47), true)
+        );
+        assert!(
+            !back[1].expect("sent").2,
+            "only the first packet of a spurt is marked"
+        );
+        // A key press pressed during a silence goes out at once.
+        send_room_frames(&mut leg, silence, 3);
+        leg.queue_dtmf('5').expect("queued");
+        assert!(send_room_frames(&mut leg, silence, 1)[0].is_some());
+        // Without `usedtx=1` every frame goes out.
+        let (mut plain, t0) = answered();
+        plain.set_remote(remote(true, true), t0);
+        plain.join_room();
+        assert!(
+            send_room_frames(&mut plain, silence, 45)
+                .iter()
+                .all(Option::is_some)
+        );
+    }
+
+    #[test]
+    fn outside_a_room_a_dtx_peer_gets_silence_every_400_ms_and_prompts_whole() {
+        let (mut leg, t0) = leg_with(&LegConfig {
+            dtx: true,
+            ..config()
+        });
+        leg.set_remote(remote(true, true), t0);
+        let mut scratch = FrameScratch::new();
+        let mut out = [0u8; MAX_PACKET];
+        let mut produced = |leg: &mut MediaLeg, n: usize| -> usize {
+            (0..n)
+                .filter(|k| {
+                    leg.produce(at(t0, 20 * *k as u64), &mut scratch, &mut out)
+                        .transmit
+                        .is_some()
+                })
+                .count()
+        };
+        assert_eq!(produced(&mut leg, 40), 2, "silence: one packet per 400 ms");
+        leg.set_mode(MediaMode::Play(
+            PromptPlayer::new(vec![8000i16; 16_000].into(), 8000).expect("rate"),
+        ));
+        assert_eq!(produced(&mut leg, 10), 10, "a prompt goes out whole");
     }
 
     #[test]

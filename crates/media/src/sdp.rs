@@ -287,6 +287,25 @@ pub struct NegotiatedAudio {
     pub srtp: Option<NegotiatedSrtp>,
 }
 
+impl NegotiatedAudio {
+    /// The peer prefers to receive Opus with discontinuous transmission (RFC 7587 §6.1
+    /// `usedtx=1`): silence may go out as a packet now and then instead of every frame.
+    pub fn peer_prefers_dtx(&self) -> bool {
+        self.opus_fmtp
+            .as_deref()
+            .is_some_and(|fmtp| fmtp_parameter(fmtp, "usedtx") == Some("1"))
+    }
+}
+
+/// The value of `name` in `a=fmtp` parameters written as `key=value;key=value` (RFC 7587
+/// §6.1; names are case-insensitive, blanks around separators are tolerated).
+fn fmtp_parameter<'a>(params: &'a str, name: &str) -> Option<&'a str> {
+    params.split(';').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
 /// A parsed SDP body (RFC 4566), reduced to what offer/answer needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionDescription {

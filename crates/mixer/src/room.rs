@@ -100,6 +100,9 @@ pub struct OutputFrame<'a> {
     pub payload: &'a [u8],
     /// Whether this is the payload shared with other participants (same bytes).
     pub shared: bool,
+    /// Whether this is the room's canned silence frame (nothing to hear): a sender may
+    /// leave it out towards a peer that asked for discontinuous transmission.
+    pub silence: bool,
 }
 
 /// What the last tick did, for tests, metrics and benchmarks.
@@ -885,12 +888,14 @@ impl Room {
             Route::Own => Some(OutputFrame {
                 payload: p.own.payload.get(..p.own.payload_len)?,
                 shared: false,
+                silence: false,
             }),
             Route::Shared => {
                 let c = self.codecs[codec_index(p.codec)].as_ref()?;
                 c.produced.then_some(OutputFrame {
                     payload: c.payload.get(..c.payload_len)?,
                     shared: true,
+                    silence: false,
                 })
             }
             Route::Silence => {
@@ -898,6 +903,7 @@ impl Room {
                 Some(OutputFrame {
                     payload: c.silence.get(..c.silence_len)?,
                     shared: true,
+                    silence: true,
                 })
             }
             Route::Forward => {
@@ -905,11 +911,13 @@ impl Room {
                 Some(OutputFrame {
                     payload: talker.received.get(..talker.received_len)?,
                     shared: true,
+                    silence: false,
                 })
             }
             Route::ForwardConverted => Some(OutputFrame {
                 payload: self.forward_converted.get(..self.forward_converted_len)?,
                 shared: true,
+                silence: false,
             }),
             Route::Gap => None,
             Route::FollowTalker => {
@@ -918,6 +926,7 @@ impl Room {
                 Some(OutputFrame {
                     payload: follow.payload.get(..follow.payload_len)?,
                     shared: true,
+                    silence: false,
                 })
             }
         }

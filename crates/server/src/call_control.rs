@@ -1248,6 +1248,7 @@ impl CallControl {
             telephone_event_pt: negotiated.telephone_event_pt,
             ptime_ms: negotiated.ptime_ms,
             audio_level_ext: negotiated.audio_level_ext,
+            dtx: negotiated.peer_prefers_dtx(),
             events: media_tx,
             srtp: negotiated.srtp.clone(),
         };
@@ -1793,6 +1794,7 @@ impl CallControl {
             telephone_event_pt: negotiated.telephone_event_pt,
             ptime_ms: negotiated.ptime_ms,
             audio_level_ext: negotiated.audio_level_ext,
+            dtx: negotiated.peer_prefers_dtx(),
             events: media_tx,
             srtp: negotiated.srtp.clone(),
         };

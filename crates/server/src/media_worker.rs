@@ -97,6 +97,8 @@ pub struct SessionSpec {
     pub ptime_ms: u32,
     /// RTP header extension id of the peer's RFC 6464 audio level, if it sends one.
     pub audio_level_ext: Option<u8>,
+    /// The peer asked for discontinuous transmission (Opus `usedtx=1`).
+    pub dtx: bool,
     /// Where DTMF and playback events go.
     pub events: CallSender<MediaEvent>,
     /// SRTP keys when the leg's media is encrypted.
@@ -560,6 +562,7 @@ impl Session {
             send: spec.send,
             media_timeout: spec.media_timeout,
             media_timeout_on_hold: spec.media_timeout_on_hold,
+            dtx: spec.dtx,
         };
         let seeds = LegSeeds {
             ssrc: rand::random(),
@@ -877,11 +880,13 @@ impl Session {
         let Some((_, pid)) = self.conference else {
             return;
         };
+        let output = room.output(pid);
         let frame = RoomFrame {
-            payload: room.output(pid).map(|frame| frame.payload),
+            payload: output.map(|frame| frame.payload),
             pcm: room.output_pcm(pid),
             lost_upstream: room.lost_upstream(pid),
             alone,
+            silence: output.is_some_and(|frame| frame.silence),
         };
         let frame = self.leg.room_frame(frame, scratch, packet);
         self.send_frame(frame, packet, counts);

@@ -1683,3 +1683,20 @@ fn negotiated_keys_never_show_in_debug_output() {
         assert!(!shown.contains(CM_KEY) && !shown.contains(&ours), "{shown}");
     }
 }
+
+#[test]
+fn a_peer_asking_for_dtx_is_seen_in_its_opus_fmtp() {
+    let mut n = answer_to(BARESIP, &all_codecs()).1;
+    assert!(!n.peer_prefers_dtx(), "no usedtx: continuous");
+    for (fmtp, wanted) in [
+        ("stereo=1;sprop-stereo=1;usedtx=1", true),
+        ("useinbandfec=1; usedtx=1", true),
+        ("USEDTX=1", true),
+        ("usedtx=0;useinbandfec=1", false),
+        ("usedtx", false),
+        ("notusedtx=1", false),
+    ] {
+        n.opus_fmtp = Some(fmtp.to_owned());
+        assert_eq!(n.peer_prefers_dtx(), wanted, "{fmtp}");
+    }
+}
