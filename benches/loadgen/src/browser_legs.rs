@@ -148,7 +148,13 @@ struct Participant {
     /// The tone check, while it runs: decoder, meter, frames still to decode.
     check: Option<(Decoder, ToneMeter, u32)>,
     reading: Option<ToneReading>,
+    /// Frames without voice in a row (for DTX).
+    quiet_frames: u64,
 }
+
+/// While a DTX sender is silent it sends one frame in this many (400 ms at 20 ms), as
+/// libopus's DTX under Chrome does (RFC 7587 §3.1.3).
+const DTX_EVERY_FRAMES: u64 = 20;
 
 /// The pre-encoded frames every publisher sends from (see `media_io::spawn_sender`).
 struct Frames {
@@ -296,6 +302,8 @@ impl PeerLeg {
 /// Everything the I/O thread keeps.
 struct LegsThread {
     frames: Frames,
+    /// Publishers pause while silent, as browsers asked for DTX do.
+    dtx: bool,
     map: ClockMap,
     participants: Vec<Participant>,
     result: BrowserResult,
@@ -331,6 +339,7 @@ impl LegsThread {
             media_time: seed & 0xffff_ffff,
             check: None,
             reading: None,
+            quiet_frames: 0,
         });
     }
 
@@ -380,8 +389,14 @@ impl LegsThread {
             p.whep.run_timer(now, errors);
             if let Some(k) = frame {
                 let frame = self.frames.frame(p.role, k);
-                p.whip
-                    .send_frame(now, p.media_time, frame, &mut rtp, errors);
+                let voice = frame.2;
+                p.quiet_frames = if voice { 0 } else { p.quiet_frames + 1 };
+                // A browser asked for DTX sends the first silent frame, then one per 400 ms.
+                let left_out = self.dtx && !voice && p.quiet_frames % DTX_EVERY_FRAMES != 1;
+                if !left_out {
+                    p.whip
+                        .send_frame(now, p.media_time, frame, &mut rtp, errors);
+                }
                 // The clock runs whether or not the frame went out, as a browser's.
                 p.media_time += FRAME_TICKS;
             }
@@ -414,6 +429,7 @@ impl LegsThread {
 pub fn spawn(
     pattern: TalkPattern,
     talkers: usize,
+    dtx: bool,
     commands: mpsc::Receiver<BrowserCommand>,
     live: Arc<LiveCounts>,
     tx: Arc<TxCounters>,
@@ -425,6 +441,7 @@ pub fn spawn(
             // Made here: the receive buffers hold raw pointers, which stay on this thread.
             let mut thread = LegsThread {
                 frames,
+                dtx,
                 map: ClockMap::now(),
                 participants: Vec::new(),
                 result: BrowserResult::default(),

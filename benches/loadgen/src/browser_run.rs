@@ -140,6 +140,7 @@ pub fn run(cli: &Cli, server: &ServerProcess) -> anyhow::Result<Report> {
     let legs = browser_legs::spawn(
         pattern,
         cli.speakers_per_room,
+        cli.dtx,
         commands,
         live.clone(),
         tx_counters.clone(),
@@ -254,6 +255,7 @@ pub fn run(cli: &Cli, server: &ServerProcess) -> anyhow::Result<Report> {
         codec: media::codec::CodecKind::Opus,
         talk_pattern: pattern,
         audio_level: true,
+        dtx: cli.dtx,
         server_args: cli.server_args.clone(),
         established,
         failed: n - established,

@@ -186,7 +186,8 @@ struct Cli {
     #[arg(long)]
     audio_level: bool,
     /// Opus participants ask for discontinuous transmission (RFC 7587 `usedtx=1`), so the
-    /// server may leave out the silent frames it would send them.
+    /// server may leave out the silent frames it would send them; browser-style
+    /// participants pause while silent, as browsers do that the server asked for DTX.
     #[arg(long)]
     dtx: bool,
     /// After the run (server stopped), measure the kernel floor for the same participants
@@ -650,6 +651,7 @@ struct Report {
     codec: CodecKind,
     talk_pattern: TalkPattern,
     audio_level: bool,
+    dtx: bool,
     server_args: Vec<String>,
     established: usize,
     failed: usize,
@@ -694,12 +696,17 @@ impl Report {
         let scenario = match (self.leg, self.mode) {
             (LegKind::Webrtc, _) => format!(
                 "{} browser-style participants (WHIP publisher + WHEP listener, DTLS-SRTP, \
-                 str0m), {} rooms, {} talkers/room ({}), opus 32 kbit/s, encoded silence \
-                 (no DTX), audio levels sent",
+                 str0m), {} rooms, {} talkers/room ({}), opus 32 kbit/s, {}, audio levels \
+                 sent",
                 self.participants,
                 self.rooms,
                 self.speakers_per_room,
                 pattern_name(self.talk_pattern),
+                if self.dtx {
+                    "silent publishers pause (DTX)"
+                } else {
+                    "encoded silence (no DTX)"
+                },
             ),
             (LegKind::Sip, Mode::Rooms) => format!(
                 "{} participants, {} rooms, {} talkers/room ({}), {}{}",
@@ -708,10 +715,11 @@ impl Report {
                 self.speakers_per_room,
                 pattern_name(self.talk_pattern),
                 self.codec.name(),
-                if self.audio_level {
-                    ", audio levels sent"
-                } else {
-                    ""
+                match (self.audio_level, self.dtx) {
+                    (true, true) => ", audio levels sent, asking for DTX",
+                    (true, false) => ", audio levels sent",
+                    (false, true) => ", asking for DTX",
+                    (false, false) => "",
                 }
             ),
             (LegKind::Sip, Mode::Pairs) => format!(
@@ -969,6 +977,7 @@ impl Report {
             "codec": self.codec.name(),
             "talk_pattern": pattern_name(self.talk_pattern),
             "audio_level": self.audio_level,
+            "dtx": self.dtx,
             "server_args": self.server_args,
             "calls_established": self.established,
             "calls_failed": self.failed,
@@ -1330,6 +1339,7 @@ fn run(
         codec,
         talk_pattern: pattern,
         audio_level: cli.audio_level,
+        dtx: cli.dtx,
         server_args: cli.server_args.clone(),
         established,
         failed,

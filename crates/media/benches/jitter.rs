@@ -59,7 +59,7 @@ impl Fleet {
         let played = match jb.pop(tick) {
             Playout::Frame { payload, .. } => payload.len(),
             Playout::Lost { .. } => 1,
-            Playout::Empty => 0,
+            Playout::Empty | Playout::Paused => 0,
         };
         self.next += 1;
         if self.next == STREAMS {

@@ -103,9 +103,11 @@ pub enum Playout<'a> {
         /// recover the missing frame from its in-band FEC (RFC 6716 §2.1.7).
         next: Option<&'a [u8]>,
     },
-    /// Nothing to play: not started, between talk spurts, or a longer packet still covers
-    /// this tick.
+    /// Nothing to play: not started, or a longer packet still covers this tick.
     Empty,
+    /// Nothing to play: the sender pauses between talk spurts (silence suppression, RFC 3551
+    /// §4.1, or Opus DTX, RFC 7587 §3.1.3). Not a loss: nothing to conceal.
+    Paused,
 }
 
 /// What `push` did with a packet.
@@ -644,12 +646,12 @@ impl JitterBuffer {
         }
         let Some(mut p) = self.first_buffered() else {
             if !self.playing {
-                return Playout::Empty;
+                return self.idle();
             }
             self.underruns += 1;
             if self.underruns > self.cfg.max_underrun_frames {
                 self.playing = false;
-                return Playout::Empty;
+                return self.idle();
             }
             self.play_ts += self.frame;
             self.stats.concealed += 1;
@@ -667,7 +669,7 @@ impl JitterBuffer {
         if !self.playing {
             let lag = now_ticks - (p.ts + self.min_transit);
             if lag < self.target {
-                return Playout::Empty;
+                return self.idle();
             }
             self.count_lost(u64::from(p.seq.wrapping_sub(self.next_seq)));
             self.next_seq = p.seq;
@@ -749,6 +751,16 @@ impl JitterBuffer {
         }
     }
 
+    /// Nothing plays between talk spurts: the sender pauses once a spurt has played, or the
+    /// first has not started yet.
+    fn idle(&self) -> Playout<'static> {
+        if self.consumed_any {
+            Playout::Paused
+        } else {
+            Playout::Empty
+        }
+    }
+
     fn emit(&mut self, p: Slot) -> Playout<'_> {
         let idx = self.slot_index(p.seq);
         self.slots[idx].state = SlotState::Played;
@@ -798,7 +810,7 @@ mod tests {
                 payload, rtp_ts, ..
             } => Out::Frame(payload[0], rtp_ts),
             Playout::Lost { .. } => Out::Lost,
-            Playout::Empty => Out::Empty,
+            Playout::Empty | Playout::Paused => Out::Empty,
         }
     }
 
@@ -1097,6 +1109,7 @@ mod tests {
         let mut jb = JitterBuffer::with_rate(8000, 20);
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut out = Vec::new();
+        let mut paused = Vec::new();
         // Spurt 1: seq 0..5; silence of 1 s (ts jumps 8000), spurt 2: seq 5..10.
         for tick in 0..80u64 {
             let now_ms = tick * FRAME_MS;
@@ -1110,7 +1123,9 @@ mod tests {
                     jb.push(i, ts, &[i as u8], at(arrive));
                 }
             }
-            out.push(take(jb.pop(at(now_ms + 5))));
+            let playout = jb.pop(at(now_ms + 5));
+            paused.push(matches!(playout, Playout::Paused));
+            out.push(take(playout));
         }
         assert_eq!(frames(&out), (0..10).collect::<Vec<u8>>());
         let st = jb.stats();
@@ -1118,6 +1133,23 @@ mod tests {
         // Only the underrun concealment after each spurt (3 frames = 60 ms).
         assert_eq!(count_lost(&out), 6, "{out:?}");
         assert_eq!(st.concealed, 6);
+        // Nothing plays before the first spurt (not a pause), then the sender pauses from
+        // the end of the first spurt's concealment to the start of the second.
+        let first = out
+            .iter()
+            .position(|o| matches!(o, Out::Frame(..)))
+            .expect("played");
+        assert!(!paused[..first].iter().any(|&p| p), "{paused:?}");
+        let second = out
+            .iter()
+            .position(|o| *o == Out::Frame(5, 8000 + 5 * 160))
+            .expect("second spurt");
+        let pause_start = first + 5 + 3;
+        assert!(
+            paused[pause_start..second].iter().all(|&p| p) && second - pause_start > 30,
+            "{paused:?}"
+        );
+        assert!(!paused[second..].iter().take(5).any(|&p| p));
     }
 
     #[test]

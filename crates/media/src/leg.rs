@@ -198,6 +198,9 @@ pub enum Heard<'a> {
     Pcm(usize, Option<&'a [u8]>),
     /// Not decoded: the sender reported this level (dBov) and the room could not hear it.
     LevelOnly(f32),
+    /// Samples of silence in the `heard` buffer: the sender pauses between talk spurts
+    /// (silence suppression or DTX), which is not a loss.
+    Pause(usize),
 }
 
 /// What a conference room made for this leg on this tick. This crate does not know the
@@ -686,9 +689,9 @@ impl MediaLeg {
         out: &mut [u8],
     ) -> FrameOut {
         let n = self.samples_per_frame;
-        let Heard::Pcm(..) = self.decode(now, &mut scratch.heard, |_| false) else {
+        if let Heard::LevelOnly(_) = self.decode(now, &mut scratch.heard, |_| false) {
             return FrameOut::default();
-        };
+        }
         if matches!(self.mode, MediaMode::Silence) && self.leave_out_silent_frame() {
             return FrameOut::default();
         }

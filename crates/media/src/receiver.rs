@@ -88,6 +88,10 @@ impl AudioReceiver {
             Playout::Lost { next: Some(next) } => (self.decoder.conceal_before(next, heard), None),
             Playout::Lost { next: None } => (self.decoder.conceal(heard), None),
             Playout::Empty => (0, None),
+            Playout::Paused => {
+                heard.fill(0);
+                return Heard::Pause(n);
+            }
         };
         if decoded < n {
             heard[decoded..].fill(0);
@@ -161,6 +165,53 @@ mod tests {
         assert!(
             energies[first..first + 8].iter().all(|&e| e > 1e6),
             "eight frames of tone in a row, the lost one made up: {energies:?}"
+        );
+    }
+
+    /// A DTX sender's pause (RFC 7587 §3.1.3: the timestamp jumps, the sequence number
+    /// does not) is heard as a pause after the buffer's underrun concealment, not as loss.
+    #[test]
+    fn a_dtx_pause_is_a_pause_not_a_loss() {
+        let mut encoder = Encoder::new(CodecKind::Opus).unwrap();
+        let mut receiver = AudioReceiver::new(CodecKind::Opus, 20).unwrap();
+        let t0 = Instant::now();
+        let mut out = [0u8; 1500];
+        // Five frames of talk, then 400 ms of nothing, then the next packet (seq 5).
+        let sends = (0..5u16).map(|i| (i, u32::from(i) * 960, u64::from(i) * 20));
+        let sends = sends.chain([(5, 25 * 960, 500)]);
+        let mut heard = [0i16; MAX_FRAME_SAMPLES];
+        let mut kinds = Vec::new();
+        let mut pending: Vec<(u16, u32, u64)> = sends.collect();
+        for tick in 0..40u64 {
+            let now_ms = tick * 20;
+            pending.retain(|&(seq, ts, at)| {
+                if at > now_ms {
+                    return true;
+                }
+                let n = encoder
+                    .encode(&tone(usize::from(seq) * 320), &mut out)
+                    .unwrap();
+                receiver.push(seq, ts, &out[..n], None, t0 + Duration::from_millis(at));
+                false
+            });
+            kinds.push(
+                match receiver.decode(t0 + Duration::from_millis(now_ms + 5), &mut heard, |_| {
+                    false
+                }) {
+                    Heard::Pause(_) => 'p',
+                    Heard::Pcm(..) => 'f',
+                    Heard::LevelOnly(_) => 'l',
+                },
+            );
+        }
+        let kinds: String = kinds.into_iter().collect();
+        let stats = receiver.stats();
+        assert_eq!(stats.lost, 0, "{stats:?}");
+        assert!(kinds.contains("ppppp"), "{kinds}");
+        let talk_ends = kinds.find('p').expect("a pause");
+        assert!(
+            kinds[talk_ends..].contains('f'),
+            "the next spurt plays: {kinds}"
         );
     }
 

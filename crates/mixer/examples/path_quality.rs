@@ -409,6 +409,7 @@ fn through_room(
                 room.put_frame(id_a, &pcm[..frame_a]);
             }
             Playout::Empty => room.put_frame(id_a, &[]),
+            Playout::Paused => room.put_pause(id_a, &[]),
         }
         silent_b.feed(&mut room, id_b)?;
         silent_c.feed(&mut room, id_c)?;

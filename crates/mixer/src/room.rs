@@ -323,6 +323,8 @@ struct Participant {
     received: Box<[u8]>,
     received_len: usize,
     has_received: bool,
+    /// This tick's input is a pause of the sender (DTX, silence suppression), not a loss.
+    paused: bool,
     /// Last tick's input: primes the upsampler when the participant becomes a speaker.
     prev_input: Box<[i16]>,
     has_input: bool,
@@ -657,6 +659,7 @@ impl Room {
             received: vec![0; payload_capacity(codec, cfg.ptime_ms)].into_boxed_slice(),
             received_len: 0,
             has_received: false,
+            paused: false,
             prev_input: vec![0; codec_frame].into_boxed_slice(),
             has_input: false,
             had_input: false,
@@ -797,6 +800,16 @@ impl Room {
     pub fn put_frame(&mut self, id: ParticipantId, pcm: &[i16]) {
         if let Some(p) = self.get_mut(id) {
             p.take_pcm(pcm);
+        }
+    }
+
+    /// This tick's input of a participant whose sender pauses between talk spurts (DTX or
+    /// silence suppression): silence like [`put_frame`](Self::put_frame), but a forwarded
+    /// talker's pause is no loss to pass on to its listeners: they hear the shared mix.
+    pub fn put_pause(&mut self, id: ParticipantId, pcm: &[i16]) {
+        if let Some(p) = self.get_mut(id) {
+            p.take_pcm(pcm);
+            p.paused = true;
         }
     }
 
@@ -1331,6 +1344,7 @@ impl Room {
         self.config.forward_lone_talker
             && p.codec == CodecKind::Opus
             && !p.has_received
+            && !p.paused
             && p.heard_as_sent(self.config.agc)
     }
 
@@ -1484,6 +1498,7 @@ impl Room {
             p.had_input = p.has_input;
             p.has_input = false;
             p.has_received = false;
+            p.paused = false;
         }
         self.stats.participants = self.participants.len();
         self.stats.events_dropped = self.events.dropped;

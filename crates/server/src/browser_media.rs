@@ -430,6 +430,7 @@ impl BrowserParticipant {
         {
             Heard::Pcm(n, Some(payload)) => room.put_encoded_frame(pid, &heard[..n], payload),
             Heard::Pcm(n, None) => room.put_frame(pid, &heard[..n]),
+            Heard::Pause(n) => room.put_pause(pid, &heard[..n]),
             Heard::LevelOnly(level) => {
                 room.put_level(pid, level);
                 counts.not_decoded += 1;

@@ -1070,6 +1070,7 @@ impl Worker {
                         room.put_encoded_frame(pid, &heard[..n], payload)
                     }
                     Heard::Pcm(n, None) => room.put_frame(pid, &heard[..n]),
+                    Heard::Pause(n) => room.put_pause(pid, &heard[..n]),
                     Heard::LevelOnly(level) => {
                         room.put_level(pid, level);
                         counts.not_decoded += 1;

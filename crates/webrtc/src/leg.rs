@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::change::SdpOffer;
-use str0m::format::Codec;
+use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, MediaData, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap};
@@ -98,10 +98,10 @@ impl WebRtcLeg {
     ///
     /// The answer is ICE-lite with one host candidate ([`WebRtcConfig::advertised`]), DTLS
     /// `setup:passive` for an `actpass` offer, and the first audio m-line that offers Opus,
-    /// answered with `opus/48000/2` `minptime=10;useinbandfec=1` and, when offered, the
-    /// RFC 6464 audio level and the `mid` header extensions. A browser's `usedtx=1` is
-    /// accepted (it only asks us for DTX, which is up to the caller's encoder); the answer does
-    /// not ask the browser for DTX. Video, further audio m-lines and data
+    /// answered with `opus/48000/2` `minptime=10;useinbandfec=1;usedtx=1` (the browser pauses
+    /// while its user is silent) and, when offered, the RFC 6464 audio level and the `mid`
+    /// header extensions. A browser's own `usedtx=1` is accepted (it asks us for DTX, which
+    /// is up to the caller). Video, further audio m-lines and data
     /// channels in the offer are answered as str0m does (video rejected) and their media is
     /// ignored. `now` starts the leg's clock.
     pub fn answer(
@@ -578,6 +578,9 @@ pub(crate) fn negotiated_opus(rtc: &Rtc, mid: Mid) -> Option<(Pt, bool)> {
 /// str0m configured for an audio leg: ICE-lite when answering a browser, a full ICE agent
 /// when the server offers (a client of a meeting's WHIP/WHEP endpoints, where the meeting
 /// may itself be ICE-lite and one side must run the checks).
+/// Payload type of Opus in our offers (str0m's and Chrome's choice).
+const OPUS_PT: Pt = Pt::new_with_value(111);
+
 pub(crate) fn rtc_config(ice_lite: bool) -> RtcConfig {
     // Only what an audio leg uses: the level for talker display and mixing decisions, and the
     // mid so that str0m finds the m-line of a stream even without `a=ssrc` lines (WHIP
@@ -588,12 +591,28 @@ pub(crate) fn rtc_config(ice_lite: bool) -> RtcConfig {
     let mut config = Rtc::builder()
         .set_ice_lite(ice_lite)
         .clear_codecs()
-        .enable_opus(true, false)
         .set_extension_map(extensions)
         // 0 = hand on each packet as it arrives, out of order included. The default (15)
         // holds everything after a lost packet for up to 300 ms waiting for it, which the
         // room's jitter buffer would then see as a burst of late packets.
         .set_reordering_size_audio(0);
+    // str0m's own Opus entry (enable_opus), plus `usedtx=1`: a browser then sends a packet
+    // every 400 ms instead of every 20 ms while its user is silent (RFC 7587 §3.1.3), and in
+    // a room most are silent most of the time. Its jitter buffer pauses are not losses
+    // (`Heard::Pause`), so nothing downstream conceals them.
+    config.codec_config().add_config(
+        OPUS_PT,
+        None,
+        Codec::Opus,
+        Frequency::FORTY_EIGHT_KHZ,
+        Some(2),
+        FormatParams {
+            min_p_time: Some(10),
+            use_inband_fec: Some(true),
+            use_dtx: Some(true),
+            ..FormatParams::default()
+        },
+    );
     // str0m's Opus offers transport-cc feedback by default; without the transport-cc header
     // extension (left out above) there is nothing to give feedback on.
     for params in config.codec_config().iter_mut() {

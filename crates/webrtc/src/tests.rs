@@ -511,6 +511,10 @@ fn answers_a_chrome_offer_with_usedtx_with_opus_only() {
         .expect("Chrome's offer answered");
     assert!(answer.contains("a=rtpmap:111 opus/48000/2"), "{answer}");
     assert!(answer.contains("useinbandfec=1"), "{answer}");
+    assert!(
+        answer.contains("usedtx=1"),
+        "the browser is asked for DTX:\n{answer}"
+    );
     assert!(answer.contains("a=mid:0"), "{answer}");
     assert!(answer.contains("a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level"));
     for absent in [
@@ -523,6 +527,12 @@ fn answers_a_chrome_offer_with_usedtx_with_opus_only() {
         assert!(!answer.contains(absent), "answer has {absent}:\n{answer}");
     }
     assert!(!leg.is_connected());
+    // Chrome's default offer has no usedtx: it is still answered, and asked for DTX.
+    let plain = CHROME_OFFER.replace(";usedtx=1", "");
+    let (_, answer) = WebRtcLeg::answer(&WebRtcConfig::new(SERVER), &plain, Instant::now())
+        .expect("Chrome's default offer answered");
+    assert!(answer.contains("a=rtpmap:111 opus/48000/2"), "{answer}");
+    assert!(answer.contains("usedtx=1"), "{answer}");
 }
 
 #[test]

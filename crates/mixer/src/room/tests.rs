@@ -1283,6 +1283,34 @@ fn an_opus_packet_lost_upstream_is_passed_on_as_a_gap() {
     assert_eq!(room.output(opus).unwrap().payload, talker.sent());
 }
 
+/// A forwarded Opus talker that pauses (DTX, its jitter buffer between spurts) is no loss:
+/// within its hang-over its listeners get the room's own mix, not a gap in their stream.
+#[test]
+fn an_opus_talkers_pause_is_not_passed_on_as_a_loss() {
+    let mut room = Room::new(MixerConfig::default());
+    let mut talker = EncodingCaller::join(&mut room, CodecKind::Opus, 440.0, -20.0);
+    let opus = room.add(ParticipantOptions::new(CodecKind::Opus)).unwrap();
+    for _ in 0..10 {
+        talker.speak(&mut room);
+        room.tick();
+        assert_eq!(room.output(opus).unwrap().payload, talker.sent());
+    }
+    room.put_pause(talker.caller.id, &[0; 320]);
+    room.tick();
+    assert!(
+        room.is_mixed(talker.caller.id),
+        "still within its hang-over"
+    );
+    assert!(!room.lost_upstream(opus));
+    let heard = room.output(opus).expect("the listener gets a frame");
+    assert_ne!(heard.payload, talker.sent());
+    assert_eq!(room.stats().mix_plan.gaps, 0);
+    // Talk resumes: forwarded again.
+    talker.speak(&mut room);
+    room.tick();
+    assert_eq!(room.output(opus).unwrap().payload, talker.sent());
+}
+
 /// After a quiet room, a lone G.722 talker's codes reach G.722 listeners byte for byte (one
 /// generation of coding, not two). A frame the talker's packet is missing for is coded from
 /// where the listeners' decoders are, and when a second talker starts the listeners move to
