@@ -830,12 +830,15 @@ impl Baresip {
     /// Makes the client ask for Opus discontinuous transmission (baresip's `opus_dtx`, which
     /// offers `usedtx=1`).
     pub fn asking_for_dtx(self) -> Self {
+        self.with_config_line("opus_dtx\t\tyes")
+    }
+
+    /// Adds `line` to the client's config file.
+    fn with_config_line(self, line: &str) -> Self {
         let config = self.dir.path().join("config");
         let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(
-            "opus_dtx		yes
-",
-        );
+        text.push_str(line);
+        text.push('\n');
         std::fs::write(&config, text).unwrap();
         self
     }
@@ -843,11 +846,7 @@ impl Baresip {
     /// Makes the client offer and send the RFC 6464 audio level of every packet (baresip's
     /// `audio_level` setting), as WebRTC browsers do.
     pub fn with_audio_level(self) -> Self {
-        let config = self.dir.path().join("config");
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str("audio_level\t\tyes\n");
-        std::fs::write(&config, text).unwrap();
-        self
+        self.with_config_line("audio_level\t\tyes")
     }
 
     /// Makes the client register as `extension` with `password` at the server in the test
@@ -940,11 +939,7 @@ impl Baresip {
             ),
         )
         .unwrap();
-        let config = self.dir.path().join("config");
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(&format!("sip_cafile\t\t{}\n", ca_pem.display()));
-        std::fs::write(&config, text).unwrap();
-        self
+        self.with_config_line(&format!("sip_cafile\t\t{}", ca_pem.display()))
     }
 
     /// Makes the client ring without answering (a phone nobody picks up).
