@@ -78,11 +78,23 @@ fn open_session(
     Ok(location)
 }
 
-/// A new peer for `role` on a fresh loopback socket.
-fn new_peer(role: PeerRole) -> anyhow::Result<(BrowserPeer, UdpSocket, String)> {
+/// A new peer for `role` on a fresh loopback socket; with `dtx`, its offer asks to receive
+/// DTX (`usedtx=1` munged into the Opus fmtp, as a page does before setLocalDescription).
+fn new_peer(role: PeerRole, dtx: bool) -> anyhow::Result<(BrowserPeer, UdpSocket, String)> {
     let sock = UdpSocket::bind("127.0.0.1:0").context("binding a WebRTC socket")?;
     let (peer, offer) = BrowserPeer::offer(sock.local_addr()?, role, Instant::now())?;
+    let offer = if dtx { asking_for_dtx(&offer) } else { offer };
     Ok((peer, sock, offer))
+}
+
+/// `sdp` with `usedtx=1` added to str0m's Opus fmtp line (payload type 111).
+fn asking_for_dtx(sdp: &str) -> String {
+    sdp.split_inclusive("\r\n")
+        .map(|line| match line.strip_prefix("a=fmtp:111 ") {
+            Some(params) => format!("a=fmtp:111 {};usedtx=1\r\n", params.trim_end()),
+            None => line.to_owned(),
+        })
+        .collect()
 }
 
 /// Sets up one participant of `room`: WHIP, then WHEP tied to it; `Err(Refused)` when the
@@ -90,11 +102,12 @@ fn new_peer(role: PeerRole) -> anyhow::Result<(BrowserPeer, UdpSocket, String)> 
 fn set_up(
     server: &ServerProcess,
     room: &str,
+    dtx: bool,
 ) -> anyhow::Result<Result<(PeerLeg, PeerLeg, Sessions), Refused>> {
     let Some(tokens) = server.tokens.get(room) else {
         bail!("no tokens for room {room}");
     };
-    let (mut whip, whip_sock, offer) = new_peer(PeerRole::Publish)?;
+    let (mut whip, whip_sock, offer) = new_peer(PeerRole::Publish, false)?;
     let whip_url = match open_session(
         server,
         &mut whip,
@@ -109,7 +122,7 @@ fn set_up(
     let Some(publisher) = http_client::resource_id(&whip_url) else {
         return Ok(Err(Refused(201)));
     };
-    let (mut whep, whep_sock, offer) = new_peer(PeerRole::Listen)?;
+    let (mut whep, whep_sock, offer) = new_peer(PeerRole::Listen, dtx)?;
     let path = format!("/whep/rooms/{room}?publisher={publisher}");
     match open_session(server, &mut whep, &whep_sock, &path, &tokens.whep, &offer) {
         Ok(whep_url) => Ok(Ok((
@@ -156,7 +169,7 @@ pub fn run(cli: &Cli, server: &ServerProcess) -> anyhow::Result<Report> {
             std::thread::sleep(wait);
         }
         let room = (1000 + i % cli.rooms).to_string();
-        match set_up(server, &room)? {
+        match set_up(server, &room, cli.dtx)? {
             Ok((whip, whep, urls)) => {
                 sessions.push(urls);
                 let participant = NewParticipant {

@@ -187,7 +187,8 @@ struct Cli {
     audio_level: bool,
     /// Opus participants ask for discontinuous transmission (RFC 7587 `usedtx=1`), so the
     /// server may leave out the silent frames it would send them; browser-style
-    /// participants pause while silent, as browsers do that the server asked for DTX.
+    /// participants pause while silent, as browsers do that the server asked for DTX, and
+    /// their listening sessions ask for DTX too.
     #[arg(long)]
     dtx: bool,
     /// After the run (server stopped), measure the kernel floor for the same participants

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{CodecError, CodecKind, Encoder};
 use crate::dtmf::{DtmfReceiver, DtmfSender};
+use crate::dtx::DtxSender;
 use crate::jitter::JitterStats;
 use crate::receiver::AudioReceiver;
 use crate::relay::RelayStream;
@@ -35,10 +36,6 @@ pub const MAX_FRAME_SAMPLES: usize = 2880;
 const DTMF_QUEUE: usize = 32;
 /// How long each key press we send lasts (RFC 4733 events; 100 ms is what phones send).
 const DTMF_MS: u32 = 100;
-/// While a peer that asked for discontinuous transmission hears nothing, it still gets one
-/// packet this often, as libopus's own DTX sends one (RFC 7587 §3.1.3): its NAT binding and
-/// media timeout stay alive, and so does our SSRC in its jitter buffer.
-const DTX_KEEPALIVE_MS: u32 = 400;
 
 /// What a leg sends when it is not in a conference room.
 #[derive(Debug)]
@@ -96,7 +93,7 @@ pub struct LegConfig<'a> {
     /// The same while the peer holds the call or only listens.
     pub media_timeout_on_hold: Option<Duration>,
     /// The peer asked for discontinuous transmission (Opus `usedtx=1`): silence goes out as
-    /// a packet every [`DTX_KEEPALIVE_MS`], not every frame.
+    /// a packet every [`DTX_KEEPALIVE_MS`](crate::dtx::DTX_KEEPALIVE_MS), not every frame.
     pub dtx: bool,
 }
 
@@ -352,48 +349,6 @@ pub struct MediaLeg {
     alone_tone: Option<ToneGenerator>,
     /// Discontinuous transmission, for a peer that asked for it.
     dtx: Option<DtxSender>,
-}
-
-/// Leaves out silent frames towards a peer that prefers discontinuous transmission
-/// (RFC 7587 §6.1 `usedtx=1`), as RFC 3551 §4.1 silence suppression: the first silent frame
-/// goes out (the peer's decoder settles on silence), then one every [`DTX_KEEPALIVE_MS`];
-/// the RTP timestamp runs on and the sequence number does not, so the peer sees a pause,
-/// not loss. The first packet after a pause carries the marker bit.
-#[derive(Debug)]
-struct DtxSender {
-    /// Frames into the current silence, modulo `keepalive_frames`; 0 sends.
-    phase: u32,
-    keepalive_frames: u32,
-    /// A frame was left out since the last packet.
-    paused: bool,
-}
-
-impl DtxSender {
-    fn new(ptime_ms: u32) -> Self {
-        Self {
-            phase: 0,
-            keepalive_frames: (DTX_KEEPALIVE_MS / ptime_ms.max(1)).max(1),
-            paused: false,
-        }
-    }
-
-    /// Whether this silent frame goes out.
-    fn silent_frame(&mut self) -> bool {
-        let send = self.phase == 0;
-        self.phase = (self.phase + 1) % self.keepalive_frames;
-        self.paused |= !send;
-        send
-    }
-
-    /// A frame with sound: the next silence starts with a packet again.
-    fn sound_frame(&mut self) {
-        self.phase = 0;
-    }
-
-    /// The marker bit for the packet going out now (the first after a pause).
-    fn take_marker(&mut self) -> bool {
-        std::mem::take(&mut self.paused)
-    }
 }
 
 impl MediaLeg {

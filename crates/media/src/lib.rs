@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod dtmf;
+pub mod dtx;
 pub mod g711;
 pub mod g722;
 pub mod jitter;

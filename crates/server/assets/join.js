@@ -116,6 +116,16 @@
   }
 
   // No trickle ICE: the offer goes out with every candidate in it.
+  // Asks the server for Opus DTX (RFC 7587 usedtx=1): while nobody talks it then sends a
+  // packet every 400 ms instead of every 20 ms. Chrome's offer does not ask by itself.
+  function askingForDtx(offer) {
+    const opus = /^a=rtpmap:(\d+) opus\/48000/im.exec(offer.sdp);
+    if (!opus) return offer;
+    const fmtp = new RegExp(`^(a=fmtp:${opus[1]} [^\r\n]*)$`, 'm');
+    const sdp = offer.sdp.replace(fmtp, (line) => (/usedtx=/.test(line) ? line : `${line};usedtx=1`));
+    return { type: offer.type, sdp };
+  }
+
   function gatheringComplete(connection) {
     if (connection.iceGatheringState === 'complete') return Promise.resolve();
     return new Promise((resolve) => {
@@ -191,7 +201,7 @@
         remote.play().catch(() => {});
       };
       connection.onconnectionstatechange = () => connectionChanged(connection, mine);
-      await connection.setLocalDescription(await connection.createOffer());
+      await connection.setLocalDescription(askingForDtx(await connection.createOffer()));
       await gatheringComplete(connection);
       const response = await fetch(`/join/${encodeURIComponent(room)}/sessions`, {
         method: 'POST',

@@ -23,6 +23,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use media::codec::CodecKind;
+use media::dtx::DtxSender;
 use media::leg::{Heard, MAX_PACKET};
 use media::receiver::AudioReceiver;
 use mixer::{ParticipantId, Room};
@@ -162,11 +163,18 @@ struct BrowserLeg {
     ended: Option<SessionEnd>,
     reports: Sender<BrowserReport>,
     connected: Option<Sender<SessionId>>,
+    /// The client asked for DTX (`usedtx=1`): the room's silence goes out now and then.
+    dtx: Option<DtxSender>,
 }
 
 impl BrowserLeg {
     fn new(start: BrowserStart, local: SocketAddr) -> Self {
+        let dtx = start
+            .leg
+            .peer_prefers_dtx()
+            .then(|| DtxSender::new(tick_ms()));
         Self {
+            dtx,
             session: start.session,
             local,
             socket: start.socket,
@@ -455,6 +463,18 @@ impl BrowserParticipant {
         let Some(frame) = room.output(self.pid) else {
             return;
         };
+        if let Some(dtx) = leg.dtx.as_mut() {
+            if !frame.silence {
+                dtx.sound_frame();
+            } else if !dtx.silent_frame() {
+                // Left out: the timestamp has run on, the sequence number does not.
+                leg.flush(counts);
+                return;
+            }
+            if dtx.take_marker() {
+                leg.leg.start_talkspurt();
+            }
+        }
         match leg.leg.send_opus(now, timestamp, frame.payload, None) {
             Ok(()) => counts.sent += 1,
             // Not connected yet, or reconnecting: the mix goes on without this client.

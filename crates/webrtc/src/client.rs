@@ -19,7 +19,7 @@ use tracing::debug;
 use crate::config::WebRtcConfig;
 use crate::error::WebRtcError;
 use crate::leg::{
-    Negotiated, WebRtcLeg, add_host_candidate, drain_new, negotiated_opus, rtc_config,
+    Negotiated, WebRtcLeg, add_host_candidate, asks_for_dtx, drain_new, negotiated_opus, rtc_config,
 };
 use crate::offer::{parse_complaint, summarize};
 
@@ -166,6 +166,7 @@ impl PendingClientLeg {
                 mid: self.mid,
                 opus_pt,
                 sends,
+                peer_dtx: asks_for_dtx(answer_sdp, opus_pt),
             },
             self.local_port,
             self.advertised,

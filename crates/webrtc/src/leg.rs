@@ -66,6 +66,10 @@ pub struct WebRtcLeg {
     advertised: SocketAddr,
     /// Whether the answer lets us send (the browser did not offer `sendonly`/`inactive`).
     sends: bool,
+    /// The peer prefers to receive Opus with DTX (`usedtx=1` in its SDP).
+    peer_dtx: bool,
+    /// The next frame sent starts a talk spurt after a pause (RTP marker bit).
+    talkspurt_next: bool,
     link: Link,
     /// DTLS completed once: ICE coming back after a lapse means audio can flow again.
     dtls_done: bool,
@@ -164,6 +168,7 @@ impl WebRtcLeg {
                 mid,
                 opus_pt,
                 sends,
+                peer_dtx: asks_for_dtx(offer_sdp, opus_pt),
             },
             config.local.port(),
             advertised,
@@ -188,6 +193,8 @@ impl WebRtcLeg {
             local_port,
             advertised,
             sends: negotiated.sends,
+            peer_dtx: negotiated.peer_dtx,
+            talkspurt_next: false,
             link: Link::Connecting,
             dtls_done: false,
             next_timeout,
@@ -304,6 +311,9 @@ impl WebRtcLeg {
         let Some(mut writer) = self.rtc.writer(self.mid) else {
             return Err(SendError::NotReceiving);
         };
+        if std::mem::take(&mut self.talkspurt_next) {
+            writer = writer.start_of_talkspurt(true);
+        }
         if let Some(level) = level {
             // On the wire the level is 0..=127 -dBov; str0m wants it negative.
             let dbov = level.minus_dbov.min(127) as i8;
@@ -351,6 +361,18 @@ impl WebRtcLeg {
     /// Whether the leg is over for good (closed by either side, or failed).
     pub fn is_closed(&self) -> bool {
         self.link == Link::Closed
+    }
+
+    /// Whether the peer asked to receive Opus with discontinuous transmission (`usedtx=1`):
+    /// the caller may then leave out silent frames (see `media::dtx`).
+    pub fn peer_prefers_dtx(&self) -> bool {
+        self.peer_dtx
+    }
+
+    /// The next frame sent is the first after a pause (frames left out for DTX): it carries
+    /// the RTP marker bit (RFC 3551 §4.1).
+    pub fn start_talkspurt(&mut self) {
+        self.talkspurt_next = true;
     }
 
     /// The leg's counters.
@@ -537,6 +559,23 @@ pub(crate) struct Negotiated {
     pub(crate) opus_pt: Pt,
     /// Whether we send on it (the peer receives).
     pub(crate) sends: bool,
+    /// The peer's SDP asks for DTX on its Opus payload type.
+    pub(crate) peer_dtx: bool,
+}
+
+/// Whether `sdp` (the peer's) asks for Opus discontinuous transmission on payload type `pt`
+/// (RFC 7587 §6.1: `usedtx=1` in its `a=fmtp`). str0m keeps the peer's format parameters to
+/// itself, so its text is read here.
+pub(crate) fn asks_for_dtx(sdp: &str, pt: Pt) -> bool {
+    let prefix = format!("a=fmtp:{} ", *pt);
+    sdp.lines()
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
+        .flat_map(|params| params.split(';'))
+        .any(|param| {
+            param
+                .split_once('=')
+                .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("usedtx") && v.trim() == "1")
+        })
 }
 
 /// The first deadline, events and datagrams of a freshly negotiated `Rtc`.
@@ -575,12 +614,12 @@ pub(crate) fn negotiated_opus(rtc: &Rtc, mid: Mid) -> Option<(Pt, bool)> {
     Some((pt, media.direction().is_sending()))
 }
 
-/// str0m configured for an audio leg: ICE-lite when answering a browser, a full ICE agent
-/// when the server offers (a client of a meeting's WHIP/WHEP endpoints, where the meeting
-/// may itself be ICE-lite and one side must run the checks).
 /// Payload type of Opus in our offers (str0m's and Chrome's choice).
 const OPUS_PT: Pt = Pt::new_with_value(111);
 
+/// str0m configured for an audio leg: ICE-lite when answering a browser, a full ICE agent
+/// when the server offers (a client of a meeting's WHIP/WHEP endpoints, where the meeting
+/// may itself be ICE-lite and one side must run the checks).
 pub(crate) fn rtc_config(ice_lite: bool) -> RtcConfig {
     // Only what an audio leg uses: the level for talker display and mixing decisions, and the
     // mid so that str0m finds the m-line of a stream even without `a=ssrc` lines (WHIP

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaData, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, Frequency, MediaData, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
@@ -527,12 +527,30 @@ fn answers_a_chrome_offer_with_usedtx_with_opus_only() {
         assert!(!answer.contains(absent), "answer has {absent}:\n{answer}");
     }
     assert!(!leg.is_connected());
+    assert!(leg.peer_prefers_dtx(), "the offer asks us for DTX");
     // Chrome's default offer has no usedtx: it is still answered, and asked for DTX.
     let plain = CHROME_OFFER.replace(";usedtx=1", "");
-    let (_, answer) = WebRtcLeg::answer(&WebRtcConfig::new(SERVER), &plain, Instant::now())
+    let (leg, answer) = WebRtcLeg::answer(&WebRtcConfig::new(SERVER), &plain, Instant::now())
         .expect("Chrome's default offer answered");
     assert!(answer.contains("a=rtpmap:111 opus/48000/2"), "{answer}");
     assert!(answer.contains("usedtx=1"), "{answer}");
+    assert!(!leg.peer_prefers_dtx(), "the offer does not ask us for DTX");
+}
+
+#[test]
+fn reads_usedtx_from_the_opus_fmtp_only() {
+    let pt = Pt::new_with_value(111);
+    for (sdp, wanted) in [
+        ("a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\n", true),
+        ("a=fmtp:111 usedtx=1\r\n", true),
+        ("a=fmtp:111 useinbandfec=1; usedtx = 1\r\n", true),
+        ("a=fmtp:111 usedtx=0\r\n", false),
+        ("a=fmtp:63 111/111;usedtx=1\r\n", false),
+        ("a=fmtp:1111 usedtx=1\r\n", false),
+        ("a=rtpmap:111 opus/48000/2\r\n", false),
+    ] {
+        assert_eq!(crate::leg::asks_for_dtx(sdp, pt), wanted, "{sdp:?}");
+    }
 }
 
 #[test]
