@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use support::{Baresip, Netns, Server, TempDir, call_staggered, python_venv, repo};
 
@@ -175,6 +175,12 @@ fn prefer_media_over_other_work() {
     );
 }
 
+/// Held by each test while its calls run: the clean and the impaired matrix each put 20
+/// baresips and a server on the machine's two cores, and both at once starved them (the
+/// worker ran ticks late, talkers sent late), which the scores then measured. The scoring
+/// (PESQ, ffmpeg) runs outside it.
+static ONE_MATRIX_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// One speaker → listener path's figures.
 struct PathScore {
     speaker: Codec,
@@ -232,6 +238,10 @@ fn speech_through_rooms(
         })
         .collect();
 
+    // A test that failed while holding it leaves it poisoned; the other still measures.
+    let calls_running = ONE_MATRIX_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // The talker joins last, so that every listener hears all of the speech.
     let logs: Vec<Vec<String>> = std::thread::scope(|scope| {
         let calls: Vec<_> = rooms
@@ -259,7 +269,16 @@ fn speech_through_rooms(
             let _ = writeln!(all_logs, "==== {who}\n{log}");
         }
     }
-    let log = format!("{all_logs}==== server\n{}", server.log());
+    // A worker that starts a tick late has, before it catches up, held every talker's audio
+    // back: the count tells a starved machine from a worse path when a score drops.
+    let late = server.metric(Some(ns), "amtsleitung_media_late_ticks_total");
+    let ticks = server.metric(Some(ns), "amtsleitung_media_ticks_total");
+    drop(calls_running);
+    eprintln!("the server's media worker: {late} of {ticks} ticks late");
+    let log = format!(
+        "{all_logs}==== server ({late} of {ticks} ticks late)\n{}",
+        server.log()
+    );
 
     let mut scores = Vec::new();
     for ((speaker, listeners, _), room_logs) in rooms.iter().zip(&logs) {

@@ -65,6 +65,7 @@ mod srtp_setting;
 mod store_handle;
 mod telemetry;
 mod tenants;
+mod tick_schedule;
 mod tls;
 mod transport;
 mod trunk_reload;

@@ -38,6 +38,7 @@ use tokio::sync::mpsc::error::TrySendError as ChannelFull;
 use crate::browser_media::{
     BrowserCommand, BrowserParticipant, BrowserReport, Refused, SessionEnd,
 };
+use crate::tick_schedule::{TickSchedule, TickStart};
 use crate::udp_arrival::{TickClock, enable_arrival_times, recv_with_arrival};
 
 use crate::core_command::CoreCommand;
@@ -49,6 +50,10 @@ pub const CORE_COMMAND_QUEUE: usize = 1024;
 
 /// One media tick.
 pub const TICK: Duration = Duration::from_millis(20);
+/// How far behind its schedule the worker catches up by running missed ticks back to back
+/// (skipping them would cut a frame out of every listener's audio); further behind, it
+/// skips them rather than burst out seconds of frames.
+const MAX_CATCH_UP: Duration = Duration::from_millis(200);
 /// Upper bound on packets read from one socket per tick, so a flood cannot starve the others.
 const MAX_PACKETS_PER_TICK: usize = 32;
 /// Ticks between looks at the RTCP sockets (500 ms).
@@ -1015,24 +1020,29 @@ impl Worker {
         let mut packet = [0u8; MAX_PACKET];
         let mut scratch = FrameScratch::new();
         let mut heard = [0i16; MAX_FRAME_SAMPLES];
-        let mut next_tick = Instant::now() + TICK;
+        let mut schedule = TickSchedule::new(Instant::now(), TICK, MAX_CATCH_UP);
         let mut tick_count: u32 = 0;
         loop {
-            let now = Instant::now();
-            if now < next_tick {
-                std::thread::sleep(next_tick - now);
-            } else if now - next_tick > TICK {
-                self.stats.late_ticks.fetch_add(1, Ordering::Relaxed);
-                // More than a whole tick behind (machine suspended, debugger): resynchronise
-                // rather than burst out every missed tick at once.
-                next_tick = now;
-            }
+            // Each tick plays out at its own time, also when it catches up, so that jitter
+            // buffers see a frame per 20 ms and do not drop the backlog of a short stall.
+            let now = match schedule.poll(Instant::now()) {
+                TickStart::Wait(time) => {
+                    std::thread::sleep(time);
+                    continue;
+                }
+                TickStart::Run { at, late } => {
+                    if late {
+                        self.stats.late_ticks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    at
+                }
+            };
             let clock = TickClock::read();
-            let now = clock.now;
             let now_ntp = ntp_timestamp(clock.wall);
-            next_tick += TICK;
             self.stats.ticks.fetch_add(1, Ordering::Relaxed);
-            if !self.apply_commands(now) {
+            // Set-up, and str0m's sessions, run on the real clock (str0m holds its time
+            // from going backwards).
+            if !self.apply_commands(clock.now) {
                 return;
             }
             // Receive and decode everyone first, so each room mixes this tick's frames.
@@ -1110,12 +1120,12 @@ impl Worker {
             }
             for browser in &mut self.browsers {
                 if let Some(Some(room)) = self.rooms.get(browser.slot()) {
-                    browser.send_from(now, &room.room, &mut counts);
+                    browser.send_from(clock.now, &room.room, &mut counts);
                 }
             }
             self.end_browser_sessions();
             counts.flush(&self.stats);
-            self.stats.record_tick(now.elapsed());
+            self.stats.record_tick(clock.now.elapsed());
         }
     }
 
