@@ -1023,21 +1023,23 @@ impl Worker {
         let mut schedule = TickSchedule::new(Instant::now(), TICK, MAX_CATCH_UP);
         let mut tick_count: u32 = 0;
         loop {
-            // Each tick plays out at its own time, also when it catches up, so that jitter
-            // buffers see a frame per 20 ms and do not drop the backlog of a short stall.
-            let now = match schedule.poll(Instant::now()) {
+            let (at, late) = match schedule.poll(Instant::now()) {
                 TickStart::Wait(time) => {
                     std::thread::sleep(time);
                     continue;
                 }
-                TickStart::Run { at, late } => {
-                    if late {
-                        self.stats.late_ticks.fetch_add(1, Ordering::Relaxed);
-                    }
-                    at
-                }
+                TickStart::Run { at, late } => (at, late),
             };
             let clock = TickClock::read();
+            // A tick that catches up plays out at its own time, so that jitter buffers see a
+            // frame per 20 ms and do not drop the backlog of the stall; the others at the
+            // time they run, as the arrival stamps are.
+            let now = if late {
+                self.stats.late_ticks.fetch_add(1, Ordering::Relaxed);
+                at
+            } else {
+                clock.now
+            };
             let now_ntp = ntp_timestamp(clock.wall);
             self.stats.ticks.fetch_add(1, Ordering::Relaxed);
             // Set-up, and str0m's sessions, run on the real clock (str0m holds its time
