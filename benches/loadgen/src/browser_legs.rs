@@ -94,8 +94,9 @@ pub struct NewParticipant {
 pub enum BrowserCommand {
     /// Take a participant.
     Add(Box<NewParticipant>),
-    /// Window start (first) or end (second).
-    Mark,
+    /// Window start (first) or end (second); the I/O thread answers once it has taken
+    /// the mark, so that nothing ends a peer before it is counted.
+    Mark(mpsc::SyncSender<()>),
     /// Close every peer and return the results.
     Stop,
 }
@@ -319,7 +320,10 @@ impl LegsThread {
         loop {
             match commands.try_recv() {
                 Ok(BrowserCommand::Add(p)) => self.add(*p),
-                Ok(BrowserCommand::Mark) => self.mark(),
+                Ok(BrowserCommand::Mark(taken)) => {
+                    self.mark();
+                    let _ = taken.send(());
+                }
                 Ok(BrowserCommand::Stop) | Err(mpsc::TryRecvError::Disconnected) => return false,
                 Err(mpsc::TryRecvError::Empty) => return true,
             }

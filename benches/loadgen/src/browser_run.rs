@@ -224,13 +224,15 @@ pub fn run(cli: &Cli, server: &ServerProcess) -> anyhow::Result<Report> {
 
     std::thread::sleep(Duration::from_secs(cli.warmup));
     let a = take_mark(server)?;
-    let _ = to_legs.send(BrowserCommand::Mark);
+    mark_legs(&to_legs);
     let tx_a = tx_counters.mark();
     std::thread::sleep(
         (a.at + Duration::from_secs(cli.duration)).saturating_duration_since(Instant::now()),
     );
     let b = take_mark(server)?;
-    let _ = to_legs.send(BrowserCommand::Mark);
+    // Counted before the DELETEs below close any peer: the I/O thread, busy or asleep
+    // until its next slot, had counted peers that those DELETEs had closed as down.
+    mark_legs(&to_legs);
     let tx = tx_counters.mark().since(&tx_a);
 
     // Hang up as a browser does: DELETE both sessions (the listener first), while the I/O
@@ -292,4 +294,13 @@ pub fn run(cli: &Cli, server: &ServerProcess) -> anyhow::Result<Report> {
         }),
         floor: None,
     })
+}
+
+/// Marks the window's start or end in the I/O thread and waits until it has (at most a
+/// second: a thread that is that far behind has failed anyway).
+fn mark_legs(to_legs: &mpsc::Sender<BrowserCommand>) {
+    let (taken, wait) = mpsc::sync_channel(1);
+    if to_legs.send(BrowserCommand::Mark(taken)).is_ok() {
+        let _ = wait.recv_timeout(Duration::from_secs(1));
+    }
 }
